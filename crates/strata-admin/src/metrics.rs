@@ -1,0 +1,234 @@
+//! Lock-free metric cells for the hot path, and a writer that renders them as Prometheus text.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Relaxed);
+    }
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Relaxed);
+    }
+    pub fn dec(&self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+    pub fn set(&self, v: i64) {
+        self.0.store(v, Relaxed);
+    }
+    pub fn get(&self) -> i64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// Upper bounds, in seconds, of the latency histogram buckets.
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A latency histogram with the fixed [`LATENCY_BUCKETS`]; one atomic add per observation.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Per-bucket (not cumulative) counts; the last slot is +Inf.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Relaxed);
+        self.sum_micros.fetch_add(d.as_micros() as u64, Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Relaxed)).sum()
+    }
+}
+
+struct Family {
+    help: &'static str,
+    kind: &'static str,
+    samples: String,
+}
+
+/// Collects samples from every layer, then renders each family once with HELP and TYPE lines,
+/// its samples together, as the text format requires.
+#[derive(Default)]
+pub struct MetricsWriter {
+    families: BTreeMap<&'static str, Family>,
+}
+
+impl MetricsWriter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn family(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        kind: &'static str,
+    ) -> &mut String {
+        &mut self
+            .families
+            .entry(name)
+            .or_insert_with(|| Family {
+                help,
+                kind,
+                samples: String::new(),
+            })
+            .samples
+    }
+
+    pub fn counter(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&str, &str)],
+        value: u64,
+    ) {
+        let out = self.family(name, help, "counter");
+        sample(out, name, "", labels, None, value as f64);
+    }
+
+    pub fn gauge(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) {
+        let out = self.family(name, help, "gauge");
+        sample(out, name, "", labels, None, value);
+    }
+
+    pub fn histogram(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&str, &str)],
+        h: &Histogram,
+    ) {
+        let out = self.family(name, help, "histogram");
+        let mut cumulative = 0u64;
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            cumulative += h.buckets[i].load(Relaxed);
+            sample(
+                out,
+                name,
+                "_bucket",
+                labels,
+                Some(&bound.to_string()),
+                cumulative as f64,
+            );
+        }
+        cumulative += h.buckets[LATENCY_BUCKETS.len()].load(Relaxed);
+        sample(
+            out,
+            name,
+            "_bucket",
+            labels,
+            Some("+Inf"),
+            cumulative as f64,
+        );
+        let sum = h.sum_micros.load(Relaxed) as f64 / 1e6;
+        sample(out, name, "_sum", labels, None, sum);
+        sample(out, name, "_count", labels, None, cumulative as f64);
+    }
+
+    pub fn finish(self) -> String {
+        let mut out = String::new();
+        for (name, f) in self.families {
+            let _ = writeln!(out, "# HELP {name} {}", f.help);
+            let _ = writeln!(out, "# TYPE {name} {}", f.kind);
+            out.push_str(&f.samples);
+        }
+        out
+    }
+}
+
+fn sample(
+    out: &mut String,
+    name: &str,
+    suffix: &str,
+    labels: &[(&str, &str)],
+    le: Option<&str>,
+    value: f64,
+) {
+    out.push_str(name);
+    out.push_str(suffix);
+    if !labels.is_empty() || le.is_some() {
+        out.push('{');
+        let le = le.map(|v| ("le", v));
+        for (i, (k, v)) in labels.iter().copied().chain(le).enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "{k}=\"");
+            for c in v.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '"' => out.push_str("\\\""),
+                    '\n' => out.push_str("\\n"),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+        }
+        out.push('}');
+    }
+    let _ = writeln!(out, " {value}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_families_once_with_cumulative_buckets() {
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(300));
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_secs(60));
+        let mut w = MetricsWriter::new();
+        w.counter("strata_x_total", "X.", &[("listener", "a")], 1);
+        w.histogram(
+            "strata_lat_seconds",
+            "Latency.",
+            &[("listener", "a\"b")],
+            &h,
+        );
+        w.counter("strata_x_total", "X.", &[("listener", "b")], 2);
+        let text = w.finish();
+        assert_eq!(text.matches("# TYPE strata_x_total counter").count(), 1);
+        assert!(
+            text.contains("strata_x_total{listener=\"a\"} 1\nstrata_x_total{listener=\"b\"} 2\n")
+        );
+        assert!(text.contains("strata_lat_seconds_bucket{listener=\"a\\\"b\",le=\"0.0005\"} 1\n"));
+        assert!(text.contains("strata_lat_seconds_bucket{listener=\"a\\\"b\",le=\"0.005\"} 2\n"));
+        assert!(text.contains("strata_lat_seconds_bucket{listener=\"a\\\"b\",le=\"+Inf\"} 3\n"));
+        assert!(text.contains("strata_lat_seconds_count{listener=\"a\\\"b\"} 3\n"));
+    }
+}

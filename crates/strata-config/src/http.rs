@@ -1,0 +1,147 @@
+//! `[[http]]`: the L7 reverse proxy listener.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::Report;
+use crate::upstream::{require_backends, upstream, Layer, Upstream};
+use crate::walk::{as_addr, Section};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpListener {
+    pub name: String,
+    pub listen: SocketAddr,
+    pub upstream: Upstream,
+    /// How long a client may take to send a request head; also how long an idle keep-alive
+    /// connection waits for its next request (as HAProxy's `timeout http-request`).
+    pub header_timeout: Duration,
+    /// How long a backend may take to send response headers.
+    pub response_timeout: Duration,
+    /// Inactivity limit on upgraded (WebSocket) tunnels and on pooled upstream connections.
+    pub idle_timeout: Duration,
+    pub max_body_size: u64,
+    pub max_header_size: u64,
+    pub max_connections: u32,
+    pub forwarded: Forwarded,
+    pub access_log: bool,
+    /// Serve TLS with these certificates, chosen by SNI; empty means plain HTTP.
+    pub tls: Vec<TlsCert>,
+    /// Answer every request with a redirect to the same URL over https instead of proxying.
+    pub redirect_https: bool,
+    /// Idle upstream connections kept per backend.
+    pub upstream_keepalive: u32,
+}
+
+/// Which forwarding headers the proxy adds for the backend.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Forwarded {
+    /// X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host.
+    XForwarded,
+    /// RFC 7239 `Forwarded`.
+    Rfc7239,
+    None,
+}
+
+/// A certificate chain and its key, PEM files; names come from the certificate itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+pub(crate) const KEYS: &[&str] = &[
+    "backends",
+    "balance",
+    "hash_key",
+    "health",
+    "passive",
+    "retries",
+    "retry_budget",
+    "connect_timeout",
+    "slow_start",
+    "name",
+    "listen",
+    "header_timeout",
+    "response_timeout",
+    "idle_timeout",
+    "max_body_size",
+    "max_header_size",
+    "max_connections",
+    "forwarded",
+    "access_log",
+    "tls",
+    "redirect_https",
+    "upstream_keepalive",
+];
+const TLS_KEYS: &[&str] = &["cert", "key"];
+
+pub(crate) fn listener(
+    report: &mut Report<'_>,
+    s: &Section<'_, '_>,
+    base: &Path,
+) -> Option<HttpListener> {
+    let name = s
+        .required(report, "name")
+        .and_then(|_| s.string(report, "name"));
+    let listen = s.required(report, "listen").and_then(|v| {
+        s.string(report, "listen")
+            .and_then(|t| as_addr(report, &s.key("listen"), v, t))
+    });
+    let upstream = upstream(report, s, Layer::Http);
+    let redirect_https = s.bool(report, "redirect_https", false);
+    if !redirect_https {
+        require_backends(report, s, &upstream);
+    }
+    let max_header_size = s.size(report, "max_header_size", 16 << 10);
+    if max_header_size < 8192 {
+        let span = s
+            .get("max_header_size")
+            .map(|v| v.span())
+            .unwrap_or(s.span.clone());
+        report.add(span, &s.key("max_header_size"), "must be at least 8KiB");
+    }
+    let tls = s
+        .tables(report, "tls", TLS_KEYS)
+        .iter()
+        .filter_map(|t| {
+            let cert = t
+                .required(report, "cert")
+                .and_then(|_| t.string(report, "cert"));
+            let key = t
+                .required(report, "key")
+                .and_then(|_| t.string(report, "key"));
+            Some(TlsCert {
+                cert: base.join(cert?),
+                key: base.join(key?),
+            })
+        })
+        .collect::<Vec<_>>();
+    let forwarded = match s.choice(
+        report,
+        "forwarded",
+        &["x-forwarded", "forwarded", "none"],
+        "x-forwarded",
+    ) {
+        "forwarded" => Forwarded::Rfc7239,
+        "none" => Forwarded::None,
+        _ => Forwarded::XForwarded,
+    };
+    let out = HttpListener {
+        name: name?.to_string(),
+        listen: listen?,
+        header_timeout: s.duration(report, "header_timeout", Duration::from_secs(10)),
+        response_timeout: s.duration(report, "response_timeout", Duration::from_secs(60)),
+        idle_timeout: s.duration(report, "idle_timeout", Duration::from_secs(60)),
+        max_body_size: s.size(report, "max_body_size", 16 << 20),
+        max_header_size,
+        max_connections: s.int(report, "max_connections", 1..=1_000_000, 10_000) as u32,
+        forwarded,
+        access_log: s.bool(report, "access_log", false),
+        tls,
+        redirect_https,
+        upstream_keepalive: s.int(report, "upstream_keepalive", 0..=10_000, 64) as u32,
+        upstream,
+    };
+    Some(out)
+}

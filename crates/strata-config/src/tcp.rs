@@ -1,0 +1,53 @@
+//! `[[tcp]]`: the L4 load-balanced listener.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::error::Report;
+use crate::upstream::{require_backends, upstream, Layer, Upstream};
+use crate::walk::{as_addr, Section};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TcpListener {
+    pub name: String,
+    pub listen: SocketAddr,
+    pub upstream: Upstream,
+    /// A connection with no bytes in either direction for this long is closed.
+    pub idle_timeout: Duration,
+    pub max_connections: u32,
+}
+
+pub(crate) const KEYS: &[&str] = &[
+    "backends",
+    "balance",
+    "hash_key",
+    "health",
+    "passive",
+    "retries",
+    "retry_budget",
+    "connect_timeout",
+    "slow_start",
+    "name",
+    "listen",
+    "idle_timeout",
+    "max_connections",
+];
+
+pub(crate) fn listener(report: &mut Report<'_>, s: &Section<'_, '_>) -> Option<TcpListener> {
+    let name = s
+        .required(report, "name")
+        .and_then(|_| s.string(report, "name"));
+    let listen = s.required(report, "listen").and_then(|v| {
+        s.string(report, "listen")
+            .and_then(|t| as_addr(report, &s.key("listen"), v, t))
+    });
+    let upstream = upstream(report, s, Layer::Tcp);
+    require_backends(report, s, &upstream);
+    Some(TcpListener {
+        name: name?.to_string(),
+        listen: listen?,
+        idle_timeout: s.duration(report, "idle_timeout", Duration::from_secs(600)),
+        max_connections: s.int(report, "max_connections", 1..=1_000_000, 10_000) as u32,
+        upstream,
+    })
+}

@@ -1,0 +1,175 @@
+use super::*;
+
+fn problems(src: &str) -> Vec<String> {
+    match parse(src, "test.toml", Path::new(".")) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.problems().iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+#[test]
+fn full_config_parses_with_defaults() {
+    let src = r#"
+workers = 2
+[admin]
+listen = "127.0.0.1:9900"
+
+[[http]]
+name = "web"
+listen = "127.0.0.1:8080"
+balance = "hash"
+hash_key = "cookie:sid"
+backends = ["127.0.0.1:9001 weight=3", "127.0.0.1:9002"]
+health = { path = "/healthz", interval = "500ms", rise = 1, fall = 2, expect = "2xx" }
+
+[[tcp]]
+name = "smtp"
+listen = "127.0.0.1:2525"
+backends = ["127.0.0.1:25"]
+health = { interval = "1s" }
+"#;
+    let c = parse(src, "t.toml", Path::new(".")).expect("valid");
+    assert_eq!(c.workers, Some(2));
+    let h = &c.http[0];
+    assert_eq!(h.upstream.backends[0].weight, 3);
+    assert_eq!(
+        h.upstream.balance,
+        Balance::Hash(HashKey::Cookie("sid".into()))
+    );
+    let check = h.upstream.health.as_ref().expect("health");
+    assert_eq!(check.interval, Duration::from_millis(500));
+    assert_eq!(
+        check.kind,
+        CheckKind::Http {
+            path: "/healthz".into(),
+            host: None,
+            expect: (200, 299)
+        }
+    );
+    assert_eq!(h.upstream.retries, 2);
+    assert_eq!(h.header_timeout, Duration::from_secs(10));
+    assert_eq!(
+        c.tcp[0].upstream.health.as_ref().map(|h| &h.kind),
+        Some(&CheckKind::Connect)
+    );
+}
+
+#[test]
+fn unknown_key_names_line_and_suggests() {
+    let p = problems(
+        "[[http]]\nname = \"web\"\nlisten = \"127.0.0.1:80\"\nbackend = [\"127.0.0.1:81\"]\n",
+    );
+    assert!(
+        p.iter().any(|l| l
+            == "test.toml:4:1: `http[0].backend`: unknown key (hint: did you mean `backends`?)"),
+        "{p:#?}"
+    );
+    // and the missing required key is reported in the same run
+    assert!(
+        p.iter()
+            .any(|l| l.contains("`http[0].backends`: required key is missing")),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let src = r#"
+[[http]]
+name = "web"
+listen = "127.0.0.1:80"
+backends = []
+connect_timeout = 5
+health = { path = "healthz", interval = "2 fortnights" }
+
+[[tcp]]
+name = "db"
+listen = "127.0.0.1:80"
+backends = ["nowhere"]
+balance = "fastest"
+"#;
+    let p = problems(src);
+    let expect = [
+        "test.toml:5:12: `http[0].backends`: the backend list is empty",
+        "test.toml:6:19: `http[0].connect_timeout`: a bare number (5) has no unit (hint: write \"5s\" or \"5ms\")",
+        "`http[0].health.path`: the path must start with /",
+        "`http[0].health.interval`: unknown duration unit \"fortnights\"",
+        "test.toml:11:10: `tcp[0].listen`: 127.0.0.1:80 is already used by `http[0].listen`",
+        "test.toml:12:13: `tcp[0].backends[0]`: \"nowhere\" has no port",
+        "`tcp[0].balance`: unknown value \"fastest\" (hint: one of: round_robin, least_conn, ip_hash, random_two)",
+    ];
+    for e in expect {
+        assert!(p.iter().any(|l| l.contains(e)), "missing {e:?} in {p:#?}");
+    }
+}
+
+#[test]
+fn hash_needs_a_key_and_tcp_has_no_hash() {
+    let p = problems("[[http]]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\nbackends = [\"127.0.0.1:2\"]\nbalance = \"hash\"\n");
+    assert!(
+        p.iter()
+            .any(|l| l.contains("balance = \"hash\" needs a hash_key")),
+        "{p:#?}"
+    );
+    let p = problems("[[tcp]]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\nbackends = [\"127.0.0.1:2\"]\nbalance = \"hash\"\n");
+    assert!(
+        p.iter().any(|l| l.contains("unknown value \"hash\"")),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn duplicate_names_and_backends() {
+    let src = "[[http]]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\nbackends = [\"127.0.0.1:2\", \"127.0.0.1:2\"]\n\
+               [[http]]\nname = \"a\"\nlisten = \"127.0.0.1:3\"\nbackends = [\"127.0.0.1:2\"]\n";
+    let p = problems(src);
+    assert!(
+        p.iter()
+            .any(|l| l.contains("backend 127.0.0.1:2 is listed twice")),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter().any(|l| l.starts_with(
+            "test.toml:6:8: `http[1].name`: another http listener is already named \"a\""
+        )),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn layers_not_built_yet_are_named() {
+    let p = problems("[[cache]]\nname = \"s\"\n");
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(
+        p[0].contains("the cache layer is not available in this version"),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn broken_toml_points_at_the_line() {
+    let p = problems("[[http]]\nname = \"a\n");
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(p[0].starts_with("test.toml:2:"), "{p:#?}");
+    assert!(p[0].contains("invalid TOML"), "{p:#?}");
+}
+
+#[test]
+fn wrong_types_are_named() {
+    let p = problems("workers = \"many\"\n[[http]]\nname = 1\nlisten = \"127.0.0.1:1\"\nbackends = \"127.0.0.1:2\"\n");
+    assert!(
+        p.iter()
+            .any(|l| l.contains("`workers`: expected an integer, found string")),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.contains("`http[0].name`: expected a string, found integer")),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.contains("`http[0].backends`: expected an array")),
+        "{p:#?}"
+    );
+}

@@ -1,0 +1,329 @@
+//! One backend's shared state, and the group of backends behind one listener.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use strata_admin::{Counter, Gauge, Histogram};
+use strata_config::Passive;
+
+use crate::clock::now_ms;
+
+/// Traffic counters of one backend.
+#[derive(Debug, Default)]
+pub struct BackendStats {
+    /// Requests (HTTP) or connections (TCP) sent to this backend.
+    pub requests: Counter,
+    /// HTTP responses by status class: index 0 is 1xx, 4 is 5xx.
+    pub responses: [Counter; 5],
+    /// Connect failures, timeouts and broken upstream connections.
+    pub failures: Counter,
+    /// Tries that went to this backend as a retry.
+    pub retries: Counter,
+    pub ejections: Counter,
+    pub latency: Histogram,
+    /// Open client connections relayed to this backend (TCP) or in-flight requests (HTTP).
+    pub open: Gauge,
+}
+
+/// Why a backend is or is not taking traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Up,
+    /// The active check failed `fall` times in a row.
+    Down,
+    /// Passive checking saw too many failures; back after a while.
+    Ejected,
+    /// An operator drained it; in-flight work finishes, nothing new arrives.
+    Draining,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Up => "up",
+            State::Down => "down",
+            State::Ejected => "ejected",
+            State::Draining => "draining",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Backend {
+    pub addr: SocketAddr,
+    /// `addr` as text, the backend's name in metrics, status and the admin API.
+    pub name: String,
+    pub weight: u32,
+    pub stats: BackendStats,
+    /// Requests or connections in flight now; balancing reads it.
+    in_flight: AtomicU32,
+    active_up: AtomicBool,
+    draining: AtomicBool,
+    passive_failures: AtomicU32,
+    /// When the current ejection ends (ms, [`now_ms`]); 0 when not ejected.
+    ejected_until: AtomicU64,
+    /// Ejections in a row, for the growing back-off.
+    ejection_streak: AtomicU32,
+    /// When the backend last became available (ms); slow start ramps from here.
+    available_since: AtomicU64,
+    /// The last thing that changed its state, for /status.
+    reason: Mutex<String>,
+}
+
+impl Backend {
+    pub fn new(addr: SocketAddr, weight: u32) -> Self {
+        Backend {
+            addr,
+            name: addr.to_string(),
+            weight,
+            stats: BackendStats::default(),
+            in_flight: AtomicU32::new(0),
+            active_up: AtomicBool::new(true),
+            draining: AtomicBool::new(false),
+            passive_failures: AtomicU32::new(0),
+            ejected_until: AtomicU64::new(0),
+            ejection_streak: AtomicU32::new(0),
+            available_since: AtomicU64::new(0),
+            reason: Mutex::new("not checked yet".into()),
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state_at(now_ms())
+    }
+
+    fn state_at(&self, now: u64) -> State {
+        if self.draining.load(Relaxed) {
+            State::Draining
+        } else if !self.active_up.load(Relaxed) {
+            State::Down
+        } else if self.ejected_until.load(Relaxed) > now {
+            State::Ejected
+        } else {
+            State::Up
+        }
+    }
+
+    /// Whether new requests may go here now.
+    pub fn is_available(&self) -> bool {
+        self.state() == State::Up
+    }
+
+    pub fn reason(&self) -> String {
+        self.reason.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    fn set_reason(&self, why: String) {
+        if let Ok(mut r) = self.reason.lock() {
+            *r = why;
+        }
+    }
+
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Relaxed)
+    }
+
+    /// Counts one request or connection in flight until the guard drops.
+    pub fn start(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Relaxed);
+        self.stats.open.inc();
+        InFlight(self.clone())
+    }
+
+    /// The weight balancing uses now: ramped up from a tenth over `slow_start` after the backend
+    /// comes back, like HAProxy's `slowstart`.
+    pub fn effective_weight(&self, slow_start: Duration) -> f64 {
+        let weight = self.weight as f64;
+        let since = self.available_since.load(Relaxed);
+        if slow_start.is_zero() || since == 0 {
+            return weight;
+        }
+        let elapsed = now_ms().saturating_sub(since) as f64;
+        let ramp = elapsed / slow_start.as_millis() as f64;
+        if ramp >= 1.0 {
+            weight
+        } else {
+            weight * ramp.max(0.1)
+        }
+    }
+
+    /// The result of one active check, after rise/fall were counted by the checker.
+    pub(crate) fn set_active(&self, up: bool, why: String) {
+        let was = self.active_up.swap(up, Relaxed);
+        if up && !was {
+            self.available_since.store(now_ms(), Relaxed);
+        }
+        self.set_reason(why);
+    }
+
+    pub fn drain(&self) {
+        self.draining.store(true, Relaxed);
+        self.set_reason("drained by the admin API".into());
+    }
+
+    pub fn restore(&self) {
+        if self.draining.swap(false, Relaxed) {
+            self.available_since.store(now_ms(), Relaxed);
+            self.set_reason("restored by the admin API".into());
+        }
+    }
+
+    /// A request or connection to this backend worked.
+    pub fn report_success(&self) {
+        if self.passive_failures.load(Relaxed) != 0 {
+            self.passive_failures.store(0, Relaxed);
+        }
+    }
+}
+
+/// Decrements the in-flight count when dropped.
+pub struct InFlight(Arc<Backend>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+        self.0.stats.open.dec();
+    }
+}
+
+/// The backends behind one listener, with the passive-check policy that spans them.
+#[derive(Debug)]
+pub struct Group {
+    pub backends: Vec<Arc<Backend>>,
+    pub passive: Passive,
+}
+
+impl Group {
+    /// A request or connect to `backend` failed in a way that counts against it (a 5xx, a
+    /// refused or timed-out connect). Enough in a row eject it, unless that would eject more
+    /// than `max_ejected_percent` of the group.
+    pub fn report_failure(&self, backend: &Backend, why: &str) {
+        let p = &self.passive;
+        if p.failures == 0 {
+            return;
+        }
+        let n = backend.passive_failures.fetch_add(1, Relaxed) + 1;
+        if n < p.failures {
+            return;
+        }
+        let now = now_ms();
+        if backend.state_at(now) != State::Up {
+            return;
+        }
+        let ejected = self
+            .backends
+            .iter()
+            .filter(|b| b.state_at(now) == State::Ejected)
+            .count();
+        let allowed = self.backends.len() * p.max_ejected_percent as usize / 100;
+        if ejected + 1 > allowed.max(if p.max_ejected_percent > 0 { 1 } else { 0 }) {
+            return;
+        }
+        // the back-off grows while ejections follow each other, and starts over after a quiet spell
+        let last_end = backend.ejected_until.load(Relaxed);
+        let mut streak = backend.ejection_streak.load(Relaxed);
+        if last_end != 0 && now.saturating_sub(last_end) > p.max_ejection.as_millis() as u64 {
+            streak = 0;
+        }
+        let base = p.base_ejection.as_millis() as u64;
+        let time = base
+            .saturating_mul(1u64 << streak.min(20))
+            .min(p.max_ejection.as_millis() as u64);
+        backend.ejection_streak.store(streak + 1, Relaxed);
+        backend.ejected_until.store(now + time, Relaxed);
+        backend.available_since.store(now + time, Relaxed);
+        backend.passive_failures.store(0, Relaxed);
+        backend.stats.ejections.inc();
+        let why = format!(
+            "ejected for {}ms after {n} failures in a row, the last: {why}",
+            time
+        );
+        tracing::warn!(backend = %backend.name, "{why}");
+        backend.set_reason(why);
+    }
+
+    pub fn find(&self, name: &str) -> Option<&Arc<Backend>> {
+        self.backends.iter().find(|b| b.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(n: usize, max_pct: u32) -> Group {
+        Group {
+            backends: (0..n)
+                .map(|i| Arc::new(Backend::new(([127, 0, 0, 1], 1000 + i as u16).into(), 1)))
+                .collect(),
+            passive: Passive {
+                failures: 3,
+                base_ejection: Duration::from_secs(10),
+                max_ejection: Duration::from_secs(40),
+                max_ejected_percent: max_pct,
+            },
+        }
+    }
+
+    #[test]
+    fn consecutive_failures_eject_and_success_resets() {
+        let g = group(2, 50);
+        let b = &g.backends[0];
+        g.report_failure(b, "503");
+        g.report_failure(b, "503");
+        b.report_success();
+        g.report_failure(b, "503");
+        assert_eq!(b.state(), State::Up);
+        g.report_failure(b, "503");
+        g.report_failure(b, "503");
+        assert_eq!(b.state(), State::Ejected);
+        assert!(
+            b.reason().contains("ejected for 10000ms after 3 failures"),
+            "{}",
+            b.reason()
+        );
+    }
+
+    #[test]
+    fn max_ejected_percent_keeps_some_backends() {
+        let g = group(2, 50);
+        for b in &g.backends {
+            for _ in 0..3 {
+                g.report_failure(b, "connect refused");
+            }
+        }
+        let ejected = g
+            .backends
+            .iter()
+            .filter(|b| b.state() == State::Ejected)
+            .count();
+        assert_eq!(ejected, 1);
+    }
+
+    #[test]
+    fn drain_and_restore() {
+        let b = Arc::new(Backend::new(([127, 0, 0, 1], 1).into(), 4));
+        b.drain();
+        assert_eq!(b.state(), State::Draining);
+        assert!(!b.is_available());
+        b.restore();
+        assert!(b.is_available());
+        // just restored: slow start begins at a tenth of the weight
+        let w = b.effective_weight(Duration::from_secs(100));
+        assert!(w < 1.0, "{w}");
+        assert_eq!(b.effective_weight(Duration::ZERO), 4.0);
+    }
+
+    #[test]
+    fn in_flight_guard_counts() {
+        let b = Arc::new(Backend::new(([127, 0, 0, 1], 1).into(), 1));
+        let g1 = b.start();
+        let g2 = b.start();
+        assert_eq!(b.in_flight(), 2);
+        drop(g1);
+        drop(g2);
+        assert_eq!(b.in_flight(), 0);
+    }
+}

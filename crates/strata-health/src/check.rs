@@ -1,0 +1,136 @@
+//! Active health checks: a task per backend that connects (and for HTTP sends a GET) on an
+//! interval, counting rise/fall before it changes the backend's state.
+
+use std::sync::Arc;
+
+use strata_config::{CheckKind, HealthCheck};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::Backend;
+
+/// Starts a checker for each backend; they stop when `cancel` fires. `owner` names the listener
+/// in log lines ("http:web").
+pub fn spawn_checks(
+    owner: &str,
+    backends: &[Arc<Backend>],
+    check: &HealthCheck,
+    cancel: CancellationToken,
+) {
+    for backend in backends {
+        let backend = backend.clone();
+        let check = check.clone();
+        let cancel = cancel.clone();
+        let owner = owner.to_string();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = run(&owner, &backend, &check) => {}
+            }
+        });
+    }
+}
+
+async fn run(owner: &str, backend: &Backend, check: &HealthCheck) {
+    let mut ticker = tokio::time::interval(check.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut up = backend.state() != crate::State::Down;
+    let mut streak = 0u32; // consecutive results that disagree with `up`
+    let mut first = true;
+    loop {
+        ticker.tick().await;
+        let result = match tokio::time::timeout(check.timeout, probe(backend, &check.kind)).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("no answer within {:?}", check.timeout)),
+        };
+        let ok = result.is_ok();
+        let detail = match &result {
+            Ok(d) | Err(d) => d.clone(),
+        };
+        if ok == up {
+            streak = 0;
+            if first {
+                backend.set_active(up, format!("check passed: {detail}"));
+            } else if !ok {
+                backend.set_active(up, format!("check failed: {detail}"));
+            }
+        } else {
+            streak += 1;
+            let needed = if up { check.fall } else { check.rise };
+            if streak >= needed {
+                up = ok;
+                streak = 0;
+                let why = if ok {
+                    format!("up after {needed} passed checks: {detail}")
+                } else {
+                    format!("down after {needed} failed checks: {detail}")
+                };
+                if ok {
+                    tracing::info!(listener = owner, backend = %backend.name, "{why}");
+                } else {
+                    tracing::warn!(listener = owner, backend = %backend.name, "{why}");
+                }
+                backend.set_active(up, why);
+            }
+        }
+        first = false;
+    }
+}
+
+/// One check: Ok with what was seen, or Err with why it failed.
+async fn probe(backend: &Backend, kind: &CheckKind) -> Result<String, String> {
+    let mut stream = TcpStream::connect(backend.addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let CheckKind::Http { path, host, expect } = kind else {
+        return Ok("connected".into());
+    };
+    let host = host.as_deref().unwrap_or(&backend.name);
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: strata-health\r\nConnection: close\r\nAccept: */*\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    let status = read_status(&mut stream).await?;
+    if (expect.0..=expect.1).contains(&status) {
+        Ok(format!("HTTP {status}"))
+    } else {
+        Err(format!("HTTP {status}, expected {}-{}", expect.0, expect.1))
+    }
+}
+
+/// Reads just the status line of a response.
+async fn read_status(stream: &mut TcpStream) -> Result<u16, String> {
+    let mut buf = Vec::with_capacity(256);
+    let mut chunk = [0u8; 256];
+    loop {
+        if let Some(end) = buf.windows(2).position(|w| w == b"\r\n") {
+            let line = String::from_utf8_lossy(&buf[..end]);
+            let mut words = line.split(' ');
+            return match (
+                words.next(),
+                words.next().and_then(|s| s.parse::<u16>().ok()),
+            ) {
+                (Some(v), Some(status)) if v.starts_with("HTTP/1.") => Ok(status),
+                _ => Err(format!(
+                    "not an HTTP response: {:?}",
+                    line.chars().take(40).collect::<String>()
+                )),
+            };
+        }
+        if buf.len() > 4096 {
+            return Err("status line too long".into());
+        }
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Err("closed before a status line".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}

@@ -1,0 +1,222 @@
+//! The L7 layer: an HTTP/1.1 and HTTP/2 (h2c and over TLS) reverse proxy.
+
+mod body;
+mod headers;
+mod io;
+mod pool;
+mod proxy;
+mod server;
+mod tls;
+mod upgrade;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use serde_json::{json, Value};
+use strata_admin::{BackendAction, Counter, Gauge, Histogram, MetricsWriter};
+use strata_config::HttpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+pub use server::serve;
+
+use crate::status::{backend_metrics, upstream_status};
+use crate::upstream::Upstream;
+use crate::LbError;
+
+/// One `[[http]]` listener: its live settings, swapped whole on reload, and its counters.
+pub struct HttpService {
+    pub name: String,
+    site: ArcSwap<Site>,
+    stats: ListenerStats,
+}
+
+/// Everything a request needs from the config generation it started under.
+pub(crate) struct Site {
+    pub(crate) config: HttpListener,
+    pub(crate) upstream: Upstream,
+    pub(crate) pool: Arc<pool::Pool>,
+    pub(crate) tls: Option<TlsAcceptor>,
+    pub(crate) conn_limit: Arc<Semaphore>,
+    pub(crate) h1: http1::Builder,
+    pub(crate) h2: http2::Builder<TokioExecutor>,
+}
+
+/// Counters of one listener.
+#[derive(Default)]
+pub(crate) struct ListenerStats {
+    pub(crate) requests: Counter,
+    /// By status class, index 0 is 1xx.
+    pub(crate) responses: [Counter; 5],
+    pub(crate) latency: Histogram,
+    pub(crate) open: Gauge,
+    pub(crate) retries: Counter,
+    pub(crate) no_backend: Counter,
+    pub(crate) header_timeouts: Counter,
+    pub(crate) tls_failures: Counter,
+}
+
+impl Site {
+    fn new(config: &HttpListener, previous: Option<&Site>) -> Result<Self, LbError> {
+        let upstream = Upstream::new(&config.upstream, previous.map(|p| &p.upstream));
+        let tls = if config.tls.is_empty() {
+            None
+        } else {
+            Some(tls::acceptor(&config.name, &config.tls)?)
+        };
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(config.header_timeout)
+            .max_buf_size(config.max_header_size as usize)
+            .keep_alive(true);
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .max_concurrent_streams(256)
+            .max_header_list_size(config.max_header_size as u32);
+        Ok(Site {
+            pool: Arc::new(pool::Pool::new(
+                upstream.group.backends.len(),
+                config.upstream_keepalive as usize,
+                config.idle_timeout,
+            )),
+            upstream,
+            tls,
+            conn_limit: Arc::new(Semaphore::new(config.max_connections as usize)),
+            h1,
+            h2,
+            config: config.clone(),
+        })
+    }
+}
+
+impl HttpService {
+    /// Prepares the listener (loads certificates); nothing is bound or started yet.
+    pub fn new(config: &HttpListener) -> Result<Arc<Self>, LbError> {
+        Ok(Arc::new(HttpService {
+            name: config.name.clone(),
+            site: ArcSwap::from_pointee(Site::new(config, None)?),
+            stats: ListenerStats::default(),
+        }))
+    }
+
+    /// Starts the active health checks; call inside the runtime.
+    pub fn start(&self) {
+        self.site
+            .load()
+            .upstream
+            .start_checks(&format!("http:{}", self.name));
+    }
+
+    /// Swaps in a new config generation: requests already running finish on the old one.
+    pub fn reload(&self, config: &HttpListener) -> Result<(), LbError> {
+        let old = self.site.load_full();
+        let site = Site::new(config, Some(&old))?;
+        old.upstream.stop_checks();
+        site.upstream.start_checks(&format!("http:{}", self.name));
+        self.site.store(Arc::new(site));
+        Ok(())
+    }
+
+    /// Stops the health checks for good (the listener was removed).
+    pub fn stop(&self) {
+        self.site.load().upstream.stop_checks();
+    }
+
+    pub fn config(&self) -> HttpListener {
+        self.site.load().config.clone()
+    }
+
+    /// Backends that can take requests now.
+    pub fn available_backends(&self) -> usize {
+        self.site.load().upstream.available()
+    }
+
+    pub fn metrics(&self, w: &mut MetricsWriter) {
+        let site = self.site.load();
+        let l = [("listener", self.name.as_str())];
+        let s = &self.stats;
+        w.counter(
+            "strata_http_requests_total",
+            "Requests received by the listener.",
+            &l,
+            s.requests.get(),
+        );
+        for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
+            let lc = [("listener", self.name.as_str()), ("class", class)];
+            w.counter(
+                "strata_http_responses_total",
+                "Responses sent to clients by status class.",
+                &lc,
+                s.responses[i].get(),
+            );
+        }
+        w.histogram(
+            "strata_http_request_duration_seconds",
+            "Time from request to response headers.",
+            &l,
+            &s.latency,
+        );
+        w.gauge(
+            "strata_http_open_connections",
+            "Client connections open now.",
+            &l,
+            s.open.get() as f64,
+        );
+        w.counter(
+            "strata_http_retries_total",
+            "Requests tried again on another backend.",
+            &l,
+            s.retries.get(),
+        );
+        w.counter(
+            "strata_http_no_backend_total",
+            "Requests answered 503 because no backend was available.",
+            &l,
+            s.no_backend.get(),
+        );
+        w.counter(
+            "strata_http_header_timeouts_total",
+            "Client connections closed for sending a request head too slowly.",
+            &l,
+            s.header_timeouts.get(),
+        );
+        w.counter(
+            "strata_http_tls_handshake_failures_total",
+            "TLS handshakes that failed.",
+            &l,
+            s.tls_failures.get(),
+        );
+        backend_metrics(w, "http", &self.name, &site.upstream);
+    }
+
+    pub fn status(&self) -> Value {
+        let site = self.site.load();
+        let mut v = json!({
+            "name": self.name,
+            "listen": site.config.listen.to_string(),
+            "tls": !site.config.tls.is_empty(),
+            "open_connections": self.stats.open.get(),
+            "requests": self.stats.requests.get(),
+        });
+        if let (Some(obj), Value::Object(up)) = (v.as_object_mut(), upstream_status(&site.upstream))
+        {
+            obj.extend(up);
+        }
+        v
+    }
+
+    pub fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, String> {
+        crate::status::backend_action(&self.site.load().upstream, backend, action)
+    }
+}
+
+/// Loads the certificates a listener names, without starting it: a reload checks this first so
+/// that a bad file rejects the whole reload.
+pub fn check_tls(config: &HttpListener) -> Result<(), LbError> {
+    if !config.tls.is_empty() {
+        tls::acceptor(&config.name, &config.tls)?;
+    }
+    Ok(())
+}

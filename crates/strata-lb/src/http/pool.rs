@@ -1,0 +1,149 @@
+//! Keep-alive connections to backends, per backend, most recently used first.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use strata_health::InFlight;
+use tokio::net::TcpStream;
+
+use super::body::ReqBody;
+
+/// Why no connection to a backend could be had.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectError {
+    #[error("connect to {addr}: {source}")]
+    Io {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("connect to {addr}: no answer within {timeout:?}")]
+    Timeout { addr: SocketAddr, timeout: Duration },
+    #[error("HTTP handshake with {addr}: {source}")]
+    Handshake {
+        addr: SocketAddr,
+        source: hyper::Error,
+    },
+}
+
+struct Idle {
+    sender: http1::SendRequest<ReqBody>,
+    since: Instant,
+}
+
+/// Idle connections of each backend of one listener, indexed like its backends.
+pub(crate) struct Pool {
+    idle: Vec<Mutex<Vec<Idle>>>,
+    max_idle: usize,
+    idle_timeout: Duration,
+}
+
+/// A connection taken from the pool or newly made.
+pub(crate) struct Conn {
+    pub(crate) sender: http1::SendRequest<ReqBody>,
+    /// Came from the pool: the backend may have closed it meanwhile.
+    pub(crate) reused: bool,
+}
+
+/// Gives a connection back when the response using it is complete.
+pub(crate) struct Checkin {
+    pub(crate) pool: Arc<Pool>,
+    pub(crate) index: usize,
+    pub(crate) sender: http1::SendRequest<ReqBody>,
+    /// Counts the request as in flight until its response body ends.
+    pub(crate) _in_flight: InFlight,
+}
+
+impl Checkin {
+    pub(crate) fn give_back(self) {
+        self.pool.put(self.index, self.sender);
+    }
+}
+
+impl Pool {
+    pub(crate) fn new(backends: usize, max_idle: usize, idle_timeout: Duration) -> Self {
+        Pool {
+            idle: (0..backends).map(|_| Mutex::new(Vec::new())).collect(),
+            max_idle,
+            idle_timeout,
+        }
+    }
+
+    fn put(&self, index: usize, sender: http1::SendRequest<ReqBody>) {
+        if self.max_idle == 0 || sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle[index].lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < self.max_idle {
+            idle.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// A ready connection to backend `index`: a pooled one if any is still good, else a new one.
+    pub(crate) async fn checkout(
+        &self,
+        index: usize,
+        addr: SocketAddr,
+        connect_timeout: Duration,
+    ) -> Result<Conn, ConnectError> {
+        loop {
+            let idle = self.idle[index]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop();
+            let Some(mut idle) = idle else { break };
+            if idle.sender.is_closed() || idle.since.elapsed() > self.idle_timeout {
+                continue;
+            }
+            // the previous response may have only just ended; readiness follows at once
+            if idle.sender.ready().await.is_ok() {
+                return Ok(Conn {
+                    sender: idle.sender,
+                    reused: true,
+                });
+            }
+        }
+        let sender = connect(addr, connect_timeout, false).await?;
+        Ok(Conn {
+            sender,
+            reused: false,
+        })
+    }
+}
+
+/// Opens a new HTTP/1.1 connection to `addr`; `upgrades` keeps it usable for a protocol switch.
+pub(crate) async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+    upgrades: bool,
+) -> Result<http1::SendRequest<ReqBody>, ConnectError> {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(source)) => return Err(ConnectError::Io { addr, source }),
+        Err(_) => return Err(ConnectError::Timeout { addr, timeout }),
+    };
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|source| ConnectError::Handshake { addr, source })?;
+    if upgrades {
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(backend = %addr, error = %e, "upstream connection ended");
+            }
+        });
+    } else {
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(backend = %addr, error = %e, "upstream connection ended");
+            }
+        });
+    }
+    Ok(sender)
+}

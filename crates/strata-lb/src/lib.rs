@@ -1,0 +1,28 @@
+//! The business layer: an HTTP/1.1 + HTTP/2 reverse proxy and an L4 TCP load balancer in front
+//! of stateless app servers.
+
+mod balance;
+mod budget;
+pub mod http;
+mod relay;
+mod status;
+pub mod tcp;
+mod upstream;
+
+pub use http::HttpService;
+pub use status::backend_action;
+pub use tcp::TcpService;
+pub use upstream::Upstream;
+
+use std::path::PathBuf;
+
+/// Why a listener could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum LbError {
+    #[error("listener \"{listener}\": TLS file {}: {why}", path.display())]
+    Tls {
+        listener: String,
+        path: PathBuf,
+        why: String,
+    },
+}

@@ -1,0 +1,156 @@
+//! /status JSON and the drain/restore admin actions for the business layer.
+
+use serde_json::{json, Value};
+use strata_admin::{BackendAction, MetricsWriter};
+use strata_config::Balance;
+use strata_health::Backend;
+
+use crate::upstream::Upstream;
+
+pub(crate) fn balance_name(b: &Balance) -> String {
+    match b {
+        Balance::RoundRobin => "round_robin".into(),
+        Balance::LeastConn => "least_conn".into(),
+        Balance::IpHash => "ip_hash".into(),
+        Balance::RandomTwo => "random_two".into(),
+        Balance::Hash(strata_config::HashKey::Header(h)) => format!("hash(header:{h})"),
+        Balance::Hash(strata_config::HashKey::Cookie(c)) => format!("hash(cookie:{c})"),
+    }
+}
+
+pub(crate) fn upstream_status(up: &Upstream) -> Value {
+    let backends: Vec<Value> = up
+        .group
+        .backends
+        .iter()
+        .map(|b| backend_status(b))
+        .collect();
+    json!({
+        "balance": balance_name(up.balancer.kind()),
+        "available": up.available(),
+        "backends": backends,
+    })
+}
+
+fn backend_status(b: &Backend) -> Value {
+    json!({
+        "address": b.name,
+        "state": b.state().as_str(),
+        "reason": b.reason(),
+        "weight": b.weight,
+        "in_flight": b.in_flight(),
+        "requests": b.stats.requests.get(),
+        "failures": b.stats.failures.get(),
+        "ejections": b.stats.ejections.get(),
+    })
+}
+
+/// Per-backend metrics, labelled with the layer and listener.
+pub(crate) fn backend_metrics(w: &mut MetricsWriter, layer: &str, listener: &str, up: &Upstream) {
+    for b in &up.group.backends {
+        let labels = [
+            ("layer", layer),
+            ("listener", listener),
+            ("backend", b.name.as_str()),
+        ];
+        let s = &b.stats;
+        w.counter(
+            "strata_backend_requests_total",
+            "Requests (http) or connections (tcp) sent to the backend.",
+            &labels,
+            s.requests.get(),
+        );
+        w.counter(
+            "strata_backend_failures_total",
+            "Connect failures, timeouts and broken connections to the backend.",
+            &labels,
+            s.failures.get(),
+        );
+        w.counter(
+            "strata_backend_retries_total",
+            "Tries sent to the backend as a retry.",
+            &labels,
+            s.retries.get(),
+        );
+        w.counter(
+            "strata_backend_ejections_total",
+            "Times passive checking ejected the backend.",
+            &labels,
+            s.ejections.get(),
+        );
+        w.gauge(
+            "strata_backend_in_flight",
+            "Requests or connections in flight to the backend.",
+            &labels,
+            s.open.get() as f64,
+        );
+        w.gauge(
+            "strata_backend_up",
+            "1 when the backend takes new traffic, else 0.",
+            &labels,
+            if b.is_available() { 1.0 } else { 0.0 },
+        );
+        for state in ["up", "down", "ejected", "draining"] {
+            let l = [
+                ("layer", layer),
+                ("listener", listener),
+                ("backend", b.name.as_str()),
+                ("state", state),
+            ];
+            let v = if b.state().as_str() == state {
+                1.0
+            } else {
+                0.0
+            };
+            w.gauge(
+                "strata_backend_state",
+                "The backend's health state (one series per state, 1 for the current one).",
+                &l,
+                v,
+            );
+        }
+        if layer == "http" {
+            for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
+                let l = [
+                    ("layer", layer),
+                    ("listener", listener),
+                    ("backend", b.name.as_str()),
+                    ("class", class),
+                ];
+                w.counter(
+                    "strata_backend_responses_total",
+                    "Responses from the backend by status class.",
+                    &l,
+                    s.responses[i].get(),
+                );
+            }
+            w.histogram(
+                "strata_backend_response_seconds",
+                "Time to the backend's response headers.",
+                &labels,
+                &s.latency,
+            );
+        }
+    }
+}
+
+/// Drains or restores `backend` in `up`.
+pub fn backend_action(
+    up: &Upstream,
+    backend: &str,
+    action: BackendAction,
+) -> Result<Value, String> {
+    let Some(b) = up.group.find(backend) else {
+        let names: Vec<&str> = up.group.backends.iter().map(|b| b.name.as_str()).collect();
+        return Err(format!(
+            "no backend \"{backend}\" here; backends: {}",
+            names.join(", ")
+        ));
+    };
+    match action {
+        BackendAction::Drain => b.drain(),
+        BackendAction::Restore => b.restore(),
+    }
+    tracing::info!(backend = %b.name, action = ?action, "admin action");
+    Ok(backend_status(b))
+}

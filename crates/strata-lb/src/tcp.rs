@@ -1,0 +1,244 @@
+//! The L4 layer: accept, choose a backend, connect (trying another on failure), relay bytes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use serde_json::{json, Value};
+use strata_admin::{BackendAction, Counter, Gauge, MetricsWriter};
+use strata_config::TcpListener as TcpConfig;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::balance::Key;
+use crate::relay::relay;
+use crate::status::{backend_metrics, upstream_status};
+use crate::upstream::Upstream;
+
+/// One `[[tcp]]` listener.
+pub struct TcpService {
+    pub name: String,
+    site: ArcSwap<Site>,
+    stats: Stats,
+}
+
+struct Site {
+    config: TcpConfig,
+    upstream: Upstream,
+    conn_limit: Arc<Semaphore>,
+}
+
+#[derive(Default)]
+struct Stats {
+    connections: Counter,
+    open: Gauge,
+    bytes_in: Counter,
+    bytes_out: Counter,
+    no_backend: Counter,
+    retries: Counter,
+}
+
+impl TcpService {
+    pub fn new(config: &TcpConfig) -> Arc<Self> {
+        Arc::new(TcpService {
+            name: config.name.clone(),
+            site: ArcSwap::from_pointee(Site::new(config, None)),
+            stats: Stats::default(),
+        })
+    }
+
+    pub fn start(&self) {
+        self.site
+            .load()
+            .upstream
+            .start_checks(&format!("tcp:{}", self.name));
+    }
+
+    pub fn reload(&self, config: &TcpConfig) {
+        let old = self.site.load_full();
+        let site = Site::new(config, Some(&old));
+        old.upstream.stop_checks();
+        site.upstream.start_checks(&format!("tcp:{}", self.name));
+        self.site.store(Arc::new(site));
+    }
+
+    pub fn stop(&self) {
+        self.site.load().upstream.stop_checks();
+    }
+
+    pub fn config(&self) -> TcpConfig {
+        self.site.load().config.clone()
+    }
+
+    pub fn available_backends(&self) -> usize {
+        self.site.load().upstream.available()
+    }
+
+    pub fn metrics(&self, w: &mut MetricsWriter) {
+        let l = [("listener", self.name.as_str())];
+        let s = &self.stats;
+        w.counter(
+            "strata_tcp_connections_total",
+            "Client connections accepted.",
+            &l,
+            s.connections.get(),
+        );
+        w.gauge(
+            "strata_tcp_open_connections",
+            "Client connections open now.",
+            &l,
+            s.open.get() as f64,
+        );
+        w.counter(
+            "strata_tcp_received_bytes_total",
+            "Bytes received from clients.",
+            &l,
+            s.bytes_in.get(),
+        );
+        w.counter(
+            "strata_tcp_sent_bytes_total",
+            "Bytes sent to clients.",
+            &l,
+            s.bytes_out.get(),
+        );
+        w.counter(
+            "strata_tcp_no_backend_total",
+            "Connections closed because no backend could be reached.",
+            &l,
+            s.no_backend.get(),
+        );
+        w.counter(
+            "strata_tcp_retries_total",
+            "Connects tried again on another backend.",
+            &l,
+            s.retries.get(),
+        );
+        backend_metrics(w, "tcp", &self.name, &self.site.load().upstream);
+    }
+
+    pub fn status(&self) -> Value {
+        let site = self.site.load();
+        let mut v = json!({
+            "name": self.name,
+            "listen": site.config.listen.to_string(),
+            "open_connections": self.stats.open.get(),
+            "connections": self.stats.connections.get(),
+        });
+        if let (Some(obj), Value::Object(up)) = (v.as_object_mut(), upstream_status(&site.upstream))
+        {
+            obj.extend(up);
+        }
+        v
+    }
+
+    pub fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, String> {
+        crate::status::backend_action(&self.site.load().upstream, backend, action)
+    }
+}
+
+impl Site {
+    fn new(config: &TcpConfig, previous: Option<&Site>) -> Self {
+        Site {
+            upstream: Upstream::new(&config.upstream, previous.map(|p| &p.upstream)),
+            conn_limit: Arc::new(Semaphore::new(config.max_connections as usize)),
+            config: config.clone(),
+        }
+    }
+}
+
+/// Accepts until `shutdown`, then waits for open connections to finish.
+pub async fn serve(svc: Arc<TcpService>, listener: TcpListener, shutdown: CancellationToken) {
+    let tasks = TaskTracker::new();
+    loop {
+        let site = svc.site.load_full();
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = site.conn_limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, client) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(listener = %svc.name, error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let svc = svc.clone();
+        tasks.spawn(async move {
+            let _permit = permit;
+            svc.stats.connections.inc();
+            svc.stats.open.inc();
+            connection(&svc, &site, stream, client).await;
+            svc.stats.open.dec();
+        });
+    }
+    drop(listener);
+    tasks.close();
+    tasks.wait().await;
+}
+
+async fn connection(svc: &TcpService, site: &Site, client_stream: TcpStream, client: SocketAddr) {
+    let _ = client_stream.set_nodelay(true);
+    let up = &site.upstream;
+    let key = Key {
+        client: client.ip(),
+        value: None,
+    };
+    let mut tried = Vec::new();
+    up.budget.deposit();
+    for attempt in 0..=up.config.retries {
+        if attempt > 0 {
+            if !up.budget.withdraw() {
+                break;
+            }
+            svc.stats.retries.inc();
+        }
+        let Some(index) = up.pick(&key, &tried) else {
+            break;
+        };
+        tried.push(index);
+        let backend = &up.group.backends[index];
+        backend.stats.requests.inc();
+        if attempt > 0 {
+            backend.stats.retries.inc();
+        }
+        let connected =
+            tokio::time::timeout(up.config.connect_timeout, TcpStream::connect(backend.addr)).await;
+        let server = match connected {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                backend.stats.failures.inc();
+                up.group.report_failure(backend, &format!("connect: {e}"));
+                continue;
+            }
+            Err(_) => {
+                backend.stats.failures.inc();
+                up.group.report_failure(backend, "connect timeout");
+                continue;
+            }
+        };
+        backend.report_success();
+        let _ = server.set_nodelay(true);
+        let _in_flight = backend.start();
+        match relay(client_stream, server, site.config.idle_timeout).await {
+            Ok((sent, received)) => {
+                svc.stats.bytes_in.add(sent);
+                svc.stats.bytes_out.add(received);
+            }
+            Err(e) => {
+                tracing::debug!(listener = %svc.name, backend = %backend.name, error = %e, "connection ended")
+            }
+        }
+        return;
+    }
+    svc.stats.no_backend.inc();
+    tracing::warn!(listener = %svc.name, %client, "no backend could be reached; closing the client connection");
+}

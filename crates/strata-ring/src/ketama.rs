@@ -1,0 +1,138 @@
+//! The ketama ring: 160 points per server, split by weight, each point from an MD5 of
+//! `"name-i"`, exactly as twemproxy's `nc_ketama.c` builds it.
+
+use md5::{Digest, Md5};
+
+const POINTS_PER_SERVER: f32 = 160.0;
+const POINTS_PER_HASH: u32 = 4;
+
+/// A consistent-hash ring over servers identified by index.
+#[derive(Debug, Clone, Default)]
+pub struct Ketama {
+    /// (point, server index), sorted by point.
+    points: Vec<(u32, usize)>,
+}
+
+impl Ketama {
+    /// Builds the ring over `(name, weight)` servers; a server with weight 0 gets no points.
+    pub fn new<'a>(servers: impl IntoIterator<Item = (&'a str, u32)>) -> Self {
+        let servers: Vec<(&str, u32)> = servers.into_iter().collect();
+        let live = servers.iter().filter(|(_, w)| *w > 0).count();
+        let total: u32 = servers.iter().map(|(_, w)| *w).sum();
+        let mut points = Vec::new();
+        for (index, (name, weight)) in servers.iter().enumerate() {
+            if *weight == 0 {
+                continue;
+            }
+            let pct = *weight as f32 / total as f32;
+            // the same float arithmetic as twemproxy, so placements match it
+            let per_server = ((pct * POINTS_PER_SERVER / POINTS_PER_HASH as f32 * live as f32
+                + 0.000_000_000_1)
+                .floor()
+                * POINTS_PER_HASH as f32) as u32;
+            for i in 1..=per_server / POINTS_PER_HASH {
+                let digest = Md5::digest(format!("{name}-{}", i - 1).as_bytes());
+                for x in 0..4 {
+                    let d = &digest[x * 4..x * 4 + 4];
+                    let point = u32::from_le_bytes([d[0], d[1], d[2], d[3]]);
+                    points.push((point, index));
+                }
+            }
+        }
+        points.sort_unstable();
+        Ketama { points }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+
+    /// The server that owns `hash`: the first point at or after it, wrapping around.
+    pub fn server(&self, hash: u32) -> Option<usize> {
+        self.walk(hash).next()
+    }
+
+    /// Servers in ring order from the owner of `hash` on, each once: the fallbacks to try when
+    /// the owner is unavailable, in the order every node agrees on.
+    pub fn walk(&self, hash: u32) -> impl Iterator<Item = usize> + '_ {
+        let start = self.points.partition_point(|(p, _)| *p < hash);
+        let n = self.points.len();
+        // a bitset for the usual few servers, so the lookup on the hot path allocates nothing
+        let mut seen_low = 0u64;
+        let mut seen_high: Vec<usize> = Vec::new();
+        (0..n).filter_map(move |i| {
+            let server = self.points[(start + i) % n].1;
+            let new = if server < 64 {
+                let bit = 1u64 << server;
+                let new = seen_low & bit == 0;
+                seen_low |= bit;
+                new
+            } else if seen_high.contains(&server) {
+                false
+            } else {
+                seen_high.push(server);
+                true
+            };
+            new.then_some(server)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fnv1a_64;
+
+    fn names(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("10.0.0.{i}:6379")).collect()
+    }
+
+    #[test]
+    fn equal_weights_get_160_points_each() {
+        let names = names(3);
+        let ring = Ketama::new(names.iter().map(|n| (n.as_str(), 1)));
+        assert_eq!(ring.points.len(), 480);
+    }
+
+    #[test]
+    fn adding_a_server_moves_about_one_in_n_keys() {
+        let before = names(4);
+        let after = names(5);
+        let a = Ketama::new(before.iter().map(|n| (n.as_str(), 1)));
+        let b = Ketama::new(after.iter().map(|n| (n.as_str(), 1)));
+        let keys = 20_000;
+        let moved = (0..keys)
+            .filter(|k| {
+                let h = fnv1a_64(format!("user:{k}").as_bytes());
+                a.server(h) != b.server(h)
+            })
+            .count();
+        // ideal is 1/5 = 20%; every moved key must land on the new server
+        let share = moved as f64 / keys as f64;
+        assert!((0.12..0.28).contains(&share), "moved {share}");
+        for k in 0..keys {
+            let h = fnv1a_64(format!("user:{k}").as_bytes());
+            if a.server(h) != b.server(h) {
+                assert_eq!(b.server(h), Some(4));
+            }
+        }
+    }
+
+    #[test]
+    fn walk_visits_every_server_once() {
+        let names = names(3);
+        let ring = Ketama::new(names.iter().map(|n| (n.as_str(), 1)));
+        let mut order: Vec<usize> = ring.walk(12345).collect();
+        assert_eq!(order.len(), 3);
+        order.sort();
+        assert_eq!(order, vec![0, 1, 2]);
+        assert_eq!(ring.walk(12345).next(), ring.server(12345));
+    }
+
+    #[test]
+    fn weight_zero_servers_are_skipped_and_empty_rings_answer_none() {
+        let ring = Ketama::new([("a:1", 1), ("b:1", 0)]);
+        assert!(ring.walk(0).all(|s| s == 0));
+        assert_eq!(Ketama::new(std::iter::empty()).server(7), None);
+    }
+}

@@ -1,0 +1,122 @@
+//! The `strata` binary: command line and wiring only.
+
+mod demo;
+mod logging;
+mod node;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// EX_USAGE from sysexits.h: the config is wrong.
+const EXIT_BAD_CONFIG: u8 = 64;
+/// EX_NOINPUT: the config file could not be read.
+const EXIT_NO_INPUT: u8 = 66;
+
+#[derive(Parser)]
+#[command(
+    name = "strata",
+    version,
+    about = "VIP, load balancer, cache proxy and database proxy in one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    log: logging::LogArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the layers a config file names (without -c: the built-in demo).
+    Run {
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Validate a config file without binding anything; exit 64 if it is wrong.
+    Check {
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Start demo backends and a load balancer in front of them on loopback.
+    Demo {
+        /// Where the demo HTTP listener binds.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Where the admin listener binds.
+        #[arg(long, default_value = "127.0.0.1:9900")]
+        admin: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Check { config }) => check(&config),
+        Some(Command::Run { config: Some(path) }) => {
+            let config = match load(&path) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            logging::init(&cli.log);
+            node::run(config, Some(path))
+        }
+        Some(Command::Run { config: None }) | None => {
+            logging::init(&cli.log);
+            demo::run("127.0.0.1:8080", "127.0.0.1:9900")
+        }
+        Some(Command::Demo { listen, admin }) => {
+            logging::init(&cli.log);
+            demo::run(&listen, &admin)
+        }
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match load(path) {
+        Ok(c) => {
+            let tls: Vec<_> = c
+                .http
+                .iter()
+                .filter_map(|h| strata_lb::http::check_tls(h).err())
+                .collect();
+            if !tls.is_empty() {
+                for e in &tls {
+                    eprintln!("{}: {e}", path.display());
+                }
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            }
+            println!(
+                "{}: ok ({} http, {} tcp listener(s){})",
+                path.display(),
+                c.http.len(),
+                c.tcp.len(),
+                if c.admin.is_some() { ", admin" } else { "" }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+/// Loads a config, printing every problem to stderr on failure.
+fn load(path: &std::path::Path) -> Result<strata_config::Config, ExitCode> {
+    match strata_config::load(path) {
+        Ok(c) => Ok(c),
+        Err(e @ strata_config::ConfigError::Read { .. }) => {
+            eprintln!("strata: {e}");
+            Err(ExitCode::from(EXIT_NO_INPUT))
+        }
+        Err(e) => {
+            let n = e.problems().len();
+            eprintln!("{e}");
+            eprintln!(
+                "strata: {} has {n} problem{}; nothing was started",
+                path.display(),
+                if n == 1 { "" } else { "s" }
+            );
+            Err(ExitCode::from(EXIT_BAD_CONFIG))
+        }
+    }
+}

@@ -1,0 +1,434 @@
+//! Test harness: the real `strata` binary as a subprocess, small HTTP backends on port 0, and
+//! clients that speak raw bytes, HTTP/1.1 and HTTP/2.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::AbortHandle;
+
+pub const STRATA: &str = env!("CARGO_BIN_EXE_strata");
+
+/// A running `strata run -c FILE`, killed when dropped.
+pub struct Strata {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    /// "http:web" -> bound address, from the "listening on" lines.
+    pub addrs: HashMap<String, SocketAddr>,
+    pub stderr: Arc<Mutex<String>>,
+    stdout_lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Strata {
+    /// Starts strata with `config` and waits until every listener it names says where it is.
+    pub fn start(config: &str) -> Strata {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir, config)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, config: &str) -> Strata {
+        let path = dir.path().join("strata.toml");
+        std::fs::write(&path, config).expect("write config");
+        let expected = config.matches("[[http]]").count()
+            + config.matches("[[tcp]]").count()
+            + config.matches("[admin]").count();
+        let mut child = Command::new(STRATA)
+            .args(["run", "-c"])
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn strata");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        {
+            let stderr = stderr.clone();
+            let pipe = child.stderr.take().expect("stderr");
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut s = stderr.lock().unwrap();
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            });
+        }
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        {
+            let lines = lines.clone();
+            let pipe = child.stdout.take().expect("stdout");
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        let mut strata = Strata {
+            child,
+            dir,
+            config: path,
+            addrs: HashMap::new(),
+            stderr,
+            stdout_lines: lines,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while strata.addrs.len() < expected {
+            if let Ok(Some(status)) = strata.child.try_wait() {
+                panic!(
+                    "strata exited with {status} before listening:\n{}",
+                    strata.stderr.lock().unwrap()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "strata did not listen in time:\n{}",
+                strata.stderr.lock().unwrap()
+            );
+            strata.addrs = parse_listening(&strata.stdout_lines.lock().unwrap());
+            std::thread::yield_now();
+            std::thread::park_timeout(Duration::from_millis(10));
+        }
+        strata
+    }
+
+    pub fn addr(&self, listener: &str) -> SocketAddr {
+        *self
+            .addrs
+            .get(listener)
+            .unwrap_or_else(|| panic!("no listener {listener} in {:?}", self.addrs))
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Waits for the process to exit, up to `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "strata did not exit:\n{}",
+                self.stderr.lock().unwrap()
+            );
+            std::thread::park_timeout(Duration::from_millis(10));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until the logs contain `needle`.
+    pub async fn wait_log(&self, needle: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.logs().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in logs:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Strata {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn parse_listening(lines: &[String]) -> HashMap<String, SocketAddr> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("strata: ")?;
+            let (name, url) = rest.split_once(" listening on ")?;
+            let addr = url.split("://").nth(1)?.parse().ok()?;
+            Some((name.to_string(), addr))
+        })
+        .collect()
+}
+
+/// Runs `strata` with `args` to completion: (exit code, stdout, stderr).
+pub fn strata_cmd(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(STRATA)
+        .args(args)
+        .output()
+        .expect("run strata");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A small app server on 127.0.0.1:0. Paths: /healthz (200, or 503 when unhealthy),
+/// /slow/MS, /status/CODE, /echo (returns the body), /headers (returns request headers),
+/// anything else: "backend NAME". Upgrade requests get 101 and an echo of raw bytes.
+pub struct Backend {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub healthy: Arc<AtomicBool>,
+    pub hits: Arc<AtomicU64>,
+    tasks: Arc<Mutex<Vec<AbortHandle>>>,
+}
+
+impl Backend {
+    pub async fn start(name: &str) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind backend");
+        Self::serve(name, listener)
+    }
+
+    /// Serves again on the address of a backend that was killed.
+    pub async fn restart_on(name: &str, addr: SocketAddr) -> Backend {
+        let listener = TcpListener::bind(addr).await.expect("rebind backend");
+        Self::serve(name, listener)
+    }
+
+    fn serve(name: &str, listener: TcpListener) -> Backend {
+        let addr = listener.local_addr().unwrap();
+        let healthy = Arc::new(AtomicBool::new(true));
+        let hits = Arc::new(AtomicU64::new(0));
+        let tasks: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let accept = {
+            let (name, healthy, hits, tasks) = (
+                name.to_string(),
+                healthy.clone(),
+                hits.clone(),
+                tasks.clone(),
+            );
+            tokio::spawn(async move {
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let (name, healthy, hits) = (name.clone(), healthy.clone(), hits.clone());
+                    let conn = tokio::spawn(async move {
+                        let service = service_fn(move |req| {
+                            respond(name.clone(), healthy.clone(), hits.clone(), req)
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .with_upgrades()
+                            .await;
+                    });
+                    tasks.lock().unwrap().push(conn.abort_handle());
+                }
+            })
+        };
+        tasks.lock().unwrap().push(accept.abort_handle());
+        Backend {
+            name: name.to_string(),
+            addr,
+            healthy,
+            hits,
+            tasks,
+        }
+    }
+
+    /// Stops listening and drops every open connection, as a crashed server would.
+    pub fn kill(&self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn respond(
+    name: String,
+    healthy: Arc<AtomicBool>,
+    hits: Arc<AtomicU64>,
+    mut req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path().to_string();
+    if path == "/healthz" {
+        let ok = healthy.load(Ordering::SeqCst);
+        return Ok(text(
+            if ok {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            },
+            if ok { "ok" } else { "sick" },
+        ));
+    }
+    hits.fetch_add(1, Ordering::SeqCst);
+    if req.headers().contains_key(hyper::header::UPGRADE) {
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = upgrade.await {
+                let mut io = TokioIo::new(upgraded);
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = io.read(&mut buf).await {
+                    if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let mut resp = Response::new(Full::new(Bytes::new()));
+        *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        resp.headers_mut()
+            .insert("upgrade", "websocket".parse().unwrap());
+        resp.headers_mut()
+            .insert("connection", "upgrade".parse().unwrap());
+        return Ok(resp);
+    }
+    if let Some(ms) = path.strip_prefix("/slow/") {
+        tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(100))).await;
+    }
+    if let Some(code) = path.strip_prefix("/status/") {
+        let code = StatusCode::from_u16(code.parse().unwrap_or(500)).unwrap();
+        return Ok(text(
+            code,
+            &format!("backend {name} says {}", code.as_u16()),
+        ));
+    }
+    if path == "/echo" {
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        return Ok(Response::new(Full::new(body)));
+    }
+    if path == "/headers" {
+        let mut lines: Vec<String> = req
+            .headers()
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap_or("?")))
+            .collect();
+        lines.sort();
+        return Ok(text(StatusCode::OK, &lines.join("\n")));
+    }
+    Ok(text(StatusCode::OK, &format!("backend {name}")))
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp
+}
+
+/// An HTTP/1.1 keep-alive client over one connection.
+pub struct Client {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+/// What a test looks at in a response.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: String,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).await.expect("connect to strata");
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        Client { sender }
+    }
+
+    pub async fn request(&mut self, req: Request<Full<Bytes>>) -> Result<Reply, hyper::Error> {
+        self.sender.ready().await?;
+        let resp = self.sender.send_request(req).await?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok(Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+
+    pub async fn get(&mut self, path: &str) -> Result<Reply, hyper::Error> {
+        self.request(get(path)).await
+    }
+}
+
+pub fn get(path: &str) -> Request<Full<Bytes>> {
+    Request::get(path)
+        .header("host", "test.local")
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+/// One GET on a new connection.
+pub async fn get_once(addr: SocketAddr, path: &str) -> Reply {
+    Client::connect(addr)
+        .await
+        .get(path)
+        .await
+        .expect("request")
+}
+
+/// Polls `check` until it holds, failing after `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The value of one sample in /metrics text, matched by name and label substring.
+pub fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{') && l.contains(labels))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Sends raw bytes and reads until the server closes or `limit` passes.
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8], limit: Duration) -> String {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(limit, stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write file");
+    p
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a fresh Debian machine, then runs the whole suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the end-to-end tests start for real (nginx as a backend).
+need=()
+command -v nginx >/dev/null || need+=(nginx-light)
+command -v curl >/dev/null || need+=(curl)
+if ((${#need[@]})); then
+  SUDO=""
+  [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  echo "installing: ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  cargo install --locked cargo-nextest
+fi
+cargo build --workspace --all-targets
+cargo nextest run --workspace --no-fail-fast "$@"
