@@ -4,6 +4,7 @@
 mod balance;
 mod budget;
 pub mod http;
+mod listener;
 mod relay;
 mod status;
 pub mod tcp;

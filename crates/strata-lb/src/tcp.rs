@@ -10,9 +10,9 @@ use strata_config::TcpListener as TcpConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::balance::Key;
+use crate::listener::accept_loop;
 use crate::relay::relay;
 use crate::status::{backend_metrics, upstream_status};
 use crate::upstream::Upstream;
@@ -150,43 +150,22 @@ impl Site {
 
 /// Accepts until `shutdown`, then waits for open connections to finish.
 pub async fn serve(svc: Arc<TcpService>, listener: TcpListener, shutdown: CancellationToken) {
-    let tasks = TaskTracker::new();
-    loop {
-        let site = svc.site.load_full();
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            p = site.conn_limit.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let (stream, client) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(listener = %svc.name, error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
-        };
+    let name = svc.name.clone();
+    let limit = || svc.site.load().conn_limit.clone();
+    accept_loop(&name, listener, &shutdown, limit, |stream, client| {
         let svc = svc.clone();
-        tasks.spawn(async move {
-            let _permit = permit;
+        async move {
+            let site = svc.site.load_full();
             svc.stats.connections.inc();
             svc.stats.open.inc();
             connection(&svc, &site, stream, client).await;
             svc.stats.open.dec();
-        });
-    }
-    drop(listener);
-    tasks.close();
-    tasks.wait().await;
+        }
+    })
+    .await;
 }
 
 async fn connection(svc: &TcpService, site: &Site, client_stream: TcpStream, client: SocketAddr) {
-    let _ = client_stream.set_nodelay(true);
     let up = &site.upstream;
     let key = Key {
         client: client.ip(),

@@ -9,7 +9,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
@@ -17,6 +16,7 @@ use hyper::body::Incoming;
 use super::body::RespBody;
 use super::io::{ClientIo, Shared, Sniff};
 use super::{proxy, HttpService, Site};
+use crate::listener::accept_loop;
 
 const REQUEST_TIMEOUT: &[u8] =
     b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: 43\r\nConnection: close\r\n\r\nstrata: the request head took too long\r\n\r\n";
@@ -24,40 +24,18 @@ const REQUEST_TIMEOUT: &[u8] =
 /// Accepts on `listener` until `shutdown`, then lets open connections finish their requests
 /// (keep-alive connections close after the current one) and returns when all are done.
 pub async fn serve(svc: Arc<HttpService>, listener: TcpListener, shutdown: CancellationToken) {
-    let connections = TaskTracker::new();
-    loop {
-        let site = svc.site.load_full();
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            p = site.conn_limit.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let (stream, client) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // out of file descriptors and the like: back off instead of spinning
-                    tracing::warn!(listener = %svc.name, error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
-        };
+    let name = svc.name.clone();
+    let limit = || svc.site.load().conn_limit.clone();
+    accept_loop(&name, listener, &shutdown, limit, |stream, client| {
         let svc = svc.clone();
         let drain = shutdown.clone();
-        connections.spawn(async move {
-            let _permit = permit;
+        async move {
             svc.stats.open.inc();
             connection(&svc, stream, client, drain).await;
             svc.stats.open.dec();
-        });
-    }
-    drop(listener);
-    connections.close();
-    connections.wait().await;
+        }
+    })
+    .await;
 }
 
 async fn connection(
@@ -66,7 +44,6 @@ async fn connection(
     client: SocketAddr,
     drain: CancellationToken,
 ) {
-    let _ = stream.set_nodelay(true);
     let site = svc.site.load_full();
     let shared = Shared::new(stream);
     let service = |tls: bool| {

@@ -432,3 +432,74 @@ pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     std::fs::write(&p, text).expect("write file");
     p
 }
+
+/// A real nginx serving a fixed answer, as one app server; killed (SIGKILL) when dropped.
+pub struct Nginx {
+    pub addr: SocketAddr,
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    /// Starts `nginx` (from Debian's nginx-light; scripts/test.sh installs it) on a free port
+    /// and waits until it accepts connections.
+    pub async fn start(name: &str) -> Nginx {
+        let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("nginx is not installed: run ./scripts/test.sh, which installs it");
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let d = dir.path().display();
+        let conf = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+               fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+               keepalive_requests 100000;\n\
+               server {{\n    listen 127.0.0.1:{port};\n    location = /healthz {{ return 200 \"ok\\n\"; }}\n\
+                 location / {{ return 200 \"nginx {name}\\n\"; }}\n  }}\n}}\n"
+        );
+        let conf_path = write_file(dir.path(), "nginx.conf", &conf);
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-p")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nginx");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not start: {}",
+                std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Nginx { addr, child, dir }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A port that was free a moment ago (for programs that can't be told to take port 0).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
