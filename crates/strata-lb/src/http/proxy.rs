@@ -212,6 +212,8 @@ async fn proxy(
     let up = &site.upstream;
     let replayable = body.is_end_stream() && idempotent(&parts.method);
     let mut body = Some(ReqBody::new(body, cfg.max_body_size));
+    // the request head: cloned for a try only when another try could still need it
+    let mut head = Some(parts);
     let mut tried: Vec<usize> = Vec::with_capacity(2);
     let mut failure = Failure::NoBackend;
     up.budget.deposit();
@@ -251,12 +253,20 @@ async fn proxy(
                 continue;
             }
         };
+        let this_head = if replayable && attempt <= up.config.retries {
+            head.clone()
+        } else {
+            head.take()
+        };
+        let Some(this_head) = this_head else {
+            break;
+        };
         let this_body = if replayable {
             ReqBody::Empty
         } else {
             body.take().unwrap_or(ReqBody::Empty)
         };
-        let request = Request::from_parts(parts.clone(), this_body);
+        let request = Request::from_parts(this_head, this_body);
         let mut sender = conn.sender;
         let sent =
             tokio::time::timeout(cfg.response_timeout, sender.try_send_request(request)).await;
@@ -290,7 +300,9 @@ async fn proxy(
                 let why = e.error().to_string();
                 if let Some(unsent) = e.take_message() {
                     // a pooled connection the backend had closed: the request never left
-                    body = Some(unsent.into_body());
+                    let (unsent_head, unsent_body) = unsent.into_parts();
+                    head = Some(unsent_head);
+                    body = Some(unsent_body);
                     if conn.reused && stale < MAX_STALE {
                         tracing::debug!(backend = %backend.name, "stale pooled connection: {why}");
                         stale += 1;
@@ -308,7 +320,7 @@ async fn proxy(
                 backend.stats.failures.inc();
                 up.group.report_failure(backend, &why);
                 failure = Failure::Upstream(why);
-                if !(replayable || body.is_some()) {
+                if !(replayable || body.is_some()) || head.is_none() {
                     break;
                 }
             }

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Side-by-side HTTP benchmark: Strata, nginx and HAProxy in front of the same two nginx backends.
+# Each proxy runs one worker pinned to CPU 0; wrk and the backends run on CPU 1.
+# Prints, per proxy: requests/s, p99 latency, non-2xx count, proxy CPU microseconds per request,
+# and resident memory while holding 8,000 idle keep-alive client connections.
+#
+# Usage: bench/http.sh [seconds per run, default 10]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-10}
+IDLE=8000
+
+need=()
+for p in nginx:nginx-light haproxy:haproxy wrk:wrk python3:python3; do
+  command -v "${p%%:*}" >/dev/null || need+=("${p##*:}")
+done
+if ((${#need[@]})); then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+cargo build --release -q -p strata
+STRATA=$PWD/target/release/strata
+
+ulimit -n 20000
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
+
+nginx_conf() { # name dir listen-port body-or-proxy
+  local d=$2
+  mkdir -p "$d"
+  cat > "$d/nginx.conf" <<NGINX
+daemon off; master_process off; worker_processes 1; worker_rlimit_nofile 20000;
+pid $d/nginx.pid; error_log $d/error.log;
+events { worker_connections 20000; }
+http {
+  access_log off; keepalive_timeout 120s; keepalive_requests 1000000;
+  client_body_temp_path $d/b; proxy_temp_path $d/p; fastcgi_temp_path $d/f; uwsgi_temp_path $d/u; scgi_temp_path $d/s;
+  $4
+  server { listen 127.0.0.1:$3; $5 }
+}
+NGINX
+}
+
+# the two app servers: a short 200
+B1=$(free_port); B2=$(free_port)
+for b in $B1 $B2; do
+  nginx_conf app "$work/app$b" "$b" "" 'location / { return 200 "ok\n"; }'
+  taskset -c 1 nginx -c "$work/app$b/nginx.conf" -p "$work/app$b" & pids+=($!)
+  wait_port "$b"
+done
+
+# the proxies
+P_STRATA=$(free_port); P_NGINX=$(free_port); P_HAPROXY=$(free_port)
+cat > "$work/strata.toml" <<TOML
+workers = 1
+[[http]]
+name = "bench"
+listen = "127.0.0.1:$P_STRATA"
+backends = ["127.0.0.1:$B1", "127.0.0.1:$B2"]
+header_timeout = "120s"
+max_connections = 20000
+passive = { failures = 0 }
+TOML
+taskset -c 0 "$STRATA" run -c "$work/strata.toml" --log-level warn >/dev/null & pids+=($!); PID_STRATA=$!
+
+nginx_conf proxy "$work/proxy" "$P_NGINX" \
+  "upstream app { server 127.0.0.1:$B1; server 127.0.0.1:$B2; keepalive 64; }" \
+  'location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }'
+taskset -c 0 nginx -c "$work/proxy/nginx.conf" -p "$work/proxy" & pids+=($!); PID_NGINX=$!
+
+cat > "$work/haproxy.cfg" <<HAP
+global
+  nbthread 1
+  maxconn 20000
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 120s
+  timeout server 60s
+  timeout http-keep-alive 120s
+  option http-keep-alive
+frontend fe
+  bind 127.0.0.1:$P_HAPROXY
+  default_backend be
+backend be
+  balance roundrobin
+  http-reuse always
+  server s1 127.0.0.1:$B1
+  server s2 127.0.0.1:$B2
+HAP
+taskset -c 0 haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>&1 & pids+=($!); PID_HAPROXY=$!
+for p in $P_STRATA $P_NGINX $P_HAPROXY; do wait_port "$p"; done
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+tick=$(getconf CLK_TCK)
+
+printf '%-8s %12s %9s %8s %12s %16s\n' target req/s p99_ms non2xx cpu_us/req rss_8k_idle_MiB
+declare -A CPU
+for target in strata nginx haproxy; do
+  case $target in
+    strata) port=$P_STRATA pid=$PID_STRATA ;;
+    nginx) port=$P_NGINX pid=$PID_NGINX ;;
+    haproxy) port=$P_HAPROXY pid=$PID_HAPROXY ;;
+  esac
+  taskset -c 1 wrk -t1 -c64 -d2s "http://127.0.0.1:$port/" >/dev/null # warm up pools
+  before=$(cpu_ticks "$pid")
+  out=$(taskset -c 1 wrk -t1 -c64 -d"${DURATION}s" --latency "http://127.0.0.1:$port/")
+  after=$(cpu_ticks "$pid")
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' <<<"$out")
+  non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out"); non2xx=${non2xx:-0}
+  errors=$(awk '/Socket errors/ {print}' <<<"$out")
+  cpu_us=$(awk -v t=$((after - before)) -v hz="$tick" -v n="$requests" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')
+  CPU[$target]=$cpu_us
+  # memory: hold IDLE keep-alive clients, read the proxy's RSS
+  coproc HOLD { taskset -c 1 python3 bench/idle_clients.py 127.0.0.1 "$port" "$IDLE"; }
+  read -r ready _ <&"${HOLD[0]}"
+  rss=$(awk -v k="$(rss_kib "$pid")" 'BEGIN {printf "%.1f", k / 1024}')
+  exec {HOLD[1]}>&-; wait "$HOLD_PID" 2>/dev/null || true
+  printf '%-8s %12s %9s %8s %12s %16s\n' "$target" "$rps" "$p99" "$non2xx" "$cpu_us" "$rss"
+  [[ -n $errors ]] && echo "  $target: $errors"
+done
+awk -v s="${CPU[strata]}" -v h="${CPU[haproxy]}" -v n="${CPU[nginx]}" \
+  'BEGIN {printf "ratio cpu_us/req: strata/haproxy %.2f (target <= 0.80), strata/nginx %.2f\n", s / h, s / n}'
