@@ -27,7 +27,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
+wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened; logs:" >&2; tail -n 5 "$work"/*.log >&2; exit 1; }
 
 nginx_conf() { # name dir listen-port body-or-proxy
   local d=$2
@@ -65,17 +65,17 @@ header_timeout = "120s"
 max_connections = 20000
 passive = { failures = 0 }
 TOML
-taskset -c 0 "$STRATA" run -c "$work/strata.toml" --log-level warn >/dev/null & pids+=($!); PID_STRATA=$!
+taskset -c 0 "$STRATA" run -c "$work/strata.toml" --log-level warn >/dev/null 2>"$work/strata.log" & pids+=($!); PID_STRATA=$!
 
 nginx_conf proxy "$work/proxy" "$P_NGINX" \
   "upstream app { server 127.0.0.1:$B1; server 127.0.0.1:$B2; keepalive 64; }" \
   'location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }'
-taskset -c 0 nginx -c "$work/proxy/nginx.conf" -p "$work/proxy" & pids+=($!); PID_NGINX=$!
+taskset -c 0 nginx -c "$work/proxy/nginx.conf" -p "$work/proxy" 2>"$work/nginx.log" & pids+=($!); PID_NGINX=$!
 
 cat > "$work/haproxy.cfg" <<HAP
 global
   nbthread 1
-  maxconn 20000
+  maxconn 9500
 defaults
   mode http
   timeout connect 2s
@@ -92,14 +92,15 @@ backend be
   server s1 127.0.0.1:$B1
   server s2 127.0.0.1:$B2
 HAP
-taskset -c 0 haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>&1 & pids+=($!); PID_HAPROXY=$!
+taskset -c 0 haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>"$work/haproxy.log" & pids+=($!); PID_HAPROXY=$!
 for p in $P_STRATA $P_NGINX $P_HAPROXY; do wait_port "$p"; done
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+sys_ticks() { awk '{print $15}' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 tick=$(getconf CLK_TCK)
 
-printf '%-8s %12s %9s %8s %12s %16s\n' target req/s p99_ms non2xx cpu_us/req rss_8k_idle_MiB
+printf '%-8s %12s %9s %8s %12s %12s %16s\n' target req/s p99_ms non2xx cpu_us/req sys_us/req rss_8k_idle_MiB
 declare -A CPU
 for target in strata nginx haproxy; do
   case $target in
@@ -108,22 +109,23 @@ for target in strata nginx haproxy; do
     haproxy) port=$P_HAPROXY pid=$PID_HAPROXY ;;
   esac
   taskset -c 1 wrk -t1 -c64 -d2s "http://127.0.0.1:$port/" >/dev/null # warm up pools
-  before=$(cpu_ticks "$pid")
+  before=$(cpu_ticks "$pid"); sys_before=$(sys_ticks "$pid")
   out=$(taskset -c 1 wrk -t1 -c64 -d"${DURATION}s" --latency "http://127.0.0.1:$port/")
-  after=$(cpu_ticks "$pid")
+  after=$(cpu_ticks "$pid"); sys_after=$(sys_ticks "$pid")
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out"); non2xx=${non2xx:-0}
   errors=$(awk '/Socket errors/ {print}' <<<"$out")
   cpu_us=$(awk -v t=$((after - before)) -v hz="$tick" -v n="$requests" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')
+  sys_us=$(awk -v t=$((sys_after - sys_before)) -v hz="$tick" -v n="$requests" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')
   CPU[$target]=$cpu_us
   # memory: hold IDLE keep-alive clients, read the proxy's RSS
   coproc HOLD { taskset -c 1 python3 bench/idle_clients.py 127.0.0.1 "$port" "$IDLE"; }
   read -r ready _ <&"${HOLD[0]}"
   rss=$(awk -v k="$(rss_kib "$pid")" 'BEGIN {printf "%.1f", k / 1024}')
   exec {HOLD[1]}>&-; wait "$HOLD_PID" 2>/dev/null || true
-  printf '%-8s %12s %9s %8s %12s %16s\n' "$target" "$rps" "$p99" "$non2xx" "$cpu_us" "$rss"
+  printf '%-8s %12s %9s %8s %12s %12s %16s\n' "$target" "$rps" "$p99" "$non2xx" "$cpu_us" "$sys_us" "$rss"
   [[ -n $errors ]] && echo "  $target: $errors"
 done
 awk -v s="${CPU[strata]}" -v h="${CPU[haproxy]}" -v n="${CPU[nginx]}" \

@@ -6,6 +6,7 @@ mod budget;
 pub mod http;
 mod listener;
 mod relay;
+mod socket;
 mod status;
 pub mod tcp;
 mod upstream;

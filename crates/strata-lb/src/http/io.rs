@@ -2,15 +2,16 @@
 //! can still be sent a 408 after hyper's header timer gives up on it.
 
 use std::io;
-use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Bytes, BytesMut};
+
+use crate::socket::poll_recv;
 use socket2::SockRef;
-use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 /// A client connection's socket and whether it holds request bytes not yet answered.
@@ -107,27 +108,11 @@ impl AsyncRead for ClientIo {
             return Poll::Ready(Ok(()));
         }
         let shared = &*self.shared;
-        loop {
-            ready!(shared.stream.poll_read_ready(cx))?;
-            // SAFETY: recv writes only initialised bytes into the slice and says how many;
-            // exactly those are marked filled below.
-            let unfilled: &mut [MaybeUninit<u8>] = unsafe { buf.unfilled_mut() };
-            match shared.stream.try_io(Interest::READABLE, || {
-                SockRef::from(&shared.stream).recv(unfilled)
-            }) {
-                Ok(n) => {
-                    // SAFETY: the kernel initialised n bytes.
-                    unsafe { buf.assume_init(n) };
-                    buf.advance(n);
-                    if n > 0 {
-                        shared.unanswered.store(true, Relaxed);
-                    }
-                    return Poll::Ready(Ok(()));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
-            }
+        let n = ready!(poll_recv(&shared.stream, cx, buf))?;
+        if n > 0 {
+            shared.unanswered.store(true, Relaxed);
         }
+        Poll::Ready(Ok(()))
     }
 }
 

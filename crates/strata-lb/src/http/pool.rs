@@ -10,6 +10,7 @@ use strata_health::InFlight;
 use tokio::net::TcpStream;
 
 use super::body::ReqBody;
+use crate::socket::UpstreamIo;
 
 /// Why no connection to a backend could be had.
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +130,7 @@ pub(crate) async fn connect(
     };
     let _ = stream.set_nodelay(true);
     let (sender, conn) = http1::Builder::new()
-        .handshake(TokioIo::new(stream))
+        .handshake(TokioIo::new(UpstreamIo(stream)))
         .await
         .map_err(|source| ConnectError::Handshake { addr, source })?;
     if upgrades {
