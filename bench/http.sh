@@ -4,10 +4,14 @@
 # Prints, per proxy: requests/s, p99 latency, non-2xx count, proxy CPU microseconds per request,
 # and resident memory while holding 8,000 idle keep-alive client connections.
 #
-# Usage: bench/http.sh [seconds per run, default 10]
+# The machine is noisy: each proxy is measured ROUNDS times, interleaved (strata, nginx, haproxy,
+# strata, ...), and the median round of each is printed, so drift hits all three alike.
+#
+# Usage: bench/http.sh [seconds per run, default 10] [rounds, default 3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
+ROUNDS=${2:-3}
 IDLE=8000
 
 need=()
@@ -100,33 +104,48 @@ sys_ticks() { awk '{print $15}' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 tick=$(getconf CLK_TCK)
 
-printf '%-8s %12s %9s %8s %12s %12s %16s\n' target req/s p99_ms non2xx cpu_us/req sys_us/req rss_8k_idle_MiB
-declare -A CPU
-for target in strata nginx haproxy; do
-  case $target in
-    strata) port=$P_STRATA pid=$PID_STRATA ;;
-    nginx) port=$P_NGINX pid=$PID_NGINX ;;
-    haproxy) port=$P_HAPROXY pid=$PID_HAPROXY ;;
-  esac
-  taskset -c 1 wrk -t1 -c64 -d2s "http://127.0.0.1:$port/" >/dev/null # warm up pools
+port_of() { case $1 in strata) echo "$P_STRATA" ;; nginx) echo "$P_NGINX" ;; haproxy) echo "$P_HAPROXY" ;; esac; }
+pid_of() { case $1 in strata) echo "$PID_STRATA" ;; nginx) echo "$PID_NGINX" ;; haproxy) echo "$PID_HAPROXY" ;; esac; }
+
+# one wrk round against a proxy: "req/s p99_ms non2xx cpu_us/req sys_us/req"
+measure() {
+  local port pid out before after sys_before sys_after requests rps p99 non2xx
+  port=$(port_of "$1"); pid=$(pid_of "$1")
   before=$(cpu_ticks "$pid"); sys_before=$(sys_ticks "$pid")
   out=$(taskset -c 1 wrk -t1 -c64 -d"${DURATION}s" --latency "http://127.0.0.1:$port/")
   after=$(cpu_ticks "$pid"); sys_after=$(sys_ticks "$pid")
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' <<<"$out")
-  non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out"); non2xx=${non2xx:-0}
-  errors=$(awk '/Socket errors/ {print}' <<<"$out")
-  cpu_us=$(awk -v t=$((after - before)) -v hz="$tick" -v n="$requests" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')
-  sys_us=$(awk -v t=$((sys_after - sys_before)) -v hz="$tick" -v n="$requests" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')
+  non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+  if grep -q "Socket errors" <<<"$out"; then echo "  $1: $(grep 'Socket errors' <<<"$out")" >&2; fi
+  awk -v rps="$rps" -v p99="$p99" -v bad="${non2xx:-0}" -v t=$((after - before)) -v st=$((sys_after - sys_before)) -v hz="$tick" -v n="$requests" \
+    'BEGIN {printf "%s %s %s %.2f %.2f\n", rps, p99, bad, t / hz * 1e6 / n, st / hz * 1e6 / n}'
+}
+
+for target in strata nginx haproxy; do
+  taskset -c 1 wrk -t1 -c64 -d2s "http://127.0.0.1:$(port_of $target)/" >/dev/null # warm up pools
+done
+declare -A ROUND
+for r in $(seq "$ROUNDS"); do
+  for target in strata nginx haproxy; do
+    ROUND[$target]+="$(measure "$target")"$'\n'
+  done
+done
+
+printf '%-8s %12s %9s %8s %12s %12s %16s\n' target req/s p99_ms non2xx cpu_us/req sys_us/req rss_8k_idle_MiB
+declare -A CPU
+for target in strata nginx haproxy; do
+  # the median round by CPU per request
+  read -r rps p99 non2xx cpu_us sys_us < <(sort -k4 -g <<<"${ROUND[$target]%$'\n'}" | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2)')
   CPU[$target]=$cpu_us
   # memory: hold IDLE keep-alive clients, read the proxy's RSS
-  coproc HOLD { taskset -c 1 python3 bench/idle_clients.py 127.0.0.1 "$port" "$IDLE"; }
-  read -r ready _ <&"${HOLD[0]}"
-  rss=$(awk -v k="$(rss_kib "$pid")" 'BEGIN {printf "%.1f", k / 1024}')
+  coproc HOLD { taskset -c 1 python3 bench/idle_clients.py 127.0.0.1 "$(port_of "$target")" "$IDLE"; }
+  read -r _ _ <&"${HOLD[0]}"
+  rss=$(awk -v k="$(rss_kib "$(pid_of "$target")")" 'BEGIN {printf "%.1f", k / 1024}')
   exec {HOLD[1]}>&-; wait "$HOLD_PID" 2>/dev/null || true
   printf '%-8s %12s %9s %8s %12s %12s %16s\n' "$target" "$rps" "$p99" "$non2xx" "$cpu_us" "$sys_us" "$rss"
-  [[ -n $errors ]] && echo "  $target: $errors"
 done
+echo "(median of $ROUNDS interleaved ${DURATION}s rounds; cpu from /proc/PID/stat utime+stime over the run / requests)"
 awk -v s="${CPU[strata]}" -v h="${CPU[haproxy]}" -v n="${CPU[nginx]}" \
   'BEGIN {printf "ratio cpu_us/req: strata/haproxy %.2f (target <= 0.80), strata/nginx %.2f\n", s / h, s / n}'
