@@ -302,6 +302,11 @@ async fn limits_answer_413_and_431() {
         .unwrap();
     let reply = client.request(big).await.unwrap();
     assert_eq!(reply.status, 413);
+    assert_eq!(
+        reply.headers["connection"], "close",
+        "the unread body ends the connection, as in nginx"
+    );
+    let mut client = Client::connect(strata.addr("http:web")).await;
     let small = Request::post("/echo")
         .header("host", "x")
         .body(Full::new(Bytes::from_static(b"hello")))

@@ -107,14 +107,6 @@ impl RespBody {
             checkin: Some(checkin),
         })
     }
-
-    /// A backend's body whose connection is not going back to a pool.
-    pub(crate) fn unpooled(inner: Incoming) -> Self {
-        RespBody::Upstream(UpstreamBody {
-            inner,
-            checkin: None,
-        })
-    }
 }
 
 impl Drop for UpstreamBody {

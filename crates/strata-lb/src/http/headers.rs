@@ -42,18 +42,6 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Whether the request asks to switch protocols (WebSocket) over HTTP/1.1.
-pub(crate) fn is_upgrade(version: Version, headers: &HeaderMap) -> bool {
-    version == Version::HTTP_11
-        && headers.contains_key(header::UPGRADE)
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-}
-
 /// Adds the forwarding headers a backend needs to know the real client, and Via.
 pub(crate) fn add_forwarding(
     headers: &mut HeaderMap,
@@ -187,7 +175,7 @@ mod tests {
     }
 
     #[test]
-    fn cookies_and_upgrades() {
+    fn cookies() {
         let mut h = HeaderMap::new();
         h.insert(
             header::COOKIE,
@@ -195,12 +183,5 @@ mod tests {
         );
         assert_eq!(cookie(&h, "sid"), Some("xyz"));
         assert_eq!(cookie(&h, "nope"), None);
-        h.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, Upgrade"),
-        );
-        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        assert!(is_upgrade(Version::HTTP_11, &h));
-        assert!(!is_upgrade(Version::HTTP_2, &h));
     }
 }

@@ -1,98 +1,74 @@
-//! The client socket as hyper sees it, shared with the connection task so that a slow client
-//! can still be sent a 408 after hyper's header timer gives up on it.
+//! The client socket: telling HTTP/2 prior knowledge from HTTP/1.x by the first bytes, and the
+//! stream hyper reads for HTTP/2 (those bytes first, then the socket).
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-
-use crate::socket::poll_recv;
 use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// A client connection's socket and whether it holds request bytes not yet answered.
+use crate::socket::poll_recv;
+
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// What the first bytes of a plain connection said.
 pub(crate) enum Sniff {
-    Ready { h2: bool, prefix: Bytes },
+    Ready {
+        h2: bool,
+        prefix: Bytes,
+    },
+    /// The client closed, or the socket failed.
     Closed,
+    /// Nothing arrived within the limit.
     Idle,
+    /// Some bytes arrived, not enough to tell, then nothing more within the limit.
     Partial,
 }
 
-pub(crate) struct Shared {
-    pub(crate) stream: TcpStream,
-    /// Bytes were read since the last write: a request is (partly) in.
-    unanswered: AtomicBool,
-}
-
-impl Shared {
-    pub(crate) fn new(stream: TcpStream) -> Arc<Self> {
-        Arc::new(Shared {
-            stream,
-            unanswered: AtomicBool::new(false),
-        })
-    }
-
-    /// True when the client started a request that got no answer yet (not just an idle
-    /// keep-alive connection).
-    pub(crate) fn has_partial_request(&self) -> bool {
-        self.unanswered.load(Relaxed)
-    }
-
-    /// Reads the first bytes of a connection, up to `limit`, to tell HTTP/2 prior knowledge
-    /// (its fixed preface) from HTTP/1.x. Nothing in `limit`: `Sniff::Idle`; some bytes but
-    /// not enough to tell: `Sniff::Partial`.
-    pub(crate) async fn sniff(&self, limit: std::time::Duration) -> Sniff {
-        let mut buf = BytesMut::with_capacity(1024);
-        let read = async {
-            loop {
-                if self.stream.readable().await.is_err() {
-                    return None;
-                }
-                match self.stream.try_read_buf(&mut buf) {
-                    Ok(0) => return None,
-                    Ok(_) => {
-                        self.unanswered.store(true, Relaxed);
-                        let n = buf.len().min(H2_PREFACE.len());
-                        if buf[..n] != H2_PREFACE[..n] {
-                            return Some(false);
-                        }
-                        if n == H2_PREFACE.len() {
-                            return Some(true);
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(_) => return None,
-                }
+/// Reads the first bytes of a connection, for up to `limit`, until they tell HTTP/2's fixed
+/// preface from anything else (HTTP/1.x).
+pub(crate) async fn sniff(stream: &TcpStream, limit: Duration) -> Sniff {
+    let mut buf = BytesMut::with_capacity(1024);
+    let read = async {
+        loop {
+            if stream.readable().await.is_err() {
+                return None;
             }
-        };
-        match tokio::time::timeout(limit, read).await {
-            Ok(Some(h2)) => Sniff::Ready {
-                h2,
-                prefix: buf.freeze(),
-            },
-            Ok(None) => Sniff::Closed,
-            Err(_) if buf.is_empty() => Sniff::Idle,
-            Err(_) => Sniff::Partial,
+            match stream.try_read_buf(&mut buf) {
+                Ok(0) => return None,
+                Ok(_) => {
+                    let n = buf.len().min(H2_PREFACE.len());
+                    if buf[..n] != H2_PREFACE[..n] {
+                        return Some(false);
+                    }
+                    if n == H2_PREFACE.len() {
+                        return Some(true);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(_) => return None,
+            }
         }
-    }
-
-    /// Best effort: the socket buffer takes a short response whole, or it is not sent.
-    pub(crate) fn send_final(&self, response: &[u8]) {
-        let _ = self.stream.try_write(response);
+    };
+    match tokio::time::timeout(limit, read).await {
+        // an exact-size copy, so the 1 KiB read buffer is freed rather than held
+        Ok(Some(h2)) => Sniff::Ready {
+            h2,
+            prefix: Bytes::copy_from_slice(&buf),
+        },
+        Ok(None) => Sniff::Closed,
+        Err(_) if buf.is_empty() => Sniff::Idle,
+        Err(_) => Sniff::Partial,
     }
 }
 
-/// The socket as hyper reads it: first the bytes read while sniffing the protocol, then the
-/// socket itself.
+/// A client connection's socket, with bytes already read from it served first.
 pub(crate) struct ClientIo {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) stream: TcpStream,
     pub(crate) prefix: Bytes,
 }
 
@@ -110,52 +86,26 @@ impl AsyncRead for ClientIo {
             }
             return Poll::Ready(Ok(()));
         }
-        let shared = &*self.shared;
-        let n = ready!(poll_recv(&shared.stream, cx, buf))?;
-        if n > 0 {
-            shared.unanswered.store(true, Relaxed);
-        }
+        ready!(poll_recv(&self.stream, cx, buf))?;
         Poll::Ready(Ok(()))
     }
 }
 
 impl AsyncWrite for ClientIo {
     fn poll_write(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let shared = &*self.shared;
-        loop {
-            ready!(shared.stream.poll_write_ready(cx))?;
-            match shared.stream.try_write(buf) {
-                Ok(n) => {
-                    shared.unanswered.store(false, Relaxed);
-                    return Poll::Ready(Ok(n));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+        Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let shared = &*self.shared;
-        loop {
-            ready!(shared.stream.poll_write_ready(cx))?;
-            match shared.stream.try_write_vectored(bufs) {
-                Ok(n) => {
-                    shared.unanswered.store(false, Relaxed);
-                    return Poll::Ready(Ok(n));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -167,7 +117,7 @@ impl AsyncWrite for ClientIo {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match SockRef::from(&self.shared.stream).shutdown(std::net::Shutdown::Write) {
+        match SockRef::from(&self.stream).shutdown(std::net::Shutdown::Write) {
             Err(e) if e.kind() != io::ErrorKind::NotConnected => Poll::Ready(Err(e)),
             _ => Poll::Ready(Ok(())),
         }

@@ -1,18 +1,18 @@
 //! The L7 layer: an HTTP/1.1 and HTTP/2 (h2c and over TLS) reverse proxy.
 
 mod body;
+mod h1;
 mod headers;
 mod io;
 mod pool;
 mod proxy;
 mod server;
 mod tls;
-mod upgrade;
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::{json, Value};
 use strata_admin::{BackendAction, Counter, Gauge, Histogram, MetricsWriter};
@@ -38,9 +38,9 @@ pub(crate) struct Site {
     pub(crate) config: HttpListener,
     pub(crate) upstream: Upstream,
     pub(crate) pool: Arc<pool::Pool>,
+    pub(crate) h1_pool: h1::client::Pool,
     pub(crate) tls: Option<TlsAcceptor>,
     pub(crate) conn_limit: Arc<Semaphore>,
-    pub(crate) h1: http1::Builder,
     pub(crate) h2: http2::Builder<TokioExecutor>,
 }
 
@@ -66,11 +66,6 @@ impl Site {
         } else {
             Some(tls::acceptor(&config.name, &config.tls)?)
         };
-        let mut h1 = http1::Builder::new();
-        h1.timer(TokioTimer::new())
-            .header_read_timeout(config.header_timeout)
-            .max_buf_size(config.max_header_size as usize)
-            .keep_alive(true);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new())
             .max_concurrent_streams(256)
@@ -81,10 +76,14 @@ impl Site {
                 config.upstream_keepalive as usize,
                 config.idle_timeout,
             )),
+            h1_pool: h1::client::Pool::new(
+                upstream.group.backends.len(),
+                config.upstream_keepalive as usize,
+                config.idle_timeout,
+            ),
             upstream,
             tls,
             conn_limit: Arc::new(Semaphore::new(config.max_connections as usize)),
-            h1,
             h2,
             config: config.clone(),
         })

@@ -9,9 +9,9 @@ use hyper::body::Incoming;
 use strata_config::{Balance, HashKey};
 
 use super::body::{ReqBody, RespBody};
-use super::headers::{add_forwarding, add_via, cookie, is_upgrade, strip_hop_by_hop};
+use super::headers::{add_forwarding, add_via, cookie, strip_hop_by_hop};
 use super::pool::Checkin;
-use super::{upgrade, HttpService, Site};
+use super::{HttpService, Site};
 use crate::balance::{hash_value, Key};
 
 /// Pooled connections found closed by the backend, tried again at no cost to the retry count.
@@ -19,7 +19,7 @@ const MAX_STALE: u32 = 4;
 
 /// What went wrong on the way to a response, and so what the client is told.
 #[derive(Debug)]
-enum Failure {
+pub(crate) enum Failure {
     NoBackend,
     Connect(String),
     Timeout,
@@ -28,30 +28,32 @@ enum Failure {
 }
 
 impl Failure {
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            Failure::NoBackend => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::Connect(_) | Failure::Upstream(_) => StatusCode::BAD_GATEWAY,
+            Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Failure::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        }
+    }
+
+    /// The body of the response, one line.
+    pub(crate) fn text(&self, listener: &str) -> String {
+        match self {
+            Failure::NoBackend => {
+                format!("strata: no healthy backend for listener \"{listener}\"\n")
+            }
+            Failure::Connect(why) => format!("strata: could not connect to a backend: {why}\n"),
+            Failure::Timeout => "strata: the backend did not answer in time\n".to_string(),
+            Failure::Upstream(why) => format!("strata: the backend failed: {why}\n"),
+            Failure::BodyTooLarge => {
+                "strata: request body is larger than max_body_size\n".to_string()
+            }
+        }
+    }
+
     fn response(&self, listener: &str) -> Response<RespBody> {
-        let (status, text) = match self {
-            Failure::NoBackend => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("no healthy backend for listener \"{listener}\""),
-            ),
-            Failure::Connect(why) => (
-                StatusCode::BAD_GATEWAY,
-                format!("could not connect to a backend: {why}"),
-            ),
-            Failure::Timeout => (
-                StatusCode::GATEWAY_TIMEOUT,
-                "the backend did not answer in time".to_string(),
-            ),
-            Failure::Upstream(why) => (
-                StatusCode::BAD_GATEWAY,
-                format!("the backend failed: {why}"),
-            ),
-            Failure::BodyTooLarge => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "request body is larger than max_body_size".to_string(),
-            ),
-        };
-        local(status, format!("strata: {text}\n"))
+        local(self.status(), self.text(listener))
     }
 }
 
@@ -129,7 +131,7 @@ fn redirect(req: &Request<Incoming>) -> Response<RespBody> {
     resp
 }
 
-fn idempotent(m: &Method) -> bool {
+pub(crate) fn idempotent(m: &Method) -> bool {
     matches!(
         *m,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
@@ -186,9 +188,6 @@ async fn proxy(
     if let Some(h) = &host {
         parts.headers.insert(header::HOST, h.clone());
     }
-    let upgrade_to = is_upgrade(parts.version, &parts.headers)
-        .then(|| parts.headers.get(header::UPGRADE).cloned())
-        .flatten();
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::EXPECT); // answered here already when the body is read
     add_forwarding(
@@ -204,10 +203,6 @@ async fn proxy(
         .path_and_query()
         .map_or_else(|| Uri::from_static("/"), |p| Uri::from(p.clone()));
     parts.version = Version::HTTP_11;
-
-    if let Some(protocol) = upgrade_to {
-        return upgrade::proxy(site, parts, body, protocol, &key).await;
-    }
 
     let up = &site.upstream;
     let replayable = body.is_end_stream() && idempotent(&parts.method);

@@ -1,25 +1,20 @@
-//! Accepting client connections: limits, TLS handshakes, HTTP/1.1 and HTTP/2 serving,
-//! graceful draining, and the 408 for clients too slow to send a request head.
+//! Accepting client connections: limits, TLS handshakes, telling HTTP/2 from HTTP/1.x, and
+//! graceful draining. HTTP/1.x is served by `h1`, HTTP/2 by hyper.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use bytes::Bytes;
-use hyper::body::Incoming;
-
-use super::body::RespBody;
-use super::io::{ClientIo, Shared, Sniff};
-use super::{proxy, HttpService, Site};
+use super::h1::rewrite::local_response;
+use super::io::{sniff, ClientIo, Sniff};
+use super::{h1, proxy, HttpService, Site};
 use crate::listener::accept_loop;
-
-const REQUEST_TIMEOUT: &[u8] =
-    b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: 43\r\nConnection: close\r\n\r\nstrata: the request head took too long\r\n\r\n";
 
 /// Accepts on `listener` until `shutdown`, then lets open connections finish their requests
 /// (keep-alive connections close after the current one) and returns when all are done.
@@ -45,96 +40,105 @@ async fn connection(
     drain: CancellationToken,
 ) {
     let site = svc.site.load_full();
-    let shared = Shared::new(stream);
-    let service = |tls: bool| {
+    if let Some(acceptor) = &site.tls {
+        // boxed: the handshake state is large, and plain connections never need it
+        let io = ClientIo {
+            stream,
+            prefix: Bytes::new(),
+        };
+        Box::pin(tls_connection(svc, &site, acceptor, io, client, &drain)).await;
+        return;
+    }
+    match sniff(&stream, site.config.header_timeout).await {
+        Sniff::Ready { h2: false, prefix } => {
+            let io = ClientIo {
+                stream,
+                prefix: Bytes::new(),
+            };
+            Box::pin(h1::server::serve(svc, io, prefix, client, false, &drain)).await;
+        }
+        Sniff::Ready { h2: true, prefix } => {
+            let io = ClientIo { stream, prefix };
+            Box::pin(serve_h2(
+                svc,
+                &site,
+                TokioIo::new(io),
+                client,
+                false,
+                &drain,
+            ))
+            .await;
+        }
+        Sniff::Closed | Sniff::Idle => {}
+        Sniff::Partial => {
+            // bytes that could have been the start of an HTTP/2 preface, then nothing
+            svc.stats.header_timeouts.inc();
+            let _ = stream.try_write(&local_response(
+                408,
+                "strata: the request head took too long\n",
+                false,
+                &[],
+            ));
+        }
+    }
+}
+
+/// A TLS connection: the handshake, then HTTP/1.1 or HTTP/2 as ALPN chose.
+async fn tls_connection(
+    svc: &Arc<HttpService>,
+    site: &Site,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    io: ClientIo,
+    client: SocketAddr,
+    drain: &CancellationToken,
+) {
+    let stream = match tokio::time::timeout(site.config.header_timeout, acceptor.accept(io)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            svc.stats.tls_failures.inc();
+            tracing::debug!(listener = %svc.name, %client, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            svc.stats.tls_failures.inc();
+            return;
+        }
+    };
+    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        serve_h2(svc, site, TokioIo::new(stream), client, true, drain).await;
+    } else {
+        h1::server::serve(svc, stream, Bytes::new(), client, true, drain).await;
+    }
+}
+
+/// Serves HTTP/2 with hyper. When `drain` fires it sends GOAWAY and finishes open streams.
+async fn serve_h2<I>(
+    svc: &Arc<HttpService>,
+    site: &Site,
+    io: I,
+    client: SocketAddr,
+    tls: bool,
+    drain: &CancellationToken,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = {
         let svc = svc.clone();
         service_fn(move |req| {
             let svc = svc.clone();
             async move { Ok::<_, Infallible>(proxy::handle(&svc, req, client, tls).await) }
         })
     };
-    let result = match &site.tls {
-        Some(acceptor) => {
-            let io = ClientIo {
-                shared: shared.clone(),
-                prefix: Bytes::new(),
-            };
-            let stream = match tokio::time::timeout(site.config.header_timeout, acceptor.accept(io))
-                .await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    svc.stats.tls_failures.inc();
-                    tracing::debug!(listener = %svc.name, %client, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    svc.stats.tls_failures.inc();
-                    return;
-                }
-            };
-            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            serve_io(&site, TokioIo::new(stream), h2, service(true), &drain).await
+    let conn = site.h2.serve_connection(io, service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        _ = drain.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
         }
-        None => match shared.sniff(site.config.header_timeout).await {
-            Sniff::Ready { h2, prefix } => {
-                let io = ClientIo {
-                    shared: shared.clone(),
-                    prefix,
-                };
-                serve_io(&site, TokioIo::new(io), h2, service(false), &drain).await
-            }
-            Sniff::Closed | Sniff::Idle => return,
-            Sniff::Partial => {
-                svc.stats.header_timeouts.inc();
-                shared.send_final(REQUEST_TIMEOUT);
-                return;
-            }
-        },
     };
     if let Err(e) = result {
-        if e.is_timeout() {
-            // hyper closes silently; a client that had started a request is told why
-            if shared.has_partial_request() && site.tls.is_none() {
-                svc.stats.header_timeouts.inc();
-                shared.send_final(REQUEST_TIMEOUT);
-            }
-        } else {
-            tracing::debug!(listener = %svc.name, %client, error = %e, "client connection ended with an error");
-        }
-    }
-}
-
-/// Serves one connection with the HTTP version it speaks. When `drain` fires, HTTP/1.1 finishes
-/// the request in progress and closes; HTTP/2 sends GOAWAY and finishes its open streams.
-async fn serve_io<I, S>(
-    site: &Site,
-    io: I,
-    h2: bool,
-    service: S,
-    drain: &CancellationToken,
-) -> Result<(), hyper::Error>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    S: hyper::service::HttpService<Incoming, ResBody = RespBody> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    if h2 {
-        let conn = site.h2.serve_connection(io, service);
-        tokio::pin!(conn);
-        tokio::select! {
-            result = conn.as_mut() => return result,
-            _ = drain.cancelled() => conn.as_mut().graceful_shutdown(),
-        }
-        conn.await
-    } else {
-        let conn = site.h1.serve_connection(io, service).with_upgrades();
-        tokio::pin!(conn);
-        tokio::select! {
-            result = conn.as_mut() => return result,
-            _ = drain.cancelled() => conn.as_mut().graceful_shutdown(),
-        }
-        conn.await
+        tracing::debug!(listener = %svc.name, %client, error = %e, "HTTP/2 connection ended with an error");
     }
 }

@@ -1,0 +1,167 @@
+use super::*;
+
+fn req(text: &str) -> Result<Option<RequestHead>, ParseError> {
+    let mut buf = BytesMut::from(text);
+    parse_request(&mut buf, 16 * 1024)
+}
+
+#[test]
+fn request_head_with_fields_and_leftover_body() {
+    let mut buf = BytesMut::from(
+        "POST /a?b=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nX-Two: 2\r\n\r\nhello",
+    );
+    let r = parse_request(&mut buf, 1024).unwrap().unwrap();
+    assert_eq!(r.method(), b"POST");
+    assert_eq!(r.target(), b"/a?b=1");
+    assert_eq!(r.head.get("host"), Some(&b"x"[..]));
+    assert_eq!(r.head.get("X-TWO"), Some(&b"2"[..]));
+    assert_eq!(r.head.framing, Framing::Length(5));
+    assert!(r.head.keep_alive);
+    assert_eq!(&buf[..], b"hello", "the body stays in the buffer");
+}
+
+#[test]
+fn incomplete_is_not_an_error_until_too_large() {
+    assert!(req("GET / HTTP/1.1\r\nHost: x\r\n").unwrap().is_none());
+    let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\nX: "[..]);
+    buf.extend_from_slice(&[b'a'; 100]);
+    assert_eq!(
+        parse_request(&mut buf, 64).unwrap_err(),
+        ParseError::TooLarge(64)
+    );
+}
+
+#[test]
+fn smuggling_shapes_are_refused() {
+    let both =
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
+    assert!(matches!(req(both), Err(ParseError::Malformed(_))));
+    let not_last = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n";
+    assert!(matches!(req(not_last), Err(ParseError::Malformed(_))));
+    let two_lengths =
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n";
+    assert!(matches!(req(two_lengths), Err(ParseError::Malformed(_))));
+    let signed = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +3\r\n\r\n";
+    assert!(matches!(req(signed), Err(ParseError::Malformed(_))));
+    let same_twice = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 3\r\n\r\n";
+    assert_eq!(
+        req(same_twice).unwrap().unwrap().head.framing,
+        Framing::Length(3)
+    );
+    let chunked = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n";
+    assert_eq!(
+        req(chunked).unwrap().unwrap().head.framing,
+        Framing::Chunked
+    );
+}
+
+#[test]
+fn keep_alive_and_upgrade_rules() {
+    let r = req("GET / HTTP/1.0\r\nHost: x\r\n\r\n").unwrap().unwrap();
+    assert!(!r.head.keep_alive);
+    let r = req("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .unwrap()
+        .unwrap();
+    assert!(r.head.keep_alive);
+    let r = req("GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .unwrap()
+        .unwrap();
+    assert!(!r.head.keep_alive);
+    let r =
+        req("GET /ws HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n")
+            .unwrap()
+            .unwrap();
+    assert!(r.head.upgrade);
+    assert_eq!(
+        r.head.connection_tokens(),
+        vec![b"keep-alive".to_vec(), b"upgrade".to_vec()]
+    );
+    let r = req("PUT /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
+        .unwrap()
+        .unwrap();
+    assert!(r.expect_continue);
+}
+
+#[test]
+fn response_framing() {
+    let parse = |text: &str, head: bool| {
+        let mut buf = BytesMut::from(text);
+        parse_response(&mut buf, 1024, head).unwrap().unwrap()
+    };
+    let r = parse("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false);
+    assert_eq!(
+        (r.status, r.head.framing, r.head.keep_alive),
+        (200, Framing::Length(2), true)
+    );
+    assert_eq!(
+        parse("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", true)
+            .head
+            .framing,
+        Framing::Empty
+    );
+    assert_eq!(
+        parse("HTTP/1.1 204 No Content\r\n\r\n", false).head.framing,
+        Framing::Empty
+    );
+    assert_eq!(
+        parse(
+            "HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+            false
+        )
+        .head
+        .framing,
+        Framing::Empty
+    );
+    let r = parse("HTTP/1.1 200 OK\r\n\r\n", false);
+    assert_eq!((r.head.framing, r.head.keep_alive), (Framing::Close, false));
+    let r = parse(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n",
+        false,
+    );
+    assert_eq!(
+        (r.head.framing, r.head.keep_alive),
+        (Framing::Chunked, false)
+    );
+    let r = parse(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+        false,
+    );
+    assert!(r.head.upgrade);
+}
+
+#[test]
+fn chunked_body_in_pieces() {
+    let body = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\nNEXT";
+    // feed it a byte at a time: every split point must work
+    let mut d = ChunkedDecoder::default();
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    for &b in body.iter() {
+        buf.extend_from_slice(&[b]);
+        while let Some(data) = d.decode(&mut buf).unwrap() {
+            out.extend_from_slice(&data);
+        }
+        if d.is_done() {
+            break;
+        }
+    }
+    assert!(d.is_done());
+    assert_eq!(out, b"hello world");
+    let mut rest = BytesMut::from(&body[body.len() - 4..]);
+    assert_eq!(&rest.split()[..], b"NEXT");
+
+    let mut d = ChunkedDecoder::default();
+    let mut buf = BytesMut::from(&b"zz\r\n"[..]);
+    assert!(d.decode(&mut buf).is_err());
+    let mut d = ChunkedDecoder::default();
+    let mut buf = BytesMut::from(&b"2\r\nabXY"[..]);
+    assert_eq!(d.decode(&mut buf).unwrap().as_deref(), Some(&b"ab"[..]));
+    assert!(d.decode(&mut buf).is_err());
+}
+
+#[test]
+fn chunk_headers() {
+    let mut out = Vec::new();
+    chunk_header(255, &mut out);
+    assert_eq!(out, b"ff\r\n");
+}

@@ -1,0 +1,343 @@
+//! Writing the heads that leave the proxy, straight from the parsed bytes: the request to the
+//! backend (hop-by-hop headers out, forwarding headers and Via in) and the response to the
+//! client.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+
+use strata_config::Forwarded;
+
+use super::codec::{Framing, Head, RequestHead, ResponseHead, Version};
+
+/// Headers that describe one connection only (RFC 9110 7.6.1), never forwarded.
+const HOP_BY_HOP: &[&[u8]] = &[
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"te",
+    b"trailer",
+    b"transfer-encoding",
+    b"upgrade",
+];
+
+fn is_hop(name: &[u8], tokens: &[Vec<u8>]) -> bool {
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+        || tokens.iter().any(|t| name.eq_ignore_ascii_case(t))
+}
+
+fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `hop` to the values of a list header seen earlier in the message.
+fn list_header(out: &mut Vec<u8>, name: &[u8], prior: &[&[u8]], hop: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    for p in prior {
+        out.extend_from_slice(p);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(hop);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Options for the request head sent to a backend.
+pub(crate) struct Forwarding {
+    pub(crate) mode: Forwarded,
+    pub(crate) client: SocketAddr,
+    pub(crate) tls: bool,
+}
+
+/// The request head for the backend, HTTP/1.1, into `out`.
+pub(crate) fn request_head(req: &RequestHead, fwd: &Forwarding, out: &mut Vec<u8>) {
+    let head = &req.head;
+    let tokens = head.connection_tokens();
+    out.extend_from_slice(req.method());
+    out.push(b' ');
+    let target = req.target();
+    let mut host_from_target: Option<&[u8]> = None;
+    if target.starts_with(b"/") || target == b"*" {
+        out.extend_from_slice(target);
+    } else {
+        // absolute-form (RFC 9112 3.2.2): the backend gets origin-form, the host goes to Host
+        let (authority, path) = split_absolute(target);
+        host_from_target = authority;
+        out.extend_from_slice(path);
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+
+    let mut host: Option<&[u8]> = None;
+    let mut xff: Vec<&[u8]> = Vec::new();
+    let mut via: Vec<&[u8]> = Vec::new();
+    let mut forwarded: Vec<&[u8]> = Vec::new();
+    for (name, value) in head.fields() {
+        if is_hop(name, &tokens) || name.eq_ignore_ascii_case(b"expect") {
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"host") {
+            if host.is_none() {
+                host = Some(host_from_target.unwrap_or(value));
+                header(out, b"host", host.unwrap_or(value));
+            }
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"via") {
+            via.push(value);
+            continue;
+        }
+        match fwd.mode {
+            Forwarded::XForwarded if name.eq_ignore_ascii_case(b"x-forwarded-for") => {
+                xff.push(value);
+                continue;
+            }
+            Forwarded::XForwarded
+                if name.eq_ignore_ascii_case(b"x-forwarded-proto")
+                    || name.eq_ignore_ascii_case(b"x-forwarded-host") =>
+            {
+                continue
+            }
+            Forwarded::Rfc7239 if name.eq_ignore_ascii_case(b"forwarded") => {
+                forwarded.push(value);
+                continue;
+            }
+            _ => {}
+        }
+        header(out, name, value);
+    }
+    if host.is_none() {
+        // HTTP/1.0 clients may send no Host; an HTTP/1.1 backend needs one
+        host = host_from_target;
+        header(out, b"host", host.unwrap_or(b"localhost"));
+    }
+    let proto: &[u8] = if fwd.tls { b"https" } else { b"http" };
+    let mut ip = Vec::with_capacity(48);
+    let _ = write!(ip, "{}", fwd.client.ip());
+    match fwd.mode {
+        Forwarded::XForwarded => {
+            list_header(out, b"x-forwarded-for", &xff, &ip);
+            header(out, b"x-forwarded-proto", proto);
+            if let Some(h) = host {
+                header(out, b"x-forwarded-host", h);
+            }
+        }
+        Forwarded::Rfc7239 => {
+            let mut element = Vec::with_capacity(64);
+            match fwd.client.ip() {
+                IpAddr::V4(_) => {
+                    element.extend_from_slice(b"for=");
+                    element.extend_from_slice(&ip);
+                }
+                IpAddr::V6(_) => {
+                    element.extend_from_slice(b"for=\"[");
+                    element.extend_from_slice(&ip);
+                    element.extend_from_slice(b"]\"");
+                }
+            }
+            element.extend_from_slice(b";proto=");
+            element.extend_from_slice(proto);
+            if let Some(h) = host {
+                element.extend_from_slice(b";host=\"");
+                element.extend_from_slice(h);
+                element.push(b'"');
+            }
+            list_header(out, b"forwarded", &forwarded, &element);
+        }
+        Forwarded::None => {}
+    }
+    let hop: &[u8] = if head.version == Version::Http10 {
+        b"1.0 strata"
+    } else {
+        b"1.1 strata"
+    };
+    list_header(out, b"via", &via, hop);
+    if head.framing == Framing::Chunked {
+        header(out, b"transfer-encoding", b"chunked");
+    }
+    if head.upgrade {
+        header(out, b"connection", b"upgrade");
+        if let Some(u) = head.get("upgrade") {
+            header(out, b"upgrade", u);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// "http://host:port/path?q" -> (Some("host:port"), "/path?q").
+fn split_absolute(target: &[u8]) -> (Option<&[u8]>, &[u8]) {
+    let rest = target
+        .iter()
+        .position(|&b| b == b':')
+        .filter(|&i| target[i..].starts_with(b"://"))
+        .map(|i| &target[i + 3..]);
+    let Some(rest) = rest else {
+        return (None, b"/");
+    };
+    match rest.iter().position(|&b| b == b'/' || b == b'?') {
+        Some(i) if rest[i] == b'/' => (Some(&rest[..i]), &rest[i..]),
+        Some(_) | None => (
+            Some(rest.split(|&b| b == b'?').next().unwrap_or(rest)),
+            b"/",
+        ),
+    }
+}
+
+/// How the response body goes to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Relay {
+    /// As the backend framed it (nothing, or Content-Length).
+    AsIs,
+    /// Chunked to an HTTP/1.1 client (the data is re-chunked as it arrives).
+    Chunked,
+    /// Until the connection closes.
+    UntilClose,
+}
+
+/// The response head for the client into `out`; returns how the body is relayed and whether
+/// the client connection stays open after it.
+pub(crate) fn response_head(
+    resp: &ResponseHead,
+    client: &Head,
+    keep_alive: bool,
+    out: &mut Vec<u8>,
+) -> (Relay, bool) {
+    let head = &resp.head;
+    let tokens = head.connection_tokens();
+    let relay = match head.framing {
+        Framing::Empty | Framing::Length(_) => Relay::AsIs,
+        Framing::Chunked if client.version == Version::Http11 => Relay::Chunked,
+        Framing::Chunked | Framing::Close => Relay::UntilClose,
+    };
+    let upgrade = resp.status == 101;
+    let keep_alive = keep_alive && client.keep_alive && relay != Relay::UntilClose && !upgrade;
+    let _ = write!(out, "HTTP/1.1 {} ", resp.status);
+    out.extend_from_slice(resp.reason());
+    out.extend_from_slice(b"\r\n");
+    let mut via: Vec<&[u8]> = Vec::new();
+    for (name, value) in head.fields() {
+        if name.eq_ignore_ascii_case(b"via") {
+            via.push(value);
+        } else if !is_hop(name, &tokens) {
+            header(out, name, value);
+        }
+    }
+    let hop: &[u8] = if head.version == Version::Http10 {
+        b"1.0 strata"
+    } else {
+        b"1.1 strata"
+    };
+    list_header(out, b"via", &via, hop);
+    if relay == Relay::Chunked {
+        header(out, b"transfer-encoding", b"chunked");
+    }
+    if upgrade {
+        header(out, b"connection", b"upgrade");
+        if let Some(u) = head.get("upgrade") {
+            header(out, b"upgrade", u);
+        }
+    } else if !keep_alive {
+        header(out, b"connection", b"close");
+    } else if client.version == Version::Http10 {
+        header(out, b"connection", b"keep-alive");
+    }
+    out.extend_from_slice(b"\r\n");
+    (relay, keep_alive)
+}
+
+/// A complete small response made by the proxy itself.
+pub(crate) fn local_response(
+    status: u16,
+    text: &str,
+    keep_alive: bool,
+    extra: &[(&str, &str)],
+) -> Vec<u8> {
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    let mut out = Vec::with_capacity(160 + text.len());
+    let _ = write!(out, "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n", text.len());
+    for (name, value) in extra {
+        let _ = write!(out, "{name}: {value}\r\n");
+    }
+    if !keep_alive {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+
+    use crate::http::h1::codec::{parse_request, parse_response};
+
+    fn request(text: &str, mode: Forwarded) -> String {
+        let mut buf = BytesMut::from(text);
+        let req = parse_request(&mut buf, 8192).unwrap().unwrap();
+        let fwd = Forwarding {
+            mode,
+            client: "10.1.2.3:5555".parse().unwrap(),
+            tls: false,
+        };
+        let mut out = Vec::new();
+        request_head(&req, &fwd, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn request_to_backend() {
+        let out = request(
+            "GET /a HTTP/1.1\r\nHost: shop\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nX-Forwarded-For: 203.0.113.7\r\nAccept: */*\r\nExpect: 100-continue\r\n\r\n",
+            Forwarded::XForwarded,
+        );
+        assert_eq!(
+            out,
+            "GET /a HTTP/1.1\r\nhost: shop\r\nAccept: */*\r\nx-forwarded-for: 203.0.113.7, 10.1.2.3\r\nx-forwarded-proto: http\r\nx-forwarded-host: shop\r\nvia: 1.1 strata\r\n\r\n"
+        );
+        let out = request(
+            "POST http://api.example:8080/v1?x=1 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            Forwarded::Rfc7239,
+        );
+        assert_eq!(
+            out,
+            "POST /v1?x=1 HTTP/1.1\r\nhost: api.example:8080\r\nforwarded: for=10.1.2.3;proto=http;host=\"api.example:8080\"\r\nvia: 1.1 strata\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+        let out = request(
+            "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            Forwarded::None,
+        );
+        assert_eq!(out, "GET /ws HTTP/1.1\r\nhost: h\r\nvia: 1.1 strata\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n");
+    }
+
+    #[test]
+    fn response_to_client() {
+        let mut rbuf = BytesMut::from("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nKeep-Alive: timeout=5\r\nVia: 1.1 cdn\r\nX-App: 1\r\n\r\n");
+        let resp = parse_response(&mut rbuf, 8192, false).unwrap().unwrap();
+        let mut qbuf = BytesMut::from("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        let old_client = parse_request(&mut qbuf, 8192).unwrap().unwrap();
+        let mut out = Vec::new();
+        let (relay, keep) = response_head(&resp, &old_client.head, true, &mut out);
+        // an HTTP/1.0 client can't take chunks: the body runs until the connection closes
+        assert_eq!((relay, keep), (Relay::UntilClose, false));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nX-App: 1\r\nvia: 1.1 cdn, 1.1 strata\r\nconnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn absolute_targets() {
+        assert_eq!(
+            split_absolute(b"http://h:1/p?q"),
+            (Some(&b"h:1"[..]), &b"/p?q"[..])
+        );
+        assert_eq!(split_absolute(b"http://h?q"), (Some(&b"h"[..]), &b"/"[..]));
+        assert_eq!(split_absolute(b"junk"), (None, &b"/"[..]));
+    }
+}

@@ -1,0 +1,684 @@
+//! One HTTP/1.x client connection: read a head, proxy the exchange, repeat while keep-alive
+//! holds. Buffers exist only while a request is in progress, so an idle keep-alive connection
+//! costs little more than its socket.
+
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use http::Method;
+use strata_config::{Balance, HashKey};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+use super::body::{BodyError, BodyReader};
+use super::client::Conn;
+use super::codec::{
+    chunk_header, parse_request, parse_response, Framing, ParseError, RequestHead, ResponseHead,
+    LAST_CHUNK,
+};
+use super::rewrite::{local_response, request_head, response_head, Forwarding, Relay};
+use crate::balance::{hash_value, Key};
+use crate::http::proxy::{idempotent, Failure};
+use crate::http::{HttpService, Site};
+use crate::relay::relay;
+
+/// First allocation for reading a head; grows up to `max_header_size`.
+const HEAD_BUFFER: usize = 4096;
+
+/// Whether the client connection carries on after an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+/// Serves HTTP/1.x on `io` until the client closes, keep-alive ends, or `drain` fires between
+/// requests. `prefix` holds bytes already read from the connection.
+pub(crate) async fn serve<S>(
+    svc: &Arc<HttpService>,
+    mut io: S,
+    prefix: Bytes,
+    client: SocketAddr,
+    tls: bool,
+    drain: &CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut buf = BytesMut::new();
+    buf.extend_from_slice(&prefix);
+    loop {
+        let site = svc.site.load_full();
+        let max_head = site.config.max_header_size as usize;
+        let deadline = tokio::time::Instant::now() + site.config.header_timeout;
+        let req = loop {
+            match parse_request(&mut buf, max_head) {
+                Ok(Some(req)) => break req,
+                Ok(None) => {}
+                Err(e) => {
+                    let (status, text) = match e {
+                        ParseError::TooLarge(_) | ParseError::TooManyHeaders => {
+                            (431, "strata: request header fields too large\n")
+                        }
+                        ParseError::Malformed(_) => (400, "strata: bad request\n"),
+                    };
+                    tracing::debug!(listener = %svc.name, %client, error = %e, "bad request head");
+                    svc.stats.responses[3].inc();
+                    let _ = io
+                        .write_all(&local_response(status, text, false, &[]))
+                        .await;
+                    let _ = io.shutdown().await;
+                    return;
+                }
+            }
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(HEAD_BUFFER.max(buf.len()));
+            }
+            let idle = buf.is_empty();
+            let read = tokio::select! {
+                biased;
+                r = tokio::time::timeout_at(deadline, io.read_buf(&mut buf)) => r,
+                _ = drain.cancelled(), if idle => return,
+            };
+            match read {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(_)) => {}
+                Err(_) if idle => return, // an idle keep-alive connection just closes
+                Err(_) => {
+                    svc.stats.header_timeouts.inc();
+                    let text = "strata: the request head took too long\n";
+                    let _ = io.write_all(&local_response(408, text, false, &[])).await;
+                    let _ = io.shutdown().await;
+                    return;
+                }
+            }
+        };
+        // boxed: the exchange's state exists only while a request is in flight, so an idle
+        // connection's task stays small
+        let next = Box::pin(exchange(
+            svc, &site, &req, &mut io, &mut buf, client, tls, drain,
+        ))
+        .await;
+        if next == Next::Close || drain.is_cancelled() {
+            let _ = io.flush().await;
+            let _ = io.shutdown().await;
+            linger(&mut io).await;
+            return;
+        }
+        if buf.is_empty() {
+            // idle from here on: keep no buffer
+            buf = BytesMut::new();
+        }
+    }
+}
+
+/// After the answer, read and drop what the client still sends for a moment before closing:
+/// closing with unread bytes makes the kernel send a reset, which can destroy the answer
+/// before the client reads it (nginx's lingering close).
+async fn linger<S: AsyncRead + Unpin>(io: &mut S) {
+    // on the heap, only while lingering: an array here would sit in every connection's task
+    let mut scratch = vec![0u8; 4096];
+    let mut left = LINGER_BYTES;
+    let _ = tokio::time::timeout(LINGER_TIME, async {
+        while left > 0 {
+            match io.read(&mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
+}
+
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// Proxies one request and records it.
+#[allow(clippy::too_many_arguments)]
+async fn exchange<S>(
+    svc: &HttpService,
+    site: &Site,
+    req: &RequestHead,
+    io: &mut S,
+    buf: &mut BytesMut,
+    client: SocketAddr,
+    tls: bool,
+    drain: &CancellationToken,
+) -> Next
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let started = Instant::now();
+    svc.stats.requests.inc();
+    let (status, backend, next) = proxy(svc, site, req, io, buf, client, tls, drain).await;
+    svc.stats.responses[(status / 100).clamp(1, 5) as usize - 1].inc();
+    svc.stats.latency.observe(started.elapsed());
+    if site.config.access_log {
+        tracing::info!(
+            target: "strata::access",
+            listener = %svc.name,
+            client = %client.ip(),
+            method = %String::from_utf8_lossy(req.method()),
+            uri = %String::from_utf8_lossy(req.target()),
+            version = if req.head.version == super::codec::Version::Http10 { "HTTP/1.0" } else { "HTTP/1.1" },
+            status,
+            backend = backend.as_deref().unwrap_or("-"),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+        );
+    }
+    next
+}
+
+fn hash_key(site: &Site, req: &RequestHead) -> Option<u32> {
+    match &site.upstream.config.balance {
+        Balance::Hash(HashKey::Header(name)) => req.head.get(name).map(hash_value),
+        Balance::Hash(HashKey::Cookie(name)) => req
+            .head
+            .get_all("cookie")
+            .flat_map(|v| v.split(|&b| b == b';'))
+            .filter_map(|pair| {
+                let pair = pair.trim_ascii();
+                let eq = pair.iter().position(|&b| b == b'=')?;
+                (&pair[..eq] == name.as_bytes()).then(|| &pair[eq + 1..])
+            })
+            .next()
+            .map(hash_value),
+        _ => None,
+    }
+}
+
+/// Writes a response the proxy made; answers the status for the records.
+async fn answer<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    status: u16,
+    text: &str,
+    keep_alive: bool,
+    extra: &[(&str, &str)],
+) -> Next {
+    let ok = io
+        .write_all(&local_response(status, text, keep_alive, extra))
+        .await
+        .is_ok();
+    if ok && keep_alive {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    }
+}
+
+/// Why sending a request to a backend stopped.
+enum SendError {
+    /// Writing to the backend failed; `body_started`: part of the client's body was consumed.
+    Backend {
+        error: std::io::Error,
+        body_started: bool,
+    },
+    /// The client's body could not be read.
+    Client(BodyError),
+    TooLarge,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn proxy<S>(
+    svc: &HttpService,
+    site: &Site,
+    req: &RequestHead,
+    io: &mut S,
+    buf: &mut BytesMut,
+    client: SocketAddr,
+    tls: bool,
+    drain: &CancellationToken,
+) -> (u16, Option<String>, Next)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let started = Instant::now();
+    let cfg = &site.config;
+    let framing = req.head.framing;
+    // a body we don't read leaves the connection unusable for another request
+    let can_keep = framing == Framing::Empty && req.head.keep_alive;
+    if cfg.redirect_https {
+        let host = req
+            .head
+            .get("host")
+            .map(|h| String::from_utf8_lossy(h).into_owned())
+            .unwrap_or_else(|| "localhost".into());
+        let host = host.rsplit_once(':').map_or(host.as_str(), |(h, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                host.as_str()
+            }
+        });
+        let location = format!("https://{host}{}", String::from_utf8_lossy(req.target()));
+        let next = answer(
+            io,
+            301,
+            "strata: this site is served over https\n",
+            can_keep,
+            &[("location", &location)],
+        )
+        .await;
+        return (301, None, next);
+    }
+    if let Framing::Length(n) = framing {
+        if n > cfg.max_body_size {
+            let f = Failure::BodyTooLarge;
+            return (
+                413,
+                None,
+                answer(io, 413, &f.text(&svc.name), false, &[]).await,
+            );
+        }
+    }
+    if req.expect_continue
+        && framing != Framing::Empty
+        && io
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .is_err()
+    {
+        return (499, None, Next::Close);
+    }
+
+    let key = Key {
+        client: client.ip(),
+        value: hash_key(site, req),
+    };
+    let fwd = Forwarding {
+        mode: cfg.forwarded,
+        client,
+        tls,
+    };
+    let mut head = Vec::with_capacity(req.head.raw.len() + 160);
+    request_head(req, &fwd, &mut head);
+    let method = Method::from_bytes(req.method()).unwrap_or(Method::POST);
+    let replayable = framing == Framing::Empty && idempotent(&method);
+    let head_request = method == Method::HEAD;
+
+    let up = &site.upstream;
+    let mut tried: Vec<usize> = Vec::with_capacity(2);
+    let mut failure = Failure::NoBackend;
+    let mut body_consumed = false;
+    up.budget.deposit();
+    let mut attempt = 0;
+    let mut stale = 0;
+    while attempt <= up.config.retries && !body_consumed {
+        attempt += 1;
+        if attempt > 1 {
+            if !up.budget.withdraw() {
+                break;
+            }
+            svc.stats.retries.inc();
+        }
+        let Some(index) = up.pick(&key, &tried) else {
+            break;
+        };
+        tried.push(index);
+        let backend = &up.group.backends[index];
+        if attempt > 1 {
+            backend.stats.retries.inc();
+        }
+        backend.stats.requests.inc();
+        let _in_flight = backend.start();
+        let mut conn = match site
+            .h1_pool
+            .checkout(index, backend.addr, up.config.connect_timeout)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                let why = e.to_string();
+                backend.stats.failures.inc();
+                up.group.report_failure(backend, &why);
+                failure = Failure::Connect(why);
+                continue;
+            }
+        };
+        match send(&mut conn, &head, framing, io, buf, cfg.max_body_size).await {
+            Ok(()) => {}
+            Err(SendError::Client(e)) => {
+                tracing::debug!(listener = %svc.name, %client, error = %e, "client body");
+                return (
+                    400,
+                    Some(backend.name.clone()),
+                    answer(io, 400, "strata: unreadable request body\n", false, &[]).await,
+                );
+            }
+            Err(SendError::TooLarge) => {
+                let f = Failure::BodyTooLarge;
+                return (
+                    413,
+                    Some(backend.name.clone()),
+                    answer(io, 413, &f.text(&svc.name), false, &[]).await,
+                );
+            }
+            Err(SendError::Backend {
+                error,
+                body_started,
+            }) => {
+                body_consumed |= body_started;
+                if conn.reused && !body_started && stale < MAX_STALE {
+                    stale += 1;
+                    attempt -= 1;
+                    tried.pop();
+                    continue;
+                }
+                let why = error.to_string();
+                backend.stats.failures.inc();
+                up.group.report_failure(backend, &why);
+                failure = Failure::Upstream(why);
+                continue;
+            }
+        }
+        body_consumed |= framing != Framing::Empty;
+        let mut up_buf = BytesMut::with_capacity(HEAD_BUFFER);
+        let read = tokio::time::timeout(
+            cfg.response_timeout,
+            read_head(
+                &mut conn,
+                &mut up_buf,
+                cfg.max_header_size as usize,
+                head_request,
+            ),
+        )
+        .await;
+        let resp = match read {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(e)) => {
+                // a reused connection the backend closed just before our request: no harm done
+                if conn.reused
+                    && up_buf.is_empty()
+                    && replayable
+                    && stale < MAX_STALE
+                    && e.is_closed()
+                {
+                    stale += 1;
+                    attempt -= 1;
+                    tried.pop();
+                    continue;
+                }
+                let why = e.to_string();
+                backend.stats.failures.inc();
+                up.group.report_failure(backend, &why);
+                failure = Failure::Upstream(why);
+                if replayable {
+                    continue;
+                }
+                break;
+            }
+            Err(_) => {
+                backend.stats.failures.inc();
+                up.group.report_failure(backend, "response timeout");
+                failure = Failure::Timeout;
+                if replayable {
+                    continue;
+                }
+                break;
+            }
+        };
+        let status = resp.status;
+        backend.stats.latency.observe(started.elapsed());
+        backend.stats.responses[(status / 100).clamp(1, 5) as usize - 1].inc();
+        if status >= 500 {
+            up.group.report_failure(backend, &format!("HTTP {status}"));
+        } else {
+            backend.report_success();
+        }
+        let name = backend.name.clone();
+        if status == 101 && req.head.upgrade {
+            return (
+                101,
+                Some(name),
+                upgrade(io, buf, conn, up_buf, &resp, req, cfg.idle_timeout).await,
+            );
+        }
+        let keep = !drain.is_cancelled() && req.head.keep_alive;
+        let mut out = Vec::with_capacity(resp.head.raw.len() + 64);
+        let (relay_mode, client_keep) = response_head(&resp, &req.head, keep, &mut out);
+        return match relay_body(io, &mut conn, &mut up_buf, &resp, relay_mode, out).await {
+            Ok(reusable) => {
+                if reusable {
+                    site.h1_pool.put(index, conn);
+                }
+                (
+                    status,
+                    Some(name),
+                    if client_keep {
+                        Next::KeepAlive
+                    } else {
+                        Next::Close
+                    },
+                )
+            }
+            Err(e) => {
+                tracing::debug!(listener = %svc.name, backend = %name, error = %e, "response relay ended early");
+                (status, Some(name), Next::Close)
+            }
+        };
+    }
+    if matches!(failure, Failure::NoBackend) {
+        svc.stats.no_backend.inc();
+    }
+    let backend = tried.last().map(|&i| up.group.backends[i].name.clone());
+    let status = failure.status().as_u16();
+    let keep = can_keep && !body_consumed && !drain.is_cancelled();
+    (
+        status,
+        backend,
+        answer(io, status, &failure.text(&svc.name), keep, &[]).await,
+    )
+}
+
+/// Pooled connections found closed by the backend, tried again at no cost to the retry count.
+const MAX_STALE: u32 = 4;
+
+/// Sends the head and the client's body (re-chunked if chunked) to the backend.
+async fn send<S>(
+    conn: &mut Conn,
+    head: &[u8],
+    framing: Framing,
+    io: &mut S,
+    buf: &mut BytesMut,
+    limit: u64,
+) -> Result<(), SendError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let backend = |error, body_started| SendError::Backend {
+        error,
+        body_started,
+    };
+    if framing == Framing::Empty {
+        return conn.io.write_all(head).await.map_err(|e| backend(e, false));
+    }
+    let mut body = BodyReader::new(framing);
+    let chunked = framing == Framing::Chunked;
+    let mut sent = 0u64;
+    let mut first = true;
+    loop {
+        // what the client already sent goes out with the head
+        let piece = if first && buf.is_empty() && !body.is_done() {
+            None
+        } else {
+            body.next(io, buf).await.map_err(SendError::Client)?
+        };
+        if let Some(p) = &piece {
+            sent += p.len() as u64;
+            if sent > limit {
+                return Err(SendError::TooLarge);
+            }
+        }
+        let mut framing_line = Vec::new();
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(5);
+        if first {
+            parts.push(head);
+        }
+        match &piece {
+            Some(p) if chunked => {
+                chunk_header(p.len(), &mut framing_line);
+                parts.push(&framing_line);
+                parts.push(p);
+                parts.push(b"\r\n");
+            }
+            Some(p) => parts.push(p),
+            None => {}
+        }
+        if chunked && body.is_done() {
+            parts.push(LAST_CHUNK);
+        }
+        write_all_parts(&mut conn.io, &parts)
+            .await
+            .map_err(|e| backend(e, !first || piece.is_some()))?;
+        first = false;
+        if body.is_done() {
+            return Ok(());
+        }
+    }
+}
+
+/// Why a response head could not be had.
+#[derive(Debug, thiserror::Error)]
+enum HeadError {
+    #[error("the backend closed the connection before answering")]
+    Closed,
+    #[error("invalid response: {0}")]
+    Parse(#[from] ParseError),
+    #[error("reading the response: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl HeadError {
+    fn is_closed(&self) -> bool {
+        match self {
+            HeadError::Closed => true,
+            HeadError::Io(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            ),
+            HeadError::Parse(_) => false,
+        }
+    }
+}
+
+/// Reads the final response head; interim 1xx responses other than 101 are dropped.
+async fn read_head(
+    conn: &mut Conn,
+    buf: &mut BytesMut,
+    max: usize,
+    head_request: bool,
+) -> Result<ResponseHead, HeadError> {
+    loop {
+        if let Some(resp) = parse_response(buf, max, head_request)? {
+            if (100..200).contains(&resp.status) && resp.status != 101 {
+                continue;
+            }
+            return Ok(resp);
+        }
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(HEAD_BUFFER);
+        }
+        if conn.io.read_buf(buf).await? == 0 {
+            return Err(HeadError::Closed);
+        }
+    }
+}
+
+/// Writes the response head and relays the body; true when the backend connection can be
+/// reused (the body ended where its framing said and nothing followed it).
+async fn relay_body<S>(
+    io: &mut S,
+    conn: &mut Conn,
+    up_buf: &mut BytesMut,
+    resp: &ResponseHead,
+    mode: Relay,
+    head: Vec<u8>,
+) -> Result<bool, BodyError>
+where
+    S: AsyncWrite + Unpin,
+{
+    let mut body = BodyReader::new(resp.head.framing);
+    let mut head = Some(head);
+    let mut line = Vec::with_capacity(16);
+    loop {
+        // the first piece: only what was read with the head, so the head goes out at once
+        let piece = if head.is_some() && up_buf.is_empty() && !body.is_done() {
+            None
+        } else {
+            body.next(&mut conn.io, up_buf).await?
+        };
+        let done = body.is_done();
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(5);
+        if let Some(h) = &head {
+            parts.push(h);
+        }
+        line.clear();
+        match (&piece, mode) {
+            (Some(p), Relay::Chunked) if !p.is_empty() => {
+                chunk_header(p.len(), &mut line);
+                parts.push(&line);
+                parts.push(p);
+                parts.push(b"\r\n");
+            }
+            (Some(p), _) => parts.push(p),
+            (None, _) => {}
+        }
+        if done && mode == Relay::Chunked {
+            parts.push(LAST_CHUNK);
+        }
+        if !parts.is_empty() {
+            write_all_parts(io, &parts).await?;
+        }
+        head = None;
+        if done {
+            return Ok(resp.head.keep_alive && up_buf.is_empty());
+        }
+    }
+}
+
+/// After a 101: the response goes to the client, then bytes flow both ways.
+async fn upgrade<S>(
+    io: &mut S,
+    buf: &mut BytesMut,
+    mut conn: Conn,
+    up_buf: BytesMut,
+    resp: &ResponseHead,
+    req: &RequestHead,
+    idle: std::time::Duration,
+) -> Next
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut out = Vec::with_capacity(resp.head.raw.len() + 64);
+    response_head(resp, &req.head, false, &mut out);
+    if write_all_parts(io, &[&out, &up_buf]).await.is_err() {
+        return Next::Close;
+    }
+    if !buf.is_empty() && conn.io.write_all(&buf.split()).await.is_err() {
+        return Next::Close;
+    }
+    if let Err(e) = relay(&mut *io, &mut conn.io, idle).await {
+        tracing::debug!(error = %e, "upgraded connection ended");
+    }
+    Next::Close
+}
+
+/// Writes every part, in as few syscalls as the socket allows.
+async fn write_all_parts<W: AsyncWrite + Unpin>(w: &mut W, parts: &[&[u8]]) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| IoSlice::new(p))
+        .collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let n = w.write_vectored(rest).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut rest, n);
+    }
+    w.flush().await
+}
