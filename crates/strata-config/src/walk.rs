@@ -1,7 +1,7 @@
 //! A walker over the spanned TOML tree: typed getters that record a located problem instead of
 //! stopping, so `strata check` can list every mistake in one run.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::Duration;
 
@@ -332,7 +332,7 @@ pub(crate) fn as_duration(report: &mut Report<'_>, key: &str, v: &Value<'_>) -> 
     }
 }
 
-/// Parses `ip:port`, `[v6]:port` or `host:port`; names are resolved once, now.
+/// Parses `ip:port`, `[v6]:port` or `localhost:port`.
 pub(crate) fn as_addr(
     report: &mut Report<'_>,
     key: &str,
@@ -353,6 +353,8 @@ pub(crate) fn as_addr(
     }
 }
 
+/// Addresses are IP literals (or `localhost`): checking a config never queries DNS, and a
+/// backend's address can't change under a running node without a reload.
 pub(crate) fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = s.parse::<SocketAddr>() {
         return Ok(addr);
@@ -363,12 +365,12 @@ pub(crate) fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     let Ok(port) = port.parse::<u16>() else {
         return Err(format!("\"{port}\" is not a port number (0 to 65535)"));
     };
-    if host.is_empty() {
-        return Err(format!("\"{s}\" has no host"));
-    }
-    match (host, port).to_socket_addrs().map(|mut a| a.next()) {
-        Ok(Some(addr)) => Ok(addr),
-        Ok(None) | Err(_) => Err(format!("cannot resolve host \"{host}\"")),
+    match host {
+        "" => Err(format!("\"{s}\" has no host")),
+        "localhost" => Ok(SocketAddr::from(([127, 0, 0, 1], port))),
+        _ => Err(format!(
+            "\"{host}\" is not an IP address; host names are not resolved in this version"
+        )),
     }
 }
 

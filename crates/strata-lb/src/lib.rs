@@ -28,3 +28,7 @@ pub enum LbError {
         why: String,
     },
 }
+
+#[cfg(feature = "fuzz")]
+#[doc(hidden)]
+pub mod fuzz;

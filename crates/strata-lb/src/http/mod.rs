@@ -1,7 +1,7 @@
 //! The L7 layer: an HTTP/1.1 and HTTP/2 (h2c and over TLS) reverse proxy.
 
 mod body;
-mod h1;
+pub(crate) mod h1;
 mod headers;
 mod io;
 mod pool;

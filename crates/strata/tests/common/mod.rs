@@ -264,12 +264,15 @@ impl Drop for Backend {
     }
 }
 
+/// The body type of the test backends' responses.
+type TestBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
 async fn respond(
     name: String,
     healthy: Arc<AtomicBool>,
     hits: Arc<AtomicU64>,
     mut req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<TestBody>, Infallible> {
     let path = req.uri().path().to_string();
     if path == "/healthz" {
         let ok = healthy.load(Ordering::SeqCst);
@@ -296,7 +299,7 @@ async fn respond(
                 }
             }
         });
-        let mut resp = Response::new(Full::new(Bytes::new()));
+        let mut resp = Response::new(Full::new(Bytes::new()).boxed());
         *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         resp.headers_mut()
             .insert("upgrade", "websocket".parse().unwrap());
@@ -321,7 +324,13 @@ async fn respond(
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
-        return Ok(Response::new(Full::new(body)));
+        return Ok(Response::new(Full::new(body).boxed()));
+    }
+    if path == "/chunked" {
+        // no length known up front: hyper sends it chunked
+        let frames =
+            ["first,", "second,", "third"].map(|s: &'static str| Bytes::from_static(s.as_bytes()));
+        return Ok(Response::new(Frames(frames.into_iter().collect()).boxed()));
     }
     if path == "/headers" {
         let mut lines: Vec<String> = req
@@ -335,10 +344,25 @@ async fn respond(
     Ok(text(StatusCode::OK, &format!("backend {name}")))
 }
 
-fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+fn text(status: StatusCode, body: &str) -> Response<TestBody> {
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())).boxed());
     *resp.status_mut() = status;
     resp
+}
+
+/// A body of several frames with no length known up front, so hyper sends it chunked.
+struct Frames(std::collections::VecDeque<Bytes>);
+
+impl hyper::body::Body for Frames {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(hyper::body::Frame::data(b))))
+    }
 }
 
 /// An HTTP/1.1 keep-alive client over one connection.

@@ -5,8 +5,13 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-/// Headers in one head, at most.
+/// Headers in one response head, at most.
 pub(crate) const MAX_HEADERS: usize = 128;
+/// Headers in one request head, at most (HAProxy's default `tune.http.maxhdr`): fewer than a
+/// response may have, so the request stays within limits after the proxy adds its own.
+pub(crate) const MAX_REQUEST_HEADERS: usize = 101;
+/// Bytes of a chunk-size line (size and extensions).
+const MAX_CHUNK_LINE: usize = 1024;
 /// Bytes of trailer section accepted after a chunked body.
 const MAX_TRAILERS: usize = 8 * 1024;
 
@@ -34,7 +39,7 @@ pub(crate) enum ParseError {
     Malformed(&'static str),
     #[error("head larger than {0} bytes")]
     TooLarge(usize),
-    #[error("more than {MAX_HEADERS} headers")]
+    #[error("too many headers")]
     TooManyHeaders,
 }
 
@@ -235,7 +240,16 @@ pub(crate) fn parse_request(
     buf: &mut BytesMut,
     max_head: usize,
 ) -> Result<Option<RequestHead>, ParseError> {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    parse_request_with::<MAX_REQUEST_HEADERS>(buf, max_head)
+}
+
+/// [`parse_request`] with room for `N` headers (a backend's view of a request the proxy
+/// forwarded).
+pub(crate) fn parse_request_with<const N: usize>(
+    buf: &mut BytesMut,
+    max_head: usize,
+) -> Result<Option<RequestHead>, ParseError> {
+    let mut storage = [httparse::EMPTY_HEADER; N];
     let mut req = httparse::Request::new(&mut storage);
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
@@ -384,6 +398,9 @@ impl ChunkedDecoder {
         loop {
             match self.state {
                 ChunkState::Size => match httparse::parse_chunk_size(buf) {
+                    Ok(httparse::Status::Complete((used, _))) if used > MAX_CHUNK_LINE => {
+                        return Err(ParseError::Malformed("chunk size line too long"));
+                    }
                     Ok(httparse::Status::Complete((used, size))) => {
                         buf.advance(used);
                         self.remaining = size;
@@ -393,7 +410,7 @@ impl ChunkedDecoder {
                             ChunkState::Data
                         };
                     }
-                    Ok(httparse::Status::Partial) if buf.len() > 1024 => {
+                    Ok(httparse::Status::Partial) if buf.len() > MAX_CHUNK_LINE => {
                         return Err(ParseError::Malformed("chunk size line too long"))
                     }
                     Ok(httparse::Status::Partial) => return Ok(None),

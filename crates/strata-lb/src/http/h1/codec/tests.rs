@@ -165,3 +165,33 @@ fn chunk_headers() {
     chunk_header(255, &mut out);
     assert_eq!(out, b"ff\r\n");
 }
+
+#[test]
+fn a_long_chunk_size_line_is_refused_however_it_arrives() {
+    // found by fuzzing: the limit held only while the line was incomplete
+    let mut line = b"55;a=".to_vec();
+    line.extend(std::iter::repeat_n(b'h', 1100));
+    line.extend_from_slice(b"\r\n");
+    let mut d = ChunkedDecoder::default();
+    let mut buf = BytesMut::from(&line[..]);
+    assert!(d.decode(&mut buf).is_err());
+}
+
+#[test]
+fn requests_leave_room_for_the_headers_the_proxy_adds() {
+    // found by fuzzing: a request at the header limit no longer parsed after forwarding headers
+    // and Via were added
+    let mut text = String::from("GET / HTTP/1.1\r\n");
+    for i in 0..MAX_REQUEST_HEADERS {
+        text.push_str(&format!("x-{i}: 1\r\n"));
+    }
+    text.push_str("\r\n");
+    assert!(req(&text).unwrap().is_some());
+    let extra = text.replacen(
+        "GET / HTTP/1.1\r\n",
+        "GET / HTTP/1.1\r\nx-one-more: 1\r\n",
+        1,
+    );
+    assert_eq!(req(&extra).unwrap_err(), ParseError::TooManyHeaders);
+    assert!(MAX_REQUEST_HEADERS + 8 <= MAX_HEADERS);
+}
