@@ -46,6 +46,36 @@ pub(crate) fn poll_recv(
     }
 }
 
+/// Why no connection to a backend could be had.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectError {
+    #[error("connect to {addr}: {source}")]
+    Io {
+        addr: std::net::SocketAddr,
+        source: io::Error,
+    },
+    #[error("connect to {addr}: no answer within {timeout:?}")]
+    Timeout {
+        addr: std::net::SocketAddr,
+        timeout: std::time::Duration,
+    },
+}
+
+/// Connects to a backend within `timeout`, with Nagle off.
+pub(crate) async fn connect(
+    addr: std::net::SocketAddr,
+    timeout: std::time::Duration,
+) -> Result<TcpStream, ConnectError> {
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            Ok(stream)
+        }
+        Ok(Err(source)) => Err(ConnectError::Io { addr, source }),
+        Err(_) => Err(ConnectError::Timeout { addr, timeout }),
+    }
+}
+
 /// A backend connection: reads with [`poll_recv`], writes straight to the socket.
 pub(crate) struct UpstreamIo(pub(crate) TcpStream);
 

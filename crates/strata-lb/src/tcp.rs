@@ -14,8 +14,9 @@ use tokio_util::sync::CancellationToken;
 use crate::balance::Key;
 use crate::listener::accept_loop;
 use crate::relay::relay;
+use crate::socket::connect;
 use crate::status::{backend_metrics, upstream_status};
-use crate::upstream::Upstream;
+use crate::upstream::{Tries, Upstream};
 
 /// One `[[tcp]]` listener.
 pub struct TcpService {
@@ -167,45 +168,22 @@ pub async fn serve(svc: Arc<TcpService>, listener: TcpListener, shutdown: Cancel
 
 async fn connection(svc: &TcpService, site: &Site, client_stream: TcpStream, client: SocketAddr) {
     let up = &site.upstream;
-    let key = Key {
-        client: client.ip(),
-        value: None,
-    };
-    let mut tried = Vec::new();
-    up.budget.deposit();
-    for attempt in 0..=up.config.retries {
-        if attempt > 0 {
-            if !up.budget.withdraw() {
-                break;
-            }
-            svc.stats.retries.inc();
-        }
-        let Some(index) = up.pick(&key, &tried) else {
-            break;
-        };
-        tried.push(index);
-        let backend = &up.group.backends[index];
-        backend.stats.requests.inc();
-        if attempt > 0 {
-            backend.stats.retries.inc();
-        }
-        let connected =
-            tokio::time::timeout(up.config.connect_timeout, TcpStream::connect(backend.addr)).await;
-        let server = match connected {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                backend.stats.failures.inc();
-                up.group.report_failure(backend, &format!("connect: {e}"));
-                continue;
-            }
-            Err(_) => {
-                backend.stats.failures.inc();
-                up.group.report_failure(backend, "connect timeout");
+    let mut tries = Tries::new(
+        up,
+        Key {
+            client: client.ip(),
+            value: None,
+        },
+    );
+    while let Some((_, backend)) = tries.next(&svc.stats.retries) {
+        let server = match connect(backend.addr, up.config.connect_timeout).await {
+            Ok(s) => s,
+            Err(e) => {
+                up.failed(backend, &e.to_string());
                 continue;
             }
         };
         backend.report_success();
-        let _ = server.set_nodelay(true);
         let _in_flight = backend.start();
         match relay(client_stream, server, site.config.idle_timeout).await {
             Ok((sent, received)) => {

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use strata_admin::Counter;
 use strata_config as config;
 use strata_health::{spawn_checks, Backend, Group};
 use tokio_util::sync::CancellationToken;
@@ -74,6 +75,85 @@ impl Upstream {
             .iter()
             .filter(|b| b.is_available())
             .count()
+    }
+}
+
+/// Pooled connections found closed by the backend, tried again at no cost to the retry count.
+const MAX_STALE: u32 = 4;
+
+/// The tries of one request or connection: a backend for each, not one tried already while
+/// another is up, within the retry count and the retry budget.
+pub(crate) struct Tries<'a> {
+    up: &'a Upstream,
+    key: Key,
+    tried: Vec<usize>,
+    attempt: u32,
+    stale: u32,
+}
+
+impl<'a> Tries<'a> {
+    pub(crate) fn new(up: &'a Upstream, key: Key) -> Self {
+        up.budget.deposit();
+        Tries {
+            up,
+            key,
+            tried: Vec::with_capacity(2),
+            attempt: 0,
+            stale: 0,
+        }
+    }
+
+    /// The next backend, or `None` when the retries, the budget or the backends are used up.
+    /// `retries` counts the listener's retries.
+    pub(crate) fn next(&mut self, retries: &Counter) -> Option<(usize, &'a Arc<Backend>)> {
+        if self.attempt > self.up.config.retries {
+            return None;
+        }
+        self.attempt += 1;
+        if self.attempt > 1 {
+            if !self.up.budget.withdraw() {
+                return None;
+            }
+            retries.inc();
+        }
+        let index = self.up.pick(&self.key, &self.tried)?;
+        self.tried.push(index);
+        let backend = &self.up.group.backends[index];
+        if self.attempt > 1 {
+            backend.stats.retries.inc();
+        }
+        backend.stats.requests.inc();
+        Some((index, backend))
+    }
+
+    /// Whether another try may follow this one.
+    pub(crate) fn more(&self) -> bool {
+        self.attempt <= self.up.config.retries
+    }
+
+    /// The last try met a pooled connection the backend had closed: it does not count, unless
+    /// that keeps happening. False when it counts.
+    pub(crate) fn stale(&mut self) -> bool {
+        if self.stale >= MAX_STALE {
+            return false;
+        }
+        self.stale += 1;
+        self.attempt -= 1;
+        self.tried.pop();
+        true
+    }
+
+    /// The backend of the last try, for the records.
+    pub(crate) fn last(&self) -> Option<&'a Arc<Backend>> {
+        self.tried.last().map(|&i| &self.up.group.backends[i])
+    }
+}
+
+impl Upstream {
+    /// Records a failure of `backend` that counts against it (passive checking).
+    pub(crate) fn failed(&self, backend: &Backend, why: &str) {
+        backend.stats.failures.inc();
+        self.group.report_failure(backend, why);
     }
 }
 

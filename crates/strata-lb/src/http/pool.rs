@@ -7,27 +7,9 @@ use std::time::{Duration, Instant};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use strata_health::InFlight;
-use tokio::net::TcpStream;
 
 use super::body::ReqBody;
-use crate::socket::UpstreamIo;
-
-/// Why no connection to a backend could be had.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ConnectError {
-    #[error("connect to {addr}: {source}")]
-    Io {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("connect to {addr}: no answer within {timeout:?}")]
-    Timeout { addr: SocketAddr, timeout: Duration },
-    #[error("HTTP handshake with {addr}: {source}")]
-    Handshake {
-        addr: SocketAddr,
-        source: hyper::Error,
-    },
-}
+use crate::socket::{self, ConnectError, UpstreamIo};
 
 struct Idle {
     sender: http1::SendRequest<ReqBody>,
@@ -109,7 +91,7 @@ impl Pool {
                 });
             }
         }
-        let sender = connect(addr, connect_timeout, false).await?;
+        let sender = connect(addr, connect_timeout).await?;
         Ok(Conn {
             sender,
             reused: false,
@@ -117,34 +99,24 @@ impl Pool {
     }
 }
 
-/// Opens a new HTTP/1.1 connection to `addr`; `upgrades` keeps it usable for a protocol switch.
+/// Opens a new HTTP/1.1 connection to `addr` driven by hyper (for requests that came over HTTP/2).
 pub(crate) async fn connect(
     addr: SocketAddr,
     timeout: Duration,
-    upgrades: bool,
 ) -> Result<http1::SendRequest<ReqBody>, ConnectError> {
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(source)) => return Err(ConnectError::Io { addr, source }),
-        Err(_) => return Err(ConnectError::Timeout { addr, timeout }),
-    };
-    let _ = stream.set_nodelay(true);
+    let stream = socket::connect(addr, timeout).await?;
+    // a client handshake does no I/O; an error here is hyper refusing the connection
     let (sender, conn) = http1::Builder::new()
         .handshake(TokioIo::new(UpstreamIo(stream)))
         .await
-        .map_err(|source| ConnectError::Handshake { addr, source })?;
-    if upgrades {
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(backend = %addr, error = %e, "upstream connection ended");
-            }
-        });
-    } else {
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(backend = %addr, error = %e, "upstream connection ended");
-            }
-        });
-    }
+        .map_err(|e| ConnectError::Io {
+            addr,
+            source: std::io::Error::other(e),
+        })?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(backend = %addr, error = %e, "upstream connection ended");
+        }
+    });
     Ok(sender)
 }

@@ -13,9 +13,7 @@ use super::headers::{add_forwarding, add_via, cookie, strip_hop_by_hop};
 use super::pool::Checkin;
 use super::{HttpService, Site};
 use crate::balance::{hash_value, Key};
-
-/// Pooled connections found closed by the backend, tried again at no cost to the retry count.
-const MAX_STALE: u32 = 4;
+use crate::upstream::Tries;
 
 /// What went wrong on the way to a response, and so what the client is told.
 #[derive(Debug)]
@@ -209,28 +207,9 @@ async fn proxy(
     let mut body = Some(ReqBody::new(body, cfg.max_body_size));
     // the request head: cloned for a try only when another try could still need it
     let mut head = Some(parts);
-    let mut tried: Vec<usize> = Vec::with_capacity(2);
+    let mut tries = Tries::new(up, key);
     let mut failure = Failure::NoBackend;
-    up.budget.deposit();
-    let mut attempt = 0;
-    let mut stale = 0;
-    while attempt <= up.config.retries {
-        attempt += 1;
-        if attempt > 1 {
-            if !up.budget.withdraw() {
-                break;
-            }
-            svc.stats.retries.inc();
-        }
-        let Some(index) = up.pick(&key, &tried) else {
-            break;
-        };
-        tried.push(index);
-        let backend = &up.group.backends[index];
-        if attempt > 1 {
-            backend.stats.retries.inc();
-        }
-        backend.stats.requests.inc();
+    while let Some((index, backend)) = tries.next(&svc.stats.retries) {
         let in_flight = backend.start();
         let conn = match site
             .pool
@@ -242,13 +221,12 @@ async fn proxy(
                 // nothing reached the backend: any request may go elsewhere
                 let why = e.to_string();
                 tracing::debug!(listener = %svc.name, backend = %backend.name, "{why}");
-                backend.stats.failures.inc();
-                up.group.report_failure(backend, &why);
+                up.failed(backend, &why);
                 failure = Failure::Connect(why);
                 continue;
             }
         };
-        let this_head = if replayable && attempt <= up.config.retries {
+        let this_head = if replayable && tries.more() {
             head.clone()
         } else {
             head.take()
@@ -298,11 +276,8 @@ async fn proxy(
                     let (unsent_head, unsent_body) = unsent.into_parts();
                     head = Some(unsent_head);
                     body = Some(unsent_body);
-                    if conn.reused && stale < MAX_STALE {
+                    if conn.reused && tries.stale() {
                         tracing::debug!(backend = %backend.name, "stale pooled connection: {why}");
-                        stale += 1;
-                        attempt -= 1;
-                        tried.pop();
                         continue;
                     }
                 }
@@ -312,16 +287,14 @@ async fn proxy(
                         Some(backend.name.clone()),
                     );
                 }
-                backend.stats.failures.inc();
-                up.group.report_failure(backend, &why);
+                up.failed(backend, &why);
                 failure = Failure::Upstream(why);
                 if !(replayable || body.is_some()) || head.is_none() {
                     break;
                 }
             }
             Err(_) => {
-                backend.stats.failures.inc();
-                up.group.report_failure(backend, "response timeout");
+                up.failed(backend, "response timeout");
                 failure = Failure::Timeout;
                 if !replayable {
                     break;
@@ -329,7 +302,7 @@ async fn proxy(
             }
         }
     }
-    let backend = tried.last().map(|&i| up.group.backends[i].name.clone());
+    let backend = tries.last().map(|b| b.name.clone());
     if matches!(failure, Failure::NoBackend) {
         svc.stats.no_backend.inc();
     }

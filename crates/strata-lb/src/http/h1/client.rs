@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
-use crate::http::pool::ConnectError;
-use crate::socket::UpstreamIo;
+use crate::socket::{connect, ConnectError, UpstreamIo};
 
 /// A connection to a backend.
 pub(crate) struct Conn {
@@ -73,17 +72,7 @@ impl Pool {
                 });
             }
         }
-        let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(source)) => return Err(ConnectError::Io { addr, source }),
-            Err(_) => {
-                return Err(ConnectError::Timeout {
-                    addr,
-                    timeout: connect_timeout,
-                })
-            }
-        };
-        let _ = stream.set_nodelay(true);
+        let stream = connect(addr, connect_timeout).await?;
         Ok(Conn {
             io: UpstreamIo(stream),
             reused: false,

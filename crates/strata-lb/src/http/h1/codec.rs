@@ -10,6 +10,9 @@ pub(crate) const MAX_HEADERS: usize = 128;
 /// Headers in one request head, at most (HAProxy's default `tune.http.maxhdr`): fewer than a
 /// response may have, so the request stays within limits after the proxy adds its own.
 pub(crate) const MAX_REQUEST_HEADERS: usize = 101;
+// the proxy adds at most X-Forwarded-For/-Proto/-Host, Via, Host, Transfer-Encoding,
+// Connection and Upgrade
+const _: () = assert!(MAX_REQUEST_HEADERS + 8 <= MAX_HEADERS);
 /// Bytes of a chunk-size line (size and extensions).
 const MAX_CHUNK_LINE: usize = 1024;
 /// Bytes of trailer section accepted after a chunked body.

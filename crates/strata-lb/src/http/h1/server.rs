@@ -24,6 +24,7 @@ use crate::balance::{hash_value, Key};
 use crate::http::proxy::{idempotent, Failure};
 use crate::http::{HttpService, Site};
 use crate::relay::relay;
+use crate::upstream::Tries;
 
 /// First allocation for reading a head; grows up to `max_header_size`.
 const HEAD_BUFFER: usize = 4096;
@@ -299,29 +300,13 @@ where
     let head_request = method == Method::HEAD;
 
     let up = &site.upstream;
-    let mut tried: Vec<usize> = Vec::with_capacity(2);
+    let mut tries = Tries::new(up, key);
     let mut failure = Failure::NoBackend;
     let mut body_consumed = false;
-    up.budget.deposit();
-    let mut attempt = 0;
-    let mut stale = 0;
-    while attempt <= up.config.retries && !body_consumed {
-        attempt += 1;
-        if attempt > 1 {
-            if !up.budget.withdraw() {
-                break;
-            }
-            svc.stats.retries.inc();
-        }
-        let Some(index) = up.pick(&key, &tried) else {
+    while !body_consumed {
+        let Some((index, backend)) = tries.next(&svc.stats.retries) else {
             break;
         };
-        tried.push(index);
-        let backend = &up.group.backends[index];
-        if attempt > 1 {
-            backend.stats.retries.inc();
-        }
-        backend.stats.requests.inc();
         let _in_flight = backend.start();
         let mut conn = match site
             .h1_pool
@@ -331,8 +316,7 @@ where
             Ok(c) => c,
             Err(e) => {
                 let why = e.to_string();
-                backend.stats.failures.inc();
-                up.group.report_failure(backend, &why);
+                up.failed(backend, &why);
                 failure = Failure::Connect(why);
                 continue;
             }
@@ -360,15 +344,11 @@ where
                 body_started,
             }) => {
                 body_consumed |= body_started;
-                if conn.reused && !body_started && stale < MAX_STALE {
-                    stale += 1;
-                    attempt -= 1;
-                    tried.pop();
+                if conn.reused && !body_started && tries.stale() {
                     continue;
                 }
                 let why = error.to_string();
-                backend.stats.failures.inc();
-                up.group.report_failure(backend, &why);
+                up.failed(backend, &why);
                 failure = Failure::Upstream(why);
                 continue;
             }
@@ -389,20 +369,12 @@ where
             Ok(Ok(resp)) => resp,
             Ok(Err(e)) => {
                 // a reused connection the backend closed just before our request: no harm done
-                if conn.reused
-                    && up_buf.is_empty()
-                    && replayable
-                    && stale < MAX_STALE
-                    && e.is_closed()
+                if conn.reused && up_buf.is_empty() && replayable && e.is_closed() && tries.stale()
                 {
-                    stale += 1;
-                    attempt -= 1;
-                    tried.pop();
                     continue;
                 }
                 let why = e.to_string();
-                backend.stats.failures.inc();
-                up.group.report_failure(backend, &why);
+                up.failed(backend, &why);
                 failure = Failure::Upstream(why);
                 if replayable {
                     continue;
@@ -410,8 +382,7 @@ where
                 break;
             }
             Err(_) => {
-                backend.stats.failures.inc();
-                up.group.report_failure(backend, "response timeout");
+                up.failed(backend, "response timeout");
                 failure = Failure::Timeout;
                 if replayable {
                     continue;
@@ -462,7 +433,7 @@ where
     if matches!(failure, Failure::NoBackend) {
         svc.stats.no_backend.inc();
     }
-    let backend = tried.last().map(|&i| up.group.backends[i].name.clone());
+    let backend = tries.last().map(|b| b.name.clone());
     let status = failure.status().as_u16();
     let keep = can_keep && !body_consumed && !drain.is_cancelled();
     (
@@ -471,9 +442,6 @@ where
         answer(io, status, &failure.text(&svc.name), keep, &[]).await,
     )
 }
-
-/// Pooled connections found closed by the backend, tried again at no cost to the retry count.
-const MAX_STALE: u32 = 4;
 
 /// Sends the head and the client's body (re-chunked if chunked) to the backend.
 async fn send<S>(
