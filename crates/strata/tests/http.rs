@@ -526,3 +526,26 @@ async fn cookie_hash_keeps_a_user_on_one_backend() {
     }
     assert_eq!(homes.len(), 3, "30 users all hashed onto {homes:?}");
 }
+
+#[tokio::test]
+async fn max_connections_holds_further_clients_until_a_slot_frees() {
+    let a = Backend::start("a").await;
+    let strata = Strata::start(&config(&[&a], "max_connections = 2\n"));
+    let addr = strata.addr("http:web");
+    let mut first = Client::connect(addr).await;
+    let second = Client::connect(addr).await;
+    assert_eq!(first.get("/").await.unwrap().body, "backend a");
+    // the third connection is accepted by the kernel but not served while two are open
+    let third = tokio::spawn(async move { get_once(addr, "/").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !third.is_finished(),
+        "a third client was served past max_connections = 2"
+    );
+    drop(second);
+    let reply = tokio::time::timeout(Duration::from_secs(5), third)
+        .await
+        .expect("served once a slot freed")
+        .unwrap();
+    assert_eq!(reply.body, "backend a");
+}

@@ -151,3 +151,30 @@ async fn head_keeps_the_length_and_sends_no_body() {
     let second = out.find("\r\n\r\n").unwrap() + 4;
     assert!(out[second..].starts_with("HTTP/1.1 204"), "{out:?}");
 }
+
+#[tokio::test]
+async fn a_backend_stalled_mid_body_does_not_hold_the_client() {
+    let a = Backend::start("a").await;
+    let strata = Strata::start(&format!("{}idle_timeout = \"300ms\"\n", config(&a)));
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(strata.addr("http:web"))
+        .await
+        .unwrap();
+    s.write_all(b"GET /stall HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(LIMIT, s.read_to_end(&mut out))
+        .await
+        .expect("strata closes the client connection when the backend stalls")
+        .unwrap();
+    let out = String::from_utf8_lossy(&out);
+    assert!(
+        out.starts_with("HTTP/1.1 200 OK\r\n") && out.contains("partial"),
+        "{out:?}"
+    );
+    assert!(
+        !out.ends_with("0\r\n\r\n"),
+        "a cut response must not look complete: {out:?}"
+    );
+}

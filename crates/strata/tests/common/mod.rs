@@ -326,6 +326,10 @@ async fn respond(
             .unwrap_or_default();
         return Ok(Response::new(Full::new(body).boxed()));
     }
+    if path == "/stall" {
+        // one chunk, then silence: a backend hung in the middle of a response
+        return Ok(Response::new(Stall(false).boxed()));
+    }
     if path == "/chunked" {
         // no length known up front: hyper sends it chunked
         let frames =
@@ -348,6 +352,27 @@ fn text(status: StatusCode, body: &str) -> Response<TestBody> {
     let mut resp = Response::new(Full::new(Bytes::from(body.to_string())).boxed());
     *resp.status_mut() = status;
     resp
+}
+
+/// A body that sends one frame and then never another.
+struct Stall(bool);
+
+impl hyper::body::Body for Stall {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        if self.0 {
+            return std::task::Poll::Pending;
+        }
+        self.0 = true;
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from_static(
+            b"partial",
+        )))))
+    }
 }
 
 /// A body of several frames with no length known up front, so hyper sends it chunked.

@@ -321,7 +321,17 @@ where
                 continue;
             }
         };
-        match send(&mut conn, &head, framing, io, buf, cfg.max_body_size).await {
+        match send(
+            &mut conn,
+            &head,
+            framing,
+            io,
+            buf,
+            cfg.max_body_size,
+            cfg.idle_timeout,
+        )
+        .await
+        {
             Ok(()) => {}
             Err(SendError::Client(e)) => {
                 tracing::debug!(listener = %svc.name, %client, error = %e, "client body");
@@ -409,7 +419,17 @@ where
         let keep = !drain.is_cancelled() && req.head.keep_alive;
         let mut out = Vec::with_capacity(resp.head.raw.len() + 64);
         let (relay_mode, client_keep) = response_head(&resp, &req.head, keep, &mut out);
-        return match relay_body(io, &mut conn, &mut up_buf, &resp, relay_mode, out).await {
+        return match relay_body(
+            io,
+            &mut conn,
+            &mut up_buf,
+            &resp,
+            relay_mode,
+            out,
+            cfg.idle_timeout,
+        )
+        .await
+        {
             Ok(reusable) => {
                 if reusable {
                     site.h1_pool.put(index, conn);
@@ -451,6 +471,7 @@ async fn send<S>(
     io: &mut S,
     buf: &mut BytesMut,
     limit: u64,
+    idle: std::time::Duration,
 ) -> Result<(), SendError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -471,7 +492,9 @@ where
         let piece = if first && buf.is_empty() && !body.is_done() {
             None
         } else {
-            body.next(io, buf).await.map_err(SendError::Client)?
+            body_piece(&mut body, io, buf, idle)
+                .await
+                .map_err(SendError::Client)?
         };
         if let Some(p) = &piece {
             sent += p.len() as u64;
@@ -563,6 +586,7 @@ async fn relay_body<S>(
     resp: &ResponseHead,
     mode: Relay,
     head: Vec<u8>,
+    idle: std::time::Duration,
 ) -> Result<bool, BodyError>
 where
     S: AsyncWrite + Unpin,
@@ -575,7 +599,7 @@ where
         let piece = if head.is_some() && up_buf.is_empty() && !body.is_done() {
             None
         } else {
-            body.next(&mut conn.io, up_buf).await?
+            body_piece(&mut body, &mut conn.io, up_buf, idle).await?
         };
         let done = body.is_done();
         let mut parts: Vec<&[u8]> = Vec::with_capacity(5);
@@ -631,6 +655,23 @@ where
         tracing::debug!(error = %e, "upgraded connection ended");
     }
     Next::Close
+}
+
+/// The next piece of a body, failing when the sender goes quiet for `idle` in the middle of it
+/// (a timer is only armed when a read has to wait).
+async fn body_piece<R: AsyncRead + Unpin>(
+    body: &mut BodyReader,
+    io: &mut R,
+    buf: &mut BytesMut,
+    idle: std::time::Duration,
+) -> Result<Option<Bytes>, BodyError> {
+    match tokio::time::timeout(idle, body.next(io, buf)).await {
+        Ok(piece) => piece,
+        Err(_) => Err(BodyError::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no body bytes for {idle:?}"),
+        ))),
+    }
 }
 
 /// Writes every part, in as few syscalls as the socket allows.
