@@ -108,7 +108,12 @@ impl Backend {
 
     /// Whether new requests may go here now.
     pub fn is_available(&self) -> bool {
-        self.state() == State::Up
+        self.is_available_at(now_ms())
+    }
+
+    /// [`Backend::is_available`] at `now` ([`now_ms`]), for callers that look at many backends.
+    pub fn is_available_at(&self, now: u64) -> bool {
+        self.state_at(now) == State::Up
     }
 
     pub fn reason(&self) -> String {
@@ -135,12 +140,17 @@ impl Backend {
     /// The weight balancing uses now: ramped up from a tenth over `slow_start` after the backend
     /// comes back, like HAProxy's `slowstart`.
     pub fn effective_weight(&self, slow_start: Duration) -> f64 {
+        self.effective_weight_at(slow_start, now_ms())
+    }
+
+    /// [`Backend::effective_weight`] at `now` ([`now_ms`]).
+    pub fn effective_weight_at(&self, slow_start: Duration, now: u64) -> f64 {
         let weight = self.weight as f64;
         let since = self.available_since.load(Relaxed);
         if slow_start.is_zero() || since == 0 {
             return weight;
         }
-        let elapsed = now_ms().saturating_sub(since) as f64;
+        let elapsed = now.saturating_sub(since) as f64;
         let ramp = elapsed / slow_start.as_millis() as f64;
         if ramp >= 1.0 {
             weight

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use strata_config::Balance;
-use strata_health::Group;
+use strata_health::{now_ms, Group};
 use strata_ring::{murmur_mix64, Ketama};
 
 /// Picks backends for one upstream; owns whatever state its algorithm keeps.
@@ -49,21 +49,25 @@ impl Balancer {
 
     /// The index of the backend to use, avoiding those already `tried` while another is up.
     pub(crate) fn pick(&self, group: &Group, key: &Key, tried: &[usize]) -> Option<usize> {
-        let usable = |i: usize| group.backends[i].is_available() && !tried.contains(&i);
-        self.pick_where(group, key, &usable)
-            .or_else(|| self.pick_where(group, key, &|i| group.backends[i].is_available()))
+        // one clock read per pick, not one per backend
+        let now = now_ms();
+        let usable = |i: usize| group.backends[i].is_available_at(now) && !tried.contains(&i);
+        self.pick_where(group, key, now, &usable).or_else(|| {
+            self.pick_where(group, key, now, &|i| group.backends[i].is_available_at(now))
+        })
     }
 
     fn pick_where(
         &self,
         group: &Group,
         key: &Key,
+        now: u64,
         usable: &dyn Fn(usize) -> bool,
     ) -> Option<usize> {
         match &self.kind {
-            Balance::RoundRobin => self.round_robin(group, usable),
-            Balance::LeastConn => self.least_conn(group, usable),
-            Balance::RandomTwo => self.random_two(group, usable),
+            Balance::RoundRobin => self.round_robin(group, now, usable),
+            Balance::LeastConn => self.least_conn(group, now, usable),
+            Balance::RandomTwo => self.random_two(group, now, usable),
             Balance::IpHash => {
                 let hash = match key.client {
                     IpAddr::V4(ip) => hash_value(&ip.octets()),
@@ -74,17 +78,22 @@ impl Balancer {
             // no header or cookie: spread like round robin, as HAProxy's `balance hdr` does
             Balance::Hash(_) => match key.value {
                 Some(hash) => self.ring.walk(hash).find(|&i| usable(i)),
-                None => self.round_robin(group, usable),
+                None => self.round_robin(group, now, usable),
             },
         }
     }
 
-    fn load(&self, group: &Group, i: usize) -> f64 {
+    fn load(&self, group: &Group, i: usize, now: u64) -> f64 {
         let b = &group.backends[i];
-        (b.in_flight() as f64 + 1.0) / b.effective_weight(self.slow_start)
+        (b.in_flight() as f64 + 1.0) / b.effective_weight_at(self.slow_start, now)
     }
 
-    fn round_robin(&self, group: &Group, usable: &dyn Fn(usize) -> bool) -> Option<usize> {
+    fn round_robin(
+        &self,
+        group: &Group,
+        now: u64,
+        usable: &dyn Fn(usize) -> bool,
+    ) -> Option<usize> {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         let mut total = 0.0;
         let mut best: Option<usize> = None;
@@ -92,7 +101,7 @@ impl Balancer {
             if !usable(i) {
                 continue;
             }
-            let w = b.effective_weight(self.slow_start);
+            let w = b.effective_weight_at(self.slow_start, now);
             current[i] += w;
             total += w;
             if best.is_none_or(|j| current[i] > current[j]) {
@@ -105,17 +114,20 @@ impl Balancer {
         best
     }
 
-    fn least_conn(&self, group: &Group, usable: &dyn Fn(usize) -> bool) -> Option<usize> {
+    fn least_conn(&self, group: &Group, now: u64, usable: &dyn Fn(usize) -> bool) -> Option<usize> {
         // start at a random offset so equal loads don't all land on the first backend
         let n = group.backends.len();
         let start = if n > 0 { random(n) } else { 0 };
         (0..n)
             .map(|k| (start + k) % n)
             .filter(|&i| usable(i))
-            .min_by(|&a, &b| self.load(group, a).total_cmp(&self.load(group, b)))
+            .min_by(|&a, &b| {
+                self.load(group, a, now)
+                    .total_cmp(&self.load(group, b, now))
+            })
     }
 
-    fn random_two(&self, group: &Group, usable: &dyn Fn(usize) -> bool) -> Option<usize> {
+    fn random_two(&self, group: &Group, now: u64, usable: &dyn Fn(usize) -> bool) -> Option<usize> {
         let candidates: Vec<usize> = (0..group.backends.len()).filter(|&i| usable(i)).collect();
         match candidates.len() {
             0 => None,
@@ -124,7 +136,7 @@ impl Balancer {
                 let a = random(n);
                 let b = (a + 1 + random(n - 1)) % n;
                 let (a, b) = (candidates[a], candidates[b]);
-                Some(if self.load(group, b) < self.load(group, a) {
+                Some(if self.load(group, b, now) < self.load(group, a, now) {
                     b
                 } else {
                     a

@@ -6,7 +6,7 @@ use bytes::BytesMut;
 use crate::http::h1::codec::{
     parse_request, parse_request_with, parse_response, ChunkedDecoder, Framing, MAX_HEADERS,
 };
-use crate::http::h1::rewrite::{request_head, response_head, Forwarding};
+use crate::http::h1::rewrite::{request_head, response_head, Peer};
 
 /// Any request head the codec accepts, once rewritten for a backend, parses again with the same
 /// method, target (origin-form) and framing.
@@ -19,20 +19,16 @@ pub fn request(data: &[u8]) {
         req.method(),
         req.target(),
         req.head.fields().count(),
-        req.head.connection_tokens(),
+        req.head.connection_tokens().count(),
     );
     for mode in [
         strata_config::Forwarded::XForwarded,
         strata_config::Forwarded::Rfc7239,
         strata_config::Forwarded::None,
     ] {
-        let fwd = Forwarding {
-            mode,
-            client: "192.0.2.1:1234".parse().expect("literal"),
-            tls: false,
-        };
+        let peer = Peer::new("192.0.2.1:1234".parse().expect("literal"), false);
         let mut out = Vec::new();
-        request_head(&req, &fwd, &mut out);
+        request_head(&req, mode, &peer, &mut out);
         let mut again = BytesMut::from(&out[..]);
         let parsed = parse_request_with::<MAX_HEADERS>(&mut again, 1 << 20);
         let Ok(Some(back)) = parsed else {

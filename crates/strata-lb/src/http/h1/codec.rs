@@ -107,13 +107,19 @@ impl Head {
             .map(|(_, v)| v)
     }
 
-    /// Header names listed in Connection, lower-cased: they describe this hop only.
-    pub(crate) fn connection_tokens(&self) -> Vec<Vec<u8>> {
+    /// Header names listed in Connection: they describe this hop only.
+    pub(crate) fn connection_tokens(&self) -> impl Iterator<Item = &[u8]> {
         self.get_all("connection")
             .flat_map(|v| v.split(|&b| b == b','))
-            .map(|t| t.trim_ascii().to_ascii_lowercase())
+            .map(|t| t.trim_ascii())
             .filter(|t| !t.is_empty())
-            .collect()
+    }
+
+    /// Whether the Connection header names `name` (checked without allocating: this runs for
+    /// every header of every message).
+    pub(crate) fn connection_names(&self, name: &[u8]) -> bool {
+        self.connection_tokens()
+            .any(|t| t.eq_ignore_ascii_case(name))
     }
 }
 

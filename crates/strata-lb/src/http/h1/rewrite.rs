@@ -20,9 +20,8 @@ const HOP_BY_HOP: &[&[u8]] = &[
     b"upgrade",
 ];
 
-fn is_hop(name: &[u8], tokens: &[Vec<u8>]) -> bool {
-    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
-        || tokens.iter().any(|t| name.eq_ignore_ascii_case(t))
+fn is_hop(name: &[u8], head: &Head) -> bool {
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) || head.connection_names(name)
 }
 
 fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -44,17 +43,27 @@ fn list_header(out: &mut Vec<u8>, name: &[u8], prior: &[&[u8]], hop: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Options for the request head sent to a backend.
-pub(crate) struct Forwarding {
-    pub(crate) mode: Forwarded,
-    pub(crate) client: SocketAddr,
+/// The client connection a request came in on.
+pub(crate) struct Peer {
+    pub(crate) addr: SocketAddr,
+    /// The client's IP as text, made once per connection for the forwarding headers.
+    pub(crate) ip: String,
     pub(crate) tls: bool,
 }
 
+impl Peer {
+    pub(crate) fn new(addr: SocketAddr, tls: bool) -> Self {
+        Peer {
+            addr,
+            ip: addr.ip().to_string(),
+            tls,
+        }
+    }
+}
+
 /// The request head for the backend, HTTP/1.1, into `out`.
-pub(crate) fn request_head(req: &RequestHead, fwd: &Forwarding, out: &mut Vec<u8>) {
+pub(crate) fn request_head(req: &RequestHead, mode: Forwarded, peer: &Peer, out: &mut Vec<u8>) {
     let head = &req.head;
-    let tokens = head.connection_tokens();
     out.extend_from_slice(req.method());
     out.push(b' ');
     let target = req.target();
@@ -74,7 +83,7 @@ pub(crate) fn request_head(req: &RequestHead, fwd: &Forwarding, out: &mut Vec<u8
     let mut via: Vec<&[u8]> = Vec::new();
     let mut forwarded: Vec<&[u8]> = Vec::new();
     for (name, value) in head.fields() {
-        if is_hop(name, &tokens) || name.eq_ignore_ascii_case(b"expect") {
+        if is_hop(name, head) || name.eq_ignore_ascii_case(b"expect") {
             continue;
         }
         if name.eq_ignore_ascii_case(b"host") {
@@ -88,7 +97,7 @@ pub(crate) fn request_head(req: &RequestHead, fwd: &Forwarding, out: &mut Vec<u8
             via.push(value);
             continue;
         }
-        match fwd.mode {
+        match mode {
             Forwarded::XForwarded if name.eq_ignore_ascii_case(b"x-forwarded-for") => {
                 xff.push(value);
                 continue;
@@ -112,12 +121,11 @@ pub(crate) fn request_head(req: &RequestHead, fwd: &Forwarding, out: &mut Vec<u8
         host = host_from_target;
         header(out, b"host", host.unwrap_or(b"localhost"));
     }
-    let proto: &[u8] = if fwd.tls { b"https" } else { b"http" };
-    let mut ip = Vec::with_capacity(48);
-    let _ = write!(ip, "{}", fwd.client.ip());
-    match fwd.mode {
+    let proto: &[u8] = if peer.tls { b"https" } else { b"http" };
+    let ip = peer.ip.as_bytes();
+    match mode {
         Forwarded::XForwarded => {
-            list_header(out, b"x-forwarded-for", &xff, &ip);
+            list_header(out, b"x-forwarded-for", &xff, ip);
             header(out, b"x-forwarded-proto", proto);
             if let Some(h) = host {
                 header(out, b"x-forwarded-host", h);
@@ -125,14 +133,14 @@ pub(crate) fn request_head(req: &RequestHead, fwd: &Forwarding, out: &mut Vec<u8
         }
         Forwarded::Rfc7239 => {
             let mut element = Vec::with_capacity(64);
-            match fwd.client.ip() {
+            match peer.addr.ip() {
                 IpAddr::V4(_) => {
                     element.extend_from_slice(b"for=");
-                    element.extend_from_slice(&ip);
+                    element.extend_from_slice(ip);
                 }
                 IpAddr::V6(_) => {
                     element.extend_from_slice(b"for=\"[");
-                    element.extend_from_slice(&ip);
+                    element.extend_from_slice(ip);
                     element.extend_from_slice(b"]\"");
                 }
             }
@@ -204,7 +212,6 @@ pub(crate) fn response_head(
     out: &mut Vec<u8>,
 ) -> (Relay, bool) {
     let head = &resp.head;
-    let tokens = head.connection_tokens();
     let relay = match head.framing {
         Framing::Empty | Framing::Length(_) => Relay::AsIs,
         Framing::Chunked if client.version == Version::Http11 => Relay::Chunked,
@@ -219,7 +226,7 @@ pub(crate) fn response_head(
     for (name, value) in head.fields() {
         if name.eq_ignore_ascii_case(b"via") {
             via.push(value);
-        } else if !is_hop(name, &tokens) {
+        } else if !is_hop(name, head) {
             header(out, name, value);
         }
     }
@@ -280,13 +287,9 @@ mod tests {
     fn request(text: &str, mode: Forwarded) -> String {
         let mut buf = BytesMut::from(text);
         let req = parse_request(&mut buf, 8192).unwrap().unwrap();
-        let fwd = Forwarding {
-            mode,
-            client: "10.1.2.3:5555".parse().unwrap(),
-            tls: false,
-        };
+        let peer = Peer::new("10.1.2.3:5555".parse().unwrap(), false);
         let mut out = Vec::new();
-        request_head(&req, &fwd, &mut out);
+        request_head(&req, mode, &peer, &mut out);
         String::from_utf8(out).unwrap()
     }
 

@@ -19,7 +19,7 @@ use super::codec::{
     chunk_header, parse_request, parse_response, Framing, ParseError, RequestHead, ResponseHead,
     LAST_CHUNK,
 };
-use super::rewrite::{local_response, request_head, response_head, Forwarding, Relay};
+use super::rewrite::{local_response, request_head, response_head, Peer, Relay};
 use crate::balance::{hash_value, Key};
 use crate::http::proxy::{idempotent, Failure};
 use crate::http::{HttpService, Site};
@@ -48,6 +48,7 @@ pub(crate) async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let peer = Peer::new(client, tls);
     let mut buf = BytesMut::new();
     buf.extend_from_slice(&prefix);
     loop {
@@ -98,10 +99,7 @@ pub(crate) async fn serve<S>(
         };
         // boxed: the exchange's state exists only while a request is in flight, so an idle
         // connection's task stays small
-        let next = Box::pin(exchange(
-            svc, &site, &req, &mut io, &mut buf, client, tls, drain,
-        ))
-        .await;
+        let next = Box::pin(exchange(svc, &site, &req, &mut io, &mut buf, &peer, drain)).await;
         if next == Next::Close || drain.is_cancelled() {
             let _ = io.flush().await;
             let _ = io.shutdown().await;
@@ -144,8 +142,7 @@ async fn exchange<S>(
     req: &RequestHead,
     io: &mut S,
     buf: &mut BytesMut,
-    client: SocketAddr,
-    tls: bool,
+    peer: &Peer,
     drain: &CancellationToken,
 ) -> Next
 where
@@ -153,14 +150,14 @@ where
 {
     let started = Instant::now();
     svc.stats.requests.inc();
-    let (status, backend, next) = proxy(svc, site, req, io, buf, client, tls, drain).await;
+    let (status, backend, next) = proxy(svc, site, req, io, buf, peer, drain).await;
     svc.stats.responses[(status / 100).clamp(1, 5) as usize - 1].inc();
     svc.stats.latency.observe(started.elapsed());
     if site.config.access_log {
         tracing::info!(
             target: "strata::access",
             listener = %svc.name,
-            client = %client.ip(),
+            client = %peer.ip,
             method = %String::from_utf8_lossy(req.method()),
             uri = %String::from_utf8_lossy(req.target()),
             version = if req.head.version == super::codec::Version::Http10 { "HTTP/1.0" } else { "HTTP/1.1" },
@@ -228,8 +225,7 @@ async fn proxy<S>(
     req: &RequestHead,
     io: &mut S,
     buf: &mut BytesMut,
-    client: SocketAddr,
-    tls: bool,
+    peer: &Peer,
     drain: &CancellationToken,
 ) -> (u16, Option<String>, Next)
 where
@@ -285,16 +281,11 @@ where
     }
 
     let key = Key {
-        client: client.ip(),
+        client: peer.addr.ip(),
         value: hash_key(site, req),
     };
-    let fwd = Forwarding {
-        mode: cfg.forwarded,
-        client,
-        tls,
-    };
     let mut head = Vec::with_capacity(req.head.raw.len() + 160);
-    request_head(req, &fwd, &mut head);
+    request_head(req, cfg.forwarded, peer, &mut head);
     let method = Method::from_bytes(req.method()).unwrap_or(Method::POST);
     let replayable = framing == Framing::Empty && idempotent(&method);
     let head_request = method == Method::HEAD;
@@ -334,7 +325,7 @@ where
         {
             Ok(()) => {}
             Err(SendError::Client(e)) => {
-                tracing::debug!(listener = %svc.name, %client, error = %e, "client body");
+                tracing::debug!(listener = %svc.name, client = %peer.addr, error = %e, "client body");
                 return (
                     400,
                     Some(backend.name.clone()),
@@ -503,7 +494,7 @@ where
             }
         }
         let mut framing_line = Vec::new();
-        let mut parts: Vec<&[u8]> = Vec::with_capacity(5);
+        let mut parts = Parts::default();
         if first {
             parts.push(head);
         }
@@ -602,7 +593,7 @@ where
             body_piece(&mut body, &mut conn.io, up_buf, idle).await?
         };
         let done = body.is_done();
-        let mut parts: Vec<&[u8]> = Vec::with_capacity(5);
+        let mut parts = Parts::default();
         if let Some(h) = &head {
             parts.push(h);
         }
@@ -645,7 +636,10 @@ where
 {
     let mut out = Vec::with_capacity(resp.head.raw.len() + 64);
     response_head(resp, &req.head, false, &mut out);
-    if write_all_parts(io, &[&out, &up_buf]).await.is_err() {
+    let mut parts = Parts::default();
+    parts.push(&out);
+    parts.push(&up_buf);
+    if write_all_parts(io, &parts).await.is_err() {
         return Next::Close;
     }
     if !buf.is_empty() && conn.io.write_all(&buf.split()).await.is_err() {
@@ -674,14 +668,36 @@ async fn body_piece<R: AsyncRead + Unpin>(
     }
 }
 
+/// The pieces of one write: at most a head, a chunk line, data, its CRLF and the last chunk.
+#[derive(Default)]
+struct Parts<'a> {
+    items: [&'a [u8]; 5],
+    len: usize,
+}
+
+impl<'a> Parts<'a> {
+    fn push(&mut self, part: &'a [u8]) {
+        if !part.is_empty() {
+            self.items[self.len] = part;
+            self.len += 1;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// Writes every part, in as few syscalls as the socket allows.
-async fn write_all_parts<W: AsyncWrite + Unpin>(w: &mut W, parts: &[&[u8]]) -> std::io::Result<()> {
-    let mut slices: Vec<IoSlice<'_>> = parts
-        .iter()
-        .filter(|p| !p.is_empty())
-        .map(|p| IoSlice::new(p))
-        .collect();
-    let mut rest = &mut slices[..];
+async fn write_all_parts<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    parts: &Parts<'_>,
+) -> std::io::Result<()> {
+    let mut slices = [IoSlice::new(&[]); 5];
+    for (slice, part) in slices.iter_mut().zip(&parts.items[..parts.len]) {
+        *slice = IoSlice::new(part);
+    }
+    let mut rest = &mut slices[..parts.len];
     while !rest.is_empty() {
         let n = w.write_vectored(rest).await?;
         if n == 0 {
