@@ -48,9 +48,23 @@ impl Strata {
         let expected = config.matches("[[http]]").count()
             + config.matches("[[tcp]]").count()
             + config.matches("[admin]").count();
+        let args = [
+            "run".to_string(),
+            "-c".to_string(),
+            path.display().to_string(),
+        ];
+        Self::spawn(dir, path, &args, expected)
+    }
+
+    /// Runs `strata ARGS` and waits for `expected` "listening on" lines.
+    pub fn spawn(
+        dir: tempfile::TempDir,
+        path: PathBuf,
+        args: &[String],
+        expected: usize,
+    ) -> Strata {
         let mut child = Command::new(STRATA)
-            .args(["run", "-c"])
-            .arg(&path)
+            .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
