@@ -88,7 +88,8 @@ async fn pipelined_requests_are_answered_in_order() {
 async fn smuggling_shapes_get_400_and_never_reach_a_backend() {
     let a = Backend::start("a").await;
     let strata = Strata::start(&config(&a));
-    let attacks: [&[u8]; 3] = [
+    let attacks: [&[u8]; 4] = [
+        b"GET / HTTP/1.1\r\nHost: public.example\r\nHost: internal.example\r\n\r\n",
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG",
         b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 30\r\n\r\nabc",

@@ -167,6 +167,7 @@ struct Framed {
     upgrade_token: bool,
     has_upgrade: bool,
     expect_continue: bool,
+    hosts: u32,
 }
 
 fn scan(headers: &[httparse::Header<'_>]) -> Result<Framed, ParseError> {
@@ -179,6 +180,7 @@ fn scan(headers: &[httparse::Header<'_>]) -> Result<Framed, ParseError> {
         upgrade_token: false,
         has_upgrade: false,
         expect_continue: false,
+        hosts: 0,
     };
     for h in headers {
         let name = h.name.as_bytes();
@@ -219,6 +221,8 @@ fn scan(headers: &[httparse::Header<'_>]) -> Result<Framed, ParseError> {
             }
         } else if name.eq_ignore_ascii_case(b"upgrade") {
             f.has_upgrade = true;
+        } else if name.eq_ignore_ascii_case(b"host") {
+            f.hosts += 1;
         } else if name.eq_ignore_ascii_case(b"expect") {
             f.expect_continue = h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         }
@@ -274,6 +278,14 @@ pub(crate) fn parse_request_with<const N: usize>(
     }
     let version = version(req.version);
     let f = scan(req.headers)?;
+    // RFC 9112 3.2: exactly one Host in HTTP/1.1; two could point the proxy and the backend at
+    // different sites
+    if f.hosts > 1 {
+        return Err(ParseError::Malformed("more than one Host header"));
+    }
+    if f.hosts == 0 && version == Version::Http11 {
+        return Err(ParseError::Malformed("HTTP/1.1 request without Host"));
+    }
     let framing = if f.transfer_encoding {
         if f.length.is_some() {
             return Err(ParseError::Malformed(

@@ -304,7 +304,7 @@ mod tests {
             "GET /a HTTP/1.1\r\nhost: shop\r\nAccept: */*\r\nx-forwarded-for: 203.0.113.7, 10.1.2.3\r\nx-forwarded-proto: http\r\nx-forwarded-host: shop\r\nvia: 1.1 strata\r\n\r\n"
         );
         let out = request(
-            "POST http://api.example:8080/v1?x=1 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST http://api.example:8080/v1?x=1 HTTP/1.1\r\nHost: ignored\r\nTransfer-Encoding: chunked\r\n\r\n",
             Forwarded::Rfc7239,
         );
         assert_eq!(

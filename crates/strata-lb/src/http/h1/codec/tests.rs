@@ -63,19 +63,19 @@ fn keep_alive_and_upgrade_rules() {
         .unwrap()
         .unwrap();
     assert!(r.head.keep_alive);
-    let r = req("GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+    let r = req("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .unwrap()
         .unwrap();
     assert!(!r.head.keep_alive);
     let r =
-        req("GET /ws HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        req("GET /ws HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n")
             .unwrap()
             .unwrap();
     assert!(r.head.upgrade);
     let tokens: Vec<&[u8]> = r.head.connection_tokens().collect();
     assert_eq!(tokens, [&b"keep-alive"[..], &b"Upgrade"[..]]);
     assert!(r.head.connection_names(b"upgrade"));
-    let r = req("PUT /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
+    let r = req("PUT /x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
         .unwrap()
         .unwrap();
     assert!(r.expect_continue);
@@ -180,8 +180,8 @@ fn a_long_chunk_size_line_is_refused_however_it_arrives() {
 fn requests_leave_room_for_the_headers_the_proxy_adds() {
     // found by fuzzing: a request at the header limit no longer parsed after forwarding headers
     // and Via were added
-    let mut text = String::from("GET / HTTP/1.1\r\n");
-    for i in 0..MAX_REQUEST_HEADERS {
+    let mut text = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..MAX_REQUEST_HEADERS - 1 {
         text.push_str(&format!("x-{i}: 1\r\n"));
     }
     text.push_str("\r\n");
@@ -192,4 +192,18 @@ fn requests_leave_room_for_the_headers_the_proxy_adds() {
         1,
     );
     assert_eq!(req(&extra).unwrap_err(), ParseError::TooManyHeaders);
+}
+
+#[test]
+fn host_rules() {
+    assert!(matches!(
+        req("GET / HTTP/1.1\r\n\r\n"),
+        Err(ParseError::Malformed(_))
+    ));
+    assert!(matches!(
+        req("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+        Err(ParseError::Malformed(_))
+    ));
+    // HTTP/1.0 predates Host; the proxy supplies one for the backend
+    assert!(req("GET / HTTP/1.0\r\n\r\n").unwrap().is_some());
 }
