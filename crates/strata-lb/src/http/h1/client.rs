@@ -39,7 +39,8 @@ impl Pool {
     }
 
     /// Keeps `conn` for the next request to backend `index`; its last response must be complete.
-    pub(crate) fn put(&self, index: usize, conn: Conn) {
+    /// `now` is the time of the exchange that used it (one clock read serves the exchange).
+    pub(crate) fn put(&self, index: usize, conn: Conn, now: Instant) {
         if self.max_idle == 0 {
             return;
         }
@@ -47,7 +48,7 @@ impl Pool {
         if idle.len() < self.max_idle {
             idle.push(Idle {
                 stream: conn.io.0,
-                since: Instant::now(),
+                since: now,
             });
         }
     }
@@ -58,6 +59,7 @@ impl Pool {
         index: usize,
         addr: SocketAddr,
         connect_timeout: Duration,
+        now: Instant,
     ) -> Result<Conn, ConnectError> {
         loop {
             let idle = self.idle[index]
@@ -65,7 +67,8 @@ impl Pool {
                 .unwrap_or_else(|e| e.into_inner())
                 .pop();
             let Some(idle) = idle else { break };
-            if idle.since.elapsed() <= self.idle_timeout && quiet(&idle.stream) {
+            if now.saturating_duration_since(idle.since) <= self.idle_timeout && quiet(&idle.stream)
+            {
                 return Ok(Conn {
                     io: UpstreamIo(idle.stream),
                     reused: true,
@@ -107,25 +110,25 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let pool = Pool::new(1, 4, Duration::from_secs(60));
         let conn = pool
-            .checkout(0, addr, Duration::from_secs(1))
+            .checkout(0, addr, Duration::from_secs(1), Instant::now())
             .await
             .unwrap();
         assert!(!conn.reused);
         let (mut server_side, _) = listener.accept().await.unwrap();
-        pool.put(0, conn);
+        pool.put(0, conn, Instant::now());
         // still open: reused
         let conn = pool
-            .checkout(0, addr, Duration::from_secs(1))
+            .checkout(0, addr, Duration::from_secs(1), Instant::now())
             .await
             .unwrap();
         assert!(conn.reused);
-        pool.put(0, conn);
+        pool.put(0, conn, Instant::now());
         // the backend closes it: a new connection is made instead
         server_side.shutdown().await.unwrap();
         drop(server_side);
         tokio::time::sleep(Duration::from_millis(50)).await;
         let conn = pool
-            .checkout(0, addr, Duration::from_secs(1))
+            .checkout(0, addr, Duration::from_secs(1), Instant::now())
             .await
             .unwrap();
         assert!(!conn.reused);

@@ -64,6 +64,9 @@ pub(crate) struct Head {
     pub(crate) keep_alive: bool,
     /// `Connection: upgrade` with an `Upgrade` header.
     pub(crate) upgrade: bool,
+    /// Whether any Connection header is present (most backends send one; most clients don't):
+    /// lets the hop-by-hop check skip a scan per header.
+    connection: bool,
 }
 
 #[derive(Debug)]
@@ -118,8 +121,10 @@ impl Head {
     /// Whether the Connection header names `name` (checked without allocating: this runs for
     /// every header of every message).
     pub(crate) fn connection_names(&self, name: &[u8]) -> bool {
-        self.connection_tokens()
-            .any(|t| t.eq_ignore_ascii_case(name))
+        self.connection
+            && self
+                .connection_tokens()
+                .any(|t| t.eq_ignore_ascii_case(name))
     }
 }
 
@@ -168,6 +173,7 @@ struct Framed {
     has_upgrade: bool,
     expect_continue: bool,
     hosts: u32,
+    connection: bool,
 }
 
 fn scan(headers: &[httparse::Header<'_>]) -> Result<Framed, ParseError> {
@@ -181,6 +187,7 @@ fn scan(headers: &[httparse::Header<'_>]) -> Result<Framed, ParseError> {
         has_upgrade: false,
         expect_continue: false,
         hosts: 0,
+        connection: false,
     };
     for h in headers {
         let name = h.name.as_bytes();
@@ -210,6 +217,7 @@ fn scan(headers: &[httparse::Header<'_>]) -> Result<Framed, ParseError> {
                 .find(|t| !t.is_empty());
             f.chunked = last.is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
         } else if name.eq_ignore_ascii_case(b"connection") {
+            f.connection = true;
             for token in h.value.split(|&b| b == b',').map(|t| t.trim_ascii()) {
                 if token.eq_ignore_ascii_case(b"close") {
                     f.close = true;
@@ -320,6 +328,7 @@ pub(crate) fn parse_request_with<const N: usize>(
             framing,
             keep_alive,
             upgrade,
+            connection: f.connection,
         },
         method,
         target,
@@ -385,6 +394,7 @@ pub(crate) fn parse_response(
             framing,
             keep_alive,
             upgrade,
+            connection: f.connection,
         },
         status,
         reason,

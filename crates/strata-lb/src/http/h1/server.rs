@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::body::{BodyError, BodyReader};
+use super::buffers::{self, BUFFER};
 use super::client::Conn;
 use super::codec::{
     chunk_header, parse_request, parse_response, Framing, ParseError, RequestHead, ResponseHead,
@@ -25,9 +26,6 @@ use crate::http::proxy::{idempotent, Failure};
 use crate::http::{HttpService, Site};
 use crate::relay::relay;
 use crate::upstream::Tries;
-
-/// First allocation for reading a head; grows up to `max_header_size`.
-const HEAD_BUFFER: usize = 4096;
 
 /// Whether the client connection carries on after an exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,8 +73,12 @@ pub(crate) async fn serve<S>(
                     return;
                 }
             }
-            if buf.capacity() - buf.len() < 1024 {
-                buf.reserve(HEAD_BUFFER.max(buf.len()));
+            if buf.capacity() == 0 {
+                let mut fresh = buffers::take();
+                fresh.extend_from_slice(&buf);
+                buf = fresh;
+            } else if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(BUFFER.max(buf.len()));
             }
             let idle = buf.is_empty();
             let read = tokio::select! {
@@ -106,9 +108,10 @@ pub(crate) async fn serve<S>(
             linger(&mut io).await;
             return;
         }
+        drop(req);
         if buf.is_empty() {
             // idle from here on: keep no buffer
-            buf = BytesMut::new();
+            buffers::give(std::mem::take(&mut buf));
         }
     }
 }
@@ -150,7 +153,7 @@ where
 {
     let started = Instant::now();
     svc.stats.requests.inc();
-    let (status, backend, next) = proxy(svc, site, req, io, buf, peer, drain).await;
+    let (status, backend, next) = proxy(svc, site, req, io, buf, peer, drain, started).await;
     svc.stats.responses[(status / 100).clamp(1, 5) as usize - 1].inc();
     svc.stats.latency.observe(started.elapsed());
     if site.config.access_log {
@@ -227,11 +230,11 @@ async fn proxy<S>(
     buf: &mut BytesMut,
     peer: &Peer,
     drain: &CancellationToken,
+    started: Instant,
 ) -> (u16, Option<String>, Next)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let started = Instant::now();
     let cfg = &site.config;
     let framing = req.head.framing;
     // a body we don't read leaves the connection unusable for another request
@@ -301,7 +304,7 @@ where
         let _in_flight = backend.start();
         let mut conn = match site
             .h1_pool
-            .checkout(index, backend.addr, up.config.connect_timeout)
+            .checkout(index, backend.addr, up.config.connect_timeout, started)
             .await
         {
             Ok(c) => c,
@@ -355,7 +358,7 @@ where
             }
         }
         body_consumed |= framing != Framing::Empty;
-        let mut up_buf = BytesMut::with_capacity(HEAD_BUFFER);
+        let mut up_buf = buffers::take();
         let read = tokio::time::timeout(
             cfg.response_timeout,
             read_head(
@@ -410,7 +413,7 @@ where
         let keep = !drain.is_cancelled() && req.head.keep_alive;
         let mut out = Vec::with_capacity(resp.head.raw.len() + 64);
         let (relay_mode, client_keep) = response_head(&resp, &req.head, keep, &mut out);
-        return match relay_body(
+        let relayed = relay_body(
             io,
             &mut conn,
             &mut up_buf,
@@ -419,11 +422,14 @@ where
             out,
             cfg.idle_timeout,
         )
-        .await
-        {
+        .await;
+        // the head shares the buffer's memory: drop it first so the buffer can be reused
+        drop(resp);
+        buffers::give(up_buf);
+        return match relayed {
             Ok(reusable) => {
                 if reusable {
-                    site.h1_pool.put(index, conn);
+                    site.h1_pool.put(index, conn, started);
                 }
                 (
                     status,
@@ -560,7 +566,7 @@ async fn read_head(
             return Ok(resp);
         }
         if buf.capacity() - buf.len() < 1024 {
-            buf.reserve(HEAD_BUFFER);
+            buf.reserve(BUFFER);
         }
         if conn.io.read_buf(buf).await? == 0 {
             return Err(HeadError::Closed);

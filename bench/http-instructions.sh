@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Repeatable cost of Strata's HTTP/1 path: user-space instructions per proxied request, counted
+# by valgrind's callgrind (not wall time, so a noisy machine does not move it). Strata runs
+# under callgrind in front of one nginx; a Python client sends N, then 3N keep-alive GETs on
+# one connection in two runs, and the difference / 2N cancels start-up and shutdown.
+#
+# Usage: bench/http-instructions.sh [N, default 1000]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-1000}
+for p in nginx:nginx-light valgrind:valgrind python3:python3; do
+  command -v "${p%%:*}" >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${p##*:}" >/dev/null; }
+done
+cargo build --release -q -p strata
+work=$(mktemp -d)
+trap 'kill $NG 2>/dev/null || true; rm -rf "$work"' EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+APP=$(free_port); PROXY=$(free_port)
+cat > "$work/app.conf" <<NGINX
+daemon off; master_process off; worker_processes 1; pid $work/app.pid; error_log $work/error.log;
+events { worker_connections 1024; }
+http { access_log off; keepalive_requests 1000000;
+  client_body_temp_path $work/b; proxy_temp_path $work/p; fastcgi_temp_path $work/f; uwsgi_temp_path $work/u; scgi_temp_path $work/s;
+  server { listen 127.0.0.1:$APP; location / { return 200 "ok\n"; } } }
+NGINX
+cat > "$work/strata.toml" <<TOML
+workers = 1
+[[http]]
+name = "bench"
+listen = "127.0.0.1:$PROXY"
+backends = ["127.0.0.1:$APP"]
+passive = { failures = 0 }
+TOML
+cat > "$work/client.py" <<'PY'
+import http.client, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
+for _ in range(int(sys.argv[2])):
+    c.request("GET", "/", headers={"Host": "bench"})
+    r = c.getresponse(); r.read()
+    assert r.status == 200, r.status
+PY
+nginx -c "$work/app.conf" -p "$work" & NG=$!
+measure() {
+  valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" target/release/strata run -c "$work/strata.toml" --log-level error >/dev/null 2>"$work/cg.err" &
+  local vg=$!
+  for _ in $(seq 150); do (exec 3<>"/dev/tcp/127.0.0.1/$PROXY") 2>/dev/null && break; sleep 0.2; done
+  python3 "$work/client.py" "$PROXY" "$1"
+  kill -TERM "$vg"; wait "$vg" || true
+  awk '/^(summary|totals):/ {print $2; exit}' "$work/cg.out"
+}
+a=$(measure "$N"); b=$(measure $((3 * N)))
+echo "strata instructions/request: $(((b - a) / (2 * N)))  ($N requests: $a, $((3 * N)): $b)"

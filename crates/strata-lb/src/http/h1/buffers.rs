@@ -1,0 +1,38 @@
+//! Read buffers for HTTP/1 exchanges, kept per thread between requests: an exchange takes one
+//! for the client side and one for the backend side, and gives them back when it ends, so a
+//! request costs no allocation for them. Idle connections hold none.
+
+use std::cell::RefCell;
+
+use bytes::BytesMut;
+
+/// The size a buffer starts at; heads and bodies that need more make it grow.
+pub(crate) const BUFFER: usize = 4096;
+/// Buffers kept per thread; more are freed.
+const KEEP: usize = 256;
+
+thread_local! {
+    static FREE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An empty buffer with room for at least [`BUFFER`] bytes.
+pub(crate) fn take() -> BytesMut {
+    FREE.with(|f| f.borrow_mut().pop())
+        .unwrap_or_else(|| BytesMut::with_capacity(BUFFER))
+}
+
+/// Returns a buffer whose contents are no longer needed. Its memory is reused only when no
+/// `Bytes` split off it is still alive (else `reserve` would have to allocate anyway).
+pub(crate) fn give(mut buf: BytesMut) {
+    buf.clear();
+    // reclaims the whole allocation when this is its only owner; never allocates here
+    if !buf.try_reclaim(BUFFER) || buf.capacity() > 4 * BUFFER {
+        return;
+    }
+    FREE.with(|f| {
+        let mut free = f.borrow_mut();
+        if free.len() < KEEP {
+            free.push(buf);
+        }
+    });
+}
