@@ -6,7 +6,7 @@ use common::*;
 
 #[test]
 fn check_accepts_a_good_config() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TempDir::new();
     let path = write_file(
         dir.path(),
         "good.toml",
@@ -19,7 +19,7 @@ fn check_accepts_a_good_config() {
 
 #[test]
 fn check_lists_every_problem_with_line_and_exits_64() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TempDir::new();
     let path = write_file(
         dir.path(),
         "bad.toml",
@@ -44,7 +44,7 @@ fn check_lists_every_problem_with_line_and_exits_64() {
 
 #[test]
 fn run_refuses_a_bad_config_the_same_way() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TempDir::new();
     let path = write_file(
         dir.path(),
         "bad.toml",
@@ -70,7 +70,7 @@ fn a_missing_file_is_named() {
 
 #[test]
 fn a_missing_tls_file_fails_check() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TempDir::new();
     let path = write_file(
         dir.path(),
         "tls.toml",

@@ -7,7 +7,7 @@ use common::*;
 
 #[tokio::test]
 async fn the_demo_balances_over_its_upstreams() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TempDir::new();
     let path = dir.path().join("none.toml");
     let args = ["demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"].map(String::from);
     let strata = Strata::spawn(dir, path, &args, 2);

@@ -59,7 +59,7 @@ async fn tls_connect(
 #[tokio::test(flavor = "multi_thread")]
 async fn sni_picks_the_certificate_and_alpn_picks_the_protocol() {
     let backend = Backend::start("a").await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TempDir::new();
     let shop = make_cert(dir.path(), "shop", &["shop.example"]);
     let api = make_cert(dir.path(), "api", &["*.api.example"]);
     let config = format!(

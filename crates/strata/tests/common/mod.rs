@@ -24,10 +24,33 @@ use tokio::task::AbortHandle;
 
 pub const STRATA: &str = env!("CARGO_BIN_EXE_strata");
 
+/// A directory of its own under the system temp dir, removed with everything in it on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let path = std::env::temp_dir().join(format!("strata-test-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A running `strata run -c FILE`, killed when dropped.
 pub struct Strata {
     pub child: Child,
-    pub dir: tempfile::TempDir,
+    pub dir: TempDir,
     pub config: PathBuf,
     /// "http:web" -> bound address, from the "listening on" lines.
     pub addrs: HashMap<String, SocketAddr>,
@@ -38,11 +61,11 @@ pub struct Strata {
 impl Strata {
     /// Starts strata with `config` and waits until every listener it names says where it is.
     pub fn start(config: &str) -> Strata {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = TempDir::new();
         Self::start_in(dir, config)
     }
 
-    pub fn start_in(dir: tempfile::TempDir, config: &str) -> Strata {
+    pub fn start_in(dir: TempDir, config: &str) -> Strata {
         let path = dir.path().join("strata.toml");
         std::fs::write(&path, config).expect("write config");
         let expected = config.matches("[[http]]").count()
@@ -57,12 +80,7 @@ impl Strata {
     }
 
     /// Runs `strata ARGS` and waits for `expected` "listening on" lines.
-    pub fn spawn(
-        dir: tempfile::TempDir,
-        path: PathBuf,
-        args: &[String],
-        expected: usize,
-    ) -> Strata {
+    pub fn spawn(dir: TempDir, path: PathBuf, args: &[String], expected: usize) -> Strata {
         let mut child = Command::new(STRATA)
             .args(args)
             .env("RUST_LOG", "info")
@@ -500,7 +518,7 @@ pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
 pub struct Nginx {
     pub addr: SocketAddr,
     pub child: Child,
-    pub dir: tempfile::TempDir,
+    pub dir: TempDir,
 }
 
 impl Nginx {
@@ -511,7 +529,7 @@ impl Nginx {
             .into_iter()
             .find(|p| Path::new(p).exists())
             .expect("nginx is not installed: run ./scripts/test.sh, which installs it");
-        let dir = tempfile::tempdir().unwrap();
+        let dir = TempDir::new();
         let port = free_port();
         let d = dir.path().display();
         let conf = format!(
