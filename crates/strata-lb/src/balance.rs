@@ -275,6 +275,22 @@ mod tests {
     }
 
     #[test]
+    fn a_restored_backend_ramps_up_under_slow_start() {
+        let g = group(&[1, 1]);
+        let b = Balancer::new(&Balance::RoundRobin, &g, Duration::from_secs(100));
+        g.backends[0].drain();
+        g.backends[0].restore();
+        let picks = (0..110)
+            .filter(|_| b.pick(&g, &key(), &[]) == Some(0))
+            .count();
+        // a tenth of its weight at first: about 10 of 110, not 55
+        assert!(
+            (5..=15).contains(&picks),
+            "restored backend got {picks} of 110"
+        );
+    }
+
+    #[test]
     fn random_stays_in_range() {
         for n in 1..10 {
             for _ in 0..100 {
