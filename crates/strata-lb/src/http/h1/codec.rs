@@ -255,6 +255,28 @@ fn fields(base: &[u8], headers: &[httparse::Header<'_>]) -> Vec<Field> {
         .collect()
 }
 
+/// What httparse's verdict means here: the head's length, `None` for "not all in yet", or why
+/// the head is refused.
+fn head_len(
+    parsed: httparse::Result<usize>,
+    buffered: usize,
+    max_head: usize,
+    invalid: &'static str,
+) -> Result<Option<usize>, ParseError> {
+    match parsed {
+        Ok(httparse::Status::Complete(len)) if len > max_head => {
+            Err(ParseError::TooLarge(max_head))
+        }
+        Ok(httparse::Status::Complete(len)) => Ok(Some(len)),
+        Ok(httparse::Status::Partial) if buffered >= max_head => {
+            Err(ParseError::TooLarge(max_head))
+        }
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(ParseError::TooManyHeaders),
+        Err(_) => Err(ParseError::Malformed(invalid)),
+    }
+}
+
 /// Takes one request head off the front of `buf`. `Ok(None)`: not all in yet (and shorter
 /// than `max_head`).
 pub(crate) fn parse_request(
@@ -272,18 +294,9 @@ pub(crate) fn parse_request_with<const N: usize>(
 ) -> Result<Option<RequestHead>, ParseError> {
     let mut storage = [httparse::EMPTY_HEADER; N];
     let mut req = httparse::Request::new(&mut storage);
-    let len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() >= max_head => {
-            return Err(ParseError::TooLarge(max_head))
-        }
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(ParseError::TooManyHeaders),
-        Err(_) => return Err(ParseError::Malformed("invalid request head")),
+    let Some(len) = head_len(req.parse(buf), buf.len(), max_head, "invalid request head")? else {
+        return Ok(None);
     };
-    if len > max_head {
-        return Err(ParseError::TooLarge(max_head));
-    }
     let version = version(req.version);
     let f = scan(req.headers)?;
     // RFC 9112 3.2: exactly one Host in HTTP/1.1; two could point the proxy and the backend at
@@ -345,14 +358,14 @@ pub(crate) fn parse_response(
 ) -> Result<Option<ResponseHead>, ParseError> {
     let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut storage);
-    let len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() >= max_head => {
-            return Err(ParseError::TooLarge(max_head))
-        }
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(ParseError::TooManyHeaders),
-        Err(_) => return Err(ParseError::Malformed("invalid response head")),
+    let Some(len) = head_len(
+        resp.parse(buf),
+        buf.len(),
+        max_head,
+        "invalid response head",
+    )?
+    else {
+        return Ok(None);
     };
     let status = resp.code.unwrap_or(0);
     let version = version(resp.version);
