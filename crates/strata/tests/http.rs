@@ -348,7 +348,11 @@ async fn sighup_under_load_drops_nothing_and_a_bad_file_is_rejected() {
             (ok, bad)
         }));
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually(Duration::from_secs(5), "load under way on a", || {
+        let hits = a.hits.clone();
+        async move { hits.load(Ordering::SeqCst) > 50 }
+    })
+    .await;
     // swap the backend list: a -> b
     std::fs::write(&strata.config, config(&[&b], "")).unwrap();
     strata.signal(libc::SIGHUP);
@@ -377,7 +381,11 @@ async fn sighup_under_load_drops_nothing_and_a_bad_file_is_rejected() {
         strata.logs()
     );
     let before = b.hits.load(Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually(Duration::from_secs(5), "b still serving", || {
+        let hits = b.hits.clone();
+        async move { hits.load(Ordering::SeqCst) > before + 50 }
+    })
+    .await;
     stop.store(true, Ordering::SeqCst);
     let mut total = 0;
     for w in workers {
@@ -537,6 +545,7 @@ async fn max_connections_holds_further_clients_until_a_slot_frees() {
     assert_eq!(first.get("/").await.unwrap().body, "backend a");
     // the third connection is accepted by the kernel but not served while two are open
     let third = tokio::spawn(async move { get_once(addr, "/").await });
+    // a wait is the only way to see that something does not happen
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         !third.is_finished(),

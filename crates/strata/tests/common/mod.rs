@@ -360,13 +360,21 @@ async fn respond(
     }
     if path == "/stall" {
         // one chunk, then silence: a backend hung in the middle of a response
-        return Ok(Response::new(Stall(false).boxed()));
+        let queue = [Bytes::from_static(b"partial")].into();
+        return Ok(Response::new(Frames { queue, stall: true }.boxed()));
     }
     if path == "/chunked" {
         // no length known up front: hyper sends it chunked
         let frames =
             ["first,", "second,", "third"].map(|s: &'static str| Bytes::from_static(s.as_bytes()));
-        return Ok(Response::new(Frames(frames.into_iter().collect()).boxed()));
+        let queue = frames.into_iter().collect();
+        return Ok(Response::new(
+            Frames {
+                queue,
+                stall: false,
+            }
+            .boxed(),
+        ));
     }
     if path == "/headers" {
         let mut lines: Vec<String> = req
@@ -386,29 +394,12 @@ fn text(status: StatusCode, body: &str) -> Response<TestBody> {
     resp
 }
 
-/// A body that sends one frame and then never another.
-struct Stall(bool);
-
-impl hyper::body::Body for Stall {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
-        if self.0 {
-            return std::task::Poll::Pending;
-        }
-        self.0 = true;
-        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from_static(
-            b"partial",
-        )))))
-    }
+/// A body of several frames with no length known up front, so hyper sends it chunked; with
+/// `stall`, after the last frame it neither ends nor sends more (a backend hung mid-response).
+struct Frames {
+    queue: std::collections::VecDeque<Bytes>,
+    stall: bool,
 }
-
-/// A body of several frames with no length known up front, so hyper sends it chunked.
-struct Frames(std::collections::VecDeque<Bytes>);
 
 impl hyper::body::Body for Frames {
     type Data = Bytes;
@@ -418,7 +409,11 @@ impl hyper::body::Body for Frames {
         mut self: std::pin::Pin<&mut Self>,
         _cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
-        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(hyper::body::Frame::data(b))))
+        match self.queue.pop_front() {
+            Some(b) => std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(b)))),
+            None if self.stall => std::task::Poll::Pending,
+            None => std::task::Poll::Ready(None),
+        }
     }
 }
 
