@@ -3,6 +3,8 @@
 //! smuggled past a proxy: Transfer-Encoding with Content-Length, a Transfer-Encoding that does
 //! not end in chunked, and conflicting Content-Lengths are rejected.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Buf, Bytes, BytesMut};
 
 /// Headers in one response head, at most.
@@ -64,9 +66,9 @@ pub(crate) struct Head {
     pub(crate) keep_alive: bool,
     /// `Connection: upgrade` with an `Upgrade` header.
     pub(crate) upgrade: bool,
-    /// Whether any Connection header is present (most backends send one; most clients don't):
-    /// lets the hop-by-hop check skip a scan per header.
-    connection: bool,
+    /// Whether a Connection header names more than close, keep-alive and upgrade (those are
+    /// hop-by-hop anyway): almost never, so the hop-by-hop check can skip a scan per header.
+    connection_extra: bool,
 }
 
 #[derive(Debug)]
@@ -118,10 +120,10 @@ impl Head {
             .filter(|t| !t.is_empty())
     }
 
-    /// Whether the Connection header names `name` (checked without allocating: this runs for
-    /// every header of every message).
+    /// Whether the Connection header names `name`, other than the hop-by-hop close, keep-alive
+    /// and upgrade (checked without allocating: this runs for every header of every message).
     pub(crate) fn connection_names(&self, name: &[u8]) -> bool {
-        self.connection
+        self.connection_extra
             && self
                 .connection_tokens()
                 .any(|t| t.eq_ignore_ascii_case(name))
@@ -173,7 +175,7 @@ struct Framed {
     has_upgrade: bool,
     expect_continue: bool,
     hosts: u32,
-    connection: bool,
+    connection_extra: bool,
 }
 
 fn scan(headers: &[httparse::Header<'_>]) -> Result<Framed, ParseError> {
@@ -187,7 +189,7 @@ fn scan(headers: &[httparse::Header<'_>]) -> Result<Framed, ParseError> {
         has_upgrade: false,
         expect_continue: false,
         hosts: 0,
-        connection: false,
+        connection_extra: false,
     };
     for h in headers {
         let name = h.name.as_bytes();
@@ -217,7 +219,6 @@ fn scan(headers: &[httparse::Header<'_>]) -> Result<Framed, ParseError> {
                 .find(|t| !t.is_empty());
             f.chunked = last.is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
         } else if name.eq_ignore_ascii_case(b"connection") {
-            f.connection = true;
             for token in h.value.split(|&b| b == b',').map(|t| t.trim_ascii()) {
                 if token.eq_ignore_ascii_case(b"close") {
                     f.close = true;
@@ -225,6 +226,8 @@ fn scan(headers: &[httparse::Header<'_>]) -> Result<Framed, ParseError> {
                     f.keep_alive_token = true;
                 } else if token.eq_ignore_ascii_case(b"upgrade") {
                     f.upgrade_token = true;
+                } else if !token.is_empty() {
+                    f.connection_extra = true;
                 }
             }
         } else if name.eq_ignore_ascii_case(b"upgrade") {
@@ -292,9 +295,12 @@ pub(crate) fn parse_request_with<const N: usize>(
     buf: &mut BytesMut,
     max_head: usize,
 ) -> Result<Option<RequestHead>, ParseError> {
-    let mut storage = [httparse::EMPTY_HEADER; N];
-    let mut req = httparse::Request::new(&mut storage);
-    let Some(len) = head_len(req.parse(buf), buf.len(), max_head, "invalid request head")? else {
+    // left uninitialised: httparse writes only the headers it finds (zeroing 3 KiB per
+    // request would cost more than parsing a short head)
+    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; N];
+    let mut req = httparse::Request::new(&mut []);
+    let parsed = req.parse_with_uninit_headers(buf, &mut storage);
+    let Some(len) = head_len(parsed, buf.len(), max_head, "invalid request head")? else {
         return Ok(None);
     };
     let version = version(req.version);
@@ -341,7 +347,7 @@ pub(crate) fn parse_request_with<const N: usize>(
             framing,
             keep_alive,
             upgrade,
-            connection: f.connection,
+            connection_extra: f.connection_extra,
         },
         method,
         target,
@@ -356,15 +362,14 @@ pub(crate) fn parse_response(
     max_head: usize,
     head_request: bool,
 ) -> Result<Option<ResponseHead>, ParseError> {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut storage);
-    let Some(len) = head_len(
-        resp.parse(buf),
-        buf.len(),
-        max_head,
-        "invalid response head",
-    )?
-    else {
+    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp,
+        buf,
+        &mut storage,
+    );
+    let Some(len) = head_len(parsed, buf.len(), max_head, "invalid response head")? else {
         return Ok(None);
     };
     let status = resp.code.unwrap_or(0);
@@ -407,7 +412,7 @@ pub(crate) fn parse_response(
             framing,
             keep_alive,
             upgrade,
-            connection: f.connection,
+            connection_extra: f.connection_extra,
         },
         status,
         reason,

@@ -165,7 +165,7 @@ where
             uri = %String::from_utf8_lossy(req.target()),
             version = if req.head.version == super::codec::Version::Http10 { "HTTP/1.0" } else { "HTTP/1.1" },
             status,
-            backend = backend.as_deref().unwrap_or("-"),
+            backend = backend.unwrap_or("-"),
             ms = started.elapsed().as_secs_f64() * 1000.0,
         );
     }
@@ -222,16 +222,16 @@ enum SendError {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn proxy<S>(
+async fn proxy<'s, S>(
     svc: &HttpService,
-    site: &Site,
+    site: &'s Site,
     req: &RequestHead,
     io: &mut S,
     buf: &mut BytesMut,
     peer: &Peer,
     drain: &CancellationToken,
     started: Instant,
-) -> (u16, Option<String>, Next)
+) -> (u16, Option<&'s str>, Next)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -331,7 +331,7 @@ where
                 tracing::debug!(listener = %svc.name, client = %peer.addr, error = %e, "client body");
                 return (
                     400,
-                    Some(backend.name.clone()),
+                    Some(backend.name.as_str()),
                     answer(io, 400, "strata: unreadable request body\n", false, &[]).await,
                 );
             }
@@ -339,7 +339,7 @@ where
                 let f = Failure::BodyTooLarge;
                 return (
                     413,
-                    Some(backend.name.clone()),
+                    Some(backend.name.as_str()),
                     answer(io, 413, &f.text(&svc.name), false, &[]).await,
                 );
             }
@@ -402,7 +402,7 @@ where
         } else {
             backend.report_success();
         }
-        let name = backend.name.clone();
+        let name = backend.name.as_str();
         if status == 101 && req.head.upgrade {
             return (
                 101,
@@ -411,7 +411,9 @@ where
             );
         }
         let keep = !drain.is_cancelled() && req.head.keep_alive;
-        let mut out = Vec::with_capacity(resp.head.raw.len() + 64);
+        // no retry from here on: the request head's memory takes the response head
+        let mut out = head;
+        out.clear();
         let (relay_mode, client_keep) = response_head(&resp, &req.head, keep, &mut out);
         let relayed = relay_body(
             io,
@@ -450,7 +452,7 @@ where
     if matches!(failure, Failure::NoBackend) {
         svc.stats.no_backend.inc();
     }
-    let backend = tries.last().map(|b| b.name.clone());
+    let backend = tries.last().map(|b| b.name.as_str());
     let status = failure.status().as_u16();
     let keep = can_keep && !body_consumed && !drain.is_cancelled();
     (
@@ -590,7 +592,7 @@ where
 {
     let mut body = BodyReader::new(resp.head.framing);
     let mut head = Some(head);
-    let mut line = Vec::with_capacity(16);
+    let mut line = Vec::new(); // a chunk-size line, only when re-chunking
     loop {
         // the first piece: only what was read with the head, so the head goes out at once
         let piece = if head.is_some() && up_buf.is_empty() && !body.is_done() {

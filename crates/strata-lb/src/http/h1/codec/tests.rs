@@ -74,7 +74,13 @@ fn keep_alive_and_upgrade_rules() {
     assert!(r.head.upgrade);
     let tokens: Vec<&[u8]> = r.head.connection_tokens().collect();
     assert_eq!(tokens, [&b"keep-alive"[..], &b"Upgrade"[..]]);
-    assert!(r.head.connection_names(b"upgrade"));
+    // close, keep-alive and upgrade are hop-by-hop anyway; other names are looked up
+    assert!(!r.head.connection_names(b"upgrade"));
+    let r = req("GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, X-Secret\r\n\r\n")
+        .unwrap()
+        .unwrap();
+    assert!(r.head.connection_names(b"x-secret"));
+    assert!(!r.head.connection_names(b"x-other"));
     let r = req("PUT /x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
         .unwrap()
         .unwrap();
