@@ -76,6 +76,17 @@ pub(crate) async fn connect(
     }
 }
 
+/// A stream that can tell that bytes arrived without reading them, so a connection waiting
+/// for its next message holds no read buffer: one is taken only when there is something to
+/// read into it.
+pub(crate) trait Arrival {
+    /// False for a stream that cannot tell: it reads into a buffer straight away.
+    const TELLS_ARRIVAL: bool = true;
+    /// Ready once a read might not wait: bytes arrived, or readiness is stale and the next
+    /// read will clear it.
+    fn poll_arrival(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
 /// A backend connection: reads with [`poll_recv`], writes straight to the socket.
 pub(crate) struct UpstreamIo(pub(crate) TcpStream);
 
@@ -86,6 +97,12 @@ impl AsyncRead for UpstreamIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         poll_recv(&self.0, cx, buf).map_ok(|_| ())
+    }
+}
+
+impl Arrival for UpstreamIo {
+    fn poll_arrival(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_read_ready(cx)
     }
 }
 

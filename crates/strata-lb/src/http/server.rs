@@ -49,7 +49,8 @@ async fn connection(
         Box::pin(tls_connection(svc, &site, acceptor, io, client, &drain)).await;
         return;
     }
-    match sniff(&stream, site.config.header_timeout).await {
+    // boxed like the protocols below: the task keeps only what lives as long as the connection
+    match Box::pin(sniff(&stream, site.config.header_timeout)).await {
         Sniff::Ready { h2: false, prefix } => {
             let io = ClientIo {
                 stream,

@@ -4,7 +4,9 @@
 
 use std::io::IoSlice;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Poll};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -25,6 +27,7 @@ use crate::balance::{hash_value, Key};
 use crate::http::proxy::{idempotent, Failure};
 use crate::http::{HttpService, Site};
 use crate::relay::relay;
+use crate::socket::Arrival;
 use crate::upstream::Tries;
 
 /// Whether the client connection carries on after an exchange.
@@ -44,7 +47,7 @@ pub(crate) async fn serve<S>(
     tls: bool,
     drain: &CancellationToken,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Arrival + Unpin,
 {
     let peer = Peer::new(client, tls);
     let mut buf = BytesMut::new();
@@ -73,17 +76,10 @@ pub(crate) async fn serve<S>(
                     return;
                 }
             }
-            if buf.capacity() == 0 {
-                let mut fresh = buffers::take();
-                fresh.extend_from_slice(&buf);
-                buf = fresh;
-            } else if buf.capacity() - buf.len() < 1024 {
-                buf.reserve(BUFFER.max(buf.len()));
-            }
             let idle = buf.is_empty();
             let read = tokio::select! {
                 biased;
-                r = tokio::time::timeout_at(deadline, io.read_buf(&mut buf)) => r,
+                r = tokio::time::timeout_at(deadline, fill(&mut io, &mut buf)) => r,
                 _ = drain.cancelled(), if idle => return,
             };
             match read {
@@ -114,6 +110,31 @@ pub(crate) async fn serve<S>(
             buffers::give(std::mem::take(&mut buf));
         }
     }
+}
+
+/// Reads more of a message into `buf`. A buffer that holds nothing and owns no memory (a
+/// connection between messages) gets some only once bytes arrived, so waiting costs none.
+async fn fill<S: AsyncRead + Arrival + Unpin>(
+    io: &mut S,
+    buf: &mut BytesMut,
+) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| loop {
+        if buf.capacity() == 0 {
+            ready!(io.poll_arrival(cx))?;
+            *buf = buffers::take();
+        } else if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(BUFFER.max(buf.len()));
+        }
+        match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, buf) {
+            // the readiness was stale (the last read took everything): the read cleared it,
+            // so wait for the next bytes without the buffer
+            Poll::Pending if S::TELLS_ARRIVAL && buf.is_empty() => {
+                buffers::give(std::mem::take(buf));
+            }
+            other => return other,
+        }
+    })
+    .await
 }
 
 /// After the answer, read and drop what the client still sends for a moment before closing:
@@ -358,7 +379,8 @@ where
             }
         }
         body_consumed |= framing != Framing::Empty;
-        let mut up_buf = buffers::take();
+        // a buffer is taken when the answer starts to arrive, not while waiting for it
+        let mut up_buf = BytesMut::new();
         let read = tokio::time::timeout(
             cfg.response_timeout,
             read_head(
@@ -567,10 +589,7 @@ async fn read_head(
             }
             return Ok(resp);
         }
-        if buf.capacity() - buf.len() < 1024 {
-            buf.reserve(BUFFER);
-        }
-        if conn.io.read_buf(buf).await? == 0 {
+        if fill(&mut conn.io, buf).await? == 0 {
             return Err(HeadError::Closed);
         }
     }
