@@ -4,6 +4,11 @@
 # Prints, per proxy: requests/s, p99 latency, non-2xx count, proxy CPU microseconds per request,
 # and resident memory while holding 8,000 idle keep-alive client connections.
 #
+# Two more rows show the floor: Strata's and HAProxy's L4 modes relaying the same traffic as
+# bytes (each client connection tied to one backend connection, no HTTP work at all). They make
+# the same four syscalls per request as the HTTP proxies, so their CPU per request is what
+# moving the bytes costs on this machine before any HTTP is parsed.
+#
 # The machine is noisy: each proxy is measured ROUNDS times, interleaved (strata, nginx, haproxy,
 # strata, ...), and the median round of each is printed, so drift hits all three alike.
 #
@@ -59,6 +64,7 @@ done
 
 # the proxies
 P_STRATA=$(free_port); P_NGINX=$(free_port); P_HAPROXY=$(free_port)
+P_STRATA_L4=$(free_port); P_HAPROXY_L4=$(free_port)
 cat > "$work/strata.toml" <<TOML
 workers = 1
 [[http]]
@@ -68,6 +74,11 @@ backends = ["127.0.0.1:$B1", "127.0.0.1:$B2"]
 header_timeout = "120s"
 max_connections = 20000
 passive = { failures = 0 }
+[[tcp]]
+name = "floor"
+listen = "127.0.0.1:$P_STRATA_L4"
+backends = ["127.0.0.1:$B1", "127.0.0.1:$B2"]
+max_connections = 20000
 TOML
 taskset -c 0 "$STRATA" run -c "$work/strata.toml" --log-level warn >/dev/null 2>"$work/strata.log" & pids+=($!); PID_STRATA=$!
 
@@ -95,17 +106,27 @@ backend be
   http-reuse always
   server s1 127.0.0.1:$B1
   server s2 127.0.0.1:$B2
+frontend floor
+  mode tcp
+  bind 127.0.0.1:$P_HAPROXY_L4
+  default_backend floor
+backend floor
+  mode tcp
+  balance roundrobin
+  server s1 127.0.0.1:$B1
+  server s2 127.0.0.1:$B2
 HAP
 taskset -c 0 haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>"$work/haproxy.log" & pids+=($!); PID_HAPROXY=$!
-for p in $P_STRATA $P_NGINX $P_HAPROXY; do wait_port "$p"; done
+for p in $P_STRATA $P_NGINX $P_HAPROXY $P_STRATA_L4 $P_HAPROXY_L4; do wait_port "$p"; done
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 sys_ticks() { awk '{print $15}' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 tick=$(getconf CLK_TCK)
 
-port_of() { case $1 in strata) echo "$P_STRATA" ;; nginx) echo "$P_NGINX" ;; haproxy) echo "$P_HAPROXY" ;; esac; }
-pid_of() { case $1 in strata) echo "$PID_STRATA" ;; nginx) echo "$PID_NGINX" ;; haproxy) echo "$PID_HAPROXY" ;; esac; }
+TARGETS=(strata nginx haproxy strata-l4 haproxy-l4)
+port_of() { case $1 in strata) echo "$P_STRATA" ;; nginx) echo "$P_NGINX" ;; haproxy) echo "$P_HAPROXY" ;; strata-l4) echo "$P_STRATA_L4" ;; haproxy-l4) echo "$P_HAPROXY_L4" ;; esac; }
+pid_of() { case $1 in strata | strata-l4) echo "$PID_STRATA" ;; nginx) echo "$PID_NGINX" ;; haproxy | haproxy-l4) echo "$PID_HAPROXY" ;; esac; }
 
 # one wrk round against a proxy: "req/s p99_ms non2xx cpu_us/req sys_us/req"
 measure() {
@@ -123,29 +144,34 @@ measure() {
     'BEGIN {printf "%s %s %s %.2f %.2f\n", rps, p99, bad, t / hz * 1e6 / n, st / hz * 1e6 / n}'
 }
 
-for target in strata nginx haproxy; do
+for target in "${TARGETS[@]}"; do
   taskset -c 1 wrk -t1 -c64 -d2s "http://127.0.0.1:$(port_of $target)/" >/dev/null # warm up pools
 done
 declare -A ROUND
 for r in $(seq "$ROUNDS"); do
-  for target in strata nginx haproxy; do
+  for target in "${TARGETS[@]}"; do
     ROUND[$target]+="$(measure "$target")"$'\n'
   done
 done
 
-printf '%-8s %12s %9s %8s %12s %12s %16s\n' target req/s p99_ms non2xx cpu_us/req sys_us/req rss_8k_idle_MiB
+printf '%-10s %12s %9s %8s %12s %12s %16s\n' target req/s p99_ms non2xx cpu_us/req sys_us/req rss_8k_idle_MiB
 declare -A CPU
-for target in strata nginx haproxy; do
+for target in "${TARGETS[@]}"; do
   # the median round by CPU per request
   read -r rps p99 non2xx cpu_us sys_us < <(sort -k4 -g <<<"${ROUND[$target]%$'\n'}" | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2)')
   CPU[$target]=$cpu_us
+  if [[ $target == *-l4 ]]; then
+    printf '%-10s %12s %9s %8s %12s %12s %16s\n' "$target" "$rps" "$p99" "$non2xx" "$cpu_us" "$sys_us" -
+    continue
+  fi
   # memory: hold IDLE keep-alive clients, read the proxy's RSS
   coproc HOLD { taskset -c 1 python3 bench/idle_clients.py 127.0.0.1 "$(port_of "$target")" "$IDLE"; }
   read -r _ _ <&"${HOLD[0]}"
   rss=$(awk -v k="$(rss_kib "$(pid_of "$target")")" 'BEGIN {printf "%.1f", k / 1024}')
   exec {HOLD[1]}>&-; wait "$HOLD_PID" 2>/dev/null || true
-  printf '%-8s %12s %9s %8s %12s %12s %16s\n' "$target" "$rps" "$p99" "$non2xx" "$cpu_us" "$sys_us" "$rss"
+  printf '%-10s %12s %9s %8s %12s %12s %16s\n' "$target" "$rps" "$p99" "$non2xx" "$cpu_us" "$sys_us" "$rss"
 done
 echo "(median of $ROUNDS interleaved ${DURATION}s rounds; cpu from /proc/PID/stat utime+stime over the run / requests)"
-awk -v s="${CPU[strata]}" -v h="${CPU[haproxy]}" -v n="${CPU[nginx]}" \
-  'BEGIN {printf "ratio cpu_us/req: strata/haproxy %.2f (target <= 0.80), strata/nginx %.2f\n", s / h, s / n}'
+awk -v s="${CPU[strata]}" -v h="${CPU[haproxy]}" -v n="${CPU[nginx]}" -v sf="${CPU[strata-l4]}" -v hf="${CPU[haproxy-l4]}" \
+  'BEGIN {printf "ratio cpu_us/req: strata/haproxy %.2f (target <= 0.80), strata/nginx %.2f\n", s / h, s / n
+         printf "floor (L4 relays, no HTTP work) / haproxy: strata-l4 %.2f, haproxy-l4 %.2f\n", sf / h, hf / h}'
