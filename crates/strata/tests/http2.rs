@@ -1,0 +1,182 @@
+//! HTTP/2 clients (h2c with prior knowledge) end to end: their requests go to HTTP/1.1
+//! backends through the same backend connections as HTTP/1.1 clients' requests.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use common::*;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Frame};
+use hyper::client::conn::http2::SendRequest;
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+
+fn config(backends: &[&Backend], extra: &str) -> String {
+    let list: Vec<String> = backends.iter().map(|b| format!("\"{}\"", b.addr)).collect();
+    format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[http]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\nbackends = [{}]\n{extra}\n",
+        list.join(", ")
+    )
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+async fn h2c(strata: &Strata) -> SendRequest<Body> {
+    let stream = TcpStream::connect(strata.addr("http:web")).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("HTTP/2 handshake");
+    tokio::spawn(conn);
+    sender
+}
+
+/// Sends `req` and reads the whole answer.
+async fn send(sender: &mut SendRequest<Body>, req: Request<Body>) -> Reply {
+    sender.ready().await.expect("connection ready");
+    let resp = sender.send_request(req).await.expect("response");
+    assert_eq!(resp.version(), hyper::Version::HTTP_2);
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+fn empty() -> Body {
+    Full::new(Bytes::new()).boxed()
+}
+
+/// A body sent as several DATA frames with no length known up front.
+struct Frames(VecDeque<Bytes>);
+
+impl hyper::body::Body for Frames {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_of_unknown_length_stream_both_ways() {
+    let a = Backend::start("a").await;
+    let strata = Strata::start(&config(&[&a], ""));
+    let mut sender = h2c(&strata).await;
+    // request: three DATA frames, no content-length; the backend echoes what it got
+    let parts: VecDeque<Bytes> = ["one,", "two,", "three"]
+        .into_iter()
+        .map(|s| Bytes::from_static(s.as_bytes()))
+        .collect();
+    let req = Request::post("http://h2.example/echo")
+        .body(Frames(parts).boxed())
+        .unwrap();
+    let reply = send(&mut sender, req).await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, "one,two,three"));
+    // response: chunked by the backend, DATA frames to the client
+    let req = Request::get("http://h2.example/chunked")
+        .body(empty())
+        .unwrap();
+    let reply = send(&mut sender, req).await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "first,second,third")
+    );
+    assert!(reply.headers.get("transfer-encoding").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_body_goes_through_intact() {
+    let a = Backend::start("a").await;
+    let strata = Strata::start(&config(&[&a], ""));
+    let mut sender = h2c(&strata).await;
+    let big: String = (0..200_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let req = Request::post("http://h2.example/echo")
+        .body(Full::new(Bytes::from(big.clone())).boxed())
+        .unwrap();
+    let reply = send(&mut sender, req).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body.len(), big.len());
+    assert!(reply.body == big, "the echoed body differs");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_streams_share_pooled_backend_connections_and_survive_a_dead_backend() {
+    let a = Backend::start("a").await;
+    let dead = Backend::start("dead").await;
+    dead.kill();
+    // a budget as large as the traffic: this test is about the retries, not their limit
+    let strata = Strata::start(&config(&[&a, &dead], "retries = 2\nretry_budget = 1.0"));
+    let mut sender = h2c(&strata).await;
+    // concurrent streams on one client connection; a retry takes each one off the dead backend
+    let mut streams = Vec::new();
+    for _ in 0..40 {
+        let mut s = sender.clone();
+        streams.push(tokio::spawn(async move {
+            let req = Request::get("http://h2.example/").body(empty()).unwrap();
+            send(&mut s, req).await
+        }));
+    }
+    for s in streams {
+        let reply = s.await.unwrap();
+        assert_eq!((reply.status, reply.body.as_str()), (200, "backend a"));
+    }
+    let req = Request::get("http://h2.example/").body(empty()).unwrap();
+    assert_eq!(send(&mut sender, req).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backend_error_page_and_a_head_request_pass_through() {
+    let a = Backend::start("a").await;
+    let strata = Strata::start(&config(&[&a], ""));
+    let mut sender = h2c(&strata).await;
+    let req = Request::get("http://h2.example/status/404")
+        .body(empty())
+        .unwrap();
+    let reply = send(&mut sender, req).await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (404, "backend a says 404")
+    );
+    let req = Request::head("http://h2.example/").body(empty()).unwrap();
+    let reply = send(&mut sender, req).await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, ""));
+    assert_eq!(
+        reply
+            .headers
+            .get("content-length")
+            .map(|v| v.to_str().unwrap()),
+        Some("9"),
+        "HEAD keeps the length of the GET answer"
+    );
+    // the connection to the backend is still good after a HEAD
+    let req = Request::get("http://h2.example/").body(empty()).unwrap();
+    assert_eq!(send(&mut sender, req).await.body, "backend a");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_connection_is_a_502_with_the_reason() {
+    let dead = Backend::start("dead").await;
+    dead.kill();
+    let strata = Strata::start(&config(&[&dead], "retries = 0"));
+    let mut sender = h2c(&strata).await;
+    let req = Request::get("http://h2.example/").body(empty()).unwrap();
+    let reply = send(&mut sender, req).await;
+    assert_eq!(reply.status, 502);
+    assert!(reply.body.contains("could not connect"), "{}", reply.body);
+}
