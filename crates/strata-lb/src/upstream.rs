@@ -126,11 +126,6 @@ impl<'a> Tries<'a> {
         Some((index, backend))
     }
 
-    /// Whether another try may follow this one.
-    pub(crate) fn more(&self) -> bool {
-        self.attempt <= self.up.config.retries
-    }
-
     /// The last try met a pooled connection the backend had closed: it does not count, unless
     /// that keeps happening. False when it counts.
     pub(crate) fn stale(&mut self) -> bool {

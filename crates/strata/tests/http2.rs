@@ -180,3 +180,51 @@ async fn a_refused_connection_is_a_502_with_the_reason() {
     assert_eq!(reply.status, 502);
     assert!(reply.body.contains("could not connect"), "{}", reply.body);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cookies_reach_the_backend_in_one_header() {
+    let a = Backend::start("a").await;
+    let strata = Strata::start(&config(&[&a], ""));
+    let mut sender = h2c(&strata).await;
+    // HTTP/2 clients may split cookies into several fields; HTTP/1.1 wants one
+    let req = Request::get("http://h2.example/headers")
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .body(empty())
+        .unwrap();
+    let reply = send(&mut sender, req).await;
+    let cookies: Vec<&str> = reply
+        .body
+        .lines()
+        .filter(|l| l.starts_with("cookie:"))
+        .collect();
+    assert_eq!(cookies, ["cookie: a=1; b=2"], "{}", reply.body);
+    assert!(
+        reply.body.contains("x-forwarded-proto: http"),
+        "{}",
+        reply.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backend_stalled_mid_body_ends_that_stream_only() {
+    let a = Backend::start("a").await;
+    let strata = Strata::start(&config(&[&a], "idle_timeout = \"300ms\""));
+    let mut sender = h2c(&strata).await;
+    let req = Request::get("http://h2.example/stall")
+        .body(empty())
+        .unwrap();
+    sender.ready().await.unwrap();
+    let resp = sender.send_request(req).await.expect("head arrives");
+    assert_eq!(resp.status(), 200);
+    let body = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        resp.into_body().collect(),
+    )
+    .await
+    .expect("the stream ends instead of hanging");
+    assert!(body.is_err(), "a cut-off body must not look complete");
+    // the connection and its other streams carry on
+    let req = Request::get("http://h2.example/").body(empty()).unwrap();
+    assert_eq!(send(&mut sender, req).await.body, "backend a");
+}

@@ -1,99 +1,43 @@
-//! Request and response bodies as they pass through the proxy.
+//! Response bodies for HTTP/2 clients: one the proxy made itself, or a backend's, read off its
+//! HTTP/1.1 connection as the client takes it; the connection goes back to the pool when the
+//! body ended cleanly.
 
+use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
+use strata_health::InFlight;
+use tokio::time::Sleep;
 
-use super::pool::Checkin;
+use super::h1::body::{BodyError, BodyReader};
+use super::h1::buffers;
+use super::h1::client::Conn;
+use super::Site;
 
-/// A request body on its way to a backend, cut off past `max_body_size`.
-pub(crate) enum ReqBody {
-    Empty,
-    Stream {
-        inner: Incoming,
-        seen: u64,
-        limit: u64,
-    },
-}
-
-/// Why a request body could not be forwarded.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum BodyError {
-    #[error("request body larger than {0} bytes")]
-    TooLarge(u64),
-    #[error("reading the request body: {0}")]
-    Client(#[from] hyper::Error),
-}
-
-impl ReqBody {
-    pub(crate) fn new(inner: Incoming, limit: u64) -> Self {
-        if inner.is_end_stream() {
-            ReqBody::Empty
-        } else {
-            ReqBody::Stream {
-                inner,
-                seen: 0,
-                limit,
-            }
-        }
-    }
-}
-
-impl Body for ReqBody {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        match self.get_mut() {
-            ReqBody::Empty => Poll::Ready(None),
-            ReqBody::Stream { inner, seen, limit } => match Pin::new(inner).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Some(data) = frame.data_ref() {
-                        *seen += data.len() as u64;
-                        if *seen > *limit {
-                            return Poll::Ready(Some(Err(BodyError::TooLarge(*limit))));
-                        }
-                    }
-                    Poll::Ready(Some(Ok(frame)))
-                }
-                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-                Poll::Ready(None) => Poll::Ready(None),
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            ReqBody::Empty => true,
-            ReqBody::Stream { inner, .. } => inner.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            ReqBody::Empty => SizeHint::with_exact(0),
-            ReqBody::Stream { inner, .. } => inner.size_hint(),
-        }
-    }
-}
-
-/// A response body for the client: one the proxy made itself, or a backend's, which hands its
-/// connection back to the pool once it has been read to the end.
 pub(crate) enum RespBody {
     Local(Option<Bytes>),
-    Upstream(UpstreamBody),
+    Backend(Box<BackendBody>),
 }
 
-pub(crate) struct UpstreamBody {
-    pub(crate) inner: Incoming,
-    pub(crate) checkin: Option<Checkin>,
+/// The rest of a backend's answer.
+pub(crate) struct BackendBody {
+    site: Arc<Site>,
+    index: usize,
+    /// `None` once the body ended or failed.
+    conn: Option<Conn>,
+    buf: BytesMut,
+    reader: BodyReader,
+    /// The connection may carry another request after this body.
+    keep_alive: bool,
+    /// How long the backend may go quiet in the middle of the body.
+    idle: Duration,
+    quiet: Option<Pin<Box<Sleep>>>,
+    /// Counts the request as in flight until the body ends or the client drops it.
+    in_flight: Option<InFlight>,
 }
 
 impl RespBody {
@@ -101,48 +45,89 @@ impl RespBody {
         RespBody::Local(Some(text.into()))
     }
 
-    pub(crate) fn upstream(inner: Incoming, checkin: Checkin) -> Self {
-        RespBody::Upstream(UpstreamBody {
-            inner,
-            checkin: Some(checkin),
-        })
+    /// The body that follows a backend's head; `buf` holds what was read past the head.
+    pub(crate) fn backend(
+        site: Arc<Site>,
+        index: usize,
+        conn: Conn,
+        buf: BytesMut,
+        reader: BodyReader,
+        keep_alive: bool,
+        in_flight: InFlight,
+    ) -> Self {
+        let idle = site.config.idle_timeout;
+        let mut body = BackendBody {
+            site,
+            index,
+            conn: Some(conn),
+            buf,
+            reader,
+            keep_alive,
+            idle,
+            quiet: None,
+            in_flight: Some(in_flight),
+        };
+        if body.reader.is_done() {
+            body.finish();
+        }
+        RespBody::Backend(Box::new(body))
     }
 }
 
-impl Drop for UpstreamBody {
-    fn drop(&mut self) {
-        // read to the end (or empty from the start): the connection can serve another request;
-        // dropped half-way, it must be closed, which dropping the checkin does
-        if self.inner.is_end_stream() {
-            if let Some(c) = self.checkin.take() {
-                c.give_back();
+impl BackendBody {
+    /// The body ended where its framing said: the connection is reused if nothing followed.
+    fn finish(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            if self.keep_alive && self.buf.is_empty() {
+                self.site.h1_pool.put(self.index, conn, Instant::now());
             }
         }
+        buffers::give(std::mem::take(&mut self.buf));
+        self.in_flight = None;
     }
 }
 
 impl Body for RespBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            RespBody::Local(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            RespBody::Upstream(up) => {
-                let polled = Pin::new(&mut up.inner).poll_frame(cx);
-                match &polled {
-                    Poll::Ready(None) => {
-                        if let Some(c) = up.checkin.take() {
-                            c.give_back();
-                        }
-                    }
-                    Poll::Ready(Some(Err(_))) => drop(up.checkin.take()),
-                    _ => {}
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let up = match self.get_mut() {
+            RespBody::Local(data) => return Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            RespBody::Backend(up) => up,
+        };
+        let Some(conn) = up.conn.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match up.reader.poll_next(cx, &mut conn.io, &mut up.buf) {
+            Poll::Ready(Ok(Some(data))) => {
+                up.quiet = None;
+                Poll::Ready(Some(Ok(Frame::data(data))))
+            }
+            Poll::Ready(Ok(None)) => {
+                up.finish();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Err(e)) => {
+                up.conn = None;
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Pending => {
+                let idle = up.idle;
+                let quiet = up
+                    .quiet
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                if quiet.as_mut().poll(cx).is_ready() {
+                    up.conn = None;
+                    return Poll::Ready(Some(Err(BodyError::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no body bytes for {idle:?}"),
+                    )))));
                 }
-                polled
+                Poll::Pending
             }
         }
     }
@@ -150,7 +135,7 @@ impl Body for RespBody {
     fn is_end_stream(&self) -> bool {
         match self {
             RespBody::Local(data) => data.is_none(),
-            RespBody::Upstream(up) => up.inner.is_end_stream(),
+            RespBody::Backend(up) => up.conn.is_none(),
         }
     }
 
@@ -158,7 +143,11 @@ impl Body for RespBody {
         match self {
             RespBody::Local(Some(d)) => SizeHint::with_exact(d.len() as u64),
             RespBody::Local(None) => SizeHint::with_exact(0),
-            RespBody::Upstream(up) => up.inner.size_hint(),
+            RespBody::Backend(up) => match up.reader.remaining() {
+                Some(n) if up.conn.is_some() => SizeHint::with_exact(n),
+                Some(_) => SizeHint::with_exact(0),
+                None => SizeHint::default(),
+            },
         }
     }
 }

@@ -2,9 +2,8 @@
 
 mod body;
 pub(crate) mod h1;
-mod headers;
+mod h2;
 mod io;
-mod pool;
 mod proxy;
 mod server;
 mod tls;
@@ -37,7 +36,6 @@ pub struct HttpService {
 pub(crate) struct Site {
     pub(crate) config: HttpListener,
     pub(crate) upstream: Upstream,
-    pub(crate) pool: Arc<pool::Pool>,
     pub(crate) h1_pool: h1::client::Pool,
     pub(crate) tls: Option<TlsAcceptor>,
     pub(crate) conn_limit: Arc<Semaphore>,
@@ -71,11 +69,6 @@ impl Site {
             .max_concurrent_streams(256)
             .max_header_list_size(config.max_header_size as u32);
         Ok(Site {
-            pool: Arc::new(pool::Pool::new(
-                upstream.group.backends.len(),
-                config.upstream_keepalive as usize,
-                config.idle_timeout,
-            )),
             h1_pool: h1::client::Pool::new(
                 upstream.group.backends.len(),
                 config.upstream_keepalive as usize,

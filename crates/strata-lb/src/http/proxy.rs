@@ -1,16 +1,21 @@
-//! The request path: choose a backend, send, retry what is safe to retry, answer.
+//! The request path both client protocols share: answers the proxy gives itself, choosing a
+//! backend, sending, retrying what is safe to retry, reading the answer's head, and the
+//! records. HTTP/1.x clients (`h1::server`) and HTTP/2 clients (`h2`) differ only in where the
+//! body comes from and where the answer goes.
 
-use std::net::SocketAddr;
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
-use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
-use http_body::Body as _;
-use hyper::body::Incoming;
+use bytes::BytesMut;
+use http::{Method, StatusCode};
 use strata_config::{Balance, HashKey};
+use strata_health::{Backend, InFlight};
 
-use super::body::{ReqBody, RespBody};
-use super::headers::{add_forwarding, add_via, cookie, strip_hop_by_hop};
-use super::pool::Checkin;
+use super::h1::body::BodyError;
+use super::h1::buffers::fill;
+use super::h1::client::Conn;
+use super::h1::codec::{parse_response, Framing, ParseError, RequestHead, ResponseHead, Version};
 use super::{HttpService, Site};
 use crate::balance::{hash_value, Key};
 use crate::upstream::Tries;
@@ -23,6 +28,8 @@ pub(crate) enum Failure {
     Timeout,
     Upstream(String),
     BodyTooLarge,
+    /// The client's request body could not be read (the cause is logged).
+    ClientBody,
 }
 
 impl Failure {
@@ -32,6 +39,7 @@ impl Failure {
             Failure::Connect(_) | Failure::Upstream(_) => StatusCode::BAD_GATEWAY,
             Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Failure::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Failure::ClientBody => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -47,86 +55,54 @@ impl Failure {
             Failure::BodyTooLarge => {
                 "strata: request body is larger than max_body_size\n".to_string()
             }
+            Failure::ClientBody => "strata: unreadable request body\n".to_string(),
         }
     }
+}
 
-    fn response(&self, listener: &str) -> Response<RespBody> {
-        local(self.status(), self.text(listener))
+/// An answer the proxy gives without asking a backend.
+pub(crate) struct Local {
+    pub(crate) status: u16,
+    pub(crate) text: String,
+    /// Where a redirect points.
+    pub(crate) location: Option<String>,
+}
+
+/// The answers given before any backend is asked: the redirect to https, and 413 for a body
+/// whose declared length is over the limit.
+pub(crate) fn answer_first(svc: &HttpService, site: &Site, req: &RequestHead) -> Option<Local> {
+    let cfg = &site.config;
+    if cfg.redirect_https {
+        let host = req
+            .head
+            .get("host")
+            .map(|h| String::from_utf8_lossy(h).into_owned())
+            .unwrap_or_else(|| "localhost".into());
+        // drop a port; a bracketed IPv6 address keeps its colons
+        let host = match host.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.is_empty() => h,
+            _ => host.as_str(),
+        };
+        return Some(Local {
+            status: 301,
+            text: "strata: this site is served over https\n".into(),
+            location: Some(format!(
+                "https://{host}{}",
+                String::from_utf8_lossy(req.target())
+            )),
+        });
     }
-}
-
-/// A response made by the proxy itself.
-pub(crate) fn local(status: StatusCode, text: String) -> Response<RespBody> {
-    let mut resp = Response::new(RespBody::local(text));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
-}
-
-/// Serves one client request.
-pub(crate) async fn handle(
-    svc: &HttpService,
-    req: Request<Incoming>,
-    client: SocketAddr,
-    tls: bool,
-) -> Response<RespBody> {
-    let started = Instant::now();
-    let site = svc.site.load_full();
-    svc.stats.requests.inc();
-    let log = site
-        .config
-        .access_log
-        .then(|| (req.method().clone(), req.uri().clone(), req.version()));
-    let (resp, backend) = if site.config.redirect_https {
-        (redirect(&req), None)
-    } else {
-        proxy(svc, &site, req, client, tls, started).await
-    };
-    let status = resp.status().as_u16();
-    svc.stats.responses[(status / 100).clamp(1, 5) as usize - 1].inc();
-    svc.stats.latency.observe(started.elapsed());
-    if let Some((method, uri, version)) = log {
-        tracing::info!(
-            target: "strata::access",
-            listener = %svc.name,
-            client = %client.ip(),
-            method = %method,
-            uri = %uri,
-            version = ?version,
-            status,
-            backend = backend.as_deref().unwrap_or("-"),
-            ms = started.elapsed().as_secs_f64() * 1000.0,
-        );
-    }
-    resp
-}
-
-fn redirect(req: &Request<Incoming>) -> Response<RespBody> {
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().host())
-        .unwrap_or("localhost");
-    let host = host.rsplit_once(':').map_or(host, |(h, _)| {
-        if h.ends_with(']') || !h.contains(':') {
-            h
-        } else {
-            host
+    if let Framing::Length(n) = req.head.framing {
+        if n > cfg.max_body_size {
+            let f = Failure::BodyTooLarge;
+            return Some(Local {
+                status: f.status().as_u16(),
+                text: f.text(&svc.name),
+                location: None,
+            });
         }
-    });
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let mut resp = local(
-        StatusCode::MOVED_PERMANENTLY,
-        "strata: this site is served over https\n".into(),
-    );
-    if let Ok(v) = HeaderValue::from_str(&format!("https://{host}{path}")) {
-        resp.headers_mut().insert(header::LOCATION, v);
     }
-    resp
+    None
 }
 
 pub(crate) fn idempotent(m: &Method) -> bool {
@@ -136,186 +112,272 @@ pub(crate) fn idempotent(m: &Method) -> bool {
     )
 }
 
-fn content_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-fn hash_key(site: &Site, headers: &http::HeaderMap) -> Option<u32> {
-    match &site.upstream.config.balance {
-        Balance::Hash(HashKey::Header(name)) => {
-            headers.get(name.as_str()).map(|v| hash_value(v.as_bytes()))
-        }
-        Balance::Hash(HashKey::Cookie(name)) => {
-            cookie(headers, name).map(|v| hash_value(v.as_bytes()))
-        }
+/// The balancing key of a request: the client address, and the header or cookie value when
+/// the listener hashes on one.
+pub(crate) fn key(site: &Site, req: &RequestHead, client: std::net::IpAddr) -> Key {
+    let value = match &site.upstream.config.balance {
+        Balance::Hash(HashKey::Header(name)) => req.head.get(name).map(hash_value),
+        Balance::Hash(HashKey::Cookie(name)) => req
+            .head
+            .get_all("cookie")
+            .flat_map(|v| v.split(|&b| b == b';'))
+            .filter_map(|pair| {
+                let pair = pair.trim_ascii();
+                let eq = pair.iter().position(|&b| b == b'=')?;
+                (&pair[..eq] == name.as_bytes()).then(|| &pair[eq + 1..])
+            })
+            .next()
+            .map(hash_value),
         _ => None,
+    };
+    Key { client, value }
+}
+
+/// The request as it goes to the backends.
+pub(crate) struct Outgoing {
+    /// A body follows the head: once any of it went out, there is no other try.
+    pub(crate) has_body: bool,
+    /// May be sent again after it may have reached a backend (idempotent, no body).
+    pub(crate) replayable: bool,
+    /// A HEAD request: no body follows the answer's head, whatever it says.
+    pub(crate) head_request: bool,
+}
+
+impl Outgoing {
+    pub(crate) fn of(req: &RequestHead) -> Self {
+        let method = Method::from_bytes(req.method()).unwrap_or(Method::POST);
+        let has_body = req.head.framing != Framing::Empty;
+        Outgoing {
+            has_body,
+            replayable: !has_body && idempotent(&method),
+            head_request: method == Method::HEAD,
+        }
     }
 }
 
-async fn proxy(
+/// Why sending a request to a backend stopped.
+pub(crate) enum SendError {
+    /// Writing to the backend failed; `body_started`: part of the client's body was consumed.
+    Backend {
+        error: std::io::Error,
+        body_started: bool,
+    },
+    /// The client's body could not be read.
+    Client(BodyError),
+    TooLarge,
+}
+
+/// Writes a request (its head and its body) on a backend connection, once per try.
+pub(crate) trait WriteRequest {
+    fn write<'a>(
+        &'a mut self,
+        conn: &'a mut Conn,
+    ) -> impl Future<Output = Result<(), SendError>> + Send + 'a;
+}
+
+/// A backend's answer: its head, and what is needed to relay the rest.
+pub(crate) struct Answer<'s> {
+    pub(crate) index: usize,
+    pub(crate) backend: &'s Arc<Backend>,
+    pub(crate) conn: Conn,
+    /// What was read past the head: the start of the body.
+    pub(crate) buf: BytesMut,
+    pub(crate) resp: ResponseHead,
+    /// Counts the request as in flight on the backend while it lives.
+    pub(crate) in_flight: InFlight,
+}
+
+/// Sends a request to backends in turn until one answers with a head. `request` writes itself
+/// on a connection; a try that fails before the backend could have
+/// acted on the request goes to another backend, as does any failed try of a replayable one,
+/// within the listener's retries and retry budget. Otherwise: what the client is told, and the
+/// backend tried last.
+pub(crate) async fn forward<'s>(
     svc: &HttpService,
-    site: &std::sync::Arc<Site>,
-    req: Request<Incoming>,
-    client: SocketAddr,
-    tls: bool,
+    site: &'s Site,
+    key: Key,
+    out: &Outgoing,
     started: Instant,
-) -> (Response<RespBody>, Option<String>) {
-    let (mut parts, body) = req.into_parts();
+    request: &mut impl WriteRequest,
+) -> Result<Answer<'s>, (Failure, Option<&'s Arc<Backend>>)> {
     let cfg = &site.config;
-    if content_length(&parts.headers).is_some_and(|n| n > cfg.max_body_size) {
-        return (Failure::BodyTooLarge.response(&svc.name), None);
-    }
-    let key = Key {
-        client: client.ip(),
-        value: hash_key(site, &parts.headers),
-    };
-
-    // HTTP/2 carries the host in :authority; HTTP/1.1 backends want it in Host
-    let host = parts.headers.get(header::HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
-    if let Some(h) = &host {
-        parts.headers.insert(header::HOST, h.clone());
-    }
-    strip_hop_by_hop(&mut parts.headers);
-    parts.headers.remove(header::EXPECT); // answered here already when the body is read
-    add_forwarding(
-        &mut parts.headers,
-        cfg.forwarded,
-        client,
-        tls,
-        host.as_ref(),
-        parts.version,
-    );
-    parts.uri = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| Uri::from_static("/"), |p| Uri::from(p.clone()));
-    parts.version = Version::HTTP_11;
-
     let up = &site.upstream;
-    let replayable = body.is_end_stream() && idempotent(&parts.method);
-    let mut body = Some(ReqBody::new(body, cfg.max_body_size));
-    // the request head: cloned for a try only when another try could still need it
-    let mut head = Some(parts);
     let mut tries = Tries::new(up, key);
     let mut failure = Failure::NoBackend;
-    while let Some((index, backend)) = tries.next(&svc.stats.retries) {
+    let mut body_sent = false;
+    while !body_sent {
+        let Some((index, backend)) = tries.next(&svc.stats.retries) else {
+            break;
+        };
         let in_flight = backend.start();
-        let conn = match site
-            .pool
-            .checkout(index, backend.addr, up.config.connect_timeout)
+        let mut conn = match site
+            .h1_pool
+            .checkout(index, backend.addr, up.config.connect_timeout, started)
             .await
         {
             Ok(c) => c,
             Err(e) => {
                 // nothing reached the backend: any request may go elsewhere
                 let why = e.to_string();
-                tracing::debug!(listener = %svc.name, backend = %backend.name, "{why}");
                 up.failed(backend, &why);
                 failure = Failure::Connect(why);
                 continue;
             }
         };
-        let this_head = if replayable && tries.more() {
-            head.clone()
-        } else {
-            head.take()
-        };
-        let Some(this_head) = this_head else {
-            break;
-        };
-        let this_body = if replayable {
-            ReqBody::Empty
-        } else {
-            body.take().unwrap_or(ReqBody::Empty)
-        };
-        let request = Request::from_parts(this_head, this_body);
-        let mut sender = conn.sender;
-        let sent =
-            tokio::time::timeout(cfg.response_timeout, sender.try_send_request(request)).await;
-        match sent {
-            Ok(Ok(resp)) => {
-                let status = resp.status();
-                let elapsed = started.elapsed();
-                backend.stats.latency.observe(elapsed);
-                backend.stats.responses[(status.as_u16() / 100).clamp(1, 5) as usize - 1].inc();
-                if status.is_server_error() {
-                    up.group
-                        .report_failure(backend, &format!("HTTP {}", status.as_u16()));
-                } else {
-                    backend.report_success();
-                }
-                let (mut rparts, rbody) = resp.into_parts();
-                strip_hop_by_hop(&mut rparts.headers);
-                add_via(&mut rparts.headers, Version::HTTP_11);
-                let checkin = Checkin {
-                    pool: site.pool.clone(),
-                    index,
-                    sender,
-                    _in_flight: in_flight,
-                };
-                return (
-                    Response::from_parts(rparts, RespBody::upstream(rbody, checkin)),
-                    Some(backend.name.clone()),
-                );
+        match request.write(&mut conn).await {
+            Ok(()) => {}
+            Err(SendError::Client(e)) => {
+                tracing::debug!(listener = %svc.name, error = %e, "client body");
+                return Err((Failure::ClientBody, Some(backend)));
             }
-            Ok(Err(mut e)) => {
-                let why = e.error().to_string();
-                if let Some(unsent) = e.take_message() {
-                    // a pooled connection the backend had closed: the request never left
-                    let (unsent_head, unsent_body) = unsent.into_parts();
-                    head = Some(unsent_head);
-                    body = Some(unsent_body);
-                    if conn.reused && tries.stale() {
-                        tracing::debug!(backend = %backend.name, "stale pooled connection: {why}");
-                        continue;
-                    }
+            Err(SendError::TooLarge) => return Err((Failure::BodyTooLarge, Some(backend))),
+            Err(SendError::Backend {
+                error,
+                body_started,
+            }) => {
+                body_sent |= body_started;
+                // a pooled connection the backend had closed: the request never left
+                if conn.reused && !body_started && tries.stale() {
+                    continue;
                 }
-                if is_too_large(e.error()) {
-                    return (
-                        Failure::BodyTooLarge.response(&svc.name),
-                        Some(backend.name.clone()),
-                    );
-                }
+                let why = error.to_string();
                 up.failed(backend, &why);
                 failure = Failure::Upstream(why);
-                if !(replayable || body.is_some()) || head.is_none() {
-                    break;
+                continue;
+            }
+        }
+        body_sent |= out.has_body;
+        // a buffer is taken when the answer starts to arrive, not while waiting for it
+        let mut buf = BytesMut::new();
+        let read = tokio::time::timeout(
+            cfg.response_timeout,
+            read_head(
+                &mut conn,
+                &mut buf,
+                cfg.max_header_size as usize,
+                out.head_request,
+            ),
+        )
+        .await;
+        let resp = match read {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(e)) => {
+                // a reused connection the backend closed just before our request: no harm done
+                if conn.reused && buf.is_empty() && out.replayable && e.is_closed() && tries.stale()
+                {
+                    continue;
                 }
+                let why = e.to_string();
+                up.failed(backend, &why);
+                failure = Failure::Upstream(why);
+                if out.replayable {
+                    continue;
+                }
+                break;
             }
             Err(_) => {
                 up.failed(backend, "response timeout");
                 failure = Failure::Timeout;
-                if !replayable {
-                    break;
+                if out.replayable {
+                    continue;
                 }
+                break;
             }
+        };
+        let status = resp.status;
+        backend.stats.latency.observe(started.elapsed());
+        backend.stats.responses[(status / 100).clamp(1, 5) as usize - 1].inc();
+        if status >= 500 {
+            up.group.report_failure(backend, &format!("HTTP {status}"));
+        } else {
+            backend.report_success();
         }
+        return Ok(Answer {
+            index,
+            backend,
+            conn,
+            buf,
+            resp,
+            in_flight,
+        });
     }
-    let backend = tries.last().map(|b| b.name.clone());
     if matches!(failure, Failure::NoBackend) {
         svc.stats.no_backend.inc();
     }
-    (failure.response(&svc.name), backend)
+    Err((failure, tries.last()))
 }
 
-fn is_too_large(e: &hyper::Error) -> bool {
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        if let Some(super::body::BodyError::TooLarge(_)) = s.downcast_ref() {
-            return true;
+/// Why a response head could not be had.
+#[derive(Debug, thiserror::Error)]
+enum HeadError {
+    #[error("the backend closed the connection before answering")]
+    Closed,
+    #[error("invalid response: {0}")]
+    Parse(#[from] ParseError),
+    #[error("reading the response: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl HeadError {
+    fn is_closed(&self) -> bool {
+        match self {
+            HeadError::Closed => true,
+            HeadError::Io(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            ),
+            HeadError::Parse(_) => false,
         }
-        source = s.source();
     }
-    false
+}
+
+/// Reads the final response head; interim 1xx responses other than 101 are dropped.
+async fn read_head(
+    conn: &mut Conn,
+    buf: &mut BytesMut,
+    max: usize,
+    head_request: bool,
+) -> Result<ResponseHead, HeadError> {
+    loop {
+        if let Some(resp) = parse_response(buf, max, head_request)? {
+            if (100..200).contains(&resp.status) && resp.status != 101 {
+                continue;
+            }
+            return Ok(resp);
+        }
+        if fill(&mut conn.io, buf).await? == 0 {
+            return Err(HeadError::Closed);
+        }
+    }
+}
+
+/// Counts a finished request and writes its access log line when the listener keeps one.
+pub(crate) fn record(
+    svc: &HttpService,
+    site: &Site,
+    client: &str,
+    req: &RequestHead,
+    status: u16,
+    backend: Option<&str>,
+    started: Instant,
+) {
+    svc.stats.responses[(status / 100).clamp(1, 5) as usize - 1].inc();
+    svc.stats.latency.observe(started.elapsed());
+    if site.config.access_log {
+        tracing::info!(
+            target: "strata::access",
+            listener = %svc.name,
+            client,
+            method = %String::from_utf8_lossy(req.method()),
+            uri = %String::from_utf8_lossy(req.target()),
+            version = match req.head.version {
+                Version::Http10 => "HTTP/1.0",
+                Version::Http11 => "HTTP/1.1",
+                Version::Http2 => "HTTP/2",
+            },
+            status,
+            backend = backend.unwrap_or("-"),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+        );
+    }
 }

@@ -12,8 +12,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::h1::rewrite::local_response;
+use super::h1::rewrite::Peer;
 use super::io::{sniff, ClientIo, Sniff};
-use super::{h1, proxy, HttpService, Site};
+use super::{h1, h2, HttpService, Site};
 use crate::listener::accept_loop;
 
 /// Accepts on `listener` until `shutdown`, then lets open connections finish their requests
@@ -125,9 +126,11 @@ async fn serve_h2<I>(
 {
     let service = {
         let svc = svc.clone();
+        // made once per connection: the forwarding headers need the client's address as text
+        let peer = Arc::new(Peer::new(client, tls));
         service_fn(move |req| {
-            let svc = svc.clone();
-            async move { Ok::<_, Infallible>(proxy::handle(&svc, req, client, tls).await) }
+            let (svc, peer) = (svc.clone(), peer.clone());
+            async move { Ok::<_, Infallible>(h2::handle(&svc, req, &peer).await) }
         })
     };
     let conn = site.h2.serve_connection(io, service);

@@ -51,6 +51,15 @@ impl BodyReader {
         self.done
     }
 
+    /// Bytes of the body still to come, when its length is known.
+    pub(crate) fn remaining(&self) -> Option<u64> {
+        match self.framing {
+            Framing::Empty => Some(0),
+            Framing::Length(_) => Some(self.remaining),
+            Framing::Chunked | Framing::Close => None,
+        }
+    }
+
     /// The next piece of the body: from `buf` if it holds some, else read from `io` into `buf`.
     /// `None` at the end of the body.
     pub(crate) fn poll_next<R: AsyncRead + Unpin>(

@@ -3,8 +3,13 @@
 //! request costs no allocation for them. Idle connections hold none.
 
 use std::cell::RefCell;
+use std::pin::Pin;
+use std::task::{ready, Poll};
 
 use bytes::BytesMut;
+use tokio::io::AsyncRead;
+
+use crate::socket::Arrival;
 
 /// The size a buffer starts at; heads and bodies that need more make it grow.
 pub(crate) const BUFFER: usize = 4096;
@@ -35,4 +40,27 @@ pub(crate) fn give(mut buf: BytesMut) {
             free.push(buf);
         }
     });
+}
+
+/// Reads more of a message into `buf`. A buffer that holds nothing and owns no memory (a
+/// connection between messages) gets some only once bytes arrived, so waiting costs none.
+pub(crate) async fn fill<S: AsyncRead + Arrival + Unpin>(
+    io: &mut S,
+    buf: &mut BytesMut,
+) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| loop {
+        if buf.capacity() == 0 {
+            ready!(io.poll_arrival(cx))?;
+            *buf = take();
+        } else if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(BUFFER.max(buf.len()));
+        }
+        match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, buf) {
+            // the readiness was stale (the last read took everything): the read cleared it,
+            // so wait for the next bytes without the buffer
+            Poll::Pending if S::TELLS_ARRIVAL && buf.is_empty() => give(std::mem::take(buf)),
+            other => return other,
+        }
+    })
+    .await
 }

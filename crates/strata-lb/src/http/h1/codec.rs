@@ -24,6 +24,8 @@ const MAX_TRAILERS: usize = 8 * 1024;
 pub(crate) enum Version {
     Http10,
     Http11,
+    /// Never parsed: set on the HTTP/1.1 head made from an HTTP/2 client's request.
+    Http2,
 }
 
 /// How the body that follows a head is delimited.
@@ -243,7 +245,7 @@ fn scan(headers: &[httparse::Header<'_>]) -> Result<Framed, ParseError> {
 
 fn keep_alive(v: Version, f: &Framed) -> bool {
     match v {
-        Version::Http11 => !f.close,
+        Version::Http11 | Version::Http2 => !f.close,
         Version::Http10 => f.keep_alive_token && !f.close,
     }
 }

@@ -2,7 +2,7 @@
 //! connection loop.
 
 pub(crate) mod body;
-mod buffers;
+pub(crate) mod buffers;
 pub(crate) mod client;
 pub(crate) mod codec;
 pub(crate) mod rewrite;

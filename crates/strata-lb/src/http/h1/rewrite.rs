@@ -20,7 +20,7 @@ const HOP_BY_HOP: &[&[u8]] = &[
     b"upgrade",
 ];
 
-fn is_hop(name: &[u8], head: &Head) -> bool {
+pub(crate) fn is_hop(name: &[u8], head: &Head) -> bool {
     HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) || head.connection_names(name)
 }
 
@@ -155,12 +155,7 @@ pub(crate) fn request_head(req: &RequestHead, mode: Forwarded, peer: &Peer, out:
         }
         Forwarded::None => {}
     }
-    let hop: &[u8] = if head.version == Version::Http10 {
-        b"1.0 strata"
-    } else {
-        b"1.1 strata"
-    };
-    list_header(out, b"via", &via, hop);
+    list_header(out, b"via", &via, via_hop(head.version));
     if head.framing == Framing::Chunked {
         header(out, b"transfer-encoding", b"chunked");
     }
@@ -171,6 +166,15 @@ pub(crate) fn request_head(req: &RequestHead, mode: Forwarded, peer: &Peer, out:
         }
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// This hop's entry in Via: the protocol the message came in with (RFC 9110 7.6.3).
+pub(crate) fn via_hop(version: Version) -> &'static [u8] {
+    match version {
+        Version::Http10 => b"1.0 strata",
+        Version::Http11 => b"1.1 strata",
+        Version::Http2 => b"2 strata",
+    }
 }
 
 /// "http://host:port/path?q" -> (Some("host:port"), "/path?q").
@@ -230,12 +234,7 @@ pub(crate) fn response_head(
             header(out, name, value);
         }
     }
-    let hop: &[u8] = if head.version == Version::Http10 {
-        b"1.0 strata"
-    } else {
-        b"1.1 strata"
-    };
-    list_header(out, b"via", &via, hop);
+    list_header(out, b"via", &via, via_hop(head.version));
     if relay == Relay::Chunked {
         header(out, b"transfer-encoding", b"chunked");
     }

@@ -4,31 +4,26 @@
 
 use std::io::IoSlice;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Poll};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use http::Method;
-use strata_config::{Balance, HashKey};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::body::{BodyError, BodyReader};
-use super::buffers::{self, BUFFER};
+use super::buffers::{self, fill};
 use super::client::Conn;
 use super::codec::{
-    chunk_header, parse_request, parse_response, Framing, ParseError, RequestHead, ResponseHead,
-    LAST_CHUNK,
+    chunk_header, parse_request, Framing, ParseError, RequestHead, ResponseHead, LAST_CHUNK,
 };
 use super::rewrite::{local_response, request_head, response_head, Peer, Relay};
-use crate::balance::{hash_value, Key};
-use crate::http::proxy::{idempotent, Failure};
+use crate::http::proxy::{
+    answer_first, forward, key, record, Answer, Outgoing, SendError, WriteRequest,
+};
 use crate::http::{HttpService, Site};
 use crate::relay::relay;
 use crate::socket::Arrival;
-use crate::upstream::Tries;
 
 /// Whether the client connection carries on after an exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +42,7 @@ pub(crate) async fn serve<S>(
     tls: bool,
     drain: &CancellationToken,
 ) where
-    S: AsyncRead + AsyncWrite + Arrival + Unpin,
+    S: AsyncRead + AsyncWrite + Arrival + Send + Unpin,
 {
     let peer = Peer::new(client, tls);
     let mut buf = BytesMut::new();
@@ -112,31 +107,6 @@ pub(crate) async fn serve<S>(
     }
 }
 
-/// Reads more of a message into `buf`. A buffer that holds nothing and owns no memory (a
-/// connection between messages) gets some only once bytes arrived, so waiting costs none.
-async fn fill<S: AsyncRead + Arrival + Unpin>(
-    io: &mut S,
-    buf: &mut BytesMut,
-) -> std::io::Result<usize> {
-    std::future::poll_fn(|cx| loop {
-        if buf.capacity() == 0 {
-            ready!(io.poll_arrival(cx))?;
-            *buf = buffers::take();
-        } else if buf.capacity() - buf.len() < 1024 {
-            buf.reserve(BUFFER.max(buf.len()));
-        }
-        match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, buf) {
-            // the readiness was stale (the last read took everything): the read cleared it,
-            // so wait for the next bytes without the buffer
-            Poll::Pending if S::TELLS_ARRIVAL && buf.is_empty() => {
-                buffers::give(std::mem::take(buf));
-            }
-            other => return other,
-        }
-    })
-    .await
-}
-
 /// After the answer, read and drop what the client still sends for a moment before closing:
 /// closing with unread bytes makes the kernel send a reset, which can destroy the answer
 /// before the client reads it (nginx's lingering close).
@@ -170,45 +140,13 @@ async fn exchange<S>(
     drain: &CancellationToken,
 ) -> Next
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Send + Unpin,
 {
     let started = Instant::now();
     svc.stats.requests.inc();
     let (status, backend, next) = proxy(svc, site, req, io, buf, peer, drain, started).await;
-    svc.stats.responses[(status / 100).clamp(1, 5) as usize - 1].inc();
-    svc.stats.latency.observe(started.elapsed());
-    if site.config.access_log {
-        tracing::info!(
-            target: "strata::access",
-            listener = %svc.name,
-            client = %peer.ip,
-            method = %String::from_utf8_lossy(req.method()),
-            uri = %String::from_utf8_lossy(req.target()),
-            version = if req.head.version == super::codec::Version::Http10 { "HTTP/1.0" } else { "HTTP/1.1" },
-            status,
-            backend = backend.unwrap_or("-"),
-            ms = started.elapsed().as_secs_f64() * 1000.0,
-        );
-    }
+    record(svc, site, &peer.ip, req, status, backend, started);
     next
-}
-
-fn hash_key(site: &Site, req: &RequestHead) -> Option<u32> {
-    match &site.upstream.config.balance {
-        Balance::Hash(HashKey::Header(name)) => req.head.get(name).map(hash_value),
-        Balance::Hash(HashKey::Cookie(name)) => req
-            .head
-            .get_all("cookie")
-            .flat_map(|v| v.split(|&b| b == b';'))
-            .filter_map(|pair| {
-                let pair = pair.trim_ascii();
-                let eq = pair.iter().position(|&b| b == b'=')?;
-                (&pair[..eq] == name.as_bytes()).then(|| &pair[eq + 1..])
-            })
-            .next()
-            .map(hash_value),
-        _ => None,
-    }
 }
 
 /// Writes a response the proxy made; answers the status for the records.
@@ -230,18 +168,6 @@ async fn answer<S: AsyncWrite + Unpin>(
     }
 }
 
-/// Why sending a request to a backend stopped.
-enum SendError {
-    /// Writing to the backend failed; `body_started`: part of the client's body was consumed.
-    Backend {
-        error: std::io::Error,
-        body_started: bool,
-    },
-    /// The client's body could not be read.
-    Client(BodyError),
-    TooLarge,
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn proxy<'s, S>(
     svc: &HttpService,
@@ -254,45 +180,17 @@ async fn proxy<'s, S>(
     started: Instant,
 ) -> (u16, Option<&'s str>, Next)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Send + Unpin,
 {
     let cfg = &site.config;
     let framing = req.head.framing;
     // a body we don't read leaves the connection unusable for another request
     let can_keep = framing == Framing::Empty && req.head.keep_alive;
-    if cfg.redirect_https {
-        let host = req
-            .head
-            .get("host")
-            .map(|h| String::from_utf8_lossy(h).into_owned())
-            .unwrap_or_else(|| "localhost".into());
-        let host = host.rsplit_once(':').map_or(host.as_str(), |(h, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) {
-                h
-            } else {
-                host.as_str()
-            }
-        });
-        let location = format!("https://{host}{}", String::from_utf8_lossy(req.target()));
-        let next = answer(
-            io,
-            301,
-            "strata: this site is served over https\n",
-            can_keep,
-            &[("location", &location)],
-        )
-        .await;
-        return (301, None, next);
-    }
-    if let Framing::Length(n) = framing {
-        if n > cfg.max_body_size {
-            let f = Failure::BodyTooLarge;
-            return (
-                413,
-                None,
-                answer(io, 413, &f.text(&svc.name), false, &[]).await,
-            );
-        }
+    if let Some(local) = answer_first(svc, site, req) {
+        let location = local.location.as_deref().map(|l| ("location", l));
+        let extra: &[(&str, &str)] = location.as_slice();
+        let next = answer(io, local.status, &local.text, can_keep, extra).await;
+        return (local.status, None, next);
     }
     if req.expect_continue
         && framing != Framing::Empty
@@ -304,184 +202,103 @@ where
         return (499, None, Next::Close);
     }
 
-    let key = Key {
-        client: peer.addr.ip(),
-        value: hash_key(site, req),
-    };
     let mut head = Vec::with_capacity(req.head.raw.len() + 160);
     request_head(req, cfg.forwarded, peer, &mut head);
-    let method = Method::from_bytes(req.method()).unwrap_or(Method::POST);
-    let replayable = framing == Framing::Empty && idempotent(&method);
-    let head_request = method == Method::HEAD;
-
-    let up = &site.upstream;
-    let mut tries = Tries::new(up, key);
-    let mut failure = Failure::NoBackend;
-    let mut body_consumed = false;
-    while !body_consumed {
-        let Some((index, backend)) = tries.next(&svc.stats.retries) else {
-            break;
-        };
-        let _in_flight = backend.start();
-        let mut conn = match site
-            .h1_pool
-            .checkout(index, backend.addr, up.config.connect_timeout, started)
-            .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                let why = e.to_string();
-                up.failed(backend, &why);
-                failure = Failure::Connect(why);
-                continue;
-            }
-        };
-        match send(
-            &mut conn,
-            &head,
-            framing,
-            io,
-            buf,
-            cfg.max_body_size,
-            cfg.idle_timeout,
-        )
-        .await
-        {
-            Ok(()) => {}
-            Err(SendError::Client(e)) => {
-                tracing::debug!(listener = %svc.name, client = %peer.addr, error = %e, "client body");
-                return (
-                    400,
-                    Some(backend.name.as_str()),
-                    answer(io, 400, "strata: unreadable request body\n", false, &[]).await,
-                );
-            }
-            Err(SendError::TooLarge) => {
-                let f = Failure::BodyTooLarge;
-                return (
-                    413,
-                    Some(backend.name.as_str()),
-                    answer(io, 413, &f.text(&svc.name), false, &[]).await,
-                );
-            }
-            Err(SendError::Backend {
-                error,
-                body_started,
-            }) => {
-                body_consumed |= body_started;
-                if conn.reused && !body_started && tries.stale() {
-                    continue;
-                }
-                let why = error.to_string();
-                up.failed(backend, &why);
-                failure = Failure::Upstream(why);
-                continue;
-            }
-        }
-        body_consumed |= framing != Framing::Empty;
-        // a buffer is taken when the answer starts to arrive, not while waiting for it
-        let mut up_buf = BytesMut::new();
-        let read = tokio::time::timeout(
-            cfg.response_timeout,
-            read_head(
-                &mut conn,
-                &mut up_buf,
-                cfg.max_header_size as usize,
-                head_request,
-            ),
-        )
-        .await;
-        let resp = match read {
-            Ok(Ok(resp)) => resp,
-            Ok(Err(e)) => {
-                // a reused connection the backend closed just before our request: no harm done
-                if conn.reused && up_buf.is_empty() && replayable && e.is_closed() && tries.stale()
-                {
-                    continue;
-                }
-                let why = e.to_string();
-                up.failed(backend, &why);
-                failure = Failure::Upstream(why);
-                if replayable {
-                    continue;
-                }
-                break;
-            }
-            Err(_) => {
-                up.failed(backend, "response timeout");
-                failure = Failure::Timeout;
-                if replayable {
-                    continue;
-                }
-                break;
-            }
-        };
-        let status = resp.status;
-        backend.stats.latency.observe(started.elapsed());
-        backend.stats.responses[(status / 100).clamp(1, 5) as usize - 1].inc();
-        if status >= 500 {
-            up.group.report_failure(backend, &format!("HTTP {status}"));
-        } else {
-            backend.report_success();
-        }
-        let name = backend.name.as_str();
-        if status == 101 && req.head.upgrade {
-            return (
-                101,
-                Some(name),
-                upgrade(io, buf, conn, up_buf, &resp, req, cfg.idle_timeout).await,
-            );
-        }
-        let keep = !drain.is_cancelled() && req.head.keep_alive;
-        // no retry from here on: the request head's memory takes the response head
-        let mut out = head;
-        out.clear();
-        let (relay_mode, client_keep) = response_head(&resp, &req.head, keep, &mut out);
-        let relayed = relay_body(
-            io,
-            &mut conn,
-            &mut up_buf,
-            &resp,
-            relay_mode,
-            out,
-            cfg.idle_timeout,
-        )
-        .await;
-        // the head shares the buffer's memory: drop it first so the buffer can be reused
-        drop(resp);
-        buffers::give(up_buf);
-        return match relayed {
-            Ok(reusable) => {
-                if reusable {
-                    site.h1_pool.put(index, conn, started);
-                }
-                (
-                    status,
-                    Some(name),
-                    if client_keep {
-                        Next::KeepAlive
-                    } else {
-                        Next::Close
-                    },
-                )
-            }
-            Err(e) => {
-                tracing::debug!(listener = %svc.name, backend = %name, error = %e, "response relay ended early");
-                (status, Some(name), Next::Close)
-            }
-        };
-    }
-    if matches!(failure, Failure::NoBackend) {
-        svc.stats.no_backend.inc();
-    }
-    let backend = tries.last().map(|b| b.name.as_str());
-    let status = failure.status().as_u16();
-    let keep = can_keep && !body_consumed && !drain.is_cancelled();
-    (
-        status,
+    let mut request = Request {
+        head: &head,
+        framing,
+        io: &mut *io,
+        buf: &mut *buf,
+        limit: cfg.max_body_size,
+        idle: cfg.idle_timeout,
+    };
+    let key = key(site, req, peer.addr.ip());
+    let answered = forward(svc, site, key, &Outgoing::of(req), started, &mut request).await;
+    let Answer {
+        index,
         backend,
-        answer(io, status, &failure.text(&svc.name), keep, &[]).await,
+        mut conn,
+        buf: mut up_buf,
+        resp,
+        in_flight: _in_flight,
+    } = match answered {
+        Ok(a) => a,
+        Err((failure, backend)) => {
+            let status = failure.status().as_u16();
+            let keep = can_keep && !drain.is_cancelled();
+            let next = answer(io, status, &failure.text(&svc.name), keep, &[]).await;
+            return (status, backend.map(|b| b.name.as_str()), next);
+        }
+    };
+    let status = resp.status;
+    let name = backend.name.as_str();
+    if status == 101 && req.head.upgrade {
+        let next = upgrade(io, buf, conn, up_buf, &resp, req, cfg.idle_timeout).await;
+        return (101, Some(name), next);
+    }
+    let keep = !drain.is_cancelled() && req.head.keep_alive;
+    // the request head's memory takes the response head
+    let mut out = head;
+    out.clear();
+    let (relay_mode, client_keep) = response_head(&resp, &req.head, keep, &mut out);
+    let relayed = relay_body(
+        io,
+        &mut conn,
+        &mut up_buf,
+        &resp,
+        relay_mode,
+        out,
+        cfg.idle_timeout,
     )
+    .await;
+    // the head shares the buffer's memory: drop it first so the buffer can be reused
+    drop(resp);
+    buffers::give(up_buf);
+    match relayed {
+        Ok(reusable) => {
+            if reusable {
+                site.h1_pool.put(index, conn, started);
+            }
+            let next = if client_keep {
+                Next::KeepAlive
+            } else {
+                Next::Close
+            };
+            (status, Some(name), next)
+        }
+        Err(e) => {
+            tracing::debug!(listener = %svc.name, backend = %name, error = %e, "response relay ended early");
+            (status, Some(name), Next::Close)
+        }
+    }
+}
+
+/// A request from an HTTP/1.x client: its rewritten head, and its body still on the client
+/// connection.
+struct Request<'x, S> {
+    head: &'x [u8],
+    framing: Framing,
+    io: &'x mut S,
+    buf: &'x mut BytesMut,
+    limit: u64,
+    idle: std::time::Duration,
+}
+
+impl<S: AsyncRead + AsyncWrite + Send + Unpin> WriteRequest for Request<'_, S> {
+    fn write<'a>(
+        &'a mut self,
+        conn: &'a mut Conn,
+    ) -> impl std::future::Future<Output = Result<(), SendError>> + Send + 'a {
+        send(
+            conn,
+            self.head,
+            self.framing,
+            &mut *self.io,
+            &mut *self.buf,
+            self.limit,
+            self.idle,
+        )
+    }
 }
 
 /// Sends the head and the client's body (re-chunked if chunked) to the backend.
@@ -495,7 +312,7 @@ async fn send<S>(
     idle: std::time::Duration,
 ) -> Result<(), SendError>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Send + Unpin,
 {
     let backend = |error, body_started| SendError::Backend {
         error,
@@ -547,50 +364,6 @@ where
         first = false;
         if body.is_done() {
             return Ok(());
-        }
-    }
-}
-
-/// Why a response head could not be had.
-#[derive(Debug, thiserror::Error)]
-enum HeadError {
-    #[error("the backend closed the connection before answering")]
-    Closed,
-    #[error("invalid response: {0}")]
-    Parse(#[from] ParseError),
-    #[error("reading the response: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-impl HeadError {
-    fn is_closed(&self) -> bool {
-        match self {
-            HeadError::Closed => true,
-            HeadError::Io(e) => matches!(
-                e.kind(),
-                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
-            ),
-            HeadError::Parse(_) => false,
-        }
-    }
-}
-
-/// Reads the final response head; interim 1xx responses other than 101 are dropped.
-async fn read_head(
-    conn: &mut Conn,
-    buf: &mut BytesMut,
-    max: usize,
-    head_request: bool,
-) -> Result<ResponseHead, HeadError> {
-    loop {
-        if let Some(resp) = parse_response(buf, max, head_request)? {
-            if (100..200).contains(&resp.status) && resp.status != 101 {
-                continue;
-            }
-            return Ok(resp);
-        }
-        if fill(&mut conn.io, buf).await? == 0 {
-            return Err(HeadError::Closed);
         }
     }
 }
@@ -659,7 +432,7 @@ async fn upgrade<S>(
     idle: std::time::Duration,
 ) -> Next
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Send + Unpin,
 {
     let mut out = Vec::with_capacity(resp.head.raw.len() + 64);
     response_head(resp, &req.head, false, &mut out);
@@ -697,13 +470,13 @@ async fn body_piece<R: AsyncRead + Unpin>(
 
 /// The pieces of one write: at most a head, a chunk line, data, its CRLF and the last chunk.
 #[derive(Default)]
-struct Parts<'a> {
+pub(crate) struct Parts<'a> {
     items: [&'a [u8]; 5],
     len: usize,
 }
 
 impl<'a> Parts<'a> {
-    fn push(&mut self, part: &'a [u8]) {
+    pub(crate) fn push(&mut self, part: &'a [u8]) {
         if !part.is_empty() {
             self.items[self.len] = part;
             self.len += 1;
@@ -716,7 +489,7 @@ impl<'a> Parts<'a> {
 }
 
 /// Writes every part, in as few syscalls as the socket allows.
-async fn write_all_parts<W: AsyncWrite + Unpin>(
+pub(crate) async fn write_all_parts<W: AsyncWrite + Unpin>(
     w: &mut W,
     parts: &Parts<'_>,
 ) -> std::io::Result<()> {

@@ -1,0 +1,322 @@
+//! HTTP/2 clients: each request is turned into an HTTP/1.1 head and goes through the same
+//! request path, head rewriting and backend connections as HTTP/1.x clients' requests; the
+//! answer streams back as HTTP/2. hyper handles the HTTP/2 framing.
+
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, BytesMut};
+use http::{header, HeaderName, HeaderValue, Request, Response};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+
+use super::body::RespBody;
+use super::h1::body::{BodyError, BodyReader};
+use super::h1::client::Conn;
+use super::h1::codec::LAST_CHUNK;
+use super::h1::codec::{chunk_header, parse_request, Framing, ParseError, RequestHead, Version};
+use super::h1::rewrite::{is_hop, request_head, via_hop, Peer};
+use super::h1::server::{write_all_parts, Parts};
+use super::proxy::{
+    answer_first, forward, key, record, Answer, Failure, Outgoing, SendError, WriteRequest,
+};
+use super::{HttpService, Site};
+
+/// Serves one HTTP/2 request.
+pub(crate) async fn handle(
+    svc: &HttpService,
+    req: Request<Incoming>,
+    peer: &Peer,
+) -> Response<RespBody> {
+    let started = Instant::now();
+    let site = svc.site.load_full();
+    svc.stats.requests.inc();
+    let (parts, body) = req.into_parts();
+    let mut raw = h1_head(&parts, !body.is_end_stream());
+    let head = match parse_request(&mut raw, site.config.max_header_size as usize) {
+        Ok(Some(mut head)) => {
+            head.head.version = Version::Http2;
+            head
+        }
+        Ok(None) | Err(ParseError::TooLarge(_) | ParseError::TooManyHeaders) => {
+            svc.stats.responses[3].inc();
+            return local(
+                431,
+                "strata: request header fields too large\n".into(),
+                None,
+            );
+        }
+        Err(e @ ParseError::Malformed(_)) => {
+            tracing::debug!(listener = %svc.name, client = %peer.addr, error = %e, "bad HTTP/2 request");
+            svc.stats.responses[3].inc();
+            return local(400, "strata: bad request\n".into(), None);
+        }
+    };
+    let (status, backend, resp) = proxy(svc, &site, &head, body, peer, started).await;
+    record(svc, &site, &peer.ip, &head, status, backend, started);
+    resp
+}
+
+/// The request as an HTTP/1.1 head, the way an HTTP/1.1 client would have sent it:
+/// `:authority` as Host, cookies in one header (RFC 9113 8.2.3), and a body of unknown length
+/// chunked.
+fn h1_head(parts: &http::request::Parts, has_body: bool) -> BytesMut {
+    let mut out = BytesMut::with_capacity(512);
+    out.put_slice(parts.method.as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(
+        parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .as_bytes(),
+    );
+    out.put_slice(b" HTTP/1.1\r\n");
+    let field = |out: &mut BytesMut, name: &[u8], value: &[u8]| {
+        out.put_slice(name);
+        out.put_slice(b": ");
+        out.put_slice(value);
+        out.put_slice(b"\r\n");
+    };
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(authority) = parts.uri.authority() {
+            field(&mut out, b"host", authority.as_str().as_bytes());
+        }
+    }
+    let mut cookies = parts.headers.get_all(header::COOKIE).iter();
+    if let Some(first) = cookies.next() {
+        out.put_slice(b"cookie: ");
+        out.put_slice(first.as_bytes());
+        for more in cookies {
+            out.put_slice(b"; ");
+            out.put_slice(more.as_bytes());
+        }
+        out.put_slice(b"\r\n");
+    }
+    for (name, value) in &parts.headers {
+        if name != header::COOKIE {
+            field(&mut out, name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+    if has_body && !parts.headers.contains_key(header::CONTENT_LENGTH) {
+        field(&mut out, b"transfer-encoding", b"chunked");
+    }
+    out.put_slice(b"\r\n");
+    out
+}
+
+async fn proxy<'s>(
+    svc: &HttpService,
+    site: &'s Arc<Site>,
+    req: &RequestHead,
+    mut body: Incoming,
+    peer: &Peer,
+    started: Instant,
+) -> (u16, Option<&'s str>, Response<RespBody>) {
+    if let Some(l) = answer_first(svc, site, req) {
+        return (l.status, None, local(l.status, l.text, l.location));
+    }
+    let cfg = &site.config;
+    let mut head = Vec::with_capacity(req.head.raw.len() + 160);
+    request_head(req, cfg.forwarded, peer, &mut head);
+    let mut request = H2Request {
+        head: &head,
+        framing: req.head.framing,
+        body: &mut body,
+        limit: cfg.max_body_size,
+        idle: cfg.idle_timeout,
+    };
+    let key = key(site, req, peer.addr.ip());
+    let answered = forward(svc, site, key, &Outgoing::of(req), started, &mut request).await;
+    match answered {
+        Ok(a) if a.resp.status == 101 => {
+            // nothing asked for an upgrade: a backend switching protocols is broken
+            let f = Failure::Upstream("switching protocols on a request that did not ask".into());
+            let status = f.status().as_u16();
+            (
+                status,
+                Some(a.backend.name.as_str()),
+                local(status, f.text(&svc.name), None),
+            )
+        }
+        Ok(a) => (
+            a.resp.status,
+            Some(a.backend.name.as_str()),
+            respond(site, a),
+        ),
+        Err((failure, backend)) => {
+            let status = failure.status().as_u16();
+            (
+                status,
+                backend.map(|b| b.name.as_str()),
+                local(status, failure.text(&svc.name), None),
+            )
+        }
+    }
+}
+
+/// A request from an HTTP/2 client: its head for the backend, and its body stream.
+struct H2Request<'x> {
+    head: &'x [u8],
+    framing: Framing,
+    body: &'x mut Incoming,
+    limit: u64,
+    idle: Duration,
+}
+
+impl WriteRequest for H2Request<'_> {
+    fn write<'a>(
+        &'a mut self,
+        conn: &'a mut Conn,
+    ) -> impl std::future::Future<Output = Result<(), SendError>> + Send + 'a {
+        send(
+            conn,
+            self.head,
+            self.framing,
+            &mut *self.body,
+            self.limit,
+            self.idle,
+        )
+    }
+}
+
+/// Sends the head and the client's body (chunked when its length is unknown) to the backend.
+async fn send(
+    conn: &mut Conn,
+    head: &[u8],
+    framing: Framing,
+    body: &mut Incoming,
+    limit: u64,
+    idle: Duration,
+) -> Result<(), SendError> {
+    let backend = |error, body_started| SendError::Backend {
+        error,
+        body_started,
+    };
+    conn.io
+        .write_all(head)
+        .await
+        .map_err(|e| backend(e, false))?;
+    if framing == Framing::Empty {
+        return Ok(());
+    }
+    let chunked = framing == Framing::Chunked;
+    let mut sent = 0u64;
+    let mut line = Vec::new();
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Ok(None) => break,
+            Ok(Some(Ok(frame))) => frame,
+            Ok(Some(Err(e))) => {
+                return Err(SendError::Client(BodyError::Io(std::io::Error::other(e))));
+            }
+            Err(_) => {
+                return Err(SendError::Client(BodyError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no body bytes for {idle:?}"),
+                ))));
+            }
+        };
+        // trailers are dropped, as for HTTP/1.1 clients
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        sent += data.len() as u64;
+        if sent > limit {
+            return Err(SendError::TooLarge);
+        }
+        let mut parts = Parts::default();
+        if chunked {
+            line.clear();
+            chunk_header(data.len(), &mut line);
+            parts.push(&line);
+            parts.push(&data);
+            parts.push(b"\r\n");
+        } else {
+            parts.push(&data);
+        }
+        write_all_parts(&mut conn.io, &parts)
+            .await
+            .map_err(|e| backend(e, true))?;
+    }
+    if chunked {
+        conn.io
+            .write_all(LAST_CHUNK)
+            .await
+            .map_err(|e| backend(e, true))?;
+    }
+    Ok(())
+}
+
+/// The backend's answer for the HTTP/2 client: its end-to-end headers, this hop in Via, and
+/// the body streamed off the backend connection.
+fn respond(site: &Arc<Site>, a: Answer<'_>) -> Response<RespBody> {
+    let Answer {
+        index,
+        conn,
+        buf,
+        resp,
+        in_flight,
+        ..
+    } = a;
+    let mut out = Response::builder().status(resp.status);
+    let mut via: Vec<u8> = Vec::new();
+    if let Some(headers) = out.headers_mut() {
+        for (name, value) in resp.head.fields() {
+            if name.eq_ignore_ascii_case(b"via") {
+                via.extend_from_slice(value);
+                via.extend_from_slice(b", ");
+            } else if !is_hop(name, &resp.head) {
+                // httparse let through nothing HTTP/2 would refuse; skip rather than fail
+                if let (Ok(n), Ok(v)) =
+                    (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+                {
+                    headers.append(n, v);
+                }
+            }
+        }
+        via.extend_from_slice(via_hop(resp.head.version));
+        if let Ok(v) = HeaderValue::from_bytes(&via) {
+            headers.insert(header::VIA, v);
+        }
+    }
+    let reader = BodyReader::new(resp.head.framing);
+    let keep_alive = resp.head.keep_alive;
+    drop(resp);
+    let body = RespBody::backend(
+        site.clone(),
+        index,
+        conn,
+        buf,
+        reader,
+        keep_alive,
+        in_flight,
+    );
+    out.body(body).unwrap_or_else(|_| {
+        local(
+            502,
+            "strata: the backend's answer could not be relayed\n".into(),
+            None,
+        )
+    })
+}
+
+/// An answer the proxy made itself.
+fn local(status: u16, text: String, location: Option<String>) -> Response<RespBody> {
+    let mut resp = Response::new(RespBody::local(text));
+    *resp.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Some(v) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
