@@ -3,6 +3,7 @@
 
 mod balance;
 mod budget;
+mod deadline;
 pub mod http;
 mod listener;
 mod relay;

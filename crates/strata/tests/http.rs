@@ -289,6 +289,39 @@ async fn a_slow_client_gets_408_and_others_are_unaffected() {
 }
 
 #[tokio::test]
+async fn a_backend_slower_than_response_timeout_is_a_504_and_the_connection_carries_on() {
+    let a = Backend::start("a").await;
+    let strata = Strata::start(&config(
+        &[&a],
+        "response_timeout = \"300ms\"\nretries = 0\n",
+    ));
+    let mut client = Client::connect(strata.addr("http:web")).await;
+    assert_eq!(client.get("/").await.unwrap().body, "backend a");
+    let reply = client.get("/slow/3000").await.unwrap();
+    assert_eq!(reply.status, 504, "{}", reply.body);
+    assert!(
+        reply.body.contains("did not answer in time"),
+        "{}",
+        reply.body
+    );
+    // the client's keep-alive connection still serves
+    assert_eq!(client.get("/").await.unwrap().body, "backend a");
+}
+
+#[tokio::test]
+async fn a_backend_slower_than_header_timeout_is_not_cut_off() {
+    // the head's limit and the backend's share one timer: a long wait for the backend must not
+    // trip the (shorter) limit on the client's head, before or after
+    let a = Backend::start("a").await;
+    let strata = Strata::start(&config(&[&a], "header_timeout = \"300ms\"\n"));
+    let mut client = Client::connect(strata.addr("http:web")).await;
+    for _ in 0..2 {
+        let reply = client.get("/slow/700").await.unwrap();
+        assert_eq!((reply.status, reply.body.as_str()), (200, "backend a"));
+    }
+}
+
+#[tokio::test]
 async fn limits_answer_413_and_431() {
     let a = Backend::start("a").await;
     let strata = Strata::start(&config(

@@ -23,6 +23,7 @@ use super::proxy::{
     answer_first, forward, key, record, Answer, Failure, Outgoing, SendError, WriteRequest,
 };
 use super::{HttpService, Site};
+use crate::deadline::Deadline;
 
 /// Serves one HTTP/2 request.
 pub(crate) async fn handle(
@@ -129,7 +130,9 @@ async fn proxy<'s>(
         idle: cfg.idle_timeout,
     };
     let key = key(site, req, peer.addr.ip());
-    let answered = forward(svc, site, key, &Outgoing::of(req), started, &mut request).await;
+    let out = Outgoing::of(req);
+    let mut deadline = Deadline::new(tokio::time::Instant::now() + cfg.response_timeout);
+    let answered = forward(svc, site, key, &out, started, &mut deadline, &mut request).await;
     match answered {
         Ok(a) if a.resp.status == 101 => {
             // nothing asked for an upgrade: a backend switching protocols is broken

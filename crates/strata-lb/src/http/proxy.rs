@@ -18,6 +18,7 @@ use super::h1::client::Conn;
 use super::h1::codec::{parse_response, Framing, ParseError, RequestHead, ResponseHead, Version};
 use super::{HttpService, Site};
 use crate::balance::{hash_value, Key};
+use crate::deadline::Deadline;
 use crate::upstream::Tries;
 
 /// What went wrong on the way to a response, and so what the client is told.
@@ -187,8 +188,8 @@ pub(crate) struct Answer<'s> {
     pub(crate) in_flight: InFlight,
 }
 
-/// Sends a request to backends in turn until one answers with a head. `request` writes itself
-/// on a connection; a try that fails before the backend could have
+/// Sends a request to backends in turn until one answers with a head, each within
+/// `response_timeout` (kept by `deadline`). `request` writes itself on a connection; a try that fails before the backend could have
 /// acted on the request goes to another backend, as does any failed try of a replayable one,
 /// within the listener's retries and retry budget. Otherwise: what the client is told, and the
 /// backend tried last.
@@ -198,6 +199,7 @@ pub(crate) async fn forward<'s>(
     key: Key,
     out: &Outgoing,
     started: Instant,
+    deadline: &mut Deadline,
     request: &mut impl WriteRequest,
 ) -> Result<Answer<'s>, (Failure, Option<&'s Arc<Backend>>)> {
     let cfg = &site.config;
@@ -249,16 +251,13 @@ pub(crate) async fn forward<'s>(
         body_sent |= out.has_body;
         // a buffer is taken when the answer starts to arrive, not while waiting for it
         let mut buf = BytesMut::new();
-        let read = tokio::time::timeout(
-            cfg.response_timeout,
-            read_head(
-                &mut conn,
-                &mut buf,
-                cfg.max_header_size as usize,
-                out.head_request,
-            ),
-        )
-        .await;
+        deadline.set(tokio::time::Instant::now() + cfg.response_timeout);
+        let max = cfg.max_header_size as usize;
+        let read = tokio::select! {
+            biased;
+            r = read_head(&mut conn, &mut buf, max, out.head_request) => Ok(r),
+            _ = deadline.expired() => Err(()),
+        };
         let resp = match read {
             Ok(Ok(resp)) => resp,
             Ok(Err(e)) => {

@@ -18,6 +18,7 @@ use super::codec::{
     chunk_header, parse_request, Framing, ParseError, RequestHead, ResponseHead, LAST_CHUNK,
 };
 use super::rewrite::{local_response, request_head, response_head, Peer, Relay};
+use crate::deadline::Deadline;
 use crate::http::proxy::{
     answer_first, forward, key, record, Answer, Outgoing, SendError, WriteRequest,
 };
@@ -47,10 +48,12 @@ pub(crate) async fn serve<S>(
     let peer = Peer::new(client, tls);
     let mut buf = BytesMut::new();
     buf.extend_from_slice(&prefix);
+    // the head's time limit, then the backend's: one lazily moved timer for the connection
+    let mut deadline = Deadline::new(tokio::time::Instant::now());
     loop {
         let site = svc.site.load_full();
         let max_head = site.config.max_header_size as usize;
-        let deadline = tokio::time::Instant::now() + site.config.header_timeout;
+        deadline.set(tokio::time::Instant::now() + site.config.header_timeout);
         let req = loop {
             match parse_request(&mut buf, max_head) {
                 Ok(Some(req)) => break req,
@@ -74,7 +77,8 @@ pub(crate) async fn serve<S>(
             let idle = buf.is_empty();
             let read = tokio::select! {
                 biased;
-                r = tokio::time::timeout_at(deadline, fill(&mut io, &mut buf)) => r,
+                r = fill(&mut io, &mut buf) => Ok(r),
+                _ = deadline.expired() => Err(()),
                 _ = drain.cancelled(), if idle => return,
             };
             match read {
@@ -92,7 +96,17 @@ pub(crate) async fn serve<S>(
         };
         // boxed: the exchange's state exists only while a request is in flight, so an idle
         // connection's task stays small
-        let next = Box::pin(exchange(svc, &site, &req, &mut io, &mut buf, &peer, drain)).await;
+        let exchange = exchange(
+            svc,
+            &site,
+            &req,
+            &mut io,
+            &mut buf,
+            &peer,
+            drain,
+            &mut deadline,
+        );
+        let next = Box::pin(exchange).await;
         if next == Next::Close || drain.is_cancelled() {
             let _ = io.flush().await;
             let _ = io.shutdown().await;
@@ -138,13 +152,15 @@ async fn exchange<S>(
     buf: &mut BytesMut,
     peer: &Peer,
     drain: &CancellationToken,
+    deadline: &mut Deadline,
 ) -> Next
 where
     S: AsyncRead + AsyncWrite + Send + Unpin,
 {
     let started = Instant::now();
     svc.stats.requests.inc();
-    let (status, backend, next) = proxy(svc, site, req, io, buf, peer, drain, started).await;
+    let (status, backend, next) =
+        proxy(svc, site, req, io, buf, peer, drain, deadline, started).await;
     record(svc, site, &peer.ip, req, status, backend, started);
     next
 }
@@ -177,6 +193,7 @@ async fn proxy<'s, S>(
     buf: &mut BytesMut,
     peer: &Peer,
     drain: &CancellationToken,
+    deadline: &mut Deadline,
     started: Instant,
 ) -> (u16, Option<&'s str>, Next)
 where
@@ -213,7 +230,8 @@ where
         idle: cfg.idle_timeout,
     };
     let key = key(site, req, peer.addr.ip());
-    let answered = forward(svc, site, key, &Outgoing::of(req), started, &mut request).await;
+    let out = Outgoing::of(req);
+    let answered = forward(svc, site, key, &out, started, deadline, &mut request).await;
     let Answer {
         index,
         backend,
