@@ -5,7 +5,7 @@
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::task::{ready, Poll};
+use std::task::{ready, Context, Poll};
 
 use tokio::time::{sleep_until, Instant, Sleep};
 
@@ -32,7 +32,11 @@ impl Deadline {
 
     /// Resolves once the deadline has passed.
     pub(crate) fn expired(&mut self) -> impl Future<Output = ()> + '_ {
-        poll_fn(|cx| loop {
+        poll_fn(|cx| self.poll_expired(cx))
+    }
+
+    pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
             ready!(self.sleep.as_mut().poll(cx));
             // the timer went off at its own deadline: past ours too unless ours moved later
             if self.sleep.deadline() >= self.at {
@@ -40,7 +44,7 @@ impl Deadline {
             }
             let at = self.at;
             self.sleep.as_mut().reset(at);
-        })
+        }
     }
 }
 

@@ -1,83 +1,104 @@
 //! Relaying bytes both ways between two streams with an inactivity limit: the TCP layer and
-//! upgraded HTTP connections (WebSocket) both use it.
+//! upgraded HTTP connections (WebSocket) both use it. A direction holds a buffer only while
+//! bytes are on their way through it, so a quiet connection costs its sockets and little more.
 
+use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use strata_health::now_ms;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+
+use crate::deadline::Deadline;
+use crate::http::h1::buffers;
+use crate::socket::Arrival;
 
 /// Copies `a` <-> `b` until both sides close, either fails, or nothing moves for `idle`.
 /// Returns the bytes sent a -> b and b -> a.
-pub(crate) async fn relay<A, B>(a: A, b: B, idle: Duration) -> io::Result<(u64, u64)>
+pub(crate) async fn relay<A, B>(mut a: A, mut b: B, idle: Duration) -> io::Result<(u64, u64)>
 where
-    A: AsyncRead + AsyncWrite + Unpin,
-    B: AsyncRead + AsyncWrite + Unpin,
+    A: AsyncRead + AsyncWrite + Arrival + Unpin,
+    B: AsyncRead + AsyncWrite + Arrival + Unpin,
 {
-    let last = Arc::new(AtomicU64::new(now_ms()));
-    let mut a = Tracked {
-        inner: a,
-        last: last.clone(),
-    };
-    let mut b = Tracked {
-        inner: b,
-        last: last.clone(),
-    };
-    let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
-    tokio::pin!(copy);
-    let idle_ms = idle.as_millis() as u64;
-    let mut wait = idle;
-    loop {
-        tokio::select! {
-            result = &mut copy => return result,
-            _ = tokio::time::sleep(wait) => {
-                let quiet = now_ms().saturating_sub(last.load(Relaxed));
-                if quiet >= idle_ms {
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, format!("idle for {idle:?}")));
+    let mut there = Half::default();
+    let mut back = Half::default();
+    let mut deadline = Deadline::new(Instant::now() + idle);
+    let result = poll_fn(|cx| {
+        let mut moved = false;
+        let there_done = there.poll(cx, &mut a, &mut b, &mut moved)?.is_ready();
+        let back_done = back.poll(cx, &mut b, &mut a, &mut moved)?.is_ready();
+        if there_done && back_done {
+            return Poll::Ready(Ok((there.total, back.total)));
+        }
+        if moved {
+            deadline.set(Instant::now() + idle);
+        }
+        ready!(deadline.poll_expired(cx));
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("idle for {idle:?}"),
+        )))
+    })
+    .await;
+    buffers::give(there.buf);
+    buffers::give(back.buf);
+    result
+}
+
+/// One direction: bytes read from one side and not yet written to the other.
+#[derive(Default)]
+struct Half {
+    buf: BytesMut,
+    /// The reader reached its end; the writer was (or is being) shut down.
+    eof: bool,
+    finished: bool,
+    total: u64,
+}
+
+impl Half {
+    fn poll<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: &mut R,
+        to: &mut W,
+        moved: &mut bool,
+    ) -> Poll<io::Result<()>>
+    where
+        R: AsyncRead + Arrival + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        loop {
+            if self.finished {
+                return Poll::Ready(Ok(()));
+            }
+            if !self.buf.is_empty() {
+                let n = ready!(Pin::new(&mut *to).poll_write(cx, &self.buf))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
-                wait = Duration::from_millis(idle_ms - quiet);
+                self.buf.advance(n);
+                self.total += n as u64;
+                *moved = true;
+                continue;
+            }
+            // everything read so far went out (TLS keeps records until flushed)
+            ready!(Pin::new(&mut *to).poll_flush(cx))?;
+            if self.eof {
+                ready!(Pin::new(&mut *to).poll_shutdown(cx))?;
+                self.finished = true;
+                continue;
+            }
+            // nothing in flight: the buffer goes back until bytes arrive
+            if self.buf.capacity() > 0 {
+                buffers::give(std::mem::take(&mut self.buf));
+            }
+            match ready!(buffers::poll_fill(from, cx, &mut self.buf))? {
+                0 => self.eof = true,
+                _ => *moved = true,
             }
         }
-    }
-}
-
-/// Notes the time of every read that returns data; the timer above only wakes once per `idle`.
-struct Tracked<T> {
-    inner: T,
-    last: Arc<AtomicU64>,
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.last.store(now_ms(), Relaxed);
-        }
-        result
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

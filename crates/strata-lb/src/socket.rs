@@ -87,7 +87,15 @@ pub(crate) trait Arrival {
     fn poll_arrival(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 }
 
-/// A backend connection: reads with [`poll_recv`], writes straight to the socket.
+impl<T: Arrival + ?Sized> Arrival for &mut T {
+    const TELLS_ARRIVAL: bool = T::TELLS_ARRIVAL;
+    fn poll_arrival(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        (**self).poll_arrival(cx)
+    }
+}
+
+/// A TCP connection (to a backend, or a client's in the TCP layer): reads with [`poll_recv`],
+/// writes straight to the socket.
 pub(crate) struct UpstreamIo(pub(crate) TcpStream);
 
 impl AsyncRead for UpstreamIo {

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::balance::Key;
 use crate::listener::accept_loop;
 use crate::relay::relay;
-use crate::socket::connect;
+use crate::socket::{connect, UpstreamIo};
 use crate::status::{backend_metrics, upstream_status};
 use crate::upstream::{Tries, Upstream};
 
@@ -185,7 +185,8 @@ async fn connection(svc: &TcpService, site: &Site, client_stream: TcpStream, cli
         };
         backend.report_success();
         let _in_flight = backend.start();
-        match relay(client_stream, server, site.config.idle_timeout).await {
+        let (client_io, server_io) = (UpstreamIo(client_stream), UpstreamIo(server));
+        match relay(client_io, server_io, site.config.idle_timeout).await {
             Ok((sent, received)) => {
                 svc.stats.bytes_in.add(sent);
                 svc.stats.bytes_out.add(received);

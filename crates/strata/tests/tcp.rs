@@ -115,3 +115,41 @@ async fn idle_connections_are_closed() {
     assert!(read.is_ok(), "idle connection was not closed");
     assert_eq!(String::from_utf8_lossy(&out), "a\n");
 }
+
+#[tokio::test]
+async fn a_megabyte_each_way_and_a_half_close_go_through() {
+    let (a, _ta) = echo("a").await;
+    let config = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n[[tcp]]\nname = \"echo\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"{a}\"]\n"
+    );
+    let strata = Strata::start(&config);
+    let s = TcpStream::connect(strata.addr("tcp:echo")).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    let sent = data.clone();
+    // write everything, then close our sending side only
+    let writer = tokio::spawn(async move {
+        wr.write_all(&sent).await.unwrap();
+        wr.shutdown().await.unwrap();
+        wr
+    });
+    let mut back = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), rd.read_to_end(&mut back))
+        .await
+        .expect("the backend's close reaches the client")
+        .unwrap();
+    let _wr = writer.await.unwrap();
+    assert_eq!(&back[..2], b"a\n");
+    assert!(
+        back[2..] == data[..],
+        "echoed {} bytes, sent {}",
+        back.len() - 2,
+        data.len()
+    );
+    eventually(Duration::from_secs(5), "byte counters", || async {
+        let m = get_once(strata.addr("admin"), "/metrics").await.body;
+        metric(&m, "strata_tcp_received_bytes_total", "listener=\"echo\"") == Some(1_000_000.0)
+            && metric(&m, "strata_tcp_sent_bytes_total", "listener=\"echo\"") == Some(1_000_002.0)
+    })
+    .await;
+}

@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 use std::pin::Pin;
-use std::task::{ready, Poll};
+use std::task::{ready, Context, Poll};
 
 use bytes::BytesMut;
 use tokio::io::AsyncRead;
@@ -48,7 +48,16 @@ pub(crate) async fn fill<S: AsyncRead + Arrival + Unpin>(
     io: &mut S,
     buf: &mut BytesMut,
 ) -> std::io::Result<usize> {
-    std::future::poll_fn(|cx| loop {
+    std::future::poll_fn(|cx| poll_fill(io, cx, buf)).await
+}
+
+/// [`fill`], polled.
+pub(crate) fn poll_fill<S: AsyncRead + Arrival + Unpin>(
+    io: &mut S,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+) -> Poll<std::io::Result<usize>> {
+    loop {
         if buf.capacity() == 0 {
             ready!(io.poll_arrival(cx))?;
             *buf = take();
@@ -61,6 +70,5 @@ pub(crate) async fn fill<S: AsyncRead + Arrival + Unpin>(
             Poll::Pending if S::TELLS_ARRIVAL && buf.is_empty() => give(std::mem::take(buf)),
             other => return other,
         }
-    })
-    .await
+    }
 }

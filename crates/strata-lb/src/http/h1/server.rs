@@ -155,7 +155,7 @@ async fn exchange<S>(
     deadline: &mut Deadline,
 ) -> Next
 where
-    S: AsyncRead + AsyncWrite + Send + Unpin,
+    S: AsyncRead + AsyncWrite + Arrival + Send + Unpin,
 {
     let started = Instant::now();
     svc.stats.requests.inc();
@@ -197,7 +197,7 @@ async fn proxy<'s, S>(
     started: Instant,
 ) -> (u16, Option<&'s str>, Next)
 where
-    S: AsyncRead + AsyncWrite + Send + Unpin,
+    S: AsyncRead + AsyncWrite + Arrival + Send + Unpin,
 {
     let cfg = &site.config;
     let framing = req.head.framing;
@@ -302,7 +302,7 @@ struct Request<'x, S> {
     idle: std::time::Duration,
 }
 
-impl<S: AsyncRead + AsyncWrite + Send + Unpin> WriteRequest for Request<'_, S> {
+impl<S: AsyncRead + AsyncWrite + Arrival + Send + Unpin> WriteRequest for Request<'_, S> {
     fn write<'a>(
         &'a mut self,
         conn: &'a mut Conn,
@@ -330,7 +330,7 @@ async fn send<S>(
     idle: std::time::Duration,
 ) -> Result<(), SendError>
 where
-    S: AsyncRead + AsyncWrite + Send + Unpin,
+    S: AsyncRead + AsyncWrite + Arrival + Send + Unpin,
 {
     let backend = |error, body_started| SendError::Backend {
         error,
@@ -450,7 +450,7 @@ async fn upgrade<S>(
     idle: std::time::Duration,
 ) -> Next
 where
-    S: AsyncRead + AsyncWrite + Send + Unpin,
+    S: AsyncRead + AsyncWrite + Arrival + Send + Unpin,
 {
     let mut out = Vec::with_capacity(resp.head.raw.len() + 64);
     response_head(resp, &req.head, false, &mut out);
