@@ -3,6 +3,7 @@
 
 mod balance;
 mod budget;
+mod buffers;
 mod deadline;
 pub mod http;
 mod listener;

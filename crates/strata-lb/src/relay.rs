@@ -12,8 +12,8 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
+use crate::buffers;
 use crate::deadline::Deadline;
-use crate::http::h1::buffers;
 use crate::socket::Arrival;
 
 /// Copies `a` <-> `b` until both sides close, either fails, or nothing moves for `idle`.

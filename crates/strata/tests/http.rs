@@ -460,38 +460,6 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn http2_prior_knowledge_is_proxied_to_http1_backends() {
-    let a = Backend::start("a").await;
-    let strata = Strata::start(&config(&[&a], ""));
-    let stream = TcpStream::connect(strata.addr("http:web")).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
-    let req = Request::get("http://h2.example/headers")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    assert_eq!(resp.version(), hyper::Version::HTTP_2);
-    assert_eq!(resp.status(), 200);
-    use http_body_util::BodyExt;
-    let body = String::from_utf8(
-        resp.into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
-    assert!(body.contains("host: h2.example"), "{body}");
-    assert!(body.contains("via: 2 strata"), "{body}");
-}
-
 #[tokio::test]
 async fn websocket_upgrade_is_relayed() {
     let a = Backend::start("a").await;

@@ -9,12 +9,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use common::*;
-use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Frame};
 use hyper::client::conn::http2::SendRequest;
 use hyper::Request;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
 fn config(backends: &[&Backend], extra: &str) -> String {
@@ -25,35 +23,8 @@ fn config(backends: &[&Backend], extra: &str) -> String {
     )
 }
 
-type Body = BoxBody<Bytes, Infallible>;
-
-async fn h2c(strata: &Strata) -> SendRequest<Body> {
-    let stream = TcpStream::connect(strata.addr("http:web")).await.unwrap();
-    let (sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .expect("HTTP/2 handshake");
-    tokio::spawn(conn);
-    sender
-}
-
-/// Sends `req` and reads the whole answer.
-async fn send(sender: &mut SendRequest<Body>, req: Request<Body>) -> Reply {
-    sender.ready().await.expect("connection ready");
-    let resp = sender.send_request(req).await.expect("response");
-    assert_eq!(resp.version(), hyper::Version::HTTP_2);
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    Reply {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
-}
-
-fn empty() -> Body {
-    Full::new(Bytes::new()).boxed()
+async fn h2c(strata: &Strata) -> SendRequest<H2Body> {
+    h2_handshake(TcpStream::connect(strata.addr("http:web")).await.unwrap()).await
 }
 
 /// A body sent as several DATA frames with no length known up front.
@@ -72,6 +43,17 @@ impl hyper::body::Body for Frames {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn http2_prior_knowledge_is_proxied_to_http1_backends() {
+    let a = Backend::start("a").await;
+    let strata = Strata::start(&config(&[&a], ""));
+    let mut sender = h2c(&strata).await;
+    let reply = h2_send(&mut sender, h2_get("http://h2.example/headers")).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.body.contains("host: h2.example"), "{}", reply.body);
+    assert!(reply.body.contains("via: 2 strata"), "{}", reply.body);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn bodies_of_unknown_length_stream_both_ways() {
     let a = Backend::start("a").await;
     let strata = Strata::start(&config(&[&a], ""));
@@ -84,13 +66,11 @@ async fn bodies_of_unknown_length_stream_both_ways() {
     let req = Request::post("http://h2.example/echo")
         .body(Frames(parts).boxed())
         .unwrap();
-    let reply = send(&mut sender, req).await;
+    let reply = h2_send(&mut sender, req).await;
     assert_eq!((reply.status, reply.body.as_str()), (200, "one,two,three"));
     // response: chunked by the backend, DATA frames to the client
-    let req = Request::get("http://h2.example/chunked")
-        .body(empty())
-        .unwrap();
-    let reply = send(&mut sender, req).await;
+    let req = h2_get("http://h2.example/chunked");
+    let reply = h2_send(&mut sender, req).await;
     assert_eq!(
         (reply.status, reply.body.as_str()),
         (200, "first,second,third")
@@ -109,7 +89,7 @@ async fn a_large_body_goes_through_intact() {
     let req = Request::post("http://h2.example/echo")
         .body(Full::new(Bytes::from(big.clone())).boxed())
         .unwrap();
-    let reply = send(&mut sender, req).await;
+    let reply = h2_send(&mut sender, req).await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body.len(), big.len());
     assert!(reply.body == big, "the echoed body differs");
@@ -128,16 +108,16 @@ async fn many_streams_share_pooled_backend_connections_and_survive_a_dead_backen
     for _ in 0..40 {
         let mut s = sender.clone();
         streams.push(tokio::spawn(async move {
-            let req = Request::get("http://h2.example/").body(empty()).unwrap();
-            send(&mut s, req).await
+            let req = h2_get("http://h2.example/");
+            h2_send(&mut s, req).await
         }));
     }
     for s in streams {
         let reply = s.await.unwrap();
         assert_eq!((reply.status, reply.body.as_str()), (200, "backend a"));
     }
-    let req = Request::get("http://h2.example/").body(empty()).unwrap();
-    assert_eq!(send(&mut sender, req).await.status, 200);
+    let req = h2_get("http://h2.example/");
+    assert_eq!(h2_send(&mut sender, req).await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -145,16 +125,16 @@ async fn a_backend_error_page_and_a_head_request_pass_through() {
     let a = Backend::start("a").await;
     let strata = Strata::start(&config(&[&a], ""));
     let mut sender = h2c(&strata).await;
-    let req = Request::get("http://h2.example/status/404")
-        .body(empty())
-        .unwrap();
-    let reply = send(&mut sender, req).await;
+    let req = h2_get("http://h2.example/status/404");
+    let reply = h2_send(&mut sender, req).await;
     assert_eq!(
         (reply.status, reply.body.as_str()),
         (404, "backend a says 404")
     );
-    let req = Request::head("http://h2.example/").body(empty()).unwrap();
-    let reply = send(&mut sender, req).await;
+    let req = Request::head("http://h2.example/")
+        .body(Full::new(Bytes::new()).boxed())
+        .unwrap();
+    let reply = h2_send(&mut sender, req).await;
     assert_eq!((reply.status, reply.body.as_str()), (200, ""));
     assert_eq!(
         reply
@@ -165,8 +145,8 @@ async fn a_backend_error_page_and_a_head_request_pass_through() {
         "HEAD keeps the length of the GET answer"
     );
     // the connection to the backend is still good after a HEAD
-    let req = Request::get("http://h2.example/").body(empty()).unwrap();
-    assert_eq!(send(&mut sender, req).await.body, "backend a");
+    let req = h2_get("http://h2.example/");
+    assert_eq!(h2_send(&mut sender, req).await.body, "backend a");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -175,8 +155,8 @@ async fn a_refused_connection_is_a_502_with_the_reason() {
     dead.kill();
     let strata = Strata::start(&config(&[&dead], "retries = 0"));
     let mut sender = h2c(&strata).await;
-    let req = Request::get("http://h2.example/").body(empty()).unwrap();
-    let reply = send(&mut sender, req).await;
+    let req = h2_get("http://h2.example/");
+    let reply = h2_send(&mut sender, req).await;
     assert_eq!(reply.status, 502);
     assert!(reply.body.contains("could not connect"), "{}", reply.body);
 }
@@ -190,9 +170,9 @@ async fn cookies_reach_the_backend_in_one_header() {
     let req = Request::get("http://h2.example/headers")
         .header("cookie", "a=1")
         .header("cookie", "b=2")
-        .body(empty())
+        .body(Full::new(Bytes::new()).boxed())
         .unwrap();
-    let reply = send(&mut sender, req).await;
+    let reply = h2_send(&mut sender, req).await;
     let cookies: Vec<&str> = reply
         .body
         .lines()
@@ -211,9 +191,7 @@ async fn a_backend_stalled_mid_body_ends_that_stream_only() {
     let a = Backend::start("a").await;
     let strata = Strata::start(&config(&[&a], "idle_timeout = \"300ms\""));
     let mut sender = h2c(&strata).await;
-    let req = Request::get("http://h2.example/stall")
-        .body(empty())
-        .unwrap();
+    let req = h2_get("http://h2.example/stall");
     sender.ready().await.unwrap();
     let resp = sender.send_request(req).await.expect("head arrives");
     assert_eq!(resp.status(), 200);
@@ -225,6 +203,6 @@ async fn a_backend_stalled_mid_body_ends_that_stream_only() {
     .expect("the stream ends instead of hanging");
     assert!(body.is_err(), "a cut-off body must not look complete");
     // the connection and its other streams carry on
-    let req = Request::get("http://h2.example/").body(empty()).unwrap();
-    assert_eq!(send(&mut sender, req).await.body, "backend a");
+    let req = h2_get("http://h2.example/");
+    assert_eq!(h2_send(&mut sender, req).await.body, "backend a");
 }

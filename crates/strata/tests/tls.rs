@@ -5,10 +5,9 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::Request;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -73,41 +72,21 @@ async fn sni_picks_the_certificate_and_alpn_picks_the_protocol() {
     // HTTP/1.1 over TLS to shop.example, trusting only shop's certificate
     let tls = tls_connect(addr, "shop.example", &[&shop], &[b"http/1.1"]).await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
     let req = Request::get("/headers")
         .header("host", "shop.example")
         .body(Full::new(Bytes::new()))
         .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    let body = String::from_utf8(
-        resp.into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    let body = Client::over(tls).await.request(req).await.unwrap().body;
     assert!(body.contains("x-forwarded-proto: https"), "{body}");
 
     // HTTP/2 over TLS to a name under the wildcard, trusting only api's certificate
     let tls = tls_connect(addr, "v1.api.example", &[&api], &[b"h2", b"http/1.1"]).await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = Request::get("https://v1.api.example/")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    assert_eq!(resp.version(), hyper::Version::HTTP_2);
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(&body[..], b"backend a");
+    let mut sender = h2_handshake(tls).await;
+    let body = h2_send(&mut sender, h2_get("https://v1.api.example/"))
+        .await
+        .body;
+    assert_eq!(body, "backend a");
 }
 
 #[tokio::test]

@@ -2,21 +2,21 @@
 //! HTTP/1.1 connection as the client takes it; the connection goes back to the pool when the
 //! body ended cleanly.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use strata_health::InFlight;
-use tokio::time::Sleep;
+use tokio::time::Instant;
 
 use super::h1::body::{BodyError, BodyReader};
-use super::h1::buffers;
 use super::h1::client::Conn;
 use super::Site;
+use crate::buffers;
+use crate::deadline::Deadline;
 
 pub(crate) enum RespBody {
     Local(Option<Bytes>),
@@ -35,7 +35,8 @@ pub(crate) struct BackendBody {
     keep_alive: bool,
     /// How long the backend may go quiet in the middle of the body.
     idle: Duration,
-    quiet: Option<Pin<Box<Sleep>>>,
+    /// Armed the first time the backend makes the client wait.
+    quiet: Option<Deadline>,
     /// Counts the request as in flight until the body ends or the client drops it.
     in_flight: Option<InFlight>,
 }
@@ -79,7 +80,9 @@ impl BackendBody {
     fn finish(&mut self) {
         if let Some(conn) = self.conn.take() {
             if self.keep_alive && self.buf.is_empty() {
-                self.site.h1_pool.put(self.index, conn, Instant::now());
+                self.site
+                    .h1_pool
+                    .put(self.index, conn, std::time::Instant::now());
             }
         }
         buffers::give(std::mem::take(&mut self.buf));
@@ -104,7 +107,9 @@ impl Body for RespBody {
         };
         match up.reader.poll_next(cx, &mut conn.io, &mut up.buf) {
             Poll::Ready(Ok(Some(data))) => {
-                up.quiet = None;
+                if let Some(quiet) = &mut up.quiet {
+                    quiet.set(Instant::now() + up.idle);
+                }
                 Poll::Ready(Some(Ok(Frame::data(data))))
             }
             Poll::Ready(Ok(None)) => {
@@ -119,13 +124,10 @@ impl Body for RespBody {
                 let idle = up.idle;
                 let quiet = up
                     .quiet
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
-                if quiet.as_mut().poll(cx).is_ready() {
+                    .get_or_insert_with(|| Deadline::new(Instant::now() + idle));
+                if quiet.poll_expired(cx).is_ready() {
                     up.conn = None;
-                    return Poll::Ready(Some(Err(BodyError::Io(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("no body bytes for {idle:?}"),
-                    )))));
+                    return Poll::Ready(Some(Err(BodyError::quiet(idle))));
                 }
                 Poll::Pending
             }

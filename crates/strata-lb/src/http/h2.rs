@@ -4,24 +4,18 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use http::{header, HeaderName, HeaderValue, Request, Response};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::sync::Arc;
-use tokio::io::AsyncWriteExt;
 
 use super::body::RespBody;
 use super::h1::body::{BodyError, BodyReader};
-use super::h1::client::Conn;
-use super::h1::codec::LAST_CHUNK;
-use super::h1::codec::{chunk_header, parse_request, Framing, ParseError, RequestHead, Version};
+use super::h1::codec::{parse_request, ParseError, RequestHead, Version};
 use super::h1::rewrite::{is_hop, request_head, via_hop, Peer};
-use super::h1::server::{write_all_parts, Parts};
-use super::proxy::{
-    answer_first, forward, key, record, Answer, Failure, Outgoing, SendError, WriteRequest,
-};
+use super::proxy::{answer_first, forward, key, record, Answer, BodySource, Failure, Outbound};
 use super::{HttpService, Site};
 use crate::deadline::Deadline;
 
@@ -112,7 +106,7 @@ async fn proxy<'s>(
     svc: &HttpService,
     site: &'s Arc<Site>,
     req: &RequestHead,
-    mut body: Incoming,
+    body: Incoming,
     peer: &Peer,
     started: Instant,
 ) -> (u16, Option<&'s str>, Response<RespBody>) {
@@ -122,17 +116,10 @@ async fn proxy<'s>(
     let cfg = &site.config;
     let mut head = Vec::with_capacity(req.head.raw.len() + 160);
     request_head(req, cfg.forwarded, peer, &mut head);
-    let mut request = H2Request {
-        head: &head,
-        framing: req.head.framing,
-        body: &mut body,
-        limit: cfg.max_body_size,
-        idle: cfg.idle_timeout,
-    };
+    let mut request = Outbound::new(req, &head, body, cfg);
     let key = key(site, req, peer.addr.ip());
-    let out = Outgoing::of(req);
     let mut deadline = Deadline::new(tokio::time::Instant::now() + cfg.response_timeout);
-    let answered = forward(svc, site, key, &out, started, &mut deadline, &mut request).await;
+    let answered = forward(svc, site, key, started, &mut deadline, &mut request).await;
     match answered {
         Ok(a) if a.resp.status == 101 => {
             // nothing asked for an upgrade: a backend switching protocols is broken
@@ -160,100 +147,30 @@ async fn proxy<'s>(
     }
 }
 
-/// A request from an HTTP/2 client: its head for the backend, and its body stream.
-struct H2Request<'x> {
-    head: &'x [u8],
-    framing: Framing,
-    body: &'x mut Incoming,
-    limit: u64,
-    idle: Duration,
-}
+/// An HTTP/2 client's request body: its DATA frames (trailers are dropped, as for HTTP/1.x).
+impl BodySource for Incoming {
+    fn buffered(&self) -> bool {
+        false
+    }
 
-impl WriteRequest for H2Request<'_> {
-    fn write<'a>(
-        &'a mut self,
-        conn: &'a mut Conn,
-    ) -> impl std::future::Future<Output = Result<(), SendError>> + Send + 'a {
-        send(
-            conn,
-            self.head,
-            self.framing,
-            &mut *self.body,
-            self.limit,
-            self.idle,
-        )
+    fn is_done(&self) -> bool {
+        self.is_end_stream()
     }
-}
 
-/// Sends the head and the client's body (chunked when its length is unknown) to the backend.
-async fn send(
-    conn: &mut Conn,
-    head: &[u8],
-    framing: Framing,
-    body: &mut Incoming,
-    limit: u64,
-    idle: Duration,
-) -> Result<(), SendError> {
-    let backend = |error, body_started| SendError::Backend {
-        error,
-        body_started,
-    };
-    conn.io
-        .write_all(head)
-        .await
-        .map_err(|e| backend(e, false))?;
-    if framing == Framing::Empty {
-        return Ok(());
-    }
-    let chunked = framing == Framing::Chunked;
-    let mut sent = 0u64;
-    let mut line = Vec::new();
-    loop {
-        let frame = match tokio::time::timeout(idle, body.frame()).await {
-            Ok(None) => break,
-            Ok(Some(Ok(frame))) => frame,
-            Ok(Some(Err(e))) => {
-                return Err(SendError::Client(BodyError::Io(std::io::Error::other(e))));
+    async fn next_piece(&mut self, idle: Duration) -> Result<Option<Bytes>, BodyError> {
+        loop {
+            let frame = match tokio::time::timeout(idle, self.frame()).await {
+                Ok(None) => return Ok(None),
+                Ok(Some(Ok(frame))) => frame,
+                Ok(Some(Err(e))) => return Err(BodyError::Io(std::io::Error::other(e))),
+                Err(_) => return Err(BodyError::quiet(idle)),
+            };
+            match frame.into_data() {
+                Ok(data) if !data.is_empty() => return Ok(Some(data)),
+                _ => {}
             }
-            Err(_) => {
-                return Err(SendError::Client(BodyError::Io(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("no body bytes for {idle:?}"),
-                ))));
-            }
-        };
-        // trailers are dropped, as for HTTP/1.1 clients
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        if data.is_empty() {
-            continue;
         }
-        sent += data.len() as u64;
-        if sent > limit {
-            return Err(SendError::TooLarge);
-        }
-        let mut parts = Parts::default();
-        if chunked {
-            line.clear();
-            chunk_header(data.len(), &mut line);
-            parts.push(&line);
-            parts.push(&data);
-            parts.push(b"\r\n");
-        } else {
-            parts.push(&data);
-        }
-        write_all_parts(&mut conn.io, &parts)
-            .await
-            .map_err(|e| backend(e, true))?;
     }
-    if chunked {
-        conn.io
-            .write_all(LAST_CHUNK)
-            .await
-            .map_err(|e| backend(e, true))?;
-    }
-    Ok(())
 }
 
 /// The backend's answer for the HTTP/2 client: its end-to-end headers, this hop in Via, and

@@ -5,19 +5,24 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode};
-use strata_config::{Balance, HashKey};
+use strata_config::{Balance, HashKey, HttpListener};
 use strata_health::{Backend, InFlight};
+use tokio::io::AsyncWriteExt;
 
 use super::h1::body::BodyError;
-use super::h1::buffers::fill;
 use super::h1::client::Conn;
-use super::h1::codec::{parse_response, Framing, ParseError, RequestHead, ResponseHead, Version};
+use super::h1::codec::{
+    chunk_header, parse_response, Framing, ParseError, RequestHead, ResponseHead, Version,
+    LAST_CHUNK,
+};
+use super::h1::server::{write_all_parts, Parts};
 use super::{HttpService, Site};
 use crate::balance::{hash_value, Key};
+use crate::buffers::fill;
 use crate::deadline::Deadline;
 use crate::upstream::Tries;
 
@@ -134,28 +139,6 @@ pub(crate) fn key(site: &Site, req: &RequestHead, client: std::net::IpAddr) -> K
     Key { client, value }
 }
 
-/// The request as it goes to the backends.
-pub(crate) struct Outgoing {
-    /// A body follows the head: once any of it went out, there is no other try.
-    pub(crate) has_body: bool,
-    /// May be sent again after it may have reached a backend (idempotent, no body).
-    pub(crate) replayable: bool,
-    /// A HEAD request: no body follows the answer's head, whatever it says.
-    pub(crate) head_request: bool,
-}
-
-impl Outgoing {
-    pub(crate) fn of(req: &RequestHead) -> Self {
-        let method = Method::from_bytes(req.method()).unwrap_or(Method::POST);
-        let has_body = req.head.framing != Framing::Empty;
-        Outgoing {
-            has_body,
-            replayable: !has_body && idempotent(&method),
-            head_request: method == Method::HEAD,
-        }
-    }
-}
-
 /// Why sending a request to a backend stopped.
 pub(crate) enum SendError {
     /// Writing to the backend failed; `body_started`: part of the client's body was consumed.
@@ -168,12 +151,112 @@ pub(crate) enum SendError {
     TooLarge,
 }
 
-/// Writes a request (its head and its body) on a backend connection, once per try.
-pub(crate) trait WriteRequest {
-    fn write<'a>(
-        &'a mut self,
-        conn: &'a mut Conn,
-    ) -> impl Future<Output = Result<(), SendError>> + Send + 'a;
+/// Where a request's body comes from: the client's HTTP/1.x connection, or an HTTP/2 stream.
+pub(crate) trait BodySource: Send {
+    /// Some of the body is already here: it goes out with the head.
+    fn buffered(&self) -> bool;
+    /// Every byte of the body has been handed out.
+    fn is_done(&self) -> bool;
+    /// The next piece of the body, `None` at its end; fails when the client is quiet for `idle`.
+    fn next_piece(
+        &mut self,
+        idle: Duration,
+    ) -> impl Future<Output = Result<Option<Bytes>, BodyError>> + Send + '_;
+}
+
+/// A request on its way to the backends: its head as rewritten for them, its body, and what
+/// decides whether it may be tried again.
+pub(crate) struct Outbound<'x, B> {
+    head: &'x [u8],
+    framing: Framing,
+    body: B,
+    /// May be sent again after it may have reached a backend (idempotent, no body).
+    replayable: bool,
+    /// A HEAD request: no body follows the answer's head, whatever it says.
+    head_request: bool,
+    /// `max_body_size`.
+    limit: u64,
+    /// `idle_timeout`, the longest pause in the middle of the body.
+    idle: Duration,
+}
+
+impl<'x, B: BodySource> Outbound<'x, B> {
+    /// `req` with `head`, its head as rewritten for the backends, and its body.
+    pub(crate) fn new(req: &RequestHead, head: &'x [u8], body: B, cfg: &HttpListener) -> Self {
+        let method = Method::from_bytes(req.method()).unwrap_or(Method::POST);
+        let framing = req.head.framing;
+        Outbound {
+            head,
+            framing,
+            body,
+            replayable: framing == Framing::Empty && idempotent(&method),
+            head_request: method == Method::HEAD,
+            limit: cfg.max_body_size,
+            idle: cfg.idle_timeout,
+        }
+    }
+}
+
+/// Sends the head and the body (chunked again when it came chunked, or with no length) on
+/// `conn`; the first body bytes go out in the same write as the head.
+async fn send<B: BodySource>(conn: &mut Conn, req: &mut Outbound<'_, B>) -> Result<(), SendError> {
+    let backend = |error, body_started| SendError::Backend {
+        error,
+        body_started,
+    };
+    if req.framing == Framing::Empty {
+        return conn
+            .io
+            .write_all(req.head)
+            .await
+            .map_err(|e| backend(e, false));
+    }
+    let chunked = req.framing == Framing::Chunked;
+    let mut sent = 0u64;
+    let mut first = true;
+    let mut line = Vec::new();
+    loop {
+        let piece = if first && !req.body.buffered() {
+            None
+        } else {
+            req.body
+                .next_piece(req.idle)
+                .await
+                .map_err(SendError::Client)?
+        };
+        if let Some(p) = &piece {
+            sent += p.len() as u64;
+            if sent > req.limit {
+                return Err(SendError::TooLarge);
+            }
+        }
+        let done = req.body.is_done() || (!first && piece.is_none());
+        let mut parts = Parts::default();
+        if first {
+            parts.push(req.head);
+        }
+        match &piece {
+            Some(p) if chunked => {
+                line.clear();
+                chunk_header(p.len(), &mut line);
+                parts.push(&line);
+                parts.push(p);
+                parts.push(b"\r\n");
+            }
+            Some(p) => parts.push(p),
+            None => {}
+        }
+        if chunked && done {
+            parts.push(LAST_CHUNK);
+        }
+        write_all_parts(&mut conn.io, &parts)
+            .await
+            .map_err(|e| backend(e, !first || piece.is_some()))?;
+        first = false;
+        if done {
+            return Ok(());
+        }
+    }
 }
 
 /// A backend's answer: its head, and what is needed to relay the rest.
@@ -189,7 +272,7 @@ pub(crate) struct Answer<'s> {
 }
 
 /// Sends a request to backends in turn until one answers with a head, each within
-/// `response_timeout` (kept by `deadline`). `request` writes itself on a connection; a try that fails before the backend could have
+/// `response_timeout` (kept by `deadline`); a try that fails before the backend could have
 /// acted on the request goes to another backend, as does any failed try of a replayable one,
 /// within the listener's retries and retry budget. Otherwise: what the client is told, and the
 /// backend tried last.
@@ -197,10 +280,9 @@ pub(crate) async fn forward<'s>(
     svc: &HttpService,
     site: &'s Site,
     key: Key,
-    out: &Outgoing,
     started: Instant,
     deadline: &mut Deadline,
-    request: &mut impl WriteRequest,
+    request: &mut Outbound<'_, impl BodySource>,
 ) -> Result<Answer<'s>, (Failure, Option<&'s Arc<Backend>>)> {
     let cfg = &site.config;
     let up = &site.upstream;
@@ -226,7 +308,7 @@ pub(crate) async fn forward<'s>(
                 continue;
             }
         };
-        match request.write(&mut conn).await {
+        match send(&mut conn, request).await {
             Ok(()) => {}
             Err(SendError::Client(e)) => {
                 tracing::debug!(listener = %svc.name, error = %e, "client body");
@@ -248,28 +330,33 @@ pub(crate) async fn forward<'s>(
                 continue;
             }
         }
-        body_sent |= out.has_body;
+        // once any of a body went out, there is no other try
+        body_sent |= request.framing != Framing::Empty;
         // a buffer is taken when the answer starts to arrive, not while waiting for it
         let mut buf = BytesMut::new();
         deadline.set(tokio::time::Instant::now() + cfg.response_timeout);
         let max = cfg.max_header_size as usize;
         let read = tokio::select! {
             biased;
-            r = read_head(&mut conn, &mut buf, max, out.head_request) => Ok(r),
+            r = read_head(&mut conn, &mut buf, max, request.head_request) => Ok(r),
             _ = deadline.expired() => Err(()),
         };
         let resp = match read {
             Ok(Ok(resp)) => resp,
             Ok(Err(e)) => {
                 // a reused connection the backend closed just before our request: no harm done
-                if conn.reused && buf.is_empty() && out.replayable && e.is_closed() && tries.stale()
+                if conn.reused
+                    && buf.is_empty()
+                    && request.replayable
+                    && e.is_closed()
+                    && tries.stale()
                 {
                     continue;
                 }
                 let why = e.to_string();
                 up.failed(backend, &why);
                 failure = Failure::Upstream(why);
-                if out.replayable {
+                if request.replayable {
                     continue;
                 }
                 break;
@@ -277,7 +364,7 @@ pub(crate) async fn forward<'s>(
             Err(_) => {
                 up.failed(backend, "response timeout");
                 failure = Failure::Timeout;
-                if out.replayable {
+                if request.replayable {
                     continue;
                 }
                 break;

@@ -433,7 +433,15 @@ pub struct Reply {
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).await.expect("connect to strata");
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        Client::over(stream).await
+    }
+
+    /// A client over a stream already open (TLS, say).
+    pub async fn over<I>(io: I) -> Client
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
             .expect("handshake");
         tokio::spawn(conn);
@@ -456,6 +464,49 @@ impl Client {
     pub async fn get(&mut self, path: &str) -> Result<Reply, hyper::Error> {
         self.request(get(path)).await
     }
+}
+
+/// The request body type of the HTTP/2 test clients: any body, streamed or whole.
+pub type H2Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+/// An HTTP/2 client over `io`: h2c on a plain TCP stream, or TLS after ALPN chose h2.
+pub async fn h2_handshake<I>(io: I) -> hyper::client::conn::http2::SendRequest<H2Body>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(io),
+    )
+    .await
+    .expect("HTTP/2 handshake");
+    tokio::spawn(conn);
+    sender
+}
+
+/// Sends `req` over HTTP/2 and reads the whole answer.
+pub async fn h2_send(
+    sender: &mut hyper::client::conn::http2::SendRequest<H2Body>,
+    req: Request<H2Body>,
+) -> Reply {
+    sender.ready().await.expect("connection ready");
+    let resp = sender.send_request(req).await.expect("response");
+    assert_eq!(resp.version(), hyper::Version::HTTP_2);
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// An HTTP/2 GET with no body.
+pub fn h2_get(uri: &str) -> Request<H2Body> {
+    Request::get(uri)
+        .body(Full::new(Bytes::new()).boxed())
+        .unwrap()
 }
 
 pub fn get(path: &str) -> Request<Full<Bytes>> {

@@ -24,6 +24,16 @@ pub(crate) enum BodyError {
     Io(#[from] io::Error),
 }
 
+impl BodyError {
+    /// The sender went quiet for `idle` in the middle of a body.
+    pub(crate) fn quiet(idle: std::time::Duration) -> Self {
+        BodyError::Io(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no body bytes for {idle:?}"),
+        ))
+    }
+}
+
 /// The state of one body being read.
 #[derive(Debug)]
 pub(crate) struct BodyReader {

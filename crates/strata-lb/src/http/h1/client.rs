@@ -122,11 +122,12 @@ mod tests {
             .await
             .unwrap();
         assert!(conn.reused);
-        pool.put(0, conn, Instant::now());
         // the backend closes it: a new connection is made instead
         server_side.shutdown().await.unwrap();
         drop(server_side);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // the close has reached our side once the socket turns readable
+        conn.io.0.readable().await.unwrap();
+        pool.put(0, conn, Instant::now());
         let conn = pool
             .checkout(0, addr, Duration::from_secs(1), Instant::now())
             .await

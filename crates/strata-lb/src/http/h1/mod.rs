@@ -2,7 +2,6 @@
 //! connection loop.
 
 pub(crate) mod body;
-pub(crate) mod buffers;
 pub(crate) mod client;
 pub(crate) mod codec;
 pub(crate) mod rewrite;

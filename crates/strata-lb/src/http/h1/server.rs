@@ -12,16 +12,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::body::{BodyError, BodyReader};
-use super::buffers::{self, fill};
 use super::client::Conn;
 use super::codec::{
     chunk_header, parse_request, Framing, ParseError, RequestHead, ResponseHead, LAST_CHUNK,
 };
 use super::rewrite::{local_response, request_head, response_head, Peer, Relay};
+use crate::buffers::{self, fill};
 use crate::deadline::Deadline;
-use crate::http::proxy::{
-    answer_first, forward, key, record, Answer, Outgoing, SendError, WriteRequest,
-};
+use crate::http::proxy::{answer_first, forward, key, record, Answer, BodySource, Outbound};
 use crate::http::{HttpService, Site};
 use crate::relay::relay;
 use crate::socket::Arrival;
@@ -49,7 +47,8 @@ pub(crate) async fn serve<S>(
     let mut buf = BytesMut::new();
     buf.extend_from_slice(&prefix);
     // the head's time limit, then the backend's: one lazily moved timer for the connection
-    let mut deadline = Deadline::new(tokio::time::Instant::now());
+    let header_timeout = svc.site.load().config.header_timeout;
+    let mut deadline = Deadline::new(tokio::time::Instant::now() + header_timeout);
     loop {
         let site = svc.site.load_full();
         let max_head = site.config.max_header_size as usize;
@@ -221,17 +220,14 @@ where
 
     let mut head = Vec::with_capacity(req.head.raw.len() + 160);
     request_head(req, cfg.forwarded, peer, &mut head);
-    let mut request = Request {
-        head: &head,
-        framing,
+    let body = ClientBody {
+        reader: BodyReader::new(framing),
         io: &mut *io,
         buf: &mut *buf,
-        limit: cfg.max_body_size,
-        idle: cfg.idle_timeout,
     };
+    let mut request = Outbound::new(req, &head, body, cfg);
     let key = key(site, req, peer.addr.ip());
-    let out = Outgoing::of(req);
-    let answered = forward(svc, site, key, &out, started, deadline, &mut request).await;
+    let answered = forward(svc, site, key, started, deadline, &mut request).await;
     let Answer {
         index,
         backend,
@@ -291,98 +287,28 @@ where
     }
 }
 
-/// A request from an HTTP/1.x client: its rewritten head, and its body still on the client
-/// connection.
-struct Request<'x, S> {
-    head: &'x [u8],
-    framing: Framing,
+/// The body of an HTTP/1.x client's request, still on its connection (some of it perhaps
+/// already in `buf`).
+struct ClientBody<'x, S> {
+    reader: BodyReader,
     io: &'x mut S,
     buf: &'x mut BytesMut,
-    limit: u64,
-    idle: std::time::Duration,
 }
 
-impl<S: AsyncRead + AsyncWrite + Arrival + Send + Unpin> WriteRequest for Request<'_, S> {
-    fn write<'a>(
-        &'a mut self,
-        conn: &'a mut Conn,
-    ) -> impl std::future::Future<Output = Result<(), SendError>> + Send + 'a {
-        send(
-            conn,
-            self.head,
-            self.framing,
-            &mut *self.io,
-            &mut *self.buf,
-            self.limit,
-            self.idle,
-        )
+impl<S: AsyncRead + Send + Unpin> BodySource for ClientBody<'_, S> {
+    fn buffered(&self) -> bool {
+        !self.buf.is_empty() || self.reader.is_done()
     }
-}
 
-/// Sends the head and the client's body (re-chunked if chunked) to the backend.
-async fn send<S>(
-    conn: &mut Conn,
-    head: &[u8],
-    framing: Framing,
-    io: &mut S,
-    buf: &mut BytesMut,
-    limit: u64,
-    idle: std::time::Duration,
-) -> Result<(), SendError>
-where
-    S: AsyncRead + AsyncWrite + Arrival + Send + Unpin,
-{
-    let backend = |error, body_started| SendError::Backend {
-        error,
-        body_started,
-    };
-    if framing == Framing::Empty {
-        return conn.io.write_all(head).await.map_err(|e| backend(e, false));
+    fn is_done(&self) -> bool {
+        self.reader.is_done()
     }
-    let mut body = BodyReader::new(framing);
-    let chunked = framing == Framing::Chunked;
-    let mut sent = 0u64;
-    let mut first = true;
-    loop {
-        // what the client already sent goes out with the head
-        let piece = if first && buf.is_empty() && !body.is_done() {
-            None
-        } else {
-            body_piece(&mut body, io, buf, idle)
-                .await
-                .map_err(SendError::Client)?
-        };
-        if let Some(p) = &piece {
-            sent += p.len() as u64;
-            if sent > limit {
-                return Err(SendError::TooLarge);
-            }
-        }
-        let mut framing_line = Vec::new();
-        let mut parts = Parts::default();
-        if first {
-            parts.push(head);
-        }
-        match &piece {
-            Some(p) if chunked => {
-                chunk_header(p.len(), &mut framing_line);
-                parts.push(&framing_line);
-                parts.push(p);
-                parts.push(b"\r\n");
-            }
-            Some(p) => parts.push(p),
-            None => {}
-        }
-        if chunked && body.is_done() {
-            parts.push(LAST_CHUNK);
-        }
-        write_all_parts(&mut conn.io, &parts)
-            .await
-            .map_err(|e| backend(e, !first || piece.is_some()))?;
-        first = false;
-        if body.is_done() {
-            return Ok(());
-        }
+
+    fn next_piece(
+        &mut self,
+        idle: std::time::Duration,
+    ) -> impl std::future::Future<Output = Result<Option<Bytes>, BodyError>> + Send + '_ {
+        body_piece(&mut self.reader, &mut *self.io, &mut *self.buf, idle)
     }
 }
 
@@ -479,10 +405,7 @@ async fn body_piece<R: AsyncRead + Unpin>(
 ) -> Result<Option<Bytes>, BodyError> {
     match tokio::time::timeout(idle, body.next(io, buf)).await {
         Ok(piece) => piece,
-        Err(_) => Err(BodyError::Io(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!("no body bytes for {idle:?}"),
-        ))),
+        Err(_) => Err(BodyError::quiet(idle)),
     }
 }
 

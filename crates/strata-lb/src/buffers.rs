@@ -1,6 +1,7 @@
-//! Read buffers for HTTP/1 exchanges, kept per thread between requests: an exchange takes one
-//! for the client side and one for the backend side, and gives them back when it ends, so a
-//! request costs no allocation for them. Idle connections hold none.
+//! Read buffers kept per thread: an HTTP/1 exchange takes one for the client side and one for
+//! the backend side, a byte relay one per direction while bytes are on their way, and each
+//! gives it back when done, so neither a request nor a message costs an allocation for them.
+//! Idle connections hold none.
 
 use std::cell::RefCell;
 use std::pin::Pin;
