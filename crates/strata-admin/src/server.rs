@@ -1,115 +1,163 @@
-//! The admin listener: a small HTTP/1.1 server on its own address.
+//! The admin listener: a small HTTP/1.1 server on its own address, with its own connection
+//! limit and timeouts so that idle or slow clients cannot starve it or the process.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use strata_config::Admin;
+use strata_net::{accept_loop, Activity, Watched};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-/// What the admin API can ask of the running layers.
-pub trait AdminApi: Send + Sync + 'static {
-    /// Every metric, rendered in Prometheus text format.
-    fn metrics(&self) -> String;
-    /// Every layer, listener and backend with its state, as JSON.
-    fn status(&self) -> serde_json::Value;
-    /// Drains or restores one backend; the error says what was not found.
-    fn backend(
-        &self,
-        layer: &str,
-        listener: &str,
-        backend: &str,
-        action: BackendAction,
-    ) -> Result<serde_json::Value, String>;
+use crate::access::{allow, Refusal};
+use crate::metrics::{Gauge, MetricsWriter};
+use crate::routes::{refused, route, AdminApi};
+
+/// The admin listener's settings, swapped whole on reload, and its counters.
+pub struct AdminServer {
+    api: Arc<dyn AdminApi>,
+    site: ArcSwap<Site>,
+    stats: Stats,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendAction {
-    /// Stop sending new requests; in-flight ones finish.
-    Drain,
-    /// Take requests again, ramping up over the slow-start time.
-    Restore,
+struct Site {
+    config: Admin,
+    conn_limit: Arc<Semaphore>,
 }
 
-/// Serves the admin API on `listener` until `shutdown` is cancelled.
-pub async fn serve(listener: TcpListener, api: Arc<dyn AdminApi>, shutdown: CancellationToken) {
-    loop {
-        let (stream, _) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    continue;
-                }
-            },
-        };
-        let api = api.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let api = api.clone();
-                async move { Ok::<_, Infallible>(route(&*api, req)) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                _ = conn => {}
-                _ = shutdown.cancelled() => {}
-            }
-        });
+#[derive(Default)]
+struct Stats {
+    open: Gauge,
+    /// Refused state-changing calls by reason: a cold path, so a lock is fine.
+    refused: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl AdminServer {
+    /// Prepares the admin API over `api` with the settings of `config`; nothing is bound yet.
+    pub fn new(config: &Admin, api: Arc<dyn AdminApi>) -> Arc<Self> {
+        Arc::new(AdminServer {
+            api,
+            site: ArcSwap::from_pointee(Site::new(config, None)),
+            stats: Stats::default(),
+        })
     }
-}
 
-fn route(api: &dyn AdminApi, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let path = req.uri().path();
-    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match (req.method(), parts.as_slice()) {
-        (&Method::GET, ["metrics"]) => reply(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", api.metrics()),
-        (&Method::GET, ["status"]) => json(StatusCode::OK, &api.status()),
-        (&Method::GET, ["healthz"]) => reply(StatusCode::OK, "text/plain", "ok\n".into()),
-        (&Method::POST, ["backends", layer, listener, backend, action]) => {
-            let action = match *action {
-                "drain" => BackendAction::Drain,
-                "restore" => BackendAction::Restore,
-                other => {
-                    let body = serde_json::json!({ "error": format!("unknown action \"{other}\": use drain or restore") });
-                    return json(StatusCode::BAD_REQUEST, &body);
-                }
-            };
-            match api.backend(layer, listener, backend, action) {
-                Ok(v) => json(StatusCode::OK, &v),
-                Err(e) => json(StatusCode::NOT_FOUND, &serde_json::json!({ "error": e })),
+    /// Takes new settings: the token applies to the next request, the timeouts and the
+    /// connection limit to the next connection. The listener stays where it was bound; a new
+    /// `listen` takes effect at the next start.
+    pub fn reload(&self, config: &Admin) {
+        let old = self.site.load_full();
+        self.site.store(Arc::new(Site::new(config, Some(&old))));
+    }
+
+    /// Serves on `listener` until `shutdown`, then closes every admin connection.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
+        // an address we cannot read is treated as reachable from anywhere
+        let local = listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let limit = || self.site.load().conn_limit.clone();
+        accept_loop("admin", listener, &shutdown, limit, |stream, _| {
+            let server = self.clone();
+            let shutdown = shutdown.clone();
+            async move {
+                server.stats.open.inc();
+                server.connection(stream, local, shutdown).await;
+                server.stats.open.dec();
+            }
+        })
+        .await;
+    }
+
+    async fn connection(
+        self: &Arc<Self>,
+        stream: TcpStream,
+        local: SocketAddr,
+        shutdown: CancellationToken,
+    ) {
+        let site = self.site.load_full();
+        let activity = Activity::new();
+        let io = TokioIo::new(Watched::new(stream, activity.clone()));
+        let server = self.clone();
+        let service = service_fn(move |req| {
+            let server = server.clone();
+            async move { Ok::<_, Infallible>(server.respond(req, local)) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(site.config.header_timeout)
+            .serve_connection(io, service);
+        tokio::select! {
+            _ = conn => {}
+            _ = activity.idle(site.config.idle_timeout) => {
+                tracing::debug!(idle_timeout = ?site.config.idle_timeout, "closed an idle admin connection");
+            }
+            _ = shutdown.cancelled() => {}
+        }
+    }
+
+    fn respond(&self, req: Request<Incoming>, local: SocketAddr) -> Response<Full<Bytes>> {
+        // anything but a read may change state, now or in a later version
+        if req.method() != Method::GET {
+            let site = self.site.load();
+            let token = site.config.token.as_ref().map(|t| t.secret());
+            if let Err(why) = allow(req.headers(), token, local) {
+                return self.refuse(&why);
             }
         }
-        (_, ["metrics"] | ["status"] | ["healthz"]) => reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "use GET\n".into()),
-        (_, ["backends", _, _, _, _]) => reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "use POST\n".into()),
-        _ => reply(
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "not found: try /metrics, /status, /healthz, POST /backends/{layer}/{listener}/{backend}/{drain|restore}\n".into(),
-        ),
+        route(&*self.api, &req, || self.api.metrics() + &self.metrics())
+    }
+
+    fn refuse(&self, why: &Refusal) -> Response<Full<Bytes>> {
+        *lock(&self.stats.refused).entry(why.reason()).or_default() += 1;
+        tracing::debug!(reason = why.reason(), "admin call refused: {why}");
+        refused(why)
+    }
+
+    fn metrics(&self) -> String {
+        let mut w = MetricsWriter::new();
+        w.gauge(
+            "strata_admin_open_connections",
+            "Open connections to the admin listener.",
+            &[],
+            self.stats.open.get() as f64,
+        );
+        for (reason, n) in lock(&self.stats.refused).iter() {
+            w.counter(
+                "strata_admin_refused_total",
+                "State-changing admin calls refused, by reason.",
+                &[("reason", reason)],
+                *n,
+            );
+        }
+        w.finish()
     }
 }
 
-fn json(status: StatusCode, v: &serde_json::Value) -> Response<Full<Bytes>> {
-    let mut body =
-        serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
-    body.push('\n');
-    reply(status, "application/json", body)
+impl Site {
+    fn new(config: &Admin, previous: Option<&Site>) -> Self {
+        // connections open under the old limit keep their permits of the old semaphore
+        let conn_limit = match previous {
+            Some(p) if p.config.max_connections == config.max_connections => p.conn_limit.clone(),
+            _ => Arc::new(Semaphore::new(config.max_connections as usize)),
+        };
+        Site {
+            config: config.clone(),
+            conn_limit,
+        }
+    }
 }
 
-fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static(content_type),
-    );
-    resp
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

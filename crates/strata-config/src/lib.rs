@@ -3,6 +3,7 @@
 //! The TOML is walked by hand over its spanned tree rather than with serde, so that one run of
 //! `strata check` reports every problem, each with its line, its key and a hint.
 
+mod admin;
 mod error;
 mod http;
 mod tcp;
@@ -14,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+pub use admin::{Admin, AdminToken};
 pub use error::{ConfigError, Problem};
 pub use http::{Forwarded, HttpListener, TlsCert};
 pub use tcp::TcpListener;
@@ -21,7 +23,7 @@ pub use upstream::{BackendSpec, Balance, CheckKind, HashKey, HealthCheck, Passiv
 pub use walk::{parse_duration, parse_size};
 
 use error::Report;
-use walk::{as_addr, tables_of, Section};
+use walk::{tables_of, Section};
 
 /// A whole, validated node config.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,14 +37,7 @@ pub struct Config {
     pub tcp: Vec<TcpListener>,
 }
 
-/// The admin listener: /metrics, /status, /healthz and the backend API.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Admin {
-    pub listen: SocketAddr,
-}
-
 const ROOT_KEYS: &[&str] = &["workers", "drain_timeout", "admin", "http", "tcp"];
-const ADMIN_KEYS: &[&str] = &["listen"];
 /// Layers from the design that this build does not run yet: named so the error says so.
 const LATER_LAYERS: &[&str] = &["cache", "database", "vip"];
 
@@ -56,7 +51,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(&source, &path.display().to_string(), base)
 }
 
-/// Validates `source`; `file` names it in errors, `base` resolves relative paths (TLS files).
+/// Validates `source`; `file` names it in errors, `base` resolves relative paths (TLS files,
+/// the admin token file, which is read here).
 pub fn parse(source: &str, file: &str, base: &Path) -> Result<Config, ConfigError> {
     let mut report = Report::new(file, source);
     let root = match toml::de::DeTable::parse(source) {
@@ -103,16 +99,8 @@ fn walk_root(
     let drain_timeout = s.duration(report, "drain_timeout", Duration::from_secs(30));
     let admin = s
         .get("admin")
-        .and_then(|v| Section::new(report, "admin".into(), v, ADMIN_KEYS))
-        .and_then(|a| {
-            let Some(v) = a.get("listen") else {
-                return Some(Admin {
-                    listen: SocketAddr::from(([127, 0, 0, 1], 9900)),
-                });
-            };
-            let text = a.string(report, "listen")?;
-            as_addr(report, "admin.listen", v, text).map(|listen| Admin { listen })
-        });
+        .and_then(|v| Section::new(report, "admin".into(), v, admin::KEYS))
+        .and_then(|a| admin::admin(report, &a, base));
     let http_sections = s
         .get("http")
         .map(|v| tables_of(report, "http", v, http::KEYS))

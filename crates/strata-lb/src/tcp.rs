@@ -7,12 +7,12 @@ use arc_swap::ArcSwap;
 use serde_json::{json, Value};
 use strata_admin::{BackendAction, Counter, Gauge, MetricsWriter};
 use strata_config::TcpListener as TcpConfig;
+use strata_net::accept_loop;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::balance::Key;
-use crate::listener::accept_loop;
 use crate::relay::relay;
 use crate::socket::{connect, UpstreamIo};
 use crate::status::{backend_metrics, upstream_status};

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde_json::json;
-use strata_admin::{AdminApi, BackendAction, MetricsWriter};
-use strata_config::Config;
+use strata_admin::{AdminApi, AdminServer, BackendAction, MetricsWriter};
+use strata_config::{Admin, Config};
 use strata_lb::{HttpService, TcpService};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -314,14 +314,15 @@ pub async fn serve(config: Config, path: Option<PathBuf>, workers: usize) -> Res
         layers.start_tcp(t, l);
     }
     let admin_stop = CancellationToken::new();
-    if let Some(listener) = admin_listener {
-        announce("admin", &listener, "http");
-        tokio::spawn(strata_admin::serve(
-            listener,
-            layers.clone(),
-            admin_stop.clone(),
-        ));
-    }
+    let admin = match (&config.admin, admin_listener) {
+        (Some(a), Some(listener)) => {
+            announce("admin", &listener, "http");
+            let server = AdminServer::new(a, layers.clone());
+            tokio::spawn(server.clone().serve(listener, admin_stop.clone()));
+            Some(server)
+        }
+        _ => None,
+    };
     tracing::info!(workers, "strata is running");
 
     let mut config = config;
@@ -336,11 +337,12 @@ pub async fn serve(config: Config, path: Option<PathBuf>, workers: usize) -> Res
                 };
                 match strata_config::load(path) {
                     Ok(new) => {
-                        if new.workers != config.workers || new.admin != config.admin {
-                            tracing::warn!("workers and [admin] changes take effect at the next restart");
+                        if new.workers != config.workers {
+                            tracing::warn!("workers changes take effect at the next restart");
                         }
                         match layers.reload(&new).await {
                             Ok(()) => {
+                                reload_admin(admin.as_deref(), config.admin.as_ref(), new.admin.as_ref());
                                 tracing::info!(file = %path.display(), "SIGHUP: reloaded");
                                 config = new;
                             }
@@ -363,4 +365,19 @@ pub async fn serve(config: Config, path: Option<PathBuf>, workers: usize) -> Res
     layers.drain(config.drain_timeout).await;
     admin_stop.cancel();
     Ok(())
+}
+
+/// Gives the admin listener its new settings (the token file is read again with the config);
+/// only where it listens, or whether there is one at all, waits for the next restart.
+fn reload_admin(server: Option<&AdminServer>, old: Option<&Admin>, new: Option<&Admin>) {
+    match (server, new) {
+        (Some(server), Some(new)) => {
+            if old.is_some_and(|old| old.listen != new.listen) {
+                tracing::warn!("a new admin.listen takes effect at the next restart");
+            }
+            server.reload(new);
+        }
+        (None, None) => {}
+        _ => tracing::warn!("adding or removing [admin] takes effect at the next restart"),
+    }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use strata_net::accept_loop;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -15,7 +16,6 @@ use super::h1::rewrite::local_response;
 use super::h1::rewrite::Peer;
 use super::io::{sniff, ClientIo, Sniff};
 use super::{h1, h2, HttpService, Site};
-use crate::listener::accept_loop;
 
 /// Accepts on `listener` until `shutdown`, then lets open connections finish their requests
 /// (keep-alive connections close after the current one) and returns when all are done.
