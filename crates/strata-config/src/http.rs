@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::error::Report;
 use crate::upstream::{require_backends, upstream, Layer, Upstream};
-use crate::walk::{as_addr, Section};
+use crate::walk::{as_addr, as_str, wrong_type, Section};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpListener {
@@ -31,6 +31,12 @@ pub struct HttpListener {
     pub redirect_https: bool,
     /// Idle upstream connections kept per backend.
     pub upstream_keepalive: u32,
+    /// The `Upgrade` protocols passed on to backends (lowercase, e.g. "websocket"); a request
+    /// asking for another goes on as a plain request. Never "h2c".
+    pub upgrades: Vec<String>,
+    /// Pass CONNECT requests (HTTP/1.1) to the backends and tunnel bytes after a 2xx answer;
+    /// otherwise they get 405.
+    pub allow_connect: bool,
 }
 
 /// Which forwarding headers the proxy adds for the backend.
@@ -73,6 +79,8 @@ pub(crate) const KEYS: &[&str] = &[
     "tls",
     "redirect_https",
     "upstream_keepalive",
+    "upgrades",
+    "allow_connect",
 ];
 const TLS_KEYS: &[&str] = &["cert", "key"];
 
@@ -141,7 +149,55 @@ pub(crate) fn listener(
         tls,
         redirect_https,
         upstream_keepalive: s.int(report, "upstream_keepalive", 0..=10_000, 64) as u32,
+        upgrades: upgrades(report, s),
+        allow_connect: s.bool(report, "allow_connect", false),
         upstream,
     };
     Some(out)
+}
+
+/// `upgrades`: protocol names (RFC 9110 7.8), default websocket only.
+fn upgrades(report: &mut Report<'_>, s: &Section<'_, '_>) -> Vec<String> {
+    let key = s.key("upgrades");
+    let Some(v) = s.get("upgrades") else {
+        return vec!["websocket".into()];
+    };
+    let Some(items) = v.get_ref().as_array() else {
+        wrong_type(
+            report,
+            &key,
+            v,
+            "an array of protocol names, e.g. [\"websocket\"]",
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let key = format!("{key}[{i}]");
+        let Some(name) = as_str(report, &key, item) else {
+            continue;
+        };
+        let name = name.to_ascii_lowercase();
+        if name == "h2c" {
+            report.add_hint(
+                item.span(),
+                &key,
+                "h2c is never tunnelled: a client could talk HTTP/2 to a backend past every rule of the listener",
+                Some("clients get HTTP/2 from strata itself (h2c prior knowledge, or TLS with ALPN)"),
+            );
+        } else if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~/".contains(&b))
+        {
+            report.add(
+                item.span(),
+                &key,
+                format!("\"{name}\" is not a protocol name"),
+            );
+        } else {
+            out.push(name);
+        }
+    }
+    out
 }

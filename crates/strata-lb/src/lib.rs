@@ -6,7 +6,6 @@ mod budget;
 mod buffers;
 mod deadline;
 pub mod http;
-mod listener;
 mod relay;
 mod socket;
 mod status;
@@ -31,6 +30,6 @@ pub enum LbError {
     },
 }
 
-#[cfg(feature = "fuzz")]
+#[cfg(any(test, feature = "fuzz"))]
 #[doc(hidden)]
 pub mod fuzz;

@@ -27,7 +27,7 @@ async fn admin_get(strata: &Strata, path: &str) -> Reply {
 
 async fn admin_post(strata: &Strata, path: &str) -> Reply {
     let req = Request::post(path)
-        .header("host", "admin")
+        .header("host", "127.0.0.1")
         .body(Full::new(Bytes::new()))
         .unwrap();
     Client::connect(strata.addr("admin"))

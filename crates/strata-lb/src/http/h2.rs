@@ -14,8 +14,8 @@ use std::sync::Arc;
 use super::body::RespBody;
 use super::h1::body::{BodyError, BodyReader};
 use super::h1::codec::{parse_request, ParseError, RequestHead, Version};
-use super::h1::rewrite::{is_hop, request_head, via_hop, Peer};
-use super::proxy::{answer_first, forward, key, record, Answer, BodySource, Failure, Outbound};
+use super::h1::rewrite::{is_framing, is_hop, request_head, response_length, via_hop, Peer};
+use super::proxy::{answer_first, forward, key, record, refusal, Answer, BodySource, Outbound};
 use super::{HttpService, Site};
 use crate::deadline::Deadline;
 
@@ -29,24 +29,20 @@ pub(crate) async fn handle(
     let site = svc.site.load_full();
     svc.stats.requests.inc();
     let (parts, body) = req.into_parts();
-    let mut raw = h1_head(&parts, !body.is_end_stream());
-    let head = match parse_request(&mut raw, site.config.max_header_size as usize) {
-        Ok(Some(mut head)) => {
+    let head = h1_head(&parts, !body.is_end_stream()).and_then(|mut raw| {
+        parse_request(&mut raw, site.config.max_header_size as usize)?
+            .ok_or(ParseError::TooLarge(site.config.max_header_size as usize))
+    });
+    let head = match head {
+        Ok(mut head) => {
             head.head.version = Version::Http2;
             head
         }
-        Ok(None) | Err(ParseError::TooLarge(_) | ParseError::TooManyHeaders) => {
-            svc.stats.responses[3].inc();
-            return local(
-                431,
-                "strata: request header fields too large\n".into(),
-                None,
-            );
-        }
-        Err(e @ ParseError::Malformed(_)) => {
+        Err(e) => {
             tracing::debug!(listener = %svc.name, client = %peer.addr, error = %e, "bad HTTP/2 request");
             svc.stats.responses[3].inc();
-            return local(400, "strata: bad request\n".into(), None);
+            let (status, text) = refusal(&e);
+            return local(status, text.into(), None);
         }
     };
     let (status, backend, resp) = proxy(svc, &site, &head, body, peer, started).await;
@@ -56,8 +52,19 @@ pub(crate) async fn handle(
 
 /// The request as an HTTP/1.1 head, the way an HTTP/1.1 client would have sent it:
 /// `:authority` as Host, cookies in one header (RFC 9113 8.2.3), and a body of unknown length
-/// chunked.
-fn h1_head(parts: &http::request::Parts, has_body: bool) -> BytesMut {
+/// chunked. A `host` header that names another site than `:authority` is refused (RFC 9113
+/// 8.3.1): the proxy and the backend could otherwise route the request to different sites.
+fn h1_head(parts: &http::request::Parts, has_body: bool) -> Result<BytesMut, ParseError> {
+    if let (Some(authority), Some(host)) = (parts.uri.authority(), parts.headers.get(header::HOST))
+    {
+        if !authority
+            .as_str()
+            .as_bytes()
+            .eq_ignore_ascii_case(host.as_bytes())
+        {
+            return Err(ParseError::Malformed(":authority and host differ"));
+        }
+    }
     let mut out = BytesMut::with_capacity(512);
     out.put_slice(parts.method.as_str().as_bytes());
     out.put_u8(b' ');
@@ -99,7 +106,7 @@ fn h1_head(parts: &http::request::Parts, has_body: bool) -> BytesMut {
         field(&mut out, b"transfer-encoding", b"chunked");
     }
     out.put_slice(b"\r\n");
-    out
+    Ok(out)
 }
 
 async fn proxy<'s>(
@@ -121,16 +128,6 @@ async fn proxy<'s>(
     let mut deadline = Deadline::new(tokio::time::Instant::now() + cfg.response_timeout);
     let answered = forward(svc, site, key, started, &mut deadline, &mut request).await;
     match answered {
-        Ok(a) if a.resp.status == 101 => {
-            // nothing asked for an upgrade: a backend switching protocols is broken
-            let f = Failure::Upstream("switching protocols on a request that did not ask".into());
-            let status = f.status().as_u16();
-            (
-                status,
-                Some(a.backend.name.as_str()),
-                local(status, f.text(&svc.name), None),
-            )
-        }
         Ok(a) => (
             a.resp.status,
             Some(a.backend.name.as_str()),
@@ -191,7 +188,7 @@ fn respond(site: &Arc<Site>, a: Answer<'_>) -> Response<RespBody> {
             if name.eq_ignore_ascii_case(b"via") {
                 via.extend_from_slice(value);
                 via.extend_from_slice(b", ");
-            } else if !is_hop(name, &resp.head) {
+            } else if !is_framing(name) && !is_hop(name, &resp.head) {
                 // httparse let through nothing HTTP/2 would refuse; skip rather than fail
                 if let (Ok(n), Ok(v)) =
                     (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
@@ -203,6 +200,9 @@ fn respond(site: &Arc<Site>, a: Answer<'_>) -> Response<RespBody> {
         via.extend_from_slice(via_hop(resp.head.version));
         if let Ok(v) = HeaderValue::from_bytes(&via) {
             headers.insert(header::VIA, v);
+        }
+        if let Some(n) = response_length(&resp) {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
         }
     }
     let reader = BodyReader::new(resp.head.framing);

@@ -4,7 +4,7 @@ mod body;
 pub(crate) mod h1;
 mod h2;
 mod io;
-mod proxy;
+pub(crate) mod proxy;
 mod server;
 mod tls;
 

@@ -16,7 +16,7 @@ use tokio::io::AsyncWriteExt;
 use super::h1::body::BodyError;
 use super::h1::client::Conn;
 use super::h1::codec::{
-    chunk_header, parse_response, Framing, ParseError, RequestHead, ResponseHead, Version,
+    chunk_header, parse_response, Asked, Framing, ParseError, RequestHead, ResponseHead, Version,
     LAST_CHUNK,
 };
 use super::h1::server::{write_all_parts, Parts};
@@ -66,6 +66,17 @@ impl Failure {
     }
 }
 
+/// The status and text a client gets for a request head that can't be read.
+pub(crate) fn refusal(e: &ParseError) -> (u16, &'static str) {
+    match e {
+        ParseError::TooLarge(_) | ParseError::TooManyHeaders => {
+            (431, "strata: request header fields too large\n")
+        }
+        ParseError::Malformed(_) => (400, "strata: bad request\n"),
+        ParseError::Unsupported(_) => (501, "strata: transfer coding not implemented\n"),
+    }
+}
+
 /// An answer the proxy gives without asking a backend.
 pub(crate) struct Local {
     pub(crate) status: u16,
@@ -74,10 +85,18 @@ pub(crate) struct Local {
     pub(crate) location: Option<String>,
 }
 
-/// The answers given before any backend is asked: the redirect to https, and 413 for a body
-/// whose declared length is over the limit.
+/// The answers given before any backend is asked: 405 for CONNECT unless the listener allows
+/// it (a reverse proxy is not a tunnel to wherever the client names; over HTTP/2, never), the
+/// redirect to https, and 413 for a body whose declared length is over the limit.
 pub(crate) fn answer_first(svc: &HttpService, site: &Site, req: &RequestHead) -> Option<Local> {
     let cfg = &site.config;
+    if req.method() == b"CONNECT" && (!cfg.allow_connect || req.head.version == Version::Http2) {
+        return Some(Local {
+            status: 405,
+            text: "strata: CONNECT is not allowed here\n".into(),
+            location: None,
+        });
+    }
     if cfg.redirect_https {
         let host = req
             .head
@@ -109,6 +128,23 @@ pub(crate) fn answer_first(svc: &HttpService, site: &Site, req: &RequestHead) ->
         }
     }
     None
+}
+
+/// Keeps an upgrade only when the listener allows the protocol asked for (its name before any
+/// `/version`, one protocol only); otherwise the request goes on as a plain request, its
+/// Upgrade header dropped like every hop-by-hop header. `h2c` is never allowed: a tunnelled
+/// HTTP/2 connection would carry requests the proxy never sees.
+pub(crate) fn allow_upgrade(req: &mut RequestHead, allowed: &[String]) {
+    if !req.head.upgrade {
+        return;
+    }
+    let asked = req.head.get("upgrade").unwrap_or(b"").trim_ascii();
+    let name = asked.split(|&b| b == b'/').next().unwrap_or(b"");
+    req.head.upgrade = !asked.contains(&b',')
+        && !name.eq_ignore_ascii_case(b"h2c")
+        && allowed
+            .iter()
+            .any(|a| name.eq_ignore_ascii_case(a.as_bytes()));
 }
 
 pub(crate) fn idempotent(m: &Method) -> bool {
@@ -172,8 +208,10 @@ pub(crate) struct Outbound<'x, B> {
     body: B,
     /// May be sent again after it may have reached a backend (idempotent, no body).
     replayable: bool,
-    /// A HEAD request: no body follows the answer's head, whatever it says.
-    head_request: bool,
+    /// What the request was, as far as reading the answer goes.
+    asked: Asked,
+    /// An upgrade the listener allows, or a CONNECT: only then may the answer open a tunnel.
+    tunnel: bool,
     /// `max_body_size`.
     limit: u64,
     /// `idle_timeout`, the longest pause in the middle of the body.
@@ -190,7 +228,12 @@ impl<'x, B: BodySource> Outbound<'x, B> {
             framing,
             body,
             replayable: framing == Framing::Empty && idempotent(&method),
-            head_request: method == Method::HEAD,
+            asked: match method {
+                Method::HEAD => Asked::Head,
+                Method::CONNECT => Asked::Connect,
+                _ => Asked::Other,
+            },
+            tunnel: req.head.upgrade || method == Method::CONNECT,
             limit: cfg.max_body_size,
             idle: cfg.idle_timeout,
         }
@@ -338,7 +381,7 @@ pub(crate) async fn forward<'s>(
         let max = cfg.max_header_size as usize;
         let read = tokio::select! {
             biased;
-            r = read_head(&mut conn, &mut buf, max, request.head_request) => Ok(r),
+            r = read_head(&mut conn, &mut buf, max, request.asked, request.tunnel) => Ok(r),
             _ = deadline.expired() => Err(()),
         };
         let resp = match read {
@@ -402,6 +445,8 @@ enum HeadError {
     Parse(#[from] ParseError),
     #[error("reading the response: {0}")]
     Io(#[from] std::io::Error),
+    #[error("the backend switched protocols on a request that did not ask to")]
+    UnaskedUpgrade,
 }
 
 impl HeadError {
@@ -412,20 +457,26 @@ impl HeadError {
                 e.kind(),
                 std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
             ),
-            HeadError::Parse(_) => false,
+            HeadError::Parse(_) | HeadError::UnaskedUpgrade => false,
         }
     }
 }
 
-/// Reads the final response head; interim 1xx responses other than 101 are dropped.
+/// Reads the final response head; interim 1xx responses other than 101 are dropped, and an
+/// answer that opens a tunnel is an error unless the request asked for one that the listener
+/// allows.
 async fn read_head(
     conn: &mut Conn,
     buf: &mut BytesMut,
     max: usize,
-    head_request: bool,
+    asked: Asked,
+    tunnel: bool,
 ) -> Result<ResponseHead, HeadError> {
     loop {
-        if let Some(resp) = parse_response(buf, max, head_request)? {
+        if let Some(resp) = parse_response(buf, max, asked)? {
+            if resp.head.upgrade && !tunnel {
+                return Err(HeadError::UnaskedUpgrade);
+            }
             if (100..200).contains(&resp.status) && resp.status != 101 {
                 continue;
             }

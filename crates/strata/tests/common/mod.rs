@@ -22,6 +22,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
+pub mod recorder;
+
 pub const STRATA: &str = env!("CARGO_BIN_EXE_strata");
 
 /// A directory of its own under the system temp dir, removed with everything in it on drop.

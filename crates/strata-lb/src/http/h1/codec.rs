@@ -1,7 +1,9 @@
 //! HTTP/1.x message heads and body framing (RFC 9112) over byte buffers: no I/O here. A head
-//! that is not all in yet is `Ok(None)`, not an error. Parsing is strict where requests can be
-//! smuggled past a proxy: Transfer-Encoding with Content-Length, a Transfer-Encoding that does
-//! not end in chunked, and conflicting Content-Lengths are rejected.
+//! that is not all in yet is `Ok(None)`, not an error. Parsing is strict wherever a request
+//! could be read two ways by two parsers (docs/SECURITY.md lists the rules): Transfer-Encoding
+//! with Content-Length, any transfer coding but a single `chunked`, conflicting Content-Lengths,
+//! a Host that is not `uri-host [":" port]`, a target with a fragment, userinfo or raw
+//! non-ASCII, and chunk lines or trailers that are not exactly as RFC 9112 writes them.
 
 use std::mem::MaybeUninit;
 
@@ -48,6 +50,10 @@ pub(crate) enum ParseError {
     TooLarge(usize),
     #[error("too many headers")]
     TooManyHeaders,
+    /// Well formed, but asks for something the proxy does not do (a transfer coding other than
+    /// chunked): 501.
+    #[error("not implemented: {0}")]
+    Unsupported(&'static str),
 }
 
 /// Where a header's name and value sit in the head's bytes.
@@ -66,7 +72,12 @@ pub(crate) struct Head {
     pub(crate) framing: Framing,
     /// After this message the connection may carry another.
     pub(crate) keep_alive: bool,
-    /// `Connection: upgrade` with an `Upgrade` header.
+    /// The Content-Length the message declared (equal values folded into one), unless
+    /// Transfer-Encoding overrides it: for a body this is also in `framing`; for the answer to
+    /// a HEAD or a 304 it describes the representation and is passed on.
+    pub(crate) content_length: Option<u64>,
+    /// A request: `Connection: upgrade` with an `Upgrade` header. A response: the connection
+    /// becomes a tunnel after it (a 101, or a 2xx to CONNECT).
     pub(crate) upgrade: bool,
     /// Whether a Connection header names more than close, keep-alive and upgrade (those are
     /// hop-by-hop anyway): almost never, so the hop-by-hop check can skip a scan per header.
@@ -114,7 +125,8 @@ impl Head {
             .map(|(_, v)| v)
     }
 
-    /// Header names listed in Connection: they describe this hop only.
+    /// Header names listed in Connection: they describe this hop only (but see
+    /// [`Head::connection_names`] for the ones that never count).
     pub(crate) fn connection_tokens(&self) -> impl Iterator<Item = &[u8]> {
         self.get_all("connection")
             .flat_map(|v| v.split(|&b| b == b','))
@@ -124,8 +136,11 @@ impl Head {
 
     /// Whether the Connection header names `name`, other than the hop-by-hop close, keep-alive
     /// and upgrade (checked without allocating: this runs for every header of every message).
+    /// Never true for Content-Length, Transfer-Encoding or Host: framing and the site belong to
+    /// the proxy, and a peer that names them in Connection must not make them disappear.
     pub(crate) fn connection_names(&self, name: &[u8]) -> bool {
         self.connection_extra
+            && !is_protected(name)
             && self
                 .connection_tokens()
                 .any(|t| t.eq_ignore_ascii_case(name))
@@ -166,60 +181,95 @@ fn version(v: Option<u8>) -> Version {
     }
 }
 
+/// Headers that a Connection header can never make hop-by-hop.
+fn is_protected(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"content-length")
+        || name.eq_ignore_ascii_case(b"transfer-encoding")
+        || name.eq_ignore_ascii_case(b"host")
+}
+
+/// The transfer codings a message lists, over all its Transfer-Encoding headers.
+#[derive(Default)]
+struct Codings {
+    present: bool,
+    /// Codings listed, `chunked` among them.
+    count: u32,
+    chunked: u32,
+    last_chunked: bool,
+    /// A value that is not a list of tokens.
+    invalid: bool,
+}
+
+impl Codings {
+    fn add(&mut self, value: &[u8]) {
+        self.present = true;
+        for coding in value.split(|&b| b == b',').map(|t| t.trim_ascii()) {
+            if coding.is_empty() {
+                continue; // empty list elements are allowed (RFC 9110 5.6.1)
+            }
+            self.count += 1;
+            self.last_chunked = coding.eq_ignore_ascii_case(b"chunked");
+            if self.last_chunked {
+                self.chunked += 1;
+            } else if !coding
+                .iter()
+                .all(|&b| is_tchar(b) || b == b';' || b == b'=' || b == b' ')
+            {
+                self.invalid = true;
+            }
+        }
+    }
+
+    /// Exactly one coding, and it is `chunked`.
+    fn only_chunked(&self) -> bool {
+        self.count == 1 && self.chunked == 1 && !self.invalid
+    }
+}
+
 /// What the framing headers of a message say.
+#[derive(Default)]
 struct Framed {
     length: Option<u64>,
-    chunked: bool,
-    transfer_encoding: bool,
+    codings: Codings,
     close: bool,
     keep_alive_token: bool,
     upgrade_token: bool,
     has_upgrade: bool,
     expect_continue: bool,
     hosts: u32,
+    bad_host: bool,
     connection_extra: bool,
 }
 
 fn scan(headers: &[httparse::Header<'_>]) -> Result<Framed, ParseError> {
-    let mut f = Framed {
-        length: None,
-        chunked: false,
-        transfer_encoding: false,
-        close: false,
-        keep_alive_token: false,
-        upgrade_token: false,
-        has_upgrade: false,
-        expect_continue: false,
-        hosts: 0,
-        connection_extra: false,
-    };
+    let mut f = Framed::default();
     for h in headers {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
-            // "5" or the same value repeated ("5, 5") is fine; anything else is not
+            // "5", "005" or the same value repeated ("5, 5", or in two headers) is one length;
+            // anything else is not
             for part in h.value.split(|&b| b == b',') {
                 let part = part.trim_ascii();
-                if part.is_empty() || !part.iter().all(u8::is_ascii_digit) || part.len() > 18 {
+                if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
                     return Err(ParseError::Malformed("invalid Content-Length"));
                 }
-                let n: u64 = std::str::from_utf8(part)
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .ok_or(ParseError::Malformed("invalid Content-Length"))?;
+                let digits = match part.iter().position(|&b| b != b'0') {
+                    Some(i) => &part[i..],
+                    None => b"0",
+                };
+                if digits.len() > 18 {
+                    return Err(ParseError::Malformed("invalid Content-Length"));
+                }
+                let n = digits
+                    .iter()
+                    .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
                 if f.length.is_some_and(|l| l != n) {
                     return Err(ParseError::Malformed("conflicting Content-Length"));
                 }
                 f.length = Some(n);
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            f.transfer_encoding = true;
-            // the last coding listed decides whether the body is chunked
-            let last = h
-                .value
-                .rsplit(|&b| b == b',')
-                .map(|t| t.trim_ascii())
-                .find(|t| !t.is_empty());
-            f.chunked = last.is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
+            f.codings.add(h.value);
         } else if name.eq_ignore_ascii_case(b"connection") {
             for token in h.value.split(|&b| b == b',').map(|t| t.trim_ascii()) {
                 if token.eq_ignore_ascii_case(b"close") {
@@ -228,7 +278,7 @@ fn scan(headers: &[httparse::Header<'_>]) -> Result<Framed, ParseError> {
                     f.keep_alive_token = true;
                 } else if token.eq_ignore_ascii_case(b"upgrade") {
                     f.upgrade_token = true;
-                } else if !token.is_empty() {
+                } else if !token.is_empty() && !is_protected(token) {
                     f.connection_extra = true;
                 }
             }
@@ -236,11 +286,119 @@ fn scan(headers: &[httparse::Header<'_>]) -> Result<Framed, ParseError> {
             f.has_upgrade = true;
         } else if name.eq_ignore_ascii_case(b"host") {
             f.hosts += 1;
+            f.bad_host |= !valid_host(h.value);
         } else if name.eq_ignore_ascii_case(b"expect") {
             f.expect_continue = h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         }
     }
     Ok(f)
+}
+
+/// `tchar` (RFC 9110 5.6.2): the characters of a token.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// `uri-host [":" port]` (RFC 9110 7.2): an IP literal in brackets, or a name of unreserved
+/// characters, percent-escapes and sub-delimiters other than the comma (a list separator to
+/// every other parser); the port, if there is a colon, one to five digits. No userinfo, no
+/// spaces, not empty.
+pub(crate) fn valid_host(value: &[u8]) -> bool {
+    let (host, port) = if value.first() == Some(&b'[') {
+        let Some(close) = value.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = &value[1..close];
+        if literal.is_empty()
+            || !literal
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return false;
+        }
+        (&value[..=close], &value[close + 1..])
+    } else {
+        match value.iter().position(|&b| b == b':') {
+            Some(i) => (&value[..i], &value[i..]),
+            None => (value, &b""[..]),
+        }
+    };
+    if host.is_empty() {
+        return false;
+    }
+    if host[0] != b'[' {
+        let mut i = 0;
+        while i < host.len() {
+            match host[i] {
+                b'%' if host.len() > i + 2
+                    && host[i + 1].is_ascii_hexdigit()
+                    && host[i + 2].is_ascii_hexdigit() =>
+                {
+                    i += 3;
+                    continue;
+                }
+                b if b.is_ascii_alphanumeric() || b"-._~!$&'()*+;=".contains(&b) => {}
+                _ => return false,
+            }
+            i += 1;
+        }
+    }
+    match port {
+        [] => true,
+        [b':', digits @ ..] => {
+            (1..=5).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit)
+        }
+        _ => false,
+    }
+}
+
+/// The request target (RFC 9112 3.2) in one of the forms its method allows: origin-form
+/// (`/path?query`), absolute-form (`http://host/path`, no userinfo), `*` for OPTIONS, or
+/// authority-form (`host:port`) for CONNECT. Never a fragment (`#`) or a raw non-ASCII byte:
+/// parsers disagree about both.
+fn check_target(method: &[u8], target: &[u8]) -> Result<(), ParseError> {
+    if target
+        .iter()
+        .any(|&b| b == b'#' || !(0x21..0x7f).contains(&b))
+    {
+        return Err(ParseError::Malformed("invalid request target"));
+    }
+    if method == b"CONNECT" {
+        let ok = valid_host(target) && target.contains(&b':') && !target.ends_with(b"]");
+        return if ok {
+            Ok(())
+        } else {
+            Err(ParseError::Malformed("CONNECT needs host:port"))
+        };
+    }
+    if target.starts_with(b"/") {
+        return Ok(());
+    }
+    if target == b"*" {
+        return if method == b"OPTIONS" {
+            Ok(())
+        } else {
+            Err(ParseError::Malformed("* is a target for OPTIONS only"))
+        };
+    }
+    let rest = if target.len() > 7 && target[..7].eq_ignore_ascii_case(b"http://") {
+        &target[7..]
+    } else if target.len() > 8 && target[..8].eq_ignore_ascii_case(b"https://") {
+        &target[8..]
+    } else {
+        return Err(ParseError::Malformed("invalid request target"));
+    };
+    let end = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
+    if valid_host(&rest[..end]) {
+        Ok(())
+    } else {
+        Err(ParseError::Malformed(
+            "invalid authority in the request target",
+        ))
+    }
 }
 
 fn keep_alive(v: Version, f: &Framed) -> bool {
@@ -307,6 +465,8 @@ pub(crate) fn parse_request_with<const N: usize>(
     };
     let version = version(req.version);
     let f = scan(req.headers)?;
+    let method_bytes = req.method.unwrap_or("").as_bytes();
+    check_target(method_bytes, req.path.unwrap_or("").as_bytes())?;
     // RFC 9112 3.2: exactly one Host in HTTP/1.1; two could point the proxy and the backend at
     // different sites
     if f.hosts > 1 {
@@ -315,15 +475,27 @@ pub(crate) fn parse_request_with<const N: usize>(
     if f.hosts == 0 && version == Version::Http11 {
         return Err(ParseError::Malformed("HTTP/1.1 request without Host"));
     }
-    let framing = if f.transfer_encoding {
+    if f.bad_host {
+        return Err(ParseError::Malformed("invalid Host"));
+    }
+    let framing = if f.codings.present {
         if f.length.is_some() {
             return Err(ParseError::Malformed(
                 "both Transfer-Encoding and Content-Length",
             ));
         }
-        if !f.chunked || version == Version::Http10 {
+        // RFC 9112 6.1: a request whose last coding is not chunked has no way to end
+        if version == Version::Http10 || !f.codings.last_chunked || f.codings.invalid {
             return Err(ParseError::Malformed(
                 "Transfer-Encoding without a final chunked",
+            ));
+        }
+        if f.codings.chunked > 1 {
+            return Err(ParseError::Malformed("chunked applied twice"));
+        }
+        if !f.codings.only_chunked() {
+            return Err(ParseError::Unsupported(
+                "transfer codings other than chunked",
             ));
         }
         Framing::Chunked
@@ -347,6 +519,7 @@ pub(crate) fn parse_request_with<const N: usize>(
             fields,
             version,
             framing,
+            content_length: f.length.filter(|_| !f.codings.present),
             keep_alive,
             upgrade,
             connection_extra: f.connection_extra,
@@ -357,12 +530,21 @@ pub(crate) fn parse_request_with<const N: usize>(
     }))
 }
 
-/// Takes one response head off the front of `buf`. `head_request`: the request was HEAD, so no
-/// body follows whatever the headers say.
+/// What the request was, as far as reading its answer goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Asked {
+    /// A HEAD: no body follows the answer's head, whatever it says.
+    Head,
+    /// A CONNECT: a 2xx answer has no body and turns the connection into a tunnel.
+    Connect,
+    Other,
+}
+
+/// Takes one response head off the front of `buf`, the answer to an `asked` request.
 pub(crate) fn parse_response(
     buf: &mut BytesMut,
     max_head: usize,
-    head_request: bool,
+    asked: Asked,
 ) -> Result<Option<ResponseHead>, ParseError> {
     let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut []);
@@ -375,22 +557,37 @@ pub(crate) fn parse_response(
         return Ok(None);
     };
     let status = resp.code.unwrap_or(0);
+    // three digits, but 000-099 and 600-999 mean nothing (RFC 9110 15); found by fuzzing: "004"
+    // went to the client as "HTTP/1.1 4"
+    if !(100..=599).contains(&status) {
+        return Err(ParseError::Malformed("status code outside 100-599"));
+    }
     let version = version(resp.version);
     let f = scan(resp.headers)?;
-    let no_body = head_request || (100..200).contains(&status) || status == 204 || status == 304;
+    // after a 101, or a 2xx to CONNECT, the connection carries another protocol
+    let tunnel = status == 101 || (asked == Asked::Connect && (200..300).contains(&status));
+    let no_body = asked == Asked::Head
+        || tunnel
+        || (100..200).contains(&status)
+        || status == 204
+        || status == 304;
     let mut keep_alive = keep_alive(version, &f);
-    let framing = if no_body {
-        Framing::Empty
-    } else if f.transfer_encoding {
+    if f.codings.present {
+        // only chunked is relayed: a body in another coding would reach the client without
+        // the header that says how to read it (nginx answers 502 here too); and an HTTP/1.0
+        // message with Transfer-Encoding has faulty framing (RFC 9112 6.1)
+        if !f.codings.only_chunked() || version == Version::Http10 {
+            return Err(ParseError::Malformed("unsupported Transfer-Encoding"));
+        }
         if f.length.is_some() {
             // Transfer-Encoding wins (RFC 9112 6.3); the connection can't be trusted after
             keep_alive = false;
         }
-        if f.chunked {
-            Framing::Chunked
-        } else {
-            Framing::Close
-        }
+    }
+    let framing = if no_body {
+        Framing::Empty
+    } else if f.codings.present {
+        Framing::Chunked
     } else {
         match f.length {
             Some(0) => Framing::Empty,
@@ -404,7 +601,6 @@ pub(crate) fn parse_response(
     let base: &[u8] = buf;
     let fields = fields(base, resp.headers);
     let reason = offsets(base, resp.reason.unwrap_or("").as_bytes());
-    let upgrade = status == 101;
     let raw = buf.split_to(len).freeze();
     Ok(Some(ResponseHead {
         head: Head {
@@ -412,8 +608,10 @@ pub(crate) fn parse_response(
             fields,
             version,
             framing,
+            // a tunnel's answer has no length to pass on (RFC 9110 9.3.6)
+            content_length: f.length.filter(|_| !f.codings.present && !tunnel),
             keep_alive,
-            upgrade,
+            upgrade: tunnel,
             connection_extra: f.connection_extra,
         },
         status,
@@ -421,11 +619,15 @@ pub(crate) fn parse_response(
     }))
 }
 
-/// Decodes a chunked body into its data, dropping extensions and trailers.
+/// Decodes a chunked body into its data, dropping extensions and trailers. Strict: every line
+/// ends in CRLF, a chunk size is hex digits and nothing else before its extensions, and a
+/// trailer line is a field (a name, a colon, a value without control characters).
 #[derive(Debug, Default)]
 pub(crate) struct ChunkedDecoder {
     state: ChunkState,
     remaining: u64,
+    /// Bytes of trailer section read so far.
+    trailers: usize,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -438,6 +640,60 @@ enum ChunkState {
     Done,
 }
 
+/// `chunk-size [chunk-ext] CRLF` at the front of `buf`: the bytes it takes and the size;
+/// `Ok(None)` until the line is all in.
+fn chunk_size_line(buf: &[u8]) -> Result<Option<(usize, u64)>, ParseError> {
+    let invalid = ParseError::Malformed("invalid chunk size");
+    let digits = buf.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    let mut size: u64 = 0;
+    for &b in &buf[..digits] {
+        if size >> 60 != 0 {
+            return Err(ParseError::Malformed("chunk size too large"));
+        }
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            _ => b - b'A' + 10,
+        };
+        size = size << 4 | u64::from(d);
+    }
+    // an extension may follow, after optional whitespace: dropped, but it must be text
+    let mut i = digits;
+    let mut in_ext = false;
+    while i < buf.len() {
+        match buf[i] {
+            b'\r' => {
+                if digits == 0 {
+                    return Err(invalid);
+                }
+                return match buf.get(i + 1) {
+                    None => Ok(None),
+                    Some(b'\n') => Ok(Some((i + 2, size))),
+                    Some(_) => Err(ParseError::Malformed("chunk size line not ended by CRLF")),
+                };
+            }
+            b' ' | b'\t' => {}
+            b';' => in_ext = true,
+            b if in_ext && (b >= 0x21 && b != 0x7f) => {}
+            _ => return Err(invalid),
+        }
+        i += 1;
+    }
+    Ok(None)
+}
+
+/// One trailer line without its CRLF: `field-name ":" field-value`.
+fn valid_trailer(line: &[u8]) -> bool {
+    let Some(colon) = line.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    colon > 0
+        && line[..colon].iter().all(|&b| is_tchar(b))
+        && line[colon + 1..]
+            .iter()
+            .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
 impl ChunkedDecoder {
     pub(crate) fn is_done(&self) -> bool {
         self.state == ChunkState::Done
@@ -448,11 +704,11 @@ impl ChunkedDecoder {
     pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, ParseError> {
         loop {
             match self.state {
-                ChunkState::Size => match httparse::parse_chunk_size(buf) {
-                    Ok(httparse::Status::Complete((used, _))) if used > MAX_CHUNK_LINE => {
+                ChunkState::Size => match chunk_size_line(buf)? {
+                    Some((used, _)) if used > MAX_CHUNK_LINE => {
                         return Err(ParseError::Malformed("chunk size line too long"));
                     }
-                    Ok(httparse::Status::Complete((used, size))) => {
+                    Some((used, size)) => {
                         buf.advance(used);
                         self.remaining = size;
                         self.state = if size == 0 {
@@ -461,11 +717,10 @@ impl ChunkedDecoder {
                             ChunkState::Data
                         };
                     }
-                    Ok(httparse::Status::Partial) if buf.len() > MAX_CHUNK_LINE => {
+                    None if buf.len() > MAX_CHUNK_LINE => {
                         return Err(ParseError::Malformed("chunk size line too long"))
                     }
-                    Ok(httparse::Status::Partial) => return Ok(None),
-                    Err(_) => return Err(ParseError::Malformed("invalid chunk size")),
+                    None => return Ok(None),
                 },
                 ChunkState::Data => {
                     if buf.is_empty() {
@@ -479,10 +734,8 @@ impl ChunkedDecoder {
                     return Ok(Some(buf.split_to(n).freeze()));
                 }
                 ChunkState::DataEnd => {
-                    // CRLF after the data (a bare LF is tolerated, as for header lines)
                     match (buf.first(), buf.get(1)) {
                         (None, _) | (Some(b'\r'), None) => return Ok(None),
-                        (Some(b'\n'), _) => buf.advance(1),
                         (Some(b'\r'), Some(b'\n')) => buf.advance(2),
                         _ => return Err(ParseError::Malformed("chunk data not followed by CRLF")),
                     }
@@ -491,13 +744,22 @@ impl ChunkedDecoder {
                 ChunkState::Trailers => {
                     // trailer lines until an empty one
                     let Some(end) = buf.iter().position(|&b| b == b'\n') else {
-                        if buf.len() > MAX_TRAILERS {
+                        if self.trailers + buf.len() > MAX_TRAILERS {
                             return Err(ParseError::Malformed("trailers too large"));
                         }
                         return Ok(None);
                     };
-                    let line = &buf[..end];
-                    let empty = line.is_empty() || line == b"\r";
+                    let Some(line) = buf[..end].strip_suffix(b"\r") else {
+                        return Err(ParseError::Malformed("trailer line not ended by CRLF"));
+                    };
+                    if !line.is_empty() && !valid_trailer(line) {
+                        return Err(ParseError::Malformed("invalid trailer"));
+                    }
+                    let empty = line.is_empty();
+                    self.trailers += end + 1;
+                    if self.trailers > MAX_TRAILERS {
+                        return Err(ParseError::Malformed("trailers too large"));
+                    }
                     buf.advance(end + 1);
                     if empty {
                         self.state = ChunkState::Done;

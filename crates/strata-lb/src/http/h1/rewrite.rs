@@ -1,6 +1,7 @@
 //! Writing the heads that leave the proxy, straight from the parsed bytes: the request to the
 //! backend (hop-by-hop headers out, forwarding headers and Via in) and the response to the
-//! client.
+//! client. The framing headers that leave (Content-Length, Transfer-Encoding) are always
+//! written from the framing the proxy decided on, never copied from the other side.
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -22,6 +23,22 @@ const HOP_BY_HOP: &[&[u8]] = &[
 
 pub(crate) fn is_hop(name: &[u8], head: &Head) -> bool {
     HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) || head.connection_names(name)
+}
+
+/// Content-Length and Transfer-Encoding: the proxy writes its own.
+pub(crate) fn is_framing(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"transfer-encoding")
+}
+
+/// The Content-Length a response goes on with: its body's length, or for the answer to a HEAD
+/// or a 304, the length it declares for the representation. None for a chunked or
+/// close-delimited body, and for 1xx and 204, which never carry one (RFC 9110 8.6).
+pub(crate) fn response_length(resp: &ResponseHead) -> Option<u64> {
+    match resp.head.framing {
+        Framing::Length(n) => Some(n),
+        Framing::Empty if resp.status >= 200 && resp.status != 204 => resp.head.content_length,
+        _ => None,
+    }
 }
 
 fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -68,12 +85,15 @@ pub(crate) fn request_head(req: &RequestHead, mode: Forwarded, peer: &Peer, out:
     out.push(b' ');
     let target = req.target();
     let mut host_from_target: Option<&[u8]> = None;
-    if target.starts_with(b"/") || target == b"*" {
+    if target.starts_with(b"/") || target == b"*" || req.method() == b"CONNECT" {
         out.extend_from_slice(target);
     } else {
         // absolute-form (RFC 9112 3.2.2): the backend gets origin-form, the host goes to Host
         let (authority, path) = split_absolute(target);
         host_from_target = authority;
+        if !path.starts_with(b"/") {
+            out.push(b'/');
+        }
         out.extend_from_slice(path);
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
@@ -83,7 +103,8 @@ pub(crate) fn request_head(req: &RequestHead, mode: Forwarded, peer: &Peer, out:
     let mut via: Vec<&[u8]> = Vec::new();
     let mut forwarded: Vec<&[u8]> = Vec::new();
     for (name, value) in head.fields() {
-        if is_hop(name, head) || name.eq_ignore_ascii_case(b"expect") {
+        // before the hop-by-hop check: a Connection header may never remove these
+        if is_framing(name) {
             continue;
         }
         if name.eq_ignore_ascii_case(b"host") {
@@ -91,6 +112,9 @@ pub(crate) fn request_head(req: &RequestHead, mode: Forwarded, peer: &Peer, out:
                 host = Some(host_from_target.unwrap_or(value));
                 header(out, b"host", host.unwrap_or(value));
             }
+            continue;
+        }
+        if is_hop(name, head) || name.eq_ignore_ascii_case(b"expect") {
             continue;
         }
         if name.eq_ignore_ascii_case(b"via") {
@@ -156,8 +180,12 @@ pub(crate) fn request_head(req: &RequestHead, mode: Forwarded, peer: &Peer, out:
         Forwarded::None => {}
     }
     list_header(out, b"via", &via, via_hop(head.version));
-    if head.framing == Framing::Chunked {
-        header(out, b"transfer-encoding", b"chunked");
+    match head.framing {
+        Framing::Chunked => header(out, b"transfer-encoding", b"chunked"),
+        Framing::Length(n) => length_header(out, n),
+        // an explicit zero goes on: some backends want a length on every POST
+        Framing::Empty if head.content_length == Some(0) => length_header(out, 0),
+        Framing::Empty | Framing::Close => {}
     }
     if head.upgrade {
         header(out, b"connection", b"upgrade");
@@ -165,6 +193,23 @@ pub(crate) fn request_head(req: &RequestHead, mode: Forwarded, peer: &Peer, out:
             header(out, b"upgrade", u);
         }
     }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn length_header(out: &mut Vec<u8>, mut n: u64) {
+    // by hand: this runs for most responses, and fmt costs more than the digits
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(&digits[i..]);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -177,7 +222,8 @@ pub(crate) fn via_hop(version: Version) -> &'static [u8] {
     }
 }
 
-/// "http://host:port/path?q" -> (Some("host:port"), "/path?q").
+/// "http://host:port/path?q" -> (Some("host:port"), "/path?q"); "http://host?q" ->
+/// (Some("host"), "?q"), to which the caller adds the "/" of an empty path (RFC 9112 3.2.1).
 fn split_absolute(target: &[u8]) -> (Option<&[u8]>, &[u8]) {
     let rest = target
         .iter()
@@ -188,11 +234,8 @@ fn split_absolute(target: &[u8]) -> (Option<&[u8]>, &[u8]) {
         return (None, b"/");
     };
     match rest.iter().position(|&b| b == b'/' || b == b'?') {
-        Some(i) if rest[i] == b'/' => (Some(&rest[..i]), &rest[i..]),
-        Some(_) | None => (
-            Some(rest.split(|&b| b == b'?').next().unwrap_or(rest)),
-            b"/",
-        ),
+        Some(i) => (Some(&rest[..i]), &rest[i..]),
+        None => (Some(rest), b"/"),
     }
 }
 
@@ -221,8 +264,8 @@ pub(crate) fn response_head(
         Framing::Chunked if client.version == Version::Http11 => Relay::Chunked,
         Framing::Chunked | Framing::Close => Relay::UntilClose,
     };
-    let upgrade = resp.status == 101;
-    let keep_alive = keep_alive && client.keep_alive && relay != Relay::UntilClose && !upgrade;
+    let tunnel = head.upgrade;
+    let keep_alive = keep_alive && client.keep_alive && relay != Relay::UntilClose && !tunnel;
     let _ = write!(out, "HTTP/1.1 {} ", resp.status);
     out.extend_from_slice(resp.reason());
     out.extend_from_slice(b"\r\n");
@@ -230,19 +273,27 @@ pub(crate) fn response_head(
     for (name, value) in head.fields() {
         if name.eq_ignore_ascii_case(b"via") {
             via.push(value);
-        } else if !is_hop(name, head) {
+        } else if !is_framing(name) && !is_hop(name, head) {
             header(out, name, value);
         }
     }
     list_header(out, b"via", &via, via_hop(head.version));
-    if relay == Relay::Chunked {
-        header(out, b"transfer-encoding", b"chunked");
+    match relay {
+        Relay::Chunked => header(out, b"transfer-encoding", b"chunked"),
+        Relay::AsIs => {
+            if let Some(n) = response_length(resp) {
+                length_header(out, n);
+            }
+        }
+        Relay::UntilClose => {}
     }
-    if upgrade {
+    if resp.status == 101 {
         header(out, b"connection", b"upgrade");
         if let Some(u) = head.get("upgrade") {
             header(out, b"upgrade", u);
         }
+    } else if tunnel {
+        // CONNECT established: the connection is the tunnel now
     } else if !keep_alive {
         header(out, b"connection", b"close");
     } else if client.version == Version::Http10 {
@@ -281,7 +332,7 @@ mod tests {
     use super::*;
     use bytes::BytesMut;
 
-    use crate::http::h1::codec::{parse_request, parse_response};
+    use crate::http::h1::codec::{parse_request, parse_response, Asked};
 
     fn request(text: &str, mode: Forwarded) -> String {
         let mut buf = BytesMut::from(text);
@@ -320,7 +371,9 @@ mod tests {
     #[test]
     fn response_to_client() {
         let mut rbuf = BytesMut::from("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nKeep-Alive: timeout=5\r\nVia: 1.1 cdn\r\nX-App: 1\r\n\r\n");
-        let resp = parse_response(&mut rbuf, 8192, false).unwrap().unwrap();
+        let resp = parse_response(&mut rbuf, 8192, Asked::Other)
+            .unwrap()
+            .unwrap();
         let mut qbuf = BytesMut::from("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
         let old_client = parse_request(&mut qbuf, 8192).unwrap().unwrap();
         let mut out = Vec::new();
@@ -334,12 +387,69 @@ mod tests {
     }
 
     #[test]
+    fn framing_is_written_from_what_the_proxy_read() {
+        // named in Connection, listed twice, with leading zeros: one length, as read
+        let out = request(
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 005, 5\r\nConnection: content-length, host\r\n\r\n",
+            Forwarded::None,
+        );
+        assert_eq!(
+            out,
+            "POST / HTTP/1.1\r\nhost: a\r\nvia: 1.1 strata\r\ncontent-length: 5\r\n\r\n"
+        );
+        let out = request(
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+            Forwarded::None,
+        );
+        assert!(out.ends_with("content-length: 0\r\n\r\n"), "{out}");
+
+        let mut qbuf = BytesMut::from("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        let client = parse_request(&mut qbuf, 8192).unwrap().unwrap();
+        let respond = |text: &str| {
+            let mut rbuf = BytesMut::from(text);
+            let resp = parse_response(&mut rbuf, 8192, Asked::Other)
+                .unwrap()
+                .unwrap();
+            let mut out = Vec::new();
+            let (relay, keep) = response_head(&resp, &client.head, true, &mut out);
+            (String::from_utf8(out).unwrap(), relay, keep)
+        };
+        let (out, relay, keep) =
+            respond("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: content-length\r\n\r\n");
+        assert_eq!((relay, keep), (Relay::AsIs, true));
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\nvia: 1.1 strata\r\ncontent-length: 2\r\n\r\n"
+        );
+        // both: chunked wins and the length goes (RFC 9112 6.3)
+        let (out, relay, _) =
+            respond("HTTP/1.1 200 OK\r\nContent-Length: 9\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(relay, Relay::Chunked);
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\nvia: 1.1 strata\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+        // a 304 keeps the length of what it stands for; a 204 never has one
+        let (out, ..) = respond("HTTP/1.1 304 Not Modified\r\nContent-Length: 0012\r\n\r\n");
+        assert!(out.contains("content-length: 12\r\n"), "{out}");
+        let (out, ..) = respond("HTTP/1.1 204 No Content\r\nContent-Length: 3\r\n\r\n");
+        assert!(!out.contains("content-length"), "{out}");
+    }
+
+    #[test]
     fn absolute_targets() {
         assert_eq!(
             split_absolute(b"http://h:1/p?q"),
             (Some(&b"h:1"[..]), &b"/p?q"[..])
         );
-        assert_eq!(split_absolute(b"http://h?q"), (Some(&b"h"[..]), &b"/"[..]));
+        // found by fuzzing: the query of a target with an empty path was dropped
+        assert_eq!(split_absolute(b"http://h?q"), (Some(&b"h"[..]), &b"?q"[..]));
+        assert_eq!(split_absolute(b"http://h"), (Some(&b"h"[..]), &b"/"[..]));
+        let out = request(
+            "GET http://h?q=1 HTTP/1.1\r\nHost: h\r\n\r\n",
+            Forwarded::None,
+        );
+        assert!(out.starts_with("GET /?q=1 HTTP/1.1\r\n"), "{out}");
         assert_eq!(split_absolute(b"junk"), (None, &b"/"[..]));
     }
 }

@@ -13,13 +13,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::body::{BodyError, BodyReader};
 use super::client::Conn;
-use super::codec::{
-    chunk_header, parse_request, Framing, ParseError, RequestHead, ResponseHead, LAST_CHUNK,
-};
+use super::codec::{chunk_header, parse_request, Framing, RequestHead, ResponseHead, LAST_CHUNK};
 use super::rewrite::{local_response, request_head, response_head, Peer, Relay};
 use crate::buffers::{self, fill};
 use crate::deadline::Deadline;
-use crate::http::proxy::{answer_first, forward, key, record, Answer, BodySource, Outbound};
+use crate::http::proxy::{
+    allow_upgrade, answer_first, forward, key, record, refusal, Answer, BodySource, Outbound,
+};
 use crate::http::{HttpService, Site};
 use crate::relay::relay;
 use crate::socket::Arrival;
@@ -55,15 +55,13 @@ pub(crate) async fn serve<S>(
         deadline.set(tokio::time::Instant::now() + site.config.header_timeout);
         let req = loop {
             match parse_request(&mut buf, max_head) {
-                Ok(Some(req)) => break req,
+                Ok(Some(mut req)) => {
+                    allow_upgrade(&mut req, &site.config.upgrades);
+                    break req;
+                }
                 Ok(None) => {}
                 Err(e) => {
-                    let (status, text) = match e {
-                        ParseError::TooLarge(_) | ParseError::TooManyHeaders => {
-                            (431, "strata: request header fields too large\n")
-                        }
-                        ParseError::Malformed(_) => (400, "strata: bad request\n"),
-                    };
+                    let (status, text) = refusal(&e);
                     tracing::debug!(listener = %svc.name, %client, error = %e, "bad request head");
                     svc.stats.responses[3].inc();
                     let _ = io
@@ -200,8 +198,9 @@ where
 {
     let cfg = &site.config;
     let framing = req.head.framing;
-    // a body we don't read leaves the connection unusable for another request
-    let can_keep = framing == Framing::Empty && req.head.keep_alive;
+    // a body we don't read leaves the connection unusable for another request; so do the tunnel
+    // bytes that may follow a CONNECT
+    let can_keep = framing == Framing::Empty && req.head.keep_alive && req.method() != b"CONNECT";
     if let Some(local) = answer_first(svc, site, req) {
         let location = local.location.as_deref().map(|l| ("location", l));
         let extra: &[(&str, &str)] = location.as_slice();
@@ -246,7 +245,7 @@ where
     };
     let status = resp.status;
     let name = backend.name.as_str();
-    if status == 101 && req.head.upgrade {
+    if resp.head.upgrade {
         let next = upgrade(io, buf, conn, up_buf, &resp, req, cfg.idle_timeout).await;
         return (101, Some(name), next);
     }
@@ -365,7 +364,8 @@ where
     }
 }
 
-/// After a 101: the response goes to the client, then bytes flow both ways.
+/// After a 101, or a 2xx to CONNECT: the response goes to the client, then bytes flow both
+/// ways.
 async fn upgrade<S>(
     io: &mut S,
     buf: &mut BytesMut,

@@ -1,0 +1,243 @@
+//! Entry points for the cargo-fuzz targets in `fuzz/` (feature "fuzz"), also run by the unit
+//! tests on known attacks. Each checks a property, not just that nothing panics: the request
+//! and response paths are differential, checked against [`oracle`], a second parser written
+//! only for this.
+
+pub mod oracle;
+#[cfg(test)]
+mod tests;
+
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::http::h1::body::BodyReader;
+use crate::http::h1::codec::{
+    chunk_header, parse_request, parse_response, Asked, ChunkedDecoder, Framing, RequestHead,
+    LAST_CHUNK,
+};
+use crate::http::h1::rewrite::{request_head, response_head, Peer, Relay};
+use crate::http::proxy::allow_upgrade;
+
+/// A request as the proxy read it from the client.
+#[derive(Debug)]
+pub struct Reading {
+    pub method: Vec<u8>,
+    pub target: Vec<u8>,
+    pub body: Vec<u8>,
+}
+
+/// What the request path makes of a client's byte stream: the requests it reads and forwards,
+/// and the bytes that go to the backend connection, as `h1::server` and `proxy::send` write
+/// them (the head rewritten, the body re-framed).
+pub fn request_path(data: &[u8], mode: strata_config::Forwarded) -> (Vec<Reading>, Vec<u8>) {
+    let peer = Peer::new("192.0.2.1:1234".parse().expect("literal"), false);
+    let allowed = ["websocket".to_string()];
+    let mut buf = BytesMut::from(data);
+    let mut readings = Vec::new();
+    let mut wire = Vec::new();
+    // a request refused, answered by the proxy, cut short, or an upgrade ends the stream
+    while let Ok(Some(mut req)) = parse_request(&mut buf, 64 * 1024) {
+        allow_upgrade(&mut req, &allowed);
+        if req.method() == b"CONNECT" {
+            break; // answered 405 by the proxy
+        }
+        let mut out = Vec::new();
+        request_head(&req, mode, &peer, &mut out);
+        let Some(body) = body(req.head.framing, &mut buf, Some(&mut out)) else {
+            break; // the backend connection is dropped with the request incomplete
+        };
+        wire.extend_from_slice(&out);
+        readings.push(Reading {
+            method: req.method().to_vec(),
+            target: origin_form(&req),
+            body,
+        });
+        if !req.head.keep_alive || req.head.upgrade {
+            break;
+        }
+    }
+    (readings, wire)
+}
+
+/// The target as the backend should get it: origin-form.
+fn origin_form(req: &RequestHead) -> Vec<u8> {
+    let t = req.target();
+    if t.starts_with(b"/") || t == b"*" {
+        return t.to_vec();
+    }
+    let rest = &t[t.iter().position(|&b| b == b'/').map_or(t.len(), |i| i + 2)..];
+    match rest.iter().position(|&b| b == b'/' || b == b'?') {
+        Some(i) if rest[i] == b'/' => rest[i..].to_vec(),
+        Some(i) => [&b"/"[..], &rest[i..]].concat(),
+        None => b"/".to_vec(),
+    }
+}
+
+/// Reads a whole body off `buf` the way the proxy does (the peer has sent everything it will:
+/// a body cut short is `None`); with `rechunk`, writes it as the proxy sends it on.
+fn body(framing: Framing, buf: &mut BytesMut, rechunk: Option<&mut Vec<u8>>) -> Option<Vec<u8>> {
+    let mut reader = BodyReader::new(framing);
+    let mut io: &[u8] = &[];
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut data = Vec::new();
+    let mut pieces: Vec<Bytes> = Vec::new();
+    loop {
+        match reader.poll_next(&mut cx, &mut io, buf) {
+            Poll::Ready(Ok(Some(p))) => {
+                data.extend_from_slice(&p);
+                pieces.push(p);
+            }
+            Poll::Ready(Ok(None)) => break,
+            Poll::Ready(Err(_)) | Poll::Pending => return None,
+        }
+    }
+    if let Some(out) = rechunk {
+        for p in &pieces {
+            if framing == Framing::Chunked {
+                chunk_header(p.len(), out);
+                out.extend_from_slice(p);
+                out.extend_from_slice(b"\r\n");
+            } else {
+                out.extend_from_slice(p);
+            }
+        }
+        if framing == Framing::Chunked {
+            out.extend_from_slice(LAST_CHUNK);
+        }
+    }
+    Some(data)
+}
+
+/// Differential check of the request path: the bytes the proxy sends a backend, read by the
+/// oracle, are exactly the requests the proxy read, each with the same body, nothing left
+/// over, one Host, one framing header at most, and the proxy's own forwarding headers.
+pub fn request(data: &[u8]) {
+    use strata_config::Forwarded;
+    for mode in [Forwarded::XForwarded, Forwarded::Rfc7239, Forwarded::None] {
+        let (readings, wire) = request_path(data, mode);
+        let seen = oracle::requests(&wire).unwrap_or_else(|e| {
+            panic!(
+                "the backend can't read what the proxy sent: {e:?}\n{}",
+                String::from_utf8_lossy(&wire)
+            )
+        });
+        assert_eq!(
+            seen.len(),
+            readings.len(),
+            "the backend sees another number of requests\n{}",
+            String::from_utf8_lossy(&wire)
+        );
+        for (r, m) in readings.iter().zip(&seen) {
+            let line = [&r.method[..], b" ", &r.target, b" HTTP/1.1"].concat();
+            assert_eq!(m.start, line, "{}", String::from_utf8_lossy(&wire));
+            assert_eq!(m.body, r.body, "{}", String::from_utf8_lossy(&wire));
+            assert_eq!(m.values("host").count(), 1);
+            assert_eq!(m.values("via").count(), 1);
+            let framing =
+                m.values("content-length").count() + m.values("transfer-encoding").count();
+            assert!(framing <= 1, "{}", String::from_utf8_lossy(&wire));
+            match mode {
+                Forwarded::XForwarded => assert_eq!(m.values("x-forwarded-for").count(), 1),
+                Forwarded::Rfc7239 => assert_eq!(m.values("forwarded").count(), 1),
+                Forwarded::None => {}
+            }
+        }
+    }
+}
+
+/// Differential check of the response path. The first byte picks the request (GET or HEAD,
+/// from an HTTP/1.1 or HTTP/1.0 client); the rest is what the backend sends. What the client
+/// gets, read by the oracle, is one response with the body the proxy read and nothing after
+/// it, and a response the connection outlives is delimited by its own framing.
+pub fn response(data: &[u8]) {
+    let Some((&pick, backend)) = data.split_first() else {
+        return;
+    };
+    let head_request = pick & 1 == 1;
+    let request: &[u8] = match (head_request, pick & 2 == 2) {
+        (false, false) => b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        (true, false) => b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n",
+        (false, true) => b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        (true, true) => b"HEAD / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    };
+    let mut q = BytesMut::from(request);
+    let Ok(Some(client)) = parse_request(&mut q, 1024) else {
+        panic!("the fixed request does not parse");
+    };
+    let mut buf = BytesMut::from(backend);
+    let asked = if head_request {
+        Asked::Head
+    } else {
+        Asked::Other
+    };
+    // interim answers are dropped; a 101 to a request that did not ask is refused
+    let resp = loop {
+        match parse_response(&mut buf, 64 * 1024, asked) {
+            Ok(Some(r)) if r.head.upgrade => return,
+            Ok(Some(r)) if (100..200).contains(&r.status) => continue,
+            Ok(Some(r)) => break r,
+            _ => return,
+        }
+    };
+    let mut out = Vec::new();
+    let (relay, keep_alive) = response_head(&resp, &client.head, true, &mut out);
+    let body_bytes = buf.clone();
+    let Some(data) = body(resp.head.framing, &mut buf, None) else {
+        return; // cut short: the client connection closes mid-body
+    };
+    match relay {
+        Relay::Chunked => {
+            if !data.is_empty() {
+                chunk_header(data.len(), &mut out);
+                out.extend_from_slice(&data);
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(LAST_CHUNK);
+        }
+        Relay::AsIs | Relay::UntilClose => out.extend_from_slice(&data),
+    }
+    let text = || String::from_utf8_lossy(&out).into_owned();
+    let (seen, rest) = oracle::response(&out, head_request)
+        .unwrap_or_else(|e| panic!("the client can't read the response: {e:?}\n{}", text()));
+    assert_eq!(seen.body, data, "{}", text());
+    assert!(rest.is_empty(), "bytes after the response\n{}", text());
+    let closes = seen
+        .values("connection")
+        .any(|v| v.eq_ignore_ascii_case(b"close"));
+    if keep_alive {
+        assert!(!seen.until_close && !closes, "{}", text());
+    } else {
+        assert!(closes, "{}", text());
+    }
+    if resp.head.framing == Framing::Chunked {
+        chunked(&body_bytes);
+    }
+}
+
+/// Decoding a chunked body whole and a byte at a time agree on the data and on the verdict.
+pub fn chunked(data: &[u8]) {
+    let whole = decode(data, data.len().max(1));
+    let bytewise = decode(data, 1);
+    assert_eq!(whole, bytewise);
+}
+
+fn decode(data: &[u8], step: usize) -> (Vec<u8>, bool, bool) {
+    let mut d = ChunkedDecoder::default();
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    for piece in data.chunks(step) {
+        buf.extend_from_slice(piece);
+        loop {
+            match d.decode(&mut buf) {
+                Ok(Some(p)) => out.extend_from_slice(&p),
+                Ok(None) => break,
+                Err(_) => return (out, false, true),
+            }
+        }
+        if d.is_done() {
+            break;
+        }
+    }
+    (out, d.is_done(), false)
+}

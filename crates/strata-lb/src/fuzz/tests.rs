@@ -1,0 +1,67 @@
+//! The differential checks on the attacks that motivated them, and on shapes the fuzzer should
+//! keep finding harmless.
+
+use super::*;
+
+const ATTACKS: &[&[u8]] = &[
+    // Connection naming the framing header: the body must still be read as a body
+    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 56\r\nConnection: content-length\r\n\r\nPOST /CAPTURE HTTP/1.1\r\nHost: x\r\nContent-Length: 150\r\n\r\nGET /victim HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: transfer-encoding\r\n\r\n38\r\nPOST /CAPTURE HTTP/1.1\r\nHost: x\r\nContent-Length: 150\r\n\r\n\r\n0\r\n\r\nGET /victim HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nConnection: host\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 005\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\r\nGET /x HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX: y\r\nGET /x HTTP/1.1\r\n\r\n",
+    b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET http://user@evil/ HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+];
+
+#[test]
+fn attacks_reach_the_backend_as_the_proxy_read_them() {
+    for attack in ATTACKS {
+        request(attack);
+    }
+}
+
+#[test]
+fn a_length_named_in_connection_still_frames_the_body() {
+    let (readings, wire) = request_path(ATTACKS[0], strata_config::Forwarded::XForwarded);
+    let methods: Vec<&[u8]> = readings.iter().map(|r| &r.target[..]).collect();
+    assert_eq!(methods, [&b"/"[..], b"/victim"]);
+    assert_eq!(readings[0].body.len(), 56);
+    let text = String::from_utf8_lossy(&wire);
+    assert!(text.contains("content-length: 56\r\n"), "{text}");
+}
+
+#[test]
+fn an_upgrade_the_listener_does_not_allow_is_a_plain_request() {
+    let (readings, wire) = request_path(ATTACKS[6], strata_config::Forwarded::None);
+    assert_eq!(
+        readings.len(),
+        2,
+        "keep-alive carries on past a dropped upgrade"
+    );
+    let text = String::from_utf8_lossy(&wire).to_lowercase();
+    assert!(!text.contains("upgrade"), "{text}");
+}
+
+#[test]
+fn responses_reach_the_client_framed_by_the_proxy() {
+    let shapes: &[&[u8]] = &[
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: content-length\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 002, 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: transfer-encoding\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n\r\nuntil close",
+        b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+        b"HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    ];
+    for shape in shapes {
+        for pick in 0..4u8 {
+            let mut data = vec![pick];
+            data.extend_from_slice(shape);
+            response(&data);
+        }
+    }
+}
