@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
+use strata_upstream::BackendAction;
 
 use crate::access::Refusal;
 
@@ -21,14 +22,6 @@ pub trait AdminApi: Send + Sync + 'static {
         backend: &str,
         action: BackendAction,
     ) -> Result<serde_json::Value, String>;
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendAction {
-    /// Stop sending new requests; in-flight ones finish.
-    Drain,
-    /// Take requests again, ramping up over the slow-start time.
-    Restore,
 }
 
 /// Answers `req`; `metrics` renders the /metrics body. Whether a call that changes state may

@@ -20,8 +20,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::access::{allow, Refusal};
-use crate::metrics::{Gauge, MetricsWriter};
 use crate::routes::{refused, route, AdminApi};
+use strata_metrics::{Gauge, MetricsWriter};
 
 /// The admin listener's settings, swapped whole on reload, and its counters.
 pub struct AdminServer {

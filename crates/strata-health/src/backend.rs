@@ -5,24 +5,21 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use strata_admin::{Counter, Gauge, Histogram};
 use strata_config::Passive;
+use strata_metrics::{Counter, Gauge};
 
-use crate::clock::now_ms;
+use strata_net::now_ms;
 
 /// Traffic counters of one backend.
 #[derive(Debug, Default)]
 pub struct BackendStats {
     /// Requests (HTTP) or connections (TCP) sent to this backend.
     pub requests: Counter,
-    /// HTTP responses by status class: index 0 is 1xx, 4 is 5xx.
-    pub responses: [Counter; 5],
     /// Connect failures, timeouts and broken upstream connections.
     pub failures: Counter,
     /// Tries that went to this backend as a retry.
     pub retries: Counter,
     pub ejections: Counter,
-    pub latency: Histogram,
     /// Open client connections relayed to this backend (TCP) or in-flight requests (HTTP).
     pub open: Gauge,
 }

@@ -2,8 +2,7 @@
 
 mod backend;
 mod check;
-mod clock;
 
 pub use backend::{Backend, BackendStats, Group, InFlight, State};
 pub use check::spawn_checks;
-pub use clock::now_ms;
+pub use strata_net::now_ms;

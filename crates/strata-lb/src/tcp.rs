@@ -5,18 +5,18 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use serde_json::{json, Value};
-use strata_admin::{BackendAction, Counter, Gauge, MetricsWriter};
 use strata_config::TcpListener as TcpConfig;
+use strata_metrics::{Counter, Gauge, MetricsWriter};
 use strata_net::accept_loop;
+use strata_upstream::{
+    backend_action, backend_metrics, upstream_status, BackendAction, Key, Tries, Upstream,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::balance::Key;
-use crate::relay::relay;
-use crate::socket::{connect, UpstreamIo};
-use crate::status::{backend_metrics, upstream_status};
-use crate::upstream::{Tries, Upstream};
+use strata_net::relay;
+use strata_net::{connect, UpstreamIo};
 
 /// One `[[tcp]]` listener.
 pub struct TcpService {
@@ -135,7 +135,7 @@ impl TcpService {
     }
 
     pub fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, String> {
-        crate::status::backend_action(&self.site.load().upstream, backend, action)
+        backend_action(&self.site.load().upstream, backend, action)
     }
 }
 

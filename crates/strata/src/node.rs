@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde_json::json;
-use strata_admin::{AdminApi, AdminServer, BackendAction, MetricsWriter};
+use strata_admin::{AdminApi, AdminServer, BackendAction};
 use strata_config::{Admin, Config};
 use strata_lb::{HttpService, TcpService};
+use strata_metrics::MetricsWriter;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinHandle;

@@ -16,8 +16,9 @@ use crate::http::h1::codec::{
     chunk_header, parse_request, parse_response, Asked, ChunkedDecoder, Framing, RequestHead,
     LAST_CHUNK,
 };
-use crate::http::h1::rewrite::{request_head, response_head, Peer, Relay};
+use crate::http::h1::rewrite::{request_head, response_head, Relay};
 use crate::http::proxy::allow_upgrade;
+use crate::http::Peer;
 
 /// A request as the proxy read it from the client.
 #[derive(Debug)]

@@ -15,8 +15,8 @@ use tokio::time::Instant;
 use super::h1::body::{BodyError, BodyReader};
 use super::h1::client::Conn;
 use super::Site;
-use crate::buffers;
-use crate::deadline::Deadline;
+use strata_net::buffers;
+use strata_net::Deadline;
 
 pub(crate) enum RespBody {
     Local(Option<Bytes>),

@@ -14,10 +14,11 @@ use std::sync::Arc;
 use super::body::RespBody;
 use super::h1::body::{BodyError, BodyReader};
 use super::h1::codec::{parse_request, ParseError, RequestHead, Version};
-use super::h1::rewrite::{is_framing, is_hop, request_head, response_length, via_hop, Peer};
+use super::h1::rewrite::{is_framing, is_hop, request_head, response_length, via_hop};
 use super::proxy::{answer_first, forward, key, record, refusal, Answer, BodySource, Outbound};
+use super::Peer;
 use super::{HttpService, Site};
-use crate::deadline::Deadline;
+use strata_net::Deadline;
 
 /// Serves one HTTP/2 request.
 pub(crate) async fn handle(

@@ -11,7 +11,7 @@ use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::socket::{poll_recv, Arrival};
+use strata_net::{poll_recv, Arrival};
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -97,15 +97,6 @@ impl Arrival for ClientIo {
             return Poll::Ready(Ok(()));
         }
         self.stream.poll_read_ready(cx)
-    }
-}
-
-/// TLS can't tell: rustls may hold decrypted bytes that the socket no longer shows, so a TLS
-/// connection reads into a buffer straight away.
-impl<IO> Arrival for tokio_rustls::server::TlsStream<IO> {
-    const TELLS_ARRIVAL: bool = false;
-    fn poll_arrival(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
     }
 }
 

@@ -4,6 +4,7 @@ mod body;
 pub(crate) mod h1;
 mod h2;
 mod io;
+mod peer;
 pub(crate) mod proxy;
 mod server;
 mod tls;
@@ -14,16 +15,16 @@ use arc_swap::ArcSwap;
 use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::{json, Value};
-use strata_admin::{BackendAction, Counter, Gauge, Histogram, MetricsWriter};
 use strata_config::HttpListener;
+use strata_metrics::{Counter, Gauge, Histogram, MetricsWriter};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
+pub(crate) use peer::Peer;
 pub use server::serve;
 
-use crate::status::{backend_metrics, upstream_status};
-use crate::upstream::Upstream;
 use crate::LbError;
+use strata_upstream::{backend_action, backend_metrics, upstream_status, BackendAction, Upstream};
 
 /// One `[[http]]` listener: its live settings, swapped whole on reload, and its counters.
 pub struct HttpService {
@@ -35,11 +36,20 @@ pub struct HttpService {
 /// Everything a request needs from the config generation it started under.
 pub(crate) struct Site {
     pub(crate) config: HttpListener,
-    pub(crate) upstream: Upstream,
+    pub(crate) upstream: Upstream<BackendStats>,
     pub(crate) h1_pool: h1::client::Pool,
     pub(crate) tls: Option<TlsAcceptor>,
     pub(crate) conn_limit: Arc<Semaphore>,
     pub(crate) h2: http2::Builder<TokioExecutor>,
+}
+
+/// What the HTTP layer counts per backend, beside the set's own counters.
+#[derive(Debug, Default)]
+pub(crate) struct BackendStats {
+    /// Responses by status class: index 0 is 1xx, 4 is 5xx.
+    pub(crate) responses: [Counter; 5],
+    /// Time to the response headers.
+    pub(crate) latency: Histogram,
 }
 
 /// Counters of one listener.
@@ -181,6 +191,34 @@ impl HttpService {
             s.tls_failures.get(),
         );
         backend_metrics(w, "http", &self.name, &site.upstream);
+        for (b, stats) in site
+            .upstream
+            .group
+            .backends
+            .iter()
+            .zip(&site.upstream.extra)
+        {
+            let labels = [
+                ("layer", "http"),
+                ("listener", self.name.as_str()),
+                ("backend", b.name.as_str()),
+            ];
+            for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
+                let l = [labels[0], labels[1], labels[2], ("class", class)];
+                w.counter(
+                    "strata_backend_responses_total",
+                    "Responses from the backend by status class.",
+                    &l,
+                    stats.responses[i].get(),
+                );
+            }
+            w.histogram(
+                "strata_backend_response_seconds",
+                "Time to the backend's response headers.",
+                &labels,
+                &stats.latency,
+            );
+        }
     }
 
     pub fn status(&self) -> Value {
@@ -200,7 +238,7 @@ impl HttpService {
     }
 
     pub fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, String> {
-        crate::status::backend_action(&self.site.load().upstream, backend, action)
+        backend_action(&self.site.load().upstream, backend, action)
     }
 }
 

@@ -19,12 +19,11 @@ use super::h1::codec::{
     chunk_header, parse_response, Asked, Framing, ParseError, RequestHead, ResponseHead, Version,
     LAST_CHUNK,
 };
-use super::h1::server::{write_all_parts, Parts};
 use super::{HttpService, Site};
-use crate::balance::{hash_value, Key};
-use crate::buffers::fill;
-use crate::deadline::Deadline;
-use crate::upstream::Tries;
+use strata_net::buffers::fill;
+use strata_net::Deadline;
+use strata_net::{write_all_parts, Parts};
+use strata_upstream::{hash_value, Key, Tries};
 
 /// What went wrong on the way to a response, and so what the client is told.
 #[derive(Debug)]
@@ -414,8 +413,9 @@ pub(crate) async fn forward<'s>(
             }
         };
         let status = resp.status;
-        backend.stats.latency.observe(started.elapsed());
-        backend.stats.responses[(status / 100).clamp(1, 5) as usize - 1].inc();
+        let stats = &up.extra[index];
+        stats.latency.observe(started.elapsed());
+        stats.responses[(status / 100).clamp(1, 5) as usize - 1].inc();
         if status >= 500 {
             up.group.report_failure(backend, &format!("HTTP {status}"));
         } else {

@@ -13,8 +13,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::h1::rewrite::local_response;
-use super::h1::rewrite::Peer;
 use super::io::{sniff, ClientIo, Sniff};
+use super::Peer;
 use super::{h1, h2, HttpService, Site};
 
 /// Accepts on `listener` until `shutdown`, then lets open connections finish their requests

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
-use crate::socket::{connect, ConnectError, UpstreamIo};
+use strata_net::{connect, ConnectError, UpstreamIo};
 
 /// A connection to a backend.
 pub(crate) struct Conn {

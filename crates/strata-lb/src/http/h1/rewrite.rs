@@ -4,11 +4,12 @@
 //! written from the framing the proxy decided on, never copied from the other side.
 
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use strata_config::Forwarded;
 
 use super::codec::{Framing, Head, RequestHead, ResponseHead, Version};
+use crate::http::Peer;
 
 /// Headers that describe one connection only (RFC 9110 7.6.1), never forwarded.
 const HOP_BY_HOP: &[&[u8]] = &[
@@ -58,24 +59,6 @@ fn list_header(out: &mut Vec<u8>, name: &[u8], prior: &[&[u8]], hop: &[u8]) {
     }
     out.extend_from_slice(hop);
     out.extend_from_slice(b"\r\n");
-}
-
-/// The client connection a request came in on.
-pub(crate) struct Peer {
-    pub(crate) addr: SocketAddr,
-    /// The client's IP as text, made once per connection for the forwarding headers.
-    pub(crate) ip: String,
-    pub(crate) tls: bool,
-}
-
-impl Peer {
-    pub(crate) fn new(addr: SocketAddr, tls: bool) -> Self {
-        Peer {
-            addr,
-            ip: addr.ip().to_string(),
-            tls,
-        }
-    }
 }
 
 /// The request head for the backend, HTTP/1.1, into `out`.

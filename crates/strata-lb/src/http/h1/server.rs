@@ -2,7 +2,6 @@
 //! holds. Buffers exist only while a request is in progress, so an idle keep-alive connection
 //! costs little more than its socket.
 
-use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,15 +13,17 @@ use tokio_util::sync::CancellationToken;
 use super::body::{BodyError, BodyReader};
 use super::client::Conn;
 use super::codec::{chunk_header, parse_request, Framing, RequestHead, ResponseHead, LAST_CHUNK};
-use super::rewrite::{local_response, request_head, response_head, Peer, Relay};
-use crate::buffers::{self, fill};
-use crate::deadline::Deadline;
+use super::rewrite::{local_response, request_head, response_head, Relay};
 use crate::http::proxy::{
     allow_upgrade, answer_first, forward, key, record, refusal, Answer, BodySource, Outbound,
 };
+use crate::http::Peer;
 use crate::http::{HttpService, Site};
-use crate::relay::relay;
-use crate::socket::Arrival;
+use strata_net::buffers::{self, fill};
+use strata_net::relay;
+use strata_net::Arrival;
+use strata_net::Deadline;
+use strata_net::{write_all_parts, Parts};
 
 /// Whether the client connection carries on after an exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -407,44 +408,4 @@ async fn body_piece<R: AsyncRead + Unpin>(
         Ok(piece) => piece,
         Err(_) => Err(BodyError::quiet(idle)),
     }
-}
-
-/// The pieces of one write: at most a head, a chunk line, data, its CRLF and the last chunk.
-#[derive(Default)]
-pub(crate) struct Parts<'a> {
-    items: [&'a [u8]; 5],
-    len: usize,
-}
-
-impl<'a> Parts<'a> {
-    pub(crate) fn push(&mut self, part: &'a [u8]) {
-        if !part.is_empty() {
-            self.items[self.len] = part;
-            self.len += 1;
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
-/// Writes every part, in as few syscalls as the socket allows.
-pub(crate) async fn write_all_parts<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    parts: &Parts<'_>,
-) -> std::io::Result<()> {
-    let mut slices = [IoSlice::new(&[]); 5];
-    for (slice, part) in slices.iter_mut().zip(&parts.items[..parts.len]) {
-        *slice = IoSlice::new(part);
-    }
-    let mut rest = &mut slices[..parts.len];
-    while !rest.is_empty() {
-        let n = w.write_vectored(rest).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        IoSlice::advance_slices(&mut rest, n);
-    }
-    w.flush().await
 }

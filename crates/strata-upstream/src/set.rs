@@ -1,44 +1,54 @@
-//! The live side of one listener's backends: health state, balancer, retry budget, checkers.
+//! The live side of one listener's backends: health state, balancer, retry budget, checkers,
+//! and the tries of one request over them.
 
 use std::sync::Arc;
 
-use strata_admin::Counter;
 use strata_config as config;
 use strata_health::{spawn_checks, Backend, Group};
+use strata_metrics::Counter;
 use tokio_util::sync::CancellationToken;
 
 use crate::balance::{Balancer, Key};
 use crate::budget::RetryBudget;
 
-/// Backends of one listener and everything needed to choose among them.
+/// Backends of one listener and everything needed to choose among them. `X` is what the layer
+/// keeps per backend (its own statistics), one slot for each backend in `group`, carried over
+/// a reload with the backend.
 #[derive(Debug)]
-pub struct Upstream {
+pub struct Upstream<X = ()> {
     pub group: Group,
+    pub extra: Vec<Arc<X>>,
     pub config: config::Upstream,
     pub(crate) balancer: Balancer,
     pub(crate) budget: RetryBudget,
     checks: CancellationToken,
 }
 
-impl Upstream {
+impl<X: Default> Upstream<X> {
     /// Builds the upstream; backends that `previous` already had (same address and weight) are
-    /// carried over with their health, drain state and counters, so a reload forgets nothing.
-    pub fn new(config: &config::Upstream, previous: Option<&Upstream>) -> Self {
-        let backends = config
+    /// carried over with their health, drain state, counters and `extra`, so a reload forgets
+    /// nothing.
+    pub fn new(config: &config::Upstream, previous: Option<&Upstream<X>>) -> Self {
+        let (backends, extra) = config
             .backends
             .iter()
             .map(|spec| {
-                previous
-                    .and_then(|p| {
-                        p.group
-                            .backends
-                            .iter()
-                            .find(|b| b.addr == spec.addr && b.weight == spec.weight)
-                    })
-                    .cloned()
-                    .unwrap_or_else(|| Arc::new(Backend::new(spec.addr, spec.weight)))
+                let kept = previous.and_then(|p| {
+                    let i = p
+                        .group
+                        .backends
+                        .iter()
+                        .position(|b| b.addr == spec.addr && b.weight == spec.weight)?;
+                    Some((p.group.backends[i].clone(), p.extra[i].clone()))
+                });
+                kept.unwrap_or_else(|| {
+                    (
+                        Arc::new(Backend::new(spec.addr, spec.weight)),
+                        Arc::new(X::default()),
+                    )
+                })
             })
-            .collect();
+            .unzip();
         let group = Group {
             backends,
             passive: config.passive.clone(),
@@ -47,11 +57,14 @@ impl Upstream {
             balancer: Balancer::new(&config.balance, &group, config.slow_start),
             budget: RetryBudget::new(config.retry_budget),
             group,
+            extra,
             config: config.clone(),
             checks: CancellationToken::new(),
         }
     }
+}
 
+impl<X> Upstream<X> {
     /// Starts the active health checks, if configured; `owner` names the listener in logs.
     pub fn start_checks(&self, owner: &str) {
         if let Some(check) = &self.config.health {
@@ -64,7 +77,7 @@ impl Upstream {
         self.checks.cancel();
     }
 
-    pub(crate) fn pick(&self, key: &Key, tried: &[usize]) -> Option<usize> {
+    fn pick(&self, key: &Key, tried: &[usize]) -> Option<usize> {
         self.balancer.pick(&self.group, key, tried)
     }
 
@@ -83,16 +96,16 @@ const MAX_STALE: u32 = 4;
 
 /// The tries of one request or connection: a backend for each, not one tried already while
 /// another is up, within the retry count and the retry budget.
-pub(crate) struct Tries<'a> {
-    up: &'a Upstream,
+pub struct Tries<'a, X = ()> {
+    up: &'a Upstream<X>,
     key: Key,
     tried: Vec<usize>,
     attempt: u32,
     stale: u32,
 }
 
-impl<'a> Tries<'a> {
-    pub(crate) fn new(up: &'a Upstream, key: Key) -> Self {
+impl<'a, X> Tries<'a, X> {
+    pub fn new(up: &'a Upstream<X>, key: Key) -> Self {
         up.budget.deposit();
         Tries {
             up,
@@ -104,22 +117,24 @@ impl<'a> Tries<'a> {
     }
 
     /// The next backend, or `None` when the retries, the budget or the backends are used up.
-    /// `retries` counts the listener's retries.
-    pub(crate) fn next(&mut self, retries: &Counter) -> Option<(usize, &'a Arc<Backend>)> {
+    /// `retries` counts the listener's retries. A retry spends a budget token and is counted
+    /// only once there is a backend to send it to.
+    pub fn next(&mut self, retries: &Counter) -> Option<(usize, &'a Arc<Backend>)> {
         if self.attempt > self.up.config.retries {
             return None;
         }
-        self.attempt += 1;
-        if self.attempt > 1 {
+        let index = self.up.pick(&self.key, &self.tried)?;
+        let retry = self.attempt > 0;
+        if retry {
             if !self.up.budget.withdraw() {
                 return None;
             }
             retries.inc();
         }
-        let index = self.up.pick(&self.key, &self.tried)?;
+        self.attempt += 1;
         self.tried.push(index);
         let backend = &self.up.group.backends[index];
-        if self.attempt > 1 {
+        if retry {
             backend.stats.retries.inc();
         }
         backend.stats.requests.inc();
@@ -128,7 +143,7 @@ impl<'a> Tries<'a> {
 
     /// The last try met a pooled connection the backend had closed: it does not count, unless
     /// that keeps happening. False when it counts.
-    pub(crate) fn stale(&mut self) -> bool {
+    pub fn stale(&mut self) -> bool {
         if self.stale >= MAX_STALE {
             return false;
         }
@@ -139,20 +154,20 @@ impl<'a> Tries<'a> {
     }
 
     /// The backend of the last try, for the records.
-    pub(crate) fn last(&self) -> Option<&'a Arc<Backend>> {
+    pub fn last(&self) -> Option<&'a Arc<Backend>> {
         self.tried.last().map(|&i| &self.up.group.backends[i])
     }
 }
 
-impl Upstream {
+impl<X> Upstream<X> {
     /// Records a failure of `backend` that counts against it (passive checking).
-    pub(crate) fn failed(&self, backend: &Backend, why: &str) {
+    pub fn failed(&self, backend: &Backend, why: &str) {
         backend.stats.failures.inc();
         self.group.report_failure(backend, why);
     }
 }
 
-impl Drop for Upstream {
+impl<X> Drop for Upstream<X> {
     fn drop(&mut self) {
         self.checks.cancel();
     }

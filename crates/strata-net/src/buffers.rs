@@ -13,7 +13,7 @@ use tokio::io::AsyncRead;
 use crate::socket::Arrival;
 
 /// The size a buffer starts at; heads and bodies that need more make it grow.
-pub(crate) const BUFFER: usize = 4096;
+pub const BUFFER: usize = 4096;
 /// Buffers kept per thread; more are freed.
 const KEEP: usize = 256;
 
@@ -22,14 +22,14 @@ thread_local! {
 }
 
 /// An empty buffer with room for at least [`BUFFER`] bytes.
-pub(crate) fn take() -> BytesMut {
+pub fn take() -> BytesMut {
     FREE.with(|f| f.borrow_mut().pop())
         .unwrap_or_else(|| BytesMut::with_capacity(BUFFER))
 }
 
 /// Returns a buffer whose contents are no longer needed. Its memory is reused only when no
 /// `Bytes` split off it is still alive (else `reserve` would have to allocate anyway).
-pub(crate) fn give(mut buf: BytesMut) {
+pub fn give(mut buf: BytesMut) {
     buf.clear();
     // reclaims the whole allocation when this is its only owner; never allocates here
     if !buf.try_reclaim(BUFFER) || buf.capacity() > 4 * BUFFER {
@@ -45,7 +45,7 @@ pub(crate) fn give(mut buf: BytesMut) {
 
 /// Reads more of a message into `buf`. A buffer that holds nothing and owns no memory (a
 /// connection between messages) gets some only once bytes arrived, so waiting costs none.
-pub(crate) async fn fill<S: AsyncRead + Arrival + Unpin>(
+pub async fn fill<S: AsyncRead + Arrival + Unpin>(
     io: &mut S,
     buf: &mut BytesMut,
 ) -> std::io::Result<usize> {
@@ -53,7 +53,7 @@ pub(crate) async fn fill<S: AsyncRead + Arrival + Unpin>(
 }
 
 /// [`fill`], polled.
-pub(crate) fn poll_fill<S: AsyncRead + Arrival + Unpin>(
+pub fn poll_fill<S: AsyncRead + Arrival + Unpin>(
     io: &mut S,
     cx: &mut Context<'_>,
     buf: &mut BytesMut,

@@ -1,13 +1,22 @@
-//! /status JSON and the drain/restore admin actions for the business layer.
+//! A backend set's /status JSON and metrics, and the drain/restore admin actions.
 
 use serde_json::{json, Value};
-use strata_admin::{BackendAction, MetricsWriter};
 use strata_config::Balance;
 use strata_health::Backend;
+use strata_metrics::MetricsWriter;
 
-use crate::upstream::Upstream;
+use crate::set::Upstream;
 
-pub(crate) fn balance_name(b: &Balance) -> String {
+/// What the admin API can do to one backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendAction {
+    /// Stop sending new requests; in-flight ones finish.
+    Drain,
+    /// Take requests again, ramping up over the slow-start time.
+    Restore,
+}
+
+pub fn balance_name(b: &Balance) -> String {
     match b {
         Balance::RoundRobin => "round_robin".into(),
         Balance::LeastConn => "least_conn".into(),
@@ -18,7 +27,7 @@ pub(crate) fn balance_name(b: &Balance) -> String {
     }
 }
 
-pub(crate) fn upstream_status(up: &Upstream) -> Value {
+pub fn upstream_status<X>(up: &Upstream<X>) -> Value {
     let backends: Vec<Value> = up
         .group
         .backends
@@ -46,7 +55,7 @@ fn backend_status(b: &Backend) -> Value {
 }
 
 /// Per-backend metrics, labelled with the layer and listener.
-pub(crate) fn backend_metrics(w: &mut MetricsWriter, layer: &str, listener: &str, up: &Upstream) {
+pub fn backend_metrics<X>(w: &mut MetricsWriter, layer: &str, listener: &str, up: &Upstream<X>) {
     for b in &up.group.backends {
         let labels = [
             ("layer", layer),
@@ -109,34 +118,12 @@ pub(crate) fn backend_metrics(w: &mut MetricsWriter, layer: &str, listener: &str
                 v,
             );
         }
-        if layer == "http" {
-            for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
-                let l = [
-                    ("layer", layer),
-                    ("listener", listener),
-                    ("backend", b.name.as_str()),
-                    ("class", class),
-                ];
-                w.counter(
-                    "strata_backend_responses_total",
-                    "Responses from the backend by status class.",
-                    &l,
-                    s.responses[i].get(),
-                );
-            }
-            w.histogram(
-                "strata_backend_response_seconds",
-                "Time to the backend's response headers.",
-                &labels,
-                &s.latency,
-            );
-        }
     }
 }
 
 /// Drains or restores `backend` in `up`.
-pub fn backend_action(
-    up: &Upstream,
+pub fn backend_action<X>(
+    up: &Upstream<X>,
     backend: &str,
     action: BackendAction,
 ) -> Result<Value, String> {

@@ -21,10 +21,10 @@ pub(crate) struct Balancer {
 }
 
 /// What a request offers for the balancer to hash on.
-pub(crate) struct Key {
-    pub(crate) client: IpAddr,
+pub struct Key {
+    pub client: IpAddr,
     /// The header or cookie value, for `balance = "hash"`.
-    pub(crate) value: Option<u32>,
+    pub value: Option<u32>,
 }
 
 impl Balancer {
@@ -170,7 +170,7 @@ fn random(n: usize) -> usize {
 /// Hashes a header or cookie value (or a client address) onto the ring. Full 64-bit FNV-1a
 /// with a finaliser: twemproxy's 32-bit `fnv1a_64` clusters short, similar keys such as
 /// "user-1", "user-2", and HTTP affinity needs no compatibility with it.
-pub(crate) fn hash_value(value: &[u8]) -> u32 {
+pub fn hash_value(value: &[u8]) -> u32 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in value {
         h ^= b as u64;

@@ -18,7 +18,7 @@ use crate::socket::Arrival;
 
 /// Copies `a` <-> `b` until both sides close, either fails, or nothing moves for `idle`.
 /// Returns the bytes sent a -> b and b -> a.
-pub(crate) async fn relay<A, B>(mut a: A, mut b: B, idle: Duration) -> io::Result<(u64, u64)>
+pub async fn relay<A, B>(mut a: A, mut b: B, idle: Duration) -> io::Result<(u64, u64)>
 where
     A: AsyncRead + AsyncWrite + Arrival + Unpin,
     B: AsyncRead + AsyncWrite + Arrival + Unpin,

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Reads what is queued on `stream` into `buf`; returns how many bytes (0 at end of stream).
-pub(crate) fn poll_recv(
+pub fn poll_recv(
     stream: &TcpStream,
     cx: &mut Context<'_>,
     buf: &mut ReadBuf<'_>,
@@ -48,7 +48,7 @@ pub(crate) fn poll_recv(
 
 /// Why no connection to a backend could be had.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ConnectError {
+pub enum ConnectError {
     #[error("connect to {addr}: {source}")]
     Io {
         addr: std::net::SocketAddr,
@@ -62,7 +62,7 @@ pub(crate) enum ConnectError {
 }
 
 /// Connects to a backend within `timeout`, with Nagle off.
-pub(crate) async fn connect(
+pub async fn connect(
     addr: std::net::SocketAddr,
     timeout: std::time::Duration,
 ) -> Result<TcpStream, ConnectError> {
@@ -79,7 +79,7 @@ pub(crate) async fn connect(
 /// A stream that can tell that bytes arrived without reading them, so a connection waiting
 /// for its next message holds no read buffer: one is taken only when there is something to
 /// read into it.
-pub(crate) trait Arrival {
+pub trait Arrival {
     /// False for a stream that cannot tell: it reads into a buffer straight away.
     const TELLS_ARRIVAL: bool = true;
     /// Ready once a read might not wait: bytes arrived, or readiness is stale and the next
@@ -94,9 +94,18 @@ impl<T: Arrival + ?Sized> Arrival for &mut T {
     }
 }
 
+/// TLS can't tell: rustls may hold decrypted bytes that the socket no longer shows, so a TLS
+/// connection reads into a buffer straight away.
+impl<IO> Arrival for tokio_rustls::server::TlsStream<IO> {
+    const TELLS_ARRIVAL: bool = false;
+    fn poll_arrival(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
 /// A TCP connection (to a backend, or a client's in the TCP layer): reads with [`poll_recv`],
 /// writes straight to the socket.
-pub(crate) struct UpstreamIo(pub(crate) TcpStream);
+pub struct UpstreamIo(pub TcpStream);
 
 impl AsyncRead for UpstreamIo {
     fn poll_read(

@@ -9,13 +9,13 @@ use std::task::{ready, Context, Poll};
 
 use tokio::time::{sleep_until, Instant, Sleep};
 
-pub(crate) struct Deadline {
+pub struct Deadline {
     sleep: Pin<Box<Sleep>>,
     at: Instant,
 }
 
 impl Deadline {
-    pub(crate) fn new(at: Instant) -> Self {
+    pub fn new(at: Instant) -> Self {
         Deadline {
             sleep: Box::pin(sleep_until(at)),
             at,
@@ -23,7 +23,7 @@ impl Deadline {
     }
 
     /// Moves the deadline; only moving it earlier than the armed timer re-arms it.
-    pub(crate) fn set(&mut self, at: Instant) {
+    pub fn set(&mut self, at: Instant) {
         self.at = at;
         if at < self.sleep.deadline() {
             self.sleep.as_mut().reset(at);
@@ -31,11 +31,11 @@ impl Deadline {
     }
 
     /// Resolves once the deadline has passed.
-    pub(crate) fn expired(&mut self) -> impl Future<Output = ()> + '_ {
+    pub fn expired(&mut self) -> impl Future<Output = ()> + '_ {
         poll_fn(|cx| self.poll_expired(cx))
     }
 
-    pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    pub fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             ready!(self.sleep.as_mut().poll(cx));
             // the timer went off at its own deadline: past ours too unless ours moved later

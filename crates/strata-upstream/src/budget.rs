@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
-use strata_health::now_ms;
+use strata_net::now_ms;
 
 /// Tokens are in thousandths of a retry.
 const ONE: i64 = 1000;

@@ -1,0 +1,13 @@
+//! A set of backends that a layer balances over: their health state, the balancer, the tries of
+//! one request with the retry budget, and the set's status and metrics. Nothing here knows a
+//! protocol: a layer hands the balancer a [`Key`] and keeps its own per-backend statistics in
+//! the set's `extra` slots.
+
+mod balance;
+mod budget;
+mod set;
+mod status;
+
+pub use balance::{hash_value, Key};
+pub use set::{Tries, Upstream};
+pub use status::{backend_action, backend_metrics, balance_name, upstream_status, BackendAction};
