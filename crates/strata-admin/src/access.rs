@@ -65,6 +65,18 @@ impl Refusal {
 /// a page should not even get to try). The Host is not checked: a token can't be rebound, and
 /// operators may name the server by DNS. Without a token, the listener must be on loopback,
 /// the request same-origin, and the Host an IP address or `localhost`.
+/// Whether a read (GET) may be answered. With a token, reads are open to whoever reaches the
+/// listener. Without one the listener is loopback-only, and a Host that is not an IP address or
+/// `localhost` is refused for reads too: a page on a rebound DNS name could otherwise read
+/// `/status` (backend addresses, states and reasons) through the operator's browser.
+pub(crate) fn allow_read(headers: &HeaderMap, token: Option<&str>) -> Result<(), Refusal> {
+    let host = single(headers, HOST)?;
+    match (token, host) {
+        (None, Some(host)) if !names_this_machine(host) => Err(Refusal::ForeignHost(host.into())),
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn allow(
     headers: &HeaderMap,
     token: Option<&str>,

@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::access::{allow, Refusal};
+use crate::access::{allow, allow_read, Refusal};
 use crate::routes::{refused, route, AdminApi};
 use strata_metrics::{Gauge, MetricsWriter};
 
@@ -107,13 +107,16 @@ impl AdminServer {
     }
 
     fn respond(&self, req: Request<Incoming>, local: SocketAddr) -> Response<Full<Bytes>> {
+        let site = self.site.load();
+        let token = site.config.token.as_ref().map(|t| t.secret());
         // anything but a read may change state, now or in a later version
-        if req.method() != Method::GET {
-            let site = self.site.load();
-            let token = site.config.token.as_ref().map(|t| t.secret());
-            if let Err(why) = allow(req.headers(), token, local) {
-                return self.refuse(&why);
-            }
+        let allowed = if req.method() == Method::GET {
+            allow_read(req.headers(), token)
+        } else {
+            allow(req.headers(), token, local)
+        };
+        if let Err(why) = allowed {
+            return self.refuse(&why);
         }
         route(&*self.api, &req, || self.api.metrics() + &self.metrics())
     }

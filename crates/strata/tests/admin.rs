@@ -151,6 +151,31 @@ async fn a_dns_name_as_host_is_refused_and_an_address_or_localhost_is_served() {
 }
 
 #[tokio::test]
+async fn without_a_token_a_rebound_name_cannot_read_status_either() {
+    let backend = Backend::start("a").await;
+    let strata = start(&backend, "");
+    let read = |host: &'static str| {
+        let addr = strata.addr("admin");
+        async move {
+            let req = Request::get("/status")
+                .header("host", host)
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            Client::connect(addr).await.request(req).await.unwrap()
+        }
+    };
+    // a page on a name its owner re-pointed at 127.0.0.1 would read backend addresses
+    let reply = read("rebind.evil.example").await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert!(
+        !reply.body.contains(&backend.addr.to_string()),
+        "{}",
+        reply.body
+    );
+    assert_eq!(read("localhost").await.status, 200);
+}
+
+#[tokio::test]
 async fn with_a_token_file_a_post_needs_the_token() {
     let a = Backend::start("a").await;
     let strata = start_with_token(&a, "");

@@ -397,3 +397,89 @@ async fn connect_tunnels_only_where_the_listener_allows_it() {
     );
     assert!(seen.contains("x-forwarded-for: 127.0.0.1\r\n"), "{seen}");
 }
+
+#[tokio::test]
+async fn a_connect_body_never_reaches_a_backend_and_a_refused_connect_closes() {
+    let backend = Recorder::start().await;
+    let strata = Strata::start(&config(&backend, "allow_connect = true\n"));
+    // a body on CONNECT would be read by the backend as the next request
+    let mut attack =
+        b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nContent-Length: 66\r\n\r\n".to_vec();
+    attack.extend_from_slice(
+        b"POST /admin/delete HTTP/1.1\r\nHost: internal\r\nContent-Length: 0\r\n\r\n",
+    );
+    let out = raw_exchange(strata.addr("http:web"), &attack, LIMIT).await;
+    assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
+    assert!(backend.received().is_empty(), "{:?}", backend.received());
+    // a CONNECT the backend refuses: the answer, then the connection closes, so what the
+    // client meant for the tunnel is never read as requests
+    let out = raw_exchange(
+        strata.addr("http:web"),
+        b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\nGET /tunnelled HTTP/1.1\r\nHost: a\r\n\r\n",
+        LIMIT,
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{out}");
+    assert!(out.ends_with("\r\n\r\nno"), "exactly one answer: {out}");
+    assert_eq!(lines(&backend.requests()), ["CONNECT a:443 HTTP/1.1"]);
+}
+
+#[tokio::test]
+async fn a_backend_cannot_switch_protocols_unasked_or_to_another_protocol() {
+    let backend = Recorder::start().await;
+    let strata = Strata::start(&config(&backend, ""));
+    for request in [
+        &b"GET /resp/h2c HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"[..],
+        b"GET /resp/h2c HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+    ] {
+        let out = raw_exchange(strata.addr("http:web"), request, LIMIT).await;
+        assert!(out.starts_with("HTTP/1.1 502 "), "{out}");
+        assert!(!out.to_lowercase().contains("upgrade"), "{out}");
+    }
+}
+
+#[tokio::test]
+async fn head_and_304_answers_have_no_body_and_the_connection_stays_in_step() {
+    let backend = Recorder::start().await;
+    let strata = Strata::start(&config(&backend, ""));
+    let out = raw_exchange(
+        strata.addr("http:web"),
+        b"HEAD /resp/conn-cl HTTP/1.1\r\nHost: a\r\n\r\nGET /resp/304 HTTP/1.1\r\nHost: a\r\n\r\nGET /last HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        LIMIT,
+    )
+    .await;
+    let answers: Vec<&str> = out.split("HTTP/1.1 ").skip(1).collect();
+    assert_eq!(answers.len(), 3, "{out}");
+    assert!(
+        answers[0].starts_with("200")
+            && answers[0].to_lowercase().contains("content-length: 2\r\n"),
+        "{out}"
+    );
+    assert!(answers[0].ends_with("\r\n\r\n"), "HEAD: no body: {out}");
+    assert!(
+        answers[1].starts_with("304")
+            && answers[1].to_lowercase().contains("content-length: 10\r\n"),
+        "{out}"
+    );
+    assert!(answers[1].ends_with("\r\n\r\n"), "304: no body: {out}");
+    assert!(answers[2].ends_with("GET /last"), "{out}");
+}
+
+#[tokio::test]
+async fn names_that_shadow_the_proxys_headers_are_dropped() {
+    let backend = Recorder::start().await;
+    let strata = Strata::start(&config(&backend, ""));
+    let out = raw_exchange(
+        strata.addr("http:web"),
+        b"GET / HTTP/1.1\r\nHost: a\r\nX_Forwarded_For: 10.9.9.9\r\nContent_Length: 5\r\nForwarded: for=10.9.9.9\r\nConnection: close\r\n\r\n",
+        LIMIT,
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let text = String::from_utf8_lossy(&backend.received()[0]).to_string();
+    assert!(
+        !text.contains("10.9.9.9") && !text.contains("Content_Length"),
+        "{text}"
+    );
+    assert_forwarded_by_strata(&backend.requests());
+}

@@ -184,3 +184,19 @@ fn secrets_compare_whole() {
     assert!(!same_secret(b"abcdef", b""));
     assert!(!same_secret(b"", b""));
 }
+
+#[test]
+fn without_a_token_a_rebound_name_cannot_read_either() {
+    let rebound = headers(&[("host", "rebind.evil.example:9900")]);
+    assert_eq!(
+        allow_read(&rebound, None),
+        Err(Refusal::ForeignHost("rebind.evil.example:9900".into()))
+    );
+    assert_eq!(
+        allow_read(&headers(&[("host", "127.0.0.1:9900")]), None),
+        Ok(())
+    );
+    assert_eq!(allow_read(&headers(&[]), None), Ok(()));
+    // with a token, reads stay open to names (operators reach the listener by DNS name)
+    assert_eq!(allow_read(&rebound, Some(TOKEN)), Ok(()));
+}

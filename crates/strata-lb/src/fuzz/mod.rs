@@ -159,8 +159,8 @@ pub fn response(data: &[u8]) {
     let request: &[u8] = match (head_request, pick & 2 == 2) {
         (false, false) => b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
         (true, false) => b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n",
-        (false, true) => b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
-        (true, true) => b"HEAD / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        (false, true) => b"GET / HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",
+        (true, true) => b"HEAD / HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",
     };
     let mut q = BytesMut::from(request);
     let Ok(Some(client)) = parse_request(&mut q, 1024) else {

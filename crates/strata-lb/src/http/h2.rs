@@ -69,13 +69,13 @@ fn h1_head(parts: &http::request::Parts, has_body: bool) -> Result<BytesMut, Par
     let mut out = BytesMut::with_capacity(512);
     out.put_slice(parts.method.as_str().as_bytes());
     out.put_u8(b' ');
-    out.put_slice(
-        parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .as_bytes(),
-    );
+    let target = if parts.method == http::Method::CONNECT {
+        // authority-form, so that the request gets the 405 every listener gives it over HTTP/2
+        parts.uri.authority().map_or("", |a| a.as_str())
+    } else {
+        parts.uri.path_and_query().map_or("/", |p| p.as_str())
+    };
+    out.put_slice(target.as_bytes());
     out.put_slice(b" HTTP/1.1\r\n");
     let field = |out: &mut BytesMut, name: &[u8], value: &[u8]| {
         out.put_slice(name);

@@ -48,19 +48,28 @@ impl Failure {
         }
     }
 
-    /// The body of the response, one line.
+    /// The body of the response, one line: the listener and the kind of failure, never a
+    /// backend's address or an OS error (those go to the log and to `/status`).
     pub(crate) fn text(&self, listener: &str) -> String {
+        let what = match self {
+            Failure::NoBackend => "no healthy backend",
+            Failure::Connect(_) => "could not connect to a backend",
+            Failure::Timeout => "the backend did not answer in time",
+            Failure::Upstream(_) => "the backend failed before answering",
+            Failure::BodyTooLarge => "request body is larger than max_body_size",
+            Failure::ClientBody => "unreadable request body",
+        };
         match self {
-            Failure::NoBackend => {
-                format!("strata: no healthy backend for listener \"{listener}\"\n")
-            }
-            Failure::Connect(why) => format!("strata: could not connect to a backend: {why}\n"),
-            Failure::Timeout => "strata: the backend did not answer in time\n".to_string(),
-            Failure::Upstream(why) => format!("strata: the backend failed: {why}\n"),
-            Failure::BodyTooLarge => {
-                "strata: request body is larger than max_body_size\n".to_string()
-            }
-            Failure::ClientBody => "strata: unreadable request body\n".to_string(),
+            Failure::NoBackend => format!("strata: {what} for listener \"{listener}\"\n"),
+            _ => format!("strata: listener \"{listener}\": {what}\n"),
+        }
+    }
+
+    /// What went wrong in detail, for the log.
+    pub(crate) fn detail(&self) -> Option<&str> {
+        match self {
+            Failure::Connect(why) | Failure::Upstream(why) => Some(why),
+            _ => None,
         }
     }
 }
@@ -98,10 +107,10 @@ pub(crate) fn answer_first(svc: &HttpService, site: &Site, req: &RequestHead) ->
     }
     if cfg.redirect_https {
         let host = req
-            .head
-            .get("host")
+            .authority()
+            .or_else(|| req.head.get("host"))
             .map(|h| String::from_utf8_lossy(h).into_owned())
-            .unwrap_or_else(|| "localhost".into());
+            .unwrap_or_default();
         // drop a port; a bracketed IPv6 address keeps its colons
         let host = match host.rsplit_once(':') {
             Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.is_empty() => h,
@@ -111,8 +120,13 @@ pub(crate) fn answer_first(svc: &HttpService, site: &Site, req: &RequestHead) ->
             status: 301,
             text: "strata: this site is served over https\n".into(),
             location: Some(format!(
-                "https://{host}{}",
-                String::from_utf8_lossy(req.target())
+                "https://{host}{}{}",
+                if req.origin().starts_with(b"/") {
+                    ""
+                } else {
+                    "/"
+                },
+                String::from_utf8_lossy(req.origin())
             )),
         });
     }
@@ -132,9 +146,15 @@ pub(crate) fn answer_first(svc: &HttpService, site: &Site, req: &RequestHead) ->
 /// Keeps an upgrade only when the listener allows the protocol asked for (its name before any
 /// `/version`, one protocol only); otherwise the request goes on as a plain request, its
 /// Upgrade header dropped like every hop-by-hop header. `h2c` is never allowed: a tunnelled
-/// HTTP/2 connection would carry requests the proxy never sees.
+/// HTTP/2 connection would carry requests the proxy never sees. Nor is an upgrade of a request
+/// with a body.
 pub(crate) fn allow_upgrade(req: &mut RequestHead, allowed: &[String]) {
     if !req.head.upgrade {
+        return;
+    }
+    // a body before the switch would reach the backend as the first bytes of the new protocol
+    if req.head.framing != Framing::Empty {
+        req.head.upgrade = false;
         return;
     }
     let asked = req.head.get("upgrade").unwrap_or(b"").trim_ascii();
@@ -209,8 +229,9 @@ pub(crate) struct Outbound<'x, B> {
     replayable: bool,
     /// What the request was, as far as reading the answer goes.
     asked: Asked,
-    /// An upgrade the listener allows, or a CONNECT: only then may the answer open a tunnel.
-    tunnel: bool,
+    /// An upgrade the listener allows (the protocol asked for), or a CONNECT (empty): only then
+    /// may the answer open a tunnel.
+    tunnel: Option<&'x [u8]>,
     /// `max_body_size`.
     limit: u64,
     /// `idle_timeout`, the longest pause in the middle of the body.
@@ -219,7 +240,7 @@ pub(crate) struct Outbound<'x, B> {
 
 impl<'x, B: BodySource> Outbound<'x, B> {
     /// `req` with `head`, its head as rewritten for the backends, and its body.
-    pub(crate) fn new(req: &RequestHead, head: &'x [u8], body: B, cfg: &HttpListener) -> Self {
+    pub(crate) fn new(req: &'x RequestHead, head: &'x [u8], body: B, cfg: &HttpListener) -> Self {
         let method = Method::from_bytes(req.method()).unwrap_or(Method::POST);
         let framing = req.head.framing;
         Outbound {
@@ -232,7 +253,13 @@ impl<'x, B: BodySource> Outbound<'x, B> {
                 Method::CONNECT => Asked::Connect,
                 _ => Asked::Other,
             },
-            tunnel: req.head.upgrade || method == Method::CONNECT,
+            tunnel: if req.head.upgrade {
+                req.head.get("upgrade").map(<[u8]>::trim_ascii)
+            } else if method == Method::CONNECT {
+                Some(b"")
+            } else {
+                None
+            },
             limit: cfg.max_body_size,
             idle: cfg.idle_timeout,
         }
@@ -273,6 +300,15 @@ async fn send<B: BodySource>(conn: &mut Conn, req: &mut Outbound<'_, B>) -> Resu
             }
         }
         let done = req.body.is_done() || (!first && piece.is_none());
+        // the head promised this many bytes: never more, and not fewer at the end (HTTP/2
+        // bodies are checked by their framing too; this does not rely on it)
+        if let Framing::Length(n) = req.framing {
+            if sent > n || (done && sent != n) {
+                return Err(SendError::Client(BodyError::Framing(
+                    ParseError::Malformed("body length differs from Content-Length"),
+                )));
+            }
+        }
         let mut parts = Parts::default();
         if first {
             parts.push(req.head);
@@ -433,7 +469,12 @@ pub(crate) async fn forward<'s>(
     if matches!(failure, Failure::NoBackend) {
         svc.stats.no_backend.inc();
     }
-    Err((failure, tries.last()))
+    let last = tries.last();
+    if let (Some(why), Some(b)) = (failure.detail(), last) {
+        // the client's answer names neither the backend nor the OS error: they go here
+        tracing::info!(listener = %svc.name, backend = %b.name, error = why, "request failed");
+    }
+    Err((failure, last))
 }
 
 /// Why a response head could not be had.
@@ -462,20 +503,29 @@ impl HeadError {
     }
 }
 
-/// Reads the final response head; interim 1xx responses other than 101 are dropped, and an
-/// answer that opens a tunnel is an error unless the request asked for one that the listener
-/// allows.
+/// Reads the final response head; interim 1xx responses other than 101 are dropped. An answer
+/// that opens a tunnel is an error unless the request asked for one the listener allows, and a
+/// 101 must switch to the protocol that was asked for: a backend can't turn a WebSocket request
+/// into, say, h2c.
 async fn read_head(
     conn: &mut Conn,
     buf: &mut BytesMut,
     max: usize,
     asked: Asked,
-    tunnel: bool,
+    tunnel: Option<&[u8]>,
 ) -> Result<ResponseHead, HeadError> {
     loop {
         if let Some(resp) = parse_response(buf, max, asked)? {
-            if resp.head.upgrade && !tunnel {
-                return Err(HeadError::UnaskedUpgrade);
+            if resp.head.upgrade {
+                let Some(protocol) = tunnel else {
+                    return Err(HeadError::UnaskedUpgrade);
+                };
+                if resp.status == 101 {
+                    let switched = resp.head.get("upgrade").unwrap_or(b"").trim_ascii();
+                    if !switched.eq_ignore_ascii_case(protocol) {
+                        return Err(HeadError::UnaskedUpgrade);
+                    }
+                }
             }
             if (100..200).contains(&resp.status) && resp.status != 101 {
                 continue;

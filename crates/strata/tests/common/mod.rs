@@ -511,9 +511,11 @@ pub fn h2_get(uri: &str) -> Request<H2Body> {
         .unwrap()
 }
 
+/// A GET with `Host: localhost`: the admin listener answers only names of this machine when it
+/// has no token file.
 pub fn get(path: &str) -> Request<Full<Bytes>> {
     Request::get(path)
-        .header("host", "test.local")
+        .header("host", "localhost")
         .body(Full::new(Bytes::new()))
         .unwrap()
 }
@@ -525,6 +527,32 @@ pub async fn get_once(addr: SocketAddr, path: &str) -> Reply {
         .get(path)
         .await
         .expect("request")
+}
+
+/// A GET on strata's admin listener: /status, /metrics.
+pub async fn admin_get(strata: &Strata, path: &str) -> Reply {
+    admin_call(strata, hyper::Method::GET, path).await
+}
+
+/// A POST on strata's admin listener: drain, restore.
+pub async fn admin_post(strata: &Strata, path: &str) -> Reply {
+    admin_call(strata, hyper::Method::POST, path).await
+}
+
+/// A request on a new connection to a loopback admin listener without a token, so with an IP
+/// address as Host, as the admin API asks of such calls.
+async fn admin_call(strata: &Strata, method: hyper::Method, path: &str) -> Reply {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "127.0.0.1")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    Client::connect(strata.addr("admin"))
+        .await
+        .request(req)
+        .await
+        .unwrap()
 }
 
 /// Polls `check` until it holds, failing after `limit`.

@@ -48,8 +48,10 @@ impl Drop for Recorder {
 impl Recorder {
     /// Listens on a free loopback port. Answers by target: `/resp/conn-cl` names its
     /// Content-Length in Connection, `/resp/cl-te` sends both Content-Length and chunked,
-    /// `/resp/conn-te` names Transfer-Encoding in Connection; anything else gets its own request
-    /// line back as the body, so each client can tell its answer from another's.
+    /// `/resp/conn-te` names Transfer-Encoding in Connection, `/resp/304` a 304 with a length,
+    /// `/resp/h2c` switches to h2c, `/resp/403` refuses (with a body); anything else (a CONNECT
+    /// too) gets its own request line back as the body, so each client can tell its answer from
+    /// another's.
     pub async fn start() -> Recorder {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -113,12 +115,18 @@ impl Recorder {
 
 fn answer(req: &Recorded) -> Vec<u8> {
     let target = req.line.split(' ').nth(1).unwrap_or("");
+    if req.line.starts_with("CONNECT ") {
+        return b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno".to_vec();
+    }
     match target {
         "/resp/conn-cl" => {
             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: content-length\r\n\r\nok".to_vec()
         }
         "/resp/cl-te" => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n".to_vec(),
         "/resp/conn-te" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: transfer-encoding\r\n\r\n2\r\nok\r\n0\r\n\r\n".to_vec(),
+        "/resp/304" => b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n".to_vec(),
+        "/resp/h2c" => b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n".to_vec(),
+        "/resp/403" => b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno".to_vec(),
         _ => {
             let body = req.line.trim_end_matches(" HTTP/1.1").to_string();
             format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()

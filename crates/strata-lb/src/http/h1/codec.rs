@@ -89,6 +89,8 @@ pub(crate) struct RequestHead {
     pub(crate) head: Head,
     method: (u32, u32),
     target: (u32, u32),
+    /// For an absolute-form target, its authority (`host[:port]`).
+    authority: Option<(u32, u32)>,
     pub(crate) expect_continue: bool,
 }
 
@@ -160,6 +162,18 @@ impl RequestHead {
     }
     pub(crate) fn target(&self) -> &[u8] {
         self.head.slice(self.target)
+    }
+    /// The authority of an absolute-form target: the Host the backend gets (RFC 9112 3.2.2).
+    pub(crate) fn authority(&self) -> Option<&[u8]> {
+        self.authority.map(|a| self.head.slice(a))
+    }
+    /// The target as a backend gets it: origin-form for an absolute-form target (without its
+    /// leading "/" when the path is empty: `http://h?q` gives `?q`), else as sent.
+    pub(crate) fn origin(&self) -> &[u8] {
+        match self.authority {
+            Some((_, end)) => self.head.slice((end, self.target.1)),
+            None => self.target(),
+        }
     }
 }
 
@@ -355,8 +369,8 @@ pub(crate) fn valid_host(value: &[u8]) -> bool {
 /// The request target (RFC 9112 3.2) in one of the forms its method allows: origin-form
 /// (`/path?query`), absolute-form (`http://host/path`, no userinfo), `*` for OPTIONS, or
 /// authority-form (`host:port`) for CONNECT. Never a fragment (`#`) or a raw non-ASCII byte:
-/// parsers disagree about both.
-fn check_target(method: &[u8], target: &[u8]) -> Result<(), ParseError> {
+/// parsers disagree about both. For absolute-form, where its authority starts and ends.
+fn check_target(method: &[u8], target: &[u8]) -> Result<Option<(usize, usize)>, ParseError> {
     if target
         .iter()
         .any(|&b| b == b'#' || !(0x21..0x7f).contains(&b))
@@ -366,34 +380,34 @@ fn check_target(method: &[u8], target: &[u8]) -> Result<(), ParseError> {
     if method == b"CONNECT" {
         let ok = valid_host(target) && target.contains(&b':') && !target.ends_with(b"]");
         return if ok {
-            Ok(())
+            Ok(None)
         } else {
             Err(ParseError::Malformed("CONNECT needs host:port"))
         };
     }
     if target.starts_with(b"/") {
-        return Ok(());
+        return Ok(None);
     }
     if target == b"*" {
         return if method == b"OPTIONS" {
-            Ok(())
+            Ok(None)
         } else {
             Err(ParseError::Malformed("* is a target for OPTIONS only"))
         };
     }
-    let rest = if target.len() > 7 && target[..7].eq_ignore_ascii_case(b"http://") {
-        &target[7..]
+    let start = if target.len() > 7 && target[..7].eq_ignore_ascii_case(b"http://") {
+        7
     } else if target.len() > 8 && target[..8].eq_ignore_ascii_case(b"https://") {
-        &target[8..]
+        8
     } else {
         return Err(ParseError::Malformed("invalid request target"));
     };
-    let end = rest
+    let end = target[start..]
         .iter()
         .position(|&b| b == b'/' || b == b'?')
-        .unwrap_or(rest.len());
-    if valid_host(&rest[..end]) {
-        Ok(())
+        .map_or(target.len(), |i| start + i);
+    if valid_host(&target[start..end]) {
+        Ok(Some((start, end)))
     } else {
         Err(ParseError::Malformed(
             "invalid authority in the request target",
@@ -466,14 +480,21 @@ pub(crate) fn parse_request_with<const N: usize>(
     let version = version(req.version);
     let f = scan(req.headers)?;
     let method_bytes = req.method.unwrap_or("").as_bytes();
-    check_target(method_bytes, req.path.unwrap_or("").as_bytes())?;
+    let absolute = check_target(method_bytes, req.path.unwrap_or("").as_bytes())?;
+    // RFC 9110 9.3.6: CONNECT content has no meaning; a body would reach the backend as
+    // whatever it reads after the head
+    if method_bytes == b"CONNECT" && (f.codings.present || f.length.is_some()) {
+        return Err(ParseError::Malformed("CONNECT with a body"));
+    }
     // RFC 9112 3.2: exactly one Host in HTTP/1.1; two could point the proxy and the backend at
     // different sites
     if f.hosts > 1 {
         return Err(ParseError::Malformed("more than one Host header"));
     }
-    if f.hosts == 0 && version == Version::Http11 {
-        return Err(ParseError::Malformed("HTTP/1.1 request without Host"));
+    // HTTP/1.0 too: a proxy can't guess the site, and a made-up name (localhost) could reach
+    // a virtual host that trusts it
+    if f.hosts == 0 && absolute.is_none() {
+        return Err(ParseError::Malformed("request without Host"));
     }
     if f.bad_host {
         return Err(ParseError::Malformed("invalid Host"));
@@ -508,6 +529,7 @@ pub(crate) fn parse_request_with<const N: usize>(
     let base: &[u8] = buf;
     let method = offsets(base, req.method.unwrap_or("").as_bytes());
     let target = offsets(base, req.path.unwrap_or("").as_bytes());
+    let authority = absolute.map(|(a, b)| (target.0 + a as u32, target.0 + b as u32));
     let fields = fields(base, req.headers);
     let keep_alive = keep_alive(version, &f);
     let upgrade = f.upgrade_token && f.has_upgrade && version == Version::Http11;
@@ -526,6 +548,7 @@ pub(crate) fn parse_request_with<const N: usize>(
         },
         method,
         target,
+        authority,
         expect_continue,
     }))
 }

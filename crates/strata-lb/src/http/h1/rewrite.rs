@@ -26,6 +26,36 @@ pub(crate) fn is_hop(name: &[u8], head: &Head) -> bool {
     HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) || head.connection_names(name)
 }
 
+/// Names that CGI-style backends (PHP, WSGI, Rack) read as a header the proxy owns once `_`
+/// turns into `-`: `Content_Length`, `X_Forwarded_For`. Dropped, as nginx drops names with
+/// underscores.
+fn shadows(name: &[u8]) -> bool {
+    const OWNED: &[&[u8]] = &[
+        b"content-length",
+        b"transfer-encoding",
+        b"host",
+        b"connection",
+        b"forwarded",
+        b"via",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-real-ip",
+    ];
+    name.contains(&b'_')
+        && OWNED.iter().any(|owned| {
+            owned.len() == name.len()
+                && owned.iter().zip(name).all(|(&o, &n)| {
+                    let n = if n == b'_' {
+                        b'-'
+                    } else {
+                        n.to_ascii_lowercase()
+                    };
+                    o == n
+                })
+        })
+}
+
 /// Content-Length and Transfer-Encoding: the proxy writes its own.
 pub(crate) fn is_framing(name: &[u8]) -> bool {
     name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"transfer-encoding")
@@ -66,19 +96,13 @@ pub(crate) fn request_head(req: &RequestHead, mode: Forwarded, peer: &Peer, out:
     let head = &req.head;
     out.extend_from_slice(req.method());
     out.push(b' ');
-    let target = req.target();
-    let mut host_from_target: Option<&[u8]> = None;
-    if target.starts_with(b"/") || target == b"*" || req.method() == b"CONNECT" {
-        out.extend_from_slice(target);
-    } else {
-        // absolute-form (RFC 9112 3.2.2): the backend gets origin-form, the host goes to Host
-        let (authority, path) = split_absolute(target);
-        host_from_target = authority;
-        if !path.starts_with(b"/") {
-            out.push(b'/');
-        }
-        out.extend_from_slice(path);
+    let origin = req.origin();
+    if !origin.starts_with(b"/") && req.authority().is_some() {
+        out.push(b'/');
     }
+    out.extend_from_slice(origin);
+    // absolute-form (RFC 9112 3.2.2): its authority is the Host
+    let host_from_target = req.authority();
     out.extend_from_slice(b" HTTP/1.1\r\n");
 
     let mut host: Option<&[u8]> = None;
@@ -104,29 +128,35 @@ pub(crate) fn request_head(req: &RequestHead, mode: Forwarded, peer: &Peer, out:
             via.push(value);
             continue;
         }
+        if shadows(name) {
+            continue;
+        }
+        let x_forwarded = name.len() > 12 && name[..12].eq_ignore_ascii_case(b"x-forwarded-");
         match mode {
             Forwarded::XForwarded if name.eq_ignore_ascii_case(b"x-forwarded-for") => {
                 xff.push(value);
                 continue;
             }
-            Forwarded::XForwarded
-                if name.eq_ignore_ascii_case(b"x-forwarded-proto")
-                    || name.eq_ignore_ascii_case(b"x-forwarded-host") =>
-            {
+            // the proxy writes these itself; the other family could be taken for its word
+            Forwarded::XForwarded if x_forwarded || name.eq_ignore_ascii_case(b"forwarded") => {
                 continue
             }
             Forwarded::Rfc7239 if name.eq_ignore_ascii_case(b"forwarded") => {
                 forwarded.push(value);
                 continue;
             }
+            Forwarded::Rfc7239 if x_forwarded => continue,
             _ => {}
         }
         header(out, name, value);
     }
     if host.is_none() {
-        // HTTP/1.0 clients may send no Host; an HTTP/1.1 backend needs one
+        // an absolute-form target without a Host header (the codec refuses any other request
+        // without one)
         host = host_from_target;
-        header(out, b"host", host.unwrap_or(b"localhost"));
+        if let Some(h) = host {
+            header(out, b"host", h);
+        }
     }
     let proto: &[u8] = if peer.tls { b"https" } else { b"http" };
     let ip = peer.ip.as_bytes();
@@ -202,23 +232,6 @@ pub(crate) fn via_hop(version: Version) -> &'static [u8] {
         Version::Http10 => b"1.0 strata",
         Version::Http11 => b"1.1 strata",
         Version::Http2 => b"2 strata",
-    }
-}
-
-/// "http://host:port/path?q" -> (Some("host:port"), "/path?q"); "http://host?q" ->
-/// (Some("host"), "?q"), to which the caller adds the "/" of an empty path (RFC 9112 3.2.1).
-fn split_absolute(target: &[u8]) -> (Option<&[u8]>, &[u8]) {
-    let rest = target
-        .iter()
-        .position(|&b| b == b':')
-        .filter(|&i| target[i..].starts_with(b"://"))
-        .map(|i| &target[i + 3..]);
-    let Some(rest) = rest else {
-        return (None, b"/");
-    };
-    match rest.iter().position(|&b| b == b'/' || b == b'?') {
-        Some(i) => (Some(&rest[..i]), &rest[i..]),
-        None => (Some(rest), b"/"),
     }
 }
 
@@ -357,7 +370,8 @@ mod tests {
         let resp = parse_response(&mut rbuf, 8192, Asked::Other)
             .unwrap()
             .unwrap();
-        let mut qbuf = BytesMut::from("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        let mut qbuf =
+            BytesMut::from("GET / HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n");
         let old_client = parse_request(&mut qbuf, 8192).unwrap().unwrap();
         let mut out = Vec::new();
         let (relay, keep) = response_head(&resp, &old_client.head, true, &mut out);
@@ -420,19 +434,37 @@ mod tests {
     }
 
     #[test]
-    fn absolute_targets() {
-        assert_eq!(
-            split_absolute(b"http://h:1/p?q"),
-            (Some(&b"h:1"[..]), &b"/p?q"[..])
-        );
-        // found by fuzzing: the query of a target with an empty path was dropped
-        assert_eq!(split_absolute(b"http://h?q"), (Some(&b"h"[..]), &b"?q"[..]));
-        assert_eq!(split_absolute(b"http://h"), (Some(&b"h"[..]), &b"/"[..]));
+    fn look_alikes_and_the_other_forwarding_family_are_dropped() {
         let out = request(
-            "GET http://h?q=1 HTTP/1.1\r\nHost: h\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nX_Forwarded_For: 1.1.1.1\r\nContent_Length: 9\r\nForwarded: for=1.1.1.1\r\nX-Forwarded-Port: 1\r\nX_Custom: ok\r\n\r\n",
+            Forwarded::XForwarded,
+        );
+        assert_eq!(out, "GET / HTTP/1.1\r\nhost: a\r\nX_Custom: ok\r\nx-forwarded-for: 10.1.2.3\r\nx-forwarded-proto: http\r\nx-forwarded-host: a\r\nvia: 1.1 strata\r\n\r\n");
+        let out = request(
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n",
+            Forwarded::Rfc7239,
+        );
+        assert!(!out.contains("1.1.1.1"), "{out}");
+        // with forwarding off, the proxy is transparent
+        let out = request(
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n",
             Forwarded::None,
         );
-        assert!(out.starts_with("GET /?q=1 HTTP/1.1\r\n"), "{out}");
-        assert_eq!(split_absolute(b"junk"), (None, &b"/"[..]));
+        assert!(out.contains("X-Forwarded-For: 1.1.1.1"), "{out}");
+    }
+
+    #[test]
+    fn absolute_targets_become_origin_form() {
+        let go = |target: &str| {
+            let out = request(
+                &format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n"),
+                Forwarded::None,
+            );
+            out[..out.find("\r\nvia").unwrap()].to_string()
+        };
+        assert_eq!(go("http://h:1/p?q"), "GET /p?q HTTP/1.1\r\nhost: h:1");
+        // found by fuzzing: the query of a target with an empty path was dropped
+        assert_eq!(go("http://h?q=1"), "GET /?q=1 HTTP/1.1\r\nhost: h");
+        assert_eq!(go("HTTPS://h"), "GET / HTTP/1.1\r\nhost: h");
     }
 }

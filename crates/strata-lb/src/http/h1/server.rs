@@ -248,9 +248,12 @@ where
     let name = backend.name.as_str();
     if resp.head.upgrade {
         let next = upgrade(io, buf, conn, up_buf, &resp, req, cfg.idle_timeout).await;
-        return (101, Some(name), next);
+        return (status, Some(name), next);
     }
-    let keep = !drain.is_cancelled() && req.head.keep_alive;
+    // after a CONNECT that did not open a tunnel, what the client sends next may be meant for
+    // the tunnel: close rather than read it as requests
+    let connect = req.method() == b"CONNECT";
+    let keep = !drain.is_cancelled() && req.head.keep_alive && !connect;
     // the request head's memory takes the response head
     let mut out = head;
     out.clear();
@@ -270,7 +273,7 @@ where
     buffers::give(up_buf);
     match relayed {
         Ok(reusable) => {
-            if reusable {
+            if reusable && !connect {
                 site.h1_pool.put(index, conn, started);
             }
             let next = if client_keep {

@@ -195,7 +195,7 @@ fn responses_in_codings_other_than_chunked_are_refused() {
 fn keep_alive_and_upgrade_rules() {
     let r = req("GET / HTTP/1.0\r\nHost: x\r\n\r\n").unwrap().unwrap();
     assert!(!r.head.keep_alive);
-    let r = req("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    let r = req("GET / HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n")
         .unwrap()
         .unwrap();
     assert!(r.head.keep_alive);
@@ -358,8 +358,18 @@ fn host_rules() {
         req("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
         Err(ParseError::Malformed(_))
     ));
-    // HTTP/1.0 predates Host; the proxy supplies one for the backend
-    assert!(req("GET / HTTP/1.0\r\n\r\n").unwrap().is_some());
+    // HTTP/1.0 too: the proxy can't guess a site (it used to send "localhost", which a
+    // virtual host may trust); an absolute-form target names one
+    assert!(matches!(
+        req("GET / HTTP/1.0\r\n\r\n"),
+        Err(ParseError::Malformed(_))
+    ));
+    assert!(req("GET http://a/ HTTP/1.0\r\n\r\n").unwrap().is_some());
+    // CONNECT carries no body: one would reach the backend as the next request
+    assert!(matches!(
+        req("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nContent-Length: 5\r\n\r\n"),
+        Err(ParseError::Malformed(_))
+    ));
 }
 
 fn decode_all(body: &[u8]) -> Result<Vec<u8>, ParseError> {

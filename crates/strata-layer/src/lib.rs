@@ -1,0 +1,67 @@
+//! What a node does with each of its layers, behind one trait: bind what a config asks for,
+//! apply a config generation, drain, report status and metrics, and act on a backend for the
+//! admin API. A layer made of listeners (HTTP, TCP, and the cache and database proxies to come)
+//! implements [`Service`] for one listener and gets the rest from [`Listeners`].
+
+mod listeners;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+use serde_json::Value;
+use strata_config::Config;
+use strata_metrics::MetricsWriter;
+use tokio::net::TcpListener;
+
+pub use listeners::{Listeners, Service};
+pub use strata_upstream::BackendAction;
+
+/// Why a layer could not take a config.
+#[derive(Debug, thiserror::Error)]
+#[error("{layer} listener \"{listener}\": {source}")]
+pub struct LayerError {
+    pub layer: &'static str,
+    pub listener: String,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// A future a layer hands back to the node.
+pub type Work<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// One kind of layer on a node ("http", "tcp", ...). The node holds a list of them and goes
+/// through it once for each start, reload, drain and admin call.
+pub trait Layer: Send + Sync {
+    /// The layer's name in the admin API, `/status` and metrics labels.
+    fn name(&self) -> &'static str;
+
+    /// The sockets `config` needs that do not run yet, as (listener name, address). The node
+    /// binds them all before anything changes, so a busy port rejects the whole config.
+    fn to_bind(&self, config: &Config) -> Vec<(String, SocketAddr)>;
+
+    /// Checks what a valid config can still fail on once it is applied (certificate files and
+    /// the like), before anything changes.
+    fn check(&self, config: &Config) -> Result<(), LayerError>;
+
+    /// Applies `config`: what runs and stays takes its new settings (connections carry on),
+    /// what the config dropped drains, and what it added starts on `bound`, one listener for
+    /// each entry of [`Layer::to_bind`], in that order.
+    fn apply(&self, config: &Config, bound: Vec<TcpListener>) -> Result<(), LayerError>;
+
+    /// Stops accepting everywhere; the future ends when every connection has finished.
+    fn drain(&self) -> Work<'static>;
+
+    /// Every listener with its state and backends, as a JSON array.
+    fn status(&self) -> Value;
+
+    fn metrics(&self, w: &mut MetricsWriter);
+
+    /// Drains or restores `backend` of `listener`; the error says what was not found.
+    fn backend_action(
+        &self,
+        listener: &str,
+        backend: &str,
+        action: BackendAction,
+    ) -> Result<Value, String>;
+}

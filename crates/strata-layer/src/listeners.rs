@@ -1,0 +1,209 @@
+//! The listeners of one layer: started, reloaded in place, drained and reported the same way
+//! whatever protocol they serve.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::Value;
+use strata_config::Config;
+use strata_metrics::MetricsWriter;
+use strata_upstream::BackendAction;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Layer, LayerError, Work};
+
+/// One listener of a layer: its live state, reloaded in place, and how it serves.
+pub trait Service: Send + Sync + Sized + 'static {
+    /// The listener's section of the config.
+    type Config: Send + Sync;
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The layer's name: "http", "tcp".
+    const LAYER: &'static str;
+
+    /// The listeners of this layer in `config`.
+    fn sections(config: &Config) -> &[Self::Config];
+    fn name(config: &Self::Config) -> &str;
+    fn listen(config: &Self::Config) -> SocketAddr;
+    /// The scheme shown where the listener says it is listening ("http", "https", "tcp").
+    fn scheme(config: &Self::Config) -> &'static str;
+
+    /// What the section can fail on once applied (certificates), checked before any change.
+    fn check(_config: &Self::Config) -> Result<(), Self::Error> {
+        Ok(())
+    }
+    /// The listener's state, ready to serve; its health checks start.
+    fn start(config: &Self::Config) -> Result<Arc<Self>, Self::Error>;
+    /// Swaps in a new generation of settings: requests in flight finish on the old one.
+    fn reload(&self, config: &Self::Config) -> Result<(), Self::Error>;
+    /// Stops the health checks for good (the listener is going away).
+    fn stop(&self);
+    /// Accepts on `listener` until `stop`, then returns once its connections have ended.
+    fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        stop: CancellationToken,
+    ) -> impl Future<Output = ()> + Send + 'static;
+
+    fn status(&self) -> Value;
+    fn metrics(&self, w: &mut MetricsWriter);
+    fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, String>;
+}
+
+/// One listener being served.
+struct Running<S> {
+    svc: Arc<S>,
+    name: String,
+    /// The address from the config (port 0 stays 0 here).
+    listen: SocketAddr,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// Every listener of one layer: a [`Layer`] for any [`Service`].
+pub struct Listeners<S> {
+    running: Mutex<Vec<Running<S>>>,
+}
+
+impl<S> Default for Listeners<S> {
+    fn default() -> Self {
+        Listeners {
+            running: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+fn error<S: Service>(listener: &str, e: S::Error) -> LayerError {
+    LayerError {
+        layer: S::LAYER,
+        listener: listener.to_string(),
+        source: Box::new(e),
+    }
+}
+
+impl<S: Service> Listeners<S> {
+    fn lock(&self) -> MutexGuard<'_, Vec<Running<S>>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn runs(running: &[Running<S>], section: &S::Config) -> bool {
+        running
+            .iter()
+            .any(|r| r.name == S::name(section) && r.listen == S::listen(section))
+    }
+}
+
+impl<S: Service> Layer for Listeners<S> {
+    fn name(&self) -> &'static str {
+        S::LAYER
+    }
+
+    fn to_bind(&self, config: &Config) -> Vec<(String, SocketAddr)> {
+        let running = self.lock();
+        S::sections(config)
+            .iter()
+            .filter(|s| !Self::runs(&running, s))
+            .map(|s| (format!("{}:{}", S::LAYER, S::name(s)), S::listen(s)))
+            .collect()
+    }
+
+    fn check(&self, config: &Config) -> Result<(), LayerError> {
+        for s in S::sections(config) {
+            S::check(s).map_err(|e| error::<S>(S::name(s), e))?;
+        }
+        Ok(())
+    }
+
+    fn apply(&self, config: &Config, bound: Vec<TcpListener>) -> Result<(), LayerError> {
+        let sections = S::sections(config);
+        let mut running = self.lock();
+        // what stays takes its new settings; what went drains
+        running.retain(|r| {
+            let kept = sections
+                .iter()
+                .find(|s| S::name(s) == r.name && S::listen(s) == r.listen);
+            match kept {
+                Some(s) => {
+                    if let Err(e) = r.svc.reload(s) {
+                        tracing::error!(layer = S::LAYER, listener = %r.name, error = %e, "kept the old settings");
+                    }
+                    true
+                }
+                None => {
+                    tracing::info!(layer = S::LAYER, listener = %r.name, "listener removed; draining it");
+                    r.svc.stop();
+                    r.stop.cancel();
+                    false
+                }
+            }
+        });
+        let new: Vec<&S::Config> = sections
+            .iter()
+            .filter(|s| !Self::runs(&running, s))
+            .collect();
+        for (section, listener) in new.into_iter().zip(bound) {
+            let name = S::name(section).to_string();
+            let svc = S::start(section).map_err(|e| error::<S>(&name, e))?;
+            if let Ok(addr) = listener.local_addr() {
+                let what = format!("{}:{name}", S::LAYER);
+                println!(
+                    "strata: {what} listening on {}://{addr}",
+                    S::scheme(section)
+                );
+                tracing::info!(listener = %what, %addr, "listening");
+            }
+            let stop = CancellationToken::new();
+            let task = tokio::spawn(svc.clone().serve(listener, stop.clone()));
+            running.push(Running {
+                svc,
+                name,
+                listen: S::listen(section),
+                stop,
+                task,
+            });
+        }
+        Ok(())
+    }
+
+    fn drain(&self) -> Work<'static> {
+        let tasks: Vec<JoinHandle<()>> = self
+            .lock()
+            .drain(..)
+            .map(|r| {
+                r.stop.cancel();
+                r.svc.stop();
+                r.task
+            })
+            .collect();
+        Box::pin(async move {
+            for t in tasks {
+                let _ = t.await;
+            }
+        })
+    }
+
+    fn status(&self) -> Value {
+        Value::Array(self.lock().iter().map(|r| r.svc.status()).collect())
+    }
+
+    fn metrics(&self, w: &mut MetricsWriter) {
+        for r in self.lock().iter() {
+            r.svc.metrics(w);
+        }
+    }
+
+    fn backend_action(
+        &self,
+        listener: &str,
+        backend: &str,
+        action: BackendAction,
+    ) -> Result<Value, String> {
+        match self.lock().iter().find(|r| r.name == listener) {
+            Some(r) => r.svc.backend_action(backend, action),
+            None => Err(format!("no {} listener named \"{listener}\"", S::LAYER)),
+        }
+    }
+}
