@@ -24,17 +24,4 @@ pub fn murmur_mix64(mut x: u64) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fnv1a_64_matches_twemproxy_arithmetic() {
-        assert_eq!(fnv1a_64(b""), 0x8422_2325);
-        // one step by hand: (0x84222325 ^ 'a') * 0x1b3 mod 2^32
-        let expect = (0x8422_2325u32 ^ 0x61).wrapping_mul(0x1b3);
-        assert_eq!(fnv1a_64(b"a"), expect);
-        // a high byte is sign-extended as C's char is on x86
-        let expect = (0x8422_2325u32 ^ 0xffff_ff80).wrapping_mul(0x1b3);
-        assert_eq!(fnv1a_64(&[0x80]), expect);
-    }
-}
+mod tests;

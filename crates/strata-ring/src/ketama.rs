@@ -31,12 +31,8 @@ impl Ketama {
                 .floor()
                 * POINTS_PER_HASH as f32) as u32;
             for i in 1..=per_server / POINTS_PER_HASH {
-                let digest = Md5::digest(format!("{name}-{}", i - 1).as_bytes());
-                for x in 0..4 {
-                    let d = &digest[x * 4..x * 4 + 4];
-                    let point = u32::from_le_bytes([d[0], d[1], d[2], d[3]]);
-                    points.push((point, index));
-                }
+                let input = format!("{name}-{}", i - 1);
+                points.extend(md5_points(input.as_bytes()).map(|point| (point, index)));
             }
         }
         points.sort_unstable();
@@ -78,6 +74,16 @@ impl Ketama {
     }
 }
 
+/// The four ring points one MD5 gives: the digest's 16 bytes read as four little-endian words,
+/// as twemproxy's `ketama_hash` reads them.
+fn md5_points(input: &[u8]) -> [u32; 4] {
+    let digest = Md5::digest(input);
+    std::array::from_fn(|x| {
+        let d = &digest[x * 4..x * 4 + 4];
+        u32::from_le_bytes([d[0], d[1], d[2], d[3]])
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +91,56 @@ mod tests {
 
     fn names(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("10.0.0.{i}:6379")).collect()
+    }
+
+    #[test]
+    fn md5_points_are_rfc_1321_digests_read_little_endian() {
+        // RFC 1321 A.5: MD5("") = d41d8cd98f00b204e9800998ecf8427e,
+        // MD5("a") = 0cc175b9c0f1b6a831c399e269772661, MD5("abc") = 900150983cd24fb0d6963f7d28e17f72
+        assert_eq!(
+            md5_points(b""),
+            [0xd98c_1dd4, 0x04b2_008f, 0x9809_80e9, 0x7e42_f8ec]
+        );
+        assert_eq!(
+            md5_points(b"a"),
+            [0xb975_c10c, 0xa8b6_f1c0, 0xe299_c331, 0x6126_7769]
+        );
+        assert_eq!(
+            md5_points(b"abc"),
+            [0x9850_0190, 0xb04f_d23c, 0x7d3f_96d6, 0x727f_e128]
+        );
+    }
+
+    #[test]
+    fn the_first_point_is_libmemcacheds_md5_key_hash() {
+        // libmemcached tests/hash_results.h `md5_values` (twemproxy's `hash_md5` is checked
+        // against the same list): the first of the four words
+        let keys = [
+            "apple", "beat", "carrot", "daikon", "eggplant", "flower", "green",
+        ];
+        let want = [
+            3195025439, 2556848621, 3724893440, 3332385401, 245758794, 2550894432, 121710495,
+        ];
+        for (key, want) in keys.iter().zip(want) {
+            assert_eq!(md5_points(key.as_bytes())[0], want, "{key}");
+        }
+    }
+
+    #[test]
+    fn the_ring_holds_twemproxys_ketama_points() {
+        // twemproxy src/test_all.c: ketama_hash("server1-8", 9, 0) = 3853726576 and
+        // ketama_hash("server1-8", 9, 3) = 2667054752, the first and last word of the MD5 of
+        // the name of server1's ninth group of points
+        let ring = Ketama::new([("server1", 1)]);
+        assert_eq!(ring.points.len(), 160);
+        for point in [3853726576, 2667054752] {
+            assert!(ring.points.contains(&(point, 0)), "no point {point}");
+        }
+        // and its 40 groups are numbered from 0, as nc_ketama.c's `pointer_index - 1`
+        let has = |name: &str| md5_points(name.as_bytes()).map(|p| ring.points.contains(&(p, 0)));
+        assert_eq!(has("server1-0"), [true; 4]);
+        assert_eq!(has("server1-39"), [true; 4]);
+        assert_eq!(has("server1-40"), [false; 4]);
     }
 
     #[test]

@@ -4,15 +4,17 @@ mod demo;
 mod logging;
 mod node;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// EX_USAGE from sysexits.h: the config is wrong.
 const EXIT_BAD_CONFIG: u8 = 64;
 /// EX_NOINPUT: the config file could not be read.
 const EXIT_NO_INPUT: u8 = 66;
+/// The config `strata run` reads when no `-c` is given.
+const DEFAULT_CONFIG: &str = "/etc/strata/strata.toml";
 
 #[derive(Parser)]
 #[command(
@@ -29,7 +31,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the layers a config file names (without -c: the built-in demo).
+    /// Run the layers a config file names (without -c: /etc/strata/strata.toml).
     Run {
         #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
@@ -54,7 +56,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Check { config }) => check(&config),
-        Some(Command::Run { config: Some(path) }) => {
+        Some(Command::Run { config }) => {
+            let Some(path) = config.or_else(default_config) else {
+                // never fall back to the demo: a service unit that lost its -c must not serve it
+                eprintln!(
+                    "strata: no config file given and {DEFAULT_CONFIG} does not exist; \
+                     pass `-c FILE`, or run `strata demo` for the built-in demo"
+                );
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            };
             let config = match load(&path) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -62,9 +72,10 @@ fn main() -> ExitCode {
             logging::init(&cli.log);
             node::run(config, Some(path))
         }
-        Some(Command::Run { config: None }) | None => {
-            logging::init(&cli.log);
-            demo::run("127.0.0.1:8080", "127.0.0.1:9900")
+        None => {
+            let _ = Cli::command().write_help(&mut std::io::stderr());
+            eprintln!("\nstrata: say what to do: `strata run -c FILE`, or `strata demo` to try it");
+            ExitCode::from(EXIT_BAD_CONFIG)
         }
         Some(Command::Demo { listen, admin }) => {
             logging::init(&cli.log);
@@ -73,7 +84,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(path: &std::path::Path) -> ExitCode {
+/// `/etc/strata/strata.toml` when it is there; when whether it is can't be told (a directory
+/// that may not be read), the path all the same, so that reading it names the error.
+fn default_config() -> Option<PathBuf> {
+    let path = Path::new(DEFAULT_CONFIG);
+    match path.try_exists() {
+        Ok(false) => None,
+        Ok(true) | Err(_) => Some(path.to_path_buf()),
+    }
+}
+
+fn check(path: &Path) -> ExitCode {
     match load(path) {
         Ok(c) => {
             let tls: Vec<_> = c
@@ -101,7 +122,7 @@ fn check(path: &std::path::Path) -> ExitCode {
 }
 
 /// Loads a config, printing every problem to stderr on failure.
-fn load(path: &std::path::Path) -> Result<strata_config::Config, ExitCode> {
+fn load(path: &Path) -> Result<strata_config::Config, ExitCode> {
     match strata_config::load(path) {
         Ok(c) => Ok(c),
         Err(e @ strata_config::ConfigError::Read { .. }) => {

@@ -2,6 +2,10 @@
 
 mod common;
 
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
 use common::*;
 
 #[test]
@@ -56,6 +60,46 @@ fn run_refuses_a_bad_config_the_same_way() {
         err.contains("`tcp[0].backends[0]`: \"99999\" is not a port number"),
         "{err}"
     );
+}
+
+#[test]
+fn run_without_a_config_exits_64_and_never_serves_the_demo() {
+    if std::path::Path::new("/etc/strata/strata.toml").exists() {
+        eprintln!(
+            "skipped: /etc/strata/strata.toml exists on this machine, `strata run` would run it"
+        );
+        return;
+    }
+    let mut child = Command::new(STRATA)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn strata");
+    // the old behaviour served the demo and never exited: don't wait for it forever
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`strata run` without -c is still running after 10 s");
+        }
+        std::thread::park_timeout(Duration::from_millis(10));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("read stderr");
+    assert_eq!(status.code(), Some(64), "{err}");
+    assert!(err.contains("-c FILE"), "{err}");
+    assert!(err.contains("strata demo"), "{err}");
+    assert!(err.contains("/etc/strata/strata.toml"), "{err}");
 }
 
 #[test]

@@ -21,22 +21,6 @@ fn config(backends: &[&Backend], extra: &str) -> String {
     )
 }
 
-async fn admin_get(strata: &Strata, path: &str) -> Reply {
-    get_once(strata.addr("admin"), path).await
-}
-
-async fn admin_post(strata: &Strata, path: &str) -> Reply {
-    let req = Request::post(path)
-        .header("host", "127.0.0.1")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    Client::connect(strata.addr("admin"))
-        .await
-        .request(req)
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn balances_round_robin_and_rewrites_headers() {
     let a = Backend::start("a").await;

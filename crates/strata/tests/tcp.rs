@@ -153,3 +153,41 @@ async fn a_megabyte_each_way_and_a_half_close_go_through() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn sighup_sends_new_connections_to_the_new_backends_and_open_ones_carry_on() {
+    let (a, _ta) = echo("a").await;
+    let (b, _tb) = echo("b").await;
+    let config = |backend: std::net::SocketAddr| {
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\n[[tcp]]\nname = \"echo\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"{backend}\"]\n"
+        )
+    };
+    let strata = Strata::start(&config(a));
+    let addr = strata.addr("tcp:echo");
+    let mut open = TcpStream::connect(addr).await.unwrap();
+    let mut hello = [0u8; 2];
+    open.read_exact(&mut hello).await.unwrap();
+    assert_eq!(&hello, b"a\n");
+
+    std::fs::write(&strata.config, config(b)).unwrap();
+    strata.signal(libc::SIGHUP);
+    strata
+        .wait_log("SIGHUP: reloaded", Duration::from_secs(5))
+        .await;
+    for _ in 0..4 {
+        assert_eq!(greeting(addr).await, "b");
+    }
+    let status = admin_get(&strata, "/status").await.body;
+    assert!(status.contains(&b.to_string()), "{status}");
+    assert!(!status.contains(&a.to_string()), "{status}");
+
+    // the connection opened before the reload still reaches a, both ways
+    open.write_all(b"still there?").await.unwrap();
+    let mut back = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(5), open.read_exact(&mut back))
+        .await
+        .expect("an answer on the old connection")
+        .unwrap();
+    assert_eq!(&back, b"still there?");
+}
