@@ -31,7 +31,11 @@ pub struct Reading {
 /// What the request path makes of a client's byte stream: the requests it reads and forwards,
 /// and the bytes that go to the backend connection, as `h1::server` and `proxy::send` write
 /// them (the head rewritten, the body re-framed).
-pub fn request_path(data: &[u8], mode: strata_config::Forwarded) -> (Vec<Reading>, Vec<u8>) {
+pub fn request_path(
+    data: &[u8],
+    mode: strata_config::Forwarded,
+    allow_connect: bool,
+) -> (Vec<Reading>, Vec<u8>) {
     let peer = Peer::new("192.0.2.1:1234".parse().expect("literal"), false);
     let allowed = ["websocket".to_string()];
     let mut buf = BytesMut::from(data);
@@ -40,7 +44,8 @@ pub fn request_path(data: &[u8], mode: strata_config::Forwarded) -> (Vec<Reading
     // a request refused, answered by the proxy, cut short, or an upgrade ends the stream
     while let Ok(Some(mut req)) = parse_request(&mut buf, 64 * 1024) {
         allow_upgrade(&mut req, &allowed);
-        if req.method() == b"CONNECT" {
+        let connect = req.method() == b"CONNECT";
+        if connect && !allow_connect {
             break; // answered 405 by the proxy
         }
         let mut out = Vec::new();
@@ -54,7 +59,8 @@ pub fn request_path(data: &[u8], mode: strata_config::Forwarded) -> (Vec<Reading
             target: origin_form(&req),
             body,
         });
-        if !req.head.keep_alive || req.head.upgrade {
+        // after a CONNECT or an upgrade the bytes are a tunnel's, or the connection closes
+        if !req.head.keep_alive || req.head.upgrade || connect {
             break;
         }
     }
@@ -64,7 +70,7 @@ pub fn request_path(data: &[u8], mode: strata_config::Forwarded) -> (Vec<Reading
 /// The target as the backend should get it: origin-form.
 fn origin_form(req: &RequestHead) -> Vec<u8> {
     let t = req.target();
-    if t.starts_with(b"/") || t == b"*" {
+    if t.starts_with(b"/") || t == b"*" || req.method() == b"CONNECT" {
         return t.to_vec();
     }
     let rest = &t[t.iter().position(|&b| b == b'/').map_or(t.len(), |i| i + 2)..];
@@ -115,8 +121,13 @@ fn body(framing: Framing, buf: &mut BytesMut, rechunk: Option<&mut Vec<u8>>) -> 
 /// over, one Host, one framing header at most, and the proxy's own forwarding headers.
 pub fn request(data: &[u8]) {
     use strata_config::Forwarded;
-    for mode in [Forwarded::XForwarded, Forwarded::Rfc7239, Forwarded::None] {
-        let (readings, wire) = request_path(data, mode);
+    let modes = [
+        (Forwarded::XForwarded, false),
+        (Forwarded::Rfc7239, false),
+        (Forwarded::None, true),
+    ];
+    for (mode, allow_connect) in modes {
+        let (readings, wire) = request_path(data, mode, allow_connect);
         let seen = oracle::requests(&wire).unwrap_or_else(|e| {
             panic!(
                 "the backend can't read what the proxy sent: {e:?}\n{}",
@@ -131,6 +142,9 @@ pub fn request(data: &[u8]) {
         );
         for (r, m) in readings.iter().zip(&seen) {
             let line = [&r.method[..], b" ", &r.target, b" HTTP/1.1"].concat();
+            if r.method == b"CONNECT" {
+                assert!(m.body.is_empty() && m.values("content-length").count() == 0);
+            }
             assert_eq!(m.start, line, "{}", String::from_utf8_lossy(&wire));
             assert_eq!(m.body, r.body, "{}", String::from_utf8_lossy(&wire));
             assert_eq!(m.values("host").count(), 1);
@@ -241,4 +255,74 @@ fn decode(data: &[u8], step: usize) -> (Vec<u8>, bool, bool) {
         }
     }
     (out, d.is_done(), false)
+}
+
+/// The HTTP/2 request path up to the backend: an HTTP/2 request (method, authority, path and
+/// fields taken from `data`, as far as the `http` crate accepts them) turned into the HTTP/1.1
+/// head the request path reads. Whatever the fields hold, that head is one request with one
+/// Host (the authority, when there is one), the framing the HTTP/2 request had, and every
+/// field once (cookies in one), so nothing can be injected into the HTTP/1.1 stream.
+pub fn h2_request(data: &[u8]) {
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let method = ["GET", "POST", "PUT", "HEAD", "OPTIONS", "CONNECT", "DELETE", "PATCH"]
+        [usize::from(pick & 7)];
+    let has_body = pick & 8 != 0;
+    let mut lines = rest.split(|&b| b == b'\n');
+    let authority = lines.next().unwrap_or(b"");
+    let path = lines.next().unwrap_or(b"/");
+    let mut uri = b"http://".to_vec();
+    uri.extend_from_slice(authority);
+    uri.extend_from_slice(path);
+    let mut builder = http::Request::builder().method(method).uri(uri.as_slice());
+    let mut fields = 0;
+    let mut cookies = 0;
+    for line in lines {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name),
+            http::HeaderValue::from_bytes(value),
+        ) else {
+            continue;
+        };
+        if name == http::header::COOKIE {
+            cookies += 1;
+        } else {
+            fields += 1;
+        }
+        builder = builder.header(name, value);
+    }
+    let Ok(request) = builder.body(()) else {
+        return;
+    };
+    let (parts, ()) = request.into_parts();
+    let Ok(mut raw) = crate::http::h2::h1_head(&parts, has_body) else {
+        return; // refused: :authority and host differ
+    };
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let Ok(Some(req)) = parse_request(&mut raw, 1 << 20) else {
+        return; // refused with a 4xx, nothing forwarded
+    };
+    assert!(raw.is_empty(), "a second request rode on the first: {text}");
+    let expected = fields + usize::from(cookies > 0);
+    let added = req.head.fields().count() - expected;
+    assert!(added <= 2, "fields appeared from nowhere: {text}");
+    let hosts: Vec<&[u8]> = req.head.get_all("host").collect();
+    assert_eq!(hosts.len(), 1, "{text}");
+    if let Some(a) = parts.uri.authority() {
+        assert!(hosts[0].eq_ignore_ascii_case(a.as_str().as_bytes()), "{text}");
+    }
+    match req.head.framing {
+        Framing::Chunked => assert!(has_body, "{text}"),
+        Framing::Length(n) => {
+            let declared = parts.headers.get(http::header::CONTENT_LENGTH);
+            assert!(declared.is_some(), "{text}");
+            assert_eq!(req.head.content_length, Some(n));
+        }
+        Framing::Empty | Framing::Close => {}
+    }
 }

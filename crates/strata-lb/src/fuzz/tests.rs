@@ -14,6 +14,9 @@ const ATTACKS: &[&[u8]] = &[
     b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
     b"GET http://user@evil/ HTTP/1.1\r\nHost: a\r\n\r\n",
     b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+    // found in review: a CONNECT body read by the backend as the next request
+    b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nContent-Length: 66\r\n\r\nPOST /admin/delete HTTP/1.1\r\nHost: internal\r\nContent-Length: 0\r\n\r\n",
+    b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\nGET /tunnelled HTTP/1.1\r\nHost: a\r\n\r\n",
 ];
 
 #[test]
@@ -25,7 +28,7 @@ fn attacks_reach_the_backend_as_the_proxy_read_them() {
 
 #[test]
 fn a_length_named_in_connection_still_frames_the_body() {
-    let (readings, wire) = request_path(ATTACKS[0], strata_config::Forwarded::XForwarded);
+    let (readings, wire) = request_path(ATTACKS[0], strata_config::Forwarded::XForwarded, false);
     let methods: Vec<&[u8]> = readings.iter().map(|r| &r.target[..]).collect();
     assert_eq!(methods, [&b"/"[..], b"/victim"]);
     assert_eq!(readings[0].body.len(), 56);
@@ -35,7 +38,7 @@ fn a_length_named_in_connection_still_frames_the_body() {
 
 #[test]
 fn an_upgrade_the_listener_does_not_allow_is_a_plain_request() {
-    let (readings, wire) = request_path(ATTACKS[6], strata_config::Forwarded::None);
+    let (readings, wire) = request_path(ATTACKS[6], strata_config::Forwarded::None, false);
     assert_eq!(
         readings.len(),
         2,
@@ -63,5 +66,20 @@ fn responses_reach_the_client_framed_by_the_proxy() {
             data.extend_from_slice(shape);
             response(&data);
         }
+    }
+}
+
+#[test]
+fn http2_fields_cannot_inject_into_the_http1_head() {
+    let cases: &[&[u8]] = &[
+        b"\x00shop.example\n/a?b\nx-a:1\ncookie:a=1\ncookie:b=2",
+        b"\x09shop.example\n/up\ncontent-length:5",
+        b"\x09shop.example\n/up",
+        b"\x00shop.example\n/\nhost:other.example",
+        b"\x00shop.example\n/\nx-a:1\r\nx-b: 2",
+        b"\x05shop.example:443\n/",
+    ];
+    for case in cases {
+        h2_request(case);
     }
 }

@@ -55,7 +55,10 @@ pub(crate) async fn handle(
 /// `:authority` as Host, cookies in one header (RFC 9113 8.2.3), and a body of unknown length
 /// chunked. A `host` header that names another site than `:authority` is refused (RFC 9113
 /// 8.3.1): the proxy and the backend could otherwise route the request to different sites.
-fn h1_head(parts: &http::request::Parts, has_body: bool) -> Result<BytesMut, ParseError> {
+pub(crate) fn h1_head(
+    parts: &http::request::Parts,
+    has_body: bool,
+) -> Result<BytesMut, ParseError> {
     if let (Some(authority), Some(host)) = (parts.uri.authority(), parts.headers.get(header::HOST))
     {
         if !authority

@@ -2,7 +2,7 @@
 
 mod body;
 pub(crate) mod h1;
-mod h2;
+pub(crate) mod h2;
 mod io;
 mod peer;
 pub(crate) mod proxy;
