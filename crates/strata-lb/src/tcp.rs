@@ -149,6 +149,53 @@ impl Site {
     }
 }
 
+impl strata_layer::Service for TcpService {
+    type Config = TcpConfig;
+    type Error = std::convert::Infallible;
+    const LAYER: &'static str = "tcp";
+
+    fn sections(config: &strata_config::Config) -> &[TcpConfig] {
+        &config.tcp
+    }
+    fn name(config: &TcpConfig) -> &str {
+        &config.name
+    }
+    fn listen(config: &TcpConfig) -> SocketAddr {
+        config.listen
+    }
+    fn scheme(_config: &TcpConfig) -> &'static str {
+        "tcp"
+    }
+    fn start(config: &TcpConfig) -> Result<Arc<Self>, Self::Error> {
+        let svc = TcpService::new(config);
+        svc.start();
+        Ok(svc)
+    }
+    fn reload(&self, config: &TcpConfig) -> Result<(), Self::Error> {
+        TcpService::reload(self, config);
+        Ok(())
+    }
+    fn stop(&self) {
+        TcpService::stop(self)
+    }
+    fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        stop: CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        serve(self, listener, stop)
+    }
+    fn status(&self) -> Value {
+        TcpService::status(self)
+    }
+    fn metrics(&self, w: &mut MetricsWriter) {
+        TcpService::metrics(self, w)
+    }
+    fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, String> {
+        TcpService::backend_action(self, backend, action)
+    }
+}
+
 /// Accepts until `shutdown`, then waits for open connections to finish.
 pub async fn serve(svc: Arc<TcpService>, listener: TcpListener, shutdown: CancellationToken) {
     let name = svc.name.clone();

@@ -1,4 +1,4 @@
-//! The floor every layer stands on: the accept loop (connection limit, back-off when the
+//! The floor every layer stands on: listening sockets, the accept loop (connection limit, back-off when the
 //! process runs out of descriptors, a warning that cannot flood the log), socket reads into
 //! uninitialised memory, the per-thread read-buffer pool, lazy deadlines, the byte relay,
 //! vectored writes, the process clock, and an idle watch for connections served by someone
@@ -9,6 +9,7 @@ pub mod buffers;
 mod clock;
 mod deadline;
 mod idle;
+mod listen;
 mod relay;
 mod socket;
 mod write;
@@ -17,6 +18,7 @@ pub use accept::accept_loop;
 pub use clock::now_ms;
 pub use deadline::Deadline;
 pub use idle::{Activity, Watched};
+pub use listen::listen;
 pub use relay::relay;
 pub use socket::{connect, poll_recv, Arrival, ConnectError, UpstreamIo};
 pub use write::{write_all_parts, Parts};

@@ -69,7 +69,7 @@ access_log = true
     );
     println!("Stop with Ctrl-C.");
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    crate::node::serve(config, None, workers).await
+    strata::node::serve(config, None, workers).await
 }
 
 /// A tiny app server: says which upstream answered; /healthz says ok.

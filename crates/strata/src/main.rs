@@ -2,7 +2,6 @@
 
 mod demo;
 mod logging;
-mod node;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -70,7 +69,7 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             logging::init(&cli.log);
-            node::run(config, Some(path))
+            strata::node::run_blocking(config, Some(path))
         }
         None => {
             let _ = Cli::command().write_help(&mut std::io::stderr());

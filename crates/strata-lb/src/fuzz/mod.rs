@@ -266,8 +266,9 @@ pub fn h2_request(data: &[u8]) {
     let Some((&pick, rest)) = data.split_first() else {
         return;
     };
-    let method = ["GET", "POST", "PUT", "HEAD", "OPTIONS", "CONNECT", "DELETE", "PATCH"]
-        [usize::from(pick & 7)];
+    let method = [
+        "GET", "POST", "PUT", "HEAD", "OPTIONS", "CONNECT", "DELETE", "PATCH",
+    ][usize::from(pick & 7)];
     let has_body = pick & 8 != 0;
     let mut lines = rest.split(|&b| b == b'\n');
     let authority = lines.next().unwrap_or(b"");
@@ -314,7 +315,10 @@ pub fn h2_request(data: &[u8]) {
     let hosts: Vec<&[u8]> = req.head.get_all("host").collect();
     assert_eq!(hosts.len(), 1, "{text}");
     if let Some(a) = parts.uri.authority() {
-        assert!(hosts[0].eq_ignore_ascii_case(a.as_str().as_bytes()), "{text}");
+        assert!(
+            hosts[0].eq_ignore_ascii_case(a.as_str().as_bytes()),
+            "{text}"
+        );
     }
     match req.head.framing {
         Framing::Chunked => assert!(has_body, "{text}"),

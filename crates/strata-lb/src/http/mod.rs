@@ -250,3 +250,56 @@ pub fn check_tls(config: &HttpListener) -> Result<(), LbError> {
     }
     Ok(())
 }
+
+impl strata_layer::Service for HttpService {
+    type Config = HttpListener;
+    type Error = LbError;
+    const LAYER: &'static str = "http";
+
+    fn sections(config: &strata_config::Config) -> &[HttpListener] {
+        &config.http
+    }
+    fn name(config: &HttpListener) -> &str {
+        &config.name
+    }
+    fn listen(config: &HttpListener) -> std::net::SocketAddr {
+        config.listen
+    }
+    fn scheme(config: &HttpListener) -> &'static str {
+        if config.tls.is_empty() {
+            "http"
+        } else {
+            "https"
+        }
+    }
+    fn check(config: &HttpListener) -> Result<(), LbError> {
+        check_tls(config)
+    }
+    fn start(config: &HttpListener) -> Result<Arc<Self>, LbError> {
+        let svc = HttpService::new(config)?;
+        svc.start();
+        Ok(svc)
+    }
+    fn reload(&self, config: &HttpListener) -> Result<(), LbError> {
+        HttpService::reload(self, config)
+    }
+    fn stop(&self) {
+        HttpService::stop(self)
+    }
+    fn serve(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        serve(self, listener, stop)
+    }
+    fn status(&self) -> Value {
+        HttpService::status(self)
+    }
+    fn metrics(&self, w: &mut MetricsWriter) {
+        HttpService::metrics(self, w)
+    }
+    fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, String> {
+        HttpService::backend_action(self, backend, action)
+    }
+}
