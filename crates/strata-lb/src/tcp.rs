@@ -9,7 +9,7 @@ use strata_config::TcpListener as TcpConfig;
 use strata_metrics::{Counter, Gauge, MetricsWriter};
 use strata_net::accept_loop;
 use strata_upstream::{
-    backend_action, backend_metrics, upstream_status, BackendAction, Key, Tries, Upstream,
+    backend_action, backend_metrics, upstream_status, BackendAction, Failure, Key, Tries, Upstream,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -226,7 +226,8 @@ async fn connection(svc: &TcpService, site: &Site, client_stream: TcpStream, cli
         let server = match connect(backend.addr, up.config.connect_timeout).await {
             Ok(s) => s,
             Err(e) => {
-                up.failed(backend, &e.to_string());
+                // nothing reached the backend: another may take the connection
+                tries.failed(backend, &Failure::connect(e), false);
                 continue;
             }
         };

@@ -36,6 +36,12 @@ impl RetryBudget {
         }
     }
 
+    /// Tokens held now, in thousandths of a retry.
+    #[cfg(test)]
+    pub(crate) fn tokens(&self) -> i64 {
+        self.tokens.load(Relaxed)
+    }
+
     /// Whether a retry may be made now; takes its token when it may.
     pub(crate) fn withdraw(&self) -> bool {
         let now = now_ms();

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::balance::{Balancer, Key};
 use crate::budget::RetryBudget;
+use crate::failure::{Failure, Retry};
 
 /// Backends of one listener and everything needed to choose among them. `X` is what the layer
 /// keeps per backend (its own statistics), one slot for each backend in `group`, carried over
@@ -141,9 +142,26 @@ impl<'a, X> Tries<'a, X> {
         Some((index, backend))
     }
 
+    /// After a failed try on `backend`: whether to try another. A failure that counts against
+    /// the backend is recorded for passive checking; `idempotent` says whether the request may
+    /// be sent again once a backend may have acted on it.
+    pub fn failed(&mut self, backend: &Backend, failure: &Failure, idempotent: bool) -> bool {
+        if failure.retry == Retry::Free && self.stale() {
+            return true;
+        }
+        if failure.blames_backend() {
+            self.up.failed(backend, &failure.to_string());
+        }
+        match failure.retry {
+            Retry::Free | Retry::Always => true,
+            Retry::IfIdempotent => idempotent,
+            Retry::Never => false,
+        }
+    }
+
     /// The last try met a pooled connection the backend had closed: it does not count, unless
     /// that keeps happening. False when it counts.
-    pub fn stale(&mut self) -> bool {
+    fn stale(&mut self) -> bool {
         if self.stale >= MAX_STALE {
             return false;
         }
@@ -161,7 +179,7 @@ impl<'a, X> Tries<'a, X> {
 
 impl<X> Upstream<X> {
     /// Records a failure of `backend` that counts against it (passive checking).
-    pub fn failed(&self, backend: &Backend, why: &str) {
+    fn failed(&self, backend: &Backend, why: &str) {
         backend.stats.failures.inc();
         self.group.report_failure(backend, why);
     }
@@ -170,5 +188,98 @@ impl<X> Upstream<X> {
 impl<X> Drop for Upstream<X> {
     fn drop(&mut self) {
         self.checks.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::failure::{Kind, Stage};
+    use std::time::Duration;
+    use strata_config::{BackendSpec, Balance, Passive};
+
+    fn upstream(backends: u16, retries: u32) -> Upstream {
+        let config = config::Upstream {
+            backends: (0..backends)
+                .map(|i| BackendSpec {
+                    addr: ([127, 0, 0, 1], 9000 + i).into(),
+                    weight: 1,
+                })
+                .collect(),
+            balance: Balance::RoundRobin,
+            health: None,
+            passive: Passive {
+                failures: 0,
+                base_ejection: Duration::ZERO,
+                max_ejection: Duration::ZERO,
+                max_ejected_percent: 0,
+            },
+            retries,
+            retry_budget: 1.0,
+            connect_timeout: Duration::from_secs(1),
+            slow_start: Duration::ZERO,
+        };
+        Upstream::new(&config, None)
+    }
+
+    fn key() -> Key {
+        Key {
+            client: [127, 0, 0, 1].into(),
+            value: None,
+        }
+    }
+
+    #[test]
+    fn the_failure_says_whether_another_backend_is_tried() {
+        let up = upstream(3, 2);
+        let retries = Counter::default();
+        let at = |stage, retry| Failure::new(stage, Kind::Io, retry);
+        for (failure, idempotent, again) in [
+            (at(Stage::Connect, Retry::Always), false, true),
+            (at(Stage::Request, Retry::IfIdempotent), true, true),
+            (at(Stage::Request, Retry::IfIdempotent), false, false),
+            (at(Stage::Request, Retry::Never), true, false),
+            (at(Stage::Client, Retry::Never), true, false),
+        ] {
+            let mut tries = Tries::new(&up, key());
+            let (_, backend) = tries.next(&retries).unwrap();
+            assert_eq!(
+                tries.failed(backend, &failure, idempotent),
+                again,
+                "{failure:?}"
+            );
+        }
+        // the client's fault never counts against a backend
+        assert!(up.group.backends.iter().all(|b| b.stats.failures.get() < 4));
+    }
+
+    #[test]
+    fn a_stale_pooled_connection_costs_no_retry_and_a_retry_costs_only_when_it_goes() {
+        let up = upstream(1, 0);
+        let retries = Counter::default();
+        let mut tries = Tries::new(&up, key());
+        let (_, backend) = tries.next(&retries).unwrap();
+        let stale = Failure::new(Stage::Request, Kind::Closed, Retry::Free);
+        assert!(tries.failed(backend, &stale, true));
+        // retries = 0, yet the same request goes again: the stale try did not count
+        assert!(tries.next(&retries).is_some());
+        assert_eq!(retries.get(), 0);
+        assert_eq!(
+            backend.stats.failures.get(),
+            0,
+            "a stale connection is no fault"
+        );
+        // no backend left to pick for the retry: it is neither counted nor paid for
+        let up = upstream(1, 2);
+        let mut tries = Tries::new(&up, key());
+        let (_, backend) = tries.next(&retries).unwrap();
+        let refused = Failure::new(Stage::Connect, Kind::Connect, Retry::Always);
+        assert!(tries.failed(backend, &refused, true));
+        backend.drain();
+        let tokens = up.budget.tokens();
+        assert!(tries.next(&retries).is_none());
+        assert_eq!(retries.get(), 0);
+        assert_eq!(backend.stats.retries.get(), 0);
+        assert_eq!(up.budget.tokens(), tokens, "no budget spent");
     }
 }

@@ -15,7 +15,9 @@ use super::body::RespBody;
 use super::h1::body::{BodyError, BodyReader};
 use super::h1::codec::{parse_request, ParseError, RequestHead, Version};
 use super::h1::rewrite::{is_framing, is_hop, request_head, response_length, via_hop};
-use super::proxy::{answer_first, forward, key, record, refusal, Answer, BodySource, Outbound};
+use super::proxy::{
+    answer_first, error_text, forward, key, record, refusal, status, Answer, BodySource, Outbound,
+};
 use super::Peer;
 use super::{HttpService, Site};
 use strata_net::Deadline;
@@ -138,11 +140,11 @@ async fn proxy<'s>(
             respond(site, a),
         ),
         Err((failure, backend)) => {
-            let status = failure.status().as_u16();
+            let status = status(&failure).as_u16();
             (
                 status,
                 backend.map(|b| b.name.as_str()),
-                local(status, failure.text(&svc.name), None),
+                local(status, error_text(&failure, &svc.name), None),
             )
         }
     }

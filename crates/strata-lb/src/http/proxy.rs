@@ -23,54 +23,26 @@ use super::{HttpService, Site};
 use strata_net::buffers::fill;
 use strata_net::Deadline;
 use strata_net::{write_all_parts, Parts};
-use strata_upstream::{hash_value, Key, Tries};
+use strata_upstream::{hash_value, Failure, Key, Kind, Retry, Stage, Tries};
 
-/// What went wrong on the way to a response, and so what the client is told.
-#[derive(Debug)]
-pub(crate) enum Failure {
-    NoBackend,
-    Connect(String),
-    Timeout,
-    Upstream(String),
-    BodyTooLarge,
-    /// The client's request body could not be read (the cause is logged).
-    ClientBody,
+/// The status a client gets for a failed request.
+pub(crate) fn status(f: &Failure) -> StatusCode {
+    match f.kind {
+        Kind::NoBackend => StatusCode::SERVICE_UNAVAILABLE,
+        Kind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        Kind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Kind::BadRequest => StatusCode::BAD_REQUEST,
+        Kind::Connect | Kind::Closed | Kind::Protocol | Kind::Io => StatusCode::BAD_GATEWAY,
+    }
 }
 
-impl Failure {
-    pub(crate) fn status(&self) -> StatusCode {
-        match self {
-            Failure::NoBackend => StatusCode::SERVICE_UNAVAILABLE,
-            Failure::Connect(_) | Failure::Upstream(_) => StatusCode::BAD_GATEWAY,
-            Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            Failure::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Failure::ClientBody => StatusCode::BAD_REQUEST,
-        }
-    }
-
-    /// The body of the response, one line: the listener and the kind of failure, never a
-    /// backend's address or an OS error (those go to the log and to `/status`).
-    pub(crate) fn text(&self, listener: &str) -> String {
-        let what = match self {
-            Failure::NoBackend => "no healthy backend",
-            Failure::Connect(_) => "could not connect to a backend",
-            Failure::Timeout => "the backend did not answer in time",
-            Failure::Upstream(_) => "the backend failed before answering",
-            Failure::BodyTooLarge => "request body is larger than max_body_size",
-            Failure::ClientBody => "unreadable request body",
-        };
-        match self {
-            Failure::NoBackend => format!("strata: {what} for listener \"{listener}\"\n"),
-            _ => format!("strata: listener \"{listener}\": {what}\n"),
-        }
-    }
-
-    /// What went wrong in detail, for the log.
-    pub(crate) fn detail(&self) -> Option<&str> {
-        match self {
-            Failure::Connect(why) | Failure::Upstream(why) => Some(why),
-            _ => None,
-        }
+/// The body a client gets for a failed request, one line: the listener and the kind of
+/// failure, never a backend's address or an OS error (those go to the log and to `/status`).
+pub(crate) fn error_text(f: &Failure, listener: &str) -> String {
+    match f.kind {
+        Kind::NoBackend => format!("strata: no healthy backend for listener \"{listener}\"\n"),
+        Kind::TooLarge => "strata: request body is larger than max_body_size\n".to_string(),
+        kind => format!("strata: listener \"{listener}\": {kind}\n"),
     }
 }
 
@@ -132,10 +104,10 @@ pub(crate) fn answer_first(svc: &HttpService, site: &Site, req: &RequestHead) ->
     }
     if let Framing::Length(n) = req.head.framing {
         if n > cfg.max_body_size {
-            let f = Failure::BodyTooLarge;
+            let f = Failure::new(Stage::Client, Kind::TooLarge, Retry::Never);
             return Some(Local {
-                status: f.status().as_u16(),
-                text: f.text(&svc.name),
+                status: status(&f).as_u16(),
+                text: error_text(&f, &svc.name),
                 location: None,
             });
         }
@@ -192,18 +164,6 @@ pub(crate) fn key(site: &Site, req: &RequestHead, client: std::net::IpAddr) -> K
         _ => None,
     };
     Key { client, value }
-}
-
-/// Why sending a request to a backend stopped.
-pub(crate) enum SendError {
-    /// Writing to the backend failed; `body_started`: part of the client's body was consumed.
-    Backend {
-        error: std::io::Error,
-        body_started: bool,
-    },
-    /// The client's body could not be read.
-    Client(BodyError),
-    TooLarge,
 }
 
 /// Where a request's body comes from: the client's HTTP/1.x connection, or an HTTP/2 stream.
@@ -268,10 +228,17 @@ impl<'x, B: BodySource> Outbound<'x, B> {
 
 /// Sends the head and the body (chunked again when it came chunked, or with no length) on
 /// `conn`; the first body bytes go out in the same write as the head.
-async fn send<B: BodySource>(conn: &mut Conn, req: &mut Outbound<'_, B>) -> Result<(), SendError> {
-    let backend = |error, body_started| SendError::Backend {
-        error,
-        body_started,
+async fn send<B: BodySource>(conn: &mut Conn, req: &mut Outbound<'_, B>) -> Result<(), Failure> {
+    // a write that fails before any of the body went is no harm to the request: it can go to
+    // another backend, for free when the pooled connection had been closed by the backend
+    let reused = conn.reused;
+    let backend = |error: std::io::Error, body_started: bool| {
+        let retry = match (body_started, reused) {
+            (true, _) => Retry::Never,
+            (false, true) => Retry::Free,
+            (false, false) => Retry::Always,
+        };
+        Failure::new(Stage::Request, Kind::Io, retry).because(error)
     };
     if req.framing == Framing::Empty {
         return conn
@@ -288,15 +255,14 @@ async fn send<B: BodySource>(conn: &mut Conn, req: &mut Outbound<'_, B>) -> Resu
         let piece = if first && !req.body.buffered() {
             None
         } else {
-            req.body
-                .next_piece(req.idle)
-                .await
-                .map_err(SendError::Client)?
+            req.body.next_piece(req.idle).await.map_err(|e| {
+                Failure::new(Stage::Client, Kind::BadRequest, Retry::Never).because(e)
+            })?
         };
         if let Some(p) = &piece {
             sent += p.len() as u64;
             if sent > req.limit {
-                return Err(SendError::TooLarge);
+                return Err(Failure::new(Stage::Client, Kind::TooLarge, Retry::Never));
             }
         }
         let done = req.body.is_done() || (!first && piece.is_none());
@@ -304,9 +270,8 @@ async fn send<B: BodySource>(conn: &mut Conn, req: &mut Outbound<'_, B>) -> Resu
         // bodies are checked by their framing too; this does not rely on it)
         if let Framing::Length(n) = req.framing {
             if sent > n || (done && sent != n) {
-                return Err(SendError::Client(BodyError::Framing(
-                    ParseError::Malformed("body length differs from Content-Length"),
-                )));
+                let e = ParseError::Malformed("body length differs from Content-Length");
+                return Err(Failure::new(Stage::Client, Kind::BadRequest, Retry::Never).because(e));
             }
         }
         let mut parts = Parts::default();
@@ -350,10 +315,9 @@ pub(crate) struct Answer<'s> {
 }
 
 /// Sends a request to backends in turn until one answers with a head, each within
-/// `response_timeout` (kept by `deadline`); a try that fails before the backend could have
-/// acted on the request goes to another backend, as does any failed try of a replayable one,
-/// within the listener's retries and retry budget. Otherwise: what the client is told, and the
-/// backend tried last.
+/// `response_timeout` (kept by `deadline`). Each failed try is a [`Failure`] that says whether
+/// another backend may be tried, which [`Tries`] weighs against the retries and the retry
+/// budget. Otherwise: why the request failed, and the backend tried last.
 pub(crate) async fn forward<'s>(
     svc: &HttpService,
     site: &'s Site,
@@ -362,146 +326,99 @@ pub(crate) async fn forward<'s>(
     deadline: &mut Deadline,
     request: &mut Outbound<'_, impl BodySource>,
 ) -> Result<Answer<'s>, (Failure, Option<&'s Arc<Backend>>)> {
-    let cfg = &site.config;
     let up = &site.upstream;
     let mut tries = Tries::new(up, key);
-    let mut failure = Failure::NoBackend;
-    let mut body_sent = false;
-    while !body_sent {
-        let Some((index, backend)) = tries.next(&svc.stats.retries) else {
-            break;
-        };
+    let mut failure = Failure::no_backend();
+    while let Some((index, backend)) = tries.next(&svc.stats.retries) {
         let in_flight = backend.start();
-        let mut conn = match site
-            .h1_pool
-            .checkout(index, backend.addr, up.config.connect_timeout, started)
-            .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                // nothing reached the backend: any request may go elsewhere
-                let why = e.to_string();
-                up.failed(backend, &why);
-                failure = Failure::Connect(why);
-                continue;
-            }
-        };
-        match send(&mut conn, request).await {
-            Ok(()) => {}
-            Err(SendError::Client(e)) => {
-                tracing::debug!(listener = %svc.name, error = %e, "client body");
-                return Err((Failure::ClientBody, Some(backend)));
-            }
-            Err(SendError::TooLarge) => return Err((Failure::BodyTooLarge, Some(backend))),
-            Err(SendError::Backend {
-                error,
-                body_started,
-            }) => {
-                body_sent |= body_started;
-                // a pooled connection the backend had closed: the request never left
-                if conn.reused && !body_started && tries.stale() {
-                    continue;
+        match attempt(site, index, started, deadline, request).await {
+            Ok((conn, buf, resp)) => {
+                let status = resp.status;
+                let stats = &up.extra[index];
+                stats.latency.observe(started.elapsed());
+                stats.responses[(status / 100).clamp(1, 5) as usize - 1].inc();
+                if status >= 500 {
+                    up.group.report_failure(backend, &format!("HTTP {status}"));
+                } else {
+                    backend.report_success();
                 }
-                let why = error.to_string();
-                up.failed(backend, &why);
-                failure = Failure::Upstream(why);
-                continue;
+                return Ok(Answer {
+                    index,
+                    backend,
+                    conn,
+                    buf,
+                    resp,
+                    in_flight,
+                });
+            }
+            Err(f) => {
+                failure = f;
+                if !tries.failed(backend, &failure, request.replayable) {
+                    break;
+                }
             }
         }
-        // once any of a body went out, there is no other try
-        body_sent |= request.framing != Framing::Empty;
-        // a buffer is taken when the answer starts to arrive, not while waiting for it
-        let mut buf = BytesMut::new();
-        deadline.set(tokio::time::Instant::now() + cfg.response_timeout);
-        let max = cfg.max_header_size as usize;
-        let read = tokio::select! {
-            biased;
-            r = read_head(&mut conn, &mut buf, max, request.asked, request.tunnel) => Ok(r),
-            _ = deadline.expired() => Err(()),
-        };
-        let resp = match read {
-            Ok(Ok(resp)) => resp,
-            Ok(Err(e)) => {
-                // a reused connection the backend closed just before our request: no harm done
-                if conn.reused
-                    && buf.is_empty()
-                    && request.replayable
-                    && e.is_closed()
-                    && tries.stale()
-                {
-                    continue;
-                }
-                let why = e.to_string();
-                up.failed(backend, &why);
-                failure = Failure::Upstream(why);
-                if request.replayable {
-                    continue;
-                }
-                break;
-            }
-            Err(_) => {
-                up.failed(backend, "response timeout");
-                failure = Failure::Timeout;
-                if request.replayable {
-                    continue;
-                }
-                break;
-            }
-        };
-        let status = resp.status;
-        let stats = &up.extra[index];
-        stats.latency.observe(started.elapsed());
-        stats.responses[(status / 100).clamp(1, 5) as usize - 1].inc();
-        if status >= 500 {
-            up.group.report_failure(backend, &format!("HTTP {status}"));
-        } else {
-            backend.report_success();
-        }
-        return Ok(Answer {
-            index,
-            backend,
-            conn,
-            buf,
-            resp,
-            in_flight,
-        });
     }
-    if matches!(failure, Failure::NoBackend) {
+    if failure.kind == Kind::NoBackend {
         svc.stats.no_backend.inc();
     }
     let last = tries.last();
-    if let (Some(why), Some(b)) = (failure.detail(), last) {
+    match (failure.stage, last) {
+        (Stage::Client, _) => {
+            tracing::debug!(listener = %svc.name, error = %failure, "unreadable request")
+        }
         // the client's answer names neither the backend nor the OS error: they go here
-        tracing::info!(listener = %svc.name, backend = %b.name, error = why, "request failed");
+        (_, Some(b)) => {
+            tracing::info!(listener = %svc.name, backend = %b.name, error = %failure, "request failed")
+        }
+        (_, None) => {}
     }
     Err((failure, last))
 }
 
-/// Why a response head could not be had.
-#[derive(Debug, thiserror::Error)]
-enum HeadError {
-    #[error("the backend closed the connection before answering")]
-    Closed,
-    #[error("invalid response: {0}")]
-    Parse(#[from] ParseError),
-    #[error("reading the response: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("the backend switched protocols on a request that did not ask to")]
-    UnaskedUpgrade,
-}
-
-impl HeadError {
-    fn is_closed(&self) -> bool {
-        match self {
-            HeadError::Closed => true,
-            HeadError::Io(e) => matches!(
-                e.kind(),
-                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
-            ),
-            HeadError::Parse(_) | HeadError::UnaskedUpgrade => false,
+/// One try on backend `index`: a connection, the request sent, the answer's head read.
+async fn attempt(
+    site: &Site,
+    index: usize,
+    started: Instant,
+    deadline: &mut Deadline,
+    request: &mut Outbound<'_, impl BodySource>,
+) -> Result<(Conn, BytesMut, ResponseHead), Failure> {
+    let cfg = &site.config;
+    let up = &site.upstream;
+    let addr = up.group.backends[index].addr;
+    let mut conn = site
+        .h1_pool
+        .checkout(index, addr, up.config.connect_timeout, started)
+        .await
+        .map_err(Failure::connect)?;
+    send(&mut conn, request).await?;
+    // a buffer is taken when the answer starts to arrive, not while waiting for it
+    let mut buf = BytesMut::new();
+    deadline.set(tokio::time::Instant::now() + cfg.response_timeout);
+    let max = cfg.max_header_size as usize;
+    let read = tokio::select! {
+        biased;
+        r = read_head(&mut conn, &mut buf, max, request.asked, request.tunnel) => r,
+        _ = deadline.expired() => Err(Failure::new(Stage::Request, Kind::Timeout, Retry::IfIdempotent)),
+    };
+    match read {
+        Ok(resp) => Ok((conn, buf, resp)),
+        // a reused connection the backend closed just before our request: no harm done
+        Err(mut f)
+            if f.kind == Kind::Closed && conn.reused && buf.is_empty() && request.replayable =>
+        {
+            f.retry = Retry::Free;
+            Err(f)
         }
+        Err(f) => Err(f),
     }
 }
+
+/// A backend switched protocols on a request that did not ask it to, or to another protocol.
+#[derive(Debug, thiserror::Error)]
+#[error("the backend switched protocols unasked")]
+struct UnaskedUpgrade;
 
 /// Reads the final response head; interim 1xx responses other than 101 are dropped. An answer
 /// that opens a tunnel is an error unless the request asked for one the listener allows, and a
@@ -513,18 +430,22 @@ async fn read_head(
     max: usize,
     asked: Asked,
     tunnel: Option<&[u8]>,
-) -> Result<ResponseHead, HeadError> {
+) -> Result<ResponseHead, Failure> {
+    let fail = |kind| Failure::new(Stage::Request, kind, Retry::IfIdempotent);
     loop {
-        if let Some(resp) = parse_response(buf, max, asked)? {
+        let parsed =
+            parse_response(buf, max, asked).map_err(|e| fail(Kind::Protocol).because(e))?;
+        if let Some(resp) = parsed {
             if resp.head.upgrade {
-                let Some(protocol) = tunnel else {
-                    return Err(HeadError::UnaskedUpgrade);
-                };
-                if resp.status == 101 {
-                    let switched = resp.head.get("upgrade").unwrap_or(b"").trim_ascii();
-                    if !switched.eq_ignore_ascii_case(protocol) {
-                        return Err(HeadError::UnaskedUpgrade);
+                let unasked = match tunnel {
+                    None => true,
+                    Some(protocol) => {
+                        let switched = resp.head.get("upgrade").unwrap_or(b"").trim_ascii();
+                        resp.status == 101 && !switched.eq_ignore_ascii_case(protocol)
                     }
+                };
+                if unasked {
+                    return Err(fail(Kind::Protocol).because(UnaskedUpgrade));
                 }
             }
             if (100..200).contains(&resp.status) && resp.status != 101 {
@@ -532,8 +453,18 @@ async fn read_head(
             }
             return Ok(resp);
         }
-        if fill(&mut conn.io, buf).await? == 0 {
-            return Err(HeadError::Closed);
+        match fill(&mut conn.io, buf).await {
+            Ok(0) => return Err(fail(Kind::Closed)),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                ) =>
+            {
+                return Err(fail(Kind::Closed).because(e))
+            }
+            Err(e) => return Err(fail(Kind::Io).because(e)),
         }
     }
 }

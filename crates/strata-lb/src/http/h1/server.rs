@@ -15,7 +15,8 @@ use super::client::Conn;
 use super::codec::{chunk_header, parse_request, Framing, RequestHead, ResponseHead, LAST_CHUNK};
 use super::rewrite::{local_response, request_head, response_head, Relay};
 use crate::http::proxy::{
-    allow_upgrade, answer_first, forward, key, record, refusal, Answer, BodySource, Outbound,
+    allow_upgrade, answer_first, error_text, forward, key, record, refusal, status, Answer,
+    BodySource, Outbound,
 };
 use crate::http::Peer;
 use crate::http::{HttpService, Site};
@@ -238,9 +239,9 @@ where
     } = match answered {
         Ok(a) => a,
         Err((failure, backend)) => {
-            let status = failure.status().as_u16();
+            let status = status(&failure).as_u16();
             let keep = can_keep && !drain.is_cancelled();
-            let next = answer(io, status, &failure.text(&svc.name), keep, &[]).await;
+            let next = answer(io, status, &error_text(&failure, &svc.name), keep, &[]).await;
             return (status, backend.map(|b| b.name.as_str()), next);
         }
     };

@@ -1,0 +1,129 @@
+//! What went wrong on one try of a request or connection, where, and whether another backend
+//! may be tried: the one error type every layer's retry loop reads.
+
+use std::fmt;
+
+/// Where on the way a try failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The client: its request could not be read, or broke a limit. No backend is to blame.
+    Client,
+    /// Choosing or connecting to a backend: nothing reached one.
+    Connect,
+    /// After the request went out, before the backend's answer began.
+    Request,
+    /// In the middle of the backend's answer.
+    Answer,
+}
+
+/// Whether another backend may be tried after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Nothing reached the backend and the try does not count: a pooled connection that the
+    /// backend had already closed (up to a few times in a row; then it counts as `Always`).
+    Free,
+    /// Nothing reached the backend: any request may go to another.
+    Always,
+    /// The backend may have acted on the request: only one that is safe to repeat may go on.
+    IfIdempotent,
+    /// Part of the request can't be sent again (its body was consumed), or the client is at
+    /// fault.
+    Never,
+}
+
+/// What kind of failure it was, as a client or an operator would name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// No backend could take the request (all down, ejected, draining, or tried).
+    NoBackend,
+    /// The connection to the backend could not be made.
+    Connect,
+    /// The backend did not answer in time.
+    Timeout,
+    /// The backend closed or reset the connection.
+    Closed,
+    /// The backend's answer was not valid.
+    Protocol,
+    /// Reading or writing a socket failed otherwise.
+    Io,
+    /// The request is larger than the listener allows.
+    TooLarge,
+    /// The client's request could not be read.
+    BadRequest,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::NoBackend => "no backend available",
+            Kind::Connect => "could not connect to a backend",
+            Kind::Timeout => "the backend did not answer in time",
+            Kind::Closed => "the backend closed the connection",
+            Kind::Protocol => "the backend's answer was not valid",
+            Kind::Io => "the connection to the backend failed",
+            Kind::TooLarge => "the request is larger than allowed",
+            Kind::BadRequest => "the request could not be read",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One failed try: where, what, whether a retry is safe, and the error underneath.
+#[derive(Debug, thiserror::Error)]
+pub struct Failure {
+    pub stage: Stage,
+    pub kind: Kind,
+    pub retry: Retry,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source {
+            Some(source) => write!(f, "{}: {source}", self.kind),
+            None => write!(f, "{}", self.kind),
+        }
+    }
+}
+
+impl Failure {
+    pub fn new(stage: Stage, kind: Kind, retry: Retry) -> Self {
+        Failure {
+            stage,
+            kind,
+            retry,
+            source: None,
+        }
+    }
+
+    /// The same failure, caused by `source`.
+    pub fn because(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// No backend could be chosen.
+    pub fn no_backend() -> Self {
+        Failure::new(Stage::Connect, Kind::NoBackend, Retry::Never)
+    }
+
+    /// Connecting to a backend failed: nothing reached it.
+    pub fn connect(e: strata_net::ConnectError) -> Self {
+        let kind = match e {
+            strata_net::ConnectError::Timeout { .. } => Kind::Timeout,
+            strata_net::ConnectError::Io { .. } => Kind::Connect,
+        };
+        Failure::new(Stage::Connect, kind, Retry::Always).because(e)
+    }
+
+    /// Whether the failure counts against the backend tried (passive health checking).
+    pub fn blames_backend(&self) -> bool {
+        !matches!(self.stage, Stage::Client) && self.kind != Kind::NoBackend
+    }
+}
