@@ -40,6 +40,11 @@ async fn access_log_lines_are_json_when_asked() {
         line.starts_with('{') && line.ends_with('}'),
         "not one JSON object per line: {line}"
     );
+    // milliseconds to two decimals (0.14), not a float's every digit
+    let ms = line.split("\"ms\":").nth(1).expect("ms field");
+    let ms = &ms[..ms.find([',', '}']).unwrap()];
+    let decimals = ms.split('.').nth(1).map_or(0, str::len);
+    assert!(decimals <= 2, "ms = {ms}");
 }
 
 #[tokio::test]
