@@ -12,6 +12,7 @@ use crate::walk::{as_addr, Section, Value};
 /// The admin listener: /metrics, /status, /healthz and the backend API.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Admin {
+    /// Where the admin API is served; an address that is not loopback needs a `token`.
     pub listen: SocketAddr,
     /// Read from `token_file` when the config is loaded; state-changing calls must present it.
     pub token: Option<AdminToken>,
@@ -27,6 +28,7 @@ pub struct Admin {
 /// The admin API's bearer token and the file it came from. `Debug` never shows the token.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AdminToken {
+    /// The token file, resolved against the config file's directory.
     pub file: PathBuf,
     secret: String,
 }

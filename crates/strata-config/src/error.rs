@@ -7,12 +7,16 @@ use std::path::PathBuf;
 /// Why a config could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The config file could not be read at all.
     #[error("cannot read config file {path}: {source}")]
     Read {
+        /// The file as it was asked for.
         path: PathBuf,
+        /// Why reading it failed.
         #[source]
         source: std::io::Error,
     },
+    /// The file was read and parsed: every problem found in it, all at once.
     #[error("{}", Problems(.0))]
     Invalid(Vec<Problem>),
 }
@@ -30,12 +34,17 @@ impl ConfigError {
 /// One thing wrong with a config, located in its file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// The file as named to [`parse`](crate::parse) (for [`load`](crate::load), its path).
     pub file: String,
+    /// Line of the offending value, from 1.
     pub line: usize,
+    /// Column of the offending value in characters, from 1.
     pub column: usize,
     /// Dotted path of the key, such as `http[0].health.interval`.
     pub key: String,
+    /// Why the value is refused.
     pub message: String,
+    /// How to fix it, where there is one obvious way.
     pub hint: Option<String>,
 }
 

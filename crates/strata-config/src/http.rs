@@ -8,10 +8,14 @@ use crate::error::Report;
 use crate::upstream::{require_backends, upstream, Layer, Upstream};
 use crate::walk::{as_addr, as_str, wrong_type, Section};
 
+/// One `[[http]]` listener: the L7 reverse proxy, its limits and its backends.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpListener {
+    /// Unique among the HTTP listeners; names the listener in metrics, `/status` and the admin API.
     pub name: String,
+    /// Where to listen; port 0 takes a free port.
     pub listen: SocketAddr,
+    /// The backends and how requests are spread over them.
     pub upstream: Upstream,
     /// How long a client may take to send a request head; also how long an idle keep-alive
     /// connection waits for its next request (as HAProxy's `timeout http-request`).
@@ -20,10 +24,15 @@ pub struct HttpListener {
     pub response_timeout: Duration,
     /// Inactivity limit on upgraded (WebSocket) tunnels and on pooled upstream connections.
     pub idle_timeout: Duration,
+    /// Larger request bodies get 413: by `Content-Length` at once, chunked ones when they cross it.
     pub max_body_size: u64,
+    /// A request head larger than this gets 431.
     pub max_header_size: u64,
+    /// Client connections open at once; further ones wait in the kernel's accept queue.
     pub max_connections: u32,
+    /// Which forwarding headers the backend gets.
     pub forwarded: Forwarded,
+    /// One log line per request on target `strata::access`.
     pub access_log: bool,
     /// Serve TLS with these certificates, chosen by SNI; empty means plain HTTP.
     pub tls: Vec<TlsCert>,
@@ -46,13 +55,16 @@ pub enum Forwarded {
     XForwarded,
     /// RFC 7239 `Forwarded`.
     Rfc7239,
+    /// No forwarding header (`Via` is still added).
     None,
 }
 
 /// A certificate chain and its key, PEM files; names come from the certificate itself.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TlsCert {
+    /// The PEM certificate chain, resolved against the config file's directory.
     pub cert: PathBuf,
+    /// The PEM private key of `cert`, resolved the same way.
     pub key: PathBuf,
 }
 

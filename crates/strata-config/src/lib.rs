@@ -32,8 +32,11 @@ pub struct Config {
     pub workers: Option<usize>,
     /// On SIGTERM, how long in-flight requests may take to finish.
     pub drain_timeout: Duration,
+    /// The admin listener; `None` when the config has no `[admin]`.
     pub admin: Option<Admin>,
+    /// The `[[http]]` listeners, in file order.
     pub http: Vec<HttpListener>,
+    /// The `[[tcp]]` listeners, in file order.
     pub tcp: Vec<TcpListener>,
 }
 

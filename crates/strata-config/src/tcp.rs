@@ -7,13 +7,18 @@ use crate::error::Report;
 use crate::upstream::{require_backends, upstream, Layer, Upstream};
 use crate::walk::{as_addr, Section};
 
+/// One `[[tcp]]` listener: the L4 load balancer, relaying each connection's bytes to a backend.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TcpListener {
+    /// Unique among the TCP listeners; names the listener in metrics, `/status` and the admin API.
     pub name: String,
+    /// Where to listen; port 0 takes a free port.
     pub listen: SocketAddr,
+    /// The backends and how connections are spread over them.
     pub upstream: Upstream,
     /// A connection with no bytes in either direction for this long is closed.
     pub idle_timeout: Duration,
+    /// Client connections open at once; further ones wait in the kernel's accept queue.
     pub max_connections: u32,
 }
 

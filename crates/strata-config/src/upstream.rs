@@ -10,11 +10,13 @@ use crate::walk::{as_addr, as_int, as_str, wrong_type, Section};
 /// One server behind a listener.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackendSpec {
+    /// Where the backend listens (host names are not resolved).
     pub addr: SocketAddr,
     /// Relative share of new requests (1 to 256), as HAProxy's `weight`.
     pub weight: u32,
 }
 
+/// How a listener picks the backend for each request (HTTP) or connection (TCP).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Balance {
     /// Smooth weighted round robin (nginx's algorithm).
@@ -29,17 +31,23 @@ pub enum Balance {
     Hash(HashKey),
 }
 
+/// What `balance = "hash"` hashes, from `hash_key`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HashKey {
+    /// `header:NAME`: the value of this request header.
     Header(String),
+    /// `cookie:NAME`: the value of this cookie.
     Cookie(String),
 }
 
 /// An active health check run against every backend.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealthCheck {
+    /// What a check does.
     pub kind: CheckKind,
+    /// Time between two checks of one backend.
     pub interval: Duration,
+    /// A check that takes longer fails.
     pub timeout: Duration,
     /// Consecutive successes that bring a down backend up.
     pub rise: u32,
@@ -47,14 +55,18 @@ pub struct HealthCheck {
     pub fall: u32,
 }
 
+/// What an active health check does.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CheckKind {
     /// A TCP connect that succeeds within the timeout.
     Connect,
     /// An HTTP/1.1 GET whose status lies in `expect` (inclusive).
     Http {
+        /// The path requested.
         path: String,
+        /// The check's `Host` header; `None` sends the backend's address.
         host: Option<String>,
+        /// The accepted status range.
         expect: (u16, u16),
     },
 }
@@ -66,6 +78,7 @@ pub struct Passive {
     pub failures: u32,
     /// First ejection; each further one doubles, up to `max_ejection`.
     pub base_ejection: Duration,
+    /// Cap on one ejection; after this long without one, the back-off starts over.
     pub max_ejection: Duration,
     /// At most this share of backends is ejected at once.
     pub max_ejected_percent: u32,
@@ -74,14 +87,19 @@ pub struct Passive {
 /// The backends of one listener and how traffic is spread over them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Upstream {
+    /// The servers, in config order.
     pub backends: Vec<BackendSpec>,
+    /// How a backend is picked.
     pub balance: Balance,
+    /// Active checks; `None` runs none.
     pub health: Option<HealthCheck>,
+    /// Ejection after failures seen in real traffic.
     pub passive: Passive,
     /// Tries on another backend after the first, for requests that are safe to retry.
     pub retries: u32,
     /// Retries may add at most this fraction of requests on top of the requests themselves.
     pub retry_budget: f64,
+    /// Limit on a TCP connect to a backend.
     pub connect_timeout: Duration,
     /// A backend that comes back ramps its weight up over this time; zero turns it off.
     pub slow_start: Duration,

@@ -19,6 +19,7 @@ pub struct BackendStats {
     pub failures: Counter,
     /// Tries that went to this backend as a retry.
     pub retries: Counter,
+    /// Times passive checking ejected this backend.
     pub ejections: Counter,
     /// Open client connections relayed to this backend (TCP) or in-flight requests (HTTP).
     pub open: Gauge,
@@ -27,6 +28,7 @@ pub struct BackendStats {
 /// Why a backend is or is not taking traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
+    /// Taking traffic.
     Up,
     /// The active check failed `fall` times in a row.
     Down,
@@ -37,6 +39,7 @@ pub enum State {
 }
 
 impl State {
+    /// The state as `/status` and the admin API spell it: `up`, `down`, `ejected`, `draining`.
     pub fn as_str(self) -> &'static str {
         match self {
             State::Up => "up",
@@ -47,12 +50,17 @@ impl State {
     }
 }
 
+/// One server behind a listener, shared by the listener's requests, its health checks and the
+/// admin API; all of its state is atomics, so any thread reads and updates it.
 #[derive(Debug)]
 pub struct Backend {
+    /// Where the backend listens.
     pub addr: SocketAddr,
     /// `addr` as text, the backend's name in metrics, status and the admin API.
     pub name: String,
+    /// Relative share of new requests, before slow start ([`Backend::effective_weight`]).
     pub weight: u32,
+    /// Its traffic counters.
     pub stats: BackendStats,
     /// Requests or connections in flight now; balancing reads it.
     in_flight: AtomicU32,
@@ -70,6 +78,7 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// A backend that is up, not checked yet, with its counters at zero.
     pub fn new(addr: SocketAddr, weight: u32) -> Self {
         Backend {
             addr,
@@ -87,6 +96,7 @@ impl Backend {
         }
     }
 
+    /// Why it takes traffic or not, now.
     pub fn state(&self) -> State {
         self.state_at(now_ms())
     }
@@ -113,6 +123,7 @@ impl Backend {
         self.state_at(now) == State::Up
     }
 
+    /// The last thing that changed its state, as `/status` shows it.
     pub fn reason(&self) -> String {
         self.reason.lock().map(|r| r.clone()).unwrap_or_default()
     }
@@ -123,6 +134,7 @@ impl Backend {
         }
     }
 
+    /// Requests or connections in flight now (see [`Backend::start`]).
     pub fn in_flight(&self) -> u32 {
         self.in_flight.load(Relaxed)
     }
@@ -165,11 +177,14 @@ impl Backend {
         self.set_reason(why);
     }
 
+    /// Takes it out of balancing: in-flight work finishes, nothing new arrives.
     pub fn drain(&self) {
         self.draining.store(true, Relaxed);
         self.set_reason("drained by the admin API".into());
     }
 
+    /// Takes a drained backend back, ramping its weight up from now (slow start); a backend that
+    /// is not draining is left as it is.
     pub fn restore(&self) {
         if self.draining.swap(false, Relaxed) {
             self.available_since.store(now_ms(), Relaxed);
@@ -198,7 +213,9 @@ impl Drop for InFlight {
 /// The backends behind one listener, with the passive-check policy that spans them.
 #[derive(Debug)]
 pub struct Group {
+    /// The backends, in config order.
     pub backends: Vec<Arc<Backend>>,
+    /// When failures seen in traffic eject a backend, and for how long.
     pub passive: Passive,
 }
 
@@ -251,6 +268,7 @@ impl Group {
         backend.set_reason(why);
     }
 
+    /// The backend named `name` (its address as text).
     pub fn find(&self, name: &str) -> Option<&Arc<Backend>> {
         self.backends.iter().find(|b| b.name == name)
     }

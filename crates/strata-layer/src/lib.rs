@@ -21,8 +21,11 @@ pub use strata_upstream::BackendAction;
 #[derive(Debug, thiserror::Error)]
 #[error("{layer} listener \"{listener}\": {source}")]
 pub struct LayerError {
+    /// The layer's name: "http", "tcp".
     pub layer: &'static str,
+    /// The listener's name from the config.
     pub listener: String,
+    /// What went wrong, from the layer's own error type.
     #[source]
     pub source: Box<dyn std::error::Error + Send + Sync>,
 }
@@ -55,6 +58,7 @@ pub trait Layer: Send + Sync {
     /// Every listener with its state and backends, as a JSON array.
     fn status(&self) -> Value;
 
+    /// Writes every listener's metrics, in Prometheus text format.
     fn metrics(&self, w: &mut MetricsWriter);
 
     /// Drains or restores `backend` of `listener`; the error says what was not found.

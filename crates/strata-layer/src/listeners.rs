@@ -19,6 +19,7 @@ use crate::{Layer, LayerError, Work};
 pub trait Service: Send + Sync + Sized + 'static {
     /// The listener's section of the config.
     type Config: Send + Sync;
+    /// What [`Service::start`], [`Service::reload`] and [`Service::check`] can fail with.
     type Error: std::error::Error + Send + Sync + 'static;
 
     /// The layer's name: "http", "tcp".
@@ -26,7 +27,9 @@ pub trait Service: Send + Sync + Sized + 'static {
 
     /// The listeners of this layer in `config`.
     fn sections(config: &Config) -> &[Self::Config];
+    /// The listener's name, unique within the layer.
     fn name(config: &Self::Config) -> &str;
+    /// The address to bind, as the config says it (port 0 included).
     fn listen(config: &Self::Config) -> SocketAddr;
     /// The scheme shown where the listener says it is listening ("http", "https", "tcp").
     fn scheme(config: &Self::Config) -> &'static str;
@@ -48,8 +51,11 @@ pub trait Service: Send + Sync + Sized + 'static {
         stop: CancellationToken,
     ) -> impl Future<Output = ()> + Send + 'static;
 
+    /// The listener with its state and backends, one element of [`Layer::status`]'s array.
     fn status(&self) -> Value;
+    /// Writes the listener's metrics and its backends'.
     fn metrics(&self, w: &mut MetricsWriter);
+    /// Drains or restores `backend`; the error says it was not found.
     fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, String>;
 }
 

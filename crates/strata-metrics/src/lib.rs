@@ -5,34 +5,43 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+/// A count that only goes up: requests, failures, bytes.
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
 
 impl Counter {
+    /// Adds one.
     pub fn inc(&self) {
         self.0.fetch_add(1, Relaxed);
     }
+    /// Adds `n`.
     pub fn add(&self, n: u64) {
         self.0.fetch_add(n, Relaxed);
     }
+    /// The count now.
     pub fn get(&self) -> u64 {
         self.0.load(Relaxed)
     }
 }
 
+/// A value that goes up and down: open connections, requests in flight.
 #[derive(Debug, Default)]
 pub struct Gauge(AtomicI64);
 
 impl Gauge {
+    /// Adds one.
     pub fn inc(&self) {
         self.0.fetch_add(1, Relaxed);
     }
+    /// Takes one away.
     pub fn dec(&self) {
         self.0.fetch_sub(1, Relaxed);
     }
+    /// Sets the value to `v`.
     pub fn set(&self, v: i64) {
         self.0.store(v, Relaxed);
     }
+    /// The value now.
     pub fn get(&self) -> i64 {
         self.0.load(Relaxed)
     }
@@ -52,6 +61,7 @@ pub struct Histogram {
 }
 
 impl Histogram {
+    /// Counts one observation of `d` in its bucket and in the sum.
     pub fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
         let i = LATENCY_BUCKETS
@@ -62,6 +72,7 @@ impl Histogram {
         self.sum_micros.fetch_add(d.as_micros() as u64, Relaxed);
     }
 
+    /// Observations so far.
     pub fn count(&self) -> u64 {
         self.buckets.iter().map(|b| b.load(Relaxed)).sum()
     }
@@ -81,6 +92,7 @@ pub struct MetricsWriter {
 }
 
 impl MetricsWriter {
+    /// A writer with no samples yet.
     pub fn new() -> Self {
         Self::default()
     }
@@ -102,6 +114,7 @@ impl MetricsWriter {
             .samples
     }
 
+    /// Adds a counter sample to family `name`; the first sample of a family sets its `help`.
     pub fn counter(
         &mut self,
         name: &'static str,
@@ -113,6 +126,7 @@ impl MetricsWriter {
         sample(out, name, "", labels, None, value as f64);
     }
 
+    /// Adds a gauge sample to family `name`; the first sample of a family sets its `help`.
     pub fn gauge(
         &mut self,
         name: &'static str,
@@ -124,6 +138,8 @@ impl MetricsWriter {
         sample(out, name, "", labels, None, value);
     }
 
+    /// Adds the buckets, sum (in seconds) and count of `h` to family `name`; the first sample of a
+    /// family sets its `help`.
     pub fn histogram(
         &mut self,
         name: &'static str,
@@ -158,6 +174,7 @@ impl MetricsWriter {
         sample(out, name, "_count", labels, None, cumulative as f64);
     }
 
+    /// The whole exposition, families in name order.
     pub fn finish(self) -> String {
         let mut out = String::new();
         for (name, f) in self.families {

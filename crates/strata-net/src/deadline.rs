@@ -9,12 +9,14 @@ use std::task::{ready, Context, Poll};
 
 use tokio::time::{sleep_until, Instant, Sleep};
 
+/// A connection's one timeout, moved on every request and armed lazily (see the module).
 pub struct Deadline {
     sleep: Pin<Box<Sleep>>,
     at: Instant,
 }
 
 impl Deadline {
+    /// A deadline armed for `at`.
     pub fn new(at: Instant) -> Self {
         Deadline {
             sleep: Box::pin(sleep_until(at)),
@@ -35,6 +37,7 @@ impl Deadline {
         poll_fn(|cx| self.poll_expired(cx))
     }
 
+    /// [`Deadline::expired`] for hand-written futures: `Ready` once the deadline has passed.
     pub fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             ready!(self.sleep.as_mut().poll(cx));

@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Reads what is queued on `stream` into `buf`; returns how many bytes (0 at end of stream).
+#[allow(unsafe_code)] // recv(2) straight into the unfilled part of `buf`, no zeroing first
 pub fn poll_recv(
     stream: &TcpStream,
     cx: &mut Context<'_>,
@@ -49,14 +50,20 @@ pub fn poll_recv(
 /// Why no connection to a backend could be had.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
+    /// The connect failed: refused, unreachable, out of descriptors.
     #[error("connect to {addr}: {source}")]
     Io {
+        /// The backend.
         addr: std::net::SocketAddr,
+        /// What the operating system said.
         source: io::Error,
     },
+    /// The backend did not complete the handshake within `timeout`.
     #[error("connect to {addr}: no answer within {timeout:?}")]
     Timeout {
+        /// The backend.
         addr: std::net::SocketAddr,
+        /// The connect timeout that ran out.
         timeout: std::time::Duration,
     },
 }

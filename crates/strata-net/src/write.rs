@@ -13,6 +13,7 @@ pub struct Parts<'a> {
 }
 
 impl<'a> Parts<'a> {
+    /// Adds `part`, unless it is empty; five non-empty parts at most (a sixth panics).
     pub fn push(&mut self, part: &'a [u8]) {
         if !part.is_empty() {
             self.items[self.len] = part;
@@ -20,6 +21,7 @@ impl<'a> Parts<'a> {
         }
     }
 
+    /// Whether no part was pushed (or every one was empty).
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -39,6 +39,7 @@ impl Ketama {
         Ketama { points }
     }
 
+    /// Whether the ring has no points (no servers, or none with weight).
     pub fn is_empty(&self) -> bool {
         self.points.is_empty()
     }

@@ -22,6 +22,7 @@ pub(crate) struct Balancer {
 
 /// What a request offers for the balancer to hash on.
 pub struct Key {
+    /// The client's address, for `ip_hash`.
     pub client: IpAddr,
     /// The header or cookie value, for `balance = "hash"`.
     pub value: Option<u32>,

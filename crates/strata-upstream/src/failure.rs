@@ -76,9 +76,13 @@ impl fmt::Display for Kind {
 /// One failed try: where, what, whether a retry is safe, and the error underneath.
 #[derive(Debug, thiserror::Error)]
 pub struct Failure {
+    /// Where on the way it failed.
     pub stage: Stage,
+    /// What failed, as an error page or a log line names it.
     pub kind: Kind,
+    /// Whether another backend may be tried.
     pub retry: Retry,
+    /// The error underneath, when there is one.
     #[source]
     pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
@@ -93,6 +97,7 @@ impl fmt::Display for Failure {
 }
 
 impl Failure {
+    /// A failure with no error underneath (see [`Failure::because`]).
     pub fn new(stage: Stage, kind: Kind, retry: Retry) -> Self {
         Failure {
             stage,

@@ -17,8 +17,11 @@ use crate::failure::{Failure, Retry};
 /// a reload with the backend.
 #[derive(Debug)]
 pub struct Upstream<X = ()> {
+    /// The backends with their health, in config order.
     pub group: Group,
+    /// The layer's own slot for each backend, in the order of `group.backends`.
     pub extra: Vec<Arc<X>>,
+    /// The settings this generation was built from.
     pub config: config::Upstream,
     pub(crate) balancer: Balancer,
     pub(crate) budget: RetryBudget,
@@ -106,6 +109,8 @@ pub struct Tries<'a, X = ()> {
 }
 
 impl<'a, X> Tries<'a, X> {
+    /// The tries of one request or connection over `up`; the request adds its share to the retry
+    /// budget.
     pub fn new(up: &'a Upstream<X>, key: Key) -> Self {
         up.budget.deposit();
         Tries {

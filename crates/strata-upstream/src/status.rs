@@ -16,6 +16,7 @@ pub enum BackendAction {
     Restore,
 }
 
+/// The balance setting as the config spells it, for `/status`.
 pub fn balance_name(b: &Balance) -> String {
     match b {
         Balance::RoundRobin => "round_robin".into(),
@@ -27,6 +28,8 @@ pub fn balance_name(b: &Balance) -> String {
     }
 }
 
+/// The balance, the number of available backends and each backend's state and counters, for
+/// `/status`.
 pub fn upstream_status<X>(up: &Upstream<X>) -> Value {
     let backends: Vec<Value> = up
         .group

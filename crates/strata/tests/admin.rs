@@ -320,6 +320,7 @@ fn open_descriptors(pid: u32) -> u64 {
 
 /// Lowers the descriptor limit of the running process `pid` to `limit`.
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // prlimit(2) through libc
 fn limit_descriptors(pid: u32, limit: u64) {
     let rlim = libc::rlimit {
         rlim_cur: limit,

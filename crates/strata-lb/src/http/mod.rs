@@ -28,6 +28,7 @@ use strata_upstream::{backend_action, backend_metrics, upstream_status, BackendA
 
 /// One `[[http]]` listener: its live settings, swapped whole on reload, and its counters.
 pub struct HttpService {
+    /// The listener's name from the config; it never changes on reload.
     pub name: String,
     site: ArcSwap<Site>,
     stats: ListenerStats,
@@ -126,6 +127,7 @@ impl HttpService {
         self.site.load().upstream.stop_checks();
     }
 
+    /// The settings it serves with now (a copy).
     pub fn config(&self) -> HttpListener {
         self.site.load().config.clone()
     }
@@ -135,6 +137,7 @@ impl HttpService {
         self.site.load().upstream.available()
     }
 
+    /// Writes the listener's request, response and connection metrics and its backends'.
     pub fn metrics(&self, w: &mut MetricsWriter) {
         let site = self.site.load();
         let l = [("listener", self.name.as_str())];
@@ -221,6 +224,7 @@ impl HttpService {
         }
     }
 
+    /// The listener's address, TLS, counters and backends, for `/status`.
     pub fn status(&self) -> Value {
         let site = self.site.load();
         let mut v = json!({
@@ -237,6 +241,7 @@ impl HttpService {
         v
     }
 
+    /// Drains or restores `backend`; the error says it was not found.
     pub fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, String> {
         backend_action(&self.site.load().upstream, backend, action)
     }

@@ -147,6 +147,7 @@ impl Strata {
             .unwrap_or_else(|| panic!("no listener {listener} in {:?}", self.addrs))
     }
 
+    #[allow(unsafe_code)] // kill(2) through libc
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, sig) };
