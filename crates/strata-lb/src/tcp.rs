@@ -6,6 +6,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use serde_json::{json, Value};
 use strata_config::TcpListener as TcpConfig;
+use strata_health::{Backend, InFlight};
 use strata_metrics::{Counter, Gauge, MetricsWriter};
 use strata_net::accept_loop;
 use strata_upstream::{
@@ -20,6 +21,7 @@ use strata_net::{connect, UpstreamIo};
 
 /// One `[[tcp]]` listener.
 pub struct TcpService {
+    /// The listener's name from the config; it never changes on reload.
     pub name: String,
     site: ArcSwap<Site>,
     stats: Stats,
@@ -42,6 +44,7 @@ struct Stats {
 }
 
 impl TcpService {
+    /// The listener's state for `config`, not serving yet; `start` starts its health checks.
     pub fn new(config: &TcpConfig) -> Arc<Self> {
         Arc::new(TcpService {
             name: config.name.clone(),
@@ -50,6 +53,7 @@ impl TcpService {
         })
     }
 
+    /// Starts the active health checks.
     pub fn start(&self) {
         self.site
             .load()
@@ -57,6 +61,8 @@ impl TcpService {
             .start_checks(&format!("tcp:{}", self.name));
     }
 
+    /// Swaps in a new generation of settings: backends that stay keep their state, checks
+    /// restart, open connections carry on.
     pub fn reload(&self, config: &TcpConfig) {
         let old = self.site.load_full();
         let site = Site::new(config, Some(&old));
@@ -65,18 +71,22 @@ impl TcpService {
         self.site.store(Arc::new(site));
     }
 
+    /// Stops the health checks for good (the listener was removed).
     pub fn stop(&self) {
         self.site.load().upstream.stop_checks();
     }
 
+    /// The settings it serves with now (a copy).
     pub fn config(&self) -> TcpConfig {
         self.site.load().config.clone()
     }
 
+    /// Backends that can take connections now.
     pub fn available_backends(&self) -> usize {
         self.site.load().upstream.available()
     }
 
+    /// Writes the listener's connection and byte metrics, and its backends'.
     pub fn metrics(&self, w: &mut MetricsWriter) {
         let l = [("listener", self.name.as_str())];
         let s = &self.stats;
@@ -119,6 +129,7 @@ impl TcpService {
         backend_metrics(w, "tcp", &self.name, &self.site.load().upstream);
     }
 
+    /// The listener's address, counters and backends, for `/status`.
     pub fn status(&self) -> Value {
         let site = self.site.load();
         let mut v = json!({
@@ -134,6 +145,7 @@ impl TcpService {
         v
     }
 
+    /// Drains or restores `backend`; the error says it was not found.
     pub fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, String> {
         backend_action(&self.site.load().upstream, backend, action)
     }
@@ -201,50 +213,74 @@ pub async fn serve(svc: Arc<TcpService>, listener: TcpListener, shutdown: Cancel
     let name = svc.name.clone();
     let limit = || svc.site.load().conn_limit.clone();
     accept_loop(&name, listener, &shutdown, limit, |stream, client| {
-        let svc = svc.clone();
-        async move {
-            let site = svc.site.load_full();
-            svc.stats.connections.inc();
-            svc.stats.open.inc();
-            connection(&svc, &site, stream, client).await;
-            svc.stats.open.dec();
-        }
+        connection(svc.clone(), stream, client)
     })
     .await;
 }
 
-async fn connection(svc: &TcpService, site: &Site, client_stream: TcpStream, client: SocketAddr) {
+/// One client connection, the whole of its task: the choice of a backend happens in a box of
+/// its own, so while bytes are relayed (or the connection sits idle) the task holds little
+/// more than the two sockets.
+async fn connection(svc: Arc<TcpService>, client_stream: TcpStream, client: SocketAddr) {
+    svc.stats.connections.inc();
+    svc.stats.open.inc();
+    let _open = Open(&svc);
+    let (idle, upstream) = {
+        let site = svc.site.load();
+        (site.config.idle_timeout, Arc::clone(&site))
+    };
+    let choosing = Box::pin(backend_for(&svc, upstream, client));
+    let Some((server, backend, _in_flight)) = choosing.await else {
+        svc.stats.no_backend.inc();
+        tracing::warn!(listener = %svc.name, %client, "no backend could be reached; closing the client connection");
+        return;
+    };
+    let (client_io, server_io) = (UpstreamIo(client_stream), UpstreamIo(server));
+    match relay(client_io, server_io, idle).await {
+        Ok((sent, received)) => {
+            svc.stats.bytes_in.add(sent);
+            svc.stats.bytes_out.add(received);
+        }
+        Err(e) => {
+            tracing::debug!(listener = %svc.name, backend = %backend.name, error = %e, "connection ended")
+        }
+    }
+}
+
+/// Counts the connection as open while it lives, however it ends.
+struct Open<'a>(&'a TcpService);
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.stats.open.dec();
+    }
+}
+
+/// Connects to a backend for `client`, trying another when one can't be reached: the
+/// connection, its backend, and the guard that counts it in flight there.
+async fn backend_for(
+    svc: &TcpService,
+    site: Arc<Site>,
+    client: SocketAddr,
+) -> Option<(TcpStream, Arc<Backend>, InFlight)> {
     let up = &site.upstream;
-    let mut tries = Tries::new(
-        up,
-        Key {
-            client: client.ip(),
-            value: None,
-        },
-    );
+    let key = Key {
+        client: client.ip(),
+        value: None,
+    };
+    let mut tries = Tries::new(up, key);
     while let Some((_, backend)) = tries.next(&svc.stats.retries) {
-        let server = match connect(backend.addr, up.config.connect_timeout).await {
-            Ok(s) => s,
+        match connect(backend.addr, up.config.connect_timeout).await {
+            Ok(server) => {
+                backend.report_success();
+                let in_flight = backend.start();
+                return Some((server, backend.clone(), in_flight));
+            }
+            // nothing reached the backend: another may take the connection
             Err(e) => {
-                // nothing reached the backend: another may take the connection
                 tries.failed(backend, &Failure::connect(e), false);
-                continue;
-            }
-        };
-        backend.report_success();
-        let _in_flight = backend.start();
-        let (client_io, server_io) = (UpstreamIo(client_stream), UpstreamIo(server));
-        match relay(client_io, server_io, site.config.idle_timeout).await {
-            Ok((sent, received)) => {
-                svc.stats.bytes_in.add(sent);
-                svc.stats.bytes_out.add(received);
-            }
-            Err(e) => {
-                tracing::debug!(listener = %svc.name, backend = %backend.name, error = %e, "connection ended")
             }
         }
-        return;
     }
-    svc.stats.no_backend.inc();
-    tracing::warn!(listener = %svc.name, %client, "no backend could be reached; closing the client connection");
+    None
 }

@@ -5,11 +5,13 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -80,15 +82,34 @@ pub async fn accept_loop<L, H, F>(
             }
         };
         let _ = stream.set_nodelay(true);
-        let conn = handle(stream, client);
-        connections.spawn(async move {
-            let _permit = permit;
-            conn.await;
+        connections.spawn(Held {
+            conn: handle(stream, client),
+            _permit: permit,
         });
     }
     drop(listener);
     connections.close();
     connections.wait().await;
+}
+
+/// A connection's future and the permit it holds while it runs. Polled in place: an
+/// `async move { conn.await }` around it would keep the future twice in the task (once as the
+/// captured value, once as the awaited one), and a connection's task is most of what an idle
+/// connection costs.
+struct Held<F> {
+    conn: F,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl<F: Future> Future for Held<F> {
+    type Output = F::Output;
+
+    #[allow(unsafe_code)]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: `conn` is pinned structurally: `Held` never moves it out of the pinned
+        // struct, has no `Drop` that could, and is `Unpin` only when `F` is.
+        unsafe { self.map_unchecked_mut(|held| &mut held.conn) }.poll(cx)
+    }
 }
 
 /// What the loop does about one failed accept.

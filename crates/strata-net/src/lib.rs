@@ -20,5 +20,5 @@ pub use deadline::Deadline;
 pub use idle::{Activity, Watched};
 pub use listen::listen;
 pub use relay::relay;
-pub use socket::{connect, poll_recv, Arrival, ConnectError, UpstreamIo};
+pub use socket::{connect, poll_recv, queued, Arrival, ConnectError, UpstreamIo};
 pub use write::{write_all_parts, Parts};

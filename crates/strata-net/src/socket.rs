@@ -92,12 +92,34 @@ pub trait Arrival {
     /// Ready once a read might not wait: bytes arrived, or readiness is stale and the next
     /// read will clear it.
     fn poll_arrival(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+
+    /// Whether a read would return at once (bytes, or the end of the stream) rather than wait;
+    /// when it would wait, stale readiness is cleared, so [`Arrival::poll_arrival`] waits for
+    /// real bytes. Costs a syscall: for the one check a connection makes as it goes idle. A
+    /// stream that cannot tell says true.
+    fn queued(&self) -> io::Result<bool> {
+        Ok(true)
+    }
+}
+
+/// [`Arrival::queued`] for a TCP socket: a non-blocking one-byte peek, through tokio so that
+/// "would block" clears the readiness.
+pub fn queued(stream: &TcpStream) -> io::Result<bool> {
+    let mut byte = [MaybeUninit::<u8>::uninit()];
+    match stream.try_io(Interest::READABLE, || SockRef::from(stream).peek(&mut byte)) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 impl<T: Arrival + ?Sized> Arrival for &mut T {
     const TELLS_ARRIVAL: bool = T::TELLS_ARRIVAL;
     fn poll_arrival(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         (**self).poll_arrival(cx)
+    }
+    fn queued(&self) -> io::Result<bool> {
+        (**self).queued()
     }
 }
 
@@ -127,6 +149,9 @@ impl AsyncRead for UpstreamIo {
 impl Arrival for UpstreamIo {
     fn poll_arrival(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.0.poll_read_ready(cx)
+    }
+    fn queued(&self) -> io::Result<bool> {
+        queued(&self.0)
     }
 }
 

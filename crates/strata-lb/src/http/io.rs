@@ -98,6 +98,12 @@ impl Arrival for ClientIo {
         }
         self.stream.poll_read_ready(cx)
     }
+    fn queued(&self) -> io::Result<bool> {
+        if !self.prefix.is_empty() {
+            return Ok(true);
+        }
+        strata_net::queued(&self.stream)
+    }
 }
 
 impl AsyncWrite for ClientIo {

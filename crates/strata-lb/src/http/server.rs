@@ -5,17 +5,17 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use strata_net::accept_loop;
+use strata_net::{accept_loop, UpstreamIo};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::h1::rewrite::local_response;
 use super::io::{sniff, ClientIo, Sniff};
 use super::Peer;
-use super::{h1, h2, HttpService, Site};
+use super::{h1, h2, HttpService};
 
 /// Accepts on `listener` until `shutdown`, then lets open connections finish their requests
 /// (keep-alive connections close after the current one) and returns when all are done.
@@ -23,53 +23,52 @@ pub async fn serve(svc: Arc<HttpService>, listener: TcpListener, shutdown: Cance
     let name = svc.name.clone();
     let limit = || svc.site.load().conn_limit.clone();
     accept_loop(&name, listener, &shutdown, limit, |stream, client| {
-        let svc = svc.clone();
-        let drain = shutdown.clone();
-        async move {
-            svc.stats.open.inc();
-            connection(&svc, stream, client, drain).await;
-            svc.stats.open.dec();
-        }
+        connection(svc.clone(), stream, client, shutdown.clone())
     })
     .await;
 }
 
+/// One client connection, the whole of its task: nothing wraps it, so its state between
+/// requests is all a connection's task holds.
 async fn connection(
-    svc: &Arc<HttpService>,
+    svc: Arc<HttpService>,
     stream: TcpStream,
     client: SocketAddr,
     drain: CancellationToken,
 ) {
-    let site = svc.site.load_full();
-    if let Some(acceptor) = &site.tls {
-        // boxed: the handshake state is large, and plain connections never need it
+    svc.stats.open.inc();
+    let _open = Open(&svc);
+    let svc = &svc;
+    let (tls, header_timeout) = {
+        let site = svc.site.load();
+        (site.tls.clone(), site.config.header_timeout)
+    };
+    if let Some(acceptor) = tls {
+        // boxed in a statement of its own: the handshake state is large, plain connections
+        // never need it, and a temporary in the awaiting statement would keep its full size in
+        // this future too
         let io = ClientIo {
             stream,
             prefix: Bytes::new(),
         };
-        Box::pin(tls_connection(svc, &site, acceptor, io, client, &drain)).await;
+        let tls = Box::pin(tls_connection(svc, acceptor, io, client, &drain));
+        tls.await;
         return;
     }
-    // boxed like the protocols below: the task keeps only what lives as long as the connection
-    match Box::pin(sniff(&stream, site.config.header_timeout)).await {
+    let sniffing = Box::pin(sniff(&stream, header_timeout));
+    match sniffing.await {
         Sniff::Ready { h2: false, prefix } => {
-            let io = ClientIo {
-                stream,
-                prefix: Bytes::new(),
-            };
-            Box::pin(h1::server::serve(svc, io, prefix, client, false, &drain)).await;
+            // not boxed: its state between requests is small, and it is most of a
+            // connection's life
+            let buf = BytesMut::from(&prefix[..]);
+            drop(prefix);
+            let peer = Peer::new(client, false);
+            h1::server::serve(svc, UpstreamIo(stream), buf, peer, &drain).await;
         }
         Sniff::Ready { h2: true, prefix } => {
             let io = ClientIo { stream, prefix };
-            Box::pin(serve_h2(
-                svc,
-                &site,
-                TokioIo::new(io),
-                client,
-                false,
-                &drain,
-            ))
-            .await;
+            let h2 = Box::pin(serve_h2(svc, TokioIo::new(io), client, false, &drain));
+            h2.await;
         }
         Sniff::Closed | Sniff::Idle => {}
         Sniff::Partial => {
@@ -85,16 +84,25 @@ async fn connection(
     }
 }
 
+/// Counts the connection as open while it lives, however it ends.
+struct Open<'a>(&'a HttpService);
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.stats.open.dec();
+    }
+}
+
 /// A TLS connection: the handshake, then HTTP/1.1 or HTTP/2 as ALPN chose.
 async fn tls_connection(
     svc: &Arc<HttpService>,
-    site: &Site,
-    acceptor: &tokio_rustls::TlsAcceptor,
+    acceptor: tokio_rustls::TlsAcceptor,
     io: ClientIo,
     client: SocketAddr,
     drain: &CancellationToken,
 ) {
-    let stream = match tokio::time::timeout(site.config.header_timeout, acceptor.accept(io)).await {
+    let header_timeout = svc.site.load().config.header_timeout;
+    let stream = match tokio::time::timeout(header_timeout, acceptor.accept(io)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             svc.stats.tls_failures.inc();
@@ -107,16 +115,16 @@ async fn tls_connection(
         }
     };
     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-        serve_h2(svc, site, TokioIo::new(stream), client, true, drain).await;
+        serve_h2(svc, TokioIo::new(stream), client, true, drain).await;
     } else {
-        h1::server::serve(svc, stream, Bytes::new(), client, true, drain).await;
+        let peer = Peer::new(client, true);
+        h1::server::serve(svc, stream, BytesMut::new(), peer, drain).await;
     }
 }
 
 /// Serves HTTP/2 with hyper. When `drain` fires it sends GOAWAY and finishes open streams.
 async fn serve_h2<I>(
     svc: &Arc<HttpService>,
-    site: &Site,
     io: I,
     client: SocketAddr,
     tls: bool,
@@ -133,6 +141,7 @@ async fn serve_h2<I>(
             async move { Ok::<_, Infallible>(h2::handle(&svc, req, &peer).await) }
         })
     };
+    let site = svc.site.load_full();
     let conn = site.h2.serve_connection(io, service);
     tokio::pin!(conn);
     let result = tokio::select! {

@@ -2,8 +2,9 @@
 //! holds. Buffers exist only while a request is in progress, so an idle keep-alive connection
 //! costs little more than its socket.
 
-use std::net::SocketAddr;
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -34,90 +35,134 @@ enum Next {
 }
 
 /// Serves HTTP/1.x on `io` until the client closes, keep-alive ends, or `drain` fires between
-/// requests. `prefix` holds bytes already read from the connection.
+/// requests. `buf` holds bytes already read from the connection.
+///
+/// Between requests the connection holds only its socket, its peer, one timer and the drain
+/// watch: everything a request needs (its head, the config generation, the exchange's state)
+/// lives in a box made when the request's first bytes arrive, so an idle keep-alive connection
+/// costs little more than its socket.
 pub(crate) async fn serve<S>(
     svc: &Arc<HttpService>,
     mut io: S,
-    prefix: Bytes,
-    client: SocketAddr,
-    tls: bool,
+    mut buf: BytesMut,
+    peer: Peer,
     drain: &CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Arrival + Send + Unpin,
 {
-    let peer = Peer::new(client, tls);
-    let mut buf = BytesMut::new();
-    buf.extend_from_slice(&prefix);
     // the head's time limit, then the backend's: one lazily moved timer for the connection
     let header_timeout = svc.site.load().config.header_timeout;
     let mut deadline = Deadline::new(tokio::time::Instant::now() + header_timeout);
     loop {
-        let site = svc.site.load_full();
-        let max_head = site.config.max_header_size as usize;
-        deadline.set(tokio::time::Instant::now() + site.config.header_timeout);
-        let req = loop {
-            match parse_request(&mut buf, max_head) {
-                Ok(Some(mut req)) => {
-                    allow_upgrade(&mut req, &site.config.upgrades);
-                    break req;
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    let (status, text) = refusal(&e);
-                    tracing::debug!(listener = %svc.name, %client, error = %e, "bad request head");
-                    svc.stats.responses[3].inc();
-                    let _ = io
-                        .write_all(&local_response(status, text, false, &[]))
-                        .await;
-                    let _ = io.shutdown().await;
-                    return;
-                }
+        if buf.is_empty() {
+            // the next head's limit (the timer may have been the backend's until now)
+            let header_timeout = svc.site.load().config.header_timeout;
+            deadline.set(tokio::time::Instant::now() + header_timeout);
+            // idle from here on: keep no buffer, and wait for the next request's first bytes
+            buffers::give(std::mem::take(&mut buf));
+            if !idle(&io, &mut deadline, drain).await {
+                return;
             }
-            let idle = buf.is_empty();
-            let read = tokio::select! {
-                biased;
-                r = fill(&mut io, &mut buf) => Ok(r),
-                _ = deadline.expired() => Err(()),
-                _ = drain.cancelled(), if idle => return,
-            };
-            match read {
-                Ok(Ok(0)) | Ok(Err(_)) => return,
-                Ok(Ok(_)) => {}
-                Err(_) if idle => return, // an idle keep-alive connection just closes
-                Err(_) => {
-                    svc.stats.header_timeouts.inc();
-                    let text = "strata: the request head took too long\n";
-                    let _ = io.write_all(&local_response(408, text, false, &[])).await;
-                    let _ = io.shutdown().await;
-                    return;
-                }
-            }
-        };
-        // boxed: the exchange's state exists only while a request is in flight, so an idle
-        // connection's task stays small
-        let exchange = exchange(
-            svc,
-            &site,
-            &req,
-            &mut io,
-            &mut buf,
-            &peer,
-            drain,
-            &mut deadline,
-        );
-        let next = Box::pin(exchange).await;
+        }
+        // boxed in a statement of its own, or the request's whole state would stay in this
+        // future as a temporary of the awaiting statement
+        let request = Box::pin(request(svc, &mut io, &mut buf, &peer, drain, &mut deadline));
+        let next = request.await;
         if next == Next::Close || drain.is_cancelled() {
-            let _ = io.flush().await;
-            let _ = io.shutdown().await;
-            linger(&mut io).await;
+            let closing = Box::pin(close(io));
+            closing.await;
             return;
         }
-        drop(req);
-        if buf.is_empty() {
-            // idle from here on: keep no buffer
-            buffers::give(std::mem::take(&mut buf));
-        }
     }
+}
+
+/// Waits for a keep-alive connection's next request to start arriving: true when it does;
+/// false when `header_timeout` passes first, the client leaves, or the listener drains.
+async fn idle<S: Arrival>(io: &S, deadline: &mut Deadline, drain: &CancellationToken) -> bool {
+    let draining = drain.cancelled();
+    tokio::pin!(draining);
+    let mut checked = false;
+    std::future::poll_fn(|cx| {
+        while io.poll_arrival(cx).is_ready() {
+            // readiness may be left from a read that did not come back short (the sniffed
+            // first request): look once, so that the connection does not wait inside a
+            // request's state for bytes that are not there. A closed or failed socket counts
+            // as arrived: reading it will tell.
+            if checked || io.queued().unwrap_or(true) {
+                return Poll::Ready(true);
+            }
+            checked = true;
+        }
+        if deadline.poll_expired(cx).is_ready() || draining.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(false);
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Reads one request head (within `header_timeout`) and proxies the request.
+async fn request<S>(
+    svc: &Arc<HttpService>,
+    io: &mut S,
+    buf: &mut BytesMut,
+    peer: &Peer,
+    drain: &CancellationToken,
+    deadline: &mut Deadline,
+) -> Next
+where
+    S: AsyncRead + AsyncWrite + Arrival + Send + Unpin,
+{
+    let site = svc.site.load_full();
+    let max_head = site.config.max_header_size as usize;
+    deadline.set(tokio::time::Instant::now() + site.config.header_timeout);
+    let req = loop {
+        match parse_request(buf, max_head) {
+            Ok(Some(mut req)) => {
+                allow_upgrade(&mut req, &site.config.upgrades);
+                break req;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let (status, text) = refusal(&e);
+                tracing::debug!(listener = %svc.name, client = %peer.addr, error = %e, "bad request head");
+                svc.stats.responses[3].inc();
+                let _ = io
+                    .write_all(&local_response(status, text, false, &[]))
+                    .await;
+                return Next::Close;
+            }
+        }
+        // nothing of a head yet (a TLS connection can't tell arrival from bytes): a drain
+        // closes it like an idle one
+        let waiting = buf.is_empty();
+        let read = tokio::select! {
+            biased;
+            r = fill(io, buf) => Ok(r),
+            _ = deadline.expired() => Err(()),
+            _ = drain.cancelled(), if waiting => return Next::Close,
+        };
+        match read {
+            Ok(Ok(0)) | Ok(Err(_)) => return Next::Close,
+            Ok(Ok(_)) => {}
+            // bytes arrived and then nothing: the client gets told
+            Err(_) if !buf.is_empty() => {
+                svc.stats.header_timeouts.inc();
+                let text = "strata: the request head took too long\n";
+                let _ = io.write_all(&local_response(408, text, false, &[])).await;
+                return Next::Close;
+            }
+            Err(_) => return Next::Close,
+        }
+    };
+    exchange(svc, &site, &req, io, buf, peer, drain, deadline).await
+}
+
+/// Ends the connection: what was written goes out, then a lingering close.
+async fn close<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) {
+    let _ = io.flush().await;
+    let _ = io.shutdown().await;
+    linger(&mut io).await;
 }
 
 /// After the answer, read and drop what the client still sends for a moment before closing:
