@@ -58,7 +58,7 @@ for mode in http tcp; do
   cat > "$work/haproxy-$mode.cfg" <<HAP
 global
   nbthread 1
-  maxconn 19000
+  maxconn 9000
 defaults
   mode $mode
   timeout connect 2s
@@ -71,7 +71,7 @@ frontend fe
 backend be
   server s1 127.0.0.1:$B
 HAP
-  taskset -c 0 haproxy -f "$work/haproxy-$mode.cfg" -db >/dev/null 2>&1 & pid=$!; pids+=($pid)
+  taskset -c 0 haproxy -f "$work/haproxy-$mode.cfg" -db >/dev/null 2>"$work/haproxy-$mode.log" & pid=$!; pids+=($pid)
   wait_port "$P"
   slope "haproxy-$mode" "$pid" "$P"
   kill "$pid"
