@@ -53,11 +53,15 @@ pub(crate) async fn serve<S>(
     // the head's time limit, then the backend's: one lazily moved timer for the connection
     let header_timeout = svc.site.load().config.header_timeout;
     let mut deadline = Deadline::new(tokio::time::Instant::now() + header_timeout);
+    let mut first = true;
     loop {
-        if buf.is_empty() {
-            // the next head's limit (the timer may have been the backend's until now)
+        if !first {
+            // the next head's limit (the timer was the backend's until now)
             let header_timeout = svc.site.load().config.header_timeout;
             deadline.set(tokio::time::Instant::now() + header_timeout);
+        }
+        first = false;
+        if buf.is_empty() {
             // idle from here on: keep no buffer, and wait for the next request's first bytes
             buffers::give(std::mem::take(&mut buf));
             if !idle(&io, &mut deadline, drain).await {
@@ -101,7 +105,7 @@ async fn idle<S: Arrival>(io: &S, deadline: &mut Deadline, drain: &CancellationT
     .await
 }
 
-/// Reads one request head (within `header_timeout`) and proxies the request.
+/// Reads one request head (by `deadline`, set to the head's limit) and proxies the request.
 async fn request<S>(
     svc: &Arc<HttpService>,
     io: &mut S,
@@ -115,7 +119,6 @@ where
 {
     let site = svc.site.load_full();
     let max_head = site.config.max_header_size as usize;
-    deadline.set(tokio::time::Instant::now() + site.config.header_timeout);
     let req = loop {
         match parse_request(buf, max_head) {
             Ok(Some(mut req)) => {
