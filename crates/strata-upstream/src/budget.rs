@@ -36,6 +36,11 @@ impl RetryBudget {
         }
     }
 
+    /// Gives back the token of a retry that could not be made after all.
+    pub(crate) fn refund(&self) {
+        self.tokens.fetch_add(ONE, Relaxed);
+    }
+
     /// Tokens held now, in thousandths of a retry.
     #[cfg(test)]
     pub(crate) fn tokens(&self) -> i64 {

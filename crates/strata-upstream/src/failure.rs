@@ -118,13 +118,11 @@ impl Failure {
         Failure::new(Stage::Connect, Kind::NoBackend, Retry::Never)
     }
 
-    /// Connecting to a backend failed: nothing reached it.
+    /// Connecting to a backend failed (refused, unreachable, or no answer within
+    /// `connect_timeout`): nothing reached it. A 502 for a client, never a 504: no backend
+    /// ever had the request.
     pub fn connect(e: strata_net::ConnectError) -> Self {
-        let kind = match e {
-            strata_net::ConnectError::Timeout { .. } => Kind::Timeout,
-            strata_net::ConnectError::Io { .. } => Kind::Connect,
-        };
-        Failure::new(Stage::Connect, kind, Retry::Always).because(e)
+        Failure::new(Stage::Connect, Kind::Connect, Retry::Always).because(e)
     }
 
     /// Whether the failure counts against the backend tried (passive health checking).

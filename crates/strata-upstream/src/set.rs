@@ -129,12 +129,19 @@ impl<'a, X> Tries<'a, X> {
         if self.attempt > self.up.config.retries {
             return None;
         }
-        let index = self.up.pick(&self.key, &self.tried)?;
+        // a retry pays first (a pick moves round robin along), and is paid back when there is
+        // no backend to send it to; it counts only once it goes
         let retry = self.attempt > 0;
-        if retry {
-            if !self.up.budget.withdraw() {
-                return None;
+        if retry && !self.up.budget.withdraw() {
+            return None;
+        }
+        let Some(index) = self.up.pick(&self.key, &self.tried) else {
+            if retry {
+                self.up.budget.refund();
             }
+            return None;
+        };
+        if retry {
             retries.inc();
         }
         self.attempt += 1;

@@ -543,3 +543,31 @@ async fn max_connections_holds_further_clients_until_a_slot_frees() {
         .unwrap();
     assert_eq!(reply.body, "backend a");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_closes_idle_keep_alive_connections_at_once() {
+    let a = Backend::start("a").await;
+    // neither limit would end the idle connection for a long while: only the drain can
+    let mut strata = Strata::start(&config(
+        &[&a],
+        "header_timeout = \"60s\"\nidle_timeout = \"60s\"\n",
+    ));
+    let mut idle = TcpStream::connect(strata.addr("http:web")).await.unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = idle.read(&mut answer).await.unwrap();
+    assert!(
+        answer[..n].ends_with(b"backend a"),
+        "{:?}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    strata.signal(libc::SIGTERM);
+    let closed = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut answer))
+        .await
+        .expect("the idle connection is closed by the drain, not by a 60 s limit");
+    assert_eq!(closed.unwrap_or(0), 0, "nothing more is sent");
+    let status = tokio::task::block_in_place(|| strata.wait_exit(Duration::from_secs(10)));
+    assert_eq!(status.code(), Some(0));
+}

@@ -32,6 +32,9 @@ use strata_net::{write_all_parts, Parts};
 enum Next {
     KeepAlive,
     Close,
+    /// Closed while waiting for a request's first bytes (timeout or drain): nothing was
+    /// sent, so there is nothing to linger for.
+    Quit,
 }
 
 /// Serves HTTP/1.x on `io` until the client closes, keep-alive ends, or `drain` fires between
@@ -72,6 +75,9 @@ pub(crate) async fn serve<S>(
         // future as a temporary of the awaiting statement
         let request = Box::pin(request(svc, &mut io, &mut buf, &peer, drain, &mut deadline));
         let next = request.await;
+        if next == Next::Quit {
+            return;
+        }
         if next == Next::Close || drain.is_cancelled() {
             let closing = Box::pin(close(io));
             closing.await;
@@ -88,15 +94,17 @@ async fn idle<S: Arrival>(io: &S, deadline: &mut Deadline, drain: &CancellationT
     let mut checked = false;
     std::future::poll_fn(|cx| {
         while io.poll_arrival(cx).is_ready() {
-            // readiness may be left from a read that did not come back short (the sniffed
-            // first request): look once, so that the connection does not wait inside a
-            // request's state for bytes that are not there. A closed or failed socket counts
-            // as arrived: reading it will tell.
+            // readiness found at once may be left from a read that did not come back short
+            // (the sniffed first request): look once, so that the connection does not wait
+            // inside a request's state for bytes that are not there. A closed or failed
+            // socket counts as arrived: reading it will tell.
             if checked || io.queued().unwrap_or(true) {
                 return Poll::Ready(true);
             }
             checked = true;
         }
+        // from here a wake is a fresh arrival: no more looking
+        checked = true;
         if deadline.poll_expired(cx).is_ready() || draining.as_mut().poll(cx).is_ready() {
             return Poll::Ready(false);
         }
@@ -143,7 +151,7 @@ where
             biased;
             r = fill(io, buf) => Ok(r),
             _ = deadline.expired() => Err(()),
-            _ = drain.cancelled(), if waiting => return Next::Close,
+            _ = drain.cancelled(), if waiting => return Next::Quit,
         };
         match read {
             Ok(Ok(0)) | Ok(Err(_)) => return Next::Close,
@@ -155,7 +163,7 @@ where
                 let _ = io.write_all(&local_response(408, text, false, &[])).await;
                 return Next::Close;
             }
-            Err(_) => return Next::Close,
+            Err(_) => return Next::Quit,
         }
     };
     exchange(svc, &site, &req, io, buf, peer, drain, deadline).await
