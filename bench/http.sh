@@ -28,15 +28,8 @@ if ((${#need[@]})); then
 fi
 cargo build --release -q -p strata
 STRATA=$PWD/target/release/strata
-
-ulimit -n 20000
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened; logs:" >&2; tail -n 5 "$work"/*.log >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 nginx_conf() { # name dir listen-port body-or-proxy
   local d=$2
@@ -121,7 +114,6 @@ for p in $P_STRATA $P_NGINX $P_HAPROXY $P_STRATA_L4 $P_HAPROXY_L4; do wait_port 
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 sys_ticks() { awk '{print $15}' "/proc/$1/stat"; }
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 tick=$(getconf CLK_TCK)
 
 TARGETS=(strata nginx haproxy strata-l4 haproxy-l4)

@@ -12,14 +12,8 @@ N=${1:-8000}
 for p in nginx haproxy python3; do command -v "$p" >/dev/null || { echo "needs $p (bench/http.sh installs it)" >&2; exit 1; }; done
 cargo build --release -q -p strata
 STRATA=$PWD/target/release/strata
-ulimit -n 20000
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 B=$(free_port)
 mkdir -p "$work/app"
