@@ -82,6 +82,17 @@ impl<S> Default for Listeners<S> {
     }
 }
 
+/// A listener set that goes away (a node dropped without a drain, or one whose start failed
+/// halfway) stops accepting: nothing is left serving that nobody can stop.
+impl<S> Drop for Listeners<S> {
+    fn drop(&mut self) {
+        let running = self.running.get_mut().unwrap_or_else(|e| e.into_inner());
+        for r in running.iter() {
+            r.stop.cancel();
+        }
+    }
+}
+
 fn error<S: Service>(listener: &str, e: S::Error) -> LayerError {
     LayerError {
         layer: S::LAYER,

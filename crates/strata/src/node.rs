@@ -178,6 +178,13 @@ impl Node {
     }
 }
 
+/// A node dropped without [`Node::drain`] stops accepting everywhere, the admin listener too.
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.admin_stop.cancel();
+    }
+}
+
 /// Runs `config` until `shutdown` is cancelled, then drains: the library's entry point, for
 /// tests and embedders. Call inside a tokio runtime.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
