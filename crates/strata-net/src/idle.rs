@@ -137,6 +137,7 @@ mod tests {
             async move { activity.idle(limit).await }
         });
 
+        // the clock is paused: these sleeps move the test's time, they wait for nothing
         tokio::time::sleep(Duration::from_millis(600)).await;
         watched.write_all(b"out").await.unwrap();
         tokio::time::sleep(Duration::from_millis(600)).await;

@@ -8,18 +8,24 @@ use std::time::Duration;
 use common::*;
 use tokio_util::sync::CancellationToken;
 
+/// A config with one HTTP listener in front of `backend`, and where it listens (a free port
+/// picked here: an in-process node can't report the port 0 it bound yet).
+fn one_listener(backend: &Backend) -> (strata_config::Config, std::net::SocketAddr) {
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let text = format!(
+        "[[http]]\nname = \"web\"\nlisten = \"{addr}\"\nbackends = [\"{}\"]\n",
+        backend.addr
+    );
+    let config = strata_config::parse(&text, "test.toml", std::path::Path::new(".")).unwrap();
+    (config, addr)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_runs_in_process_and_drains_when_told() {
     let a = Backend::start("a").await;
-    let port = free_port();
-    let text = format!(
-        "[[http]]\nname = \"web\"\nlisten = \"127.0.0.1:{port}\"\nbackends = [\"{}\"]\n",
-        a.addr
-    );
-    let config = strata_config::parse(&text, "test.toml", std::path::Path::new(".")).unwrap();
+    let (config, addr) = one_listener(&a);
     let shutdown = CancellationToken::new();
     let node = tokio::spawn(strata::run(config, shutdown.clone()));
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
     eventually(
         Duration::from_secs(10),
         "the in-process node answers",
@@ -42,14 +48,8 @@ async fn a_node_runs_in_process_and_drains_when_told() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dropped_node_stops_accepting() {
     let a = Backend::start("a").await;
-    let port = free_port();
-    let text = format!(
-        "[[http]]\nname = \"web\"\nlisten = \"127.0.0.1:{port}\"\nbackends = [\"{}\"]\n",
-        a.addr
-    );
-    let config = strata_config::parse(&text, "test.toml", std::path::Path::new(".")).unwrap();
+    let (config, addr) = one_listener(&a);
     let node = strata::Node::start(config).await.expect("starts");
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
     assert_eq!(get_once(addr, "/").await.body, "backend a");
     drop(node);
     eventually(
