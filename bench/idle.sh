@@ -5,13 +5,14 @@
 # memory while holding N idle clients (each sent one request and read the answer), minus before,
 # per client.
 #
-# Usage: bench/idle.sh [clients, default 8000]
+# Usage: [STRATA=binary] bench/idle.sh [clients, default 8000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-8000}
+W=${WINDOW:-0}
 for p in nginx haproxy python3; do command -v "$p" >/dev/null || { echo "needs $p (bench/http.sh installs it)" >&2; exit 1; }; done
-cargo build --release -q -p strata
-STRATA=$PWD/target/release/strata
+# STRATA=/path/to/strata measures another build (an older one, to compare) instead of this tree's
+if [[ -z ${STRATA:-} ]]; then cargo build --release -q -p strata; STRATA=$PWD/target/release/strata; fi
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 
@@ -32,7 +33,7 @@ wait_port "$B"
 slope() {
   local before after
   before=$(rss_kib "$2")
-  coproc HOLD { taskset -c 1 python3 bench/idle_clients.py 127.0.0.1 "$3" "$N"; }
+  coproc HOLD { taskset -c 1 python3 bench/idle_clients.py 127.0.0.1 "$3" "$N" "$W"; }
   read -r _ _ <&"${HOLD[0]}"
   after=$(rss_kib "$2")
   exec {HOLD[1]}>&-; wait "$HOLD_PID" 2>/dev/null || true

@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use strata_config::Admin;
-use strata_net::{accept_loop, Activity, Watched};
+use strata_net::{accept_loop, Activity, Timers, Watched};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -67,15 +67,25 @@ impl AdminServer {
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let limit = || self.site.load().conn_limit.clone();
-        accept_loop("admin", listener, &shutdown, limit, |stream, _| {
-            let server = self.clone();
-            let shutdown = shutdown.clone();
-            async move {
-                server.stats.open.inc();
-                server.connection(stream, local, shutdown).await;
-                server.stats.open.dec();
-            }
-        })
+        // admin connections watch the drain themselves (below): no deadline of theirs is here
+        let timers = Timers::new();
+        accept_loop(
+            "admin",
+            listener,
+            &shutdown,
+            &timers,
+            limit,
+            |stream, _, admitted| {
+                let server = self.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    let _admitted = admitted;
+                    server.stats.open.inc();
+                    server.connection(stream, local, shutdown).await;
+                    server.stats.open.dec();
+                });
+            },
+        )
         .await;
     }
 

@@ -203,6 +203,13 @@ impl Backend {
 /// Decrements the in-flight count when dropped.
 pub struct InFlight(Arc<Backend>);
 
+impl InFlight {
+    /// The backend it counts at.
+    pub fn backend(&self) -> &Arc<Backend> {
+        &self.0
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Relaxed);

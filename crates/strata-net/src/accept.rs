@@ -1,20 +1,20 @@
 //! The accept loop every listener shares: a connection limit, back-off while the process is out
-//! of descriptors, a warning that cannot flood the log, and a tracked task per connection so
+//! of descriptors, a warning that cannot flood the log, and a count of open connections so
 //! shutdown can wait for them all.
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 use tokio_util::task::TaskTracker;
+
+use crate::Timers;
 
 /// The first pause after an accept error that is not one connection's own.
 const FIRST_PAUSE: Duration = Duration::from_millis(10);
@@ -23,8 +23,11 @@ const LONGEST_PAUSE: Duration = Duration::from_secs(1);
 /// At most one "accept failed" line per listener in this period.
 const LOG_EVERY: Duration = Duration::from_secs(1);
 
-/// Accepts on `listener` until `shutdown`, running `handle` for each connection while holding a
-/// permit of the current `limit`; then stops accepting and returns once every connection ended.
+/// Accepts on `listener` until `shutdown`, handing each connection to `start` with an
+/// [`Admitted`] that it keeps for as long as the connection lives (one permit of the current
+/// `limit`, and the loop's count of open connections); then stops accepting, wakes every
+/// connection that waits on one of `timers`' deadlines (so that those between requests see the
+/// drain and close), and returns once every connection ended.
 ///
 /// An accept error that belongs to one connection (the client gave up before it was accepted, a
 /// network error pending on it) is skipped at once. Any other error, above all running out of
@@ -32,16 +35,16 @@ const LOG_EVERY: Duration = Duration::from_secs(1);
 /// at first, doubling up to 1 s while it persists, back to no pause after the next success. The
 /// pending connections wait in the kernel's backlog meanwhile. `name` labels the warning, written
 /// at most once a second with the number of failures suppressed since the previous one.
-pub async fn accept_loop<L, H, F>(
+pub async fn accept_loop<L, S>(
     name: &str,
     listener: TcpListener,
     shutdown: &CancellationToken,
+    timers: &Timers,
     limit: L,
-    handle: H,
+    mut start: S,
 ) where
     L: Fn() -> Arc<Semaphore>,
-    H: Fn(TcpStream, SocketAddr) -> F,
-    F: Future<Output = ()> + Send + 'static,
+    S: FnMut(TcpStream, SocketAddr, Admitted),
 {
     let connections = TaskTracker::new();
     let mut failures = Failures::default();
@@ -82,34 +85,23 @@ pub async fn accept_loop<L, H, F>(
             }
         };
         let _ = stream.set_nodelay(true);
-        connections.spawn(Held {
-            conn: handle(stream, client),
+        let admitted = Admitted {
             _permit: permit,
-        });
+            _open: connections.token(),
+        };
+        start(stream, client, admitted);
     }
     drop(listener);
     connections.close();
+    timers.wake_all();
     connections.wait().await;
 }
 
-/// A connection's future and the permit it holds while it runs. Polled in place: an
-/// `async move { conn.await }` around it would keep the future twice in the task (once as the
-/// captured value, once as the awaited one), and a connection's task is most of what an idle
-/// connection costs.
-struct Held<F> {
-    conn: F,
+/// What an accepted connection holds while it lives, in its task or parked: a permit of its
+/// listener's connection limit, and its place in the count that a drain waits for.
+pub struct Admitted {
     _permit: OwnedSemaphorePermit,
-}
-
-impl<F: Future> Future for Held<F> {
-    type Output = F::Output;
-
-    #[allow(unsafe_code)]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        // SAFETY: `conn` is pinned structurally: `Held` never moves it out of the pinned
-        // struct, has no `Drop` that could, and is `Unpin` only when `F` is.
-        unsafe { self.map_unchecked_mut(|held| &mut held.conn) }.poll(cx)
-    }
+    _open: TaskTrackerToken,
 }
 
 /// What the loop does about one failed accept.

@@ -1,6 +1,7 @@
 //! The floor every layer stands on: listening sockets, the accept loop (connection limit, back-off when the
 //! process runs out of descriptors, a warning that cannot flood the log), socket reads into
-//! uninitialised memory, the per-thread read-buffer pool, lazy deadlines, the byte relay,
+//! uninitialised memory, the per-thread read-buffer pool, deadlines on one timer per listener,
+//! connections that wait without a task, the byte relay,
 //! vectored writes, the process clock, and an idle watch for connections served by someone
 //! else's state machine.
 
@@ -10,15 +11,17 @@ mod clock;
 mod deadline;
 mod idle;
 mod listen;
+mod park;
 mod relay;
 mod socket;
 mod write;
 
-pub use accept::accept_loop;
+pub use accept::{accept_loop, Admitted};
 pub use clock::now_ms;
-pub use deadline::Deadline;
+pub use deadline::{Deadline, Timers};
 pub use idle::{Activity, Watched};
 pub use listen::listen;
-pub use relay::relay;
+pub use park::{spawn_parking, Park};
+pub use relay::{relay, Relay};
 pub use socket::{connect, poll_recv, queued, Arrival, ConnectError, UpstreamIo};
 pub use write::{write_all_parts, Parts};

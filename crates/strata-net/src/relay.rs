@@ -1,10 +1,13 @@
 //! Relaying bytes both ways between two streams with an inactivity limit: the TCP layer and
-//! upgraded HTTP connections (WebSocket) both use it. A direction holds a buffer only while
-//! bytes are on their way through it, so a quiet connection costs its sockets and little more.
+//! upgraded HTTP connections (WebSocket) both use it. Buffers exist only while bytes are on
+//! their way, so a quiet connection costs its sockets and a few words; after [`PARK_AFTER`]
+//! without traffic a [`Relay`] says it is quiet, and a caller that can park (see
+//! [`crate::spawn_parking`]) gives up its task until bytes move again.
 
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -13,92 +16,254 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 use crate::buffers;
-use crate::deadline::Deadline;
+use crate::deadline::{Deadline, Timers};
 use crate::socket::Arrival;
+
+/// How long a relay goes without traffic before it calls itself quiet.
+pub const PARK_AFTER: Duration = Duration::from_secs(1);
 
 /// Copies `a` <-> `b` until both sides close, either fails, or nothing moves for `idle`.
 /// Returns the bytes sent a -> b and b -> a.
-pub async fn relay<A, B>(mut a: A, mut b: B, idle: Duration) -> io::Result<(u64, u64)>
+pub async fn relay<A, B>(
+    mut a: A,
+    mut b: B,
+    timers: &Arc<Timers>,
+    idle: Duration,
+) -> io::Result<(u64, u64)>
 where
     A: AsyncRead + AsyncWrite + Arrival + Unpin,
     B: AsyncRead + AsyncWrite + Arrival + Unpin,
 {
-    let mut there = Half::default();
-    let mut back = Half::default();
-    let mut deadline = Deadline::new(Instant::now() + idle);
-    let result = poll_fn(|cx| {
-        let mut moved = false;
-        let there_done = there.poll(cx, &mut a, &mut b, &mut moved)?.is_ready();
-        let back_done = back.poll(cx, &mut b, &mut a, &mut moved)?.is_ready();
-        if there_done && back_done {
-            return Poll::Ready(Ok((there.total, back.total)));
-        }
-        if moved {
-            deadline.set(Instant::now() + idle);
-        }
-        ready!(deadline.poll_expired(cx));
-        Poll::Ready(Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("idle for {idle:?}"),
-        )))
-    })
-    .await;
-    buffers::give(there.buf);
-    buffers::give(back.buf);
-    result
+    let mut relay = Relay::new(timers, idle);
+    let mut totals = [0; 2];
+    poll_fn(|cx| relay.poll(cx, &mut a, &mut b, &mut totals)).await?;
+    Ok((totals[0], totals[1]))
 }
 
-/// One direction: bytes read from one side and not yet written to the other.
-#[derive(Default)]
-struct Half {
-    buf: BytesMut,
-    /// The reader reached its end; the writer was (or is being) shut down.
-    eof: bool,
-    finished: bool,
-    total: u64,
+/// The state of a relay between two streams that its owner holds (see the module).
+pub struct Relay {
+    /// The idle limit, in milliseconds (a connection parked for long holds this struct).
+    idle_ms: u32,
+    /// The idle limit once `quiet`; until then the moment to call it quiet.
+    deadline: Deadline,
+    /// Bytes read and not yet written, a -> b and b -> a; only while there are some.
+    bufs: Option<Box<[BytesMut; 2]>>,
+    /// Per direction: the reader reached its end (the writer is being shut down), and the
+    /// writer was shut down.
+    eof: [bool; 2],
+    finished: [bool; 2],
+    quiet: bool,
 }
 
-impl Half {
-    fn poll<R, W>(
+impl Relay {
+    /// A relay whose streams may be quiet for `idle`, its deadline one of `timers`.
+    pub fn new(timers: &Arc<Timers>, idle: Duration) -> Self {
+        Relay {
+            idle_ms: idle.as_millis().min(u32::MAX as u128) as u32,
+            deadline: Deadline::new(timers, Instant::now() + idle.min(PARK_AFTER)),
+            bufs: None,
+            eof: [false; 2],
+            finished: [false; 2],
+            quiet: idle <= PARK_AFTER,
+        }
+    }
+
+    /// Nothing has moved for [`PARK_AFTER`]: the owner may wait without a task. (Never for
+    /// an idle limit as short as that: such a relay is either busy or about to end.)
+    pub fn is_quiet(&self) -> bool {
+        self.quiet && self.idle() > PARK_AFTER
+    }
+
+    fn idle(&self) -> Duration {
+        Duration::from_millis(self.idle_ms.into())
+    }
+
+    /// Moves what can be moved, adding the bytes written a -> b and b -> a to `moved`;
+    /// `Ready(Ok)` once both directions ended, an error when either side fails or nothing moved
+    /// for the idle limit.
+    pub fn poll<A, B>(
         &mut self,
+        cx: &mut Context<'_>,
+        a: &mut A,
+        b: &mut B,
+        moved: &mut [u64; 2],
+    ) -> Poll<io::Result<()>>
+    where
+        A: AsyncRead + AsyncWrite + Arrival + Unpin,
+        B: AsyncRead + AsyncWrite + Arrival + Unpin,
+    {
+        let mut active = false;
+        let polled = self.both(cx, a, b, moved, &mut active);
+        if self
+            .bufs
+            .as_ref()
+            .is_some_and(|b| b.iter().all(|b| b.is_empty()))
+        {
+            let [x, y] = *self.bufs.take().expect("checked");
+            buffers::give(x);
+            buffers::give(y);
+        }
+        if polled.is_ready() {
+            return polled;
+        }
+        if active {
+            let now = Instant::now();
+            if self.idle() > PARK_AFTER {
+                self.quiet = false;
+                self.deadline.set(now + PARK_AFTER);
+            } else {
+                self.deadline.set(now + self.idle());
+            }
+        }
+        while self.deadline.poll_expired(cx).is_ready() {
+            if self.quiet {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("idle for {:?}", self.idle()),
+                )));
+            }
+            // quiet for PARK_AFTER: from now on the deadline is the idle limit
+            self.quiet = true;
+            self.deadline
+                .set(Instant::now() + self.idle().saturating_sub(PARK_AFTER));
+        }
+        Poll::Pending
+    }
+
+    fn both<A, B>(
+        &mut self,
+        cx: &mut Context<'_>,
+        a: &mut A,
+        b: &mut B,
+        moved: &mut [u64; 2],
+        active: &mut bool,
+    ) -> Poll<io::Result<()>>
+    where
+        A: AsyncRead + AsyncWrite + Arrival + Unpin,
+        B: AsyncRead + AsyncWrite + Arrival + Unpin,
+    {
+        let there = self
+            .direction(0, cx, a, b, &mut moved[0], active)?
+            .is_ready();
+        let back = self
+            .direction(1, cx, b, a, &mut moved[1], active)?
+            .is_ready();
+        if there && back {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// One direction: read from `from`, write to `to`, until it waits or ends.
+    fn direction<R, W>(
+        &mut self,
+        i: usize,
         cx: &mut Context<'_>,
         from: &mut R,
         to: &mut W,
-        moved: &mut bool,
+        moved: &mut u64,
+        active: &mut bool,
     ) -> Poll<io::Result<()>>
     where
         R: AsyncRead + Arrival + Unpin,
         W: AsyncWrite + Unpin,
     {
         loop {
-            if self.finished {
+            if self.finished[i] {
                 return Poll::Ready(Ok(()));
             }
-            if !self.buf.is_empty() {
-                let n = ready!(Pin::new(&mut *to).poll_write(cx, &self.buf))?;
+            let buf = self.bufs.as_mut().map(|b| &mut b[i]);
+            if let Some(buf) = buf.filter(|b| !b.is_empty()) {
+                let n = ready!(Pin::new(&mut *to).poll_write(cx, buf))?;
                 if n == 0 {
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
-                self.buf.advance(n);
-                self.total += n as u64;
-                *moved = true;
+                buf.advance(n);
+                *moved += n as u64;
+                *active = true;
                 continue;
             }
             // everything read so far went out (TLS keeps records until flushed)
             ready!(Pin::new(&mut *to).poll_flush(cx))?;
-            if self.eof {
+            if self.eof[i] {
                 ready!(Pin::new(&mut *to).poll_shutdown(cx))?;
-                self.finished = true;
+                self.finished[i] = true;
                 continue;
             }
-            // nothing in flight: the buffer goes back until bytes arrive
-            if self.buf.capacity() > 0 {
-                buffers::give(std::mem::take(&mut self.buf));
-            }
-            match ready!(buffers::poll_fill(from, cx, &mut self.buf))? {
-                0 => self.eof = true,
-                _ => *moved = true,
+            let bufs = self.bufs.get_or_insert_with(Default::default);
+            match ready!(buffers::poll_fill(from, cx, &mut bufs[i]))? {
+                0 => self.eof[i] = true,
+                _ => *active = true,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    struct Duplex(tokio::io::DuplexStream);
+
+    impl Arrival for Duplex {
+        const TELLS_ARRIVAL: bool = false;
+        fn poll_arrival(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+    impl AsyncRead for Duplex {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_read(cx, buf)
+        }
+    }
+    impl AsyncWrite for Duplex {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.0).poll_write(cx, buf)
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_flush(cx)
+        }
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_shutdown(cx)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn relays_both_ways_turns_quiet_then_times_out_after_the_idle_limit() {
+        let timers = Timers::new();
+        let (a, mut client) = tokio::io::duplex(64);
+        let (b, mut server) = tokio::io::duplex(64);
+        let (mut a, mut b) = (Duplex(a), Duplex(b));
+        let mut relay = Relay::new(&timers, Duration::from_secs(10));
+        let start = Instant::now();
+        let mut totals = [0; 2];
+        let run = async {
+            let r = poll_fn(|cx| relay.poll(cx, &mut a, &mut b, &mut totals)).await;
+            (r, relay.is_quiet(), Instant::now() - start)
+        };
+        let talk = async {
+            client.write_all(b"ping").await.unwrap();
+            let mut got = [0u8; 4];
+            server.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got, b"ping");
+            server.write_all(b"pong").await.unwrap();
+            client.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got, b"pong");
+        };
+        let ((result, quiet, took), ()) = tokio::join!(run, talk);
+        assert_eq!(result.unwrap_err().kind(), io::ErrorKind::TimedOut);
+        assert!(quiet);
+        assert_eq!(took, Duration::from_secs(10));
+        assert_eq!(totals, [4, 4]);
     }
 }

@@ -122,9 +122,10 @@ impl Body for RespBody {
             }
             Poll::Pending => {
                 let idle = up.idle;
+                let timers = &up.site.timers;
                 let quiet = up
                     .quiet
-                    .get_or_insert_with(|| Deadline::new(Instant::now() + idle));
+                    .get_or_insert_with(|| Deadline::new(timers, Instant::now() + idle));
                 if quiet.poll_expired(cx).is_ready() {
                     up.conn = None;
                     return Poll::Ready(Some(Err(BodyError::quiet(idle))));

@@ -49,7 +49,7 @@ pub(crate) async fn handle(
         }
     };
     let (status, backend, resp) = proxy(svc, &site, &head, body, peer, started).await;
-    record(svc, &site, &peer.ip, &head, status, backend, started);
+    record(svc, &site, peer.ip(), &head, status, backend, started);
     resp
 }
 
@@ -131,7 +131,10 @@ async fn proxy<'s>(
     request_head(req, cfg.forwarded, peer, &mut head);
     let mut request = Outbound::new(req, &head, body, cfg);
     let key = key(site, req, peer.addr.ip());
-    let mut deadline = Deadline::new(tokio::time::Instant::now() + cfg.response_timeout);
+    let mut deadline = Deadline::new(
+        &site.timers,
+        tokio::time::Instant::now() + cfg.response_timeout,
+    );
     let answered = forward(svc, site, key, started, &mut deadline, &mut request).await;
     match answered {
         Ok(a) => (

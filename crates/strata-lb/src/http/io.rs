@@ -11,16 +11,15 @@ use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use strata_net::{poll_recv, Arrival};
+use strata_net::{buffers, poll_recv, Arrival};
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// What the first bytes of a plain connection said.
 pub(crate) enum Sniff {
-    Ready {
-        h2: bool,
-        prefix: Bytes,
-    },
+    /// `read`: the bytes read so far, in a buffer of the per-thread pool that the connection
+    /// goes on reading into.
+    Ready { h2: bool, read: BytesMut },
     /// The client closed, or the socket failed.
     Closed,
     /// Nothing arrived within the limit.
@@ -32,11 +31,14 @@ pub(crate) enum Sniff {
 /// Reads the first bytes of a connection, for up to `limit`, until they tell HTTP/2's fixed
 /// preface from anything else (HTTP/1.x).
 pub(crate) async fn sniff(stream: &TcpStream, limit: Duration) -> Sniff {
-    let mut buf = BytesMut::with_capacity(1024);
+    let mut buf = BytesMut::new();
     let read = async {
         loop {
             if stream.readable().await.is_err() {
                 return None;
+            }
+            if buf.capacity() == 0 {
+                buf = buffers::take();
             }
             match stream.try_read_buf(&mut buf) {
                 Ok(0) => return None,
@@ -54,15 +56,21 @@ pub(crate) async fn sniff(stream: &TcpStream, limit: Duration) -> Sniff {
             }
         }
     };
-    match tokio::time::timeout(limit, read).await {
-        // an exact-size copy, so the 1 KiB read buffer is freed rather than held
-        Ok(Some(h2)) => Sniff::Ready {
-            h2,
-            prefix: Bytes::copy_from_slice(&buf),
-        },
-        Ok(None) => Sniff::Closed,
-        Err(_) if buf.is_empty() => Sniff::Idle,
-        Err(_) => Sniff::Partial,
+    let told = tokio::time::timeout(limit, read).await;
+    match told {
+        Ok(Some(h2)) => Sniff::Ready { h2, read: buf },
+        Ok(None) => {
+            buffers::give(buf);
+            Sniff::Closed
+        }
+        Err(_) if buf.is_empty() => {
+            buffers::give(buf);
+            Sniff::Idle
+        }
+        Err(_) => {
+            buffers::give(buf);
+            Sniff::Partial
+        }
     }
 }
 

@@ -17,6 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::{json, Value};
 use strata_config::HttpListener;
 use strata_metrics::{Counter, Gauge, Histogram, MetricsWriter};
+use strata_net::Timers;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
@@ -34,6 +35,23 @@ pub struct HttpService {
     stats: ListenerStats,
 }
 
+/// Counts a client connection as open while it lives, however it ends; and holds the
+/// listener for it.
+pub(crate) struct Open(pub(crate) Arc<HttpService>);
+
+impl Open {
+    pub(crate) fn new(svc: Arc<HttpService>) -> Self {
+        svc.stats.open.inc();
+        Open(svc)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.stats.open.dec();
+    }
+}
+
 /// Everything a request needs from the config generation it started under.
 pub(crate) struct Site {
     pub(crate) config: HttpListener,
@@ -42,6 +60,8 @@ pub(crate) struct Site {
     pub(crate) tls: Option<TlsAcceptor>,
     pub(crate) conn_limit: Arc<Semaphore>,
     pub(crate) h2: http2::Builder<TokioExecutor>,
+    /// The listener's connection deadlines; the same across generations.
+    pub(crate) timers: Arc<Timers>,
 }
 
 /// What the HTTP layer counts per backend, beside the set's own counters.
@@ -89,6 +109,7 @@ impl Site {
             tls,
             conn_limit: Arc::new(Semaphore::new(config.max_connections as usize)),
             h2,
+            timers: previous.map_or_else(Timers::new, |p| p.timers.clone()),
             config: config.clone(),
         })
     }

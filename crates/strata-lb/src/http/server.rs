@@ -2,123 +2,167 @@
 //! graceful draining. HTTP/1.x is served by `h1`, HTTP/2 by hyper.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use strata_net::{accept_loop, UpstreamIo};
+use strata_net::{accept_loop, Admitted, UpstreamIo};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::h1::rewrite::local_response;
+use super::h1::server::{Kept, Serve};
 use super::io::{sniff, ClientIo, Sniff};
 use super::Peer;
-use super::{h1, h2, HttpService};
+use super::{h2, HttpService, Open};
 
 /// Accepts on `listener` until `shutdown`, then lets open connections finish their requests
 /// (keep-alive connections close after the current one) and returns when all are done.
 pub async fn serve(svc: Arc<HttpService>, listener: TcpListener, shutdown: CancellationToken) {
     let name = svc.name.clone();
+    let timers = svc.site.load().timers.clone();
     let limit = || svc.site.load().conn_limit.clone();
-    accept_loop(&name, listener, &shutdown, limit, |stream, client| {
-        connection(svc.clone(), stream, client, shutdown.clone())
-    })
+    accept_loop(
+        &name,
+        listener,
+        &shutdown,
+        &timers,
+        limit,
+        |stream, client, admitted| {
+            let open = Open::new(svc.clone());
+            let start = Box::pin(start(open, stream, client, shutdown.clone(), admitted));
+            tokio::spawn(Connection::Start(start));
+        },
+    )
     .await;
 }
 
-/// One client connection, the whole of its task: nothing wraps it, so its state between
-/// requests is all a connection's task holds.
-async fn connection(
-    svc: Arc<HttpService>,
+/// One client connection, the whole of its task: its first steps (a TLS handshake, telling
+/// HTTP/2 from HTTP/1.x) in a box, then plain HTTP/1.x as [`Serve`], whose idle state is all
+/// that an idle keep-alive connection's task holds.
+enum Connection {
+    Start(Pin<Box<dyn Future<Output = Option<Serve<UpstreamIo>>> + Send>>),
+    H1(Serve<UpstreamIo>),
+}
+
+impl Future for Connection {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            match &mut *self {
+                Connection::Start(start) => match ready!(start.as_mut().poll(cx)) {
+                    Some(h1) => *self = Connection::H1(h1),
+                    None => return Poll::Ready(()),
+                },
+                Connection::H1(h1) => return Pin::new(h1).poll(cx),
+            }
+        }
+    }
+}
+
+/// A connection's first steps: TLS and HTTP/2 connections are served here to the end; a
+/// plain HTTP/1.x connection comes back to be served outside the box.
+async fn start(
+    open: Open,
     stream: TcpStream,
     client: SocketAddr,
     drain: CancellationToken,
-) {
-    svc.stats.open.inc();
-    let _open = Open(&svc);
-    let svc = &svc;
+    admitted: Admitted,
+) -> Option<Serve<UpstreamIo>> {
     let (tls, header_timeout) = {
-        let site = svc.site.load();
+        let site = open.0.site.load();
         (site.tls.clone(), site.config.header_timeout)
     };
     if let Some(acceptor) = tls {
-        // boxed in a statement of its own: the handshake state is large, plain connections
-        // never need it, and a temporary in the awaiting statement would keep its full size in
-        // this future too
-        let io = ClientIo {
-            stream,
-            prefix: Bytes::new(),
-        };
-        let tls = Box::pin(tls_connection(svc, acceptor, io, client, &drain));
+        // boxed in a statement of its own, here and below: TLS and HTTP/2 states are large,
+        // and the box this runs in is what every plain connection pays while it starts
+        let tls = Box::pin(tls_connection(
+            open, acceptor, stream, client, drain, admitted,
+        ));
         tls.await;
-        return;
+        return None;
     }
-    let sniffing = Box::pin(sniff(&stream, header_timeout));
-    match sniffing.await {
-        Sniff::Ready { h2: false, prefix } => {
-            // not boxed: its state between requests is small, and it is most of a
-            // connection's life
-            let buf = BytesMut::from(&prefix[..]);
-            drop(prefix);
-            let peer = Peer::new(client, false);
-            h1::server::serve(svc, UpstreamIo(stream), buf, peer, &drain).await;
+    match sniff(&stream, header_timeout).await {
+        Sniff::Ready { h2: false, read } => {
+            let kept = Kept::new(open, UpstreamIo(stream), client, false, drain, admitted);
+            Some(Serve::new(kept, read))
         }
-        Sniff::Ready { h2: true, prefix } => {
-            let io = ClientIo { stream, prefix };
-            let h2 = Box::pin(serve_h2(svc, TokioIo::new(io), client, false, &drain));
+        Sniff::Ready { h2: true, read } => {
+            let io = ClientIo {
+                stream,
+                prefix: read.freeze(),
+            };
+            let h2 = Box::pin(serve_h2(&open.0, TokioIo::new(io), client, false, &drain));
             h2.await;
+            None
         }
-        Sniff::Closed | Sniff::Idle => {}
+        Sniff::Closed | Sniff::Idle => None,
         Sniff::Partial => {
             // bytes that could have been the start of an HTTP/2 preface, then nothing
-            svc.stats.header_timeouts.inc();
+            open.0.stats.header_timeouts.inc();
             let _ = stream.try_write(&local_response(
                 408,
                 "strata: the request head took too long\n",
                 false,
                 &[],
             ));
+            None
         }
-    }
-}
-
-/// Counts the connection as open while it lives, however it ends.
-struct Open<'a>(&'a HttpService);
-
-impl Drop for Open<'_> {
-    fn drop(&mut self) {
-        self.0.stats.open.dec();
     }
 }
 
 /// A TLS connection: the handshake, then HTTP/1.1 or HTTP/2 as ALPN chose.
 async fn tls_connection(
-    svc: &Arc<HttpService>,
+    open: Open,
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: TcpStream,
+    client: SocketAddr,
+    drain: CancellationToken,
+    admitted: Admitted,
+) {
+    let header_timeout = open.0.site.load().config.header_timeout;
+    let io = ClientIo {
+        stream,
+        prefix: Bytes::new(),
+    };
+    let svc = open.0.clone();
+    match tls_handshake(&svc, acceptor, io, client, header_timeout).await {
+        Some(stream) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
+            serve_h2(&svc, TokioIo::new(stream), client, true, &drain).await;
+        }
+        Some(stream) => {
+            let kept = Kept::new(open, stream, client, true, drain, admitted);
+            Serve::new(kept, BytesMut::new()).await
+        }
+        None => {}
+    }
+}
+
+/// A TLS handshake within the head's time limit.
+async fn tls_handshake(
+    svc: &HttpService,
     acceptor: tokio_rustls::TlsAcceptor,
     io: ClientIo,
     client: SocketAddr,
-    drain: &CancellationToken,
-) {
-    let header_timeout = svc.site.load().config.header_timeout;
-    let stream = match tokio::time::timeout(header_timeout, acceptor.accept(io)).await {
-        Ok(Ok(s)) => s,
+    limit: std::time::Duration,
+) -> Option<tokio_rustls::server::TlsStream<ClientIo>> {
+    match tokio::time::timeout(limit, acceptor.accept(io)).await {
+        Ok(Ok(s)) => Some(s),
         Ok(Err(e)) => {
             svc.stats.tls_failures.inc();
             tracing::debug!(listener = %svc.name, %client, error = %e, "TLS handshake failed");
-            return;
+            None
         }
         Err(_) => {
             svc.stats.tls_failures.inc();
-            return;
+            None
         }
-    };
-    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-        serve_h2(svc, TokioIo::new(stream), client, true, drain).await;
-    } else {
-        let peer = Peer::new(client, true);
-        h1::server::serve(svc, stream, BytesMut::new(), peer, drain).await;
     }
 }
 
@@ -153,5 +197,16 @@ async fn serve_h2<I>(
     };
     if let Err(e) = result {
         tracing::debug!(listener = %svc.name, %client, error = %e, "HTTP/2 connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// tokio puts a task's future in a cell with about 96 bytes of header and trailer, aligned
+    /// to 128 bytes: at most 160 bytes of future make a 256-byte task.
+    #[test]
+    fn a_plain_connection_task_is_256_bytes() {
+        let size = std::mem::size_of::<super::Connection>();
+        assert!(size <= 160, "the connection future is {size} bytes");
     }
 }

@@ -73,18 +73,23 @@ async fn a_connection_over_the_limit_waits_and_shutdown_waits_for_the_open_ones(
     let served = {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
+            let timers = Timers::new();
             accept_loop(
                 "test",
                 listener,
                 &shutdown,
+                &timers,
                 || limit.clone(),
-                |mut s, _| async move {
-                    // says hello, then echoes one byte back once the client sends it
-                    let _ = s.write_all(b"hi").await;
-                    let mut b = [0u8; 1];
-                    if s.read_exact(&mut b).await.is_ok() {
-                        let _ = s.write_all(&b).await;
-                    }
+                |mut s, _, admitted| {
+                    tokio::spawn(async move {
+                        let _admitted = admitted;
+                        // says hello, then echoes one byte back once the client sends it
+                        let _ = s.write_all(b"hi").await;
+                        let mut b = [0u8; 1];
+                        if s.read_exact(&mut b).await.is_ok() {
+                            let _ = s.write_all(&b).await;
+                        }
+                    });
                 },
             )
             .await

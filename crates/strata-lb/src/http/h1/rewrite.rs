@@ -159,7 +159,7 @@ pub(crate) fn request_head(req: &RequestHead, mode: Forwarded, peer: &Peer, out:
         }
     }
     let proto: &[u8] = if peer.tls { b"https" } else { b"http" };
-    let ip = peer.ip.as_bytes();
+    let ip = peer.ip().as_bytes();
     match mode {
         Forwarded::XForwarded => {
             list_header(out, b"x-forwarded-for", &xff, ip);

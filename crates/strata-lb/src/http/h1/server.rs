@@ -3,8 +3,10 @@
 //! costs little more than its socket.
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -20,16 +22,16 @@ use crate::http::proxy::{
     BodySource, Outbound,
 };
 use crate::http::Peer;
-use crate::http::{HttpService, Site};
+use crate::http::{HttpService, Open, Site};
 use strata_net::buffers::{self, fill};
 use strata_net::relay;
 use strata_net::Arrival;
-use strata_net::Deadline;
 use strata_net::{write_all_parts, Parts};
+use strata_net::{Admitted, Deadline};
 
 /// Whether the client connection carries on after an exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Next {
+pub(crate) enum Next {
     KeepAlive,
     Close,
     /// Closed while waiting for a request's first bytes (timeout or drain): nothing was
@@ -37,80 +39,174 @@ enum Next {
     Quit,
 }
 
-/// Serves HTTP/1.x on `io` until the client closes, keep-alive ends, or `drain` fires between
-/// requests. `buf` holds bytes already read from the connection.
+/// What an HTTP/1.x connection keeps between requests, and nothing more: its socket, its
+/// client, its deadline (the head's limit, then the backend's), the drain it watches, its place
+/// in the listener's limit. Everything a request needs beyond that (its head, the config
+/// generation, the exchange's state, the read buffer) lives in a box made when the request's
+/// first bytes arrive.
+pub(crate) struct Kept<S> {
+    pub(crate) open: Open,
+    pub(crate) io: S,
+    pub(crate) client: SocketAddr,
+    pub(crate) tls: bool,
+    pub(crate) deadline: Deadline,
+    pub(crate) drain: CancellationToken,
+    pub(crate) _admitted: Admitted,
+}
+
+impl<S> Kept<S> {
+    /// A new connection's, its deadline the head's limit from now.
+    pub(crate) fn new(
+        open: Open,
+        io: S,
+        client: SocketAddr,
+        tls: bool,
+        drain: CancellationToken,
+        admitted: Admitted,
+    ) -> Self {
+        let deadline = {
+            let site = open.0.site.load();
+            let at = tokio::time::Instant::now() + site.config.header_timeout;
+            Deadline::new(&site.timers, at)
+        };
+        Kept {
+            open,
+            io,
+            client,
+            tls,
+            deadline,
+            drain,
+            _admitted: admitted,
+        }
+    }
+}
+
+/// Serves HTTP/1.x on a connection until the client closes, keep-alive ends, or the drain
+/// fires between requests: read a head, proxy the exchange, repeat.
 ///
-/// Between requests the connection holds only its socket, its peer, one timer and the drain
-/// watch: everything a request needs (its head, the config generation, the exchange's state)
-/// lives in a box made when the request's first bytes arrive, so an idle keep-alive connection
-/// costs little more than its socket.
-pub(crate) async fn serve<S>(
-    svc: &Arc<HttpService>,
-    mut io: S,
-    mut buf: BytesMut,
-    peer: Peer,
-    drain: &CancellationToken,
-) where
-    S: AsyncRead + AsyncWrite + Arrival + Send + Unpin,
+/// Written as a state machine rather than an async fn, so that an idle keep-alive connection's
+/// task holds exactly [`Kept`] (an async fn keeps its arguments for its whole life, and each
+/// awaited call its own copies): its task is 256 bytes.
+pub(crate) enum Serve<S> {
+    /// Waiting for the next request's first bytes.
+    Idle {
+        kept: Kept<S>,
+        checked: bool,
+    },
+    Busy(Request<S>),
+    Closing(Pin<Box<dyn Future<Output = ()> + Send>>),
+    Done,
+}
+
+/// A request in progress: it hands back the connection, the bytes read past it, and what next.
+type Request<S> = Pin<Box<dyn Future<Output = (Kept<S>, BytesMut, Next)> + Send>>;
+
+impl<S> Serve<S>
+where
+    S: AsyncRead + AsyncWrite + Arrival + Send + Unpin + 'static,
 {
-    // the head's time limit, then the backend's: one lazily moved timer for the connection
-    let header_timeout = svc.site.load().config.header_timeout;
-    let mut deadline = Deadline::new(tokio::time::Instant::now() + header_timeout);
-    let mut first = true;
-    loop {
-        if !first {
-            // the next head's limit (the timer was the backend's until now)
-            let header_timeout = svc.site.load().config.header_timeout;
-            deadline.set(tokio::time::Instant::now() + header_timeout);
-        }
-        first = false;
+    /// Serves `kept`'s connection; `buf` holds bytes already read from it.
+    pub(crate) fn new(kept: Kept<S>, buf: BytesMut) -> Self {
         if buf.is_empty() {
-            // idle from here on: keep no buffer, and wait for the next request's first bytes
-            buffers::give(std::mem::take(&mut buf));
-            if !idle(&io, &mut deadline, drain).await {
-                return;
+            buffers::give(buf);
+            Serve::Idle {
+                kept,
+                checked: false,
             }
+        } else {
+            Serve::Busy(Box::pin(request_owned(kept, buf)))
         }
-        // boxed in a statement of its own, or the request's whole state would stay in this
-        // future as a temporary of the awaiting statement
-        let request = Box::pin(request(svc, &mut io, &mut buf, &peer, drain, &mut deadline));
-        let next = request.await;
-        if next == Next::Quit {
-            return;
+    }
+
+    /// What follows a request.
+    fn after(mut kept: Kept<S>, buf: BytesMut, next: Next) -> Self {
+        match next {
+            Next::Quit => Serve::Done,
+            Next::KeepAlive if !kept.drain.is_cancelled() => {
+                // the next head's limit (the deadline was the backend's until now)
+                let header_timeout = kept.open.0.site.load().config.header_timeout;
+                kept.deadline
+                    .set(tokio::time::Instant::now() + header_timeout);
+                Serve::new(kept, buf)
+            }
+            Next::KeepAlive | Next::Close => Serve::Closing(Box::pin(close(kept))),
         }
-        if next == Next::Close || drain.is_cancelled() {
-            let closing = Box::pin(close(io));
-            closing.await;
-            return;
+    }
+}
+
+impl<S> Future for Serve<S>
+where
+    S: AsyncRead + AsyncWrite + Arrival + Send + Unpin + 'static,
+{
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        loop {
+            match this {
+                Serve::Idle { kept, checked } => match idle(kept, checked, cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(false) => *this = Serve::Done,
+                    Poll::Ready(true) => {
+                        let Serve::Idle { kept, .. } = std::mem::replace(this, Serve::Done) else {
+                            unreachable!()
+                        };
+                        // the buffer is taken once bytes are there to read into it
+                        *this = Serve::Busy(Box::pin(request_owned(kept, BytesMut::new())));
+                    }
+                },
+                Serve::Busy(request) => {
+                    let (kept, buf, next) = ready!(request.as_mut().poll(cx));
+                    *this = Serve::after(kept, buf, next);
+                }
+                Serve::Closing(closing) => {
+                    ready!(closing.as_mut().poll(cx));
+                    *this = Serve::Done;
+                }
+                Serve::Done => return Poll::Ready(()),
+            }
         }
     }
 }
 
 /// Waits for a keep-alive connection's next request to start arriving: true when it does;
-/// false when `header_timeout` passes first, the client leaves, or the listener drains.
-async fn idle<S: Arrival>(io: &S, deadline: &mut Deadline, drain: &CancellationToken) -> bool {
-    let draining = drain.cancelled();
-    tokio::pin!(draining);
-    let mut checked = false;
-    std::future::poll_fn(|cx| {
-        while io.poll_arrival(cx).is_ready() {
-            // readiness found at once may be left from a read that did not come back short
-            // (the sniffed first request): look once, so that the connection does not wait
-            // inside a request's state for bytes that are not there. A closed or failed
-            // socket counts as arrived: reading it will tell.
-            if checked || io.queued().unwrap_or(true) {
-                return Poll::Ready(true);
-            }
-            checked = true;
+/// false when its deadline passes first, the client leaves, or the listener drains.
+fn idle<S: Arrival>(kept: &mut Kept<S>, checked: &mut bool, cx: &mut Context<'_>) -> Poll<bool> {
+    while kept.io.poll_arrival(cx).is_ready() {
+        // readiness found at once may be left from a read that did not come back short (the
+        // sniffed first request): look once, so that the connection does not wait inside a
+        // request's state for bytes that are not there. A closed or failed socket counts as
+        // arrived: reading it will tell.
+        if *checked || kept.io.queued().unwrap_or(true) {
+            return Poll::Ready(true);
         }
-        // from here a wake is a fresh arrival: no more looking
-        checked = true;
-        if deadline.poll_expired(cx).is_ready() || draining.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(false);
-        }
-        Poll::Pending
-    })
-    .await
+        *checked = true;
+    }
+    // from here a wake is a fresh arrival: no more looking
+    *checked = true;
+    // the drain is looked at after the deadline is polled: a drain wakes every deadline's task
+    // (`Timers::wake_all`) once it has fired, so it cannot slip in between
+    if kept.deadline.poll_expired(cx).is_ready() || kept.drain.is_cancelled() {
+        return Poll::Ready(false);
+    }
+    Poll::Pending
+}
+
+/// One request on a connection, owning what the connection keeps until it is done.
+async fn request_owned<S>(mut kept: Kept<S>, mut buf: BytesMut) -> (Kept<S>, BytesMut, Next)
+where
+    S: AsyncRead + AsyncWrite + Arrival + Send + Unpin,
+{
+    let peer = Peer::new(kept.client, kept.tls);
+    let Kept {
+        open,
+        io,
+        deadline,
+        drain,
+        ..
+    } = &mut kept;
+    let next = request(&open.0, io, &mut buf, &peer, drain, deadline).await;
+    (kept, buf, next)
 }
 
 /// Reads one request head (by `deadline`, set to the head's limit) and proxies the request.
@@ -169,11 +265,13 @@ where
     exchange(svc, &site, &req, io, buf, peer, drain, deadline).await
 }
 
-/// Ends the connection: what was written goes out, then a lingering close.
-async fn close<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) {
+/// Ends the connection: what was written goes out, then a lingering close. The connection
+/// counts as open until it is done.
+async fn close<S: AsyncRead + AsyncWrite + Unpin>(mut kept: Kept<S>) {
+    let io = &mut kept.io;
     let _ = io.flush().await;
     let _ = io.shutdown().await;
-    linger(&mut io).await;
+    linger(io).await;
 }
 
 /// After the answer, read and drop what the client still sends for a moment before closing:
@@ -216,7 +314,7 @@ where
     svc.stats.requests.inc();
     let (status, backend, next) =
         proxy(svc, site, req, io, buf, peer, drain, deadline, started).await;
-    record(svc, site, &peer.ip, req, status, backend, started);
+    record(svc, site, peer.ip(), req, status, backend, started);
     next
 }
 
@@ -304,7 +402,7 @@ where
     let status = resp.status;
     let name = backend.name.as_str();
     if resp.head.upgrade {
-        let next = upgrade(io, buf, conn, up_buf, &resp, req, cfg.idle_timeout).await;
+        let next = upgrade(io, buf, conn, up_buf, &resp, req, site).await;
         return (status, Some(name), next);
     }
     // after a CONNECT that did not open a tunnel, what the client sends next may be meant for
@@ -434,7 +532,7 @@ async fn upgrade<S>(
     up_buf: BytesMut,
     resp: &ResponseHead,
     req: &RequestHead,
-    idle: std::time::Duration,
+    site: &Site,
 ) -> Next
 where
     S: AsyncRead + AsyncWrite + Arrival + Send + Unpin,
@@ -450,7 +548,14 @@ where
     if !buf.is_empty() && conn.io.write_all(&buf.split()).await.is_err() {
         return Next::Close;
     }
-    if let Err(e) = relay(&mut *io, &mut conn.io, idle).await {
+    if let Err(e) = relay(
+        &mut *io,
+        &mut conn.io,
+        &site.timers,
+        site.config.idle_timeout,
+    )
+    .await
+    {
         tracing::debug!(error = %e, "upgraded connection ended");
     }
     Next::Close
