@@ -1,5 +1,6 @@
 //! The L4 layer: accept, choose a backend, connect (trying another on failure), relay bytes;
-//! a quiet connection waits without a task (`strata_net::spawn_parking`).
+//! a relayed connection runs in one of the listener's lanes rather than in a task of its own
+//! (`strata_net::Lanes`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use serde_json::{json, Value};
 use strata_config::TcpListener as TcpConfig;
 use strata_health::InFlight;
 use strata_metrics::{Counter, Gauge, MetricsWriter};
-use strata_net::{accept_loop, spawn_parking, Admitted, Park, Relay, Timers};
+use strata_net::{accept_loop, Admitted, Lanes, Park, Relay, Timers};
 use strata_upstream::{
     backend_action, backend_metrics, upstream_status, BackendAction, Failure, Key, Tries, Upstream,
 };
@@ -26,6 +27,7 @@ pub struct TcpService {
     pub name: String,
     site: ArcSwap<Site>,
     stats: Stats,
+    lanes: Lanes<Relayed>,
 }
 
 struct Site {
@@ -53,6 +55,7 @@ impl TcpService {
             name: config.name.clone(),
             site: ArcSwap::from_pointee(Site::new(config, None)),
             stats: Stats::default(),
+            lanes: Lanes::new(),
         })
     }
 
@@ -232,8 +235,8 @@ pub async fn serve(svc: Arc<TcpService>, listener: TcpListener, shutdown: Cancel
     .await;
 }
 
-/// A client connection's first task: choose a backend and connect to it, then relay bytes in
-/// a [`Relayed`] that gives up its task while the connection is quiet.
+/// A client connection's first task: choose a backend and connect to it, then hand the
+/// connection to a lane, where it is relayed without a task of its own.
 async fn connect_then_relay(open: Open, client: TcpStream, addr: SocketAddr, admitted: Admitted) {
     let svc = &open.0;
     let site = svc.site.load_full();
@@ -244,7 +247,8 @@ async fn connect_then_relay(open: Open, client: TcpStream, addr: SocketAddr, adm
     };
     let relay = Relay::new(&site.timers, site.config.idle_timeout);
     drop(site);
-    spawn_parking(Relayed {
+    let svc = open.0.clone();
+    svc.lanes.run(Relayed {
         client: UpstreamIo(client),
         server: UpstreamIo(server),
         relay,
@@ -254,7 +258,7 @@ async fn connect_then_relay(open: Open, client: TcpStream, addr: SocketAddr, adm
     });
 }
 
-/// A connection being relayed: what it holds in its task, or parked while quiet.
+/// A connection being relayed: all it holds, in its lane.
 struct Relayed {
     client: UpstreamIo,
     server: UpstreamIo,
@@ -266,7 +270,7 @@ struct Relayed {
 }
 
 impl Park for Relayed {
-    fn poll_run(&mut self, cx: &mut Context<'_>, park: &mut bool) -> Poll<()> {
+    fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let mut moved = [0; 2];
         let polled = self
             .relay
@@ -275,10 +279,7 @@ impl Park for Relayed {
         stats.bytes_in.add(moved[0]);
         stats.bytes_out.add(moved[1]);
         match polled {
-            Poll::Pending => {
-                *park = self.relay.is_quiet();
-                Poll::Pending
-            }
+            Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(())) => Poll::Ready(()),
             Poll::Ready(Err(e)) => {
                 let svc = &self.open.0;
@@ -337,11 +338,12 @@ async fn backend_for(
 
 #[cfg(test)]
 mod tests {
-    /// A parked connection is its state in a ticket with 24 bytes of counts and lock: at most
-    /// 160 bytes of state make a 192-byte allocation, beside its two sockets' registrations.
+    /// A relayed connection lives in a lane's slot with 40 bytes beside it (counts, lock, flag,
+    /// lane): at most 152 bytes of state make a 192-byte allocation, beside its two sockets'
+    /// registrations.
     #[test]
-    fn a_parked_connection_is_small() {
+    fn a_relayed_connection_is_small() {
         let size = std::mem::size_of::<super::Relayed>();
-        assert!(size <= 160, "a relayed connection is {size} bytes");
+        assert!(size <= 152, "a relayed connection is {size} bytes");
     }
 }

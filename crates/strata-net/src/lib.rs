@@ -1,7 +1,7 @@
 //! The floor every layer stands on: listening sockets, the accept loop (connection limit, back-off when the
 //! process runs out of descriptors, a warning that cannot flood the log), socket reads into
 //! uninitialised memory, the per-thread read-buffer pool, deadlines on one timer per listener,
-//! connections that wait without a task, the byte relay,
+//! connections run in lanes rather than a task each, the byte relay,
 //! vectored writes, the process clock, and an idle watch for connections served by someone
 //! else's state machine.
 
@@ -21,7 +21,7 @@ pub use clock::now_ms;
 pub use deadline::{Deadline, Timers};
 pub use idle::{Activity, Watched};
 pub use listen::listen;
-pub use park::{spawn_parking, Park};
+pub use park::{Lanes, Park};
 pub use relay::{relay, Relay};
 pub use socket::{connect, poll_recv, queued, Arrival, ConnectError, UpstreamIo};
 pub use write::{write_all_parts, Parts};

@@ -1,126 +1,298 @@
-//! Connections that wait without a task. A tokio task costs a 128-byte-aligned cell that holds
-//! the connection's largest state; a connection that sits quiet for minutes does not need one.
-//! [`spawn_parking`] runs a [`Park`] connection in a task while it is busy, and when it has been
-//! waiting for a while it gives the task up: its state moves into a small ticket, the ticket is
-//! the waker its sockets and its deadline hold, and the first wake spawns a task for it again.
+//! Connections that wait without a task of their own. A tokio task costs a cell aligned to 128
+//! bytes that holds the connection's largest state; a relayed TCP connection already holds two
+//! socket registrations of 256 bytes each, and spends most of its life waiting. [`Lanes`] runs
+//! such connections the way an event loop does: each connection is one small allocation (its
+//! state, a flag and a pointer), which is also the waker its sockets and its deadline hold, and a
+//! woken connection is polled by its lane's one task. A listener has one lane per worker
+//! thread, and a connection stays on the lane it was given.
 //!
-//! A parked connection still counts against its listener's limit and for its drain: the
-//! [`crate::Admitted`] it holds lives in its state, wherever that is.
+//! A connection still counts against its listener's limit and for its drain: the
+//! [`crate::Admitted`] it holds lives in its state.
 
-use std::future::Future;
+use std::future::poll_fn;
 use std::mem;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 
-/// A connection that can be run by [`spawn_parking`].
+/// A connection that [`Lanes`] can run.
 pub trait Park: Send + 'static {
-    /// Makes progress, as `Future::poll` would. `Pending` registers `cx`'s waker with what it
-    /// waits for; `park` says that it may wait without a task: it has been quiet long enough
-    /// that the next wake is likely far off.
-    fn poll_run(&mut self, cx: &mut Context<'_>, park: &mut bool) -> Poll<()>;
+    /// Makes progress, as `Future::poll` would: `Pending` registers `cx`'s waker with what it
+    /// waits for, `Ready` when the connection is done (it is dropped then).
+    fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<()>;
 }
 
-/// Runs `conn` on the current runtime until it finishes (see the module).
-pub fn spawn_parking<C: Park>(conn: C) {
-    let ticket = Arc::new(Ticket {
-        state: Mutex::new(State::Running),
-    });
-    tokio::spawn(Run {
-        ticket,
-        conn: Some(conn),
-    });
+/// The lanes of one listener (see the module).
+pub struct Lanes<C: Park> {
+    lanes: Box<[Arc<Lane<C>>]>,
+    next: AtomicUsize,
 }
 
-/// Where a connection is while it has no task, and how a wake finds it.
-struct Ticket<C> {
-    state: Mutex<State<C>>,
+struct Lane<C> {
+    inner: Mutex<LaneInner<C>>,
 }
 
-enum State<C> {
-    /// In a task. Wakes go to the task itself, except while it parks.
-    Running,
-    /// In a task that is parking, and woken meanwhile: it stays.
-    Woken,
-    /// No task: the next wake spawns one.
-    Parked(C),
+struct LaneInner<C> {
+    ready: Vec<Arc<Slot<C>>>,
+    /// The lane's task, when it waits for a connection to be woken.
+    task: Option<Waker>,
+    started: bool,
+    /// Connections on the lane.
+    live: usize,
+    /// The `Lanes` is gone: the task ends once its connections did.
+    orphaned: bool,
+    /// The task is gone (its runtime shut down): a wake drops the connection.
+    closed: bool,
 }
 
-impl<C: Park> Wake for Ticket<C> {
+/// One connection: its state, and whether it is queued to be polled.
+struct Slot<C> {
+    lane: Arc<Lane<C>>,
+    queued: AtomicBool,
+    conn: Mutex<Option<C>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // a panic in a connection's poll poisons only what it held; the state stays usable
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl<C: Park> Lanes<C> {
+    /// Lanes for the current runtime: one per worker thread (one outside a runtime).
+    pub fn new() -> Self {
+        let count = tokio::runtime::Handle::try_current()
+            .map_or(1, |h| h.metrics().num_workers())
+            .max(1);
+        let lanes = (0..count)
+            .map(|_| {
+                Arc::new(Lane {
+                    inner: Mutex::new(LaneInner {
+                        ready: Vec::new(),
+                        task: None,
+                        started: false,
+                        live: 0,
+                        orphaned: false,
+                        closed: false,
+                    }),
+                })
+            })
+            .collect();
+        Lanes {
+            lanes,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Runs `conn` on the next lane, until it is done. Call inside the runtime.
+    pub fn run(&self, conn: C) {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.lanes.len();
+        let lane = &self.lanes[i];
+        let slot = Arc::new(Slot {
+            lane: lane.clone(),
+            queued: AtomicBool::new(true),
+            conn: Mutex::new(Some(conn)),
+        });
+        let wake = {
+            let mut inner = lock(&lane.inner);
+            if !inner.started {
+                inner.started = true;
+                tokio::spawn(drive(lane.clone()));
+            }
+            inner.live += 1;
+            inner.ready.push(slot);
+            inner.task.take()
+        };
+        if let Some(w) = wake {
+            w.wake();
+        }
+    }
+
+    /// Connections running now.
+    pub fn len(&self) -> usize {
+        self.lanes.iter().map(|l| lock(&l.inner).live).sum()
+    }
+
+    /// True when no connection runs.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<C: Park> Default for Lanes<C> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<C: Park> Drop for Lanes<C> {
+    fn drop(&mut self) {
+        for lane in self.lanes.iter() {
+            let wake = {
+                let mut inner = lock(&lane.inner);
+                inner.orphaned = true;
+                inner.task.take()
+            };
+            if let Some(w) = wake {
+                w.wake();
+            }
+        }
+    }
+}
+
+impl<C: Park> Wake for Slot<C> {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref()
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        let mut state = lock(self);
-        match mem::replace(&mut *state, State::Woken) {
-            State::Parked(conn) => {
-                *state = State::Running;
-                drop(state);
-                // a wake from outside the runtime (its I/O driver shutting down) ends it
-                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    runtime.spawn(Run {
-                        ticket: self.clone(),
-                        conn: Some(conn),
-                    });
+        if self.queued.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut inner = lock(&self.lane.inner);
+        if inner.closed {
+            // the runtime shut down: nobody will poll it again
+            drop(inner);
+            let conn = lock(&self.conn).take();
+            drop(conn);
+            return;
+        }
+        inner.ready.push(self.clone());
+        let task = inner.task.take();
+        drop(inner);
+        if let Some(w) = task {
+            w.wake();
+        }
+    }
+}
+
+/// Most connections polled in one turn of a lane's task before it lets the runtime's other
+/// tasks run (tokio's budget for I/O is per turn, too).
+const TURN: usize = 256;
+
+/// A lane's task: polls woken connections until the lane is orphaned and empty.
+async fn drive<C: Park>(lane: Arc<Lane<C>>) {
+    let _closing = Closing(&lane);
+    let mut batch: Vec<Arc<Slot<C>>> = Vec::new();
+    poll_fn(|cx| {
+        {
+            let mut inner = lock(&lane.inner);
+            if inner.ready.is_empty() {
+                if inner.orphaned && inner.live == 0 {
+                    return Poll::Ready(());
+                }
+                inner.task = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            let take = inner.ready.len().min(TURN);
+            let rest = inner.ready.split_off(take);
+            batch = mem::replace(&mut inner.ready, rest);
+        }
+        let mut ended = 0;
+        for slot in batch.drain(..) {
+            // a wake from now on queues it again
+            slot.queued.store(false, Ordering::Release);
+            let waker = Waker::from(slot.clone());
+            let mut conn = lock(&slot.conn);
+            let Some(c) = conn.as_mut() else { continue };
+            if c.poll_run(&mut Context::from_waker(&waker)).is_ready() {
+                let done = conn.take();
+                drop(conn);
+                drop(done);
+                ended += 1;
+            }
+        }
+        if ended > 0 {
+            lock(&lane.inner).live -= ended;
+        }
+        // the next turn after the runtime's other tasks
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await
+}
+
+/// Marks a lane closed when its task ends, however it ends (a runtime shutting down drops it),
+/// and drops the connections queued on it.
+struct Closing<'a, C>(&'a Lane<C>);
+
+impl<C> Drop for Closing<'_, C> {
+    fn drop(&mut self) {
+        let queued = {
+            let mut inner = lock(&self.0.inner);
+            inner.closed = true;
+            inner.task = None;
+            mem::take(&mut inner.ready)
+        };
+        for slot in queued {
+            let conn = lock(&slot.conn).take();
+            drop(conn);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::sync::mpsc;
+
+    /// Counts its polls; done once it received `until` messages.
+    struct Counter {
+        rx: mpsc::UnboundedReceiver<()>,
+        seen: usize,
+        until: usize,
+        done: Option<tokio::sync::oneshot::Sender<usize>>,
+    }
+
+    impl Park for Counter {
+        fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+            while let Poll::Ready(Some(())) = self.rx.poll_recv(cx) {
+                self.seen += 1;
+                if self.seen == self.until {
+                    let _ = self.done.take().unwrap().send(self.seen);
+                    return Poll::Ready(());
                 }
             }
-            // a wake left over from an earlier park, or one during this park: the task looks
-            State::Running | State::Woken => {}
+            Poll::Pending
         }
     }
-}
 
-/// The task of a connection while it runs.
-struct Run<C> {
-    ticket: Arc<Ticket<C>>,
-    conn: Option<C>,
-}
-
-// `conn` is never pinned: `Park::poll_run` takes it by `&mut`.
-impl<C> Unpin for Run<C> {}
-
-impl<C: Park> Future for Run<C> {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = &mut *self;
-        let Some(conn) = this.conn.as_mut() else {
-            return Poll::Ready(());
-        };
-        let mut park = false;
-        if conn.poll_run(cx, &mut park).is_ready() {
-            this.conn = None;
-            return Poll::Ready(());
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_run_on_their_lanes_until_done() {
+        let lanes = Lanes::new();
+        let mut senders = Vec::new();
+        let mut dones = Vec::new();
+        for i in 0..100 {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let (done, got) = tokio::sync::oneshot::channel();
+            lanes.run(Counter {
+                rx,
+                seen: 0,
+                until: i + 1,
+                done: Some(done),
+            });
+            senders.push(tx);
+            dones.push(got);
         }
-        if !park {
-            return Poll::Pending;
+        assert_eq!(lanes.len(), 100);
+        for round in 0..100 {
+            for (i, tx) in senders.iter().enumerate() {
+                if i >= round {
+                    tx.send(()).unwrap();
+                }
+            }
+            tokio::task::yield_now().await;
         }
-        // parking: everything it waits for must wake the ticket instead of this task, so it
-        // looks once more with the ticket as the waker
-        *lock(&this.ticket) = State::Running;
-        let waker = Waker::from(this.ticket.clone());
-        if conn
-            .poll_run(&mut Context::from_waker(&waker), &mut park)
-            .is_ready()
-        {
-            this.conn = None;
-            return Poll::Ready(());
+        for (i, got) in dones.into_iter().enumerate() {
+            assert_eq!(got.await.unwrap(), i + 1);
         }
-        let mut state = lock(&this.ticket);
-        if let State::Woken = *state {
-            // something happened meanwhile: carry on in this task, after the runtime's other
-            // tasks (the wake may have been tokio's budget running out)
-            *state = State::Running;
-            drop(state);
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
+        // the lane's count drops once its task saw them end
+        for _ in 0..100 {
+            if lanes.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        *state = State::Parked(this.conn.take().expect("checked above"));
-        Poll::Ready(())
+        assert!(lanes.is_empty());
     }
-}
-
-fn lock<C>(ticket: &Ticket<C>) -> std::sync::MutexGuard<'_, State<C>> {
-    ticket.state.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -1,8 +1,6 @@
 //! Relaying bytes both ways between two streams with an inactivity limit: the TCP layer and
 //! upgraded HTTP connections (WebSocket) both use it. Buffers exist only while bytes are on
-//! their way, so a quiet connection costs its sockets and a few words; after [`PARK_AFTER`]
-//! without traffic a [`Relay`] says it is quiet, and a caller that can park (see
-//! [`crate::spawn_parking`]) gives up its task until bytes move again.
+//! their way, so a quiet connection costs its sockets and 32 bytes of [`Relay`].
 
 use std::future::poll_fn;
 use std::io;
@@ -18,9 +16,6 @@ use tokio::time::Instant;
 use crate::buffers;
 use crate::deadline::{Deadline, Timers};
 use crate::socket::Arrival;
-
-/// How long a relay goes without traffic before it calls itself quiet.
-pub const PARK_AFTER: Duration = Duration::from_secs(1);
 
 /// Copies `a` <-> `b` until both sides close, either fails, or nothing moves for `idle`.
 /// Returns the bytes sent a -> b and b -> a.
@@ -44,7 +39,7 @@ where
 pub struct Relay {
     /// The idle limit, in milliseconds (a connection parked for long holds this struct).
     idle_ms: u32,
-    /// The idle limit once `quiet`; until then the moment to call it quiet.
+    /// The idle limit from the last bytes moved.
     deadline: Deadline,
     /// Bytes read and not yet written, a -> b and b -> a; only while there are some.
     bufs: Option<Box<[BytesMut; 2]>>,
@@ -52,7 +47,6 @@ pub struct Relay {
     /// writer was shut down.
     eof: [bool; 2],
     finished: [bool; 2],
-    quiet: bool,
 }
 
 impl Relay {
@@ -60,18 +54,11 @@ impl Relay {
     pub fn new(timers: &Arc<Timers>, idle: Duration) -> Self {
         Relay {
             idle_ms: idle.as_millis().min(u32::MAX as u128) as u32,
-            deadline: Deadline::new(timers, Instant::now() + idle.min(PARK_AFTER)),
+            deadline: Deadline::new(timers, Instant::now() + idle),
             bufs: None,
             eof: [false; 2],
             finished: [false; 2],
-            quiet: idle <= PARK_AFTER,
         }
-    }
-
-    /// Nothing has moved for [`PARK_AFTER`]: the owner may wait without a task. (Never for
-    /// an idle limit as short as that: such a relay is either busy or about to end.)
-    pub fn is_quiet(&self) -> bool {
-        self.quiet && self.idle() > PARK_AFTER
     }
 
     fn idle(&self) -> Duration {
@@ -107,27 +94,13 @@ impl Relay {
             return polled;
         }
         if active {
-            let now = Instant::now();
-            if self.idle() > PARK_AFTER {
-                self.quiet = false;
-                self.deadline.set(now + PARK_AFTER);
-            } else {
-                self.deadline.set(now + self.idle());
-            }
+            self.deadline.set(Instant::now() + self.idle());
         }
-        while self.deadline.poll_expired(cx).is_ready() {
-            if self.quiet {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("idle for {:?}", self.idle()),
-                )));
-            }
-            // quiet for PARK_AFTER: from now on the deadline is the idle limit
-            self.quiet = true;
-            self.deadline
-                .set(Instant::now() + self.idle().saturating_sub(PARK_AFTER));
-        }
-        Poll::Pending
+        ready!(self.deadline.poll_expired(cx));
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("idle for {:?}", self.idle()),
+        )))
     }
 
     fn both<A, B>(
@@ -239,7 +212,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn relays_both_ways_turns_quiet_then_times_out_after_the_idle_limit() {
+    async fn relays_both_ways_then_times_out_after_the_idle_limit() {
         let timers = Timers::new();
         let (a, mut client) = tokio::io::duplex(64);
         let (b, mut server) = tokio::io::duplex(64);
@@ -249,7 +222,7 @@ mod tests {
         let mut totals = [0; 2];
         let run = async {
             let r = poll_fn(|cx| relay.poll(cx, &mut a, &mut b, &mut totals)).await;
-            (r, relay.is_quiet(), Instant::now() - start)
+            (r, Instant::now() - start)
         };
         let talk = async {
             client.write_all(b"ping").await.unwrap();
@@ -260,9 +233,8 @@ mod tests {
             client.read_exact(&mut got).await.unwrap();
             assert_eq!(&got, b"pong");
         };
-        let ((result, quiet, took), ()) = tokio::join!(run, talk);
+        let ((result, took), ()) = tokio::join!(run, talk);
         assert_eq!(result.unwrap_err().kind(), io::ErrorKind::TimedOut);
-        assert!(quiet);
         assert_eq!(took, Duration::from_secs(10));
         assert_eq!(totals, [4, 4]);
     }
