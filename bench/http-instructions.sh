@@ -2,16 +2,18 @@
 # Repeatable cost of Strata's HTTP/1 path: user-space instructions per proxied request, counted
 # by valgrind's callgrind (not wall time, so a noisy machine does not move it). Strata runs
 # under callgrind in front of one nginx; a Python client sends N, then 3N keep-alive GETs on
-# one connection in two runs, and the difference / 2N cancels start-up and shutdown.
+# one connection in two runs, and the difference / 2N cancels start-up and shutdown. HAProxy
+# (when installed; bench/http.sh installs it) is counted the same way, for the ratio.
 #
-# Usage: bench/http-instructions.sh [N, default 1000]
+# Usage: [STRATA=binary] [PROFILE=file] bench/http-instructions.sh [N, default 1000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000}
 for p in nginx:nginx-light valgrind:valgrind python3:python3; do
   command -v "${p%%:*}" >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${p##*:}" >/dev/null; }
 done
-cargo build --release -q -p strata
+# STRATA=/path/to/strata counts another build (an older one, to compare) instead of this tree's
+if [[ -z ${STRATA:-} ]]; then cargo build --release -q -p strata; STRATA=$PWD/target/release/strata; fi
 work=$(mktemp -d)
 trap 'kill $NG 2>/dev/null || true; rm -rf "$work"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -40,13 +42,46 @@ for _ in range(int(sys.argv[2])):
     assert r.status == 200, r.status
 PY
 nginx -c "$work/app.conf" -p "$work" & NG=$!
+HAP=$(free_port)
+cat > "$work/haproxy.cfg" <<HAPCFG
+global
+  nbthread 1
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+frontend fe
+  bind 127.0.0.1:$HAP
+  default_backend be
+backend be
+  http-reuse always
+  server s1 127.0.0.1:$APP
+HAPCFG
+# measure NAME REQUESTS: total instructions of a proxy's whole run that served REQUESTS
 measure() {
-  valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" target/release/strata run -c "$work/strata.toml" --log-level error >/dev/null 2>"$work/cg.err" &
+  local port
+  case $1 in
+    strata) port=$PROXY; set -- "$2" "$STRATA" run -c "$work/strata.toml" --log-level error ;;
+    haproxy) port=$HAP; set -- "$2" haproxy -f "$work/haproxy.cfg" -db ;;
+  esac
+  local n=$1; shift
+  valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" "$@" >/dev/null 2>"$work/cg.err" &
   local vg=$!
-  for _ in $(seq 150); do (exec 3<>"/dev/tcp/127.0.0.1/$PROXY") 2>/dev/null && break; sleep 0.2; done
-  python3 "$work/client.py" "$PROXY" "$1"
+  for _ in $(seq 150); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
+  python3 "$work/client.py" "$port" "$n"
   kill -TERM "$vg"; wait "$vg" || true
   awk '/^(summary|totals):/ {print $2; exit}' "$work/cg.out"
 }
-a=$(measure "$N"); b=$(measure $((3 * N)))
-echo "strata instructions/request: $(((b - a) / (2 * N)))  ($N requests: $a, $((3 * N)): $b)"
+a=$(measure strata "$N"); b=$(measure strata $((3 * N)))
+# PROFILE=file keeps the callgrind profile of Strata's larger run (for callgrind_annotate)
+if [[ -n ${PROFILE:-} ]]; then cp "$work/cg.out" "$PROFILE"; fi
+s_per=$(((b - a) / (2 * N)))
+echo "strata instructions/request: $s_per  ($N requests: $a, $((3 * N)): $b)"
+if command -v haproxy >/dev/null; then
+  a=$(measure haproxy "$N"); b=$(measure haproxy $((3 * N)))
+  h_per=$(((b - a) / (2 * N)))
+  echo "haproxy instructions/request: $h_per  ($N requests: $a, $((3 * N)): $b)"
+  awk -v s="$s_per" -v h="$h_per" 'BEGIN {printf "ratio strata/haproxy: %.2f (user-space instructions; the user CPU target is 0.55)\n", s / h}'
+fi

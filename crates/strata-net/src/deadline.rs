@@ -71,12 +71,14 @@ impl Timers {
 
     /// `at` in milliseconds from the origin, rounded up so that a deadline never fires early.
     fn ms(&self, at: Instant) -> u64 {
+        // u64 arithmetic: `as_millis` divides a u128, and this runs a few times per request
         let d = at.saturating_duration_since(self.origin);
-        d.as_millis() as u64 + u64::from(!d.subsec_nanos().is_multiple_of(1_000_000))
+        d.as_secs() * 1000 + u64::from(d.subsec_nanos().div_ceil(1_000_000))
     }
 
     fn now_ms(&self) -> u64 {
-        self.origin.elapsed().as_millis() as u64
+        let d = self.origin.elapsed();
+        d.as_secs() * 1000 + u64::from(d.subsec_millis())
     }
 
     /// Wakes the task of every deadline that waits, without expiring any: each looks at why

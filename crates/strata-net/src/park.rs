@@ -96,7 +96,9 @@ impl<C: Park> Lanes<C> {
             let mut inner = lock(&lane.inner);
             if !inner.started {
                 inner.started = true;
-                tokio::spawn(drive(lane.clone()));
+                // a lane's turn is bounded by `TURN`: tokio's per-task budget, meant for one
+                // connection's task, would cut a turn short after a few connections
+                tokio::spawn(tokio::task::unconstrained(drive(lane.clone())));
             }
             inner.live += 1;
             inner.ready.push(slot);
