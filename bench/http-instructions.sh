@@ -12,11 +12,8 @@ N=${1:-1000}
 for p in nginx:nginx-light valgrind:valgrind python3:python3; do
   command -v "${p%%:*}" >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${p##*:}" >/dev/null; }
 done
-# STRATA=/path/to/strata counts another build (an older one, to compare) instead of this tree's
-if [[ -z ${STRATA:-} ]]; then cargo build --release -q -p strata; STRATA=$PWD/target/release/strata; fi
-work=$(mktemp -d)
-trap 'kill $NG 2>/dev/null || true; rm -rf "$work"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 APP=$(free_port); PROXY=$(free_port)
 cat > "$work/app.conf" <<NGINX
 daemon off; master_process off; worker_processes 1; pid $work/app.pid; error_log $work/error.log;
@@ -41,7 +38,7 @@ for _ in range(int(sys.argv[2])):
     r = c.getresponse(); r.read()
     assert r.status == 200, r.status
 PY
-nginx -c "$work/app.conf" -p "$work" & NG=$!
+nginx -c "$work/app.conf" -p "$work" & pids+=($!)
 HAP=$(free_port)
 cat > "$work/haproxy.cfg" <<HAPCFG
 global

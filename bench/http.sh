@@ -12,7 +12,7 @@
 # The machine is noisy: each proxy is measured ROUNDS times, interleaved (strata, nginx, haproxy,
 # strata, ...), and the median round of each is printed, so drift hits all three alike.
 #
-# Usage: bench/http.sh [seconds per run, default 10] [rounds, default 3]
+# Usage: [STRATA=binary] bench/http.sh [seconds per run, default 10] [rounds, default 3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
@@ -26,8 +26,6 @@ done
 if ((${#need[@]})); then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-cargo build --release -q -p strata
-STRATA=$PWD/target/release/strata
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 

@@ -11,8 +11,6 @@ cd "$(dirname "$0")/.."
 N=${1:-8000}
 W=${WINDOW:-0}
 for p in nginx haproxy python3; do command -v "$p" >/dev/null || { echo "needs $p (bench/http.sh installs it)" >&2; exit 1; }; done
-# STRATA=/path/to/strata measures another build (an older one, to compare) instead of this tree's
-if [[ -z ${STRATA:-} ]]; then cargo build --release -q -p strata; STRATA=$PWD/target/release/strata; fi
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 

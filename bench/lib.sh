@@ -1,5 +1,10 @@
-# Shared by the bench scripts (sourced, not run): a scratch directory and the processes to stop
-# when the script ends, free ports, waiting for a port, and a process's resident memory.
+# Shared by the bench scripts (sourced, not run): the Strata binary to measure, a scratch
+# directory and the processes to stop when the script ends, free ports, waiting for a port,
+# and a process's resident memory.
+#
+# STRATA=/path/to/strata measures another build (an older one, to compare) instead of this
+# tree's, which is built otherwise.
+if [[ -z ${STRATA:-} ]]; then cargo build --release -q -p strata; STRATA=$PWD/target/release/strata; fi
 ulimit -n 20000
 work=$(mktemp -d)
 pids=()

@@ -14,14 +14,14 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use strata_config::Admin;
-use strata_net::{accept_loop, Activity, Timers, Watched};
+use strata_net::{accept_loop, Activity, Watched};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::access::{allow, allow_read, Refusal};
 use crate::routes::{refused, route, AdminApi};
-use strata_metrics::{Gauge, MetricsWriter};
+use strata_metrics::{CountsOpen, Gauge, MetricsWriter, Open};
 
 /// The admin listener's settings, swapped whole on reload, and its counters.
 pub struct AdminServer {
@@ -33,6 +33,12 @@ pub struct AdminServer {
 struct Site {
     config: Admin,
     conn_limit: Arc<Semaphore>,
+}
+
+impl CountsOpen for AdminServer {
+    fn open_gauge(&self) -> &Gauge {
+        &self.stats.open
+    }
 }
 
 #[derive(Default)]
@@ -67,25 +73,23 @@ impl AdminServer {
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let limit = || self.site.load().conn_limit.clone();
-        // admin connections watch the drain themselves (below): no deadline of theirs is here
-        let timers = Timers::new();
+        // each connection watches the drain itself (below)
         accept_loop(
             "admin",
             listener,
             &shutdown,
-            &timers,
             limit,
             |stream, _, admitted| {
-                let server = self.clone();
+                let open = Open::new(self.clone());
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
                     let _admitted = admitted;
-                    server.stats.open.inc();
-                    server.connection(stream, local, shutdown).await;
-                    server.stats.open.dec();
+                    open.service().connection(stream, local, shutdown).await;
                 });
             },
         )
+        .await
+        .finished()
         .await;
     }
 

@@ -218,13 +218,12 @@ impl strata_layer::Service for TcpService {
 /// Accepts until `shutdown`, then waits for open connections to finish.
 pub async fn serve(svc: Arc<TcpService>, listener: TcpListener, shutdown: CancellationToken) {
     let name = svc.name.clone();
-    let timers = svc.site.load().timers.clone();
     let limit = || svc.site.load().conn_limit.clone();
+    // relayed connections carry on through a drain until either side closes
     accept_loop(
         &name,
         listener,
         &shutdown,
-        &timers,
         limit,
         |stream, client, admitted| {
             svc.stats.connections.inc();
@@ -232,13 +231,15 @@ pub async fn serve(svc: Arc<TcpService>, listener: TcpListener, shutdown: Cancel
             tokio::spawn(connect_then_relay(open, stream, client, admitted));
         },
     )
+    .await
+    .finished()
     .await;
 }
 
 /// A client connection's first task: choose a backend and connect to it, then hand the
 /// connection to a lane, where it is relayed without a task of its own.
 async fn connect_then_relay(open: Open, client: TcpStream, addr: SocketAddr, admitted: Admitted) {
-    let svc = &open.0;
+    let svc = &open.service();
     let site = svc.site.load_full();
     let Some((server, in_flight)) = backend_for(svc, &site, addr).await else {
         svc.stats.no_backend.inc();
@@ -247,7 +248,7 @@ async fn connect_then_relay(open: Open, client: TcpStream, addr: SocketAddr, adm
     };
     let relay = Relay::new(&site.timers, site.config.idle_timeout);
     drop(site);
-    let svc = open.0.clone();
+    let svc = open.service().clone();
     svc.lanes.run(Relayed {
         client: UpstreamIo(client),
         server: UpstreamIo(server),
@@ -275,14 +276,14 @@ impl Park for Relayed {
         let polled = self
             .relay
             .poll(cx, &mut self.client, &mut self.server, &mut moved);
-        let stats = &self.open.0.stats;
+        let stats = &self.open.service().stats;
         stats.bytes_in.add(moved[0]);
         stats.bytes_out.add(moved[1]);
         match polled {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(())) => Poll::Ready(()),
             Poll::Ready(Err(e)) => {
-                let svc = &self.open.0;
+                let svc = &self.open.service();
                 let backend = &self._in_flight.backend().name;
                 tracing::debug!(listener = %svc.name, %backend, error = %e, "connection ended");
                 Poll::Ready(())
@@ -291,20 +292,12 @@ impl Park for Relayed {
     }
 }
 
-/// Counts the connection as open while it lives, however it ends; and holds the listener for
-/// it.
-struct Open(Arc<TcpService>);
+/// A client connection of a TCP listener, counted as open while it lives.
+type Open = strata_metrics::Open<TcpService>;
 
-impl Open {
-    fn new(svc: Arc<TcpService>) -> Self {
-        svc.stats.open.inc();
-        Open(svc)
-    }
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.0.stats.open.dec();
+impl strata_metrics::CountsOpen for TcpService {
+    fn open_gauge(&self) -> &Gauge {
+        &self.stats.open
     }
 }
 

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A count that only goes up: requests, failures, bytes.
@@ -44,6 +45,35 @@ impl Gauge {
     /// The value now.
     pub fn get(&self) -> i64 {
         self.0.load(Relaxed)
+    }
+}
+
+/// Something that counts its open connections in a gauge: a listener's service.
+pub trait CountsOpen {
+    /// The gauge of connections open now.
+    fn open_gauge(&self) -> &Gauge;
+}
+
+/// One open connection of `T`'s: counted in `T`'s gauge from [`Open::new`] until dropped,
+/// however the connection ends; and the connection's handle on `T`.
+pub struct Open<T: CountsOpen>(Arc<T>);
+
+impl<T: CountsOpen> Open<T> {
+    /// Counts one more open connection of `service`'s.
+    pub fn new(service: Arc<T>) -> Self {
+        service.open_gauge().inc();
+        Open(service)
+    }
+
+    /// The service the connection belongs to.
+    pub fn service(&self) -> &Arc<T> {
+        &self.0
+    }
+}
+
+impl<T: CountsOpen> Drop for Open<T> {
+    fn drop(&mut self) {
+        self.0.open_gauge().dec();
     }
 }
 

@@ -14,8 +14,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 use tokio_util::task::TaskTracker;
 
-use crate::Timers;
-
 /// The first pause after an accept error that is not one connection's own.
 const FIRST_PAUSE: Duration = Duration::from_millis(10);
 /// The longest pause: a listener starved of descriptors still tries once a second.
@@ -25,9 +23,8 @@ const LOG_EVERY: Duration = Duration::from_secs(1);
 
 /// Accepts on `listener` until `shutdown`, handing each connection to `start` with an
 /// [`Admitted`] that it keeps for as long as the connection lives (one permit of the current
-/// `limit`, and the loop's count of open connections); then stops accepting, wakes every
-/// connection that waits on one of `timers`' deadlines (so that those between requests see the
-/// drain and close), and returns once every connection ended.
+/// `limit`, and the loop's count of open connections); then stops accepting and returns the
+/// [`Draining`] connections, for the listener to tell them (if it has a way to) and to wait for.
 ///
 /// An accept error that belongs to one connection (the client gave up before it was accepted, a
 /// network error pending on it) is skipped at once. Any other error, above all running out of
@@ -39,10 +36,10 @@ pub async fn accept_loop<L, S>(
     name: &str,
     listener: TcpListener,
     shutdown: &CancellationToken,
-    timers: &Timers,
     limit: L,
     mut start: S,
-) where
+) -> Draining
+where
     L: Fn() -> Arc<Semaphore>,
     S: FnMut(TcpStream, SocketAddr, Admitted),
 {
@@ -93,8 +90,18 @@ pub async fn accept_loop<L, S>(
     }
     drop(listener);
     connections.close();
-    timers.wake_all();
-    connections.wait().await;
+    Draining(connections)
+}
+
+/// A listener's connections after it stopped accepting.
+#[must_use = "a drain waits for its connections"]
+pub struct Draining(TaskTracker);
+
+impl Draining {
+    /// Resolves once every connection admitted by the loop ended.
+    pub async fn finished(self) {
+        self.0.wait().await;
+    }
 }
 
 /// What an accepted connection holds while it lives, in its task or parked: a permit of its

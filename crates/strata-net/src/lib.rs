@@ -16,7 +16,7 @@ mod relay;
 mod socket;
 mod write;
 
-pub use accept::{accept_loop, Admitted};
+pub use accept::{accept_loop, Admitted, Draining};
 pub use clock::now_ms;
 pub use deadline::{Deadline, Timers};
 pub use idle::{Activity, Watched};

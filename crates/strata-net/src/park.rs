@@ -174,20 +174,19 @@ const TURN: usize = 256;
 /// A lane's task: polls woken connections until the lane is orphaned and empty.
 async fn drive<C: Park>(lane: Arc<Lane<C>>) {
     let _closing = Closing(&lane);
+    // the queue and this batch swap buffers, so a turn allocates nothing
     let mut batch: Vec<Arc<Slot<C>>> = Vec::new();
     poll_fn(|cx| {
         {
             let mut inner = lock(&lane.inner);
             if inner.ready.is_empty() {
-                if inner.orphaned && inner.live == 0 {
-                    return Poll::Ready(());
-                }
-                inner.task = Some(cx.waker().clone());
-                return Poll::Pending;
+                return inner.wait(cx);
             }
-            let take = inner.ready.len().min(TURN);
-            let rest = inner.ready.split_off(take);
-            batch = mem::replace(&mut inner.ready, rest);
+            if inner.ready.len() <= TURN {
+                mem::swap(&mut inner.ready, &mut batch);
+            } else {
+                batch.extend(inner.ready.drain(..TURN));
+            }
         }
         let mut ended = 0;
         for slot in batch.drain(..) {
@@ -203,14 +202,30 @@ async fn drive<C: Park>(lane: Arc<Lane<C>>) {
                 ended += 1;
             }
         }
-        if ended > 0 {
-            lock(&lane.inner).live -= ended;
+        let mut inner = lock(&lane.inner);
+        inner.live -= ended;
+        if inner.ready.is_empty() {
+            return inner.wait(cx);
         }
-        // the next turn after the runtime's other tasks
+        // more woke during the turn: the next one after the runtime's other tasks
+        drop(inner);
         cx.waker().wake_by_ref();
         Poll::Pending
     })
     .await
+}
+
+impl<C> LaneInner<C> {
+    /// Nothing queued: the task ends if the lane is orphaned and empty, else waits for a wake.
+    fn wait(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.orphaned && self.live == 0 {
+            return Poll::Ready(());
+        }
+        if !self.task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            self.task = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
 }
 
 /// Marks a lane closed when its task ends, however it ends (a runtime shutting down drops it),

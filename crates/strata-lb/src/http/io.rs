@@ -57,21 +57,14 @@ pub(crate) async fn sniff(stream: &TcpStream, limit: Duration) -> Sniff {
         }
     };
     let told = tokio::time::timeout(limit, read).await;
-    match told {
-        Ok(Some(h2)) => Sniff::Ready { h2, read: buf },
-        Ok(None) => {
-            buffers::give(buf);
-            Sniff::Closed
-        }
-        Err(_) if buf.is_empty() => {
-            buffers::give(buf);
-            Sniff::Idle
-        }
-        Err(_) => {
-            buffers::give(buf);
-            Sniff::Partial
-        }
-    }
+    let not_told = match told {
+        Ok(Some(h2)) => return Sniff::Ready { h2, read: buf },
+        Ok(None) => Sniff::Closed,
+        Err(_) if buf.is_empty() => Sniff::Idle,
+        Err(_) => Sniff::Partial,
+    };
+    buffers::give(buf);
+    not_told
 }
 
 /// A client connection's socket, with bytes already read from it served first.

@@ -35,20 +35,12 @@ pub struct HttpService {
     stats: ListenerStats,
 }
 
-/// Counts a client connection as open while it lives, however it ends; and holds the
-/// listener for it.
-pub(crate) struct Open(pub(crate) Arc<HttpService>);
+/// A client connection of an HTTP listener, counted as open while it lives.
+pub(crate) type Open = strata_metrics::Open<HttpService>;
 
-impl Open {
-    pub(crate) fn new(svc: Arc<HttpService>) -> Self {
-        svc.stats.open.inc();
-        Open(svc)
-    }
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.0.stats.open.dec();
+impl strata_metrics::CountsOpen for HttpService {
+    fn open_gauge(&self) -> &Gauge {
+        &self.stats.open
     }
 }
 

@@ -27,11 +27,10 @@ pub async fn serve(svc: Arc<HttpService>, listener: TcpListener, shutdown: Cance
     let name = svc.name.clone();
     let timers = svc.site.load().timers.clone();
     let limit = || svc.site.load().conn_limit.clone();
-    accept_loop(
+    let draining = accept_loop(
         &name,
         listener,
         &shutdown,
-        &timers,
         limit,
         |stream, client, admitted| {
             let open = Open::new(svc.clone());
@@ -40,6 +39,9 @@ pub async fn serve(svc: Arc<HttpService>, listener: TcpListener, shutdown: Cance
         },
     )
     .await;
+    // connections waiting between requests wait on their deadline: wake them to see the drain
+    timers.wake_all();
+    draining.finished().await;
 }
 
 /// One client connection, the whole of its task: its first steps (a TLS handshake, telling
@@ -76,15 +78,22 @@ async fn start(
     admitted: Admitted,
 ) -> Option<Serve<UpstreamIo>> {
     let (tls, header_timeout) = {
-        let site = open.0.site.load();
+        let site = open.service().site.load();
         (site.tls.clone(), site.config.header_timeout)
     };
     if let Some(acceptor) = tls {
         // boxed in a statement of its own, here and below: TLS and HTTP/2 states are large,
         // and the box this runs in is what every plain connection pays while it starts
-        let tls = Box::pin(tls_connection(
-            open, acceptor, stream, client, drain, admitted,
-        ));
+        let tls = tls_connection(
+            open,
+            acceptor,
+            stream,
+            client,
+            header_timeout,
+            drain,
+            admitted,
+        );
+        let tls = Box::pin(tls);
         tls.await;
         return None;
     }
@@ -98,14 +107,20 @@ async fn start(
                 stream,
                 prefix: read.freeze(),
             };
-            let h2 = Box::pin(serve_h2(&open.0, TokioIo::new(io), client, false, &drain));
+            let h2 = Box::pin(serve_h2(
+                open.service(),
+                TokioIo::new(io),
+                client,
+                false,
+                &drain,
+            ));
             h2.await;
             None
         }
         Sniff::Closed | Sniff::Idle => None,
         Sniff::Partial => {
             // bytes that could have been the start of an HTTP/2 preface, then nothing
-            open.0.stats.header_timeouts.inc();
+            open.service().stats.header_timeouts.inc();
             let _ = stream.try_write(&local_response(
                 408,
                 "strata: the request head took too long\n",
@@ -123,15 +138,15 @@ async fn tls_connection(
     acceptor: tokio_rustls::TlsAcceptor,
     stream: TcpStream,
     client: SocketAddr,
+    header_timeout: std::time::Duration,
     drain: CancellationToken,
     admitted: Admitted,
 ) {
-    let header_timeout = open.0.site.load().config.header_timeout;
     let io = ClientIo {
         stream,
         prefix: Bytes::new(),
     };
-    let svc = open.0.clone();
+    let svc = open.service().clone();
     match tls_handshake(&svc, acceptor, io, client, header_timeout).await {
         Some(stream) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
             serve_h2(&svc, TokioIo::new(stream), client, true, &drain).await;

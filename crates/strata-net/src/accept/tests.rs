@@ -73,12 +73,10 @@ async fn a_connection_over_the_limit_waits_and_shutdown_waits_for_the_open_ones(
     let served = {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let timers = Timers::new();
             accept_loop(
                 "test",
                 listener,
                 &shutdown,
-                &timers,
                 || limit.clone(),
                 |mut s, _, admitted| {
                     tokio::spawn(async move {
@@ -92,6 +90,8 @@ async fn a_connection_over_the_limit_waits_and_shutdown_waits_for_the_open_ones(
                     });
                 },
             )
+            .await
+            .finished()
             .await
         })
     };

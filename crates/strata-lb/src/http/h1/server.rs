@@ -65,7 +65,7 @@ impl<S> Kept<S> {
         admitted: Admitted,
     ) -> Self {
         let deadline = {
-            let site = open.0.site.load();
+            let site = open.service().site.load();
             let at = tokio::time::Instant::now() + site.config.header_timeout;
             Deadline::new(&site.timers, at)
         };
@@ -124,7 +124,7 @@ where
             Next::Quit => Serve::Done,
             Next::KeepAlive if !kept.drain.is_cancelled() => {
                 // the next head's limit (the deadline was the backend's until now)
-                let header_timeout = kept.open.0.site.load().config.header_timeout;
+                let header_timeout = kept.open.service().site.load().config.header_timeout;
                 kept.deadline
                     .set(tokio::time::Instant::now() + header_timeout);
                 Serve::new(kept, buf)
@@ -205,7 +205,7 @@ where
         drain,
         ..
     } = &mut kept;
-    let next = request(&open.0, io, &mut buf, &peer, drain, deadline).await;
+    let next = request(open.service(), io, &mut buf, &peer, drain, deadline).await;
     (kept, buf, next)
 }
 
