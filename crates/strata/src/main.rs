@@ -1,5 +1,6 @@
 //! The `strata` binary: command line and wiring only.
 
+mod alloc;
 mod demo;
 mod logging;
 
@@ -8,12 +9,8 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-/// mimalloc rather than the C library's allocator: tokio aligns a task and a socket's
-/// registration to 128 bytes, which glibc's allocator serves by splitting larger chunks
-/// (a 256-byte aligned block costs about 384), while mimalloc's size classes are aligned as
-/// they are. See docs/BENCHMARKS.md, idle connections.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: alloc::Mimalloc = alloc::Mimalloc;
 
 /// EX_USAGE from sysexits.h: the config is wrong.
 const EXIT_BAD_CONFIG: u8 = 64;

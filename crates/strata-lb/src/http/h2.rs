@@ -49,7 +49,7 @@ pub(crate) async fn handle(
         }
     };
     let (status, backend, resp) = proxy(svc, &site, &head, body, peer, started).await;
-    record(svc, &site, peer.ip(), &head, status, backend, started);
+    record(svc, &site, peer, &head, status, backend, started);
     resp
 }
 

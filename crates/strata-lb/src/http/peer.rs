@@ -54,10 +54,15 @@ impl Peer {
         }
     }
 
-    /// The client's IP as text.
+    /// The client's IP as text, as bytes (for a head).
+    pub(crate) fn ip_bytes(&self) -> &[u8] {
+        &self.ip[..self.ip_len as usize]
+    }
+
+    /// The client's IP as text (validated: for the log, not the hot path).
     pub(crate) fn ip(&self) -> &str {
-        // written from an IP's Display, so ASCII
-        std::str::from_utf8(&self.ip[..self.ip_len as usize]).unwrap_or("")
+        // written by hand from digits or from an IP's Display, so ASCII
+        std::str::from_utf8(self.ip_bytes()).unwrap_or("")
     }
 }
 

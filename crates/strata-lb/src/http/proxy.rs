@@ -19,6 +19,7 @@ use super::h1::codec::{
     chunk_header, parse_response, Asked, Framing, ParseError, RequestHead, ResponseHead, Version,
     LAST_CHUNK,
 };
+use super::Peer;
 use super::{HttpService, Site};
 use strata_net::buffers::fill;
 use strata_net::Deadline;
@@ -473,7 +474,7 @@ async fn read_head(
 pub(crate) fn record(
     svc: &HttpService,
     site: &Site,
-    client: &str,
+    peer: &Peer,
     req: &RequestHead,
     status: u16,
     backend: Option<&str>,
@@ -485,7 +486,7 @@ pub(crate) fn record(
         tracing::info!(
             target: "strata::access",
             listener = %svc.name,
-            client,
+            client = peer.ip(),
             method = %String::from_utf8_lossy(req.method()),
             uri = %String::from_utf8_lossy(req.target()),
             version = match req.head.version {

@@ -159,7 +159,7 @@ pub(crate) fn request_head(req: &RequestHead, mode: Forwarded, peer: &Peer, out:
         }
     }
     let proto: &[u8] = if peer.tls { b"https" } else { b"http" };
-    let ip = peer.ip().as_bytes();
+    let ip = peer.ip_bytes();
     match mode {
         Forwarded::XForwarded => {
             list_header(out, b"x-forwarded-for", &xff, ip);
@@ -246,6 +246,18 @@ pub(crate) enum Relay {
     UntilClose,
 }
 
+/// `HTTP/1.1 NNN ` for a status the codec accepted (100-599), without the
+/// formatting machinery: this runs once per response.
+fn status_line_start(out: &mut Vec<u8>, status: u16) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(&[
+        b'0' + (status / 100 % 10) as u8,
+        b'0' + (status / 10 % 10) as u8,
+        b'0' + (status % 10) as u8,
+        b' ',
+    ]);
+}
+
 /// The response head for the client into `out`; returns how the body is relayed and whether
 /// the client connection stays open after it.
 pub(crate) fn response_head(
@@ -262,7 +274,7 @@ pub(crate) fn response_head(
     };
     let tunnel = head.upgrade;
     let keep_alive = keep_alive && client.keep_alive && relay != Relay::UntilClose && !tunnel;
-    let _ = write!(out, "HTTP/1.1 {} ", resp.status);
+    status_line_start(out, resp.status);
     out.extend_from_slice(resp.reason());
     out.extend_from_slice(b"\r\n");
     let mut via: Vec<&[u8]> = Vec::new();

@@ -151,8 +151,9 @@ where
                         let Serve::Idle { kept, .. } = std::mem::replace(this, Serve::Done) else {
                             unreachable!()
                         };
-                        // the buffer is taken once bytes are there to read into it
-                        *this = Serve::Busy(Box::pin(request_owned(kept, BytesMut::new())));
+                        // bytes are there: the request reads them into a buffer at once, without
+                        // asking the socket again whether they arrived
+                        *this = Serve::Busy(Box::pin(request_owned(kept, buffers::take())));
                     }
                 },
                 Serve::Busy(request) => {
@@ -314,7 +315,7 @@ where
     svc.stats.requests.inc();
     let (status, backend, next) =
         proxy(svc, site, req, io, buf, peer, drain, deadline, started).await;
-    record(svc, site, peer.ip(), req, status, backend, started);
+    record(svc, site, peer, req, status, backend, started);
     next
 }
 
