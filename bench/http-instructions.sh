@@ -5,6 +5,10 @@
 # one connection in two runs, and the difference / 2N cancels start-up and shutdown. HAProxy
 # (when installed; bench/http.sh installs it) is counted the same way, for the ratio.
 #
+# One connection at a time parks the runtime twice per request, which a loaded proxy does not:
+# when wrk is installed, each proxy is also counted under wrk -t1 -c64 for 10 s (the load of
+# bench/http.sh), less a run that served nothing, per request served.
+#
 # Usage: [STRATA=binary] [PROFILE=file] bench/http-instructions.sh [N, default 1000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,9 +71,22 @@ measure() {
   valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" "$@" >/dev/null 2>"$work/cg.err" &
   local vg=$!
   for _ in $(seq 150); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
-  python3 "$work/client.py" "$port" "$n"
+  if [[ $n == wrk ]]; then
+    # the requests served go to stderr, the instructions to stdout
+    wrk -t1 -c64 -d10s "http://127.0.0.1:$port/" | awk '/requests in/ {print $1}' >&2
+  else
+    python3 "$work/client.py" "$port" "$n"
+  fi
   kill -TERM "$vg"; wait "$vg" || true
   awk '/^(summary|totals):/ {print $2; exit}' "$work/cg.out"
+}
+# loaded NAME: instructions per request under wrk, less start-up and shutdown
+loaded() {
+  local idle busy n
+  idle=$(measure "$1" 0)
+  busy=$(measure "$1" wrk 2>"$work/served")
+  n=$(cat "$work/served")
+  echo $(((busy - idle) / n))
 }
 a=$(measure strata "$N"); b=$(measure strata $((3 * N)))
 # PROFILE=file keeps the callgrind profile of Strata's larger run (for callgrind_annotate)
@@ -81,4 +98,9 @@ if command -v haproxy >/dev/null; then
   h_per=$(((b - a) / (2 * N)))
   echo "haproxy instructions/request: $h_per  ($N requests: $a, $((3 * N)): $b)"
   awk -v s="$s_per" -v h="$h_per" 'BEGIN {printf "ratio strata/haproxy: %.2f (user-space instructions; the user CPU target is 0.55)\n", s / h}'
+fi
+if command -v wrk >/dev/null && command -v haproxy >/dev/null; then
+  s_load=$(loaded strata); h_load=$(loaded haproxy)
+  echo "under wrk -c64: strata $s_load, haproxy $h_load instructions/request"
+  awk -v s="$s_load" -v h="$h_load" 'BEGIN {printf "ratio strata/haproxy under load: %.2f\n", s / h}'
 fi
