@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::error::Report;
 use crate::upstream::{require_backends, upstream, Layer, Upstream};
-use crate::walk::{as_addr, as_str, wrong_type, Section};
+use crate::walk::{as_str, wrong_type, Section};
 
 /// One `[[http]]` listener: the L7 reverse proxy, its limits and its backends.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,13 +101,7 @@ pub(crate) fn listener(
     s: &Section<'_, '_>,
     base: &Path,
 ) -> Option<HttpListener> {
-    let name = s
-        .required(report, "name")
-        .and_then(|_| s.string(report, "name"));
-    let listen = s.required(report, "listen").and_then(|v| {
-        s.string(report, "listen")
-            .and_then(|t| as_addr(report, &s.key("listen"), v, t))
-    });
+    let (name, listen) = s.name_and_listen(report);
     let upstream = upstream(report, s, Layer::Http);
     let redirect_https = s.bool(report, "redirect_https", false);
     if !redirect_https {

@@ -4,6 +4,7 @@
 //! `strata check` reports every problem, each with its line, its key and a hint.
 
 mod admin;
+mod cache;
 mod error;
 mod http;
 mod tcp;
@@ -16,6 +17,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use admin::{Admin, AdminToken};
+pub use cache::{CacheListener, CacheProtocol, CacheServer, Consistency};
 pub use error::{ConfigError, Problem};
 pub use http::{Forwarded, HttpListener, TlsCert};
 pub use tcp::TcpListener;
@@ -38,11 +40,13 @@ pub struct Config {
     pub http: Vec<HttpListener>,
     /// The `[[tcp]]` listeners, in file order.
     pub tcp: Vec<TcpListener>,
+    /// The `[[cache]]` pools, in file order.
+    pub cache: Vec<CacheListener>,
 }
 
-const ROOT_KEYS: &[&str] = &["workers", "drain_timeout", "admin", "http", "tcp"];
+const ROOT_KEYS: &[&str] = &["workers", "drain_timeout", "admin", "http", "tcp", "cache"];
 /// Layers from the design that this build does not run yet: named so the error says so.
-const LATER_LAYERS: &[&str] = &["cache", "database", "vip"];
+const LATER_LAYERS: &[&str] = &["database", "vip"];
 
 /// Reads and validates the file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -89,7 +93,7 @@ fn walk_root(
                 key.span(),
                 name,
                 format!("the {name} layer is not available in this version of strata"),
-                Some("this build runs [admin], [[http]] and [[tcp]]"),
+                Some("this build runs [admin], [[http]], [[tcp]] and [[cache]]"),
             );
         } else if !ROOT_KEYS.contains(&name) {
             s.check_unknown(report);
@@ -112,6 +116,10 @@ fn walk_root(
         .get("tcp")
         .map(|v| tables_of(report, "tcp", v, tcp::KEYS))
         .unwrap_or_default();
+    let cache_sections = s
+        .get("cache")
+        .map(|v| tables_of(report, "cache", v, cache::KEYS))
+        .unwrap_or_default();
     let http: Vec<_> = http_sections
         .iter()
         .filter_map(|h| http::listener(report, h, base))
@@ -121,16 +129,26 @@ fn walk_root(
         .filter_map(|t| tcp::listener(report, t))
         .collect();
 
+    let cache: Vec<_> = cache_sections
+        .iter()
+        .filter_map(|c| cache::listener(report, c))
+        .collect();
+
     // Names are how the admin API and metrics address a listener: unique per layer.
     check_unique_names(report, &http_sections, "http listener");
     check_unique_names(report, &tcp_sections, "tcp listener");
+    check_unique_names(report, &cache_sections, "cache pool");
 
     // Two listeners on one address can't both bind; port 0 asks the kernel for a fresh port.
     let mut seen: HashMap<SocketAddr, String> = HashMap::new();
     if let Some(a) = &admin {
         seen.insert(a.listen, "admin.listen".into());
     }
-    for section in http_sections.iter().chain(&tcp_sections) {
+    for section in http_sections
+        .iter()
+        .chain(&tcp_sections)
+        .chain(&cache_sections)
+    {
         let Some(v) = section.get("listen") else {
             continue;
         };
@@ -159,6 +177,7 @@ fn walk_root(
         admin,
         http,
         tcp,
+        cache,
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::error::Report;
 use crate::upstream::{require_backends, upstream, Layer, Upstream};
-use crate::walk::{as_addr, Section};
+use crate::walk::Section;
 
 /// One `[[tcp]]` listener: the L4 load balancer, relaying each connection's bytes to a backend.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,13 +39,7 @@ pub(crate) const KEYS: &[&str] = &[
 ];
 
 pub(crate) fn listener(report: &mut Report<'_>, s: &Section<'_, '_>) -> Option<TcpListener> {
-    let name = s
-        .required(report, "name")
-        .and_then(|_| s.string(report, "name"));
-    let listen = s.required(report, "listen").and_then(|v| {
-        s.string(report, "listen")
-            .and_then(|t| as_addr(report, &s.key("listen"), v, t))
-    });
+    let (name, listen) = s.name_and_listen(report);
     let upstream = upstream(report, s, Layer::Tcp);
     require_backends(report, s, &upstream);
     Some(TcpListener {

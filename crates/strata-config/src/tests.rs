@@ -138,12 +138,43 @@ fn duplicate_names_and_backends() {
 
 #[test]
 fn layers_not_built_yet_are_named() {
-    let p = problems("[[cache]]\nname = \"s\"\n");
+    let p = problems("[[database]]\nname = \"s\"\n");
     assert_eq!(p.len(), 1, "{p:#?}");
     assert!(
-        p[0].contains("the cache layer is not available in this version"),
+        p[0].contains("the database layer is not available in this version"),
         "{p:#?}"
     );
+}
+
+#[test]
+fn cache_pools_are_checked_key_by_key() {
+    let p = problems(
+        "[[cache]]\nname = \"s\"\nlisten = \"127.0.0.1:1\"\nhash = \"fnv\"\nhash_tag = \"{\"\n\
+         servers = [\"127.0.0.1:2:1\", \"127.0.0.1:2:3\", \"10.0.0.1:3:1 127.0.0.1:2:1\", \"db:6379:1\", \"127.0.0.1:4:0\"]\n",
+    );
+    let want = [
+        "test.toml:4:8: `cache[0].hash`: unknown value \"fnv\"",
+        "test.toml:5:12: `cache[0].hash_tag`: \"{\" is not two characters",
+        "`cache[0].servers[1]`: 127.0.0.1:2 is already servers[0]",
+        "`cache[0].servers[3]`: \"db\" is not an IP address",
+        "`cache[0].servers[4]`: \"127.0.0.1:4:0\" is not a server line",
+    ];
+    for w in want {
+        assert!(p.iter().any(|l| l.contains(w)), "{w}: {p:#?}");
+    }
+    let ok = crate::parse(
+        "[[cache]]\nname = \"s\"\nlisten = \"127.0.0.1:1\"\nhash = \"murmur\"\ndistribution = \"modula\"\n\
+         hash_tag = \"{}\"\nservers = [\"127.0.0.1:2:1 a\", \"127.0.0.1:3:2\"]\n",
+        "test.toml",
+        std::path::Path::new("."),
+    )
+    .expect("valid");
+    let c = &ok.cache[0];
+    assert_eq!(c.hash, strata_ring::KeyHash::Murmur);
+    assert_eq!(c.hash_tag, Some(*b"{}"));
+    assert_eq!(c.servers[0].ring_name, "a");
+    assert_eq!(c.servers[1].weight, 2);
+    assert_eq!(c.consistency, crate::Consistency::Strong);
 }
 
 #[test]

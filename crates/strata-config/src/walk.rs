@@ -196,6 +196,21 @@ impl<'a, 'i> Section<'a, 'i> {
         }
     }
 
+    /// A listener's required `name` and `listen` address.
+    pub(crate) fn name_and_listen(
+        &self,
+        report: &mut Report<'_>,
+    ) -> (Option<&'a str>, Option<SocketAddr>) {
+        let name = self
+            .required(report, "name")
+            .and_then(|_| self.string(report, "name"));
+        let listen = self.required(report, "listen").and_then(|v| {
+            self.string(report, "listen")
+                .and_then(|t| as_addr(report, &self.key("listen"), v, t))
+        });
+        (name, listen)
+    }
+
     /// A string that must be one of `choices`.
     pub(crate) fn choice(
         &self,

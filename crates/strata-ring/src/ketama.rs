@@ -1,10 +1,13 @@
 //! The ketama ring: 160 points per server, split by weight, each point from an MD5 of
 //! `"name-i"`, exactly as twemproxy's `nc_ketama.c` builds it.
 
-use md5::{Digest, Md5};
+use crate::hash::md5_words;
 
 const POINTS_PER_SERVER: f32 = 160.0;
 const POINTS_PER_HASH: u32 = 4;
+/// twemproxy formats `"name-i"` into a 273-byte buffer (`KETAMA_MAX_HOSTLEN`) and hashes at
+/// most this many bytes of it.
+const MAX_POINT_NAME: usize = 272;
 
 /// A consistent-hash ring over servers identified by index.
 #[derive(Debug, Clone, Default)]
@@ -32,7 +35,8 @@ impl Ketama {
                 * POINTS_PER_HASH as f32) as u32;
             for i in 1..=per_server / POINTS_PER_HASH {
                 let input = format!("{name}-{}", i - 1);
-                points.extend(md5_points(input.as_bytes()).map(|point| (point, index)));
+                let input = &input.as_bytes()[..input.len().min(MAX_POINT_NAME)];
+                points.extend(md5_words(input).map(|point| (point, index)));
             }
         }
         points.sort_unstable();
@@ -73,16 +77,24 @@ impl Ketama {
             new.then_some(server)
         })
     }
-}
 
-/// The four ring points one MD5 gives: the digest's 16 bytes read as four little-endian words,
-/// as twemproxy's `ketama_hash` reads them.
-fn md5_points(input: &[u8]) -> [u32; 4] {
-    let digest = Md5::digest(input);
-    std::array::from_fn(|x| {
-        let d = &digest[x * 4..x * 4 + 4];
-        u32::from_le_bytes([d[0], d[1], d[2], d[3]])
-    })
+    /// How many of the 2^32 hashes each of `servers` servers owns: a point owns the hashes
+    /// after the point before it up to itself, and the first point also those after the last.
+    /// A point equal to the one before it owns none (the lookup stops at the first).
+    pub(crate) fn arcs(&self, servers: usize) -> Vec<u64> {
+        let mut arcs = vec![0u64; servers];
+        let Some(&(last, _)) = self.points.last() else {
+            return arcs;
+        };
+        // the first point's arc starts after the last point, one turn back
+        let mut previous = i64::from(last) - (1 << 32);
+        for &(point, server) in &self.points {
+            let point = i64::from(point);
+            arcs[server] += (point - previous) as u64;
+            previous = point;
+        }
+        arcs
+    }
 }
 
 #[cfg(test)]
@@ -95,19 +107,19 @@ mod tests {
     }
 
     #[test]
-    fn md5_points_are_rfc_1321_digests_read_little_endian() {
+    fn md5_words_are_rfc_1321_digests_read_little_endian() {
         // RFC 1321 A.5: MD5("") = d41d8cd98f00b204e9800998ecf8427e,
         // MD5("a") = 0cc175b9c0f1b6a831c399e269772661, MD5("abc") = 900150983cd24fb0d6963f7d28e17f72
         assert_eq!(
-            md5_points(b""),
+            md5_words(b""),
             [0xd98c_1dd4, 0x04b2_008f, 0x9809_80e9, 0x7e42_f8ec]
         );
         assert_eq!(
-            md5_points(b"a"),
+            md5_words(b"a"),
             [0xb975_c10c, 0xa8b6_f1c0, 0xe299_c331, 0x6126_7769]
         );
         assert_eq!(
-            md5_points(b"abc"),
+            md5_words(b"abc"),
             [0x9850_0190, 0xb04f_d23c, 0x7d3f_96d6, 0x727f_e128]
         );
     }
@@ -123,7 +135,7 @@ mod tests {
             3195025439, 2556848621, 3724893440, 3332385401, 245758794, 2550894432, 121710495,
         ];
         for (key, want) in keys.iter().zip(want) {
-            assert_eq!(md5_points(key.as_bytes())[0], want, "{key}");
+            assert_eq!(md5_words(key.as_bytes())[0], want, "{key}");
         }
     }
 
@@ -138,10 +150,21 @@ mod tests {
             assert!(ring.points.contains(&(point, 0)), "no point {point}");
         }
         // and its 40 groups are numbered from 0, as nc_ketama.c's `pointer_index - 1`
-        let has = |name: &str| md5_points(name.as_bytes()).map(|p| ring.points.contains(&(p, 0)));
+        let has = |name: &str| md5_words(name.as_bytes()).map(|p| ring.points.contains(&(p, 0)));
         assert_eq!(has("server1-0"), [true; 4]);
         assert_eq!(has("server1-39"), [true; 4]);
         assert_eq!(has("server1-40"), [false; 4]);
+    }
+
+    #[test]
+    fn point_names_are_cut_at_twemproxys_272_bytes() {
+        // nc_ketama.c formats "name-i" into KETAMA_MAX_HOSTLEN (273) bytes: with a 300-byte
+        // name every group hashes the same first 272 bytes
+        let name = "g".repeat(300);
+        let ring = Ketama::new([(name.as_str(), 1)]);
+        let cut = md5_words(&name.as_bytes()[..272]);
+        assert_eq!(ring.points.len(), 160);
+        assert!(ring.points.iter().all(|(point, _)| cut.contains(point)));
     }
 
     #[test]
@@ -149,6 +172,17 @@ mod tests {
         let names = names(3);
         let ring = Ketama::new(names.iter().map(|n| (n.as_str(), 1)));
         assert_eq!(ring.points.len(), 480);
+    }
+
+    #[test]
+    fn some_pool_sizes_get_156_points_each_as_twemproxys_float_arithmetic_gives() {
+        // 1/25 in f32, times 160 / 4 * 25, lands just below 40: nc_ketama.c gives each of 25
+        // equal servers 39 groups of 4 points (as it does for 47, 50, 55, ... servers)
+        for (servers, points) in [(24, 160), (25, 156), (26, 160)] {
+            let names = names(servers);
+            let ring = Ketama::new(names.iter().map(|n| (n.as_str(), 1)));
+            assert_eq!(ring.points.len(), servers * points, "{servers} servers");
+        }
     }
 
     #[test]

@@ -1,14 +1,13 @@
 //! Choosing a backend: smooth weighted round robin, least connections, consistent hashing
 //! (client IP, header or cookie) and power of two random choices.
 
-use std::cell::Cell;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use strata_config::Balance;
 use strata_health::{now_ms, Group};
-use strata_ring::{murmur_mix64, Ketama};
+use strata_ring::{murmur_mix64, random_below, Ketama};
 
 /// Picks backends for one upstream; owns whatever state its algorithm keeps.
 #[derive(Debug)]
@@ -118,7 +117,7 @@ impl Balancer {
     fn least_conn(&self, group: &Group, now: u64, usable: &dyn Fn(usize) -> bool) -> Option<usize> {
         // start at a random offset so equal loads don't all land on the first backend
         let n = group.backends.len();
-        let start = if n > 0 { random(n) } else { 0 };
+        let start = if n > 0 { random_below(n) } else { 0 };
         (0..n)
             .map(|k| (start + k) % n)
             .filter(|&i| usable(i))
@@ -134,8 +133,8 @@ impl Balancer {
             0 => None,
             1 => Some(candidates[0]),
             n => {
-                let a = random(n);
-                let b = (a + 1 + random(n - 1)) % n;
+                let a = random_below(n);
+                let b = (a + 1 + random_below(n - 1)) % n;
                 let (a, b) = (candidates[a], candidates[b]);
                 Some(if self.load(group, b, now) < self.load(group, a, now) {
                     b
@@ -145,27 +144,6 @@ impl Balancer {
             }
         }
     }
-}
-
-/// A uniform index below `n` from a per-thread xorshift generator.
-fn random(n: usize) -> usize {
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new({
-            let seed = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0x9e37_79b9);
-            murmur_mix64(seed ^ (&seed as *const u64 as u64)) | 1
-        });
-    }
-    STATE.with(|s| {
-        let mut x = s.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.set(x);
-        (((x >> 32) * n as u64) >> 32) as usize
-    })
 }
 
 /// Hashes a header or cookie value (or a client address) onto the ring. Full 64-bit FNV-1a
@@ -295,7 +273,7 @@ mod tests {
     fn random_stays_in_range() {
         for n in 1..10 {
             for _ in 0..100 {
-                assert!(random(n) < n);
+                assert!(random_below(n) < n);
             }
         }
     }

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 use strata_config::Balance;
-use strata_health::Backend;
+use strata_health::{Backend, Group};
 use strata_metrics::MetricsWriter;
 
 use crate::set::Upstream;
@@ -44,7 +44,8 @@ pub fn upstream_status<X>(up: &Upstream<X>) -> Value {
     })
 }
 
-fn backend_status(b: &Backend) -> Value {
+/// One backend's address, state, reason, weight and counters, for `/status`.
+pub fn backend_status(b: &Backend) -> Value {
     json!({
         "address": b.name,
         "state": b.state().as_str(),
@@ -59,7 +60,12 @@ fn backend_status(b: &Backend) -> Value {
 
 /// Per-backend metrics, labelled with the layer and listener.
 pub fn backend_metrics<X>(w: &mut MetricsWriter, layer: &str, listener: &str, up: &Upstream<X>) {
-    for b in &up.group.backends {
+    group_metrics(w, layer, listener, &up.group);
+}
+
+/// [`backend_metrics`] for any group of backends (a cache pool's servers).
+pub fn group_metrics(w: &mut MetricsWriter, layer: &str, listener: &str, group: &Group) {
+    for b in &group.backends {
         let labels = [
             ("layer", layer),
             ("listener", listener),
@@ -130,8 +136,13 @@ pub fn backend_action<X>(
     backend: &str,
     action: BackendAction,
 ) -> Result<Value, String> {
-    let Some(b) = up.group.find(backend) else {
-        let names: Vec<&str> = up.group.backends.iter().map(|b| b.name.as_str()).collect();
+    group_action(&up.group, backend, action)
+}
+
+/// [`backend_action`] for any group of backends.
+pub fn group_action(group: &Group, backend: &str, action: BackendAction) -> Result<Value, String> {
+    let Some(b) = group.find(backend) else {
+        let names: Vec<&str> = group.backends.iter().map(|b| b.name.as_str()).collect();
         return Err(format!(
             "no backend \"{backend}\" here; backends: {}",
             names.join(", ")

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde_json::{json, Map, Value};
 use strata_admin::{AdminApi, AdminServer, BackendAction};
+use strata_cache::CacheService;
 use strata_config::{Admin, Config};
 use strata_layer::{Layer, Listeners};
 use strata_lb::{HttpService, TcpService};
@@ -23,6 +24,7 @@ fn layers() -> Vec<Box<dyn Layer>> {
     vec![
         Box::new(Listeners::<HttpService>::default()),
         Box::new(Listeners::<TcpService>::default()),
+        Box::new(Listeners::<CacheService>::default()),
     ]
 }
 

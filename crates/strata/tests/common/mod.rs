@@ -23,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
 pub mod recorder;
+pub mod redis;
 
 pub const STRATA: &str = env!("CARGO_BIN_EXE_strata");
 
@@ -72,6 +73,7 @@ impl Strata {
         std::fs::write(&path, config).expect("write config");
         let expected = config.matches("[[http]]").count()
             + config.matches("[[tcp]]").count()
+            + config.matches("[[cache]]").count()
             + config.matches("[admin]").count();
         let args = [
             "run".to_string(),

@@ -1,0 +1,240 @@
+//! The cache layer: a Redis (RESP2) sharding proxy in front of real redis-servers, placing every
+//! key exactly where twemproxy would (same distributions, same hashes, same ring), so a team on
+//! twemproxy can point Strata at the same servers and find every key where it was.
+//!
+//! The split follows the protocol's layers: `resp` (bytes <-> commands and replies, fuzzed),
+//! `command` (where a command's keys are and how it is routed), `pool` (one generation of a
+//! pool's settings: ring, servers, routing), `server` (shared pipelined connections to one
+//! server), `client` (one client connection: read, route, answer in order).
+
+mod client;
+mod command;
+mod pool;
+pub mod resp;
+mod server;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use serde_json::{json, Value};
+use strata_config::CacheListener;
+use strata_metrics::{Counter, CountsOpen, Gauge, MetricsWriter};
+use strata_net::accept_loop;
+use strata_upstream::{group_action, group_metrics, BackendAction};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use command::{lookup, Route, Spec, COMMANDS};
+use pool::Pool;
+
+/// The wire protocol of a pool, on both sides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Redis RESP2.
+    Redis,
+}
+
+impl Protocol {
+    /// The length of the complete reply at the front of `buf`, if it is all there.
+    fn reply_len(self, buf: &[u8]) -> Result<Option<usize>, resp::ProtocolError> {
+        match self {
+            Protocol::Redis => resp::reply_len(buf),
+        }
+    }
+}
+
+/// Why a pool's config can't be served.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// The pool asks for something this build does not do yet.
+    #[error("{0}")]
+    Unsupported(&'static str),
+}
+
+/// One `[[cache]]` pool: its listener, its live generation of settings, its counters.
+pub struct CacheService {
+    /// The pool's name from the config; it never changes on reload.
+    pub name: String,
+    pool: ArcSwap<Pool>,
+    stats: Stats,
+}
+
+#[derive(Default)]
+struct Stats {
+    connections: Counter,
+    open: Gauge,
+    commands: Counter,
+    /// Commands answered with an error by the proxy itself (no server, refused, bad input).
+    errors: Counter,
+    protocol_errors: Counter,
+}
+
+impl CountsOpen for CacheService {
+    fn open_gauge(&self) -> &Gauge {
+        &self.stats.open
+    }
+}
+
+impl CacheService {
+    /// The pool's state for `config`, with its server connections ready to be made.
+    pub fn new(config: &CacheListener) -> Arc<Self> {
+        Arc::new(CacheService {
+            name: config.name.clone(),
+            pool: ArcSwap::from_pointee(Pool::new(config, None)),
+            stats: Stats::default(),
+        })
+    }
+
+    /// Swaps in a new generation: servers that stay keep their health state; commands in
+    /// flight finish on the old connections; client connections carry on.
+    pub fn reload(&self, config: &CacheListener) {
+        let old = self.pool.load_full();
+        self.pool.store(Arc::new(Pool::new(config, Some(&old))));
+    }
+
+    /// The pool's address, counters, ring and servers, for `/status`.
+    pub fn status(&self) -> Value {
+        let pool = self.pool.load();
+        json!({
+            "name": self.name,
+            "listen": pool.config.listen.to_string(),
+            "protocol": "redis",
+            "distribution": pool.config.distribution.name(),
+            "hash": pool.config.hash.name(),
+            "consistency": format!("{:?}", pool.config.consistency).to_lowercase(),
+            "open_connections": self.stats.open.get(),
+            "connections": self.stats.connections.get(),
+            "commands": self.stats.commands.get(),
+            "servers": pool.server_status(),
+        })
+    }
+
+    /// Writes the pool's metrics and its servers'.
+    pub fn metrics(&self, w: &mut MetricsWriter) {
+        let l = [("pool", self.name.as_str())];
+        let s = &self.stats;
+        w.counter(
+            "strata_cache_connections_total",
+            "Client connections accepted.",
+            &l,
+            s.connections.get(),
+        );
+        w.gauge(
+            "strata_cache_open_connections",
+            "Client connections open now.",
+            &l,
+            s.open.get() as f64,
+        );
+        w.counter(
+            "strata_cache_commands_total",
+            "Commands read from clients.",
+            &l,
+            s.commands.get(),
+        );
+        w.counter(
+            "strata_cache_errors_total",
+            "Commands the proxy answered with an error itself (no server, refused, invalid).",
+            &l,
+            s.errors.get(),
+        );
+        w.counter(
+            "strata_cache_protocol_errors_total",
+            "Client connections closed for bytes that are not the protocol.",
+            &l,
+            s.protocol_errors.get(),
+        );
+        let pool = self.pool.load();
+        for (share, server) in pool.ring.shares().into_iter().zip(&pool.group.backends) {
+            w.gauge(
+                "strata_cache_ring_share",
+                "The share of the keys the server owns on the ring.",
+                &[
+                    ("pool", self.name.as_str()),
+                    ("backend", server.name.as_str()),
+                ],
+                share,
+            );
+        }
+        group_metrics(w, "cache", &self.name, &pool.group);
+    }
+
+    /// Drains or restores a server (by address); a drained server's keys follow the pool's
+    /// `consistency`, as when it is ejected.
+    pub fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, String> {
+        group_action(&self.pool.load().group, backend, action)
+    }
+}
+
+impl strata_layer::Service for CacheService {
+    type Config = CacheListener;
+    type Error = CacheError;
+    const LAYER: &'static str = "cache";
+
+    fn sections(config: &strata_config::Config) -> &[CacheListener] {
+        &config.cache
+    }
+    fn name(config: &CacheListener) -> &str {
+        &config.name
+    }
+    fn listen(config: &CacheListener) -> SocketAddr {
+        config.listen
+    }
+    fn scheme(_config: &CacheListener) -> &'static str {
+        "redis"
+    }
+    fn check(config: &CacheListener) -> Result<(), CacheError> {
+        match config.protocol {
+            strata_config::CacheProtocol::Redis => Ok(()),
+            strata_config::CacheProtocol::Memcache => Err(CacheError::Unsupported(
+                "protocol = \"memcache\" is not available in this version",
+            )),
+        }
+    }
+    fn start(config: &CacheListener) -> Result<Arc<Self>, CacheError> {
+        Self::check(config)?;
+        Ok(CacheService::new(config))
+    }
+    fn reload(&self, config: &CacheListener) -> Result<(), CacheError> {
+        Self::check(config)?;
+        CacheService::reload(self, config);
+        Ok(())
+    }
+    fn stop(&self) {}
+    fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        stop: CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        serve(self, listener, stop)
+    }
+    fn status(&self) -> Value {
+        CacheService::status(self)
+    }
+    fn metrics(&self, w: &mut MetricsWriter) {
+        CacheService::metrics(self, w)
+    }
+    fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, String> {
+        CacheService::backend_action(self, backend, action)
+    }
+}
+
+/// Accepts until `shutdown`, then waits for open client connections to finish.
+pub async fn serve(svc: Arc<CacheService>, listener: TcpListener, shutdown: CancellationToken) {
+    let name = svc.name.clone();
+    let limit = || svc.pool.load().conn_limit.clone();
+    accept_loop(
+        &name,
+        listener,
+        &shutdown,
+        limit,
+        |stream, _addr, admitted| {
+            svc.stats.connections.inc();
+            let open = strata_metrics::Open::new(svc.clone());
+            tokio::spawn(client::serve(open, stream, admitted, shutdown.clone()));
+        },
+    )
+    .await
+    .finished()
+    .await;
+}

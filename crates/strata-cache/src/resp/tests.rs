@@ -1,0 +1,148 @@
+//! The RESP codec on the inputs Redis's own parser treats specially, and on replies.
+
+use super::*;
+
+const MAX: u64 = 1 << 20;
+
+type Args = Option<(Vec<Vec<u8>>, usize)>;
+
+fn args(input: &[u8]) -> Result<Args, ProtocolError> {
+    let mut buf = BytesMut::from(input);
+    let before = buf.len();
+    Ok(take_command(&mut buf, MAX)?.map(|c| {
+        let args = (0..c.len()).map(|i| c.arg(i).to_vec()).collect();
+        (args, before - buf.len())
+    }))
+}
+
+fn words(v: &[&str]) -> Vec<Vec<u8>> {
+    v.iter().map(|s| s.as_bytes().to_vec()).collect()
+}
+
+#[test]
+fn a_multibulk_command_is_read_whole_or_not_at_all() {
+    let cmd = b"*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n";
+    assert_eq!(args(cmd), Ok(Some((words(&["GET", "key"]), cmd.len()))));
+    for cut in 0..cmd.len() {
+        assert_eq!(args(&cmd[..cut]), Ok(None), "cut at {cut}");
+    }
+}
+
+#[test]
+fn pipelined_commands_come_one_at_a_time() {
+    let mut buf =
+        BytesMut::from(&b"*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\nPING\r\n"[..]);
+    let a = take_command(&mut buf, MAX).unwrap().unwrap();
+    let b = take_command(&mut buf, MAX).unwrap().unwrap();
+    let c = take_command(&mut buf, MAX).unwrap().unwrap();
+    assert_eq!((a.len(), b.arg(1), c.arg(0)), (1, &b"hi"[..], &b"PING"[..]));
+    assert!(c.inline);
+    assert!(matches!(take_command(&mut buf, MAX), Ok(None)));
+    assert!(buf.is_empty());
+}
+
+#[test]
+fn empty_commands_are_skipped_as_redis_skips_them() {
+    assert_eq!(
+        args(b"*0\r\n*-1\r\n\r\n*1\r\n$4\r\nPING\r\n"),
+        Ok(Some((words(&["PING"]), 25)))
+    );
+    assert_eq!(args(b"*0\r\n"), Ok(None));
+}
+
+#[test]
+fn inline_commands_are_split_on_spaces_and_forwarded_as_multibulk() {
+    let mut buf = BytesMut::from(&b"SET  k   v\r\n"[..]);
+    let c = take_command(&mut buf, MAX).unwrap().unwrap();
+    assert_eq!(
+        (0..c.len()).map(|i| c.arg(i).to_vec()).collect::<Vec<_>>(),
+        words(&["SET", "k", "v"])
+    );
+    assert_eq!(
+        &c.to_frame()[..],
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n"
+    );
+    // a bare LF ends an inline line, as in Redis
+    assert_eq!(args(b"PING\n"), Ok(Some((words(&["PING"]), 5))));
+    // quotes would be read differently by Redis (sdssplitargs): refused
+    assert_eq!(args(b"SET k \"a b\"\r\n"), Err(ProtocolError::BadLine));
+}
+
+#[test]
+fn malformed_multibulks_are_refused_with_redis_s_reasons() {
+    assert_eq!(args(b"*x\r\n"), Err(ProtocolError::MultibulkLength));
+    assert_eq!(args(b"*+1\r\n"), Err(ProtocolError::MultibulkLength));
+    assert_eq!(args(b"*2000000\r\n"), Err(ProtocolError::MultibulkLength));
+    assert_eq!(
+        args(b"*1\r\n:1\r\n"),
+        Err(ProtocolError::ExpectedBulk(b':'))
+    );
+    assert_eq!(args(b"*1\r\n$-1\r\n"), Err(ProtocolError::BulkLength));
+    assert_eq!(
+        args(b"*1\r\n$ 3\r\nfoo\r\n"),
+        Err(ProtocolError::BulkLength)
+    );
+    assert_eq!(args(b"*1\r\n$3\r\nfooXX"), Err(ProtocolError::MissingCrlf));
+    assert_eq!(args(b"*1\n"), Err(ProtocolError::BadLine));
+    assert_eq!(
+        args(b"*1\r\n$2000000\r\n"),
+        Err(ProtocolError::BulkTooLarge(2_000_000, MAX))
+    );
+}
+
+#[test]
+fn a_line_without_its_end_is_refused_once_too_long() {
+    let long = vec![b'a'; MAX_LINE + 10];
+    assert_eq!(args(&long), Err(ProtocolError::LineTooLong));
+    let mut header = b"*".to_vec();
+    header.extend(std::iter::repeat_n(b'1', MAX_LINE + 10));
+    assert_eq!(args(&header), Err(ProtocolError::LineTooLong));
+    assert_eq!(args(&long[..100]), Ok(None));
+}
+
+#[test]
+fn replies_are_measured_to_their_end() {
+    for reply in [
+        &b"+OK\r\n"[..],
+        b"-ERR no\r\n",
+        b":42\r\n",
+        b"$-1\r\n",
+        b"$0\r\n\r\n",
+        b"$3\r\nfoo\r\n",
+        b"*-1\r\n",
+        b"*0\r\n",
+        b"*2\r\n$1\r\na\r\n*2\r\n:1\r\n*1\r\n+x\r\n",
+    ] {
+        assert_eq!(reply_len(reply), Ok(Some(reply.len())), "{reply:?}");
+        let mut twice = reply.to_vec();
+        twice.extend_from_slice(reply);
+        assert_eq!(reply_len(&twice), Ok(Some(reply.len())));
+        for cut in 0..reply.len() {
+            assert_eq!(reply_len(&reply[..cut]), Ok(None), "{reply:?} cut at {cut}");
+        }
+    }
+    assert_eq!(reply_len(b"?x\r\n"), Err(ProtocolError::ReplyType(b'?')));
+    assert_eq!(reply_len(b"$3\r\nfooXX"), Err(ProtocolError::MissingCrlf));
+    let deep = "*1\r\n".repeat(MAX_REPLY_DEPTH + 1) + ":1\r\n";
+    assert_eq!(reply_len(deep.as_bytes()), Err(ProtocolError::ReplyDepth));
+}
+
+#[test]
+fn values_walk_a_reply_in_order() {
+    let reply = b"*3\r\n$1\r\na\r\n$-1\r\n*1\r\n:7\r\n";
+    let mut v = Values::new(reply);
+    assert_eq!(v.next(), Some(Value::Array(Some(3))));
+    assert_eq!(v.next(), Some(Value::Bulk(Some(b"a"))));
+    assert_eq!(v.next(), Some(Value::Bulk(None)));
+    assert_eq!(v.whole(), Some(&b"*1\r\n:7\r\n"[..]));
+    assert_eq!(v.next(), None);
+}
+
+#[test]
+fn encoding_round_trips_through_the_parser() {
+    let mut out = BytesMut::new();
+    encode_command(&mut out, [&b"SET"[..], b"k\r\n", b""].into_iter());
+    let c = take_command(&mut out, MAX).unwrap().unwrap();
+    assert_eq!((c.arg(1), c.arg(2)), (&b"k\r\n"[..], &b""[..]));
+    assert_eq!(&error_frame("ERR a\r\nb")[..], b"-ERR a  b\r\n");
+}

@@ -1,0 +1,295 @@
+//! Connections to one cache server, shared by every client of a pool: each is a pipeline, so
+//! commands from many clients go out back to back and replies come back in the same order.
+//! A connection is made when the first command needs it and made again after a failure; a
+//! failure answers every command in flight on it and counts against the server (after
+//! `server_failure_limit` in a row it is ejected for `server_retry_timeout`).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use strata_health::{Backend, Group};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::Protocol;
+
+/// Why a command got no reply from its server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Lost {
+    /// No connection could be made.
+    #[error("the server could not be reached")]
+    Connect,
+    /// The server did not answer within the pool's `timeout`.
+    #[error("the server did not answer in time")]
+    Timeout,
+    /// The server closed the connection, or it broke.
+    #[error("the connection to the server was lost")]
+    Closed,
+    /// The server's reply could not be read.
+    #[error("the server's reply was not valid")]
+    Protocol,
+}
+
+/// A server's reply frame, or why there is none.
+pub type Reply = Result<Bytes, Lost>;
+
+/// One command on its way to a server.
+struct Job {
+    frame: Bytes,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// How a pool talks to its servers.
+#[derive(Debug, Clone)]
+pub struct LinkSettings {
+    /// Connections per server.
+    pub connections: usize,
+    /// Reply timeout: a command unanswered this long fails its connection.
+    pub timeout: Duration,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Sent as `AUTH` on every new connection (Redis only).
+    pub password: Option<String>,
+    /// The protocol spoken.
+    pub protocol: Protocol,
+}
+
+/// One server of a pool: its health (shared across reloads) and its connections (this
+/// generation's).
+pub struct Server {
+    /// Its health state and counters.
+    pub backend: Arc<Backend>,
+    links: Box<[mpsc::UnboundedSender<Job>]>,
+    next: AtomicUsize,
+}
+
+impl Server {
+    /// The server at `index` of `group`, with its connection tasks started (they connect on
+    /// first use, and end once this value and every command sent through it are gone).
+    pub fn start(group: &Arc<Group>, index: usize, settings: &Arc<LinkSettings>) -> Server {
+        let backend = group.backends[index].clone();
+        let links = (0..settings.connections.max(1))
+            .map(|_| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(run(rx, group.clone(), index, settings.clone()));
+                tx
+            })
+            .collect();
+        Server {
+            backend,
+            links,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Sends `frame`; the receiver gets the server's reply.
+    pub fn send(&self, frame: Bytes) -> oneshot::Receiver<Reply> {
+        let (tx, rx) = oneshot::channel();
+        let i = if self.links.len() == 1 {
+            0
+        } else {
+            self.next.fetch_add(1, Relaxed) % self.links.len()
+        };
+        self.backend.stats.requests.inc();
+        // the task only ends once every sender is gone, so this can't fail while `self` lives
+        let _ = self.links[i].send(Job { frame, reply: tx });
+        rx
+    }
+}
+
+/// Commands this connection wrote and still owes replies for, oldest first.
+type InFlight = (oneshot::Sender<Reply>, Instant);
+
+/// One connection's life: wait for work, connect, pipeline until the connection fails or the
+/// pool generation goes away, and again.
+async fn run(
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    group: Arc<Group>,
+    index: usize,
+    settings: Arc<LinkSettings>,
+) {
+    let backend = &group.backends[index];
+    let mut batch: Vec<Job> = Vec::new();
+    loop {
+        if batch.is_empty() && jobs.recv_many(&mut batch, 256).await == 0 {
+            return;
+        }
+        let stream = match open(backend.addr, &settings).await {
+            Ok(stream) => stream,
+            Err((lost, why)) => {
+                backend.stats.failures.inc();
+                group.report_failure(backend, &why);
+                tracing::warn!(server = %backend.name, "{why}");
+                fail(batch.drain(..), lost);
+                while let Ok(job) = jobs.try_recv() {
+                    let _ = job.reply.send(Err(lost));
+                }
+                continue;
+            }
+        };
+        let (read, mut write) = stream.into_split();
+        let (owed_tx, owed_rx) = mpsc::unbounded_channel();
+        let mut reader = tokio::spawn(read_replies(read, owed_rx, settings.clone()));
+        let mut out = BytesMut::new();
+        let ended = loop {
+            let now = Instant::now();
+            for job in batch.drain(..) {
+                out.extend_from_slice(&job.frame);
+                // sent before the bytes go out, so the reader knows whom a reply is for
+                let _ = owed_tx.send((job.reply, now));
+            }
+            let written = tokio::select! {
+                r = write_out(&mut write, &out) => r,
+                r = &mut reader => break Some(r),
+            };
+            out.clear();
+            if let Err(e) = written {
+                reader.abort();
+                break Some(Ok(Err((Lost::Closed, format!("write: {e}")))));
+            }
+            tokio::select! {
+                n = jobs.recv_many(&mut batch, 256) => if n == 0 { break None },
+                r = &mut reader => break Some(r),
+            }
+        };
+        match ended {
+            // the generation went away: let the replies still owed arrive, then stop
+            None => {
+                drop(owed_tx);
+                let _ = reader.await;
+                return;
+            }
+            Some(Ok(Err((_, why)))) => {
+                backend.stats.failures.inc();
+                group.report_failure(backend, &why);
+                tracing::warn!(server = %backend.name, "{why}");
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+async fn write_out(write: &mut OwnedWriteHalf, out: &[u8]) -> std::io::Result<()> {
+    write.write_all(out).await
+}
+
+async fn open(
+    addr: SocketAddr,
+    settings: &LinkSettings,
+) -> Result<tokio::net::TcpStream, (Lost, String)> {
+    let mut stream = strata_net::connect(addr, settings.connect_timeout)
+        .await
+        .map_err(|e| (Lost::Connect, e.to_string()))?;
+    if let (Some(password), Protocol::Redis) = (&settings.password, settings.protocol) {
+        let mut auth = BytesMut::new();
+        crate::resp::encode_command(&mut auth, [&b"AUTH"[..], password.as_bytes()].into_iter());
+        let answer = async {
+            stream.write_all(&auth).await?;
+            let mut buf = BytesMut::with_capacity(256);
+            loop {
+                if let Ok(Some(len)) = crate::resp::reply_len(&buf) {
+                    return Ok::<_, std::io::Error>(buf.split_to(len));
+                }
+                if stream.read_buf(&mut buf).await? == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+        };
+        match tokio::time::timeout(settings.timeout, answer).await {
+            Ok(Ok(reply)) if reply.starts_with(b"+OK") => {}
+            Ok(Ok(reply)) => {
+                return Err((
+                    Lost::Connect,
+                    format!(
+                        "AUTH refused: {}",
+                        String::from_utf8_lossy(&reply).trim_end()
+                    ),
+                ))
+            }
+            Ok(Err(e)) => return Err((Lost::Connect, format!("AUTH: {e}"))),
+            Err(_) => return Err((Lost::Timeout, "AUTH: no answer in time".into())),
+        }
+    }
+    Ok(stream)
+}
+
+fn fail(jobs: impl Iterator<Item = Job>, lost: Lost) {
+    for job in jobs {
+        let _ = job.reply.send(Err(lost));
+    }
+}
+
+/// Reads replies and hands each to the command it answers, in order. Ends when the writer is
+/// done and nothing is owed (`Ok`), or when the connection fails: every command owed then gets
+/// the reason, and the error says it for the log.
+async fn read_replies(
+    mut read: OwnedReadHalf,
+    mut owed_rx: mpsc::UnboundedReceiver<InFlight>,
+    settings: Arc<LinkSettings>,
+) -> Result<(), (Lost, String)> {
+    let mut owed: VecDeque<InFlight> = VecDeque::new();
+    let mut buf = BytesMut::with_capacity(strata_net::buffers::BUFFER);
+    let result = loop {
+        while let Ok(w) = owed_rx.try_recv() {
+            owed.push_back(w);
+        }
+        // hand out every complete reply
+        loop {
+            let len = match settings.protocol.reply_len(&buf) {
+                Ok(Some(len)) => len,
+                Ok(None) => break,
+                Err(e) => return finish(owed, Lost::Protocol, format!("invalid reply: {e}")),
+            };
+            let Some((tx, _)) = owed.pop_front().or_else(|| owed_rx.try_recv().ok()) else {
+                return finish(owed, Lost::Protocol, "a reply to no command".into());
+            };
+            let _ = tx.send(Ok(buf.split_to(len).freeze()));
+        }
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(strata_net::buffers::BUFFER.max(buf.len()));
+        }
+        let Some((_, sent)) = owed.front() else {
+            tokio::select! {
+                w = owed_rx.recv() => match w {
+                    Some(w) => owed.push_back(w),
+                    None => break Ok(()),
+                },
+                // a server closing an idle connection (Redis's `timeout`) is no failure
+                n = read.read_buf(&mut buf) => match n {
+                    Ok(0) | Err(_) => break Ok(()),
+                    Ok(_) => {}
+                },
+            }
+            continue;
+        };
+        let deadline = *sent + settings.timeout;
+        tokio::select! {
+            n = read.read_buf(&mut buf) => match n {
+                Ok(0) => break Err((Lost::Closed, "the server closed the connection".into())),
+                Ok(_) => {}
+                Err(e) => break Err((Lost::Closed, format!("read: {e}"))),
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                break Err((Lost::Timeout, format!("no reply within {:?}", settings.timeout)))
+            }
+            w = owed_rx.recv() => if let Some(w) = w { owed.push_back(w) },
+        }
+    };
+    match result {
+        Ok(()) => Ok(()),
+        Err((lost, why)) => finish(owed, lost, why),
+    }
+}
+
+fn finish(owed: VecDeque<InFlight>, lost: Lost, why: String) -> Result<(), (Lost, String)> {
+    for (tx, _) in owed {
+        let _ = tx.send(Err(lost));
+    }
+    Err((lost, why))
+}

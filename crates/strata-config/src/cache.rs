@@ -1,0 +1,332 @@
+//! `[[cache]]`: a Redis or memcached sharding proxy, placing keys as twemproxy does.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use strata_ring::{Distribution, KeyHash};
+
+use crate::error::Report;
+use crate::upstream::Passive;
+use crate::walk::{as_str, wrong_type, Section};
+
+/// One `[[cache]]` pool: a listener and the servers its keys are spread over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheListener {
+    /// Unique among the cache pools; names the pool in metrics, `/status` and the admin API.
+    pub name: String,
+    /// Where clients connect; port 0 takes a free port.
+    pub listen: SocketAddr,
+    /// The protocol clients and servers speak.
+    pub protocol: CacheProtocol,
+    /// How keys map to servers (twemproxy's `distribution`).
+    pub distribution: Distribution,
+    /// The key hash (twemproxy's `hash`).
+    pub hash: KeyHash,
+    /// Only the part of a key between these two bytes is hashed, when present (`hash_tag`).
+    pub hash_tag: Option<[u8; 2]>,
+    /// The servers, in config order (the order matters to `modula`).
+    pub servers: Vec<CacheServer>,
+    /// What happens to a key whose server is out.
+    pub consistency: Consistency,
+    /// Persistent connections per server, shared by all clients (`server_connections`).
+    pub server_connections: u32,
+    /// A server that has not replied for this long fails its connection (`timeout`).
+    pub timeout: Duration,
+    /// Connecting to a server takes at most this long.
+    pub connect_timeout: Duration,
+    /// Failures in a row that eject a server (`server_failure_limit`) and for how long
+    /// (`server_retry_timeout`).
+    pub passive: Passive,
+    /// Clients must `AUTH` with this password first (Redis only).
+    pub password: Option<String>,
+    /// Sent as `AUTH` on every server connection (Redis only; twemproxy's `redis_auth`).
+    pub server_password: Option<String>,
+    /// Largest bulk string a client may send.
+    pub max_bulk_size: u64,
+    /// Client connections open at once; further ones wait in the kernel's accept queue.
+    pub max_connections: u32,
+    /// A client idle this long is closed; `None` never closes one (Redis's `timeout 0`).
+    pub idle_timeout: Option<Duration>,
+}
+
+/// The protocol of a cache pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheProtocol {
+    /// Redis RESP2.
+    Redis,
+    /// memcached's text protocol.
+    Memcache,
+}
+
+/// What a pool does with the keys of a server that is out (ejected, or not answering).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    /// Never serve a key from a server that may hold a stale copy: while its owner is out the
+    /// key fails fast with an error.
+    Strong,
+    /// Keys of an ejected server go to the next server on the ring.
+    Weak,
+    /// Values never change once written: keys re-route freely.
+    Immutable,
+}
+
+/// One server line: `host:port:weight [name]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its share of the keys (twemproxy's weight).
+    pub weight: u32,
+    /// The name its ring points are made from: the configured name, else `host` when the port
+    /// is 11211, else `host:port`, as twemproxy names it.
+    pub ring_name: String,
+    /// The name given on the line, if any.
+    pub label: Option<String>,
+}
+
+pub(crate) const KEYS: &[&str] = &[
+    "name",
+    "listen",
+    "protocol",
+    "distribution",
+    "hash",
+    "hash_tag",
+    "servers",
+    "consistency",
+    "server_connections",
+    "timeout",
+    "connect_timeout",
+    "server_failure_limit",
+    "server_retry_timeout",
+    "password",
+    "server_password",
+    "max_bulk_size",
+    "max_connections",
+    "idle_timeout",
+];
+
+pub(crate) fn listener(report: &mut Report<'_>, s: &Section<'_, '_>) -> Option<CacheListener> {
+    let (name, listen) = s.name_and_listen(report);
+    let protocol = match s.choice(report, "protocol", &["redis", "memcache"], "redis") {
+        "memcache" => CacheProtocol::Memcache,
+        _ => CacheProtocol::Redis,
+    };
+    let distribution = s.choice(
+        report,
+        "distribution",
+        &["ketama", "modula", "random"],
+        "ketama",
+    );
+    let distribution = Distribution::from_name(distribution).unwrap_or(Distribution::Ketama);
+    let hash_names: Vec<&'static str> = KeyHash::ALL.iter().map(|h| h.name()).collect();
+    let hash = s.choice(report, "hash", &hash_names, "fnv1a_64");
+    let hash = KeyHash::from_name(hash).unwrap_or(KeyHash::Fnv1a64);
+    let hash_tag = hash_tag(report, s);
+    let consistency = match s.choice(
+        report,
+        "consistency",
+        &["strong", "weak", "immutable"],
+        "strong",
+    ) {
+        "weak" => Consistency::Weak,
+        "immutable" => Consistency::Immutable,
+        _ => Consistency::Strong,
+    };
+    let servers = servers(report, s);
+    let retry = s.duration(report, "server_retry_timeout", Duration::from_secs(30));
+    let passive = Passive {
+        failures: s.int(report, "server_failure_limit", 1..=1000, 2) as u32,
+        base_ejection: retry,
+        max_ejection: retry,
+        max_ejected_percent: 100,
+    };
+    let password = s.get("password").and_then(|_| s.string(report, "password"));
+    let server_password = s
+        .get("server_password")
+        .and_then(|_| s.string(report, "server_password"));
+    if protocol == CacheProtocol::Memcache {
+        for key in ["password", "server_password"] {
+            if let Some(v) = s.get(key) {
+                report.add_hint(
+                    v.span(),
+                    &s.key(key),
+                    "memcached's text protocol has no authentication",
+                    Some("remove it, or use protocol = \"redis\""),
+                );
+            }
+        }
+    }
+    let idle = s.duration(report, "idle_timeout", Duration::ZERO);
+    Some(CacheListener {
+        name: name?.to_string(),
+        listen: listen?,
+        protocol,
+        distribution,
+        hash,
+        hash_tag,
+        servers,
+        consistency,
+        server_connections: s.int(report, "server_connections", 1..=64, 1) as u32,
+        timeout: s.duration(report, "timeout", Duration::from_secs(1)),
+        connect_timeout: s.duration(report, "connect_timeout", Duration::from_secs(1)),
+        passive,
+        password: password.map(str::to_string),
+        server_password: server_password.map(str::to_string),
+        max_bulk_size: s
+            .size(report, "max_bulk_size", 64 << 20)
+            .min(u32::MAX as u64 / 2),
+        max_connections: s.int(report, "max_connections", 1..=1_000_000, 10_000) as u32,
+        idle_timeout: (!idle.is_zero()).then_some(idle),
+    })
+}
+
+fn hash_tag(report: &mut Report<'_>, s: &Section<'_, '_>) -> Option<[u8; 2]> {
+    let v = s.get("hash_tag")?;
+    let text = s.string(report, "hash_tag")?;
+    match text.as_bytes() {
+        [open, close] => Some([*open, *close]),
+        _ => {
+            report.add_hint(
+                v.span(),
+                &s.key("hash_tag"),
+                format!("\"{text}\" is not two characters"),
+                Some("hash_tag = \"{}\" hashes only what is between { and }"),
+            );
+            None
+        }
+    }
+}
+
+fn servers(report: &mut Report<'_>, s: &Section<'_, '_>) -> Vec<CacheServer> {
+    let key = s.key("servers");
+    let Some(v) = s.required(report, "servers") else {
+        return Vec::new();
+    };
+    let Some(items) = v.get_ref().as_array() else {
+        wrong_type(
+            report,
+            &key,
+            v,
+            "an array of \"host:port:weight [name]\" strings",
+        );
+        return Vec::new();
+    };
+    let mut out: Vec<CacheServer> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let key = format!("{key}[{i}]");
+        let Some(text) = as_str(report, &key, item) else {
+            continue;
+        };
+        let Some(server) = server_line(text) else {
+            report.add_hint(
+                item.span(),
+                &key,
+                format!("\"{text}\" is not a server line"),
+                Some("write \"10.0.0.21:6379:1\" or \"10.0.0.21:6379:1 cache-1\" (host:port:weight [name])"),
+            );
+            continue;
+        };
+        let server = match server {
+            Ok(server) => server,
+            Err(why) => {
+                report.add_hint(
+                    item.span(),
+                    &key,
+                    why,
+                    Some("write \"10.0.0.21:6379:1\" (an IP address, a port, a weight)"),
+                );
+                continue;
+            }
+        };
+        if let Some(first) = out.iter().position(|o| o.addr == server.addr) {
+            report.add(
+                item.span(),
+                &key,
+                format!("{} is already servers[{first}]", server.addr),
+            );
+            continue;
+        }
+        if let Some(first) = out.iter().position(|o| o.ring_name == server.ring_name) {
+            report.add_hint(
+                item.span(),
+                &key,
+                format!(
+                    "the name \"{}\" is already servers[{first}]'s",
+                    server.ring_name
+                ),
+                Some("two servers with one name would share their place on the ring"),
+            );
+            continue;
+        }
+        out.push(server);
+    }
+    if out.is_empty() && items.iter().count() == 0 {
+        report.add_hint(
+            v.span(),
+            &key,
+            "the server list is empty",
+            Some("list at least one \"host:port:weight\""),
+        );
+    }
+    out
+}
+
+/// Parses `host:port[:weight] [name]`: `None` when the shape is wrong, `Some(Err)` when the
+/// address is not one.
+fn server_line(text: &str) -> Option<Result<CacheServer, String>> {
+    let mut words = text.split_whitespace();
+    let spec = words.next()?;
+    let label = words.next().map(str::to_string);
+    if words.next().is_some() {
+        return None;
+    }
+    // host:port:weight, or host:port (weight 1); an IPv6 host is in brackets
+    let (addr_text, weight) = match spec.rsplit_once(':') {
+        Some((rest, w)) if rest.contains(':') && !rest.ends_with(']') => {
+            let w: u32 = w.parse().ok().filter(|w| (1..=10_000).contains(w))?;
+            (rest, w)
+        }
+        _ => (spec, 1),
+    };
+    let addr = match crate::walk::parse_addr(addr_text) {
+        Ok(addr) => addr,
+        Err(why) => return Some(Err(why)),
+    };
+    let (host, port) = addr_text.rsplit_once(':')?;
+    let ring_name = match &label {
+        Some(l) => l.clone(),
+        None if port == "11211" => host.to_string(),
+        None => addr_text.to_string(),
+    };
+    Some(Ok(CacheServer {
+        addr,
+        weight,
+        ring_name,
+        label,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_lines_name_servers_as_twemproxy_does() {
+        let s = server_line("127.0.0.1:6379:1 r1").unwrap().unwrap();
+        assert_eq!(
+            (s.addr.to_string(), s.weight, s.ring_name.as_str()),
+            ("127.0.0.1:6379".into(), 1, "r1")
+        );
+        let s = server_line("127.0.0.1:6380:3").unwrap().unwrap();
+        assert_eq!((s.weight, s.ring_name.as_str()), (3, "127.0.0.1:6380"));
+        let s = server_line("127.0.0.1:11211:1").unwrap().unwrap();
+        assert_eq!(s.ring_name, "127.0.0.1");
+        let s = server_line("127.0.0.1:6379").unwrap().unwrap();
+        assert_eq!((s.weight, s.ring_name.as_str()), (1, "127.0.0.1:6379"));
+        let s = server_line("[::1]:6379:2").unwrap().unwrap();
+        assert_eq!((s.weight, s.ring_name.as_str()), (2, "[::1]:6379"));
+        assert!(server_line("127.0.0.1:6379:0").is_none());
+        assert!(server_line("127.0.0.1:6379:1 a b").is_none());
+        assert!(matches!(server_line("nohost:6379:1"), Some(Err(_))));
+    }
+}
