@@ -5,7 +5,7 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::redis::{Nutcracker, Redis, Resp};
+use common::redis::{Nutcracker, Redis, Resp, RespRecorder};
 use common::{free_port, Strata};
 
 /// One pool, as both proxies are told it.
@@ -198,4 +198,388 @@ async fn every_key_lives_where_nutcracker_put_it() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     drop(nutcracker);
+}
+
+fn pool(servers: &[SocketAddr], extra: &str) -> String {
+    let servers: Vec<String> = servers.iter().map(|a| format!("\"{a}:1\"")).collect();
+    format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[cache]]\nname = \"c\"\nlisten = \"127.0.0.1:0\"\nservers = [{}]\n{extra}\n",
+        servers.join(", ")
+    )
+}
+
+fn cmd(args: &[&str]) -> Vec<Vec<u8>> {
+    args.iter().map(|a| a.as_bytes().to_vec()).collect()
+}
+
+fn text(reply: &[u8]) -> String {
+    String::from_utf8_lossy(reply).into_owned()
+}
+
+/// The same pipeline against one redis-server directly and through Strata over two: every
+/// reply byte for byte the same, in order, however the keys are spread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_through_two_shards_answers_as_one_redis_does() {
+    let direct = Redis::start().await;
+    let shards = [Redis::start().await, Redis::start().await];
+    // murmur spreads short similar keys; twemproxy's fnv1a_64 can put all of them on one
+    let strata = Strata::start(&pool(&[shards[0].addr, shards[1].addr], "hash = \"murmur\""));
+    let keys: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
+    let mut pipeline = vec![cmd(&["PING"]), cmd(&["ECHO", "hi"]), cmd(&["SELECT", "0"])];
+    for k in &keys {
+        pipeline.push(cmd(&["SET", k, k]));
+        pipeline.push(cmd(&["INCR", &format!("n:{k}")]));
+        pipeline.push(cmd(&["LPUSH", &format!("l:{k}"), "a", "b"]));
+    }
+    let mut mget = vec!["MGET"];
+    mget.extend(keys.iter().map(String::as_str));
+    mget.push("missing");
+    pipeline.push(cmd(&mget));
+    pipeline.push(cmd(&["MSET", "x1", "1", "x2", "2", "x3", "3", "x4", "4"]));
+    pipeline.push(cmd(&["MGET", "x4", "x3", "x2", "x1", "x4"]));
+    pipeline.push(cmd(&["EXISTS", "x1", "x1", "x2", "nope", "k1"]));
+    pipeline.push(cmd(&["TOUCH", "x1", "x2", "nope"]));
+    pipeline.push(cmd(&["DEL", "x1", "x2", "nope", "k1", "k2", "k3"]));
+    pipeline.push(cmd(&["UNLINK", "k4", "k5", "k6"]));
+    pipeline.push(cmd(&["MGET", "k1", "k4", "k7"]));
+    pipeline.push(cmd(&["LRANGE", "l:k9", "0", "-1"]));
+    pipeline.push(cmd(&["GET", "l:k9"]));
+    pipeline.push(cmd(&["HSET", "h", "f", "v"]));
+    pipeline.push(cmd(&["HGETALL", "h"]));
+    pipeline.push(cmd(&["GET"]));
+    pipeline.push(cmd(&["DBSIZE"]));
+    pipeline.push(cmd(&["EXPIRE", "k9", "100"]));
+    pipeline.push(cmd(&["TTL", "k9"]));
+    let mut direct_client = direct.client().await;
+    let want = direct_client.pipeline(&pipeline).await;
+    let mut client = Resp::connect(strata.addr("cache:c")).await.unwrap();
+    let got = client.pipeline(&pipeline).await;
+    for ((c, w), g) in pipeline.iter().zip(&want).zip(&got) {
+        let name = text(&c.join(&b' '));
+        assert_eq!(text(g), text(w), "{name}");
+    }
+    // and the keys really are spread over both shards
+    for s in &shards {
+        assert!(!s.keys().await.is_empty());
+    }
+}
+
+/// What reaches a server is whole multibulk commands, never a client's raw bytes: inline
+/// commands are re-encoded, a command's bytes never split across another's, and nothing of a
+/// malformed command reaches a server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_receive_whole_commands_and_nothing_malformed() {
+    let server = RespRecorder::start().await;
+    let strata = Strata::start(&pool(&[server.addr], ""));
+    let addr = strata.addr("cache:c");
+
+    // inline commands arrive as multibulks
+    let mut a = Resp::connect(addr).await.unwrap();
+    a.send_raw(b"SET  inline   value\r\nGET inline\n").await;
+    assert_eq!(text(&a.reply().await.unwrap()), "+OK\r\n");
+    assert_eq!(text(&a.reply().await.unwrap()), "$6\r\ninline\r\n");
+
+    // a key that carries a command in it stays one argument
+    let sneaky = "k\r\n*1\r\n$8\r\nFLUSHALL\r\n";
+    let r = a.cmd(&[b"GET", sneaky.as_bytes()]).await;
+    assert_eq!(r.len(), sneaky.len() + 7);
+
+    // a good command, then a broken one: the first is served, the client gets the protocol
+    // error and is closed, and nothing of the broken one reaches the server
+    let mut b = Resp::connect(addr).await.unwrap();
+    b.send_raw(
+        b"*2\r\n$3\r\nGET\r\n$4\r\ngood\r\n*2\r\n$3\r\nGET\r\n$3\r\nbadXX*1\r\n$4\r\nPING\r\n",
+    )
+    .await;
+    assert_eq!(text(&b.reply().await.unwrap()), "$4\r\ngood\r\n");
+    let err = text(&b.reply().await.unwrap());
+    assert!(err.starts_with("-ERR Protocol error"), "{err}");
+    assert!(
+        b.reply().await.is_err(),
+        "the client is closed after a protocol error"
+    );
+
+    // many clients pipelining big values at once over the one shared server connection
+    let mut tasks = Vec::new();
+    for c in 0..8 {
+        tasks.push(tokio::spawn(async move {
+            let mut client = Resp::connect(addr).await.unwrap();
+            let value = vec![b'a' + c as u8; 100_000];
+            let commands: Vec<Vec<Vec<u8>>> = (0..20)
+                .map(|i| {
+                    vec![
+                        b"SET".to_vec(),
+                        format!("c{c}:{i}").into_bytes(),
+                        value.clone(),
+                    ]
+                })
+                .collect();
+            for r in client.pipeline(&commands).await {
+                assert_eq!(&r[..], b"+OK\r\n");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // the client still open is served as before
+    assert_eq!(text(&a.cmd(&[b"GET", b"after"]).await), "$5\r\nafter\r\n");
+
+    let commands = server.commands();
+    let names: Vec<String> = commands.iter().map(|c| text(&c[0])).collect();
+    assert_eq!(&names[..3], ["SET", "GET", "GET"]);
+    assert_eq!(commands[0], cmd(&["SET", "inline", "value"]));
+    assert_eq!(commands[2][1], sneaky.as_bytes());
+    assert_eq!(commands[3], cmd(&["GET", "good"]));
+    assert!(
+        !commands
+            .iter()
+            .any(|c| c.iter().any(|a| a == b"bad" || a == b"FLUSHALL")),
+        "a malformed command reached the server"
+    );
+    let big: Vec<_> = commands
+        .iter()
+        .filter(|c| c[0] == b"SET" && c.len() == 3 && c[2].len() == 100_000)
+        .collect();
+    assert_eq!(big.len(), 160);
+    for c in big {
+        let client = c[1][1] - b'0';
+        assert!(
+            c[2].iter().all(|&b| b == b'a' + client),
+            "a value was mixed with another"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_connect_with_their_default_handshakes() {
+    let redis = Redis::start().await;
+    let strata = Strata::start(&pool(&[redis.addr], "password = \"s3cret\""));
+    let mut c = Resp::connect(strata.addr("cache:c")).await.unwrap();
+    assert!(text(&c.cmd(&[b"GET", b"k"]).await).starts_with("-NOAUTH"));
+    assert!(text(&c.cmd(&[b"AUTH", b"wrong"]).await).starts_with("-WRONGPASS"));
+    assert_eq!(
+        text(&c.cmd(&[b"HELLO", b"3"]).await),
+        "-NOPROTO sorry, this protocol version is not supported.\r\n"
+    );
+    assert_eq!(
+        text(&c.cmd(&[b"AUTH", b"default", b"s3cret"]).await),
+        "+OK\r\n"
+    );
+    // redis-py 5+ on connect
+    assert_eq!(
+        text(
+            &c.cmd(&[b"CLIENT", b"SETINFO", b"LIB-NAME", b"redis-py"])
+                .await
+        ),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        text(&c.cmd(&[b"CLIENT", b"SETINFO", b"LIB-VER", b"5.0.0"]).await),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        text(&c.cmd(&[b"CLIENT", b"SETNAME", b"app"]).await),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        text(&c.cmd(&[b"CLIENT", b"GETNAME"]).await),
+        "$3\r\napp\r\n"
+    );
+    assert_eq!(text(&c.cmd(&[b"SELECT", b"0"]).await), "+OK\r\n");
+    assert!(text(&c.cmd(&[b"SELECT", b"1"]).await).starts_with("-ERR"));
+    let hello = text(&c.cmd(&[b"HELLO", b"2"]).await);
+    assert!(hello.contains("proto\r\n:2"), "{hello}");
+    assert!(text(&c.cmd(&[b"INFO"]).await).contains("redis_version:"));
+    assert!(text(&c.cmd(&[b"COMMAND", b"COUNT"]).await).starts_with(':'));
+    let unsupported = text(&c.cmd(&[b"BLPOP", b"q", b"0"]).await);
+    assert!(
+        unsupported.starts_with("-ERR strata: 'blpop' is not supported"),
+        "{unsupported}"
+    );
+    let unknown = text(&c.cmd(&[b"NOSUCH", b"a"]).await);
+    assert!(
+        unknown.starts_with("-ERR unknown command 'NOSUCH'"),
+        "{unknown}"
+    );
+    assert_eq!(text(&c.cmd(&[b"SET", b"k", b"v"]).await), "+OK\r\n");
+    assert_eq!(text(&c.cmd(&[b"QUIT"]).await), "+OK\r\n");
+    assert!(c.reply().await.is_err(), "closed after QUIT");
+    // a fresh connection authenticates with HELLO 2 AUTH
+    let mut d = Resp::connect(strata.addr("cache:c")).await.unwrap();
+    let hello = text(
+        &d.cmd(&[b"HELLO", b"2", b"AUTH", b"default", b"s3cret"])
+            .await,
+    );
+    assert!(hello.starts_with("*14\r\n"), "{hello}");
+    assert_eq!(text(&d.cmd(&[b"GET", b"k"]).await), "$1\r\nv\r\n");
+}
+
+/// The proxy's command table against a real redis-server's own: arity and key positions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_table_matches_redis() {
+    let redis = Redis::start().await;
+    let mut c = redis.client().await;
+    let mut wrong = Vec::new();
+    for spec in strata_cache::COMMANDS {
+        let reply = c.cmd(&[b"COMMAND", b"INFO", spec.name.as_bytes()]).await;
+        let mut v = strata_cache::resp::Values::new(&reply);
+        use strata_cache::resp::Value;
+        assert_eq!(v.next(), Some(Value::Array(Some(1))));
+        if v.next() == Some(Value::Array(None)) {
+            wrong.push(format!("{}: this redis-server does not know it", spec.name));
+            continue;
+        }
+        let _name = v.next();
+        let Some(Value::Int(arity)) = v.next() else {
+            panic!("{reply:?}")
+        };
+        let Some(Value::Array(Some(flags))) = v.next() else {
+            panic!("{reply:?}")
+        };
+        for _ in 0..flags {
+            v.next();
+        }
+        let (Some(Value::Int(first)), Some(Value::Int(last)), Some(Value::Int(step))) =
+            (v.next(), v.next(), v.next())
+        else {
+            panic!("{reply:?}")
+        };
+        // the proxy may be more lenient than this redis (newer versions take more arguments,
+        // as ZRANK's WITHSCORE in 7.2), never stricter
+        let accepts = |n: i64| spec.arity_ok(n as usize);
+        let stricter = if arity >= 0 {
+            !accepts(arity)
+        } else {
+            !accepts(-arity)
+        };
+        if stricter {
+            wrong.push(format!(
+                "{}: arity {} here, {arity} in redis",
+                spec.name, spec.arity
+            ));
+        }
+        // a container command (OBJECT, XINFO, ...) has its keys in its subcommands' specs
+        let container = (first, last, step) == (0, 0, 0);
+        if let (
+            strata_cache::Route::Keys {
+                first: f,
+                last: l,
+                step: s,
+            },
+            false,
+        ) = (spec.route, container)
+        {
+            if (f as i64, l as i64, s as i64) != (first, last, step) {
+                wrong.push(format!(
+                    "{}: keys ({f}, {l}, {s}) here, ({first}, {last}, {step}) in redis",
+                    spec.name
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// A key of `redis`'s, found by writing keys through the proxy until one lands there.
+async fn key_on(client: &mut Resp, redis: &Redis, prefix: &str) -> String {
+    for i in 0..1000 {
+        let k = format!("{prefix}{i}");
+        assert_eq!(
+            text(&client.cmd(&[b"SET", k.as_bytes(), b"v"]).await),
+            "+OK\r\n"
+        );
+        if redis.keys().await.iter().any(|x| x == k.as_bytes()) {
+            return k;
+        }
+    }
+    panic!("no key landed on {}", redis.addr);
+}
+
+async fn server_state(strata: &Strata, addr: SocketAddr) -> String {
+    let status = common::admin_get(strata, "/status").await;
+    let v: serde_json::Value = serde_json::from_str(&status.body).expect("status JSON");
+    v["cache"][0]["servers"]
+        .as_array()
+        .expect("servers")
+        .iter()
+        .find(|s| s["address"] == addr.to_string())
+        .map(|s| s["state"].as_str().unwrap_or("").to_string())
+        .expect("the server in /status")
+}
+
+/// `strong` (the default, twemproxy's without auto_eject_hosts): a dead server's keys fail
+/// fast with an error, the others carry on, and it serves again once back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_server_fails_only_its_keys_until_it_is_back() {
+    let keep = Redis::start().await;
+    let mut dead = Redis::start().await;
+    let port = dead.addr.port();
+    let strata = Strata::start(&pool(
+        &[keep.addr, dead.addr],
+        "server_failure_limit = 2\nserver_retry_timeout = \"300ms\"\ntimeout = \"500ms\"",
+    ));
+    let mut c = Resp::connect(strata.addr("cache:c")).await.unwrap();
+    let lost = key_on(&mut c, &dead, "a").await;
+    let kept = key_on(&mut c, &keep, "b").await;
+    dead.kill();
+    for _ in 0..3 {
+        let r = text(&c.cmd(&[b"GET", lost.as_bytes()]).await);
+        assert!(r.starts_with("-ERR strata: "), "{r}");
+        assert_eq!(
+            text(&c.cmd(&[b"GET", kept.as_bytes()]).await),
+            "$1\r\nv\r\n"
+        );
+    }
+    assert_eq!(server_state(&strata, dead.addr).await, "ejected");
+    let r = text(&c.cmd(&[b"GET", lost.as_bytes()]).await);
+    assert!(r.contains("the server that owns this key is out"), "{r}");
+    // the MGET spanning both fails whole rather than answering half
+    let r = text(&c.cmd(&[b"MGET", kept.as_bytes(), lost.as_bytes()]).await);
+    assert!(r.starts_with("-ERR strata: "), "{r}");
+    let _back = Redis::start_at(port, &[]).await;
+    common::eventually(
+        std::time::Duration::from_secs(10),
+        "the server serves again",
+        || {
+            let addr = strata.addr("cache:c");
+            let lost = lost.clone();
+            async move {
+                let mut c = Resp::connect(addr).await.unwrap();
+                // the restarted server is empty: a nil, not an error, says it is reached
+                c.cmd(&[b"GET", lost.as_bytes()]).await[..] == b"$-1\r\n"[..]
+            }
+        },
+    )
+    .await;
+    assert_eq!(server_state(&strata, dead.addr).await, "up");
+}
+
+/// `weak` (twemproxy's auto_eject_hosts): once ejected, a dead server's keys go to the next
+/// server on the ring.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weak_pool_moves_the_keys_of_an_ejected_server() {
+    let keep = Redis::start().await;
+    let mut dead = Redis::start().await;
+    let strata = Strata::start(&pool(
+        &[keep.addr, dead.addr],
+        "consistency = \"weak\"\nserver_failure_limit = 1\nserver_retry_timeout = \"30s\"",
+    ));
+    let mut c = Resp::connect(strata.addr("cache:c")).await.unwrap();
+    let moved = key_on(&mut c, &dead, "a").await;
+    dead.kill();
+    let r = text(&c.cmd(&[b"GET", moved.as_bytes()]).await);
+    assert!(
+        r.starts_with("-ERR strata: "),
+        "the first failure is the client's: {r}"
+    );
+    assert_eq!(
+        text(&c.cmd(&[b"SET", moved.as_bytes(), b"w"]).await),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        text(&c.cmd(&[b"GET", moved.as_bytes()]).await),
+        "$1\r\nw\r\n"
+    );
+    assert!(keep.keys().await.iter().any(|k| k == moved.as_bytes()));
 }

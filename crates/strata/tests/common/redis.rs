@@ -57,9 +57,13 @@ impl Redis {
 
     /// Starts one with extra `--option value` arguments.
     pub async fn start_with(extra: &[&str]) -> Redis {
+        Self::start_at(free_port(), extra).await
+    }
+
+    /// Starts one on `port` (again, after one there was killed).
+    pub async fn start_at(port: u16, extra: &[&str]) -> Redis {
         let bin = program(&["/usr/bin/redis-server"], "redis-server");
         let dir = TempDir::new();
-        let port = free_port();
         let log = dir.path().join("redis.log");
         let child = Command::new(bin)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
@@ -207,5 +211,138 @@ impl Resp {
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
         }
+    }
+}
+
+/// A raw-socket Redis stand-in that records every byte it receives, per connection, and
+/// answers each command it frames: `GET k` with `k` as a bulk (so each client can tell its
+/// answer), anything else with `+OK`. Its framer is the test's own, strict and written apart
+/// from the proxy's codec: the witness of what the proxy really sends a server.
+pub struct RespRecorder {
+    pub addr: SocketAddr,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::sync::Arc<std::sync::Mutex<Vec<u8>>>>>>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for RespRecorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Frames one multibulk command off the front of `buf`: its arguments and length; `None`
+/// while incomplete; panics on anything that is not a well-formed multibulk (a proxy must
+/// never send one).
+pub fn frame_multibulk(buf: &[u8]) -> Option<(Vec<Vec<u8>>, usize)> {
+    fn line(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
+        let end = buf[at..].windows(2).position(|w| w == b"\r\n")? + at;
+        Some((&buf[at..end], end + 2))
+    }
+    if buf.is_empty() {
+        return None;
+    }
+    assert_eq!(
+        buf[0],
+        b'*',
+        "not a multibulk: {:?}",
+        String::from_utf8_lossy(buf)
+    );
+    let (n, mut at) = line(buf, 1)?;
+    let n: usize = std::str::from_utf8(n).unwrap().parse().expect("count");
+    let mut args = Vec::with_capacity(n);
+    for _ in 0..n {
+        if at >= buf.len() {
+            return None;
+        }
+        assert_eq!(
+            buf[at],
+            b'$',
+            "not a bulk at {at}: {:?}",
+            String::from_utf8_lossy(buf)
+        );
+        let (len, data) = line(buf, at + 1)?;
+        let len: usize = std::str::from_utf8(len)
+            .unwrap()
+            .parse()
+            .expect("bulk length");
+        if buf.len() < data + len + 2 {
+            return None;
+        }
+        assert_eq!(
+            &buf[data + len..data + len + 2],
+            b"\r\n",
+            "bulk not ended by CRLF"
+        );
+        args.push(buf[data..data + len].to_vec());
+        at = data + len + 2;
+    }
+    Some((args, at))
+}
+
+impl RespRecorder {
+    pub async fn start() -> RespRecorder {
+        use std::sync::{Arc, Mutex};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let conns: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>> = Arc::default();
+        let c = conns.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let log: Arc<Mutex<Vec<u8>>> = Arc::default();
+                c.lock().unwrap().push(log.clone());
+                tokio::spawn(async move {
+                    let mut pending = Vec::new();
+                    let mut chunk = [0u8; 65536];
+                    loop {
+                        let n = match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        log.lock().unwrap().extend_from_slice(&chunk[..n]);
+                        pending.extend_from_slice(&chunk[..n]);
+                        let mut out = Vec::new();
+                        while let Some((args, used)) = frame_multibulk(&pending) {
+                            pending.drain(..used);
+                            if args[0].eq_ignore_ascii_case(b"GET") && args.len() == 2 {
+                                out.extend_from_slice(format!("${}\r\n", args[1].len()).as_bytes());
+                                out.extend_from_slice(&args[1]);
+                                out.extend_from_slice(b"\r\n");
+                            } else {
+                                out.extend_from_slice(b"+OK\r\n");
+                            }
+                        }
+                        if stream.write_all(&out).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        })
+        .abort_handle();
+        RespRecorder { addr, conns, task }
+    }
+
+    /// Every command received so far, over all connections, each connection's in order.
+    pub fn commands(&self) -> Vec<Vec<Vec<u8>>> {
+        let mut all = Vec::new();
+        for log in self.conns.lock().unwrap().iter() {
+            let bytes = log.lock().unwrap().clone();
+            let mut at = 0;
+            while let Some((args, used)) = frame_multibulk(&bytes[at..]) {
+                all.push(args);
+                at += used;
+            }
+            assert_eq!(
+                at,
+                bytes.len(),
+                "a partial command was left at the end of a connection"
+            );
+        }
+        all
     }
 }
