@@ -220,9 +220,12 @@ impl Resp {
 /// from the proxy's codec: the witness of what the proxy really sends a server.
 pub struct RespRecorder {
     pub addr: SocketAddr,
-    conns: std::sync::Arc<std::sync::Mutex<Vec<std::sync::Arc<std::sync::Mutex<Vec<u8>>>>>>,
+    conns: Conns,
     task: tokio::task::AbortHandle,
 }
+
+/// The bytes of each connection a recorder accepted, in order.
+type Conns = std::sync::Arc<std::sync::Mutex<Vec<std::sync::Arc<std::sync::Mutex<Vec<u8>>>>>>;
 
 impl Drop for RespRecorder {
     fn drop(&mut self) {
@@ -286,7 +289,7 @@ impl RespRecorder {
             .await
             .expect("bind");
         let addr = listener.local_addr().unwrap();
-        let conns: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>> = Arc::default();
+        let conns: Conns = Arc::default();
         let c = conns.clone();
         let task = tokio::spawn(async move {
             loop {
