@@ -1,8 +1,16 @@
 //! One client connection: read what the client sent, route each command, and answer in the
 //! order the commands came, whichever servers answer first. A malformed command gets Redis's
 //! protocol error and closes this client only.
+//!
+//! Cache clients sit idle far more than they talk, so a connection between commands is a
+//! small state machine holding only [`Kept`]; what a batch of commands needs (the read buffer,
+//! the answers owed, the config generation) lives in a box made when bytes arrive.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use strata_metrics::Open;
@@ -10,6 +18,7 @@ use strata_net::{buffers, Admitted, Deadline, UpstreamIo};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::command::{self, FanOut, Local, Route, Split};
@@ -21,11 +30,205 @@ use crate::CacheService;
 /// What the proxy says in HELLO and INFO: the Redis version whose commands it routes.
 const REDIS_VERSION: &str = "7.0.0";
 
+/// How long a client may stay idle when the pool sets no `idle_timeout`: in effect never, but a
+/// deadline all the same, so that a drain can wake the connection through its timers.
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// A client's state between commands.
 struct Session {
     authenticated: bool,
-    name: Option<Bytes>,
+    name: Option<Box<[u8]>>,
     id: u64,
+}
+
+/// What a client connection keeps between commands, and nothing more.
+pub(crate) struct Kept {
+    open: Open<CacheService>,
+    io: UpstreamIo,
+    session: Session,
+    deadline: Deadline,
+    drain: CancellationToken,
+    _admitted: Admitted,
+}
+
+/// Whether the connection carries on after a batch of commands.
+pub(crate) enum Next {
+    KeepAlive,
+    /// Close once the answers are out (QUIT, a protocol error).
+    Close,
+    /// The client left, or its socket failed: nothing more to send.
+    Gone,
+}
+
+/// One client connection, the whole of its task.
+pub(crate) enum Client {
+    /// Waiting for the next command's first bytes.
+    Idle {
+        kept: Kept,
+        checked: bool,
+    },
+    /// Reading, routing and answering what arrived.
+    Busy(Batch),
+    Closing(Pin<Box<dyn Future<Output = ()> + Send>>),
+    Done,
+}
+
+/// The commands in progress: they hand back the connection and what next.
+type Batch = Pin<Box<dyn Future<Output = (Kept, Next)> + Send>>;
+
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+impl Client {
+    /// A new client connection of `open`'s pool, waiting for its first command.
+    pub(crate) fn new(
+        open: Open<CacheService>,
+        stream: TcpStream,
+        admitted: Admitted,
+        drain: CancellationToken,
+    ) -> Client {
+        let _ = stream.set_nodelay(true);
+        let (authenticated, deadline) = {
+            let pool = open.service().pool.load();
+            let at = Instant::now() + pool.config.idle_timeout.unwrap_or(FOREVER);
+            (
+                pool.config.password.is_none(),
+                Deadline::new(&pool.timers, at),
+            )
+        };
+        Client::Idle {
+            kept: Kept {
+                open,
+                io: UpstreamIo(stream),
+                session: Session {
+                    authenticated,
+                    name: None,
+                    id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                },
+                deadline,
+                drain,
+                _admitted: admitted,
+            },
+            checked: false,
+        }
+    }
+}
+
+impl Future for Client {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        loop {
+            match this {
+                Client::Idle { kept, checked } => {
+                    let arrived = ready!(strata_net::poll_idle(
+                        &kept.io,
+                        checked,
+                        &mut kept.deadline,
+                        &kept.drain,
+                        cx
+                    ));
+                    let Client::Idle { kept, .. } = std::mem::replace(this, Client::Done) else {
+                        unreachable!()
+                    };
+                    *this = if arrived {
+                        Client::Busy(Box::pin(batch(kept)))
+                    } else {
+                        Client::Closing(Box::pin(close(kept)))
+                    };
+                }
+                Client::Busy(batch) => {
+                    let (mut kept, next) = ready!(batch.as_mut().poll(cx));
+                    *this = match next {
+                        Next::KeepAlive if !kept.drain.is_cancelled() => {
+                            let idle = kept.open.service().pool.load().config.idle_timeout;
+                            kept.deadline.set(Instant::now() + idle.unwrap_or(FOREVER));
+                            Client::Idle {
+                                kept,
+                                checked: false,
+                            }
+                        }
+                        Next::KeepAlive | Next::Close => Client::Closing(Box::pin(close(kept))),
+                        Next::Gone => Client::Done,
+                    };
+                }
+                Client::Closing(closing) => {
+                    ready!(closing.as_mut().poll(cx));
+                    *this = Client::Done;
+                }
+                Client::Done => return Poll::Ready(()),
+            }
+        }
+    }
+}
+
+async fn close(mut kept: Kept) {
+    strata_net::close_lingering(&mut kept.io).await;
+}
+
+/// Reads what arrived, routes each whole command and writes the answers in order; goes on
+/// reading while a command is only partly there. The connection holds the read buffer only
+/// for this long.
+async fn batch(mut kept: Kept) -> (Kept, Next) {
+    let next = serve_batch(&mut kept).await;
+    (kept, next)
+}
+
+async fn serve_batch(kept: &mut Kept) -> Next {
+    let svc = kept.open.service().clone();
+    let mut buf = buffers::take();
+    let mut answers: VecDeque<Answer> = VecDeque::new();
+    let next = loop {
+        match buffers::fill(&mut kept.io, &mut buf).await {
+            Ok(0) | Err(_) => break Next::Gone,
+            Ok(_) => {}
+        }
+        let pool = svc.pool.load_full();
+        let mut close = false;
+        loop {
+            match resp::take_command(&mut buf, pool.config.max_bulk_size) {
+                Ok(Some(cmd)) => {
+                    svc.stats.commands.inc();
+                    let (answer, quit) = dispatch(&svc, &pool, &mut kept.session, cmd);
+                    answers.push_back(answer);
+                    if quit {
+                        close = true;
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    svc.stats.protocol_errors.inc();
+                    tracing::debug!(pool = %svc.name, error = %e, "protocol error; closing the client");
+                    answers.push_back(Answer::Ready(resp::error_frame(&format!(
+                        "ERR Protocol error: {e}"
+                    ))));
+                    close = true;
+                    break;
+                }
+            }
+        }
+        drop(pool);
+        if !answers.is_empty() {
+            let mut out = BytesMut::new();
+            for answer in answers.drain(..) {
+                if write_answer(answer, &mut out).await {
+                    svc.stats.errors.inc();
+                }
+            }
+            if kept.io.0.write_all(&out).await.is_err() {
+                break Next::Gone;
+            }
+        }
+        if close {
+            break Next::Close;
+        }
+        if buf.is_empty() {
+            break Next::KeepAlive;
+        }
+    };
+    buffers::give(buf);
+    next
 }
 
 /// A command's answer, as it will be written: ready now, or owed by servers.
@@ -53,89 +256,6 @@ enum Combine {
     Sum,
     /// The parts' arrays, one after the other (KEYS).
     Concat,
-}
-
-static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
-/// Serves one client until it quits, breaks the protocol, goes idle past the pool's
-/// `idle_timeout`, or the listener drains while it waits for a command.
-pub async fn serve(
-    open: Open<CacheService>,
-    stream: TcpStream,
-    _admitted: Admitted,
-    shutdown: CancellationToken,
-) {
-    let _ = stream.set_nodelay(true);
-    let svc = open.service().clone();
-    let mut io = UpstreamIo(stream);
-    let mut session = Session {
-        authenticated: svc.pool.load().config.password.is_none(),
-        name: None,
-        id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-    };
-    let mut buf = BytesMut::new();
-    let mut answers: VecDeque<Answer> = VecDeque::new();
-    loop {
-        if buf.is_empty() {
-            // between commands the connection holds no buffer
-            buffers::give(std::mem::take(&mut buf));
-        }
-        let pool = svc.pool.load_full();
-        let read = match pool.config.idle_timeout {
-            Some(idle) => {
-                let timers = pool.timers.clone();
-                let mut deadline = Deadline::new(&timers, tokio::time::Instant::now() + idle);
-                tokio::select! {
-                    r = buffers::fill(&mut io, &mut buf) => r,
-                    _ = deadline.expired() => return,
-                    _ = shutdown.cancelled(), if buf.is_empty() => return,
-                }
-            }
-            None => tokio::select! {
-                r = buffers::fill(&mut io, &mut buf) => r,
-                _ = shutdown.cancelled(), if buf.is_empty() => return,
-            },
-        };
-        match read {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let mut close = false;
-        loop {
-            match resp::take_command(&mut buf, pool.config.max_bulk_size) {
-                Ok(Some(cmd)) => {
-                    svc.stats.commands.inc();
-                    let (answer, quit) = dispatch(&svc, &pool, &mut session, cmd);
-                    answers.push_back(answer);
-                    if quit {
-                        close = true;
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    svc.stats.protocol_errors.inc();
-                    tracing::debug!(pool = %svc.name, error = %e, "protocol error; closing the client");
-                    answers.push_back(Answer::Ready(resp::error_frame(&format!(
-                        "ERR Protocol error: {e}"
-                    ))));
-                    close = true;
-                    break;
-                }
-            }
-        }
-        drop(pool);
-        let mut out = BytesMut::new();
-        for answer in answers.drain(..) {
-            let errors = write_answer(answer, &mut out).await;
-            if errors {
-                svc.stats.errors.inc();
-            }
-        }
-        if io.0.write_all(&out).await.is_err() || close {
-            return;
-        }
-    }
 }
 
 /// Routes one command; the flag says the connection closes after its answer (QUIT).
@@ -350,7 +470,7 @@ fn local_command(
             let sub = arg_upper(1);
             match sub.as_slice() {
                 b"SETNAME" if cmd.len() == 3 => {
-                    session.name = Some(Bytes::copy_from_slice(cmd.arg(2)));
+                    session.name = Some(cmd.arg(2).into());
                     resp::simple(&mut out, "OK");
                 }
                 b"SETINFO" if cmd.len() == 4 => resp::simple(&mut out, "OK"),
@@ -424,7 +544,7 @@ fn hello(svc: &CacheService, pool: &Pool, session: &mut Session, cmd: &Command) 
                 i += 3;
             }
             b"SETNAME" if i + 1 < cmd.len() => {
-                session.name = Some(Bytes::copy_from_slice(cmd.arg(i + 1)));
+                session.name = Some(cmd.arg(i + 1).into());
                 i += 2;
             }
             _ => {
@@ -628,5 +748,17 @@ async fn merge_replies(merge: Merge, out: &mut BytesMut) -> bool {
             }
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_client_is_small() {
+        // the whole of an idle client's task, beside tokio's own header: keep it so
+        let size = std::mem::size_of::<Client>();
+        assert!(size <= 136, "Client is {size} bytes");
     }
 }

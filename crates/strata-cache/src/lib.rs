@@ -9,6 +9,9 @@
 
 mod client;
 mod command;
+#[cfg(any(test, feature = "fuzz"))]
+#[doc(hidden)]
+pub mod fuzz;
 mod pool;
 pub mod resp;
 mod server;
@@ -223,7 +226,7 @@ impl strata_layer::Service for CacheService {
 pub async fn serve(svc: Arc<CacheService>, listener: TcpListener, shutdown: CancellationToken) {
     let name = svc.name.clone();
     let limit = || svc.pool.load().conn_limit.clone();
-    accept_loop(
+    let draining = accept_loop(
         &name,
         listener,
         &shutdown,
@@ -231,10 +234,16 @@ pub async fn serve(svc: Arc<CacheService>, listener: TcpListener, shutdown: Canc
         |stream, _addr, admitted| {
             svc.stats.connections.inc();
             let open = strata_metrics::Open::new(svc.clone());
-            tokio::spawn(client::serve(open, stream, admitted, shutdown.clone()));
+            tokio::spawn(client::Client::new(
+                open,
+                stream,
+                admitted,
+                shutdown.clone(),
+            ));
         },
     )
-    .await
-    .finished()
     .await;
+    // clients waiting between commands wait on their deadline: wake them to see the drain
+    svc.pool.load().timers.wake_all();
+    draining.finished().await;
 }

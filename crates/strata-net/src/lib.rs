@@ -6,6 +6,7 @@
 //! else's state machine.
 
 mod accept;
+mod between;
 pub mod buffers;
 mod clock;
 mod deadline;
@@ -17,6 +18,7 @@ mod socket;
 mod write;
 
 pub use accept::{accept_loop, Admitted, Draining};
+pub use between::{close_lingering, poll_idle};
 pub use clock::now_ms;
 pub use deadline::{Deadline, Timers};
 pub use idle::{Activity, Watched};

@@ -10,7 +10,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::body::{BodyError, BodyReader};
@@ -173,24 +173,7 @@ where
 /// Waits for a keep-alive connection's next request to start arriving: true when it does;
 /// false when its deadline passes first, the client leaves, or the listener drains.
 fn idle<S: Arrival>(kept: &mut Kept<S>, checked: &mut bool, cx: &mut Context<'_>) -> Poll<bool> {
-    while kept.io.poll_arrival(cx).is_ready() {
-        // readiness found at once may be left from a read that did not come back short (the
-        // sniffed first request): look once, so that the connection does not wait inside a
-        // request's state for bytes that are not there. A closed or failed socket counts as
-        // arrived: reading it will tell.
-        if *checked || kept.io.queued().unwrap_or(true) {
-            return Poll::Ready(true);
-        }
-        *checked = true;
-    }
-    // from here a wake is a fresh arrival: no more looking
-    *checked = true;
-    // the drain is looked at after the deadline is polled: a drain wakes every deadline's task
-    // (`Timers::wake_all`) once it has fired, so it cannot slip in between
-    if kept.deadline.poll_expired(cx).is_ready() || kept.drain.is_cancelled() {
-        return Poll::Ready(false);
-    }
-    Poll::Pending
+    strata_net::poll_idle(&kept.io, checked, &mut kept.deadline, &kept.drain, cx)
 }
 
 /// One request on a connection, owning what the connection keeps until it is done.
@@ -269,32 +252,8 @@ where
 /// Ends the connection: what was written goes out, then a lingering close. The connection
 /// counts as open until it is done.
 async fn close<S: AsyncRead + AsyncWrite + Unpin>(mut kept: Kept<S>) {
-    let io = &mut kept.io;
-    let _ = io.flush().await;
-    let _ = io.shutdown().await;
-    linger(io).await;
+    strata_net::close_lingering(&mut kept.io).await;
 }
-
-/// After the answer, read and drop what the client still sends for a moment before closing:
-/// closing with unread bytes makes the kernel send a reset, which can destroy the answer
-/// before the client reads it (nginx's lingering close).
-async fn linger<S: AsyncRead + Unpin>(io: &mut S) {
-    // on the heap, only while lingering: an array here would sit in every connection's task
-    let mut scratch = vec![0u8; 4096];
-    let mut left = LINGER_BYTES;
-    let _ = tokio::time::timeout(LINGER_TIME, async {
-        while left > 0 {
-            match io.read(&mut scratch).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => left = left.saturating_sub(n),
-            }
-        }
-    })
-    .await;
-}
-
-const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
-const LINGER_BYTES: usize = 1 << 20;
 
 /// Proxies one request and records it.
 #[allow(clippy::too_many_arguments)]
