@@ -223,7 +223,10 @@ async fn a_pipeline_through_two_shards_answers_as_one_redis_does() {
     let direct = Redis::start().await;
     let shards = [Redis::start().await, Redis::start().await];
     // murmur spreads short similar keys; twemproxy's fnv1a_64 can put all of them on one
-    let strata = Strata::start(&pool(&[shards[0].addr, shards[1].addr], "hash = \"murmur\""));
+    let strata = Strata::start(&pool(
+        &[shards[0].addr, shards[1].addr],
+        "hash = \"murmur\"",
+    ));
     let keys: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
     let mut pipeline = vec![cmd(&["PING"]), cmd(&["ECHO", "hi"]), cmd(&["SELECT", "0"])];
     for k in &keys {
@@ -582,4 +585,56 @@ async fn a_weak_pool_moves_the_keys_of_an_ejected_server() {
         "$1\r\nw\r\n"
     );
     assert!(keep.keys().await.iter().any(|k| k == moved.as_bytes()));
+}
+
+/// SIGHUP swaps the ring whole: a client connected before keeps its connection and is served
+/// on the new ring; /status and /metrics show every server with its share of the ring.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_the_ring_without_dropping_clients() {
+    let a = Redis::start().await;
+    let b = Redis::start().await;
+    let mut strata = Strata::start(&pool(&[a.addr], "hash = \"murmur\""));
+    let mut c = Resp::connect(strata.addr("cache:c")).await.unwrap();
+    for i in 0..50 {
+        let k = format!("k{i}");
+        assert_eq!(text(&c.cmd(&[b"SET", k.as_bytes(), b"1"]).await), "+OK\r\n");
+    }
+    assert_eq!(a.keys().await.len(), 50);
+    let config = pool(&[a.addr, b.addr], "hash = \"murmur\"");
+    std::fs::write(&strata.config, config).unwrap();
+    strata.signal(libc::SIGHUP);
+    strata
+        .wait_log("SIGHUP: reloaded", std::time::Duration::from_secs(10))
+        .await;
+    for i in 50..100 {
+        let k = format!("k{i}");
+        assert_eq!(text(&c.cmd(&[b"SET", k.as_bytes(), b"1"]).await), "+OK\r\n");
+    }
+    let on_b = b.keys().await.len();
+    assert!(
+        (10..=45).contains(&on_b),
+        "about half the new keys go to the new server: {on_b}"
+    );
+    let status = common::admin_get(&strata, "/status").await;
+    let v: serde_json::Value = serde_json::from_str(&status.body).unwrap();
+    let servers = v["cache"][0]["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 2);
+    let shares: f64 = servers
+        .iter()
+        .map(|s| s["ring_share"].as_f64().unwrap())
+        .sum();
+    assert!((shares - 1.0).abs() < 1e-9, "{shares}");
+    let metrics = common::admin_get(&strata, "/metrics").await.body;
+    let commands = common::metric(&metrics, "strata_cache_commands_total", "pool=\"c\"").unwrap();
+    assert!(commands >= 100.0, "{commands}");
+    assert!(common::metric(
+        &metrics,
+        "strata_cache_ring_share",
+        &format!("backend=\"{}\"", b.addr)
+    )
+    .is_some());
+    strata.signal(libc::SIGTERM);
+    assert!(strata
+        .wait_exit(std::time::Duration::from_secs(10))
+        .success());
 }
