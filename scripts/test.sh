@@ -3,13 +3,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the end-to-end tests start for real: nginx as a backend, redis-server and
-# nutcracker (twemproxy) for the cache layer.
+# Debian packages the end-to-end tests start for real: nginx as a backend; redis-server,
+# memcached and nutcracker (twemproxy) for the cache layer.
 need=()
 command -v nginx >/dev/null || need+=(nginx-light)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-cli >/dev/null || need+=(redis-tools)
 command -v nutcracker >/dev/null || need+=(nutcracker)
+command -v memcached >/dev/null || need+=(memcached)
 command -v curl >/dev/null || need+=(curl)
 if ((${#need[@]})); then
   SUDO=""

@@ -1,18 +1,24 @@
-//! The cache layer: a Redis (RESP2) sharding proxy in front of real redis-servers, placing every
-//! key exactly where twemproxy would (same distributions, same hashes, same ring), so a team on
-//! twemproxy can point Strata at the same servers and find every key where it was.
+//! The cache layer: a Redis (RESP2) and memcached (text) sharding proxy in front of real
+//! servers, placing every key exactly where twemproxy would (same distributions, same hashes,
+//! same ring), so a team on twemproxy can point Strata at the same servers and find every key
+//! where it was.
 //!
-//! The split follows the protocol's layers: `resp` (bytes <-> commands and replies, fuzzed),
-//! `command` (where a command's keys are and how it is routed), `pool` (one generation of a
-//! pool's settings: ring, servers, routing), `server` (shared pipelined connections to one
-//! server), `client` (one client connection: read, route, answer in order).
+//! The split follows the protocol's layers: codecs `resp` and `memcache` (bytes <-> commands
+//! and replies, fuzzed); routing `command` (where a Redis command's keys are) and `redis` (where
+//! each command goes, and what the proxy answers itself); `pool` (one generation of a pool's
+//! settings: ring, servers, the server of a key); `server` (pipelined connections to one
+//! server, shared by all clients); `client` (one client connection: read, route, answer in
+//! order) and `answer` (answers owed by servers, merged where a command was split).
 
+mod answer;
 mod client;
 mod command;
+pub mod memcache;
 #[cfg(any(test, feature = "fuzz"))]
 #[doc(hidden)]
 pub mod fuzz;
 mod pool;
+mod redis;
 pub mod resp;
 mod server;
 
@@ -21,7 +27,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use serde_json::{json, Value};
-use strata_config::CacheListener;
+use strata_config::{CacheListener, CacheProtocol};
 use strata_metrics::{Counter, CountsOpen, Gauge, MetricsWriter};
 use strata_net::accept_loop;
 use strata_upstream::{group_action, group_metrics, BackendAction};
@@ -31,28 +37,12 @@ use tokio_util::sync::CancellationToken;
 pub use command::{lookup, Route, Spec, COMMANDS};
 use pool::Pool;
 
-/// The wire protocol of a pool, on both sides.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    /// Redis RESP2.
-    Redis,
-}
-
-impl Protocol {
-    /// The length of the complete reply at the front of `buf`, if it is all there.
-    fn reply_len(self, buf: &[u8]) -> Result<Option<usize>, resp::ProtocolError> {
-        match self {
-            Protocol::Redis => resp::reply_len(buf),
-        }
+/// The length of the complete reply at the front of `buf` in `protocol`, if it is all there.
+fn reply_len(protocol: CacheProtocol, buf: &[u8]) -> Result<Option<usize>, String> {
+    match protocol {
+        CacheProtocol::Redis => resp::reply_len(buf).map_err(|e| e.to_string()),
+        CacheProtocol::Memcache => memcache::reply_len(buf).map_err(|e| e.to_string()),
     }
-}
-
-/// Why a pool's config can't be served.
-#[derive(Debug, thiserror::Error)]
-pub enum CacheError {
-    /// The pool asks for something this build does not do yet.
-    #[error("{0}")]
-    Unsupported(&'static str),
 }
 
 /// One `[[cache]]` pool: its listener, its live generation of settings, its counters.
@@ -102,7 +92,10 @@ impl CacheService {
         json!({
             "name": self.name,
             "listen": pool.config.listen.to_string(),
-            "protocol": "redis",
+            "protocol": match pool.config.protocol {
+                CacheProtocol::Redis => "redis",
+                CacheProtocol::Memcache => "memcache",
+            },
             "distribution": pool.config.distribution.name(),
             "hash": pool.config.hash.name(),
             "consistency": format!("{:?}", pool.config.consistency).to_lowercase(),
@@ -171,7 +164,7 @@ impl CacheService {
 
 impl strata_layer::Service for CacheService {
     type Config = CacheListener;
-    type Error = CacheError;
+    type Error = std::convert::Infallible;
     const LAYER: &'static str = "cache";
 
     fn sections(config: &strata_config::Config) -> &[CacheListener] {
@@ -183,23 +176,16 @@ impl strata_layer::Service for CacheService {
     fn listen(config: &CacheListener) -> SocketAddr {
         config.listen
     }
-    fn scheme(_config: &CacheListener) -> &'static str {
-        "redis"
-    }
-    fn check(config: &CacheListener) -> Result<(), CacheError> {
+    fn scheme(config: &CacheListener) -> &'static str {
         match config.protocol {
-            strata_config::CacheProtocol::Redis => Ok(()),
-            strata_config::CacheProtocol::Memcache => Err(CacheError::Unsupported(
-                "protocol = \"memcache\" is not available in this version",
-            )),
+            CacheProtocol::Redis => "redis",
+            CacheProtocol::Memcache => "memcache",
         }
     }
-    fn start(config: &CacheListener) -> Result<Arc<Self>, CacheError> {
-        Self::check(config)?;
+    fn start(config: &CacheListener) -> Result<Arc<Self>, Self::Error> {
         Ok(CacheService::new(config))
     }
-    fn reload(&self, config: &CacheListener) -> Result<(), CacheError> {
-        Self::check(config)?;
+    fn reload(&self, config: &CacheListener) -> Result<(), Self::Error> {
         CacheService::reload(self, config);
         Ok(())
     }

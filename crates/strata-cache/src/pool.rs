@@ -12,7 +12,6 @@ use strata_upstream::backend_status;
 use tokio::sync::Semaphore;
 
 use crate::server::{LinkSettings, Server};
-use crate::Protocol;
 
 /// A pool's settings, ring and servers, swapped whole on reload.
 pub struct Pool {
@@ -70,7 +69,7 @@ impl Pool {
             timeout: config.timeout,
             connect_timeout: config.connect_timeout,
             password: config.server_password.clone(),
-            protocol: Protocol::Redis,
+            protocol: config.protocol,
         });
         let servers = (0..config.servers.len())
             .map(|i| Server::start(&group, i, &settings))

@@ -188,9 +188,9 @@ fn multibulk(buf: &[u8], max_bulk: u64) -> Result<Parsed, ProtocolError> {
     Ok(Some((args, false, at)))
 }
 
-/// An inline command: a line of arguments separated by spaces, as `redis-cli` users type them
-/// over telnet. Quoting follows Redis: "..." with backslash escapes is not supported here, so a
-/// quote in an inline command is refused rather than read differently from Redis.
+/// An inline command: a line of arguments separated by spaces, as users type them over telnet.
+/// Redis would read quotes, escapes and control characters in its own way: a line with any of
+/// them is refused rather than read differently.
 fn inline(buf: &[u8]) -> Result<Parsed, ProtocolError> {
     let Some(lf) = buf.iter().position(|&b| b == b'\n') else {
         return if buf.len() > MAX_LINE {
@@ -209,18 +209,25 @@ fn inline(buf: &[u8]) -> Result<Parsed, ProtocolError> {
         lf
     };
     let line = &buf[..end];
-    if line.iter().any(|&b| b == b'"' || b == b'\'' || b == b'\r') {
+    // Redis splits an inline line with sdssplitargs: quotes and escapes, every C whitespace
+    // character, and a NUL that ends the line early. Only lines that read the same either way
+    // are taken: words of printable bytes separated by spaces and tabs.
+    let blank = |b: u8| b == b' ' || b == b'\t';
+    if line
+        .iter()
+        .any(|&b| b == b'"' || b == b'\'' || (b < 0x20 && !blank(b)) || b == 0x7f)
+    {
         return Err(ProtocolError::BadLine);
     }
     let mut args = Vec::new();
     let mut i = 0;
     while i < line.len() {
-        if line[i].is_ascii_whitespace() {
+        if blank(line[i]) {
             i += 1;
             continue;
         }
         let start = i;
-        while i < line.len() && !line[i].is_ascii_whitespace() {
+        while i < line.len() && !blank(line[i]) {
             i += 1;
         }
         args.push(start as u32..i as u32);
@@ -243,19 +250,33 @@ fn line(buf: &[u8], from: usize) -> Result<Option<(&[u8], usize)>, ProtocolError
     }
 }
 
-/// A decimal integer: an optional '-' and 1 to 18 digits, nothing else.
+/// A decimal integer as Redis's `string2ll` reads one: an optional '-', then "0" or digits
+/// without a leading zero, within `i64`; nothing else ("01", "-0", "+1", " 1" are refused, as
+/// Redis refuses them in a multibulk header).
 fn number(s: &[u8]) -> Option<i64> {
     let (neg, digits) = match s.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, s),
     };
-    if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
+    match digits {
+        [] => return None,
+        [b'0'] if neg => return None,
+        [b'0', _, ..] => return None,
+        _ => {}
+    }
+    if digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let n = digits
-        .iter()
-        .fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
-    Some(if neg { -n } else { n })
+    // accumulate negatively, so that i64::MIN fits
+    let mut n: i64 = 0;
+    for d in digits {
+        n = n.checked_mul(10)?.checked_sub(i64::from(d - b'0'))?;
+    }
+    if neg {
+        Some(n)
+    } else {
+        n.checked_neg()
+    }
 }
 
 /// The length of the complete reply at the front of `buf`, `Ok(None)` if it isn't all there.

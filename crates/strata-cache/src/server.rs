@@ -17,7 +17,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::Protocol;
+use strata_config::CacheProtocol;
 
 /// Why a command got no reply from its server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -57,7 +57,7 @@ pub struct LinkSettings {
     /// Sent as `AUTH` on every new connection (Redis only).
     pub password: Option<String>,
     /// The protocol spoken.
-    pub protocol: Protocol,
+    pub protocol: CacheProtocol,
 }
 
 /// One server of a pool: its health (shared across reloads) and its connections (this
@@ -186,7 +186,7 @@ async fn open(
     let mut stream = strata_net::connect(addr, settings.connect_timeout)
         .await
         .map_err(|e| (Lost::Connect, e.to_string()))?;
-    if let (Some(password), Protocol::Redis) = (&settings.password, settings.protocol) {
+    if let (Some(password), CacheProtocol::Redis) = (&settings.password, settings.protocol) {
         let mut auth = BytesMut::new();
         crate::resp::encode_command(&mut auth, [&b"AUTH"[..], password.as_bytes()].into_iter());
         let answer = async {
@@ -241,7 +241,7 @@ async fn read_replies(
         }
         // hand out every complete reply
         loop {
-            let len = match settings.protocol.reply_len(&buf) {
+            let len = match crate::reply_len(settings.protocol, &buf) {
                 Ok(Some(len)) => len,
                 Ok(None) => break,
                 Err(e) => return finish(owed, Lost::Protocol, format!("invalid reply: {e}")),

@@ -349,3 +349,68 @@ impl RespRecorder {
         all
     }
 }
+
+/// A real memcached on a free port, killed when dropped.
+pub struct Memcached {
+    pub addr: SocketAddr,
+    pub child: Child,
+}
+
+impl Memcached {
+    pub async fn start() -> Memcached {
+        let bin = program(&["/usr/bin/memcached"], "memcached");
+        let port = free_port();
+        let child = Command::new(bin)
+            .args([
+                "-p",
+                &port.to_string(),
+                "-l",
+                "127.0.0.1",
+                "-U",
+                "0",
+                "-m",
+                "64",
+            ])
+            .args(["-u", "root"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn memcached");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut s) = TcpStream::connect(addr).await {
+                if s.write_all(b"version\r\n").await.is_ok() {
+                    let mut b = [0u8; 64];
+                    if matches!(s.read(&mut b).await, Ok(n) if b[..n].starts_with(b"VERSION")) {
+                        break;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "memcached did not start");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Memcached { addr, child }
+    }
+}
+
+impl Drop for Memcached {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes `request` and reads until `want` bytes came or the peer goes quiet.
+pub async fn text_exchange(stream: &mut TcpStream, request: &[u8], until: &[u8]) -> String {
+    stream.write_all(request).await.expect("write");
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 65536];
+    while !got.ends_with(until) {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&chunk[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}

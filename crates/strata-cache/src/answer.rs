@@ -1,0 +1,200 @@
+//! A command's answer on its way to the client: ready now, owed by one server, or owed by
+//! several and merged (MGET's values back in key order, DEL's counts summed, memcached's VALUE
+//! blocks in the order asked). Answers are written in the order the commands came.
+
+use bytes::{Bytes, BytesMut};
+use strata_config::CacheProtocol;
+use tokio::sync::oneshot;
+
+use crate::memcache;
+use crate::resp::{self, Value};
+use crate::server::Reply;
+
+/// A command's answer, as it will be written: ready now, or owed by servers.
+pub(crate) enum Answer {
+    Ready(Bytes),
+    One(oneshot::Receiver<Reply>),
+    /// A server's reply the client asked not to get (memcached's `noreply`).
+    Silent(oneshot::Receiver<Reply>),
+    Merge(Box<Merge>),
+}
+
+/// A command split over several servers: each part's reply, and how they combine.
+pub(crate) struct Merge {
+    pub(crate) how: Combine,
+    /// Each part and, for MGET, the positions of its keys in the client's command.
+    pub(crate) parts: Vec<(oneshot::Receiver<Reply>, Vec<usize>)>,
+    pub(crate) keys: usize,
+}
+
+pub(crate) enum Combine {
+    /// Values placed back in the order of the keys (MGET).
+    Values,
+    /// `+OK` when every part says so (MSET).
+    Ok,
+    /// The sum of the parts' integers (DEL, EXISTS, DBSIZE, ...).
+    Sum,
+    /// The parts' arrays, one after the other (KEYS).
+    Concat,
+    /// memcached `VALUE` blocks put back in the order of these keys, then `END`.
+    McValues(Vec<Bytes>),
+}
+
+/// Waits for `answer` and appends it to `out`; true when the answer is an error the proxy
+/// made (a lost server, a refusal).
+pub(crate) async fn write_answer(answer: Answer, protocol: CacheProtocol, out: &mut BytesMut) -> bool {
+    let lost = |out: &mut BytesMut, why: &str| match protocol {
+        CacheProtocol::Redis => resp::error(out, &format!("ERR strata: {why}")),
+        CacheProtocol::Memcache => {
+            out.extend_from_slice(format!("SERVER_ERROR strata: {why}\r\n").as_bytes())
+        }
+    };
+    match answer {
+        Answer::Ready(bytes) => {
+            out.extend_from_slice(&bytes);
+            bytes.starts_with(b"-")
+        }
+        Answer::One(rx) => match rx.await {
+            Ok(Ok(reply)) => {
+                out.extend_from_slice(&reply);
+                false
+            }
+            Ok(Err(why)) => {
+                lost(out, &why.to_string());
+                true
+            }
+            Err(_) => {
+                lost(out, "the connection to the server was lost");
+                true
+            }
+        },
+        Answer::Silent(rx) => {
+            let _ = rx.await;
+            false
+        }
+        Answer::Merge(merge) => merge_replies(*merge, protocol, out).await,
+    }
+}
+
+async fn merge_replies(merge: Merge, protocol: CacheProtocol, out: &mut BytesMut) -> bool {
+    let mut replies: Vec<(Bytes, Vec<usize>)> = Vec::with_capacity(merge.parts.len());
+    let mut lost = None;
+    for (rx, positions) in merge.parts {
+        match rx.await {
+            Ok(Ok(reply)) => replies.push((reply, positions)),
+            Ok(Err(l)) => lost = lost.or(Some(l.to_string())),
+            Err(_) => lost = lost.or(Some("the connection to the server was lost".into())),
+        }
+    }
+    if let Some(why) = lost {
+        match protocol {
+            CacheProtocol::Redis => resp::error(out, &format!("ERR strata: {why}")),
+            CacheProtocol::Memcache => {
+                out.extend_from_slice(format!("SERVER_ERROR strata: {why}\r\n").as_bytes())
+            }
+        }
+        return true;
+    }
+    if let Combine::McValues(keys) = &merge.how {
+        return merge_values(keys, &replies, out);
+    }
+    // a server's own error reply is the answer
+    if let Some((reply, _)) = replies.iter().find(|(r, _)| r.starts_with(b"-")) {
+        out.extend_from_slice(reply);
+        return false;
+    }
+    let unexpected = |out: &mut BytesMut| {
+        resp::error(
+            out,
+            "ERR strata: a server answered a split command unexpectedly",
+        );
+        true
+    };
+    match merge.how {
+        Combine::Ok => {
+            resp::simple(out, "OK");
+            false
+        }
+        Combine::Sum => {
+            let mut sum = 0i64;
+            for (reply, _) in &replies {
+                match resp::Values::new(reply).next() {
+                    Some(Value::Int(n)) => sum = sum.saturating_add(n),
+                    _ => return unexpected(out),
+                }
+            }
+            resp::integer(out, sum);
+            false
+        }
+        Combine::Values => {
+            let mut values: Vec<Option<&[u8]>> = vec![None; merge.keys + 1];
+            for (reply, positions) in &replies {
+                let mut v = resp::Values::new(reply);
+                if v.next() != Some(Value::Array(Some(positions.len()))) {
+                    return unexpected(out);
+                }
+                for &p in positions {
+                    match v.next() {
+                        Some(Value::Bulk(b)) => values[p] = b,
+                        _ => return unexpected(out),
+                    }
+                }
+            }
+            resp::array_header(out, merge.keys);
+            for v in &values[1..] {
+                resp::bulk(out, *v);
+            }
+            false
+        }
+        Combine::McValues(_) => unreachable!("merged above"),
+        Combine::Concat => {
+            let mut items: Vec<&[u8]> = Vec::new();
+            for (reply, _) in &replies {
+                let mut v = resp::Values::new(reply);
+                let Some(Value::Array(Some(n))) = v.next() else {
+                    return unexpected(out);
+                };
+                for _ in 0..n {
+                    match v.whole() {
+                        Some(item) => items.push(item),
+                        None => return unexpected(out),
+                    }
+                }
+            }
+            resp::array_header(out, items.len());
+            for item in items {
+                out.extend_from_slice(item);
+            }
+            false
+        }
+    }
+}
+
+/// memcached get replies from several servers, as one: each key's `VALUE` block in the order
+/// the client asked, then `END`. A server's error line is the answer.
+fn merge_values(keys: &[Bytes], replies: &[(Bytes, Vec<usize>)], out: &mut BytesMut) -> bool {
+    let mut found: Vec<Option<&[u8]>> = vec![None; keys.len()];
+    for (reply, positions) in replies {
+        let Some(values) = memcache::values(reply) else {
+            out.extend_from_slice(reply);
+            return false;
+        };
+        // a part's values come in the order of its keys, misses left out
+        let mut values = values.into_iter().peekable();
+        for &p in positions {
+            if values.peek().is_some_and(|(k, _)| *k == &keys[p][..]) {
+                found[p] = values.next().map(|(_, block)| block);
+            }
+        }
+    }
+    for block in found.into_iter().flatten() {
+        out.extend_from_slice(block);
+    }
+    out.extend_from_slice(b"END\r\n");
+    false
+}
+
+/// An error the proxy answers itself, as one frame.
+pub(crate) fn error(text: &str) -> Answer {
+    Answer::Ready(resp::error_frame(text))
+}

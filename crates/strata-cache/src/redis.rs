@@ -1,0 +1,399 @@
+//! Routing Redis commands: to the server of their key, whole to the one server all their keys
+//! share, split by server and merged, to every server, or answered by the proxy itself.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::answer::{error, Answer, Combine, Merge};
+use crate::command::{self, FanOut, Local, Route, Split};
+use crate::pool::Pool;
+use crate::resp::{self, Command};
+use crate::CacheService;
+
+/// What the proxy says in HELLO and INFO: the Redis version whose commands it routes.
+const REDIS_VERSION: &str = "7.0.0";
+
+/// A Redis client's state between commands.
+pub(crate) struct Session {
+    pub(crate) authenticated: bool,
+    pub(crate) name: Option<Box<[u8]>>,
+    pub(crate) id: u64,
+}
+
+/// Routes one command; the flag says the connection closes after its answer (QUIT).
+pub(crate) fn dispatch(
+    svc: &CacheService,
+    pool: &Pool,
+    session: &mut Session,
+    cmd: Command,
+) -> (Answer, bool) {
+    let mut upper = [0u8; 24];
+    let name = cmd.name(&mut upper);
+    let Some(spec) = command::lookup(name) else {
+        return (unknown_command(&cmd), false);
+    };
+    if !spec.arity_ok(cmd.len()) {
+        let text = format!("ERR wrong number of arguments for '{}' command", spec.name);
+        return (error(&text), false);
+    }
+    if !session.authenticated
+        && !matches!(
+            spec.route,
+            Route::Local(Local::Auth | Local::Hello | Local::Quit)
+        )
+    {
+        return (error("NOAUTH Authentication required."), false);
+    }
+    let answer = match spec.route {
+        Route::Local(local) => return local_command(svc, pool, session, local, &cmd),
+        Route::Unsupported(why) => error(&format!(
+            "ERR strata: '{}' is not supported by the proxy: {why}",
+            spec.name
+        )),
+        Route::Keys { .. } | Route::NumKeys { .. } => same_shard(pool, spec, &cmd),
+        Route::Split(split) => split_by_shard(pool, split, &cmd),
+        Route::FanOut(fan) => fan_out(pool, fan, &cmd),
+    };
+    (answer, false)
+}
+
+
+fn unknown_command(cmd: &Command) -> Answer {
+    let mut text = format!(
+        "ERR unknown command '{}', with args beginning with: ",
+        String::from_utf8_lossy(cmd.arg(0))
+    );
+    for i in 1..cmd.len().min(4) {
+        text.push_str(&format!("'{}' ", String::from_utf8_lossy(cmd.arg(i))));
+    }
+    error(&text)
+}
+
+fn unavailable(e: crate::pool::Unavailable) -> Answer {
+    error(&format!("ERR strata: {e}"))
+}
+
+/// A command whose keys must all live on one server: sent there whole, or refused.
+fn same_shard(pool: &Pool, spec: &command::Spec, cmd: &Command) -> Answer {
+    let args: Vec<&[u8]> = (0..cmd.len()).map(|i| cmd.arg(i)).collect();
+    let Some(keys) = command::key_positions(&spec.route, &args) else {
+        return error(&format!(
+            "ERR strata: '{}' needs at least one key, and a key count that matches its arguments",
+            spec.name
+        ));
+    };
+    let mut target = None;
+    for k in keys {
+        match pool.server_for(cmd.arg(k)) {
+            Ok(s) if target.is_none() || target == Some(s) => target = Some(s),
+            Ok(_) => return crossslot(pool),
+            Err(e) => return unavailable(e),
+        }
+    }
+    match target {
+        Some(s) => Answer::One(pool.servers[s].send(cmd.to_frame())),
+        None => error(&format!(
+            "ERR strata: '{}' has no key to choose a server by",
+            spec.name
+        )),
+    }
+}
+
+fn crossslot(pool: &Pool) -> Answer {
+    let hint = match pool.config.hash_tag {
+        Some([open, close]) => format!(
+            " (keys that share a hash tag, such as {}user1{}.a and {}user1{}.b, live together)",
+            open as char, close as char, open as char, close as char
+        ),
+        None => " (set hash_tag on the pool to keep related keys together)".into(),
+    };
+    error(&format!(
+        "CROSSSLOT Keys in request don't hash to the same server{hint}"
+    ))
+}
+
+/// MGET, MSET, DEL, UNLINK, EXISTS, TOUCH: one command per server holding some of the keys,
+/// the replies combined in the order of the keys.
+fn split_by_shard(pool: &Pool, split: Split, cmd: &Command) -> Answer {
+    let step = if split == Split::Mset { 2 } else { 1 };
+    if split == Split::Mset && cmd.len().is_multiple_of(2) {
+        return error("ERR wrong number of arguments for 'mset' command");
+    }
+    // (server, positions of its keys)
+    let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+    for k in (1..cmd.len()).step_by(step) {
+        let server = match pool.server_for(cmd.arg(k)) {
+            Ok(s) => s,
+            Err(e) => return unavailable(e),
+        };
+        match groups.iter_mut().find(|(s, _)| *s == server) {
+            Some((_, positions)) => positions.push(k),
+            None => groups.push((server, vec![k])),
+        }
+    }
+    if let [(server, _)] = groups.as_slice() {
+        return Answer::One(pool.servers[*server].send(cmd.to_frame()));
+    }
+    let keys = groups.iter().map(|(_, p)| p.len()).sum();
+    let parts = groups
+        .into_iter()
+        .map(|(server, positions)| {
+            let mut frame = BytesMut::new();
+            resp::array_header(&mut frame, 1 + positions.len() * step);
+            resp::bulk(&mut frame, Some(cmd.arg(0)));
+            for &k in &positions {
+                for i in k..k + step {
+                    resp::bulk(&mut frame, Some(cmd.arg(i)));
+                }
+            }
+            (pool.servers[server].send(frame.freeze()), positions)
+        })
+        .collect();
+    let how = match split {
+        Split::Mget => Combine::Values,
+        Split::Mset => Combine::Ok,
+        Split::Sum => Combine::Sum,
+    };
+    Answer::Merge(Box::new(Merge { how, parts, keys }))
+}
+
+/// DBSIZE and KEYS: every server, combined.
+fn fan_out(pool: &Pool, fan: FanOut, cmd: &Command) -> Answer {
+    let now = strata_net::now_ms();
+    if let Some(out) = pool.group.backends.iter().find(|b| !b.is_available_at(now)) {
+        // a partial count or key list would look complete
+        return error(&format!(
+            "ERR strata: a server of the pool is out ({}), so the answer would be incomplete",
+            out.state().as_str()
+        ));
+    }
+    let frame = cmd.to_frame();
+    let parts = pool
+        .servers
+        .iter()
+        .map(|s| (s.send(frame.clone()), Vec::new()))
+        .collect();
+    let how = match fan {
+        FanOut::Dbsize => Combine::Sum,
+        FanOut::Keys => Combine::Concat,
+    };
+    Answer::Merge(Box::new(Merge {
+        how,
+        parts,
+        keys: 0,
+    }))
+}
+
+/// Commands the proxy answers itself.
+fn local_command(
+    svc: &CacheService,
+    pool: &Pool,
+    session: &mut Session,
+    local: Local,
+    cmd: &Command,
+) -> (Answer, bool) {
+    let mut out = BytesMut::new();
+    let arg_upper = |i: usize| cmd.arg(i).to_ascii_uppercase();
+    match local {
+        Local::Ping if cmd.len() == 1 => resp::simple(&mut out, "PONG"),
+        Local::Ping if cmd.len() == 2 => resp::bulk(&mut out, Some(cmd.arg(1))),
+        Local::Ping => {
+            return (
+                error("ERR wrong number of arguments for 'ping' command"),
+                false,
+            )
+        }
+        Local::Echo => resp::bulk(&mut out, Some(cmd.arg(1))),
+        Local::Quit => {
+            resp::simple(&mut out, "OK");
+            return (Answer::Ready(out.freeze()), true);
+        }
+        Local::Select if cmd.arg(1) == b"0" => resp::simple(&mut out, "OK"),
+        Local::Select => {
+            return (
+                error("ERR strata: only database 0 is served through the proxy"),
+                false,
+            )
+        }
+        Local::Auth => {
+            let (user, password) = match cmd.len() {
+                2 => (&b"default"[..], cmd.arg(1)),
+                3 => (cmd.arg(1), cmd.arg(2)),
+                _ => return (error("ERR syntax error"), false),
+            };
+            return (authenticate(pool, session, user, password), false);
+        }
+        Local::Hello => return (hello(svc, pool, session, cmd), false),
+        Local::Command => return (command_info(cmd), false),
+        Local::Client => {
+            let sub = arg_upper(1);
+            match sub.as_slice() {
+                b"SETNAME" if cmd.len() == 3 => {
+                    session.name = Some(cmd.arg(2).into());
+                    resp::simple(&mut out, "OK");
+                }
+                b"SETINFO" if cmd.len() == 4 => resp::simple(&mut out, "OK"),
+                b"GETNAME" => resp::bulk(&mut out, session.name.as_deref()),
+                b"ID" => resp::integer(&mut out, session.id as i64),
+                _ => {
+                    return (
+                        error(&format!(
+                            "ERR strata: 'CLIENT {}' is not supported by the proxy",
+                            String::from_utf8_lossy(&sub)
+                        )),
+                        false,
+                    )
+                }
+            }
+        }
+        Local::Info => {
+            let text = format!(
+                "# Server\r\nredis_version:{REDIS_VERSION}\r\nredis_mode:standalone\r\nstrata_version:{}\r\nstrata_pool:{}\r\nservers:{}\r\n",
+                env!("CARGO_PKG_VERSION"),
+                svc.name,
+                pool.servers.len()
+            );
+            resp::bulk(&mut out, Some(text.as_bytes()));
+        }
+    }
+    (Answer::Ready(out.freeze()), false)
+}
+
+fn authenticate(pool: &Pool, session: &mut Session, user: &[u8], password: &[u8]) -> Answer {
+    let Some(expected) = &pool.config.password else {
+        return error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
+    };
+    if user == b"default" && constant_time_eq(password, expected.as_bytes()) {
+        session.authenticated = true;
+        Answer::Ready(Bytes::from_static(b"+OK\r\n"))
+    } else {
+        error("WRONGPASS invalid username-password pair or user is disabled.")
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// HELLO [protover [AUTH user pass] [SETNAME name]]: RESP2 only; 3 gets `-NOPROTO`, so clients
+/// fall back to RESP2.
+fn hello(svc: &CacheService, pool: &Pool, session: &mut Session, cmd: &Command) -> Answer {
+    let mut i = 1;
+    if cmd.len() > 1 {
+        match cmd.arg(1) {
+            b"2" => {}
+            v if v.iter().all(u8::is_ascii_digit) && !v.is_empty() => {
+                return error("NOPROTO sorry, this protocol version is not supported.")
+            }
+            _ => return error("ERR Protocol version is not an integer or out of range"),
+        }
+        i = 2;
+    }
+    while i < cmd.len() {
+        let opt = cmd.arg(i).to_ascii_uppercase();
+        match opt.as_slice() {
+            b"AUTH" if i + 2 < cmd.len() => {
+                if let Answer::Ready(e) =
+                    authenticate(pool, session, cmd.arg(i + 1), cmd.arg(i + 2))
+                {
+                    if e.starts_with(b"-") {
+                        return Answer::Ready(e);
+                    }
+                }
+                i += 3;
+            }
+            b"SETNAME" if i + 1 < cmd.len() => {
+                session.name = Some(cmd.arg(i + 1).into());
+                i += 2;
+            }
+            _ => {
+                return error(&format!(
+                    "ERR Syntax error in HELLO option '{}'",
+                    String::from_utf8_lossy(cmd.arg(i))
+                ))
+            }
+        }
+    }
+    if !session.authenticated {
+        return error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+    }
+    let _ = svc;
+    let mut out = BytesMut::new();
+    resp::array_header(&mut out, 14);
+    for (k, v) in [
+        ("server", "redis"),
+        ("version", REDIS_VERSION),
+        ("proxy", "strata"),
+    ] {
+        resp::bulk(&mut out, Some(k.as_bytes()));
+        resp::bulk(&mut out, Some(v.as_bytes()));
+    }
+    resp::bulk(&mut out, Some(b"proto"));
+    resp::integer(&mut out, 2);
+    resp::bulk(&mut out, Some(b"id"));
+    resp::integer(&mut out, session.id as i64);
+    resp::bulk(&mut out, Some(b"mode"));
+    resp::bulk(&mut out, Some(b"standalone"));
+    resp::bulk(&mut out, Some(b"role"));
+    resp::bulk(&mut out, Some(b"master"));
+    Answer::Ready(out.freeze())
+}
+
+/// COMMAND, COMMAND COUNT, COMMAND INFO name..., COMMAND DOCS: what the proxy routes.
+fn command_info(cmd: &Command) -> Answer {
+    let routed = || {
+        command::COMMANDS
+            .iter()
+            .filter(|s| !matches!(s.route, Route::Unsupported(_)))
+    };
+    let mut out = BytesMut::new();
+    let sub = if cmd.len() > 1 {
+        cmd.arg(1).to_ascii_uppercase()
+    } else {
+        Vec::new()
+    };
+    match sub.as_slice() {
+        b"" => {
+            let all: Vec<_> = routed().collect();
+            resp::array_header(&mut out, all.len());
+            for spec in all {
+                spec_entry(&mut out, spec);
+            }
+        }
+        b"COUNT" => resp::integer(&mut out, routed().count() as i64),
+        b"DOCS" => resp::array_header(&mut out, 0),
+        b"INFO" => {
+            resp::array_header(&mut out, cmd.len() - 2);
+            for i in 2..cmd.len() {
+                let name = cmd.arg(i).to_ascii_uppercase();
+                match command::lookup(&name).filter(|s| !matches!(s.route, Route::Unsupported(_))) {
+                    Some(spec) => spec_entry(&mut out, spec),
+                    None => out.extend_from_slice(b"*-1\r\n"),
+                }
+            }
+        }
+        _ => {
+            return error(&format!(
+                "ERR strata: 'COMMAND {}' is not supported by the proxy",
+                String::from_utf8_lossy(&sub)
+            ))
+        }
+    }
+    Answer::Ready(out.freeze())
+}
+
+/// One command's entry as COMMAND gives it: name, arity, flags, first key, last key, step.
+fn spec_entry(out: &mut BytesMut, spec: &command::Spec) {
+    let (first, last, step) = match spec.route {
+        Route::Keys { first, last, step } => (first as i64, last as i64, step as i64),
+        Route::Split(Split::Mset) => (1, -1, 2),
+        Route::Split(_) => (1, -1, 1),
+        _ => (0, 0, 0),
+    };
+    resp::array_header(out, 6);
+    resp::bulk(out, Some(spec.name.as_bytes()));
+    resp::integer(out, spec.arity as i64);
+    resp::array_header(out, 0);
+    resp::integer(out, first);
+    resp::integer(out, last);
+    resp::integer(out, step);
+}

@@ -1,0 +1,83 @@
+//! The cache layer's memcached side, against real memcached servers: the same conversation
+//! with one memcached directly and with Strata over two.
+
+mod common;
+
+use common::redis::{text_exchange, Memcached};
+use common::Strata;
+use tokio::net::TcpStream;
+
+fn pool(servers: &[std::net::SocketAddr]) -> String {
+    let servers: Vec<String> = servers.iter().map(|a| format!("\"{a}:1\"")).collect();
+    format!(
+        "[[cache]]\nname = \"m\"\nlisten = \"127.0.0.1:0\"\nprotocol = \"memcache\"\nhash = \"murmur\"\nservers = [{}]\n",
+        servers.join(", ")
+    )
+}
+
+/// A conversation whose every answer ends in one of these, in order.
+const CONVERSATION: &[(&str, &str)] = &[
+    ("set a 1 0 3\r\none\r\n", "STORED\r\n"),
+    ("set b 2 0 3\r\ntwo\r\n", "STORED\r\n"),
+    ("add a 0 0 1\r\nx\r\n", "NOT_STORED\r\n"),
+    ("append b 0 0 1\r\n!\r\n", "STORED\r\n"),
+    ("prepend b 0 0 1\r\n<\r\n", "STORED\r\n"),
+    ("replace nope 0 0 1\r\nx\r\n", "NOT_STORED\r\n"),
+    ("set n 0 0 2\r\n10\r\n", "STORED\r\n"),
+    ("incr n 5\r\n", "15\r\n"),
+    ("decr n 20\r\n", "0\r\n"),
+    ("incr nope 1\r\n", "NOT_FOUND\r\n"),
+    ("touch a 100\r\n", "TOUCHED\r\n"),
+    ("get a b nope n a c d e f g h\r\n", "END\r\n"),
+    ("delete n\r\n", "DELETED\r\n"),
+    ("delete n\r\n", "NOT_FOUND\r\n"),
+    ("set q 0 0 1 noreply\r\nq\r\nget q\r\n", "END\r\n"),
+    ("get n\r\n", "END\r\n"),
+    ("bogus\r\n", "ERROR\r\n"),
+    ("get\r\n", "\r\n"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_through_two_servers_goes_as_with_one_memcached() {
+    let direct = Memcached::start().await;
+    let shards = [Memcached::start().await, Memcached::start().await];
+    let strata = Strata::start(&pool(&[shards[0].addr, shards[1].addr]));
+    let mut one = TcpStream::connect(direct.addr).await.unwrap();
+    let mut via = TcpStream::connect(strata.addr("cache:m")).await.unwrap();
+    for (request, end) in CONVERSATION {
+        let want = text_exchange(&mut one, request.as_bytes(), end.as_bytes()).await;
+        let got = text_exchange(&mut via, request.as_bytes(), end.as_bytes()).await;
+        if *request == "get\r\n" {
+            // memcached says ERROR; the proxy says why
+            assert_eq!(got, "CLIENT_ERROR bad command line format\r\n");
+            continue;
+        }
+        assert_eq!(got, want, "{request:?}");
+    }
+    // gets carries the cas unique of the server that holds the key; cas with it works
+    let got = text_exchange(&mut via, b"gets a\r\n", b"END\r\n").await;
+    let unique = got
+        .split_whitespace()
+        .nth(4)
+        .expect("a cas unique")
+        .to_string();
+    let cas = format!("cas a 0 0 1 {unique}\r\nz\r\n");
+    assert_eq!(
+        text_exchange(&mut via, cas.as_bytes(), b"\r\n").await,
+        "STORED\r\n"
+    );
+    assert_eq!(
+        text_exchange(&mut via, cas.as_bytes(), b"\r\n").await,
+        "EXISTS\r\n"
+    );
+    // a data block that does not end where its length says closes that client only
+    let mut bad = TcpStream::connect(strata.addr("cache:m")).await.unwrap();
+    let got = text_exchange(&mut bad, b"set x 0 0 2\r\nabcdef\r\n", b"\r\n").await;
+    assert_eq!(got, "CLIENT_ERROR bad data chunk\r\n");
+    let got = text_exchange(&mut via, b"version\r\n", b"\r\n").await;
+    assert!(got.starts_with("VERSION "), "{got}");
+    assert_eq!(
+        text_exchange(&mut via, b"get a\r\n", b"END\r\n").await,
+        "VALUE a 0 1\r\nz\r\nEND\r\n"
+    );
+}
