@@ -38,11 +38,22 @@ pub(crate) enum Combine {
     Concat,
     /// memcached `VALUE` blocks put back in the order of these keys, then `END`.
     McValues(Vec<Bytes>),
+    /// One server's SCAN reply, its cursor made the client's (see `redis::scan`).
+    Scan {
+        /// The server scanned.
+        server: usize,
+        /// How many servers the pool has.
+        servers: usize,
+    },
 }
 
 /// Waits for `answer` and appends it to `out`; true when the answer is an error the proxy
 /// made (a lost server, a refusal).
-pub(crate) async fn write_answer(answer: Answer, protocol: CacheProtocol, out: &mut BytesMut) -> bool {
+pub(crate) async fn write_answer(
+    answer: Answer,
+    protocol: CacheProtocol,
+    out: &mut BytesMut,
+) -> bool {
     let lost = |out: &mut BytesMut, why: &str| match protocol {
         CacheProtocol::Redis => resp::error(out, &format!("ERR strata: {why}")),
         CacheProtocol::Memcache => {
@@ -147,6 +158,36 @@ async fn merge_replies(merge: Merge, protocol: CacheProtocol, out: &mut BytesMut
             false
         }
         Combine::McValues(_) => unreachable!("merged above"),
+        Combine::Scan { server, servers } => {
+            let reply = &replies[0].0;
+            let mut v = resp::Values::new(reply);
+            let (Some(Value::Array(Some(2))), Some(Value::Bulk(Some(cursor)))) =
+                (v.next(), v.next())
+            else {
+                return unexpected(out);
+            };
+            let Some(cursor) = std::str::from_utf8(cursor)
+                .ok()
+                .and_then(|c| c.parse::<u128>().ok())
+            else {
+                return unexpected(out);
+            };
+            let servers = servers as u128;
+            let next = if cursor != 0 {
+                cursor * servers + server as u128
+            } else if (server as u128) + 1 < servers {
+                server as u128 + 1
+            } else {
+                0
+            };
+            let Some(keys) = v.whole() else {
+                return unexpected(out);
+            };
+            resp::array_header(out, 2);
+            resp::bulk(out, Some(next.to_string().as_bytes()));
+            out.extend_from_slice(keys);
+            false
+        }
         Combine::Concat => {
             let mut items: Vec<&[u8]> = Vec::new();
             for (reply, _) in &replies {

@@ -74,6 +74,9 @@ pub enum FanOut {
     Dbsize,
     /// KEYS pattern: every shard's keys, in shard order.
     Keys,
+    /// SCAN cursor [MATCH ..] [COUNT ..] [TYPE ..]: one server at a time, its cursor and its
+    /// index folded into the cursor the client sees.
+    Scan,
 }
 
 /// One command: its arity (Redis's convention: n exactly, or -n for at least n) and route.
@@ -265,7 +268,7 @@ pub static COMMANDS: &[Spec] = &[
     key("rpushx", -3),
     key("sadd", -3),
     route("save", 1, Route::Unsupported(SERVER)),
-    route("scan", -2, Route::Unsupported("SCAN is not supported yet")),
+    route("scan", -2, Route::FanOut(FanOut::Scan)),
     key("scard", 2),
     route("script", -2, Route::Unsupported(SERVER)),
     keys("sdiff", -2, 1, -1, 1),

@@ -13,10 +13,10 @@
 mod answer;
 mod client;
 mod command;
-pub mod memcache;
 #[cfg(any(test, feature = "fuzz"))]
 #[doc(hidden)]
 pub mod fuzz;
+pub mod memcache;
 mod pool;
 mod redis;
 pub mod resp;

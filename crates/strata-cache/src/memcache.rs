@@ -111,7 +111,11 @@ pub fn take_command(buf: &mut BytesMut, max_value: u64) -> Result<Option<McComma
     };
     let args = &words[1..];
     let noreply = args.last() == Some(&&b"noreply"[..]) && kind != Kind::Get;
-    let args = if noreply { &args[..args.len() - 1] } else { args };
+    let args = if noreply {
+        &args[..args.len() - 1]
+    } else {
+        args
+    };
     let fits = match (kind, name) {
         (Kind::Get, _) => !args.is_empty(),
         (Kind::Store, b"cas") => args.len() == 5,
@@ -239,10 +243,7 @@ pub fn reply_len(buf: &[u8]) -> Result<Option<usize>, McError> {
         if let Some(rest) = line.strip_prefix(b"VALUE ") {
             // VALUE <key> <flags> <bytes> [<cas unique>]
             let words: Vec<&[u8]> = rest[..rest.len() - 2].split(|&b| b == b' ').collect();
-            let len = words
-                .get(2)
-                .and_then(|w| number(w))
-                .ok_or(McError::Reply)? as usize;
+            let len = words.get(2).and_then(|w| number(w)).ok_or(McError::Reply)? as usize;
             let data = at + lf + 1;
             if buf.len() < data + len + 2 {
                 return Ok(None);

@@ -56,7 +56,6 @@ pub(crate) fn dispatch(
     (answer, false)
 }
 
-
 fn unknown_command(cmd: &Command) -> Answer {
     let mut text = format!(
         "ERR unknown command '{}', with args beginning with: ",
@@ -166,6 +165,9 @@ fn fan_out(pool: &Pool, fan: FanOut, cmd: &Command) -> Answer {
             out.state().as_str()
         ));
     }
+    if fan == FanOut::Scan {
+        return scan(pool, cmd);
+    }
     let frame = cmd.to_frame();
     let parts = pool
         .servers
@@ -175,10 +177,45 @@ fn fan_out(pool: &Pool, fan: FanOut, cmd: &Command) -> Answer {
     let how = match fan {
         FanOut::Dbsize => Combine::Sum,
         FanOut::Keys => Combine::Concat,
+        FanOut::Scan => unreachable!("scanned above"),
     };
     Answer::Merge(Box::new(Merge {
         how,
         parts,
+        keys: 0,
+    }))
+}
+
+/// SCAN over every server in turn. The client's cursor is `server cursor x servers + server`:
+/// 0 starts at the first server, and a server's end moves on to the next one's start (a cursor
+/// that is not 0, as Redis says "more to come"), until the last server's end answers 0.
+fn scan(pool: &Pool, cmd: &Command) -> Answer {
+    let servers = pool.servers.len() as u128;
+    let Some(cursor) = std::str::from_utf8(cmd.arg(1))
+        .ok()
+        .and_then(|c| c.parse::<u128>().ok())
+        .filter(|c| *c % servers.max(1) < servers)
+    else {
+        return error("ERR invalid cursor");
+    };
+    let (server_cursor, server) = (cursor / servers, (cursor % servers) as usize);
+    if server_cursor > u128::from(u64::MAX) {
+        return error("ERR invalid cursor");
+    }
+    let mut frame = BytesMut::new();
+    resp::array_header(&mut frame, cmd.len());
+    resp::bulk(&mut frame, Some(cmd.arg(0)));
+    resp::bulk(&mut frame, Some(server_cursor.to_string().as_bytes()));
+    for i in 2..cmd.len() {
+        resp::bulk(&mut frame, Some(cmd.arg(i)));
+    }
+    let rx = pool.servers[server].send(frame.freeze());
+    Answer::Merge(Box::new(Merge {
+        how: Combine::Scan {
+            server,
+            servers: pool.servers.len(),
+        },
+        parts: vec![(rx, Vec::new())],
         keys: 0,
     }))
 }

@@ -212,6 +212,8 @@ fn servers(report: &mut Report<'_>, s: &Section<'_, '_>) -> Vec<CacheServer> {
         return Vec::new();
     };
     let mut out: Vec<CacheServer> = Vec::new();
+    // where each accepted server stands in the config, for messages about a later one
+    let mut at: Vec<usize> = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let key = format!("{key}[{i}]");
         let Some(text) = as_str(report, &key, item) else {
@@ -242,7 +244,7 @@ fn servers(report: &mut Report<'_>, s: &Section<'_, '_>) -> Vec<CacheServer> {
             report.add(
                 item.span(),
                 &key,
-                format!("{} is already servers[{first}]", server.addr),
+                format!("{} is already servers[{}]", server.addr, at[first]),
             );
             continue;
         }
@@ -251,14 +253,15 @@ fn servers(report: &mut Report<'_>, s: &Section<'_, '_>) -> Vec<CacheServer> {
                 item.span(),
                 &key,
                 format!(
-                    "the name \"{}\" is already servers[{first}]'s",
-                    server.ring_name
+                    "the name \"{}\" is already servers[{}]'s",
+                    server.ring_name, at[first]
                 ),
                 Some("two servers with one name would share their place on the ring"),
             );
             continue;
         }
         out.push(server);
+        at.push(i);
     }
     if out.is_empty() && items.iter().count() == 0 {
         report.add_hint(

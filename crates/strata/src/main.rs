@@ -2,6 +2,7 @@
 
 mod alloc;
 mod demo;
+mod import;
 mod logging;
 
 use std::path::{Path, PathBuf};
@@ -44,6 +45,12 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Print the Strata config equivalent to another proxy's config file; what can't be
+    /// translated is listed on stderr.
+    Import {
+        #[command(subcommand)]
+        source: import::Source,
+    },
     /// Start demo backends and a load balancer in front of them on loopback.
     Demo {
         /// Where the demo HTTP listener binds.
@@ -59,6 +66,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Check { config }) => check(&config),
+        Some(Command::Import { source }) => import::run(&source),
         Some(Command::Run { config }) => {
             let Some(path) = config.or_else(default_config) else {
                 // never fall back to the demo: a service unit that lost its -c must not serve it
@@ -112,10 +120,11 @@ fn check(path: &Path) -> ExitCode {
                 return ExitCode::from(EXIT_BAD_CONFIG);
             }
             println!(
-                "{}: ok ({} http, {} tcp listener(s){})",
+                "{}: ok ({} http, {} tcp listener(s), {} cache pool(s){})",
                 path.display(),
                 c.http.len(),
                 c.tcp.len(),
+                c.cache.len(),
                 if c.admin.is_some() { ", admin" } else { "" }
             );
             ExitCode::SUCCESS

@@ -638,3 +638,56 @@ async fn a_reload_changes_the_ring_without_dropping_clients() {
         .wait_exit(std::time::Duration::from_secs(10))
         .success());
 }
+
+/// SCAN walks every server in turn behind one cursor: each key once, then cursor 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_visits_every_key_of_every_server() {
+    let shards = [
+        Redis::start().await,
+        Redis::start().await,
+        Redis::start().await,
+    ];
+    let strata = Strata::start(&pool(
+        &[shards[0].addr, shards[1].addr, shards[2].addr],
+        "hash = \"murmur\"",
+    ));
+    let mut c = Resp::connect(strata.addr("cache:c")).await.unwrap();
+    let sets: Vec<Vec<Vec<u8>>> = (0..1000)
+        .map(|i| cmd(&["SET", &format!("key:{i}"), "v"]))
+        .chain((0..50).map(|i| cmd(&["SET", &format!("other:{i}"), "v"])))
+        .collect();
+    c.pipeline(&sets).await;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut cursor = b"0".to_vec();
+    let mut calls = 0;
+    loop {
+        let reply = c
+            .cmd(&[b"SCAN", &cursor, b"MATCH", b"key:*", b"COUNT", b"100"])
+            .await;
+        let mut v = strata_cache::resp::Values::new(&reply);
+        use strata_cache::resp::Value;
+        assert_eq!(v.next(), Some(Value::Array(Some(2))), "{}", text(&reply));
+        let Some(Value::Bulk(Some(next))) = v.next() else {
+            panic!("{}", text(&reply))
+        };
+        let next = next.to_vec();
+        let Some(Value::Array(Some(n))) = v.next() else {
+            panic!("{}", text(&reply))
+        };
+        for _ in 0..n {
+            let Some(Value::Bulk(Some(k))) = v.next() else {
+                panic!()
+            };
+            seen.insert(k.to_vec());
+        }
+        calls += 1;
+        assert!(calls < 1000, "SCAN does not end");
+        if next == b"0" {
+            break;
+        }
+        cursor = next;
+    }
+    assert_eq!(seen.len(), 1000);
+    assert!(seen.iter().all(|k| k.starts_with(b"key:")));
+    assert!(text(&c.cmd(&[b"SCAN", b"x"]).await).starts_with("-ERR invalid cursor"));
+}

@@ -18,7 +18,10 @@ fn check_accepts_a_good_config() {
     );
     let (code, out, err) = strata_cmd(&["check", "-c", path.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("ok (1 http, 0 tcp listener(s))"), "{out}");
+    assert!(
+        out.contains("ok (1 http, 0 tcp listener(s), 0 cache pool(s))"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -13,7 +13,10 @@ fn commands_are_read_whole_or_not_at_all() {
     let set = b"set k 5 0 3\r\nabc\r\n";
     let (r, used) = take(set);
     let c = r.unwrap().unwrap();
-    assert_eq!((c.kind, &c.keys[0][..], used), (Kind::Store, &b"k"[..], set.len()));
+    assert_eq!(
+        (c.kind, &c.keys[0][..], used),
+        (Kind::Store, &b"k"[..], set.len())
+    );
     assert_eq!(&c.frame[..], set);
     for cut in 0..set.len() {
         assert!(matches!(take(&set[..cut]).0, Ok(None)), "cut at {cut}");
@@ -44,9 +47,18 @@ fn bad_lines_are_refused_and_consumed_bad_data_is_fatal() {
     assert_eq!(take(b"get a\n").0.err(), Some(McError::Format));
     let long_key = format!("get {}\r\n", "k".repeat(251));
     assert_eq!(take(long_key.as_bytes()).0.err(), Some(McError::Format));
-    assert_eq!(take(b"set k 0 0 3\r\nabcXX").0.err(), Some(McError::DataChunk));
-    assert_eq!(take(b"set k 0 0 x\r\nabc\r\n").0.err(), Some(McError::DataChunk));
-    assert_eq!(take(b"set k 0 0 9999999\r\n").0.err(), Some(McError::DataChunk));
+    assert_eq!(
+        take(b"set k 0 0 3\r\nabcXX").0.err(),
+        Some(McError::DataChunk)
+    );
+    assert_eq!(
+        take(b"set k 0 0 x\r\nabc\r\n").0.err(),
+        Some(McError::DataChunk)
+    );
+    assert_eq!(
+        take(b"set k 0 0 9999999\r\n").0.err(),
+        Some(McError::DataChunk)
+    );
     assert!(!McError::DataChunk.recoverable() && McError::Format.recoverable());
     let mut long = vec![b'g'; MAX_LINE + 10];
     long.push(b'\n');
@@ -69,7 +81,10 @@ fn replies_are_measured_to_their_end() {
         }
     }
     assert_eq!(reply_len(b"VALUE k 0 3\r\nabcXX"), Err(McError::Reply));
-    assert_eq!(reply_len(b"VALUE k 0 1\r\na\r\nSTORED\r\n"), Err(McError::Reply));
+    assert_eq!(
+        reply_len(b"VALUE k 0 1\r\na\r\nSTORED\r\n"),
+        Err(McError::Reply)
+    );
     let v = values(b"VALUE a 1 1\r\nx\r\nVALUE b 2 0\r\n\r\nEND\r\n").unwrap();
     assert_eq!(v.len(), 2);
     assert_eq!(v[0], (&b"a"[..], &b"VALUE a 1 1\r\nx\r\n"[..]));

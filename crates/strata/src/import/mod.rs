@@ -1,0 +1,226 @@
+//! `strata import`: another proxy's config file translated into a Strata config on stdout, and
+//! what could not be translated listed on stderr, each with its line and why.
+
+mod twemproxy;
+
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+/// The configs `strata import` reads: one subcommand each, all taking the file to translate.
+#[derive(Subcommand)]
+pub enum Source {
+    /// Print the Strata config for a twemproxy (nutcracker) YAML file: one [[cache]] per pool,
+    /// listening where the pool listened.
+    Twemproxy {
+        /// The nutcracker config, such as /etc/nutcracker/nutcracker.yml.
+        #[arg(value_name = "FILE.yml")]
+        file: PathBuf,
+    },
+}
+
+/// A line and column in the imported file, both from 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Pos {
+    /// The line, from 1.
+    pub line: usize,
+    /// The column in characters, from 1.
+    pub column: usize,
+}
+
+/// A remark about one place in the imported file: an error that stops the import, or a note
+/// about what the translation could not carry over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    /// Where it is.
+    pub at: Pos,
+    /// What it is about, such as `pool` or `pool.key`; empty for the file as a whole.
+    pub key: String,
+    /// What is wrong or lost, and why.
+    pub message: String,
+}
+
+impl Note {
+    /// A note at `at` about `key`.
+    pub fn new(at: Pos, key: &str, message: impl Into<String>) -> Note {
+        Note {
+            at,
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// `file:line:column: `key`: message`, as `strata check` writes its problems.
+    pub fn located<'a>(&'a self, file: &'a str) -> impl fmt::Display + 'a {
+        Located { note: self, file }
+    }
+}
+
+impl fmt::Display for Note {
+    /// The note without its place: `` `key`: message ``.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.key.is_empty() {
+            write!(f, "`{}`: ", self.key)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+struct Located<'a> {
+    note: &'a Note,
+    file: &'a str,
+}
+
+impl fmt::Display for Located<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Pos { line, column } = self.note.at;
+        write!(f, "{}:{line}:{column}: {}", self.file, self.note)
+    }
+}
+
+/// What an import made of a file that could be read.
+#[derive(Debug)]
+pub struct Translation {
+    /// The Strata config, header comment first.
+    pub toml: String,
+    /// What was not translated, or not as it was, in file order.
+    pub notes: Vec<Note>,
+    /// The sections (pools) the file had.
+    pub sections: usize,
+    /// Those of them that are only in the output as a comment.
+    pub left_out: usize,
+}
+
+/// Runs `strata import`: the translation on stdout, notes on stderr; exit 64 when the file
+/// is not a config the other proxy would load (nothing is printed then), 66 when it can't be
+/// read.
+pub fn run(source: &Source) -> ExitCode {
+    match source {
+        Source::Twemproxy { file } => import(file, twemproxy::translate),
+    }
+}
+
+type Translate = fn(&str, &str) -> Result<Translation, Vec<Note>>;
+
+fn import(path: &Path, translate: Translate) -> ExitCode {
+    let file = path.display().to_string();
+    let source = match std::fs::read_to_string(path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("strata: cannot read {file}: {e}");
+            return ExitCode::from(crate::EXIT_NO_INPUT);
+        }
+    };
+    match translate(&source, &file) {
+        Ok(t) => {
+            let mut out = std::io::stdout().lock();
+            if let Err(e) = out.write_all(t.toml.as_bytes()).and_then(|()| out.flush()) {
+                eprintln!("strata: cannot write the translation: {e}");
+                return ExitCode::FAILURE;
+            }
+            for note in &t.notes {
+                eprintln!("{}", note.located(&file));
+            }
+            if !t.notes.is_empty() {
+                eprintln!(
+                    "strata: {} of {} translated from {file}, {} above",
+                    t.sections - t.left_out,
+                    count(t.sections, "pool"),
+                    count(t.notes.len(), "note"),
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{}", p.located(&file));
+            }
+            eprintln!(
+                "strata: {file} has {}; nothing was translated",
+                count(problems.len(), "problem")
+            );
+            ExitCode::from(crate::EXIT_BAD_CONFIG)
+        }
+    }
+}
+
+/// "1 pool", "2 pools".
+fn count(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
+/// `s` as a TOML basic string, quotes included.
+pub fn quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The problems `strata check` finds in a translated piece of config read alone, as
+/// `` `key`: why ``.
+pub fn check(toml: &str) -> Result<(), Vec<String>> {
+    match strata_config::parse(toml, "translation", Path::new(".")) {
+        Ok(_) => Ok(()),
+        Err(e) if e.problems().is_empty() => Err(vec![e.to_string()]),
+        Err(e) => Err(e
+            .problems()
+            .iter()
+            .map(|p| format!("`{}`: {}", p.key, p.message))
+            .collect()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn import_quotes_toml_strings() {
+        assert_eq!(quoted("a\"b\\c"), r#""a\"b\\c""#);
+        assert_eq!(quoted("{}"), r#""{}""#);
+        assert_eq!(quoted("x\ny\u{1}"), r#""x\ny\u0001""#);
+    }
+
+    #[test]
+    fn import_notes_read_like_strata_check_problems() {
+        let note = Note::new(
+            Pos { line: 3, column: 5 },
+            "alpha.backlog",
+            "not translated",
+        );
+        assert_eq!(
+            note.located("n.yml").to_string(),
+            "n.yml:3:5: `alpha.backlog`: not translated"
+        );
+        assert_eq!(note.to_string(), "`alpha.backlog`: not translated");
+    }
+
+    #[test]
+    fn import_check_lists_what_strata_check_refuses() {
+        let pool =
+            "[[cache]]\nname = \"a\"\nlisten = \"127.0.0.1:0\"\nservers = [\"127.0.0.1:6379:1\"]\n";
+        assert_eq!(check(pool), Ok(()));
+        let bad = pool.replace("127.0.0.1:6379:1", "cache-1:6379:1");
+        assert_eq!(
+            check(&bad),
+            Err(vec![
+                "`cache[0].servers[0]`: \"cache-1\" is not an IP address; host names are not resolved in this version".into()
+            ])
+        );
+    }
+}

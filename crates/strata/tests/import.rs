@@ -1,0 +1,226 @@
+//! `strata import twemproxy` as a user runs it: twemproxy's own sample configs (and one with
+//! every key) against golden files, `strata check` on what it prints, and a translated pool
+//! finding every key where a real nutcracker put it.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use common::redis::{Nutcracker, Redis, Resp};
+use common::{free_port, strata_cmd, write_file, Strata, TempDir};
+
+/// The fixtures, relative to the package root (where cargo runs tests), so that the path the
+/// golden files quote is the same on every machine.
+const FIXTURES: &str = "tests/fixtures/twemproxy";
+/// twemproxy's conf/ directory.
+const SAMPLES: &[&str] = &["nutcracker", "nutcracker.leaf", "nutcracker.root"];
+/// Written for these tests: every key, and each case the translation treats apart.
+const EVERY_KEY: &str = "every_key";
+
+fn import(name: &str) -> (i32, String, String) {
+    strata_cmd(&["import", "twemproxy", &format!("{FIXTURES}/{name}.yml")])
+}
+
+/// Compares `actual` with the golden file `name`; with `STRATA_BLESS=1` in the environment,
+/// writes it instead.
+fn golden(name: &str, actual: &str) {
+    let path = Path::new(FIXTURES).join(name);
+    if std::env::var_os("STRATA_BLESS").is_some() {
+        std::fs::write(&path, actual).expect("write golden file");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (STRATA_BLESS=1 writes it)", path.display()));
+    assert!(
+        actual == expected,
+        "{} differs (`STRATA_BLESS=1 cargo test -p strata --test import` rewrites it after a \
+         change that is meant)\n--- expected\n{expected}\n--- actual\n{actual}",
+        path.display()
+    );
+}
+
+#[test]
+fn import_twemproxy_prints_the_golden_config_and_notes_for_each_fixture() {
+    for name in SAMPLES.iter().chain([&EVERY_KEY]) {
+        let (code, out, err) = import(name);
+        assert_eq!(code, 0, "{name}: {err}");
+        golden(&format!("{name}.toml"), &out);
+        golden(&format!("{name}.stderr"), &err);
+    }
+}
+
+#[test]
+fn import_twemproxy_translations_of_the_sample_configs_pass_strata_check() {
+    let dir = TempDir::new();
+    for name in SAMPLES {
+        let (code, out, err) = import(name);
+        assert_eq!(code, 0, "{name}: {err}");
+        let path = write_file(dir.path(), &format!("{name}.toml"), &out);
+        let (code, out, err) = strata_cmd(&["check", "-c", path.to_str().unwrap()]);
+        assert_eq!(code, 0, "{name}: {out}{err}");
+    }
+}
+
+#[test]
+fn import_twemproxy_translations_of_the_sample_configs_run() {
+    for name in SAMPLES {
+        let (code, out, err) = import(name);
+        assert_eq!(code, 0, "{name}: {err}");
+        // as printed, but on free ports: the samples' own (22120-22124) may be taken here; the
+        // comments go too, as a left-out pool's commented `[[cache]]` would count as one
+        let config: Vec<String> = out
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| {
+                if l.starts_with("listen = ") {
+                    "listen = \"127.0.0.1:0\"".to_string()
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        let pools: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("name = \""))
+            .filter_map(|l| l.strip_suffix('"'))
+            .collect();
+        let strata = Strata::start(&config.join("\n"));
+        for pool in pools {
+            strata.addr(&format!("cache:{pool}"));
+        }
+    }
+}
+
+#[test]
+fn import_twemproxy_lines_kept_as_written_are_what_strata_check_refuses() {
+    let (code, out, err) = import(EVERY_KEY);
+    assert_eq!(code, 0, "{err}");
+    let dir = TempDir::new();
+    let path = write_file(dir.path(), "every_key.toml", &out);
+    let (code, _, err) = strata_cmd(&["check", "-c", path.to_str().unwrap()]);
+    assert_eq!(code, 64, "{err}");
+    let mut refused: Vec<&str> = err.lines().filter_map(|l| l.split('`').nth(1)).collect();
+    refused.sort_unstable();
+    // pool `sessions` (the second): its redis_db, and every server but servers[4]
+    assert_eq!(
+        refused,
+        vec![
+            "cache[1].redis_db",
+            "cache[1].servers[0]",
+            "cache[1].servers[1]",
+            "cache[1].servers[2]",
+            "cache[1].servers[3]",
+            "cache[1].servers[5]",
+        ],
+        "{err}"
+    );
+    // and the output marks each of them
+    let marked = out
+        .lines()
+        .filter(|l| l.contains("# kept as written"))
+        .count();
+    assert_eq!(marked, refused.len(), "{out}");
+}
+
+#[test]
+fn import_twemproxy_refuses_a_file_twemproxy_would_refuse_and_prints_nothing() {
+    let dir = TempDir::new();
+    let path = write_file(
+        dir.path(),
+        "bad.yml",
+        "alpha:\n  listen: 127.0.0.1:22121\n  timeout: 400ms\n  servers:\n   - 127.0.0.1:6379:1\n   - 127.0.0.1:6380\n",
+    );
+    let file = path.to_str().unwrap();
+    let (code, out, err) = strata_cmd(&["import", "twemproxy", file]);
+    assert_eq!(code, 64, "{err}");
+    assert_eq!(out, "");
+    assert_eq!(
+        err,
+        format!(
+            "{file}:3:12: `alpha.timeout`: \"400ms\": not a number (twemproxy takes digits only)\n\
+             {file}:6:6: `alpha.servers[1]`: \"127.0.0.1:6380\" is not \"host:port:weight [name]\" (or \"/path/to/socket:weight [name]\")\n\
+             strata: {file} has 2 problems; nothing was translated\n"
+        )
+    );
+}
+
+#[test]
+fn import_twemproxy_of_a_missing_file_exits_66() {
+    let (code, out, err) = strata_cmd(&["import", "twemproxy", "/nonexistent/nutcracker.yml"]);
+    assert_eq!(code, 66, "{err}");
+    assert_eq!(out, "");
+    assert!(
+        err.starts_with("strata: cannot read /nonexistent/nutcracker.yml: "),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_twemproxy_pool_finds_every_key_where_nutcracker_put_it() {
+    let redis = [
+        Redis::start().await,
+        Redis::start().await,
+        Redis::start().await,
+    ];
+    let port = free_port();
+    let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // what the translation must spell out to keep keys in place: a named server, a port
+    // written with a leading 0 (twemproxy names the server by the text), unequal weights
+    let yaml = format!(
+        "shop:\n  listen: {listen}\n  hash: murmur\n  hash_tag: \"{{}}\"\n  redis: true\n  timeout: 2000\n  servers:\n   - {}:1 first\n   - 127.0.0.1:0{}:2\n   - {}:3\n",
+        redis[0].addr,
+        redis[1].addr.port(),
+        redis[2].addr
+    );
+    let dir = TempDir::new();
+    let path = write_file(dir.path(), "nutcracker.yml", &yaml);
+    let (code, toml, err) = strata_cmd(&["import", "twemproxy", path.to_str().unwrap()]);
+    assert_eq!((code, err.as_str()), (0, ""), "{toml}");
+    assert!(
+        toml.contains(&format!(
+            "\"{}:2 127.0.0.1:0{}\"",
+            redis[1].addr,
+            redis[1].addr.port()
+        )),
+        "{toml}"
+    );
+    let nutcracker = Nutcracker::start(&yaml, &[listen]).await;
+    let strata = Strata::start(&toml.replace(&listen.to_string(), "127.0.0.1:0"));
+
+    let keys: Vec<Vec<u8>> = (0..3000)
+        .map(|i| match i % 4 {
+            0 => format!("{{user{}}}:cart", i % 101).into_bytes(),
+            _ => format!("item:{i}").into_bytes(),
+        })
+        .collect();
+    let mut via_nutcracker = Resp::connect(listen).await.unwrap();
+    let mut via_strata = Resp::connect(strata.addr("cache:shop")).await.unwrap();
+    let mut elsewhere = 0;
+    for chunk in keys.chunks(500) {
+        let sets: Vec<Vec<Vec<u8>>> = chunk
+            .iter()
+            .map(|k| vec![b"SET".to_vec(), k.clone(), k.clone()])
+            .collect();
+        for r in via_nutcracker.pipeline(&sets).await {
+            assert_eq!(&r[..], b"+OK\r\n");
+        }
+        let gets: Vec<Vec<Vec<u8>>> = chunk
+            .iter()
+            .map(|k| vec![b"GET".to_vec(), k.clone()])
+            .collect();
+        for (k, r) in chunk.iter().zip(via_strata.pipeline(&gets).await) {
+            let want = [format!("${}\r\n", k.len()).as_bytes(), k, b"\r\n"].concat();
+            elsewhere += usize::from(r[..] != want[..]);
+        }
+    }
+    // the keys spread over every server, or the test would prove little
+    for r in &redis {
+        assert!(r.keys().await.len() > 100, "{} holds few keys", r.addr);
+    }
+    assert_eq!(
+        elsewhere, 0,
+        "keys Strata looked for elsewhere than nutcracker put them"
+    );
+    drop(nutcracker);
+}
