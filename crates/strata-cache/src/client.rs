@@ -24,7 +24,8 @@ use tokio_util::sync::CancellationToken;
 use crate::answer::{write_answer, Answer, Combine, Merge};
 use crate::memcache::{self, Kind as McKind, McCommand, McError};
 use crate::pool::Pool;
-use crate::redis::{dispatch, Session};
+use crate::dedicated::{self, Own};
+use crate::redis::{dispatch, Dispatched, Session};
 use crate::resp;
 use crate::CacheService;
 
@@ -90,11 +91,10 @@ impl Client {
             kept: Kept {
                 open,
                 io: UpstreamIo(stream),
-                session: Session {
+                session: Session::new(
                     authenticated,
-                    name: None,
-                    id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-                },
+                    NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                ),
                 deadline,
                 drain,
                 _admitted: admitted,
@@ -169,32 +169,43 @@ async fn serve_batch(kept: &mut Kept) -> Next {
     let svc = kept.open.service().clone();
     let mut buf = buffers::take();
     let mut answers: VecDeque<Answer> = VecDeque::new();
+    // whether `buf` may hold whole commands not read yet (after one that ran on the client's
+    // own connection, the rest of the pipeline waits in the buffer)
+    let mut parked = false;
     let next = loop {
-        match buffers::fill(&mut kept.io, &mut buf).await {
-            Ok(0) | Err(_) => break Next::Gone,
-            Ok(_) => {}
+        if !parked {
+            match buffers::fill(&mut kept.io, &mut buf).await {
+                Ok(0) | Err(_) => break Next::Gone,
+                Ok(_) => {}
+            }
         }
         let pool = svc.pool.load_full();
-        let close = match pool.config.protocol {
+        let step = match pool.config.protocol {
             CacheProtocol::Redis => {
                 read_redis(&svc, &pool, &mut kept.session, &mut buf, &mut answers)
             }
-            CacheProtocol::Memcache => read_memcache(&svc, &pool, &mut buf, &mut answers),
+            CacheProtocol::Memcache => Step {
+                close: read_memcache(&svc, &pool, &mut buf, &mut answers),
+                own: None,
+            },
         };
         let protocol = pool.config.protocol;
-        drop(pool);
-        if !answers.is_empty() {
-            let mut out = BytesMut::new();
-            for answer in answers.drain(..) {
-                if write_answer(answer, protocol, &mut out).await {
-                    svc.stats.errors.inc();
-                }
-            }
-            if kept.io.0.write_all(&out).await.is_err() {
-                break Next::Gone;
+        let mut out = BytesMut::new();
+        for answer in answers.drain(..) {
+            if write_answer(answer, protocol, &mut out).await {
+                svc.stats.errors.inc();
             }
         }
-        if close {
+        parked = step.own.is_some();
+        if let Some(own) = step.own {
+            let reply = dedicated::run(&mut kept.session, &pool, own).await;
+            out.extend_from_slice(&reply);
+        }
+        drop(pool);
+        if !out.is_empty() && kept.io.0.write_all(&out).await.is_err() {
+            break Next::Gone;
+        }
+        if step.close {
             break Next::Close;
         }
         if buf.is_empty() {
@@ -204,6 +215,16 @@ async fn serve_batch(kept: &mut Kept) -> Next {
     buffers::give(buf);
     next
 }
+
+/// What reading a buffer's commands came to.
+struct Step {
+    /// The connection closes once the answers are out.
+    close: bool,
+    /// A command that runs on the client's own connection, after the answers before it; the
+    /// commands after it wait in the buffer.
+    own: Option<Own>,
+}
+
 /// Routes every whole Redis command in `buf`; true when the connection closes after the
 /// answers (QUIT, a protocol error).
 fn read_redis(
@@ -212,25 +233,35 @@ fn read_redis(
     session: &mut Session,
     buf: &mut BytesMut,
     answers: &mut VecDeque<Answer>,
-) -> bool {
+) -> Step {
+    let go_on = |own| Step { close: false, own };
     loop {
         match resp::take_command(buf, pool.config.max_bulk_size) {
             Ok(Some(cmd)) => {
                 svc.stats.commands.inc();
-                let (answer, quit) = dispatch(svc, pool, session, cmd);
-                answers.push_back(answer);
-                if quit {
-                    return true;
+                match dispatch(svc, pool, session, cmd) {
+                    Dispatched::Answer(answer) => answers.push_back(answer),
+                    Dispatched::Quit(answer) => {
+                        answers.push_back(answer);
+                        return Step {
+                            close: true,
+                            own: None,
+                        };
+                    }
+                    Dispatched::Own(own) => return go_on(Some(own)),
                 }
             }
-            Ok(None) => return false,
+            Ok(None) => return go_on(None),
             Err(e) => {
                 svc.stats.protocol_errors.inc();
                 tracing::debug!(pool = %svc.name, error = %e, "protocol error; closing the client");
                 answers.push_back(Answer::Ready(resp::error_frame(&format!(
                     "ERR Protocol error: {e}"
                 ))));
-                return true;
+                return Step {
+                    close: true,
+                    own: None,
+                };
             }
         }
     }
@@ -332,6 +363,6 @@ mod tests {
     fn an_idle_client_is_small() {
         // the whole of an idle client's task, beside tokio's own header: keep it so
         let size = std::mem::size_of::<Client>();
-        assert!(size <= 136, "Client is {size} bytes");
+        assert!(size <= 152, "Client is {size} bytes");
     }
 }

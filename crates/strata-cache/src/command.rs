@@ -29,6 +29,11 @@ pub enum Route {
     Local(Local),
     /// Sent to every shard and merged.
     FanOut(FanOut),
+    /// Blocks until data arrives: sent on a connection of the client's own to the server all
+    /// its keys live on, never on the shared pipeline.
+    Blocking(Blocking),
+    /// MULTI, EXEC, DISCARD, WATCH, UNWATCH.
+    Transaction(Transaction),
     /// Refused, with the reason.
     Unsupported(&'static str),
 }
@@ -42,6 +47,40 @@ pub enum Split {
     Mset,
     /// DEL, UNLINK, EXISTS, TOUCH: the sum of the shards' integers.
     Sum,
+}
+
+/// Where a blocking command's keys are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blocking {
+    /// Keys from `first` to `last` (negative: from the end), as [`Route::Keys`].
+    Keys {
+        /// Index of the first key.
+        first: u8,
+        /// Index of the last key; negative counts from the end.
+        last: i8,
+    },
+    /// A count of keys at `at`, the keys after it (BLMPOP, BZMPOP).
+    NumKeys {
+        /// Index of the key count.
+        at: u8,
+    },
+    /// The keys after `STREAMS`: the first half of what follows (XREAD, XREADGROUP).
+    Streams,
+}
+
+/// The transaction commands, run on a connection of the client's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transaction {
+    /// MULTI: the commands that follow are queued by the proxy.
+    Multi,
+    /// EXEC: the queued commands go to their server at once, inside MULTI/EXEC.
+    Exec,
+    /// DISCARD: the queue is dropped.
+    Discard,
+    /// WATCH keys: sent at once to the keys' server, on the connection EXEC will use.
+    Watch,
+    /// UNWATCH
+    Unwatch,
 }
 
 /// Commands the proxy answers itself.
@@ -122,13 +161,19 @@ const fn numkeys(name: &'static str, arity: i8, at: u8, dest: u8) -> Spec {
     }
 }
 
+const fn blocking(name: &'static str, arity: i8, keys: Blocking) -> Spec {
+    Spec {
+        name,
+        arity,
+        route: Route::Blocking(keys),
+    }
+}
+
 const fn route(name: &'static str, arity: i8, route: Route) -> Spec {
     Spec { name, arity, route }
 }
 
-const BLOCKING: &str = "blocking commands are not supported yet";
 const PUBSUB: &str = "publish/subscribe is not supported yet";
-const TRANSACTION: &str = "transactions are not supported yet";
 const SERVER: &str = "it acts on a whole server, and the proxy fronts several";
 const NO_KEY: &str = "it has no key to choose a shard by";
 
@@ -143,14 +188,14 @@ pub static COMMANDS: &[Spec] = &[
     key("bitfield_ro", -2),
     keys("bitop", -4, 2, -1, 1),
     key("bitpos", -3),
-    route("blmove", 6, Route::Unsupported(BLOCKING)),
-    route("blmpop", -5, Route::Unsupported(BLOCKING)),
-    route("blpop", -3, Route::Unsupported(BLOCKING)),
-    route("brpop", -3, Route::Unsupported(BLOCKING)),
-    route("brpoplpush", 4, Route::Unsupported(BLOCKING)),
-    route("bzmpop", -5, Route::Unsupported(BLOCKING)),
-    route("bzpopmax", -3, Route::Unsupported(BLOCKING)),
-    route("bzpopmin", -3, Route::Unsupported(BLOCKING)),
+    blocking("blmove", 6, Blocking::Keys { first: 1, last: 2 }),
+    blocking("blmpop", -5, Blocking::NumKeys { at: 2 }),
+    blocking("blpop", -3, Blocking::Keys { first: 1, last: -2 }),
+    blocking("brpop", -3, Blocking::Keys { first: 1, last: -2 }),
+    blocking("brpoplpush", 4, Blocking::Keys { first: 1, last: 2 }),
+    blocking("bzmpop", -5, Blocking::NumKeys { at: 2 }),
+    blocking("bzpopmax", -3, Blocking::Keys { first: 1, last: -2 }),
+    blocking("bzpopmin", -3, Blocking::Keys { first: 1, last: -2 }),
     route("client", -2, Route::Local(Local::Client)),
     route("cluster", -2, Route::Unsupported(SERVER)),
     route("command", -1, Route::Local(Local::Command)),
@@ -161,14 +206,14 @@ pub static COMMANDS: &[Spec] = &[
     key("decr", 2),
     key("decrby", 3),
     route("del", -2, Route::Split(Split::Sum)),
-    route("discard", 1, Route::Unsupported(TRANSACTION)),
+    route("discard", 1, Route::Transaction(Transaction::Discard)),
     key("dump", 2),
     route("echo", 2, Route::Local(Local::Echo)),
     numkeys("eval", -3, 2, 0),
     numkeys("eval_ro", -3, 2, 0),
     numkeys("evalsha", -3, 2, 0),
     numkeys("evalsha_ro", -3, 2, 0),
-    route("exec", 1, Route::Unsupported(TRANSACTION)),
+    route("exec", 1, Route::Transaction(Transaction::Exec)),
     route("exists", -2, Route::Split(Split::Sum)),
     key("expire", -3),
     key("expireat", -3),
@@ -239,7 +284,7 @@ pub static COMMANDS: &[Spec] = &[
     route("move", 3, Route::Unsupported("there is only database 0")),
     route("mset", -3, Route::Split(Split::Mset)),
     keys("msetnx", -3, 1, -1, 2),
-    route("multi", 1, Route::Unsupported(TRANSACTION)),
+    route("multi", 1, Route::Transaction(Transaction::Multi)),
     keys("object", -2, 2, 2, 1),
     key("persist", 2),
     key("pexpire", -3),
@@ -310,9 +355,9 @@ pub static COMMANDS: &[Spec] = &[
     key("type", 2),
     route("unlink", -2, Route::Split(Split::Sum)),
     route("unsubscribe", -1, Route::Unsupported(PUBSUB)),
-    route("unwatch", 1, Route::Unsupported(TRANSACTION)),
+    route("unwatch", 1, Route::Transaction(Transaction::Unwatch)),
     route("wait", 3, Route::Unsupported(SERVER)),
-    route("watch", -2, Route::Unsupported(TRANSACTION)),
+    route("watch", -2, Route::Transaction(Transaction::Watch)),
     key("xack", -4),
     key("xadd", -5),
     key("xautoclaim", -6),
@@ -323,8 +368,8 @@ pub static COMMANDS: &[Spec] = &[
     key("xlen", 2),
     key("xpending", -3),
     key("xrange", -4),
-    route("xread", -4, Route::Unsupported(BLOCKING)),
-    route("xreadgroup", -7, Route::Unsupported(BLOCKING)),
+    blocking("xread", -4, Blocking::Streams),
+    blocking("xreadgroup", -7, Blocking::Streams),
     key("xrevrange", -4),
     key("xsetid", -3),
     key("xtrim", -4),
@@ -415,6 +460,28 @@ pub fn key_positions(route: &Route, args: &[&[u8]]) -> Option<Vec<usize>> {
             out.extend(first..first + count);
             Some(out)
         }
+        Route::Blocking(Blocking::Keys { first, last }) => key_positions(
+            &Route::Keys {
+                first,
+                last,
+                step: 1,
+            },
+            args,
+        ),
+        Route::Blocking(Blocking::NumKeys { at }) => {
+            key_positions(&Route::NumKeys { at, dest: 0 }, args)
+        }
+        Route::Blocking(Blocking::Streams) => {
+            let streams = args
+                .iter()
+                .position(|a| a.eq_ignore_ascii_case(b"STREAMS"))?;
+            let rest = len - streams - 1;
+            if rest == 0 || rest % 2 != 0 {
+                return None;
+            }
+            Some((streams + 1..streams + 1 + rest / 2).collect())
+        }
+        Route::Transaction(Transaction::Watch) => Some((1..len).collect()),
         Route::Split(Split::Mset) => Some((1..len).step_by(2).collect()),
         Route::Split(_) => Some((1..len).collect()),
         _ => Some(Vec::new()),

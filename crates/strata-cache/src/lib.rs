@@ -13,6 +13,7 @@
 mod answer;
 mod client;
 mod command;
+mod dedicated;
 #[cfg(any(test, feature = "fuzz"))]
 #[doc(hidden)]
 pub mod fuzz;

@@ -27,6 +27,8 @@ pub struct Pool {
     pub conn_limit: Arc<Semaphore>,
     /// The client connections' idle deadlines; the same across generations.
     pub timers: Arc<Timers>,
+    /// How connections to the servers are made and timed.
+    pub link: Arc<LinkSettings>,
 }
 
 /// Why a key has no server now.
@@ -71,7 +73,7 @@ impl Pool {
             password: config.server_password.clone(),
             protocol: config.protocol,
         });
-        let servers = (0..config.servers.len())
+        let servers: Vec<Server> = (0..config.servers.len())
             .map(|i| Server::start(&group, i, &settings))
             .collect();
         let ring = Ring::new(
@@ -87,6 +89,7 @@ impl Pool {
             servers,
             conn_limit: Arc::new(Semaphore::new(config.max_connections as usize)),
             timers: previous.map_or_else(Timers::new, |p| p.timers.clone()),
+            link: settings,
             config: config.clone(),
         }
     }

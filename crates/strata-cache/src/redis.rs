@@ -4,7 +4,8 @@
 use bytes::{Bytes, BytesMut};
 
 use crate::answer::{error, Answer, Combine, Merge};
-use crate::command::{self, FanOut, Local, Route, Split};
+use crate::command::{self, FanOut, Local, Route, Split, Transaction};
+use crate::dedicated::{Dedicated, Own, Then};
 use crate::pool::Pool;
 use crate::resp::{self, Command};
 use crate::CacheService;
@@ -17,34 +18,99 @@ pub(crate) struct Session {
     pub(crate) authenticated: bool,
     pub(crate) name: Option<Box<[u8]>>,
     pub(crate) id: u64,
+    /// Commands queued since MULTI.
+    pub(crate) tx: Option<Box<Queued>>,
+    /// The client's own server connection, once blocking commands or transactions used one.
+    pub(crate) dedicated: Option<Box<Dedicated>>,
+    /// The connection that held this client's WATCH was lost: the next EXEC answers as a
+    /// transaction whose watched keys changed.
+    pub(crate) watch_lost: bool,
 }
 
-/// Routes one command; the flag says the connection closes after its answer (QUIT).
+impl Session {
+    /// A new client's, authenticated when the pool has no password.
+    pub(crate) fn new(authenticated: bool, id: u64) -> Session {
+        Session {
+            authenticated,
+            name: None,
+            id,
+            tx: None,
+            dedicated: None,
+            watch_lost: false,
+        }
+    }
+}
+
+/// A transaction being queued: its commands, the one server they all live on, and whether
+/// one was refused (EXEC then aborts, as in Redis).
+pub(crate) struct Queued {
+    frames: Vec<Bytes>,
+    server: Option<usize>,
+    failed: bool,
+}
+
+/// What became of a command.
+pub(crate) enum Dispatched {
+    /// Its answer, now or owed.
+    Answer(Answer),
+    /// Its answer, then the connection closes (QUIT).
+    Quit(Answer),
+    /// It runs on the client's own connection, in turn.
+    Own(Own),
+}
+
+/// Routes one command.
 pub(crate) fn dispatch(
     svc: &CacheService,
     pool: &Pool,
     session: &mut Session,
     cmd: Command,
-) -> (Answer, bool) {
+) -> Dispatched {
     let mut upper = [0u8; 24];
     let name = cmd.name(&mut upper);
-    let Some(spec) = command::lookup(name) else {
-        return (unknown_command(&cmd), false);
+    let spec = command::lookup(name);
+    let refused = match spec {
+        None => Some(unknown_command(&cmd)),
+        Some(spec) if !spec.arity_ok(cmd.len()) => Some(error(&format!(
+            "ERR wrong number of arguments for '{}' command",
+            spec.name
+        ))),
+        Some(_) => None,
     };
-    if !spec.arity_ok(cmd.len()) {
-        let text = format!("ERR wrong number of arguments for '{}' command", spec.name);
-        return (error(&text), false);
+    if let Some(refused) = refused {
+        if let Some(tx) = &mut session.tx {
+            tx.failed = true;
+        }
+        return Dispatched::Answer(refused);
     }
+    let Some(spec) = spec else {
+        unreachable!("refused above")
+    };
     if !session.authenticated
         && !matches!(
             spec.route,
             Route::Local(Local::Auth | Local::Hello | Local::Quit)
         )
     {
-        return (error("NOAUTH Authentication required."), false);
+        return Dispatched::Answer(error("NOAUTH Authentication required."));
+    }
+    if session.tx.is_some()
+        && !matches!(
+            spec.route,
+            Route::Transaction(_) | Route::Local(Local::Quit)
+        )
+    {
+        return Dispatched::Answer(queue(pool, session, spec, &cmd));
     }
     let answer = match spec.route {
-        Route::Local(local) => return local_command(svc, pool, session, local, &cmd),
+        Route::Local(local) => {
+            let (answer, quit) = local_command(svc, pool, session, local, &cmd);
+            return if quit {
+                Dispatched::Quit(answer)
+            } else {
+                Dispatched::Answer(answer)
+            };
+        }
         Route::Unsupported(why) => error(&format!(
             "ERR strata: '{}' is not supported by the proxy: {why}",
             spec.name
@@ -52,8 +118,178 @@ pub(crate) fn dispatch(
         Route::Keys { .. } | Route::NumKeys { .. } => same_shard(pool, spec, &cmd),
         Route::Split(split) => split_by_shard(pool, split, &cmd),
         Route::FanOut(fan) => fan_out(pool, fan, &cmd),
+        Route::Blocking(_) => match one_server(pool, spec, &cmd) {
+            Ok(server) => {
+                return Dispatched::Own(Own {
+                    server,
+                    frames: vec![cmd.to_frame()],
+                    blocking: true,
+                    then: Then::Nothing,
+                })
+            }
+            Err(refused) => refused,
+        },
+        Route::Transaction(t) => return transaction(pool, session, t, spec, &cmd),
     };
-    (answer, false)
+    Dispatched::Answer(answer)
+}
+
+/// The one server every key of `cmd` lives on, or the answer that refuses it.
+fn one_server(pool: &Pool, spec: &command::Spec, cmd: &Command) -> Result<usize, Answer> {
+    let args: Vec<&[u8]> = (0..cmd.len()).map(|i| cmd.arg(i)).collect();
+    let Some(keys) = command::key_positions(&spec.route, &args) else {
+        return Err(error(&format!(
+            "ERR strata: '{}' needs at least one key, and a key count that matches its arguments",
+            spec.name
+        )));
+    };
+    let mut target = None;
+    for k in keys {
+        match pool.server_for(cmd.arg(k)) {
+            Ok(s) if target.is_none() || target == Some(s) => target = Some(s),
+            Ok(_) => return Err(crossslot(pool)),
+            Err(e) => return Err(unavailable(e)),
+        }
+    }
+    target.ok_or_else(|| {
+        error(&format!(
+            "ERR strata: '{}' has no key to choose a server by",
+            spec.name
+        ))
+    })
+}
+
+/// A command inside MULTI: checked and queued (`+QUEUED`), or refused, which makes EXEC abort.
+fn queue(pool: &Pool, session: &mut Session, spec: &command::Spec, cmd: &Command) -> Answer {
+    let Some(tx) = session.tx.as_mut() else {
+        return error("ERR strata: no transaction");
+    };
+    let server = match spec.route {
+        Route::Keys { .. } | Route::NumKeys { .. } | Route::Split(_) => {
+            one_server(pool, spec, cmd).map(Some)
+        }
+        Route::Local(Local::Ping | Local::Echo) => Ok(None),
+        _ => Err(error(&format!(
+            "ERR strata: '{}' can't be part of a transaction through the proxy",
+            spec.name
+        ))),
+    };
+    match server {
+        Ok(Some(s)) if tx.server.is_some_and(|t| t != s) => {
+            tx.failed = true;
+            crossslot(pool)
+        }
+        Ok(server) => {
+            tx.server = tx.server.or(server);
+            tx.frames.push(cmd.to_frame());
+            Answer::Ready(Bytes::from_static(b"+QUEUED\r\n"))
+        }
+        Err(refused) => {
+            tx.failed = true;
+            refused
+        }
+    }
+}
+
+fn multibulk(args: &[&[u8]]) -> Bytes {
+    let mut out = BytesMut::new();
+    resp::encode_command(&mut out, args.iter().copied());
+    out.freeze()
+}
+
+/// MULTI, EXEC, DISCARD, WATCH, UNWATCH.
+fn transaction(
+    pool: &Pool,
+    session: &mut Session,
+    t: Transaction,
+    spec: &command::Spec,
+    cmd: &Command,
+) -> Dispatched {
+    let watched = session.dedicated.as_ref().map(|d| d.server_index(pool));
+    let answer = match t {
+        Transaction::Multi if session.tx.is_some() => error("ERR MULTI calls can not be nested"),
+        Transaction::Multi => {
+            session.tx = Some(Box::new(Queued {
+                frames: Vec::new(),
+                server: None,
+                failed: false,
+            }));
+            Answer::Ready(Bytes::from_static(b"+OK\r\n"))
+        }
+        Transaction::Exec => match session.tx.take() {
+            None => error("ERR EXEC without MULTI"),
+            Some(tx) if tx.failed => {
+                error("EXECABORT Transaction discarded because of previous errors.")
+            }
+            Some(_) if std::mem::take(&mut session.watch_lost) => {
+                // the watch is gone with its connection: abort, as a changed key would
+                session.dedicated = None;
+                Answer::Ready(Bytes::from_static(b"*-1\r\n"))
+            }
+            Some(tx) => {
+                let server = tx.server.or(watched.flatten()).or_else(|| {
+                    let now = strata_net::now_ms();
+                    (0..pool.servers.len()).find(|&i| pool.group.backends[i].is_available_at(now))
+                });
+                let Some(server) = server else {
+                    return Dispatched::Answer(error("ERR strata: no server of the pool is available"));
+                };
+                let mut frames = Vec::with_capacity(tx.frames.len() + 2);
+                frames.push(multibulk(&[b"MULTI"]));
+                frames.extend(tx.frames);
+                frames.push(multibulk(&[b"EXEC"]));
+                return Dispatched::Own(Own {
+                    server,
+                    frames,
+                    blocking: false,
+                    then: Then::Unwatch,
+                });
+            }
+        },
+        Transaction::Discard => match session.tx.take() {
+            None => error("ERR DISCARD without MULTI"),
+            Some(_) => match watched.flatten() {
+                Some(server) => {
+                    return Dispatched::Own(Own {
+                        server,
+                        frames: vec![multibulk(&[b"UNWATCH"])],
+                        blocking: false,
+                        then: Then::Discard,
+                    })
+                }
+                None => Answer::Ready(Bytes::from_static(b"+OK\r\n")),
+            },
+        },
+        Transaction::Watch if session.tx.is_some() => {
+            error("ERR WATCH inside MULTI is not allowed")
+        }
+        Transaction::Watch => match one_server(pool, spec, cmd) {
+            Ok(server) => {
+                return Dispatched::Own(Own {
+                    server,
+                    frames: vec![cmd.to_frame()],
+                    blocking: false,
+                    then: Then::Watch,
+                })
+            }
+            Err(refused) => refused,
+        },
+        Transaction::Unwatch => match watched.flatten() {
+            Some(server) => {
+                return Dispatched::Own(Own {
+                    server,
+                    frames: vec![cmd.to_frame()],
+                    blocking: false,
+                    then: Then::Unwatch,
+                })
+            }
+            None => {
+                session.watch_lost = false;
+                Answer::Ready(Bytes::from_static(b"+OK\r\n"))
+            }
+        },
+    };
+    Dispatched::Answer(answer)
 }
 
 fn unknown_command(cmd: &Command) -> Answer {
@@ -73,27 +309,9 @@ fn unavailable(e: crate::pool::Unavailable) -> Answer {
 
 /// A command whose keys must all live on one server: sent there whole, or refused.
 fn same_shard(pool: &Pool, spec: &command::Spec, cmd: &Command) -> Answer {
-    let args: Vec<&[u8]> = (0..cmd.len()).map(|i| cmd.arg(i)).collect();
-    let Some(keys) = command::key_positions(&spec.route, &args) else {
-        return error(&format!(
-            "ERR strata: '{}' needs at least one key, and a key count that matches its arguments",
-            spec.name
-        ));
-    };
-    let mut target = None;
-    for k in keys {
-        match pool.server_for(cmd.arg(k)) {
-            Ok(s) if target.is_none() || target == Some(s) => target = Some(s),
-            Ok(_) => return crossslot(pool),
-            Err(e) => return unavailable(e),
-        }
-    }
-    match target {
-        Some(s) => Answer::One(pool.servers[s].send(cmd.to_frame())),
-        None => error(&format!(
-            "ERR strata: '{}' has no key to choose a server by",
-            spec.name
-        )),
+    match one_server(pool, spec, cmd) {
+        Ok(s) => Answer::One(pool.servers[s].send(cmd.to_frame())),
+        Err(refused) => refused,
     }
 }
 

@@ -179,7 +179,8 @@ async fn write_out(write: &mut OwnedWriteHalf, out: &[u8]) -> std::io::Result<()
     write.write_all(out).await
 }
 
-async fn open(
+/// Connects to a server and, for Redis with a `server_password`, authenticates.
+pub(crate) async fn open(
     addr: SocketAddr,
     settings: &LinkSettings,
 ) -> Result<tokio::net::TcpStream, (Lost, String)> {

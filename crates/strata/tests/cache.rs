@@ -691,3 +691,138 @@ async fn scan_visits_every_key_of_every_server() {
     assert!(seen.iter().all(|k| k.starts_with(b"key:")));
     assert!(text(&c.cmd(&[b"SCAN", b"x"]).await).starts_with("-ERR invalid cursor"));
 }
+
+/// MULTI/EXEC and WATCH on keys that share a server (a hash tag), run on the client's own
+/// connection; keys on two servers abort the transaction as Redis aborts one with an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_run_whole_on_the_server_of_their_keys() {
+    let shards = [Redis::start().await, Redis::start().await];
+    let strata = Strata::start(&pool(
+        &[shards[0].addr, shards[1].addr],
+        "hash = \"murmur\"\nhash_tag = \"{}\"",
+    ));
+    let addr = strata.addr("cache:c");
+    let mut c = Resp::connect(addr).await.unwrap();
+    let tx = [
+        cmd(&["MULTI"]),
+        cmd(&["SET", "{u1}:a", "1"]),
+        cmd(&["INCR", "{u1}:n"]),
+        cmd(&["PING"]),
+        cmd(&["EXEC"]),
+    ];
+    let replies: Vec<String> = c.pipeline(&tx).await.iter().map(|r| text(r)).collect();
+    assert_eq!(
+        replies,
+        [
+            "+OK\r\n",
+            "+QUEUED\r\n",
+            "+QUEUED\r\n",
+            "+QUEUED\r\n",
+            "*3\r\n+OK\r\n:1\r\n+PONG\r\n"
+        ]
+    );
+    assert_eq!(text(&c.cmd(&[b"GET", b"{u1}:a"]).await), "$1\r\n1\r\n");
+
+    // keys on two servers: refused, and EXEC aborts
+    let (mut a, mut b) = (None, None);
+    for i in 0..100 {
+        let k = format!("k{i}");
+        c.cmd(&[b"SET", k.as_bytes(), b"x"]).await;
+        if shards[0].keys().await.contains(&k.as_bytes().to_vec()) {
+            a.get_or_insert(k)
+        } else {
+            b.get_or_insert(k)
+        };
+        if a.is_some() && b.is_some() {
+            break;
+        }
+    }
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let tx = [
+        cmd(&["MULTI"]),
+        cmd(&["SET", &a, "1"]),
+        cmd(&["SET", &b, "1"]),
+        cmd(&["EXEC"]),
+    ];
+    let replies: Vec<String> = c.pipeline(&tx).await.iter().map(|r| text(r)).collect();
+    assert!(replies[2].starts_with("-CROSSSLOT"), "{replies:?}");
+    assert!(replies[3].starts_with("-EXECABORT"), "{replies:?}");
+
+    // WATCH: a change by another client aborts the EXEC; an untouched key lets it run
+    assert_eq!(text(&c.cmd(&[b"WATCH", b"{u2}:w"]).await), "+OK\r\n");
+    let mut other = Resp::connect(addr).await.unwrap();
+    assert_eq!(
+        text(&other.cmd(&[b"SET", b"{u2}:w", b"changed"]).await),
+        "+OK\r\n"
+    );
+    let tx = [
+        cmd(&["MULTI"]),
+        cmd(&["SET", "{u2}:w", "mine"]),
+        cmd(&["EXEC"]),
+    ];
+    let replies: Vec<String> = c.pipeline(&tx).await.iter().map(|r| text(r)).collect();
+    assert_eq!(replies[2], "*-1\r\n");
+    assert_eq!(
+        text(&c.cmd(&[b"GET", b"{u2}:w"]).await),
+        "$7\r\nchanged\r\n"
+    );
+    assert_eq!(text(&c.cmd(&[b"WATCH", b"{u2}:w"]).await), "+OK\r\n");
+    let replies: Vec<String> = c.pipeline(&tx).await.iter().map(|r| text(r)).collect();
+    assert_eq!(replies[2], "*1\r\n+OK\r\n");
+    // DISCARD, and the errors Redis gives
+    let replies: Vec<String> = c
+        .pipeline(&[
+            cmd(&["MULTI"]),
+            cmd(&["SET", "{u3}:d", "1"]),
+            cmd(&["DISCARD"]),
+            cmd(&["EXEC"]),
+            cmd(&["GET", "{u3}:d"]),
+        ])
+        .await
+        .iter()
+        .map(|r| text(r))
+        .collect();
+    assert_eq!(
+        &replies[2..],
+        ["+OK\r\n", "-ERR EXEC without MULTI\r\n", "$-1\r\n"]
+    );
+}
+
+/// A blocking command waits on the client's own connection: other clients, and the shared
+/// connections, carry on meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_commands_wait_without_holding_up_other_clients() {
+    let redis = Redis::start().await;
+    let strata = Strata::start(&pool(&[redis.addr], ""));
+    let addr = strata.addr("cache:c");
+    let waiter = tokio::spawn(async move {
+        let mut c = Resp::connect(addr).await.unwrap();
+        let r = c.cmd(&[b"BLPOP", b"queue", b"10"]).await;
+        // and the connection goes on serving afterwards
+        let after = c.cmd(&[b"GET", b"other"]).await;
+        (text(&r), text(&after))
+    });
+    let mut c = Resp::connect(addr).await.unwrap();
+    // the waiter is blocked inside Redis before anything is pushed
+    common::eventually(
+        std::time::Duration::from_secs(10),
+        "BLPOP is waiting",
+        || {
+            let redis = redis.addr;
+            async move {
+                let mut r = Resp::connect(redis).await.unwrap();
+                text(&r.cmd(&[b"INFO", b"clients"]).await).contains("blocked_clients:1")
+            }
+        },
+    )
+    .await;
+    for i in 0..50 {
+        let k = format!("other{i}");
+        assert_eq!(text(&c.cmd(&[b"SET", k.as_bytes(), b"v"]).await), "+OK\r\n");
+    }
+    assert_eq!(text(&c.cmd(&[b"SET", b"other", b"v"]).await), "+OK\r\n");
+    assert_eq!(text(&c.cmd(&[b"RPUSH", b"queue", b"job"]).await), ":1\r\n");
+    let (popped, after) = waiter.await.unwrap();
+    assert_eq!(popped, "*2\r\n$5\r\nqueue\r\n$3\r\njob\r\n");
+    assert_eq!(after, "$1\r\nv\r\n");
+}

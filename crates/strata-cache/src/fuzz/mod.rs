@@ -265,15 +265,14 @@ pub fn known_divergence(raw: &[u8]) -> Option<&'static str> {
             continue;
         }
         // the bytes were accepted, so every header is a number and ends in CRLF
-        let (count, next) = header(raw, at)?;
+        let (count, mut canonical, next) = header(raw, at)?;
         at = next;
-        let mut noncanonical = count.is_none();
-        for _ in 0..count.unwrap_or(0) {
-            let (len, next) = header(raw, at)?;
-            noncanonical |= len.is_none();
-            at = next + len.unwrap_or(0) + 2;
+        for _ in 0..count {
+            let (len, ok, next) = header(raw, at)?;
+            canonical &= ok;
+            at = next.saturating_add(len).saturating_add(2);
         }
-        if noncanonical {
+        if !canonical {
             return Some(
                 "a multibulk header number with a leading zero or \"-0\": resp.rs reads it, \
                  forwards it as sent, and Redis refuses it (string2ll)",
@@ -283,13 +282,20 @@ pub fn known_divergence(raw: &[u8]) -> Option<&'static str> {
     None
 }
 
-/// The number of the header line at `at` (`None` if Redis's `string2ll` refuses it; negative
-/// counts are 0) and the offset after its CRLF.
-fn header(raw: &[u8], at: usize) -> Option<(Option<usize>, usize)> {
-    let lf = raw[at..].iter().position(|&b| b == b'\n')? + at;
-    let digits = raw.get(at + 1..lf - 1)?;
-    let n = oracle::string2ll(digits).map(|n| usize::try_from(n).unwrap_or(0));
-    Some((n, lf + 1))
+/// The header line at `at`, which `resp.rs` accepted: its number as `resp.rs` reads it (a
+/// negative count is none), whether Redis's `string2ll` reads it too, and the offset after
+/// its CRLF.
+fn header(raw: &[u8], at: usize) -> Option<(usize, bool, usize)> {
+    let lf = raw.get(at..)?.iter().position(|&b| b == b'\n')? + at;
+    let token = raw.get(at + 1..lf.checked_sub(1)?)?;
+    let n = token
+        .iter()
+        .filter(|d| d.is_ascii_digit())
+        .fold(0usize, |n, d| {
+            n.saturating_mul(10).saturating_add(usize::from(d - b'0'))
+        });
+    let n = if token.first() == Some(&b'-') { 0 } else { n };
+    Some((n, oracle::string2ll(token).is_some(), lf + 1))
 }
 
 /// A reply the oracle reads strictly that `resp.rs` refuses, found by fuzzing, reported and

@@ -69,6 +69,8 @@ const HOSTILE_COMMANDS: &[&[u8]] = &[
     // header numbers Redis's string2ll refuses
     b"*01\r\n$4\r\nPING\r\n",
     b"*-0\r\n*1\r\n$4\r\nPING\r\n",
+    // found by resp_command: the first filter lost its place after a "$01"
+    b"*3\r\n$4\r\nMSET\r\n$01\r\na\r\n$3\r\n1\r\n\r\n*2\r\n$3\rET\r\n*-1\r1\r\n$01\r1\r\x04\x00L\r\n",
     // an inline line that never ends
     b"GET aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
 ];

@@ -1,0 +1,151 @@
+//! A Redis client's own connection to one server, for what must not share the pipelined
+//! connections: blocking commands (a BLPOP would hold up every client behind it), and
+//! transactions (MULTI/EXEC and the WATCH before them act on the connection they are sent
+//! on). It is made when first needed and kept while the client stays, so a WATCH and the EXEC
+//! after it meet on the same connection.
+
+use std::net::SocketAddr;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::pool::Pool;
+use crate::redis::Session;
+use crate::resp;
+
+/// The connection, to one server.
+pub(crate) struct Dedicated {
+    server: SocketAddr,
+    stream: TcpStream,
+    /// Keys are watched on it: EXEC must run here, and losing it loses the WATCH.
+    watching: bool,
+}
+
+impl Dedicated {
+    /// The index in `pool` of the server it is connected to, if the pool still has it.
+    pub(crate) fn server_index(&self, pool: &Pool) -> Option<usize> {
+        pool.group.backends.iter().position(|b| b.addr == self.server)
+    }
+}
+
+/// Commands for the client's own connection, and what their replies mean.
+pub(crate) struct Own {
+    /// The server, by index in the pool.
+    pub(crate) server: usize,
+    /// Sent back to back; the answer is the last one's reply.
+    pub(crate) frames: Vec<Bytes>,
+    /// No reply timeout: the command blocks for as long as it says.
+    pub(crate) blocking: bool,
+    /// What the commands do to the connection's WATCH.
+    pub(crate) then: Then,
+}
+
+/// What the commands sent do to the connection's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Then {
+    /// Nothing (a blocking command).
+    Nothing,
+    /// WATCH: keys are watched from now.
+    Watch,
+    /// EXEC, UNWATCH: watches are gone.
+    Unwatch,
+    /// DISCARD's UNWATCH: watches are gone, and the client is told `+OK`.
+    Discard,
+}
+
+/// Runs `own` on the session's own connection (made, or made again for another server) and
+/// answers with the last reply, or an error the client can act on.
+pub(crate) async fn run(session: &mut Session, pool: &Pool, own: Own) -> Bytes {
+    let Some(server) = pool.group.backends.get(own.server) else {
+        return resp::error_frame("ERR strata: the pool changed; try again");
+    };
+    let addr = server.addr;
+    let conn = match session.dedicated.take() {
+        Some(conn) if conn.server == addr => Some(conn),
+        Some(conn) if conn.watching => {
+            session.dedicated = Some(conn);
+            return resp::error_frame(
+                "CROSSSLOT the watched keys and this command's keys live on different servers",
+            );
+        }
+        _ => None,
+    };
+    let mut conn = match conn {
+        Some(conn) => conn,
+        None => match crate::server::open(addr, &pool.link).await {
+            Ok(stream) => Box::new(Dedicated {
+                server: addr,
+                stream,
+                watching: false,
+            }),
+            Err((_, why)) => {
+                tracing::warn!(server = %addr, "{why}");
+                return resp::error_frame("ERR strata: the server could not be reached");
+            }
+        },
+    };
+    let exchange = exchange(&mut conn.stream, &own.frames);
+    let result = if own.blocking {
+        exchange.await
+    } else {
+        tokio::time::timeout(pool.link.timeout, exchange)
+            .await
+            .unwrap_or_else(|_| Err("the server did not answer in time".into()))
+    };
+    match result {
+        Ok(reply) => {
+            conn.watching = match own.then {
+                Then::Nothing => conn.watching,
+                Then::Watch => !reply.starts_with(b"-"),
+                Then::Unwatch | Then::Discard => false,
+            };
+            session.dedicated = Some(conn);
+            match own.then {
+                Then::Discard => Bytes::from_static(b"+OK\r\n"),
+                _ => reply,
+            }
+        }
+        Err(why) => {
+            tracing::warn!(server = %addr, "own connection: {why}");
+            // a WATCH lived on that connection: the next EXEC must not run as if it held
+            session.watch_lost |= conn.watching;
+            match own.then {
+                Then::Discard => Bytes::from_static(b"+OK\r\n"),
+                _ => resp::error_frame(&format!("ERR strata: {why}")),
+            }
+        }
+    }
+}
+
+/// Sends `frames` and reads as many replies; the last one.
+async fn exchange(stream: &mut TcpStream, frames: &[Bytes]) -> Result<Bytes, String> {
+    let mut out = BytesMut::new();
+    for f in frames {
+        out.extend_from_slice(f);
+    }
+    stream
+        .write_all(&out)
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut last = Bytes::new();
+    for _ in frames {
+        loop {
+            match resp::reply_len(&buf) {
+                Ok(Some(len)) => {
+                    last = buf.split_to(len).freeze();
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) => return Err(format!("invalid reply: {e}")),
+            }
+            match stream.read_buf(&mut buf).await {
+                Ok(0) => return Err("the server closed the connection".into()),
+                Ok(_) => {}
+                Err(e) => return Err(format!("read: {e}")),
+            }
+        }
+    }
+    Ok(last)
+}
