@@ -476,7 +476,7 @@ pub fn key_positions(route: &Route, args: &[&[u8]]) -> Option<Vec<usize>> {
                 .iter()
                 .position(|a| a.eq_ignore_ascii_case(b"STREAMS"))?;
             let rest = len - streams - 1;
-            if rest == 0 || rest % 2 != 0 {
+            if rest == 0 || !rest.is_multiple_of(2) {
                 return None;
             }
             Some((streams + 1..streams + 1 + rest / 2).collect())
