@@ -25,6 +25,8 @@ use crate::answer::{write_answer, Answer, Combine, Merge};
 use crate::memcache::{self, Kind as McKind, McCommand, McError};
 use crate::pool::Pool;
 use crate::dedicated::{self, Own};
+use crate::pubsub;
+use crate::resp::Command;
 use crate::redis::{dispatch, Dispatched, Session};
 use crate::resp;
 use crate::CacheService;
@@ -36,10 +38,10 @@ const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// What a client connection keeps between commands, and nothing more.
 pub(crate) struct Kept {
     open: Open<CacheService>,
-    io: UpstreamIo,
+    pub(crate) io: UpstreamIo,
     session: Session,
     deadline: Deadline,
-    drain: CancellationToken,
+    pub(crate) drain: CancellationToken,
     _admitted: Admitted,
 }
 
@@ -187,6 +189,7 @@ async fn serve_batch(kept: &mut Kept) -> Next {
             CacheProtocol::Memcache => Step {
                 close: read_memcache(&svc, &pool, &mut buf, &mut answers),
                 own: None,
+                subscribe: None,
             },
         };
         let protocol = pool.config.protocol;
@@ -196,15 +199,21 @@ async fn serve_batch(kept: &mut Kept) -> Next {
                 svc.stats.errors.inc();
             }
         }
-        parked = step.own.is_some();
+        parked = step.own.is_some() || step.subscribe.is_some();
         if let Some(own) = step.own {
             let reply = dedicated::run(&mut kept.session, &pool, own).await;
             out.extend_from_slice(&reply);
         }
-        drop(pool);
         if !out.is_empty() && kept.io.0.write_all(&out).await.is_err() {
             break Next::Gone;
         }
+        if let Some(first) = step.subscribe {
+            match pubsub::serve(&svc, kept, &mut buf, &pool, first).await {
+                Next::KeepAlive => {}
+                next => break next,
+            }
+        }
+        drop(pool);
         if step.close {
             break Next::Close;
         }
@@ -223,6 +232,8 @@ struct Step {
     /// A command that runs on the client's own connection, after the answers before it; the
     /// commands after it wait in the buffer.
     own: Option<Own>,
+    /// A subscription: subscribed mode, after the answers before it.
+    subscribe: Option<Command>,
 }
 
 /// Routes every whole Redis command in `buf`; true when the connection closes after the
@@ -234,7 +245,11 @@ fn read_redis(
     buf: &mut BytesMut,
     answers: &mut VecDeque<Answer>,
 ) -> Step {
-    let go_on = |own| Step { close: false, own };
+    let go_on = |own| Step {
+        close: false,
+        own,
+        subscribe: None,
+    };
     loop {
         match resp::take_command(buf, pool.config.max_bulk_size) {
             Ok(Some(cmd)) => {
@@ -246,9 +261,17 @@ fn read_redis(
                         return Step {
                             close: true,
                             own: None,
+                            subscribe: None,
                         };
                     }
                     Dispatched::Own(own) => return go_on(Some(own)),
+                    Dispatched::Subscribe(cmd) => {
+                        return Step {
+                            close: false,
+                            own: None,
+                            subscribe: Some(cmd),
+                        }
+                    }
                 }
             }
             Ok(None) => return go_on(None),
@@ -261,6 +284,7 @@ fn read_redis(
                 return Step {
                     close: true,
                     own: None,
+                    subscribe: None,
                 };
             }
         }

@@ -34,6 +34,12 @@ pub enum Route {
     Blocking(Blocking),
     /// MULTI, EXEC, DISCARD, WATCH, UNWATCH.
     Transaction(Transaction),
+    /// PUBLISH: to the server the channel's name hashes to.
+    Publish,
+    /// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE: the client enters subscribed mode.
+    Subscribe,
+    /// UNSUBSCRIBE and kin, outside subscribed mode: answered by the proxy.
+    Unsubscribe,
     /// Refused, with the reason.
     Unsupported(&'static str),
 }
@@ -173,7 +179,6 @@ const fn route(name: &'static str, arity: i8, route: Route) -> Spec {
     Spec { name, arity, route }
 }
 
-const PUBSUB: &str = "publish/subscribe is not supported yet";
 const SERVER: &str = "it acts on a whole server, and the proxy fronts several";
 const NO_KEY: &str = "it has no key to choose a shard by";
 
@@ -296,11 +301,11 @@ pub static COMMANDS: &[Spec] = &[
     keys("pfmerge", -2, 1, -1, 1),
     route("ping", -1, Route::Local(Local::Ping)),
     key("psetex", 4),
-    route("psubscribe", -2, Route::Unsupported(PUBSUB)),
+    route("psubscribe", -2, Route::Subscribe),
     key("pttl", 2),
-    route("publish", 3, Route::Unsupported(PUBSUB)),
-    route("pubsub", -2, Route::Unsupported(PUBSUB)),
-    route("punsubscribe", -1, Route::Unsupported(PUBSUB)),
+    route("publish", 3, Route::Publish),
+    route("pubsub", -2, Route::Unsupported("PUBSUB introspection would need every server's answer")),
+    route("punsubscribe", -1, Route::Unsubscribe),
     route("quit", -1, Route::Local(Local::Quit)),
     route("randomkey", 1, Route::Unsupported(NO_KEY)),
     keys("rename", 3, 1, 2, 1),
@@ -337,24 +342,24 @@ pub static COMMANDS: &[Spec] = &[
     key("sort", -2),
     key("sort_ro", -2),
     key("spop", -2),
-    route("spublish", 3, Route::Unsupported(PUBSUB)),
+    key("spublish", 3),
     key("srandmember", -2),
     key("srem", -3),
     key("sscan", -3),
-    route("ssubscribe", -2, Route::Unsupported(PUBSUB)),
+    route("ssubscribe", -2, Route::Subscribe),
     key("strlen", 2),
-    route("subscribe", -2, Route::Unsupported(PUBSUB)),
+    route("subscribe", -2, Route::Subscribe),
     key("substr", 4),
     keys("sunion", -2, 1, -1, 1),
     keys("sunionstore", -3, 1, -1, 1),
-    route("sunsubscribe", -1, Route::Unsupported(PUBSUB)),
+    route("sunsubscribe", -1, Route::Unsubscribe),
     route("swapdb", 3, Route::Unsupported("there is only database 0")),
     route("time", 1, Route::Unsupported(SERVER)),
     route("touch", -2, Route::Split(Split::Sum)),
     key("ttl", 2),
     key("type", 2),
     route("unlink", -2, Route::Split(Split::Sum)),
-    route("unsubscribe", -1, Route::Unsupported(PUBSUB)),
+    route("unsubscribe", -1, Route::Unsubscribe),
     route("unwatch", 1, Route::Transaction(Transaction::Unwatch)),
     route("wait", 3, Route::Unsupported(SERVER)),
     route("watch", -2, Route::Transaction(Transaction::Watch)),
@@ -482,6 +487,7 @@ pub fn key_positions(route: &Route, args: &[&[u8]]) -> Option<Vec<usize>> {
             Some((streams + 1..streams + 1 + rest / 2).collect())
         }
         Route::Transaction(Transaction::Watch) => Some((1..len).collect()),
+        Route::Publish => Some(vec![1]),
         Route::Split(Split::Mset) => Some((1..len).step_by(2).collect()),
         Route::Split(_) => Some((1..len).collect()),
         _ => Some(Vec::new()),

@@ -19,6 +19,7 @@ mod dedicated;
 pub mod fuzz;
 pub mod memcache;
 mod pool;
+mod pubsub;
 mod redis;
 pub mod resp;
 mod server;

@@ -57,6 +57,8 @@ pub(crate) enum Dispatched {
     Quit(Answer),
     /// It runs on the client's own connection, in turn.
     Own(Own),
+    /// The client subscribes: subscribed mode from here.
+    Subscribe(Command),
 }
 
 /// Routes one command.
@@ -130,6 +132,9 @@ pub(crate) fn dispatch(
             Err(refused) => refused,
         },
         Route::Transaction(t) => return transaction(pool, session, t, spec, &cmd),
+        Route::Publish => same_shard(pool, spec, &cmd),
+        Route::Subscribe => return Dispatched::Subscribe(cmd),
+        Route::Unsubscribe => Answer::Ready(crate::pubsub::unsubscribed_reply(&cmd)),
     };
     Dispatched::Answer(answer)
 }
@@ -165,7 +170,7 @@ fn queue(pool: &Pool, session: &mut Session, spec: &command::Spec, cmd: &Command
         return error("ERR strata: no transaction");
     };
     let server = match spec.route {
-        Route::Keys { .. } | Route::NumKeys { .. } | Route::Split(_) => {
+        Route::Keys { .. } | Route::NumKeys { .. } | Route::Split(_) | Route::Publish => {
             one_server(pool, spec, cmd).map(Some)
         }
         Route::Local(Local::Ping | Local::Echo) => Ok(None),

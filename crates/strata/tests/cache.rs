@@ -826,3 +826,79 @@ async fn blocking_commands_wait_without_holding_up_other_clients() {
     assert_eq!(popped, "*2\r\n$5\r\nqueue\r\n$3\r\njob\r\n");
     assert_eq!(after, "$1\r\nv\r\n");
 }
+
+/// Publish/subscribe over two servers looks like one Redis: confirmations once each with the
+/// client's own count, messages on channels and patterns wherever they were published, and
+/// commands again once every subscription is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_and_subscribe_across_servers() {
+    let shards = [Redis::start().await, Redis::start().await];
+    let strata = Strata::start(&pool(
+        &[shards[0].addr, shards[1].addr],
+        "hash = \"murmur\"",
+    ));
+    let addr = strata.addr("cache:c");
+    let mut sub = Resp::connect(addr).await.unwrap();
+    let channels: Vec<String> = (0..6).map(|i| format!("ch{i}")).collect();
+    let mut subscribe = vec![b"SUBSCRIBE".to_vec()];
+    subscribe.extend(channels.iter().map(|c| c.as_bytes().to_vec()));
+    sub.send_raw(&{
+        let mut out = bytes::BytesMut::new();
+        strata_cache::resp::encode_command(&mut out, subscribe.iter().map(|a| a.as_slice()));
+        out
+    })
+    .await;
+    let mut confirmed = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        let r = text(&sub.reply().await.unwrap());
+        assert!(r.starts_with("*3\r\n$9\r\nsubscribe\r\n"), "{r}");
+        confirmed.insert(r.split("\r\n").nth(4).unwrap().to_string());
+    }
+    assert_eq!(confirmed.len(), 6);
+    let r = text(&sub.cmd(&[b"PSUBSCRIBE", b"news.*"]).await);
+    assert_eq!(r, "*3\r\n$10\r\npsubscribe\r\n$6\r\nnews.*\r\n:7\r\n");
+    assert_eq!(
+        text(&sub.cmd(&[b"PING"]).await),
+        "*2\r\n$4\r\npong\r\n$0\r\n\r\n"
+    );
+    let r = text(&sub.cmd(&[b"GET", b"k"]).await);
+    assert!(r.starts_with("-ERR Can't execute 'get'"), "{r}");
+    // channels on both servers reach the subscriber
+    let mut publisher = Resp::connect(addr).await.unwrap();
+    for c in &channels {
+        assert_eq!(
+            text(&publisher.cmd(&[b"PUBLISH", c.as_bytes(), b"hi"]).await),
+            ":1\r\n"
+        );
+        let m = text(&sub.reply().await.unwrap());
+        assert_eq!(
+            m,
+            format!("*3\r\n$7\r\nmessage\r\n${}\r\n{c}\r\n$2\r\nhi\r\n", c.len())
+        );
+    }
+    for topic in ["news.a", "news.bb", "news.ccc"] {
+        assert_eq!(
+            text(&publisher.cmd(&[b"PUBLISH", topic.as_bytes(), b"x"]).await),
+            ":1\r\n"
+        );
+        let m = text(&sub.reply().await.unwrap());
+        assert!(
+            m.starts_with("*4\r\n$8\r\npmessage\r\n$6\r\nnews.*\r\n"),
+            "{m}"
+        );
+        assert!(m.contains(topic), "{m}");
+    }
+    // unsubscribing from everything: one confirmation each, counting down to 0
+    sub.send_raw(b"*1\r\n$11\r\nUNSUBSCRIBE\r\n").await;
+    let mut counts = Vec::new();
+    for _ in 0..6 {
+        let r = text(&sub.reply().await.unwrap());
+        assert!(r.starts_with("*3\r\n$11\r\nunsubscribe\r\n"), "{r}");
+        counts.push(r.rsplit(':').next().unwrap().trim().to_string());
+    }
+    assert_eq!(counts, ["6", "5", "4", "3", "2", "1"]);
+    let r = text(&sub.cmd(&[b"PUNSUBSCRIBE", b"news.*"]).await);
+    assert_eq!(r, "*3\r\n$12\r\npunsubscribe\r\n$6\r\nnews.*\r\n:0\r\n");
+    // back to commands
+    assert_eq!(text(&sub.cmd(&[b"SET", b"k", b"v"]).await), "+OK\r\n");
+}

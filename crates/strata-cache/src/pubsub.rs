@@ -1,0 +1,352 @@
+//! Publish/subscribe through the proxy. A channel lives on the server its name hashes to, as a
+//! key does: PUBLISH goes there on the shared connections, and SUBSCRIBE there on connections
+//! of the subscriber's own. A pattern can match a channel on any server, so PSUBSCRIBE goes to
+//! every server. The client sees one Redis: each confirmation once, once every server involved
+//! has confirmed (so a message published after the client saw it is delivered), with the
+//! count of all its subscriptions; messages as the servers send them.
+
+use std::collections::{BTreeSet, HashMap};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::client::{Kept, Next};
+use crate::pool::Pool;
+use crate::resp::{self, Command, Value};
+use crate::CacheService;
+
+/// What a subscription command is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    /// SUBSCRIBE / UNSUBSCRIBE: channels.
+    Channel,
+    /// PSUBSCRIBE / PUNSUBSCRIBE: patterns, on every server.
+    Pattern,
+    /// SSUBSCRIBE / SUNSUBSCRIBE: shard channels, counted apart.
+    Shard,
+}
+
+impl Kind {
+    fn names(self) -> (&'static [u8], &'static [u8]) {
+        match self {
+            Kind::Channel => (b"subscribe", b"unsubscribe"),
+            Kind::Pattern => (b"psubscribe", b"punsubscribe"),
+            Kind::Shard => (b"ssubscribe", b"sunsubscribe"),
+        }
+    }
+
+    fn of(name: &[u8]) -> Option<(Kind, bool)> {
+        [Kind::Channel, Kind::Pattern, Kind::Shard]
+            .into_iter()
+            .find_map(|k| {
+                let (sub, unsub) = k.names();
+                if name.eq_ignore_ascii_case(sub) {
+                    Some((k, true))
+                } else if name.eq_ignore_ascii_case(unsub) {
+                    Some((k, false))
+                } else {
+                    None
+                }
+            })
+    }
+}
+
+/// A subscriber's state: its subscriptions, the confirmations owed, its server connections.
+struct Subscriber {
+    subscribed: HashMap<Kind, BTreeSet<Bytes>>,
+    /// (kind, subscribe?, name) -> servers yet to confirm
+    owed: HashMap<(Kind, bool, Bytes), usize>,
+    writers: Vec<Option<OwnedWriteHalf>>,
+    readers: Vec<JoinHandle<()>>,
+    frames_tx: mpsc::UnboundedSender<(usize, Option<Bytes>)>,
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        for r in &self.readers {
+            r.abort();
+        }
+    }
+}
+
+/// The answer to an UNSUBSCRIBE-like command from a client subscribed to nothing.
+pub(crate) fn unsubscribed_reply(cmd: &Command) -> Bytes {
+    let mut out = BytesMut::new();
+    let name = cmd.arg(0).to_ascii_lowercase();
+    if cmd.len() == 1 {
+        confirmation(&mut out, &name, None, 0);
+    }
+    for i in 1..cmd.len() {
+        confirmation(&mut out, &name, Some(cmd.arg(i)), 0);
+    }
+    out.freeze()
+}
+
+fn confirmation(out: &mut BytesMut, kind: &[u8], name: Option<&[u8]>, count: usize) {
+    resp::array_header(out, 3);
+    resp::bulk(out, Some(kind));
+    resp::bulk(out, name);
+    resp::integer(out, count as i64);
+}
+
+/// Serves a client in subscribed mode, starting with `first` (a SUBSCRIBE-like command), until
+/// it has no subscription left (then the connection goes back to commands), quits, or leaves.
+pub(crate) async fn serve(
+    svc: &CacheService,
+    kept: &mut Kept,
+    buf: &mut BytesMut,
+    pool: &Pool,
+    first: Command,
+) -> Next {
+    let (frames_tx, mut frames) = mpsc::unbounded_channel();
+    let mut sub = Subscriber {
+        subscribed: HashMap::new(),
+        owed: HashMap::new(),
+        writers: (0..pool.servers.len()).map(|_| None).collect(),
+        readers: Vec::new(),
+        frames_tx,
+    };
+    let mut out = BytesMut::new();
+    let mut next = sub.command(pool, first, &mut out).await;
+    loop {
+        if !out.is_empty() {
+            if kept.io.0.write_all(&out).await.is_err() {
+                return Next::Gone;
+            }
+            out.clear();
+        }
+        if let Some(next) = next.take() {
+            return next;
+        }
+        // whole commands already read go first
+        match resp::take_command(buf, pool.config.max_bulk_size) {
+            Ok(Some(cmd)) => {
+                svc.stats.commands.inc();
+                next = sub.command(pool, cmd, &mut out).await;
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                svc.stats.protocol_errors.inc();
+                out.extend_from_slice(&resp::error_frame(&format!("ERR Protocol error: {e}")));
+                next = Some(Next::Close);
+                continue;
+            }
+        }
+        tokio::select! {
+            read = strata_net::buffers::fill(&mut kept.io, buf) => match read {
+                Ok(0) | Err(_) => return Next::Gone,
+                Ok(_) => {}
+            },
+            frame = frames.recv() => match frame {
+                Some((_, Some(frame))) => next = sub.server_frame(frame, &mut out),
+                // a server connection was lost, and the subscriptions on it: the client
+                // reconnects and subscribes again (as after a Redis restart)
+                Some((server, None)) => {
+                    tracing::warn!(pool = %svc.name, server = %pool.group.backends[server].name, "subscriber connection lost; closing the client");
+                    return Next::Close;
+                }
+                None => return Next::Close,
+            },
+            _ = kept.drain.cancelled() => return Next::Close,
+        }
+    }
+}
+
+impl Subscriber {
+    /// Handles one client command in subscribed mode.
+    async fn command(&mut self, pool: &Pool, cmd: Command, out: &mut BytesMut) -> Option<Next> {
+        let name = cmd.arg(0).to_ascii_lowercase();
+        if let Some((kind, subscribe)) = Kind::of(&name) {
+            if subscribe && cmd.len() < 2 {
+                out.extend_from_slice(&resp::error_frame(&format!(
+                    "ERR wrong number of arguments for '{}' command",
+                    String::from_utf8_lossy(&name)
+                )));
+                return None;
+            }
+            let names: Vec<Bytes> = if cmd.len() > 1 {
+                (1..cmd.len())
+                    .map(|i| Bytes::copy_from_slice(cmd.arg(i)))
+                    .collect()
+            } else {
+                self.subscribed
+                    .get(&kind)
+                    .map(|s| s.iter().cloned().collect())
+                    .unwrap_or_default()
+            };
+            if names.is_empty() {
+                // unsubscribing from everything while subscribed to nothing of that kind
+                confirmation(out, &name, None, self.count(kind));
+                return self.finished();
+            }
+            if let Err(why) = self.send(pool, kind, subscribe, &name, &names).await {
+                out.extend_from_slice(&resp::error_frame(&format!("ERR strata: {why}")));
+                return Some(Next::Close);
+            }
+            return None;
+        }
+        match name.as_slice() {
+            b"ping" => {
+                resp::array_header(out, 2);
+                resp::bulk(out, Some(b"pong"));
+                resp::bulk(out, Some(if cmd.len() > 1 { cmd.arg(1) } else { b"" }));
+                None
+            }
+            b"quit" => {
+                resp::simple(out, "OK");
+                Some(Next::Close)
+            }
+            _ => {
+                out.extend_from_slice(&resp::error_frame(&format!(
+                    "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                    String::from_utf8_lossy(&name)
+                )));
+                None
+            }
+        }
+    }
+
+    /// Sends a (un)subscription to the servers it concerns, and notes the confirmations owed.
+    async fn send(
+        &mut self,
+        pool: &Pool,
+        kind: Kind,
+        subscribe: bool,
+        command: &[u8],
+        names: &[Bytes],
+    ) -> Result<(), String> {
+        // (server, names for it)
+        let mut groups: Vec<(usize, Vec<&Bytes>)> = Vec::new();
+        for n in names {
+            let servers: Vec<usize> = match kind {
+                Kind::Pattern => (0..pool.servers.len()).collect(),
+                _ => vec![pool.server_for(n).map_err(|e| e.to_string())?],
+            };
+            *self
+                .owed
+                .entry((kind, subscribe, n.clone()))
+                .or_insert(0) += servers.len();
+            for s in servers {
+                match groups.iter_mut().find(|(g, _)| *g == s) {
+                    Some((_, list)) => list.push(n),
+                    None => groups.push((s, vec![n])),
+                }
+            }
+        }
+        for (server, list) in groups {
+            let mut frame = BytesMut::new();
+            resp::array_header(&mut frame, 1 + list.len());
+            resp::bulk(&mut frame, Some(command));
+            for n in list {
+                resp::bulk(&mut frame, Some(n));
+            }
+            let writer = self.writer(pool, server).await?;
+            writer
+                .write_all(&frame)
+                .await
+                .map_err(|e| format!("write: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// The subscriber's connection to `server`, made on first use with a reader task that
+    /// passes the server's frames on.
+    async fn writer(&mut self, pool: &Pool, server: usize) -> Result<&mut OwnedWriteHalf, String> {
+        if self.writers[server].is_none() {
+            let addr = pool.group.backends[server].addr;
+            let stream = crate::server::open(addr, &pool.link)
+                .await
+                .map_err(|(_, why)| why)?;
+            let (mut read, write) = stream.into_split();
+            let tx = self.frames_tx.clone();
+            self.readers.push(tokio::spawn(async move {
+                let mut buf = BytesMut::with_capacity(4096);
+                loop {
+                    while let Ok(Some(len)) = resp::reply_len(&buf) {
+                        if tx.send((server, Some(buf.split_to(len).freeze()))).is_err() {
+                            return;
+                        }
+                    }
+                    if resp::reply_len(&buf).is_err() || matches!(read.read_buf(&mut buf).await, Ok(0) | Err(_)) {
+                        let _ = tx.send((server, None));
+                        return;
+                    }
+                }
+            }));
+            self.writers[server] = Some(write);
+        }
+        self.writers[server]
+            .as_mut()
+            .ok_or_else(|| "no connection".to_string())
+    }
+
+    /// A frame from a server: a message passed on, or a confirmation counted and, from the
+    /// last server owing it, passed on with the client's own count.
+    fn server_frame(&mut self, frame: Bytes, out: &mut BytesMut) -> Option<Next> {
+        let mut v = resp::Values::new(&frame);
+        let Some(Value::Array(Some(_))) = v.next() else {
+            return None;
+        };
+        let Some(Value::Bulk(Some(kind_name))) = v.next() else {
+            return None;
+        };
+        let Some((kind, subscribe)) = Kind::of(kind_name) else {
+            // message, pmessage, smessage
+            out.extend_from_slice(&frame);
+            return None;
+        };
+        let name = match v.next() {
+            Some(Value::Bulk(Some(n))) => Bytes::copy_from_slice(n),
+            _ => return None,
+        };
+        let key = (kind, subscribe, name.clone());
+        let left = match self.owed.get_mut(&key) {
+            Some(n) => {
+                *n -= 1;
+                *n
+            }
+            None => return None,
+        };
+        if left > 0 {
+            return None;
+        }
+        self.owed.remove(&key);
+        let set = self.subscribed.entry(kind).or_default();
+        if subscribe {
+            set.insert(name.clone());
+        } else {
+            set.remove(&name);
+        }
+        let (sub, unsub) = kind.names();
+        confirmation(
+            out,
+            if subscribe { sub } else { unsub },
+            Some(&name),
+            self.count(kind),
+        );
+        if subscribe {
+            None
+        } else {
+            self.finished()
+        }
+    }
+
+    /// Subscriptions counted as Redis counts them for `kind`'s confirmations.
+    fn count(&self, kind: Kind) -> usize {
+        let n = |k: Kind| self.subscribed.get(&k).map_or(0, BTreeSet::len);
+        match kind {
+            Kind::Shard => n(Kind::Shard),
+            _ => n(Kind::Channel) + n(Kind::Pattern),
+        }
+    }
+
+    /// Back to commands once nothing is subscribed or owed.
+    fn finished(&self) -> Option<Next> {
+        let none = self.subscribed.values().all(BTreeSet::is_empty) && self.owed.is_empty();
+        none.then_some(Next::KeepAlive)
+    }
+}
