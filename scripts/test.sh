@@ -20,6 +20,13 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# redis-py (5 or later: it sends CLIENT SETINFO on connect), from PyPI, for the cache layer's
+# real-client test
+if ! target/py/bin/python -c 'import redis, sys; sys.exit(int(redis.__version__.split(".")[0]) < 5)' 2>/dev/null; then
+  python3 -m venv target/py
+  target/py/bin/pip install -q "redis>=5"
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi

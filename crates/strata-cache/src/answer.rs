@@ -138,22 +138,25 @@ async fn merge_replies(merge: Merge, protocol: CacheProtocol, out: &mut BytesMut
             false
         }
         Combine::Values => {
-            let mut values: Vec<Option<&[u8]>> = vec![None; merge.keys + 1];
+            // each value as its server wrote it: `$-1` or RESP3's `_` for a missing key
+            let mut values: Vec<&[u8]> = vec![&[]; merge.keys + 1];
             for (reply, positions) in &replies {
                 let mut v = resp::Values::new(reply);
                 if v.next() != Some(Value::Array(Some(positions.len()))) {
                     return unexpected(out);
                 }
                 for &p in positions {
-                    match v.next() {
-                        Some(Value::Bulk(b)) => values[p] = b,
+                    match v.whole() {
+                        Some(raw) if raw.starts_with(b"$") || raw.starts_with(b"_") => {
+                            values[p] = raw
+                        }
                         _ => return unexpected(out),
                     }
                 }
             }
             resp::array_header(out, merge.keys);
             for v in &values[1..] {
-                resp::bulk(out, *v);
+                out.extend_from_slice(v);
             }
             false
         }

@@ -208,7 +208,8 @@ async fn serve_batch(kept: &mut Kept) -> Next {
             break Next::Gone;
         }
         if let Some(first) = step.subscribe {
-            match pubsub::serve(&svc, kept, &mut buf, &pool, first).await {
+            let resp3 = kept.session.resp3;
+            match pubsub::serve(&svc, kept, &mut buf, &pool, first, resp3).await {
                 Next::KeepAlive => {}
                 next => break next,
             }
@@ -346,7 +347,7 @@ fn dispatch_memcache(pool: &Pool, cmd: McCommand) -> Answer {
                 }
             }
             if let [(server, _)] = groups.as_slice() {
-                return Answer::One(pool.servers[*server].send(cmd.frame));
+                return Answer::One(pool.servers[*server].send(cmd.frame, false));
             }
             let parts = groups
                 .into_iter()
@@ -354,7 +355,7 @@ fn dispatch_memcache(pool: &Pool, cmd: McCommand) -> Answer {
                     let mut frame = BytesMut::new();
                     let keys = positions.iter().map(|&p| cmd.keys[p].clone());
                     memcache::encode_get(&mut frame, &cmd.name, keys);
-                    (pool.servers[server].send(frame.freeze()), positions)
+                    (pool.servers[server].send(frame.freeze(), false), positions)
                 })
                 .collect();
             Answer::Merge(Box::new(Merge {
@@ -369,7 +370,7 @@ fn dispatch_memcache(pool: &Pool, cmd: McCommand) -> Answer {
                 Err(_) if cmd.noreply => return Answer::Ready(Bytes::new()),
                 Err(e) => return unavailable(e),
             };
-            let rx = pool.servers[server].send(cmd.frame);
+            let rx = pool.servers[server].send(cmd.frame, false);
             if cmd.noreply {
                 Answer::Silent(rx)
             } else {

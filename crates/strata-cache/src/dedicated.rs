@@ -17,6 +17,8 @@ use crate::resp;
 /// The connection, to one server.
 pub(crate) struct Dedicated {
     server: SocketAddr,
+    /// It said HELLO 3, for a client that did.
+    resp3: bool,
     stream: TcpStream,
     /// Keys are watched on it: EXEC must run here, and losing it loses the WATCH.
     watching: bool,
@@ -62,7 +64,7 @@ pub(crate) async fn run(session: &mut Session, pool: &Pool, own: Own) -> Bytes {
     };
     let addr = server.addr;
     let conn = match session.dedicated.take() {
-        Some(conn) if conn.server == addr => Some(conn),
+        Some(conn) if conn.server == addr && conn.resp3 == session.resp3 => Some(conn),
         Some(conn) if conn.watching => {
             session.dedicated = Some(conn);
             return resp::error_frame(
@@ -73,9 +75,10 @@ pub(crate) async fn run(session: &mut Session, pool: &Pool, own: Own) -> Bytes {
     };
     let mut conn = match conn {
         Some(conn) => conn,
-        None => match crate::server::open(addr, &pool.link).await {
+        None => match crate::server::open(addr, &pool.link, session.resp3).await {
             Ok(stream) => Box::new(Dedicated {
                 server: addr,
+                resp3: session.resp3,
                 stream,
                 watching: false,
             }),

@@ -56,6 +56,8 @@ impl Kind {
 
 /// A subscriber's state: its subscriptions, the confirmations owed, its server connections.
 struct Subscriber {
+    /// The client said HELLO 3: confirmations are pushes, and so are the servers' messages.
+    resp3: bool,
     subscribed: HashMap<Kind, BTreeSet<Bytes>>,
     /// (kind, subscribe?, name) -> servers yet to confirm
     owed: HashMap<(Kind, bool, Bytes), usize>,
@@ -73,20 +75,24 @@ impl Drop for Subscriber {
 }
 
 /// The answer to an UNSUBSCRIBE-like command from a client subscribed to nothing.
-pub(crate) fn unsubscribed_reply(cmd: &Command) -> Bytes {
+pub(crate) fn unsubscribed_reply(cmd: &Command, resp3: bool) -> Bytes {
     let mut out = BytesMut::new();
     let name = cmd.arg(0).to_ascii_lowercase();
     if cmd.len() == 1 {
-        confirmation(&mut out, &name, None, 0);
+        confirmation(&mut out, resp3, &name, None, 0);
     }
     for i in 1..cmd.len() {
-        confirmation(&mut out, &name, Some(cmd.arg(i)), 0);
+        confirmation(&mut out, resp3, &name, Some(cmd.arg(i)), 0);
     }
     out.freeze()
 }
 
-fn confirmation(out: &mut BytesMut, kind: &[u8], name: Option<&[u8]>, count: usize) {
-    resp::array_header(out, 3);
+fn confirmation(out: &mut BytesMut, resp3: bool, kind: &[u8], name: Option<&[u8]>, count: usize) {
+    if resp3 {
+        out.extend_from_slice(b">3\r\n");
+    } else {
+        resp::array_header(out, 3);
+    }
     resp::bulk(out, Some(kind));
     resp::bulk(out, name);
     resp::integer(out, count as i64);
@@ -100,9 +106,11 @@ pub(crate) async fn serve(
     buf: &mut BytesMut,
     pool: &Pool,
     first: Command,
+    resp3: bool,
 ) -> Next {
     let (frames_tx, mut frames) = mpsc::unbounded_channel();
     let mut sub = Subscriber {
+        resp3,
         subscribed: HashMap::new(),
         owed: HashMap::new(),
         writers: (0..pool.servers.len()).map(|_| None).collect(),
@@ -180,7 +188,7 @@ impl Subscriber {
             };
             if names.is_empty() {
                 // unsubscribing from everything while subscribed to nothing of that kind
-                confirmation(out, &name, None, self.count(kind));
+                confirmation(out, self.resp3, &name, None, self.count(kind));
                 return self.finished();
             }
             if let Err(why) = self.send(pool, kind, subscribe, &name, &names).await {
@@ -190,6 +198,15 @@ impl Subscriber {
             return None;
         }
         match name.as_slice() {
+            // RESP3 answers PING as always; RESP2 in subscribed mode as a message
+            b"ping" if self.resp3 && cmd.len() == 1 => {
+                resp::simple(out, "PONG");
+                None
+            }
+            b"ping" if self.resp3 => {
+                resp::bulk(out, Some(cmd.arg(1)));
+                None
+            }
             b"ping" => {
                 resp::array_header(out, 2);
                 resp::bulk(out, Some(b"pong"));
@@ -258,7 +275,7 @@ impl Subscriber {
     async fn writer(&mut self, pool: &Pool, server: usize) -> Result<&mut OwnedWriteHalf, String> {
         if self.writers[server].is_none() {
             let addr = pool.group.backends[server].addr;
-            let stream = crate::server::open(addr, &pool.link)
+            let stream = crate::server::open(addr, &pool.link, self.resp3)
                 .await
                 .map_err(|(_, why)| why)?;
             let (mut read, write) = stream.into_split();
@@ -288,7 +305,7 @@ impl Subscriber {
     /// last server owing it, passed on with the client's own count.
     fn server_frame(&mut self, frame: Bytes, out: &mut BytesMut) -> Option<Next> {
         let mut v = resp::Values::new(&frame);
-        let Some(Value::Array(Some(_))) = v.next() else {
+        let (Some(Value::Array(Some(_))) | Some(Value::Push(_))) = v.next() else {
             return None;
         };
         let Some(Value::Bulk(Some(kind_name))) = v.next() else {
@@ -324,6 +341,7 @@ impl Subscriber {
         let (sub, unsub) = kind.names();
         confirmation(
             out,
+            self.resp3,
             if subscribe { sub } else { unsub },
             Some(&name),
             self.count(kind),

@@ -25,6 +25,9 @@ pub(crate) struct Session {
     /// The connection that held this client's WATCH was lost: the next EXEC answers as a
     /// transaction whose watched keys changed.
     pub(crate) watch_lost: bool,
+    /// The client said HELLO 3: its commands go on RESP3 connections, whose replies it gets
+    /// as they are.
+    pub(crate) resp3: bool,
 }
 
 impl Session {
@@ -37,6 +40,7 @@ impl Session {
             tx: None,
             dedicated: None,
             watch_lost: false,
+            resp3: false,
         }
     }
 }
@@ -104,6 +108,7 @@ pub(crate) fn dispatch(
     {
         return Dispatched::Answer(queue(pool, session, spec, &cmd));
     }
+    let v3 = session.resp3;
     let answer = match spec.route {
         Route::Local(local) => {
             let (answer, quit) = local_command(svc, pool, session, local, &cmd);
@@ -117,9 +122,9 @@ pub(crate) fn dispatch(
             "ERR strata: '{}' is not supported by the proxy: {why}",
             spec.name
         )),
-        Route::Keys { .. } | Route::NumKeys { .. } => same_shard(pool, spec, &cmd),
-        Route::Split(split) => split_by_shard(pool, split, &cmd),
-        Route::FanOut(fan) => fan_out(pool, fan, &cmd),
+        Route::Keys { .. } | Route::NumKeys { .. } => same_shard(pool, spec, &cmd, v3),
+        Route::Split(split) => split_by_shard(pool, split, &cmd, v3),
+        Route::FanOut(fan) => fan_out(pool, fan, &cmd, v3),
         Route::Blocking(_) => match one_server(pool, spec, &cmd) {
             Ok(server) => {
                 return Dispatched::Own(Own {
@@ -132,9 +137,9 @@ pub(crate) fn dispatch(
             Err(refused) => refused,
         },
         Route::Transaction(t) => return transaction(pool, session, t, spec, &cmd),
-        Route::Publish => same_shard(pool, spec, &cmd),
+        Route::Publish => same_shard(pool, spec, &cmd, v3),
         Route::Subscribe => return Dispatched::Subscribe(cmd),
-        Route::Unsubscribe => Answer::Ready(crate::pubsub::unsubscribed_reply(&cmd)),
+        Route::Unsubscribe => Answer::Ready(crate::pubsub::unsubscribed_reply(&cmd, v3)),
     };
     Dispatched::Answer(answer)
 }
@@ -313,9 +318,9 @@ fn unavailable(e: crate::pool::Unavailable) -> Answer {
 }
 
 /// A command whose keys must all live on one server: sent there whole, or refused.
-fn same_shard(pool: &Pool, spec: &command::Spec, cmd: &Command) -> Answer {
+fn same_shard(pool: &Pool, spec: &command::Spec, cmd: &Command, v3: bool) -> Answer {
     match one_server(pool, spec, cmd) {
-        Ok(s) => Answer::One(pool.servers[s].send(cmd.to_frame())),
+        Ok(s) => Answer::One(pool.servers[s].send(cmd.to_frame(), v3)),
         Err(refused) => refused,
     }
 }
@@ -335,7 +340,7 @@ fn crossslot(pool: &Pool) -> Answer {
 
 /// MGET, MSET, DEL, UNLINK, EXISTS, TOUCH: one command per server holding some of the keys,
 /// the replies combined in the order of the keys.
-fn split_by_shard(pool: &Pool, split: Split, cmd: &Command) -> Answer {
+fn split_by_shard(pool: &Pool, split: Split, cmd: &Command, v3: bool) -> Answer {
     let step = if split == Split::Mset { 2 } else { 1 };
     if split == Split::Mset && cmd.len().is_multiple_of(2) {
         return error("ERR wrong number of arguments for 'mset' command");
@@ -353,7 +358,7 @@ fn split_by_shard(pool: &Pool, split: Split, cmd: &Command) -> Answer {
         }
     }
     if let [(server, _)] = groups.as_slice() {
-        return Answer::One(pool.servers[*server].send(cmd.to_frame()));
+        return Answer::One(pool.servers[*server].send(cmd.to_frame(), v3));
     }
     let keys = groups.iter().map(|(_, p)| p.len()).sum();
     let parts = groups
@@ -367,7 +372,7 @@ fn split_by_shard(pool: &Pool, split: Split, cmd: &Command) -> Answer {
                     resp::bulk(&mut frame, Some(cmd.arg(i)));
                 }
             }
-            (pool.servers[server].send(frame.freeze()), positions)
+            (pool.servers[server].send(frame.freeze(), v3), positions)
         })
         .collect();
     let how = match split {
@@ -379,7 +384,7 @@ fn split_by_shard(pool: &Pool, split: Split, cmd: &Command) -> Answer {
 }
 
 /// DBSIZE and KEYS: every server, combined.
-fn fan_out(pool: &Pool, fan: FanOut, cmd: &Command) -> Answer {
+fn fan_out(pool: &Pool, fan: FanOut, cmd: &Command, v3: bool) -> Answer {
     let now = strata_net::now_ms();
     if let Some(out) = pool.group.backends.iter().find(|b| !b.is_available_at(now)) {
         // a partial count or key list would look complete
@@ -389,13 +394,13 @@ fn fan_out(pool: &Pool, fan: FanOut, cmd: &Command) -> Answer {
         ));
     }
     if fan == FanOut::Scan {
-        return scan(pool, cmd);
+        return scan(pool, cmd, v3);
     }
     let frame = cmd.to_frame();
     let parts = pool
         .servers
         .iter()
-        .map(|s| (s.send(frame.clone()), Vec::new()))
+        .map(|s| (s.send(frame.clone(), v3), Vec::new()))
         .collect();
     let how = match fan {
         FanOut::Dbsize => Combine::Sum,
@@ -412,7 +417,7 @@ fn fan_out(pool: &Pool, fan: FanOut, cmd: &Command) -> Answer {
 /// SCAN over every server in turn. The client's cursor is `server cursor x servers + server`:
 /// 0 starts at the first server, and a server's end moves on to the next one's start (a cursor
 /// that is not 0, as Redis says "more to come"), until the last server's end answers 0.
-fn scan(pool: &Pool, cmd: &Command) -> Answer {
+fn scan(pool: &Pool, cmd: &Command, v3: bool) -> Answer {
     let servers = pool.servers.len() as u128;
     let Some(cursor) = std::str::from_utf8(cmd.arg(1))
         .ok()
@@ -432,7 +437,7 @@ fn scan(pool: &Pool, cmd: &Command) -> Answer {
     for i in 2..cmd.len() {
         resp::bulk(&mut frame, Some(cmd.arg(i)));
     }
-    let rx = pool.servers[server].send(frame.freeze());
+    let rx = pool.servers[server].send(frame.freeze(), v3);
     Answer::Merge(Box::new(Merge {
         how: Combine::Scan {
             server,
@@ -482,7 +487,7 @@ fn local_command(
             };
             return (authenticate(pool, session, user, password), false);
         }
-        Local::Hello => return (hello(svc, pool, session, cmd), false),
+        Local::Hello => return (hello(pool, session, cmd), false),
         Local::Command => return (command_info(cmd), false),
         Local::Client => {
             let sub = arg_upper(1);
@@ -492,6 +497,9 @@ fn local_command(
                     resp::simple(&mut out, "OK");
                 }
                 b"SETINFO" if cmd.len() == 4 => resp::simple(&mut out, "OK"),
+                b"GETNAME" if session.resp3 && session.name.is_none() => {
+                    out.extend_from_slice(b"_\r\n")
+                }
                 b"GETNAME" => resp::bulk(&mut out, session.name.as_deref()),
                 b"ID" => resp::integer(&mut out, session.id as i64),
                 _ => {
@@ -536,11 +544,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// HELLO [protover [AUTH user pass] [SETNAME name]]: RESP2 only; 3 gets `-NOPROTO`, so clients
 /// fall back to RESP2.
-fn hello(svc: &CacheService, pool: &Pool, session: &mut Session, cmd: &Command) -> Answer {
+fn hello(pool: &Pool, session: &mut Session, cmd: &Command) -> Answer {
     let mut i = 1;
+    let mut resp3 = session.resp3;
     if cmd.len() > 1 {
         match cmd.arg(1) {
-            b"2" => {}
+            b"2" => resp3 = false,
+            b"3" => resp3 = true,
             v if v.iter().all(u8::is_ascii_digit) && !v.is_empty() => {
                 return error("NOPROTO sorry, this protocol version is not supported.")
             }
@@ -576,25 +586,30 @@ fn hello(svc: &CacheService, pool: &Pool, session: &mut Session, cmd: &Command) 
     if !session.authenticated {
         return error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
     }
-    let _ = svc;
+    session.resp3 = resp3;
+    // what Redis 7 answers, and who answers
     let mut out = BytesMut::new();
-    resp::array_header(&mut out, 14);
-    for (k, v) in [
-        ("server", "redis"),
-        ("version", REDIS_VERSION),
-        ("proxy", "strata"),
-    ] {
+    if resp3 {
+        out.extend_from_slice(b"%8\r\n");
+    } else {
+        resp::array_header(&mut out, 16);
+    }
+    for (k, v) in [("server", "redis"), ("version", REDIS_VERSION)] {
         resp::bulk(&mut out, Some(k.as_bytes()));
         resp::bulk(&mut out, Some(v.as_bytes()));
     }
     resp::bulk(&mut out, Some(b"proto"));
-    resp::integer(&mut out, 2);
+    resp::integer(&mut out, if resp3 { 3 } else { 2 });
     resp::bulk(&mut out, Some(b"id"));
     resp::integer(&mut out, session.id as i64);
-    resp::bulk(&mut out, Some(b"mode"));
-    resp::bulk(&mut out, Some(b"standalone"));
-    resp::bulk(&mut out, Some(b"role"));
-    resp::bulk(&mut out, Some(b"master"));
+    for (k, v) in [("mode", "standalone"), ("role", "master")] {
+        resp::bulk(&mut out, Some(k.as_bytes()));
+        resp::bulk(&mut out, Some(v.as_bytes()));
+    }
+    resp::bulk(&mut out, Some(b"modules"));
+    resp::array_header(&mut out, 0);
+    resp::bulk(&mut out, Some(b"proxy"));
+    resp::bulk(&mut out, Some(b"strata"));
     Answer::Ready(out.freeze())
 }
 

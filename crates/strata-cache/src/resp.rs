@@ -43,7 +43,7 @@ pub enum ProtocolError {
     /// A line ends in a bare LF, or an inline command has an unbalanced quote.
     #[error("invalid line")]
     BadLine,
-    /// A reply starts with a byte that is no RESP2 type.
+    /// A reply starts with a byte that is no RESP2 or RESP3 type.
     #[error("unknown reply type '{}'", char::from(*.0))]
     ReplyType(u8),
     /// A reply nests arrays deeper than [`MAX_REPLY_DEPTH`].
@@ -300,8 +300,23 @@ pub fn reply_len(buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
             b':' => {
                 number(line).ok_or(ProtocolError::ReplyType(kind))?;
             }
-            b'$' => {
+            // RESP3's simple types, for clients that said HELLO 3: null, boolean, double, big
+            // number
+            b'_' if line.is_empty() => {}
+            b'#' if line == b"t" || line == b"f" => {}
+            b',' if !line.is_empty() => {}
+            b'(' if line
+                .strip_prefix(b"-")
+                .unwrap_or(line)
+                .iter()
+                .all(u8::is_ascii_digit)
+                && !line.is_empty() => {}
+            // a bulk string; RESP3's blob error and verbatim string are framed alike
+            b'$' | b'!' | b'=' => {
                 let n = number(line).ok_or(ProtocolError::BulkLength)?;
+                if n < 0 && kind != b'$' {
+                    return Err(ProtocolError::BulkLength);
+                }
                 if n >= 0 {
                     let end = at + n as usize;
                     if buf.len() < end + 2 {
@@ -313,9 +328,18 @@ pub fn reply_len(buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
                     at = end + 2;
                 }
             }
-            b'*' => {
+            // arrays; RESP3's set and push are framed alike, a map holds two values per entry,
+            // and an attribute's entries come before the value it describes
+            b'*' | b'~' | b'>' | b'%' | b'|' => {
                 let n = number(line).ok_or(ProtocolError::MultibulkLength)?;
-                array = n.max(0);
+                if n < 0 && kind != b'*' {
+                    return Err(ProtocolError::MultibulkLength);
+                }
+                array = match kind {
+                    b'%' => n.max(0) * 2,
+                    b'|' => n.max(0) * 2 + 1,
+                    _ => n.max(0),
+                };
             }
             other => return Err(ProtocolError::ReplyType(other)),
         }
@@ -359,6 +383,14 @@ pub enum Value<'a> {
     Bulk(Option<&'a [u8]>),
     /// `*n`: the next `n` values are its elements; `None` for `*-1`.
     Array(Option<usize>),
+    /// RESP3 `_`.
+    Null,
+    /// RESP3 `>n`: a push (a pub/sub message, a confirmation); the next `n` values.
+    Push(usize),
+    /// RESP3 `%n` (the next `2n` values), `~n` (`n`), `|n` (`2n`, then the value it describes).
+    Aggregate(u8, usize),
+    /// RESP3 `#`, `,`, `(`: the line as it is.
+    Scalar(u8, &'a [u8]),
 }
 
 /// Reads the values of a complete reply (one that [`reply_len`] measured) in order, arrays
@@ -412,6 +444,21 @@ impl<'a> Iterator for Values<'a> {
             b'*' => {
                 let n = number(line)?;
                 Value::Array((n >= 0).then_some(n as usize))
+            }
+            b'_' => Value::Null,
+            b'>' => Value::Push(usize::try_from(number(line)?).ok()?),
+            b'%' | b'~' | b'|' => Value::Aggregate(kind, usize::try_from(number(line)?).ok()?),
+            b'#' | b',' | b'(' => Value::Scalar(kind, line),
+            b'!' | b'=' => {
+                let n = usize::try_from(number(line)?).ok()?;
+                let start = self.at;
+                self.at += n + 2;
+                let data = self.buf.get(start..start + n)?;
+                if kind == b'!' {
+                    Value::Error(data)
+                } else {
+                    Value::Bulk(Some(data))
+                }
             }
             _ => return None,
         })

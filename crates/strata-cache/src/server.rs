@@ -65,42 +65,66 @@ pub struct LinkSettings {
 pub struct Server {
     /// Its health state and counters.
     pub backend: Arc<Backend>,
+    /// Connections speaking RESP2 (and memcached's protocol).
     links: Box<[mpsc::UnboundedSender<Job>]>,
+    /// Connections that said HELLO 3, for clients that did; made when the first one needs them.
+    links3: std::sync::OnceLock<Box<[mpsc::UnboundedSender<Job>]>>,
     next: AtomicUsize,
+    group: Arc<Group>,
+    index: usize,
+    settings: Arc<LinkSettings>,
 }
 
 impl Server {
     /// The server at `index` of `group`, with its connection tasks started (they connect on
     /// first use, and end once this value and every command sent through it are gone).
     pub fn start(group: &Arc<Group>, index: usize, settings: &Arc<LinkSettings>) -> Server {
-        let backend = group.backends[index].clone();
-        let links = (0..settings.connections.max(1))
-            .map(|_| {
-                let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(run(rx, group.clone(), index, settings.clone()));
-                tx
-            })
-            .collect();
         Server {
-            backend,
-            links,
+            backend: group.backends[index].clone(),
+            links: spawn_links(group, index, settings, false),
+            links3: std::sync::OnceLock::new(),
             next: AtomicUsize::new(0),
+            group: group.clone(),
+            index,
+            settings: settings.clone(),
         }
     }
 
-    /// Sends `frame`; the receiver gets the server's reply.
-    pub fn send(&self, frame: Bytes) -> oneshot::Receiver<Reply> {
+    /// Sends `frame` on a connection that speaks RESP3 (`resp3`) or RESP2; the receiver gets
+    /// the server's reply.
+    pub fn send(&self, frame: Bytes, resp3: bool) -> oneshot::Receiver<Reply> {
+        let links = if resp3 {
+            self.links3
+                .get_or_init(|| spawn_links(&self.group, self.index, &self.settings, true))
+        } else {
+            &self.links
+        };
         let (tx, rx) = oneshot::channel();
-        let i = if self.links.len() == 1 {
+        let i = if links.len() == 1 {
             0
         } else {
-            self.next.fetch_add(1, Relaxed) % self.links.len()
+            self.next.fetch_add(1, Relaxed) % links.len()
         };
         self.backend.stats.requests.inc();
         // the task only ends once every sender is gone, so this can't fail while `self` lives
-        let _ = self.links[i].send(Job { frame, reply: tx });
+        let _ = links[i].send(Job { frame, reply: tx });
         rx
     }
+}
+
+fn spawn_links(
+    group: &Arc<Group>,
+    index: usize,
+    settings: &Arc<LinkSettings>,
+    resp3: bool,
+) -> Box<[mpsc::UnboundedSender<Job>]> {
+    (0..settings.connections.max(1))
+        .map(|_| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(run(rx, group.clone(), index, settings.clone(), resp3));
+            tx
+        })
+        .collect()
 }
 
 /// Commands this connection wrote and still owes replies for, oldest first.
@@ -113,6 +137,7 @@ async fn run(
     group: Arc<Group>,
     index: usize,
     settings: Arc<LinkSettings>,
+    resp3: bool,
 ) {
     let backend = &group.backends[index];
     let mut batch: Vec<Job> = Vec::new();
@@ -120,7 +145,7 @@ async fn run(
         if batch.is_empty() && jobs.recv_many(&mut batch, 256).await == 0 {
             return;
         }
-        let stream = match open(backend.addr, &settings).await {
+        let stream = match open(backend.addr, &settings, resp3).await {
             Ok(stream) => stream,
             Err((lost, why)) => {
                 backend.stats.failures.inc();
@@ -183,13 +208,24 @@ async fn write_out(write: &mut OwnedWriteHalf, out: &[u8]) -> std::io::Result<()
 pub(crate) async fn open(
     addr: SocketAddr,
     settings: &LinkSettings,
+    resp3: bool,
 ) -> Result<tokio::net::TcpStream, (Lost, String)> {
     let mut stream = strata_net::connect(addr, settings.connect_timeout)
         .await
         .map_err(|e| (Lost::Connect, e.to_string()))?;
-    if let (Some(password), CacheProtocol::Redis) = (&settings.password, settings.protocol) {
+    let mut hello: Vec<&[u8]> = Vec::new();
+    if resp3 {
+        hello.extend([&b"HELLO"[..], b"3"]);
+        if let Some(password) = &settings.password {
+            hello.extend([&b"AUTH"[..], b"default", password.as_bytes()]);
+        }
+    } else if let (Some(password), CacheProtocol::Redis) = (&settings.password, settings.protocol)
+    {
+        hello.extend([&b"AUTH"[..], password.as_bytes()]);
+    }
+    if !hello.is_empty() {
         let mut auth = BytesMut::new();
-        crate::resp::encode_command(&mut auth, [&b"AUTH"[..], password.as_bytes()].into_iter());
+        crate::resp::encode_command(&mut auth, hello.iter().copied());
         let answer = async {
             stream.write_all(&auth).await?;
             let mut buf = BytesMut::with_capacity(256);
@@ -203,18 +239,19 @@ pub(crate) async fn open(
             }
         };
         match tokio::time::timeout(settings.timeout, answer).await {
-            Ok(Ok(reply)) if reply.starts_with(b"+OK") => {}
+            Ok(Ok(reply)) if reply.starts_with(b"+OK") || (resp3 && reply.starts_with(b"%")) => {}
             Ok(Ok(reply)) => {
                 return Err((
                     Lost::Connect,
                     format!(
-                        "AUTH refused: {}",
+                        "{} refused: {}",
+                        String::from_utf8_lossy(hello[0]),
                         String::from_utf8_lossy(&reply).trim_end()
                     ),
                 ))
             }
-            Ok(Err(e)) => return Err((Lost::Connect, format!("AUTH: {e}"))),
-            Err(_) => return Err((Lost::Timeout, "AUTH: no answer in time".into())),
+            Ok(Err(e)) => return Err((Lost::Connect, format!("handshake: {e}"))),
+            Err(_) => return Err((Lost::Timeout, "handshake: no answer in time".into())),
         }
     }
     Ok(stream)

@@ -6,7 +6,7 @@ mod common;
 use std::net::SocketAddr;
 
 use common::redis::{Nutcracker, Redis, Resp, RespRecorder};
-use common::{free_port, Strata};
+use common::Strata;
 
 /// One pool, as both proxies are told it.
 struct Scenario {
@@ -105,7 +105,7 @@ async fn every_key_lives_where_nutcracker_put_it() {
         Redis::start().await,
     ];
     let scenarios = scenarios();
-    let ports: Vec<u16> = scenarios.iter().map(|_| free_port()).collect();
+    let ports = common::free_ports(scenarios.len());
     let mut yaml = String::new();
     let mut toml = String::new();
     for (s, port) in scenarios.iter().zip(&ports) {
@@ -362,9 +362,10 @@ async fn clients_connect_with_their_default_handshakes() {
     assert!(text(&c.cmd(&[b"GET", b"k"]).await).starts_with("-NOAUTH"));
     assert!(text(&c.cmd(&[b"AUTH", b"wrong"]).await).starts_with("-WRONGPASS"));
     assert_eq!(
-        text(&c.cmd(&[b"HELLO", b"3"]).await),
+        text(&c.cmd(&[b"HELLO", b"4"]).await),
         "-NOPROTO sorry, this protocol version is not supported.\r\n"
     );
+    assert!(text(&c.cmd(&[b"HELLO", b"3"]).await).starts_with("-NOAUTH HELLO must be called"));
     assert_eq!(
         text(&c.cmd(&[b"AUTH", b"default", b"s3cret"]).await),
         "+OK\r\n"
@@ -395,9 +396,9 @@ async fn clients_connect_with_their_default_handshakes() {
     assert!(hello.contains("proto\r\n:2"), "{hello}");
     assert!(text(&c.cmd(&[b"INFO"]).await).contains("redis_version:"));
     assert!(text(&c.cmd(&[b"COMMAND", b"COUNT"]).await).starts_with(':'));
-    let unsupported = text(&c.cmd(&[b"BLPOP", b"q", b"0"]).await);
+    let unsupported = text(&c.cmd(&[b"FLUSHALL"]).await);
     assert!(
-        unsupported.starts_with("-ERR strata: 'blpop' is not supported"),
+        unsupported.starts_with("-ERR strata: 'flushall' is not supported"),
         "{unsupported}"
     );
     let unknown = text(&c.cmd(&[b"NOSUCH", b"a"]).await);
@@ -414,7 +415,7 @@ async fn clients_connect_with_their_default_handshakes() {
         &d.cmd(&[b"HELLO", b"2", b"AUTH", b"default", b"s3cret"])
             .await,
     );
-    assert!(hello.starts_with("*14\r\n"), "{hello}");
+    assert!(hello.starts_with("*16\r\n"), "{hello}");
     assert_eq!(text(&d.cmd(&[b"GET", b"k"]).await), "$1\r\nv\r\n");
 }
 
@@ -901,4 +902,86 @@ async fn publish_and_subscribe_across_servers() {
     assert_eq!(r, "*3\r\n$12\r\npunsubscribe\r\n$6\r\nnews.*\r\n:0\r\n");
     // back to commands
     assert_eq!(text(&sub.cmd(&[b"SET", b"k", b"v"]).await), "+OK\r\n");
+}
+
+/// redis-py, as applications use it, through the proxy (scripts/test.sh installs it in
+/// target/py).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_py_works_through_the_proxy() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = root.join("target/py/bin/python");
+    assert!(
+        python.exists(),
+        "redis-py is not installed in target/py: run ./scripts/test.sh, which installs it"
+    );
+    let shards = [Redis::start().await, Redis::start().await];
+    let strata = Strata::start(&pool(
+        &[shards[0].addr, shards[1].addr],
+        "hash_tag = \"{}\"",
+    ));
+    let addr = strata.addr("cache:c");
+    let script = root.join("crates/strata/tests/clients/redis_py.py");
+    let out = tokio::process::Command::new(&python)
+        .arg(&script)
+        .arg(addr.ip().to_string())
+        .arg(addr.port().to_string())
+        .output()
+        .await
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ok"),
+        "redis-py failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // and its keys really went to both servers
+    for s in &shards {
+        assert!(!s.keys().await.is_empty());
+    }
+}
+
+/// A client that says HELLO 3 gets RESP3 from its servers as they write it (maps, nulls,
+/// doubles), on connections that said HELLO 3 too; merged answers keep RESP3's nulls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resp3_clients_get_resp3_replies() {
+    let direct = Redis::start().await;
+    let shards = [Redis::start().await, Redis::start().await];
+    let strata = Strata::start(&pool(
+        &[shards[0].addr, shards[1].addr],
+        "hash = \"murmur\"",
+    ));
+    let mut one = direct.client().await;
+    let mut via = Resp::connect(strata.addr("cache:c")).await.unwrap();
+    let hello = text(&via.cmd(&[b"HELLO", b"3"]).await);
+    assert!(
+        hello.starts_with("%8\r\n") && hello.contains("proto\r\n:3"),
+        "{hello}"
+    );
+    one.cmd(&[b"HELLO", b"3"]).await;
+    let mut pipeline = vec![
+        cmd(&["HSET", "h", "a", "1", "b", "2"]),
+        cmd(&["HGETALL", "h"]),
+        cmd(&["GET", "missing"]),
+        cmd(&["ZADD", "z", "1.5", "m"]),
+        cmd(&["ZSCORE", "z", "m"]),
+        cmd(&["SADD", "s", "x"]),
+        cmd(&["SMEMBERS", "s"]),
+    ];
+    for i in 0..20 {
+        pipeline.push(cmd(&["SET", &format!("k{i}"), "v"]));
+    }
+    let mut mget = vec!["MGET"];
+    let keys: Vec<String> = (0..30).map(|i| format!("k{i}")).collect();
+    mget.extend(keys.iter().map(String::as_str));
+    pipeline.push(cmd(&mget));
+    let want = one.pipeline(&pipeline).await;
+    let got = via.pipeline(&pipeline).await;
+    for ((c, w), g) in pipeline.iter().zip(&want).zip(&got) {
+        assert_eq!(text(g), text(w), "{}", text(&c.join(&b' ')));
+    }
+    assert!(
+        text(got.last().unwrap()).contains("_\r\n"),
+        "RESP3 nulls in MGET"
+    );
+    assert!(text(&got[1]).starts_with("%2\r\n"));
 }

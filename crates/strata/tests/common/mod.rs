@@ -655,6 +655,15 @@ impl Drop for Nginx {
     }
 }
 
+/// `n` different ports that were free a moment ago: all held at once while they are chosen,
+/// so none comes back twice.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
 /// A port that was free a moment ago (for programs that can't be told to take port 0).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
