@@ -985,3 +985,63 @@ async fn resp3_clients_get_resp3_replies() {
     );
     assert!(text(&got[1]).starts_with("%2\r\n"));
 }
+
+/// redis-cli and redis-benchmark, as operators run them, through the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cli_and_redis_benchmark_work_through_the_proxy() {
+    let shards = [Redis::start().await, Redis::start().await];
+    let strata = Strata::start(&pool(&[shards[0].addr, shards[1].addr], ""));
+    let port = strata.addr("cache:c").port().to_string();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &port])
+            .args(args)
+            .output()
+            .expect("redis-cli is not installed: run ./scripts/test.sh, which installs it");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(cli(&["SET", "greeting", "hello"]), "OK");
+    assert_eq!(cli(&["GET", "greeting"]), "hello");
+    assert_eq!(cli(&["MSET", "a", "1", "b", "2", "c", "3"]), "OK");
+    // the missing key is an empty line, trimmed off the end
+    assert_eq!(cli(&["MGET", "a", "b", "c", "nope"]), "1\n2\n3");
+    assert_eq!(cli(&["DEL", "a", "b", "c"]), "3");
+    assert_eq!(cli(&["PING"]), "PONG");
+    let out = std::process::Command::new("redis-benchmark")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-n",
+            "2000",
+            "-c",
+            "10",
+            "-P",
+            "8",
+            "-r",
+            "1000",
+        ])
+        .args([
+            "-t",
+            "set,get,incr,lpush,rpush,lpop,rpop,sadd,hset,spop,zadd,lrange_100,mset",
+            "--csv",
+        ])
+        .output()
+        .expect("redis-benchmark is not installed: run ./scripts/test.sh, which installs it");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        !stderr.contains("ERR") && !stdout.contains("ERR"),
+        "{stdout}\n{stderr}"
+    );
+    for test in [
+        "SET", "GET", "INCR", "LPUSH", "LPOP", "SADD", "HSET", "ZADD", "MSET",
+    ] {
+        assert!(
+            stdout.contains(&format!("\"{test}")),
+            "no {test} row:\n{stdout}"
+        );
+    }
+}
