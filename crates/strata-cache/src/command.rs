@@ -304,7 +304,11 @@ pub static COMMANDS: &[Spec] = &[
     route("psubscribe", -2, Route::Subscribe),
     key("pttl", 2),
     route("publish", 3, Route::Publish),
-    route("pubsub", -2, Route::Unsupported("PUBSUB introspection would need every server's answer")),
+    route(
+        "pubsub",
+        -2,
+        Route::Unsupported("PUBSUB introspection would need every server's answer"),
+    ),
     route("punsubscribe", -1, Route::Unsubscribe),
     route("quit", -1, Route::Local(Local::Quit)),
     route("randomkey", 1, Route::Unsupported(NO_KEY)),
@@ -412,6 +416,99 @@ pub static COMMANDS: &[Spec] = &[
     numkeys("zunionstore", -4, 2, 1),
 ];
 
+/// Commands Redis flags `readonly`: with `read_from = "replica"` or `"nearest"` they may go to
+/// a replica. Sorted.
+pub static READONLY: &[&str] = &[
+    "bitcount",
+    "bitfield_ro",
+    "bitpos",
+    "dbsize",
+    "dump",
+    "eval_ro",
+    "evalsha_ro",
+    "exists",
+    "expiretime",
+    "fcall_ro",
+    "geodist",
+    "geohash",
+    "geopos",
+    "georadius_ro",
+    "georadiusbymember_ro",
+    "geosearch",
+    "get",
+    "getbit",
+    "getrange",
+    "hexists",
+    "hget",
+    "hgetall",
+    "hkeys",
+    "hlen",
+    "hmget",
+    "hrandfield",
+    "hscan",
+    "hstrlen",
+    "hvals",
+    "keys",
+    "lcs",
+    "lindex",
+    "llen",
+    "lpos",
+    "lrange",
+    "mget",
+    "pexpiretime",
+    "pfcount",
+    "pttl",
+    "randomkey",
+    "scan",
+    "scard",
+    "sdiff",
+    "sinter",
+    "sintercard",
+    "sismember",
+    "smembers",
+    "smismember",
+    "sort_ro",
+    "srandmember",
+    "sscan",
+    "strlen",
+    "substr",
+    "sunion",
+    "touch",
+    "ttl",
+    "type",
+    "xlen",
+    "xpending",
+    "xrange",
+    "xread",
+    "xrevrange",
+    "zcard",
+    "zcount",
+    "zdiff",
+    "zinter",
+    "zintercard",
+    "zlexcount",
+    "zmscore",
+    "zrandmember",
+    "zrange",
+    "zrangebylex",
+    "zrangebyscore",
+    "zrank",
+    "zrevrange",
+    "zrevrangebylex",
+    "zrevrangebyscore",
+    "zrevrank",
+    "zscan",
+    "zscore",
+    "zunion",
+];
+
+impl Spec {
+    /// Whether the command only reads, as Redis flags it.
+    pub fn readonly(&self) -> bool {
+        READONLY.binary_search(&self.name).is_ok()
+    }
+}
+
 /// The command named `upper` (ASCII upper case, as [`crate::resp::Command::name`] gives it).
 pub fn lookup(upper: &[u8]) -> Option<&'static Spec> {
     COMMANDS
@@ -419,7 +516,7 @@ pub fn lookup(upper: &[u8]) -> Option<&'static Spec> {
             let name = s.name.as_bytes();
             let n = name.len().min(upper.len());
             for i in 0..n {
-                let c = name[i].to_ascii_uppercase().cmp(&upper[i]);
+                let c = name[i].cmp(&upper[i].to_ascii_lowercase());
                 if c.is_ne() {
                     return c;
                 }
@@ -499,6 +596,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_readonly_list_is_sorted_and_names_known_commands() {
+        for w in READONLY.windows(2) {
+            assert!(w[0] < w[1], "{} before {}", w[0], w[1]);
+        }
+        for name in READONLY {
+            assert!(
+                lookup(name.to_ascii_uppercase().as_bytes()).is_some(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
     fn the_table_is_sorted_for_the_lookup() {
         for w in COMMANDS.windows(2) {
             assert!(w[0].name < w[1].name, "{} before {}", w[0].name, w[1].name);
@@ -506,6 +616,12 @@ mod tests {
         assert_eq!(lookup(b"GET").map(|s| s.name), Some("get"));
         assert_eq!(lookup(b"ZUNIONSTORE").map(|s| s.name), Some("zunionstore"));
         assert_eq!(lookup(b"APPEND").map(|s| s.name), Some("append"));
+        // '_' sorts after the upper-case letters and before the lower-case ones: every name
+        // is found, those with '_' too
+        for spec in COMMANDS {
+            let upper = spec.name.to_ascii_uppercase();
+            assert_eq!(lookup(upper.as_bytes()).map(|s| s.name), Some(spec.name));
+        }
         assert!(lookup(b"GETX").is_none());
         assert!(lookup(b"").is_none());
     }

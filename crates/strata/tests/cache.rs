@@ -441,8 +441,16 @@ async fn the_command_table_matches_redis() {
         let Some(Value::Array(Some(flags))) = v.next() else {
             panic!("{reply:?}")
         };
+        let mut readonly = false;
         for _ in 0..flags {
-            v.next();
+            readonly |= v.next() == Some(Value::Simple(b"readonly"));
+        }
+        if readonly != spec.readonly() {
+            wrong.push(format!(
+                "{}: readonly {} here, {readonly} in redis",
+                spec.name,
+                spec.readonly()
+            ));
         }
         let (Some(Value::Int(first)), Some(Value::Int(last)), Some(Value::Int(step))) =
             (v.next(), v.next(), v.next())
