@@ -22,13 +22,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::answer::{write_answer, Answer, Combine, Merge};
+use crate::dedicated::{self, Own};
 use crate::memcache::{self, Kind as McKind, McCommand, McError};
 use crate::pool::Pool;
-use crate::dedicated::{self, Own};
 use crate::pubsub;
-use crate::resp::Command;
 use crate::redis::{dispatch, Dispatched, Session};
 use crate::resp;
+use crate::resp::Command;
 use crate::CacheService;
 
 /// How long a client may stay idle when the pool sets no `idle_timeout`: in effect never, but a

@@ -27,7 +27,10 @@ pub(crate) struct Dedicated {
 impl Dedicated {
     /// The index in `pool` of the server it is connected to, if the pool still has it.
     pub(crate) fn server_index(&self, pool: &Pool) -> Option<usize> {
-        pool.group.backends.iter().position(|b| b.addr == self.server)
+        pool.group
+            .backends
+            .iter()
+            .position(|b| b.addr == self.server)
     }
 }
 
@@ -59,10 +62,10 @@ pub(crate) enum Then {
 /// Runs `own` on the session's own connection (made, or made again for another server) and
 /// answers with the last reply, or an error the client can act on.
 pub(crate) async fn run(session: &mut Session, pool: &Pool, own: Own) -> Bytes {
-    let Some(server) = pool.group.backends.get(own.server) else {
+    if own.server >= pool.servers.len() {
         return resp::error_frame("ERR strata: the pool changed; try again");
-    };
-    let addr = server.addr;
+    }
+    let addr = pool.master_addr(own.server);
     let conn = match session.dedicated.take() {
         Some(conn) if conn.server == addr && conn.resp3 == session.resp3 => Some(conn),
         Some(conn) if conn.watching => {

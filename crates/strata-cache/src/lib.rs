@@ -22,6 +22,7 @@ mod pool;
 mod pubsub;
 mod redis;
 pub mod resp;
+mod sentinel;
 mod server;
 
 use std::net::SocketAddr;

@@ -1,17 +1,25 @@
-//! One generation of a pool: its settings, its ring, its servers with their connections, and
-//! the answer to "which server holds this key, now".
+//! One generation of a pool: its settings, its ring, its servers with their connections and
+//! replicas, and the answers to "which server holds this key, now" and "where does a read of
+//! it go".
 
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
 use serde_json::{json, Value};
-use strata_config::{CacheListener, Consistency};
+use strata_config::{CacheListener, Consistency, ReadFrom};
 use strata_health::{Backend, Group};
 use strata_net::Timers;
 use strata_ring::{hash_tag, random_u32, Distribution, Ring};
 use strata_upstream::backend_status;
 use tokio::sync::Semaphore;
 
-use crate::server::{LinkSettings, Server};
+use crate::server::{LinkSettings, Reply, Server, Target};
 
 /// A pool's settings, ring and servers, swapped whole on reload.
 pub struct Pool {
@@ -21,14 +29,71 @@ pub struct Pool {
     pub ring: Ring,
     /// The servers' health, in config order (shared with the servers' connection tasks).
     pub group: Arc<Group>,
-    /// The servers, in config order.
-    pub servers: Vec<Server>,
+    /// The servers, in config order, each with its replicas.
+    pub servers: Vec<Shard>,
     /// The pool's client connection limit.
     pub conn_limit: Arc<Semaphore>,
     /// The client connections' idle deadlines; the same across generations.
     pub timers: Arc<Timers>,
     /// How connections to the servers are made and timed.
     pub link: Arc<LinkSettings>,
+    /// Stops this generation's Sentinel watch when it is dropped.
+    watch: CancellationToken,
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.watch.cancel();
+    }
+}
+
+/// One server of the ring (a shard): its master, and its replicas for reads.
+pub struct Shard {
+    /// The master: every write, and reads unless `read_from` says otherwise.
+    pub master: Server,
+    /// What can change while the generation runs: the replicas, where they come from.
+    pub live: Arc<Live>,
+}
+
+/// A shard's replicas and where its roles were learned, changed by the Sentinel watch.
+pub struct Live {
+    /// The replicas now, with their connections.
+    pub replicas: ArcSwap<Vec<Arc<Server>>>,
+    /// "config", or which Sentinel said so.
+    pub source: Mutex<String>,
+    /// The master's address, shared with its connections.
+    pub target: Arc<Target>,
+}
+
+impl Shard {
+    /// Sends a command to the master.
+    pub fn send(&self, frame: Bytes, resp3: bool) -> oneshot::Receiver<Reply> {
+        self.master.send(frame, resp3)
+    }
+
+    /// Sends a read-only command where `read_from` says: a replica that is up (the next one in
+    /// turn), the fastest of master and replicas lately, or the master.
+    pub fn send_read(&self, frame: Bytes, resp3: bool, read_from: ReadFrom) -> oneshot::Receiver<Reply> {
+        if read_from == ReadFrom::Master {
+            return self.master.send(frame, resp3);
+        }
+        let replicas = self.live.replicas.load();
+        let now = strata_net::now_ms();
+        let up = replicas.iter().filter(|r| r.backend.is_available_at(now));
+        let chosen = match read_from {
+            ReadFrom::Replica => {
+                let n = up.clone().count();
+                (n > 0).then(|| up.clone().nth(strata_ring::random_below(n))).flatten()
+            }
+            _ => up
+                .min_by_key(|r| r.latency_us.load(Relaxed))
+                .filter(|r| r.latency_us.load(Relaxed) < self.master.latency_us.load(Relaxed)),
+        };
+        match chosen {
+            Some(replica) => replica.send(frame, resp3),
+            None => self.master.send(frame, resp3),
+        }
+    }
 }
 
 /// Why a key has no server now.
@@ -73,9 +138,51 @@ impl Pool {
             password: config.server_password.clone(),
             protocol: config.protocol,
         });
-        let servers: Vec<Server> = (0..config.servers.len())
-            .map(|i| Server::start(&group, i, &settings))
+        let servers: Vec<Shard> = config
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                // with Sentinel, a server that stays keeps the master Sentinel named for it
+                let kept = previous
+                    .filter(|_| !config.sentinels.is_empty())
+                    .and_then(|p| {
+                        p.config
+                            .servers
+                            .iter()
+                            .position(|o| o.ring_name == s.ring_name)
+                            .map(|o| p.servers[o].live.target.clone())
+                    });
+                let target = kept.unwrap_or_else(|| Target::new(s.addr));
+                let live = Arc::new(Live {
+                    replicas: ArcSwap::from_pointee(Vec::new()),
+                    source: Mutex::new("config".into()),
+                    target: target.clone(),
+                });
+                live.set_replicas(&s.replicas, &settings, &config.passive);
+                Shard {
+                    master: Server::start(&group, i, &settings, target),
+                    live,
+                }
+            })
             .collect();
+        let watch = CancellationToken::new();
+        if !config.sentinels.is_empty() {
+            let shards = config
+                .servers
+                .iter()
+                .zip(&servers)
+                .map(|(c, s)| (c.ring_name.clone(), s.live.clone()))
+                .collect();
+            tokio::spawn(crate::sentinel::watch(
+                config.name.clone(),
+                config.sentinels.clone(),
+                shards,
+                settings.clone(),
+                config.passive.clone(),
+                watch.clone(),
+            ));
+        }
         let ring = Ring::new(
             config.distribution,
             config
@@ -90,8 +197,14 @@ impl Pool {
             conn_limit: Arc::new(Semaphore::new(config.max_connections as usize)),
             timers: previous.map_or_else(Timers::new, |p| p.timers.clone()),
             link: settings,
+            watch,
             config: config.clone(),
         }
+    }
+
+    /// Where server `i`'s master is now.
+    pub fn master_addr(&self, i: usize) -> SocketAddr {
+        self.servers[i].live.target.get().0
     }
 
     /// The index of the server that serves `key` now: its owner on the ring; when the owner is
@@ -133,12 +246,48 @@ impl Pool {
             .zip(shares)
             .map(|((b, s), share)| {
                 let mut v = backend_status(b);
-                if let Some(obj) = v.as_object_mut() {
+                let shard = self.servers.iter().find(|x| Arc::ptr_eq(&x.master.backend, b));
+                if let (Some(obj), Some(shard)) = (v.as_object_mut(), shard) {
                     obj.insert("name".into(), json!(s.ring_name));
                     obj.insert("ring_share".into(), json!(share));
+                    obj.insert("master".into(), json!(shard.live.target.get().0.to_string()));
+                    let replicas: Vec<Value> = shard
+                        .live
+                        .replicas
+                        .load()
+                        .iter()
+                        .map(|r| backend_status(&r.backend))
+                        .collect();
+                    obj.insert("replicas".into(), json!(replicas));
+                    let source = shard.live.source.lock().map(|s| s.clone()).unwrap_or_default();
+                    obj.insert("roles_from".into(), json!(source));
                 }
                 v
             })
             .collect()
+    }
+}
+
+impl Live {
+    /// Takes `addrs` as the replicas: those already there keep their connections and health,
+    /// new ones get theirs.
+    pub fn set_replicas(&self, addrs: &[SocketAddr], settings: &Arc<LinkSettings>, passive: &strata_config::Passive) {
+        let current = self.replicas.load();
+        if current.len() == addrs.len() && current.iter().zip(addrs).all(|(r, a)| r.backend.addr == *a) {
+            return;
+        }
+        let group = Arc::new(Group {
+            backends: addrs.iter().map(|a| Arc::new(Backend::new(*a, 1))).collect(),
+            passive: passive.clone(),
+        });
+        let replicas: Vec<Arc<Server>> = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| match current.iter().find(|r| r.backend.addr == *a) {
+                Some(r) => r.clone(),
+                None => Arc::new(Server::start(&group, i, settings, Target::new(*a))),
+            })
+            .collect();
+        self.replicas.store(Arc::new(replicas));
     }
 }

@@ -243,10 +243,7 @@ impl Subscriber {
                 Kind::Pattern => (0..pool.servers.len()).collect(),
                 _ => vec![pool.server_for(n).map_err(|e| e.to_string())?],
             };
-            *self
-                .owed
-                .entry((kind, subscribe, n.clone()))
-                .or_insert(0) += servers.len();
+            *self.owed.entry((kind, subscribe, n.clone())).or_insert(0) += servers.len();
             for s in servers {
                 match groups.iter_mut().find(|(g, _)| *g == s) {
                     Some((_, list)) => list.push(n),
@@ -274,7 +271,7 @@ impl Subscriber {
     /// passes the server's frames on.
     async fn writer(&mut self, pool: &Pool, server: usize) -> Result<&mut OwnedWriteHalf, String> {
         if self.writers[server].is_none() {
-            let addr = pool.group.backends[server].addr;
+            let addr = pool.master_addr(server);
             let stream = crate::server::open(addr, &pool.link, self.resp3)
                 .await
                 .map_err(|(_, why)| why)?;
@@ -288,7 +285,9 @@ impl Subscriber {
                             return;
                         }
                     }
-                    if resp::reply_len(&buf).is_err() || matches!(read.read_buf(&mut buf).await, Ok(0) | Err(_)) {
+                    if resp::reply_len(&buf).is_err()
+                        || matches!(read.read_buf(&mut buf).await, Ok(0) | Err(_))
+                    {
                         let _ = tx.send((server, None));
                         return;
                     }

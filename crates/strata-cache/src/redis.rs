@@ -242,7 +242,9 @@ fn transaction(
                     (0..pool.servers.len()).find(|&i| pool.group.backends[i].is_available_at(now))
                 });
                 let Some(server) = server else {
-                    return Dispatched::Answer(error("ERR strata: no server of the pool is available"));
+                    return Dispatched::Answer(error(
+                        "ERR strata: no server of the pool is available",
+                    ));
                 };
                 let mut frames = Vec::with_capacity(tx.frames.len() + 2);
                 frames.push(multibulk(&[b"MULTI"]));
@@ -320,6 +322,9 @@ fn unavailable(e: crate::pool::Unavailable) -> Answer {
 /// A command whose keys must all live on one server: sent there whole, or refused.
 fn same_shard(pool: &Pool, spec: &command::Spec, cmd: &Command, v3: bool) -> Answer {
     match one_server(pool, spec, cmd) {
+        Ok(s) if spec.readonly() => {
+            Answer::One(pool.servers[s].send_read(cmd.to_frame(), v3, pool.config.read_from))
+        }
         Ok(s) => Answer::One(pool.servers[s].send(cmd.to_frame(), v3)),
         Err(refused) => refused,
     }
@@ -357,8 +362,12 @@ fn split_by_shard(pool: &Pool, split: Split, cmd: &Command, v3: bool) -> Answer 
             None => groups.push((server, vec![k])),
         }
     }
+    let read = |s: usize, frame: Bytes| match split {
+        Split::Mget => pool.servers[s].send_read(frame, v3, pool.config.read_from),
+        _ => pool.servers[s].send(frame, v3),
+    };
     if let [(server, _)] = groups.as_slice() {
-        return Answer::One(pool.servers[*server].send(cmd.to_frame(), v3));
+        return Answer::One(read(*server, cmd.to_frame()));
     }
     let keys = groups.iter().map(|(_, p)| p.len()).sum();
     let parts = groups
@@ -372,7 +381,7 @@ fn split_by_shard(pool: &Pool, split: Split, cmd: &Command, v3: bool) -> Answer 
                     resp::bulk(&mut frame, Some(cmd.arg(i)));
                 }
             }
-            (pool.servers[server].send(frame.freeze(), v3), positions)
+            (read(server, frame.freeze()), positions)
         })
         .collect();
     let how = match split {

@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,33 +60,91 @@ pub struct LinkSettings {
     pub protocol: CacheProtocol,
 }
 
+/// Where a server is now. Its address can move (Sentinel names a new master): connections to
+/// the old address finish what they owe and are made again to the new one.
+#[derive(Debug)]
+pub struct Target {
+    addr: std::sync::Mutex<SocketAddr>,
+    epoch: AtomicU64,
+}
+
+impl Target {
+    /// A server at `addr`.
+    pub fn new(addr: SocketAddr) -> Arc<Target> {
+        Arc::new(Target {
+            addr: std::sync::Mutex::new(addr),
+            epoch: AtomicU64::new(0),
+        })
+    }
+
+    /// Its address now, and the move it came with.
+    pub fn get(&self) -> (SocketAddr, u64) {
+        let addr = *self.addr.lock().unwrap_or_else(|e| e.into_inner());
+        (addr, self.epoch.load(Relaxed))
+    }
+
+    /// Moves it; false when it was there already.
+    pub fn set(&self, addr: SocketAddr) -> bool {
+        let mut current = self.addr.lock().unwrap_or_else(|e| e.into_inner());
+        if *current == addr {
+            return false;
+        }
+        *current = addr;
+        self.epoch.fetch_add(1, Relaxed);
+        true
+    }
+}
+
 /// One server of a pool: its health (shared across reloads) and its connections (this
 /// generation's).
 pub struct Server {
     /// Its health state and counters.
     pub backend: Arc<Backend>,
+    /// Its replies' latency lately (an average over the last few, in microseconds), for
+    /// `read_from = "nearest"`.
+    pub latency_us: Arc<AtomicU64>,
     /// Connections speaking RESP2 (and memcached's protocol).
     links: Box<[mpsc::UnboundedSender<Job>]>,
     /// Connections that said HELLO 3, for clients that did; made when the first one needs them.
     links3: std::sync::OnceLock<Box<[mpsc::UnboundedSender<Job>]>>,
     next: AtomicUsize,
+    link: Link,
+}
+
+/// What a connection task needs to know of its server.
+#[derive(Clone)]
+struct Link {
     group: Arc<Group>,
     index: usize,
     settings: Arc<LinkSettings>,
+    target: Arc<Target>,
+    latency_us: Arc<AtomicU64>,
 }
 
 impl Server {
     /// The server at `index` of `group`, with its connection tasks started (they connect on
     /// first use, and end once this value and every command sent through it are gone).
-    pub fn start(group: &Arc<Group>, index: usize, settings: &Arc<LinkSettings>) -> Server {
-        Server {
-            backend: group.backends[index].clone(),
-            links: spawn_links(group, index, settings, false),
-            links3: std::sync::OnceLock::new(),
-            next: AtomicUsize::new(0),
+    pub fn start(
+        group: &Arc<Group>,
+        index: usize,
+        settings: &Arc<LinkSettings>,
+        target: Arc<Target>,
+    ) -> Server {
+        let latency_us = Arc::new(AtomicU64::new(0));
+        let link = Link {
             group: group.clone(),
             index,
             settings: settings.clone(),
+            target,
+            latency_us: latency_us.clone(),
+        };
+        Server {
+            backend: group.backends[index].clone(),
+            latency_us,
+            links: spawn_links(&link, false),
+            links3: std::sync::OnceLock::new(),
+            next: AtomicUsize::new(0),
+            link,
         }
     }
 
@@ -94,8 +152,7 @@ impl Server {
     /// the server's reply.
     pub fn send(&self, frame: Bytes, resp3: bool) -> oneshot::Receiver<Reply> {
         let links = if resp3 {
-            self.links3
-                .get_or_init(|| spawn_links(&self.group, self.index, &self.settings, true))
+            self.links3.get_or_init(|| spawn_links(&self.link, true))
         } else {
             &self.links
         };
@@ -112,16 +169,11 @@ impl Server {
     }
 }
 
-fn spawn_links(
-    group: &Arc<Group>,
-    index: usize,
-    settings: &Arc<LinkSettings>,
-    resp3: bool,
-) -> Box<[mpsc::UnboundedSender<Job>]> {
-    (0..settings.connections.max(1))
+fn spawn_links(link: &Link, resp3: bool) -> Box<[mpsc::UnboundedSender<Job>]> {
+    (0..link.settings.connections.max(1))
         .map(|_| {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(run(rx, group.clone(), index, settings.clone(), resp3));
+            tokio::spawn(run(rx, link.clone(), resp3));
             tx
         })
         .collect()
@@ -132,25 +184,27 @@ type InFlight = (oneshot::Sender<Reply>, Instant);
 
 /// One connection's life: wait for work, connect, pipeline until the connection fails or the
 /// pool generation goes away, and again.
-async fn run(
-    mut jobs: mpsc::UnboundedReceiver<Job>,
-    group: Arc<Group>,
-    index: usize,
-    settings: Arc<LinkSettings>,
-    resp3: bool,
-) {
+async fn run(mut jobs: mpsc::UnboundedReceiver<Job>, link: Link, resp3: bool) {
+    let Link {
+        group,
+        index,
+        settings,
+        target,
+        latency_us,
+    } = link;
     let backend = &group.backends[index];
     let mut batch: Vec<Job> = Vec::new();
     loop {
         if batch.is_empty() && jobs.recv_many(&mut batch, 256).await == 0 {
             return;
         }
-        let stream = match open(backend.addr, &settings, resp3).await {
+        let (addr, epoch) = target.get();
+        let stream = match open(addr, &settings, resp3).await {
             Ok(stream) => stream,
             Err((lost, why)) => {
                 backend.stats.failures.inc();
                 group.report_failure(backend, &why);
-                tracing::warn!(server = %backend.name, "{why}");
+                tracing::warn!(server = %backend.name, %addr, "{why}");
                 fail(batch.drain(..), lost);
                 while let Ok(job) = jobs.try_recv() {
                     let _ = job.reply.send(Err(lost));
@@ -160,7 +214,12 @@ async fn run(
         };
         let (read, mut write) = stream.into_split();
         let (owed_tx, owed_rx) = mpsc::unbounded_channel();
-        let mut reader = tokio::spawn(read_replies(read, owed_rx, settings.clone()));
+        let mut reader = tokio::spawn(read_replies(
+            read,
+            owed_rx,
+            settings.clone(),
+            latency_us.clone(),
+        ));
         let mut out = BytesMut::new();
         let ended = loop {
             let now = Instant::now();
@@ -171,33 +230,52 @@ async fn run(
             }
             let written = tokio::select! {
                 r = write_out(&mut write, &out) => r,
-                r = &mut reader => break Some(r),
+                r = &mut reader => break Ended::Reader(r),
             };
             out.clear();
             if let Err(e) = written {
                 reader.abort();
-                break Some(Ok(Err((Lost::Closed, format!("write: {e}")))));
+                break Ended::Reader(Ok(Err((Lost::Closed, format!("write: {e}")))));
             }
             tokio::select! {
-                n = jobs.recv_many(&mut batch, 256) => if n == 0 { break None },
-                r = &mut reader => break Some(r),
+                n = jobs.recv_many(&mut batch, 256) => if n == 0 { break Ended::Gone },
+                r = &mut reader => break Ended::Reader(r),
+            }
+            if target.get().1 != epoch {
+                break Ended::Moved;
             }
         };
         match ended {
             // the generation went away: let the replies still owed arrive, then stop
-            None => {
+            Ended::Gone => {
                 drop(owed_tx);
                 let _ = reader.await;
                 return;
             }
-            Some(Ok(Err((_, why)))) => {
+            // the server moved: what this connection owes comes back on it, what is not sent
+            // yet goes to the new address
+            Ended::Moved => {
+                drop(owed_tx);
+                let _ = reader.await;
+            }
+            Ended::Reader(Ok(Err((_, why)))) => {
                 backend.stats.failures.inc();
                 group.report_failure(backend, &why);
-                tracing::warn!(server = %backend.name, "{why}");
+                tracing::warn!(server = %backend.name, %addr, "{why}");
             }
-            Some(_) => {}
+            Ended::Reader(_) => {}
         }
     }
+}
+
+/// Why a connection's pipeline stopped.
+enum Ended {
+    /// Its pool generation is gone.
+    Gone,
+    /// Its server moved to another address.
+    Moved,
+    /// The reader stopped: the connection failed, or closed while idle.
+    Reader(Result<Result<(), (Lost, String)>, tokio::task::JoinError>),
 }
 
 async fn write_out(write: &mut OwnedWriteHalf, out: &[u8]) -> std::io::Result<()> {
@@ -219,8 +297,7 @@ pub(crate) async fn open(
         if let Some(password) = &settings.password {
             hello.extend([&b"AUTH"[..], b"default", password.as_bytes()]);
         }
-    } else if let (Some(password), CacheProtocol::Redis) = (&settings.password, settings.protocol)
-    {
+    } else if let (Some(password), CacheProtocol::Redis) = (&settings.password, settings.protocol) {
         hello.extend([&b"AUTH"[..], password.as_bytes()]);
     }
     if !hello.is_empty() {
@@ -270,6 +347,7 @@ async fn read_replies(
     mut read: OwnedReadHalf,
     mut owed_rx: mpsc::UnboundedReceiver<InFlight>,
     settings: Arc<LinkSettings>,
+    latency_us: Arc<AtomicU64>,
 ) -> Result<(), (Lost, String)> {
     let mut owed: VecDeque<InFlight> = VecDeque::new();
     let mut buf = BytesMut::with_capacity(strata_net::buffers::BUFFER);
@@ -284,9 +362,13 @@ async fn read_replies(
                 Ok(None) => break,
                 Err(e) => return finish(owed, Lost::Protocol, format!("invalid reply: {e}")),
             };
-            let Some((tx, _)) = owed.pop_front().or_else(|| owed_rx.try_recv().ok()) else {
+            let Some((tx, sent)) = owed.pop_front().or_else(|| owed_rx.try_recv().ok()) else {
                 return finish(owed, Lost::Protocol, "a reply to no command".into());
             };
+            // an average over the last few replies, for read_from = "nearest"
+            let took = sent.elapsed().as_micros() as u64;
+            let was = latency_us.load(Relaxed);
+            latency_us.store(if was == 0 { took } else { was - was / 8 + took / 8 }, Relaxed);
             let _ = tx.send(Ok(buf.split_to(len).freeze()));
         }
         if buf.capacity() - buf.len() < 1024 {

@@ -7,7 +7,7 @@ use strata_ring::{Distribution, KeyHash};
 
 use crate::error::Report;
 use crate::upstream::Passive;
-use crate::walk::{as_str, wrong_type, Section};
+use crate::walk::{as_addr, as_str, wrong_type, Section};
 
 /// One `[[cache]]` pool: a listener and the servers its keys are spread over.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +47,23 @@ pub struct CacheListener {
     pub max_connections: u32,
     /// A client idle this long is closed; `None` never closes one (Redis's `timeout 0`).
     pub idle_timeout: Option<Duration>,
+    /// Where read-only commands go.
+    pub read_from: ReadFrom,
+    /// Redis Sentinels to learn each server's master and replicas from; each server's name is
+    /// its Sentinel master name. Empty: the config says where masters and replicas are.
+    pub sentinels: Vec<SocketAddr>,
+}
+
+/// Where a pool sends read-only commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFrom {
+    /// Always the master: every read sees every write before it.
+    Master,
+    /// A replica of the key's server when one is up, else its master: reads scale out and may
+    /// lag behind writes.
+    Replica,
+    /// Whichever of the master and its replicas has answered fastest lately.
+    Nearest,
 }
 
 /// The protocol of a cache pool.
@@ -82,6 +99,8 @@ pub struct CacheServer {
     pub ring_name: String,
     /// The name given on the line, if any.
     pub label: Option<String>,
+    /// Its replicas (from the pool's `replicas`), for `read_from`.
+    pub replicas: Vec<SocketAddr>,
 }
 
 pub(crate) const KEYS: &[&str] = &[
@@ -103,6 +122,9 @@ pub(crate) const KEYS: &[&str] = &[
     "max_bulk_size",
     "max_connections",
     "idle_timeout",
+    "replicas",
+    "read_from",
+    "sentinels",
 ];
 
 pub(crate) fn listener(report: &mut Report<'_>, s: &Section<'_, '_>) -> Option<CacheListener> {
@@ -132,7 +154,29 @@ pub(crate) fn listener(report: &mut Report<'_>, s: &Section<'_, '_>) -> Option<C
         "immutable" => Consistency::Immutable,
         _ => Consistency::Strong,
     };
-    let servers = servers(report, s);
+    let mut servers = servers(report, s);
+    replicas(report, s, &mut servers);
+    let read_from = match s.choice(report, "read_from", &["master", "replica", "nearest"], "master") {
+        "replica" => ReadFrom::Replica,
+        "nearest" => ReadFrom::Nearest,
+        _ => ReadFrom::Master,
+    };
+    let sentinels = addresses(report, s, "sentinels");
+    if !sentinels.is_empty() {
+        if let Some(v) = s.get("replicas") {
+            report.add_hint(
+                v.span(),
+                &s.key("replicas"),
+                "replicas are learned from the sentinels",
+                Some("remove `replicas`, or `sentinels` to list them here"),
+            );
+        }
+        if protocol == CacheProtocol::Memcache {
+            if let Some(v) = s.get("sentinels") {
+                report.add(v.span(), &s.key("sentinels"), "Redis Sentinel watches Redis servers, not memcached");
+            }
+        }
+    }
     let retry = s.duration(report, "server_retry_timeout", Duration::from_secs(30));
     let passive = Passive {
         failures: s.int(report, "server_failure_limit", 1..=1000, 2) as u32,
@@ -177,7 +221,70 @@ pub(crate) fn listener(report: &mut Report<'_>, s: &Section<'_, '_>) -> Option<C
             .min(u32::MAX as u64 / 2),
         max_connections: s.int(report, "max_connections", 1..=1_000_000, 10_000) as u32,
         idle_timeout: (!idle.is_zero()).then_some(idle),
+        read_from,
+        sentinels,
     })
+}
+
+/// An array of `"ip:port"` strings under `name`.
+fn addresses(report: &mut Report<'_>, s: &Section<'_, '_>, name: &str) -> Vec<SocketAddr> {
+    let Some(v) = s.get(name) else {
+        return Vec::new();
+    };
+    array_of_addresses(report, &s.key(name), v)
+}
+
+fn array_of_addresses(
+    report: &mut Report<'_>,
+    key: &str,
+    v: &toml::Spanned<toml::de::DeValue<'_>>,
+) -> Vec<SocketAddr> {
+    let Some(items) = v.get_ref().as_array() else {
+        wrong_type(report, key, v, "an array of \"ip:port\" strings");
+        return Vec::new();
+    };
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| {
+            let key = format!("{key}[{i}]");
+            let text = as_str(report, &key, item)?;
+            as_addr(report, &key, item, text)
+        })
+        .collect()
+}
+
+/// `replicas = { "server name" = ["ip:port", ...] }`: each name must be a server's (its
+/// ring name or the name on its line).
+fn replicas(report: &mut Report<'_>, s: &Section<'_, '_>, servers: &mut [CacheServer]) {
+    let Some(v) = s.get("replicas") else {
+        return;
+    };
+    let key = s.key("replicas");
+    let Some(table) = v.get_ref().as_table() else {
+        wrong_type(report, &key, v, "a table of server name = [\"ip:port\", ...]");
+        return;
+    };
+    for (name, list) in table.iter() {
+        let name_text: &str = name.get_ref();
+        let entry_key = format!("{key}.{name_text}");
+        let addrs = array_of_addresses(report, &entry_key, list);
+        match servers
+            .iter_mut()
+            .find(|srv| srv.ring_name == name_text || srv.label.as_deref() == Some(name_text))
+        {
+            Some(server) => server.replicas = addrs,
+            None => {
+                let names: Vec<&str> = servers.iter().map(|s| s.ring_name.as_str()).collect();
+                report.add_hint(
+                    name.span(),
+                    &entry_key,
+                    format!("no server is named \"{name_text}\""),
+                    Some(format!("servers here: {}", names.join(", "))),
+                );
+            }
+        }
+    }
 }
 
 fn hash_tag(report: &mut Report<'_>, s: &Section<'_, '_>) -> Option<[u8; 2]> {
@@ -306,6 +413,7 @@ fn server_line(text: &str) -> Option<Result<CacheServer, String>> {
         weight,
         ring_name,
         label,
+        replicas: Vec::new(),
     }))
 }
 

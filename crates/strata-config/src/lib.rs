@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use admin::{Admin, AdminToken};
-pub use cache::{CacheListener, CacheProtocol, CacheServer, Consistency};
+pub use cache::{CacheListener, CacheProtocol, CacheServer, Consistency, ReadFrom};
 pub use error::{ConfigError, Problem};
 pub use http::{Forwarded, HttpListener, TlsCert};
 pub use tcp::TcpListener;

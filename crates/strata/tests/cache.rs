@@ -1053,3 +1053,119 @@ async fn redis_cli_and_redis_benchmark_work_through_the_proxy() {
         );
     }
 }
+
+/// `read_from = "replica"` sends reads to a replica of the key's server, writes to its master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_go_to_replicas_when_asked() {
+    let master = Redis::start().await;
+    let port = master.addr.port().to_string();
+    let replica = Redis::start_with(&[
+        "--replicaof",
+        "127.0.0.1",
+        &port,
+        "--replica-read-only",
+        "no",
+    ])
+    .await;
+    let config = |read_from: &str| {
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[cache]]\nname = \"c\"\nlisten = \"127.0.0.1:0\"\n\
+             servers = [\"{}:1 main\"]\nreplicas = {{ main = [\"{}\"] }}\nread_from = \"{read_from}\"\n",
+            master.addr, replica.addr
+        )
+    };
+    // a key only the replica holds tells who answered
+    let mut r = replica.client().await;
+    assert_eq!(
+        text(&r.cmd(&[b"SET", b"only-on-replica", b"r"]).await),
+        "+OK\r\n"
+    );
+    let via_replica = Strata::start(&config("replica"));
+    let via_master = Strata::start(&config("master"));
+    let mut c = Resp::connect(via_replica.addr("cache:c")).await.unwrap();
+    assert_eq!(
+        text(&c.cmd(&[b"GET", b"only-on-replica"]).await),
+        "$1\r\nr\r\n"
+    );
+    assert_eq!(
+        text(&c.cmd(&[b"MGET", b"only-on-replica"]).await),
+        "*1\r\n$1\r\nr\r\n"
+    );
+    // writes go to the master
+    assert_eq!(text(&c.cmd(&[b"SET", b"w", b"1"]).await), "+OK\r\n");
+    assert_eq!(
+        text(&master.client().await.cmd(&[b"GET", b"w"]).await),
+        "$1\r\n1\r\n"
+    );
+    let mut m = Resp::connect(via_master.addr("cache:c")).await.unwrap();
+    assert_eq!(text(&m.cmd(&[b"GET", b"only-on-replica"]).await), "$-1\r\n");
+    let status = common::admin_get(&via_replica, "/status").await;
+    let v: serde_json::Value = serde_json::from_str(&status.body).unwrap();
+    let server = &v["cache"][0]["servers"][0];
+    assert_eq!(server["replicas"][0]["address"], replica.addr.to_string());
+    assert_eq!(server["roles_from"], "config");
+}
+
+/// With Sentinel, the master of each server is whatever Sentinel says: when it fails over,
+/// writes follow the new master without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_follow_a_sentinel_failover() {
+    let mut master = Redis::start().await;
+    let port = master.addr.port().to_string();
+    let replica = Redis::start_with(&["--replicaof", "127.0.0.1", &port]).await;
+    let sentinel = Redis::start_sentinel(master.addr, "shard1").await;
+    let config = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[cache]]\nname = \"c\"\nlisten = \"127.0.0.1:0\"\n\
+         servers = [\"{}:1 shard1\"]\nsentinels = [\"{}\"]\ntimeout = \"300ms\"\nserver_failure_limit = 1000\n",
+        master.addr, sentinel.addr
+    );
+    let strata = Strata::start(&config);
+    let addr = strata.addr("cache:c");
+    let mut c = Resp::connect(addr).await.unwrap();
+    assert_eq!(text(&c.cmd(&[b"SET", b"before", b"1"]).await), "+OK\r\n");
+    // wait until the replica has caught up and Sentinel knows it
+    common::eventually(
+        std::time::Duration::from_secs(20),
+        "sentinel sees the replica",
+        || {
+            let sentinel = sentinel.addr;
+            async move {
+                let mut s = Resp::connect(sentinel).await.unwrap();
+                let r = s.cmd(&[b"SENTINEL", b"replicas", b"shard1"]).await;
+                text(&r).contains("slave") && !text(&r).contains("s_down")
+            }
+        },
+    )
+    .await;
+    master.kill();
+    let killed = std::time::Instant::now();
+    let mut first_ok_after = None;
+    let mut failed = 0;
+    while killed.elapsed() < std::time::Duration::from_secs(40) {
+        let r = c.try_cmd(&[b"SET", b"after", b"2"]).await;
+        match r {
+            Ok(r) if &r[..] == b"+OK\r\n" => {
+                first_ok_after = Some(killed.elapsed());
+                break;
+            }
+            Ok(_) => failed += 1,
+            Err(_) => {
+                failed += 1;
+                c = Resp::connect(addr).await.unwrap();
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let took = first_ok_after.expect("writes never came back after the failover");
+    println!("writes failed for {took:?} after the master was killed ({failed} failed SETs)");
+    assert_eq!(
+        text(&replica.client().await.cmd(&[b"GET", b"after"]).await),
+        "$1\r\n2\r\n",
+        "the write went to the promoted replica"
+    );
+    let status = common::admin_get(&strata, "/status").await;
+    let v: serde_json::Value = serde_json::from_str(&status.body).unwrap();
+    let server = &v["cache"][0]["servers"][0];
+    assert_eq!(server["master"], replica.addr.to_string());
+    assert_eq!(server["roles_from"], format!("sentinel {}", sentinel.addr));
+}

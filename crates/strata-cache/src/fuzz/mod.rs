@@ -130,19 +130,7 @@ fn show(bytes: &[u8]) -> String {
 ///   at that point, ending at the same offset: the proxy never accepts bytes a Redis would
 ///   read differently. Where the proxy refuses or waits, Redis's reading doesn't matter: an
 ///   error closes the client, and waiting forwards nothing.
-///
-/// Divergences found and reported but not yet fixed in `resp.rs` are filtered out (see
-/// [`known_divergence`]); [`command_stream_unfiltered`] checks without the filter.
 pub fn command_stream(data: &[u8]) {
-    check_commands(data, true);
-}
-
-/// [`command_stream`] without the known-divergence filter.
-pub fn command_stream_unfiltered(data: &[u8]) {
-    check_commands(data, false);
-}
-
-fn check_commands(data: &[u8], filter: bool) {
     let read = proxy_read(data, [data.len()]);
     for (how, other) in [
         ("byte by byte", proxy_read(data, bytewise(data))),
@@ -158,17 +146,7 @@ fn check_commands(data: &[u8], filter: bool) {
             show(data)
         );
     }
-    let mut accepted = &read.commands[..];
-    if filter {
-        let mut start = 0;
-        if let Some(i) = accepted.iter().position(|c| {
-            let raw = &data[start..c.end];
-            start = c.end;
-            known_divergence(raw).is_some()
-        }) {
-            accepted = &accepted[..i];
-        }
-    }
+    let accepted = &read.commands[..];
 
     // what the servers receive
     let mut wire = Vec::new();
@@ -239,75 +217,6 @@ fn command_error(e: &ProtocolError) -> bool {
     }
 }
 
-/// Divergences between `resp.rs` and Redis that fuzzing found, reported and not yet fixed:
-/// whether `raw`, the client's bytes for one accepted command (any empty commands before it
-/// included), shows one of them. The fuzz target stops comparing at such a command so it can
-/// look for others; the `#[ignore]`d tests in `tests.rs` hold each case until it is fixed.
-pub fn known_divergence(raw: &[u8]) -> Option<&'static str> {
-    let mut at = 0;
-    while at < raw.len() {
-        let lf = raw[at..].iter().position(|&b| b == b'\n')? + at;
-        if raw[at] != b'*' {
-            let line = &raw[at..lf];
-            // VT is a blank to Redis only where an argument would start
-            let vt_blank = |i: usize| i == 0 || matches!(line[i - 1], b' ' | b'\t' | 0x0b | 0x0c);
-            if line
-                .iter()
-                .enumerate()
-                .any(|(i, &b)| b == 0 || b == 0x0c || (b == 0x0b && vt_blank(i)))
-            {
-                return Some(
-                    "an inline line holding NUL, VT or FF: Redis stalls on the NUL (strchr), \
-                     or splits on VT and FF otherwise than resp.rs (sdssplitargs)",
-                );
-            }
-            at = lf + 1;
-            continue;
-        }
-        // the bytes were accepted, so every header is a number and ends in CRLF
-        let (count, mut canonical, next) = header(raw, at)?;
-        at = next;
-        for _ in 0..count {
-            let (len, ok, next) = header(raw, at)?;
-            canonical &= ok;
-            at = next.saturating_add(len).saturating_add(2);
-        }
-        if !canonical {
-            return Some(
-                "a multibulk header number with a leading zero or \"-0\": resp.rs reads it, \
-                 forwards it as sent, and Redis refuses it (string2ll)",
-            );
-        }
-    }
-    None
-}
-
-/// The header line at `at`, which `resp.rs` accepted: its number as `resp.rs` reads it (a
-/// negative count is none), whether Redis's `string2ll` reads it too, and the offset after
-/// its CRLF.
-fn header(raw: &[u8], at: usize) -> Option<(usize, bool, usize)> {
-    let lf = raw.get(at..)?.iter().position(|&b| b == b'\n')? + at;
-    let token = raw.get(at + 1..lf.checked_sub(1)?)?;
-    let n = token
-        .iter()
-        .filter(|d| d.is_ascii_digit())
-        .fold(0usize, |n, d| {
-            n.saturating_mul(10).saturating_add(usize::from(d - b'0'))
-        });
-    let n = if token.first() == Some(&b'-') { 0 } else { n };
-    Some((n, oracle::string2ll(token).is_some(), lf + 1))
-}
-
-/// A reply the oracle reads strictly that `resp.rs` refuses, found by fuzzing, reported and
-/// not yet fixed: an integer of 19 digits (Redis's replies hold any i64), over the 18 that
-/// `resp.rs` reads. The reply path is left unchecked on such a reply.
-pub fn known_reply_divergence(nodes: &[Node]) -> Option<&'static str> {
-    nodes
-        .iter()
-        .any(|n| matches!(n, Node::Int(i) if i.unsigned_abs() >= 1_000_000_000_000_000_000))
-        .then_some("an integer reply of 19 digits, which resp.rs refuses")
-}
-
 /// Differential check of the reply path on bytes a server sends, `data`.
 ///
 /// - `reply_len` on `data` and on its prefixes agrees: a prefix shorter than the reply is
@@ -320,15 +229,6 @@ pub fn known_reply_divergence(nodes: &[Node]) -> Option<&'static str> {
 /// - `Values` walks a measured reply without panicking and without reading past it, reads
 ///   the same values the oracle does, and `whole` steps over exactly the reply.
 pub fn reply_stream(data: &[u8]) {
-    check_reply(data, true);
-}
-
-/// [`reply_stream`] without the known-divergence filter.
-pub fn reply_stream_unfiltered(data: &[u8]) {
-    check_reply(data, false);
-}
-
-fn check_reply(data: &[u8], filter: bool) {
     let whole = reply_len(data);
     prefixes_agree(data, &whole);
     if let Err(e) = &whole {
@@ -343,11 +243,6 @@ fn check_reply(data: &[u8], filter: bool) {
     }
 
     let strict = oracle::reply(data, Mode::Strict);
-    if let Ok(Some((_, nodes))) = &strict {
-        if filter && known_reply_divergence(nodes).is_some() {
-            return;
-        }
-    }
     if let Ok(Some((len, _))) = strict {
         let limit = matches!(
             whole,

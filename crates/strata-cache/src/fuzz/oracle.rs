@@ -19,7 +19,7 @@ pub type Args = Vec<Vec<u8>>;
 pub enum Mode {
     /// Exactly what the real parser does, leniencies included: Redis skips the two bytes after
     /// a bulk and the byte after a header's CR unchecked; hiredis does the same after a bulk,
-    /// and ends a line at the first CRLF whatever comes before it.
+    /// and ends a line at the first CRLF (then refuses a simple string holding CR or LF).
     Real,
     /// The real parser, but whatever it reads only by leniency is refused: a bulk not followed
     /// by CRLF, a CR not followed by LF, a line Redis stalls on because it holds a NUL byte
@@ -340,12 +340,21 @@ pub fn reply(wire: &[u8], mode: Mode) -> Result<Option<(usize, Vec<Node>)>, &'st
         let Some(&kind) = wire.get(at) else {
             return Ok(None);
         };
+        // the type byte is judged before its line is looked for
+        if !matches!(kind, b'+' | b'-' | b':' | b'$' | b'*') {
+            return Err("protocol error, got an unknown type byte");
+        }
         let Some((line, next)) = reply_line(wire, at + 1, mode)? else {
             return Ok(None);
         };
         at = next;
         let mut open = 0;
         match kind {
+            // hiredis refuses a CR or LF inside a simple string or error, found or not by
+            // its search for the first CRLF
+            b'+' | b'-' if line.iter().any(|&b| b == b'\r' || b == b'\n') => {
+                return Err("bad simple string value")
+            }
             b'+' => nodes.push(Node::Simple(line.to_vec())),
             b'-' => nodes.push(Node::Error(line.to_vec())),
             b':' => nodes.push(Node::Int(string2ll(line).ok_or("bad integer value")?)),

@@ -80,6 +80,37 @@ impl Redis {
         Redis { addr, child, dir }
     }
 
+    /// A Sentinel (redis-server --sentinel) watching `master` as `name`, quorum 1, that
+    /// finds it down after 500 ms.
+    pub async fn start_sentinel(master: SocketAddr, name: &str) -> Redis {
+        let bin = program(&["/usr/bin/redis-server"], "redis-server");
+        let dir = TempDir::new();
+        let port = free_port();
+        let log = dir.path().join("sentinel.log");
+        let conf = format!(
+            "port {port}\nbind 127.0.0.1\ndir {}\nlogfile {}\n\
+             sentinel monitor {name} {} {} 1\n\
+             sentinel down-after-milliseconds {name} 500\n\
+             sentinel failover-timeout {name} 5000\n\
+             sentinel parallel-syncs {name} 1\n",
+            dir.path().display(),
+            log.display(),
+            master.ip(),
+            master.port()
+        );
+        let path = write_file(dir.path(), "sentinel.conf", &conf);
+        let child = Command::new(bin)
+            .arg(&path)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server --sentinel");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        wait_ping(addr, "redis sentinel", &log).await;
+        Redis { addr, child, dir }
+    }
+
     pub async fn client(&self) -> Resp {
         Resp::connect(self.addr).await.expect("connect to redis")
     }
