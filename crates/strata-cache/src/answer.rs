@@ -17,6 +17,8 @@ pub(crate) enum Answer {
     /// A server's reply the client asked not to get (memcached's `noreply`).
     Silent(oneshot::Receiver<Reply>),
     Merge(Box<Merge>),
+    /// Worked out in steps (a read through to a key's old server): the reply, or why none.
+    Later(std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes, String>> + Send>>),
 }
 
 /// A command split over several servers: each part's reply, and how they combine.
@@ -84,6 +86,16 @@ pub(crate) async fn write_answer(
             false
         }
         Answer::Merge(merge) => merge_replies(*merge, protocol, out).await,
+        Answer::Later(work) => match work.await {
+            Ok(reply) => {
+                out.extend_from_slice(&reply);
+                false
+            }
+            Err(why) => {
+                lost(out, &why);
+                true
+            }
+        },
     }
 }
 

@@ -18,6 +18,7 @@ mod dedicated;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod memcache;
+mod migrate;
 mod pool;
 mod pubsub;
 mod redis;

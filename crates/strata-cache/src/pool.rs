@@ -30,7 +30,9 @@ pub struct Pool {
     /// The servers' health, in config order (shared with the servers' connection tasks).
     pub group: Arc<Group>,
     /// The servers, in config order, each with its replicas.
-    pub servers: Vec<Shard>,
+    pub servers: Vec<Arc<Shard>>,
+    /// The ring before the last reload changed it, while `read_through` lasts.
+    pub old: Option<OldRing>,
     /// The pool's client connection limit.
     pub conn_limit: Arc<Semaphore>,
     /// The client connections' idle deadlines; the same across generations.
@@ -45,6 +47,19 @@ impl Drop for Pool {
     fn drop(&mut self) {
         self.watch.cancel();
     }
+}
+
+/// Where keys lived before a reload moved some of them: a GET that misses on a key's new
+/// server is read from its old one and copied over, so a ring change is not a miss storm.
+pub struct OldRing {
+    /// The old placement.
+    pub ring: Ring,
+    /// The old servers (those that left too), by the old ring's indices.
+    pub servers: Vec<Arc<Shard>>,
+    /// The old hash settings.
+    pub config: CacheListener,
+    /// When read-through stops.
+    pub until: std::time::Instant,
 }
 
 /// One server of the ring (a shard): its master, and its replicas for reads.
@@ -138,7 +153,7 @@ impl Pool {
             password: config.server_password.clone(),
             protocol: config.protocol,
         });
-        let servers: Vec<Shard> = config
+        let servers: Vec<Arc<Shard>> = config
             .servers
             .iter()
             .enumerate()
@@ -160,10 +175,10 @@ impl Pool {
                     target: target.clone(),
                 });
                 live.set_replicas(&s.replicas, &settings, &config.passive);
-                Shard {
+                Arc::new(Shard {
                     master: Server::start(&group, i, &settings, target),
                     live,
-                }
+                })
             })
             .collect();
         let watch = CancellationToken::new();
@@ -190,10 +205,12 @@ impl Pool {
                 .iter()
                 .map(|s| (s.ring_name.as_str(), s.weight)),
         );
+        let old = previous.and_then(|p| old_ring(config, p));
         Pool {
             ring,
             group,
             servers,
+            old,
             conn_limit: Arc::new(Semaphore::new(config.max_connections as usize)),
             timers: previous.map_or_else(Timers::new, |p| p.timers.clone()),
             link: settings,
@@ -289,5 +306,55 @@ impl Live {
             })
             .collect();
         self.replicas.store(Arc::new(replicas));
+    }
+}
+
+/// The ring `previous` had, when `config` places keys differently and asks for read-through;
+/// an old ring still in its window is carried on rather than replaced by one that holds
+/// nothing yet.
+fn old_ring(config: &CacheListener, previous: &Pool) -> Option<OldRing> {
+    if config.read_through.is_zero() {
+        return None;
+    }
+    let same = previous.config.servers.len() == config.servers.len()
+        && previous
+            .config
+            .servers
+            .iter()
+            .zip(&config.servers)
+            .all(|(a, b)| a.ring_name == b.ring_name && a.weight == b.weight && a.addr == b.addr)
+        && previous.config.hash == config.hash
+        && previous.config.hash_tag == config.hash_tag
+        && previous.config.distribution == config.distribution;
+    if same {
+        return previous.old.as_ref().map(|o| OldRing {
+            ring: o.ring.clone(),
+            servers: o.servers.clone(),
+            config: o.config.clone(),
+            until: o.until,
+        });
+    }
+    if previous.config.distribution == Distribution::Random {
+        return None;
+    }
+    Some(OldRing {
+        ring: previous.ring.clone(),
+        servers: previous.servers.clone(),
+        config: previous.config.clone(),
+        until: std::time::Instant::now() + config.read_through,
+    })
+}
+
+impl OldRing {
+    /// The old server of `key`, while the window lasts.
+    pub fn server_for(&self, key: &[u8]) -> Option<&Arc<Shard>> {
+        if std::time::Instant::now() >= self.until {
+            return None;
+        }
+        let hash = self
+            .config
+            .hash
+            .placement_hash(hash_tag(key, self.config.hash_tag));
+        self.ring.server(hash).map(|i| &self.servers[i])
     }
 }

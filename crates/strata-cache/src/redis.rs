@@ -321,6 +321,11 @@ fn unavailable(e: crate::pool::Unavailable) -> Answer {
 
 /// A command whose keys must all live on one server: sent there whole, or refused.
 fn same_shard(pool: &Pool, spec: &command::Spec, cmd: &Command, v3: bool) -> Answer {
+    if spec.name == "get" {
+        if let Some(answer) = crate::migrate::get(pool, cmd, v3) {
+            return answer;
+        }
+    }
     match one_server(pool, spec, cmd) {
         Ok(s) if spec.readonly() => {
             Answer::One(pool.servers[s].send_read(cmd.to_frame(), v3, pool.config.read_from))

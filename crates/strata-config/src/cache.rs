@@ -52,6 +52,9 @@ pub struct CacheListener {
     /// Redis Sentinels to learn each server's master and replicas from; each server's name is
     /// its Sentinel master name. Empty: the config says where masters and replicas are.
     pub sentinels: Vec<SocketAddr>,
+    /// After a reload moves keys to other servers, for this long a GET that misses on a key's
+    /// new server reads its old one and copies the value over; zero turns it off.
+    pub read_through: Duration,
 }
 
 /// Where a pool sends read-only commands.
@@ -125,6 +128,7 @@ pub(crate) const KEYS: &[&str] = &[
     "replicas",
     "read_from",
     "sentinels",
+    "read_through",
 ];
 
 pub(crate) fn listener(report: &mut Report<'_>, s: &Section<'_, '_>) -> Option<CacheListener> {
@@ -223,6 +227,7 @@ pub(crate) fn listener(report: &mut Report<'_>, s: &Section<'_, '_>) -> Option<C
         idle_timeout: (!idle.is_zero()).then_some(idle),
         read_from,
         sentinels,
+        read_through: s.duration(report, "read_through", Duration::from_secs(600)),
     })
 }
 

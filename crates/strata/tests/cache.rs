@@ -1169,3 +1169,84 @@ async fn writes_follow_a_sentinel_failover() {
     assert_eq!(server["master"], replica.addr.to_string());
     assert_eq!(server["roles_from"], format!("sentinel {}", sentinel.addr));
 }
+
+/// Adding a third server to a full two-server pool moves a third of the keys; read-through
+/// finds each on its old server at the first GET and copies it over (with its TTL), so the
+/// hit ratio stays at 100% instead of dropping to about two thirds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_server_does_not_cause_a_miss_storm() {
+    let with = [
+        Redis::start().await,
+        Redis::start().await,
+        Redis::start().await,
+    ];
+    let without = [
+        Redis::start().await,
+        Redis::start().await,
+        Redis::start().await,
+    ];
+    let config = |n: usize| {
+        let list = |r: &[Redis; 3]| {
+            r[..n]
+                .iter()
+                .map(|r| format!("\"{}:1\"", r.addr))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "[[cache]]\nname = \"with\"\nlisten = \"127.0.0.1:0\"\nhash = \"murmur\"\nservers = [{}]\n\n\
+             [[cache]]\nname = \"without\"\nlisten = \"127.0.0.1:0\"\nhash = \"murmur\"\nread_through = \"0s\"\nservers = [{}]\n",
+            list(&with),
+            list(&without)
+        )
+    };
+    let mut strata = Strata::start(&config(2));
+    const KEYS: usize = 3000;
+    let mut clients = Vec::new();
+    for pool in ["with", "without"] {
+        let mut c = Resp::connect(strata.addr(&format!("cache:{pool}")))
+            .await
+            .unwrap();
+        let sets: Vec<Vec<Vec<u8>>> = (0..KEYS)
+            .map(|i| cmd(&["SET", &format!("k{i}"), &format!("v{i}"), "EX", "1000"]))
+            .collect();
+        for r in c.pipeline(&sets).await {
+            assert_eq!(&r[..], b"+OK\r\n");
+        }
+        clients.push(c);
+    }
+    std::fs::write(&strata.config, config(3)).unwrap();
+    strata.signal(libc::SIGHUP);
+    strata
+        .wait_log("SIGHUP: reloaded", std::time::Duration::from_secs(10))
+        .await;
+    let gets: Vec<Vec<Vec<u8>>> = (0..KEYS).map(|i| cmd(&["GET", &format!("k{i}")])).collect();
+    let mut ratios = Vec::new();
+    for c in &mut clients {
+        let hits = c
+            .pipeline(&gets)
+            .await
+            .iter()
+            .filter(|r| r[..] != b"$-1\r\n"[..])
+            .count();
+        ratios.push(hits as f64 / KEYS as f64);
+    }
+    println!(
+        "hit ratio right after adding a third server: {:.3} with read-through, {:.3} without",
+        ratios[0], ratios[1]
+    );
+    assert_eq!(ratios[0], 1.0);
+    assert!((0.55..0.8).contains(&ratios[1]), "{}", ratios[1]);
+    // the moved keys now live on the new server, with their TTL; the old copies are gone
+    // (the pool is strong)
+    let moved = with[2].keys().await;
+    assert!(moved.len() > KEYS / 5, "{}", moved.len());
+    let mut third = with[2].client().await;
+    let ttl = text(&third.cmd(&[b"TTL", &moved[0]]).await);
+    assert!(ttl.starts_with(':') && ttl != ":-1\r\n", "{ttl}");
+    let old = with[0].keys().await.len() + with[1].keys().await.len();
+    assert_eq!(old + moved.len(), KEYS);
+    // and the second read of a moved key is a plain hit on its new server
+    let again = clients[0].pipeline(&gets).await;
+    assert!(again.iter().all(|r| r[..] != b"$-1\r\n"[..]));
+}
