@@ -1200,7 +1200,7 @@ async fn a_new_server_does_not_cause_a_miss_storm() {
             list(&without)
         )
     };
-    let mut strata = Strata::start(&config(2));
+    let strata = Strata::start(&config(2));
     const KEYS: usize = 3000;
     let mut clients = Vec::new();
     for pool in ["with", "without"] {
