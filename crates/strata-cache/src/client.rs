@@ -365,7 +365,7 @@ fn dispatch_memcache(pool: &Pool, cmd: McCommand) -> Answer {
             }))
         }
         _ => {
-            let server = match pool.server_for(&cmd.keys[0]) {
+            let server = match pool.server_for_write(&cmd.keys[0]) {
                 Ok(s) => s,
                 Err(_) if cmd.noreply => return Answer::Ready(Bytes::new()),
                 Err(e) => return unavailable(e),

@@ -145,6 +145,12 @@ impl CacheService {
             s.protocol_errors.get(),
         );
         let pool = self.pool.load();
+        w.counter(
+            "strata_cache_maybe_stale_keys_total",
+            "Keys written on another server while theirs was out (weak pools) past remember_writes: their server may serve them stale when it is back.",
+            &l,
+            pool.moved_writes.forgotten.get(),
+        );
         for (share, server) in pool.ring.shares().into_iter().zip(&pool.group.backends) {
             w.gauge(
                 "strata_cache_ring_share",

@@ -7,7 +7,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+
+use crate::resp;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +43,19 @@ pub struct Pool {
     pub link: Arc<LinkSettings>,
     /// Stops this generation's Sentinel watch when it is dropped.
     watch: CancellationToken,
+    /// `weak` pools: keys written elsewhere while their server was out, by that server.
+    pub moved_writes: Arc<MovedWrites>,
+}
+
+/// Keys written on another server while their own was out (`weak` pools): deleted on their
+/// server when it is back, before anything else is sent to it there, so it does not serve a
+/// value older than the one written meanwhile.
+#[derive(Default)]
+pub struct MovedWrites {
+    keys: Mutex<std::collections::HashMap<usize, std::collections::HashSet<Bytes>>>,
+    count: std::sync::atomic::AtomicUsize,
+    /// Keys past the limit, which a returning server may serve stale.
+    pub forgotten: strata_metrics::Counter,
 }
 
 impl Drop for Pool {
@@ -88,7 +103,12 @@ impl Shard {
 
     /// Sends a read-only command where `read_from` says: a replica that is up (the next one in
     /// turn), the fastest of master and replicas lately, or the master.
-    pub fn send_read(&self, frame: Bytes, resp3: bool, read_from: ReadFrom) -> oneshot::Receiver<Reply> {
+    pub fn send_read(
+        &self,
+        frame: Bytes,
+        resp3: bool,
+        read_from: ReadFrom,
+    ) -> oneshot::Receiver<Reply> {
         if read_from == ReadFrom::Master {
             return self.master.send(frame, resp3);
         }
@@ -98,7 +118,9 @@ impl Shard {
         let chosen = match read_from {
             ReadFrom::Replica => {
                 let n = up.clone().count();
-                (n > 0).then(|| up.clone().nth(strata_ring::random_below(n))).flatten()
+                (n > 0)
+                    .then(|| up.clone().nth(strata_ring::random_below(n)))
+                    .flatten()
             }
             _ => up
                 .min_by_key(|r| r.latency_us.load(Relaxed))
@@ -206,6 +228,16 @@ impl Pool {
                 .map(|s| (s.ring_name.as_str(), s.weight)),
         );
         let old = previous.and_then(|p| old_ring(config, p));
+        // the servers keep their places when the list is the same: what was remembered stays
+        let moved_writes = previous
+            .filter(|p| {
+                p.config
+                    .servers
+                    .iter()
+                    .map(|s| s.addr)
+                    .eq(config.servers.iter().map(|s| s.addr))
+            })
+            .map_or_else(Default::default, |p| p.moved_writes.clone());
         Pool {
             ring,
             group,
@@ -215,6 +247,7 @@ impl Pool {
             timers: previous.map_or_else(Timers::new, |p| p.timers.clone()),
             link: settings,
             watch,
+            moved_writes,
             config: config.clone(),
         }
     }
@@ -227,6 +260,17 @@ impl Pool {
     /// The index of the server that serves `key` now: its owner on the ring; when the owner is
     /// out, the next available server on the ring unless the pool is `strong`.
     pub fn server_for(&self, key: &[u8]) -> Result<usize, Unavailable> {
+        self.route(key, false)
+    }
+
+    /// [`Pool::server_for`] for a command that writes `key`: in a `weak` pool a write that
+    /// goes elsewhere while the key's server is out is remembered, and a server that is back
+    /// first gets the deletes of what was written elsewhere meanwhile.
+    pub fn server_for_write(&self, key: &[u8]) -> Result<usize, Unavailable> {
+        self.route(key, true)
+    }
+
+    fn route(&self, key: &[u8], write: bool) -> Result<usize, Unavailable> {
         let hash = match self.config.distribution {
             Distribution::Random => random_u32(),
             _ => self
@@ -245,11 +289,81 @@ impl Pool {
                     Err(Unavailable::OwnerOut)
                 }
             }
-            Consistency::Weak | Consistency::Immutable => self
+            Consistency::Immutable => self
                 .ring
                 .walk(hash)
                 .find(available)
                 .ok_or(Unavailable::NoServer),
+            Consistency::Weak => {
+                let mut walk = self.ring.walk(hash);
+                let owner = walk.next().ok_or(Unavailable::NoServer)?;
+                if available(&owner) {
+                    self.catch_up(owner);
+                    return Ok(owner);
+                }
+                let elsewhere = walk.find(available).ok_or(Unavailable::NoServer)?;
+                if write {
+                    self.remember(owner, key);
+                }
+                Ok(elsewhere)
+            }
+        }
+    }
+
+    fn remember(&self, owner: usize, key: &[u8]) {
+        let m = &self.moved_writes;
+        if m.count.load(Relaxed) >= self.config.remember_writes {
+            m.forgotten.inc();
+            return;
+        }
+        if let Ok(mut keys) = m.keys.lock() {
+            if keys
+                .entry(owner)
+                .or_default()
+                .insert(Bytes::copy_from_slice(key))
+            {
+                m.count.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// Sends a server that is back the deletes of the keys written elsewhere while it was out,
+    /// ahead of anything else routed to it now.
+    fn catch_up(&self, owner: usize) {
+        let m = &self.moved_writes;
+        if m.count.load(Relaxed) == 0 {
+            return;
+        }
+        let Some(keys) = m.keys.lock().ok().and_then(|mut k| k.remove(&owner)) else {
+            return;
+        };
+        m.count.fetch_sub(keys.len(), Relaxed);
+        tracing::info!(pool = %self.config.name, server = %self.group.backends[owner].name, keys = keys.len(), "server back: deleting the keys written elsewhere while it was out");
+        let keys: Vec<Bytes> = keys.into_iter().collect();
+        // the replies are not needed: the pipeline's order is what matters
+        let server = &self.servers[owner];
+        match self.config.protocol {
+            strata_config::CacheProtocol::Redis => {
+                for chunk in keys.chunks(512) {
+                    let mut frame = BytesMut::new();
+                    resp::array_header(&mut frame, chunk.len() + 1);
+                    resp::bulk(&mut frame, Some(b"DEL"));
+                    for k in chunk {
+                        resp::bulk(&mut frame, Some(k));
+                    }
+                    server.master.send_everywhere(&frame.freeze());
+                }
+            }
+            // one command per key, so that replies stay one per command
+            strata_config::CacheProtocol::Memcache => {
+                for k in &keys {
+                    let mut line = BytesMut::with_capacity(k.len() + 9);
+                    line.extend_from_slice(b"delete ");
+                    line.extend_from_slice(k);
+                    line.extend_from_slice(b"\r\n");
+                    server.master.send_everywhere(&line.freeze());
+                }
+            }
         }
     }
 
@@ -263,11 +377,17 @@ impl Pool {
             .zip(shares)
             .map(|((b, s), share)| {
                 let mut v = backend_status(b);
-                let shard = self.servers.iter().find(|x| Arc::ptr_eq(&x.master.backend, b));
+                let shard = self
+                    .servers
+                    .iter()
+                    .find(|x| Arc::ptr_eq(&x.master.backend, b));
                 if let (Some(obj), Some(shard)) = (v.as_object_mut(), shard) {
                     obj.insert("name".into(), json!(s.ring_name));
                     obj.insert("ring_share".into(), json!(share));
-                    obj.insert("master".into(), json!(shard.live.target.get().0.to_string()));
+                    obj.insert(
+                        "master".into(),
+                        json!(shard.live.target.get().0.to_string()),
+                    );
                     let replicas: Vec<Value> = shard
                         .live
                         .replicas
@@ -276,7 +396,12 @@ impl Pool {
                         .map(|r| backend_status(&r.backend))
                         .collect();
                     obj.insert("replicas".into(), json!(replicas));
-                    let source = shard.live.source.lock().map(|s| s.clone()).unwrap_or_default();
+                    let source = shard
+                        .live
+                        .source
+                        .lock()
+                        .map(|s| s.clone())
+                        .unwrap_or_default();
                     obj.insert("roles_from".into(), json!(source));
                 }
                 v
@@ -288,22 +413,34 @@ impl Pool {
 impl Live {
     /// Takes `addrs` as the replicas: those already there keep their connections and health,
     /// new ones get theirs.
-    pub fn set_replicas(&self, addrs: &[SocketAddr], settings: &Arc<LinkSettings>, passive: &strata_config::Passive) {
+    pub fn set_replicas(
+        &self,
+        addrs: &[SocketAddr],
+        settings: &Arc<LinkSettings>,
+        passive: &strata_config::Passive,
+    ) {
         let current = self.replicas.load();
-        if current.len() == addrs.len() && current.iter().zip(addrs).all(|(r, a)| r.backend.addr == *a) {
+        if current.len() == addrs.len()
+            && current.iter().zip(addrs).all(|(r, a)| r.backend.addr == *a)
+        {
             return;
         }
         let group = Arc::new(Group {
-            backends: addrs.iter().map(|a| Arc::new(Backend::new(*a, 1))).collect(),
+            backends: addrs
+                .iter()
+                .map(|a| Arc::new(Backend::new(*a, 1)))
+                .collect(),
             passive: passive.clone(),
         });
         let replicas: Vec<Arc<Server>> = addrs
             .iter()
             .enumerate()
-            .map(|(i, a)| match current.iter().find(|r| r.backend.addr == *a) {
-                Some(r) => r.clone(),
-                None => Arc::new(Server::start(&group, i, settings, Target::new(*a))),
-            })
+            .map(
+                |(i, a)| match current.iter().find(|r| r.backend.addr == *a) {
+                    Some(r) => r.clone(),
+                    None => Arc::new(Server::start(&group, i, settings, Target::new(*a))),
+                },
+            )
             .collect();
         self.replicas.store(Arc::new(replicas));
     }

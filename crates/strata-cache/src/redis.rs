@@ -155,7 +155,12 @@ fn one_server(pool: &Pool, spec: &command::Spec, cmd: &Command) -> Result<usize,
     };
     let mut target = None;
     for k in keys {
-        match pool.server_for(cmd.arg(k)) {
+        let server = if spec.readonly() {
+            pool.server_for(cmd.arg(k))
+        } else {
+            pool.server_for_write(cmd.arg(k))
+        };
+        match server {
             Ok(s) if target.is_none() || target == Some(s) => target = Some(s),
             Ok(_) => return Err(crossslot(pool)),
             Err(e) => return Err(unavailable(e)),
@@ -358,7 +363,14 @@ fn split_by_shard(pool: &Pool, split: Split, cmd: &Command, v3: bool) -> Answer 
     // (server, positions of its keys)
     let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
     for k in (1..cmd.len()).step_by(step) {
-        let server = match pool.server_for(cmd.arg(k)) {
+        let writes = matches!(split, Split::Mset)
+            || cmd.arg(0).eq_ignore_ascii_case(b"DEL")
+            || cmd.arg(0).eq_ignore_ascii_case(b"UNLINK");
+        let server = match if writes {
+            pool.server_for_write(cmd.arg(k))
+        } else {
+            pool.server_for(cmd.arg(k))
+        } {
             Ok(s) => s,
             Err(e) => return unavailable(e),
         };

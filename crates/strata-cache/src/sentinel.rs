@@ -107,13 +107,18 @@ async fn learn(
     .await?;
     let mut v = resp::Values::new(&master);
     let addr = match (v.next(), v.next(), v.next()) {
-        (Some(Value::Array(Some(2))), Some(Value::Bulk(Some(ip))), Some(Value::Bulk(Some(port)))) => {
-            parse_addr(ip, port)
-        }
+        (
+            Some(Value::Array(Some(2))),
+            Some(Value::Bulk(Some(ip))),
+            Some(Value::Bulk(Some(port))),
+        ) => parse_addr(ip, port),
         _ => None,
     };
     let Some(addr) = addr else {
-        return Err(format!("no master named \"{name}\" (it answered {})", String::from_utf8_lossy(&master).trim_end()));
+        return Err(format!(
+            "no master named \"{name}\" (it answered {})",
+            String::from_utf8_lossy(&master).trim_end()
+        ));
     };
     if live.target.set(addr) {
         tracing::warn!(master = %name, %addr, %sentinel, "sentinel: the master moved; writes go there now");
@@ -141,7 +146,8 @@ fn healthy_replicas(reply: &[u8]) -> Vec<SocketAddr> {
         let (mut ip, mut port, mut flags) = (None, None, None);
         let mut read = 0;
         while read < fields {
-            let (Some(Value::Bulk(Some(k))), Some(Value::Bulk(Some(val)))) = (v.next(), v.next()) else {
+            let (Some(Value::Bulk(Some(k))), Some(Value::Bulk(Some(val)))) = (v.next(), v.next())
+            else {
                 return out;
             };
             read += 2;
@@ -182,7 +188,11 @@ fn command(args: &[&[u8]]) -> Bytes {
 }
 
 /// One command and its reply, within the pool's timeout.
-async fn request(stream: &mut TcpStream, args: &[&[u8]], settings: &LinkSettings) -> Result<Bytes, String> {
+async fn request(
+    stream: &mut TcpStream,
+    args: &[&[u8]],
+    settings: &LinkSettings,
+) -> Result<Bytes, String> {
     let exchange = async {
         stream
             .write_all(&command(args))

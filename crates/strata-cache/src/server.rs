@@ -169,6 +169,24 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Sends `frame` on every connection to the server, RESP2 and RESP3 alike, dropping the
+    /// replies: whatever is sent on any of them afterwards runs after it.
+    pub fn send_everywhere(&self, frame: &Bytes) {
+        let all = self
+            .links
+            .iter()
+            .chain(self.links3.get().into_iter().flatten());
+        for link in all {
+            let (tx, _) = oneshot::channel();
+            let _ = link.send(Job {
+                frame: frame.clone(),
+                reply: tx,
+            });
+        }
+    }
+}
+
 fn spawn_links(link: &Link, resp3: bool) -> Box<[mpsc::UnboundedSender<Job>]> {
     (0..link.settings.connections.max(1))
         .map(|_| {
@@ -368,7 +386,14 @@ async fn read_replies(
             // an average over the last few replies, for read_from = "nearest"
             let took = sent.elapsed().as_micros() as u64;
             let was = latency_us.load(Relaxed);
-            latency_us.store(if was == 0 { took } else { was - was / 8 + took / 8 }, Relaxed);
+            latency_us.store(
+                if was == 0 {
+                    took
+                } else {
+                    was - was / 8 + took / 8
+                },
+                Relaxed,
+            );
             let _ = tx.send(Ok(buf.split_to(len).freeze()));
         }
         if buf.capacity() - buf.len() < 1024 {

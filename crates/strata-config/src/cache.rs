@@ -55,6 +55,9 @@ pub struct CacheListener {
     /// After a reload moves keys to other servers, for this long a GET that misses on a key's
     /// new server reads its old one and copies the value over; zero turns it off.
     pub read_through: Duration,
+    /// In a `weak` pool, how many keys written on another server while theirs was out are
+    /// remembered, to be deleted on it when it is back.
+    pub remember_writes: usize,
 }
 
 /// Where a pool sends read-only commands.
@@ -129,6 +132,7 @@ pub(crate) const KEYS: &[&str] = &[
     "read_from",
     "sentinels",
     "read_through",
+    "remember_writes",
 ];
 
 pub(crate) fn listener(report: &mut Report<'_>, s: &Section<'_, '_>) -> Option<CacheListener> {
@@ -228,6 +232,7 @@ pub(crate) fn listener(report: &mut Report<'_>, s: &Section<'_, '_>) -> Option<C
         read_from,
         sentinels,
         read_through: s.duration(report, "read_through", Duration::from_secs(600)),
+        remember_writes: s.int(report, "remember_writes", 0..=10_000_000, 100_000) as usize,
     })
 }
 

@@ -1250,3 +1250,52 @@ async fn a_new_server_does_not_cause_a_miss_storm() {
     let again = clients[0].pipeline(&gets).await;
     assert!(again.iter().all(|r| r[..] != b"$-1\r\n"[..]));
 }
+
+/// `weak`: while a server is out its keys are written elsewhere; when it is back, those keys
+/// are deleted on it before it serves again, so it never answers with the value from before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weak_pool_does_not_serve_a_stale_value_after_a_server_returns() {
+    let keep = Redis::start().await;
+    let flaky = Redis::start().await;
+    let strata = Strata::start(&pool(
+        &[keep.addr, flaky.addr],
+        "consistency = \"weak\"\nserver_failure_limit = 1\nserver_retry_timeout = \"2s\"\ntimeout = \"300ms\"",
+    ));
+    let mut c = Resp::connect(strata.addr("cache:c")).await.unwrap();
+    let key = key_on(&mut c, &flaky, "k").await;
+    assert_eq!(
+        text(&c.cmd(&[b"SET", key.as_bytes(), b"old"]).await),
+        "+OK\r\n"
+    );
+    // the server stops answering for a while (its data stays)
+    let mut admin = flaky.client().await;
+    assert_eq!(
+        text(&admin.cmd(&[b"CLIENT", b"PAUSE", b"1500", b"ALL"]).await),
+        "+OK\r\n"
+    );
+    let r = text(&c.cmd(&[b"GET", key.as_bytes()]).await);
+    assert!(r.starts_with("-ERR strata: "), "{r}");
+    // ejected: the write goes to the other server
+    assert_eq!(
+        text(&c.cmd(&[b"SET", key.as_bytes(), b"new"]).await),
+        "+OK\r\n"
+    );
+    assert!(keep.keys().await.iter().any(|k| k == key.as_bytes()));
+    // back after its retry timeout: the key it holds from before is gone, never served
+    common::eventually(
+        std::time::Duration::from_secs(10),
+        "the server is back",
+        || {
+            let strata = &strata;
+            let addr = flaky.addr;
+            async move { server_state(strata, addr).await == "up" }
+        },
+    )
+    .await;
+    let r = text(&c.cmd(&[b"GET", key.as_bytes()]).await);
+    assert_ne!(
+        r, "$3\r\nold\r\n",
+        "the returning server served the value from before"
+    );
+    assert_eq!(r, "$-1\r\n");
+}
