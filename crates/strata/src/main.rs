@@ -51,7 +51,8 @@ enum Command {
         #[command(subcommand)]
         source: import::Source,
     },
-    /// Start demo backends and a load balancer in front of them on loopback.
+    /// Start demo backends and a load balancer in front of them on loopback, and a cache pool
+    /// over two redis-servers when redis-server is installed.
     Demo {
         /// Where the demo HTTP listener binds.
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -59,6 +60,9 @@ enum Command {
         /// Where the admin listener binds.
         #[arg(long, default_value = "127.0.0.1:9900")]
         admin: String,
+        /// Where the demo cache pool (two redis-servers, when redis-server is installed) binds.
+        #[arg(long, default_value = "127.0.0.1:6380")]
+        cache_listen: String,
     },
 }
 
@@ -88,9 +92,13 @@ fn main() -> ExitCode {
             eprintln!("\nstrata: say what to do: `strata run -c FILE`, or `strata demo` to try it");
             ExitCode::from(EXIT_BAD_CONFIG)
         }
-        Some(Command::Demo { listen, admin }) => {
+        Some(Command::Demo {
+            listen,
+            admin,
+            cache_listen,
+        }) => {
             logging::init(&cli.log);
-            demo::run(&listen, &admin)
+            demo::run(&listen, &admin, &cache_listen)
         }
     }
 }

@@ -9,8 +9,18 @@ use common::*;
 async fn the_demo_balances_over_its_upstreams() {
     let dir = TempDir::new();
     let path = dir.path().join("none.toml");
-    let args = ["demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"].map(String::from);
-    let strata = Strata::spawn(dir, path, &args, 2);
+    let args = [
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--cache-listen",
+        "127.0.0.1:0",
+    ]
+    .map(String::from);
+    // scripts/test.sh installs redis-server, so the demo's cache pool is there too
+    let strata = Strata::spawn(dir, path, &args, 3);
     let mut client = Client::connect(strata.addr("http:demo")).await;
     let mut answers = Vec::new();
     for _ in 0..3 {
@@ -25,5 +35,8 @@ async fn the_demo_balances_over_its_upstreams() {
         "each upstream in turn"
     );
     let status = get_once(strata.addr("admin"), "/status").await.body;
-    assert_eq!(status.matches("\"state\": \"up\"").count(), 3, "{status}");
+    assert_eq!(status.matches("\"state\": \"up\"").count(), 3 + 2, "{status}");
+    let mut cache = common::redis::Resp::connect(strata.addr("cache:demo")).await.unwrap();
+    assert_eq!(&cache.cmd(&[b"SET", b"greeting", b"hello"]).await[..], b"+OK\r\n");
+    assert_eq!(&cache.cmd(&[b"GET", b"greeting"]).await[..], b"$5\r\nhello\r\n");
 }
