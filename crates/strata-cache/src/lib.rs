@@ -163,6 +163,21 @@ impl CacheService {
             );
         }
         group_metrics(w, "cache", &self.name, &pool.group);
+        for shard in &pool.servers {
+            let replicas = shard.live.replicas.load();
+            let servers = std::iter::once(&shard.master).chain(replicas.iter().map(|r| &**r));
+            for server in servers {
+                w.histogram(
+                    "strata_cache_server_latency_seconds",
+                    "Time from a command's write to its server's reply.",
+                    &[
+                        ("pool", self.name.as_str()),
+                        ("backend", server.backend.name.as_str()),
+                    ],
+                    &server.latency.histogram,
+                );
+            }
+        }
     }
 
     /// Drains or restores a server (by address); a drained server's keys follow the pool's

@@ -123,8 +123,10 @@ impl Shard {
                     .flatten()
             }
             _ => up
-                .min_by_key(|r| r.latency_us.load(Relaxed))
-                .filter(|r| r.latency_us.load(Relaxed) < self.master.latency_us.load(Relaxed)),
+                .min_by_key(|r| r.latency.recent_us.load(Relaxed))
+                .filter(|r| {
+                    r.latency.recent_us.load(Relaxed) < self.master.latency.recent_us.load(Relaxed)
+                }),
         };
         match chosen {
             Some(replica) => replica.send(frame, resp3),

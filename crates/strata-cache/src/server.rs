@@ -100,15 +100,34 @@ impl Target {
 pub struct Server {
     /// Its health state and counters.
     pub backend: Arc<Backend>,
-    /// Its replies' latency lately (an average over the last few, in microseconds), for
-    /// `read_from = "nearest"`.
-    pub latency_us: Arc<AtomicU64>,
+    /// How fast it answers.
+    pub latency: Arc<Latency>,
     /// Connections speaking RESP2 (and memcached's protocol).
     links: Box<[mpsc::UnboundedSender<Job>]>,
     /// Connections that said HELLO 3, for clients that did; made when the first one needs them.
     links3: std::sync::OnceLock<Box<[mpsc::UnboundedSender<Job>]>>,
     next: AtomicUsize,
     link: Link,
+}
+
+/// How fast a server answers: every reply's time in a histogram (for /metrics), and an
+/// average over the last few (for `read_from = "nearest"`).
+#[derive(Default)]
+pub struct Latency {
+    /// Every reply, from the command's write to its reply.
+    pub histogram: strata_metrics::Histogram,
+    /// The last few replies' average, in microseconds; 0 before the first.
+    pub recent_us: AtomicU64,
+}
+
+impl Latency {
+    fn observe(&self, took: std::time::Duration) {
+        self.histogram.observe(took);
+        let us = took.as_micros() as u64;
+        let was = self.recent_us.load(Relaxed);
+        let now = if was == 0 { us } else { was - was / 8 + us / 8 };
+        self.recent_us.store(now.max(1), Relaxed);
+    }
 }
 
 /// What a connection task needs to know of its server.
@@ -118,7 +137,7 @@ struct Link {
     index: usize,
     settings: Arc<LinkSettings>,
     target: Arc<Target>,
-    latency_us: Arc<AtomicU64>,
+    latency: Arc<Latency>,
 }
 
 impl Server {
@@ -130,17 +149,17 @@ impl Server {
         settings: &Arc<LinkSettings>,
         target: Arc<Target>,
     ) -> Server {
-        let latency_us = Arc::new(AtomicU64::new(0));
+        let latency = Arc::new(Latency::default());
         let link = Link {
             group: group.clone(),
             index,
             settings: settings.clone(),
             target,
-            latency_us: latency_us.clone(),
+            latency: latency.clone(),
         };
         Server {
             backend: group.backends[index].clone(),
-            latency_us,
+            latency,
             links: spawn_links(&link, false),
             links3: std::sync::OnceLock::new(),
             next: AtomicUsize::new(0),
@@ -208,7 +227,7 @@ async fn run(mut jobs: mpsc::UnboundedReceiver<Job>, link: Link, resp3: bool) {
         index,
         settings,
         target,
-        latency_us,
+        latency,
     } = link;
     let backend = &group.backends[index];
     let mut batch: Vec<Job> = Vec::new();
@@ -236,7 +255,7 @@ async fn run(mut jobs: mpsc::UnboundedReceiver<Job>, link: Link, resp3: bool) {
             read,
             owed_rx,
             settings.clone(),
-            latency_us.clone(),
+            latency.clone(),
         ));
         let mut out = BytesMut::new();
         let ended = loop {
@@ -365,7 +384,7 @@ async fn read_replies(
     mut read: OwnedReadHalf,
     mut owed_rx: mpsc::UnboundedReceiver<InFlight>,
     settings: Arc<LinkSettings>,
-    latency_us: Arc<AtomicU64>,
+    latency: Arc<Latency>,
 ) -> Result<(), (Lost, String)> {
     let mut owed: VecDeque<InFlight> = VecDeque::new();
     let mut buf = BytesMut::with_capacity(strata_net::buffers::BUFFER);
@@ -378,22 +397,24 @@ async fn read_replies(
             let len = match crate::reply_len(settings.protocol, &buf) {
                 Ok(Some(len)) => len,
                 Ok(None) => break,
-                Err(e) => return finish(owed, Lost::Protocol, format!("invalid reply: {e}")),
+                Err(e) => {
+                    return finish(
+                        owed,
+                        &mut owed_rx,
+                        Lost::Protocol,
+                        format!("invalid reply: {e}"),
+                    )
+                }
             };
             let Some((tx, sent)) = owed.pop_front().or_else(|| owed_rx.try_recv().ok()) else {
-                return finish(owed, Lost::Protocol, "a reply to no command".into());
+                return finish(
+                    owed,
+                    &mut owed_rx,
+                    Lost::Protocol,
+                    "a reply to no command".into(),
+                );
             };
-            // an average over the last few replies, for read_from = "nearest"
-            let took = sent.elapsed().as_micros() as u64;
-            let was = latency_us.load(Relaxed);
-            latency_us.store(
-                if was == 0 {
-                    took
-                } else {
-                    was - was / 8 + took / 8
-                },
-                Relaxed,
-            );
+            latency.observe(sent.elapsed());
             let _ = tx.send(Ok(buf.split_to(len).freeze()));
         }
         if buf.capacity() - buf.len() < 1024 {
@@ -428,11 +449,20 @@ async fn read_replies(
     };
     match result {
         Ok(()) => Ok(()),
-        Err((lost, why)) => finish(owed, lost, why),
+        Err((lost, why)) => finish(owed, &mut owed_rx, lost, why),
     }
 }
 
-fn finish(owed: VecDeque<InFlight>, lost: Lost, why: String) -> Result<(), (Lost, String)> {
+fn finish(
+    mut owed: VecDeque<InFlight>,
+    owed_rx: &mut mpsc::UnboundedReceiver<InFlight>,
+    lost: Lost,
+    why: String,
+) -> Result<(), (Lost, String)> {
+    // commands written after the failing one are owed too: they get the same reason
+    while let Ok(w) = owed_rx.try_recv() {
+        owed.push_back(w);
+    }
     for (tx, _) in owed {
         let _ = tx.send(Err(lost));
     }

@@ -164,7 +164,12 @@ pub(crate) fn listener(report: &mut Report<'_>, s: &Section<'_, '_>) -> Option<C
     };
     let mut servers = servers(report, s);
     replicas(report, s, &mut servers);
-    let read_from = match s.choice(report, "read_from", &["master", "replica", "nearest"], "master") {
+    let read_from = match s.choice(
+        report,
+        "read_from",
+        &["master", "replica", "nearest"],
+        "master",
+    ) {
         "replica" => ReadFrom::Replica,
         "nearest" => ReadFrom::Nearest,
         _ => ReadFrom::Master,
@@ -181,7 +186,11 @@ pub(crate) fn listener(report: &mut Report<'_>, s: &Section<'_, '_>) -> Option<C
         }
         if protocol == CacheProtocol::Memcache {
             if let Some(v) = s.get("sentinels") {
-                report.add(v.span(), &s.key("sentinels"), "Redis Sentinel watches Redis servers, not memcached");
+                report.add(
+                    v.span(),
+                    &s.key("sentinels"),
+                    "Redis Sentinel watches Redis servers, not memcached",
+                );
             }
         }
     }
@@ -272,7 +281,12 @@ fn replicas(report: &mut Report<'_>, s: &Section<'_, '_>, servers: &mut [CacheSe
     };
     let key = s.key("replicas");
     let Some(table) = v.get_ref().as_table() else {
-        wrong_type(report, &key, v, "a table of server name = [\"ip:port\", ...]");
+        wrong_type(
+            report,
+            &key,
+            v,
+            "a table of server name = [\"ip:port\", ...]",
+        );
         return;
     };
     for (name, list) in table.iter() {

@@ -75,7 +75,10 @@ access_log = true
              demo adds a cache pool over two of them)"
         );
     } else {
-        println!("  redis-cli -p {} SET greeting hello  # a cache pool over two redis-servers", port_of(cache_listen));
+        println!(
+            "  redis-cli -p {} SET greeting hello  # a cache pool over two redis-servers",
+            port_of(cache_listen)
+        );
     }
     println!("Stop with Ctrl-C.");
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -115,7 +118,10 @@ async fn cache_pool(listen: &str) -> (String, Children) {
         servers.push(format!("\"127.0.0.1:{port}:1\""));
         // ready when it accepts a connection
         for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;

@@ -1275,6 +1275,16 @@ async fn a_weak_pool_does_not_serve_a_stale_value_after_a_server_returns() {
     );
     let r = text(&c.cmd(&[b"GET", key.as_bytes()]).await);
     assert!(r.starts_with("-ERR strata: "), "{r}");
+    common::eventually(
+        std::time::Duration::from_secs(5),
+        "the server is ejected",
+        || {
+            let strata = &strata;
+            let addr = flaky.addr;
+            async move { server_state(strata, addr).await == "ejected" }
+        },
+    )
+    .await;
     // ejected: the write goes to the other server
     assert_eq!(
         text(&c.cmd(&[b"SET", key.as_bytes(), b"new"]).await),

@@ -35,8 +35,20 @@ async fn the_demo_balances_over_its_upstreams() {
         "each upstream in turn"
     );
     let status = get_once(strata.addr("admin"), "/status").await.body;
-    assert_eq!(status.matches("\"state\": \"up\"").count(), 3 + 2, "{status}");
-    let mut cache = common::redis::Resp::connect(strata.addr("cache:demo")).await.unwrap();
-    assert_eq!(&cache.cmd(&[b"SET", b"greeting", b"hello"]).await[..], b"+OK\r\n");
-    assert_eq!(&cache.cmd(&[b"GET", b"greeting"]).await[..], b"$5\r\nhello\r\n");
+    assert_eq!(
+        status.matches("\"state\": \"up\"").count(),
+        3 + 2,
+        "{status}"
+    );
+    let mut cache = common::redis::Resp::connect(strata.addr("cache:demo"))
+        .await
+        .unwrap();
+    assert_eq!(
+        &cache.cmd(&[b"SET", b"greeting", b"hello"]).await[..],
+        b"+OK\r\n"
+    );
+    assert_eq!(
+        &cache.cmd(&[b"GET", b"greeting"]).await[..],
+        b"$5\r\nhello\r\n"
+    );
 }
