@@ -272,7 +272,11 @@ async fn run(mut jobs: mpsc::UnboundedReceiver<Job>, link: Link, resp3: bool) {
             out.clear();
             if let Err(e) = written {
                 reader.abort();
-                break Ended::Reader(Ok(Err((Lost::Closed, format!("write: {e}")))));
+                break Ended::Reader(Ok(Err(Failed {
+                    lost: Lost::Closed,
+                    why: format!("write: {e}"),
+                    owed: VecDeque::new(),
+                })));
             }
             tokio::select! {
                 n = jobs.recv_many(&mut batch, 256) => if n == 0 { break Ended::Gone },
@@ -295,10 +299,15 @@ async fn run(mut jobs: mpsc::UnboundedReceiver<Job>, link: Link, resp3: bool) {
                 drop(owed_tx);
                 let _ = reader.await;
             }
-            Ended::Reader(Ok(Err((_, why)))) => {
+            Ended::Reader(Ok(Err(failed))) => {
+                // counted before the commands are answered, so that a client's next command
+                // already sees the server ejected when this failure ejects it
                 backend.stats.failures.inc();
-                group.report_failure(backend, &why);
-                tracing::warn!(server = %backend.name, %addr, "{why}");
+                group.report_failure(backend, &failed.why);
+                tracing::warn!(server = %backend.name, %addr, "{}", failed.why);
+                for (tx, _) in failed.owed {
+                    let _ = tx.send(Err(failed.lost));
+                }
             }
             Ended::Reader(_) => {}
         }
@@ -312,7 +321,14 @@ enum Ended {
     /// Its server moved to another address.
     Moved,
     /// The reader stopped: the connection failed, or closed while idle.
-    Reader(Result<Result<(), (Lost, String)>, tokio::task::JoinError>),
+    Reader(Result<Result<(), Failed>, tokio::task::JoinError>),
+}
+
+/// A connection that failed: why, and the commands it still owed replies for.
+struct Failed {
+    lost: Lost,
+    why: String,
+    owed: VecDeque<InFlight>,
 }
 
 async fn write_out(write: &mut OwnedWriteHalf, out: &[u8]) -> std::io::Result<()> {
@@ -385,7 +401,7 @@ async fn read_replies(
     mut owed_rx: mpsc::UnboundedReceiver<InFlight>,
     settings: Arc<LinkSettings>,
     latency: Arc<Latency>,
-) -> Result<(), (Lost, String)> {
+) -> Result<(), Failed> {
     let mut owed: VecDeque<InFlight> = VecDeque::new();
     let mut buf = BytesMut::with_capacity(strata_net::buffers::BUFFER);
     let result = loop {
@@ -458,13 +474,10 @@ fn finish(
     owed_rx: &mut mpsc::UnboundedReceiver<InFlight>,
     lost: Lost,
     why: String,
-) -> Result<(), (Lost, String)> {
+) -> Result<(), Failed> {
     // commands written after the failing one are owed too: they get the same reason
     while let Ok(w) = owed_rx.try_recv() {
         owed.push_back(w);
     }
-    for (tx, _) in owed {
-        let _ = tx.send(Err(lost));
-    }
-    Err((lost, why))
+    Err(Failed { lost, why, owed })
 }
