@@ -81,3 +81,46 @@ async fn a_conversation_through_two_servers_goes_as_with_one_memcached() {
         "VALUE a 0 1\r\nz\r\nEND\r\n"
     );
 }
+
+/// What reaches a memcached server is whole, well-framed commands: a data block that hides a
+/// command stays data, `noreply` is taken off, and nothing of a malformed command (a control
+/// character in a key, a block longer than its line says) is sent on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_receive_whole_commands_and_nothing_malformed() {
+    let server = common::redis::McRecorder::start().await;
+    let strata = Strata::start(&pool(&[server.addr]));
+    let addr = strata.addr("cache:m");
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    // a value that carries a command inside stays one data block
+    let sneaky = "x\r\ndelete victim\r\n";
+    let set = format!("set k 0 0 {}\r\n{sneaky}\r\n", sneaky.len());
+    assert_eq!(
+        text_exchange(&mut c, set.as_bytes(), b"\r\n").await,
+        "STORED\r\n"
+    );
+    // noreply: nothing comes back, and the server's reply is not mistaken for the next one's
+    let got = text_exchange(&mut c, b"set q 0 0 1 noreply\r\nq\r\nget q\r\n", b"END\r\n").await;
+    assert_eq!(got, "END\r\n");
+    // a key with a control character is refused on the spot; the client carries on
+    let got = text_exchange(&mut c, b"get a\x01b\r\nget ok\r\n", b"END\r\n").await;
+    assert_eq!(got, "CLIENT_ERROR bad command line format\r\nEND\r\n");
+    // a block longer than its line says: this client is closed, nothing reaches the server
+    let mut bad = TcpStream::connect(addr).await.unwrap();
+    let got = text_exchange(&mut bad, b"set evil 0 0 1\r\nabc\r\nget evil\r\n", b"\r\n").await;
+    assert_eq!(got, "CLIENT_ERROR bad data chunk\r\n");
+    // the first client is served as before
+    assert_eq!(
+        text_exchange(&mut c, b"delete k\r\n", b"\r\n").await,
+        "DELETED\r\n"
+    );
+    let commands = server.commands();
+    let lines: Vec<String> = commands
+        .iter()
+        .map(|(w, _)| String::from_utf8_lossy(&w.join(&b' ')).into_owned())
+        .collect();
+    assert_eq!(
+        lines,
+        ["set k 0 0 18", "set q 0 0 1", "get q", "get ok", "delete k"]
+    );
+    assert_eq!(commands[0].1.as_deref(), Some(sneaky.as_bytes()));
+}

@@ -445,3 +445,119 @@ pub async fn text_exchange(stream: &mut TcpStream, request: &[u8], until: &[u8])
     }
     String::from_utf8_lossy(&got).into_owned()
 }
+
+/// A raw-socket memcached stand-in that records every byte it receives and answers each
+/// command it frames (`STORED` for storage commands, `END` for gets, `DELETED` otherwise). Its
+/// framer is the test's own, strict: a storage command's data block must be exactly as long as
+/// its line says and end in CRLF, or the test fails.
+pub struct McRecorder {
+    pub addr: SocketAddr,
+    log: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for McRecorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Frames one memcached text command: (its line's words, its data block if any, bytes used).
+pub fn frame_memcache(buf: &[u8]) -> Option<(Vec<Vec<u8>>, Option<Vec<u8>>, usize)> {
+    let end = buf.windows(2).position(|w| w == b"\r\n")?;
+    let line = &buf[..end];
+    assert!(
+        line.iter().all(|&b| b >= b' ' && b != 0x7f),
+        "a control character in a command line: {:?}",
+        String::from_utf8_lossy(line)
+    );
+    let words: Vec<Vec<u8>> = line
+        .split(|&b| b == b' ')
+        .filter(|w| !w.is_empty())
+        .map(|w| w.to_vec())
+        .collect();
+    let storage = [
+        &b"set"[..],
+        b"add",
+        b"replace",
+        b"append",
+        b"prepend",
+        b"cas",
+    ];
+    if storage.contains(&words[0].as_slice()) {
+        let len: usize = std::str::from_utf8(&words[4])
+            .unwrap()
+            .parse()
+            .expect("a data length");
+        let data = end + 2;
+        if buf.len() < data + len + 2 {
+            return None;
+        }
+        assert_eq!(
+            &buf[data + len..data + len + 2],
+            b"\r\n",
+            "a data block not ended by CRLF"
+        );
+        return Some((words, Some(buf[data..data + len].to_vec()), data + len + 2));
+    }
+    Some((words, None, end + 2))
+}
+
+impl McRecorder {
+    pub async fn start() -> McRecorder {
+        use std::sync::{Arc, Mutex};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let log: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let l = log.clone();
+        let task = tokio::spawn(async move {
+            // one connection (the pool's one server connection) is all a test needs
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let mut pending = Vec::new();
+            let mut chunk = [0u8; 65536];
+            loop {
+                let n = match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                l.lock().unwrap().extend_from_slice(&chunk[..n]);
+                pending.extend_from_slice(&chunk[..n]);
+                let mut out = Vec::new();
+                while let Some((words, data, used)) = frame_memcache(&pending) {
+                    pending.drain(..used);
+                    out.extend_from_slice(match (words[0].as_slice(), data) {
+                        (_, Some(_)) => b"STORED\r\n".as_slice(),
+                        (b"get" | b"gets", None) => b"END\r\n",
+                        _ => b"DELETED\r\n",
+                    });
+                }
+                if stream.write_all(&out).await.is_err() {
+                    return;
+                }
+            }
+        })
+        .abort_handle();
+        McRecorder { addr, log, task }
+    }
+
+    /// Every command received so far: line words and data block.
+    pub fn commands(&self) -> Vec<(Vec<Vec<u8>>, Option<Vec<u8>>)> {
+        let bytes = self.log.lock().unwrap().clone();
+        let mut all = Vec::new();
+        let mut at = 0;
+        while let Some((words, data, used)) = frame_memcache(&bytes[at..]) {
+            all.push((words, data));
+            at += used;
+        }
+        assert_eq!(
+            at,
+            bytes.len(),
+            "a partial command was left at the end of the connection"
+        );
+        all
+    }
+}
