@@ -462,8 +462,11 @@ impl Drop for McRecorder {
     }
 }
 
-/// Frames one memcached text command: (its line's words, its data block if any, bytes used).
-pub fn frame_memcache(buf: &[u8]) -> Option<(Vec<Vec<u8>>, Option<Vec<u8>>, usize)> {
+/// One memcached text command as framed: its line's words, its data block if any.
+pub type McFramed = (Vec<Vec<u8>>, Option<Vec<u8>>);
+
+/// Frames one memcached text command: the command and the bytes it used.
+pub fn frame_memcache(buf: &[u8]) -> Option<(McFramed, usize)> {
     let end = buf.windows(2).position(|w| w == b"\r\n")?;
     let line = &buf[..end];
     assert!(
@@ -498,9 +501,9 @@ pub fn frame_memcache(buf: &[u8]) -> Option<(Vec<Vec<u8>>, Option<Vec<u8>>, usiz
             b"\r\n",
             "a data block not ended by CRLF"
         );
-        return Some((words, Some(buf[data..data + len].to_vec()), data + len + 2));
+        return Some(((words, Some(buf[data..data + len].to_vec())), data + len + 2));
     }
-    Some((words, None, end + 2))
+    Some(((words, None), end + 2))
 }
 
 impl McRecorder {
@@ -527,7 +530,7 @@ impl McRecorder {
                 l.lock().unwrap().extend_from_slice(&chunk[..n]);
                 pending.extend_from_slice(&chunk[..n]);
                 let mut out = Vec::new();
-                while let Some((words, data, used)) = frame_memcache(&pending) {
+                while let Some(((words, data), used)) = frame_memcache(&pending) {
                     pending.drain(..used);
                     out.extend_from_slice(match (words[0].as_slice(), data) {
                         (_, Some(_)) => b"STORED\r\n".as_slice(),
@@ -545,11 +548,11 @@ impl McRecorder {
     }
 
     /// Every command received so far: line words and data block.
-    pub fn commands(&self) -> Vec<(Vec<Vec<u8>>, Option<Vec<u8>>)> {
+    pub fn commands(&self) -> Vec<McFramed> {
         let bytes = self.log.lock().unwrap().clone();
         let mut all = Vec::new();
         let mut at = 0;
-        while let Some((words, data, used)) = frame_memcache(&bytes[at..]) {
+        while let Some(((words, data), used)) = frame_memcache(&bytes[at..]) {
             all.push((words, data));
             at += used;
         }
