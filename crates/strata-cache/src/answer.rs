@@ -118,8 +118,19 @@ async fn merge_replies(merge: Merge, protocol: CacheProtocol, out: &mut BytesMut
         }
         return true;
     }
-    if let Combine::McValues(keys) = &merge.how {
-        return merge_values(keys, &replies, out);
+    combine(&merge.how, merge.keys, &replies, out)
+}
+
+/// The replies to a split command's parts, as the one answer its client gets; true when the
+/// proxy had to answer with an error of its own.
+pub(crate) fn combine(
+    how: &Combine,
+    keys: usize,
+    replies: &[(Bytes, Vec<usize>)],
+    out: &mut BytesMut,
+) -> bool {
+    if let Combine::McValues(keys) = how {
+        return merge_values(keys, replies, out);
     }
     // a server's own error reply is the answer
     if let Some((reply, _)) = replies.iter().find(|(r, _)| r.starts_with(b"-")) {
@@ -133,14 +144,14 @@ async fn merge_replies(merge: Merge, protocol: CacheProtocol, out: &mut BytesMut
         );
         true
     };
-    match merge.how {
+    match *how {
         Combine::Ok => {
             resp::simple(out, "OK");
             false
         }
         Combine::Sum => {
             let mut sum = 0i64;
-            for (reply, _) in &replies {
+            for (reply, _) in replies {
                 match resp::Values::new(reply).next() {
                     Some(Value::Int(n)) => sum = sum.saturating_add(n),
                     _ => return unexpected(out),
@@ -151,8 +162,8 @@ async fn merge_replies(merge: Merge, protocol: CacheProtocol, out: &mut BytesMut
         }
         Combine::Values => {
             // each value as its server wrote it: `$-1` or RESP3's `_` for a missing key
-            let mut values: Vec<&[u8]> = vec![&[]; merge.keys + 1];
-            for (reply, positions) in &replies {
+            let mut values: Vec<&[u8]> = vec![&[]; keys + 1];
+            for (reply, positions) in replies {
                 let mut v = resp::Values::new(reply);
                 if v.next() != Some(Value::Array(Some(positions.len()))) {
                     return unexpected(out);
@@ -166,7 +177,7 @@ async fn merge_replies(merge: Merge, protocol: CacheProtocol, out: &mut BytesMut
                     }
                 }
             }
-            resp::array_header(out, merge.keys);
+            resp::array_header(out, keys);
             for v in &values[1..] {
                 out.extend_from_slice(v);
             }
@@ -205,7 +216,7 @@ async fn merge_replies(merge: Merge, protocol: CacheProtocol, out: &mut BytesMut
         }
         Combine::Concat => {
             let mut items: Vec<&[u8]> = Vec::new();
-            for (reply, _) in &replies {
+            for (reply, _) in replies {
                 let mut v = resp::Values::new(reply);
                 let Some(Value::Array(Some(n))) = v.next() else {
                     return unexpected(out);

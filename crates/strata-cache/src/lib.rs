@@ -12,6 +12,7 @@
 
 mod answer;
 mod client;
+pub mod cluster;
 mod command;
 mod dedicated;
 #[cfg(any(test, feature = "fuzz"))]
@@ -22,6 +23,7 @@ mod migrate;
 mod pool;
 mod pubsub;
 mod redis;
+mod redis_cluster;
 pub mod resp;
 mod sentinel;
 mod server;
@@ -107,6 +109,18 @@ impl CacheService {
             "connections": self.stats.connections.get(),
             "commands": self.stats.commands.get(),
             "servers": pool.server_status(),
+            "cluster": pool.cluster.as_ref().map(|c| {
+                let nodes: Vec<Value> = c
+                    .nodes()
+                    .iter()
+                    .map(|n| json!({
+                        "address": n.live.target.get().0.to_string(),
+                        "state": n.master.backend.state().as_str(),
+                    }))
+                    .collect();
+                let refreshed = c.last_refresh.lock().map(|l| l.clone()).unwrap_or_default();
+                json!({ "nodes": nodes, "last_refresh": refreshed })
+            }),
         })
     }
 

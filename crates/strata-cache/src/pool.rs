@@ -45,6 +45,8 @@ pub struct Pool {
     watch: CancellationToken,
     /// `weak` pools: keys written elsewhere while their server was out, by that server.
     pub moved_writes: Arc<MovedWrites>,
+    /// `backend = "cluster"`: the cluster's nodes and slots (the servers are its seeds).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Keys written on another server while their own was out (`weak` pools): deleted on their
@@ -229,6 +231,15 @@ impl Pool {
                 .iter()
                 .map(|s| (s.ring_name.as_str(), s.weight)),
         );
+        let cluster = config.cluster.then(|| {
+            let cluster = crate::cluster::Cluster::new(
+                config.servers.iter().map(|s| s.addr).collect(),
+                settings.clone(),
+                config.passive.clone(),
+            );
+            cluster.refresh_soon();
+            cluster
+        });
         let old = previous.and_then(|p| old_ring(config, p));
         // the servers keep their places when the list is the same: what was remembered stays
         let moved_writes = previous
@@ -250,6 +261,7 @@ impl Pool {
             link: settings,
             watch,
             moved_writes,
+            cluster,
             config: config.clone(),
         }
     }

@@ -109,6 +109,15 @@ pub(crate) fn dispatch(
         return Dispatched::Answer(queue(pool, session, spec, &cmd));
     }
     let v3 = session.resp3;
+    if let (Some(cluster), false) = (
+        &pool.cluster,
+        matches!(
+            spec.route,
+            Route::Local(_) | Route::Unsupported(_) | Route::Unsubscribe
+        ),
+    ) {
+        return Dispatched::Answer(crate::redis_cluster::route(cluster, spec, &cmd, v3));
+    }
     let answer = match spec.route {
         Route::Local(local) => {
             let (answer, quit) = local_command(svc, pool, session, local, &cmd);

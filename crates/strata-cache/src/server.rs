@@ -43,6 +43,9 @@ pub type Reply = Result<Bytes, Lost>;
 struct Job {
     frame: Bytes,
     reply: oneshot::Sender<Reply>,
+    /// Replies to pass over before the one that answers (ASKING's `+OK` before the command
+    /// it prefixes).
+    skip: u8,
 }
 
 /// How a pool talks to its servers.
@@ -170,6 +173,12 @@ impl Server {
     /// Sends `frame` on a connection that speaks RESP3 (`resp3`) or RESP2; the receiver gets
     /// the server's reply.
     pub fn send(&self, frame: Bytes, resp3: bool) -> oneshot::Receiver<Reply> {
+        self.send_skipping(frame, 0, resp3)
+    }
+
+    /// Sends `frame`, which holds `skip + 1` commands, on one connection; the receiver gets the
+    /// last one's reply.
+    pub fn send_skipping(&self, frame: Bytes, skip: u8, resp3: bool) -> oneshot::Receiver<Reply> {
         let links = if resp3 {
             self.links3.get_or_init(|| spawn_links(&self.link, true))
         } else {
@@ -183,7 +192,11 @@ impl Server {
         };
         self.backend.stats.requests.inc();
         // the task only ends once every sender is gone, so this can't fail while `self` lives
-        let _ = links[i].send(Job { frame, reply: tx });
+        let _ = links[i].send(Job {
+            frame,
+            reply: tx,
+            skip,
+        });
         rx
     }
 }
@@ -201,6 +214,7 @@ impl Server {
             let _ = link.send(Job {
                 frame: frame.clone(),
                 reply: tx,
+                skip: 0,
             });
         }
     }
@@ -217,7 +231,7 @@ fn spawn_links(link: &Link, resp3: bool) -> Box<[mpsc::UnboundedSender<Job>]> {
 }
 
 /// Commands this connection wrote and still owes replies for, oldest first.
-type InFlight = (oneshot::Sender<Reply>, Instant);
+type InFlight = (oneshot::Sender<Reply>, Instant, u8);
 
 /// One connection's life: wait for work, connect, pipeline until the connection fails or the
 /// pool generation goes away, and again.
@@ -263,7 +277,7 @@ async fn run(mut jobs: mpsc::UnboundedReceiver<Job>, link: Link, resp3: bool) {
             for job in batch.drain(..) {
                 out.extend_from_slice(&job.frame);
                 // sent before the bytes go out, so the reader knows whom a reply is for
-                let _ = owed_tx.send((job.reply, now));
+                let _ = owed_tx.send((job.reply, now, job.skip));
             }
             let written = tokio::select! {
                 r = write_out(&mut write, &out) => r,
@@ -305,7 +319,7 @@ async fn run(mut jobs: mpsc::UnboundedReceiver<Job>, link: Link, resp3: bool) {
                 backend.stats.failures.inc();
                 group.report_failure(backend, &failed.why);
                 tracing::warn!(server = %backend.name, %addr, "{}", failed.why);
-                for (tx, _) in failed.owed {
+                for (tx, _, _) in failed.owed {
                     let _ = tx.send(Err(failed.lost));
                 }
             }
@@ -422,7 +436,19 @@ async fn read_replies(
                     )
                 }
             };
-            let Some((tx, sent)) = owed.pop_front().or_else(|| owed_rx.try_recv().ok()) else {
+            if owed.is_empty() {
+                if let Ok(w) = owed_rx.try_recv() {
+                    owed.push_back(w);
+                }
+            }
+            if let Some((_, _, skip)) = owed.front_mut() {
+                if *skip > 0 {
+                    *skip -= 1;
+                    let _ = buf.split_to(len);
+                    continue;
+                }
+            }
+            let Some((tx, sent, _)) = owed.pop_front() else {
                 return finish(
                     owed,
                     &mut owed_rx,
@@ -436,7 +462,7 @@ async fn read_replies(
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(strata_net::buffers::BUFFER.max(buf.len()));
         }
-        let Some((_, sent)) = owed.front() else {
+        let Some((_, sent, _)) = owed.front() else {
             tokio::select! {
                 w = owed_rx.recv() => match w {
                     Some(w) => owed.push_back(w),

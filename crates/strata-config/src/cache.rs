@@ -58,6 +58,8 @@ pub struct CacheListener {
     /// In a `weak` pool, how many keys written on another server while theirs was out are
     /// remembered, to be deleted on it when it is back.
     pub remember_writes: usize,
+    /// The servers are seed nodes of a Redis Cluster, which places keys itself.
+    pub cluster: bool,
 }
 
 /// Where a pool sends read-only commands.
@@ -133,6 +135,7 @@ pub(crate) const KEYS: &[&str] = &[
     "sentinels",
     "read_through",
     "remember_writes",
+    "backend",
 ];
 
 pub(crate) fn listener(report: &mut Report<'_>, s: &Section<'_, '_>) -> Option<CacheListener> {
@@ -194,6 +197,35 @@ pub(crate) fn listener(report: &mut Report<'_>, s: &Section<'_, '_>) -> Option<C
             }
         }
     }
+    let cluster = s.choice(report, "backend", &["servers", "cluster"], "servers") == "cluster";
+    if cluster {
+        for key in [
+            "distribution",
+            "hash",
+            "hash_tag",
+            "replicas",
+            "sentinels",
+            "consistency",
+        ] {
+            if let Some(v) = s.get(key) {
+                report.add_hint(
+                    v.span(),
+                    &s.key(key),
+                    "Redis Cluster places keys itself (CRC16 slots, `{...}` hash tags)",
+                    Some("remove it, or use backend = \"servers\""),
+                );
+            }
+        }
+        if protocol == CacheProtocol::Memcache {
+            if let Some(v) = s.get("backend") {
+                report.add(
+                    v.span(),
+                    &s.key("backend"),
+                    "a Redis Cluster speaks Redis, not memcached",
+                );
+            }
+        }
+    }
     let retry = s.duration(report, "server_retry_timeout", Duration::from_secs(30));
     let passive = Passive {
         failures: s.int(report, "server_failure_limit", 1..=1000, 2) as u32,
@@ -242,6 +274,7 @@ pub(crate) fn listener(report: &mut Report<'_>, s: &Section<'_, '_>) -> Option<C
         sentinels,
         read_through: s.duration(report, "read_through", Duration::from_secs(600)),
         remember_writes: s.int(report, "remember_writes", 0..=10_000_000, 100_000) as usize,
+        cluster,
     })
 }
 

@@ -1309,3 +1309,69 @@ async fn a_weak_pool_does_not_serve_a_stale_value_after_a_server_returns() {
     );
     assert_eq!(r, "$-1\r\n");
 }
+
+/// `backend = "cluster"`: a client that knows nothing of Redis Cluster uses one through the
+/// proxy, and keeps finding every key while slots move between nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_serves_clients_that_know_nothing_of_it() {
+    let cluster = common::redis::RedisCluster::start(3).await;
+    let config = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[cache]]\nname = \"c\"\nlisten = \"127.0.0.1:0\"\nbackend = \"cluster\"\nservers = [\"{}\"]\n",
+        cluster.nodes[0].addr
+    );
+    let strata = Strata::start(&config);
+    let mut c = Resp::connect(strata.addr("cache:c")).await.unwrap();
+    let sets: Vec<Vec<Vec<u8>>> = (0..2000)
+        .map(|i| cmd(&["SET", &format!("key:{i}"), &format!("v{i}")]))
+        .collect();
+    for r in c.pipeline(&sets).await {
+        assert_eq!(text(&r), "+OK\r\n");
+    }
+    // spread over every node
+    for node in &cluster.nodes {
+        let n = text(&node.client().await.cmd(&[b"DBSIZE"]).await);
+        assert_ne!(n, ":0\r\n");
+    }
+    assert_eq!(text(&c.cmd(&[b"DBSIZE"]).await), ":2000\r\n");
+    let mget = text(
+        &c.cmd(&[b"MGET", b"key:1", b"key:2", b"key:3", b"nope"])
+            .await,
+    );
+    assert_eq!(mget, "*4\r\n$2\r\nv1\r\n$2\r\nv2\r\n$2\r\nv3\r\n$-1\r\n");
+    assert_eq!(
+        text(&c.cmd(&[b"DEL", b"key:1", b"key:2", b"nope"]).await),
+        ":2\r\n"
+    );
+    let r = text(&c.cmd(&[b"RENAME", b"key:3", b"key:4"]).await);
+    assert!(r.starts_with("-CROSSSLOT"), "{r}");
+    assert_eq!(
+        text(&c.cmd(&[b"MSET", b"{u}a", b"1", b"{u}b", b"2"]).await),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        text(&c.cmd(&[b"RENAME", b"{u}a", b"{u}c"]).await),
+        "+OK\r\n"
+    );
+    // slots move to another node: MOVED is followed, every key is still found
+    cluster.reshard(1000);
+    let gets: Vec<Vec<Vec<u8>>> = (3..2000)
+        .map(|i| cmd(&["GET", &format!("key:{i}")]))
+        .collect();
+    for (i, r) in (3..2000).zip(c.pipeline(&gets).await) {
+        let want = format!("v{i}");
+        assert_eq!(
+            text(&r),
+            format!("${}\r\n{want}\r\n", want.len()),
+            "key:{i}"
+        );
+    }
+    let status = common::admin_get(&strata, "/status").await;
+    let v: serde_json::Value = serde_json::from_str(&status.body).unwrap();
+    assert_eq!(
+        v["cache"][0]["cluster"]["nodes"]
+            .as_array()
+            .map(|n| n.len()),
+        Some(3),
+        "{v}"
+    );
+}

@@ -1,4 +1,4 @@
-//! A second RESP2 parser, written only to check the first: no shared code with `resp.rs`.
+//! A second RESP parser, written only to check the first: no shared code with `resp.rs`.
 //! Commands are read as redis-server reads them (`processInputBuffer`, `processMultibulkBuffer`,
 //! `processInlineBuffer`, `sdssplitargs` and `string2ll` in Redis's `networking.c`, `sds.c`,
 //! `util.c`), replies as a client library reads them (hiredis's `read.c`). Each has a strict
@@ -313,7 +313,7 @@ pub fn string2ll(s: &[u8]) -> Option<i64> {
     }
 }
 
-/// One value of a reply, arrays flattened: an `Array(Some(n))` is followed by its n elements.
+/// One value of a reply, aggregates flattened: an aggregate is followed by its elements.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
     /// `+...`
@@ -326,22 +326,53 @@ pub enum Node {
     Bulk(Option<Vec<u8>>),
     /// `*n`, `None` for `*-1`.
     Array(Option<usize>),
+    /// RESP3 `_`, and (hiredis) any other type's `-1`.
+    Null,
+    /// RESP3 `#t`, `#f`.
+    Bool(bool),
+    /// RESP3 `,` and its text.
+    Double(Vec<u8>),
+    /// RESP3 `(` and its digits.
+    BigNumber(Vec<u8>),
+    /// RESP3 `!n` and its data.
+    BlobError(Vec<u8>),
+    /// RESP3 `=n` and its data, the format and ':' included.
+    Verbatim(Vec<u8>),
+    /// RESP3 `%n`: n entries of two values follow.
+    Map(usize),
+    /// RESP3 `~n`.
+    Set(usize),
+    /// RESP3 `>n`.
+    Push(usize),
+    /// RESP3 `|n`: n entries of two values follow, then the value they describe.
+    Attribute(usize),
 }
 
 /// One reply at the front of `wire`, as a client reads it: `Ok(Some((length, values)))`,
-/// `Ok(None)` when it is not all there, `Err` when the client library refuses it. RESP2 only:
-/// Redis answers a RESP2 connection in nothing else.
+/// `Ok(None)` when it is not all there, `Err` when the client library refuses it. RESP2 and
+/// RESP3 (a client that said `HELLO 3`), read by the RESP3 specification; [`Mode::Real`] is
+/// hiredis, which also knows no blob error (`!`), reads `-1` of any type as null, and checks a
+/// double and a verbatim string's format. One difference is not modelled: hiredis hands an
+/// attribute back as a reply of its own, where the specification (and `resp.rs`) make it
+/// part of the reply it describes.
 pub fn reply(wire: &[u8], mode: Mode) -> Result<Option<(usize, Vec<Node>)>, &'static str> {
+    let strict = mode == Mode::Strict;
     let mut at = 0;
     let mut nodes = Vec::new();
-    // elements still owed by each open array
+    // values still owed by each open aggregate
     let mut owed: Vec<usize> = Vec::new();
     loop {
         let Some(&kind) = wire.get(at) else {
             return Ok(None);
         };
         // the type byte is judged before its line is looked for
-        if !matches!(kind, b'+' | b'-' | b':' | b'$' | b'*') {
+        let known = match kind {
+            b'+' | b'-' | b':' | b'$' | b'*' => true,
+            b'_' | b'#' | b',' | b'(' | b'=' | b'%' | b'~' | b'>' | b'|' => true,
+            b'!' => strict,
+            _ => false,
+        };
+        if !known {
             return Err("protocol error, got an unknown type byte");
         }
         let Some((line, next)) = reply_line(wire, at + 1, mode)? else {
@@ -358,44 +389,92 @@ pub fn reply(wire: &[u8], mode: Mode) -> Result<Option<(usize, Vec<Node>)>, &'st
             b'+' => nodes.push(Node::Simple(line.to_vec())),
             b'-' => nodes.push(Node::Error(line.to_vec())),
             b':' => nodes.push(Node::Int(string2ll(line).ok_or("bad integer value")?)),
-            b'$' => {
+            b'_' if line.is_empty() => nodes.push(Node::Null),
+            b'_' => return Err("bad nil value"),
+            b'#' => match line {
+                b"t" => nodes.push(Node::Bool(true)),
+                b"f" => nodes.push(Node::Bool(false)),
+                b"T" | b"F" if !strict => nodes.push(Node::Bool(line == b"T")),
+                _ => return Err("bad bool value"),
+            },
+            b',' if double(line, strict) => nodes.push(Node::Double(line.to_vec())),
+            b',' => return Err("bad double value"),
+            b'(' => {
+                let digits = line.strip_prefix(b"-").unwrap_or(line);
+                // hiredis takes no digits at all
+                if (strict && digits.is_empty()) || !digits.iter().all(u8::is_ascii_digit) {
+                    return Err("bad bignum value");
+                }
+                nodes.push(Node::BigNumber(line.to_vec()));
+            }
+            b'$' | b'!' | b'=' => {
                 let n = string2ll(line).ok_or("bad bulk string length")?;
-                if n < -1 {
+                let null = if kind == b'$' || !strict { -1 } else { 0 };
+                if n < null {
                     return Err("bulk string length out of range");
                 }
                 if n == -1 {
-                    nodes.push(Node::Bulk(None));
+                    nodes.push(if kind == b'$' {
+                        Node::Bulk(None)
+                    } else {
+                        Node::Null
+                    });
                 } else {
                     let n = usize::try_from(n).map_err(|_| "bulk string length out of range")?;
                     let Some(end) = at.checked_add(n).filter(|e| e + 2 <= wire.len()) else {
                         return Ok(None);
                     };
-                    if mode == Mode::Strict && &wire[end..end + 2] != b"\r\n" {
+                    if strict && &wire[end..end + 2] != b"\r\n" {
                         return Err("bulk not followed by CRLF");
                     }
-                    nodes.push(Node::Bulk(Some(wire[at..end].to_vec())));
+                    let data = wire[at..end].to_vec();
+                    if kind == b'=' && data.get(3) != Some(&b':') {
+                        return Err("verbatim string without its format");
+                    }
+                    nodes.push(match kind {
+                        b'$' => Node::Bulk(Some(data)),
+                        b'!' => Node::BlobError(data),
+                        _ => Node::Verbatim(data),
+                    });
                     at = end + 2;
                 }
             }
-            b'*' => {
+            _ => {
+                // '*', '%', '~', '>', '|'
                 let n = string2ll(line).ok_or("bad multi-bulk length")?;
-                if n < -1 {
+                let null = if kind == b'*' || !strict { -1 } else { 0 };
+                if n < null {
                     return Err("multi-bulk length out of range");
                 }
                 if n == -1 {
-                    nodes.push(Node::Array(None));
+                    nodes.push(if kind == b'*' {
+                        Node::Array(None)
+                    } else {
+                        Node::Null
+                    });
                 } else {
-                    open = usize::try_from(n).map_err(|_| "multi-bulk length out of range")?;
-                    nodes.push(Node::Array(Some(open)));
+                    let n = usize::try_from(n).map_err(|_| "multi-bulk length out of range")?;
+                    // hiredis refuses more than LLONG_MAX / 2 entries; the specification
+                    // sets no bound (n * 2 + 1 fits a u64 for any n of an i64)
+                    let pairs = || match n.checked_mul(2) {
+                        Some(v) if strict || n <= (i64::MAX / 2) as usize => Ok(v),
+                        _ => Err("multi-bulk length out of range"),
+                    };
+                    (open, nodes) = match kind {
+                        b'*' => (n, push(nodes, Node::Array(Some(n)))),
+                        b'%' => (pairs()?, push(nodes, Node::Map(n))),
+                        b'~' => (n, push(nodes, Node::Set(n))),
+                        b'>' => (n, push(nodes, Node::Push(n))),
+                        _ => (pairs()? + 1, push(nodes, Node::Attribute(n))),
+                    };
                 }
             }
-            _ => return Err("protocol error, got an unknown type byte"),
         }
         if open > 0 {
             owed.push(open);
             continue;
         }
-        // a value done: it completes every array whose last element it was
+        // a value done: it completes every aggregate whose last value it was
         loop {
             match owed.last_mut() {
                 None => return Ok(Some((at, nodes))),
@@ -409,6 +488,42 @@ pub fn reply(wire: &[u8], mode: Mode) -> Result<Option<(usize, Vec<Node>)>, &'st
             }
         }
     }
+}
+
+fn push(mut nodes: Vec<Node>, node: Node) -> Vec<Node> {
+    nodes.push(node);
+    nodes
+}
+
+/// A RESP3 double: strictly `[-+]digits[.digits][e[-+]digits]`, `inf`, `-inf` or `nan`;
+/// as hiredis reads one, whatever `strtod` reads whole to a finite value, or those three
+/// (and `-nan`) in any case.
+fn double(line: &[u8], strict: bool) -> bool {
+    let Ok(text) = std::str::from_utf8(line) else {
+        return false;
+    };
+    if !strict {
+        let lower = text.to_ascii_lowercase();
+        return matches!(lower.as_str(), "inf" | "-inf" | "nan" | "-nan")
+            || (text.parse::<f64>().is_ok_and(f64::is_finite)
+                && !text
+                    .bytes()
+                    .any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E'));
+    }
+    if matches!(text, "inf" | "-inf" | "nan") {
+        return true;
+    }
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
+    let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+        Some((m, e)) => (m, Some(e.strip_prefix(['-', '+']).unwrap_or(e))),
+        None => (unsigned, None),
+    };
+    let mantissa_ok = match mantissa.split_once('.') {
+        Some((i, f)) => digits(i) && digits(f),
+        None => digits(mantissa),
+    };
+    mantissa_ok && exponent.is_none_or(digits)
 }
 
 /// A reply line from `from`: its content and the offset after its CRLF. hiredis ends it at

@@ -154,8 +154,29 @@ const HOSTILE_REPLIES: &[&[u8]] = &[
     b"*1\r\n*1\r\n*1\r\n*1\r\n+deep\r\n",
     b"*2\r\n*1\r\n:1\r\n",
     b"*1\r\n$3\r\nfoo\r",
+    // RESP3, for clients that said HELLO 3
     b"%1\r\n+a\r\n+b\r\n",
+    b"%1\r\n+a\r\n",
+    b"%-1\r\n",
     b"_\r\n",
+    b"_x\r\n",
+    b"#t\r\n",
+    b"#T\r\n",
+    b",1.5e-3\r\n",
+    b",inf\r\n",
+    b",1.\r\n",
+    b",x\r\n",
+    b"(-12345678901234567890123\r\n",
+    b"(-\r\n",
+    b"!3\r\nERR\r\n",
+    b"!-1\r\n",
+    b"=7\r\ntxt:abc\r\n",
+    b"=2\r\nab\r\n",
+    b"~2\r\n:1\r\n:2\r\n",
+    b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n",
+    b"|1\r\n+key\r\n+value\r\n:42\r\n",
+    b"|1\r\n+key\r\n+value\r\n",
+    b"*2\r\n|1\r\n+k\r\n+v\r\n:1\r\n%0\r\n",
     b"\r\n",
     b"",
 ];
@@ -264,4 +285,23 @@ fn integer_replies_of_any_i64_are_measured() {
     reply_stream(b":1000000000000000000\r\n");
     reply_stream(b"*2\r\n:-9223372036854775808\r\n:1\r\n");
     assert_eq!(reply_len(b":-9223372036854775808\r\n"), Ok(Some(23)));
+}
+
+// Found by the RESP3 cases above in the RESP3 reply framing that resp.rs gained meanwhile;
+// reported, not fixed here. The fuzz target skips such inputs (`known_reply_divergence`).
+
+#[test]
+#[ignore = "known divergence: a RESP3 map or attribute count of 2^62 or more overflows"]
+fn huge_map_counts_neither_overflow_nor_end_the_reply() {
+    // reply_len doubles the count in an i64: a debug build panics ("attempt to multiply with
+    // overflow"), a release build wraps to a negative count and measures the header alone as
+    // a whole reply, handing the bytes after it to the next command in flight on the
+    // server connection, another client's perhaps
+    for data in [
+        &b"%4611686018427387904\r\n+a\r\n+b\r\n"[..],
+        b"|4611686018427387904\r\n+a\r\n+b\r\n",
+        b"%9223372036854775807\r\n",
+    ] {
+        reply_stream_unfiltered(data);
+    }
 }

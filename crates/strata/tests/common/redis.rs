@@ -501,7 +501,10 @@ pub fn frame_memcache(buf: &[u8]) -> Option<(McFramed, usize)> {
             b"\r\n",
             "a data block not ended by CRLF"
         );
-        return Some(((words, Some(buf[data..data + len].to_vec())), data + len + 2));
+        return Some((
+            (words, Some(buf[data..data + len].to_vec())),
+            data + len + 2,
+        ));
     }
     Some(((words, None), end + 2))
 }
@@ -562,5 +565,83 @@ impl McRecorder {
             "a partial command was left at the end of the connection"
         );
         all
+    }
+}
+
+/// A real Redis Cluster of `n` masters (no replicas) on loopback, its slots spread by
+/// `redis-cli --cluster create`; killed when dropped.
+pub struct RedisCluster {
+    pub nodes: Vec<Redis>,
+}
+
+impl RedisCluster {
+    pub async fn start(n: usize) -> RedisCluster {
+        let mut nodes = Vec::new();
+        for _ in 0..n {
+            nodes.push(
+                Redis::start_with(&["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+                    .await,
+            );
+        }
+        let addrs: Vec<String> = nodes.iter().map(|r| r.addr.to_string()).collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli is not installed: run ./scripts/test.sh, which installs it");
+        assert!(
+            out.status.success(),
+            "cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let cluster = RedisCluster { nodes };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for node in &cluster.nodes {
+            loop {
+                let info = node.client().await.cmd(&[b"CLUSTER", b"INFO"]).await;
+                if String::from_utf8_lossy(&info).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the cluster did not come up");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        cluster
+    }
+
+    /// Moves `slots` slots, with their keys, from the first node to the second.
+    pub fn reshard(&self, slots: usize) {
+        let id = |r: &Redis| {
+            let out = Command::new("redis-cli")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &r.addr.port().to_string(),
+                    "CLUSTER",
+                    "MYID",
+                ])
+                .output()
+                .expect("redis-cli");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "reshard", &self.nodes[0].addr.to_string()])
+            .args([
+                "--cluster-from",
+                &id(&self.nodes[0]),
+                "--cluster-to",
+                &id(&self.nodes[1]),
+            ])
+            .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
+            .output()
+            .expect("redis-cli");
+        assert!(
+            out.status.success(),
+            "reshard: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 }

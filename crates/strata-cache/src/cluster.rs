@@ -1,0 +1,350 @@
+//! Redis Cluster as a pool's backend (`backend = "cluster"`), so that clients that know
+//! nothing of Cluster can use one: the slot of each key (CRC16 of its hash tag, as Redis
+//! computes it) names the node that serves it, from the map `CLUSTER SLOTS` gives. A `MOVED`
+//! reply moves that slot in the map, sends the command on to the node named, and asks for the
+//! whole map again; an `ASK` reply sends it there once, behind `ASKING`; `TRYAGAIN` and
+//! `CLUSTERDOWN` are tried again shortly.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::{Bytes, BytesMut};
+use strata_config::Passive;
+use strata_health::{Backend, Group};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::pool::{Live, Shard};
+use crate::resp::{self, Value};
+use crate::server::{LinkSettings, Server, Target};
+
+/// Slots in a Redis Cluster.
+pub const SLOTS: usize = 16384;
+/// Redirections followed for one command before it fails.
+const MAX_REDIRECTS: usize = 5;
+/// No slot's node is known.
+const NONE: u16 = u16::MAX;
+
+/// The slot of `key`: CRC16 (XMODEM) of its hash tag (the part between the first `{` and the
+/// next `}`, when not empty) or of the whole key, modulo 16384.
+pub fn slot(key: &[u8]) -> u16 {
+    let tagged = key.iter().position(|&b| b == b'{').and_then(|open| {
+        let close = key[open + 1..].iter().position(|&b| b == b'}')?;
+        (close > 0).then(|| &key[open + 1..open + 1 + close])
+    });
+    let crc = strata_ring::KeyHash::Crc16.hash(tagged.unwrap_or(key));
+    (crc & 0x3fff) as u16
+}
+
+/// Which node serves each slot, and the nodes.
+pub struct SlotMap {
+    /// The masters, with their connections.
+    pub nodes: Vec<Arc<Shard>>,
+    /// For each slot, its node's index in `nodes` (or none).
+    slots: Box<[u16]>,
+}
+
+/// A pool's view of its Redis Cluster.
+pub struct Cluster {
+    map: ArcSwap<SlotMap>,
+    seeds: Vec<SocketAddr>,
+    settings: Arc<LinkSettings>,
+    passive: Passive,
+    refreshing: AtomicBool,
+    /// What the last refresh said, for `/status`.
+    pub last_refresh: Mutex<String>,
+}
+
+impl Cluster {
+    /// A cluster known only by its seed nodes; call [`Cluster::refresh`] to learn the slots.
+    pub fn new(seeds: Vec<SocketAddr>, settings: Arc<LinkSettings>, passive: Passive) -> Arc<Self> {
+        Arc::new(Cluster {
+            map: ArcSwap::from_pointee(SlotMap {
+                nodes: Vec::new(),
+                slots: vec![NONE; SLOTS].into_boxed_slice(),
+            }),
+            seeds,
+            settings,
+            passive,
+            refreshing: AtomicBool::new(false),
+            last_refresh: Mutex::new("not asked yet".into()),
+        })
+    }
+
+    /// The nodes now.
+    pub fn nodes(&self) -> Vec<Arc<Shard>> {
+        self.map.load().nodes.clone()
+    }
+
+    /// The node that serves `slot`, as far as the map knows.
+    pub fn node(&self, slot: u16) -> Option<Arc<Shard>> {
+        let map = self.map.load();
+        let i = *map.slots.get(slot as usize)?;
+        map.nodes.get(i as usize).cloned()
+    }
+
+    /// The node at `addr`, made if the map has none there yet.
+    fn node_at(&self, addr: SocketAddr) -> Arc<Shard> {
+        let map = self.map.load();
+        if let Some(n) = map.nodes.iter().find(|n| n.live.target.get().0 == addr) {
+            return n.clone();
+        }
+        new_node(addr, &self.settings, &self.passive)
+    }
+
+    /// Moves one slot to the node at `addr` (a `MOVED` reply), and asks for the whole map again.
+    fn moved(self: &Arc<Self>, slot: u16, addr: SocketAddr) -> Arc<Shard> {
+        let node = self.node_at(addr);
+        let map = self.map.load();
+        let mut nodes = map.nodes.clone();
+        let index = match nodes.iter().position(|n| Arc::ptr_eq(n, &node)) {
+            Some(i) => i,
+            None => {
+                nodes.push(node.clone());
+                nodes.len() - 1
+            }
+        };
+        let mut slots = map.slots.clone();
+        slots[slot as usize] = index as u16;
+        self.map.store(Arc::new(SlotMap { nodes, slots }));
+        self.refresh_soon();
+        node
+    }
+
+    /// Asks for the map in the background, unless that is under way already.
+    pub fn refresh_soon(self: &Arc<Self>) {
+        if !self.refreshing.swap(true, Relaxed) {
+            let cluster = self.clone();
+            tokio::spawn(async move {
+                cluster.refresh().await;
+                cluster.refreshing.store(false, Relaxed);
+            });
+        }
+    }
+
+    /// Asks the known nodes, then the seeds, for `CLUSTER SLOTS`, and takes the first answer.
+    pub async fn refresh(&self) {
+        let known: Vec<SocketAddr> = self
+            .map
+            .load()
+            .nodes
+            .iter()
+            .map(|n| n.live.target.get().0)
+            .chain(self.seeds.iter().copied())
+            .collect();
+        let mut last_error = String::from("no node to ask");
+        for addr in known {
+            match ask_slots(addr, &self.settings).await {
+                Ok(ranges) => {
+                    self.take(&ranges);
+                    if let Ok(mut l) = self.last_refresh.lock() {
+                        *l = format!("slots from {addr}");
+                    }
+                    return;
+                }
+                Err(e) => last_error = format!("{addr}: {e}"),
+            }
+        }
+        tracing::warn!("cluster: no node told its slots: {last_error}");
+        if let Ok(mut l) = self.last_refresh.lock() {
+            *l = format!("failed: {last_error}");
+        }
+    }
+
+    /// Takes a `CLUSTER SLOTS` answer as the map; nodes that stay keep their connections.
+    fn take(&self, ranges: &[(u16, u16, SocketAddr)]) {
+        let old = self.map.load();
+        let mut nodes: Vec<Arc<Shard>> = Vec::new();
+        let mut slots = vec![NONE; SLOTS].into_boxed_slice();
+        for &(start, end, addr) in ranges {
+            let index = match nodes.iter().position(|n| n.live.target.get().0 == addr) {
+                Some(i) => i,
+                None => {
+                    let node = old
+                        .nodes
+                        .iter()
+                        .find(|n| n.live.target.get().0 == addr)
+                        .cloned()
+                        .unwrap_or_else(|| new_node(addr, &self.settings, &self.passive));
+                    nodes.push(node);
+                    nodes.len() - 1
+                }
+            };
+            for s in start..=end.min(SLOTS as u16 - 1) {
+                slots[s as usize] = index as u16;
+            }
+        }
+        self.map.store(Arc::new(SlotMap { nodes, slots }));
+    }
+
+    /// Sends a command whose keys are all in `slot`, following the cluster's redirections.
+    pub async fn send(
+        self: Arc<Self>,
+        slot: u16,
+        frame: Bytes,
+        resp3: bool,
+    ) -> Result<Bytes, String> {
+        let mut node = match self.node(slot) {
+            Some(n) => n,
+            None => {
+                self.refresh().await;
+                self.node(slot)
+                    .ok_or_else(|| format!("no node of the cluster serves slot {slot}"))?
+            }
+        };
+        let mut asking = false;
+        for _ in 0..MAX_REDIRECTS {
+            let rx = if asking {
+                let mut both = BytesMut::from(&b"*1\r\n$6\r\nASKING\r\n"[..]);
+                both.extend_from_slice(&frame);
+                node.master.send_skipping(both.freeze(), 1, resp3)
+            } else {
+                node.send(frame.clone(), resp3)
+            };
+            let reply = match rx.await {
+                Ok(Ok(reply)) => reply,
+                Ok(Err(lost)) => return Err(lost.to_string()),
+                Err(_) => return Err("the connection to the server was lost".into()),
+            };
+            asking = false;
+            if let Some((moved_slot, addr)) = redirect(&reply, b"-MOVED ") {
+                node = self.moved(moved_slot, addr);
+            } else if let Some((_, addr)) = redirect(&reply, b"-ASK ") {
+                node = self.node_at(addr);
+                asking = true;
+            } else if reply.starts_with(b"-TRYAGAIN") || reply.starts_with(b"-CLUSTERDOWN") {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            } else {
+                return Ok(reply);
+            }
+        }
+        Err("the cluster kept redirecting the command".into())
+    }
+}
+
+/// A node: one master and its connections (replicas are not read from in a cluster yet).
+fn new_node(addr: SocketAddr, settings: &Arc<LinkSettings>, passive: &Passive) -> Arc<Shard> {
+    let group = Arc::new(Group {
+        backends: vec![Arc::new(Backend::new(addr, 1))],
+        passive: passive.clone(),
+    });
+    let target = Target::new(addr);
+    Arc::new(Shard {
+        master: Server::start(&group, 0, settings, target.clone()),
+        live: Arc::new(Live {
+            replicas: ArcSwap::from_pointee(Vec::new()),
+            source: Mutex::new("cluster".into()),
+            target,
+        }),
+    })
+}
+
+/// `-MOVED 3999 127.0.0.1:6381` (or `-ASK ...`): the slot and the node.
+fn redirect(reply: &[u8], prefix: &[u8]) -> Option<(u16, SocketAddr)> {
+    let rest = reply.strip_prefix(prefix)?;
+    let line = std::str::from_utf8(rest).ok()?.trim_end();
+    let (slot, addr) = line.split_once(' ')?;
+    Some((slot.parse().ok()?, addr.parse().ok()?))
+}
+
+/// `CLUSTER SLOTS` from one node: (first slot, last slot, master) for each range.
+async fn ask_slots(
+    addr: SocketAddr,
+    settings: &LinkSettings,
+) -> Result<Vec<(u16, u16, SocketAddr)>, String> {
+    let mut stream = crate::server::open(addr, settings, false)
+        .await
+        .map_err(|(_, why)| why)?;
+    let exchange = async {
+        stream
+            .write_all(b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n")
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut buf = BytesMut::with_capacity(4096);
+        loop {
+            match resp::reply_len(&buf) {
+                Ok(Some(len)) => return Ok(buf.split_to(len).freeze()),
+                Ok(None) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+            if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+                return Err("closed".to_string());
+            }
+        }
+    };
+    let reply = tokio::time::timeout(settings.timeout, exchange)
+        .await
+        .map_err(|_| "no answer in time".to_string())??;
+    if reply.starts_with(b"-") {
+        return Err(String::from_utf8_lossy(&reply).trim_end().to_string());
+    }
+    let mut v = resp::Values::new(&reply);
+    let Some(Value::Array(Some(n))) = v.next() else {
+        return Err("not an array".into());
+    };
+    let mut ranges = Vec::with_capacity(n);
+    for _ in 0..n {
+        let Some(Value::Array(Some(fields))) = v.next() else {
+            return Err("a range is not an array".into());
+        };
+        let (Some(Value::Int(start)), Some(Value::Int(end))) = (v.next(), v.next()) else {
+            return Err("a range without its slots".into());
+        };
+        let Some(Value::Array(Some(master_fields))) = v.next() else {
+            return Err("a range without its master".into());
+        };
+        let (Some(Value::Bulk(Some(ip))), Some(Value::Int(port))) = (v.next(), v.next()) else {
+            return Err("a master without its address".into());
+        };
+        // the rest of the master's fields, then the replicas
+        for _ in 2..master_fields {
+            v.whole();
+        }
+        for _ in 3..fields {
+            v.whole();
+        }
+        let ip: std::net::IpAddr = std::str::from_utf8(ip)
+            .ok()
+            .and_then(|i| i.parse().ok())
+            .unwrap_or(addr.ip());
+        let master = SocketAddr::new(ip, u16::try_from(port).map_err(|_| "a bad port")?);
+        ranges.push((
+            u16::try_from(start).map_err(|_| "a bad slot")?,
+            u16::try_from(end).map_err(|_| "a bad slot")?,
+            master,
+        ));
+    }
+    Ok(ranges)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_the_ones_redis_gives() {
+        // CLUSTER KEYSLOT on a real Redis
+        for (key, want) in [
+            (&b"foo"[..], 12182),
+            (b"bar", 5061),
+            (b"hello", 866),
+            (b"123456789", 12739),
+            (b"{user1000}.following", slot(b"user1000")),
+            (b"foo{}{bar}", slot(b"foo{}{bar}")),
+            (b"foo{{bar}}zap", slot(b"{bar")),
+        ] {
+            assert_eq!(slot(key), want, "{}", String::from_utf8_lossy(key));
+        }
+    }
+
+    #[test]
+    fn redirections_are_read() {
+        assert_eq!(
+            redirect(b"-MOVED 3999 127.0.0.1:6381\r\n", b"-MOVED "),
+            Some((3999, "127.0.0.1:6381".parse().unwrap()))
+        );
+        assert_eq!(redirect(b"-ERR x\r\n", b"-MOVED "), None);
+    }
+}

@@ -1,0 +1,134 @@
+//! Routing Redis commands over a Redis Cluster backend: by the slot of their keys, split by
+//! slot where a command's keys span several, to every node for DBSIZE and KEYS.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::answer::{combine, error, Answer, Combine};
+use crate::cluster::{slot, Cluster};
+use crate::command::{self, FanOut, Route, Split};
+use crate::resp::{self, Command};
+
+/// The answer to `cmd` from the cluster.
+pub(crate) fn route(
+    cluster: &Arc<Cluster>,
+    spec: &command::Spec,
+    cmd: &Command,
+    v3: bool,
+) -> Answer {
+    match spec.route {
+        Route::Keys { .. } | Route::NumKeys { .. } | Route::Publish => match one_slot(spec, cmd) {
+            Ok(s) => Answer::Later(Box::pin(cluster.clone().send(s, cmd.to_frame(), v3))),
+            Err(refused) => refused,
+        },
+        Route::Split(split) => by_slot(cluster, split, cmd, v3),
+        Route::FanOut(fan @ (FanOut::Dbsize | FanOut::Keys)) => every_node(cluster, fan, cmd, v3),
+        _ => error(&format!(
+            "ERR strata: '{}' is not supported with backend = \"cluster\" yet",
+            spec.name
+        )),
+    }
+}
+
+/// The one slot all of `cmd`'s keys are in (Redis Cluster refuses a command across slots).
+fn one_slot(spec: &command::Spec, cmd: &Command) -> Result<u16, Answer> {
+    let args: Vec<&[u8]> = (0..cmd.len()).map(|i| cmd.arg(i)).collect();
+    let keys = command::key_positions(&spec.route, &args).unwrap_or_default();
+    let mut slots = keys.iter().map(|&k| slot(cmd.arg(k)));
+    let Some(first) = slots.next() else {
+        return Err(error(&format!(
+            "ERR strata: '{}' has no key to choose a node by",
+            spec.name
+        )));
+    };
+    if slots.any(|s| s != first) {
+        return Err(error(
+            "CROSSSLOT Keys in request don't hash to the same slot",
+        ));
+    }
+    Ok(first)
+}
+
+/// MGET, MSET, DEL, ... with keys in several slots: one command per slot, the replies merged.
+fn by_slot(cluster: &Arc<Cluster>, split: Split, cmd: &Command, v3: bool) -> Answer {
+    let step = if split == Split::Mset { 2 } else { 1 };
+    if split == Split::Mset && cmd.len().is_multiple_of(2) {
+        return error("ERR wrong number of arguments for 'mset' command");
+    }
+    let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
+    for k in (1..cmd.len()).step_by(step) {
+        let s = slot(cmd.arg(k));
+        match groups.iter_mut().find(|(g, _)| *g == s) {
+            Some((_, positions)) => positions.push(k),
+            None => groups.push((s, vec![k])),
+        }
+    }
+    if let [(s, _)] = groups.as_slice() {
+        return Answer::Later(Box::pin(cluster.clone().send(*s, cmd.to_frame(), v3)));
+    }
+    let keys = groups.iter().map(|(_, p)| p.len()).sum();
+    let parts: Vec<(u16, Bytes, Vec<usize>)> = groups
+        .into_iter()
+        .map(|(s, positions)| {
+            let mut frame = BytesMut::new();
+            resp::array_header(&mut frame, 1 + positions.len() * step);
+            resp::bulk(&mut frame, Some(cmd.arg(0)));
+            for &k in &positions {
+                for i in k..k + step {
+                    resp::bulk(&mut frame, Some(cmd.arg(i)));
+                }
+            }
+            (s, frame.freeze(), positions)
+        })
+        .collect();
+    let how = match split {
+        Split::Mget => Combine::Values,
+        Split::Mset => Combine::Ok,
+        Split::Sum => Combine::Sum,
+    };
+    let cluster = cluster.clone();
+    Answer::Later(Box::pin(async move {
+        // every part on its way before any is waited for
+        let sent: Vec<_> = parts
+            .into_iter()
+            .map(|(s, frame, positions)| {
+                (tokio::spawn(cluster.clone().send(s, frame, v3)), positions)
+            })
+            .collect();
+        let mut replies = Vec::with_capacity(sent.len());
+        for (task, positions) in sent {
+            let reply = task.await.map_err(|e| e.to_string())??;
+            replies.push((reply, positions));
+        }
+        Ok(merged(&how, keys, &replies))
+    }))
+}
+
+/// DBSIZE and KEYS: every node, combined.
+fn every_node(cluster: &Arc<Cluster>, fan: FanOut, cmd: &Command, v3: bool) -> Answer {
+    let frame = cmd.to_frame();
+    let nodes = cluster.nodes();
+    let how = match fan {
+        FanOut::Dbsize => Combine::Sum,
+        _ => Combine::Concat,
+    };
+    Answer::Later(Box::pin(async move {
+        let sent: Vec<_> = nodes.iter().map(|n| n.send(frame.clone(), v3)).collect();
+        let mut replies = Vec::with_capacity(sent.len());
+        for rx in sent {
+            match rx.await {
+                Ok(Ok(reply)) => replies.push((reply, Vec::new())),
+                Ok(Err(lost)) => return Err(lost.to_string()),
+                Err(_) => return Err("the connection to the server was lost".into()),
+            }
+        }
+        Ok(merged(&how, 0, &replies))
+    }))
+}
+
+fn merged(how: &Combine, keys: usize, replies: &[(Bytes, Vec<usize>)]) -> Bytes {
+    let mut out = BytesMut::new();
+    combine(how, keys, replies, &mut out);
+    out.freeze()
+}
