@@ -335,6 +335,11 @@ pub fn reply_len(buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
                 if n < 0 && kind != b'*' {
                     return Err(ProtocolError::MultibulkLength);
                 }
+                // no reply has billions of elements: a count past 2^32 is refused rather than
+                // doubled into an overflow
+                if n > 1 << 32 {
+                    return Err(ProtocolError::MultibulkLength);
+                }
                 array = match kind {
                     b'%' => n.max(0) * 2,
                     b'|' => n.max(0) * 2 + 1,
