@@ -67,27 +67,28 @@ taskset -c 0 nutcracker -c "$work/nutcracker.yml" -s "$(free_port)" -a 127.0.0.1
 for p in $P_STRATA $P_TWEM $P_FLOOR; do wait_port "$p"; done
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+user_ticks() { awk '{print $14}' "/proc/$1/stat"; }
 tick=$(getconf CLK_TCK)
 
 TARGETS=(redis twemproxy strata strata-tcp)
 port_of() { case $1 in redis) echo "$R1" ;; twemproxy) echo "$P_TWEM" ;; strata) echo "$P_STRATA" ;; strata-tcp) echo "$P_FLOOR" ;; esac; }
 pid_of() { case $1 in redis) echo "" ;; twemproxy) echo "$PID_TWEM" ;; strata | strata-tcp) echo "$PID_STRATA" ;; esac; }
 
-# one redis-benchmark run: "ops/s p99_ms cpu_us/op" (cpu "-" for redis direct)
+# one redis-benchmark run: "ops/s p99_ms cpu_us/op user_us/op" (cpu "-" for redis direct)
 measure() { # target test pipeline
-  local port pid n out before after rps p99
+  local port pid n out before after ubefore uafter rps p99
   port=$(port_of "$1"); pid=$(pid_of "$1")
   n=$N1; [[ $3 == 16 ]] && n=$N16
-  [[ -n $pid ]] && before=$(cpu_ticks "$pid")
+  [[ -n $pid ]] && before=$(cpu_ticks "$pid") && ubefore=$(user_ticks "$pid")
   out=$(taskset -c 1 redis-benchmark -h 127.0.0.1 -p "$port" -c 50 -n "$n" -r 100000 -P "$3" -t "$2" --csv 2>/dev/null | tail -n 1)
-  [[ -n $pid ]] && after=$(cpu_ticks "$pid")
+  [[ -n $pid ]] && after=$(cpu_ticks "$pid") && uafter=$(user_ticks "$pid")
   rps=$(awk -F'","' '{print $2}' <<<"$out")
   p99=$(awk -F'","' '{print $7}' <<<"$out")
   if [[ -n $pid ]]; then
-    awk -v rps="$rps" -v p99="$p99" -v t=$((after - before)) -v hz="$tick" -v n="$n" \
-      'BEGIN {printf "%s %s %.3f\n", rps, p99, t / hz * 1e6 / n}'
+    awk -v rps="$rps" -v p99="$p99" -v t=$((after - before)) -v u=$((uafter - ubefore)) -v hz="$tick" -v n="$n" \
+      'BEGIN {printf "%s %s %.3f %.3f\n", rps, p99, t / hz * 1e6 / n, u / hz * 1e6 / n}'
   else
-    echo "$rps $p99 -"
+    echo "$rps $p99 - -"
   fi
 }
 
@@ -105,15 +106,15 @@ for r in $(seq "$ROUNDS"); do
   done
 done
 
-printf '%-11s %-8s %12s %9s %12s\n' target test ops/s p99_ms cpu_us/op
+printf '%-11s %-8s %12s %9s %12s %12s\n' target test ops/s p99_ms cpu_us/op user_us/op
 declare -A CPU OPS
 for t in "${TESTS[@]}"; do
   for target in "${TARGETS[@]}"; do
     # the median round by CPU per operation (by ops/s for redis itself)
     if [[ $target == redis ]]; then key=1; else key=3; fi
-    read -r rps p99 cpu < <(grep -v '^$' <<<"${ROUND["$target $t"]}" | sort -g -k"$key" | awk -v m=$(((ROUNDS + 1) / 2)) 'NR == m')
+    read -r rps p99 cpu user < <(grep -v '^$' <<<"${ROUND["$target $t"]}" | sort -g -k"$key" | awk -v m=$(((ROUNDS + 1) / 2)) 'NR == m')
     CPU["$target $t"]=$cpu; OPS["$target $t"]=$rps
-    printf '%-11s %-8s %12s %9s %12s\n' "$target" "${t/ /\/P}" "$rps" "$p99" "$cpu"
+    printf '%-11s %-8s %12s %9s %12s %12s\n' "$target" "${t/ /\/P}" "$rps" "$p99" "$cpu" "$user"
   done
 done
 echo "(median of $ROUNDS interleaved rounds; -P1 runs $N1 requests, -P16 runs $N16; 50 clients, 100,000 random keys, 3-byte values)"
@@ -134,3 +135,49 @@ for target in twemproxy strata; do
   printf '%-11s %16s %16s\n' "$target" "$(awk -v k="$after" 'BEGIN {printf "%.1f", k / 1024}')" $(((after - before) * 1024 / IDLE))
   exec {HOLD[1]}>&-; wait "$HOLD_PID" 2>/dev/null || true
 done
+
+# a ring change: a full two-server pool gets a third server by SIGHUP; every key is read once
+# right after, with read-through (the default) and without
+RC=()
+for _ in 1 2 3 4 5 6; do
+  r=$(free_port)
+  taskset -c 1 redis-server --port "$r" --bind 127.0.0.1 --save "" --appendonly no \
+    --logfile "$work/redis$r.log" --dir "$work" & pids+=($!)
+  wait_port "$r"; RC+=("$r")
+done
+P_WITH=$(free_port); P_WITHOUT=$(free_port); P_ADMIN=$(free_port)
+ring() { # servers per pool
+  local with="" without=""
+  for i in $(seq 0 $(($1 - 1))); do
+    with+="\"127.0.0.1:${RC[$i]}:1\", "; without+="\"127.0.0.1:${RC[$((i + 3))]}:1\", "
+  done
+  cat > "$work/ring.toml" <<TOML
+[admin]
+listen = "127.0.0.1:$P_ADMIN"
+[[cache]]
+name = "with"
+listen = "127.0.0.1:$P_WITH"
+servers = [${with%, }]
+[[cache]]
+name = "without"
+listen = "127.0.0.1:$P_WITHOUT"
+read_through = "0s"
+servers = [${without%, }]
+TOML
+}
+ring 2
+taskset -c 0 "$STRATA" run -c "$work/ring.toml" --log-level warn >/dev/null 2>"$work/ring.log" & pids+=($!); PID_RING=$!
+for p in $P_WITH $P_WITHOUT $P_ADMIN; do wait_port "$p"; done
+KEYS=50000
+python3 bench/hit_ratio.py "$P_WITH" fill $KEYS
+python3 bench/hit_ratio.py "$P_WITHOUT" fill $KEYS
+ring 3
+kill -HUP "$PID_RING"
+# the reload is in once /status lists the third server
+for _ in $(seq 200); do
+  [[ $(curl -s "http://127.0.0.1:$P_ADMIN/status" | grep -o '"ring_share"' | wc -l) -ge 6 ]] && break
+  sleep 0.05
+done
+echo "hit ratio right after adding a third server to a full two-server pool ($KEYS keys):" \
+  "with read-through $(python3 bench/hit_ratio.py "$P_WITH" read $KEYS)," \
+  "without $(python3 bench/hit_ratio.py "$P_WITHOUT" read $KEYS)"
