@@ -505,7 +505,20 @@ pub static READONLY: &[&str] = &[
 impl Spec {
     /// Whether the command only reads, as Redis flags it.
     pub fn readonly(&self) -> bool {
-        READONLY.binary_search(&self.name).is_ok()
+        // looked up once per command in the table, then by the spec's place in it
+        static BY_INDEX: std::sync::OnceLock<Vec<bool>> = std::sync::OnceLock::new();
+        let by_index = BY_INDEX.get_or_init(|| {
+            COMMANDS
+                .iter()
+                .map(|s| READONLY.binary_search(&s.name).is_ok())
+                .collect()
+        });
+        let index = (self as *const Spec as usize).wrapping_sub(COMMANDS.as_ptr() as usize)
+            / std::mem::size_of::<Spec>();
+        match by_index.get(index) {
+            Some(&ro) if std::ptr::eq(&COMMANDS[index], self) => ro,
+            _ => READONLY.binary_search(&self.name).is_ok(),
+        }
     }
 }
 

@@ -292,8 +292,7 @@ impl Pool {
                 .hash
                 .placement_hash(hash_tag(key, self.config.hash_tag)),
         };
-        let now = strata_net::now_ms();
-        let available = |i: &usize| self.group.backends[*i].is_available_at(now);
+        let available = |i: &usize| self.group.backends[*i].is_available();
         match self.config.consistency {
             Consistency::Strong => {
                 let owner = self.ring.server(hash).ok_or(Unavailable::NoServer)?;

@@ -422,7 +422,8 @@ async fn read_replies(
         while let Ok(w) = owed_rx.try_recv() {
             owed.push_back(w);
         }
-        // hand out every complete reply
+        // hand out every complete reply; one clock reading serves them all
+        let arrived = Instant::now();
         loop {
             let len = match crate::reply_len(settings.protocol, &buf) {
                 Ok(Some(len)) => len,
@@ -456,7 +457,7 @@ async fn read_replies(
                     "a reply to no command".into(),
                 );
             };
-            latency.observe(sent.elapsed());
+            latency.observe(arrived.saturating_duration_since(sent));
             let _ = tx.send(Ok(buf.split_to(len).freeze()));
         }
         if buf.capacity() - buf.len() < 1024 {

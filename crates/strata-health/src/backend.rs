@@ -113,9 +113,14 @@ impl Backend {
         }
     }
 
-    /// Whether new requests may go here now.
+    /// Whether new requests may go here now. Reads the clock only for a backend that has been
+    /// ejected at some time (the hot path of a healthy one is three loads).
     pub fn is_available(&self) -> bool {
-        self.is_available_at(now_ms())
+        if self.draining.load(Relaxed) || !self.active_up.load(Relaxed) {
+            return false;
+        }
+        let until = self.ejected_until.load(Relaxed);
+        until == 0 || until <= now_ms()
     }
 
     /// [`Backend::is_available`] at `now` ([`now_ms`]), for callers that look at many backends.

@@ -229,32 +229,7 @@ fn command_error(e: &ProtocolError) -> bool {
 ///   reach every client in order.
 /// - `Values` walks a measured reply without panicking and without reading past it, reads
 ///   the same values the oracle does, and `whole` steps over exactly the reply.
-///
-/// Inputs that show a divergence found and reported but not yet fixed in `resp.rs` are
-/// skipped (see [`known_reply_divergence`]); [`reply_stream_unfiltered`] checks them too.
 pub fn reply_stream(data: &[u8]) {
-    if known_reply_divergence(data).is_none() {
-        reply_stream_unfiltered(data);
-    }
-}
-
-/// A divergence between `resp.rs` and the oracle that fuzzing found, reported and not yet
-/// fixed, that `data` may show: a RESP3 map (`%`) or attribute (`|`) header counting 2^62
-/// entries or more, whose doubled count overflows `reply_len`'s i64. Any such header-like
-/// bytes count, even inside a bulk: the filter only has to be sure.
-pub fn known_reply_divergence(data: &[u8]) -> Option<&'static str> {
-    let huge = |at: usize| {
-        let line = &data[at + 1..];
-        let end = line.iter().position(|&b| b == b'\r').unwrap_or(line.len());
-        oracle::string2ll(&line[..end]).is_some_and(|n| n >= 1 << 62)
-    };
-    (0..data.len())
-        .any(|i| matches!(data[i], b'%' | b'|') && huge(i))
-        .then_some("a map or attribute of 2^62 entries or more overflows reply_len")
-}
-
-/// [`reply_stream`] without the known-divergence filter.
-pub fn reply_stream_unfiltered(data: &[u8]) {
     let whole = reply_len(data);
     prefixes_agree(data, &whole);
     if let Err(e) = &whole {
