@@ -14,7 +14,6 @@ use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use strata_config::Passive;
 use strata_health::{Backend, Group};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::pool::{Live, Shard};
 use crate::resp::{self, Value};
@@ -257,26 +256,13 @@ async fn ask_slots(
     let mut stream = crate::server::open(addr, settings, false)
         .await
         .map_err(|(_, why)| why)?;
-    let exchange = async {
-        stream
-            .write_all(b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n")
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut buf = BytesMut::with_capacity(4096);
-        loop {
-            match resp::reply_len(&buf) {
-                Ok(Some(len)) => return Ok(buf.split_to(len).freeze()),
-                Ok(None) => {}
-                Err(e) => return Err(e.to_string()),
-            }
-            if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
-                return Err("closed".to_string());
-            }
-        }
-    };
-    let reply = tokio::time::timeout(settings.timeout, exchange)
-        .await
-        .map_err(|_| "no answer in time".to_string())??;
+    let reply = crate::server::request(
+        &mut stream,
+        b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n",
+        1,
+        Some(settings.timeout),
+    )
+    .await?;
     if reply.starts_with(b"-") {
         return Err(String::from_utf8_lossy(&reply).trim_end().to_string());
     }

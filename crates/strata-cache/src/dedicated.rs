@@ -7,7 +7,6 @@
 use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::pool::Pool;
@@ -130,28 +129,5 @@ async fn exchange(stream: &mut TcpStream, frames: &[Bytes]) -> Result<Bytes, Str
     for f in frames {
         out.extend_from_slice(f);
     }
-    stream
-        .write_all(&out)
-        .await
-        .map_err(|e| format!("write: {e}"))?;
-    let mut buf = BytesMut::with_capacity(4096);
-    let mut last = Bytes::new();
-    for _ in frames {
-        loop {
-            match resp::reply_len(&buf) {
-                Ok(Some(len)) => {
-                    last = buf.split_to(len).freeze();
-                    break;
-                }
-                Ok(None) => {}
-                Err(e) => return Err(format!("invalid reply: {e}")),
-            }
-            match stream.read_buf(&mut buf).await {
-                Ok(0) => return Err("the server closed the connection".into()),
-                Ok(_) => {}
-                Err(e) => return Err(format!("read: {e}")),
-            }
-        }
-    }
-    Ok(last)
+    crate::server::request(stream, &out, frames.len(), None).await
 }

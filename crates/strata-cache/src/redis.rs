@@ -399,15 +399,8 @@ fn split_by_shard(pool: &Pool, split: Split, cmd: &Command, v3: bool) -> Answer 
     let parts = groups
         .into_iter()
         .map(|(server, positions)| {
-            let mut frame = BytesMut::new();
-            resp::array_header(&mut frame, 1 + positions.len() * step);
-            resp::bulk(&mut frame, Some(cmd.arg(0)));
-            for &k in &positions {
-                for i in k..k + step {
-                    resp::bulk(&mut frame, Some(cmd.arg(i)));
-                }
-            }
-            (read(server, frame.freeze()), positions)
+            let frame = resp::sub_command(cmd, &positions, step);
+            (read(server, frame), positions)
         })
         .collect();
     let how = match split {

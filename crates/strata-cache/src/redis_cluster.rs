@@ -71,15 +71,8 @@ fn by_slot(cluster: &Arc<Cluster>, split: Split, cmd: &Command, v3: bool) -> Ans
     let parts: Vec<(u16, Bytes, Vec<usize>)> = groups
         .into_iter()
         .map(|(s, positions)| {
-            let mut frame = BytesMut::new();
-            resp::array_header(&mut frame, 1 + positions.len() * step);
-            resp::bulk(&mut frame, Some(cmd.arg(0)));
-            for &k in &positions {
-                for i in k..k + step {
-                    resp::bulk(&mut frame, Some(cmd.arg(i)));
-                }
-            }
-            (s, frame.freeze(), positions)
+            let frame = resp::sub_command(cmd, &positions, step);
+            (s, frame, positions)
         })
         .collect();
     let how = match split {

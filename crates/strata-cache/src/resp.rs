@@ -478,6 +478,20 @@ pub fn encode_command<'a>(out: &mut BytesMut, args: impl ExactSizeIterator<Item 
     }
 }
 
+/// The part of a multi-key command for some of its keys: the command's name, then each key at
+/// `positions` with the `step - 1` arguments after it (MSET's value).
+pub fn sub_command(cmd: &Command, positions: &[usize], step: usize) -> Bytes {
+    let mut frame = BytesMut::new();
+    array_header(&mut frame, 1 + positions.len() * step);
+    bulk(&mut frame, Some(cmd.arg(0)));
+    for &k in positions {
+        for i in k..k + step {
+            bulk(&mut frame, Some(cmd.arg(i)));
+        }
+    }
+    frame.freeze()
+}
+
 /// Appends `*n`.
 pub fn array_header(out: &mut BytesMut, n: usize) {
     header(out, b'*', n as i64);

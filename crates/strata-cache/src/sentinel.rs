@@ -193,26 +193,5 @@ async fn request(
     args: &[&[u8]],
     settings: &LinkSettings,
 ) -> Result<Bytes, String> {
-    let exchange = async {
-        stream
-            .write_all(&command(args))
-            .await
-            .map_err(|e| format!("write: {e}"))?;
-        let mut buf = BytesMut::with_capacity(1024);
-        loop {
-            match resp::reply_len(&buf) {
-                Ok(Some(len)) => return Ok(buf.split_to(len).freeze()),
-                Ok(None) => {}
-                Err(e) => return Err(format!("invalid reply: {e}")),
-            }
-            match stream.read_buf(&mut buf).await {
-                Ok(0) => return Err("the sentinel closed the connection".to_string()),
-                Ok(_) => {}
-                Err(e) => return Err(format!("read: {e}")),
-            }
-        }
-    };
-    tokio::time::timeout(settings.timeout, exchange)
-        .await
-        .unwrap_or_else(|_| Err("no answer in time".into()))
+    crate::server::request(stream, &command(args), 1, Some(settings.timeout)).await
 }

@@ -349,6 +349,49 @@ async fn write_out(write: &mut OwnedWriteHalf, out: &[u8]) -> std::io::Result<()
     write.write_all(out).await
 }
 
+/// Sends `frame` (holding `replies` commands) on a connection of its own and reads as many
+/// replies, within `timeout` if one is given; the last reply. For the connections that are
+/// not pipelines: handshakes, a client's own connection, Sentinel and Cluster questions.
+pub(crate) async fn request(
+    stream: &mut tokio::net::TcpStream,
+    frame: &[u8],
+    replies: usize,
+    timeout: Option<Duration>,
+) -> Result<Bytes, String> {
+    let exchange = async {
+        stream
+            .write_all(frame)
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        let mut buf = BytesMut::with_capacity(1024);
+        let mut last = Bytes::new();
+        for _ in 0..replies {
+            loop {
+                match crate::resp::reply_len(&buf) {
+                    Ok(Some(len)) => {
+                        last = buf.split_to(len).freeze();
+                        break;
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Err(format!("invalid reply: {e}")),
+                }
+                match stream.read_buf(&mut buf).await {
+                    Ok(0) => return Err("the server closed the connection".to_string()),
+                    Ok(_) => {}
+                    Err(e) => return Err(format!("read: {e}")),
+                }
+            }
+        }
+        Ok(last)
+    };
+    match timeout {
+        Some(t) => tokio::time::timeout(t, exchange)
+            .await
+            .unwrap_or_else(|_| Err("no answer in time".into())),
+        None => exchange.await,
+    }
+}
+
 /// Connects to a server and, for Redis with a `server_password`, authenticates.
 pub(crate) async fn open(
     addr: SocketAddr,
@@ -370,32 +413,22 @@ pub(crate) async fn open(
     if !hello.is_empty() {
         let mut auth = BytesMut::new();
         crate::resp::encode_command(&mut auth, hello.iter().copied());
-        let answer = async {
-            stream.write_all(&auth).await?;
-            let mut buf = BytesMut::with_capacity(256);
-            loop {
-                if let Ok(Some(len)) = crate::resp::reply_len(&buf) {
-                    return Ok::<_, std::io::Error>(buf.split_to(len));
-                }
-                if stream.read_buf(&mut buf).await? == 0 {
-                    return Err(std::io::ErrorKind::UnexpectedEof.into());
-                }
-            }
-        };
-        match tokio::time::timeout(settings.timeout, answer).await {
-            Ok(Ok(reply)) if reply.starts_with(b"+OK") || (resp3 && reply.starts_with(b"%")) => {}
-            Ok(Ok(reply)) => {
+        let what = String::from_utf8_lossy(hello[0]).into_owned();
+        match request(&mut stream, &auth, 1, Some(settings.timeout)).await {
+            Ok(reply) if reply.starts_with(b"+OK") || (resp3 && reply.starts_with(b"%")) => {}
+            Ok(reply) => {
                 return Err((
                     Lost::Connect,
                     format!(
-                        "{} refused: {}",
-                        String::from_utf8_lossy(hello[0]),
+                        "{what} refused: {}",
                         String::from_utf8_lossy(&reply).trim_end()
                     ),
                 ))
             }
-            Ok(Err(e)) => return Err((Lost::Connect, format!("handshake: {e}"))),
-            Err(_) => return Err((Lost::Timeout, "handshake: no answer in time".into())),
+            Err(why) if why == "no answer in time" => {
+                return Err((Lost::Timeout, format!("{what}: {why}")))
+            }
+            Err(why) => return Err((Lost::Connect, format!("{what}: {why}"))),
         }
     }
     Ok(stream)
