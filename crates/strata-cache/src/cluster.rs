@@ -236,6 +236,7 @@ fn new_node(addr: SocketAddr, settings: &Arc<LinkSettings>, passive: &Passive) -
             replicas: ArcSwap::from_pointee(Vec::new()),
             source: Mutex::new("cluster".into()),
             target,
+            switches: Default::default(),
         }),
     })
 }

@@ -177,6 +177,19 @@ impl CacheService {
             );
         }
         group_metrics(w, "cache", &self.name, &pool.group);
+        if !pool.config.sentinels.is_empty() {
+            for (shard, server) in pool.servers.iter().zip(&pool.config.servers) {
+                w.counter(
+                    "strata_cache_master_switches_total",
+                    "Times Sentinel named a new master for the server.",
+                    &[
+                        ("pool", self.name.as_str()),
+                        ("server", server.ring_name.as_str()),
+                    ],
+                    shard.live.switches.get(),
+                );
+            }
+        }
         for shard in &pool.servers {
             let replicas = shard.live.replicas.load();
             let servers = std::iter::once(&shard.master).chain(replicas.iter().map(|r| &**r));

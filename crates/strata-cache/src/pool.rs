@@ -95,6 +95,8 @@ pub struct Live {
     pub source: Mutex<String>,
     /// The master's address, shared with its connections.
     pub target: Arc<Target>,
+    /// Times Sentinel moved the master.
+    pub switches: strata_metrics::Counter,
 }
 
 impl Shard {
@@ -199,6 +201,7 @@ impl Pool {
                     replicas: ArcSwap::from_pointee(Vec::new()),
                     source: Mutex::new("config".into()),
                     target: target.clone(),
+                    switches: Default::default(),
                 });
                 live.set_replicas(&s.replicas, &settings, &config.passive);
                 Arc::new(Shard {

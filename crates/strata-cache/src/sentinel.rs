@@ -121,6 +121,7 @@ async fn learn(
         ));
     };
     if live.target.set(addr) {
+        live.switches.inc();
         tracing::warn!(master = %name, %addr, %sentinel, "sentinel: the master moved; writes go there now");
     }
     let replicas = request(ask, &[b"SENTINEL", b"replicas", name.as_bytes()], settings).await?;

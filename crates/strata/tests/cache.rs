@@ -1168,6 +1168,15 @@ async fn writes_follow_a_sentinel_failover() {
     let server = &v["cache"][0]["servers"][0];
     assert_eq!(server["master"], replica.addr.to_string());
     assert_eq!(server["roles_from"], format!("sentinel {}", sentinel.addr));
+    let metrics = common::admin_get(&strata, "/metrics").await.body;
+    assert_eq!(
+        common::metric(
+            &metrics,
+            "strata_cache_master_switches_total",
+            "server=\"shard1\""
+        ),
+        Some(1.0)
+    );
 }
 
 /// Adding a third server to a full two-server pool moves a third of the keys; read-through
