@@ -3,6 +3,7 @@
 //! [`crate::resp`] is checked against [`oracle`], a second RESP parser that reads bytes as
 //! redis-server (commands) and a client library (replies) read them.
 
+pub mod memcache;
 pub mod oracle;
 #[cfg(test)]
 mod tests;
