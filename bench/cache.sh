@@ -92,6 +92,21 @@ measure() { # target test pipeline
   fi
 }
 
+# memory first, on the fresh processes (after the load runs, what the allocator kept from them
+# moves the slope by a few hundred bytes either way): hold IDLE idle clients on each proxy; the
+# slope is what one idle client costs
+IDLE_TABLE=$(printf '%-11s %16s %16s\n' target rss_idle_MiB bytes/idle_conn)
+for target in twemproxy strata; do
+  pid=$(pid_of "$target")
+  before=$(rss_kib "$pid")
+  coproc HOLD { PROTO=redis taskset -c 1 python3 bench/idle_clients.py 127.0.0.1 "$(port_of "$target")" "$IDLE" 64; }
+  read -r _ _ <&"${HOLD[0]}"
+  after=$(rss_kib "$pid")
+  IDLE_TABLE+=$'\n'$(printf '%-11s %16s %16s' "$target" "$(awk -v k="$after" 'BEGIN {printf "%.1f", k / 1024}')" $(((after - before) * 1024 / IDLE)))
+  exec {HOLD[1]}>&-; wait "$HOLD_PID" 2>/dev/null || true
+done
+
+
 TESTS=("set 1" "get 1" "set 16" "get 16")
 for target in "${TARGETS[@]}"; do # warm up: connections made, keys present for GET
   taskset -c 1 redis-benchmark -h 127.0.0.1 -p "$(port_of "$target")" -c 50 -n 100000 -r 100000 -t set -q >/dev/null
@@ -124,17 +139,7 @@ for t in "${TESTS[@]}"; do
     'BEGIN {printf "ratio %-7s cpu_us/op strata/twemproxy %.2f (target <= %s), ops/s strata/twemproxy %.2f (target >= 1)\n", t, s / w, target, so / wo}'
 done
 
-# memory: hold IDLE idle clients on each proxy; the slope is what one idle client costs
-printf '%-11s %16s %16s\n' target rss_idle_MiB bytes/idle_conn
-for target in twemproxy strata; do
-  pid=$(pid_of "$target")
-  before=$(rss_kib "$pid")
-  coproc HOLD { PROTO=redis taskset -c 1 python3 bench/idle_clients.py 127.0.0.1 "$(port_of "$target")" "$IDLE" 64; }
-  read -r _ _ <&"${HOLD[0]}"
-  after=$(rss_kib "$pid")
-  printf '%-11s %16s %16s\n' "$target" "$(awk -v k="$after" 'BEGIN {printf "%.1f", k / 1024}')" $(((after - before) * 1024 / IDLE))
-  exec {HOLD[1]}>&-; wait "$HOLD_PID" 2>/dev/null || true
-done
+echo "$IDLE_TABLE"
 
 # a ring change: a full two-server pool gets a third server by SIGHUP; every key is read once
 # right after, with read-through (the default) and without
