@@ -85,7 +85,7 @@ pub(crate) async fn write_answer(
             let _ = rx.await;
             false
         }
-        Answer::Merge(merge) => merge_replies(*merge, protocol, out).await,
+        Answer::Merge(merge) => Box::pin(merge_replies(*merge, protocol, out)).await,
         Answer::Later(work) => match work.await {
             Ok(reply) => {
                 out.extend_from_slice(&reply);

@@ -155,6 +155,21 @@ pub(crate) fn dispatch(
 
 /// The one server every key of `cmd` lives on, or the answer that refuses it.
 fn one_server(pool: &Pool, spec: &command::Spec, cmd: &Command) -> Result<usize, Answer> {
+    // most commands have one key, the first argument: no lists to build for them
+    if spec.route
+        == (Route::Keys {
+            first: 1,
+            last: 1,
+            step: 1,
+        })
+    {
+        let route = if spec.readonly() {
+            pool.server_for(cmd.arg(1))
+        } else {
+            pool.server_for_write(cmd.arg(1))
+        };
+        return route.map_err(unavailable);
+    }
     let args: Vec<&[u8]> = (0..cmd.len()).map(|i| cmd.arg(i)).collect();
     let Some(keys) = command::key_positions(&spec.route, &args) else {
         return Err(error(&format!(
