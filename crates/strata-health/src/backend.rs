@@ -128,6 +128,14 @@ impl Backend {
         self.state_at(now) == State::Up
     }
 
+    /// How much longer a passive ejection keeps it out, in milliseconds; `None` when it is not
+    /// ejected.
+    pub fn ejected_for_ms(&self) -> Option<u64> {
+        let until = self.ejected_until.load(Relaxed);
+        let now = now_ms();
+        (until > now).then(|| until - now)
+    }
+
     /// The last thing that changed its state, as `/status` shows it.
     pub fn reason(&self) -> String {
         self.reason.lock().map(|r| r.clone()).unwrap_or_default()

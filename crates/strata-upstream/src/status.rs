@@ -50,6 +50,7 @@ pub fn backend_status(b: &Backend) -> Value {
         "address": b.name,
         "state": b.state().as_str(),
         "reason": b.reason(),
+        "ejected_for_ms": b.ejected_for_ms(),
         "weight": b.weight,
         "in_flight": b.in_flight(),
         "requests": b.stats.requests.get(),

@@ -544,6 +544,10 @@ async fn a_dead_server_fails_only_its_keys_until_it_is_back() {
         );
     }
     assert_eq!(server_state(&strata, dead.addr).await, "ejected");
+    let status = common::admin_get(&strata, "/status").await;
+    let v: serde_json::Value = serde_json::from_str(&status.body).unwrap();
+    let until = v["cache"][0]["servers"][1]["ejected_for_ms"].as_u64();
+    assert!(until.is_some_and(|ms| ms <= 300), "{v}");
     let r = text(&c.cmd(&[b"GET", lost.as_bytes()]).await);
     assert!(r.contains("the server that owns this key is out"), "{r}");
     // the MGET spanning both fails whole rather than answering half
