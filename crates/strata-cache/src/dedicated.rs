@@ -37,6 +37,8 @@ impl Dedicated {
 pub(crate) struct Own {
     /// The server, by index in the pool.
     pub(crate) server: usize,
+    /// Or a server by address (a Redis Cluster's node), which `server` is then not.
+    pub(crate) at: Option<SocketAddr>,
     /// Sent back to back; the answer is the last one's reply.
     pub(crate) frames: Vec<Bytes>,
     /// No reply timeout: the command blocks for as long as it says.
@@ -61,10 +63,13 @@ pub(crate) enum Then {
 /// Runs `own` on the session's own connection (made, or made again for another server) and
 /// answers with the last reply, or an error the client can act on.
 pub(crate) async fn run(session: &mut Session, pool: &Pool, own: Own) -> Bytes {
-    if own.server >= pool.servers.len() {
-        return resp::error_frame("ERR strata: the pool changed; try again");
-    }
-    let addr = pool.master_addr(own.server);
+    let addr = match own.at {
+        Some(addr) => addr,
+        None if own.server >= pool.servers.len() => {
+            return resp::error_frame("ERR strata: the pool changed; try again")
+        }
+        None => pool.master_addr(own.server),
+    };
     let conn = match session.dedicated.take() {
         Some(conn) if conn.server == addr && conn.resp3 == session.resp3 => Some(conn),
         Some(conn) if conn.watching => {

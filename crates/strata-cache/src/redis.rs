@@ -116,6 +116,18 @@ pub(crate) fn dispatch(
             Route::Local(_) | Route::Unsupported(_) | Route::Unsubscribe
         ),
     ) {
+        if let Route::Blocking(_) = spec.route {
+            return match crate::redis_cluster::node_of(cluster, spec, &cmd) {
+                Ok(addr) => Dispatched::Own(Own {
+                    server: 0,
+                    at: Some(addr),
+                    frames: vec![cmd.to_frame()],
+                    blocking: true,
+                    then: Then::Nothing,
+                }),
+                Err(refused) => Dispatched::Answer(refused),
+            };
+        }
         return Dispatched::Answer(crate::redis_cluster::route(cluster, spec, &cmd, v3));
     }
     let answer = match spec.route {
@@ -140,6 +152,7 @@ pub(crate) fn dispatch(
                     server,
                     frames: vec![cmd.to_frame()],
                     blocking: true,
+                    at: None,
                     then: Then::Nothing,
                 })
             }
@@ -283,6 +296,7 @@ fn transaction(
                     server,
                     frames,
                     blocking: false,
+                    at: None,
                     then: Then::Unwatch,
                 });
             }
@@ -295,6 +309,7 @@ fn transaction(
                         server,
                         frames: vec![multibulk(&[b"UNWATCH"])],
                         blocking: false,
+                        at: None,
                         then: Then::Discard,
                     })
                 }
@@ -310,6 +325,7 @@ fn transaction(
                     server,
                     frames: vec![cmd.to_frame()],
                     blocking: false,
+                    at: None,
                     then: Then::Watch,
                 })
             }
@@ -321,6 +337,7 @@ fn transaction(
                     server,
                     frames: vec![cmd.to_frame()],
                     blocking: false,
+                    at: None,
                     then: Then::Unwatch,
                 })
             }

@@ -31,6 +31,25 @@ pub(crate) fn route(
     }
 }
 
+/// The node that serves the one slot of all `cmd`'s keys, for a command that runs on a
+/// connection of the client's own (a blocking command).
+pub(crate) fn node_of(
+    cluster: &Arc<Cluster>,
+    spec: &command::Spec,
+    cmd: &Command,
+) -> Result<std::net::SocketAddr, Answer> {
+    let s = one_slot(spec, cmd)?;
+    match cluster.node(s) {
+        Some(node) => Ok(node.live.target.get().0),
+        None => {
+            cluster.refresh_soon();
+            Err(error(&format!(
+                "ERR strata: no node of the cluster is known to serve slot {s} yet; try again"
+            )))
+        }
+    }
+}
+
 /// The one slot all of `cmd`'s keys are in (Redis Cluster refuses a command across slots).
 fn one_slot(spec: &command::Spec, cmd: &Command) -> Result<u16, Answer> {
     let args: Vec<&[u8]> = (0..cmd.len()).map(|i| cmd.arg(i)).collect();

@@ -1365,6 +1365,12 @@ async fn a_redis_cluster_serves_clients_that_know_nothing_of_it() {
         text(&c.cmd(&[b"RENAME", b"{u}a", b"{u}c"]).await),
         "+OK\r\n"
     );
+    // a blocking command waits on the node of its key's slot
+    assert_eq!(text(&c.cmd(&[b"RPUSH", b"queue", b"job"]).await), ":1\r\n");
+    assert_eq!(
+        text(&c.cmd(&[b"BLPOP", b"queue", b"1"]).await),
+        "*2\r\n$5\r\nqueue\r\n$3\r\njob\r\n"
+    );
     // slots move to another node: MOVED is followed, every key is still found
     cluster.reshard(1000);
     let gets: Vec<Vec<Vec<u8>>> = (3..2000)
