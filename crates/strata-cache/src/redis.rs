@@ -478,26 +478,11 @@ fn fan_out(pool: &Pool, fan: FanOut, cmd: &Command, v3: bool) -> Answer {
 /// 0 starts at the first server, and a server's end moves on to the next one's start (a cursor
 /// that is not 0, as Redis says "more to come"), until the last server's end answers 0.
 fn scan(pool: &Pool, cmd: &Command, v3: bool) -> Answer {
-    let servers = pool.servers.len() as u128;
-    let Some(cursor) = std::str::from_utf8(cmd.arg(1))
-        .ok()
-        .and_then(|c| c.parse::<u128>().ok())
-        .filter(|c| *c % servers.max(1) < servers)
-    else {
-        return error("ERR invalid cursor");
+    let (frame, server) = match scan_frame(cmd, pool.servers.len()) {
+        Ok(f) => f,
+        Err(refused) => return refused,
     };
-    let (server_cursor, server) = (cursor / servers, (cursor % servers) as usize);
-    if server_cursor > u128::from(u64::MAX) {
-        return error("ERR invalid cursor");
-    }
-    let mut frame = BytesMut::new();
-    resp::array_header(&mut frame, cmd.len());
-    resp::bulk(&mut frame, Some(cmd.arg(0)));
-    resp::bulk(&mut frame, Some(server_cursor.to_string().as_bytes()));
-    for i in 2..cmd.len() {
-        resp::bulk(&mut frame, Some(cmd.arg(i)));
-    }
-    let rx = pool.servers[server].send(frame.freeze(), v3);
+    let rx = pool.servers[server].send(frame, v3);
     Answer::Merge(Box::new(Merge {
         how: Combine::Scan {
             server,
@@ -506,6 +491,31 @@ fn scan(pool: &Pool, cmd: &Command, v3: bool) -> Answer {
         parts: vec![(rx, Vec::new())],
         keys: 0,
     }))
+}
+
+/// The SCAN to send for the client's cursor over `servers` servers, and which server it goes
+/// to (see [`scan`]).
+pub(crate) fn scan_frame(cmd: &Command, servers: usize) -> Result<(Bytes, usize), Answer> {
+    let n = servers as u128;
+    let Some(cursor) = std::str::from_utf8(cmd.arg(1))
+        .ok()
+        .and_then(|c| c.parse::<u128>().ok())
+        .filter(|c| n > 0 && *c % n < n)
+    else {
+        return Err(error("ERR invalid cursor"));
+    };
+    let (server_cursor, server) = (cursor / n, (cursor % n) as usize);
+    if server_cursor > u128::from(u64::MAX) {
+        return Err(error("ERR invalid cursor"));
+    }
+    let mut frame = BytesMut::new();
+    resp::array_header(&mut frame, cmd.len());
+    resp::bulk(&mut frame, Some(cmd.arg(0)));
+    resp::bulk(&mut frame, Some(server_cursor.to_string().as_bytes()));
+    for i in 2..cmd.len() {
+        resp::bulk(&mut frame, Some(cmd.arg(i)));
+    }
+    Ok((frame.freeze(), server))
 }
 
 /// Commands the proxy answers itself.

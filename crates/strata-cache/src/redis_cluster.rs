@@ -23,7 +23,8 @@ pub(crate) fn route(
             Err(refused) => refused,
         },
         Route::Split(split) => by_slot(cluster, split, cmd, v3),
-        Route::FanOut(fan @ (FanOut::Dbsize | FanOut::Keys)) => every_node(cluster, fan, cmd, v3),
+        Route::FanOut(FanOut::Scan) => scan(cluster, cmd, v3),
+        Route::FanOut(fan) => every_node(cluster, fan, cmd, v3),
         _ => error(&format!(
             "ERR strata: '{}' is not supported with backend = \"cluster\" yet",
             spec.name
@@ -114,6 +115,34 @@ fn by_slot(cluster: &Arc<Cluster>, split: Split, cmd: &Command, v3: bool) -> Ans
             replies.push((reply, positions));
         }
         Ok(merged(&how, keys, &replies))
+    }))
+}
+
+/// SCAN over every node in turn, as over a pool's servers (`redis::scan`): the node's index
+/// in the slot map folded into the cursor. A map that changes between two calls may skip or
+/// repeat keys, as Redis Cluster's own SCAN does across a resharding.
+fn scan(cluster: &Arc<Cluster>, cmd: &Command, v3: bool) -> Answer {
+    let nodes = cluster.nodes();
+    let (frame, node) = match crate::redis::scan_frame(cmd, nodes.len()) {
+        Ok(f) => f,
+        Err(refused) => return refused,
+    };
+    let servers = nodes.len();
+    let rx = nodes[node].send(frame, v3);
+    Answer::Later(Box::pin(async move {
+        let reply = match rx.await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(lost)) => return Err(lost.to_string()),
+            Err(_) => return Err("the connection to the server was lost".into()),
+        };
+        Ok(merged(
+            &Combine::Scan {
+                server: node,
+                servers,
+            },
+            0,
+            &[(reply, Vec::new())],
+        ))
     }))
 }
 

@@ -1346,6 +1346,32 @@ async fn a_redis_cluster_serves_clients_that_know_nothing_of_it() {
         assert_ne!(n, ":0\r\n");
     }
     assert_eq!(text(&c.cmd(&[b"DBSIZE"]).await), ":2000\r\n");
+    // SCAN walks every node behind one cursor
+    let mut seen = std::collections::BTreeSet::new();
+    let mut cursor = b"0".to_vec();
+    for _ in 0..1000 {
+        let reply = c.cmd(&[b"SCAN", &cursor, b"COUNT", b"500"]).await;
+        let mut v = strata_cache::resp::Values::new(&reply);
+        use strata_cache::resp::Value;
+        v.next();
+        let Some(Value::Bulk(Some(next))) = v.next() else {
+            panic!("{}", text(&reply))
+        };
+        let next = next.to_vec();
+        let Some(Value::Array(Some(n))) = v.next() else {
+            panic!("{}", text(&reply))
+        };
+        for _ in 0..n {
+            if let Some(Value::Bulk(Some(k))) = v.next() {
+                seen.insert(k.to_vec());
+            }
+        }
+        if next == b"0" {
+            break;
+        }
+        cursor = next;
+    }
+    assert_eq!(seen.len(), 2000);
     let mget = text(
         &c.cmd(&[b"MGET", b"key:1", b"key:2", b"key:3", b"nope"])
             .await,
