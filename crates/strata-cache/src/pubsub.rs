@@ -240,6 +240,8 @@ impl Subscriber {
         let mut groups: Vec<(usize, Vec<&Bytes>)> = Vec::new();
         for n in names {
             let servers: Vec<usize> = match kind {
+                // a Redis Cluster sends every message to every node: one node is enough
+                Kind::Pattern if pool.cluster.is_some() => vec![0],
                 Kind::Pattern => (0..pool.servers.len()).collect(),
                 _ => vec![pool.server_for(n).map_err(|e| e.to_string())?],
             };

@@ -116,6 +116,10 @@ pub(crate) fn dispatch(
             Route::Local(_) | Route::Unsupported(_) | Route::Unsubscribe
         ),
     ) {
+        // publish/subscribe is broadcast across a cluster: any node serves a subscriber
+        if spec.route == Route::Subscribe {
+            return Dispatched::Subscribe(cmd);
+        }
         if let Route::Blocking(_) = spec.route {
             return match crate::redis_cluster::node_of(cluster, spec, &cmd) {
                 Ok(addr) => Dispatched::Own(Own {

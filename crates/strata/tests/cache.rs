@@ -1391,6 +1391,25 @@ async fn a_redis_cluster_serves_clients_that_know_nothing_of_it() {
         text(&c.cmd(&[b"RENAME", b"{u}a", b"{u}c"]).await),
         "+OK\r\n"
     );
+    // publish/subscribe: a cluster broadcasts, so a subscriber hears each message once
+    let mut sub = Resp::connect(strata.addr("cache:c")).await.unwrap();
+    assert!(text(&sub.cmd(&[b"SUBSCRIBE", b"news"]).await).contains("subscribe"));
+    let r = text(&sub.cmd(&[b"PSUBSCRIBE", b"n*"]).await);
+    assert!(r.ends_with(":2\r\n"), "{r}");
+    c.cmd(&[b"PUBLISH", b"news", b"hi"]).await;
+    let first = text(&sub.reply().await.unwrap());
+    let second = text(&sub.reply().await.unwrap());
+    let mut got = [first, second];
+    got.sort();
+    assert!(
+        got[0].contains("message") && got[1].contains("pmessage"),
+        "{got:?}"
+    );
+    assert_eq!(
+        text(&sub.cmd(&[b"PING"]).await),
+        "*2\r\n$4\r\npong\r\n$0\r\n\r\n",
+        "no duplicate message"
+    );
     // a blocking command waits on the node of its key's slot
     assert_eq!(text(&c.cmd(&[b"RPUSH", b"queue", b"job"]).await), ":1\r\n");
     assert_eq!(
