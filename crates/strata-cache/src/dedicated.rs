@@ -24,6 +24,11 @@ pub(crate) struct Dedicated {
 }
 
 impl Dedicated {
+    /// The address it is connected to.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.server
+    }
+
     /// The index in `pool` of the server it is connected to, if the pool still has it.
     pub(crate) fn server_index(&self, pool: &Pool) -> Option<usize> {
         pool.group

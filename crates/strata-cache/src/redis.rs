@@ -116,6 +116,9 @@ pub(crate) fn dispatch(
             Route::Local(_) | Route::Unsupported(_) | Route::Unsubscribe
         ),
     ) {
+        if let Route::Transaction(t) = spec.route {
+            return transaction(pool, session, t, spec, &cmd);
+        }
         // publish/subscribe is broadcast across a cluster: any node serves a subscriber
         if spec.route == Route::Subscribe {
             return Dispatched::Subscribe(cmd);
@@ -172,6 +175,10 @@ pub(crate) fn dispatch(
 
 /// The one server every key of `cmd` lives on, or the answer that refuses it.
 fn one_server(pool: &Pool, spec: &command::Spec, cmd: &Command) -> Result<usize, Answer> {
+    // with a cluster backend, what a transaction keeps together is a slot
+    if pool.cluster.is_some() {
+        return crate::redis_cluster::one_slot(spec, cmd).map(usize::from);
+    }
     // most commands have one key, the first argument: no lists to build for them
     if spec.route
         == (Route::Keys {
@@ -247,6 +254,19 @@ fn queue(pool: &Pool, session: &mut Session, spec: &command::Spec, cmd: &Command
     }
 }
 
+/// Where commands for the client's own connection go: server `i` of the pool, or with a
+/// cluster backend, the node of slot `i` (`None`: a node is not known for it yet).
+fn own_at(pool: &Pool, i: usize) -> Option<(usize, Option<std::net::SocketAddr>)> {
+    match &pool.cluster {
+        None => Some((i, None)),
+        Some(cluster) => {
+            let node = u16::try_from(i).ok().and_then(|slot| cluster.node(slot));
+            let node = node.or_else(|| cluster.nodes().into_iter().next())?;
+            Some((0, Some(node.live.target.get().0)))
+        }
+    }
+}
+
 fn multibulk(args: &[&[u8]]) -> Bytes {
     let mut out = BytesMut::new();
     resp::encode_command(&mut out, args.iter().copied());
@@ -261,7 +281,14 @@ fn transaction(
     spec: &command::Spec,
     cmd: &Command,
 ) -> Dispatched {
-    let watched = session.dedicated.as_ref().map(|d| d.server_index(pool));
+    // the server of the client's own connection, if it has one (by address with a cluster)
+    let watched: Option<(usize, Option<std::net::SocketAddr>)> = session
+        .dedicated
+        .as_ref()
+        .and_then(|d| match &pool.cluster {
+            Some(_) => Some((0, Some(d.addr()))),
+            None => d.server_index(pool).map(|i| (i, None)),
+        });
     let answer = match t {
         Transaction::Multi if session.tx.is_some() => error("ERR MULTI calls can not be nested"),
         Transaction::Multi => {
@@ -283,11 +310,16 @@ fn transaction(
                 Answer::Ready(Bytes::from_static(b"*-1\r\n"))
             }
             Some(tx) => {
-                let server = tx.server.or(watched.flatten()).or_else(|| {
-                    let now = strata_net::now_ms();
-                    (0..pool.servers.len()).find(|&i| pool.group.backends[i].is_available_at(now))
-                });
-                let Some(server) = server else {
+                let target = match tx.server {
+                    Some(i) => own_at(pool, i),
+                    None => watched.or_else(|| {
+                        let now = strata_net::now_ms();
+                        (0..pool.servers.len())
+                            .find(|&i| pool.group.backends[i].is_available_at(now))
+                            .and_then(|i| own_at(pool, i))
+                    }),
+                };
+                let Some((server, at)) = target else {
                     return Dispatched::Answer(error(
                         "ERR strata: no server of the pool is available",
                     ));
@@ -300,20 +332,20 @@ fn transaction(
                     server,
                     frames,
                     blocking: false,
-                    at: None,
+                    at,
                     then: Then::Unwatch,
                 });
             }
         },
         Transaction::Discard => match session.tx.take() {
             None => error("ERR DISCARD without MULTI"),
-            Some(_) => match watched.flatten() {
-                Some(server) => {
+            Some(_) => match watched {
+                Some((server, at)) => {
                     return Dispatched::Own(Own {
                         server,
                         frames: vec![multibulk(&[b"UNWATCH"])],
                         blocking: false,
-                        at: None,
+                        at,
                         then: Then::Discard,
                     })
                 }
@@ -323,25 +355,26 @@ fn transaction(
         Transaction::Watch if session.tx.is_some() => {
             error("ERR WATCH inside MULTI is not allowed")
         }
-        Transaction::Watch => match one_server(pool, spec, cmd) {
-            Ok(server) => {
+        Transaction::Watch => match one_server(pool, spec, cmd).map(|i| own_at(pool, i)) {
+            Ok(Some((server, at))) => {
                 return Dispatched::Own(Own {
                     server,
                     frames: vec![cmd.to_frame()],
                     blocking: false,
-                    at: None,
+                    at,
                     then: Then::Watch,
                 })
             }
+            Ok(None) => error("ERR strata: no node of the cluster is known for these keys yet"),
             Err(refused) => refused,
         },
-        Transaction::Unwatch => match watched.flatten() {
-            Some(server) => {
+        Transaction::Unwatch => match watched {
+            Some((server, at)) => {
                 return Dispatched::Own(Own {
                     server,
                     frames: vec![cmd.to_frame()],
                     blocking: false,
-                    at: None,
+                    at,
                     then: Then::Unwatch,
                 })
             }

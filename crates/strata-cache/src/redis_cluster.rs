@@ -52,7 +52,7 @@ pub(crate) fn node_of(
 }
 
 /// The one slot all of `cmd`'s keys are in (Redis Cluster refuses a command across slots).
-fn one_slot(spec: &command::Spec, cmd: &Command) -> Result<u16, Answer> {
+pub(crate) fn one_slot(spec: &command::Spec, cmd: &Command) -> Result<u16, Answer> {
     let args: Vec<&[u8]> = (0..cmd.len()).map(|i| cmd.arg(i)).collect();
     let keys = command::key_positions(&spec.route, &args).unwrap_or_default();
     let mut slots = keys.iter().map(|&k| slot(cmd.arg(k)));

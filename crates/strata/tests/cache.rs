@@ -1410,6 +1410,27 @@ async fn a_redis_cluster_serves_clients_that_know_nothing_of_it() {
         "*2\r\n$4\r\npong\r\n$0\r\n\r\n",
         "no duplicate message"
     );
+    // a transaction runs on the node of its keys' slot
+    let tx = [
+        cmd(&["WATCH", "{t}a"]),
+        cmd(&["MULTI"]),
+        cmd(&["SET", "{t}a", "1"]),
+        cmd(&["INCR", "{t}b"]),
+        cmd(&["EXEC"]),
+    ];
+    let replies: Vec<String> = c.pipeline(&tx).await.iter().map(|r| text(r)).collect();
+    assert_eq!(replies[4], "*2\r\n+OK\r\n:1\r\n", "{replies:?}");
+    let tx = [
+        cmd(&["MULTI"]),
+        cmd(&["SET", "{t}a", "1"]),
+        cmd(&["SET", "{other}a", "1"]),
+        cmd(&["EXEC"]),
+    ];
+    let replies: Vec<String> = c.pipeline(&tx).await.iter().map(|r| text(r)).collect();
+    assert!(
+        replies[2].starts_with("-CROSSSLOT") && replies[3].starts_with("-EXECABORT"),
+        "{replies:?}"
+    );
     // a blocking command waits on the node of its key's slot
     assert_eq!(text(&c.cmd(&[b"RPUSH", b"queue", b"job"]).await), ":1\r\n");
     assert_eq!(
