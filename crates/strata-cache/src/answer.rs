@@ -200,7 +200,13 @@ pub(crate) fn combine(
             };
             let servers = servers as u128;
             let next = if cursor != 0 {
-                cursor * servers + server as u128
+                let Some(next) = cursor
+                    .checked_mul(servers)
+                    .and_then(|c| c.checked_add(server as u128))
+                else {
+                    return unexpected(out);
+                };
+                next
             } else if (server as u128) + 1 < servers {
                 server as u128 + 1
             } else {

@@ -246,7 +246,8 @@ fn redirect(reply: &[u8], prefix: &[u8]) -> Option<(u16, SocketAddr)> {
     let rest = reply.strip_prefix(prefix)?;
     let line = std::str::from_utf8(rest).ok()?.trim_end();
     let (slot, addr) = line.split_once(' ')?;
-    Some((slot.parse().ok()?, addr.parse().ok()?))
+    let slot: u16 = slot.parse().ok().filter(|s| (*s as usize) < SLOTS)?;
+    Some((slot, addr.parse().ok()?))
 }
 
 /// `CLUSTER SLOTS` from one node: (first slot, last slot, master) for each range.
@@ -333,5 +334,7 @@ mod tests {
             Some((3999, "127.0.0.1:6381".parse().unwrap()))
         );
         assert_eq!(redirect(b"-ERR x\r\n", b"-MOVED "), None);
+        // a slot no cluster has is no redirection
+        assert_eq!(redirect(b"-MOVED 16384 127.0.0.1:1\r\n", b"-MOVED "), None);
     }
 }

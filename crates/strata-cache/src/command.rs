@@ -607,9 +607,17 @@ pub fn key_positions(route: &Route, args: &[&[u8]]) -> Option<Vec<usize>> {
             key_positions(&Route::NumKeys { at, dest: 0 }, args)
         }
         Route::Blocking(Blocking::Streams) => {
-            let streams = args
-                .iter()
-                .position(|a| a.eq_ignore_ascii_case(b"STREAMS"))?;
+            // XREADGROUP's GROUP group consumer come first, and may be named "streams"
+            let from = if args[0].eq_ignore_ascii_case(b"XREADGROUP") {
+                4
+            } else {
+                1
+            };
+            let streams = from
+                + args
+                    .get(from..)?
+                    .iter()
+                    .position(|a| a.eq_ignore_ascii_case(b"STREAMS"))?;
             let rest = len - streams - 1;
             if rest == 0 || !rest.is_multiple_of(2) {
                 return None;

@@ -86,6 +86,18 @@ pub fn take_command(buf: &mut BytesMut, max_value: u64) -> Result<Option<McComma
         };
     };
     if lf == 0 || buf[lf - 1] != b'\r' {
+        // a storage command's data block follows: where it ends can't be trusted now
+        let storage = [
+            &b"set "[..],
+            b"add ",
+            b"replace ",
+            b"append ",
+            b"prepend ",
+            b"cas ",
+        ];
+        if storage.iter().any(|v| buf.starts_with(v)) {
+            return Err(McError::DataChunk);
+        }
         buf.advance_to(lf + 1);
         return Err(McError::Format);
     }
@@ -245,7 +257,10 @@ pub fn reply_len(buf: &[u8]) -> Result<Option<usize>, McError> {
             let words: Vec<&[u8]> = rest[..rest.len() - 2].split(|&b| b == b' ').collect();
             let len = words.get(2).and_then(|w| number(w)).ok_or(McError::Reply)? as usize;
             let data = at + lf + 1;
-            if buf.len() < data + len + 2 {
+            let Some(end) = data.checked_add(len).and_then(|e| e.checked_add(2)) else {
+                return Err(McError::Reply);
+            };
+            if buf.len() < end {
                 return Ok(None);
             }
             if &buf[data + len..data + len + 2] != b"\r\n" {
@@ -275,8 +290,8 @@ pub fn values(reply: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
         }
         let rest = line.strip_prefix(b"VALUE ")?;
         let words: Vec<&[u8]> = rest[..rest.len() - 2].split(|&b| b == b' ').collect();
-        let len = number(words.get(2)?)? as usize;
-        let end = lf + 1 + len + 2;
+        let len = usize::try_from(number(words.get(2)?)?).ok()?;
+        let end = (lf + 1).checked_add(len)?.checked_add(2)?;
         out.push((*words.first()?, reply.get(at..end)?));
         at = end;
     }

@@ -15,6 +15,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 pub const MAX_ARGS: usize = 1024 * 1024;
 /// Redis's limit on an inline command line, and on any header line here.
 pub const MAX_LINE: usize = 64 * 1024;
+/// The most bytes one command may take (Redis's `client-query-buffer-limit` default is 1 GiB;
+/// argument offsets are 32-bit).
+pub const MAX_COMMAND: usize = 512 << 20;
 /// Nesting a reply may have; Redis's own replies nest a few levels at most.
 const MAX_REPLY_DEPTH: usize = 64;
 
@@ -176,6 +179,9 @@ fn multibulk(buf: &[u8], max_bulk: u64) -> Result<Parsed, ProtocolError> {
         }
         let start = at + data;
         let end = start + len as usize;
+        if end > MAX_COMMAND {
+            return Err(ProtocolError::BulkTooLarge(end as u64, MAX_COMMAND as u64));
+        }
         if buf.len() < end + 2 {
             return Ok(None);
         }

@@ -45,6 +45,11 @@ fn bad_lines_are_refused_and_consumed_bad_data_is_fatal() {
     assert_eq!(take(b"get\r\n").0.err(), Some(McError::Format));
     assert_eq!(take(b"incr k x\r\n").0.err(), Some(McError::Format));
     assert_eq!(take(b"get a\n").0.err(), Some(McError::Format));
+    // a storage line without its CR: its data block can't be told from commands
+    assert_eq!(
+        take(b"set k 0 0 9\ndelete x\r\n").0.err(),
+        Some(McError::DataChunk)
+    );
     let long_key = format!("get {}\r\n", "k".repeat(251));
     assert_eq!(take(long_key.as_bytes()).0.err(), Some(McError::Format));
     assert_eq!(
