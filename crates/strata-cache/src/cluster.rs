@@ -19,6 +19,9 @@ use crate::pool::{Live, Shard};
 use crate::resp::{self, Value};
 use crate::server::{LinkSettings, Server, Target};
 
+/// A command's reply, worked out in steps.
+pub type Later = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes, String>> + Send>>;
+
 /// Slots in a Redis Cluster.
 pub const SLOTS: usize = 16384;
 /// Redirections followed for one command before it fails.
@@ -178,24 +181,41 @@ impl Cluster {
         self.map.store(Arc::new(SlotMap { nodes, slots }));
     }
 
-    /// Sends a command whose keys are all in `slot`, following the cluster's redirections.
-    pub async fn send(
+    /// Sends a command whose keys are all in `slot` now (so that it goes out in its place in
+    /// the client's pipeline), and follows the cluster's redirections in the future returned.
+    pub fn start(self: &Arc<Self>, slot: u16, frame: Bytes, resp3: bool) -> Later {
+        let first = self.node(slot).map(|n| {
+            let rx = n.send(frame.clone(), resp3);
+            (n, rx)
+        });
+        Box::pin(self.clone().follow(slot, frame, resp3, first))
+    }
+
+    async fn follow(
         self: Arc<Self>,
         slot: u16,
         frame: Bytes,
         resp3: bool,
+        first: Option<(
+            Arc<Shard>,
+            tokio::sync::oneshot::Receiver<crate::server::Reply>,
+        )>,
     ) -> Result<Bytes, String> {
-        let mut node = match self.node(slot) {
-            Some(n) => n,
+        let (mut node, mut sent) = match first {
+            Some((node, rx)) => (node, Some(rx)),
             None => {
                 self.refresh().await;
-                self.node(slot)
-                    .ok_or_else(|| format!("no node of the cluster serves slot {slot}"))?
+                let node = self
+                    .node(slot)
+                    .ok_or_else(|| format!("no node of the cluster serves slot {slot}"))?;
+                (node, None)
             }
         };
         let mut asking = false;
         for _ in 0..MAX_REDIRECTS {
-            let rx = if asking {
+            let rx = if let Some(rx) = sent.take() {
+                rx
+            } else if asking {
                 let mut both = BytesMut::from(&b"*1\r\n$6\r\nASKING\r\n"[..]);
                 both.extend_from_slice(&frame);
                 node.master.send_skipping(both.freeze(), 1, resp3)

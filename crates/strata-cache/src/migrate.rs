@@ -24,15 +24,37 @@ pub(crate) fn get(pool: &Pool, cmd: &Command, resp3: bool) -> Option<Answer> {
     if before.live.target.get().0 == after.live.target.get().0 {
         return None;
     }
+    // the GET on the key's new server goes out now, in its place in the client's pipeline
+    let frame = cmd.to_frame();
+    let first = after.send(frame.clone(), resp3);
     let work = read_through(
+        first,
         after.clone(),
         before.clone(),
         Bytes::copy_from_slice(key),
-        cmd.to_frame(),
+        frame,
         resp3,
         pool.config.consistency == Consistency::Strong,
     );
     Some(Answer::Later(Box::pin(work)))
+}
+
+/// A write of `key` while read-through lasts: its copy on the old server, if the key moved,
+/// is deleted first, so that a later miss on the new server can't bring back a value the
+/// client has since overwritten, deleted or let expire.
+pub(crate) fn forget_old(pool: &Pool, key: &[u8]) {
+    let Some(old) = pool.old.as_ref() else {
+        return;
+    };
+    let Some(before) = old.server_for(key) else {
+        return;
+    };
+    let Ok(now) = pool.server_for(key) else {
+        return;
+    };
+    if before.live.target.get().0 != pool.servers[now].live.target.get().0 {
+        before.master.send_everywhere(&command(&[b"DEL", key]));
+    }
 }
 
 fn command(args: &[&[u8]]) -> Bytes {
@@ -54,6 +76,7 @@ fn is_null(reply: &[u8]) -> bool {
 }
 
 async fn read_through(
+    first: tokio::sync::oneshot::Receiver<Reply>,
     after: Arc<Shard>,
     before: Arc<Shard>,
     key: Bytes,
@@ -61,7 +84,7 @@ async fn read_through(
     resp3: bool,
     strong: bool,
 ) -> Result<Bytes, String> {
-    let now = reply(after.send(get.clone(), resp3).await)?;
+    let now = reply(first.await)?;
     if !is_null(&now) {
         return Ok(now);
     }

@@ -190,6 +190,7 @@ fn one_server(pool: &Pool, spec: &command::Spec, cmd: &Command) -> Result<usize,
         let route = if spec.readonly() {
             pool.server_for(cmd.arg(1))
         } else {
+            crate::migrate::forget_old(pool, cmd.arg(1));
             pool.server_for_write(cmd.arg(1))
         };
         return route.map_err(unavailable);
@@ -206,6 +207,7 @@ fn one_server(pool: &Pool, spec: &command::Spec, cmd: &Command) -> Result<usize,
         let server = if spec.readonly() {
             pool.server_for(cmd.arg(k))
         } else {
+            crate::migrate::forget_old(pool, cmd.arg(k));
             pool.server_for_write(cmd.arg(k))
         };
         match server {
@@ -445,6 +447,7 @@ fn split_by_shard(pool: &Pool, split: Split, cmd: &Command, v3: bool) -> Answer 
             || cmd.arg(0).eq_ignore_ascii_case(b"DEL")
             || cmd.arg(0).eq_ignore_ascii_case(b"UNLINK");
         let server = match if writes {
+            crate::migrate::forget_old(pool, cmd.arg(k));
             pool.server_for_write(cmd.arg(k))
         } else {
             pool.server_for(cmd.arg(k))

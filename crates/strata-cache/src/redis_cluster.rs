@@ -19,7 +19,7 @@ pub(crate) fn route(
 ) -> Answer {
     match spec.route {
         Route::Keys { .. } | Route::NumKeys { .. } | Route::Publish => match one_slot(spec, cmd) {
-            Ok(s) => Answer::Later(Box::pin(cluster.clone().send(s, cmd.to_frame(), v3))),
+            Ok(s) => Answer::Later(cluster.start(s, cmd.to_frame(), v3)),
             Err(refused) => refused,
         },
         Route::Split(split) => by_slot(cluster, split, cmd, v3),
@@ -85,7 +85,7 @@ fn by_slot(cluster: &Arc<Cluster>, split: Split, cmd: &Command, v3: bool) -> Ans
         }
     }
     if let [(s, _)] = groups.as_slice() {
-        return Answer::Later(Box::pin(cluster.clone().send(*s, cmd.to_frame(), v3)));
+        return Answer::Later(cluster.start(*s, cmd.to_frame(), v3));
     }
     let keys = groups.iter().map(|(_, p)| p.len()).sum();
     let parts: Vec<(u16, Bytes, Vec<usize>)> = groups
@@ -100,19 +100,15 @@ fn by_slot(cluster: &Arc<Cluster>, split: Split, cmd: &Command, v3: bool) -> Ans
         Split::Mset => Combine::Ok,
         Split::Sum => Combine::Sum,
     };
-    let cluster = cluster.clone();
+    // every part goes out now, in its place in the client's pipeline
+    let sent: Vec<_> = parts
+        .into_iter()
+        .map(|(s, frame, positions)| (cluster.start(s, frame, v3), positions))
+        .collect();
     Answer::Later(Box::pin(async move {
-        // every part on its way before any is waited for
-        let sent: Vec<_> = parts
-            .into_iter()
-            .map(|(s, frame, positions)| {
-                (tokio::spawn(cluster.clone().send(s, frame, v3)), positions)
-            })
-            .collect();
         let mut replies = Vec::with_capacity(sent.len());
-        for (task, positions) in sent {
-            let reply = task.await.map_err(|e| e.to_string())??;
-            replies.push((reply, positions));
+        for (work, positions) in sent {
+            replies.push((work.await?, positions));
         }
         Ok(merged(&how, keys, &replies))
     }))
