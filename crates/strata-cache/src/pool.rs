@@ -344,7 +344,8 @@ impl Pool {
     }
 
     /// Sends a server that is back the deletes of the keys written elsewhere while it was out,
-    /// ahead of anything else routed to it now.
+    /// ahead of anything else routed to it now. If a delete fails (the server is not really
+    /// back), its keys are remembered again, for the next time.
     fn catch_up(&self, owner: usize) {
         let m = &self.moved_writes;
         if m.count.load(Relaxed) == 0 {
@@ -353,11 +354,10 @@ impl Pool {
         let Some(keys) = m.keys.lock().ok().and_then(|mut k| k.remove(&owner)) else {
             return;
         };
-        m.count.fetch_sub(keys.len(), Relaxed);
         tracing::info!(pool = %self.config.name, server = %self.group.backends[owner].name, keys = keys.len(), "server back: deleting the keys written elsewhere while it was out");
         let keys: Vec<Bytes> = keys.into_iter().collect();
-        // the replies are not needed: the pipeline's order is what matters
         let server = &self.servers[owner];
+        let mut sent = Vec::new();
         match self.config.protocol {
             strata_config::CacheProtocol::Redis => {
                 for chunk in keys.chunks(512) {
@@ -367,7 +367,7 @@ impl Pool {
                     for k in chunk {
                         resp::bulk(&mut frame, Some(k));
                     }
-                    server.master.send_everywhere(&frame.freeze());
+                    sent.extend(server.master.send_everywhere(&frame.freeze()));
                 }
             }
             // one command per key, so that replies stay one per command
@@ -377,10 +377,29 @@ impl Pool {
                     line.extend_from_slice(b"delete ");
                     line.extend_from_slice(k);
                     line.extend_from_slice(b"\r\n");
-                    server.master.send_everywhere(&line.freeze());
+                    sent.extend(server.master.send_everywhere(&line.freeze()));
                 }
             }
         }
+        // counted down once the deletes are queued, so no command slips in ahead of them
+        m.count.fetch_sub(keys.len(), Relaxed);
+        let moved = self.moved_writes.clone();
+        tokio::spawn(async move {
+            let mut done = true;
+            for rx in sent {
+                done &= matches!(rx.await, Ok(Ok(_)));
+            }
+            if !done {
+                if let Ok(mut remembered) = moved.keys.lock() {
+                    let set = remembered.entry(owner).or_default();
+                    for k in keys {
+                        if set.insert(k) {
+                            moved.count.fetch_add(1, Relaxed);
+                        }
+                    }
+                }
+            }
+        });
     }
 
     /// Each server's state, counters and share of the ring, for `/status`.

@@ -202,21 +202,23 @@ impl Server {
 }
 
 impl Server {
-    /// Sends `frame` on every connection to the server, RESP2 and RESP3 alike, dropping the
-    /// replies: whatever is sent on any of them afterwards runs after it.
-    pub fn send_everywhere(&self, frame: &Bytes) {
+    /// Sends `frame` on every connection to the server, RESP2 and RESP3 alike: whatever is
+    /// sent on any of them afterwards runs after it. One receiver per connection.
+    pub fn send_everywhere(&self, frame: &Bytes) -> Vec<oneshot::Receiver<Reply>> {
         let all = self
             .links
             .iter()
             .chain(self.links3.get().into_iter().flatten());
-        for link in all {
-            let (tx, _) = oneshot::channel();
+        all.map(|link| {
+            let (tx, rx) = oneshot::channel();
             let _ = link.send(Job {
                 frame: frame.clone(),
                 reply: tx,
                 skip: 0,
             });
-        }
+            rx
+        })
+        .collect()
     }
 }
 
