@@ -193,6 +193,7 @@ async fn serve_batch(kept: &mut Kept) -> Next {
             }
         }
         let pool = svc.pool.load_full();
+        let routing = crate::server::routing_for(kept.session.id);
         let step = match pool.config.protocol {
             CacheProtocol::Redis => {
                 read_redis(&svc, &pool, &mut kept.session, &mut buf, &mut answers)
@@ -203,6 +204,7 @@ async fn serve_batch(kept: &mut Kept) -> Next {
                 subscribe: None,
             },
         };
+        drop(routing);
         let protocol = pool.config.protocol;
         let mut out = BytesMut::new();
         for answer in answers.drain(..) {

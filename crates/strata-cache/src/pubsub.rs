@@ -18,6 +18,9 @@ use crate::pool::Pool;
 use crate::resp::{self, Command, Value};
 use crate::CacheService;
 
+/// Messages from the servers held for a subscriber that has not taken them yet.
+const FRAMES_QUEUED: usize = 1024;
+
 /// What a subscription command is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Kind {
@@ -63,7 +66,7 @@ struct Subscriber {
     owed: HashMap<(Kind, bool, Bytes), usize>,
     writers: Vec<Option<OwnedWriteHalf>>,
     readers: Vec<JoinHandle<()>>,
-    frames_tx: mpsc::UnboundedSender<(usize, Option<Bytes>)>,
+    frames_tx: mpsc::Sender<(usize, Option<Bytes>)>,
 }
 
 impl Drop for Subscriber {
@@ -108,7 +111,9 @@ pub(crate) async fn serve(
     first: Command,
     resp3: bool,
 ) -> Next {
-    let (frames_tx, mut frames) = mpsc::unbounded_channel();
+    // bounded: a subscriber that does not read stops the readers, and then Redis's own
+    // `client-output-buffer-limit pubsub` applies, not the proxy's memory
+    let (frames_tx, mut frames) = mpsc::channel(FRAMES_QUEUED);
     let mut sub = Subscriber {
         resp3,
         subscribed: HashMap::new(),
@@ -283,14 +288,18 @@ impl Subscriber {
                 let mut buf = BytesMut::with_capacity(4096);
                 loop {
                     while let Ok(Some(len)) = resp::reply_len(&buf) {
-                        if tx.send((server, Some(buf.split_to(len).freeze()))).is_err() {
+                        if tx
+                            .send((server, Some(buf.split_to(len).freeze())))
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                     }
                     if resp::reply_len(&buf).is_err()
                         || matches!(read.read_buf(&mut buf).await, Ok(0) | Err(_))
                     {
-                        let _ = tx.send((server, None));
+                        let _ = tx.send((server, None)).await;
                         return;
                     }
                 }

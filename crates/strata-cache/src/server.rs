@@ -4,6 +4,7 @@
 //! failure answers every command in flight on it and counts against the server (after
 //! `server_failure_limit` in a row it is ejected for `server_retry_timeout`).
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -18,6 +19,25 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use strata_config::CacheProtocol;
+
+thread_local! {
+    /// The client whose commands this thread is routing now (0: none), so that a server with
+    /// several connections sends each client's commands on one of them.
+    static CLIENT: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Marks the commands routed on this thread, until the returned guard is dropped, as
+/// `client`'s.
+pub(crate) fn routing_for(client: u64) -> impl Drop {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            CLIENT.with(|c| c.set(0));
+        }
+    }
+    CLIENT.with(|c| c.set(client));
+    Reset
+}
 
 /// Why a command got no reply from its server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -188,7 +208,12 @@ impl Server {
         let i = if links.len() == 1 {
             0
         } else {
-            self.next.fetch_add(1, Relaxed) % links.len()
+            // one client's commands all take one connection, so they run in the order sent;
+            // commands sent for no client in particular are spread
+            match CLIENT.with(Cell::get) {
+                0 => self.next.fetch_add(1, Relaxed) % links.len(),
+                client => (client % links.len() as u64) as usize,
+            }
         };
         self.backend.stats.requests.inc();
         // the task only ends once every sender is gone, so this can't fail while `self` lives

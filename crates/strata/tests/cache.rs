@@ -589,6 +589,16 @@ async fn a_weak_pool_moves_the_keys_of_an_ejected_server() {
         r.starts_with("-ERR strata: "),
         "the first failure is the client's: {r}"
     );
+    common::eventually(
+        std::time::Duration::from_secs(5),
+        "the server is ejected",
+        || {
+            let strata = &strata;
+            let addr = dead.addr;
+            async move { server_state(strata, addr).await == "ejected" }
+        },
+    )
+    .await;
     assert_eq!(
         text(&c.cmd(&[b"SET", moved.as_bytes(), b"w"]).await),
         "+OK\r\n"
