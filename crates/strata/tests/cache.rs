@@ -939,7 +939,7 @@ async fn redis_py_works_through_the_proxy() {
     let shards = [Redis::start().await, Redis::start().await];
     let strata = Strata::start(&pool(
         &[shards[0].addr, shards[1].addr],
-        "hash_tag = \"{}\"",
+        "hash = \"murmur\"\nhash_tag = \"{}\"",
     ));
     let addr = strata.addr("cache:c");
     let script = root.join("crates/strata/tests/clients/redis_py.py");

@@ -57,7 +57,27 @@ impl Redis {
 
     /// Starts one with extra `--option value` arguments.
     pub async fn start_with(extra: &[&str]) -> Redis {
-        Self::start_at(free_port(), extra).await
+        // a port free a moment ago can be taken by another test's server before this one
+        // binds it: then this one exits, and the server answering there is someone else's
+        for _ in 0..5 {
+            let mut redis = Self::start_at(free_port(), extra).await;
+            if redis.is_ours().await {
+                return redis;
+            }
+            redis.kill();
+        }
+        panic!("no free port for redis-server after 5 tries");
+    }
+
+    /// Whether the server answering at `addr` is this process (not another test's that took
+    /// the port first).
+    async fn is_ours(&mut self) -> bool {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return false;
+        }
+        let reply = self.client().await.cmd(&[b"CONFIG", b"GET", b"dir"]).await;
+        let dir = self.dir.path().display().to_string();
+        String::from_utf8_lossy(&reply).contains(&dir)
     }
 
     /// Starts one on `port` (again, after one there was killed).
