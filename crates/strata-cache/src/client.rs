@@ -216,7 +216,7 @@ async fn serve_batch(kept: &mut Kept) -> Next {
         if let Some(own) = step.own {
             // boxed: a rare path, kept out of the batch's own state (which is moved into a box
             // for every batch)
-            let reply = Box::pin(dedicated::run(&mut kept.session, &pool, own)).await;
+            let reply = Box::pin(dedicated::run(&mut kept.session, &pool, own, &kept.drain)).await;
             out.extend_from_slice(&reply);
         }
         if !out.is_empty() && kept.io.0.write_all(&out).await.is_err() {

@@ -67,7 +67,12 @@ pub(crate) enum Then {
 
 /// Runs `own` on the session's own connection (made, or made again for another server) and
 /// answers with the last reply, or an error the client can act on.
-pub(crate) async fn run(session: &mut Session, pool: &Pool, own: Own) -> Bytes {
+pub(crate) async fn run(
+    session: &mut Session,
+    pool: &Pool,
+    own: Own,
+    drain: &tokio_util::sync::CancellationToken,
+) -> Bytes {
     let addr = match own.at {
         Some(addr) => addr,
         None if own.server >= pool.servers.len() => {
@@ -102,7 +107,12 @@ pub(crate) async fn run(session: &mut Session, pool: &Pool, own: Own) -> Bytes {
     };
     let exchange = exchange(&mut conn.stream, &own.frames);
     let result = if own.blocking {
-        exchange.await
+        // a wait with no end of its own ends when the listener drains: the connection it held
+        // is dropped with the client's state
+        tokio::select! {
+            r = exchange => r,
+            _ = drain.cancelled() => Err("the proxy is shutting down".into()),
+        }
     } else {
         tokio::time::timeout(pool.link.timeout, exchange)
             .await
