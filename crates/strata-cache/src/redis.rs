@@ -309,7 +309,11 @@ fn transaction(
             Some(_) if std::mem::take(&mut session.watch_lost) => {
                 // the watch is gone with its connection: abort, as a changed key would
                 session.dedicated = None;
-                Answer::Ready(Bytes::from_static(b"*-1\r\n"))
+                Answer::Ready(Bytes::from_static(if session.resp3 {
+                    b"_\r\n"
+                } else {
+                    b"*-1\r\n"
+                }))
             }
             Some(tx) => {
                 let target = match tx.server {
