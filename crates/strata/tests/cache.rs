@@ -508,6 +508,16 @@ async fn key_on(client: &mut Resp, redis: &Redis, prefix: &str) -> String {
     panic!("no key landed on {}", redis.addr);
 }
 
+/// Waits until /status shows the server at `addr` in `state`.
+async fn wait_state(strata: &Strata, addr: SocketAddr, state: &str) {
+    common::eventually(
+        std::time::Duration::from_secs(10),
+        &format!("{addr} is {state}"),
+        || async move { server_state(strata, addr).await == state },
+    )
+    .await;
+}
+
 async fn server_state(strata: &Strata, addr: SocketAddr) -> String {
     let status = common::admin_get(strata, "/status").await;
     let v: serde_json::Value = serde_json::from_str(&status.body).expect("status JSON");
@@ -589,16 +599,7 @@ async fn a_weak_pool_moves_the_keys_of_an_ejected_server() {
         r.starts_with("-ERR strata: "),
         "the first failure is the client's: {r}"
     );
-    common::eventually(
-        std::time::Duration::from_secs(5),
-        "the server is ejected",
-        || {
-            let strata = &strata;
-            let addr = dead.addr;
-            async move { server_state(strata, addr).await == "ejected" }
-        },
-    )
-    .await;
+    wait_state(&strata, dead.addr, "ejected").await;
     assert_eq!(
         text(&c.cmd(&[b"SET", moved.as_bytes(), b"w"]).await),
         "+OK\r\n"
@@ -1313,16 +1314,7 @@ async fn a_weak_pool_does_not_serve_a_stale_value_after_a_server_returns() {
     );
     let r = text(&c.cmd(&[b"GET", key.as_bytes()]).await);
     assert!(r.starts_with("-ERR strata: "), "{r}");
-    common::eventually(
-        std::time::Duration::from_secs(5),
-        "the server is ejected",
-        || {
-            let strata = &strata;
-            let addr = flaky.addr;
-            async move { server_state(strata, addr).await == "ejected" }
-        },
-    )
-    .await;
+    wait_state(&strata, flaky.addr, "ejected").await;
     // ejected: the write goes to the other server
     assert_eq!(
         text(&c.cmd(&[b"SET", key.as_bytes(), b"new"]).await),
@@ -1330,16 +1322,7 @@ async fn a_weak_pool_does_not_serve_a_stale_value_after_a_server_returns() {
     );
     assert!(keep.keys().await.iter().any(|k| k == key.as_bytes()));
     // back after its retry timeout: the key it holds from before is gone, never served
-    common::eventually(
-        std::time::Duration::from_secs(10),
-        "the server is back",
-        || {
-            let strata = &strata;
-            let addr = flaky.addr;
-            async move { server_state(strata, addr).await == "up" }
-        },
-    )
-    .await;
+    wait_state(&strata, flaky.addr, "up").await;
     let r = text(&c.cmd(&[b"GET", key.as_bytes()]).await);
     assert_ne!(
         r, "$3\r\nold\r\n",
