@@ -63,7 +63,9 @@ struct Subscriber {
     resp3: bool,
     subscribed: HashMap<Kind, BTreeSet<Bytes>>,
     /// (kind, subscribe?, name) -> servers yet to confirm
-    owed: HashMap<(Kind, bool, Bytes), usize>,
+    /// (kind, subscribe?, name) -> (confirmations still to come, servers per occurrence of
+    /// the name in the client's commands)
+    owed: HashMap<(Kind, bool, Bytes), (usize, usize)>,
     writers: Vec<Option<OwnedWriteHalf>>,
     readers: Vec<JoinHandle<()>>,
     frames_tx: mpsc::Sender<(usize, Option<Bytes>)>,
@@ -250,7 +252,11 @@ impl Subscriber {
                 Kind::Pattern => (0..pool.servers.len()).collect(),
                 _ => vec![pool.server_for(n).map_err(|e| e.to_string())?],
             };
-            *self.owed.entry((kind, subscribe, n.clone())).or_insert(0) += servers.len();
+            let owed = self
+                .owed
+                .entry((kind, subscribe, n.clone()))
+                .or_insert((0, servers.len()));
+            owed.0 += servers.len();
             for s in servers {
                 match groups.iter_mut().find(|(g, _)| *g == s) {
                     Some((_, list)) => list.push(n),
@@ -331,17 +337,21 @@ impl Subscriber {
             _ => return None,
         };
         let key = (kind, subscribe, name.clone());
-        let left = match self.owed.get_mut(&key) {
-            Some(n) => {
-                *n -= 1;
-                *n
+        // one confirmation to the client per occurrence of the name (`SUBSCRIBE a a` gets two,
+        // as from Redis), once every server involved has confirmed it
+        let (left, per) = match self.owed.get_mut(&key) {
+            Some((left, per)) => {
+                *left -= 1;
+                (*left, *per)
             }
             None => return None,
         };
-        if left > 0 {
+        if left % per.max(1) != 0 {
             return None;
         }
-        self.owed.remove(&key);
+        if left == 0 {
+            self.owed.remove(&key);
+        }
         let set = self.subscribed.entry(kind).or_default();
         if subscribe {
             set.insert(name.clone());

@@ -885,6 +885,13 @@ async fn publish_and_subscribe_across_servers() {
         text(&sub.cmd(&[b"PING"]).await),
         "*2\r\n$4\r\npong\r\n$0\r\n\r\n"
     );
+    // a name twice gets two confirmations, as from Redis
+    sub.send_raw(b"*3\r\n$9\r\nSUBSCRIBE\r\n$3\r\nch0\r\n$3\r\nch0\r\n")
+        .await;
+    for _ in 0..2 {
+        let r = text(&sub.reply().await.unwrap());
+        assert_eq!(r, "*3\r\n$9\r\nsubscribe\r\n$3\r\nch0\r\n:7\r\n");
+    }
     let r = text(&sub.cmd(&[b"GET", b"k"]).await);
     assert!(r.starts_with("-ERR Can't execute 'get'"), "{r}");
     // channels on both servers reach the subscriber
