@@ -13,6 +13,9 @@ use crate::pool::Pool;
 use crate::redis::Session;
 use crate::resp;
 
+/// What an EXEC after a refused command answers.
+pub(crate) const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
+
 /// The connection, to one server.
 pub(crate) struct Dedicated {
     server: SocketAddr,
@@ -63,6 +66,9 @@ pub(crate) enum Then {
     Unwatch,
     /// DISCARD's UNWATCH: watches are gone, and the client is told `+OK`.
     Discard,
+    /// An aborted EXEC's UNWATCH: watches are gone (as Redis drops them at any EXEC), and the
+    /// client is told `-EXECABORT`.
+    Abort,
 }
 
 /// Runs `own` on the session's own connection (made, or made again for another server) and
@@ -123,11 +129,12 @@ pub(crate) async fn run(
             conn.watching = match own.then {
                 Then::Nothing => conn.watching,
                 Then::Watch => !reply.starts_with(b"-"),
-                Then::Unwatch | Then::Discard => false,
+                Then::Unwatch | Then::Discard | Then::Abort => false,
             };
             session.dedicated = Some(conn);
             match own.then {
                 Then::Discard => Bytes::from_static(b"+OK\r\n"),
+                Then::Abort => resp::error_frame(EXECABORT),
                 _ => reply,
             }
         }
@@ -137,6 +144,7 @@ pub(crate) async fn run(
             session.watch_lost |= conn.watching;
             match own.then {
                 Then::Discard => Bytes::from_static(b"+OK\r\n"),
+                Then::Abort => resp::error_frame(EXECABORT),
                 _ => resp::error_frame(&format!("ERR strata: {why}")),
             }
         }

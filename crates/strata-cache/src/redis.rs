@@ -303,9 +303,19 @@ fn transaction(
         }
         Transaction::Exec => match session.tx.take() {
             None => error("ERR EXEC without MULTI"),
-            Some(tx) if tx.failed => {
-                error("EXECABORT Transaction discarded because of previous errors.")
-            }
+            Some(tx) if tx.failed => match watched {
+                // Redis drops the watches at any EXEC, an aborted one too
+                Some((server, at)) => {
+                    return Dispatched::Own(Own {
+                        server,
+                        frames: vec![multibulk(&[b"UNWATCH"])],
+                        blocking: false,
+                        at,
+                        then: Then::Abort,
+                    })
+                }
+                None => error(crate::dedicated::EXECABORT),
+            },
             Some(_) if std::mem::take(&mut session.watch_lost) => {
                 // the watch is gone with its connection: abort, as a changed key would
                 session.dedicated = None;

@@ -793,6 +793,23 @@ async fn transactions_run_whole_on_the_server_of_their_keys() {
     assert_eq!(text(&c.cmd(&[b"WATCH", b"{u2}:w"]).await), "+OK\r\n");
     let replies: Vec<String> = c.pipeline(&tx).await.iter().map(|r| text(r)).collect();
     assert_eq!(replies[2], "*1\r\n+OK\r\n");
+    // an EXEC aborted by a refused command drops the WATCH too, as in Redis: a later
+    // transaction runs though the watched key changed meanwhile
+    assert_eq!(text(&c.cmd(&[b"WATCH", b"{u4}:w"]).await), "+OK\r\n");
+    let tx = [cmd(&["MULTI"]), cmd(&["NOSUCH"]), cmd(&["EXEC"])];
+    let replies: Vec<String> = c.pipeline(&tx).await.iter().map(|r| text(r)).collect();
+    assert!(replies[2].starts_with("-EXECABORT"), "{replies:?}");
+    other.cmd(&[b"SET", b"{u4}:w", b"changed"]).await;
+    let tx = [
+        cmd(&["MULTI"]),
+        cmd(&["SET", "{u4}:w", "mine"]),
+        cmd(&["EXEC"]),
+    ];
+    let replies: Vec<String> = c.pipeline(&tx).await.iter().map(|r| text(r)).collect();
+    assert_eq!(
+        replies[2], "*1\r\n+OK\r\n",
+        "the watch outlived the aborted EXEC"
+    );
     // DISCARD, and the errors Redis gives
     let replies: Vec<String> = c
         .pipeline(&[
