@@ -15,9 +15,9 @@ use bytes::{Bytes, BytesMut};
 use strata_config::Passive;
 use strata_health::{Backend, Group};
 
-use crate::pool::{Live, Shard};
+use crate::pool::Shard;
 use crate::resp::{self, Value};
-use crate::server::{LinkSettings, Server, Target};
+use crate::server::{LinkSettings, Target};
 
 /// A command's reply, worked out in steps.
 pub type Later = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes, String>> + Send>>;
@@ -249,16 +249,7 @@ fn new_node(addr: SocketAddr, settings: &Arc<LinkSettings>, passive: &Passive) -
         backends: vec![Arc::new(Backend::new(addr, 1))],
         passive: passive.clone(),
     });
-    let target = Target::new(addr);
-    Arc::new(Shard {
-        master: Server::start(&group, 0, settings, target.clone()),
-        live: Arc::new(Live {
-            replicas: ArcSwap::from_pointee(Vec::new()),
-            source: Mutex::new("cluster".into()),
-            target,
-            switches: Default::default(),
-        }),
-    })
+    Shard::start(&group, 0, settings, Target::new(addr), "cluster")
 }
 
 /// `-MOVED 3999 127.0.0.1:6381` (or `-ASK ...`): the slot and the node.

@@ -281,7 +281,6 @@ pub async fn serve(svc: Arc<CacheService>, listener: TcpListener, shutdown: Canc
         },
     )
     .await;
-    // clients waiting between commands wait on their deadline: wake them to see the drain
-    svc.pool.load().timers.wake_all();
-    draining.finished().await;
+    let timers = svc.pool.load().timers.clone();
+    draining.finished_waking(&timers).await;
 }

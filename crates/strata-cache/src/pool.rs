@@ -100,6 +100,26 @@ pub struct Live {
 }
 
 impl Shard {
+    /// Server `index` of `group` at `target`, with no replicas yet; `source` says where its
+    /// role came from.
+    pub fn start(
+        group: &Arc<Group>,
+        index: usize,
+        settings: &Arc<LinkSettings>,
+        target: Arc<Target>,
+        source: &str,
+    ) -> Arc<Shard> {
+        Arc::new(Shard {
+            master: Server::start(group, index, settings, target.clone()),
+            live: Arc::new(Live {
+                replicas: ArcSwap::from_pointee(Vec::new()),
+                source: Mutex::new(source.into()),
+                target,
+                switches: Default::default(),
+            }),
+        })
+    }
+
     /// Sends a command to the master.
     pub fn send(&self, frame: Bytes, resp3: bool) -> oneshot::Receiver<Reply> {
         self.master.send(frame, resp3)
@@ -197,17 +217,11 @@ impl Pool {
                             .map(|o| p.servers[o].live.target.clone())
                     });
                 let target = kept.unwrap_or_else(|| Target::new(s.addr));
-                let live = Arc::new(Live {
-                    replicas: ArcSwap::from_pointee(Vec::new()),
-                    source: Mutex::new("config".into()),
-                    target: target.clone(),
-                    switches: Default::default(),
-                });
-                live.set_replicas(&s.replicas, &settings, &config.passive);
-                Arc::new(Shard {
-                    master: Server::start(&group, i, &settings, target),
-                    live,
-                })
+                let shard = Shard::start(&group, i, &settings, target, "config");
+                shard
+                    .live
+                    .set_replicas(&s.replicas, &settings, &config.passive);
+                shard
             })
             .collect();
         let watch = CancellationToken::new();

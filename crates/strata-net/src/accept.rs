@@ -102,6 +102,13 @@ impl Draining {
     pub async fn finished(self) {
         self.0.wait().await;
     }
+
+    /// [`Draining::finished`] for a listener whose connections wait between messages on
+    /// deadlines in `timers` (`poll_idle`): they are woken first, so that they see the drain.
+    pub async fn finished_waking(self, timers: &crate::Timers) {
+        timers.wake_all();
+        self.finished().await;
+    }
 }
 
 /// What an accepted connection holds while it lives, in its task or parked: a permit of its

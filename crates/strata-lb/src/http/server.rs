@@ -39,9 +39,7 @@ pub async fn serve(svc: Arc<HttpService>, listener: TcpListener, shutdown: Cance
         },
     )
     .await;
-    // connections waiting between requests wait on their deadline: wake them to see the drain
-    timers.wake_all();
-    draining.finished().await;
+    draining.finished_waking(&timers).await;
 }
 
 /// One client connection, the whole of its task: its first steps (a TLS handshake, telling
