@@ -4,7 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the end-to-end tests start for real: nginx as a backend; redis-server,
-# memcached and nutcracker (twemproxy) for the cache layer.
+# memcached and nutcracker (twemproxy) for the cache layer; iproute2 (to make hosts from network
+# namespaces) and keepalived (a VRRP peer) for the entry layer.
 need=()
 command -v nginx >/dev/null || need+=(nginx-light)
 command -v redis-server >/dev/null || need+=(redis-server)
@@ -12,6 +13,8 @@ command -v redis-cli >/dev/null || need+=(redis-tools)
 command -v nutcracker >/dev/null || need+=(nutcracker)
 command -v memcached >/dev/null || need+=(memcached)
 command -v curl >/dev/null || need+=(curl)
+command -v ip >/dev/null || need+=(iproute2)
+command -v keepalived >/dev/null || need+=(keepalived)
 if ((${#need[@]})); then
   SUDO=""
   [[ $(id -u) -ne 0 ]] && SUDO="sudo"

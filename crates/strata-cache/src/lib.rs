@@ -207,6 +207,16 @@ impl CacheService {
         }
     }
 
+    /// Whether any of the pool's servers can take commands now.
+    pub fn serving(&self) -> bool {
+        self.pool
+            .load()
+            .group
+            .backends
+            .iter()
+            .any(|b| b.is_available())
+    }
+
     /// Drains or restores a server (by address); a drained server's keys follow the pool's
     /// `consistency`, as when it is ejected.
     pub fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, String> {
@@ -257,6 +267,9 @@ impl strata_layer::Service for CacheService {
     }
     fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, String> {
         CacheService::backend_action(self, backend, action)
+    }
+    fn serving(&self) -> bool {
+        CacheService::serving(self)
     }
 }
 

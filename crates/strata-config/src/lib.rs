@@ -9,6 +9,7 @@ mod error;
 mod http;
 mod tcp;
 mod upstream;
+mod vip;
 mod walk;
 
 use std::collections::{HashMap, HashSet};
@@ -22,6 +23,7 @@ pub use error::{ConfigError, Problem};
 pub use http::{Forwarded, HttpListener, TlsCert};
 pub use tcp::TcpListener;
 pub use upstream::{BackendSpec, Balance, CheckKind, HashKey, HealthCheck, Passive, Upstream};
+pub use vip::{parse_vip_address, Track, Tracked, VipAddress, VipInstance};
 pub use walk::{parse_duration, parse_size};
 
 use error::Report;
@@ -42,11 +44,21 @@ pub struct Config {
     pub tcp: Vec<TcpListener>,
     /// The `[[cache]]` pools, in file order.
     pub cache: Vec<CacheListener>,
+    /// The `[[vip]]` instances of the entry layer, in file order.
+    pub vip: Vec<VipInstance>,
 }
 
-const ROOT_KEYS: &[&str] = &["workers", "drain_timeout", "admin", "http", "tcp", "cache"];
+const ROOT_KEYS: &[&str] = &[
+    "workers",
+    "drain_timeout",
+    "admin",
+    "http",
+    "tcp",
+    "cache",
+    "vip",
+];
 /// Layers from the design that this build does not run yet: named so the error says so.
-const LATER_LAYERS: &[&str] = &["database", "vip"];
+const LATER_LAYERS: &[&str] = &["database"];
 
 /// Reads and validates the file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -93,7 +105,7 @@ fn walk_root(
                 key.span(),
                 name,
                 format!("the {name} layer is not available in this version of strata"),
-                Some("this build runs [admin], [[http]], [[tcp]] and [[cache]]"),
+                Some("this build runs [admin], [[http]], [[tcp]], [[cache]] and [[vip]]"),
             );
         } else if !ROOT_KEYS.contains(&name) {
             s.check_unknown(report);
@@ -120,6 +132,10 @@ fn walk_root(
         .get("cache")
         .map(|v| tables_of(report, "cache", v, cache::KEYS))
         .unwrap_or_default();
+    let vip_sections = s
+        .get("vip")
+        .map(|v| tables_of(report, "vip", v, vip::KEYS))
+        .unwrap_or_default();
     let http: Vec<_> = http_sections
         .iter()
         .filter_map(|h| http::listener(report, h, base))
@@ -134,10 +150,25 @@ fn walk_root(
         .filter_map(|c| cache::listener(report, c))
         .collect();
 
+    let vip: Vec<_> = vip_sections
+        .iter()
+        .filter_map(|v| vip::instance(report, v))
+        .collect();
+    let has_listener = |layer: &str, name: &str| {
+        let names: Vec<&str> = match layer {
+            "http" => http.iter().map(|l| l.name.as_str()).collect(),
+            "tcp" => tcp.iter().map(|l| l.name.as_str()).collect(),
+            _ => cache.iter().map(|l| l.name.as_str()).collect(),
+        };
+        names.contains(&name)
+    };
+    vip::check_instances(report, &vip_sections, &vip, &has_listener);
+
     // Names are how the admin API and metrics address a listener: unique per layer.
     check_unique_names(report, &http_sections, "http listener");
     check_unique_names(report, &tcp_sections, "tcp listener");
     check_unique_names(report, &cache_sections, "cache pool");
+    check_unique_names(report, &vip_sections, "vip instance");
 
     // Two listeners on one address can't both bind; port 0 asks the kernel for a fresh port.
     let mut seen: HashMap<SocketAddr, String> = HashMap::new();
@@ -178,6 +209,7 @@ fn walk_root(
         http,
         tcp,
         cache,
+        vip,
     }
 }
 

@@ -1,7 +1,8 @@
 //! What a node does with each of its layers, behind one trait: bind what a config asks for,
 //! apply a config generation, drain, report status and metrics, and act on a backend for the
 //! admin API. A layer made of listeners (HTTP, TCP, and the cache and database proxies to come)
-//! implements [`Service`] for one listener and gets the rest from [`Listeners`].
+//! implements [`Service`] for one listener and gets the rest from [`Listeners`]; the entry
+//! layer, which listens on nothing, implements [`Layer`] itself.
 
 mod listeners;
 
@@ -68,4 +69,17 @@ pub trait Layer: Send + Sync {
         backend: &str,
         action: BackendAction,
     ) -> Result<Value, String>;
+
+    /// Whether `listener` has a backend that can take traffic now; `None` when this layer runs
+    /// no listener of that name. What the entry layer's `track = ["http:web"]` asks.
+    fn serving(&self, _listener: &str) -> Option<bool> {
+        None
+    }
+
+    /// Gives up what peers take over (a virtual address) before the node stops accepting, so
+    /// clients move while this node still serves; the future ends when it is handed over.
+    /// Layers that hold nothing of the kind have nothing to do.
+    fn hand_over(&self) -> Work<'static> {
+        Box::pin(async {})
+    }
 }

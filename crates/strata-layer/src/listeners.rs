@@ -57,6 +57,8 @@ pub trait Service: Send + Sync + Sized + 'static {
     fn metrics(&self, w: &mut MetricsWriter);
     /// Drains or restores `backend`; the error says it was not found.
     fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, String>;
+    /// Whether the listener has a backend that can take traffic now (what a VIP tracks).
+    fn serving(&self) -> bool;
 }
 
 /// One listener being served.
@@ -222,5 +224,12 @@ impl<S: Service> Layer for Listeners<S> {
             Some(r) => r.svc.backend_action(backend, action),
             None => Err(format!("no {} listener named \"{listener}\"", S::LAYER)),
         }
+    }
+
+    fn serving(&self, listener: &str) -> Option<bool> {
+        self.lock()
+            .iter()
+            .find(|r| r.name == listener)
+            .map(|r| r.svc.serving())
     }
 }

@@ -213,6 +213,9 @@ impl strata_layer::Service for TcpService {
     fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, String> {
         TcpService::backend_action(self, backend, action)
     }
+    fn serving(&self) -> bool {
+        TcpService::available_backends(self) > 0
+    }
 }
 
 /// Accepts until `shutdown`, then waits for open connections to finish.

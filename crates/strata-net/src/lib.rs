@@ -22,7 +22,7 @@ pub use between::{close_lingering, poll_idle};
 pub use clock::now_ms;
 pub use deadline::{Deadline, Timers};
 pub use idle::{Activity, Watched};
-pub use listen::listen;
+pub use listen::{listen, listen_freebind};
 pub use park::{Lanes, Park};
 pub use relay::{relay, Relay};
 pub use socket::{connect, poll_recv, queued, Arrival, ConnectError, UpstreamIo};

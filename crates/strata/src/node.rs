@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -15,16 +15,19 @@ use strata_config::{Admin, Config};
 use strata_layer::{Layer, Listeners};
 use strata_lb::{HttpService, TcpService};
 use strata_metrics::MetricsWriter;
+use strata_vip::{Probe, VipLayer};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 /// Every layer this build runs, in the order they start. A new layer is one line here.
-fn layers() -> Vec<Box<dyn Layer>> {
+/// `probe` asks the node whether a listener can serve (for the entry layer's `track`).
+fn layers(probe: Probe) -> Vec<Box<dyn Layer>> {
     vec![
         Box::new(Listeners::<HttpService>::default()),
         Box::new(Listeners::<TcpService>::default()),
         Box::new(Listeners::<CacheService>::default()),
+        Box::new(VipLayer::new(probe)),
     ]
 }
 
@@ -32,6 +35,20 @@ fn layers() -> Vec<Box<dyn Layer>> {
 pub struct Layers(Vec<Box<dyn Layer>>);
 
 impl Layers {
+    /// The layers, each able to ask the others (through a weak handle, so nothing leaks)
+    /// whether a listener can serve.
+    fn new() -> Arc<Layers> {
+        Arc::new_cyclic(|me: &Weak<Layers>| {
+            let me = me.clone();
+            let probe: Probe = Arc::new(move |layer: &str, listener: &str| {
+                let layers = me.upgrade()?;
+                let found = layers.0.iter().find(|l| l.name() == layer)?;
+                found.serving(listener)
+            });
+            Layers(layers(probe))
+        })
+    }
+
     /// Applies `config` to every layer: first everything that can fail (certificates, then
     /// binding every new socket), so a config that can't be served changes nothing; then each
     /// layer takes it.
@@ -43,10 +60,18 @@ impl Layers {
         for layer in &self.0 {
             let mut listeners = Vec::new();
             for (what, addr) in layer.to_bind(config) {
-                listeners.push(
+                // a listener on one of this node's virtual addresses binds before it holds it
+                let virtual_addr = config
+                    .vip
+                    .iter()
+                    .flat_map(|v| &v.addresses)
+                    .any(|a| std::net::IpAddr::V4(a.addr) == addr.ip());
+                let bound = if virtual_addr {
+                    strata_net::listen_freebind(addr)
+                } else {
                     strata_net::listen(addr)
-                        .with_context(|| format!("{what}: cannot listen on {addr}"))?,
-                );
+                };
+                listeners.push(bound.with_context(|| format!("{what}: cannot listen on {addr}"))?);
             }
             bound.push(listeners);
         }
@@ -56,8 +81,19 @@ impl Layers {
         Ok(())
     }
 
-    /// Stops accepting everywhere and waits up to `deadline` for open work to finish.
+    /// Hands over what peers take over (virtual addresses: clients move while this node
+    /// still serves), then stops accepting everywhere and waits up to `deadline` for open work
+    /// to finish.
     async fn drain(&self, deadline: Duration) {
+        let handing: Vec<_> = self.0.iter().map(|l| l.hand_over()).collect();
+        let handed = async {
+            for h in handing {
+                h.await;
+            }
+        };
+        if tokio::time::timeout(deadline, handed).await.is_err() {
+            tracing::warn!(?deadline, "hand-over deadline passed; draining anyway");
+        }
         let work: Vec<_> = self.0.iter().map(|l| l.drain()).collect();
         let all = async {
             for w in work {
@@ -125,7 +161,7 @@ impl Node {
     /// Binds everything the config names (a busy port fails the start before anything
     /// serves) and starts serving it. Call inside a tokio runtime.
     pub async fn start(config: Config) -> Result<Node> {
-        let layers = Arc::new(Layers(layers()));
+        let layers = Layers::new();
         let admin_listener = match &config.admin {
             Some(a) => Some(
                 strata_net::listen(a.listen)

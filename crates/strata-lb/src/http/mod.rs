@@ -320,4 +320,7 @@ impl strata_layer::Service for HttpService {
     fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, String> {
         HttpService::backend_action(self, backend, action)
     }
+    fn serving(&self) -> bool {
+        HttpService::available_backends(self) > 0
+    }
 }

@@ -22,6 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
+pub mod netns;
 pub mod recorder;
 pub mod redis;
 
@@ -71,10 +72,7 @@ impl Strata {
     pub fn start_in(dir: TempDir, config: &str) -> Strata {
         let path = dir.path().join("strata.toml");
         std::fs::write(&path, config).expect("write config");
-        let expected = config.matches("[[http]]").count()
-            + config.matches("[[tcp]]").count()
-            + config.matches("[[cache]]").count()
-            + config.matches("[admin]").count();
+        let expected = listeners_in(config);
         let args = [
             "run".to_string(),
             "-c".to_string(),
@@ -85,8 +83,31 @@ impl Strata {
 
     /// Runs `strata ARGS` and waits for `expected` "listening on" lines.
     pub fn spawn(dir: TempDir, path: PathBuf, args: &[String], expected: usize) -> Strata {
-        let mut child = Command::new(STRATA)
-            .args(args)
+        let mut command = Command::new(STRATA);
+        command.args(args);
+        Self::spawn_command(dir, path, command, expected)
+    }
+
+    /// Starts strata with `config` inside `host`'s namespace of `lab`.
+    pub fn start_on(lab: &netns::Lab, host: &str, config: &str) -> Strata {
+        let dir = TempDir::new();
+        let path = dir.path().join("strata.toml");
+        std::fs::write(&path, config).expect("write config");
+        let expected = listeners_in(config);
+        let mut command = lab.command(host, STRATA);
+        command.args(["run", "-c", &path.display().to_string()]);
+        Self::spawn_command(dir, path, command, expected)
+    }
+
+    /// Runs `command` (strata, perhaps through a wrapper) and waits for `expected`
+    /// "listening on" lines.
+    pub fn spawn_command(
+        dir: TempDir,
+        path: PathBuf,
+        mut command: Command,
+        expected: usize,
+    ) -> Strata {
+        let mut child = command
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -196,6 +217,14 @@ impl Drop for Strata {
     }
 }
 
+/// How many "listening on" lines a config makes strata print.
+fn listeners_in(config: &str) -> usize {
+    ["[[http]]", "[[tcp]]", "[[cache]]", "[admin]"]
+        .iter()
+        .map(|t| config.matches(t).count())
+        .sum()
+}
+
 fn parse_listening(lines: &[String]) -> HashMap<String, SocketAddr> {
     lines
         .iter()
@@ -246,7 +275,8 @@ impl Backend {
         Self::serve(name, listener)
     }
 
-    fn serve(name: &str, listener: TcpListener) -> Backend {
+    /// Serves on `listener` (one made in a test host's namespace, say).
+    pub fn serve(name: &str, listener: TcpListener) -> Backend {
         let addr = listener.local_addr().unwrap();
         let healthy = Arc::new(AtomicBool::new(true));
         let hits = Arc::new(AtomicU64::new(0));

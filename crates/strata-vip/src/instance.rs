@@ -1,0 +1,680 @@
+//! One running `[[vip]]` instance: its sockets, its state machine, the addresses it adds and
+//! removes, its gratuitous ARPs, notify commands in order, and what `/status` and `/metrics`
+//! show of it.
+
+use std::collections::VecDeque;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+use strata_config::VipInstance;
+use strata_metrics::{Counter, MetricsWriter};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::advert::{self, Advert, Checksum, GROUP};
+use crate::machine::{Action, Machine, Params, State};
+use crate::track::{self, Health, Probe};
+use crate::{arp, link, socket};
+
+/// Transitions kept for `/status`.
+const TRANSITIONS_KEPT: usize = 20;
+/// A notify command that runs longer is killed, so the next one can run.
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(30);
+/// At most one extra round of gratuitous ARPs per this long when a second Master is heard.
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
+/// How long to wait before looking for a missing interface or address again.
+const SETUP_RETRY: Duration = Duration::from_secs(1);
+
+/// One state change, for `/status`.
+#[derive(Debug, Clone)]
+struct Transition {
+    at: SystemTime,
+    from: State,
+    to: State,
+    why: String,
+}
+
+/// What `/status` and `/metrics` show, updated by the instance's task.
+#[derive(Debug)]
+struct Shown {
+    state: State,
+    priority: u8,
+    master: Option<Ipv4Addr>,
+    primary: Option<Ipv4Addr>,
+    master_interval_cs: u16,
+    transitions: VecDeque<Transition>,
+    health: Option<Health>,
+    error: Option<String>,
+}
+
+/// Counters of one instance.
+#[derive(Debug, Default)]
+struct Stats {
+    sent: Counter,
+    received: Counter,
+    other_vrid: Counter,
+    transitions: Counter,
+    garp: Counter,
+    send_errors: Counter,
+    invalid: Mutex<Vec<(&'static str, u64)>>,
+}
+
+/// A running instance, as the layer holds it.
+pub struct Instance {
+    name: String,
+    config: watch::Sender<VipInstance>,
+    shown: Mutex<Shown>,
+    stats: Stats,
+    stop: CancellationToken,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Instance {
+    /// Starts the instance's task on the current runtime.
+    pub fn start(config: &VipInstance, probe: Probe) -> Arc<Instance> {
+        let (tx, rx) = watch::channel(config.clone());
+        let inst = Arc::new(Instance {
+            name: config.name.clone(),
+            config: tx,
+            shown: Mutex::new(Shown {
+                state: State::Initialize,
+                priority: config.priority,
+                master: None,
+                primary: None,
+                master_interval_cs: interval_cs(config),
+                transitions: VecDeque::new(),
+                health: None,
+                error: None,
+            }),
+            stats: Stats::default(),
+            stop: CancellationToken::new(),
+            task: Mutex::new(None),
+        });
+        let task = tokio::spawn(run(inst.clone(), rx, probe));
+        *lock(&inst.task) = Some(task);
+        inst
+    }
+
+    /// The instance's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The config it runs now.
+    pub fn config(&self) -> VipInstance {
+        self.config.borrow().clone()
+    }
+
+    /// Takes new settings of the same instance (same name, interface and vrid).
+    pub fn reload(&self, config: &VipInstance) {
+        self.config.send_if_modified(|c| {
+            let changed = c != config;
+            *c = config.clone();
+            changed
+        });
+    }
+
+    /// Stops the instance: a Master hands over (priority-0 advert, then waits for the new
+    /// Master up to a bound, then removes its addresses). Returns when that is done.
+    pub async fn stop(&self) {
+        self.stop.cancel();
+        let task = lock(&self.task).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
+    /// The instance as `/status` shows it.
+    pub fn status(&self) -> Value {
+        let config = self.config();
+        let shown = lock(&self.shown);
+        let transitions: Vec<Value> = shown
+            .transitions
+            .iter()
+            .map(|t| {
+                json!({
+                    "at": t.at.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
+                    "from": t.from.name(),
+                    "to": t.to.name(),
+                    "why": t.why,
+                })
+            })
+            .collect();
+        let checks: Vec<Value> = shown
+            .health
+            .iter()
+            .flat_map(|h| &h.checks)
+            .map(|(label, ok, weight)| json!({"track": label, "healthy": ok, "weight": weight}))
+            .collect();
+        json!({
+            "name": self.name,
+            "interface": config.interface,
+            "vrid": config.vrid,
+            "state": shown.state.name(),
+            "priority": shown.priority,
+            "configured_priority": config.priority,
+            "primary_address": shown.primary.map(|a| a.to_string()),
+            "master": shown.master.map(|a| a.to_string()),
+            "advert_interval_ms": config.advert_interval.as_millis() as u64,
+            "master_advert_interval_ms": u64::from(shown.master_interval_cs) * 10,
+            "addresses": config.addresses.iter().map(|a| format!("{}/{}", a.addr, a.prefix)).collect::<Vec<_>>(),
+            "unicast_peers": config.unicast_peers.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "fault": shown.health.as_ref().and_then(|h| h.fault.clone()),
+            "error": shown.error,
+            "tracks": checks,
+            "transitions": transitions,
+        })
+    }
+
+    /// Writes the instance's metrics.
+    pub fn metrics(&self, w: &mut MetricsWriter) {
+        let labels = [("vip", self.name.as_str())];
+        let (state, priority) = {
+            let s = lock(&self.shown);
+            (s.state, s.priority)
+        };
+        for s in State::ALL {
+            w.gauge(
+                "strata_vip_state",
+                "1 for the state each VRRP instance is in, 0 for the others.",
+                &[("vip", self.name.as_str()), ("state", s.name())],
+                f64::from(u8::from(s == state)),
+            );
+        }
+        w.gauge(
+            "strata_vip_priority",
+            "The priority each VRRP instance advertises now (tracked weights included).",
+            &labels,
+            f64::from(priority),
+        );
+        let counters: [(&'static str, &'static str, &Counter); 6] = [
+            (
+                "strata_vip_transitions_total",
+                "State changes of each VRRP instance.",
+                &self.stats.transitions,
+            ),
+            (
+                "strata_vip_adverts_sent_total",
+                "VRRP adverts sent.",
+                &self.stats.sent,
+            ),
+            (
+                "strata_vip_adverts_received_total",
+                "Valid VRRP adverts received for the instance's VRID.",
+                &self.stats.received,
+            ),
+            (
+                "strata_vip_adverts_other_vrid_total",
+                "Valid VRRP adverts received for other VRIDs on the interface.",
+                &self.stats.other_vrid,
+            ),
+            (
+                "strata_vip_garp_sent_total",
+                "Gratuitous ARPs sent.",
+                &self.stats.garp,
+            ),
+            (
+                "strata_vip_send_errors_total",
+                "Adverts or ARPs the kernel refused to send.",
+                &self.stats.send_errors,
+            ),
+        ];
+        for (name, help, c) in counters {
+            w.counter(name, help, &labels, c.get());
+        }
+        for (reason, n) in lock(&self.stats.invalid).iter() {
+            w.counter(
+                "strata_vip_adverts_invalid_total",
+                "Packets on the VRRP socket dropped as invalid, by reason.",
+                &[("vip", self.name.as_str()), ("reason", reason)],
+                *n,
+            );
+        }
+    }
+
+    fn count_invalid(&self, reason: &'static str) {
+        let mut invalid = lock(&self.stats.invalid);
+        match invalid.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, n)) => *n += 1,
+            None => invalid.push((reason, 1)),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn interval_cs(config: &VipInstance) -> u16 {
+    (config.advert_interval.as_millis() / 10).clamp(1, 4095) as u16
+}
+
+fn params(config: &VipInstance, primary: Ipv4Addr) -> Params {
+    Params {
+        primary,
+        priority: config.priority,
+        interval_cs: interval_cs(config),
+        preempt: config.preempt,
+        preempt_delay: config.preempt_delay,
+    }
+}
+
+/// The sockets and interface facts an instance runs on.
+struct Io {
+    index: u32,
+    mac: [u8; 6],
+    primary: Ipv4Addr,
+    receiver: socket::Receiver,
+    sender: socket::Sender,
+    arp: arp::Sender,
+}
+
+impl Io {
+    /// Finds the interface and its primary address (the first of its own, not a virtual one)
+    /// and opens the sockets.
+    fn open(config: &VipInstance) -> Result<Io, String> {
+        let name = &config.interface;
+        let index = link::index(name).map_err(|e| format!("interface {name}: {e}"))?;
+        let mac = link::mac(name).map_err(|e| format!("interface {name}: {e}"))?;
+        let addrs = link::addresses(index)
+            .map_err(|e| format!("interface {name}: cannot list addresses: {e}"))?;
+        let ours = |a: &link::Address| config.addresses.iter().any(|v| v.addr == a.addr);
+        let primary = addrs
+            .iter()
+            .find(|a| !a.secondary && !ours(a))
+            .or_else(|| addrs.iter().find(|a| !ours(a)))
+            .map(|a| a.addr)
+            .ok_or_else(|| {
+                format!("interface {name} has no IPv4 address of its own to send adverts from")
+            })?;
+        let receiver = socket::Receiver::new(name, index)
+            .map_err(|e| format!("VRRP socket on {name}: {e}"))?;
+        let sender = socket::Sender::new(name, primary)
+            .map_err(|e| format!("VRRP socket from {primary}: {e}"))?;
+        let arp = arp::Sender::new(index).map_err(|e| format!("ARP socket on {name}: {e}"))?;
+        Ok(Io {
+            index,
+            mac,
+            primary,
+            receiver,
+            sender,
+            arp,
+        })
+    }
+}
+
+/// The instance's task: find the interface, then run the machine until stopped.
+async fn run(inst: Arc<Instance>, mut config_rx: watch::Receiver<VipInstance>, probe: Probe) {
+    let config = config_rx.borrow_and_update().clone();
+    let io = loop {
+        match Io::open(&config) {
+            Ok(io) => break io,
+            Err(e) => {
+                let first = lock(&inst.shown).error.as_ref() != Some(&e);
+                if first {
+                    tracing::error!(vip = %inst.name, "{e}; retrying every {SETUP_RETRY:?}");
+                    let mut shown = lock(&inst.shown);
+                    shown.error = Some(e);
+                    shown.state = State::Fault;
+                }
+                tokio::select! {
+                    _ = inst.stop.cancelled() => return,
+                    _ = tokio::time::sleep(SETUP_RETRY) => {}
+                }
+            }
+        }
+    };
+    {
+        let mut shown = lock(&inst.shown);
+        shown.error = None;
+        shown.primary = Some(io.primary);
+        shown.state = State::Initialize;
+    }
+    tracing::info!(vip = %inst.name, interface = %config.interface, vrid = config.vrid, primary = %io.primary, "VRRP instance starting");
+    let (notify_tx, notify_rx) = mpsc::unbounded_channel();
+    let notifier = tokio::spawn(notify(inst.name.clone(), notify_rx));
+    let tracking = CancellationToken::new();
+    let tracker = tracking.child_token();
+    let mut health_rx = track::start(&config, probe.clone(), tracker.clone());
+    let mut run = Running {
+        inst: inst.clone(),
+        config,
+        machine: Machine::new(params(&config_rx.borrow(), io.primary)),
+        io,
+        notify: notify_tx,
+        garp_again: None,
+        garp_refresh: None,
+        last_announce: None,
+        mismatch_logged: false,
+        tracker,
+    };
+    // a node that crashed as Master may have left the addresses behind: a Backup holds none
+    if run.config.priority != 255 {
+        run.release();
+    }
+    let health = health_rx.borrow_and_update().clone();
+    let now = Instant::now();
+    let mut actions = run
+        .machine
+        .on_health(now, health.priority, health.fault.clone());
+    lock(&inst.shown).health = Some(health);
+    actions.extend(run.machine.start(now));
+    run.act(actions);
+
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let deadline = run.next_deadline();
+        tokio::select! {
+            _ = inst.stop.cancelled() => break,
+            r = run.io.receiver.recv(&mut buf) => match r {
+                Ok(n) => run.packet(&buf[..n]),
+                Err(e) => {
+                    tracing::warn!(vip = %inst.name, "VRRP receive failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            _ = sleep_until(deadline) => run.timers(),
+            r = health_rx.changed() => {
+                if r.is_ok() {
+                    let health = health_rx.borrow_and_update().clone();
+                    let actions = run.machine.on_health(Instant::now(), health.priority, health.fault.clone());
+                    lock(&inst.shown).health = Some(health);
+                    run.act(actions);
+                }
+            }
+            r = config_rx.changed() => {
+                if r.is_ok() {
+                    let new = config_rx.borrow_and_update().clone();
+                    run.reconfigure(new, &probe, &mut health_rx, &tracking);
+                }
+            }
+        }
+    }
+    run.hand_over(&mut buf).await;
+    tracking.cancel();
+    drop(run);
+    let _ = notifier.await;
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs notify commands one at a time, in the order the changes happened.
+async fn notify(instance: String, mut rx: mpsc::UnboundedReceiver<(String, State, u8)>) {
+    while let Some((command, state, priority)) = rx.recv().await {
+        let prio = priority.to_string();
+        let args = [instance.as_str(), state.name(), prio.as_str()];
+        match track::run_shell(&command, &args, NOTIFY_TIMEOUT).await {
+            Ok(()) => {
+                tracing::info!(vip = %instance, state = state.name(), %command, "notify ran: exit status 0")
+            }
+            Err(why) => {
+                tracing::warn!(vip = %instance, state = state.name(), %command, "notify {why}")
+            }
+        }
+    }
+}
+
+/// The live part of an instance's task.
+struct Running {
+    inst: Arc<Instance>,
+    config: VipInstance,
+    machine: Machine,
+    io: Io,
+    notify: mpsc::UnboundedSender<(String, State, u8)>,
+    /// When the second burst of gratuitous ARPs is due.
+    garp_again: Option<Instant>,
+    /// When the next refresh burst is due.
+    garp_refresh: Option<Instant>,
+    last_announce: Option<Instant>,
+    mismatch_logged: bool,
+    /// Stops the tracker of the current config generation.
+    tracker: CancellationToken,
+}
+
+impl Running {
+    fn next_deadline(&self) -> Option<Instant> {
+        [self.machine.deadline(), self.garp_again, self.garp_refresh]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn timers(&mut self) {
+        let now = Instant::now();
+        if self.garp_again.is_some_and(|t| t <= now) {
+            self.garp_again = None;
+            self.garp();
+        }
+        if self.garp_refresh.is_some_and(|t| t <= now) {
+            self.garp();
+            self.garp_refresh = self.config.garp_refresh.map(|d| now + d);
+        }
+        let actions = self.machine.on_timer(now);
+        self.act(actions);
+    }
+
+    fn packet(&mut self, packet: &[u8]) {
+        let r = match advert::decode(packet) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(vip = %self.inst.name, "dropped a packet: {e}");
+                self.inst.count_invalid(e.reason());
+                return;
+            }
+        };
+        if r.advert.vrid != self.config.vrid {
+            self.inst.stats.other_vrid.inc();
+            return;
+        }
+        if r.source == self.io.primary {
+            return;
+        }
+        self.inst.stats.received.inc();
+        if !self.mismatch_logged && r.advert.priority != 0 {
+            let mut ours: Vec<Ipv4Addr> = self.config.addresses.iter().map(|a| a.addr).collect();
+            let mut theirs = r.advert.addresses.clone();
+            ours.sort();
+            theirs.sort();
+            if ours != theirs {
+                // RFC 5798 §7.1: log a misconfiguration, and carry on
+                tracing::warn!(vip = %self.inst.name, peer = %r.source, ?theirs, ?ours, "a peer advertises other virtual addresses for this VRID");
+                self.mismatch_logged = true;
+            }
+        }
+        let actions = self.machine.on_advert(
+            Instant::now(),
+            r.source,
+            r.advert.priority,
+            r.advert.interval_cs,
+        );
+        self.act(actions);
+    }
+
+    fn act(&mut self, actions: Vec<Action>) {
+        for a in actions {
+            match a {
+                Action::Advertise(priority) => self.advertise(priority),
+                Action::TakeAddresses => {
+                    self.take();
+                    self.garp();
+                    let now = Instant::now();
+                    self.garp_again =
+                        (!self.config.garp_delay.is_zero()).then(|| now + self.config.garp_delay);
+                    self.garp_refresh = self.config.garp_refresh.map(|d| now + d);
+                }
+                Action::Announce => {
+                    let now = Instant::now();
+                    if self.last_announce.is_none_or(|t| now >= t + ANNOUNCE_EVERY) {
+                        tracing::warn!(vip = %self.inst.name, "another Master was heard (a healed partition?): asserting, and announcing the addresses again");
+                        self.last_announce = Some(now);
+                        self.garp();
+                    }
+                }
+                Action::ReleaseAddresses => {
+                    self.garp_again = None;
+                    self.garp_refresh = None;
+                    self.release();
+                }
+                Action::Changed { from, to, why } => self.changed(from, to, why),
+            }
+        }
+        let mut shown = lock(&self.inst.shown);
+        shown.priority = self.machine.priority();
+        shown.master = self.machine.master();
+        shown.master_interval_cs = self.machine.master_adver_interval_cs();
+    }
+
+    fn changed(&mut self, from: State, to: State, why: String) {
+        tracing::info!(vip = %self.inst.name, from = from.name(), to = to.name(), priority = self.machine.priority(), "{why}");
+        self.inst.stats.transitions.inc();
+        {
+            let mut shown = lock(&self.inst.shown);
+            shown.state = to;
+            if shown.transitions.len() == TRANSITIONS_KEPT {
+                shown.transitions.pop_front();
+            }
+            shown.transitions.push_back(Transition {
+                at: SystemTime::now(),
+                from,
+                to,
+                why,
+            });
+        }
+        if let Some(command) = &self.config.notify {
+            let _ = self
+                .notify
+                .send((command.clone(), to, self.machine.priority()));
+        }
+    }
+
+    fn advertise(&self, priority: u8) {
+        let advert = Advert {
+            vrid: self.config.vrid,
+            priority,
+            interval_cs: interval_cs(&self.config),
+            addresses: self.config.addresses.iter().map(|a| a.addr).collect(),
+        };
+        let with = if self.config.checksum_pseudo_header {
+            Checksum::PseudoHeader
+        } else {
+            Checksum::AdvertOnly
+        };
+        let group = [GROUP];
+        let to: &[Ipv4Addr] = if self.config.unicast_peers.is_empty() {
+            &group
+        } else {
+            &self.config.unicast_peers
+        };
+        for &dst in to {
+            let bytes = advert.encode(self.io.primary, dst, with);
+            match self.io.sender.send(&bytes, dst) {
+                Ok(()) => self.inst.stats.sent.inc(),
+                Err(e) => {
+                    self.inst.stats.send_errors.inc();
+                    tracing::debug!(vip = %self.inst.name, %dst, "advert not sent: {e}");
+                }
+            }
+        }
+    }
+
+    fn take(&self) {
+        for a in &self.config.addresses {
+            if let Err(e) = link::add(self.io.index, a.addr, a.prefix) {
+                tracing::error!(vip = %self.inst.name, addr = %a.addr, interface = %self.config.interface, "cannot add the virtual address: {e}");
+            }
+        }
+    }
+
+    fn release(&self) {
+        for a in &self.config.addresses {
+            if let Err(e) = link::remove(self.io.index, a.addr, a.prefix) {
+                tracing::error!(vip = %self.inst.name, addr = %a.addr, interface = %self.config.interface, "cannot remove the virtual address: {e}");
+            }
+        }
+    }
+
+    fn garp(&self) {
+        for _ in 0..self.config.garp_count {
+            for a in &self.config.addresses {
+                match self.io.arp.send(&arp::frame(self.io.mac, a.addr)) {
+                    Ok(()) => self.inst.stats.garp.inc(),
+                    Err(e) => {
+                        self.inst.stats.send_errors.inc();
+                        tracing::debug!(vip = %self.inst.name, addr = %a.addr, "gratuitous ARP not sent: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies a reload: addresses added or dropped while Master are added or removed, the
+    /// tracker restarts on the new entries, the machine takes the new priority and interval.
+    fn reconfigure(
+        &mut self,
+        new: VipInstance,
+        probe: &Probe,
+        health_rx: &mut watch::Receiver<Health>,
+        tracking: &CancellationToken,
+    ) {
+        let old = std::mem::replace(&mut self.config, new);
+        if self.machine.state() == State::Master {
+            for a in &old.addresses {
+                if !self.config.addresses.contains(a) {
+                    let _ = link::remove(self.io.index, a.addr, a.prefix);
+                }
+            }
+            self.take();
+            self.garp();
+        }
+        if old.track != self.config.track || old.priority != self.config.priority {
+            self.tracker.cancel();
+            self.tracker = tracking.child_token();
+            *health_rx = track::start(&self.config, probe.clone(), self.tracker.clone());
+        }
+        let actions = self
+            .machine
+            .reconfigure(Instant::now(), params(&self.config, self.io.primary));
+        self.act(actions);
+        tracing::info!(vip = %self.inst.name, "reloaded");
+    }
+
+    /// On the way out: a Master advertises priority 0 and keeps serving the addresses until a
+    /// new Master is heard (at most Master_Down_Interval of a priority-1 Backup), then removes
+    /// them; clients' connections land on one of the two all along.
+    async fn hand_over(&mut self, buf: &mut [u8]) {
+        if self.machine.state() == State::Master {
+            self.advertise(0);
+            let wait = Duration::from_millis(u64::from(interval_cs(&self.config)) * 10 * 4);
+            let until = tokio::time::Instant::now() + wait;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => break,
+                    r = self.io.receiver.recv(buf) => {
+                        let Ok(n) = r else { break };
+                        if let Ok(r) = advert::decode(&buf[..n]) {
+                            if r.advert.vrid == self.config.vrid && r.source != self.io.primary && r.advert.priority > 0 {
+                                tracing::info!(vip = %self.inst.name, master = %r.source, "the new Master advertises: handing over");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let actions: Vec<Action> = self
+            .machine
+            .shutdown()
+            .into_iter()
+            .filter(|a| *a != Action::Advertise(0))
+            .collect();
+        self.act(actions);
+    }
+}
