@@ -162,7 +162,7 @@ fn walk_root(
         };
         names.contains(&name)
     };
-    vip::check_instances(report, &vip_sections, &vip, &has_listener);
+    vip::check_instances(report, &vip_sections, &has_listener);
 
     // Names are how the admin API and metrics address a listener: unique per layer.
     check_unique_names(report, &http_sections, "http listener");

@@ -508,49 +508,51 @@ fn table_track(report: &mut Report<'_>, key: &str, v: &Value<'_>) -> Option<Trac
 }
 
 /// Checks across the instances and the other layers of one config: each (interface, vrid)
-/// once, each tracked listener present.
+/// once, each tracked listener present. Works on the sections as written, so an instance with
+/// other mistakes is still checked.
 pub(crate) fn check_instances(
     report: &mut Report<'_>,
     sections: &[Section<'_, '_>],
-    instances: &[VipInstance],
     listeners: &dyn Fn(&str, &str) -> bool,
 ) {
-    let mut seen: Vec<(&str, u8, String)> = Vec::new();
-    for (s, inst) in sections.iter().filter_map(|s| {
-        let name = s.get("name")?.get_ref().as_str()?;
-        Some((s, instances.iter().find(|i| i.name == name)?))
-    }) {
-        if let Some((_, _, first)) = seen
-            .iter()
-            .find(|(i, v, _)| *i == inst.interface && *v == inst.vrid)
-        {
-            report.add_hint(
-                s.get("vrid").map_or(s.span.clone(), |v| v.span()),
-                &s.key("vrid"),
-                format!(
-                    "vrid {} on {} is already `{first}`'s",
-                    inst.vrid, inst.interface
+    let mut seen: Vec<(&str, i64, String)> = Vec::new();
+    for s in sections {
+        let interface = s.get("interface").and_then(|v| v.get_ref().as_str());
+        let vrid = s.get("vrid").and_then(|v| v.get_ref().as_integer());
+        if let (Some(interface), Some(vrid_value), Some(vrid)) = (
+            interface,
+            s.get("vrid"),
+            vrid.and_then(|i| i.as_str().parse::<i64>().ok()),
+        ) {
+            match seen.iter().find(|(i, v, _)| *i == interface && *v == vrid) {
+                Some((_, _, first)) => report.add_hint(
+                    vrid_value.span(),
+                    &s.key("vrid"),
+                    format!("vrid {vrid} on {interface} is already used by `{first}`"),
+                    Some("each virtual router on an interface needs its own vrid"),
                 ),
-                Some("each virtual router on an interface needs its own vrid"),
-            );
-        } else {
-            seen.push((&inst.interface, inst.vrid, s.key("name")));
+                None => seen.push((interface, vrid, s.path.clone())),
+            }
         }
-        for (i, t) in inst.track.iter().enumerate() {
-            if let Tracked::Layer { layer, listener } = &t.what {
-                if !listeners(layer, listener) {
-                    let span = s
-                        .get("track")
-                        .and_then(|v| v.get_ref().as_array())
-                        .and_then(|a| a.get(i))
-                        .map_or(s.span.clone(), |v| v.span());
-                    report.add_hint(
-                        span,
-                        &format!("{}[{i}]", s.key("track")),
-                        format!("this config has no [[{layer}]] named \"{listener}\""),
-                        Some("track a listener this node runs"),
-                    );
-                }
+        let Some(items) = s.get("track").and_then(|v| v.get_ref().as_array()) else {
+            continue;
+        };
+        for (i, item) in items.iter().enumerate() {
+            let written = match item.get_ref() {
+                DeValue::String(text) => Some(&**text),
+                DeValue::Table(t) => t.get("layer").and_then(|l| l.get_ref().as_str()),
+                _ => None,
+            };
+            let Some((layer, listener)) = written.and_then(|w| w.split_once(':')) else {
+                continue;
+            };
+            if LAYERS.contains(&layer) && !listener.is_empty() && !listeners(layer, listener) {
+                report.add_hint(
+                    item.span(),
+                    &format!("{}[{i}]", s.key("track")),
+                    format!("this config has no [[{layer}]] named \"{listener}\""),
+                    Some("track a listener this node runs"),
+                );
             }
         }
     }

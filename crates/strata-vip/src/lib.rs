@@ -13,6 +13,7 @@ mod link;
 pub mod machine;
 mod socket;
 pub mod track;
+mod weights;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,6 +26,7 @@ use tokio::net::TcpListener;
 
 use instance::Instance;
 pub use track::Probe;
+pub use weights::{weights_that_cannot_move, Peer};
 
 /// Every `[[vip]]` instance of a node, as one [`Layer`].
 pub struct VipLayer {

@@ -40,10 +40,12 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
-    /// Validate a config file without binding anything; exit 64 if it is wrong.
+    /// Validate config files without binding anything; exit 64 if one is wrong. Given the
+    /// configs of several nodes (-c a.toml -c b.toml), also say where a VIP's tracked weight
+    /// cannot move the address to the next node.
     Check {
-        #[arg(short, long, value_name = "FILE")]
-        config: PathBuf,
+        #[arg(short, long, value_name = "FILE", required = true)]
+        config: Vec<PathBuf>,
     },
     /// Print the Strata config equivalent to another proxy's config file; what can't be
     /// translated is listed on stderr.
@@ -69,7 +71,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Check { config }) => check(&config),
+        Some(Command::Check { config }) => check_all(&config),
         Some(Command::Import { source }) => import::run(&source),
         Some(Command::Run { config }) => {
             let Some(path) = config.or_else(default_config) else {
@@ -113,7 +115,52 @@ fn default_config() -> Option<PathBuf> {
     }
 }
 
-fn check(path: &Path) -> ExitCode {
+/// Checks every file; then, across them, the weights of each virtual router's instances.
+fn check_all(paths: &[PathBuf]) -> ExitCode {
+    let mut code = ExitCode::SUCCESS;
+    let mut good = Vec::new();
+    for path in paths {
+        match check(path) {
+            Ok(c) => good.push((path.display().to_string(), c)),
+            Err(e) => code = e,
+        }
+    }
+    let mut vrids: Vec<u8> = good
+        .iter()
+        .flat_map(|(_, c)| c.vip.iter().map(|v| v.vrid))
+        .collect();
+    vrids.sort_unstable();
+    vrids.dedup();
+    for vrid in vrids {
+        let peers: Vec<strata_vip::Peer<'_>> = good
+            .iter()
+            .flat_map(|(file, c)| {
+                c.vip
+                    .iter()
+                    .filter(move |v| v.vrid == vrid)
+                    .map(move |instance| strata_vip::Peer { file, instance })
+            })
+            .collect();
+        for warning in strata_vip::weights_that_cannot_move(&peers) {
+            eprintln!("warning: {warning}");
+        }
+    }
+    let weighted = good.iter().any(|(_, c)| {
+        c.vip
+            .iter()
+            .any(|v| v.track.iter().any(|t| t.weight.is_some()))
+    });
+    if good.len() == 1 && weighted {
+        eprintln!(
+            "note: tracked weights only move the address if they take the Master below its \
+             Backup's priority; check the nodes' configs together (-c a.toml -c b.toml) to have \
+             that checked"
+        );
+    }
+    code
+}
+
+fn check(path: &Path) -> Result<strata_config::Config, ExitCode> {
     match load(path) {
         Ok(c) => {
             let tls: Vec<_> = c
@@ -125,19 +172,20 @@ fn check(path: &Path) -> ExitCode {
                 for e in &tls {
                     eprintln!("{}: {e}", path.display());
                 }
-                return ExitCode::from(EXIT_BAD_CONFIG);
+                return Err(ExitCode::from(EXIT_BAD_CONFIG));
             }
             println!(
-                "{}: ok ({} http, {} tcp listener(s), {} cache pool(s){})",
+                "{}: ok ({} http, {} tcp listener(s), {} cache pool(s), {} vip instance(s){})",
                 path.display(),
                 c.http.len(),
                 c.tcp.len(),
                 c.cache.len(),
+                c.vip.len(),
                 if c.admin.is_some() { ", admin" } else { "" }
             );
-            ExitCode::SUCCESS
+            Ok(c)
         }
-        Err(code) => code,
+        Err(code) => Err(code),
     }
 }
 

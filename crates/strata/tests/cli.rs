@@ -19,7 +19,7 @@ fn check_accepts_a_good_config() {
     let (code, out, err) = strata_cmd(&["check", "-c", path.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("ok (1 http, 0 tcp listener(s), 0 cache pool(s))"),
+        out.contains("ok (1 http, 0 tcp listener(s), 0 cache pool(s), 0 vip instance(s))"),
         "{out}"
     );
 }
@@ -145,4 +145,92 @@ fn every_example_config_passes_check() {
         }
     }
     assert!(checked >= 3, "only {checked} examples");
+}
+
+const VIP_NODE: &str = "[[vip]]\nname = \"front\"\ninterface = \"eth0\"\nvrid = 51\npriority = PRIO\nadvert_interval = \"100ms\"\naddresses = [\"10.0.0.100/24\"]\nTRACK\n";
+
+#[test]
+fn check_accepts_a_gateway_that_runs_only_a_vip() {
+    let dir = TempDir::new();
+    let text = VIP_NODE.replace("PRIO", "200").replace("TRACK", "");
+    let path = write_file(dir.path(), "gw.toml", &text);
+    let (code, out, err) = strata_cmd(&["check", "-c", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("0 cache pool(s), 1 vip instance(s))"), "{out}");
+    assert!(err.is_empty(), "{err}");
+}
+
+#[test]
+fn check_refuses_a_vip_written_wrong_with_line_and_why() {
+    let dir = TempDir::new();
+    let path = write_file(
+        dir.path(),
+        "bad.toml",
+        "[[vip]]\nname = \"a\"\ninterface = \"eth0\"\nvrid = 51\nadvert_interval = \"15ms\"\n\
+         addresses = [\"10.0.0.100/24\", \"fd00::1/64\"]\nunicast_peers = [\"10.0.0.2:112\"]\n\
+         track = [\"http:nope\", { interface = \"eth1\", weight = -300 }]\n\
+         [[vip]]\nname = \"b\"\ninterface = \"eth0\"\nvrid = 51\naddresses = [\"10.0.0.101\"]\n",
+    );
+    let (code, _, err) = strata_cmd(&["check", "-c", path.to_str().unwrap()]);
+    assert_eq!(code, 64, "{err}");
+    let file = path.display().to_string();
+    for expected in [
+        format!("{file}:5:19: `vip[0].advert_interval`: 15ms cannot be sent: VRRPv3 carries the interval in centiseconds"),
+        format!("{file}:6:31: `vip[0].addresses[1]`: \"fd00::1\" is IPv6: this version runs VRRP for IPv4 only"),
+        format!("{file}:7:18: `vip[0].unicast_peers[0]`: \"10.0.0.2:112\" is not an IPv4 address"),
+        format!("{file}:8:10: `vip[0].track[0]`: this config has no [[http]] named \"nope\""),
+        format!("{file}:8:54: `vip[0].track[1].weight`: -300 is out of range (-254 to 254)"),
+        format!("{file}:12:8: `vip[1].vrid`: vrid 51 on eth0 is already used by `vip[0]`"),
+    ] {
+        assert!(err.contains(&expected), "no {expected:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn check_of_two_nodes_says_when_a_weight_cannot_move_the_address() {
+    let dir = TempDir::new();
+    let a = write_file(
+        dir.path(),
+        "a.toml",
+        &VIP_NODE
+            .replace("PRIO", "200")
+            .replace("TRACK", "track = [{ interface = \"eth1\", weight = -50 }]"),
+    );
+    let b = write_file(
+        dir.path(),
+        "b.toml",
+        &VIP_NODE.replace("PRIO", "100").replace("TRACK", ""),
+    );
+    let (code, _, err) = strata_cmd(&["check", "-c", a.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("check the nodes' configs together"), "{err}");
+    let (code, out, err) = strata_cmd(&[
+        "check",
+        "-c",
+        a.to_str().unwrap(),
+        "-c",
+        b.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.matches(": ok (").count(), 2, "{out}");
+    assert!(
+        err.contains("when interface:eth1 fails its priority goes from 200 to 150, not below 100"),
+        "{err}"
+    );
+    // a weight that does cross the gap says nothing
+    let a2 = write_file(
+        dir.path(),
+        "a2.toml",
+        &VIP_NODE
+            .replace("PRIO", "200")
+            .replace("TRACK", "track = [{ interface = \"eth1\", weight = -150 }]"),
+    );
+    let (_, _, err) = strata_cmd(&[
+        "check",
+        "-c",
+        a2.to_str().unwrap(),
+        "-c",
+        b.to_str().unwrap(),
+    ]);
+    assert!(!err.contains("warning"), "{err}");
 }
