@@ -32,8 +32,8 @@ pub struct VipInstance {
     pub preempt_delay: Duration,
     /// What this node's fitness to hold the addresses depends on.
     pub track: Vec<Track>,
-    /// A command run (through `sh -c`) on every state change, with the instance's name, the
-    /// new state and the priority appended as arguments.
+    /// A command run (through `sh -c`) on every state change, with keepalived's arguments
+    /// appended: `INSTANCE`, the instance's name, the new state and the priority.
     pub notify: Option<String>,
     /// Gratuitous ARPs sent for each address on becoming Master (and again after
     /// `garp_delay`).

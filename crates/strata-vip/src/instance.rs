@@ -410,7 +410,8 @@ async fn sleep_until(deadline: Option<Instant>) {
 async fn notify(instance: String, mut rx: mpsc::UnboundedReceiver<(String, State, u8)>) {
     while let Some((command, state, priority)) = rx.recv().await {
         let prio = priority.to_string();
-        let args = [instance.as_str(), state.name(), prio.as_str()];
+        // keepalived's arguments, so its users' notify scripts work unchanged
+        let args = ["INSTANCE", instance.as_str(), state.name(), prio.as_str()];
         match track::run_shell(&command, &args, NOTIFY_TIMEOUT).await {
             Ok(()) => {
                 tracing::info!(vip = %instance, state = state.name(), %command, "notify ran: exit status 0")

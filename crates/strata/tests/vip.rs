@@ -104,7 +104,7 @@ async fn higher_priority_wins_and_sigterm_hands_over_after_the_skew() {
     let script = write_file(
         dir.path(),
         "notify.sh",
-        &format!("#!/bin/sh\necho \"$1 $2 $3\" >> {}\n", log.display()),
+        &format!("#!/bin/sh\necho \"$1 $2 $3 $4\" >> {}\n", log.display()),
     );
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let notify = format!("notify = \"{}\"", script.display());
@@ -139,7 +139,11 @@ async fn higher_priority_wins_and_sigterm_hands_over_after_the_skew() {
     let lines = std::fs::read_to_string(&log).unwrap();
     assert_eq!(
         lines.lines().collect::<Vec<_>>(),
-        ["front BACKUP 200", "front MASTER 200", "front INIT 200"],
+        [
+            "INSTANCE front BACKUP 200",
+            "INSTANCE front MASTER 200",
+            "INSTANCE front INIT 200"
+        ],
         "{}",
         a.logs()
     );
