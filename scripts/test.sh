@@ -5,7 +5,8 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the end-to-end tests start for real: nginx as a backend; redis-server,
 # memcached and nutcracker (twemproxy) for the cache layer; iproute2 (to make hosts from network
-# namespaces) and keepalived (a VRRP peer) for the entry layer.
+# namespaces) and keepalived (a VRRP peer) for the entry layer; PostgreSQL (server, psql,
+# pgbench) for the database layer.
 need=()
 command -v nginx >/dev/null || need+=(nginx-light)
 command -v redis-server >/dev/null || need+=(redis-server)
@@ -15,6 +16,7 @@ command -v memcached >/dev/null || need+=(memcached)
 command -v curl >/dev/null || need+=(curl)
 command -v ip >/dev/null || need+=(iproute2)
 command -v keepalived >/dev/null || need+=(keepalived)
+compgen -G "/usr/lib/postgresql/*/bin/pgbench" >/dev/null || need+=(postgresql postgresql-contrib)
 if ((${#need[@]})); then
   SUDO=""
   [[ $(id -u) -ne 0 ]] && SUDO="sudo"

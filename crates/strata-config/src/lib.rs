@@ -5,6 +5,7 @@
 
 mod admin;
 mod cache;
+mod database;
 mod error;
 mod http;
 mod tcp;
@@ -19,6 +20,9 @@ use std::time::Duration;
 
 pub use admin::{Admin, AdminToken};
 pub use cache::{CacheListener, CacheProtocol, CacheServer, Consistency, ReadFrom};
+pub use database::{
+    base64_decode, parse_secret, AuthType, DatabaseListener, DbUser, PoolMode, Secret,
+};
 pub use error::{ConfigError, Problem};
 pub use http::{Forwarded, HttpListener, TlsCert};
 pub use tcp::TcpListener;
@@ -46,6 +50,8 @@ pub struct Config {
     pub cache: Vec<CacheListener>,
     /// The `[[vip]]` instances of the entry layer, in file order.
     pub vip: Vec<VipInstance>,
+    /// The `[[database]]` listeners, in file order.
+    pub database: Vec<DatabaseListener>,
 }
 
 const ROOT_KEYS: &[&str] = &[
@@ -56,10 +62,8 @@ const ROOT_KEYS: &[&str] = &[
     "tcp",
     "cache",
     "vip",
+    "database",
 ];
-/// Layers from the design that this build does not run yet: named so the error says so.
-const LATER_LAYERS: &[&str] = &["database"];
-
 /// Reads and validates the file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let source = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -98,20 +102,7 @@ fn walk_root(
     base: &Path,
 ) -> Config {
     let s = Section::root(root, ROOT_KEYS);
-    for (key, _) in root.get_ref().iter() {
-        let name: &str = key.get_ref();
-        if LATER_LAYERS.contains(&name) {
-            report.add_hint(
-                key.span(),
-                name,
-                format!("the {name} layer is not available in this version of strata"),
-                Some("this build runs [admin], [[http]], [[tcp]], [[cache]] and [[vip]]"),
-            );
-        } else if !ROOT_KEYS.contains(&name) {
-            s.check_unknown(report);
-            break;
-        }
-    }
+    s.check_unknown(report);
     let workers = s
         .get("workers")
         .map(|_| s.int(report, "workers", 1..=1024, 1) as usize);
@@ -132,6 +123,14 @@ fn walk_root(
         .get("cache")
         .map(|v| tables_of(report, "cache", v, cache::KEYS))
         .unwrap_or_default();
+    let database_sections = s
+        .get("database")
+        .map(|v| tables_of(report, "database", v, database::KEYS))
+        .unwrap_or_default();
+    let database: Vec<_> = database_sections
+        .iter()
+        .filter_map(|d| database::listener(report, d, base))
+        .collect();
     let vip_sections = s
         .get("vip")
         .map(|v| tables_of(report, "vip", v, vip::KEYS))
@@ -169,6 +168,7 @@ fn walk_root(
     check_unique_names(report, &tcp_sections, "tcp listener");
     check_unique_names(report, &cache_sections, "cache pool");
     check_unique_names(report, &vip_sections, "vip instance");
+    check_unique_names(report, &database_sections, "database listener");
 
     // Two listeners on one address can't both bind; port 0 asks the kernel for a fresh port.
     let mut seen: HashMap<SocketAddr, String> = HashMap::new();
@@ -179,6 +179,7 @@ fn walk_root(
         .iter()
         .chain(&tcp_sections)
         .chain(&cache_sections)
+        .chain(&database_sections)
     {
         let Some(v) = section.get("listen") else {
             continue;
@@ -210,6 +211,7 @@ fn walk_root(
         tcp,
         cache,
         vip,
+        database,
     }
 }
 

@@ -137,13 +137,21 @@ fn duplicate_names_and_backends() {
 }
 
 #[test]
-fn layers_not_built_yet_are_named() {
-    let p = problems("[[database]]\nname = \"s\"\n");
-    assert_eq!(p.len(), 1, "{p:#?}");
+fn database_listeners_are_checked_key_by_key() {
+    let p = problems(
+        "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:6432\"\nservers = []\npool_mode = \"statement\"\n\
+         [[database.users]]\nname = \"app\"\npassword = \"SCRAM-SHA-256$x\"\n",
+    );
+    assert_eq!(p.len(), 3, "{p:#?}");
     assert!(
-        p[0].contains("the database layer is not available in this version"),
+        p[0].contains("4:11: `database[0].servers`: the server list is empty"),
         "{p:#?}"
     );
+    assert!(
+        p[1].contains("5:13: `database[0].pool_mode`: unknown value \"statement\""),
+        "{p:#?}"
+    );
+    assert!(p[2].contains("8:12: `database[0].users[0].password`: this SCRAM-SHA-256 secret is not in pg_authid's form"), "{p:#?}");
 }
 
 #[test]

@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 use strata_admin::{AdminApi, AdminServer, BackendAction};
 use strata_cache::CacheService;
 use strata_config::{Admin, Config};
+use strata_db::DatabaseService;
 use strata_layer::{Layer, Listeners};
 use strata_lb::{HttpService, TcpService};
 use strata_metrics::MetricsWriter;
@@ -27,6 +28,7 @@ fn layers(probe: Probe) -> Vec<Box<dyn Layer>> {
         Box::new(Listeners::<HttpService>::default()),
         Box::new(Listeners::<TcpService>::default()),
         Box::new(Listeners::<CacheService>::default()),
+        Box::new(Listeners::<DatabaseService>::default()),
         Box::new(VipLayer::new(probe)),
     ]
 }

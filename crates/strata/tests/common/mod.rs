@@ -23,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
 pub mod netns;
+pub mod postgres;
 pub mod recorder;
 pub mod redis;
 
@@ -219,10 +220,16 @@ impl Drop for Strata {
 
 /// How many "listening on" lines a config makes strata print.
 fn listeners_in(config: &str) -> usize {
-    ["[[http]]", "[[tcp]]", "[[cache]]", "[admin]"]
-        .iter()
-        .map(|t| config.matches(t).count())
-        .sum()
+    [
+        "[[http]]",
+        "[[tcp]]",
+        "[[cache]]",
+        "[[database]]",
+        "[admin]",
+    ]
+    .iter()
+    .map(|t| config.matches(t).count())
+    .sum()
 }
 
 fn parse_listening(lines: &[String]) -> HashMap<String, SocketAddr> {

@@ -1,0 +1,452 @@
+//! `[[database]]`: a PostgreSQL pooler in front of a primary and its replicas, keyed as
+//! PgBouncer users would look for them.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::error::Report;
+use crate::walk::{as_addr, as_str, wrong_type, Section, Value};
+
+/// One `[[database]]` listener: clients speak the PostgreSQL protocol to it, and each gets a
+/// server connection from a pool for a transaction (or its whole session).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatabaseListener {
+    /// Unique among the database listeners; names it in `/status`, `/metrics` and the admin API.
+    pub name: String,
+    /// Where clients connect.
+    pub listen: SocketAddr,
+    /// The PostgreSQL servers; which is the primary is found by asking each.
+    pub servers: Vec<SocketAddr>,
+    /// When a client gives its server connection back.
+    pub pool_mode: PoolMode,
+    /// Server connections per (user, database, server).
+    pub pool_size: u32,
+    /// Who may connect, with their secrets (from `users` and `auth_file`).
+    pub users: Vec<DbUser>,
+    /// How clients prove who they are.
+    pub auth_type: AuthType,
+    /// Client connections open at once; further ones wait in the kernel's accept queue.
+    pub max_client_connections: u32,
+    /// A client waiting this long for a server connection gets an error.
+    pub query_wait_timeout: Duration,
+    /// Connecting and logging in to a server takes at most this long.
+    pub connect_timeout: Duration,
+    /// A server connection idle in the pool this long is closed.
+    pub server_idle_timeout: Duration,
+    /// How often each server is asked whether it is the primary.
+    pub check_interval: Duration,
+    /// A server that fails a check (or a connect) is left out this long.
+    pub ban_time: Duration,
+    /// The user the checks log in as (one of `users`, with a password Strata can log in with).
+    pub check_user: Option<String>,
+}
+
+/// When a client gives its server connection back to the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolMode {
+    /// After each transaction (or statement outside one): many clients share few connections.
+    Transaction,
+    /// When the client disconnects: everything a session can do works.
+    Session,
+}
+
+/// How clients authenticate to Strata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthType {
+    /// SCRAM-SHA-256 (PostgreSQL's default since 14).
+    ScramSha256,
+    /// md5 for users whose secret allows it (a password or an md5 hash), SCRAM-SHA-256 for
+    /// those stored as SCRAM secrets, as PostgreSQL and PgBouncer do.
+    Md5,
+    /// No password asked: anyone who can connect is whoever they say.
+    Trust,
+}
+
+/// A user and its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbUser {
+    /// The role name.
+    pub name: String,
+    /// What Strata knows of its password.
+    pub secret: Secret,
+}
+
+/// What Strata knows of a password: enough to check a client and to log in to the servers.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// The password itself.
+    Plain(String),
+    /// `md5` followed by the hex MD5 of password and user name, as in `pg_authid`.
+    Md5(String),
+    /// A SCRAM-SHA-256 secret as in `pg_authid`: Strata checks clients with it, and logs in to
+    /// servers with the client key a client's proof reveals.
+    Scram {
+        /// PBKDF2 iterations.
+        iterations: u32,
+        /// The salt.
+        salt: Vec<u8>,
+        /// SHA-256 of the client key.
+        stored_key: [u8; 32],
+        /// The server key.
+        server_key: [u8; 32],
+    },
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Secret::Plain(_) => "Plain(..)",
+            Secret::Md5(_) => "Md5(..)",
+            Secret::Scram { .. } => "Scram(..)",
+        })
+    }
+}
+
+pub(crate) const KEYS: &[&str] = &[
+    "name",
+    "listen",
+    "servers",
+    "pool_mode",
+    "pool_size",
+    "auth_file",
+    "users",
+    "auth_type",
+    "max_client_connections",
+    "query_wait_timeout",
+    "connect_timeout",
+    "server_idle_timeout",
+    "check_interval",
+    "ban_time",
+    "check_user",
+];
+
+const USER_KEYS: &[&str] = &["name", "password"];
+
+pub(crate) fn listener(
+    report: &mut Report<'_>,
+    s: &Section<'_, '_>,
+    base: &Path,
+) -> Option<DatabaseListener> {
+    let (name, listen) = s.name_and_listen(report);
+    let servers = match s.required(report, "servers") {
+        Some(v) => servers(report, &s.key("servers"), v),
+        None => Vec::new(),
+    };
+    let pool_mode = match s.choice(
+        report,
+        "pool_mode",
+        &["transaction", "session"],
+        "transaction",
+    ) {
+        "session" => PoolMode::Session,
+        _ => PoolMode::Transaction,
+    };
+    let auth_type = match s.choice(
+        report,
+        "auth_type",
+        &["scram-sha-256", "md5", "trust"],
+        "scram-sha-256",
+    ) {
+        "md5" => AuthType::Md5,
+        "trust" => AuthType::Trust,
+        _ => AuthType::ScramSha256,
+    };
+    let mut users = Vec::new();
+    for u in s.tables(report, "users", USER_KEYS) {
+        let name = u
+            .required(report, "name")
+            .and_then(|_| u.string(report, "name"));
+        let secret = u.required(report, "password").and_then(|v| {
+            let text = as_str(report, &u.key("password"), v)?;
+            secret(report, &u.key("password"), v, text)
+        });
+        if let (Some(name), Some(secret)) = (name, secret) {
+            users.push(DbUser {
+                name: name.to_string(),
+                secret,
+            });
+        }
+    }
+    if let Some(v) = s.get("auth_file") {
+        if let Some(file) = s.string(report, "auth_file") {
+            users.extend(auth_file(report, &s.key("auth_file"), v, &base.join(file)));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for u in &users {
+        if !seen.insert(u.name.as_str()) {
+            report.add(
+                s.span.clone(),
+                &s.key("users"),
+                format!(
+                    "user \"{}\" is listed twice (in `users` or `auth_file`)",
+                    u.name
+                ),
+            );
+        }
+    }
+    if users.is_empty()
+        && auth_type != AuthType::Trust
+        && s.get("users").is_none()
+        && s.get("auth_file").is_none()
+    {
+        report.add_hint(
+            s.span.clone(),
+            &s.key("users"),
+            "no users: nobody could log in",
+            Some("add [[database.users]] name/password tables or an `auth_file` (PgBouncer's userlist.txt)"),
+        );
+    }
+    let check_user = match s.get("check_user") {
+        Some(v) => {
+            let name = s.string(report, "check_user")?;
+            match users.iter().find(|u| u.name == name) {
+                Some(u) if !matches!(u.secret, Secret::Scram { .. }) => Some(name.to_string()),
+                Some(_) => {
+                    report.add_hint(
+                        v.span(),
+                        &s.key("check_user"),
+                        format!(
+                            "user \"{name}\" has only a SCRAM secret, which can't log in by itself"
+                        ),
+                        Some("give the check user its password (or its md5 hash)"),
+                    );
+                    None
+                }
+                None => {
+                    report.add(
+                        v.span(),
+                        &s.key("check_user"),
+                        format!("no user \"{name}\" in `users` or `auth_file`"),
+                    );
+                    None
+                }
+            }
+        }
+        None => users
+            .iter()
+            .find(|u| !matches!(u.secret, Secret::Scram { .. }))
+            .map(|u| u.name.clone()),
+    };
+    Some(DatabaseListener {
+        name: name?.to_string(),
+        listen: listen?,
+        servers,
+        pool_mode,
+        pool_size: s.int(report, "pool_size", 1..=10_000, 20) as u32,
+        users,
+        auth_type,
+        max_client_connections: s.int(report, "max_client_connections", 1..=1_000_000, 10_000)
+            as u32,
+        query_wait_timeout: s.duration(report, "query_wait_timeout", Duration::from_secs(120)),
+        connect_timeout: s.duration(report, "connect_timeout", Duration::from_secs(5)),
+        server_idle_timeout: s.duration(report, "server_idle_timeout", Duration::from_secs(600)),
+        check_interval: s.duration(report, "check_interval", Duration::from_secs(1)),
+        ban_time: s.duration(report, "ban_time", Duration::from_secs(10)),
+        check_user,
+    })
+}
+
+fn servers(report: &mut Report<'_>, key: &str, v: &Value<'_>) -> Vec<SocketAddr> {
+    let Some(items) = v.get_ref().as_array() else {
+        wrong_type(report, key, v, "an array of \"ip:port\" strings");
+        return Vec::new();
+    };
+    let mut out: Vec<SocketAddr> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let key = format!("{key}[{i}]");
+        let Some(text) = as_str(report, &key, item) else {
+            continue;
+        };
+        let Some(addr) = as_addr(report, &key, item, text) else {
+            continue;
+        };
+        if out.contains(&addr) {
+            report.add(item.span(), &key, format!("{addr} is listed twice"));
+        } else {
+            out.push(addr);
+        }
+    }
+    if out.is_empty() && items.is_empty() {
+        report.add(v.span(), key, "the server list is empty");
+    }
+    out
+}
+
+/// Reads a secret as PgBouncer's userlist and `pg_authid` write it.
+fn secret(report: &mut Report<'_>, key: &str, v: &Value<'_>, text: &str) -> Option<Secret> {
+    match parse_secret(text) {
+        Ok(s) => Some(s),
+        Err(why) => {
+            report.add_hint(
+                v.span(),
+                key,
+                why,
+                Some("a password, `md5` and 32 hex digits, or `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>` as in pg_authid"),
+            );
+            None
+        }
+    }
+}
+
+/// Parses a password, an md5 hash or a SCRAM-SHA-256 secret.
+pub fn parse_secret(text: &str) -> Result<Secret, String> {
+    if let Some(rest) = text.strip_prefix("SCRAM-SHA-256$") {
+        let bad = || "this SCRAM-SHA-256 secret is not in pg_authid's form".to_string();
+        let (head, keys) = rest.split_once('$').ok_or_else(bad)?;
+        let (iterations, salt) = head.split_once(':').ok_or_else(bad)?;
+        let (stored, server) = keys.split_once(':').ok_or_else(bad)?;
+        let iterations: u32 = iterations.parse().map_err(|_| bad())?;
+        let salt = base64_decode(salt).ok_or_else(bad)?;
+        let key = |k: &str| -> Result<[u8; 32], String> {
+            base64_decode(k)
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(bad)
+        };
+        if iterations == 0 || salt.is_empty() {
+            return Err(bad());
+        }
+        return Ok(Secret::Scram {
+            iterations,
+            salt,
+            stored_key: key(stored)?,
+            server_key: key(server)?,
+        });
+    }
+    if let Some(hex) = text.strip_prefix("md5") {
+        if hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(Secret::Md5(text.to_ascii_lowercase()));
+        }
+    }
+    if text.is_empty() {
+        return Err("the password is empty".into());
+    }
+    Ok(Secret::Plain(text.to_string()))
+}
+
+/// Standard base64 (with padding), as SCRAM secrets are written.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim_end_matches('=');
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+/// Reads PgBouncer's `auth_file` (userlist.txt): one `"user" "secret"` per line, double quotes
+/// doubled inside a name or secret, other lines ignored as PgBouncer ignores them.
+fn auth_file(report: &mut Report<'_>, key: &str, v: &Value<'_>, path: &Path) -> Vec<DbUser> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            report.add(
+                v.span(),
+                key,
+                format!("cannot read {}: {e}", path.display()),
+            );
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with(';') || line.starts_with('#') {
+            continue;
+        }
+        let fields = quoted_fields(line);
+        match fields.as_slice() {
+            [user, secret, ..] => match parse_secret(secret) {
+                Ok(secret) => out.push(DbUser {
+                    name: user.clone(),
+                    secret,
+                }),
+                Err(why) => report.add(
+                    v.span(),
+                    key,
+                    format!("{}:{}: user \"{user}\": {why}", path.display(), n + 1),
+                ),
+            },
+            _ => report.add(
+                v.span(),
+                key,
+                format!(
+                    "{}:{}: expected \"user\" \"password\"",
+                    path.display(),
+                    n + 1
+                ),
+            ),
+        }
+    }
+    out
+}
+
+/// The double-quoted fields of a userlist line (`""` inside stands for `"`).
+fn quoted_fields(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '"' {
+            continue;
+        }
+        let mut field = String::new();
+        loop {
+            match chars.next() {
+                Some('"') if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    field.push('"');
+                }
+                Some('"') | None => break,
+                Some(c) => field.push(c),
+            }
+        }
+        out.push(field);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_as_pg_authid_writes_them() {
+        assert_eq!(
+            parse_secret("hunter2").unwrap(),
+            Secret::Plain("hunter2".into())
+        );
+        assert!(matches!(
+            parse_secret("md5a3556571e93b0d20722ba62be61e8c2d").unwrap(),
+            Secret::Md5(_)
+        ));
+        let s = parse_secret("SCRAM-SHA-256$4096:c2FsdHNhbHQ=$WdgDeNvIvjOQwS5zAOX4eI6QNAgNaa6VGz5zzNpcTaM=:Sqjr3kNgZo0E7iz0rbkWqAQ3rtVYjc2NTFZdnkU7CMU=").unwrap();
+        assert!(matches!(
+            s,
+            Secret::Scram {
+                iterations: 4096,
+                ..
+            }
+        ));
+        assert!(parse_secret("SCRAM-SHA-256$x:y$z").is_err());
+    }
+
+    #[test]
+    fn userlist_fields() {
+        assert_eq!(quoted_fields(r#""a""b" "p w""#), vec!["a\"b", "p w"]);
+    }
+}

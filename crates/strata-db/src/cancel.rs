@@ -1,0 +1,83 @@
+//! Cancel requests: each client gets a key of Strata's own; a cancel request with it goes,
+//! on a new connection, to the server connection that client holds now, whichever worker
+//! thread serves the client (PgBouncer is one thread; here the map is shared).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::proto;
+
+/// Where a client's queries run now: the server and its backend's key.
+type Target = Option<(SocketAddr, (u32, u32))>;
+
+/// A client's cancel key.
+pub struct CancelKey {
+    /// What the client was told is its backend process id.
+    pub pid: u32,
+    /// Its secret.
+    pub secret: u32,
+    target: Arc<Mutex<Target>>,
+}
+
+/// Every logged-in client's key and where its queries run.
+type Keys = HashMap<(u32, u32), Arc<Mutex<Target>>>;
+
+fn map() -> MutexGuard<'static, Keys> {
+    static MAP: OnceLock<Mutex<Keys>> = OnceLock::new();
+    MAP.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// A new, unique key for a client.
+pub fn register() -> CancelKey {
+    let target = Arc::new(Mutex::new(None));
+    let mut m = map();
+    loop {
+        let r = crate::auth::random::<8>();
+        let pid = u32::from_be_bytes([r[0], r[1], r[2], r[3]]) | 1;
+        let secret = u32::from_be_bytes([r[4], r[5], r[6], r[7]]);
+        if let std::collections::hash_map::Entry::Vacant(e) = m.entry((pid, secret)) {
+            e.insert(target.clone());
+            return CancelKey {
+                pid,
+                secret,
+                target,
+            };
+        }
+    }
+}
+
+/// Points the key at the server connection the client holds now (or at none).
+pub fn point(key: &CancelKey, target: Target) {
+    *key.target.lock().unwrap_or_else(|e| e.into_inner()) = target;
+}
+
+/// Forgets a key (its client is gone).
+pub fn unregister(key: &CancelKey) {
+    map().remove(&(key.pid, key.secret));
+}
+
+/// Passes a cancel request on to the server connection its key points at, if any.
+pub async fn forward(pid: u32, secret: u32) {
+    let target = map()
+        .get(&(pid, secret))
+        .and_then(|t| *t.lock().unwrap_or_else(|e| e.into_inner()));
+    let Some((addr, (server_pid, server_secret))) = target else {
+        tracing::debug!("cancel request for no running query");
+        return;
+    };
+    match TcpStream::connect(addr).await {
+        Ok(mut s) => {
+            let _ = s
+                .write_all(&proto::cancel_packet(server_pid, server_secret))
+                .await;
+            tracing::info!(server = %addr, "cancel request passed on");
+        }
+        Err(e) => tracing::warn!(server = %addr, "cancel request not passed on: {e}"),
+    }
+}

@@ -1,0 +1,722 @@
+//! One client connection: startup (SSL and GSS refused with 'N', cancel requests routed),
+//! authentication, then its messages relayed to a server connection that it holds for a
+//! transaction (or its session) and gives back clean.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, BytesMut};
+use strata_config::{AuthType, PoolMode, Secret};
+use strata_net::Admitted;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{self, ScramServer};
+use crate::cancel::{self, CancelKey};
+use crate::pool::{Lease, Pool};
+use crate::proto::{self, ProtoError, Sqlstate, Startup};
+use crate::DatabaseService;
+
+/// Bytes buffered toward one side before the other side is no longer read.
+const HIGH_WATER: usize = 256 * 1024;
+/// How long a connection whose client left may take to finish what it was doing.
+const CLEANUP: Duration = Duration::from_secs(10);
+
+/// Parameters a client sets that the pooler carries to each server connection it gets.
+const CARRIED: &[&str] = &[
+    "client_encoding",
+    "DateStyle",
+    "TimeZone",
+    "IntervalStyle",
+    "application_name",
+    "search_path",
+    "extra_float_digits",
+    "standard_conforming_strings",
+    "statement_timeout",
+    "lock_timeout",
+    "idle_in_transaction_session_timeout",
+];
+
+/// Why a client connection ended early.
+#[derive(Debug, thiserror::Error)]
+enum ClientError {
+    #[error("client: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("client sent bytes that are not the protocol: {0}")]
+    Protocol(#[from] ProtoError),
+    #[error("client left during startup")]
+    Gone,
+}
+
+/// Serves one client connection to its end.
+pub(crate) async fn serve(
+    svc: Arc<DatabaseService>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    _admitted: Admitted,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = BytesMut::with_capacity(4096);
+    let params = match startup(&mut stream, &mut buf).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return,
+        Err(e) => {
+            let mut out = BytesMut::new();
+            proto::put_error(&mut out, true, Sqlstate::PROTOCOL, &e.to_string());
+            let _ = stream.write_all(&out).await;
+            tracing::debug!(listener = %svc.name, %peer, "startup: {e}");
+            return;
+        }
+    };
+    let user = params
+        .iter()
+        .find(|(k, _)| k == "user")
+        .map(|(_, v)| v.clone());
+    let Some(user) = user else {
+        return refuse(
+            &mut stream,
+            Sqlstate::INVALID_AUTHORIZATION,
+            "no user in the startup packet",
+        )
+        .await;
+    };
+    let database = params
+        .iter()
+        .find(|(k, _)| k == "database")
+        .map_or_else(|| user.clone(), |(_, v)| v.clone());
+    if params.iter().any(|(k, _)| k == "replication") {
+        return refuse(
+            &mut stream,
+            Sqlstate::FEATURE_NOT_SUPPORTED,
+            "replication connections are not pooled",
+        )
+        .await;
+    }
+    let config = svc.config();
+    let Some(secret) = config
+        .users
+        .iter()
+        .find(|u| u.name == user)
+        .map(|u| u.secret.clone())
+    else {
+        if config.auth_type != AuthType::Trust {
+            svc.stats.auth_failures.inc();
+            tracing::info!(listener = %svc.name, %peer, %user, "login refused: no such user");
+            // the same answer as a wrong password: which users exist is not told
+            return refuse(
+                &mut stream,
+                Sqlstate::INVALID_PASSWORD,
+                &format!("password authentication failed for user \"{user}\""),
+            )
+            .await;
+        }
+        return refuse(
+            &mut stream,
+            Sqlstate::INVALID_AUTHORIZATION,
+            &format!("no user \"{user}\" is configured"),
+        )
+        .await;
+    };
+    match authenticate(
+        &svc,
+        &mut stream,
+        &mut buf,
+        config.auth_type,
+        &user,
+        &secret,
+    )
+    .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            svc.stats.auth_failures.inc();
+            tracing::info!(listener = %svc.name, %peer, %user, "login refused: wrong password");
+            return refuse(
+                &mut stream,
+                Sqlstate::INVALID_PASSWORD,
+                &format!("password authentication failed for user \"{user}\""),
+            )
+            .await;
+        }
+        Err(e) => {
+            tracing::debug!(listener = %svc.name, %peer, "authentication: {e}");
+            return;
+        }
+    }
+    let pool = svc.pool(&user, &database);
+    let mut wanted: HashMap<String, String> = HashMap::new();
+    for (k, v) in &params {
+        match k.as_str() {
+            "user" | "database" => {}
+            "options" => {
+                for (k, v) in options(v) {
+                    wanted.insert(k, v);
+                }
+            }
+            _ => {
+                wanted.insert(canonical(k), v.clone());
+            }
+        }
+    }
+    // The welcome needs a server's parameters: the first client of a pool logs in to one.
+    let welcome = pool
+        .welcome
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let welcome = match welcome {
+        Some(w) => w,
+        None => match svc.acquire(&pool).await {
+            Ok(lease) => {
+                let w = lease.conn.params.clone();
+                lease.release();
+                w
+            }
+            Err(e) => {
+                tracing::warn!(listener = %svc.name, %user, %database, "no server for a new client: {e}");
+                return refuse(
+                    &mut stream,
+                    Sqlstate::CANNOT_CONNECT_NOW,
+                    &format!("no server available: {e}"),
+                )
+                .await;
+            }
+        },
+    };
+    // What the client did not ask for it gets as the server's default: a connection another
+    // client changed (SET TimeZone ...) is set back before this one uses it.
+    for (k, v) in &welcome {
+        if CARRIED.contains(&k.as_str()) {
+            wanted.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    let key = cancel::register();
+    let mut out = BytesMut::new();
+    proto::put(&mut out, b'R', |b| b.put_u32(0));
+    let mut shown: Vec<(&String, &String)> = welcome.iter().collect();
+    shown.sort();
+    for (k, v) in shown {
+        let v = wanted.get(k).unwrap_or(v);
+        proto::put(&mut out, b'S', |b| {
+            proto::put_cstr(b, k);
+            proto::put_cstr(b, v);
+        });
+    }
+    proto::put(&mut out, b'K', |b| {
+        b.put_u32(key.pid);
+        b.put_u32(key.secret);
+    });
+    proto::put(&mut out, b'Z', |b| b.put_u8(b'I'));
+    if stream.write_all(&out).await.is_err() {
+        return;
+    }
+    let mut session = Session {
+        svc: svc.clone(),
+        pool,
+        client: stream,
+        cbuf: buf,
+        to_server: BytesMut::new(),
+        to_client: BytesMut::new(),
+        server: None,
+        wanted,
+        pending: 0,
+        unsynced: false,
+        copy_in: false,
+        status: b'I',
+        key,
+        mode: config.pool_mode,
+        closing: false,
+    };
+    svc.stats.clients.inc();
+    let end = session.run(&shutdown).await;
+    svc.stats.clients.dec();
+    if let Err(e) = &end {
+        tracing::debug!(listener = %svc.name, %peer, "client ended: {e}");
+    }
+    session.finish().await;
+}
+
+async fn refuse(stream: &mut TcpStream, code: Sqlstate, message: &str) {
+    let mut out = BytesMut::new();
+    proto::put_error(&mut out, true, code, message);
+    let _ = stream.write_all(&out).await;
+}
+
+/// Reads startup packets until protocol 3.0 parameters: SSL and GSS are refused with 'N' (the
+/// client may go on in clear), a cancel request is passed on and the connection closed.
+async fn startup(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<Option<Vec<(String, String)>>, ClientError> {
+    loop {
+        match proto::startup(buf)? {
+            Some(Startup::Params(p)) => return Ok(Some(p)),
+            Some(Startup::Ssl) | Some(Startup::Gss) => stream.write_all(b"N").await?,
+            Some(Startup::Cancel { pid, secret }) => {
+                cancel::forward(pid, secret).await;
+                return Ok(None);
+            }
+            None => {
+                if stream.read_buf(buf).await? == 0 {
+                    return Err(ClientError::Gone);
+                }
+            }
+        }
+    }
+}
+
+/// Reads one tagged message from the client during authentication.
+async fn read_message(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<(u8, BytesMut), ClientError> {
+    loop {
+        if let Some(m) = proto::message(buf)? {
+            return Ok(m);
+        }
+        if stream.read_buf(buf).await? == 0 {
+            return Err(ClientError::Gone);
+        }
+    }
+}
+
+/// Asks the client for its password the way `auth_type` and its secret allow; Ok(false) for
+/// a wrong one.
+async fn authenticate(
+    svc: &DatabaseService,
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    auth_type: AuthType,
+    user: &str,
+    secret: &Secret,
+) -> Result<bool, ClientError> {
+    let use_md5 = match (auth_type, secret) {
+        (AuthType::Trust, _) => return Ok(true),
+        (AuthType::Md5, Secret::Plain(_) | Secret::Md5(_)) => true,
+        (_, Secret::Md5(_)) => {
+            // PostgreSQL does the same: an md5 hash can't answer SCRAM
+            true
+        }
+        _ => false,
+    };
+    let mut out = BytesMut::new();
+    if use_md5 {
+        let salt = auth::random::<4>();
+        proto::put(&mut out, b'R', |b| {
+            b.put_u32(5);
+            b.put_slice(&salt);
+        });
+        stream.write_all(&out).await?;
+        let (tag, mut body) = read_message(stream, buf).await?;
+        if tag != b'p' {
+            return Err(ProtoError::Malformed("PasswordMessage").into());
+        }
+        let answer = proto::cstr(&mut body, "PasswordMessage")?;
+        return Ok(auth::md5_check(secret, user, salt, &answer));
+    }
+    let Some(keys) = svc.scram_keys(user, secret) else {
+        return Ok(false);
+    };
+    proto::put(&mut out, b'R', |b| {
+        b.put_u32(10);
+        proto::put_cstr(b, "SCRAM-SHA-256");
+        b.put_u8(0);
+    });
+    stream.write_all(&out).await?;
+    let (tag, mut body) = read_message(stream, buf).await?;
+    if tag != b'p' {
+        return Err(ProtoError::Malformed("SASLInitialResponse").into());
+    }
+    let mechanism = proto::cstr(&mut body, "SASLInitialResponse")?;
+    if mechanism != "SCRAM-SHA-256" || body.len() < 4 {
+        return Ok(false);
+    }
+    let len = body.get_i32();
+    if len < 0 || len as usize != body.len() {
+        return Err(ProtoError::Malformed("SASLInitialResponse").into());
+    }
+    let client_first = String::from_utf8_lossy(&body).into_owned();
+    let (server, server_first) = match ScramServer::start(keys, &client_first) {
+        Ok(s) => s,
+        Err(_) => return Ok(false),
+    };
+    out.clear();
+    proto::put(&mut out, b'R', |b| {
+        b.put_u32(11);
+        b.put_slice(server_first.as_bytes());
+    });
+    stream.write_all(&out).await?;
+    let (tag, body) = read_message(stream, buf).await?;
+    if tag != b'p' {
+        return Err(ProtoError::Malformed("SASLResponse").into());
+    }
+    match server.finish(&String::from_utf8_lossy(&body)) {
+        Ok((server_final, client_key)) => {
+            svc.learned_client_key(user, secret, client_key);
+            out.clear();
+            proto::put(&mut out, b'R', |b| {
+                b.put_u32(12);
+                b.put_slice(server_final.as_bytes());
+            });
+            stream.write_all(&out).await?;
+            Ok(true)
+        }
+        Err(_) => Ok(false),
+    }
+}
+
+/// `-c name=value` pairs of the `options` startup parameter.
+fn options(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut words = text.split_whitespace();
+    while let Some(w) = words.next() {
+        let pair = if w == "-c" {
+            words.next()
+        } else {
+            w.strip_prefix("-c").or_else(|| w.strip_prefix("--"))
+        };
+        if let Some((k, v)) = pair.and_then(|p| p.split_once('=')) {
+            out.push((canonical(&k.replace('-', "_")), v.to_string()));
+        }
+    }
+    out
+}
+
+/// Parameter names as the server reports them (`datestyle` is `DateStyle`).
+fn canonical(name: &str) -> String {
+    CARRIED
+        .iter()
+        .find(|c| c.eq_ignore_ascii_case(name))
+        .map_or_else(|| name.to_string(), |c| c.to_string())
+}
+
+/// A value as a SQL string literal.
+fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// A logged-in client and the server connection it holds, if any.
+struct Session {
+    svc: Arc<DatabaseService>,
+    pool: Arc<Pool>,
+    client: TcpStream,
+    cbuf: BytesMut,
+    to_server: BytesMut,
+    to_client: BytesMut,
+    server: Option<Lease>,
+    /// The parameters the client asked for (startup, `options`, and what the servers reported
+    /// it set).
+    wanted: HashMap<String, String>,
+    /// Queries and Syncs sent whose ReadyForQuery has not come back.
+    pending: u32,
+    /// Extended-protocol messages sent since the last Sync.
+    unsynced: bool,
+    /// The server is in COPY FROM STDIN.
+    copy_in: bool,
+    /// The last ReadyForQuery's transaction status.
+    status: u8,
+    key: CancelKey,
+    mode: PoolMode,
+    /// A FATAL is on its way to the client; the session ends once it is written.
+    closing: bool,
+}
+
+impl Session {
+    async fn run(&mut self, shutdown: &CancellationToken) -> Result<(), ClientError> {
+        loop {
+            if self.closing && self.to_client.is_empty() {
+                return Ok(());
+            }
+            // a client with no transaction open leaves when the node drains
+            let idle = self.server.is_none() && self.to_client.is_empty();
+            tokio::select! {
+                _ = shutdown.cancelled(), if idle => {
+                    refuse(&mut self.client, Sqlstate::CANNOT_CONNECT_NOW, "the pooler is shutting down").await;
+                    return Ok(());
+                }
+                r = self.client.readable(), if self.to_server.len() < HIGH_WATER && !self.closing => {
+                    r?;
+                    match self.client.try_read_buf(&mut self.cbuf) {
+                        Ok(0) => return Ok(()),
+                        Ok(_) => {
+                            if !self.client_sent().await? {
+                                return Ok(());
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                r = self.client.writable(), if !self.to_client.is_empty() => {
+                    r?;
+                    match self.client.try_write(&self.to_client) {
+                        Ok(n) => self.to_client.advance(n),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                r = readable(&self.server), if self.server.is_some() && self.to_client.len() < HIGH_WATER => {
+                    if r.is_err() || !self.server_sent() {
+                        self.server_lost();
+                    }
+                }
+                r = writable(&self.server), if self.server.is_some() && !self.to_server.is_empty() => {
+                    let lease = self.server.as_mut().expect("attached");
+                    let written = r.and_then(|_| lease.conn.stream.try_write(&self.to_server));
+                    match written {
+                        Ok(n) => self.to_server.advance(n),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => self.server_lost(),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles the whole messages the client has sent; false when it said Terminate.
+    async fn client_sent(&mut self) -> Result<bool, ClientError> {
+        while let Some(total) = proto::message_len(&self.cbuf)? {
+            let tag = self.cbuf[0];
+            if tag == b'X' {
+                self.cbuf.advance(total);
+                return Ok(false);
+            }
+            if self.server.is_none() && !self.attach().await {
+                // the client got an error: what it sent is dropped up to its next Sync
+                self.cbuf.advance(total);
+                continue;
+            }
+            match tag {
+                b'Q' | b'F' => self.pending += 1,
+                b'S' => {
+                    self.pending += 1;
+                    self.unsynced = false;
+                }
+                b'P' | b'B' | b'D' | b'E' | b'C' | b'H' => self.unsynced = true,
+                b'c' | b'f' => self.copy_in = false,
+                _ => {}
+            }
+            self.to_server.extend_from_slice(&self.cbuf[..total]);
+            self.cbuf.advance(total);
+        }
+        Ok(true)
+    }
+
+    /// Gets a server connection with the client's parameters; on failure tells the client.
+    async fn attach(&mut self) -> bool {
+        let lease = match self.svc.acquire(&self.pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                self.svc.stats.wait_timeouts.inc();
+                tracing::warn!(listener = %self.svc.name, user = %self.pool.user, "{e}");
+                proto::put_error(
+                    &mut self.to_client,
+                    false,
+                    Sqlstate::CANNOT_CONNECT_NOW,
+                    &e.to_string(),
+                );
+                proto::put(&mut self.to_client, b'Z', |b| b.put_u8(b'I'));
+                return false;
+            }
+        };
+        let mut lease = lease;
+        let sets: Vec<String> = self
+            .wanted
+            .iter()
+            .filter(|(k, v)| CARRIED.contains(&k.as_str()) && lease.conn.params.get(*k) != Some(v))
+            .map(|(k, v)| format!("SET {k} = {}", literal(v)))
+            .collect();
+        if !sets.is_empty() {
+            match lease.conn.run(&sets.join("; ")).await {
+                Ok(_) => {
+                    for (k, v) in &self.wanted {
+                        if CARRIED.contains(&k.as_str()) {
+                            lease.conn.params.insert(k.clone(), v.clone());
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(listener = %self.svc.name, "carrying the client's parameters failed: {e}");
+                    lease.close();
+                    proto::put_error(
+                        &mut self.to_client,
+                        false,
+                        Sqlstate::CONNECTION_FAILURE,
+                        &format!("could not set the session's parameters: {e}"),
+                    );
+                    proto::put(&mut self.to_client, b'Z', |b| b.put_u8(b'I'));
+                    return false;
+                }
+            }
+        }
+        cancel::point(&self.key, Some((lease.conn.addr, lease.conn.key)));
+        self.server = Some(lease);
+        true
+    }
+
+    /// Handles what the server has sent; false when it closed or broke the protocol.
+    fn server_sent(&mut self) -> bool {
+        let lease = self.server.as_mut().expect("attached");
+        match lease.conn.stream.try_read_buf(&mut lease.conn.buf) {
+            Ok(0) => return false,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(_) => return false,
+        }
+        loop {
+            let total = match proto::message_len(&lease.conn.buf) {
+                Ok(Some(t)) => t,
+                Ok(None) => break,
+                Err(_) => return false,
+            };
+            let tag = lease.conn.buf[0];
+            match tag {
+                b'Z' => {
+                    self.pending = self.pending.saturating_sub(1);
+                    self.status = lease.conn.buf.get(5).copied().unwrap_or(b'I');
+                }
+                b'S' => {
+                    let mut body = BytesMut::from(&lease.conn.buf[5..total]);
+                    if let (Ok(k), Ok(v)) = (
+                        proto::cstr(&mut body, "ParameterStatus"),
+                        proto::cstr(&mut body, "ParameterStatus"),
+                    ) {
+                        self.wanted.insert(k.clone(), v.clone());
+                        lease.conn.params.insert(k, v);
+                    }
+                }
+                b'G' => self.copy_in = true,
+                _ => {}
+            }
+            self.to_client.extend_from_slice(&lease.conn.buf[..total]);
+            lease.conn.buf.advance(total);
+        }
+        if self.mode == PoolMode::Transaction && self.clean() {
+            self.detach();
+        }
+        true
+    }
+
+    /// Nothing in flight and no transaction open: the connection can serve another client.
+    fn clean(&self) -> bool {
+        self.pending == 0
+            && !self.unsynced
+            && !self.copy_in
+            && self.status == b'I'
+            && self.to_server.is_empty()
+            && self.server.as_ref().is_some_and(|l| l.conn.buf.is_empty())
+    }
+
+    fn detach(&mut self) {
+        if let Some(lease) = self.server.take() {
+            cancel::point(&self.key, None);
+            lease.release();
+        }
+    }
+
+    /// The server connection broke while the client held it: the client's transaction is
+    /// lost, and the client is told so and closed (the next connection gets a healthy one).
+    fn server_lost(&mut self) {
+        if let Some(lease) = self.server.take() {
+            cancel::point(&self.key, None);
+            tracing::warn!(listener = %self.svc.name, server = %lease.conn.addr, "server connection lost in a transaction");
+            lease.close();
+        }
+        proto::put_error(
+            &mut self.to_client,
+            true,
+            Sqlstate::CONNECTION_FAILURE,
+            "the server connection was lost",
+        );
+        self.pending = 0;
+        self.unsynced = false;
+        self.copy_in = false;
+        self.status = b'I';
+        self.to_server.clear();
+        // a FATAL ends the session once it has reached the client
+        self.closing = true;
+    }
+
+    /// The client is gone: its server connection, if any, goes back to the pool only once it
+    /// is clean (what was in flight read to its end, an open transaction rolled back, and in
+    /// session mode the session reset); otherwise it is closed.
+    async fn finish(&mut self) {
+        cancel::unregister(&self.key);
+        let Some(mut lease) = self.server.take() else {
+            return;
+        };
+        let mode = self.mode;
+        let (mut pending, unsynced, copy_in, status) =
+            (self.pending, self.unsynced, self.copy_in, self.status);
+        let to_server = std::mem::take(&mut self.to_server);
+        let name = self.svc.name.clone();
+        tokio::spawn(async move {
+            let cleaned = tokio::time::timeout(CLEANUP, async {
+                let mut out = to_server;
+                if copy_in {
+                    proto::put(&mut out, b'f', |b| {
+                        proto::put_cstr(b, "client disconnected")
+                    });
+                }
+                if unsynced {
+                    proto::put(&mut out, b'S', |_| {});
+                    pending += 1;
+                }
+                lease.conn.write(&out).await?;
+                let mut status = status;
+                while pending > 0 {
+                    let (tag, body) = lease.conn.read().await?;
+                    match tag {
+                        b'Z' => {
+                            pending -= 1;
+                            status = body.first().copied().unwrap_or(b'I');
+                        }
+                        b'G' => {
+                            let mut fail = BytesMut::new();
+                            proto::put(&mut fail, b'f', |b| {
+                                proto::put_cstr(b, "client disconnected")
+                            });
+                            lease.conn.write(&fail).await?;
+                        }
+                        _ => {}
+                    }
+                }
+                if status != b'I' {
+                    lease.conn.run("ROLLBACK").await?;
+                }
+                if mode == PoolMode::Session {
+                    lease.conn.run("DISCARD ALL").await?;
+                    lease.conn.params.clear();
+                }
+                Ok::<_, crate::server::ServerError>(())
+            })
+            .await;
+            match cleaned {
+                Ok(Ok(())) if lease.conn.buf.is_empty() => lease.release(),
+                Ok(Err(e)) => {
+                    tracing::debug!(listener = %name, "closing a server connection its client left dirty: {e}");
+                    lease.close();
+                }
+                _ => lease.close(),
+            }
+        });
+    }
+}
+
+async fn readable(server: &Option<Lease>) -> std::io::Result<()> {
+    match server {
+        Some(l) => l.conn.stream.readable().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn writable(server: &Option<Lease>) -> std::io::Result<()> {
+    match server {
+        Some(l) => l.conn.stream.writable().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,433 @@
+//! The database layer: a PostgreSQL pooler (PgBouncer's place) that follows the primary.
+//!
+//! Clients log in to Strata (SCRAM-SHA-256, md5 or trust, users from the config or PgBouncer's
+//! userlist); each gets a server connection from a pool per (user, database, server) for a
+//! transaction (`pool_mode = "transaction"`) or its whole session, with its parameters carried
+//! over, and gives it back clean. Writes go to whichever server answers
+//! `pg_is_in_recovery() = false` ([`health`]).
+
+pub mod auth;
+mod cancel;
+mod client;
+pub mod health;
+pub mod pool;
+pub mod proto;
+pub mod server;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use arc_swap::ArcSwap;
+use serde_json::{json, Value};
+use strata_config::{DatabaseListener, PoolMode, Secret};
+use strata_layer::BackendAction;
+use strata_metrics::{Counter, Gauge, MetricsWriter};
+use strata_net::accept_loop;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use auth::{Credential, ScramKeys};
+use health::Roles;
+use pool::{AcquireError, Lease, Limits, Pool};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Counters of one listener.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Client connections accepted.
+    pub connections: Counter,
+    /// Clients logged in now.
+    pub clients: Gauge,
+    /// Logins refused for a wrong password or an unknown user.
+    pub auth_failures: Counter,
+    /// Clients told no server connection could be had (wait timeout or server down).
+    pub wait_timeouts: Counter,
+}
+
+/// One generation of a listener's settings.
+struct Site {
+    config: DatabaseListener,
+    conn_limit: Arc<Semaphore>,
+    roles: Arc<Roles>,
+}
+
+/// One `[[database]]` listener.
+pub struct DatabaseService {
+    /// The listener's name.
+    pub name: String,
+    site: ArcSwap<Site>,
+    pools: Mutex<HashMap<(String, String), Arc<Pool>>>,
+    /// What Strata logs in to servers with, per user (a SCRAM user's client key is learned
+    /// from its clients).
+    credentials: Mutex<HashMap<String, Credential>>,
+    /// SCRAM keys made once from plain passwords, per user.
+    scram: Mutex<HashMap<String, (Secret, ScramKeys)>>,
+    /// The listener's counters.
+    pub stats: Stats,
+    checks: Mutex<CancellationToken>,
+}
+
+impl DatabaseService {
+    /// The listener's state for `config`; [`DatabaseService::start_checks`] starts the role
+    /// checks.
+    pub fn new(config: &DatabaseListener) -> Arc<DatabaseService> {
+        let svc = Arc::new(DatabaseService {
+            name: config.name.clone(),
+            site: ArcSwap::from_pointee(Site {
+                config: config.clone(),
+                conn_limit: Arc::new(Semaphore::new(config.max_client_connections as usize)),
+                roles: Arc::new(Roles::new(config, None)),
+            }),
+            pools: Mutex::new(HashMap::new()),
+            credentials: Mutex::new(HashMap::new()),
+            scram: Mutex::new(HashMap::new()),
+            stats: Stats::default(),
+            checks: Mutex::new(CancellationToken::new()),
+        });
+        svc.set_credentials(config);
+        svc
+    }
+
+    fn set_credentials(&self, config: &DatabaseListener) {
+        let mut creds = lock(&self.credentials);
+        let old = std::mem::take(&mut *creds);
+        for u in &config.users {
+            let fresh = Credential::of(&u.secret);
+            // a SCRAM user keeps the client key learned, as long as its secret is the same
+            let kept = match (old.get(&u.name), &fresh) {
+                (Some(Credential::Scram(k, Some(ck))), Credential::Scram(nk, None)) if k == nk => {
+                    Credential::Scram(k.clone(), Some(*ck))
+                }
+                _ => fresh,
+            };
+            creds.insert(u.name.clone(), kept);
+        }
+    }
+
+    /// The settings it serves with now.
+    pub fn config(&self) -> DatabaseListener {
+        self.site.load().config.clone()
+    }
+
+    /// The servers' roles.
+    pub fn roles(&self) -> Arc<Roles> {
+        self.site.load().roles.clone()
+    }
+
+    /// Starts asking the servers for their roles.
+    pub fn start_checks(self: &Arc<Self>) {
+        let token = lock(&self.checks).clone();
+        tokio::spawn(health::run(self.clone(), token));
+    }
+
+    /// Stops the role checks.
+    pub fn stop_checks(&self) {
+        lock(&self.checks).cancel();
+    }
+
+    /// Swaps in new settings: clients stay connected, pools stay (a changed `pool_size`
+    /// applies to pools made from now on), servers that stay keep their roles.
+    pub fn reload(&self, config: &DatabaseListener) {
+        let old = self.site.load();
+        let conn_limit = if old.config.max_client_connections == config.max_client_connections {
+            old.conn_limit.clone()
+        } else {
+            Arc::new(Semaphore::new(config.max_client_connections as usize))
+        };
+        self.site.store(Arc::new(Site {
+            config: config.clone(),
+            conn_limit,
+            roles: Arc::new(Roles::new(config, Some(&old.roles))),
+        }));
+        self.set_credentials(config);
+        lock(&self.scram).clear();
+    }
+
+    /// The pool of (user, database), made on first use.
+    fn pool(&self, user: &str, database: &str) -> Arc<Pool> {
+        lock(&self.pools)
+            .entry((user.to_string(), database.to_string()))
+            .or_insert_with(|| Arc::new(Pool::new(user, database)))
+            .clone()
+    }
+
+    /// A server connection of `pool` on the primary.
+    async fn acquire(&self, pool: &Pool) -> Result<Lease, AcquireError> {
+        let site = self.site.load_full();
+        let Some(primary) = site.roles.primary() else {
+            return Err(AcquireError::NoPrimary);
+        };
+        let credential = lock(&self.credentials)
+            .get(&pool.user)
+            .cloned()
+            .ok_or(AcquireError::NoPrimary)?;
+        let limits = Limits {
+            pool_size: site.config.pool_size,
+            wait: site.config.query_wait_timeout,
+            connect: site.config.connect_timeout,
+            idle: site.config.server_idle_timeout,
+        };
+        let r = pool.acquire(primary, &credential, limits).await;
+        if let Err(AcquireError::Server(e @ server::ServerError::Io { .. }))
+        | Err(AcquireError::Server(e @ server::ServerError::Timeout(_))) = &r
+        {
+            if site.roles.set(
+                primary,
+                health::Role::Down,
+                e.to_string(),
+                site.config.ban_time,
+            ) {
+                self.close_idle_except(site.roles.primary());
+            }
+        }
+        r
+    }
+
+    /// The SCRAM keys a client of `user` is checked against (made once from a password).
+    fn scram_keys(&self, user: &str, secret: &Secret) -> Option<ScramKeys> {
+        if let Secret::Plain(_) = secret {
+            let mut cache = lock(&self.scram);
+            if let Some((s, keys)) = cache.get(user) {
+                if s == secret {
+                    return Some(keys.clone());
+                }
+            }
+            let keys = ScramKeys::for_secret(secret)?;
+            cache.insert(user.to_string(), (secret.clone(), keys.clone()));
+            return Some(keys);
+        }
+        ScramKeys::for_secret(secret)
+    }
+
+    /// A client of `user` proved itself with this client key: for a user stored as a SCRAM
+    /// secret, it is what Strata logs in to the servers with.
+    fn learned_client_key(&self, user: &str, secret: &Secret, client_key: [u8; 32]) {
+        if let Secret::Scram { .. } = secret {
+            if let Some(Credential::Scram(_, key)) = lock(&self.credentials).get_mut(user) {
+                *key = Some(client_key);
+            }
+        }
+    }
+
+    /// Closes the idle connections of every pool to servers other than `keep`.
+    fn close_idle_except(&self, keep: Option<SocketAddr>) {
+        for pool in lock(&self.pools).values() {
+            for sp in pool.servers() {
+                if Some(sp.addr) != keep {
+                    sp.close_idle();
+                }
+            }
+        }
+    }
+
+    /// Whether writes have somewhere to go.
+    pub fn serving(&self) -> bool {
+        self.roles().primary().is_some()
+    }
+
+    /// The listener, its servers with their roles, and its pools (PgBouncer's SHOW POOLS).
+    pub fn status(&self) -> Value {
+        let config = self.config();
+        let pools: Vec<Value> = {
+            let mut all: Vec<Arc<Pool>> = lock(&self.pools).values().cloned().collect();
+            all.sort_by(|a, b| (&a.user, &a.database).cmp(&(&b.user, &b.database)));
+            all.iter()
+                .flat_map(|p| {
+                    p.servers().into_iter().map(move |sp| {
+                        json!({
+                            "user": p.user,
+                            "database": p.database,
+                            "server": sp.addr.to_string(),
+                            "server_in_use": sp.in_use.get(),
+                            "server_idle": sp.idle(),
+                            "clients_waiting": sp.waiting.get(),
+                        })
+                    })
+                })
+                .collect()
+        };
+        json!({
+            "name": self.name,
+            "listen": config.listen.to_string(),
+            "pool_mode": match config.pool_mode { PoolMode::Transaction => "transaction", PoolMode::Session => "session" },
+            "pool_size": config.pool_size,
+            "clients": self.stats.clients.get(),
+            "primary": self.roles().primary().map(|a| a.to_string()),
+            "servers": self.roles().status(),
+            "pools": pools,
+        })
+    }
+
+    /// Writes the listener's metrics.
+    pub fn metrics(&self, w: &mut MetricsWriter) {
+        let l = [("listener", self.name.as_str())];
+        w.counter(
+            "strata_db_connections_total",
+            "Client connections accepted by each database listener.",
+            &l,
+            self.stats.connections.get(),
+        );
+        w.gauge(
+            "strata_db_clients",
+            "Clients logged in to each database listener now.",
+            &l,
+            self.stats.clients.get() as f64,
+        );
+        w.counter(
+            "strata_db_auth_failures_total",
+            "Logins refused for a wrong password or an unknown user.",
+            &l,
+            self.stats.auth_failures.get(),
+        );
+        w.counter(
+            "strata_db_no_server_total",
+            "Clients told no server connection could be had (wait timeout, server down).",
+            &l,
+            self.stats.wait_timeouts.get(),
+        );
+        for s in self.roles().all() {
+            let addr = s.addr.to_string();
+            for role in [
+                health::Role::Primary,
+                health::Role::Replica,
+                health::Role::Unknown,
+                health::Role::Down,
+            ] {
+                w.gauge(
+                    "strata_db_server_role",
+                    "1 for each database server's role (primary, replica, unknown, down).",
+                    &[
+                        ("listener", self.name.as_str()),
+                        ("server", addr.as_str()),
+                        ("role", role_name(role)),
+                    ],
+                    f64::from(u8::from(s.role == role)),
+                );
+            }
+        }
+        for p in lock(&self.pools).values() {
+            for sp in p.servers() {
+                let addr = sp.addr.to_string();
+                let labels = [
+                    ("listener", self.name.as_str()),
+                    ("user", p.user.as_str()),
+                    ("database", p.database.as_str()),
+                    ("server", addr.as_str()),
+                ];
+                w.gauge(
+                    "strata_db_server_connections_in_use",
+                    "Server connections handed to clients, per pool and server.",
+                    &labels,
+                    sp.in_use.get() as f64,
+                );
+                w.gauge(
+                    "strata_db_server_connections_idle",
+                    "Server connections idle in the pool, per pool and server.",
+                    &labels,
+                    sp.idle() as f64,
+                );
+                w.gauge(
+                    "strata_db_clients_waiting",
+                    "Clients waiting for a server connection, per pool and server.",
+                    &labels,
+                    sp.waiting.get() as f64,
+                );
+            }
+        }
+    }
+}
+
+fn role_name(r: health::Role) -> &'static str {
+    match r {
+        health::Role::Primary => "primary",
+        health::Role::Replica => "replica",
+        health::Role::Unknown => "unknown",
+        health::Role::Down => "down",
+    }
+}
+
+impl strata_metrics::CountsOpen for DatabaseService {
+    fn open_gauge(&self) -> &Gauge {
+        &self.stats.clients
+    }
+}
+
+impl strata_layer::Service for DatabaseService {
+    type Config = DatabaseListener;
+    type Error = std::convert::Infallible;
+    const LAYER: &'static str = "database";
+
+    fn sections(config: &strata_config::Config) -> &[DatabaseListener] {
+        &config.database
+    }
+    fn name(config: &DatabaseListener) -> &str {
+        &config.name
+    }
+    fn listen(config: &DatabaseListener) -> SocketAddr {
+        config.listen
+    }
+    fn scheme(_config: &DatabaseListener) -> &'static str {
+        "postgres"
+    }
+    fn start(config: &DatabaseListener) -> Result<Arc<Self>, Self::Error> {
+        let svc = DatabaseService::new(config);
+        svc.start_checks();
+        Ok(svc)
+    }
+    fn reload(&self, config: &DatabaseListener) -> Result<(), Self::Error> {
+        DatabaseService::reload(self, config);
+        Ok(())
+    }
+    fn stop(&self) {
+        self.stop_checks();
+    }
+    fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        stop: CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        serve(self, listener, stop)
+    }
+    fn status(&self) -> Value {
+        DatabaseService::status(self)
+    }
+    fn metrics(&self, w: &mut MetricsWriter) {
+        DatabaseService::metrics(self, w)
+    }
+    fn backend_action(&self, _backend: &str, _action: BackendAction) -> Result<Value, String> {
+        Err("database servers are not drained through the admin API yet".into())
+    }
+    fn serving(&self) -> bool {
+        DatabaseService::serving(self)
+    }
+}
+
+/// Accepts until `shutdown`; clients outside a transaction are closed, the others finish it.
+pub async fn serve(svc: Arc<DatabaseService>, listener: TcpListener, shutdown: CancellationToken) {
+    let name = svc.name.clone();
+    let limit = || svc.site.load().conn_limit.clone();
+    accept_loop(
+        &name,
+        listener,
+        &shutdown,
+        limit,
+        |stream, peer, admitted| {
+            svc.stats.connections.inc();
+            tokio::spawn(client::serve(
+                svc.clone(),
+                stream,
+                peer,
+                admitted,
+                shutdown.clone(),
+            ));
+        },
+    )
+    .await
+    .finished()
+    .await;
+}

@@ -1,0 +1,199 @@
+//! Server connections pooled per (user, database, server): a fixed number of slots each, a
+//! wait for a slot bounded by `query_wait_timeout`, idle connections reused newest first.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use strata_metrics::Gauge;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::auth::Credential;
+use crate::server::{ServerConn, ServerError};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The connections of one (user, database) to one server.
+pub struct ServerPool {
+    /// The server.
+    pub addr: SocketAddr,
+    idle: Mutex<Vec<ServerConn>>,
+    slots: Arc<Semaphore>,
+    /// Connections handed to clients now.
+    pub in_use: Gauge,
+    /// Clients waiting for a slot.
+    pub waiting: Gauge,
+}
+
+impl ServerPool {
+    /// Connections idle in the pool now.
+    pub fn idle(&self) -> usize {
+        lock(&self.idle).len()
+    }
+
+    /// Closes every idle connection (the server's role changed, or it went away).
+    pub fn close_idle(&self) {
+        lock(&self.idle).clear();
+    }
+}
+
+/// The connections of one (user, database), per server.
+pub struct Pool {
+    /// The role name.
+    pub user: String,
+    /// The database name.
+    pub database: String,
+    servers: Mutex<HashMap<SocketAddr, Arc<ServerPool>>>,
+    /// What a server reported at login (server_version, encodings, ...), shown to clients as
+    /// they log in.
+    pub welcome: Mutex<Option<HashMap<String, String>>>,
+}
+
+/// A server connection handed to a client; [`Lease::release`] gives it back, dropping it
+/// closes it.
+pub struct Lease {
+    /// The connection.
+    pub conn: ServerConn,
+    pool: Arc<ServerPool>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Lease {
+    /// Gives a clean connection (idle, nothing in flight) back to the pool.
+    pub fn release(mut self) {
+        self.conn.idle_since = Instant::now();
+        self.pool.in_use.dec();
+        let Lease { conn, pool, _slot } = self;
+        lock(&pool.idle).push(conn);
+    }
+
+    /// Closes the connection (it is not known to be clean).
+    pub fn close(self) {
+        self.pool.in_use.dec();
+    }
+}
+
+/// Why no connection could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum AcquireError {
+    /// Every slot stayed taken for `query_wait_timeout`.
+    #[error("no server connection became free within query_wait_timeout ({0:?})")]
+    Timeout(Duration),
+    /// Connecting or logging in failed.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// No server is known to be the primary (all down, or none checked yet).
+    #[error("no server is known to be the primary")]
+    NoPrimary,
+}
+
+/// The limits a pool works within.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Slots per (user, database, server).
+    pub pool_size: u32,
+    /// How long a client waits for a slot.
+    pub wait: Duration,
+    /// Connecting and logging in.
+    pub connect: Duration,
+    /// An idle connection older than this is closed rather than reused.
+    pub idle: Duration,
+}
+
+impl Pool {
+    /// An empty pool for `user` on `database`.
+    pub fn new(user: &str, database: &str) -> Pool {
+        Pool {
+            user: user.to_string(),
+            database: database.to_string(),
+            servers: Mutex::new(HashMap::new()),
+            welcome: Mutex::new(None),
+        }
+    }
+
+    /// The pool of `addr`, made on first use.
+    pub fn server(&self, addr: SocketAddr, limits: Limits) -> Arc<ServerPool> {
+        lock(&self.servers)
+            .entry(addr)
+            .or_insert_with(|| {
+                Arc::new(ServerPool {
+                    addr,
+                    idle: Mutex::new(Vec::new()),
+                    slots: Arc::new(Semaphore::new(limits.pool_size as usize)),
+                    in_use: Gauge::default(),
+                    waiting: Gauge::default(),
+                })
+            })
+            .clone()
+    }
+
+    /// Every server pool, for status and metrics.
+    pub fn servers(&self) -> Vec<Arc<ServerPool>> {
+        let mut all: Vec<_> = lock(&self.servers).values().cloned().collect();
+        all.sort_by_key(|s| s.addr);
+        all
+    }
+
+    /// A connection to `addr`: an idle one that is still open, or a new one; waits for a slot
+    /// up to `limits.wait`.
+    pub async fn acquire(
+        &self,
+        addr: SocketAddr,
+        credential: &Credential,
+        limits: Limits,
+    ) -> Result<Lease, AcquireError> {
+        let pool = self.server(addr, limits);
+        pool.waiting.inc();
+        let slot = tokio::time::timeout(limits.wait, pool.slots.clone().acquire_owned()).await;
+        pool.waiting.dec();
+        let slot = match slot {
+            Ok(Ok(s)) => s,
+            _ => return Err(AcquireError::Timeout(limits.wait)),
+        };
+        let reused = {
+            let mut idle = lock(&pool.idle);
+            let mut found = None;
+            while let Some(conn) = idle.pop() {
+                if conn.idle_since.elapsed() < limits.idle && still_open(&conn) {
+                    found = Some(conn);
+                    break;
+                }
+            }
+            found
+        };
+        let conn = match reused {
+            Some(c) => c,
+            None => {
+                let conn = ServerConn::connect(
+                    addr,
+                    &self.user,
+                    &self.database,
+                    credential,
+                    limits.connect,
+                )
+                .await?;
+                let mut welcome = lock(&self.welcome);
+                if welcome.is_none() {
+                    *welcome = Some(conn.params.clone());
+                }
+                conn
+            }
+        };
+        pool.in_use.inc();
+        Ok(Lease {
+            conn,
+            pool,
+            _slot: slot,
+        })
+    }
+}
+
+/// An idle connection the server has closed (or written to: a FATAL before closing) is not
+/// handed out.
+fn still_open(conn: &ServerConn) -> bool {
+    let mut probe = [0u8; 1];
+    matches!(conn.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}

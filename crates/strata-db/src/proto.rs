@@ -1,0 +1,313 @@
+//! PostgreSQL protocol 3.0 framing: the untagged startup packets, tagged messages (one type
+//! byte, a length that counts itself), and the few messages the pooler writes itself.
+
+use bytes::{Buf, BufMut, BytesMut};
+
+/// The largest message accepted from either side (PostgreSQL's own MaxAllocSize).
+pub const MAX_MESSAGE: usize = 0x3fff_ffff;
+/// The largest startup packet accepted (PostgreSQL refuses more than 10,000 bytes).
+pub const MAX_STARTUP: usize = 10_000;
+
+/// Protocol 3.0.
+pub const PROTOCOL_3: u32 = 196_608;
+/// The request code of an SSLRequest.
+pub const SSL_REQUEST: u32 = 80_877_103;
+/// The request code of a GSSENCRequest.
+pub const GSSENC_REQUEST: u32 = 80_877_104;
+/// The request code of a CancelRequest.
+pub const CANCEL_REQUEST: u32 = 80_877_102;
+
+/// Why bytes are not the protocol.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtoError {
+    /// A length below the minimum (4, or 8 for a startup packet).
+    #[error("message length {0} is too short")]
+    ShortLength(usize),
+    /// A length above the limit.
+    #[error("message length {0} is over the limit")]
+    TooLong(usize),
+    /// A startup packet that is not protocol 3.0, SSL, GSS or cancel.
+    #[error("unsupported protocol {major}.{minor}")]
+    Protocol {
+        /// Major version.
+        major: u16,
+        /// Minor version.
+        minor: u16,
+    },
+    /// A startup packet whose parameters are not NUL-terminated pairs ending with a NUL.
+    #[error("malformed startup parameters")]
+    Startup,
+    /// A message body that does not hold what its type says.
+    #[error("malformed {0} message")]
+    Malformed(&'static str),
+}
+
+/// The first packet of a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Startup {
+    /// Asks for TLS.
+    Ssl,
+    /// Asks for GSSAPI encryption.
+    Gss,
+    /// Cancels the query of the backend with this key.
+    Cancel {
+        /// Backend process id.
+        pid: u32,
+        /// Its secret.
+        secret: u32,
+    },
+    /// Protocol 3.0, with its parameters in order (`user`, `database`, ...).
+    Params(Vec<(String, String)>),
+}
+
+/// Takes one startup packet off the front of `buf`, if all of it is there.
+pub fn startup(buf: &mut BytesMut) -> Result<Option<Startup>, ProtoError> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    if len < 8 {
+        return Err(ProtoError::ShortLength(len));
+    }
+    if len > MAX_STARTUP {
+        return Err(ProtoError::TooLong(len));
+    }
+    if buf.len() < len {
+        return Ok(None);
+    }
+    let mut packet = buf.split_to(len);
+    packet.advance(4);
+    let code = packet.get_u32();
+    match code {
+        SSL_REQUEST if packet.is_empty() => Ok(Some(Startup::Ssl)),
+        GSSENC_REQUEST if packet.is_empty() => Ok(Some(Startup::Gss)),
+        CANCEL_REQUEST if packet.len() == 8 => Ok(Some(Startup::Cancel {
+            pid: packet.get_u32(),
+            secret: packet.get_u32(),
+        })),
+        PROTOCOL_3 => {
+            let mut params = Vec::new();
+            let mut fields = packet[..].split(|b| *b == 0);
+            loop {
+                let Some(name) = fields.next() else {
+                    return Err(ProtoError::Startup);
+                };
+                if name.is_empty() {
+                    // the terminating NUL, and nothing after it
+                    if fields.next().is_some_and(|rest| rest.is_empty()) && fields.next().is_none()
+                    {
+                        return Ok(Some(Startup::Params(params)));
+                    }
+                    return Err(ProtoError::Startup);
+                }
+                let Some(value) = fields.next() else {
+                    return Err(ProtoError::Startup);
+                };
+                let text =
+                    |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| ProtoError::Startup);
+                params.push((text(name)?, text(value)?));
+            }
+        }
+        _ => Err(ProtoError::Protocol {
+            major: (code >> 16) as u16,
+            minor: code as u16,
+        }),
+    }
+}
+
+/// Measures the tagged message at the front of `buf`: `Some(total length with the type
+/// byte)` when all of it is there.
+pub fn message_len(buf: &[u8]) -> Result<Option<usize>, ProtoError> {
+    if buf.len() < 5 {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+    if len < 4 {
+        return Err(ProtoError::ShortLength(len));
+    }
+    if len > MAX_MESSAGE {
+        return Err(ProtoError::TooLong(len));
+    }
+    Ok((buf.len() > len).then_some(len + 1))
+}
+
+/// Takes one whole tagged message off the front of `buf`: (type, body).
+pub fn message(buf: &mut BytesMut) -> Result<Option<(u8, BytesMut)>, ProtoError> {
+    let Some(total) = message_len(buf)? else {
+        return Ok(None);
+    };
+    let mut m = buf.split_to(total);
+    let tag = m[0];
+    m.advance(5);
+    Ok(Some((tag, m)))
+}
+
+/// Appends a message of type `tag` whose body `body` writes.
+pub fn put(out: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
+    out.put_u8(tag);
+    let at = out.len();
+    out.put_u32(0);
+    body(out);
+    let len = (out.len() - at) as u32;
+    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Appends a NUL-terminated string.
+pub fn put_cstr(out: &mut BytesMut, s: &str) {
+    out.put_slice(s.as_bytes());
+    out.put_u8(0);
+}
+
+/// Reads a NUL-terminated string off the front of `body`.
+pub fn cstr(body: &mut BytesMut, what: &'static str) -> Result<String, ProtoError> {
+    let end = body
+        .iter()
+        .position(|b| *b == 0)
+        .ok_or(ProtoError::Malformed(what))?;
+    let s = String::from_utf8(body[..end].to_vec()).map_err(|_| ProtoError::Malformed(what))?;
+    body.advance(end + 1);
+    Ok(s)
+}
+
+/// A startup packet for protocol 3.0 with `params`.
+pub fn startup_packet(params: &[(&str, &str)]) -> BytesMut {
+    let mut out = BytesMut::new();
+    out.put_u32(0);
+    out.put_u32(PROTOCOL_3);
+    for (k, v) in params {
+        put_cstr(&mut out, k);
+        put_cstr(&mut out, v);
+    }
+    out.put_u8(0);
+    let len = out.len() as u32;
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    out
+}
+
+/// A CancelRequest for the backend with `pid` and `secret`.
+pub fn cancel_packet(pid: u32, secret: u32) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..4].copy_from_slice(&16u32.to_be_bytes());
+    out[4..8].copy_from_slice(&CANCEL_REQUEST.to_be_bytes());
+    out[8..12].copy_from_slice(&pid.to_be_bytes());
+    out[12..].copy_from_slice(&secret.to_be_bytes());
+    out
+}
+
+/// Severity and SQLSTATE of an error the pooler sends itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Sqlstate(pub &'static str);
+
+impl Sqlstate {
+    /// protocol_violation
+    pub const PROTOCOL: Sqlstate = Sqlstate("08P01");
+    /// invalid_password
+    pub const INVALID_PASSWORD: Sqlstate = Sqlstate("28P01");
+    /// invalid_authorization_specification
+    pub const INVALID_AUTHORIZATION: Sqlstate = Sqlstate("28000");
+    /// too_many_connections
+    pub const TOO_MANY_CONNECTIONS: Sqlstate = Sqlstate("53300");
+    /// cannot_connect_now
+    pub const CANNOT_CONNECT_NOW: Sqlstate = Sqlstate("57P03");
+    /// connection_failure
+    pub const CONNECTION_FAILURE: Sqlstate = Sqlstate("08006");
+    /// feature_not_supported
+    pub const FEATURE_NOT_SUPPORTED: Sqlstate = Sqlstate("0A000");
+}
+
+/// Appends an ErrorResponse (severity FATAL or ERROR) with `code` and `message`.
+pub fn put_error(out: &mut BytesMut, fatal: bool, code: Sqlstate, message: &str) {
+    put(out, b'E', |b| {
+        let severity = if fatal { "FATAL" } else { "ERROR" };
+        b.put_u8(b'S');
+        put_cstr(b, severity);
+        b.put_u8(b'V');
+        put_cstr(b, severity);
+        b.put_u8(b'C');
+        put_cstr(b, code.0);
+        b.put_u8(b'M');
+        put_cstr(b, message);
+        b.put_u8(0);
+    });
+}
+
+/// Appends a simple Query.
+pub fn put_query(out: &mut BytesMut, sql: &str) {
+    put(out, b'Q', |b| put_cstr(b, sql));
+}
+
+/// The message of an ErrorResponse or NoticeResponse body (its 'M' field), for logs.
+pub fn error_message(body: &[u8]) -> String {
+    let mut field = body;
+    let mut code = String::new();
+    let mut message = String::new();
+    while let [kind, rest @ ..] = field {
+        if *kind == 0 {
+            break;
+        }
+        let end = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
+        let text = String::from_utf8_lossy(&rest[..end]).into_owned();
+        match kind {
+            b'C' => code = text,
+            b'M' => message = text,
+            _ => {}
+        }
+        field = rest.get(end + 1..).unwrap_or(&[]);
+    }
+    if code.is_empty() {
+        message
+    } else {
+        format!("{message} ({code})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn startup_packets() {
+        let mut b = startup_packet(&[("user", "app"), ("database", "db")]);
+        assert_eq!(
+            startup(&mut b).unwrap(),
+            Some(Startup::Params(vec![
+                ("user".into(), "app".into()),
+                ("database".into(), "db".into())
+            ]))
+        );
+        assert!(b.is_empty());
+        let mut b = BytesMut::from(&cancel_packet(7, 9)[..]);
+        assert_eq!(
+            startup(&mut b).unwrap(),
+            Some(Startup::Cancel { pid: 7, secret: 9 })
+        );
+        let mut b = BytesMut::from(&[0u8, 0, 0, 8, 4, 0xd2, 0x16, 0x2f][..]);
+        assert_eq!(startup(&mut b).unwrap(), Some(Startup::Ssl));
+        // a parameter without a value, and one with junk after the terminator
+        let mut bad = BytesMut::from(&b"\0\0\0\x0d\0\x03\0\0user\0"[..]);
+        assert_eq!(startup(&mut bad), Err(ProtoError::Startup));
+        let mut bad = BytesMut::from(&b"\0\0\0\x0b\0\x03\0\0\0x\0"[..]);
+        assert_eq!(startup(&mut bad), Err(ProtoError::Startup));
+        let mut v2 = BytesMut::from(&b"\0\0\0\x08\0\x02\0\0"[..]);
+        assert_eq!(
+            startup(&mut v2),
+            Err(ProtoError::Protocol { major: 2, minor: 0 })
+        );
+    }
+
+    #[test]
+    fn tagged_messages() {
+        let mut b = BytesMut::new();
+        put_query(&mut b, "select 1");
+        let whole = b.clone();
+        for cut in 0..whole.len() {
+            let mut part = BytesMut::from(&whole[..cut]);
+            assert_eq!(message(&mut part).unwrap(), None);
+        }
+        let (tag, mut body) = message(&mut b).unwrap().unwrap();
+        assert_eq!(tag, b'Q');
+        assert_eq!(cstr(&mut body, "Query").unwrap(), "select 1");
+        let mut short = BytesMut::from(&b"Q\0\0\0\x03"[..]);
+        assert_eq!(message(&mut short), Err(ProtoError::ShortLength(3)));
+    }
+}

@@ -1,0 +1,299 @@
+//! One connection to a PostgreSQL server: logging in (trust, md5 or SCRAM-SHA-256), the
+//! parameters it reports, its cancel key, and running the pooler's own statements on it.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::auth::{md5_response, AuthError, Credential, ScramClient};
+use crate::proto::{self, ProtoError};
+
+/// Why a server connection could not be made or used.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Connecting, reading or writing failed.
+    #[error("{addr}: {source}")]
+    Io {
+        /// The server.
+        addr: SocketAddr,
+        /// What failed.
+        #[source]
+        source: io::Error,
+    },
+    /// The server did not finish logging in within the connect timeout.
+    #[error("{0}: no answer within the connect timeout")]
+    Timeout(SocketAddr),
+    /// The server refused the login or a statement, with its message.
+    #[error("{addr}: {message}")]
+    Refused {
+        /// The server.
+        addr: SocketAddr,
+        /// Its ErrorResponse.
+        message: String,
+    },
+    /// Strata could not answer the server's authentication request.
+    #[error("{addr}: {source}")]
+    Auth {
+        /// The server.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: AuthError,
+    },
+    /// The server sent bytes that are not the protocol.
+    #[error("{addr}: {source}")]
+    Protocol {
+        /// The server.
+        addr: SocketAddr,
+        /// What was wrong.
+        #[source]
+        source: ProtoError,
+    },
+}
+
+/// A logged-in server connection.
+pub struct ServerConn {
+    /// The socket.
+    pub stream: TcpStream,
+    /// The server.
+    pub addr: SocketAddr,
+    /// The backend's process id and secret, for cancel requests.
+    pub key: (u32, u32),
+    /// The parameters it reported (ParameterStatus) or that the pooler set on it.
+    pub params: HashMap<String, String>,
+    /// Bytes read and not yet handled.
+    pub buf: BytesMut,
+    /// When it was last given back to the pool.
+    pub idle_since: Instant,
+}
+
+impl ServerConn {
+    /// Connects to `addr` and logs in as `user` to `database`, all within `timeout`.
+    pub async fn connect(
+        addr: SocketAddr,
+        user: &str,
+        database: &str,
+        credential: &Credential,
+        timeout: Duration,
+    ) -> Result<ServerConn, ServerError> {
+        match tokio::time::timeout(timeout, Self::login(addr, user, database, credential)).await {
+            Ok(r) => r,
+            Err(_) => Err(ServerError::Timeout(addr)),
+        }
+    }
+
+    async fn login(
+        addr: SocketAddr,
+        user: &str,
+        database: &str,
+        credential: &Credential,
+    ) -> Result<ServerConn, ServerError> {
+        let io = |source| ServerError::Io { addr, source };
+        let stream = TcpStream::connect(addr).await.map_err(io)?;
+        let _ = stream.set_nodelay(true);
+        let mut conn = ServerConn {
+            stream,
+            addr,
+            key: (0, 0),
+            params: HashMap::new(),
+            buf: BytesMut::with_capacity(8192),
+            idle_since: Instant::now(),
+        };
+        conn.write(&proto::startup_packet(&[
+            ("user", user),
+            ("database", database),
+        ]))
+        .await?;
+        let mut scram: Option<ScramClient> = None;
+        let auth = |source| ServerError::Auth { addr, source };
+        loop {
+            let (tag, mut body) = conn.read().await?;
+            match tag {
+                b'R' => {
+                    if body.len() < 4 {
+                        return Err(conn.malformed("Authentication"));
+                    }
+                    let code = body.get_u32();
+                    let mut out = BytesMut::new();
+                    match code {
+                        0 => continue,
+                        5 => {
+                            if body.len() < 4 {
+                                return Err(conn.malformed("AuthenticationMD5Password"));
+                            }
+                            let salt = [body[0], body[1], body[2], body[3]];
+                            let answer = md5_response(credential, user, salt).map_err(auth)?;
+                            proto::put(&mut out, b'p', |b| proto::put_cstr(b, &answer));
+                        }
+                        3 => {
+                            let Credential::Plain(p) = credential else {
+                                return Err(auth(AuthError::Unsupported(
+                                    "the server asks for a clear-text password, which Strata only has for users given one".into(),
+                                )));
+                            };
+                            proto::put(&mut out, b'p', |b| proto::put_cstr(b, p));
+                        }
+                        10 => {
+                            let mut mechanisms = Vec::new();
+                            while let Ok(m) = proto::cstr(&mut body, "AuthenticationSASL") {
+                                if m.is_empty() {
+                                    break;
+                                }
+                                mechanisms.push(m);
+                            }
+                            if !mechanisms.iter().any(|m| m == "SCRAM-SHA-256") {
+                                return Err(auth(AuthError::Unsupported(format!(
+                                    "the server offers {mechanisms:?}, not SCRAM-SHA-256"
+                                ))));
+                            }
+                            let (client, first) = ScramClient::start();
+                            scram = Some(client);
+                            proto::put(&mut out, b'p', |b| {
+                                proto::put_cstr(b, "SCRAM-SHA-256");
+                                b.extend_from_slice(&(first.len() as i32).to_be_bytes());
+                                b.extend_from_slice(first.as_bytes());
+                            });
+                        }
+                        11 => {
+                            let client = scram.as_mut().ok_or_else(|| conn.malformed("SASLContinue"))?;
+                            let server_first = String::from_utf8_lossy(&body).into_owned();
+                            let fin = client.answer(&server_first, credential).map_err(auth)?;
+                            proto::put(&mut out, b'p', |b| b.extend_from_slice(fin.as_bytes()));
+                        }
+                        12 => {
+                            let client = scram.as_ref().ok_or_else(|| conn.malformed("SASLFinal"))?;
+                            client
+                                .verify(&String::from_utf8_lossy(&body))
+                                .map_err(auth)?;
+                            continue;
+                        }
+                        other => {
+                            return Err(auth(AuthError::Unsupported(format!(
+                                "the server asks for authentication method {other}, which Strata does not speak"
+                            ))))
+                        }
+                    }
+                    conn.write(&out).await?;
+                }
+                b'S' => conn.param(&mut body),
+                b'K' => {
+                    if body.len() < 8 {
+                        return Err(conn.malformed("BackendKeyData"));
+                    }
+                    conn.key = (body.get_u32(), body.get_u32());
+                }
+                b'E' => {
+                    return Err(ServerError::Refused {
+                        addr,
+                        message: proto::error_message(&body),
+                    })
+                }
+                b'N' => {}
+                b'Z' => return Ok(conn),
+                _ => return Err(conn.malformed("login")),
+            }
+        }
+    }
+
+    fn malformed(&self, what: &'static str) -> ServerError {
+        ServerError::Protocol {
+            addr: self.addr,
+            source: ProtoError::Malformed(what),
+        }
+    }
+
+    /// Records a ParameterStatus body.
+    pub fn param(&mut self, body: &mut BytesMut) {
+        if let (Ok(k), Ok(v)) = (
+            proto::cstr(body, "ParameterStatus"),
+            proto::cstr(body, "ParameterStatus"),
+        ) {
+            self.params.insert(k, v);
+        }
+    }
+
+    /// Writes `bytes` whole.
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), ServerError> {
+        self.stream
+            .write_all(bytes)
+            .await
+            .map_err(|source| ServerError::Io {
+                addr: self.addr,
+                source,
+            })
+    }
+
+    /// Reads one whole message.
+    pub async fn read(&mut self) -> Result<(u8, BytesMut), ServerError> {
+        loop {
+            match proto::message(&mut self.buf) {
+                Ok(Some(m)) => return Ok(m),
+                Ok(None) => {}
+                Err(source) => {
+                    return Err(ServerError::Protocol {
+                        addr: self.addr,
+                        source,
+                    })
+                }
+            }
+            let n = self
+                .stream
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(|source| ServerError::Io {
+                    addr: self.addr,
+                    source,
+                })?;
+            if n == 0 {
+                return Err(ServerError::Io {
+                    addr: self.addr,
+                    source: io::ErrorKind::UnexpectedEof.into(),
+                });
+            }
+        }
+    }
+
+    /// Runs `sql` (simple protocol) and reads to its ReadyForQuery: the rows of the first
+    /// column of each row, and the transaction status it ended in. An ErrorResponse is an
+    /// error (after the ReadyForQuery has been read, so the connection stays in step).
+    pub async fn run(&mut self, sql: &str) -> Result<(Vec<Option<String>>, u8), ServerError> {
+        let mut out = BytesMut::new();
+        proto::put_query(&mut out, sql);
+        self.write(&out).await?;
+        let mut rows = Vec::new();
+        let mut failed = None;
+        loop {
+            let (tag, mut body) = self.read().await?;
+            match tag {
+                b'D' if body.len() >= 6 => {
+                    body.advance(2);
+                    let len = body.get_i32();
+                    if len < 0 {
+                        rows.push(None);
+                    } else {
+                        let len = (len as usize).min(body.len());
+                        rows.push(Some(String::from_utf8_lossy(&body[..len]).into_owned()));
+                    }
+                }
+                b'S' => self.param(&mut body),
+                b'E' => failed = Some(proto::error_message(&body)),
+                b'Z' => {
+                    let status = body.first().copied().unwrap_or(b'I');
+                    return match failed {
+                        Some(message) => Err(ServerError::Refused {
+                            addr: self.addr,
+                            message,
+                        }),
+                        None => Ok((rows, status)),
+                    };
+                }
+                _ => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! A real PostgreSQL from Debian's packages, made in a temp dir by initdb (as the `postgres`
+//! system user: it refuses to run as root) and started on a free port; stopped when dropped.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::{free_port, TempDir};
+
+/// The superuser's password in every test cluster.
+pub const SUPERUSER_PASSWORD: &str = "pg-test-super";
+
+/// The directory of PostgreSQL's programs (the newest installed).
+pub fn bin(program: &str) -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed (Debian's postgresql package)")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    versions.sort();
+    versions
+        .last()
+        .expect("a PostgreSQL version")
+        .join("bin")
+        .join(program)
+}
+
+fn postgres_ids() -> (u32, u32) {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let line = passwd
+        .lines()
+        .find(|l| l.starts_with("postgres:"))
+        .expect("the postgres system user (from Debian's postgresql package)");
+    let f: Vec<&str> = line.split(':').collect();
+    (f[2].parse().unwrap(), f[3].parse().unwrap())
+}
+
+/// A running cluster.
+pub struct Postgres {
+    pub addr: SocketAddr,
+    child: Child,
+    pub dir: TempDir,
+}
+
+impl Postgres {
+    /// initdb (SCRAM for every login) and start.
+    pub fn start() -> Postgres {
+        let dir = TempDir::new();
+        let (uid, gid) = postgres_ids();
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, SUPERUSER_PASSWORD).unwrap();
+        std::os::unix::fs::chown(&pw, Some(uid), Some(gid)).unwrap();
+        let data = dir.path().join("data");
+        let out = Command::new(bin("initdb"))
+            .args([
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth=scram-sha-256",
+            ])
+            .arg(format!("--pwfile={}", pw.display()))
+            .uid(uid)
+            .gid(gid)
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let child = Command::new(bin("postgres"))
+            .args(["-D", data.to_str().unwrap(), "-p", &port.to_string()])
+            .args([
+                "-k",
+                dir.path().to_str().unwrap(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+            ])
+            .args(["-c", "fsync=off", "-c", "max_connections=200"])
+            .uid(uid)
+            .gid(gid)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start postgres");
+        let pg = Postgres {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            child,
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = Command::new(bin("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q"])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ready {
+                break;
+            }
+            assert!(Instant::now() < deadline, "postgres did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        pg
+    }
+
+    /// Runs `sql` as the superuser, straight to the server.
+    pub fn admin(&self, sql: &str) -> String {
+        psql(self.addr, "postgres", SUPERUSER_PASSWORD, "postgres", sql).expect("admin SQL")
+    }
+
+    /// A login role with a password, and a database it owns of the same name.
+    pub fn user_and_database(&self, name: &str, password: &str) {
+        self.admin(&format!("CREATE ROLE {name} LOGIN PASSWORD '{password}'"));
+        self.admin(&format!("CREATE DATABASE {name} OWNER {name}"));
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // SIGKILL: nothing to keep
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `psql -At -c SQL` against `addr`: its output, or its error text.
+pub fn psql(
+    addr: SocketAddr,
+    user: &str,
+    password: &str,
+    db: &str,
+    sql: &str,
+) -> Result<String, String> {
+    let out = psql_command(addr, user, password, db)
+        .args(["-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .expect("run psql");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// `program` (psql, pgbench) pointed at `addr` as `user` with `password`.
+fn client(program: &str, addr: SocketAddr, user: &str, password: &str) -> Command {
+    let mut c = Command::new(bin(program));
+    c.args(["-h", &addr.ip().to_string()])
+        .args(["-p", &addr.port().to_string()])
+        .args(["-U", user])
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "5");
+    c
+}
+
+/// A psql command line for `addr`, quiet and unaligned.
+pub fn psql_command(addr: SocketAddr, user: &str, password: &str, db: &str) -> Command {
+    let mut c = client("psql", addr, user, password);
+    c.args(["-d", db, "-X", "-At", "-q"]).stdin(Stdio::null());
+    c
+}
+
+/// One psql kept open: statements in, one line of answer out each.
+pub struct PsqlSession {
+    pub child: Child,
+    stdin: ChildStdin,
+    lines: mpsc::Receiver<String>,
+}
+
+impl PsqlSession {
+    pub fn open(
+        addr: SocketAddr,
+        user: &str,
+        password: &str,
+        db: &str,
+        env: &[(&str, &str)],
+    ) -> PsqlSession {
+        let mut c = psql_command(addr, user, password, db);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run psql");
+        let stdin = child.stdin.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        for pipe in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        PsqlSession {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    /// Sends `sql` (one statement) and waits for its one line of output.
+    pub fn line(&mut self, sql: &str) -> String {
+        writeln!(self.stdin, "{sql};").unwrap();
+        self.stdin.flush().unwrap();
+        self.lines
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("no answer to {sql}"))
+    }
+
+    /// Sends `sql` without waiting for output (a statement that prints nothing).
+    pub fn send(&mut self, sql: &str) {
+        writeln!(self.stdin, "{sql};").unwrap();
+        self.stdin.flush().unwrap();
+    }
+}
+
+impl Drop for PsqlSession {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs pgbench with `args` against `addr`: its output.
+pub fn pgbench(addr: SocketAddr, user: &str, password: &str, db: &str, args: &[&str]) -> String {
+    let out = client("pgbench", addr, user, password)
+        .args(args)
+        .arg(db)
+        .output()
+        .expect("run pgbench");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

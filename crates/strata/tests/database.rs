@@ -1,0 +1,241 @@
+//! The database layer against a real PostgreSQL (Debian's), with psql and pgbench as the
+//! clients: logins, transaction pooling, parameters carried between clients, a client that
+//! leaves inside a transaction, cancel requests, and following a primary that moves.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::postgres::{pgbench, psql, psql_command, Postgres, PsqlSession, SUPERUSER_PASSWORD};
+use common::*;
+
+/// A `[[database]]` listener in front of `servers`, with users app/secret and the superuser.
+fn config(servers: &[SocketAddr], extra: &str) -> String {
+    let list: Vec<String> = servers.iter().map(|s| format!("\"{s}\"")).collect();
+    format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:0\"\n\
+         servers = [{}]\ncheck_user = \"postgres\"\ncheck_interval = \"100ms\"\n{extra}\n\
+         [[database.users]]\nname = \"app\"\npassword = \"secret\"\n\
+         [[database.users]]\nname = \"postgres\"\npassword = \"{SUPERUSER_PASSWORD}\"\n",
+        list.join(", ")
+    )
+}
+
+async fn status(strata: &Strata) -> serde_json::Value {
+    serde_json::from_str(&admin_get(strata, "/status").await.body).unwrap()
+}
+
+/// Runs a blocking client call off the test's runtime.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_and_pgbench_share_two_server_connections_in_transaction_mode() {
+    let pg = Postgres::start();
+    pg.user_and_database("app", "secret");
+    let strata = Strata::start(&config(&[pg.addr], "pool_size = 2"));
+    let db = strata.addr("database:app");
+    let out =
+        blocking(move || psql(db, "app", "secret", "app", "select 40 + 2, current_user")).await;
+    assert_eq!(out.as_deref(), Ok("42|app"));
+    let init =
+        blocking(move || pgbench(db, "app", "secret", "app", &["-i", "-s", "1", "-q"])).await;
+    assert!(init.contains("done in"), "{init}");
+    for mode in ["simple", "extended"] {
+        let out = blocking(move || {
+            pgbench(
+                db,
+                "app",
+                "secret",
+                "app",
+                &["-c", "8", "-j", "2", "-t", "200", "-M", mode],
+            )
+        })
+        .await;
+        assert!(
+            out.contains("number of transactions actually processed: 1600/1600"),
+            "{mode}: {out}"
+        );
+        assert!(
+            out.contains("number of failed transactions: 0"),
+            "{mode}: {out}"
+        );
+    }
+    // eight clients, never more than two server connections
+    let direct = pg.admin("select count(*) from pg_stat_activity where usename = 'app'");
+    assert!(direct.parse::<u32>().unwrap() <= 2, "{direct}");
+    let s = status(&strata).await;
+    let pool = &s["database"][0]["pools"][0];
+    assert_eq!(pool["user"], "app", "{s}");
+    assert_eq!(pool["server_in_use"], 0, "{s}");
+    assert_eq!(s["database"][0]["primary"], pg.addr.to_string(), "{s}");
+    let metrics = admin_get(&strata, "/metrics").await.body;
+    assert_eq!(
+        metric(&metrics, "strata_db_server_role", "role=\"primary\""),
+        Some(1.0),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_and_an_unknown_user_are_refused_alike() {
+    let pg = Postgres::start();
+    pg.user_and_database("app", "secret");
+    let strata = Strata::start(&config(&[pg.addr], ""));
+    let db = strata.addr("database:app");
+    let wrong = blocking(move || psql(db, "app", "nope", "app", "select 1")).await;
+    let unknown = blocking(move || psql(db, "mallory", "nope", "app", "select 1")).await;
+    assert!(
+        wrong
+            .as_ref()
+            .unwrap_err()
+            .contains("password authentication failed for user \"app\""),
+        "{wrong:?}"
+    );
+    assert!(
+        unknown
+            .as_ref()
+            .unwrap_err()
+            .contains("password authentication failed for user \"mallory\""),
+        "{unknown:?}"
+    );
+    // md5 works too, for a user Strata knows the password of
+    let strata_md5 = Strata::start(&config(&[pg.addr], "auth_type = \"md5\""));
+    let db = strata_md5.addr("database:app");
+    let ok = blocking(move || psql(db, "app", "secret", "app", "select 'md5 ok'")).await;
+    assert_eq!(ok.as_deref(), Ok("md5 ok"));
+    let metrics = admin_get(&strata, "/metrics").await.body;
+    assert_eq!(
+        metric(
+            &metrics,
+            "strata_db_auth_failures_total",
+            "listener=\"app\""
+        ),
+        Some(2.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scram_secret_from_pg_authid_logs_clients_in_and_strata_on() {
+    let pg = Postgres::start();
+    pg.user_and_database("app", "secret");
+    let secret = pg.admin("select rolpassword from pg_authid where rolname = 'app'");
+    assert!(secret.starts_with("SCRAM-SHA-256$"), "{secret}");
+    let cfg = config(&[pg.addr], "")
+        .replace("password = \"secret\"", &format!("password = \"{secret}\""));
+    let strata = Strata::start(&cfg);
+    let db = strata.addr("database:app");
+    // no plaintext password anywhere in Strata's config: the client's proof opens the server
+    let out = blocking(move || psql(db, "app", "secret", "app", "select 'scram ok'")).await;
+    assert_eq!(out.as_deref(), Ok("scram ok"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_client_keeps_its_own_parameters_on_a_shared_connection() {
+    let pg = Postgres::start();
+    pg.user_and_database("app", "secret");
+    let strata = Strata::start(&config(&[pg.addr], "pool_size = 1"));
+    let db = strata.addr("database:app");
+    let default_tz = pg.admin("show timezone");
+    let tokyo = blocking(move || {
+        let mut a = PsqlSession::open(
+            db,
+            "app",
+            "secret",
+            "app",
+            &[("PGOPTIONS", "-c TimeZone=Asia/Tokyo")],
+        );
+        let mut b = PsqlSession::open(db, "app", "secret", "app", &[("PGAPPNAME", "client-b")]);
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            seen.push(a.line("show timezone"));
+            seen.push(b.line("show timezone"));
+            seen.push(b.line("select current_setting('application_name')"));
+            a.send("set application_name = 'client-a'");
+            seen.push(a.line("select current_setting('application_name')"));
+        }
+        seen
+    })
+    .await;
+    for round in tokyo.chunks(4) {
+        assert_eq!(
+            round,
+            [
+                "Asia/Tokyo".to_string(),
+                default_tz.clone(),
+                "client-b".to_string(),
+                "client-a".to_string()
+            ]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_inside_a_transaction_leaves_nothing_behind() {
+    let pg = Postgres::start();
+    pg.user_and_database("app", "secret");
+    psql(pg.addr, "app", "secret", "app", "create table t (n int)").unwrap();
+    let strata = Strata::start(&config(&[pg.addr], "pool_size = 1"));
+    let db = strata.addr("database:app");
+    let after = blocking(move || {
+        let mut a = PsqlSession::open(db, "app", "secret", "app", &[]);
+        a.send("begin");
+        a.send("insert into t values (1)");
+        assert_eq!(a.line("select count(*) from t"), "1");
+        a.child.kill().unwrap(); // gone, mid-transaction, holding the only connection
+        let _ = a.child.wait();
+        // the next client gets the same server connection, rolled back
+        psql(db, "app", "secret", "app", "select count(*), (select state from pg_stat_activity where pid = pg_backend_pid()) from t")
+    })
+    .await;
+    assert_eq!(after.as_deref(), Ok("0|active"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_request_reaches_the_query_on_its_server() {
+    let pg = Postgres::start();
+    pg.user_and_database("app", "secret");
+    let strata = Strata::start(&config(&[pg.addr], ""));
+    let db = strata.addr("database:app");
+    let (took, err) = blocking(move || {
+        let child = psql_command(db, "app", "secret", "app")
+            .args(["-c", "select pg_sleep(60)"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // wait until the query runs on the server, then interrupt psql: it sends a cancel
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while psql(
+            db,
+            "app",
+            "secret",
+            "app",
+            "select count(*) from pg_stat_activity where query = 'select pg_sleep(60)'",
+        )
+        .as_deref()
+            != Ok("1")
+        {
+            assert!(Instant::now() < deadline, "the query never ran");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let start = Instant::now();
+        // SAFETY: kill(2) on our own child's pid.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGINT)
+        };
+        let out = child.wait_with_output().unwrap();
+        (
+            start.elapsed(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await;
+    // psql reports the cancellation (a query that ran its 60 s would end without it)
+    assert!(
+        err.contains("canceling statement due to user request"),
+        "{err} after {took:?}"
+    );
+}
