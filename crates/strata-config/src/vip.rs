@@ -187,6 +187,16 @@ pub(crate) fn instance(report: &mut Report<'_>, s: &Section<'_, '_>) -> Option<V
         None => None,
     };
     let refresh = s.duration(report, "garp_refresh", Duration::ZERO);
+    if !refresh.is_zero() && refresh < Duration::from_secs(1) {
+        if let Some(v) = s.get("garp_refresh") {
+            report.add_hint(
+                v.span(),
+                &s.key("garp_refresh"),
+                format!("{refresh:?} would flood the link with ARP"),
+                Some("a refresh every second or more, or none"),
+            );
+        }
+    }
     let checksum = s.choice(
         report,
         "checksum",
@@ -300,6 +310,16 @@ fn addresses(report: &mut Report<'_>, key: &str, v: &Value<'_>) -> Vec<VipAddres
             v.span(),
             key,
             "an instance needs at least one virtual address",
+        );
+    }
+    if out.len() > 255 {
+        report.add(
+            v.span(),
+            key,
+            format!(
+                "{} addresses: an IPv4 advert carries at most 255",
+                out.len()
+            ),
         );
     }
     out
@@ -516,7 +536,30 @@ pub(crate) fn check_instances(
     listeners: &dyn Fn(&str, &str) -> bool,
 ) {
     let mut seen: Vec<(&str, i64, String)> = Vec::new();
+    let mut addresses: Vec<(std::net::Ipv4Addr, String)> = Vec::new();
     for s in sections {
+        // one address in two instances: one's release would take it from the other
+        let written = s.get("addresses").and_then(|v| v.get_ref().as_array());
+        for (i, item) in written.into_iter().flatten().enumerate() {
+            let Some(a) = item
+                .get_ref()
+                .as_str()
+                .and_then(|t| parse_vip_address(t).ok())
+            else {
+                continue;
+            };
+            match addresses.iter().find(|(b, _)| *b == a.addr) {
+                // twice in one instance is reported with its addresses
+                Some((_, first)) if *first != s.path => report.add_hint(
+                    item.span(),
+                    &format!("{}[{i}]", s.key("addresses")),
+                    format!("{} is already an address of `{first}`", a.addr),
+                    Some("each virtual address belongs to one instance"),
+                ),
+                Some(_) => {}
+                None => addresses.push((a.addr, s.path.clone())),
+            }
+        }
         let interface = s.get("interface").and_then(|v| v.get_ref().as_str());
         let vrid = s.get("vrid").and_then(|v| v.get_ref().as_integer());
         if let (Some(interface), Some(vrid_value), Some(vrid)) = (

@@ -44,6 +44,11 @@ pub enum Invalid {
     /// Not an IPv4 packet carrying VRRP.
     #[error("not an IPv4 VRRP packet")]
     NotVrrp,
+    /// A fragment (More Fragments set, or a fragment offset): a piece of a datagram, not a
+    /// whole advert. The kernel reassembles before a raw socket sees a packet, so none arrives
+    /// this way from the network.
+    #[error("an IPv4 fragment, not a whole packet")]
+    Fragment,
     /// A router forwarded it (RFC 5798 §7.1: TTL must be 255).
     #[error("TTL {0}, not 255: the advert crossed a router")]
     Ttl(u8),
@@ -75,6 +80,7 @@ impl Invalid {
         match self {
             Invalid::Truncated(_) => "truncated",
             Invalid::NotVrrp => "not_vrrp",
+            Invalid::Fragment => "fragment",
             Invalid::Ttl(_) => "ttl",
             Invalid::Version(_) => "version",
             Invalid::Type(_) => "type",
@@ -94,7 +100,8 @@ pub struct Received {
     pub destination: Ipv4Addr,
     /// The advert.
     pub advert: Advert,
-    /// Which checksum it carried.
+    /// Which checksum it carried: [`Checksum::PseudoHeader`] when both readings hold (the
+    /// pseudo-header alone sums to zero, as for one address pair in 65,535).
     pub checksum: Checksum,
 }
 
@@ -152,7 +159,8 @@ fn checksum(data: &[u8], initial: u32) -> u16 {
     !(sum as u16)
 }
 
-/// Decodes the IPv4 packet a raw VRRP socket received: its header, then the advert, checked
+/// Decodes the IPv4 packet a raw VRRP socket received: its header (a whole datagram, not a
+/// fragment; options skipped; bytes past its total length ignored), then the advert, checked
 /// as RFC 5798 §7.1 asks (TTL, version, type, checksum with or without the pseudo-header,
 /// address count). The VRID and the priority are the state machine's to judge.
 pub fn decode(packet: &[u8]) -> Result<Received, Invalid> {
@@ -169,6 +177,12 @@ pub fn decode(packet: &[u8]) -> Result<Received, Invalid> {
     }
     if packet[9] != PROTO_VRRP {
         return Err(Invalid::NotVrrp);
+    }
+    // RFC 791: with More Fragments set or an offset, this is a piece of a datagram, and a later
+    // piece starts with payload, not with a VRRP header. Only a forged packet, or one fed by
+    // something other than the kernel (which reassembles first), looks like this.
+    if u16::from_be_bytes([packet[6], packet[7]]) & 0x3fff != 0 {
+        return Err(Invalid::Fragment);
     }
     let source = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
     let destination = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
@@ -329,5 +343,28 @@ mod tests {
             Err(Invalid::Count { count: 2, bytes: 4 })
         );
         assert_eq!(decode(&good[..5]), Err(Invalid::Truncated(5)));
+    }
+
+    #[test]
+    fn fragments_are_refused() {
+        // a fragment is not a whole advert: the first holds part of one, a later one starts
+        // with payload; here a whole advert's bytes, so only the flags tell
+        let src = Ipv4Addr::new(10, 0, 0, 1);
+        let good = ip_packet(
+            &sample().encode(src, GROUP, Checksum::PseudoHeader),
+            src,
+            255,
+        );
+        for (flags, verdict) in [
+            ([0x20, 0x00], Err(Invalid::Fragment)), // More Fragments
+            ([0x00, 0x01], Err(Invalid::Fragment)), // offset 8
+            ([0x1f, 0xff], Err(Invalid::Fragment)), // the highest offset
+            ([0x40, 0x00], Ok(())),                 // Don't Fragment
+            ([0x80, 0x00], Ok(())),                 // the reserved bit, ignored
+        ] {
+            let mut p = good.clone();
+            p[6..8].copy_from_slice(&flags);
+            assert_eq!(decode(&p).map(drop), verdict, "flags {flags:02x?}");
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 use strata_config::VipInstance;
 use strata_metrics::{Counter, MetricsWriter};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +23,10 @@ use crate::{arp, link, socket};
 const TRANSITIONS_KEPT: usize = 20;
 /// A notify command that runs longer is killed, so the next one can run.
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Changes waiting for notify at most; older ones are dropped.
+const NOTIFY_QUEUED: usize = 8;
+/// A stopping Master keeps its addresses at most this long waiting to hear its successor.
+const HAND_OVER_WAIT: Duration = Duration::from_secs(3);
 /// At most one extra round of gratuitous ARPs per this long when a second Master is heard.
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
 /// How long to wait before looking for a missing interface or address again.
@@ -252,6 +256,13 @@ fn interval_cs(config: &VipInstance) -> u16 {
     (config.advert_interval.as_millis() / 10).clamp(1, 4095) as u16
 }
 
+/// How long an added address lives unless renewed: a little over three advert intervals, and
+/// at least 3 s (lifetimes count in seconds; they are renewed every second).
+fn address_lifetime(config: &VipInstance) -> u32 {
+    let three = config.advert_interval.as_secs_f64() * 3.0;
+    (three.ceil() as u32 + 1).max(3)
+}
+
 fn params(config: &VipInstance, primary: Ipv4Addr) -> Params {
     Params {
         primary,
@@ -334,8 +345,8 @@ async fn run(inst: Arc<Instance>, mut config_rx: watch::Receiver<VipInstance>, p
         shown.state = State::Initialize;
     }
     tracing::info!(vip = %inst.name, interface = %config.interface, vrid = config.vrid, primary = %io.primary, "VRRP instance starting");
-    let (notify_tx, notify_rx) = mpsc::unbounded_channel();
-    let notifier = tokio::spawn(notify(inst.name.clone(), notify_rx));
+    let queue = Arc::new(NotifyQueue::default());
+    let notifier = tokio::spawn(notify(inst.name.clone(), queue.clone()));
     let tracking = CancellationToken::new();
     let tracker = tracking.child_token();
     let mut health_rx = track::start(&config, probe.clone(), tracker.clone());
@@ -344,24 +355,23 @@ async fn run(inst: Arc<Instance>, mut config_rx: watch::Receiver<VipInstance>, p
         config,
         machine: Machine::new(params(&config_rx.borrow(), io.primary)),
         io,
-        notify: notify_tx,
+        notify: queue.clone(),
         garp_again: None,
         garp_refresh: None,
         last_announce: None,
         mismatch_logged: false,
         tracker,
+        local_fault: None,
+        last_health: None,
+        last_refresh: None,
     };
     // a node that crashed as Master may have left the addresses behind: a Backup holds none
     if run.config.priority != 255 {
         run.release();
     }
     let health = health_rx.borrow_and_update().clone();
-    let now = Instant::now();
-    let mut actions = run
-        .machine
-        .on_health(now, health.priority, health.fault.clone());
-    lock(&inst.shown).health = Some(health);
-    actions.extend(run.machine.start(now));
+    run.health(health);
+    let actions = run.machine.start(Instant::now());
     run.act(actions);
 
     let mut buf = vec![0u8; 4096];
@@ -380,9 +390,7 @@ async fn run(inst: Arc<Instance>, mut config_rx: watch::Receiver<VipInstance>, p
             r = health_rx.changed() => {
                 if r.is_ok() {
                     let health = health_rx.borrow_and_update().clone();
-                    let actions = run.machine.on_health(Instant::now(), health.priority, health.fault.clone());
-                    lock(&inst.shown).health = Some(health);
-                    run.act(actions);
+                    run.health(health);
                 }
             }
             r = config_rx.changed() => {
@@ -396,6 +404,7 @@ async fn run(inst: Arc<Instance>, mut config_rx: watch::Receiver<VipInstance>, p
     run.hand_over(&mut buf).await;
     tracking.cancel();
     drop(run);
+    queue.close();
     let _ = notifier.await;
 }
 
@@ -406,19 +415,55 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+/// Changes waiting for their notify command, oldest first.
+#[derive(Default)]
+struct NotifyQueue {
+    items: Mutex<VecDeque<(String, &'static str, u8)>>,
+    wake: tokio::sync::Notify,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl NotifyQueue {
+    /// Queues a change; past [`NOTIFY_QUEUED`] the oldest is dropped (with a warning), so a
+    /// flapping instance or a slow script never falls further behind than that, and the
+    /// latest state is always told.
+    fn push(&self, instance: &str, item: (String, &'static str, u8)) {
+        let mut items = lock(&self.items);
+        if items.len() >= NOTIFY_QUEUED {
+            if let Some((_, state, _)) = items.pop_front() {
+                tracing::warn!(vip = %instance, dropped = state, "notify is behind: the oldest waiting change is not told");
+            }
+        }
+        items.push_back(item);
+        drop(items);
+        self.wake.notify_one();
+    }
+
+    fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+}
+
 /// Runs notify commands one at a time, in the order the changes happened.
-async fn notify(instance: String, mut rx: mpsc::UnboundedReceiver<(String, State, u8)>) {
-    while let Some((command, state, priority)) = rx.recv().await {
+async fn notify(instance: String, queue: Arc<NotifyQueue>) {
+    loop {
+        let next = lock(&queue.items).pop_front();
+        let Some((command, state, priority)) = next else {
+            if queue.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            queue.wake.notified().await;
+            continue;
+        };
         let prio = priority.to_string();
         // keepalived's arguments, so its users' notify scripts work unchanged
-        let args = ["INSTANCE", instance.as_str(), state.name(), prio.as_str()];
+        let args = ["INSTANCE", instance.as_str(), state, prio.as_str()];
         match track::run_shell(&command, &args, NOTIFY_TIMEOUT).await {
             Ok(()) => {
-                tracing::info!(vip = %instance, state = state.name(), %command, "notify ran: exit status 0")
+                tracing::info!(vip = %instance, state, %command, "notify ran: exit status 0")
             }
-            Err(why) => {
-                tracing::warn!(vip = %instance, state = state.name(), %command, "notify {why}")
-            }
+            Err(why) => tracing::warn!(vip = %instance, state, %command, "notify {why}"),
         }
     }
 }
@@ -429,7 +474,7 @@ struct Running {
     config: VipInstance,
     machine: Machine,
     io: Io,
-    notify: mpsc::UnboundedSender<(String, State, u8)>,
+    notify: Arc<NotifyQueue>,
     /// When the second burst of gratuitous ARPs is due.
     garp_again: Option<Instant>,
     /// When the next refresh burst is due.
@@ -438,18 +483,60 @@ struct Running {
     mismatch_logged: bool,
     /// Stops the tracker of the current config generation.
     tracker: CancellationToken,
+    /// A Fault of the instance's own (the addresses could not be added), and until when.
+    local_fault: Option<(String, Instant)>,
+    /// What the tracker last found.
+    last_health: Option<Health>,
+    /// When the addresses' lifetimes were last renewed.
+    last_refresh: Option<Instant>,
+}
+
+/// A Running dropped without its hand-over (the runtime shutting down past the drain
+/// deadline) still takes its addresses off the interface.
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.machine.state() == State::Master {
+            self.release();
+        }
+    }
 }
 
 impl Running {
     fn next_deadline(&self) -> Option<Instant> {
-        [self.machine.deadline(), self.garp_again, self.garp_refresh]
-            .into_iter()
-            .flatten()
-            .min()
+        let fault_ends = self.local_fault.as_ref().map(|(_, t)| *t);
+        [
+            self.machine.deadline(),
+            self.garp_again,
+            self.garp_refresh,
+            fault_ends,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Feeds the tracker's finding, with the instance's own Fault, to the machine.
+    fn health(&mut self, health: Health) {
+        let fault = health
+            .fault
+            .clone()
+            .or_else(|| self.local_fault.as_ref().map(|(why, _)| why.clone()));
+        let actions = self
+            .machine
+            .on_health(Instant::now(), health.priority, fault);
+        lock(&self.inst.shown).health = Some(health.clone());
+        self.last_health = Some(health);
+        self.act(actions);
     }
 
     fn timers(&mut self) {
         let now = Instant::now();
+        if self.local_fault.as_ref().is_some_and(|(_, t)| *t <= now) {
+            self.local_fault = None;
+            if let Some(h) = self.last_health.clone() {
+                self.health(h);
+            }
+        }
         if self.garp_again.is_some_and(|t| t <= now) {
             self.garp_again = None;
             self.garp();
@@ -478,6 +565,11 @@ impl Running {
         if r.source == self.io.primary {
             return;
         }
+        if !self.config.unicast_peers.is_empty() && !self.config.unicast_peers.contains(&r.source) {
+            // with unicast peers, only they speak for this virtual router (as keepalived)
+            self.inst.count_invalid("not_a_peer");
+            return;
+        }
         self.inst.stats.received.inc();
         if !self.mismatch_logged && r.advert.priority != 0 {
             let mut ours: Vec<Ipv4Addr> = self.config.addresses.iter().map(|a| a.addr).collect();
@@ -502,7 +594,12 @@ impl Running {
     fn act(&mut self, actions: Vec<Action>) {
         for a in actions {
             match a {
-                Action::Advertise(priority) => self.advertise(priority),
+                Action::Advertise(priority) => {
+                    self.advertise(priority);
+                    if priority > 0 {
+                        self.refresh();
+                    }
+                }
                 Action::TakeAddresses => {
                     self.take();
                     self.garp();
@@ -549,10 +646,18 @@ impl Running {
                 why,
             });
         }
-        if let Some(command) = &self.config.notify {
-            let _ = self
-                .notify
-                .send((command.clone(), to, self.machine.priority()));
+        // keepalived's states: STOP when the instance stops; the passing INIT on the way out
+        // of Fault is not told
+        let told = match to {
+            State::Initialize if from != State::Fault => Some("STOP"),
+            State::Initialize => None,
+            other => Some(other.name()),
+        };
+        if let (Some(command), Some(state)) = (&self.config.notify, told) {
+            self.notify.push(
+                &self.inst.name,
+                (command.clone(), state, self.machine.priority()),
+            );
         }
     }
 
@@ -586,11 +691,39 @@ impl Running {
         }
     }
 
-    fn take(&self) {
+    /// Adds the addresses (or renews their lifetimes). They are added with a lifetime of a
+    /// few advert intervals, renewed while Master, so a Strata killed with -9 does not leave
+    /// them answering ARP on a host that is still up. An address that can't be added puts the
+    /// instance in Fault for a second, then it tries again: a Master without its addresses
+    /// would only keep its peers from taking them.
+    fn take(&mut self) {
+        let lifetime = address_lifetime(&self.config);
+        let mut failed = None;
         for a in &self.config.addresses {
-            if let Err(e) = link::add(self.io.index, a.addr, a.prefix) {
+            if let Err(e) = link::add(self.io.index, a.addr, a.prefix, lifetime) {
                 tracing::error!(vip = %self.inst.name, addr = %a.addr, interface = %self.config.interface, "cannot add the virtual address: {e}");
+                failed = Some(format!(
+                    "cannot add {} to {}: {e}",
+                    a.addr, self.config.interface
+                ));
             }
+        }
+        self.last_refresh = Some(Instant::now());
+        if let Some(why) = failed {
+            self.local_fault = Some((why, Instant::now() + SETUP_RETRY));
+            if let Some(h) = self.last_health.clone() {
+                self.health(h);
+            }
+        }
+    }
+
+    /// Renews the addresses' lifetimes, about once a second while Master.
+    fn refresh(&mut self) {
+        let due = self
+            .last_refresh
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+        if due && self.machine.state() == State::Master {
+            self.take();
         }
     }
 
@@ -635,15 +768,19 @@ impl Running {
             self.take();
             self.garp();
         }
-        if old.track != self.config.track || old.priority != self.config.priority {
-            self.tracker.cancel();
-            self.tracker = tracking.child_token();
-            *health_rx = track::start(&self.config, probe.clone(), self.tracker.clone());
-        }
         let actions = self
             .machine
             .reconfigure(Instant::now(), params(&self.config, self.io.primary));
         self.act(actions);
+        if old.track != self.config.track || old.priority != self.config.priority {
+            self.tracker.cancel();
+            self.tracker = tracking.child_token();
+            *health_rx = track::start(&self.config, probe.clone(), self.tracker.clone());
+            // the new tracker's first finding is the health from now on (a watch channel's
+            // first value never shows as a change)
+            let health = health_rx.borrow_and_update().clone();
+            self.health(health);
+        }
         tracing::info!(vip = %self.inst.name, "reloaded");
     }
 
@@ -653,7 +790,8 @@ impl Running {
     async fn hand_over(&mut self, buf: &mut [u8]) {
         if self.machine.state() == State::Master {
             self.advertise(0);
-            let wait = Duration::from_millis(u64::from(interval_cs(&self.config)) * 10 * 4);
+            let wait = Duration::from_millis(u64::from(interval_cs(&self.config)) * 10 * 4)
+                .min(HAND_OVER_WAIT);
             let until = tokio::time::Instant::now() + wait;
             loop {
                 tokio::select! {

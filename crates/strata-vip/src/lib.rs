@@ -8,6 +8,9 @@
 
 pub mod advert;
 mod arp;
+#[cfg(any(test, feature = "fuzz"))]
+#[doc(hidden)]
+pub mod fuzz;
 mod instance;
 mod link;
 pub mod machine;
@@ -23,6 +26,7 @@ use strata_config::Config;
 use strata_layer::{BackendAction, Layer, LayerError, Work};
 use strata_metrics::MetricsWriter;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 
 use instance::Instance;
 pub use track::Probe;
@@ -30,30 +34,49 @@ pub use weights::{weights_that_cannot_move, Peer};
 
 /// Every `[[vip]]` instance of a node, as one [`Layer`].
 pub struct VipLayer {
-    instances: Mutex<Vec<Arc<Instance>>>,
+    state: Arc<Mutex<Running>>,
     probe: Probe,
+}
+
+/// The instances that run, and the work of replacing or removing others.
+#[derive(Default)]
+struct Running {
+    instances: Vec<Arc<Instance>>,
+    /// Instances handing over (removed or replaced by a reload), and the instances that
+    /// start once they have: awaited by a drain.
+    changing: Vec<JoinHandle<()>>,
+    /// The node is draining: nothing starts any more.
+    closed: bool,
 }
 
 impl VipLayer {
     /// The layer; `probe` answers whether another layer's listener can serve, for `track`.
     pub fn new(probe: Probe) -> Self {
         VipLayer {
-            instances: Mutex::new(Vec::new()),
+            state: Arc::default(),
             probe,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<Arc<Instance>>> {
-        self.instances.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Running> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn stop_all(&self) -> Work<'static> {
-        let all: Vec<Arc<Instance>> = self.lock().drain(..).collect();
+        let (all, changing) = {
+            let mut state = self.lock();
+            state.closed = true;
+            (
+                std::mem::take(&mut state.instances),
+                std::mem::take(&mut state.changing),
+            )
+        };
         Box::pin(async move {
             // every Master hands over at once, not one after another
             let stops: Vec<_> = all
                 .into_iter()
                 .map(|i| tokio::spawn(async move { i.stop().await }))
+                .chain(changing)
                 .collect();
             for s in stops {
                 let _ = s.await;
@@ -75,9 +98,13 @@ impl Layer for VipLayer {
         Ok(())
     }
 
+    /// Instances that keep their name, interface and vrid take their new settings in place.
+    /// The others hand over first, and only then do new ones start: a replacement on the same
+    /// addresses never finds the old instance still holding them.
     fn apply(&self, config: &Config, _bound: Vec<TcpListener>) -> Result<(), LayerError> {
-        let mut running = self.lock();
-        running.retain(|inst| {
+        let mut state = self.lock();
+        let mut removed = Vec::new();
+        state.instances.retain(|inst| {
             let old = inst.config();
             let same = config
                 .vip
@@ -89,18 +116,42 @@ impl Layer for VipLayer {
                     true
                 }
                 None => {
-                    tracing::info!(vip = %inst.name(), "instance removed; handing over");
-                    let inst = inst.clone();
-                    tokio::spawn(async move { inst.stop().await });
+                    tracing::info!(vip = %inst.name(), "instance removed or changed; handing over");
+                    removed.push(inst.clone());
                     false
                 }
             }
         });
-        for c in &config.vip {
-            if !running.iter().any(|i| i.name() == c.name) {
-                running.push(Instance::start(c, self.probe.clone()));
+        let new: Vec<_> = config
+            .vip
+            .iter()
+            .filter(|c| !state.instances.iter().any(|i| i.name() == c.name))
+            .cloned()
+            .collect();
+        if removed.is_empty() {
+            for c in &new {
+                let started = Instance::start(c, self.probe.clone());
+                state.instances.push(started);
             }
+            return Ok(());
         }
+        state.changing.retain(|h| !h.is_finished());
+        let shared = self.state.clone();
+        let probe = self.probe.clone();
+        state.changing.push(tokio::spawn(async move {
+            for old in removed {
+                old.stop().await;
+            }
+            let mut state = shared.lock().unwrap_or_else(|e| e.into_inner());
+            if state.closed {
+                return;
+            }
+            for c in &new {
+                if !state.instances.iter().any(|i| i.name() == c.name) {
+                    state.instances.push(Instance::start(c, probe.clone()));
+                }
+            }
+        }));
         Ok(())
     }
 
@@ -113,11 +164,11 @@ impl Layer for VipLayer {
     }
 
     fn status(&self) -> Value {
-        Value::Array(self.lock().iter().map(|i| i.status()).collect())
+        Value::Array(self.lock().instances.iter().map(|i| i.status()).collect())
     }
 
     fn metrics(&self, w: &mut MetricsWriter) {
-        for i in self.lock().iter() {
+        for i in self.lock().instances.iter() {
             i.metrics(w);
         }
     }
@@ -132,10 +183,4 @@ impl Layer for VipLayer {
             "vip instance \"{listener}\" has no backends: drain and restore act on http, tcp and cache listeners"
         ))
     }
-}
-
-/// The advert decoder, for the fuzz target.
-#[cfg(feature = "fuzz")]
-pub fn fuzz_decode(packet: &[u8]) -> Option<advert::Received> {
-    advert::decode(packet).ok()
 }

@@ -137,11 +137,20 @@ impl Netlink {
     }
 }
 
-fn addr_message(index: u32, addr: Ipv4Addr, prefix: u8) -> Vec<u8> {
+fn addr_message(index: u32, addr: Ipv4Addr, prefix: u8, lifetime: Option<u32>) -> Vec<u8> {
     let mut body = vec![libc::AF_INET as u8, prefix, 0, libc::RT_SCOPE_UNIVERSE];
     body.extend_from_slice(&index.to_ne_bytes());
     push_attr(&mut body, libc::IFA_LOCAL, &addr.octets());
     push_attr(&mut body, libc::IFA_ADDRESS, &addr.octets());
+    if let Some(secs) = lifetime {
+        // struct ifa_cacheinfo: preferred and valid lifetimes, then two timestamps the kernel
+        // fills in
+        let mut info = Vec::with_capacity(16);
+        for v in [secs, secs, 0, 0] {
+            info.extend_from_slice(&v.to_ne_bytes());
+        }
+        push_attr(&mut body, libc::IFA_CACHEINFO, &info);
+    }
     body
 }
 
@@ -194,21 +203,24 @@ pub fn addresses(index: u32) -> io::Result<Vec<Address>> {
     Ok(out)
 }
 
-/// Adds `addr/prefix` to interface `index`; already there is fine.
-pub fn add(index: u32, addr: Ipv4Addr, prefix: u8) -> io::Result<()> {
+/// Adds `addr/prefix` to interface `index` for `lifetime` seconds, or renews it when it is
+/// there already.
+pub fn add(index: u32, addr: Ipv4Addr, prefix: u8, lifetime: u32) -> io::Result<()> {
     let mut nl = Netlink::open()?;
-    let flags = (libc::NLM_F_ACK | libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16;
-    match nl.request(libc::RTM_NEWADDR, flags, &addr_message(index, addr, prefix)) {
-        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
-        r => r.map(drop),
-    }
+    let flags = (libc::NLM_F_ACK | libc::NLM_F_CREATE | libc::NLM_F_REPLACE) as u16;
+    let message = addr_message(index, addr, prefix, Some(lifetime));
+    nl.request(libc::RTM_NEWADDR, flags, &message).map(drop)
 }
 
 /// Removes `addr/prefix` from interface `index`; already gone is fine.
 pub fn remove(index: u32, addr: Ipv4Addr, prefix: u8) -> io::Result<()> {
     let mut nl = Netlink::open()?;
     let flags = libc::NLM_F_ACK as u16;
-    match nl.request(libc::RTM_DELADDR, flags, &addr_message(index, addr, prefix)) {
+    match nl.request(
+        libc::RTM_DELADDR,
+        flags,
+        &addr_message(index, addr, prefix, None),
+    ) {
         Err(e)
             if matches!(
                 e.raw_os_error(),

@@ -93,6 +93,9 @@ pub struct Machine {
     master: Option<Ipv4Addr>,
     /// What the last advert from it said, for the reason a Backup gives for taking over.
     heard: Heard,
+    /// When a Master last answered another router's advert at once: at most once an interval,
+    /// so a flood of adverts is not answered with a flood.
+    last_assert: Option<Instant>,
 }
 
 /// What a Backup last made of the Master's adverts.
@@ -125,6 +128,7 @@ impl Machine {
             started: None,
             master: None,
             heard: Heard::Advert,
+            last_assert: None,
         }
     }
 
@@ -195,6 +199,8 @@ impl Machine {
             return out;
         }
         self.started = Some(now);
+        self.master = None;
+        self.heard = Heard::Advert;
         if self.owner() {
             self.become_master(now, "address owner (priority 255)".into(), &mut out);
         } else {
@@ -211,6 +217,8 @@ impl Machine {
         self.adver_timer = Some(now + cs(u32::from(self.params.interval_cs)));
         self.master_down_timer = None;
         self.master = None;
+        self.heard = Heard::Advert;
+        self.master_adver_interval_cs = self.params.interval_cs;
         self.change(State::Master, why, out);
     }
 
@@ -300,13 +308,18 @@ impl Machine {
                 }
             }
             State::Master => {
+                let interval = cs(u32::from(self.params.interval_cs));
+                let may_assert = self.last_assert.is_none_or(|t| now >= t + interval);
                 if priority == 0 {
                     // Only a node that believed itself Master sends priority 0: it may have
                     // held the addresses on its own link until now (a split brain healing).
                     // Assert, and announce them again.
-                    out.push(Action::Advertise(self.priority));
-                    out.push(Action::Announce);
-                    self.adver_timer = Some(now + cs(u32::from(self.params.interval_cs)));
+                    if may_assert {
+                        self.last_assert = Some(now);
+                        out.push(Action::Advertise(self.priority));
+                        out.push(Action::Announce);
+                        self.adver_timer = Some(now + interval);
+                    }
                 } else if priority > self.priority
                     || (priority == self.priority && source > self.params.primary)
                 {
@@ -319,13 +332,14 @@ impl Machine {
                         format!("{source} advertises the same priority ({priority}) from a higher address")
                     };
                     self.become_backup(now, source, interval_cs, why, &mut out);
-                } else {
+                } else if may_assert {
                     // Another Master with a lower claim: a partition has healed, or a peer
                     // started without hearing this one. Assert at once, and announce the
                     // addresses again, since the other may have taken them over its link.
+                    self.last_assert = Some(now);
                     out.push(Action::Advertise(self.priority));
                     out.push(Action::Announce);
-                    self.adver_timer = Some(now + cs(u32::from(self.params.interval_cs)));
+                    self.adver_timer = Some(now + interval);
                 }
             }
             State::Initialize | State::Fault => {}
@@ -363,6 +377,7 @@ impl Machine {
                 }
                 self.adver_timer = None;
                 self.master_down_timer = None;
+                self.master = None;
                 self.fault = Some(why.clone());
                 self.change(State::Fault, why, &mut out);
             }
@@ -380,16 +395,14 @@ impl Machine {
         out
     }
 
-    /// New settings from a reload; a Master advertises the new priority at once.
+    /// New settings from a reload. The priority it advertises comes from the next
+    /// [`Machine::on_health`] (the tracker weighs the new configured priority); a Master
+    /// advertises its new settings at once.
     pub fn reconfigure(&mut self, now: Instant, params: Params) -> Vec<Action> {
         let mut out = Vec::new();
-        let owner_changed = (params.priority == 255) != self.owner();
-        let was = self.params.priority;
         self.params = params;
-        if owner_changed || was != self.params.priority {
-            self.priority = self.params.priority;
-        }
         if self.state == State::Master {
+            self.master_adver_interval_cs = self.params.interval_cs;
             out.push(Action::Advertise(self.priority));
             self.adver_timer = Some(now + cs(u32::from(self.params.interval_cs)));
         }
@@ -514,6 +527,20 @@ mod tests {
         m.on_timer(t0 + Duration::from_secs(1));
         let a = m.on_advert(t0 + Duration::from_secs(2), PEER, 0, 10);
         assert_eq!(a, [Action::Advertise(100), Action::Announce]);
+    }
+
+    #[test]
+    fn a_flood_of_lower_adverts_is_answered_once_an_interval() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(params(100));
+        m.start(t0);
+        m.on_timer(t0 + Duration::from_secs(1));
+        let t = t0 + Duration::from_secs(2);
+        let answered: usize = (0..1000)
+            .map(|i| m.on_advert(t + Duration::from_micros(i), PEER, 1, 10).len())
+            .sum();
+        assert_eq!(answered, 2, "one advert and one announce");
+        assert_eq!(m.on_advert(t + cs(10), PEER, 1, 10).len(), 2);
     }
 
     #[test]

@@ -68,7 +68,9 @@ pub fn start(
                 fall,
                 rise,
             } => {
-                let ok = Arc::new(AtomicBool::new(true));
+                // failing until its first run says otherwise: a check that can't run must not
+                // let a node take the addresses at start
+                let ok = Arc::new(AtomicBool::new(false));
                 tokio::spawn(run_command(
                     config.name.clone(),
                     command.clone(),
@@ -154,7 +156,8 @@ async fn run_command(
     ok: Arc<AtomicBool>,
     stop: CancellationToken,
 ) {
-    let mut streak: (bool, u32) = (true, 0);
+    let mut streak: (bool, u32) = (false, 0);
+    let mut first = true;
     loop {
         let passed = match run_once(&command, timeout).await {
             Ok(()) => true,
@@ -169,11 +172,14 @@ async fn run_command(
             (passed, 1)
         };
         let was = ok.load(Ordering::Relaxed);
-        let now = if passed {
+        let now = if first {
+            passed
+        } else if passed {
             was || streak.1 >= rise
         } else {
             was && streak.1 < fall
         };
+        first = false;
         if now != was {
             tracing::info!(vip = %instance, %command, healthy = now, "track command changed");
             ok.store(now, Ordering::Relaxed);
@@ -202,22 +208,37 @@ pub(crate) async fn run_shell(
     } else {
         format!("{command} \"$@\"")
     };
-    let mut child = Command::new("/bin/sh")
+    let child = Command::new("/bin/sh")
         .arg("-c")
         .arg(script)
         .arg("strata")
         .args(args)
         .stdin(std::process::Stdio::null())
+        // its own process group, so a timeout kills what it started too (a pipeline, curl)
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot run: {e}"))?;
-    match tokio::time::timeout(timeout, child.wait()).await {
+    let mut child = Group(child);
+    match tokio::time::timeout(timeout, child.0.wait()).await {
         Ok(Ok(status)) if status.success() => Ok(()),
         Ok(Ok(status)) => Err(format!("exited with {status}")),
         Ok(Err(e)) => Err(format!("cannot wait: {e}")),
-        Err(_) => {
-            let _ = child.kill().await;
-            Err(format!("did not finish within {timeout:?}"))
+        Err(_) => Err(format!("did not finish within {timeout:?}")),
+    }
+}
+
+/// A child in a process group of its own; dropped before it exits (a timeout, or the task
+/// that waits on it stopped), the whole group is killed.
+struct Group(tokio::process::Child);
+
+impl Drop for Group {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        if let (Ok(None), Some(pid)) = (self.0.try_wait(), self.0.id()) {
+            // SAFETY: killpg(2) on the process group our child leads (its pid, from
+            // process_group(0)); it has not been reaped, so the id is still ours.
+            unsafe { libc::killpg(pid as libc::pid_t, libc::SIGKILL) };
         }
     }
 }

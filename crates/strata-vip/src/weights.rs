@@ -41,6 +41,13 @@ pub fn weights_that_cannot_move(peers: &[Peer<'_>]) -> Vec<String> {
         return Vec::new(); // the owner's weights are refused by the config check itself
     }
     let m_healthy = healthy_priority(m);
+    if !next.instance.preempt && m.track.iter().any(|t| t.weight.is_some()) {
+        return vec![format!(
+            "{}: vip \"{}\" (vrid {}): \"{}\" in {} has nopreempt, so no weight can move the \
+             address to it while this node is up: track without a weight (Fault) to give it away",
+            master.file, m.name, m.vrid, next.instance.name, next.file
+        )];
+    }
     let n_healthy = healthy_priority(next.instance);
     let mut out = Vec::new();
     let mut all_drop = 0;

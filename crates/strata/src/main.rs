@@ -125,19 +125,24 @@ fn check_all(paths: &[PathBuf]) -> ExitCode {
             Err(e) => code = e,
         }
     }
-    let mut vrids: Vec<u8> = good
+    // one virtual router: the same vrid and the same first address, in the nodes' configs
+    let routers: std::collections::BTreeSet<(u8, std::net::Ipv4Addr)> = good
         .iter()
-        .flat_map(|(_, c)| c.vip.iter().map(|v| v.vrid))
+        .flat_map(|(_, c)| {
+            c.vip
+                .iter()
+                .filter_map(|v| Some((v.vrid, v.addresses.first()?.addr)))
+        })
         .collect();
-    vrids.sort_unstable();
-    vrids.dedup();
-    for vrid in vrids {
+    for (vrid, addr) in routers {
         let peers: Vec<strata_vip::Peer<'_>> = good
             .iter()
             .flat_map(|(file, c)| {
                 c.vip
                     .iter()
-                    .filter(move |v| v.vrid == vrid)
+                    .filter(move |v| {
+                        v.vrid == vrid && v.addresses.first().map(|a| a.addr) == Some(addr)
+                    })
                     .map(move |instance| strata_vip::Peer { file, instance })
             })
             .collect();

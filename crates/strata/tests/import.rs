@@ -1,6 +1,6 @@
-//! `strata import twemproxy` as a user runs it: twemproxy's own sample configs (and one with
-//! every key) against golden files, `strata check` on what it prints, and a translated pool
-//! finding every key where a real nutcracker put it.
+//! `strata import twemproxy` and `strata import keepalived` as a user runs them: each proxy's
+//! own sample configs (and one with every key) against golden files, `strata check` on what
+//! they print, and a translated pool finding every key where a real nutcracker put it.
 
 mod common;
 
@@ -17,15 +17,30 @@ const FIXTURES: &str = "tests/fixtures/twemproxy";
 const SAMPLES: &[&str] = &["nutcracker", "nutcracker.leaf", "nutcracker.root"];
 /// Written for these tests: every key, and each case the translation treats apart.
 const EVERY_KEY: &str = "every_key";
+/// The keepalived fixtures, as `FIXTURES`.
+const KEEPALIVED_FIXTURES: &str = "tests/fixtures/keepalived";
+/// Configs as keepalived users write them (our own, not keepalived's GPL samples): a pair of
+/// web gateways with tracking and notify, and a cloud pair with unicast peers and VRRPv2.
+const KEEPALIVED_SAMPLES: &[&str] = &["gateway.conf", "cloud.conf"];
+/// Written for these tests: every keyword the translation reads, and each case it treats apart.
+const KEEPALIVED_EVERY_KEY: &str = "every_key.conf";
 
 fn import(name: &str) -> (i32, String, String) {
     strata_cmd(&["import", "twemproxy", &format!("{FIXTURES}/{name}.yml")])
 }
 
-/// Compares `actual` with the golden file `name`; with `STRATA_BLESS=1` in the environment,
-/// writes it instead.
-fn golden(name: &str, actual: &str) {
-    let path = Path::new(FIXTURES).join(name);
+fn import_keepalived(name: &str) -> (i32, String, String) {
+    strata_cmd(&[
+        "import",
+        "keepalived",
+        &format!("{KEEPALIVED_FIXTURES}/{name}"),
+    ])
+}
+
+/// Compares `actual` with the golden file `name` in `dir`; with `STRATA_BLESS=1` in the
+/// environment, writes it instead.
+fn golden(dir: &str, name: &str, actual: &str) {
+    let path = Path::new(dir).join(name);
     if std::env::var_os("STRATA_BLESS").is_some() {
         std::fs::write(&path, actual).expect("write golden file");
         return;
@@ -45,8 +60,8 @@ fn import_twemproxy_prints_the_golden_config_and_notes_for_each_fixture() {
     for name in SAMPLES.iter().chain([&EVERY_KEY]) {
         let (code, out, err) = import(name);
         assert_eq!(code, 0, "{name}: {err}");
-        golden(&format!("{name}.toml"), &out);
-        golden(&format!("{name}.stderr"), &err);
+        golden(FIXTURES, &format!("{name}.toml"), &out);
+        golden(FIXTURES, &format!("{name}.stderr"), &err);
     }
 }
 
@@ -152,6 +167,109 @@ fn import_twemproxy_of_a_missing_file_exits_66() {
     assert_eq!(out, "");
     assert!(
         err.starts_with("strata: cannot read /nonexistent/nutcracker.yml: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn import_keepalived_prints_the_golden_config_and_notes_for_each_fixture() {
+    for name in KEEPALIVED_SAMPLES.iter().chain([&KEEPALIVED_EVERY_KEY]) {
+        let (code, out, err) = import_keepalived(name);
+        assert_eq!(code, 0, "{name}: {err}");
+        golden(KEEPALIVED_FIXTURES, &format!("{name}.toml"), &out);
+        golden(KEEPALIVED_FIXTURES, &format!("{name}.stderr"), &err);
+    }
+}
+
+#[test]
+fn import_keepalived_translations_of_the_sample_configs_pass_strata_check() {
+    let dir = TempDir::new();
+    for name in KEEPALIVED_SAMPLES {
+        let (code, out, err) = import_keepalived(name);
+        assert_eq!(code, 0, "{name}: {err}");
+        let path = write_file(dir.path(), &format!("{name}.toml"), &out);
+        let (code, out, err) = strata_cmd(&["check", "-c", path.to_str().unwrap()]);
+        assert_eq!(code, 0, "{name}: {out}{err}");
+        // every vrrp_instance is a [[vip]] that runs
+        let instances = std::fs::read_to_string(Path::new(KEEPALIVED_FIXTURES).join(name))
+            .unwrap()
+            .lines()
+            .filter(|l| l.trim_start().starts_with("vrrp_instance"))
+            .count();
+        assert!(
+            out.contains(&format!("{instances} vip instance(s)")),
+            "{name}: {out}"
+        );
+    }
+}
+
+#[test]
+fn import_keepalived_lines_kept_as_written_are_what_strata_check_refuses() {
+    let (code, out, err) = import_keepalived(KEEPALIVED_EVERY_KEY);
+    assert_eq!(code, 0, "{err}");
+    let dir = TempDir::new();
+    let path = write_file(dir.path(), "every_key.toml", &out);
+    let (code, _, err) = strata_cmd(&["check", "-c", path.to_str().unwrap()]);
+    assert_eq!(code, 64, "{err}");
+    let mut refused: Vec<&str> = err.lines().filter_map(|l| l.split('`').nth(1)).collect();
+    refused.sort_unstable();
+    // instance `kept` (the fourth [[vip]]; the IPv6 one and the unicast one without an
+    // interface are comments): its vrid, which `front` has on eth0 too, its tracked file and
+    // its `reverse` weight
+    assert_eq!(
+        refused,
+        vec!["vip[3].track[0]", "vip[3].track[1].reverse", "vip[3].vrid"],
+        "{err}"
+    );
+    let marked = out
+        .lines()
+        .filter(|l| l.contains("# kept as written"))
+        .count();
+    assert_eq!(marked, refused.len(), "{out}");
+}
+
+#[test]
+fn import_keepalived_refuses_a_file_keepalived_would_refuse_and_prints_nothing() {
+    let dir = TempDir::new();
+    let path = write_file(
+        dir.path(),
+        "keepalived.conf",
+        "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    virtual_ipaddress {\n        10.0.0.100/24\n}\n",
+    );
+    let file = path.to_str().unwrap();
+    let (code, out, err) = strata_cmd(&["import", "keepalived", file]);
+    assert_eq!(code, 64, "{err}");
+    assert_eq!(out, "");
+    assert_eq!(
+        err,
+        format!(
+            "{file}:1:20: `vrrp_instance VI_1`: this `{{` is never closed: a `}}` is missing below it\n\
+             strata: {file} has 1 problem; nothing was translated\n"
+        )
+    );
+    let path = write_file(
+        dir.path(),
+        "extra.conf",
+        "vrrp_instance VI_1 {\n    interface eth0\n}\n}\n",
+    );
+    let file = path.to_str().unwrap();
+    let (code, out, err) = strata_cmd(&["import", "keepalived", file]);
+    assert_eq!((code, out.as_str()), (64, ""), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "{file}:4:1: a `}}` with no `{{` open before it: the braces above are unbalanced\n"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn import_keepalived_of_a_missing_file_exits_66() {
+    let (code, out, err) = strata_cmd(&["import", "keepalived", "/nonexistent/keepalived.conf"]);
+    assert_eq!(code, 66, "{err}");
+    assert_eq!(out, "");
+    assert!(
+        err.starts_with("strata: cannot read /nonexistent/keepalived.conf: "),
         "{err}"
     );
 }

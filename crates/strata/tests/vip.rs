@@ -142,7 +142,7 @@ async fn higher_priority_wins_and_sigterm_hands_over_after_the_skew() {
         [
             "INSTANCE front BACKUP 200",
             "INSTANCE front MASTER 200",
-            "INSTANCE front INIT 200"
+            "INSTANCE front STOP 200"
         ],
         "{}",
         a.logs()
@@ -212,6 +212,9 @@ async fn a_killed_master_loses_the_address_and_clients_reach_the_backup() {
     .await;
     assert!(lab.holds("b", VIP));
     assert_eq!(lab.neighbour("client", VIP), Some(lab.mac("b")));
+    // the dead Strata's address expires on its host (a lifetime it no longer renews), so
+    // that host stops answering ARP for it
+    until_held(&lab, "a", VIP, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -699,4 +702,64 @@ async fn hostile_adverts_are_counted_and_change_nothing_and_sent_bytes_are_exact
     .await;
     // and with b silent after its one advert, a takes the address back
     until_held(&lab, "a", VIP, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_moves_the_address_by_priority_and_a_renamed_instance_keeps_it() {
+    let lab = Lab::new(&["a", "b"]);
+    let a = Strata::start_on(&lab, "a", &node(&instance("front", 51, 200, VIP, "")));
+    let _b = Strata::start_on(&lab, "b", &node(&instance("front", 51, 100, VIP, "")));
+    until_held(&lab, "a", VIP, true).await;
+    let reload = |text: String| {
+        std::fs::write(&a.config, text).unwrap();
+        a.signal(libc::SIGHUP);
+    };
+    reload(node(&instance("front", 51, 50, VIP, "")));
+    until_held(&lab, "b", VIP, true).await;
+    until_held(&lab, "a", VIP, false).await;
+    let v = vip_status(&lab, "a", &a, "front").await;
+    assert_eq!(
+        (v["state"].as_str(), v["priority"].as_u64()),
+        (Some("BACKUP"), Some(50)),
+        "{v}"
+    );
+    reload(node(&instance("front", 51, 200, VIP, "")));
+    until_held(&lab, "a", VIP, true).await;
+    // a new name is a new instance: the old one hands over first, then the new one starts
+    // and takes the address back, which stays
+    reload(node(&instance("gateway", 51, 200, VIP, "")));
+    eventually(LIMIT, "the renamed instance is Master", || async {
+        let s = status(&lab, "a", &a).await;
+        s["vip"][0]["name"] == "gateway" && s["vip"][0]["state"] == "MASTER"
+    })
+    .await;
+    for _ in 0..10 {
+        assert!(
+            lab.holds("a", VIP),
+            "the renamed instance lost its address:\n{}",
+            a.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nopreempt_leaves_a_running_master_alone() {
+    let lab = Lab::new(&["a", "b"]);
+    let _b = Strata::start_on(&lab, "b", &node(&instance("front", 51, 100, VIP, "")));
+    until_held(&lab, "b", VIP, true).await;
+    let a = Strata::start_on(
+        &lab,
+        "a",
+        &node(&instance("front", 51, 200, VIP, "nopreempt = true")),
+    );
+    let b_addr = lab.addr("b").to_string();
+    eventually(LIMIT, "a hears b", || async {
+        vip_status(&lab, "a", &a, "front").await["master"] == b_addr.as_str()
+    })
+    .await;
+    for _ in 0..10 {
+        assert!(lab.holds("b", VIP) && !lab.holds("a", VIP), "a preempted b");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -1,6 +1,7 @@
 //! `strata import`: another proxy's config file translated into a Strata config on stdout, and
 //! what could not be translated listed on stderr, each with its line and why.
 
+mod keepalived;
 mod twemproxy;
 
 use std::fmt;
@@ -18,6 +19,13 @@ pub enum Source {
     Twemproxy {
         /// The nutcracker config, such as /etc/nutcracker/nutcracker.yml.
         #[arg(value_name = "FILE.yml")]
+        file: PathBuf,
+    },
+    /// Print the Strata config for a keepalived config: one [[vip]] per vrrp_instance, on the
+    /// same interface, vrid and addresses.
+    Keepalived {
+        /// The keepalived config, such as /etc/keepalived/keepalived.conf.
+        #[arg(value_name = "keepalived.conf")]
         file: PathBuf,
     },
 }
@@ -88,8 +96,10 @@ pub struct Translation {
     pub toml: String,
     /// What was not translated, or not as it was, in file order.
     pub notes: Vec<Note>,
-    /// The sections (pools) the file had.
+    /// The sections (pools, instances) the file had.
     pub sections: usize,
+    /// What a section is called in the other proxy's words: "pool", "vrrp_instance".
+    pub section: &'static str,
     /// Those of them that are only in the output as a comment.
     pub left_out: usize,
 }
@@ -100,6 +110,7 @@ pub struct Translation {
 pub fn run(source: &Source) -> ExitCode {
     match source {
         Source::Twemproxy { file } => import(file, twemproxy::translate),
+        Source::Keepalived { file } => import(file, keepalived::translate),
     }
 }
 
@@ -128,7 +139,7 @@ fn import(path: &Path, translate: Translate) -> ExitCode {
                 eprintln!(
                     "strata: {} of {} translated from {file}, {} above",
                     t.sections - t.left_out,
-                    count(t.sections, "pool"),
+                    count(t.sections, t.section),
                     count(t.notes.len(), "note"),
                 );
             }

@@ -104,6 +104,7 @@ pub(super) fn translate(source: &str, file: &str) -> Result<Translation, Vec<Not
         toml,
         notes,
         sections: confs.len(),
+        section: "pool",
         left_out,
     })
 }
