@@ -40,6 +40,16 @@ const CARRIED: &[&str] = &[
     "idle_in_transaction_session_timeout",
 ];
 
+/// Of [`CARRIED`], those the server reports with ParameterStatus when they change.
+const REPORTED: &[&str] = &[
+    "client_encoding",
+    "DateStyle",
+    "TimeZone",
+    "IntervalStyle",
+    "application_name",
+    "standard_conforming_strings",
+];
+
 /// Why a client connection ended early.
 #[derive(Debug, thiserror::Error)]
 enum ClientError {
@@ -230,6 +240,7 @@ pub(crate) async fn serve(
         key,
         mode: config.pool_mode,
         closing: false,
+        discarding: false,
     };
     svc.stats.clients.inc();
     let end = session.run(&shutdown).await;
@@ -423,6 +434,9 @@ struct Session {
     mode: PoolMode,
     /// A FATAL is on its way to the client; the session ends once it is written.
     closing: bool,
+    /// No server connection could be had for an extended-protocol batch: its messages are
+    /// dropped up to its Sync.
+    discarding: bool,
 }
 
 impl Session {
@@ -446,6 +460,8 @@ impl Session {
                             if !self.client_sent().await? {
                                 return Ok(());
                             }
+                            self.flush_to_server();
+                            self.flush_to_client()?;
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                         Err(e) => return Err(e.into()),
@@ -463,6 +479,7 @@ impl Session {
                     if r.is_err() || !self.server_sent() {
                         self.server_lost();
                     }
+                    self.flush_to_client()?;
                 }
                 r = writable(&self.server), if self.server.is_some() && !self.to_server.is_empty() => {
                     let lease = self.server.as_mut().expect("attached");
@@ -477,6 +494,37 @@ impl Session {
         }
     }
 
+    /// Writes what it can to the server now, without waiting (the socket is nearly always
+    /// writable); the rest waits for the loop.
+    fn flush_to_server(&mut self) {
+        let Some(lease) = self.server.as_mut() else {
+            return;
+        };
+        if self.to_server.is_empty() {
+            return;
+        }
+        match lease.conn.stream.try_write(&self.to_server) {
+            Ok(n) => self.to_server.advance(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => self.server_lost(),
+        }
+    }
+
+    /// Writes what it can to the client now, without waiting.
+    fn flush_to_client(&mut self) -> Result<(), ClientError> {
+        if self.to_client.is_empty() {
+            return Ok(());
+        }
+        match self.client.try_write(&self.to_client) {
+            Ok(n) => {
+                self.to_client.advance(n);
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Handles the whole messages the client has sent; false when it said Terminate.
     async fn client_sent(&mut self) -> Result<bool, ClientError> {
         while let Some(total) = proto::message_len(&self.cbuf)? {
@@ -485,8 +533,21 @@ impl Session {
                 self.cbuf.advance(total);
                 return Ok(false);
             }
+            if self.discarding {
+                // after a failed attach, an extended-protocol batch is dropped to its Sync,
+                // which gets the one ReadyForQuery the client waits for
+                if tag == b'S' {
+                    self.discarding = false;
+                    proto::put(&mut self.to_client, b'Z', |b| b.put_u8(b'I'));
+                }
+                self.cbuf.advance(total);
+                continue;
+            }
             if self.server.is_none() && !self.attach().await {
-                // the client got an error: what it sent is dropped up to its next Sync
+                match tag {
+                    b'Q' | b'F' | b'S' => proto::put(&mut self.to_client, b'Z', |b| b.put_u8(b'I')),
+                    _ => self.discarding = true,
+                }
                 self.cbuf.advance(total);
                 continue;
             }
@@ -519,7 +580,6 @@ impl Session {
                     Sqlstate::CANNOT_CONNECT_NOW,
                     &e.to_string(),
                 );
-                proto::put(&mut self.to_client, b'Z', |b| b.put_u8(b'I'));
                 return false;
             }
         };
@@ -548,7 +608,6 @@ impl Session {
                         Sqlstate::CONNECTION_FAILURE,
                         &format!("could not set the session's parameters: {e}"),
                     );
-                    proto::put(&mut self.to_client, b'Z', |b| b.put_u8(b'I'));
                     return false;
                 }
             }
@@ -689,8 +748,12 @@ impl Session {
                     lease.conn.run("ROLLBACK").await?;
                 }
                 if mode == PoolMode::Session {
+                    // RESET ALL inside reports the parameters the server reports; the others
+                    // the pooler set are gone without a word
                     lease.conn.run("DISCARD ALL").await?;
-                    lease.conn.params.clear();
+                    for k in CARRIED.iter().filter(|k| !REPORTED.contains(k)) {
+                        lease.conn.params.remove(*k);
+                    }
                 }
                 Ok::<_, crate::server::ServerError>(())
             })

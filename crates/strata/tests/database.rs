@@ -239,3 +239,68 @@ async fn a_cancel_request_reaches_the_query_on_its_server() {
         "{err} after {took:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_follow_a_promoted_replica() {
+    let mut primary = Postgres::start();
+    primary.user_and_database("app", "secret");
+    psql(
+        primary.addr,
+        "app",
+        "secret",
+        "app",
+        "create table t (n int)",
+    )
+    .unwrap();
+    let replica = primary.replica();
+    let strata = Strata::start(&config(&[primary.addr, replica.addr], ""));
+    let db = strata.addr("database:app");
+    let (p, r) = (primary.addr.to_string(), replica.addr.to_string());
+    eventually(Duration::from_secs(10), "the roles are found", || async {
+        let s = status(&strata).await;
+        let servers = &s["database"][0]["servers"];
+        s["database"][0]["primary"] == p.as_str()
+            && servers
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["address"] == r.as_str() && x["role"] == "replica")
+    })
+    .await;
+    let wrote =
+        blocking(move || psql(db, "app", "secret", "app", "insert into t values (1)")).await;
+    assert_eq!(wrote.as_deref(), Ok(""));
+    // the primary dies; the replica is promoted (as Patroni would); writes follow
+    primary.kill();
+    let promoted = psql(
+        replica.addr,
+        "postgres",
+        SUPERUSER_PASSWORD,
+        "postgres",
+        "select pg_promote()",
+    );
+    assert_eq!(promoted.as_deref(), Ok("t"));
+    eventually(
+        Duration::from_secs(10),
+        "the promoted replica takes the writes",
+        || async {
+            let r = blocking(move || psql(db, "app", "secret", "app", "insert into t values (2)"))
+                .await;
+            r.is_ok()
+        },
+    )
+    .await;
+    let rows = blocking(move || {
+        psql(
+            db,
+            "app",
+            "secret",
+            "app",
+            "select string_agg(n::text, ',' order by n) from t",
+        )
+    })
+    .await;
+    assert_eq!(rows.as_deref(), Ok("1,2"));
+    let s = status(&strata).await;
+    assert_eq!(s["database"][0]["primary"], replica.addr.to_string(), "{s}");
+}

@@ -10,31 +10,113 @@ use std::path::Path;
 use common::redis::{Nutcracker, Redis, Resp};
 use common::{free_port, strata_cmd, write_file, Strata, TempDir};
 
-/// The fixtures, relative to the package root (where cargo runs tests), so that the path the
-/// golden files quote is the same on every machine.
-const FIXTURES: &str = "tests/fixtures/twemproxy";
-/// twemproxy's conf/ directory.
-const SAMPLES: &[&str] = &["nutcracker", "nutcracker.leaf", "nutcracker.root"];
-/// Written for these tests: every key, and each case the translation treats apart.
-const EVERY_KEY: &str = "every_key";
-/// The keepalived fixtures, as `FIXTURES`.
-const KEEPALIVED_FIXTURES: &str = "tests/fixtures/keepalived";
-/// Configs as keepalived users write them (our own, not keepalived's GPL samples): a pair of
-/// web gateways with tracking and notify, and a cloud pair with unicast peers and VRRPv2.
-const KEEPALIVED_SAMPLES: &[&str] = &["gateway.conf", "cloud.conf"];
-/// Written for these tests: every keyword the translation reads, and each case it treats apart.
-const KEEPALIVED_EVERY_KEY: &str = "every_key.conf";
-
-fn import(name: &str) -> (i32, String, String) {
-    strata_cmd(&["import", "twemproxy", &format!("{FIXTURES}/{name}.yml")])
+/// One `strata import` source and its fixtures.
+struct Fixtures {
+    /// The subcommand: `twemproxy`, `keepalived`.
+    source: &'static str,
+    /// Relative to the package root (where cargo runs tests), so that the path the golden files
+    /// quote is the same on every machine.
+    dir: &'static str,
+    /// What a fixture's file name ends in after its name; its golden files are the name then
+    /// `.toml` (stdout) and `.stderr`.
+    ending: &'static str,
+    samples: &'static [&'static str],
+    /// Written for these tests: every key the translation reads, and each case it treats apart.
+    every_key: &'static str,
 }
 
-fn import_keepalived(name: &str) -> (i32, String, String) {
-    strata_cmd(&[
-        "import",
-        "keepalived",
-        &format!("{KEEPALIVED_FIXTURES}/{name}"),
-    ])
+const TWEMPROXY: Fixtures = Fixtures {
+    source: "twemproxy",
+    dir: "tests/fixtures/twemproxy",
+    ending: ".yml",
+    // twemproxy's conf/ directory
+    samples: &["nutcracker", "nutcracker.leaf", "nutcracker.root"],
+    every_key: "every_key",
+};
+
+const KEEPALIVED: Fixtures = Fixtures {
+    source: "keepalived",
+    dir: "tests/fixtures/keepalived",
+    ending: "",
+    // configs as keepalived users write them (our own, not keepalived's GPL samples): a pair of
+    // web gateways with tracking and notify, and a cloud pair with unicast peers and VRRPv2
+    samples: &["gateway.conf", "cloud.conf"],
+    every_key: "every_key.conf",
+};
+
+impl Fixtures {
+    /// `strata import` of the fixture `name`: its exit code, stdout and stderr.
+    fn import(&self, name: &str) -> (i32, String, String) {
+        let file = format!("{}/{name}{}", self.dir, self.ending);
+        strata_cmd(&["import", self.source, &file])
+    }
+
+    /// Each fixture's output and notes are its golden files.
+    fn print_the_golden_files(&self) {
+        for name in self.samples.iter().chain([&self.every_key]) {
+            let (code, out, err) = self.import(name);
+            assert_eq!(code, 0, "{name}: {err}");
+            golden(self.dir, &format!("{name}.toml"), &out);
+            golden(self.dir, &format!("{name}.stderr"), &err);
+        }
+    }
+
+    /// Each sample's translation passes `strata check`: its name, and what the check printed.
+    fn checked_samples(&self) -> Vec<(&'static str, String)> {
+        let dir = TempDir::new();
+        let mut checked = Vec::new();
+        for name in self.samples {
+            let (code, out, err) = self.import(name);
+            assert_eq!(code, 0, "{name}: {err}");
+            let path = write_file(dir.path(), &format!("{name}.toml"), &out);
+            let (code, out, err) = strata_cmd(&["check", "-c", path.to_str().unwrap()]);
+            assert_eq!(code, 0, "{name}: {out}{err}");
+            checked.push((*name, out));
+        }
+        checked
+    }
+
+    /// `strata check` refuses the translation of `every_key` for exactly the keys `kept`
+    /// (sorted), the lines kept as written, and the output marks each of them.
+    fn kept_lines_are_refused(&self, kept: &[&str]) {
+        let (code, out, err) = self.import(self.every_key);
+        assert_eq!(code, 0, "{err}");
+        let dir = TempDir::new();
+        let path = write_file(dir.path(), "every_key.toml", &out);
+        let (code, _, err) = strata_cmd(&["check", "-c", path.to_str().unwrap()]);
+        assert_eq!(code, 64, "{err}");
+        let mut refused: Vec<&str> = err.lines().filter_map(|l| l.split('`').nth(1)).collect();
+        refused.sort_unstable();
+        assert_eq!(refused, kept, "{err}");
+        let marked = out
+            .lines()
+            .filter(|l| l.contains("# kept as written"))
+            .count();
+        assert_eq!(marked, refused.len(), "{out}");
+    }
+
+    /// The import of `text`, written to a file `name`, which must be refused with nothing
+    /// printed: the file's path and stderr.
+    fn refused(&self, name: &str, text: &str) -> (String, String) {
+        let dir = TempDir::new();
+        let path = write_file(dir.path(), name, text);
+        let file = path.to_str().unwrap().to_string();
+        let (code, out, err) = strata_cmd(&["import", self.source, &file]);
+        assert_eq!(code, 64, "{err}");
+        assert_eq!(out, "");
+        (file, err)
+    }
+
+    /// The import of `path`, which does not exist, exits 66 and says so.
+    fn missing_file_exits_66(&self, path: &str) {
+        let (code, out, err) = strata_cmd(&["import", self.source, path]);
+        assert_eq!(code, 66, "{err}");
+        assert_eq!(out, "");
+        assert!(
+            err.starts_with(&format!("strata: cannot read {path}: ")),
+            "{err}"
+        );
+    }
 }
 
 /// Compares `actual` with the golden file `name` in `dir`; with `STRATA_BLESS=1` in the
@@ -57,30 +139,18 @@ fn golden(dir: &str, name: &str, actual: &str) {
 
 #[test]
 fn import_twemproxy_prints_the_golden_config_and_notes_for_each_fixture() {
-    for name in SAMPLES.iter().chain([&EVERY_KEY]) {
-        let (code, out, err) = import(name);
-        assert_eq!(code, 0, "{name}: {err}");
-        golden(FIXTURES, &format!("{name}.toml"), &out);
-        golden(FIXTURES, &format!("{name}.stderr"), &err);
-    }
+    TWEMPROXY.print_the_golden_files();
 }
 
 #[test]
 fn import_twemproxy_translations_of_the_sample_configs_pass_strata_check() {
-    let dir = TempDir::new();
-    for name in SAMPLES {
-        let (code, out, err) = import(name);
-        assert_eq!(code, 0, "{name}: {err}");
-        let path = write_file(dir.path(), &format!("{name}.toml"), &out);
-        let (code, out, err) = strata_cmd(&["check", "-c", path.to_str().unwrap()]);
-        assert_eq!(code, 0, "{name}: {out}{err}");
-    }
+    TWEMPROXY.checked_samples();
 }
 
 #[test]
 fn import_twemproxy_translations_of_the_sample_configs_run() {
-    for name in SAMPLES {
-        let (code, out, err) = import(name);
+    for name in TWEMPROXY.samples {
+        let (code, out, err) = TWEMPROXY.import(name);
         assert_eq!(code, 0, "{name}: {err}");
         // as printed, but on free ports: the samples' own (22120-22124) may be taken here; the
         // comments go too, as a left-out pool's commented `[[cache]]` would count as one
@@ -109,47 +179,23 @@ fn import_twemproxy_translations_of_the_sample_configs_run() {
 
 #[test]
 fn import_twemproxy_lines_kept_as_written_are_what_strata_check_refuses() {
-    let (code, out, err) = import(EVERY_KEY);
-    assert_eq!(code, 0, "{err}");
-    let dir = TempDir::new();
-    let path = write_file(dir.path(), "every_key.toml", &out);
-    let (code, _, err) = strata_cmd(&["check", "-c", path.to_str().unwrap()]);
-    assert_eq!(code, 64, "{err}");
-    let mut refused: Vec<&str> = err.lines().filter_map(|l| l.split('`').nth(1)).collect();
-    refused.sort_unstable();
     // pool `sessions` (the second): its redis_db, and every server but servers[4]
-    assert_eq!(
-        refused,
-        vec![
-            "cache[1].redis_db",
-            "cache[1].servers[0]",
-            "cache[1].servers[1]",
-            "cache[1].servers[2]",
-            "cache[1].servers[3]",
-            "cache[1].servers[5]",
-        ],
-        "{err}"
-    );
-    // and the output marks each of them
-    let marked = out
-        .lines()
-        .filter(|l| l.contains("# kept as written"))
-        .count();
-    assert_eq!(marked, refused.len(), "{out}");
+    TWEMPROXY.kept_lines_are_refused(&[
+        "cache[1].redis_db",
+        "cache[1].servers[0]",
+        "cache[1].servers[1]",
+        "cache[1].servers[2]",
+        "cache[1].servers[3]",
+        "cache[1].servers[5]",
+    ]);
 }
 
 #[test]
 fn import_twemproxy_refuses_a_file_twemproxy_would_refuse_and_prints_nothing() {
-    let dir = TempDir::new();
-    let path = write_file(
-        dir.path(),
+    let (file, err) = TWEMPROXY.refused(
         "bad.yml",
         "alpha:\n  listen: 127.0.0.1:22121\n  timeout: 400ms\n  servers:\n   - 127.0.0.1:6379:1\n   - 127.0.0.1:6380\n",
     );
-    let file = path.to_str().unwrap();
-    let (code, out, err) = strata_cmd(&["import", "twemproxy", file]);
-    assert_eq!(code, 64, "{err}");
-    assert_eq!(out, "");
     assert_eq!(
         err,
         format!(
@@ -162,36 +208,19 @@ fn import_twemproxy_refuses_a_file_twemproxy_would_refuse_and_prints_nothing() {
 
 #[test]
 fn import_twemproxy_of_a_missing_file_exits_66() {
-    let (code, out, err) = strata_cmd(&["import", "twemproxy", "/nonexistent/nutcracker.yml"]);
-    assert_eq!(code, 66, "{err}");
-    assert_eq!(out, "");
-    assert!(
-        err.starts_with("strata: cannot read /nonexistent/nutcracker.yml: "),
-        "{err}"
-    );
+    TWEMPROXY.missing_file_exits_66("/nonexistent/nutcracker.yml");
 }
 
 #[test]
 fn import_keepalived_prints_the_golden_config_and_notes_for_each_fixture() {
-    for name in KEEPALIVED_SAMPLES.iter().chain([&KEEPALIVED_EVERY_KEY]) {
-        let (code, out, err) = import_keepalived(name);
-        assert_eq!(code, 0, "{name}: {err}");
-        golden(KEEPALIVED_FIXTURES, &format!("{name}.toml"), &out);
-        golden(KEEPALIVED_FIXTURES, &format!("{name}.stderr"), &err);
-    }
+    KEEPALIVED.print_the_golden_files();
 }
 
 #[test]
 fn import_keepalived_translations_of_the_sample_configs_pass_strata_check() {
-    let dir = TempDir::new();
-    for name in KEEPALIVED_SAMPLES {
-        let (code, out, err) = import_keepalived(name);
-        assert_eq!(code, 0, "{name}: {err}");
-        let path = write_file(dir.path(), &format!("{name}.toml"), &out);
-        let (code, out, err) = strata_cmd(&["check", "-c", path.to_str().unwrap()]);
-        assert_eq!(code, 0, "{name}: {out}{err}");
+    for (name, out) in KEEPALIVED.checked_samples() {
         // every vrrp_instance is a [[vip]] that runs
-        let instances = std::fs::read_to_string(Path::new(KEEPALIVED_FIXTURES).join(name))
+        let instances = std::fs::read_to_string(Path::new(KEEPALIVED.dir).join(name))
             .unwrap()
             .lines()
             .filter(|l| l.trim_start().starts_with("vrrp_instance"))
@@ -205,41 +234,22 @@ fn import_keepalived_translations_of_the_sample_configs_pass_strata_check() {
 
 #[test]
 fn import_keepalived_lines_kept_as_written_are_what_strata_check_refuses() {
-    let (code, out, err) = import_keepalived(KEEPALIVED_EVERY_KEY);
-    assert_eq!(code, 0, "{err}");
-    let dir = TempDir::new();
-    let path = write_file(dir.path(), "every_key.toml", &out);
-    let (code, _, err) = strata_cmd(&["check", "-c", path.to_str().unwrap()]);
-    assert_eq!(code, 64, "{err}");
-    let mut refused: Vec<&str> = err.lines().filter_map(|l| l.split('`').nth(1)).collect();
-    refused.sort_unstable();
     // instance `kept` (the fourth [[vip]]; the IPv6 one and the unicast one without an
     // interface are comments): its vrid, which `front` has on eth0 too, its tracked file and
     // its `reverse` weight
-    assert_eq!(
-        refused,
-        vec!["vip[3].track[0]", "vip[3].track[1].reverse", "vip[3].vrid"],
-        "{err}"
-    );
-    let marked = out
-        .lines()
-        .filter(|l| l.contains("# kept as written"))
-        .count();
-    assert_eq!(marked, refused.len(), "{out}");
+    KEEPALIVED.kept_lines_are_refused(&[
+        "vip[3].track[0]",
+        "vip[3].track[1].reverse",
+        "vip[3].vrid",
+    ]);
 }
 
 #[test]
 fn import_keepalived_refuses_a_file_keepalived_would_refuse_and_prints_nothing() {
-    let dir = TempDir::new();
-    let path = write_file(
-        dir.path(),
+    let (file, err) = KEEPALIVED.refused(
         "keepalived.conf",
         "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    virtual_ipaddress {\n        10.0.0.100/24\n}\n",
     );
-    let file = path.to_str().unwrap();
-    let (code, out, err) = strata_cmd(&["import", "keepalived", file]);
-    assert_eq!(code, 64, "{err}");
-    assert_eq!(out, "");
     assert_eq!(
         err,
         format!(
@@ -247,14 +257,10 @@ fn import_keepalived_refuses_a_file_keepalived_would_refuse_and_prints_nothing()
              strata: {file} has 1 problem; nothing was translated\n"
         )
     );
-    let path = write_file(
-        dir.path(),
+    let (file, err) = KEEPALIVED.refused(
         "extra.conf",
         "vrrp_instance VI_1 {\n    interface eth0\n}\n}\n",
     );
-    let file = path.to_str().unwrap();
-    let (code, out, err) = strata_cmd(&["import", "keepalived", file]);
-    assert_eq!((code, out.as_str()), (64, ""), "{err}");
     assert!(
         err.starts_with(&format!(
             "{file}:4:1: a `}}` with no `{{` open before it: the braces above are unbalanced\n"
@@ -265,13 +271,7 @@ fn import_keepalived_refuses_a_file_keepalived_would_refuse_and_prints_nothing()
 
 #[test]
 fn import_keepalived_of_a_missing_file_exits_66() {
-    let (code, out, err) = strata_cmd(&["import", "keepalived", "/nonexistent/keepalived.conf"]);
-    assert_eq!(code, 66, "{err}");
-    assert_eq!(out, "");
-    assert!(
-        err.starts_with("strata: cannot read /nonexistent/keepalived.conf: "),
-        "{err}"
-    );
+    KEEPALIVED.missing_file_exits_66("/nonexistent/keepalived.conf");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,16 +20,13 @@ mod conf;
 mod track;
 
 use std::collections::{HashMap, HashSet};
-use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::{check, quoted, Note, Pos, Translation};
+use super::{commented, quoted, Item, Line, Note, Pos, Table, Translation, KEPT, NOT_TRANSLATED};
 use blocks::{skipped, FileConf, InstanceConf};
 use conf::Statement;
 use track::{Entry, Ignored};
 
-const NOT_TRANSLATED: &str = "not translated";
-const KEPT: &str = "kept as written, so `strata check` refuses it until it is changed";
 const LEFT_OUT: &str = "instance left out (its translation is a comment in the output)";
 
 /// keepalived's default priority, and Strata's.
@@ -101,25 +98,10 @@ pub(super) fn translate(source: &str, file: &str) -> Result<Translation, Vec<Not
     if !top.notes.is_empty() {
         toml.push('\n');
     }
-    for note in &top.notes {
-        let _ = writeln!(toml, "# line {}: {note}", note.at.line);
-    }
-    let mut notes = std::mem::take(&mut top.notes);
-    let mut left_out = 0;
-    for vip in vips {
-        left_out += usize::from(vip.left_out);
-        toml.push('\n');
-        toml.push_str(&vip.render());
-        notes.extend(vip.notes);
-    }
-    notes.sort_by_key(|n| n.at);
-    Ok(Translation {
-        toml,
-        notes,
-        sections: confs.len(),
-        section: "vrrp_instance",
-        left_out,
-    })
+    toml.push_str(&commented(&top.notes));
+    let mut translation = Translation::new(toml, top.notes, "vrrp_instance", vips);
+    translation.notes.sort_by_key(|n| n.at);
+    Ok(translation)
 }
 
 /// For each instance, the earlier instance whose vrid it shares on its interface, which Strata
@@ -159,50 +141,28 @@ fn shared_vrids(confs: &[InstanceConf<'_>], problems: &mut Vec<Note>) -> Vec<Opt
     taken
 }
 
-/// One line of an instance's translation.
-struct Line {
-    text: String,
-    /// Set on a line kept as written: the line of the note that says why.
-    kept: Option<usize>,
-}
-
-impl Line {
-    fn new(text: String) -> Line {
-        Line { text, kept: None }
-    }
-}
-
-/// What the `[[vip]]` table holds, in order.
-enum Item {
-    Key(Line),
-    Array(&'static str, Vec<Line>),
-}
-
-/// An instance's translation: its `[[vip]]` lines and the notes about it.
+/// An instance's translation, as it is made.
 struct Vip {
-    items: Vec<Item>,
-    notes: Vec<Note>,
-    /// Strata can't run the instance: its translation is printed as a comment.
-    left_out: bool,
+    table: Table,
 }
 
 impl Vip {
+    /// The instance's `[[vip]]` table and the notes about it.
     fn translate(
         conf: &InstanceConf<'_>,
         top: &FileConf<'_>,
         vrid_taken: Option<&str>,
         used_scripts: &mut HashSet<String>,
-    ) -> Vip {
+    ) -> Table {
         let mut vip = Vip {
-            items: Vec::new(),
-            notes: conf.dropped.clone(),
-            left_out: false,
+            table: Table::new("vip"),
         };
+        vip.table.notes = conf.dropped.clone();
         let name = conf.name.text.as_str();
         let key = |k: &str| format!("{name}.{k}");
-        vip.key("name", quoted(name));
+        vip.table.key("name", quoted(name));
         match conf.interface {
-            Some(i) => vip.key("interface", quoted(&i.text)),
+            Some(i) => vip.table.key("interface", quoted(&i.text)),
             None => vip.leave_out(conf.at, name, "no `interface` (keepalived sends by unicast from `unicast_src_ip`): Strata runs an instance on one interface, its adverts going out of it and its addresses going on it"),
         }
         let vrid = conf.vrid().unwrap_or_default();
@@ -210,13 +170,13 @@ impl Vip {
             (Some(first), Some(i)) => {
                 let at = conf.vrid.map_or(conf.at, Statement::at);
                 let why = format!("{KEPT}: vrid {vrid} on {} is `{first}`'s too, which keepalived takes (one sends by unicast and the other by multicast, or to other peers) and Strata does not: give each its own", i.text);
-                vip.note(at, &key("virtual_router_id"), why);
-                vip.items.push(Item::Key(Line {
+                vip.table.note(at, &key("virtual_router_id"), why);
+                vip.table.items.push(Item::Key(Line {
                     text: format!("vrid = {vrid}"),
                     kept: Some(at.line),
                 }));
             }
-            _ => vip.key("vrid", vrid.to_string()),
+            _ => vip.table.key("vrid", vrid.to_string()),
         }
         let priority = vip.priority(conf);
         vip.advert_interval(conf, top);
@@ -228,11 +188,13 @@ impl Vip {
         vip.garp(conf);
         if let Some(s) = conf.checksum {
             match s.arg(0).map(|w| boolean(&w.text)) {
-                None | Some(Some(true)) => vip.key("checksum", quoted("without-pseudo-header")),
+                None | Some(Some(true)) => {
+                    vip.table.key("checksum", quoted("without-pseudo-header"))
+                }
                 Some(Some(false)) => {}
                 Some(None) => {
                     let why = format!("{NOT_TRANSLATED}: not on, off, true, false, yes or no, which keepalived ignores");
-                    vip.note(s.at(), &key("v3_checksum_as_v2"), why);
+                    vip.table.note(s.at(), &key("v3_checksum_as_v2"), why);
                 }
             }
         }
@@ -246,7 +208,7 @@ impl Vip {
             } else {
                 format!("{NOT_TRANSLATED}: Strata starts every instance as Backup, as `state BACKUP` does, and the election goes by priority")
             };
-            vip.note(s.at(), &key("state"), why);
+            vip.table.note(s.at(), &key("state"), why);
         }
         if let Some(s) = conf.version {
             let why = match s.arg(0).map(|w| w.text.as_str()) {
@@ -255,14 +217,10 @@ impl Vip {
                 _ => Some("keepalived ignores it (it takes 2 or 3); Strata speaks VRRPv3".to_string()),
             };
             if let Some(why) = why {
-                vip.note(s.at(), &key("version"), why);
+                vip.table.note(s.at(), &key("version"), why);
             }
         }
-        if !vip.left_out && !vip.keeps_any() {
-            vip.check(name, conf.at);
-        }
-        vip.notes.sort_by_key(|n| n.at);
-        vip
+        vip.table.finish(name, conf.at)
     }
 
     /// `priority`, as keepalived takes it; returns it.
@@ -275,7 +233,7 @@ impl Vip {
                     Some(p) => p as u32,
                     None => {
                         let why = format!("{} is not a priority (1 to 255): keepalived uses {DEFAULT_PRIORITY}, and so does this translation", quoted(value));
-                        self.note(s.at(), &key, why);
+                        self.table.note(s.at(), &key, why);
                         DEFAULT_PRIORITY
                     }
                 }
@@ -283,12 +241,12 @@ impl Vip {
             None if conf.master() => {
                 let at = conf.state.map_or(conf.at, Statement::at);
                 let why = format!("no `priority` with `state MASTER`: keepalived makes the instance the address owner, priority {OWNER}, and so does this translation");
-                self.note(at, &key, why);
+                self.table.note(at, &key, why);
                 OWNER
             }
             None => DEFAULT_PRIORITY,
         };
-        self.key("priority", priority.to_string());
+        self.table.key("priority", priority.to_string());
         priority
     }
 
@@ -296,7 +254,7 @@ impl Vip {
     /// VRRPv3 carries as keepalived rounds it.
     fn advert_interval(&mut self, conf: &InstanceConf<'_>, top: &FileConf<'_>) {
         let Some(s) = conf.advert_int else {
-            self.key("advert_interval", quoted("1s"));
+            self.table.key("advert_interval", quoted("1s"));
             return;
         };
         let key = format!("{}.advert_int", conf.name.text);
@@ -304,8 +262,8 @@ impl Vip {
         let micros = decimal(value, 6).filter(|us| (10_000..=255 * MICROS).contains(us));
         let Some(micros) = micros else {
             let why = format!("{} is not an interval keepalived takes (0.01 to 255 seconds): it advertises every second, and so does this translation", quoted(value));
-            self.note(s.at(), &key, why);
-            self.key("advert_interval", quoted("1s"));
+            self.table.note(s.at(), &key, why);
+            self.table.key("advert_interval", quoted("1s"));
             return;
         };
         let cs = ((micros + 5_000) / 10_000).clamp(1, MAX_ADVERT_CS);
@@ -316,13 +274,13 @@ impl Vip {
             } else {
                 format!("{value}s made {}: VRRPv3 carries the interval in centiseconds (keepalived at `vrrp_version 3` rounds it too)", duration(ms))
             };
-            self.note(s.at(), &key, why);
+            self.table.note(s.at(), &key, why);
         } else if top.version_of(conf) == 2 && !micros.is_multiple_of(MICROS) {
             let whole = ((micros + MICROS / 2) / MICROS).max(1);
             let why = format!("keepalived at VRRPv2 advertises every {whole}s (whole seconds); at VRRPv3, as Strata and keepalived at `vrrp_version 3` do, every {}", duration(ms));
-            self.note(s.at(), &key, why);
+            self.table.note(s.at(), &key, why);
         }
-        self.key("advert_interval", quoted(&duration(ms)));
+        self.table.key("advert_interval", quoted(&duration(ms)));
     }
 
     /// `addresses`, from `virtual_ipaddress` and `virtual_ipaddress_excluded`, as keepalived
@@ -344,12 +302,12 @@ impl Vip {
             let key = format!("{name}.{}", list.keyword());
             if excluded && !list.block().is_empty() {
                 let why = "its addresses are in `addresses`: Strata advertises them with the others, where keepalived leaves them out of its adverts (a keepalived peer logs that the count differs, and carries on)";
-                self.note(list.at(), &key, why.into());
+                self.table.note(list.at(), &key, why.into());
             }
             for entry in list.block() {
                 let at = entry.at();
                 if let Some(note) = skipped(entry, name) {
-                    self.notes.push(note);
+                    self.table.notes.push(note);
                     continue;
                 }
                 let text = entry.keyword();
@@ -360,7 +318,7 @@ impl Vip {
                         "{NOT_TRANSLATED}: {} is not an address, and keepalived skips it too",
                         quoted(text)
                     );
-                    self.note(at, &key, why);
+                    self.table.note(at, &key, why);
                     continue;
                 }
                 if !excluded {
@@ -368,7 +326,7 @@ impl Vip {
                         None => family = Some((v6, at)),
                         Some((f, _)) if f != v6 => {
                             let why = format!("{NOT_TRANSLATED}: keepalived ignores {} in an IPv{} instance (\"address family must match\")", quoted(text), if f { 6 } else { 4 });
-                            self.note(at, &key, why);
+                            self.table.note(at, &key, why);
                             continue;
                         }
                         Some(_) => {}
@@ -380,20 +338,21 @@ impl Vip {
                             "{NOT_TRANSLATED}: {} is IPv6, and Strata runs VRRP for IPv4 only",
                             quoted(text)
                         );
-                        self.note(at, &key, why);
+                        self.table.note(at, &key, why);
                     }
                     continue;
                 }
                 let addr = match strata_config::parse_vip_address(text) {
                     Ok(a) => a,
                     Err(why) => {
-                        self.note(at, &key, format!("{NOT_TRANSLATED}: {why}"));
+                        self.table
+                            .note(at, &key, format!("{NOT_TRANSLATED}: {why}"));
                         continue;
                     }
                 };
                 if let Some(first) = seen.get(&addr.addr) {
                     let why = format!("{NOT_TRANSLATED}: {} is on line {first} already, and keepalived ignores it the second time", addr.addr);
-                    self.note(at, &key, why);
+                    self.table.note(at, &key, why);
                     continue;
                 }
                 seen.insert(addr.addr, at.line);
@@ -402,7 +361,7 @@ impl Vip {
                 if !options.is_empty() && !same_dev {
                     let on = interface.map_or("the instance's interface".to_string(), quoted);
                     let why = format!("`{}` {NOT_TRANSLATED}: Strata adds each address to {on} with its prefix length only, as `ip address add ADDRESS/PREFIX dev INTERFACE` would", options.join(" "));
-                    self.note(at, &key, why);
+                    self.table.note(at, &key, why);
                 }
                 lines.push(Line::new(quoted(text)));
             }
@@ -422,7 +381,7 @@ impl Vip {
             _ => {}
         }
         if !lines.is_empty() {
-            self.items.push(Item::Array("addresses", lines));
+            self.table.items.push(Item::Array("addresses", lines));
         }
     }
 
@@ -438,7 +397,7 @@ impl Vip {
                 match text.parse::<Ipv4Addr>() {
                     Ok(a) if !seen.insert(a) => {
                         let why = format!("{NOT_TRANSLATED}: {a} is listed already, and keepalived ignores it the second time");
-                        self.note(at, &key, why);
+                        self.table.note(at, &key, why);
                         continue;
                     }
                     Ok(_) => lines.push(Line::new(quoted(text))),
@@ -447,24 +406,24 @@ impl Vip {
                             "{NOT_TRANSLATED}: {} is IPv6, and Strata runs VRRP for IPv4 only",
                             quoted(text)
                         );
-                        self.note(at, &key, why);
+                        self.table.note(at, &key, why);
                         continue;
                     }
                     Err(_) => {
                         let why = format!("{NOT_TRANSLATED}: {} is not an IPv4 address, which keepalived ignores too", quoted(text));
-                        self.note(at, &key, why);
+                        self.table.note(at, &key, why);
                         continue;
                     }
                 }
                 if !entry.args().is_empty() {
                     let options: Vec<&str> = entry.args().iter().map(|w| w.text.as_str()).collect();
                     let why = format!("`{}` {NOT_TRANSLATED}: Strata takes an advert only with the TTL of 255 RFC 5798 requires", options.join(" "));
-                    self.note(at, &key, why);
+                    self.table.note(at, &key, why);
                 }
             }
         }
         if !lines.is_empty() {
-            self.items.push(Item::Array("unicast_peers", lines));
+            self.table.items.push(Item::Array("unicast_peers", lines));
         }
     }
 
@@ -476,12 +435,12 @@ impl Vip {
             let key = format!("{name}.nopreempt");
             if priority == OWNER {
                 let why = format!("{NOT_TRANSLATED}: keepalived turns it off for the address owner (priority 255), which always takes the addresses");
-                self.note(s.at(), &key, why);
+                self.table.note(s.at(), &key, why);
             } else if conf.master() {
                 let why = format!("{NOT_TRANSLATED}: keepalived turns it off with `state MASTER` (it logs \"nopreempt will not work with initial state MASTER\"), so the instance preempts under keepalived, and does here");
-                self.note(s.at(), &key, why);
+                self.table.note(s.at(), &key, why);
             } else {
-                self.key("nopreempt", "true".into());
+                self.table.key("nopreempt", "true".into());
                 nopreempt = true;
             }
         }
@@ -501,7 +460,7 @@ impl Vip {
             let why = format!(
                 "{NOT_TRANSLATED}: keepalived turns it off {with}, and so does this translation"
             );
-            self.note(s.at(), &key, why);
+            self.table.note(s.at(), &key, why);
             return;
         }
         match decimal(value, 6).filter(|us| *us <= 1000 * MICROS) {
@@ -509,17 +468,17 @@ impl Vip {
             Some(us) => {
                 let ms = (us + 500) / 1000;
                 if ms * 1000 != us {
-                    self.note(
+                    self.table.note(
                         s.at(),
                         &key,
                         format!("{value}s made {}: to the millisecond", duration(ms)),
                     );
                 }
-                self.key("preempt_delay", quoted(&duration(ms)));
+                self.table.key("preempt_delay", quoted(&duration(ms)));
             }
             None => {
                 let why = format!("{NOT_TRANSLATED}: {} is not a delay keepalived takes (0 to 1000 seconds), so it has none", quoted(value));
-                self.note(s.at(), &key, why);
+                self.table.note(s.at(), &key, why);
             }
         }
     }
@@ -555,7 +514,7 @@ impl Vip {
             };
             for entry in block.block() {
                 if let Some(note) = skipped(entry, name) {
-                    self.notes.push(note);
+                    self.table.notes.push(note);
                     continue;
                 }
                 let entry = Entry {
@@ -566,16 +525,16 @@ impl Vip {
                 match entry.translate(top, &mut tracked, used_scripts) {
                     Ok((line, why)) => {
                         if let Some(why) = why {
-                            self.note(entry.statement.at(), &key, why);
+                            self.table.note(entry.statement.at(), &key, why);
                         }
                         lines.push(line);
                     }
-                    Err(why) => self.note(entry.statement.at(), &key, why),
+                    Err(why) => self.table.note(entry.statement.at(), &key, why),
                 }
             }
         }
         if !lines.is_empty() {
-            self.items.push(Item::Array("track", lines));
+            self.table.items.push(Item::Array("track", lines));
         }
     }
 
@@ -586,15 +545,15 @@ impl Vip {
             let key = format!("{name}.notify");
             match s.arg(0) {
                 Some(command) if !command.text.trim().is_empty() => {
-                    self.key("notify", quoted(&command.text));
+                    self.table.key("notify", quoted(&command.text));
                     if s.args().len() > 1 {
                         let why = format!("the user and group after the command {NOT_TRANSLATED}: Strata runs it as the user it runs as");
-                        self.note(s.at(), &key, why);
+                        self.table.note(s.at(), &key, why);
                     }
                 }
                 _ => {
                     let why = format!("{NOT_TRANSLATED}: no command, which keepalived ignores too");
-                    self.note(s.at(), &key, why);
+                    self.table.note(s.at(), &key, why);
                 }
             }
         }
@@ -606,7 +565,8 @@ impl Vip {
                 _ => "STOP",
             };
             let why = format!("{NOT_TRANSLATED}: Strata runs one `notify` command on every change, with keepalived's four arguments (INSTANCE, the name, the state: MASTER, BACKUP, FAULT or STOP, and the priority): run this script from one that picks it when the state ($3) is {state}, and make that the `notify`");
-            self.note(s.at(), &format!("{name}.{}", s.keyword()), why);
+            self.table
+                .note(s.at(), &format!("{name}.{}", s.keyword()), why);
         }
     }
 
@@ -636,99 +596,35 @@ impl Vip {
                         } else {
                             format!("{n} made {count}: the most Strata sends in a burst")
                         };
-                        self.note(s.at(), &key, why);
+                        self.table.note(s.at(), &key, why);
                     }
-                    self.key("garp_count", count.to_string());
+                    self.table.key("garp_count", count.to_string());
                 }
-                None => self.note(s.at(), &key, invalid(s)),
+                None => self.table.note(s.at(), &key, invalid(s)),
             }
         }
         if let Some(s) = conf.garp_delay {
             match read(s) {
-                Some(n) => self.key("garp_delay", quoted(&format!("{n}s"))),
-                None => self.note(s.at(), &format!("{name}.{}", s.keyword()), invalid(s)),
+                Some(n) => self.table.key("garp_delay", quoted(&format!("{n}s"))),
+                None => self
+                    .table
+                    .note(s.at(), &format!("{name}.{}", s.keyword()), invalid(s)),
             }
         }
         if let Some(s) = conf.garp_refresh {
             match read(s) {
                 Some(0) => {}
-                Some(n) => self.key("garp_refresh", quoted(&format!("{n}s"))),
-                None => self.note(s.at(), &format!("{name}.{}", s.keyword()), invalid(s)),
+                Some(n) => self.table.key("garp_refresh", quoted(&format!("{n}s"))),
+                None => self
+                    .table
+                    .note(s.at(), &format!("{name}.{}", s.keyword()), invalid(s)),
             }
         }
     }
 
     fn leave_out(&mut self, at: Pos, key: &str, why: &str) {
-        self.left_out = true;
-        self.note(at, key, format!("{LEFT_OUT}: {why}"));
-    }
-
-    /// Runs Strata's own check on the translation (when nothing was kept as written): a
-    /// problem it finds is this importer's bug, said rather than printed silently.
-    fn check(&mut self, name: &str, at: Pos) {
-        if let Err(problems) = check(&self.lines().join("\n")) {
-            for why in problems {
-                let why = format!("`strata check` refuses this translation, a bug of `strata import` (please report it): {why}");
-                self.note(at, name, why);
-            }
-        }
-    }
-
-    fn key(&mut self, key: &str, value: String) {
-        self.items
-            .push(Item::Key(Line::new(format!("{key} = {value}"))));
-    }
-
-    fn note(&mut self, at: Pos, key: &str, message: String) {
-        self.notes.push(Note::new(at, key, message));
-    }
-
-    /// Whether a line is kept as written.
-    fn keeps_any(&self) -> bool {
-        self.items.iter().any(|item| match item {
-            Item::Key(line) => line.kept.is_some(),
-            Item::Array(_, lines) => lines.iter().any(|l| l.kept.is_some()),
-        })
-    }
-
-    /// The `[[vip]]` table.
-    fn lines(&self) -> Vec<String> {
-        let marked = |text: String, kept: Option<usize>| match kept {
-            Some(line) => format!("{text} # kept as written: see line {line} above"),
-            None => text,
-        };
-        let mut lines = vec!["[[vip]]".to_string()];
-        for item in &self.items {
-            match item {
-                Item::Key(line) => lines.push(marked(line.text.clone(), line.kept)),
-                Item::Array(key, items) => {
-                    lines.push(format!("{key} = ["));
-                    lines.extend(
-                        items
-                            .iter()
-                            .map(|l| marked(format!("    {},", l.text), l.kept)),
-                    );
-                    lines.push("]".into());
-                }
-            }
-        }
-        lines
-    }
-
-    /// The notes as comments, then the table (itself a comment when the instance is left out).
-    fn render(&self) -> String {
-        let mut out = String::new();
-        for note in &self.notes {
-            let _ = writeln!(out, "# line {}: {note}", note.at.line);
-        }
-        for line in self.lines() {
-            if self.left_out {
-                out.push_str("# ");
-            }
-            out.push_str(&line);
-            out.push('\n');
-        }
-        out
+        self.table.left_out = true;
+        self.table.note(at, key, format!("{LEFT_OUT}: {why}"));
     }
 }
 

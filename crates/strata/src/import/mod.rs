@@ -2,6 +2,7 @@
 //! what could not be translated listed on stderr, each with its line and why.
 
 mod keepalived;
+mod table;
 mod twemproxy;
 
 use std::fmt;
@@ -10,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Subcommand;
+
+pub use table::{commented, Item, Line, Table};
 
 /// The configs `strata import` reads: one subcommand each, all taking the file to translate.
 #[derive(Subcommand)]
@@ -29,6 +32,11 @@ pub enum Source {
         file: PathBuf,
     },
 }
+
+/// How a note on what the translation drops begins.
+pub const NOT_TRANSLATED: &str = "not translated";
+/// How a note on a line kept as written (a [`Line`] with `kept` set) begins.
+pub const KEPT: &str = "kept as written, so `strata check` refuses it until it is changed";
 
 /// A line and column in the imported file, both from 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -102,6 +110,32 @@ pub struct Translation {
     pub section: &'static str,
     /// Those of them that are only in the output as a comment.
     pub left_out: usize,
+}
+
+impl Translation {
+    /// `toml` and `notes` (the header, and what is about the file as a whole), then each
+    /// section's table after a blank line, and its notes; `section` is what a section is called.
+    pub fn new(
+        toml: String,
+        notes: Vec<Note>,
+        section: &'static str,
+        tables: Vec<Table>,
+    ) -> Translation {
+        let mut translation = Translation {
+            toml,
+            notes,
+            sections: tables.len(),
+            section,
+            left_out: 0,
+        };
+        for table in tables {
+            translation.left_out += usize::from(table.left_out);
+            translation.toml.push('\n');
+            translation.toml.push_str(&table.render());
+            translation.notes.extend(table.notes);
+        }
+        translation
+    }
 }
 
 /// Runs `strata import`: the translation on stdout, notes on stderr; exit 64 when the file
@@ -197,41 +231,4 @@ pub fn check(toml: &str) -> Result<(), Vec<String>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn import_quotes_toml_strings() {
-        assert_eq!(quoted("a\"b\\c"), r#""a\"b\\c""#);
-        assert_eq!(quoted("{}"), r#""{}""#);
-        assert_eq!(quoted("x\ny\u{1}"), r#""x\ny\u0001""#);
-    }
-
-    #[test]
-    fn import_notes_read_like_strata_check_problems() {
-        let note = Note::new(
-            Pos { line: 3, column: 5 },
-            "alpha.backlog",
-            "not translated",
-        );
-        assert_eq!(
-            note.located("n.yml").to_string(),
-            "n.yml:3:5: `alpha.backlog`: not translated"
-        );
-        assert_eq!(note.to_string(), "`alpha.backlog`: not translated");
-    }
-
-    #[test]
-    fn import_check_lists_what_strata_check_refuses() {
-        let pool =
-            "[[cache]]\nname = \"a\"\nlisten = \"127.0.0.1:0\"\nservers = [\"127.0.0.1:6379:1\"]\n";
-        assert_eq!(check(pool), Ok(()));
-        let bad = pool.replace("127.0.0.1:6379:1", "cache-1:6379:1");
-        assert_eq!(
-            check(&bad),
-            Err(vec![
-                "`cache[0].servers[0]`: \"cache-1\" is not an IP address; host names are not resolved in this version".into()
-            ])
-        );
-    }
-}
+mod tests;

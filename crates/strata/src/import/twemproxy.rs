@@ -12,10 +12,9 @@
 mod yaml;
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::{check, quoted, Note, Pos, Translation};
+use super::{quoted, Item, Line, Note, Pos, Table, Translation, KEPT, NOT_TRANSLATED};
 use yaml::{Entry, Pool, Scalar, Value};
 
 /// twemproxy's `hash:` names (hashkit/nc_hashkit.h), which are Strata's too.
@@ -44,8 +43,6 @@ const MAX_FAILURE_LIMIT: u64 = 1000;
 /// twemproxy keeps the port out of a server's ring name when it is memcached's.
 const KETAMA_PORT: u16 = 11211;
 
-const NOT_TRANSLATED: &str = "not translated";
-const KEPT: &str = "kept as written, so `strata check` refuses it until it is changed";
 const LEFT_OUT: &str = "pool left out (its translation is a comment in the output)";
 
 /// Translates the nutcracker config `source`; `file` names it in the header comment.
@@ -87,26 +84,12 @@ pub(super) fn translate(source: &str, file: &str) -> Result<Translation, Vec<Not
         return Err(errors);
     }
 
-    let mut toml = format!(
+    let header = format!(
         "# Translated from {file} by `strata import twemproxy`, one cache pool per twemproxy\n\
          # pool. What could not be translated is listed on stderr and above its pool.\n"
     );
-    let mut notes = Vec::new();
-    let mut left_out = 0;
-    for conf in &confs {
-        let cache = Cache::translate(conf);
-        left_out += usize::from(cache.left_out);
-        toml.push('\n');
-        toml.push_str(&cache.render());
-        notes.extend(cache.notes);
-    }
-    Ok(Translation {
-        toml,
-        notes,
-        sections: confs.len(),
-        section: "pool",
-        left_out,
-    })
+    let tables = confs.iter().map(Cache::translate).collect();
+    Ok(Translation::new(header, Vec::new(), "pool", tables))
 }
 
 /// A number as twemproxy reads one: digits only, no larger than a C `int`.
@@ -532,65 +515,52 @@ fn port_number(text: &str) -> Result<u16, String> {
         .ok_or_else(|| format!("{} is not a port (1 to 65535)", quoted(text)))
 }
 
-/// One line of a pool's translation.
-struct Line {
-    text: String,
-    /// Set on a line kept as written: the line of the note that says why.
-    kept: Option<usize>,
-}
-
-impl Line {
-    fn new(text: String) -> Line {
-        Line { text, kept: None }
-    }
-}
-
-/// A pool's translation: its `[[cache]]` lines and the notes about it.
+/// A pool's translation, as it is made.
 struct Cache {
-    keys: Vec<Line>,
-    servers: Vec<Line>,
-    notes: Vec<Note>,
-    /// The pool can't listen where it did: its translation is printed as a comment.
-    left_out: bool,
+    table: Table,
 }
 
 impl Cache {
-    fn translate(conf: &PoolConf<'_>) -> Cache {
+    /// The pool's `[[cache]]` table and the notes about it.
+    fn translate(conf: &PoolConf<'_>) -> Table {
         let mut cache = Cache {
-            keys: Vec::new(),
-            servers: Vec::new(),
-            notes: Vec::new(),
-            left_out: false,
+            table: Table::new("cache"),
         };
         let name = conf.name;
         let key = |k: &str| format!("{name}.{k}");
         let listen = cache.listen(conf);
-        cache.key("name", quoted(name));
-        cache.key("listen", quoted(&listen));
+        cache.table.key("name", quoted(name));
+        cache.table.key("listen", quoted(&listen));
         let redis = conf.redis.is_some_and(|r| r.value);
-        cache.key("protocol", quoted(if redis { "redis" } else { "memcache" }));
+        cache
+            .table
+            .key("protocol", quoted(if redis { "redis" } else { "memcache" }));
         let distribution = conf.distribution.map_or("ketama", |d| d.text.as_str());
-        cache.key("distribution", quoted(distribution));
-        cache.key("hash", quoted(conf.hash.map_or("fnv1a_64", |h| &h.text)));
+        cache.table.key("distribution", quoted(distribution));
+        cache
+            .table
+            .key("hash", quoted(conf.hash.map_or("fnv1a_64", |h| &h.text)));
         if let Some(tag) = conf.hash_tag {
-            cache.key("hash_tag", quoted(&tag.text));
+            cache.table.key("hash_tag", quoted(&tag.text));
         }
         // twemproxy's ejection moves an ejected server's keys to the next server on the ring;
         // without it the keys of a server that is down fail
         let eject = conf.auto_eject_hosts.is_some_and(|a| a.value);
-        cache.key("consistency", quoted(if eject { "weak" } else { "strong" }));
+        cache
+            .table
+            .key("consistency", quoted(if eject { "weak" } else { "strong" }));
         match conf.timeout {
             // twemproxy's timeout bounds connecting and each reply alike
             Some(t) if t.value > 0 => {
-                cache.key("timeout", quoted(&format!("{}ms", t.value)));
-                cache.key("connect_timeout", quoted(&format!("{}ms", t.value)));
+                cache.table.key("timeout", quoted(&format!("{}ms", t.value)));
+                cache.table.key("connect_timeout", quoted(&format!("{}ms", t.value)));
             }
-            Some(t) => cache.note(
+            Some(t) => cache.table.note(
                 t.at,
                 &key("timeout"),
                 format!("{NOT_TRANSLATED}: 0 is no timeout in twemproxy; Strata always has one, and its `timeout` and `connect_timeout` are 1s unless set"),
             ),
-            None => cache.note(
+            None => cache.table.note(
                 conf.at,
                 name,
                 "no `timeout`: twemproxy waits on a server for as long as it takes; Strata's `timeout` and `connect_timeout` are 1s unless set".into(),
@@ -598,9 +568,9 @@ impl Cache {
         }
         if let Some(n) = conf.server_connections {
             let value = n.value.min(MAX_SERVER_CONNECTIONS);
-            cache.key("server_connections", value.to_string());
+            cache.table.key("server_connections", value.to_string());
             if value != n.value {
-                cache.note(
+                cache.table.note(
                     n.at,
                     &key("server_connections"),
                     format!(
@@ -613,9 +583,9 @@ impl Cache {
         if let Some(n) = conf.server_failure_limit {
             // twemproxy ejects on the first failure when the limit is 0 or 1
             let value = n.value.clamp(1, MAX_FAILURE_LIMIT);
-            cache.key("server_failure_limit", value.to_string());
+            cache.table.key("server_failure_limit", value.to_string());
             if value < n.value {
-                cache.note(
+                cache.table.note(
                     n.at,
                     &key("server_failure_limit"),
                     format!("{} made {value}: the most Strata takes", n.value),
@@ -623,27 +593,25 @@ impl Cache {
             }
         }
         if let Some(n) = conf.server_retry_timeout {
-            cache.key("server_retry_timeout", quoted(&format!("{}ms", n.value)));
+            cache
+                .table
+                .key("server_retry_timeout", quoted(&format!("{}ms", n.value)));
         }
         if let Some(auth) = conf.redis_auth.filter(|a| !a.text.is_empty()) {
             // twemproxy checks its clients' AUTH against redis_auth and sends it to servers
-            cache.key("password", quoted(&auth.text));
-            cache.key("server_password", quoted(&auth.text));
+            cache.table.key("password", quoted(&auth.text));
+            cache.table.key("server_password", quoted(&auth.text));
         }
         if let Some(db) = conf.redis_db.filter(|d| d.value != 0) {
-            cache.note(db.at, &key("redis_db"), format!("{KEPT}: Strata does not select a database on its server connections, so the keys would be read and written in database 0; move the data, or delete this line to use database 0"));
-            cache.keys.push(Line {
+            cache.table.note(db.at, &key("redis_db"), format!("{KEPT}: Strata does not select a database on its server connections, so the keys would be read and written in database 0; move the data, or delete this line to use database 0"));
+            cache.table.items.push(Item::Key(Line {
                 text: format!("redis_db = {}", db.value),
                 kept: Some(db.at.line),
-            });
+            }));
         }
         cache.servers(conf);
         cache.dropped(conf);
-        if !cache.left_out && !cache.keeps_any() {
-            cache.check(name, conf.at);
-        }
-        cache.notes.sort_by_key(|n| n.at);
-        cache
+        cache.table.finish(name, conf.at)
     }
 
     /// The `listen` address, as Strata writes it; a pool that can't listen there is left out.
@@ -653,12 +621,12 @@ impl Cache {
         let at = conf.listen.at;
         let Some((host, port)) = text.rsplit_once(':').filter(|_| !text.starts_with('/')) else {
             // `/path/to/socket [permissions]`
-            self.left_out = true;
+            self.table.left_out = true;
             let why = format!(
                 "{LEFT_OUT}: {} is a unix socket; Strata listens on TCP only",
                 quoted(text)
             );
-            self.note(at, &key, why);
+            self.table.note(at, &key, why);
             return text.to_string();
         };
         let port = port_number(port).unwrap_or_default();
@@ -666,9 +634,9 @@ impl Cache {
             Host::Literal(host) => format!("{host}:{port}"),
             Host::V6(v6) => format!("[{v6}]:{port}"),
             Host::Name(_) | Host::Unix(_) => {
-                self.left_out = true;
+                self.table.left_out = true;
                 let why = format!("{LEFT_OUT}: twemproxy resolved the host name {} when it started; Strata listens on an IP address (write the address the name stood for)", quoted(host));
-                self.note(at, &key, why);
+                self.table.note(at, &key, why);
                 text.to_string()
             }
         }
@@ -676,6 +644,7 @@ impl Cache {
 
     /// The `servers` array: each line as twemproxy wrote it when Strata reads it the same way.
     fn servers(&mut self, conf: &PoolConf<'_>) {
+        let mut lines = Vec::new();
         let mut addresses: HashMap<String, usize> = HashMap::new();
         for server in &conf.servers {
             let i = server.index;
@@ -694,7 +663,7 @@ impl Cache {
                         server.ring_name()
                     );
                     let why = format!("{} is a host name, which twemproxy resolves and Strata does not: write the server's IP address, and keep its twemproxy name after the weight so its keys stay on it ({})", quoted(name), quoted(&example));
-                    self.keep_server(at, &key, text, kept(why));
+                    lines.push(self.keep_server(at, &key, text, kept(why)));
                     continue;
                 }
                 Host::Unix(path) => {
@@ -702,19 +671,19 @@ impl Cache {
                         "{} is a unix socket; Strata reaches servers over TCP only",
                         quoted(path)
                     );
-                    self.keep_server(at, &key, text, kept(why));
+                    lines.push(self.keep_server(at, &key, text, kept(why)));
                     continue;
                 }
             };
             if server.weight > MAX_WEIGHT {
                 let why = format!("a weight of {} is more than Strata's {MAX_WEIGHT}: scale the pool's weights down together (keys stay where they are only if the proportions stay exactly the same)", server.weight);
-                self.keep_server(at, &key, text, kept(why));
+                lines.push(self.keep_server(at, &key, text, kept(why)));
                 continue;
             }
             let address = format!("{host}:{}", server.port);
             if let Some(first) = addresses.insert(address.clone(), i) {
                 let why = format!("servers[{first}] is at {address} too, which twemproxy allows and Strata does not");
-                self.keep_server(at, &key, text, kept(why));
+                lines.push(self.keep_server(at, &key, text, kept(why)));
                 continue;
             }
             // Strata names a server as twemproxy does, from the text: a line it would name
@@ -730,30 +699,32 @@ impl Cache {
             if server.name.is_some() || strata_name != ring_name {
                 line = format!("{line} {ring_name}");
             }
-            self.servers.push(Line::new(quoted(&line)));
+            lines.push(Line::new(quoted(&line)));
         }
+        self.table.items.push(Item::Array("servers", lines));
     }
 
-    fn keep_server(&mut self, at: Pos, key: &str, text: &str, why: String) {
-        self.note(at, key, why);
-        self.servers.push(Line {
+    /// The server line `text` kept as written, after a note at `at` that says why.
+    fn keep_server(&mut self, at: Pos, key: &str, text: &str, why: String) -> Line {
+        self.table.note(at, key, why);
+        Line {
             text: quoted(text),
             kept: Some(at.line),
-        });
+        }
     }
 
     /// Notes on the keys that have no `[[cache]]` equivalent.
     fn dropped(&mut self, conf: &PoolConf<'_>) {
         let key = |k: &str| format!("{}.{k}", conf.name);
         if let Some(n) = conf.backlog {
-            self.note(
+            self.table.note(
                 n.at,
                 &key("backlog"),
                 format!("{NOT_TRANSLATED}: Strata's listeners have a fixed backlog of 4096"),
             );
         }
         if let Some(n) = conf.client_connections {
-            self.note(n.at, &key("client_connections"), format!("{NOT_TRANSLATED}: twemproxy reads it but never enforces it (every pool takes as many clients as it can); Strata's `max_connections` (10000 unless set) bounds clients: set it if you meant this limit"));
+            self.table.note(n.at, &key("client_connections"), format!("{NOT_TRANSLATED}: twemproxy reads it but never enforces it (every pool takes as many clients as it can); Strata's `max_connections` (10000 unless set) bounds clients: set it if you meant this limit"));
         }
         let flags = [
             (
@@ -774,77 +745,17 @@ impl Cache {
         ];
         for (flag, name, why) in flags {
             if let Some(f) = flag.filter(|f| f.value) {
-                self.note(f.at, &key(name), format!("{NOT_TRANSLATED}: {why}"));
+                self.table
+                    .note(f.at, &key(name), format!("{NOT_TRANSLATED}: {why}"));
             }
         }
         for entry in &conf.unknown {
-            self.note(
+            self.table.note(
                 entry.at,
                 &key(&entry.key),
                 format!("{NOT_TRANSLATED}: twemproxy has no such key"),
             );
         }
-    }
-
-    /// Runs Strata's own check on the translation (when nothing was kept as written): a
-    /// problem it finds is this importer's bug, said rather than printed silently.
-    fn check(&mut self, name: &str, at: Pos) {
-        if let Err(problems) = check(&self.lines().join("\n")) {
-            for why in problems {
-                let why = format!("`strata check` refuses this translation, a bug of `strata import` (please report it): {why}");
-                self.note(at, name, why);
-            }
-        }
-    }
-
-    fn key(&mut self, key: &str, value: String) {
-        self.keys.push(Line::new(format!("{key} = {value}")));
-    }
-
-    fn note(&mut self, at: Pos, key: &str, message: String) {
-        self.notes.push(Note::new(at, key, message));
-    }
-
-    /// Whether a line is kept as written.
-    fn keeps_any(&self) -> bool {
-        self.keys
-            .iter()
-            .chain(&self.servers)
-            .any(|l| l.kept.is_some())
-    }
-
-    /// The `[[cache]]` table.
-    fn lines(&self) -> Vec<String> {
-        let marked = |text: String, kept: Option<usize>| match kept {
-            Some(line) => format!("{text} # kept as written: see line {line} above"),
-            None => text,
-        };
-        let mut lines = vec!["[[cache]]".to_string()];
-        lines.extend(self.keys.iter().map(|k| marked(k.text.clone(), k.kept)));
-        lines.push("servers = [".into());
-        lines.extend(
-            self.servers
-                .iter()
-                .map(|s| marked(format!("    {},", s.text), s.kept)),
-        );
-        lines.push("]".into());
-        lines
-    }
-
-    /// The notes as comments, then the table (itself a comment when the pool is left out).
-    fn render(&self) -> String {
-        let mut out = String::new();
-        for note in &self.notes {
-            let _ = writeln!(out, "# line {}: {note}", note.at.line);
-        }
-        for line in self.lines() {
-            if self.left_out {
-                out.push_str("# ");
-            }
-            out.push_str(&line);
-            out.push('\n');
-        }
-        out
     }
 }
 

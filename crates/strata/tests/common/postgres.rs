@@ -73,6 +73,12 @@ impl Postgres {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        Postgres::run(dir, data)
+    }
+
+    /// Starts the server of `data` on a free port and waits until it answers.
+    fn run(dir: TempDir, data: PathBuf) -> Postgres {
+        let (uid, gid) = postgres_ids();
         let port = free_port();
         let child = Command::new(bin("postgres"))
             .args(["-D", data.to_str().unwrap(), "-p", &port.to_string()])
@@ -107,6 +113,49 @@ impl Postgres {
             std::thread::sleep(Duration::from_millis(50));
         }
         pg
+    }
+
+    /// Stops the server at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// A streaming replica of this server (pg_basebackup -R), started on a free port.
+    pub fn replica(&self) -> Postgres {
+        let dir = TempDir::new();
+        let (uid, gid) = postgres_ids();
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
+        let data = dir.path().join("data");
+        let out = Command::new(bin("pg_basebackup"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.addr.port().to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args([
+                "-D",
+                data.to_str().unwrap(),
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+            ])
+            .env("PGPASSWORD", SUPERUSER_PASSWORD)
+            .uid(uid)
+            .gid(gid)
+            .output()
+            .expect("run pg_basebackup");
+        assert!(
+            out.status.success(),
+            "pg_basebackup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Postgres::run(dir, data)
     }
 
     /// Runs `sql` as the superuser, straight to the server.

@@ -2,10 +2,7 @@
 //! and column of what it refuses.
 
 use super::*;
-
-fn pos(line: usize, column: usize) -> Pos {
-    Pos { line, column }
-}
+use crate::import::tests::{pos, problems};
 
 /// Each statement as `keyword|word|word`, nested blocks in `{ }`, at any depth.
 fn shape(statements: &[Statement]) -> Vec<String> {
@@ -31,11 +28,7 @@ fn shape(statements: &[Statement]) -> Vec<String> {
 
 /// The errors for `source` as `line:column key: message`.
 fn errors(source: &str) -> Vec<String> {
-    parse(source)
-        .expect_err("should be refused")
-        .iter()
-        .map(|e| format!("{}:{} {}: {}", e.at.line, e.at.column, e.key, e.message))
-        .collect()
+    problems(parse(source))
 }
 
 #[test]

@@ -1,10 +1,7 @@
 //! The nutcracker YAML reader: what it reads, and the line and column of what it refuses.
 
 use super::*;
-
-fn pos(line: usize, column: usize) -> Pos {
-    Pos { line, column }
-}
+use crate::import::tests::{pos, problems};
 
 fn scalar(text: &str, line: usize, column: usize) -> Scalar {
     Scalar {
@@ -15,11 +12,7 @@ fn scalar(text: &str, line: usize, column: usize) -> Scalar {
 
 /// The errors for `source` as `line:column key: message`.
 fn errors(source: &str) -> Vec<String> {
-    parse(source)
-        .expect_err("should be refused")
-        .iter()
-        .map(|e| format!("{}:{} {}: {}", e.at.line, e.at.column, e.key, e.message))
-        .collect()
+    problems(parse(source))
 }
 
 #[test]
