@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{self, ScramServer};
 use crate::cancel::{self, CancelKey};
 use crate::pool::{Lease, Pool};
+use crate::prepared::ClientStatements;
 use crate::proto::{self, ProtoError, Sqlstate, Startup};
 use crate::DatabaseService;
 
@@ -241,6 +242,7 @@ pub(crate) async fn serve(
         mode: config.pool_mode,
         closing: false,
         discarding: false,
+        statements: ClientStatements::default(),
     };
     svc.stats.clients.inc();
     let end = session.run(&shutdown).await;
@@ -405,6 +407,21 @@ fn canonical(name: &str) -> String {
         .map_or_else(|| name.to_string(), |c| c.to_string())
 }
 
+/// Whether a simple query is DISCARD ALL or DEALLOCATE ALL, after which the connection holds
+/// no prepared statements.
+fn forgets_statements(body: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(body).to_ascii_lowercase();
+    let words: Vec<&str> = text
+        .trim_end_matches('\0')
+        .split(|c: char| c.is_whitespace() || c == ';')
+        .filter(|w| !w.is_empty())
+        .collect();
+    matches!(
+        words.as_slice(),
+        ["discard", "all"] | ["deallocate", "all"] | ["deallocate", "prepare", "all"]
+    )
+}
+
 /// A value as a SQL string literal.
 fn literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
@@ -437,6 +454,8 @@ struct Session {
     /// No server connection could be had for an extended-protocol batch: its messages are
     /// dropped up to its Sync.
     discarding: bool,
+    /// The client's named prepared statements (transaction mode).
+    statements: ClientStatements,
 }
 
 impl Session {
@@ -561,7 +580,24 @@ impl Session {
                 b'c' | b'f' => self.copy_in = false,
                 _ => {}
             }
-            self.to_server.extend_from_slice(&self.cbuf[..total]);
+            if tag == b'Q'
+                && self.mode == PoolMode::Transaction
+                && forgets_statements(&self.cbuf[5..total])
+            {
+                self.statements.clear();
+                if let Some(lease) = self.server.as_mut() {
+                    lease.conn.statements.clear();
+                }
+            }
+            match (self.mode, self.server.as_mut()) {
+                (PoolMode::Transaction, Some(lease)) => self.statements.outgoing(
+                    tag,
+                    &self.cbuf[5..total],
+                    &mut lease.conn.statements,
+                    &mut self.to_server,
+                ),
+                _ => self.to_server.extend_from_slice(&self.cbuf[..total]),
+            }
             self.cbuf.advance(total);
         }
         Ok(true)
@@ -651,7 +687,16 @@ impl Session {
                 b'G' => self.copy_in = true,
                 _ => {}
             }
-            self.to_client.extend_from_slice(&lease.conn.buf[..total]);
+            if self.mode == PoolMode::Transaction {
+                self.statements.incoming(
+                    tag,
+                    &lease.conn.buf[..total],
+                    &mut lease.conn.statements,
+                    &mut self.to_client,
+                );
+            } else {
+                self.to_client.extend_from_slice(&lease.conn.buf[..total]);
+            }
             lease.conn.buf.advance(total);
         }
         if self.mode == PoolMode::Transaction && self.clean() {
@@ -663,6 +708,7 @@ impl Session {
     /// Nothing in flight and no transaction open: the connection can serve another client.
     fn clean(&self) -> bool {
         self.pending == 0
+            && self.statements.settled()
             && !self.unsynced
             && !self.copy_in
             && self.status == b'I'
@@ -711,6 +757,7 @@ impl Session {
         let mode = self.mode;
         let (mut pending, unsynced, copy_in, status) =
             (self.pending, self.unsynced, self.copy_in, self.status);
+        let settled = self.statements.settled() || mode == PoolMode::Session;
         let to_server = std::mem::take(&mut self.to_server);
         let name = self.svc.name.clone();
         tokio::spawn(async move {
@@ -746,6 +793,11 @@ impl Session {
                 }
                 if status != b'I' {
                     lease.conn.run("ROLLBACK").await?;
+                }
+                if !settled {
+                    // which of the statements sent for it exist is not known: none, now
+                    lease.conn.run("DEALLOCATE ALL").await?;
+                    lease.conn.statements.clear();
                 }
                 if mode == PoolMode::Session {
                     // RESET ALL inside reports the parameters the server reports; the others

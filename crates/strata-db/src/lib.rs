@@ -9,8 +9,12 @@
 pub mod auth;
 mod cancel;
 mod client;
+#[cfg(any(test, feature = "fuzz"))]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod health;
 pub mod pool;
+pub mod prepared;
 pub mod proto;
 pub mod server;
 

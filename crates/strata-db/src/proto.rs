@@ -3,8 +3,9 @@
 
 use bytes::{Buf, BufMut, BytesMut};
 
-/// The largest message accepted from either side (PostgreSQL's own MaxAllocSize).
-pub const MAX_MESSAGE: usize = 0x3fff_ffff;
+/// The largest length a tagged message may announce, from either side: PostgreSQL's own
+/// `PQ_LARGE_MESSAGE_LIMIT` (`MaxAllocSize - 1`), past which a server closes the connection.
+pub const MAX_MESSAGE: usize = 0x3fff_fffe;
 /// The largest startup packet accepted (PostgreSQL refuses more than 10,000 bytes).
 pub const MAX_STARTUP: usize = 10_000;
 
@@ -309,5 +310,16 @@ mod tests {
         assert_eq!(cstr(&mut body, "Query").unwrap(), "select 1");
         let mut short = BytesMut::from(&b"Q\0\0\0\x03"[..]);
         assert_eq!(message(&mut short), Err(ProtoError::ShortLength(3)));
+    }
+
+    /// pg_frontend's first finding: a length of 0x3fff_ffff (MaxAllocSize) was taken, and the
+    /// pooler buffered a GiB from the client for a message PostgreSQL refuses ("invalid
+    /// message length") by closing the connection.
+    #[test]
+    fn a_length_postgresql_refuses_is_refused_on_the_header() {
+        let mut most = BytesMut::from(&b"d\x3f\xff\xff\xfe"[..]);
+        assert_eq!(message(&mut most), Ok(None));
+        let mut over = BytesMut::from(&b"d\x3f\xff\xff\xff"[..]);
+        assert_eq!(message(&mut over), Err(ProtoError::TooLong(0x3fff_ffff)));
     }
 }

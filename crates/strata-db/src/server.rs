@@ -1,7 +1,7 @@
 //! One connection to a PostgreSQL server: logging in (trust, md5 or SCRAM-SHA-256), the
 //! parameters it reports, its cancel key, and running the pooler's own statements on it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -70,6 +70,8 @@ pub struct ServerConn {
     pub buf: BytesMut,
     /// When it was last given back to the pool.
     pub idle_since: Instant,
+    /// The prepared statements it holds, by server-side name (transaction mode).
+    pub statements: HashSet<String>,
 }
 
 impl ServerConn {
@@ -103,6 +105,7 @@ impl ServerConn {
             params: HashMap::new(),
             buf: BytesMut::with_capacity(8192),
             idle_since: Instant::now(),
+            statements: HashSet::new(),
         };
         conn.write(&proto::startup_packet(&[
             ("user", user),

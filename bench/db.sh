@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Side-by-side PostgreSQL pooler benchmark: pgbench straight to PostgreSQL, through PgBouncer
+# (transaction pooling) and through Strata (transaction pooling), in one run.
+#
+# PostgreSQL and pgbench run on CPU 1; each proxy runs on CPU 0 (PgBouncer is one thread;
+# Strata is given one worker). Both proxies pool 20 server connections and log clients in with
+# SCRAM-SHA-256. Prints, per target and workload: transactions/s, average latency and the
+# proxy's CPU microseconds per transaction (user + system, from /proc/PID/stat). Rounds are
+# interleaved (direct, pgbouncer, strata, direct, ...) and the median round is printed.
+#
+# Usage: [STRATA=binary] bench/db.sh [seconds per run, default 10] [rounds, default 3] [clients, default 32]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-10}
+ROUNDS=${2:-3}
+CLIENTS=${3:-32}
+
+need=()
+command -v pgbouncer >/dev/null || need+=(pgbouncer)
+compgen -G "/usr/lib/postgresql/*/bin/pgbench" >/dev/null || need+=(postgresql postgresql-contrib)
+if ((${#need[@]})); then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort | tail -1)
+chown postgres "$work"
+as_pg() { runuser -u postgres -- "$@"; }
+PGPORT=$(free_port)
+PBPORT=$(free_port)
+STPORT=$(free_port)
+export PGPASSWORD=bench-secret
+
+echo "$PGPASSWORD" > "$work/pw" && chown postgres "$work/pw"
+as_pg "$PGBIN/initdb" -D "$work/data" -U postgres --auth=scram-sha-256 --pwfile="$work/pw" >/dev/null
+as_pg taskset -c 1 "$PGBIN/postgres" -D "$work/data" -p "$PGPORT" -k "$work" \
+  -c listen_addresses=127.0.0.1 -c max_connections=200 -c synchronous_commit=off \
+  -c shared_buffers=256MB >"$work/pg.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 200); do "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$PGPORT" && break; sleep 0.05; done
+psql() { "$PGBIN/psql" -X -q -h 127.0.0.1 -U postgres "$@"; }
+psql -p "$PGPORT" -c "create database bench" >/dev/null
+"$PGBIN/pgbench" -q -i -s 10 -h 127.0.0.1 -p "$PGPORT" -U postgres bench >/dev/null 2>&1
+
+# PgBouncer: transaction pooling, 20 server connections, SCRAM to clients
+cat > "$work/userlist.txt" <<U
+"postgres" "$PGPASSWORD"
+U
+cat > "$work/pgbouncer.ini" <<P
+[databases]
+bench = host=127.0.0.1 port=$PGPORT dbname=bench
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PBPORT
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $work/userlist.txt
+pool_mode = transaction
+default_pool_size = 20
+max_client_conn = 10000
+logfile = $work/pgbouncer.log
+pidfile = $work/pgbouncer.pid
+P
+chown postgres "$work/pgbouncer.ini" "$work/userlist.txt"
+as_pg taskset -c 0 pgbouncer "$work/pgbouncer.ini" >/dev/null 2>&1 &
+pids+=($!)
+
+cat > "$work/strata.toml" <<S
+workers = 1
+[[database]]
+name = "bench"
+listen = "127.0.0.1:$STPORT"
+servers = ["127.0.0.1:$PGPORT"]
+pool_mode = "transaction"
+pool_size = 20
+[[database.users]]
+name = "postgres"
+password = "$PGPASSWORD"
+S
+taskset -c 0 "$STRATA" run -c "$work/strata.toml" >"$work/strata.log" 2>&1 &
+pids+=($!)
+st_pid=$!
+wait_port "$PBPORT"
+wait_port "$STPORT"
+# runuser stays as pgbouncer's parent: measure pgbouncer itself, by its pidfile
+pb_pid=$(cat "$work/pgbouncer.pid")
+pids+=("$pb_pid")
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+
+run() { # target port pid(or 0) workload -> "tps latency_ms cpu_us_per_txn"
+  local port=$2 pid=$3 mode=$4 args=()
+  [[ $mode == select ]] && args=(-S)
+  local before=0
+  [[ $pid != 0 ]] && before=$(cpu_ticks "$pid")
+  local out
+  out=$(taskset -c 1 "$PGBIN/pgbench" "${args[@]}" -c "$CLIENTS" -j 2 -T "$DURATION" -h 127.0.0.1 -p "$port" -U postgres bench 2>&1)
+  local after=0
+  [[ $pid != 0 ]] && after=$(cpu_ticks "$pid")
+  local tps lat txns
+  tps=$(awk '/^tps/ {print $3; exit}' <<<"$out")
+  lat=$(awk '/latency average/ {print $4; exit}' <<<"$out")
+  txns=$(awk -F': ' '/actually processed/ {split($2, a, "/"); print a[1]; exit}' <<<"$out")
+  if [[ -z $tps || -z $txns ]]; then echo "pgbench failed against port $port: $out" >&2; exit 1; fi
+  local cpu="-"
+  [[ $pid != 0 ]] && cpu=$(python3 -c "print(f'{($after - $before) / $HZ * 1e6 / $txns:.1f}')")
+  echo "$tps $lat $cpu"
+}
+
+median() { sort -n -k1 | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }
+
+printf "| workload | target | tps (median of %s) | avg latency (ms) | proxy CPU µs / transaction |\n|---|---|---|---|---|\n" "$ROUNDS"
+for mode in select tpcb; do
+  declare -A results=()
+  for _ in $(seq "$ROUNDS"); do
+    results[direct]+="$(run direct "$PGPORT" 0 $mode)"$'\n'
+    results[pgbouncer]+="$(run pgbouncer "$PBPORT" "$pb_pid" $mode)"$'\n'
+    results[strata]+="$(run strata "$STPORT" "$st_pid" $mode)"$'\n'
+  done
+  for target in direct pgbouncer strata; do
+    read -r tps lat cpu <<<"$(printf "%s" "${results[$target]}" | median)"
+    label=$([[ $mode == select ]] && echo "pgbench -S" || echo "pgbench (TPC-B-like)")
+    printf "| %s | %s | %s | %s | %s |\n" "$label" "$target" "$tps" "$lat" "$cpu"
+  done
+  unset results
+done

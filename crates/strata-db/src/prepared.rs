@@ -1,0 +1,412 @@
+//! Named prepared statements in transaction mode, as PgBouncer 1.21+ does them: a client's
+//! statement names are its own, and each server connection holds statements under names made
+//! from their text (`strata_` and a hash), so a client's `Parse` works on whichever connection
+//! it gets next.
+//!
+//! Going out, a client's Parse of a statement the connection already holds is answered here
+//! (ParseComplete) instead of being sent; a Bind or Describe of a statement the connection
+//! lacks is preceded by a Parse whose answer is not passed on; a Close of a statement is
+//! answered here (the connection keeps it for the next client). Coming back, every answer is
+//! matched to the message it answers, in order, so the answers made here go to the client in
+//! the places the server's own would have had. An error ends a batch: the messages after it up
+//! to the Sync get no answers, and statements whose Parse did not run are forgotten.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use bytes::{BufMut, BytesMut};
+
+use crate::proto;
+
+/// What a message sent (or answered here) is owed in answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Owed {
+    /// A Parse sent on: ParseComplete. `hidden` when the pooler added it (its answer is not
+    /// the client's); `name` is the server-side name it creates.
+    Parse { hidden: bool, name: Option<String> },
+    /// Bind: BindComplete.
+    Bind,
+    /// Describe: ParameterDescription (statements) then RowDescription or NoData.
+    Describe,
+    /// Execute: rows, then CommandComplete, EmptyQueryResponse or PortalSuspended.
+    Execute,
+    /// Close sent on: CloseComplete.
+    Close,
+    /// Sync, a simple Query or a FunctionCall: everything up to ReadyForQuery.
+    Sync,
+    /// An answer made here, given to the client in its turn.
+    Made(u8),
+}
+
+/// The statements of one client.
+#[derive(Debug, Default)]
+pub struct ClientStatements {
+    /// The client's name to (server name, the Parse body after the name).
+    named: HashMap<String, (String, BytesMut)>,
+    /// What the messages sent in order are owed.
+    owed: VecDeque<Owed>,
+    /// After an error, answers stop until the Sync.
+    failed: bool,
+}
+
+/// The server-side name of a statement: `strata_` and 128 bits of SHA-256 of its text and
+/// parameter types.
+fn server_name(body: &[u8]) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, body);
+    let hex: String = d.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("strata_{hex}")
+}
+
+/// The Parse body after its statement name: text, parameter count and types.
+fn split_name(body: &[u8]) -> Option<(&str, &[u8])> {
+    let end = body.iter().position(|b| *b == 0)?;
+    let name = std::str::from_utf8(&body[..end]).ok()?;
+    Some((name, &body[end + 1..]))
+}
+
+fn message(out: &mut BytesMut, tag: u8, parts: &[&[u8]]) {
+    proto::put(out, tag, |b| {
+        for p in parts {
+            b.put_slice(p);
+        }
+    });
+}
+
+impl ClientStatements {
+    /// Whether nothing sent is still owed an answer.
+    pub fn settled(&self) -> bool {
+        self.owed.is_empty()
+    }
+
+    /// Forgets every statement (DISCARD ALL, DEALLOCATE ALL).
+    pub fn clear(&mut self) {
+        self.named.clear();
+    }
+
+    /// Writes to `out` what goes to the server for the client's message `tag` with `body`,
+    /// given the statements the connection holds (`held`, updated as Parses go out).
+    pub fn outgoing(
+        &mut self,
+        tag: u8,
+        body: &[u8],
+        held: &mut HashSet<String>,
+        out: &mut BytesMut,
+    ) {
+        match tag {
+            b'P' => {
+                let Some((name, rest)) = split_name(body) else {
+                    return self.pass(
+                        tag,
+                        body,
+                        Owed::Parse {
+                            hidden: false,
+                            name: None,
+                        },
+                        out,
+                    );
+                };
+                if name.is_empty() {
+                    return self.pass(
+                        tag,
+                        body,
+                        Owed::Parse {
+                            hidden: false,
+                            name: None,
+                        },
+                        out,
+                    );
+                }
+                let server = server_name(rest);
+                self.named
+                    .insert(name.to_string(), (server.clone(), BytesMut::from(rest)));
+                if held.contains(&server) {
+                    self.owed.push_back(Owed::Made(b'1'));
+                } else {
+                    held.insert(server.clone());
+                    message(out, b'P', &[server.as_bytes(), &[0], rest]);
+                    self.owed.push_back(Owed::Parse {
+                        hidden: false,
+                        name: Some(server),
+                    });
+                }
+            }
+            b'B' => {
+                let Some((portal, after)) = split_name(body) else {
+                    return self.pass(tag, body, Owed::Bind, out);
+                };
+                let Some((statement, rest)) = split_name(after) else {
+                    return self.pass(tag, body, Owed::Bind, out);
+                };
+                match self.ensure(statement, held, out) {
+                    Some(server) => {
+                        message(
+                            out,
+                            b'B',
+                            &[portal.as_bytes(), &[0], server.as_bytes(), &[0], rest],
+                        );
+                        self.owed.push_back(Owed::Bind);
+                    }
+                    None => self.pass(tag, body, Owed::Bind, out),
+                }
+            }
+            b'D' | b'C' if body.first() == Some(&b'S') => {
+                let Some((statement, _)) = split_name(&body[1..]) else {
+                    let owed = if tag == b'D' {
+                        Owed::Describe
+                    } else {
+                        Owed::Close
+                    };
+                    return self.pass(tag, body, owed, out);
+                };
+                if tag == b'C' && self.named.remove(statement).is_some() {
+                    // the connection keeps it for the next client that prepares it
+                    self.owed.push_back(Owed::Made(b'3'));
+                    return;
+                }
+                if tag == b'D' {
+                    if let Some(server) = self.ensure(statement, held, out) {
+                        message(out, b'D', &[b"S", server.as_bytes(), &[0]]);
+                        self.owed.push_back(Owed::Describe);
+                        return;
+                    }
+                }
+                let owed = if tag == b'D' {
+                    Owed::Describe
+                } else {
+                    Owed::Close
+                };
+                self.pass(tag, body, owed, out);
+            }
+            b'D' => self.pass(tag, body, Owed::Describe, out),
+            b'C' => self.pass(tag, body, Owed::Close, out),
+            b'E' => self.pass(tag, body, Owed::Execute, out),
+            b'S' | b'Q' | b'F' => self.pass(tag, body, Owed::Sync, out),
+            _ => message(out, tag, &[body]),
+        }
+    }
+
+    fn pass(&mut self, tag: u8, body: &[u8], owed: Owed, out: &mut BytesMut) {
+        message(out, tag, &[body]);
+        self.owed.push_back(owed);
+    }
+
+    /// The server name of the client's statement `name`, parsed on the connection first if
+    /// it lacks it; None for the unnamed statement or one the client never prepared (the
+    /// message goes as it is, and the server says what is wrong).
+    fn ensure(
+        &mut self,
+        name: &str,
+        held: &mut HashSet<String>,
+        out: &mut BytesMut,
+    ) -> Option<String> {
+        if name.is_empty() {
+            return None;
+        }
+        let (server, rest) = self.named.get(name)?;
+        if !held.contains(server) {
+            held.insert(server.clone());
+            message(out, b'P', &[server.as_bytes(), &[0], rest]);
+            self.owed.push_back(Owed::Parse {
+                hidden: true,
+                name: Some(server.clone()),
+            });
+        }
+        Some(server.clone())
+    }
+
+    /// Handles one message from the server (`tag`, whole `bytes` with header): appends what
+    /// the client gets to `to_client`, answers made here included, in order.
+    pub fn incoming(
+        &mut self,
+        tag: u8,
+        bytes: &[u8],
+        held: &mut HashSet<String>,
+        to_client: &mut BytesMut,
+    ) {
+        self.made(to_client);
+        // messages that answer nothing in particular
+        if matches!(tag, b'N' | b'S' | b'A') {
+            to_client.extend_from_slice(bytes);
+            return;
+        }
+        let front = self.owed.front().cloned();
+        let done = match (&front, tag) {
+            (_, b'E') => {
+                self.failed = true;
+                // what the error answers did not happen; a Parse that failed made nothing
+                if let Some(Owed::Parse { name: Some(n), .. }) = &front {
+                    held.remove(n);
+                }
+                true
+            }
+            (Some(Owed::Parse { .. }), b'1')
+            | (Some(Owed::Bind), b'2')
+            | (Some(Owed::Close), b'3')
+            | (Some(Owed::Describe), b'T' | b'n')
+            | (Some(Owed::Execute), b'C' | b'I' | b's') => true,
+            (_, b'Z') => {
+                // a ReadyForQuery ends everything up to the Sync (or the Query) it answers
+                while let Some(o) = self.owed.pop_front() {
+                    if let Owed::Parse { name: Some(n), .. } = &o {
+                        if self.failed {
+                            held.remove(n);
+                        }
+                    }
+                    if o == Owed::Sync {
+                        break;
+                    }
+                }
+                self.failed = false;
+                to_client.extend_from_slice(bytes);
+                self.made(to_client);
+                return;
+            }
+            _ => false,
+        };
+        let hidden = matches!(front, Some(Owed::Parse { hidden: true, .. })) && tag == b'1';
+        if !hidden {
+            to_client.extend_from_slice(bytes);
+        }
+        if done && front.is_some() && tag != b'E' {
+            self.owed.pop_front();
+        }
+        if tag == b'E' {
+            // the failed message, and everything after it up to the Sync, get no answers:
+            // nothing made here is sent for them, and their Parses made nothing
+            while let Some(o) = self.owed.front() {
+                if *o == Owed::Sync {
+                    break;
+                }
+                if let Some(Owed::Parse { name: Some(n), .. }) = self.owed.pop_front() {
+                    held.remove(&n);
+                }
+            }
+        }
+        self.made(to_client);
+    }
+
+    /// Sends the answers made here that are next in line.
+    fn made(&mut self, to_client: &mut BytesMut) {
+        while let Some(Owed::Made(tag)) = self.owed.front() {
+            if !self.failed {
+                proto::put(to_client, *tag, |_| {});
+            }
+            self.owed.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(name: &str, sql: &str) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(name.as_bytes());
+        b.push(0);
+        b.extend_from_slice(sql.as_bytes());
+        b.extend_from_slice(&[0, 0, 0]);
+        b
+    }
+
+    fn bind(statement: &str) -> Vec<u8> {
+        let mut b = vec![0];
+        b.extend_from_slice(statement.as_bytes());
+        b.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0]);
+        b
+    }
+
+    fn frames(mut b: BytesMut) -> Vec<u8> {
+        let mut tags = Vec::new();
+        while let Some((t, _)) = proto::message(&mut b).unwrap() {
+            tags.push(t);
+        }
+        tags
+    }
+
+    fn reply(s: &mut ClientStatements, held: &mut HashSet<String>, tags: &[u8]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        for t in tags {
+            let mut m = BytesMut::new();
+            proto::put(&mut m, *t, |b| {
+                if *t == b'Z' {
+                    b.put_u8(b'I')
+                }
+            });
+            s.incoming(*t, &m, held, &mut out);
+        }
+        frames(out)
+    }
+
+    #[test]
+    fn a_statement_prepared_once_runs_on_a_connection_that_already_holds_it() {
+        let mut held = HashSet::new();
+        let mut a = ClientStatements::default();
+        let mut out = BytesMut::new();
+        for (t, b) in [
+            (b'P', parse("s1", "select 1")),
+            (b'B', bind("s1")),
+            (b'E', vec![0, 0, 0, 0, 0]),
+            (b'S', vec![]),
+        ] {
+            a.outgoing(t, &b, &mut held, &mut out);
+        }
+        assert_eq!(frames(out), b"PBES");
+        assert_eq!(reply(&mut a, &mut held, b"12DCZ"), b"12DCZ");
+        // a second client prepares the same text under its own name: nothing is sent for its
+        // Parse, and it still gets its ParseComplete first
+        let mut b2 = ClientStatements::default();
+        let mut out = BytesMut::new();
+        for (t, b) in [
+            (b'P', parse("mine", "select 1")),
+            (b'B', bind("mine")),
+            (b'E', vec![0, 0, 0, 0, 0]),
+            (b'S', vec![]),
+        ] {
+            b2.outgoing(t, &b, &mut held, &mut out);
+        }
+        assert_eq!(frames(out), b"BES");
+        assert_eq!(reply(&mut b2, &mut held, b"2DCZ"), b"12DCZ");
+        assert!(b2.settled());
+    }
+
+    #[test]
+    fn a_bind_on_a_connection_without_the_statement_prepares_it_silently() {
+        let mut a = ClientStatements::default();
+        let mut first = HashSet::new();
+        let mut out = BytesMut::new();
+        a.outgoing(b'P', &parse("s", "select 2"), &mut first, &mut out);
+        a.outgoing(b'S', &[], &mut first, &mut out);
+        reply(&mut a, &mut first, b"1Z");
+        // the next transaction lands on a connection that never saw it
+        let mut other = HashSet::new();
+        let mut out = BytesMut::new();
+        a.outgoing(b'B', &bind("s"), &mut other, &mut out);
+        a.outgoing(b'E', &[0, 0, 0, 0, 0], &mut other, &mut out);
+        a.outgoing(b'S', &[], &mut other, &mut out);
+        assert_eq!(frames(out), b"PBES");
+        assert_eq!(reply(&mut a, &mut other, b"12CZ"), b"2CZ");
+    }
+
+    #[test]
+    fn an_error_ends_the_batch_and_forgets_what_did_not_run() {
+        let mut a = ClientStatements::default();
+        let mut held = HashSet::new();
+        let mut out = BytesMut::new();
+        a.outgoing(b'P', &parse("bad", "selec 1"), &mut held, &mut out);
+        a.outgoing(b'B', &bind("bad"), &mut held, &mut out);
+        a.outgoing(b'S', &[], &mut held, &mut out);
+        assert_eq!(reply(&mut a, &mut held, b"EZ"), b"EZ");
+        assert!(held.is_empty(), "the failed Parse made nothing");
+        assert!(a.settled());
+        // a Close of a named statement is answered here, in its turn
+        let mut out = BytesMut::new();
+        a.outgoing(b'P', &parse("ok", "select 3"), &mut held, &mut out);
+        a.outgoing(b'C', b"Sok\0", &mut held, &mut out);
+        a.outgoing(b'S', &[], &mut held, &mut out);
+        assert_eq!(frames(out), b"PS");
+        assert_eq!(reply(&mut a, &mut held, b"1Z"), b"13Z");
+    }
+}
