@@ -53,6 +53,10 @@ pub struct ServerState {
     pub banned_until: Option<Instant>,
     /// When the role last changed.
     pub since: SystemTime,
+    /// Where its WAL is: the primary's written position, a replica's replayed one (bytes).
+    pub lsn: Option<u64>,
+    /// How far a replica's replay is behind the primary's WAL, in bytes, as last checked.
+    pub lag_bytes: Option<u64>,
 }
 
 /// The servers of one listener and their roles.
@@ -84,6 +88,8 @@ impl Roles {
                         reason: "not checked yet".into(),
                         banned_until: None,
                         since: SystemTime::now(),
+                        lsn: None,
+                        lag_bytes: None,
                     })
             })
             .collect();
@@ -128,6 +134,24 @@ impl Roles {
         before != after
     }
 
+    /// Records a server's WAL position, and every replica's lag behind the primary.
+    pub fn set_lsn(&self, addr: SocketAddr, lsn: Option<u64>) {
+        let mut servers = lock(&self.servers);
+        if let Some(s) = servers.iter_mut().find(|s| s.addr == addr) {
+            s.lsn = lsn;
+        }
+        let primary = servers
+            .iter()
+            .find(|s| s.role == Role::Primary)
+            .and_then(|s| s.lsn);
+        for s in servers.iter_mut() {
+            s.lag_bytes = match (s.role, primary, s.lsn) {
+                (Role::Replica, Some(p), Some(r)) => Some(p.saturating_sub(r)),
+                _ => None,
+            };
+        }
+    }
+
     /// A server that is banned now is not asked again until its ban ends.
     fn banned(&self, addr: SocketAddr) -> bool {
         lock(&self.servers)
@@ -152,6 +176,7 @@ impl Roles {
                         "reason": s.reason,
                         "banned_for_ms": s.banned_until.map(|t| t.saturating_duration_since(Instant::now()).as_millis() as u64),
                         "since": s.since.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
+                        "lag_bytes": s.lag_bytes,
                     })
                 })
                 .collect(),
@@ -180,24 +205,24 @@ pub async fn run(svc: Arc<DatabaseService>, stop: CancellationToken) {
             }
             let Some(credential) = &credential else { break };
             let found = check(&mut conns, addr, &user, credential, config.connect_timeout).await;
-            let changed = match found {
-                Ok(true) => roles.set(
-                    addr,
+            let (role, reason, lsn) = match found {
+                Ok((true, lsn)) => (
                     Role::Replica,
-                    "pg_is_in_recovery() is true".into(),
-                    config.ban_time,
+                    "pg_is_in_recovery() is true".to_string(),
+                    lsn,
                 ),
-                Ok(false) => roles.set(
-                    addr,
+                Ok((false, lsn)) => (
                     Role::Primary,
-                    "pg_is_in_recovery() is false".into(),
-                    config.ban_time,
+                    "pg_is_in_recovery() is false".to_string(),
+                    lsn,
                 ),
                 Err(e) => {
                     conns.retain(|(a, _)| *a != addr);
-                    roles.set(addr, Role::Down, e, config.ban_time)
+                    (Role::Down, e, None)
                 }
             };
+            let changed = roles.set(addr, role, reason, config.ban_time);
+            roles.set_lsn(addr, lsn);
             if changed {
                 tracing::warn!(listener = %svc.name, primary = ?roles.primary(), "the primary moved; closing idle connections to the old one");
                 svc.close_idle_except(roles.primary());
@@ -217,7 +242,7 @@ async fn check(
     user: &str,
     credential: &Credential,
     timeout: Duration,
-) -> Result<bool, String> {
+) -> Result<(bool, Option<u64>), String> {
     if !conns.iter().any(|(a, _)| *a == addr) {
         let conn = ServerConn::connect(addr, user, "postgres", credential, timeout)
             .await
@@ -229,13 +254,23 @@ async fn check(
         .find(|(a, _)| *a == addr)
         .expect("just made")
         .1;
-    let answer = tokio::time::timeout(timeout, conn.run("SELECT pg_is_in_recovery()")).await;
+    let sql = "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() \
+               THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END";
+    let answer = tokio::time::timeout(timeout, conn.run(sql)).await;
     match answer {
-        Ok(Ok((rows, _))) => match rows.first() {
-            Some(Some(v)) => Ok(v == "t"),
+        Ok(Ok((rows, _))) => match rows.first().map(|r| r.as_slice()) {
+            Some([Some(recovery), lsn, ..]) => {
+                Ok((recovery == "t", lsn.as_deref().and_then(parse_lsn)))
+            }
             _ => Err("pg_is_in_recovery() gave no answer".into()),
         },
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no answer to the check within {timeout:?}")),
     }
+}
+
+/// A WAL position as PostgreSQL prints it (`16/B374D848`), in bytes.
+fn parse_lsn(text: &str) -> Option<u64> {
+    let (hi, lo) = text.split_once('/')?;
+    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
 }

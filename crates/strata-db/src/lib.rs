@@ -296,6 +296,14 @@ impl DatabaseService {
         );
         for s in self.roles().all() {
             let addr = s.addr.to_string();
+            if let Some(lag) = s.lag_bytes {
+                w.gauge(
+                    "strata_db_replica_lag_bytes",
+                    "How far each replica's replay is behind the primary's WAL, in bytes, as last checked.",
+                    &[("listener", self.name.as_str()), ("server", addr.as_str())],
+                    lag as f64,
+                );
+            }
             for role in [
                 health::Role::Primary,
                 health::Role::Replica,

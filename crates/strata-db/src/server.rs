@@ -261,10 +261,10 @@ impl ServerConn {
         }
     }
 
-    /// Runs `sql` (simple protocol) and reads to its ReadyForQuery: the rows of the first
-    /// column of each row, and the transaction status it ended in. An ErrorResponse is an
+    /// Runs `sql` (simple protocol) and reads to its ReadyForQuery: each row's columns as
+    /// text (None for NULL), and the transaction status it ended in. An ErrorResponse is an
     /// error (after the ReadyForQuery has been read, so the connection stays in step).
-    pub async fn run(&mut self, sql: &str) -> Result<(Vec<Option<String>>, u8), ServerError> {
+    pub async fn run(&mut self, sql: &str) -> Result<(Vec<Vec<Option<String>>>, u8), ServerError> {
         let mut out = BytesMut::new();
         proto::put_query(&mut out, sql);
         self.write(&out).await?;
@@ -273,15 +273,23 @@ impl ServerConn {
         loop {
             let (tag, mut body) = self.read().await?;
             match tag {
-                b'D' if body.len() >= 6 => {
-                    body.advance(2);
-                    let len = body.get_i32();
-                    if len < 0 {
-                        rows.push(None);
-                    } else {
-                        let len = (len as usize).min(body.len());
-                        rows.push(Some(String::from_utf8_lossy(&body[..len]).into_owned()));
+                b'D' if body.len() >= 2 => {
+                    let columns = body.get_u16();
+                    let mut row = Vec::with_capacity(usize::from(columns));
+                    for _ in 0..columns {
+                        if body.len() < 4 {
+                            break;
+                        }
+                        let len = body.get_i32();
+                        if len < 0 {
+                            row.push(None);
+                        } else {
+                            let len = (len as usize).min(body.len());
+                            row.push(Some(String::from_utf8_lossy(&body[..len]).into_owned()));
+                            body.advance(len);
+                        }
                     }
+                    rows.push(row);
                 }
                 b'S' => self.param(&mut body),
                 b'E' => failed = Some(proto::error_message(&body)),

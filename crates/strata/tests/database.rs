@@ -268,13 +268,21 @@ async fn writes_follow_a_promoted_replica() {
         let s = status(&strata).await;
         let servers = &s["database"][0]["servers"];
         s["database"][0]["primary"] == p.as_str()
-            && servers
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|x| x["address"] == r.as_str() && x["role"] == "replica")
+            && servers.as_array().unwrap().iter().any(|x| {
+                x["address"] == r.as_str() && x["role"] == "replica" && x["lag_bytes"].is_u64()
+            })
     })
     .await;
+    let metrics = admin_get(&strata, "/metrics").await.body;
+    assert!(
+        metric(
+            &metrics,
+            "strata_db_replica_lag_bytes",
+            &format!("server=\"{r}\"")
+        )
+        .is_some(),
+        "{metrics}"
+    );
     let wrote =
         blocking(move || psql(db, "app", "secret", "app", "insert into t values (1)")).await;
     assert_eq!(wrote.as_deref(), Ok(""));
