@@ -40,6 +40,13 @@ pub struct DatabaseListener {
     pub ban_time: Duration,
     /// The user the checks log in as (one of `users`, with a password Strata can log in with).
     pub check_user: Option<String>,
+    /// Transactions that say they only read (`BEGIN READ ONLY`) run on a replica.
+    pub replica_reads: bool,
+    /// A replica further behind the primary than this many bytes of WAL gets no reads.
+    pub max_replica_lag: u64,
+    /// A client whose last transaction ran on the primary stays on it this long, so it reads
+    /// what it wrote.
+    pub read_your_writes: Duration,
 }
 
 /// When a client gives its server connection back to the pool.
@@ -119,6 +126,9 @@ pub(crate) const KEYS: &[&str] = &[
     "check_interval",
     "ban_time",
     "check_user",
+    "replica_reads",
+    "max_replica_lag",
+    "read_your_writes",
 ];
 
 const USER_KEYS: &[&str] = &["name", "password"];
@@ -245,6 +255,9 @@ pub(crate) fn listener(
         check_interval: s.duration(report, "check_interval", Duration::from_secs(1)),
         ban_time: s.duration(report, "ban_time", Duration::from_secs(10)),
         check_user,
+        replica_reads: s.bool(report, "replica_reads", true),
+        max_replica_lag: s.size(report, "max_replica_lag", 16 << 20),
+        read_your_writes: s.duration(report, "read_your_writes", Duration::from_secs(2)),
     })
 }
 

@@ -85,7 +85,7 @@ pub(crate) async fn serve(
     };
     let user = params
         .iter()
-        .find(|(k, _)| k == "user")
+        .rfind(|(k, _)| k == "user")
         .map(|(_, v)| v.clone());
     let Some(user) = user else {
         return refuse(
@@ -97,7 +97,7 @@ pub(crate) async fn serve(
     };
     let database = params
         .iter()
-        .find(|(k, _)| k == "database")
+        .rfind(|(k, _)| k == "database")
         .map_or_else(|| user.clone(), |(_, v)| v.clone());
     if params.iter().any(|(k, _)| k == "replication") {
         return refuse(
@@ -181,8 +181,8 @@ pub(crate) async fn serve(
         .clone();
     let welcome = match welcome {
         Some(w) => w,
-        None => match svc.acquire(&pool).await {
-            Ok(lease) => {
+        None => match svc.acquire(&pool, false).await {
+            Ok((lease, _)) => {
                 let w = lease.conn.params.clone();
                 lease.release();
                 w
@@ -243,6 +243,9 @@ pub(crate) async fn serve(
         closing: false,
         discarding: false,
         statements: ClientStatements::default(),
+        on_replica: false,
+        read_only: false,
+        last_primary: None,
     };
     svc.stats.clients.inc();
     let end = session.run(&shutdown).await;
@@ -422,9 +425,47 @@ fn forgets_statements(body: &[u8]) -> bool {
     )
 }
 
+/// Whether a simple query is exactly one `BEGIN` (or `START TRANSACTION`) that says `READ
+/// ONLY`, with nothing else but isolation and deferrable modes: a transaction that promises
+/// not to write, which PostgreSQL enforces, so a replica can run it.
+fn begins_read_only(body: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(body).to_ascii_lowercase();
+    let text = text
+        .trim_end_matches('\0')
+        .trim()
+        .trim_end_matches(';')
+        .trim();
+    if text.contains(';') {
+        return false;
+    }
+    let words: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let modes = match words.as_slice() {
+        ["begin", "transaction" | "work", rest @ ..] | ["start", "transaction", rest @ ..] => rest,
+        ["begin", rest @ ..] => rest,
+        _ => return false,
+    };
+    const MODES: &[&str] = &[
+        "read",
+        "only",
+        "isolation",
+        "level",
+        "serializable",
+        "repeatable",
+        "committed",
+        "uncommitted",
+        "deferrable",
+        "not",
+    ];
+    modes.iter().all(|w| MODES.contains(w)) && modes.windows(2).any(|p| p == ["read", "only"])
+}
+
 /// A value as a SQL string literal.
 fn literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
+    // an E'' string reads backslashes the same whatever standard_conforming_strings is
+    format!("E'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
 }
 
 /// A logged-in client and the server connection it holds, if any.
@@ -456,6 +497,12 @@ struct Session {
     discarding: bool,
     /// The client's named prepared statements (transaction mode).
     statements: ClientStatements,
+    /// The connection it holds is a replica's.
+    on_replica: bool,
+    /// The transaction it holds the connection for said READ ONLY.
+    read_only: bool,
+    /// When its last transaction on the primary ended (read-your-writes).
+    last_primary: Option<std::time::Instant>,
 }
 
 impl Session {
@@ -562,7 +609,17 @@ impl Session {
                 self.cbuf.advance(total);
                 continue;
             }
-            if self.server.is_none() && !self.attach().await {
+            // a transaction that says READ ONLY may run on a replica, unless the client's last
+            // transaction on the primary may have written, too recently
+            let declared = self.server.is_none()
+                && self.mode == PoolMode::Transaction
+                && tag == b'Q'
+                && begins_read_only(&self.cbuf[5..total]);
+            let to_replica = declared
+                && self
+                    .last_primary
+                    .is_none_or(|t| t.elapsed() >= self.svc.read_your_writes());
+            if self.server.is_none() && !self.attach(to_replica, declared).await {
                 match tag {
                     b'Q' | b'F' | b'S' => proto::put(&mut self.to_client, b'Z', |b| b.put_u8(b'I')),
                     _ => self.discarding = true,
@@ -604,9 +661,13 @@ impl Session {
     }
 
     /// Gets a server connection with the client's parameters; on failure tells the client.
-    async fn attach(&mut self) -> bool {
-        let lease = match self.svc.acquire(&self.pool).await {
-            Ok(l) => l,
+    async fn attach(&mut self, to_replica: bool, read_only: bool) -> bool {
+        let lease = match self.svc.acquire(&self.pool, to_replica).await {
+            Ok((l, replica)) => {
+                self.on_replica = replica;
+                self.read_only = read_only;
+                l
+            }
             Err(e) => {
                 self.svc.stats.wait_timeouts.inc();
                 tracing::warn!(listener = %self.svc.name, user = %self.pool.user, "{e}");
@@ -672,7 +733,8 @@ impl Session {
             match tag {
                 b'Z' => {
                     self.pending = self.pending.saturating_sub(1);
-                    self.status = lease.conn.buf.get(5).copied().unwrap_or(b'I');
+                    // ReadyForQuery's one byte, inside this message (a short one reads as idle)
+                    self.status = if total >= 6 { lease.conn.buf[5] } else { b'I' };
                 }
                 b'S' => {
                     let mut body = BytesMut::from(&lease.conn.buf[5..total]);
@@ -718,6 +780,11 @@ impl Session {
 
     fn detach(&mut self) {
         if let Some(lease) = self.server.take() {
+            if !self.on_replica && !self.read_only {
+                // what ran on the primary may have written (a transaction that said READ
+                // ONLY did not): read it there for a while
+                self.last_primary = Some(std::time::Instant::now());
+            }
             cancel::point(&self.key, None);
             lease.release();
         }
@@ -833,5 +900,32 @@ async fn writable(server: &Option<Lease>) -> std::io::Result<()> {
     match server {
         Some(l) => l.conn.stream.writable().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_lone_begin_read_only_goes_to_a_replica() {
+        for yes in [
+            "BEGIN READ ONLY",
+            "begin transaction read only;",
+            "START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY\0",
+            "begin read only deferrable",
+        ] {
+            assert!(begins_read_only(yes.as_bytes()), "{yes}");
+        }
+        for no in [
+            "BEGIN",
+            "BEGIN READ WRITE",
+            "BEGIN ISOLATION LEVEL READ COMMITTED",
+            "BEGIN READ ONLY; DELETE FROM t",
+            "select 1",
+            "begin read only -- comment",
+        ] {
+            assert!(!begins_read_only(no.as_bytes()), "{no}");
+        }
     }
 }

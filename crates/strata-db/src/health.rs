@@ -152,6 +152,18 @@ impl Roles {
         }
     }
 
+    /// A replica for a read: one whose lag is known and within `max_lag` bytes, taken in turn
+    /// (`turn`); None when there is none.
+    pub fn replica(&self, max_lag: u64, turn: usize) -> Option<SocketAddr> {
+        let servers = lock(&self.servers);
+        let fit: Vec<SocketAddr> = servers
+            .iter()
+            .filter(|s| s.role == Role::Replica && s.lag_bytes.is_some_and(|l| l <= max_lag))
+            .map(|s| s.addr)
+            .collect();
+        (!fit.is_empty()).then(|| fit[turn % fit.len()])
+    }
+
     /// A server that is banned now is not asked again until its ban ends.
     fn banned(&self, addr: SocketAddr) -> bool {
         lock(&self.servers)

@@ -74,6 +74,8 @@ pub struct DatabaseService {
     /// The listener's counters.
     pub stats: Stats,
     checks: Mutex<CancellationToken>,
+    /// Whose turn it is among the replicas.
+    turn: std::sync::atomic::AtomicUsize,
 }
 
 impl DatabaseService {
@@ -92,6 +94,7 @@ impl DatabaseService {
             scram: Mutex::new(HashMap::new()),
             stats: Stats::default(),
             checks: Mutex::new(CancellationToken::new()),
+            turn: std::sync::atomic::AtomicUsize::new(0),
         });
         svc.set_credentials(config);
         svc
@@ -116,6 +119,11 @@ impl DatabaseService {
     /// The settings it serves with now.
     pub fn config(&self) -> DatabaseListener {
         self.site.load().config.clone()
+    }
+
+    /// How long a client stays on the primary after a transaction there.
+    fn read_your_writes(&self) -> std::time::Duration {
+        self.site.load().config.read_your_writes
     }
 
     /// The servers' roles.
@@ -160,10 +168,17 @@ impl DatabaseService {
             .clone()
     }
 
-    /// A server connection of `pool` on the primary.
-    async fn acquire(&self, pool: &Pool) -> Result<Lease, AcquireError> {
+    /// A server connection of `pool`: on a replica for a transaction that only reads (when
+    /// one is up and near enough), else on the primary. The flag says it is a replica's.
+    async fn acquire(&self, pool: &Pool, read_only: bool) -> Result<(Lease, bool), AcquireError> {
         let site = self.site.load_full();
-        let Some(primary) = site.roles.primary() else {
+        let replica = if read_only && site.config.replica_reads {
+            let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            site.roles.replica(site.config.max_replica_lag, turn)
+        } else {
+            None
+        };
+        let Some(target) = replica.or_else(|| site.roles.primary()) else {
             return Err(AcquireError::NoPrimary);
         };
         let credential = lock(&self.credentials)
@@ -176,12 +191,12 @@ impl DatabaseService {
             connect: site.config.connect_timeout,
             idle: site.config.server_idle_timeout,
         };
-        let r = pool.acquire(primary, &credential, limits).await;
+        let r = pool.acquire(target, &credential, limits).await;
         if let Err(AcquireError::Server(e @ server::ServerError::Io { .. }))
         | Err(AcquireError::Server(e @ server::ServerError::Timeout(_))) = &r
         {
             if site.roles.set(
-                primary,
+                target,
                 health::Role::Down,
                 e.to_string(),
                 site.config.ban_time,
@@ -189,7 +204,7 @@ impl DatabaseService {
                 self.close_idle_except(site.roles.primary());
             }
         }
-        r
+        r.map(|lease| (lease, replica.is_some()))
     }
 
     /// The SCRAM keys a client of `user` is checked against (made once from a password).

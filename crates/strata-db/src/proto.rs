@@ -312,9 +312,9 @@ mod tests {
         assert_eq!(message(&mut short), Err(ProtoError::ShortLength(3)));
     }
 
-    /// pg_frontend's first finding: a length of 0x3fff_ffff (MaxAllocSize) was taken, and the
-    /// pooler buffered a GiB from the client for a message PostgreSQL refuses ("invalid
-    /// message length") by closing the connection.
+    /// Found by the pg_frontend check's unit tests: a length of 0x3fff_ffff (MaxAllocSize) was
+    /// taken, and the pooler held up to a GiB from the client for a message PostgreSQL refuses
+    /// ("invalid message length") by closing the connection.
     #[test]
     fn a_length_postgresql_refuses_is_refused_on_the_header() {
         let mut most = BytesMut::from(&b"d\x3f\xff\xff\xfe"[..]);

@@ -320,3 +320,55 @@ async fn writes_follow_a_promoted_replica() {
     let s = status(&strata).await;
     assert_eq!(s["database"][0]["primary"], replica.addr.to_string(), "{s}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_transactions_run_on_the_replica_unless_the_client_just_wrote() {
+    let primary = Postgres::start();
+    primary.user_and_database("app", "secret");
+    let replica = primary.replica();
+    let strata = Strata::start(&config(
+        &[primary.addr, replica.addr],
+        "read_your_writes = \"300ms\"",
+    ));
+    let db = strata.addr("database:app");
+    let r = replica.addr.to_string();
+    eventually(
+        Duration::from_secs(10),
+        "the replica's lag is known",
+        || async {
+            let s = status(&strata).await;
+            s["database"][0]["servers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["address"] == r.as_str() && x["lag_bytes"].is_u64())
+        },
+    )
+    .await;
+    let seen = blocking(move || {
+        let mut c = PsqlSession::open(db, "app", "secret", "app", &[]);
+        let mut seen = Vec::new();
+        // a plain statement: the primary
+        seen.push(c.line("select pg_is_in_recovery()"));
+        // a read-only transaction right after: still the primary (read-your-writes)
+        c.send("begin read only");
+        seen.push(c.line("select pg_is_in_recovery()"));
+        c.send("commit");
+        // and once the window has passed, the replica
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            c.send("begin read only");
+            let on = c.line("select pg_is_in_recovery()");
+            c.send("commit");
+            if on == "t" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never ran on the replica: {on}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        seen.push("t".to_string());
+        seen
+    })
+    .await;
+    assert_eq!(seen, ["f", "f", "t"], "{}", strata.logs());
+}

@@ -1,0 +1,460 @@
+//! The database listener against hostile bytes straight over TCP: startup packets with lengths
+//! out of range, truncated, malformed or of another protocol, an SSLRequest before a good
+//! startup, and broken message lengths after login, each answered with exactly the bytes
+//! expected and a close, while a psql logged in before keeps working; and a fake PostgreSQL
+//! server that records exactly what Strata sends it.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::postgres::{Postgres, PsqlSession, SUPERUSER_PASSWORD};
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How long an answer or a close may take.
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// A `[[database]]` listener in front of `pg` whose clients log in with trust.
+fn config(pg: SocketAddr) -> String {
+    format!(
+        "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:0\"\nservers = [\"{pg}\"]\n\
+         auth_type = \"trust\"\ncheck_user = \"postgres\"\ncheck_interval = \"100ms\"\n\
+         [[database.users]]\nname = \"app\"\npassword = \"secret\"\n\
+         [[database.users]]\nname = \"postgres\"\npassword = \"{SUPERUSER_PASSWORD}\"\n"
+    )
+}
+
+/// A StartupMessage of protocol 3.0 with `pairs`, written out by hand.
+fn startup(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let mut contents = vec![0, 3, 0, 0];
+    for (name, value) in pairs {
+        for s in [name, value] {
+            contents.extend_from_slice(s.as_bytes());
+            contents.push(0);
+        }
+    }
+    contents.push(0);
+    let mut packet = ((contents.len() + 4) as u32).to_be_bytes().to_vec();
+    packet.extend_from_slice(&contents);
+    packet
+}
+
+/// A first packet: its length word, `code`, then `rest`.
+fn first_packet(code: u32, rest: &[u8]) -> Vec<u8> {
+    let mut p = ((rest.len() + 8) as u32).to_be_bytes().to_vec();
+    p.extend_from_slice(&code.to_be_bytes());
+    p.extend_from_slice(rest);
+    p
+}
+
+/// A tagged message.
+fn message(tag: u8, contents: &[u8]) -> Vec<u8> {
+    let mut m = vec![tag];
+    m.extend_from_slice(&((contents.len() + 4) as u32).to_be_bytes());
+    m.extend_from_slice(contents);
+    m
+}
+
+/// The ErrorResponse Strata sends before closing a client whose startup broke the protocol.
+fn fatal_08p01(text: &str) -> Vec<u8> {
+    let mut fields = Vec::new();
+    for (code, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', "08P01"),
+        (b'M', text),
+    ] {
+        fields.push(code);
+        fields.extend_from_slice(value.as_bytes());
+        fields.push(0);
+    }
+    fields.push(0);
+    message(b'E', &fields)
+}
+
+/// Reads everything until the peer closes; fails if it does not within LIMIT.
+async fn until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    tokio::time::timeout(LIMIT, stream.read_to_end(&mut out))
+        .await
+        .unwrap_or_else(|_| panic!("not closed; read so far: {}", out.escape_ascii()))
+        .expect("read");
+    out
+}
+
+/// Reads whole tagged messages until a ReadyForQuery (included).
+async fn until_ready(stream: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    loop {
+        let mut head = [0u8; 5];
+        tokio::time::timeout(LIMIT, stream.read_exact(&mut head))
+            .await
+            .expect("a message in time")
+            .unwrap_or_else(|e| panic!("read a header after {out:?}: {e}"));
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut contents = vec![0u8; len - 4];
+        tokio::time::timeout(LIMIT, stream.read_exact(&mut contents))
+            .await
+            .expect("a message in time")
+            .expect("read contents");
+        out.push((head[0], contents));
+        if head[0] == b'Z' {
+            return out;
+        }
+    }
+}
+
+/// Logs in as app (trust) with `extra` parameters; the welcome as it came.
+async fn log_in(addr: SocketAddr, extra: &[(&str, &str)]) -> (TcpStream, Vec<(u8, Vec<u8>)>) {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let mut pairs = vec![("user", "app"), ("database", "app")];
+    pairs.extend_from_slice(extra);
+    s.write_all(&startup(&pairs)).await.unwrap();
+    let welcome = until_ready(&mut s).await;
+    (s, welcome)
+}
+
+/// Sends a simple Query and reads its answer to the ReadyForQuery.
+async fn query(s: &mut TcpStream, sql: &str) -> Vec<(u8, Vec<u8>)> {
+    let mut text = sql.as_bytes().to_vec();
+    text.push(0);
+    s.write_all(&message(b'Q', &text)).await.unwrap();
+    until_ready(s).await
+}
+
+/// The psql kept open through the hostile clients: it answers `sql` with `expected`.
+async fn still_answers(psql: PsqlSession, sql: &'static str, expected: &str) -> PsqlSession {
+    let (psql, line) = tokio::task::spawn_blocking(move || {
+        let mut psql = psql;
+        let line = psql.line(sql);
+        (psql, line)
+    })
+    .await
+    .unwrap();
+    assert_eq!(line, expected);
+    psql
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_clients_get_exact_answers_and_leave_the_others_alone() {
+    let pg = Postgres::start();
+    pg.user_and_database("app", "secret");
+    let strata = Strata::start(&config(pg.addr));
+    let db = strata.addr("database:app");
+    let psql =
+        tokio::task::spawn_blocking(move || PsqlSession::open(db, "app", "secret", "app", &[]))
+            .await
+            .unwrap();
+    let mut psql = still_answers(psql, "select 'before'", "before").await;
+
+    let not_protocol = |why: &str| {
+        fatal_08p01(&format!(
+            "client sent bytes that are not the protocol: {why}"
+        ))
+    };
+    let good = startup(&[("user", "app"), ("database", "app")]);
+    let mut over_limit = 10_001u32.to_be_bytes().to_vec();
+    over_limit.extend_from_slice(&[0; 64]);
+    let cases: Vec<(&str, Vec<u8>, Vec<u8>)> = vec![
+        (
+            "a length of 0",
+            b"\0\0\0\0\0\x03\0\0user\0app\0\0".to_vec(),
+            not_protocol("message length 0 is too short"),
+        ),
+        (
+            "a length of 7",
+            b"\0\0\0\x07".to_vec(),
+            not_protocol("message length 7 is too short"),
+        ),
+        (
+            "a length over 10,000, refused before its bytes come",
+            over_limit,
+            not_protocol("message length 10001 is over the limit"),
+        ),
+        (
+            "a negative length",
+            b"\xff\xff\xff\xf8\0\x03\0\0".to_vec(),
+            not_protocol("message length 4294967288 is over the limit"),
+        ),
+        (
+            "an HTTP request",
+            b"GET / HTTP/1.1\r\nHost: db\r\n\r\n".to_vec(),
+            not_protocol("message length 1195725856 is over the limit"),
+        ),
+        (
+            "no terminator after the last pair",
+            first_packet(0x0003_0000, b"user\0app\0"),
+            not_protocol("malformed startup parameters"),
+        ),
+        (
+            "a parameter without a value",
+            first_packet(0x0003_0000, b"user\0app\0database\0"),
+            not_protocol("malformed startup parameters"),
+        ),
+        (
+            "junk after the terminator",
+            first_packet(0x0003_0000, b"user\0app\0\0junk"),
+            not_protocol("malformed startup parameters"),
+        ),
+        (
+            "a name that is not UTF-8",
+            first_packet(0x0003_0000, b"user\0\xff\xfe\0\0"),
+            not_protocol("malformed startup parameters"),
+        ),
+        (
+            "protocol 2.0",
+            first_packet(0x0002_0000, b"user\0app\0\0"),
+            not_protocol("unsupported protocol 2.0"),
+        ),
+        (
+            "protocol 3.2",
+            first_packet(0x0003_0002, b"user\0app\0\0"),
+            not_protocol("unsupported protocol 3.2"),
+        ),
+        (
+            "an SSLRequest (1234.5679) of 12 bytes",
+            first_packet(80_877_103, b"\0\0\0\0"),
+            not_protocol("unsupported protocol 1234.5679"),
+        ),
+        (
+            "an unknown request code, 1234.5681",
+            first_packet(80_877_105, b""),
+            not_protocol("unsupported protocol 1234.5681"),
+        ),
+        (
+            "an SSLRequest, answered N, then a length of 3",
+            [first_packet(80_877_103, b""), 3u32.to_be_bytes().to_vec()].concat(),
+            [&b"N"[..], &not_protocol("message length 3 is too short")].concat(),
+        ),
+    ];
+    for (what, bytes, expected) in cases {
+        let mut s = TcpStream::connect(db).await.unwrap();
+        s.write_all(&bytes).await.unwrap();
+        let got = until_closed(&mut s).await;
+        assert_eq!(
+            got.escape_ascii().to_string(),
+            expected.escape_ascii().to_string(),
+            "{what}"
+        );
+    }
+
+    // a startup cut short, the client's side then closed
+    let mut s = TcpStream::connect(db).await.unwrap();
+    s.write_all(&good[..good.len() - 5]).await.unwrap();
+    s.shutdown().await.unwrap();
+    assert_eq!(
+        until_closed(&mut s).await,
+        fatal_08p01("client left during startup")
+    );
+
+    // an SSLRequest is refused with N, and the client goes on in clear
+    let mut s = TcpStream::connect(db).await.unwrap();
+    s.write_all(&first_packet(80_877_103, b"")).await.unwrap();
+    let mut n = [0u8; 1];
+    tokio::time::timeout(LIMIT, s.read_exact(&mut n))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&n, b"N");
+    s.write_all(&good).await.unwrap();
+    let welcome = until_ready(&mut s).await;
+    assert_eq!(welcome[0], (b'R', vec![0, 0, 0, 0]), "AuthenticationOk");
+    assert_eq!(welcome[welcome.len() - 2].0, b'K');
+    assert_eq!(welcome[welcome.len() - 2].1.len(), 8);
+    assert_eq!(welcome[welcome.len() - 1], (b'Z', b"I".to_vec()));
+    assert!(
+        welcome[1..welcome.len() - 2]
+            .iter()
+            .all(|(t, _)| *t == b'S'),
+        "{welcome:?}"
+    );
+    let answer = query(&mut s, "select 40 + 2").await;
+    let tags: Vec<u8> = answer.iter().map(|m| m.0).collect();
+    assert_eq!(tags, b"TDCZ", "{answer:?}");
+    assert_eq!(answer[1].1, b"\0\x01\0\0\0\x0242");
+    assert_eq!(answer[2].1, b"SELECT 1\0");
+    s.write_all(&message(b'X', b"")).await.unwrap();
+    assert_eq!(until_closed(&mut s).await, b"");
+
+    // After login a broken length ends the connection with nothing more: the stream has lost
+    // its message boundaries. (PostgreSQL does the same: "invalid message length" is logged,
+    // not sent.) The largest length PostgreSQL refuses is refused at once, not waited for.
+    for (what, answered_first, bytes) in [
+        ("a length of 3", false, &b"Q\0\0\0\x03"[..]),
+        ("a length of 0 after a query answered", true, b"Q\0\0\0\0"),
+        ("a negative length", false, b"Q\xff\xff\xff\xff"),
+        ("a length of 0x3fffffff", false, b"d\x3f\xff\xff\xff"),
+    ] {
+        let (mut s, welcome) = log_in(db, &[]).await;
+        assert_eq!(welcome.last(), Some(&(b'Z', b"I".to_vec())));
+        if answered_first {
+            let answer = query(&mut s, "select 1").await;
+            assert_eq!(answer.last(), Some(&(b'Z', b"I".to_vec())));
+        }
+        s.write_all(bytes).await.unwrap();
+        assert_eq!(until_closed(&mut s).await, b"", "{what}");
+    }
+
+    psql = still_answers(psql, "select 'after'", "after").await;
+    drop(psql);
+}
+
+/// What the fake server received, per connection, each packet or message whole.
+type Received = Arc<Mutex<Vec<Vec<Vec<u8>>>>>;
+
+/// A PostgreSQL server played by the test: trust, a few ParameterStatus, BackendKeyData and
+/// ReadyForQuery; every Query answered with CommandComplete and ReadyForQuery.
+async fn fake_server() -> (SocketAddr, Received) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received: Received = Arc::default();
+    let log = received.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let log = log.clone();
+            let conn = {
+                let mut all = log.lock().unwrap();
+                all.push(Vec::new());
+                all.len() - 1
+            };
+            tokio::spawn(async move {
+                let record = |bytes: Vec<u8>| log.lock().unwrap()[conn].push(bytes);
+                let mut len = [0u8; 4];
+                if s.read_exact(&mut len).await.is_err() {
+                    return;
+                }
+                let mut packet = len.to_vec();
+                packet.resize(u32::from_be_bytes(len) as usize, 0);
+                if s.read_exact(&mut packet[4..]).await.is_err() {
+                    return;
+                }
+                record(packet);
+                let mut hello = message(b'R', &[0, 0, 0, 0]);
+                for (k, v) in [
+                    ("application_name", ""),
+                    ("client_encoding", "UTF8"),
+                    ("server_version", "15.0 (fake)"),
+                ] {
+                    hello.extend_from_slice(&message(b'S', format!("{k}\0{v}\0").as_bytes()));
+                }
+                hello.extend_from_slice(&message(b'K', &[0, 0, 0, 42, 0, 0, 0, 7]));
+                hello.extend_from_slice(&message(b'Z', b"I"));
+                if s.write_all(&hello).await.is_err() {
+                    return;
+                }
+                loop {
+                    let mut head = [0u8; 5];
+                    if s.read_exact(&mut head).await.is_err() {
+                        return;
+                    }
+                    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+                    let mut m = head.to_vec();
+                    m.resize(1 + len, 0);
+                    if s.read_exact(&mut m[5..]).await.is_err() {
+                        return;
+                    }
+                    let tag = m[0];
+                    record(m);
+                    match tag {
+                        b'Q' => {
+                            let answer = [message(b'C', b"OK\0"), message(b'Z', b"I")].concat();
+                            if s.write_all(&answer).await.is_err() {
+                                return;
+                            }
+                        }
+                        b'X' => return,
+                        _ => {}
+                    }
+                }
+            });
+        }
+    });
+    (addr, received)
+}
+
+/// The welcome a client gets, with the BackendKeyData's key (random) zeroed.
+fn masked(welcome: Vec<(u8, Vec<u8>)>) -> Vec<(u8, Vec<u8>)> {
+    welcome
+        .into_iter()
+        .map(|(t, c)| {
+            if t == b'K' {
+                (t, vec![0; c.len()])
+            } else {
+                (t, c)
+            }
+        })
+        .collect()
+}
+
+fn parameter_status(name: &str, value: &str) -> (u8, Vec<u8>) {
+    (b'S', format!("{name}\0{value}\0").into_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fake_server_receives_exactly_the_startup_and_the_parameters_strata_sends() {
+    let (server, received) = fake_server().await;
+    // no check_user (the only user has a SCRAM secret, which can't log in by itself): the
+    // single server is taken as the primary; the fake server asks for no password
+    let strata = Strata::start(&format!(
+        "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:0\"\nservers = [\"{server}\"]\n\
+         auth_type = \"trust\"\npool_size = 1\n\
+         [[database.users]]\nname = \"app\"\npassword = \"SCRAM-SHA-256$4096:c2FsdHNhbHQ=$WdgDeNvIvjOQwS5zAOX4eI6QNAgNaa6VGz5zzNpcTaM=:Sqjr3kNgZo0E7iz0rbkWqAQ3rtVYjc2NTFZdnkU7CMU=\"\n"
+    ));
+    let db = strata.addr("database:app");
+
+    // a client that sets application_name (with a quote) and parameters that are not carried
+    let (mut a, welcome) = log_in(
+        db,
+        &[
+            ("application_name", "it's a"),
+            ("client_encoding", "UTF8"),
+            ("not_a_carried_one", "x"),
+        ],
+    )
+    .await;
+    let hello = |app: &str| {
+        vec![
+            (b'R', vec![0, 0, 0, 0]),
+            parameter_status("application_name", app),
+            parameter_status("client_encoding", "UTF8"),
+            parameter_status("server_version", "15.0 (fake)"),
+            (b'K', vec![0; 8]),
+            (b'Z', b"I".to_vec()),
+        ]
+    };
+    assert_eq!(masked(welcome), hello("it's a"));
+    let ok = vec![(b'C', b"OK\0".to_vec()), (b'Z', b"I".to_vec())];
+    assert_eq!(query(&mut a, "select 1").await, ok);
+    a.write_all(&message(b'X', b"")).await.unwrap();
+    assert_eq!(until_closed(&mut a).await, b"");
+
+    // a client that sets nothing gets the server's default back on the same connection
+    let (mut b, welcome) = log_in(db, &[]).await;
+    assert_eq!(masked(welcome), hello(""));
+    assert_eq!(query(&mut b, "select 2").await, ok);
+
+    let q = |sql: &str| message(b'Q', format!("{sql}\0").as_bytes());
+    let expected = vec![vec![
+        // the startup packet: user and database only
+        b"\0\0\0\x1f\0\x03\0\0user\0app\0database\0app\0\0".to_vec(),
+        q("SET application_name = E'it''s a'"),
+        q("select 1"),
+        q("SET application_name = E''"),
+        q("select 2"),
+    ]];
+    let got = received.lock().unwrap().clone();
+    let show = |all: &Vec<Vec<Vec<u8>>>| {
+        all.iter()
+            .map(|c| {
+                c.iter()
+                    .map(|m| m.escape_ascii().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(show(&got), show(&expected));
+}
