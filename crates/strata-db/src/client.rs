@@ -710,6 +710,7 @@ impl Session {
             }
         }
         cancel::point(&self.key, Some((lease.conn.addr, lease.conn.key)));
+        self.svc.stats.active.inc();
         self.server = Some(lease);
         true
     }
@@ -780,6 +781,7 @@ impl Session {
 
     fn detach(&mut self) {
         if let Some(lease) = self.server.take() {
+            self.svc.stats.active.dec();
             if !self.on_replica && !self.read_only {
                 // what ran on the primary may have written (a transaction that said READ
                 // ONLY did not): read it there for a while
@@ -794,6 +796,7 @@ impl Session {
     /// lost, and the client is told so and closed (the next connection gets a healthy one).
     fn server_lost(&mut self) {
         if let Some(lease) = self.server.take() {
+            self.svc.stats.active.dec();
             cancel::point(&self.key, None);
             tracing::warn!(listener = %self.svc.name, server = %lease.conn.addr, "server connection lost in a transaction");
             lease.close();
@@ -821,6 +824,7 @@ impl Session {
         let Some(mut lease) = self.server.take() else {
             return;
         };
+        self.svc.stats.active.dec();
         let mode = self.mode;
         let (mut pending, unsynced, copy_in, status) =
             (self.pending, self.unsynced, self.copy_in, self.status);

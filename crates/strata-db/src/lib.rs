@@ -47,6 +47,8 @@ pub struct Stats {
     pub connections: Counter,
     /// Clients logged in now.
     pub clients: Gauge,
+    /// Clients holding a server connection now (in a transaction, or a session).
+    pub active: Gauge,
     /// Logins refused for a wrong password or an unknown user.
     pub auth_failures: Counter,
     /// Clients told no server connection could be had (wait timeout or server down).
@@ -276,6 +278,7 @@ impl DatabaseService {
             "pool_mode": match config.pool_mode { PoolMode::Transaction => "transaction", PoolMode::Session => "session" },
             "pool_size": config.pool_size,
             "clients": self.stats.clients.get(),
+            "clients_active": self.stats.active.get(),
             "primary": self.roles().primary().map(|a| a.to_string()),
             "servers": self.roles().status(),
             "pools": pools,
@@ -296,6 +299,12 @@ impl DatabaseService {
             "Clients logged in to each database listener now.",
             &l,
             self.stats.clients.get() as f64,
+        );
+        w.gauge(
+            "strata_db_clients_active",
+            "Clients holding a server connection now (in a transaction, or a session).",
+            &l,
+            self.stats.active.get() as f64,
         );
         w.counter(
             "strata_db_auth_failures_total",

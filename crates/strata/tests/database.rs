@@ -78,6 +78,7 @@ async fn psql_and_pgbench_share_two_server_connections_in_transaction_mode() {
     let pool = &s["database"][0]["pools"][0];
     assert_eq!(pool["user"], "app", "{s}");
     assert_eq!(pool["server_in_use"], 0, "{s}");
+    assert_eq!(s["database"][0]["clients_active"], 0, "{s}");
     assert_eq!(s["database"][0]["primary"], pg.addr.to_string(), "{s}");
     let metrics = admin_get(&strata, "/metrics").await.body;
     assert_eq!(

@@ -212,7 +212,7 @@ pub(super) const KEYS: &[Key] = &[
     process("syslog_facility", Text, &[], LOGS),
     process("syslog_ident", Text, &[], LOGS),
     process("tcp_defer_accept", Int, &[], SOCKETS),
-    process("tcp_keepalive", Int, &[], "Strata does not turn on TCP keepalive"),
+    process("tcp_keepalive", Int, &["0"], "Strata does not turn on TCP keepalive"),
     process("tcp_keepcnt", Int, &["0"], "Strata does not turn on TCP keepalive"),
     process("tcp_keepidle", Int, &["0"], "Strata does not turn on TCP keepalive"),
     process("tcp_keepintvl", Int, &["0"], "Strata does not turn on TCP keepalive"),
@@ -348,7 +348,7 @@ mod tests {
     }
 
     #[test]
-    fn import_pgbouncer_knows_every_key_once_in_pgbouncers_order() {
+    fn import_pgbouncer_knows_every_key_once() {
         let names: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
         let mut sorted = names.clone();
         sorted.sort_unstable();
