@@ -373,3 +373,74 @@ async fn read_only_transactions_run_on_the_replica_unless_the_client_just_wrote(
     .await;
     assert_eq!(seen, ["f", "f", "t"], "{}", strata.logs());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_client_ever_gets_another_clients_rows_while_clients_are_killed() {
+    let pg = Postgres::start();
+    pg.user_and_database("app", "secret");
+    let strata = Strata::start(&config(&[pg.addr], "pool_size = 2"));
+    let db = strata.addr("database:app");
+    // each transaction asks for a number only it knows and fails if it gets anything else
+    let script = write_file(
+        strata.dir.path(),
+        "check.sql",
+        "\\set id random(1, 1000000000)\n\
+         select :id as got, pg_sleep(0.001) \\gset\n\
+         \\if :got != :id\n\
+         select 1 / 0;\n\
+         \\endif\n",
+    );
+    // meanwhile, clients that die in the middle of their queries, at random moments
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let killer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut killed = 0;
+            let mut n: u64 = 7;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let mut victim = PsqlSession::open(db, "app", "secret", "app", &[]);
+                victim.send("begin");
+                victim.send("select pg_sleep(0.02)");
+                victim.send("select repeat('x', 1000) from generate_series(1, 2000)");
+                n = n
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                std::thread::sleep(Duration::from_millis(5 + (n >> 58)));
+                victim.child.kill().unwrap();
+                let _ = victim.child.wait();
+                killed += 1;
+            }
+            killed
+        })
+    };
+    let path = script.display().to_string();
+    for mode in ["extended", "prepared"] {
+        let path = path.clone();
+        let out = blocking(move || {
+            pgbench(
+                db,
+                "app",
+                "secret",
+                "app",
+                &[
+                    "-n", "-c", "4", "-j", "4", "-t", "300", "-M", mode, "-f", &path,
+                ],
+            )
+        })
+        .await;
+        assert!(
+            out.contains("number of transactions actually processed: 1200/1200"),
+            "{mode}: {out}"
+        );
+        assert!(
+            out.contains("number of failed transactions: 0"),
+            "{mode}: {out}"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let killed = blocking(move || killer.join().unwrap()).await;
+    assert!(killed > 0);
+    // nothing left behind: no server connection idles in a transaction
+    let stuck = pg.admin("select count(*) from pg_stat_activity where usename = 'app' and state like 'idle in transaction%'");
+    assert_eq!(stuck, "0");
+}
