@@ -444,3 +444,45 @@ async fn no_client_ever_gets_another_clients_rows_while_clients_are_killed() {
     let stuck = pg.admin("select count(*) from pg_stat_activity where usename = 'app' and state like 'idle in transaction%'");
     assert_eq!(stuck, "0");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_goes_both_ways_through_the_pooler() {
+    let pg = Postgres::start();
+    pg.user_and_database("app", "secret");
+    psql(
+        pg.addr,
+        "app",
+        "secret",
+        "app",
+        "create table t (n int, s text)",
+    )
+    .unwrap();
+    let strata = Strata::start(&config(&[pg.addr], "pool_size = 1"));
+    let db = strata.addr("database:app");
+    let rows: String = (1..=5000).map(|i| format!("{i}\trow {i}\n")).collect();
+    let file = write_file(strata.dir.path(), "rows.tsv", &rows);
+    let path = file.display().to_string();
+    let out = blocking(move || {
+        // psql's \copy sends COPY FROM STDIN and streams the file as CopyData
+        let copied_in = psql(
+            db,
+            "app",
+            "secret",
+            "app",
+            &format!("\\copy t from '{path}'"),
+        );
+        let back = psql(
+            db,
+            "app",
+            "secret",
+            "app",
+            "copy (select n, s from t order by n) to stdout",
+        );
+        let count = psql(db, "app", "secret", "app", "select count(*), sum(n) from t");
+        (copied_in, back, count)
+    })
+    .await;
+    assert!(out.0.is_ok(), "{:?}", out.0);
+    assert_eq!(out.1.unwrap() + "\n", rows);
+    assert_eq!(out.2.as_deref(), Ok("5000|12502500"));
+}
