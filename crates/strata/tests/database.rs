@@ -486,3 +486,35 @@ async fn copy_goes_both_ways_through_the_pooler() {
     assert_eq!(out.1.unwrap() + "\n", rows);
     assert_eq!(out.2.as_deref(), Ok("5000|12502500"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_waits_too_long_for_a_connection_gets_a_clear_error_and_can_retry() {
+    let pg = Postgres::start();
+    pg.user_and_database("app", "secret");
+    let strata = Strata::start(&config(
+        &[pg.addr],
+        "pool_size = 1\nquery_wait_timeout = \"300ms\"",
+    ));
+    let db = strata.addr("database:app");
+    let (waited, after) = blocking(move || {
+        let mut holder = PsqlSession::open(db, "app", "secret", "app", &[]);
+        holder.send("begin");
+        assert_eq!(holder.line("select 'holding'"), "holding");
+        let waited = psql(db, "app", "secret", "app", "select 1");
+        holder.send("commit");
+        assert_eq!(holder.line("select 'done'"), "done");
+        (
+            waited,
+            psql(db, "app", "secret", "app", "select 'free again'"),
+        )
+    })
+    .await;
+    let err = waited.unwrap_err();
+    assert!(
+        err.contains("no server connection became free within query_wait_timeout"),
+        "{err}"
+    );
+    assert_eq!(after.as_deref(), Ok("free again"));
+    let s = status(&strata).await;
+    assert_eq!(s["database"][0]["pools"][0]["clients_waiting"], 0, "{s}");
+}
