@@ -180,11 +180,12 @@ fn check(path: &Path) -> Result<strata_config::Config, ExitCode> {
                 return Err(ExitCode::from(EXIT_BAD_CONFIG));
             }
             println!(
-                "{}: ok ({} http, {} tcp listener(s), {} cache pool(s), {} vip instance(s){})",
+                "{}: ok ({} http, {} tcp listener(s), {} cache pool(s), {} database listener(s), {} vip instance(s){})",
                 path.display(),
                 c.http.len(),
                 c.tcp.len(),
                 c.cache.len(),
+                c.database.len(),
                 c.vip.len(),
                 if c.admin.is_some() { ", admin" } else { "" }
             );

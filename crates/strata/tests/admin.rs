@@ -242,7 +242,7 @@ fn check_refuses_a_reachable_admin_address_without_a_token_file() {
     let (code, out, err) = strata_cmd(&["check", "-c", guarded.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains(": ok (0 http, 0 tcp listener(s), 0 cache pool(s), 0 vip instance(s), admin)"),
+        out.contains(": ok (0 http, 0 tcp listener(s), 0 cache pool(s), 0 database listener(s), 0 vip instance(s), admin)"),
         "{out}"
     );
 }

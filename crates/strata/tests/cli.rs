@@ -19,7 +19,7 @@ fn check_accepts_a_good_config() {
     let (code, out, err) = strata_cmd(&["check", "-c", path.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("ok (1 http, 0 tcp listener(s), 0 cache pool(s), 0 vip instance(s))"),
+        out.contains("ok (1 http, 0 tcp listener(s), 0 cache pool(s), 0 database listener(s), 0 vip instance(s))"),
         "{out}"
     );
 }
@@ -156,7 +156,10 @@ fn check_accepts_a_gateway_that_runs_only_a_vip() {
     let path = write_file(dir.path(), "gw.toml", &text);
     let (code, out, err) = strata_cmd(&["check", "-c", path.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("0 cache pool(s), 1 vip instance(s))"), "{out}");
+    assert!(
+        out.contains("0 cache pool(s), 0 database listener(s), 1 vip instance(s))"),
+        "{out}"
+    );
     assert!(err.is_empty(), "{err}");
 }
 

@@ -1,18 +1,20 @@
-//! `strata import twemproxy` and `strata import keepalived` as a user runs them: each proxy's
-//! own sample configs (and one with every key) against golden files, `strata check` on what
-//! they print, and a translated pool finding every key where a real nutcracker put it.
+//! `strata import twemproxy`, `keepalived` and `pgbouncer` as a user runs them: sample configs
+//! (and one with every key) against golden files, `strata check` on what they print, a
+//! translated pool finding every key where a real nutcracker put it, and a translated PgBouncer
+//! listener taking its userlist's logins to a real PostgreSQL.
 
 mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
 
+use common::postgres::{psql, Postgres};
 use common::redis::{Nutcracker, Redis, Resp};
 use common::{free_port, strata_cmd, write_file, Strata, TempDir};
 
 /// One `strata import` source and its fixtures.
 struct Fixtures {
-    /// The subcommand: `twemproxy`, `keepalived`.
+    /// The subcommand: `twemproxy`, `keepalived`, `pgbouncer`.
     source: &'static str,
     /// Relative to the package root (where cargo runs tests), so that the path the golden files
     /// quote is the same on every machine.
@@ -44,6 +46,21 @@ const KEEPALIVED: Fixtures = Fixtures {
     every_key: "every_key.conf",
 };
 
+const PGBOUNCER: Fixtures = Fixtures {
+    source: "pgbouncer",
+    dir: "tests/fixtures/pgbouncer",
+    ending: "",
+    // configs as PgBouncer users write them (our own, not PgBouncer's samples): a web
+    // application's pooler in transaction mode, and a reporting pool over two replicas, both
+    // with userlist.txt beside them
+    samples: &["webapp.ini", "reporting.ini"],
+    every_key: "every_key.ini",
+};
+
+/// The package's directory, where the tests run, as the golden files write it: a path a
+/// translation writes absolute (PgBouncer's auth_file) reads the same on every machine.
+const PACKAGE: &str = "$CARGO_MANIFEST_DIR";
+
 impl Fixtures {
     /// `strata import` of the fixture `name`: its exit code, stdout and stderr.
     fn import(&self, name: &str) -> (i32, String, String) {
@@ -51,13 +68,23 @@ impl Fixtures {
         strata_cmd(&["import", self.source, &file])
     }
 
-    /// Each fixture's output and notes are its golden files.
+    /// Each fixture's output and notes are its golden files, the package's directory written
+    /// [`PACKAGE`].
     fn print_the_golden_files(&self) {
+        let here = std::env::current_dir().unwrap().display().to_string();
         for name in self.samples.iter().chain([&self.every_key]) {
             let (code, out, err) = self.import(name);
             assert_eq!(code, 0, "{name}: {err}");
-            golden(self.dir, &format!("{name}.toml"), &out);
-            golden(self.dir, &format!("{name}.stderr"), &err);
+            golden(
+                self.dir,
+                &format!("{name}.toml"),
+                &out.replace(&here, PACKAGE),
+            );
+            golden(
+                self.dir,
+                &format!("{name}.stderr"),
+                &err.replace(&here, PACKAGE),
+            );
         }
     }
 
@@ -137,6 +164,21 @@ fn golden(dir: &str, name: &str, actual: &str) {
     );
 }
 
+/// A translation as printed, listening on free ports, without its comments (a left-out
+/// section's commented `[[cache]]` or `[[database]]` would count as a listener).
+fn on_free_ports(out: &str) -> Vec<String> {
+    out.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            if l.starts_with("listen = ") {
+                "listen = \"127.0.0.1:0\"".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect()
+}
+
 #[test]
 fn import_twemproxy_prints_the_golden_config_and_notes_for_each_fixture() {
     TWEMPROXY.print_the_golden_files();
@@ -152,19 +194,8 @@ fn import_twemproxy_translations_of_the_sample_configs_run() {
     for name in TWEMPROXY.samples {
         let (code, out, err) = TWEMPROXY.import(name);
         assert_eq!(code, 0, "{name}: {err}");
-        // as printed, but on free ports: the samples' own (22120-22124) may be taken here; the
-        // comments go too, as a left-out pool's commented `[[cache]]` would count as one
-        let config: Vec<String> = out
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .map(|l| {
-                if l.starts_with("listen = ") {
-                    "listen = \"127.0.0.1:0\"".to_string()
-                } else {
-                    l.to_string()
-                }
-            })
-            .collect();
+        // the samples' own ports (22120-22124) may be taken here
+        let config = on_free_ports(&out);
         let pools: Vec<&str> = out
             .lines()
             .filter_map(|l| l.strip_prefix("name = \""))
@@ -272,6 +303,111 @@ fn import_keepalived_refuses_a_file_keepalived_would_refuse_and_prints_nothing()
 #[test]
 fn import_keepalived_of_a_missing_file_exits_66() {
     KEEPALIVED.missing_file_exits_66("/nonexistent/keepalived.conf");
+}
+
+#[test]
+fn import_pgbouncer_prints_the_golden_config_and_notes_for_each_fixture() {
+    PGBOUNCER.print_the_golden_files();
+}
+
+#[test]
+fn import_pgbouncer_translations_of_the_sample_configs_pass_strata_check() {
+    PGBOUNCER.checked_samples();
+}
+
+#[test]
+fn import_pgbouncer_translations_of_the_sample_configs_run() {
+    for name in PGBOUNCER.samples {
+        let (code, out, err) = PGBOUNCER.import(name);
+        assert_eq!(code, 0, "{name}: {err}");
+        // the samples' own ports (6432, 6433) may be taken here
+        let config = on_free_ports(&out);
+        let strata = Strata::start(&config.join("\n"));
+        strata.addr("database:pgbouncer");
+    }
+}
+
+#[test]
+fn import_pgbouncer_lines_kept_as_written_are_what_strata_check_refuses() {
+    // the statement pool mode, the hba logins and the limit of 0 clients; the server given
+    // by host name; the databases on other servers (legacy, local), under another name
+    // (billing) and logging in as another user (audit)
+    PGBOUNCER.kept_lines_are_refused(&[
+        "database[0].auth_type",
+        "database[0].databases.audit",
+        "database[0].databases.billing",
+        "database[0].databases.legacy",
+        "database[0].databases.local",
+        "database[0].max_client_connections",
+        "database[0].pool_mode",
+        "database[0].servers[1]",
+    ]);
+}
+
+#[test]
+fn import_pgbouncer_refuses_a_file_pgbouncer_would_refuse_and_prints_nothing() {
+    let (file, err) = PGBOUNCER.refused(
+        "pgbouncer.ini",
+        "[pgbouncer]\nlisten_addr = *\nlisten_port = 6432 ; the usual port\n[databases]\napp = host=10.0.0.1 sslmode=require\n",
+    );
+    assert_eq!(
+        err,
+        format!(
+            "{file}:3:15: `pgbouncer.listen_port`: \"6432 ; the usual port\": not a whole number, which PgBouncer refuses\n\
+             {file}:5:21: `databases.app`: PgBouncer has no connection parameter `sslmode`\n\
+             strata: {file} has 2 problems; nothing was translated\n"
+        )
+    );
+    let (file, err) = PGBOUNCER.refused("syntax.ini", "[pgbouncer\n");
+    assert_eq!(
+        err,
+        format!(
+            "{file}:1:1: this `[` has no `]` after it on its line\n\
+             strata: {file} has 1 problem; nothing was translated\n"
+        )
+    );
+}
+
+#[test]
+fn import_pgbouncer_of_a_missing_file_exits_66() {
+    PGBOUNCER.missing_file_exits_66("/nonexistent/pgbouncer.ini");
+}
+
+#[test]
+fn import_pgbouncer_listener_takes_the_userlists_logins_to_each_database() {
+    let pg = Postgres::start();
+    pg.user_and_database("app", "secret");
+    // the userlist beside the ini, named relative to it, as PgBouncer users often write it
+    let dir = TempDir::new();
+    write_file(dir.path(), "userlist.txt", "\"app\" \"secret\"\n");
+    let ini = format!(
+        "[databases]\napp = host=127.0.0.1 port={port}\n* = host=127.0.0.1 port={port}\n\n\
+         [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = 6432\nauth_type = scram-sha-256\n\
+         auth_file = userlist.txt\npool_mode = transaction\n",
+        port = pg.addr.port()
+    );
+    let path = write_file(dir.path(), "pgbouncer.ini", &ini);
+    let (code, toml, err) = strata_cmd(&["import", "pgbouncer", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("`pgbouncer.auth_file`: \"userlist.txt\" is relative"),
+        "{err}"
+    );
+    // on a free port; the comments go too, as they name [[database]], which would count as one
+    let config: Vec<&str> = toml.lines().filter(|l| !l.starts_with('#')).collect();
+    let strata = Strata::start(&config.join("\n").replace("127.0.0.1:6432", "127.0.0.1:0"));
+    let db = strata.addr("database:pgbouncer");
+    let sql = "select current_database(), current_user";
+    // a database the ini lists, and one it does not (through `*`)
+    assert_eq!(
+        psql(db, "app", "secret", "app", sql).as_deref(),
+        Ok("app|app")
+    );
+    assert_eq!(
+        psql(db, "app", "secret", "postgres", sql).as_deref(),
+        Ok("postgres|app")
+    );
+    assert!(psql(db, "app", "wrong", "app", sql).is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,7 @@
 //! what could not be translated listed on stderr, each with its line and why.
 
 mod keepalived;
+mod pgbouncer;
 mod table;
 mod twemproxy;
 
@@ -29,6 +30,13 @@ pub enum Source {
     Keepalived {
         /// The keepalived config, such as /etc/keepalived/keepalived.conf.
         #[arg(value_name = "keepalived.conf")]
+        file: PathBuf,
+    },
+    /// Print the Strata config for a PgBouncer config: one [[database]] listener, where
+    /// PgBouncer listened, in front of the servers its databases are on.
+    Pgbouncer {
+        /// The PgBouncer config, such as /etc/pgbouncer/pgbouncer.ini.
+        #[arg(value_name = "pgbouncer.ini")]
         file: PathBuf,
     },
 }
@@ -145,6 +153,7 @@ pub fn run(source: &Source) -> ExitCode {
     match source {
         Source::Twemproxy { file } => import(file, twemproxy::translate),
         Source::Keepalived { file } => import(file, keepalived::translate),
+        Source::Pgbouncer { file } => import(file, pgbouncer::translate),
     }
 }
 

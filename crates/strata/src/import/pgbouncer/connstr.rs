@@ -143,11 +143,14 @@ mod tests {
     fn import_pgbouncer_reads_connection_strings_as_pgbouncer_does() {
         assert_eq!(
             pairs("host=10.0.0.1  port = 5433 dbname='my ''db'''"),
-            vec!["host=10.0.0.1@8", "port=5433@23", "dbname=my 'db'@34"]
+            vec!["host=10.0.0.1@8", "port=5433@23", "dbname=my 'db'@35"]
         );
         // a tab is part of the value; the character after a quoted value is dropped
         assert_eq!(pairs("host=a\tport=1"), vec!["host=a\tport=1@8"]);
-        assert_eq!(pairs("user='u'x password=p"), vec!["user=u@8", "password=p@18"]);
+        assert_eq!(
+            pairs("user='u'x password=p"),
+            vec!["user=u@8", "password=p@18"]
+        );
         assert_eq!(pairs(""), Vec::<String>::new());
         assert_eq!(pairs("   "), Vec::<String>::new());
     }

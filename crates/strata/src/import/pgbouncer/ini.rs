@@ -135,14 +135,9 @@ impl Reader {
     }
 
     fn starts_with(&self, s: &str) -> bool {
-        let mut i = self.i;
-        for c in s.chars() {
-            if self.chars.get(i).map(|c| c.0) != Some(c) {
-                return false;
-            }
-            i += 1;
-        }
-        true
+        (self.i..)
+            .zip(s.chars())
+            .all(|(i, c)| self.chars.get(i).map(|c| c.0) == Some(c))
     }
 
     /// The next item, `None` at the end of the file.

@@ -116,11 +116,11 @@ const NO_NAMES: &str =
 const SOCKETS: &str = "Strata does not expose socket tuning";
 const CLIENT_TLS: &str = "Strata's database listener has no TLS yet: it answers a client's SSL request `N`, and the client goes on in clear (one that requires TLS, with sslmode=require or stricter, can't connect)";
 const SERVER_TLS: &str = "Strata connects to the servers without TLS (its database layer has none yet): a server that requires it (hostssl in pg_hba.conf) refuses Strata";
-const NO_LOOKUP: &str = "Strata does not look users up on the server (auth_query): it knows the users in `auth_file` only";
-const ONE_BOUND: &str = "Strata bounds server connections per user, database and server with `pool_size` only";
+pub(super) const NO_LOOKUP: &str = "Strata does not look users up on the server (auth_query): it knows the users in `auth_file` only";
+const ONE_BOUND: &str =
+    "Strata bounds server connections per user, database and server with `pool_size` only";
 const ONE_CLIENT_BOUND: &str =
     "Strata bounds client connections for the whole listener only (`max_client_connections`)";
-const NO_TIMEOUT: &str = "Strata has no such timeout";
 
 /// Every key PgBouncer takes in `[pgbouncer]`.
 pub(super) const KEYS: &[Key] = &[
@@ -168,7 +168,7 @@ pub(super) const KEYS: &[Key] = &[
     translated("max_client_conn", Int),
     pool("max_db_client_connections", Int, &["0"], ONE_CLIENT_BOUND),
     pool("max_db_connections", Int, &["0"], ONE_BOUND),
-    process("max_packet_size", Int, &[], "Strata takes a message up to PostgreSQL's own limit (1 GB)"),
+    process("max_packet_size", Int, &[], "Strata takes a message up to PostgreSQL's own limit (1 GiB)"),
     pool("max_prepared_statements", Int, &[], "Strata keeps protocol-level prepared statements working in transaction mode always, without a bound on those a server connection holds"),
     pool("max_user_client_connections", Int, &["0"], ONE_CLIENT_BOUND),
     pool("max_user_connections", Int, &["0"], ONE_BOUND),
@@ -340,7 +340,10 @@ mod tests {
     #[test]
     fn import_pgbouncer_reads_choices_in_any_case_and_seconds_with_a_fraction() {
         let auth = Kind::Choice(AUTH_TYPES);
-        assert_eq!(auth.read("SCRAM-SHA-256"), Ok(Value::Choice("scram-sha-256")));
+        assert_eq!(
+            auth.read("SCRAM-SHA-256"),
+            Ok(Value::Choice("scram-sha-256"))
+        );
         assert!(auth.read("password").is_err());
         assert_eq!(Kind::Seconds.read("2.5"), Ok(Value::Seconds(2.5)));
         assert!(Kind::Seconds.read("-1").is_err());

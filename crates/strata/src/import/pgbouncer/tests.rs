@@ -1,0 +1,645 @@
+//! Translating pgbouncer.ini files: the key mapping, PgBouncer's defaults where Strata's differ,
+//! where each database's clients go, what is dropped, kept or left out, and what PgBouncer
+//! itself would refuse.
+
+use std::path::PathBuf;
+
+use super::*;
+use crate::import::tests::{config, notes, passes_strata_check, problems, translated};
+
+/// A userlist.txt in a directory of its own, removed when dropped.
+struct Userlist {
+    dir: PathBuf,
+}
+
+impl Userlist {
+    /// `app` with an md5 hash, `monitor` with a password, `web` with a SCRAM secret only.
+    fn new(name: &str) -> Userlist {
+        let dir = std::env::temp_dir().join(format!(
+            "strata-import-pgbouncer-{}-{name}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("userlist.txt"),
+            "\"app\" \"md55afb2fb5ee1832419a8c0fa45bc3255b\"\n\"monitor\" \"monitor-pw\"\n\"web\" \"SCRAM-SHA-256$4096:c3RyYXRhLWZpeHR1cmUtMQ==$KjPjTNW2iVeW7x40erok4BdNyCJrHrtZ3AiAEAeyx7s=:UWSCOG1TU8Fv5FxevcWH+tEnzBg7dHjH3mOBUFFQn0o=\"\n",
+        )
+        .unwrap();
+        Userlist { dir }
+    }
+
+    fn path(&self) -> String {
+        self.dir.join("userlist.txt").display().to_string()
+    }
+
+    /// A pgbouncer.ini listening on 127.0.0.1 with this userlist: `pgbouncer` from line 4, then
+    /// `[databases]` and `databases`.
+    fn ini(&self, pgbouncer: &str, databases: &str) -> String {
+        format!(
+            "[pgbouncer]\nlisten_addr = 127.0.0.1\nauth_file = {}\n{pgbouncer}[databases]\n{databases}",
+            self.path()
+        )
+    }
+}
+
+impl Drop for Userlist {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The translation of `source`, which must succeed.
+fn ok(source: &str) -> Translation {
+    translated(translate, source, "/etc/pgbouncer/pgbouncer.ini")
+}
+
+/// The problems of a refused `source` as `line:column key: message`.
+fn refused(source: &str) -> Vec<String> {
+    problems(translate(source, "p.ini"))
+}
+
+/// The notes' lines and keys, without their messages.
+fn noted(t: &Translation) -> Vec<String> {
+    t.notes
+        .iter()
+        .map(|n| format!("{} {}", n.at.line, n.key))
+        .collect()
+}
+
+/// Whether a note about `key` says `text`.
+fn says(t: &Translation, key: &str, text: &str) -> bool {
+    t.notes
+        .iter()
+        .any(|n| n.key == key && n.message.contains(text))
+}
+
+#[test]
+fn import_pgbouncer_maps_every_key_it_can() {
+    let users = Userlist::new("every");
+    let t = ok(&users.ini(
+        "job_name = main\nlisten_port = 7432\npool_mode = transaction\ndefault_pool_size = 30\nmax_client_conn = 500\nauth_type = scram-sha-256\nauth_user = monitor\nquery_wait_timeout = 45\nserver_connect_timeout = 2.5\nserver_idle_timeout = 60\n",
+        "* = host=10.0.0.1,10.0.0.2 port=5433\n",
+    ));
+    assert_eq!(
+        config(&t),
+        vec![
+            "[[database]]",
+            "name = \"main\"",
+            "listen = \"127.0.0.1:7432\"",
+            "servers = [",
+            "    \"10.0.0.1:5433\",",
+            "    \"10.0.0.2:5433\",",
+            "]",
+            "pool_mode = \"transaction\"",
+            "pool_size = 30",
+            "auth_type = \"scram-sha-256\"",
+            &format!("auth_file = \"{}\"", users.path()),
+            "check_user = \"monitor\"",
+            "max_client_connections = 500",
+            "query_wait_timeout = \"45s\"",
+            "connect_timeout = \"2500ms\"",
+            "server_idle_timeout = \"60s\"",
+        ]
+    );
+    // auth_user made check_user (auth_query is lost); the host list goes by role
+    assert_eq!(
+        noted(&t),
+        vec!["10 pgbouncer.auth_user", "15 databases.*.host"]
+    );
+    assert!(says(&t, "pgbouncer.auth_user", "made `check_user`"));
+    assert!(says(
+        &t,
+        "databases.*.host",
+        "sends the primary everything but READ ONLY transactions"
+    ));
+    assert_eq!((t.sections, t.left_out), (1, 0));
+    passes_strata_check(&t);
+}
+
+#[test]
+fn import_pgbouncer_writes_pgbouncers_defaults_where_strata_differs() {
+    let users = Userlist::new("defaults");
+    let t = ok(&users.ini("", "app = host=10.0.0.1\n"));
+    assert_eq!(
+        config(&t),
+        vec![
+            "[[database]]",
+            "name = \"pgbouncer\"",
+            "listen = \"127.0.0.1:6432\"",
+            "servers = [",
+            "    \"10.0.0.1:5432\",",
+            "]",
+            // PgBouncer's, where Strata's default is transaction, scram-sha-256, 10000 and 5s
+            "pool_mode = \"session\"",
+            "pool_size = 20",
+            "auth_type = \"md5\"",
+            &format!("auth_file = \"{}\"", users.path()),
+            "max_client_connections = 100",
+            "query_wait_timeout = \"120s\"",
+            "connect_timeout = \"15s\"",
+            "server_idle_timeout = \"600s\"",
+        ]
+    );
+    // only what a listed database means
+    assert_eq!(
+        notes(&t),
+        vec!["4 databases: Strata has no list of databases: a client may ask for any database on `servers` (pg_hba.conf and CONNECT privileges still decide), where PgBouncer refuses one not listed here"]
+    );
+    passes_strata_check(&t);
+}
+
+#[test]
+fn import_pgbouncer_prints_notes_on_the_process_apart_from_the_listeners() {
+    let users = Userlist::new("layout");
+    let t = translated(
+        translate,
+        &users.ini(
+            "logfile = /var/log/pgbouncer.log\nquery_timeout = 30\n",
+            "* = host=10.0.0.1\n",
+        ),
+        "p.ini",
+    );
+    let path = users.path();
+    assert_eq!(
+        t.toml,
+        format!(
+            "# Translated from p.ini by `strata import pgbouncer`: PgBouncer's\n\
+             # listener as a [[database]] listener. What could not be translated is listed on stderr,\n\
+             # and here: about PgBouncer's process below, about the listener above it.\n\
+             \n\
+             # line 4: `pgbouncer.logfile`: not translated: Strata logs to stderr, for the service manager's journal (`strata run --log-level`, `--log-format json`)\n\
+             \n\
+             # line 5: `pgbouncer.query_timeout`: not translated: Strata has no such timeout: PostgreSQL's `statement_timeout` cancels a long query, set on the role or database\n\
+             [[database]]\nname = \"pgbouncer\"\nlisten = \"127.0.0.1:6432\"\nservers = [\n    \"10.0.0.1:5432\",\n]\n\
+             pool_mode = \"session\"\npool_size = 20\nauth_type = \"md5\"\nauth_file = \"{path}\"\n\
+             max_client_connections = 100\nquery_wait_timeout = \"120s\"\nconnect_timeout = \"15s\"\n\
+             server_idle_timeout = \"600s\"\n"
+        )
+    );
+    assert_eq!(
+        noted(&t),
+        vec!["4 pgbouncer.logfile", "5 pgbouncer.query_timeout"]
+    );
+}
+
+#[test]
+fn import_pgbouncer_notes_values_strata_behaves_as_only_when_it_does_not() {
+    let users = Userlist::new("same");
+    let same = "server_reset_query = DISCARD ALL\ntcp_keepalive = 0\nclient_tls_sslmode = disable\nquery_timeout = 0\nlogfile =\npeer_id = 0\n";
+    let t = ok(&users.ini(same, "* = host=10.0.0.1\n"));
+    assert_eq!(notes(&t), Vec::<String>::new());
+    let t = ok(&users.ini(
+        "server_reset_query = RESET ALL\ntcp_keepalive = 1\nclient_tls_sslmode = prefer\n",
+        "* = host=10.0.0.1\n",
+    ));
+    assert_eq!(
+        noted(&t),
+        vec![
+            "4 pgbouncer.server_reset_query",
+            "5 pgbouncer.tcp_keepalive",
+            "6 pgbouncer.client_tls_sslmode",
+        ]
+    );
+}
+
+#[test]
+fn import_pgbouncer_translates_authentication_as_near_as_strata_goes() {
+    let users = Userlist::new("auth");
+    let with = |auth: &str| ok(&users.ini(&format!("auth_type = {auth}\n"), "* = host=10.0.0.1\n"));
+    let plain = with("plain");
+    assert!(config(&plain).contains(&"auth_type = \"md5\""));
+    assert!(says(&plain, "pgbouncer.auth_type", "`plain` made `md5`"));
+    passes_strata_check(&plain);
+    let any = with("ANY");
+    assert!(config(&any).contains(&"auth_type = \"trust\""));
+    assert!(says(&any, "pgbouncer.auth_type", "`any` made `trust`"));
+    // what Strata can't check is kept for someone to choose
+    for (auth, why) in [
+        ("cert", "no client certificates"),
+        ("hba", "not rules by address"),
+        ("pam", "checks passwords against auth_file only"),
+        ("ldap", "checks passwords against auth_file only"),
+    ] {
+        let t = with(auth);
+        let line = format!("auth_type = \"{auth}\" # kept as written: see line 4 above");
+        assert!(config(&t).contains(&line.as_str()), "{}", t.toml);
+        assert!(says(&t, "pgbouncer.auth_type", why), "{:?}", notes(&t));
+        let refused = check(&config(&t).join("\n")).unwrap_err();
+        assert_eq!(refused.len(), 1, "{refused:?}");
+    }
+}
+
+#[test]
+fn import_pgbouncer_takes_a_relative_auth_file_from_the_ini_s_directory() {
+    // a file Strata can't read where the import runs is kept, for `strata check` to refuse
+    let t = translated(
+        translate,
+        "[pgbouncer]\nlisten_addr = *\nauth_file = ./userlist.txt\nauth_user = pgbouncer\n[databases]\n* = host=10.0.0.1\n",
+        "/nonexistent/pgbouncer.ini",
+    );
+    assert!(
+        config(&t).contains(
+            &"auth_file = \"/nonexistent/userlist.txt\" # kept as written: see line 3 above"
+        ),
+        "{}",
+        t.toml
+    );
+    assert!(says(
+        &t,
+        "pgbouncer.auth_file",
+        "\"./userlist.txt\" is relative"
+    ));
+    assert!(says(
+        &t,
+        "pgbouncer.auth_file",
+        "cannot read /nonexistent/userlist.txt"
+    ));
+    assert!(says(
+        &t,
+        "pgbouncer.auth_user",
+        "while Strata can't read the auth_file"
+    ));
+    assert!(!config(&t).iter().any(|l| l.starts_with("check_user")));
+    let refused = check(&config(&t).join("\n")).unwrap_err();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+}
+
+#[test]
+fn import_pgbouncer_makes_auth_user_the_check_user_only_when_strata_can_log_in_as_it() {
+    let users = Userlist::new("check_user");
+    // `web` has only a SCRAM secret, which can't log in by itself
+    let t = ok(&users.ini("auth_user = web\n", "* = host=10.0.0.1\n"));
+    assert!(!config(&t).iter().any(|l| l.starts_with("check_user")));
+    assert!(says(
+        &t,
+        "pgbouncer.auth_user",
+        "not made `check_user`, which Strata would refuse (user \"web\" has only a SCRAM secret"
+    ));
+    passes_strata_check(&t);
+    // without an auth_file, every user came from auth_query
+    let t =
+        ok("[pgbouncer]\nlisten_addr = *\nauth_user = pgbouncer\n[databases]\n* = host=10.0.0.1\n");
+    assert!(config(&t).contains(&"auth_user = \"pgbouncer\" # kept as written: see line 3 above"));
+    assert_eq!(t.left_out, 0);
+}
+
+#[test]
+fn import_pgbouncer_leaves_out_a_listener_nobody_could_log_in_to() {
+    let t = ok("[pgbouncer]\nlisten_addr = *\n[databases]\n* = host=10.0.0.1\n");
+    assert_eq!(t.left_out, 1);
+    assert!(says(
+        &t,
+        "pgbouncer.auth_file",
+        "listener left out (its translation is a comment in the output): no `auth_file`"
+    ));
+    assert!(t.toml.contains("\n# [[database]]\n"), "{}", t.toml);
+    // with trust, PgBouncer and Strata alike take only the users they know
+    let t = ok("[pgbouncer]\nlisten_addr = *\nauth_type = trust\n[databases]\n* = host=10.0.0.1\n");
+    assert_eq!(t.left_out, 0);
+    assert!(says(&t, "pgbouncer.auth_file", "nobody could log in"));
+}
+
+#[test]
+fn import_pgbouncer_listens_where_pgbouncer_listened_over_tcp() {
+    let users = Userlist::new("listen");
+    let listen = |addr: &str| {
+        let ini = users
+            .ini("", "* = host=10.0.0.1\n")
+            .replace("listen_addr = 127.0.0.1", addr);
+        ok(&ini)
+    };
+    let t = listen("listen_addr = ::1\nlisten_port = 0x1920");
+    assert!(config(&t).contains(&"listen = \"[::1]:6432\""));
+    let t = listen("listen_addr = localhost, 10.0.0.5");
+    assert!(config(&t).contains(&"listen = \"localhost:6432\""));
+    assert!(says(&t, "pgbouncer.listen_addr", "10.0.0.5 not translated: Strata's listener listens on one address, \"localhost:6432\": clients that connect to the others must connect there (or listen on 0.0.0.0)"));
+    // 0.0.0.0 takes the clients of any other IPv4 address
+    let t = listen("listen_addr = *,10.0.0.5");
+    assert_eq!(noted(&t), vec!["2 pgbouncer.listen_addr"]);
+    // a unix socket only, or a host name: left out
+    let t = listen("unix_socket_dir = /run/pgbouncer");
+    assert_eq!(t.left_out, 1);
+    assert!(says(&t, "pgbouncer.listen_addr", "no `listen_addr`: PgBouncer listens on its unix socket only (/run/pgbouncer/.s.PGSQL.6432)"));
+    let t = listen("listen_addr = pooler.internal");
+    assert_eq!(t.left_out, 1);
+    assert!(says(
+        &t,
+        "pgbouncer.listen_addr",
+        "resolved the host name \"pooler.internal\""
+    ));
+}
+
+#[test]
+fn import_pgbouncer_takes_the_servers_most_databases_share() {
+    let users = Userlist::new("servers");
+    let t = ok(&users.ini(
+        "",
+        "a = host=10.0.0.9\nb = host=10.0.0.2,10.0.0.1\nc = host=10.0.0.1,10.0.0.2\n",
+    ));
+    let servers: Vec<&str> = config(&t)
+        .into_iter()
+        .skip_while(|l| *l != "servers = [")
+        .take(4)
+        .collect();
+    assert_eq!(
+        servers,
+        vec![
+            "servers = [",
+            "    \"10.0.0.2:5432\",",
+            "    \"10.0.0.1:5432\",",
+            "]"
+        ]
+    );
+    assert!(config(&t)
+        .contains(&"\"databases.a\" = \"host=10.0.0.9\" # kept as written: see line 5 above"));
+    // on a tie, the first
+    let t = ok(&users.ini("", "a = host=10.0.0.9\nb = host=10.0.0.1\n"));
+    assert!(config(&t).contains(&"    \"10.0.0.9:5432\","));
+    assert!(config(&t)
+        .contains(&"\"databases.b\" = \"host=10.0.0.1\" # kept as written: see line 6 above"));
+}
+
+#[test]
+fn import_pgbouncer_keeps_servers_strata_cannot_reach_as_pgbouncer_did() {
+    let users = Userlist::new("reach");
+    let t = ok(&users.ini(
+        "unix_socket_dir = /run/postgresql\n",
+        "* = host=fe80::1,db-1.internal,/var/run/postgresql,10.0.0.1,10.0.0.1 port=5433\nnohost =\n",
+    ));
+    let servers: Vec<&str> = config(&t)
+        .into_iter()
+        .skip_while(|l| *l != "servers = [")
+        .take(6)
+        .collect();
+    assert_eq!(
+        servers,
+        vec![
+            "servers = [",
+            "    \"[fe80::1]:5433\",",
+            "    \"db-1.internal:5433\", # kept as written: see line 6 above",
+            "    \"/var/run/postgresql/.s.PGSQL.5433\", # kept as written: see line 6 above",
+            "    \"10.0.0.1:5433\",",
+            "]",
+        ]
+    );
+    assert!(says(
+        &t,
+        "databases.*.host",
+        "\"db-1.internal\" is a host name"
+    ));
+    assert!(says(
+        &t,
+        "databases.*.host",
+        "\"/var/run/postgresql\" is a unix socket directory"
+    ));
+    assert!(says(
+        &t,
+        "databases.*.host",
+        "\"10.0.0.1:5433\" is listed twice"
+    ));
+    // a database without host= is on the unix socket in unix_socket_dir
+    assert!(config(&t).contains(&"\"databases.nohost\" = \"\" # kept as written: see line 7 above"));
+    assert!(says(
+        &t,
+        "databases.nohost.host",
+        "to /run/postgresql/.s.PGSQL.5432"
+    ));
+    // a port PgBouncer takes and TCP does not
+    let t = ok(&users.ini("", "* = host=10.0.0.1 port=70000\n"));
+    assert!(says(&t, "databases.*.host", "port 70000 is not a TCP port"));
+    let refused = check(&config(&t).join("\n")).unwrap_err();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+}
+
+#[test]
+fn import_pgbouncer_keeps_databases_that_would_reach_another_database_or_role() {
+    let users = Userlist::new("route");
+    let t = ok(&users.ini(
+        "",
+        "app = host=10.0.0.1\nalias = host=10.0.0.1 dbname=app\nsame = host=10.0.0.1 dbname=same\nforced = host=10.0.0.1 user=app password=x\nignored = host=10.0.0.1 password=x\n* = host=10.0.0.1 dbname=postgres\n",
+    ));
+    let kept: Vec<&str> = config(&t)
+        .into_iter()
+        .filter(|l| l.starts_with("\"databases."))
+        .collect();
+    assert_eq!(
+        kept,
+        vec![
+            "\"databases.alias\" = \"host=10.0.0.1 dbname=app\" # kept as written: see line 6 above",
+            "\"databases.forced\" = \"host=10.0.0.1 user=app password=x\" # kept as written: see line 8 above",
+            "\"databases.*\" = \"host=10.0.0.1 dbname=postgres\" # kept as written: see line 10 above",
+        ]
+    );
+    assert!(says(
+        &t,
+        "databases.alias.dbname",
+        "PgBouncer sends clients asking for database \"alias\" to database \"app\""
+    ));
+    assert!(says(
+        &t,
+        "databases.*.dbname",
+        "PgBouncer sends clients asking for a database not listed to database \"postgres\""
+    ));
+    assert!(says(
+        &t,
+        "databases.forced.user",
+        "PgBouncer logs in to the server as \"app\" for every client"
+    ));
+    assert!(says(
+        &t,
+        "databases.ignored.password",
+        "PgBouncer uses it only with `user=`"
+    ));
+    // with a `*`, every database is PgBouncer's too
+    assert!(!t.notes.iter().any(|n| n.key == "databases"));
+    let refused = check(&config(&t).join("\n")).unwrap_err();
+    assert_eq!(refused.len(), 3, "{refused:?}");
+}
+
+#[test]
+fn import_pgbouncer_notes_what_a_database_sets_only_where_the_listener_differs() {
+    let users = Userlist::new("per_db");
+    let t = ok(&users.ini(
+        "pool_mode = transaction\ndefault_pool_size = 10\nquery_wait_timeout = 30\n",
+        "a = host=10.0.0.1 pool_size=10 pool_mode=Transaction query_wait_timeout=30\nb = host=10.0.0.1 pool_size=5 pool_mode=session query_wait_timeout=0 client_encoding=UTF8\n",
+    ));
+    assert_eq!(
+        noted(&t),
+        vec![
+            "7 databases",
+            "9 databases.b.pool_size",
+            "9 databases.b.pool_mode",
+            "9 databases.b.query_wait_timeout",
+            "9 databases.b.client_encoding",
+        ]
+    );
+    assert!(says(&t, "databases.b.pool_mode", "Strata has one pool_mode for every database, transaction: this database's clients would lose what they set in their session"));
+    assert!(says(
+        &t,
+        "databases.b.query_wait_timeout",
+        "every database, 30s"
+    ));
+    passes_strata_check(&t);
+}
+
+#[test]
+fn import_pgbouncer_writes_durations_and_sizes_as_near_as_strata_takes_them() {
+    let users = Userlist::new("values");
+    let t = ok(&users.ini(
+        "query_wait_timeout = 0\nserver_connect_timeout = 0.25\nserver_idle_timeout = 0.0004\ndefault_pool_size = 20000\nmax_client_conn = 2000000\n",
+        "* = host=10.0.0.1\n",
+    ));
+    let config = config(&t);
+    for line in [
+        "query_wait_timeout = \"24h\"",
+        "connect_timeout = \"250ms\"",
+        "server_idle_timeout = \"1ms\"",
+        "pool_size = 10000",
+        "max_client_connections = 1000000",
+    ] {
+        assert!(config.contains(&line), "{line}: {config:?}");
+    }
+    assert!(says(
+        &t,
+        "pgbouncer.query_wait_timeout",
+        "0 (no limit) made 24h"
+    ));
+    assert!(says(
+        &t,
+        "pgbouncer.server_idle_timeout",
+        "0.0004s made 1ms"
+    ));
+    assert!(says(&t, "pgbouncer.default_pool_size", "20000 made 10000"));
+    assert!(says(
+        &t,
+        "pgbouncer.max_client_conn",
+        "2000000 made 1000000"
+    ));
+    passes_strata_check(&t);
+}
+
+#[test]
+fn import_pgbouncer_keeps_what_strata_cannot_run_for_strata_check_to_refuse() {
+    let users = Userlist::new("kept");
+    let t = ok(&users.ini(
+        "pool_mode = statement\ndefault_pool_size = 0\nmax_client_conn = -1\n",
+        "* = host=10.0.0.1\n",
+    ));
+    let kept: Vec<&str> = config(&t)
+        .into_iter()
+        .filter(|l| l.contains("# kept as written"))
+        .collect();
+    assert_eq!(
+        kept,
+        vec![
+            "pool_mode = \"statement\" # kept as written: see line 4 above",
+            "pool_size = 0 # kept as written: see line 5 above",
+            "max_client_connections = -1 # kept as written: see line 6 above",
+        ]
+    );
+    assert!(says(
+        &t,
+        "pgbouncer.pool_mode",
+        "Strata has no statement mode"
+    ));
+    let refused = check(&config(&t).join("\n")).unwrap_err();
+    assert_eq!(refused.len(), 3, "{refused:?}");
+}
+
+#[test]
+fn import_pgbouncer_sets_keys_back_at_a_second_pgbouncer_section_as_pgbouncer_does() {
+    let users = Userlist::new("reset");
+    let t = ok(&users.ini(
+        "pool_mode = transaction\nauth_user = monitor\n[pgbouncer]\nlisten_addr = 127.0.0.1\n",
+        "* = host=10.0.0.1\n",
+    ));
+    // auth_file and auth_user have no default to go back to
+    assert!(config(&t).contains(&"pool_mode = \"session\""));
+    assert!(config(&t).contains(&"check_user = \"monitor\""));
+    assert!(says(
+        &t,
+        "pgbouncer.pool_mode",
+        "PgBouncer sets it back to its default at the [pgbouncer] on line 6, the section begun again"
+    ));
+    assert!(says(&t, "pgbouncer.listen_addr", "PgBouncer sets it back"));
+}
+
+#[test]
+fn import_pgbouncer_notes_users_peers_and_includes() {
+    let users = Userlist::new("others");
+    let t = ok(&format!(
+        "%include /etc/pgbouncer/local.ini\n{}[users]\nalice = pool_size=5\n[peers]\n1 = host=10.0.0.31\n",
+        users.ini("peer_id = 1\n", "* = host=10.0.0.1\n* = host=10.0.0.1 port=5432\n")
+    ));
+    assert_eq!(
+        noted(&t),
+        vec![
+            "1 %include",
+            "5 pgbouncer.peer_id",
+            "7 databases.*",
+            "10 users.alice",
+            "12 peers.1",
+        ]
+    );
+    assert!(says(&t, "databases.*", "line 8 sets it again"));
+    assert!(says(
+        &t,
+        "users.alice",
+        "Strata has no per-user settings (`pool_size=5`)"
+    ));
+}
+
+#[test]
+fn import_pgbouncer_refuses_a_file_pgbouncer_would_not_start_with() {
+    // what it can't read at all first, alone
+    assert_eq!(
+        refused("[pgbouncer]\nlisten_port = 70000\nlisten_addr\n[databases\n"),
+        vec![
+            "3:12 : `listen_addr` has no `=` after it",
+            "4:1 : this `[` has no `]` after it on its line",
+        ]
+    );
+    assert_eq!(
+        refused("listen_port = 1\n[pgbouncer]\nlisten_port = 70000\n"),
+        vec![
+            "1:1 listen_port: a key before any section: PgBouncer takes keys in [pgbouncer], [databases], [users] and [peers] only",
+            "3:15 pgbouncer.listen_port: \"70000\": not a port (0 to 65535), which PgBouncer can't listen on",
+        ]
+    );
+    assert_eq!(
+        refused("[pgbouncer]\nlisten_port = 64x\npool_mode = batch\nlog_level = 2\nauth_dbname = pgbouncer\n[Databases]\n"),
+        vec![
+            "2:15 pgbouncer.listen_port: \"64x\": not a whole number, which PgBouncer refuses",
+            "3:13 pgbouncer.pool_mode: \"batch\": not one of session, transaction, statement, which PgBouncer refuses",
+            "4:1 pgbouncer.log_level: PgBouncer has no such key (it refuses the file: \"unknown parameter\")",
+            "5:15 pgbouncer.auth_dbname: \"pgbouncer\" is PgBouncer's admin console, which it refuses as `auth_dbname`",
+            "6:2 : PgBouncer has no section [Databases] (it has [pgbouncer], [databases], [users] and [peers], in lower case, with nothing else between the brackets)",
+        ]
+    );
+    assert_eq!(
+        refused("[databases]\npgbouncer = host=10.0.0.1\na = host=10.0.0.1 sslmode=require\nb = host=10.0.0.1 port=x\nc = pool_mode=fast\nd = host\n* = host\n[users]\nu = pool_size=1 application_name=x\n[peers]\n0 = host=x\n2 = port=1\n"),
+        vec![
+            "1:1 : no [pgbouncer] section: PgBouncer refuses a file without one (\"main section missing\")",
+            "2:1 databases.pgbouncer: the database name \"pgbouncer\" is PgBouncer's admin console's, which it refuses here",
+            "3:19 databases.a: PgBouncer has no connection parameter `sslmode`",
+            "4:24 databases.b: \"x\": not a port",
+            "5:15 databases.c: \"fast\": not a pool mode",
+            "6:5 databases.d: `host` has no `=` after it",
+            "9:17 users.u: PgBouncer has no user setting `application_name`",
+            "11:1 peers.0: a peer's id is a number from 1 to 65535",
+            "12:5 peers.2: no `host=`, which PgBouncer requires of a peer",
+        ]
+    );
+}
+
+#[test]
+fn import_pgbouncer_notes_a_fallback_pgbouncer_reads_only_when_a_client_needs_it() {
+    let users = Userlist::new("fallback");
+    let t = ok(&users.ini(
+        "",
+        "app = host=10.0.0.1\n* = host=10.0.0.1 sslmode=require\n",
+    ));
+    assert!(says(&t, "databases.*", "not translated: PgBouncer has no connection parameter `sslmode`: PgBouncer reads it when a client asks for a database not listed, and fails that client then"));
+    assert!(t.notes.iter().any(|n| n.key == "databases"));
+    passes_strata_check(&t);
+}
