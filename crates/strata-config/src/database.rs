@@ -239,6 +239,14 @@ pub(crate) fn listener(
             .find(|u| !matches!(u.secret, Secret::Scram { .. }))
             .map(|u| u.name.clone()),
     };
+    if servers.len() > 1 && check_user.is_none() && s.get("check_user").is_none() {
+        report.add_hint(
+            s.get("servers").map_or(s.span.clone(), |v| v.span()),
+            &s.key("servers"),
+            "with several servers, Strata finds the primary by logging in to each, and no user can",
+            Some("add `check_user`, a user given its password or md5 hash (SCRAM secrets can't log in by themselves)"),
+        );
+    }
     Some(DatabaseListener {
         name: name?.to_string(),
         listen: listen?,

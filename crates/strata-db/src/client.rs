@@ -410,18 +410,15 @@ fn canonical(name: &str) -> String {
         .map_or_else(|| name.to_string(), |c| c.to_string())
 }
 
-/// Whether a simple query is DISCARD ALL or DEALLOCATE ALL, after which the connection holds
-/// no prepared statements.
-fn forgets_statements(body: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(body).to_ascii_lowercase();
-    let words: Vec<&str> = text
-        .trim_end_matches('\0')
-        .split(|c: char| c.is_whitespace() || c == ';')
-        .filter(|w| !w.is_empty())
-        .collect();
+/// Whether a CommandComplete tag says the session's state changed in a way the pooler does
+/// not follow (SET, RESET, DISCARD, PREPARE, DEALLOCATE, LISTEN...): the connection is reset
+/// before another client gets it.
+fn changes_session(body: &[u8]) -> bool {
+    let tag = body.split(|b| *b == 0).next().unwrap_or(&[]);
+    let word = tag.split(|b| *b == b' ').next().unwrap_or(&[]);
     matches!(
-        words.as_slice(),
-        ["discard", "all"] | ["deallocate", "all"] | ["deallocate", "prepare", "all"]
+        word,
+        b"SET" | b"RESET" | b"DISCARD" | b"PREPARE" | b"DEALLOCATE" | b"LISTEN" | b"UNLISTEN"
     )
 }
 
@@ -637,15 +634,6 @@ impl Session {
                 b'c' | b'f' => self.copy_in = false,
                 _ => {}
             }
-            if tag == b'Q'
-                && self.mode == PoolMode::Transaction
-                && forgets_statements(&self.cbuf[5..total])
-            {
-                self.statements.clear();
-                if let Some(lease) = self.server.as_mut() {
-                    lease.conn.statements.clear();
-                }
-            }
             match (self.mode, self.server.as_mut()) {
                 (PoolMode::Transaction, Some(lease)) => self.statements.outgoing(
                     tag,
@@ -657,6 +645,9 @@ impl Session {
             }
             self.cbuf.advance(total);
         }
+        // answers made here that nothing sent is ahead of (a Parse of a statement the
+        // connection holds, then Flush) go now, not with the next answer from the server
+        self.statements.made(&mut self.to_client);
         Ok(true)
     }
 
@@ -681,38 +672,69 @@ impl Session {
             }
         };
         let mut lease = lease;
-        let sets: Vec<String> = self
-            .wanted
-            .iter()
-            .filter(|(k, v)| CARRIED.contains(&k.as_str()) && lease.conn.params.get(*k) != Some(v))
-            .map(|(k, v)| format!("SET {k} = {}", literal(v)))
-            .collect();
-        if !sets.is_empty() {
-            match lease.conn.run(&sets.join("; ")).await {
-                Ok(_) => {
-                    for (k, v) in &self.wanted {
-                        if CARRIED.contains(&k.as_str()) {
-                            lease.conn.params.insert(k.clone(), v.clone());
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(listener = %self.svc.name, "carrying the client's parameters failed: {e}");
-                    lease.close();
-                    proto::put_error(
-                        &mut self.to_client,
-                        false,
-                        Sqlstate::CONNECTION_FAILURE,
-                        &format!("could not set the session's parameters: {e}"),
-                    );
-                    return false;
-                }
-            }
+        if let Err(e) = self.carry_parameters(&mut lease.conn).await {
+            tracing::warn!(listener = %self.svc.name, "carrying the client's parameters failed: {e}");
+            lease.close();
+            proto::put_error(
+                &mut self.to_client,
+                false,
+                Sqlstate::CONNECTION_FAILURE,
+                "could not set the session's parameters on a server connection",
+            );
+            return false;
         }
         cancel::point(&self.key, Some((lease.conn.addr, lease.conn.key)));
         self.svc.stats.active.inc();
         self.server = Some(lease);
         true
+    }
+
+    /// Makes `conn`'s session this client's: a connection another client changed (SET,
+    /// DISCARD, PREPARE...) is reset first (RESET ALL, and its prepared statements dropped);
+    /// then each carried parameter the client wants is set (with set_config, which takes list
+    /// values such as search_path as written) and each one another client set is reset.
+    async fn carry_parameters(
+        &self,
+        conn: &mut crate::server::ServerConn,
+    ) -> Result<(), crate::server::ServerError> {
+        if conn.dirty {
+            // RESET ALL reports the reported parameters back (conn.params follows); the others
+            // are gone without a word
+            conn.run("RESET ALL; DEALLOCATE ALL").await?;
+            for k in CARRIED.iter().filter(|k| !REPORTED.contains(k)) {
+                conn.params.remove(*k);
+            }
+            conn.statements.clear();
+            conn.dirty = false;
+        }
+        let mut calls = Vec::new();
+        for k in CARRIED {
+            match (self.wanted.get(*k), conn.params.get(*k)) {
+                (Some(v), now) if now != Some(v) => {
+                    calls.push(format!("set_config({}, {}, false)", literal(k), literal(v)))
+                }
+                (None, Some(_)) if !REPORTED.contains(k) => {
+                    calls.push(format!("set_config({}, NULL, false)", literal(k)))
+                }
+                _ => {}
+            }
+        }
+        if calls.is_empty() {
+            return Ok(());
+        }
+        conn.run(&format!("SELECT {}", calls.join(", "))).await?;
+        for k in CARRIED {
+            match self.wanted.get(*k) {
+                Some(v) => {
+                    conn.params.insert(k.to_string(), v.clone());
+                }
+                None if !REPORTED.contains(k) => {
+                    conn.params.remove(*k);
+                }
+                None => {}
+            }
+        }
+        Ok(())
     }
 
     /// Handles what the server has sent; false when it closed or broke the protocol.
@@ -748,6 +770,15 @@ impl Session {
                     }
                 }
                 b'G' => self.copy_in = true,
+                b'C' if changes_session(&lease.conn.buf[5..total]) => {
+                    lease.conn.dirty = true;
+                    let body = &lease.conn.buf[5..total];
+                    if body.starts_with(b"DEALLOCATE ALL") || body.starts_with(b"DISCARD ALL") {
+                        // the connection holds no prepared statements now: the client's are
+                        // prepared again when it uses them
+                        lease.conn.statements.clear();
+                    }
+                }
                 _ => {}
             }
             if self.mode == PoolMode::Transaction {
@@ -829,6 +860,12 @@ impl Session {
         let (mut pending, unsynced, copy_in, status) =
             (self.pending, self.unsynced, self.copy_in, self.status);
         let settled = self.statements.settled() || mode == PoolMode::Session;
+        if unsynced {
+            // a Sync now would commit what the client sent without one (PostgreSQL rolls it
+            // back when a client leaves so): close the connection instead
+            lease.close();
+            return;
+        }
         let to_server = std::mem::take(&mut self.to_server);
         let name = self.svc.name.clone();
         tokio::spawn(async move {
@@ -839,10 +876,6 @@ impl Session {
                         proto::put_cstr(b, "client disconnected")
                     });
                 }
-                if unsynced {
-                    proto::put(&mut out, b'S', |_| {});
-                    pending += 1;
-                }
                 lease.conn.write(&out).await?;
                 let mut status = status;
                 while pending > 0 {
@@ -852,6 +885,11 @@ impl Session {
                             pending -= 1;
                             status = body.first().copied().unwrap_or(b'I');
                         }
+                        b'S' => {
+                            let mut body = body;
+                            lease.conn.param(&mut body);
+                        }
+                        b'C' if changes_session(&body) => lease.conn.dirty = true,
                         b'G' => {
                             let mut fail = BytesMut::new();
                             proto::put(&mut fail, b'f', |b| {

@@ -105,8 +105,16 @@ impl Roles {
         if let Some(p) = servers.iter().find(|s| s.role == Role::Primary) {
             return Some(p.addr);
         }
+        // with nobody to check as, the one server is the primary, unless it failed a connect
+        // within its ban
         match servers.as_slice() {
             [only] if only.role == Role::Unknown => Some(only.addr),
+            [only]
+                if only.role == Role::Down
+                    && only.banned_until.is_none_or(|t| Instant::now() >= t) =>
+            {
+                Some(only.addr)
+            }
             _ => None,
         }
     }

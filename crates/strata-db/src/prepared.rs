@@ -288,7 +288,7 @@ impl ClientStatements {
     }
 
     /// Sends the answers made here that are next in line.
-    fn made(&mut self, to_client: &mut BytesMut) {
+    pub fn made(&mut self, to_client: &mut BytesMut) {
         while let Some(Owed::Made(tag)) = self.owed.front() {
             if !self.failed {
                 proto::put(to_client, *tag, |_| {});

@@ -72,6 +72,9 @@ pub struct ServerConn {
     pub idle_since: Instant,
     /// The prepared statements it holds, by server-side name (transaction mode).
     pub statements: HashSet<String>,
+    /// A client ran SET, RESET, DISCARD, PREPARE or DEALLOCATE on it: its session state is
+    /// not known, and it is reset before another client uses it.
+    pub dirty: bool,
 }
 
 impl ServerConn {
@@ -106,6 +109,7 @@ impl ServerConn {
             buf: BytesMut::with_capacity(8192),
             idle_since: Instant::now(),
             statements: HashSet::new(),
+            dirty: false,
         };
         conn.write(&proto::startup_packet(&[
             ("user", user),

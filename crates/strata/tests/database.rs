@@ -518,3 +518,57 @@ async fn a_client_that_waits_too_long_for_a_connection_gets_a_clear_error_and_ca
     let s = status(&strata).await;
     assert_eq!(s["database"][0]["pools"][0]["clients_waiting"], 0, "{s}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_one_client_sets_never_reaches_the_next_one_on_a_shared_connection() {
+    let pg = Postgres::start();
+    pg.user_and_database("app", "secret");
+    let strata = Strata::start(&config(&[pg.addr], "pool_size = 1"));
+    let db = strata.addr("database:app");
+    let default_timeout = pg.admin("show statement_timeout");
+    let seen = blocking(move || {
+        let mut seen = Vec::new();
+        // a SET the pooler can't follow (statement_timeout is not reported), then gone
+        psql(
+            db,
+            "app",
+            "secret",
+            "app",
+            "set statement_timeout = '1234ms'",
+        )
+        .unwrap();
+        seen.push(psql(db, "app", "secret", "app", "show statement_timeout").unwrap());
+        // a startup option the server does not report, on the next client only
+        let mut a = PsqlSession::open(
+            db,
+            "app",
+            "secret",
+            "app",
+            &[("PGOPTIONS", "-c lock_timeout=777ms -c search_path=a,public")],
+        );
+        seen.push(a.line("show lock_timeout"));
+        seen.push(a.line("show search_path"));
+        seen.push(psql(db, "app", "secret", "app", "show lock_timeout").unwrap());
+        seen.push(a.line("show lock_timeout"));
+        // prepared statements dropped inside a longer query don't break the next client
+        psql(db, "app", "secret", "app", "select 1; deallocate all").unwrap();
+        seen
+    })
+    .await;
+    assert_eq!(
+        seen,
+        [default_timeout.as_str(), "777ms", "a,public", "0", "777ms"]
+    );
+    let out = blocking(move || {
+        pgbench(db, "app", "secret", "app", &["-i", "-s", "1", "-q"]);
+        pgbench(
+            db,
+            "app",
+            "secret",
+            "app",
+            &["-c", "2", "-j", "2", "-t", "50", "-M", "prepared", "-S"],
+        )
+    })
+    .await;
+    assert!(out.contains("number of failed transactions: 0"), "{out}");
+}

@@ -441,9 +441,9 @@ async fn a_fake_server_receives_exactly_the_startup_and_the_parameters_strata_se
     let expected = vec![vec![
         // the startup packet: user and database only
         b"\0\0\0\x1f\0\x03\0\0user\0app\0database\0app\0\0".to_vec(),
-        q("SET application_name = E'it''s a'"),
+        q("SELECT set_config(E'application_name', E'it''s a', false)"),
         q("select 1"),
-        q("SET application_name = E''"),
+        q("SELECT set_config(E'application_name', E'', false)"),
         q("select 2"),
     ]];
     let got = received.lock().unwrap().clone();
