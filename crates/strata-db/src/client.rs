@@ -243,6 +243,7 @@ pub(crate) async fn serve(
         closing: false,
         discarding: false,
         statements: ClientStatements::default(),
+        syncs_after_execute: 0,
         on_replica: false,
         read_only: false,
         last_primary: None,
@@ -494,6 +495,9 @@ struct Session {
     discarding: bool,
     /// The client's named prepared statements (transaction mode).
     statements: ClientStatements,
+    /// Syncs sent since the last Execute (or Query): ignored by the server if that Execute
+    /// starts a COPY FROM STDIN.
+    syncs_after_execute: u32,
     /// The connection it holds is a replica's.
     on_replica: bool,
     /// The transaction it holds the connection for said READ ONLY.
@@ -624,13 +628,27 @@ impl Session {
                 self.cbuf.advance(total);
                 continue;
             }
+            if self.copy_in && matches!(tag, b'S' | b'H') {
+                // the server ignores Sync and Flush in COPY FROM STDIN: no answer is owed
+                self.to_server.extend_from_slice(&self.cbuf[..total]);
+                self.cbuf.advance(total);
+                continue;
+            }
             match tag {
-                b'Q' | b'F' => self.pending += 1,
+                b'Q' | b'F' => {
+                    self.pending += 1;
+                    self.syncs_after_execute = 0;
+                }
+                b'E' => {
+                    self.unsynced = true;
+                    self.syncs_after_execute = 0;
+                }
                 b'S' => {
                     self.pending += 1;
                     self.unsynced = false;
+                    self.syncs_after_execute += 1;
                 }
-                b'P' | b'B' | b'D' | b'E' | b'C' | b'H' => self.unsynced = true,
+                b'P' | b'B' | b'D' | b'C' | b'H' => self.unsynced = true,
                 b'c' | b'f' => self.copy_in = false,
                 _ => {}
             }
@@ -769,7 +787,14 @@ impl Session {
                         lease.conn.params.insert(k, v);
                     }
                 }
-                b'G' => self.copy_in = true,
+                b'G' => {
+                    self.copy_in = true;
+                    // Syncs sent after the Execute that started this COPY reach the server in
+                    // copy mode, where it ignores them: they will get no ReadyForQuery
+                    let ignored = std::mem::take(&mut self.syncs_after_execute);
+                    self.pending = self.pending.saturating_sub(ignored);
+                    self.statements.copy_started(ignored);
+                }
                 b'C' if changes_session(&lease.conn.buf[5..total]) => {
                     lease.conn.dirty = true;
                     let body = &lease.conn.buf[5..total];

@@ -287,6 +287,19 @@ impl ClientStatements {
         self.made(to_client);
     }
 
+    /// A COPY FROM STDIN started: the last `ignored` Syncs sent will get no answers (the
+    /// server ignores Sync in copy mode).
+    pub fn copy_started(&mut self, ignored: u32) {
+        for _ in 0..ignored {
+            match self.owed.iter().rposition(|o| *o == Owed::Sync) {
+                Some(at) => {
+                    self.owed.remove(at);
+                }
+                None => break,
+            }
+        }
+    }
+
     /// Sends the answers made here that are next in line.
     pub fn made(&mut self, to_client: &mut BytesMut) {
         while let Some(Owed::Made(tag)) = self.owed.front() {

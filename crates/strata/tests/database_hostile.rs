@@ -458,3 +458,66 @@ async fn a_fake_server_receives_exactly_the_startup_and_the_parameters_strata_se
     };
     assert_eq!(show(&got), show(&expected));
 }
+
+/// Reads whole tagged messages until one of type `tag` (included).
+async fn until_tag(stream: &mut TcpStream, tag: u8) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    loop {
+        let mut head = [0u8; 5];
+        tokio::time::timeout(LIMIT, stream.read_exact(&mut head))
+            .await
+            .unwrap_or_else(|_| panic!("no {} after {out:?}", tag as char))
+            .expect("read");
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut contents = vec![0u8; len - 4];
+        stream.read_exact(&mut contents).await.expect("read");
+        out.push((head[0], contents));
+        if head[0] == tag {
+            return out;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extended_protocol_copy_gives_its_connection_back() {
+    let pg = Postgres::start();
+    pg.user_and_database("app", "secret");
+    common::postgres::psql(pg.addr, "app", "secret", "app", "create table t (n int)").unwrap();
+    let cfg = config(pg.addr).replace(
+        "auth_type = \"trust\"\n",
+        "auth_type = \"trust\"\npool_size = 1\n",
+    );
+    let strata = Strata::start(&cfg);
+    let db = strata.addr("database:app");
+    let (mut s, _) = log_in(db, &[]).await;
+    // as libpq sends COPY through PQexecParams: Parse, Bind, Execute and a Sync, which the
+    // server reads in copy mode and ignores
+    let batch = [
+        message(b'P', b"\0COPY t FROM STDIN\0\0\0"),
+        message(b'B', b"\0\0\0\0\0\0\0\0"),
+        message(b'E', b"\0\0\0\0\0"),
+        message(b'S', b""),
+    ]
+    .concat();
+    s.write_all(&batch).await.unwrap();
+    let got = until_tag(&mut s, b'G').await;
+    assert_eq!(got.iter().map(|(t, _)| *t).collect::<Vec<_>>(), b"12G");
+    let rest = [
+        message(b'd', b"1\n2\n3\n"),
+        message(b'c', b""),
+        message(b'S', b""),
+    ]
+    .concat();
+    s.write_all(&rest).await.unwrap();
+    let done = until_ready(&mut s).await;
+    assert_eq!(
+        done.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
+        b"CZ",
+        "{done:?}"
+    );
+    assert_eq!(done[1].1, b"I");
+    // the only server connection is free again: another client gets it at once
+    let count = query(&mut log_in(db, &[]).await.0, "select count(*) from t").await;
+    let row = count.iter().find(|(t, _)| *t == b'D').expect("a row");
+    assert!(row.1.ends_with(b"3"), "{count:?}");
+}
