@@ -26,6 +26,11 @@ const HIGH_WATER: usize = 256 * 1024;
 /// How long a connection whose client left may take to finish what it was doing.
 const CLEANUP: Duration = Duration::from_secs(10);
 
+/// A client must have sent its startup packet, and then finished logging in, within this.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// The largest message a client may send before it has logged in.
+const MAX_LOGIN_MESSAGE: usize = 65_536;
+
 /// Parameters a client sets that the pooler carries to each server connection it gets.
 const CARRIED: &[&str] = &[
     "client_encoding",
@@ -72,7 +77,11 @@ pub(crate) async fn serve(
 ) {
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(4096);
-    let params = match startup(&mut stream, &mut buf).await {
+    let started = tokio::time::timeout(LOGIN_TIMEOUT, startup(&mut stream, &mut buf)).await;
+    let Ok(started) = started else {
+        return refuse(&mut stream, Sqlstate::PROTOCOL, "no startup packet in time").await;
+    };
+    let params = match started {
         Ok(Some(p)) => p,
         Ok(None) => return,
         Err(e) => {
@@ -108,44 +117,54 @@ pub(crate) async fn serve(
         .await;
     }
     let config = svc.config();
-    let Some(secret) = config
+    let known = config
         .users
         .iter()
         .find(|u| u.name == user)
-        .map(|u| u.secret.clone())
-    else {
-        if config.auth_type != AuthType::Trust {
-            svc.stats.auth_failures.inc();
-            tracing::info!(listener = %svc.name, %peer, %user, "login refused: no such user");
-            // the same answer as a wrong password: which users exist is not told
-            return refuse(
-                &mut stream,
-                Sqlstate::INVALID_PASSWORD,
-                &format!("password authentication failed for user \"{user}\""),
-            )
-            .await;
-        }
+        .map(|u| u.secret.clone());
+    if known.is_none() && config.auth_type == AuthType::Trust {
         return refuse(
             &mut stream,
             Sqlstate::INVALID_AUTHORIZATION,
             &format!("no user \"{user}\" is configured"),
         )
         .await;
-    };
-    match authenticate(
-        &svc,
-        &mut stream,
-        &mut buf,
-        config.auth_type,
-        &user,
-        &secret,
+    }
+    // an unknown user is asked for a password as a known one is (against a secret nobody
+    // has), so the answers don't tell which users exist
+    let secret = known
+        .clone()
+        .unwrap_or_else(|| svc.nobody(config.auth_type));
+    let checked = tokio::time::timeout(
+        LOGIN_TIMEOUT,
+        authenticate(
+            &svc,
+            &mut stream,
+            &mut buf,
+            config.auth_type,
+            &user,
+            &secret,
+        ),
     )
-    .await
-    {
-        Ok(true) => {}
-        Ok(false) => {
+    .await;
+    let Ok(checked) = checked else {
+        return refuse(
+            &mut stream,
+            Sqlstate::PROTOCOL,
+            "authentication took too long",
+        )
+        .await;
+    };
+    match checked {
+        Ok(true) if known.is_some() => {}
+        Ok(_) => {
             svc.stats.auth_failures.inc();
-            tracing::info!(listener = %svc.name, %peer, %user, "login refused: wrong password");
+            let why = if known.is_some() {
+                "wrong password"
+            } else {
+                "no such user"
+            };
+            tracing::info!(listener = %svc.name, %peer, %user, "login refused: {why}");
             return refuse(
                 &mut stream,
                 Sqlstate::INVALID_PASSWORD,
@@ -223,6 +242,7 @@ pub(crate) async fn serve(
     });
     proto::put(&mut out, b'Z', |b| b.put_u8(b'I'));
     if stream.write_all(&out).await.is_err() {
+        cancel::unregister(&key);
         return;
     }
     let mut session = Session {
@@ -292,6 +312,14 @@ async fn read_message(
     buf: &mut BytesMut,
 ) -> Result<(u8, BytesMut), ClientError> {
     loop {
+        // before it has logged in, a client sends passwords and SASL messages: small ones
+        // (PostgreSQL's own limit), never a buffer's worth
+        if buf.len() >= 5 {
+            let declared = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+            if declared > MAX_LOGIN_MESSAGE {
+                return Err(ProtoError::TooLong(declared).into());
+            }
+        }
         if let Some(m) = proto::message(buf)? {
             return Ok(m);
         }
@@ -315,7 +343,8 @@ async fn authenticate(
         (AuthType::Trust, _) => return Ok(true),
         (AuthType::Md5, Secret::Plain(_) | Secret::Md5(_)) => true,
         (_, Secret::Md5(_)) => {
-            // PostgreSQL does the same: an md5 hash can't answer SCRAM
+            // an md5 hash can't check a SCRAM proof: such a user is asked md5 (where
+            // PostgreSQL would refuse the login), as PgBouncer's userlists often hold them
             true
         }
         _ => false,

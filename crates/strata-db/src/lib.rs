@@ -225,6 +225,30 @@ impl DatabaseService {
         ScramKeys::for_secret(secret)
     }
 
+    /// The secret an unknown user is checked against: one nobody knows, of the kind a known
+    /// user would be asked for (SCRAM keys made once).
+    fn nobody(&self, auth_type: strata_config::AuthType) -> Secret {
+        let password = auth::b64(&auth::random::<24>());
+        if auth_type == strata_config::AuthType::Md5 {
+            return Secret::Plain(password);
+        }
+        let keys = lock(&self.scram)
+            .entry(String::new())
+            .or_insert_with(|| {
+                let s = Secret::Plain(password.clone());
+                let k = ScramKeys::for_secret(&s).expect("a password has keys");
+                (s, k)
+            })
+            .1
+            .clone();
+        Secret::Scram {
+            iterations: keys.iterations,
+            salt: keys.salt,
+            stored_key: keys.stored_key,
+            server_key: keys.server_key,
+        }
+    }
+
     /// A client of `user` proved itself with this client key: for a user stored as a SCRAM
     /// secret, it is what Strata logs in to the servers with.
     fn learned_client_key(&self, user: &str, secret: &Secret, client_key: [u8; 32]) {
