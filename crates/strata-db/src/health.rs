@@ -102,7 +102,13 @@ impl Roles {
     /// `check_user`) and one server, that server.
     pub fn primary(&self) -> Option<SocketAddr> {
         let servers = lock(&self.servers);
-        if let Some(p) = servers.iter().find(|s| s.role == Role::Primary) {
+        // two servers that both say they are primary (an old primary back after a promotion):
+        // the one that became primary last takes the writes
+        if let Some(p) = servers
+            .iter()
+            .filter(|s| s.role == Role::Primary)
+            .max_by_key(|s| s.since)
+        {
             return Some(p.addr);
         }
         // with nobody to check as, the one server is the primary, unless it failed a connect
@@ -293,4 +299,46 @@ async fn check(
 fn parse_lsn(text: &str) -> Option<u64> {
     let (hi, lo) = text.split_once('/')?;
     Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listener(servers: &[&str]) -> DatabaseListener {
+        let list: Vec<String> = servers.iter().map(|s| format!("\"{s}\"")).collect();
+        let text = format!(
+            "[[database]]\nname = \"a\"\nlisten = \"127.0.0.1:0\"\nservers = [{}]\n\
+             check_user = \"u\"\n[[database.users]]\nname = \"u\"\npassword = \"p\"\n",
+            list.join(", ")
+        );
+        strata_config::parse(&text, "t.toml", std::path::Path::new("."))
+            .unwrap()
+            .database
+            .remove(0)
+    }
+
+    #[test]
+    fn of_two_servers_claiming_primary_the_newer_takes_the_writes() {
+        let (a, b) = ("10.0.0.1:5432", "10.0.0.2:5432");
+        let roles = Roles::new(&listener(&[a, b]), None);
+        let ban = Duration::from_secs(10);
+        roles.set(a.parse().unwrap(), Role::Primary, "old".into(), ban);
+        std::thread::sleep(Duration::from_millis(5));
+        roles.set(b.parse().unwrap(), Role::Primary, "promoted".into(), ban);
+        assert_eq!(roles.primary(), Some(b.parse().unwrap()));
+        // a lone server with nobody to check as: used, banned after a failed connect, used
+        // again once the ban is over
+        let one = Roles::new(&listener(&[a]), None);
+        assert_eq!(one.primary(), Some(a.parse().unwrap()));
+        one.set(
+            a.parse().unwrap(),
+            Role::Down,
+            "refused".into(),
+            Duration::ZERO,
+        );
+        assert_eq!(one.primary(), Some(a.parse().unwrap()));
+        one.set(a.parse().unwrap(), Role::Down, "refused".into(), ban);
+        assert_eq!(one.primary(), None);
+    }
 }

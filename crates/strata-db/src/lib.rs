@@ -194,8 +194,12 @@ impl DatabaseService {
             idle: site.config.server_idle_timeout,
         };
         let r = pool.acquire(target, &credential, limits).await;
-        if let Err(AcquireError::Server(e @ server::ServerError::Io { .. }))
-        | Err(AcquireError::Server(e @ server::ServerError::Timeout(_))) = &r
+        // a server that can't be reached is banned here only when no checks run (with them, the
+        // next check decides, and one slow connect does not take the writes out for a ban)
+        let unchecked = site.config.check_user.is_none() || replica.is_some();
+        if let (true, Err(AcquireError::Server(e @ server::ServerError::Io { .. })))
+        | (true, Err(AcquireError::Server(e @ server::ServerError::Timeout(_)))) =
+            (unchecked, &r)
         {
             if site.roles.set(
                 target,
