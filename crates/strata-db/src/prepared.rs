@@ -29,12 +29,83 @@ enum Owed {
     Describe,
     /// Execute: rows, then CommandComplete, EmptyQueryResponse or PortalSuspended.
     Execute,
-    /// Close sent on: CloseComplete.
-    Close,
+    /// Close sent on: CloseComplete; `hidden` when the pooler added it (evicting a statement
+    /// the connection held longest unused), so its answer is not the client's.
+    Close { hidden: bool },
     /// Sync, a simple Query or a FunctionCall: everything up to ReadyForQuery.
     Sync,
     /// An answer made here, given to the client in its turn.
     Made(u8),
+}
+
+/// The most prepared statements one server connection holds (PgBouncer's
+/// `max_prepared_statements` default): past it, the one unused longest is closed.
+pub const MAX_HELD: usize = 200;
+
+/// The prepared statements a server connection holds, by server-side name, least recently
+/// used first.
+#[derive(Debug, Default)]
+pub struct Held {
+    names: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl Held {
+    /// Whether it holds `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+
+    /// How many it holds.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Records `name` as held and just used.
+    pub fn insert(&mut self, name: String) {
+        if self.names.insert(name.clone()) {
+            self.order.push_back(name);
+        } else {
+            self.touch(&name);
+        }
+    }
+
+    /// Records `name` as just used.
+    fn touch(&mut self, name: &str) {
+        if let Some(at) = self.order.iter().position(|n| n == name) {
+            if let Some(n) = self.order.remove(at) {
+                self.order.push_back(n);
+            }
+        }
+    }
+
+    /// Forgets `name`.
+    pub fn remove(&mut self, name: &str) {
+        if self.names.remove(name) {
+            self.order.retain(|n| n != name);
+        }
+    }
+
+    /// Forgets them all (the server dropped them).
+    pub fn clear(&mut self) {
+        self.names.clear();
+        self.order.clear();
+    }
+
+    /// When full, the name to close before another is prepared: the one unused longest.
+    fn victim(&mut self) -> Option<String> {
+        if self.names.len() < MAX_HELD {
+            return None;
+        }
+        let old = self.order.pop_front()?;
+        self.names.remove(&old);
+        Some(old)
+    }
 }
 
 /// The statements of one client.
@@ -87,13 +158,7 @@ impl ClientStatements {
 
     /// Writes to `out` what goes to the server for the client's message `tag` with `body`,
     /// given the statements the connection holds (`held`, updated as Parses go out).
-    pub fn outgoing(
-        &mut self,
-        tag: u8,
-        body: &[u8],
-        held: &mut HashSet<String>,
-        out: &mut BytesMut,
-    ) {
+    pub fn outgoing(&mut self, tag: u8, body: &[u8], held: &mut Held, out: &mut BytesMut) {
         match tag {
             b'P' => {
                 let Some((name, rest)) = split_name(body) else {
@@ -122,8 +187,10 @@ impl ClientStatements {
                 self.named
                     .insert(name.to_string(), (server.clone(), BytesMut::from(rest)));
                 if held.contains(&server) {
+                    held.touch(&server);
                     self.owed.push_back(Owed::Made(b'1'));
                 } else {
+                    self.evict(held, out);
                     held.insert(server.clone());
                     message(out, b'P', &[server.as_bytes(), &[0], rest]);
                     self.owed.push_back(Owed::Parse {
@@ -156,7 +223,7 @@ impl ClientStatements {
                     let owed = if tag == b'D' {
                         Owed::Describe
                     } else {
-                        Owed::Close
+                        Owed::Close { hidden: false }
                     };
                     return self.pass(tag, body, owed, out);
                 };
@@ -175,15 +242,25 @@ impl ClientStatements {
                 let owed = if tag == b'D' {
                     Owed::Describe
                 } else {
-                    Owed::Close
+                    Owed::Close { hidden: false }
                 };
                 self.pass(tag, body, owed, out);
             }
             b'D' => self.pass(tag, body, Owed::Describe, out),
-            b'C' => self.pass(tag, body, Owed::Close, out),
+            b'C' => self.pass(tag, body, Owed::Close { hidden: false }, out),
             b'E' => self.pass(tag, body, Owed::Execute, out),
             b'S' | b'Q' | b'F' => self.pass(tag, body, Owed::Sync, out),
             _ => message(out, tag, &[body]),
+        }
+    }
+
+    /// Closes the statement the connection has held unused longest, when it holds
+    /// [`MAX_HELD`]: on the server too, so a client that prepares ever new text does not grow
+    /// the server's memory without bound.
+    fn evict(&mut self, held: &mut Held, out: &mut BytesMut) {
+        if let Some(old) = held.victim() {
+            message(out, b'C', &[b"S", old.as_bytes(), &[0]]);
+            self.owed.push_back(Owed::Close { hidden: true });
         }
     }
 
@@ -195,19 +272,17 @@ impl ClientStatements {
     /// The server name of the client's statement `name`, parsed on the connection first if
     /// it lacks it; None for the unnamed statement or one the client never prepared (the
     /// message goes as it is, and the server says what is wrong).
-    fn ensure(
-        &mut self,
-        name: &str,
-        held: &mut HashSet<String>,
-        out: &mut BytesMut,
-    ) -> Option<String> {
+    fn ensure(&mut self, name: &str, held: &mut Held, out: &mut BytesMut) -> Option<String> {
         if name.is_empty() {
             return None;
         }
-        let (server, rest) = self.named.get(name)?;
-        if !held.contains(server) {
+        let (server, rest) = self.named.get(name)?.clone();
+        if held.contains(&server) {
+            held.touch(&server);
+        } else {
+            self.evict(held, out);
             held.insert(server.clone());
-            message(out, b'P', &[server.as_bytes(), &[0], rest]);
+            message(out, b'P', &[server.as_bytes(), &[0], &rest]);
             self.owed.push_back(Owed::Parse {
                 hidden: true,
                 name: Some(server.clone()),
@@ -218,13 +293,7 @@ impl ClientStatements {
 
     /// Handles one message from the server (`tag`, whole `bytes` with header): appends what
     /// the client gets to `to_client`, answers made here included, in order.
-    pub fn incoming(
-        &mut self,
-        tag: u8,
-        bytes: &[u8],
-        held: &mut HashSet<String>,
-        to_client: &mut BytesMut,
-    ) {
+    pub fn incoming(&mut self, tag: u8, bytes: &[u8], held: &mut Held, to_client: &mut BytesMut) {
         self.made(to_client);
         // messages that answer nothing in particular
         if matches!(tag, b'N' | b'S' | b'A') {
@@ -243,7 +312,7 @@ impl ClientStatements {
             }
             (Some(Owed::Parse { .. }), b'1')
             | (Some(Owed::Bind), b'2')
-            | (Some(Owed::Close), b'3')
+            | (Some(Owed::Close { .. }), b'3')
             | (Some(Owed::Describe), b'T' | b'n')
             | (Some(Owed::Execute), b'C' | b'I' | b's') => true,
             (_, b'Z') => {
@@ -265,7 +334,8 @@ impl ClientStatements {
             }
             _ => false,
         };
-        let hidden = matches!(front, Some(Owed::Parse { hidden: true, .. })) && tag == b'1';
+        let hidden = (matches!(front, Some(Owed::Parse { hidden: true, .. })) && tag == b'1')
+            || (matches!(front, Some(Owed::Close { hidden: true })) && tag == b'3');
         if !hidden {
             to_client.extend_from_slice(bytes);
         }
@@ -339,7 +409,7 @@ mod tests {
         tags
     }
 
-    fn reply(s: &mut ClientStatements, held: &mut HashSet<String>, tags: &[u8]) -> Vec<u8> {
+    fn reply(s: &mut ClientStatements, held: &mut Held, tags: &[u8]) -> Vec<u8> {
         let mut out = BytesMut::new();
         for t in tags {
             let mut m = BytesMut::new();
@@ -355,7 +425,7 @@ mod tests {
 
     #[test]
     fn a_statement_prepared_once_runs_on_a_connection_that_already_holds_it() {
-        let mut held = HashSet::new();
+        let mut held = Held::default();
         let mut a = ClientStatements::default();
         let mut out = BytesMut::new();
         for (t, b) in [
@@ -388,13 +458,13 @@ mod tests {
     #[test]
     fn a_bind_on_a_connection_without_the_statement_prepares_it_silently() {
         let mut a = ClientStatements::default();
-        let mut first = HashSet::new();
+        let mut first = Held::default();
         let mut out = BytesMut::new();
         a.outgoing(b'P', &parse("s", "select 2"), &mut first, &mut out);
         a.outgoing(b'S', &[], &mut first, &mut out);
         reply(&mut a, &mut first, b"1Z");
         // the next transaction lands on a connection that never saw it
-        let mut other = HashSet::new();
+        let mut other = Held::default();
         let mut out = BytesMut::new();
         a.outgoing(b'B', &bind("s"), &mut other, &mut out);
         a.outgoing(b'E', &[0, 0, 0, 0, 0], &mut other, &mut out);
@@ -406,7 +476,7 @@ mod tests {
     #[test]
     fn an_error_ends_the_batch_and_forgets_what_did_not_run() {
         let mut a = ClientStatements::default();
-        let mut held = HashSet::new();
+        let mut held = Held::default();
         let mut out = BytesMut::new();
         a.outgoing(b'P', &parse("bad", "selec 1"), &mut held, &mut out);
         a.outgoing(b'B', &bind("bad"), &mut held, &mut out);
@@ -421,5 +491,36 @@ mod tests {
         a.outgoing(b'S', &[], &mut held, &mut out);
         assert_eq!(frames(out), b"PS");
         assert_eq!(reply(&mut a, &mut held, b"1Z"), b"13Z");
+    }
+
+    #[test]
+    fn a_full_connection_closes_the_statement_unused_longest() {
+        let mut a = ClientStatements::default();
+        let mut held = Held::default();
+        for i in 0..MAX_HELD {
+            let mut out = BytesMut::new();
+            a.outgoing(
+                b'P',
+                &parse(&format!("s{i}"), &format!("select {i}")),
+                &mut held,
+                &mut out,
+            );
+            a.outgoing(b'S', &[], &mut held, &mut out);
+            reply(&mut a, &mut held, b"1Z");
+        }
+        assert_eq!(held.len(), MAX_HELD);
+        // s0 used again: s1 is now the one unused longest
+        let mut out = BytesMut::new();
+        a.outgoing(b'B', &bind("s0"), &mut held, &mut out);
+        a.outgoing(b'S', &[], &mut held, &mut out);
+        reply(&mut a, &mut held, b"2Z");
+        let mut out = BytesMut::new();
+        a.outgoing(b'P', &parse("new", "select 'new'"), &mut held, &mut out);
+        a.outgoing(b'S', &[], &mut held, &mut out);
+        assert_eq!(frames(out), b"CPS", "a Close of s1 goes first");
+        // its CloseComplete is the pooler's, not the client's
+        assert_eq!(reply(&mut a, &mut held, b"31Z"), b"1Z");
+        assert_eq!(held.len(), MAX_HELD);
+        assert!(!held.contains(&server_name(&parse("", "select 1")[1..])));
     }
 }

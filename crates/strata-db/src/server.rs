@@ -1,7 +1,7 @@
 //! One connection to a PostgreSQL server: logging in (trust, md5 or SCRAM-SHA-256), the
 //! parameters it reports, its cancel key, and running the pooler's own statements on it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -71,7 +71,7 @@ pub struct ServerConn {
     /// When it was last given back to the pool.
     pub idle_since: Instant,
     /// The prepared statements it holds, by server-side name (transaction mode).
-    pub statements: HashSet<String>,
+    pub statements: crate::prepared::Held,
     /// A client ran SET, RESET, DISCARD, PREPARE or DEALLOCATE on it: its session state is
     /// not known, and it is reset before another client uses it.
     pub dirty: bool,
@@ -108,7 +108,7 @@ impl ServerConn {
             params: HashMap::new(),
             buf: BytesMut::with_capacity(8192),
             idle_since: Instant::now(),
-            statements: HashSet::new(),
+            statements: Default::default(),
             dirty: false,
         };
         conn.write(&proto::startup_packet(&[
