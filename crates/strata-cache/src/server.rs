@@ -340,6 +340,24 @@ async fn run(mut jobs: mpsc::UnboundedReceiver<Job>, link: Link, resp3: bool) {
                 drop(owed_tx);
                 let _ = reader.await;
             }
+            // the server closed a connection that owed nothing: commands sent to it meanwhile
+            // (the writer's alone, now that it sends no more) fail, and count as a failure
+            Ended::Reader(Ok(Ok(Some(mut sent)))) => {
+                drop(owed_tx);
+                let mut unanswered = Vec::new();
+                while let Ok((tx, _, _)) = sent.try_recv() {
+                    unanswered.push(tx);
+                }
+                if !unanswered.is_empty() {
+                    let why = "the server closed the connection".to_string();
+                    backend.stats.failures.inc();
+                    group.report_failure(backend, &why);
+                    tracing::warn!(server = %backend.name, %addr, "{why}");
+                    for tx in unanswered {
+                        let _ = tx.send(Err(Lost::Closed));
+                    }
+                }
+            }
             Ended::Reader(Ok(Err(failed))) => {
                 // counted before the commands are answered, so that a client's next command
                 // already sees the server ejected when this failure ejects it
@@ -362,7 +380,9 @@ enum Ended {
     /// Its server moved to another address.
     Moved,
     /// The reader stopped: the connection failed, or closed while idle.
-    Reader(Result<Result<(), Failed>, tokio::task::JoinError>),
+    Reader(
+        Result<Result<Option<mpsc::UnboundedReceiver<InFlight>>, Failed>, tokio::task::JoinError>,
+    ),
 }
 
 /// A connection that failed: why, and the commands it still owed replies for.
@@ -468,14 +488,16 @@ fn fail(jobs: impl Iterator<Item = Job>, lost: Lost) {
 }
 
 /// Reads replies and hands each to the command it answers, in order. Ends when the writer is
-/// done and nothing is owed (`Ok`), or when the connection fails: every command owed then gets
-/// the reason, and the error says it for the log.
+/// done and nothing is owed (`Ok(None)`), when the server closes the connection while nothing
+/// is owed (`Ok(Some(owed_rx))`: the writer looks there for commands it sent meanwhile, which
+/// the closed connection will never answer), or when the connection fails: every command owed
+/// then gets the reason, and the error says it for the log.
 async fn read_replies(
     mut read: OwnedReadHalf,
     mut owed_rx: mpsc::UnboundedReceiver<InFlight>,
     settings: Arc<LinkSettings>,
     latency: Arc<Latency>,
-) -> Result<(), Failed> {
+) -> Result<Option<mpsc::UnboundedReceiver<InFlight>>, Failed> {
     let mut owed: VecDeque<InFlight> = VecDeque::new();
     let mut buf = BytesMut::with_capacity(strata_net::buffers::BUFFER);
     let result = loop {
@@ -527,11 +549,12 @@ async fn read_replies(
             tokio::select! {
                 w = owed_rx.recv() => match w {
                     Some(w) => owed.push_back(w),
-                    None => break Ok(()),
+                    None => break Ok(false),
                 },
-                // a server closing an idle connection (Redis's `timeout`) is no failure
+                // a server closing an idle connection (Redis's `timeout`) is no failure,
+                // unless a command was on its way to it meanwhile (the writer looks)
                 n = read.read_buf(&mut buf) => match n {
-                    Ok(0) | Err(_) => break Ok(()),
+                    Ok(0) | Err(_) => break Ok(true),
                     Ok(_) => {}
                 },
             }
@@ -551,17 +574,18 @@ async fn read_replies(
         }
     };
     match result {
-        Ok(()) => Ok(()),
+        Ok(false) => Ok(None),
+        Ok(true) => Ok(Some(owed_rx)),
         Err((lost, why)) => finish(owed, &mut owed_rx, lost, why),
     }
 }
 
-fn finish(
+fn finish<T>(
     mut owed: VecDeque<InFlight>,
     owed_rx: &mut mpsc::UnboundedReceiver<InFlight>,
     lost: Lost,
     why: String,
-) -> Result<(), Failed> {
+) -> Result<T, Failed> {
     // commands written after the failing one are owed too: they get the same reason
     while let Ok(w) = owed_rx.try_recv() {
         owed.push_back(w);
