@@ -8,7 +8,11 @@
 # proxy's CPU microseconds per transaction (user + system, from /proc/PID/stat). Rounds are
 # interleaved (direct, pgbouncer, strata, direct, ...) and the median round is printed.
 #
-# Usage: [STRATA=binary] bench/db.sh [seconds per run, default 10] [rounds, default 3] [clients, default 32]
+# Then memory per idle client: each proxy, started fresh with trust logins, holds 1,000 and then
+# 8,000 idle logged-in clients (bench/idle_pg.py); the slope of its resident memory between the
+# two, in bytes per client.
+#
+# Usage: [STRATA=binary] [ONLY_IDLE=1] bench/db.sh [seconds per run, default 10] [rounds, default 3] [clients, default 32]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
@@ -63,7 +67,7 @@ logfile = $work/pgbouncer.log
 pidfile = $work/pgbouncer.pid
 P
 chown postgres "$work/pgbouncer.ini" "$work/userlist.txt"
-as_pg taskset -c 0 pgbouncer "$work/pgbouncer.ini" >/dev/null 2>&1 &
+taskset -c 0 pgbouncer -u postgres "$work/pgbouncer.ini" >/dev/null 2>&1 &
 pids+=($!)
 
 cat > "$work/strata.toml" <<S
@@ -83,7 +87,7 @@ pids+=($!)
 st_pid=$!
 wait_port "$PBPORT"
 wait_port "$STPORT"
-# runuser stays as pgbouncer's parent: measure pgbouncer itself, by its pidfile
+# measure pgbouncer itself, by its pidfile
 pb_pid=$(cat "$work/pgbouncer.pid")
 pids+=("$pb_pid")
 
@@ -112,7 +116,9 @@ run() { # target port pid(or 0) workload -> "tps latency_ms cpu_us_per_txn"
 median() { sort -n -k1 | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }
 
 printf "| workload | target | tps (median of %s) | avg latency (ms) | proxy CPU µs / transaction |\n|---|---|---|---|---|\n" "$ROUNDS"
-for mode in select tpcb; do
+modes=(select tpcb)
+[[ ${ONLY_IDLE:-} == 1 ]] && modes=()
+for mode in "${modes[@]}"; do
   declare -A results=()
   for _ in $(seq "$ROUNDS"); do
     results[direct]+="$(run direct "$PGPORT" 0 $mode)"$'\n'
@@ -126,3 +132,39 @@ for mode in select tpcb; do
   done
   unset results
 done
+
+# Memory per idle client: fresh proxies with trust logins, RSS at 1,000 and 8,000 idle clients
+kill "$pb_pid" "$st_pid" 2>/dev/null || true
+for _ in $(seq 100); do kill -0 "$pb_pid" 2>/dev/null || kill -0 "$st_pid" 2>/dev/null || break; sleep 0.1; done
+rm -f "$work/pgbouncer.pid"
+sed -i 's/^auth_type = scram-sha-256/auth_type = trust/; s/^listen_port = .*/listen_port = '"$PBPORT"'/' "$work/pgbouncer.ini"
+taskset -c 0 pgbouncer -u postgres "$work/pgbouncer.ini" >/dev/null 2>&1 &
+pids+=($!)
+sed -i 's/^pool_size = 20$/pool_size = 20\nauth_type = "trust"/' "$work/strata.toml"
+taskset -c 0 "$STRATA" run -c "$work/strata.toml" >"$work/strata.log" 2>&1 &
+pids+=($!)
+st_pid=$!
+wait_port "$PBPORT"
+wait_port "$STPORT"
+pb_pid=$(cat "$work/pgbouncer.pid")
+hold() { # port count -> holds count idle clients until the next release
+  rm -f "$work/stop" "$work/ready"
+  python3 bench/idle_pg.py 127.0.0.1 "$1" postgres bench "$2" "$work/stop" > "$work/ready" &
+  holder=$!
+  for _ in $(seq 600); do grep -q ready "$work/ready" 2>/dev/null && return 0; sleep 0.1; done
+  echo "idle clients never all logged in" >&2; exit 1
+}
+release() { touch "$work/stop"; wait "$holder" 2>/dev/null || true; }
+idle_slope() { # port pid -> bytes per idle client between 1,000 and 8,000
+  local low high
+  hold "$1" 1000
+  low=$(rss_kib "$2")
+  release
+  hold "$1" 8000
+  high=$(rss_kib "$2")
+  release
+  python3 -c "print(round(($high - $low) * 1024 / 7000))"
+}
+printf "\n| proxy | bytes per idle client (RSS slope, 1,000 to 8,000) |\n|---|---|\n"
+printf "| pgbouncer | %s |\n" "$(idle_slope "$PBPORT" "$pb_pid")"
+printf "| strata | %s |\n" "$(idle_slope "$STPORT" "$st_pid")"

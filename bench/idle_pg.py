@@ -1,0 +1,52 @@
+"""Opens idle PostgreSQL client connections to a pooler and holds them: each sends a
+protocol 3.0 startup packet (trust authentication), reads to its ReadyForQuery, and stays.
+
+Usage: python3 bench/idle_pg.py HOST PORT USER DATABASE COUNT STOPFILE
+Prints "ready" once COUNT connections are logged in, then holds them until STOPFILE exists.
+"""
+
+import asyncio
+import os
+import struct
+import sys
+
+
+def startup(user: str, database: str) -> bytes:
+    body = struct.pack("!I", 196608)
+    for k, v in (("user", user), ("database", database)):
+        body += k.encode() + b"\0" + v.encode() + b"\0"
+    body += b"\0"
+    return struct.pack("!I", len(body) + 4) + body
+
+
+async def one(host, port, packet, held):
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(packet)
+    await writer.drain()
+    while True:
+        head = await reader.readexactly(5)
+        body = await reader.readexactly(struct.unpack("!I", head[1:])[0] - 4)
+        if head[:1] == b"E":
+            raise RuntimeError(body)
+        if head[:1] == b"Z":
+            break
+    held.append(writer)
+
+
+async def main():
+    host, port, user, database, count, stop = sys.argv[1:7]
+    packet = startup(user, database)
+    held = []
+    sem = asyncio.Semaphore(200)
+
+    async def limited():
+        async with sem:
+            await one(host, int(port), packet, held)
+
+    await asyncio.gather(*(limited() for _ in range(int(count))))
+    print("ready", flush=True)
+    while not os.path.exists(stop):
+        await asyncio.sleep(0.1)
+
+
+asyncio.run(main())
