@@ -120,23 +120,48 @@ impl ScramKeys {
         (keys, client_key)
     }
 
+    /// The keys of `password` with a fresh salt and PostgreSQL's default iterations.
+    pub fn salted_anew(password: &str) -> ScramKeys {
+        Self::from_password(password, &random::<16>(), ITERATIONS).0
+    }
+
+    /// The keys of a stored SCRAM secret's parts.
+    fn stored(
+        iterations: u32,
+        salt: &[u8],
+        stored_key: [u8; 32],
+        server_key: [u8; 32],
+    ) -> ScramKeys {
+        ScramKeys {
+            iterations,
+            salt: salt.to_vec(),
+            stored_key,
+            server_key,
+        }
+    }
+
     /// The keys a client is checked against: the stored secret, or one made once from the
-    /// password (with a fresh salt).
+    /// password (with a fresh salt); none for an md5 hash.
     pub fn for_secret(secret: &Secret) -> Option<ScramKeys> {
         match secret {
-            Secret::Plain(p) => Some(Self::from_password(p, &random::<16>(), ITERATIONS).0),
+            Secret::Plain(p) => Some(Self::salted_anew(p)),
             Secret::Scram {
                 iterations,
                 salt,
                 stored_key,
                 server_key,
-            } => Some(ScramKeys {
-                iterations: *iterations,
-                salt: salt.clone(),
-                stored_key: *stored_key,
-                server_key: *server_key,
-            }),
+            } => Some(Self::stored(*iterations, salt, *stored_key, *server_key)),
             Secret::Md5(_) => None,
+        }
+    }
+
+    /// These keys as a stored secret.
+    pub fn as_secret(&self) -> Secret {
+        Secret::Scram {
+            iterations: self.iterations,
+            salt: self.salt.clone(),
+            stored_key: self.stored_key,
+            server_key: self.server_key,
         }
     }
 }
@@ -254,9 +279,15 @@ impl Credential {
         match secret {
             Secret::Plain(p) => Credential::Plain(p.clone()),
             Secret::Md5(h) => Credential::Md5(h.clone()),
-            Secret::Scram { .. } => {
-                Credential::Scram(ScramKeys::for_secret(secret).expect("scram"), None)
-            }
+            Secret::Scram {
+                iterations,
+                salt,
+                stored_key,
+                server_key,
+            } => Credential::Scram(
+                ScramKeys::stored(*iterations, salt, *stored_key, *server_key),
+                None,
+            ),
         }
     }
 }

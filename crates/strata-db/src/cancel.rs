@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use strata_net::lock;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -28,9 +29,7 @@ type Keys = HashMap<(u32, u32), Arc<Mutex<Target>>>;
 
 fn map() -> MutexGuard<'static, Keys> {
     static MAP: OnceLock<Mutex<Keys>> = OnceLock::new();
-    MAP.get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+    lock(MAP.get_or_init(Default::default))
 }
 
 /// A new, unique key for a client.
@@ -54,7 +53,7 @@ pub fn register() -> CancelKey {
 
 /// Points the key at the server connection the client holds now (or at none).
 pub fn point(key: &CancelKey, target: Target) {
-    *key.target.lock().unwrap_or_else(|e| e.into_inner()) = target;
+    *lock(&key.target) = target;
 }
 
 /// Forgets a key (its client is gone).
@@ -64,9 +63,7 @@ pub fn unregister(key: &CancelKey) {
 
 /// Passes a cancel request on to the server connection its key points at, if any.
 pub async fn forward(pid: u32, secret: u32) {
-    let target = map()
-        .get(&(pid, secret))
-        .and_then(|t| *t.lock().unwrap_or_else(|e| e.into_inner()));
+    let target = map().get(&(pid, secret)).and_then(|t| *lock(t));
     let Some((addr, (server_pid, server_secret))) = target else {
         tracing::debug!("cancel request for no running query");
         return;

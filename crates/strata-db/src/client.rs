@@ -193,11 +193,7 @@ pub(crate) async fn serve(
         }
     }
     // The welcome needs a server's parameters: the first client of a pool logs in to one.
-    let welcome = pool
-        .welcome
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let welcome = strata_net::lock(&pool.welcome).clone();
     let welcome = match welcome {
         Some(w) => w,
         None => match svc.acquire(&pool, false).await {
@@ -565,11 +561,7 @@ impl Session {
                 }
                 r = self.client.writable(), if !self.to_client.is_empty() => {
                     r?;
-                    match self.client.try_write(&self.to_client) {
-                        Ok(n) => self.to_client.advance(n),
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(e) => return Err(e.into()),
-                    }
+                    self.flush_to_client()?;
                 }
                 r = readable(&self.server), if self.server.is_some() && self.to_client.len() < HIGH_WATER => {
                     if r.is_err() || !self.server_sent() {
@@ -578,11 +570,8 @@ impl Session {
                     self.flush_to_client()?;
                 }
                 r = writable(&self.server), if self.server.is_some() && !self.to_server.is_empty() => {
-                    let lease = self.server.as_mut().expect("attached");
-                    let written = r.and_then(|_| lease.conn.stream.try_write(&self.to_server));
-                    match written {
-                        Ok(n) => self.to_server.advance(n),
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    match r {
+                        Ok(()) => self.flush_to_server(),
                         Err(_) => self.server_lost(),
                     }
                 }
@@ -786,7 +775,9 @@ impl Session {
 
     /// Handles what the server has sent; false when it closed or broke the protocol.
     fn server_sent(&mut self) -> bool {
-        let lease = self.server.as_mut().expect("attached");
+        let Some(lease) = self.server.as_mut() else {
+            return true; // nothing attached: nothing to read
+        };
         match lease.conn.stream.try_read_buf(&mut lease.conn.buf) {
             Ok(0) => return false,
             Ok(_) => {}

@@ -5,8 +5,10 @@
 //! transaction goes to the new one.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use strata_net::lock;
 
 use serde_json::{json, Value};
 use strata_config::DatabaseListener;
@@ -62,10 +64,6 @@ pub struct ServerState {
 /// The servers of one listener and their roles.
 pub struct Roles {
     servers: Mutex<Vec<ServerState>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Roles {
@@ -269,17 +267,17 @@ async fn check(
     credential: &Credential,
     timeout: Duration,
 ) -> Result<(bool, Option<u64>), String> {
-    if !conns.iter().any(|(a, _)| *a == addr) {
-        let conn = ServerConn::connect(addr, user, "postgres", credential, timeout)
-            .await
-            .map_err(|e| e.to_string())?;
-        conns.push((addr, conn));
-    }
-    let conn = &mut conns
-        .iter_mut()
-        .find(|(a, _)| *a == addr)
-        .expect("just made")
-        .1;
+    let at = match conns.iter().position(|(a, _)| *a == addr) {
+        Some(at) => at,
+        None => {
+            let conn = ServerConn::connect(addr, user, "postgres", credential, timeout)
+                .await
+                .map_err(|e| e.to_string())?;
+            conns.push((addr, conn));
+            conns.len() - 1
+        }
+    };
+    let conn = &mut conns[at].1;
     let sql = "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() \
                THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END";
     let answer = tokio::time::timeout(timeout, conn.run(sql)).await;
@@ -324,8 +322,16 @@ mod tests {
         let roles = Roles::new(&listener(&[a, b]), None);
         let ban = Duration::from_secs(10);
         roles.set(a.parse().unwrap(), Role::Primary, "old".into(), ban);
-        std::thread::sleep(Duration::from_millis(5));
         roles.set(b.parse().unwrap(), Role::Primary, "promoted".into(), ban);
+        // a became primary a minute before b (no sleeping: the times are set)
+        for s in lock(&roles.servers).iter_mut() {
+            let ago = if s.addr == a.parse().unwrap() {
+                120
+            } else {
+                60
+            };
+            s.since = SystemTime::now() - Duration::from_secs(ago);
+        }
         assert_eq!(roles.primary(), Some(b.parse().unwrap()));
         // a lone server with nobody to check as: used, banned after a failed connect, used
         // again once the ban is over

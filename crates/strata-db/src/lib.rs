@@ -20,7 +20,9 @@ pub mod server;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+
+use strata_net::lock;
 
 use arc_swap::ArcSwap;
 use serde_json::{json, Value};
@@ -35,10 +37,6 @@ use tokio_util::sync::CancellationToken;
 use auth::{Credential, ScramKeys};
 use health::Roles;
 use pool::{AcquireError, Lease, Limits, Pool};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Counters of one listener.
 #[derive(Debug, Default)]
@@ -183,17 +181,15 @@ impl DatabaseService {
         let Some(target) = replica.or_else(|| site.roles.primary()) else {
             return Err(AcquireError::NoPrimary);
         };
-        let credential = lock(&self.credentials)
-            .get(&pool.user)
-            .cloned()
-            .ok_or(AcquireError::NoPrimary)?;
         let limits = Limits {
             pool_size: site.config.pool_size,
             wait: site.config.query_wait_timeout,
             connect: site.config.connect_timeout,
             idle: site.config.server_idle_timeout,
         };
-        let r = pool.acquire(target, &credential, limits).await;
+        // the credential is looked up only for a new connection, not for each transaction
+        let credential = || lock(&self.credentials).get(&pool.user).cloned();
+        let r = pool.acquire(target, credential, limits).await;
         // a server that can't be reached is banned here only when no checks run (with them, the
         // next check decides, and one slow connect does not take the writes out for a ban)
         let unchecked = site.config.check_user.is_none() || replica.is_some();
@@ -236,21 +232,14 @@ impl DatabaseService {
         if auth_type == strata_config::AuthType::Md5 {
             return Secret::Plain(password);
         }
-        let keys = lock(&self.scram)
+        lock(&self.scram)
             .entry(String::new())
             .or_insert_with(|| {
-                let s = Secret::Plain(password.clone());
-                let k = ScramKeys::for_secret(&s).expect("a password has keys");
-                (s, k)
+                let keys = ScramKeys::salted_anew(&password);
+                (Secret::Plain(password), keys)
             })
             .1
-            .clone();
-        Secret::Scram {
-            iterations: keys.iterations,
-            salt: keys.salt,
-            stored_key: keys.stored_key,
-            server_key: keys.server_key,
-        }
+            .as_secret()
     }
 
     /// A client of `user` proved itself with this client key: for a user stored as a SCRAM

@@ -3,18 +3,16 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+
 use std::time::{Duration, Instant};
+use strata_net::lock;
 
 use strata_metrics::Gauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::Credential;
 use crate::server::{ServerConn, ServerError};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// The connections of one (user, database) to one server.
 pub struct ServerPool {
@@ -88,6 +86,9 @@ pub enum AcquireError {
     /// No server is known to be the primary (all down, or none checked yet).
     #[error("no server is known to be the primary")]
     NoPrimary,
+    /// The user is no longer in the config (a reload removed it).
+    #[error("the user is no longer configured")]
+    NoCredential,
 }
 
 /// The limits a pool works within.
@@ -137,12 +138,12 @@ impl Pool {
         all
     }
 
-    /// A connection to `addr`: an idle one that is still open, or a new one; waits for a slot
-    /// up to `limits.wait`.
+    /// A connection to `addr`: an idle one that is still open, or a new one logged in with
+    /// what `credential` gives (asked only then); waits for a slot up to `limits.wait`.
     pub async fn acquire(
         &self,
         addr: SocketAddr,
-        credential: &Credential,
+        credential: impl FnOnce() -> Option<Credential>,
         limits: Limits,
     ) -> Result<Lease, AcquireError> {
         let pool = self.server(addr, limits);
@@ -167,11 +168,12 @@ impl Pool {
         let conn = match reused {
             Some(c) => c,
             None => {
+                let credential = credential().ok_or(AcquireError::NoCredential)?;
                 let conn = ServerConn::connect(
                     addr,
                     &self.user,
                     &self.database,
-                    credential,
+                    &credential,
                     limits.connect,
                 )
                 .await?;

@@ -23,7 +23,7 @@ pub use clock::now_ms;
 pub use deadline::{Deadline, Timers};
 pub use idle::{Activity, Watched};
 pub use listen::{listen, listen_freebind};
-pub use park::{Lanes, Park};
+pub use park::{lock, Lanes, Park};
 pub use relay::{relay, Relay};
 pub use socket::{connect, poll_recv, queued, Arrival, ConnectError, UpstreamIo};
 pub use write::{write_all_parts, Parts};

@@ -52,8 +52,9 @@ struct Slot<C> {
     conn: Mutex<Option<C>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // a panic in a connection's poll poisons only what it held; the state stays usable
+/// Locks `m`, poisoned or not: a panic while it was held (in a connection's poll, say)
+/// poisons only what that code held, and the state stays usable.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 

@@ -4,8 +4,10 @@
 
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use strata_net::lock;
 
 use serde_json::{json, Value};
 use strata_config::VipInstance;
@@ -248,10 +250,6 @@ impl Instance {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 fn interval_cs(config: &VipInstance) -> u16 {
     (config.advert_interval.as_millis() / 10).clamp(1, 4095) as u16
 }
@@ -383,6 +381,7 @@ async fn run(inst: Arc<Instance>, mut config_rx: watch::Receiver<VipInstance>, p
                 Ok(n) => run.packet(&buf[..n]),
                 Err(e) => {
                     tracing::warn!(vip = %inst.name, "VRRP receive failed: {e}");
+                    // a socket that keeps failing would otherwise spin this loop (and the log)
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             },

@@ -59,7 +59,7 @@ impl VipLayer {
     }
 
     fn lock(&self) -> MutexGuard<'_, Running> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        strata_net::lock(&self.state)
     }
 
     fn stop_all(&self) -> Work<'static> {
@@ -142,7 +142,7 @@ impl Layer for VipLayer {
             for old in removed {
                 old.stop().await;
             }
-            let mut state = shared.lock().unwrap_or_else(|e| e.into_inner());
+            let mut state = strata_net::lock(&shared);
             if state.closed {
                 return;
             }
