@@ -25,11 +25,11 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# redis-py (5 or later: it sends CLIENT SETINFO on connect), from PyPI, for the cache layer's
-# real-client test
-if ! target/py/bin/python -c 'import redis, sys; sys.exit(int(redis.__version__.split(".")[0]) < 5)' 2>/dev/null; then
+# From PyPI: redis-py (5 or later: it sends CLIENT SETINFO on connect) for the cache layer's
+# real-client test; grpcio (client and server) for gRPC through the HTTP layer
+if ! target/py/bin/python -c 'import redis, grpc, sys; sys.exit(int(redis.__version__.split(".")[0]) < 5)' 2>/dev/null; then
   python3 -m venv target/py
-  target/py/bin/pip install -q "redis>=5"
+  target/py/bin/pip install -q "redis>=5" "grpcio>=1.60"
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

@@ -46,6 +46,31 @@ pub struct HttpListener {
     /// Pass CONNECT requests (HTTP/1.1) to the backends and tunnel bytes after a 2xx answer;
     /// otherwise they get 405.
     pub allow_connect: bool,
+    /// How the listener speaks to its backends.
+    pub backend_protocol: BackendProtocol,
+}
+
+/// The protocol spoken to a listener's backends, `backend_protocol`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackendProtocol {
+    /// HTTP/1.1 over plain TCP, connections kept alive and reused one request at a time.
+    Http1,
+    /// HTTP/2 over plain TCP (prior knowledge), requests multiplexed as streams: what gRPC
+    /// servers speak.
+    H2c,
+    /// HTTP/2 over TLS (ALPN h2), the backend's certificate verified against `ca`.
+    H2(BackendTls),
+}
+
+/// How backend certificates are checked for `backend_protocol = "h2"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendTls {
+    /// PEM file of the certificate authorities that backends' certificates must chain to,
+    /// `backend_ca`, resolved against the config file's directory.
+    pub ca: PathBuf,
+    /// The name sent as SNI and verified in each backend's certificate, `backend_sni`; `None`
+    /// verifies the backend's IP address instead (and sends no SNI).
+    pub sni: Option<String>,
 }
 
 /// Which forwarding headers the proxy adds for the backend.
@@ -93,6 +118,9 @@ pub(crate) const KEYS: &[&str] = &[
     "upstream_keepalive",
     "upgrades",
     "allow_connect",
+    "backend_protocol",
+    "backend_ca",
+    "backend_sni",
 ];
 const TLS_KEYS: &[&str] = &["cert", "key"];
 
@@ -157,9 +185,73 @@ pub(crate) fn listener(
         upstream_keepalive: s.int(report, "upstream_keepalive", 0..=10_000, 64) as u32,
         upgrades: upgrades(report, s),
         allow_connect: s.bool(report, "allow_connect", false),
+        backend_protocol: backend_protocol(report, s, base),
         upstream,
     };
+    if let (Some(crate::CheckKind::Grpc { .. }), BackendProtocol::Http1) = (
+        out.upstream.health.as_ref().map(|h| &h.kind),
+        &out.backend_protocol,
+    ) {
+        report.add_hint(
+            s.get("health").map_or(s.span.clone(), |v| v.span()),
+            &format!("{}.grpc_service", s.key("health")),
+            "a gRPC health check needs HTTP/2 to the backends",
+            Some("set backend_protocol = \"h2c\" (or \"h2\" with backend_ca)"),
+        );
+    }
     Some(out)
+}
+
+/// `backend_protocol`, with `backend_ca` and `backend_sni` for HTTP/2 over TLS.
+fn backend_protocol(report: &mut Report<'_>, s: &Section<'_, '_>, base: &Path) -> BackendProtocol {
+    let name = s.choice(report, "backend_protocol", &["http1", "h2c", "h2"], "http1");
+    if name != "h2" {
+        for key in ["backend_ca", "backend_sni"] {
+            if let Some(v) = s.get(key) {
+                report.add_hint(
+                    v.span(),
+                    &s.key(key),
+                    format!("{key} is only used with backend_protocol = \"h2\""),
+                    Some("remove it, or set backend_protocol = \"h2\""),
+                );
+            }
+        }
+    }
+    match name {
+        "h2c" => BackendProtocol::H2c,
+        "h2" => {
+            let Some(ca) = s.string(report, "backend_ca") else {
+                if s.get("backend_ca").is_none() {
+                    report.add_hint(
+                        s.get("backend_protocol").map_or(s.span.clone(), |v| v.span()),
+                        &s.key("backend_ca"),
+                        "backend_protocol = \"h2\" verifies backends' certificates and needs the CA that signed them",
+                        Some("write backend_ca = \"backend-ca.pem\", or use \"h2c\" for plain HTTP/2"),
+                    );
+                }
+                return BackendProtocol::H2c;
+            };
+            let sni = s.string(report, "backend_sni").map(str::to_string);
+            if let Some(name) = &sni {
+                if name.is_empty()
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+                {
+                    report.add(
+                        s.get("backend_sni").map_or(s.span.clone(), |v| v.span()),
+                        &s.key("backend_sni"),
+                        format!("\"{name}\" is not a DNS name"),
+                    );
+                }
+            }
+            BackendProtocol::H2(BackendTls {
+                ca: base.join(ca),
+                sni,
+            })
+        }
+        _ => BackendProtocol::Http1,
+    }
 }
 
 /// `upgrades`: protocol names (RFC 9110 7.8), default websocket only.

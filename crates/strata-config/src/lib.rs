@@ -24,7 +24,7 @@ pub use database::{
     base64_decode, parse_secret, AuthType, DatabaseListener, DbUser, PoolMode, Secret,
 };
 pub use error::{ConfigError, Problem};
-pub use http::{Forwarded, HttpListener, TlsCert};
+pub use http::{BackendProtocol, BackendTls, Forwarded, HttpListener, TlsCert};
 pub use tcp::TcpListener;
 pub use upstream::{BackendSpec, Balance, CheckKind, HashKey, HealthCheck, Passive, Upstream};
 pub use vip::{parse_vip_address, Track, Tracked, VipAddress, VipInstance};

@@ -212,3 +212,66 @@ fn wrong_types_are_named() {
         "{p:#?}"
     );
 }
+
+#[test]
+fn backend_protocols_and_grpc_checks() {
+    let base =
+        "[[http]]\nname = \"rpc\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"127.0.0.1:50051\"]\n";
+    let c = parse(
+        &format!("{base}backend_protocol = \"h2c\"\nhealth = {{ grpc_service = \"app.Users\" }}\n"),
+        "t.toml",
+        Path::new("/etc/strata"),
+    )
+    .expect("valid");
+    assert_eq!(c.http[0].backend_protocol, BackendProtocol::H2c);
+    assert_eq!(
+        c.http[0].upstream.health.as_ref().map(|h| &h.kind),
+        Some(&CheckKind::Grpc {
+            service: "app.Users".into()
+        })
+    );
+    let c = parse(
+        &format!("{base}backend_protocol = \"h2\"\nbackend_ca = \"ca.pem\"\nbackend_sni = \"api.internal\"\n"),
+        "t.toml",
+        Path::new("/etc/strata"),
+    )
+    .expect("valid");
+    assert_eq!(
+        c.http[0].backend_protocol,
+        BackendProtocol::H2(BackendTls {
+            ca: "/etc/strata/ca.pem".into(),
+            sni: Some("api.internal".into())
+        })
+    );
+    // the default
+    let c = parse(base, "t.toml", Path::new(".")).expect("valid");
+    assert_eq!(c.http[0].backend_protocol, BackendProtocol::Http1);
+
+    let p = problems(&format!("{base}backend_protocol = \"h2\"\n"));
+    assert!(
+        p.iter()
+            .any(|p| p.contains("http[0].backend_ca") && p.contains("test.toml:5:")),
+        "{p:?}"
+    );
+    let p = problems(&format!("{base}backend_protocol = \"h3\"\n"));
+    assert!(p.iter().any(|p| p.contains("backend_protocol")), "{p:?}");
+    let p = problems(&format!("{base}backend_ca = \"ca.pem\"\n"));
+    assert!(
+        p.iter()
+            .any(|p| p.contains("only used with backend_protocol = \"h2\"")),
+        "{p:?}"
+    );
+    let p = problems(&format!("{base}health = {{ grpc_service = \"\" }}\n"));
+    assert!(
+        p.iter().any(|p| p.contains("needs HTTP/2 to the backends")),
+        "{p:?}"
+    );
+    let p = problems(&format!(
+        "{base}backend_protocol = \"h2c\"\nhealth = {{ grpc_service = \"\", path = \"/x\" }}\n"
+    ));
+    assert!(
+        p.iter()
+            .any(|p| p.contains("health.path") && p.contains("gRPC check")),
+        "{p:?}"
+    );
+}

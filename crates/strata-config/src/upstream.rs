@@ -69,6 +69,12 @@ pub enum CheckKind {
         /// The accepted status range.
         expect: (u16, u16),
     },
+    /// The standard gRPC health check (`grpc.health.v1.Health/Check`) over the listener's
+    /// HTTP/2 backend connections; passes when the answer is SERVING.
+    Grpc {
+        /// The service asked about; empty asks about the server as a whole.
+        service: String,
+    },
 }
 
 /// Passive checking: ejecting a backend after consecutive failures seen in real traffic.
@@ -106,7 +112,14 @@ pub struct Upstream {
 }
 
 const HEALTH_KEYS: &[&str] = &[
-    "path", "host", "expect", "interval", "timeout", "rise", "fall",
+    "path",
+    "grpc_service",
+    "host",
+    "expect",
+    "interval",
+    "timeout",
+    "rise",
+    "fall",
 ];
 const PASSIVE_KEYS: &[&str] = &[
     "failures",
@@ -246,6 +259,34 @@ fn balance(report: &mut Report<'_>, s: &Section<'_, '_>, layer: Layer) -> Balanc
 
 fn health(report: &mut Report<'_>, h: &Section<'_, '_>, layer: Layer) -> HealthCheck {
     let path = h.string(report, "path");
+    if let Some(v) = h.get("grpc_service") {
+        let service = h.string(report, "grpc_service").unwrap_or_default();
+        if layer == Layer::Tcp {
+            report.add_hint(
+                v.span(),
+                &h.key("grpc_service"),
+                "tcp listeners check backends by connecting, not over gRPC",
+                Some("remove grpc_service"),
+            );
+        }
+        for key in ["path", "host", "expect"] {
+            if let Some(v) = h.get(key) {
+                report.add(
+                    v.span(),
+                    &h.key(key),
+                    format!("{key} belongs to an HTTP check, and this one is a gRPC check (grpc_service)"),
+                );
+            }
+        }
+        if layer == Layer::Http {
+            return HealthCheck {
+                kind: CheckKind::Grpc {
+                    service: service.to_string(),
+                },
+                ..timing(report, h)
+            };
+        }
+    }
     let kind = match (layer, path) {
         (Layer::Http, Some(path)) => {
             if !path.starts_with('/') {
@@ -283,6 +324,14 @@ fn health(report: &mut Report<'_>, h: &Section<'_, '_>, layer: Layer) -> HealthC
             CheckKind::Connect
         }
     };
+    HealthCheck {
+        kind,
+        ..timing(report, h)
+    }
+}
+
+/// A check's interval, timeout, rise and fall, whatever it checks.
+fn timing(report: &mut Report<'_>, h: &Section<'_, '_>) -> HealthCheck {
     let interval = h.duration(report, "interval", Duration::from_secs(2));
     let timeout = h.duration(report, "timeout", Duration::from_secs(1));
     for (key, d) in [("interval", interval), ("timeout", timeout)] {
@@ -292,7 +341,7 @@ fn health(report: &mut Report<'_>, h: &Section<'_, '_>, layer: Layer) -> HealthC
         }
     }
     HealthCheck {
-        kind,
+        kind: CheckKind::Connect,
         interval,
         timeout,
         rise: h.int(report, "rise", 1..=100, 2) as u32,

@@ -1,6 +1,9 @@
 //! Active health checks: a task per backend that connects (and for HTTP sends a GET) on an
 //! interval, counting rise/fall before it changes the backend's state.
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use strata_config::{CheckKind, HealthCheck};
@@ -10,29 +13,40 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::Backend;
 
+/// A check that the layer makes over its own protocol (HTTP/2 and gRPC checks, say), in place of
+/// the built-in TCP and HTTP/1.1 ones: given a backend's address, Ok with what was seen or Err
+/// with why it failed.
+pub type Probe = Arc<
+    dyn Fn(SocketAddr) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// Starts a checker for each backend; they stop when `cancel` fires. `owner` names the listener
-/// in log lines ("http:web").
+/// in log lines ("http:web"). `probe`, when given, makes each check instead of the built-in one.
 pub fn spawn_checks(
     owner: &str,
     backends: &[Arc<Backend>],
     check: &HealthCheck,
     cancel: CancellationToken,
+    probe: Option<Probe>,
 ) {
     for backend in backends {
         let backend = backend.clone();
         let check = check.clone();
         let cancel = cancel.clone();
         let owner = owner.to_string();
+        let probe = probe.clone();
         tokio::spawn(async move {
             tokio::select! {
                 _ = cancel.cancelled() => {}
-                _ = run(&owner, &backend, &check) => {}
+                _ = run(&owner, &backend, &check, probe) => {}
             }
         });
     }
 }
 
-async fn run(owner: &str, backend: &Backend, check: &HealthCheck) {
+async fn run(owner: &str, backend: &Backend, check: &HealthCheck, custom: Option<Probe>) {
     let mut ticker = tokio::time::interval(check.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut up = backend.state() != crate::State::Down;
@@ -40,7 +54,13 @@ async fn run(owner: &str, backend: &Backend, check: &HealthCheck) {
     let mut first = true;
     loop {
         ticker.tick().await;
-        let result = match tokio::time::timeout(check.timeout, probe(backend, &check.kind)).await {
+        let checked = async {
+            match &custom {
+                Some(custom) => custom(backend.addr).await,
+                None => probe(backend, &check.kind).await,
+            }
+        };
+        let result = match tokio::time::timeout(check.timeout, checked).await {
             Ok(result) => result,
             Err(_) => Err(format!("no answer within {:?}", check.timeout)),
         };
@@ -83,8 +103,10 @@ async fn probe(backend: &Backend, kind: &CheckKind) -> Result<String, String> {
     let mut stream = TcpStream::connect(backend.addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
-    let CheckKind::Http { path, host, expect } = kind else {
-        return Ok("connected".into());
+    let (path, host, expect) = match kind {
+        CheckKind::Connect => return Ok("connected".into()),
+        CheckKind::Http { path, host, expect } => (path, host, expect),
+        CheckKind::Grpc { .. } => return Err("a gRPC check needs the layer's HTTP/2 probe".into()),
     };
     let host = host.as_deref().unwrap_or(&backend.name);
     let request = format!(

@@ -4,5 +4,5 @@ mod backend;
 mod check;
 
 pub use backend::{Backend, BackendStats, Group, InFlight, State};
-pub use check::spawn_checks;
+pub use check::{spawn_checks, Probe};
 pub use strata_net::now_ms;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use strata_config as config;
-use strata_health::{spawn_checks, Backend, Group};
+use strata_health::{spawn_checks, Backend, Group, Probe};
 use strata_metrics::Counter;
 use tokio_util::sync::CancellationToken;
 
@@ -71,8 +71,20 @@ impl<X: Default> Upstream<X> {
 impl<X> Upstream<X> {
     /// Starts the active health checks, if configured; `owner` names the listener in logs.
     pub fn start_checks(&self, owner: &str) {
+        self.start_checks_with(owner, None)
+    }
+
+    /// Starts the active health checks, made by `probe` when the layer speaks a protocol the
+    /// built-in checks do not (HTTP/2, gRPC).
+    pub fn start_checks_with(&self, owner: &str, probe: Option<Probe>) {
         if let Some(check) = &self.config.health {
-            spawn_checks(owner, &self.group.backends, check, self.checks.clone());
+            spawn_checks(
+                owner,
+                &self.group.backends,
+                check,
+                self.checks.clone(),
+                probe,
+            );
         }
     }
 

@@ -14,13 +14,29 @@ use tokio::time::Instant;
 
 use super::h1::body::{BodyError, BodyReader};
 use super::h1::client::Conn;
+use super::h2_backend::Stream;
 use super::Site;
+use hyper::body::Incoming;
 use strata_net::buffers;
 use strata_net::Deadline;
 
 pub(crate) enum RespBody {
     Local(Option<Bytes>),
     Backend(Box<BackendBody>),
+    /// A backend's answer over HTTP/2: data and trailers as they come.
+    H2(Box<H2Body>),
+}
+
+/// The rest of a backend's answer over HTTP/2.
+pub(crate) struct H2Body {
+    body: Incoming,
+    site: Arc<Site>,
+    /// How long the backend may go quiet in the middle of the body.
+    idle: Duration,
+    quiet: Option<Deadline>,
+    /// The stream's place on its connection and the request's in-flight count, held until the
+    /// body ends or the client drops it.
+    held: Option<(Stream, InFlight)>,
 }
 
 /// The rest of a backend's answer.
@@ -75,6 +91,69 @@ impl RespBody {
     }
 }
 
+/// A body that has to wait: whether the backend has now been quiet for `idle` (the deadline is
+/// armed the first time it makes the client wait, and moved on by each piece).
+fn quiet_too_long(
+    quiet: &mut Option<Deadline>,
+    site: &Site,
+    idle: Duration,
+    cx: &mut Context<'_>,
+) -> bool {
+    quiet
+        .get_or_insert_with(|| Deadline::new(&site.timers, Instant::now() + idle))
+        .poll_expired(cx)
+        .is_ready()
+}
+
+impl RespBody {
+    /// The body of a backend's HTTP/2 answer.
+    pub(crate) fn h2(site: Arc<Site>, body: Incoming, stream: Stream, in_flight: InFlight) -> Self {
+        let idle = site.config.idle_timeout;
+        let ended = body.is_end_stream();
+        RespBody::H2(Box::new(H2Body {
+            body,
+            site,
+            idle,
+            quiet: None,
+            held: (!ended).then_some((stream, in_flight)),
+        }))
+    }
+}
+
+impl H2Body {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if self.held.is_none() {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(quiet) = &mut self.quiet {
+                    quiet.set(Instant::now() + self.idle);
+                }
+                if self.body.is_end_stream() {
+                    self.held = None;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(None) => {
+                self.held = None;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.held = None;
+                Poll::Ready(Some(Err(BodyError::Io(std::io::Error::other(e)))))
+            }
+            Poll::Pending => {
+                if quiet_too_long(&mut self.quiet, &self.site, self.idle, cx) {
+                    self.held = None;
+                    return Poll::Ready(Some(Err(BodyError::quiet(self.idle))));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
 impl BackendBody {
     /// The body ended where its framing said: the connection is reused if nothing followed.
     fn finish(&mut self) {
@@ -101,6 +180,7 @@ impl Body for RespBody {
         let up = match self.get_mut() {
             RespBody::Local(data) => return Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             RespBody::Backend(up) => up,
+            RespBody::H2(h2) => return h2.poll(cx),
         };
         let Some(conn) = up.conn.as_mut() else {
             return Poll::Ready(None);
@@ -121,14 +201,9 @@ impl Body for RespBody {
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Pending => {
-                let idle = up.idle;
-                let timers = &up.site.timers;
-                let quiet = up
-                    .quiet
-                    .get_or_insert_with(|| Deadline::new(timers, Instant::now() + idle));
-                if quiet.poll_expired(cx).is_ready() {
+                if quiet_too_long(&mut up.quiet, &up.site, up.idle, cx) {
                     up.conn = None;
-                    return Poll::Ready(Some(Err(BodyError::quiet(idle))));
+                    return Poll::Ready(Some(Err(BodyError::quiet(up.idle))));
                 }
                 Poll::Pending
             }
@@ -139,6 +214,7 @@ impl Body for RespBody {
         match self {
             RespBody::Local(data) => data.is_none(),
             RespBody::Backend(up) => up.conn.is_none(),
+            RespBody::H2(h2) => h2.held.is_none(),
         }
     }
 
@@ -151,6 +227,8 @@ impl Body for RespBody {
                 Some(_) => SizeHint::with_exact(0),
                 None => SizeHint::default(),
             },
+            RespBody::H2(h2) if h2.held.is_none() => SizeHint::with_exact(0),
+            RespBody::H2(h2) => h2.body.size_hint(),
         }
     }
 }

@@ -15,12 +15,17 @@ use super::body::RespBody;
 use super::h1::body::{BodyError, BodyReader};
 use super::h1::codec::{parse_request, ParseError, RequestHead, Version};
 use super::h1::rewrite::{is_framing, is_hop, request_head, response_length, via_hop};
+use super::h2_backend::{self, Pool, Replay};
 use super::proxy::{
-    answer_first, error_text, forward, key, record, refusal, status, Answer, BodySource, Outbound,
+    answer_first, error_text, forward, key, record, refusal, status, Answer, BodySource, Local,
+    Outbound,
 };
 use super::Peer;
 use super::{HttpService, Site};
+use strata_config::BackendProtocol;
+use strata_health::Backend;
 use strata_net::Deadline;
+use strata_upstream::{Failure, Kind, Retry, Stage};
 
 /// Serves one HTTP/2 request.
 pub(crate) async fn handle(
@@ -45,11 +50,67 @@ pub(crate) async fn handle(
             tracing::debug!(listener = %svc.name, client = %peer.addr, error = %e, "bad HTTP/2 request");
             svc.stats.responses[3].inc();
             let (status, text) = refusal(&e);
-            return local(status, text.into(), None);
+            let local = Local {
+                status,
+                text: text.into(),
+                location: None,
+            };
+            return if is_grpc(&parts.headers) {
+                grpc_local(&local)
+            } else {
+                local.response()
+            };
         }
     };
-    let (status, backend, resp) = proxy(svc, &site, &head, body, peer, started).await;
+    let grpc = is_grpc(&parts.headers);
+    let (status, backend, resp) = proxy(svc, &site, &head, &parts, body, peer, started).await;
     record(svc, &site, peer, &head, status, backend, started);
+    match resp {
+        Ok(resp) => resp,
+        Err(local) if grpc => grpc_local(&local),
+        Err(local) => local.response(),
+    }
+}
+
+/// A gRPC call (`content-type: application/grpc...`): the proxy's own answers to it are gRPC
+/// statuses, which a gRPC client understands, not HTML or text.
+fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// The proxy's own answer to a gRPC call: a trailers-only response (RFC: gRPC over HTTP/2,
+/// "Trailers-Only"), status 200 with `grpc-status` and `grpc-message` in its only HEADERS
+/// frame, mapped from the HTTP status as gRPC's own table maps them.
+fn grpc_local(local: &Local) -> Response<RespBody> {
+    let code = match local.status {
+        400 => 13,                   // INTERNAL
+        401 => 16,                   // UNAUTHENTICATED
+        403 => 7,                    // PERMISSION_DENIED
+        404 | 405 | 501 => 12,       // UNIMPLEMENTED
+        413 | 431 => 8,              // RESOURCE_EXHAUSTED
+        429 | 502 | 503 | 504 => 14, // UNAVAILABLE
+        _ => 2,                      // UNKNOWN
+    };
+    let mut message = String::new();
+    for b in local.text.trim_end().bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            message.push(b as char);
+        } else {
+            message.push_str(&format!("%{b:02X}"));
+        }
+    }
+    let mut resp = Response::new(RespBody::Local(None));
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert("grpc-status", HeaderValue::from(code));
+    if let Ok(v) = HeaderValue::from_str(&message) {
+        headers.insert("grpc-message", v);
+    }
     resp
 }
 
@@ -115,20 +176,28 @@ pub(crate) fn h1_head(
     Ok(out)
 }
 
+/// What a request came to: its status, the backend that answered, and the answer, or the
+/// proxy's own answer when no backend gave one.
+type Outcome<'s> = (u16, Option<&'s str>, Result<Response<RespBody>, Local>);
+
 async fn proxy<'s>(
     svc: &HttpService,
     site: &'s Arc<Site>,
     req: &RequestHead,
+    parts: &http::request::Parts,
     body: Incoming,
     peer: &Peer,
     started: Instant,
-) -> (u16, Option<&'s str>, Response<RespBody>) {
+) -> Outcome<'s> {
     if let Some(l) = answer_first(svc, site, req) {
-        return (l.status, None, local(l.status, l.text, l.location));
+        return (l.status, None, Err(l));
     }
     let cfg = &site.config;
     let mut head = Vec::with_capacity(req.head.raw.len() + 160);
     request_head(req, cfg.forwarded, peer, &mut head);
+    if let Some(pool) = &site.h2_pool {
+        return to_h2(svc, site, pool, req, &head, parts, body, peer, started).await;
+    }
     let mut request = Outbound::new(req, &head, body, cfg);
     let key = key(site, req, peer.addr.ip());
     let mut deadline = Deadline::new(
@@ -140,16 +209,85 @@ async fn proxy<'s>(
         Ok(a) => (
             a.resp.status,
             Some(a.backend.name.as_str()),
-            respond(site, a),
+            Ok(respond(site, a)),
         ),
-        Err((failure, backend)) => {
-            let status = status(&failure).as_u16();
+        Err((failure, backend)) => failed(svc, &failure, backend),
+    }
+}
+
+/// The proxy's answer to a request that no backend answered.
+fn failed<'s>(
+    svc: &HttpService,
+    failure: &Failure,
+    backend: Option<&'s Arc<Backend>>,
+) -> Outcome<'s> {
+    let status = status(failure).as_u16();
+    (
+        status,
+        backend.map(|b| b.name.as_str()),
+        Err(Local {
+            status,
+            text: error_text(failure, &svc.name),
+            location: None,
+        }),
+    )
+}
+
+/// A request to backends that speak HTTP/2: the head as rewritten for HTTP/1.1 backends (the
+/// same forwarding headers and hop-by-hop rules), turned into HTTP/2; the body and its
+/// trailers streamed, kept while small so that a try the backend refused can go elsewhere;
+/// the answer's data and trailers streamed back.
+#[allow(clippy::too_many_arguments)]
+async fn to_h2<'s>(
+    svc: &HttpService,
+    site: &'s Arc<Site>,
+    pool: &Pool,
+    req: &RequestHead,
+    head: &[u8],
+    parts: &http::request::Parts,
+    body: Incoming,
+    peer: &Peer,
+    started: Instant,
+) -> Outcome<'s> {
+    let cfg = &site.config;
+    let trailers = parts
+        .headers
+        .get_all(header::TE)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    let tls = matches!(cfg.backend_protocol, BackendProtocol::H2(_));
+    let Some(out) = h2_backend::backend_head(head, tls, trailers) else {
+        let f = Failure::new(Stage::Client, Kind::BadRequest, Retry::Never);
+        return failed(svc, &f, None);
+    };
+    let origin = Replay::new(body);
+    let key = key(site, req, peer.addr.ip());
+    let answer = h2_backend::exchange(svc, site, pool, &out, &origin, &parts.method, key, started);
+    match answer.await {
+        Ok(a) => {
+            let status = a.resp.status().as_u16();
+            let (mut head, body) = a.resp.into_parts();
+            h2_backend::strip_hop(&mut head.headers);
+            let mut via = head
+                .headers
+                .get_all(header::VIA)
+                .iter()
+                .flat_map(|v| [v.as_bytes(), b", "])
+                .flatten()
+                .copied()
+                .collect::<Vec<u8>>();
+            via.extend_from_slice(via_hop(Version::Http2));
+            if let Ok(v) = HeaderValue::from_bytes(&via) {
+                head.headers.insert(header::VIA, v);
+            }
+            let body = RespBody::h2(site.clone(), body, a.stream, a.in_flight);
             (
                 status,
-                backend.map(|b| b.name.as_str()),
-                local(status, error_text(&failure, &svc.name), None),
+                Some(a.backend.name.as_str()),
+                Ok(Response::from_parts(head, body)),
             )
         }
+        Err((failure, backend)) => failed(svc, &failure, backend),
     }
 }
 
@@ -233,6 +371,13 @@ fn respond(site: &Arc<Site>, a: Answer<'_>) -> Response<RespBody> {
             None,
         )
     })
+}
+
+impl Local {
+    /// The answer as an HTTP/2 response.
+    fn response(self) -> Response<RespBody> {
+        local(self.status, self.text, self.location)
+    }
 }
 
 /// An answer the proxy made itself.

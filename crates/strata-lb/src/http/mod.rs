@@ -3,6 +3,7 @@
 mod body;
 pub(crate) mod h1;
 pub(crate) mod h2;
+mod h2_backend;
 mod io;
 mod peer;
 pub(crate) mod proxy;
@@ -49,6 +50,8 @@ pub(crate) struct Site {
     pub(crate) config: HttpListener,
     pub(crate) upstream: Upstream<BackendStats>,
     pub(crate) h1_pool: h1::client::Pool,
+    /// HTTP/2 connections to the backends, when the listener speaks HTTP/2 to them.
+    pub(crate) h2_pool: Option<Arc<h2_backend::Pool>>,
     pub(crate) tls: Option<TlsAcceptor>,
     pub(crate) conn_limit: Arc<Semaphore>,
     pub(crate) h2: http2::Builder<TokioExecutor>,
@@ -92,6 +95,7 @@ impl Site {
             .max_concurrent_streams(256)
             .max_header_list_size(config.max_header_size as u32);
         Ok(Site {
+            h2_pool: h2_backend::Pool::new(config)?.map(Arc::new),
             h1_pool: h1::client::Pool::new(
                 upstream.group.backends.len(),
                 config.upstream_keepalive as usize,
@@ -104,6 +108,16 @@ impl Site {
             timers: previous.map_or_else(Timers::new, |p| p.timers.clone()),
             config: config.clone(),
         })
+    }
+
+    /// Starts the active health checks; over HTTP/2 when the backends speak it.
+    fn start_checks(&self, listener: &str) {
+        let probe = match (&self.h2_pool, &self.upstream.config.health) {
+            (Some(pool), Some(check)) => h2_backend::probe(pool.clone(), check),
+            _ => None,
+        };
+        self.upstream
+            .start_checks_with(&format!("http:{listener}"), probe);
     }
 }
 
@@ -119,10 +133,7 @@ impl HttpService {
 
     /// Starts the active health checks; call inside the runtime.
     pub fn start(&self) {
-        self.site
-            .load()
-            .upstream
-            .start_checks(&format!("http:{}", self.name));
+        self.site.load().start_checks(&self.name);
     }
 
     /// Swaps in a new config generation: requests already running finish on the old one.
@@ -130,7 +141,7 @@ impl HttpService {
         let old = self.site.load_full();
         let site = Site::new(config, Some(&old))?;
         old.upstream.stop_checks();
-        site.upstream.start_checks(&format!("http:{}", self.name));
+        site.start_checks(&self.name);
         self.site.store(Arc::new(site));
         Ok(())
     }

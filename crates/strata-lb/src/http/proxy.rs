@@ -20,7 +20,7 @@ use super::h1::codec::{
     LAST_CHUNK,
 };
 use super::Peer;
-use super::{HttpService, Site};
+use super::{BackendStats, HttpService, Site};
 use strata_net::buffers::fill;
 use strata_net::Deadline;
 use strata_net::{write_all_parts, Parts};
@@ -327,22 +327,12 @@ pub(crate) async fn forward<'s>(
     deadline: &mut Deadline,
     request: &mut Outbound<'_, impl BodySource>,
 ) -> Result<Answer<'s>, (Failure, Option<&'s Arc<Backend>>)> {
-    let up = &site.upstream;
-    let mut tries = Tries::new(up, key);
-    let mut failure = Failure::no_backend();
-    while let Some((index, backend)) = tries.next(&svc.stats.retries) {
+    let mut tries = Attempts::new(svc, site, key);
+    while let Some((index, backend)) = tries.next() {
         let in_flight = backend.start();
         match attempt(site, index, started, deadline, request).await {
             Ok((conn, buf, resp)) => {
-                let status = resp.status;
-                let stats = &up.extra[index];
-                stats.latency.observe(started.elapsed());
-                stats.responses[(status / 100).clamp(1, 5) as usize - 1].inc();
-                if status >= 500 {
-                    up.group.report_failure(backend, &format!("HTTP {status}"));
-                } else {
-                    backend.report_success();
-                }
+                tries.answered(index, resp.status, started);
                 return Ok(Answer {
                     index,
                     backend,
@@ -353,28 +343,88 @@ pub(crate) async fn forward<'s>(
                 });
             }
             Err(f) => {
-                failure = f;
-                if !tries.failed(backend, &failure, request.replayable) {
+                if !tries.failed(f, request.replayable) {
                     break;
                 }
             }
         }
     }
-    if failure.kind == Kind::NoBackend {
-        svc.stats.no_backend.inc();
-    }
-    let last = tries.last();
-    match (failure.stage, last) {
-        (Stage::Client, _) => {
-            tracing::debug!(listener = %svc.name, error = %failure, "unreadable request")
+    Err(tries.give_up())
+}
+
+/// The tries of one request over the listener's backends, whatever the protocol spoken to
+/// them: the caller makes each try on the backend [`Attempts::next`] gives and reports how it
+/// went; this keeps the counts, the passive checks and the log.
+pub(crate) struct Attempts<'s, 'v> {
+    svc: &'v HttpService,
+    site: &'s Site,
+    tries: Tries<'s, BackendStats>,
+    failure: Failure,
+}
+
+impl<'s, 'v> Attempts<'s, 'v> {
+    pub(crate) fn new(svc: &'v HttpService, site: &'s Site, key: Key) -> Self {
+        Attempts {
+            svc,
+            site,
+            tries: Tries::new(&site.upstream, key),
+            failure: Failure::no_backend(),
         }
-        // the client's answer names neither the backend nor the OS error: they go here
-        (_, Some(b)) => {
-            tracing::info!(listener = %svc.name, backend = %b.name, error = %failure, "request failed")
-        }
-        (_, None) => {}
     }
-    Err((failure, last))
+
+    /// The backend for the next try, while tries are left.
+    pub(crate) fn next(&mut self) -> Option<(usize, &'s Arc<Backend>)> {
+        self.tries.next(&self.svc.stats.retries)
+    }
+
+    /// Backend `index` answered with `status`.
+    pub(crate) fn answered(&mut self, index: usize, status: u16, started: Instant) {
+        let up = &self.site.upstream;
+        let stats = &up.extra[index];
+        stats.latency.observe(started.elapsed());
+        stats.responses[(status / 100).clamp(1, 5) as usize - 1].inc();
+        let backend = &up.group.backends[index];
+        if status >= 500 {
+            up.group.report_failure(backend, &format!("HTTP {status}"));
+        } else {
+            backend.report_success();
+        }
+    }
+
+    /// The last try failed: whether another may be made. `replayable` says whether the
+    /// request may go again once a backend may have acted on it.
+    pub(crate) fn failed(&mut self, failure: Failure, replayable: bool) -> bool {
+        self.failure = failure;
+        match self.tries.last() {
+            Some(backend) => self.tries.failed(backend, &self.failure, replayable),
+            None => false,
+        }
+    }
+
+    /// No try succeeded: why, and the backend tried last.
+    pub(crate) fn give_up(self) -> (Failure, Option<&'s Arc<Backend>>) {
+        let Attempts {
+            svc,
+            tries,
+            failure,
+            ..
+        } = self;
+        if failure.kind == Kind::NoBackend {
+            svc.stats.no_backend.inc();
+        }
+        let last = tries.last();
+        match (failure.stage, last) {
+            (Stage::Client, _) => {
+                tracing::debug!(listener = %svc.name, error = %failure, "unreadable request")
+            }
+            // the client's answer names neither the backend nor the OS error: they go here
+            (_, Some(b)) => {
+                tracing::info!(listener = %svc.name, backend = %b.name, error = %failure, "request failed")
+            }
+            (_, None) => {}
+        }
+        (failure, last)
+    }
 }
 
 /// One try on backend `index`: a connection, the request sent, the answer's head read.

@@ -266,6 +266,7 @@ pub struct Backend {
     pub healthy: Arc<AtomicBool>,
     pub hits: Arc<AtomicU64>,
     tasks: Arc<Mutex<Vec<AbortHandle>>>,
+    goaway: Arc<tokio::sync::Notify>,
 }
 
 impl Backend {
@@ -282,18 +283,32 @@ impl Backend {
         Self::serve(name, listener)
     }
 
+    /// The same app server speaking HTTP/2 only (h2c, prior knowledge), as gRPC servers do.
+    pub async fn start_h2(name: &str) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind backend");
+        Self::serve_as(name, listener, true)
+    }
+
     /// Serves on `listener` (one made in a test host's namespace, say).
     pub fn serve(name: &str, listener: TcpListener) -> Backend {
+        Self::serve_as(name, listener, false)
+    }
+
+    fn serve_as(name: &str, listener: TcpListener, h2: bool) -> Backend {
         let addr = listener.local_addr().unwrap();
         let healthy = Arc::new(AtomicBool::new(true));
         let hits = Arc::new(AtomicU64::new(0));
         let tasks: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let goaway = Arc::new(tokio::sync::Notify::new());
         let accept = {
-            let (name, healthy, hits, tasks) = (
+            let (name, healthy, hits, tasks, goaway) = (
                 name.to_string(),
                 healthy.clone(),
                 hits.clone(),
                 tasks.clone(),
+                goaway.clone(),
             );
             tokio::spawn(async move {
                 loop {
@@ -301,14 +316,30 @@ impl Backend {
                         continue;
                     };
                     let (name, healthy, hits) = (name.clone(), healthy.clone(), hits.clone());
+                    let goaway = goaway.clone();
                     let conn = tokio::spawn(async move {
                         let service = service_fn(move |req| {
                             respond(name.clone(), healthy.clone(), hits.clone(), req)
                         });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .with_upgrades()
-                            .await;
+                        if h2 {
+                            let conn = hyper::server::conn::http2::Builder::new(
+                                hyper_util::rt::TokioExecutor::new(),
+                            )
+                            .serve_connection(TokioIo::new(stream), service);
+                            tokio::pin!(conn);
+                            tokio::select! {
+                                _ = conn.as_mut() => {}
+                                _ = goaway.notified() => {
+                                    conn.as_mut().graceful_shutdown();
+                                    let _ = conn.await;
+                                }
+                            }
+                        } else {
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), service)
+                                .with_upgrades()
+                                .await;
+                        }
                     });
                     tasks.lock().unwrap().push(conn.abort_handle());
                 }
@@ -321,7 +352,15 @@ impl Backend {
             healthy,
             hits,
             tasks,
+            goaway,
         }
+    }
+
+    /// HTTP/2 backends: sends GOAWAY on every open connection and closes each once its
+    /// streams are done (as a server that restarts gracefully does); new connections are
+    /// still taken.
+    pub fn go_away(&self) {
+        self.goaway.notify_waiters();
     }
 
     /// Stops listening and drops every open connection, as a crashed server would.
@@ -418,6 +457,13 @@ async fn respond(
             .boxed(),
         ));
     }
+    if path == "/trailers" {
+        // data, then trailers (HTTP/2, or chunked HTTP/1.1)
+        let mut t = hyper::HeaderMap::new();
+        t.insert("x-checksum", hyper::header::HeaderValue::from_static("abc"));
+        let body = WithTrailers(Some(Bytes::from_static(b"with trailers")), Some(t));
+        return Ok(Response::new(body.boxed()));
+    }
     if path == "/headers" {
         let mut lines: Vec<String> = req
             .headers()
@@ -428,6 +474,25 @@ async fn respond(
         return Ok(text(StatusCode::OK, &lines.join("\n")));
     }
     Ok(text(StatusCode::OK, &format!("backend {name}")))
+}
+
+/// Some data, then trailers.
+struct WithTrailers(Option<Bytes>, Option<hyper::HeaderMap>);
+
+impl hyper::body::Body for WithTrailers {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        let frame = match self.0.take() {
+            Some(d) => Some(hyper::body::Frame::data(d)),
+            None => self.1.take().map(hyper::body::Frame::trailers),
+        };
+        std::task::Poll::Ready(frame.map(Ok))
+    }
 }
 
 fn text(status: StatusCode, body: &str) -> Response<TestBody> {

@@ -6,3 +6,4 @@ pub(crate) mod client;
 pub(crate) mod codec;
 pub(crate) mod rewrite;
 pub(crate) mod server;
+mod to_h2;

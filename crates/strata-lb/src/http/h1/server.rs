@@ -279,7 +279,7 @@ where
 }
 
 /// Writes a response the proxy made; answers the status for the records.
-async fn answer<S: AsyncWrite + Unpin>(
+pub(super) async fn answer<S: AsyncWrite + Unpin>(
     io: &mut S,
     status: u16,
     text: &str,
@@ -335,6 +335,11 @@ where
 
     let mut head = Vec::with_capacity(req.head.raw.len() + 160);
     request_head(req, cfg.forwarded, peer, &mut head);
+    if let Some(pool) = &site.h2_pool {
+        let keep = !drain.is_cancelled();
+        return super::to_h2::proxy(svc, site, pool, req, &head, io, buf, peer, keep, started)
+            .await;
+    }
     let body = ClientBody {
         reader: BodyReader::new(framing),
         io: &mut *io,
@@ -523,7 +528,7 @@ where
 
 /// The next piece of a body, failing when the sender goes quiet for `idle` in the middle of it
 /// (a timer is only armed when a read has to wait).
-async fn body_piece<R: AsyncRead + Unpin>(
+pub(super) async fn body_piece<R: AsyncRead + Unpin>(
     body: &mut BodyReader,
     io: &mut R,
     buf: &mut BytesMut,
