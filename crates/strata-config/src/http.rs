@@ -48,6 +48,9 @@ pub struct HttpListener {
     pub allow_connect: bool,
     /// How the listener speaks to its backends.
     pub backend_protocol: BackendProtocol,
+    /// Streams an HTTP/2 client may have open at once on one connection
+    /// (SETTINGS_MAX_CONCURRENT_STREAMS); more are refused with REFUSED_STREAM.
+    pub h2_max_concurrent_streams: u32,
 }
 
 /// The protocol spoken to a listener's backends, `backend_protocol`.
@@ -121,6 +124,7 @@ pub(crate) const KEYS: &[&str] = &[
     "backend_protocol",
     "backend_ca",
     "backend_sni",
+    "h2_max_concurrent_streams",
 ];
 const TLS_KEYS: &[&str] = &["cert", "key"];
 
@@ -186,6 +190,8 @@ pub(crate) fn listener(
         upgrades: upgrades(report, s),
         allow_connect: s.bool(report, "allow_connect", false),
         backend_protocol: backend_protocol(report, s, base),
+        h2_max_concurrent_streams: s.int(report, "h2_max_concurrent_streams", 1..=10_000, 256)
+            as u32,
         upstream,
     };
     if let (Some(crate::CheckKind::Grpc { .. }), BackendProtocol::Http1) = (

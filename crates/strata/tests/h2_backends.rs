@@ -180,3 +180,51 @@ async fn a_backends_goaway_drains_its_connection_without_errors() {
         "{metrics}"
     );
 }
+
+/// `backend_protocol = "h2"`: HTTP/2 over TLS to a backend whose certificate is verified
+/// against `backend_ca`, by `backend_sni` or by the backend's IP address. The backend here is
+/// another Strata terminating TLS (ALPN h2) in front of an app server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_over_tls_to_backends_is_verified() {
+    let app = Backend::start("app").await;
+    let dir = TempDir::new();
+    self_signed(dir.path(), "api", &["api.internal", "127.0.0.1"]);
+    let front = format!(
+        "[[http]]\nname = \"tls\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"{}\"]\ntls = [{{ cert = \"api.pem\", key = \"api.key\" }}]\n",
+        app.addr
+    );
+    let tls_backend = Strata::start_in(dir, &front);
+    let ca = tls_backend.dir.path().join("api.pem");
+    let proxy = |sni: &str| {
+        let sni = if sni.is_empty() {
+            String::new()
+        } else {
+            format!("backend_sni = \"{sni}\"\n")
+        };
+        format!(
+            "[[http]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\nbackend_protocol = \"h2\"\nbackend_ca = \"{}\"\n{sni}backends = [\"{}\"]\nretries = 0\n",
+            ca.display(),
+            tls_backend.addr("http:tls")
+        )
+    };
+    for sni in ["api.internal", ""] {
+        let strata = Strata::start(&proxy(sni));
+        let mut client = Client::connect(strata.addr("http:web")).await;
+        let reply = client.get("/").await.unwrap();
+        assert_eq!(reply.status, 200, "{}", strata.logs());
+        assert_eq!(reply.body, "backend app");
+        // the hop to the TLS backend was HTTP/2
+        let reply = client.get("/headers").await.unwrap();
+        assert!(
+            reply.body.contains("via: 1.1 strata, 2 strata"),
+            "{}",
+            reply.body
+        );
+    }
+    // a name the certificate does not carry: no request goes out
+    let strata = Strata::start(&proxy("other.internal"));
+    let mut client = Client::connect(strata.addr("http:web")).await;
+    let reply = client.get("/").await.unwrap();
+    assert_eq!(reply.status, 502);
+    strata.wait_log("certificate", Duration::from_secs(5)).await;
+}

@@ -214,3 +214,31 @@ async fn a_backend_stalled_mid_body_ends_that_stream_only() {
     let req = h2_get("http://h2.example/");
     assert_eq!(h2_send(&mut sender, req).await.body, "backend a");
 }
+
+/// On SIGHUP an HTTP/2 client gets GOAWAY: the stream in flight finishes, the connection then
+/// closes, and the client's next request goes out on a new connection without an error.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_sends_goaway_and_lets_streams_finish() {
+    let a = Backend::start("a").await;
+    let strata = Strata::start(&config(&[&a], ""));
+    let h2 = h2c(&strata).await;
+    let slow = {
+        let mut h2 = h2.clone();
+        tokio::spawn(async move { h2_send(&mut h2, h2_get("http://x/slow/500")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    strata.signal(libc::SIGHUP);
+    strata
+        .wait_log("SIGHUP: reloaded", Duration::from_secs(5))
+        .await;
+    let reply = slow.await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, "backend a");
+    eventually(Duration::from_secs(5), "the old connection closed", || {
+        let closed = h2.is_closed();
+        async move { closed }
+    })
+    .await;
+    let mut fresh = h2c(&strata).await;
+    assert_eq!(h2_send(&mut fresh, h2_get("http://x/")).await.status, 200);
+}

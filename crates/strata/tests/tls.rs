@@ -17,15 +17,8 @@ struct Site {
 }
 
 fn make_cert(dir: &std::path::Path, stem: &str, names: &[&str]) -> Site {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let params =
-        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    write_file(dir, &format!("{stem}.pem"), &cert.pem());
-    write_file(dir, &format!("{stem}.key"), &key.serialize_pem());
     Site {
-        cert: cert.der().clone(),
+        cert: self_signed(dir, stem, names),
     }
 }
 

@@ -3,6 +3,7 @@
 //! body ended cleanly.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -17,14 +18,48 @@ use super::h1::client::Conn;
 use super::h2_backend::Stream;
 use super::Site;
 use hyper::body::Incoming;
-use strata_net::buffers;
 use strata_net::Deadline;
+use strata_net::{buffers, now_ms};
 
-pub(crate) enum RespBody {
+/// An answer's body for an HTTP/2 client: where it comes from, and the connection's progress
+/// it reports to.
+pub(crate) struct RespBody {
+    source: Source,
+    /// The client connection's progress, and whether this body waits for the client to take
+    /// what it last gave.
+    progress: Option<(Arc<Progress>, bool)>,
+}
+
+enum Source {
     Local(Option<Bytes>),
     Backend(Box<BackendBody>),
     /// A backend's answer over HTTP/2: data and trailers as they come.
     H2(Box<H2Body>),
+}
+
+/// What an HTTP/2 client connection knows of its answers' progress, to find a client that
+/// takes no data (a zero flow-control window, or a socket it does not read): how many answers
+/// wait for the client to take what they gave, and when data was last taken from any of them.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    waiting: AtomicUsize,
+    last_ms: AtomicU64,
+}
+
+impl Progress {
+    pub(crate) fn new() -> Self {
+        Progress {
+            waiting: AtomicUsize::new(0),
+            last_ms: AtomicU64::new(now_ms()),
+        }
+    }
+
+    /// Answers wait for the client, and it has taken nothing from any answer for `limit`.
+    pub(crate) fn stalled(&self, limit: Duration) -> bool {
+        self.waiting.load(Ordering::Relaxed) > 0
+            && now_ms().saturating_sub(self.last_ms.load(Ordering::Relaxed))
+                > limit.as_millis() as u64
+    }
 }
 
 /// The rest of a backend's answer over HTTP/2.
@@ -58,8 +93,33 @@ pub(crate) struct BackendBody {
 }
 
 impl RespBody {
+    fn of(source: Source) -> Self {
+        RespBody {
+            source,
+            progress: None,
+        }
+    }
+
     pub(crate) fn local(text: impl Into<Bytes>) -> Self {
-        RespBody::Local(Some(text.into()))
+        RespBody::of(Source::Local(Some(text.into())))
+    }
+
+    /// No body at all: the answer ends with its headers.
+    pub(crate) fn empty() -> Self {
+        RespBody::of(Source::Local(None))
+    }
+
+    /// Reports this body's progress to its client connection's. Until hyper first takes from
+    /// it, the body waits for the client (hyper takes nothing while the client's window is
+    /// shut).
+    pub(crate) fn watched(mut self, progress: &Arc<Progress>) -> Self {
+        progress.last_ms.store(now_ms(), Ordering::Relaxed);
+        let waiting = !self.source.ended();
+        if waiting {
+            progress.waiting.fetch_add(1, Ordering::Relaxed);
+        }
+        self.progress = Some((progress.clone(), waiting));
+        self
     }
 
     /// The body that follows a backend's head; `buf` holds what was read past the head.
@@ -87,7 +147,7 @@ impl RespBody {
         if body.reader.is_done() {
             body.finish();
         }
-        RespBody::Backend(Box::new(body))
+        RespBody::of(Source::Backend(Box::new(body)))
     }
 }
 
@@ -110,13 +170,13 @@ impl RespBody {
     pub(crate) fn h2(site: Arc<Site>, body: Incoming, stream: Stream, in_flight: InFlight) -> Self {
         let idle = site.config.idle_timeout;
         let ended = body.is_end_stream();
-        RespBody::H2(Box::new(H2Body {
+        RespBody::of(Source::H2(Box::new(H2Body {
             body,
             site,
             idle,
             quiet: None,
             held: (!ended).then_some((stream, in_flight)),
-        }))
+        })))
     }
 }
 
@@ -177,10 +237,47 @@ impl Body for RespBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let up = match self.get_mut() {
-            RespBody::Local(data) => return Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            RespBody::Backend(up) => up,
-            RespBody::H2(h2) => return h2.poll(cx),
+        let this = self.get_mut();
+        if let Some((progress, waiting)) = &mut this.progress {
+            progress.last_ms.store(now_ms(), Ordering::Relaxed);
+            if std::mem::take(waiting) {
+                progress.waiting.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        let polled = this.source.poll(cx);
+        if let (Some((progress, waiting)), Poll::Ready(Some(Ok(_)))) = (&mut this.progress, &polled)
+        {
+            if !this.source.ended() {
+                *waiting = true;
+                progress.waiting.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.source.ended()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.source.size_hint()
+    }
+}
+
+impl Drop for RespBody {
+    fn drop(&mut self) {
+        if let Some((progress, true)) = &self.progress {
+            progress.waiting.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Source {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let up = match self {
+            Source::Local(data) => return Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Source::Backend(up) => up,
+            Source::H2(h2) => return h2.poll(cx),
         };
         let Some(conn) = up.conn.as_mut() else {
             return Poll::Ready(None);
@@ -210,25 +307,25 @@ impl Body for RespBody {
         }
     }
 
-    fn is_end_stream(&self) -> bool {
+    fn ended(&self) -> bool {
         match self {
-            RespBody::Local(data) => data.is_none(),
-            RespBody::Backend(up) => up.conn.is_none(),
-            RespBody::H2(h2) => h2.held.is_none(),
+            Source::Local(data) => data.is_none(),
+            Source::Backend(up) => up.conn.is_none(),
+            Source::H2(h2) => h2.held.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            RespBody::Local(Some(d)) => SizeHint::with_exact(d.len() as u64),
-            RespBody::Local(None) => SizeHint::with_exact(0),
-            RespBody::Backend(up) => match up.reader.remaining() {
+            Source::Local(Some(d)) => SizeHint::with_exact(d.len() as u64),
+            Source::Local(None) => SizeHint::with_exact(0),
+            Source::Backend(up) => match up.reader.remaining() {
                 Some(n) if up.conn.is_some() => SizeHint::with_exact(n),
                 Some(_) => SizeHint::with_exact(0),
                 None => SizeHint::default(),
             },
-            RespBody::H2(h2) if h2.held.is_none() => SizeHint::with_exact(0),
-            RespBody::H2(h2) => h2.body.size_hint(),
+            Source::H2(h2) if h2.held.is_none() => SizeHint::with_exact(0),
+            Source::H2(h2) => h2.body.size_hint(),
         }
     }
 }

@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::sync::Arc;
 
-use super::body::RespBody;
+use super::body::{Progress, RespBody};
 use super::h1::body::{BodyError, BodyReader};
 use super::h1::codec::{parse_request, ParseError, RequestHead, Version};
 use super::h1::rewrite::{is_framing, is_hop, request_head, response_length, via_hop};
@@ -32,7 +32,14 @@ pub(crate) async fn handle(
     svc: &HttpService,
     req: Request<Incoming>,
     peer: &Peer,
+    progress: &Arc<Progress>,
 ) -> Response<RespBody> {
+    answer(svc, req, peer)
+        .await
+        .map(|body| body.watched(progress))
+}
+
+async fn answer(svc: &HttpService, req: Request<Incoming>, peer: &Peer) -> Response<RespBody> {
     let started = Instant::now();
     let site = svc.site.load_full();
     svc.stats.requests.inc();
@@ -101,7 +108,7 @@ fn grpc_local(local: &Local) -> Response<RespBody> {
             message.push_str(&format!("%{b:02X}"));
         }
     }
-    let mut resp = Response::new(RespBody::Local(None));
+    let mut resp = Response::new(RespBody::empty());
     let headers = resp.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

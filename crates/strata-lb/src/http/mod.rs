@@ -34,6 +34,9 @@ pub struct HttpService {
     pub name: String,
     site: ArcSwap<Site>,
     stats: ListenerStats,
+    /// Moves on at each reload: HTTP/2 connections then send GOAWAY, so that clients carry on
+    /// over new connections made under the new generation.
+    generation: tokio::sync::watch::Sender<u64>,
 }
 
 /// A client connection of an HTTP listener, counted as open while it lives.
@@ -80,6 +83,7 @@ pub(crate) struct ListenerStats {
     pub(crate) no_backend: Counter,
     pub(crate) header_timeouts: Counter,
     pub(crate) tls_failures: Counter,
+    pub(crate) h2_stalls: Counter,
 }
 
 impl Site {
@@ -92,8 +96,10 @@ impl Site {
         };
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new())
-            .max_concurrent_streams(256)
-            .max_header_list_size(config.max_header_size as u32);
+            .max_concurrent_streams(config.h2_max_concurrent_streams)
+            .max_header_list_size(config.max_header_size as u32)
+            // what one stream may hold unsent for a client that is slow to take it
+            .max_send_buf_size(64 << 10);
         Ok(Site {
             h2_pool: h2_backend::Pool::new(config)?.map(Arc::new),
             h1_pool: h1::client::Pool::new(
@@ -128,6 +134,7 @@ impl HttpService {
             name: config.name.clone(),
             site: ArcSwap::from_pointee(Site::new(config, None)?),
             stats: ListenerStats::default(),
+            generation: tokio::sync::watch::Sender::new(0),
         }))
     }
 
@@ -143,6 +150,7 @@ impl HttpService {
         old.upstream.stop_checks();
         site.start_checks(&self.name);
         self.site.store(Arc::new(site));
+        self.generation.send_modify(|g| *g += 1);
         Ok(())
     }
 
@@ -216,6 +224,12 @@ impl HttpService {
             "TLS handshakes that failed.",
             &l,
             s.tls_failures.get(),
+        );
+        w.counter(
+            "strata_http2_stalled_connections_total",
+            "HTTP/2 client connections closed for taking no response data for idle_timeout.",
+            &l,
+            s.h2_stalls.get(),
         );
         backend_metrics(w, "http", &self.name, &site.upstream);
         for (b, stats) in site

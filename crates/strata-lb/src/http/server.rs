@@ -15,6 +15,7 @@ use strata_net::{accept_loop, Admitted, UpstreamIo};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use super::body::Progress;
 use super::h1::rewrite::local_response;
 use super::h1::server::{Kept, Serve};
 use super::io::{sniff, ClientIo, Sniff};
@@ -179,7 +180,8 @@ async fn tls_handshake(
     }
 }
 
-/// Serves HTTP/2 with hyper. When `drain` fires it sends GOAWAY and finishes open streams.
+/// Serves HTTP/2 with hyper. When `drain` fires or the listener is reloaded it sends GOAWAY
+/// and finishes open streams.
 async fn serve_h2<I>(
     svc: &Arc<HttpService>,
     io: I,
@@ -189,23 +191,48 @@ async fn serve_h2<I>(
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let progress = Arc::new(Progress::new());
     let service = {
         let svc = svc.clone();
         // made once per connection: the forwarding headers need the client's address as text
         let peer = Arc::new(Peer::new(client, tls));
+        let progress = progress.clone();
         service_fn(move |req| {
-            let (svc, peer) = (svc.clone(), peer.clone());
-            async move { Ok::<_, Infallible>(h2::handle(&svc, req, &peer).await) }
+            let (svc, peer, progress) = (svc.clone(), peer.clone(), progress.clone());
+            async move { Ok::<_, Infallible>(h2::handle(&svc, req, &peer, &progress).await) }
         })
     };
     let site = svc.site.load_full();
+    let idle = site.config.idle_timeout;
+    let mut reloaded = svc.generation.subscribe();
     let conn = site.h2.serve_connection(io, service);
+    drop(site);
     tokio::pin!(conn);
-    let result = tokio::select! {
-        result = conn.as_mut() => result,
-        _ = drain.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+    let mut check = tokio::time::interval((idle / 4).clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(5),
+    ));
+    let mut closing = false;
+    let result = loop {
+        tokio::select! {
+            result = conn.as_mut() => break result,
+            // on drain and on reload: GOAWAY with the last stream id, the streams in flight
+            // finish
+            _ = drain.cancelled(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = reloaded.changed(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            // answers wait and the client has taken nothing for idle_timeout: a zero window,
+            // or a socket it does not read; the connection goes, and its backend streams
+            _ = check.tick() => if progress.stalled(idle) {
+                svc.stats.h2_stalls.inc();
+                tracing::debug!(listener = %svc.name, %client, "HTTP/2 client took no data for idle_timeout: closed");
+                break Ok(());
+            }
         }
     };
     if let Err(e) = result {

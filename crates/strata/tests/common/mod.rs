@@ -259,6 +259,7 @@ pub fn strata_cmd(args: &[&str]) -> (i32, String, String) {
 
 /// A small app server on 127.0.0.1:0. Paths: /healthz (200, or 503 when unhealthy),
 /// /slow/MS, /status/CODE, /echo (returns the body), /headers (returns request headers),
+/// /big (8 MiB), /trailers (a body, then trailers),
 /// anything else: "backend NAME". Upgrade requests get 101 and an echo of raw bytes.
 pub struct Backend {
     pub name: String,
@@ -456,6 +457,9 @@ async fn respond(
             }
             .boxed(),
         ));
+    }
+    if path == "/big" {
+        return Ok(text(StatusCode::OK, &"x".repeat(8 << 20)));
     }
     if path == "/trailers" {
         // data, then trailers (HTTP/2, or chunked HTTP/1.1)
@@ -775,4 +779,21 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A self-signed certificate for `names` (its own CA) written to `dir` as STEM.pem and
+/// STEM.key; its DER for a client's trust store.
+pub fn self_signed(
+    dir: &Path,
+    stem: &str,
+    names: &[&str],
+) -> rustls_pki_types::CertificateDer<'static> {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    write_file(dir, &format!("{stem}.pem"), &cert.pem());
+    write_file(dir, &format!("{stem}.key"), &key.serialize_pem());
+    cert.der().clone()
 }
