@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Side-by-side HTTP benchmark: Strata, nginx and HAProxy in front of the same two nginx backends.
-# Each proxy runs one worker pinned to CPU 0; wrk and the backends run on CPU 1.
+# Each proxy runs one worker pinned to CPU 0; wrk, h2load, openssl and the backends run on CPU 1.
 # Prints, per proxy: requests/s, p99 latency, non-2xx count, proxy CPU microseconds per request,
-# and resident memory while holding 8,000 idle keep-alive client connections.
+# and resident memory while holding 8,000 idle keep-alive client connections. Then HTTP/2 with
+# h2load (-c 16 -m 32): in clear text with prior knowledge (h2c) and over TLS with ALPN h2, and
+# the CPU of a full TLS handshake (openssl s_time -new), all to the same backends over HTTP/1.1.
 #
 # Two more rows show the floor: Strata's and HAProxy's L4 modes relaying the same traffic as
 # bytes (each client connection tied to one backend connection, no HTTP work at all). They make
@@ -20,7 +22,7 @@ ROUNDS=${2:-3}
 IDLE=8000
 
 need=()
-for p in nginx:nginx-light haproxy:haproxy wrk:wrk python3:python3; do
+for p in nginx:nginx-light haproxy:haproxy wrk:wrk python3:python3 h2load:nghttp2-client openssl:openssl; do
   command -v "${p%%:*}" >/dev/null || need+=("${p##*:}")
 done
 if ((${#need[@]})); then
@@ -56,6 +58,12 @@ done
 # the proxies
 P_STRATA=$(free_port); P_NGINX=$(free_port); P_HAPROXY=$(free_port)
 P_STRATA_L4=$(free_port); P_HAPROXY_L4=$(free_port)
+P_NGINX_H2C=$(free_port); P_HAPROXY_H2C=$(free_port)
+P_STRATA_TLS=$(free_port); P_NGINX_TLS=$(free_port); P_HAPROXY_TLS=$(free_port)
+# one certificate for the three TLS listeners (P-256, as most sites serve)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
+  -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+cat "$work/cert.pem" "$work/key.pem" > "$work/haproxy.pem"
 cat > "$work/strata.toml" <<TOML
 workers = 1
 [[http]]
@@ -65,6 +73,14 @@ backends = ["127.0.0.1:$B1", "127.0.0.1:$B2"]
 header_timeout = "120s"
 max_connections = 20000
 passive = { failures = 0 }
+[[http]]
+name = "tls"
+listen = "127.0.0.1:$P_STRATA_TLS"
+backends = ["127.0.0.1:$B1", "127.0.0.1:$B2"]
+header_timeout = "120s"
+max_connections = 20000
+passive = { failures = 0 }
+tls = [{ cert = "$work/cert.pem", key = "$work/key.pem" }]
 [[tcp]]
 name = "floor"
 listen = "127.0.0.1:$P_STRATA_L4"
@@ -73,9 +89,12 @@ max_connections = 20000
 TOML
 taskset -c 0 "$STRATA" run -c "$work/strata.toml" --log-level warn >/dev/null 2>"$work/strata.log" & pids+=($!); PID_STRATA=$!
 
+NGINX_PASS='location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }'
 nginx_conf proxy "$work/proxy" "$P_NGINX" \
-  "upstream app { server 127.0.0.1:$B1; server 127.0.0.1:$B2; keepalive 64; }" \
-  'location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }'
+  "upstream app { server 127.0.0.1:$B1; server 127.0.0.1:$B2; keepalive 64; }
+  server { listen 127.0.0.1:$P_NGINX_H2C http2; $NGINX_PASS }
+  server { listen 127.0.0.1:$P_NGINX_TLS ssl http2; ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem; $NGINX_PASS }" \
+  "$NGINX_PASS"
 taskset -c 0 nginx -c "$work/proxy/nginx.conf" -p "$work/proxy" 2>"$work/nginx.log" & pids+=($!); PID_NGINX=$!
 
 cat > "$work/haproxy.cfg" <<HAP
@@ -97,6 +116,12 @@ backend be
   http-reuse always
   server s1 127.0.0.1:$B1
   server s2 127.0.0.1:$B2
+frontend fe_h2c
+  bind 127.0.0.1:$P_HAPROXY_H2C proto h2
+  default_backend be
+frontend fe_tls
+  bind 127.0.0.1:$P_HAPROXY_TLS ssl crt $work/haproxy.pem alpn h2,http/1.1
+  default_backend be
 frontend floor
   mode tcp
   bind 127.0.0.1:$P_HAPROXY_L4
@@ -108,7 +133,7 @@ backend floor
   server s2 127.0.0.1:$B2
 HAP
 taskset -c 0 haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>"$work/haproxy.log" & pids+=($!); PID_HAPROXY=$!
-for p in $P_STRATA $P_NGINX $P_HAPROXY $P_STRATA_L4 $P_HAPROXY_L4; do wait_port "$p"; done
+for p in $P_STRATA $P_NGINX $P_HAPROXY $P_STRATA_L4 $P_HAPROXY_L4 $P_NGINX_H2C $P_HAPROXY_H2C $P_STRATA_TLS $P_NGINX_TLS $P_HAPROXY_TLS; do wait_port "$p"; done
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 sys_ticks() { awk '{print $15}' "/proc/$1/stat"; }
@@ -173,3 +198,73 @@ awk -v s="${CPU[strata]}" -v h="${CPU[haproxy]}" -v n="${CPU[nginx]}" -v sf="${C
   'BEGIN {printf "ratio cpu_us/req: strata/haproxy %.2f (target <= 0.90), strata/nginx %.2f\n", s / h, s / n
          printf "ratio user_us/req: strata/haproxy %.2f (target <= 0.55)\n", su / hu
          printf "floor (L4 relays, no HTTP work) / haproxy: strata-l4 %.2f, haproxy-l4 %.2f\n", sf / h, hf / h}'
+
+# HTTP/2: h2load with 16 connections of 32 streams each, h2c and TLS; then full handshakes
+PROXIES=(strata nginx haproxy)
+h2_url() { # proxy h2c|tls
+  case $1:$2 in
+    strata:h2c) echo "http://127.0.0.1:$P_STRATA/" ;; nginx:h2c) echo "http://127.0.0.1:$P_NGINX_H2C/" ;;
+    haproxy:h2c) echo "http://127.0.0.1:$P_HAPROXY_H2C/" ;; strata:tls) echo "https://127.0.0.1:$P_STRATA_TLS/" ;;
+    nginx:tls) echo "https://127.0.0.1:$P_NGINX_TLS/" ;; haproxy:tls) echo "https://127.0.0.1:$P_HAPROXY_TLS/" ;;
+  esac
+}
+tls_port() { case $1 in strata) echo "$P_STRATA_TLS" ;; nginx) echo "$P_NGINX_TLS" ;; haproxy) echo "$P_HAPROXY_TLS" ;; esac; }
+
+# one h2load round: "req/s failed cpu_us/req user_us/req"
+measure_h2() {
+  local pid out before after sys_before sys_after done_n rps failed
+  pid=$(pid_of "$1")
+  before=$(cpu_ticks "$pid"); sys_before=$(sys_ticks "$pid")
+  out=$(taskset -c 1 h2load -c16 -m32 -D "$DURATION" "$(h2_url "$1" "$2")" 2>&1)
+  after=$(cpu_ticks "$pid"); sys_after=$(sys_ticks "$pid")
+  rps=$(awk '/^finished in/ {print $4}' <<<"$out")
+  done_n=$(awk '/^requests:/ {print $8}' <<<"$out")
+  failed=$(awk '/^requests:/ {print $10 + $12}' <<<"$out")
+  awk -v rps="$rps" -v bad="$failed" -v t=$((after - before)) -v st=$((sys_after - sys_before)) -v hz="$tick" -v n="${done_n:-1}" \
+    'BEGIN {printf "%s %s %.2f %.2f\n", rps, bad, t / hz * 1e6 / n, (t - st) / hz * 1e6 / n}'
+}
+
+# one handshake round: "handshakes/s cpu_us/handshake"
+measure_handshake() {
+  local pid out before after n secs
+  pid=$(pid_of "$1")
+  before=$(cpu_ticks "$pid")
+  out=$(taskset -c 1 openssl s_time -connect "127.0.0.1:$(tls_port "$1")" -new -time "$DURATION" 2>/dev/null)
+  after=$(cpu_ticks "$pid")
+  read -r n secs < <(awk '/connections in .* real seconds/ {print $1, $4; exit}' <<<"$out")
+  awk -v n="${n:-0}" -v s="${secs:-1}" -v t=$((after - before)) -v hz="$tick" \
+    'BEGIN {if (n == 0) {print "0 0"; exit}; printf "%.0f %.1f\n", n / s, t / hz * 1e6 / n}'
+}
+
+for target in "${PROXIES[@]}"; do
+  for mode in h2c tls; do taskset -c 1 h2load -c16 -m32 -D 2 "$(h2_url "$target" "$mode")" >/dev/null 2>&1; done
+done
+declare -A H2
+for r in $(seq "$ROUNDS"); do
+  for mode in h2c tls; do
+    for target in "${PROXIES[@]}"; do H2[$target:$mode]+="$(measure_h2 "$target" "$mode")"$'\n'; done
+  done
+  for target in "${PROXIES[@]}"; do H2[$target:hs]+="$(measure_handshake "$target")"$'\n'; done
+done
+echo
+printf '%-10s %-5s %12s %8s %12s %12s\n' target proto req/s failed cpu_us/req user_us/req
+declare -A H2CPU H2RPS
+for mode in h2c tls; do
+  for target in "${PROXIES[@]}"; do
+    read -r rps failed cpu_us user_us < <(sort -k3 -g <<<"${H2[$target:$mode]%$'\n'}" | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2)')
+    H2CPU[$target:$mode]=$cpu_us
+    H2RPS[$target:$mode]=$rps
+    printf '%-10s %-5s %12s %8s %12s %12s\n' "$target" "$mode" "$rps" "$failed" "$cpu_us" "$user_us"
+  done
+done
+echo "(h2load -c16 -m32, median of $ROUNDS interleaved ${DURATION}s rounds by cpu_us/req)"
+printf '%-10s %14s %16s\n' target handshakes/s cpu_us/handshake
+for target in "${PROXIES[@]}"; do
+  read -r hps cpu_hs < <(sort -k2 -g <<<"${H2[$target:hs]%$'\n'}" | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2)')
+  printf '%-10s %14s %16s\n' "$target" "$hps" "$cpu_hs"
+done
+echo "(openssl s_time -new: full handshakes, median of $ROUNDS rounds)"
+for mode in h2c tls; do
+  awk -v s="${H2CPU[strata:$mode]}" -v h="${H2CPU[haproxy:$mode]}" -v sr="${H2RPS[strata:$mode]}" -v hr="${H2RPS[haproxy:$mode]}" -v m="$mode" \
+    'BEGIN {printf "ratio %s: cpu_us/req strata/haproxy %.2f (target <= 0.80), req/s strata/haproxy %.2f (target >= 1)\n", m, s / h, sr / hr}'
+done
