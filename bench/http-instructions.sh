@@ -9,7 +9,11 @@
 # when wrk is installed, each proxy is also counted under wrk -t1 -c64 for 10 s (the load of
 # bench/http.sh), less a run that served nothing, per request served.
 #
-# Usage: [STRATA=binary] [PROFILE=file] bench/http-instructions.sh [N, default 1000]
+# HTTP/2: when h2load is installed (bench/http.sh installs it), each proxy is also counted under
+# h2load -c16 -m32 (h2c, prior knowledge) for a fixed number of requests, less a run that served
+# nothing: the HTTP/2 counterpart, per request.
+#
+# Usage: [STRATA=binary] [PROFILE=file] [H2_PROFILE=file] bench/http-instructions.sh [N, default 1000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000}
@@ -43,7 +47,7 @@ for _ in range(int(sys.argv[2])):
     assert r.status == 200, r.status
 PY
 nginx -c "$work/app.conf" -p "$work" & pids+=($!)
-HAP=$(free_port)
+HAP=$(free_port); HAP_H2=$(free_port)
 cat > "$work/haproxy.cfg" <<HAPCFG
 global
   nbthread 1
@@ -55,6 +59,9 @@ defaults
   option http-keep-alive
 frontend fe
   bind 127.0.0.1:$HAP
+  default_backend be
+frontend fe_h2c
+  bind 127.0.0.1:$HAP_H2 proto h2
   default_backend be
 backend be
   http-reuse always
@@ -74,17 +81,21 @@ measure() {
   if [[ $n == wrk ]]; then
     # the requests served go to stderr, the instructions to stdout
     wrk -t1 -c64 -d10s "http://127.0.0.1:$port/" | awk '/requests in/ {print $1}' >&2
+  elif [[ $n == h2load ]]; then
+    [[ $port == "$HAP" ]] && port=$HAP_H2
+    h2load -c16 -m32 -n 20000 "http://127.0.0.1:$port/" | awk '/^requests:/ {print $8}' >&2
   else
     python3 "$work/client.py" "$port" "$n"
   fi
   kill -TERM "$vg"; wait "$vg" || true
   awk '/^(summary|totals):/ {print $2; exit}' "$work/cg.out"
 }
-# loaded NAME: instructions per request under wrk, less start-up and shutdown
+# loaded NAME [wrk|h2load]: instructions per request under that load, less start-up and
+# shutdown
 loaded() {
   local idle busy n
   idle=$(measure "$1" 0)
-  busy=$(measure "$1" wrk 2>"$work/served")
+  busy=$(measure "$1" "${2:-wrk}" 2>"$work/served")
   n=$(cat "$work/served")
   echo $(((busy - idle) / n))
 }
@@ -103,4 +114,11 @@ if command -v wrk >/dev/null && command -v haproxy >/dev/null; then
   s_load=$(loaded strata); h_load=$(loaded haproxy)
   echo "under wrk -c64: strata $s_load, haproxy $h_load instructions/request"
   awk -v s="$s_load" -v h="$h_load" 'BEGIN {printf "ratio strata/haproxy under load: %.2f\n", s / h}'
+fi
+if command -v h2load >/dev/null && command -v haproxy >/dev/null; then
+  s_h2=$(loaded strata h2load)
+  if [[ -n ${H2_PROFILE:-} ]]; then cp "$work/cg.out" "$H2_PROFILE"; fi
+  h_h2=$(loaded haproxy h2load)
+  echo "HTTP/2 under h2load -c16 -m32: strata $s_h2, haproxy $h_h2 instructions/request"
+  awk -v s="$s_h2" -v h="$h_h2" 'BEGIN {printf "ratio strata/haproxy over HTTP/2: %.2f\n", s / h}'
 fi

@@ -91,7 +91,7 @@ taskset -c 0 "$STRATA" run -c "$work/strata.toml" --log-level warn >/dev/null 2>
 
 NGINX_PASS='location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }'
 nginx_conf proxy "$work/proxy" "$P_NGINX" \
-  "upstream app { server 127.0.0.1:$B1; server 127.0.0.1:$B2; keepalive 64; }
+  "upstream app { server 127.0.0.1:$B1; server 127.0.0.1:$B2; keepalive 512; }
   server { listen 127.0.0.1:$P_NGINX_H2C http2; $NGINX_PASS }
   server { listen 127.0.0.1:$P_NGINX_TLS ssl http2; ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem; $NGINX_PASS }" \
   "$NGINX_PASS"

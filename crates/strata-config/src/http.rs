@@ -186,7 +186,7 @@ pub(crate) fn listener(
         access_log: s.bool(report, "access_log", false),
         tls,
         redirect_https,
-        upstream_keepalive: s.int(report, "upstream_keepalive", 0..=10_000, 64) as u32,
+        upstream_keepalive: s.int(report, "upstream_keepalive", 0..=10_000, 512) as u32,
         upgrades: upgrades(report, s),
         allow_connect: s.bool(report, "allow_connect", false),
         backend_protocol: backend_protocol(report, s, base),

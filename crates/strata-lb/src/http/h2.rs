@@ -203,7 +203,12 @@ async fn proxy<'s>(
     let mut head = Vec::with_capacity(req.head.raw.len() + 160);
     request_head(req, cfg.forwarded, peer, &mut head);
     if let Some(pool) = &site.h2_pool {
-        return to_h2(svc, site, pool, req, &head, parts, body, peer, started).await;
+        // boxed: the HTTP/2 backend path's state is several times the HTTP/1.1 one's, and
+        // every request's future would otherwise be as large as the larger of the two
+        return Box::pin(to_h2(
+            svc, site, pool, req, &head, parts, body, peer, started,
+        ))
+        .await;
     }
     let mut request = Outbound::new(req, &head, body, cfg);
     let key = key(site, req, peer.addr.ip());

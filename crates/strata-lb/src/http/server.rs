@@ -199,7 +199,12 @@ async fn serve_h2<I>(
         let progress = progress.clone();
         service_fn(move |req| {
             let (svc, peer, progress) = (svc.clone(), peer.clone(), progress.clone());
-            async move { Ok::<_, Infallible>(h2::handle(&svc, req, &peer, &progress).await) }
+            // boxed: hyper moves a stream's future several times on its way to the task it
+            // spawns, and the request path's state is large; a box moves as a pointer
+            let answer: Pin<Box<dyn Future<Output = _> + Send>> = Box::pin(async move {
+                Ok::<_, Infallible>(h2::handle(&svc, req, &peer, &progress).await)
+            });
+            answer
         })
     };
     let site = svc.site.load_full();
