@@ -2,14 +2,13 @@
 //! authentication, then its messages relayed to a server connection that it holds for a
 //! transaction (or its session) and gives back clean.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
 use strata_config::{AuthType, PoolMode, Secret};
-use strata_net::Admitted;
+use strata_net::{buffers, Admitted};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -70,26 +69,48 @@ enum ClientError {
 /// Serves one client connection to its end.
 pub(crate) async fn serve(
     svc: Arc<DatabaseService>,
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     _admitted: Admitted,
     shutdown: CancellationToken,
 ) {
+    // the login's state (startup parameters, the server's, the welcome) is gone once it
+    // returns: a session holds only what it needs
+    let Some(mut session) = Box::pin(login(&svc, stream, peer)).await else {
+        return;
+    };
+    svc.stats.clients.inc();
+    let end = session.run(&shutdown).await;
+    svc.stats.clients.dec();
+    if let Err(e) = &end {
+        tracing::debug!(listener = %svc.name, %peer, "client ended: {e}");
+    }
+    session.finish().await;
+}
+
+/// Startup and authentication: the logged-in client's session, or `None` once it has been
+/// refused (or has gone, or only sent a cancel request).
+async fn login(
+    svc: &Arc<DatabaseService>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<Session> {
     let _ = stream.set_nodelay(true);
-    let mut buf = BytesMut::with_capacity(4096);
+    let mut buf = buffers::take();
     let started = tokio::time::timeout(LOGIN_TIMEOUT, startup(&mut stream, &mut buf)).await;
     let Ok(started) = started else {
-        return refuse(&mut stream, Sqlstate::PROTOCOL, "no startup packet in time").await;
+        refuse(&mut stream, Sqlstate::PROTOCOL, "no startup packet in time").await;
+        return None;
     };
     let params = match started {
         Ok(Some(p)) => p,
-        Ok(None) => return,
+        Ok(None) => return None,
         Err(e) => {
             let mut out = BytesMut::new();
             proto::put_error(&mut out, true, Sqlstate::PROTOCOL, &e.to_string());
             let _ = stream.write_all(&out).await;
             tracing::debug!(listener = %svc.name, %peer, "startup: {e}");
-            return;
+            return None;
         }
     };
     let user = params
@@ -97,7 +118,7 @@ pub(crate) async fn serve(
         .rfind(|(k, _)| k == "user")
         .map(|(_, v)| v.clone());
     let Some(user) = user else {
-        return refuse(
+        return refused(
             &mut stream,
             Sqlstate::INVALID_AUTHORIZATION,
             "no user in the startup packet",
@@ -109,7 +130,7 @@ pub(crate) async fn serve(
         .rfind(|(k, _)| k == "database")
         .map_or_else(|| user.clone(), |(_, v)| v.clone());
     if params.iter().any(|(k, _)| k == "replication") {
-        return refuse(
+        return refused(
             &mut stream,
             Sqlstate::FEATURE_NOT_SUPPORTED,
             "replication connections are not pooled",
@@ -123,7 +144,7 @@ pub(crate) async fn serve(
         .find(|u| u.name == user)
         .map(|u| u.secret.clone());
     if known.is_none() && config.auth_type == AuthType::Trust {
-        return refuse(
+        return refused(
             &mut stream,
             Sqlstate::INVALID_AUTHORIZATION,
             &format!("no user \"{user}\" is configured"),
@@ -137,18 +158,11 @@ pub(crate) async fn serve(
         .unwrap_or_else(|| svc.nobody(config.auth_type));
     let checked = tokio::time::timeout(
         LOGIN_TIMEOUT,
-        authenticate(
-            &svc,
-            &mut stream,
-            &mut buf,
-            config.auth_type,
-            &user,
-            &secret,
-        ),
+        authenticate(svc, &mut stream, &mut buf, config.auth_type, &user, &secret),
     )
     .await;
     let Ok(checked) = checked else {
-        return refuse(
+        return refused(
             &mut stream,
             Sqlstate::PROTOCOL,
             "authentication took too long",
@@ -165,7 +179,7 @@ pub(crate) async fn serve(
                 "no such user"
             };
             tracing::info!(listener = %svc.name, %peer, %user, "login refused: {why}");
-            return refuse(
+            return refused(
                 &mut stream,
                 Sqlstate::INVALID_PASSWORD,
                 &format!("password authentication failed for user \"{user}\""),
@@ -174,22 +188,20 @@ pub(crate) async fn serve(
         }
         Err(e) => {
             tracing::debug!(listener = %svc.name, %peer, "authentication: {e}");
-            return;
+            return None;
         }
     }
     let pool = svc.pool(&user, &database);
-    let mut wanted: HashMap<String, String> = HashMap::new();
+    let mut wanted = Wanted::default();
     for (k, v) in &params {
         match k.as_str() {
             "user" | "database" => {}
             "options" => {
                 for (k, v) in options(v) {
-                    wanted.insert(k, v);
+                    wanted.set(&k, &v);
                 }
             }
-            _ => {
-                wanted.insert(canonical(k), v.clone());
-            }
+            _ => wanted.set(k, v),
         }
     }
     // The welcome needs a server's parameters: the first client of a pool logs in to one.
@@ -204,7 +216,7 @@ pub(crate) async fn serve(
             }
             Err(e) => {
                 tracing::warn!(listener = %svc.name, %user, %database, "no server for a new client: {e}");
-                return refuse(
+                return refused(
                     &mut stream,
                     Sqlstate::CANNOT_CONNECT_NOW,
                     &format!("no server available: {e}"),
@@ -216,9 +228,7 @@ pub(crate) async fn serve(
     // What the client did not ask for it gets as the server's default: a connection another
     // client changed (SET TimeZone ...) is set back before this one uses it.
     for (k, v) in &welcome {
-        if CARRIED.contains(&k.as_str()) {
-            wanted.entry(k.clone()).or_insert_with(|| v.clone());
-        }
+        wanted.set_default(k, v);
     }
     let key = cancel::register();
     let mut out = BytesMut::new();
@@ -226,7 +236,7 @@ pub(crate) async fn serve(
     let mut shown: Vec<(&String, &String)> = welcome.iter().collect();
     shown.sort();
     for (k, v) in shown {
-        let v = wanted.get(k).unwrap_or(v);
+        let v = wanted.get(k).unwrap_or(v.as_str());
         proto::put(&mut out, b'S', |b| {
             proto::put_cstr(b, k);
             proto::put_cstr(b, v);
@@ -239,9 +249,14 @@ pub(crate) async fn serve(
     proto::put(&mut out, b'Z', |b| b.put_u8(b'I'));
     if stream.write_all(&out).await.is_err() {
         cancel::unregister(&key);
-        return;
+        return None;
     }
-    let mut session = Session {
+    // the read buffer goes back to the thread's pool until the client sends again
+    if buf.is_empty() {
+        buffers::give(buf);
+        buf = BytesMut::new();
+    }
+    Some(Session {
         svc: svc.clone(),
         pool,
         client: stream,
@@ -263,14 +278,13 @@ pub(crate) async fn serve(
         on_replica: false,
         read_only: false,
         last_primary: None,
-    };
-    svc.stats.clients.inc();
-    let end = session.run(&shutdown).await;
-    svc.stats.clients.dec();
-    if let Err(e) = &end {
-        tracing::debug!(listener = %svc.name, %peer, "client ended: {e}");
-    }
-    session.finish().await;
+    })
+}
+
+/// Refuses a login: `None` for [`login`] to return once the error is written.
+async fn refused<T>(stream: &mut TcpStream, code: Sqlstate, message: &str) -> Option<T> {
+    refuse(stream, code, message).await;
+    None
 }
 
 async fn refuse(stream: &mut TcpStream, code: Sqlstate, message: &str) {
@@ -411,6 +425,35 @@ async fn authenticate(
     }
 }
 
+/// What a client wants of the parameters the pooler carries ([`CARRIED`], by place): what
+/// it asked for at startup or set since (as the servers reported), else the server's default.
+/// Other parameters are not kept: they are not carried.
+#[derive(Debug, Default)]
+struct Wanted([Option<Box<str>>; CARRIED.len()]);
+
+impl Wanted {
+    fn place(name: &str) -> Option<usize> {
+        CARRIED.iter().position(|c| c.eq_ignore_ascii_case(name))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        Self::place(name).and_then(|i| self.0[i].as_deref())
+    }
+
+    fn set(&mut self, name: &str, value: &str) {
+        if let Some(i) = Self::place(name) {
+            self.0[i] = Some(value.into());
+        }
+    }
+
+    /// Sets `name` unless the client asked for a value of its own.
+    fn set_default(&mut self, name: &str, value: &str) {
+        if let Some(i) = Self::place(name) {
+            self.0[i].get_or_insert_with(|| value.into());
+        }
+    }
+}
+
 /// `-c name=value` pairs of the `options` startup parameter.
 fn options(text: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -499,10 +542,12 @@ struct Session {
     cbuf: BytesMut,
     to_server: BytesMut,
     to_client: BytesMut,
-    server: Option<Lease>,
+    /// Boxed: a session holds one only in a transaction (or its session), and an idle
+    /// client should not carry its size.
+    server: Option<Box<Lease>>,
     /// The parameters the client asked for (startup, `options`, and what the servers reported
     /// it set).
-    wanted: HashMap<String, String>,
+    wanted: Wanted,
     /// Queries and Syncs sent whose ReadyForQuery has not come back.
     pending: u32,
     /// Extended-protocol messages sent since the last Sync.
@@ -539,6 +584,9 @@ impl Session {
             }
             // a client with no transaction open leaves when the node drains
             let idle = self.server.is_none() && self.to_client.is_empty();
+            if idle && self.cbuf.is_empty() && self.to_server.is_empty() {
+                self.give_buffers();
+            }
             tokio::select! {
                 _ = shutdown.cancelled(), if idle => {
                     refuse(&mut self.client, Sqlstate::CANNOT_CONNECT_NOW, "the pooler is shutting down").await;
@@ -546,10 +594,13 @@ impl Session {
                 }
                 r = self.client.readable(), if self.to_server.len() < HIGH_WATER && !self.closing => {
                     r?;
+                    self.take_buffers();
                     match self.client.try_read_buf(&mut self.cbuf) {
                         Ok(0) => return Ok(()),
                         Ok(_) => {
-                            if !self.client_sent().await? {
+                            // boxed: what a message may lead to (waiting for a server) is
+                            // large, and the idle loop should not carry it
+                            if !Box::pin(self.client_sent()).await? {
                                 return Ok(());
                             }
                             self.flush_to_server();
@@ -575,6 +626,24 @@ impl Session {
                         Err(_) => self.server_lost(),
                     }
                 }
+            }
+        }
+    }
+
+    /// Between transactions a session holds no buffer: they go back to the thread's pool,
+    /// and come from it when the client sends again.
+    fn give_buffers(&mut self) {
+        for buf in [&mut self.cbuf, &mut self.to_server, &mut self.to_client] {
+            if buf.capacity() > 0 {
+                buffers::give(std::mem::take(buf));
+            }
+        }
+    }
+
+    fn take_buffers(&mut self) {
+        for buf in [&mut self.cbuf, &mut self.to_server, &mut self.to_client] {
+            if buf.capacity() == 0 {
+                *buf = buffers::take();
             }
         }
     }
@@ -721,7 +790,7 @@ impl Session {
         }
         cancel::point(&self.key, Some((lease.conn.addr, lease.conn.key)));
         self.svc.stats.active.inc();
-        self.server = Some(lease);
+        self.server = Some(Box::new(lease));
         true
     }
 
@@ -745,8 +814,8 @@ impl Session {
         }
         let mut calls = Vec::new();
         for k in CARRIED {
-            match (self.wanted.get(*k), conn.params.get(*k)) {
-                (Some(v), now) if now != Some(v) => {
+            match (self.wanted.get(k), conn.params.get(*k)) {
+                (Some(v), now) if now.map(String::as_str) != Some(v) => {
                     calls.push(format!("set_config({}, {}, false)", literal(k), literal(v)))
                 }
                 (None, Some(_)) if !REPORTED.contains(k) => {
@@ -760,9 +829,9 @@ impl Session {
         }
         conn.run(&format!("SELECT {}", calls.join(", "))).await?;
         for k in CARRIED {
-            match self.wanted.get(*k) {
+            match self.wanted.get(k) {
                 Some(v) => {
-                    conn.params.insert(k.to_string(), v.clone());
+                    conn.params.insert(k.to_string(), v.to_string());
                 }
                 None if !REPORTED.contains(k) => {
                     conn.params.remove(*k);
@@ -803,7 +872,7 @@ impl Session {
                         proto::cstr(&mut body, "ParameterStatus"),
                         proto::cstr(&mut body, "ParameterStatus"),
                     ) {
-                        self.wanted.insert(k.clone(), v.clone());
+                        self.wanted.set(&k, &v);
                         lease.conn.params.insert(k, v);
                     }
                 }
@@ -976,14 +1045,14 @@ impl Session {
     }
 }
 
-async fn readable(server: &Option<Lease>) -> std::io::Result<()> {
+async fn readable(server: &Option<Box<Lease>>) -> std::io::Result<()> {
     match server {
         Some(l) => l.conn.stream.readable().await,
         None => std::future::pending().await,
     }
 }
 
-async fn writable(server: &Option<Lease>) -> std::io::Result<()> {
+async fn writable(server: &Option<Box<Lease>>) -> std::io::Result<()> {
     match server {
         Some(l) => l.conn.stream.writable().await,
         None => std::future::pending().await,
