@@ -167,7 +167,8 @@ async fn the_grpc_health_check_follows_serving_status() {
 
 /// A backend killed (-9) under a stream of unary calls: only calls that were in flight on it
 /// may fail (a call may have been acted on, and gRPC calls are not idempotent); every call
-/// after the kill is answered by the other backend.
+/// after the kill is answered by the other backend (a refused connection, or a connection
+/// found closed before a call went on it, sends the call to the other backend).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_backend_costs_only_the_calls_in_flight_on_it() {
     let mut a = GrpcServer::start("a");
@@ -193,9 +194,12 @@ async fn a_killed_backend_costs_only_the_calls_in_flight_on_it() {
     let ok: u64 = words.next().unwrap().parse().unwrap();
     let failed: u64 = words.next().unwrap().parse().unwrap();
     assert!(ok > 100, "{result}");
+    // at most one call per thread in flight at the kill, and at most one more per thread
+    // sent in the moment between the kill and the proxy reading its connection's close: such
+    // a call may have reached the backend before it died, so it is not retried
     assert!(
-        failed <= threads,
-        "more calls failed than were in flight: {result}"
+        failed <= 2 * threads,
+        "more calls failed than could be in flight: {result}"
     );
     // after the kill, nothing fails
     let after = client(strata.addr("http:rpc"), "load", &["1", "2"]).await;

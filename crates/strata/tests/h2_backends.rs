@@ -228,3 +228,28 @@ async fn http2_over_tls_to_backends_is_verified() {
     assert_eq!(reply.status, 502);
     strata.wait_log("certificate", Duration::from_secs(5)).await;
 }
+
+/// A backend that allows 2 streams at once per connection gets no more: 12 slow requests at
+/// once go out on more connections (or wait), none is refused, none retried, none fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backends_stream_limit_is_kept() {
+    let a = Backend::start_h2_limited("a", 2).await;
+    let strata = Strata::start(&config(&[&a], ""));
+    let h2 = h2_handshake(TcpStream::connect(strata.addr("http:web")).await.unwrap()).await;
+    let calls: Vec<_> = (0..12)
+        .map(|_| {
+            let mut h2 = h2.clone();
+            tokio::spawn(async move { h2_send(&mut h2, h2_get("http://x/slow/300")).await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap().status, 200);
+    }
+    assert_eq!(a.hits.load(std::sync::atomic::Ordering::SeqCst), 12);
+    let metrics = admin_get(&strata, "/metrics").await.body;
+    assert_eq!(
+        metric(&metrics, "strata_http_retries_total", "web"),
+        Some(0.0),
+        "{metrics}"
+    );
+}

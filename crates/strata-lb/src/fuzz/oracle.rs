@@ -206,10 +206,41 @@ fn chunked(wire: &[u8], mut at: usize, body: &mut Vec<u8>) -> Result<usize, Unre
         body.extend_from_slice(&wire[at..at + size]);
         at += size + 2;
     }
-    // the proxy sends no trailers
-    let (l, next) = line(wire, at)?;
-    if !l.is_empty() {
-        return Err(Unreadable("trailer", at));
+    // trailer fields, each `token ":" value` (RFC 9112 7.1.2, RFC 9110 5.5), none that could
+    // frame, route or carry the message another way (RFC 9110 6.5.1), up to an empty line
+    loop {
+        let (l, next) = line(wire, at)?;
+        if l.is_empty() {
+            return Ok(next);
+        }
+        let colon = l
+            .iter()
+            .position(|&b| b == b':')
+            .ok_or(Unreadable("trailer", at))?;
+        let (name, value) = (&l[..colon], &l[colon + 1..]);
+        let token = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+        if name.is_empty()
+            || !name.iter().all(token)
+            || value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+        {
+            return Err(Unreadable("trailer", at));
+        }
+        let lower = name.to_ascii_lowercase();
+        if [
+            &b"content-length"[..],
+            b"transfer-encoding",
+            b"host",
+            b"connection",
+            b"te",
+            b"trailer",
+            b"upgrade",
+            b"authorization",
+            b"cookie",
+        ]
+        .contains(&&lower[..])
+        {
+            return Err(Unreadable("a trailer field that belongs in the head", at));
+        }
+        at = next;
     }
-    Ok(next)
 }

@@ -17,7 +17,26 @@ const ATTACKS: &[&[u8]] = &[
     // found in review: a CONNECT body read by the backend as the next request
     b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nContent-Length: 66\r\n\r\nPOST /admin/delete HTTP/1.1\r\nHost: internal\r\nContent-Length: 0\r\n\r\n",
     b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\nGET /tunnelled HTTP/1.1\r\nHost: a\r\n\r\n",
+    // trailers are passed on now: none that frames, routes or carries credentials
+    b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTE: trailers\r\n\r\n5\r\nhello\r\n0\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\nHost: evil\r\nCookie: a=b\r\nX-Sum: 5\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n",
 ];
+
+#[test]
+fn trailers_pass_on_without_the_fields_that_belong_in_a_head() {
+    let (readings, wire) = request_path(
+        ATTACKS[ATTACKS.len() - 1],
+        strata_config::Forwarded::XForwarded,
+        false,
+    );
+    assert_eq!(readings.len(), 2);
+    let text = String::from_utf8_lossy(&wire);
+    assert!(
+        text.contains("\r\n0\r\nX-Sum: 5\r\n\r\nGET /next"),
+        "{text}"
+    );
+    assert!(text.contains("te: trailers\r\n"), "{text}");
+    assert!(!text.contains("evil") && !text.contains("Cookie"), "{text}");
+}
 
 #[test]
 fn attacks_reach_the_backend_as_the_proxy_read_them() {

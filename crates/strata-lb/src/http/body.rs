@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use super::h1::body::{BodyError, BodyReader};
 use super::h1::client::Conn;
 use super::h2_backend::Stream;
+use super::trailers;
 use super::Site;
 use hyper::body::Incoming;
 use strata_net::Deadline;
@@ -290,8 +291,10 @@ impl Source {
                 Poll::Ready(Some(Ok(Frame::data(data))))
             }
             Poll::Ready(Ok(None)) => {
+                // a chunked answer's trailers end the stream as a HEADERS frame
+                let trailers = trailers::to_map(&up.reader.take_trailers());
                 up.finish();
-                Poll::Ready(None)
+                Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))))
             }
             Poll::Ready(Err(e)) => {
                 up.conn = None;

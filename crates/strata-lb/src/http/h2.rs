@@ -20,6 +20,7 @@ use super::proxy::{
     answer_first, error_text, forward, key, record, refusal, status, Answer, BodySource, Local,
     Outbound,
 };
+use super::trailers;
 use super::Peer;
 use super::{HttpService, Site};
 use strata_config::BackendProtocol;
@@ -179,6 +180,10 @@ pub(crate) fn h1_head(
     if has_body && !parts.headers.contains_key(header::CONTENT_LENGTH) {
         field(&mut out, b"transfer-encoding", b"chunked");
     }
+    // an HTTP/2 client always takes trailers: the backend may send them
+    if !parts.headers.contains_key(header::TE) {
+        field(&mut out, b"te", b"trailers");
+    }
     out.put_slice(b"\r\n");
     Ok(out)
 }
@@ -210,6 +215,10 @@ async fn proxy<'s>(
         ))
         .await;
     }
+    let body = H2Request {
+        body,
+        trailers: Vec::new(),
+    };
     let mut request = Outbound::new(req, &head, body, cfg);
     let key = key(site, req, peer.addr.ip());
     let mut deadline = Deadline::new(
@@ -303,19 +312,25 @@ async fn to_h2<'s>(
     }
 }
 
-/// An HTTP/2 client's request body: its DATA frames (trailers are dropped, as for HTTP/1.x).
-impl BodySource for Incoming {
+/// An HTTP/2 client's request body on its way to an HTTP/1.1 backend: its DATA frames, and
+/// its trailers for the last chunk (a body sent with a Content-Length has no place for them).
+pub(crate) struct H2Request {
+    body: Incoming,
+    trailers: Vec<u8>,
+}
+
+impl BodySource for H2Request {
     fn buffered(&self) -> bool {
         false
     }
 
     fn is_done(&self) -> bool {
-        self.is_end_stream()
+        self.body.is_end_stream()
     }
 
     async fn next_piece(&mut self, idle: Duration) -> Result<Option<Bytes>, BodyError> {
         loop {
-            let frame = match tokio::time::timeout(idle, self.frame()).await {
+            let frame = match tokio::time::timeout(idle, self.body.frame()).await {
                 Ok(None) => return Ok(None),
                 Ok(Some(Ok(frame))) => frame,
                 Ok(Some(Err(e))) => return Err(BodyError::Io(std::io::Error::other(e))),
@@ -323,9 +338,18 @@ impl BodySource for Incoming {
             };
             match frame.into_data() {
                 Ok(data) if !data.is_empty() => return Ok(Some(data)),
-                _ => {}
+                Ok(_) => {}
+                Err(frame) => {
+                    if let Ok(t) = frame.into_trailers() {
+                        self.trailers = trailers::to_lines(&t);
+                    }
+                }
             }
         }
+    }
+
+    fn trailers(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.trailers)
     }
 }
 

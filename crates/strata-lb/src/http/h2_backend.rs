@@ -114,7 +114,10 @@ impl Pool {
         let mut builder = Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
-            .max_header_list_size(config.max_header_size as u32);
+            .max_header_list_size(config.max_header_size as u32)
+            // one stream until the backend's SETTINGS say how many it takes: a burst on a new
+            // connection waits for them rather than being refused past the limit
+            .initial_max_send_streams(1);
         Ok(Some(Pool {
             conns: (0..config.upstream.backends.len())
                 .map(|_| Mutex::new(Vec::new()))
@@ -218,8 +221,8 @@ impl Pool {
             self.builder.handshake::<T, Replay>(io).await.map_err(|e| {
                 Failure::new(Stage::Connect, Kind::Connect, Retry::Always).because(e)
             })?;
-        // hyper's own default until the backend's SETTINGS say otherwise
-        let limit = Arc::new(AtomicUsize::new(100));
+        // as `initial_max_send_streams`, until the backend's SETTINGS say otherwise
+        let limit = Arc::new(AtomicUsize::new(1));
         let seen = limit.clone();
         let mut conn = Box::pin(conn);
         tokio::spawn(std::future::poll_fn(move |cx| {
@@ -286,7 +289,7 @@ pub(crate) async fn exchange<'s>(
             match tokio::time::timeout(timeout, self::send(&mut send, request)).await {
                 Ok(Ok(resp)) => Ok((resp, stream)),
                 Ok(Err(f)) => {
-                    if f.kind == Kind::Closed {
+                    if going_away(&f) {
                         pool.retire(index, &stream);
                     }
                     Err(f)
@@ -407,6 +410,16 @@ pub(crate) async fn send(
     }
 }
 
+/// The connection a failure met is going away (closed, or a GOAWAY), rather than having
+/// refused one stream: no further request may go on it.
+fn going_away(f: &Failure) -> bool {
+    let h2 = std::error::Error::source(f)
+        .and_then(|s| s.downcast_ref::<hyper::Error>())
+        .and_then(|e| std::error::Error::source(e))
+        .and_then(|s| s.downcast_ref::<h2::Error>());
+    f.kind == Kind::Closed && h2.is_none_or(|h2| h2.reason() != Some(h2::Reason::REFUSED_STREAM) || h2.is_go_away())
+}
+
 /// What a failed HTTP/2 exchange means for the request.
 fn failure(e: hyper::Error, unsent: bool) -> Failure {
     let h2 = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<h2::Error>());
@@ -414,11 +427,11 @@ fn failure(e: hyper::Error, unsent: bool) -> Failure {
         h2.reason() == Some(h2::Reason::REFUSED_STREAM)
             || (h2.is_go_away() && h2.is_remote() && h2.reason() == Some(h2::Reason::NO_ERROR))
     });
-    let (kind, retry) = if unsent {
-        // the connection was closing (a GOAWAY, a close) before the request went on it
+    let (kind, retry) = if unsent || refused {
+        // the connection was closing (a GOAWAY, a close) before the request went on it, or
+        // the backend refused the stream unprocessed (its stream limit, before its SETTINGS
+        // were known; a GOAWAY): no harm done, and no fault of the backend's
         (Kind::Closed, Retry::Free)
-    } else if refused {
-        (Kind::Closed, Retry::Always)
     } else if h2.is_some_and(|h2| h2.is_io())
         || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>())
         || e.is_closed()

@@ -4,11 +4,16 @@ mod body;
 pub(crate) mod h1;
 pub(crate) mod h2;
 mod h2_backend;
+// not wired into the server yet (the connection that will use all of it comes next): only its
+// tests use it
+#[allow(dead_code)]
+pub(crate) mod h2frame;
 mod io;
 mod peer;
 pub(crate) mod proxy;
 mod server;
 mod tls;
+mod trailers;
 
 use std::sync::Arc;
 

@@ -16,8 +16,8 @@ use tokio::io::AsyncWriteExt;
 use super::h1::body::BodyError;
 use super::h1::client::Conn;
 use super::h1::codec::{
-    chunk_header, parse_response, Asked, Framing, ParseError, RequestHead, ResponseHead, Version,
-    LAST_CHUNK,
+    chunk_header, last_chunk, parse_response, Asked, Framing, ParseError, RequestHead,
+    ResponseHead, Version, LAST_CHUNK,
 };
 use super::Peer;
 use super::{BackendStats, HttpService, Site};
@@ -178,6 +178,9 @@ pub(crate) trait BodySource: Send {
         &mut self,
         idle: Duration,
     ) -> impl Future<Output = Result<Option<Bytes>, BodyError>> + Send + '_;
+    /// Once the body is done: its trailer fields that may be passed on, each line with its
+    /// CRLF; empty for none.
+    fn trailers(&mut self) -> Vec<u8>;
 }
 
 /// A request on its way to the backends: its head as rewritten for them, its body, and what
@@ -290,8 +293,15 @@ async fn send<B: BodySource>(conn: &mut Conn, req: &mut Outbound<'_, B>) -> Resu
             Some(p) => parts.push(p),
             None => {}
         }
+        let mut tail = Vec::new();
         if chunked && done {
-            parts.push(LAST_CHUNK);
+            let trailers = req.body.trailers();
+            if trailers.is_empty() {
+                parts.push(LAST_CHUNK);
+            } else {
+                last_chunk(&trailers, &mut tail);
+                parts.push(&tail);
+            }
         }
         write_all_parts(&mut conn.io, &parts)
             .await

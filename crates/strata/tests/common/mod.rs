@@ -259,7 +259,7 @@ pub fn strata_cmd(args: &[&str]) -> (i32, String, String) {
 
 /// A small app server on 127.0.0.1:0. Paths: /healthz (200, or 503 when unhealthy),
 /// /slow/MS, /status/CODE, /echo (returns the body), /headers (returns request headers),
-/// /big (8 MiB), /trailers (a body, then trailers),
+/// /big (8 MiB), /trailers (a body, then trailers), /trailers-in (the request's trailers),
 /// anything else: "backend NAME". Upgrade requests get 101 and an echo of raw bytes.
 pub struct Backend {
     pub name: String,
@@ -286,18 +286,25 @@ impl Backend {
 
     /// The same app server speaking HTTP/2 only (h2c, prior knowledge), as gRPC servers do.
     pub async fn start_h2(name: &str) -> Backend {
+        Self::start_h2_limited(name, 0).await
+    }
+
+    /// An HTTP/2 app server that allows `streams` at once on a connection (0: hyper's
+    /// default) and refuses more with REFUSED_STREAM.
+    pub async fn start_h2_limited(name: &str, streams: u32) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind backend");
-        Self::serve_as(name, listener, true)
+        Self::serve_as(name, listener, Some(streams))
     }
 
     /// Serves on `listener` (one made in a test host's namespace, say).
     pub fn serve(name: &str, listener: TcpListener) -> Backend {
-        Self::serve_as(name, listener, false)
+        Self::serve_as(name, listener, None)
     }
 
-    fn serve_as(name: &str, listener: TcpListener, h2: bool) -> Backend {
+    /// `h2`: HTTP/2 only, with that stream limit (0: hyper's default); `None`: HTTP/1.1.
+    fn serve_as(name: &str, listener: TcpListener, h2: Option<u32>) -> Backend {
         let addr = listener.local_addr().unwrap();
         let healthy = Arc::new(AtomicBool::new(true));
         let hits = Arc::new(AtomicU64::new(0));
@@ -322,11 +329,14 @@ impl Backend {
                         let service = service_fn(move |req| {
                             respond(name.clone(), healthy.clone(), hits.clone(), req)
                         });
-                        if h2 {
-                            let conn = hyper::server::conn::http2::Builder::new(
+                        if let Some(streams) = h2 {
+                            let mut builder = hyper::server::conn::http2::Builder::new(
                                 hyper_util::rt::TokioExecutor::new(),
-                            )
-                            .serve_connection(TokioIo::new(stream), service);
+                            );
+                            if streams > 0 {
+                                builder.max_concurrent_streams(streams);
+                            }
+                            let conn = builder.serve_connection(TokioIo::new(stream), service);
                             tokio::pin!(conn);
                             tokio::select! {
                                 _ = conn.as_mut() => {}
@@ -461,12 +471,31 @@ async fn respond(
     if path == "/big" {
         return Ok(text(StatusCode::OK, &"x".repeat(8 << 20)));
     }
+    if path == "/trailers-in" {
+        // the request's trailers, as "name=value" lines
+        let collected = req.into_body().collect().await;
+        let mut lines: Vec<String> = collected
+            .ok()
+            .and_then(|c| c.trailers().cloned())
+            .unwrap_or_default()
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.to_str().unwrap_or("?")))
+            .collect();
+        lines.sort();
+        return Ok(text(StatusCode::OK, &lines.join("\n")));
+    }
     if path == "/trailers" {
         // data, then trailers (HTTP/2, or chunked HTTP/1.1)
         let mut t = hyper::HeaderMap::new();
         t.insert("x-checksum", hyper::header::HeaderValue::from_static("abc"));
         let body = WithTrailers(Some(Bytes::from_static(b"with trailers")), Some(t));
-        return Ok(Response::new(body.boxed()));
+        let mut resp = Response::new(body.boxed());
+        // hyper's HTTP/1.1 server writes only the trailers its response announced
+        resp.headers_mut().insert(
+            hyper::header::TRAILER,
+            hyper::header::HeaderValue::from_static("x-checksum"),
+        );
+        return Ok(resp);
     }
     if path == "/headers" {
         let mut lines: Vec<String> = req

@@ -61,6 +61,12 @@ impl BodyReader {
         self.done
     }
 
+    /// A chunked body's trailer fields that may be passed on, once it is done (each line with
+    /// its CRLF); empty for none.
+    pub(crate) fn take_trailers(&mut self) -> Vec<u8> {
+        self.chunked.take_trailers()
+    }
+
     /// Bytes of the body still to come, when its length is known.
     pub(crate) fn remaining(&self) -> Option<u64> {
         match self.framing {

@@ -642,15 +642,71 @@ pub(crate) fn parse_response(
     }))
 }
 
-/// Decodes a chunked body into its data, dropping extensions and trailers. Strict: every line
-/// ends in CRLF, a chunk size is hex digits and nothing else before its extensions, and a
-/// trailer line is a field (a name, a colon, a value without control characters).
+/// Decodes a chunked body into its data, dropping extensions, and keeping the trailer fields
+/// a proxy may pass on. Strict: every line ends in CRLF, a chunk size is hex digits and nothing
+/// else before its extensions, and a trailer line is a field (a name, a colon, a value without
+/// control characters).
 #[derive(Debug, Default)]
 pub(crate) struct ChunkedDecoder {
     state: ChunkState,
     remaining: u64,
     /// Bytes of trailer section read so far.
     trailers: usize,
+    /// The trailer fields kept, each line with its CRLF (see [`may_pass_trailer`]).
+    kept: Vec<u8>,
+}
+
+/// Fields that must not be taken from a trailer section (RFC 9110 6.5.1): framing, routing,
+/// connection handling, authentication, and what describes or controls the content. A
+/// recipient that merged trailers into the header section could otherwise be told a length,
+/// a host or a credential after the fact; they are dropped, the others passed on.
+const NOT_IN_TRAILERS: &[&[u8]] = &[
+    b"content-length",
+    b"transfer-encoding",
+    b"host",
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"te",
+    b"trailer",
+    b"upgrade",
+    b"expect",
+    b"max-forwards",
+    b"range",
+    b"if-match",
+    b"if-none-match",
+    b"if-modified-since",
+    b"if-unmodified-since",
+    b"if-range",
+    b"authorization",
+    b"proxy-authorization",
+    b"www-authenticate",
+    b"proxy-authenticate",
+    b"cookie",
+    b"set-cookie",
+    b"content-encoding",
+    b"content-type",
+    b"content-range",
+    b"cache-control",
+    b"pragma",
+    b"age",
+    b"expires",
+    b"date",
+    b"location",
+    b"retry-after",
+    b"vary",
+];
+
+/// Whether a trailer field named `name` is passed on (see [`NOT_IN_TRAILERS`]).
+pub(crate) fn may_pass_trailer(name: &[u8]) -> bool {
+    !NOT_IN_TRAILERS.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// The end of a chunked body with `trailers` (lines with their CRLFs) in its trailer section.
+pub(crate) fn last_chunk(trailers: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(b"0\r\n");
+    out.extend_from_slice(trailers);
+    out.extend_from_slice(b"\r\n");
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -722,6 +778,11 @@ impl ChunkedDecoder {
         self.state == ChunkState::Done
     }
 
+    /// The trailer fields read and kept, each line with its CRLF; empty for none.
+    pub(crate) fn take_trailers(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.kept)
+    }
+
     /// The next piece of data from the front of `buf`. `Ok(None)` with `is_done()` false: read
     /// more; with `is_done()` true: the body is complete and `buf` holds what follows it.
     pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, ParseError> {
@@ -782,6 +843,10 @@ impl ChunkedDecoder {
                     self.trailers += end + 1;
                     if self.trailers > MAX_TRAILERS {
                         return Err(ParseError::Malformed("trailers too large"));
+                    }
+                    let name = line.split(|&b| b == b':').next().unwrap_or(b"");
+                    if !empty && may_pass_trailer(name) {
+                        self.kept.extend_from_slice(&buf[..end + 1]);
                     }
                     buf.advance(end + 1);
                     if empty {

@@ -92,6 +92,20 @@ fn list_header(out: &mut Vec<u8>, name: &[u8], prior: &[&[u8]], hop: &[u8]) {
 }
 
 /// The request head for the backend, HTTP/1.1, into `out`.
+/// Whether a client said it takes trailer fields (`TE: trailers`; HTTP/2 clients' `te` can
+/// say nothing else).
+pub(crate) fn takes_trailers(head: &Head) -> bool {
+    head.get_all("te").any(|v| {
+        v.split(|&b| b == b',').any(|t| {
+            t.split(|&b| b == b';')
+                .next()
+                .unwrap_or(b"")
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"trailers")
+        })
+    })
+}
+
 pub(crate) fn request_head(req: &RequestHead, mode: Forwarded, peer: &Peer, out: &mut Vec<u8>) {
     let head = &req.head;
     out.extend_from_slice(req.method());
@@ -193,6 +207,11 @@ pub(crate) fn request_head(req: &RequestHead, mode: Forwarded, peer: &Peer, out:
         Forwarded::None => {}
     }
     list_header(out, b"via", &via, via_hop(head.version));
+    // TE is this hop's: the backend is told trailers are welcome when the client said so, as
+    // they reach it
+    if takes_trailers(head) {
+        header(out, b"te", b"trailers");
+    }
     match head.framing {
         Framing::Chunked => header(out, b"transfer-encoding", b"chunked"),
         Framing::Length(n) => length_header(out, n),

@@ -15,8 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::body::{BodyError, BodyReader};
 use super::client::Conn;
-use super::codec::{chunk_header, parse_request, Framing, RequestHead, ResponseHead, LAST_CHUNK};
-use super::rewrite::{local_response, request_head, response_head, Relay};
+use super::codec::{
+    chunk_header, last_chunk, parse_request, Framing, RequestHead, ResponseHead, LAST_CHUNK,
+};
+use super::rewrite::{local_response, request_head, response_head, takes_trailers, Relay};
 use crate::http::proxy::{
     allow_upgrade, answer_first, error_text, forward, key, record, refusal, status, Answer,
     BodySource, Outbound,
@@ -384,7 +386,7 @@ where
         &mut conn,
         &mut up_buf,
         &resp,
-        relay_mode,
+        (relay_mode, takes_trailers(&req.head)),
         out,
         cfg.idle_timeout,
     )
@@ -434,16 +436,22 @@ impl<S: AsyncRead + Send + Unpin> BodySource for ClientBody<'_, S> {
     ) -> impl std::future::Future<Output = Result<Option<Bytes>, BodyError>> + Send + '_ {
         body_piece(&mut self.reader, &mut *self.io, &mut *self.buf, idle)
     }
+
+    fn trailers(&mut self) -> Vec<u8> {
+        self.reader.take_trailers()
+    }
 }
 
 /// Writes the response head and relays the body; true when the backend connection can be
-/// reused (the body ended where its framing said and nothing followed it).
+/// reused (the body ended where its framing said and nothing followed it). A chunked body's
+/// trailer fields go on in the last chunk when `mode` re-chunks it for a client that takes
+/// them.
 async fn relay_body<S>(
     io: &mut S,
     conn: &mut Conn,
     up_buf: &mut BytesMut,
     resp: &ResponseHead,
-    mode: Relay,
+    (mode, trailers_ok): (Relay, bool),
     head: Vec<u8>,
     idle: std::time::Duration,
 ) -> Result<bool, BodyError>
@@ -476,8 +484,15 @@ where
             (Some(p), _) => parts.push(p),
             (None, _) => {}
         }
+        let mut tail = Vec::new();
         if done && mode == Relay::Chunked {
-            parts.push(LAST_CHUNK);
+            let trailers = body.take_trailers();
+            if trailers_ok && !trailers.is_empty() {
+                last_chunk(&trailers, &mut tail);
+                parts.push(&tail);
+            } else {
+                parts.push(LAST_CHUNK);
+            }
         }
         if !parts.is_empty() {
             write_all_parts(io, &parts).await?;

@@ -19,7 +19,7 @@ use super::body::{BodyError, BodyReader};
 use super::codec::{
     chunk_header, parse_response, Asked, Framing, RequestHead, Version, LAST_CHUNK,
 };
-use super::rewrite::{response_head, Relay};
+use super::rewrite::{response_head, takes_trailers, Relay};
 use super::server::{answer, body_piece, Next};
 use crate::http::h2_backend::{self, backend_head, BoxError, Pool, Replay};
 use crate::http::proxy::{error_text, key, status};
@@ -31,13 +31,14 @@ use strata_upstream::{Failure, Kind, Retry, Stage};
 /// A piece of the request body on its way from the client connection to the stream.
 enum Piece {
     Data(Bytes),
-    /// The body ended where its framing said.
-    End,
+    /// The body ended where its framing said, with these trailers, if any.
+    End(Option<HeaderMap>),
 }
 
-/// The request body as the HTTP/2 stream takes it. A channel closed without [`Piece::End`] is
-/// a body cut short: an error, so that the backend never sees a truncated body end cleanly.
-struct Pumped(mpsc::Receiver<Piece>);
+/// The request body as the HTTP/2 stream takes it, and whether it has ended. A channel closed
+/// without [`Piece::End`] is a body cut short: an error, so that the backend never sees a
+/// truncated body end cleanly.
+struct Pumped(mpsc::Receiver<Piece>, bool);
 
 impl Body for Pumped {
     type Data = Bytes;
@@ -47,11 +48,15 @@ impl Body for Pumped {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.1 {
+            return Poll::Ready(None);
+        }
         match self.0.poll_recv(cx) {
             Poll::Ready(Some(Piece::Data(d))) => Poll::Ready(Some(Ok(Frame::data(d)))),
-            Poll::Ready(Some(Piece::End)) => {
+            Poll::Ready(Some(Piece::End(trailers))) => {
+                self.1 = true;
                 self.0.close();
-                Poll::Ready(None)
+                Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))))
             }
             Poll::Ready(None) => Poll::Ready(Some(Err("the client's body was cut short".into()))),
             Poll::Pending => Poll::Pending,
@@ -79,10 +84,7 @@ where
 {
     let cfg = &site.config;
     let framing = req.head.framing;
-    let te_trailers = req.head.get_all("te").any(|v| {
-        v.split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
-    });
+    let te_trailers = takes_trailers(&req.head);
     let tls = matches!(cfg.backend_protocol, BackendProtocol::H2(_));
     let can_keep = keep && req.head.keep_alive && framing == Framing::Empty;
     let Some(out) = backend_head(head, tls, te_trailers) else {
@@ -101,7 +103,7 @@ where
     let origin = if framing == Framing::Empty {
         Replay::new(http_body_util::Empty::<Bytes>::new())
     } else {
-        Replay::new(Pumped(rx))
+        Replay::new(Pumped(rx, false))
     };
     let mut reader = BodyReader::new(framing);
     let (limit, idle) = (cfg.max_body_size, cfg.idle_timeout);
@@ -190,9 +192,9 @@ async fn pump<R: AsyncRead + Unpin>(
                 }
                 Piece::Data(p)
             }
-            None => Piece::End,
+            None => Piece::End(crate::http::trailers::to_map(&reader.take_trailers())),
         };
-        let end = matches!(piece, Piece::End);
+        let end = matches!(piece, Piece::End(_));
         if tx.send(piece).await.is_err() || end {
             return Ok(());
         }
