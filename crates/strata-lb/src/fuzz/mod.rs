@@ -3,9 +3,13 @@
 //! and response paths are differential, checked against [`oracle`], a second parser written
 //! only for this.
 
+mod h2frame;
+pub mod hpack_oracle;
 pub mod oracle;
 #[cfg(test)]
 mod tests;
+
+pub use h2frame::h2_frame;
 
 use std::task::{Context, Poll, Waker};
 
@@ -17,6 +21,7 @@ use crate::http::h1::codec::{
     RequestHead, LAST_CHUNK,
 };
 use crate::http::h1::rewrite::{request_head, response_head, Relay};
+use crate::http::hpack::{self, DynamicTable, HpackError};
 use crate::http::proxy::allow_upgrade;
 use crate::http::Peer;
 
@@ -331,4 +336,140 @@ pub fn h2_request(data: &[u8]) {
         }
         Framing::Empty | Framing::Close => {}
     }
+}
+
+/// The table limits (SETTINGS_HEADER_TABLE_SIZE) the `hpack` target picks from.
+const HPACK_TABLE_LIMITS: [usize; 8] = [0, 1, 64, 256, 4096, 4097, 16384, 65536];
+/// The header list limits it picks from.
+const HPACK_LIST_LIMITS: [usize; 8] = [usize::MAX, 0, 40, 100, 300, 1000, 4096, 16384];
+/// Names the round trip also sends each decoded value under, so that the encoder takes each
+/// of its ways: static fields and names, `:status`, fields it indexes, never-indexed ones and
+/// names of its own.
+const HPACK_NAMES: [&[u8]; 12] = [
+    b":status",
+    b":path",
+    b"content-length",
+    b"server",
+    b"date",
+    b"content-type",
+    b"authorization",
+    b"cookie",
+    b"x-custom",
+    b"accept-encoding",
+    b":method",
+    b"vary",
+];
+
+/// HPACK on one connection's header blocks. The first byte picks the table limit the decoder
+/// advertises (bits 0-2) and the header list limit (bits 3-5); then each block comes after a
+/// control byte and a 2-byte big-endian length. Checked on each block:
+/// - **differential**: [`hpack::Decoder`] and [`hpack_oracle`] emit the same fields, end the
+///   same way (whole, oversize, or refused for the same reason: then the connection ends),
+///   and leave the same dynamic table (entries, size, maximum size);
+/// - the table's size stays within its maximum, and that within the advertised limit (or the
+///   initial 4096 before the peer's first size update);
+/// - the fields emitted hold no more than the list limit, counted as RFC 9113 does;
+/// - a round trip: the fields emitted, and their values under other names, encoded by one
+///   [`hpack::Encoder`] for the whole connection (its table limit changed by the control byte:
+///   bit 7 sets the limit in bits 0-2, bit 6 then the one in bits 3-5) and decoded by a
+///   [`hpack::Decoder`] and the oracle, are the same fields, and the encoder's table is the
+///   decoders'.
+pub fn hpack(data: &[u8]) {
+    let Some((&shape, mut rest)) = data.split_first() else {
+        return;
+    };
+    let limit = HPACK_TABLE_LIMITS[usize::from(shape & 7)];
+    let max_list = HPACK_LIST_LIMITS[usize::from(shape >> 3 & 7)];
+    let mut decoder = hpack::Decoder::new(limit);
+    let mut oracle = hpack_oracle::Decoder::new(limit);
+    let mut encoder = hpack::Encoder::new();
+    let mut peer = hpack::Decoder::new(usize::MAX);
+    let mut peer_oracle = hpack_oracle::Decoder::new(usize::MAX);
+    while let [control, hi, lo, tail @ ..] = rest {
+        let len = usize::from(u16::from_be_bytes([*hi, *lo])).min(tail.len());
+        let (block, next) = tail.split_at(len);
+        rest = next;
+
+        let mut fields = Vec::new();
+        let result = decoder.decode(block, max_list, |n, v| {
+            fields.push((n.to_vec(), v.to_vec()))
+        });
+        let (expected, outcome) = oracle.decode(block, max_list);
+        assert_eq!(
+            fields, expected,
+            "the oracle emits other fields ({result:?}, {outcome:?})"
+        );
+        match (result, outcome) {
+            (Ok(()), hpack_oracle::Outcome::Whole) => {}
+            (Err(HpackError::Oversize), hpack_oracle::Outcome::Oversize) => {}
+            (Err(e), hpack_oracle::Outcome::Refused(why)) if hpack_why(e) == Some(why) => {
+                assert!(e.is_compression_error());
+                return; // the connection ends
+            }
+            (r, o) => panic!("the decoder ends {r:?}, the oracle {o:?}"),
+        }
+        same_table(decoder.table(), &oracle);
+        let table = decoder.table();
+        assert!(table.size() <= table.max_size());
+        assert!(table.max_size() <= limit.max(hpack::DEFAULT_TABLE_SIZE));
+        let held: usize = fields.iter().map(|(n, v)| n.len() + v.len() + 32).sum();
+        assert!(
+            held <= max_list,
+            "{held} bytes emitted, the limit is {max_list}"
+        );
+
+        if control & 0x80 != 0 {
+            encoder.set_table_limit(HPACK_TABLE_LIMITS[usize::from(control & 7)]);
+        }
+        if control & 0x40 != 0 {
+            encoder.set_table_limit(HPACK_TABLE_LIMITS[usize::from(control >> 3 & 7)]);
+        }
+        let renamed = fields.iter().enumerate().map(|(i, (_, v))| {
+            let name = HPACK_NAMES[(i + usize::from(*control)) % HPACK_NAMES.len()];
+            (name.to_vec(), v.clone())
+        });
+        let list: Vec<_> = fields.iter().cloned().chain(renamed).collect();
+        let mut wire = Vec::new();
+        encoder.encode(list.iter().map(|(n, v)| (&n[..], &v[..])), &mut wire);
+        let mut back = Vec::new();
+        peer.decode(&wire, usize::MAX, |n, v| {
+            back.push((n.to_vec(), v.to_vec()))
+        })
+        .unwrap_or_else(|e| panic!("our own block is refused: {e}"));
+        assert_eq!(back, list, "the round trip changed the fields");
+        let (seen, outcome) = peer_oracle.decode(&wire, usize::MAX);
+        assert_eq!(
+            outcome,
+            hpack_oracle::Outcome::Whole,
+            "the oracle refuses our block"
+        );
+        assert_eq!(seen, list, "the oracle reads our block otherwise");
+        same_table(encoder.table(), &peer_oracle);
+        same_table(peer.table(), &peer_oracle);
+    }
+}
+
+/// The oracle's reason for a refusal the decoder gives as `e`.
+fn hpack_why(e: HpackError) -> Option<hpack_oracle::Why> {
+    use hpack_oracle::Why;
+    Some(match e {
+        HpackError::Oversize => return None,
+        HpackError::Truncated => Why::Truncated,
+        HpackError::Integer => Why::Integer,
+        HpackError::Index(i) => Why::Index(i),
+        HpackError::Huffman(hpack::HuffmanError::Eos) => Why::Eos,
+        HpackError::Huffman(hpack::HuffmanError::Padding) => Why::Padding,
+        HpackError::TableSize { size, .. } => Why::TableSize(size),
+        HpackError::LateTableSize => Why::LateTableSize,
+    })
+}
+
+fn same_table(table: &DynamicTable, oracle: &hpack_oracle::Decoder) {
+    let entries: Vec<_> = table
+        .iter()
+        .map(|(n, v)| (n.to_vec(), v.to_vec()))
+        .collect();
+    assert_eq!(entries, oracle.table, "the dynamic tables differ");
+    assert_eq!(table.size(), oracle.size());
+    assert_eq!(table.max_size(), oracle.max_size);
 }

@@ -102,3 +102,22 @@ fn http2_fields_cannot_inject_into_the_http1_head() {
         h2_request(case);
     }
 }
+
+#[test]
+fn frames_written_and_hostile_read_as_the_h2_frame_target_expects() {
+    use crate::http::h2frame::{put_data, put_headers, put_settings, Code};
+    let mut wire = vec![0u8];
+    put_settings(&mut wire, Some(&[(0x3, 100), (0xff, 1)]));
+    put_headers(&mut wire, 1, &[0x82; 40_000], true, 16_384);
+    put_data(&mut wire, 3, b"body", false);
+    crate::http::h2frame::put_rst(&mut wire, 3, Code::CANCEL);
+    h2_frame(&wire);
+    // a PRIORITY of the wrong size is a stream error: the frames after it are still read
+    let mut wire = vec![0u8, 0, 0, 4, 2, 0, 0, 0, 0, 1, 0, 0, 0, 0];
+    put_data(&mut wire, 1, b"x", true);
+    h2_frame(&wire);
+    // every prefix of these, and the frames alone
+    for n in 0..wire.len() {
+        h2_frame(&wire[..n]);
+    }
+}

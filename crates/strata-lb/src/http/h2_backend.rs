@@ -417,7 +417,8 @@ fn going_away(f: &Failure) -> bool {
         .and_then(|s| s.downcast_ref::<hyper::Error>())
         .and_then(|e| std::error::Error::source(e))
         .and_then(|s| s.downcast_ref::<h2::Error>());
-    f.kind == Kind::Closed && h2.is_none_or(|h2| h2.reason() != Some(h2::Reason::REFUSED_STREAM) || h2.is_go_away())
+    f.kind == Kind::Closed
+        && h2.is_none_or(|h2| h2.reason() != Some(h2::Reason::REFUSED_STREAM) || h2.is_go_away())
 }
 
 /// What a failed HTTP/2 exchange means for the request.

@@ -8,6 +8,9 @@ mod h2_backend;
 // tests use it
 #[allow(dead_code)]
 pub(crate) mod h2frame;
+// not wired into the server yet: only the tests and the fuzz target use it
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) mod hpack;
 mod io;
 mod peer;
 pub(crate) mod proxy;
