@@ -194,6 +194,14 @@ impl H2Body {
                 if self.body.is_end_stream() {
                     self.held = None;
                 }
+                // a backend's trailers lose the fields no trailer may carry
+                let frame = match frame.into_trailers() {
+                    Ok(mut t) => {
+                        trailers::filter(&mut t);
+                        Frame::trailers(t)
+                    }
+                    Err(frame) => frame,
+                };
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(None) => {

@@ -281,7 +281,7 @@ async fn to_h2<'s>(
         let f = Failure::new(Stage::Client, Kind::BadRequest, Retry::Never);
         return failed(svc, &f, None);
     };
-    let origin = Replay::new(body);
+    let origin = Replay::new(body, cfg.max_body_size);
     let key = key(site, req, peer.addr.ip());
     let answer = h2_backend::exchange(svc, site, pool, &out, &origin, &parts.method, key, started);
     match answer.await {

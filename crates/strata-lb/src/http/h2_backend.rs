@@ -270,13 +270,17 @@ pub(crate) async fn exchange<'s>(
 ) -> Result<H2Answer<'s>, (Failure, Option<&'s Arc<Backend>>)> {
     let replayable = idempotent(method);
     let mut tries = Attempts::new(svc, site, key);
-    while let Some((index, backend)) = tries.next() {
-        let in_flight = backend.start();
+    loop {
+        // a body no longer kept whole can't go again: that is no backend's fault
         let Some(body) = origin.again() else {
-            let f = Failure::new(Stage::Request, Kind::Closed, Retry::Never);
+            let f = Failure::new(Stage::Client, Kind::Closed, Retry::Never);
             tries.failed(f, false);
             break;
         };
+        let Some((index, backend)) = tries.next() else {
+            break;
+        };
+        let in_flight = backend.start();
         let attempt = async {
             let (mut send, stream) = pool
                 .checkout(index, backend.addr, site.upstream.config.connect_timeout)
@@ -286,7 +290,17 @@ pub(crate) async fn exchange<'s>(
             *request.uri_mut() = out.uri.clone();
             *request.headers_mut() = out.headers.clone();
             let timeout = site.config.response_timeout;
-            match tokio::time::timeout(timeout, self::send(&mut send, request)).await {
+            let sent = self::send(&mut send, request);
+            tokio::pin!(sent);
+            // response_timeout counts from the end of the request body, or from the last of
+            // it while it still moves
+            let answered = loop {
+                match tokio::time::timeout(timeout, &mut sent).await {
+                    Err(_) if origin.still_sending(timeout) => continue,
+                    done => break done,
+                }
+            };
+            match answered {
                 Ok(Ok(resp)) => Ok((resp, stream)),
                 Ok(Err(f)) => {
                     if going_away(&f) {
@@ -448,6 +462,11 @@ fn failure(e: hyper::Error, unsent: bool) -> Failure {
 /// What is recorded of a request body for a retry.
 struct Recorded {
     source: UnsyncBoxBody<Bytes, BoxError>,
+    /// Data bytes taken from `source`, and the most it may give (`max_body_size`).
+    data: u64,
+    limit: u64,
+    /// When `source` last gave a frame.
+    last: std::time::Instant,
     /// The frames taken from `source` so far; emptied once they pass [`REPLAY_LIMIT`].
     frames: Vec<Frame<Bytes>>,
     taken: usize,
@@ -465,7 +484,8 @@ pub(crate) struct Replay {
 }
 
 impl Replay {
-    pub(crate) fn new<B>(source: B) -> Self
+    /// `limit`: the most data the body may have (`max_body_size`).
+    pub(crate) fn new<B>(source: B, limit: u64) -> Self
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -473,6 +493,9 @@ impl Replay {
         let ended = source.is_end_stream();
         Replay {
             shared: Arc::new(Mutex::new(Recorded {
+                data: 0,
+                limit,
+                last: std::time::Instant::now(),
                 source: UnsyncBoxBody::new(http_body_util::BodyExt::map_err(source, Into::into)),
                 frames: Vec::new(),
                 taken: 0,
@@ -482,6 +505,13 @@ impl Replay {
             })),
             at: 0,
         }
+    }
+
+    /// Whether the client is still sending the body, and has within `within`: the answer may
+    /// wait for the end of an upload (a client-streaming call) as long as it moves.
+    pub(crate) fn still_sending(&self, within: Duration) -> bool {
+        let rec = lock(&self.shared);
+        !rec.ended && rec.last.elapsed() < within
     }
 
     /// The body for another try, from its start; `None` when what was sent is no longer kept.
@@ -527,10 +557,28 @@ impl Body for Replay {
         }
         match Pin::new(&mut rec.source).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
+                // a client's trailers lose the fields no trailer may carry
+                let frame = match frame.into_trailers() {
+                    Ok(mut t) => {
+                        super::trailers::filter(&mut t);
+                        Frame::trailers(t)
+                    }
+                    Err(frame) => frame,
+                };
+                let len = frame.data_ref().map_or(0, Buf::remaining);
+                rec.data += len as u64;
+                rec.last = std::time::Instant::now();
+                if rec.data > rec.limit {
+                    rec.overflow = true;
+                    return Poll::Ready(Some(Err(
+                        "the request body is larger than max_body_size".into()
+                    )));
+                }
                 rec.taken += 1;
                 this.at += 1;
                 if !rec.overflow {
-                    rec.bytes += frame.data_ref().map_or(64, Buf::remaining);
+                    // each frame kept costs its bookkeeping too, however small its data
+                    rec.bytes += len.max(64);
                     if rec.bytes > REPLAY_LIMIT {
                         rec.overflow = true;
                         rec.frames = Vec::new();
@@ -562,18 +610,10 @@ impl Body for Replay {
     }
 
     fn size_hint(&self) -> SizeHint {
+        // the length, when the client gave one, goes in its content-length field
         let rec = lock(&self.shared);
         if rec.ended && self.at >= rec.taken {
             SizeHint::with_exact(0)
-        } else if self.at == 0 && !rec.overflow {
-            let mut hint = rec.source.size_hint();
-            let kept = rec.bytes as u64;
-            // frames recorded are no longer in the source
-            hint.set_lower(hint.lower() + kept);
-            if let Some(upper) = hint.upper() {
-                hint.set_upper(upper + kept);
-            }
-            hint
         } else {
             SizeHint::default()
         }
@@ -616,7 +656,7 @@ async fn get_check(
     let authority = host.map_or_else(|| addr.to_string(), str::to_string);
     let req = Request::get(format!("{scheme}://{authority}{path}"))
         .header("user-agent", "strata-health")
-        .body(Replay::new(http_body_util::Empty::<Bytes>::new()))
+        .body(Replay::new(http_body_util::Empty::<Bytes>::new(), 0))
         .map_err(|e| e.to_string())?;
     let status = send(&mut conn.send, req)
         .await
@@ -652,7 +692,10 @@ async fn grpc_check(
         .header("content-type", "application/grpc")
         .header("te", "trailers")
         .header("user-agent", "strata-health")
-        .body(Replay::new(http_body_util::Full::new(Bytes::from(message))))
+        .body(Replay::new(
+            http_body_util::Full::new(Bytes::from(message)),
+            u64::MAX,
+        ))
         .map_err(|e| e.to_string())?;
     let resp = send(&mut conn.send, req).await.map_err(|f| f.to_string())?;
     if resp.status() != http::StatusCode::OK {
@@ -708,7 +751,7 @@ fn serving_status(body: &[u8]) -> Option<u64> {
             }
             2 => {
                 let (l, n) = read_varint(msg)?;
-                msg = msg.get(n + l as usize..)?;
+                msg = msg.get(n.checked_add(usize::try_from(l).ok()?)?..)?;
             }
             1 => msg = msg.get(8..)?,
             5 => msg = msg.get(4..)?,

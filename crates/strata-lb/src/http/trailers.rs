@@ -22,6 +22,18 @@ pub(crate) fn to_map(lines: &[u8]) -> Option<HeaderMap> {
     (!map.is_empty()).then_some(map)
 }
 
+/// Drops from HTTP/2 trailers the fields no trailer section may carry.
+pub(crate) fn filter(map: &mut HeaderMap) {
+    let denied: Vec<HeaderName> = map
+        .keys()
+        .filter(|n| !may_pass_trailer(n.as_str().as_bytes()))
+        .cloned()
+        .collect();
+    for name in denied {
+        map.remove(name);
+    }
+}
+
 /// HTTP/2 trailers as HTTP/1.1 trailer lines, each with its CRLF.
 pub(crate) fn to_lines(map: &HeaderMap) -> Vec<u8> {
     let mut out = Vec::new();
@@ -51,5 +63,21 @@ mod tests {
         map.insert("content-length", HeaderValue::from_static("5"));
         map.insert("host", HeaderValue::from_static("evil"));
         assert_eq!(to_lines(&map), b"x-checksum: abc\r\n");
+        // what the proxy writes in the head, and names a CGI backend reads as those
+        for name in [
+            "x-forwarded-for",
+            "x_forwarded_for",
+            "via",
+            "content_length",
+            "forwarded",
+        ] {
+            assert!(!may_pass_trailer(name.as_bytes()), "{name}");
+        }
+        assert!(may_pass_trailer(b"x-forwarded"));
+        map.insert("x_forwarded_for", HeaderValue::from_static("1.2.3.4"));
+        map.insert("set-cookie", HeaderValue::from_static("a=b"));
+        filter(&mut map);
+        assert_eq!(map.len(), 1);
+        assert_eq!(map["x-checksum"], "abc");
     }
 }

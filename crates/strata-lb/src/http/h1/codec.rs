@@ -695,11 +695,30 @@ const NOT_IN_TRAILERS: &[&[u8]] = &[
     b"location",
     b"retry-after",
     b"vary",
+    // the proxy writes these in the head itself: a trailer could pass for its word
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+    b"x-real-ip",
+    b"forwarded",
+    b"via",
 ];
 
-/// Whether a trailer field named `name` is passed on (see [`NOT_IN_TRAILERS`]).
+/// Whether a trailer field named `name` is passed on (see [`NOT_IN_TRAILERS`]); an underscore
+/// counts as a dash, as CGI-style backends read names (`content_length` is Content-Length to
+/// them).
 pub(crate) fn may_pass_trailer(name: &[u8]) -> bool {
-    !NOT_IN_TRAILERS.iter().any(|n| n.eq_ignore_ascii_case(name))
+    !NOT_IN_TRAILERS.iter().any(|n| {
+        n.len() == name.len()
+            && n.iter().zip(name).all(|(&a, &b)| {
+                let b = if b == b'_' {
+                    b'-'
+                } else {
+                    b.to_ascii_lowercase()
+                };
+                a == b
+            })
+    })
 }
 
 /// The end of a chunked body with `trailers` (lines with their CRLFs) in its trailer section.

@@ -91,7 +91,6 @@ fn list_header(out: &mut Vec<u8>, name: &[u8], prior: &[&[u8]], hop: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// The request head for the backend, HTTP/1.1, into `out`.
 /// Whether a client said it takes trailer fields (`TE: trailers`; HTTP/2 clients' `te` can
 /// say nothing else).
 pub(crate) fn takes_trailers(head: &Head) -> bool {
@@ -106,6 +105,7 @@ pub(crate) fn takes_trailers(head: &Head) -> bool {
     })
 }
 
+/// The request head for the backend, HTTP/1.1, into `out`.
 pub(crate) fn request_head(req: &RequestHead, mode: Forwarded, peer: &Peer, out: &mut Vec<u8>) {
     let head = &req.head;
     out.extend_from_slice(req.method());

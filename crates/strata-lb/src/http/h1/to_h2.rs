@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::body::{BodyError, BodyReader};
 use super::codec::{
-    chunk_header, parse_response, Asked, Framing, RequestHead, Version, LAST_CHUNK,
+    chunk_header, parse_response, Asked, Framing, ParseError, RequestHead, Version, LAST_CHUNK,
 };
 use super::rewrite::{response_head, takes_trailers, Relay};
 use super::server::{answer, body_piece, Next};
@@ -101,9 +101,9 @@ where
 
     let (tx, rx) = mpsc::channel(2);
     let origin = if framing == Framing::Empty {
-        Replay::new(http_body_util::Empty::<Bytes>::new())
+        Replay::new(http_body_util::Empty::<Bytes>::new(), 0)
     } else {
-        Replay::new(Pumped(rx, false))
+        Replay::new(Pumped(rx, false), u64::MAX)
     };
     let mut reader = BodyReader::new(framing);
     let (limit, idle) = (cfg.max_body_size, cfg.idle_timeout);
@@ -156,7 +156,14 @@ where
     let mut out = Vec::with_capacity(512);
     let (mode, client_keep) = response_head(&resp, &req.head, keep, &mut out);
     let trailers_ok = te_trailers && mode == Relay::Chunked;
-    let relayed = relay(io, &mut body, out, mode, trailers_ok, idle).await;
+    // what the head framed is all the client may get: data after a 204, a 304 or a HEAD's
+    // answer, or past a Content-Length, would be read as the next response
+    let allowed = match resp.head.framing {
+        Framing::Empty => Some(0),
+        Framing::Length(n) => Some(n),
+        Framing::Chunked | Framing::Close => None,
+    };
+    let relayed = relay(io, &mut body, out, (mode, allowed), trailers_ok, idle).await;
     drop((a.stream, a.in_flight));
     match relayed {
         Ok(()) if client_keep => (code, Some(name), Next::KeepAlive),
@@ -244,11 +251,12 @@ async fn relay<S: AsyncWrite + Unpin>(
     io: &mut S,
     body: &mut hyper::body::Incoming,
     head: Vec<u8>,
-    mode: Relay,
+    (mode, allowed): (Relay, Option<u64>),
     trailers_ok: bool,
     idle: Duration,
 ) -> Result<(), BodyError> {
     let mut head = Some(head);
+    let mut sent = 0u64;
     let mut line = Vec::new();
     let mut tail = BytesMut::new();
     loop {
@@ -269,13 +277,21 @@ async fn relay<S: AsyncWrite + Unpin>(
         line.clear();
         let mut done = frame.is_none();
         let data = match frame.map(Frame::into_data) {
-            Some(Ok(data)) => Some(data),
+            Some(Ok(data)) => {
+                sent += data.len() as u64;
+                if allowed.is_some_and(|n| sent > n) {
+                    return Err(BodyError::Framing(ParseError::Malformed(
+                        "the backend sent data its answer's head did not frame",
+                    )));
+                }
+                Some(data)
+            }
             Some(Err(frame)) => {
                 // trailers end the body
                 done = true;
                 if let (Ok(t), true) = (frame.into_trailers(), trailers_ok) {
                     tail.extend_from_slice(b"0\r\n");
-                    fields(&t, &mut tail);
+                    tail.extend_from_slice(&crate::http::trailers::to_lines(&t));
                     tail.extend_from_slice(b"\r\n");
                 }
                 None
