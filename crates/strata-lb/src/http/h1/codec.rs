@@ -708,17 +708,21 @@ const NOT_IN_TRAILERS: &[&[u8]] = &[
 /// counts as a dash, as CGI-style backends read names (`content_length` is Content-Length to
 /// them).
 pub(crate) fn may_pass_trailer(name: &[u8]) -> bool {
-    !NOT_IN_TRAILERS.iter().any(|n| {
-        n.len() == name.len()
-            && n.iter().zip(name).all(|(&a, &b)| {
-                let b = if b == b'_' {
-                    b'-'
-                } else {
-                    b.to_ascii_lowercase()
-                };
-                a == b
-            })
-    })
+    !NOT_IN_TRAILERS.iter().any(|n| cgi_name_is(name, n))
+}
+
+/// Whether `name` is `lower` (a lowercase field name) as CGI-style backends (PHP, WSGI, Rack)
+/// read names: case aside, and with `_` for `-`.
+pub(crate) fn cgi_name_is(name: &[u8], lower: &[u8]) -> bool {
+    lower.len() == name.len()
+        && lower.iter().zip(name).all(|(&o, &n)| {
+            let n = if n == b'_' {
+                b'-'
+            } else {
+                n.to_ascii_lowercase()
+            };
+            o == n
+        })
 }
 
 /// The end of a chunked body with `trailers` (lines with their CRLFs) in its trailer section.

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use strata_config::Forwarded;
 
-use super::codec::{Framing, Head, RequestHead, ResponseHead, Version};
+use super::codec::{cgi_name_is, Framing, Head, RequestHead, ResponseHead, Version};
 use crate::http::Peer;
 
 /// Headers that describe one connection only (RFC 9110 7.6.1), never forwarded.
@@ -42,18 +42,7 @@ fn shadows(name: &[u8]) -> bool {
         b"x-forwarded-host",
         b"x-real-ip",
     ];
-    name.contains(&b'_')
-        && OWNED.iter().any(|owned| {
-            owned.len() == name.len()
-                && owned.iter().zip(name).all(|(&o, &n)| {
-                    let n = if n == b'_' {
-                        b'-'
-                    } else {
-                        n.to_ascii_lowercase()
-                    };
-                    o == n
-                })
-        })
+    name.contains(&b'_') && OWNED.iter().any(|owned| cgi_name_is(name, owned))
 }
 
 /// Content-Length and Transfer-Encoding: the proxy writes its own.
