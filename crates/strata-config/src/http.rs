@@ -194,6 +194,14 @@ pub(crate) fn listener(
             as u32,
         upstream,
     };
+    if out.allow_connect && out.backend_protocol != BackendProtocol::Http1 {
+        report.add_hint(
+            s.get("allow_connect").map_or(s.span.clone(), |v| v.span()),
+            &s.key("allow_connect"),
+            "CONNECT tunnels are made over HTTP/1.1 backend connections",
+            Some("remove allow_connect, or set backend_protocol = \"http1\""),
+        );
+    }
     if let (Some(crate::CheckKind::Grpc { .. }), BackendProtocol::Http1) = (
         out.upstream.health.as_ref().map(|h| &h.kind),
         &out.backend_protocol,

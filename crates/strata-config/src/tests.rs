@@ -275,3 +275,14 @@ fn backend_protocols_and_grpc_checks() {
         "{p:?}"
     );
 }
+
+#[test]
+fn connect_tunnels_need_http1_backends() {
+    let src = "[[http]]\nname = \"p\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"127.0.0.1:3128\"]\nallow_connect = true\nbackend_protocol = \"h2c\"\n";
+    let p = problems(src);
+    assert!(
+        p.iter()
+            .any(|p| p.contains("http[0].allow_connect") && p.contains("HTTP/1.1")),
+        "{p:?}"
+    );
+}

@@ -63,43 +63,51 @@ async fn answer(svc: &HttpService, req: Request<Incoming>, peer: &Peer) -> Respo
                 text: text.into(),
                 location: None,
             };
-            return if is_grpc(&parts.headers) {
-                grpc_local(&local)
-            } else {
-                local.response()
+            return match is_grpc(&parts.headers) {
+                Some(kind) => grpc_local(&local, kind),
+                None => local.response(),
             };
         }
     };
     let grpc = is_grpc(&parts.headers);
     let (status, backend, resp) = proxy(svc, &site, &head, &parts, body, peer, started).await;
     record(svc, &site, peer, &head, status, backend, started);
-    match resp {
-        Ok(resp) => resp,
-        Err(local) if grpc => grpc_local(&local),
-        Err(local) => local.response(),
+    match (resp, grpc) {
+        (Ok(resp), _) => resp,
+        (Err(local), Some(kind)) => grpc_local(&local, kind),
+        (Err(local), None) => local.response(),
     }
 }
 
 /// A gRPC call (`content-type: application/grpc...`): the proxy's own answers to it are gRPC
 /// statuses, which a gRPC client understands, not HTML or text.
-fn is_grpc(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+/// `Some` with the content type its answers carry (gRPC-Web's own, or gRPC's).
+fn is_grpc(headers: &http::HeaderMap) -> Option<&'static str> {
+    let kind = headers.get(header::CONTENT_TYPE)?.as_bytes();
+    if kind.starts_with(b"application/grpc-web") {
+        Some("application/grpc-web")
+    } else if kind.starts_with(b"application/grpc") {
+        Some("application/grpc")
+    } else {
+        None
+    }
 }
 
 /// The proxy's own answer to a gRPC call: a trailers-only response (RFC: gRPC over HTTP/2,
 /// "Trailers-Only"), status 200 with `grpc-status` and `grpc-message` in its only HEADERS
 /// frame, mapped from the HTTP status as gRPC's own table maps them.
-fn grpc_local(local: &Local) -> Response<RespBody> {
+/// A timeout is DEADLINE_EXCEEDED rather than the table's UNAVAILABLE: the backend may have run
+/// the call, and gRPC clients retry UNAVAILABLE.
+fn grpc_local(local: &Local, content_type: &'static str) -> Response<RespBody> {
     let code = match local.status {
-        400 => 13,                   // INTERNAL
-        401 => 16,                   // UNAUTHENTICATED
-        403 => 7,                    // PERMISSION_DENIED
-        404 | 405 | 501 => 12,       // UNIMPLEMENTED
-        413 | 431 => 8,              // RESOURCE_EXHAUSTED
-        429 | 502 | 503 | 504 => 14, // UNAVAILABLE
-        _ => 2,                      // UNKNOWN
+        400 => 13,             // INTERNAL
+        401 => 16,             // UNAUTHENTICATED
+        403 => 7,              // PERMISSION_DENIED
+        404 | 405 | 501 => 12, // UNIMPLEMENTED
+        413 | 431 => 8,        // RESOURCE_EXHAUSTED
+        504 => 4,              // DEADLINE_EXCEEDED
+        429 | 502 | 503 => 14, // UNAVAILABLE
+        _ => 2,                // UNKNOWN
     };
     let mut message = String::new();
     for b in local.text.trim_end().bytes() {
@@ -111,10 +119,7 @@ fn grpc_local(local: &Local) -> Response<RespBody> {
     }
     let mut resp = Response::new(RespBody::empty());
     let headers = resp.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/grpc"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert("grpc-status", HeaderValue::from(code));
     if let Ok(v) = HeaderValue::from_str(&message) {
         headers.insert("grpc-message", v);
