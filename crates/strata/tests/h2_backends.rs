@@ -56,38 +56,6 @@ async fn http1_clients_reach_http2_backends() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn trailers_reach_clients_that_take_them() {
-    let a = Backend::start_h2("a").await;
-    let strata = Strata::start(&config(&[&a], ""));
-    let addr = strata.addr("http:web");
-    // HTTP/1.1 with TE: trailers: chunked, the trailer in the last chunk
-    let raw = raw_exchange(
-        addr,
-        b"GET /trailers HTTP/1.1\r\nHost: x\r\nTE: trailers\r\nConnection: close\r\n\r\n",
-        Duration::from_secs(5),
-    )
-    .await;
-    assert!(raw.contains("transfer-encoding: chunked"), "{raw}");
-    assert!(raw.ends_with("0\r\nx-checksum: abc\r\n\r\n"), "{raw:?}");
-    // without it: no trailer
-    let raw = raw_exchange(
-        addr,
-        b"GET /trailers HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        Duration::from_secs(5),
-    )
-    .await;
-    assert!(raw.ends_with("with trailers\r\n0\r\n\r\n"), "{raw:?}");
-    // HTTP/2 clients get them as a trailing HEADERS frame
-    let mut h2 = h2_handshake(TcpStream::connect(addr).await.unwrap()).await;
-    h2.ready().await.unwrap();
-    let resp = h2.send_request(h2_get("http://x/trailers")).await.unwrap();
-    assert_eq!(resp.status(), 200);
-    let collected = resp.into_body().collect().await.unwrap();
-    assert_eq!(collected.trailers().unwrap()["x-checksum"], "abc");
-    assert_eq!(collected.to_bytes(), "with trailers");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_clients_reach_http2_backends_with_bodies() {
     let a = Backend::start_h2("a").await;
     let b = Backend::start_h2("b").await;
