@@ -1,14 +1,13 @@
 //! HTTP/2 clients: each request is turned into an HTTP/1.1 head and goes through the same
 //! request path, head rewriting and backend connections as HTTP/1.x clients' requests; the
-//! answer streams back as HTTP/2. hyper handles the HTTP/2 framing.
+//! answer streams back as HTTP/2. The framing is `h2server`'s.
 
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
-use http::{header, HeaderName, HeaderValue, Request, Response};
+use bytes::Bytes;
+use http::{header, HeaderName, HeaderValue, Response};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use std::sync::Arc;
 
 use super::body::{Progress, RespBody};
@@ -16,6 +15,7 @@ use super::h1::body::{BodyError, BodyReader};
 use super::h1::codec::{parse_request, ParseError, RequestHead, Version};
 use super::h1::rewrite::{is_framing, is_hop, request_head, response_length, via_hop};
 use super::h2_backend::{self, Pool, Replay};
+use super::h2server::{NewRequest, ReqBody};
 use super::proxy::{
     answer_first, error_text, forward, key, record, refusal, status, Answer, BodySource, Local,
     Outbound,
@@ -31,21 +31,26 @@ use strata_upstream::{Failure, Kind, Retry, Stage};
 /// Serves one HTTP/2 request.
 pub(crate) async fn handle(
     svc: &HttpService,
-    req: Request<Incoming>,
+    req: NewRequest,
+    body: ReqBody,
     peer: &Peer,
     progress: &Arc<Progress>,
 ) -> Response<RespBody> {
-    answer(svc, req, peer)
+    answer(svc, req, body, peer)
         .await
         .map(|body| body.watched(progress))
 }
 
-async fn answer(svc: &HttpService, req: Request<Incoming>, peer: &Peer) -> Response<RespBody> {
+async fn answer(
+    svc: &HttpService,
+    req: NewRequest,
+    body: ReqBody,
+    peer: &Peer,
+) -> Response<RespBody> {
     let started = Instant::now();
     let site = svc.site.load_full();
     svc.stats.requests.inc();
-    let (parts, body) = req.into_parts();
-    let head = h1_head(&parts, !body.is_end_stream()).and_then(|mut raw| {
+    let head = req.raw.and_then(|mut raw| {
         parse_request(&mut raw, site.config.max_header_size as usize)?
             .ok_or(ParseError::TooLarge(site.config.max_header_size as usize))
     });
@@ -63,33 +68,19 @@ async fn answer(svc: &HttpService, req: Request<Incoming>, peer: &Peer) -> Respo
                 text: text.into(),
                 location: None,
             };
-            return match is_grpc(&parts.headers) {
+            return match req.grpc {
                 Some(kind) => grpc_local(&local, kind),
                 None => local.response(),
             };
         }
     };
-    let grpc = is_grpc(&parts.headers);
-    let (status, backend, resp) = proxy(svc, &site, &head, &parts, body, peer, started).await;
+    let (status, backend, resp) =
+        proxy(svc, &site, &head, req.te_trailers, body, peer, started).await;
     record(svc, &site, peer, &head, status, backend, started);
-    match (resp, grpc) {
+    match (resp, req.grpc) {
         (Ok(resp), _) => resp,
         (Err(local), Some(kind)) => grpc_local(&local, kind),
         (Err(local), None) => local.response(),
-    }
-}
-
-/// A gRPC call (`content-type: application/grpc...`): the proxy's own answers to it are gRPC
-/// statuses, which a gRPC client understands, not HTML or text.
-/// `Some` with the content type its answers carry (gRPC-Web's own, or gRPC's).
-fn is_grpc(headers: &http::HeaderMap) -> Option<&'static str> {
-    let kind = headers.get(header::CONTENT_TYPE)?.as_bytes();
-    if kind.starts_with(b"application/grpc-web") {
-        Some("application/grpc-web")
-    } else if kind.starts_with(b"application/grpc") {
-        Some("application/grpc")
-    } else {
-        None
     }
 }
 
@@ -127,72 +118,6 @@ fn grpc_local(local: &Local, content_type: &'static str) -> Response<RespBody> {
     resp
 }
 
-/// The request as an HTTP/1.1 head, the way an HTTP/1.1 client would have sent it:
-/// `:authority` as Host, cookies in one header (RFC 9113 8.2.3), and a body of unknown length
-/// chunked. A `host` header that names another site than `:authority` is refused (RFC 9113
-/// 8.3.1): the proxy and the backend could otherwise route the request to different sites.
-pub(crate) fn h1_head(
-    parts: &http::request::Parts,
-    has_body: bool,
-) -> Result<BytesMut, ParseError> {
-    if let (Some(authority), Some(host)) = (parts.uri.authority(), parts.headers.get(header::HOST))
-    {
-        if !authority
-            .as_str()
-            .as_bytes()
-            .eq_ignore_ascii_case(host.as_bytes())
-        {
-            return Err(ParseError::Malformed(":authority and host differ"));
-        }
-    }
-    let mut out = BytesMut::with_capacity(512);
-    out.put_slice(parts.method.as_str().as_bytes());
-    out.put_u8(b' ');
-    let target = if parts.method == http::Method::CONNECT {
-        // authority-form, so that the request gets the 405 every listener gives it over HTTP/2
-        parts.uri.authority().map_or("", |a| a.as_str())
-    } else {
-        parts.uri.path_and_query().map_or("/", |p| p.as_str())
-    };
-    out.put_slice(target.as_bytes());
-    out.put_slice(b" HTTP/1.1\r\n");
-    let field = |out: &mut BytesMut, name: &[u8], value: &[u8]| {
-        out.put_slice(name);
-        out.put_slice(b": ");
-        out.put_slice(value);
-        out.put_slice(b"\r\n");
-    };
-    if !parts.headers.contains_key(header::HOST) {
-        if let Some(authority) = parts.uri.authority() {
-            field(&mut out, b"host", authority.as_str().as_bytes());
-        }
-    }
-    let mut cookies = parts.headers.get_all(header::COOKIE).iter();
-    if let Some(first) = cookies.next() {
-        out.put_slice(b"cookie: ");
-        out.put_slice(first.as_bytes());
-        for more in cookies {
-            out.put_slice(b"; ");
-            out.put_slice(more.as_bytes());
-        }
-        out.put_slice(b"\r\n");
-    }
-    for (name, value) in &parts.headers {
-        if name != header::COOKIE {
-            field(&mut out, name.as_str().as_bytes(), value.as_bytes());
-        }
-    }
-    if has_body && !parts.headers.contains_key(header::CONTENT_LENGTH) {
-        field(&mut out, b"transfer-encoding", b"chunked");
-    }
-    // an HTTP/2 client always takes trailers: the backend may send them
-    if !parts.headers.contains_key(header::TE) {
-        field(&mut out, b"te", b"trailers");
-    }
-    out.put_slice(b"\r\n");
-    Ok(out)
-}
-
 /// What a request came to: its status, the backend that answered, and the answer, or the
 /// proxy's own answer when no backend gave one.
 type Outcome<'s> = (u16, Option<&'s str>, Result<Response<RespBody>, Local>);
@@ -201,8 +126,8 @@ async fn proxy<'s>(
     svc: &HttpService,
     site: &'s Arc<Site>,
     req: &RequestHead,
-    parts: &http::request::Parts,
-    body: Incoming,
+    te_trailers: bool,
+    body: ReqBody,
     peer: &Peer,
     started: Instant,
 ) -> Outcome<'s> {
@@ -216,7 +141,15 @@ async fn proxy<'s>(
         // boxed: the HTTP/2 backend path's state is several times the HTTP/1.1 one's, and
         // every request's future would otherwise be as large as the larger of the two
         return Box::pin(to_h2(
-            svc, site, pool, req, &head, parts, body, peer, started,
+            svc,
+            site,
+            pool,
+            req,
+            &head,
+            te_trailers,
+            body,
+            peer,
+            started,
         ))
         .await;
     }
@@ -270,17 +203,16 @@ async fn to_h2<'s>(
     pool: &Pool,
     req: &RequestHead,
     head: &[u8],
-    parts: &http::request::Parts,
-    body: Incoming,
+    trailers: bool,
+    body: ReqBody,
     peer: &Peer,
     started: Instant,
 ) -> Outcome<'s> {
     let cfg = &site.config;
-    let trailers = parts
-        .headers
-        .get_all(header::TE)
-        .iter()
-        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    let Ok(method) = http::Method::from_bytes(req.method()) else {
+        let f = Failure::new(Stage::Client, Kind::BadRequest, Retry::Never);
+        return failed(svc, &f, None);
+    };
     let tls = matches!(cfg.backend_protocol, BackendProtocol::H2(_));
     let Some(out) = h2_backend::backend_head(head, tls, trailers) else {
         let f = Failure::new(Stage::Client, Kind::BadRequest, Retry::Never);
@@ -288,7 +220,7 @@ async fn to_h2<'s>(
     };
     let origin = Replay::new(body, cfg.max_body_size);
     let key = key(site, req, peer.addr.ip());
-    let answer = h2_backend::exchange(svc, site, pool, &out, &origin, &parts.method, key, started);
+    let answer = h2_backend::exchange(svc, site, pool, &out, &origin, &method, key, started);
     match answer.await {
         Ok(a) => {
             let status = a.resp.status().as_u16();
@@ -320,7 +252,7 @@ async fn to_h2<'s>(
 /// An HTTP/2 client's request body on its way to an HTTP/1.1 backend: its DATA frames, and
 /// its trailers for the last chunk (a body sent with a Content-Length has no place for them).
 pub(crate) struct H2Request {
-    body: Incoming,
+    body: ReqBody,
     trailers: Vec<u8>,
 }
 
@@ -338,7 +270,7 @@ impl BodySource for H2Request {
             let frame = match tokio::time::timeout(idle, self.body.frame()).await {
                 Ok(None) => return Ok(None),
                 Ok(Some(Ok(frame))) => frame,
-                Ok(Some(Err(e))) => return Err(BodyError::Io(std::io::Error::other(e))),
+                Ok(Some(Err(e))) => return Err(BodyError::Io(e)),
                 Err(_) => return Err(BodyError::quiet(idle)),
             };
             match frame.into_data() {

@@ -4,6 +4,7 @@ mod body;
 pub(crate) mod h1;
 pub(crate) mod h2;
 mod h2_backend;
+pub(crate) mod h2server;
 // not wired into the server yet (the connection that will use all of it comes next): only its
 // tests use it
 #[allow(dead_code)]
@@ -21,8 +22,6 @@ mod trailers;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use hyper::server::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::{json, Value};
 use strata_config::HttpListener;
 use strata_metrics::{Counter, Gauge, Histogram, MetricsWriter};
@@ -65,7 +64,6 @@ pub(crate) struct Site {
     pub(crate) h2_pool: Option<Arc<h2_backend::Pool>>,
     pub(crate) tls: Option<TlsAcceptor>,
     pub(crate) conn_limit: Arc<Semaphore>,
-    pub(crate) h2: http2::Builder<TokioExecutor>,
     /// The listener's connection deadlines; the same across generations.
     pub(crate) timers: Arc<Timers>,
 }
@@ -102,12 +100,6 @@ impl Site {
         } else {
             Some(tls::acceptor(&config.name, &config.tls)?)
         };
-        let mut h2 = http2::Builder::new(TokioExecutor::new());
-        h2.timer(TokioTimer::new())
-            .max_concurrent_streams(config.h2_max_concurrent_streams)
-            .max_header_list_size(config.max_header_size as u32)
-            // what one stream may hold unsent for a client that is slow to take it
-            .max_send_buf_size(64 << 10);
         Ok(Site {
             h2_pool: h2_backend::Pool::new(config)?.map(Arc::new),
             h1_pool: h1::client::Pool::new(
@@ -118,7 +110,6 @@ impl Site {
             upstream,
             tls,
             conn_limit: Arc::new(Semaphore::new(config.max_connections as usize)),
-            h2,
             timers: previous.map_or_else(Timers::new, |p| p.timers.clone()),
             config: config.clone(),
         })

@@ -1,7 +1,6 @@
 //! Accepting client connections: limits, TLS handshakes, telling HTTP/2 from HTTP/1.x, and
-//! graceful draining. HTTP/1.x is served by `h1`, HTTP/2 by hyper.
+//! graceful draining. HTTP/1.x is served by `h1`, HTTP/2 by `h2server`.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -9,18 +8,14 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use strata_net::{accept_loop, Admitted, UpstreamIo};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use super::body::Progress;
 use super::h1::rewrite::local_response;
 use super::h1::server::{Kept, Serve};
 use super::io::{sniff, ClientIo, Sniff};
-use super::Peer;
-use super::{h2, HttpService, Open};
+use super::{h2server, HttpService, Open};
 
 /// Accepts on `listener` until `shutdown`, then lets open connections finish their requests
 /// (keep-alive connections close after the current one) and returns when all are done.
@@ -102,13 +97,10 @@ async fn start(
             Some(Serve::new(kept, read))
         }
         Sniff::Ready { h2: true, read } => {
-            let io = ClientIo {
-                stream,
-                prefix: read.freeze(),
-            };
-            let h2 = Box::pin(serve_h2(
+            let h2 = Box::pin(h2server::serve(
                 open.service(),
-                TokioIo::new(io),
+                stream,
+                read,
                 client,
                 false,
                 &drain,
@@ -148,7 +140,7 @@ async fn tls_connection(
     let svc = open.service().clone();
     match tls_handshake(&svc, acceptor, io, client, header_timeout).await {
         Some(stream) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
-            serve_h2(&svc, TokioIo::new(stream), client, true, &drain).await;
+            h2server::serve(&svc, stream, BytesMut::new(), client, true, &drain).await;
         }
         Some(stream) => {
             let kept = Kept::new(open, stream, client, true, drain, admitted);
@@ -177,71 +169,6 @@ async fn tls_handshake(
             svc.stats.tls_failures.inc();
             None
         }
-    }
-}
-
-/// Serves HTTP/2 with hyper. When `drain` fires or the listener is reloaded it sends GOAWAY
-/// and finishes open streams.
-async fn serve_h2<I>(
-    svc: &Arc<HttpService>,
-    io: I,
-    client: SocketAddr,
-    tls: bool,
-    drain: &CancellationToken,
-) where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let progress = Arc::new(Progress::new());
-    let service = {
-        let svc = svc.clone();
-        // made once per connection: the forwarding headers need the client's address as text
-        let peer = Arc::new(Peer::new(client, tls));
-        let progress = progress.clone();
-        service_fn(move |req| {
-            let (svc, peer, progress) = (svc.clone(), peer.clone(), progress.clone());
-            // boxed: hyper moves a stream's future several times on its way to the task it
-            // spawns, and the request path's state is large; a box moves as a pointer
-            let answer: Pin<Box<dyn Future<Output = _> + Send>> = Box::pin(async move {
-                Ok::<_, Infallible>(h2::handle(&svc, req, &peer, &progress).await)
-            });
-            answer
-        })
-    };
-    let site = svc.site.load_full();
-    let idle = site.config.idle_timeout;
-    let mut reloaded = svc.generation.subscribe();
-    let conn = site.h2.serve_connection(io, service);
-    drop(site);
-    tokio::pin!(conn);
-    let mut check = tokio::time::interval((idle / 4).clamp(
-        std::time::Duration::from_millis(100),
-        std::time::Duration::from_secs(5),
-    ));
-    let mut closing = false;
-    let result = loop {
-        tokio::select! {
-            result = conn.as_mut() => break result,
-            // on drain and on reload: GOAWAY with the last stream id, the streams in flight
-            // finish
-            _ = drain.cancelled(), if !closing => {
-                conn.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            _ = reloaded.changed(), if !closing => {
-                conn.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            // answers wait and the client has taken nothing for idle_timeout: a zero window,
-            // or a socket it does not read; the connection goes, and its backend streams
-            _ = check.tick() => if progress.stalled(idle) {
-                svc.stats.h2_stalls.inc();
-                tracing::debug!(listener = %svc.name, %client, "HTTP/2 client took no data for idle_timeout: closed");
-                break Ok(());
-            }
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(listener = %svc.name, %client, error = %e, "HTTP/2 connection ended with an error");
     }
 }
 
