@@ -242,3 +242,63 @@ async fn a_reload_sends_goaway_and_lets_streams_finish() {
     let mut fresh = h2c(&strata).await;
     assert_eq!(h2_send(&mut fresh, h2_get("http://x/")).await.status, 200);
 }
+
+/// An HTTP/2 connection with no streams and no frames for idle_timeout is closed (GOAWAY
+/// first), as an idle HTTP/1.1 keep-alive connection is; one that keeps asking stays.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_connection_is_closed_after_idle_timeout() {
+    let a = Backend::start("a").await;
+    let strata = Strata::start(&config(&[&a], "idle_timeout = \"1s\""));
+    let mut idle = h2c(&strata).await;
+    let mut busy = h2c(&strata).await;
+    assert_eq!(h2_send(&mut idle, h2_get("http://x/")).await.status, 200);
+    let start = tokio::time::Instant::now();
+    while !idle.is_closed() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the idle connection stayed open"
+        );
+        assert_eq!(h2_send(&mut busy, h2_get("http://x/")).await.status, 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!busy.is_closed());
+    assert_eq!(h2_send(&mut busy, h2_get("http://x/")).await.status, 200);
+}
+
+/// A client that closes its sending side in the middle of a request body: the request is given
+/// up at once (the rest of the body can't come), not left waiting for it until a timeout
+/// holding the client connection and a backend connection; the connection then closes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_gone_mid_upload_frees_its_request_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = Backend::start("a").await;
+    let strata = Strata::start(&config(&[&a], ""));
+    let mut raw = TcpStream::connect(strata.addr("http:web")).await.unwrap();
+    let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    bytes.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // SETTINGS
+                                                             // HEADERS, END_HEADERS only: POST http://x/echo, from the static table and one literal
+    let block = [
+        0x83, 0x86, 0x44, 0x05, b'/', b'e', b'c', b'h', b'o', 0x41, 0x01, b'x',
+    ];
+    bytes.extend_from_slice(&[0, 0, block.len() as u8, 0x1, 0x4, 0, 0, 0, 1]);
+    bytes.extend_from_slice(&block);
+    bytes.extend_from_slice(&[0, 0, 5, 0x0, 0, 0, 0, 0, 1]); // DATA, not the end
+    bytes.extend_from_slice(b"hello");
+    raw.write_all(&bytes).await.unwrap();
+    let open = || async {
+        let text = admin_get(&strata, "/metrics").await.body;
+        metric(&text, "strata_http_open_connections", "web").unwrap_or(-1.0)
+    };
+    eventually(
+        Duration::from_secs(5),
+        "the client connection counted",
+        || async { open().await == 1.0 },
+    )
+    .await;
+    raw.shutdown().await.unwrap();
+    // idle_timeout is 60 s: only giving the request up ends it within a few
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the connection stayed open");
+    assert_eq!(open().await, 0.0);
+}

@@ -59,7 +59,7 @@ impl Body for ReqBody {
             let n = data.len();
             s.queued -= n;
             inner.consumed(self.stream, n);
-            return Poll::Ready(Some(Ok(Frame::data(data))));
+            return Poll::Ready(Some(Ok(Frame::data(data.freeze()))));
         }
         if let Some(t) = s.trailers.take() {
             return Poll::Ready(Some(Ok(Frame::trailers(t))));

@@ -41,6 +41,7 @@ use super::h1::codec::ParseError;
 use super::h2frame::{self, Code, Frame, FrameError, Setting};
 use super::hpack::{Decoder, Encoder, HpackError, DEFAULT_TABLE_SIZE};
 use super::{h2, HttpService, Peer};
+use strata_net::now_ms;
 
 /// The receive window each stream starts with (SETTINGS_INITIAL_WINDOW_SIZE).
 const STREAM_WINDOW: u32 = 256 << 10;
@@ -51,6 +52,8 @@ const MAX_FRAME: u32 = h2frame::MIN_MAX_FRAME;
 /// Bytes of frames waiting to be written past which streams wait to write data and the
 /// connection stops reading.
 const OUT_HIGH: usize = 64 << 10;
+/// DATA frames are joined in a stream's queue up to this many bytes.
+const JOIN: usize = 16 << 10;
 /// What a client may reset beyond what it let finish before the connection goes.
 const CALM: i32 = 256;
 /// The peer's SETTINGS_INITIAL_WINDOW_SIZE and the connection's send window before any
@@ -78,32 +81,44 @@ pub(crate) async fn serve<I>(
     let mut check =
         tokio::time::interval((idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(5)));
     let mut closing = false;
-    let mut dying_ticks = 0;
+    let mut ending_ticks = 0;
+    let idle_ms = idle.as_millis() as u64;
     loop {
         tokio::select! {
             () = &mut conn => break,
-            // on drain and on reload: GOAWAY with the last stream id, the streams in flight
-            // finish
+            // on drain and on reload: GOAWAY, the streams in flight finish
             () = drain.cancelled(), if !closing => {
-                conn.go_away(Code::NO_ERROR, "");
+                conn.go_away();
                 closing = true;
             }
             _ = reloaded.changed(), if !closing => {
-                conn.go_away(Code::NO_ERROR, "");
+                conn.go_away();
                 closing = true;
             }
             _ = check.tick() => {
-                // answers wait and the client has taken nothing for idle_timeout: a zero
-                // window, or a socket it does not read; the connection goes, and its streams
-                if conn.progress.stalled(idle) {
+                let now = now_ms();
+                // answers wait and the client has taken nothing for idle_timeout (a zero
+                // window), or written frames have not moved (a socket it does not read): the
+                // connection goes, and its streams
+                let blocked = conn.blocked_since.is_some_and(|t| now.saturating_sub(t) > idle_ms);
+                if conn.progress.stalled(idle) || blocked {
                     svc.stats.h2_stalls.inc();
                     tracing::debug!(listener = %svc.name, %client, "HTTP/2 client took no data for idle_timeout: closed");
                     break;
                 }
-                // a connection error's GOAWAY gets a moment to leave, not more
-                if conn.dying {
-                    dying_ticks += 1;
-                    if dying_ticks > 2 {
+                // the second step of a graceful GOAWAY, should the client not answer its PING
+                if conn.away == Away::Announced {
+                    conn.shared.lock().final_goaway(&mut conn.away, conn.last_stream);
+                }
+                // no streams and no frames for idle_timeout, as an idle HTTP/1.1 connection
+                if conn.tasks.is_empty() && now.saturating_sub(conn.last_read_ms) > idle_ms {
+                    conn.go_away();
+                    conn.shared.lock().final_goaway(&mut conn.away, conn.last_stream);
+                }
+                // a connection error's GOAWAY, or the close, gets a moment to leave, not more
+                if conn.dying || conn.shut {
+                    ending_ticks += 1;
+                    if ending_ticks > 2 {
                         break;
                     }
                 }
@@ -111,6 +126,20 @@ pub(crate) async fn serve<I>(
         }
     }
 }
+
+/// Where the connection is in going away (RFC 9113 §6.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Away {
+    Open,
+    /// GOAWAY with the highest stream id and a PING sent: streams the client opened before it
+    /// saw them are still taken; the PING's answer (or the next check) sends the real GOAWAY.
+    Announced,
+    /// GOAWAY with this last stream sent: streams above it are refused.
+    Sent(u32),
+}
+
+/// The PING that follows a graceful GOAWAY's first step.
+const GOAWAY_PING: [u8; 8] = *b"strata-g";
 
 /// A connection error: GOAWAY with this code, and why (sent as the GOAWAY's debug data).
 type ConnError = (Code, &'static str);
@@ -163,8 +192,10 @@ struct Inner {
     recv_window: i64,
     /// Data taken (or dropped) since the connection's window was last opened.
     conn_credit: u32,
-    /// Streams waiting for the connection's send window, or for `out` to drain.
+    /// Streams waiting for `out` to drain.
     waiting: Vec<Waker>,
+    /// Streams waiting for the connection's send window.
+    window_waiting: Vec<Waker>,
     /// The connection's task, woken when a request body read elsewhere opens a window.
     conn_waker: Option<Waker>,
     /// See [`CALM`].
@@ -173,8 +204,9 @@ struct Inner {
 
 /// One open stream.
 struct Stream {
-    /// DATA received and not yet read, and how many bytes.
-    queue: VecDeque<Bytes>,
+    /// DATA received and not yet read (small frames joined, so that a byte of window costs a
+    /// byte of memory), and how many bytes.
+    queue: VecDeque<BytesMut>,
     queued: usize,
     trailers: Option<HeaderMap>,
     /// The client ended the stream.
@@ -368,7 +400,7 @@ impl Inner {
                 if s.send_window <= 0 {
                     s.sender = Some(cx.waker().clone());
                 } else {
-                    self.waiting.push(cx.waker().clone());
+                    self.window_waiting.push(cx.waker().clone());
                 }
                 return Poll::Pending;
             }
@@ -387,6 +419,15 @@ impl Inner {
     fn wake_waiting(&mut self) {
         for w in self.waiting.drain(..) {
             w.wake();
+        }
+    }
+
+    /// The second step of a graceful GOAWAY: the last stream the client opened is the last
+    /// one taken.
+    fn final_goaway(&mut self, away: &mut Away, last_stream: u32) {
+        if *away == Away::Announced {
+            h2frame::put_goaway(&mut self.out, last_stream, Code::NO_ERROR, b"");
+            *away = Away::Sent(last_stream);
         }
     }
 }
@@ -526,14 +567,19 @@ struct Conn<I> {
     preface: bool,
     /// The client's first SETTINGS came.
     settled: bool,
-    /// GOAWAY was sent: streams above its last one are refused.
-    goaway: Option<u32>,
+    away: Away,
     peer_goaway: bool,
     read_closed: bool,
     /// Unread frames wait in `rbuf` because writes backed up.
     backlog: bool,
     /// A connection error was sent: only its GOAWAY is still to be written.
     dying: bool,
+    /// All is written and the sending side closed: reads are drained until the client closes.
+    shut: bool,
+    /// When frames were last read (`now_ms`).
+    last_read_ms: u64,
+    /// Since when the socket has taken none of the frames waiting to be written.
+    blocked_since: Option<u64>,
     max_streams: usize,
     max_list: usize,
     max_block: usize,
@@ -572,6 +618,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
             recv_window: i64::from(CONN_WINDOW),
             conn_credit: 0,
             waiting: Vec::new(),
+            window_waiting: Vec::new(),
             conn_waker: None,
             calm: CALM,
         };
@@ -593,30 +640,51 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
             last_stream: 0,
             preface: false,
             settled: false,
-            goaway: None,
+            away: Away::Open,
             peer_goaway: false,
             read_closed: false,
             backlog: true,
             dying: false,
+            shut: false,
+            last_read_ms: now_ms(),
+            blocked_since: None,
             max_streams: max_streams as usize,
             max_list,
             max_block: (max_list * 2).max(64 << 10),
         }
     }
 
-    /// GOAWAY naming the last stream taken: no new streams, the open ones finish.
-    fn go_away(&mut self, code: Code, why: &str) {
-        let mut inner = self.shared.lock();
-        h2frame::put_goaway(&mut inner.out, self.last_stream, code, why.as_bytes());
-        self.goaway = Some(self.last_stream);
+    /// A graceful GOAWAY, in two steps as RFC 9113 §6.8 suggests: first with the highest
+    /// stream id and a PING, then, once the PING is answered, with the last stream the client
+    /// opened. Requests that crossed the first are served, not refused; the open ones finish.
+    fn go_away(&mut self) {
+        if self.away == Away::Open && !self.dying {
+            let mut inner = self.shared.lock();
+            h2frame::put_goaway(&mut inner.out, h2frame::MAX_WINDOW, Code::NO_ERROR, b"");
+            h2frame::put_ping(&mut inner.out, GOAWAY_PING, false);
+            self.away = Away::Announced;
+        }
     }
 
     /// A connection error: GOAWAY with its code, then the connection closes.
     fn fail(&mut self, inner: &mut Inner, (code, why): ConnError) {
         tracing::debug!(listener = %self.svc.name, client = %self.peer.addr, ?code, why, "HTTP/2 connection error");
-        h2frame::put_goaway(&mut inner.out, self.last_stream, code, why.as_bytes());
-        self.goaway = Some(self.last_stream);
+        if self.dying {
+            return;
+        }
+        // a last stream id sent before may not go up
+        let last = match self.away {
+            Away::Sent(last) => last,
+            _ => self.last_stream,
+        };
+        h2frame::put_goaway(&mut inner.out, last, code, why.as_bytes());
+        self.away = Away::Sent(last);
         self.dying = true;
+    }
+
+    /// Frames wait to be written.
+    fn unwritten(&self) -> bool {
+        self.written < self.writing.len() || !self.shared.lock().out.is_empty()
     }
 
     /// Writes what waits; `Ok(true)` if anything moved.
@@ -638,10 +706,14 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
                 Poll::Ready(Ok(n)) => {
                     self.written += n;
                     self.unflushed = true;
+                    self.blocked_since = None;
                     moved = true;
                 }
                 Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => return Ok(moved),
+                Poll::Pending => {
+                    self.blocked_since.get_or_insert_with(now_ms);
+                    return Ok(moved);
+                }
             }
         }
         if self.unflushed {
@@ -667,6 +739,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
         let buf = std::mem::take(&mut self.rbuf);
         let mut at = 0;
         self.backlog = false;
+        self.last_read_ms = now_ms();
         if !self.preface {
             let n = buf.len().min(h2frame::PREFACE.len());
             if buf[..n] != h2frame::PREFACE[..n] {
@@ -832,7 +905,12 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
                 h2frame::put_ping(&mut inner.out, data, true);
                 Ok(())
             }
-            Frame::Ping { ack: true, .. } => Ok(()),
+            Frame::Ping { ack: true, data } => {
+                if data == GOAWAY_PING {
+                    inner.final_goaway(&mut self.away, self.last_stream);
+                }
+                Ok(())
+            }
             Frame::GoAway { .. } => {
                 self.peer_goaway = true;
                 Ok(())
@@ -845,7 +923,9 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
                 if inner.send_window > i64::from(h2frame::MAX_WINDOW) {
                     return Err((Code::FLOW_CONTROL_ERROR, "a window past 2^31-1"));
                 }
-                inner.wake_waiting();
+                for w in inner.window_waiting.drain(..) {
+                    w.wake();
+                }
                 Ok(())
             }
             Frame::WindowUpdate { stream, increment } => {
@@ -868,9 +948,9 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
         }
     }
 
-    /// A stream the client has not opened yet.
+    /// A stream the client has not opened yet, or may never open (even ids are the server's).
     fn idle(&self, stream: u32) -> bool {
-        stream > self.last_stream
+        stream > self.last_stream || stream.is_multiple_of(2)
     }
 
     fn on_data(
@@ -927,7 +1007,10 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
             inner.conn_consumed(flow as usize);
         } else {
             if !data.is_empty() {
-                s.queue.push_back(Bytes::copy_from_slice(data));
+                match s.queue.back_mut() {
+                    Some(last) if last.len() + data.len() <= JOIN => last.extend_from_slice(data),
+                    _ => s.queue.push_back(BytesMut::from(data)),
+                }
                 s.queued += data.len();
             }
             if let Some(w) = s.reader.take() {
@@ -955,13 +1038,23 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
             return Err((Code::PROTOCOL_ERROR, "a client stream with an even id"));
         }
         if !self.idle(stream) {
-            // trailers of a stream already closed: read to keep HPACK in step, and dropped
-            return self.decode(block, |_, _| {}).map(|_| ());
+            // trailers of a stream already closed: read to keep HPACK in step, and dropped;
+            // a request, on a stream id below one already used, is an error (§5.1.1)
+            let mut request = false;
+            self.decode(block, |n, _| request |= n.starts_with(b":"))?;
+            if request {
+                return Err((
+                    Code::PROTOCOL_ERROR,
+                    "a new stream below one already opened",
+                ));
+            }
+            return Ok(());
         }
         self.last_stream = stream;
         let mut fields = Fields::new();
         let oversize = self.decode(block, |n, v| fields.field(n, v))?;
-        if self.goaway.is_some() || inner.streams.len() >= self.max_streams {
+        let refused = matches!(self.away, Away::Sent(last) if stream > last);
+        if refused || inner.streams.len() >= self.max_streams {
             // the client may send it again, elsewhere or later
             inner.reset(stream, Code::REFUSED_STREAM);
             return Ok(());
@@ -1079,11 +1172,54 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
 
     /// Everything is done: no streams, nothing to write, and no more coming.
     fn done(&self) -> bool {
-        let no_more = self.dying || self.read_closed || self.goaway.is_some() || self.peer_goaway;
+        let no_more = self.dying
+            || self.read_closed
+            || matches!(self.away, Away::Sent(_))
+            || self.peer_goaway;
         no_more
-            && (self.dying || self.tasks.is_empty())
-            && self.written == self.writing.len()
-            && self.shared.lock().out.is_empty()
+            && (self.dying || (self.tasks.is_empty() && !self.backlog))
+            && !self.unflushed
+            && !self.unwritten()
+    }
+
+    /// The client closed its side: requests whose bodies had not ended never will.
+    fn client_closed(&mut self) {
+        self.read_closed = true;
+        let mut inner = self.shared.lock();
+        for s in inner.streams.values_mut() {
+            if !s.remote_end {
+                s.failed = true;
+                if let Some(w) = s.reader.take() {
+                    w.wake();
+                }
+            }
+        }
+    }
+
+    /// After the last frame: the sending side is closed (a TLS close_notify first), then
+    /// what the client still sends is read and dropped until it closes too, so that the
+    /// kernel does not answer it with a reset that could destroy the last frames in flight.
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.shut {
+            if Pin::new(&mut self.io).poll_shutdown(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.shut = true;
+        }
+        if self.read_closed {
+            return Poll::Ready(());
+        }
+        loop {
+            self.rbuf.clear();
+            if self.rbuf.capacity() < 4096 {
+                self.rbuf.reserve(4096);
+            }
+            match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
+                Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(()),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }
 
@@ -1115,9 +1251,8 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Future for Conn<I> {
                     return Poll::Ready(());
                 }
             };
-            if this.done() {
-                let _ = Pin::new(&mut this.io).poll_shutdown(cx);
-                return Poll::Ready(());
+            if this.shut || this.done() {
+                return this.poll_close(cx);
             }
             if this.backlog && this.may_take() {
                 this.take_frames();
@@ -1129,7 +1264,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Future for Conn<I> {
                 }
                 match tokio_util::io::poll_read_buf(Pin::new(&mut this.io), cx, &mut this.rbuf) {
                     Poll::Ready(Ok(0)) => {
-                        this.read_closed = true;
+                        this.client_closed();
                         busy = true;
                     }
                     Poll::Ready(Ok(_)) => {

@@ -109,7 +109,10 @@ impl Fields {
                 self.saw_te = true;
             }
             b"cookie" => {
-                // one header, as HTTP/1.1 sends it (§8.2.3)
+                // one header, as HTTP/1.1 sends it (§8.2.3); an empty crumb is no cookie
+                if value.is_empty() {
+                    return Ok(());
+                }
                 if !self.cookies.is_empty() {
                     self.cookies.extend_from_slice(b"; ");
                 }
