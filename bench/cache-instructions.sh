@@ -5,7 +5,8 @@
 # (-c 50, SET, random keys) warms it up, the counters are zeroed, N operations run, and the
 # counters are dumped: instructions / N.
 #
-# Usage: [STRATA=binary] [PIPE=16] bench/cache-instructions.sh [N, default 20000]
+# Usage: [STRATA=binary] [PIPE=16] [PROFILE=file] bench/cache-instructions.sh [N, default 20000]
+# (PROFILE keeps Strata's callgrind profile of the N operations, for callgrind_annotate.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-20000}
@@ -56,6 +57,7 @@ count() { # name port command...
     awk -v n="$N" '/PROGRAM TOTALS/ {gsub(",", "", $1); printf "%.0f\n", $1 / n}'
 }
 S=$(count strata "$P_STRATA" "$STRATA" run -c "$work/strata.toml" --log-level warn)
+if [[ -n ${PROFILE:-} ]]; then cp "$(ls -t "$work/strata.out".* | head -n 1)" "$PROFILE"; fi
 T=$(count twemproxy "$P_TWEM" nutcracker -c "$work/nutcracker.yml" -s "$(free_port)" -o "$work/nutcracker.log")
 echo "instructions per SET at -P$PIPE (callgrind, $N operations, 50 clients): strata $S, twemproxy $T"
 awk -v s="$S" -v t="$T" 'BEGIN {printf "ratio strata/twemproxy %.2f\n", s / t}'

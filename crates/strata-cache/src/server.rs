@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use std::future::Future;
 use strata_health::{Backend, Group};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -257,11 +257,13 @@ fn spawn_links(link: &Link, resp3: bool) -> Box<[mpsc::UnboundedSender<Job>]> {
         .collect()
 }
 
-/// Commands this connection wrote and still owes replies for, oldest first.
+/// A command this connection took and still owes a reply for: whom to answer, when it was
+/// taken, and replies to pass over first.
 type InFlight = (oneshot::Sender<Reply>, Instant, u8);
 
 /// One connection's life: wait for work, connect, pipeline until the connection fails or the
-/// pool generation goes away, and again.
+/// pool generation goes away, and again. One task does it all (taking commands, writing them,
+/// reading replies, the reply timeout), so a command costs no hop between tasks.
 async fn run(mut jobs: mpsc::UnboundedReceiver<Job>, link: Link, resp3: bool) {
     let Link {
         group,
@@ -290,110 +292,207 @@ async fn run(mut jobs: mpsc::UnboundedReceiver<Job>, link: Link, resp3: bool) {
                 continue;
             }
         };
-        let (read, mut write) = stream.into_split();
-        let (owed_tx, owed_rx) = mpsc::unbounded_channel();
-        let mut reader = tokio::spawn(read_replies(
-            read,
-            owed_rx,
-            settings.clone(),
-            latency.clone(),
-        ));
-        let mut out = BytesMut::new();
-        let ended = loop {
-            let now = Instant::now();
-            for job in batch.drain(..) {
-                out.extend_from_slice(&job.frame);
-                // sent before the bytes go out, so the reader knows whom a reply is for
-                let _ = owed_tx.send((job.reply, now, job.skip));
-            }
-            let written = tokio::select! {
-                r = write_out(&mut write, &out) => r,
-                r = &mut reader => break Ended::Reader(r),
-            };
-            out.clear();
-            if let Err(e) = written {
-                reader.abort();
-                break Ended::Reader(Ok(Err(Failed {
-                    lost: Lost::Closed,
-                    why: format!("write: {e}"),
-                    owed: VecDeque::new(),
-                })));
-            }
-            tokio::select! {
-                n = jobs.recv_many(&mut batch, 256) => if n == 0 { break Ended::Gone },
-                r = &mut reader => break Ended::Reader(r),
-            }
-            if target.get().1 != epoch {
-                break Ended::Moved;
-            }
+        let mut pipe = Pipe {
+            io: strata_net::UpstreamIo(stream),
+            out: BytesMut::new(),
+            buf: BytesMut::with_capacity(strata_net::buffers::BUFFER),
+            owed: VecDeque::new(),
+            timer: Box::pin(tokio::time::sleep_until(Instant::now())),
+            armed: false,
+            ending: None,
+            settings: &settings,
+            latency: &latency,
         };
+        pipe.take(&mut batch);
+        let ended =
+            std::future::poll_fn(|cx| pipe.poll(cx, &mut jobs, &mut batch, &target, epoch)).await;
         match ended {
-            // the generation went away: let the replies still owed arrive, then stop
-            Ended::Gone => {
-                drop(owed_tx);
-                let _ = reader.await;
-                return;
-            }
-            // the server moved: what this connection owes comes back on it, what is not sent
-            // yet goes to the new address
-            Ended::Moved => {
-                drop(owed_tx);
-                let _ = reader.await;
-            }
-            // the server closed a connection that owed nothing: commands sent to it meanwhile
-            // (the writer's alone, now that it sends no more) fail, and count as a failure
-            Ended::Reader(Ok(Ok(Some(mut sent)))) => {
-                drop(owed_tx);
-                let mut unanswered = Vec::new();
-                while let Ok((tx, _, _)) = sent.try_recv() {
-                    unanswered.push(tx);
-                }
-                if !unanswered.is_empty() {
-                    let why = "the server closed the connection".to_string();
-                    backend.stats.failures.inc();
-                    group.report_failure(backend, &why);
-                    tracing::warn!(server = %backend.name, %addr, "{why}");
-                    for tx in unanswered {
-                        let _ = tx.send(Err(Lost::Closed));
-                    }
-                }
-            }
-            Ended::Reader(Ok(Err(failed))) => {
+            Ended::Gone => return,
+            // the server moved (what this connection owed came back on it; what is not sent
+            // yet goes to the new address), or closed the connection while it owed nothing
+            Ended::Moved | Ended::Idle => {}
+            Ended::Failed(lost, why) => {
                 // counted before the commands are answered, so that a client's next command
                 // already sees the server ejected when this failure ejects it
                 backend.stats.failures.inc();
-                group.report_failure(backend, &failed.why);
-                tracing::warn!(server = %backend.name, %addr, "{}", failed.why);
-                for (tx, _, _) in failed.owed {
-                    let _ = tx.send(Err(failed.lost));
+                group.report_failure(backend, &why);
+                tracing::warn!(server = %backend.name, %addr, "{why}");
+                for (tx, _, _) in pipe.owed.drain(..) {
+                    let _ = tx.send(Err(lost));
                 }
             }
-            Ended::Reader(_) => {}
         }
     }
 }
 
 /// Why a connection's pipeline stopped.
 enum Ended {
-    /// Its pool generation is gone.
+    /// Its pool generation is gone, and nothing is owed.
     Gone,
-    /// Its server moved to another address.
+    /// Its server moved to another address, and nothing is owed.
     Moved,
-    /// The reader stopped: the connection failed, or closed while idle.
-    Reader(
-        Result<Result<Option<mpsc::UnboundedReceiver<InFlight>>, Failed>, tokio::task::JoinError>,
-    ),
+    /// The server closed it while nothing was owed (Redis's `timeout`): no failure.
+    Idle,
+    /// It failed: every command owed gets the reason, and the log says why.
+    Failed(Lost, String),
 }
 
-/// A connection that failed: why, and the commands it still owed replies for.
-struct Failed {
-    lost: Lost,
-    why: String,
+/// One open connection to a server, as a pipeline.
+struct Pipe<'a> {
+    io: strata_net::UpstreamIo,
+    /// Commands taken and not yet written.
+    out: BytesMut,
+    /// Replies read and not yet handed out.
+    buf: BytesMut,
     owed: VecDeque<InFlight>,
+    /// The reply timeout of the oldest command owed; armed lazily: when it fires early (the
+    /// command it was set for was answered), it is set again for the oldest one now.
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    armed: bool,
+    /// Taking no more commands: the generation went, or the server moved.
+    ending: Option<Ended>,
+    settings: &'a LinkSettings,
+    latency: &'a Latency,
 }
 
-async fn write_out(write: &mut OwnedWriteHalf, out: &[u8]) -> std::io::Result<()> {
-    write.write_all(out).await
+impl Pipe<'_> {
+    /// Takes commands to write; each is owed a reply from now on.
+    fn take(&mut self, batch: &mut Vec<Job>) {
+        let now = Instant::now();
+        for job in batch.drain(..) {
+            self.out.extend_from_slice(&job.frame);
+            self.owed.push_back((job.reply, now, job.skip));
+        }
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        jobs: &mut mpsc::UnboundedReceiver<Job>,
+        batch: &mut Vec<Job>,
+        target: &Target,
+        epoch: u64,
+    ) -> std::task::Poll<Ended> {
+        use std::task::Poll;
+        loop {
+            let mut moved = false;
+            if self.ending.is_none() {
+                match jobs.poll_recv_many(cx, batch, 256) {
+                    Poll::Ready(0) => self.ending = Some(Ended::Gone),
+                    Poll::Ready(_) => {
+                        moved = true;
+                        if target.get().1 != epoch {
+                            // not taken: they go to the new address
+                            self.ending = Some(Ended::Moved);
+                        } else {
+                            self.take(batch);
+                        }
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            while !self.out.is_empty() {
+                match std::pin::Pin::new(&mut self.io).poll_write(cx, &self.out) {
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(Ended::Failed(Lost::Closed, "write: closed".into()))
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        bytes::Buf::advance(&mut self.out, n);
+                        moved = true;
+                    }
+                    Poll::Ready(Err(e)) => {
+                        return Poll::Ready(Ended::Failed(Lost::Closed, format!("write: {e}")))
+                    }
+                    Poll::Pending => break,
+                }
+            }
+            if self.buf.capacity() - self.buf.len() < 1024 {
+                self.buf
+                    .reserve(strata_net::buffers::BUFFER.max(self.buf.len()));
+            }
+            match tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut self.io), cx, &mut self.buf)
+            {
+                Poll::Ready(Ok(0)) if self.owed.is_empty() => {
+                    return Poll::Ready(self.ending.take().unwrap_or(Ended::Idle));
+                }
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Ended::Failed(
+                        Lost::Closed,
+                        "the server closed the connection".into(),
+                    ))
+                }
+                Poll::Ready(Ok(_)) => {
+                    if let Err(why) = self.hand_out() {
+                        return Poll::Ready(Ended::Failed(Lost::Protocol, why));
+                    }
+                    moved = true;
+                }
+                Poll::Ready(Err(e)) => {
+                    return Poll::Ready(Ended::Failed(Lost::Closed, format!("read: {e}")))
+                }
+                Poll::Pending => {}
+            }
+            if self.owed.is_empty() && self.out.is_empty() {
+                if let Some(end) = self.ending.take() {
+                    return Poll::Ready(end);
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+        self.poll_timeout(cx)
+    }
+
+    /// Hands every complete reply to the command it answers, in order; one clock reading
+    /// serves them all.
+    fn hand_out(&mut self) -> Result<(), String> {
+        let arrived = Instant::now();
+        loop {
+            let len = match crate::reply_len(self.settings.protocol, &self.buf) {
+                Ok(Some(len)) => len,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(format!("invalid reply: {e}")),
+            };
+            if let Some((_, _, skip)) = self.owed.front_mut() {
+                if *skip > 0 {
+                    *skip -= 1;
+                    let _ = self.buf.split_to(len);
+                    continue;
+                }
+            }
+            let Some((tx, sent, _)) = self.owed.pop_front() else {
+                return Err("a reply to no command".into());
+            };
+            self.latency
+                .observe(arrived.saturating_duration_since(sent));
+            let _ = tx.send(Ok(self.buf.split_to(len).freeze()));
+        }
+    }
+
+    /// Fails the connection when its oldest command has waited past the pool's `timeout`.
+    fn poll_timeout(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Ended> {
+        use std::task::Poll;
+        let Some(&(_, sent, _)) = self.owed.front() else {
+            self.armed = false;
+            return Poll::Pending;
+        };
+        let deadline = sent + self.settings.timeout;
+        if !self.armed {
+            self.timer.as_mut().reset(deadline);
+            self.armed = true;
+        }
+        while self.timer.as_mut().poll(cx).is_ready() {
+            if Instant::now() >= deadline {
+                return Poll::Ready(Ended::Failed(
+                    Lost::Timeout,
+                    format!("no reply within {:?}", self.settings.timeout),
+                ));
+            }
+            self.timer.as_mut().reset(deadline);
+        }
+        Poll::Pending
+    }
 }
 
 /// Sends `frame` (holding `replies` commands) on a connection of its own and reads as many
@@ -485,110 +584,4 @@ fn fail(jobs: impl Iterator<Item = Job>, lost: Lost) {
     for job in jobs {
         let _ = job.reply.send(Err(lost));
     }
-}
-
-/// Reads replies and hands each to the command it answers, in order. Ends when the writer is
-/// done and nothing is owed (`Ok(None)`), when the server closes the connection while nothing
-/// is owed (`Ok(Some(owed_rx))`: the writer looks there for commands it sent meanwhile, which
-/// the closed connection will never answer), or when the connection fails: every command owed
-/// then gets the reason, and the error says it for the log.
-async fn read_replies(
-    mut read: OwnedReadHalf,
-    mut owed_rx: mpsc::UnboundedReceiver<InFlight>,
-    settings: Arc<LinkSettings>,
-    latency: Arc<Latency>,
-) -> Result<Option<mpsc::UnboundedReceiver<InFlight>>, Failed> {
-    let mut owed: VecDeque<InFlight> = VecDeque::new();
-    let mut buf = BytesMut::with_capacity(strata_net::buffers::BUFFER);
-    let result = loop {
-        while let Ok(w) = owed_rx.try_recv() {
-            owed.push_back(w);
-        }
-        // hand out every complete reply; one clock reading serves them all
-        let arrived = Instant::now();
-        loop {
-            let len = match crate::reply_len(settings.protocol, &buf) {
-                Ok(Some(len)) => len,
-                Ok(None) => break,
-                Err(e) => {
-                    return finish(
-                        owed,
-                        &mut owed_rx,
-                        Lost::Protocol,
-                        format!("invalid reply: {e}"),
-                    )
-                }
-            };
-            if owed.is_empty() {
-                if let Ok(w) = owed_rx.try_recv() {
-                    owed.push_back(w);
-                }
-            }
-            if let Some((_, _, skip)) = owed.front_mut() {
-                if *skip > 0 {
-                    *skip -= 1;
-                    let _ = buf.split_to(len);
-                    continue;
-                }
-            }
-            let Some((tx, sent, _)) = owed.pop_front() else {
-                return finish(
-                    owed,
-                    &mut owed_rx,
-                    Lost::Protocol,
-                    "a reply to no command".into(),
-                );
-            };
-            latency.observe(arrived.saturating_duration_since(sent));
-            let _ = tx.send(Ok(buf.split_to(len).freeze()));
-        }
-        if buf.capacity() - buf.len() < 1024 {
-            buf.reserve(strata_net::buffers::BUFFER.max(buf.len()));
-        }
-        let Some((_, sent, _)) = owed.front() else {
-            tokio::select! {
-                w = owed_rx.recv() => match w {
-                    Some(w) => owed.push_back(w),
-                    None => break Ok(false),
-                },
-                // a server closing an idle connection (Redis's `timeout`) is no failure,
-                // unless a command was on its way to it meanwhile (the writer looks)
-                n = read.read_buf(&mut buf) => match n {
-                    Ok(0) | Err(_) => break Ok(true),
-                    Ok(_) => {}
-                },
-            }
-            continue;
-        };
-        let deadline = *sent + settings.timeout;
-        tokio::select! {
-            n = read.read_buf(&mut buf) => match n {
-                Ok(0) => break Err((Lost::Closed, "the server closed the connection".into())),
-                Ok(_) => {}
-                Err(e) => break Err((Lost::Closed, format!("read: {e}"))),
-            },
-            _ = tokio::time::sleep_until(deadline) => {
-                break Err((Lost::Timeout, format!("no reply within {:?}", settings.timeout)))
-            }
-            w = owed_rx.recv() => if let Some(w) = w { owed.push_back(w) },
-        }
-    };
-    match result {
-        Ok(false) => Ok(None),
-        Ok(true) => Ok(Some(owed_rx)),
-        Err((lost, why)) => finish(owed, &mut owed_rx, lost, why),
-    }
-}
-
-fn finish<T>(
-    mut owed: VecDeque<InFlight>,
-    owed_rx: &mut mpsc::UnboundedReceiver<InFlight>,
-    lost: Lost,
-    why: String,
-) -> Result<T, Failed> {
-    // commands written after the failing one are owed too: they get the same reason
-    while let Ok(w) = owed_rx.try_recv() {
-        owed.push_back(w);
-    }
-    Err(Failed { lost, why, owed })
 }
