@@ -491,6 +491,14 @@ fn changes_session(body: &[u8]) -> bool {
     )
 }
 
+/// Whether a simple query's statements all only read, as PostgreSQL's own parser reads them
+/// (strata-pgparse says what counts: a `SELECT` that calls no function that writes, locks no
+/// rows, makes no table).
+fn reads_only(body: &[u8]) -> bool {
+    let text = body.strip_suffix(b"\0").unwrap_or(body);
+    std::str::from_utf8(text).is_ok_and(strata_pgparse::read_only)
+}
+
 /// Whether a simple query is exactly one `BEGIN` (or `START TRANSACTION`) that says `READ
 /// ONLY`, with nothing else but isolation and deferrable modes: a transaction that promises
 /// not to write, which PostgreSQL enforces, so a replica can run it.
@@ -697,17 +705,19 @@ impl Session {
                 self.cbuf.advance(total);
                 continue;
             }
-            // a transaction that says READ ONLY may run on a replica, unless the client's last
-            // transaction on the primary may have written, too recently
-            let declared = self.server.is_none()
-                && self.mode == PoolMode::Transaction
-                && tag == b'Q'
-                && begins_read_only(&self.cbuf[5..total]);
-            let to_replica = declared
+            // a transaction that says READ ONLY, or a query outside a transaction that
+            // PostgreSQL's parser finds only reads, may run on a replica, unless the client's
+            // last transaction on the primary may have written, too recently
+            let between =
+                self.server.is_none() && self.mode == PoolMode::Transaction && tag == b'Q';
+            let reads = between
+                && (begins_read_only(&self.cbuf[5..total])
+                    || (self.svc.replica_ready() && reads_only(&self.cbuf[5..total])));
+            let to_replica = reads
                 && self
                     .last_primary
                     .is_none_or(|t| t.elapsed() >= self.svc.read_your_writes());
-            if self.server.is_none() && !self.attach(to_replica, declared).await {
+            if self.server.is_none() && !self.attach(to_replica, reads).await {
                 match tag {
                     b'Q' | b'F' | b'S' => proto::put(&mut self.to_client, b'Z', |b| b.put_u8(b'I')),
                     _ => self.discarding = true,

@@ -121,6 +121,13 @@ impl DatabaseService {
         self.site.load().config.clone()
     }
 
+    /// Whether a replica could take reads now: replica reads on, and one up within the lag
+    /// bound. Only then is a statement worth classifying.
+    fn replica_ready(&self) -> bool {
+        let site = self.site.load();
+        site.config.replica_reads && site.roles.replica(site.config.max_replica_lag, 0).is_some()
+    }
+
     /// How long a client stays on the primary after a transaction there.
     fn read_your_writes(&self) -> std::time::Duration {
         self.site.load().config.read_your_writes

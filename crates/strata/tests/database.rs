@@ -323,9 +323,17 @@ async fn writes_follow_a_promoted_replica() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn read_only_transactions_run_on_the_replica_unless_the_client_just_wrote() {
+async fn reads_run_on_the_replica_unless_the_client_just_wrote() {
     let primary = Postgres::start();
     primary.user_and_database("app", "secret");
+    psql(
+        primary.addr,
+        "app",
+        "secret",
+        "app",
+        "create table w (x int)",
+    )
+    .unwrap();
     let replica = primary.replica();
     let strata = Strata::start(&config(
         &[primary.addr, replica.addr],
@@ -349,13 +357,17 @@ async fn read_only_transactions_run_on_the_replica_unless_the_client_just_wrote(
     let seen = blocking(move || {
         let mut c = PsqlSession::open(db, "app", "secret", "app", &[]);
         let mut seen = Vec::new();
-        // a plain statement: the primary
+        // a statement PostgreSQL's parser finds only reads: the replica
         seen.push(c.line("select pg_is_in_recovery()"));
-        // a read-only transaction right after: still the primary (read-your-writes)
+        // one that calls a function that is not known to only read: the primary
+        seen.push(c.line("select pg_is_in_recovery() where pg_try_advisory_xact_lock(1)"));
+        // right after it, reads stay on the primary (read-your-writes), in a transaction
+        // that says READ ONLY too
+        seen.push(c.line("select pg_is_in_recovery()"));
         c.send("begin read only");
         seen.push(c.line("select pg_is_in_recovery()"));
         c.send("commit");
-        // and once the window has passed, the replica
+        // and once the window has passed, the replica again
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             c.send("begin read only");
@@ -367,11 +379,20 @@ async fn read_only_transactions_run_on_the_replica_unless_the_client_just_wrote(
             assert!(Instant::now() < deadline, "never ran on the replica: {on}");
             std::thread::sleep(Duration::from_millis(100));
         }
-        seen.push("t".to_string());
+        seen.push(c.line("select lower('X'), pg_is_in_recovery()"));
+        // a write: the primary, whatever it starts with
+        seen.push(c.line(
+            "with i as (insert into w select 1 returning x) select pg_is_in_recovery() from i",
+        ));
         seen
     })
     .await;
-    assert_eq!(seen, ["f", "f", "t"], "{}", strata.logs());
+    assert_eq!(seen[..4], ["t", "f", "f", "f"], "{}", strata.logs());
+    assert_eq!(seen[4], "x|t", "{}", strata.logs());
+    assert!(
+        seen[5] != "t",
+        "a data-modifying WITH ran on the replica: {seen:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

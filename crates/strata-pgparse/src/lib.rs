@@ -1,0 +1,312 @@
+//! PostgreSQL's own parser, through libpg_query (vendored under `libpg_query/`, compiled by
+//! build.rs), and what the database layer asks of it: whether a statement only reads, so that
+//! a replica may run it.
+//!
+//! The classification is conservative: a statement reads only if PostgreSQL parses it, every
+//! statement in it is a `SELECT` (or `SHOW`, or `EXPLAIN` of such a `SELECT`), nothing in it
+//! writes (no data-modifying `WITH`, no `SELECT INTO`), locks (`FOR UPDATE`/`SHARE`) or calls a
+//! function outside a list of built-in ones that neither write nor depend on the session
+//! (`nextval`, `set_config`, advisory locks, any user-defined function: all go to the primary).
+//! What can't be parsed goes to the primary too, where PostgreSQL gives its own error.
+
+use serde_json::Value;
+
+mod ffi;
+
+/// Why a statement could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// PostgreSQL's message.
+    pub message: String,
+    /// Where in the statement (1-based character), when it says.
+    pub position: Option<usize>,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.position {
+            Some(p) => write!(f, "{} at character {p}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// The parse tree of `sql` as libpg_query's JSON (`{"version":...,"stmts":[...]}`).
+pub fn parse_json(sql: &str) -> Result<String, ParseError> {
+    ffi::parse(sql)
+}
+
+/// Whether every statement in `sql` only reads (see the crate's doc): `false` for anything
+/// PostgreSQL can't parse, and for an empty query.
+pub fn read_only(sql: &str) -> bool {
+    // most statements that write start with a word no read starts with: not worth a parse
+    let first = sql
+        .trim_start_matches(|c: char| c.is_whitespace() || c == '(')
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("");
+    const READS: [&str; 6] = ["select", "with", "show", "explain", "table", "values"];
+    if !READS.iter().any(|r| first.eq_ignore_ascii_case(r)) {
+        return false;
+    }
+    let Ok(json) = parse_json(sql) else {
+        return false;
+    };
+    let Ok(tree) = serde_json::from_str::<Value>(&json) else {
+        return false;
+    };
+    let Some(stmts) = tree.get("stmts").and_then(Value::as_array) else {
+        return false;
+    };
+    !stmts.is_empty()
+        && stmts.iter().all(|s| {
+            s.get("stmt").is_some_and(|stmt| match node(stmt) {
+                Some(("SelectStmt", select)) => reads(select),
+                Some(("VariableShowStmt", _)) => true,
+                Some(("ExplainStmt", explain)) => explain
+                    .get("query")
+                    .and_then(node)
+                    .is_some_and(|(kind, q)| kind == "SelectStmt" && reads(q)),
+                _ => false,
+            })
+        })
+}
+
+/// A node as libpg_query writes it: `{"Kind": {fields}}`.
+fn node(v: &Value) -> Option<(&str, &Value)> {
+    let map = v.as_object()?;
+    if map.len() != 1 {
+        return None;
+    }
+    map.iter().next().map(|(k, v)| (k.as_str(), v))
+}
+
+/// Whether nothing under `v` writes, locks, or calls a function not known to only read.
+fn reads(v: &Value) -> bool {
+    match v {
+        Value::Array(items) => items.iter().all(reads),
+        Value::Object(map) => map.iter().all(|(key, value)| match key.as_str() {
+            // writes, wherever they sit (a data-modifying WITH)
+            "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => false,
+            // SELECT INTO makes a table; FOR UPDATE/SHARE takes row locks a standby refuses
+            "intoClause" | "lockingClause" => false,
+            "FuncCall" => function_reads(value) && reads(value),
+            _ => reads(value),
+        }),
+        _ => true,
+    }
+}
+
+/// A function call's name is one of the built-ins that read only (qualified, if at all, by
+/// `pg_catalog`).
+fn function_reads(call: &Value) -> bool {
+    let Some(parts) = call.get("funcname").and_then(Value::as_array) else {
+        return false;
+    };
+    let names: Vec<&str> = parts
+        .iter()
+        .filter_map(|p| p.get("String")?.get("sval")?.as_str())
+        .collect();
+    let name = match names.as_slice() {
+        [name] | ["pg_catalog", name] => *name,
+        _ => return false,
+    };
+    READ_ONLY_FUNCTIONS.binary_search(&name).is_ok()
+}
+
+/// Built-in functions that neither write nor read session state another connection would not
+/// have (sorted, for the binary search).
+const READ_ONLY_FUNCTIONS: &[&str] = &[
+    "abs",
+    "age",
+    "array_agg",
+    "array_length",
+    "array_position",
+    "array_to_string",
+    "avg",
+    "bit_length",
+    "bool_and",
+    "bool_or",
+    "btrim",
+    "cardinality",
+    "ceil",
+    "ceiling",
+    "char_length",
+    "character_length",
+    "clock_timestamp",
+    "concat",
+    "concat_ws",
+    "count",
+    "date_part",
+    "date_trunc",
+    "decode",
+    "encode",
+    "every",
+    "exp",
+    "extract",
+    "floor",
+    "format",
+    "gen_random_uuid",
+    "generate_series",
+    "greatest",
+    "initcap",
+    "json_agg",
+    "json_array_length",
+    "json_build_array",
+    "json_build_object",
+    "json_extract_path",
+    "json_extract_path_text",
+    "json_object_agg",
+    "jsonb_agg",
+    "jsonb_array_length",
+    "jsonb_build_array",
+    "jsonb_build_object",
+    "jsonb_extract_path",
+    "jsonb_extract_path_text",
+    "jsonb_object_agg",
+    "jsonb_path_exists",
+    "jsonb_path_query",
+    "jsonb_typeof",
+    "least",
+    "left",
+    "length",
+    "ln",
+    "log",
+    "lower",
+    "lpad",
+    "ltrim",
+    "make_date",
+    "make_interval",
+    "make_timestamp",
+    "max",
+    "md5",
+    "min",
+    "mod",
+    "now",
+    "octet_length",
+    "pg_is_in_recovery",
+    "pg_last_wal_receive_lsn",
+    "pg_last_wal_replay_lsn",
+    "position",
+    "power",
+    "random",
+    "regexp_match",
+    "regexp_matches",
+    "regexp_replace",
+    "regexp_split_to_array",
+    "repeat",
+    "replace",
+    "reverse",
+    "right",
+    "round",
+    "row_number",
+    "row_to_json",
+    "rpad",
+    "rtrim",
+    "sign",
+    "split_part",
+    "sqrt",
+    "starts_with",
+    "statement_timestamp",
+    "stddev",
+    "string_agg",
+    "string_to_array",
+    "strpos",
+    "substr",
+    "substring",
+    "sum",
+    "timezone",
+    "to_char",
+    "to_date",
+    "to_json",
+    "to_jsonb",
+    "to_number",
+    "to_timestamp",
+    "transaction_timestamp",
+    "translate",
+    "trim",
+    "trunc",
+    "unnest",
+    "upper",
+    "variance",
+    "version",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_function_list_is_sorted() {
+        assert!(READ_ONLY_FUNCTIONS.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn reads_are_told_from_writes_by_postgresqls_parser() {
+        let reads = [
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 42",
+            "select 1; select 2",
+            "  (SELECT 1) UNION (SELECT 2)",
+            "WITH t AS (SELECT * FROM a) SELECT count(*) FROM t JOIN b USING (id)",
+            "SELECT lower(name), pg_catalog.now() FROM users WHERE id IN (SELECT id FROM admins)",
+            "SHOW search_path",
+            "EXPLAIN SELECT * FROM a",
+            "SELECT 'INSERT INTO a VALUES (1)', \"UpdateStmt\" FROM x",
+            "VALUES (1), (2)",
+            "TABLE accounts",
+        ];
+        for sql in reads {
+            assert!(read_only(sql), "{sql}");
+        }
+        let writes = [
+            "INSERT INTO a VALUES (1)",
+            "UPDATE a SET x = 1",
+            "select 1; delete from a",
+            "WITH d AS (DELETE FROM a RETURNING *) SELECT * FROM d",
+            "SELECT * FROM a FOR UPDATE",
+            "SELECT * FROM a FOR SHARE",
+            "SELECT * INTO b FROM a",
+            "SELECT nextval('s')",
+            "SELECT set_config('search_path', 'x', false)",
+            "SELECT pg_advisory_lock(1)",
+            "SELECT my_function(1)",
+            "SELECT public.lower('x')",
+            "SELECT count(*) FROM a WHERE f(b)",
+            "EXPLAIN ANALYZE DELETE FROM a",
+            "SELECT FROM WHERE",
+            "",
+            "BEGIN",
+            "SET x = 1",
+        ];
+        for sql in writes {
+            assert!(!read_only(sql), "{sql}");
+        }
+    }
+
+    #[test]
+    fn a_statement_that_does_not_parse_says_why() {
+        let e = parse_json("SELECT FROM WHERE").unwrap_err();
+        assert!(e.message.contains("syntax error"), "{e}");
+        assert!(e.position.is_some());
+        assert!(parse_json("SELECT 1").unwrap().contains("SelectStmt"));
+    }
+
+    #[test]
+    fn threads_parse_at_once() {
+        let threads: Vec<_> = (0..4)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    for j in 0..200 {
+                        assert!(read_only(&format!("SELECT {i} + {j} FROM t")));
+                        assert!(!read_only(&format!("UPDATE t SET a = {j}")));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+}
