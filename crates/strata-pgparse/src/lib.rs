@@ -12,6 +12,8 @@
 use serde_json::Value;
 
 mod ffi;
+#[cfg(any(test, feature = "fuzz"))]
+pub mod fuzz;
 
 /// Why a statement could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +120,7 @@ fn function_reads(call: &Value) -> bool {
 
 /// Built-in functions that neither write nor read session state another connection would not
 /// have (sorted, for the binary search).
-const READ_ONLY_FUNCTIONS: &[&str] = &[
+pub(crate) const READ_ONLY_FUNCTIONS: &[&str] = &[
     "abs",
     "age",
     "array_agg",
