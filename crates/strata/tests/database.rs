@@ -27,6 +27,16 @@ async fn status(strata: &Strata) -> serde_json::Value {
 }
 
 /// Runs a blocking client call off the test's runtime.
+/// A primary with user and database `app` (password `secret`) where `app` ran `setup`, and a
+/// streaming replica made from it afterwards.
+fn primary_and_replica(setup: &str) -> (Postgres, Postgres) {
+    let primary = Postgres::start();
+    primary.user_and_database("app", "secret");
+    psql(primary.addr, "app", "secret", "app", setup).unwrap();
+    let replica = primary.replica();
+    (primary, replica)
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.unwrap()
 }
@@ -324,17 +334,7 @@ async fn writes_follow_a_promoted_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_run_on_the_replica_unless_the_client_just_wrote() {
-    let primary = Postgres::start();
-    primary.user_and_database("app", "secret");
-    psql(
-        primary.addr,
-        "app",
-        "secret",
-        "app",
-        "create table w (x int)",
-    )
-    .unwrap();
-    let replica = primary.replica();
+    let (primary, replica) = primary_and_replica("create table w (x int)");
     let strata = Strata::start(&config(
         &[primary.addr, replica.addr],
         "read_your_writes = \"300ms\"",
@@ -601,18 +601,10 @@ async fn what_one_client_sets_never_reaches_the_next_one_on_a_shared_connection(
 /// classifier may send a read to the primary; it must never send a write to a replica.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_goes_to_a_replica_runs_on_a_real_standby() {
-    let primary = Postgres::start();
-    primary.user_and_database("app", "secret");
-    psql(
-        primary.addr,
-        "app",
-        "secret",
-        "app",
+    let (_primary, replica) = primary_and_replica(
         "create table t (a int); insert into t values (1), (2); create sequence s; \
          create function f() returns int language sql as 'insert into t values (3) returning a'",
-    )
-    .unwrap();
-    let replica = primary.replica();
+    );
     let on_replica = |sql: &str| psql(replica.addr, "app", "secret", "app", sql);
     eventually(Duration::from_secs(10), "the replica has the table", || {
         let ok = on_replica("select count(*) from t").is_ok();
