@@ -40,9 +40,112 @@ pub fn parse_json(sql: &str) -> Result<String, ParseError> {
     ffi::parse(sql)
 }
 
+/// Answers kept per thread, by a query's text with its literals blanked out: what a query
+/// does depends on its words, not on the numbers and strings it compares with, and the same
+/// query comes back with other values all the time. Emptied when full.
+const KEPT: usize = 4096;
+
+thread_local! {
+    static ANSWERS: std::cell::RefCell<std::collections::HashMap<Box<str>, bool>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
 /// Whether every statement in `sql` only reads (see the crate's doc): `false` for anything
-/// PostgreSQL can't parse, and for an empty query.
+/// PostgreSQL can't parse, and for an empty query. Answers are kept by [`shape`], so a query
+/// seen before with other literals costs a scan, not a parse.
 pub fn read_only(sql: &str) -> bool {
+    let Some(key) = shape(sql) else {
+        return classify(sql);
+    };
+    if let Some(known) = ANSWERS.with(|a| a.borrow().get(key.as_str()).copied()) {
+        return known;
+    }
+    let answer = classify(sql);
+    ANSWERS.with(|a| {
+        let mut a = a.borrow_mut();
+        if a.len() >= KEPT {
+            a.clear();
+        }
+        a.insert(key.into_boxed_str(), answer);
+    });
+    answer
+}
+
+/// `sql` with each numeric literal (digits, at most one dot) and each plain string literal (`'...'`,
+/// quotes doubled inside) replaced by a mark, or `None` when it has anything a plain scan
+/// could misread: a NUL, comments, dollar quotes, `$n` parameters, strings with a prefix (`E'...'`,
+/// `U&'...'`, `B'...'`), a number followed by a letter (`1e5`, `0x1F`), or a string or quoted
+/// name that does not end. Two queries of the same shape differ only in
+/// constants, which no classification looks at.
+pub fn shape(sql: &str) -> Option<String> {
+    let b = sql.as_bytes();
+    // a NUL ends a query on the wire; no parse sees past it
+    if b.contains(&0) {
+        return None;
+    }
+    let mut out = String::with_capacity(sql.len());
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let after_ident = i > 0 && ident(b[i - 1]);
+        match c {
+            b'$' => return None,
+            b'-' if b.get(i + 1) == Some(&b'-') => return None,
+            b'/' if b.get(i + 1) == Some(&b'*') => return None,
+            b'\'' => {
+                if after_ident {
+                    return None;
+                }
+                i += 1;
+                loop {
+                    match b.get(i) {
+                        None => return None,
+                        Some(b'\'') if b.get(i + 1) == Some(&b'\'') => i += 2,
+                        Some(b'\'') => break,
+                        Some(_) => i += 1,
+                    }
+                }
+                out.push_str("'?'");
+                i += 1;
+            }
+            b'"' => {
+                // a quoted identifier is a word: kept whole
+                let end = b[i + 1..].iter().position(|&x| x == b'"')? + i + 2;
+                out.push_str(&sql[i..end]);
+                i = end;
+            }
+            b'0'..=b'9' if !after_ident => {
+                let digits = |i: &mut usize| {
+                    while b.get(*i).is_some_and(u8::is_ascii_digit) {
+                        *i += 1;
+                    }
+                };
+                digits(&mut i);
+                if b.get(i) == Some(&b'.') {
+                    i += 1;
+                    digits(&mut i);
+                }
+                // an exponent, a hex or binary literal, a second dot, or a number run into a
+                // word: the lexer decides what that is, not this scan
+                if b.get(i).is_some_and(|&c| ident(c) || c == b'.') {
+                    return None;
+                }
+                out.push('0');
+            }
+            _ => {
+                // whole characters: a multibyte one is copied with its continuation bytes
+                let len = sql[i..].chars().next().map_or(1, char::len_utf8);
+                out.push_str(&sql[i..i + len]);
+                i += len;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// [`read_only`] without the kept answers.
+fn classify(sql: &str) -> bool {
     // most statements that write start with a word no read starts with: not worth a parse
     let first = sql
         .trim_start_matches(|c: char| c.is_whitespace() || c == '(')
@@ -285,6 +388,47 @@ mod tests {
         for sql in writes {
             assert!(!read_only(sql), "{sql}");
         }
+    }
+
+    #[test]
+    fn queries_that_differ_in_constants_share_a_shape_and_nothing_else_does() {
+        let same = [
+            (
+                "SELECT a FROM t WHERE id = 42",
+                "SELECT a FROM t WHERE id = 7",
+            ),
+            ("select 'x''y', 1.5 from t1", "select 'zz', 2 from t1"),
+            (
+                "SELECT \"a'b\" FROM t WHERE x = 'q'",
+                "SELECT \"a'b\" FROM t WHERE x = 'r'",
+            ),
+        ];
+        for (a, b) in same {
+            assert_eq!(shape(a), shape(b), "{a} / {b}");
+            assert!(shape(a).is_some());
+        }
+        assert_ne!(shape("SELECT lower('x')"), shape("SELECT nextval('x')"));
+        assert_ne!(shape("SELECT a FROM t1"), shape("SELECT a FROM t2"));
+        for unsure in [
+            "SELECT 1 -- ' comment",
+            "SELECT /* x */ 1",
+            "SELECT $$a$$",
+            "SELECT $1",
+            "SELECT E'\\''",
+            "SELECT 'open",
+            "SELECT \"open",
+            "SELECT 1e5",
+            "SELECT 1.2.3",
+            "SELECT 'a\0b'",
+            "SELECT 0x1F",
+        ] {
+            assert_eq!(shape(unsure), None, "{unsure}");
+        }
+        // the kept answer is the parse's, whichever query of the shape came first
+        assert!(read_only("SELECT a FROM t WHERE id = 1"));
+        assert!(read_only("SELECT a FROM t WHERE id = 2"));
+        assert!(!read_only("SELECT nextval('a') FROM t WHERE id = 1"));
+        assert!(!read_only("SELECT nextval('b') FROM t WHERE id = 2"));
     }
 
     #[test]
