@@ -8,6 +8,11 @@
 # proxy's CPU microseconds per transaction (user + system, from /proc/PID/stat). Rounds are
 # interleaved (direct, pgbouncer, strata, direct, ...) and the median round is printed.
 #
+# Then pgbench -S through Strata with a streaming replica beside the primary (made with
+# pg_basebackup, running on CPU 0 with Strata: this machine has two cores), Strata finding the
+# roles itself and sending the reads (classified by PostgreSQL's parser) to the replica, against
+# Strata with the primary alone in the same round.
+#
 # Then memory per idle client: each proxy, started fresh with trust logins, holds 1,000 and then
 # 8,000 idle logged-in clients (bench/idle_pg.py); the slope of its resident memory between the
 # two, in bytes per client.
@@ -38,6 +43,7 @@ export PGPASSWORD=bench-secret
 
 echo "$PGPASSWORD" > "$work/pw" && chown postgres "$work/pw"
 as_pg "$PGBIN/initdb" -D "$work/data" -U postgres --auth=scram-sha-256 --pwfile="$work/pw" >/dev/null
+echo "host replication postgres 127.0.0.1/32 scram-sha-256" >> "$work/data/pg_hba.conf"
 as_pg taskset -c 1 "$PGBIN/postgres" -D "$work/data" -p "$PGPORT" -k "$work" \
   -c listen_addresses=127.0.0.1 -c max_connections=200 -c synchronous_commit=off \
   -c shared_buffers=256MB >"$work/pg.log" 2>&1 &
@@ -132,6 +138,40 @@ for mode in "${modes[@]}"; do
   done
   unset results
 done
+
+# pgbench -S with a replica: Strata over the primary and a streaming replica
+if [[ ${ONLY_IDLE:-} != 1 ]]; then
+  RPORT=$(free_port); ST2PORT=$(free_port)
+  as_pg env PGPASSWORD="$PGPASSWORD" "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$PGPORT" -U postgres \
+    -D "$work/replica" -R -X stream -c fast >/dev/null 2>&1
+  as_pg taskset -c 0 "$PGBIN/postgres" -D "$work/replica" -p "$RPORT" -k "$work" \
+    -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB >"$work/replica.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 200); do "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$RPORT" && break; sleep 0.05; done
+  sed -e "s/^listen = .*/listen = \"127.0.0.1:$ST2PORT\"/" \
+    -e "s/^servers = .*/servers = [\"127.0.0.1:$PGPORT\", \"127.0.0.1:$RPORT\"]\ncheck_user = \"postgres\"/" \
+    "$work/strata.toml" > "$work/strata2.toml"
+  taskset -c 0 "$STRATA" run -c "$work/strata2.toml" >"$work/strata2.log" 2>&1 &
+  pids+=($!)
+  st2_pid=$!
+  wait_port "$ST2PORT"
+  # the replica takes reads once a check has found it and its lag
+  for _ in $(seq 100); do
+    "$PGBIN/psql" -X -qAt -h 127.0.0.1 -p "$ST2PORT" -U postgres -c "select pg_is_in_recovery()" bench 2>/dev/null | grep -q t && break
+    sleep 0.1
+  done
+  declare -A results=()
+  for _ in $(seq "$ROUNDS"); do
+    results[primary]+="$(run strata "$STPORT" "$st_pid" select)"$'\n'
+    results[replica]+="$(run strata "$ST2PORT" "$st2_pid" select)"$'\n'
+  done
+  printf "\n| workload | target | tps (median of %s) | avg latency (ms) | proxy CPU µs / transaction |\n|---|---|---|---|---|\n" "$ROUNDS"
+  read -r tps lat cpu <<<"$(printf "%s" "${results[primary]}" | median)"
+  printf "| pgbench -S | strata, primary alone | %s | %s | %s |\n" "$tps" "$lat" "$cpu"
+  read -r tps lat cpu <<<"$(printf "%s" "${results[replica]}" | median)"
+  printf "| pgbench -S | strata, primary and replica | %s | %s | %s |\n" "$tps" "$lat" "$cpu"
+  kill "$st2_pid" 2>/dev/null || true
+fi
 
 # Memory per idle client: fresh proxies with trust logins, RSS at 1,000 and 8,000 idle clients
 kill "$pb_pid" "$st_pid" 2>/dev/null || true
