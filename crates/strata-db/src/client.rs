@@ -193,17 +193,28 @@ async fn login(
     }
     let pool = svc.pool(&user, &database);
     let mut wanted = Wanted::default();
+    let mut extra: Vec<(Box<str>, Box<str>)> = Vec::new();
+    let mut want = |k: &str, v: &str| {
+        if Wanted::place(k).is_some() {
+            wanted.set(k, v);
+        } else if !k.starts_with("_pq_.") {
+            // protocol options (`_pq_.`) are the protocol's, not settings
+            extra.retain(|(name, _)| &**name != k);
+            extra.push((k.into(), v.into()));
+        }
+    };
     for (k, v) in &params {
         match k.as_str() {
             "user" | "database" => {}
             "options" => {
                 for (k, v) in options(v) {
-                    wanted.set(&k, &v);
+                    want(&k, &v);
                 }
             }
-            _ => wanted.set(k, v),
+            _ => want(k, v),
         }
     }
+    wanted.extra = extra.into_boxed_slice();
     // The welcome needs a server's parameters: the first client of a pool logs in to one.
     let welcome = strata_net::lock(&pool.welcome).clone();
     let welcome = match welcome {
@@ -225,6 +236,40 @@ async fn login(
             }
         },
     };
+    // Other parameters are checked by a server now, as PostgreSQL checks them at login: one it
+    // does not know refuses the login with its own words, not the client's first query.
+    if !wanted.extra.is_empty() {
+        let calls: Vec<String> = wanted.extra_calls().collect();
+        let checked = match svc.acquire(&pool, false).await {
+            Ok((mut lease, _)) => {
+                let r = lease
+                    .conn
+                    .run(&format!("SELECT {}", calls.join(", ")))
+                    .await;
+                // the session has them now: reset before another client uses it
+                lease.conn.dirty = true;
+                match r {
+                    Ok(_) => {
+                        lease.release();
+                        Ok(())
+                    }
+                    Err(crate::server::ServerError::Refused { message, .. }) => {
+                        lease.release();
+                        Err(message)
+                    }
+                    Err(e) => {
+                        lease.close();
+                        Err(e.to_string())
+                    }
+                }
+            }
+            Err(e) => Err(format!("no server available: {e}")),
+        };
+        if let Err(message) = checked {
+            tracing::info!(listener = %svc.name, %peer, %user, "login refused: startup parameters: {message}");
+            return refused(&mut stream, Sqlstate::FEATURE_NOT_SUPPORTED, &message).await;
+        }
+    }
     // What the client did not ask for it gets as the server's default: a connection another
     // client changed (SET TimeZone ...) is set back before this one uses it.
     for (k, v) in &welcome {
@@ -426,10 +471,14 @@ async fn authenticate(
 }
 
 /// What a client wants of the parameters the pooler carries ([`CARRIED`], by place): what
-/// it asked for at startup or set since (as the servers reported), else the server's default.
-/// Other parameters are not kept: they are not carried.
+/// it asked for at startup or set since (as the servers reported), else the server's default;
+/// and any other parameter it gave at startup (`extra`), set on every server connection it
+/// gets (PgBouncer refuses those unless told to ignore them).
 #[derive(Debug, Default)]
-struct Wanted([Option<Box<str>>; CARRIED.len()]);
+struct Wanted {
+    carried: [Option<Box<str>>; CARRIED.len()],
+    extra: Box<[(Box<str>, Box<str>)]>,
+}
 
 impl Wanted {
     fn place(name: &str) -> Option<usize> {
@@ -437,20 +486,27 @@ impl Wanted {
     }
 
     fn get(&self, name: &str) -> Option<&str> {
-        Self::place(name).and_then(|i| self.0[i].as_deref())
+        Self::place(name).and_then(|i| self.carried[i].as_deref())
     }
 
     fn set(&mut self, name: &str, value: &str) {
         if let Some(i) = Self::place(name) {
-            self.0[i] = Some(value.into());
+            self.carried[i] = Some(value.into());
         }
     }
 
     /// Sets `name` unless the client asked for a value of its own.
     fn set_default(&mut self, name: &str, value: &str) {
         if let Some(i) = Self::place(name) {
-            self.0[i].get_or_insert_with(|| value.into());
+            self.carried[i].get_or_insert_with(|| value.into());
         }
+    }
+
+    /// The `set_config` calls that give a server connection the extra parameters.
+    fn extra_calls(&self) -> impl Iterator<Item = String> + '_ {
+        self.extra
+            .iter()
+            .map(|(k, v)| format!("set_config({}, {}, false)", literal(k), literal(v)))
     }
 }
 
@@ -834,10 +890,16 @@ impl Session {
                 _ => {}
             }
         }
+        // the extra parameters are set each time (a connection that had them is reset before
+        // another client uses it, so they can't be known to be there)
+        calls.extend(self.wanted.extra_calls());
         if calls.is_empty() {
             return Ok(());
         }
         conn.run(&format!("SELECT {}", calls.join(", "))).await?;
+        if !self.wanted.extra.is_empty() {
+            conn.dirty = true;
+        }
         for k in CARRIED {
             match self.wanted.get(k) {
                 Some(v) => {

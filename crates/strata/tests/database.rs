@@ -27,6 +27,16 @@ async fn status(strata: &Strata) -> serde_json::Value {
 }
 
 /// Runs a blocking client call off the test's runtime.
+/// PostgreSQL with user and database `app`, and Strata in front of it with one server
+/// connection that every client shares; the listener's address.
+fn one_shared_connection() -> (Postgres, Strata, SocketAddr) {
+    let pg = Postgres::start();
+    pg.user_and_database("app", "secret");
+    let strata = Strata::start(&config(&[pg.addr], "pool_size = 1"));
+    let db = strata.addr("database:app");
+    (pg, strata, db)
+}
+
 /// A primary with user and database `app` (password `secret`) where `app` ran `setup`, and a
 /// streaming replica made from it afterwards.
 fn primary_and_replica(setup: &str) -> (Postgres, Postgres) {
@@ -153,10 +163,7 @@ async fn a_scram_secret_from_pg_authid_logs_clients_in_and_strata_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_client_keeps_its_own_parameters_on_a_shared_connection() {
-    let pg = Postgres::start();
-    pg.user_and_database("app", "secret");
-    let strata = Strata::start(&config(&[pg.addr], "pool_size = 1"));
-    let db = strata.addr("database:app");
+    let (pg, _strata, db) = one_shared_connection();
     let default_tz = pg.admin("show timezone");
     let tokyo = blocking(move || {
         let mut a = PsqlSession::open(
@@ -189,6 +196,50 @@ async fn each_client_keeps_its_own_parameters_on_a_shared_connection() {
             ]
         );
     }
+}
+
+/// A startup parameter the pooler has no slot for (here `work_mem`, through `options`) is not
+/// dropped: it is set on each server connection the client gets, and gone for the next client
+/// on that connection; one PostgreSQL does not know refuses the login with PostgreSQL's words
+/// (PgBouncer refuses every such parameter unless told to ignore it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_startup_parameter_is_carried_and_an_unknown_one_refused() {
+    let (pg, _strata, db) = one_shared_connection();
+    let default = pg.admin("show work_mem");
+    let seen = blocking(move || {
+        let mut a = PsqlSession::open(
+            db,
+            "app",
+            "secret",
+            "app",
+            &[("PGOPTIONS", "-c work_mem=1234kB")],
+        );
+        let mut b = PsqlSession::open(db, "app", "secret", "app", &[]);
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            seen.push(a.line("show work_mem"));
+            seen.push(b.line("show work_mem"));
+        }
+        seen
+    })
+    .await;
+    for round in seen.chunks(2) {
+        assert_eq!(round, ["1234kB".to_string(), default.clone()]);
+    }
+    let refused = blocking(move || {
+        psql_command(db, "app", "secret", "app")
+            .env("PGOPTIONS", "-c no_such_setting=1")
+            .args(["-c", "select 1"])
+            .output()
+            .unwrap()
+    })
+    .await;
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("unrecognized configuration parameter"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -542,10 +593,7 @@ async fn a_client_that_waits_too_long_for_a_connection_gets_a_clear_error_and_ca
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_one_client_sets_never_reaches_the_next_one_on_a_shared_connection() {
-    let pg = Postgres::start();
-    pg.user_and_database("app", "secret");
-    let strata = Strata::start(&config(&[pg.addr], "pool_size = 1"));
-    let db = strata.addr("database:app");
+    let (pg, _strata, db) = one_shared_connection();
     let default_timeout = pg.admin("show statement_timeout");
     let seen = blocking(move || {
         let mut seen = Vec::new();

@@ -406,7 +406,8 @@ async fn a_fake_server_receives_exactly_the_startup_and_the_parameters_strata_se
     ));
     let db = strata.addr("database:app");
 
-    // a client that sets application_name (with a quote) and parameters that are not carried
+    // a client that sets application_name (with a quote), and a parameter the pooler has no
+    // slot for
     let (mut a, welcome) = log_in(
         db,
         &[
@@ -441,8 +442,14 @@ async fn a_fake_server_receives_exactly_the_startup_and_the_parameters_strata_se
     let expected = vec![vec![
         // the startup packet: user and database only
         b"\0\0\0\x1f\0\x03\0\0user\0app\0database\0app\0\0".to_vec(),
-        q("SELECT set_config(E'application_name', E'it''s a', false)"),
+        // a parameter the pooler has no slot for is checked at login...
+        q("SELECT set_config(E'not_a_carried_one', E'x', false)"),
+        // ...and set with the others on the connection the client gets, which is reset first
+        // (the check left it set) and after (for the next client)
+        q("RESET ALL; DEALLOCATE ALL"),
+        q("SELECT set_config(E'application_name', E'it''s a', false), set_config(E'not_a_carried_one', E'x', false)"),
         q("select 1"),
+        q("RESET ALL; DEALLOCATE ALL"),
         q("SELECT set_config(E'application_name', E'', false)"),
         q("select 2"),
     ]];
