@@ -181,6 +181,8 @@ async fn batch(mut kept: Kept) -> (Kept, Next) {
 async fn serve_batch(kept: &mut Kept) -> Next {
     let svc = kept.open.service().clone();
     let mut buf = buffers::take();
+    // how far the command at the front of `buf` was read, while it is not whole
+    let mut partial = None;
     let mut answers: VecDeque<Answer> = VecDeque::new();
     // whether `buf` may hold whole commands not read yet (after one that ran on the client's
     // own connection, the rest of the pipeline waits in the buffer)
@@ -195,9 +197,13 @@ async fn serve_batch(kept: &mut Kept) -> Next {
         let pool = svc.pool.load_full();
         let routing = crate::server::routing_for(kept.session.id);
         let step = match pool.config.protocol {
-            CacheProtocol::Redis => {
-                read_redis(&svc, &pool, &mut kept.session, &mut buf, &mut answers)
-            }
+            CacheProtocol::Redis => read_redis(
+                &svc,
+                &pool,
+                &mut kept.session,
+                (&mut buf, &mut partial),
+                &mut answers,
+            ),
             CacheProtocol::Memcache => Step {
                 close: read_memcache(&svc, &pool, &mut buf, &mut answers),
                 own: None,
@@ -258,7 +264,7 @@ fn read_redis(
     svc: &CacheService,
     pool: &Pool,
     session: &mut Session,
-    buf: &mut BytesMut,
+    (buf, partial): (&mut BytesMut, &mut Option<Box<resp::Partial>>),
     answers: &mut VecDeque<Answer>,
 ) -> Step {
     let go_on = |own| Step {
@@ -267,7 +273,7 @@ fn read_redis(
         subscribe: None,
     };
     loop {
-        match resp::take_command(buf, pool.config.max_bulk_size) {
+        match resp::take_command(buf, pool.config.max_bulk_size, partial) {
             Ok(Some(cmd)) => {
                 svc.stats.commands.inc();
                 match dispatch(svc, pool, session, cmd) {

@@ -125,6 +125,8 @@ pub(crate) async fn serve(
         frames_tx,
     };
     let mut out = BytesMut::new();
+    // a command half read when subscribing is read again from its start, once
+    let mut partial = None;
     let mut next = sub.command(pool, first, &mut out).await;
     loop {
         if !out.is_empty() {
@@ -137,7 +139,7 @@ pub(crate) async fn serve(
             return next;
         }
         // whole commands already read go first
-        match resp::take_command(buf, pool.config.max_bulk_size) {
+        match resp::take_command(buf, pool.config.max_bulk_size, &mut partial) {
             Ok(Some(cmd)) => {
                 svc.stats.commands.inc();
                 next = sub.command(pool, cmd, &mut out).await;

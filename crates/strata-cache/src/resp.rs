@@ -107,13 +107,47 @@ impl Command {
 /// when more bytes are needed. An empty command (`*0`, `*-1`, an empty inline line) is
 /// consumed and skipped, as Redis skips it.
 pub fn parse_command(buf: &[u8], max_bulk: u64) -> Result<Parsed, ProtocolError> {
+    parse_command_resuming(buf, max_bulk, &mut None)
+}
+
+/// How far a multibulk command was read when its bytes ran out: the arguments found and where
+/// the next one starts. Kept by the caller with the buffer (whose front does not move until the
+/// command is whole), so that a command arriving over many reads is read once, not again from
+/// its start on every read (a million arguments would otherwise cost a million steps per read).
+#[derive(Debug)]
+pub struct Partial {
+    /// Where the command starts in the buffer (after empty commands skipped before it).
+    base: usize,
+    args: Vec<Range<u32>>,
+    /// The next argument's offset from `base`.
+    at: usize,
+    count: usize,
+}
+
+/// [`parse_command`], resuming from `partial` (left by the previous call on the same buffer,
+/// which must not have lost bytes from its front since) and leaving one there when the command
+/// is not whole yet.
+pub fn parse_command_resuming(
+    buf: &[u8],
+    max_bulk: u64,
+    partial: &mut Option<Box<Partial>>,
+) -> Result<Parsed, ProtocolError> {
     let mut at = 0;
     loop {
         if at == buf.len() {
             return Ok(None);
         }
         let parsed = if buf[at] == b'*' {
-            multibulk(&buf[at..], max_bulk)?
+            let resume = partial.take().filter(|p| p.base == at);
+            match multibulk(&buf[at..], max_bulk, resume)? {
+                Bulk::Whole(parsed) => Some(parsed),
+                Bulk::Short(mut p) => {
+                    p.base = at;
+                    *partial = Some(p);
+                    None
+                }
+                Bulk::Empty => None,
+            }
         } else {
             inline(&buf[at..])?
         };
@@ -132,9 +166,14 @@ pub fn parse_command(buf: &[u8], max_bulk: u64) -> Result<Parsed, ProtocolError>
     }
 }
 
-/// Splits the next command off `buf` (see [`parse_command`]).
-pub fn take_command(buf: &mut BytesMut, max_bulk: u64) -> Result<Option<Command>, ProtocolError> {
-    let Some((args, inline, used)) = parse_command(buf, max_bulk)? else {
+/// Splits the next command off `buf` (see [`parse_command_resuming`]; `partial` lives with
+/// `buf`).
+pub fn take_command(
+    buf: &mut BytesMut,
+    max_bulk: u64,
+    partial: &mut Option<Box<Partial>>,
+) -> Result<Option<Command>, ProtocolError> {
+    let Some((args, inline, used)) = parse_command_resuming(buf, max_bulk, partial)? else {
         return Ok(None);
     };
     let frame = buf.split_to(used).freeze();
@@ -149,27 +188,52 @@ pub fn take_command(buf: &mut BytesMut, max_bulk: u64) -> Result<Option<Command>
 /// `None` when it is not all there yet.
 pub type Parsed = Option<(Vec<Range<u32>>, bool, usize)>;
 
-fn multibulk(buf: &[u8], max_bulk: u64) -> Result<Parsed, ProtocolError> {
-    let Some((header, mut at)) = line(buf, 1)? else {
-        return Ok(None);
+/// A multibulk command read, or how far it was read.
+enum Bulk {
+    Whole((Vec<Range<u32>>, bool, usize)),
+    Short(Box<Partial>),
+    /// Not even its header is in.
+    Empty,
+}
+
+fn multibulk(
+    buf: &[u8],
+    max_bulk: u64,
+    resume: Option<Box<Partial>>,
+) -> Result<Bulk, ProtocolError> {
+    let (mut args, mut at, n) = match resume {
+        Some(p) => (p.args, p.at, p.count),
+        None => {
+            let Some((header, at)) = line(buf, 1)? else {
+                return Ok(Bulk::Empty);
+            };
+            let n = number(header).ok_or(ProtocolError::MultibulkLength)?;
+            if n <= 0 {
+                return Ok(Bulk::Whole((Vec::new(), false, at)));
+            }
+            if n as usize > MAX_ARGS {
+                return Err(ProtocolError::MultibulkLength);
+            }
+            (Vec::with_capacity((n as usize).min(64)), at, n as usize)
+        }
     };
-    let n = number(header).ok_or(ProtocolError::MultibulkLength)?;
-    if n <= 0 {
-        return Ok(Some((Vec::new(), false, at)));
-    }
-    if n as usize > MAX_ARGS {
-        return Err(ProtocolError::MultibulkLength);
-    }
-    let mut args = Vec::with_capacity((n as usize).min(64));
-    for _ in 0..n {
+    let short = |args, at| {
+        Ok(Bulk::Short(Box::new(Partial {
+            base: 0,
+            args,
+            at,
+            count: n,
+        })))
+    };
+    while args.len() < n {
         let Some(&first) = buf.get(at) else {
-            return Ok(None);
+            return short(args, at);
         };
         if first != b'$' {
             return Err(ProtocolError::ExpectedBulk(first));
         }
         let Some((header, data)) = line(&buf[at..], 1)? else {
-            return Ok(None);
+            return short(args, at);
         };
         let len = number(header)
             .filter(|n| *n >= 0)
@@ -183,7 +247,7 @@ fn multibulk(buf: &[u8], max_bulk: u64) -> Result<Parsed, ProtocolError> {
             return Err(ProtocolError::BulkTooLarge(end as u64, MAX_COMMAND as u64));
         }
         if buf.len() < end + 2 {
-            return Ok(None);
+            return short(args, at);
         }
         if &buf[end..end + 2] != b"\r\n" {
             return Err(ProtocolError::MissingCrlf);
@@ -191,7 +255,7 @@ fn multibulk(buf: &[u8], max_bulk: u64) -> Result<Parsed, ProtocolError> {
         args.push(start as u32..end as u32);
         at = end + 2;
     }
-    Ok(Some((args, false, at)))
+    Ok(Bulk::Whole((args, false, at)))
 }
 
 /// An inline command: a line of arguments separated by spaces, as users type them over telnet.

@@ -41,6 +41,7 @@ pub struct ProxyRead {
 /// pieces of the sizes `pieces` gives (what is left after them arrives at once).
 pub fn proxy_read(data: &[u8], pieces: impl IntoIterator<Item = usize>) -> ProxyRead {
     let mut buf = BytesMut::new();
+    let mut partial = None;
     let mut fed = 0;
     let mut commands = Vec::new();
     let mut pieces = pieces.into_iter();
@@ -52,7 +53,7 @@ pub fn proxy_read(data: &[u8], pieces: impl IntoIterator<Item = usize>) -> Proxy
         buf.extend_from_slice(&data[fed..fed + n]);
         fed += n;
         loop {
-            match take_command(&mut buf, MAX_BULK) {
+            match take_command(&mut buf, MAX_BULK, &mut partial) {
                 Ok(Some(cmd)) => commands.push(Accepted {
                     args: (0..cmd.len()).map(|i| cmd.arg(i).to_vec()).collect(),
                     frame: cmd.to_frame(),

@@ -9,7 +9,7 @@ type Args = Option<(Vec<Vec<u8>>, usize)>;
 fn args(input: &[u8]) -> Result<Args, ProtocolError> {
     let mut buf = BytesMut::from(input);
     let before = buf.len();
-    Ok(take_command(&mut buf, MAX)?.map(|c| {
+    Ok(take_command(&mut buf, MAX, &mut None)?.map(|c| {
         let args = (0..c.len()).map(|i| c.arg(i).to_vec()).collect();
         (args, before - buf.len())
     }))
@@ -32,12 +32,12 @@ fn a_multibulk_command_is_read_whole_or_not_at_all() {
 fn pipelined_commands_come_one_at_a_time() {
     let mut buf =
         BytesMut::from(&b"*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\nPING\r\n"[..]);
-    let a = take_command(&mut buf, MAX).unwrap().unwrap();
-    let b = take_command(&mut buf, MAX).unwrap().unwrap();
-    let c = take_command(&mut buf, MAX).unwrap().unwrap();
+    let a = take_command(&mut buf, MAX, &mut None).unwrap().unwrap();
+    let b = take_command(&mut buf, MAX, &mut None).unwrap().unwrap();
+    let c = take_command(&mut buf, MAX, &mut None).unwrap().unwrap();
     assert_eq!((a.len(), b.arg(1), c.arg(0)), (1, &b"hi"[..], &b"PING"[..]));
     assert!(c.inline);
-    assert!(matches!(take_command(&mut buf, MAX), Ok(None)));
+    assert!(matches!(take_command(&mut buf, MAX, &mut None), Ok(None)));
     assert!(buf.is_empty());
 }
 
@@ -53,7 +53,7 @@ fn empty_commands_are_skipped_as_redis_skips_them() {
 #[test]
 fn inline_commands_are_split_on_spaces_and_forwarded_as_multibulk() {
     let mut buf = BytesMut::from(&b"SET  k   v\r\n"[..]);
-    let c = take_command(&mut buf, MAX).unwrap().unwrap();
+    let c = take_command(&mut buf, MAX, &mut None).unwrap().unwrap();
     assert_eq!(
         (0..c.len()).map(|i| c.arg(i).to_vec()).collect::<Vec<_>>(),
         words(&["SET", "k", "v"])
@@ -142,7 +142,40 @@ fn values_walk_a_reply_in_order() {
 fn encoding_round_trips_through_the_parser() {
     let mut out = BytesMut::new();
     encode_command(&mut out, [&b"SET"[..], b"k\r\n", b""].into_iter());
-    let c = take_command(&mut out, MAX).unwrap().unwrap();
+    let c = take_command(&mut out, MAX, &mut None).unwrap().unwrap();
     assert_eq!((c.arg(1), c.arg(2)), (&b"k\r\n"[..], &b""[..]));
     assert_eq!(&error_frame("ERR a\r\nb")[..], b"-ERR a  b\r\n");
+}
+
+/// A command of many arguments arriving over many reads is read on from where the last read
+/// stopped (each argument once), after empty commands before it too, and comes out as it
+/// does read whole.
+#[test]
+fn a_command_arriving_in_pieces_is_read_on_not_again() {
+    let mut cmd = b"*0\r\n\r\n".to_vec();
+    let n = 10_000;
+    cmd.extend_from_slice(format!("*{}\r\n$4\r\nMSET\r\n", n + 1).as_bytes());
+    for i in 0..n {
+        let k = format!("k{i}");
+        cmd.extend_from_slice(format!("${}\r\n{k}\r\n", k.len()).as_bytes());
+    }
+    cmd.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
+    let mut buf = BytesMut::new();
+    let mut partial = None;
+    let mut got = Vec::new();
+    let mut resumed = 0;
+    for piece in cmd.chunks(7) {
+        buf.extend_from_slice(piece);
+        while let Some(c) = take_command(&mut buf, MAX, &mut partial).unwrap() {
+            got.push(c.len());
+        }
+        if let Some(p) = &partial {
+            // what was read is kept: the next read starts at the next argument
+            assert!(p.at >= p.args.last().map_or(0, |a| a.end as usize));
+            resumed += 1;
+        }
+    }
+    assert!(buf.is_empty());
+    assert_eq!(got, [n + 1, 1]);
+    assert!(resumed > 1000);
 }
