@@ -197,23 +197,51 @@ impl DatabaseService {
         // the credential is looked up only for a new connection, not for each transaction
         let credential = || lock(&self.credentials).get(&pool.user).cloned();
         let r = pool.acquire(target, credential, limits).await;
-        // a server that can't be reached is banned here only when no checks run (with them, the
-        // next check decides, and one slow connect does not take the writes out for a ban)
-        let unchecked = site.config.check_user.is_none() || replica.is_some();
-        if let (true, Err(AcquireError::Server(e @ server::ServerError::Io { .. })))
-        | (true, Err(AcquireError::Server(e @ server::ServerError::Timeout(_)))) =
-            (unchecked, &r)
-        {
-            if site.roles.set(
-                target,
-                health::Role::Down,
-                e.to_string(),
-                site.config.ban_time,
-            ) {
-                self.close_idle_except(site.roles.primary());
+        if let (Some(_), Err(AcquireError::Server(e))) = (replica, &r) {
+            // a replica that can't be reached or refuses the login (starting up, too many
+            // clients, a pg_hba.conf of its own) is banned, and the read goes to the primary:
+            // the client sees no error a direct connection to the primary would not give
+            let refused = matches!(
+                e,
+                server::ServerError::Io { .. }
+                    | server::ServerError::Timeout(_)
+                    | server::ServerError::Refused { .. }
+            );
+            if refused {
+                tracing::warn!(listener = %self.name, replica = %target, "replica refused a connection: banned, the read goes to the primary: {e}");
+                self.ban(&site, target, e);
+                let Some(primary) = site.roles.primary() else {
+                    return Err(AcquireError::NoPrimary);
+                };
+                return pool
+                    .acquire(primary, credential, limits)
+                    .await
+                    .map(|lease| (lease, false));
             }
         }
+        // the primary, when it can't be reached, is banned here only when no checks run (with
+        // them, the next check decides, and one slow connect does not take the writes out for
+        // a ban)
+        if let (true, Err(AcquireError::Server(e @ server::ServerError::Io { .. })))
+        | (true, Err(AcquireError::Server(e @ server::ServerError::Timeout(_)))) =
+            (site.config.check_user.is_none(), &r)
+        {
+            self.ban(&site, target, e);
+        }
         r.map(|lease| (lease, replica.is_some()))
+    }
+
+    /// Bans `target` for `ban_time`; when that changes its role, idle connections to any
+    /// server but the primary are closed.
+    fn ban(&self, site: &Site, target: std::net::SocketAddr, why: &server::ServerError) {
+        if site.roles.set(
+            target,
+            health::Role::Down,
+            why.to_string(),
+            site.config.ban_time,
+        ) {
+            self.close_idle_except(site.roles.primary());
+        }
     }
 
     /// The SCRAM keys a client of `user` is checked against (made once from a password).

@@ -26,6 +26,23 @@ async fn status(strata: &Strata) -> serde_json::Value {
     serde_json::from_str(&admin_get(strata, "/status").await.body).unwrap()
 }
 
+/// Waits until Strata knows `replica`'s lag: from then on it may take reads.
+async fn replica_known(strata: &Strata, replica: &str) {
+    eventually(
+        Duration::from_secs(10),
+        "the replica's lag is known",
+        || async {
+            let s = status(strata).await;
+            s["database"][0]["servers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["address"] == replica && x["lag_bytes"].is_u64())
+        },
+    )
+    .await;
+}
+
 /// Runs a blocking client call off the test's runtime.
 /// PostgreSQL with user and database `app`, and Strata in front of it with one server
 /// connection that every client shares; the listener's address.
@@ -392,19 +409,7 @@ async fn reads_run_on_the_replica_unless_the_client_just_wrote() {
     ));
     let db = strata.addr("database:app");
     let r = replica.addr.to_string();
-    eventually(
-        Duration::from_secs(10),
-        "the replica's lag is known",
-        || async {
-            let s = status(&strata).await;
-            s["database"][0]["servers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|x| x["address"] == r.as_str() && x["lag_bytes"].is_u64())
-        },
-    )
-    .await;
+    replica_known(&strata, &r).await;
     let seen = blocking(move || {
         let mut c = PsqlSession::open(db, "app", "secret", "app", &[]);
         let mut seen = Vec::new();
@@ -443,6 +448,39 @@ async fn reads_run_on_the_replica_unless_the_client_just_wrote() {
     assert!(
         seen[5] != "t",
         "a data-modifying WITH ran on the replica: {seen:?}"
+    );
+}
+
+/// A replica that refuses a client's login (here its own pg_hba.conf rejects the user; in
+/// life, a replica starting up or out of connection slots) is banned at once, and the read
+/// goes to the primary: the client sees its answer, not the replica's refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_refuses_a_login_is_banned_and_the_read_goes_to_the_primary() {
+    let (primary, replica) = primary_and_replica("create table w (x int)");
+    let hba = replica.dir.path().join("data/pg_hba.conf");
+    let rules = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(&hba, format!("host all app 127.0.0.1/32 reject\n{rules}")).unwrap();
+    replica.admin("select pg_reload_conf()");
+    let strata = Strata::start(&config(&[primary.addr, replica.addr], "ban_time = \"60s\""));
+    let db = strata.addr("database:app");
+    let r = replica.addr.to_string();
+    replica_known(&strata, &r).await;
+    let answer =
+        blocking(move || psql(db, "app", "secret", "app", "select pg_is_in_recovery()")).await;
+    assert_eq!(answer.as_deref(), Ok("f"), "{}", strata.logs());
+    let s = status(&strata).await;
+    let server = s["database"][0]["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["address"] == r.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(server["role"], "down", "{s}");
+    assert!(
+        strata.logs().contains("replica refused a connection"),
+        "{}",
+        strata.logs()
     );
 }
 
