@@ -138,7 +138,13 @@ pub fn parse_command_resuming(
             return Ok(None);
         }
         let parsed = if buf[at] == b'*' {
-            let resume = partial.take().filter(|p| p.base == at);
+            // a Partial is for the command at its base: empty commands before it are skipped
+            // again, and it is taken only there
+            let resume = if partial.as_ref().is_some_and(|p| p.base == at) {
+                partial.take()
+            } else {
+                None
+            };
             match multibulk(&buf[at..], max_bulk, resume)? {
                 Bulk::Whole(parsed) => Some(parsed),
                 Bulk::Short(mut p) => {

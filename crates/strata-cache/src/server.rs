@@ -427,6 +427,11 @@ impl Pipe<'_> {
                     }
                     moved = true;
                 }
+                // a reset while nothing is owed (a firewall's idle timeout, a restart) is no
+                // failure, as a close is not
+                Poll::Ready(Err(_)) if self.owed.is_empty() => {
+                    return Poll::Ready(self.ending.take().unwrap_or(Ended::Idle));
+                }
                 Poll::Ready(Err(e)) => {
                     return Poll::Ready(Ended::Failed(Lost::Closed, format!("read: {e}")))
                 }

@@ -30,6 +30,10 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// The largest message a client may send before it has logged in.
 const MAX_LOGIN_MESSAGE: usize = 65_536;
 
+/// How a server connection another client changed is made clean: its identity, its settings
+/// and its prepared statements as a new session's.
+const RESET: &str = "SET SESSION AUTHORIZATION DEFAULT; RESET ROLE; RESET ALL; DEALLOCATE ALL";
+
 /// Parameters a client sets that the pooler carries to each server connection it gets.
 const CARRIED: &[&str] = &[
     "client_encoding",
@@ -214,6 +218,21 @@ async fn login(
             _ => want(k, v),
         }
     }
+    // the session's identity is the login's: a pooled connection's RESET ALL would not undo it
+    if let Some((k, _)) = extra.iter().find(|(k, _)| {
+        k.eq_ignore_ascii_case("role") || k.eq_ignore_ascii_case("session_authorization")
+    }) {
+        let message = format!(
+            "the startup parameter \"{k}\" is not supported by the pooler: log in as that user"
+        );
+        return refused(&mut stream, Sqlstate::FEATURE_NOT_SUPPORTED, &message).await;
+    }
+    if !extra.is_empty() {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        extra.hash(&mut h);
+        wanted.extra_hash = h.finish() | 1;
+    }
     wanted.extra = extra.into_boxed_slice();
     // The welcome needs a server's parameters: the first client of a pool logs in to one.
     let welcome = strata_net::lock(&pool.welcome).clone();
@@ -246,8 +265,9 @@ async fn login(
                     .conn
                     .run(&format!("SELECT {}", calls.join(", ")))
                     .await;
-                // the session has them now: reset before another client uses it
-                lease.conn.dirty = true;
+                // the session has them now: this client's next transaction there sets nothing,
+                // another client's resets it first
+                lease.conn.extras = wanted.extra_hash;
                 match r {
                     Ok(_) => {
                         lease.release();
@@ -255,19 +275,22 @@ async fn login(
                     }
                     Err(crate::server::ServerError::Refused { message, .. }) => {
                         lease.release();
-                        Err(message)
+                        Err((Sqlstate::FEATURE_NOT_SUPPORTED, message))
                     }
                     Err(e) => {
                         lease.close();
-                        Err(e.to_string())
+                        Err((Sqlstate::CANNOT_CONNECT_NOW, e.to_string()))
                     }
                 }
             }
-            Err(e) => Err(format!("no server available: {e}")),
+            Err(e) => Err((
+                Sqlstate::CANNOT_CONNECT_NOW,
+                format!("no server available: {e}"),
+            )),
         };
-        if let Err(message) = checked {
+        if let Err((code, message)) = checked {
             tracing::info!(listener = %svc.name, %peer, %user, "login refused: startup parameters: {message}");
-            return refused(&mut stream, Sqlstate::FEATURE_NOT_SUPPORTED, &message).await;
+            return refused(&mut stream, code, &message).await;
         }
     }
     // What the client did not ask for it gets as the server's default: a connection another
@@ -322,6 +345,7 @@ async fn login(
         syncs_after_execute: 0,
         on_replica: false,
         read_only: false,
+        held: false,
         last_primary: None,
     })
 }
@@ -478,6 +502,9 @@ async fn authenticate(
 struct Wanted {
     carried: [Option<Box<str>>; CARRIED.len()],
     extra: Box<[(Box<str>, Box<str>)]>,
+    /// A hash of `extra` (0 when there is none): a server connection that holds this one
+    /// needs nothing set again.
+    extra_hash: u64,
 }
 
 impl Wanted {
@@ -636,6 +663,9 @@ struct Session {
     on_replica: bool,
     /// The transaction it holds the connection for said READ ONLY.
     read_only: bool,
+    /// The server connection was taken for one query that only reads: nothing else goes to
+    /// it; what the client sent behind it waits for it to come back, and is routed then.
+    held: bool,
     /// When its last transaction on the primary ended (read-your-writes).
     last_primary: Option<std::time::Instant>,
 }
@@ -681,6 +711,13 @@ impl Session {
                 r = readable(&self.server), if self.server.is_some() && self.to_client.len() < HIGH_WATER => {
                     if r.is_err() || !self.server_sent() {
                         self.server_lost();
+                    }
+                    // what the client sent behind a read held on its own connection goes now
+                    if self.server.is_none() && !self.cbuf.is_empty() {
+                        if !Box::pin(self.client_sent()).await? {
+                            return Ok(());
+                        }
+                        self.flush_to_server();
                     }
                     self.flush_to_client()?;
                 }
@@ -746,6 +783,9 @@ impl Session {
     /// Handles the whole messages the client has sent; false when it said Terminate.
     async fn client_sent(&mut self) -> Result<bool, ClientError> {
         while let Some(total) = proto::message_len(&self.cbuf)? {
+            if self.held && self.server.is_some() {
+                break;
+            }
             let tag = self.cbuf[0];
             if tag == b'X' {
                 self.cbuf.advance(total);
@@ -766,13 +806,21 @@ impl Session {
             // last transaction on the primary may have written, too recently
             let between =
                 self.server.is_none() && self.mode == PoolMode::Transaction && tag == b'Q';
-            let reads = between
-                && (begins_read_only(&self.cbuf[5..total])
-                    || (self.svc.replica_ready() && reads_only(&self.cbuf[5..total])));
+            let declared = between && begins_read_only(&self.cbuf[5..total]);
+            // the parser reads strings as the server will only with standard_conforming_strings
+            let classified = between
+                && !declared
+                && self.wanted.get("standard_conforming_strings") != Some("off")
+                && self.svc.replica_ready()
+                && reads_only(&self.cbuf[5..total]);
+            let reads = declared || classified;
             let to_replica = reads
                 && self
                     .last_primary
                     .is_none_or(|t| t.elapsed() >= self.svc.read_your_writes());
+            if self.server.is_none() {
+                self.held = classified;
+            }
             if self.server.is_none() && !self.attach(to_replica, reads).await {
                 match tag {
                     b'Q' | b'F' | b'S' => proto::put(&mut self.to_client, b'Z', |b| b.put_u8(b'I')),
@@ -868,10 +916,12 @@ impl Session {
         &self,
         conn: &mut crate::server::ServerConn,
     ) -> Result<(), crate::server::ServerError> {
-        if conn.dirty {
+        // a connection that holds another client's extra parameters is reset too
+        if conn.dirty || (conn.extras != 0 && conn.extras != self.wanted.extra_hash) {
             // RESET ALL reports the reported parameters back (conn.params follows); the others
-            // are gone without a word
-            conn.run("RESET ALL; DEALLOCATE ALL").await?;
+            // are gone without a word. Role and session authorization are not RESET ALL's.
+            conn.run(RESET).await?;
+            conn.extras = 0;
             for k in CARRIED.iter().filter(|k| !REPORTED.contains(k)) {
                 conn.params.remove(*k);
             }
@@ -890,16 +940,15 @@ impl Session {
                 _ => {}
             }
         }
-        // the extra parameters are set each time (a connection that had them is reset before
-        // another client uses it, so they can't be known to be there)
-        calls.extend(self.wanted.extra_calls());
+        // the extra parameters, unless the connection holds this client's already
+        if conn.extras != self.wanted.extra_hash {
+            calls.extend(self.wanted.extra_calls());
+        }
         if calls.is_empty() {
             return Ok(());
         }
         conn.run(&format!("SELECT {}", calls.join(", "))).await?;
-        if !self.wanted.extra.is_empty() {
-            conn.dirty = true;
-        }
+        conn.extras = self.wanted.extra_hash;
         for k in CARRIED {
             match self.wanted.get(k) {
                 Some(v) => {

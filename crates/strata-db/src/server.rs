@@ -75,6 +75,8 @@ pub struct ServerConn {
     /// A client ran SET, RESET, DISCARD, PREPARE or DEALLOCATE on it: its session state is
     /// not known, and it is reset before another client uses it.
     pub dirty: bool,
+    /// Which client's extra startup parameters it holds (their hash; 0: none).
+    pub extras: u64,
 }
 
 impl ServerConn {
@@ -110,6 +112,7 @@ impl ServerConn {
             idle_since: Instant::now(),
             statements: Default::default(),
             dirty: false,
+            extras: 0,
         };
         conn.write(&proto::startup_packet(&[
             ("user", user),

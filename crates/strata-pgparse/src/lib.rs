@@ -40,6 +40,9 @@ pub fn parse_json(sql: &str) -> Result<String, ParseError> {
     ffi::parse(sql)
 }
 
+/// Queries longer than this go to the primary unclassified.
+pub const MAX_CLASSIFIED: usize = 16 << 10;
+
 /// Answers kept per thread, by a query's text with its literals blanked out: what a query
 /// does depends on its words, not on the numbers and strings it compares with, and the same
 /// query comes back with other values all the time. Emptied when full.
@@ -54,6 +57,10 @@ thread_local! {
 /// PostgreSQL can't parse, and for an empty query. Answers are kept by [`shape`], so a query
 /// seen before with other literals costs a scan, not a parse.
 pub fn read_only(sql: &str) -> bool {
+    // a long query is not worth the parse, nor its shape the room
+    if sql.len() > MAX_CLASSIFIED {
+        return false;
+    }
     let Some(key) = shape(sql) else {
         return classify(sql);
     };
@@ -94,7 +101,8 @@ pub fn shape(sql: &str) -> Option<String> {
             b'-' if b.get(i + 1) == Some(&b'-') => return None,
             b'/' if b.get(i + 1) == Some(&b'*') => return None,
             b'\'' => {
-                if after_ident {
+                // E'', B'', X'', N'' and U&'' strings read their insides otherwise
+                if after_ident || (i > 0 && b[i - 1] == b'&') {
                     return None;
                 }
                 i += 1;
@@ -419,6 +427,7 @@ mod tests {
             "SELECT \"open",
             "SELECT 1e5",
             "SELECT 1.2.3",
+            "SELECT U&'\\0041'",
             "SELECT 'a\0b'",
             "SELECT 0x1F",
         ] {

@@ -243,18 +243,27 @@ async fn any_startup_parameter_is_carried_and_an_unknown_one_refused() {
     for round in seen.chunks(2) {
         assert_eq!(round, ["1234kB".to_string(), default.clone()]);
     }
-    let refused = blocking(move || {
-        psql_command(db, "app", "secret", "app")
-            .env("PGOPTIONS", "-c no_such_setting=1")
-            .args(["-c", "select 1"])
-            .output()
-            .unwrap()
-    })
-    .await;
-    assert!(!refused.status.success());
-    let err = String::from_utf8_lossy(&refused.stderr);
+    // what psql says when it logs in with these options and is refused
+    let refused = |options: &'static str| {
+        blocking(move || {
+            let out = psql_command(db, "app", "secret", "app")
+                .env("PGOPTIONS", options)
+                .args(["-c", "select 1"])
+                .output()
+                .unwrap();
+            assert!(!out.status.success(), "{options}: logged in");
+            String::from_utf8_lossy(&out.stderr).into_owned()
+        })
+    };
+    let err = refused("-c no_such_setting=1").await;
     assert!(
         err.contains("unrecognized configuration parameter"),
+        "{err}"
+    );
+    // a role is the login's identity: RESET ALL would not undo it on a shared connection
+    let err = refused("-c role=postgres").await;
+    assert!(
+        err.contains("\"role\" is not supported by the pooler"),
         "{err}"
     );
 }
