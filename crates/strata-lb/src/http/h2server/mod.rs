@@ -809,12 +809,14 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
             }
             block.bytes.extend_from_slice(piece);
             if end_headers {
-                let Block {
+                if let Some(Block {
                     stream,
                     end_stream,
                     bytes,
-                } = self.block.take().unwrap_or_else(|| unreachable!());
-                return self.on_block(inner, stream, end_stream, &bytes);
+                }) = self.block.take()
+                {
+                    return self.on_block(inner, stream, end_stream, &bytes);
+                }
             }
             return Ok(());
         }
