@@ -107,7 +107,7 @@ impl Command {
 /// when more bytes are needed. An empty command (`*0`, `*-1`, an empty inline line) is
 /// consumed and skipped, as Redis skips it.
 pub fn parse_command(buf: &[u8], max_bulk: u64) -> Result<Parsed, ProtocolError> {
-    parse_command_resuming(buf, max_bulk, &mut None)
+    parse_command_resuming(buf, max_bulk, &mut None).map(|(parsed, _)| parsed)
 }
 
 /// How far a multibulk command was read when its bytes ran out: the arguments found and where
@@ -125,17 +125,18 @@ pub struct Partial {
 }
 
 /// [`parse_command`], resuming from `partial` (left by the previous call on the same buffer,
-/// which must not have lost bytes from its front since) and leaving one there when the command
-/// is not whole yet.
+/// which must not have lost bytes from its front since, but the empty commands this call
+/// reports) and leaving one there when the command is not whole yet; and how many bytes of
+/// empty commands lead the buffer.
 pub fn parse_command_resuming(
     buf: &[u8],
     max_bulk: u64,
     partial: &mut Option<Box<Partial>>,
-) -> Result<Parsed, ProtocolError> {
+) -> Result<(Parsed, usize), ProtocolError> {
     let mut at = 0;
     loop {
         if at == buf.len() {
-            return Ok(None);
+            return Ok((None, at));
         }
         let parsed = if buf[at] == b'*' {
             // a Partial is for the command at its base: empty commands before it are skipped
@@ -158,7 +159,7 @@ pub fn parse_command_resuming(
             inline(&buf[at..])?
         };
         let Some((args, inline, used)) = parsed else {
-            return Ok(None);
+            return Ok((None, at));
         };
         if args.is_empty() {
             at += used;
@@ -168,7 +169,7 @@ pub fn parse_command_resuming(
             .into_iter()
             .map(|r| r.start + at as u32..r.end + at as u32)
             .collect();
-        return Ok(Some((args, inline, at + used)));
+        return Ok((Some((args, inline, at + used)), at));
     }
 }
 
@@ -179,10 +180,24 @@ pub fn take_command(
     max_bulk: u64,
     partial: &mut Option<Box<Partial>>,
 ) -> Result<Option<Command>, ProtocolError> {
-    let Some((args, inline, used)) = parse_command_resuming(buf, max_bulk, partial)? else {
+    let (parsed, empty) = parse_command_resuming(buf, max_bulk, partial)?;
+    // empty commands are dropped here, not forwarded: nor can endless ones pile up in the
+    // buffer ahead of an incomplete command
+    if empty > 0 {
+        bytes::Buf::advance(buf, empty);
+        if let Some(p) = partial {
+            p.base -= empty;
+        }
+    }
+    let Some((args, inline, used)) = parsed else {
         return Ok(None);
     };
-    let frame = buf.split_to(used).freeze();
+    let shift = empty as u32;
+    let args = args
+        .into_iter()
+        .map(|r| r.start - shift..r.end - shift)
+        .collect();
+    let frame = buf.split_to(used - empty).freeze();
     Ok(Some(Command {
         frame,
         args,

@@ -179,3 +179,23 @@ fn a_command_arriving_in_pieces_is_read_on_not_again() {
     assert_eq!(got, [n + 1, 1]);
     assert!(resumed > 1000);
 }
+
+/// Empty commands that lead an incomplete one leave the buffer at once: endless `*0` can't
+/// make it grow.
+#[test]
+fn empty_commands_do_not_pile_up() {
+    let mut buf = BytesMut::new();
+    let mut partial = None;
+    for _ in 0..10_000 {
+        buf.extend_from_slice(b"*0\r\n\r\n");
+        assert!(take_command(&mut buf, MAX, &mut partial).unwrap().is_none());
+    }
+    assert!(buf.is_empty());
+    buf.extend_from_slice(b"*0\r\n*2\r\n$3\r\nGET\r\n$1");
+    assert!(take_command(&mut buf, MAX, &mut partial).unwrap().is_none());
+    assert!(buf.starts_with(b"*2"));
+    buf.extend_from_slice(b"\r\nk\r\n");
+    let c = take_command(&mut buf, MAX, &mut partial).unwrap().unwrap();
+    assert_eq!(c.arg(1), b"k");
+    assert!(buf.is_empty());
+}
