@@ -7,7 +7,9 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::postgres::{pgbench, psql, psql_command, Postgres, PsqlSession, SUPERUSER_PASSWORD};
+use common::postgres::{
+    pgbench, psql, psql_command, replica_known, Postgres, PsqlSession, SUPERUSER_PASSWORD,
+};
 use common::*;
 
 /// A `[[database]]` listener in front of `servers`, with users app/secret and the superuser.
@@ -24,23 +26,6 @@ fn config(servers: &[SocketAddr], extra: &str) -> String {
 
 async fn status(strata: &Strata) -> serde_json::Value {
     serde_json::from_str(&admin_get(strata, "/status").await.body).unwrap()
-}
-
-/// Waits until Strata knows `replica`'s lag: from then on it may take reads.
-async fn replica_known(strata: &Strata, replica: &str) {
-    eventually(
-        Duration::from_secs(10),
-        "the replica's lag is known",
-        || async {
-            let s = status(strata).await;
-            s["database"][0]["servers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|x| x["address"] == replica && x["lag_bytes"].is_u64())
-        },
-    )
-    .await;
 }
 
 /// Runs a blocking client call off the test's runtime.

@@ -550,16 +550,7 @@ async fn a_write_sent_behind_a_read_reaches_the_primary() {
     );
     let strata = Strata::start(&format!("[admin]\nlisten = \"127.0.0.1:0\"\n\n{cfg}"));
     let r = replica.addr.to_string();
-    eventually(LIMIT, "the replica's lag is known", || async {
-        let s: serde_json::Value =
-            serde_json::from_str(&admin_get(&strata, "/status").await.body).unwrap();
-        s["database"][0]["servers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|x| x["address"] == r.as_str() && x["lag_bytes"].is_u64())
-    })
-    .await;
+    common::postgres::replica_known(&strata, &r).await;
     let (mut c, _) = log_in(strata.addr("database:app"), &[]).await;
     let mut both = message(b'Q', b"select pg_is_in_recovery()\0");
     both.extend(message(

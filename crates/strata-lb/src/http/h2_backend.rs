@@ -382,28 +382,14 @@ pub(crate) fn backend_head(head: &[u8], tls: bool, te_trailers: bool) -> Option<
     })
 }
 
-/// Fields that describe one HTTP/1.x connection, which HTTP/2 forbids (RFC 9113 8.2.2).
+/// Fields of a request that HTTP/2 forbids (`te` is put back as `trailers` where it belongs).
 fn is_connection_specific(name: &HeaderName) -> bool {
-    [
-        header::CONNECTION,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        header::TE,
-        header::HeaderName::from_static("keep-alive"),
-        header::HeaderName::from_static("proxy-connection"),
-    ]
-    .contains(name)
+    name == header::TE || super::connection_specific(name.as_str().as_bytes())
 }
 
 /// Drops the connection-specific fields of an answer.
 pub(crate) fn strip_hop(headers: &mut http::HeaderMap) {
-    for name in [
-        "connection",
-        "transfer-encoding",
-        "upgrade",
-        "keep-alive",
-        "proxy-connection",
-    ] {
+    for name in super::CONNECTION_SPECIFIC {
         headers.remove(name);
     }
 }

@@ -55,6 +55,21 @@ impl strata_metrics::CountsOpen for HttpService {
     }
 }
 
+/// Fields that describe one HTTP/1.x connection, which HTTP/2 forbids (RFC 9113 §8.2.2); `te`
+/// is allowed there only as `trailers`, which each caller sees to.
+pub(crate) const CONNECTION_SPECIFIC: [&str; 5] = [
+    "connection",
+    "transfer-encoding",
+    "upgrade",
+    "keep-alive",
+    "proxy-connection",
+];
+
+/// Whether a (lowercase) field name is one of [`CONNECTION_SPECIFIC`].
+pub(crate) fn connection_specific(name: &[u8]) -> bool {
+    CONNECTION_SPECIFIC.iter().any(|c| c.as_bytes() == name)
+}
+
 /// Everything a request needs from the config generation it started under.
 pub(crate) struct Site {
     pub(crate) config: HttpListener,

@@ -296,3 +296,22 @@ pub fn pgbench(addr: SocketAddr, user: &str, password: &str, db: &str, args: &[&
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// Waits until the first `[[database]]` listener of `strata` knows `replica`'s lag: from then
+/// on the replica may take reads.
+pub async fn replica_known(strata: &super::Strata, replica: &str) {
+    super::eventually(
+        Duration::from_secs(10),
+        "the replica's lag is known",
+        || async {
+            let body = super::admin_get(strata, "/status").await.body;
+            let s: serde_json::Value = serde_json::from_str(&body).unwrap();
+            s["database"][0]["servers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["address"] == replica && x["lag_bytes"].is_u64())
+        },
+    )
+    .await;
+}

@@ -40,7 +40,7 @@ use super::body::Progress;
 use super::h1::codec::ParseError;
 use super::h2frame::{self, Code, Frame, FrameError, Setting};
 use super::hpack::{Decoder, Encoder, HpackError, DEFAULT_TABLE_SIZE};
-use super::{h2, HttpService, Peer};
+use super::{connection_specific, h2, HttpService, Peer};
 use strata_net::now_ms;
 
 /// The receive window each stream starts with (SETTINGS_INITIAL_WINDOW_SIZE).
@@ -330,7 +330,7 @@ impl Inner {
         let fields = std::iter::once((b":status".as_slice(), status)).chain(
             head.headers
                 .iter()
-                .filter(|(n, _)| !connection_specific(n))
+                .filter(|(n, _)| !connection_specific(n.as_str().as_bytes()))
                 .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())),
         );
         self.write_block(stream, fields, end);
@@ -345,7 +345,7 @@ impl Inner {
         s.local_end = true;
         let fields = trailers
             .iter()
-            .filter(|(n, _)| !connection_specific(n))
+            .filter(|(n, _)| !connection_specific(n.as_str().as_bytes()))
             .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
         self.write_block(stream, fields, true);
     }
@@ -382,8 +382,7 @@ impl Inner {
             };
             if data.is_empty() {
                 if end {
-                    h2frame::put_data(&mut self.out, stream, &[], true);
-                    s.local_end = true;
+                    self.send_end(stream);
                 }
                 return Poll::Ready(true);
             }
@@ -416,6 +415,16 @@ impl Inner {
         }
     }
 
+    /// Ends an answer with an empty DATA frame, which no window limits.
+    fn send_end(&mut self, stream: u32) {
+        if let Some(s) = self.streams.get_mut(&stream) {
+            if !s.local_end {
+                h2frame::put_data(&mut self.out, stream, &[], true);
+                s.local_end = true;
+            }
+        }
+    }
+
     fn wake_waiting(&mut self) {
         for w in self.waiting.drain(..) {
             w.wake();
@@ -430,16 +439,6 @@ impl Inner {
             *away = Away::Sent(last_stream);
         }
     }
-}
-
-/// Fields that have no place in HTTP/2 (RFC 9113 §8.2.2), left out of what is sent.
-fn connection_specific(name: &HeaderName) -> bool {
-    use http::header::{CONNECTION, TRANSFER_ENCODING, UPGRADE};
-    name == CONNECTION
-        || name == TRANSFER_ENCODING
-        || name == UPGRADE
-        || name == "keep-alive"
-        || name == "proxy-connection"
 }
 
 /// A stream's request and answer, as a future the connection polls.
@@ -496,7 +495,7 @@ async fn run_stream(
         let frame = match body.frame().await {
             Some(Ok(frame)) => frame,
             None => {
-                shared.lock().poll_send_end(stream);
+                shared.lock().send_end(stream);
                 return;
             }
             Some(Err(e)) => {
@@ -519,21 +518,9 @@ async fn run_stream(
                 if let Ok(t) = frame.into_trailers() {
                     shared.lock().send_trailers(stream, &t);
                 } else {
-                    shared.lock().poll_send_end(stream);
+                    shared.lock().send_end(stream);
                 }
                 return;
-            }
-        }
-    }
-}
-
-impl Inner {
-    /// Ends an answer with an empty DATA frame, which no window limits.
-    fn poll_send_end(&mut self, stream: u32) {
-        if let Some(s) = self.streams.get_mut(&stream) {
-            if !s.local_end {
-                h2frame::put_data(&mut self.out, stream, &[], true);
-                s.local_end = true;
             }
         }
     }

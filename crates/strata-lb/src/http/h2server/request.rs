@@ -100,8 +100,7 @@ impl Fields {
             self.request_line()?;
         }
         match name {
-            b"connection" | b"proxy-connection" | b"keep-alive" | b"transfer-encoding"
-            | b"upgrade" => return Err("a connection-specific field"),
+            n if crate::http::connection_specific(n) => return Err("a connection-specific field"),
             b"te" => {
                 if value != b"trailers" {
                     return Err("te other than trailers");
