@@ -27,10 +27,11 @@ fi
 
 # From PyPI: redis-py (5 or later: it sends CLIENT SETINFO on connect) for the cache layer's
 # real-client test; grpcio (client and server) for gRPC through the HTTP layer; h2 for the
-# hostile HTTP/2 clients
-if ! target/py/bin/python -c 'import redis, grpc, h2, sys; sys.exit(int(redis.__version__.split(".")[0]) < 5)' 2>/dev/null; then
+# hostile HTTP/2 clients; psycopg 3 (with its bundled libpq) for the database layer's real-driver
+# test
+if ! target/py/bin/python -c 'import redis, grpc, h2, psycopg, sys; sys.exit(int(redis.__version__.split(".")[0]) < 5)' 2>/dev/null; then
   python3 -m venv target/py
-  target/py/bin/pip install -q "redis>=5" "grpcio>=1.60" "h2>=4"
+  target/py/bin/pip install -q "redis>=5" "grpcio>=1.60" "h2>=4" "psycopg[binary]>=3.1"
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

@@ -346,6 +346,7 @@ async fn login(
         on_replica: false,
         read_only: false,
         held: false,
+        hold_at_sync: false,
         last_primary: None,
     })
 }
@@ -582,6 +583,59 @@ fn reads_only(body: &[u8]) -> bool {
     std::str::from_utf8(text).is_ok_and(strata_pgparse::read_only)
 }
 
+/// Whether the extended-protocol batch at the start of `buf` only reads: it is whole (up to
+/// its Sync) and holds nothing but Parse, Bind, Describe, Execute, Close and Flush, every
+/// statement it parses reads only, and every statement it binds was parsed in it or is one of
+/// the client's named statements that reads only. A batch not yet whole is not waited for:
+/// it goes to the primary.
+fn batch_reads_only(buf: &[u8], statements: &ClientStatements) -> bool {
+    let mut parsed: Vec<&[u8]> = Vec::new();
+    let mut at = 0;
+    loop {
+        let Ok(Some(len)) = proto::message_len(&buf[at..]) else {
+            return false;
+        };
+        let body = &buf[at + 5..at + len];
+        let mut fields = body.split(|b| *b == 0);
+        match buf[at] {
+            b'S' => return true,
+            b'P' => {
+                let (Some(name), Some(text)) = (fields.next(), parse_text(body)) else {
+                    return false;
+                };
+                if !reads_only(text) {
+                    return false;
+                }
+                parsed.push(name);
+            }
+            b'B' => {
+                let (Some(_portal), Some(name)) = (fields.next(), fields.next()) else {
+                    return false;
+                };
+                let known = parsed.contains(&name)
+                    || (!name.is_empty()
+                        && std::str::from_utf8(name)
+                            .ok()
+                            .and_then(|n| statements.text(n))
+                            .is_some_and(reads_only));
+                if !known {
+                    return false;
+                }
+            }
+            b'D' | b'E' | b'C' | b'H' => {}
+            _ => return false,
+        }
+        at += len;
+    }
+}
+
+/// The SQL text of a Parse message's body (after the statement's name).
+fn parse_text(body: &[u8]) -> Option<&[u8]> {
+    let mut fields = body.split(|b| *b == 0);
+    fields.next()?;
+    fields.next()
+}
+
 /// Whether a simple query is exactly one `BEGIN` (or `START TRANSACTION`) that says `READ
 /// ONLY`, with nothing else but isolation and deferrable modes: a transaction that promises
 /// not to write, which PostgreSQL enforces, so a replica can run it.
@@ -666,6 +720,9 @@ struct Session {
     /// The server connection was taken for one query that only reads: nothing else goes to
     /// it; what the client sent behind it waits for it to come back, and is routed then.
     held: bool,
+    /// The server connection was taken for an extended-protocol batch that only reads: it is
+    /// held (as above) once the batch's Sync has gone.
+    hold_at_sync: bool,
     /// When its last transaction on the primary ended (read-your-writes).
     last_primary: Option<std::time::Instant>,
 }
@@ -801,33 +858,46 @@ impl Session {
                 self.cbuf.advance(total);
                 continue;
             }
-            // a transaction that says READ ONLY, or a query outside a transaction that
-            // PostgreSQL's parser finds only reads, may run on a replica, unless the client's
-            // last transaction on the primary may have written, too recently
-            let between =
-                self.server.is_none() && self.mode == PoolMode::Transaction && tag == b'Q';
-            let declared = between && begins_read_only(&self.cbuf[5..total]);
+            // a transaction that says READ ONLY, or a query or extended-protocol batch outside
+            // a transaction that PostgreSQL's parser finds only reads, may run on a replica,
+            // unless the client's last transaction on the primary may have written, too
+            // recently
+            let between = self.server.is_none() && self.mode == PoolMode::Transaction;
+            let declared = between
+                && match tag {
+                    b'Q' => begins_read_only(&self.cbuf[5..total]),
+                    b'P' => parse_text(&self.cbuf[5..total]).is_some_and(begins_read_only),
+                    _ => false,
+                };
             // the parser reads strings as the server will only with standard_conforming_strings
             let classified = between
                 && !declared
                 && self.wanted.get("standard_conforming_strings") != Some("off")
                 && self.svc.replica_ready()
-                && reads_only(&self.cbuf[5..total]);
+                && match tag {
+                    b'Q' => reads_only(&self.cbuf[5..total]),
+                    b'P' | b'B' => batch_reads_only(&self.cbuf, &self.statements),
+                    _ => false,
+                };
             let reads = declared || classified;
             let to_replica = reads
                 && self
                     .last_primary
                     .is_none_or(|t| t.elapsed() >= self.svc.read_your_writes());
             if self.server.is_none() {
-                self.held = classified;
-            }
-            if self.server.is_none() && !self.attach(to_replica, reads).await {
-                match tag {
-                    b'Q' | b'F' | b'S' => proto::put(&mut self.to_client, b'Z', |b| b.put_u8(b'I')),
-                    _ => self.discarding = true,
+                if !self.attach(to_replica, reads).await {
+                    match tag {
+                        b'Q' | b'F' | b'S' => {
+                            proto::put(&mut self.to_client, b'Z', |b| b.put_u8(b'I'))
+                        }
+                        _ => self.discarding = true,
+                    }
+                    self.cbuf.advance(total);
+                    continue;
                 }
-                self.cbuf.advance(total);
-                continue;
+                // a classified query holds the connection alone; a batch, up to its Sync
+                self.held = classified && tag == b'Q';
+                self.hold_at_sync = classified && tag != b'Q';
             }
             if self.copy_in && matches!(tag, b'S' | b'H') {
                 // the server ignores Sync and Flush in COPY FROM STDIN: no answer is owed
@@ -848,6 +918,7 @@ impl Session {
                     self.pending += 1;
                     self.unsynced = false;
                     self.syncs_after_execute += 1;
+                    self.held |= std::mem::take(&mut self.hold_at_sync);
                 }
                 b'P' | b'B' | b'D' | b'C' | b'H' => self.unsynced = true,
                 b'c' | b'f' => self.copy_in = false,

@@ -151,6 +151,12 @@ impl ClientStatements {
         self.owed.is_empty()
     }
 
+    /// The SQL text of the client's named statement `name`, if it prepared one.
+    pub fn text(&self, name: &str) -> Option<&[u8]> {
+        let (_, rest) = self.named.get(name)?;
+        rest[..].split(|b| *b == 0).next()
+    }
+
     /// Forgets every statement (DISCARD ALL, DEALLOCATE ALL).
     pub fn clear(&mut self) {
         self.named.clear();

@@ -6,7 +6,7 @@ mod common;
 use std::net::SocketAddr;
 
 use common::redis::{Nutcracker, Redis, Resp, RespRecorder};
-use common::Strata;
+use common::{python_ok, Strata};
 
 /// One pool, as both proxies are told it.
 struct Scenario {
@@ -955,32 +955,17 @@ async fn publish_and_subscribe_across_servers() {
 /// target/py).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_py_works_through_the_proxy() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let python = root.join("target/py/bin/python");
-    assert!(
-        python.exists(),
-        "redis-py is not installed in target/py: run ./scripts/test.sh, which installs it"
-    );
     let shards = [Redis::start().await, Redis::start().await];
     let strata = Strata::start(&pool(
         &[shards[0].addr, shards[1].addr],
         "hash = \"murmur\"\nhash_tag = \"{}\"",
     ));
     let addr = strata.addr("cache:c");
-    let script = root.join("crates/strata/tests/clients/redis_py.py");
-    let out = tokio::process::Command::new(&python)
-        .arg(&script)
-        .arg(addr.ip().to_string())
-        .arg(addr.port().to_string())
-        .output()
-        .await
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.trim_end().ends_with("ok"),
-        "redis-py failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    python_ok(
+        "redis_py.py",
+        &[&addr.ip().to_string(), &addr.port().to_string()],
+    )
+    .await;
     // and its keys really went to both servers
     for s in &shards {
         assert!(!s.keys().await.is_empty());

@@ -445,6 +445,34 @@ async fn reads_run_on_the_replica_unless_the_client_just_wrote() {
     );
 }
 
+/// psycopg 3, a real driver as applications use it (it prepares statements, pipelines, copies
+/// and cancels), through a listener in transaction mode over a primary and a replica with one
+/// server connection each: its statements read on the replica and write on the primary, and
+/// every answer is the one it expects (crates/strata/tests/clients/psycopg_db.py says what).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg_works_through_the_pooler_and_reads_on_the_replica() {
+    let (primary, replica) =
+        primary_and_replica("create table items (id int primary key, name text)");
+    let strata = Strata::start(&config(&[primary.addr, replica.addr], "pool_size = 1"));
+    let db = strata.addr("database:app");
+    replica_known(&strata, &replica.addr.to_string()).await;
+    python_ok(
+        "psycopg_db.py",
+        &[&db.ip().to_string(), &db.port().to_string()],
+    )
+    .await;
+    // what it wrote is on the primary
+    let count = psql(
+        primary.addr,
+        "app",
+        "secret",
+        "app",
+        "select count(*) from items",
+    )
+    .unwrap();
+    assert_eq!(count.trim(), "1052");
+}
+
 /// A replica that refuses a client's login (here its own pg_hba.conf rejects the user; in
 /// life, a replica starting up or out of connection slots) is banned at once, and the read
 /// goes to the primary: the client sees its answer, not the replica's refusal.

@@ -551,25 +551,60 @@ async fn a_write_sent_behind_a_read_reaches_the_primary() {
     let strata = Strata::start(&format!("[admin]\nlisten = \"127.0.0.1:0\"\n\n{cfg}"));
     let r = replica.addr.to_string();
     common::postgres::replica_known(&strata, &r).await;
-    let (mut c, _) = log_in(strata.addr("database:app"), &[]).await;
-    let mut both = message(b'Q', b"select pg_is_in_recovery()\0");
-    both.extend(message(
-        b'Q',
-        b"insert into w values (1) returning pg_is_in_recovery()\0",
-    ));
-    c.write_all(&both).await.unwrap();
-    let mut answers = until_ready(&mut c).await;
-    answers.extend(until_ready(&mut c).await);
-    let rows: Vec<&[u8]> = answers
-        .iter()
-        .filter(|(t, _)| *t == b'D')
-        .map(|(_, body)| &body[6..])
-        .collect();
-    let errors: Vec<String> = answers
-        .iter()
-        .filter(|(t, _)| *t == b'E')
-        .map(|(_, body)| String::from_utf8_lossy(body).into_owned())
-        .collect();
-    assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(rows, [b"t".as_slice(), b"f".as_slice()]);
+    const READ: &str = "select pg_is_in_recovery()";
+    const WRITE: &str = "insert into w values (1) returning pg_is_in_recovery()";
+    let simple = |sql: &str| message(b'Q', format!("{sql}\0").as_bytes());
+    // Parse, Bind and Execute of the unnamed statement, with or without the Sync
+    let extended = |sql: &str, sync: bool| {
+        let mut m = message(b'P', format!("\0{sql}\0\0\0").as_bytes());
+        m.extend(message(b'B', b"\0\0\0\0\0\0\0\0"));
+        m.extend(message(b'E', b"\0\0\0\0\0"));
+        if sync {
+            m.extend(message(b'S', b""));
+        }
+        m
+    };
+    // what, the bytes sent at once, how many ReadyForQuery they get, the rows' values
+    type Case = (&'static str, Vec<u8>, usize, &'static [&'static [u8]]);
+    let cases: [Case; 3] = [
+        (
+            "a simple read, then a simple write",
+            [simple(READ), simple(WRITE)].concat(),
+            2,
+            &[b"t", b"f"],
+        ),
+        (
+            "a read batch, then a write batch",
+            [extended(READ, true), extended(WRITE, true)].concat(),
+            2,
+            &[b"t", b"f"],
+        ),
+        (
+            "one batch that reads, then writes",
+            [extended(READ, false), extended(WRITE, true)].concat(),
+            1,
+            &[b"f", b"f"],
+        ),
+    ];
+    for (what, bytes, batches, expected) in cases {
+        // each on its own session: a write keeps its session's reads on the primary
+        let (mut c, _) = log_in(strata.addr("database:app"), &[]).await;
+        c.write_all(&bytes).await.unwrap();
+        let mut answers = Vec::new();
+        for _ in 0..batches {
+            answers.extend(until_ready(&mut c).await);
+        }
+        let rows: Vec<&[u8]> = answers
+            .iter()
+            .filter(|(t, _)| *t == b'D')
+            .map(|(_, body)| &body[6..])
+            .collect();
+        let errors: Vec<String> = answers
+            .iter()
+            .filter(|(t, _)| *t == b'E')
+            .map(|(_, body)| String::from_utf8_lossy(body).into_owned())
+            .collect();
+        assert!(errors.is_empty(), "{what}: {errors:?}");
+        assert_eq!(rows, expected, "{what}");
+    }
 }

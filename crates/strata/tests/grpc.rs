@@ -5,29 +5,11 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 use tokio::io::{AsyncBufReadExt, BufReader as AsyncBufReader};
-
-fn root() -> PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn python() -> PathBuf {
-    let python = root().join("target/py/bin/python");
-    assert!(
-        python.exists(),
-        "grpcio is not installed in target/py: run ./scripts/test.sh, which installs it"
-    );
-    python
-}
-
-fn peer_script() -> PathBuf {
-    root().join("crates/strata/tests/clients/grpc_peer.py")
-}
 
 /// A grpcio server on a free port; killed (-9) when dropped.
 struct GrpcServer {
@@ -38,7 +20,7 @@ struct GrpcServer {
 impl GrpcServer {
     fn start(name: &str) -> GrpcServer {
         let mut child = Command::new(python())
-            .arg(peer_script())
+            .arg(root().join("crates/strata/tests/clients/grpc_peer.py"))
             .args(["server", name])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -69,9 +51,7 @@ impl Drop for GrpcServer {
 
 /// Runs a client scenario against `target`; its one result line.
 async fn client(target: SocketAddr, scenario: &str, args: &[&str]) -> String {
-    let out = tokio::process::Command::new(python())
-        .arg(peer_script())
-        .args(["client", &target.to_string(), scenario])
+    let out = python_client("grpc_peer.py", &["client", &target.to_string(), scenario])
         .args(args)
         .output()
         .await
@@ -176,13 +156,13 @@ async fn a_killed_backend_costs_only_the_calls_in_flight_on_it() {
     let strata = Strata::start(&config(&[a.addr, b.addr], "retries = 2"));
     let target = strata.addr("http:rpc").to_string();
     let threads = 4;
-    let mut load = tokio::process::Command::new(python())
-        .arg(peer_script())
-        .args(["client", &target, "load", "3", &threads.to_string()])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut load = python_client(
+        "grpc_peer.py",
+        &["client", &target, "load", "3", &threads.to_string()],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
     let mut lines = AsyncBufReader::new(load.stdout.take().unwrap()).lines();
     assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("started"));
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -4,15 +4,10 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
 use tokio::net::TcpStream;
-
-fn root() -> PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// Resident memory of process `pid`, in KiB.
 fn rss_kib(pid: u32) -> u64 {
@@ -38,11 +33,6 @@ struct Outcome {
 /// Runs SCENARIO against a listener in front of one backend while another HTTP/2 client keeps
 /// sending requests.
 async fn abuse(scenario: &str, extra: &str) -> Outcome {
-    let python = root().join("target/py/bin/python");
-    assert!(
-        python.exists(),
-        "Python's h2 is not installed in target/py: run ./scripts/test.sh, which installs it"
-    );
     let a = Backend::start("a").await;
     let strata = Strata::start(&format!(
         "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[http]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"{}\"]\n{extra}\n",
@@ -55,16 +45,16 @@ async fn abuse(scenario: &str, extra: &str) -> Outcome {
         assert_eq!(h2_send(&mut other, h2_get("http://x/")).await.status, 200);
     }
     let before = rss_kib(strata.child.id());
-    let abuser = tokio::process::Command::new(&python)
-        .arg(root().join("crates/strata/tests/clients/h2_abuse.py"))
-        .args([
+    let abuser = python_client(
+        "h2_abuse.py",
+        &[
             &addr.ip().to_string(),
             &addr.port().to_string(),
             scenario,
             "4",
-        ])
-        .kill_on_drop(true)
-        .output();
+        ],
+    )
+    .output();
     let others = async {
         let (mut sent, mut ok) = (0, 0);
         let stop = tokio::time::Instant::now() + Duration::from_secs(3);

@@ -257,6 +257,48 @@ pub fn strata_cmd(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// The workspace's root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The Python that scripts/test.sh makes in target/py with the clients from PyPI (redis-py,
+/// grpcio, h2, psycopg).
+pub fn python() -> PathBuf {
+    let python = root().join("target/py/bin/python");
+    assert!(
+        python.exists(),
+        "the Python clients are not installed in target/py: run ./scripts/test.sh, which installs them"
+    );
+    python
+}
+
+/// A command that runs the client script `name` (in crates/strata/tests/clients) with `args`.
+pub fn python_client(name: &str, args: &[&str]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(python());
+    command
+        .arg(root().join("crates/strata/tests/clients").join(name))
+        .args(args)
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs the client script `name` with `args` to its end: its output, once it has printed
+/// `ok` last and exited 0; otherwise the test fails with what it printed.
+pub async fn python_ok(name: &str, args: &[&str]) -> String {
+    let out = python_client(name, args)
+        .output()
+        .await
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ok"),
+        "{name} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout.into_owned()
+}
+
 /// A small app server on 127.0.0.1:0. Paths: /healthz (200, or 503 when unhealthy),
 /// /slow/MS, /status/CODE, /echo (returns the body), /headers (returns request headers),
 /// /big (8 MiB), /trailers (a body, then trailers), /trailers-in (the request's trailers),
