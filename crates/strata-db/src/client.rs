@@ -629,6 +629,45 @@ fn batch_reads_only(buf: &[u8], statements: &ClientStatements) -> bool {
     }
 }
 
+/// The statement name of a simple query that is exactly `DEALLOCATE [PREPARE] name` (not
+/// `ALL`), as PostgreSQL reads the name: folded to lower case unless double-quoted.
+fn deallocate_name(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body)
+        .ok()?
+        .trim_end_matches('\0')
+        .trim();
+    let text = text.strip_suffix(';').unwrap_or(text).trim_end();
+    let rest = strip_keyword(text, "deallocate")?;
+    let rest = strip_keyword(rest, "prepare").unwrap_or(rest);
+    let name = if let Some(quoted) = rest.strip_prefix('"') {
+        let inner = quoted.strip_suffix('"')?;
+        // a lone quote inside ends the name early: not one name
+        if inner.replace("\"\"", "").contains('"') {
+            return None;
+        }
+        inner.replace("\"\"", "\"")
+    } else {
+        let ok = !rest.is_empty()
+            && !rest.starts_with(|c: char| c.is_ascii_digit() || c == '$')
+            && rest
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '_' || c == '$');
+        if !ok || rest.eq_ignore_ascii_case("all") {
+            return None;
+        }
+        rest.to_lowercase()
+    };
+    (!name.is_empty()).then_some(name)
+}
+
+/// `text` after the keyword `word` (any case) and the whitespace behind it.
+fn strip_keyword<'a>(text: &'a str, word: &str) -> Option<&'a str> {
+    let head = text.get(..word.len())?;
+    let rest = &text[word.len()..];
+    (head.eq_ignore_ascii_case(word) && rest.starts_with(char::is_whitespace))
+        .then(|| rest.trim_start())
+}
+
 /// The SQL text of a Parse message's body (after the statement's name).
 fn parse_text(body: &[u8]) -> Option<&[u8]> {
     let mut fields = body.split(|b| *b == 0);
@@ -899,6 +938,10 @@ impl Session {
                 self.held = classified && tag == b'Q';
                 self.hold_at_sync = classified && tag != b'Q';
             }
+            if tag == b'Q' && self.mode == PoolMode::Transaction && self.deallocated(total) {
+                self.cbuf.advance(total);
+                continue;
+            }
             if self.copy_in && matches!(tag, b'S' | b'H') {
                 // the server ignores Sync and Flush in COPY FROM STDIN: no answer is owed
                 self.to_server.extend_from_slice(&self.cbuf[..total]);
@@ -939,6 +982,40 @@ impl Session {
         // connection holds, then Flush) go now, not with the next answer from the server
         self.statements.made(&mut self.to_client);
         Ok(true)
+    }
+
+    /// SQL-level `DEALLOCATE name` of one of the client's protocol-level statements, whose
+    /// server name differs from the client's (and which the server connection keeps for
+    /// the next client that prepares it): the client's name is forgotten and the answer made
+    /// here. With answers in flight, or in a failed transaction, the server gets it instead,
+    /// under the statement's server name (and the connection forgets holding it). False for
+    /// anything else, which goes on as it is.
+    fn deallocated(&mut self, total: usize) -> bool {
+        let Some(name) = deallocate_name(&self.cbuf[5..total]) else {
+            return false;
+        };
+        let Some(server_name) = self.statements.forget(&name) else {
+            return false;
+        };
+        let in_flight = self.pending > 0 || !self.statements.settled() || self.unsynced;
+        match self.server.as_mut() {
+            Some(lease) if in_flight || self.status == b'E' => {
+                lease.conn.statements.remove(&server_name);
+                self.pending += 1;
+                self.statements.outgoing(
+                    b'Q',
+                    format!("DEALLOCATE {server_name}\0").as_bytes(),
+                    &mut lease.conn.statements,
+                    &mut self.to_server,
+                );
+            }
+            server => {
+                let status = if server.is_some() { self.status } else { b'I' };
+                proto::put(&mut self.to_client, b'C', |b| b.put_slice(b"DEALLOCATE\0"));
+                proto::put(&mut self.to_client, b'Z', |b| b.put_u8(status));
+            }
+        }
+        true
     }
 
     /// Gets a server connection with the client's parameters; on failure tells the client.
@@ -1080,9 +1157,10 @@ impl Session {
                     lease.conn.dirty = true;
                     let body = &lease.conn.buf[5..total];
                     if body.starts_with(b"DEALLOCATE ALL") || body.starts_with(b"DISCARD ALL") {
-                        // the connection holds no prepared statements now: the client's are
-                        // prepared again when it uses them
+                        // the connection holds no prepared statements now, and the client
+                        // asked to have none
                         lease.conn.statements.clear();
+                        self.statements.clear();
                     }
                 }
                 _ => {}
@@ -1254,6 +1332,29 @@ async fn writable(server: &Option<Box<Lease>>) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deallocate_names_are_read_as_postgresql_reads_them() {
+        let name = |q: &str| deallocate_name(format!("{q}\0").as_bytes());
+        assert_eq!(name("DEALLOCATE s1"), Some("s1".into()));
+        assert_eq!(name("  deallocate prepare S1 ;"), Some("s1".into()));
+        assert_eq!(name("DEALLOCATE \"Mixed\"\"q\""), Some("Mixed\"q".into()));
+        assert_eq!(name("DEALLOCATE _pg3_0"), Some("_pg3_0".into()));
+        // PREPARE is not reserved: alone, it is the name
+        assert_eq!(name("DEALLOCATE prepare"), Some("prepare".into()));
+        for not in [
+            "DEALLOCATE ALL",
+            "deallocate prepare all",
+            "DEALLOCATE a; select 1",
+            "DEALLOCATE \"a\"b\"",
+            "DEALLOCATEa",
+            "DEALLOCATE 1a",
+            "select 1",
+            "DEALLOCATE",
+        ] {
+            assert_eq!(name(not), None, "{not}");
+        }
+    }
 
     #[test]
     fn only_a_lone_begin_read_only_goes_to_a_replica() {

@@ -157,6 +157,12 @@ impl ClientStatements {
         rest[..].split(|b| *b == 0).next()
     }
 
+    /// Forgets the client's named statement `name` (SQL-level `DEALLOCATE name`); its server
+    /// name when the client had prepared it.
+    pub fn forget(&mut self, name: &str) -> Option<String> {
+        self.named.remove(name).map(|(server, _)| server)
+    }
+
     /// Forgets every statement (DISCARD ALL, DEALLOCATE ALL).
     pub fn clear(&mut self) {
         self.named.clear();

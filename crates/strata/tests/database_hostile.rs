@@ -528,6 +528,91 @@ async fn an_extended_protocol_copy_gives_its_connection_back() {
     assert!(row.1.ends_with(b"3"), "{count:?}");
 }
 
+/// SQL-level `DEALLOCATE name` of a statement the client prepared with Parse (as pgx and
+/// older psycopg do): the server knows the statement by another name, so Strata answers it,
+/// forgets the client's name, and leaves the statement on the connection for other clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_deallocate_forgets_a_protocol_level_statement() {
+    let pg = Postgres::start();
+    pg.user_and_database("app", "secret");
+    let cfg = config(pg.addr).replace(
+        "auth_type = \"trust\"\n",
+        "auth_type = \"trust\"\npool_size = 1\n",
+    );
+    let strata = Strata::start(&cfg);
+    let db = strata.addr("database:app");
+    let (mut s, _) = log_in(db, &[]).await;
+    let tags = |answers: &[(u8, Vec<u8>)]| answers.iter().map(|(t, _)| *t).collect::<Vec<_>>();
+    let prepare = |name: &str, sql: &str| {
+        [
+            message(b'P', format!("{name}\0{sql}\0\0\0").as_bytes()),
+            message(b'S', b""),
+        ]
+        .concat()
+    };
+    let run = |name: &str| {
+        [
+            message(b'B', format!("\0{name}\0\0\0\0\0\0\0").as_bytes()),
+            message(b'E', b"\0\0\0\0\0"),
+            message(b'S', b""),
+        ]
+        .concat()
+    };
+    let sqlstate = |answers: &[(u8, Vec<u8>)]| {
+        let (_, body) = answers.iter().find(|(t, _)| *t == b'E').expect("an error");
+        let at = body.windows(6).position(|w| w[0] == b'C').expect("a code");
+        String::from_utf8_lossy(&body[at + 1..at + 6]).into_owned()
+    };
+    let complete = |tag: &str, status: u8| {
+        vec![
+            (b'C', format!("{tag}\0").into_bytes()),
+            (b'Z', vec![status]),
+        ]
+    };
+
+    // outside a transaction, the quoted name as it was prepared
+    s.write_all(&prepare("Up", "select 1")).await.unwrap();
+    assert_eq!(tags(&until_ready(&mut s).await), b"1Z");
+    assert_eq!(
+        query(&mut s, "DEALLOCATE \"Up\"").await,
+        complete("DEALLOCATE", b'I')
+    );
+    s.write_all(&run("Up")).await.unwrap();
+    assert_eq!(sqlstate(&until_ready(&mut s).await), "26000");
+
+    // inside a transaction, an unquoted name folded to lower case
+    s.write_all(&prepare("s2", "select 2")).await.unwrap();
+    assert_eq!(tags(&until_ready(&mut s).await), b"1Z");
+    assert_eq!(query(&mut s, "begin").await, complete("BEGIN", b'T'));
+    assert_eq!(
+        query(&mut s, "deallocate prepare S2;").await,
+        complete("DEALLOCATE", b'T')
+    );
+    assert_eq!(query(&mut s, "commit").await, complete("COMMIT", b'I'));
+
+    // sent behind its own Parse without waiting: the server deallocates it, by its name there
+    let mut both = prepare("s3", "select 3");
+    both.extend(message(b'Q', b"DEALLOCATE s3\0"));
+    s.write_all(&both).await.unwrap();
+    assert_eq!(tags(&until_ready(&mut s).await), b"1Z");
+    assert_eq!(until_ready(&mut s).await, complete("DEALLOCATE", b'I'));
+    s.write_all(&run("s3")).await.unwrap();
+    assert_eq!(sqlstate(&until_ready(&mut s).await), "26000");
+
+    // a name it never prepared: the server's own error
+    assert_eq!(sqlstate(&query(&mut s, "DEALLOCATE nope").await), "26000");
+
+    // another client on the one server connection prepares and runs the same text
+    let (mut t, _) = log_in(db, &[]).await;
+    s.write_all(&prepare("mine", "select 3")).await.unwrap();
+    assert_eq!(tags(&until_ready(&mut s).await), b"1Z");
+    t.write_all(&[prepare("theirs", "select 1"), run("theirs")].concat())
+        .await
+        .unwrap();
+    let answers = [until_ready(&mut t).await, until_ready(&mut t).await].concat();
+    assert_eq!(tags(&answers), b"1Z2DCZ", "{answers:?}");
+}
+
 /// A client that sends a write right behind a read, without waiting (as asynchronous drivers
 /// do): the read runs on the replica, and the write waits for it and goes to the primary, not
 /// to the replica the read was given.
