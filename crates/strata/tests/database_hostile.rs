@@ -484,17 +484,24 @@ async fn until_tag(stream: &mut TcpStream, tag: u8) -> Vec<(u8, Vec<u8>)> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_extended_protocol_copy_gives_its_connection_back() {
+/// PostgreSQL with user and database `app`, and Strata in front of it (trust) with one server
+/// connection; the listener's address.
+fn one_server_connection() -> (Postgres, Strata, SocketAddr) {
     let pg = Postgres::start();
     pg.user_and_database("app", "secret");
-    common::postgres::psql(pg.addr, "app", "secret", "app", "create table t (n int)").unwrap();
     let cfg = config(pg.addr).replace(
         "auth_type = \"trust\"\n",
         "auth_type = \"trust\"\npool_size = 1\n",
     );
     let strata = Strata::start(&cfg);
     let db = strata.addr("database:app");
+    (pg, strata, db)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extended_protocol_copy_gives_its_connection_back() {
+    let (pg, strata, db) = one_server_connection();
+    common::postgres::psql(pg.addr, "app", "secret", "app", "create table t (n int)").unwrap();
     let (mut s, _) = log_in(db, &[]).await;
     // as libpq sends COPY through PQexecParams: Parse, Bind, Execute and a Sync, which the
     // server reads in copy mode and ignores
@@ -533,14 +540,7 @@ async fn an_extended_protocol_copy_gives_its_connection_back() {
 /// forgets the client's name, and leaves the statement on the connection for other clients.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_deallocate_forgets_a_protocol_level_statement() {
-    let pg = Postgres::start();
-    pg.user_and_database("app", "secret");
-    let cfg = config(pg.addr).replace(
-        "auth_type = \"trust\"\n",
-        "auth_type = \"trust\"\npool_size = 1\n",
-    );
-    let strata = Strata::start(&cfg);
-    let db = strata.addr("database:app");
+    let (_pg, _strata, db) = one_server_connection();
     let (mut s, _) = log_in(db, &[]).await;
     let tags = |answers: &[(u8, Vec<u8>)]| answers.iter().map(|(t, _)| *t).collect::<Vec<_>>();
     let prepare = |name: &str, sql: &str| {
