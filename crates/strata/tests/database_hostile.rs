@@ -500,7 +500,7 @@ fn one_server_connection() -> (Postgres, Strata, SocketAddr) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_extended_protocol_copy_gives_its_connection_back() {
-    let (pg, strata, db) = one_server_connection();
+    let (pg, _strata, db) = one_server_connection();
     common::postgres::psql(pg.addr, "app", "secret", "app", "create table t (n int)").unwrap();
     let (mut s, _) = log_in(db, &[]).await;
     // as libpq sends COPY through PQexecParams: Parse, Bind, Execute and a Sync, which the
