@@ -16,8 +16,13 @@ pub struct DatabaseListener {
     pub name: String,
     /// Where clients connect.
     pub listen: SocketAddr,
-    /// The PostgreSQL servers; which is the primary is found by asking each.
+    /// The PostgreSQL servers, of every shard; which is the primary is found by asking each.
     pub servers: Vec<SocketAddr>,
+    /// The servers of each shard (one shard, `servers`, when the listener is not sharded):
+    /// each shard has its own primary and replicas.
+    pub shards: Vec<Vec<SocketAddr>>,
+    /// The tables split over the shards by a key column.
+    pub sharded_tables: Vec<ShardedTable>,
     /// When a client gives its server connection back.
     pub pool_mode: PoolMode,
     /// Server connections per (user, database, server).
@@ -47,6 +52,49 @@ pub struct DatabaseListener {
     /// A client whose last transaction ran on the primary stays on it this long, so it reads
     /// what it wrote.
     pub read_your_writes: Duration,
+}
+
+/// A table split over the shards by the value of one column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardedTable {
+    /// The table's name (unqualified: any schema's table of that name).
+    pub table: String,
+    /// The key column.
+    pub column: String,
+    /// What the key's values are.
+    pub key_type: KeyType,
+    /// Which shard holds a key.
+    pub rule: ShardRule,
+}
+
+/// The type of a shard key's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    /// `smallint`, `integer` or `bigint` (PostgreSQL hashes all three alike).
+    Integer,
+    /// `text` or `varchar`.
+    Text,
+}
+
+/// How a key's shard is found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardRule {
+    /// PostgreSQL's `PARTITION BY HASH` with the shard count as modulus: shard N holds what
+    /// partition `FOR VALUES WITH (MODULUS shards, REMAINDER N)` would.
+    Hash,
+    /// Ranges of integer keys, each given to a shard.
+    Range(Vec<ShardRange>),
+}
+
+/// Keys from `from` (included) to `to` (excluded) live on `shard`; a missing bound is open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardRange {
+    /// The shard, counted from 0 in the order of `shards`.
+    pub shard: usize,
+    /// The lowest key, if any.
+    pub from: Option<i64>,
+    /// The first key past the range, if any.
+    pub to: Option<i64>,
 }
 
 /// When a client gives its server connection back to the pool.
@@ -114,6 +162,8 @@ pub(crate) const KEYS: &[&str] = &[
     "name",
     "listen",
     "servers",
+    "shards",
+    "sharded_tables",
     "pool_mode",
     "pool_size",
     "auth_file",
@@ -132,6 +182,8 @@ pub(crate) const KEYS: &[&str] = &[
 ];
 
 const USER_KEYS: &[&str] = &["name", "password"];
+const SHARDED_TABLE_KEYS: &[&str] = &["name", "column", "type", "rule", "ranges"];
+const RANGE_KEYS: &[&str] = &["shard", "from", "to"];
 
 pub(crate) fn listener(
     report: &mut Report<'_>,
@@ -139,10 +191,24 @@ pub(crate) fn listener(
     base: &Path,
 ) -> Option<DatabaseListener> {
     let (name, listen) = s.name_and_listen(report);
-    let servers = match s.required(report, "servers") {
-        Some(v) => servers(report, &s.key("servers"), v),
-        None => Vec::new(),
+    let shards = match (s.get("servers"), s.get("shards")) {
+        (Some(v), None) => vec![servers(report, &s.key("servers"), v)],
+        (None, Some(v)) => shards(report, &s.key("shards"), v),
+        (Some(_), Some(v)) => {
+            report.add_hint(
+                v.span(),
+                &s.key("shards"),
+                "both `servers` and `shards` are given",
+                Some("list the servers of a sharded database under `shards` alone, one array per shard"),
+            );
+            Vec::new()
+        }
+        (None, None) => {
+            s.required(report, "servers");
+            Vec::new()
+        }
     };
+    let servers: Vec<SocketAddr> = shards.iter().flatten().copied().collect();
     let pool_mode = match s.choice(
         report,
         "pool_mode",
@@ -247,10 +313,31 @@ pub(crate) fn listener(
             Some("add `check_user`, a user given its password or md5 hash (SCRAM secrets can't log in by themselves)"),
         );
     }
+    let sharded_tables = sharded_tables(report, s, shards.len());
+    if s.get("shards").is_some() {
+        if sharded_tables.is_empty() && !shards.is_empty() {
+            report.add_hint(
+                s.get("shards").map_or(s.span.clone(), |v| v.span()),
+                &s.key("shards"),
+                "shards without sharded tables: every query would go to the first shard",
+                Some("add [[database.sharded_tables]] with the table's `name` and key `column`"),
+            );
+        }
+        if pool_mode == PoolMode::Session {
+            report.add_hint(
+                s.get("pool_mode").map_or(s.span.clone(), |v| v.span()),
+                &s.key("pool_mode"),
+                "a sharded database needs pool_mode = \"transaction\": each transaction goes to the shard of its keys",
+                None::<String>,
+            );
+        }
+    }
     Some(DatabaseListener {
         name: name?.to_string(),
         listen: listen?,
         servers,
+        shards,
+        sharded_tables,
         pool_mode,
         pool_size: s.int(report, "pool_size", 1..=10_000, 20) as u32,
         users,
@@ -291,6 +378,158 @@ fn servers(report: &mut Report<'_>, key: &str, v: &Value<'_>) -> Vec<SocketAddr>
     }
     if out.is_empty() && items.is_empty() {
         report.add(v.span(), key, "the server list is empty");
+    }
+    out
+}
+
+/// `shards`: an array of server lists, no server in two.
+fn shards(report: &mut Report<'_>, key: &str, v: &Value<'_>) -> Vec<Vec<SocketAddr>> {
+    let Some(items) = v.get_ref().as_array() else {
+        wrong_type(report, key, v, "an array of server lists, one per shard");
+        return Vec::new();
+    };
+    if items.is_empty() {
+        report.add(v.span(), key, "the shard list is empty");
+    }
+    let mut out: Vec<Vec<SocketAddr>> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let key = format!("{key}[{i}]");
+        let list = servers(report, &key, item);
+        for addr in &list {
+            if out.iter().flatten().any(|a| a == addr) {
+                report.add(item.span(), &key, format!("{addr} is in two shards"));
+            }
+        }
+        out.push(list);
+    }
+    out
+}
+
+/// `[[database.sharded_tables]]`, checked against `shard_count` shards.
+fn sharded_tables(
+    report: &mut Report<'_>,
+    s: &Section<'_, '_>,
+    shard_count: usize,
+) -> Vec<ShardedTable> {
+    let sections = s.tables(report, "sharded_tables", SHARDED_TABLE_KEYS);
+    if !sections.is_empty() && s.get("shards").is_none() {
+        report.add_hint(
+            s.get("sharded_tables").map_or(s.span.clone(), |v| v.span()),
+            &s.key("sharded_tables"),
+            "sharded tables without shards",
+            Some("list each shard's servers under `shards` instead of `servers`"),
+        );
+        return Vec::new();
+    }
+    let mut out: Vec<ShardedTable> = Vec::new();
+    for t in sections {
+        let table = t
+            .required(report, "name")
+            .and_then(|_| t.string(report, "name"));
+        let column = t
+            .required(report, "column")
+            .and_then(|_| t.string(report, "column"));
+        let key_type = match t.choice(report, "type", &["integer", "text"], "integer") {
+            "text" => KeyType::Text,
+            _ => KeyType::Integer,
+        };
+        let rule = match t.choice(report, "rule", &["hash", "range"], "hash") {
+            "range" => {
+                if key_type != KeyType::Integer {
+                    report.add(
+                        t.get("rule").map_or(t.span.clone(), |v| v.span()),
+                        &t.key("rule"),
+                        "range rules take integer keys",
+                    );
+                }
+                ShardRule::Range(ranges(report, &t, shard_count))
+            }
+            _ => {
+                if t.get("ranges").is_some() {
+                    report.add_hint(
+                        t.get("ranges").map_or(t.span.clone(), |v| v.span()),
+                        &t.key("ranges"),
+                        "`ranges` is only read with rule = \"range\"",
+                        None::<String>,
+                    );
+                }
+                ShardRule::Hash
+            }
+        };
+        let (Some(table), Some(column)) = (table, column) else {
+            continue;
+        };
+        if out.iter().any(|o| o.table == table) {
+            report.add(
+                t.span.clone(),
+                &t.key("name"),
+                format!("table \"{table}\" is listed twice"),
+            );
+            continue;
+        }
+        out.push(ShardedTable {
+            table: table.to_string(),
+            column: column.to_string(),
+            key_type,
+            rule,
+        });
+    }
+    out
+}
+
+/// A range rule's `ranges`: each names a shard that exists, and no two overlap.
+fn ranges(report: &mut Report<'_>, t: &Section<'_, '_>, shard_count: usize) -> Vec<ShardRange> {
+    let sections = t.tables(report, "ranges", RANGE_KEYS);
+    if sections.is_empty() {
+        report.add_hint(
+            t.span.clone(),
+            &t.key("ranges"),
+            "a range rule without ranges",
+            Some("add ranges = [{ shard = 0, to = 1000000 }, { shard = 1, from = 1000000 }]"),
+        );
+    }
+    let mut out: Vec<ShardRange> = Vec::new();
+    for r in sections {
+        let Some(shard) = r
+            .required(report, "shard")
+            .map(|_| r.int(report, "shard", 0..=i64::from(u16::MAX), 0) as usize)
+        else {
+            continue;
+        };
+        if shard >= shard_count {
+            report.add(
+                r.get("shard").map_or(r.span.clone(), |v| v.span()),
+                &r.key("shard"),
+                format!("there is no shard {shard}: `shards` lists {shard_count} (counted from 0)"),
+            );
+        }
+        let bound = |report: &mut Report<'_>, name: &str| {
+            r.get(name)
+                .map(|_| r.int(report, name, i64::MIN..=i64::MAX, 0))
+        };
+        let range = ShardRange {
+            shard,
+            from: bound(report, "from"),
+            to: bound(report, "to"),
+        };
+        let low = range.from.unwrap_or(i64::MIN);
+        let high = range.to.unwrap_or(i64::MAX);
+        if range.to.is_some() && high <= low {
+            report.add(r.span.clone(), &r.key("to"), "`to` must be above `from`");
+            continue;
+        }
+        let overlaps = out
+            .iter()
+            .any(|o| low < o.to.unwrap_or(i64::MAX) && o.from.unwrap_or(i64::MIN) < high);
+        if overlaps {
+            report.add(
+                r.span.clone(),
+                &r.key("from"),
+                "this range overlaps another: each key must have one shard",
+            );
+            continue;
+        }
+        out.push(range);
     }
     out
 }

@@ -155,6 +155,62 @@ fn database_listeners_are_checked_key_by_key() {
 }
 
 #[test]
+fn shards_and_sharded_tables_are_checked_key_by_key() {
+    let users = "[[database.users]]\nname = \"app\"\npassword = \"p\"\n";
+    let p = problems(&format!(
+        "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:6432\"\npool_mode = \"session\"\n\
+         shards = [[\"127.0.0.1:1\"], [\"127.0.0.1:2\", \"127.0.0.1:1\"]]\n{users}\
+         [[database.sharded_tables]]\nname = \"users\"\ncolumn = \"id\"\nrule = \"range\"\n\
+         ranges = [{{ shard = 0, to = 100 }}, {{ shard = 2, from = 100 }}, {{ shard = 1, from = 50, to = 60 }}]\n\
+         [[database.sharded_tables]]\nname = \"users\"\ncolumn = \"x\"\ntype = \"uuid\"\n"
+    ));
+    let want = [
+        "`database[0].shards[1]`: 127.0.0.1:1 is in two shards",
+        "`database[0].pool_mode`: a sharded database needs pool_mode = \"transaction\"",
+        "`database[0].sharded_tables[0].ranges[1].shard`: there is no shard 2",
+        "`database[0].sharded_tables[0].ranges[2].from`: this range overlaps another",
+        "`database[0].sharded_tables[1].type`: unknown value \"uuid\"",
+        "`database[0].sharded_tables[1].name`: table \"users\" is listed twice",
+    ];
+    for w in want {
+        assert!(p.iter().any(|l| l.contains(w)), "{w}: {p:#?}");
+    }
+    assert_eq!(p.len(), want.len(), "{p:#?}");
+    let both = problems(&format!(
+        "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:6432\"\nservers = [\"127.0.0.1:1\"]\n\
+         shards = [[\"127.0.0.1:2\"]]\n{users}"
+    ));
+    assert!(
+        both.iter()
+            .any(|l| l.contains("both `servers` and `shards` are given")),
+        "{both:#?}"
+    );
+    let bare = problems(&format!(
+        "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:6432\"\nshards = [[\"127.0.0.1:2\"]]\n{users}"
+    ));
+    assert!(
+        bare.iter()
+            .any(|l| l.contains("shards without sharded tables")),
+        "{bare:#?}"
+    );
+    let ok = crate::parse(
+        &format!(
+            "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:6432\"\n\
+             shards = [[\"127.0.0.1:1\", \"127.0.0.1:3\"], [\"127.0.0.1:2\"]]\n{users}\
+             [[database.sharded_tables]]\nname = \"users\"\ncolumn = \"id\"\n"
+        ),
+        "t.toml",
+        Path::new("."),
+    )
+    .unwrap();
+    let db = &ok.database[0];
+    assert_eq!(db.shards.len(), 2);
+    assert_eq!(db.servers.len(), 3);
+    assert_eq!(db.sharded_tables[0].rule, ShardRule::Hash);
+    assert_eq!(db.sharded_tables[0].key_type, KeyType::Integer);
+}
+
+#[test]
 fn cache_pools_are_checked_key_by_key() {
     let p = problems(
         "[[cache]]\nname = \"s\"\nlisten = \"127.0.0.1:1\"\nhash = \"fnv\"\nhash_tag = \"{\"\n\

@@ -18,6 +18,7 @@ use crate::cancel::{self, CancelKey};
 use crate::pool::{Lease, Pool};
 use crate::prepared::ClientStatements;
 use crate::proto::{self, ProtoError, Sqlstate, Startup};
+use crate::shard::{Bound, Route, Sharding};
 use crate::DatabaseService;
 
 /// Bytes buffered toward one side before the other side is no longer read.
@@ -238,7 +239,7 @@ async fn login(
     let welcome = strata_net::lock(&pool.welcome).clone();
     let welcome = match welcome {
         Some(w) => w,
-        None => match svc.acquire(&pool, false).await {
+        None => match svc.acquire(&pool, 0, false).await {
             Ok((lease, _)) => {
                 let w = lease.conn.params.clone();
                 lease.release();
@@ -259,7 +260,7 @@ async fn login(
     // does not know refuses the login with its own words, not the client's first query.
     if !wanted.extra.is_empty() {
         let calls: Vec<String> = wanted.extra_calls().collect();
-        let checked = match svc.acquire(&pool, false).await {
+        let checked = match svc.acquire(&pool, 0, false).await {
             Ok((mut lease, _)) => {
                 let r = lease
                     .conn
@@ -348,6 +349,11 @@ async fn login(
         held: false,
         hold_at_sync: false,
         last_primary: None,
+        sharding: svc.sharding(),
+        shard: 0,
+        deferred: None,
+        discard_status: b'I',
+        unnamed: None,
     })
 }
 
@@ -589,44 +595,23 @@ fn reads_only(body: &[u8]) -> bool {
 /// the client's named statements that reads only. A batch not yet whole is not waited for:
 /// it goes to the primary.
 fn batch_reads_only(buf: &[u8], statements: &ClientStatements) -> bool {
-    let mut parsed: Vec<&[u8]> = Vec::new();
-    let mut at = 0;
-    loop {
-        let Ok(Some(len)) = proto::message_len(&buf[at..]) else {
-            return false;
-        };
-        let body = &buf[at + 5..at + len];
-        let mut fields = body.split(|b| *b == 0);
-        match buf[at] {
-            b'S' => return true,
-            b'P' => {
-                let (Some(name), Some(text)) = (fields.next(), parse_text(body)) else {
-                    return false;
-                };
-                if !reads_only(text) {
-                    return false;
-                }
-                parsed.push(name);
-            }
-            b'B' => {
-                let (Some(_portal), Some(name)) = (fields.next(), fields.next()) else {
-                    return false;
-                };
-                let known = parsed.contains(&name)
-                    || (!name.is_empty()
-                        && std::str::from_utf8(name)
-                            .ok()
-                            .and_then(|n| statements.text(n))
-                            .is_some_and(reads_only));
-                if !known {
-                    return false;
-                }
-            }
-            b'D' | b'E' | b'C' | b'H' => {}
-            _ => return false,
-        }
-        at += len;
-    }
+    let Some(batch) = Batch::read(buf).filter(|b| b.synced) else {
+        return false;
+    };
+    let allowed = batch
+        .messages
+        .iter()
+        .all(|(tag, _)| matches!(tag, b'P' | b'B' | b'D' | b'E' | b'C' | b'H' | b'S'));
+    allowed
+        && batch
+            .messages
+            .iter()
+            .filter(|(tag, _)| *tag == b'P')
+            .all(|(_, body)| parse_text(body).is_some_and(reads_only))
+        && batch
+            .bound(statements, None)
+            .iter()
+            .all(|(_, text)| text.is_some_and(reads_only))
 }
 
 /// The statement name of a simple query that is exactly `DEALLOCATE [PREPARE] name` (not
@@ -666,6 +651,144 @@ fn strip_keyword<'a>(text: &'a str, word: &str) -> Option<&'a str> {
     let rest = &text[word.len()..];
     (head.eq_ignore_ascii_case(word) && rest.starts_with(char::is_whitespace))
         .then(|| rest.trim_start())
+}
+
+/// An extended-protocol batch at the start of a client's buffer, once it is whole: its
+/// messages up to the Sync or Flush that ends it.
+struct Batch<'a> {
+    /// Each message's tag and body.
+    messages: Vec<(u8, &'a [u8])>,
+    /// Its bytes, the last message's included.
+    len: usize,
+    /// Whether a Sync ends it (else a Flush).
+    synced: bool,
+}
+
+impl<'a> Batch<'a> {
+    /// The batch at the start of `buf`; None while it has no Sync or Flush yet.
+    fn read(buf: &'a [u8]) -> Option<Batch<'a>> {
+        let mut messages = Vec::new();
+        let mut at = 0;
+        loop {
+            let len = proto::message_len(&buf[at..]).ok().flatten()?;
+            let tag = buf[at];
+            messages.push((tag, &buf[at + 5..at + len]));
+            at += len;
+            if matches!(tag, b'S' | b'H') {
+                return Some(Batch {
+                    messages,
+                    len: at,
+                    synced: tag == b'S',
+                });
+            }
+        }
+    }
+
+    /// Each Bind's body with the text of the statement it binds: parsed earlier in the
+    /// batch, one of the client's named statements, or (`unnamed`) the unnamed statement
+    /// the client parsed last; None when unknown.
+    fn bound(
+        &self,
+        statements: &'a ClientStatements,
+        unnamed: Option<&'a [u8]>,
+    ) -> Vec<(&'a [u8], Option<&'a [u8]>)> {
+        let mut parsed: Vec<(&[u8], &[u8])> = Vec::new();
+        let mut out = Vec::new();
+        for (tag, body) in &self.messages {
+            match tag {
+                b'P' => parsed.push((
+                    body.split(|b| *b == 0).next().unwrap_or(&[]),
+                    parse_text(body).unwrap_or(&[]),
+                )),
+                b'B' => out.push((*body, statement_text(body, &parsed, statements, unnamed))),
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// The text of the statement a Bind (`body`) binds: the last of `parsed` by that name, one of
+/// the client's named statements, or `unnamed` for the unnamed one.
+fn statement_text<'a>(
+    body: &[u8],
+    parsed: &[(&[u8], &'a [u8])],
+    statements: &'a ClientStatements,
+    unnamed: Option<&'a [u8]>,
+) -> Option<&'a [u8]> {
+    let statement = body.split(|b| *b == 0).nth(1)?;
+    parsed
+        .iter()
+        .rev()
+        .find(|(n, _)| *n == statement)
+        .map(|(_, t)| *t)
+        .or_else(|| match std::str::from_utf8(statement) {
+            Ok("") => unnamed,
+            Ok(n) => statements.text(n),
+            Err(_) => None,
+        })
+}
+
+/// Where a whole batch goes: every statement it binds routed with its parameters (they must
+/// agree); statements only parsed pin nothing yet. A batch that only runs one BEGIN, COMMIT
+/// or ROLLBACK to its Sync is one, as a simple query would be.
+fn batch_route(
+    batch: &Batch<'_>,
+    statements: &ClientStatements,
+    unnamed: Option<&[u8]>,
+    sharding: &Sharding,
+) -> Route {
+    let mut found = Route::Any;
+    let mut control = None;
+    for (body, text) in batch.bound(statements, unnamed) {
+        let route = bind_route(body, text, sharding);
+        if matches!(route, Route::Begin | Route::End { .. }) {
+            control = Some(route.clone());
+        }
+        found = match (found, route) {
+            (Route::Refused(why), _) | (_, Route::Refused(why)) => return Route::Refused(why),
+            (Route::Shard(a), Route::Shard(b)) if a != b => {
+                return Route::Refused(format!(
+                    "the batch's statements run on shards {} and {}: a batch runs on one shard",
+                    a.min(b),
+                    a.max(b)
+                ))
+            }
+            (Route::Shard(a), _) | (_, Route::Shard(a)) => Route::Shard(a),
+            _ => Route::Any,
+        };
+    }
+    let executes = batch.messages.iter().filter(|(t, _)| *t == b'E').count();
+    match control {
+        Some(c) if batch.synced && executes == 1 && found == Route::Any => c,
+        _ => found,
+    }
+}
+
+/// Where one Bind (`body`) of the statement `text` goes, with its parameters.
+fn bind_route(body: &[u8], text: Option<&[u8]>, sharding: &Sharding) -> Route {
+    // a statement never prepared gets the server's error, wherever it runs
+    let Some(text) = text else {
+        return Route::Any;
+    };
+    let mut names = body.splitn(3, |b| *b == 0);
+    let (Some(_portal), Some(_statement), Some(rest)) = (names.next(), names.next(), names.next())
+    else {
+        return Route::Any; // malformed: the server says so
+    };
+    match (std::str::from_utf8(text), Bound::read(rest)) {
+        (Ok(t), Some(bound)) => sharding.route(t, Some(&bound)),
+        _ => Route::Any,
+    }
+}
+
+/// Whether a batch is whole (to its Sync) and only parses and closes statements.
+fn only_prepares(batch: &Batch<'_>) -> bool {
+    batch.synced
+        && batch
+            .messages
+            .iter()
+            .all(|(tag, _)| matches!(tag, b'P' | b'C' | b'S'))
 }
 
 /// The SQL text of a Parse message's body (after the statement's name).
@@ -764,7 +887,41 @@ struct Session {
     hold_at_sync: bool,
     /// When its last transaction on the primary ended (read-your-writes).
     last_primary: Option<std::time::Instant>,
+    /// The listener's sharding, when it has shards (as it was when the client logged in).
+    sharding: Option<Arc<Sharding>>,
+    /// The shard of the connection it holds or is about to get.
+    shard: usize,
+    /// A BEGIN answered here whose shard is not known yet: it goes, unseen, ahead of the
+    /// transaction's first statement, to that statement's shard.
+    deferred: Option<Deferred>,
+    /// The ReadyForQuery status a batch dropped up to its Sync ends with.
+    discard_status: u8,
+    /// On a sharded listener, the text of the unnamed statement the client parsed last.
+    unnamed: Option<Vec<u8>>,
 }
+
+/// A transaction begun (for the client) before its shard is known.
+struct Deferred {
+    /// The BEGIN query's body (its text and NUL).
+    begin: Vec<u8>,
+    /// A statement in it was refused: as in a failed transaction, everything but its end
+    /// is refused until COMMIT or ROLLBACK.
+    failed: bool,
+}
+
+/// What sharding made of a message.
+enum Step {
+    /// On as usual (to the shard in `Session::shard` when a connection is attached).
+    Go,
+    /// Answered or dropped here.
+    Done,
+    /// The batch is not whole yet: wait for more.
+    Wait,
+}
+
+/// The most an extended-protocol batch may hold, on a sharded listener, before its Sync
+/// or Flush: its shard is known only once it is whole.
+const MAX_SHARDED_BATCH: usize = 1 << 20;
 
 impl Session {
     async fn run(&mut self, shutdown: &CancellationToken) -> Result<(), ClientError> {
@@ -808,8 +965,8 @@ impl Session {
                     if r.is_err() || !self.server_sent() {
                         self.server_lost();
                     }
-                    // what the client sent behind a read held on its own connection goes now
-                    if self.server.is_none() && !self.cbuf.is_empty() {
+                    // what the client sent behind a query held on its own connection goes now
+                    if !self.cbuf.is_empty() && (self.server.is_none() || self.held) {
                         if !Box::pin(self.client_sent()).await? {
                             return Ok(());
                         }
@@ -880,7 +1037,12 @@ impl Session {
     async fn client_sent(&mut self) -> Result<bool, ClientError> {
         while let Some(total) = proto::message_len(&self.cbuf)? {
             if self.held && self.server.is_some() {
-                break;
+                // held until what it was held for is answered (a read then gives its
+                // connection back; a sharded statement that began a transaction keeps it)
+                if self.pending > 0 || !self.statements.settled() || self.unsynced {
+                    break;
+                }
+                self.held = false;
             }
             let tag = self.cbuf[0];
             if tag == b'X' {
@@ -892,22 +1054,37 @@ impl Session {
                 // which gets the one ReadyForQuery the client waits for
                 if tag == b'S' {
                     self.discarding = false;
-                    proto::put(&mut self.to_client, b'Z', |b| b.put_u8(b'I'));
+                    let status = std::mem::replace(&mut self.discard_status, b'I');
+                    proto::put(&mut self.to_client, b'Z', |b| b.put_u8(status));
                 }
                 self.cbuf.advance(total);
                 continue;
+            }
+            if let Some(sharding) = self.sharding.clone() {
+                match self.shard_step(&sharding, tag, total) {
+                    Step::Go => {}
+                    Step::Done => continue,
+                    Step::Wait => break,
+                }
             }
             // a transaction that says READ ONLY, or a query or extended-protocol batch outside
             // a transaction that PostgreSQL's parser finds only reads, may run on a replica,
             // unless the client's last transaction on the primary may have written, too
             // recently
-            let between = self.server.is_none() && self.mode == PoolMode::Transaction;
-            let declared = between
+            let between = self.server.is_none()
+                && self.mode == PoolMode::Transaction
+                && self.deferred.is_none();
+            let declared = (between
                 && match tag {
                     b'Q' => begins_read_only(&self.cbuf[5..total]),
                     b'P' => parse_text(&self.cbuf[5..total]).is_some_and(begins_read_only),
                     _ => false,
-                };
+                })
+                || (self.server.is_none()
+                    && self
+                        .deferred
+                        .as_ref()
+                        .is_some_and(|d| begins_read_only(&d.begin)));
             // the parser reads strings as the server will only with standard_conforming_strings
             let classified = between
                 && !declared
@@ -925,6 +1102,8 @@ impl Session {
                     .is_none_or(|t| t.elapsed() >= self.svc.read_your_writes());
             if self.server.is_none() {
                 if !self.attach(to_replica, reads).await {
+                    // the error's ReadyForQuery says idle: a BEGIN answered here is gone
+                    self.deferred = None;
                     match tag {
                         b'Q' | b'F' | b'S' => {
                             proto::put(&mut self.to_client, b'Z', |b| b.put_u8(b'I'))
@@ -934,9 +1113,17 @@ impl Session {
                     self.cbuf.advance(total);
                     continue;
                 }
-                // a classified query holds the connection alone; a batch, up to its Sync
-                self.held = classified && tag == b'Q';
-                self.hold_at_sync = classified && tag != b'Q';
+                // a classified query holds the connection alone; a batch, up to its Sync;
+                // so does any query outside a transaction on a sharded listener (what comes
+                // behind it may be another shard's)
+                let hold = classified || (self.sharding.is_some() && self.deferred.is_none());
+                self.held = hold && tag == b'Q';
+                self.hold_at_sync = hold && tag != b'Q';
+                if let Some(d) = self.deferred.take() {
+                    // the transaction begun here starts on the shard of its first statement
+                    self.pending += 1;
+                    self.statements.hidden_query(&d.begin, &mut self.to_server);
+                }
             }
             if tag == b'Q' && self.mode == PoolMode::Transaction && self.deallocated(total) {
                 self.cbuf.advance(total);
@@ -984,6 +1171,236 @@ impl Session {
         Ok(true)
     }
 
+    /// Where a message goes on a sharded listener. Outside a transaction, a query (or a whole
+    /// extended-protocol batch) picks the shard of the keys it pins; a lone BEGIN is answered
+    /// here and sent later, ahead of the transaction's first statement, to that statement's
+    /// shard. Inside a transaction, a statement for another shard (or one whose shard can't
+    /// be told) is refused by the server itself, so the transaction fails as PostgreSQL's
+    /// would; a Bind for another shard in the middle of a batch ends the session.
+    fn shard_step(&mut self, sharding: &Sharding, tag: u8, total: usize) -> Step {
+        let attached = self.server.is_some();
+        if tag == b'P' {
+            // the unnamed statement's text, for a Bind of it in a later piece or batch
+            let body = &self.cbuf[5..total];
+            if body.first() == Some(&0) {
+                self.unnamed = parse_text(body).map(<[u8]>::to_vec);
+            }
+        }
+        let route = match tag {
+            b'Q' => {
+                let body = &self.cbuf[5..total];
+                let text = std::str::from_utf8(body.strip_suffix(b"\0").unwrap_or(body));
+                text.map_or(Route::Any, |t| sharding.route(t, None))
+            }
+            b'P' | b'B' | b'D' | b'E' | b'C' | b'H' if !self.unsynced => {
+                let Some(batch) = Batch::read(&self.cbuf) else {
+                    if self.cbuf.len() > MAX_SHARDED_BATCH {
+                        return self.end_session(
+                            "an extended-protocol batch grew past 1 MiB without a Sync or Flush",
+                        );
+                    }
+                    return Step::Wait;
+                };
+                if !attached && only_prepares(&batch) {
+                    // statements prepared (or closed) with no connection held: the connection
+                    // that binds them later prepares them; nothing pins a shard now (and a
+                    // client that prepares synchronously, as pgbench does, waits for none)
+                    let status = match &self.deferred {
+                        None => b'I',
+                        Some(d) if d.failed => b'E',
+                        Some(_) => b'T',
+                    };
+                    self.answer_here(tag, total, b"", status);
+                    return Step::Done;
+                }
+                batch_route(&batch, &self.statements, self.unnamed.as_deref(), sharding)
+            }
+            // a Bind inside a batch sent in pieces (after a Flush): checked on its own
+            b'B' => {
+                let body = &self.cbuf[5..total];
+                let text = statement_text(body, &[], &self.statements, self.unnamed.as_deref());
+                bind_route(body, text, sharding)
+            }
+            _ => return Step::Go,
+        };
+        let failed = self.deferred.as_ref().is_some_and(|d| d.failed);
+        match route {
+            Route::Begin if !attached && self.deferred.is_none() => {
+                let begin = match tag {
+                    b'Q' => self.cbuf[5..total].to_vec(),
+                    _ => {
+                        let batch = Batch::read(&self.cbuf);
+                        let bound = batch
+                            .as_ref()
+                            .map(|b| b.bound(&self.statements, self.unnamed.as_deref()));
+                        let text = bound.and_then(|b| b.last().and_then(|(_, t)| *t));
+                        let mut text = text.unwrap_or(b"BEGIN").to_vec();
+                        text.push(0);
+                        text
+                    }
+                };
+                self.deferred = Some(Deferred {
+                    begin,
+                    failed: false,
+                });
+                self.answer_here(tag, total, b"BEGIN", b'T');
+                Step::Done
+            }
+            Route::End { rollback } if self.deferred.is_some() => {
+                // nothing ran: the transaction ends here
+                self.deferred = None;
+                let tag_text: &[u8] = if rollback || failed {
+                    b"ROLLBACK"
+                } else {
+                    b"COMMIT"
+                };
+                self.answer_here(tag, total, tag_text, b'I');
+                Step::Done
+            }
+            _ if failed => self.refuse_here(
+                tag,
+                total,
+                Sqlstate::IN_FAILED_TRANSACTION,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ),
+            Route::Refused(why) => self.refuse_route(tag, total, &why),
+            Route::Shard(shard) if attached && shard != self.shard => {
+                let why = format!(
+                    "a transaction runs on one shard: this statement's keys are on shard {shard}, \
+                     the transaction's on shard {}",
+                    self.shard
+                );
+                self.refuse_route(tag, total, &why)
+            }
+            Route::Shard(shard) if !attached => {
+                self.shard = shard;
+                Step::Go
+            }
+            _ => {
+                if !attached {
+                    self.shard = 0;
+                }
+                Step::Go
+            }
+        }
+    }
+
+    /// Answers here a simple query, or a batch (to its Sync) that runs one statement, as a
+    /// server answers a statement that returns no rows: CommandComplete with `command`, then
+    /// ReadyForQuery with `status`. A named statement the batch parses is remembered, to be
+    /// prepared on whichever connection binds it later.
+    fn answer_here(&mut self, tag: u8, total: usize, command: &[u8], status: u8) {
+        let end = if tag == b'Q' {
+            proto::put(&mut self.to_client, b'C', |b| {
+                b.put_slice(command);
+                b.put_u8(0)
+            });
+            total
+        } else {
+            let Some(batch) = Batch::read(&self.cbuf) else {
+                return;
+            };
+            for (tag, body) in &batch.messages {
+                let body = *body;
+                match tag {
+                    b'P' => {
+                        self.statements.remember(body);
+                        proto::put(&mut self.to_client, b'1', |_| {});
+                    }
+                    b'B' => proto::put(&mut self.to_client, b'2', |_| {}),
+                    b'D' => {
+                        if body.first() == Some(&b'S') {
+                            // a statement without parameters
+                            proto::put(&mut self.to_client, b't', |b| b.put_u16(0));
+                        }
+                        proto::put(&mut self.to_client, b'n', |_| {});
+                    }
+                    b'E' => proto::put(&mut self.to_client, b'C', |b| {
+                        b.put_slice(command);
+                        b.put_u8(0)
+                    }),
+                    b'C' => {
+                        if let (Some(b'S'), Some(name)) = (body.first(), body.get(1..)) {
+                            let name = name.split(|b| *b == 0).next().unwrap_or(&[]);
+                            if let Ok(name) = std::str::from_utf8(name) {
+                                self.statements.forget(name);
+                            }
+                        }
+                        proto::put(&mut self.to_client, b'3', |_| {})
+                    }
+                    _ => {}
+                }
+            }
+            batch.len
+        };
+        proto::put(&mut self.to_client, b'Z', |b| b.put_u8(status));
+        self.cbuf.advance(end);
+    }
+
+    /// Refuses a message sharding can't place: answered here when no server connection is
+    /// held; in a transaction on a server, refused by the server (a simple query or a whole
+    /// batch is swapped for one that raises the error, so the transaction fails there as it
+    /// would on PostgreSQL); anything else ends the session.
+    fn refuse_route(&mut self, tag: u8, total: usize, why: &str) -> Step {
+        if self.server.is_none() {
+            if let Some(d) = self.deferred.as_mut() {
+                d.failed = true;
+            }
+            return self.refuse_here(tag, total, Sqlstate::FEATURE_NOT_SUPPORTED, why);
+        }
+        // the whole of what gets the one answer: the query, or the batch to its Sync
+        let end = if tag == b'Q' {
+            Some(total)
+        } else if self.unsynced {
+            None
+        } else {
+            Batch::read(&self.cbuf).filter(|b| b.synced).map(|b| b.len)
+        };
+        let Some(end) = end else {
+            return self.end_session(why);
+        };
+        // the server fails the transaction (so a COMMIT rolls it back, as PostgreSQL's would);
+        // the client reads the pooler's error, not the raise's
+        const RAISE: &[u8] = b"DO $$BEGIN RAISE EXCEPTION USING ERRCODE = '0A000'; END$$\0";
+        let mut error = BytesMut::new();
+        proto::put_error(&mut error, false, Sqlstate::FEATURE_NOT_SUPPORTED, why);
+        self.cbuf.advance(end);
+        self.pending += 1;
+        self.statements
+            .replaced_query(RAISE, error.to_vec(), &mut self.to_server);
+        Step::Done
+    }
+
+    /// Refuses a message with no server connection involved: a simple query gets its error
+    /// and ReadyForQuery now; a batch, its error now and ReadyForQuery at its Sync.
+    fn refuse_here(&mut self, tag: u8, total: usize, code: Sqlstate, why: &str) -> Step {
+        proto::put_error(&mut self.to_client, false, code, why);
+        let status = if self.deferred.is_some() { b'E' } else { b'I' };
+        if tag == b'Q' {
+            proto::put(&mut self.to_client, b'Z', |b| b.put_u8(status));
+            self.cbuf.advance(total);
+        } else {
+            self.discarding = true;
+            self.discard_status = status;
+        }
+        Step::Done
+    }
+
+    /// Ends the session with a FATAL error: its server connection, mid-batch, is closed (and
+    /// its transaction rolled back by the server) rather than reused.
+    fn end_session(&mut self, why: &str) -> Step {
+        tracing::info!(listener = %self.svc.name, "client closed: {why}");
+        proto::put_error(
+            &mut self.to_client,
+            true,
+            Sqlstate::FEATURE_NOT_SUPPORTED,
+            why,
+        );
+        self.cbuf.clear();
+        self.closing = true;
+        Step::Done
+    }
+
     /// SQL-level `DEALLOCATE name` of one of the client's protocol-level statements, whose
     /// server name differs from the client's (and which the server connection keeps for
     /// the next client that prepares it): the client's name is forgotten and the answer made
@@ -1020,7 +1437,7 @@ impl Session {
 
     /// Gets a server connection with the client's parameters; on failure tells the client.
     async fn attach(&mut self, to_replica: bool, read_only: bool) -> bool {
-        let lease = match self.svc.acquire(&self.pool, to_replica).await {
+        let lease = match self.svc.acquire(&self.pool, self.shard, to_replica).await {
             Ok((l, replica)) => {
                 self.on_replica = replica;
                 self.read_only = read_only;

@@ -47,6 +47,8 @@ impl Role {
 pub struct ServerState {
     /// The server.
     pub addr: SocketAddr,
+    /// Its shard (0 when the listener is not sharded).
+    pub shard: usize,
     /// Its role.
     pub role: Role,
     /// Why it is what it is (the last error, for a server that is down).
@@ -74,14 +76,17 @@ impl Roles {
             .map(|p| lock(&p.servers).clone())
             .unwrap_or_default();
         let servers = config
-            .servers
+            .shards
             .iter()
-            .map(|addr| {
+            .enumerate()
+            .flat_map(|(shard, servers)| servers.iter().map(move |a| (shard, *a)))
+            .map(|(shard, addr)| {
                 old.iter()
-                    .find(|s| s.addr == *addr)
+                    .find(|s| s.addr == addr && s.shard == shard)
                     .cloned()
                     .unwrap_or(ServerState {
-                        addr: *addr,
+                        addr,
+                        shard,
                         role: Role::Unknown,
                         reason: "not checked yet".into(),
                         banned_until: None,
@@ -96,40 +101,29 @@ impl Roles {
         }
     }
 
-    /// Where writes go: the server found to be primary; with no checks possible (no
-    /// `check_user`) and one server, that server.
-    pub fn primary(&self) -> Option<SocketAddr> {
-        let servers = lock(&self.servers);
-        // two servers that both say they are primary (an old primary back after a promotion):
-        // the one that became primary last takes the writes
-        if let Some(p) = servers
-            .iter()
-            .filter(|s| s.role == Role::Primary)
-            .max_by_key(|s| s.since)
-        {
-            return Some(p.addr);
-        }
-        // with nobody to check as, the one server is the primary, unless it failed a connect
-        // within its ban
-        match servers.as_slice() {
-            [only] if only.role == Role::Unknown => Some(only.addr),
-            [only]
-                if only.role == Role::Down
-                    && only.banned_until.is_none_or(|t| Instant::now() >= t) =>
-            {
-                Some(only.addr)
-            }
-            _ => None,
-        }
+    /// Where the writes of `shard` go: its server found to be primary; with no checks
+    /// possible (no `check_user`) and one server in the shard, that server.
+    pub fn primary(&self, shard: usize) -> Option<SocketAddr> {
+        primary_of(&lock(&self.servers), shard)
     }
 
-    /// Records what a check (or a connect) found; true when the primary changed.
+    /// The primary of every shard that has one.
+    pub fn primaries(&self) -> Vec<SocketAddr> {
+        let servers = lock(&self.servers);
+        let shards = servers.iter().map(|s| s.shard + 1).max().unwrap_or(0);
+        (0..shards)
+            .filter_map(|i| primary_of(&servers, i))
+            .collect()
+    }
+
+    /// Records what a check (or a connect) found; true when a primary changed.
     pub fn set(&self, addr: SocketAddr, role: Role, reason: String, ban: Duration) -> bool {
         let mut servers = lock(&self.servers);
-        let before = servers
+        let before: Vec<SocketAddr> = servers
             .iter()
-            .find(|s| s.role == Role::Primary)
-            .map(|s| s.addr);
+            .filter(|s| s.role == Role::Primary)
+            .map(|s| s.addr)
+            .collect();
         if let Some(s) = servers.iter_mut().find(|s| s.addr == addr) {
             if s.role != role {
                 tracing::info!(server = %addr, from = s.role.name(), to = role.name(), %reason, "server role changed");
@@ -139,24 +133,29 @@ impl Roles {
             s.reason = reason;
             s.banned_until = (role == Role::Down).then(|| Instant::now() + ban);
         }
-        let after = servers
+        let after: Vec<SocketAddr> = servers
             .iter()
-            .find(|s| s.role == Role::Primary)
-            .map(|s| s.addr);
+            .filter(|s| s.role == Role::Primary)
+            .map(|s| s.addr)
+            .collect();
         before != after
     }
 
-    /// Records a server's WAL position, and every replica's lag behind the primary.
+    /// Records a server's WAL position, and the lag of its shard's replicas behind the
+    /// shard's primary.
     pub fn set_lsn(&self, addr: SocketAddr, lsn: Option<u64>) {
         let mut servers = lock(&self.servers);
-        if let Some(s) = servers.iter_mut().find(|s| s.addr == addr) {
+        let Some(shard) = servers.iter_mut().find(|s| s.addr == addr).map(|s| {
             s.lsn = lsn;
-        }
+            s.shard
+        }) else {
+            return;
+        };
         let primary = servers
             .iter()
-            .find(|s| s.role == Role::Primary)
+            .find(|s| s.shard == shard && s.role == Role::Primary)
             .and_then(|s| s.lsn);
-        for s in servers.iter_mut() {
+        for s in servers.iter_mut().filter(|s| s.shard == shard) {
             s.lag_bytes = match (s.role, primary, s.lsn) {
                 (Role::Replica, Some(p), Some(r)) => Some(p.saturating_sub(r)),
                 _ => None,
@@ -164,13 +163,17 @@ impl Roles {
         }
     }
 
-    /// A replica for a read: one whose lag is known and within `max_lag` bytes, taken in turn
-    /// (`turn`); None when there is none.
-    pub fn replica(&self, max_lag: u64, turn: usize) -> Option<SocketAddr> {
+    /// A replica of `shard` for a read: one whose lag is known and within `max_lag` bytes,
+    /// taken in turn (`turn`); None when there is none.
+    pub fn replica(&self, shard: usize, max_lag: u64, turn: usize) -> Option<SocketAddr> {
         let servers = lock(&self.servers);
         let fit: Vec<SocketAddr> = servers
             .iter()
-            .filter(|s| s.role == Role::Replica && s.lag_bytes.is_some_and(|l| l <= max_lag))
+            .filter(|s| {
+                s.shard == shard
+                    && s.role == Role::Replica
+                    && s.lag_bytes.is_some_and(|l| l <= max_lag)
+            })
             .map(|s| s.addr)
             .collect();
         (!fit.is_empty()).then(|| fit[turn % fit.len()])
@@ -196,6 +199,7 @@ impl Roles {
                 .map(|s| {
                     json!({
                         "address": s.addr.to_string(),
+                        "shard": s.shard,
                         "role": s.role.name(),
                         "reason": s.reason,
                         "banned_for_ms": s.banned_until.map(|t| t.saturating_duration_since(Instant::now()).as_millis() as u64),
@@ -205,6 +209,31 @@ impl Roles {
                 })
                 .collect(),
         )
+    }
+}
+
+/// The primary of `shard` among `servers` (see [`Roles::primary`]).
+fn primary_of(servers: &[ServerState], shard: usize) -> Option<SocketAddr> {
+    let mine: Vec<&ServerState> = servers.iter().filter(|s| s.shard == shard).collect();
+    // two servers that both say they are primary (an old primary back after a promotion):
+    // the one that became primary last takes the writes
+    if let Some(p) = mine
+        .iter()
+        .filter(|s| s.role == Role::Primary)
+        .max_by_key(|s| s.since)
+    {
+        return Some(p.addr);
+    }
+    // with nobody to check as, the one server is the primary, unless it failed a connect
+    // within its ban
+    match mine.as_slice() {
+        [only] if only.role == Role::Unknown => Some(only.addr),
+        [only]
+            if only.role == Role::Down && only.banned_until.is_none_or(|t| Instant::now() >= t) =>
+        {
+            Some(only.addr)
+        }
+        _ => None,
     }
 }
 
@@ -248,8 +277,9 @@ pub async fn run(svc: Arc<DatabaseService>, stop: CancellationToken) {
             let changed = roles.set(addr, role, reason, config.ban_time);
             roles.set_lsn(addr, lsn);
             if changed {
-                tracing::warn!(listener = %svc.name, primary = ?roles.primary(), "the primary moved; closing idle connections to the old one");
-                svc.close_idle_except(roles.primary());
+                let primaries = roles.primaries();
+                tracing::warn!(listener = %svc.name, ?primaries, "a primary moved; closing idle connections to the old one");
+                svc.close_idle_except(&primaries);
             }
         }
         tokio::select! {
@@ -332,19 +362,19 @@ mod tests {
             };
             s.since = SystemTime::now() - Duration::from_secs(ago);
         }
-        assert_eq!(roles.primary(), Some(b.parse().unwrap()));
+        assert_eq!(roles.primary(0), Some(b.parse().unwrap()));
         // a lone server with nobody to check as: used, banned after a failed connect, used
         // again once the ban is over
         let one = Roles::new(&listener(&[a]), None);
-        assert_eq!(one.primary(), Some(a.parse().unwrap()));
+        assert_eq!(one.primary(0), Some(a.parse().unwrap()));
         one.set(
             a.parse().unwrap(),
             Role::Down,
             "refused".into(),
             Duration::ZERO,
         );
-        assert_eq!(one.primary(), Some(a.parse().unwrap()));
+        assert_eq!(one.primary(0), Some(a.parse().unwrap()));
         one.set(a.parse().unwrap(), Role::Down, "refused".into(), ban);
-        assert_eq!(one.primary(), None);
+        assert_eq!(one.primary(0), None);
     }
 }

@@ -17,6 +17,7 @@ pub mod pool;
 pub mod prepared;
 pub mod proto;
 pub mod server;
+pub mod shard;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -56,6 +57,7 @@ pub struct Stats {
 /// One generation of a listener's settings.
 struct Site {
     config: DatabaseListener,
+    sharding: Option<Arc<shard::Sharding>>,
     conn_limit: Arc<Semaphore>,
     roles: Arc<Roles>,
 }
@@ -86,6 +88,7 @@ impl DatabaseService {
             name: config.name.clone(),
             site: ArcSwap::from_pointee(Site {
                 config: config.clone(),
+                sharding: shard::Sharding::of(config),
                 conn_limit: Arc::new(Semaphore::new(config.max_client_connections as usize)),
                 roles: Arc::new(Roles::new(config, None)),
             }),
@@ -125,7 +128,17 @@ impl DatabaseService {
     /// bound. Only then is a statement worth classifying.
     fn replica_ready(&self) -> bool {
         let site = self.site.load();
-        site.config.replica_reads && site.roles.replica(site.config.max_replica_lag, 0).is_some()
+        site.config.replica_reads
+            && (0..site.config.shards.len()).any(|shard| {
+                site.roles
+                    .replica(shard, site.config.max_replica_lag, 0)
+                    .is_some()
+            })
+    }
+
+    /// The listener's sharded tables and shard count, when it has shards.
+    fn sharding(&self) -> Option<Arc<shard::Sharding>> {
+        self.site.load().sharding.clone()
     }
 
     /// How long a client stays on the primary after a transaction there.
@@ -160,6 +173,7 @@ impl DatabaseService {
         };
         self.site.store(Arc::new(Site {
             config: config.clone(),
+            sharding: shard::Sharding::of(config),
             conn_limit,
             roles: Arc::new(Roles::new(config, Some(&old.roles))),
         }));
@@ -175,17 +189,23 @@ impl DatabaseService {
             .clone()
     }
 
-    /// A server connection of `pool`: on a replica for a transaction that only reads (when
-    /// one is up and near enough), else on the primary. The flag says it is a replica's.
-    async fn acquire(&self, pool: &Pool, read_only: bool) -> Result<(Lease, bool), AcquireError> {
+    /// A server connection of `pool` to `shard`: on one of its replicas for a transaction
+    /// that only reads (when one is up and near enough), else on its primary. The flag says
+    /// it is a replica's.
+    async fn acquire(
+        &self,
+        pool: &Pool,
+        shard: usize,
+        read_only: bool,
+    ) -> Result<(Lease, bool), AcquireError> {
         let site = self.site.load_full();
         let replica = if read_only && site.config.replica_reads {
             let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            site.roles.replica(site.config.max_replica_lag, turn)
+            site.roles.replica(shard, site.config.max_replica_lag, turn)
         } else {
             None
         };
-        let Some(target) = replica.or_else(|| site.roles.primary()) else {
+        let Some(target) = replica.or_else(|| site.roles.primary(shard)) else {
             return Err(AcquireError::NoPrimary);
         };
         let limits = Limits {
@@ -210,7 +230,7 @@ impl DatabaseService {
             if refused {
                 tracing::warn!(listener = %self.name, replica = %target, "replica refused a connection: banned, the read goes to the primary: {e}");
                 self.ban(&site, target, e);
-                let Some(primary) = site.roles.primary() else {
+                let Some(primary) = site.roles.primary(shard) else {
                     return Err(AcquireError::NoPrimary);
                 };
                 return pool
@@ -240,7 +260,7 @@ impl DatabaseService {
             why.to_string(),
             site.config.ban_time,
         ) {
-            self.close_idle_except(site.roles.primary());
+            self.close_idle_except(&site.roles.primaries());
         }
     }
 
@@ -287,20 +307,21 @@ impl DatabaseService {
         }
     }
 
-    /// Closes the idle connections of every pool to servers other than `keep`.
-    fn close_idle_except(&self, keep: Option<SocketAddr>) {
+    /// Closes the idle connections of every pool to servers other than those in `keep`.
+    fn close_idle_except(&self, keep: &[SocketAddr]) {
         for pool in lock(&self.pools).values() {
             for sp in pool.servers() {
-                if Some(sp.addr) != keep {
+                if !keep.contains(&sp.addr) {
                     sp.close_idle();
                 }
             }
         }
     }
 
-    /// Whether writes have somewhere to go.
+    /// Whether writes have somewhere to go, on every shard.
     pub fn serving(&self) -> bool {
-        self.roles().primary().is_some()
+        let site = self.site.load();
+        (0..site.config.shards.len()).all(|shard| site.roles.primary(shard).is_some())
     }
 
     /// The listener, its servers with their roles, and its pools (PgBouncer's SHOW POOLS).
@@ -331,7 +352,15 @@ impl DatabaseService {
             "pool_size": config.pool_size,
             "clients": self.stats.clients.get(),
             "clients_active": self.stats.active.get(),
-            "primary": self.roles().primary().map(|a| a.to_string()),
+            "primary": self.roles().primary(0).map(|a| a.to_string()),
+            "shards": (0..config.shards.len()).map(|i| json!({
+                "shard": i,
+                "primary": self.roles().primary(i).map(|a| a.to_string()),
+            })).collect::<Vec<_>>(),
+            "sharded_tables": config.sharded_tables.iter().map(|t| json!({
+                "table": t.table,
+                "column": t.column,
+            })).collect::<Vec<_>>(),
             "servers": self.roles().status(),
             "pools": pools,
         })

@@ -36,6 +36,12 @@ enum Owed {
     Sync,
     /// An answer made here, given to the client in its turn.
     Made(u8),
+    /// A simple query the pooler sent for the client (a BEGIN it answered itself): every
+    /// answer up to its ReadyForQuery is dropped.
+    Hidden,
+    /// A simple query the pooler sent to fail the client's transaction on the server: its
+    /// error is replaced by this one (the pooler's own words), its ReadyForQuery passed on.
+    Replaced(Vec<u8>),
 }
 
 /// The most prepared statements one server connection holds (PgBouncer's
@@ -157,6 +163,17 @@ impl ClientStatements {
         rest[..].split(|b| *b == 0).next()
     }
 
+    /// Records a Parse (`body`) answered without a server: a named statement is prepared on
+    /// the connection that first binds or describes it.
+    pub fn remember(&mut self, body: &[u8]) {
+        if let Some((name, rest)) = split_name(body) {
+            if !name.is_empty() {
+                self.named
+                    .insert(name.to_string(), (server_name(rest), BytesMut::from(rest)));
+            }
+        }
+    }
+
     /// Forgets the client's named statement `name` (SQL-level `DEALLOCATE name`); its server
     /// name when the client had prepared it.
     pub fn forget(&mut self, name: &str) -> Option<String> {
@@ -266,6 +283,20 @@ impl ClientStatements {
         }
     }
 
+    /// Writes to `out` a simple query (`body`: its text and NUL) whose answers the client
+    /// does not get.
+    pub fn hidden_query(&mut self, body: &[u8], out: &mut BytesMut) {
+        message(out, b'Q', &[body]);
+        self.owed.push_back(Owed::Hidden);
+    }
+
+    /// Writes to `out` a simple query (`body`) sent only to fail the transaction on the
+    /// server; the client gets `error` (a whole ErrorResponse) in place of the server's.
+    pub fn replaced_query(&mut self, body: &[u8], error: Vec<u8>, out: &mut BytesMut) {
+        message(out, b'Q', &[body]);
+        self.owed.push_back(Owed::Replaced(error));
+    }
+
     /// Closes the statement the connection has held unused longest, when it holds
     /// [`MAX_HELD`]: on the server too, so a client that prepares ever new text does not grow
     /// the server's memory without bound.
@@ -313,6 +344,28 @@ impl ClientStatements {
             return;
         }
         let front = self.owed.front().cloned();
+        match &front {
+            Some(Owed::Hidden) => {
+                if tag == b'Z' {
+                    self.owed.pop_front();
+                    self.made(to_client);
+                }
+                return;
+            }
+            Some(Owed::Replaced(error)) => {
+                match tag {
+                    b'E' => to_client.extend_from_slice(error),
+                    b'Z' => {
+                        self.owed.pop_front();
+                        to_client.extend_from_slice(bytes);
+                        self.made(to_client);
+                    }
+                    _ => {}
+                }
+                return;
+            }
+            _ => {}
+        }
         let done = match (&front, tag) {
             (_, b'E') => {
                 self.failed = true;

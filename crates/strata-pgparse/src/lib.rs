@@ -1,6 +1,6 @@
 //! PostgreSQL's own parser, through libpg_query (vendored under `libpg_query/`, compiled by
 //! build.rs), and what the database layer asks of it: whether a statement only reads, so that
-//! a replica may run it.
+//! a replica may run it, and ([`shard`]) which shard keys it pins.
 //!
 //! The classification is conservative: a statement reads only if PostgreSQL parses it, every
 //! statement in it is a `SELECT` (or `SHOW`, or `EXPLAIN` of such a `SELECT`), nothing in it
@@ -14,6 +14,9 @@ use serde_json::Value;
 mod ffi;
 #[cfg(any(test, feature = "fuzz"))]
 pub mod fuzz;
+pub mod shard;
+
+pub use shard::{shard_keys, KeyColumn, KeyValue, Keys, Pin};
 
 /// Why a statement could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
