@@ -187,6 +187,15 @@ impl<'a> Bound<'a> {
             .collect();
         Some(Bound { values, binary })
     }
+
+    /// Each parameter's value (None for NULL) and whether it is binary.
+    pub fn parts(&self) -> Vec<(Option<Vec<u8>>, bool)> {
+        self.values
+            .iter()
+            .zip(&self.binary)
+            .map(|(v, b)| (v.map(<[u8]>::to_vec), *b))
+            .collect()
+    }
 }
 
 /// Where a query goes.
@@ -216,13 +225,18 @@ pub struct Sharding {
 }
 
 impl Sharding {
+    /// The sharding of `tables` over `shards` shards.
+    pub fn for_tables(tables: Vec<ShardedTable>, shards: usize) -> Sharding {
+        Sharding { tables, shards }
+    }
+
     /// The sharding of `config`, if it has sharded tables.
     pub fn of(config: &DatabaseListener) -> Option<Arc<Sharding>> {
         (!config.sharded_tables.is_empty()).then(|| {
-            Arc::new(Sharding {
-                tables: config.sharded_tables.clone(),
-                shards: config.shards.len(),
-            })
+            Arc::new(Sharding::for_tables(
+                config.sharded_tables.clone(),
+                config.shards.len(),
+            ))
         })
     }
 

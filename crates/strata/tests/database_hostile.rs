@@ -8,15 +8,14 @@ mod common;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use common::postgres::{Postgres, PsqlSession, SUPERUSER_PASSWORD};
+use common::postgres::{
+    error_response, log_in, message, query, startup, unnamed_batch, until_closed, until_ready,
+    Postgres, PsqlSession, LIMIT, NO_PARAMETERS, SUPERUSER_PASSWORD,
+};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-/// How long an answer or a close may take.
-const LIMIT: Duration = Duration::from_secs(10);
 
 /// A `[[database]]` listener in front of `pg` whose clients log in with trust.
 fn config(pg: SocketAddr) -> String {
@@ -28,21 +27,6 @@ fn config(pg: SocketAddr) -> String {
     )
 }
 
-/// A StartupMessage of protocol 3.0 with `pairs`, written out by hand.
-fn startup(pairs: &[(&str, &str)]) -> Vec<u8> {
-    let mut contents = vec![0, 3, 0, 0];
-    for (name, value) in pairs {
-        for s in [name, value] {
-            contents.extend_from_slice(s.as_bytes());
-            contents.push(0);
-        }
-    }
-    contents.push(0);
-    let mut packet = ((contents.len() + 4) as u32).to_be_bytes().to_vec();
-    packet.extend_from_slice(&contents);
-    packet
-}
-
 /// A first packet: its length word, `code`, then `rest`.
 fn first_packet(code: u32, rest: &[u8]) -> Vec<u8> {
     let mut p = ((rest.len() + 8) as u32).to_be_bytes().to_vec();
@@ -51,79 +35,9 @@ fn first_packet(code: u32, rest: &[u8]) -> Vec<u8> {
     p
 }
 
-/// A tagged message.
-fn message(tag: u8, contents: &[u8]) -> Vec<u8> {
-    let mut m = vec![tag];
-    m.extend_from_slice(&((contents.len() + 4) as u32).to_be_bytes());
-    m.extend_from_slice(contents);
-    m
-}
-
 /// The ErrorResponse Strata sends before closing a client whose startup broke the protocol.
 fn fatal_08p01(text: &str) -> Vec<u8> {
-    let mut fields = Vec::new();
-    for (code, value) in [
-        (b'S', "FATAL"),
-        (b'V', "FATAL"),
-        (b'C', "08P01"),
-        (b'M', text),
-    ] {
-        fields.push(code);
-        fields.extend_from_slice(value.as_bytes());
-        fields.push(0);
-    }
-    fields.push(0);
-    message(b'E', &fields)
-}
-
-/// Reads everything until the peer closes; fails if it does not within LIMIT.
-async fn until_closed(stream: &mut TcpStream) -> Vec<u8> {
-    let mut out = Vec::new();
-    tokio::time::timeout(LIMIT, stream.read_to_end(&mut out))
-        .await
-        .unwrap_or_else(|_| panic!("not closed; read so far: {}", out.escape_ascii()))
-        .expect("read");
-    out
-}
-
-/// Reads whole tagged messages until a ReadyForQuery (included).
-async fn until_ready(stream: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
-    let mut out = Vec::new();
-    loop {
-        let mut head = [0u8; 5];
-        tokio::time::timeout(LIMIT, stream.read_exact(&mut head))
-            .await
-            .expect("a message in time")
-            .unwrap_or_else(|e| panic!("read a header after {out:?}: {e}"));
-        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-        let mut contents = vec![0u8; len - 4];
-        tokio::time::timeout(LIMIT, stream.read_exact(&mut contents))
-            .await
-            .expect("a message in time")
-            .expect("read contents");
-        out.push((head[0], contents));
-        if head[0] == b'Z' {
-            return out;
-        }
-    }
-}
-
-/// Logs in as app (trust) with `extra` parameters; the welcome as it came.
-async fn log_in(addr: SocketAddr, extra: &[(&str, &str)]) -> (TcpStream, Vec<(u8, Vec<u8>)>) {
-    let mut s = TcpStream::connect(addr).await.expect("connect");
-    let mut pairs = vec![("user", "app"), ("database", "app")];
-    pairs.extend_from_slice(extra);
-    s.write_all(&startup(&pairs)).await.unwrap();
-    let welcome = until_ready(&mut s).await;
-    (s, welcome)
-}
-
-/// Sends a simple Query and reads its answer to the ReadyForQuery.
-async fn query(s: &mut TcpStream, sql: &str) -> Vec<(u8, Vec<u8>)> {
-    let mut text = sql.as_bytes().to_vec();
-    text.push(0);
-    s.write_all(&message(b'Q', &text)).await.unwrap();
-    until_ready(s).await
+    error_response("FATAL", "08P01", text)
 }
 
 /// The psql kept open through the hostile clients: it answers `sql` with `expected`.
@@ -505,13 +419,7 @@ async fn an_extended_protocol_copy_gives_its_connection_back() {
     let (mut s, _) = log_in(db, &[]).await;
     // as libpq sends COPY through PQexecParams: Parse, Bind, Execute and a Sync, which the
     // server reads in copy mode and ignores
-    let batch = [
-        message(b'P', b"\0COPY t FROM STDIN\0\0\0"),
-        message(b'B', b"\0\0\0\0\0\0\0\0"),
-        message(b'E', b"\0\0\0\0\0"),
-        message(b'S', b""),
-    ]
-    .concat();
+    let batch = unnamed_batch("COPY t FROM STDIN", NO_PARAMETERS, true);
     s.write_all(&batch).await.unwrap();
     let got = until_tag(&mut s, b'G').await;
     assert_eq!(got.iter().map(|(t, _)| *t).collect::<Vec<_>>(), b"12G");
@@ -639,16 +547,7 @@ async fn a_write_sent_behind_a_read_reaches_the_primary() {
     const READ: &str = "select pg_is_in_recovery()";
     const WRITE: &str = "insert into w values (1) returning pg_is_in_recovery()";
     let simple = |sql: &str| message(b'Q', format!("{sql}\0").as_bytes());
-    // Parse, Bind and Execute of the unnamed statement, with or without the Sync
-    let extended = |sql: &str, sync: bool| {
-        let mut m = message(b'P', format!("\0{sql}\0\0\0").as_bytes());
-        m.extend(message(b'B', b"\0\0\0\0\0\0\0\0"));
-        m.extend(message(b'E', b"\0\0\0\0\0"));
-        if sync {
-            m.extend(message(b'S', b""));
-        }
-        m
-    };
+    let extended = |sql: &str, sync: bool| unnamed_batch(sql, NO_PARAMETERS, sync);
     // what, the bytes sent at once, how many ReadyForQuery they get, the rows' values
     type Case = (&'static str, Vec<u8>, usize, &'static [&'static [u8]]);
     let cases: [Case; 3] = [

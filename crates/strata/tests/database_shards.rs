@@ -9,8 +9,12 @@ mod common;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
-use common::postgres::{pgbench, psql, psql_command, Postgres, PsqlSession, SUPERUSER_PASSWORD};
+use common::postgres::{
+    error_response, log_in, message, pgbench, psql, psql_command, query, unnamed_batch,
+    until_closed, until_ready, Postgres, PsqlSession, SUPERUSER_PASSWORD,
+};
 use common::*;
+use tokio::io::AsyncWriteExt;
 
 const SETUP: &str = "create table users (id bigint primary key, name text); \
                      create table tags (k text primary key, n int)";
@@ -182,18 +186,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_follow_their_keys_and_the_rest_is_refused_clearly() {
     let (a, b, _strata, db) = two_shards("");
-    let script: String = (1..=40)
-        .map(|i| format!("insert into users (id, name) values ({i}, 'n{i}');\n"))
-        .collect();
-    blocking(move || psql_file(db, &script)).await.unwrap();
-    let on_a: Vec<i64> = rows(&a, "select id from users")
-        .iter()
-        .map(|s| s.parse().unwrap())
-        .collect();
-    let on_b: Vec<i64> = rows(&b, "select id from users")
-        .iter()
-        .map(|s| s.parse().unwrap())
-        .collect();
+    let (on_a, on_b) = keys_on_each(&a, &b, db, 40).await;
     assert!(!on_a.is_empty() && !on_b.is_empty());
     let (ka, kb) = (on_a[0], on_b[0]);
     let seen = blocking(move || {
@@ -316,4 +309,149 @@ async fn prepared_statements_route_by_their_parameters() {
         .unwrap()
     };
     assert_eq!(total(&a) + total(&b), 800);
+}
+
+/// Keys written through Strata, and which server got each: (keys on a, keys on b).
+async fn keys_on_each(a: &Postgres, b: &Postgres, db: SocketAddr, n: i64) -> (Vec<i64>, Vec<i64>) {
+    let script: String = (1..=n)
+        .map(|i| format!("insert into users (id, name) values ({i}, 'n{i}');\n"))
+        .collect();
+    blocking(move || psql_file(db, &script)).await.unwrap();
+    let ids = |pg: &Postgres| -> Vec<i64> {
+        rows(pg, "select id from users")
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect()
+    };
+    (ids(a), ids(b))
+}
+
+/// A raw client, byte for byte, against a sharded listener: what Strata answers itself (a
+/// BEGIN, a refusal) is exactly what PostgreSQL would send; a malformed Bind goes to a server,
+/// which says what is wrong; a Bind for another shard in the middle of a batch ends that
+/// session alone, with its transaction rolled back; and a batch that grows past 1 MiB without
+/// a Sync ends its session. Another client carries on throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_batches_get_exact_answers_and_end_only_their_session() {
+    let (a, b, _strata, db) = two_shards("auth_type = \"trust\"");
+    let (on_a, on_b) = keys_on_each(&a, &b, db, 20).await;
+    let (ka, kb) = (on_a[0], on_b[0]);
+    let (mut other, _) = log_in(db, &[]).await;
+    let ready = |status: u8| message(b'Z', &[status]);
+    let flat = |answers: Vec<(u8, Vec<u8>)>| -> Vec<u8> {
+        answers
+            .into_iter()
+            .flat_map(|(t, body)| message(t, &body))
+            .collect()
+    };
+
+    // a refusal, made by Strata, as PostgreSQL writes an error
+    let (mut c, _) = log_in(db, &[]).await;
+    let got = flat(query(&mut c, "select * from users").await);
+    let mut want = error_response(
+        "ERROR",
+        "0A000",
+        "the query's shard can't be told: users.id is not pinned to a value (`id = ...` or `id IN (...)`)",
+    );
+    want.extend(ready(b'I'));
+    assert_eq!(
+        got.escape_ascii().to_string(),
+        want.escape_ascii().to_string()
+    );
+
+    // BEGIN answered by Strata
+    let got = flat(query(&mut c, "begin").await);
+    let mut want = message(b'C', b"BEGIN\0");
+    want.extend(ready(b'T'));
+    assert_eq!(got, want);
+    let got = query(
+        &mut c,
+        &format!("update users set name = 'x' where id = {ka}"),
+    )
+    .await;
+    assert_eq!(got.last().unwrap(), &(b'Z', vec![b'T']), "{got:?}");
+    // Parse and Describe with a Flush: the batch is not over, and goes on to a's server
+    let piece = [
+        message(b'P', b"\0select name from users where id = $1\0\0\0"),
+        message(b'D', b"S\0"),
+        message(b'H', b""),
+    ]
+    .concat();
+    c.write_all(&piece).await.unwrap();
+    // then a Bind with b's key: the session ends, the update is rolled back
+    let key = kb.to_string();
+    let mut bind = b"\0\0\0\0\0\x01".to_vec();
+    bind.extend_from_slice(&(key.len() as i32).to_be_bytes());
+    bind.extend_from_slice(key.as_bytes());
+    bind.extend_from_slice(b"\0\0");
+    let rest = [
+        message(b'B', &bind),
+        message(b'E', b"\0\0\0\0\0"),
+        message(b'S', b""),
+    ]
+    .concat();
+    c.write_all(&rest).await.unwrap();
+    let got = until_closed(&mut c).await;
+    let fatal = error_response(
+        "FATAL",
+        "0A000",
+        "a transaction runs on one shard: this statement's keys are on shard 1, the transaction's on shard 0",
+    );
+    assert!(got.ends_with(&fatal), "{}", got.escape_ascii());
+    let name = psql(
+        a.addr,
+        "app",
+        "secret",
+        "app",
+        &format!("select name from users where id = {ka}"),
+    )
+    .unwrap();
+    assert_eq!(name, format!("n{ka}"), "the update was rolled back");
+
+    // a Bind whose parameters are cut short: PostgreSQL's own error, and the session goes on
+    let (mut c, _) = log_in(db, &[]).await;
+    let batch = unnamed_batch(
+        "select name from users where id = $1",
+        b"\0\0\0\x01\0\0\0\x09ab",
+        true,
+    );
+    c.write_all(&batch).await.unwrap();
+    let got = until_ready(&mut c).await;
+    let error = got.iter().find(|(t, _)| *t == b'E').expect("an error");
+    assert!(error.1.windows(6).any(|w| w == b"C08P01"), "{got:?}");
+    let got = query(&mut c, &format!("select name from users where id = {kb}")).await;
+    assert!(
+        got.iter()
+            .any(|(t, body)| *t == b'D' && body.ends_with(format!("n{kb}").as_bytes())),
+        "{got:?}"
+    );
+
+    // a batch of 1.5 MiB with no Sync: the session ends
+    let (mut c, _) = log_in(db, &[]).await;
+    let mut huge = b"\0select '".to_vec();
+    huge.extend(std::iter::repeat_n(b'x', 1_500_000));
+    huge.extend_from_slice(b"'\0\0\0");
+    c.write_all(&message(b'P', &huge)).await.unwrap();
+    let got = until_closed(&mut c).await;
+    let fatal = error_response(
+        "FATAL",
+        "0A000",
+        "an extended-protocol batch grew past 1 MiB without a Sync or Flush",
+    );
+    assert_eq!(
+        got.escape_ascii().to_string(),
+        fatal.escape_ascii().to_string()
+    );
+
+    // and the client logged in before all this still gets its rows
+    let got = query(
+        &mut other,
+        &format!("select name from users where id = {ka}"),
+    )
+    .await;
+    assert!(
+        got.iter()
+            .any(|(t, body)| *t == b'D' && body.ends_with(format!("n{ka}").as_bytes())),
+        "{got:?}"
+    );
 }

@@ -4,8 +4,11 @@
 //! from PostgreSQL's documentation alone.
 
 pub mod oracle;
+mod shard;
 #[cfg(test)]
 mod tests;
+
+pub use shard::{bind_oracle, lookup3_oracle, pg_shard};
 
 use bytes::BytesMut;
 

@@ -9,6 +9,9 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
 use super::{free_port, TempDir};
 
 /// The superuser's password in every test cluster.
@@ -315,3 +318,120 @@ pub async fn replica_known(strata: &super::Strata, replica: &str) {
     )
     .await;
 }
+
+// Raw PostgreSQL protocol, for clients that send exactly the bytes a test wants.
+
+/// How long an answer or a close may take.
+pub const LIMIT: Duration = Duration::from_secs(10);
+
+/// A StartupMessage of protocol 3.0 with `pairs`, written out by hand.
+pub fn startup(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let mut contents = vec![0, 3, 0, 0];
+    for (name, value) in pairs {
+        for s in [name, value] {
+            contents.extend_from_slice(s.as_bytes());
+            contents.push(0);
+        }
+    }
+    contents.push(0);
+    let mut packet = ((contents.len() + 4) as u32).to_be_bytes().to_vec();
+    packet.extend_from_slice(&contents);
+    packet
+}
+
+/// A tagged message.
+pub fn message(tag: u8, contents: &[u8]) -> Vec<u8> {
+    let mut m = vec![tag];
+    m.extend_from_slice(&((contents.len() + 4) as u32).to_be_bytes());
+    m.extend_from_slice(contents);
+    m
+}
+
+/// Reads everything until the peer closes; fails if it does not within LIMIT.
+pub async fn until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    tokio::time::timeout(LIMIT, stream.read_to_end(&mut out))
+        .await
+        .unwrap_or_else(|_| panic!("not closed; read so far: {}", out.escape_ascii()))
+        .expect("read");
+    out
+}
+
+/// Reads whole tagged messages until a ReadyForQuery (included).
+pub async fn until_ready(stream: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    loop {
+        let mut head = [0u8; 5];
+        tokio::time::timeout(LIMIT, stream.read_exact(&mut head))
+            .await
+            .expect("a message in time")
+            .unwrap_or_else(|e| panic!("read a header after {out:?}: {e}"));
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut contents = vec![0u8; len - 4];
+        tokio::time::timeout(LIMIT, stream.read_exact(&mut contents))
+            .await
+            .expect("a message in time")
+            .expect("read contents");
+        out.push((head[0], contents));
+        if head[0] == b'Z' {
+            return out;
+        }
+    }
+}
+
+/// Logs in as app (trust) with `extra` parameters; the welcome as it came.
+pub async fn log_in(addr: SocketAddr, extra: &[(&str, &str)]) -> (TcpStream, Vec<(u8, Vec<u8>)>) {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let mut pairs = vec![("user", "app"), ("database", "app")];
+    pairs.extend_from_slice(extra);
+    s.write_all(&startup(&pairs)).await.unwrap();
+    let welcome = until_ready(&mut s).await;
+    (s, welcome)
+}
+
+/// Sends a simple Query and reads its answer to the ReadyForQuery.
+pub async fn query(s: &mut TcpStream, sql: &str) -> Vec<(u8, Vec<u8>)> {
+    let mut text = sql.as_bytes().to_vec();
+    text.push(0);
+    s.write_all(&message(b'Q', &text)).await.unwrap();
+    until_ready(s).await
+}
+
+/// An ErrorResponse with `severity` (ERROR, FATAL), SQLSTATE `code` and `text`, its fields in
+/// the order Strata writes them.
+pub fn error_response(severity: &str, code: &str, text: &str) -> Vec<u8> {
+    let mut fields = Vec::new();
+    for (field, value) in [
+        (b'S', severity),
+        (b'V', severity),
+        (b'C', code),
+        (b'M', text),
+    ] {
+        fields.push(field);
+        fields.extend_from_slice(value.as_bytes());
+        fields.push(0);
+    }
+    fields.push(0);
+    message(b'E', &fields)
+}
+
+/// An extended-protocol batch on the unnamed statement: Parse of `sql`, Bind with `params` (the
+/// Bind body after its two names: format codes, values, result formats), Execute, and a Sync
+/// when `sync`.
+pub fn unnamed_batch(sql: &str, params: &[u8], sync: bool) -> Vec<u8> {
+    let mut bind = b"\0\0".to_vec();
+    bind.extend_from_slice(params);
+    let mut out = [
+        message(b'P', format!("\0{sql}\0\0\0").as_bytes()),
+        message(b'B', &bind),
+        message(b'E', b"\0\0\0\0\0"),
+    ]
+    .concat();
+    if sync {
+        out.extend(message(b'S', b""));
+    }
+    out
+}
+
+/// The Bind parameters of a statement that takes none.
+pub const NO_PARAMETERS: &[u8] = b"\0\0\0\0\0\0";
