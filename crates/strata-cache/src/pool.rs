@@ -235,6 +235,7 @@ impl Pool {
             tokio::spawn(crate::sentinel::watch(
                 config.name.clone(),
                 config.sentinels.clone(),
+                config.sentinel_password.clone(),
                 shards,
                 settings.clone(),
                 config.passive.clone(),

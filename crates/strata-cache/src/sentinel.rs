@@ -21,21 +21,29 @@ use crate::server::LinkSettings;
 /// How often the roles are asked for when no announcement came.
 const REFRESH: Duration = Duration::from_secs(1);
 
-/// Watches `sentinels` for the masters named in `shards` until `stop`.
+/// Watches `sentinels` (logging in to each with `password`, when given) for the masters named
+/// in `shards` until `stop`.
 pub(crate) async fn watch(
     pool: String,
     sentinels: Vec<SocketAddr>,
+    password: Option<String>,
     shards: Vec<(String, Arc<Live>)>,
     settings: Arc<LinkSettings>,
     passive: Passive,
     stop: CancellationToken,
 ) {
+    // a Sentinel speaks RESP2 and takes AUTH as a server does, with its own password
+    let to_sentinel = LinkSettings {
+        password,
+        protocol: strata_config::CacheProtocol::Redis,
+        ..(*settings).clone()
+    };
     let mut turn = 0;
     loop {
         let sentinel = sentinels[turn % sentinels.len()];
         turn += 1;
         let watched = async {
-            let result = follow(sentinel, &shards, &settings, &passive).await;
+            let result = follow(sentinel, &to_sentinel, &shards, &settings, &passive).await;
             if let Err(why) = result {
                 tracing::warn!(%pool, %sentinel, "sentinel: {why}; trying the next one");
             }
@@ -57,12 +65,13 @@ pub(crate) async fn watch(
 /// Follows one Sentinel until it fails.
 async fn follow(
     sentinel: SocketAddr,
+    to_sentinel: &LinkSettings,
     shards: &[(String, Arc<Live>)],
     settings: &Arc<LinkSettings>,
     passive: &Passive,
 ) -> Result<(), String> {
-    let mut ask = connect(sentinel, settings).await?;
-    let mut announcements = connect(sentinel, settings).await?;
+    let mut ask = connect(sentinel, to_sentinel).await?;
+    let mut announcements = connect(sentinel, to_sentinel).await?;
     let mut buf = BytesMut::new();
     announcements
         .write_all(&command(&[b"SUBSCRIBE", b"+switch-master"]))
@@ -176,10 +185,11 @@ fn parse_addr(ip: &[u8], port: &[u8]) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
-async fn connect(sentinel: SocketAddr, settings: &LinkSettings) -> Result<TcpStream, String> {
-    strata_net::connect(sentinel, settings.connect_timeout)
+/// A connection to a Sentinel, logged in when it has a password.
+async fn connect(sentinel: SocketAddr, to_sentinel: &LinkSettings) -> Result<TcpStream, String> {
+    crate::server::open(sentinel, to_sentinel, false)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|(_, why)| why)
 }
 
 fn command(args: &[&[u8]]) -> Bytes {

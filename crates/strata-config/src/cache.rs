@@ -41,6 +41,8 @@ pub struct CacheListener {
     pub password: Option<String>,
     /// Sent as `AUTH` on every server connection (Redis only; twemproxy's `redis_auth`).
     pub server_password: Option<String>,
+    /// Sent as `AUTH` on every connection to a Sentinel (its `requirepass`).
+    pub sentinel_password: Option<String>,
     /// Largest bulk string a client may send.
     pub max_bulk_size: u64,
     /// Client connections open at once; further ones wait in the kernel's accept queue.
@@ -127,6 +129,7 @@ pub(crate) const KEYS: &[&str] = &[
     "server_retry_timeout",
     "password",
     "server_password",
+    "sentinel_password",
     "max_bulk_size",
     "max_connections",
     "idle_timeout",
@@ -178,6 +181,17 @@ pub(crate) fn listener(report: &mut Report<'_>, s: &Section<'_, '_>) -> Option<C
         _ => ReadFrom::Master,
     };
     let sentinels = addresses(report, s, "sentinels");
+    let sentinel_password = s
+        .get("sentinel_password")
+        .and_then(|_| s.string(report, "sentinel_password"));
+    if let (Some(v), true) = (s.get("sentinel_password"), sentinels.is_empty()) {
+        report.add_hint(
+            v.span(),
+            &s.key("sentinel_password"),
+            "a Sentinel password without `sentinels`",
+            Some("list the Sentinels under `sentinels`, or remove it"),
+        );
+    }
     if !sentinels.is_empty() {
         if let Some(v) = s.get("replicas") {
             report.add_hint(
@@ -265,6 +279,7 @@ pub(crate) fn listener(report: &mut Report<'_>, s: &Section<'_, '_>) -> Option<C
         passive,
         password: password.map(str::to_string),
         server_password: server_password.map(str::to_string),
+        sentinel_password: sentinel_password.map(str::to_string),
         max_bulk_size: s
             .size(report, "max_bulk_size", 64 << 20)
             .min(u32::MAX as u64 / 2),

@@ -1203,6 +1203,52 @@ async fn writes_follow_a_sentinel_failover() {
     );
 }
 
+/// A Sentinel that asks for a password (`requirepass` in sentinel.conf) is logged in to
+/// with `sentinel_password`; with a wrong one, the servers stay where the config put them and
+/// the log says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_with_a_password_is_followed() {
+    let master = Redis::start().await;
+    let sentinel = Redis::start_sentinel_with(master.addr, "shard1", "requirepass s3cret").await;
+    let listener = |password: &str| {
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[cache]]\nname = \"c\"\nlisten = \"127.0.0.1:0\"\n\
+             servers = [\"127.0.0.1:1:1 shard1\"]\nsentinels = [\"{}\"]\nsentinel_password = \"{password}\"\n",
+            sentinel.addr
+        )
+    };
+    // the server line's address is a wrong guess: only Sentinel knows the master
+    let strata = Strata::start(&listener("s3cret"));
+    let addr = strata.addr("cache:c");
+    common::eventually(
+        std::time::Duration::from_secs(10),
+        "the master learned from the sentinel",
+        || async {
+            let mut c = Resp::connect(addr).await.unwrap();
+            text(&c.cmd(&[b"SET", b"k", b"v"]).await) == "+OK\r\n"
+        },
+    )
+    .await;
+    assert_eq!(
+        text(&master.client().await.cmd(&[b"GET", b"k"]).await),
+        "$1\r\nv\r\n"
+    );
+    let status = common::admin_get(&strata, "/status").await;
+    let v: serde_json::Value = serde_json::from_str(&status.body).unwrap();
+    assert_eq!(
+        v["cache"][0]["servers"][0]["master"],
+        master.addr.to_string()
+    );
+    // a wrong password: refused, said in the log, and nothing moves
+    let wrong = Strata::start(&listener("nope"));
+    wrong
+        .wait_log("AUTH refused", std::time::Duration::from_secs(10))
+        .await;
+    let status = common::admin_get(&wrong, "/status").await;
+    let v: serde_json::Value = serde_json::from_str(&status.body).unwrap();
+    assert_eq!(v["cache"][0]["servers"][0]["master"], "127.0.0.1:1");
+}
+
 /// Adding a third server to a full two-server pool moves a third of the keys; read-through
 /// finds each on its old server at the first GET and copies it over (with its TTL), so the
 /// hit ratio stays at 100% instead of dropping to about two thirds.

@@ -29,7 +29,8 @@ async fn wait_ping(addr: SocketAddr, what: &str, log: &Path) {
     loop {
         if let Ok(mut c) = Resp::connect(addr).await {
             if let Ok(r) = c.try_cmd(&[b"PING"]).await {
-                if &r[..] == b"+PONG\r\n" {
+                // one that asks for a password is up too
+                if &r[..] == b"+PONG\r\n" || r.starts_with(b"-NOAUTH") {
                     return;
                 }
             }
@@ -103,6 +104,11 @@ impl Redis {
     /// A Sentinel (redis-server --sentinel) watching `master` as `name`, quorum 1, that
     /// finds it down after 500 ms.
     pub async fn start_sentinel(master: SocketAddr, name: &str) -> Redis {
+        Redis::start_sentinel_with(master, name, "").await
+    }
+
+    /// [`Redis::start_sentinel`] with `extra` lines in its config.
+    pub async fn start_sentinel_with(master: SocketAddr, name: &str, extra: &str) -> Redis {
         let bin = program(&["/usr/bin/redis-server"], "redis-server");
         let dir = TempDir::new();
         let port = free_port();
@@ -112,7 +118,7 @@ impl Redis {
              sentinel monitor {name} {} {} 1\n\
              sentinel down-after-milliseconds {name} 500\n\
              sentinel failover-timeout {name} 5000\n\
-             sentinel parallel-syncs {name} 1\n",
+             sentinel parallel-syncs {name} 1\n{extra}\n",
             dir.path().display(),
             log.display(),
             master.ip(),
