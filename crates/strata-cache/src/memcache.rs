@@ -4,7 +4,8 @@
 //! Strict where memcached is lenient, for the same reason as the RESP codec: the proxy forwards
 //! what it parsed, so anything a server could read differently is refused. A key is 1 to 250
 //! bytes with no control characters or spaces; a storage command's data must be followed by
-//! CRLF; numbers are digits only.
+//! CRLF; numbers are digits only. A line goes out with its words one space apart, whatever
+//! padding it came with.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -166,8 +167,12 @@ pub fn take_command(buf: &mut BytesMut, max_value: u64) -> Result<Option<McComma
     let keys: Vec<Bytes> = keys.iter().map(|k| Bytes::copy_from_slice(k)).collect();
     let name = Bytes::copy_from_slice(name);
     let whole = buf.split_to(end).freeze();
-    let frame = if noreply {
-        // the same line without its last word, then the data block as it came
+    // a line padded with spaces (before, after or between its words) goes out with single
+    // spaces: what a server reads is what was parsed, whatever its tokenizer does
+    let padded =
+        line.first() == Some(&b' ') || line.ends_with(b" ") || line.windows(2).any(|w| w == b"  ");
+    let frame = if noreply || padded {
+        // the words parsed (without noreply) one space apart, then the data block as it came
         let mut f = BytesMut::with_capacity(whole.len());
         let mut first = true;
         for w in std::iter::once(&name[..]).chain(args.iter().copied()) {

@@ -85,6 +85,16 @@ fn proxy_read(data: &[u8], piece: usize) -> (Vec<(Framed, Kind, bool)>, Option<M
                         "more than one command in {:?}",
                         cmd.frame
                     );
+                    // its line is canonical: words one space apart, none before or after
+                    let line_end = cmd.frame.iter().position(|&b| b == b'\n').unwrap_or(0);
+                    let line = &cmd.frame[..line_end.saturating_sub(1)];
+                    assert!(
+                        !line.starts_with(b" ")
+                            && !line.ends_with(b" ")
+                            && !line.windows(2).any(|w| w == b"  "),
+                        "padding forwarded: {:?}",
+                        cmd.frame
+                    );
                     if cmd.noreply {
                         assert_ne!(
                             framed.words.last().map(|w| &w[..]),

@@ -28,6 +28,18 @@ fn commands_are_read_whole_or_not_at_all() {
 }
 
 #[test]
+fn padding_is_taken_off_what_the_server_gets() {
+    let (r, used) = take(b"  set   k 0  0 2 \r\nhi\r\n");
+    assert_eq!(used, 23);
+    assert_eq!(&r.unwrap().unwrap().frame[..], b"set k 0 0 2\r\nhi\r\n");
+    let c = take(b"gets a b  c\r\n").0.unwrap().unwrap();
+    assert_eq!(&c.frame[..], b"gets a b c\r\n");
+    // a line without padding goes as it came
+    let c = take(b"get a b\r\n").0.unwrap().unwrap();
+    assert_eq!(&c.frame[..], b"get a b\r\n");
+}
+
+#[test]
 fn noreply_is_taken_off_what_the_server_gets() {
     let (r, used) = take(b"set k 0 0 2 noreply\r\nhi\r\nget k\r\n");
     let c = r.unwrap().unwrap();
