@@ -3,7 +3,9 @@
 //! computes it) names the node that serves it, from the map `CLUSTER SLOTS` gives. A `MOVED`
 //! reply moves that slot in the map, sends the command on to the node named, and asks for the
 //! whole map again; an `ASK` reply sends it there once, behind `ASKING`; `TRYAGAIN` and
-//! `CLUSTERDOWN` are tried again shortly.
+//! `CLUSTERDOWN` are tried again shortly. Each master's replicas (from the same map) serve
+//! read-only commands as `read_from` says, on connections that said `READONLY`; a replica that
+//! no longer serves the slot answers `MOVED`, and the command goes to the master named.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -12,7 +14,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
-use strata_config::Passive;
+use strata_config::{Passive, ReadFrom};
 use strata_health::{Backend, Group};
 
 use crate::pool::Shard;
@@ -24,6 +26,8 @@ pub type Later = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes
 
 /// Slots in a Redis Cluster.
 pub const SLOTS: usize = 16384;
+/// How often the slot map is asked for when nothing (a `MOVED`) said it changed.
+pub const REFRESH: Duration = Duration::from_secs(5);
 /// Redirections followed for one command before it fails.
 const MAX_REDIRECTS: usize = 5;
 /// No slot's node is known.
@@ -53,6 +57,8 @@ pub struct Cluster {
     map: ArcSwap<SlotMap>,
     seeds: Vec<SocketAddr>,
     settings: Arc<LinkSettings>,
+    /// The settings of replicas' connections (`READONLY` first).
+    replica_settings: Arc<LinkSettings>,
     passive: Passive,
     refreshing: AtomicBool,
     /// What the last refresh said, for `/status`.
@@ -68,6 +74,10 @@ impl Cluster {
                 slots: vec![NONE; SLOTS].into_boxed_slice(),
             }),
             seeds,
+            replica_settings: Arc::new(LinkSettings {
+                readonly: true,
+                ..(*settings).clone()
+            }),
             settings,
             passive,
             refreshing: AtomicBool::new(false),
@@ -155,12 +165,20 @@ impl Cluster {
         }
     }
 
-    /// Takes a `CLUSTER SLOTS` answer as the map; nodes that stay keep their connections.
-    fn take(&self, ranges: &[(u16, u16, SocketAddr)]) {
+    /// Takes a `CLUSTER SLOTS` answer as the map; nodes that stay keep their connections,
+    /// and each master takes the replicas the answer lists for it.
+    fn take(&self, ranges: &[Range]) {
         let old = self.map.load();
         let mut nodes: Vec<Arc<Shard>> = Vec::new();
         let mut slots = vec![NONE; SLOTS].into_boxed_slice();
-        for &(start, end, addr) in ranges {
+        for Range {
+            start,
+            end,
+            master: addr,
+            replicas,
+        } in ranges
+        {
+            let (start, end, addr) = (*start, *end, *addr);
             let index = match nodes.iter().position(|n| n.live.target.get().0 == addr) {
                 Some(i) => i,
                 None => {
@@ -174,6 +192,9 @@ impl Cluster {
                     nodes.len() - 1
                 }
             };
+            nodes[index]
+                .live
+                .set_replicas(replicas, &self.replica_settings, &self.passive);
             for s in start..=end.min(SLOTS as u16 - 1) {
                 slots[s as usize] = index as u16;
             }
@@ -183,9 +204,11 @@ impl Cluster {
 
     /// Sends a command whose keys are all in `slot` now (so that it goes out in its place in
     /// the client's pipeline), and follows the cluster's redirections in the future returned.
-    pub fn start(self: &Arc<Self>, slot: u16, frame: Bytes, resp3: bool) -> Later {
+    /// A read-only command goes where `read` says (a replica of the slot's master, or the
+    /// fastest lately); redirections go to masters.
+    pub fn start(self: &Arc<Self>, slot: u16, frame: Bytes, resp3: bool, read: ReadFrom) -> Later {
         let first = self.node(slot).map(|n| {
-            let rx = n.send(frame.clone(), resp3);
+            let rx = n.send_read(frame.clone(), resp3, read);
             (n, rx)
         });
         Box::pin(self.clone().follow(slot, frame, resp3, first))
@@ -243,7 +266,7 @@ impl Cluster {
     }
 }
 
-/// A node: one master and its connections (replicas are not read from in a cluster yet).
+/// A node: one master and its connections (its replicas come with the map).
 fn new_node(addr: SocketAddr, settings: &Arc<LinkSettings>, passive: &Passive) -> Arc<Shard> {
     let group = Arc::new(Group {
         backends: vec![Arc::new(Backend::new(addr, 1))],
@@ -261,11 +284,16 @@ fn redirect(reply: &[u8], prefix: &[u8]) -> Option<(u16, SocketAddr)> {
     Some((slot, addr.parse().ok()?))
 }
 
-/// `CLUSTER SLOTS` from one node: (first slot, last slot, master) for each range.
-async fn ask_slots(
-    addr: SocketAddr,
-    settings: &LinkSettings,
-) -> Result<Vec<(u16, u16, SocketAddr)>, String> {
+/// One range of a `CLUSTER SLOTS` answer.
+struct Range {
+    start: u16,
+    end: u16,
+    master: SocketAddr,
+    replicas: Vec<SocketAddr>,
+}
+
+/// `CLUSTER SLOTS` from one node: each range's slots, master and replicas.
+async fn ask_slots(addr: SocketAddr, settings: &LinkSettings) -> Result<Vec<Range>, String> {
     let mut stream = crate::server::open(addr, settings, false)
         .await
         .map_err(|(_, why)| why)?;
@@ -294,28 +322,45 @@ async fn ask_slots(
         let Some(Value::Array(Some(master_fields))) = v.next() else {
             return Err("a range without its master".into());
         };
-        let (Some(Value::Bulk(Some(ip))), Some(Value::Int(port))) = (v.next(), v.next()) else {
-            return Err("a master without its address".into());
-        };
-        // the rest of the master's fields, then the replicas
-        for _ in 2..master_fields {
-            v.whole();
-        }
+        let master = node_addr(&mut v, master_fields, addr)?;
+        let mut replicas = Vec::new();
         for _ in 3..fields {
-            v.whole();
+            let Some(Value::Array(Some(replica_fields))) = v.next() else {
+                return Err("a replica is not an array".into());
+            };
+            replicas.push(node_addr(&mut v, replica_fields, addr)?);
         }
-        let ip: std::net::IpAddr = std::str::from_utf8(ip)
-            .ok()
-            .and_then(|i| i.parse().ok())
-            .unwrap_or(addr.ip());
-        let master = SocketAddr::new(ip, u16::try_from(port).map_err(|_| "a bad port")?);
-        ranges.push((
-            u16::try_from(start).map_err(|_| "a bad slot")?,
-            u16::try_from(end).map_err(|_| "a bad slot")?,
+        ranges.push(Range {
+            start: u16::try_from(start).map_err(|_| "a bad slot")?,
+            end: u16::try_from(end).map_err(|_| "a bad slot")?,
             master,
-        ));
+            replicas,
+        });
     }
     Ok(ranges)
+}
+
+/// A node's address from its `fields` in a `CLUSTER SLOTS` range (ip, port, id, ...); an ip
+/// that is empty or not an address (a node that does not know its own) is the asked one's.
+fn node_addr(
+    v: &mut resp::Values<'_>,
+    fields: usize,
+    asked: SocketAddr,
+) -> Result<SocketAddr, String> {
+    let (Some(Value::Bulk(Some(ip))), Some(Value::Int(port))) = (v.next(), v.next()) else {
+        return Err("a node without its address".into());
+    };
+    for _ in 2..fields {
+        v.whole();
+    }
+    let ip: std::net::IpAddr = std::str::from_utf8(ip)
+        .ok()
+        .and_then(|i| i.parse().ok())
+        .unwrap_or(asked.ip());
+    Ok(SocketAddr::new(
+        ip,
+        u16::try_from(port).map_err(|_| "a bad port")?,
+    ))
 }
 
 #[cfg(test)]

@@ -116,6 +116,10 @@ impl CacheService {
                     .map(|n| json!({
                         "address": n.live.target.get().0.to_string(),
                         "state": n.master.backend.state().as_str(),
+                        "replicas": n.live.replicas.load().iter().map(|r| json!({
+                            "address": r.backend.addr.to_string(),
+                            "state": r.backend.state().as_str(),
+                        })).collect::<Vec<_>>(),
                     }))
                     .collect();
                 let refreshed = c.last_refresh.lock().map(|l| l.clone()).unwrap_or_default();

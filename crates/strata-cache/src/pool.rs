@@ -200,6 +200,7 @@ impl Pool {
             connect_timeout: config.connect_timeout,
             password: config.server_password.clone(),
             protocol: config.protocol,
+            readonly: false,
         });
         let servers: Vec<Arc<Shard>> = config
             .servers
@@ -256,6 +257,17 @@ impl Pool {
                 config.passive.clone(),
             );
             cluster.refresh_soon();
+            // masters fail over and replicas come and go without a MOVED to say so: the map
+            // is asked for again at an interval, until this generation ends
+            let (watched, stop) = (cluster.clone(), watch.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(crate::cluster::REFRESH) => watched.refresh().await,
+                    }
+                }
+            });
             cluster
         });
         let old = previous.and_then(|p| old_ring(config, p));

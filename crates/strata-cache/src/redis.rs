@@ -135,7 +135,10 @@ pub(crate) fn dispatch(
                 Err(refused) => Dispatched::Answer(refused),
             };
         }
-        return Dispatched::Answer(crate::redis_cluster::route(cluster, spec, &cmd, v3));
+        let read_from = pool.config.read_from;
+        return Dispatched::Answer(crate::redis_cluster::route(
+            cluster, spec, &cmd, v3, read_from,
+        ));
     }
     let answer = match spec.route {
         Route::Local(local) => {

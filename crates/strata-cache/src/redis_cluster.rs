@@ -4,25 +4,32 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use strata_config::ReadFrom;
 
 use crate::answer::{combine, error, Answer, Combine};
 use crate::cluster::{slot, Cluster};
 use crate::command::{self, FanOut, Route, Split};
 use crate::resp::{self, Command};
 
-/// The answer to `cmd` from the cluster.
+/// The answer to `cmd` from the cluster; a read-only command is read where `read_from` says.
 pub(crate) fn route(
     cluster: &Arc<Cluster>,
     spec: &command::Spec,
     cmd: &Command,
     v3: bool,
+    read_from: ReadFrom,
 ) -> Answer {
+    let read = if spec.readonly() {
+        read_from
+    } else {
+        ReadFrom::Master
+    };
     match spec.route {
         Route::Keys { .. } | Route::NumKeys { .. } | Route::Publish => match one_slot(spec, cmd) {
-            Ok(s) => Answer::Later(cluster.start(s, cmd.to_frame(), v3)),
+            Ok(s) => Answer::Later(cluster.start(s, cmd.to_frame(), v3, read)),
             Err(refused) => refused,
         },
-        Route::Split(split) => by_slot(cluster, split, cmd, v3),
+        Route::Split(split) => by_slot(cluster, split, cmd, v3, read),
         Route::FanOut(FanOut::Scan) => scan(cluster, cmd, v3),
         Route::FanOut(fan) => every_node(cluster, fan, cmd, v3),
         _ => error(&format!(
@@ -71,7 +78,13 @@ pub(crate) fn one_slot(spec: &command::Spec, cmd: &Command) -> Result<u16, Answe
 }
 
 /// MGET, MSET, DEL, ... with keys in several slots: one command per slot, the replies merged.
-fn by_slot(cluster: &Arc<Cluster>, split: Split, cmd: &Command, v3: bool) -> Answer {
+fn by_slot(
+    cluster: &Arc<Cluster>,
+    split: Split,
+    cmd: &Command,
+    v3: bool,
+    read: ReadFrom,
+) -> Answer {
     let step = if split == Split::Mset { 2 } else { 1 };
     if split == Split::Mset && cmd.len().is_multiple_of(2) {
         return error("ERR wrong number of arguments for 'mset' command");
@@ -85,7 +98,7 @@ fn by_slot(cluster: &Arc<Cluster>, split: Split, cmd: &Command, v3: bool) -> Ans
         }
     }
     if let [(s, _)] = groups.as_slice() {
-        return Answer::Later(cluster.start(*s, cmd.to_frame(), v3));
+        return Answer::Later(cluster.start(*s, cmd.to_frame(), v3, read));
     }
     let keys = groups.iter().map(|(_, p)| p.len()).sum();
     let parts: Vec<(u16, Bytes, Vec<usize>)> = groups
@@ -103,7 +116,7 @@ fn by_slot(cluster: &Arc<Cluster>, split: Split, cmd: &Command, v3: bool) -> Ans
     // every part goes out now, in its place in the client's pipeline
     let sent: Vec<_> = parts
         .into_iter()
-        .map(|(s, frame, positions)| (cluster.start(s, frame, v3), positions))
+        .map(|(s, frame, positions)| (cluster.start(s, frame, v3, read), positions))
         .collect();
     Answer::Later(Box::pin(async move {
         let mut replies = Vec::with_capacity(sent.len());

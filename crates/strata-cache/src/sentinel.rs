@@ -36,6 +36,7 @@ pub(crate) async fn watch(
     let to_sentinel = LinkSettings {
         password,
         protocol: strata_config::CacheProtocol::Redis,
+        readonly: false,
         ..(*settings).clone()
     };
     let mut turn = 0;

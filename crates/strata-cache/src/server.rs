@@ -81,6 +81,9 @@ pub struct LinkSettings {
     pub password: Option<String>,
     /// The protocol spoken.
     pub protocol: CacheProtocol,
+    /// Each connection says `READONLY` first: a Redis Cluster replica's, which then serves
+    /// reads of its master's slots.
+    pub readonly: bool,
 }
 
 /// Where a server is now. Its address can move (Sentinel names a new master): connections to
@@ -561,11 +564,20 @@ pub(crate) async fn open(
     } else if let (Some(password), CacheProtocol::Redis) = (&settings.password, settings.protocol) {
         hello.extend([&b"AUTH"[..], password.as_bytes()]);
     }
-    if !hello.is_empty() {
+    if !hello.is_empty() || settings.readonly {
         let mut auth = BytesMut::new();
-        crate::resp::encode_command(&mut auth, hello.iter().copied());
-        let what = String::from_utf8_lossy(hello[0]).into_owned();
-        match request(&mut stream, &auth, 1, Some(settings.timeout)).await {
+        let mut replies = 0;
+        if !hello.is_empty() {
+            crate::resp::encode_command(&mut auth, hello.iter().copied());
+            replies += 1;
+        }
+        if settings.readonly {
+            crate::resp::encode_command(&mut auth, [&b"READONLY"[..]].into_iter());
+            replies += 1;
+        }
+        let what =
+            String::from_utf8_lossy(hello.first().copied().unwrap_or(b"READONLY")).into_owned();
+        match request(&mut stream, &auth, replies, Some(settings.timeout)).await {
             Ok(reply) if reply.starts_with(b"+OK") || (resp3 && reply.starts_with(b"%")) => {}
             Ok(reply) => {
                 return Err((

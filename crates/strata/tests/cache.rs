@@ -1386,6 +1386,94 @@ async fn a_weak_pool_does_not_serve_a_stale_value_after_a_server_returns() {
     assert_eq!(r, "$-1\r\n");
 }
 
+/// `backend = "cluster"` with `read_from = "replica"`: reads go to the replicas the cluster's
+/// slot map names (on connections that said READONLY), writes to the masters; a client that
+/// reads what it wrote waits for replication, as with any replica read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_s_replicas_take_the_reads() {
+    let cluster = common::redis::RedisCluster::start_with_replicas(3, 1).await;
+    let config = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[cache]]\nname = \"c\"\nlisten = \"127.0.0.1:0\"\n\
+         backend = \"cluster\"\nread_from = \"replica\"\nservers = [\"{}\"]\n",
+        cluster.nodes[0].addr
+    );
+    let strata = Strata::start(&config);
+    // the replicas come with the slot map (asked for again every few seconds)
+    common::eventually(
+        std::time::Duration::from_secs(15),
+        "the replicas in the map",
+        || async {
+            let status = common::admin_get(&strata, "/status").await.body;
+            let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+            let nodes = v["cache"][0]["cluster"]["nodes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            nodes.len() == 3
+                && nodes
+                    .iter()
+                    .all(|n| n["replicas"].as_array().is_some_and(|r| r.len() == 1))
+        },
+    )
+    .await;
+    let mut c = Resp::connect(strata.addr("cache:c")).await.unwrap();
+    for i in 0..200 {
+        let k = format!("k{i}");
+        assert_eq!(text(&c.cmd(&[b"SET", k.as_bytes(), b"v"]).await), "+OK\r\n");
+    }
+    // replication is asynchronous: read until every key is there
+    common::eventually(
+        std::time::Duration::from_secs(10),
+        "every key read back from the replicas",
+        || async {
+            let mut c = Resp::connect(strata.addr("cache:c")).await.unwrap();
+            let mut all = true;
+            for i in 0..200 {
+                let k = format!("k{i}");
+                all &= text(&c.cmd(&[b"GET", k.as_bytes()]).await) == "$1\r\nv\r\n";
+            }
+            all
+        },
+    )
+    .await;
+    let before = cluster.calls("get").await;
+    for i in 0..200 {
+        let k = format!("k{i}");
+        assert_eq!(text(&c.cmd(&[b"GET", k.as_bytes()]).await), "$1\r\nv\r\n");
+    }
+    let keys: Vec<Vec<u8>> = (0..50).map(|i| format!("k{i}").into_bytes()).collect();
+    let mut mget: Vec<&[u8]> = vec![b"MGET"];
+    mget.extend(keys.iter().map(|k| &k[..]));
+    assert!(text(&c.cmd(&mget).await).starts_with("*50\r\n"));
+    let after = cluster.calls("get").await;
+    let replicas: Vec<std::net::SocketAddr> =
+        cluster.replicas().await.iter().map(|r| r.addr).collect();
+    let (mut on_replicas, mut on_masters) = (0, 0);
+    for (node, (b, a)) in cluster.nodes.iter().zip(before.iter().zip(&after)) {
+        if replicas.contains(&node.addr) {
+            on_replicas += a - b;
+        } else {
+            on_masters += a - b;
+        }
+    }
+    assert_eq!(
+        (on_replicas, on_masters),
+        (200, 0),
+        "GETs on replicas, on masters: {}",
+        common::admin_get(&strata, "/status").await.body
+    );
+    let mget_calls: u64 = cluster.calls("mget").await.iter().sum();
+    assert!(mget_calls > 0);
+    let status = common::admin_get(&strata, "/status").await;
+    assert!(
+        replicas
+            .iter()
+            .all(|r| status.body.contains(&r.to_string())),
+        "{}",
+        status.body
+    );
+}
+
 /// `backend = "cluster"`: a client that knows nothing of Redis Cluster uses one through the
 /// proxy, and keeps finding every key while slots move between nodes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -594,19 +594,35 @@ impl McRecorder {
     }
 }
 
-/// A real Redis Cluster of `n` masters (no replicas) on loopback, its slots spread by
-/// `redis-cli --cluster create`; killed when dropped.
+/// A real Redis Cluster on loopback, its slots spread by `redis-cli --cluster create`; killed
+/// when dropped.
 pub struct RedisCluster {
     pub nodes: Vec<Redis>,
 }
 
 impl RedisCluster {
+    /// `n` masters, no replicas.
     pub async fn start(n: usize) -> RedisCluster {
+        RedisCluster::start_with_replicas(n, 0).await
+    }
+
+    /// `masters` masters with `replicas` replicas each, every replica in sync before this
+    /// returns.
+    pub async fn start_with_replicas(masters: usize, replicas: usize) -> RedisCluster {
+        let n = masters * (1 + replicas);
         let mut nodes = Vec::new();
         for _ in 0..n {
             nodes.push(
-                Redis::start_with(&["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
-                    .await,
+                // a replica's first sync starts at once, not after the default 5 s wait
+                Redis::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-node-timeout",
+                    "2000",
+                    "--repl-diskless-sync-delay",
+                    "0",
+                ])
+                .await,
             );
         }
         let addrs: Vec<String> = nodes.iter().map(|r| r.addr.to_string()).collect();
@@ -614,7 +630,7 @@ impl RedisCluster {
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("redis-cli is not installed: run ./scripts/test.sh, which installs it");
         assert!(
@@ -624,15 +640,33 @@ impl RedisCluster {
         );
         let cluster = RedisCluster { nodes };
         let deadline = Instant::now() + Duration::from_secs(20);
-        for node in &cluster.nodes {
-            loop {
+        loop {
+            // every node sees the cluster up, and every replica has its master's data
+            let mut ok = 0;
+            let mut synced = 0;
+            for node in &cluster.nodes {
                 let info = node.client().await.cmd(&[b"CLUSTER", b"INFO"]).await;
-                if String::from_utf8_lossy(&info).contains("cluster_state:ok") {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "the cluster did not come up");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                ok += usize::from(String::from_utf8_lossy(&info).contains("cluster_state:ok"));
+                let role = String::from_utf8_lossy(&node.client().await.cmd(&[b"ROLE"]).await)
+                    .into_owned();
+                synced += usize::from(role.contains("slave") && role.contains("connected"));
             }
+            // and the first node's slot map names every node (gossip has caught up)
+            let slots = cluster.nodes[0]
+                .client()
+                .await
+                .cmd(&[b"CLUSTER", b"SLOTS"])
+                .await;
+            let slots = String::from_utf8_lossy(&slots).into_owned();
+            let named = cluster
+                .nodes
+                .iter()
+                .all(|r| slots.contains(&format!(":{}\r\n", r.addr.port())));
+            if ok == n && synced == masters * replicas && named {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the cluster did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         cluster
     }
@@ -669,5 +703,37 @@ impl RedisCluster {
             "reshard: {}",
             String::from_utf8_lossy(&out.stdout)
         );
+    }
+}
+
+impl RedisCluster {
+    /// The nodes that are replicas now (`ROLE` says so).
+    pub async fn replicas(&self) -> Vec<&Redis> {
+        let mut out = Vec::new();
+        for node in &self.nodes {
+            let role = node.client().await.cmd(&[b"ROLE"]).await;
+            if String::from_utf8_lossy(&role).contains("slave") {
+                out.push(node);
+            }
+        }
+        out
+    }
+
+    /// How many times each node ran `command` (INFO commandstats), in node order.
+    pub async fn calls(&self, command: &str) -> Vec<u64> {
+        let mut out = Vec::new();
+        for node in &self.nodes {
+            let info = node.client().await.cmd(&[b"INFO", b"commandstats"]).await;
+            let text = String::from_utf8_lossy(&info).into_owned();
+            let calls = text
+                .lines()
+                .find(|l| l.starts_with(&format!("cmdstat_{command}:")))
+                .and_then(|l| l.split("calls=").nth(1))
+                .and_then(|r| r.split(',').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            out.push(calls);
+        }
+        out
     }
 }
