@@ -349,11 +349,11 @@ async fn login(
         held: false,
         hold_at_sync: false,
         last_primary: None,
-        sharding: svc.sharding(),
         shard: 0,
         deferred: None,
         discard_status: b'I',
         unnamed: None,
+        lost: None,
     })
 }
 
@@ -645,6 +645,20 @@ fn deallocate_name(body: &[u8]) -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
+/// Whether a simple query is exactly `DEALLOCATE [PREPARE] ALL` or `DISCARD ALL`.
+fn forgets_all(body: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return false;
+    };
+    let text = text.trim_end_matches('\0').trim();
+    let text = text.strip_suffix(';').unwrap_or(text).trim_end();
+    let all = |rest: &str| rest.eq_ignore_ascii_case("all");
+    match strip_keyword(text, "deallocate") {
+        Some(rest) => all(strip_keyword(rest, "prepare").unwrap_or(rest)),
+        None => strip_keyword(text, "discard").is_some_and(all),
+    }
+}
+
 /// `text` after the keyword `word` (any case) and the whitespace behind it.
 fn strip_keyword<'a>(text: &'a str, word: &str) -> Option<&'a str> {
     let head = text.get(..word.len())?;
@@ -737,11 +751,14 @@ fn batch_route(
     statements: &ClientStatements,
     unnamed: Option<&[u8]>,
     sharding: &Sharding,
+    plain: bool,
 ) -> Route {
     let mut found = Route::Any;
     let mut control = None;
-    for (body, text) in batch.bound(statements, unnamed) {
-        let route = bind_route(body, text, sharding);
+    let bound = batch.bound(statements, unnamed);
+    let binds = bound.len();
+    for (body, text) in bound {
+        let route = bind_route(body, text, sharding, plain);
         if matches!(route, Route::Begin | Route::End { .. }) {
             control = Some(route.clone());
         }
@@ -760,13 +777,13 @@ fn batch_route(
     }
     let executes = batch.messages.iter().filter(|(t, _)| *t == b'E').count();
     match control {
-        Some(c) if batch.synced && executes == 1 && found == Route::Any => c,
+        Some(c) if batch.synced && binds == 1 && executes == 1 && found == Route::Any => c,
         _ => found,
     }
 }
 
 /// Where one Bind (`body`) of the statement `text` goes, with its parameters.
-fn bind_route(body: &[u8], text: Option<&[u8]>, sharding: &Sharding) -> Route {
+fn bind_route(body: &[u8], text: Option<&[u8]>, sharding: &Sharding, plain: bool) -> Route {
     // a statement never prepared gets the server's error, wherever it runs
     let Some(text) = text else {
         return Route::Any;
@@ -776,19 +793,30 @@ fn bind_route(body: &[u8], text: Option<&[u8]>, sharding: &Sharding) -> Route {
     else {
         return Route::Any; // malformed: the server says so
     };
-    match (std::str::from_utf8(text), Bound::read(rest)) {
-        (Ok(t), Some(bound)) => sharding.route(t, Some(&bound)),
-        _ => Route::Any,
+    match Bound::read(rest) {
+        Some(bound) => sharding.route(text, Some(&bound), plain),
+        None => Route::Any,
     }
 }
 
-/// Whether a batch is whole (to its Sync) and only parses and closes statements.
+/// Whether a batch is whole (to its Sync) and only parses named statements and closes
+/// statements (an unnamed one is the connection's, and must be parsed on it).
 fn only_prepares(batch: &Batch<'_>) -> bool {
     batch.synced
-        && batch
-            .messages
-            .iter()
-            .all(|(tag, _)| matches!(tag, b'P' | b'C' | b'S'))
+        && batch.messages.iter().all(|(tag, body)| match tag {
+            b'P' => body.first().is_some_and(|b| *b != 0),
+            b'C' | b'S' => true,
+            _ => false,
+        })
+}
+
+/// The bytes of the whole messages at the start of `buf`.
+fn whole_messages(buf: &[u8]) -> usize {
+    let mut at = 0;
+    while let Ok(Some(len)) = proto::message_len(&buf[at..]) {
+        at += len;
+    }
+    at
 }
 
 /// The SQL text of a Parse message's body (after the statement's name).
@@ -820,12 +848,12 @@ fn begins_read_only(body: &[u8]) -> bool {
         ["begin", rest @ ..] => rest,
         _ => return false,
     };
+    // (not SERIALIZABLE: a hot standby refuses it)
     const MODES: &[&str] = &[
         "read",
         "only",
         "isolation",
         "level",
-        "serializable",
         "repeatable",
         "committed",
         "uncommitted",
@@ -887,8 +915,6 @@ struct Session {
     hold_at_sync: bool,
     /// When its last transaction on the primary ended (read-your-writes).
     last_primary: Option<std::time::Instant>,
-    /// The listener's sharding, when it has shards (as it was when the client logged in).
-    sharding: Option<Arc<Sharding>>,
     /// The shard of the connection it holds or is about to get.
     shard: usize,
     /// A BEGIN answered here whose shard is not known yet: it goes, unseen, ahead of the
@@ -898,6 +924,8 @@ struct Session {
     discard_status: u8,
     /// On a sharded listener, the text of the unnamed statement the client parsed last.
     unnamed: Option<Vec<u8>>,
+    /// Why the server connection is given up, when not for being lost.
+    lost: Option<String>,
 }
 
 /// A transaction begun (for the client) before its shard is known.
@@ -1035,8 +1063,11 @@ impl Session {
 
     /// Handles the whole messages the client has sent; false when it said Terminate.
     async fn client_sent(&mut self) -> Result<bool, ClientError> {
+        // the listener's sharding now (a reload may change it between two transactions)
+        let sharding = self.svc.sharding();
         while let Some(total) = proto::message_len(&self.cbuf)? {
-            if self.held && self.server.is_some() {
+            // (in COPY FROM STDIN the data must flow: its answer comes after it)
+            if self.held && self.server.is_some() && !self.copy_in {
                 // held until what it was held for is answered (a read then gives its
                 // connection back; a sharded statement that began a transaction keeps it)
                 if self.pending > 0 || !self.statements.settled() || self.unsynced {
@@ -1060,8 +1091,12 @@ impl Session {
                 self.cbuf.advance(total);
                 continue;
             }
-            if let Some(sharding) = self.sharding.clone() {
-                match self.shard_step(&sharding, tag, total) {
+            if tag == b'Q' && self.mode == PoolMode::Transaction && self.deallocated(total) {
+                self.cbuf.advance(total);
+                continue;
+            }
+            if let Some(sharding) = &sharding {
+                match self.shard_step(sharding, tag, total) {
                     Step::Go => {}
                     Step::Done => continue,
                     Step::Wait => break,
@@ -1116,7 +1151,7 @@ impl Session {
                 // a classified query holds the connection alone; a batch, up to its Sync;
                 // so does any query outside a transaction on a sharded listener (what comes
                 // behind it may be another shard's)
-                let hold = classified || (self.sharding.is_some() && self.deferred.is_none());
+                let hold = classified || (sharding.is_some() && self.deferred.is_none());
                 self.held = hold && tag == b'Q';
                 self.hold_at_sync = hold && tag != b'Q';
                 if let Some(d) = self.deferred.take() {
@@ -1125,20 +1160,20 @@ impl Session {
                     self.statements.hidden_query(&d.begin, &mut self.to_server);
                 }
             }
-            if tag == b'Q' && self.mode == PoolMode::Transaction && self.deallocated(total) {
-                self.cbuf.advance(total);
-                continue;
-            }
             if self.copy_in && matches!(tag, b'S' | b'H') {
                 // the server ignores Sync and Flush in COPY FROM STDIN: no answer is owed
                 self.to_server.extend_from_slice(&self.cbuf[..total]);
                 self.cbuf.advance(total);
                 continue;
             }
+            // on a sharded listener, what follows a query (or a batch's Sync) waits for its
+            // answer: the transaction may end there, and the next one be another shard's
+            let sharded = sharding.is_some();
             match tag {
                 b'Q' | b'F' => {
                     self.pending += 1;
                     self.syncs_after_execute = 0;
+                    self.held |= sharded;
                 }
                 b'E' => {
                     self.unsynced = true;
@@ -1148,7 +1183,7 @@ impl Session {
                     self.pending += 1;
                     self.unsynced = false;
                     self.syncs_after_execute += 1;
-                    self.held |= std::mem::take(&mut self.hold_at_sync);
+                    self.held |= std::mem::take(&mut self.hold_at_sync) || sharded;
                 }
                 b'P' | b'B' | b'D' | b'C' | b'H' => self.unsynced = true,
                 b'c' | b'f' => self.copy_in = false,
@@ -1186,15 +1221,22 @@ impl Session {
                 self.unnamed = parse_text(body).map(<[u8]>::to_vec);
             }
         }
+        // the keys read from the text are the values stored only if the server reads the
+        // text as the parser does
+        let encoding = self.wanted.get("client_encoding").unwrap_or("UTF8");
+        let encoding = encoding.to_ascii_lowercase().replace(['-', '_'], "");
+        let plain = matches!(encoding.as_str(), "utf8" | "unicode")
+            && self.wanted.get("standard_conforming_strings") != Some("off");
         let route = match tag {
             b'Q' => {
                 let body = &self.cbuf[5..total];
-                let text = std::str::from_utf8(body.strip_suffix(b"\0").unwrap_or(body));
-                text.map_or(Route::Any, |t| sharding.route(t, None))
+                sharding.route(body.strip_suffix(b"\0").unwrap_or(body), None, plain)
             }
             b'P' | b'B' | b'D' | b'E' | b'C' | b'H' if !self.unsynced => {
                 let Some(batch) = Batch::read(&self.cbuf) else {
-                    if self.cbuf.len() > MAX_SHARDED_BATCH {
+                    // (what has arrived whole: a large message still arriving is no batch
+                    // growing without end)
+                    if whole_messages(&self.cbuf) > MAX_SHARDED_BATCH {
                         return self.end_session(
                             "an extended-protocol batch grew past 1 MiB without a Sync or Flush",
                         );
@@ -1213,15 +1255,27 @@ impl Session {
                     self.answer_here(tag, total, b"", status);
                     return Step::Done;
                 }
-                batch_route(&batch, &self.statements, self.unnamed.as_deref(), sharding)
+                batch_route(
+                    &batch,
+                    &self.statements,
+                    self.unnamed.as_deref(),
+                    sharding,
+                    plain,
+                )
             }
             // a Bind inside a batch sent in pieces (after a Flush): checked on its own
             b'B' => {
                 let body = &self.cbuf[5..total];
                 let text = statement_text(body, &[], &self.statements, self.unnamed.as_deref());
-                bind_route(body, text, sharding)
+                bind_route(body, text, sharding, plain)
             }
-            _ => return Step::Go,
+            // a function call or a lone Sync pins nothing: shard 0 when no connection is held
+            _ => {
+                if !attached {
+                    self.shard = 0;
+                }
+                return Step::Go;
+            }
         };
         let failed = self.deferred.as_ref().is_some_and(|d| d.failed);
         match route {
@@ -1239,11 +1293,21 @@ impl Session {
                         text
                     }
                 };
+                // PostgreSQL's tag says which was written
+                let start = String::from_utf8_lossy(&begin)
+                    .trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("start");
+                let command: &[u8] = if start {
+                    b"START TRANSACTION"
+                } else {
+                    b"BEGIN"
+                };
                 self.deferred = Some(Deferred {
                     begin,
                     failed: false,
                 });
-                self.answer_here(tag, total, b"BEGIN", b'T');
+                self.answer_here(tag, total, command, b'T');
                 Step::Done
             }
             Route::End { rollback } if self.deferred.is_some() => {
@@ -1408,29 +1472,47 @@ impl Session {
     /// under the statement's server name (and the connection forgets holding it). False for
     /// anything else, which goes on as it is.
     fn deallocated(&mut self, total: usize) -> bool {
-        let Some(name) = deallocate_name(&self.cbuf[5..total]) else {
+        let body = &self.cbuf[5..total];
+        if forgets_all(body) {
+            // the client asks to have no statements: its names go now, before anything it
+            // sends behind this (the server connection's go when the server says it did it)
+            self.statements.clear();
+            return false;
+        }
+        let Some(name) = deallocate_name(body) else {
             return false;
         };
-        let Some(server_name) = self.statements.forget(&name) else {
+        if !self.statements.knows(&name) {
+            // not one of its protocol-level statements: the server's business
             return false;
+        }
+        // the transaction status the answer ends with, as the client sees it
+        let status = match (&self.deferred, self.server.is_some()) {
+            (Some(d), _) if d.failed => b'E',
+            (Some(_), _) => b'T',
+            (None, true) => self.status,
+            (None, false) => b'I',
         };
         let in_flight = self.pending > 0 || !self.statements.settled() || self.unsynced;
-        match self.server.as_mut() {
-            Some(lease) if in_flight || self.status == b'E' => {
-                lease.conn.statements.remove(&server_name);
-                self.pending += 1;
-                self.statements.outgoing(
-                    b'Q',
-                    format!("DEALLOCATE {server_name}\0").as_bytes(),
-                    &mut lease.conn.statements,
-                    &mut self.to_server,
-                );
-            }
-            server => {
-                let status = if server.is_some() { self.status } else { b'I' };
-                proto::put(&mut self.to_client, b'C', |b| b.put_slice(b"DEALLOCATE\0"));
-                proto::put(&mut self.to_client, b'Z', |b| b.put_u8(status));
-            }
+        let mut answer = BytesMut::new();
+        if status == b'E' && !in_flight {
+            // a failed transaction ignores it, as PostgreSQL does, and the name stays
+            proto::put_error(
+                &mut answer,
+                false,
+                Sqlstate::IN_FAILED_TRANSACTION,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            );
+        } else {
+            self.statements.forget(&name);
+            proto::put(&mut answer, b'C', |b| b.put_slice(b"DEALLOCATE\0"));
+        }
+        proto::put(&mut answer, b'Z', |b| b.put_u8(status));
+        if in_flight {
+            // after the answers the client waits for first
+            self.statements.answer(answer.to_vec());
+        } else {
+            self.to_client.extend_from_slice(&answer);
         }
         true
     }
@@ -1546,6 +1628,16 @@ impl Session {
                 Err(_) => return false,
             };
             let tag = lease.conn.buf[0];
+            if tag == b'E' && self.mode == PoolMode::Transaction && self.statements.hidden_next() {
+                // the BEGIN sent ahead of a transaction's first statement failed: the client,
+                // told it had begun, can't be put right; the session ends, its connection with
+                // it
+                let why = proto::error_message(&lease.conn.buf[5..total]);
+                self.lost = Some(format!(
+                    "the transaction could not begin on its server: {why}"
+                ));
+                return false;
+            }
             match tag {
                 b'Z' => {
                     self.pending = self.pending.saturating_sub(1);
@@ -1574,10 +1666,9 @@ impl Session {
                     lease.conn.dirty = true;
                     let body = &lease.conn.buf[5..total];
                     if body.starts_with(b"DEALLOCATE ALL") || body.starts_with(b"DISCARD ALL") {
-                        // the connection holds no prepared statements now, and the client
-                        // asked to have none
+                        // the connection holds no prepared statements now (the client's
+                        // names went when it sent this)
                         lease.conn.statements.clear();
-                        self.statements.clear();
                     }
                 }
                 _ => {}
@@ -1633,11 +1724,12 @@ impl Session {
             tracing::warn!(listener = %self.svc.name, server = %lease.conn.addr, "server connection lost in a transaction");
             lease.close();
         }
+        let why = self.lost.take();
         proto::put_error(
             &mut self.to_client,
             true,
             Sqlstate::CONNECTION_FAILURE,
-            "the server connection was lost",
+            why.as_deref().unwrap_or("the server connection was lost"),
         );
         self.pending = 0;
         self.unsynced = false;

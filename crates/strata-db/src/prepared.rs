@@ -36,6 +36,8 @@ enum Owed {
     Sync,
     /// An answer made here, given to the client in its turn.
     Made(u8),
+    /// Whole messages made here (a simple query's answer), given to the client in their turn.
+    Whole(Vec<u8>),
     /// A simple query the pooler sent for the client (a BEGIN it answered itself): every
     /// answer up to its ReadyForQuery is dropped.
     Hidden,
@@ -437,12 +439,33 @@ impl ClientStatements {
 
     /// Sends the answers made here that are next in line.
     pub fn made(&mut self, to_client: &mut BytesMut) {
-        while let Some(Owed::Made(tag)) = self.owed.front() {
-            if !self.failed {
-                proto::put(to_client, *tag, |_| {});
+        loop {
+            match self.owed.front() {
+                Some(Owed::Made(tag)) => {
+                    if !self.failed {
+                        proto::put(to_client, *tag, |_| {});
+                    }
+                }
+                Some(Owed::Whole(bytes)) => to_client.extend_from_slice(bytes),
+                _ => return,
             }
             self.owed.pop_front();
         }
+    }
+
+    /// Queues `bytes` (whole messages made here) for the client, after the answers owed now.
+    pub fn answer(&mut self, bytes: Vec<u8>) {
+        self.owed.push_back(Owed::Whole(bytes));
+    }
+
+    /// Whether the client has a named statement `name`.
+    pub fn knows(&self, name: &str) -> bool {
+        self.named.contains_key(name)
+    }
+
+    /// Whether the next answer owed is the pooler's own hidden query's.
+    pub fn hidden_next(&self) -> bool {
+        self.owed.front() == Some(&Owed::Hidden)
     }
 }
 

@@ -241,7 +241,10 @@ impl Sharding {
     }
 
     /// Where `sql` goes, with its parameters from a Bind, if one came.
-    pub fn route(&self, sql: &str, bound: Option<&Bound<'_>>) -> Route {
+    /// `text` is the query's bytes, as the client sent them; `plain` says the session reads
+    /// text as the parser does (client_encoding UTF8, standard_conforming_strings on), so
+    /// that the keys read are the values the server will store.
+    pub fn route(&self, text: &[u8], bound: Option<&Bound<'_>>, plain: bool) -> Route {
         let columns: Vec<KeyColumn<'_>> = self
             .tables
             .iter()
@@ -250,14 +253,32 @@ impl Sharding {
                 column: &t.column,
             })
             .collect();
-        // what PostgreSQL can't parse gets its own error from a server
-        let Ok(keys) = strata_pgparse::shard_keys(sql, &columns) else {
-            return Route::Any;
+        let keys = std::str::from_utf8(text)
+            .map_err(|_| "it is not UTF-8".to_string())
+            .and_then(|sql| {
+                strata_pgparse::shard_keys(sql, &columns).map_err(|e| e.message.clone())
+            });
+        let keys = match keys {
+            Ok(keys) => keys,
+            // what can't be read goes to a server, which says what is wrong with it, unless
+            // it may name a sharded table: then it could run on the wrong shard
+            Err(why) if self.may_name(text) => {
+                return Route::Refused(format!("the query's shard can't be told: {why}"))
+            }
+            Err(_) => return Route::Any,
         };
         let pins = match keys {
             Keys::Unsharded => return Route::Any,
             Keys::Begin => return Route::Begin,
             Keys::End { rollback } => return Route::End { rollback },
+            _ if !plain => {
+                return Route::Refused(
+                    "sharded tables are read with client_encoding UTF8 and \
+                     standard_conforming_strings on (the keys the pooler reads must be the \
+                     values the server stores)"
+                        .into(),
+                )
+            }
             Keys::Unpinned(why) => {
                 return Route::Refused(format!("the query's shard can't be told: {why}"))
             }
@@ -287,6 +308,17 @@ impl Sharding {
             }
         }
         found.map_or(Route::Any, Route::Shard)
+    }
+
+    /// Whether `text` may name one of the sharded tables (any case, any quoting).
+    fn may_name(&self, text: &[u8]) -> bool {
+        let lower = text.to_ascii_lowercase();
+        self.tables.iter().any(|t| {
+            let name = t.table.to_ascii_lowercase();
+            lower
+                .windows(name.len().max(1))
+                .any(|w| w == name.as_bytes())
+        })
     }
 
     /// The typed value of a pin; None when it pins nothing known (NULL, or a parameter with

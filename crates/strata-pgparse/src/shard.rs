@@ -219,6 +219,25 @@ fn level(
     }
     if kind == "InsertStmt" {
         insert_values(body, tables, &mut named[0])?;
+        let sets = body
+            .get("onConflictClause")
+            .and_then(|c| c.get("targetList"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten();
+        for target in sets {
+            let column = target
+                .get("ResTarget")
+                .and_then(|r| r.get("name"))
+                .and_then(Value::as_str);
+            let t = &tables[named[0].table];
+            if column == Some(t.column) {
+                return Err(format!(
+                    "an INSERT ... ON CONFLICT DO UPDATE that sets the shard key {}.{} (moving a row between shards is not done)",
+                    t.table, t.column
+                ));
+            }
+        }
     }
     if let Some(cond) = body.get("whereClause") {
         for n in named.iter_mut().filter(|n| n.values.is_none()) {
@@ -456,10 +475,47 @@ fn refers(v: &Value, refname: &str, column: &str) -> bool {
     }
 }
 
-/// A constant or a parameter (through any casts), as a key value.
+/// A constant or a parameter, as a key value. Casts are looked through only where they
+/// leave the value as the key compares it: to `smallint`, `integer` or `bigint` (a string that
+/// is an integer becomes that integer) and to `text` or `varchar` without a length (an
+/// integer becomes its digits); any other cast (`varchar(2)`, `numeric`, a type of the
+/// user's), or a cast of a number that is not an integer, pins nothing.
 fn value(v: &Value) -> Option<KeyValue> {
     match node(v)? {
-        ("TypeCast", t) => value(t.get("arg")?),
+        ("TypeCast", t) => {
+            let inner = value(t.get("arg")?)?;
+            let ty = t.get("typeName")?;
+            if ty.get("typmods").is_some() || ty.get("arrayBounds").is_some() {
+                return None;
+            }
+            let names: Vec<&str> = ty
+                .get("names")?
+                .as_array()?
+                .iter()
+                .filter_map(|n| n.get("String")?.get("sval")?.as_str())
+                .collect();
+            let name = match names.as_slice() {
+                [name] | ["pg_catalog", name] => *name,
+                _ => return None,
+            };
+            match (name, inner) {
+                (_, KeyValue::Null) => Some(KeyValue::Null),
+                (_, KeyValue::Param(n))
+                    if INTEGER_TYPES.contains(&name) || TEXT_TYPES.contains(&name) =>
+                {
+                    Some(KeyValue::Param(n))
+                }
+                (n, KeyValue::Int(i)) if INTEGER_TYPES.contains(&n) => Some(KeyValue::Int(i)),
+                (n, KeyValue::Text(s)) if INTEGER_TYPES.contains(&n) => {
+                    s.trim().parse().ok().map(KeyValue::Int)
+                }
+                (n, KeyValue::Int(i)) if TEXT_TYPES.contains(&n) => {
+                    Some(KeyValue::Text(i.to_string()))
+                }
+                (n, KeyValue::Text(s)) if TEXT_TYPES.contains(&n) => Some(KeyValue::Text(s)),
+                _ => None,
+            }
+        }
         ("ParamRef", p) => Some(KeyValue::Param(p.get("number")?.as_u64()? as usize)),
         ("A_Const", c) => {
             if c.get("isnull").is_some_and(|n| n == &Value::Bool(true)) {
@@ -476,10 +532,8 @@ fn value(v: &Value) -> Option<KeyValue> {
                 .and_then(|f| f.get("fval"))
                 .and_then(Value::as_str)
             {
-                return Some(match f.parse::<i64>() {
-                    Ok(i) => KeyValue::Int(i),
-                    Err(_) => KeyValue::Text(f.to_string()),
-                });
+                // an integer too long for `ival`; anything else (1.5, 1e3) is no key value
+                return f.parse::<i64>().ok().map(KeyValue::Int);
             }
             let s = c.get("sval")?;
             Some(KeyValue::Text(
@@ -492,6 +546,11 @@ fn value(v: &Value) -> Option<KeyValue> {
         _ => None,
     }
 }
+
+/// The integer types a cast may name and leave an integer key as it is.
+const INTEGER_TYPES: &[&str] = &["int2", "int4", "int8"];
+/// The string types a cast may name and leave a text key as it is.
+const TEXT_TYPES: &[&str] = &["text", "varchar"];
 
 #[cfg(test)]
 mod tests {
@@ -534,7 +593,24 @@ mod tests {
         );
         assert_eq!(
             pinned("select * from users where id = '12'::bigint"),
-            [(0, Text("12".into()))]
+            [(0, Int(12))]
+        );
+        assert_eq!(
+            pinned("select * from users where id = 12::text::int8"),
+            [(0, Int(12))]
+        );
+        assert_eq!(
+            pinned("select * from orders where user_id = 12::varchar"),
+            [(1, Text("12".into()))]
+        );
+        assert_eq!(
+            pinned("select * from users where id = $1::bigint"),
+            [(0, Param(1))]
+        );
+        // casts as PostgreSQL computes them: '007' as an integer is 7, whose text is "7"
+        assert_eq!(
+            pinned("select * from orders where user_id = '007'::int::text"),
+            [(1, Text("7".into()))]
         );
         assert_eq!(pinned("select * from users where id = 0"), [(0, Int(0))]);
         assert_eq!(pinned("select * from users where id = -5"), [(0, Int(-5))]);
@@ -623,6 +699,11 @@ mod tests {
             "insert into users values (1, 'a')",
             "insert into users (id) select 1",
             "insert into users (id) values (1 + 1)",
+            "insert into users (id) values ('12345'::varchar(2)::int)",
+            "select * from orders where user_id = 1e3::text",
+            "select * from orders where user_id = 'abc'::char(2)",
+            "select * from users where id = 1.5",
+            "insert into users (id) values (1) on conflict (id) do update set id = 2",
             "select * from users where id = 1 and exists (select 1 from orders)",
             "truncate users",
             "copy users from stdin",

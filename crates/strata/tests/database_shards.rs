@@ -17,7 +17,7 @@ use common::*;
 use tokio::io::AsyncWriteExt;
 
 const SETUP: &str = "create table users (id bigint primary key, name text); \
-                     create table tags (k text primary key, n int)";
+                     create table tags (k text primary key, n int); create table notes (x int)";
 
 const TABLES: &str = "[[database.sharded_tables]]\nname = \"users\"\ncolumn = \"id\"\n\
                       [[database.sharded_tables]]\nname = \"tags\"\ncolumn = \"k\"\ntype = \"text\"\n";
@@ -443,6 +443,88 @@ async fn hostile_batches_get_exact_answers_and_end_only_their_session() {
         fatal.escape_ascii().to_string()
     );
 
+    // START TRANSACTION is answered with its own tag; COMMIT and a query for another shard
+    // sent together: the query waits for the COMMIT, and runs on its own shard
+    let (mut c, _) = log_in(db, &[]).await;
+    // (keys of their own: the first two are read back at the end)
+    let (ka2, kb2) = (on_a[1], on_b[1]);
+    let got = flat(query(&mut c, "start transaction").await);
+    assert_eq!(
+        got,
+        [message(b'C', b"START TRANSACTION\0"), ready(b'T')].concat()
+    );
+    let got = query(
+        &mut c,
+        &format!("update users set name = 'y' where id = {ka2}"),
+    )
+    .await;
+    assert_eq!(got.last().unwrap(), &(b'Z', vec![b'T']), "{got:?}");
+    let both = [
+        message(b'Q', b"commit\0"),
+        message(
+            b'Q',
+            format!("select name from users where id = {kb}\0").as_bytes(),
+        ),
+    ]
+    .concat();
+    c.write_all(&both).await.unwrap();
+    let commit = until_ready(&mut c).await;
+    assert_eq!(
+        flat(commit),
+        [message(b'C', b"COMMIT\0"), ready(b'I')].concat()
+    );
+    let select = until_ready(&mut c).await;
+    assert!(
+        select
+            .iter()
+            .any(|(t, body)| *t == b'D' && body.ends_with(format!("n{kb}").as_bytes())),
+        "{select:?}"
+    );
+    // SQL DEALLOCATE of a prepared statement holds no connection: the next query goes to its
+    // own shard
+    c.write_all(&[message(b'P', b"s1\0select 1\0\0\0"), message(b'S', b"")].concat())
+        .await
+        .unwrap();
+    until_ready(&mut c).await;
+    let got = flat(query(&mut c, "deallocate s1").await);
+    assert_eq!(got, [message(b'C', b"DEALLOCATE\0"), ready(b'I')].concat());
+    for k in [kb, ka] {
+        let got = query(&mut c, &format!("select name from users where id = {k}")).await;
+        assert!(got.iter().any(|(t, _)| *t == b'D'), "{got:?}");
+    }
+    // a 2 MiB value in one Bind is one message still arriving, not a batch without end
+    let big = "z".repeat(2 << 20);
+    let mut params = b"\0\0\0\x02".to_vec();
+    for v in [kb2.to_string().as_bytes(), big.as_bytes()] {
+        params.extend_from_slice(&(v.len() as i32).to_be_bytes());
+        params.extend_from_slice(v);
+    }
+    params.extend_from_slice(b"\0\0");
+    let batch = unnamed_batch("update users set name = $2 where id = $1", &params, true);
+    c.write_all(&batch).await.unwrap();
+    let got = until_ready(&mut c).await;
+    assert!(
+        got.iter()
+            .any(|(t, body)| *t == b'C' && body.starts_with(b"UPDATE 1")),
+        "{got:?}"
+    );
+    // a client whose strings the parser would read otherwise is refused on sharded tables
+    let (mut latin, _) = log_in(db, &[("client_encoding", "LATIN1")]).await;
+    let got = query(
+        &mut latin,
+        &format!("select name from users where id = {ka}"),
+    )
+    .await;
+    let error = got.iter().find(|(t, _)| *t == b'E').expect("an error");
+    assert!(
+        String::from_utf8_lossy(&error.1).contains("client_encoding UTF8"),
+        "{got:?}"
+    );
+    assert!(query(&mut latin, "select 1")
+        .await
+        .iter()
+        .any(|(t, _)| *t == b'D'));
+
     // and the client logged in before all this still gets its rows
     let got = query(
         &mut other,
@@ -453,5 +535,31 @@ async fn hostile_batches_get_exact_answers_and_end_only_their_session() {
         got.iter()
             .any(|(t, body)| *t == b'D' && body.ends_with(format!("n{ka}").as_bytes())),
         "{got:?}"
+    );
+}
+
+/// COPY of a table that is not sharded goes through a sharded listener (its data flows while
+/// the query waits for its answer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_of_an_unsharded_table_goes_through() {
+    let (a, _b, _strata, db) = two_shards("");
+    let dir = TempDir::new();
+    let data = write_file(dir.path(), "notes.txt", "1\n2\n3\n");
+    let out = blocking(move || {
+        psql_command(db, "app", "secret", "app")
+            .args(["-v", "ON_ERROR_STOP=1", "-c"])
+            .arg(format!("\\copy notes from '{}'", data.display()))
+            .output()
+            .unwrap()
+    })
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        rows(&a, "select count(*) from notes"),
+        BTreeSet::from(["3".to_string()])
     );
 }
