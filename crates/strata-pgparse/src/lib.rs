@@ -218,18 +218,23 @@ fn reads(v: &Value) -> bool {
 /// A function call's name is one of the built-ins that read only (qualified, if at all, by
 /// `pg_catalog`).
 fn function_reads(call: &Value) -> bool {
-    let Some(parts) = call.get("funcname").and_then(Value::as_array) else {
-        return false;
-    };
+    call.get("funcname")
+        .and_then(builtin_name)
+        .is_some_and(|name| READ_ONLY_FUNCTIONS.binary_search(&name).is_ok())
+}
+
+/// A name list (`funcname`, a type's `names`) that names a built-in: unqualified or qualified
+/// by `pg_catalog`; its last part.
+fn builtin_name(parts: &Value) -> Option<&str> {
     let names: Vec<&str> = parts
+        .as_array()?
         .iter()
         .filter_map(|p| p.get("String")?.get("sval")?.as_str())
         .collect();
-    let name = match names.as_slice() {
-        [name] | ["pg_catalog", name] => *name,
-        _ => return false,
-    };
-    READ_ONLY_FUNCTIONS.binary_search(&name).is_ok()
+    match names.as_slice() {
+        [name] | ["pg_catalog", name] => Some(*name),
+        _ => None,
+    }
 }
 
 /// Built-in functions that neither write nor read session state another connection would not

@@ -11,7 +11,7 @@
 
 use serde_json::Value;
 
-use crate::{node, parse_json, ParseError};
+use crate::{builtin_name, node, parse_json, ParseError};
 
 /// A table split over shards by a key column.
 #[derive(Debug, Clone, Copy)]
@@ -488,16 +488,7 @@ fn value(v: &Value) -> Option<KeyValue> {
             if ty.get("typmods").is_some() || ty.get("arrayBounds").is_some() {
                 return None;
             }
-            let names: Vec<&str> = ty
-                .get("names")?
-                .as_array()?
-                .iter()
-                .filter_map(|n| n.get("String")?.get("sval")?.as_str())
-                .collect();
-            let name = match names.as_slice() {
-                [name] | ["pg_catalog", name] => *name,
-                _ => return None,
-            };
+            let name = builtin_name(ty.get("names")?)?;
             match (name, inner) {
                 (_, KeyValue::Null) => Some(KeyValue::Null),
                 (_, KeyValue::Param(n))
