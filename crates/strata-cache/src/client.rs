@@ -356,6 +356,10 @@ fn dispatch_memcache(pool: &Pool, cmd: McCommand) -> Answer {
             env!("CARGO_PKG_VERSION")
         ))),
         McKind::Get => {
+            // keys that may still be on their servers from before the last reload
+            if let Some(answer) = crate::migrate::mc_get(pool, &cmd.name, &cmd.keys) {
+                return answer;
+            }
             let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
             for (i, key) in cmd.keys.iter().enumerate() {
                 let server = match pool.server_for(key) {
@@ -386,6 +390,9 @@ fn dispatch_memcache(pool: &Pool, cmd: McCommand) -> Answer {
             }))
         }
         _ => {
+            if pool.old.is_some() {
+                crate::migrate::mc_forget_old(pool, &cmd.keys[0]);
+            }
             let server = match pool.server_for_write(&cmd.keys[0]) {
                 Ok(s) => s,
                 Err(_) if cmd.noreply => return Answer::Ready(Bytes::new()),

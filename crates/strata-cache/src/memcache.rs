@@ -274,6 +274,25 @@ pub fn reply_len(buf: &[u8]) -> Result<Option<usize>, McError> {
             at = data + len + 2;
             continue;
         }
+        if at == 0 {
+            if let Some(rest) = line.strip_prefix(b"VA ") {
+                // a meta get's value (read-through asks for one): VA <bytes> <flags>*, the
+                // data, and nothing after it
+                let size = rest[..rest.len() - 2].split(|&b| b == b' ').next();
+                let len = size.and_then(number).ok_or(McError::Reply)? as usize;
+                let data = lf + 1;
+                let Some(end) = data.checked_add(len).and_then(|e| e.checked_add(2)) else {
+                    return Err(McError::Reply);
+                };
+                if buf.len() < end {
+                    return Ok(None);
+                }
+                if &buf[data + len..end] != b"\r\n" {
+                    return Err(McError::Reply);
+                }
+                return Ok(Some(end));
+            }
+        }
         if at > 0 && line != b"END\r\n" {
             // only END may follow VALUE blocks
             return Err(McError::Reply);

@@ -1,7 +1,13 @@
-//! A ring change without a miss storm: after a reload moves keys to other servers, a GET that
-//! misses on a key's new server reads its old server, answers with the value found there and
-//! copies the key over (DUMP/RESTORE, with its time to live), so each moved key misses at
-//! most once. In a `strong` pool the old copy is then deleted, so it can't be read stale later.
+//! A ring change without a miss storm: after a reload moves keys to other servers, a read of a
+//! key whose server changed first asks the new server whether it has the key; when it does
+//! not, the key is copied over from its old server (DUMP/RESTORE, with its time to live) and
+//! the read runs on the new server then. So each moved key misses at most once, whatever its
+//! type and whatever reads it (GET, HGETALL, LRANGE, ZSCORE, ... and each key of an MGET). In a
+//! `strong` pool the old copy is then deleted, so it can't be read stale later.
+//!
+//! memcached pools do the same for `get` and `gets`: a key the new server misses is read from
+//! the old one with a meta get (its flags and the seconds it has left), added to the new one
+//! with them, and read there again.
 
 use std::sync::Arc;
 
@@ -13,46 +19,93 @@ use crate::pool::{Pool, Shard};
 use crate::resp::{self, Command, Value};
 use crate::server::Reply;
 
-/// The answer to `GET key` when the key may still be on its server from before the last
-/// reload; `None` when it can't have moved.
-pub(crate) fn get(pool: &Pool, cmd: &Command, resp3: bool) -> Option<Answer> {
+/// A read of one key's server, worked out in steps.
+type Read = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes, String>> + Send>>;
+
+/// The key's old and new servers, when it moved in the last reload and the window lasts.
+fn moved(pool: &Pool, key: &[u8]) -> Option<(Arc<Shard>, Arc<Shard>)> {
     let old = pool.old.as_ref()?;
-    let key = cmd.arg(1);
     let before = old.server_for(key)?;
     let now = pool.server_for(key).ok()?;
     let after = &pool.servers[now];
-    if before.live.target.get().0 == after.live.target.get().0 {
+    (before.live.target.get().0 != after.live.target.get().0)
+        .then(|| (before.clone(), after.clone()))
+}
+
+/// The answer to a read-only command of one key (`key`, the command's `frame`) that may still
+/// be on its server from before the last reload; `None` when it can't have moved.
+pub(crate) fn read(pool: &Pool, key: &[u8], frame: Bytes, resp3: bool) -> Option<Answer> {
+    Some(Answer::Later(start(pool, key, frame, resp3)?))
+}
+
+/// [`read`]'s work: the new server is asked now, in the command's place in the client's
+/// pipeline, whether it has the key, and the read itself.
+fn start(pool: &Pool, key: &[u8], frame: Bytes, resp3: bool) -> Option<Read> {
+    let (before, after) = moved(pool, key)?;
+    let exists = after.send(command(&[b"EXISTS", key]), resp3);
+    let first = after.send(frame.clone(), resp3);
+    let strong = pool.config.consistency == Consistency::Strong;
+    let key = Bytes::copy_from_slice(key);
+    Some(Box::pin(async move {
+        if reply(exists.await)?.as_ref() != b":1\r\n" {
+            // not on the new server: copied from the old one, if it is there
+            if copy(&before, &after, &key, resp3, strong).await? {
+                return reply(after.send(frame, resp3).await);
+            }
+        }
+        reply(first.await)
+    }))
+}
+
+/// MGET while some of its keys may still be on their old servers: the keys that moved are
+/// read one by one through [`read`], the others together from their servers, and the values
+/// put back in the order of the keys. `None` when none moved.
+pub(crate) fn mget(pool: &Pool, cmd: &Command, resp3: bool) -> Option<Answer> {
+    pool.old.as_ref()?;
+    let keys: Vec<&[u8]> = (1..cmd.len()).map(|i| cmd.arg(i)).collect();
+    if !keys.iter().any(|k| moved(pool, k).is_some()) {
         return None;
     }
-    // the GET on the key's new server goes out now, in its place in the client's pipeline
-    let frame = cmd.to_frame();
-    let first = after.send(frame.clone(), resp3);
-    let work = read_through(
-        first,
-        after.clone(),
-        before.clone(),
-        Bytes::copy_from_slice(key),
-        frame,
-        resp3,
-        pool.config.consistency == Consistency::Strong,
-    );
-    Some(Answer::Later(Box::pin(work)))
+    // each key's value on its own: one GET per key, sent now in the pipeline's order
+    let reads: Vec<Read> = keys
+        .iter()
+        .map(|k| {
+            let get = command(&[b"GET", k]);
+            start(pool, k, get.clone(), resp3).unwrap_or_else(|| {
+                let rx = match pool.server_for(k) {
+                    Ok(s) => Some(pool.servers[s].send_read(get, resp3, pool.config.read_from)),
+                    Err(_) => None,
+                };
+                Box::pin(async move {
+                    match rx {
+                        Some(rx) => reply(rx.await),
+                        None => Err("no server of the pool holds the key now".into()),
+                    }
+                })
+            })
+        })
+        .collect();
+    Some(Answer::Later(Box::pin(async move {
+        let mut out = BytesMut::new();
+        resp::array_header(&mut out, reads.len());
+        for r in reads {
+            let value = r.await?;
+            if value.starts_with(b"-") {
+                // a server's error (a key that is not a string reads as nil in MGET)
+                out.extend_from_slice(if resp3 { b"_\r\n" } else { b"$-1\r\n" });
+            } else {
+                out.extend_from_slice(&value);
+            }
+        }
+        Ok(out.freeze())
+    })))
 }
 
 /// A write of `key` while read-through lasts: its copy on the old server, if the key moved,
 /// is deleted first, so that a later miss on the new server can't bring back a value the
 /// client has since overwritten, deleted or let expire.
 pub(crate) fn forget_old(pool: &Pool, key: &[u8]) {
-    let Some(old) = pool.old.as_ref() else {
-        return;
-    };
-    let Some(before) = old.server_for(key) else {
-        return;
-    };
-    let Ok(now) = pool.server_for(key) else {
-        return;
-    };
-    if before.live.target.get().0 != pool.servers[now].live.target.get().0 {
+    if let Some((before, _)) = moved(pool, key) {
         before.master.send_everywhere(&command(&[b"DEL", key]));
     }
 }
@@ -71,52 +124,171 @@ fn reply(r: Result<Reply, tokio::sync::oneshot::error::RecvError>) -> Result<Byt
     }
 }
 
-fn is_null(reply: &[u8]) -> bool {
-    reply == b"$-1\r\n" || reply == b"_\r\n"
-}
-
-async fn read_through(
-    first: tokio::sync::oneshot::Receiver<Reply>,
-    after: Arc<Shard>,
-    before: Arc<Shard>,
-    key: Bytes,
-    get: Bytes,
+/// Copies `key` from `before` to `after` (whole, with its time to live); true when `after`
+/// holds it now (copied, or written there meanwhile), false when `before` did not have it.
+async fn copy(
+    before: &Shard,
+    after: &Shard,
+    key: &[u8],
     resp3: bool,
     strong: bool,
-) -> Result<Bytes, String> {
-    let now = reply(first.await)?;
-    if !is_null(&now) {
-        return Ok(now);
-    }
-    // the old server, in one pipeline: the value, its time to live, and the key whole
-    let value = before.send(get, resp3);
-    let pttl = before.send(command(&[b"PTTL", &key]), resp3);
-    let dump = before.send(command(&[b"DUMP", &key]), resp3);
-    let (value, pttl, dump) = (reply(value.await)?, reply(pttl.await)?, reply(dump.await)?);
-    if !value.starts_with(b"$") || is_null(&value) {
-        // not there either (or not a string: the new server's answer stands)
-        return Ok(now);
-    }
+) -> Result<bool, String> {
+    // the old server, in one pipeline: its time to live, and the key whole
+    let pttl = before.send(command(&[b"PTTL", key]), resp3);
+    let dump = before.send(command(&[b"DUMP", key]), resp3);
+    let (pttl, dump) = (reply(pttl.await)?, reply(dump.await)?);
     let ttl = match resp::Values::new(&pttl).next() {
         Some(Value::Int(ms)) if ms > 0 => ms.to_string(),
         Some(Value::Int(-1)) => "0".to_string(),
-        // gone between the reads
-        _ => return Ok(now),
+        // not there (or gone between the reads)
+        _ => return Ok(false),
     };
     let Some(Value::Bulk(Some(payload))) = resp::Values::new(&dump).next() else {
-        return Ok(now);
+        return Ok(false);
     };
     let restored = reply(
         after
-            .send(command(&[b"RESTORE", &key, ttl.as_bytes(), payload]), resp3)
+            .send(command(&[b"RESTORE", key, ttl.as_bytes(), payload]), resp3)
             .await,
     )?;
-    if restored.starts_with(b"-BUSYKEY") {
-        // written on the new server meanwhile: that value is the newer one
-        return reply(after.send(command(&[b"GET", &key]), resp3).await);
-    }
+    // BUSYKEY: written on the new server meanwhile, and that value is the newer one
     if restored.starts_with(b"+OK") && strong {
-        let _ = before.send(command(&[b"DEL", &key]), resp3).await;
+        let _ = before.send(command(&[b"DEL", key]), resp3).await;
     }
-    Ok(value)
+    Ok(restored.starts_with(b"+OK") || restored.starts_with(b"-BUSYKEY"))
+}
+
+/// A memcached `get`/`gets` (`name`) of `keys` while some may still be on their old servers:
+/// each key read on its own (a moved one through its old server on a miss), the values put
+/// back in the order of the keys. `None` when none moved.
+pub(crate) fn mc_get(pool: &Pool, name: &[u8], keys: &[Bytes]) -> Option<Answer> {
+    pool.old.as_ref()?;
+    if !keys.iter().any(|k| moved(pool, k).is_some()) {
+        return None;
+    }
+    let strong = pool.config.consistency == Consistency::Strong;
+    let reads: Vec<Read> = keys
+        .iter()
+        .map(|key| {
+            let get = mc_get_frame(name, key);
+            let (before, after) = match moved(pool, key) {
+                Some(pair) => pair,
+                None => {
+                    let rx = pool
+                        .server_for(key)
+                        .ok()
+                        .map(|s| pool.servers[s].send(get, false));
+                    return Box::pin(async move {
+                        match rx {
+                            Some(rx) => reply(rx.await),
+                            None => Err("no server of the pool holds the key now".into()),
+                        }
+                    }) as Read;
+                }
+            };
+            let first = after.send(get.clone(), false);
+            let key = key.clone();
+            Box::pin(async move {
+                let now = reply(first.await)?;
+                if crate::memcache::values(&now).is_some_and(|v| v.is_empty())
+                    && mc_copy(&before, &after, &key, strong).await?
+                {
+                    return reply(after.send(get, false).await);
+                }
+                Ok(now)
+            }) as Read
+        })
+        .collect();
+    Some(Answer::Later(Box::pin(async move {
+        let mut out = BytesMut::new();
+        for r in reads {
+            let got = r.await?;
+            let Some(values) = crate::memcache::values(&got) else {
+                // a server's error line is the answer
+                return Ok(got);
+            };
+            for (_, block) in values {
+                out.extend_from_slice(block);
+            }
+        }
+        out.extend_from_slice(b"END\r\n");
+        Ok(out.freeze())
+    })))
+}
+
+/// A memcached write of `key` while read-through lasts: its copy on its old server goes
+/// first, as for Redis.
+pub(crate) fn mc_forget_old(pool: &Pool, key: &[u8]) {
+    if let Some((before, _)) = moved(pool, key) {
+        before.master.send_everywhere(&mc_delete(key));
+    }
+}
+
+fn mc_delete(key: &[u8]) -> Bytes {
+    let mut delete = BytesMut::from(&b"delete "[..]);
+    delete.extend_from_slice(key);
+    delete.extend_from_slice(b"\r\n");
+    delete.freeze()
+}
+
+fn mc_get_frame(name: &[u8], key: &[u8]) -> Bytes {
+    let mut out = BytesMut::new();
+    crate::memcache::encode_get(&mut out, name, std::iter::once(Bytes::copy_from_slice(key)));
+    out.freeze()
+}
+
+/// The longest relative expiry memcached takes: past it, an expiry is a Unix time.
+const MC_RELATIVE: i64 = 30 * 24 * 3600;
+
+/// Copies `key` from `before` to `after` with its flags and the time it has left; true when
+/// `after` holds it now (added, or there already), false when `before` did not have it.
+async fn mc_copy(before: &Shard, after: &Shard, key: &[u8], strong: bool) -> Result<bool, String> {
+    let mut mg = BytesMut::from(&b"mg "[..]);
+    mg.extend_from_slice(key);
+    mg.extend_from_slice(b" v f t\r\n");
+    let got = reply(before.send(mg.freeze(), false).await)?;
+    let Some(rest) = got.strip_prefix(b"VA ") else {
+        // EN: not there
+        return Ok(false);
+    };
+    let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
+        return Ok(false);
+    };
+    let line = std::str::from_utf8(&rest[..lf.saturating_sub(1)]).unwrap_or("");
+    let mut words = line.split(' ');
+    let size: usize = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+    let (mut flags, mut ttl) = ("0".to_string(), -1i64);
+    for w in words {
+        if let Some(f) = w.strip_prefix('f') {
+            flags = f.to_string();
+        } else if let Some(t) = w.strip_prefix('t') {
+            ttl = t.parse().unwrap_or(-1);
+        }
+    }
+    let Some(data) = rest.get(lf + 1..lf + 1 + size) else {
+        return Ok(false);
+    };
+    let exptime = match ttl {
+        t if t < 0 => 0,
+        // about to expire: not worth a copy
+        0 => return Ok(false),
+        t if t <= MC_RELATIVE => t,
+        t => {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+                + t
+        }
+    };
+    let mut add = BytesMut::from(&b"add "[..]);
+    add.extend_from_slice(key);
+    add.extend_from_slice(format!(" {flags} {exptime} {size}\r\n").as_bytes());
+    add.extend_from_slice(data);
+    add.extend_from_slice(b"\r\n");
+    let added = reply(after.send(add.freeze(), false).await)?;
+    // NOT_STORED: written on the new server meanwhile, and that value is the newer one
+    if added.starts_with(b"STORED") && strong {
+        let _ = before.send(mc_delete(key), false).await;
+    }
+    Ok(added.starts_with(b"STORED") || added.starts_with(b"NOT_STORED"))
 }

@@ -423,8 +423,15 @@ fn unavailable(e: crate::pool::Unavailable) -> Answer {
 
 /// A command whose keys must all live on one server: sent there whole, or refused.
 fn same_shard(pool: &Pool, spec: &command::Spec, cmd: &Command, v3: bool) -> Answer {
-    if spec.name == "get" {
-        if let Some(answer) = crate::migrate::get(pool, cmd, v3) {
+    // a read of one key that may still be on its server from before the last reload
+    let one_key = spec.route
+        == (Route::Keys {
+            first: 1,
+            last: 1,
+            step: 1,
+        });
+    if spec.readonly() && one_key && pool.old.is_some() {
+        if let Some(answer) = crate::migrate::read(pool, cmd.arg(1), cmd.to_frame(), v3) {
             return answer;
         }
     }
@@ -453,6 +460,11 @@ fn crossslot(pool: &Pool) -> Answer {
 /// MGET, MSET, DEL, UNLINK, EXISTS, TOUCH: one command per server holding some of the keys,
 /// the replies combined in the order of the keys.
 fn split_by_shard(pool: &Pool, split: Split, cmd: &Command, v3: bool) -> Answer {
+    if split == Split::Mget {
+        if let Some(answer) = crate::migrate::mget(pool, cmd, v3) {
+            return answer;
+        }
+    }
     let step = if split == Split::Mset { 2 } else { 1 };
     if split == Split::Mset && cmd.len().is_multiple_of(2) {
         return error("ERR wrong number of arguments for 'mset' command");

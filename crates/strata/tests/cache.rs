@@ -1281,6 +1281,8 @@ async fn a_new_server_does_not_cause_a_miss_storm() {
     };
     let strata = Strata::start(&config(2));
     const KEYS: usize = 3000;
+    // hashes too: read-through is not for strings alone
+    const HASHES: usize = 300;
     let mut clients = Vec::new();
     for pool in ["with", "without"] {
         let mut c = Resp::connect(strata.addr(&format!("cache:{pool}")))
@@ -1291,6 +1293,12 @@ async fn a_new_server_does_not_cause_a_miss_storm() {
             .collect();
         for r in c.pipeline(&sets).await {
             assert_eq!(&r[..], b"+OK\r\n");
+        }
+        let hsets: Vec<Vec<Vec<u8>>> = (0..HASHES)
+            .map(|i| cmd(&["HSET", &format!("h{i}"), "f", &format!("v{i}")]))
+            .collect();
+        for r in c.pipeline(&hsets).await {
+            assert_eq!(&r[..], b":1\r\n");
         }
         clients.push(c);
     }
@@ -1311,6 +1319,22 @@ async fn a_new_server_does_not_cause_a_miss_storm() {
         .collect();
     for (i, r) in clients[0].pipeline(&gone).await.iter().enumerate() {
         assert_eq!(text(r), "$-1\r\n", "k{i} came back after its DEL");
+    }
+    // an MGET across servers finds every value, those of moved keys too
+    let mget: Vec<String> = (DELETED..DELETED + 100).map(|i| format!("k{i}")).collect();
+    let mut args: Vec<&[u8]> = vec![b"MGET"];
+    args.extend(mget.iter().map(|k| k.as_bytes()));
+    let values = text(&clients[0].cmd(&args).await);
+    assert!(
+        values.starts_with("*100\r\n") && !values.contains("$-1"),
+        "{values}"
+    );
+    // and every hash, by HGET
+    let hgets: Vec<Vec<Vec<u8>>> = (0..HASHES)
+        .map(|i| cmd(&["HGET", &format!("h{i}"), "f"]))
+        .collect();
+    for (i, r) in clients[0].pipeline(&hgets).await.iter().enumerate() {
+        assert_eq!(text(r), format!("${}\r\nv{i}\r\n", format!("v{i}").len()));
     }
     let gets: Vec<Vec<Vec<u8>>> = (DELETED..KEYS)
         .map(|i| cmd(&["GET", &format!("k{i}")]))
@@ -1336,10 +1360,12 @@ async fn a_new_server_does_not_cause_a_miss_storm() {
     let moved = with[2].keys().await;
     assert!(moved.len() > KEYS / 5, "{}", moved.len());
     let mut third = with[2].client().await;
-    let ttl = text(&third.cmd(&[b"TTL", &moved[0]]).await);
+    // (a string: the hashes were written without one)
+    let string = moved.iter().find(|k| k.starts_with(b"k")).unwrap();
+    let ttl = text(&third.cmd(&[b"TTL", string]).await);
     assert!(ttl.starts_with(':') && ttl != ":-1\r\n", "{ttl}");
     let old = with[0].keys().await.len() + with[1].keys().await.len();
-    assert_eq!(old + moved.len(), KEYS - DELETED);
+    assert_eq!(old + moved.len(), KEYS - DELETED + HASHES);
     // and the second read of a moved key is a plain hit on its new server
     let again = clients[0].pipeline(&gets).await;
     assert!(again.iter().all(|r| r[..] != b"$-1\r\n"[..]));

@@ -124,3 +124,69 @@ async fn servers_receive_whole_commands_and_nothing_malformed() {
     );
     assert_eq!(commands[0].1.as_deref(), Some(sneaky.as_bytes()));
 }
+
+/// After a reload adds a third memcached, a moved key misses on its new server once and is
+/// read through from its old one with its flags and the time it has left: every key is found
+/// right after the ring change, by single and by multi-key gets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_memcached_does_not_cause_a_miss_storm() {
+    let servers = [
+        Memcached::start().await,
+        Memcached::start().await,
+        Memcached::start().await,
+    ];
+    let addrs: Vec<std::net::SocketAddr> = servers.iter().map(|s| s.addr).collect();
+    let strata = Strata::start(&pool(&addrs[..2]));
+    const KEYS: usize = 600;
+    let mut c = TcpStream::connect(strata.addr("cache:m")).await.unwrap();
+    let mut sets = String::new();
+    for i in 0..KEYS {
+        let v = format!("v{i}");
+        sets.push_str(&format!("set k{i} 7 1000 {}\r\n{v}\r\n", v.len()));
+    }
+    let stored = text_exchange(
+        &mut c,
+        sets.as_bytes(),
+        b"STORED\r\n".repeat(KEYS).as_slice(),
+    )
+    .await;
+    assert_eq!(stored.matches("STORED\r\n").count(), KEYS);
+    std::fs::write(&strata.config, pool(&addrs)).unwrap();
+    strata.signal(libc::SIGHUP);
+    strata
+        .wait_log("SIGHUP: reloaded", std::time::Duration::from_secs(10))
+        .await;
+    // multi-key gets of 50 keys each, then the same keys one by one: every value is there
+    let mut found = 0;
+    for chunk in (0..KEYS).collect::<Vec<_>>().chunks(50) {
+        let keys: Vec<String> = chunk.iter().map(|i| format!("k{i}")).collect();
+        let get = format!("get {}\r\n", keys.join(" "));
+        let got = text_exchange(&mut c, get.as_bytes(), b"END\r\n").await;
+        found += got.matches("VALUE ").count();
+    }
+    assert_eq!(found, KEYS);
+    for i in [0, KEYS / 2, KEYS - 1] {
+        let one = text_exchange(&mut c, format!("get k{i}\r\n").as_bytes(), b"END\r\n").await;
+        assert_eq!(
+            one,
+            format!("VALUE k{i} 7 {}\r\nv{i}\r\nEND\r\n", format!("v{i}").len())
+        );
+    }
+    // the third server holds the keys that moved, with their flags and time left
+    let mut third = TcpStream::connect(addrs[2]).await.unwrap();
+    let mut moved = None;
+    for i in 0..KEYS {
+        let r = text_exchange(&mut third, format!("mg k{i} t f\r\n").as_bytes(), b"\r\n").await;
+        if r.starts_with("HD") {
+            moved = Some(r);
+            break;
+        }
+    }
+    let moved = moved.expect("no key moved to the third server");
+    let ttl: i64 = moved
+        .split(' ')
+        .find_map(|w| w.trim().strip_prefix('t').map(|t| t.parse().unwrap()))
+        .unwrap();
+    assert!((1..=1000).contains(&ttl), "{moved}");
+    assert!(moved.contains(" f7"), "{moved}");
+}

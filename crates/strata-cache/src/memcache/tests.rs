@@ -107,3 +107,15 @@ fn replies_are_measured_to_their_end() {
     assert_eq!(v[0], (&b"a"[..], &b"VALUE a 1 1\r\nx\r\n"[..]));
     assert_eq!(values(b"SERVER_ERROR x\r\n"), None);
 }
+
+#[test]
+fn a_meta_get_value_is_one_reply() {
+    let va = b"VA 3 f7 t99\r\nabc\r\n";
+    assert_eq!(reply_len(va), Ok(Some(va.len())));
+    for cut in 0..va.len() {
+        assert_eq!(reply_len(&va[..cut]), Ok(None), "cut at {cut}");
+    }
+    assert_eq!(reply_len(b"EN\r\n"), Ok(Some(4)));
+    assert_eq!(reply_len(b"VA 3 f7\r\nabcd\r\n"), Err(McError::Reply));
+    assert_eq!(reply_len(b"VA x\r\n"), Err(McError::Reply));
+}
