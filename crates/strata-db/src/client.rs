@@ -1091,6 +1091,19 @@ impl Session {
                 self.cbuf.advance(total);
                 continue;
             }
+            if self.mode == PoolMode::Session && matches!(tag, b'Q' | b'P' | b'B' | b'F') {
+                if let Some(primary) = self.left_behind() {
+                    // a session holds its connection from login: one on a server that is no
+                    // longer the primary would see its writes refused (or, with two servers
+                    // claiming to be primary, go to the old one), so between transactions it
+                    // ends, and the client's reconnect lands on the new primary
+                    self.lost = Some(format!(
+                        "the server this session ran on is no longer the primary ({primary} is): reconnect"
+                    ));
+                    self.server_lost_as(Sqlstate::ADMIN_SHUTDOWN);
+                    return Ok(true);
+                }
+            }
             if tag == b'Q' && self.mode == PoolMode::Transaction && self.deallocated(total) {
                 self.cbuf.advance(total);
                 continue;
@@ -1715,20 +1728,40 @@ impl Session {
         }
     }
 
+    /// In session mode, between transactions: the primary of the session's shard, when it is
+    /// another server than the one the session's connection is on.
+    fn left_behind(&self) -> Option<SocketAddr> {
+        let lease = self.server.as_ref()?;
+        if self.status != b'I' || self.pending > 0 || self.unsynced || self.copy_in {
+            return None;
+        }
+        let primary = self.svc.roles().primary(self.shard)?;
+        (primary != lease.conn.addr).then_some(primary)
+    }
+
     /// The server connection broke while the client held it: the client's transaction is
     /// lost, and the client is told so and closed (the next connection gets a healthy one).
     fn server_lost(&mut self) {
+        self.server_lost_as(Sqlstate::CONNECTION_FAILURE);
+    }
+
+    /// [`Session::server_lost`], telling the client `code`.
+    fn server_lost_as(&mut self, code: Sqlstate) {
         if let Some(lease) = self.server.take() {
             self.svc.stats.active.dec();
             cancel::point(&self.key, None);
-            tracing::warn!(listener = %self.svc.name, server = %lease.conn.addr, "server connection lost in a transaction");
+            let why = self
+                .lost
+                .as_deref()
+                .unwrap_or("server connection lost in a transaction");
+            tracing::warn!(listener = %self.svc.name, server = %lease.conn.addr, "{why}");
             lease.close();
         }
         let why = self.lost.take();
         proto::put_error(
             &mut self.to_client,
             true,
-            Sqlstate::CONNECTION_FAILURE,
+            code,
             why.as_deref().unwrap_or("the server connection was lost"),
         );
         self.pending = 0;

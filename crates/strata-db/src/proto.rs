@@ -214,6 +214,8 @@ impl Sqlstate {
     pub const CONNECTION_FAILURE: Sqlstate = Sqlstate("08006");
     /// feature_not_supported
     pub const FEATURE_NOT_SUPPORTED: Sqlstate = Sqlstate("0A000");
+    /// admin_shutdown: the session is ended by the server side (clients reconnect on it)
+    pub const ADMIN_SHUTDOWN: Sqlstate = Sqlstate("57P01");
     /// in_failed_sql_transaction
     pub const IN_FAILED_TRANSACTION: Sqlstate = Sqlstate("25P02");
 }

@@ -11,6 +11,7 @@ use common::postgres::{
     pgbench, psql, psql_command, replica_known, Postgres, PsqlSession, SUPERUSER_PASSWORD,
 };
 use common::*;
+use tokio::io::AsyncWriteExt;
 
 /// A `[[database]]` listener in front of `servers`, with users app/secret and the superuser.
 fn config(servers: &[SocketAddr], extra: &str) -> String {
@@ -442,6 +443,76 @@ async fn reads_run_on_the_replica_unless_the_client_just_wrote() {
     assert!(
         seen[5] != "t",
         "a data-modifying WITH ran on the replica: {seen:?}"
+    );
+}
+
+/// Session mode: a session holds its server connection from login, so when another server
+/// becomes the primary (here a promoted replica, with the old primary still up and still
+/// taking writes: the split brain a failover can leave) the session ends between two
+/// transactions with 57P01, and the client's reconnect lands on the new primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_on_an_old_primary_ends_when_another_takes_the_writes() {
+    let (primary, replica) = primary_and_replica("create table t (n int)");
+    let strata = Strata::start(&config(
+        &[primary.addr, replica.addr],
+        "pool_mode = \"session\"\nauth_type = \"trust\"",
+    ));
+    let db = strata.addr("database:app");
+    replica_known(&strata, &replica.addr.to_string()).await;
+    let (mut s, _) = common::postgres::log_in(db, &[]).await;
+    let got = common::postgres::query(&mut s, "insert into t values (1)").await;
+    assert_eq!(got.last().unwrap(), &(b'Z', vec![b'I']), "{got:?}");
+    let promoted = psql(
+        replica.addr,
+        "postgres",
+        SUPERUSER_PASSWORD,
+        "postgres",
+        "select pg_promote()",
+    );
+    assert_eq!(promoted.as_deref(), Ok("t"));
+    let r = replica.addr.to_string();
+    eventually(
+        Duration::from_secs(10),
+        "the promoted replica is the primary",
+        || async { status(&strata).await["database"][0]["primary"] == r.as_str() },
+    )
+    .await;
+    let sql = b"insert into t values (2)\0";
+    s.write_all(&common::postgres::message(b'Q', sql))
+        .await
+        .unwrap();
+    let closed = common::postgres::until_closed(&mut s).await;
+    assert!(
+        closed.windows(6).any(|w| w == b"C57P01")
+            && String::from_utf8_lossy(&closed).contains("no longer the primary"),
+        "{}",
+        closed.escape_ascii()
+    );
+    // the write did not reach the old primary; a new session writes on the new one
+    assert_eq!(
+        psql(
+            primary.addr,
+            "app",
+            "secret",
+            "app",
+            "select count(*) from t"
+        )
+        .as_deref(),
+        Ok("1")
+    );
+    let wrote =
+        blocking(move || psql(db, "app", "secret", "app", "insert into t values (3)")).await;
+    assert_eq!(wrote.as_deref(), Ok(""));
+    assert_eq!(
+        psql(
+            replica.addr,
+            "app",
+            "secret",
+            "app",
+            "select string_agg(n::text, ',' order by n) from t"
+        )
+        .as_deref(),
+        Ok("1,3")
     );
 }
 
