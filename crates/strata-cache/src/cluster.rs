@@ -29,7 +29,7 @@ pub const SLOTS: usize = 16384;
 /// How often the slot map is asked for when nothing (a `MOVED`) said it changed.
 pub const REFRESH: Duration = Duration::from_secs(5);
 /// Redirections followed for one command before it fails.
-const MAX_REDIRECTS: usize = 5;
+pub(crate) const MAX_REDIRECTS: usize = 5;
 /// No slot's node is known.
 const NONE: u16 = u16::MAX;
 
@@ -107,7 +107,7 @@ impl Cluster {
     }
 
     /// Moves one slot to the node at `addr` (a `MOVED` reply), and asks for the whole map again.
-    fn moved(self: &Arc<Self>, slot: u16, addr: SocketAddr) -> Arc<Shard> {
+    pub(crate) fn moved(self: &Arc<Self>, slot: u16, addr: SocketAddr) -> Arc<Shard> {
         let node = self.node_at(addr);
         let map = self.map.load();
         let mut nodes = map.nodes.clone();
@@ -276,7 +276,7 @@ fn new_node(addr: SocketAddr, settings: &Arc<LinkSettings>, passive: &Passive) -
 }
 
 /// `-MOVED 3999 127.0.0.1:6381` (or `-ASK ...`): the slot and the node.
-fn redirect(reply: &[u8], prefix: &[u8]) -> Option<(u16, SocketAddr)> {
+pub(crate) fn redirect(reply: &[u8], prefix: &[u8]) -> Option<(u16, SocketAddr)> {
     let rest = reply.strip_prefix(prefix)?;
     let line = std::str::from_utf8(rest).ok()?.trim_end();
     let (slot, addr) = line.split_once(' ')?;

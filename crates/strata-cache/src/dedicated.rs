@@ -86,6 +86,46 @@ pub(crate) async fn run(
         }
         None => pool.master_addr(own.server),
     };
+    let mut addr = addr;
+    let mut own = own;
+    // a blocking command on a Redis Cluster node follows the cluster's redirections, as the
+    // shared connections do (a transaction's are the client's to retry whole)
+    let cluster = pool
+        .cluster
+        .as_ref()
+        .filter(|_| own.blocking && own.at.is_some());
+    for _ in 0..crate::cluster::MAX_REDIRECTS {
+        let reply = run_once(session, pool, &own, addr, drain).await;
+        let Some(cluster) = cluster else {
+            return reply;
+        };
+        if let Some((slot, to)) = crate::cluster::redirect(&reply, b"-MOVED ") {
+            cluster.moved(slot, to);
+            addr = to;
+        } else if let Some((_, to)) = crate::cluster::redirect(&reply, b"-ASK ") {
+            // once, behind ASKING: the next try is the command alone again
+            addr = to;
+            let command = own.frames.last().cloned().unwrap_or_default();
+            own.frames = vec![Bytes::from_static(b"*1\r\n$6\r\nASKING\r\n"), command];
+            continue;
+        } else {
+            return reply;
+        }
+        if let Some(command) = own.frames.last().cloned() {
+            own.frames = vec![command];
+        }
+    }
+    resp::error_frame("ERR strata: the cluster kept redirecting the command")
+}
+
+/// [`run`] on the connection to `addr`, once.
+async fn run_once(
+    session: &mut Session,
+    pool: &Pool,
+    own: &Own,
+    addr: SocketAddr,
+    drain: &tokio_util::sync::CancellationToken,
+) -> Bytes {
     let conn = match session.dedicated.take() {
         Some(conn) if conn.server == addr && conn.resp3 == session.resp3 => Some(conn),
         Some(conn) if conn.watching => {

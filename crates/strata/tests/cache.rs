@@ -1616,6 +1616,24 @@ async fn a_redis_cluster_serves_clients_that_know_nothing_of_it() {
     );
     // slots move to another node: MOVED is followed, every key is still found
     cluster.reshard(1000);
+    // a blocking command too: a list put straight on the node a moved slot went to is
+    // popped through Strata, whose map may not know the move yet
+    let mut second = cluster.nodes[1].client().await;
+    let moved_key = (0..)
+        .map(|i| format!("q{i}"))
+        .find(|k| strata_cache::cluster::slot(k.as_bytes()) < 1000)
+        .unwrap();
+    assert_eq!(
+        text(&second.cmd(&[b"RPUSH", moved_key.as_bytes(), b"job"]).await),
+        ":1\r\n",
+        "slot {} did not move to the second node",
+        strata_cache::cluster::slot(moved_key.as_bytes())
+    );
+    let popped = text(&c.cmd(&[b"BLPOP", moved_key.as_bytes(), b"2"]).await);
+    assert_eq!(
+        popped,
+        format!("*2\r\n${}\r\n{moved_key}\r\n$3\r\njob\r\n", moved_key.len())
+    );
     let gets: Vec<Vec<Vec<u8>>> = (3..2000)
         .map(|i| cmd(&["GET", &format!("key:{i}")]))
         .collect();
