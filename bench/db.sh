@@ -3,7 +3,7 @@
 # (transaction pooling) and through Strata (transaction pooling), in one run.
 #
 # PostgreSQL and pgbench run on CPU 1; each proxy runs on CPU 0 (PgBouncer is one thread;
-# Strata is given one worker). Both proxies pool 20 server connections and log clients in with
+# Strata is given one worker). Both proxies pool POOL (default 20) server connections and log clients in with
 # SCRAM-SHA-256. Prints, per target and workload: transactions/s, average latency and the
 # proxy's CPU microseconds per transaction (user + system, from /proc/PID/stat). Rounds are
 # interleaved (direct, pgbouncer, strata, direct, ...) and the median round is printed.
@@ -17,12 +17,14 @@
 # 8,000 idle logged-in clients (bench/idle_pg.py); the slope of its resident memory between the
 # two, in bytes per client.
 #
-# Usage: [STRATA=binary] [ONLY_IDLE=1] bench/db.sh [seconds per run, default 10] [rounds, default 3] [clients, default 32]
+# Usage: [STRATA=binary] [ONLY_IDLE=1] [POOL=20] [SCALE=10] bench/db.sh [seconds per run, default 10] [rounds, default 3] [clients, default 32]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
 ROUNDS=${2:-3}
 CLIENTS=${3:-32}
+POOL=${POOL:-20}
+SCALE=${SCALE:-10}
 
 need=()
 command -v pgbouncer >/dev/null || need+=(pgbouncer)
@@ -51,9 +53,9 @@ pids+=($!)
 for _ in $(seq 200); do "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$PGPORT" && break; sleep 0.05; done
 psql() { "$PGBIN/psql" -X -q -h 127.0.0.1 -U postgres "$@"; }
 psql -p "$PGPORT" -c "create database bench" >/dev/null
-"$PGBIN/pgbench" -q -i -s 10 -h 127.0.0.1 -p "$PGPORT" -U postgres bench >/dev/null 2>&1
+"$PGBIN/pgbench" -q -i -s "$SCALE" -h 127.0.0.1 -p "$PGPORT" -U postgres bench >/dev/null 2>&1
 
-# PgBouncer: transaction pooling, 20 server connections, SCRAM to clients
+# PgBouncer: transaction pooling, POOL server connections, SCRAM to clients
 cat > "$work/userlist.txt" <<U
 "postgres" "$PGPASSWORD"
 U
@@ -67,7 +69,7 @@ unix_socket_dir =
 auth_type = scram-sha-256
 auth_file = $work/userlist.txt
 pool_mode = transaction
-default_pool_size = 20
+default_pool_size = $POOL
 max_client_conn = 10000
 logfile = $work/pgbouncer.log
 pidfile = $work/pgbouncer.pid
@@ -83,7 +85,7 @@ name = "bench"
 listen = "127.0.0.1:$STPORT"
 servers = ["127.0.0.1:$PGPORT"]
 pool_mode = "transaction"
-pool_size = 20
+pool_size = $POOL
 [[database.users]]
 name = "postgres"
 password = "$PGPASSWORD"
@@ -180,7 +182,7 @@ rm -f "$work/pgbouncer.pid"
 sed -i 's/^auth_type = scram-sha-256/auth_type = trust/; s/^listen_port = .*/listen_port = '"$PBPORT"'/' "$work/pgbouncer.ini"
 taskset -c 0 pgbouncer -u postgres "$work/pgbouncer.ini" >/dev/null 2>&1 &
 pids+=($!)
-sed -i 's/^pool_size = 20$/pool_size = 20\nauth_type = "trust"/' "$work/strata.toml"
+sed -i "s/^pool_size = $POOL\$/pool_size = $POOL\nauth_type = \"trust\"/" "$work/strata.toml"
 taskset -c 0 "$STRATA" run -c "$work/strata.toml" >"$work/strata.log" 2>&1 &
 pids+=($!)
 st_pid=$!

@@ -611,7 +611,7 @@ fn batch_reads_only(buf: &[u8], statements: &ClientStatements) -> bool {
         && batch
             .bound(statements, None)
             .iter()
-            .all(|(_, text)| text.is_some_and(reads_only))
+            .all(|(_, parse)| parse.map(parsed_text).is_some_and(reads_only))
 }
 
 /// The statement name of a simple query that is exactly `DEALLOCATE [PREPARE] name` (not
@@ -698,9 +698,10 @@ impl<'a> Batch<'a> {
         }
     }
 
-    /// Each Bind's body with the text of the statement it binds: parsed earlier in the
-    /// batch, one of the client's named statements, or (`unnamed`) the unnamed statement
-    /// the client parsed last; None when unknown.
+    /// Each Bind's body with the Parse of the statement it binds (after its name: the text
+    /// and the declared parameter types): parsed earlier in the batch, one of the client's
+    /// named statements, or (`unnamed`) the unnamed statement the client parsed last; None
+    /// when unknown.
     fn bound(
         &self,
         statements: &'a ClientStatements,
@@ -712,9 +713,9 @@ impl<'a> Batch<'a> {
             match tag {
                 b'P' => parsed.push((
                     body.split(|b| *b == 0).next().unwrap_or(&[]),
-                    parse_text(body).unwrap_or(&[]),
+                    after_name(body).unwrap_or(&[]),
                 )),
-                b'B' => out.push((*body, statement_text(body, &parsed, statements, unnamed))),
+                b'B' => out.push((*body, statement_parse(body, &parsed, statements, unnamed))),
                 _ => {}
             }
         }
@@ -722,9 +723,9 @@ impl<'a> Batch<'a> {
     }
 }
 
-/// The text of the statement a Bind (`body`) binds: the last of `parsed` by that name, one of
-/// the client's named statements, or `unnamed` for the unnamed one.
-fn statement_text<'a>(
+/// The Parse (after its name) of the statement a Bind (`body`) binds: the last of `parsed` by
+/// that name, one of the client's named statements, or `unnamed` for the unnamed one.
+fn statement_parse<'a>(
     body: &[u8],
     parsed: &[(&[u8], &'a [u8])],
     statements: &'a ClientStatements,
@@ -738,7 +739,7 @@ fn statement_text<'a>(
         .map(|(_, t)| *t)
         .or_else(|| match std::str::from_utf8(statement) {
             Ok("") => unnamed,
-            Ok(n) => statements.text(n),
+            Ok(n) => statements.parsed(n),
             Err(_) => None,
         })
 }
@@ -782,19 +783,21 @@ fn batch_route(
     }
 }
 
-/// Where one Bind (`body`) of the statement `text` goes, with its parameters.
-fn bind_route(body: &[u8], text: Option<&[u8]>, sharding: &Sharding, plain: bool) -> Route {
+/// Where one Bind (`body`) of the statement `parse` (its Parse after the name) goes, with its
+/// parameters and their declared types.
+fn bind_route(body: &[u8], parse: Option<&[u8]>, sharding: &Sharding, plain: bool) -> Route {
     // a statement never prepared gets the server's error, wherever it runs
-    let Some(text) = text else {
+    let Some(parse) = parse else {
         return Route::Any;
     };
+    let text = parsed_text(parse);
     let mut names = body.splitn(3, |b| *b == 0);
     let (Some(_portal), Some(_statement), Some(rest)) = (names.next(), names.next(), names.next())
     else {
         return Route::Any; // malformed: the server says so
     };
     match Bound::read(rest) {
-        Some(bound) => sharding.route(text, Some(&bound), plain),
+        Some(bound) => sharding.route(text, Some(&bound.with_types(parsed_types(parse))), plain),
         None => Route::Any,
     }
 }
@@ -821,9 +824,37 @@ fn whole_messages(buf: &[u8]) -> usize {
 
 /// The SQL text of a Parse message's body (after the statement's name).
 fn parse_text(body: &[u8]) -> Option<&[u8]> {
-    let mut fields = body.split(|b| *b == 0);
-    fields.next()?;
-    fields.next()
+    after_name(body).map(parsed_text)
+}
+
+/// A Parse message's body after the statement's name: the text, its NUL, the parameter types.
+fn after_name(body: &[u8]) -> Option<&[u8]> {
+    let end = body.iter().position(|b| *b == 0)?;
+    Some(&body[end + 1..])
+}
+
+/// The text of a Parse after its name.
+fn parsed_text(parse: &[u8]) -> &[u8] {
+    parse.split(|b| *b == 0).next().unwrap_or(&[])
+}
+
+/// The parameter types (OIDs, 0 for unspecified) a Parse after its name declares.
+fn parsed_types(parse: &[u8]) -> Vec<u32> {
+    let Some(end) = parse.iter().position(|b| *b == 0) else {
+        return Vec::new();
+    };
+    let rest = &parse[end + 1..];
+    let Some(count) = rest
+        .get(..2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]) as usize)
+    else {
+        return Vec::new();
+    };
+    rest[2..]
+        .chunks_exact(4)
+        .take(count)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 /// Whether a simple query is exactly one `BEGIN` (or `START TRANSACTION`) that says `READ
@@ -1231,7 +1262,7 @@ impl Session {
             // the unnamed statement's text, for a Bind of it in a later piece or batch
             let body = &self.cbuf[5..total];
             if body.first() == Some(&0) {
-                self.unnamed = parse_text(body).map(<[u8]>::to_vec);
+                self.unnamed = after_name(body).map(<[u8]>::to_vec);
             }
         }
         // the keys read from the text are the values stored only if the server reads the
@@ -1279,8 +1310,8 @@ impl Session {
             // a Bind inside a batch sent in pieces (after a Flush): checked on its own
             b'B' => {
                 let body = &self.cbuf[5..total];
-                let text = statement_text(body, &[], &self.statements, self.unnamed.as_deref());
-                bind_route(body, text, sharding, plain)
+                let parse = statement_parse(body, &[], &self.statements, self.unnamed.as_deref());
+                bind_route(body, parse, sharding, plain)
             }
             // a function call or a lone Sync pins nothing: shard 0 when no connection is held
             _ => {
@@ -1300,8 +1331,8 @@ impl Session {
                         let bound = batch
                             .as_ref()
                             .map(|b| b.bound(&self.statements, self.unnamed.as_deref()));
-                        let text = bound.and_then(|b| b.last().and_then(|(_, t)| *t));
-                        let mut text = text.unwrap_or(b"BEGIN").to_vec();
+                        let parse = bound.and_then(|b| b.last().and_then(|(_, p)| *p));
+                        let mut text = parse.map_or(&b"BEGIN"[..], parsed_text).to_vec();
                         text.push(0);
                         text
                     }

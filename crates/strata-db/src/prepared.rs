@@ -159,10 +159,10 @@ impl ClientStatements {
         self.owed.is_empty()
     }
 
-    /// The SQL text of the client's named statement `name`, if it prepared one.
-    pub fn text(&self, name: &str) -> Option<&[u8]> {
-        let (_, rest) = self.named.get(name)?;
-        rest[..].split(|b| *b == 0).next()
+    /// The Parse of the client's named statement `name` after its name (the SQL text, its
+    /// NUL, the declared parameter types), if it prepared one.
+    pub fn parsed(&self, name: &str) -> Option<&[u8]> {
+        self.named.get(name).map(|(_, rest)| &rest[..])
     }
 
     /// Records a Parse (`body`) answered without a server: a named statement is prepared on

@@ -151,7 +151,14 @@ enum Key {
 pub struct Bound<'a> {
     values: Vec<Option<&'a [u8]>>,
     binary: Vec<bool>,
+    /// The types the statement's Parse declared (OIDs; 0 or missing: left to the server).
+    types: Vec<u32>,
 }
+
+/// `int8`, `int2`, `int4`: the binary integers an integer key may come as.
+const INTEGER_OIDS: [u32; 3] = [20, 21, 23];
+/// `text`, `varchar`: the binary strings a text key may come as.
+const TEXT_OIDS: [u32; 2] = [25, 1043];
 
 impl<'a> Bound<'a> {
     /// Reads a Bind message's body after its portal and statement names.
@@ -185,7 +192,17 @@ impl<'a> Bound<'a> {
                 many => many.get(i).copied().unwrap_or(false),
             })
             .collect();
-        Some(Bound { values, binary })
+        Some(Bound {
+            values,
+            binary,
+            types: Vec::new(),
+        })
+    }
+
+    /// The parameters with the types their statement's Parse declared.
+    pub fn with_types(mut self, types: Vec<u32>) -> Self {
+        self.types = types;
+        self
     }
 
     /// Each parameter's value (None for NULL) and whether it is binary.
@@ -342,7 +359,23 @@ impl Sharding {
                     return Ok(None);
                 };
                 match bound.values.get(n.wrapping_sub(1)) {
-                    Some(Some(v)) => ((*v).into(), bound.binary[n - 1]),
+                    Some(Some(v)) if bound.binary[n - 1] => {
+                        // a binary value is read by its declared type: one the key's type does
+                        // not read alike (a float8 for an integer key) is refused
+                        let declared = bound.types.get(n - 1).copied().unwrap_or(0);
+                        let fits = match table.key_type {
+                            KeyType::Integer => INTEGER_OIDS.contains(&declared),
+                            KeyType::Text => TEXT_OIDS.contains(&declared),
+                        };
+                        if declared != 0 && !fits {
+                            return Err(format!(
+                                "the key {} came as a binary parameter of type {declared} (an OID), which it is not read as",
+                                name()
+                            ));
+                        }
+                        ((*v).into(), true)
+                    }
+                    Some(Some(v)) => ((*v).into(), false),
                     Some(None) => return Ok(None),
                     None => {
                         return Err(format!(
@@ -434,6 +467,37 @@ mod tests {
             h(hash_int_seeded(-5_000_000_000, PARTITION_SEED)),
             -4482100988868492312
         );
+    }
+
+    #[test]
+    fn a_binary_parameter_is_read_by_its_declared_type() {
+        let sharding = Sharding::for_tables(
+            vec![ShardedTable {
+                table: "users".into(),
+                column: "id".into(),
+                key_type: KeyType::Integer,
+                rule: ShardRule::Hash,
+            }],
+            2,
+        );
+        let mut body = vec![0, 1, 0, 1, 0, 1, 0, 0, 0, 8];
+        body.extend_from_slice(&42.0f64.to_be_bytes());
+        body.extend_from_slice(&[0, 0]);
+        let sql = b"select * from users where id = $1";
+        let route = |types: Vec<u32>| {
+            let bound = Bound::read(&body).unwrap().with_types(types);
+            sharding.route(sql, Some(&bound), true)
+        };
+        // declared float8: not read as an integer
+        assert!(
+            matches!(route(vec![701]), Route::Refused(_)),
+            "{:?}",
+            route(vec![701])
+        );
+        // declared int8, or left to the server (which reads 8 bytes for an int8 column)
+        let as_int = hash_partition(hash_int(i64::from_be_bytes(42.0f64.to_be_bytes())), 2);
+        assert_eq!(route(vec![20]), Route::Shard(as_int));
+        assert_eq!(route(vec![]), Route::Shard(as_int));
     }
 
     #[test]
