@@ -285,8 +285,12 @@ async fn run(mut jobs: mpsc::UnboundedReceiver<Job>, link: Link, resp3: bool) {
         let stream = match open(addr, &settings, resp3).await {
             Ok(stream) => stream,
             Err((lost, why)) => {
-                backend.stats.failures.inc();
-                group.report_failure(backend, &why);
+                // a failure at an address the server has moved away from meanwhile (Sentinel
+                // named a new master) is the old address's, not the server's
+                if target.get().1 == epoch {
+                    backend.stats.failures.inc();
+                    group.report_failure(backend, &why);
+                }
                 tracing::warn!(server = %backend.name, %addr, "{why}");
                 fail(batch.drain(..), lost);
                 while let Ok(job) = jobs.try_recv() {
@@ -316,9 +320,12 @@ async fn run(mut jobs: mpsc::UnboundedReceiver<Job>, link: Link, resp3: bool) {
             Ended::Moved | Ended::Idle => {}
             Ended::Failed(lost, why) => {
                 // counted before the commands are answered, so that a client's next command
-                // already sees the server ejected when this failure ejects it
-                backend.stats.failures.inc();
-                group.report_failure(backend, &why);
+                // already sees the server ejected when this failure ejects it (unless the
+                // server has moved away from this connection's address)
+                if target.get().1 == epoch {
+                    backend.stats.failures.inc();
+                    group.report_failure(backend, &why);
+                }
                 tracing::warn!(server = %backend.name, %addr, "{why}");
                 for (tx, _, _) in pipe.owed.drain(..) {
                     let _ = tx.send(Err(lost));
