@@ -401,11 +401,16 @@ impl DatabaseService {
         );
         for s in self.roles().all() {
             let addr = s.addr.to_string();
+            let shard = s.shard.to_string();
             if let Some(lag) = s.lag_bytes {
                 w.gauge(
                     "strata_db_replica_lag_bytes",
-                    "How far each replica's replay is behind the primary's WAL, in bytes, as last checked.",
-                    &[("listener", self.name.as_str()), ("server", addr.as_str())],
+                    "How far each replica's replay is behind its shard's primary's WAL, in bytes, as last checked.",
+                    &[
+                        ("listener", self.name.as_str()),
+                        ("server", addr.as_str()),
+                        ("shard", shard.as_str()),
+                    ],
                     lag as f64,
                 );
             }
@@ -421,6 +426,7 @@ impl DatabaseService {
                     &[
                         ("listener", self.name.as_str()),
                         ("server", addr.as_str()),
+                        ("shard", shard.as_str()),
                         ("role", role_name(role)),
                     ],
                     f64::from(u8::from(s.role == role)),
