@@ -247,12 +247,17 @@ async fn login(
             }
             Err(e) => {
                 tracing::warn!(listener = %svc.name, %user, %database, "no server for a new client: {e}");
-                return refused(
-                    &mut stream,
-                    Sqlstate::CANNOT_CONNECT_NOW,
+                // a server's refusal keeps its SQLSTATE (3D000 for a database that does not
+                // exist), which clients act on
+                let mut out = BytesMut::new();
+                proto::put_error_code(
+                    &mut out,
+                    true,
+                    e.sqlstate(),
                     &format!("no server available: {e}"),
-                )
-                .await;
+                );
+                let _ = stream.write_all(&out).await;
+                return None;
             }
         },
     };

@@ -91,6 +91,19 @@ pub enum AcquireError {
     NoCredential,
 }
 
+impl AcquireError {
+    /// The SQLSTATE a client is told: the server's own when it refused the login (a database
+    /// that does not exist, a role that may not log in), else "cannot connect now".
+    pub fn sqlstate(&self) -> &str {
+        match self {
+            AcquireError::Server(ServerError::Refused {
+                code: Some(code), ..
+            }) => code,
+            _ => crate::proto::Sqlstate::CANNOT_CONNECT_NOW.0,
+        }
+    }
+}
+
 /// The limits a pool works within.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {

@@ -222,6 +222,11 @@ impl Sqlstate {
 
 /// Appends an ErrorResponse (severity FATAL or ERROR) with `code` and `message`.
 pub fn put_error(out: &mut BytesMut, fatal: bool, code: Sqlstate, message: &str) {
+    put_error_code(out, fatal, code.0, message);
+}
+
+/// [`put_error`] with a SQLSTATE as text (a server's, passed on).
+pub fn put_error_code(out: &mut BytesMut, fatal: bool, code: &str, message: &str) {
     put(out, b'E', |b| {
         let severity = if fatal { "FATAL" } else { "ERROR" };
         b.put_u8(b'S');
@@ -229,7 +234,7 @@ pub fn put_error(out: &mut BytesMut, fatal: bool, code: Sqlstate, message: &str)
         b.put_u8(b'V');
         put_cstr(b, severity);
         b.put_u8(b'C');
-        put_cstr(b, code.0);
+        put_cstr(b, code);
         b.put_u8(b'M');
         put_cstr(b, message);
         b.put_u8(0);
@@ -239,6 +244,22 @@ pub fn put_error(out: &mut BytesMut, fatal: bool, code: Sqlstate, message: &str)
 /// Appends a simple Query.
 pub fn put_query(out: &mut BytesMut, sql: &str) {
     put(out, b'Q', |b| put_cstr(b, sql));
+}
+
+/// The SQLSTATE of an ErrorResponse or NoticeResponse body (its 'C' field), if it has one.
+pub fn error_code(body: &[u8]) -> Option<String> {
+    let mut field = body;
+    while let [kind, rest @ ..] = field {
+        if *kind == 0 {
+            break;
+        }
+        let end = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
+        if *kind == b'C' {
+            return Some(String::from_utf8_lossy(&rest[..end]).into_owned());
+        }
+        field = rest.get(end + 1..).unwrap_or(&[]);
+    }
+    None
 }
 
 /// The message of an ErrorResponse or NoticeResponse body (its 'M' field), for logs.

@@ -33,6 +33,8 @@ pub enum ServerError {
     Refused {
         /// The server.
         addr: SocketAddr,
+        /// Its ErrorResponse's SQLSTATE.
+        code: Option<String>,
         /// Its ErrorResponse.
         message: String,
     },
@@ -200,6 +202,7 @@ impl ServerConn {
                 b'E' => {
                     return Err(ServerError::Refused {
                         addr,
+                        code: proto::error_code(&body),
                         message: proto::error_message(&body),
                     })
                 }
@@ -299,12 +302,13 @@ impl ServerConn {
                     rows.push(row);
                 }
                 b'S' => self.param(&mut body),
-                b'E' => failed = Some(proto::error_message(&body)),
+                b'E' => failed = Some((proto::error_code(&body), proto::error_message(&body))),
                 b'Z' => {
                     let status = body.first().copied().unwrap_or(b'I');
                     return match failed {
-                        Some(message) => Err(ServerError::Refused {
+                        Some((code, message)) => Err(ServerError::Refused {
                             addr: self.addr,
+                            code,
                             message,
                         }),
                         None => Ok((rows, status)),

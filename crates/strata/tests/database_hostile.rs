@@ -443,6 +443,24 @@ async fn an_extended_protocol_copy_gives_its_connection_back() {
     assert!(row.1.ends_with(b"3"), "{count:?}");
 }
 
+/// A login the server refuses keeps the server's SQLSTATE: a database that does not exist is
+/// 3D000 to the client, as it would be straight from PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_refusal_keeps_its_sqlstate() {
+    let (_pg, _strata, db) = one_server_connection();
+    let mut s = TcpStream::connect(db).await.unwrap();
+    s.write_all(&startup(&[("user", "app"), ("database", "nope")]))
+        .await
+        .unwrap();
+    let got = until_closed(&mut s).await;
+    assert!(
+        got.windows(6).any(|w| w == b"C3D000")
+            && String::from_utf8_lossy(&got).contains("\"nope\" does not exist"),
+        "{}",
+        got.escape_ascii()
+    );
+}
+
 /// SQL-level `DEALLOCATE name` of a statement the client prepared with Parse (as pgx and
 /// older psycopg do): the server knows the statement by another name, so Strata answers it,
 /// forgets the client's name, and leaves the statement on the connection for other clients.
