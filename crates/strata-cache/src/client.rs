@@ -204,11 +204,7 @@ async fn serve_batch(kept: &mut Kept) -> Next {
                 (&mut buf, &mut partial),
                 &mut answers,
             ),
-            CacheProtocol::Memcache => Step {
-                close: read_memcache(&svc, &pool, &mut buf, &mut answers),
-                own: None,
-                subscribe: None,
-            },
+            CacheProtocol::Memcache => read_memcache(&svc, &pool, &mut buf, &mut answers),
         };
         drop(routing);
         let protocol = pool.config.protocol;
@@ -218,7 +214,23 @@ async fn serve_batch(kept: &mut Kept) -> Next {
                 svc.stats.errors.inc();
             }
         }
-        parked = step.own.is_some() || step.subscribe.is_some();
+        parked = step.own.is_some() || step.subscribe.is_some() || step.copy_first.is_some();
+        if let Some((copying, deferred)) = step.copy_first {
+            // the answers before it are out; the key is on its new server now
+            copying.await;
+            let answer = match deferred {
+                Deferred::Redis(cmd) => {
+                    match crate::redis::dispatch_copied(&svc, &pool, &mut kept.session, cmd) {
+                        Dispatched::Answer(answer) => answer,
+                        _ => crate::answer::error("ERR strata: the command could not be routed"),
+                    }
+                }
+                Deferred::Memcache(cmd) => dispatch_memcache(&pool, cmd),
+            };
+            if write_answer(answer, protocol, &mut out).await {
+                svc.stats.errors.inc();
+            }
+        }
         if let Some(own) = step.own {
             // boxed: a rare path, kept out of the batch's own state (which is moved into a box
             // for every batch)
@@ -256,6 +268,15 @@ struct Step {
     own: Option<Own>,
     /// A subscription: subscribed mode, after the answers before it.
     subscribe: Option<Command>,
+    /// A write routed once its moved keys are copied, after the answers before it; the
+    /// commands after it wait in the buffer.
+    copy_first: Option<(crate::migrate::Copying, Deferred)>,
+}
+
+/// A command routed after a copy.
+enum Deferred {
+    Redis(Command),
+    Memcache(McCommand),
 }
 
 /// Routes every whole Redis command in `buf`; true when the connection closes after the
@@ -271,6 +292,7 @@ fn read_redis(
         close: false,
         own,
         subscribe: None,
+        copy_first: None,
     };
     loop {
         match resp::take_command(buf, pool.config.max_bulk_size, partial) {
@@ -282,16 +304,20 @@ fn read_redis(
                         answers.push_back(answer);
                         return Step {
                             close: true,
-                            own: None,
-                            subscribe: None,
+                            ..go_on(None)
                         };
+                    }
+                    Dispatched::CopyFirst(copying, cmd) => {
+                        return Step {
+                            copy_first: Some((copying, Deferred::Redis(cmd))),
+                            ..go_on(None)
+                        }
                     }
                     Dispatched::Own(own) => return go_on(Some(own)),
                     Dispatched::Subscribe(cmd) => {
                         return Step {
-                            close: false,
-                            own: None,
                             subscribe: Some(cmd),
+                            ..go_on(None)
                         }
                     }
                 }
@@ -305,8 +331,7 @@ fn read_redis(
                 ))));
                 return Step {
                     close: true,
-                    own: None,
-                    subscribe: None,
+                    ..go_on(None)
                 };
             }
         }
@@ -319,17 +344,34 @@ fn read_memcache(
     pool: &Pool,
     buf: &mut BytesMut,
     answers: &mut VecDeque<Answer>,
-) -> bool {
+) -> Step {
+    let step = |close| Step {
+        close,
+        own: None,
+        subscribe: None,
+        copy_first: None,
+    };
     loop {
         match memcache::take_command(buf, pool.config.max_bulk_size) {
             Ok(Some(cmd)) => {
                 svc.stats.commands.inc();
                 if cmd.kind == McKind::Quit {
-                    return true;
+                    return step(true);
+                }
+                // a write that keeps part of a moved key: the key is brought over first
+                let overwrites = matches!(&cmd.name[..], b"set" | b"delete");
+                let writes = matches!(cmd.kind, McKind::Store | McKind::Key);
+                if pool.old.is_some() && writes && !overwrites {
+                    if let Some(copying) = crate::migrate::mc_copy_moved(pool, &cmd.keys[0]) {
+                        return Step {
+                            copy_first: Some((copying, Deferred::Memcache(cmd))),
+                            ..step(false)
+                        };
+                    }
                 }
                 answers.push_back(dispatch_memcache(pool, cmd));
             }
-            Ok(None) => return false,
+            Ok(None) => return step(false),
             Err(e) => {
                 let text = match &e {
                     McError::Unknown => "ERROR\r\n".to_string(),
@@ -339,7 +381,7 @@ fn read_memcache(
                 if !e.recoverable() {
                     svc.stats.protocol_errors.inc();
                     tracing::debug!(pool = %svc.name, error = %e, "protocol error; closing the client");
-                    return true;
+                    return step(true);
                 }
             }
         }

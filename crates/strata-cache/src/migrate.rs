@@ -22,6 +22,9 @@ use crate::server::Reply;
 /// A read of one key's server, worked out in steps.
 type Read = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes, String>> + Send>>;
 
+/// Keys being brought to their new servers before a write that keeps part of them.
+pub(crate) type Copying = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// The key's old and new servers, when it moved in the last reload and the window lasts.
 fn moved(pool: &Pool, key: &[u8]) -> Option<(Arc<Shard>, Arc<Shard>)> {
     let old = pool.old.as_ref()?;
@@ -42,18 +45,52 @@ pub(crate) fn read(pool: &Pool, key: &[u8], frame: Bytes, resp3: bool) -> Option
 /// pipeline, whether it has the key, and the read itself.
 fn start(pool: &Pool, key: &[u8], frame: Bytes, resp3: bool) -> Option<Read> {
     let (before, after) = moved(pool, key)?;
-    let exists = after.send(command(&[b"EXISTS", key]), resp3);
+    // the pooler's own commands go on RESP2 connections (where the DELs of `forget_old` are
+    // ahead of them), whatever the client speaks
+    let exists = after.send(command(&[b"EXISTS", key]), false);
     let first = after.send(frame.clone(), resp3);
     let strong = pool.config.consistency == Consistency::Strong;
     let key = Bytes::copy_from_slice(key);
     Some(Box::pin(async move {
         if reply(exists.await)?.as_ref() != b":1\r\n" {
-            // not on the new server: copied from the old one, if it is there
-            if copy(&before, &after, &key, resp3, strong).await? {
-                return reply(after.send(frame, resp3).await);
-            }
+            // not on the new server: copied from the old one, if it is there; then read
+            // again (another read may have copied it meanwhile)
+            ensure(&before, &after, &key, strong).await;
+            return reply(after.send(frame, resp3).await);
         }
         reply(first.await)
+    }))
+}
+
+/// Brings `key` from `before` to `after` when `after` lacks it; a failure on the old server
+/// (gone, out) is a miss, not the client's error.
+async fn ensure(before: &Shard, after: &Shard, key: &[u8], strong: bool) {
+    if !before.master.backend.is_available() {
+        return;
+    }
+    if let Err(why) = copy(before, after, key, strong).await {
+        tracing::debug!(key = %String::from_utf8_lossy(key), "read-through copy failed: {why}");
+    }
+}
+
+/// The copies of the moved `keys` that a write keeping part of them needs first (a key the
+/// new server already has is not copied); `None` when none moved.
+pub(crate) fn copy_moved(pool: &Pool, keys: &[&[u8]]) -> Option<Copying> {
+    let strong = pool.config.consistency == Consistency::Strong;
+    let moved: Vec<(Arc<Shard>, Arc<Shard>, Bytes)> = keys
+        .iter()
+        .filter_map(|k| moved(pool, k).map(|(b, a)| (b, a, Bytes::copy_from_slice(k))))
+        .collect();
+    if moved.is_empty() {
+        return None;
+    }
+    Some(Box::pin(async move {
+        for (before, after, key) in moved {
+            let exists = reply(after.send(command(&[b"EXISTS", &key]), false).await);
+            if exists.as_deref() != Ok(b":1\r\n") {
+                ensure(&before, &after, &key, strong).await;
+            }
+        }
     }))
 }
 
@@ -90,9 +127,12 @@ pub(crate) fn mget(pool: &Pool, cmd: &Command, resp3: bool) -> Option<Answer> {
         resp::array_header(&mut out, reads.len());
         for r in reads {
             let value = r.await?;
-            if value.starts_with(b"-") {
-                // a server's error (a key that is not a string reads as nil in MGET)
+            if value.starts_with(b"-WRONGTYPE") {
+                // a key that is not a string reads as nil in MGET
                 out.extend_from_slice(if resp3 { b"_\r\n" } else { b"$-1\r\n" });
+            } else if value.starts_with(b"-") {
+                // any other error is the answer, as a server's own MGET would give it
+                return Ok(value);
             } else {
                 out.extend_from_slice(&value);
             }
@@ -126,16 +166,11 @@ fn reply(r: Result<Reply, tokio::sync::oneshot::error::RecvError>) -> Result<Byt
 
 /// Copies `key` from `before` to `after` (whole, with its time to live); true when `after`
 /// holds it now (copied, or written there meanwhile), false when `before` did not have it.
-async fn copy(
-    before: &Shard,
-    after: &Shard,
-    key: &[u8],
-    resp3: bool,
-    strong: bool,
-) -> Result<bool, String> {
+/// The pooler's own commands go on RESP2 connections.
+async fn copy(before: &Shard, after: &Shard, key: &[u8], strong: bool) -> Result<bool, String> {
     // the old server, in one pipeline: its time to live, and the key whole
-    let pttl = before.send(command(&[b"PTTL", key]), resp3);
-    let dump = before.send(command(&[b"DUMP", key]), resp3);
+    let pttl = before.send(command(&[b"PTTL", key]), false);
+    let dump = before.send(command(&[b"DUMP", key]), false);
     let (pttl, dump) = (reply(pttl.await)?, reply(dump.await)?);
     let ttl = match resp::Values::new(&pttl).next() {
         Some(Value::Int(ms)) if ms > 0 => ms.to_string(),
@@ -148,12 +183,12 @@ async fn copy(
     };
     let restored = reply(
         after
-            .send(command(&[b"RESTORE", key, ttl.as_bytes(), payload]), resp3)
+            .send(command(&[b"RESTORE", key, ttl.as_bytes(), payload]), false)
             .await,
     )?;
     // BUSYKEY: written on the new server meanwhile, and that value is the newer one
     if restored.starts_with(b"+OK") && strong {
-        let _ = before.send(command(&[b"DEL", key]), resp3).await;
+        let _ = before.send(command(&[b"DEL", key]), false).await;
     }
     Ok(restored.starts_with(b"+OK") || restored.starts_with(b"-BUSYKEY"))
 }
@@ -190,9 +225,10 @@ pub(crate) fn mc_get(pool: &Pool, name: &[u8], keys: &[Bytes]) -> Option<Answer>
             let key = key.clone();
             Box::pin(async move {
                 let now = reply(first.await)?;
-                if crate::memcache::values(&now).is_some_and(|v| v.is_empty())
-                    && mc_copy(&before, &after, &key, strong).await?
-                {
+                if crate::memcache::values(&now).is_some_and(|v| v.is_empty()) {
+                    // copied from the old server if it is there, then read again (another
+                    // read may have copied it meanwhile)
+                    mc_ensure(&before, &after, &key, strong).await;
                     return reply(after.send(get, false).await);
                 }
                 Ok(now)
@@ -231,6 +267,32 @@ fn mc_delete(key: &[u8]) -> Bytes {
     delete.freeze()
 }
 
+/// [`ensure`] for memcached.
+async fn mc_ensure(before: &Shard, after: &Shard, key: &[u8], strong: bool) {
+    if !before.master.backend.is_available() {
+        return;
+    }
+    if let Err(why) = mc_copy(before, after, key, strong).await {
+        tracing::debug!(key = %String::from_utf8_lossy(key), "read-through copy failed: {why}");
+    }
+}
+
+/// [`copy_moved`] for a memcached write of `key`.
+pub(crate) fn mc_copy_moved(pool: &Pool, key: &[u8]) -> Option<Copying> {
+    let (before, after) = moved(pool, key)?;
+    let strong = pool.config.consistency == Consistency::Strong;
+    let key = Bytes::copy_from_slice(key);
+    Some(Box::pin(async move {
+        let got = reply(after.send(mc_get_frame(b"get", &key), false).await);
+        let missing = got.as_deref().map_or(true, |r| {
+            crate::memcache::values(r).is_some_and(|v| v.is_empty())
+        });
+        if missing {
+            mc_ensure(&before, &after, &key, strong).await;
+        }
+    }))
+}
+
 fn mc_get_frame(name: &[u8], key: &[u8]) -> Bytes {
     let mut out = BytesMut::new();
     crate::memcache::encode_get(&mut out, name, std::iter::once(Bytes::copy_from_slice(key)));
@@ -254,9 +316,13 @@ async fn mc_copy(before: &Shard, after: &Shard, key: &[u8], strong: bool) -> Res
     let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
         return Ok(false);
     };
-    let line = std::str::from_utf8(&rest[..lf.saturating_sub(1)]).unwrap_or("");
+    let Ok(line) = std::str::from_utf8(&rest[..lf.saturating_sub(1)]) else {
+        return Ok(false);
+    };
     let mut words = line.split(' ');
-    let size: usize = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+    let Some(size) = words.next().and_then(|w| w.parse::<usize>().ok()) else {
+        return Ok(false);
+    };
     let (mut flags, mut ttl) = ("0".to_string(), -1i64);
     for w in words {
         if let Some(f) = w.strip_prefix('f') {

@@ -264,7 +264,7 @@ impl Pool {
                 loop {
                     tokio::select! {
                         _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(crate::cluster::REFRESH) => watched.refresh().await,
+                        _ = tokio::time::sleep(crate::cluster::REFRESH) => watched.refresh_soon(),
                     }
                 }
             });
@@ -482,8 +482,11 @@ impl Live {
         passive: &strata_config::Passive,
     ) {
         let current = self.replicas.load();
+        // the same replicas in another order are the same replicas
         if current.len() == addrs.len()
-            && current.iter().zip(addrs).all(|(r, a)| r.backend.addr == *a)
+            && addrs
+                .iter()
+                .all(|a| current.iter().any(|r| r.backend.addr == *a))
         {
             return;
         }

@@ -63,6 +63,10 @@ pub(crate) enum Dispatched {
     Own(Own),
     /// The client subscribes: subscribed mode from here.
     Subscribe(Command),
+    /// A write that keeps part of a key that may still be on its server from before the last
+    /// reload (INCR, HSET, APPEND, ...): the key is copied to its new server first, and the
+    /// command routed then (with [`dispatch_copied`]); the client's later commands wait.
+    CopyFirst(crate::migrate::Copying, Command),
 }
 
 /// Routes one command.
@@ -71,6 +75,29 @@ pub(crate) fn dispatch(
     pool: &Pool,
     session: &mut Session,
     cmd: Command,
+) -> Dispatched {
+    route_command(svc, pool, session, cmd, false)
+}
+
+/// Routes a command whose moved keys [`Dispatched::CopyFirst`] has copied.
+pub(crate) fn dispatch_copied(
+    svc: &CacheService,
+    pool: &Pool,
+    session: &mut Session,
+    cmd: Command,
+) -> Dispatched {
+    route_command(svc, pool, session, cmd, true)
+}
+
+/// Commands that write a key whole (or delete it): its old copy is deleted, not copied.
+const OVERWRITES: &[&str] = &["del", "mset", "psetex", "set", "setex", "unlink"];
+
+fn route_command(
+    svc: &CacheService,
+    pool: &Pool,
+    session: &mut Session,
+    cmd: Command,
+    copied: bool,
 ) -> Dispatched {
     let mut upper = [0u8; 24];
     let name = cmd.name(&mut upper);
@@ -139,6 +166,25 @@ pub(crate) fn dispatch(
         return Dispatched::Answer(crate::redis_cluster::route(
             cluster, spec, &cmd, v3, read_from,
         ));
+    }
+    // a write that keeps part of a moved key (INCR, HSET, APPEND, EXPIRE...) works on the
+    // key's value: it is brought to the new server before the write, or the write would
+    // start from nothing there
+    if !copied
+        && pool.old.is_some()
+        && !spec.readonly()
+        && !OVERWRITES.contains(&spec.name)
+        && matches!(spec.route, Route::Keys { .. } | Route::NumKeys { .. })
+    {
+        let args: Vec<&[u8]> = (0..cmd.len()).map(|i| cmd.arg(i)).collect();
+        let keys: Vec<&[u8]> = command::key_positions(&spec.route, &args)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|k| cmd.arg(k))
+            .collect();
+        if let Some(copying) = crate::migrate::copy_moved(pool, &keys) {
+            return Dispatched::CopyFirst(copying, cmd);
+        }
     }
     let answer = match spec.route {
         Route::Local(local) => {

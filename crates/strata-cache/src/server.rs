@@ -519,6 +519,18 @@ pub(crate) async fn request(
     replies: usize,
     timeout: Option<Duration>,
 ) -> Result<Bytes, String> {
+    replies_of(stream, frame, replies, timeout, false).await
+}
+
+/// [`request`]'s exchange; with `first_error`, the first error reply if any came (a handshake
+/// whose every command must succeed), else the last reply.
+async fn replies_of(
+    stream: &mut tokio::net::TcpStream,
+    frame: &[u8],
+    replies: usize,
+    timeout: Option<Duration>,
+    first_error: bool,
+) -> Result<Bytes, String> {
     let exchange = async {
         stream
             .write_all(frame)
@@ -526,11 +538,15 @@ pub(crate) async fn request(
             .map_err(|e| format!("write: {e}"))?;
         let mut buf = BytesMut::with_capacity(1024);
         let mut last = Bytes::new();
+        let mut error = None;
         for _ in 0..replies {
             loop {
                 match crate::resp::reply_len(&buf) {
                     Ok(Some(len)) => {
                         last = buf.split_to(len).freeze();
+                        if first_error && error.is_none() && last.starts_with(b"-") {
+                            error = Some(last.clone());
+                        }
                         break;
                     }
                     Ok(None) => {}
@@ -543,7 +559,7 @@ pub(crate) async fn request(
                 }
             }
         }
-        Ok(last)
+        Ok(error.unwrap_or(last))
     };
     match timeout {
         Some(t) => tokio::time::timeout(t, exchange)
@@ -584,7 +600,7 @@ pub(crate) async fn open(
         }
         let what =
             String::from_utf8_lossy(hello.first().copied().unwrap_or(b"READONLY")).into_owned();
-        match request(&mut stream, &auth, replies, Some(settings.timeout)).await {
+        match replies_of(&mut stream, &auth, replies, Some(settings.timeout), true).await {
             Ok(reply) if reply.starts_with(b"+OK") || (resp3 && reply.starts_with(b"%")) => {}
             Ok(reply) => {
                 return Err((
