@@ -113,12 +113,7 @@ pub(crate) fn mget(pool: &Pool, cmd: &Command, resp3: bool) -> Option<Answer> {
                     Ok(s) => Some(pool.servers[s].send_read(get, resp3, pool.config.read_from)),
                     Err(_) => None,
                 };
-                Box::pin(async move {
-                    match rx {
-                        Some(rx) => reply(rx.await),
-                        None => Err("no server of the pool holds the key now".into()),
-                    }
-                })
+                plain(rx)
             })
         })
         .collect();
@@ -148,6 +143,16 @@ pub(crate) fn forget_old(pool: &Pool, key: &[u8]) {
     if let Some((before, _)) = moved(pool, key) {
         before.master.send_everywhere(&command(&[b"DEL", key]));
     }
+}
+
+/// A key's read on its own server (`None`: the pool has no server for it now).
+fn plain(rx: Option<tokio::sync::oneshot::Receiver<Reply>>) -> Read {
+    Box::pin(async move {
+        match rx {
+            Some(rx) => reply(rx.await),
+            None => Err("no server of the pool holds the key now".into()),
+        }
+    })
 }
 
 fn command(args: &[&[u8]]) -> Bytes {
@@ -213,12 +218,7 @@ pub(crate) fn mc_get(pool: &Pool, name: &[u8], keys: &[Bytes]) -> Option<Answer>
                         .server_for(key)
                         .ok()
                         .map(|s| pool.servers[s].send(get, false));
-                    return Box::pin(async move {
-                        match rx {
-                            Some(rx) => reply(rx.await),
-                            None => Err("no server of the pool holds the key now".into()),
-                        }
-                    }) as Read;
+                    return plain(rx);
                 }
             };
             let first = after.send(get.clone(), false);

@@ -1522,6 +1522,11 @@ impl Session {
     /// anything else, which goes on as it is.
     fn deallocated(&mut self, total: usize) -> bool {
         let body = &self.cbuf[5..total];
+        // most queries start with another word: not worth reading further
+        let first = body.iter().find(|b| !b.is_ascii_whitespace());
+        if !matches!(first, Some(b'd' | b'D')) {
+            return false;
+        }
         if forgets_all(body) {
             // the client asks to have no statements: its names go now, before anything it
             // sends behind this (the server connection's go when the server says it did it)

@@ -29,7 +29,6 @@ async fn status(strata: &Strata) -> serde_json::Value {
     serde_json::from_str(&admin_get(strata, "/status").await.body).unwrap()
 }
 
-/// Runs a blocking client call off the test's runtime.
 /// PostgreSQL with user and database `app`, and Strata in front of it with one server
 /// connection that every client shares; the listener's address.
 fn one_shared_connection() -> (Postgres, Strata, SocketAddr) {
@@ -48,10 +47,6 @@ fn primary_and_replica(setup: &str) -> (Postgres, Postgres) {
     psql(primary.addr, "app", "secret", "app", setup).unwrap();
     let replica = primary.replica();
     (primary, replica)
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

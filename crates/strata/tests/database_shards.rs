@@ -176,10 +176,6 @@ async fn keys_land_where_postgresql_hash_partitioning_puts_them() {
     );
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.unwrap()
-}
-
 /// Queries go to the shard of the keys they pin; a query whose shard can't be told gets a
 /// clear error and the session goes on; a transaction stays on the shard of its first
 /// statement, and a statement for another shard fails it as PostgreSQL would.

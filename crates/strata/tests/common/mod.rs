@@ -260,6 +260,11 @@ pub fn strata_cmd(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Runs a blocking client call (psql, pgbench) off the test's runtime.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
 /// The workspace's root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
