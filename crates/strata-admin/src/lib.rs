@@ -1,7 +1,9 @@
-//! The admin HTTP listener (/metrics, /status, /healthz,
-//! and the backend drain/restore API, guarded by a token or by loopback and same-origin rules).
+//! The admin HTTP listener: the dashboard (`/`), /metrics, /status, /healthz, /endpoints,
+//! /history, and the backend drain/restore API, guarded by a token or by loopback and
+//! same-origin rules.
 
 mod access;
+mod history;
 mod routes;
 mod server;
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -20,6 +21,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::access::{allow, allow_read, Refusal};
+use crate::history::{self, History};
 use crate::routes::{refused, route, AdminApi};
 use strata_metrics::{CountsOpen, Gauge, MetricsWriter, Open};
 
@@ -28,6 +30,7 @@ pub struct AdminServer {
     api: Arc<dyn AdminApi>,
     site: ArcSwap<Site>,
     stats: Stats,
+    history: History,
 }
 
 struct Site {
@@ -55,6 +58,7 @@ impl AdminServer {
             api,
             site: ArcSwap::from_pointee(Site::new(config, None)),
             stats: Stats::default(),
+            history: History::default(),
         })
     }
 
@@ -72,6 +76,7 @@ impl AdminServer {
         let local = listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        tokio::spawn(self.clone().sample(shutdown.clone()));
         let limit = || self.site.load().conn_limit.clone();
         // each connection watches the drain itself (below)
         accept_loop(
@@ -91,6 +96,18 @@ impl AdminServer {
         .await
         .finished()
         .await;
+    }
+
+    /// Reads every listener's totals each [`history::INTERVAL`] until `shutdown`.
+    async fn sample(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(history::INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.history.record(SystemTime::now(), self.api.traffic()),
+                _ = shutdown.cancelled() => return,
+            }
+        }
     }
 
     async fn connection(
@@ -132,7 +149,9 @@ impl AdminServer {
         if let Err(why) = allowed {
             return self.refuse(&why);
         }
-        route(&*self.api, &req, || self.api.metrics() + &self.metrics())
+        route(&*self.api, &self.history, &req, || {
+            self.api.metrics() + &self.metrics()
+        })
     }
 
     fn refuse(&self, why: &Refusal) -> Response<Full<Bytes>> {

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use serde_json::{json, Value};
 use strata_config::{CacheListener, CacheProtocol};
-use strata_metrics::{Counter, CountsOpen, Gauge, MetricsWriter};
+use strata_metrics::{Buckets, Counter, CountsOpen, Gauge, MetricsWriter, Traffic};
 use strata_net::accept_loop;
 use strata_upstream::{group_action, group_metrics, BackendAction};
 use tokio::net::TcpListener;
@@ -274,6 +274,24 @@ impl strata_layer::Service for CacheService {
     }
     fn serving(&self) -> bool {
         CacheService::serving(self)
+    }
+    fn traffic(&self) -> Traffic {
+        let pool = self.pool.load();
+        let mut latency = Buckets::default();
+        for shard in &pool.servers {
+            latency.add(&shard.master.latency.histogram.buckets());
+            for r in shard.live.replicas.load().iter() {
+                latency.add(&r.latency.histogram.buckets());
+            }
+        }
+        Traffic {
+            requests: self.stats.commands.get(),
+            errors: self.stats.errors.get(),
+            latency: Some(latency),
+        }
+    }
+    fn healthy(&self) -> Vec<String> {
+        self.pool.load().group.available_names()
     }
 }
 

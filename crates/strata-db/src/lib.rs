@@ -29,7 +29,7 @@ use arc_swap::ArcSwap;
 use serde_json::{json, Value};
 use strata_config::{DatabaseListener, PoolMode, Secret};
 use strata_layer::BackendAction;
-use strata_metrics::{Counter, Gauge, MetricsWriter};
+use strata_metrics::{Counter, Gauge, Histogram, MetricsWriter, Traffic};
 use strata_net::accept_loop;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -52,6 +52,11 @@ pub struct Stats {
     pub auth_failures: Counter,
     /// Clients told no server connection could be had (wait timeout or server down).
     pub wait_timeouts: Counter,
+    /// Server connections handed to clients: one per transaction in transaction mode, one per
+    /// session in session mode.
+    pub assigned: Counter,
+    /// How long clients waited for a server connection, given or not.
+    pub wait: Histogram,
 }
 
 /// One generation of a listener's settings.
@@ -399,6 +404,18 @@ impl DatabaseService {
             &l,
             self.stats.wait_timeouts.get(),
         );
+        w.counter(
+            "strata_db_server_assignments_total",
+            "Server connections handed to clients: one per transaction (transaction mode) or session (session mode).",
+            &l,
+            self.stats.assigned.get(),
+        );
+        w.histogram(
+            "strata_db_wait_seconds",
+            "How long clients waited for a server connection (PgBouncer's wait time).",
+            &l,
+            &self.stats.wait,
+        );
         for s in self.roles().all() {
             let addr = s.addr.to_string();
             let shard = s.shard.to_string();
@@ -527,6 +544,21 @@ impl strata_layer::Service for DatabaseService {
     }
     fn serving(&self) -> bool {
         DatabaseService::serving(self)
+    }
+    fn traffic(&self) -> Traffic {
+        Traffic {
+            requests: self.stats.assigned.get() + self.stats.wait_timeouts.get(),
+            errors: self.stats.wait_timeouts.get(),
+            latency: Some(self.stats.wait.buckets()),
+        }
+    }
+    fn healthy(&self) -> Vec<String> {
+        self.roles()
+            .all()
+            .iter()
+            .filter(|s| matches!(s.role, health::Role::Primary | health::Role::Replica))
+            .map(|s| s.addr.to_string())
+            .collect()
     }
 }
 

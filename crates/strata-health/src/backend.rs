@@ -240,6 +240,16 @@ pub struct Group {
 }
 
 impl Group {
+    /// The names of the backends that can take traffic now, in config order.
+    pub fn available_names(&self) -> Vec<String> {
+        let now = now_ms();
+        self.backends
+            .iter()
+            .filter(|b| b.is_available_at(now))
+            .map(|b| b.name.clone())
+            .collect()
+    }
+
     /// A request or connect to `backend` failed in a way that counts against it (a 5xx, a
     /// refused or timed-out connect). Enough in a row eject it, unless that would eject more
     /// than `max_ejected_percent` of the group.

@@ -12,7 +12,7 @@ use std::pin::Pin;
 
 use serde_json::Value;
 use strata_config::Config;
-use strata_metrics::MetricsWriter;
+use strata_metrics::{MetricsWriter, Traffic};
 use tokio::net::TcpListener;
 
 pub use listeners::{Listeners, Service};
@@ -74,6 +74,18 @@ pub trait Layer: Send + Sync {
     /// no listener of that name. What the entry layer's `track = ["http:web"]` asks.
     fn serving(&self, _listener: &str) -> Option<bool> {
         None
+    }
+
+    /// What each listener has served so far, as (listener, totals), for the dashboard's
+    /// graphs; layers that serve no requests have none.
+    fn traffic(&self) -> Vec<(String, Traffic)> {
+        Vec::new()
+    }
+
+    /// Where clients can go now (`GET /endpoints`): a JSON array, one element per listener
+    /// with its healthy backends, or per VIP instance with the addresses this node holds.
+    fn endpoints(&self) -> Value {
+        Value::Array(Vec::new())
     }
 
     /// Gives up what peers take over (a virtual address) before the node stops accepting, so

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
 use strata_config::Config;
-use strata_metrics::MetricsWriter;
+use strata_metrics::{MetricsWriter, Traffic};
 use strata_upstream::BackendAction;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -59,6 +59,10 @@ pub trait Service: Send + Sync + Sized + 'static {
     fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, String>;
     /// Whether the listener has a backend that can take traffic now (what a VIP tracks).
     fn serving(&self) -> bool;
+    /// What the listener has served so far, for the dashboard's graphs.
+    fn traffic(&self) -> Traffic;
+    /// The backends that can take traffic now, by name (`GET /endpoints`).
+    fn healthy(&self) -> Vec<String>;
 }
 
 /// One listener being served.
@@ -67,6 +71,8 @@ struct Running<S> {
     name: String,
     /// The address from the config (port 0 stays 0 here).
     listen: SocketAddr,
+    /// The address it is bound to (port 0 resolved).
+    bound: Option<SocketAddr>,
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -166,7 +172,8 @@ impl<S: Service> Layer for Listeners<S> {
         for (section, listener) in new.into_iter().zip(bound) {
             let name = S::name(section).to_string();
             let svc = S::start(section).map_err(|e| error::<S>(&name, e))?;
-            if let Ok(addr) = listener.local_addr() {
+            let bound = listener.local_addr().ok();
+            if let Some(addr) = bound {
                 let what = format!("{}:{name}", S::LAYER);
                 println!(
                     "strata: {what} listening on {}://{addr}",
@@ -180,6 +187,7 @@ impl<S: Service> Layer for Listeners<S> {
                 svc,
                 name,
                 listen: S::listen(section),
+                bound,
                 stop,
                 task,
             });
@@ -205,7 +213,15 @@ impl<S: Service> Layer for Listeners<S> {
     }
 
     fn status(&self) -> Value {
-        Value::Array(self.lock().iter().map(|r| r.svc.status()).collect())
+        let status = |r: &Running<S>| {
+            let mut v = r.svc.status();
+            // where it listens, with a port 0 of the config resolved
+            if let (Some(obj), Some(bound)) = (v.as_object_mut(), r.bound) {
+                obj.insert("listen".into(), Value::String(bound.to_string()));
+            }
+            v
+        };
+        Value::Array(self.lock().iter().map(status).collect())
     }
 
     fn metrics(&self, w: &mut MetricsWriter) {
@@ -231,5 +247,27 @@ impl<S: Service> Layer for Listeners<S> {
             .iter()
             .find(|r| r.name == listener)
             .map(|r| r.svc.serving())
+    }
+
+    fn traffic(&self) -> Vec<(String, Traffic)> {
+        self.lock()
+            .iter()
+            .map(|r| (r.name.clone(), r.svc.traffic()))
+            .collect()
+    }
+
+    fn endpoints(&self) -> Value {
+        Value::Array(
+            self.lock()
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "name": r.name,
+                        "listen": r.bound.unwrap_or(r.listen).to_string(),
+                        "healthy": r.svc.healthy(),
+                    })
+                })
+                .collect(),
+        )
     }
 }

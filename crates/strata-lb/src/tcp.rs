@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use serde_json::{json, Value};
 use strata_config::TcpListener as TcpConfig;
 use strata_health::InFlight;
-use strata_metrics::{Counter, Gauge, MetricsWriter};
+use strata_metrics::{Counter, Gauge, MetricsWriter, Traffic};
 use strata_net::{accept_loop, Admitted, Lanes, Park, Relay, Timers};
 use strata_upstream::{
     backend_action, backend_metrics, upstream_status, BackendAction, Failure, Key, Tries, Upstream,
@@ -215,6 +215,16 @@ impl strata_layer::Service for TcpService {
     }
     fn serving(&self) -> bool {
         TcpService::available_backends(self) > 0
+    }
+    fn traffic(&self) -> Traffic {
+        Traffic {
+            requests: self.stats.connections.get(),
+            errors: self.stats.no_backend.get(),
+            latency: None,
+        }
+    }
+    fn healthy(&self) -> Vec<String> {
+        self.site.load().upstream.group.available_names()
     }
 }
 

@@ -106,6 +106,73 @@ impl Histogram {
     pub fn count(&self) -> u64 {
         self.buckets.iter().map(|b| b.load(Relaxed)).sum()
     }
+
+    /// The bucket counts now, to subtract from a later reading.
+    pub fn buckets(&self) -> Buckets {
+        Buckets(std::array::from_fn(|i| self.buckets[i].load(Relaxed)))
+    }
+}
+
+/// A reading of a [`Histogram`]'s buckets (per bucket, not cumulative; the last is +Inf).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Buckets(pub [u64; LATENCY_BUCKETS.len() + 1]);
+
+impl Buckets {
+    /// Adds `other`'s counts (several servers' histograms read as one).
+    pub fn add(&mut self, other: &Buckets) {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a += b;
+        }
+    }
+
+    /// What was observed between `earlier` and this reading (a histogram that restarted since,
+    /// as after a reload, counts from zero).
+    pub fn since(&self, earlier: &Buckets) -> Buckets {
+        Buckets(std::array::from_fn(|i| {
+            self.0[i].saturating_sub(earlier.0[i])
+        }))
+    }
+
+    /// Observations counted.
+    pub fn count(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// The `q` quantile in seconds, interpolated within its bucket as Prometheus's
+    /// `histogram_quantile` does; `None` when nothing was observed. Past the last bound it is
+    /// the last bound.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let total = self.count();
+        if total == 0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * total as f64;
+        let mut below = 0u64;
+        for (i, n) in self.0.iter().enumerate() {
+            if *n > 0 && (below + n) as f64 >= rank {
+                let Some(upper) = LATENCY_BUCKETS.get(i) else {
+                    return LATENCY_BUCKETS.last().copied();
+                };
+                let lower = if i == 0 { 0.0 } else { LATENCY_BUCKETS[i - 1] };
+                let within = (rank - below as f64) / *n as f64;
+                return Some(lower + (upper - lower) * within);
+            }
+            below += n;
+        }
+        LATENCY_BUCKETS.last().copied()
+    }
+}
+
+/// What a listener has served so far, read for the dashboard's rate, error and latency
+/// graphs: totals, so that two readings give a rate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Requests, commands, transactions or connections: what the listener counts as work.
+    pub requests: u64,
+    /// Those that failed as the client saw it (5xx, an error reply, no server).
+    pub errors: u64,
+    /// How long they took, where the layer measures it.
+    pub latency: Option<Buckets>,
 }
 
 struct Family {
@@ -277,5 +344,38 @@ mod tests {
         assert!(text.contains("strata_lat_seconds_bucket{listener=\"a\\\"b\",le=\"0.005\"} 2\n"));
         assert!(text.contains("strata_lat_seconds_bucket{listener=\"a\\\"b\",le=\"+Inf\"} 3\n"));
         assert!(text.contains("strata_lat_seconds_count{listener=\"a\\\"b\"} 3\n"));
+    }
+
+    #[test]
+    fn quantiles_interpolate_within_the_bucket_like_prometheus() {
+        let h = Histogram::default();
+        for _ in 0..90 {
+            h.observe(Duration::from_micros(700)); // (0.0005, 0.001]
+        }
+        for _ in 0..10 {
+            h.observe(Duration::from_millis(20)); // (0.01, 0.025]
+        }
+        let before = Buckets::default();
+        let b = h.buckets().since(&before);
+        assert_eq!(b.count(), 100);
+        // rank 50 of the 90 in (0.5 ms, 1 ms]: 0.5 + 0.5 * 50/90 ms
+        let p50 = b.quantile(0.5).unwrap();
+        assert!(
+            (p50 - (0.0005 + 0.0005 * 50.0 / 90.0)).abs() < 1e-12,
+            "{p50}"
+        );
+        // rank 99 is the 9th of 10 in (10 ms, 25 ms]
+        let p99 = b.quantile(0.99).unwrap();
+        assert!((p99 - (0.01 + 0.015 * 0.9)).abs() < 1e-12, "{p99}");
+        assert_eq!(Buckets::default().quantile(0.5), None);
+        h.observe(Duration::from_secs(60));
+        let later = h.buckets().since(&h.buckets());
+        assert_eq!(later.count(), 0);
+        let only_slow = h.buckets().since(&b);
+        assert_eq!(
+            only_slow.quantile(0.5),
+            Some(10.0),
+            "past the last bound: the last bound"
+        );
     }
 }

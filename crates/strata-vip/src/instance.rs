@@ -133,6 +133,22 @@ impl Instance {
         }
     }
 
+    /// The instance's addresses with whether this node holds them (it is Master), for
+    /// `GET /endpoints`.
+    pub fn endpoints(&self) -> Value {
+        let config = self.config();
+        let state = lock(&self.shown).state;
+        json!({
+            "name": self.name,
+            "state": state.name(),
+            "held": if state == State::Master {
+                config.addresses.iter().map(|a| a.addr.to_string()).collect::<Vec<_>>()
+            } else {
+                Vec::new()
+            },
+        })
+    }
+
     /// The instance as `/status` shows it.
     pub fn status(&self) -> Value {
         let config = self.config();

@@ -167,6 +167,16 @@ impl Layer for VipLayer {
         Value::Array(self.lock().instances.iter().map(|i| i.status()).collect())
     }
 
+    fn endpoints(&self) -> Value {
+        Value::Array(
+            self.lock()
+                .instances
+                .iter()
+                .map(|i| i.endpoints())
+                .collect(),
+        )
+    }
+
     fn metrics(&self, w: &mut MetricsWriter) {
         for i in self.lock().instances.iter() {
             i.metrics(w);

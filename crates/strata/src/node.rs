@@ -15,7 +15,7 @@ use strata_config::{Admin, Config};
 use strata_db::DatabaseService;
 use strata_layer::{Layer, Listeners};
 use strata_lb::{HttpService, TcpService};
-use strata_metrics::MetricsWriter;
+use strata_metrics::{MetricsWriter, Traffic};
 use strata_vip::{Probe, VipLayer};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -127,6 +127,25 @@ impl AdminApi for Layers {
         out.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
         for layer in &self.0 {
             out.insert(layer.name().into(), layer.status());
+        }
+        Value::Object(out)
+    }
+
+    fn traffic(&self) -> Vec<(&'static str, String, Traffic)> {
+        self.0
+            .iter()
+            .flat_map(|l| {
+                l.traffic()
+                    .into_iter()
+                    .map(move |(listener, t)| (l.name(), listener, t))
+            })
+            .collect()
+    }
+
+    fn endpoints(&self) -> Value {
+        let mut out = Map::new();
+        for layer in &self.0 {
+            out.insert(layer.name().into(), layer.endpoints());
         }
         Value::Object(out)
     }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use serde_json::{json, Value};
 use strata_config::HttpListener;
-use strata_metrics::{Counter, Gauge, Histogram, MetricsWriter};
+use strata_metrics::{Counter, Gauge, Histogram, MetricsWriter, Traffic};
 use strata_net::Timers;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -361,5 +361,15 @@ impl strata_layer::Service for HttpService {
     }
     fn serving(&self) -> bool {
         HttpService::available_backends(self) > 0
+    }
+    fn traffic(&self) -> Traffic {
+        Traffic {
+            requests: self.stats.requests.get(),
+            errors: self.stats.responses[4].get(),
+            latency: Some(self.stats.latency.buckets()),
+        }
+    }
+    fn healthy(&self) -> Vec<String> {
+        self.site.load().upstream.group.available_names()
     }
 }
