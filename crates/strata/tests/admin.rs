@@ -374,3 +374,39 @@ async fn running_out_of_descriptors_neither_spins_nor_floods_the_log() {
         strata.logs()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_lists_only_the_backends_that_take_traffic_now() {
+    let up = Backend::start("up").await;
+    let sick = Backend::start("sick").await;
+    let drained = Backend::start("drained").await;
+    sick.healthy
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let strata = Strata::start(&format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[http]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\n\
+         backends = [\"{}\", \"{}\", \"{}\"]\n\
+         health = {{ path = \"/healthz\", interval = \"100ms\", fall = 1 }}\n",
+        up.addr, sick.addr, drained.addr
+    ));
+    let drain = admin_post(
+        &strata,
+        &format!("/backends/http/web/{}/drain", drained.addr),
+    )
+    .await;
+    assert_eq!(drain.status, 200, "{}", drain.body);
+    let web = strata.addr("http:web").to_string();
+    let want = serde_json::json!([up.addr.to_string()]);
+    eventually(
+        Duration::from_secs(10),
+        "only the healthy backend listed",
+        || async {
+            let reply = admin_get(&strata, "/endpoints").await;
+            let v: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+            let listener = &v["http"][0];
+            listener["name"] == "web"
+                && listener["listen"] == web.as_str()
+                && listener["healthy"] == want
+        },
+    )
+    .await;
+}
