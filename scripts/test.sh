@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 # Debian packages the end-to-end tests start for real: nginx as a backend; redis-server,
 # memcached and nutcracker (twemproxy) for the cache layer; iproute2 (to make hosts from network
 # namespaces) and keepalived (a VRRP peer) for the entry layer; PostgreSQL (server, psql,
-# pgbench) for the database layer; headless Chromium for the dashboard.
+# pgbench) for the database layer; headless Chromium for the dashboard; promtool (from
+# prometheus) and systemd-analyze for what deploy/ ships.
 need=()
 command -v nginx >/dev/null || need+=(nginx-light)
 command -v redis-server >/dev/null || need+=(redis-server)
@@ -18,6 +19,8 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v keepalived >/dev/null || need+=(keepalived)
 compgen -G "/usr/lib/postgresql/*/bin/pgbench" >/dev/null || need+=(postgresql postgresql-contrib)
 command -v chromium >/dev/null || need+=(chromium)
+command -v promtool >/dev/null || need+=(prometheus)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 if ((${#need[@]})); then
   SUDO=""
   [[ $(id -u) -ne 0 ]] && SUDO="sudo"
@@ -29,10 +32,11 @@ fi
 # From PyPI: redis-py (5 or later: it sends CLIENT SETINFO on connect) for the cache layer's
 # real-client test; grpcio (client and server) for gRPC through the HTTP layer; h2 for the
 # hostile HTTP/2 clients; psycopg 3 (with its bundled libpq) for the database layer's real-driver
-# test; websocket-client to drive Chromium over the DevTools protocol
-if ! target/py/bin/python -c 'import redis, grpc, h2, psycopg, websocket, sys; sys.exit(int(redis.__version__.split(".")[0]) < 5)' 2>/dev/null; then
+# test; websocket-client to drive Chromium over the DevTools protocol; jsonschema and PyYAML for
+# deploy/'s Grafana dashboard and Kubernetes manifests
+if ! target/py/bin/python -c 'import redis, grpc, h2, psycopg, websocket, jsonschema, yaml, sys; sys.exit(int(redis.__version__.split(".")[0]) < 5)' 2>/dev/null; then
   python3 -m venv target/py
-  target/py/bin/pip install -q "redis>=5" "grpcio>=1.60" "h2>=4" "psycopg[binary]>=3.1" "websocket-client>=1.6"
+  target/py/bin/pip install -q "redis>=5" "grpcio>=1.60" "h2>=4" "psycopg[binary]>=3.1" "websocket-client>=1.6" "jsonschema>=4" "pyyaml>=6"
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

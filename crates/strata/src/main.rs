@@ -53,6 +53,13 @@ enum Command {
         #[command(subcommand)]
         source: import::Source,
     },
+    /// Print a completion script for a shell: `strata completions bash >
+    /// /etc/bash_completion.d/strata`, `strata completions zsh > ~/.zfunc/_strata`,
+    /// `strata completions fish > ~/.config/fish/completions/strata.fish`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Start demo backends and a load balancer in front of them on loopback, and a cache pool
     /// over two redis-servers when redis-server is installed.
     Demo {
@@ -73,6 +80,19 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Check { config }) => check_all(&config),
         Some(Command::Import { source }) => import::run(&source),
+        Some(Command::Completions { shell }) => {
+            // into memory first: clap_complete panics on a closed stdout (`| head`)
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "strata", &mut script);
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("strata: cannot write the completion script: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(Command::Run { config }) => {
             let Some(path) = config.or_else(default_config) else {
                 // never fall back to the demo: a service unit that lost its -c must not serve it

@@ -237,3 +237,35 @@ fn check_of_two_nodes_says_when_a_weight_cannot_move_the_address() {
     ]);
     assert!(!err.contains("warning"), "{err}");
 }
+
+#[test]
+fn bash_completes_subcommands_and_options_from_the_completion_script() {
+    let (code, script, err) = strata_cmd(&["completions", "bash"]);
+    assert_eq!(code, 0, "{err}");
+    let dir = TempDir::new();
+    let path = write_file(dir.path(), "strata.bash", &script);
+    // what bash's programmable completion calls when the user presses TAB after `strata ch`
+    let complete = |words: &str, cword: usize| {
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source {}; COMP_WORDS=({words}); COMP_CWORD={cword}; COMP_LINE='{words}'; \
+                 COMP_POINT=${{#COMP_LINE}}; _strata strata \"${{COMP_WORDS[$COMP_CWORD]}}\" \
+                 \"${{COMP_WORDS[$COMP_CWORD-1]}}\"; echo \"${{COMPREPLY[@]}}\"",
+                path.display()
+            ))
+            .output()
+            .expect("run bash");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(complete("strata ch", 1), "check");
+    assert!(complete("strata run --", 2).contains("--config"));
+    assert!(complete("strata completions ''", 2).contains("fish"));
+    for shell in ["zsh", "fish"] {
+        let (code, script, err) = strata_cmd(&["completions", shell]);
+        assert_eq!(code, 0, "{err}");
+        for sub in ["run", "check", "import", "demo", "completions"] {
+            assert!(script.contains(sub), "{shell} script lacks {sub}");
+        }
+    }
+}
