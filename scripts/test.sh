@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 # Debian packages the end-to-end tests start for real: nginx as a backend; redis-server,
 # memcached and nutcracker (twemproxy) for the cache layer; iproute2 (to make hosts from network
 # namespaces) and keepalived (a VRRP peer) for the entry layer; PostgreSQL (server, psql,
-# pgbench) for the database layer; headless Chromium for the dashboard; promtool (from
+# pgbench) for the database layer; etcd (server and etcdctl) for config from etcd; headless
+# Chromium for the dashboard; promtool (from
 # prometheus) and systemd-analyze for what deploy/ ships.
 need=()
 command -v nginx >/dev/null || need+=(nginx-light)
@@ -20,6 +21,8 @@ command -v keepalived >/dev/null || need+=(keepalived)
 compgen -G "/usr/lib/postgresql/*/bin/pgbench" >/dev/null || need+=(postgresql postgresql-contrib)
 command -v chromium >/dev/null || need+=(chromium)
 command -v promtool >/dev/null || need+=(prometheus)
+command -v etcd >/dev/null || need+=(etcd-server)
+command -v etcdctl >/dev/null || need+=(etcd-client)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 if ((${#need[@]})); then
   SUDO=""

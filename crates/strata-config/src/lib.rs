@@ -21,8 +21,8 @@ use std::time::Duration;
 pub use admin::{Admin, AdminToken};
 pub use cache::{CacheListener, CacheProtocol, CacheServer, Consistency, ReadFrom};
 pub use database::{
-    base64_decode, parse_secret, AuthType, DatabaseListener, DbUser, KeyType, PoolMode, Secret,
-    ShardRange, ShardRule, ShardedTable,
+    base64_decode, base64_encode, parse_secret, AuthType, DatabaseListener, DbUser, KeyType,
+    PoolMode, Secret, ShardRange, ShardRule, ShardedTable,
 };
 pub use error::{ConfigError, Problem};
 pub use http::{BackendProtocol, BackendTls, Forwarded, HttpListener, TlsCert};

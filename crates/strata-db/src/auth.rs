@@ -43,24 +43,7 @@ pub fn random<const N: usize>() -> [u8; N] {
     out
 }
 
-/// Standard base64 with padding.
-pub fn b64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
+pub use strata_config::base64_encode as b64;
 
 /// Whether `a` and `b` are equal, in time that does not depend on where they differ.
 fn same(a: &[u8], b: &[u8]) -> bool {

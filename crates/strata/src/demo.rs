@@ -63,6 +63,7 @@ access_log = true
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("strata demo: {UPSTREAMS} upstream servers behind a round-robin load balancer. Try:");
     println!("  curl http://{listen}/            # answered by each upstream in turn");
+    println!("  open http://{admin}/               # the dashboard: every layer, live");
     println!("  curl http://{admin}/status       # every backend and its health");
     println!("  curl http://{admin}/metrics      # Prometheus metrics");
     println!(
@@ -82,7 +83,7 @@ access_log = true
     }
     println!("Stop with Ctrl-C.");
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    strata::node::serve(config, None, workers).await
+    strata::node::serve(config, strata::node::ConfigSource::Builtin, workers).await
 }
 
 /// Two redis-servers on free loopback ports and the `[[cache]]` section over them, when

@@ -2,6 +2,7 @@
 //! want one in-process (`node::run(config, shutdown)`); the `strata` binary is a command line
 //! over it.
 
+pub mod etcd;
 pub mod node;
 
 pub use node::{run, Node};

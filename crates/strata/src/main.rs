@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
+use strata::etcd::EtcdSource;
+use strata::node::ConfigSource;
 
 #[global_allocator]
 static ALLOCATOR: alloc::Mimalloc = alloc::Mimalloc;
@@ -35,10 +37,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the layers a config file names (without -c: /etc/strata/strata.toml).
+    /// Run the layers a config names (without -c: /etc/strata/strata.toml). With
+    /// `-c etcd://HOST:PORT/KEY` the config is that etcd key, watched: each revision written
+    /// there is checked and applied whole, as SIGHUP applies a file.
     Run {
-        #[arg(short, long, value_name = "FILE")]
-        config: Option<PathBuf>,
+        #[arg(short, long, value_name = "FILE|etcd://HOST:PORT/KEY")]
+        config: Option<String>,
     },
     /// Validate config files without binding anything; exit 64 if one is wrong. Given the
     /// configs of several nodes (-c a.toml -c b.toml), also say where a VIP's tracked weight
@@ -94,7 +98,18 @@ fn main() -> ExitCode {
             }
         }
         Some(Command::Run { config }) => {
-            let Some(path) = config.or_else(default_config) else {
+            if let Some(etcd) = config.as_deref().and_then(EtcdSource::parse) {
+                let etcd = match etcd {
+                    Ok(e) => e,
+                    Err(why) => {
+                        eprintln!("strata: {why}");
+                        return ExitCode::from(EXIT_BAD_CONFIG);
+                    }
+                };
+                logging::init(&cli.log);
+                return run_from_etcd(etcd);
+            }
+            let Some(path) = config.map(PathBuf::from).or_else(default_config) else {
                 // never fall back to the demo: a service unit that lost its -c must not serve it
                 eprintln!(
                     "strata: no config file given and {DEFAULT_CONFIG} does not exist; \
@@ -107,7 +122,7 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             logging::init(&cli.log);
-            strata::node::run_blocking(config, Some(path))
+            strata::node::run_blocking(config, ConfigSource::File(path))
         }
         None => {
             let _ = Cli::command().write_help(&mut std::io::stderr());
@@ -123,6 +138,22 @@ fn main() -> ExitCode {
             demo::run(&listen, &admin, &cache_listen)
         }
     }
+}
+
+/// Waits for the first valid revision of the key (on a small runtime of its own: the config
+/// says how many workers the node's runtime gets), then runs the node, following the key.
+fn run_from_etcd(etcd: EtcdSource) -> ExitCode {
+    let first =
+        strata::node::runtime(1).map(|rt| rt.block_on(strata::node::first_from_etcd(&etcd)));
+    let (config, revision) = match first {
+        Ok(first) => first,
+        Err(e) => {
+            eprintln!("strata: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(source = %etcd.url(), revision, "config read from etcd");
+    strata::node::run_blocking(config, ConfigSource::Etcd(etcd, revision))
 }
 
 /// `/etc/strata/strata.toml` when it is there; when whether it is can't be told (a directory

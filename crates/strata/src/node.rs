@@ -2,9 +2,9 @@
 //! trait, with the admin listener in front of them; [`serve`] adds the signals (SIGHUP
 //! reloads, SIGTERM/SIGINT drain).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -13,12 +13,16 @@ use strata_admin::{AdminApi, AdminServer, BackendAction};
 use strata_cache::CacheService;
 use strata_config::{Admin, Config};
 use strata_db::DatabaseService;
+
+use crate::etcd::{self, EtcdSource};
 use strata_layer::{Layer, Listeners};
 use strata_lb::{HttpService, TcpService};
 use strata_metrics::{MetricsWriter, Traffic};
+use strata_net::lock;
 use strata_vip::{Probe, VipLayer};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Every layer this build runs, in the order they start. A new layer is one line here.
@@ -33,8 +37,24 @@ fn layers(probe: Probe) -> Vec<Box<dyn Layer>> {
     ]
 }
 
-/// The layers of a node, as the admin API sees them.
-pub struct Layers(Vec<Box<dyn Layer>>);
+/// The layers of a node, as the admin API sees them, and where its config came from.
+pub struct Layers {
+    layers: Vec<Box<dyn Layer>>,
+    origin: Mutex<Origin>,
+}
+
+/// Where the running config came from, and what became of the configs offered since.
+#[derive(Default)]
+struct Origin {
+    /// The file or etcd URL; none for the built-in or an embedder's config.
+    source: Option<String>,
+    /// The etcd revision of the running config.
+    revision: Option<i64>,
+    applied: u64,
+    rejected: u64,
+    /// Why the last config offered was refused, and its revision.
+    last_rejected: Option<(Option<i64>, String)>,
+}
 
 impl Layers {
     /// The layers, each able to ask the others (through a weak handle, so nothing leaks)
@@ -44,10 +64,13 @@ impl Layers {
             let me = me.clone();
             let probe: Probe = Arc::new(move |layer: &str, listener: &str| {
                 let layers = me.upgrade()?;
-                let found = layers.0.iter().find(|l| l.name() == layer)?;
+                let found = layers.layers.iter().find(|l| l.name() == layer)?;
                 found.serving(listener)
             });
-            Layers(layers(probe))
+            Layers {
+                layers: layers(probe),
+                origin: Mutex::new(Origin::default()),
+            }
         })
     }
 
@@ -55,11 +78,11 @@ impl Layers {
     /// binding every new socket), so a config that can't be served changes nothing; then each
     /// layer takes it.
     async fn apply(&self, config: &Config) -> Result<()> {
-        for layer in &self.0 {
+        for layer in &self.layers {
             layer.check(config)?;
         }
         let mut bound: Vec<Vec<TcpListener>> = Vec::new();
-        for layer in &self.0 {
+        for layer in &self.layers {
             let mut listeners = Vec::new();
             for (what, addr) in layer.to_bind(config) {
                 // a listener on one of this node's virtual addresses binds before it holds it
@@ -77,7 +100,7 @@ impl Layers {
             }
             bound.push(listeners);
         }
-        for (layer, listeners) in self.0.iter().zip(bound) {
+        for (layer, listeners) in self.layers.iter().zip(bound) {
             layer.apply(config, listeners)?;
         }
         Ok(())
@@ -87,7 +110,7 @@ impl Layers {
     /// still serves), then stops accepting everywhere and waits up to `deadline` for open work
     /// to finish.
     async fn drain(&self, deadline: Duration) {
-        let handing: Vec<_> = self.0.iter().map(|l| l.hand_over()).collect();
+        let handing: Vec<_> = self.layers.iter().map(|l| l.hand_over()).collect();
         let handed = async {
             for h in handing {
                 h.await;
@@ -96,7 +119,7 @@ impl Layers {
         if tokio::time::timeout(deadline, handed).await.is_err() {
             tracing::warn!(?deadline, "hand-over deadline passed; draining anyway");
         }
-        let work: Vec<_> = self.0.iter().map(|l| l.drain()).collect();
+        let work: Vec<_> = self.layers.iter().map(|l| l.drain()).collect();
         let all = async {
             for w in work {
                 w.await;
@@ -116,8 +139,27 @@ impl Layers {
 impl AdminApi for Layers {
     fn metrics(&self) -> String {
         let mut w = MetricsWriter::new();
-        for layer in &self.0 {
+        for layer in &self.layers {
             layer.metrics(&mut w);
+        }
+        {
+            let o = lock(&self.origin);
+            if let Some(revision) = o.revision {
+                w.gauge(
+                    "strata_config_revision",
+                    "The etcd revision of the config this node runs.",
+                    &[],
+                    revision as f64,
+                );
+            }
+            for (result, n) in [("applied", o.applied), ("rejected", o.rejected)] {
+                w.counter(
+                    "strata_config_reloads_total",
+                    "Configs offered after the start (SIGHUP, etcd), by whether they were applied or rejected.",
+                    &[("result", result)],
+                    n,
+                );
+            }
         }
         w.finish()
     }
@@ -125,14 +167,30 @@ impl AdminApi for Layers {
     fn status(&self) -> Value {
         let mut out = Map::new();
         out.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
-        for layer in &self.0 {
+        {
+            let o = lock(&self.origin);
+            out.insert(
+                "config".into(),
+                json!({
+                    "source": o.source,
+                    "revision": o.revision,
+                    "applied": o.applied,
+                    "rejected": o.rejected,
+                    "last_rejected": o.last_rejected.as_ref().map(|(revision, why)| json!({
+                        "revision": revision,
+                        "why": why,
+                    })),
+                }),
+            );
+        }
+        for layer in &self.layers {
             out.insert(layer.name().into(), layer.status());
         }
         Value::Object(out)
     }
 
     fn traffic(&self) -> Vec<(&'static str, String, Traffic)> {
-        self.0
+        self.layers
             .iter()
             .flat_map(|l| {
                 l.traffic()
@@ -144,7 +202,7 @@ impl AdminApi for Layers {
 
     fn endpoints(&self) -> Value {
         let mut out = Map::new();
-        for layer in &self.0 {
+        for layer in &self.layers {
             out.insert(layer.name().into(), layer.endpoints());
         }
         Value::Object(out)
@@ -157,10 +215,10 @@ impl AdminApi for Layers {
         backend: &str,
         action: BackendAction,
     ) -> Result<Value, String> {
-        match self.0.iter().find(|l| l.name() == layer) {
+        match self.layers.iter().find(|l| l.name() == layer) {
             Some(l) => l.backend_action(listener, backend, action),
             None => {
-                let names: Vec<&str> = self.0.iter().map(|l| l.name()).collect();
+                let names: Vec<&str> = self.layers.iter().map(|l| l.name()).collect();
                 Err(format!(
                     "unknown layer \"{layer}\": use {}",
                     names.join(" or ")
@@ -253,30 +311,40 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     Ok(())
 }
 
+/// Where a node's config comes from, and so what a reload reads.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    /// A file: SIGHUP reads it again.
+    File(PathBuf),
+    /// An etcd key, followed from the revision the node starts with.
+    Etcd(EtcdSource, i64),
+    /// A config made in the process (the demo): there is nothing to read again.
+    Builtin,
+}
+
+impl ConfigSource {
+    fn describe(&self) -> Option<String> {
+        match self {
+            ConfigSource::File(path) => Some(path.display().to_string()),
+            ConfigSource::Etcd(source, _) => Some(source.url()),
+            ConfigSource::Builtin => None,
+        }
+    }
+}
+
 /// Builds the runtime the config asks for and runs the node until it is told to stop.
-pub fn run_blocking(config: Config, path: Option<PathBuf>) -> ExitCode {
+pub fn run_blocking(config: Config, source: ConfigSource) -> ExitCode {
     let workers = config
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    // one worker: a current-thread runtime skips the work-stealing machinery entirely
-    let runtime = if workers == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .enable_all()
-            .build()
-    };
-    let runtime = match runtime {
+    let runtime = match runtime(workers) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("strata: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config, path, workers)) {
+    match runtime.block_on(serve(config, source, workers)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("strata: {e:#}");
@@ -285,42 +353,149 @@ pub fn run_blocking(config: Config, path: Option<PathBuf>) -> ExitCode {
     }
 }
 
-/// Serves `config` and handles signals until SIGTERM or SIGINT; SIGHUP re-reads `path`.
-pub async fn serve(config: Config, path: Option<PathBuf>, workers: usize) -> Result<()> {
+/// A runtime with `workers` threads; one worker is a current-thread runtime, which skips the
+/// work-stealing machinery entirely.
+pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+    }
+}
+
+/// Waits for the first revision of `source` that is a valid config: etcd unreachable, the key
+/// missing or a revision that does not parse are logged and waited out (a fleet's nodes may
+/// start before their config is written). Call inside a tokio runtime.
+pub async fn first_from_etcd(source: &EtcdSource) -> (Config, i64) {
+    let (tx, mut revisions) = mpsc::channel(4);
+    let stop = CancellationToken::new();
+    let _stop = stop.clone().drop_guard();
+    tokio::spawn(etcd::follow(source.clone(), 0, tx, stop));
+    loop {
+        let Some(r) = revisions.recv().await else {
+            // the follower only stops when told to
+            continue;
+        };
+        let what = format!("{}@{}", source.url(), r.revision);
+        match strata_config::parse(&r.text, &what, Path::new(".")) {
+            Ok(config) => return (config, r.revision),
+            Err(e) => {
+                log_rejected(&what, &e);
+                tracing::error!("{what}: waiting for a revision that is a valid config");
+            }
+        }
+    }
+}
+
+/// Logs each problem of a config refused; `what` goes before problems that do not name their
+/// source themselves (a file's do; a signal's name does not).
+fn log_rejected(what: &str, e: &strata_config::ConfigError) {
+    for p in e.problems() {
+        if p.to_string().starts_with(what) {
+            tracing::error!("{p}");
+        } else {
+            tracing::error!("{what}: {p}");
+        }
+    }
+    if e.problems().is_empty() {
+        tracing::error!("{what}: {e}");
+    }
+}
+
+/// Serves `config` and handles signals until SIGTERM or SIGINT; SIGHUP re-reads a file
+/// source, and each new revision of an etcd source is applied as it is written.
+pub async fn serve(config: Config, source: ConfigSource, workers: usize) -> Result<()> {
     let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut sighup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let mut node = Node::start(config).await?;
+    {
+        let mut o = lock(&node.layers.origin);
+        o.source = source.describe();
+        if let ConfigSource::Etcd(_, revision) = &source {
+            o.revision = Some(*revision);
+        }
+    }
+    let (tx, mut revisions) = mpsc::channel(4);
+    let follow = CancellationToken::new();
+    let _follow = follow.clone().drop_guard();
+    if let ConfigSource::Etcd(etcd, revision) = &source {
+        tokio::spawn(etcd::follow(etcd.clone(), *revision, tx, follow));
+    } else {
+        drop(tx);
+    }
     tracing::info!(workers, "strata is running");
     loop {
         tokio::select! {
             _ = sigterm.recv() => { tracing::info!("SIGTERM: draining"); break }
             _ = sigint.recv() => { tracing::info!("SIGINT: draining"); break }
-            _ = sighup.recv() => {
-                let Some(path) = &path else {
-                    tracing::warn!("SIGHUP: the built-in config has no file to re-read");
-                    continue;
-                };
-                match strata_config::load(path) {
-                    Ok(new) => match node.reload(new).await {
-                        Ok(()) => tracing::info!(file = %path.display(), "SIGHUP: reloaded"),
-                        Err(e) => tracing::error!("SIGHUP: {e:#}; the old config keeps serving"),
-                    },
-                    Err(e) => {
-                        for p in e.problems() {
-                            tracing::error!("SIGHUP: {p}");
-                        }
-                        if e.problems().is_empty() {
-                            tracing::error!("SIGHUP: {e}");
-                        }
-                        tracing::error!("SIGHUP: config rejected; the old config keeps serving");
-                    }
+            _ = sighup.recv() => match &source {
+                ConfigSource::File(path) => {
+                    let read = strata_config::load(path);
+                    node.offer(read, None, "SIGHUP").await;
                 }
+                ConfigSource::Etcd(etcd, _) => tracing::info!(
+                    "SIGHUP: the config comes from {}: each revision written there is applied as it comes",
+                    etcd.url()
+                ),
+                ConfigSource::Builtin => {
+                    tracing::warn!("SIGHUP: the built-in config has no file to re-read");
+                }
+            },
+            Some(r) = revisions.recv() => {
+                let ConfigSource::Etcd(etcd, _) = &source else { continue };
+                let what = format!("{}@{}", etcd.url(), r.revision);
+                let parsed = strata_config::parse(&r.text, &what, Path::new("."));
+                node.offer(parsed, Some(r.revision), &what).await;
             }
         }
     }
     node.drain().await;
     Ok(())
+}
+
+impl Node {
+    /// Applies a config offered after the start (by SIGHUP or etcd `revision`), or logs why
+    /// it was refused and keeps the running one; `/status` and `/metrics` count both.
+    async fn offer(
+        &mut self,
+        parsed: Result<Config, strata_config::ConfigError>,
+        revision: Option<i64>,
+        what: &str,
+    ) {
+        let why = match parsed {
+            Ok(new) => match self.reload(new).await {
+                Ok(()) => {
+                    tracing::info!(revision, "{what}: reloaded");
+                    let mut o = lock(&self.layers.origin);
+                    o.applied += 1;
+                    if revision.is_some() {
+                        o.revision = revision;
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!("{what}: {e:#}; the old config keeps serving");
+                    format!("{e:#}")
+                }
+            },
+            Err(e) => {
+                log_rejected(what, &e);
+                tracing::error!("{what}: config rejected; the old config keeps serving");
+                e.problems()
+                    .first()
+                    .map_or_else(|| e.to_string(), |p| p.to_string())
+            }
+        };
+        let mut o = lock(&self.layers.origin);
+        o.rejected += 1;
+        o.last_rejected = Some((revision, why));
+    }
 }
 
 /// Gives the admin listener its new settings (the token file is read again with the config);

@@ -22,6 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
+pub mod etcd;
 pub mod netns;
 pub mod postgres;
 pub mod recorder;
@@ -756,10 +757,15 @@ where
     }
 }
 
-/// The value of one sample in /metrics text, matched by name and label substring.
+/// The value of one sample in /metrics text, matched by name and label substring (`""`
+/// matches a sample without labels too).
 pub fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
     text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{') && l.contains(labels))
+        .filter(|l| {
+            let rest = l.strip_prefix(name).unwrap_or("");
+            (rest.starts_with('{') && l.contains(labels))
+                || (labels.is_empty() && rest.starts_with(' '))
+        })
         .find_map(|l| l.rsplit(' ').next()?.parse().ok())
 }
 

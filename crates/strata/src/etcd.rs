@@ -1,0 +1,409 @@
+//! Config from etcd, for a fleet of nodes that must agree on one config (above all the cache
+//! ring): `strata run --config etcd://HOST:PORT/KEY` reads the key and watches it. Each new
+//! revision is handed to the node whole, which checks it as it checks a file and applies it or
+//! refuses it; when etcd goes away the node keeps what it runs and reconnects with back-off.
+//!
+//! Spoken over etcd's JSON gateway (`/v3/kv/range` and `/v3/watch`, HTTP/1.1, in every etcd
+//! since 3.3), so no gRPC stack is needed for two calls.
+
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// How long one call to etcd may take to answer (a watch, once it answers, stays open).
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// The first wait before reconnecting, doubled after each failure up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A watch line longer than this is not etcd's (a config of 16 MiB is far past any real one).
+const MAX_LINE: usize = 16 << 20;
+
+/// Where a node's config lives in etcd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdSource {
+    /// `host:port` of an etcd member's client URL.
+    pub endpoint: String,
+    /// The key, the URL's path with its leading slash (`etcd://h:2379/strata/prod` is
+    /// `/strata/prod`).
+    pub key: String,
+}
+
+/// One revision of the key: its text and the revision that last changed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revision {
+    /// etcd's `mod_revision` of the key: the same on every node, so nodes can compare.
+    pub revision: i64,
+    /// The config, as written.
+    pub text: String,
+}
+
+/// Why a call to etcd failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdError {
+    /// No TCP connection to the endpoint.
+    #[error("cannot connect to etcd at {endpoint}: {source}")]
+    Connect {
+        /// The endpoint tried.
+        endpoint: String,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTP exchange broke.
+    #[error("etcd at {endpoint}: {source}")]
+    Http {
+        /// The endpoint tried.
+        endpoint: String,
+        /// What broke.
+        #[source]
+        source: hyper::Error,
+    },
+    /// etcd took longer than [`CALL_TIMEOUT`] to answer.
+    #[error("etcd at {0} did not answer within {CALL_TIMEOUT:?}")]
+    Timeout(String),
+    /// etcd answered with an HTTP error.
+    #[error("etcd at {endpoint} answered {status}: {body}")]
+    Status {
+        /// The endpoint.
+        endpoint: String,
+        /// Its status code.
+        status: StatusCode,
+        /// The start of its answer.
+        body: String,
+    },
+    /// etcd's answer was not what its API says.
+    #[error("etcd at {endpoint} sent something unexpected: {what}")]
+    Protocol {
+        /// The endpoint.
+        endpoint: String,
+        /// What was wrong.
+        what: String,
+    },
+    /// The watch ended (etcd restarting, compaction, a leader change).
+    #[error("etcd at {0} ended the watch")]
+    WatchEnded(String),
+}
+
+impl EtcdSource {
+    /// Reads `etcd://HOST:PORT/KEY`; `None` when `url` is not an etcd URL at all, an error
+    /// when it is one written wrong.
+    pub fn parse(url: &str) -> Option<Result<EtcdSource, String>> {
+        let rest = url.strip_prefix("etcd://")?;
+        let Some(slash) = rest.find('/') else {
+            return Some(Err(format!(
+                "{url}: no key: write etcd://HOST:PORT/KEY, e.g. etcd://127.0.0.1:2379/strata/config"
+            )));
+        };
+        let (endpoint, key) = rest.split_at(slash);
+        if key.len() < 2 {
+            return Some(Err(format!("{url}: the key is empty")));
+        }
+        let has_port = endpoint
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !has_port {
+            return Some(Err(format!(
+                "{url}: \"{endpoint}\" is not HOST:PORT (etcd's client port is usually 2379)"
+            )));
+        }
+        Some(Ok(EtcdSource {
+            endpoint: endpoint.to_string(),
+            key: key.to_string(),
+        }))
+    }
+
+    /// How the source is shown in logs, errors and `/status`.
+    pub fn url(&self) -> String {
+        format!("etcd://{}{}", self.endpoint, self.key)
+    }
+
+    async fn call(&self, path: &str, body: Value) -> Result<Response<Incoming>, EtcdError> {
+        let endpoint = self.endpoint.clone();
+        let http = |source| EtcdError::Http {
+            endpoint: endpoint.clone(),
+            source,
+        };
+        let exchange = async {
+            let stream =
+                TcpStream::connect(&self.endpoint)
+                    .await
+                    .map_err(|source| EtcdError::Connect {
+                        endpoint: self.endpoint.clone(),
+                        source,
+                    })?;
+            let _ = stream.set_nodelay(true);
+            let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(http)?;
+            tokio::spawn(conn);
+            let req = Request::post(path)
+                .header(hyper::header::HOST, self.endpoint.as_str())
+                .header(hyper::header::CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::from(body.to_string())))
+                .map_err(|e| self.protocol(format!("request: {e}")))?;
+            send.send_request(req).await.map_err(http)
+        };
+        let resp = tokio::time::timeout(CALL_TIMEOUT, exchange)
+            .await
+            .map_err(|_| EtcdError::Timeout(self.endpoint.clone()))??;
+        if resp.status() != StatusCode::OK {
+            let status = resp.status();
+            let body = resp.into_body().collect().await.map(|b| b.to_bytes());
+            let body = body.map(|b| String::from_utf8_lossy(&b[..b.len().min(200)]).into_owned());
+            return Err(EtcdError::Status {
+                endpoint: self.endpoint.clone(),
+                status,
+                body: body.unwrap_or_default(),
+            });
+        }
+        Ok(resp)
+    }
+
+    fn protocol(&self, what: String) -> EtcdError {
+        EtcdError::Protocol {
+            endpoint: self.endpoint.clone(),
+            what,
+        }
+    }
+
+    /// The key now: its revision and text (`None` when it does not exist), and the store's
+    /// revision, from which a watch goes on.
+    async fn get(&self) -> Result<(Option<Revision>, i64), EtcdError> {
+        let resp = self
+            .call(
+                "/v3/kv/range",
+                json!({ "key": strata_config::base64_encode(self.key.as_bytes()) }),
+            )
+            .await?;
+        let body = tokio::time::timeout(CALL_TIMEOUT, resp.into_body().collect())
+            .await
+            .map_err(|_| EtcdError::Timeout(self.endpoint.clone()))?
+            .map_err(|source| EtcdError::Http {
+                endpoint: self.endpoint.clone(),
+                source,
+            })?
+            .to_bytes();
+        let v: Value = serde_json::from_slice(&body)
+            .map_err(|e| self.protocol(format!("range answer: {e}")))?;
+        let store = number(&v["header"]["revision"])
+            .ok_or_else(|| self.protocol("range answer without a header revision".into()))?;
+        let kv = v["kvs"].as_array().and_then(|kvs| kvs.first());
+        let revision = kv.map(|kv| self.revision(kv)).transpose()?;
+        Ok((revision, store))
+    }
+
+    /// A key-value of etcd's answers as a [`Revision`].
+    fn revision(&self, kv: &Value) -> Result<Revision, EtcdError> {
+        let revision = number(&kv["mod_revision"])
+            .ok_or_else(|| self.protocol("a key without mod_revision".into()))?;
+        // a key written empty comes without "value"
+        let value = kv["value"].as_str().unwrap_or("");
+        let bytes = strata_config::base64_decode(value)
+            .ok_or_else(|| self.protocol("a value that is not base64".into()))?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            self.protocol(format!("revision {revision} of the key is not UTF-8 text"))
+        })?;
+        Ok(Revision { revision, text })
+    }
+
+    /// Watches the key from store revision `from`, sending each revision newer than `*seen`
+    /// to `tx`, until the watch ends or `stop`.
+    async fn watch_from(
+        &self,
+        from: i64,
+        seen: &mut i64,
+        tx: &mpsc::Sender<Revision>,
+        stop: &CancellationToken,
+    ) -> Result<(), EtcdError> {
+        let key = strata_config::base64_encode(self.key.as_bytes());
+        let resp = self
+            .call(
+                "/v3/watch",
+                json!({ "create_request": { "key": key, "start_revision": from.to_string() } }),
+            )
+            .await?;
+        let mut body = resp.into_body();
+        let mut line = Vec::new();
+        loop {
+            let frame = tokio::select! {
+                f = body.frame() => f,
+                _ = stop.cancelled() => return Ok(()),
+            };
+            let Some(frame) = frame else {
+                return Err(EtcdError::WatchEnded(self.endpoint.clone()));
+            };
+            let frame = frame.map_err(|source| EtcdError::Http {
+                endpoint: self.endpoint.clone(),
+                source,
+            })?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            line.extend_from_slice(&data);
+            while let Some(end) = line.iter().position(|b| *b == b'\n') {
+                let one: Vec<u8> = line.drain(..=end).collect();
+                self.watch_line(&one, seen, tx).await?;
+            }
+            if line.len() > MAX_LINE {
+                return Err(self.protocol(format!("a watch message over {MAX_LINE} bytes")));
+            }
+        }
+    }
+
+    /// One message of the watch stream: its PUT events become revisions.
+    async fn watch_line(
+        &self,
+        line: &[u8],
+        seen: &mut i64,
+        tx: &mpsc::Sender<Revision>,
+    ) -> Result<(), EtcdError> {
+        let v: Value = serde_json::from_slice(line)
+            .map_err(|e| self.protocol(format!("watch message: {e}")))?;
+        if v.get("error").is_some() {
+            return Err(self.protocol(format!("watch error: {}", v["error"])));
+        }
+        let result = &v["result"];
+        if result["canceled"].as_bool() == Some(true) {
+            return Err(EtcdError::WatchEnded(self.endpoint.clone()));
+        }
+        for event in result["events"].as_array().into_iter().flatten() {
+            if event["type"].as_str() == Some("DELETE") {
+                tracing::warn!(source = %self.url(), "the config key was deleted; the running config stays");
+                continue;
+            }
+            let revision = self.revision(&event["kv"])?;
+            if revision.revision > *seen {
+                *seen = revision.revision;
+                if tx.send(revision).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// etcd's JSON gateway writes 64-bit numbers as strings.
+fn number(v: &Value) -> Option<i64> {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .or_else(|| v.as_i64())
+}
+
+/// Follows `source` until `stop`: sends each revision of the key newer than `seen` to `tx`
+/// (the current one first). When etcd can't be reached or the watch ends, it waits (from
+/// 100 ms, doubling up to 5 s) and reads the key again, so nothing written meanwhile is missed.
+pub async fn follow(
+    source: EtcdSource,
+    mut seen: i64,
+    tx: mpsc::Sender<Revision>,
+    stop: CancellationToken,
+) {
+    let mut backoff = FIRST_BACKOFF;
+    let mut failing = false;
+    while !stop.is_cancelled() && !tx.is_closed() {
+        let step = async {
+            let (current, store) = source.get().await?;
+            if failing {
+                tracing::info!(source = %source.url(), "etcd answers again");
+                failing = false;
+            }
+            backoff = FIRST_BACKOFF;
+            match current {
+                Some(r) if r.revision > seen => {
+                    seen = r.revision;
+                    if tx.send(r).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Some(_) => {}
+                None if seen == 0 => {
+                    tracing::warn!(source = %source.url(), "the config key does not exist yet; waiting for it to be written");
+                }
+                None => {}
+            }
+            source.watch_from(store + 1, &mut seen, &tx, &stop).await
+        };
+        if let Err(e) = step.await {
+            if !failing {
+                tracing::warn!(source = %source.url(), "{e}; the running config stays, retrying");
+            } else {
+                tracing::debug!(source = %source.url(), "{e}; retrying in {backoff:?}");
+            }
+            failing = true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_an_endpoint_and_a_key() {
+        assert_eq!(EtcdSource::parse("/etc/strata/strata.toml"), None);
+        assert_eq!(
+            EtcdSource::parse("etcd://10.0.0.5:2379/strata/prod"),
+            Some(Ok(EtcdSource {
+                endpoint: "10.0.0.5:2379".into(),
+                key: "/strata/prod".into()
+            }))
+        );
+        assert_eq!(
+            EtcdSource::parse("etcd://[::1]:2379/k")
+                .unwrap()
+                .unwrap()
+                .endpoint,
+            "[::1]:2379"
+        );
+        for bad in [
+            "etcd://10.0.0.5:2379",
+            "etcd://10.0.0.5:2379/",
+            "etcd://10.0.0.5/strata",
+            "etcd://:2379/strata",
+            "etcd://h:99999/strata",
+        ] {
+            assert!(
+                matches!(EtcdSource::parse(bad), Some(Err(_))),
+                "{bad} accepted"
+            );
+        }
+        let s = EtcdSource::parse("etcd://h:2379/a/b").unwrap().unwrap();
+        assert_eq!(s.url(), "etcd://h:2379/a/b");
+    }
+
+    #[test]
+    fn revisions_are_read_from_the_gateways_json() {
+        let s = EtcdSource::parse("etcd://h:2379/k").unwrap().unwrap();
+        let kv = json!({"key": "L2s=", "mod_revision": "42", "value": strata_config::base64_encode(b"workers = 1\n")});
+        assert_eq!(
+            s.revision(&kv).unwrap(),
+            Revision {
+                revision: 42,
+                text: "workers = 1\n".into()
+            }
+        );
+        let empty = json!({"key": "L2s=", "mod_revision": "7"});
+        assert_eq!(s.revision(&empty).unwrap().text, "");
+        let not_text =
+            json!({"mod_revision": "8", "value": strata_config::base64_encode(&[0xff, 0xfe])});
+        assert!(s
+            .revision(&not_text)
+            .unwrap_err()
+            .to_string()
+            .contains("not UTF-8"));
+        assert!(s.revision(&json!({"value": ""})).is_err());
+    }
+}
