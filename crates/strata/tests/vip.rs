@@ -763,3 +763,62 @@ async fn nopreempt_leaves_a_running_master_alone() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// What an operator sees of the entry layer: the dashboard (headless Chromium inside the
+/// host's namespace, where its admin listener is) shows the Master, its priority, address and
+/// transitions; `/endpoints` lists the address only on the node that holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_and_endpoints_show_who_holds_the_address() {
+    let lab = Lab::new(&["a", "b"]);
+    let a = Strata::start_on(&lab, "a", &node(&instance("front", 51, 200, VIP, "")));
+    let b = Strata::start_on(&lab, "b", &node(&instance("front", 51, 100, VIP, "")));
+    until_held(&lab, "a", VIP, true).await;
+    eventually(LIMIT, "b is a Backup", || async {
+        vip_status(&lab, "b", &b, "front").await["state"] == "BACKUP"
+    })
+    .await;
+
+    let endpoints = |host: &'static str, strata: &Strata| {
+        let admin = strata.addr("admin");
+        let lab = &lab;
+        async move {
+            let (code, body) = on(lab, host, move || http_get(admin, "/endpoints"))
+                .await
+                .expect("admin answers");
+            assert_eq!(code, 200, "{body}");
+            serde_json::from_str::<Value>(&body).unwrap()["vip"][0].clone()
+        }
+    };
+    let on_a = endpoints("a", &a).await;
+    assert_eq!(on_a["state"], "MASTER", "{on_a}");
+    assert_eq!(on_a["held"], serde_json::json!([VIP.to_string()]));
+    let on_b = endpoints("b", &b).await;
+    assert_eq!(on_b["state"], "BACKUP", "{on_b}");
+    assert_eq!(on_b["held"], serde_json::json!([]));
+
+    let url = format!("http://{}/", a.addr("admin"));
+    let driver = root().join("crates/strata/tests/clients/dashboard.py");
+    let mut command = lab.command("a", python().to_str().unwrap());
+    command.arg(&driver).args([url.as_str(), "--text", "#vip"]);
+    let out = blocking(move || command.output().expect("run the dashboard driver")).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ok"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find_map(|v| v["text"].as_str().map(str::to_string))
+        .expect("the VIP section's text");
+    for shown in [
+        "front",
+        "MASTER",
+        "priority 200",
+        &format!("{VIP}/24"),
+        "→ MASTER",
+    ] {
+        assert!(text.contains(shown), "the page lacks {shown:?}:\n{text}");
+    }
+}

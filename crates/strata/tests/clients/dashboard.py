@@ -3,7 +3,7 @@ operator's browser would: loads the page, waits until it shows the node's listen
 click a backend's Drain button, type the admin token, and take a screenshot.
 
 usage: dashboard.py ADMIN_URL [--drain LAYER/LISTENER/BACKEND] [--token TOKEN]
-                              [--sparkline-points N] [--screenshot FILE]
+                              [--sparkline-points N] [--screenshot FILE] [--text SELECTOR]
 
 With --token, the first click is made without the token (the page must say it needs one and the
 backend must stay up), then the token is typed into the page and the click made again.
@@ -113,6 +113,7 @@ def main():
     ap.add_argument("--token")
     ap.add_argument("--sparkline-points", type=int, default=0)
     ap.add_argument("--screenshot")
+    ap.add_argument("--text", help="print the text the element SELECTOR shows")
     args = ap.parse_args()
 
     profile = tempfile.mkdtemp(prefix="strata-chromium-")
@@ -156,6 +157,12 @@ def main():
                 "the page to show the backend draining")
             print(json.dumps({"after": row_state(page, layer, listener, backend),
                               "notice": page.eval("document.getElementById('notice').textContent")}))
+
+        if args.text:
+            text = page.until(
+                f"(() => {{ const el = document.querySelector({json.dumps(args.text)}); return el && el.innerText; }})()",
+                f"the element {args.text}")
+            print(json.dumps({"text": text}))
 
         if args.screenshot:
             size = page.call("Page.getLayoutMetrics")["cssContentSize"]
