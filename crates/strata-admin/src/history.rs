@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use strata_metrics::Traffic;
@@ -29,7 +29,9 @@ struct Point {
 
 struct Series {
     last: Traffic,
-    last_at: SystemTime,
+    /// When `last` was read, on the monotonic clock (a wall clock stepped back by NTP must not
+    /// freeze the graphs).
+    last_at: Instant,
     points: VecDeque<Point>,
     /// Whether the last reading saw this listener (one that went away is dropped).
     seen: bool,
@@ -42,8 +44,14 @@ pub(crate) struct History {
 }
 
 impl History {
-    /// Takes one reading of every listener's totals at `now`.
-    pub(crate) fn record(&self, now: SystemTime, readings: Vec<(&'static str, String, Traffic)>) {
+    /// Takes one reading of every listener's totals at `now`; `at` is the same moment on the
+    /// wall clock, what the points are labelled with.
+    pub(crate) fn record(
+        &self,
+        at: SystemTime,
+        now: Instant,
+        readings: Vec<(&'static str, String, Traffic)>,
+    ) {
         let mut all = lock(&self.series);
         for s in all.values_mut() {
             s.seen = false;
@@ -63,10 +71,7 @@ impl History {
                 continue;
             };
             s.seen = true;
-            let secs = now
-                .duration_since(s.last_at)
-                .unwrap_or_default()
-                .as_secs_f64();
+            let secs = now.saturating_duration_since(s.last_at).as_secs_f64();
             if secs <= 0.0 {
                 continue;
             }
@@ -78,7 +83,7 @@ impl History {
             };
             let ms = |q| latency.and_then(|b| b.quantile(q)).map(|s| s * 1000.0);
             let point = Point {
-                at: now
+                at: at
                     .duration_since(UNIX_EPOCH)
                     .unwrap_or_default()
                     .as_secs_f64(),
@@ -158,13 +163,15 @@ mod tests {
     fn points_are_rates_and_percentiles_of_each_interval() {
         let h = Histogram::default();
         let history = History::default();
-        let t0 = UNIX_EPOCH + Duration::from_secs(1_000);
-        history.record(t0, reading(100, 0, &h));
+        let (t0, i0) = (UNIX_EPOCH + Duration::from_secs(1_000), Instant::now());
+        history.record(t0, i0, reading(100, 0, &h));
         for _ in 0..10 {
             h.observe(Duration::from_millis(20));
         }
-        history.record(t0 + Duration::from_secs(2), reading(120, 4, &h));
-        history.record(t0 + Duration::from_secs(4), reading(120, 4, &h));
+        let two = Duration::from_secs(2);
+        history.record(t0 + two, i0 + two, reading(120, 4, &h));
+        // the wall clock stepped back: the interval is still measured on the monotonic one
+        history.record(t0 - two, i0 + 2 * two, reading(120, 4, &h));
         let v = history.to_json();
         let points = v["series"][0]["points"].as_array().unwrap();
         assert_eq!(v["series"][0]["listener"], "web");
@@ -174,6 +181,7 @@ mod tests {
         assert_eq!(points[0][2], 2.0);
         let p99 = points[0][5].as_f64().unwrap();
         assert!((10.0..=25.0).contains(&p99), "{p99}");
+        assert_eq!(points[1][0], 998.0, "labelled with the wall clock");
         assert_eq!(points[1][1], 0.0);
         assert!(points[1][3].is_null(), "nothing timed: no percentile");
     }
@@ -182,13 +190,17 @@ mod tests {
     fn keeps_five_minutes_and_forgets_listeners_that_went_away() {
         let h = Histogram::default();
         let history = History::default();
-        let t0 = UNIX_EPOCH + Duration::from_secs(1_000);
-        for i in 0..(POINTS as u64 + 20) {
-            history.record(t0 + INTERVAL * i as u32, reading(i, 0, &h));
+        let (t0, i0) = (UNIX_EPOCH + Duration::from_secs(1_000), Instant::now());
+        for i in 0..(POINTS as u32 + 20) {
+            history.record(
+                t0 + INTERVAL * i,
+                i0 + INTERVAL * i,
+                reading(u64::from(i), 0, &h),
+            );
         }
         let v = history.to_json();
         assert_eq!(v["series"][0]["points"].as_array().unwrap().len(), POINTS);
-        history.record(t0 + Duration::from_secs(10_000), Vec::new());
+        history.record(t0, i0 + Duration::from_secs(10_000), Vec::new());
         assert!(history.to_json()["series"].as_array().unwrap().is_empty());
     }
 
@@ -196,12 +208,10 @@ mod tests {
     fn a_listener_that_restarted_counts_from_zero_without_wrapping() {
         let h = Histogram::default();
         let history = History::default();
-        let t0 = UNIX_EPOCH + Duration::from_secs(1_000);
-        history.record(t0, reading(500, 50, &h));
-        history.record(
-            t0 + Duration::from_secs(2),
-            reading(10, 0, &Histogram::default()),
-        );
+        let (t0, i0) = (UNIX_EPOCH + Duration::from_secs(1_000), Instant::now());
+        history.record(t0, i0, reading(500, 50, &h));
+        let two = Duration::from_secs(2);
+        history.record(t0 + two, i0 + two, reading(10, 0, &Histogram::default()));
         let v = history.to_json();
         assert_eq!(v["series"][0]["points"][0][1], 0.0);
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -104,7 +104,9 @@ impl AdminServer {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = tick.tick() => self.history.record(SystemTime::now(), self.api.traffic()),
+                _ = tick.tick() => {
+                    self.history.record(SystemTime::now(), Instant::now(), self.api.traffic());
+                }
                 _ = shutdown.cancelled() => return,
             }
         }

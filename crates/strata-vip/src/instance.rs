@@ -198,11 +198,18 @@ impl Instance {
             let s = lock(&self.shown);
             (s.state, s.priority)
         };
+        let config = self.config();
+        let vrid = config.vrid.to_string();
         for s in State::ALL {
             w.gauge(
                 "strata_vip_state",
                 "1 for the state each VRRP instance is in, 0 for the others.",
-                &[("vip", self.name.as_str()), ("state", s.name())],
+                &[
+                    ("vip", self.name.as_str()),
+                    ("vrid", vrid.as_str()),
+                    ("interface", config.interface.as_str()),
+                    ("state", s.name()),
+                ],
                 f64::from(u8::from(s == state)),
             );
         }

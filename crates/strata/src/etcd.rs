@@ -3,10 +3,13 @@
 //! revision is handed to the node whole, which checks it as it checks a file and applies it or
 //! refuses it; when etcd goes away the node keeps what it runs and reconnects with back-off.
 //!
-//! Spoken over etcd's JSON gateway (`/v3/kv/range` and `/v3/watch`, HTTP/1.1, in every etcd
-//! since 3.3), so no gRPC stack is needed for two calls.
+//! Spoken over etcd's JSON gateway (`/v3/kv/range` and `/v3/watch`, HTTP/1.1, etcd 3.4 and
+//! later), so no gRPC stack is needed for two calls. A watch that goes quiet is not trusted: the
+//! socket has TCP keepalive, etcd is asked to end the watch when its member loses the leader,
+//! and the key is read again every [`RECHECK`] while the watch is open (a linearizable read,
+//! which fails on a member cut off from the quorum).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -22,8 +25,13 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The first wait before reconnecting, doubled after each failure up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// A watch line longer than this is not etcd's (a config of 16 MiB is far past any real one).
+/// A watch line or range answer longer than this is not etcd's (a config of 16 MiB is far past
+/// any real one).
 const MAX_LINE: usize = 16 << 20;
+/// How often the key is read again while a watch is open, in case the watch went quiet.
+const RECHECK: Duration = Duration::from_secs(30);
+/// How often a node that cannot reach etcd says so again at warn level.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// Where a node's config lives in etcd.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +147,13 @@ impl EtcdSource {
                         source,
                     })?;
             let _ = stream.set_nodelay(true);
+            // a watch can stay silent for hours: find a peer that vanished (power, NAT, a
+            // firewall dropping the flow) within about a minute
+            let keepalive = socket2::TcpKeepalive::new()
+                .with_time(Duration::from_secs(30))
+                .with_interval(Duration::from_secs(10))
+                .with_retries(3);
+            let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
             let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                 .await
                 .map_err(http)?;
@@ -146,6 +161,9 @@ impl EtcdSource {
             let req = Request::post(path)
                 .header(hyper::header::HOST, self.endpoint.as_str())
                 .header(hyper::header::CONTENT_TYPE, "application/json")
+                // the gateway's way of asking for WithRequireLeader: a member cut off from the
+                // leader ends the watch instead of keeping it open and silent
+                .header("grpc-metadata-hasleader", "true")
                 .body(Full::new(Bytes::from(body.to_string())))
                 .map_err(|e| self.protocol(format!("request: {e}")))?;
             send.send_request(req).await.map_err(http)
@@ -182,13 +200,11 @@ impl EtcdSource {
                 json!({ "key": strata_config::base64_encode(self.key.as_bytes()) }),
             )
             .await?;
-        let body = tokio::time::timeout(CALL_TIMEOUT, resp.into_body().collect())
+        let limited = http_body_util::Limited::new(resp.into_body(), MAX_LINE);
+        let body = tokio::time::timeout(CALL_TIMEOUT, limited.collect())
             .await
             .map_err(|_| EtcdError::Timeout(self.endpoint.clone()))?
-            .map_err(|source| EtcdError::Http {
-                endpoint: self.endpoint.clone(),
-                source,
-            })?
+            .map_err(|e| self.protocol(format!("range answer: {e}")))?
             .to_bytes();
         let v: Value = serde_json::from_slice(&body)
             .map_err(|e| self.protocol(format!("range answer: {e}")))?;
@@ -212,82 +228,6 @@ impl EtcdSource {
         })?;
         Ok(Revision { revision, text })
     }
-
-    /// Watches the key from store revision `from`, sending each revision newer than `*seen`
-    /// to `tx`, until the watch ends or `stop`.
-    async fn watch_from(
-        &self,
-        from: i64,
-        seen: &mut i64,
-        tx: &mpsc::Sender<Revision>,
-        stop: &CancellationToken,
-    ) -> Result<(), EtcdError> {
-        let key = strata_config::base64_encode(self.key.as_bytes());
-        let resp = self
-            .call(
-                "/v3/watch",
-                json!({ "create_request": { "key": key, "start_revision": from.to_string() } }),
-            )
-            .await?;
-        let mut body = resp.into_body();
-        let mut line = Vec::new();
-        loop {
-            let frame = tokio::select! {
-                f = body.frame() => f,
-                _ = stop.cancelled() => return Ok(()),
-            };
-            let Some(frame) = frame else {
-                return Err(EtcdError::WatchEnded(self.endpoint.clone()));
-            };
-            let frame = frame.map_err(|source| EtcdError::Http {
-                endpoint: self.endpoint.clone(),
-                source,
-            })?;
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            line.extend_from_slice(&data);
-            while let Some(end) = line.iter().position(|b| *b == b'\n') {
-                let one: Vec<u8> = line.drain(..=end).collect();
-                self.watch_line(&one, seen, tx).await?;
-            }
-            if line.len() > MAX_LINE {
-                return Err(self.protocol(format!("a watch message over {MAX_LINE} bytes")));
-            }
-        }
-    }
-
-    /// One message of the watch stream: its PUT events become revisions.
-    async fn watch_line(
-        &self,
-        line: &[u8],
-        seen: &mut i64,
-        tx: &mpsc::Sender<Revision>,
-    ) -> Result<(), EtcdError> {
-        let v: Value = serde_json::from_slice(line)
-            .map_err(|e| self.protocol(format!("watch message: {e}")))?;
-        if v.get("error").is_some() {
-            return Err(self.protocol(format!("watch error: {}", v["error"])));
-        }
-        let result = &v["result"];
-        if result["canceled"].as_bool() == Some(true) {
-            return Err(EtcdError::WatchEnded(self.endpoint.clone()));
-        }
-        for event in result["events"].as_array().into_iter().flatten() {
-            if event["type"].as_str() == Some("DELETE") {
-                tracing::warn!(source = %self.url(), "the config key was deleted; the running config stays");
-                continue;
-            }
-            let revision = self.revision(&event["kv"])?;
-            if revision.revision > *seen {
-                *seen = revision.revision;
-                if tx.send(revision).await.is_err() {
-                    return Ok(());
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 /// etcd's JSON gateway writes 64-bit numbers as strings.
@@ -297,53 +237,189 @@ fn number(v: &Value) -> Option<i64> {
         .or_else(|| v.as_i64())
 }
 
+/// What [`follow`] keeps between connections.
+struct Follower {
+    source: EtcdSource,
+    /// The newest revision handed on (applied or refused: a refused one is not offered again).
+    seen: i64,
+    tx: mpsc::Sender<Revision>,
+    backoff: Duration,
+    /// Since when etcd has not answered, and when that was last said at warn level.
+    failing: Option<(Instant, Instant)>,
+}
+
+impl Follower {
+    /// Hands `r` on when it is newer than what was seen; a key whose revision went back (etcd
+    /// rebuilt, the config put again) is taken as new, and said so. False when nobody listens.
+    async fn offer(&mut self, r: Revision) -> bool {
+        if r.revision < self.seen {
+            tracing::warn!(
+                source = %self.source.url(),
+                "the key's revision went back from {} to {} (a new etcd cluster?): taking it as the newest",
+                self.seen,
+                r.revision
+            );
+        } else if r.revision == self.seen {
+            return true;
+        }
+        self.seen = r.revision;
+        self.tx.send(r).await.is_ok()
+    }
+
+    /// Reads the key and hands on what is new; the store's revision, from which to watch.
+    async fn check(&mut self) -> Result<Option<i64>, EtcdError> {
+        let (current, store) = self.source.get().await?;
+        match current {
+            Some(r) => {
+                if !self.offer(r).await {
+                    return Ok(None);
+                }
+            }
+            None if self.seen == 0 => {
+                tracing::warn!(source = %self.source.url(), "the config key does not exist yet; waiting for it to be written");
+            }
+            None => {}
+        }
+        Ok(Some(store))
+    }
+
+    /// One connection: reads the key, then watches it from the store's revision, reading it
+    /// again every [`RECHECK`], until the watch ends, etcd fails or `stop`.
+    async fn connection(&mut self, stop: &CancellationToken) -> Result<(), EtcdError> {
+        let Some(store) = self.check().await? else {
+            return Ok(());
+        };
+        let key = strata_config::base64_encode(self.source.key.as_bytes());
+        let resp = self
+            .source
+            .call(
+                "/v3/watch",
+                json!({ "create_request": { "key": key, "start_revision": (store + 1).to_string() } }),
+            )
+            .await?;
+        let mut body = resp.into_body();
+        let mut line = Vec::new();
+        let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK, RECHECK);
+        loop {
+            let frame = tokio::select! {
+                f = body.frame() => f,
+                _ = recheck.tick() => {
+                    if self.check().await?.is_none() {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                _ = stop.cancelled() => return Ok(()),
+            };
+            let Some(frame) = frame else {
+                return Err(EtcdError::WatchEnded(self.source.endpoint.clone()));
+            };
+            let frame = frame.map_err(|source| EtcdError::Http {
+                endpoint: self.source.endpoint.clone(),
+                source,
+            })?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            // only the new bytes can end a line
+            let from = line.len();
+            line.extend_from_slice(&data);
+            let mut scanned = from;
+            while let Some(at) = line[scanned..].iter().position(|b| *b == b'\n') {
+                let one: Vec<u8> = line.drain(..=scanned + at).collect();
+                scanned = 0;
+                if !self.watch_line(&one).await? {
+                    return Ok(());
+                }
+            }
+            if line.len() > MAX_LINE {
+                return Err(self
+                    .source
+                    .protocol(format!("a watch message over {MAX_LINE} bytes")));
+            }
+        }
+    }
+
+    /// One message of the watch stream: its PUT events become revisions. False when nobody
+    /// listens any more.
+    async fn watch_line(&mut self, line: &[u8]) -> Result<bool, EtcdError> {
+        let v: Value = serde_json::from_slice(line)
+            .map_err(|e| self.source.protocol(format!("watch message: {e}")))?;
+        if v.get("error").is_some() {
+            return Err(self.source.protocol(format!("watch error: {}", v["error"])));
+        }
+        let result = &v["result"];
+        if result["canceled"].as_bool() == Some(true) {
+            return Err(EtcdError::WatchEnded(self.source.endpoint.clone()));
+        }
+        if result["created"].as_bool() == Some(true) {
+            // range and watch both answer: etcd is back for good
+            if self.failing.take().is_some() {
+                tracing::info!(source = %self.source.url(), "etcd answers again");
+            }
+            self.backoff = FIRST_BACKOFF;
+        }
+        for event in result["events"].as_array().into_iter().flatten() {
+            if event["type"].as_str() == Some("DELETE") {
+                tracing::warn!(source = %self.source.url(), "the config key was deleted; the running config stays");
+                continue;
+            }
+            let revision = self.source.revision(&event["kv"])?;
+            if !self.offer(revision).await {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn failed(&mut self, e: &EtcdError) {
+        let now = Instant::now();
+        let what = if self.seen == 0 {
+            "nothing runs until the key holds a valid config"
+        } else {
+            "the running config stays"
+        };
+        match &mut self.failing {
+            None => {
+                tracing::warn!(source = %self.source.url(), "{e}; {what}; retrying");
+                self.failing = Some((now, now));
+            }
+            Some((since, warned)) if now.duration_since(*warned) >= WARN_EVERY => {
+                tracing::warn!(source = %self.source.url(), "{e}; {what}; retrying for {:?}", now.duration_since(*since));
+                *warned = now;
+            }
+            Some(_) => {
+                tracing::debug!(source = %self.source.url(), "{e}; retrying in {:?}", self.backoff)
+            }
+        }
+    }
+}
+
 /// Follows `source` until `stop`: sends each revision of the key newer than `seen` to `tx`
 /// (the current one first). When etcd can't be reached or the watch ends, it waits (from
 /// 100 ms, doubling up to 5 s) and reads the key again, so nothing written meanwhile is missed.
 pub async fn follow(
     source: EtcdSource,
-    mut seen: i64,
+    seen: i64,
     tx: mpsc::Sender<Revision>,
     stop: CancellationToken,
 ) {
-    let mut backoff = FIRST_BACKOFF;
-    let mut failing = false;
-    while !stop.is_cancelled() && !tx.is_closed() {
-        let step = async {
-            let (current, store) = source.get().await?;
-            if failing {
-                tracing::info!(source = %source.url(), "etcd answers again");
-                failing = false;
-            }
-            backoff = FIRST_BACKOFF;
-            match current {
-                Some(r) if r.revision > seen => {
-                    seen = r.revision;
-                    if tx.send(r).await.is_err() {
-                        return Ok(());
-                    }
-                }
-                Some(_) => {}
-                None if seen == 0 => {
-                    tracing::warn!(source = %source.url(), "the config key does not exist yet; waiting for it to be written");
-                }
-                None => {}
-            }
-            source.watch_from(store + 1, &mut seen, &tx, &stop).await
-        };
-        if let Err(e) = step.await {
-            if !failing {
-                tracing::warn!(source = %source.url(), "{e}; the running config stays, retrying");
-            } else {
-                tracing::debug!(source = %source.url(), "{e}; retrying in {backoff:?}");
-            }
-            failing = true;
+    let mut f = Follower {
+        source,
+        seen,
+        tx,
+        backoff: FIRST_BACKOFF,
+        failing: None,
+    };
+    while !stop.is_cancelled() && !f.tx.is_closed() {
+        if let Err(e) = f.connection(&stop).await {
+            f.failed(&e);
         }
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(f.backoff) => {}
             _ = stop.cancelled() => return,
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        f.backoff = (f.backoff * 2).min(MAX_BACKOFF);
     }
 }
 

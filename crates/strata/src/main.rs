@@ -143,12 +143,16 @@ fn main() -> ExitCode {
 /// Waits for the first valid revision of the key (on a small runtime of its own: the config
 /// says how many workers the node's runtime gets), then runs the node, following the key.
 fn run_from_etcd(etcd: EtcdSource) -> ExitCode {
-    let first =
-        strata::node::runtime(1).map(|rt| rt.block_on(strata::node::first_from_etcd(&etcd)));
+    let first = match strata::node::runtime(1) {
+        Ok(rt) => rt.block_on(strata::node::first_from_etcd(&etcd)),
+        Err(e) => Err(e.into()),
+    };
     let (config, revision) = match first {
-        Ok(first) => first,
+        Ok(Some(first)) => first,
+        // stopped by a signal before any config ran
+        Ok(None) => return ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("strata: cannot start the runtime: {e}");
+            eprintln!("strata: {e:#}");
             return ExitCode::FAILURE;
         }
     };

@@ -368,28 +368,80 @@ pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
     }
 }
 
-/// Waits for the first revision of `source` that is a valid config: etcd unreachable, the key
-/// missing or a revision that does not parse are logged and waited out (a fleet's nodes may
-/// start before their config is written). Call inside a tokio runtime.
-pub async fn first_from_etcd(source: &EtcdSource) -> (Config, i64) {
-    let (tx, mut revisions) = mpsc::channel(4);
-    let stop = CancellationToken::new();
-    let _stop = stop.clone().drop_guard();
-    tokio::spawn(etcd::follow(source.clone(), 0, tx, stop));
+/// The signals a node answers: SIGTERM and SIGINT stop it, SIGHUP reloads.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+/// What a signal asks.
+enum Asked {
+    Stop(&'static str),
+    Reload,
+}
+
+impl Signals {
+    fn new() -> Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
+            hup: signal(SignalKind::hangup()).context("cannot watch SIGHUP")?,
+        })
+    }
+
+    async fn next(&mut self) -> Asked {
+        tokio::select! {
+            _ = self.term.recv() => Asked::Stop("SIGTERM"),
+            _ = self.int.recv() => Asked::Stop("SIGINT"),
+            _ = self.hup.recv() => Asked::Reload,
+        }
+    }
+}
+
+/// Waits for the next revision from `revisions` that is a valid config, logging the others;
+/// `None` when a signal says stop (SIGHUP is logged and waited past).
+async fn next_valid(
+    source: &EtcdSource,
+    revisions: &mut mpsc::Receiver<etcd::Revision>,
+    signals: &mut Signals,
+) -> Option<(Config, i64)> {
     loop {
-        let Some(r) = revisions.recv().await else {
-            // the follower only stops when told to
-            continue;
+        let r = tokio::select! {
+            r = revisions.recv() => r?,
+            asked = signals.next() => match asked {
+                Asked::Stop(what) => {
+                    tracing::info!("{what}: stopping before any config ran");
+                    return None;
+                }
+                Asked::Reload => {
+                    tracing::info!("SIGHUP: waiting for {} to hold a valid config", source.url());
+                    continue;
+                }
+            },
         };
         let what = format!("{}@{}", source.url(), r.revision);
         match strata_config::parse(&r.text, &what, Path::new(".")) {
-            Ok(config) => return (config, r.revision),
+            Ok(config) => return Some((config, r.revision)),
             Err(e) => {
                 log_rejected(&what, &e);
                 tracing::error!("{what}: waiting for a revision that is a valid config");
             }
         }
     }
+}
+
+/// Waits for the first revision of `source` that is a valid config: etcd unreachable, the key
+/// missing or a revision that does not parse are logged and waited out (a fleet's nodes may
+/// start before their config is written). `None` when SIGTERM or SIGINT came first. Call
+/// inside a tokio runtime.
+pub async fn first_from_etcd(source: &EtcdSource) -> Result<Option<(Config, i64)>> {
+    let mut signals = Signals::new()?;
+    let (tx, mut revisions) = mpsc::channel(4);
+    let stop = CancellationToken::new();
+    let _stop = stop.clone().drop_guard();
+    tokio::spawn(etcd::follow(source.clone(), 0, tx, stop));
+    Ok(next_valid(source, &mut revisions, &mut signals).await)
 }
 
 /// Logs each problem of a config refused; `what` goes before problems that do not name their
@@ -407,51 +459,97 @@ fn log_rejected(what: &str, e: &strata_config::ConfigError) {
     }
 }
 
+/// How long a config that could not be applied (a port still taken, a file not there yet) waits
+/// before it is tried again, unless a newer one comes first.
+const RETRY_APPLY: Duration = Duration::from_secs(5);
+
 /// Serves `config` and handles signals until SIGTERM or SIGINT; SIGHUP re-reads a file
 /// source, and each new revision of an etcd source is applied as it is written.
 pub async fn serve(config: Config, source: ConfigSource, workers: usize) -> Result<()> {
-    let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    let mut sighup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
-    let mut node = Node::start(config).await?;
-    {
-        let mut o = lock(&node.layers.origin);
-        o.source = source.describe();
-        if let ConfigSource::Etcd(_, revision) = &source {
-            o.revision = Some(*revision);
-        }
-    }
+    let mut signals = Signals::new()?;
     let (tx, mut revisions) = mpsc::channel(4);
     let follow = CancellationToken::new();
     let _follow = follow.clone().drop_guard();
+    let mut running_revision = None;
     if let ConfigSource::Etcd(etcd, revision) = &source {
+        running_revision = Some(*revision);
         tokio::spawn(etcd::follow(etcd.clone(), *revision, tx, follow));
     } else {
         drop(tx);
     }
+    let mut node = match Node::start(config).await {
+        Ok(node) => node,
+        // a revision every node can parse may still not start on this one (a port taken, a
+        // certificate not there): wait for one that does, as running nodes keep theirs
+        Err(e) => {
+            let ConfigSource::Etcd(etcd, revision) = &source else {
+                return Err(e);
+            };
+            tracing::error!(
+                "{}@{revision}: {e:#}; waiting for a revision that starts",
+                etcd.url()
+            );
+            loop {
+                let Some((config, revision)) = next_valid(etcd, &mut revisions, &mut signals).await
+                else {
+                    return Ok(());
+                };
+                match Node::start(config).await {
+                    Ok(node) => {
+                        running_revision = Some(revision);
+                        break node;
+                    }
+                    Err(e) => tracing::error!(
+                        "{}@{revision}: {e:#}; waiting for a revision that starts",
+                        etcd.url()
+                    ),
+                }
+            }
+        }
+    };
+    {
+        let mut o = lock(&node.layers.origin);
+        o.source = source.describe();
+        o.revision = running_revision;
+    }
     tracing::info!(workers, "strata is running");
+    // a config that parsed but could not be applied, tried again after RETRY_APPLY
+    let mut retry: Option<(Config, Option<i64>, String)> = None;
     loop {
+        let again = async {
+            match &retry {
+                Some(_) => tokio::time::sleep(RETRY_APPLY).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = sigterm.recv() => { tracing::info!("SIGTERM: draining"); break }
-            _ = sigint.recv() => { tracing::info!("SIGINT: draining"); break }
-            _ = sighup.recv() => match &source {
-                ConfigSource::File(path) => {
-                    let read = strata_config::load(path);
-                    node.offer(read, None, "SIGHUP").await;
-                }
-                ConfigSource::Etcd(etcd, _) => tracing::info!(
-                    "SIGHUP: the config comes from {}: each revision written there is applied as it comes",
-                    etcd.url()
-                ),
-                ConfigSource::Builtin => {
-                    tracing::warn!("SIGHUP: the built-in config has no file to re-read");
-                }
+            asked = signals.next() => match asked {
+                Asked::Stop(what) => { tracing::info!("{what}: draining"); break }
+                Asked::Reload => match &source {
+                    ConfigSource::File(path) => {
+                        let read = strata_config::load(path);
+                        retry = node.offer(read, None, "SIGHUP").await;
+                    }
+                    ConfigSource::Etcd(etcd, _) => tracing::info!(
+                        "SIGHUP: the config comes from {}: each revision written there is applied as it comes",
+                        etcd.url()
+                    ),
+                    ConfigSource::Builtin => {
+                        tracing::warn!("SIGHUP: the built-in config has no file to re-read");
+                    }
+                },
             },
             Some(r) = revisions.recv() => {
                 let ConfigSource::Etcd(etcd, _) = &source else { continue };
                 let what = format!("{}@{}", etcd.url(), r.revision);
                 let parsed = strata_config::parse(&r.text, &what, Path::new("."));
-                node.offer(parsed, Some(r.revision), &what).await;
+                retry = node.offer(parsed, Some(r.revision), &what).await;
+            }
+            _ = again => {
+                if let Some((config, revision, what)) = retry.take() {
+                    tracing::info!("{what}: trying again");
+                    retry = node.offer(Ok(config), revision, &what).await;
+                }
             }
         }
     }
@@ -461,15 +559,17 @@ pub async fn serve(config: Config, source: ConfigSource, workers: usize) -> Resu
 
 impl Node {
     /// Applies a config offered after the start (by SIGHUP or etcd `revision`), or logs why
-    /// it was refused and keeps the running one; `/status` and `/metrics` count both.
+    /// it was refused and keeps the running one; `/status` and `/metrics` count both. A config
+    /// that parsed but could not be applied comes back, to be tried again.
     async fn offer(
         &mut self,
         parsed: Result<Config, strata_config::ConfigError>,
         revision: Option<i64>,
         what: &str,
-    ) {
+    ) -> Option<(Config, Option<i64>, String)> {
+        let mut retry = None;
         let why = match parsed {
-            Ok(new) => match self.reload(new).await {
+            Ok(new) => match self.reload(new.clone()).await {
                 Ok(()) => {
                     tracing::info!(revision, "{what}: reloaded");
                     let mut o = lock(&self.layers.origin);
@@ -477,10 +577,13 @@ impl Node {
                     if revision.is_some() {
                         o.revision = revision;
                     }
-                    return;
+                    return None;
                 }
                 Err(e) => {
-                    tracing::error!("{what}: {e:#}; the old config keeps serving");
+                    tracing::error!(
+                        "{what}: {e:#}; the old config keeps serving; trying again in {RETRY_APPLY:?}"
+                    );
+                    retry = Some((new, revision, what.to_string()));
                     format!("{e:#}")
                 }
             },
@@ -495,6 +598,7 @@ impl Node {
         let mut o = lock(&self.layers.origin);
         o.rejected += 1;
         o.last_rejected = Some((revision, why));
+        retry
     }
 }
 

@@ -34,6 +34,12 @@ fn only_from(out: &str, admin: std::net::SocketAddr) {
         .iter()
         .map(|u| u.as_str().unwrap())
         .collect();
+    let blocked = &requests["csp_violations"];
+    assert_eq!(
+        blocked,
+        &serde_json::json!([]),
+        "the page broke its own policy"
+    );
     let origin = format!("http://{admin}/");
     for url in &urls {
         assert!(
@@ -236,6 +242,18 @@ async fn every_layer_is_drawn_under_live_traffic() {
     // sparklines on each of the four listeners: rate, errors and (but for TCP) two latencies
     let drawn = line(&out, "sparklines")["sparklines"].as_u64().unwrap();
     assert!(drawn >= 4 * 2 + 3 * 2, "{drawn} sparklines drawn:\n{out}");
+    // the graphs drew live traffic: every listener has points with requests in them
+    let history: serde_json::Value =
+        serde_json::from_str(&admin_get(&strata, "/history").await.body).unwrap();
+    for series in history["series"].as_array().unwrap() {
+        let busy = series["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p[1].as_f64().unwrap() > 0.0);
+        assert!(busy, "no traffic in the graph of {series}");
+    }
+    assert_eq!(history["series"].as_array().unwrap().len(), 4);
     let png = std::fs::read(&shot).expect("the screenshot");
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     let width = u32::from_be_bytes(png[16..20].try_into().unwrap());

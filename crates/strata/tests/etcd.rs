@@ -189,6 +189,47 @@ async fn a_bad_revision_is_refused_and_etcd_going_away_keeps_the_last_good_confi
     agree(pool, &[pool], 50, "after-etcd").await;
 }
 
+/// A fleet's node may start before its config is written, or on a revision that does not start
+/// here: it waits for one that does, logging why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_waits_for_a_revision_that_parses_and_starts_here() {
+    let redis = Redis::start().await;
+    let etcd = Etcd::start();
+    let url = etcd.url(KEY);
+    let starting = tokio::task::spawn_blocking(move || node(&url, 2));
+    // the node reads the key (missing), then watches it
+    eventually(
+        Duration::from_secs(20),
+        "the node watches the key",
+        || async { etcd.watchers().await >= 1 },
+    )
+    .await;
+    // in order on the one watch: a port this node can't bind, TOML that does not parse, a
+    // config that starts
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap().to_string();
+    let on_busy = ring(&[&redis]).replace(
+        "name = \"ring\"\nlisten = \"127.0.0.1:0\"",
+        &format!("name = \"ring\"\nlisten = \"{busy}\""),
+    );
+    assert!(on_busy.contains(&busy));
+    etcd.put(KEY, &on_busy);
+    etcd.put(KEY, "[[cache]\n");
+    let good = etcd.put(KEY, &ring(&[&redis]));
+    let strata = starting.await.unwrap();
+    assert_eq!(running(&strata).await, (good, 1));
+    let logs = strata.logs();
+    for said in [
+        "the config key does not exist yet",
+        "waiting for a revision that starts",
+        "waiting for a revision that is a valid config",
+    ] {
+        assert!(logs.contains(said), "the node never said {said:?}:\n{logs}");
+    }
+    let pool = strata.addr("cache:ring");
+    agree(pool, &[pool], 10, "late").await;
+}
+
 #[test]
 fn an_etcd_url_written_wrong_is_refused_with_how_to_write_it() {
     let (code, _, err) = strata_cmd(&["run", "-c", "etcd://127.0.0.1:2379"]);

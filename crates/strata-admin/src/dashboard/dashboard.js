@@ -7,6 +7,8 @@ const REFRESH_MS = 2000;
 const TOKEN_KEY = "strata-admin-token";
 let history = { series: [] };
 let busy = false;
+// the page is drawn again every refresh: not between a button's press and its release
+let pressed = false;
 
 function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
@@ -212,7 +214,14 @@ function render(status) {
   for (const [key, title, draw] of SECTIONS) {
     const items = status[key];
     if (Array.isArray(items) && items.length) {
-      parts.push(h("section", { id: key }, h("h2", {}, title), draw(items)));
+      let body;
+      try {
+        body = draw(items);
+      } catch (e) {
+        // one layer this page can't draw does not blank the others
+        body = h("p", { class: "empty" }, `cannot draw this layer: ${e.message}`);
+      }
+      parts.push(h("section", { id: key }, h("h2", {}, title), body));
     }
   }
   if (!parts.length) parts.push(h("p", { class: "empty" }, "No layer is configured on this node."));
@@ -232,7 +241,7 @@ async function getJson(path) {
 }
 
 async function refresh() {
-  if (busy) return;
+  if (busy || pressed) return;
   busy = true;
   try {
     const [status, hist] = await Promise.all([getJson("/status"), getJson("/history")]);
@@ -265,6 +274,9 @@ document.addEventListener("DOMContentLoaded", () => {
   const token = document.getElementById("token");
   token.value = sessionStorage.getItem(TOKEN_KEY) || "";
   token.addEventListener("change", () => sessionStorage.setItem(TOKEN_KEY, token.value.trim()));
+  document.addEventListener("pointerdown", () => { pressed = true; });
+  document.addEventListener("pointerup", () => { pressed = false; });
+  document.addEventListener("pointercancel", () => { pressed = false; });
   refresh();
   setInterval(refresh, REFRESH_MS);
 });

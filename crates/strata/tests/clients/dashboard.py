@@ -123,6 +123,12 @@ def main():
         page = Page(next(t for t in targets if t["type"] == "page")["webSocketDebuggerUrl"])
         page.call("Network.enable")
         page.call("Page.enable")
+        # a request the page's Content-Security-Policy blocks is never sent, so the network log
+        # can't show it: count the violations in the page itself
+        page.call("Page.addScriptToEvaluateOnNewDocument", source="""
+            window.__cspViolations = [];
+            document.addEventListener('securitypolicyviolation',
+                e => window.__cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));""")
         page.call("Page.navigate", url=args.url)
         page.until("document.querySelectorAll('section .card').length > 0", "the listeners")
 
@@ -178,7 +184,8 @@ def main():
         while sum("/history" in u for u in page.requests) <= seen and time.monotonic() < deadline:
             page.eval("1")
             time.sleep(0.1)
-        print(json.dumps({"requests": page.requests}))
+        print(json.dumps({"requests": page.requests,
+                          "csp_violations": page.eval("window.__cspViolations")}))
         print("ok")
     finally:
         proc.kill()

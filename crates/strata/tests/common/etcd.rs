@@ -90,6 +90,12 @@ impl Etcd {
         v["header"]["revision"].as_i64().expect("a revision")
     }
 
+    /// Watches open on it now (etcd's own gauge): a node that watches has read the key first.
+    pub async fn watchers(&self) -> u64 {
+        let body = super::get_once(self.addr, "/metrics").await.body;
+        super::metric(&body, "etcd_debugging_mvcc_watcher_total", "").map_or(0, |v| v as u64)
+    }
+
     /// The key's URL for `strata run -c`.
     pub fn url(&self, key: &str) -> String {
         format!("etcd://{}{key}", self.addr)
