@@ -269,16 +269,17 @@ impl Follower {
     /// Reads the key and hands on what is new; the store's revision, from which to watch.
     async fn check(&mut self) -> Result<Option<i64>, EtcdError> {
         let (current, store) = self.source.get().await?;
-        match current {
-            Some(r) => {
-                if !self.offer(r).await {
-                    return Ok(None);
+        let listening = match current {
+            Some(r) => self.offer(r).await,
+            None => {
+                if self.seen == 0 {
+                    tracing::warn!(source = %self.source.url(), "the config key does not exist yet; waiting for it to be written");
                 }
+                true
             }
-            None if self.seen == 0 => {
-                tracing::warn!(source = %self.source.url(), "the config key does not exist yet; waiting for it to be written");
-            }
-            None => {}
+        };
+        if !listening {
+            return Ok(None);
         }
         Ok(Some(store))
     }
