@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 # memcached and nutcracker (twemproxy) for the cache layer; iproute2 (to make hosts from network
 # namespaces) and keepalived (a VRRP peer) for the entry layer; PostgreSQL (server, psql,
 # pgbench) for the database layer; etcd (server and etcdctl) for config from etcd; headless
-# Chromium for the dashboard; promtool (from
-# prometheus) and systemd-analyze for what deploy/ ships.
+# Chromium for the dashboard; promtool (from prometheus) and systemd-analyze for what deploy/
+# ships; haproxy, whose configs `strata import haproxy` translates (its fixtures are checked with
+# `haproxy -c`, and a test runs one next to its translation).
 need=()
 command -v nginx >/dev/null || need+=(nginx-light)
 command -v redis-server >/dev/null || need+=(redis-server)
@@ -24,6 +25,7 @@ command -v promtool >/dev/null || need+=(prometheus)
 command -v etcd >/dev/null || need+=(etcd-server)
 command -v etcdctl >/dev/null || need+=(etcd-client)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]] || need+=(haproxy)
 if ((${#need[@]})); then
   SUDO=""
   [[ $(id -u) -ne 0 ]] && SUDO="sudo"

@@ -1,16 +1,19 @@
-//! `strata import twemproxy`, `keepalived` and `pgbouncer` as a user runs them: sample configs
-//! (and one with every key) against golden files, `strata check` on what they print, a
-//! translated pool finding every key where a real nutcracker put it, and a translated PgBouncer
-//! listener taking its userlist's logins to a real PostgreSQL.
+//! `strata import twemproxy`, `keepalived`, `pgbouncer` and `haproxy` as a user runs them: sample
+//! configs (and one with every key) against golden files, `strata check` on what they print, a
+//! translated pool finding every key where a real nutcracker put it, a translated PgBouncer
+//! listener taking its userlist's logins to a real PostgreSQL, and a translated HAProxy listener
+//! spreading requests over its servers as a real HAProxy does.
 
 mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use common::postgres::{psql, Postgres};
 use common::redis::{Nutcracker, Redis, Resp};
-use common::{free_port, strata_cmd, write_file, Strata, TempDir};
+use common::{eventually, free_port, get_once, strata_cmd, write_file, Nginx, Strata, TempDir};
 
 /// One `strata import` source and its fixtures.
 struct Fixtures {
@@ -55,6 +58,16 @@ const PGBOUNCER: Fixtures = Fixtures {
     // with userlist.txt beside them
     samples: &["webapp.ini", "reporting.ini"],
     every_key: "every_key.ini",
+};
+
+const HAPROXY: Fixtures = Fixtures {
+    source: "haproxy",
+    dir: "tests/fixtures/haproxy",
+    ending: "",
+    // configs as HAProxy users write them, after HAProxy's examples/ (our own, not copies): a
+    // shop's TLS edge, content switching by ACLs, and TCP services
+    samples: &["edge.cfg", "content-switch.cfg", "tcp.cfg"],
+    every_key: "every_key.cfg",
 };
 
 /// The package's directory, where the tests run, as the golden files write it: a path a
@@ -115,9 +128,10 @@ impl Fixtures {
         let mut refused: Vec<&str> = err.lines().filter_map(|l| l.split('`').nth(1)).collect();
         refused.sort_unstable();
         assert_eq!(refused, kept, "{err}");
+        // a left-out section's lines are comments, which strata check does not read
         let marked = out
             .lines()
-            .filter(|l| l.contains("# kept as written"))
+            .filter(|l| !l.starts_with('#') && l.contains("# kept as written"))
             .count();
         assert_eq!(marked, refused.len(), "{out}");
     }
@@ -477,4 +491,216 @@ async fn import_twemproxy_pool_finds_every_key_where_nutcracker_put_it() {
         "keys Strata looked for elsewhere than nutcracker put them"
     );
     drop(nutcracker);
+}
+
+#[test]
+fn import_haproxy_prints_the_golden_config_and_notes_for_each_fixture() {
+    HAPROXY.print_the_golden_files();
+}
+
+#[test]
+fn import_haproxy_fixtures_are_configs_haproxy_accepts() {
+    for name in HAPROXY.samples.iter().chain([&HAPROXY.every_key]) {
+        let path = Path::new(HAPROXY.dir).join(name);
+        let out = Command::new(haproxy())
+            .arg("-c")
+            .arg("-f")
+            .arg(&path)
+            .output()
+            .expect("run haproxy -c");
+        let said = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && said.contains("Configuration file is valid"),
+            "{name}: {said}"
+        );
+    }
+}
+
+#[test]
+fn import_haproxy_translations_of_the_sample_configs_pass_strata_check() {
+    for (name, out) in HAPROXY.checked_samples() {
+        // every listener not left out (the stats frontend of edge.cfg has no backend)
+        let (code, toml, _) = HAPROXY.import(name);
+        assert_eq!(code, 0);
+        let (http, tcp) = (
+            toml.matches("\n[[http]]\n").count(),
+            toml.matches("\n[[tcp]]\n").count(),
+        );
+        assert!(
+            out.contains(&format!("{http} http, {tcp} tcp listener(s)")),
+            "{name}: {out}"
+        );
+    }
+}
+
+#[test]
+fn import_haproxy_translations_of_the_sample_configs_run() {
+    for name in HAPROXY.samples {
+        let (code, out, err) = HAPROXY.import(name);
+        assert_eq!(code, 0, "{name}: {err}");
+        // the samples' own addresses (10.0.0.10, port 443...) are not this machine's
+        let config = on_free_ports(&out);
+        let strata = Strata::start(&config.join("\n"));
+        for name in out
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.strip_prefix("name = \""))
+            .filter_map(|l| l.strip_suffix('"'))
+        {
+            let layer = if out.contains(&format!("[[tcp]]\nname = \"{name}\"")) {
+                "tcp"
+            } else {
+                "http"
+            };
+            strata.addr(&format!("{layer}:{name}"));
+        }
+    }
+}
+
+#[test]
+fn import_haproxy_lines_kept_as_written_are_what_strata_check_refuses() {
+    // listener `www-3` (the third [[http]]: TLS on [::]:8443), the servers of backend
+    // `weighted` Strata can't reach as HAProxy did: a host name, a unix socket, TLS, the PROXY
+    // protocol, one address twice, an environment variable; and the TCP listeners ending TLS
+    // (`passthrough`, and `sockets-4` with its crt-list)
+    HAPROXY.kept_lines_are_refused(&[
+        "http[2].backends[3]",
+        "http[2].backends[4]",
+        "http[2].backends[5]",
+        "http[2].backends[6]",
+        "http[2].backends[7]",
+        "http[2].backends[8]",
+        "tcp[0].tls",
+        "tcp[1].tls",
+    ]);
+}
+
+#[test]
+fn import_haproxy_refuses_a_file_haproxy_would_refuse_and_prints_nothing() {
+    let (file, err) = HAPROXY.refused(
+        "haproxy.cfg",
+        "frontend www\n  bind :80\n  default_backend app\nbackend app\n  server a 10.0.0.1:80 weight 300\n  timeout server 30x\n",
+    );
+    assert_eq!(
+        err,
+        format!(
+            "{file}:5:31: `app.server a`: \"300\" is not a weight (0 to 256)\n\
+             {file}:6:18: `app.timeout server`: \"30x\": unexpected 'x' (the units are us, ms, s, m, h and d)\n\
+             strata: {file} has 2 problems; nothing was translated\n"
+        )
+    );
+    let (file, err) = HAPROXY.refused("quote.cfg", "global\n  log \"127.0.0.1 local0\n");
+    assert_eq!(
+        err,
+        format!(
+            "{file}:2:7: this quote is never closed on its line: HAProxy refuses it (\"unmatched quote\")\n\
+             strata: {file} has 1 problem; nothing was translated\n"
+        )
+    );
+}
+
+#[test]
+fn import_haproxy_of_a_missing_file_exits_66() {
+    HAPROXY.missing_file_exits_66("/nonexistent/haproxy.cfg");
+}
+
+/// Debian's haproxy, which scripts/test.sh installs.
+fn haproxy() -> &'static str {
+    ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("haproxy is not installed: run ./scripts/test.sh, which installs it")
+}
+
+/// A real HAProxy in the foreground with a config; killed when dropped.
+struct Haproxy {
+    child: Child,
+}
+
+impl Haproxy {
+    /// Starts HAProxy on `cfg` and waits until it accepts connections on `addr`.
+    async fn start(cfg: &Path, addr: SocketAddr) -> Haproxy {
+        let child = Command::new(haproxy())
+            .arg("-db")
+            .arg("-f")
+            .arg(cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn haproxy");
+        let haproxy = Haproxy { child };
+        eventually(Duration::from_secs(10), "haproxy listens", || async {
+            tokio::net::TcpStream::connect(addr).await.is_ok()
+        })
+        .await;
+        haproxy
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How many of `n` GETs (each on its connection) through `addr` each nginx answered, once every
+/// server answers.
+async fn spread(addr: SocketAddr, n: usize) -> (usize, usize) {
+    eventually(Duration::from_secs(10), "both servers answer", || async {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..8 {
+            seen.insert(get_once(addr, "/").await.body);
+        }
+        seen.len() == 2
+    })
+    .await;
+    let mut counts = (0, 0);
+    for _ in 0..n {
+        match get_once(addr, "/").await.body.as_str() {
+            "nginx a\n" => counts.0 += 1,
+            "nginx b\n" => counts.1 += 1,
+            other => panic!("{addr}: {other:?}"),
+        }
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_haproxy_listener_spreads_requests_over_the_servers_as_haproxy_does() {
+    let (a, b) = (Nginx::start("a").await, Nginx::start("b").await);
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    // weights, a check, a backup HAProxy does not use while the others are up, and a server
+    // whose checks fail
+    let cfg = format!(
+        "global\n  nbthread 1\ndefaults\n  mode http\n  timeout connect 1s\n  timeout client 5s\n  timeout server 5s\n\
+         frontend web\n  bind {listen}\n  default_backend app\n\
+         backend app\n  balance roundrobin\n  option httpchk GET /healthz\n  default-server check inter 200ms fall 1 rise 1\n\
+         \x20 server a {} weight 1\n  server b {} weight 3\n  server down 127.0.0.1:{}\n  server spare 127.0.0.1:{} backup\n",
+        a.addr,
+        b.addr,
+        free_port(),
+        free_port(),
+    );
+    let dir = TempDir::new();
+    let path = write_file(dir.path(), "haproxy.cfg", &cfg);
+    let (code, toml, err) = strata_cmd(&["import", "haproxy", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        toml.contains("health = { path = \"/healthz\", interval = \"200ms\", timeout = \"200ms\", rise = 1, fall = 1 }"),
+        "{toml}"
+    );
+    assert!(
+        err.contains("`app.server spare`: `backup` not translated"),
+        "{err}"
+    );
+    let haproxy = Haproxy::start(&path, listen).await;
+    let strata = Strata::start(&on_free_ports(&toml).join("\n"));
+    let through_haproxy = spread(listen, 40).await;
+    let through_strata = spread(strata.addr("http:web"), 40).await;
+    // smooth weighted round robin in both: 1 in 4 to a, over every 4 requests
+    assert_eq!(through_haproxy, (10, 30));
+    assert_eq!(through_strata, through_haproxy);
+    drop(haproxy);
 }

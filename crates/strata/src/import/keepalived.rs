@@ -22,7 +22,9 @@ mod track;
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::{commented, quoted, Item, Line, Note, Pos, Table, Translation, KEPT, NOT_TRANSLATED};
+use super::{
+    commented, duration, quoted, Item, Line, Note, Pos, Table, Translation, KEPT, NOT_TRANSLATED,
+};
 use blocks::{skipped, FileConf, InstanceConf};
 use conf::Statement;
 use track::{Entry, Ignored};
@@ -677,15 +679,6 @@ fn boolean(text: &str) -> Option<bool> {
         "on" | "true" | "yes" => Some(true),
         "off" | "false" | "no" => Some(false),
         _ => None,
-    }
-}
-
-/// `ms` milliseconds as a Strata duration: "2s", "100ms".
-fn duration(ms: u64) -> String {
-    if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
     }
 }
 

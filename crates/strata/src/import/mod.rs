@@ -1,6 +1,7 @@
 //! `strata import`: another proxy's config file translated into a Strata config on stdout, and
 //! what could not be translated listed on stderr, each with its line and why.
 
+mod haproxy;
 mod keepalived;
 mod pgbouncer;
 mod table;
@@ -37,6 +38,13 @@ pub enum Source {
     Pgbouncer {
         /// The PgBouncer config, such as /etc/pgbouncer/pgbouncer.ini.
         #[arg(value_name = "pgbouncer.ini")]
+        file: PathBuf,
+    },
+    /// Print the Strata config for a HAProxy config: one [[http]] or [[tcp]] listener per
+    /// address each frontend binds, in front of its default backend's servers.
+    Haproxy {
+        /// The HAProxy config, such as /etc/haproxy/haproxy.cfg.
+        #[arg(value_name = "haproxy.cfg")]
         file: PathBuf,
     },
 }
@@ -154,6 +162,7 @@ pub fn run(source: &Source) -> ExitCode {
         Source::Twemproxy { file } => import(file, twemproxy::translate),
         Source::Keepalived { file } => import(file, keepalived::translate),
         Source::Pgbouncer { file } => import(file, pgbouncer::translate),
+        Source::Haproxy { file } => import(file, haproxy::translate),
     }
 }
 
@@ -223,6 +232,26 @@ pub fn quoted(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// `ms` milliseconds as a Strata duration: "2s", "100ms".
+pub fn duration(ms: u64) -> String {
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// The directory the imported `file` is in, absolute: where the other proxy took the relative
+/// paths in it from (PgBouncer's `auth_file`, HAProxy's `crt` with `default-path config`).
+pub fn directory(file: &str) -> PathBuf {
+    let parent = Path::new(file).parent().unwrap_or(Path::new(""));
+    if parent.is_absolute() {
+        parent.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(parent)
+    }
 }
 
 /// The problems `strata check` finds in a translated piece of config read alone, as

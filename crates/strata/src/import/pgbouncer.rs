@@ -29,7 +29,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use super::{
-    check, commented, quoted, Item, Line, Note, Pos, Table, Translation, KEPT, NOT_TRANSLATED,
+    check, commented, directory, quoted, Item, Line, Note, Pos, Table, Translation, KEPT,
+    NOT_TRANSLATED,
 };
 use connstr::atoi;
 use sections::{Conf, Entry};
@@ -69,16 +70,6 @@ pub(super) fn translate(source: &str, file: &str) -> Result<Translation, Vec<Not
     let mut translation = Translation::new(toml, notes, "listener", vec![listener]);
     translation.notes.sort_by_key(|n| n.at);
     Ok(translation)
-}
-
-/// The directory `file` is in, absolute.
-fn directory(file: &str) -> PathBuf {
-    let parent = Path::new(file).parent().unwrap_or(Path::new(""));
-    if parent.is_absolute() {
-        parent.to_path_buf()
-    } else {
-        std::env::current_dir().unwrap_or_default().join(parent)
-    }
 }
 
 /// Where one database's clients go: its servers, as `[[database]]` writes them.
@@ -711,12 +702,7 @@ fn reasons(problems: &[String]) -> String {
 fn duration(secs: f64) -> (String, bool) {
     let ms = (secs * 1000.0).round().max(1.0) as u64;
     let exact = (ms as f64 - secs * 1000.0).abs() < 1e-6;
-    let text = if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
-    };
-    (text, exact)
+    (super::duration(ms), exact)
 }
 
 #[cfg(test)]
