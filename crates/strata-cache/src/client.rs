@@ -215,23 +215,34 @@ async fn serve_batch(kept: &mut Kept) -> Next {
             }
         }
         parked = step.own.is_some() || step.subscribe.is_some() || step.copy_first.is_some();
+        let mut own = step.own;
         if let Some((copying, deferred)) = step.copy_first {
             // the answers before it are out; the key is on its new server now
             copying.await;
             let answer = match deferred {
                 Deferred::Redis(cmd) => {
                     match crate::redis::dispatch_copied(&svc, &pool, &mut kept.session, cmd) {
-                        Dispatched::Answer(answer) => answer,
-                        _ => crate::answer::error("ERR strata: the command could not be routed"),
+                        Dispatched::Answer(answer) => Some(answer),
+                        // an EXEC whose moved keys came over: it runs on the client's own
+                        // connection, below
+                        Dispatched::Own(o) => {
+                            own = Some(o);
+                            None
+                        }
+                        _ => Some(crate::answer::error(
+                            "ERR strata: the command could not be routed",
+                        )),
                     }
                 }
-                Deferred::Memcache(cmd) => dispatch_memcache(&pool, cmd),
+                Deferred::Memcache(cmd) => Some(dispatch_memcache(&pool, cmd)),
             };
-            if write_answer(answer, protocol, &mut out).await {
-                svc.stats.errors.inc();
+            if let Some(answer) = answer {
+                if write_answer(answer, protocol, &mut out).await {
+                    svc.stats.errors.inc();
+                }
             }
         }
-        if let Some(own) = step.own {
+        if let Some(own) = own {
             // boxed: a rare path, kept out of the batch's own state (which is moved into a box
             // for every batch)
             let reply = Box::pin(dedicated::run(&mut kept.session, &pool, own, &kept.drain)).await;

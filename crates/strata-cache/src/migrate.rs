@@ -8,8 +8,17 @@
 //! memcached pools do the same for `get` and `gets`: a key the new server misses is read from
 //! the old one with a meta get (its flags and the seconds it has left), added to the new one
 //! with them, and read there again.
+//!
+//! A client's write of a key being copied wins over the copy: the write marks the key in
+//! [`Copies`], and a copy whose key was written since it began does not send the value it read
+//! (a DEL would otherwise be undone by a RESTORE of the value read before it). The mark and the
+//! copy's check-and-send are one step under a lock, and a pool's commands to a server go out in
+//! the order they were sent (one connection per server by default), so the write reaches the
+//! new server after the restore or the restore is not sent. Nodes of a fleet do not see each
+//! other's copies.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use strata_config::Consistency;
@@ -25,6 +34,75 @@ type Read = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes, Str
 /// Keys being brought to their new servers before a write that keeps part of them.
 pub(crate) type Copying = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
+/// Moved keys being copied to their new servers now, and whether a client wrote each since its
+/// copy began.
+#[derive(Default)]
+pub struct Copies(Mutex<HashMap<Bytes, InFlight>>);
+
+#[derive(Debug)]
+struct InFlight {
+    /// Copies of the key running now (a read's and a write's may overlap).
+    copies: u32,
+    /// A client wrote the key (set, deleted, changed it) since the first of them began.
+    written: bool,
+}
+
+/// One copy of a key, registered in [`Copies`] while it lives.
+struct CopyOf<'a> {
+    copies: &'a Copies,
+    key: &'a [u8],
+}
+
+impl Copies {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Bytes, InFlight>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A copy of `key` begins; it ends when the value is dropped.
+    fn begin<'a>(&'a self, key: &'a [u8]) -> CopyOf<'a> {
+        self.lock()
+            .entry(Bytes::copy_from_slice(key))
+            .or_insert(InFlight {
+                copies: 0,
+                written: false,
+            })
+            .copies += 1;
+        CopyOf { copies: self, key }
+    }
+
+    /// A client writes `key`: a copy of it under way must not send the value it read.
+    fn written(&self, key: &[u8]) {
+        if let Some(entry) = self.lock().get_mut(key) {
+            entry.written = true;
+        }
+    }
+}
+
+impl CopyOf<'_> {
+    /// Sends the copy's write with `send`, unless a client wrote the key since the copy began;
+    /// the check and the send are one step, so a client's write is either seen here or sent
+    /// after this one.
+    fn send_unless_written<T>(&self, send: impl FnOnce() -> T) -> Option<T> {
+        let map = self.copies.lock();
+        if map.get(self.key).is_some_and(|e| e.written) {
+            return None;
+        }
+        Some(send())
+    }
+}
+
+impl Drop for CopyOf<'_> {
+    fn drop(&mut self) {
+        let mut map = self.copies.lock();
+        if let Some(entry) = map.get_mut(self.key) {
+            entry.copies -= 1;
+            if entry.copies == 0 {
+                map.remove(self.key);
+            }
+        }
+    }
+}
+
 /// The key's old and new servers, when it moved in the last reload and the window lasts.
 fn moved(pool: &Pool, key: &[u8]) -> Option<(Arc<Shard>, Arc<Shard>)> {
     let old = pool.old.as_ref()?;
@@ -33,6 +111,11 @@ fn moved(pool: &Pool, key: &[u8]) -> Option<(Arc<Shard>, Arc<Shard>)> {
     let after = &pool.servers[now];
     (before.live.target.get().0 != after.live.target.get().0)
         .then(|| (before.clone(), after.clone()))
+}
+
+/// Whether `key` moved in the last reload and may still be on its old server.
+pub(crate) fn has_moved(pool: &Pool, key: &[u8]) -> bool {
+    moved(pool, key).is_some()
 }
 
 /// The answer to a read-only command of one key (`key`, the command's `frame`) that may still
@@ -51,11 +134,12 @@ fn start(pool: &Pool, key: &[u8], frame: Bytes, resp3: bool) -> Option<Read> {
     let first = after.send(frame.clone(), resp3);
     let strong = pool.config.consistency == Consistency::Strong;
     let key = Bytes::copy_from_slice(key);
+    let copies = pool.copies.clone();
     Some(Box::pin(async move {
         if reply(exists.await)?.as_ref() != b":1\r\n" {
             // not on the new server: copied from the old one, if it is there; then read
             // again (another read may have copied it meanwhile)
-            ensure(&before, &after, &key, strong).await;
+            ensure(&copies, &before, &after, &key, strong).await;
             return reply(after.send(frame, resp3).await);
         }
         reply(first.await)
@@ -64,11 +148,11 @@ fn start(pool: &Pool, key: &[u8], frame: Bytes, resp3: bool) -> Option<Read> {
 
 /// Brings `key` from `before` to `after` when `after` lacks it; a failure on the old server
 /// (gone, out) is a miss, not the client's error.
-async fn ensure(before: &Shard, after: &Shard, key: &[u8], strong: bool) {
+async fn ensure(copies: &Copies, before: &Shard, after: &Shard, key: &[u8], strong: bool) {
     if !before.master.backend.is_available() {
         return;
     }
-    if let Err(why) = copy(before, after, key, strong).await {
+    if let Err(why) = copy(&copies.begin(key), before, after, strong).await {
         tracing::debug!(key = %String::from_utf8_lossy(key), "read-through copy failed: {why}");
     }
 }
@@ -84,11 +168,12 @@ pub(crate) fn copy_moved(pool: &Pool, keys: &[&[u8]]) -> Option<Copying> {
     if moved.is_empty() {
         return None;
     }
+    let copies = pool.copies.clone();
     Some(Box::pin(async move {
         for (before, after, key) in moved {
             let exists = reply(after.send(command(&[b"EXISTS", &key]), false).await);
             if exists.as_deref() != Ok(b":1\r\n") {
-                ensure(&before, &after, &key, strong).await;
+                ensure(&copies, &before, &after, &key, strong).await;
             }
         }
     }))
@@ -141,6 +226,7 @@ pub(crate) fn mget(pool: &Pool, cmd: &Command, resp3: bool) -> Option<Answer> {
 /// client has since overwritten, deleted or let expire.
 pub(crate) fn forget_old(pool: &Pool, key: &[u8]) {
     if let Some((before, _)) = moved(pool, key) {
+        pool.copies.written(key);
         before.master.send_everywhere(&command(&[b"DEL", key]));
     }
 }
@@ -172,7 +258,13 @@ fn reply(r: Result<Reply, tokio::sync::oneshot::error::RecvError>) -> Result<Byt
 /// Copies `key` from `before` to `after` (whole, with its time to live); true when `after`
 /// holds it now (copied, or written there meanwhile), false when `before` did not have it.
 /// The pooler's own commands go on RESP2 connections.
-async fn copy(before: &Shard, after: &Shard, key: &[u8], strong: bool) -> Result<bool, String> {
+async fn copy(
+    this: &CopyOf<'_>,
+    before: &Shard,
+    after: &Shard,
+    strong: bool,
+) -> Result<bool, String> {
+    let key = this.key;
     // the old server, in one pipeline: its time to live, and the key whole
     let pttl = before.send(command(&[b"PTTL", key]), false);
     let dump = before.send(command(&[b"DUMP", key]), false);
@@ -186,11 +278,12 @@ async fn copy(before: &Shard, after: &Shard, key: &[u8], strong: bool) -> Result
     let Some(Value::Bulk(Some(payload))) = resp::Values::new(&dump).next() else {
         return Ok(false);
     };
-    let restored = reply(
-        after
-            .send(command(&[b"RESTORE", key, ttl.as_bytes(), payload]), false)
-            .await,
-    )?;
+    let restore = command(&[b"RESTORE", key, ttl.as_bytes(), payload]);
+    // a client wrote the key since the old server was read: what was read is not the value
+    let Some(restored) = this.send_unless_written(|| after.send(restore, false)) else {
+        return Ok(false);
+    };
+    let restored = reply(restored.await)?;
     // BUSYKEY: written on the new server meanwhile, and that value is the newer one
     if restored.starts_with(b"+OK") && strong {
         let _ = before.send(command(&[b"DEL", key]), false).await;
@@ -223,12 +316,13 @@ pub(crate) fn mc_get(pool: &Pool, name: &[u8], keys: &[Bytes]) -> Option<Answer>
             };
             let first = after.send(get.clone(), false);
             let key = key.clone();
+            let copies = pool.copies.clone();
             Box::pin(async move {
                 let now = reply(first.await)?;
                 if crate::memcache::values(&now).is_some_and(|v| v.is_empty()) {
                     // copied from the old server if it is there, then read again (another
                     // read may have copied it meanwhile)
-                    mc_ensure(&before, &after, &key, strong).await;
+                    mc_ensure(&copies, &before, &after, &key, strong).await;
                     return reply(after.send(get, false).await);
                 }
                 Ok(now)
@@ -256,6 +350,7 @@ pub(crate) fn mc_get(pool: &Pool, name: &[u8], keys: &[Bytes]) -> Option<Answer>
 /// first, as for Redis.
 pub(crate) fn mc_forget_old(pool: &Pool, key: &[u8]) {
     if let Some((before, _)) = moved(pool, key) {
+        pool.copies.written(key);
         before.master.send_everywhere(&mc_delete(key));
     }
 }
@@ -268,11 +363,11 @@ fn mc_delete(key: &[u8]) -> Bytes {
 }
 
 /// [`ensure`] for memcached.
-async fn mc_ensure(before: &Shard, after: &Shard, key: &[u8], strong: bool) {
+async fn mc_ensure(copies: &Copies, before: &Shard, after: &Shard, key: &[u8], strong: bool) {
     if !before.master.backend.is_available() {
         return;
     }
-    if let Err(why) = mc_copy(before, after, key, strong).await {
+    if let Err(why) = mc_copy(&copies.begin(key), before, after, strong).await {
         tracing::debug!(key = %String::from_utf8_lossy(key), "read-through copy failed: {why}");
     }
 }
@@ -282,13 +377,14 @@ pub(crate) fn mc_copy_moved(pool: &Pool, key: &[u8]) -> Option<Copying> {
     let (before, after) = moved(pool, key)?;
     let strong = pool.config.consistency == Consistency::Strong;
     let key = Bytes::copy_from_slice(key);
+    let copies = pool.copies.clone();
     Some(Box::pin(async move {
         let got = reply(after.send(mc_get_frame(b"get", &key), false).await);
         let missing = got.as_deref().map_or(true, |r| {
             crate::memcache::values(r).is_some_and(|v| v.is_empty())
         });
         if missing {
-            mc_ensure(&before, &after, &key, strong).await;
+            mc_ensure(&copies, &before, &after, &key, strong).await;
         }
     }))
 }
@@ -304,7 +400,13 @@ const MC_RELATIVE: i64 = 30 * 24 * 3600;
 
 /// Copies `key` from `before` to `after` with its flags and the time it has left; true when
 /// `after` holds it now (added, or there already), false when `before` did not have it.
-async fn mc_copy(before: &Shard, after: &Shard, key: &[u8], strong: bool) -> Result<bool, String> {
+async fn mc_copy(
+    this: &CopyOf<'_>,
+    before: &Shard,
+    after: &Shard,
+    strong: bool,
+) -> Result<bool, String> {
+    let key = this.key;
     let mut mg = BytesMut::from(&b"mg "[..]);
     mg.extend_from_slice(key);
     mg.extend_from_slice(b" v f t\r\n");
@@ -351,7 +453,10 @@ async fn mc_copy(before: &Shard, after: &Shard, key: &[u8], strong: bool) -> Res
     add.extend_from_slice(format!(" {flags} {exptime} {size}\r\n").as_bytes());
     add.extend_from_slice(data);
     add.extend_from_slice(b"\r\n");
-    let added = reply(after.send(add.freeze(), false).await)?;
+    let Some(added) = this.send_unless_written(|| after.send(add.freeze(), false)) else {
+        return Ok(false);
+    };
+    let added = reply(added.await)?;
     // NOT_STORED: written on the new server meanwhile, and that value is the newer one
     if added.starts_with(b"STORED") && strong {
         let _ = before.send(mc_delete(key), false).await;

@@ -47,6 +47,8 @@ pub struct Pool {
     pub moved_writes: Arc<MovedWrites>,
     /// `backend = "cluster"`: the cluster's nodes and slots (the servers are its seeds).
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Moved keys being copied to their new servers now; the same across generations.
+    pub copies: Arc<crate::migrate::Copies>,
 }
 
 /// Keys written on another server while their own was out (`weak` pools): deleted on their
@@ -292,6 +294,7 @@ impl Pool {
             watch,
             moved_writes,
             cluster,
+            copies: previous.map_or_else(Default::default, |p| p.copies.clone()),
             config: config.clone(),
         }
     }

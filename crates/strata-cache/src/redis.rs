@@ -51,6 +51,9 @@ pub(crate) struct Queued {
     frames: Vec<Bytes>,
     server: Option<usize>,
     failed: bool,
+    /// Keys moved by the last reload that a queued write keeps part of (INCR, HSET, ...):
+    /// brought to their new server before EXEC sends the transaction, as outside one.
+    moved: Vec<Bytes>,
 }
 
 /// What became of a command.
@@ -144,7 +147,7 @@ fn route_command(
         ),
     ) {
         if let Route::Transaction(t) = spec.route {
-            return transaction(pool, session, t, spec, &cmd);
+            return transaction(pool, session, t, spec, &cmd, copied);
         }
         // publish/subscribe is broadcast across a cluster: any node serves a subscriber
         if spec.route == Route::Subscribe {
@@ -214,7 +217,7 @@ fn route_command(
             }
             Err(refused) => refused,
         },
-        Route::Transaction(t) => return transaction(pool, session, t, spec, &cmd),
+        Route::Transaction(t) => return transaction(pool, session, t, spec, &cmd, copied),
         Route::Publish => same_shard(pool, spec, &cmd, v3),
         Route::Subscribe => return Dispatched::Subscribe(cmd),
         Route::Unsubscribe => Answer::Ready(crate::pubsub::unsubscribed_reply(&cmd, v3)),
@@ -224,6 +227,22 @@ fn route_command(
 
 /// The one server every key of `cmd` lives on, or the answer that refuses it.
 fn one_server(pool: &Pool, spec: &command::Spec, cmd: &Command) -> Result<usize, Answer> {
+    route_keys(pool, spec, cmd, true)
+}
+
+/// [`one_server`]; a write deletes its keys' old copies (read-through) only when `forget`,
+/// else the caller does once it has copied them.
+fn route_keys(
+    pool: &Pool,
+    spec: &command::Spec,
+    cmd: &Command,
+    forget: bool,
+) -> Result<usize, Answer> {
+    let forget_old = |key: &[u8]| {
+        if forget {
+            crate::migrate::forget_old(pool, key);
+        }
+    };
     // with a cluster backend, what a transaction keeps together is a slot
     if pool.cluster.is_some() {
         return crate::redis_cluster::one_slot(spec, cmd).map(usize::from);
@@ -239,7 +258,7 @@ fn one_server(pool: &Pool, spec: &command::Spec, cmd: &Command) -> Result<usize,
         let route = if spec.readonly() {
             pool.server_for(cmd.arg(1))
         } else {
-            crate::migrate::forget_old(pool, cmd.arg(1));
+            forget_old(cmd.arg(1));
             pool.server_for_write(cmd.arg(1))
         };
         return route.map_err(unavailable);
@@ -256,7 +275,7 @@ fn one_server(pool: &Pool, spec: &command::Spec, cmd: &Command) -> Result<usize,
         let server = if spec.readonly() {
             pool.server_for(cmd.arg(k))
         } else {
-            crate::migrate::forget_old(pool, cmd.arg(k));
+            forget_old(cmd.arg(k));
             pool.server_for_write(cmd.arg(k))
         };
         match server {
@@ -278,9 +297,15 @@ fn queue(pool: &Pool, session: &mut Session, spec: &command::Spec, cmd: &Command
     let Some(tx) = session.tx.as_mut() else {
         return error("ERR strata: no transaction");
     };
+    // a write that keeps part of a moved key is copied first, at EXEC: its old copy stays
+    // until then
+    let partial = pool.old.is_some()
+        && !spec.readonly()
+        && !OVERWRITES.contains(&spec.name)
+        && matches!(spec.route, Route::Keys { .. } | Route::NumKeys { .. });
     let server = match spec.route {
         Route::Keys { .. } | Route::NumKeys { .. } | Route::Split(_) | Route::Publish => {
-            one_server(pool, spec, cmd).map(Some)
+            route_keys(pool, spec, cmd, !partial).map(Some)
         }
         Route::Local(Local::Ping | Local::Echo) => Ok(None),
         _ => Err(error(&format!(
@@ -296,6 +321,14 @@ fn queue(pool: &Pool, session: &mut Session, spec: &command::Spec, cmd: &Command
         Ok(server) => {
             tx.server = tx.server.or(server);
             tx.frames.push(cmd.to_frame());
+            if partial {
+                let args: Vec<&[u8]> = (0..cmd.len()).map(|i| cmd.arg(i)).collect();
+                for k in command::key_positions(&spec.route, &args).unwrap_or_default() {
+                    if crate::migrate::has_moved(pool, cmd.arg(k)) {
+                        tx.moved.push(Bytes::copy_from_slice(cmd.arg(k)));
+                    }
+                }
+            }
             Answer::Ready(Bytes::from_static(b"+QUEUED\r\n"))
         }
         Err(refused) => {
@@ -331,7 +364,18 @@ fn transaction(
     t: Transaction,
     spec: &command::Spec,
     cmd: &Command,
+    copied: bool,
 ) -> Dispatched {
+    // EXEC of writes that keep part of moved keys: the keys come over first, then EXEC is
+    // routed again
+    if let (Transaction::Exec, false, Some(tx)) = (t, copied, &session.tx) {
+        if !tx.failed {
+            let keys: Vec<&[u8]> = tx.moved.iter().map(|k| &k[..]).collect();
+            if let Some(copying) = crate::migrate::copy_moved(pool, &keys) {
+                return Dispatched::CopyFirst(copying, cmd.clone());
+            }
+        }
+    }
     // the server of the client's own connection, if it has one (by address with a cluster)
     let watched: Option<(usize, Option<std::net::SocketAddr>)> = session
         .dedicated
@@ -347,6 +391,7 @@ fn transaction(
                 frames: Vec::new(),
                 server: None,
                 failed: false,
+                moved: Vec::new(),
             }));
             Answer::Ready(Bytes::from_static(b"+OK\r\n"))
         }
@@ -389,6 +434,10 @@ fn transaction(
                         "ERR strata: no server of the pool is available",
                     ));
                 };
+                // copied (or nothing to copy): their old copies go now, as for any write
+                for key in &tx.moved {
+                    crate::migrate::forget_old(pool, key);
+                }
                 let mut frames = Vec::with_capacity(tx.frames.len() + 2);
                 frames.push(multibulk(&[b"MULTI"]));
                 frames.extend(tx.frames);

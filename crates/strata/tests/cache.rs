@@ -6,7 +6,7 @@ mod common;
 use std::net::SocketAddr;
 
 use common::redis::{Nutcracker, Redis, Resp, RespRecorder};
-use common::{python_ok, Strata};
+use common::{eventually, python_ok, Strata};
 
 /// One pool, as both proxies are told it.
 struct Scenario {
@@ -1674,4 +1674,225 @@ async fn a_redis_cluster_serves_clients_that_know_nothing_of_it() {
         Some(3),
         "{v}"
     );
+}
+
+/// A TCP proxy in front of a server whose answers can be held back: what the server is sent
+/// goes through at once (and is recorded), its replies wait while the gate is shut.
+struct Gate {
+    addr: SocketAddr,
+    open: tokio::sync::watch::Sender<bool>,
+    sent: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Gate {
+    async fn start(server: SocketAddr) -> Gate {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (open, _) = tokio::sync::watch::channel(true);
+        let sent: std::sync::Arc<std::sync::Mutex<Vec<u8>>> = Default::default();
+        let (gate, log) = (open.clone(), sent.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(upstream) = tokio::net::TcpStream::connect(server).await else {
+                    continue;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut ur, mut uw) = upstream.into_split();
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n @ 1..) = cr.read(&mut buf).await {
+                        log.lock().unwrap().extend_from_slice(&buf[..n]);
+                        if uw.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                let mut open = gate.subscribe();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n @ 1..) = ur.read(&mut buf).await {
+                        if open.wait_for(|o| *o).await.is_err()
+                            || cw.write_all(&buf[..n]).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        })
+        .abort_handle();
+        Gate {
+            addr,
+            open,
+            sent,
+            task,
+        }
+    }
+
+    fn sent(&self) -> String {
+        String::from_utf8_lossy(&self.sent.lock().unwrap()).into_owned()
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A DEL of a moved key while read-through is copying it: the copy read the old server before
+/// the DEL, and must not restore that value on the new server after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_during_a_read_through_copy_is_not_undone() {
+    let redis = [
+        Redis::start().await,
+        Redis::start().await,
+        Redis::start().await,
+    ];
+    // the first server is reached through a gate that can hold its answers
+    let gate = Gate::start(redis[0].addr).await;
+    let servers = [gate.addr, redis[1].addr, redis[2].addr];
+    let config = |n: usize| {
+        let list: Vec<String> = servers[..n].iter().map(|a| format!("\"{a}:1\"")).collect();
+        format!(
+            "[[cache]]\nname = \"c\"\nlisten = \"127.0.0.1:0\"\nhash = \"murmur\"\nhash_tag = \"{{}}\"\n\
+             servers = [{}]\n",
+            list.join(", ")
+        )
+    };
+    let strata = Strata::start(&config(2));
+    let mut a = Resp::connect(strata.addr("cache:c")).await.unwrap();
+    let sets: Vec<Vec<Vec<u8>>> = (0..200)
+        .map(|i| cmd(&["SET", &format!("{{t{i}}}:victim"), "old-value"]))
+        .collect();
+    a.pipeline(&sets).await;
+    std::fs::write(&strata.config, config(3)).unwrap();
+    strata.signal(libc::SIGHUP);
+    strata
+        .wait_log("SIGHUP: reloaded", std::time::Duration::from_secs(10))
+        .await;
+
+    // a key on the gated server whose owner is now the new one: a probe with the same hash
+    // tag, written through Strata, lands on the new server
+    let mut direct = [
+        redis[0].client().await,
+        redis[1].client().await,
+        redis[2].client().await,
+    ];
+    let mut victim = None;
+    for i in 0..200 {
+        let key = format!("{{t{i}}}:victim");
+        if text(&direct[0].cmd(&[b"EXISTS", key.as_bytes()]).await) != ":1\r\n" {
+            continue;
+        }
+        let probe = format!("{{t{i}}}:probe");
+        a.cmd(&[b"SET", probe.as_bytes(), b"x"]).await;
+        if text(&direct[2].cmd(&[b"EXISTS", probe.as_bytes()]).await) == ":1\r\n" {
+            victim = Some(key);
+            break;
+        }
+    }
+    let victim = victim.expect("a key that moved from the first server to the third");
+
+    // A reads the key: the new server lacks it, so Strata reads the old one, whose answers
+    // the gate holds
+    gate.open.send_replace(false);
+    let mut reader = Resp::connect(strata.addr("cache:c")).await.unwrap();
+    let get = cmd(&["GET", &victim]);
+    let read = tokio::spawn(async move { reader.pipeline(&[get]).await });
+    eventually(
+        std::time::Duration::from_secs(10),
+        "the copy read the old server",
+        || async { gate.sent().contains("DUMP") },
+    )
+    .await;
+    // B deletes it meanwhile, and is answered
+    let mut b = Resp::connect(strata.addr("cache:c")).await.unwrap();
+    b.cmd(&[b"DEL", victim.as_bytes()]).await;
+    // the old server answers the copy's reads, made before the DEL
+    gate.open.send_replace(true);
+    let _ = read.await.unwrap();
+    assert_eq!(
+        text(&b.cmd(&[b"GET", victim.as_bytes()]).await),
+        "$-1\r\n",
+        "the copy brought back the deleted key"
+    );
+    assert_eq!(
+        text(&direct[2].cmd(&[b"EXISTS", victim.as_bytes()]).await),
+        ":0\r\n"
+    );
+    drop(direct);
+}
+
+/// A transaction right after a ring change: its writes that keep part of a moved key (INCR,
+/// HSET) work on the value brought over from the old server, as they do outside one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_after_a_ring_change_works_on_the_moved_values() {
+    let redis = [
+        Redis::start().await,
+        Redis::start().await,
+        Redis::start().await,
+    ];
+    let config = |n: usize| {
+        let list: Vec<String> = redis[..n]
+            .iter()
+            .map(|r| format!("\"{}:1\"", r.addr))
+            .collect();
+        format!(
+            "[[cache]]\nname = \"c\"\nlisten = \"127.0.0.1:0\"\nhash = \"murmur\"\nhash_tag = \"{{}}\"\n\
+             servers = [{}]\n",
+            list.join(", ")
+        )
+    };
+    let strata = Strata::start(&config(2));
+    let mut c = Resp::connect(strata.addr("cache:c")).await.unwrap();
+    for i in 0..100 {
+        c.cmd(&[b"SET", format!("{{t{i}}}:n").as_bytes(), b"10"])
+            .await;
+        c.cmd(&[b"HSET", format!("{{t{i}}}:h").as_bytes(), b"f", b"kept"])
+            .await;
+    }
+    std::fs::write(&strata.config, config(3)).unwrap();
+    strata.signal(libc::SIGHUP);
+    strata
+        .wait_log("SIGHUP: reloaded", std::time::Duration::from_secs(10))
+        .await;
+    // a tag whose keys now belong to the new server: a probe with it lands there
+    let mut third = redis[2].client().await;
+    let mut tag = None;
+    for i in 0..100 {
+        let probe = format!("{{t{i}}}:probe");
+        c.cmd(&[b"SET", probe.as_bytes(), b"x"]).await;
+        if text(&third.cmd(&[b"EXISTS", probe.as_bytes()]).await) == ":1\r\n" {
+            tag = Some(format!("{{t{i}}}"));
+            break;
+        }
+    }
+    let tag = tag.expect("a hash tag that moved to the new server");
+    let (n, h) = (format!("{tag}:n"), format!("{tag}:h"));
+    let replies = c
+        .pipeline(&[
+            cmd(&["MULTI"]),
+            cmd(&["INCR", &n]),
+            cmd(&["HSET", &h, "g", "1"]),
+            cmd(&["HGET", &h, "f"]),
+            cmd(&["EXEC"]),
+        ])
+        .await;
+    assert_eq!(
+        text(&replies[4]),
+        "*3\r\n:11\r\n:1\r\n$4\r\nkept\r\n",
+        "the transaction ran on the values from before the ring change"
+    );
+    // and the old copies are gone, as after any write of a moved key
+    for old in &redis[..2] {
+        let mut o = old.client().await;
+        assert_eq!(
+            text(&o.cmd(&[b"EXISTS", n.as_bytes(), h.as_bytes()]).await),
+            ":0\r\n"
+        );
+    }
 }
