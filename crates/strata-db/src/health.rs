@@ -61,6 +61,8 @@ pub struct ServerState {
     pub lsn: Option<u64>,
     /// How far a replica's replay is behind the primary's WAL, in bytes, as last checked.
     pub lag_bytes: Option<u64>,
+    /// Drained by an operator: takes no new reads (a primary can't be drained).
+    pub drained: bool,
 }
 
 /// The servers of one listener and their roles.
@@ -93,6 +95,7 @@ impl Roles {
                         since: SystemTime::now(),
                         lsn: None,
                         lag_bytes: None,
+                        drained: false,
                     })
             })
             .collect();
@@ -172,11 +175,29 @@ impl Roles {
             .filter(|s| {
                 s.shard == shard
                     && s.role == Role::Replica
+                    && !s.drained
                     && s.lag_bytes.is_some_and(|l| l <= max_lag)
             })
             .map(|s| s.addr)
             .collect();
         (!fit.is_empty()).then(|| fit[turn % fit.len()])
+    }
+
+    /// Drains (`drain`) or restores a server: a drained one takes no new reads. The primary of
+    /// a shard can't be drained: its writes have nowhere else to go. The error says why.
+    pub fn set_drained(&self, addr: SocketAddr, drain: bool) -> Result<ServerState, String> {
+        let mut servers = lock(&self.servers);
+        let Some(s) = servers.iter_mut().find(|s| s.addr == addr) else {
+            return Err(format!("no server {addr} here"));
+        };
+        if drain && s.role == Role::Primary {
+            return Err(format!(
+                "{addr} is the primary of shard {}: its writes can't go elsewhere; drain a replica, or promote another server first",
+                s.shard
+            ));
+        }
+        s.drained = drain;
+        Ok(s.clone())
     }
 
     /// A server that is banned now is not asked again until its ban ends.
@@ -205,6 +226,7 @@ impl Roles {
                         "banned_for_ms": s.banned_until.map(|t| t.saturating_duration_since(Instant::now()).as_millis() as u64),
                         "since": s.since.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
                         "lag_bytes": s.lag_bytes,
+                        "drained": s.drained,
                     })
                 })
                 .collect(),

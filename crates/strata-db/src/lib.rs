@@ -371,6 +371,46 @@ impl DatabaseService {
         })
     }
 
+    /// Drains a replica (it takes no new reads; transactions and sessions on it finish, and
+    /// its idle connections close) or restores it; the error says what was not found, or that
+    /// a primary can't be drained.
+    pub fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, String> {
+        let roles = self.roles();
+        let names = || {
+            roles
+                .all()
+                .iter()
+                .map(|s| s.addr.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let Ok(addr) = backend.parse::<std::net::SocketAddr>() else {
+            return Err(format!(
+                "no server \"{backend}\" here; servers: {}",
+                names()
+            ));
+        };
+        let drain = action == BackendAction::Drain;
+        let s = roles
+            .set_drained(addr, drain)
+            .map_err(|e| format!("{e}; servers: {}", names()))?;
+        if drain {
+            for pool in lock(&self.pools).values() {
+                for sp in pool.servers() {
+                    if sp.addr == addr {
+                        sp.close_idle();
+                    }
+                }
+            }
+        }
+        tracing::info!(listener = %self.name, server = %addr, ?action, "admin action");
+        Ok(json!({
+            "address": s.addr.to_string(),
+            "role": role_name(s.role),
+            "drained": s.drained,
+        }))
+    }
+
     /// Writes the listener's metrics.
     pub fn metrics(&self, w: &mut MetricsWriter) {
         let l = [("listener", self.name.as_str())];
@@ -539,8 +579,8 @@ impl strata_layer::Service for DatabaseService {
     fn metrics(&self, w: &mut MetricsWriter) {
         DatabaseService::metrics(self, w)
     }
-    fn backend_action(&self, _backend: &str, _action: BackendAction) -> Result<Value, String> {
-        Err("database servers are not drained through the admin API yet".into())
+    fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, String> {
+        DatabaseService::backend_action(self, backend, action)
     }
     fn serving(&self) -> bool {
         DatabaseService::serving(self)

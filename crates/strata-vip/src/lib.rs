@@ -190,7 +190,7 @@ impl Layer for VipLayer {
         _action: BackendAction,
     ) -> Result<Value, String> {
         Err(format!(
-            "vip instance \"{listener}\" has no backends: drain and restore act on http, tcp and cache listeners"
+            "vip instance \"{listener}\" has no backends: drain and restore act on http, tcp, cache and database listeners"
         ))
     }
 }

@@ -835,3 +835,51 @@ async fn what_goes_to_a_replica_runs_on_a_real_standby() {
     // the reads above, and none of the rest
     assert_eq!(to_replica, 13);
 }
+
+/// An operator drains a replica through the admin API (what the dashboard's button calls): its
+/// reads go to the primary until it is restored; the primary can't be drained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_replica_takes_no_reads_until_restored() {
+    let (primary, replica) = primary_and_replica("create table w (x int)");
+    let strata = Strata::start(&config(&[primary.addr, replica.addr], ""));
+    let db = strata.addr("database:app");
+    let r = replica.addr.to_string();
+    replica_known(&strata, &r).await;
+    let on_replica = || {
+        blocking(move || psql(db, "app", "secret", "app", "select pg_is_in_recovery()").unwrap())
+    };
+    assert_eq!(on_replica().await, "t");
+
+    let drained = admin_post(&strata, &format!("/backends/database/app/{r}/drain")).await;
+    assert_eq!(drained.status, 200, "{}", drained.body);
+    assert!(
+        drained.body.contains("\"drained\": true"),
+        "{}",
+        drained.body
+    );
+    for _ in 0..5 {
+        assert_eq!(
+            on_replica().await,
+            "f",
+            "a read reached the drained replica"
+        );
+    }
+    let s = status(&strata).await;
+    let server = s["database"][0]["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["address"] == r.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(server["drained"], true, "{s}");
+
+    let p = primary.addr.to_string();
+    let refused = admin_post(&strata, &format!("/backends/database/app/{p}/drain")).await;
+    assert_eq!(refused.status, 404, "{}", refused.body);
+    assert!(refused.body.contains("is the primary"), "{}", refused.body);
+
+    let restored = admin_post(&strata, &format!("/backends/database/app/{r}/restore")).await;
+    assert_eq!(restored.status, 200, "{}", restored.body);
+    assert_eq!(on_replica().await, "t");
+}

@@ -92,8 +92,7 @@ function sparks(layer, listener, names) {
   return h("div", { class: "sparks" }, row);
 }
 
-function actionButton(layer, listener, b) {
-  const drained = b.state === "draining";
+function actionButton(layer, listener, b, drained = b.state === "draining") {
   const action = drained ? "restore" : "drain";
   return h("button", {
     "data-layer": layer, "data-listener": listener, "data-backend": b.address, "data-action": action,
@@ -185,13 +184,16 @@ function dbSection(listeners) {
       h("span", {}, "waiting ", h("b", {}, d.pools.reduce((n, p) => n + p.clients_waiting, 0)))),
     sparks("database", d.name, ["server assignments/s", "no server", "wait"]),
     h("table", { class: "servers" },
-      h("tr", {}, ["server", "shard", "role", "lag", "reason"].map((t) => h("th", {}, t))),
-      d.servers.map((s) => h("tr", { "data-server": s.address },
+      h("tr", {}, ["server", "shard", "role", "lag", "reason", ""].map((t) => h("th", {}, t))),
+      d.servers.map((s) => h("tr", { "data-server": s.address, "data-backend": s.address },
         h("td", {}, s.address),
         h("td", {}, s.shard),
-        h("td", {}, state(s.role), s.banned_for_ms ? ` banned ${ago(s.banned_for_ms)} more` : ""),
+        h("td", {}, state(s.role), s.drained ? " " : "", s.drained ? state("draining") : "",
+          s.banned_for_ms ? ` banned ${ago(s.banned_for_ms)} more` : ""),
         h("td", {}, s.lag_bytes === null ? "–" : `${fmt(s.lag_bytes, 0)} B`),
-        h("td", { class: "reason" }, s.reason)))),
+        h("td", { class: "reason" }, s.reason),
+        // a primary's writes can't go elsewhere: only replicas are drained
+        h("td", {}, s.role === "primary" && !s.drained ? "" : actionButton("database", d.name, s, s.drained))))),
     d.pools.length ? h("table", { class: "pools" },
       h("tr", {}, ["user", "database", "server", "in use", "idle", "clients waiting"].map((t) => h("th", {}, t))),
       d.pools.map((p) => h("tr", {},
