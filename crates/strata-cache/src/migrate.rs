@@ -13,9 +13,11 @@
 //! [`Copies`], and a copy whose key was written since it began does not send the value it read
 //! (a DEL would otherwise be undone by a RESTORE of the value read before it). The mark and the
 //! copy's check-and-send are one step under a lock, and a pool's commands to a server go out in
-//! the order they were sent (one connection per server by default), so the write reaches the
-//! new server after the restore or the restore is not sent. Nodes of a fleet do not see each
-//! other's copies.
+//! the order they were sent on one connection, so the write reaches the new server after the
+//! restore or the restore is not sent. That order holds for RESP2 clients with one connection
+//! per server (the default); a RESP3 client's write, one inside MULTI or on a client's own
+//! connection, or `server_connections` above 1 take other connections, where a DEL can still
+//! run before a restore already sent. Nodes of a fleet do not see each other's copies.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

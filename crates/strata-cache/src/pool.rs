@@ -518,7 +518,8 @@ impl Live {
 /// an old ring still in its window is carried on rather than replaced by one that holds
 /// nothing yet.
 fn old_ring(config: &CacheListener, previous: &Pool) -> Option<OldRing> {
-    if config.read_through.is_zero() {
+    // a cluster moves its own slots (MOVED/ASK): its seeds are not a ring keys live on
+    if config.read_through.is_zero() || config.cluster || previous.config.cluster {
         return None;
     }
     let same = previous.config.servers.len() == config.servers.len()

@@ -238,6 +238,8 @@ fn route_keys(
     cmd: &Command,
     forget: bool,
 ) -> Result<usize, Answer> {
+    // a channel named like a key is not that key
+    let forget = forget && spec.route != Route::Publish;
     let forget_old = |key: &[u8]| {
         if forget {
             crate::migrate::forget_old(pool, key);
@@ -324,8 +326,9 @@ fn queue(pool: &Pool, session: &mut Session, spec: &command::Spec, cmd: &Command
             if partial {
                 let args: Vec<&[u8]> = (0..cmd.len()).map(|i| cmd.arg(i)).collect();
                 for k in command::key_positions(&spec.route, &args).unwrap_or_default() {
-                    if crate::migrate::has_moved(pool, cmd.arg(k)) {
-                        tx.moved.push(Bytes::copy_from_slice(cmd.arg(k)));
+                    let key = cmd.arg(k);
+                    if crate::migrate::has_moved(pool, key) && !tx.moved.iter().any(|m| m == key) {
+                        tx.moved.push(Bytes::copy_from_slice(key));
                     }
                 }
             }
@@ -374,6 +377,14 @@ fn transaction(
             if let Some(copying) = crate::migrate::copy_moved(pool, &keys) {
                 return Dispatched::CopyFirst(copying, cmd.clone());
             }
+        }
+    }
+    // WATCH of moved keys: they come over first, so that no copy made later (at EXEC) changes
+    // a watched key and aborts the transaction
+    if let (Transaction::Watch, false, true) = (t, copied, pool.old.is_some()) {
+        let keys: Vec<&[u8]> = (1..cmd.len()).map(|i| cmd.arg(i)).collect();
+        if let Some(copying) = crate::migrate::copy_moved(pool, &keys) {
+            return Dispatched::CopyFirst(copying, cmd.clone());
         }
     }
     // the server of the client's own connection, if it has one (by address with a cluster)
@@ -469,7 +480,8 @@ fn transaction(
         Transaction::Watch if session.tx.is_some() => {
             error("ERR WATCH inside MULTI is not allowed")
         }
-        Transaction::Watch => match one_server(pool, spec, cmd).map(|i| own_at(pool, i)) {
+        // WATCH reads nothing and writes nothing: the keys' old copies stay
+        Transaction::Watch => match route_keys(pool, spec, cmd, false).map(|i| own_at(pool, i)) {
             Ok(Some((server, at))) => {
                 return Dispatched::Own(Own {
                     server,

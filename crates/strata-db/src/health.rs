@@ -132,6 +132,11 @@ impl Roles {
                 tracing::info!(server = %addr, from = s.role.name(), to = role.name(), %reason, "server role changed");
                 s.since = SystemTime::now();
             }
+            if role == Role::Primary && s.drained {
+                // promoted: its writes have nowhere else to go
+                tracing::warn!(server = %addr, "a drained replica became the primary: restored");
+                s.drained = false;
+            }
             s.role = role;
             s.reason = reason;
             s.banned_until = (role == Role::Down).then(|| Instant::now() + ban);
@@ -190,9 +195,16 @@ impl Roles {
         let Some(s) = servers.iter_mut().find(|s| s.addr == addr) else {
             return Err(format!("no server {addr} here"));
         };
-        if drain && s.role == Role::Primary {
+        // only a replica's reads can go elsewhere; a server not known to be one (unchecked,
+        // down) may be the primary the next check finds
+        if drain && s.role != Role::Replica {
             return Err(format!(
-                "{addr} is the primary of shard {}: its writes can't go elsewhere; drain a replica, or promote another server first",
+                "{addr} is {} (shard {}), not a replica: only a replica's reads can go elsewhere",
+                match s.role {
+                    Role::Primary => "the primary",
+                    Role::Down => "down",
+                    _ => "not checked as a replica",
+                },
                 s.shard
             ));
         }

@@ -318,6 +318,9 @@ impl DatabaseService {
             for sp in pool.servers() {
                 if !keep.contains(&sp.addr) {
                     sp.close_idle();
+                } else {
+                    // a primary now, drained no more (see Roles::set)
+                    sp.set_drained(false);
                 }
             }
         }
@@ -394,12 +397,10 @@ impl DatabaseService {
         let s = roles
             .set_drained(addr, drain)
             .map_err(|e| format!("{e}; servers: {}", names()))?;
-        if drain {
-            for pool in lock(&self.pools).values() {
-                for sp in pool.servers() {
-                    if sp.addr == addr {
-                        sp.close_idle();
-                    }
+        for pool in lock(&self.pools).values() {
+            for sp in pool.servers() {
+                if sp.addr == addr {
+                    sp.set_drained(drain);
                 }
             }
         }
@@ -596,7 +597,9 @@ impl strata_layer::Service for DatabaseService {
         self.roles()
             .all()
             .iter()
-            .filter(|s| matches!(s.role, health::Role::Primary | health::Role::Replica))
+            .filter(|s| {
+                s.role == health::Role::Primary || (s.role == health::Role::Replica && !s.drained)
+            })
             .map(|s| s.addr.to_string())
             .collect()
     }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use std::time::{Duration, Instant};
@@ -24,9 +25,20 @@ pub struct ServerPool {
     pub in_use: Gauge,
     /// Clients waiting for a slot.
     pub waiting: Gauge,
+    /// The server was drained: connections given back close instead of waiting idle.
+    drained: AtomicBool,
 }
 
 impl ServerPool {
+    /// Drains (`true`: idle connections close now, busy ones as they are given back) or
+    /// restores the pool's server.
+    pub fn set_drained(&self, drained: bool) {
+        self.drained.store(drained, Relaxed);
+        if drained {
+            self.close_idle();
+        }
+    }
+
     /// Connections idle in the pool now.
     pub fn idle(&self) -> usize {
         lock(&self.idle).len()
@@ -65,6 +77,9 @@ impl Lease {
         self.conn.idle_since = Instant::now();
         self.pool.in_use.dec();
         let Lease { conn, pool, _slot } = self;
+        if pool.drained.load(Relaxed) {
+            return;
+        }
         lock(&pool.idle).push(conn);
     }
 
@@ -139,6 +154,7 @@ impl Pool {
                     slots: Arc::new(Semaphore::new(limits.pool_size as usize)),
                     in_use: Gauge::default(),
                     waiting: Gauge::default(),
+                    drained: AtomicBool::new(false),
                 })
             })
             .clone()

@@ -1873,6 +1873,9 @@ async fn a_transaction_after_a_ring_change_works_on_the_moved_values() {
     }
     let tag = tag.expect("a hash tag that moved to the new server");
     let (n, h) = (format!("{tag}:n"), format!("{tag}:h"));
+    // optimistic locking as clients do it: WATCH first, on a key that still lives on its old
+    // server (WATCH must not delete that copy, and no copy may change the key behind it)
+    assert_eq!(text(&c.cmd(&[b"WATCH", n.as_bytes()]).await), "+OK\r\n");
     let replies = c
         .pipeline(&[
             cmd(&["MULTI"]),

@@ -849,6 +849,16 @@ async fn a_drained_replica_takes_no_reads_until_restored() {
         blocking(move || psql(db, "app", "secret", "app", "select pg_is_in_recovery()").unwrap())
     };
     assert_eq!(on_replica().await, "t");
+    // a transaction on the replica when it is drained finishes there, and its connection is
+    // closed when given back
+    let mut busy = blocking(move || {
+        let mut c = PsqlSession::open(db, "app", "secret", "app", &[]);
+        c.send("begin read only");
+        let on = c.line("select pg_is_in_recovery()");
+        (c, on)
+    })
+    .await;
+    assert_eq!(busy.1, "t");
 
     let drained = admin_post(&strata, &format!("/backends/database/app/{r}/drain")).await;
     assert_eq!(drained.status, 200, "{}", drained.body);
@@ -857,6 +867,29 @@ async fn a_drained_replica_takes_no_reads_until_restored() {
         "{}",
         drained.body
     );
+    busy = blocking(move || {
+        busy.1 = busy.0.line("select pg_is_in_recovery()");
+        busy.0.send("commit");
+        busy
+    })
+    .await;
+    assert_eq!(busy.1, "t", "the open transaction finished on the replica");
+    eventually(
+        Duration::from_secs(10),
+        "the replica's connections closed",
+        || async {
+            let s = status(&strata).await;
+            s["database"][0]["pools"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| {
+                    p["server"] != r.as_str() || (p["server_idle"] == 0 && p["server_in_use"] == 0)
+                })
+        },
+    )
+    .await;
+    drop(busy);
     for _ in 0..5 {
         assert_eq!(
             on_replica().await,
