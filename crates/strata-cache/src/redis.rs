@@ -170,14 +170,17 @@ fn route_command(
             cluster, spec, &cmd, v3, read_from,
         ));
     }
-    // a write that keeps part of a moved key (INCR, HSET, APPEND, EXPIRE...) works on the
-    // key's value: it is brought to the new server before the write, or the write would
-    // start from nothing there
+    // a write that keeps part of a moved key (INCR, HSET, APPEND, EXPIRE, a blocking pop...)
+    // works on the key's value: it is brought to the new server before the write, or the
+    // write would start from nothing there
     if !copied
         && pool.old.is_some()
         && !spec.readonly()
         && !OVERWRITES.contains(&spec.name)
-        && matches!(spec.route, Route::Keys { .. } | Route::NumKeys { .. })
+        && matches!(
+            spec.route,
+            Route::Keys { .. } | Route::NumKeys { .. } | Route::Blocking(_)
+        )
     {
         let args: Vec<&[u8]> = (0..cmd.len()).map(|i| cmd.arg(i)).collect();
         let keys: Vec<&[u8]> = command::key_positions(&spec.route, &args)

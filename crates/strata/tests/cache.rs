@@ -1854,6 +1854,8 @@ async fn a_transaction_after_a_ring_change_works_on_the_moved_values() {
             .await;
         c.cmd(&[b"HSET", format!("{{t{i}}}:h").as_bytes(), b"f", b"kept"])
             .await;
+        c.cmd(&[b"RPUSH", format!("{{t{i}}}:l").as_bytes(), b"first"])
+            .await;
     }
     std::fs::write(&strata.config, config(3)).unwrap();
     strata.signal(libc::SIGHUP);
@@ -1889,6 +1891,12 @@ async fn a_transaction_after_a_ring_change_works_on_the_moved_values() {
         text(&replies[4]),
         "*3\r\n:11\r\n:1\r\n$4\r\nkept\r\n",
         "the transaction ran on the values from before the ring change"
+    );
+    // a blocking pop of a moved list pops what the list held (it was deleted unread before)
+    let l = format!("{tag}:l");
+    assert_eq!(
+        text(&c.cmd(&[b"BLPOP", l.as_bytes(), b"1"]).await),
+        format!("*2\r\n${}\r\n{l}\r\n$5\r\nfirst\r\n", l.len())
     );
     // and the old copies are gone, as after any write of a moved key
     for old in &redis[..2] {
