@@ -14,10 +14,11 @@
 //! (a DEL would otherwise be undone by a RESTORE of the value read before it). The mark and the
 //! copy's check-and-send are one step under a lock, and a pool's commands to a server go out in
 //! the order they were sent on one connection, so the write reaches the new server after the
-//! restore or the restore is not sent. That order holds for RESP2 clients with one connection
-//! per server (the default); a RESP3 client's write, one inside MULTI or on a client's own
-//! connection, or `server_connections` above 1 take other connections, where a DEL can still
-//! run before a restore already sent. Nodes of a fleet do not see each other's copies.
+//! restore or the restore is not sent. A write on another connection (a RESP3 client, one inside
+//! MULTI, `server_connections` above 1) can run before a restore already sent: for a delete,
+//! the key is deleted again once the restore is answered, if it still holds exactly the value
+//! restored (a script compares its DUMP), so a value written since is kept. Nodes of a fleet do
+//! not see each other's copies.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -47,6 +48,11 @@ struct InFlight {
     copies: u32,
     /// A client wrote the key (set, deleted, changed it) since the first of them began.
     written: bool,
+    /// A copy's restore went out; a client's delete after that may have run before it on
+    /// another connection.
+    sent: bool,
+    /// A client deleted the key after a restore went out.
+    deleted_after: bool,
 }
 
 /// One copy of a key, registered in [`Copies`] while it lives.
@@ -67,15 +73,20 @@ impl Copies {
             .or_insert(InFlight {
                 copies: 0,
                 written: false,
+                sent: false,
+                deleted_after: false,
             })
             .copies += 1;
         CopyOf { copies: self, key }
     }
 
-    /// A client writes `key`: a copy of it under way must not send the value it read.
-    fn written(&self, key: &[u8]) {
+    /// A client writes `key` (`deletes`: DEL, UNLINK, GETDEL): a copy of it under way must not
+    /// send the value it read; one that sent it already checks, once it is restored, whether
+    /// the delete ran first.
+    fn written(&self, key: &[u8], deletes: bool) {
         if let Some(entry) = self.lock().get_mut(key) {
             entry.written = true;
+            entry.deleted_after |= deletes && entry.sent;
         }
     }
 }
@@ -85,13 +96,30 @@ impl CopyOf<'_> {
     /// the check and the send are one step, so a client's write is either seen here or sent
     /// after this one.
     fn send_unless_written<T>(&self, send: impl FnOnce() -> T) -> Option<T> {
-        let map = self.copies.lock();
-        if map.get(self.key).is_some_and(|e| e.written) {
+        let mut map = self.copies.lock();
+        let entry = map.get_mut(self.key)?;
+        if entry.written {
             return None;
         }
+        entry.sent = true;
         Some(send())
     }
+
+    /// Whether a client deleted the key after a restore went out: on a connection other than
+    /// the restore's (a RESP3 client, `server_connections` above 1) the delete may have run
+    /// first.
+    fn deleted_after(&self) -> bool {
+        self.copies
+            .lock()
+            .get(self.key)
+            .is_some_and(|e| e.deleted_after)
+    }
 }
+
+/// Deletes the key on the server only while it holds exactly the value restored (its DUMP is
+/// the restored payload): a delete that ran before the restore is made good, and a value a
+/// client wrote since is kept.
+const UNDO_RESTORE: &[u8] = b"if redis.call('DUMP', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 
 impl Drop for CopyOf<'_> {
     fn drop(&mut self) {
@@ -226,9 +254,9 @@ pub(crate) fn mget(pool: &Pool, cmd: &Command, resp3: bool) -> Option<Answer> {
 /// A write of `key` while read-through lasts: its copy on the old server, if the key moved,
 /// is deleted first, so that a later miss on the new server can't bring back a value the
 /// client has since overwritten, deleted or let expire.
-pub(crate) fn forget_old(pool: &Pool, key: &[u8]) {
+pub(crate) fn forget_old(pool: &Pool, key: &[u8], deletes: bool) {
     if let Some((before, _)) = moved(pool, key) {
-        pool.copies.written(key);
+        pool.copies.written(key, deletes);
         before.master.send_everywhere(&command(&[b"DEL", key]));
     }
 }
@@ -286,6 +314,10 @@ async fn copy(
         return Ok(false);
     };
     let restored = reply(restored.await)?;
+    if restored.starts_with(b"+OK") && this.deleted_after() {
+        let undo = command(&[b"EVAL", UNDO_RESTORE, b"1", key, payload]);
+        reply(after.send(undo, false).await)?;
+    }
     // BUSYKEY: written on the new server meanwhile, and that value is the newer one
     if restored.starts_with(b"+OK") && strong {
         let _ = before.send(command(&[b"DEL", key]), false).await;
@@ -352,7 +384,7 @@ pub(crate) fn mc_get(pool: &Pool, name: &[u8], keys: &[Bytes]) -> Option<Answer>
 /// first, as for Redis.
 pub(crate) fn mc_forget_old(pool: &Pool, key: &[u8]) {
     if let Some((before, _)) = moved(pool, key) {
-        pool.copies.written(key);
+        pool.copies.written(key, false);
         before.master.send_everywhere(&mc_delete(key));
     }
 }

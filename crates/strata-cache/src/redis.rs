@@ -94,6 +94,8 @@ pub(crate) fn dispatch_copied(
 
 /// Commands that write a key whole (or delete it): its old copy is deleted, not copied.
 const OVERWRITES: &[&str] = &["del", "mset", "psetex", "set", "setex", "unlink"];
+/// Commands that delete their keys.
+const DELETES: &[&str] = &["del", "getdel", "unlink"];
 
 fn route_command(
     svc: &CacheService,
@@ -243,9 +245,10 @@ fn route_keys(
 ) -> Result<usize, Answer> {
     // a channel named like a key is not that key
     let forget = forget && spec.route != Route::Publish;
+    let deletes = DELETES.contains(&spec.name);
     let forget_old = |key: &[u8]| {
         if forget {
-            crate::migrate::forget_old(pool, key);
+            crate::migrate::forget_old(pool, key, deletes);
         }
     };
     // with a cluster backend, what a transaction keeps together is a slot
@@ -450,7 +453,7 @@ fn transaction(
                 };
                 // copied (or nothing to copy): their old copies go now, as for any write
                 for key in &tx.moved {
-                    crate::migrate::forget_old(pool, key);
+                    crate::migrate::forget_old(pool, key, false);
                 }
                 let mut frames = Vec::with_capacity(tx.frames.len() + 2);
                 frames.push(multibulk(&[b"MULTI"]));
@@ -586,7 +589,7 @@ fn split_by_shard(pool: &Pool, split: Split, cmd: &Command, v3: bool) -> Answer 
             || cmd.arg(0).eq_ignore_ascii_case(b"DEL")
             || cmd.arg(0).eq_ignore_ascii_case(b"UNLINK");
         let server = match if writes {
-            crate::migrate::forget_old(pool, cmd.arg(k));
+            crate::migrate::forget_old(pool, cmd.arg(k), !matches!(split, Split::Mset));
             pool.server_for_write(cmd.arg(k))
         } else {
             pool.server_for(cmd.arg(k))
@@ -791,8 +794,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// HELLO [protover [AUTH user pass] [SETNAME name]]: RESP2 only; 3 gets `-NOPROTO`, so clients
-/// fall back to RESP2.
+/// HELLO [protover [AUTH user pass] [SETNAME name]]: 2 and 3 are spoken; any other version
+/// gets `-NOPROTO`.
 fn hello(pool: &Pool, session: &mut Session, cmd: &Command) -> Answer {
     let mut i = 1;
     let mut resp3 = session.resp3;

@@ -1681,6 +1681,9 @@ async fn a_redis_cluster_serves_clients_that_know_nothing_of_it() {
 struct Gate {
     addr: SocketAddr,
     open: tokio::sync::watch::Sender<bool>,
+    /// While true, bytes sent to the server that hold a RESTORE wait (other connections
+    /// carry on).
+    hold_restore: tokio::sync::watch::Sender<bool>,
     sent: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
     task: tokio::task::AbortHandle,
 }
@@ -1691,8 +1694,9 @@ impl Gate {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (open, _) = tokio::sync::watch::channel(true);
+        let (hold_restore, _) = tokio::sync::watch::channel(false);
         let sent: std::sync::Arc<std::sync::Mutex<Vec<u8>>> = Default::default();
-        let (gate, log) = (open.clone(), sent.clone());
+        let (gate, log, hold) = (open.clone(), sent.clone(), hold_restore.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(upstream) = tokio::net::TcpStream::connect(server).await else {
@@ -1701,10 +1705,16 @@ impl Gate {
                 let (mut cr, mut cw) = client.into_split();
                 let (mut ur, mut uw) = upstream.into_split();
                 let log = log.clone();
+                let mut held = hold.subscribe();
                 tokio::spawn(async move {
                     let mut buf = [0u8; 65536];
                     while let Ok(n @ 1..) = cr.read(&mut buf).await {
                         log.lock().unwrap().extend_from_slice(&buf[..n]);
+                        if buf[..n].windows(7).any(|w| w == b"RESTORE")
+                            && held.wait_for(|h| !*h).await.is_err()
+                        {
+                            return;
+                        }
                         if uw.write_all(&buf[..n]).await.is_err() {
                             return;
                         }
@@ -1727,6 +1737,7 @@ impl Gate {
         Gate {
             addr,
             open,
+            hold_restore,
             sent,
             task,
         }
@@ -1906,4 +1917,76 @@ async fn a_transaction_after_a_ring_change_works_on_the_moved_values() {
             ":0\r\n"
         );
     }
+}
+
+/// The same race where ordering can't help: the copy's RESTORE has gone out on the pooler's
+/// connection to the new server but not run yet, and a RESP3 client's DEL runs first on its own
+/// connection. Once the restore is answered, Strata deletes the key again if it still holds
+/// exactly the restored value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resp3_delete_that_runs_before_a_restore_already_sent_is_made_good() {
+    let redis = [
+        Redis::start().await,
+        Redis::start().await,
+        Redis::start().await,
+    ];
+    // the new server is reached through a gate that can hold a RESTORE
+    let gate = Gate::start(redis[2].addr).await;
+    let servers = [redis[0].addr, redis[1].addr, gate.addr];
+    let config = |n: usize| {
+        let list: Vec<String> = servers[..n].iter().map(|a| format!("\"{a}:1\"")).collect();
+        format!(
+            "[[cache]]\nname = \"c\"\nlisten = \"127.0.0.1:0\"\nhash = \"murmur\"\nhash_tag = \"{{}}\"\n\
+             servers = [{}]\n",
+            list.join(", ")
+        )
+    };
+    let strata = Strata::start(&config(2));
+    let mut a = Resp::connect(strata.addr("cache:c")).await.unwrap();
+    let sets: Vec<Vec<Vec<u8>>> = (0..200)
+        .map(|i| cmd(&["SET", &format!("{{t{i}}}:victim"), "old-value"]))
+        .collect();
+    a.pipeline(&sets).await;
+    std::fs::write(&strata.config, config(3)).unwrap();
+    strata.signal(libc::SIGHUP);
+    strata
+        .wait_log("SIGHUP: reloaded", std::time::Duration::from_secs(10))
+        .await;
+    let mut third = redis[2].client().await;
+    let mut victim = None;
+    for i in 0..200 {
+        let probe = format!("{{t{i}}}:probe");
+        a.cmd(&[b"SET", probe.as_bytes(), b"x"]).await;
+        if text(&third.cmd(&[b"EXISTS", probe.as_bytes()]).await) == ":1\r\n" {
+            victim = Some(format!("{{t{i}}}:victim"));
+            break;
+        }
+    }
+    let victim = victim.expect("a key that moved to the third server");
+
+    gate.hold_restore.send_replace(true);
+    let mut reader = Resp::connect(strata.addr("cache:c")).await.unwrap();
+    let get = cmd(&["GET", &victim]);
+    let read = tokio::spawn(async move { reader.pipeline(&[get]).await });
+    eventually(
+        std::time::Duration::from_secs(10),
+        "the restore went out",
+        || async { gate.sent().contains("RESTORE") },
+    )
+    .await;
+    let mut b = Resp::connect(strata.addr("cache:c")).await.unwrap();
+    let hello = b.cmd(&[b"HELLO", b"3"]).await;
+    assert!(text(&hello).starts_with('%'), "{}", text(&hello));
+    assert_eq!(
+        text(&b.cmd(&[b"DEL", victim.as_bytes()]).await),
+        ":0\r\n",
+        "it ran before the restore"
+    );
+    gate.hold_restore.send_replace(false);
+    let _ = read.await.unwrap();
+    assert_eq!(
+        text(&b.cmd(&[b"GET", victim.as_bytes()]).await),
+        "_\r\n",
+        "the restore brought back the deleted key"
+    );
 }
