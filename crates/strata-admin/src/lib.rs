@@ -9,4 +9,4 @@ mod server;
 
 pub use routes::AdminApi;
 pub use server::AdminServer;
-pub use strata_upstream::BackendAction;
+pub use strata_upstream::{ActionError, BackendAction};

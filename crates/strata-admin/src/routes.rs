@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use strata_metrics::Traffic;
-use strata_upstream::BackendAction;
+use strata_upstream::{ActionError, BackendAction};
 
 use crate::access::Refusal;
 use crate::history::History;
@@ -37,7 +37,7 @@ pub trait AdminApi: Send + Sync + 'static {
         listener: &str,
         backend: &str,
         action: BackendAction,
-    ) -> Result<serde_json::Value, String>;
+    ) -> Result<serde_json::Value, ActionError>;
 }
 
 /// Answers `req`; `metrics` renders the /metrics body. Whether a call that changes state may
@@ -77,7 +77,8 @@ pub(crate) fn route<B>(
             };
             match api.backend(&layer, &listener, &backend, action) {
                 Ok(v) => json(StatusCode::OK, &v),
-                Err(e) => error(StatusCode::NOT_FOUND, e),
+                Err(e @ ActionError::NotFound(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
+                Err(e @ ActionError::Refused(_)) => error(StatusCode::CONFLICT, e.to_string()),
             }
         }
         (_, ["metrics"] | ["status"] | ["healthz"] | ["endpoints"] | ["history"] | [""] | ["dashboard"] | ["dashboard.js"] | ["dashboard.css"]) => reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "use GET\n".into()),

@@ -36,7 +36,7 @@ use serde_json::{json, Value};
 use strata_config::{CacheListener, CacheProtocol};
 use strata_metrics::{Buckets, Counter, CountsOpen, Gauge, MetricsWriter, Traffic};
 use strata_net::accept_loop;
-use strata_upstream::{group_action, group_metrics, BackendAction};
+use strata_upstream::{group_action, group_metrics, ActionError, BackendAction};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -223,7 +223,11 @@ impl CacheService {
 
     /// Drains or restores a server (by address); a drained server's keys follow the pool's
     /// `consistency`, as when it is ejected.
-    pub fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, String> {
+    pub fn backend_action(
+        &self,
+        backend: &str,
+        action: BackendAction,
+    ) -> Result<Value, ActionError> {
         group_action(&self.pool.load().group, backend, action)
     }
 }
@@ -269,7 +273,7 @@ impl strata_layer::Service for CacheService {
     fn metrics(&self, w: &mut MetricsWriter) {
         CacheService::metrics(self, w)
     }
-    fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, String> {
+    fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, ActionError> {
         CacheService::backend_action(self, backend, action)
     }
     fn serving(&self) -> bool {

@@ -188,17 +188,19 @@ impl Roles {
         (!fit.is_empty()).then(|| fit[turn % fit.len()])
     }
 
-    /// Drains (`drain`) or restores a server: a drained one takes no new reads. The primary of
-    /// a shard can't be drained: its writes have nowhere else to go. The error says why.
-    pub fn set_drained(&self, addr: SocketAddr, drain: bool) -> Result<ServerState, String> {
+    /// Drains (`drain`) or restores a server: a drained one takes no new reads. Only a
+    /// replica can be drained; the error says why another can't. `None`: no such server.
+    pub fn set_drained(
+        &self,
+        addr: SocketAddr,
+        drain: bool,
+    ) -> Option<Result<ServerState, String>> {
         let mut servers = lock(&self.servers);
-        let Some(s) = servers.iter_mut().find(|s| s.addr == addr) else {
-            return Err(format!("no server {addr} here"));
-        };
+        let s = servers.iter_mut().find(|s| s.addr == addr)?;
         // only a replica's reads can go elsewhere; a server not known to be one (unchecked,
         // down) may be the primary the next check finds
         if drain && s.role != Role::Replica {
-            return Err(format!(
+            return Some(Err(format!(
                 "{addr} is {} (shard {}), not a replica: only a replica's reads can go elsewhere",
                 match s.role {
                     Role::Primary => "the primary",
@@ -206,10 +208,10 @@ impl Roles {
                     _ => "not checked as a replica",
                 },
                 s.shard
-            ));
+            )));
         }
         s.drained = drain;
-        Ok(s.clone())
+        Some(Ok(s.clone()))
     }
 
     /// A server that is banned now is not asked again until its ban ends.

@@ -28,7 +28,7 @@ use strata_net::lock;
 use arc_swap::ArcSwap;
 use serde_json::{json, Value};
 use strata_config::{DatabaseListener, PoolMode, Secret};
-use strata_layer::BackendAction;
+use strata_layer::{ActionError, BackendAction};
 use strata_metrics::{Counter, Gauge, Histogram, MetricsWriter, Traffic};
 use strata_net::accept_loop;
 use tokio::net::TcpListener;
@@ -377,7 +377,11 @@ impl DatabaseService {
     /// Drains a replica (it takes no new reads; transactions and sessions on it finish, and
     /// its idle connections close) or restores it; the error says what was not found, or that
     /// a primary can't be drained.
-    pub fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, String> {
+    pub fn backend_action(
+        &self,
+        backend: &str,
+        action: BackendAction,
+    ) -> Result<Value, ActionError> {
         let roles = self.roles();
         let names = || {
             roles
@@ -387,16 +391,21 @@ impl DatabaseService {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let Ok(addr) = backend.parse::<std::net::SocketAddr>() else {
-            return Err(format!(
+        let not_found = || {
+            ActionError::NotFound(format!(
                 "no server \"{backend}\" here; servers: {}",
                 names()
-            ));
+            ))
         };
+        let addr = backend
+            .parse::<std::net::SocketAddr>()
+            .map_err(|_| not_found())?;
         let drain = action == BackendAction::Drain;
-        let s = roles
-            .set_drained(addr, drain)
-            .map_err(|e| format!("{e}; servers: {}", names()))?;
+        let s = match roles.set_drained(addr, drain) {
+            Some(Ok(s)) => s,
+            Some(Err(why)) => return Err(ActionError::Refused(why)),
+            None => return Err(not_found()),
+        };
         for pool in lock(&self.pools).values() {
             for sp in pool.servers() {
                 if sp.addr == addr {
@@ -580,7 +589,7 @@ impl strata_layer::Service for DatabaseService {
     fn metrics(&self, w: &mut MetricsWriter) {
         DatabaseService::metrics(self, w)
     }
-    fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, String> {
+    fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, ActionError> {
         DatabaseService::backend_action(self, backend, action)
     }
     fn serving(&self) -> bool {

@@ -16,7 +16,7 @@ use strata_metrics::{MetricsWriter, Traffic};
 use tokio::net::TcpListener;
 
 pub use listeners::{Listeners, Service};
-pub use strata_upstream::BackendAction;
+pub use strata_upstream::{ActionError, BackendAction};
 
 /// Why a layer could not take a config.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +68,7 @@ pub trait Layer: Send + Sync {
         listener: &str,
         backend: &str,
         action: BackendAction,
-    ) -> Result<Value, String>;
+    ) -> Result<Value, ActionError>;
 
     /// Whether `listener` has a backend that can take traffic now; `None` when this layer runs
     /// no listener of that name. What the entry layer's `track = ["http:web"]` asks.

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::Value;
 use strata_config::Config;
 use strata_metrics::{MetricsWriter, Traffic};
-use strata_upstream::BackendAction;
+use strata_upstream::{ActionError, BackendAction};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -56,7 +56,7 @@ pub trait Service: Send + Sync + Sized + 'static {
     /// Writes the listener's metrics and its backends'.
     fn metrics(&self, w: &mut MetricsWriter);
     /// Drains or restores `backend`; the error says it was not found.
-    fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, String>;
+    fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, ActionError>;
     /// Whether the listener has a backend that can take traffic now (what a VIP tracks).
     fn serving(&self) -> bool;
     /// What the listener has served so far, for the dashboard's graphs.
@@ -235,10 +235,13 @@ impl<S: Service> Layer for Listeners<S> {
         listener: &str,
         backend: &str,
         action: BackendAction,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, ActionError> {
         match self.lock().iter().find(|r| r.name == listener) {
             Some(r) => r.svc.backend_action(backend, action),
-            None => Err(format!("no {} listener named \"{listener}\"", S::LAYER)),
+            None => Err(ActionError::NotFound(format!(
+                "no {} listener named \"{listener}\"",
+                S::LAYER
+            ))),
         }
     }
 

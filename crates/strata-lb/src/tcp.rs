@@ -13,7 +13,8 @@ use strata_health::InFlight;
 use strata_metrics::{Counter, Gauge, MetricsWriter, Traffic};
 use strata_net::{accept_loop, Admitted, Lanes, Park, Relay, Timers};
 use strata_upstream::{
-    backend_action, backend_metrics, upstream_status, BackendAction, Failure, Key, Tries, Upstream,
+    backend_action, backend_metrics, upstream_status, ActionError, BackendAction, Failure, Key,
+    Tries, Upstream,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -152,7 +153,11 @@ impl TcpService {
     }
 
     /// Drains or restores `backend`; the error says it was not found.
-    pub fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, String> {
+    pub fn backend_action(
+        &self,
+        backend: &str,
+        action: BackendAction,
+    ) -> Result<Value, ActionError> {
         backend_action(&self.site.load().upstream, backend, action)
     }
 }
@@ -210,7 +215,7 @@ impl strata_layer::Service for TcpService {
     fn metrics(&self, w: &mut MetricsWriter) {
         TcpService::metrics(self, w)
     }
-    fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, String> {
+    fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, ActionError> {
         TcpService::backend_action(self, backend, action)
     }
     fn serving(&self) -> bool {

@@ -15,5 +15,5 @@ pub use failure::{Failure, Kind, Retry, Stage};
 pub use set::{Tries, Upstream};
 pub use status::{
     backend_action, backend_metrics, backend_status, balance_name, group_action, group_metrics,
-    upstream_status, BackendAction,
+    upstream_status, ActionError, BackendAction,
 };

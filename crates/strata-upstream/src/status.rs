@@ -7,6 +7,18 @@ use strata_metrics::MetricsWriter;
 
 use crate::set::Upstream;
 
+/// Why the admin API could not act on a backend; the text is what the caller is told.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    /// No such layer, listener or backend: the text names the ones there are (HTTP 404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The backend is there but can't take the action now, e.g. a database primary can't be
+    /// drained (HTTP 409).
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// What the admin API can do to one backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendAction {
@@ -136,18 +148,22 @@ pub fn backend_action<X>(
     up: &Upstream<X>,
     backend: &str,
     action: BackendAction,
-) -> Result<Value, String> {
+) -> Result<Value, ActionError> {
     group_action(&up.group, backend, action)
 }
 
 /// [`backend_action`] for any group of backends.
-pub fn group_action(group: &Group, backend: &str, action: BackendAction) -> Result<Value, String> {
+pub fn group_action(
+    group: &Group,
+    backend: &str,
+    action: BackendAction,
+) -> Result<Value, ActionError> {
     let Some(b) = group.find(backend) else {
         let names: Vec<&str> = group.backends.iter().map(|b| b.name.as_str()).collect();
-        return Err(format!(
+        return Err(ActionError::NotFound(format!(
             "no backend \"{backend}\" here; backends: {}",
             names.join(", ")
-        ));
+        )));
     };
     match action {
         BackendAction::Drain => b.drain(),

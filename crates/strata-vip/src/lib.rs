@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
 use strata_config::Config;
-use strata_layer::{BackendAction, Layer, LayerError, Work};
+use strata_layer::{ActionError, BackendAction, Layer, LayerError, Work};
 use strata_metrics::MetricsWriter;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -188,9 +188,9 @@ impl Layer for VipLayer {
         listener: &str,
         _backend: &str,
         _action: BackendAction,
-    ) -> Result<Value, String> {
-        Err(format!(
+    ) -> Result<Value, ActionError> {
+        Err(ActionError::NotFound(format!(
             "vip instance \"{listener}\" has no backends: drain and restore act on http, tcp, cache and database listeners"
-        ))
+        )))
     }
 }

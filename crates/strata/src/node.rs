@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde_json::{json, Map, Value};
-use strata_admin::{AdminApi, AdminServer, BackendAction};
+use strata_admin::{ActionError, AdminApi, AdminServer, BackendAction};
 use strata_cache::CacheService;
 use strata_config::{Admin, Config};
 use strata_db::DatabaseService;
@@ -214,15 +214,15 @@ impl AdminApi for Layers {
         listener: &str,
         backend: &str,
         action: BackendAction,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, ActionError> {
         match self.layers.iter().find(|l| l.name() == layer) {
             Some(l) => l.backend_action(listener, backend, action),
             None => {
                 let names: Vec<&str> = self.layers.iter().map(|l| l.name()).collect();
-                Err(format!(
+                Err(ActionError::NotFound(format!(
                     "unknown layer \"{layer}\": use {}",
                     names.join(" or ")
-                ))
+                )))
             }
         }
     }

@@ -909,7 +909,7 @@ async fn a_drained_replica_takes_no_reads_until_restored() {
 
     let p = primary.addr.to_string();
     let refused = admin_post(&strata, &format!("/backends/database/app/{p}/drain")).await;
-    assert_eq!(refused.status, 404, "{}", refused.body);
+    assert_eq!(refused.status, 409, "{}", refused.body);
     assert!(refused.body.contains("is the primary"), "{}", refused.body);
 
     let restored = admin_post(&strata, &format!("/backends/database/app/{r}/restore")).await;

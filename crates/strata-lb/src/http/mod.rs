@@ -33,7 +33,9 @@ pub(crate) use peer::Peer;
 pub use server::serve;
 
 use crate::LbError;
-use strata_upstream::{backend_action, backend_metrics, upstream_status, BackendAction, Upstream};
+use strata_upstream::{
+    backend_action, backend_metrics, upstream_status, ActionError, BackendAction, Upstream,
+};
 
 /// One `[[http]]` listener: its live settings, swapped whole on reload, and its counters.
 pub struct HttpService {
@@ -294,7 +296,11 @@ impl HttpService {
     }
 
     /// Drains or restores `backend`; the error says it was not found.
-    pub fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, String> {
+    pub fn backend_action(
+        &self,
+        backend: &str,
+        action: BackendAction,
+    ) -> Result<Value, ActionError> {
         backend_action(&self.site.load().upstream, backend, action)
     }
 }
@@ -356,7 +362,7 @@ impl strata_layer::Service for HttpService {
     fn metrics(&self, w: &mut MetricsWriter) {
         HttpService::metrics(self, w)
     }
-    fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, String> {
+    fn backend_action(&self, backend: &str, action: BackendAction) -> Result<Value, ActionError> {
         HttpService::backend_action(self, backend, action)
     }
     fn serving(&self) -> bool {
