@@ -214,8 +214,7 @@ async fn a_node_waits_for_a_revision_that_parses_and_starts_here() {
         || async { etcd.watchers().await >= 1 },
     )
     .await;
-    // in order on the one watch: a port this node can't bind, TOML that does not parse, a
-    // config that starts
+    // in order: TOML that does not parse, a port this node can't bind, a config that starts
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let busy = taken.local_addr().unwrap().to_string();
     let on_busy = ring(&[&redis]).replace(
@@ -223,8 +222,10 @@ async fn a_node_waits_for_a_revision_that_parses_and_starts_here() {
         &format!("name = \"ring\"\nlisten = \"{busy}\""),
     );
     assert!(on_busy.contains(&busy));
-    etcd.put(KEY, &on_busy);
+    // (the bad TOML first: the node reads it on the watch it is waiting on; once a revision
+    // parses, the node starts its runtime and reads the key afresh, seeing only the newest)
     etcd.put(KEY, "[[cache]\n");
+    etcd.put(KEY, &on_busy);
     let good = etcd.put(KEY, &ring(&[&redis]));
     let strata = starting.await.unwrap();
     assert_eq!(running(&strata).await, (good, 1));

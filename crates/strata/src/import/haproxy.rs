@@ -11,15 +11,16 @@
 //!   `disabled`, `weight 0`): left out of `backends`, with a note;
 //! - where traffic goes, or what it is (a server by host name, unix socket or environment
 //!   variable, one HAProxy speaks TLS or the PROXY protocol to, TLS on a TCP listener, a
-//!   `crt-list`): kept as written and marked, so `strata check` refuses the output until
-//!   someone decides;
+//!   `crt-list` or a `crt` directory): kept as written and marked, so `strata check` refuses
+//!   the output until someone decides;
 //! - a listener Strata can't run (on a unix socket, QUIC, a host name; for clients that send
 //!   the PROXY protocol or a certificate; with nothing to send requests to): left out, its
 //!   translation printed as a comment.
 //!
 //! A file HAProxy would not start with (a quote left open, a statement before any section, a
-//! bad time, mode or balance, a `bind` without a port, an option HAProxy does not have, a
-//! backend that is not there) is refused, every problem with its line, and nothing is printed.
+//! bad time, mode or balance, a `bind` without a port, a `server` or `bind` option HAProxy does
+//! not have, a backend that is not there) is refused, every problem with its line, and nothing
+//! is printed.
 
 mod address;
 mod backend;
@@ -29,6 +30,7 @@ mod proxies;
 mod time;
 
 use std::collections::HashSet;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use super::{
@@ -37,7 +39,7 @@ use super::{
 use address::Bind as Address;
 use backend::Upstream;
 use cfg::Statement;
-use proxies::{Bind, Conf, Kind, Mode, Proxy, Timeout};
+use proxies::{Bind, Conf, Kind, Mode, Param, Proxy, Timeout};
 use time::Time;
 
 const LEFT_OUT: &str = "listener left out (its translation is a comment in the output)";
@@ -47,6 +49,9 @@ const MAX_RANGE: u16 = 64;
 const MAX_CONNECTIONS: u64 = 1_000_000;
 /// The most `workers` Strata takes.
 const MAX_WORKERS: u64 = 1024;
+/// The most of a certificate file read to look for its private key: a PEM chain is far
+/// smaller, and a device (`/dev/zero`) could be read forever.
+const MAX_PEM: u64 = 1 << 20;
 
 /// Translates the haproxy.cfg `source`; `file` names it in the header comment, and its
 /// directory is where relative certificate paths are taken from.
@@ -256,6 +261,20 @@ struct Binding {
     left_out: Option<String>,
     max_connections: Option<String>,
     notes: Vec<Note>,
+}
+
+impl Binding {
+    /// Keeps the `tls` entry of the param `o` (about `key`) as written, with a note that says
+    /// why.
+    fn keep(&mut self, o: &Param<'_>, key: &str, why: String) {
+        let at = o.word.at;
+        self.notes
+            .push(Note::new(at, key, format!("{KEPT}: {why}")));
+        self.tls.push(Line {
+            text: quoted(&o.text()),
+            kept: Some(at.line),
+        });
+    }
 }
 
 /// A frontend's (or listen section's) translation, as it is made.
@@ -538,7 +557,15 @@ impl<'c, 'a> Frontend<'c, 'a> {
                     if let Some(why) = note {
                         b.notes.push(Note::new(at, &key, why));
                     }
-                    let key_file = key_file(&cert);
+                    if crt.ends_with('/') || Path::new(&cert).is_dir() {
+                        let why = format!("{} is a directory, and HAProxy serves every certificate in it (by the name a client asks for): write a `{{ cert, key }}` for each", quoted(crt));
+                        b.keep(o, &key, why);
+                        continue;
+                    }
+                    let (key_file, unread) = key_file(&cert);
+                    if let Some(why) = unread {
+                        b.notes.push(Note::new(at, &key, why));
+                    }
                     if key_file != cert {
                         let why = format!(
                             "{} holds no private key: HAProxy takes it from {} beside it",
@@ -555,12 +582,8 @@ impl<'c, 'a> Frontend<'c, 'a> {
                     b.tls.push(Line { text, kept: None });
                 }
                 ("crt-list", list) if ssl => {
-                    let why = format!("{KEPT}: {} lists certificates with settings for each (SNI filters, ciphers...): write a `{{ cert, key }}` for each", quoted(list));
-                    b.notes.push(Note::new(at, &key, why));
-                    b.tls.push(Line {
-                        text: quoted(&o.text()),
-                        kept: Some(at.line),
-                    });
+                    let why = format!("{} lists certificates with settings for each (SNI filters, ciphers...): write a `{{ cert, key }}` for each", quoted(list));
+                    b.keep(o, &key, why);
                 }
                 ("maxconn", value) => {
                     b.max_connections = self.max_connections(bind.statement, value)
@@ -785,11 +808,27 @@ fn leave_out(table: &mut Table, at: Pos, key: &str, why: &str) {
 }
 
 /// The private key of the certificate file `cert`: the file itself when it holds one (or can't
-/// be read here), or else the `.key` file beside it, where HAProxy looks for it.
-fn key_file(cert: &str) -> String {
-    match std::fs::read_to_string(cert) {
-        Ok(pem) if !pem.contains("PRIVATE KEY-----") => format!("{cert}.key"),
-        _ => cert.to_string(),
+/// be read here), or else the `.key` file beside it, where HAProxy looks for it. With it, why
+/// `cert` was not looked in when it is there but not a regular file of at most [`MAX_PEM`]
+/// bytes (a device or a pipe, which could be read forever).
+fn key_file(cert: &str) -> (String, Option<String>) {
+    let Ok(meta) = std::fs::metadata(cert) else {
+        return (cert.to_string(), None);
+    };
+    if !meta.is_file() || meta.len() > MAX_PEM {
+        let what = if meta.is_file() {
+            "larger than a certificate chain (1 MiB)"
+        } else {
+            "not a regular file"
+        };
+        let why = format!("{} is {what}, and was not read: its private key is taken to be in it (HAProxy looks for it in {} when it is not)", quoted(cert), quoted(&format!("{cert}.key")));
+        return (cert.to_string(), Some(why));
+    }
+    let mut pem = String::new();
+    let read = std::fs::File::open(cert).and_then(|f| f.take(MAX_PEM).read_to_string(&mut pem));
+    match read {
+        Ok(_) if !pem.contains("PRIVATE KEY-----") => (format!("{cert}.key"), None),
+        _ => (cert.to_string(), None),
     }
 }
 

@@ -92,12 +92,14 @@ impl Note {
 }
 
 impl fmt::Display for Note {
-    /// The note without its place: `` `key`: message ``.
+    /// The note without its place: `` `key`: message ``, each control character in them
+    /// escaped (`\n`): what the imported file spells with escapes can't end a comment line
+    /// of the output, where the rest would be read as config, nor drive a terminal.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if !self.key.is_empty() {
-            write!(f, "`{}`: ", self.key)?;
+            write!(f, "`{}`: ", escaped(&self.key))?;
         }
-        f.write_str(&self.message)
+        f.write_str(&escaped(&self.message))
     }
 }
 
@@ -223,15 +225,32 @@ pub fn quoted(s: &str) -> String {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
+            c => push_escaped(&mut out, c),
         }
     }
     out.push('"');
     out
+}
+
+/// `s` with each control character escaped as in a TOML string (`\n`, `\u001B`), the rest as
+/// it is.
+fn escaped(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        push_escaped(&mut out, c);
+    }
+    out
+}
+
+/// Pushes `c` to `out`, a control character as its TOML escape.
+fn push_escaped(out: &mut String, c: char) {
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\t' => out.push_str("\\t"),
+        '\r' => out.push_str("\\r"),
+        c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+        c => out.push(c),
+    }
 }
 
 /// `ms` milliseconds as a Strata duration: "2s", "100ms".

@@ -80,3 +80,12 @@ fn import_check_lists_what_strata_check_refuses() {
         ])
     );
 }
+
+#[test]
+fn import_notes_escape_control_characters_to_stay_on_their_line() {
+    let note = Note::new(pos(2, 1), "a\nb", "\"x\" then\n[admin]\r\n\u{1b}[31m\tred");
+    let said = "`a\\nb`: \"x\" then\\n[admin]\\r\\n\\u001B[31m\\tred";
+    assert_eq!(note.to_string(), said);
+    assert_eq!(note.located("f").to_string(), format!("f:2:1: {said}"));
+    assert_eq!(commented(&[note]), format!("# line 2: {said}\n"));
+}

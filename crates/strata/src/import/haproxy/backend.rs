@@ -1,5 +1,6 @@
-//! A backend's part of a listener: its servers as `backends`, `balance`, `health`, `retries`,
-//! `slow_start` and `backend_protocol`, with the notes on what of it Strata can't do.
+//! A backend's part of a listener: its servers as `backends`, `balance`, `health`, `passive`,
+//! `retries`, `slow_start` and `backend_protocol`, with the notes on what of it Strata can't do.
+//! Where HAProxy's default differs from Strata's, HAProxy's is written.
 
 use std::collections::HashMap;
 
@@ -38,10 +39,16 @@ const READ: &[&str] = &[
 ];
 /// HAProxy's check timing when a server does not set it: `inter 2s`, `rise 2`, `fall 3`.
 const INTER: &str = "2s";
-const RISE: &str = "2";
-const FALL: &str = "3";
+const RISE: u32 = 2;
+const FALL: u32 = 3;
+/// The most `rise` and `fall` Strata takes.
+const MAX_RISE_FALL: u32 = 100;
+/// HAProxy's `retries` when a backend does not set it.
+const RETRIES: u32 = 3;
 /// The most `retries` Strata takes.
 const MAX_RETRIES: u32 = 10;
+/// The statuses Strata's HTTP check can expect.
+const STATUSES: std::ops::RangeInclusive<u16> = 100..=599;
 
 /// Why HAProxy sends a server no traffic (while another is up).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,18 +75,67 @@ struct Member<'c, 'a> {
     check: bool,
     idle: Option<Idle>,
     weight: u32,
-    /// `ssl` or `send-proxy`: what HAProxy speaks to it that Strata does not.
+    /// `ssl`, `send-proxy` or `send-proxy-v2`: what HAProxy speaks to it that Strata does not.
     speaks: Vec<&'static str>,
 }
 
-impl Member<'_, '_> {
+impl<'a> Member<'_, 'a> {
     /// The last option named `name`.
-    fn option(&self, name: &str) -> Option<&Param<'_>> {
+    fn option(&self, name: &str) -> Option<&Param<'a>> {
         self.params.iter().rev().find(|o| o.name() == name)
     }
 
     fn name(&self) -> &str {
         &self.server.name.text
+    }
+
+    /// Whether HAProxy sends it traffic.
+    fn served(&self) -> bool {
+        self.idle.is_none()
+    }
+
+    /// How HAProxy checks it: `inter`, `rise` and `fall`, its own or HAProxy's defaults (each
+    /// value as HAProxy reads it, checked when the file was read).
+    fn timing(&self) -> Timing<'a> {
+        let count = |name: &str, default: u32| {
+            let param = self.option(name).copied();
+            let n = param.map_or(default, |o| o.value().parse().unwrap_or(default));
+            (n, param)
+        };
+        let inter = self
+            .option("inter")
+            .and_then(|o| Time::parse(o.value()).ok());
+        Timing {
+            inter: inter.map_or(INTER.to_string(), Time::strata),
+            rise: count("rise", RISE),
+            fall: count("fall", FALL),
+        }
+    }
+}
+
+/// How HAProxy checks a server: `inter` as Strata writes it, and `rise` and `fall` with the
+/// param that sets each, if one does.
+struct Timing<'a> {
+    inter: String,
+    rise: (u32, Option<Param<'a>>),
+    fall: (u32, Option<Param<'a>>),
+}
+
+impl Timing<'_> {
+    /// Whether it checks as `other` does.
+    fn same(&self, other: &Timing<'_>) -> bool {
+        (&self.inter, self.rise.0, self.fall.0) == (&other.inter, other.rise.0, other.fall.0)
+    }
+}
+
+impl std::fmt::Display for Timing<'_> {
+    /// `inter 2s rise 2 fall 3`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "inter {} rise {} fall {}",
+            self.inter, self.rise.0, self.fall.0
+        )
     }
 }
 
@@ -130,6 +186,7 @@ impl<'c, 'a> Upstream<'c, 'a> {
         up.param_notes();
         up.balance();
         up.health();
+        up.passive();
         up.retries();
         up.slow_start();
         up.protocol();
@@ -251,33 +308,29 @@ impl<'c, 'a> Upstream<'c, 'a> {
             self.notes
                 .push(Note::new(self.proxy.at(), self.proxy.label(), why));
         }
-        let timing = |m: &Member<'_, '_>, name: &str, default: &str| {
-            m.option(name)
-                .map_or(default.to_string(), |o| o.value().to_string())
-        };
         let lead = &self.members[first];
-        let (inter, rise, fall) = (
-            timing(lead, "inter", INTER),
-            timing(lead, "rise", RISE),
-            timing(lead, "fall", FALL),
-        );
+        let timing = lead.timing();
         let mut differ = Vec::new();
         for &i in &checked[1..] {
             let m = &self.members[i];
-            let own = (
-                timing(m, "inter", INTER),
-                timing(m, "rise", RISE),
-                timing(m, "fall", FALL),
-            );
-            if (&own.0, &own.1, &own.2) != (&inter, &rise, &fall) {
-                let why = format!("`inter {} rise {} fall {}` {NOT_TRANSLATED}: Strata checks every backend alike, as HAProxy checks `{}` (`inter {inter} rise {rise} fall {fall}`)", own.0, own.1, own.2, lead.name());
+            let own = m.timing();
+            if !own.same(&timing) {
+                let why = format!("`{own}` {NOT_TRANSLATED}: Strata checks every backend alike, as HAProxy checks `{}` (`{timing}`)", lead.name());
                 differ.push((m.server.statement, why));
             }
         }
         for (s, why) in differ {
             self.note(s, why);
         }
-        let interval = Time::parse(&inter).map_or(INTER.to_string(), Time::strata);
+        let mut count = |name: &str, (n, param): (u32, Option<Param<'a>>)| {
+            if let Some(o) = param.filter(|_| n > MAX_RISE_FALL) {
+                let why = format!("`{name} {n}` made {MAX_RISE_FALL}: the most Strata takes");
+                self.note(o.statement, why);
+            }
+            n.min(MAX_RISE_FALL)
+        };
+        let (rise, fall) = (count("rise", timing.rise), count("fall", timing.fall));
+        let interval = timing.inter;
         // without `timeout check`, HAProxy gives a check `inter` to connect and answer
         let timeout = self
             .conf
@@ -352,12 +405,13 @@ impl<'c, 'a> Upstream<'c, 'a> {
                         self.note(line, why);
                     }
                 }
-                ["expect", "status", codes] if expect.is_none() && !codes.contains(',') => {
-                    expect = Some(match codes.split_once('-') {
-                        Some(_) => quoted(codes),
-                        None => codes.to_string(),
-                    });
-                }
+                ["expect", "status", codes] if expect.is_none() => match statuses(codes) {
+                    Some(statuses) => expect = Some(statuses),
+                    None => {
+                        let why = format!("status {} {NOT_TRANSLATED}: Strata's HTTP check takes one status or one range of statuses, from 100 to 599 (200-399 unless told)", quoted(codes));
+                        self.note(line, why);
+                    }
+                },
                 _ => {
                     let why = format!("{NOT_TRANSLATED}: Strata's HTTP check takes one status or range of statuses (200-399 unless told), and looks at nothing else of the answer");
                     self.note(line, why);
@@ -400,38 +454,70 @@ impl<'c, 'a> Upstream<'c, 'a> {
         fields
     }
 
-    /// `retries`, at most Strata's 10.
-    fn retries(&mut self) {
-        let Some(s) = self.conf.get(self.index, "retries") else {
-            return;
-        };
-        let n: u32 = s.text(0).parse().unwrap_or(0);
-        if n > MAX_RETRIES {
-            self.note(s, format!("{n} made {MAX_RETRIES}: the most Strata takes"));
-        }
-        self.keys.push(("retries", n.min(MAX_RETRIES).to_string()));
-    }
-
-    /// `slow_start`, from the first server with `slowstart`.
-    fn slow_start(&mut self) {
-        let mut times = self
+    /// `passive = { failures = 0 }` unless a server has `observe`: HAProxy takes a server out
+    /// for the errors of real traffic only when told, and Strata after 5 in a row unless told
+    /// not to.
+    fn passive(&mut self) {
+        let observed = self
             .members
             .iter()
-            .filter_map(|m| m.option("slowstart").map(|o| (m, o.value().to_string())));
+            .any(|m| m.served() && m.option("observe").is_some());
+        if !observed {
+            self.keys.push(("passive", "{ failures = 0 }".into()));
+        }
+    }
+
+    /// `retries`, at most Strata's 10; HAProxy's 3 when the backend does not set it (Strata's
+    /// own default is 2).
+    fn retries(&mut self) {
+        let n = match self.conf.get(self.index, "retries") {
+            Some(s) => {
+                let n: u32 = s.text(0).parse().unwrap_or(0);
+                if n > MAX_RETRIES {
+                    self.note(s, format!("{n} made {MAX_RETRIES}: the most Strata takes"));
+                }
+                n.min(MAX_RETRIES)
+            }
+            None => RETRIES,
+        };
+        self.keys.push(("retries", n.to_string()));
+    }
+
+    /// `slow_start`, from the first server HAProxy sends traffic to with `slowstart`, or else
+    /// `"0s"`: HAProxy ramps up only the servers with it, and Strata every backend, over 10s
+    /// unless told.
+    fn slow_start(&mut self) {
+        let served: Vec<&Member<'c, 'a>> = self.members.iter().filter(|m| m.served()).collect();
+        // (each checked when the file was read)
+        let mut times = served.iter().filter_map(|m| {
+            let time = m.option("slowstart")?;
+            Some((m, Time::parse(time.value()).ok()?))
+        });
         let Some((first, time)) = times.next() else {
+            self.keys.push(("slow_start", quoted("0s")));
             return;
         };
         let others: Vec<(&'a Statement, String)> = times
-            .filter(|(_, t)| *t != time)
-            .map(|(m, t)| (m.server.statement, t))
+            .filter(|(_, t)| t.ms() != time.ms())
+            .map(|(m, t)| (m.server.statement, t.strata()))
+            .collect();
+        let time = time.strata();
+        let without: Vec<&str> = served
+            .iter()
+            .filter(|m| m.option("slowstart").is_none())
+            .map(|m| m.name())
             .collect();
         let first = first.name().to_string();
+        if !without.is_empty() {
+            let why = format!("Strata ramps every backend up over `slow_start`, as HAProxy does `{first}` (`slowstart {time}`), where HAProxy ramps up only the servers with `slowstart` (not {})", without.join(", "));
+            self.notes
+                .push(Note::new(self.proxy.at(), self.proxy.label(), why));
+        }
         for (s, other) in others {
             let why = format!("`slowstart {other}` {NOT_TRANSLATED}: Strata ramps every backend up alike, as HAProxy does `{first}` (`slowstart {time}`)");
             self.note(s, why);
         }
-        let written = Time::parse(&time).map_or(time, Time::strata);
-        self.keys.push(("slow_start", quoted(&written)));
+        self.keys.push(("slow_start", quoted(&time)));
     }
 
     /// `backend_protocol = "h2c"` when every server speaks HTTP/2 (`proto h2`).
@@ -494,8 +580,8 @@ impl<'c, 'a> Upstream<'c, 'a> {
         any
     }
 
-    /// The keys after `backends`: `balance`, `hash_key`, `health`, `retries`, `slow_start`,
-    /// `backend_protocol`.
+    /// The keys after `backends`: `balance`, `hash_key`, `health`, `passive`, `retries`,
+    /// `slow_start`, `backend_protocol`.
     pub(super) fn keys(&self, table: &mut Table) {
         for (key, value) in &self.keys {
             table.key(key, value.clone());
@@ -574,14 +660,7 @@ impl<'c, 'a> Member<'c, 'a> {
         if flag("ssl", "no-ssl") {
             speaks.push("ssl");
         }
-        let proxy = params
-            .iter()
-            .rev()
-            .find(|o| o.name().contains("send-proxy"))
-            .filter(|o| !o.name().starts_with("no-"));
-        if proxy.is_some() {
-            speaks.push("send-proxy");
-        }
+        speaks.extend(proxy_protocol(&params));
         Member {
             server,
             check: flag("check", "no-check"),
@@ -590,5 +669,54 @@ impl<'c, 'a> Member<'c, 'a> {
             weight,
             speaks,
         }
+    }
+}
+
+/// The `expect` of Strata's HTTP check for the codes of `http-check expect status`: a status,
+/// or a range of them, in [`STATUSES`] (digits only, as HAProxy reads them: `0200` is 200);
+/// `None` for anything else, such as a list.
+fn statuses(codes: &str) -> Option<String> {
+    let status = |text: &str| {
+        Some(text)
+            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|t| t.parse::<u16>().ok())
+            .filter(|n| STATUSES.contains(n))
+    };
+    match codes.split_once('-') {
+        None => status(codes).map(|n| n.to_string()),
+        Some((low, high)) => {
+            let (low, high) = (status(low)?, status(high)?);
+            (low <= high).then(|| quoted(&format!("{low}-{high}")))
+        }
+    }
+}
+
+/// What HAProxy sends a server before anything else, from its `send-proxy` flags, each set and
+/// cleared in turn as HAProxy sets and clears them (`pp_opts`): the PROXY protocol version 2
+/// (`send-proxy-v2`, or one of its `-ssl` forms), version 1 (any other left on), or nothing.
+/// `check-send-proxy` is for checks only.
+fn proxy_protocol(params: &[Param<'_>]) -> Option<&'static str> {
+    const V1: u8 = 1;
+    const V2: u8 = 2;
+    const SSL: u8 = 4;
+    const CN: u8 = 8;
+    let mut on = 0;
+    for o in params {
+        match o.name() {
+            "send-proxy" => on |= V1,
+            "send-proxy-v2" => on |= V2,
+            "send-proxy-v2-ssl" => on |= V2 | SSL,
+            "send-proxy-v2-ssl-cn" => on |= V2 | SSL | CN,
+            "no-send-proxy" => on &= !V1,
+            "no-send-proxy-v2" => on &= !V2,
+            "no-send-proxy-v2-ssl" => on &= !(V2 | SSL),
+            "no-send-proxy-v2-ssl-cn" => on &= !(V2 | SSL | CN),
+            _ => {}
+        }
+    }
+    match on {
+        0 => None,
+        _ if on & V2 != 0 => Some("send-proxy-v2"),
+        _ => Some("send-proxy"),
     }
 }

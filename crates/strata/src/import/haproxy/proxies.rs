@@ -706,9 +706,12 @@ impl<'a> Conf<'a> {
         Some(Timeout { time, statement: s })
     }
 
-    /// The params of `server` in proxy `i`: those of the `default-server` lines of its
-    /// defaults (the outermost first), then its own, then the server's; a later one of a name
-    /// sets what an earlier one did.
+    /// The params of `server` in proxy `i`: those of the `default-server` lines before it, of
+    /// its defaults (the outermost first) then its own, then the server's; a later one of a
+    /// name sets what an earlier one did.
+    ///
+    /// HAProxy copies the `default-server` settings into a server as it reads the server's
+    /// line: a `default-server` line after it sets nothing of it.
     pub(super) fn params(&self, i: usize, server: &Server<'a>) -> Vec<Param<'a>> {
         let mut chain = Vec::new();
         let mut at = Some(i);
@@ -716,10 +719,14 @@ impl<'a> Conf<'a> {
             chain.push(j);
             at = self.proxies[j].defaults;
         }
+        // a defaults section is before the proxies that take from it, so the file's order is
+        // HAProxy's
+        let before = server.statement.at();
         let mut params: Vec<Param<'a>> = chain
             .iter()
             .rev()
             .flat_map(|&j| self.proxies[j].default_server.iter().copied())
+            .filter(|o| o.statement.at() < before)
             .collect();
         params.extend(server.params.iter().copied());
         params

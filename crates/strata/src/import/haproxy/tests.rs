@@ -88,6 +88,7 @@ fn import_haproxy_maps_every_key_it_can() {
             "]",
             "balance = \"least_conn\"",
             "health = { path = \"/health\", expect = \"200-299\", interval = \"1s\", timeout = \"500ms\", rise = 3, fall = 4 }",
+            "passive = { failures = 0 }",
             "retries = 4",
             "slow_start = \"20s\"",
             "connect_timeout = \"3s\"",
@@ -113,6 +114,9 @@ fn import_haproxy_maps_every_key_it_can() {
             "]",
             "balance = \"round_robin\"",
             "health = { interval = \"2s\", timeout = \"2s\", rise = 2, fall = 3 }",
+            "passive = { failures = 0 }",
+            "retries = 3",
+            "slow_start = \"0s\"",
             "connect_timeout = \"5s\"",
             "header_timeout = \"30s\"",
             "response_timeout = \"30s\"",
@@ -609,7 +613,7 @@ fn import_haproxy_keeps_servers_strata_cannot_reach_as_haproxy_did() {
             "    \"0.0.0.0\", # kept as written: see line 13 above",
             "    \"${APP_HOST}:80\", # kept as written: see line 14 above",
             "    \"10.0.0.6:443 ssl\", # kept as written: see line 15 above",
-            "    \"10.0.0.7:80 send-proxy\", # kept as written: see line 16 above",
+            "    \"10.0.0.7:80 send-proxy-v2\", # kept as written: see line 16 above",
             "    \"10.0.0.1:80\", # kept as written: see line 17 above",
             "    \"[fe80::1]:80\",",
         ]
@@ -914,4 +918,323 @@ fn import_haproxy_refuses_a_file_haproxy_would_not_start_with() {
             "11:10 app.server a: a server named \"a\" is on line 10 already, which HAProxy refuses"
         ]
     );
+}
+
+#[test]
+fn import_haproxy_gives_a_server_only_the_default_server_lines_before_it() {
+    let t = ok(&format!(
+        "{}  default-server inter 3s\n  mode http\nfrontend www\n  bind :80\n  default_backend app\nbackend app\n{}",
+        TIMEOUTS,
+        concat!(
+            "  server a 10.0.0.1:80 check\n",
+            "  default-server weight 5 fall 5\n",
+            "  server b 10.0.0.2:80 check\n",
+            "  default-server backup\n",
+        ),
+    ));
+    let lines = listener(&t, "www");
+    // `a` is read before the backend's `default-server` lines, after the defaults' one
+    assert!(lines.contains(&"    \"10.0.0.1:80\","), "{lines:?}");
+    assert!(
+        lines.contains(&"    \"10.0.0.2:80 weight=5\","),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"health = { interval = \"3s\", timeout = \"3s\", rise = 2, fall = 3 }"),
+        "{lines:?}"
+    );
+    assert!(says(
+        &t,
+        "app.server b",
+        "`inter 3s rise 2 fall 5` not translated"
+    ));
+    assert!(!says(&t, "app.server a", "backup"));
+    assert!(!says(&t, "app.server b", "backup"));
+    passes_strata_check(&t);
+}
+
+#[test]
+fn import_haproxy_writes_expect_rise_and_fall_as_checked_numbers() {
+    let health = |rest: &str, servers: &str| {
+        let t = ok(&proxy("http", ":80", rest, servers));
+        let line = listener(&t, "www")
+            .into_iter()
+            .find(|l| l.starts_with("health"))
+            .map(str::to_string)
+            .unwrap_or_default();
+        passes_strata_check(&t);
+        (line, t)
+    };
+    let expect = |codes: &str| {
+        health(
+            &format!("  option httpchk\n  http-check expect status {codes}\n"),
+            "  server a 10.0.0.1:80 check\n",
+        )
+    };
+    let timing = "interval = \"2s\", timeout = \"2s\", rise = 2, fall = 3 }";
+    assert_eq!(
+        expect("0200").0,
+        format!("health = {{ path = \"/\", expect = 200, {timing}")
+    );
+    assert_eq!(
+        expect("200-0299").0,
+        format!("health = {{ path = \"/\", expect = \"200-299\", {timing}")
+    );
+    for codes in [
+        "2xx",
+        "999",
+        "200,301",
+        "299-200",
+        "+200",
+        "\"200\\n[admin]\"",
+    ] {
+        let (line, t) = expect(codes);
+        assert_eq!(
+            line,
+            format!("health = {{ path = \"/\", {timing}"),
+            "{codes}"
+        );
+        assert!(
+            says(
+                &t,
+                "app.http-check",
+                "not translated: Strata's HTTP check takes one status or one range of statuses, from 100 to 599"
+            ),
+            "{codes}: {:?}",
+            t.notes
+        );
+    }
+    assert!(says(
+        &expect("\"200\\n[admin]\"").1,
+        "app.http-check",
+        "status \"200\\n[admin]\" not translated"
+    ));
+    // rise and fall as numbers, at most Strata's 100, with a note on the line that set more
+    let (line, t) = health(
+        "  default-server fall 200\n",
+        "  server a 10.0.0.1:80 check rise 02\n",
+    );
+    assert_eq!(
+        line,
+        "health = { interval = \"2s\", timeout = \"2s\", rise = 2, fall = 100 }"
+    );
+    assert!(says(
+        &t,
+        "app.default-server",
+        "`fall 200` made 100: the most Strata takes"
+    ));
+    assert_eq!(t.notes[0].at.line, 10, "{:?}", t.notes);
+    // 02 is 2, as HAProxy reads it: checked alike
+    let (_, t) = health(
+        "",
+        "  server a 10.0.0.1:80 check rise 02\n  server b 10.0.0.2:80 check rise 2\n",
+    );
+    assert!(!says(&t, "app.server b", "not translated"), "{:?}", t.notes);
+}
+
+#[test]
+fn import_haproxy_escapes_what_the_file_spells_with_escapes_in_its_notes() {
+    let injected = "\\n[admin]\\nlisten = \\\"0.0.0.0:9000\\\"";
+    let t = ok(&format!(
+        "{}.if streq(\"a{injected}\",\"b\")\n.endif\n",
+        proxy(
+            "http",
+            ":80",
+            &format!("  option \"x{injected}\"\n"),
+            &format!("  server a 10.0.0.1:80 cookie \"c{injected}\"\n"),
+        )
+    ));
+    passes_strata_check(&t);
+    assert!(
+        !t.toml
+            .lines()
+            .any(|l| l.starts_with("[admin]") || l.starts_with("listen = \"0.0.0.0:9000\"")),
+        "{}",
+        t.toml
+    );
+    // on stderr as in the output: each on its line
+    let escaped = "\\n[admin]\\nlisten = \"0.0.0.0:9000\"";
+    for (key, text) in [
+        (
+            format!("app.option x{escaped}"),
+            "not translated".to_string(),
+        ),
+        (
+            "app.server a".into(),
+            format!("`cookie c{escaped}` not translated"),
+        ),
+        // HAProxy's quotes are read, and the words joined
+        (".if".into(), format!("`.if streq(a{escaped},b)`")),
+    ] {
+        let note = t
+            .notes
+            .iter()
+            .find(|n| n.to_string().contains(&key) && n.to_string().contains(&text));
+        let note = note.unwrap_or_else(|| panic!("{key}: {text}\n{:?}", t.notes));
+        assert!(!note.to_string().contains('\n'), "{note}");
+        assert!(!note.located("h.cfg").to_string().contains('\n'), "{note}");
+    }
+}
+
+#[test]
+fn import_haproxy_keeps_a_crt_directory_and_reads_only_small_regular_files() {
+    let dir = std::env::temp_dir().join(format!("strata-haproxy-crt-{}", std::process::id()));
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let big = dir.join("big.pem");
+    // no key in the first 1 MiB, so read whole it would send HAProxy's key to big.pem.key
+    std::fs::write(&big, "#".repeat((MAX_PEM + 1) as usize)).unwrap();
+    let fifo = dir.join("fifo.pem");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let file = dir.join("haproxy.cfg");
+    let tls = |crt: &str| {
+        let source = format!(
+            "global\n  default-path config\n{}",
+            proxy(
+                "http",
+                &format!(":443 ssl crt {crt}"),
+                "",
+                "  server a 10.0.0.1:80\n"
+            )
+        );
+        let t = translated(translate, &source, file.to_str().unwrap());
+        let line = listener(&t, "www")[3].to_string();
+        (line, t)
+    };
+    for crt in ["certs/", &certs.display().to_string()] {
+        let (line, t) = tls(crt);
+        assert_eq!(
+            line,
+            format!("    \"crt {crt}\", # kept as written: see line 9 above"),
+            "{crt}"
+        );
+        assert!(says(
+            &t,
+            "www.bind",
+            &format!(
+                "{KEPT}: \"{crt}\" is a directory, and HAProxy serves every certificate in it"
+            )
+        ));
+        assert_eq!(check(&config(&t).join("\n")).unwrap_err().len(), 1);
+    }
+    let d = dir.display();
+    // (the big file first: read whole, as it was, it fails the test before a pipe hangs it or
+    // /dev/zero fills the memory)
+    for (crt, what) in [
+        (
+            format!("{d}/big.pem"),
+            "larger than a certificate chain (1 MiB)",
+        ),
+        (format!("{d}/fifo.pem"), "not a regular file"),
+        ("/dev/zero".to_string(), "not a regular file"),
+    ] {
+        let (line, t) = tls(&crt);
+        assert_eq!(
+            line,
+            format!("    {{ cert = \"{crt}\", key = \"{crt}\" }},"),
+            "{crt}"
+        );
+        assert!(
+            says(
+                &t,
+                "www.bind",
+                &format!("\"{crt}\" is {what}, and was not read")
+            ),
+            "{crt}: {:?}",
+            t.notes
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn import_haproxy_writes_haproxy_s_defaults_where_strata_s_differ() {
+    let keys = |rest: &str, servers: &str| {
+        let t = ok(&proxy("tcp", ":80", rest, servers));
+        passes_strata_check(&t);
+        let keys: Vec<String> = listener(&t, "www")
+            .into_iter()
+            .filter(|l| {
+                ["passive", "retries", "slow_start"]
+                    .iter()
+                    .any(|k| l.starts_with(k))
+            })
+            .map(str::to_string)
+            .collect();
+        (keys, t)
+    };
+    // no ejection on errors, HAProxy's 3 retries, no ramp up
+    let (plain, _) = keys("", "  server a 10.0.0.1:80\n");
+    assert_eq!(
+        plain,
+        [
+            "passive = { failures = 0 }",
+            "retries = 3",
+            "slow_start = \"0s\""
+        ]
+    );
+    // as the file sets them: `observe` leaves Strata's ejection on (and is noted)
+    let (set, t) = keys(
+        "  retries 1\n",
+        "  server a 10.0.0.1:80 observe layer4 slowstart 1m\n",
+    );
+    assert_eq!(set, ["retries = 1", "slow_start = \"1m\""]);
+    assert!(says(&t, "app.server a", "`observe layer4` not translated"));
+    // a `slowstart` on one server ramps every backend up
+    let (one, t) = keys(
+        "",
+        "  server a 10.0.0.1:80\n  server b 10.0.0.2:80 slowstart 20s\n  server c 10.0.0.3:80\n  server d 10.0.0.4:80 backup\n",
+    );
+    assert!(one.contains(&"slow_start = \"20s\"".to_string()), "{one:?}");
+    assert!(says(
+        &t,
+        "app",
+        "Strata ramps every backend up over `slow_start`, as HAProxy does `b` (`slowstart 20s`), where HAProxy ramps up only the servers with `slowstart` (not a, c)"
+    ));
+}
+
+#[test]
+fn import_haproxy_keeps_the_servers_haproxy_sends_the_proxy_protocol() {
+    let t = ok(&proxy(
+        "tcp",
+        ":80",
+        "",
+        concat!(
+            "  server a 10.0.0.1:80 check check-send-proxy\n",
+            "  server b 10.0.0.2:80 send-proxy no-send-proxy\n",
+            "  server c 10.0.0.3:80 send-proxy-v2-ssl no-send-proxy-v2-ssl\n",
+            "  default-server send-proxy\n",
+            // v1 is still on
+            "  server d 10.0.0.4:80 no-send-proxy-v2\n",
+            // the -ssl flag is still on, and HAProxy sends version 1
+            "  server e 10.0.0.5:80 no-send-proxy send-proxy-v2-ssl no-send-proxy-v2\n",
+            "  server f 10.0.0.6:80 no-send-proxy send-proxy-v2-ssl-cn\n",
+            "  server g 10.0.0.7:80 no-send-proxy\n",
+        ),
+    ));
+    let backends: Vec<&str> = listener(&t, "www")
+        .into_iter()
+        .filter(|l| l.starts_with("    \"10."))
+        .collect();
+    assert_eq!(
+        backends,
+        vec![
+            "    \"10.0.0.1:80\",",
+            "    \"10.0.0.2:80\",",
+            "    \"10.0.0.3:80\",",
+            "    \"10.0.0.4:80 send-proxy\", # kept as written: see line 14 above",
+            "    \"10.0.0.5:80 send-proxy\", # kept as written: see line 15 above",
+            "    \"10.0.0.6:80 send-proxy-v2\", # kept as written: see line 16 above",
+            "    \"10.0.0.7:80\",",
+        ]
+    );
+    assert!(says(
+        &t,
+        "app.server a",
+        "`check-send-proxy` not translated: Strata's checks are plain TCP or HTTP"
+    ));
 }
