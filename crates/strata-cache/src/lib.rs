@@ -282,7 +282,12 @@ impl strata_layer::Service for CacheService {
     fn traffic(&self) -> Traffic {
         let pool = self.pool.load();
         let mut latency = Buckets::default();
-        for shard in &pool.servers {
+        // a cluster's commands go to its nodes, not to the seeds the pool lists
+        let shards = match &pool.cluster {
+            Some(cluster) => cluster.nodes(),
+            None => pool.servers.clone(),
+        };
+        for shard in &shards {
             latency.add(&shard.master.latency.histogram.buckets());
             for r in shard.live.replicas.load().iter() {
                 latency.add(&r.latency.histogram.buckets());

@@ -1674,6 +1674,22 @@ async fn a_redis_cluster_serves_clients_that_know_nothing_of_it() {
         Some(3),
         "{v}"
     );
+    // the dashboard's latency graph counts the cluster's nodes (the commands' servers), not
+    // only its seeds
+    eventually(
+        std::time::Duration::from_secs(15),
+        "a latency point in the pool's history",
+        || async {
+            let mut c = Resp::connect(strata.addr("cache:c")).await.unwrap();
+            c.cmd(&[b"GET", b"key:5"]).await;
+            let h = common::admin_get(&strata, "/history").await;
+            let h: serde_json::Value = serde_json::from_str(&h.body).unwrap();
+            h["series"][0]["points"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| !p[3].is_null()))
+        },
+    )
+    .await;
 }
 
 /// A TCP proxy in front of a server whose answers can be held back: what the server is sent
