@@ -704,3 +704,22 @@ async fn import_haproxy_listener_spreads_requests_over_the_servers_as_haproxy_do
     assert_eq!(through_strata, through_haproxy);
     drop(haproxy);
 }
+
+#[test]
+fn a_file_name_with_a_newline_stays_inside_the_comment_that_names_it() {
+    let dir = TempDir::new();
+    let yml = std::fs::read_to_string("tests/fixtures/twemproxy/nutcracker.yml").unwrap();
+    // a name a shell can make: a newline, then what would be a live table
+    let path = write_file(
+        dir.path(),
+        "pools\n[admin]\nlisten = \"0.0.0.0:9\"\n.yml",
+        &yml,
+    );
+    let (code, out, err) = strata_cmd(&["import", "twemproxy", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !out.lines().any(|l| l.starts_with("[admin]")),
+        "the file's name became config:\n{out}"
+    );
+    assert!(out.contains("pools\\n[admin]"), "{out}");
+}

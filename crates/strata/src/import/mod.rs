@@ -171,7 +171,8 @@ pub fn run(source: &Source) -> ExitCode {
 type Translate = fn(&str, &str) -> Result<Translation, Vec<Note>>;
 
 fn import(path: &Path, translate: Translate) -> ExitCode {
-    let file = path.display().to_string();
+    // the name goes into the config's comments: a newline in it must not end one
+    let file = escaped(&path.display().to_string());
     let source = match std::fs::read_to_string(path) {
         Ok(s) => s,
         Err(e) => {
