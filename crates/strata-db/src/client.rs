@@ -1573,12 +1573,8 @@ impl Session {
 
     /// Gets a server connection with the client's parameters; on failure tells the client.
     async fn attach(&mut self, to_replica: bool, read_only: bool) -> bool {
-        let asked = std::time::Instant::now();
-        let lease = self.svc.acquire(&self.pool, self.shard, to_replica).await;
-        self.svc.stats.wait.observe(asked.elapsed());
-        let lease = match lease {
+        let lease = match self.svc.assign(&self.pool, self.shard, to_replica).await {
             Ok((l, replica)) => {
-                self.svc.stats.assigned.inc();
                 self.on_replica = replica;
                 self.read_only = read_only;
                 l

@@ -194,6 +194,23 @@ impl DatabaseService {
             .clone()
     }
 
+    /// [`DatabaseService::acquire`] for a client's transaction or session, counted and timed
+    /// (the wait for a server connection).
+    async fn assign(
+        &self,
+        pool: &Pool,
+        shard: usize,
+        read_only: bool,
+    ) -> Result<(Lease, bool), AcquireError> {
+        let asked = std::time::Instant::now();
+        let r = self.acquire(pool, shard, read_only).await;
+        self.stats.wait.observe(asked.elapsed());
+        if r.is_ok() {
+            self.stats.assigned.inc();
+        }
+        r
+    }
+
     /// A server connection of `pool` to `shard`: on one of its replicas for a transaction
     /// that only reads (when one is up and near enough), else on its primary. The flag says
     /// it is a replica's.
