@@ -178,6 +178,14 @@ async fn a_bad_revision_is_refused_and_etcd_going_away_keeps_the_last_good_confi
         .await;
     agree(pool, &[pool], 20, "still").await;
 
+    // the key deleted: logged, and the running config stays
+    etcd.delete(KEY);
+    strata
+        .wait_log("the config key was deleted", Duration::from_secs(10))
+        .await;
+    assert_eq!(running(&strata).await, (good, 1));
+    agree(pool, &[pool], 10, "deleted").await;
+
     // etcd goes away: the node keeps serving what it runs
     etcd.kill();
     strata.wait_log("retrying", Duration::from_secs(10)).await;

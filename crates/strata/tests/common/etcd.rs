@@ -90,6 +90,11 @@ impl Etcd {
         v["header"]["revision"].as_i64().expect("a revision")
     }
 
+    /// Deletes `key`.
+    pub fn delete(&self, key: &str) {
+        self.ctl(&["del", key]).expect("etcdctl del");
+    }
+
     /// Watches open on it now (etcd's own gauge): a node that watches has read the key first.
     pub async fn watchers(&self) -> u64 {
         let body = super::get_once(self.addr, "/metrics").await.body;
