@@ -424,7 +424,7 @@ async fn next_valid(
         match strata_config::parse(&r.text, &what, Path::new(".")) {
             Ok(config) => return Some((config, r.revision)),
             Err(e) => {
-                log_rejected(&what, &e);
+                log_rejected(&what, true, &e);
                 tracing::error!("{what}: waiting for a revision that is a valid config");
             }
         }
@@ -444,11 +444,12 @@ pub async fn first_from_etcd(source: &EtcdSource) -> Result<Option<(Config, i64)
     Ok(next_valid(source, &mut revisions, &mut signals).await)
 }
 
-/// Logs each problem of a config refused; `what` goes before problems that do not name their
-/// source themselves (a file's do; a signal's name does not).
-fn log_rejected(what: &str, e: &strata_config::ConfigError) {
+/// Logs each problem of a config refused. `what` goes before problems that do not name their
+/// source themselves: an etcd revision's name is in each of its problems (`named`), a signal's
+/// name is not.
+fn log_rejected(what: &str, named: bool, e: &strata_config::ConfigError) {
     for p in e.problems() {
-        if p.to_string().starts_with(what) {
+        if named {
             tracing::error!("{p}");
         } else {
             tracing::error!("{what}: {p}");
@@ -588,7 +589,7 @@ impl Node {
                 }
             },
             Err(e) => {
-                log_rejected(what, &e);
+                log_rejected(what, revision.is_some(), &e);
                 tracing::error!("{what}: config rejected; the old config keeps serving");
                 e.problems()
                     .first()

@@ -5,7 +5,7 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::redis::{Nutcracker, Redis, Resp, RespRecorder};
+use common::redis::{text, Nutcracker, Redis, Resp, RespRecorder};
 use common::{eventually, python_ok, Strata};
 
 /// One pool, as both proxies are told it.
@@ -210,10 +210,6 @@ fn pool(servers: &[SocketAddr], extra: &str) -> String {
 
 fn cmd(args: &[&str]) -> Vec<Vec<u8>> {
     args.iter().map(|a| a.as_bytes().to_vec()).collect()
-}
-
-fn text(reply: &[u8]) -> String {
-    String::from_utf8_lossy(reply).into_owned()
 }
 
 /// The same pipeline against one redis-server directly and through Strata over two: every
@@ -1770,6 +1766,47 @@ impl Drop for Gate {
     }
 }
 
+/// A pool with hash tags (`{tN}` places every key of N together) over the first two of
+/// `servers`, given `setup` through a client, then reloaded to all three: the node and that
+/// client.
+async fn grown_pool(servers: [SocketAddr; 3], setup: &[Vec<Vec<u8>>]) -> (Strata, Resp) {
+    let config = |n: usize| {
+        let list: Vec<String> = servers[..n].iter().map(|a| format!("\"{a}:1\"")).collect();
+        format!(
+            "[[cache]]\nname = \"c\"\nlisten = \"127.0.0.1:0\"\nhash = \"murmur\"\nhash_tag = \"{{}}\"\n\
+             servers = [{}]\n",
+            list.join(", ")
+        )
+    };
+    let strata = Strata::start(&config(2));
+    let mut c = Resp::connect(strata.addr("cache:c")).await.unwrap();
+    c.pipeline(setup).await;
+    std::fs::write(&strata.config, config(3)).unwrap();
+    strata.signal(libc::SIGHUP);
+    strata
+        .wait_log("SIGHUP: reloaded", std::time::Duration::from_secs(10))
+        .await;
+    (strata, c)
+}
+
+/// The first N of `tags` whose keys the reload of [`grown_pool`] moved to the server `new`:
+/// a probe `{tN}:probe` written through `c` lands there.
+async fn moved_tag(
+    c: &mut Resp,
+    new: &Redis,
+    tags: impl IntoIterator<Item = usize>,
+) -> Option<usize> {
+    let mut direct = new.client().await;
+    for i in tags {
+        let probe = format!("{{t{i}}}:probe");
+        c.cmd(&[b"SET", probe.as_bytes(), b"x"]).await;
+        if text(&direct.cmd(&[b"EXISTS", probe.as_bytes()]).await) == ":1\r\n" {
+            return Some(i);
+        }
+    }
+    None
+}
+
 /// A DEL of a moved key while read-through is copying it: the copy read the old server before
 /// the DEL, and must not restore that value on the new server after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1781,26 +1818,10 @@ async fn a_delete_during_a_read_through_copy_is_not_undone() {
     ];
     // the first server is reached through a gate that can hold its answers
     let gate = Gate::start(redis[0].addr).await;
-    let servers = [gate.addr, redis[1].addr, redis[2].addr];
-    let config = |n: usize| {
-        let list: Vec<String> = servers[..n].iter().map(|a| format!("\"{a}:1\"")).collect();
-        format!(
-            "[[cache]]\nname = \"c\"\nlisten = \"127.0.0.1:0\"\nhash = \"murmur\"\nhash_tag = \"{{}}\"\n\
-             servers = [{}]\n",
-            list.join(", ")
-        )
-    };
-    let strata = Strata::start(&config(2));
-    let mut a = Resp::connect(strata.addr("cache:c")).await.unwrap();
     let sets: Vec<Vec<Vec<u8>>> = (0..200)
         .map(|i| cmd(&["SET", &format!("{{t{i}}}:victim"), "old-value"]))
         .collect();
-    a.pipeline(&sets).await;
-    std::fs::write(&strata.config, config(3)).unwrap();
-    strata.signal(libc::SIGHUP);
-    strata
-        .wait_log("SIGHUP: reloaded", std::time::Duration::from_secs(10))
-        .await;
+    let (strata, mut a) = grown_pool([gate.addr, redis[1].addr, redis[2].addr], &sets).await;
 
     // a key on the gated server whose owner is now the new one: a probe with the same hash
     // tag, written through Strata, lands on the new server
@@ -1809,20 +1830,17 @@ async fn a_delete_during_a_read_through_copy_is_not_undone() {
         redis[1].client().await,
         redis[2].client().await,
     ];
-    let mut victim = None;
+    let mut on_gated = Vec::new();
     for i in 0..200 {
         let key = format!("{{t{i}}}:victim");
-        if text(&direct[0].cmd(&[b"EXISTS", key.as_bytes()]).await) != ":1\r\n" {
-            continue;
-        }
-        let probe = format!("{{t{i}}}:probe");
-        a.cmd(&[b"SET", probe.as_bytes(), b"x"]).await;
-        if text(&direct[2].cmd(&[b"EXISTS", probe.as_bytes()]).await) == ":1\r\n" {
-            victim = Some(key);
-            break;
+        if text(&direct[0].cmd(&[b"EXISTS", key.as_bytes()]).await) == ":1\r\n" {
+            on_gated.push(i);
         }
     }
-    let victim = victim.expect("a key that moved from the first server to the third");
+    let victim = moved_tag(&mut a, &redis[2], on_gated)
+        .await
+        .map(|i| format!("{{t{i}}}:victim"))
+        .expect("a key that moved from the first server to the third");
 
     // A reads the key: the new server lacks it, so Strata reads the old one, whose answers
     // the gate holds
@@ -1863,44 +1881,21 @@ async fn a_transaction_after_a_ring_change_works_on_the_moved_values() {
         Redis::start().await,
         Redis::start().await,
     ];
-    let config = |n: usize| {
-        let list: Vec<String> = redis[..n]
-            .iter()
-            .map(|r| format!("\"{}:1\"", r.addr))
-            .collect();
-        format!(
-            "[[cache]]\nname = \"c\"\nlisten = \"127.0.0.1:0\"\nhash = \"murmur\"\nhash_tag = \"{{}}\"\n\
-             servers = [{}]\n",
-            list.join(", ")
-        )
-    };
-    let strata = Strata::start(&config(2));
-    let mut c = Resp::connect(strata.addr("cache:c")).await.unwrap();
-    for i in 0..100 {
-        c.cmd(&[b"SET", format!("{{t{i}}}:n").as_bytes(), b"10"])
-            .await;
-        c.cmd(&[b"HSET", format!("{{t{i}}}:h").as_bytes(), b"f", b"kept"])
-            .await;
-        c.cmd(&[b"RPUSH", format!("{{t{i}}}:l").as_bytes(), b"first"])
-            .await;
-    }
-    std::fs::write(&strata.config, config(3)).unwrap();
-    strata.signal(libc::SIGHUP);
-    strata
-        .wait_log("SIGHUP: reloaded", std::time::Duration::from_secs(10))
-        .await;
+    let setup: Vec<Vec<Vec<u8>>> = (0..100)
+        .flat_map(|i| {
+            [
+                cmd(&["SET", &format!("{{t{i}}}:n"), "10"]),
+                cmd(&["HSET", &format!("{{t{i}}}:h"), "f", "kept"]),
+                cmd(&["RPUSH", &format!("{{t{i}}}:l"), "first"]),
+            ]
+        })
+        .collect();
+    let (_strata, mut c) = grown_pool([redis[0].addr, redis[1].addr, redis[2].addr], &setup).await;
     // a tag whose keys now belong to the new server: a probe with it lands there
-    let mut third = redis[2].client().await;
-    let mut tag = None;
-    for i in 0..100 {
-        let probe = format!("{{t{i}}}:probe");
-        c.cmd(&[b"SET", probe.as_bytes(), b"x"]).await;
-        if text(&third.cmd(&[b"EXISTS", probe.as_bytes()]).await) == ":1\r\n" {
-            tag = Some(format!("{{t{i}}}"));
-            break;
-        }
-    }
-    let tag = tag.expect("a hash tag that moved to the new server");
+    let tag = moved_tag(&mut c, &redis[2], 0..100)
+        .await
+        .map(|i| format!("{{t{i}}}"))
+        .expect("a hash tag that moved to the new server");
     let (n, h) = (format!("{tag}:n"), format!("{tag}:h"));
     // optimistic locking as clients do it: WATCH first, on a key that still lives on its old
     // server (WATCH must not delete that copy, and no copy may change the key behind it)
@@ -1948,37 +1943,14 @@ async fn a_resp3_delete_that_runs_before_a_restore_already_sent_is_made_good() {
     ];
     // the new server is reached through a gate that can hold a RESTORE
     let gate = Gate::start(redis[2].addr).await;
-    let servers = [redis[0].addr, redis[1].addr, gate.addr];
-    let config = |n: usize| {
-        let list: Vec<String> = servers[..n].iter().map(|a| format!("\"{a}:1\"")).collect();
-        format!(
-            "[[cache]]\nname = \"c\"\nlisten = \"127.0.0.1:0\"\nhash = \"murmur\"\nhash_tag = \"{{}}\"\n\
-             servers = [{}]\n",
-            list.join(", ")
-        )
-    };
-    let strata = Strata::start(&config(2));
-    let mut a = Resp::connect(strata.addr("cache:c")).await.unwrap();
     let sets: Vec<Vec<Vec<u8>>> = (0..200)
         .map(|i| cmd(&["SET", &format!("{{t{i}}}:victim"), "old-value"]))
         .collect();
-    a.pipeline(&sets).await;
-    std::fs::write(&strata.config, config(3)).unwrap();
-    strata.signal(libc::SIGHUP);
-    strata
-        .wait_log("SIGHUP: reloaded", std::time::Duration::from_secs(10))
-        .await;
-    let mut third = redis[2].client().await;
-    let mut victim = None;
-    for i in 0..200 {
-        let probe = format!("{{t{i}}}:probe");
-        a.cmd(&[b"SET", probe.as_bytes(), b"x"]).await;
-        if text(&third.cmd(&[b"EXISTS", probe.as_bytes()]).await) == ":1\r\n" {
-            victim = Some(format!("{{t{i}}}:victim"));
-            break;
-        }
-    }
-    let victim = victim.expect("a key that moved to the third server");
+    let (strata, mut a) = grown_pool([redis[0].addr, redis[1].addr, gate.addr], &sets).await;
+    let victim = moved_tag(&mut a, &redis[2], 0..200)
+        .await
+        .map(|i| format!("{{t{i}}}:victim"))
+        .expect("a key that moved to the third server");
 
     gate.hold_restore.send_replace(true);
     let mut reader = Resp::connect(strata.addr("cache:c")).await.unwrap();

@@ -172,7 +172,9 @@ async fn every_layer_is_drawn_under_live_traffic() {
     ));
     let admin = strata.addr("admin");
 
-    // traffic on every listener until the screenshot is taken
+    // traffic on every listener until the screenshot is taken, paced (a request every few
+    // milliseconds per listener) so the graphs show a steady rate and the two cores stay free
+    // for the browser; the pauses order nothing
     let stop = Arc::new(AtomicBool::new(false));
     let mut load = Vec::new();
     for (listener, per_connection) in [("http:web", 100), ("tcp:relay", 1)] {

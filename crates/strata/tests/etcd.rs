@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::etcd::Etcd;
-use common::redis::{Redis, Resp};
+use common::redis::{text, Redis, Resp};
 use common::*;
 
 const KEY: &str = "/strata/fleet";
@@ -35,10 +35,6 @@ fn ring(servers: &[&Redis]) -> String {
          hash = \"murmur\"\nservers = [{}]\n",
         list.join(", ")
     )
-}
-
-fn text_of(reply: &[u8]) -> String {
-    String::from_utf8_lossy(reply).into_owned()
 }
 
 async fn status(strata: &Strata) -> serde_json::Value {
@@ -126,7 +122,7 @@ async fn a_ring_change_written_once_reaches_three_nodes_that_agree_on_its_revisi
     let mut held = Vec::new();
     for r in &redis {
         let mut direct = Resp::connect(r.addr).await.unwrap();
-        held.push(text_of(&direct.cmd(&[b"DBSIZE"]).await));
+        held.push(text(&direct.cmd(&[b"DBSIZE"]).await));
     }
     assert_ne!(
         held[2],

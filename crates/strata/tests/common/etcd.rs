@@ -60,6 +60,7 @@ impl Etcd {
                 panic!("etcd exited with {status}");
             }
             assert!(Instant::now() < deadline, "etcd did not answer in time");
+            // between probes (each one runs etcdctl)
             std::thread::sleep(Duration::from_millis(50));
         }
     }

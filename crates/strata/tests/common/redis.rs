@@ -458,6 +458,11 @@ impl Drop for Memcached {
     }
 }
 
+/// A reply as text, for assertions and messages.
+pub fn text(reply: &[u8]) -> String {
+    String::from_utf8_lossy(reply).into_owned()
+}
+
 /// Writes `request` and reads until `want` bytes came or the peer goes quiet.
 pub async fn text_exchange(stream: &mut TcpStream, request: &[u8], until: &[u8]) -> String {
     stream.write_all(request).await.expect("write");
