@@ -1,4 +1,4 @@
-"""Real gRPC (grpcio) on both sides of Strata, for crates/strata/tests/grpc.rs.
+"""Real gRPC (grpcio) on both sides of Strata, for crates/strata/tests/e2e/grpc.rs.
 
   grpc_peer.py server NAME        serves on 127.0.0.1, prints its port, runs until stdin closes
   grpc_peer.py client HOST:PORT SCENARIO [ARGS]

@@ -1,4 +1,4 @@
-"""Hostile HTTP/2 clients, for crates/strata/tests/h2_abuse.rs (Python's h2, from PyPI).
+"""Hostile HTTP/2 clients, for crates/strata/tests/e2e/h2_abuse.rs (Python's h2, from PyPI).
 
   h2_abuse.py HOST PORT SCENARIO [SECONDS]
 

@@ -2,7 +2,7 @@
 //! last chunk for HTTP/1.1, a trailing HEADERS frame for HTTP/2; the fields that belong in a
 //! head (framing, routing, credentials) never pass.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

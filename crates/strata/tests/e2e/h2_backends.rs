@@ -1,7 +1,7 @@
 //! `backend_protocol = "h2c"`: HTTP/1.1 and HTTP/2 clients' requests reach backends that speak
 //! only HTTP/2, bodies and trailers both ways, health checks over HTTP/2.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

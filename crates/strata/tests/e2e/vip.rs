@@ -3,7 +3,7 @@
 //! preemption, a healed partition, active-active, a keepalived peer, and hostile adverts from
 //! a raw peer. Needs root, as CI runs.
 
-mod common;
+use crate::common;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;

@@ -4,7 +4,7 @@
 //! transactions stay on one shard; drivers' prepared statements (pgbench -M prepared and
 //! extended) route by their parameters.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

@@ -1,6 +1,6 @@
 //! End to end with real nginx app servers: one is killed with SIGKILL under steady load.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

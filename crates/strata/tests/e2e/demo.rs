@@ -1,7 +1,7 @@
 //! README's first command: the built-in demo starts, balances over its upstreams, and answers
 //! on the admin listener.
 
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -1,7 +1,7 @@
 //! Request smuggling and the edges around it, tried as an attacker would: raw bytes from the
 //! client, and a raw-socket backend that records exactly what reaches it.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

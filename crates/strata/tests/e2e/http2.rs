@@ -1,7 +1,7 @@
 //! HTTP/2 clients (h2c with prior knowledge) end to end: their requests go to HTTP/1.1
 //! backends through the same backend connections as HTTP/1.1 clients' requests.
 
-mod common;
+use crate::common;
 
 use std::collections::VecDeque;
 use std::convert::Infallible;

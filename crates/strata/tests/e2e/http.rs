@@ -1,6 +1,6 @@
 //! The HTTP layer end to end: the real binary in front of backends started here.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! HTTP/1.x details a proxy must get right, spoken as raw bytes: body framing both ways,
 //! pipelining, interim responses, HEAD, and request smuggling shapes.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

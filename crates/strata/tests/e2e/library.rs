@@ -1,7 +1,7 @@
 //! Strata as a library: a node started in-process with `strata::run`, serving until its
 //! shutdown token is cancelled.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Logs: the access log is off by default; with `access_log = true` and `--log-format json`,
 //! each request is one JSON line with what an operator looks for.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

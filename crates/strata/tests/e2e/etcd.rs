@@ -3,7 +3,7 @@
 //! going away leaves the last good config serving, and a revision written after it comes back
 //! is applied.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

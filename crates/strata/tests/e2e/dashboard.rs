@@ -4,7 +4,7 @@
 //! (the screenshot in docs/), and the page requests nothing from anywhere but the admin
 //! listener.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! The cache layer against real redis-servers, and against a real nutcracker (twemproxy) for
 //! placement: keys written through nutcracker must be found through Strata, on the same server.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 

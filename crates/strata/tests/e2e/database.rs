@@ -2,7 +2,7 @@
 //! clients: logins, transaction pooling, parameters carried between clients, a client that
 //! leaves inside a transaction, cancel requests, and following a primary that moves.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

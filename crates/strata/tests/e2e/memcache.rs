@@ -1,7 +1,7 @@
 //! The cache layer's memcached side, against real memcached servers: the same conversation
 //! with one memcached directly and with Strata over two.
 
-mod common;
+use crate::common;
 
 use common::redis::{text_exchange, Memcached};
 use common::Strata;

@@ -1,7 +1,7 @@
 //! Balancing end to end: where `least_conn`, `ip_hash` and `random_two` send requests, and
 //! retries that stop once the retry budget is spent.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};

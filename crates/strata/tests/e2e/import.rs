@@ -4,7 +4,7 @@
 //! listener taking its userlist's logins to a real PostgreSQL, and a translated HAProxy listener
 //! spreading requests over its servers as a real HAProxy does.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -172,7 +172,7 @@ fn golden(dir: &str, name: &str, actual: &str) {
         .unwrap_or_else(|e| panic!("{}: {e} (STRATA_BLESS=1 writes it)", path.display()));
     assert!(
         actual == expected,
-        "{} differs (`STRATA_BLESS=1 cargo test -p strata --test import` rewrites it after a \
+        "{} differs (`STRATA_BLESS=1 cargo test -p strata --test e2e import::` rewrites it after a \
          change that is meant)\n--- expected\n{expected}\n--- actual\n{actual}",
         path.display()
     );

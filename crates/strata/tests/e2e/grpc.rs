@@ -1,7 +1,7 @@
 //! gRPC end to end: grpcio clients and servers (from PyPI, installed in target/py by
 //! scripts/test.sh) on both sides of an `[[http]]` listener that speaks HTTP/2 to its backends.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

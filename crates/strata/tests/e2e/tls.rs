@@ -1,6 +1,6 @@
 //! TLS termination: certificates chosen by SNI, ALPN h2 and http/1.1, and the https redirect.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

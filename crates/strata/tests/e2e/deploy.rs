@@ -4,7 +4,7 @@
 //! one Strata exports, the systemd unit with `systemd-analyze verify`, and the Kubernetes
 //! ConfigMap's config with `strata check`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

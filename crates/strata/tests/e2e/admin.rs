@@ -2,7 +2,7 @@
 //! IP or `localhost` Host), `strata check` on a reachable admin address, and the listener's
 //! limits: header and idle timeouts, the connection limit, and running out of descriptors.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! expected and a close, while a psql logged in before keeps working; and a fake PostgreSQL
 //! server that records exactly what Strata sends it.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,6 @@
 //! `strata check` and `strata run` on good and bad configs, and every example config.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::process::{Command, Stdio};

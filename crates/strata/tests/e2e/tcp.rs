@@ -1,6 +1,6 @@
 //! The TCP layer end to end.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! the abusive connection is limited or closed, another client's requests carry on meanwhile,
 //! and the proxy's memory stays bounded.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
