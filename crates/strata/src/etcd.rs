@@ -242,6 +242,9 @@ struct Follower {
     source: EtcdSource,
     /// The newest revision handed on (applied or refused: a refused one is not offered again).
     seen: i64,
+    /// The store's revision at the last read of the key: lower on a later read only when etcd
+    /// itself went back (a new cluster, a restored snapshot).
+    store: i64,
     tx: mpsc::Sender<Revision>,
     backoff: Duration,
     /// Since when etcd has not answered, and when that was last said at warn level.
@@ -249,17 +252,19 @@ struct Follower {
 }
 
 impl Follower {
-    /// Hands `r` on when it is newer than what was seen; a key whose revision went back (etcd
-    /// rebuilt, the config put again) is taken as new, and said so. False when nobody listens.
-    async fn offer(&mut self, r: Revision) -> bool {
-        if r.revision < self.seen {
+    /// Hands `r` on when it is newer than what was seen. An older one is passed over (a watch
+    /// event that a read of the key overtook), unless `went_back`: a read of the key found
+    /// etcd's store itself older than before (etcd rebuilt, the config put again), and then
+    /// it is taken as new, and said so. False when nobody listens.
+    async fn offer(&mut self, r: Revision, went_back: bool) -> bool {
+        if r.revision < self.seen && went_back {
             tracing::warn!(
                 source = %self.source.url(),
                 "the key's revision went back from {} to {} (a new etcd cluster?): taking it as the newest",
                 self.seen,
                 r.revision
             );
-        } else if r.revision == self.seen {
+        } else if r.revision <= self.seen {
             return true;
         }
         self.seen = r.revision;
@@ -269,8 +274,10 @@ impl Follower {
     /// Reads the key and hands on what is new; the store's revision, from which to watch.
     async fn check(&mut self) -> Result<Option<i64>, EtcdError> {
         let (current, store) = self.source.get().await?;
+        let went_back = store < self.store;
+        self.store = store;
         let listening = match current {
-            Some(r) => self.offer(r).await,
+            Some(r) => self.offer(r, went_back).await,
             None => {
                 if self.seen == 0 {
                     tracing::warn!(source = %self.source.url(), "the config key does not exist yet; waiting for it to be written");
@@ -366,7 +373,7 @@ impl Follower {
                 continue;
             }
             let revision = self.source.revision(&event["kv"])?;
-            if !self.offer(revision).await {
+            if !self.offer(revision, false).await {
                 return Ok(false);
             }
         }
@@ -408,6 +415,7 @@ pub async fn follow(
     let mut f = Follower {
         source,
         seen,
+        store: 0,
         tx,
         backoff: FIRST_BACKOFF,
         failing: None,
@@ -482,5 +490,40 @@ mod tests {
             .to_string()
             .contains("not UTF-8"));
         assert!(s.revision(&json!({"value": ""})).is_err());
+    }
+
+    /// The review's race: a read of the key (the 30 s recheck) hands on R2, then the watch,
+    /// behind it, delivers R1: R1 is passed over, not applied on top of R2. Only a read that
+    /// finds etcd's store older than before takes a lower revision.
+    #[tokio::test]
+    async fn an_older_revision_is_passed_over_unless_etcd_itself_went_back() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut f = Follower {
+            source: EtcdSource::parse("etcd://h:2379/k").unwrap().unwrap(),
+            seen: 0,
+            store: 0,
+            tx,
+            backoff: FIRST_BACKOFF,
+            failing: None,
+        };
+        let r = |revision| Revision {
+            revision,
+            text: format!("# {revision}"),
+        };
+        assert!(f.offer(r(12), false).await);
+        assert_eq!(rx.try_recv().unwrap().revision, 12);
+        // the watch's event for 11 and 12, after the read that saw 12
+        assert!(f.offer(r(11), false).await);
+        assert!(f.offer(r(12), false).await);
+        assert!(
+            rx.try_recv().is_err(),
+            "an older or the same revision was handed on"
+        );
+        assert!(f.offer(r(13), false).await);
+        assert_eq!(rx.try_recv().unwrap().revision, 13);
+        // a new etcd cluster with the config put again
+        assert!(f.offer(r(2), true).await);
+        assert_eq!(rx.try_recv().unwrap().revision, 2);
+        assert_eq!(f.seen, 2);
     }
 }

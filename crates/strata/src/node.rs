@@ -478,30 +478,37 @@ pub async fn serve(config: Config, source: ConfigSource, workers: usize) -> Resu
     } else {
         drop(tx);
     }
-    let mut node = match Node::start(config).await {
+    let mut node = match Node::start(config.clone()).await {
         Ok(node) => node,
         // a revision every node can parse may still not start on this one (a port taken, a
-        // certificate not there): wait for one that does, as running nodes keep theirs
+        // certificate not there): try it again every RETRY_APPLY, as a running node does, and
+        // take a newer revision when one comes
         Err(e) => {
             let ConfigSource::Etcd(etcd, revision) = &source else {
                 return Err(e);
             };
+            let (mut config, mut revision) = (config, *revision);
             tracing::error!(
-                "{}@{revision}: {e:#}; waiting for a revision that starts",
+                "{}@{revision}: {e:#}; trying again in {RETRY_APPLY:?}, or a newer revision",
                 etcd.url()
             );
             loop {
-                let Some((config, revision)) = next_valid(etcd, &mut revisions, &mut signals).await
-                else {
-                    return Ok(());
-                };
-                match Node::start(config).await {
+                tokio::select! {
+                    next = next_valid(etcd, &mut revisions, &mut signals) => {
+                        let Some(next) = next else { return Ok(()) };
+                        (config, revision) = next;
+                    }
+                    _ = tokio::time::sleep(RETRY_APPLY) => {
+                        tracing::info!("{}@{revision}: trying again", etcd.url());
+                    }
+                }
+                match Node::start(config.clone()).await {
                     Ok(node) => {
                         running_revision = Some(revision);
                         break node;
                     }
                     Err(e) => tracing::error!(
-                        "{}@{revision}: {e:#}; waiting for a revision that starts",
+                        "{}@{revision}: {e:#}; trying again in {RETRY_APPLY:?}, or a newer revision",
                         etcd.url()
                     ),
                 }

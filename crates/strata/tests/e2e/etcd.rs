@@ -236,13 +236,63 @@ async fn a_node_waits_for_a_revision_that_parses_and_starts_here() {
     let logs = strata.logs();
     for said in [
         "the config key does not exist yet",
-        "waiting for a revision that starts",
+        "trying again in 5s, or a newer revision",
         "waiting for a revision that is a valid config",
     ] {
         assert!(logs.contains(said), "the node never said {said:?}:\n{logs}");
     }
     let pool = strata.addr("cache:ring");
     agree(pool, &[pool], 10, "late").await;
+}
+
+/// A node whose first revision can't start here (its port is taken) tries the same revision
+/// again, without a new one written, and starts once the port is free, as a running node
+/// retries a revision it could not apply.
+#[tokio::test]
+async fn a_first_revision_that_can_not_start_yet_is_tried_again_until_it_does() {
+    let redis = Redis::start().await;
+    let etcd = Etcd::start();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap();
+    let on_busy = ring(&[&redis]).replace(
+        "name = \"ring\"\nlisten = \"127.0.0.1:0\"",
+        &format!("name = \"ring\"\nlisten = \"{busy}\""),
+    );
+    assert!(on_busy.contains(&busy.to_string()));
+    let revision = etcd.put(KEY, &on_busy);
+    // the node's log is copied to a file, to see its first try fail before the port is let go
+    let dir = TempDir::new();
+    let log = dir.path().join("strata.log");
+    let mut command = std::process::Command::new("bash");
+    command.args([
+        "-c",
+        &format!("exec \"$0\" \"$@\" 2> >(tee {} >&2)", log.display()),
+        STRATA,
+        "run",
+        "-c",
+        &etcd.url(KEY),
+    ]);
+    let path = dir.path().join("unused.toml");
+    let starting =
+        tokio::task::spawn_blocking(move || Strata::spawn_command(dir, path, command, 2));
+    eventually(
+        Duration::from_secs(20),
+        "the node's first try fails",
+        || async {
+            std::fs::read_to_string(&log).is_ok_and(|l| l.contains("Address already in use"))
+        },
+    )
+    .await;
+    drop(taken);
+    let strata = starting.await.unwrap();
+    assert_eq!(running(&strata).await, (revision, 1));
+    assert_eq!(strata.addr("cache:ring"), busy);
+    let logs = strata.logs();
+    assert!(
+        logs.contains("trying again in 5s, or a newer revision") && logs.contains("trying again"),
+        "{logs}"
+    );
+    agree(busy, &[busy], 10, "retried").await;
 }
 
 #[test]
