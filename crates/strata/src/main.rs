@@ -2,7 +2,6 @@
 
 mod alloc;
 mod demo;
-mod import;
 mod logging;
 
 use std::path::{Path, PathBuf};
@@ -10,15 +9,13 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use strata::etcd::EtcdSource;
+use strata::import;
 use strata::node::ConfigSource;
+use strata::{EXIT_BAD_CONFIG, EXIT_NO_INPUT};
 
 #[global_allocator]
 static ALLOCATOR: alloc::Mimalloc = alloc::Mimalloc;
 
-/// EX_USAGE from sysexits.h: the config is wrong.
-const EXIT_BAD_CONFIG: u8 = 64;
-/// EX_NOINPUT: the config file could not be read.
-const EXIT_NO_INPUT: u8 = 66;
 /// The config `strata run` reads when no `-c` is given.
 const DEFAULT_CONFIG: &str = "/etc/strata/strata.toml";
 

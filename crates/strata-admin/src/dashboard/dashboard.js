@@ -192,8 +192,9 @@ function dbSection(listeners) {
           s.banned_for_ms ? ` banned ${ago(s.banned_for_ms)} more` : ""),
         h("td", {}, s.lag_bytes === null ? "–" : `${fmt(s.lag_bytes, 0)} B`),
         h("td", { class: "reason" }, s.reason),
-        // a primary's writes can't go elsewhere: only replicas are drained
-        h("td", {}, s.role === "primary" && !s.drained ? "" : actionButton("database", d.name, s, s.drained))))),
+        // a primary's writes can't go elsewhere, and a server not (yet) known as a replica
+        // is refused: only replicas are drained
+        h("td", {}, s.role === "replica" || s.drained ? actionButton("database", d.name, s, s.drained) : "")))),
     d.pools.length ? h("table", { class: "pools" },
       h("tr", {}, ["user", "database", "server", "in use", "idle", "clients waiting"].map((t) => h("th", {}, t))),
       d.pools.map((p) => h("tr", {},

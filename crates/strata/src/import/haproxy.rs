@@ -116,37 +116,54 @@ pub(super) fn translate(source: &str, file: &str) -> Result<Translation, Vec<Not
 }
 
 /// The top-level keys `global` gives (`workers`, `drain_timeout`), and a note on each of its
-/// statements that has no place in Strata's config.
+/// statements that has no place in Strata's config. A setting given twice (in one `global`
+/// section or two) is written once, the last one as HAProxy takes it, with a note on the other.
 fn global(conf: &Conf<'_>, notes: &mut Vec<Note>) -> String {
-    let mut top = String::new();
+    let mut workers: Option<(String, Pos)> = None;
+    let mut drain: Option<(String, Pos)> = None;
+    let mut set = |slot: &mut Option<(String, Pos)>, line: String, s: &Statement, key: &str| {
+        if let Some((_, earlier)) = slot.replace((line, s.at())) {
+            let why = format!("{NOT_TRANSLATED}: line {} sets it again", s.at().line);
+            notes.push(Note::new(earlier, key, why));
+        }
+    };
+    let mut other = Vec::new();
     for s in &conf.global {
         let key = format!("global.{}", s.key());
-        notes.extend(env_note(&key, s));
+        other.extend(env_note(&key, s));
         match s.keyword() {
             "nbthread" => match s.text(0).parse::<u64>() {
                 Ok(n) if (1..=MAX_WORKERS).contains(&n) => {
-                    top.push_str(&format!("workers = {n}\n"));
+                    set(&mut workers, format!("workers = {n}\n"), s, &key);
                 }
                 _ => {
                     let why = format!(
                         "{} {NOT_TRANSLATED}: Strata's `workers` is 1 to {MAX_WORKERS}",
                         quoted(s.text(0))
                     );
-                    notes.push(Note::new(s.at(), &key, why));
+                    other.push(Note::new(s.at(), &key, why));
                 }
             },
             "hard-stop-after" => match Time::parse(s.text(0)) {
-                Ok(t) => top.push_str(&format!("drain_timeout = {}\n", quoted(&t.strata()))),
-                Err(why) => notes.push(Note::new(s.at(), &key, format!("{NOT_TRANSLATED}: {why}"))),
+                Ok(t) => {
+                    let line = format!("drain_timeout = {}\n", quoted(&t.strata()));
+                    set(&mut drain, line, s, &key);
+                }
+                Err(why) => other.push(Note::new(s.at(), &key, format!("{NOT_TRANSLATED}: {why}"))),
             },
             kw if dropped::GLOBAL.contains(&kw) => {}
             _ => {
                 let why = format!("{NOT_TRANSLATED}: {}", dropped::global_why(s));
-                notes.push(Note::new(s.at(), &key, why));
+                other.push(Note::new(s.at(), &key, why));
             }
         }
     }
-    top
+    notes.extend(other);
+    [workers, drain]
+        .into_iter()
+        .flatten()
+        .map(|(line, _)| line)
+        .collect()
 }
 
 /// The notes on the statements of proxy `i` that the translation does not read in `mode`, and

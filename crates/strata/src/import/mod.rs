@@ -168,7 +168,17 @@ pub fn run(source: &Source) -> ExitCode {
     }
 }
 
-type Translate = fn(&str, &str) -> Result<Translation, Vec<Note>>;
+/// An importer: the text of a file and its name (for the output's comments) to a translation,
+/// or the problems that make the file one the other proxy would not load.
+pub type Translate = fn(&str, &str) -> Result<Translation, Vec<Note>>;
+
+/// Every importer, by the other proxy's name (for the fuzz target, which feeds each any text).
+pub const TRANSLATORS: [(&str, Translate); 4] = [
+    ("twemproxy", twemproxy::translate),
+    ("keepalived", keepalived::translate),
+    ("pgbouncer", pgbouncer::translate),
+    ("haproxy", haproxy::translate),
+];
 
 fn import(path: &Path, translate: Translate) -> ExitCode {
     // the name goes into the config's comments: a newline in it must not end one

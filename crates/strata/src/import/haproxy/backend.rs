@@ -56,6 +56,8 @@ enum Idle {
     Disabled,
     Weightless,
     Backup,
+    /// A backup after the first, without `option allbackups`.
+    LaterBackup,
 }
 
 impl Idle {
@@ -64,6 +66,7 @@ impl Idle {
             Idle::Disabled => format!("`disabled` {NOT_TRANSLATED}: HAProxy starts the server in maintenance, sending it no traffic, so it is left out of `backends` (Strata drains a backend through the admin API: `POST /backends/...`)"),
             Idle::Weightless => format!("`weight 0` {NOT_TRANSLATED}: HAProxy sends the server no traffic, so it is left out of `backends` (Strata weighs a backend 1 to 256)"),
             Idle::Backup => format!("`backup` {NOT_TRANSLATED}: Strata has no backup servers, so it is left out of `backends`; HAProxy sends it traffic only when every other server is down, where Strata answers 503"),
+            Idle::LaterBackup => format!("`backup` {NOT_TRANSLATED}: without `option allbackups` HAProxy sends traffic to the first backup only, and to this one when the backups before it are down; Strata has no backup servers, so it is left out of `backends`"),
         }
     }
 }
@@ -172,9 +175,15 @@ impl<'c, 'a> Upstream<'c, 'a> {
             .map(|s| Member::new(conf, index, s))
             .collect();
         if up.members.iter().all(|m| m.idle.is_some()) {
-            // with no other server, HAProxy sends the backups traffic
+            // with no other server, HAProxy sends the backups traffic: the first one, or all
+            // of them with `option allbackups`
+            let all = matches!(conf.option(index, "allbackups"), Some((true, _)));
+            let mut first = true;
             for m in &mut up.members {
-                m.idle = m.idle.filter(|i| *i != Idle::Backup);
+                if m.idle == Some(Idle::Backup) {
+                    m.idle = (!all && !first).then_some(Idle::LaterBackup);
+                    first = false;
+                }
             }
         }
         for m in &up.members {
@@ -480,6 +489,17 @@ impl<'c, 'a> Upstream<'c, 'a> {
             }
             None => RETRIES,
         };
+        if n > 0 && self.mode == Mode::Http && self.conf.get(self.index, "retry-on").is_none() {
+            // HAProxy's `retry-on` defaults to `conn-failure`; Strata's retries go further
+            let why = format!("`retries {n}`: HAProxy (without `retry-on`) tries again only a connection that failed; Strata also tries an idempotent request without a body again, on another server, when its server failed before answering (a reset, `timeout server`): a slow GET can wait up to {} times `timeout server` before its 504, within `retry_budget`; write `retries = 0` to keep to HAProxy's behaviour for slow servers, at the cost of retries after refused connects", n + 1);
+            match self.conf.get(self.index, "retries") {
+                Some(s) => self.note(s, why),
+                None => {
+                    let (at, key) = (self.proxy.section.at(), self.proxy.label());
+                    self.notes.push(Note::new(at, key, why));
+                }
+            }
+        }
         self.keys.push(("retries", n.to_string()));
     }
 

@@ -41,6 +41,8 @@ const BACK: &[&str] = &[
     "no option tcp-check",
     "option redispatch",
     "no option redispatch",
+    "option allbackups",
+    "no option allbackups",
     "timeout connect",
     "timeout server",
     "timeout check",

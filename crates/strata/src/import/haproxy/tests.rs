@@ -688,6 +688,18 @@ fn import_haproxy_leaves_out_the_servers_haproxy_sends_nothing_while_others_are_
     let t = ok(&proxy("tcp", ":80", "", "  server a 10.0.0.1:80 backup\n"));
     assert!(listener(&t, "www").contains(&"    \"10.0.0.1:80\","));
     assert!(t.notes.is_empty(), "{:?}", t.notes);
+    // the first of them only, unless `option allbackups`
+    let two = "  server a 10.0.0.1:80 backup\n  server b 10.0.0.2:80 backup\n";
+    let t = ok(&proxy("tcp", ":80", "", two));
+    let lines = listener(&t, "www");
+    assert!(lines.contains(&"    \"10.0.0.1:80\","), "{lines:?}");
+    assert!(!lines.iter().any(|l| l.contains("10.0.0.2")), "{lines:?}");
+    assert!(says(&t, "app.server b", "without `option allbackups`"));
+    passes_strata_check(&t);
+    let t = ok(&proxy("tcp", ":80", "  option allbackups\n", two));
+    let lines = listener(&t, "www");
+    assert!(lines.contains(&"    \"10.0.0.2:80\","), "{lines:?}");
+    assert!(t.notes.is_empty(), "{:?}", t.notes);
 }
 
 #[test]
@@ -1023,7 +1035,8 @@ fn import_haproxy_writes_expect_rise_and_fall_as_checked_numbers() {
         "app.default-server",
         "`fall 200` made 100: the most Strata takes"
     ));
-    assert_eq!(t.notes[0].at.line, 10, "{:?}", t.notes);
+    let fall = t.notes.iter().find(|n| n.message.contains("fall 200"));
+    assert_eq!(fall.map(|n| n.at.line), Some(10), "{:?}", t.notes);
     // 02 is 2, as HAProxy reads it: checked alike
     let (_, t) = health(
         "",
@@ -1237,4 +1250,21 @@ fn import_haproxy_keeps_the_servers_haproxy_sends_the_proxy_protocol() {
         "app.server a",
         "`check-send-proxy` not translated: Strata's checks are plain TCP or HTTP"
     ));
+}
+
+/// Found by the `import` fuzz target: `hard-stop-after` in two `global` sections was written
+/// twice, and a key set twice is a config TOML refuses.
+#[test]
+fn import_haproxy_writes_a_global_setting_given_twice_once_the_last_one() {
+    let t = ok(&format!(
+        "global\n  nbthread 2\n  hard-stop-after 1m\nglobal\n  hard-stop-after 5m\n  nbthread 4\n{}",
+        http("")
+    ));
+    assert_eq!(config(&t)[..2], ["workers = 4", "drain_timeout = \"5m\""]);
+    passes_strata_check(&t);
+    let notes = notes(&t);
+    for (line, key, again) in [(2, "global.nbthread", 6), (3, "global.hard-stop-after", 5)] {
+        let said = format!("{line} {key}: {NOT_TRANSLATED}: line {again} sets it again");
+        assert!(notes.contains(&said), "{notes:?}");
+    }
 }
