@@ -25,6 +25,10 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The first wait before reconnecting, doubled after each failure up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long a watch must have stood before a failure starts the back-off from
+/// [`FIRST_BACKOFF`] again: an etcd that accepts watches and drops them at once (its member
+/// has no leader) is not retried at full speed by a whole fleet.
+const STABLE: Duration = Duration::from_secs(10);
 /// A watch line or range answer longer than this is not etcd's (a config of 16 MiB is far past
 /// any real one).
 const MAX_LINE: usize = 16 << 20;
@@ -247,6 +251,8 @@ struct Follower {
     store: i64,
     tx: mpsc::Sender<Revision>,
     backoff: Duration,
+    /// Since when the current watch has stood.
+    watching: Option<Instant>,
     /// Since when etcd has not answered, and when that was last said at warn level.
     failing: Option<(Instant, Instant)>,
 }
@@ -361,11 +367,11 @@ impl Follower {
             return Err(EtcdError::WatchEnded(self.source.endpoint.clone()));
         }
         if result["created"].as_bool() == Some(true) {
-            // range and watch both answer: etcd is back for good
+            // range and watch both answer: etcd is back
             if self.failing.take().is_some() {
                 tracing::info!(source = %self.source.url(), "etcd answers again");
             }
-            self.backoff = FIRST_BACKOFF;
+            self.watching = Some(Instant::now());
         }
         for event in result["events"].as_array().into_iter().flatten() {
             if event["type"].as_str() == Some("DELETE") {
@@ -405,7 +411,9 @@ impl Follower {
 
 /// Follows `source` until `stop`: sends each revision of the key newer than `seen` to `tx`
 /// (the current one first). When etcd can't be reached or the watch ends, it waits (from
-/// 100 ms, doubling up to 5 s) and reads the key again, so nothing written meanwhile is missed.
+/// 100 ms, doubling up to 5 s, each wait drawn between half and all of that; back to 100 ms
+/// once a watch has stood for 10 s) and reads the key again, so nothing written meanwhile is
+/// missed.
 pub async fn follow(
     source: EtcdSource,
     seen: i64,
@@ -418,14 +426,23 @@ pub async fn follow(
         store: 0,
         tx,
         backoff: FIRST_BACKOFF,
+        watching: None,
         failing: None,
     };
     while !stop.is_cancelled() && !f.tx.is_closed() {
         if let Err(e) = f.connection(&stop).await {
             f.failed(&e);
         }
+        if f.watching.take().is_some_and(|t| t.elapsed() >= STABLE) {
+            f.backoff = FIRST_BACKOFF;
+        }
+        // between half the back-off and all of it: a fleet that lost etcd together does not
+        // come back in step
+        let wait = f.backoff / 2
+            + f.backoff
+                .mul_f64(f64::from(strata_ring::random_u32()) / 2f64.powi(33));
         tokio::select! {
-            _ = tokio::time::sleep(f.backoff) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = stop.cancelled() => return,
         }
         f.backoff = (f.backoff * 2).min(MAX_BACKOFF);
@@ -504,6 +521,7 @@ mod tests {
             store: 0,
             tx,
             backoff: FIRST_BACKOFF,
+            watching: None,
             failing: None,
         };
         let r = |revision| Revision {
