@@ -826,11 +826,12 @@ fn leave_out(table: &mut Table, at: Pos, key: &str, why: &str) {
 
 /// The private key of the certificate file `cert`: the file itself when it holds one (or can't
 /// be read here), or else the `.key` file beside it, where HAProxy looks for it. With it, why
-/// `cert` was not looked in when it is there but not a regular file of at most [`MAX_PEM`]
-/// bytes (a device or a pipe, which could be read forever).
+/// `cert` was not looked in when it is not on this machine, or there but not a regular file of
+/// at most [`MAX_PEM`] bytes (a device or a pipe, which could be read forever).
 fn key_file(cert: &str) -> (String, Option<String>) {
     let Ok(meta) = std::fs::metadata(cert) else {
-        return (cert.to_string(), None);
+        let why = format!("{} is not on this machine: its private key is taken to be in it (HAProxy looks for it in {} when it is not); run the import where HAProxy runs, or check the `key` written", quoted(cert), quoted(&format!("{cert}.key")));
+        return (cert.to_string(), Some(why));
     };
     if !meta.is_file() || meta.len() > MAX_PEM {
         let what = if meta.is_file() {

@@ -74,6 +74,12 @@ fn import_haproxy_maps_every_key_it_can() {
         "  server b 10.0.0.12:8080 check inter 1s rise 3 fall 4 slowstart 20s weight 3\n",
     ));
     assert_eq!(config(&t)[..2], ["workers = 8", "drain_timeout = \"1m\""]);
+    // the certificate is not on this machine: where its key was taken to be is said
+    assert!(says(
+        &t,
+        "www.bind",
+        "\"/etc/haproxy/site.pem\" is not on this machine"
+    ));
     assert_eq!(
         listener(&t, "www"),
         vec![
