@@ -29,7 +29,7 @@ mod dropped;
 mod proxies;
 mod time;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
@@ -73,13 +73,13 @@ pub(super) fn translate(source: &str, file: &str) -> Result<Translation, Vec<Not
             notes.extend(dropped_notes(&conf, i, conf.mode(i)));
         }
     }
-    let mut names = HashSet::new();
+    let mut taken = Taken::default();
     let mut used = HashSet::new();
     let mut tables = Vec::new();
     for i in 0..conf.proxies.len() {
         if conf.proxies[i].kind.accepts() {
             let frontend = Frontend::new(&conf, i, &paths, &mut used);
-            tables.extend(frontend.listeners(&mut names));
+            tables.extend(frontend.listeners(&mut taken));
         }
     }
     for (i, p) in conf.proxies.iter().enumerate() {
@@ -634,7 +634,7 @@ impl<'c, 'a> Frontend<'c, 'a> {
 
     /// The listeners: one for each address (and port) of each `bind`, or one left out when
     /// there is none.
-    fn listeners(mut self, names: &mut HashSet<String>) -> Vec<Table> {
+    fn listeners(mut self, taken: &mut Taken) -> Vec<Table> {
         let proxy = self.proxy;
         let label = proxy.label();
         let bindings: Vec<Binding> = proxy.binds.iter().map(|b| self.binding(b)).collect();
@@ -681,7 +681,7 @@ impl<'c, 'a> Frontend<'c, 'a> {
                 _ => format!("{label}-{}", n + 1),
             };
             let binding = listen.bind.map(|i| (&proxy.binds[i], &bindings[i]));
-            let (table, backends) = self.listener(names, &name, listen, binding);
+            let (table, backends) = self.listener(taken, &name, listen, binding);
             if backends && served.is_none() {
                 served = Some(tables.len());
             }
@@ -703,13 +703,15 @@ impl<'c, 'a> Frontend<'c, 'a> {
     /// from `bind` and what it makes; whether it has `backends`.
     fn listener(
         &self,
-        names: &mut HashSet<String>,
+        taken: &mut Taken,
         name: &str,
         listen: &Listen<'_>,
         bind: Option<(&Bind<'_>, &Binding)>,
     ) -> (Table, bool) {
         let proxy = self.proxy;
-        let mut table = self.table(names, name);
+        let mut table = self.table(&mut taken.names, name);
+        // the address it listens on, where, and the key of the line
+        let mut listening: Option<(String, Pos, String)> = None;
         let text = listen.text;
         if let Some(s) = self.conf.disabled(self.index) {
             let why = "`disabled`: HAProxy does not start the proxy";
@@ -727,6 +729,7 @@ impl<'c, 'a> Frontend<'c, 'a> {
                     Address::Tcp { host, .. } => match (host.with_port(listen.port), env) {
                         (Some(listen), None) => {
                             table.key("listen", quoted(&listen));
+                            listening = Some((listen, at, key.clone()));
                             None
                         }
                         (_, Some(e)) => Some(format!("`${{{}}}` is an environment variable HAProxy reads when it starts: write the address it holds", e.name)),
@@ -776,6 +779,26 @@ impl<'c, 'a> Frontend<'c, 'a> {
         for (k, v) in &self.http {
             table.key(k, v.clone());
         }
+        // HAProxy binds an address twice (SO_REUSEPORT: the kernel shares its connections
+        // between the two); Strata takes one listener per address
+        if let Some((address, at, key)) = listening.filter(|_| !table.left_out) {
+            // as `strata check` compares them: the socket address, any port but 0
+            let same = address.parse::<std::net::SocketAddr>();
+            let address = same.map_or(address, |a| a.to_string());
+            match taken
+                .listens
+                .get(&address)
+                .filter(|_| !address.ends_with(":0"))
+            {
+                Some(first) => {
+                    let why = format!("{} is bound by the listener made from line {} already: HAProxy binds it twice and the kernel shares its connections between them, where Strata takes one listener per address", quoted(&address), first.line);
+                    leave_out(&mut table, at, &key, &why);
+                }
+                None => {
+                    taken.listens.insert(address, at);
+                }
+            }
+        }
         (table, backends)
     }
 
@@ -816,6 +839,14 @@ impl<'c, 'a> Frontend<'c, 'a> {
         upstream.keys(table);
         any
     }
+}
+
+/// The names and listen addresses the listeners made so far have taken.
+#[derive(Default)]
+struct Taken {
+    names: HashSet<String>,
+    /// Each address listened on, and where the `bind` that made it is.
+    listens: HashMap<String, Pos>,
 }
 
 /// Leaves `table` out, with a note at `at` about `key` that says why.

@@ -1274,3 +1274,20 @@ fn import_haproxy_writes_a_global_setting_given_twice_once_the_last_one() {
         assert!(notes.contains(&said), "{notes:?}");
     }
 }
+
+/// Found by the `import` fuzz target: two frontends binding one address (HAProxy binds both,
+/// with SO_REUSEPORT) made two listeners on it, a config `strata check` refuses.
+#[test]
+fn import_haproxy_makes_one_listener_for_an_address_bound_twice() {
+    let t = ok(&format!(
+        "{TIMEOUTS}  mode tcp\nfrontend a\n  bind 10.0.0.10:5432\n  default_backend db\nfrontend b\n  bind 10.0.0.10:5432\n  default_backend db\nbackend db\n  server s 10.0.0.1:5432\n"
+    ));
+    assert_eq!(listener(&t, "a")[1], "listen = \"10.0.0.10:5432\"");
+    assert!(says(
+        &t,
+        "b.bind",
+        "\"10.0.0.10:5432\" is bound by the listener made from line 7 already"
+    ));
+    assert_eq!(t.left_out, 1);
+    passes_strata_check(&t);
+}
