@@ -28,7 +28,7 @@ pub use error::{ConfigError, Problem};
 pub use http::{BackendProtocol, BackendTls, Forwarded, HttpListener, TlsCert};
 pub use tcp::TcpListener;
 pub use upstream::{BackendSpec, Balance, CheckKind, HashKey, HealthCheck, Passive, Upstream};
-pub use vip::{parse_vip_address, Track, Tracked, VipAddress, VipInstance};
+pub use vip::{is_interface_name, parse_vip_address, Track, Tracked, VipAddress, VipInstance};
 pub use walk::{parse_duration, parse_size};
 
 use error::Report;

@@ -222,21 +222,25 @@ pub(crate) fn instance(report: &mut Report<'_>, s: &Section<'_, '_>) -> Option<V
     })
 }
 
+/// Whether the kernel would take `name` for a network interface: IFNAMSIZ is 16 with the NUL,
+/// and '/', ':' and whitespace are refused.
+pub fn is_interface_name(name: &str) -> bool {
+    !(name.is_empty()
+        || name.len() > 15
+        || name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace()))
+}
+
 fn interface_name<'a>(
     report: &mut Report<'_>,
     key: &str,
     v: &Value<'_>,
     name: &'a str,
 ) -> Option<&'a str> {
-    // IFNAMSIZ is 16 with the NUL; the kernel also refuses '/', ':' and whitespace
-    let bad = name.is_empty()
-        || name.len() > 15
-        || name == "."
-        || name == ".."
-        || name
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace());
-    if bad {
+    if !is_interface_name(name) {
         report.add(
             v.span(),
             key,

@@ -576,3 +576,21 @@ fn import_keepalived_translations_of_the_fixture_configs_pass_strata_check() {
         passes_strata_check(&ok(source));
     }
 }
+
+/// Found by the `import` fuzz target: a word in `track_interface` that can't be an interface
+/// name (a keyword after a missing brace) was written as one, a config `strata check` refuses.
+#[test]
+fn import_keepalived_tracks_only_what_can_be_an_interface() {
+    let t = ok(&instance(
+        "  track_interface {\n    eth1\n    enable_script_security\n  }\n",
+    ));
+    passes_strata_check(&t);
+    assert!(t.toml.contains("\"interface:eth1\""), "{}", t.toml);
+    assert!(
+        notes(&t)
+            .iter()
+            .any(|n| n.contains("\"enable_script_security\" is not an interface name")),
+        "{:?}",
+        notes(&t)
+    );
+}
