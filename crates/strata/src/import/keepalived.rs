@@ -84,8 +84,9 @@ pub(super) fn translate(source: &str, file: &str) -> Result<Translation, Vec<Not
 
     let mut vips = Vec::new();
     let mut used_scripts = HashSet::new();
+    let mut held = HashMap::new();
     for (conf, taken) in confs.iter().zip(taken) {
-        let vip = Vip::translate(conf, &top, taken.as_deref(), &mut used_scripts);
+        let vip = Vip::translate(conf, &top, taken.as_deref(), &mut used_scripts, &mut held);
         vips.push(vip);
     }
     top.unused_scripts(&used_scripts);
@@ -155,6 +156,7 @@ impl Vip {
         top: &FileConf<'_>,
         vrid_taken: Option<&str>,
         used_scripts: &mut HashSet<String>,
+        held: &mut HashMap<Ipv4Addr, String>,
     ) -> Table {
         let mut vip = Vip {
             table: Table::new("vip"),
@@ -182,7 +184,7 @@ impl Vip {
         }
         let priority = vip.priority(conf);
         vip.advert_interval(conf, top);
-        vip.addresses(conf);
+        vip.addresses(conf, held);
         vip.peers(conf);
         vip.preempt(conf, priority);
         vip.track(conf, top, priority, used_scripts);
@@ -287,8 +289,9 @@ impl Vip {
 
     /// `addresses`, from `virtual_ipaddress` and `virtual_ipaddress_excluded`, as keepalived
     /// reads them: the first virtual address sets the instance's family, and one of the other
-    /// family, or listed twice, is ignored.
-    fn addresses(&mut self, conf: &InstanceConf<'_>) {
+    /// family, or listed twice, is ignored. `held` has the addresses of the instances before,
+    /// by whose they are: one of them is kept as written (Strata gives an address to one).
+    fn addresses(&mut self, conf: &InstanceConf<'_>, held: &mut HashMap<Ipv4Addr, String>) {
         let name = conf.name.text.as_str();
         let interface = conf.interface.map(|i| i.text.as_str());
         let mut lines = Vec::new();
@@ -358,6 +361,18 @@ impl Vip {
                     continue;
                 }
                 seen.insert(addr.addr, at.line);
+                if let Some(other) = held.get(&addr.addr) {
+                    let why = format!("{KEPT}: {} is `{other}`'s too, which keepalived takes (whichever instance is Master adds it) and Strata does not: give the address to one instance", addr.addr);
+                    self.table.note(at, &key, why);
+                    lines.push(Line {
+                        text: quoted(text),
+                        kept: Some(at.line),
+                    });
+                    continue;
+                }
+                if !self.table.left_out {
+                    held.insert(addr.addr, name.to_string());
+                }
                 let options: Vec<&str> = entry.args().iter().map(|w| w.text.as_str()).collect();
                 let same_dev = matches!(options[..], ["dev", dev] if Some(dev) == interface);
                 if !options.is_empty() && !same_dev {

@@ -594,3 +594,25 @@ fn import_keepalived_tracks_only_what_can_be_an_interface() {
         notes(&t)
     );
 }
+
+/// Found by the `import` fuzz target: an address in two instances (keepalived takes it:
+/// whichever is Master adds it) was written in both, a config `strata check` refuses.
+#[test]
+fn import_keepalived_keeps_an_address_of_two_instances_as_written() {
+    let second = "vrrp_instance VI_2 {\n  interface eth1\n  virtual_router_id 52\n  virtual_ipaddress {\n    10.0.0.100/24\n    10.0.0.101/24\n  }\n}\n";
+    let t = ok(&format!("{}{second}", instance("")));
+    let kept = format!("{KEPT}: 10.0.0.100 is `VI_1`'s too");
+    assert!(
+        notes(&t).iter().any(|n| n.contains(&kept)),
+        "{:?}",
+        notes(&t)
+    );
+    assert!(t.toml.contains("\"10.0.0.101/24\","), "{}", t.toml);
+    // once the kept line is given to one instance, the translation is a config
+    let fixed = t.toml.replace(
+        "    \"10.0.0.100/24\", # kept as written: see line 15 above\n",
+        "",
+    );
+    assert_ne!(fixed, t.toml, "{}", t.toml);
+    assert_eq!(check(&fixed), Ok(()), "{fixed}");
+}
