@@ -681,7 +681,12 @@ impl Cache {
                 continue;
             }
             let address = format!("{host}:{}", server.port);
-            if let Some(first) = addresses.insert(address.clone(), i) {
+            // the same server as Strata reads it: `localhost` is 127.0.0.1
+            let same = match host.as_str() {
+                "localhost" => format!("127.0.0.1:{}", server.port),
+                _ => address.clone(),
+            };
+            if let Some(first) = addresses.insert(same, i) {
                 let why = format!("servers[{first}] is at {address} too, which twemproxy allows and Strata does not");
                 lines.push(self.keep_server(at, &key, text, kept(why)));
                 continue;

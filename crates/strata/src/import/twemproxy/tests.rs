@@ -260,3 +260,18 @@ fn import_twemproxy_translations_of_twemproxys_own_configs_pass_strata_check() {
         passes_strata_check(&ok(source));
     }
 }
+
+/// Found by the `import` fuzz target: `localhost` and 127.0.0.1 on one port are one server to
+/// Strata, and both were written, a config `strata check` refuses.
+#[test]
+fn import_twemproxy_takes_localhost_for_127_0_0_1_when_servers_repeat() {
+    let t = ok(&format!(
+        "{REDIS}  servers:\n    - localhost:6379:1\n    - 127.0.0.1:6379:1\n"
+    ));
+    let kept = format!("{KEPT}: servers[0] is at 127.0.0.1:6379 too");
+    assert!(
+        notes(&t).iter().any(|n| n.contains(&kept)),
+        "{:?}",
+        notes(&t)
+    );
+}
