@@ -75,9 +75,10 @@ impl History {
             if secs <= 0.0 {
                 continue;
             }
-            // a listener replaced by a reload counts from zero again: saturate, don't wrap
+            // a listener replaced by a reload counts from zero again, and a pool whose servers
+            // changed sums other histograms: no latency point for that interval
             let latency = match (t.latency, s.last.latency) {
-                (Some(now), Some(before)) => Some(now.since(&before)),
+                (Some(now), Some(before)) => now.since(&before),
                 (Some(now), None) => Some(now),
                 _ => None,
             };

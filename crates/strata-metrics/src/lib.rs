@@ -125,12 +125,19 @@ impl Buckets {
         }
     }
 
-    /// What was observed between `earlier` and this reading (a histogram that restarted since,
-    /// as after a reload, counts from zero).
-    pub fn since(&self, earlier: &Buckets) -> Buckets {
-        Buckets(std::array::from_fn(|i| {
-            self.0[i].saturating_sub(earlier.0[i])
-        }))
+    /// What was observed between `earlier` and this reading; `None` when a bucket went back (the
+    /// histogram restarted, as after a reload, or a sum of several lost one of them, as when a
+    /// pool's servers change): what was observed meanwhile can't be told.
+    pub fn since(&self, earlier: &Buckets) -> Option<Buckets> {
+        if self
+            .0
+            .iter()
+            .zip(&earlier.0)
+            .any(|(now, before)| now < before)
+        {
+            return None;
+        }
+        Some(Buckets(std::array::from_fn(|i| self.0[i] - earlier.0[i])))
     }
 
     /// Observations counted.
@@ -356,7 +363,7 @@ mod tests {
             h.observe(Duration::from_millis(20)); // (0.01, 0.025]
         }
         let before = Buckets::default();
-        let b = h.buckets().since(&before);
+        let b = h.buckets().since(&before).unwrap();
         assert_eq!(b.count(), 100);
         // rank 50 of the 90 in (0.5 ms, 1 ms]: 0.5 + 0.5 * 50/90 ms
         let p50 = b.quantile(0.5).unwrap();
@@ -369,13 +376,15 @@ mod tests {
         assert!((p99 - (0.01 + 0.015 * 0.9)).abs() < 1e-12, "{p99}");
         assert_eq!(Buckets::default().quantile(0.5), None);
         h.observe(Duration::from_secs(60));
-        let later = h.buckets().since(&h.buckets());
+        let later = h.buckets().since(&h.buckets()).unwrap();
         assert_eq!(later.count(), 0);
-        let only_slow = h.buckets().since(&b);
+        let only_slow = h.buckets().since(&b).unwrap();
         assert_eq!(
             only_slow.quantile(0.5),
             Some(10.0),
             "past the last bound: the last bound"
         );
+        // a histogram that restarted (or a sum that lost a part) tells nothing of the interval
+        assert_eq!(Buckets::default().since(&b), None);
     }
 }
