@@ -166,6 +166,11 @@ impl Vip {
         let key = |k: &str| format!("{name}.{k}");
         vip.table.key("name", quoted(name));
         match conf.interface {
+            Some(i) if !strata_config::is_interface_name(&i.text) => {
+                vip.table.key("interface", quoted(&i.text));
+                let why = format!("{} is not an interface name (1 to 15 characters, no '/', ':' or spaces), so keepalived finds no such interface", quoted(&i.text));
+                vip.leave_out(i.at, &key("interface"), &why);
+            }
             Some(i) => vip.table.key("interface", quoted(&i.text)),
             None => vip.leave_out(conf.at, name, "no `interface` (keepalived sends by unicast from `unicast_src_ip`): Strata runs an instance on one interface, its adverts going out of it and its addresses going on it"),
         }

@@ -616,3 +616,19 @@ fn import_keepalived_keeps_an_address_of_two_instances_as_written() {
     assert_ne!(fixed, t.toml, "{}", t.toml);
     assert_eq!(check(&fixed), Ok(()), "{fixed}");
 }
+
+/// Found by the `import` fuzz target: an instance's interface that can't be an interface name
+/// was written, a config `strata check` refuses.
+#[test]
+fn import_keepalived_leaves_out_an_instance_on_what_cannot_be_an_interface() {
+    let t = ok(&instance("").replace("interface eth0", "interface ens5:"));
+    assert_eq!(t.left_out, 1);
+    assert!(
+        notes(&t)
+            .iter()
+            .any(|n| n.contains("\"ens5:\" is not an interface name")),
+        "{:?}",
+        notes(&t)
+    );
+    passes_strata_check(&t);
+}
