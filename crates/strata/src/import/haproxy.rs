@@ -395,23 +395,35 @@ impl<'c, 'a> Frontend<'c, 'a> {
         chosen
     }
 
-    /// The first `redirect scheme https` rule Strata's `redirect_https` does as HAProxy does.
+    /// The first `redirect scheme https` rule Strata's `redirect_https` does as HAProxy does,
+    /// and a note on each later one.
     fn redirect(&mut self) {
         if self.mode != Mode::Http {
             return;
         }
-        let rule = self
+        let mut rules = self
             .proxy
             .section
             .statements
             .iter()
-            .find_map(|s| dropped::redirect_https(s).map(|r| (s, r)));
-        let Some((s, (conditional, code))) = rule else {
+            .filter_map(|s| dropped::redirect_https(s).map(|r| (s, r)));
+        let Some((s, (conditional, code))) = rules.next() else {
             return;
         };
         if code != 301 {
             let why = format!("Strata redirects with 301 (Moved Permanently), where HAProxy's code here is {code}");
             self.notes.push(Note::new(s.at(), &self.proxy.key(s), why));
+        }
+        // HAProxy takes the first rule that matches
+        for (later, (later_conditional, _)) in rules {
+            let why = match (conditional, later_conditional) {
+                (false, _) => format!("the rule on line {} redirects every request, so HAProxy never comes to this one", s.at().line),
+                (true, true) => format!("it redirects what the rule on line {} does", s.at().line),
+                (true, false) => format!("HAProxy sends requests that came over TLS to https again with it (a loop for a browser); Strata redirects plain HTTP only, as the rule on line {} does", s.at().line),
+            };
+            let why = format!("{NOT_TRANSLATED}: {why}");
+            self.notes
+                .push(Note::new(later.at(), &self.proxy.key(later), why));
         }
         self.redirect = Some(conditional);
     }

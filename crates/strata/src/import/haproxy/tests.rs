@@ -584,6 +584,28 @@ fn import_haproxy_sends_plain_http_to_https_where_a_redirect_rule_did() {
         "www.http-request",
         "not translated: Strata has no request or response rules"
     ));
+    // the first rule is the one HAProxy takes; each later one is noted
+    let (plain, tls, t) = frontend(
+        "  redirect scheme https code 301 if !{ ssl_fc }
+  redirect scheme https code 301
+",
+    );
+    assert_eq!((plain, tls), (true, false));
+    assert!(says(
+        &t,
+        "www.redirect",
+        "HAProxy sends requests that came over TLS to https again with it (a loop for a browser)"
+    ));
+    let (_, _, t) = frontend(
+        "  redirect scheme https code 301
+  redirect scheme https code 301 if !{ ssl_fc }
+",
+    );
+    assert!(says(
+        &t,
+        "www.redirect",
+        "the rule on line 9 redirects every request"
+    ));
 }
 
 #[test]
