@@ -28,7 +28,10 @@ pub use error::{ConfigError, Problem};
 pub use http::{BackendProtocol, BackendTls, Forwarded, HttpListener, TlsCert};
 pub use tcp::TcpListener;
 pub use upstream::{BackendSpec, Balance, CheckKind, HashKey, HealthCheck, Passive, Upstream};
-pub use vip::{is_interface_name, parse_vip_address, Track, Tracked, VipAddress, VipInstance};
+pub use vip::{
+    is_interface_name, parse_vip_address, Track, Tracked, VipAddress, VipInstance,
+    INTERFACE_NAME_RULE,
+};
 pub use walk::{parse_duration, parse_size};
 
 use error::Report;

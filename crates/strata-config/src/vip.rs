@@ -222,6 +222,9 @@ pub(crate) fn instance(report: &mut Report<'_>, s: &Section<'_, '_>) -> Option<V
     })
 }
 
+/// What [`is_interface_name`] asks of a name, as messages say it.
+pub const INTERFACE_NAME_RULE: &str = "1 to 15 characters, no '/', ':' or spaces";
+
 /// Whether the kernel would take `name` for a network interface: IFNAMSIZ is 16 with the NUL,
 /// and '/', ':' and whitespace are refused.
 pub fn is_interface_name(name: &str) -> bool {
@@ -244,9 +247,7 @@ fn interface_name<'a>(
         report.add(
             v.span(),
             key,
-            format!(
-                "\"{name}\" is not an interface name (1 to 15 characters, no '/', ':' or spaces)"
-            ),
+            format!("\"{name}\" is not an interface name ({INTERFACE_NAME_RULE})"),
         );
         return None;
     }

@@ -478,40 +478,29 @@ pub async fn serve(config: Config, source: ConfigSource, workers: usize) -> Resu
     } else {
         drop(tx);
     }
-    let mut node = match Node::start(config.clone()).await {
-        Ok(node) => node,
-        // a revision every node can parse may still not start on this one (a port taken, a
-        // certificate not there): try it again every RETRY_APPLY, as a running node does, and
-        // take a newer revision when one comes
-        Err(e) => {
-            let ConfigSource::Etcd(etcd, revision) = &source else {
-                return Err(e);
-            };
-            let (mut config, mut revision) = (config, *revision);
-            tracing::error!(
-                "{}@{revision}: {e:#}; trying again in {RETRY_APPLY:?}, or a newer revision",
-                etcd.url()
-            );
-            loop {
-                tokio::select! {
-                    next = next_valid(etcd, &mut revisions, &mut signals) => {
-                        let Some(next) = next else { return Ok(()) };
-                        (config, revision) = next;
-                    }
-                    _ = tokio::time::sleep(RETRY_APPLY) => {
-                        tracing::info!("{}@{revision}: trying again", etcd.url());
-                    }
-                }
-                match Node::start(config.clone()).await {
-                    Ok(node) => {
-                        running_revision = Some(revision);
-                        break node;
-                    }
-                    Err(e) => tracing::error!(
-                        "{}@{revision}: {e:#}; trying again in {RETRY_APPLY:?}, or a newer revision",
-                        etcd.url()
-                    ),
-                }
+    // a revision every node can parse may still not start on this one (a port taken, a
+    // certificate not there): try it again every RETRY_APPLY, as a running node does, and take
+    // a newer revision when one comes
+    let mut config = config;
+    let mut node = loop {
+        let e = match Node::start(config.clone()).await {
+            Ok(node) => break node,
+            Err(e) => e,
+        };
+        let (ConfigSource::Etcd(etcd, _), Some(revision)) = (&source, running_revision) else {
+            return Err(e);
+        };
+        tracing::error!(
+            "{}@{revision}: {e:#}; trying again in {RETRY_APPLY:?}, or a newer revision",
+            etcd.url()
+        );
+        tokio::select! {
+            next = next_valid(etcd, &mut revisions, &mut signals) => {
+                let Some((next, revision)) = next else { return Ok(()) };
+                (config, running_revision) = (next, Some(revision));
+            }
+            _ = tokio::time::sleep(RETRY_APPLY) => {
+                tracing::info!("{}@{revision}: trying again", etcd.url());
             }
         }
     };

@@ -121,49 +121,55 @@ pub(super) fn translate(source: &str, file: &str) -> Result<Translation, Vec<Not
 fn global(conf: &Conf<'_>, notes: &mut Vec<Note>) -> String {
     let mut workers: Option<(String, Pos)> = None;
     let mut drain: Option<(String, Pos)> = None;
-    let mut set = |slot: &mut Option<(String, Pos)>, line: String, s: &Statement, key: &str| {
-        if let Some((_, earlier)) = slot.replace((line, s.at())) {
-            let why = format!("{NOT_TRANSLATED}: line {} sets it again", s.at().line);
-            notes.push(Note::new(earlier, key, why));
-        }
-    };
-    let mut other = Vec::new();
     for s in &conf.global {
         let key = format!("global.{}", s.key());
-        other.extend(env_note(&key, s));
+        notes.extend(env_note(&key, s));
         match s.keyword() {
             "nbthread" => match s.text(0).parse::<u64>() {
                 Ok(n) if (1..=MAX_WORKERS).contains(&n) => {
-                    set(&mut workers, format!("workers = {n}\n"), s, &key);
+                    set_again(&mut workers, format!("workers = {n}\n"), s, &key, notes);
                 }
                 _ => {
                     let why = format!(
                         "{} {NOT_TRANSLATED}: Strata's `workers` is 1 to {MAX_WORKERS}",
                         quoted(s.text(0))
                     );
-                    other.push(Note::new(s.at(), &key, why));
+                    notes.push(Note::new(s.at(), &key, why));
                 }
             },
             "hard-stop-after" => match Time::parse(s.text(0)) {
                 Ok(t) => {
                     let line = format!("drain_timeout = {}\n", quoted(&t.strata()));
-                    set(&mut drain, line, s, &key);
+                    set_again(&mut drain, line, s, &key, notes);
                 }
-                Err(why) => other.push(Note::new(s.at(), &key, format!("{NOT_TRANSLATED}: {why}"))),
+                Err(why) => notes.push(Note::new(s.at(), &key, format!("{NOT_TRANSLATED}: {why}"))),
             },
             kw if dropped::GLOBAL.contains(&kw) => {}
             _ => {
                 let why = format!("{NOT_TRANSLATED}: {}", dropped::global_why(s));
-                other.push(Note::new(s.at(), &key, why));
+                notes.push(Note::new(s.at(), &key, why));
             }
         }
     }
-    notes.extend(other);
     [workers, drain]
         .into_iter()
         .flatten()
         .map(|(line, _)| line)
         .collect()
+}
+
+/// Puts `line`, from `s`, in `slot`; a line it held before gets a note that `s` sets it again.
+fn set_again(
+    slot: &mut Option<(String, Pos)>,
+    line: String,
+    s: &Statement,
+    key: &str,
+    notes: &mut Vec<Note>,
+) {
+    if let Some((_, earlier)) = slot.replace((line, s.at())) {
+        let why = format!("{NOT_TRANSLATED}: line {} sets it again", s.at().line);
+        notes.push(Note::new(earlier, key, why));
+    }
 }
 
 /// The notes on the statements of proxy `i` that the translation does not read in `mode`, and

@@ -168,7 +168,7 @@ impl Vip {
         match conf.interface {
             Some(i) if !strata_config::is_interface_name(&i.text) => {
                 vip.table.key("interface", quoted(&i.text));
-                let why = format!("{} is not an interface name (1 to 15 characters, no '/', ':' or spaces), so keepalived finds no such interface", quoted(&i.text));
+                let why = format!("{} is not an interface name ({}), so keepalived finds no such interface", quoted(&i.text), strata_config::INTERFACE_NAME_RULE);
                 vip.leave_out(i.at, &key("interface"), &why);
             }
             Some(i) => vip.table.key("interface", quoted(&i.text)),

@@ -479,7 +479,8 @@ impl<'c, 'a> Upstream<'c, 'a> {
     /// `retries`, at most Strata's 10; HAProxy's 3 when the backend does not set it (Strata's
     /// own default is 2).
     fn retries(&mut self) {
-        let n = match self.conf.get(self.index, "retries") {
+        let set = self.conf.get(self.index, "retries");
+        let n = match set {
             Some(s) => {
                 let n: u32 = s.text(0).parse().unwrap_or(0);
                 if n > MAX_RETRIES {
@@ -492,7 +493,7 @@ impl<'c, 'a> Upstream<'c, 'a> {
         if n > 0 && self.mode == Mode::Http && self.conf.get(self.index, "retry-on").is_none() {
             // HAProxy's `retry-on` defaults to `conn-failure`; Strata's retries go further
             let why = format!("`retries {n}`: HAProxy (without `retry-on`) tries again only a connection that failed; Strata also tries an idempotent request without a body again, on another server, when its server failed before answering (a reset, `timeout server`): a slow GET can wait up to {} times `timeout server` before its 504, within `retry_budget`; write `retries = 0` to keep to HAProxy's behaviour for slow servers, at the cost of retries after refused connects", n + 1);
-            match self.conf.get(self.index, "retries") {
+            match set {
                 Some(s) => self.note(s, why),
                 None => {
                     let (at, key) = (self.proxy.section.at(), self.proxy.label());

@@ -69,7 +69,7 @@ impl Entry<'_> {
             None
         };
         if script.is_none() && !strata_config::is_interface_name(name) {
-            return Err(format!("{NOT_TRANSLATED}: {} is not an interface name (1 to 15 characters, no '/', ':' or spaces), so keepalived finds no such interface to track", quoted(name)));
+            return Err(format!("{NOT_TRANSLATED}: {} is not an interface name ({}), so keepalived finds no such interface to track", quoted(name), strata_config::INTERFACE_NAME_RULE));
         }
         if !tracked.insert((self.kw.to_string(), name.to_string())) {
             return Err(format!("{NOT_TRANSLATED}: {} is tracked already, and keepalived ignores it the second time", quoted(name)));
