@@ -7,6 +7,8 @@
 # SCRAM-SHA-256. Prints, per target and workload: transactions/s, average latency and the
 # proxy's CPU microseconds per transaction (user + system, from /proc/PID/stat). Rounds are
 # interleaved (direct, pgbouncer, strata, direct, ...) and the median round is printed.
+# "strata, reads shared" is Strata with read_pipeline_from = 1: queries that only read share
+# server connections whenever one is in use, not only when all are (the default).
 #
 # Then pgbench -S through Strata with a streaming replica beside the primary (made with
 # pg_basebackup, running on CPU 0 with Strata: this machine has two cores), Strata finding the
@@ -93,8 +95,15 @@ S
 taskset -c 0 "$STRATA" run -c "$work/strata.toml" >"$work/strata.log" 2>&1 &
 pids+=($!)
 st_pid=$!
+SHPORT=$(free_port)
+sed -e "s/^listen = .*/listen = \"127.0.0.1:$SHPORT\"/" -e "s/^pool_size = .*/&\nread_pipeline_from = 1/" \
+  "$work/strata.toml" > "$work/strata-shared.toml"
+taskset -c 0 "$STRATA" run -c "$work/strata-shared.toml" >"$work/strata-shared.log" 2>&1 &
+pids+=($!)
+sh_pid=$!
 wait_port "$PBPORT"
 wait_port "$STPORT"
+wait_port "$SHPORT"
 # measure pgbouncer itself, by its pidfile
 pb_pid=$(cat "$work/pgbouncer.pid")
 pids+=("$pb_pid")
@@ -132,14 +141,23 @@ for mode in "${modes[@]}"; do
     results[direct]+="$(run direct "$PGPORT" 0 $mode)"$'\n'
     results[pgbouncer]+="$(run pgbouncer "$PBPORT" "$pb_pid" $mode)"$'\n'
     results[strata]+="$(run strata "$STPORT" "$st_pid" $mode)"$'\n'
+    results[shared]+="$(run shared "$SHPORT" "$sh_pid" $mode)"$'\n'
   done
-  for target in direct pgbouncer strata; do
+  for target in direct pgbouncer strata shared; do
     read -r tps lat cpu <<<"$(printf "%s" "${results[$target]}" | median)"
     label=$([[ $mode == select ]] && echo "pgbench -S" || echo "pgbench (TPC-B-like)")
-    printf "| %s | %s | %s | %s | %s |\n" "$label" "$target" "$tps" "$lat" "$cpu"
+    name=$([[ $target == shared ]] && echo "strata, reads shared" || echo "$target")
+    printf "| %s | %s | %s | %s | %s |\n" "$label" "$name" "$tps" "$lat" "$cpu"
+    declare "tps_${mode}_${target}=$tps"
   done
   unset results
 done
+if [[ ${ONLY_IDLE:-} != 1 ]]; then
+  ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+  echo
+  echo "ratio -S tps strata/pgbouncer $(ratio "$tps_select_strata" "$tps_select_pgbouncer"), reads shared/pgbouncer $(ratio "$tps_select_shared" "$tps_select_pgbouncer") (target >= 1.2)"
+  echo "ratio TPC-B tps strata/direct $(ratio "$tps_tpcb_strata" "$tps_tpcb_direct") (target >= 0.95)"
+fi
 
 # pgbench -S with a replica: Strata over the primary and a streaming replica
 if [[ ${ONLY_IDLE:-} != 1 ]]; then
@@ -176,7 +194,7 @@ if [[ ${ONLY_IDLE:-} != 1 ]]; then
 fi
 
 # Memory per idle client: fresh proxies with trust logins, RSS at 1,000 and 8,000 idle clients
-kill "$pb_pid" "$st_pid" 2>/dev/null || true
+kill "$pb_pid" "$st_pid" "$sh_pid" 2>/dev/null || true
 for _ in $(seq 100); do kill -0 "$pb_pid" 2>/dev/null || kill -0 "$st_pid" 2>/dev/null || break; sleep 0.1; done
 rm -f "$work/pgbouncer.pid"
 sed -i 's/^auth_type = scram-sha-256/auth_type = trust/; s/^listen_port = .*/listen_port = '"$PBPORT"'/' "$work/pgbouncer.ini"

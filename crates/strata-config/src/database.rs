@@ -52,6 +52,12 @@ pub struct DatabaseListener {
     /// A client whose last transaction ran on the primary stays on it this long, so it reads
     /// what it wrote.
     pub read_your_writes: Duration,
+    /// A query outside a transaction that only reads may be sent on a connection already
+    /// running such queries, up to this many on one connection (1: never, as PgBouncer).
+    pub read_pipeline: u32,
+    /// Reads share connections once this many of a pool's connections are in use (by
+    /// default all of them: `pool_size`).
+    pub read_pipeline_from: u32,
 }
 
 /// A table split over the shards by the value of one column.
@@ -179,6 +185,8 @@ pub(crate) const KEYS: &[&str] = &[
     "replica_reads",
     "max_replica_lag",
     "read_your_writes",
+    "read_pipeline",
+    "read_pipeline_from",
 ];
 
 const USER_KEYS: &[&str] = &["name", "password"];
@@ -332,6 +340,7 @@ pub(crate) fn listener(
             );
         }
     }
+    let pool_size = s.int(report, "pool_size", 1..=10_000, 20) as u32;
     Some(DatabaseListener {
         name: name?.to_string(),
         listen: listen?,
@@ -339,7 +348,7 @@ pub(crate) fn listener(
         shards,
         sharded_tables,
         pool_mode,
-        pool_size: s.int(report, "pool_size", 1..=10_000, 20) as u32,
+        pool_size,
         users,
         auth_type,
         max_client_connections: s.int(report, "max_client_connections", 1..=1_000_000, 10_000)
@@ -353,6 +362,9 @@ pub(crate) fn listener(
         replica_reads: s.bool(report, "replica_reads", true),
         max_replica_lag: s.size(report, "max_replica_lag", 16 << 20),
         read_your_writes: s.duration(report, "read_your_writes", Duration::from_secs(2)),
+        read_pipeline: s.int(report, "read_pipeline", 1..=64, 4) as u32,
+        read_pipeline_from: s.int(report, "read_pipeline_from", 1..=10_000, pool_size.into())
+            as u32,
     })
 }
 

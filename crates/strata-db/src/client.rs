@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, ScramServer};
 use crate::cancel::{self, CancelKey};
+use crate::pipeline::{Part, Ticket};
 use crate::pool::{Lease, Pool};
 use crate::prepared::ClientStatements;
 use crate::proto::{self, ProtoError, Sqlstate, Startup};
@@ -359,6 +360,7 @@ async fn login(
         discard_status: b'I',
         unnamed: None,
         lost: None,
+        line: None,
     })
 }
 
@@ -541,6 +543,16 @@ impl Wanted {
         }
     }
 
+    /// What a server connection's session holds once it carries these parameters: equal for
+    /// two clients whose queries may share one.
+    fn key(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.carried.hash(&mut h);
+        self.extra_hash.hash(&mut h);
+        h.finish()
+    }
+
     /// The `set_config` calls that give a server connection the extra parameters.
     fn extra_calls(&self) -> impl Iterator<Item = String> + '_ {
         self.extra
@@ -577,7 +589,7 @@ fn canonical(name: &str) -> String {
 /// Whether a CommandComplete tag says the session's state changed in a way the pooler does
 /// not follow (SET, RESET, DISCARD, PREPARE, DEALLOCATE, LISTEN...): the connection is reset
 /// before another client gets it.
-fn changes_session(body: &[u8]) -> bool {
+pub(crate) fn changes_session(body: &[u8]) -> bool {
     let tag = body.split(|b| *b == 0).next().unwrap_or(&[]);
     let word = tag.split(|b| *b == b' ').next().unwrap_or(&[]);
     matches!(
@@ -916,6 +928,9 @@ struct Session {
     /// Boxed: a session holds one only in a transaction (or its session), and an idle
     /// client should not carry its size.
     server: Option<Box<Lease>>,
+    /// A query that only reads, sent on a connection shared with other clients' such queries
+    /// ([`crate::pipeline`]); what the client sent behind it waits for its answer.
+    line: Option<Box<Ticket>>,
     /// The parameters the client asked for (startup, `options`, and what the servers reported
     /// it set).
     wanted: Wanted,
@@ -994,7 +1009,7 @@ impl Session {
                 return Ok(());
             }
             // a client with no transaction open leaves when the node drains
-            let idle = self.server.is_none() && self.to_client.is_empty();
+            let idle = self.server.is_none() && self.line.is_none() && self.to_client.is_empty();
             if idle && self.cbuf.is_empty() && self.to_server.is_empty() {
                 self.give_buffers();
             }
@@ -1003,7 +1018,10 @@ impl Session {
                     refuse(&mut self.client, Sqlstate::CANNOT_CONNECT_NOW, "the pooler is shutting down").await;
                     return Ok(());
                 }
-                r = self.client.readable(), if self.to_server.len() < HIGH_WATER && !self.closing => {
+                // what a client sends behind a query it waits for (held, or on a line)
+                // stays unread past a bound
+                r = self.client.readable(), if self.to_server.len() < HIGH_WATER && !self.closing
+                    && (self.cbuf.len() < HIGH_WATER || !self.waits_for_answer()) => {
                     r?;
                     self.take_buffers();
                     match self.client.try_read_buf(&mut self.cbuf) {
@@ -1038,6 +1056,16 @@ impl Session {
                     }
                     self.flush_to_client()?;
                 }
+                part = answer(&mut self.line), if self.line.is_some() && self.to_client.len() < HIGH_WATER => {
+                    self.line_answered(part);
+                    if self.line.is_none() && !self.cbuf.is_empty() {
+                        if !Box::pin(self.client_sent()).await? {
+                            return Ok(());
+                        }
+                        self.flush_to_server();
+                    }
+                    self.flush_to_client()?;
+                }
                 r = writable(&self.server), if self.server.is_some() && !self.to_server.is_empty() => {
                     match r {
                         Ok(()) => self.flush_to_server(),
@@ -1046,6 +1074,12 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// What the client sent is not handled until an answer comes: its query that only reads
+    /// is held on its connection, or sent on a line.
+    fn waits_for_answer(&self) -> bool {
+        self.line.is_some() || (self.held && self.server.is_some())
     }
 
     /// Between transactions a session holds no buffer: they go back to the thread's pool,
@@ -1102,6 +1136,9 @@ impl Session {
         // the listener's sharding now (a reload may change it between two transactions)
         let sharding = self.svc.sharding();
         while let Some(total) = proto::message_len(&self.cbuf)? {
+            if self.line.is_some() {
+                break;
+            }
             // (in COPY FROM STDIN the data must flow: its answer comes after it)
             if self.held && self.server.is_some() && !self.copy_in {
                 // held until what it was held for is answered (a read then gives its
@@ -1173,7 +1210,7 @@ impl Session {
             let classified = between
                 && !declared
                 && self.wanted.get("standard_conforming_strings") != Some("off")
-                && self.svc.replica_ready()
+                && (self.svc.replica_ready() || self.svc.read_pipeline() > 1)
                 && match tag {
                     b'Q' => reads_only(&self.cbuf[5..total]),
                     b'P' | b'B' => batch_reads_only(&self.cbuf, &self.statements),
@@ -1184,6 +1221,11 @@ impl Session {
                 && self
                     .last_primary
                     .is_none_or(|t| t.elapsed() >= self.svc.read_your_writes());
+            // a query that only reads may share a connection when the pool is full
+            let shares = classified && tag == b'Q' && sharding.is_none();
+            if self.server.is_none() && shares && self.join_line(to_replica, total) {
+                continue;
+            }
             if self.server.is_none() {
                 if !self.attach(to_replica, reads).await {
                     // the error's ReadyForQuery says idle: a BEGIN answered here is gone
@@ -1200,6 +1242,9 @@ impl Session {
                 // a classified query holds the connection alone; a batch, up to its Sync;
                 // so does any query outside a transaction on a sharded listener (what comes
                 // behind it may be another shard's)
+                if shares && self.start_line(total) {
+                    continue;
+                }
                 let hold = classified || (sharding.is_some() && self.deferred.is_none());
                 self.held = hold && tag == b'Q';
                 self.hold_at_sync = hold && tag != b'Q';
@@ -1571,6 +1616,78 @@ impl Session {
         true
     }
 
+    /// Sends the query at the start of `cbuf` (`total` bytes), which only reads, on a line of
+    /// the pool it would get a connection from, when that pool is full and one of its lines
+    /// carries this client's parameters and has room.
+    fn join_line(&mut self, to_replica: bool, total: usize) -> bool {
+        let max = self.svc.read_pipeline();
+        if max <= 1 {
+            return false;
+        }
+        let Some(server) = self.svc.busy_pool(&self.pool, self.shard, to_replica) else {
+            return false;
+        };
+        let Some(ticket) = server
+            .lines
+            .join(self.wanted.key(), max, &self.cbuf[..total])
+        else {
+            return false;
+        };
+        self.svc.stats.assigned.inc();
+        self.svc.stats.shared.inc();
+        self.svc.stats.wait.observe(Duration::ZERO);
+        self.svc.stats.active.inc();
+        self.on_line(ticket, total);
+        true
+    }
+
+    /// Makes the connection just attached for the query at the start of `cbuf` (`total`
+    /// bytes), which only reads, a line that other clients' such queries can join, when its
+    /// pool has no free slot; the query is the line's first.
+    fn start_line(&mut self, total: usize) -> bool {
+        if self.svc.read_pipeline() <= 1 {
+            return false;
+        }
+        let Some(lease) = self.server.take_if(|l| self.svc.shares(l.pool())) else {
+            return false;
+        };
+        let lines = lease.pool().lines.clone();
+        let ticket = lines.start(*lease, self.wanted.key(), &self.cbuf[..total]);
+        self.on_line(ticket, total);
+        true
+    }
+
+    fn on_line(&mut self, ticket: Ticket, total: usize) {
+        cancel::point(&self.key, cancel::Target::Queued(ticket.turn.clone()));
+        self.line = Some(Box::new(ticket));
+        self.cbuf.advance(total);
+    }
+
+    /// Passes on what came of the query sent on a line; once it is answered (or its
+    /// connection lost, which fails the query alone), the client holds nothing again.
+    fn line_answered(&mut self, part: Option<Part>) {
+        match part {
+            Some(Part::Some(bytes)) => {
+                self.to_client.extend_from_slice(&bytes);
+                return;
+            }
+            Some(Part::Last(bytes)) => self.to_client.extend_from_slice(&bytes),
+            None => {
+                proto::put_error(
+                    &mut self.to_client,
+                    false,
+                    Sqlstate::CONNECTION_FAILURE,
+                    "the server connection was lost",
+                );
+                proto::put(&mut self.to_client, b'Z', |b| b.put_u8(b'I'));
+            }
+        }
+        self.line = None;
+        self.status = b'I';
+        self.svc.stats.active.dec();
+        cancel::point(&self.key, cancel::Target::None);
+    }
+
     /// Gets a server connection with the client's parameters; on failure tells the client.
     async fn attach(&mut self, to_replica: bool, read_only: bool) -> bool {
         // boxed: held inline, the wait (timed) made every client's state, idle ones too, 300
@@ -1605,7 +1722,10 @@ impl Session {
             );
             return false;
         }
-        cancel::point(&self.key, Some((lease.conn.addr, lease.conn.key)));
+        cancel::point(
+            &self.key,
+            cancel::Target::Held(lease.conn.addr, lease.conn.key),
+        );
         self.svc.stats.active.inc();
         self.server = Some(Box::new(lease));
         true
@@ -1766,7 +1886,7 @@ impl Session {
                 // ONLY did not): read it there for a while
                 self.last_primary = Some(std::time::Instant::now());
             }
-            cancel::point(&self.key, None);
+            cancel::point(&self.key, cancel::Target::None);
             lease.release();
         }
     }
@@ -1792,7 +1912,7 @@ impl Session {
     fn server_lost_as(&mut self, code: Sqlstate) {
         if let Some(lease) = self.server.take() {
             self.svc.stats.active.dec();
-            cancel::point(&self.key, None);
+            cancel::point(&self.key, cancel::Target::None);
             let why = self
                 .lost
                 .as_deref()
@@ -1821,6 +1941,10 @@ impl Session {
     /// session mode the session reset); otherwise it is closed.
     async fn finish(&mut self) {
         cancel::unregister(&self.key);
+        if self.line.take().is_some() {
+            // its answer is dropped as it comes; the line goes on
+            self.svc.stats.active.dec();
+        }
         let Some(mut lease) = self.server.take() else {
             return;
         };
@@ -1897,6 +2021,14 @@ impl Session {
                 _ => lease.close(),
             }
         });
+    }
+}
+
+/// The next part of the answer to a query sent on a line (`None`: its connection was lost).
+async fn answer(line: &mut Option<Box<Ticket>>) -> Option<Part> {
+    match line {
+        Some(t) => t.answer.recv().await,
+        None => std::future::pending().await,
     }
 }
 

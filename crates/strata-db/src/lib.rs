@@ -13,6 +13,7 @@ mod client;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod health;
+mod pipeline;
 pub mod pool;
 pub mod prepared;
 pub mod proto;
@@ -57,6 +58,9 @@ pub struct Stats {
     pub assigned: Counter,
     /// How long clients waited for a server connection, given or not.
     pub wait: Histogram,
+    /// Queries that only read sent on a connection shared with other clients' such queries
+    /// (see `read_pipeline`), rather than each on its own; counted in `assigned` too.
+    pub shared: Counter,
 }
 
 /// One generation of a listener's settings.
@@ -65,6 +69,16 @@ struct Site {
     sharding: Option<Arc<shard::Sharding>>,
     conn_limit: Arc<Semaphore>,
     roles: Arc<Roles>,
+}
+
+/// What a listener's pools work within.
+fn limits(config: &DatabaseListener) -> Limits {
+    Limits {
+        pool_size: config.pool_size,
+        wait: config.query_wait_timeout,
+        connect: config.connect_timeout,
+        idle: config.server_idle_timeout,
+    }
 }
 
 /// One `[[database]]` listener.
@@ -211,6 +225,55 @@ impl DatabaseService {
         r
     }
 
+    /// Where a transaction of `shard` runs: on one of its replicas, in turn, when it only
+    /// reads (and one is up and near enough), else on its primary. The flag says a replica.
+    fn target(
+        &self,
+        site: &Site,
+        shard: usize,
+        read_only: bool,
+    ) -> Result<(SocketAddr, bool), AcquireError> {
+        let replica = if read_only && site.config.replica_reads {
+            let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            site.roles.replica(shard, site.config.max_replica_lag, turn)
+        } else {
+            None
+        };
+        match (replica, site.roles.primary(shard)) {
+            (Some(r), _) => Ok((r, true)),
+            (None, Some(p)) => Ok((p, false)),
+            (None, None) => Err(AcquireError::NoPrimary),
+        }
+    }
+
+    /// The pool of connections a query of `shard` that only reads would get one from (see
+    /// [`DatabaseService::target`]), when it is busy enough that reads share connections
+    /// (`read_pipeline_from`): the pool whose lines the query may join.
+    fn busy_pool(
+        &self,
+        pool: &Pool,
+        shard: usize,
+        to_replica: bool,
+    ) -> Option<Arc<pool::ServerPool>> {
+        let site = self.site.load();
+        let (target, _) = self.target(&site, shard, to_replica).ok()?;
+        let server = pool.server(target, limits(&site.config));
+        self.shares(&server).then_some(server)
+    }
+
+    /// Queries that only read may share a connection, this many at most (1: they don't).
+    fn read_pipeline(&self) -> usize {
+        self.site.load().config.read_pipeline as usize
+    }
+
+    /// Whether reads share `server`'s connections now: enough of them are in use (all, unless
+    /// `read_pipeline_from` says fewer).
+    fn shares(&self, server: &pool::ServerPool) -> bool {
+        let site = self.site.load();
+        let from = site.config.read_pipeline_from.min(site.config.pool_size);
+        server.in_use.get() >= i64::from(from)
+    }
+
     /// A server connection of `pool` to `shard`: on one of its replicas for a transaction
     /// that only reads (when one is up and near enough), else on its primary. The flag says
     /// it is a replica's.
@@ -221,21 +284,9 @@ impl DatabaseService {
         read_only: bool,
     ) -> Result<(Lease, bool), AcquireError> {
         let site = self.site.load_full();
-        let replica = if read_only && site.config.replica_reads {
-            let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            site.roles.replica(shard, site.config.max_replica_lag, turn)
-        } else {
-            None
-        };
-        let Some(target) = replica.or_else(|| site.roles.primary(shard)) else {
-            return Err(AcquireError::NoPrimary);
-        };
-        let limits = Limits {
-            pool_size: site.config.pool_size,
-            wait: site.config.query_wait_timeout,
-            connect: site.config.connect_timeout,
-            idle: site.config.server_idle_timeout,
-        };
+        let (target, replica) = self.target(&site, shard, read_only)?;
+        let replica = replica.then_some(target);
+        let limits = limits(&site.config);
         // the credential is looked up only for a new connection, not for each transaction
         let credential = || lock(&self.credentials).get(&pool.user).cloned();
         let r = pool.acquire(target, credential, limits).await;
@@ -364,6 +415,7 @@ impl DatabaseService {
                             "server": sp.addr.to_string(),
                             "server_in_use": sp.in_use.get(),
                             "server_idle": sp.idle(),
+                            "server_shared": sp.lines.len(),
                             "clients_waiting": sp.waiting.get(),
                         })
                     })
@@ -477,6 +529,12 @@ impl DatabaseService {
             &l,
             self.stats.assigned.get(),
         );
+        w.counter(
+            "strata_db_shared_queries_total",
+            "Queries that only read sent on a server connection shared with other clients' such queries (counted in assignments too).",
+            &l,
+            self.stats.shared.get(),
+        );
         w.histogram(
             "strata_db_wait_seconds",
             "How long clients waited for a server connection (PgBouncer's wait time).",
@@ -537,6 +595,12 @@ impl DatabaseService {
                     "Server connections idle in the pool, per pool and server.",
                     &labels,
                     sp.idle() as f64,
+                );
+                w.gauge(
+                    "strata_db_server_connections_shared",
+                    "Server connections in use that several clients' queries that only read share, per pool and server (counted in use too).",
+                    &labels,
+                    sp.lines.len() as f64,
                 );
                 w.gauge(
                     "strata_db_clients_waiting",

@@ -27,6 +27,8 @@ pub struct ServerPool {
     pub waiting: Gauge,
     /// The server was drained: connections given back close instead of waiting idle.
     drained: AtomicBool,
+    /// Its connections shared by queries that only read.
+    pub(crate) lines: Arc<crate::pipeline::Lines>,
 }
 
 impl ServerPool {
@@ -72,6 +74,11 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// The pool it came from.
+    pub fn pool(&self) -> &Arc<ServerPool> {
+        &self.pool
+    }
+
     /// Gives a clean connection (idle, nothing in flight) back to the pool.
     pub fn release(mut self) {
         self.conn.idle_since = Instant::now();
@@ -155,6 +162,7 @@ impl Pool {
                     in_use: Gauge::default(),
                     waiting: Gauge::default(),
                     drained: AtomicBool::new(false),
+                    lines: Default::default(),
                 })
             })
             .clone()

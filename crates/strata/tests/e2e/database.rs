@@ -32,9 +32,18 @@ async fn status(strata: &Strata) -> serde_json::Value {
 /// PostgreSQL with user and database `app`, and Strata in front of it with one server
 /// connection that every client shares; the listener's address.
 fn one_shared_connection() -> (Postgres, Strata, SocketAddr) {
+    app_database("", "pool_size = 1")
+}
+
+/// PostgreSQL with user and database `app`, where `app` ran `setup` (unless empty), and
+/// Strata in front of it with `extra` in its `[[database]]`; the listener's address.
+fn app_database(setup: &str, extra: &str) -> (Postgres, Strata, SocketAddr) {
     let pg = Postgres::start();
     pg.user_and_database("app", "secret");
-    let strata = Strata::start(&config(&[pg.addr], "pool_size = 1"));
+    if !setup.is_empty() {
+        psql(pg.addr, "app", "secret", "app", setup).unwrap();
+    }
+    let strata = Strata::start(&config(&[pg.addr], extra));
     let db = strata.addr("database:app");
     (pg, strata, db)
 }
@@ -589,28 +598,14 @@ async fn no_client_ever_gets_another_clients_rows_while_clients_are_killed() {
          \\endif\n",
     );
     // meanwhile, clients that die in the middle of their queries, at random moments
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let killer = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut killed = 0;
-            let mut n: u64 = 7;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let mut victim = PsqlSession::open(db, "app", "secret", "app", &[]);
-                victim.send("begin");
-                victim.send("select pg_sleep(0.02)");
-                victim.send("select repeat('x', 1000) from generate_series(1, 2000)");
-                n = n
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                std::thread::sleep(Duration::from_millis(5 + (n >> 58)));
-                victim.child.kill().unwrap();
-                let _ = victim.child.wait();
-                killed += 1;
-            }
-            killed
-        })
-    };
+    let killer = Killer::start(
+        db,
+        &[
+            "begin",
+            "select pg_sleep(0.02)",
+            "select repeat('x', 1000) from generate_series(1, 2000)",
+        ],
+    );
     let path = script.display().to_string();
     for mode in ["extended", "prepared"] {
         let path = path.clone();
@@ -635,28 +630,206 @@ async fn no_client_ever_gets_another_clients_rows_while_clients_are_killed() {
             "{mode}: {out}"
         );
     }
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let killed = blocking(move || killer.join().unwrap()).await;
-    assert!(killed > 0);
+    assert!(killer.stop().await > 0);
     // nothing left behind: no server connection idles in a transaction
     let stuck = pg.admin("select count(*) from pg_stat_activity where usename = 'app' and state like 'idle in transaction%'");
     assert_eq!(stuck, "0");
 }
 
+/// psql clients that send statements (without waiting for answers) and are killed a few
+/// milliseconds later, one after another, until stopped.
+struct Killer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<usize>,
+}
+
+impl Killer {
+    fn start(db: SocketAddr, statements: &[&str]) -> Killer {
+        let statements: Vec<String> = statements.iter().map(|s| s.to_string()).collect();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut killed = 0;
+            let mut n: u64 = 7;
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                let mut victim = PsqlSession::open(db, "app", "secret", "app", &[]);
+                for s in &statements {
+                    victim.send(s);
+                }
+                n = n
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                std::thread::sleep(Duration::from_millis(2 + (n >> 58)));
+                victim.child.kill().unwrap();
+                let _ = victim.child.wait();
+                killed += 1;
+            }
+            killed
+        });
+        Killer { stop, thread }
+    }
+
+    /// Stops; how many were killed.
+    async fn stop(self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        blocking(move || self.thread.join().unwrap()).await
+    }
+}
+
+/// `strata_db_shared_queries_total` now.
+async fn shared_queries(strata: &Strata) -> f64 {
+    let text = admin_get(strata, "/metrics").await.body;
+    metric(&text, "strata_db_shared_queries_total", "").unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_that_share_a_connection_each_get_their_own_answer() {
+    // two server connections for eight readers, a writer and clients that die: reads share
+    // connections whenever one is in use
+    let (pg, strata, db) = app_database(
+        "create table log (n int)",
+        "pool_size = 2\nread_pipeline_from = 1",
+    );
+    // each query (simple protocol, outside a transaction: one that may share) asks for a
+    // number only it knows, with an answer of its own length, and fails on anything else
+    let script = write_file(
+        strata.dir.path(),
+        "check.sql",
+        "\\set id random(1, 1000000000)\n\
+         select :id as got, length(repeat('y', :id % 20000)) as len \\gset\n\
+         \\if :got != :id\n\
+         select 1 / 0;\n\
+         \\elif :len != :id % 20000\n\
+         select 1 / 0;\n\
+         \\endif\n",
+    );
+    // meanwhile, clients that die while a long answer to a read is on its way to them
+    let killer = Killer::start(
+        db,
+        &["select repeat('x', 1000) from generate_series(1, 3000)"],
+    );
+    // and a writer, which must get connections of its own in turn
+    let writer = std::thread::spawn(move || {
+        (0..30)
+            .map(|i| {
+                psql(
+                    db,
+                    "app",
+                    "secret",
+                    "app",
+                    &format!("insert into log values ({i})"),
+                )
+            })
+            .filter(Result::is_ok)
+            .count()
+    });
+    let path = script.display().to_string();
+    let out = blocking(move || {
+        pgbench(
+            db,
+            "app",
+            "secret",
+            "app",
+            &[
+                "-n", "-c", "8", "-j", "4", "-t", "300", "-M", "simple", "-f", &path,
+            ],
+        )
+    })
+    .await;
+    assert!(
+        out.contains("number of transactions actually processed: 2400/2400"),
+        "{out}"
+    );
+    assert!(out.contains("number of failed transactions: 0"), "{out}");
+    assert_eq!(blocking(move || writer.join().unwrap()).await, 30);
+    assert!(killer.stop().await > 0);
+    let written = psql(pg.addr, "app", "secret", "app", "select count(*) from log");
+    assert_eq!(written.as_deref(), Ok("30"));
+    // the reads did share (else this test proves nothing)
+    let shared = shared_queries(&strata).await;
+    assert!(shared > 100.0, "{shared} queries shared a connection");
+    // and nothing is left behind on the server
+    let stuck = pg.admin("select count(*) from pg_stat_activity where usename = 'app' and state like 'idle in transaction%'");
+    assert_eq!(stuck, "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_for_a_read_queued_behind_another_waits_for_its_turn() {
+    // one server connection, which reads share as soon as it is in use
+    let (pg, strata, db) = app_database(
+        "create table t (n int); create table u (n int); insert into t values (7)",
+        "pool_size = 1\nread_pipeline_from = 1",
+    );
+    // two sessions straight to the server hold t and u locked
+    let mut lock_t = PsqlSession::open(pg.addr, "app", "secret", "app", &[]);
+    let mut lock_u = PsqlSession::open(pg.addr, "app", "secret", "app", &[]);
+    for (session, table) in [(&mut lock_t, "t"), (&mut lock_u, "u")] {
+        session.send("begin");
+        session.send(&format!("lock table {table} in access exclusive mode"));
+        assert_eq!(session.line("select 'locked'"), "locked");
+    }
+    let spawn = |sql: &str| {
+        psql_command(db, "app", "secret", "app")
+            .args(["-c", sql])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // A waits for t's lock on the connection; B's read of u is sent behind it
+    let a = spawn("select n from t");
+    let waits = "select count(*) from pg_stat_activity where query = 'select n from t' and wait_event_type = 'Lock'";
+    eventually(Duration::from_secs(10), "A waits for the lock", || async {
+        pg.admin(waits) == "1"
+    })
+    .await;
+    let b = spawn("select n from u");
+    eventually(
+        Duration::from_secs(10),
+        "B shares A's connection",
+        || async { shared_queries(&strata).await >= 1.0 },
+    )
+    .await;
+    // psql sends B's cancel request on ^C; B is not running yet, A is: A must not be cancelled
+    // SAFETY: kill(2) on our own child's pid.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(b.id() as i32, libc::SIGINT)
+    };
+    // once t is unlocked A gets its row; then B runs, and its cancel goes: it ends while u is
+    // still locked
+    lock_t.send("commit");
+    let a = blocking(move || a.wait_with_output().unwrap()).await;
+    assert!(
+        a.status.success(),
+        "A: {}",
+        String::from_utf8_lossy(&a.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&a.stdout).trim(), "7");
+    let b = blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut b = b;
+        while b.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = b.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        b.wait_with_output().unwrap()
+    })
+    .await;
+    let err = String::from_utf8_lossy(&b.stderr);
+    assert!(
+        err.contains("canceling statement due to user request"),
+        "B: {err}"
+    );
+    drop(lock_u);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_goes_both_ways_through_the_pooler() {
-    let pg = Postgres::start();
-    pg.user_and_database("app", "secret");
-    psql(
-        pg.addr,
-        "app",
-        "secret",
-        "app",
-        "create table t (n int, s text)",
-    )
-    .unwrap();
-    let strata = Strata::start(&config(&[pg.addr], "pool_size = 1"));
-    let db = strata.addr("database:app");
+    let (_pg, strata, db) = app_database("create table t (n int, s text)", "pool_size = 1");
     let rows: String = (1..=5000).map(|i| format!("{i}\trow {i}\n")).collect();
     let file = write_file(strata.dir.path(), "rows.tsv", &rows);
     let path = file.display().to_string();
