@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use strata_net::lock;
@@ -31,36 +32,61 @@ pub enum Target {
 pub struct Turn(Mutex<TurnState>);
 
 #[derive(Default)]
-enum TurnState {
-    /// Behind other queries.
-    #[default]
-    Waiting,
-    /// Behind other queries, and a cancel request came for it.
-    Wanted,
-    /// Running on this server's backend.
-    Running(SocketAddr, (u32, u32)),
-    /// Answered.
-    Over,
+struct TurnState {
+    /// Where it runs, once it is the connection's oldest query: the server, its backend, and
+    /// the count of cancel requests sent to that backend.
+    running: Option<(SocketAddr, (u32, u32), Arc<AtomicU64>)>,
+    /// A cancel request came for it.
+    asked: bool,
+    /// Answered (or given up).
+    over: bool,
+    /// Its client did not take its answer in time: the rest of it was dropped.
+    dropped: bool,
 }
 
+/// A backend's count of the cancel requests sent to it.
+pub type Sent = Arc<AtomicU64>;
+
 impl Turn {
-    /// The query is the one the server runs now, on `backend` at `addr`; a cancel request that
-    /// came while it waited goes now.
-    pub fn starts(&self, addr: SocketAddr, backend: (u32, u32)) {
-        let wanted = {
+    /// The query is the one the server runs now (or next), on `backend` at `addr`; a cancel
+    /// request that came while it waited goes now, counted in `sent`.
+    pub fn starts(&self, addr: SocketAddr, backend: (u32, u32), sent: &Sent) {
+        let asked = {
             let mut state = lock(&self.0);
-            let wanted = matches!(*state, TurnState::Wanted);
-            *state = TurnState::Running(addr, backend);
-            wanted
+            state.running = Some((addr, backend, sent.clone()));
+            state.asked && !state.over
         };
-        if wanted {
+        if asked {
+            sent.fetch_add(1, Relaxed);
             tokio::spawn(send(addr, backend));
         }
     }
 
+    /// The query goes back to waiting (it is sent again, behind the others).
+    pub fn waits(&self) {
+        lock(&self.0).running = None;
+    }
+
     /// The query is answered: a cancel request for it now has nothing to cancel.
     pub fn ends(&self) {
-        *lock(&self.0) = TurnState::Over;
+        lock(&self.0).over = true;
+    }
+
+    /// Whether a cancel request came for it.
+    pub fn asked(&self) -> bool {
+        lock(&self.0).asked
+    }
+
+    /// Its client did not take its answer in time: what is left of it is dropped.
+    pub fn drop_answer(&self) {
+        let mut state = lock(&self.0);
+        state.dropped = true;
+        state.over = true;
+    }
+
+    /// Whether its answer was dropped.
+    pub fn dropped(&self) -> bool {
+        lock(&self.0).dropped
     }
 }
 
@@ -120,16 +146,21 @@ pub async fn forward(pid: u32, secret: u32) {
         Target::Held(addr, backend) => (addr, backend),
         Target::Queued(turn) => {
             let mut state = lock(&turn.0);
-            match *state {
-                TurnState::Running(addr, backend) => (addr, backend),
-                TurnState::Waiting => {
+            if state.asked || state.over {
+                return;
+            }
+            state.asked = true;
+            match &state.running {
+                Some((addr, backend, sent)) => {
+                    sent.fetch_add(1, Relaxed);
+                    (*addr, *backend)
+                }
+                None => {
                     tracing::debug!(
                         "cancel request for a query waiting its turn: sent when it runs"
                     );
-                    *state = TurnState::Wanted;
                     return;
                 }
-                TurnState::Wanted | TurnState::Over => return,
             }
         }
         Target::None => {

@@ -1079,7 +1079,8 @@ impl Session {
     /// What the client sent is not handled until an answer comes: its query that only reads
     /// is held on its connection, or sent on a line.
     fn waits_for_answer(&self) -> bool {
-        self.line.is_some() || (self.held && self.server.is_some())
+        self.line.is_some()
+            || (self.held && self.server.is_some() && (self.pending > 0 || self.unsynced))
     }
 
     /// Between transactions a session holds no buffer: they go back to the thread's pool,
@@ -1207,10 +1208,12 @@ impl Session {
                         .as_ref()
                         .is_some_and(|d| begins_read_only(&d.begin)));
             // the parser reads strings as the server will only with standard_conforming_strings
+            // (queries are classified for replicas, and simple ones to share a connection)
+            let replicas = self.svc.replica_ready();
             let classified = between
                 && !declared
                 && self.wanted.get("standard_conforming_strings") != Some("off")
-                && (self.svc.replica_ready() || self.svc.read_pipeline() > 1)
+                && (replicas || (tag == b'Q' && self.svc.read_pipeline() > 1))
                 && match tag {
                     b'Q' => reads_only(&self.cbuf[5..total]),
                     b'P' | b'B' => batch_reads_only(&self.cbuf, &self.statements),
@@ -1245,7 +1248,8 @@ impl Session {
                 if shares && self.start_line(total) {
                     continue;
                 }
-                let hold = classified || (sharding.is_some() && self.deferred.is_none());
+                let hold =
+                    (classified && replicas) || (sharding.is_some() && self.deferred.is_none());
                 self.held = hold && tag == b'Q';
                 self.hold_at_sync = hold && tag != b'Q';
                 if let Some(d) = self.deferred.take() {
@@ -1633,8 +1637,10 @@ impl Session {
         else {
             return false;
         };
+        if to_replica {
+            self.svc.turn_taken();
+        }
         self.svc.stats.assigned.inc();
-        self.svc.stats.shared.inc();
         self.svc.stats.wait.observe(Duration::ZERO);
         self.svc.stats.active.inc();
         self.on_line(ticket, total);
@@ -1658,6 +1664,7 @@ impl Session {
     }
 
     fn on_line(&mut self, ticket: Ticket, total: usize) {
+        self.svc.stats.shared.inc();
         cancel::point(&self.key, cancel::Target::Queued(ticket.turn.clone()));
         self.line = Some(Box::new(ticket));
         self.cbuf.advance(total);
@@ -1672,6 +1679,16 @@ impl Session {
                 return;
             }
             Some(Part::Last(bytes)) => self.to_client.extend_from_slice(&bytes),
+            None if self.line.as_ref().is_some_and(|l| l.turn.dropped()) => {
+                // what it was sent of its answer is cut short: nothing more can follow it
+                proto::put_error(
+                    &mut self.to_client,
+                    true,
+                    Sqlstate::CONNECTION_FAILURE,
+                    "the answer to a query on a shared server connection was not read for 10 s: dropped, so that the queries behind it get theirs",
+                );
+                self.closing = true;
+            }
             None => {
                 proto::put_error(
                     &mut self.to_client,

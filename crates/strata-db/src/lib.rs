@@ -227,14 +227,20 @@ impl DatabaseService {
 
     /// Where a transaction of `shard` runs: on one of its replicas, in turn, when it only
     /// reads (and one is up and near enough), else on its primary. The flag says a replica.
+    /// `take_turn` false only looks: the next one to take a turn gets the same replica.
     fn target(
         &self,
         site: &Site,
         shard: usize,
         read_only: bool,
+        take_turn: bool,
     ) -> Result<(SocketAddr, bool), AcquireError> {
         let replica = if read_only && site.config.replica_reads {
-            let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let turn = if take_turn {
+                self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            } else {
+                self.turn.load(std::sync::atomic::Ordering::Relaxed)
+            };
             site.roles.replica(shard, site.config.max_replica_lag, turn)
         } else {
             None
@@ -256,9 +262,15 @@ impl DatabaseService {
         to_replica: bool,
     ) -> Option<Arc<pool::ServerPool>> {
         let site = self.site.load();
-        let (target, _) = self.target(&site, shard, to_replica).ok()?;
+        let (target, _) = self.target(&site, shard, to_replica, false).ok()?;
         let server = pool.server(target, limits(&site.config));
         self.shares(&server).then_some(server)
+    }
+
+    /// A read joined a line of the replica [`DatabaseService::busy_pool`] looked at: the next
+    /// read goes to the next replica.
+    fn turn_taken(&self) {
+        self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Queries that only read may share a connection, this many at most (1: they don't).
@@ -284,7 +296,7 @@ impl DatabaseService {
         read_only: bool,
     ) -> Result<(Lease, bool), AcquireError> {
         let site = self.site.load_full();
-        let (target, replica) = self.target(&site, shard, read_only)?;
+        let (target, replica) = self.target(&site, shard, read_only, true)?;
         let replica = replica.then_some(target);
         let limits = limits(&site.config);
         // the credential is looked up only for a new connection, not for each transaction

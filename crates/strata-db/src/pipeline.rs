@@ -18,10 +18,15 @@
 //! not, comes back to the pool soon. Only clients whose sessions carry the same parameters
 //! (`application_name`, `search_path`, `statement_timeout`, ...) share a line.
 //!
-//! A cancel request for a query waiting behind others is held until the query runs
-//! ([`crate::cancel::Turn`]). A slow client holds its line up (its answer is passed on in
-//! parts, at most a few in memory), as a slow query does the ones behind it: the price of
-//! sharing, paid only when the pool is full.
+//! A cancel request for a query waiting behind others is held until the query is the
+//! connection's oldest ([`crate::cancel::Turn`]). One that comes for a query whose answer is
+//! still being read may find the server on the next query already, and cancel that one; a
+//! query cancelled without its client asking, before any of its answer went out, is sent again
+//! (once for each cancel request sent to that server connection, so that a statement timeout
+//! is not mistaken for one). A slow query holds up the queries behind it: the price of
+//! sharing, paid only when the pool is busy. A slow client does not for long: its answer is
+//! passed on in parts, a few at most in memory, and one it does not take within [`TAKE`] is
+//! dropped and its session ended.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -31,7 +36,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use strata_net::lock;
 use tokio::sync::mpsc;
 
-use crate::cancel::Turn;
+use crate::cancel::{Sent, Turn};
 use crate::pool::Lease;
 use crate::proto;
 
@@ -40,6 +45,9 @@ const PART: usize = 64 * 1024;
 
 /// Parts of one answer in memory at most, before the line waits for its client.
 const PARTS: usize = 4;
+
+/// How long a line waits for a client to take a part of its answer.
+const TAKE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The most queries a line takes in its life; then it finishes what it owes and its
 /// connection goes back to the pool, where clients waiting for one get it in turn.
@@ -166,156 +174,250 @@ impl Lines {
     }
 }
 
-/// A query sent and not yet answered: whom to answer.
+/// A query sent and not yet answered: whom to answer, and the query (to send again if
+/// another client's cancel request hit it).
 struct Owed {
+    query: Bytes,
     answer: Option<mpsc::Sender<Part>>,
     turn: Arc<Turn>,
+    /// Part of its answer went out already.
+    begun: bool,
+    /// It was sent again once.
+    again: bool,
+    /// It was cancelled without its client asking: its answer is dropped and it is sent again.
+    hit: bool,
+}
+
+/// A line's connection and what it owes.
+struct Conn {
+    lease: Lease,
+    owed: VecDeque<Owed>,
+    /// Queries not yet written.
+    out: BytesMut,
+    /// The oldest query's answer so far.
+    answer: BytesMut,
+    /// A query changed the session (or it could have): the connection is closed, not reused.
+    spoilt: bool,
+    /// Cancel requests sent to the connection's backend, and how many of them are accounted
+    /// for (by a query cancelled, or sent again).
+    sent: Sent,
+    spent: u64,
+    lines: Arc<Lines>,
+    id: u64,
+}
+
+impl Conn {
+    fn take(&mut self, job: Job) {
+        self.out.extend_from_slice(&job.query);
+        let first = self.owed.is_empty();
+        self.owed.push_back(Owed {
+            query: job.query,
+            answer: Some(job.answer),
+            turn: job.turn,
+            begun: false,
+            again: false,
+            hit: false,
+        });
+        if first {
+            self.starts();
+        }
+    }
+
+    /// The oldest query is the one the server runs now (or next).
+    fn starts(&self) {
+        if let Some(head) = self.owed.front() {
+            head.turn
+                .starts(self.lease.conn.addr, self.lease.conn.key, &self.sent);
+        }
+    }
+
+    /// Takes no more queries, and closes the connection once it owes nothing.
+    fn spoil(&mut self, why: &str) {
+        if !self.spoilt {
+            tracing::warn!(server = %self.lease.conn.addr, "{why}: the shared connection will close");
+            self.spoilt = true;
+            self.lines.remove(self.id);
+        }
+    }
+
+    /// Passes the whole messages the server has sent to the clients they answer.
+    async fn hand_out(&mut self) -> Result<(), String> {
+        while let Some(total) =
+            proto::message_len(&self.lease.conn.buf).map_err(|e| e.to_string())?
+        {
+            if self.owed.is_empty() {
+                return Err("the server sent what no query asked for".into());
+            }
+            let tag = self.lease.conn.buf[0];
+            let body = &self.lease.conn.buf[5..total];
+            // a parameter that changed (a server reload) or a notification (LISTEN, from a
+            // function that only reads by its name) is not what a line's session keeps
+            let changed =
+                matches!(tag, b'S' | b'A') || (tag == b'C' && crate::client::changes_session(body));
+            let cancelled = tag == b'E' && proto::error_code(body).as_deref() == Some("57014");
+            if changed {
+                self.spoil("a query that only reads changed its session");
+            }
+            if cancelled {
+                self.cancelled();
+            }
+            if !self.owed[0].hit {
+                self.answer.extend_from_slice(&self.lease.conn.buf[..total]);
+            }
+            self.lease.conn.buf.advance(total);
+            if tag == b'Z' {
+                if self.answer.last() != Some(&b'I') && !self.owed[0].hit {
+                    // not what a query that only reads does
+                    self.spoil("a query that only reads left its session in a transaction");
+                }
+                self.answered().await;
+            } else if self.answer.len() >= PART {
+                let part = Part::Some(self.answer.split().freeze());
+                self.owed[0].begun = true;
+                self.pass(part).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The oldest query was cancelled (57014): a cancel its client did not ask for, before any of its
+    /// answer went out, and with a cancel request sent to this backend not yet accounted for,
+    /// was meant for another query; the query is sent again.
+    fn cancelled(&mut self) {
+        let head = &self.owed[0];
+        if head.turn.asked() {
+            self.spent += 1;
+            return;
+        }
+        let unaccounted = self.sent.load(Relaxed) > self.spent;
+        if unaccounted && !head.begun && !head.again {
+            self.spent += 1;
+            self.owed[0].hit = true;
+            self.answer.clear();
+        }
+    }
+
+    /// The oldest query's ReadyForQuery came: its answer goes to its client (or it is sent
+    /// again, behind the others), and the next query is the oldest.
+    async fn answered(&mut self) {
+        if self.owed[0].hit {
+            let Some(mut head) = self.owed.pop_front() else {
+                return;
+            };
+            head.hit = false;
+            head.again = true;
+            head.turn.waits();
+            self.out.extend_from_slice(&head.query);
+            self.owed.push_back(head);
+            self.starts();
+            return;
+        }
+        let part = Part::Last(self.answer.split().freeze());
+        self.pass(part).await;
+        if let Some(head) = self.owed.pop_front() {
+            head.turn.ends();
+        }
+        self.lines.answered(self.id);
+        self.starts();
+    }
+
+    /// Passes a part of the oldest query's answer to its client, waiting up to [`TAKE`] for it
+    /// to take it; a client that left is not waited for, and one that does not take it in time
+    /// gets no more of it.
+    async fn pass(&mut self, part: Part) {
+        let head = &mut self.owed[0];
+        let Some(tx) = &head.answer else {
+            return;
+        };
+        match tokio::time::timeout(TAKE, tx.send(part)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => head.answer = None,
+            Err(_) => {
+                tracing::warn!(server = %self.lease.conn.addr, "a client did not take its answer on a shared connection for {TAKE:?}: dropped, and its session ends");
+                head.turn.drop_answer();
+                head.answer = None;
+            }
+        }
+    }
 }
 
 /// One line's life: send the queries it is given, pass each answer to its client, and give
 /// the connection back once nothing is owed (or close it: it broke, or a query left the
 /// session other than it found it).
-async fn run(mut lease: Lease, mut jobs: mpsc::UnboundedReceiver<Job>, lines: Arc<Lines>, id: u64) {
-    let addr = lease.conn.addr;
-    let backend = lease.conn.key;
-    let mut owed: VecDeque<Owed> = VecDeque::new();
-    let mut out = BytesMut::new();
-    let mut answer = BytesMut::new();
-    // a query ended outside an idle session: the connection is closed, not reused
-    let mut spoilt = false;
-    let take = |job: Job, out: &mut BytesMut, owed: &mut VecDeque<Owed>| {
-        out.extend_from_slice(&job.query);
-        if owed.is_empty() {
-            job.turn.starts(addr, backend);
-        }
-        owed.push_back(Owed {
-            answer: Some(job.answer),
-            turn: job.turn,
-        });
+async fn run(lease: Lease, mut jobs: mpsc::UnboundedReceiver<Job>, lines: Arc<Lines>, id: u64) {
+    let mut c = Conn {
+        lease,
+        owed: VecDeque::new(),
+        out: BytesMut::new(),
+        answer: BytesMut::new(),
+        spoilt: false,
+        sent: Default::default(),
+        spent: 0,
+        lines,
+        id,
     };
     // the line left the list (it spoilt its session): nothing more comes
     let mut closed = false;
     let failed: Option<String> = loop {
         while let Ok(job) = jobs.try_recv() {
-            take(job, &mut out, &mut owed);
+            c.take(job);
         }
-        if owed.is_empty() {
-            if lines.retire(id) {
+        if c.owed.is_empty() {
+            if c.lines.retire(id) {
                 break None;
             }
             // a query is on its way
             match jobs.recv().await {
-                Some(job) => take(job, &mut out, &mut owed),
+                Some(job) => c.take(job),
                 None => break None,
             }
         }
-        if !out.is_empty() {
-            match lease.conn.stream.try_write(&out) {
-                Ok(n) => out.advance(n),
+        if !c.out.is_empty() {
+            match c.lease.conn.stream.try_write(&c.out) {
+                Ok(n) => c.out.advance(n),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) => break Some(format!("write: {e}")),
             }
         }
         tokio::select! {
             job = jobs.recv(), if !closed => match job {
-                Some(job) => take(job, &mut out, &mut owed),
+                Some(job) => c.take(job),
                 None => closed = true,
             },
-            r = lease.conn.stream.writable(), if !out.is_empty() => {
+            r = c.lease.conn.stream.writable(), if !c.out.is_empty() => {
                 if let Err(e) = r {
                     break Some(format!("write: {e}"));
                 }
             }
-            r = lease.conn.stream.readable() => {
+            r = c.lease.conn.stream.readable() => {
                 if let Err(e) = r {
                     break Some(format!("read: {e}"));
                 }
-                match lease.conn.stream.try_read_buf(&mut lease.conn.buf) {
+                match c.lease.conn.stream.try_read_buf(&mut c.lease.conn.buf) {
                     Ok(0) => break Some("the server closed the connection".into()),
                     Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                     Err(e) => break Some(format!("read: {e}")),
                 }
-                if let Err(why) = hand_out(&mut lease, &mut owed, &mut answer, &mut spoilt, &lines, id).await {
+                if let Err(why) = c.hand_out().await {
                     break Some(why);
                 }
             }
         }
     };
-    lines.remove(id);
+    c.lines.remove(id);
     if let Some(why) = failed {
-        tracing::warn!(server = %addr, "a connection shared by queries that only read was lost: {why}");
+        tracing::warn!(server = %c.lease.conn.addr, "a connection shared by queries that only read was lost: {why}");
         // what is owed, and what is on its way, is answered by the channels closing
         jobs.close();
         while jobs.try_recv().is_ok() {}
-        for o in owed {
+        for o in c.owed {
             o.turn.ends();
         }
-        lease.close();
-    } else if spoilt || !lease.conn.buf.is_empty() {
-        lease.close();
+        c.lease.close();
+    } else if c.spoilt || !c.lease.conn.buf.is_empty() {
+        c.lease.close();
     } else {
-        lease.release();
+        c.lease.release();
     }
-}
-
-/// Passes the whole messages the server has sent to the clients they answer.
-async fn hand_out(
-    lease: &mut Lease,
-    owed: &mut VecDeque<Owed>,
-    answer: &mut BytesMut,
-    spoilt: &mut bool,
-    lines: &Lines,
-    id: u64,
-) -> Result<(), String> {
-    let (addr, backend) = (lease.conn.addr, lease.conn.key);
-    while let Some(total) = proto::message_len(&lease.conn.buf).map_err(|e| e.to_string())? {
-        let Some(head) = owed.front_mut() else {
-            return Err("the server sent what no query asked for".into());
-        };
-        let tag = lease.conn.buf[0];
-        match tag {
-            b'S' => {
-                let mut body = BytesMut::from(&lease.conn.buf[5..total]);
-                lease.conn.param(&mut body);
-            }
-            b'C' if crate::client::changes_session(&lease.conn.buf[5..total]) => {
-                lease.conn.dirty = true;
-            }
-            _ => {}
-        }
-        answer.extend_from_slice(&lease.conn.buf[..total]);
-        lease.conn.buf.advance(total);
-        if tag == b'Z' {
-            if answer.last() != Some(&b'I') {
-                // not what a query that only reads does: no more queries go on this
-                // connection, and it is closed once it owes nothing
-                tracing::warn!(server = %addr, "a query that only reads left its session in a transaction: the connection will close");
-                *spoilt = true;
-                lines.remove(id);
-            }
-            let part = Part::Last(answer.split().freeze());
-            if let Some(tx) = head.answer.take() {
-                // a client that left is not waited for
-                let _ = tx.send(part).await;
-            }
-            head.turn.ends();
-            owed.pop_front();
-            lines.answered(id);
-            if let Some(next) = owed.front() {
-                next.turn.starts(addr, backend);
-            }
-        } else if answer.len() >= PART {
-            let part = Part::Some(answer.split().freeze());
-            if let Some(tx) = &head.answer {
-                if tx.send(part).await.is_err() {
-                    head.answer = None;
-                }
-            }
-        }
-    }
-    if owed.is_empty() && !answer.is_empty() {
-        return Err("the server sent what no query asked for".into());
-    }
-    Ok(())
 }

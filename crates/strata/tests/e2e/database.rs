@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::postgres::{
-    pgbench, psql, psql_command, replica_known, Postgres, PsqlSession, SUPERUSER_PASSWORD,
+    log_in, message, pgbench, psql, psql_command, replica_known, until_closed, Postgres,
+    PsqlSession, SUPERUSER_PASSWORD,
 };
 use common::*;
 use tokio::io::AsyncWriteExt;
@@ -787,7 +788,7 @@ async fn a_cancel_for_a_read_queued_behind_another_waits_for_its_turn() {
     eventually(
         Duration::from_secs(10),
         "B shares A's connection",
-        || async { shared_queries(&strata).await >= 1.0 },
+        || async { shared_queries(&strata).await >= 2.0 },
     )
     .await;
     // psql sends B's cancel request on ^C; B is not running yet, A is: A must not be cancelled
@@ -825,6 +826,51 @@ async fn a_cancel_for_a_read_queued_behind_another_waits_for_its_turn() {
         "B: {err}"
     );
     drop(lock_u);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_holds_up_a_shared_connection_for_a_while_only() {
+    let (_pg, strata, db) = app_database(
+        "",
+        "pool_size = 1\nread_pipeline_from = 1\nauth_type = \"trust\"",
+    );
+    // X asks for 30 MB and reads none of it
+    let (mut x, _) = log_in(db, &[]).await;
+    x.write_all(&message(
+        b'Q',
+        b"select repeat('x', 1000) from generate_series(1, 30000)\0",
+    ))
+    .await
+    .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "X's read on a shared connection",
+        || async { shared_queries(&strata).await >= 1.0 },
+    )
+    .await;
+    // Y's read is sent behind it, and answered once X's answer is given up
+    let y = blocking(move || {
+        psql_command(db, "app", "", "app")
+            .args(["-c", "select 42"])
+            .output()
+    });
+    let y = tokio::time::timeout(Duration::from_secs(60), y)
+        .await
+        .expect("Y's answer within a minute")
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&y.stdout).trim(), "42");
+    assert!(
+        shared_queries(&strata).await >= 2.0,
+        "Y shared X's connection"
+    );
+    // X gets what was on its way, then a FATAL that says why, and the connection closes
+    let rest = until_closed(&mut x).await;
+    let text = String::from_utf8_lossy(&rest);
+    assert!(
+        text.contains("was not read for 10 s"),
+        "{}",
+        &text[text.len().saturating_sub(300)..]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

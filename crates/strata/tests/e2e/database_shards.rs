@@ -559,3 +559,31 @@ async fn copy_of_an_unsharded_table_goes_through() {
         BTreeSet::from(["3".to_string()])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_larger_than_the_read_buffer_goes_through_inside_a_transaction() {
+    let (a, b, _strata, db) = two_shards("auth_type = \"trust\"");
+    let (on_a, _) = keys_on_each(&a, &b, db, 4).await;
+    let (mut c, _) = log_in(db, &[]).await;
+    query(&mut c, "begin").await;
+    let got = query(
+        &mut c,
+        &format!("update users set name = 'z' where id = {}", on_a[0]),
+    )
+    .await;
+    assert_eq!(got.last().unwrap(), &(b'Z', vec![b'T']), "{got:?}");
+    // 3 MB: more than the pooler reads ahead while a query's answer is owed
+    let big = format!(
+        "select length('{}') from users where id = {}",
+        "x".repeat(3_000_000),
+        on_a[0]
+    );
+    let got = query(&mut c, &big).await;
+    assert!(
+        got.iter()
+            .any(|(t, body)| *t == b'D' && body.ends_with(b"3000000")),
+        "{got:?}"
+    );
+    let got = query(&mut c, "rollback").await;
+    assert_eq!(got.last().unwrap(), &(b'Z', vec![b'I']), "{got:?}");
+}
