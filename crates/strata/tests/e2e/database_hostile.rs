@@ -2,7 +2,8 @@
 //! out of range, truncated, malformed or of another protocol, an SSLRequest before a good
 //! startup, and broken message lengths after login, each answered with exactly the bytes
 //! expected and a close, while a psql logged in before keeps working; and a fake PostgreSQL
-//! server that records exactly what Strata sends it.
+//! server that records exactly what Strata sends it, and one the test plays step by step (reads
+//! sharing a connection, and a cancel request that hits the wrong one).
 
 use crate::common;
 
@@ -237,40 +238,17 @@ async fn fake_server() -> (SocketAddr, Received) {
             };
             tokio::spawn(async move {
                 let record = |bytes: Vec<u8>| log.lock().unwrap()[conn].push(bytes);
-                let mut len = [0u8; 4];
-                if s.read_exact(&mut len).await.is_err() {
+                let Some(packet) = read_packet(&mut s).await else {
                     return;
-                }
-                let mut packet = len.to_vec();
-                packet.resize(u32::from_be_bytes(len) as usize, 0);
-                if s.read_exact(&mut packet[4..]).await.is_err() {
-                    return;
-                }
+                };
                 record(packet);
-                let mut hello = message(b'R', &[0, 0, 0, 0]);
-                for (k, v) in [
-                    ("application_name", ""),
-                    ("client_encoding", "UTF8"),
-                    ("server_version", "15.0 (fake)"),
-                ] {
-                    hello.extend_from_slice(&message(b'S', format!("{k}\0{v}\0").as_bytes()));
-                }
-                hello.extend_from_slice(&message(b'K', &[0, 0, 0, 42, 0, 0, 0, 7]));
-                hello.extend_from_slice(&message(b'Z', b"I"));
-                if s.write_all(&hello).await.is_err() {
+                if s.write_all(&fake_welcome()).await.is_err() {
                     return;
                 }
                 loop {
-                    let mut head = [0u8; 5];
-                    if s.read_exact(&mut head).await.is_err() {
+                    let Some(m) = read_message(&mut s).await else {
                         return;
-                    }
-                    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-                    let mut m = head.to_vec();
-                    m.resize(1 + len, 0);
-                    if s.read_exact(&mut m[5..]).await.is_err() {
-                        return;
-                    }
+                    };
                     let tag = m[0];
                     record(m);
                     match tag {
@@ -289,6 +267,91 @@ async fn fake_server() -> (SocketAddr, Received) {
     });
     (addr, received)
 }
+
+/// A first packet (startup, cancel request), whole.
+async fn read_packet(s: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<Vec<u8>> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).await.ok()?;
+    let mut packet = len.to_vec();
+    packet.resize((u32::from_be_bytes(len) as usize).max(4), 0);
+    s.read_exact(&mut packet[4..]).await.ok()?;
+    Some(packet)
+}
+
+/// A tagged message, whole.
+async fn read_message(s: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<Vec<u8>> {
+    let mut head = [0u8; 5];
+    s.read_exact(&mut head).await.ok()?;
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    let mut m = head.to_vec();
+    m.resize(1 + len.max(4), 0);
+    s.read_exact(&mut m[5..]).await.ok()?;
+    Some(m)
+}
+
+/// What the fake servers say at login: trust, three ParameterStatus, the backend key
+/// (42, 7), ReadyForQuery.
+fn fake_welcome() -> Vec<u8> {
+    let mut hello = message(b'R', &[0, 0, 0, 0]);
+    for (k, v) in [
+        ("application_name", ""),
+        ("client_encoding", "UTF8"),
+        ("server_version", "15.0 (fake)"),
+    ] {
+        hello.extend_from_slice(&message(b'S', format!("{k}\0{v}\0").as_bytes()));
+    }
+    hello.extend_from_slice(&message(b'K', &[0, 0, 0, 42, 0, 0, 0, 7]));
+    hello.extend_from_slice(&message(b'Z', b"I"));
+    hello
+}
+
+/// A PostgreSQL server played step by step by the test: it logs Strata in (as
+/// [`fake_welcome`]) and then answers nothing by itself. Every message it receives, and every
+/// cancel request (its packet), comes out of the first channel; what is put in the second is
+/// written to the connection logged in last.
+async fn scripted_server() -> (
+    SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+    tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (heard_tx, heard) = tokio::sync::mpsc::unbounded_channel();
+    let (say, said) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    let said = Arc::new(tokio::sync::Mutex::new(said));
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let (heard_tx, said) = (heard_tx.clone(), said.clone());
+            tokio::spawn(async move {
+                let Some(packet) = read_packet(&mut s).await else {
+                    return;
+                };
+                let cancel = packet.get(4..8) == Some(&80_877_102u32.to_be_bytes()[..]);
+                let _ = heard_tx.send(packet);
+                if cancel || s.write_all(&fake_welcome()).await.is_err() {
+                    return;
+                }
+                let (mut r, mut w) = s.into_split();
+                tokio::spawn(async move {
+                    let mut said = said.lock().await;
+                    while let Some(bytes) = said.recv().await {
+                        if w.write_all(&bytes).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                while let Some(m) = read_message(&mut r).await {
+                    let _ = heard_tx.send(m);
+                }
+            });
+        }
+    });
+    (addr, heard, say)
+}
+
+/// A user's secret that can't log Strata in by itself: with no `check_user`, the one server
+/// is taken as the primary without checks, so a fake server sees only the pool's connections.
+const SCRAM_ONLY: &str = "SCRAM-SHA-256$4096:c2FsdHNhbHQ=$WdgDeNvIvjOQwS5zAOX4eI6QNAgNaa6VGz5zzNpcTaM=:Sqjr3kNgZo0E7iz0rbkWqAQ3rtVYjc2NTFZdnkU7CMU=";
 
 /// The welcome a client gets, with the BackendKeyData's key (random) zeroed.
 fn masked(welcome: Vec<(u8, Vec<u8>)>) -> Vec<(u8, Vec<u8>)> {
@@ -316,7 +379,7 @@ async fn a_fake_server_receives_exactly_the_startup_and_the_parameters_strata_se
     let strata = Strata::start(&format!(
         "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:0\"\nservers = [\"{server}\"]\n\
          auth_type = \"trust\"\npool_size = 1\n\
-         [[database.users]]\nname = \"app\"\npassword = \"SCRAM-SHA-256$4096:c2FsdHNhbHQ=$WdgDeNvIvjOQwS5zAOX4eI6QNAgNaa6VGz5zzNpcTaM=:Sqjr3kNgZo0E7iz0rbkWqAQ3rtVYjc2NTFZdnkU7CMU=\"\n"
+         [[database.users]]\nname = \"app\"\npassword = \"{SCRAM_ONLY}\"\n"
     ));
     let db = strata.addr("database:app");
 
@@ -609,4 +672,136 @@ async fn a_write_sent_behind_a_read_reaches_the_primary() {
         assert!(errors.is_empty(), "{what}: {errors:?}");
         assert_eq!(rows, expected, "{what}");
     }
+}
+
+/// The next Query the scripted server heard (other messages passed over), as its text.
+async fn next_query(heard: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) -> String {
+    loop {
+        let m = tokio::time::timeout(LIMIT, heard.recv())
+            .await
+            .expect("a query in time")
+            .expect("the server runs");
+        if m[0] == b'Q' {
+            return String::from_utf8_lossy(&m[5..m.len() - 1]).into_owned();
+        }
+    }
+}
+
+/// A DataRow of one text column.
+fn data_row(value: &str) -> Vec<u8> {
+    let mut body = 1u16.to_be_bytes().to_vec();
+    body.extend_from_slice(&(value.len() as u32).to_be_bytes());
+    body.extend_from_slice(value.as_bytes());
+    message(b'D', &body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_that_hits_the_next_read_on_a_shared_connection_sends_that_read_again() {
+    let (server, mut heard, say) = scripted_server().await;
+    let strata = Strata::start(&format!(
+        "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:0\"\nservers = [\"{server}\"]\n\
+         auth_type = \"trust\"\npool_size = 1\nread_pipeline_from = 1\n\
+         [[database.users]]\nname = \"app\"\npassword = \"{SCRAM_ONLY}\"\n"
+    ));
+    let db = strata.addr("database:app");
+    let q = |sql: &str| message(b'Q', format!("{sql}\0").as_bytes());
+    let row_and_ready = |v: &str| {
+        [
+            data_row(v),
+            message(b'C', b"SELECT 1\0"),
+            message(b'Z', b"I"),
+        ]
+        .concat()
+    };
+
+    // A's read runs; B's is sent behind it on the same connection
+    let (mut a, welcome) = log_in(db, &[]).await;
+    let a_key = welcome.iter().find(|(t, _)| *t == b'K').unwrap().1.clone();
+    a.write_all(&q("select 'a'")).await.unwrap();
+    assert_eq!(next_query(&mut heard).await, "select 'a'");
+    let (mut b, _) = log_in(db, &[]).await;
+    b.write_all(&q("select 'b'")).await.unwrap();
+    assert_eq!(next_query(&mut heard).await, "select 'b'");
+
+    // A's client cancels: A runs as far as Strata knows, so the request goes to the server
+    let mut cancel = TcpStream::connect(db).await.unwrap();
+    let mut packet = 16u32.to_be_bytes().to_vec();
+    packet.extend_from_slice(&80_877_102u32.to_be_bytes());
+    packet.extend_from_slice(&a_key);
+    cancel.write_all(&packet).await.unwrap();
+    let got = tokio::time::timeout(LIMIT, heard.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        got.escape_ascii().to_string(),
+        b"\0\0\0\x10\x04\xd2\x16\x2e\0\0\0\x2a\0\0\0\x07"
+            .escape_ascii()
+            .to_string(),
+        "the cancel request, with the server's key"
+    );
+    // ...where A had ended already: the cancel hits B, which its client did not cancel
+    say.send(
+        [
+            row_and_ready("a"),
+            error_response("ERROR", "57014", "canceling statement due to user request"),
+            message(b'Z', b"I"),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let got = until_ready(&mut a).await;
+    assert_eq!(
+        got.first(),
+        Some(&(b'D', data_row("a")[5..].to_vec())),
+        "{got:?}"
+    );
+    // B is sent again, and gets its own answer
+    assert_eq!(next_query(&mut heard).await, "select 'b'");
+    say.send(row_and_ready("b")).unwrap();
+    let got = until_ready(&mut b).await;
+    assert_eq!(
+        got.first(),
+        Some(&(b'D', data_row("b")[5..].to_vec())),
+        "{got:?}"
+    );
+    assert!(!got.iter().any(|(t, _)| *t == b'E'), "{got:?}");
+
+    // a cancel its own client asked for is not sent again: A's next read gets the error
+    a.write_all(&q("select 'a2'")).await.unwrap();
+    assert_eq!(next_query(&mut heard).await, "select 'a2'");
+    cancel = TcpStream::connect(db).await.unwrap();
+    cancel.write_all(&packet).await.unwrap();
+    let got = tokio::time::timeout(LIMIT, heard.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&got[8..], &[0, 0, 0, 42, 0, 0, 0, 7], "the cancel request");
+    say.send(
+        [
+            error_response("ERROR", "57014", "canceling statement due to user request"),
+            message(b'Z', b"I"),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let got = until_ready(&mut a).await;
+    assert_eq!(got.first().map(|(t, _)| *t), Some(b'E'), "{got:?}");
+    // and a cancel with none asked for (a statement timeout) reaches its client too
+    b.write_all(&q("select 'b2'")).await.unwrap();
+    assert_eq!(next_query(&mut heard).await, "select 'b2'");
+    say.send(
+        [
+            error_response(
+                "ERROR",
+                "57014",
+                "canceling statement due to statement timeout",
+            ),
+            message(b'Z', b"I"),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let got = until_ready(&mut b).await;
+    assert_eq!(got.first().map(|(t, _)| *t), Some(b'E'), "{got:?}");
 }
