@@ -196,10 +196,11 @@ function dbSection(listeners) {
         // is refused: only replicas are drained
         h("td", {}, s.role === "replica" || s.drained ? actionButton("database", d.name, s, s.drained) : "")))),
     d.pools.length ? h("table", { class: "pools" },
-      h("tr", {}, ["user", "database", "server", "in use", "idle", "clients waiting"].map((t) => h("th", {}, t))),
+      h("tr", {}, ["user", "database", "server", "in use", "shared by reads", "idle", "clients waiting"].map((t) => h("th", {}, t))),
       d.pools.map((p) => h("tr", {},
         h("td", {}, p.user), h("td", {}, p.database), h("td", {}, p.server),
-        h("td", {}, p.server_in_use), h("td", {}, p.server_idle), h("td", {}, p.clients_waiting)))) : null));
+        h("td", {}, p.server_in_use), h("td", {}, p.server_shared), h("td", {}, p.server_idle),
+        h("td", {}, p.clients_waiting)))) : null));
 }
 
 const SECTIONS = [
