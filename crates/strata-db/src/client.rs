@@ -631,6 +631,29 @@ fn batch_reads_only(buf: &[u8], statements: &ClientStatements) -> bool {
             .all(|(_, parse)| parse.map(parsed_text).is_some_and(reads_only))
 }
 
+/// The length of the extended-protocol batch at the start of `buf`, when it may be sent on a
+/// connection that other clients' reads share: whole up to its Sync, and of nothing but the
+/// unnamed statement and portal (Parse, Bind, Describe, Execute), each Bind binding a
+/// statement parsed before it in the batch. Named statements are held per connection, and a
+/// shared connection keeps none of a client's.
+fn unnamed_batch_len(buf: &[u8]) -> Option<usize> {
+    let batch = Batch::read(buf).filter(|b| b.synced)?;
+    let mut parsed = false;
+    let unnamed = batch.messages.iter().all(|(tag, body)| match tag {
+        b'P' => {
+            parsed = true;
+            body.first() == Some(&0)
+        }
+        // the portal's name, then the statement's
+        b'B' => parsed && body.starts_with(&[0, 0]),
+        b'D' => *body == b"P\0" || *body == b"S\0",
+        b'E' => body.first() == Some(&0),
+        b'S' => true,
+        _ => false,
+    });
+    unnamed.then_some(batch.len)
+}
+
 /// The statement name of a simple query that is exactly `DEALLOCATE [PREPARE] name` (not
 /// `ALL`), as PostgreSQL reads the name: folded to lower case unless double-quoted.
 fn deallocate_name(body: &[u8]) -> Option<String> {
@@ -1213,7 +1236,7 @@ impl Session {
             let classified = between
                 && !declared
                 && self.wanted.get("standard_conforming_strings") != Some("off")
-                && (replicas || (tag == b'Q' && self.svc.read_pipeline() > 1))
+                && (replicas || (matches!(tag, b'Q' | b'P') && self.svc.read_pipeline() > 1))
                 && match tag {
                     b'Q' => reads_only(&self.cbuf[5..total]),
                     b'P' | b'B' => batch_reads_only(&self.cbuf, &self.statements),
@@ -1224,10 +1247,18 @@ impl Session {
                 && self
                     .last_primary
                     .is_none_or(|t| t.elapsed() >= self.svc.read_your_writes());
-            // a query that only reads may share a connection when the pool is full
-            let shares = classified && tag == b'Q' && sharding.is_none();
-            if self.server.is_none() && shares && self.join_line(to_replica, total) {
-                continue;
+            // a query that only reads (or a batch of the unnamed statement that only reads)
+            // may share a connection when the pool is busy: its bytes, whole
+            let shares = match tag {
+                _ if !classified || sharding.is_some() => None,
+                b'Q' => Some(total),
+                b'P' => unnamed_batch_len(&self.cbuf),
+                _ => None,
+            };
+            if let (None, Some(len)) = (&self.server, shares) {
+                if self.join_line(to_replica, len) {
+                    continue;
+                }
             }
             if self.server.is_none() {
                 if !self.attach(to_replica, reads).await {
@@ -1245,7 +1276,7 @@ impl Session {
                 // a classified query holds the connection alone; a batch, up to its Sync;
                 // so does any query outside a transaction on a sharded listener (what comes
                 // behind it may be another shard's)
-                if shares && self.start_line(total) {
+                if shares.is_some_and(|len| self.start_line(len)) {
                     continue;
                 }
                 let hold =
@@ -1620,7 +1651,7 @@ impl Session {
         true
     }
 
-    /// Sends the query at the start of `cbuf` (`total` bytes), which only reads, on a line of
+    /// Sends the query (or batch) at the start of `cbuf` (`total` bytes), which only reads, on a line of
     /// the pool it would get a connection from, when that pool is full and one of its lines
     /// carries this client's parameters and has room.
     fn join_line(&mut self, to_replica: bool, total: usize) -> bool {
@@ -2087,6 +2118,59 @@ mod tests {
             "DEALLOCATE",
         ] {
             assert_eq!(name(not), None, "{not}");
+        }
+    }
+
+    #[test]
+    fn only_whole_batches_of_the_unnamed_statement_may_share_a_connection() {
+        let m = |tag: u8, body: &[u8]| {
+            let mut out = vec![tag];
+            out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+            out.extend_from_slice(body);
+            out
+        };
+        let parse = |name: &str| m(b'P', format!("{name}\0select 1\0\0\0").as_bytes());
+        let bind = |portal: &str, stmt: &str| {
+            m(b'B', format!("{portal}\0{stmt}\0\0\0\0\0\0\0").as_bytes())
+        };
+        let (describe, execute, sync) = (m(b'D', b"P\0"), m(b'E', b"\0\0\0\0\0"), m(b'S', b""));
+        let batch = |parts: &[&Vec<u8>]| {
+            parts
+                .iter()
+                .flat_map(|p| p.iter().copied())
+                .collect::<Vec<u8>>()
+        };
+        let good = batch(&[&parse(""), &bind("", ""), &describe, &execute, &sync]);
+        assert_eq!(unnamed_batch_len(&good), Some(good.len()));
+        // what follows the Sync is not the batch's
+        let mut more = good.clone();
+        more.extend_from_slice(&m(b'Q', b"select 2\0"));
+        assert_eq!(unnamed_batch_len(&more), Some(good.len()));
+        for (why, bad) in [
+            ("no Sync yet", batch(&[&parse(""), &bind("", ""), &execute])),
+            (
+                "a Flush, not a Sync",
+                batch(&[&parse(""), &bind("", ""), &execute, &m(b'H', b"")]),
+            ),
+            (
+                "a named statement",
+                batch(&[&parse("s1"), &bind("", "s1"), &execute, &sync]),
+            ),
+            (
+                "a named portal",
+                batch(&[&parse(""), &bind("p", ""), &execute, &sync]),
+            ),
+            (
+                "a Bind of a statement parsed before",
+                batch(&[&bind("", ""), &execute, &sync]),
+            ),
+            ("a Close", batch(&[&parse(""), &m(b'C', b"S\0"), &sync])),
+            (
+                "a statement described by name",
+                batch(&[&parse(""), &m(b'D', b"Ss1\0"), &sync]),
+            ),
+        ] {
+            assert_eq!(unnamed_batch_len(&bad), None, "{why}");
         }
     }
 

@@ -1,8 +1,9 @@
 //! Queries that only read, from many clients, pipelined on one server connection.
 //!
 //! In transaction mode a client holds a server connection from its query to the query's
-//! ReadyForQuery. When every connection of a pool is taken, a client whose query runs outside
-//! a transaction and only reads (as PostgreSQL's parser reads it: the classification that
+//! ReadyForQuery. When every connection of a pool is taken, a client whose query (a simple
+//! query, or a whole extended-protocol batch of the unnamed statement) runs outside a
+//! transaction and only reads (as PostgreSQL's parser reads it: the classification that
 //! sends reads to replicas) need not wait for one: its query goes out on a connection that
 //! already runs such queries, behind them, up to `read_pipeline` queries on one connection.
 //! PostgreSQL answers a connection's queries in order, each with its own ReadyForQuery, and a

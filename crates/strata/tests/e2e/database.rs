@@ -607,34 +607,47 @@ async fn no_client_ever_gets_another_clients_rows_while_clients_are_killed() {
             "select repeat('x', 1000) from generate_series(1, 2000)",
         ],
     );
-    let path = script.display().to_string();
     for mode in ["extended", "prepared"] {
-        let path = path.clone();
-        let out = blocking(move || {
-            pgbench(
-                db,
-                "app",
-                "secret",
-                "app",
-                &[
-                    "-n", "-c", "4", "-j", "4", "-t", "300", "-M", mode, "-f", &path,
-                ],
-            )
-        })
-        .await;
-        assert!(
-            out.contains("number of transactions actually processed: 1200/1200"),
-            "{mode}: {out}"
-        );
-        assert!(
-            out.contains("number of failed transactions: 0"),
-            "{mode}: {out}"
-        );
+        every_transaction_passes(db, 4, 300, mode, &script).await;
     }
     assert!(killer.stop().await > 0);
     // nothing left behind: no server connection idles in a transaction
     let stuck = pg.admin("select count(*) from pg_stat_activity where usename = 'app' and state like 'idle in transaction%'");
     assert_eq!(stuck, "0");
+}
+
+/// Runs pgbench's `script` through `db` (`clients` clients, `transactions` each, in
+/// protocol `mode`), and asserts that every transaction ran and none failed.
+async fn every_transaction_passes(
+    db: SocketAddr,
+    clients: usize,
+    transactions: usize,
+    mode: &'static str,
+    script: &std::path::Path,
+) {
+    let path = script.display().to_string();
+    let out = blocking(move || {
+        let (c, t) = (clients.to_string(), transactions.to_string());
+        pgbench(
+            db,
+            "app",
+            "secret",
+            "app",
+            &["-n", "-c", &c, "-j", "4", "-t", &t, "-M", mode, "-f", &path],
+        )
+    })
+    .await;
+    let all = clients * transactions;
+    assert!(
+        out.contains(&format!(
+            "number of transactions actually processed: {all}/{all}"
+        )),
+        "{mode}: {out}"
+    );
+    assert!(
+        out.contains("number of failed transactions: 0"),
+        "{mode}: {out}"
+    );
 }
 
 /// psql clients that send statements (without waiting for answers) and are killed a few
@@ -724,31 +737,22 @@ async fn reads_that_share_a_connection_each_get_their_own_answer() {
             .filter(Result::is_ok)
             .count()
     });
-    let path = script.display().to_string();
-    let out = blocking(move || {
-        pgbench(
-            db,
-            "app",
-            "secret",
-            "app",
-            &[
-                "-n", "-c", "8", "-j", "4", "-t", "300", "-M", "simple", "-f", &path,
-            ],
-        )
-    })
-    .await;
-    assert!(
-        out.contains("number of transactions actually processed: 2400/2400"),
-        "{out}"
-    );
-    assert!(out.contains("number of failed transactions: 0"), "{out}");
+    // simple queries, then batches of the unnamed statement (Parse, Bind, Describe, Execute,
+    // Sync): both may share
+    for mode in ["simple", "extended"] {
+        let before = shared_queries(&strata).await;
+        every_transaction_passes(db, 8, 200, mode, &script).await;
+        // the reads did share (else this test proves nothing)
+        let shared = shared_queries(&strata).await - before;
+        assert!(
+            shared > 100.0,
+            "{mode}: {shared} queries shared a connection"
+        );
+    }
     assert_eq!(blocking(move || writer.join().unwrap()).await, 30);
     assert!(killer.stop().await > 0);
     let written = psql(pg.addr, "app", "secret", "app", "select count(*) from log");
     assert_eq!(written.as_deref(), Ok("30"));
-    // the reads did share (else this test proves nothing)
-    let shared = shared_queries(&strata).await;
-    assert!(shared > 100.0, "{shared} queries shared a connection");
     // and nothing is left behind on the server
     let stuck = pg.admin("select count(*) from pg_stat_activity where usename = 'app' and state like 'idle in transaction%'");
     assert_eq!(stuck, "0");
