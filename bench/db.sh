@@ -19,7 +19,9 @@
 # 8,000 idle logged-in clients (bench/idle_pg.py); the slope of its resident memory between the
 # two, in bytes per client.
 #
-# Usage: [STRATA=binary] [ONLY_IDLE=1] [POOL=20] [SCALE=10] bench/db.sh [seconds per run, default 10] [rounds, default 3] [clients, default 32]
+# PROTOCOL=extended (or prepared) runs pgbench in that query protocol (default: simple).
+#
+# Usage: [STRATA=binary] [ONLY_IDLE=1] [POOL=20] [SCALE=10] [PROTOCOL=simple] bench/db.sh [seconds per run, default 10] [rounds, default 3] [clients, default 32]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
@@ -114,6 +116,7 @@ HZ=$(getconf CLK_TCK)
 run() { # target port pid(or 0) workload -> "tps latency_ms cpu_us_per_txn"
   local port=$2 pid=$3 mode=$4 args=()
   [[ $mode == select ]] && args=(-S)
+  [[ -n ${PROTOCOL:-} ]] && args+=(-M "$PROTOCOL")
   local before=0
   [[ $pid != 0 ]] && before=$(cpu_ticks "$pid")
   local out

@@ -1231,12 +1231,18 @@ impl Session {
                         .as_ref()
                         .is_some_and(|d| begins_read_only(&d.begin)));
             // the parser reads strings as the server will only with standard_conforming_strings
-            // (queries are classified for replicas, and simple ones to share a connection)
+            // (queries are classified for replicas, and to share a connection when the pool
+            // is busy)
             let replicas = self.svc.replica_ready();
+            let sharing = || {
+                matches!(tag, b'Q' | b'P')
+                    && self.svc.read_pipeline() > 1
+                    && self.svc.may_share(&self.pool, self.shard)
+            };
             let classified = between
                 && !declared
                 && self.wanted.get("standard_conforming_strings") != Some("off")
-                && (replicas || (matches!(tag, b'Q' | b'P') && self.svc.read_pipeline() > 1))
+                && (replicas || sharing())
                 && match tag {
                     b'Q' => reads_only(&self.cbuf[5..total]),
                     b'P' | b'B' => batch_reads_only(&self.cbuf, &self.statements),

@@ -267,6 +267,23 @@ impl DatabaseService {
         self.shares(&server).then_some(server)
     }
 
+    /// Whether a read of `shard` arriving now could share a connection of the primary's pool:
+    /// it is busy, or will be once the read takes a connection of its own (it then starts a
+    /// line others can join). Reads are classified only then (and for replicas).
+    fn may_share(&self, pool: &Pool, shard: usize) -> bool {
+        let site = self.site.load();
+        let Ok((target, _)) = self.target(&site, shard, false, false) else {
+            return false;
+        };
+        let server = pool.server(target, limits(&site.config));
+        server.in_use.get() + 1 >= self.share_from(&site)
+    }
+
+    /// Connections of a pool in use from which reads share them.
+    fn share_from(&self, site: &Site) -> i64 {
+        i64::from(site.config.read_pipeline_from.min(site.config.pool_size))
+    }
+
     /// A read joined a line of the replica [`DatabaseService::busy_pool`] looked at: the next
     /// read goes to the next replica.
     fn turn_taken(&self) {
@@ -281,9 +298,7 @@ impl DatabaseService {
     /// Whether reads share `server`'s connections now: enough of them are in use (all, unless
     /// `read_pipeline_from` says fewer).
     fn shares(&self, server: &pool::ServerPool) -> bool {
-        let site = self.site.load();
-        let from = site.config.read_pipeline_from.min(site.config.pool_size);
-        server.in_use.get() >= i64::from(from)
+        server.in_use.get() >= self.share_from(&self.site.load())
     }
 
     /// A server connection of `pool` to `shard`: on one of its replicas for a transaction

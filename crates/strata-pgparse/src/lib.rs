@@ -83,7 +83,7 @@ pub fn read_only(sql: &str) -> bool {
 
 /// `sql` with each numeric literal (digits, at most one dot) and each plain string literal (`'...'`,
 /// quotes doubled inside) replaced by a mark, or `None` when it has anything a plain scan
-/// could misread: a NUL, comments, dollar quotes, `$n` parameters, strings with a prefix (`E'...'`,
+/// could misread: a NUL, comments, dollar quotes (a `$n` parameter is kept as written), strings with a prefix (`E'...'`,
 /// `U&'...'`, `B'...'`), a number followed by a letter (`1e5`, `0x1F`), or a string or quoted
 /// name that does not end. Two queries of the same shape differ only in
 /// constants, which no classification looks at.
@@ -100,7 +100,20 @@ pub fn shape(sql: &str) -> Option<String> {
         let c = b[i];
         let after_ident = i > 0 && ident(b[i - 1]);
         match c {
-            b'$' => return None,
+            // a parameter ($1, as drivers send with Parse) is kept as written; any other `$`
+            // (dollar quoting, `$` inside a name) is not scanned
+            b'$' => {
+                let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+                if digits == 0 || after_ident {
+                    return None;
+                }
+                out.push_str(&sql[i..i + 1 + digits]);
+                i += 1 + digits;
+                // `$1a` is not a parameter followed by a word: not scanned either
+                if b.get(i).is_some_and(|&c| ident(c) || c == b'$') {
+                    return None;
+                }
+            }
             b'-' if b.get(i + 1) == Some(&b'-') => return None,
             b'/' if b.get(i + 1) == Some(&b'*') => return None,
             b'\'' => {
@@ -423,13 +436,22 @@ mod tests {
             assert_eq!(shape(a), shape(b), "{a} / {b}");
             assert!(shape(a).is_some());
         }
+        // parameters are part of the shape, as written
+        assert_eq!(
+            shape("SELECT a FROM t WHERE id = $1 AND b = 5").as_deref(),
+            Some("SELECT a FROM t WHERE id = $1 AND b = 0")
+        );
+        assert_ne!(shape("SELECT $1"), shape("SELECT $2"));
         assert_ne!(shape("SELECT lower('x')"), shape("SELECT nextval('x')"));
         assert_ne!(shape("SELECT a FROM t1"), shape("SELECT a FROM t2"));
         for unsure in [
             "SELECT 1 -- ' comment",
             "SELECT /* x */ 1",
             "SELECT $$a$$",
-            "SELECT $1",
+            "SELECT $tag$a$tag$",
+            "SELECT a$1 FROM t",
+            "SELECT $1a",
+            "SELECT $1$x$1$",
             "SELECT E'\\''",
             "SELECT 'open",
             "SELECT \"open",
