@@ -6,8 +6,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 use strata_net::lock;
 use tokio::io::AsyncWriteExt;
@@ -34,8 +34,8 @@ pub struct Turn(Mutex<TurnState>);
 #[derive(Default)]
 struct TurnState {
     /// Where it runs, once it is the connection's oldest query: the server, its backend, and
-    /// the count of cancel requests sent to that backend.
-    running: Option<(SocketAddr, (u32, u32), Arc<AtomicU64>)>,
+    /// the cancel requests sent to that backend.
+    running: Option<(SocketAddr, (u32, u32), Sent)>,
     /// A cancel request came for it.
     asked: bool,
     /// Answered (or given up).
@@ -44,8 +44,30 @@ struct TurnState {
     dropped: bool,
 }
 
-/// A backend's count of the cancel requests sent to it.
-pub type Sent = Arc<AtomicU64>;
+/// When cancel requests were sent to a backend, those no query has been found cancelled by
+/// yet.
+#[derive(Clone, Default)]
+pub struct Sent(Arc<Mutex<std::collections::VecDeque<Instant>>>);
+
+/// A cancel request not seen to cancel anything within this long did not (PostgreSQL ignores
+/// one that reaches a backend between queries).
+const LANDS_WITHIN: Duration = Duration::from_secs(1);
+
+impl Sent {
+    fn push(&self) {
+        lock(&self.0).push_back(Instant::now());
+    }
+
+    /// A query was found cancelled: takes the cancel request that did it, if one was sent
+    /// lately (else it was a statement timeout).
+    pub fn take(&self) -> bool {
+        let mut sent = lock(&self.0);
+        while sent.front().is_some_and(|t| t.elapsed() > LANDS_WITHIN) {
+            sent.pop_front();
+        }
+        sent.pop_front().is_some()
+    }
+}
 
 impl Turn {
     /// The query is the one the server runs now (or next), on `backend` at `addr`; a cancel
@@ -57,7 +79,7 @@ impl Turn {
             state.asked && !state.over
         };
         if asked {
-            sent.fetch_add(1, Relaxed);
+            sent.push();
             tokio::spawn(send(addr, backend));
         }
     }
@@ -152,7 +174,7 @@ pub async fn forward(pid: u32, secret: u32) {
             state.asked = true;
             match &state.running {
                 Some((addr, backend, sent)) => {
-                    sent.fetch_add(1, Relaxed);
+                    sent.push();
                     (*addr, *backend)
                 }
                 None => {

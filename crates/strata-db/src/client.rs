@@ -1236,6 +1236,7 @@ impl Session {
             let replicas = self.svc.replica_ready();
             let sharing = || {
                 matches!(tag, b'Q' | b'P')
+                    && sharding.is_none()
                     && self.svc.read_pipeline() > 1
                     && self.svc.may_share(&self.pool, self.shard)
             };
@@ -1248,7 +1249,9 @@ impl Session {
                     b'P' | b'B' => batch_reads_only(&self.cbuf, &self.statements),
                     _ => false,
                 };
-            let reads = declared || classified;
+            // (a read classified only to share a connection is routed as any query: no replica
+            // could take it)
+            let reads = declared || (classified && replicas);
             let to_replica = reads
                 && self
                     .last_primary

@@ -23,8 +23,9 @@
 //! connection's oldest ([`crate::cancel::Turn`]). One that comes for a query whose answer is
 //! still being read may find the server on the next query already, and cancel that one; a
 //! query cancelled without its client asking, before any of its answer went out, is sent again
-//! (once for each cancel request sent to that server connection, so that a statement timeout
-//! is not mistaken for one). A slow query holds up the queries behind it: the price of
+//! (once, and only when a cancel request went to that server connection in the last second
+//! and has not been seen to cancel another query: a statement timeout is not mistaken for
+//! one). A slow query holds up the queries behind it: the price of
 //! sharing, paid only when the pool is busy. A slow client does not for long: its answer is
 //! passed on in parts, a few at most in memory, and one it does not take within [`TAKE`] is
 //! dropped and its session ended.
@@ -199,10 +200,8 @@ struct Conn {
     answer: BytesMut,
     /// A query changed the session (or it could have): the connection is closed, not reused.
     spoilt: bool,
-    /// Cancel requests sent to the connection's backend, and how many of them are accounted
-    /// for (by a query cancelled, or sent again).
+    /// Cancel requests sent to the connection's backend.
     sent: Sent,
-    spent: u64,
     lines: Arc<Lines>,
     id: u64,
 }
@@ -282,17 +281,15 @@ impl Conn {
     }
 
     /// The oldest query was cancelled (57014): a cancel its client did not ask for, before any of its
-    /// answer went out, and with a cancel request sent to this backend not yet accounted for,
-    /// was meant for another query; the query is sent again.
+    /// answer went out, and with a cancel request sent to this backend lately and not yet
+    /// seen to cancel anything, was meant for another query; the query is sent again.
     fn cancelled(&mut self) {
         let head = &self.owed[0];
         if head.turn.asked() {
-            self.spent += 1;
+            self.sent.take();
             return;
         }
-        let unaccounted = self.sent.load(Relaxed) > self.spent;
-        if unaccounted && !head.begun && !head.again {
-            self.spent += 1;
+        if !head.begun && !head.again && self.sent.take() {
             self.owed[0].hit = true;
             self.answer.clear();
         }
@@ -352,8 +349,7 @@ async fn run(lease: Lease, mut jobs: mpsc::UnboundedReceiver<Job>, lines: Arc<Li
         out: BytesMut::new(),
         answer: BytesMut::new(),
         spoilt: false,
-        sent: Default::default(),
-        spent: 0,
+        sent: Sent::default(),
         lines,
         id,
     };

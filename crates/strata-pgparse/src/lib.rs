@@ -133,6 +133,8 @@ pub fn shape(sql: &str) -> Option<String> {
                 out.push_str("'?'");
                 i += 1;
             }
+            // U&"..." reads its insides by its UESCAPE character, a string this scan blanks
+            b'"' if i > 0 && b[i - 1] == b'&' => return None,
             b'"' => {
                 // a quoted identifier is a word: kept whole
                 let end = b[i + 1..].iter().position(|&x| x == b'"')? + i + 2;
@@ -458,6 +460,7 @@ mod tests {
             "SELECT 1e5",
             "SELECT 1.2.3",
             "SELECT U&'\\0041'",
+            "SELECT U&\"lowe!0072\" UESCAPE '!' ('x')",
             "SELECT 'a\0b'",
             "SELECT 0x1F",
         ] {
