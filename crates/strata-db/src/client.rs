@@ -1721,11 +1721,15 @@ impl Session {
             Some(Part::Last(bytes)) => self.to_client.extend_from_slice(&bytes),
             None if self.line.as_ref().is_some_and(|l| l.turn.dropped()) => {
                 // what it was sent of its answer is cut short: nothing more can follow it
+                let why = format!(
+                    "the answer to a query on a shared server connection was not read for {} s: dropped, so that the queries behind it get theirs",
+                    crate::pipeline::TAKE.as_secs()
+                );
                 proto::put_error(
                     &mut self.to_client,
                     true,
                     Sqlstate::CONNECTION_FAILURE,
-                    "the answer to a query on a shared server connection was not read for 10 s: dropped, so that the queries behind it get theirs",
+                    &why,
                 );
                 self.closing = true;
             }

@@ -1,7 +1,8 @@
 //! Queries that only read, from many clients, pipelined on one server connection.
 //!
 //! In transaction mode a client holds a server connection from its query to the query's
-//! ReadyForQuery. When every connection of a pool is taken, a client whose query (a simple
+//! ReadyForQuery. When a pool is busy (`read_pipeline_from` of its connections in use: by
+//! default all of them), a client whose query (a simple
 //! query, or a whole extended-protocol batch of the unnamed statement) runs outside a
 //! transaction and only reads (as PostgreSQL's parser reads it: the classification that
 //! sends reads to replicas) need not wait for one: its query goes out on a connection that
@@ -12,7 +13,7 @@
 //! once for each, which for a short query is most of its cost.
 //!
 //! Such a connection (a line) is a task of its own, made from a connection of the pool when
-//! the pool is full and a client whose query could share one gets a connection; it gives the
+//! the pool is busy and a client whose query could share one gets a connection; it gives the
 //! connection back to the pool as soon as it owes nothing, and takes no more than [`TAKES`]
 //! queries in all, so that clients that wait for a connection of their own (writes,
 //! transactions) get one as surely as when reads don't share: every connection, shared or
@@ -25,8 +26,8 @@
 //! query cancelled without its client asking, before any of its answer went out, is sent again
 //! (once, and only when a cancel request went to that server connection in the last second
 //! and has not been seen to cancel another query: a statement timeout is not mistaken for
-//! one). A slow query holds up the queries behind it: the price of
-//! sharing, paid only when the pool is busy. A slow client does not for long: its answer is
+//! one). A slow query holds up the queries behind it: the price of sharing, paid only when
+//! the pool is busy. A slow client does not for long: its answer is
 //! passed on in parts, a few at most in memory, and one it does not take within [`TAKE`] is
 //! dropped and its session ended.
 
@@ -49,7 +50,7 @@ const PART: usize = 64 * 1024;
 const PARTS: usize = 4;
 
 /// How long a line waits for a client to take a part of its answer.
-const TAKE: std::time::Duration = std::time::Duration::from_secs(10);
+pub const TAKE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The most queries a line takes in its life; then it finishes what it owes and its
 /// connection goes back to the pool, where clients waiting for one get it in turn.
