@@ -878,6 +878,26 @@ async fn a_client_that_stops_reading_holds_up_a_shared_connection_for_a_while_on
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_server_connection_the_server_closed_is_not_handed_out() {
+    let (pg, _strata, db) = one_shared_connection();
+    let first = blocking(move || psql(db, "app", "secret", "app", "select 1")).await;
+    assert_eq!(first.as_deref(), Ok("1"));
+    // the server ends the pooled connection while it idles (a restart, an idle timeout, an
+    // administrator): it says FATAL and closes
+    let ended = pg.admin(
+        "select count(pg_terminate_backend(pid)) from pg_stat_activity where usename = 'app'",
+    );
+    assert_eq!(ended, "1");
+    eventually(Duration::from_secs(10), "the backend is gone", || async {
+        pg.admin("select count(*) from pg_stat_activity where usename = 'app'") == "0"
+    })
+    .await;
+    // the next client gets a new connection, not the dead one (which would fail its query)
+    let next = blocking(move || psql(db, "app", "secret", "app", "select 2")).await;
+    assert_eq!(next.as_deref(), Ok("2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_goes_both_ways_through_the_pooler() {
     let (_pg, strata, db) = app_database("create table t (n int, s text)", "pool_size = 1");
     let rows: String = (1..=5000).map(|i| format!("{i}\trow {i}\n")).collect();
