@@ -1234,11 +1234,18 @@ impl Session {
             // (queries are classified for replicas, and to share a connection when the pool
             // is busy)
             let replicas = self.svc.replica_ready();
+            // queries that only read may share a connection, this many (1: they don't)
+            let pipeline = if sharding.is_none() && matches!(tag, b'Q' | b'P') {
+                self.svc.read_pipeline()
+            } else {
+                1
+            };
             let sharing = || {
-                matches!(tag, b'Q' | b'P')
-                    && sharding.is_none()
-                    && self.svc.read_pipeline() > 1
-                    && self.svc.may_share(&self.pool, self.shard)
+                pipeline > 1
+                    && self
+                        .svc
+                        .busy_pool(&self.pool, self.shard, false, 1)
+                        .is_some()
             };
             let classified = between
                 && !declared
@@ -1259,13 +1266,13 @@ impl Session {
             // a query that only reads (or a batch of the unnamed statement that only reads)
             // may share a connection when the pool is busy: its bytes, whole
             let shares = match tag {
-                _ if !classified || sharding.is_some() => None,
+                _ if !classified || pipeline <= 1 => None,
                 b'Q' => Some(total),
                 b'P' => unnamed_batch_len(&self.cbuf),
                 _ => None,
             };
             if let (None, Some(len)) = (&self.server, shares) {
-                if self.join_line(to_replica, len) {
+                if self.join_line(to_replica, len, pipeline) {
                     continue;
                 }
             }
@@ -1660,15 +1667,11 @@ impl Session {
         true
     }
 
-    /// Sends the query (or batch) at the start of `cbuf` (`total` bytes), which only reads, on a line of
-    /// the pool it would get a connection from, when that pool is full and one of its lines
-    /// carries this client's parameters and has room.
-    fn join_line(&mut self, to_replica: bool, total: usize) -> bool {
-        let max = self.svc.read_pipeline();
-        if max <= 1 {
-            return false;
-        }
-        let Some(server) = self.svc.busy_pool(&self.pool, self.shard, to_replica) else {
+    /// Sends the query (or batch) at the start of `cbuf` (`total` bytes), which only reads, on
+    /// a line of the pool it would get a connection from, when that pool is busy and one of
+    /// its lines carries this client's parameters and has fewer than `max` queries.
+    fn join_line(&mut self, to_replica: bool, total: usize, max: usize) -> bool {
+        let Some(server) = self.svc.busy_pool(&self.pool, self.shard, to_replica, 0) else {
             return false;
         };
         let Some(ticket) = server
@@ -1689,11 +1692,8 @@ impl Session {
 
     /// Makes the connection just attached for the query at the start of `cbuf` (`total`
     /// bytes), which only reads, a line that other clients' such queries can join, when its
-    /// pool has no free slot; the query is the line's first.
+    /// pool is busy; the query is the line's first.
     fn start_line(&mut self, total: usize) -> bool {
-        if self.svc.read_pipeline() <= 1 {
-            return false;
-        }
         let Some(lease) = self.server.take_if(|l| self.svc.shares(l.pool())) else {
             return false;
         };

@@ -81,6 +81,11 @@ fn limits(config: &DatabaseListener) -> Limits {
     }
 }
 
+/// Connections of a pool in use from which reads share them.
+fn share_from(config: &DatabaseListener) -> i64 {
+    i64::from(config.read_pipeline_from.min(config.pool_size))
+}
+
 /// One `[[database]]` listener.
 pub struct DatabaseService {
     /// The listener's name.
@@ -254,34 +259,20 @@ impl DatabaseService {
 
     /// The pool of connections a query of `shard` that only reads would get one from (see
     /// [`DatabaseService::target`]), when it is busy enough that reads share connections
-    /// (`read_pipeline_from`): the pool whose lines the query may join.
+    /// (`read_pipeline_from` in use), counting `taking` more: the pool whose lines the query
+    /// may join (`taking` 0), or that it would start a line of, once it takes a connection of
+    /// its own (1: reads are classified only then, and for replicas).
     fn busy_pool(
         &self,
         pool: &Pool,
         shard: usize,
         to_replica: bool,
+        taking: i64,
     ) -> Option<Arc<pool::ServerPool>> {
         let site = self.site.load();
         let (target, _) = self.target(&site, shard, to_replica, false).ok()?;
         let server = pool.server(target, limits(&site.config));
-        self.shares(&server).then_some(server)
-    }
-
-    /// Whether a read of `shard` arriving now could share a connection of the primary's pool:
-    /// it is busy, or will be once the read takes a connection of its own (it then starts a
-    /// line others can join). Reads are classified only then (and for replicas).
-    fn may_share(&self, pool: &Pool, shard: usize) -> bool {
-        let site = self.site.load();
-        let Ok((target, _)) = self.target(&site, shard, false, false) else {
-            return false;
-        };
-        let server = pool.server(target, limits(&site.config));
-        server.in_use.get() + 1 >= self.share_from(&site)
-    }
-
-    /// Connections of a pool in use from which reads share them.
-    fn share_from(&self, site: &Site) -> i64 {
-        i64::from(site.config.read_pipeline_from.min(site.config.pool_size))
+        (server.in_use.get() + taking >= share_from(&site.config)).then_some(server)
     }
 
     /// A read joined a line of the replica [`DatabaseService::busy_pool`] looked at: the next
@@ -298,7 +289,7 @@ impl DatabaseService {
     /// Whether reads share `server`'s connections now: enough of them are in use (all, unless
     /// `read_pipeline_from` says fewer).
     fn shares(&self, server: &pool::ServerPool) -> bool {
-        server.in_use.get() >= self.share_from(&self.site.load())
+        server.in_use.get() >= share_from(&self.site.load().config)
     }
 
     /// A server connection of `pool` to `shard`: on one of its replicas for a transaction

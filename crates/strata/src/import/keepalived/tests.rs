@@ -577,6 +577,11 @@ fn import_keepalived_translations_of_the_fixture_configs_pass_strata_check() {
     }
 }
 
+/// Asserts that one of the translation's notes says `text`.
+fn assert_noted(t: &Translation, text: &str) {
+    assert!(notes(t).iter().any(|n| n.contains(text)), "{:?}", notes(t));
+}
+
 /// Found by the `import` fuzz target: a word in `track_interface` that can't be an interface
 /// name (a keyword after a missing brace) was written as one, a config `strata check` refuses.
 #[test]
@@ -586,13 +591,7 @@ fn import_keepalived_tracks_only_what_can_be_an_interface() {
     ));
     passes_strata_check(&t);
     assert!(t.toml.contains("\"interface:eth1\""), "{}", t.toml);
-    assert!(
-        notes(&t)
-            .iter()
-            .any(|n| n.contains("\"enable_script_security\" is not an interface name")),
-        "{:?}",
-        notes(&t)
-    );
+    assert_noted(&t, "\"enable_script_security\" is not an interface name");
 }
 
 /// Found by the `import` fuzz target: an address in two instances (keepalived takes it:
@@ -601,12 +600,7 @@ fn import_keepalived_tracks_only_what_can_be_an_interface() {
 fn import_keepalived_keeps_an_address_of_two_instances_as_written() {
     let second = "vrrp_instance VI_2 {\n  interface eth1\n  virtual_router_id 52\n  virtual_ipaddress {\n    10.0.0.100/24\n    10.0.0.101/24\n  }\n}\n";
     let t = ok(&format!("{}{second}", instance("")));
-    let kept = format!("{KEPT}: 10.0.0.100 is `VI_1`'s too");
-    assert!(
-        notes(&t).iter().any(|n| n.contains(&kept)),
-        "{:?}",
-        notes(&t)
-    );
+    assert_noted(&t, &format!("{KEPT}: 10.0.0.100 is `VI_1`'s too"));
     assert!(t.toml.contains("\"10.0.0.101/24\","), "{}", t.toml);
     // once the kept line is given to one instance, the translation is a config
     let fixed = t.toml.replace(
@@ -623,12 +617,6 @@ fn import_keepalived_keeps_an_address_of_two_instances_as_written() {
 fn import_keepalived_leaves_out_an_instance_on_what_cannot_be_an_interface() {
     let t = ok(&instance("").replace("interface eth0", "interface ens5:"));
     assert_eq!(t.left_out, 1);
-    assert!(
-        notes(&t)
-            .iter()
-            .any(|n| n.contains("\"ens5:\" is not an interface name")),
-        "{:?}",
-        notes(&t)
-    );
+    assert_noted(&t, "\"ens5:\" is not an interface name");
     passes_strata_check(&t);
 }
