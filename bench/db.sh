@@ -7,8 +7,10 @@
 # SCRAM-SHA-256. Prints, per target and workload: transactions/s, average latency and the
 # proxy's CPU microseconds per transaction (user + system, from /proc/PID/stat). Rounds are
 # interleaved (direct, pgbouncer, strata, direct, ...) and the median round is printed.
-# "strata, reads shared" is Strata with read_pipeline_from = 1: queries that only read share
-# server connections whenever one is in use, not only when all are (the default).
+# "strata" runs with the defaults: queries that only read share server connections when the
+# pool is full or while trials find more answered that way (read_pipeline_trials).
+# "strata, reads never share" is Strata with read_pipeline = 1: each query on a connection of
+# its own, as PgBouncer does them.
 #
 # Then pgbench -S through Strata with a streaming replica beside the primary (made with
 # pg_basebackup, running on CPU 0 with Strata: this machine has two cores), Strata finding the
@@ -98,7 +100,7 @@ taskset -c 0 "$STRATA" run -c "$work/strata.toml" >"$work/strata.log" 2>&1 &
 pids+=($!)
 st_pid=$!
 SHPORT=$(free_port)
-sed -e "s/^listen = .*/listen = \"127.0.0.1:$SHPORT\"/" -e "s/^pool_size = .*/&\nread_pipeline_from = 1/" \
+sed -e "s/^listen = .*/listen = \"127.0.0.1:$SHPORT\"/" -e "s/^pool_size = .*/&\nread_pipeline = 1/" \
   "$work/strata.toml" > "$work/strata-shared.toml"
 taskset -c 0 "$STRATA" run -c "$work/strata-shared.toml" >"$work/strata-shared.log" 2>&1 &
 pids+=($!)
@@ -149,7 +151,7 @@ for mode in "${modes[@]}"; do
   for target in direct pgbouncer strata shared; do
     read -r tps lat cpu <<<"$(printf "%s" "${results[$target]}" | median)"
     label=$([[ $mode == select ]] && echo "pgbench -S" || echo "pgbench (TPC-B-like)")
-    name=$([[ $target == shared ]] && echo "strata, reads shared" || echo "$target")
+    name=$([[ $target == shared ]] && echo "strata, reads never share" || echo "$target")
     printf "| %s | %s | %s | %s | %s |\n" "$label" "$name" "$tps" "$lat" "$cpu"
     declare "tps_${mode}_${target}=$tps"
   done
@@ -158,7 +160,7 @@ done
 if [[ ${ONLY_IDLE:-} != 1 ]]; then
   ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
   echo
-  echo "ratio -S tps strata/pgbouncer $(ratio "$tps_select_strata" "$tps_select_pgbouncer"), reads shared/pgbouncer $(ratio "$tps_select_shared" "$tps_select_pgbouncer") (target >= 1.2)"
+  echo "ratio -S tps strata/pgbouncer $(ratio "$tps_select_strata" "$tps_select_pgbouncer"), reads never share/pgbouncer $(ratio "$tps_select_shared" "$tps_select_pgbouncer") (target >= 1.2)"
   echo "ratio TPC-B tps strata/direct $(ratio "$tps_tpcb_strata" "$tps_tpcb_direct") (target >= 0.95)"
 fi
 

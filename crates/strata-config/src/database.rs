@@ -58,6 +58,9 @@ pub struct DatabaseListener {
     /// Reads share connections once this many of a pool's connections are in use (by
     /// default all of them: `pool_size`).
     pub read_pipeline_from: u32,
+    /// Reads also share connections, however many are in use, while trials show that they
+    /// are answered sooner that way (every few seconds the other way is tried for a moment).
+    pub read_pipeline_trials: bool,
 }
 
 /// A table split over the shards by the value of one column.
@@ -187,6 +190,7 @@ pub(crate) const KEYS: &[&str] = &[
     "read_your_writes",
     "read_pipeline",
     "read_pipeline_from",
+    "read_pipeline_trials",
 ];
 
 const USER_KEYS: &[&str] = &["name", "password"];
@@ -365,6 +369,7 @@ pub(crate) fn listener(
         read_pipeline: s.int(report, "read_pipeline", 1..=64, 4) as u32,
         read_pipeline_from: s.int(report, "read_pipeline_from", 1..=10_000, pool_size.into())
             as u32,
+        read_pipeline_trials: s.bool(report, "read_pipeline_trials", true),
     })
 }
 

@@ -1240,12 +1240,14 @@ impl Session {
             } else {
                 1
             };
+            // (with trials, every such query is classified: its answer's time counts)
             let sharing = || {
                 pipeline > 1
-                    && self
-                        .svc
-                        .busy_pool(&self.pool, self.shard, false, 1)
-                        .is_some()
+                    && (self.svc.trials()
+                        || self
+                            .svc
+                            .busy_pool(&self.pool, self.shard, false, 1)
+                            .is_some())
             };
             let classified = between
                 && !declared
@@ -1294,6 +1296,9 @@ impl Session {
                 // behind it may be another shard's)
                 if shares.is_some_and(|len| self.start_line(len)) {
                     continue;
+                }
+                if let (Some(lease), Some(_)) = (self.server.as_mut(), shares) {
+                    lease.asked();
                 }
                 let hold =
                     (classified && replicas) || (sharding.is_some() && self.deferred.is_none());
@@ -1877,6 +1882,7 @@ impl Session {
             }
             match tag {
                 b'Z' => {
+                    lease.answered();
                     self.pending = self.pending.saturating_sub(1);
                     // ReadyForQuery's one byte, inside this message (a short one reads as idle)
                     self.status = if total >= 6 { lease.conn.buf[5] } else { b'I' };

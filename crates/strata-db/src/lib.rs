@@ -19,6 +19,7 @@ pub mod prepared;
 pub mod proto;
 pub mod server;
 pub mod shard;
+pub mod trial;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -81,9 +82,12 @@ fn limits(config: &DatabaseListener) -> Limits {
     }
 }
 
-/// Connections of a pool in use from which reads share them.
-fn share_from(config: &DatabaseListener) -> i64 {
-    i64::from(config.read_pipeline_from.min(config.pool_size))
+/// Whether reads share `server`'s connections, counting `taking` more in use than now:
+/// `read_pipeline_from` of them are in use, or reads were answered sooner sharing them
+/// (`read_pipeline_trials`).
+fn shares(config: &DatabaseListener, server: &pool::ServerPool, taking: i64) -> bool {
+    server.in_use.get() + taking >= i64::from(config.read_pipeline_from.min(config.pool_size))
+        || (config.read_pipeline_trials && server.trial.on())
 }
 
 /// One `[[database]]` listener.
@@ -272,7 +276,7 @@ impl DatabaseService {
         let site = self.site.load();
         let (target, _) = self.target(&site, shard, to_replica, false).ok()?;
         let server = pool.server(target, limits(&site.config));
-        (server.in_use.get() + taking >= share_from(&site.config)).then_some(server)
+        shares(&site.config, &server, taking).then_some(server)
     }
 
     /// A read joined a line of the replica [`DatabaseService::busy_pool`] looked at: the next
@@ -281,15 +285,20 @@ impl DatabaseService {
         self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Whether reads share connections when trials show they are answered sooner so.
+    fn trials(&self) -> bool {
+        self.site.load().config.read_pipeline_trials
+    }
+
     /// Queries that only read may share a connection, this many at most (1: they don't).
     fn read_pipeline(&self) -> usize {
         self.site.load().config.read_pipeline as usize
     }
 
     /// Whether reads share `server`'s connections now: enough of them are in use (all, unless
-    /// `read_pipeline_from` says fewer).
+    /// `read_pipeline_from` says fewer), or reads were answered sooner sharing them.
     fn shares(&self, server: &pool::ServerPool) -> bool {
-        server.in_use.get() >= share_from(&self.site.load().config)
+        shares(&self.site.load().config, server, 0)
     }
 
     /// A server connection of `pool` to `shard`: on one of its replicas for a transaction
@@ -435,6 +444,9 @@ impl DatabaseService {
                             "server_idle": sp.idle(),
                             "server_shared": sp.lines.len(),
                             "clients_waiting": sp.waiting.get(),
+                            "reads_share": sp.trial.on(),
+                            "reads_per_second_alone": sp.trial.rates().0,
+                            "reads_per_second_shared": sp.trial.rates().1,
                         })
                     })
                 })
@@ -619,6 +631,12 @@ impl DatabaseService {
                     "Server connections in use that several clients' queries that only read share, per pool and server (counted in use too).",
                     &labels,
                     sp.lines.len() as f64,
+                );
+                w.gauge(
+                    "strata_db_reads_share",
+                    "1 while reads share this pool's connections because trials found more answered that way (read_pipeline_trials), per pool and server.",
+                    &labels,
+                    f64::from(u8::from(sp.trial.on())),
                 );
                 w.gauge(
                     "strata_db_clients_waiting",

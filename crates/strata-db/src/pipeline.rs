@@ -2,7 +2,8 @@
 //!
 //! In transaction mode a client holds a server connection from its query to the query's
 //! ReadyForQuery. When a pool is busy (`read_pipeline_from` of its connections in use: by
-//! default all of them), a client whose query (a simple
+//! default all of them), or trials found more reads answered sharing ([`crate::trial`]), a
+//! client whose query (a simple
 //! query, or a whole extended-protocol batch of the unnamed statement) runs outside a
 //! transaction and only reads (as PostgreSQL's parser reads it: the classification that
 //! sends reads to replicas) need not wait for one: its query goes out on a connection that
@@ -27,7 +28,7 @@
 //! (once, and only when a cancel request went to that server connection in the last second
 //! and has not been seen to cancel another query: a statement timeout is not mistaken for
 //! one). A slow query holds up the queries behind it: the price of sharing, paid only when
-//! the pool is busy. A slow client does not for long: its answer is
+//! the pool is busy or sharing answered more reads. A slow client does not for long: its answer is
 //! passed on in parts, a few at most in memory, and one it does not take within [`TAKE`] is
 //! dropped and its session ended.
 
@@ -311,6 +312,7 @@ impl Conn {
             self.starts();
             return;
         }
+        self.lease.pool().trial.answered();
         let part = Part::Last(self.answer.split().freeze());
         self.pass(part).await;
         if let Some(head) = self.owed.pop_front() {

@@ -29,6 +29,8 @@ pub struct ServerPool {
     drained: AtomicBool,
     /// Its connections shared by queries that only read.
     pub(crate) lines: Arc<crate::pipeline::Lines>,
+    /// Whether reads answer sooner sharing its connections, as last tried.
+    pub trial: crate::trial::Trial,
 }
 
 impl ServerPool {
@@ -71,9 +73,24 @@ pub struct Lease {
     pub conn: ServerConn,
     pool: Arc<ServerPool>,
     _slot: OwnedSemaphorePermit,
+    /// It was taken for a read that could have shared a connection, not yet answered.
+    asked: bool,
 }
 
 impl Lease {
+    /// The connection was taken for a read that could have shared one: its answer counts in
+    /// the pool's [`crate::trial::Trial`].
+    pub fn asked(&mut self) {
+        self.asked = true;
+    }
+
+    /// A ReadyForQuery came on the connection.
+    pub fn answered(&mut self) {
+        if std::mem::take(&mut self.asked) {
+            self.pool.trial.answered();
+        }
+    }
+
     /// The pool it came from.
     pub fn pool(&self) -> &Arc<ServerPool> {
         &self.pool
@@ -83,7 +100,7 @@ impl Lease {
     pub fn release(mut self) {
         self.conn.idle_since = Instant::now();
         self.pool.in_use.dec();
-        let Lease { conn, pool, _slot } = self;
+        let Lease { conn, pool, .. } = self;
         if pool.drained.load(Relaxed) {
             return;
         }
@@ -163,6 +180,7 @@ impl Pool {
                     waiting: Gauge::default(),
                     drained: AtomicBool::new(false),
                     lines: Default::default(),
+                    trial: Default::default(),
                 })
             })
             .clone()
@@ -226,6 +244,7 @@ impl Pool {
             conn,
             pool,
             _slot: slot,
+            asked: false,
         })
     }
 }
