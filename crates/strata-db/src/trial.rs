@@ -12,7 +12,8 @@
 //! more reads a second is kept: sharing only when its trial answered clearly more (a tenth),
 //! each on its own as soon as its trial answered as many. Clients that send no faster when
 //! answered sooner (a steady stream of queries) get as many answers either way, so their
-//! reads do not share.
+//! reads do not share. A window with too few reads to judge decides nothing: the way kept
+//! stays, and the next trial comes two windows after reads are many enough again.
 //!
 //! A slow query that holds up the reads behind it on a line shows as fewer answers like any
 //! other wait, so a mix of long and short reads turns sharing off by itself.
@@ -104,13 +105,16 @@ impl Trial {
         s.opened = Some(now);
         let sharing = s.kept != s.trying;
         if count < FEWEST {
-            // too few reads to matter: each on its own, and no trial until there are enough
+            // too few reads to judge: no trial until there are enough, then one soon (the
+            // way kept stays: a pause does not change the server)
             *s = State {
                 opened: s.opened,
+                kept: s.kept,
                 ..State::default()
             };
+            let on = s.kept;
             drop(s);
-            self.on.store(false, Relaxed);
+            self.on.store(on, Relaxed);
             return;
         }
         let now_rate = rate(count, time);
@@ -198,13 +202,21 @@ mod tests {
     }
 
     #[test]
-    fn too_few_reads_decide_nothing_and_stop_sharing() {
+    fn too_few_reads_decide_nothing_and_a_trial_comes_soon_after() {
         let trial = Trial::default();
         let mut t = Instant::now();
         trial.answered_at(t);
         until_trial(&trial, &mut t, 1_000);
         assert!(window(&trial, &mut t, 2_000), "sharing kept");
-        assert!(!window(&trial, &mut t, FEWEST - 1), "a quiet half second");
-        assert_eq!(until_trial(&trial, &mut t, 1_000), 2, "tried again soon");
+        // a trial was due in a few windows
+        for _ in 0..EVERY - 3 {
+            assert!(window(&trial, &mut t, 2_000));
+        }
+        // a quiet half second: nothing is decided, the way kept stays
+        assert!(window(&trial, &mut t, FEWEST - 1));
+        assert!(window(&trial, &mut t, FEWEST - 1));
+        // reads again: a trial two windows later
+        assert_eq!(until_trial(&trial, &mut t, 2_000), 2);
+        assert!(!trial.on(), "trying each on its own");
     }
 }
