@@ -631,27 +631,68 @@ fn batch_reads_only(buf: &[u8], statements: &ClientStatements) -> bool {
             .all(|(_, parse)| parse.map(parsed_text).is_some_and(reads_only))
 }
 
-/// The length of the extended-protocol batch at the start of `buf`, when it may be sent on a
-/// connection that other clients' reads share: whole up to its Sync, and of nothing but the
-/// unnamed statement and portal (Parse, Bind, Describe, Execute), each Bind binding a
-/// statement parsed before it in the batch. Named statements are held per connection, and a
-/// shared connection keeps none of a client's.
-fn unnamed_batch_len(buf: &[u8]) -> Option<usize> {
+/// The extended-protocol batch at the start of `buf`, when it may be sent on a connection
+/// that other clients' reads share: its length, and the Parse (its body: the name, the text,
+/// the declared types) of each of the client's named statements it binds or describes, which
+/// the shared connection prepares where it lacks them. The batch must be whole up to its Sync
+/// and hold nothing but Bind (of the unnamed portal), Describe, Execute (of the unnamed portal)
+/// and Parse of the unnamed statement; a statement it binds or describes is one parsed before
+/// it in the batch (unnamed) or one the client prepared by name. A Parse or Close of a named
+/// statement, a named portal, or the unnamed statement parsed in an earlier batch (it is
+/// on the connection the client had then) keep a batch on a connection of its own.
+pub(crate) fn shared_batch(
+    buf: &[u8],
+    statements: &ClientStatements,
+) -> Option<(usize, Vec<Vec<u8>>)> {
     let batch = Batch::read(buf).filter(|b| b.synced)?;
     let mut parsed = false;
-    let unnamed = batch.messages.iter().all(|(tag, body)| match tag {
-        b'P' => {
-            parsed = true;
-            body.first() == Some(&0)
+    let mut named: Vec<Vec<u8>> = Vec::new();
+    let mut known = |name: &[u8], parsed: bool| -> bool {
+        if name.is_empty() {
+            return parsed;
         }
-        // the portal's name, then the statement's
-        b'B' => parsed && body.starts_with(&[0, 0]),
-        b'D' => *body == b"P\0" || *body == b"S\0",
-        b'E' => body.first() == Some(&0),
-        b'S' => true,
-        _ => false,
-    });
-    unnamed.then_some(batch.len)
+        let Some(rest) = std::str::from_utf8(name)
+            .ok()
+            .and_then(|n| statements.parsed(n))
+        else {
+            return false;
+        };
+        let mut body = Vec::with_capacity(name.len() + 1 + rest.len());
+        body.extend_from_slice(name);
+        body.push(0);
+        body.extend_from_slice(rest);
+        if !named.contains(&body) {
+            named.push(body);
+        }
+        true
+    };
+    let name_at = |body: &[u8]| -> Option<usize> { body.iter().position(|&b| b == 0) };
+    for (tag, body) in &batch.messages {
+        let ok = match tag {
+            b'P' => {
+                parsed = true;
+                body.first() == Some(&0)
+            }
+            // the portal's name (unnamed), then the statement's
+            b'B' => {
+                body.first() == Some(&0)
+                    && name_at(&body[1..]).is_some_and(|end| known(&body[1..1 + end], parsed))
+            }
+            b'D' => match body.split_first() {
+                Some((b'P', rest)) => rest == b"\0",
+                Some((b'S', rest)) => name_at(rest)
+                    .is_some_and(|end| end + 1 == rest.len() && known(&rest[..end], parsed)),
+                _ => false,
+            },
+            b'E' => body.first() == Some(&0),
+            b'S' => true,
+            _ => false,
+        };
+        if !ok {
+            return None;
+        }
+    }
+    Some((batch.len, named))
 }
 
 /// The statement name of a simple query that is exactly `DEALLOCATE [PREPARE] name` (not
@@ -1235,7 +1276,7 @@ impl Session {
             // is busy)
             let replicas = self.svc.replica_ready();
             // queries that only read may share a connection, this many (1: they don't)
-            let pipeline = if sharding.is_none() && matches!(tag, b'Q' | b'P') {
+            let pipeline = if sharding.is_none() && matches!(tag, b'Q' | b'P' | b'B') {
                 self.svc.read_pipeline()
             } else {
                 1
@@ -1267,14 +1308,18 @@ impl Session {
                     .is_none_or(|t| t.elapsed() >= self.svc.read_your_writes());
             // a query that only reads (or a batch of the unnamed statement that only reads)
             // may share a connection when the pool is busy: its bytes, whole
+            let mut named_statements = Vec::new();
             let shares = match tag {
                 _ if !classified || pipeline <= 1 => None,
                 b'Q' => Some(total),
-                b'P' => unnamed_batch_len(&self.cbuf),
+                b'P' | b'B' => shared_batch(&self.cbuf, &self.statements).map(|(len, named)| {
+                    named_statements = named;
+                    len
+                }),
                 _ => None,
             };
             if let (None, Some(len)) = (&self.server, shares) {
-                if self.join_line(to_replica, len, pipeline) {
+                if self.join_line(to_replica, len, &named_statements, pipeline) {
                     continue;
                 }
             }
@@ -1294,7 +1339,7 @@ impl Session {
                 // a classified query holds the connection alone; a batch, up to its Sync;
                 // so does any query outside a transaction on a sharded listener (what comes
                 // behind it may be another shard's)
-                if shares.is_some_and(|len| self.start_line(len)) {
+                if shares.is_some_and(|len| self.start_line(len, &named_statements)) {
                     continue;
                 }
                 if let (Some(lease), Some(_)) = (self.server.as_mut(), shares) {
@@ -1674,14 +1719,15 @@ impl Session {
 
     /// Sends the query (or batch) at the start of `cbuf` (`total` bytes), which only reads, on
     /// a line of the pool it would get a connection from, when that pool is busy and one of
-    /// its lines carries this client's parameters and has fewer than `max` queries.
-    fn join_line(&mut self, to_replica: bool, total: usize, max: usize) -> bool {
+    /// its lines carries this client's parameters and has fewer than `max` queries; `named`:
+    /// the Parse of each named statement it uses ([`shared_batch`]).
+    fn join_line(&mut self, to_replica: bool, total: usize, named: &[Vec<u8>], max: usize) -> bool {
         let Some(server) = self.svc.busy_pool(&self.pool, self.shard, to_replica, 0) else {
             return false;
         };
         let Some(ticket) = server
             .lines
-            .join(self.wanted.key(), max, &self.cbuf[..total])
+            .join(self.wanted.key(), max, &self.cbuf[..total], named)
         else {
             return false;
         };
@@ -1698,12 +1744,12 @@ impl Session {
     /// Makes the connection just attached for the query at the start of `cbuf` (`total`
     /// bytes), which only reads, a line that other clients' such queries can join, when its
     /// pool is busy; the query is the line's first.
-    fn start_line(&mut self, total: usize) -> bool {
+    fn start_line(&mut self, total: usize, named: &[Vec<u8>]) -> bool {
         let Some(lease) = self.server.take_if(|l| self.svc.shares(l.pool())) else {
             return false;
         };
         let lines = lease.pool().lines.clone();
-        let ticket = lines.start(*lease, self.wanted.key(), &self.cbuf[..total]);
+        let ticket = lines.start(*lease, self.wanted.key(), &self.cbuf[..total], named);
         self.on_line(ticket, total);
         true
     }
@@ -2141,7 +2187,9 @@ mod tests {
     }
 
     #[test]
-    fn only_whole_batches_of_the_unnamed_statement_may_share_a_connection() {
+    fn only_whole_batches_of_known_statements_may_share_a_connection() {
+        let none = ClientStatements::default();
+        let len = |b: &[u8]| shared_batch(b, &none).map(|(len, _)| len);
         let m = |tag: u8, body: &[u8]| {
             let mut out = vec![tag];
             out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
@@ -2160,11 +2208,11 @@ mod tests {
                 .collect::<Vec<u8>>()
         };
         let good = batch(&[&parse(""), &bind("", ""), &describe, &execute, &sync]);
-        assert_eq!(unnamed_batch_len(&good), Some(good.len()));
+        assert_eq!(len(&good), Some(good.len()));
         // what follows the Sync is not the batch's
         let mut more = good.clone();
         more.extend_from_slice(&m(b'Q', b"select 2\0"));
-        assert_eq!(unnamed_batch_len(&more), Some(good.len()));
+        assert_eq!(len(&more), Some(good.len()));
         for (why, bad) in [
             ("no Sync yet", batch(&[&parse(""), &bind("", ""), &execute])),
             (
@@ -2172,8 +2220,12 @@ mod tests {
                 batch(&[&parse(""), &bind("", ""), &execute, &m(b'H', b"")]),
             ),
             (
-                "a named statement",
+                "a named statement parsed in it",
                 batch(&[&parse("s1"), &bind("", "s1"), &execute, &sync]),
+            ),
+            (
+                "a named statement the client did not prepare",
+                batch(&[&bind("", "s1"), &execute, &sync]),
             ),
             (
                 "a named portal",
@@ -2189,8 +2241,22 @@ mod tests {
                 batch(&[&parse(""), &m(b'D', b"Ss1\0"), &sync]),
             ),
         ] {
-            assert_eq!(unnamed_batch_len(&bad), None, "{why}");
+            assert_eq!(len(&bad), None, "{why}");
         }
+        // a statement the client prepared by name: the batch shares, with its Parse
+        let mut known = ClientStatements::default();
+        known.remember(b"s1\0select 1\0\0\0");
+        let named = batch(&[&bind("", "s1"), &describe, &execute, &sync]);
+        assert_eq!(
+            shared_batch(&named, &known),
+            Some((named.len(), vec![b"s1\0select 1\0\0\0".to_vec()]))
+        );
+        let described = batch(&[&m(b'D', b"Ss1\0"), &bind("", "s1"), &execute, &sync]);
+        assert_eq!(
+            shared_batch(&described, &known).map(|(_, n)| n.len()),
+            Some(1),
+            "the statement's Parse once"
+        );
     }
 
     #[test]

@@ -42,6 +42,7 @@ use tokio::sync::mpsc;
 
 use crate::cancel::{Sent, Turn};
 use crate::pool::Lease;
+use crate::prepared::ClientStatements;
 use crate::proto;
 
 /// An answer is passed on in parts of about this size.
@@ -76,15 +77,18 @@ pub struct Ticket {
 
 struct Job {
     query: Bytes,
+    /// The Parse (body) of each client's named statement the query binds or describes.
+    named: Vec<Vec<u8>>,
     answer: mpsc::Sender<Part>,
     turn: Arc<Turn>,
 }
 
-fn job(query: &[u8]) -> (Job, Ticket) {
+fn job(query: &[u8], named: &[Vec<u8>]) -> (Job, Ticket) {
     let (tx, rx) = mpsc::channel(PARTS);
     let turn = Arc::new(Turn::default());
     let job = Job {
         query: Bytes::copy_from_slice(query),
+        named: named.to_vec(),
         answer: tx,
         turn: turn.clone(),
     };
@@ -110,15 +114,16 @@ pub struct Lines(Mutex<Vec<Entry>>);
 static NEXT_LINE: AtomicU64 = AtomicU64::new(1);
 
 impl Lines {
-    /// Sends `query` (a whole Query message) on the line whose session carries `params` and
-    /// that owes fewest answers, if it owes fewer than `max`.
-    pub fn join(&self, params: u64, max: usize, query: &[u8]) -> Option<Ticket> {
+    /// Sends `query` (a whole Query message, or a batch up to its Sync whose named statements'
+    /// Parses are `named`) on the line whose session carries `params` and that owes fewest
+    /// answers, if it owes fewer than `max`.
+    pub fn join(&self, params: u64, max: usize, query: &[u8], named: &[Vec<u8>]) -> Option<Ticket> {
         let mut lines = lock(&self.0);
         let line = lines
             .iter_mut()
             .filter(|l| l.params == params && l.depth < max && l.taken < TAKES)
             .min_by_key(|l| l.depth)?;
-        let (job, ticket) = job(query);
+        let (job, ticket) = job(query, named);
         // a line's task leaves the list before it stops taking jobs, so this can't fail
         line.jobs.send(job).ok()?;
         line.depth += 1;
@@ -127,10 +132,16 @@ impl Lines {
     }
 
     /// Makes `lease` (its session carrying `params`) a line, with `query` its first query.
-    pub fn start(self: &Arc<Self>, lease: Lease, params: u64, query: &[u8]) -> Ticket {
+    pub fn start(
+        self: &Arc<Self>,
+        lease: Lease,
+        params: u64,
+        query: &[u8],
+        named: &[Vec<u8>],
+    ) -> Ticket {
         let id = NEXT_LINE.fetch_add(1, Relaxed);
         let (jobs, rx) = mpsc::unbounded_channel();
-        let (job, ticket) = job(query);
+        let (job, ticket) = job(query, named);
         let _ = jobs.send(job);
         lock(&self.0).push(Entry {
             id,
@@ -182,6 +193,10 @@ impl Lines {
 /// another client's cancel request hit it).
 struct Owed {
     query: Bytes,
+    named: Vec<Vec<u8>>,
+    /// For a batch of named statements: their names on the server, and its answers matched to
+    /// its messages (a Parse added for a statement the connection lacked is not the client's).
+    statements: Option<Box<ClientStatements>>,
     answer: Option<mpsc::Sender<Part>>,
     turn: Arc<Turn>,
     /// Part of its answer went out already.
@@ -210,9 +225,11 @@ struct Conn {
 
 impl Conn {
     fn take(&mut self, job: Job) {
-        self.out.extend_from_slice(&job.query);
+        let statements = self.send(&job.query, &job.named);
         let first = self.owed.is_empty();
         self.owed.push_back(Owed {
+            statements,
+            named: job.named,
             query: job.query,
             answer: Some(job.answer),
             turn: job.turn,
@@ -223,6 +240,32 @@ impl Conn {
         if first {
             self.starts();
         }
+    }
+
+    /// Writes `query` out: as it is, or, using named statements (`named`: their Parses), with
+    /// their names on the server and a Parse first for each the connection lacks; then what
+    /// matches its answers.
+    fn send(&mut self, query: &[u8], named: &[Vec<u8>]) -> Option<Box<ClientStatements>> {
+        if named.is_empty() {
+            self.out.extend_from_slice(query);
+            return None;
+        }
+        let mut statements = Box::<ClientStatements>::default();
+        for parse in named {
+            statements.remember(parse);
+        }
+        let mut at = 0;
+        while let Ok(Some(len)) = proto::message_len(&query[at..]) {
+            let body = &query[at + 5..at + len];
+            statements.outgoing(
+                query[at],
+                body,
+                &mut self.lease.conn.statements,
+                &mut self.out,
+            );
+            at += len;
+        }
+        Some(statements)
     }
 
     /// The oldest query is the one the server runs now (or next).
@@ -263,8 +306,25 @@ impl Conn {
             if cancelled {
                 self.cancelled();
             }
-            if !self.owed[0].hit {
-                self.answer.extend_from_slice(&self.lease.conn.buf[..total]);
+            let head = &mut self.owed[0];
+            let message = &self.lease.conn.buf[..total];
+            match &mut head.statements {
+                // (answers to a query sent again are matched all the same, then dropped: the
+                // connection's statements follow them)
+                Some(st) if head.hit => st.incoming(
+                    tag,
+                    message,
+                    &mut self.lease.conn.statements,
+                    &mut BytesMut::new(),
+                ),
+                Some(st) => st.incoming(
+                    tag,
+                    message,
+                    &mut self.lease.conn.statements,
+                    &mut self.answer,
+                ),
+                None if head.hit => {}
+                None => self.answer.extend_from_slice(message),
             }
             self.lease.conn.buf.advance(total);
             if tag == b'Z' {
@@ -307,7 +367,7 @@ impl Conn {
             head.hit = false;
             head.again = true;
             head.turn.waits();
-            self.out.extend_from_slice(&head.query);
+            head.statements = self.send(&head.query, &head.named);
             self.owed.push_back(head);
             self.starts();
             return;

@@ -265,8 +265,89 @@ pub fn seal(bytes: &mut [u8]) {
 ///   for the bytes it announces.
 /// - The limits hold: no first packet over `MAX_STARTUP` bytes or under 8, no message
 ///   announcing more than `MAX_MESSAGE`.
+///
+/// And the batch the tagged messages begin with is judged alike by the pooler
+/// (`client::shared_batch`, whether it may go on a connection other clients' reads share) and
+/// by [`may_share`], written from the protocol's documentation, for a client that prepared
+/// `s1` and `P0_0` by name: the same answer, the same length, the same named statements.
 pub fn frontend_stream(data: &[u8]) {
-    stream(data, Side::Frontend);
+    let read = stream(data, Side::Frontend);
+    let mut tagged = Vec::new();
+    for (tag, body, _) in &read.messages {
+        tagged.push(*tag);
+        tagged.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+        tagged.extend_from_slice(body);
+    }
+    let mut statements = crate::prepared::ClientStatements::default();
+    for name in KNOWN {
+        statements.remember(format!("{name}\0select 1\0\0\0").as_bytes());
+    }
+    let ours = crate::client::shared_batch(&tagged, &statements).map(|(len, named)| {
+        let names: Vec<Vec<u8>> = named
+            .iter()
+            .map(|p| p.split(|&b| b == 0).next().unwrap_or_default().to_vec())
+            .collect();
+        (len, names)
+    });
+    assert_eq!(ours, may_share(&read.messages), "{}", show(data));
+}
+
+/// The statements the client of [`frontend_stream`]'s batch check prepared by name.
+const KNOWN: [&str; 2] = ["s1", "P0_0"];
+
+/// Whether the messages begin with a batch that may go on a shared connection, read from the
+/// protocol's documentation: messages up to a Sync (a Flush, or none, and it may not), each a
+/// Parse of the unnamed statement (a first field, the name, empty), a Bind of the unnamed
+/// portal (first field empty) to the unnamed statement parsed before it in the batch or to a
+/// statement in [`KNOWN`] (its second field), a Describe of the unnamed portal (`P` and an
+/// empty name, nothing after) or of such a statement (`S`, its name, nothing after), an
+/// Execute of the unnamed portal, or the Sync. Its length (with the 5 header bytes of each
+/// message), and the known statements it names, each once, in order.
+pub fn may_share(messages: &[(u8, Vec<u8>, usize)]) -> Option<(usize, Vec<Vec<u8>>)> {
+    let field = |b: &[u8]| -> Option<(Vec<u8>, usize)> {
+        let end = b.iter().position(|&c| c == 0)?;
+        Some((b[..end].to_vec(), end + 1))
+    };
+    let mut len = 0;
+    let mut parsed = false;
+    let mut names: Vec<Vec<u8>> = Vec::new();
+    let mut statement = |name: Vec<u8>, parsed: bool| -> bool {
+        if name.is_empty() {
+            return parsed;
+        }
+        if !KNOWN.iter().any(|k| k.as_bytes() == name.as_slice()) {
+            return false;
+        }
+        if !names.contains(&name) {
+            names.push(name);
+        }
+        true
+    };
+    for (tag, body, _) in messages {
+        len += 5 + body.len();
+        let ok = match tag {
+            b'S' => return Some((len, names)),
+            b'P' => {
+                parsed = true;
+                field(body).is_some_and(|(name, _)| name.is_empty())
+            }
+            b'B' => match field(body) {
+                Some((portal, at)) if portal.is_empty() => {
+                    field(&body[at..]).is_some_and(|(name, _)| statement(name, parsed))
+                }
+                _ => false,
+            },
+            b'D' if body.first() == Some(&b'P') => body.len() == 2 && body[1] == 0,
+            b'D' if body.first() == Some(&b'S') => field(&body[1..])
+                .is_some_and(|(name, used)| used == body.len() - 1 && statement(name, parsed)),
+            b'E' => field(body).is_some_and(|(portal, _)| portal.is_empty()),
+            _ => false,
+        };
+        if !ok {
+            return None;
+        }
+    }
+    None
 }
 
 /// Differential check of the codec on a server's byte stream `data`: the checks of

@@ -517,3 +517,64 @@ fn sharding_readers_agree_with_their_oracles() {
         pg_shard(&input);
     }
 }
+
+/// A tagged message `tag` with `body`.
+fn tagged(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = header(tag, body.len() as u32 + 4);
+    m.extend_from_slice(body);
+    m
+}
+
+#[test]
+fn batches_that_may_share_are_judged_alike_and_hostile_ones_do_not_share() {
+    let bind = |statement: &[u8]| {
+        let mut b = vec![0];
+        b.extend_from_slice(statement);
+        b.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0]);
+        tagged(b'B', &b)
+    };
+    let (describe, execute, sync) = (
+        tagged(b'D', b"P\0"),
+        tagged(b'E', &[0, 0, 0, 0, 0]),
+        tagged(b'S', b""),
+    );
+    let stream = |parts: &[&[u8]]| logged_in(&parts.concat());
+    // a client's statement, bound twice, described by name: shares, naming it once
+    let good = stream(&[
+        &tagged(b'D', b"Ss1\0"),
+        &bind(b"s1"),
+        &describe,
+        &execute,
+        &sync,
+    ]);
+    let read = frontend(&good);
+    let (len, names) = may_share(&read.messages).expect("it may share");
+    assert_eq!(len, good.len() - good_startup().len());
+    assert_eq!(names, vec![b"s1".to_vec()]);
+    for (why, bad) in [
+        (
+            "a statement it did not prepare",
+            stream(&[&bind(b"s2"), &execute, &sync]),
+        ),
+        ("no Sync", stream(&[&bind(b"s1"), &execute])),
+        (
+            "a Describe with more after the name",
+            stream(&[&tagged(b'D', b"Ss1\0x"), &sync]),
+        ),
+        (
+            "a portal with a name",
+            stream(&[&tagged(b'E', b"p\0\0\0\0\0"), &sync]),
+        ),
+        (
+            "a Bind without its fields",
+            stream(&[&tagged(b'B', b"\0s1"), &sync]),
+        ),
+        (
+            "a Query first",
+            stream(&[&tagged(b'Q', b"select 1\0"), &sync]),
+        ),
+    ] {
+        frontend(&bad);
+        assert_eq!(may_share(&frontend(&bad).messages), None, "{why}");
+    }
+}

@@ -696,6 +696,37 @@ async fn shared_queries(strata: &Strata) -> f64 {
     metric(&text, "strata_db_shared_queries_total", "").unwrap_or(0.0)
 }
 
+/// Statements prepared by name (pgbench `-M prepared` names them P0_0, P0_1, ... by their
+/// place in the script) sharing connections: two scripts whose statements have the same names
+/// and other text each run their own, on connections that hold the other's too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_of_the_same_name_and_other_text_share_connections_and_stay_apart() {
+    let (_pg, strata, db) = app_database("", "pool_size = 2\nread_pipeline_from = 1");
+    let script = |who: u32, extra: &str| {
+        write_file(
+            strata.dir.path(),
+            &format!("{who}.sql"),
+            &format!(
+                "\\set id random(1, 1000000000)\n\
+                 select :id as got, {who} as who{extra} \\gset\n\
+                 \\if :got != :id\n\
+                 select 1 / 0;\n\
+                 \\elif :who != {who}\n\
+                 select 1 / 0;\n\
+                 \\endif\n"
+            ),
+        )
+    };
+    let (a, b) = (script(1, ""), script(2, ", 3 as three"));
+    let before = shared_queries(&strata).await;
+    tokio::join!(
+        every_transaction_passes(db, 4, 300, "prepared", &a),
+        every_transaction_passes(db, 4, 300, "prepared", &b),
+    );
+    let shared = shared_queries(&strata).await - before;
+    assert!(shared > 100.0, "{shared} queries shared a connection");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_that_share_a_connection_each_get_their_own_answer() {
     // two server connections for eight readers, a writer and clients that die: reads share
@@ -737,9 +768,9 @@ async fn reads_that_share_a_connection_each_get_their_own_answer() {
             .filter(Result::is_ok)
             .count()
     });
-    // simple queries, then batches of the unnamed statement (Parse, Bind, Describe, Execute,
-    // Sync): both may share
-    for mode in ["simple", "extended"] {
+    // simple queries, batches of the unnamed statement (Parse, Bind, Describe, Execute,
+    // Sync), and Bind/Execute/Sync of statements prepared by name: all may share
+    for mode in ["simple", "extended", "prepared"] {
         let before = shared_queries(&strata).await;
         every_transaction_passes(db, 8, 200, mode, &script).await;
         // the reads did share (else this test proves nothing)
