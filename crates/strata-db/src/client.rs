@@ -695,6 +695,18 @@ pub(crate) fn shared_batch(
     Some((batch.len, named))
 }
 
+/// Whether the batch at the start of `buf` is whole and only prepares statements by name:
+/// Parses of named statements, then its Sync.
+fn prepare_only(buf: &[u8]) -> bool {
+    Batch::read(buf).is_some_and(|b| {
+        b.synced
+            && b.messages.len() > 1
+            && b.messages[..b.messages.len() - 1]
+                .iter()
+                .all(|(tag, body)| *tag == b'P' && body.first().is_some_and(|&c| c != 0))
+    })
+}
+
 /// The statement name of a simple query that is exactly `DEALLOCATE [PREPARE] name` (not
 /// `ALL`), as PostgreSQL reads the name: folded to lower case unless double-quoted.
 fn deallocate_name(body: &[u8]) -> Option<String> {
@@ -1322,6 +1334,21 @@ impl Session {
                 if self.join_line(to_replica, len, &named_statements, pipeline) {
                     continue;
                 }
+            }
+            // a batch that only prepares statements by name (libpq's PQprepare: Parse, Sync)
+            // is answered here when every connection is taken: the statements are prepared on
+            // the connection that binds them. A client that prepares synchronously while its
+            // other connections hold transactions (pgbench -M prepared, one thread for many
+            // clients) would otherwise wait for a connection only it can free.
+            if self.server.is_none()
+                && self.mode == PoolMode::Transaction
+                && tag == b'P'
+                && prepare_only(&self.cbuf)
+                && self.svc.pool_full(&self.pool, self.shard)
+            {
+                let status = if self.deferred.is_some() { b'T' } else { b'I' };
+                self.answer_here(tag, total, b"", status);
+                continue;
             }
             if self.server.is_none() {
                 if !self.attach(to_replica, reads).await {
@@ -2251,6 +2278,16 @@ mod tests {
             shared_batch(&named, &known),
             Some((named.len(), vec![b"s1\0select 1\0\0\0".to_vec()]))
         );
+        // a batch that only prepares by name
+        assert!(prepare_only(&batch(&[&parse("s1"), &parse("s2"), &sync])));
+        for bad in [
+            batch(&[&parse("s1")]),
+            batch(&[&parse(""), &sync]),
+            batch(&[&parse("s1"), &m(b'D', b"Ss1\0"), &sync]),
+            batch(&[&sync]),
+        ] {
+            assert!(!prepare_only(&bad));
+        }
         let described = batch(&[&m(b'D', b"Ss1\0"), &bind("", "s1"), &execute, &sync]);
         assert_eq!(
             shared_batch(&described, &known).map(|(_, n)| n.len()),

@@ -279,6 +279,17 @@ impl DatabaseService {
         shares(&site.config, &server, taking).then_some(server)
     }
 
+    /// Whether every connection of `pool` to `shard`'s primary is taken: a client that needs
+    /// one now would wait.
+    fn pool_full(&self, pool: &Pool, shard: usize) -> bool {
+        let site = self.site.load();
+        let Ok((target, _)) = self.target(&site, shard, false, false) else {
+            return false;
+        };
+        let server = pool.server(target, limits(&site.config));
+        server.in_use.get() >= i64::from(site.config.pool_size)
+    }
+
     /// A read joined a line of the replica [`DatabaseService::busy_pool`] looked at: the next
     /// read goes to the next replica.
     fn turn_taken(&self) {

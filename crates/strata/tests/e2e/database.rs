@@ -696,6 +696,43 @@ async fn shared_queries(strata: &Strata) -> f64 {
     metric(&text, "strata_db_shared_queries_total", "").unwrap_or(0.0)
 }
 
+/// pgbench `-M prepared` prepares each statement the first time it runs it, synchronously:
+/// one of its threads, running many clients, waits for the prepare of one while the others
+/// hold transactions on every connection of the pool. The prepare (Parse, Sync) is answered
+/// by Strata then, so the thread goes on and the transactions end; before, the prepare waited
+/// for a connection only that thread could free, until `query_wait_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepare_while_the_pool_is_held_by_the_same_threads_transactions_does_not_wait() {
+    let (pg, strata, db) = app_database(
+        "create table t (n int); insert into t values (0)",
+        "pool_size = 2\nquery_wait_timeout = \"3s\"",
+    );
+    let script = write_file(
+        strata.dir.path(),
+        "tx.sql",
+        "BEGIN;\nupdate t set n = n + 1;\nselect n from t;\nEND;\n",
+    );
+    let path = script.display().to_string();
+    let out = blocking(move || {
+        pgbench(
+            db,
+            "app",
+            "secret",
+            "app",
+            &[
+                "-n", "-c", "6", "-j", "1", "-t", "20", "-M", "prepared", "-f", &path,
+            ],
+        )
+    })
+    .await;
+    assert!(
+        out.contains("number of transactions actually processed: 120/120"),
+        "{out}"
+    );
+    let n = psql(pg.addr, "app", "secret", "app", "select n from t");
+    assert_eq!(n.as_deref(), Ok("120"));
+}
+
 /// Statements prepared by name (pgbench `-M prepared` names them P0_0, P0_1, ... by their
 /// place in the script) sharing connections: two scripts whose statements have the same names
 /// and other text each run their own, on connections that hold the other's too.
