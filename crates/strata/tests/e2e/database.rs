@@ -625,15 +625,31 @@ async fn every_transaction_passes(
     mode: &'static str,
     script: &std::path::Path,
 ) {
+    every_transaction_passes_on(db, clients, 4, transactions, mode, script).await
+}
+
+/// [`every_transaction_passes`], the clients run by `threads` pgbench threads.
+async fn every_transaction_passes_on(
+    db: SocketAddr,
+    clients: usize,
+    threads: usize,
+    transactions: usize,
+    mode: &'static str,
+    script: &std::path::Path,
+) {
     let path = script.display().to_string();
     let out = blocking(move || {
-        let (c, t) = (clients.to_string(), transactions.to_string());
+        let (c, j, t) = (
+            clients.to_string(),
+            threads.to_string(),
+            transactions.to_string(),
+        );
         pgbench(
             db,
             "app",
             "secret",
             "app",
-            &["-n", "-c", &c, "-j", "4", "-t", &t, "-M", mode, "-f", &path],
+            &["-n", "-c", &c, "-j", &j, "-t", &t, "-M", mode, "-f", &path],
         )
     })
     .await;
@@ -712,23 +728,7 @@ async fn a_prepare_while_the_pool_is_held_by_the_same_threads_transactions_does_
         "tx.sql",
         "BEGIN;\nupdate t set n = n + 1;\nselect n from t;\nEND;\n",
     );
-    let path = script.display().to_string();
-    let out = blocking(move || {
-        pgbench(
-            db,
-            "app",
-            "secret",
-            "app",
-            &[
-                "-n", "-c", "6", "-j", "1", "-t", "20", "-M", "prepared", "-f", &path,
-            ],
-        )
-    })
-    .await;
-    assert!(
-        out.contains("number of transactions actually processed: 120/120"),
-        "{out}"
-    );
+    every_transaction_passes_on(db, 6, 1, 20, "prepared", &script).await;
     let n = psql(pg.addr, "app", "secret", "app", "select n from t");
     assert_eq!(n.as_deref(), Ok("120"));
 }
