@@ -1288,7 +1288,7 @@ impl Session {
             // is busy)
             let replicas = self.svc.replica_ready();
             // queries that only read may share a connection, this many (1: they don't)
-            let pipeline = if sharding.is_none() && matches!(tag, b'Q' | b'P' | b'B') {
+            let pipeline = if sharding.is_none() && matches!(tag, b'Q' | b'P' | b'B' | b'D') {
                 self.svc.read_pipeline()
             } else {
                 1
@@ -1308,7 +1308,7 @@ impl Session {
                 && (replicas || sharing())
                 && match tag {
                     b'Q' => reads_only(&self.cbuf[5..total]),
-                    b'P' | b'B' => batch_reads_only(&self.cbuf, &self.statements),
+                    b'P' | b'B' | b'D' => batch_reads_only(&self.cbuf, &self.statements),
                     _ => false,
                 };
             // (a read classified only to share a connection is routed as any query: no replica
@@ -1324,10 +1324,12 @@ impl Session {
             let shares = match tag {
                 _ if !classified || pipeline <= 1 => None,
                 b'Q' => Some(total),
-                b'P' | b'B' => shared_batch(&self.cbuf, &self.statements).map(|(len, named)| {
-                    named_statements = named;
-                    len
-                }),
+                b'P' | b'B' | b'D' => {
+                    shared_batch(&self.cbuf, &self.statements).map(|(len, named)| {
+                        named_statements = named;
+                        len
+                    })
+                }
                 _ => None,
             };
             if let (None, Some(len)) = (&self.server, shares) {
@@ -1344,7 +1346,7 @@ impl Session {
                 && self.mode == PoolMode::Transaction
                 && tag == b'P'
                 && prepare_only(&self.cbuf)
-                && self.svc.pool_full(&self.pool, self.shard)
+                && self.svc.pool_full(&self.pool, self.shard, to_replica)
             {
                 let status = if self.deferred.is_some() { b'T' } else { b'I' };
                 self.answer_here(tag, total, b"", status);

@@ -279,15 +279,15 @@ impl DatabaseService {
         shares(&site.config, &server, taking).then_some(server)
     }
 
-    /// Whether every connection of `pool` to `shard`'s primary is taken: a client that needs
+    /// Whether every connection of `pool` to the server a query of `shard` would go to (a
+    /// replica's for a read, see [`DatabaseService::target`]) is taken: a client that needs
     /// one now would wait.
-    fn pool_full(&self, pool: &Pool, shard: usize) -> bool {
+    fn pool_full(&self, pool: &Pool, shard: usize, to_replica: bool) -> bool {
         let site = self.site.load();
-        let Ok((target, _)) = self.target(&site, shard, false, false) else {
+        let Ok((target, _)) = self.target(&site, shard, to_replica, false) else {
             return false;
         };
-        let server = pool.server(target, limits(&site.config));
-        server.in_use.get() >= i64::from(site.config.pool_size)
+        pool.server(target, limits(&site.config)).full()
     }
 
     /// A read joined a line of the replica [`DatabaseService::busy_pool`] looked at: the next
@@ -455,7 +455,7 @@ impl DatabaseService {
                             "server_idle": sp.idle(),
                             "server_shared": sp.lines.len(),
                             "clients_waiting": sp.waiting.get(),
-                            "reads_share": sp.trial.on(),
+                            "reads_share": config.read_pipeline_trials && sp.trial.on(),
                             "reads_per_second_alone": sp.trial.rates().0,
                             "reads_per_second_shared": sp.trial.rates().1,
                         })
@@ -533,6 +533,7 @@ impl DatabaseService {
 
     /// Writes the listener's metrics.
     pub fn metrics(&self, w: &mut MetricsWriter) {
+        let trials = self.trials();
         let l = [("listener", self.name.as_str())];
         w.counter(
             "strata_db_connections_total",
@@ -647,7 +648,7 @@ impl DatabaseService {
                     "strata_db_reads_share",
                     "1 while reads share this pool's connections because trials found more answered that way (read_pipeline_trials), per pool and server.",
                     &labels,
-                    f64::from(u8::from(sp.trial.on())),
+                    f64::from(u8::from(trials && sp.trial.on())),
                 );
                 w.gauge(
                     "strata_db_clients_waiting",

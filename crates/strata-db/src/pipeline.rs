@@ -4,7 +4,8 @@
 //! ReadyForQuery. When a pool is busy (`read_pipeline_from` of its connections in use: by
 //! default all of them), or trials found more reads answered sharing ([`crate::trial`]), a
 //! client whose query (a simple
-//! query, or a whole extended-protocol batch of the unnamed statement) runs outside a
+//! query, or a whole extended-protocol batch of the unnamed statement or of statements it
+//! prepared by name, which the connection prepares where it lacks them) runs outside a
 //! transaction and only reads (as PostgreSQL's parser reads it: the classification that
 //! sends reads to replicas) need not wait for one: its query goes out on a connection that
 //! already runs such queries, behind them, up to `read_pipeline` queries on one connection.
@@ -197,6 +198,8 @@ struct Owed {
     /// For a batch of named statements: their names on the server, and its answers matched to
     /// its messages (a Parse added for a statement the connection lacked is not the client's).
     statements: Option<Box<ClientStatements>>,
+    /// It was written out (see [`Conn::write_waiting`]).
+    written: bool,
     answer: Option<mpsc::Sender<Part>>,
     turn: Arc<Turn>,
     /// Part of its answer went out already.
@@ -225,10 +228,10 @@ struct Conn {
 
 impl Conn {
     fn take(&mut self, job: Job) {
-        let statements = self.send(&job.query, &job.named);
         let first = self.owed.is_empty();
         self.owed.push_back(Owed {
-            statements,
+            statements: None,
+            written: false,
             named: job.named,
             query: job.query,
             answer: Some(job.answer),
@@ -237,8 +240,35 @@ impl Conn {
             again: false,
             hit: false,
         });
+        self.write_waiting();
         if first {
             self.starts();
+        }
+    }
+
+    /// Writes the queries taken and not yet written, in order, up to one that uses named
+    /// statements while a query before it, unanswered, prepares statements on the connection:
+    /// that one waits for its answer. A Parse the server skips (an error earlier in its batch)
+    /// leaves the connection without the statement, and a query written behind it that took
+    /// the statement for held would fail for another client's error.
+    fn write_waiting(&mut self) {
+        let mut preparing = false;
+        for i in 0..self.owed.len() {
+            let o = &self.owed[i];
+            if o.written {
+                preparing |= o.statements.as_ref().is_some_and(|s| s.prepares());
+                continue;
+            }
+            if preparing && !o.named.is_empty() {
+                return;
+            }
+            let (query, named) = (o.query.clone(), std::mem::take(&mut self.owed[i].named));
+            let statements = self.send(&query, &named);
+            let o = &mut self.owed[i];
+            o.named = named;
+            o.written = true;
+            preparing |= statements.as_ref().is_some_and(|s| s.prepares());
+            o.statements = statements;
         }
     }
 
@@ -367,8 +397,10 @@ impl Conn {
             head.hit = false;
             head.again = true;
             head.turn.waits();
-            head.statements = self.send(&head.query, &head.named);
+            head.statements = None;
+            head.written = false;
             self.owed.push_back(head);
+            self.write_waiting();
             self.starts();
             return;
         }
@@ -379,6 +411,7 @@ impl Conn {
             head.turn.ends();
         }
         self.lines.answered(self.id);
+        self.write_waiting();
         self.starts();
     }
 

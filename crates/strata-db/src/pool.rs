@@ -43,6 +43,11 @@ impl ServerPool {
         }
     }
 
+    /// Whether every slot is taken: a client that needs a connection now would wait.
+    pub fn full(&self) -> bool {
+        self.slots.available_permits() == 0
+    }
+
     /// Connections idle in the pool now.
     pub fn idle(&self) -> usize {
         lock(&self.idle).len()

@@ -154,6 +154,14 @@ fn message(out: &mut BytesMut, tag: u8, parts: &[&[u8]]) {
 }
 
 impl ClientStatements {
+    /// Whether a Parse it added (for a statement the connection lacked) is still owed its
+    /// answer.
+    pub fn prepares(&self) -> bool {
+        self.owed
+            .iter()
+            .any(|o| matches!(o, Owed::Parse { hidden: true, .. }))
+    }
+
     /// Whether nothing sent is still owed an answer.
     pub fn settled(&self) -> bool {
         self.owed.is_empty()

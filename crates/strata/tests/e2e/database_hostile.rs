@@ -695,15 +695,22 @@ fn data_row(value: &str) -> Vec<u8> {
     message(b'D', &body)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cancel_that_hits_the_next_read_on_a_shared_connection_sends_that_read_again() {
-    let (server, mut heard, say) = scripted_server().await;
+/// Strata in front of `server` with one connection, which reads share whenever it is in use;
+/// clients log in without a password.
+fn one_shared_connection(server: SocketAddr) -> (Strata, SocketAddr) {
     let strata = Strata::start(&format!(
         "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:0\"\nservers = [\"{server}\"]\n\
          auth_type = \"trust\"\npool_size = 1\nread_pipeline_from = 1\n\
          [[database.users]]\nname = \"app\"\npassword = \"{SCRAM_ONLY}\"\n"
     ));
     let db = strata.addr("database:app");
+    (strata, db)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_that_hits_the_next_read_on_a_shared_connection_sends_that_read_again() {
+    let (server, mut heard, say) = scripted_server().await;
+    let (_strata, db) = one_shared_connection(server);
     let q = |sql: &str| message(b'Q', format!("{sql}\0").as_bytes());
     let row_and_ready = |v: &str| {
         [
@@ -804,4 +811,111 @@ async fn a_cancel_that_hits_the_next_read_on_a_shared_connection_sends_that_read
     .unwrap();
     let got = until_ready(&mut b).await;
     assert_eq!(got.first().map(|(t, _)| *t), Some(b'E'), "{got:?}");
+}
+
+/// The next message the scripted server heard.
+async fn heard_next(heard: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) -> Vec<u8> {
+    tokio::time::timeout(LIMIT, heard.recv())
+        .await
+        .expect("a message in time")
+        .expect("the server runs")
+}
+
+/// The types of the messages the scripted server hears next, up to a Sync, after `so_far`.
+async fn heard_until_sync(
+    heard: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+    mut so_far: String,
+) -> String {
+    loop {
+        let m = heard_next(heard).await;
+        so_far.push(m[0] as char);
+        if m[0] == b'S' {
+            return so_far;
+        }
+    }
+}
+
+/// On a shared connection, a batch that prepares a statement the connection lacks (a Parse
+/// Strata adds) may fail before that Parse runs, and the server then skips it. A batch of
+/// another client sent behind it that uses the same statement must not take it for prepared:
+/// it waits for the first batch's answer, and then comes with a Parse of its own. (Sent at
+/// once, it would have failed with "prepared statement does not exist", for the first
+/// client's error.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_behind_one_whose_prepare_the_server_skipped_prepares_the_statement_itself() {
+    let (server, mut heard, say) = scripted_server().await;
+    let (_strata, db) = one_shared_connection(server);
+    let parse = |name: &str, sql: &str| message(b'P', format!("{name}\0{sql}\0\0\0").as_bytes());
+    let bind = |stmt: &str| message(b'B', format!("\0{stmt}\0\0\0\0\0\0\0").as_bytes());
+    let execute = message(b'E', b"\0\0\0\0\0");
+    let sync = message(b'S', b"");
+    let tags = |got: &[(u8, Vec<u8>)]| got.iter().map(|(t, _)| *t as char).collect::<String>();
+
+    // H's read holds the one connection (a line): the server has not answered it
+    let (mut h, _) = log_in(db, &[]).await;
+    h.write_all(&message(b'Q', b"select 'h'\0")).await.unwrap();
+    assert_eq!(next_query(&mut heard).await, "select 'h'");
+    // A and B prepare s1 while the pool is full: answered by Strata, nothing sent
+    let (mut a, _) = log_in(db, &[]).await;
+    let (mut b, _) = log_in(db, &[]).await;
+    for c in [&mut a, &mut b] {
+        c.write_all(&[parse("s1", "select 1"), sync.clone()].concat())
+            .await
+            .unwrap();
+        assert_eq!(tags(&until_ready(c).await), "1Z");
+    }
+    // A's batch joins H's line: its Parse of s1 (under Strata's name) comes after an
+    // Execute that will fail
+    a.write_all(
+        &[
+            parse("", "select 1/0"),
+            bind(""),
+            execute.clone(),
+            bind("s1"),
+            execute.clone(),
+            sync.clone(),
+        ]
+        .concat(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(heard_until_sync(&mut heard, String::new()).await, "PBEPBES");
+    // B's batch binds s1 too
+    b.write_all(&[bind("s1"), execute.clone(), sync.clone()].concat())
+        .await
+        .unwrap();
+    // the server answers H, then fails A's first Execute: the rest of A's batch is skipped
+    say.send(
+        [
+            data_row("h"),
+            message(b'C', b"SELECT 1\0"),
+            message(b'Z', b"I"),
+            message(b'1', b""),
+            message(b'2', b""),
+            error_response("ERROR", "22012", "division by zero"),
+            message(b'Z', b"I"),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    assert_eq!(tags(&until_ready(&mut h).await), "DCZ");
+    assert_eq!(tags(&until_ready(&mut a).await), "12EZ");
+    // B's batch comes only now, with the Parse the connection still lacks
+    let first = heard_next(&mut heard).await;
+    assert_eq!(first[0], b'P', "B's batch took s1 for prepared: {first:?}");
+    assert!(first[5..].starts_with(b"strata_"), "{first:?}");
+    assert_eq!(heard_until_sync(&mut heard, "P".into()).await, "PBES");
+    say.send(
+        [
+            message(b'1', b""),
+            message(b'2', b""),
+            data_row("1"),
+            message(b'C', b"SELECT 1\0"),
+            message(b'Z', b"I"),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    // B gets its own answers only: not the ParseComplete of the Parse Strata added
+    assert_eq!(tags(&until_ready(&mut b).await), "2DCZ");
 }
