@@ -29,9 +29,10 @@ enum Owed {
     Describe,
     /// Execute: rows, then CommandComplete, EmptyQueryResponse or PortalSuspended.
     Execute,
-    /// Close sent on: CloseComplete; `hidden` when the pooler added it (evicting a statement
-    /// the connection held longest unused), so its answer is not the client's.
-    Close { hidden: bool },
+    /// Close sent on: CloseComplete; `evicted` names the statement when the pooler added it
+    /// (evicting the one the connection held longest unused), so its answer is not the
+    /// client's, and a Close the server skips leaves the statement held.
+    Close { evicted: Option<String> },
     /// Sync, a simple Query or a FunctionCall: everything up to ReadyForQuery.
     Sync,
     /// An answer made here, given to the client in its turn.
@@ -262,7 +263,7 @@ impl ClientStatements {
                     let owed = if tag == b'D' {
                         Owed::Describe
                     } else {
-                        Owed::Close { hidden: false }
+                        Owed::Close { evicted: None }
                     };
                     return self.pass(tag, body, owed, out);
                 };
@@ -281,12 +282,12 @@ impl ClientStatements {
                 let owed = if tag == b'D' {
                     Owed::Describe
                 } else {
-                    Owed::Close { hidden: false }
+                    Owed::Close { evicted: None }
                 };
                 self.pass(tag, body, owed, out);
             }
             b'D' => self.pass(tag, body, Owed::Describe, out),
-            b'C' => self.pass(tag, body, Owed::Close { hidden: false }, out),
+            b'C' => self.pass(tag, body, Owed::Close { evicted: None }, out),
             b'E' => self.pass(tag, body, Owed::Execute, out),
             b'S' | b'Q' | b'F' => self.pass(tag, body, Owed::Sync, out),
             _ => message(out, tag, &[body]),
@@ -313,7 +314,7 @@ impl ClientStatements {
     fn evict(&mut self, held: &mut Held, out: &mut BytesMut) {
         if let Some(old) = held.victim() {
             message(out, b'C', &[b"S", old.as_bytes(), &[0]]);
-            self.owed.push_back(Owed::Close { hidden: true });
+            self.owed.push_back(Owed::Close { evicted: Some(old) });
         }
     }
 
@@ -410,7 +411,7 @@ impl ClientStatements {
             _ => false,
         };
         let hidden = (matches!(front, Some(Owed::Parse { hidden: true, .. })) && tag == b'1')
-            || (matches!(front, Some(Owed::Close { hidden: true })) && tag == b'3');
+            || (matches!(front, Some(Owed::Close { evicted: Some(_) })) && tag == b'3');
         if !hidden {
             to_client.extend_from_slice(bytes);
         }
@@ -419,13 +420,16 @@ impl ClientStatements {
         }
         if tag == b'E' {
             // the failed message, and everything after it up to the Sync, get no answers:
-            // nothing made here is sent for them, and their Parses made nothing
+            // nothing made here is sent for them, their Parses made nothing, and the
+            // statements their Closes were to evict are still on the server
             while let Some(o) = self.owed.front() {
                 if *o == Owed::Sync {
                     break;
                 }
-                if let Some(Owed::Parse { name: Some(n), .. }) = self.owed.pop_front() {
-                    held.remove(&n);
+                match self.owed.pop_front() {
+                    Some(Owed::Parse { name: Some(n), .. }) => held.remove(&n),
+                    Some(Owed::Close { evicted: Some(n) }) => held.insert(n),
+                    _ => {}
                 }
             }
         }
@@ -618,5 +622,20 @@ mod tests {
         assert_eq!(reply(&mut a, &mut held, b"31Z"), b"1Z");
         assert_eq!(held.len(), MAX_HELD);
         assert!(!held.contains(&server_name(&parse("", "select 1")[1..])));
+        // an eviction the server skips (an error before it in the batch) leaves the
+        // statement held, as it is on the server
+        let victim = held.order.front().cloned().unwrap();
+        let mut out = BytesMut::new();
+        a.outgoing(b'E', b"\0\0\0\0\0", &mut held, &mut out);
+        a.outgoing(b'P', &parse("newer", "select 'newer'"), &mut held, &mut out);
+        a.outgoing(b'S', &[], &mut held, &mut out);
+        assert_eq!(frames(out), b"ECPS");
+        assert!(!held.contains(&victim));
+        assert_eq!(reply(&mut a, &mut held, b"EZ"), b"EZ");
+        assert!(
+            held.contains(&victim),
+            "the skipped Close left it on the server"
+        );
+        assert!(!held.contains(&server_name(b"select 'newer'\0\0\0")));
     }
 }
