@@ -695,18 +695,6 @@ pub(crate) fn shared_batch(
     Some((batch.len, named))
 }
 
-/// Whether the batch at the start of `buf` is whole and only prepares statements by name:
-/// Parses of named statements, then its Sync.
-fn prepare_only(buf: &[u8]) -> bool {
-    Batch::read(buf).is_some_and(|b| {
-        b.synced
-            && b.messages.len() > 1
-            && b.messages[..b.messages.len() - 1]
-                .iter()
-                .all(|(tag, body)| *tag == b'P' && body.first().is_some_and(|&c| c != 0))
-    })
-}
-
 /// The statement name of a simple query that is exactly `DEALLOCATE [PREPARE] name` (not
 /// `ALL`), as PostgreSQL reads the name: folded to lower case unless double-quoted.
 fn deallocate_name(body: &[u8]) -> Option<String> {
@@ -1344,11 +1332,11 @@ impl Session {
             // clients) would otherwise wait for a connection only it can free.
             if self.server.is_none()
                 && self.mode == PoolMode::Transaction
-                && tag == b'P'
-                && prepare_only(&self.cbuf)
+                && matches!(tag, b'P' | b'C')
+                && Batch::read(&self.cbuf).is_some_and(|b| only_prepares(&b))
                 && self.svc.pool_full(&self.pool, self.shard, to_replica)
             {
-                let status = if self.deferred.is_some() { b'T' } else { b'I' };
+                let status = self.status_here();
                 self.answer_here(tag, total, b"", status);
                 continue;
             }
@@ -1471,11 +1459,7 @@ impl Session {
                     // statements prepared (or closed) with no connection held: the connection
                     // that binds them later prepares them; nothing pins a shard now (and a
                     // client that prepares synchronously, as pgbench does, waits for none)
-                    let status = match &self.deferred {
-                        None => b'I',
-                        Some(d) if d.failed => b'E',
-                        Some(_) => b'T',
-                    };
+                    let status = self.status_here();
                     self.answer_here(tag, total, b"", status);
                     return Step::Done;
                 }
@@ -1570,6 +1554,16 @@ impl Session {
                 }
                 Step::Go
             }
+        }
+    }
+
+    /// The transaction status a ReadyForQuery made here says, with no server connection held:
+    /// idle, or in the transaction begun here (failed or not).
+    fn status_here(&self) -> u8 {
+        match &self.deferred {
+            None => b'I',
+            Some(d) if d.failed => b'E',
+            Some(_) => b'T',
         }
     }
 
@@ -2280,15 +2274,18 @@ mod tests {
             shared_batch(&named, &known),
             Some((named.len(), vec![b"s1\0select 1\0\0\0".to_vec()]))
         );
-        // a batch that only prepares by name
-        assert!(prepare_only(&batch(&[&parse("s1"), &parse("s2"), &sync])));
+        // a batch that only prepares by name (or closes): answered without a connection
+        // when every one is taken
+        let prepares = |b: &[u8]| Batch::read(b).is_some_and(|b| only_prepares(&b));
+        assert!(prepares(&batch(&[&parse("s1"), &parse("s2"), &sync])));
+        assert!(prepares(&batch(&[&parse("s1"), &m(b'C', b"Ss0\0"), &sync])));
         for bad in [
             batch(&[&parse("s1")]),
             batch(&[&parse(""), &sync]),
             batch(&[&parse("s1"), &m(b'D', b"Ss1\0"), &sync]),
-            batch(&[&sync]),
+            batch(&[&parse("s1"), &m(b'H', b"")]),
         ] {
-            assert!(!prepare_only(&bad));
+            assert!(!prepares(&bad));
         }
         let described = batch(&[&m(b'D', b"Ss1\0"), &bind("", "s1"), &execute, &sync]);
         assert_eq!(
