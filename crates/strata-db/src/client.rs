@@ -1308,20 +1308,15 @@ impl Session {
                     .is_none_or(|t| t.elapsed() >= self.svc.read_your_writes());
             // a query that only reads (or a batch of the unnamed statement that only reads)
             // may share a connection when the pool is busy: its bytes, whole
-            let mut named_statements = Vec::new();
+            // (with the Parses of the named statements it uses)
             let shares = match tag {
                 _ if !classified || pipeline <= 1 => None,
-                b'Q' => Some(total),
-                b'P' | b'B' | b'D' => {
-                    shared_batch(&self.cbuf, &self.statements).map(|(len, named)| {
-                        named_statements = named;
-                        len
-                    })
-                }
+                b'Q' => Some((total, Vec::new())),
+                b'P' | b'B' | b'D' => shared_batch(&self.cbuf, &self.statements),
                 _ => None,
             };
-            if let (None, Some(len)) = (&self.server, shares) {
-                if self.join_line(to_replica, len, &named_statements, pipeline) {
+            if let (None, Some((len, named))) = (&self.server, &shares) {
+                if self.join_line(to_replica, *len, named, pipeline) {
                     continue;
                 }
             }
@@ -1356,10 +1351,13 @@ impl Session {
                 // a classified query holds the connection alone; a batch, up to its Sync;
                 // so does any query outside a transaction on a sharded listener (what comes
                 // behind it may be another shard's)
-                if shares.is_some_and(|len| self.start_line(len, &named_statements)) {
+                if shares
+                    .as_ref()
+                    .is_some_and(|(len, named)| self.start_line(*len, named))
+                {
                     continue;
                 }
-                if let (Some(lease), Some(_)) = (self.server.as_mut(), shares) {
+                if let (Some(lease), Some(_)) = (self.server.as_mut(), &shares) {
                     lease.asked();
                 }
                 let hold =

@@ -83,11 +83,16 @@ fn limits(config: &DatabaseListener) -> Limits {
 }
 
 /// Whether reads share `server`'s connections, counting `taking` more in use than now:
-/// `read_pipeline_from` of them are in use, or reads were answered sooner sharing them
-/// (`read_pipeline_trials`).
+/// `read_pipeline_from` of them are in use, or reads were answered sooner sharing them.
 fn shares(config: &DatabaseListener, server: &pool::ServerPool, taking: i64) -> bool {
     server.in_use.get() + taking >= i64::from(config.read_pipeline_from.min(config.pool_size))
-        || (config.read_pipeline_trials && server.trial.on())
+        || shared_by_trial(config, server)
+}
+
+/// Whether reads share `server`'s connections because trials answered more of them that way
+/// (`read_pipeline_trials`).
+fn shared_by_trial(config: &DatabaseListener, server: &pool::ServerPool) -> bool {
+    config.read_pipeline_trials && server.trial.on()
 }
 
 /// One `[[database]]` listener.
@@ -274,20 +279,29 @@ impl DatabaseService {
         taking: i64,
     ) -> Option<Arc<pool::ServerPool>> {
         let site = self.site.load();
-        let (target, _) = self.target(&site, shard, to_replica, false).ok()?;
-        let server = pool.server(target, limits(&site.config));
+        let server = self.pool_of(&site, pool, shard, to_replica)?;
         shares(&site.config, &server, taking).then_some(server)
     }
 
-    /// Whether every connection of `pool` to the server a query of `shard` would go to (a
-    /// replica's for a read, see [`DatabaseService::target`]) is taken: a client that needs
-    /// one now would wait.
+    /// The connections of `pool` to the server a query of `shard` would go to now (a
+    /// replica's for a read, see [`DatabaseService::target`]), without taking a turn.
+    fn pool_of(
+        &self,
+        site: &Site,
+        pool: &Pool,
+        shard: usize,
+        to_replica: bool,
+    ) -> Option<Arc<pool::ServerPool>> {
+        let (target, _) = self.target(site, shard, to_replica, false).ok()?;
+        Some(pool.server(target, limits(&site.config)))
+    }
+
+    /// Whether every connection of `pool` to the server a query of `shard` would go to is
+    /// taken: a client that needs one now would wait.
     fn pool_full(&self, pool: &Pool, shard: usize, to_replica: bool) -> bool {
         let site = self.site.load();
-        let Ok((target, _)) = self.target(&site, shard, to_replica, false) else {
-            return false;
-        };
-        pool.server(target, limits(&site.config)).full()
+        self.pool_of(&site, pool, shard, to_replica)
+            .is_some_and(|server| server.full())
     }
 
     /// A read joined a line of the replica [`DatabaseService::busy_pool`] looked at: the next
@@ -441,6 +455,7 @@ impl DatabaseService {
     /// The listener, its servers with their roles, and its pools (PgBouncer's SHOW POOLS).
     pub fn status(&self) -> Value {
         let config = self.config();
+        let listener = &config;
         let pools: Vec<Value> = {
             let mut all: Vec<Arc<Pool>> = lock(&self.pools).values().cloned().collect();
             all.sort_by(|a, b| (&a.user, &a.database).cmp(&(&b.user, &b.database)));
@@ -455,7 +470,7 @@ impl DatabaseService {
                             "server_idle": sp.idle(),
                             "server_shared": sp.lines.len(),
                             "clients_waiting": sp.waiting.get(),
-                            "reads_share": config.read_pipeline_trials && sp.trial.on(),
+                            "reads_share": shared_by_trial(listener, &sp),
                             "reads_per_second_alone": sp.trial.rates().0,
                             "reads_per_second_shared": sp.trial.rates().1,
                         })
@@ -533,7 +548,7 @@ impl DatabaseService {
 
     /// Writes the listener's metrics.
     pub fn metrics(&self, w: &mut MetricsWriter) {
-        let trials = self.trials();
+        let site = self.site.load();
         let l = [("listener", self.name.as_str())];
         w.counter(
             "strata_db_connections_total",
@@ -648,7 +663,7 @@ impl DatabaseService {
                     "strata_db_reads_share",
                     "1 while reads share this pool's connections because trials found more answered that way (read_pipeline_trials), per pool and server.",
                     &labels,
-                    f64::from(u8::from(trials && sp.trial.on())),
+                    f64::from(u8::from(shared_by_trial(&site.config, &sp))),
                 );
                 w.gauge(
                     "strata_db_clients_waiting",

@@ -43,7 +43,7 @@ use tokio::sync::mpsc;
 
 use crate::cancel::{Sent, Turn};
 use crate::pool::Lease;
-use crate::prepared::ClientStatements;
+use crate::prepared::{ClientStatements, Held};
 use crate::proto;
 
 /// An answer is passed on in parts of about this size.
@@ -210,6 +210,29 @@ struct Owed {
     hit: bool,
 }
 
+impl Owed {
+    /// Writes the query to `out`: as it is, or, using named statements (`named`: their
+    /// Parses), with their names on the server and a Parse first for each the connection
+    /// (holding `held`) lacks; keeps what matches its answers.
+    fn write(&mut self, held: &mut Held, out: &mut BytesMut) {
+        self.written = true;
+        if self.named.is_empty() {
+            out.extend_from_slice(&self.query);
+            return;
+        }
+        let mut statements = Box::<ClientStatements>::default();
+        for parse in &self.named {
+            statements.remember(parse);
+        }
+        let mut at = 0;
+        while let Ok(Some(len)) = proto::message_len(&self.query[at..]) {
+            statements.outgoing(self.query[at], &self.query[at + 5..at + len], held, out);
+            at += len;
+        }
+        self.statements = Some(statements);
+    }
+}
+
 /// A line's connection and what it owes.
 struct Conn {
     lease: Lease,
@@ -252,50 +275,19 @@ impl Conn {
     /// leaves the connection without the statement, and a query written behind it that took
     /// the statement for held would fail for another client's error.
     fn write_waiting(&mut self) {
+        let Conn {
+            owed, lease, out, ..
+        } = self;
         let mut preparing = false;
-        for i in 0..self.owed.len() {
-            let o = &self.owed[i];
-            if o.written {
-                preparing |= o.statements.as_ref().is_some_and(|s| s.prepares());
-                continue;
+        for o in owed.iter_mut() {
+            if !o.written {
+                if preparing && !o.named.is_empty() {
+                    return;
+                }
+                o.write(&mut lease.conn.statements, out);
             }
-            if preparing && !o.named.is_empty() {
-                return;
-            }
-            let (query, named) = (o.query.clone(), std::mem::take(&mut self.owed[i].named));
-            let statements = self.send(&query, &named);
-            let o = &mut self.owed[i];
-            o.named = named;
-            o.written = true;
-            preparing |= statements.as_ref().is_some_and(|s| s.prepares());
-            o.statements = statements;
+            preparing |= o.statements.as_ref().is_some_and(|s| s.prepares());
         }
-    }
-
-    /// Writes `query` out: as it is, or, using named statements (`named`: their Parses), with
-    /// their names on the server and a Parse first for each the connection lacks; then what
-    /// matches its answers.
-    fn send(&mut self, query: &[u8], named: &[Vec<u8>]) -> Option<Box<ClientStatements>> {
-        if named.is_empty() {
-            self.out.extend_from_slice(query);
-            return None;
-        }
-        let mut statements = Box::<ClientStatements>::default();
-        for parse in named {
-            statements.remember(parse);
-        }
-        let mut at = 0;
-        while let Ok(Some(len)) = proto::message_len(&query[at..]) {
-            let body = &query[at + 5..at + len];
-            statements.outgoing(
-                query[at],
-                body,
-                &mut self.lease.conn.statements,
-                &mut self.out,
-            );
-            at += len;
-        }
-        Some(statements)
     }
 
     /// The oldest query is the one the server runs now (or next).
