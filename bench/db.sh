@@ -14,8 +14,10 @@
 #
 # Then pgbench -S through Strata with a streaming replica beside the primary (made with
 # pg_basebackup, running on CPU 0 with Strata: this machine has two cores), Strata finding the
-# roles itself and sending the reads (classified by PostgreSQL's parser) to the replica, against
-# Strata with the primary alone in the same round.
+# roles itself and sending the reads (classified by PostgreSQL's parser) to the replica, or to
+# the primary while it has fewer connections taken (primary_reads, the default), against Strata
+# with the primary alone, and with reads on the replica only (primary_reads = false), in the
+# same rounds.
 #
 # Then memory per idle client: each proxy, started fresh with trust logins, holds 1,000 and then
 # 8,000 idle logged-in clients (bench/idle_pg.py); the slope of its resident memory between the
@@ -98,15 +100,21 @@ pool_size = $POOL
 name = "postgres"
 password = "$PGPASSWORD"
 S
-taskset -c 0 "$STRATA" run -c "$work/strata.toml" >"$work/strata.log" 2>&1 &
-pids+=($!)
-st_pid=$!
+# variant NAME PORT [sed -e EDIT]...: Strata on CPU 0 with strata.toml listening on PORT, edited;
+# its pid in $started
+variant() {
+  local name=$1 port=$2
+  shift 2
+  sed -e "s/^listen = .*/listen = \"127.0.0.1:$port\"/" "$@" "$work/strata.toml" >"$work/$name.toml"
+  taskset -c 0 "$STRATA" run -c "$work/$name.toml" >"$work/$name.log" 2>&1 &
+  pids+=($!)
+  started=$!
+}
+variant strata "$STPORT"
+st_pid=$started
 SHPORT=$(free_port)
-sed -e "s/^listen = .*/listen = \"127.0.0.1:$SHPORT\"/" -e "s/^pool_size = .*/&\nread_pipeline = 1/" \
-  "$work/strata.toml" > "$work/strata-shared.toml"
-taskset -c 0 "$STRATA" run -c "$work/strata-shared.toml" >"$work/strata-shared.log" 2>&1 &
-pids+=($!)
-sh_pid=$!
+variant strata-shared "$SHPORT" -e "s/^pool_size = .*/&\nread_pipeline = 1/"
+sh_pid=$started
 wait_port "$PBPORT"
 wait_port "$STPORT"
 wait_port "$SHPORT"
@@ -188,29 +196,37 @@ if [[ ${ONLY_IDLE:-} != 1 ]]; then
     -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB >"$work/replica.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 200); do "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$RPORT" && break; sleep 0.05; done
-  sed -e "s/^listen = .*/listen = \"127.0.0.1:$ST2PORT\"/" \
-    -e "s/^servers = .*/servers = [\"127.0.0.1:$PGPORT\", \"127.0.0.1:$RPORT\"]\ncheck_user = \"postgres\"/" \
-    "$work/strata.toml" > "$work/strata2.toml"
-  taskset -c 0 "$STRATA" run -c "$work/strata2.toml" >"$work/strata2.log" 2>&1 &
-  pids+=($!)
-  st2_pid=$!
-  wait_port "$ST2PORT"
+  pair=(-e "s/^servers = .*/servers = [\"127.0.0.1:$PGPORT\", \"127.0.0.1:$RPORT\"]\ncheck_user = \"postgres\"/")
+  variant strata2 "$ST2PORT" "${pair[@]}"
+  st2_pid=$started
+  ST3PORT=$(free_port)
+  variant strata3 "$ST3PORT" "${pair[@]}" -e "s/^pool_size = .*/&\nprimary_reads = false/"
+  st3_pid=$started
   # the replica takes reads once a check has found it and its lag
-  for _ in $(seq 100); do
-    "$PGBIN/psql" -X -qAt -h 127.0.0.1 -p "$ST2PORT" -U postgres -c "select pg_is_in_recovery()" bench 2>/dev/null | grep -q t && break
-    sleep 0.1
+  for port in "$ST2PORT" "$ST3PORT"; do
+    wait_port "$port"
+    for _ in $(seq 100); do
+      "$PGBIN/psql" -X -qAt -h 127.0.0.1 -p "$port" -U postgres -c "select pg_is_in_recovery()" bench 2>/dev/null | grep -q t && break
+      sleep 0.1
+    done
   done
   declare -A results=()
   for _ in $(seq "$ROUNDS"); do
     results[primary]+="$(run strata "$STPORT" "$st_pid" select)"$'\n'
     results[replica]+="$(run strata "$ST2PORT" "$st2_pid" select)"$'\n'
+    results[only]+="$(run strata "$ST3PORT" "$st3_pid" select)"$'\n'
   done
   printf "\n| workload | target | tps (median of %s) | avg latency (ms) | proxy CPU µs / transaction |\n|---|---|---|---|---|\n" "$ROUNDS"
   read -r tps lat cpu <<<"$(printf "%s" "${results[primary]}" | median)"
   printf "| pgbench -S | strata, primary alone | %s | %s | %s |\n" "$tps" "$lat" "$cpu"
+  read -r alone _ _ <<<"$(printf "%s" "${results[primary]}" | median)"
   read -r tps lat cpu <<<"$(printf "%s" "${results[replica]}" | median)"
   printf "| pgbench -S | strata, primary and replica | %s | %s | %s |\n" "$tps" "$lat" "$cpu"
-  kill "$st2_pid" 2>/dev/null || true
+  both=$tps
+  read -r tps lat cpu <<<"$(printf "%s" "${results[only]}" | median)"
+  printf "| pgbench -S | strata, primary and replica, reads on the replica only | %s | %s | %s |\n" "$tps" "$lat" "$cpu"
+  echo "ratio -S tps with the replica / primary alone $(ratio "$both" "$alone") (target > 1), reads on the replica only $(ratio "$tps" "$alone")"
+  kill "$st2_pid" "$st3_pid" 2>/dev/null || true
 fi
 
 # Memory per idle client: fresh proxies with trust logins, RSS at 1,000 and 8,000 idle clients

@@ -47,6 +47,9 @@ pub struct DatabaseListener {
     pub check_user: Option<String>,
     /// Transactions that say they only read (`BEGIN READ ONLY`) run on a replica.
     pub replica_reads: bool,
+    /// Reads a replica could take may run on the primary too, when it has fewer connections in
+    /// use than every replica that could take them (PgDog's `include_primary`).
+    pub primary_reads: bool,
     /// A replica further behind the primary than this many bytes of WAL gets no reads.
     pub max_replica_lag: u64,
     /// A client whose last transaction ran on the primary stays on it this long, so it reads
@@ -186,6 +189,7 @@ pub(crate) const KEYS: &[&str] = &[
     "ban_time",
     "check_user",
     "replica_reads",
+    "primary_reads",
     "max_replica_lag",
     "read_your_writes",
     "read_pipeline",
@@ -364,6 +368,7 @@ pub(crate) fn listener(
         ban_time: s.duration(report, "ban_time", Duration::from_secs(10)),
         check_user,
         replica_reads: s.bool(report, "replica_reads", true),
+        primary_reads: s.bool(report, "primary_reads", true),
         max_replica_lag: s.size(report, "max_replica_lag", 16 << 20),
         read_your_writes: s.duration(report, "read_your_writes", Duration::from_secs(2)),
         read_pipeline: s.int(report, "read_pipeline", 1..=64, 4) as u32,

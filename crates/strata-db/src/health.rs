@@ -171,11 +171,11 @@ impl Roles {
         }
     }
 
-    /// A replica of `shard` for a read: one whose lag is known and within `max_lag` bytes,
-    /// taken in turn (`turn`); None when there is none.
-    pub fn replica(&self, shard: usize, max_lag: u64, turn: usize) -> Option<SocketAddr> {
+    /// The replicas of `shard` that may take reads: up, not drained, and with a lag known and
+    /// within `max_lag` bytes.
+    pub fn replicas(&self, shard: usize, max_lag: u64) -> Vec<SocketAddr> {
         let servers = lock(&self.servers);
-        let fit: Vec<SocketAddr> = servers
+        servers
             .iter()
             .filter(|s| {
                 s.shard == shard
@@ -184,8 +184,7 @@ impl Roles {
                     && s.lag_bytes.is_some_and(|l| l <= max_lag)
             })
             .map(|s| s.addr)
-            .collect();
-        (!fit.is_empty()).then(|| fit[turn % fit.len()])
+            .collect()
     }
 
     /// Drains (`drain`) or restores a server: a drained one takes no new reads. Only a

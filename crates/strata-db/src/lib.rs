@@ -163,9 +163,10 @@ impl DatabaseService {
         let site = self.site.load();
         site.config.replica_reads
             && (0..site.config.shards.len()).any(|shard| {
-                site.roles
-                    .replica(shard, site.config.max_replica_lag, 0)
-                    .is_some()
+                !site
+                    .roles
+                    .replicas(shard, site.config.max_replica_lag)
+                    .is_empty()
             })
     }
 
@@ -239,27 +240,42 @@ impl DatabaseService {
         r
     }
 
-    /// Where a transaction of `shard` runs: on one of its replicas, in turn, when it only
-    /// reads (and one is up and near enough), else on its primary. The flag says a replica.
+    /// Where a transaction of `shard` runs: when it only reads, on one of its replicas (up and
+    /// near enough), the one with the fewest of `pool`'s connections in use or waited for,
+    /// replicas in turn among equals; or on the primary, with `primary_reads`, when it has
+    /// fewer than each of them. Otherwise on the primary. The flag says a replica.
     /// `take_turn` false only looks: the next one to take a turn gets the same replica.
     fn target(
         &self,
         site: &Site,
+        pool: &Pool,
         shard: usize,
         read_only: bool,
         take_turn: bool,
     ) -> Result<(SocketAddr, bool), AcquireError> {
+        let primary = site.roles.primary(shard);
         let replica = if read_only && site.config.replica_reads {
             let turn = if take_turn {
                 self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             } else {
                 self.turn.load(std::sync::atomic::Ordering::Relaxed)
             };
-            site.roles.replica(shard, site.config.max_replica_lag, turn)
+            let replicas = site.roles.replicas(shard, site.config.max_replica_lag);
+            let load = |addr| pool.server(addr, limits(&site.config)).load();
+            let n = replicas.len();
+            let fewest = (0..n)
+                .map(|k| replicas[(turn + k) % n])
+                .map(|addr| (addr, load(addr)))
+                .min_by_key(|&(_, load)| load);
+            fewest
+                .filter(|&(_, least)| {
+                    !(site.config.primary_reads && primary.is_some_and(|p| load(p) < least))
+                })
+                .map(|(addr, _)| addr)
         } else {
             None
         };
-        match (replica, site.roles.primary(shard)) {
+        match (replica, primary) {
             (Some(r), _) => Ok((r, true)),
             (None, Some(p)) => Ok((p, false)),
             (None, None) => Err(AcquireError::NoPrimary),
@@ -292,7 +308,7 @@ impl DatabaseService {
         shard: usize,
         to_replica: bool,
     ) -> Option<Arc<pool::ServerPool>> {
-        let (target, _) = self.target(site, shard, to_replica, false).ok()?;
+        let (target, _) = self.target(site, pool, shard, to_replica, false).ok()?;
         Some(pool.server(target, limits(&site.config)))
     }
 
@@ -336,7 +352,7 @@ impl DatabaseService {
         read_only: bool,
     ) -> Result<(Lease, bool), AcquireError> {
         let site = self.site.load_full();
-        let (target, replica) = self.target(&site, shard, read_only, true)?;
+        let (target, replica) = self.target(&site, pool, shard, read_only, true)?;
         let replica = replica.then_some(target);
         let limits = limits(&site.config);
         // the credential is looked up only for a new connection, not for each transaction

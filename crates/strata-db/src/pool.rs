@@ -48,6 +48,12 @@ impl ServerPool {
         self.slots.available_permits() == 0
     }
 
+    /// Connections handed out and clients waiting for one: how busy the server is for this
+    /// pool, to choose where a read goes.
+    pub fn load(&self) -> i64 {
+        self.in_use.get() + self.waiting.get()
+    }
+
     /// Connections idle in the pool now.
     pub fn idle(&self) -> usize {
         lock(&self.idle).len()

@@ -451,6 +451,68 @@ async fn reads_run_on_the_replica_unless_the_client_just_wrote() {
     );
 }
 
+/// Reads go where fewer of the pool's connections are taken: to the primary while a replica's
+/// are held and the primary's are not (with `primary_reads = false`, to the replica whatever
+/// its load); a read that ran on the primary does not keep the client's next reads there, as a
+/// write would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_go_to_the_primary_too_while_the_replicas_are_busier() {
+    let (primary, replica) = primary_and_replica("create table w (x int)");
+    let r = replica.addr.to_string();
+    for (extra, busy_replica_gives) in [("", "f"), ("primary_reads = false", "t")] {
+        let strata = Strata::start(&config(
+            &[primary.addr, replica.addr],
+            &format!("pool_size = 2\n{extra}"),
+        ));
+        let db = strata.addr("database:app");
+        replica_known(&strata, &r).await;
+        let seen = blocking(move || {
+            let mut reader = PsqlSession::open(db, "app", "secret", "app", &[]);
+            let mut seen = vec![reader.line("select pg_is_in_recovery()")];
+            // another client holds one of the replica's connections
+            let mut holder = PsqlSession::open(db, "app", "secret", "app", &[]);
+            holder.send("begin read only");
+            seen.push(holder.line("select pg_is_in_recovery()"));
+            seen.push(reader.line("select pg_is_in_recovery()"));
+            seen.push(reader.line("select count(*), pg_is_in_recovery() from w"));
+            holder.send("commit");
+            (reader, seen)
+        })
+        .await;
+        let (mut reader, mut seen) = seen;
+        eventually(
+            Duration::from_secs(10),
+            "the replica's connection given back",
+            || async {
+                status(&strata).await["database"][0]["pools"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|p| p["server_in_use"] == 0)
+            },
+        )
+        .await;
+        // equal again: the replica, with no read-your-writes window from the reads above
+        let seen = blocking(move || {
+            seen.push(reader.line("select pg_is_in_recovery()"));
+            seen
+        })
+        .await;
+        assert_eq!(
+            seen,
+            [
+                "t",
+                "t",
+                busy_replica_gives,
+                &format!("0|{busy_replica_gives}"),
+                "t"
+            ],
+            "{extra}: {}",
+            strata.logs()
+        );
+    }
+}
+
 /// Session mode: a session holds its server connection from login, so when another server
 /// becomes the primary (here a promoted replica, with the old primary still up and still
 /// taking writes: the split brain a failover can leave) the session ends between two
