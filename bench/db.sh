@@ -88,7 +88,7 @@ chown postgres "$work/pgbouncer.ini" "$work/userlist.txt"
 taskset -c 0 pgbouncer -u postgres "$work/pgbouncer.ini" >/dev/null 2>&1 &
 pids+=($!)
 
-cat > "$work/strata.toml" <<S
+cat > "$work/base.toml" <<S
 workers = 1
 [[database]]
 name = "bench"
@@ -100,12 +100,12 @@ pool_size = $POOL
 name = "postgres"
 password = "$PGPASSWORD"
 S
-# variant NAME PORT [sed -e EDIT]...: Strata on CPU 0 with strata.toml listening on PORT, edited;
+# variant NAME PORT [sed -e EDIT]...: Strata on CPU 0 with base.toml listening on PORT, edited;
 # its pid in $started
 variant() {
   local name=$1 port=$2
   shift 2
-  sed -e "s/^listen = .*/listen = \"127.0.0.1:$port\"/" "$@" "$work/strata.toml" >"$work/$name.toml"
+  sed -e "s/^listen = .*/listen = \"127.0.0.1:$port\"/" "$@" "$work/base.toml" >"$work/$name.toml"
   taskset -c 0 "$STRATA" run -c "$work/$name.toml" >"$work/$name.log" 2>&1 &
   pids+=($!)
   started=$!
@@ -236,10 +236,8 @@ rm -f "$work/pgbouncer.pid"
 sed -i 's/^auth_type = scram-sha-256/auth_type = trust/; s/^listen_port = .*/listen_port = '"$PBPORT"'/' "$work/pgbouncer.ini"
 taskset -c 0 pgbouncer -u postgres "$work/pgbouncer.ini" >/dev/null 2>&1 &
 pids+=($!)
-sed -i "s/^pool_size = $POOL\$/pool_size = $POOL\nauth_type = \"trust\"/" "$work/strata.toml"
-taskset -c 0 "$STRATA" run -c "$work/strata.toml" >"$work/strata.log" 2>&1 &
-pids+=($!)
-st_pid=$!
+variant strata-idle "$STPORT" -e "s/^pool_size = .*/&\nauth_type = \"trust\"/"
+st_pid=$started
 wait_port "$PBPORT"
 wait_port "$STPORT"
 pb_pid=$(cat "$work/pgbouncer.pid")
