@@ -8,7 +8,7 @@
 mod accept;
 mod between;
 pub mod buffers;
-mod clock;
+pub mod clock;
 mod deadline;
 mod idle;
 mod listen;

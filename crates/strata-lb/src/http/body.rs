@@ -161,7 +161,12 @@ fn quiet_too_long(
     cx: &mut Context<'_>,
 ) -> bool {
     quiet
-        .get_or_insert_with(|| Deadline::new(&site.timers, Instant::now() + idle))
+        .get_or_insert_with(|| {
+            Deadline::new(
+                &site.timers,
+                Instant::from_std(strata_net::clock::now()) + idle,
+            )
+        })
         .poll_expired(cx)
         .is_ready()
 }
@@ -189,7 +194,7 @@ impl H2Body {
         match Pin::new(&mut self.body).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(quiet) = &mut self.quiet {
-                    quiet.set(Instant::now() + self.idle);
+                    quiet.set(Instant::from_std(strata_net::clock::now()) + self.idle);
                 }
                 if self.body.is_end_stream() {
                     self.held = None;
@@ -230,7 +235,7 @@ impl BackendBody {
             if self.keep_alive && self.buf.is_empty() {
                 self.site
                     .h1_pool
-                    .put(self.index, conn, std::time::Instant::now());
+                    .put(self.index, conn, strata_net::clock::now());
             }
         }
         buffers::give(std::mem::take(&mut self.buf));
@@ -294,7 +299,7 @@ impl Source {
         match up.reader.poll_next(cx, &mut conn.io, &mut up.buf) {
             Poll::Ready(Ok(Some(data))) => {
                 if let Some(quiet) = &mut up.quiet {
-                    quiet.set(Instant::now() + up.idle);
+                    quiet.set(Instant::from_std(strata_net::clock::now()) + up.idle);
                 }
                 Poll::Ready(Some(Ok(Frame::data(data))))
             }

@@ -391,7 +391,7 @@ impl<'s, 'v> Attempts<'s, 'v> {
     pub(crate) fn answered(&mut self, index: usize, status: u16, started: Instant) {
         let up = &self.site.upstream;
         let stats = &up.extra[index];
-        stats.latency.observe(started.elapsed());
+        stats.latency.observe(strata_net::clock::since(started));
         stats.responses[(status / 100).clamp(1, 5) as usize - 1].inc();
         let backend = &up.group.backends[index];
         if status >= 500 {
@@ -456,7 +456,7 @@ async fn attempt(
     send(&mut conn, request).await?;
     // a buffer is taken when the answer starts to arrive, not while waiting for it
     let mut buf = BytesMut::new();
-    deadline.set(tokio::time::Instant::now() + cfg.response_timeout);
+    deadline.set(tokio::time::Instant::from_std(strata_net::clock::now()) + cfg.response_timeout);
     let max = cfg.max_header_size as usize;
     let read = tokio::select! {
         biased;
@@ -541,7 +541,8 @@ pub(crate) fn record(
     started: Instant,
 ) {
     svc.stats.responses[(status / 100).clamp(1, 5) as usize - 1].inc();
-    svc.stats.latency.observe(started.elapsed());
+    let took = strata_net::clock::since(started);
+    svc.stats.latency.observe(took);
     if site.config.access_log {
         tracing::info!(
             target: "strata::access",
@@ -557,7 +558,7 @@ pub(crate) fn record(
             status,
             backend = backend.unwrap_or("-"),
             // whole microseconds, as milliseconds: 0.14, not 0.13988299999999998
-            ms = (started.elapsed().as_micros() as f64 / 10.0).round() / 100.0,
+            ms = (took.as_micros() as f64 / 10.0).round() / 100.0,
         );
     }
 }

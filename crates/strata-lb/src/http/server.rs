@@ -50,6 +50,8 @@ impl Future for Connection {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // one clock read serves everything this poll does (see strata_net::clock)
+        let _turn = strata_net::clock::Turn::begin();
         loop {
             match &mut *self {
                 Connection::Start(start) => match ready!(start.as_mut().poll(cx)) {

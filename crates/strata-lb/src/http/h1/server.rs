@@ -68,7 +68,8 @@ impl<S> Kept<S> {
     ) -> Self {
         let deadline = {
             let site = open.service().site.load();
-            let at = tokio::time::Instant::now() + site.config.header_timeout;
+            let at = tokio::time::Instant::from_std(strata_net::clock::now())
+                + site.config.header_timeout;
             Deadline::new(&site.timers, at)
         };
         Kept {
@@ -128,7 +129,7 @@ where
                 // the next head's limit (the deadline was the backend's until now)
                 let header_timeout = kept.open.service().site.load().config.header_timeout;
                 kept.deadline
-                    .set(tokio::time::Instant::now() + header_timeout);
+                    .set(tokio::time::Instant::from_std(strata_net::clock::now()) + header_timeout);
                 Serve::new(kept, buf)
             }
             Next::KeepAlive | Next::Close => Serve::Closing(Box::pin(close(kept))),
@@ -272,7 +273,7 @@ async fn exchange<S>(
 where
     S: AsyncRead + AsyncWrite + Arrival + Send + Unpin,
 {
-    let started = Instant::now();
+    let started = strata_net::clock::now();
     svc.stats.requests.inc();
     let (status, backend, next) =
         proxy(svc, site, req, io, buf, peer, drain, deadline, started).await;
@@ -550,7 +551,9 @@ pub(super) async fn body_piece<R: AsyncRead + Unpin>(
     buf: &mut BytesMut,
     idle: std::time::Duration,
 ) -> Result<Option<Bytes>, BodyError> {
-    match tokio::time::timeout(idle, body.next(io, buf)).await {
+    // the deadline from the turn's clock (strata_net::clock): no clock read of its own
+    let at = tokio::time::Instant::from_std(strata_net::clock::now()) + idle;
+    match tokio::time::timeout_at(at, body.next(io, buf)).await {
         Ok(piece) => piece,
         Err(_) => Err(BodyError::quiet(idle)),
     }
