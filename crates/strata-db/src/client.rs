@@ -24,6 +24,9 @@ use crate::DatabaseService;
 
 /// Bytes buffered toward one side before the other side is no longer read.
 const HIGH_WATER: usize = 256 * 1024;
+/// Whole messages of a batch that asks for nothing to run yet held back until it ends (see
+/// `still_preparing`).
+const PREPARING_WAIT: usize = 64 * 1024;
 /// How long a connection whose client left may take to finish what it was doing.
 const CLEANUP: Duration = Duration::from_secs(10);
 
@@ -894,6 +897,23 @@ fn only_prepares(batch: &Batch<'_>) -> bool {
         })
 }
 
+/// Whether the whole messages at the start of `buf` begin an extended-protocol batch that asks
+/// for nothing to run yet: Parse, Bind, Describe and Close only, with no Execute, Sync or Flush
+/// among them, and under [`PREPARING_WAIT`] bytes. Such a batch is routed once it is whole (a
+/// batch that only prepares is answered here when every connection is taken, and its Parse
+/// and Sync may come in two reads); one with an Execute goes on as it comes (a COPY's client
+/// may wait for the CopyInResponse before it sends the rest).
+fn still_preparing(buf: &[u8]) -> bool {
+    let mut at = 0;
+    while let Ok(Some(len)) = proto::message_len(&buf[at..]) {
+        if !matches!(buf[at], b'P' | b'B' | b'D' | b'C') {
+            return false;
+        }
+        at += len;
+    }
+    at > 0 && at <= PREPARING_WAIT
+}
+
 /// The bytes of the whole messages at the start of `buf`.
 fn whole_messages(buf: &[u8]) -> usize {
     let mut at = 0;
@@ -1252,6 +1272,14 @@ impl Session {
                     Step::Done => continue,
                     Step::Wait => break,
                 }
+            }
+            // a batch that prepares, outside a transaction, is taken whole before it is routed
+            if self.server.is_none()
+                && self.mode == PoolMode::Transaction
+                && !self.unsynced
+                && still_preparing(&self.cbuf)
+            {
+                break;
             }
             // a transaction that says READ ONLY, or a query or extended-protocol batch outside
             // a transaction that PostgreSQL's parser finds only reads, may run on a replica,

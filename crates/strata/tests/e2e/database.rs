@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::postgres::{
-    log_in, message, pgbench, psql, psql_command, replica_known, until_closed, Postgres,
-    PsqlSession, SUPERUSER_PASSWORD,
+    log_in, message, pgbench, psql, psql_command, query, replica_known, until_closed, until_ready,
+    Postgres, PsqlSession, SUPERUSER_PASSWORD,
 };
 use common::*;
 use tokio::io::AsyncWriteExt;
@@ -793,6 +793,51 @@ async fn a_prepare_while_the_pool_is_held_by_the_same_threads_transactions_does_
     every_transaction_passes_on(db, 6, 1, 20, "prepared", &script).await;
     let n = psql(pg.addr, "app", "secret", "app", "select n from t");
     assert_eq!(n.as_deref(), Ok("120"));
+}
+
+/// The same, with the prepare's Parse and its Sync in two reads (a client's writes may be cut
+/// anywhere): Strata waits for the batch to end before it routes it, so the prepare is still
+/// answered at once while the one connection is held; before, the Parse alone took the road
+/// of a batch that runs something, and waited for the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepare_in_two_reads_while_every_connection_is_taken_does_not_wait() {
+    let (_pg, _strata, db) = app_database(
+        "",
+        "pool_size = 1\nauth_type = \"trust\"\nquery_wait_timeout = \"30s\"",
+    );
+    let (mut holder, _) = log_in(db, &[]).await;
+    for sql in ["begin", "select 1"] {
+        let got = query(&mut holder, sql).await;
+        assert_eq!(got.last(), Some(&(b'Z', b"T".to_vec())), "{got:?}");
+    }
+    let (mut client, _) = log_in(db, &[]).await;
+    client.set_nodelay(true).unwrap();
+    client
+        .write_all(&message(b'P', b"s1\0select 40 + 2\0\0\0"))
+        .await
+        .unwrap();
+    // the point of the test: Strata reads the Parse before the Sync is sent
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    client.write_all(&message(b'S', b"")).await.unwrap();
+    let got = until_ready(&mut client).await;
+    assert_eq!(got, [(b'1', vec![]), (b'Z', b"I".to_vec())]);
+    // the statement runs once the connection is free
+    let got = query(&mut holder, "commit").await;
+    assert_eq!(got.last(), Some(&(b'Z', b"I".to_vec())), "{got:?}");
+    let run = [
+        message(b'B', b"\0s1\0\0\0\0\0\0\0"),
+        message(b'E', b"\0\0\0\0\0"),
+        message(b'S', b""),
+    ]
+    .concat();
+    client.write_all(&run).await.unwrap();
+    let got = until_ready(&mut client).await;
+    assert!(
+        got.iter()
+            .any(|(tag, body)| *tag == b'D' && body.ends_with(b"42")),
+        "{got:?}"
+    );
+    assert_eq!(got.last(), Some(&(b'Z', b"I".to_vec())), "{got:?}");
 }
 
 /// Statements prepared by name (pgbench `-M prepared` names them P0_0, P0_1, ... by their
