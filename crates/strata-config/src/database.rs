@@ -47,8 +47,9 @@ pub struct DatabaseListener {
     pub check_user: Option<String>,
     /// Transactions that say they only read (`BEGIN READ ONLY`) run on a replica.
     pub replica_reads: bool,
-    /// Reads a replica could take may run on the primary too, when it has fewer connections in
-    /// use than every replica that could take them (PgDog's `include_primary`).
+    /// Reads a replica could take may run on the primary too, when it has fewer of the pool's
+    /// connections taken or waited for than every replica that could take them (PgDog's
+    /// `include_primary`).
     pub primary_reads: bool,
     /// A replica further behind the primary than this many bytes of WAL gets no reads.
     pub max_replica_lag: u64,

@@ -241,9 +241,9 @@ impl DatabaseService {
     }
 
     /// Where a transaction of `shard` runs: when it only reads, on one of its replicas (up and
-    /// near enough), the one with the fewest of `pool`'s connections in use or waited for,
-    /// replicas in turn among equals; or on the primary, with `primary_reads`, when it has
-    /// fewer than each of them. Otherwise on the primary. The flag says a replica.
+    /// near enough), the one with the fewest of `pool`'s connections taken or waited for
+    /// ([`pool::ServerPool::load`]), replicas in turn among equals; or on the primary, with
+    /// `primary_reads`, when it has fewer than each of them. Otherwise on the primary. The flag says a replica.
     /// `take_turn` false only looks: the next one to take a turn gets the same replica.
     fn target(
         &self,
@@ -261,17 +261,22 @@ impl DatabaseService {
                 self.turn.load(std::sync::atomic::Ordering::Relaxed)
             };
             let replicas = site.roles.replicas(shard, site.config.max_replica_lag);
-            let load = |addr| pool.server(addr, limits(&site.config)).load();
             let n = replicas.len();
-            let fewest = (0..n)
-                .map(|k| replicas[(turn + k) % n])
-                .map(|addr| (addr, load(addr)))
-                .min_by_key(|&(_, load)| load);
-            fewest
-                .filter(|&(_, least)| {
-                    !(site.config.primary_reads && primary.is_some_and(|p| load(p) < least))
-                })
-                .map(|(addr, _)| addr)
+            let turned = (0..n).map(|k| replicas[(turn + k) % n]);
+            let with_primary = primary.filter(|_| site.config.primary_reads);
+            let loads = if n == 0 {
+                Vec::new()
+            } else {
+                pool.loads(turned.chain(with_primary))
+            };
+            let (of_replicas, of_primary) = loads.split_at(n);
+            // the first of the least busy: replicas in turn among equals, the primary only
+            // when it is less busy than each of them
+            of_replicas
+                .iter()
+                .min_by_key(|(_, load)| load)
+                .filter(|(_, least)| of_primary.first().is_none_or(|(_, p)| p >= least))
+                .map(|(addr, _)| *addr)
         } else {
             None
         };

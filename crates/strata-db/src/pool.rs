@@ -21,6 +21,8 @@ pub struct ServerPool {
     pub addr: SocketAddr,
     idle: Mutex<Vec<ServerConn>>,
     slots: Arc<Semaphore>,
+    /// How many slots it was made with.
+    size: usize,
     /// Connections handed to clients now.
     pub in_use: Gauge,
     /// Clients waiting for a slot.
@@ -48,10 +50,11 @@ impl ServerPool {
         self.slots.available_permits() == 0
     }
 
-    /// Connections handed out and clients waiting for one: how busy the server is for this
-    /// pool, to choose where a read goes.
-    pub fn load(&self) -> i64 {
-        self.in_use.get() + self.waiting.get()
+    /// Slots taken (connections handed out, and ones being opened) and clients waiting for
+    /// one: how busy the server is for this pool, to choose where a read goes.
+    pub fn load(&self) -> usize {
+        let taken = self.size.saturating_sub(self.slots.available_permits());
+        taken + usize::try_from(self.waiting.get()).unwrap_or(0)
     }
 
     /// Connections idle in the pool now.
@@ -187,6 +190,7 @@ impl Pool {
                     addr,
                     idle: Mutex::new(Vec::new()),
                     slots: Arc::new(Semaphore::new(limits.pool_size as usize)),
+                    size: limits.pool_size as usize,
                     in_use: Gauge::default(),
                     waiting: Gauge::default(),
                     drained: AtomicBool::new(false),
@@ -195,6 +199,15 @@ impl Pool {
                 })
             })
             .clone()
+    }
+
+    /// The [`ServerPool::load`] of each of `addrs` (0 for a server this pool has no
+    /// connections of yet), in one look under the lock.
+    pub fn loads(&self, addrs: impl Iterator<Item = SocketAddr>) -> Vec<(SocketAddr, usize)> {
+        let servers = lock(&self.servers);
+        addrs
+            .map(|a| (a, servers.get(&a).map_or(0, |s| s.load())))
+            .collect()
     }
 
     /// Every server pool, for status and metrics.

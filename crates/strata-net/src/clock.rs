@@ -62,7 +62,10 @@ impl Turn {
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        TURN.with(|t| t.set(self.outer));
+        TURN.with(|t| {
+            debug_assert!(t.get().is_some(), "turns end in the order they began");
+            t.set(self.outer);
+        });
     }
 }
 

@@ -47,7 +47,7 @@ async fn answer(
     body: ReqBody,
     peer: &Peer,
 ) -> Response<RespBody> {
-    let started = Instant::now();
+    let started = strata_net::clock::now();
     let site = svc.site.load_full();
     svc.stats.requests.inc();
     let head = req.raw.and_then(|mut raw| {
