@@ -12,8 +12,12 @@
 //! more reads a second is kept: sharing only when its trial answered clearly more (a tenth),
 //! each on its own as soon as its trial answered as many. Clients that send no faster when
 //! answered sooner (a steady stream of queries) get as many answers either way, so their
-//! reads do not share. A window with too few reads to judge decides nothing: the way kept
-//! stays, and the next trial comes two windows after reads are many enough again.
+//! reads do not share. A window with too few reads to judge, or one that spanned a pause (its
+//! reads were answered in a part of it), decides nothing: the way kept stays, the first window
+//! of reads after it (clients connecting, caches warming) counts for neither way, and the next
+//! trial comes two windows later. Counted, such windows made a way look slower than it was: a
+//! window closed by the first read after a 30 s pause averaged its reads over the pause, and
+//! the next trial of the other way won against it.
 //!
 //! A slow query that holds up the reads behind it on a line shows as fewer answers like any
 //! other wait, so a mix of long and short reads turns sharing off by itself.
@@ -55,10 +59,13 @@ struct State {
     kept_time: Duration,
     /// This window tries the other way.
     trying: bool,
+    /// The first window of reads after a pause: it decides nothing.
+    warming: bool,
 }
 
 impl Default for State {
-    /// Reads each on its own; sharing is tried after two windows with enough reads to judge.
+    /// Reads each on its own; sharing is tried after two windows with enough reads to judge,
+    /// after the first.
     fn default() -> State {
         State {
             opened: None,
@@ -68,6 +75,7 @@ impl Default for State {
             kept_count: 0,
             kept_time: Duration::ZERO,
             trying: false,
+            warming: true,
         }
     }
 }
@@ -104,9 +112,9 @@ impl Trial {
         let count = std::mem::take(&mut s.count);
         s.opened = Some(now);
         let sharing = s.kept != s.trying;
-        if count < FEWEST {
-            // too few reads to judge: no trial until there are enough, then one soon (the
-            // way kept stays: a pause does not change the server)
+        if count < FEWEST || time > 2 * WINDOW {
+            // too few reads to judge, or a pause: no trial until there are enough, then one
+            // soon (the way kept stays: a pause does not change the server)
             *s = State {
                 opened: s.opened,
                 kept: s.kept,
@@ -115,6 +123,9 @@ impl Trial {
             let on = s.kept;
             drop(s);
             self.on.store(on, Relaxed);
+            return;
+        }
+        if std::mem::take(&mut s.warming) {
             return;
         }
         let now_rate = rate(count, time);
@@ -183,7 +194,8 @@ mod tests {
         assert!(!trial.on(), "each read on its own at first");
         // (the first read opens the first window)
         trial.answered_at(t);
-        assert_eq!(until_trial(&trial, &mut t, 1_000), 2);
+        // (the first window counts for neither way)
+        assert_eq!(until_trial(&trial, &mut t, 1_000), 3);
         assert!(trial.on(), "trying sharing");
         // 5% more: not enough
         assert!(!window(&trial, &mut t, 1_050));
@@ -215,8 +227,32 @@ mod tests {
         // a quiet half second: nothing is decided, the way kept stays
         assert!(window(&trial, &mut t, FEWEST - 1));
         assert!(window(&trial, &mut t, FEWEST - 1));
-        // reads again: a trial two windows later
-        assert_eq!(until_trial(&trial, &mut t, 2_000), 2);
+        // reads again: a trial two windows after the first
+        assert_eq!(until_trial(&trial, &mut t, 2_000), 3);
         assert!(!trial.on(), "trying each on its own");
+    }
+
+    #[test]
+    fn a_window_that_spans_a_pause_decides_nothing() {
+        let trial = Trial::default();
+        let mut t = Instant::now();
+        trial.answered_at(t);
+        until_trial(&trial, &mut t, 1_000);
+        assert!(window(&trial, &mut t, 2_000), "sharing kept");
+        // reads for a moment, then none for 30 s: the window closes with the next read
+        for _ in 0..1_000 {
+            trial.answered_at(t);
+        }
+        t += Duration::from_secs(30);
+        trial.answered_at(t);
+        assert!(trial.on(), "the way kept stays");
+        // counted, its 33 reads a second would have made the next trial of each read on its
+        // own look better than sharing; now that trial comes after the first window and two
+        // more, and is judged against them
+        assert_eq!(until_trial(&trial, &mut t, 2_000), 3);
+        assert!(
+            window(&trial, &mut t, 1_500),
+            "fewer each on its own: sharing goes on"
+        );
     }
 }
