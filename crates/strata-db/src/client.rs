@@ -1266,6 +1266,19 @@ impl Session {
                 self.cbuf.advance(total);
                 continue;
             }
+            if tag == b'P'
+                && self.mode == PoolMode::Transaction
+                && self.statements.too_many(&self.cbuf[5..total])
+            {
+                self.end_session(
+                    Sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                    &format!(
+                        "too many prepared statements: a client keeps at most {} (close some, or DEALLOCATE them)",
+                        crate::prepared::MAX_CLIENT_STATEMENTS
+                    ),
+                );
+                continue;
+            }
             if let Some(sharding) = &sharding {
                 match self.shard_step(sharding, tag, total) {
                     Step::Go => {}
@@ -1476,6 +1489,7 @@ impl Session {
                     // growing without end)
                     if whole_messages(&self.cbuf) > MAX_SHARDED_BATCH {
                         return self.end_session(
+                            Sqlstate::FEATURE_NOT_SUPPORTED,
                             "an extended-protocol batch grew past 1 MiB without a Sync or Flush",
                         );
                     }
@@ -1665,7 +1679,7 @@ impl Session {
             Batch::read(&self.cbuf).filter(|b| b.synced).map(|b| b.len)
         };
         let Some(end) = end else {
-            return self.end_session(why);
+            return self.end_session(Sqlstate::FEATURE_NOT_SUPPORTED, why);
         };
         // the server fails the transaction (so a COMMIT rolls it back, as PostgreSQL's would);
         // the client reads the pooler's error, not the raise's
@@ -1696,14 +1710,9 @@ impl Session {
 
     /// Ends the session with a FATAL error: its server connection, mid-batch, is closed (and
     /// its transaction rolled back by the server) rather than reused.
-    fn end_session(&mut self, why: &str) -> Step {
+    fn end_session(&mut self, code: Sqlstate, why: &str) -> Step {
         tracing::info!(listener = %self.svc.name, "client closed: {why}");
-        proto::put_error(
-            &mut self.to_client,
-            true,
-            Sqlstate::FEATURE_NOT_SUPPORTED,
-            why,
-        );
+        proto::put_error(&mut self.to_client, true, code, why);
         self.cbuf.clear();
         self.closing = true;
         Step::Done

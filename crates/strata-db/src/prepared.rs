@@ -117,6 +117,11 @@ impl Held {
     }
 }
 
+/// Named statements one client keeps at most: each costs Strata its text, so a client that
+/// prepares ever new names without closing them is ended past this, with 54000 (PostgreSQL
+/// itself has no bound; ORMs keep a few hundred to a thousand).
+pub const MAX_CLIENT_STATEMENTS: usize = 10_000;
+
 /// The statements of one client.
 #[derive(Debug, Default)]
 pub struct ClientStatements {
@@ -468,6 +473,14 @@ impl ClientStatements {
     /// Queues `bytes` (whole messages made here) for the client, after the answers owed now.
     pub fn answer(&mut self, bytes: Vec<u8>) {
         self.owed.push_back(Owed::Whole(bytes));
+    }
+
+    /// Whether the Parse `body` names a statement the client does not have yet, while it has
+    /// as many as [`MAX_CLIENT_STATEMENTS`].
+    pub fn too_many(&self, body: &[u8]) -> bool {
+        self.named.len() >= MAX_CLIENT_STATEMENTS
+            && split_name(body)
+                .is_some_and(|(name, _)| !name.is_empty() && !self.named.contains_key(name))
     }
 
     /// Whether the client has a named statement `name`.

@@ -218,6 +218,8 @@ impl Sqlstate {
     pub const ADMIN_SHUTDOWN: Sqlstate = Sqlstate("57P01");
     /// in_failed_sql_transaction
     pub const IN_FAILED_TRANSACTION: Sqlstate = Sqlstate("25P02");
+    /// program_limit_exceeded
+    pub const PROGRAM_LIMIT_EXCEEDED: Sqlstate = Sqlstate("54000");
 }
 
 /// Appends an ErrorResponse (severity FATAL or ERROR) with `code` and `message`.

@@ -840,6 +840,43 @@ async fn a_prepare_in_two_reads_while_every_connection_is_taken_does_not_wait() 
     assert_eq!(got.last(), Some(&(b'Z', b"I".to_vec())), "{got:?}");
 }
 
+/// A client that prepares ever new statements by name without closing them is ended once it
+/// keeps 10,000 (each costs Strata its text), with 54000 and why; the ones before it were
+/// prepared, and other clients go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_prepares_without_end_is_closed_at_the_bound() {
+    let (_pg, _strata, db) = app_database("", "auth_type = \"trust\"");
+    let (mut client, _) = log_in(db, &[]).await;
+    for batch in 0..20 {
+        let mut out = Vec::new();
+        for i in 0..500 {
+            let n = batch * 500 + i;
+            out.extend(message(b'P', format!("s{n}\0select {n}\0\0\0").as_bytes()));
+        }
+        out.extend(message(b'S', b""));
+        client.write_all(&out).await.unwrap();
+        let got = until_ready(&mut client).await;
+        assert_eq!(got.len(), 501, "batch {batch}: {:?}", &got[got.len() - 1]);
+        assert!(got[..500].iter().all(|(tag, _)| *tag == b'1'));
+    }
+    let one_more = [
+        message(b'P', b"one_more\0select 1\0\0\0"),
+        message(b'S', b""),
+    ]
+    .concat();
+    client.write_all(&one_more).await.unwrap();
+    let closed = until_closed(&mut client).await;
+    let text = String::from_utf8_lossy(&closed);
+    assert!(
+        text.contains("C54000") && text.contains("too many prepared statements"),
+        "{}",
+        closed.escape_ascii()
+    );
+    let (mut other, _) = log_in(db, &[]).await;
+    let got = query(&mut other, "select 1").await;
+    assert_eq!(got.last(), Some(&(b'Z', b"I".to_vec())), "{got:?}");
+}
+
 /// Statements prepared by name (pgbench `-M prepared` names them P0_0, P0_1, ... by their
 /// place in the script) sharing connections: two scripts whose statements have the same names
 /// and other text each run their own, on connections that hold the other's too.
