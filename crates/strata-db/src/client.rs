@@ -609,19 +609,16 @@ fn reads_only(body: &[u8]) -> bool {
     std::str::from_utf8(text).is_ok_and(strata_pgparse::read_only)
 }
 
-/// Whether the extended-protocol batch at the start of `buf` only reads: it is whole (up to
-/// its Sync) and holds nothing but Parse, Bind, Describe, Execute, Close and Flush, every
-/// statement it parses reads only, and every statement it binds was parsed in it or is one of
-/// the client's named statements that reads only. A batch not yet whole is not waited for:
-/// it goes to the primary.
-fn batch_reads_only(buf: &[u8], statements: &ClientStatements) -> bool {
-    let Some(batch) = Batch::read(buf).filter(|b| b.synced) else {
-        return false;
-    };
-    let allowed = batch
-        .messages
-        .iter()
-        .all(|(tag, _)| matches!(tag, b'P' | b'B' | b'D' | b'E' | b'C' | b'H' | b'S'));
+/// Whether an extended-protocol batch only reads: it ends with a Sync and holds nothing but
+/// Parse, Bind, Describe, Execute, Close and Flush, every statement it parses reads only, and
+/// every statement it binds was parsed in it or is one of the client's named statements that
+/// reads only. A batch not yet whole is not waited for: it goes to the primary.
+fn batch_reads_only(batch: &Batch<'_>, statements: &ClientStatements) -> bool {
+    let allowed = batch.synced
+        && batch
+            .messages
+            .iter()
+            .all(|(tag, _)| matches!(tag, b'P' | b'B' | b'D' | b'E' | b'C' | b'H' | b'S'));
     allowed
         && batch
             .messages
@@ -634,8 +631,8 @@ fn batch_reads_only(buf: &[u8], statements: &ClientStatements) -> bool {
             .all(|(_, parse)| parse.map(parsed_text).is_some_and(reads_only))
 }
 
-/// The extended-protocol batch at the start of `buf`, when it may be sent on a connection
-/// that other clients' reads share: its length, and the Parse (its body: the name, the text,
+/// An extended-protocol batch, when it may be sent on a connection that other clients' reads
+/// share: its length, and the Parse (its body: the name, the text,
 /// the declared types) of each of the client's named statements it binds or describes, which
 /// the shared connection prepares where it lacks them. The batch must be whole up to its Sync
 /// and hold nothing but Bind (of the unnamed portal), Describe, Execute (of the unnamed portal)
@@ -644,10 +641,12 @@ fn batch_reads_only(buf: &[u8], statements: &ClientStatements) -> bool {
 /// statement, a named portal, or the unnamed statement parsed in an earlier batch (it is
 /// on the connection the client had then) keep a batch on a connection of its own.
 pub(crate) fn shared_batch(
-    buf: &[u8],
+    batch: &Batch<'_>,
     statements: &ClientStatements,
 ) -> Option<(usize, Vec<Vec<u8>>)> {
-    let batch = Batch::read(buf).filter(|b| b.synced)?;
+    if !batch.synced {
+        return None;
+    }
     let mut parsed = false;
     let mut named: Vec<Vec<u8>> = Vec::new();
     let mut known = |name: &[u8], parsed: bool| -> bool {
@@ -753,7 +752,7 @@ fn strip_keyword<'a>(text: &'a str, word: &str) -> Option<&'a str> {
 
 /// An extended-protocol batch at the start of a client's buffer, once it is whole: its
 /// messages up to the Sync or Flush that ends it.
-struct Batch<'a> {
+pub(crate) struct Batch<'a> {
     /// Each message's tag and body.
     messages: Vec<(u8, &'a [u8])>,
     /// Its bytes, the last message's included.
@@ -764,7 +763,7 @@ struct Batch<'a> {
 
 impl<'a> Batch<'a> {
     /// The batch at the start of `buf`; None while it has no Sync or Flush yet.
-    fn read(buf: &'a [u8]) -> Option<Batch<'a>> {
+    pub(crate) fn read(buf: &'a [u8]) -> Option<Batch<'a>> {
         let mut messages = Vec::new();
         let mut at = 0;
         loop {
@@ -1322,6 +1321,11 @@ impl Session {
             } else {
                 1
             };
+            // an extended-protocol batch outside a transaction, read once for what follows
+            let batch = match tag {
+                b'P' | b'B' | b'D' | b'C' if self.server.is_none() => Batch::read(&self.cbuf),
+                _ => None,
+            };
             // (with trials, every such query is classified: its answer's time counts)
             let sharing = || {
                 pipeline > 1
@@ -1337,7 +1341,9 @@ impl Session {
                 && (replicas || sharing())
                 && match tag {
                     b'Q' => reads_only(&self.cbuf[5..total]),
-                    b'P' | b'B' | b'D' => batch_reads_only(&self.cbuf, &self.statements),
+                    b'P' | b'B' | b'D' => batch
+                        .as_ref()
+                        .is_some_and(|b| batch_reads_only(b, &self.statements)),
                     _ => false,
                 };
             // (a read classified only to share a connection is routed as any query: no replica
@@ -1353,9 +1359,13 @@ impl Session {
             let shares = match tag {
                 _ if !classified || pipeline <= 1 => None,
                 b'Q' => Some((total, Vec::new())),
-                b'P' | b'B' | b'D' => shared_batch(&self.cbuf, &self.statements),
+                b'P' | b'B' | b'D' => batch
+                    .as_ref()
+                    .and_then(|b| shared_batch(b, &self.statements)),
                 _ => None,
             };
+            let prepares_only =
+                matches!(tag, b'P' | b'C') && batch.as_ref().is_some_and(only_prepares);
             if let (None, Some((len, named))) = (&self.server, &shares) {
                 if self.join_line(to_replica, *len, named, pipeline) {
                     continue;
@@ -1368,8 +1378,7 @@ impl Session {
             // clients) would otherwise wait for a connection only it can free.
             if self.server.is_none()
                 && self.mode == PoolMode::Transaction
-                && matches!(tag, b'P' | b'C')
-                && Batch::read(&self.cbuf).is_some_and(|b| only_prepares(&b))
+                && prepares_only
                 && self.svc.pool_full(&self.pool, self.shard, to_replica)
             {
                 let status = self.status_here();
@@ -2247,7 +2256,10 @@ mod tests {
     #[test]
     fn only_whole_batches_of_known_statements_may_share_a_connection() {
         let none = ClientStatements::default();
-        let len = |b: &[u8]| shared_batch(b, &none).map(|(len, _)| len);
+        let shared = |b: &[u8], known: &ClientStatements| {
+            Batch::read(b).and_then(|b| shared_batch(&b, known))
+        };
+        let len = |b: &[u8]| shared(b, &none).map(|(len, _)| len);
         let m = |tag: u8, body: &[u8]| {
             let mut out = vec![tag];
             out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
@@ -2306,7 +2318,7 @@ mod tests {
         known.remember(b"s1\0select 1\0\0\0");
         let named = batch(&[&bind("", "s1"), &describe, &execute, &sync]);
         assert_eq!(
-            shared_batch(&named, &known),
+            shared(&named, &known),
             Some((named.len(), vec![b"s1\0select 1\0\0\0".to_vec()]))
         );
         // a batch that only prepares by name (or closes): answered without a connection
@@ -2324,7 +2336,7 @@ mod tests {
         }
         let described = batch(&[&m(b'D', b"Ss1\0"), &bind("", "s1"), &execute, &sync]);
         assert_eq!(
-            shared_batch(&described, &known).map(|(_, n)| n.len()),
+            shared(&described, &known).map(|(_, n)| n.len()),
             Some(1),
             "the statement's Parse once"
         );

@@ -213,13 +213,20 @@ mod tests {
         assert!(!window(&trial, &mut t, 1_300));
     }
 
-    #[test]
-    fn too_few_reads_decide_nothing_and_a_trial_comes_soon_after() {
+    /// A trial whose first trial of sharing answered twice the reads: sharing is kept; and
+    /// the time its next window begins.
+    fn sharing_kept() -> (Trial, Instant) {
         let trial = Trial::default();
         let mut t = Instant::now();
         trial.answered_at(t);
         until_trial(&trial, &mut t, 1_000);
         assert!(window(&trial, &mut t, 2_000), "sharing kept");
+        (trial, t)
+    }
+
+    #[test]
+    fn too_few_reads_decide_nothing_and_a_trial_comes_soon_after() {
+        let (trial, mut t) = sharing_kept();
         // a trial was due in a few windows
         for _ in 0..EVERY - 3 {
             assert!(window(&trial, &mut t, 2_000));
@@ -234,11 +241,7 @@ mod tests {
 
     #[test]
     fn a_window_that_spans_a_pause_decides_nothing() {
-        let trial = Trial::default();
-        let mut t = Instant::now();
-        trial.answered_at(t);
-        until_trial(&trial, &mut t, 1_000);
-        assert!(window(&trial, &mut t, 2_000), "sharing kept");
+        let (trial, mut t) = sharing_kept();
         // reads for a moment, then none for 30 s: the window closes with the next read
         for _ in 0..1_000 {
             trial.answered_at(t);

@@ -282,13 +282,15 @@ pub fn frontend_stream(data: &[u8]) {
     for name in KNOWN {
         statements.remember(format!("{name}\0select 1\0\0\0").as_bytes());
     }
-    let ours = crate::client::shared_batch(&tagged, &statements).map(|(len, named)| {
-        let names: Vec<Vec<u8>> = named
-            .iter()
-            .map(|p| p.split(|&b| b == 0).next().unwrap_or_default().to_vec())
-            .collect();
-        (len, names)
-    });
+    let ours = crate::client::Batch::read(&tagged)
+        .and_then(|b| crate::client::shared_batch(&b, &statements))
+        .map(|(len, named)| {
+            let names: Vec<Vec<u8>> = named
+                .iter()
+                .map(|p| p.split(|&b| b == 0).next().unwrap_or_default().to_vec())
+                .collect();
+            (len, names)
+        });
     assert_eq!(ours, may_share(&read.messages), "{}", show(data));
 }
 
