@@ -1107,7 +1107,7 @@ impl Session {
                     && (self.cbuf.len() < HIGH_WATER || !self.waits_for_answer()) => {
                     r?;
                     self.take_buffers();
-                    match self.client.try_read_buf(&mut self.cbuf) {
+                    match strata_net::try_recv_buf(&self.client, &mut self.cbuf) {
                         Ok(0) => return Ok(()),
                         Ok(_) => {
                             // boxed: what a message may lead to (waiting for a server) is
@@ -1970,7 +1970,7 @@ impl Session {
         let Some(lease) = self.server.as_mut() else {
             return true; // nothing attached: nothing to read
         };
-        match lease.conn.stream.try_read_buf(&mut lease.conn.buf) {
+        match strata_net::try_recv_buf(&lease.conn.stream, &mut lease.conn.buf) {
             Ok(0) => return false,
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,

@@ -478,7 +478,7 @@ async fn run(lease: Lease, mut jobs: mpsc::UnboundedReceiver<Job>, lines: Arc<Li
                 if let Err(e) = r {
                     break Some(format!("read: {e}"));
                 }
-                match c.lease.conn.stream.try_read_buf(&mut c.lease.conn.buf) {
+                match strata_net::try_recv_buf(&c.lease.conn.stream, &mut c.lease.conn.buf) {
                     Ok(0) => break Some("the server closed the connection".into()),
                     Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,

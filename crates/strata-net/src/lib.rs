@@ -25,5 +25,5 @@ pub use idle::{Activity, Watched};
 pub use listen::{listen, listen_freebind};
 pub use park::{lock, Lanes, Park};
 pub use relay::{relay, Relay};
-pub use socket::{connect, poll_recv, queued, Arrival, ConnectError, UpstreamIo};
+pub use socket::{connect, poll_recv, queued, try_recv_buf, Arrival, ConnectError, UpstreamIo};
 pub use write::{write_all_parts, Parts};

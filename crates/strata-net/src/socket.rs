@@ -21,29 +21,53 @@ pub fn poll_recv(
 ) -> Poll<io::Result<usize>> {
     loop {
         ready!(stream.poll_read_ready(cx))?;
-        let wanted = buf.remaining();
         // SAFETY: recv writes only initialised bytes and returns how many; exactly those are
         // marked filled below.
         let unfilled: &mut [MaybeUninit<u8>] = unsafe { buf.unfilled_mut() };
-        let mut got = 0;
-        let result = stream.try_io(Interest::READABLE, || {
-            got = SockRef::from(stream).recv(unfilled)?;
-            if got > 0 && got < wanted {
-                // drained: report WouldBlock to try_io so it clears readiness, keep the bytes
-                return Err(io::ErrorKind::WouldBlock.into());
+        match recv_drained(stream, unfilled) {
+            Ok(got) => {
+                // SAFETY: the kernel initialised `got` bytes.
+                unsafe { buf.assume_init(got) };
+                buf.advance(got);
+                return Poll::Ready(Ok(got));
             }
-            Ok(got)
-        });
-        match result {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Poll::Ready(Err(e)),
         }
-        // SAFETY: the kernel initialised `got` bytes.
-        unsafe { buf.assume_init(got) };
-        buf.advance(got);
-        return Poll::Ready(Ok(got));
+    }
+}
+
+/// Reads what is queued on `stream` into the spare capacity of `buf` (growing it when full)
+/// without waiting, as `TcpStream::try_read_buf` does, but a short read clears readiness: the
+/// next `readable()` waits for new bytes instead of returning at once for a `recv` that could
+/// only say EAGAIN. For loops that wait with `readable()` and then read.
+#[allow(unsafe_code)] // recv(2) straight into the spare capacity of `buf`, no zeroing first
+pub fn try_recv_buf(stream: &TcpStream, buf: &mut bytes::BytesMut) -> io::Result<usize> {
+    if buf.len() == buf.capacity() {
+        buf.reserve(64);
+    }
+    let got = recv_drained(stream, buf.spare_capacity_mut())?;
+    // SAFETY: the kernel initialised `got` bytes of the spare capacity, which follows `len`.
+    unsafe { buf.set_len(buf.len() + got) };
+    Ok(got)
+}
+
+/// One `recv` into `into` if the socket is ready, else WouldBlock; a read shorter than `into`
+/// (the queue drained) also clears the socket's readiness.
+fn recv_drained(stream: &TcpStream, into: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+    let wanted = into.len();
+    let mut got = 0;
+    let result = stream.try_io(Interest::READABLE, || {
+        got = SockRef::from(stream).recv(into)?;
+        if got > 0 && got < wanted {
+            // drained: report WouldBlock to try_io so it clears readiness, keep the bytes
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(got)
+    });
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
+        other => other,
     }
 }
 
@@ -178,5 +202,47 @@ impl AsyncWrite for UpstreamIo {
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use tokio::io::AsyncWriteExt;
+
+    /// Whether `stream` says it is readable without waiting.
+    fn readable_now(stream: &TcpStream) -> bool {
+        let mut ready = std::pin::pin!(stream.readable());
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        ready.as_mut().poll(&mut cx).is_ready()
+    }
+
+    #[tokio::test]
+    async fn a_short_read_leaves_the_socket_waiting_for_new_bytes() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut writer = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (reader, _) = listener.accept().await.unwrap();
+        writer.write_all(b"hello").await.unwrap();
+        reader.readable().await.unwrap();
+        let mut buf = bytes::BytesMut::with_capacity(64);
+        assert_eq!(try_recv_buf(&reader, &mut buf).unwrap(), 5);
+        assert_eq!(&buf[..], b"hello");
+        // tokio's try_read_buf would leave it readable, for a recv that says EAGAIN
+        assert!(!readable_now(&reader));
+        writer.write_all(b" again").await.unwrap();
+        reader.readable().await.unwrap();
+        assert_eq!(try_recv_buf(&reader, &mut buf).unwrap(), 6);
+        assert_eq!(&buf[..], b"hello again");
+        // a full buffer grows rather than reading nothing
+        let mut full = bytes::BytesMut::new();
+        writer.write_all(b"x").await.unwrap();
+        reader.readable().await.unwrap();
+        assert_eq!(try_recv_buf(&reader, &mut full).unwrap(), 1);
+        drop(writer);
+        reader.readable().await.unwrap();
+        assert_eq!(try_recv_buf(&reader, &mut full).unwrap(), 0);
     }
 }

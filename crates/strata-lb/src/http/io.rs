@@ -40,7 +40,7 @@ pub(crate) async fn sniff(stream: &TcpStream, limit: Duration) -> Sniff {
             if buf.capacity() == 0 {
                 buf = buffers::take();
             }
-            match stream.try_read_buf(&mut buf) {
+            match strata_net::try_recv_buf(stream, &mut buf) {
                 Ok(0) => return None,
                 Ok(_) => {
                     let n = buf.len().min(H2_PREFACE.len());
