@@ -232,20 +232,14 @@ async fn login(
         );
         return refused(&mut stream, Sqlstate::FEATURE_NOT_SUPPORTED, &message).await;
     }
-    if !extra.is_empty() {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        extra.hash(&mut h);
-        wanted.extra_hash = h.finish() | 1;
-    }
-    wanted.extra = extra.into_boxed_slice();
+    wanted.set_extra(extra);
     // The welcome needs a server's parameters: the first client of a pool logs in to one.
     let welcome = strata_net::lock(&pool.welcome).clone();
     let welcome = match welcome {
         Some(w) => w,
         None => match svc.acquire(&pool, 0, false).await {
             Ok((lease, _)) => {
-                let w = lease.conn.params.clone();
+                let w = lease.conn.params().clone();
                 lease.release();
                 w
             }
@@ -522,6 +516,10 @@ struct Wanted {
     /// A hash of `extra` (0 when there is none): a server connection that holds this one
     /// needs nothing set again.
     extra_hash: u64,
+    /// [`Wanted::key`] once worked out (0: not yet, or changed since): it is asked for at
+    /// every query that may share a connection, and changes only with a `SET`. (Atomic only
+    /// so that a session stays `Sync`; one task uses it.)
+    key: std::sync::atomic::AtomicU64,
 }
 
 impl Wanted {
@@ -536,6 +534,7 @@ impl Wanted {
     fn set(&mut self, name: &str, value: &str) {
         if let Some(i) = Self::place(name) {
             self.carried[i] = Some(value.into());
+            self.key.store(0, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -543,17 +542,38 @@ impl Wanted {
     fn set_default(&mut self, name: &str, value: &str) {
         if let Some(i) = Self::place(name) {
             self.carried[i].get_or_insert_with(|| value.into());
+            self.key.store(0, std::sync::atomic::Ordering::Relaxed);
         }
+    }
+
+    /// The parameters given at startup that the pooler does not carry.
+    fn set_extra(&mut self, extra: Vec<(Box<str>, Box<str>)>) {
+        use std::hash::{Hash, Hasher};
+        self.extra_hash = if extra.is_empty() {
+            0
+        } else {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            extra.hash(&mut h);
+            h.finish() | 1
+        };
+        self.extra = extra.into_boxed_slice();
+        self.key.store(0, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// What a server connection's session holds once it carries these parameters: equal for
     /// two clients whose queries may share one.
     fn key(&self) -> u64 {
         use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.carried.hash(&mut h);
-        self.extra_hash.hash(&mut h);
-        h.finish()
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut key = self.key.load(Relaxed);
+        if key == 0 {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            self.carried.hash(&mut h);
+            self.extra_hash.hash(&mut h);
+            key = h.finish() | 1;
+            self.key.store(key, Relaxed);
+        }
+        key
     }
 
     /// The `set_config` calls that give a server connection the extra parameters.
@@ -961,6 +981,20 @@ fn parsed_types(parse: &[u8]) -> Vec<u32> {
 /// ONLY`, with nothing else but isolation and deferrable modes: a transaction that promises
 /// not to write, which PostgreSQL enforces, so a replica can run it.
 fn begins_read_only(body: &[u8]) -> bool {
+    // nearly every query is no BEGIN: its first word tells, without a copy (PostgreSQL's
+    // whitespace: space, tab, newline, carriage return, vertical tab, form feed)
+    let start = body
+        .iter()
+        .position(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c))
+        .unwrap_or(body.len());
+    let first = |word: &[u8]| {
+        body[start..]
+            .get(..word.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(word))
+    };
+    if !first(b"begin") && !first(b"start") {
+        return false;
+    }
     let text = String::from_utf8_lossy(body).to_ascii_lowercase();
     let text = text
         .trim_end_matches('\0')
@@ -1918,6 +1952,11 @@ impl Session {
         &self,
         conn: &mut crate::server::ServerConn,
     ) -> Result<(), crate::server::ServerError> {
+        // most often the connection's last client had the same parameters, or this one
+        let key = self.wanted.key();
+        if !conn.dirty && conn.carried == key && conn.extras == self.wanted.extra_hash {
+            return Ok(());
+        }
         // a connection that holds another client's extra parameters is reset too
         if conn.dirty || (conn.extras != 0 && conn.extras != self.wanted.extra_hash) {
             // RESET ALL reports the reported parameters back (conn.params follows); the others
@@ -1925,14 +1964,14 @@ impl Session {
             conn.run(RESET).await?;
             conn.extras = 0;
             for k in CARRIED.iter().filter(|k| !REPORTED.contains(k)) {
-                conn.params.remove(*k);
+                conn.forget_param(k);
             }
             conn.statements.clear();
             conn.dirty = false;
         }
         let mut calls = Vec::new();
         for k in CARRIED {
-            match (self.wanted.get(k), conn.params.get(*k)) {
+            match (self.wanted.get(k), conn.params().get(*k)) {
                 (Some(v), now) if now.map(String::as_str) != Some(v) => {
                     calls.push(format!("set_config({}, {}, false)", literal(k), literal(v)))
                 }
@@ -1947,6 +1986,7 @@ impl Session {
             calls.extend(self.wanted.extra_calls());
         }
         if calls.is_empty() {
+            conn.carried = key;
             return Ok(());
         }
         conn.run(&format!("SELECT {}", calls.join(", "))).await?;
@@ -1954,14 +1994,15 @@ impl Session {
         for k in CARRIED {
             match self.wanted.get(k) {
                 Some(v) => {
-                    conn.params.insert(k.to_string(), v.to_string());
+                    conn.set_param(k.to_string(), v.to_string());
                 }
                 None if !REPORTED.contains(k) => {
-                    conn.params.remove(*k);
+                    conn.forget_param(k);
                 }
                 None => {}
             }
         }
+        conn.carried = key;
         Ok(())
     }
 
@@ -2007,7 +2048,7 @@ impl Session {
                         proto::cstr(&mut body, "ParameterStatus"),
                     ) {
                         self.wanted.set(&k, &v);
-                        lease.conn.params.insert(k, v);
+                        lease.conn.set_param(k, v);
                     }
                 }
                 b'G' => {
@@ -2186,7 +2227,7 @@ impl Session {
                     // the pooler set are gone without a word
                     lease.conn.run("DISCARD ALL").await?;
                     for k in CARRIED.iter().filter(|k| !REPORTED.contains(k)) {
-                        lease.conn.params.remove(*k);
+                        lease.conn.forget_param(k);
                     }
                 }
                 Ok::<_, crate::server::ServerError>(())
@@ -2349,6 +2390,7 @@ mod tests {
             "begin transaction read only;",
             "START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY\0",
             "begin read only deferrable",
+            " \n\tBegin Read Only",
         ] {
             assert!(begins_read_only(yes.as_bytes()), "{yes}");
         }
@@ -2358,6 +2400,8 @@ mod tests {
             "BEGIN ISOLATION LEVEL READ COMMITTED",
             "BEGIN READ ONLY; DELETE FROM t",
             "select 1",
+            "  with x as (select 1) select * from x",
+            "beginning read only",
             "begin read only -- comment",
         ] {
             assert!(!begins_read_only(no.as_bytes()), "{no}");

@@ -74,7 +74,9 @@ pub struct Pool {
     pub user: String,
     /// The database name.
     pub database: String,
-    servers: Mutex<HashMap<SocketAddr, Arc<ServerPool>>>,
+    /// Per server: a handful, so a list searched by address (asked at every query) costs
+    /// less than hashing the address.
+    servers: Mutex<Vec<Arc<ServerPool>>>,
     /// What a server reported at login (server_version, encodings, ...), shown to clients as
     /// they log in.
     pub welcome: Mutex<Option<HashMap<String, String>>>,
@@ -176,29 +178,30 @@ impl Pool {
         Pool {
             user: user.to_string(),
             database: database.to_string(),
-            servers: Mutex::new(HashMap::new()),
+            servers: Mutex::new(Vec::new()),
             welcome: Mutex::new(None),
         }
     }
 
     /// The pool of `addr`, made on first use.
     pub fn server(&self, addr: SocketAddr, limits: Limits) -> Arc<ServerPool> {
-        lock(&self.servers)
-            .entry(addr)
-            .or_insert_with(|| {
-                Arc::new(ServerPool {
-                    addr,
-                    idle: Mutex::new(Vec::new()),
-                    slots: Arc::new(Semaphore::new(limits.pool_size as usize)),
-                    size: limits.pool_size as usize,
-                    in_use: Gauge::default(),
-                    waiting: Gauge::default(),
-                    drained: AtomicBool::new(false),
-                    lines: Default::default(),
-                    trial: Default::default(),
-                })
-            })
-            .clone()
+        let mut servers = lock(&self.servers);
+        if let Some(s) = servers.iter().find(|s| s.addr == addr) {
+            return s.clone();
+        }
+        let s = Arc::new(ServerPool {
+            addr,
+            idle: Mutex::new(Vec::new()),
+            slots: Arc::new(Semaphore::new(limits.pool_size as usize)),
+            size: limits.pool_size as usize,
+            in_use: Gauge::default(),
+            waiting: Gauge::default(),
+            drained: AtomicBool::new(false),
+            lines: Default::default(),
+            trial: Default::default(),
+        });
+        servers.push(s.clone());
+        s
     }
 
     /// The [`ServerPool::load`] of each of `addrs` (0 for a server this pool has no
@@ -206,13 +209,16 @@ impl Pool {
     pub fn loads(&self, addrs: impl Iterator<Item = SocketAddr>) -> Vec<(SocketAddr, usize)> {
         let servers = lock(&self.servers);
         addrs
-            .map(|a| (a, servers.get(&a).map_or(0, |s| s.load())))
+            .map(|a| {
+                let load = servers.iter().find(|s| s.addr == a).map_or(0, |s| s.load());
+                (a, load)
+            })
             .collect()
     }
 
     /// Every server pool, for status and metrics.
     pub fn servers(&self) -> Vec<Arc<ServerPool>> {
-        let mut all: Vec<_> = lock(&self.servers).values().cloned().collect();
+        let mut all = lock(&self.servers).clone();
         all.sort_by_key(|s| s.addr);
         all
     }
@@ -258,7 +264,7 @@ impl Pool {
                 .await?;
                 let mut welcome = lock(&self.welcome);
                 if welcome.is_none() {
-                    *welcome = Some(conn.params.clone());
+                    *welcome = Some(conn.params().clone());
                 }
                 conn
             }

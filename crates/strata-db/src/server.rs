@@ -67,7 +67,10 @@ pub struct ServerConn {
     /// The backend's process id and secret, for cancel requests.
     pub key: (u32, u32),
     /// The parameters it reported (ParameterStatus) or that the pooler set on it.
-    pub params: HashMap<String, String>,
+    params: HashMap<String, String>,
+    /// The [`Wanted`](crate::client) key of the client whose carried parameters it was last
+    /// given, while they are unchanged (0: none): a client with that key needs nothing set.
+    pub carried: u64,
     /// Bytes read and not yet handled.
     pub buf: BytesMut,
     /// When it was last given back to the pool.
@@ -110,6 +113,7 @@ impl ServerConn {
             addr,
             key: (0, 0),
             params: HashMap::new(),
+            carried: 0,
             buf: BytesMut::with_capacity(8192),
             idle_since: Instant::now(),
             statements: Default::default(),
@@ -226,8 +230,25 @@ impl ServerConn {
             proto::cstr(body, "ParameterStatus"),
             proto::cstr(body, "ParameterStatus"),
         ) {
-            self.params.insert(k, v);
+            self.set_param(k, v);
         }
+    }
+
+    /// The parameters it reported (ParameterStatus) or that the pooler set on it.
+    pub fn params(&self) -> &HashMap<String, String> {
+        &self.params
+    }
+
+    /// Records that parameter `k` is `v` on it now.
+    pub fn set_param(&mut self, k: String, v: String) {
+        self.params.insert(k, v);
+        self.carried = 0;
+    }
+
+    /// Records that parameter `k` is gone from it (RESET ALL, DISCARD ALL).
+    pub fn forget_param(&mut self, k: &str) {
+        self.params.remove(k);
+        self.carried = 0;
     }
 
     /// Writes `bytes` whole.

@@ -160,10 +160,14 @@ pub fn shape(sql: &str) -> Option<String> {
                 out.push('0');
             }
             _ => {
-                // whole characters: a multibyte one is copied with its continuation bytes
-                let len = sql[i..].chars().next().map_or(1, char::len_utf8);
-                out.push_str(&sql[i..i + len]);
-                i += len;
+                // up to the next byte an arm above looks at, copied whole: those are ASCII, so
+                // the run ends on a character's boundary
+                let end = b[i + 1..]
+                    .iter()
+                    .position(|c| matches!(c, b'$' | b'-' | b'/' | b'\'' | b'"' | b'0'..=b'9'))
+                    .map_or(b.len(), |p| i + 1 + p);
+                out.push_str(&sql[i..end]);
+                i = end;
             }
         }
     }
@@ -442,6 +446,12 @@ mod tests {
         assert_eq!(
             shape("SELECT a FROM t WHERE id = $1 AND b = 5").as_deref(),
             Some("SELECT a FROM t WHERE id = $1 AND b = 0")
+        );
+        // digits inside names stay, others are constants; text between is copied whole,
+        // multibyte characters too
+        assert_eq!(
+            shape("SELECT ü, x1 FROM t2 WHERE a = 5 AND b-1 = 2/3.5 AND ö1 = 'ä'").as_deref(),
+            Some("SELECT ü, x1 FROM t2 WHERE a = 0 AND b-0 = 0/0 AND ö1 = '?'")
         );
         assert_ne!(shape("SELECT $1"), shape("SELECT $2"));
         assert_ne!(shape("SELECT lower('x')"), shape("SELECT nextval('x')"));
