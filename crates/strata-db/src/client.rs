@@ -2229,6 +2229,10 @@ impl Session {
                     for k in CARRIED.iter().filter(|k| !REPORTED.contains(k)) {
                         lease.conn.forget_param(k);
                     }
+                    // and the startup parameters it has no slot for, and every prepared
+                    // statement
+                    lease.conn.extras = 0;
+                    lease.conn.statements.clear();
                 }
                 Ok::<_, crate::server::ServerError>(())
             })

@@ -259,6 +259,27 @@ async fn any_startup_parameter_is_carried_and_an_unknown_one_refused() {
     );
 }
 
+/// In session mode a client's end resets its connection (DISCARD ALL), startup parameters the
+/// pooler has no slot for included: each client gets its own on that connection, and one that
+/// gives none gets the server's default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_startup_parameter_is_set_again_for_the_next_session_that_gives_it() {
+    let (pg, _strata, db) = app_database("", "pool_size = 1\npool_mode = \"session\"");
+    let default = pg.admin("show work_mem");
+    let seen = blocking(move || {
+        let options = [("PGOPTIONS", "-c work_mem=1234kB")];
+        let mut seen = Vec::new();
+        for with in [&options[..], &options[..], &[], &options[..]] {
+            // one at a time, on the pool's only connection
+            let mut client = PsqlSession::open(db, "app", "secret", "app", with);
+            seen.push(client.line("show work_mem"));
+        }
+        seen
+    })
+    .await;
+    assert_eq!(seen, ["1234kB", "1234kB", default.as_str(), "1234kB"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_leaves_inside_a_transaction_leaves_nothing_behind() {
     let pg = Postgres::start();
