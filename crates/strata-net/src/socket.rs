@@ -20,10 +20,11 @@ pub fn poll_recv(
     buf: &mut ReadBuf<'_>,
 ) -> Poll<io::Result<usize>> {
     loop {
-        ready!(stream.poll_read_ready(cx))?;
         // SAFETY: recv writes only initialised bytes and returns how many; exactly those are
         // marked filled below.
         let unfilled: &mut [MaybeUninit<u8>] = unsafe { buf.unfilled_mut() };
+        // read first: a proxy reads a socket when it was told bytes are there, and asking
+        // for readiness first would cost a second look at it (and the task budget) for nothing
         match recv_drained(stream, unfilled) {
             Ok(got) => {
                 // SAFETY: the kernel initialised `got` bytes.
@@ -31,7 +32,8 @@ pub fn poll_recv(
                 buf.advance(got);
                 return Poll::Ready(Ok(got));
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            // not ready (no syscall made), or the readiness was stale: wait for the next
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready!(stream.poll_read_ready(cx))?,
             Err(e) => return Poll::Ready(Err(e)),
         }
     }
