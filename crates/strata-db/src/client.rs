@@ -534,7 +534,7 @@ impl Wanted {
     fn set(&mut self, name: &str, value: &str) {
         if let Some(i) = Self::place(name) {
             self.carried[i] = Some(value.into());
-            self.key.store(0, std::sync::atomic::Ordering::Relaxed);
+            *self.key.get_mut() = 0;
         }
     }
 
@@ -542,7 +542,7 @@ impl Wanted {
     fn set_default(&mut self, name: &str, value: &str) {
         if let Some(i) = Self::place(name) {
             self.carried[i].get_or_insert_with(|| value.into());
-            self.key.store(0, std::sync::atomic::Ordering::Relaxed);
+            *self.key.get_mut() = 0;
         }
     }
 
@@ -557,7 +557,7 @@ impl Wanted {
             h.finish() | 1
         };
         self.extra = extra.into_boxed_slice();
-        self.key.store(0, std::sync::atomic::Ordering::Relaxed);
+        *self.key.get_mut() = 0;
     }
 
     /// What a server connection's session holds once it carries these parameters: equal for
@@ -1026,6 +1026,18 @@ fn begins_read_only(body: &[u8]) -> bool {
         "not",
     ];
     modes.iter().all(|w| MODES.contains(w)) && modes.windows(2).any(|p| p == ["read", "only"])
+}
+
+/// Records that `conn`'s session was reset (RESET ALL or DISCARD ALL, with DEALLOCATE ALL):
+/// the reported parameters come back by ParameterStatus, the others the pooler set are gone
+/// without a word, and so are the extra startup parameters and the prepared statements.
+fn session_reset(conn: &mut crate::server::ServerConn) {
+    for k in CARRIED.iter().filter(|k| !REPORTED.contains(k)) {
+        conn.forget_param(k);
+    }
+    conn.extras = 0;
+    conn.statements.clear();
+    conn.dirty = false;
 }
 
 /// A value as a SQL string literal.
@@ -1962,12 +1974,7 @@ impl Session {
             // RESET ALL reports the reported parameters back (conn.params follows); the others
             // are gone without a word. Role and session authorization are not RESET ALL's.
             conn.run(RESET).await?;
-            conn.extras = 0;
-            for k in CARRIED.iter().filter(|k| !REPORTED.contains(k)) {
-                conn.forget_param(k);
-            }
-            conn.statements.clear();
-            conn.dirty = false;
+            session_reset(conn);
         }
         let mut calls = Vec::new();
         for k in CARRIED {
@@ -2043,12 +2050,8 @@ impl Session {
                 }
                 b'S' => {
                     let mut body = BytesMut::from(&lease.conn.buf[5..total]);
-                    if let (Ok(k), Ok(v)) = (
-                        proto::cstr(&mut body, "ParameterStatus"),
-                        proto::cstr(&mut body, "ParameterStatus"),
-                    ) {
-                        self.wanted.set(&k, &v);
-                        lease.conn.set_param(k, v);
+                    if let Some((k, v)) = lease.conn.param(&mut body) {
+                        self.wanted.set(k, v);
                     }
                 }
                 b'G' => {
@@ -2226,13 +2229,7 @@ impl Session {
                     // RESET ALL inside reports the parameters the server reports; the others
                     // the pooler set are gone without a word
                     lease.conn.run("DISCARD ALL").await?;
-                    for k in CARRIED.iter().filter(|k| !REPORTED.contains(k)) {
-                        lease.conn.forget_param(k);
-                    }
-                    // and the startup parameters it has no slot for, and every prepared
-                    // statement
-                    lease.conn.extras = 0;
-                    lease.conn.statements.clear();
+                    session_reset(&mut lease.conn);
                 }
                 Ok::<_, crate::server::ServerError>(())
             })

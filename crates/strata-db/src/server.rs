@@ -196,7 +196,9 @@ impl ServerConn {
                     }
                     conn.write(&out).await?;
                 }
-                b'S' => conn.param(&mut body),
+                b'S' => {
+                    conn.param(&mut body);
+                }
                 b'K' => {
                     if body.len() < 8 {
                         return Err(conn.malformed("BackendKeyData"));
@@ -224,14 +226,18 @@ impl ServerConn {
         }
     }
 
-    /// Records a ParameterStatus body.
-    pub fn param(&mut self, body: &mut BytesMut) {
-        if let (Ok(k), Ok(v)) = (
+    /// Records a ParameterStatus body; the parameter and its value, unless the body is not one.
+    pub fn param(&mut self, body: &mut BytesMut) -> Option<(&str, &str)> {
+        let (Ok(k), Ok(v)) = (
             proto::cstr(body, "ParameterStatus"),
             proto::cstr(body, "ParameterStatus"),
-        ) {
-            self.set_param(k, v);
-        }
+        ) else {
+            return None;
+        };
+        self.set_param(k.clone(), v);
+        self.params
+            .get_key_value(&k)
+            .map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// The parameters it reported (ParameterStatus) or that the pooler set on it.
@@ -322,7 +328,9 @@ impl ServerConn {
                     }
                     rows.push(row);
                 }
-                b'S' => self.param(&mut body),
+                b'S' => {
+                    self.param(&mut body);
+                }
                 b'E' => failed = Some((proto::error_code(&body), proto::error_message(&body))),
                 b'Z' => {
                     let status = body.first().copied().unwrap_or(b'I');
