@@ -307,6 +307,7 @@ async fn run(mut jobs: mpsc::UnboundedReceiver<Job>, link: Link, resp3: bool) {
             timer: Box::pin(tokio::time::sleep_until(Instant::now())),
             armed: false,
             ending: None,
+            waiting: false,
             settings: &settings,
             latency: &latency,
         };
@@ -361,6 +362,9 @@ struct Pipe<'a> {
     armed: bool,
     /// Taking no more commands: the generation went, or the server moved.
     ending: Option<Ended>,
+    /// Everything taken was written, and the server has not answered since: commands taken
+    /// meanwhile wait for its first reply bytes (or the timeout).
+    waiting: bool,
     settings: &'a LinkSettings,
     latency: &'a Latency,
 }
@@ -401,7 +405,13 @@ impl Pipe<'_> {
                     Poll::Pending => {}
                 }
             }
-            while !self.out.is_empty() {
+            // Commands taken while the server has yet to answer the last write wait for its
+            // first reply bytes, then go out together: a busy server reads many commands at a
+            // time instead of one per wakeup, and the proxy makes one write for them. The
+            // server runs a connection's commands in order, so they would have waited there;
+            // what they lose is the time the reply takes to come back (and no more: a large
+            // reply's first bytes end the wait, not its last).
+            while !self.waiting && !self.out.is_empty() {
                 match std::pin::Pin::new(&mut self.io).poll_write(cx, &self.out) {
                     Poll::Ready(Ok(0)) => {
                         return Poll::Ready(Ended::Failed(Lost::Closed, "write: closed".into()))
@@ -409,6 +419,7 @@ impl Pipe<'_> {
                     Poll::Ready(Ok(n)) => {
                         bytes::Buf::advance(&mut self.out, n);
                         moved = true;
+                        self.waiting = self.out.is_empty();
                     }
                     Poll::Ready(Err(e)) => {
                         return Poll::Ready(Ended::Failed(Lost::Closed, format!("write: {e}")))
@@ -432,6 +443,7 @@ impl Pipe<'_> {
                     ))
                 }
                 Poll::Ready(Ok(_)) => {
+                    self.waiting = false;
                     if let Err(why) = self.hand_out() {
                         return Poll::Ready(Ended::Failed(Lost::Protocol, why));
                     }
