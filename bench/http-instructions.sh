@@ -13,6 +13,10 @@
 # h2load -c16 -m32 (h2c, prior knowledge) for a fixed number of requests, less a run that served
 # nothing: the HTTP/2 counterpart, per request.
 #
+# What instructions leave out: under wrk, each proxy is run once more with callgrind's cache
+# and branch simulation, and the first-level cache misses and mispredicted branches per request
+# are printed (simulated, so as repeatable as the instructions).
+#
 # Usage: [STRATA=binary] [PROFILE=file] [H2_PROFILE=file] bench/http-instructions.sh [N, default 1000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,7 +79,8 @@ measure() {
     haproxy) port=$HAP; set -- "$2" haproxy -f "$work/haproxy.cfg" -db ;;
   esac
   local n=$1; shift
-  valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" "$@" >/dev/null 2>"$work/cg.err" &
+  # shellcheck disable=SC2086 # VG_SIM holds several options
+  valgrind --tool=callgrind ${VG_SIM:-} --callgrind-out-file="$work/cg.out" "$@" >/dev/null 2>"$work/cg.err" &
   local vg=$!
   for _ in $(seq 150); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
   if [[ $n == wrk ]]; then
@@ -88,7 +93,12 @@ measure() {
     python3 "$work/client.py" "$port" "$n"
   fi
   kill -TERM "$vg"; wait "$vg" || true
-  awk '/^(summary|totals):/ {print $2; exit}' "$work/cg.out"
+  if [[ -n ${VG_SIM:-} ]]; then
+    # every event: "name=count ..."
+    awk '/^events:/ {for (i = 2; i <= NF; i++) ev[i] = $i} /^(summary|totals):/ {for (i = 2; i <= NF; i++) printf "%s=%s ", ev[i], $i; print ""; exit}' "$work/cg.out"
+  else
+    awk '/^(summary|totals):/ {print $2; exit}' "$work/cg.out"
+  fi
 }
 # loaded NAME [wrk|h2load]: instructions per request under that load, less start-up and
 # shutdown
@@ -114,6 +124,20 @@ if command -v wrk >/dev/null && command -v haproxy >/dev/null; then
   s_load=$(loaded strata); h_load=$(loaded haproxy)
   echo "under wrk -c64: strata $s_load, haproxy $h_load instructions/request"
   awk -v s="$s_load" -v h="$h_load" 'BEGIN {printf "ratio strata/haproxy under load: %.2f\n", s / h}'
+  # what instructions leave out: the same load with callgrind's cache and branch simulation
+  # (first-level caches missed, mispredicted branches), per request
+  for p in strata haproxy; do
+    idle=$(VG_SIM="--cache-sim=yes --branch-sim=yes" measure "$p" 0)
+    busy=$(VG_SIM="--cache-sim=yes --branch-sim=yes" measure "$p" wrk 2>"$work/served")
+    awk -v idle="$idle" -v busy="$busy" -v n="$(cat "$work/served")" -v p="$p" 'BEGIN {
+      split(idle, a, " "); for (i in a) {split(a[i], kv, "="); before[kv[1]] = kv[2]}
+      split(busy, b, " "); for (i in b) {split(b[i], kv, "="); after[kv[1]] = kv[2]}
+      per = "I1mr D1mr D1mw Bcm Bim"; split(per, names, " ")
+      printf "under wrk -c64, %s per request:", p
+      for (i = 1; i <= 5; i++) printf " %s %.0f", names[i], (after[names[i]] - before[names[i]]) / n
+      print ""}'
+  done
+  echo "(I1mr/D1mr/D1mw: first-level instruction/data read/data write misses; Bcm/Bim: mispredicted conditional/indirect branches)"
 fi
 if command -v h2load >/dev/null && command -v haproxy >/dev/null; then
   s_h2=$(loaded strata h2load)

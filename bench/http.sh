@@ -11,6 +11,10 @@
 # the same four syscalls per request as the HTTP proxies, so their CPU per request is what
 # moving the bytes costs on this machine before any HTTP is parsed.
 #
+# User time per request is also printed less each proxy's syscalls per request (counted with
+# perf) times the user time this machine books per syscall (perf bench syscall basic): the
+# kernel books time by tick, and a syscall's way back out lands in user time here.
+#
 # The machine is noisy: each proxy is measured ROUNDS times, interleaved (strata, nginx, haproxy,
 # strata, ...), and the median round of each is printed, so drift hits all three alike.
 #
@@ -22,7 +26,7 @@ ROUNDS=${2:-3}
 IDLE=8000
 
 need=()
-for p in nginx:nginx-light haproxy:haproxy wrk:wrk python3:python3 h2load:nghttp2-client openssl:openssl; do
+for p in nginx:nginx-light haproxy:haproxy wrk:wrk python3:python3 h2load:nghttp2-client openssl:openssl perf:linux-perf; do
   command -v "${p%%:*}" >/dev/null || need+=("${p##*:}")
 done
 if ((${#need[@]})); then
@@ -198,6 +202,25 @@ awk -v s="${CPU[strata]}" -v h="${CPU[haproxy]}" -v n="${CPU[nginx]}" -v sf="${C
   'BEGIN {printf "ratio cpu_us/req: strata/haproxy %.2f (target <= 0.90), strata/nginx %.2f\n", s / h, s / n
          printf "ratio user_us/req: strata/haproxy %.2f (target <= 0.55)\n", su / hu
          printf "floor (L4 relays, no HTTP work) / haproxy: strata-l4 %.2f, haproxy-l4 %.2f\n", sf / h, hf / h}'
+
+# User time includes the kernel's way out of every syscall here: the kernel books CPU time by
+# timer tick, and a tick that falls while a syscall returns (interrupts off) is taken in user
+# mode. A getppid loop, whose user-space work is a few instructions per call, shows most of its
+# time as user. So each proxy's user time per request also holds its syscalls per request times
+# that share, which dilutes the ratio of the user-space work. Count both, and take it out.
+syscalls_per_req() { # target: syscalls per request over one wrk run
+  local out
+  out=$(perf stat -x, -e raw_syscalls:sys_enter -p "$(pid_of "$1")" -o "$work/syscalls-$1" -- \
+    taskset -c 1 wrk -t1 -c64 -d"${DURATION}s" "http://127.0.0.1:$(port_of "$1")/")
+  awk -F, -v n="$(awk '/requests in/ {print $1}' <<<"$out")" '/raw_syscalls/ {printf "%.2f", $1 / n}' "$work/syscalls-$1"
+}
+SYS_STRATA=$(syscalls_per_req strata); SYS_HAPROXY=$(syscalls_per_req haproxy)
+CALLS=5000000
+booked=$( { TIMEFORMAT=%U; time taskset -c 0 perf bench syscall basic -l "$CALLS" >/dev/null; } 2>&1 )
+awk -v b="$booked" -v c="$CALLS" -v ss="$SYS_STRATA" -v sh="$SYS_HAPROXY" -v su="${USER[strata]}" -v hu="${USER[haproxy]}" -v d="$DURATION" \
+  'BEGIN {k = b * 1e6 / c
+         printf "syscalls/req (perf stat, one %ss run each): strata %.2f, haproxy %.2f; user time booked per syscall on CPU 0: %.3f us (perf bench syscall basic)\n", d, ss, sh, k
+         printf "user_us/req less syscalls x booked (the user-space work): strata %.2f, haproxy %.2f, ratio %.2f\n", su - ss * k, hu - sh * k, (su - ss * k) / (hu - sh * k)}'
 
 # HTTP/2: h2load with 16 connections of 32 streams each, h2c and TLS; then full handshakes
 PROXIES=(strata nginx haproxy)
