@@ -308,6 +308,7 @@ async fn run(mut jobs: mpsc::UnboundedReceiver<Job>, link: Link, resp3: bool) {
             armed: false,
             ending: None,
             waiting: false,
+            unsent: 0,
             settings: &settings,
             latency: &latency,
         };
@@ -316,8 +317,9 @@ async fn run(mut jobs: mpsc::UnboundedReceiver<Job>, link: Link, resp3: bool) {
             std::future::poll_fn(|cx| pipe.poll(cx, &mut jobs, &mut batch, &target, epoch)).await;
         match ended {
             Ended::Gone => return,
-            // the server moved (what this connection owed came back on it; what is not sent
-            // yet goes to the new address), or closed the connection while it owed nothing
+            // the server moved (what this connection took was sent on it and came back on it;
+            // what it did not take goes to the new address), or closed the connection while it
+            // owed nothing
             Ended::Moved | Ended::Idle => {}
             Ended::Failed(lost, why) => {
                 // counted before the commands are answered, so that a client's next command
@@ -362,9 +364,11 @@ struct Pipe<'a> {
     armed: bool,
     /// Taking no more commands: the generation went, or the server moved.
     ending: Option<Ended>,
-    /// Everything taken was written, and the server has not answered since: commands taken
-    /// meanwhile wait for its first reply bytes (or the timeout).
+    /// Everything taken was written, and no reply bytes were read since: commands taken
+    /// meanwhile wait for the next (or, at the reply timeout, fail unsent with the rest).
     waiting: bool,
+    /// How many of the commands owed (the newest) are not written yet.
+    unsent: usize,
     settings: &'a LinkSettings,
     latency: &'a Latency,
 }
@@ -373,10 +377,22 @@ impl Pipe<'_> {
     /// Takes commands to write; each is owed a reply from now on.
     fn take(&mut self, batch: &mut Vec<Job>) {
         let now = Instant::now();
+        self.unsent += batch.len();
         for job in batch.drain(..) {
             self.out.extend_from_slice(&job.frame);
             self.owed.push_back((job.reply, now, job.skip));
         }
+    }
+
+    /// Everything taken is written: a reply's time counts from now (not from when its
+    /// command waited to be written), and what is taken next waits for reply bytes.
+    fn written(&mut self) {
+        let now = Instant::now();
+        for (_, sent, _) in self.owed.iter_mut().rev().take(self.unsent) {
+            *sent = now;
+        }
+        self.unsent = 0;
+        self.waiting = true;
     }
 
     fn poll(
@@ -405,13 +421,14 @@ impl Pipe<'_> {
                     Poll::Pending => {}
                 }
             }
-            // Commands taken while the server has yet to answer the last write wait for its
-            // first reply bytes, then go out together: a busy server reads many commands at a
-            // time instead of one per wakeup, and the proxy makes one write for them. The
-            // server runs a connection's commands in order, so they would have waited there;
-            // what they lose is the time the reply takes to come back (and no more: a large
-            // reply's first bytes end the wait, not its last).
-            while !self.waiting && !self.out.is_empty() {
+            // Commands taken after a write, before any reply bytes came back, wait for the
+            // next ones, then go out together: a busy server reads many commands at a time
+            // instead of one per wakeup, and the proxy makes one write for them. The server
+            // runs a connection's commands in order, so while it works on the earlier ones
+            // they would have waited there; what they lose is a reply's trip back (no more: a
+            // large reply's first bytes end the wait, not its last). Once the connection is
+            // ending (the server moved), nothing waits: what it took goes out at once.
+            while (!self.waiting || self.ending.is_some()) && !self.out.is_empty() {
                 match std::pin::Pin::new(&mut self.io).poll_write(cx, &self.out) {
                     Poll::Ready(Ok(0)) => {
                         return Poll::Ready(Ended::Failed(Lost::Closed, "write: closed".into()))
@@ -419,7 +436,9 @@ impl Pipe<'_> {
                     Poll::Ready(Ok(n)) => {
                         bytes::Buf::advance(&mut self.out, n);
                         moved = true;
-                        self.waiting = self.out.is_empty();
+                        if self.out.is_empty() {
+                            self.written();
+                        }
                     }
                     Poll::Ready(Err(e)) => {
                         return Poll::Ready(Ended::Failed(Lost::Closed, format!("write: {e}")))
