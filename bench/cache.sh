@@ -5,8 +5,10 @@
 # CPU 1. A floor row: Strata's [[tcp]] relaying the same load to one redis, bytes only.
 #
 # Prints, per target and test: operations/s, p99 latency, the proxy's CPU microseconds per
-# operation (utime+stime from /proc/PID/stat over the run / operations), and per proxy the
-# resident memory per idle client connection (slope over 8,000 idle clients).
+# operation (utime+stime from /proc/PID/stat over the run / operations), the commands the
+# redis-servers found per read (INFO stats: the bigger a proxy's batches, the less CPU the
+# redis-servers, which share CPU 1 with redis-benchmark, spend per operation), and per proxy
+# the resident memory per idle client connection (slope over 8,000 idle clients).
 #
 # The machine is noisy: each target is measured ROUNDS times, interleaved, and the median
 # round (by CPU per operation) is printed, so drift hits all alike.
@@ -66,6 +68,18 @@ YML
 taskset -c 0 nutcracker -c "$work/nutcracker.yml" -s "$(free_port)" -a 127.0.0.1 -o "$work/nutcracker.log" & pids+=($!); PID_TWEM=$!
 for p in $P_STRATA $P_TWEM $P_FLOOR; do wait_port "$p"; done
 
+# commands and reads the redis-servers have processed so far ("commands reads"): over a run,
+# their ratio is how many commands a redis-server found per read, which is what a proxy's
+# batching buys it
+batches() {
+  local c=0 r=0 stats
+  for port in $R1 $R2; do
+    stats=$(redis-cli -h 127.0.0.1 -p "$port" info stats | tr -d '\r')
+    c=$((c + $(awk -F: '$1 == "total_commands_processed" {print $2}' <<<"$stats")))
+    r=$((r + $(awk -F: '$1 == "total_reads_processed" {print $2}' <<<"$stats")))
+  done
+  echo "$c $r"
+}
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 user_ticks() { awk '{print $14}' "/proc/$1/stat"; }
 tick=$(getconf CLK_TCK)
@@ -80,15 +94,18 @@ measure() { # target test pipeline
   port=$(port_of "$1"); pid=$(pid_of "$1")
   n=$N1; [[ $3 == 16 ]] && n=$N16
   [[ -n $pid ]] && before=$(cpu_ticks "$pid") && ubefore=$(user_ticks "$pid")
+  read -r c0 r0 < <(batches)
   out=$(taskset -c 1 redis-benchmark -h 127.0.0.1 -p "$port" -c 50 -n "$n" -r 100000 -P "$3" -t "$2" --csv 2>/dev/null | tail -n 1)
   [[ -n $pid ]] && after=$(cpu_ticks "$pid") && uafter=$(user_ticks "$pid")
+  read -r c1 r1 < <(batches)
+  per_read=$(awk -v c=$((c1 - c0)) -v r=$((r1 - r0)) 'BEGIN {printf "%.2f", c / r}')
   rps=$(awk -F'","' '{print $2}' <<<"$out")
   p99=$(awk -F'","' '{print $7}' <<<"$out")
   if [[ -n $pid ]]; then
     awk -v rps="$rps" -v p99="$p99" -v t=$((after - before)) -v u=$((uafter - ubefore)) -v hz="$tick" -v n="$n" \
-      'BEGIN {printf "%s %s %.3f %.3f\n", rps, p99, t / hz * 1e6 / n, u / hz * 1e6 / n}'
+      -v b="$per_read" 'BEGIN {printf "%s %s %.3f %.3f %s\n", rps, p99, t / hz * 1e6 / n, u / hz * 1e6 / n, b}'
   else
-    echo "$rps $p99 - -"
+    echo "$rps $p99 - - $per_read"
   fi
 }
 
@@ -121,15 +138,15 @@ for r in $(seq "$ROUNDS"); do
   done
 done
 
-printf '%-11s %-8s %12s %9s %12s %12s\n' target test ops/s p99_ms cpu_us/op user_us/op
+printf '%-11s %-8s %12s %9s %12s %12s %14s\n' target test ops/s p99_ms cpu_us/op user_us/op redis_cmds/read
 declare -A CPU OPS
 for t in "${TESTS[@]}"; do
   for target in "${TARGETS[@]}"; do
     # the median round by CPU per operation (by ops/s for redis itself)
     if [[ $target == redis ]]; then key=1; else key=3; fi
-    read -r rps p99 cpu user < <(grep -v '^$' <<<"${ROUND["$target $t"]}" | sort -g -k"$key" | awk -v m=$(((ROUNDS + 1) / 2)) 'NR == m')
+    read -r rps p99 cpu user per_read < <(grep -v '^$' <<<"${ROUND["$target $t"]}" | sort -g -k"$key" | awk -v m=$(((ROUNDS + 1) / 2)) 'NR == m')
     CPU["$target $t"]=$cpu; OPS["$target $t"]=$rps
-    printf '%-11s %-8s %12s %9s %12s %12s\n' "$target" "${t/ /\/P}" "$rps" "$p99" "$cpu" "$user"
+    printf '%-11s %-8s %12s %9s %12s %12s %14s\n' "$target" "${t/ /\/P}" "$rps" "$p99" "$cpu" "$user" "$per_read"
   done
 done
 echo "(median of $ROUNDS interleaved rounds; -P1 runs $N1 requests, -P16 runs $N16; 50 clients, 100,000 random keys, 3-byte values)"
