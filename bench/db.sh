@@ -157,6 +157,7 @@ median() { sort -n -k1 | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }
 
 printf "| workload | target | tps (median of %s) | avg latency (ms) | proxy CPU µs / transaction |\n|---|---|---|---|---|\n" "$ROUNDS"
 modes=(select tpcb)
+SPREAD=""
 [[ ${ONLY_IDLE:-} == 1 ]] && modes=()
 for mode in "${modes[@]}"; do
   declare -A results=()
@@ -173,6 +174,8 @@ for mode in "${modes[@]}"; do
     name=$([[ $target == shared ]] && echo "strata, reads never share" || echo "$target")
     printf "| %s | %s | %s | %s | %s |\n" "$label" "$name" "$tps" "$lat" "$cpu"
     declare "tps_${mode}_${target}=$tps"
+    SPREAD+="  $label, $name: $(printf "%s" "${results[$target]}" | awk '{printf "%.0f ", $1}')"$'\n'
+
   done
   unset results
 done
@@ -185,6 +188,10 @@ if [[ ${ONLY_IDLE:-} != 1 ]]; then
     echo "ratio -S tps strata/reads never share $(ratio "$tps_select_strata" "$tps_select_shared") (no PgBouncer rows: $pb_why)"
   fi
   echo "ratio TPC-B tps strata/direct $(ratio "$tps_tpcb_strata" "$tps_tpcb_direct") (target >= 0.95)"
+  # TPC-B at this scale waits on row locks (ten branch rows): its rounds swing more than the
+  # others', so every round is shown
+  echo "tps per round, in run order:"
+  printf "%s" "$SPREAD"
 fi
 
 # pgbench -S with a replica: Strata over the primary and a streaming replica
