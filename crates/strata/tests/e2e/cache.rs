@@ -144,6 +144,7 @@ async fn every_key_lives_where_nutcracker_put_it() {
         .map(|p| format!("127.0.0.1:{p}").parse().unwrap())
         .collect();
     let nutcracker = Nutcracker::start(&yaml, &listens).await;
+    let listens = nutcracker.listens.clone();
     let strata = Strata::start(&toml);
 
     const KEYS: usize = 10_000;
@@ -1693,6 +1694,10 @@ async fn a_redis_cluster_serves_clients_that_know_nothing_of_it() {
 struct Gate {
     addr: SocketAddr,
     open: tokio::sync::watch::Sender<bool>,
+    /// While true, the gate shuts itself as it passes on a PTTL (what Strata sends first when
+    /// it copies a moved key): replies to commands before it pass (a shared connection may
+    /// hold the PTTL back until they have).
+    shut_at_pttl: tokio::sync::watch::Sender<bool>,
     /// While true, bytes sent to the server that hold a RESTORE wait (other connections
     /// carry on).
     hold_restore: tokio::sync::watch::Sender<bool>,
@@ -1707,8 +1712,10 @@ impl Gate {
         let addr = listener.local_addr().unwrap();
         let (open, _) = tokio::sync::watch::channel(true);
         let (hold_restore, _) = tokio::sync::watch::channel(false);
+        let (shut_at_pttl, _) = tokio::sync::watch::channel(false);
         let sent: std::sync::Arc<std::sync::Mutex<Vec<u8>>> = Default::default();
         let (gate, log, hold) = (open.clone(), sent.clone(), hold_restore.clone());
+        let shut_at = shut_at_pttl.clone();
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(upstream) = tokio::net::TcpStream::connect(server).await else {
@@ -1718,10 +1725,15 @@ impl Gate {
                 let (mut ur, mut uw) = upstream.into_split();
                 let log = log.clone();
                 let mut held = hold.subscribe();
+                let (shut, shut_at) = (gate.clone(), shut_at.subscribe());
                 tokio::spawn(async move {
                     let mut buf = [0u8; 65536];
                     while let Ok(n @ 1..) = cr.read(&mut buf).await {
                         log.lock().unwrap().extend_from_slice(&buf[..n]);
+                        // shut before the PTTL reaches the server, so its reply waits
+                        if *shut_at.borrow() && buf[..n].windows(4).any(|w| w == b"PTTL") {
+                            shut.send_replace(false);
+                        }
                         if buf[..n].windows(7).any(|w| w == b"RESTORE")
                             && held.wait_for(|h| !*h).await.is_err()
                         {
@@ -1749,6 +1761,7 @@ impl Gate {
         Gate {
             addr,
             open,
+            shut_at_pttl,
             hold_restore,
             sent,
             task,
@@ -1843,8 +1856,9 @@ async fn a_delete_during_a_read_through_copy_is_not_undone() {
         .expect("a key that moved from the first server to the third");
 
     // A reads the key: the new server lacks it, so Strata reads the old one, whose answers
-    // the gate holds
-    gate.open.send_replace(false);
+    // the gate holds (from the copy's first read on: the DEL of the probe's old copy that
+    // Strata sent the old server may still be on its way back)
+    gate.shut_at_pttl.send_replace(true);
     let mut reader = Resp::connect(strata.addr("cache:c")).await.unwrap();
     let get = cmd(&["GET", &victim]);
     let read = tokio::spawn(async move { reader.pipeline(&[get]).await });

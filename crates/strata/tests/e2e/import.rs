@@ -462,7 +462,7 @@ async fn import_twemproxy_pool_finds_every_key_where_nutcracker_put_it() {
             _ => format!("item:{i}").into_bytes(),
         })
         .collect();
-    let mut via_nutcracker = Resp::connect(listen).await.unwrap();
+    let mut via_nutcracker = Resp::connect(nutcracker.listens[0]).await.unwrap();
     let mut via_strata = Resp::connect(strata.addr("cache:shop")).await.unwrap();
     let mut elsewhere = 0;
     for chunk in keys.chunks(500) {

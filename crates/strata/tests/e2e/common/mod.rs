@@ -847,23 +847,32 @@ impl Drop for Nginx {
 }
 
 /// `n` different ports that were free a moment ago: all held at once while they are chosen,
-/// so none comes back twice.
+/// so none comes back twice. They are picked at random below the kernel's ephemeral range
+/// (`ip_local_port_range`, 32768 up by default), so no outgoing connection of another test
+/// takes one as its local port before the program told to listen there binds it.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
+    use std::hash::{BuildHasher, Hasher};
+    let mut held: Vec<std::net::TcpListener> = Vec::with_capacity(n);
+    let mut tries = 0;
+    while held.len() < n {
+        tries += 1;
+        assert!(tries < 10_000, "no free port below 32768");
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(tries);
+        let port = 20_000 + (h.finish() % 12_000) as u16;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push(l);
+        }
+    }
     held.iter()
         .map(|l| l.local_addr().unwrap().port())
         .collect()
 }
 
-/// A port that was free a moment ago (for programs that can't be told to take port 0).
+/// A port that was free a moment ago (for programs that can't be told to take port 0); see
+/// [`free_ports`].
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_ports(1)[0]
 }
 
 /// A self-signed certificate for `names` (its own CA) written to `dir` as STEM.pem and

@@ -23,15 +23,19 @@ fn program(names: &[&str], package: &str) -> String {
         .to_string()
 }
 
-/// Waits until something accepts connections at `addr` and answers PING.
-async fn wait_ping(addr: SocketAddr, what: &str, log: &Path) {
+/// Waits until something accepts connections at `addr` and answers PING; false when `child`
+/// exits first (another process took its port).
+async fn wait_ping(addr: SocketAddr, what: &str, log: &Path, child: &mut Child) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return false;
+        }
         if let Ok(mut c) = Resp::connect(addr).await {
             if let Ok(r) = c.try_cmd(&[b"PING"]).await {
                 // one that asks for a password is up too
                 if &r[..] == b"+PONG\r\n" || r.starts_with(b"-NOAUTH") {
-                    return;
+                    return true;
                 }
             }
         }
@@ -61,7 +65,7 @@ impl Redis {
         // a port free a moment ago can be taken by another test's server before this one
         // binds it: then this one exits, and the server answering there is someone else's
         for _ in 0..5 {
-            let mut redis = Self::start_at(free_port(), extra).await;
+            let mut redis = Self::launch(free_port(), extra).await;
             if redis.is_ours().await {
                 return redis;
             }
@@ -83,6 +87,17 @@ impl Redis {
 
     /// Starts one on `port` (again, after one there was killed).
     pub async fn start_at(port: u16, extra: &[&str]) -> Redis {
+        let mut redis = Self::launch(port, extra).await;
+        assert!(
+            listens_on(&mut redis.child, &[port]),
+            "redis-server did not start on {port}: {}",
+            std::fs::read_to_string(redis.dir.path().join("redis.log")).unwrap_or_default()
+        );
+        redis
+    }
+
+    /// Spawns one on `port` and waits until something answers there.
+    async fn launch(port: u16, extra: &[&str]) -> Redis {
         let bin = program(&["/usr/bin/redis-server"], "redis-server");
         let dir = TempDir::new();
         let log = dir.path().join("redis.log");
@@ -97,8 +112,10 @@ impl Redis {
             .spawn()
             .expect("spawn redis-server");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        wait_ping(addr, "redis-server", &log).await;
-        Redis { addr, child, dir }
+        let mut redis = Redis { addr, child, dir };
+        // one that exited is found out by `is_ours`
+        wait_ping(addr, "redis-server", &log, &mut redis.child).await;
+        redis
     }
 
     /// A Sentinel (redis-server --sentinel) watching `master` as `name`, quorum 1, that
@@ -109,6 +126,17 @@ impl Redis {
 
     /// [`Redis::start_sentinel`] with `extra` lines in its config.
     pub async fn start_sentinel_with(master: SocketAddr, name: &str, extra: &str) -> Redis {
+        for _ in 0..5 {
+            let mut sentinel = Self::launch_sentinel(master, name, extra).await;
+            if listens_on(&mut sentinel.child, &[sentinel.addr.port()]) {
+                return sentinel;
+            }
+            sentinel.kill();
+        }
+        panic!("no free port for redis sentinel after 5 tries");
+    }
+
+    async fn launch_sentinel(master: SocketAddr, name: &str, extra: &str) -> Redis {
         let bin = program(&["/usr/bin/redis-server"], "redis-server");
         let dir = TempDir::new();
         let port = free_port();
@@ -133,8 +161,10 @@ impl Redis {
             .spawn()
             .expect("spawn redis-server --sentinel");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        wait_ping(addr, "redis sentinel", &log).await;
-        Redis { addr, child, dir }
+        let mut sentinel = Redis { addr, child, dir };
+        // one that exited is found out by `listens_on`
+        wait_ping(addr, "redis sentinel", &log, &mut sentinel.child).await;
+        sentinel
     }
 
     pub async fn client(&self) -> Resp {
@@ -172,11 +202,37 @@ impl Drop for Redis {
 pub struct Nutcracker {
     pub child: Child,
     pub dir: TempDir,
+    /// Where its pools listen: the `listens` it was started with, or free ports put in their
+    /// place when another process took one of those first.
+    pub listens: Vec<SocketAddr>,
 }
 
 impl Nutcracker {
-    /// Starts it and waits until each of `listens` answers PING.
+    /// Starts it and waits until each of `listens` (addresses written in `yaml`) answers PING.
+    /// A port free a moment ago can be taken by another test's server before nutcracker binds
+    /// it: then nutcracker exits and someone else answers there, so each listen is checked to
+    /// be nutcracker's own socket, and on a clash it starts again on other free ports.
     pub async fn start(yaml: &str, listens: &[SocketAddr]) -> Nutcracker {
+        let mut yaml = yaml.to_string();
+        let mut listens = listens.to_vec();
+        for _ in 0..5 {
+            let mut nutcracker = Self::start_once(&yaml, listens.clone()).await;
+            if nutcracker.owns_its_listens() {
+                return nutcracker;
+            }
+            let _ = nutcracker.child.kill();
+            let _ = nutcracker.child.wait();
+            let ports = super::free_ports(listens.len());
+            for (addr, port) in listens.iter_mut().zip(ports) {
+                let moved = SocketAddr::new(addr.ip(), port);
+                yaml = yaml.replace(&addr.to_string(), &moved.to_string());
+                *addr = moved;
+            }
+        }
+        panic!("no free ports for nutcracker after 5 tries");
+    }
+
+    async fn start_once(yaml: &str, listens: Vec<SocketAddr>) -> Nutcracker {
         let bin = program(
             &["/usr/sbin/nutcracker", "/usr/bin/nutcracker"],
             "nutcracker",
@@ -194,12 +250,52 @@ impl Nutcracker {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn nutcracker");
-        let nutcracker = Nutcracker { child, dir };
-        for addr in listens {
-            wait_ping(*addr, "nutcracker", &log).await;
+        let mut nutcracker = Nutcracker {
+            child,
+            dir,
+            listens,
+        };
+        for addr in nutcracker.listens.clone() {
+            // one that exits (a port taken) is found out by `owns_its_listens`
+            if !wait_ping(addr, "nutcracker", &log, &mut nutcracker.child).await {
+                break;
+            }
         }
         nutcracker
     }
+
+    /// Whether the process is running and listens on every one of its ports.
+    fn owns_its_listens(&mut self) -> bool {
+        let ports: Vec<u16> = self.listens.iter().map(|a| a.port()).collect();
+        listens_on(&mut self.child, &ports)
+    }
+}
+
+/// Whether `child` is running and every listening TCP socket on `ports` is its own (not
+/// another test's server that took a port free a moment ago).
+fn listens_on(child: &mut Child, ports: &[u16]) -> bool {
+    if !matches!(child.try_wait(), Ok(None)) {
+        return false;
+    }
+    let fds = format!("/proc/{}/fd", child.id());
+    let sockets: Vec<String> = std::fs::read_dir(&fds)
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .map(|l| l.display().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    ports.iter().all(|port| {
+        let port = format!(":{port:04X}");
+        let mut listening = table
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .filter(|f| f.len() > 9 && f[1].ends_with(&port) && f[3] == "0A")
+            .peekable();
+        listening.peek().is_some()
+            && listening.all(|f| sockets.contains(&format!("socket:[{}]", f[9])))
+    })
 }
 
 impl Drop for Nutcracker {
