@@ -6,7 +6,8 @@
 # Strata is given one worker). Both proxies pool POOL (default 20) server connections and log clients in with
 # SCRAM-SHA-256. Prints, per target and workload: transactions/s, average latency and the
 # proxy's CPU microseconds per transaction (user + system, from /proc/PID/stat). Rounds are
-# interleaved (direct, pgbouncer, strata, direct, ...) and the median round is printed.
+# interleaved (direct, pgbouncer, strata, direct, ...), each starts from a CHECKPOINT, and the
+# median round is printed (every round's tps under the ratios).
 # "strata" runs with the defaults: queries that only read share server connections when the
 # pool is full or while trials find more answered that way (read_pipeline_trials).
 # "strata, reads never share" is Strata with read_pipeline = 1: each query on a connection of
@@ -137,6 +138,9 @@ run() { # target port pid(or 0) workload -> "tps latency_ms cpu_us_per_txn"
   local port=$2 pid=$3 mode=$4 args=()
   [[ $mode == select ]] && args=(-S)
   [[ -n ${PROTOCOL:-} ]] && args+=(-M "$PROTOCOL")
+  # every round starts from a checkpoint: one falling inside a round (and the full-page
+  # writes after it) would cost that round alone
+  psql -p "$PGPORT" -c checkpoint bench >/dev/null
   local before=0
   [[ $pid != 0 ]] && before=$(cpu_ticks "$pid")
   local out
