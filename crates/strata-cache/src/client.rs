@@ -137,7 +137,7 @@ impl Future for Client {
                 Client::Busy(batch) => {
                     let (mut kept, next) = ready!(batch.as_mut().poll(cx));
                     *this = match next {
-                        Next::KeepAlive if !kept.drain.is_cancelled() => {
+                        Next::KeepAlive if !strata_net::drain::is_cancelled(&kept.drain) => {
                             // without an idle timeout the deadline stays where it is, far
                             // away: no need to touch the timers after every command
                             let idle = kept.open.service().pool.load().config.idle_timeout;

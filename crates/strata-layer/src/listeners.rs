@@ -45,6 +45,8 @@ pub trait Service: Send + Sync + Sized + 'static {
     /// Stops the health checks for good (the listener is going away).
     fn stop(&self);
     /// Accepts on `listener` until `stop`, then returns once its connections have ended.
+    /// `stop` is cancelled only through [`strata_net::drain::cancel`], so connections may look
+    /// at it with [`strata_net::drain::is_cancelled`].
     fn serve(
         self: Arc<Self>,
         listener: TcpListener,
@@ -96,7 +98,7 @@ impl<S> Drop for Listeners<S> {
     fn drop(&mut self) {
         let running = self.running.get_mut().unwrap_or_else(|e| e.into_inner());
         for r in running.iter() {
-            r.stop.cancel();
+            strata_net::drain::cancel(&r.stop);
         }
     }
 }
@@ -160,7 +162,7 @@ impl<S: Service> Layer for Listeners<S> {
                 None => {
                     tracing::info!(layer = S::LAYER, listener = %r.name, "listener removed; draining it");
                     r.svc.stop();
-                    r.stop.cancel();
+                    strata_net::drain::cancel(&r.stop);
                     false
                 }
             }
@@ -200,7 +202,7 @@ impl<S: Service> Layer for Listeners<S> {
             .lock()
             .drain(..)
             .map(|r| {
-                r.stop.cancel();
+                strata_net::drain::cancel(&r.stop);
                 r.svc.stop();
                 r.task
             })

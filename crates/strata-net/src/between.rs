@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{Arrival, Deadline};
 
 /// Waits for a connection's next message to start arriving: true when it does; false when
-/// `deadline` passes first, or `drain` is cancelled. A closed or failed socket counts as
+/// `deadline` passes first, or `drain` is cancelled (through [`crate::drain::cancel`]). A closed or failed socket counts as
 /// arrived: reading it will tell.
 ///
 /// `checked` starts false for each wait: readiness found at once may be left from a read that
@@ -35,7 +35,7 @@ pub fn poll_idle<S: Arrival>(
     }
     // from here a wake is a fresh arrival: no more looking
     *checked = true;
-    if deadline.poll_expired(cx).is_ready() || drain.is_cancelled() {
+    if deadline.poll_expired(cx).is_ready() || crate::drain::is_cancelled(drain) {
         return Poll::Ready(false);
     }
     Poll::Pending

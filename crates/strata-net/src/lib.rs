@@ -10,6 +10,7 @@ mod between;
 pub mod buffers;
 pub mod clock;
 mod deadline;
+pub mod drain;
 mod idle;
 mod listen;
 mod park;

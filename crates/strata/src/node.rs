@@ -291,14 +291,14 @@ impl Node {
     /// the admin listener.
     pub async fn drain(self) {
         self.layers.drain(self.config.drain_timeout).await;
-        self.admin_stop.cancel();
+        strata_net::drain::cancel(&self.admin_stop);
     }
 }
 
 /// A node dropped without [`Node::drain`] stops accepting everywhere, the admin listener too.
 impl Drop for Node {
     fn drop(&mut self) {
-        self.admin_stop.cancel();
+        strata_net::drain::cancel(&self.admin_stop);
     }
 }
 

@@ -19,6 +19,8 @@ use super::{h2server, HttpService, Open};
 
 /// Accepts on `listener` until `shutdown`, then lets open connections finish their requests
 /// (keep-alive connections close after the current one) and returns when all are done.
+/// `shutdown` is cancelled through [`strata_net::drain::cancel`], which the connections look
+/// for between requests.
 pub async fn serve(svc: Arc<HttpService>, listener: TcpListener, shutdown: CancellationToken) {
     let name = svc.name.clone();
     let timers = svc.site.load().timers.clone();

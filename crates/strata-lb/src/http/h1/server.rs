@@ -125,7 +125,7 @@ where
     fn after(mut kept: Kept<S>, buf: BytesMut, next: Next) -> Self {
         match next {
             Next::Quit => Serve::Done,
-            Next::KeepAlive if !kept.drain.is_cancelled() => {
+            Next::KeepAlive if !strata_net::drain::is_cancelled(&kept.drain) => {
                 // the next head's limit (the deadline was the backend's until now)
                 let header_timeout = kept.open.service().site.load().config.header_timeout;
                 kept.deadline
@@ -339,7 +339,7 @@ where
     let mut head = Vec::with_capacity(req.head.raw.len() + 160);
     request_head(req, cfg.forwarded, peer, &mut head);
     if let Some(pool) = &site.h2_pool {
-        let keep = !drain.is_cancelled();
+        let keep = !strata_net::drain::is_cancelled(drain);
         // boxed: its state is several times the HTTP/1.1 path's (see h2.rs)
         let to_h2 = super::to_h2::proxy(svc, site, pool, req, &head, io, buf, peer, keep, started);
         return Box::pin(to_h2).await;
@@ -363,7 +363,7 @@ where
         Ok(a) => a,
         Err((failure, backend)) => {
             let status = status(&failure).as_u16();
-            let keep = can_keep && !drain.is_cancelled();
+            let keep = can_keep && !strata_net::drain::is_cancelled(drain);
             let next = answer(io, status, &error_text(&failure, &svc.name), keep, &[]).await;
             return (status, backend.map(|b| b.name.as_str()), next);
         }
@@ -377,7 +377,7 @@ where
     // after a CONNECT that did not open a tunnel, what the client sends next may be meant for
     // the tunnel: close rather than read it as requests
     let connect = req.method() == b"CONNECT";
-    let keep = !drain.is_cancelled() && req.head.keep_alive && !connect;
+    let keep = !strata_net::drain::is_cancelled(drain) && req.head.keep_alive && !connect;
     // the request head's memory takes the response head
     let mut out = head;
     out.clear();
