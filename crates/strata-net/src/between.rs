@@ -1,7 +1,7 @@
 //! A client connection between two messages, and at its end: waiting for the next message's
 //! first bytes without a buffer, under a deadline and a drain; and closing so that the last
-//! answer reaches the client. Every layer whose clients keep connections open (HTTP/1.x
-//! keep-alive, cache and database clients) waits and closes this way.
+//! answer reaches the client. HTTP/1.x keep-alive and cache clients wait and close this way
+//! (database clients wait on their drain's `cancelled()` in their own loop).
 
 use std::task::{Context, Poll};
 

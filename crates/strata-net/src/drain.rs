@@ -9,12 +9,12 @@
 //! cancelling the token; [`is_cancelled`] looks at the token only once any drain has been
 //! counted in the process, and otherwise reads one atomic counter.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio_util::sync::CancellationToken;
 
 /// Drains begun in this process.
-static DRAINS: AtomicU64 = AtomicU64::new(0);
+static DRAINS: AtomicUsize = AtomicUsize::new(0);
 
 /// Cancels `token`, a listener's stop token: its connections finish what they are doing and
 /// close. Counted first, so that whoever the cancellation wakes also sees the count.

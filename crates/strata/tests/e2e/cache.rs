@@ -1694,9 +1694,9 @@ async fn a_redis_cluster_serves_clients_that_know_nothing_of_it() {
 struct Gate {
     addr: SocketAddr,
     open: tokio::sync::watch::Sender<bool>,
-    /// While true, the gate shuts itself as it passes on a PTTL (what Strata sends first when
-    /// it copies a moved key): replies to commands before it pass (a shared connection may
-    /// hold the PTTL back until they have).
+    /// While true, the gate shuts itself as it passes on the next PTTL (what Strata sends first
+    /// when it copies a moved key), and the flag goes back to false: replies to commands before
+    /// it pass (a shared connection may hold the PTTL back until they have).
     shut_at_pttl: tokio::sync::watch::Sender<bool>,
     /// While true, bytes sent to the server that hold a RESTORE wait (other connections
     /// carry on).
@@ -1725,15 +1725,18 @@ impl Gate {
                 let (mut ur, mut uw) = upstream.into_split();
                 let log = log.clone();
                 let mut held = hold.subscribe();
-                let (shut, shut_at) = (gate.clone(), shut_at.subscribe());
+                let (shut, shut_at) = (gate.clone(), shut_at.clone());
                 tokio::spawn(async move {
                     let mut buf = [0u8; 65536];
                     while let Ok(n @ 1..) = cr.read(&mut buf).await {
-                        log.lock().unwrap().extend_from_slice(&buf[..n]);
-                        // shut before the PTTL reaches the server, so its reply waits
-                        if *shut_at.borrow() && buf[..n].windows(4).any(|w| w == b"PTTL") {
+                        // shut before the PTTL reaches the server, so its reply waits, and
+                        // before it is logged, which the test waits for; once
+                        if buf[..n].windows(4).any(|w| w == b"PTTL")
+                            && shut_at.send_if_modified(std::mem::take)
+                        {
                             shut.send_replace(false);
                         }
+                        log.lock().unwrap().extend_from_slice(&buf[..n]);
                         if buf[..n].windows(7).any(|w| w == b"RESTORE")
                             && held.wait_for(|h| !*h).await.is_err()
                         {

@@ -215,6 +215,7 @@ impl Nutcracker {
     pub async fn start(yaml: &str, listens: &[SocketAddr]) -> Nutcracker {
         let mut yaml = yaml.to_string();
         let mut listens = listens.to_vec();
+        let mut log = String::new();
         for _ in 0..5 {
             let mut nutcracker = Self::start_once(&yaml, listens.clone()).await;
             if nutcracker.owns_its_listens() {
@@ -222,14 +223,19 @@ impl Nutcracker {
             }
             let _ = nutcracker.child.kill();
             let _ = nutcracker.child.wait();
+            log = std::fs::read_to_string(nutcracker.dir.path().join("nutcracker.log"))
+                .unwrap_or_default();
+            // through placeholders: a new port may be another listen's old one
             let ports = super::free_ports(listens.len());
-            for (addr, port) in listens.iter_mut().zip(ports) {
-                let moved = SocketAddr::new(addr.ip(), port);
-                yaml = yaml.replace(&addr.to_string(), &moved.to_string());
-                *addr = moved;
+            for (i, addr) in listens.iter().enumerate() {
+                yaml = yaml.replace(&addr.to_string(), &format!("@listen{i}@"));
+            }
+            for (i, (addr, port)) in listens.iter_mut().zip(ports).enumerate() {
+                *addr = SocketAddr::new(addr.ip(), port);
+                yaml = yaml.replace(&format!("@listen{i}@"), &addr.to_string());
             }
         }
-        panic!("no free ports for nutcracker after 5 tries");
+        panic!("nutcracker did not start on free ports in 5 tries; its last log:\n{log}");
     }
 
     async fn start_once(yaml: &str, listens: Vec<SocketAddr>) -> Nutcracker {
