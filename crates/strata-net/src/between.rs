@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 use crate::{Arrival, Deadline};
 
 /// Waits for a connection's next message to start arriving: true when it does; false when
-/// `deadline` passes first, or `drain` is cancelled (through [`crate::drain::cancel`]). A closed or failed socket counts as
-/// arrived: reading it will tell.
+/// `deadline` passes first, or `drain` is cancelled (through [`crate::drain::cancel`]). A
+/// closed or failed socket counts as arrived: reading it will tell.
 ///
 /// `checked` starts false for each wait: readiness found at once may be left from a read that
 /// did not come back short, so the socket is asked once whether bytes are really queued

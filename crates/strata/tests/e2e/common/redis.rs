@@ -62,27 +62,24 @@ impl Redis {
 
     /// Starts one with extra `--option value` arguments.
     pub async fn start_with(extra: &[&str]) -> Redis {
-        // a port free a moment ago can be taken by another test's server before this one
-        // binds it: then this one exits, and the server answering there is someone else's
+        Self::on_a_free_port("redis-server", || Self::launch(free_port(), extra)).await
+    }
+
+    /// The first of up to five servers `launch` starts that listens on its own port: a port
+    /// free a moment ago can be taken by another test's server before this one binds it, and
+    /// then this one exits while the server answering there is someone else's.
+    async fn on_a_free_port<F: std::future::Future<Output = Redis>>(
+        what: &str,
+        mut launch: impl FnMut() -> F,
+    ) -> Redis {
         for _ in 0..5 {
-            let mut redis = Self::launch(free_port(), extra).await;
-            if redis.is_ours().await {
+            let mut redis = launch().await;
+            if listens_on(&mut redis.child, &[redis.addr.port()]) {
                 return redis;
             }
             redis.kill();
         }
-        panic!("no free port for redis-server after 5 tries");
-    }
-
-    /// Whether the server answering at `addr` is this process (not another test's that took
-    /// the port first).
-    async fn is_ours(&mut self) -> bool {
-        if !matches!(self.child.try_wait(), Ok(None)) {
-            return false;
-        }
-        let reply = self.client().await.cmd(&[b"CONFIG", b"GET", b"dir"]).await;
-        let dir = self.dir.path().display().to_string();
-        String::from_utf8_lossy(&reply).contains(&dir)
+        panic!("no free port for {what} after 5 tries");
     }
 
     /// Starts one on `port` (again, after one there was killed).
@@ -113,7 +110,7 @@ impl Redis {
             .expect("spawn redis-server");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let mut redis = Redis { addr, child, dir };
-        // one that exited is found out by `is_ours`
+        // one that exited is found out by `listens_on`
         wait_ping(addr, "redis-server", &log, &mut redis.child).await;
         redis
     }
@@ -126,14 +123,10 @@ impl Redis {
 
     /// [`Redis::start_sentinel`] with `extra` lines in its config.
     pub async fn start_sentinel_with(master: SocketAddr, name: &str, extra: &str) -> Redis {
-        for _ in 0..5 {
-            let mut sentinel = Self::launch_sentinel(master, name, extra).await;
-            if listens_on(&mut sentinel.child, &[sentinel.addr.port()]) {
-                return sentinel;
-            }
-            sentinel.kill();
-        }
-        panic!("no free port for redis sentinel after 5 tries");
+        Self::on_a_free_port("redis sentinel", || {
+            Self::launch_sentinel(master, name, extra)
+        })
+        .await
     }
 
     async fn launch_sentinel(master: SocketAddr, name: &str, extra: &str) -> Redis {
