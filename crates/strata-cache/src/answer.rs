@@ -67,17 +67,13 @@ pub(crate) async fn write_answer(
             out.extend_from_slice(&bytes);
             bytes.starts_with(b"-")
         }
-        Answer::One(rx) => match rx.await {
-            Ok(Ok(reply)) => {
+        Answer::One(rx) => match crate::server::received(rx.await) {
+            Ok(reply) => {
                 out.extend_from_slice(&reply);
                 false
             }
-            Ok(Err(why)) => {
-                lost(out, &why.to_string());
-                true
-            }
-            Err(_) => {
-                lost(out, "the connection to the server was lost");
+            Err(why) => {
+                lost(out, &why);
                 true
             }
         },
@@ -103,10 +99,9 @@ async fn merge_replies(merge: Merge, protocol: CacheProtocol, out: &mut BytesMut
     let mut replies: Vec<(Bytes, Vec<usize>)> = Vec::with_capacity(merge.parts.len());
     let mut lost = None;
     for (rx, positions) in merge.parts {
-        match rx.await {
-            Ok(Ok(reply)) => replies.push((reply, positions)),
-            Ok(Err(l)) => lost = lost.or(Some(l.to_string())),
-            Err(_) => lost = lost.or(Some("the connection to the server was lost".into())),
+        match crate::server::received(rx.await) {
+            Ok(reply) => replies.push((reply, positions)),
+            Err(why) => lost = lost.or(Some(why)),
         }
     }
     if let Some(why) = lost {

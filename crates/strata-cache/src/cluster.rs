@@ -245,11 +245,7 @@ impl Cluster {
             } else {
                 node.send(frame.clone(), resp3)
             };
-            let reply = match rx.await {
-                Ok(Ok(reply)) => reply,
-                Ok(Err(lost)) => return Err(lost.to_string()),
-                Err(_) => return Err("the connection to the server was lost".into()),
-            };
+            let reply = crate::server::received(rx.await)?;
             asking = false;
             if let Some((moved_slot, addr)) = redirect(&reply, b"-MOVED ") {
                 node = self.moved(moved_slot, addr);
@@ -296,14 +292,15 @@ struct Range {
 async fn ask_slots(addr: SocketAddr, settings: &LinkSettings) -> Result<Vec<Range>, String> {
     let mut stream = crate::server::open(addr, settings, false)
         .await
-        .map_err(|(_, why)| why)?;
+        .map_err(|e| e.to_string())?;
     let reply = crate::server::request(
         &mut stream,
         b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n",
         1,
         Some(settings.timeout),
     )
-    .await?;
+    .await
+    .map_err(|e| e.to_string())?;
     if reply.starts_with(b"-") {
         return Err(String::from_utf8_lossy(&reply).trim_end().to_string());
     }

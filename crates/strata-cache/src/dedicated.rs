@@ -12,6 +12,8 @@ use tokio::net::TcpStream;
 use crate::pool::Pool;
 use crate::redis::Session;
 use crate::resp;
+use crate::server::LinkError;
+use strata_upstream::Stage;
 
 /// What an EXEC after a refused command answers.
 pub(crate) const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
@@ -145,24 +147,26 @@ async fn run_once(
                 stream,
                 watching: false,
             }),
-            Err((_, why)) => {
-                tracing::warn!(server = %addr, "{why}");
-                return resp::error_frame("ERR strata: the server could not be reached");
+            Err(e) => {
+                let failure = e.failure(Stage::Connect);
+                tracing::warn!(server = %addr, "own connection: {failure}");
+                return resp::error_frame(&format!("ERR strata: {}", failure.kind));
             }
         },
     };
-    let exchange = exchange(&mut conn.stream, &own.frames);
-    let result = if own.blocking {
+    // a blocking command waits as long as it asks; the rest within the pool's timeout
+    let timeout = (!own.blocking).then_some(pool.link.timeout);
+    let exchange = exchange(&mut conn.stream, &own.frames, timeout);
+    // the client is told the kind of failure; the log says what it was
+    let result = tokio::select! {
+        r = exchange => r.map_err(|e| {
+            let failure = e.failure(Stage::Request);
+            tracing::warn!(server = %addr, "own connection: {failure}");
+            failure.kind.to_string()
+        }),
         // a wait with no end of its own ends when the listener drains: the connection it held
         // is dropped with the client's state
-        tokio::select! {
-            r = exchange => r,
-            _ = drain.cancelled() => Err("the proxy is shutting down".into()),
-        }
-    } else {
-        tokio::time::timeout(pool.link.timeout, exchange)
-            .await
-            .unwrap_or_else(|_| Err("the server did not answer in time".into()))
+        _ = drain.cancelled(), if own.blocking => Err("the proxy is shutting down".into()),
     };
     match result {
         Ok(reply) => {
@@ -179,7 +183,6 @@ async fn run_once(
             }
         }
         Err(why) => {
-            tracing::warn!(server = %addr, "own connection: {why}");
             // a WATCH lived on that connection: the next EXEC must not run as if it held
             session.watch_lost |= conn.watching;
             match own.then {
@@ -192,10 +195,14 @@ async fn run_once(
 }
 
 /// Sends `frames` and reads as many replies; the last one.
-async fn exchange(stream: &mut TcpStream, frames: &[Bytes]) -> Result<Bytes, String> {
+async fn exchange(
+    stream: &mut TcpStream,
+    frames: &[Bytes],
+    timeout: Option<std::time::Duration>,
+) -> Result<Bytes, LinkError> {
     let mut out = BytesMut::new();
     for f in frames {
         out.extend_from_slice(f);
     }
-    crate::server::request(stream, &out, frames.len(), None).await
+    crate::server::request(stream, &out, frames.len(), timeout).await
 }

@@ -44,11 +44,11 @@ pub use command::{lookup, Route, Spec, COMMANDS};
 use pool::Pool;
 
 /// The length of the complete reply at the front of `buf` in `protocol`, if it is all there.
-fn reply_len(protocol: CacheProtocol, buf: &[u8]) -> Result<Option<usize>, String> {
-    match protocol {
-        CacheProtocol::Redis => resp::reply_len(buf).map_err(|e| e.to_string()),
-        CacheProtocol::Memcache => memcache::reply_len(buf).map_err(|e| e.to_string()),
-    }
+fn reply_len(protocol: CacheProtocol, buf: &[u8]) -> Result<Option<usize>, server::LinkError> {
+    Ok(match protocol {
+        CacheProtocol::Redis => resp::reply_len(buf)?,
+        CacheProtocol::Memcache => memcache::reply_len(buf)?,
+    })
 }
 
 /// One `[[cache]]` pool: its listener, its live generation of settings, its counters.

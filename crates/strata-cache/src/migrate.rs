@@ -29,7 +29,7 @@ use strata_config::Consistency;
 use crate::answer::Answer;
 use crate::pool::{Pool, Shard};
 use crate::resp::{self, Command, Value};
-use crate::server::Reply;
+use crate::server::{received, Reply};
 
 /// A read of one key's server, worked out in steps.
 type Read = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes, String>> + Send>>;
@@ -166,13 +166,13 @@ fn start(pool: &Pool, key: &[u8], frame: Bytes, resp3: bool) -> Option<Read> {
     let key = Bytes::copy_from_slice(key);
     let copies = pool.copies.clone();
     Some(Box::pin(async move {
-        if reply(exists.await)?.as_ref() != b":1\r\n" {
+        if received(exists.await)?.as_ref() != b":1\r\n" {
             // not on the new server: copied from the old one, if it is there; then read
             // again (another read may have copied it meanwhile)
             ensure(&copies, &before, &after, &key, strong).await;
-            return reply(after.send(frame, resp3).await);
+            return received(after.send(frame, resp3).await);
         }
-        reply(first.await)
+        received(first.await)
     }))
 }
 
@@ -201,7 +201,7 @@ pub(crate) fn copy_moved(pool: &Pool, keys: &[&[u8]]) -> Option<Copying> {
     let copies = pool.copies.clone();
     Some(Box::pin(async move {
         for (before, after, key) in moved {
-            let exists = reply(after.send(command(&[b"EXISTS", &key]), false).await);
+            let exists = received(after.send(command(&[b"EXISTS", &key]), false).await);
             if exists.as_deref() != Ok(b":1\r\n") {
                 ensure(&copies, &before, &after, &key, strong).await;
             }
@@ -265,7 +265,7 @@ pub(crate) fn forget_old(pool: &Pool, key: &[u8], deletes: bool) {
 fn plain(rx: Option<tokio::sync::oneshot::Receiver<Reply>>) -> Read {
     Box::pin(async move {
         match rx {
-            Some(rx) => reply(rx.await),
+            Some(rx) => received(rx.await),
             None => Err("no server of the pool holds the key now".into()),
         }
     })
@@ -275,14 +275,6 @@ fn command(args: &[&[u8]]) -> Bytes {
     let mut out = BytesMut::new();
     resp::encode_command(&mut out, args.iter().copied());
     out.freeze()
-}
-
-fn reply(r: Result<Reply, tokio::sync::oneshot::error::RecvError>) -> Result<Bytes, String> {
-    match r {
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(lost)) => Err(lost.to_string()),
-        Err(_) => Err("the connection to the server was lost".into()),
-    }
 }
 
 /// Copies `key` from `before` to `after` (whole, with its time to live); true when `after`
@@ -298,7 +290,7 @@ async fn copy(
     // the old server, in one pipeline: its time to live, and the key whole
     let pttl = before.send(command(&[b"PTTL", key]), false);
     let dump = before.send(command(&[b"DUMP", key]), false);
-    let (pttl, dump) = (reply(pttl.await)?, reply(dump.await)?);
+    let (pttl, dump) = (received(pttl.await)?, received(dump.await)?);
     let ttl = match resp::Values::new(&pttl).next() {
         Some(Value::Int(ms)) if ms > 0 => ms.to_string(),
         Some(Value::Int(-1)) => "0".to_string(),
@@ -313,10 +305,10 @@ async fn copy(
     let Some(restored) = this.send_unless_written(|| after.send(restore, false)) else {
         return Ok(false);
     };
-    let restored = reply(restored.await)?;
+    let restored = received(restored.await)?;
     if restored.starts_with(b"+OK") && this.deleted_after() {
         let undo = command(&[b"EVAL", UNDO_RESTORE, b"1", key, payload]);
-        reply(after.send(undo, false).await)?;
+        received(after.send(undo, false).await)?;
     }
     // BUSYKEY: written on the new server meanwhile, and that value is the newer one
     if restored.starts_with(b"+OK") && strong {
@@ -352,12 +344,12 @@ pub(crate) fn mc_get(pool: &Pool, name: &[u8], keys: &[Bytes]) -> Option<Answer>
             let key = key.clone();
             let copies = pool.copies.clone();
             Box::pin(async move {
-                let now = reply(first.await)?;
+                let now = received(first.await)?;
                 if crate::memcache::values(&now).is_some_and(|v| v.is_empty()) {
                     // copied from the old server if it is there, then read again (another
                     // read may have copied it meanwhile)
                     mc_ensure(&copies, &before, &after, &key, strong).await;
-                    return reply(after.send(get, false).await);
+                    return received(after.send(get, false).await);
                 }
                 Ok(now)
             }) as Read
@@ -413,7 +405,7 @@ pub(crate) fn mc_copy_moved(pool: &Pool, key: &[u8]) -> Option<Copying> {
     let key = Bytes::copy_from_slice(key);
     let copies = pool.copies.clone();
     Some(Box::pin(async move {
-        let got = reply(after.send(mc_get_frame(b"get", &key), false).await);
+        let got = received(after.send(mc_get_frame(b"get", &key), false).await);
         let missing = got.as_deref().map_or(true, |r| {
             crate::memcache::values(r).is_some_and(|v| v.is_empty())
         });
@@ -444,7 +436,7 @@ async fn mc_copy(
     let mut mg = BytesMut::from(&b"mg "[..]);
     mg.extend_from_slice(key);
     mg.extend_from_slice(b" v f t\r\n");
-    let got = reply(before.send(mg.freeze(), false).await)?;
+    let got = received(before.send(mg.freeze(), false).await)?;
     let Some(rest) = got.strip_prefix(b"VA ") else {
         // EN: not there
         return Ok(false);
@@ -490,7 +482,7 @@ async fn mc_copy(
     let Some(added) = this.send_unless_written(|| after.send(add.freeze(), false)) else {
         return Ok(false);
     };
-    let added = reply(added.await)?;
+    let added = received(added.await)?;
     // NOT_STORED: written on the new server meanwhile, and that value is the newer one
     if added.starts_with(b"STORED") && strong {
         let _ = before.send(mc_delete(key), false).await;

@@ -289,7 +289,7 @@ impl Subscriber {
             let addr = pool.master_addr(server);
             let stream = crate::server::open(addr, &pool.link, self.resp3)
                 .await
-                .map_err(|(_, why)| why)?;
+                .map_err(|e| e.to_string())?;
             let (mut read, write) = stream.into_split();
             let tx = self.frames_tx.clone();
             self.readers.push(tokio::spawn(async move {

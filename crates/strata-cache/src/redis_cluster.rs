@@ -139,11 +139,7 @@ fn scan(cluster: &Arc<Cluster>, cmd: &Command, v3: bool) -> Answer {
     let servers = nodes.len();
     let rx = nodes[node].send(frame, v3);
     Answer::Later(Box::pin(async move {
-        let reply = match rx.await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(lost)) => return Err(lost.to_string()),
-            Err(_) => return Err("the connection to the server was lost".into()),
-        };
+        let reply = crate::server::received(rx.await)?;
         Ok(merged(
             &Combine::Scan {
                 server: node,
@@ -167,11 +163,7 @@ fn every_node(cluster: &Arc<Cluster>, fan: FanOut, cmd: &Command, v3: bool) -> A
         let sent: Vec<_> = nodes.iter().map(|n| n.send(frame.clone(), v3)).collect();
         let mut replies = Vec::with_capacity(sent.len());
         for rx in sent {
-            match rx.await {
-                Ok(Ok(reply)) => replies.push((reply, Vec::new())),
-                Ok(Err(lost)) => return Err(lost.to_string()),
-                Err(_) => return Err("the connection to the server was lost".into()),
-            }
+            replies.push((crate::server::received(rx.await)?, Vec::new()));
         }
         Ok(merged(&how, 0, &replies))
     }))

@@ -190,7 +190,7 @@ fn parse_addr(ip: &[u8], port: &[u8]) -> Option<SocketAddr> {
 async fn connect(sentinel: SocketAddr, to_sentinel: &LinkSettings) -> Result<TcpStream, String> {
     crate::server::open(sentinel, to_sentinel, false)
         .await
-        .map_err(|(_, why)| why)
+        .map_err(|e| e.to_string())
 }
 
 fn command(args: &[&[u8]]) -> Bytes {
@@ -205,5 +205,7 @@ async fn request(
     args: &[&[u8]],
     settings: &LinkSettings,
 ) -> Result<Bytes, String> {
-    crate::server::request(stream, &command(args), 1, Some(settings.timeout)).await
+    crate::server::request(stream, &command(args), 1, Some(settings.timeout))
+        .await
+        .map_err(|e| e.to_string())
 }

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use strata_config::CacheProtocol;
+use strata_upstream::{Failure, Kind, Retry, Stage};
 
 thread_local! {
     /// The client whose commands this thread is routing now (0: none), so that a server with
@@ -39,25 +40,90 @@ pub(crate) fn routing_for(client: u64) -> impl Drop {
     Reset
 }
 
-/// Why a command got no reply from its server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Lost {
-    /// No connection could be made.
-    #[error("the server could not be reached")]
-    Connect,
-    /// The server did not answer within the pool's `timeout`.
-    #[error("the server did not answer in time")]
-    Timeout,
-    /// The server closed the connection, or it broke.
-    #[error("the connection to the server was lost")]
+/// What broke a connection to a server: the error underneath the [`Failure`] that every
+/// command it owed gets (and the log line; a client is told only the failure's kind).
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// Connecting failed.
+    #[error(transparent)]
+    Connect(#[from] strata_net::ConnectError),
+    /// Writing to the server failed.
+    #[error("write: {0}")]
+    Write(#[source] std::io::Error),
+    /// Reading from the server failed.
+    #[error("read: {0}")]
+    Read(#[source] std::io::Error),
+    /// The server closed the connection while replies were owed.
+    #[error("the server closed the connection")]
     Closed,
-    /// The server's reply could not be read.
-    #[error("the server's reply was not valid")]
-    Protocol,
+    /// A Redis reply that is not RESP.
+    #[error("invalid reply: {0}")]
+    Resp(#[from] crate::resp::ProtocolError),
+    /// A memcached reply that is not the text protocol.
+    #[error("invalid reply: {0}")]
+    Memcache(#[from] crate::memcache::McError),
+    /// A reply came when none was owed.
+    #[error("a reply to no command")]
+    Unasked,
+    /// The oldest command owed waited past the pool's `timeout`.
+    #[error("no reply within {0:?}")]
+    NoReply(Duration),
+    /// A command of the connection's greeting (`AUTH`, `HELLO`, `READONLY`) was refused.
+    #[error("{what} refused: {reply}")]
+    Refused {
+        /// The command.
+        what: String,
+        /// The server's error reply.
+        reply: String,
+    },
+    /// A command of the greeting got no answer.
+    #[error("{what}: {source}")]
+    Greeting {
+        /// The command.
+        what: String,
+        /// What went wrong.
+        #[source]
+        source: Box<LinkError>,
+    },
+}
+
+impl LinkError {
+    /// What kind of failure it is, as a client is told.
+    fn kind(&self) -> Kind {
+        match self {
+            LinkError::Connect(_) | LinkError::Refused { .. } => Kind::Connect,
+            LinkError::Greeting { source, .. } => source.kind(),
+            LinkError::NoReply(_) => Kind::Timeout,
+            LinkError::Write(_) | LinkError::Read(_) | LinkError::Closed => Kind::Closed,
+            LinkError::Resp(_) | LinkError::Memcache(_) | LinkError::Unasked => Kind::Protocol,
+        }
+    }
+
+    /// The failure it makes for the commands it leaves unanswered: `stage` says how far they
+    /// got (not written: `Connect`; written: `Request`), and so whether another server may be
+    /// sent them.
+    pub fn failure(self, stage: Stage) -> Failure {
+        let retry = match stage {
+            Stage::Client | Stage::Connect => Retry::Always,
+            Stage::Request | Stage::Answer => Retry::IfIdempotent,
+        };
+        Failure::new(stage, self.kind(), retry).because(self)
+    }
 }
 
 /// A server's reply frame, or why there is none.
-pub type Reply = Result<Bytes, Lost>;
+pub type Reply = Result<Bytes, Failure>;
+
+/// A reply as it came back to a command: the frame, or what a client is told instead (the
+/// kind of failure only: the server's address and the error underneath went to the log).
+pub(crate) fn received(r: Result<Reply, oneshot::error::RecvError>) -> Result<Bytes, String> {
+    match r {
+        Ok(Ok(frame)) => Ok(frame),
+        Ok(Err(failure)) => Err(failure.kind.to_string()),
+        // the connection's task ended without answering: its pool generation is gone
+        Err(_) => Err(Kind::Closed.to_string()),
+    }
+}
 
 /// One command on its way to a server.
 struct Job {
@@ -284,17 +350,17 @@ async fn run(mut jobs: mpsc::UnboundedReceiver<Job>, link: Link, resp3: bool) {
         let (addr, epoch) = target.get();
         let stream = match open(addr, &settings, resp3).await {
             Ok(stream) => stream,
-            Err((lost, why)) => {
+            Err(e) => {
+                let failure = e.failure(Stage::Connect);
                 // a failure at an address the server has moved away from meanwhile (Sentinel
                 // named a new master) is the old address's, not the server's
                 if target.get().1 == epoch {
-                    backend.stats.failures.inc();
-                    group.report_failure(backend, &why);
+                    blame(&group, backend, &failure);
                 }
-                tracing::warn!(server = %backend.name, %addr, "{why}");
-                fail(batch.drain(..), lost);
+                tracing::warn!(server = %backend.name, %addr, "{failure}");
+                fail(batch.drain(..), &failure);
                 while let Ok(job) = jobs.try_recv() {
-                    let _ = job.reply.send(Err(lost));
+                    let _ = job.reply.send(Err(failure.clone()));
                 }
                 continue;
             }
@@ -321,17 +387,17 @@ async fn run(mut jobs: mpsc::UnboundedReceiver<Job>, link: Link, resp3: bool) {
             // what it did not take goes to the new address), or closed the connection while it
             // owed nothing
             Ended::Moved | Ended::Idle => {}
-            Ended::Failed(lost, why) => {
+            Ended::Failed(e) => {
+                let failure = e.failure(Stage::Request);
                 // counted before the commands are answered, so that a client's next command
                 // already sees the server ejected when this failure ejects it (unless the
                 // server has moved away from this connection's address)
                 if target.get().1 == epoch {
-                    backend.stats.failures.inc();
-                    group.report_failure(backend, &why);
+                    blame(&group, backend, &failure);
                 }
-                tracing::warn!(server = %backend.name, %addr, "{why}");
+                tracing::warn!(server = %backend.name, %addr, "{failure}");
                 for (tx, _, _) in pipe.owed.drain(..) {
-                    let _ = tx.send(Err(lost));
+                    let _ = tx.send(Err(failure.clone()));
                 }
             }
         }
@@ -346,8 +412,8 @@ enum Ended {
     Moved,
     /// The server closed it while nothing was owed (Redis's `timeout`): no failure.
     Idle,
-    /// It failed: every command owed gets the reason, and the log says why.
-    Failed(Lost, String),
+    /// It failed: every command owed gets the failure, and the log says why.
+    Failed(LinkError),
 }
 
 /// One open connection to a server, as a pipeline.
@@ -431,7 +497,8 @@ impl Pipe<'_> {
             while (!self.waiting || self.ending.is_some()) && !self.out.is_empty() {
                 match std::pin::Pin::new(&mut self.io).poll_write(cx, &self.out) {
                     Poll::Ready(Ok(0)) => {
-                        return Poll::Ready(Ended::Failed(Lost::Closed, "write: closed".into()))
+                        let closed = std::io::ErrorKind::WriteZero.into();
+                        return Poll::Ready(Ended::Failed(LinkError::Write(closed)));
                     }
                     Poll::Ready(Ok(n)) => {
                         bytes::Buf::advance(&mut self.out, n);
@@ -440,9 +507,7 @@ impl Pipe<'_> {
                             self.written();
                         }
                     }
-                    Poll::Ready(Err(e)) => {
-                        return Poll::Ready(Ended::Failed(Lost::Closed, format!("write: {e}")))
-                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Ended::Failed(LinkError::Write(e))),
                     Poll::Pending => break,
                 }
             }
@@ -455,16 +520,11 @@ impl Pipe<'_> {
                 Poll::Ready(Ok(0)) if self.owed.is_empty() => {
                     return Poll::Ready(self.ending.take().unwrap_or(Ended::Idle));
                 }
-                Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(Ended::Failed(
-                        Lost::Closed,
-                        "the server closed the connection".into(),
-                    ))
-                }
+                Poll::Ready(Ok(0)) => return Poll::Ready(Ended::Failed(LinkError::Closed)),
                 Poll::Ready(Ok(_)) => {
                     self.waiting = false;
-                    if let Err(why) = self.hand_out() {
-                        return Poll::Ready(Ended::Failed(Lost::Protocol, why));
+                    if let Err(e) = self.hand_out() {
+                        return Poll::Ready(Ended::Failed(e));
                     }
                     moved = true;
                 }
@@ -473,9 +533,7 @@ impl Pipe<'_> {
                 Poll::Ready(Err(_)) if self.owed.is_empty() => {
                     return Poll::Ready(self.ending.take().unwrap_or(Ended::Idle));
                 }
-                Poll::Ready(Err(e)) => {
-                    return Poll::Ready(Ended::Failed(Lost::Closed, format!("read: {e}")))
-                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Ended::Failed(LinkError::Read(e))),
                 Poll::Pending => {}
             }
             if self.owed.is_empty() && self.out.is_empty() {
@@ -492,13 +550,11 @@ impl Pipe<'_> {
 
     /// Hands every complete reply to the command it answers, in order; one clock reading
     /// serves them all.
-    fn hand_out(&mut self) -> Result<(), String> {
+    fn hand_out(&mut self) -> Result<(), LinkError> {
         let arrived = Instant::now();
         loop {
-            let len = match crate::reply_len(self.settings.protocol, &self.buf) {
-                Ok(Some(len)) => len,
-                Ok(None) => return Ok(()),
-                Err(e) => return Err(format!("invalid reply: {e}")),
+            let Some(len) = crate::reply_len(self.settings.protocol, &self.buf)? else {
+                return Ok(());
             };
             if let Some((_, _, skip)) = self.owed.front_mut() {
                 if *skip > 0 {
@@ -508,7 +564,7 @@ impl Pipe<'_> {
                 }
             }
             let Some((tx, sent, _)) = self.owed.pop_front() else {
-                return Err("a reply to no command".into());
+                return Err(LinkError::Unasked);
             };
             self.latency
                 .observe(arrived.saturating_duration_since(sent));
@@ -530,10 +586,7 @@ impl Pipe<'_> {
         }
         while self.timer.as_mut().poll(cx).is_ready() {
             if Instant::now() >= deadline {
-                return Poll::Ready(Ended::Failed(
-                    Lost::Timeout,
-                    format!("no reply within {:?}", self.settings.timeout),
-                ));
+                return Poll::Ready(Ended::Failed(LinkError::NoReply(self.settings.timeout)));
             }
             self.timer.as_mut().reset(deadline);
         }
@@ -549,7 +602,7 @@ pub(crate) async fn request(
     frame: &[u8],
     replies: usize,
     timeout: Option<Duration>,
-) -> Result<Bytes, String> {
+) -> Result<Bytes, LinkError> {
     replies_of(stream, frame, replies, timeout, false).await
 }
 
@@ -561,32 +614,25 @@ async fn replies_of(
     replies: usize,
     timeout: Option<Duration>,
     first_error: bool,
-) -> Result<Bytes, String> {
+) -> Result<Bytes, LinkError> {
     let exchange = async {
-        stream
-            .write_all(frame)
-            .await
-            .map_err(|e| format!("write: {e}"))?;
+        stream.write_all(frame).await.map_err(LinkError::Write)?;
         let mut buf = BytesMut::with_capacity(1024);
         let mut last = Bytes::new();
         let mut error = None;
         for _ in 0..replies {
             loop {
-                match crate::resp::reply_len(&buf) {
-                    Ok(Some(len)) => {
-                        last = buf.split_to(len).freeze();
-                        if first_error && error.is_none() && last.starts_with(b"-") {
-                            error = Some(last.clone());
-                        }
-                        break;
+                if let Some(len) = crate::resp::reply_len(&buf)? {
+                    last = buf.split_to(len).freeze();
+                    if first_error && error.is_none() && last.starts_with(b"-") {
+                        error = Some(last.clone());
                     }
-                    Ok(None) => {}
-                    Err(e) => return Err(format!("invalid reply: {e}")),
+                    break;
                 }
                 match stream.read_buf(&mut buf).await {
-                    Ok(0) => return Err("the server closed the connection".to_string()),
+                    Ok(0) => return Err(LinkError::Closed),
                     Ok(_) => {}
-                    Err(e) => return Err(format!("read: {e}")),
+                    Err(e) => return Err(LinkError::Read(e)),
                 }
             }
         }
@@ -595,7 +641,7 @@ async fn replies_of(
     match timeout {
         Some(t) => tokio::time::timeout(t, exchange)
             .await
-            .unwrap_or_else(|_| Err("no answer in time".into())),
+            .unwrap_or(Err(LinkError::NoReply(t))),
         None => exchange.await,
     }
 }
@@ -605,10 +651,8 @@ pub(crate) async fn open(
     addr: SocketAddr,
     settings: &LinkSettings,
     resp3: bool,
-) -> Result<tokio::net::TcpStream, (Lost, String)> {
-    let mut stream = strata_net::connect(addr, settings.connect_timeout)
-        .await
-        .map_err(|e| (Lost::Connect, e.to_string()))?;
+) -> Result<tokio::net::TcpStream, LinkError> {
+    let mut stream = strata_net::connect(addr, settings.connect_timeout).await?;
     let mut hello: Vec<&[u8]> = Vec::new();
     if resp3 {
         hello.extend([&b"HELLO"[..], b"3"]);
@@ -634,25 +678,28 @@ pub(crate) async fn open(
         match replies_of(&mut stream, &auth, replies, Some(settings.timeout), true).await {
             Ok(reply) if reply.starts_with(b"+OK") || (resp3 && reply.starts_with(b"%")) => {}
             Ok(reply) => {
-                return Err((
-                    Lost::Connect,
-                    format!(
-                        "{what} refused: {}",
-                        String::from_utf8_lossy(&reply).trim_end()
-                    ),
-                ))
+                let reply = String::from_utf8_lossy(&reply).trim_end().to_string();
+                return Err(LinkError::Refused { what, reply });
             }
-            Err(why) if why == "no answer in time" => {
-                return Err((Lost::Timeout, format!("{what}: {why}")))
+            Err(e) => {
+                return Err(LinkError::Greeting {
+                    what,
+                    source: Box::new(e),
+                })
             }
-            Err(why) => return Err((Lost::Connect, format!("{what}: {why}"))),
         }
     }
     Ok(stream)
 }
 
-fn fail(jobs: impl Iterator<Item = Job>, lost: Lost) {
+fn fail(jobs: impl Iterator<Item = Job>, failure: &Failure) {
     for job in jobs {
-        let _ = job.reply.send(Err(lost));
+        let _ = job.reply.send(Err(failure.clone()));
     }
+}
+
+/// Counts `failure` against the server (passive health: enough in a row eject it).
+fn blame(group: &Group, backend: &Backend, failure: &Failure) {
+    backend.stats.failures.inc();
+    group.report_failure(backend, &failure.to_string());
 }

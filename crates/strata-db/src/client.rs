@@ -247,12 +247,13 @@ async fn login(
                 tracing::warn!(listener = %svc.name, %user, %database, "no server for a new client: {e}");
                 // a server's refusal keeps its SQLSTATE (3D000 for a database that does not
                 // exist), which clients act on
+                let (code, message) = crate::pool::told(&e);
                 let mut out = BytesMut::new();
                 proto::put_error_code(
                     &mut out,
                     true,
-                    e.sqlstate(),
-                    &format!("no server available: {e}"),
+                    code,
+                    &format!("no server available: {message}"),
                 );
                 let _ = stream.write_all(&out).await;
                 return None;
@@ -287,10 +288,14 @@ async fn login(
                     }
                 }
             }
-            Err(e) => Err((
-                Sqlstate::CANNOT_CONNECT_NOW,
-                format!("no server available: {e}"),
-            )),
+            Err(e) => {
+                tracing::warn!(listener = %svc.name, %user, %database, "no server to check startup parameters: {e}");
+                let (_, message) = crate::pool::told(&e);
+                Err((
+                    Sqlstate::CANNOT_CONNECT_NOW,
+                    format!("no server available: {message}"),
+                ))
+            }
         };
         if let Err((code, message)) = checked {
             tracing::info!(listener = %svc.name, %peer, %user, "login refused: startup parameters: {message}");
@@ -1926,12 +1931,8 @@ impl Session {
             Err(e) => {
                 self.svc.stats.wait_timeouts.inc();
                 tracing::warn!(listener = %self.svc.name, user = %self.pool.user, "{e}");
-                proto::put_error(
-                    &mut self.to_client,
-                    false,
-                    Sqlstate::CANNOT_CONNECT_NOW,
-                    &e.to_string(),
-                );
+                let (code, message) = crate::pool::told(&e);
+                proto::put_error_code(&mut self.to_client, false, code, &message);
                 return false;
             }
         };

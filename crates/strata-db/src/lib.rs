@@ -40,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 use auth::{Credential, ScramKeys};
 use health::Roles;
 use pool::{AcquireError, Lease, Limits, Pool};
+use strata_upstream::{Failure, Kind, Retry};
 
 /// Counters of one listener.
 #[derive(Debug, Default)]
@@ -230,7 +231,7 @@ impl DatabaseService {
         pool: &Pool,
         shard: usize,
         read_only: bool,
-    ) -> Result<(Lease, bool), AcquireError> {
+    ) -> Result<(Lease, bool), Failure> {
         let asked = std::time::Instant::now();
         let r = self.acquire(pool, shard, read_only).await;
         self.stats.wait.observe(asked.elapsed());
@@ -355,51 +356,46 @@ impl DatabaseService {
         pool: &Pool,
         shard: usize,
         read_only: bool,
-    ) -> Result<(Lease, bool), AcquireError> {
+    ) -> Result<(Lease, bool), Failure> {
         let site = self.site.load_full();
-        let (target, replica) = self.target(&site, pool, shard, read_only, true)?;
-        let replica = replica.then_some(target);
+        let (target, replica) = self
+            .target(&site, pool, shard, read_only, true)
+            .map_err(AcquireError::failure)?;
         let limits = limits(&site.config);
         // the credential is looked up only for a new connection, not for each transaction
         let credential = || lock(&self.credentials).get(&pool.user).cloned();
-        let r = pool.acquire(target, credential, limits).await;
-        if let (Some(_), Err(AcquireError::Server(e))) = (replica, &r) {
+        let failure = match pool.acquire(target, credential, limits).await {
+            Ok(lease) => return Ok((lease, replica)),
+            Err(e) => e.failure(),
+        };
+        if replica && failure.retry == Retry::Always {
             // a replica that can't be reached or refuses the login (starting up, too many
             // clients, a pg_hba.conf of its own) is banned, and the read goes to the primary:
             // the client sees no error a direct connection to the primary would not give
-            let refused = matches!(
-                e,
-                server::ServerError::Io { .. }
-                    | server::ServerError::Timeout(_)
-                    | server::ServerError::Refused { .. }
-            );
-            if refused {
-                tracing::warn!(listener = %self.name, replica = %target, "replica refused a connection: banned, the read goes to the primary: {e}");
-                self.ban(&site, target, e);
-                let Some(primary) = site.roles.primary(shard) else {
-                    return Err(AcquireError::NoPrimary);
-                };
-                return pool
-                    .acquire(primary, credential, limits)
-                    .await
-                    .map(|lease| (lease, false));
-            }
+            tracing::warn!(listener = %self.name, replica = %target, "replica refused a connection: banned, the read goes to the primary: {failure}");
+            self.ban(&site, target, &failure);
+            let Some(primary) = site.roles.primary(shard) else {
+                return Err(AcquireError::NoPrimary.failure());
+            };
+            return pool
+                .acquire(primary, credential, limits)
+                .await
+                .map(|lease| (lease, false))
+                .map_err(AcquireError::failure);
         }
         // the primary, when it can't be reached, is banned here only when no checks run (with
         // them, the next check decides, and one slow connect does not take the writes out for
         // a ban)
-        if let (true, Err(AcquireError::Server(e @ server::ServerError::Io { .. })))
-        | (true, Err(AcquireError::Server(e @ server::ServerError::Timeout(_)))) =
-            (site.config.check_user.is_none(), &r)
+        if site.config.check_user.is_none() && matches!(failure.kind, Kind::Connect | Kind::Timeout)
         {
-            self.ban(&site, target, e);
+            self.ban(&site, target, &failure);
         }
-        r.map(|lease| (lease, replica.is_some()))
+        Err(failure)
     }
 
     /// Bans `target` for `ban_time`; when that changes its role, idle connections to any
     /// server but the primary are closed.
-    fn ban(&self, site: &Site, target: std::net::SocketAddr, why: &server::ServerError) {
+    fn ban(&self, site: &Site, target: std::net::SocketAddr, why: &Failure) {
         if site.roles.set(
             target,
             health::Role::Down,

@@ -14,6 +14,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::Credential;
 use crate::server::{ServerConn, ServerError};
+use strata_upstream::{Failure, Kind, Retry, Stage};
 
 /// The connections of one (user, database) to one server.
 pub struct ServerPool {
@@ -147,15 +148,41 @@ pub enum AcquireError {
 }
 
 impl AcquireError {
-    /// The SQLSTATE a client is told: the server's own when it refused the login (a database
-    /// that does not exist, a role that may not log in), else "cannot connect now".
-    pub fn sqlstate(&self) -> &str {
-        match self {
-            AcquireError::Server(ServerError::Refused {
-                code: Some(code), ..
-            }) => code,
-            _ => crate::proto::Sqlstate::CANNOT_CONNECT_NOW.0,
+    /// The failure it is: where, what kind, and whether another server may be tried (a
+    /// replica that can't be reached or refuses the login: the primary may).
+    pub fn failure(self) -> Failure {
+        let (stage, kind, retry) = match &self {
+            AcquireError::Timeout(_) | AcquireError::NoPrimary => {
+                (Stage::Connect, Kind::NoBackend, Retry::Never)
+            }
+            AcquireError::NoCredential => (Stage::Client, Kind::Refused, Retry::Never),
+            AcquireError::Server(e) => match e {
+                ServerError::Io { .. } => (Stage::Connect, Kind::Connect, Retry::Always),
+                ServerError::Timeout(_) => (Stage::Connect, Kind::Timeout, Retry::Always),
+                // starting up, too many clients, a pg_hba.conf of its own
+                ServerError::Refused { .. } => (Stage::Connect, Kind::Refused, Retry::Always),
+                // Strata's own credential or the server's bytes: another server is no better
+                ServerError::Auth { .. } => (Stage::Connect, Kind::Refused, Retry::Never),
+                ServerError::Protocol { .. } => (Stage::Connect, Kind::Protocol, Retry::Never),
+            },
+        };
+        Failure::new(stage, kind, retry).because(self)
+    }
+}
+
+/// What a client is told when no server connection could be had: the SQLSTATE and message.
+/// A server's refusal of the login keeps its own (a database that does not exist, a role that
+/// may not log in), which clients act on; a connection that failed is named by its kind only
+/// (the server's address and the operating system's error go to the log).
+pub fn told(failure: &Failure) -> (&str, String) {
+    let cannot = crate::proto::Sqlstate::CANNOT_CONNECT_NOW.0;
+    let source = failure.source.as_deref();
+    match source.and_then(|s| s.downcast_ref::<AcquireError>()) {
+        Some(AcquireError::Server(ServerError::Refused { code, message, .. })) => {
+            (code.as_deref().unwrap_or(cannot), message.clone())
         }
+        Some(AcquireError::Server(_)) | None => (cannot, failure.kind.to_string()),
+        Some(other) => (cannot, other.to_string()),
     }
 }
 

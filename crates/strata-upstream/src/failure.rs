@@ -2,6 +2,7 @@
 //! may be tried: the one error type every layer's retry loop reads.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// Where on the way a try failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +39,8 @@ pub enum Kind {
     NoBackend,
     /// The connection to the backend could not be made.
     Connect,
+    /// The backend refused the login (a database server's error at startup).
+    Refused,
     /// The backend did not answer in time.
     Timeout,
     /// The backend closed or reset the connection.
@@ -57,6 +60,7 @@ impl Kind {
         match self {
             Kind::NoBackend => "no backend available",
             Kind::Connect => "could not connect to a backend",
+            Kind::Refused => "the backend refused the login",
             Kind::Timeout => "the backend did not answer in time",
             Kind::Closed => "the backend closed the connection",
             Kind::Protocol => "the backend's answer was not valid",
@@ -73,8 +77,9 @@ impl fmt::Display for Kind {
     }
 }
 
-/// One failed try: where, what, whether a retry is safe, and the error underneath.
-#[derive(Debug, thiserror::Error)]
+/// One failed try: where, what, whether a retry is safe, and the error underneath. Cloning it
+/// shares the error underneath: one broken connection fails every request it carried alike.
+#[derive(Debug, Clone, thiserror::Error)]
 pub struct Failure {
     /// Where on the way it failed.
     pub stage: Stage,
@@ -84,7 +89,7 @@ pub struct Failure {
     pub retry: Retry,
     /// The error underneath, when there is one.
     #[source]
-    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    pub source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 impl fmt::Display for Failure {
@@ -109,7 +114,7 @@ impl Failure {
 
     /// The same failure, caused by `source`.
     pub fn because(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Box::new(source));
+        self.source = Some(Arc::new(source));
         self
     }
 

@@ -33,7 +33,9 @@ pub(crate) fn status(f: &Failure) -> StatusCode {
         Kind::Timeout => StatusCode::GATEWAY_TIMEOUT,
         Kind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         Kind::BadRequest => StatusCode::BAD_REQUEST,
-        Kind::Connect | Kind::Closed | Kind::Protocol | Kind::Io => StatusCode::BAD_GATEWAY,
+        Kind::Connect | Kind::Refused | Kind::Closed | Kind::Protocol | Kind::Io => {
+            StatusCode::BAD_GATEWAY
+        }
     }
 }
 

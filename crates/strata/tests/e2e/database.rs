@@ -388,6 +388,15 @@ async fn writes_follow_a_promoted_replica() {
     assert_eq!(wrote.as_deref(), Ok(""));
     // the primary dies; the replica is promoted (as Patroni would); writes follow
     primary.kill();
+    // meanwhile a write fails with the kind of failure, not the server's address or the
+    // operating system's words (those go to the log)
+    let failed =
+        blocking(move || psql(db, "app", "secret", "app", "insert into t values (3)")).await;
+    let failed = failed.expect_err("no primary: the write fails");
+    assert!(
+        !failed.contains(&primary.addr.port().to_string()) && !failed.contains("os error"),
+        "{failed}"
+    );
     let promoted = psql(
         replica.addr,
         "postgres",
