@@ -16,7 +16,9 @@ use tokio::task::JoinHandle;
 use crate::client::{Kept, Next};
 use crate::pool::Pool;
 use crate::resp::{self, Command, Value};
+use crate::server::LinkError;
 use crate::CacheService;
+use strata_upstream::Stage;
 
 /// Messages from the servers held for a subscriber that has not taken them yet.
 const FRAMES_QUEUED: usize = 1024;
@@ -236,7 +238,8 @@ impl Subscriber {
         }
     }
 
-    /// Sends a (un)subscription to the servers it concerns, and notes the confirmations owed.
+    /// Sends a (un)subscription to the servers it concerns, and notes the confirmations owed;
+    /// or what the client is told instead.
     async fn send(
         &mut self,
         pool: &Pool,
@@ -273,23 +276,35 @@ impl Subscriber {
             for n in list {
                 resp::bulk(&mut frame, Some(n));
             }
-            let writer = self.writer(pool, server).await?;
-            writer
-                .write_all(&frame)
-                .await
-                .map_err(|e| format!("write: {e}"))?;
+            let stage = match self.writers[server] {
+                Some(_) => Stage::Request,
+                None => Stage::Connect,
+            };
+            let sent = match self.writer(pool, server).await {
+                Ok(writer) => writer.write_all(&frame).await.map_err(LinkError::Write),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = sent {
+                let failure = e.failure(stage);
+                let addr = pool.master_addr(server);
+                tracing::warn!(server = %addr, "subscription: {failure}");
+                // the client is told the kind of failure only
+                return Err(failure.kind.to_string());
+            }
         }
         Ok(())
     }
 
     /// The subscriber's connection to `server`, made on first use with a reader task that
     /// passes the server's frames on.
-    async fn writer(&mut self, pool: &Pool, server: usize) -> Result<&mut OwnedWriteHalf, String> {
+    async fn writer(
+        &mut self,
+        pool: &Pool,
+        server: usize,
+    ) -> Result<&mut OwnedWriteHalf, LinkError> {
         if self.writers[server].is_none() {
             let addr = pool.master_addr(server);
-            let stream = crate::server::open(addr, &pool.link, self.resp3)
-                .await
-                .map_err(|e| e.to_string())?;
+            let stream = crate::server::open(addr, &pool.link, self.resp3).await?;
             let (mut read, write) = stream.into_split();
             let tx = self.frames_tx.clone();
             self.readers.push(tokio::spawn(async move {
@@ -314,9 +329,7 @@ impl Subscriber {
             }));
             self.writers[server] = Some(write);
         }
-        self.writers[server]
-            .as_mut()
-            .ok_or_else(|| "no connection".to_string())
+        self.writers[server].as_mut().ok_or(LinkError::Closed)
     }
 
     /// A frame from a server: a message passed on, or a confirmation counted and, from the

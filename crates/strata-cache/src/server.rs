@@ -91,7 +91,8 @@ impl LinkError {
     /// What kind of failure it is, as a client is told.
     fn kind(&self) -> Kind {
         match self {
-            LinkError::Connect(_) | LinkError::Refused { .. } => Kind::Connect,
+            LinkError::Connect(_) => Kind::Connect,
+            LinkError::Refused { .. } => Kind::Refused,
             LinkError::Greeting { source, .. } => source.kind(),
             LinkError::NoReply(_) => Kind::Timeout,
             LinkError::Write(_) | LinkError::Read(_) | LinkError::Closed => Kind::Closed,

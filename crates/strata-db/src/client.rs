@@ -284,7 +284,10 @@ async fn login(
                     }
                     Err(e) => {
                         lease.close();
-                        Err((Sqlstate::CANNOT_CONNECT_NOW, e.to_string()))
+                        // the kind of failure; the log has the server and the error underneath
+                        let failure = crate::pool::AcquireError::Server(e).failure();
+                        tracing::warn!(listener = %svc.name, %user, %database, "checking startup parameters: {failure}");
+                        Err((Sqlstate::CANNOT_CONNECT_NOW, failure.kind.to_string()))
                     }
                 }
             }
@@ -1305,9 +1308,11 @@ impl Session {
                     // longer the primary would see its writes refused (or, with two servers
                     // claiming to be primary, go to the old one), so between transactions it
                     // ends, and the client's reconnect lands on the new primary
-                    self.lost = Some(format!(
-                        "the server this session ran on is no longer the primary ({primary} is): reconnect"
-                    ));
+                    tracing::info!(listener = %self.svc.name, %primary, "a session on a server that is no longer the primary ends");
+                    self.lost = Some(
+                        "the server this session ran on is no longer the primary: reconnect"
+                            .to_string(),
+                    );
                     self.server_lost_as(Sqlstate::ADMIN_SHUTDOWN);
                     return Ok(true);
                 }
@@ -1931,8 +1936,13 @@ impl Session {
             Err(e) => {
                 self.svc.stats.wait_timeouts.inc();
                 tracing::warn!(listener = %self.svc.name, user = %self.pool.user, "{e}");
-                let (code, message) = crate::pool::told(&e);
-                proto::put_error_code(&mut self.to_client, false, code, &message);
+                let (_, message) = crate::pool::told(&e);
+                proto::put_error(
+                    &mut self.to_client,
+                    false,
+                    Sqlstate::CANNOT_CONNECT_NOW,
+                    &message,
+                );
                 return false;
             }
         };

@@ -155,7 +155,7 @@ impl AcquireError {
             AcquireError::Timeout(_) | AcquireError::NoPrimary => {
                 (Stage::Connect, Kind::NoBackend, Retry::Never)
             }
-            AcquireError::NoCredential => (Stage::Client, Kind::Refused, Retry::Never),
+            AcquireError::NoCredential => (Stage::Client, Kind::NoBackend, Retry::Never),
             AcquireError::Server(e) => match e {
                 ServerError::Io { .. } => (Stage::Connect, Kind::Connect, Retry::Always),
                 ServerError::Timeout(_) => (Stage::Connect, Kind::Timeout, Retry::Always),
