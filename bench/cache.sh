@@ -155,6 +155,11 @@ for t in "${TESTS[@]}"; do
     -v target="$([[ $t == *16 ]] && echo 0.6 || echo 0.9)" \
     'BEGIN {printf "ratio %-7s cpu_us/op strata/twemproxy %.2f (target <= %s), ops/s strata/twemproxy %.2f (target >= 1)\n", t, s / w, target, so / wo}'
 done
+# the same, round by round (see paired in bench/lib.sh)
+for t in "${TESTS[@]}"; do
+  echo "each round strata/twemproxy ${t/ /\/P}: $(paired cpu_us/op "$(figures '$3' "${ROUND["strata $t"]}")" "$(figures '$3' "${ROUND["twemproxy $t"]}")");" \
+    "$(paired ops/s "$(figures '$1' "${ROUND["strata $t"]}")" "$(figures '$1' "${ROUND["twemproxy $t"]}")")"
+done
 
 echo "$IDLE_TABLE"
 

@@ -202,6 +202,9 @@ awk -v s="${CPU[strata]}" -v h="${CPU[haproxy]}" -v n="${CPU[nginx]}" -v sf="${C
   'BEGIN {printf "ratio cpu_us/req: strata/haproxy %.2f (target <= 0.90), strata/nginx %.2f\n", s / h, s / n
          printf "ratio user_us/req: strata/haproxy %.2f (target <= 0.55)\n", su / hu
          printf "floor (L4 relays, no HTTP work) / haproxy: strata-l4 %.2f, haproxy-l4 %.2f\n", sf / h, hf / h}'
+# the same, round by round (see paired in bench/lib.sh)
+echo "each round strata/haproxy: $(paired cpu_us/req "$(figures '$4' "${ROUND[strata]}")" "$(figures '$4' "${ROUND[haproxy]}")");" \
+  "$(paired user_us/req "$(figures '$4 - $5' "${ROUND[strata]}")" "$(figures '$4 - $5' "${ROUND[haproxy]}")")"
 
 # User time includes the kernel's way out of every syscall here: the kernel books CPU time by
 # timer tick, and a tick that falls while a syscall returns (interrupts off) is taken in user
@@ -290,4 +293,8 @@ echo "(openssl s_time -new: full handshakes, median of $ROUNDS rounds)"
 for mode in h2c tls; do
   awk -v s="${H2CPU[strata:$mode]}" -v h="${H2CPU[haproxy:$mode]}" -v sr="${H2RPS[strata:$mode]}" -v hr="${H2RPS[haproxy:$mode]}" -v m="$mode" \
     'BEGIN {printf "ratio %s: cpu_us/req strata/haproxy %.2f (target <= 0.80), req/s strata/haproxy %.2f (target >= 1)\n", m, s / h, sr / hr}'
+done
+for mode in h2c tls; do # round by round (see paired in bench/lib.sh)
+  echo "each round strata/haproxy $mode: $(paired cpu_us/req "$(figures '$3' "${H2[strata:$mode]}")" "$(figures '$3' "${H2[haproxy:$mode]}")");" \
+    "$(paired req/s "$(figures '$1' "${H2[strata:$mode]}")" "$(figures '$1' "${H2[haproxy:$mode]}")")"
 done
