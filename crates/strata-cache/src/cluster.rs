@@ -8,7 +8,7 @@
 //! no longer serves the slot answers `MOVED`, and the command goes to the master named.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ use strata_health::{Backend, Group};
 use crate::pool::Shard;
 use crate::resp::{self, Value};
 use crate::server::{LinkSettings, Target};
+use strata_upstream::Retry;
 
 /// A command's reply, worked out in steps.
 pub type Later = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes, String>> + Send>>;
@@ -61,6 +62,10 @@ pub struct Cluster {
     replica_settings: Arc<LinkSettings>,
     passive: Passive,
     refreshing: AtomicBool,
+    /// Refreshes finished, and the turn to ask for one after a failure: commands that fail
+    /// together wait for one refresh, not one each.
+    refreshes: AtomicU64,
+    asking: tokio::sync::Mutex<()>,
     /// What the last refresh said, for `/status`.
     pub last_refresh: Mutex<String>,
 }
@@ -81,6 +86,8 @@ impl Cluster {
             settings,
             passive,
             refreshing: AtomicBool::new(false),
+            refreshes: AtomicU64::new(0),
+            asking: tokio::sync::Mutex::new(()),
             last_refresh: Mutex::new("not asked yet".into()),
         })
     }
@@ -138,6 +145,20 @@ impl Cluster {
 
     /// Asks the known nodes, then the seeds, for `CLUSTER SLOTS`, and takes the first answer.
     pub async fn refresh(&self) {
+        self.ask().await;
+        self.refreshes.fetch_add(1, Relaxed);
+    }
+
+    /// A refresh after a command failed: the one under way or just finished when it failed, if
+    /// any, else a new one.
+    async fn refresh_after(&self, seen: u64) {
+        let _turn = self.asking.lock().await;
+        if self.refreshes.load(Relaxed) == seen {
+            self.refresh().await;
+        }
+    }
+
+    async fn ask(&self) {
         let known: Vec<SocketAddr> = self
             .map
             .load()
@@ -235,6 +256,7 @@ impl Cluster {
             }
         };
         let mut asking = false;
+        let mut tried_again = false;
         for _ in 0..MAX_REDIRECTS {
             let rx = if let Some(rx) = sent.take() {
                 rx
@@ -245,7 +267,27 @@ impl Cluster {
             } else {
                 node.send(frame.clone(), resp3)
             };
-            let reply = crate::server::received(rx.await)?;
+            let seen = self.refreshes.load(Relaxed);
+            let reply = match rx.await {
+                // Nothing reached the node (down, or gone): a replica may have been promoted
+                // in its place. Once, the map is asked for again and the command sent where
+                // its slot is now, as cluster clients do after a connection error.
+                Ok(Err(failure)) if failure.retry == Retry::Always && !tried_again => {
+                    tried_again = true;
+                    self.refresh_after(seen).await;
+                    node = self
+                        .node(slot)
+                        .ok_or_else(|| format!("no node of the cluster serves slot {slot}"))?;
+                    asking = false;
+                    continue;
+                }
+                // the command may have run: it is not sent again, but the map is asked for
+                Ok(Err(failure)) => {
+                    self.refresh_soon();
+                    return Err(failure.kind.to_string());
+                }
+                other => crate::server::received(other)?,
+            };
             asking = false;
             if let Some((moved_slot, addr)) = redirect(&reply, b"-MOVED ") {
                 node = self.moved(moved_slot, addr);

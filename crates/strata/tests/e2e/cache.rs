@@ -1531,6 +1531,83 @@ async fn a_redis_cluster_s_replicas_take_the_reads() {
     );
 }
 
+/// A node of a Redis Cluster dies and its replica takes over: a command that could not reach
+/// the dead node (nothing was sent) is sent once more where the fresh slot map puts its slot,
+/// so the client sees its answer, not an error, even before the proxy's own refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_for_a_dead_cluster_node_goes_to_the_replica_that_took_over() {
+    let mut cluster = common::redis::RedisCluster::start_with_replicas(3, 1).await;
+    let config = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[cache]]\nname = \"c\"\nlisten = \"127.0.0.1:0\"\n\
+         backend = \"cluster\"\nservers = [\"{}\"]\n",
+        cluster.nodes[0].addr
+    );
+    let strata = Strata::start(&config);
+    let mut c = Resp::connect(strata.addr("cache:c")).await.unwrap();
+    assert_eq!(text(&c.cmd(&[b"SET", b"k", b"v"]).await), "+OK\r\n");
+    // the master that holds it, and its replica, which has it too
+    let mut master = None;
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let mut n = node.client().await;
+        let role = text(&n.cmd(&[b"ROLE"]).await);
+        if role.contains("master") && text(&n.cmd(&[b"EXISTS", b"k"]).await) == ":1\r\n" {
+            assert_eq!(text(&n.cmd(&[b"WAIT", b"1", b"5000"]).await), ":1\r\n");
+            master = Some(i);
+        }
+    }
+    let master = master.expect("a master holds the key");
+    let port = cluster.nodes[master].addr.port();
+    let mut replica = None;
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let role = text(&node.client().await.cmd(&[b"ROLE"]).await);
+        if role.contains("slave") && role.contains(&format!(":{port}\r\n")) {
+            replica = Some(i);
+        }
+    }
+    let replica = replica.expect("the master has a replica");
+    cluster.nodes[master].kill();
+    // the replica takes over at once (without waiting for the cluster to see the master fail)
+    let mut r = cluster.nodes[replica].client().await;
+    assert_eq!(
+        text(&r.cmd(&[b"CLUSTER", b"FAILOVER", b"TAKEOVER"]).await),
+        "+OK\r\n"
+    );
+    let promoted = cluster.nodes[replica].addr.port();
+    common::eventually(
+        std::time::Duration::from_secs(10),
+        "the other nodes name the replica as the slot's master",
+        || async {
+            let mut other = None;
+            for (i, node) in cluster.nodes.iter().enumerate() {
+                if i != master && i != replica {
+                    other = Some(node.client().await);
+                    break;
+                }
+            }
+            let mut other = other.expect("a third node");
+            let nodes = text(&other.cmd(&[b"CLUSTER", b"NODES"]).await);
+            nodes
+                .lines()
+                .any(|l| l.contains(&format!(":{promoted}@")) && l.contains("master"))
+        },
+    )
+    .await;
+    // the proxy's map still names the dead master: the GET meets a refused connection,
+    // asks for the map, and goes to the promoted replica
+    assert_eq!(text(&c.cmd(&[b"GET", b"k"]).await), "$1\r\nv\r\n");
+    assert_eq!(text(&c.cmd(&[b"SET", b"k", b"w"]).await), "+OK\r\n");
+    assert_eq!(
+        text(
+            &cluster.nodes[replica]
+                .client()
+                .await
+                .cmd(&[b"GET", b"k"])
+                .await
+        ),
+        "$1\r\nw\r\n"
+    );
+}
+
 /// `backend = "cluster"`: a client that knows nothing of Redis Cluster uses one through the
 /// proxy, and keeps finding every key while slots move between nodes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
