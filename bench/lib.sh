@@ -22,6 +22,7 @@ paired() {
   paste <(grep -v '^$' <<<"$2") <(grep -v '^$' <<<"$3") | awk -v name="$1" '
     { r[NR] = $1 / $2; line = line sprintf(" %.2f", r[NR]) }
     END {
+      if (NR == 0) { printf "%s -", name; exit }
       for (i = 2; i <= NR; i++) { x = r[i]; for (j = i - 1; j >= 1 && r[j] > x; j--) r[j + 1] = r[j]; r[j + 1] = x }
       printf "%s%s (median %.2f)", name, line, NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2 }'
 }

@@ -8,7 +8,9 @@
 //! no longer serves the slot answers `MOVED`, and the command goes to the master named.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -145,20 +147,22 @@ impl Cluster {
 
     /// Asks the known nodes, then the seeds, for `CLUSTER SLOTS`, and takes the first answer.
     pub async fn refresh(&self) {
-        self.ask().await;
-        self.refreshes.fetch_add(1, Relaxed);
+        if self.ask().await {
+            self.refreshes.fetch_add(1, Release);
+        }
     }
 
-    /// A refresh after a command failed: the one under way or just finished when it failed, if
-    /// any, else a new one.
+    /// A refresh after a command failed: none if one has taken a map since the command was
+    /// sent (`seen`), else a new one; one at a time.
     async fn refresh_after(&self, seen: u64) {
         let _turn = self.asking.lock().await;
-        if self.refreshes.load(Relaxed) == seen {
+        if self.refreshes.load(Acquire) == seen {
             self.refresh().await;
         }
     }
 
-    async fn ask(&self) {
+    /// Whether a node told the map (and it was taken).
+    async fn ask(&self) -> bool {
         let known: Vec<SocketAddr> = self
             .map
             .load()
@@ -175,7 +179,7 @@ impl Cluster {
                     if let Ok(mut l) = self.last_refresh.lock() {
                         *l = format!("slots from {addr}");
                     }
-                    return;
+                    return true;
                 }
                 Err(e) => last_error = format!("{addr}: {e}"),
             }
@@ -184,6 +188,7 @@ impl Cluster {
         if let Ok(mut l) = self.last_refresh.lock() {
             *l = format!("failed: {last_error}");
         }
+        false
     }
 
     /// Takes a `CLUSTER SLOTS` answer as the map; nodes that stay keep their connections,
@@ -228,11 +233,14 @@ impl Cluster {
     /// A read-only command goes where `read` says (a replica of the slot's master, or the
     /// fastest lately); redirections go to masters.
     pub fn start(self: &Arc<Self>, slot: u16, frame: Bytes, resp3: bool, read: ReadFrom) -> Later {
+        // the maps taken so far, read as the command is sent: a refresh after that is one
+        // its failure need not ask for again
+        let seen = self.refreshes.load(Acquire);
         let first = self.node(slot).map(|n| {
             let rx = n.send_read(frame.clone(), resp3, read);
             (n, rx)
         });
-        Box::pin(self.clone().follow(slot, frame, resp3, first))
+        Box::pin(self.clone().follow(slot, frame, resp3, first, seen))
     }
 
     async fn follow(
@@ -244,11 +252,12 @@ impl Cluster {
             Arc<Shard>,
             tokio::sync::oneshot::Receiver<crate::server::Reply>,
         )>,
+        seen: u64,
     ) -> Result<Bytes, String> {
         let (mut node, mut sent) = match first {
             Some((node, rx)) => (node, Some(rx)),
             None => {
-                self.refresh().await;
+                Box::pin(self.refresh_after(seen)).await;
                 let node = self
                     .node(slot)
                     .ok_or_else(|| format!("no node of the cluster serves slot {slot}"))?;
@@ -267,21 +276,24 @@ impl Cluster {
             } else {
                 node.send(frame.clone(), resp3)
             };
-            let seen = self.refreshes.load(Relaxed);
             let reply = match rx.await {
                 // Nothing reached the node (down, or gone): a replica may have been promoted
-                // in its place. Once, the map is asked for again and the command sent where
-                // its slot is now, as cluster clients do after a connection error.
+                // in its place. Once, the map is asked for again (unless a refresh took one
+                // since the command was sent), and the command goes where its slot is now,
+                // as cluster clients do after a connection error; not to the same node.
                 Ok(Err(failure)) if failure.retry == Retry::Always && !tried_again => {
                     tried_again = true;
-                    self.refresh_after(seen).await;
-                    node = self
-                        .node(slot)
-                        .ok_or_else(|| format!("no node of the cluster serves slot {slot}"))?;
+                    Box::pin(self.refresh_after(seen)).await;
+                    let now = self.node(slot);
+                    match now {
+                        Some(now) if !Arc::ptr_eq(&now, &node) => node = now,
+                        _ => return Err(failure.kind.to_string()),
+                    }
                     asking = false;
                     continue;
                 }
-                // the command may have run: it is not sent again, but the map is asked for
+                // the command may have run (or was sent again and failed again): it is not
+                // sent again, but the map is asked for
                 Ok(Err(failure)) => {
                     self.refresh_soon();
                     return Err(failure.kind.to_string());
