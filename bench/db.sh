@@ -162,6 +162,7 @@ median() { sort -n -k1 | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }
 printf "| workload | target | tps (median of %s) | avg latency (ms) | proxy CPU µs / transaction |\n|---|---|---|---|---|\n" "$ROUNDS"
 modes=(select tpcb)
 SPREAD=""
+PAIRED=""
 [[ ${ONLY_IDLE:-} == 1 ]] && modes=()
 for mode in "${modes[@]}"; do
   declare -A results=()
@@ -181,6 +182,12 @@ for mode in "${modes[@]}"; do
     SPREAD+="  $label, $name: $(printf "%s" "${results[$target]}" | awk '{printf "%.0f ", $1}')"$'\n'
 
   done
+  # each round's own ratio, and their median (see paired in bench/lib.sh)
+  if [[ $mode == select && -n ${results[pgbouncer]:-} ]]; then
+    PAIRED+="each round -S strata/pgbouncer: $(paired tps "$(figures '$1' "${results[strata]}")" "$(figures '$1' "${results[pgbouncer]}")")"$'\n'
+  elif [[ $mode == tpcb ]]; then
+    PAIRED+="each round TPC-B strata/direct: $(paired tps "$(figures '$1' "${results[strata]}")" "$(figures '$1' "${results[direct]}")")"$'\n'
+  fi
   unset results
 done
 if [[ ${ONLY_IDLE:-} != 1 ]]; then
@@ -196,6 +203,7 @@ if [[ ${ONLY_IDLE:-} != 1 ]]; then
   # others', so every round is shown
   echo "tps per round, in run order:"
   printf "%s" "$SPREAD"
+  printf "%s" "$PAIRED"
 fi
 
 # pgbench -S with a replica: Strata over the primary and a streaming replica
