@@ -148,9 +148,8 @@ async fn run_once(
                 watching: false,
             }),
             Err(e) => {
-                let failure = e.failure(Stage::Connect);
-                tracing::warn!(server = %addr, "own connection: {failure}");
-                return resp::error_frame(&format!("ERR strata: {}", failure.kind));
+                let told = e.told(Stage::Connect, addr, "own connection");
+                return resp::error_frame(&format!("ERR strata: {told}"));
             }
         },
     };
@@ -159,11 +158,7 @@ async fn run_once(
     let exchange = exchange(&mut conn.stream, &own.frames, timeout);
     // the client is told the kind of failure; the log says what it was
     let result = tokio::select! {
-        r = exchange => r.map_err(|e| {
-            let failure = e.failure(Stage::Request);
-            tracing::warn!(server = %addr, "own connection: {failure}");
-            failure.kind.to_string()
-        }),
+        r = exchange => r.map_err(|e| e.told(Stage::Request, addr, "own connection")),
         // a wait with no end of its own ends when the listener drains: the connection it held
         // is dropped with the client's state
         _ = drain.cancelled(), if own.blocking => Err("the proxy is shutting down".into()),

@@ -276,20 +276,13 @@ impl Subscriber {
             for n in list {
                 resp::bulk(&mut frame, Some(n));
             }
-            let stage = match self.writers[server] {
-                Some(_) => Stage::Request,
-                None => Stage::Connect,
-            };
-            let sent = match self.writer(pool, server).await {
-                Ok(writer) => writer.write_all(&frame).await.map_err(LinkError::Write),
-                Err(e) => Err(e),
-            };
-            if let Err(e) = sent {
-                let failure = e.failure(stage);
-                let addr = pool.master_addr(server);
-                tracing::warn!(server = %addr, "subscription: {failure}");
-                // the client is told the kind of failure only
-                return Err(failure.kind.to_string());
+            let addr = pool.master_addr(server);
+            let writer = self
+                .writer(pool, server)
+                .await
+                .map_err(|e| e.told(Stage::Connect, addr, "subscription"))?;
+            if let Err(e) = writer.write_all(&frame).await {
+                return Err(LinkError::Write(e).told(Stage::Request, addr, "subscription"));
             }
         }
         Ok(())
@@ -302,34 +295,37 @@ impl Subscriber {
         pool: &Pool,
         server: usize,
     ) -> Result<&mut OwnedWriteHalf, LinkError> {
-        if self.writers[server].is_none() {
-            let addr = pool.master_addr(server);
-            let stream = crate::server::open(addr, &pool.link, self.resp3).await?;
-            let (mut read, write) = stream.into_split();
-            let tx = self.frames_tx.clone();
-            self.readers.push(tokio::spawn(async move {
-                let mut buf = BytesMut::with_capacity(4096);
-                loop {
-                    while let Ok(Some(len)) = resp::reply_len(&buf) {
-                        if tx
-                            .send((server, Some(buf.split_to(len).freeze())))
-                            .await
-                            .is_err()
+        let write = match self.writers[server].take() {
+            Some(write) => write,
+            None => {
+                let addr = pool.master_addr(server);
+                let stream = crate::server::open(addr, &pool.link, self.resp3).await?;
+                let (mut read, write) = stream.into_split();
+                let tx = self.frames_tx.clone();
+                self.readers.push(tokio::spawn(async move {
+                    let mut buf = BytesMut::with_capacity(4096);
+                    loop {
+                        while let Ok(Some(len)) = resp::reply_len(&buf) {
+                            if tx
+                                .send((server, Some(buf.split_to(len).freeze())))
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                        if resp::reply_len(&buf).is_err()
+                            || matches!(read.read_buf(&mut buf).await, Ok(0) | Err(_))
                         {
+                            let _ = tx.send((server, None)).await;
                             return;
                         }
                     }
-                    if resp::reply_len(&buf).is_err()
-                        || matches!(read.read_buf(&mut buf).await, Ok(0) | Err(_))
-                    {
-                        let _ = tx.send((server, None)).await;
-                        return;
-                    }
-                }
-            }));
-            self.writers[server] = Some(write);
-        }
-        self.writers[server].as_mut().ok_or(LinkError::Closed)
+                }));
+                write
+            }
+        };
+        Ok(self.writers[server].insert(write))
     }
 
     /// A frame from a server: a message passed on, or a confirmation counted and, from the

@@ -110,6 +110,15 @@ impl LinkError {
         };
         Failure::new(stage, self.kind(), retry).because(self)
     }
+
+    /// On a connection of a client's own (blocking commands, transactions, subscriptions):
+    /// the failure logged with its server (`on` says which connection), and what the client
+    /// is told, its kind.
+    pub(crate) fn told(self, stage: Stage, server: SocketAddr, on: &str) -> String {
+        let failure = self.failure(stage);
+        tracing::warn!(%server, "{on}: {failure}");
+        failure.kind.to_string()
+    }
 }
 
 /// A server's reply frame, or why there is none.
