@@ -15,9 +15,9 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use strata_config::Admin;
+use strata_net::Limit;
 use strata_net::{accept_loop, Activity, Watched};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::access::{allow, allow_read, Refusal};
@@ -35,7 +35,7 @@ pub struct AdminServer {
 
 struct Site {
     config: Admin,
-    conn_limit: Arc<Semaphore>,
+    conn_limit: Limit,
 }
 
 impl CountsOpen for AdminServer {
@@ -77,7 +77,7 @@ impl AdminServer {
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         tokio::spawn(self.clone().sample(shutdown.clone()));
-        let limit = || self.site.load().conn_limit.clone();
+        let limit = self.site.load().conn_limit.clone();
         // each connection watches the drain itself (below)
         accept_loop(
             "admin",
@@ -173,7 +173,7 @@ impl AdminServer {
         for (reason, n) in lock(&self.stats.refused).iter() {
             w.counter(
                 "strata_admin_refused_total",
-                "State-changing admin calls refused, by reason.",
+                "Admin requests refused, by reason.",
                 &[("reason", reason)],
                 *n,
             );
@@ -184,11 +184,10 @@ impl AdminServer {
 
 impl Site {
     fn new(config: &Admin, previous: Option<&Site>) -> Self {
-        // connections open under the old limit keep their permits of the old semaphore
-        let conn_limit = match previous {
-            Some(p) if p.config.max_connections == config.max_connections => p.conn_limit.clone(),
-            _ => Arc::new(Semaphore::new(config.max_connections as usize)),
-        };
+        let conn_limit = Limit::resized(
+            previous.map(|p| &p.conn_limit),
+            config.max_connections as usize,
+        );
         Site {
             config: config.clone(),
             conn_limit,

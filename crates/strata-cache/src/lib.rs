@@ -194,7 +194,7 @@ impl CacheService {
                 );
             }
         }
-        for shard in &pool.servers {
+        for shard in &pool.shards() {
             let replicas = shard.live.replicas.load();
             let servers = std::iter::once(&shard.master).chain(replicas.iter().map(|r| &**r));
             for server in servers {
@@ -282,12 +282,7 @@ impl strata_layer::Service for CacheService {
     fn traffic(&self) -> Traffic {
         let pool = self.pool.load();
         let mut latency = Buckets::default();
-        // a cluster's commands go to its nodes, not to the seeds the pool lists
-        let shards = match &pool.cluster {
-            Some(cluster) => cluster.nodes(),
-            None => pool.servers.clone(),
-        };
-        for shard in &shards {
+        for shard in &pool.shards() {
             latency.add(&shard.master.latency.histogram.buckets());
             for r in shard.live.replicas.load().iter() {
                 latency.add(&r.latency.histogram.buckets());
@@ -307,7 +302,7 @@ impl strata_layer::Service for CacheService {
 /// Accepts until `shutdown`, then waits for open client connections to finish.
 pub async fn serve(svc: Arc<CacheService>, listener: TcpListener, shutdown: CancellationToken) {
     let name = svc.name.clone();
-    let limit = || svc.pool.load().conn_limit.clone();
+    let limit = svc.pool.load().conn_limit.clone();
     let draining = accept_loop(
         &name,
         listener,

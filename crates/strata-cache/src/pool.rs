@@ -16,10 +16,10 @@ use tokio_util::sync::CancellationToken;
 use serde_json::{json, Value};
 use strata_config::{CacheListener, Consistency, ReadFrom};
 use strata_health::{Backend, Group};
+use strata_net::Limit;
 use strata_net::Timers;
 use strata_ring::{hash_tag, random_u32, Distribution, Ring};
 use strata_upstream::backend_status;
-use tokio::sync::Semaphore;
 
 use crate::server::{LinkSettings, Reply, Server, Target};
 
@@ -36,7 +36,7 @@ pub struct Pool {
     /// The ring before the last reload changed it, while `read_through` lasts.
     pub old: Option<OldRing>,
     /// The pool's client connection limit.
-    pub conn_limit: Arc<Semaphore>,
+    pub conn_limit: Limit,
     /// The client connections' idle deadlines; the same across generations.
     pub timers: Arc<Timers>,
     /// How connections to the servers are made and timed.
@@ -173,6 +173,15 @@ pub enum Unavailable {
 }
 
 impl Pool {
+    /// The shards commands go to: a cluster's nodes (as the map last named them), else the
+    /// servers of the config.
+    pub fn shards(&self) -> Vec<Arc<Shard>> {
+        match &self.cluster {
+            Some(cluster) => cluster.nodes(),
+            None => self.servers.clone(),
+        }
+    }
+
     /// Builds the generation for `config`; servers that `previous` had at the same address
     /// keep their health state and counters. Call inside the runtime: the servers' connection
     /// tasks start here.
@@ -288,7 +297,10 @@ impl Pool {
             group,
             servers,
             old,
-            conn_limit: Arc::new(Semaphore::new(config.max_connections as usize)),
+            conn_limit: Limit::resized(
+                previous.map(|p| &p.conn_limit),
+                config.max_connections as usize,
+            ),
             timers: previous.map_or_else(Timers::new, |p| p.timers.clone()),
             link: settings,
             watch,

@@ -280,9 +280,9 @@ pub(crate) fn listener(report: &mut Report<'_>, s: &Section<'_, '_>) -> Option<C
         password: password.map(str::to_string),
         server_password: server_password.map(str::to_string),
         sentinel_password: sentinel_password.map(str::to_string),
-        max_bulk_size: s
-            .size(report, "max_bulk_size", 64 << 20)
-            .min(u32::MAX as u64 / 2),
+        // no more than one command may hold (strata_cache::resp::MAX_COMMAND, Redis's own
+        // proto-max-bulk-len default)
+        max_bulk_size: s.size(report, "max_bulk_size", 64 << 20, 512 << 20),
         max_connections: s.int(report, "max_connections", 1..=1_000_000, 10_000) as u32,
         idle_timeout: (!idle.is_zero()).then_some(idle),
         read_from,

@@ -370,7 +370,7 @@ pub(crate) fn listener(
         check_user,
         replica_reads: s.bool(report, "replica_reads", true),
         primary_reads: s.bool(report, "primary_reads", true),
-        max_replica_lag: s.size(report, "max_replica_lag", 16 << 20),
+        max_replica_lag: s.size(report, "max_replica_lag", 16 << 20, u64::MAX),
         read_your_writes: s.duration(report, "read_your_writes", Duration::from_secs(2)),
         read_pipeline: s.int(report, "read_pipeline", 1..=64, 4) as u32,
         read_pipeline_from: s.int(report, "read_pipeline_from", 1..=10_000, pool_size.into())

@@ -139,7 +139,7 @@ pub(crate) fn listener(
     if !redirect_https {
         require_backends(report, s, &upstream);
     }
-    let max_header_size = s.size(report, "max_header_size", 16 << 10);
+    let max_header_size = s.size(report, "max_header_size", 16 << 10, u64::MAX);
     if max_header_size < 8192 {
         let span = s
             .get("max_header_size")
@@ -179,7 +179,7 @@ pub(crate) fn listener(
         header_timeout: s.duration(report, "header_timeout", Duration::from_secs(10)),
         response_timeout: s.duration(report, "response_timeout", Duration::from_secs(60)),
         idle_timeout: s.duration(report, "idle_timeout", Duration::from_secs(60)),
-        max_body_size: s.size(report, "max_body_size", 16 << 20),
+        max_body_size: s.size(report, "max_body_size", 16 << 20, u64::MAX),
         max_header_size,
         max_connections: s.int(report, "max_connections", 1..=1_000_000, 10_000) as u32,
         forwarded,

@@ -214,10 +214,12 @@ fn shards_and_sharded_tables_are_checked_key_by_key() {
 fn cache_pools_are_checked_key_by_key() {
     let p = problems(
         "[[cache]]\nname = \"s\"\nlisten = \"127.0.0.1:1\"\nhash = \"fnv\"\nhash_tag = \"{\"\n\
-         servers = [\"127.0.0.1:2:1\", \"127.0.0.1:2:3\", \"10.0.0.1:3:1 127.0.0.1:2:1\", \"db:6379:1\", \"127.0.0.1:4:0\"]\n",
+         servers = [\"127.0.0.1:2:1\", \"127.0.0.1:2:3\", \"10.0.0.1:3:1 127.0.0.1:2:1\", \"db:6379:1\", \"127.0.0.1:4:0\"]\n\
+         max_bulk_size = \"1GiB\"\n",
     );
     let want = [
         "test.toml:4:8: `cache[0].hash`: unknown value \"fnv\"",
+        "test.toml:7:17: `cache[0].max_bulk_size`: \"1GiB\" is more than the most it can be, \"512MiB\"",
         "test.toml:5:12: `cache[0].hash_tag`: \"{\" is not two characters",
         "`cache[0].servers[1]`: 127.0.0.1:2 is already servers[0]",
         "`cache[0].servers[3]`: \"db\" is not an IP address",

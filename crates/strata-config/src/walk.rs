@@ -168,7 +168,30 @@ impl<'a, 'i> Section<'a, 'i> {
         as_duration(report, &self.key(name), v).unwrap_or(default)
     }
 
-    pub(crate) fn size(&self, report: &mut Report<'_>, name: &str, default: u64) -> u64 {
+    /// A size in bytes up to `most`, or `default` when absent.
+    pub(crate) fn size(&self, report: &mut Report<'_>, name: &str, default: u64, most: u64) -> u64 {
+        let Some(v) = self.get(name) else {
+            return default;
+        };
+        let key = self.key(name);
+        let n = self.any_size(report, name, default);
+        if n > most {
+            report.add(
+                v.span(),
+                &key,
+                format!(
+                    "{} is more than the most it can be, {}",
+                    bytes(n),
+                    bytes(most)
+                ),
+            );
+            return default;
+        }
+        n
+    }
+
+    /// Any size, or `default` when absent.
+    fn any_size(&self, report: &mut Report<'_>, name: &str, default: u64) -> u64 {
         let Some(v) = self.get(name) else {
             return default;
         };
@@ -428,6 +451,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         total += Duration::from_secs_f64(seconds);
     }
     Ok(total)
+}
+
+/// `n` bytes as a config would write it: `"512MiB"`, or the bare number when no unit divides it.
+fn bytes(n: u64) -> String {
+    match [(30, "GiB"), (20, "MiB"), (10, "KiB")]
+        .into_iter()
+        .find(|(shift, _)| n >= 1 << shift && n.is_multiple_of(1 << shift))
+    {
+        Some((shift, unit)) => format!("\"{}{unit}\"", n >> shift),
+        None => n.to_string(),
+    }
 }
 
 /// Parses sizes such as `512`, `16KiB`, `10MiB`, `1G` (K, M, G count in 1024s, as nginx does).

@@ -1934,7 +1934,7 @@ impl Session {
                 l
             }
             Err(e) => {
-                self.svc.stats.wait_timeouts.inc();
+                self.svc.stats.no_server.inc();
                 tracing::warn!(listener = %self.svc.name, user = %self.pool.user, "{e}");
                 let (_, message) = crate::pool::told(&e);
                 proto::put_error(

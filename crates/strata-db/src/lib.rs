@@ -33,8 +33,8 @@ use strata_config::{DatabaseListener, PoolMode, Secret};
 use strata_layer::{ActionError, BackendAction};
 use strata_metrics::{Counter, Gauge, Histogram, MetricsWriter, Traffic};
 use strata_net::accept_loop;
+use strata_net::Limit;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use auth::{Credential, ScramKeys};
@@ -54,7 +54,7 @@ pub struct Stats {
     /// Logins refused for a wrong password or an unknown user.
     pub auth_failures: Counter,
     /// Clients told no server connection could be had (wait timeout or server down).
-    pub wait_timeouts: Counter,
+    pub no_server: Counter,
     /// Server connections handed to clients: one per transaction in transaction mode, one per
     /// session in session mode.
     pub assigned: Counter,
@@ -69,7 +69,7 @@ pub struct Stats {
 struct Site {
     config: DatabaseListener,
     sharding: Option<Arc<shard::Sharding>>,
-    conn_limit: Arc<Semaphore>,
+    conn_limit: Limit,
     roles: Arc<Roles>,
 }
 
@@ -123,7 +123,7 @@ impl DatabaseService {
             site: ArcSwap::from_pointee(Site {
                 config: config.clone(),
                 sharding: shard::Sharding::of(config),
-                conn_limit: Arc::new(Semaphore::new(config.max_client_connections as usize)),
+                conn_limit: Limit::new(config.max_client_connections as usize),
                 roles: Arc::new(Roles::new(config, None)),
             }),
             pools: Mutex::new(HashMap::new()),
@@ -197,21 +197,28 @@ impl DatabaseService {
         lock(&self.checks).cancel();
     }
 
-    /// Swaps in new settings: clients stay connected, pools stay (a changed `pool_size`
-    /// applies to pools made from now on), servers that stay keep their roles.
+    /// Swaps in new settings: clients stay connected, pools stay (resized to a changed
+    /// `pool_size`: a lowered one closes connections beyond it as they are given back),
+    /// servers that stay keep their roles.
     pub fn reload(&self, config: &DatabaseListener) {
         let old = self.site.load();
-        let conn_limit = if old.config.max_client_connections == config.max_client_connections {
-            old.conn_limit.clone()
-        } else {
-            Arc::new(Semaphore::new(config.max_client_connections as usize))
-        };
+        let conn_limit = Limit::resized(
+            Some(&old.conn_limit),
+            config.max_client_connections as usize,
+        );
         self.site.store(Arc::new(Site {
             config: config.clone(),
             sharding: shard::Sharding::of(config),
             conn_limit,
             roles: Arc::new(Roles::new(config, Some(&old.roles))),
         }));
+        if old.config.pool_size != config.pool_size {
+            for pool in lock(&self.pools).values() {
+                for server in pool.servers() {
+                    server.resize(config.pool_size);
+                }
+            }
+        }
         self.set_credentials(config);
         lock(&self.scram).clear();
     }
@@ -595,7 +602,7 @@ impl DatabaseService {
             "strata_db_no_server_total",
             "Clients told no server connection could be had (wait timeout, server down).",
             &l,
-            self.stats.wait_timeouts.get(),
+            self.stats.no_server.get(),
         );
         w.counter(
             "strata_db_server_assignments_total",
@@ -758,8 +765,8 @@ impl strata_layer::Service for DatabaseService {
     }
     fn traffic(&self) -> Traffic {
         Traffic {
-            requests: self.stats.assigned.get() + self.stats.wait_timeouts.get(),
-            errors: self.stats.wait_timeouts.get(),
+            requests: self.stats.assigned.get() + self.stats.no_server.get(),
+            errors: self.stats.no_server.get(),
             latency: Some(self.stats.wait.buckets()),
         }
     }
@@ -778,7 +785,7 @@ impl strata_layer::Service for DatabaseService {
 /// Accepts until `shutdown`; clients outside a transaction are closed, the others finish it.
 pub async fn serve(svc: Arc<DatabaseService>, listener: TcpListener, shutdown: CancellationToken) {
     let name = svc.name.clone();
-    let limit = || svc.site.load().conn_limit.clone();
+    let limit = svc.site.load().conn_limit.clone();
     accept_loop(
         &name,
         listener,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use strata_net::lock;
 
 use strata_metrics::Gauge;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use strata_net::{Limit, Slot};
 
 use crate::auth::Credential;
 use crate::server::{ServerConn, ServerError};
@@ -21,9 +21,8 @@ pub struct ServerPool {
     /// The server.
     pub addr: SocketAddr,
     idle: Mutex<Vec<ServerConn>>,
-    slots: Arc<Semaphore>,
-    /// How many slots it was made with.
-    size: usize,
+    /// `pool_size` of them; a reload resizes them.
+    slots: Limit,
     /// Connections handed to clients now.
     pub in_use: Gauge,
     /// Clients waiting for a slot.
@@ -48,14 +47,13 @@ impl ServerPool {
 
     /// Whether every slot is taken: a client that needs a connection now would wait.
     pub fn full(&self) -> bool {
-        self.slots.available_permits() == 0
+        self.slots.is_full()
     }
 
     /// Slots taken (connections handed out, and ones being opened) and clients waiting for
     /// one: how busy the server is for this pool, to choose where a read goes.
     pub fn load(&self) -> usize {
-        let taken = self.size.saturating_sub(self.slots.available_permits());
-        taken + usize::try_from(self.waiting.get()).unwrap_or(0)
+        self.slots.taken() + usize::try_from(self.waiting.get()).unwrap_or(0)
     }
 
     /// Connections idle in the pool now.
@@ -66,6 +64,13 @@ impl ServerPool {
     /// Closes every idle connection (the server's role changed, or it went away).
     pub fn close_idle(&self) {
         lock(&self.idle).clear();
+    }
+
+    /// Sets the number of slots (a reload changed `pool_size`); idle connections beyond it
+    /// close now, busy ones as they are given back.
+    pub fn resize(&self, pool_size: u32) {
+        self.slots.resize(pool_size as usize);
+        lock(&self.idle).truncate(pool_size as usize);
     }
 }
 
@@ -89,7 +94,7 @@ pub struct Lease {
     /// The connection.
     pub conn: ServerConn,
     pool: Arc<ServerPool>,
-    _slot: OwnedSemaphorePermit,
+    _slot: Slot,
     /// It was taken for a read that could have shared a connection, not yet answered.
     asked: bool,
 }
@@ -121,7 +126,11 @@ impl Lease {
         if pool.drained.load(Relaxed) {
             return;
         }
-        lock(&pool.idle).push(conn);
+        let mut idle = lock(&pool.idle);
+        // more than the slots (a reload lowered `pool_size`): this one closes
+        if idle.len() < pool.slots.size() {
+            idle.push(conn);
+        }
     }
 
     /// Closes the connection (it is not known to be clean).
@@ -219,8 +228,7 @@ impl Pool {
         let s = Arc::new(ServerPool {
             addr,
             idle: Mutex::new(Vec::new()),
-            slots: Arc::new(Semaphore::new(limits.pool_size as usize)),
-            size: limits.pool_size as usize,
+            slots: Limit::new(limits.pool_size as usize),
             in_use: Gauge::default(),
             waiting: Gauge::default(),
             drained: AtomicBool::new(false),
@@ -260,7 +268,7 @@ impl Pool {
     ) -> Result<Lease, AcquireError> {
         let pool = self.server(addr, limits);
         pool.waiting.inc();
-        let slot = tokio::time::timeout(limits.wait, pool.slots.clone().acquire_owned()).await;
+        let slot = tokio::time::timeout(limits.wait, pool.slots.acquire()).await;
         pool.waiting.dec();
         let slot = match slot {
             Ok(Ok(s)) => s,

@@ -11,13 +11,13 @@ use serde_json::{json, Value};
 use strata_config::TcpListener as TcpConfig;
 use strata_health::InFlight;
 use strata_metrics::{Counter, Gauge, MetricsWriter, Traffic};
+use strata_net::Limit;
 use strata_net::{accept_loop, Admitted, Lanes, Park, Relay, Timers};
 use strata_upstream::{
     backend_action, backend_metrics, upstream_status, ActionError, BackendAction, Failure, Key,
     Tries, Upstream,
 };
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use strata_net::{connect, UpstreamIo};
@@ -34,7 +34,7 @@ pub struct TcpService {
 struct Site {
     config: TcpConfig,
     upstream: Upstream,
-    conn_limit: Arc<Semaphore>,
+    conn_limit: Limit,
     /// The listener's connection deadlines; the same across generations.
     timers: Arc<Timers>,
 }
@@ -166,7 +166,10 @@ impl Site {
     fn new(config: &TcpConfig, previous: Option<&Site>) -> Self {
         Site {
             upstream: Upstream::new(&config.upstream, previous.map(|p| &p.upstream)),
-            conn_limit: Arc::new(Semaphore::new(config.max_connections as usize)),
+            conn_limit: Limit::resized(
+                previous.map(|p| &p.conn_limit),
+                config.max_connections as usize,
+            ),
             timers: previous.map_or_else(Timers::new, |p| p.timers.clone()),
             config: config.clone(),
         }
@@ -236,7 +239,7 @@ impl strata_layer::Service for TcpService {
 /// Accepts until `shutdown`, then waits for open connections to finish.
 pub async fn serve(svc: Arc<TcpService>, listener: TcpListener, shutdown: CancellationToken) {
     let name = svc.name.clone();
-    let limit = || svc.site.load().conn_limit.clone();
+    let limit = svc.site.load().conn_limit.clone();
     // relayed connections carry on through a drain until either side closes
     accept_loop(
         &name,

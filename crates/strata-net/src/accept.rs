@@ -4,15 +4,15 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 use tokio_util::task::TaskTracker;
+
+use crate::limit::{Limit, Slot};
 
 /// The first pause after an accept error that is not one connection's own.
 const FIRST_PAUSE: Duration = Duration::from_millis(10);
@@ -22,8 +22,9 @@ const LONGEST_PAUSE: Duration = Duration::from_secs(1);
 const LOG_EVERY: Duration = Duration::from_secs(1);
 
 /// Accepts on `listener` until `shutdown`, handing each connection to `start` with an
-/// [`Admitted`] that it keeps for as long as the connection lives (one permit of the current
-/// `limit`, and the loop's count of open connections); then stops accepting and returns the
+/// [`Admitted`] that it keeps for as long as the connection lives (a slot of `limit`, the
+/// listener's for its whole life, which a reload resizes, and the loop's count of open
+/// connections); then stops accepting and returns the
 /// [`Draining`] connections, for the listener to tell them (if it has a way to) and to wait for.
 ///
 /// An accept error that belongs to one connection (the client gave up before it was accepted, a
@@ -32,15 +33,14 @@ const LOG_EVERY: Duration = Duration::from_secs(1);
 /// at first, doubling up to 1 s while it persists, back to no pause after the next success. The
 /// pending connections wait in the kernel's backlog meanwhile. `name` labels the warning, written
 /// at most once a second with the number of failures suppressed since the previous one.
-pub async fn accept_loop<L, S>(
+pub async fn accept_loop<S>(
     name: &str,
     listener: TcpListener,
     shutdown: &CancellationToken,
-    limit: L,
+    limit: Limit,
     mut start: S,
 ) -> Draining
 where
-    L: Fn() -> Arc<Semaphore>,
     S: FnMut(TcpStream, SocketAddr, Admitted),
 {
     let connections = TaskTracker::new();
@@ -48,7 +48,7 @@ where
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => break,
-            p = limit().acquire_owned() => match p {
+            p = limit.acquire() => match p {
                 Ok(p) => p,
                 Err(_) => break,
             },
@@ -83,7 +83,7 @@ where
         };
         let _ = stream.set_nodelay(true);
         let admitted = Admitted {
-            _permit: permit,
+            _slot: permit,
             _open: connections.token(),
         };
         start(stream, client, admitted);
@@ -111,10 +111,10 @@ impl Draining {
     }
 }
 
-/// What an accepted connection holds while it lives, in its task or parked: a permit of its
+/// What an accepted connection holds while it lives, in its task or parked: a slot of its
 /// listener's connection limit, and its place in the count that a drain waits for.
 pub struct Admitted {
-    _permit: OwnedSemaphorePermit,
+    _slot: Slot,
     _open: TaskTrackerToken,
 }
 

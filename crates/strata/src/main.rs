@@ -220,17 +220,6 @@ fn check_all(paths: &[PathBuf]) -> ExitCode {
 fn check(path: &Path) -> Result<strata_config::Config, ExitCode> {
     match load(path) {
         Ok(c) => {
-            let tls: Vec<_> = c
-                .http
-                .iter()
-                .filter_map(|h| strata_lb::http::check_tls(h).err())
-                .collect();
-            if !tls.is_empty() {
-                for e in &tls {
-                    eprintln!("{}: {e}", path.display());
-                }
-                return Err(ExitCode::from(EXIT_BAD_CONFIG));
-            }
             println!(
                 "{}: ok ({} http, {} tcp listener(s), {} cache pool(s), {} database listener(s), {} vip instance(s){})",
                 path.display(),
@@ -247,8 +236,26 @@ fn check(path: &Path) -> Result<strata_config::Config, ExitCode> {
     }
 }
 
-/// Loads a config, printing every problem to stderr on failure.
+/// Loads a config and the TLS files it names, printing every problem to stderr on failure:
+/// `strata run` and `strata check` refuse the same configs with the same exit code.
 fn load(path: &Path) -> Result<strata_config::Config, ExitCode> {
+    let config = read_config(path)?;
+    let tls: Vec<_> = config
+        .http
+        .iter()
+        .filter_map(|h| strata_lb::http::check_tls(h).err())
+        .collect();
+    if !tls.is_empty() {
+        for e in &tls {
+            eprintln!("{}: {e}", path.display());
+        }
+        return Err(ExitCode::from(EXIT_BAD_CONFIG));
+    }
+    Ok(config)
+}
+
+/// Reads and parses a config, printing every problem to stderr on failure.
+fn read_config(path: &Path) -> Result<strata_config::Config, ExitCode> {
     match strata_config::load(path) {
         Ok(c) => Ok(c),
         Err(e @ strata_config::ConfigError::Read { .. }) => {

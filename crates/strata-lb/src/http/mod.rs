@@ -25,8 +25,8 @@ use arc_swap::ArcSwap;
 use serde_json::{json, Value};
 use strata_config::HttpListener;
 use strata_metrics::{Counter, Gauge, Histogram, MetricsWriter, Traffic};
+use strata_net::Limit;
 use strata_net::Timers;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 pub(crate) use peer::Peer;
@@ -80,7 +80,7 @@ pub(crate) struct Site {
     /// HTTP/2 connections to the backends, when the listener speaks HTTP/2 to them.
     pub(crate) h2_pool: Option<Arc<h2_backend::Pool>>,
     pub(crate) tls: Option<TlsAcceptor>,
-    pub(crate) conn_limit: Arc<Semaphore>,
+    pub(crate) conn_limit: Limit,
     /// The listener's connection deadlines; the same across generations.
     pub(crate) timers: Arc<Timers>,
 }
@@ -126,7 +126,10 @@ impl Site {
             ),
             upstream,
             tls,
-            conn_limit: Arc::new(Semaphore::new(config.max_connections as usize)),
+            conn_limit: Limit::resized(
+                previous.map(|p| &p.conn_limit),
+                config.max_connections as usize,
+            ),
             timers: previous.map_or_else(Timers::new, |p| p.timers.clone()),
             config: config.clone(),
         })

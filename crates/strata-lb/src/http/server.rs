@@ -24,7 +24,7 @@ use super::{h2server, HttpService, Open};
 pub async fn serve(svc: Arc<HttpService>, listener: TcpListener, shutdown: CancellationToken) {
     let name = svc.name.clone();
     let timers = svc.site.load().timers.clone();
-    let limit = || svc.site.load().conn_limit.clone();
+    let limit = svc.site.load().conn_limit.clone();
     let draining = accept_loop(
         &name,
         listener,

@@ -69,27 +69,21 @@ async fn a_connection_over_the_limit_waits_and_shutdown_waits_for_the_open_ones(
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    let limit = Arc::new(Semaphore::new(1));
+    let limit = crate::Limit::new(1);
     let served = {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            accept_loop(
-                "test",
-                listener,
-                &shutdown,
-                || limit.clone(),
-                |mut s, _, admitted| {
-                    tokio::spawn(async move {
-                        let _admitted = admitted;
-                        // says hello, then echoes one byte back once the client sends it
-                        let _ = s.write_all(b"hi").await;
-                        let mut b = [0u8; 1];
-                        if s.read_exact(&mut b).await.is_ok() {
-                            let _ = s.write_all(&b).await;
-                        }
-                    });
-                },
-            )
+            accept_loop("test", listener, &shutdown, limit, |mut s, _, admitted| {
+                tokio::spawn(async move {
+                    let _admitted = admitted;
+                    // says hello, then echoes one byte back once the client sends it
+                    let _ = s.write_all(b"hi").await;
+                    let mut b = [0u8; 1];
+                    if s.read_exact(&mut b).await.is_ok() {
+                        let _ = s.write_all(&b).await;
+                    }
+                });
+            })
             .await
             .finished()
             .await

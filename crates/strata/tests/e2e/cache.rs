@@ -1655,6 +1655,16 @@ async fn a_redis_cluster_serves_clients_that_know_nothing_of_it() {
         let n = text(&node.client().await.cmd(&[b"DBSIZE"]).await);
         assert_ne!(n, ":0\r\n");
     }
+    // each node's latency is in /metrics, not only the seed's
+    let metrics = common::admin_get(&strata, "/metrics").await.body;
+    for node in &cluster.nodes {
+        let timed = common::metric(
+            &metrics,
+            "strata_cache_server_latency_seconds_count",
+            &format!("backend=\"{}\"", node.addr),
+        );
+        assert!(timed.is_some_and(|n| n > 0.0), "{}: {metrics}", node.addr);
+    }
     assert_eq!(text(&c.cmd(&[b"DBSIZE"]).await), ":2000\r\n");
     // SCAN walks every node behind one cursor
     let mut seen = std::collections::BTreeSet::new();

@@ -116,19 +116,21 @@ fn a_missing_file_is_named() {
 }
 
 #[test]
-fn a_missing_tls_file_fails_check() {
+fn a_missing_tls_file_fails_check_and_run_alike() {
     let dir = TempDir::new();
     let path = write_file(
         dir.path(),
         "tls.toml",
         "[[http]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"127.0.0.1:9\"]\ntls = [{ cert = \"nope.pem\", key = \"nope.key\" }]\n",
     );
-    let (code, _, err) = strata_cmd(&["check", "-c", path.to_str().unwrap()]);
-    assert_eq!(code, 64, "{err}");
-    assert!(
-        err.contains("listener \"web\": TLS file") && err.contains("nope.pem"),
-        "{err}"
-    );
+    for command in ["check", "run"] {
+        let (code, _, err) = strata_cmd(&[command, "-c", path.to_str().unwrap()]);
+        assert_eq!(code, 64, "{command}: {err}");
+        assert!(
+            err.contains("listener \"web\": TLS file") && err.contains("nope.pem"),
+            "{command}: {err}"
+        );
+    }
 }
 
 #[test]

@@ -1203,6 +1203,38 @@ async fn a_client_that_waits_too_long_for_a_connection_gets_a_clear_error_and_ca
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_raises_pool_size_lets_a_waiting_client_in_at_once() {
+    let pg = Postgres::start();
+    pg.user_and_database("app", "secret");
+    let with = |size: u32| {
+        config(
+            &[pg.addr],
+            &format!("pool_size = {size}\nquery_wait_timeout = \"5s\""),
+        )
+    };
+    let strata = Strata::start(&with(1));
+    let db = strata.addr("database:app");
+    let holder = blocking(move || {
+        let mut holder = PsqlSession::open(db, "app", "secret", "app", &[]);
+        holder.send("begin");
+        assert_eq!(holder.line("select 'holding'"), "holding");
+        holder
+    })
+    .await;
+    std::fs::write(&strata.config, with(2)).unwrap();
+    strata.signal(libc::SIGHUP);
+    strata
+        .wait_log("SIGHUP: reloaded", Duration::from_secs(5))
+        .await;
+    // the pool made before the reload has the new size: no wait for the holder
+    let second = blocking(move || psql(db, "app", "secret", "app", "select 'second'")).await;
+    assert_eq!(second.as_deref(), Ok("second"));
+    let s = status(&strata).await;
+    assert_eq!(s["database"][0]["pool_size"], 2, "{s}");
+    drop(holder);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_one_client_sets_never_reaches_the_next_one_on_a_shared_connection() {
     let (pg, _strata, db) = one_shared_connection();
     let default_timeout = pg.admin("show statement_timeout");

@@ -191,3 +191,74 @@ async fn sighup_sends_new_connections_to_the_new_backends_and_open_ones_carry_on
         .unwrap();
     assert_eq!(&back, b"still there?");
 }
+
+/// A connection through `addr` that the backend has greeted: relayed, so it holds a slot.
+async fn greeted(addr: std::net::SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut hello = [0u8; 2];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut hello))
+        .await
+        .expect("greeting")
+        .unwrap();
+    s
+}
+
+/// Whether the backend's greeting comes through on `s` within `wait`.
+async fn greets_within(s: &mut TcpStream, wait: Duration) -> bool {
+    let mut hello = [0u8; 2];
+    matches!(
+        tokio::time::timeout(wait, s.read_exact(&mut hello)).await,
+        Ok(Ok(_))
+    )
+}
+
+#[tokio::test]
+async fn max_connections_holds_across_reloads_and_follows_a_changed_number() {
+    let (a, _ta) = echo("a").await;
+    let config = |max: u32| {
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\n[[tcp]]\nname = \"echo\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"{a}\"]\nmax_connections = {max}\n"
+        )
+    };
+    let strata = Strata::start(&config(2));
+    let addr = strata.addr("tcp:echo");
+    let mut reloads = 0;
+    let mut reload = |max: u32| {
+        reloads += 1;
+        std::fs::write(&strata.config, config(max)).unwrap();
+        strata.signal(libc::SIGHUP);
+        let (strata, n) = (&strata, reloads);
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while strata.logs().matches("SIGHUP: reloaded").count() < n {
+                assert!(tokio::time::Instant::now() < deadline, "{}", strata.logs());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let first = greeted(addr).await;
+    let second = greeted(addr).await;
+    // the same limit again, twice: a reload must not open a second count beside the first
+    reload(2).await;
+    reload(2).await;
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    // a short wait to show that something does not happen: not relayed while both slots are held
+    assert!(
+        !greets_within(&mut third, Duration::from_millis(300)).await,
+        "a third connection relayed with max_connections = 2 after two reloads"
+    );
+    // raised: the one waiting gets the new place
+    reload(3).await;
+    assert!(greets_within(&mut third, Duration::from_secs(5)).await);
+    // lowered below what is open: no new connection until the open ones are down to it
+    reload(1).await;
+    drop(first);
+    let mut fourth = TcpStream::connect(addr).await.unwrap();
+    assert!(
+        !greets_within(&mut fourth, Duration::from_millis(300)).await,
+        "relayed with two open and max_connections = 1"
+    );
+    drop(second);
+    drop(third);
+    assert!(greets_within(&mut fourth, Duration::from_secs(5)).await);
+}
