@@ -278,7 +278,12 @@ pub async fn run(svc: Arc<DatabaseService>, stop: CancellationToken) {
     loop {
         let config = svc.config();
         let Some(user) = config.check_user.clone() else {
-            return; // nobody to log in as: roles stay unknown (one server is taken as primary)
+            // nobody to log in as: roles stay unknown (one server is taken as primary) until a
+            // reload names a check_user
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = svc.recheck.notified() => continue,
+            }
         };
         let credential = config
             .users
@@ -320,6 +325,7 @@ pub async fn run(svc: Arc<DatabaseService>, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(config.check_interval) => {}
+            _ = svc.recheck.notified() => {}
         }
     }
 }

@@ -110,6 +110,9 @@ pub struct DatabaseService {
     /// The listener's counters.
     pub stats: Stats,
     checks: Mutex<CancellationToken>,
+    /// Told by a reload: the role checks start a pass at once, with the new settings (a
+    /// `check_user` added, servers changed, another interval).
+    pub(crate) recheck: tokio::sync::Notify,
     /// Whose turn it is among the replicas.
     turn: std::sync::atomic::AtomicUsize,
 }
@@ -131,6 +134,7 @@ impl DatabaseService {
             scram: Mutex::new(HashMap::new()),
             stats: Stats::default(),
             checks: Mutex::new(CancellationToken::new()),
+            recheck: tokio::sync::Notify::new(),
             turn: std::sync::atomic::AtomicUsize::new(0),
         });
         svc.set_credentials(config);
@@ -221,6 +225,7 @@ impl DatabaseService {
         }
         self.set_credentials(config);
         lock(&self.scram).clear();
+        self.recheck.notify_one();
     }
 
     /// The pool of (user, database), made on first use.

@@ -66,51 +66,60 @@ pub(crate) struct Pool {
     conns: Vec<Mutex<Vec<Conn>>>,
     /// Held while a connection to the backend is being opened; when the last try failed.
     opening: Vec<tokio::sync::Mutex<Option<std::time::Instant>>>,
-    tls: Option<(TlsConnector, Option<ServerName<'static>>)>,
+    tls: Option<Connector>,
     builder: Builder<TokioExecutor>,
+}
+
+/// How TLS connections to the backends are made (`backend_protocol = "h2"`): the CA to trust
+/// and the name to ask for.
+pub(crate) type Connector = (TlsConnector, Option<ServerName<'static>>);
+
+/// The TLS connector for `config`'s backends; `None` when it speaks to them in clear. Fails
+/// when the CA file can't be read, which `strata check` (and a reload's check) reports before
+/// anything is started.
+pub(crate) fn connector(config: &HttpListener) -> Result<Option<Connector>, LbError> {
+    let BackendProtocol::H2(tls) = &config.backend_protocol else {
+        return Ok(None);
+    };
+    let err = |why: String| LbError::Tls {
+        listener: config.name.clone(),
+        path: tls.ca.clone(),
+        why,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&tls.ca).map_err(|e| err(e.to_string()))? {
+        roots
+            .add(cert.map_err(|e| err(e.to_string()))?)
+            .map_err(|e| err(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(err("no CERTIFICATE block in the file".into()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.alpn_protocols = vec![b"h2".to_vec()];
+    let name = match &tls.sni {
+        Some(n) => Some(
+            ServerName::try_from(n.clone())
+                .map_err(|e| err(format!("backend_sni \"{n}\": {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(Some((TlsConnector::from(Arc::new(client)), name)))
 }
 
 impl Pool {
     /// The pool for `config`'s backends; `None` when it speaks HTTP/1.1 to them. Fails when
     /// the CA file can't be read.
     pub(crate) fn new(config: &HttpListener) -> Result<Option<Self>, LbError> {
-        let tls = match &config.backend_protocol {
-            BackendProtocol::Http1 => return Ok(None),
-            BackendProtocol::H2c => None,
-            BackendProtocol::H2(tls) => {
-                let err = |why: String| LbError::Tls {
-                    listener: config.name.clone(),
-                    path: tls.ca.clone(),
-                    why,
-                };
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in
-                    CertificateDer::pem_file_iter(&tls.ca).map_err(|e| err(e.to_string()))?
-                {
-                    roots
-                        .add(cert.map_err(|e| err(e.to_string()))?)
-                        .map_err(|e| err(e.to_string()))?;
-                }
-                if roots.is_empty() {
-                    return Err(err("no CERTIFICATE block in the file".into()));
-                }
-                let provider = Arc::new(rustls::crypto::ring::default_provider());
-                let mut client = rustls::ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()
-                    .map_err(|e| err(e.to_string()))?
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
-                client.alpn_protocols = vec![b"h2".to_vec()];
-                let name = match &tls.sni {
-                    Some(n) => Some(
-                        ServerName::try_from(n.clone())
-                            .map_err(|e| err(format!("backend_sni \"{n}\": {e}")))?,
-                    ),
-                    None => None,
-                };
-                Some((TlsConnector::from(Arc::new(client)), name))
-            }
-        };
+        if config.backend_protocol == BackendProtocol::Http1 {
+            return Ok(None);
+        }
+        let tls = connector(config)?;
         let mut builder = Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())

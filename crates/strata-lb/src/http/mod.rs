@@ -308,12 +308,13 @@ impl HttpService {
     }
 }
 
-/// Loads the certificates a listener names, without starting it: a reload checks this first so
-/// that a bad file rejects the whole reload.
+/// Loads the certificates a listener names (its own, and the CA it trusts its backends with),
+/// without starting it: a reload checks this first so that a bad file rejects the whole reload.
 pub fn check_tls(config: &HttpListener) -> Result<(), LbError> {
     if !config.tls.is_empty() {
         tls::acceptor(&config.name, &config.tls)?;
     }
+    h2_backend::connector(config)?;
     Ok(())
 }
 

@@ -134,6 +134,22 @@ fn a_missing_tls_file_fails_check_and_run_alike() {
 }
 
 #[test]
+fn a_missing_backend_ca_fails_check() {
+    let dir = TempDir::new();
+    let path = write_file(
+        dir.path(),
+        "ca.toml",
+        "[[http]]\nname = \"grpc\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"127.0.0.1:9\"]\nbackend_protocol = \"h2\"\nbackend_ca = \"no-ca.pem\"\n",
+    );
+    let (code, _, err) = strata_cmd(&["check", "-c", path.to_str().unwrap()]);
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("listener \"grpc\": TLS file") && err.contains("no-ca.pem"),
+        "{err}"
+    );
+}
+
+#[test]
 fn every_example_config_passes_check() {
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let mut checked = 0;

@@ -1203,6 +1203,52 @@ async fn a_client_that_waits_too_long_for_a_connection_gets_a_clear_error_and_ca
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_user_added_by_a_reload_starts_the_role_checks() {
+    let pg = Postgres::start();
+    pg.user_and_database("app", "secret");
+    // app with its SCRAM secret only, which the role checks can't log in with: no check_user
+    let secret = pg.admin("select rolpassword from pg_authid where rolname = 'app'");
+    let checked = config(&[pg.addr], "")
+        .replace("password = \"secret\"", &format!("password = \"{secret}\""));
+    let unchecked = checked.replace("check_user = \"postgres\"\n", "").replace(
+        &format!("[[database.users]]\nname = \"postgres\"\npassword = \"{SUPERUSER_PASSWORD}\"\n"),
+        "",
+    );
+    assert!(!unchecked.contains("postgres"), "{unchecked}");
+    let with = |check_user: bool| {
+        if check_user {
+            checked.clone()
+        } else {
+            unchecked.clone()
+        }
+    };
+    let strata = Strata::start(&with(false));
+    let db = strata.addr("database:app");
+    let role = |s: &serde_json::Value| s["database"][0]["servers"][0]["role"].clone();
+    let before = status(&strata).await;
+    assert_eq!(role(&before), "unknown", "{before}");
+    std::fs::write(&strata.config, with(true)).unwrap();
+    strata.signal(libc::SIGHUP);
+    strata
+        .wait_log("SIGHUP: reloaded", Duration::from_secs(5))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = status(&strata).await;
+        if role(&s) == "primary" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not checked after the reload: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let answer = blocking(move || psql(db, "app", "secret", "app", "select 'still served'")).await;
+    assert_eq!(answer.as_deref(), Ok("still served"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_that_raises_pool_size_lets_a_waiting_client_in_at_once() {
     let pg = Postgres::start();
     pg.user_and_database("app", "secret");
