@@ -73,6 +73,12 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// Whether this cluster is the one `seeds`, `settings` and `passive` describe: a reload
+    /// that leaves them as they were keeps it, its map and its nodes' connections.
+    pub fn is(&self, seeds: &[SocketAddr], settings: &LinkSettings, passive: &Passive) -> bool {
+        self.seeds == seeds && *self.settings == *settings && self.passive == *passive
+    }
+
     /// A cluster known only by its seed nodes; call [`Cluster::refresh`] to learn the slots.
     pub fn new(seeds: Vec<SocketAddr>, settings: Arc<LinkSettings>, passive: Passive) -> Arc<Self> {
         Arc::new(Cluster {
@@ -220,7 +226,7 @@ impl Cluster {
             };
             nodes[index]
                 .live
-                .set_replicas(replicas, &self.replica_settings, &self.passive);
+                .set_replicas(replicas, &self.replica_settings, &self.passive, &[]);
             for s in start..=end.min(SLOTS as u16 - 1) {
                 slots[s as usize] = index as u16;
             }

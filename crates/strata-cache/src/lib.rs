@@ -90,6 +90,7 @@ impl CacheService {
     pub fn reload(&self, config: &CacheListener) {
         let old = self.pool.load_full();
         self.pool.store(Arc::new(Pool::new(config, Some(&old))));
+        old.retire();
     }
 
     /// The pool's address, counters, ring and servers, for `/status`.
@@ -259,7 +260,9 @@ impl strata_layer::Service for CacheService {
         CacheService::reload(self, config);
         Ok(())
     }
-    fn stop(&self) {}
+    fn stop(&self) {
+        self.pool.load().retire();
+    }
     fn serve(
         self: Arc<Self>,
         listener: TcpListener,

@@ -68,6 +68,34 @@ impl Drop for Pool {
     }
 }
 
+impl MovedWrites {
+    /// The same keys by the servers' new places (`place` of an old index; `None`: the server
+    /// left, and its keys with it); the count of forgotten ones carries on.
+    fn remapped(&self, place: impl Fn(usize) -> Option<usize>) -> MovedWrites {
+        let keys: std::collections::HashMap<_, _> = strata_net::lock(&self.keys)
+            .iter()
+            .filter_map(|(i, k)| Some((place(*i)?, k.clone())))
+            .collect();
+        let moved = MovedWrites {
+            count: keys.values().map(|k| k.len()).sum::<usize>().into(),
+            keys: Mutex::new(keys),
+            forgotten: Default::default(),
+        };
+        moved.forgotten.add(self.forgotten.get());
+        moved
+    }
+}
+
+impl Pool {
+    /// Stops this generation's Sentinel watch and cluster map refresher: a reload replaced it,
+    /// or the pool was removed. Clients still on it (a subscriber, a blocking command) go on
+    /// with what was last learned, and with the masters the next generation follows (it
+    /// shares their addresses).
+    pub fn retire(&self) {
+        self.watch.cancel();
+    }
+}
+
 /// Where keys lived before a reload moved some of them: a GET that misses on a key's new
 /// server is read from its old one and copied over, so a ring change is not a miss storm.
 pub struct OldRing {
@@ -97,8 +125,8 @@ pub struct Live {
     pub source: Mutex<String>,
     /// The master's address, shared with its connections.
     pub target: Arc<Target>,
-    /// Times Sentinel moved the master.
-    pub switches: strata_metrics::Counter,
+    /// Times Sentinel moved the master (kept across reloads, as the master is).
+    pub switches: Arc<strata_metrics::Counter>,
 }
 
 impl Shard {
@@ -112,12 +140,49 @@ impl Shard {
         source: &str,
     ) -> Arc<Shard> {
         Arc::new(Shard {
-            master: Server::start(group, index, settings, target.clone()),
+            master: Server::start(group, index, settings, target.clone(), Default::default()),
             live: Arc::new(Live {
                 replicas: ArcSwap::from_pointee(Vec::new()),
                 source: Mutex::new(source.into()),
                 target,
                 switches: Default::default(),
+            }),
+        })
+    }
+
+    /// The same server as `before` (the generation before a reload) with `settings`: new
+    /// connections, the same latency histogram, the master and Sentinel's account of it
+    /// (when `sentinel`), and its replicas' health and histograms.
+    fn carried(
+        before: &Shard,
+        group: &Arc<Group>,
+        index: usize,
+        settings: &Arc<LinkSettings>,
+        target: Arc<Target>,
+        sentinel: bool,
+    ) -> Arc<Shard> {
+        let source = if sentinel {
+            strata_net::lock(&before.live.source).clone()
+        } else {
+            "config".to_string()
+        };
+        Arc::new(Shard {
+            master: Server::start(
+                group,
+                index,
+                settings,
+                target.clone(),
+                before.master.latency.clone(),
+            ),
+            live: Arc::new(Live {
+                replicas: ArcSwap::from_pointee(Vec::new()),
+                source: Mutex::new(source),
+                target,
+                switches: if sentinel {
+                    before.live.switches.clone()
+                } else {
+                    Default::default()
+                },
             }),
         })
     }
@@ -213,26 +278,44 @@ impl Pool {
             protocol: config.protocol,
             readonly: false,
         });
+        let sentinel = !config.sentinels.is_empty();
         let servers: Vec<Arc<Shard>> = config
             .servers
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                // with Sentinel, a server that stays keeps the master Sentinel named for it
-                let kept = previous
-                    .filter(|_| !config.sentinels.is_empty())
-                    .and_then(|p| {
-                        p.config
-                            .servers
-                            .iter()
-                            .position(|o| o.ring_name == s.ring_name)
-                            .map(|o| p.servers[o].live.target.clone())
-                    });
-                let target = kept.unwrap_or_else(|| Target::new(s.addr));
-                let shard = Shard::start(&group, i, &settings, target, "config");
+                // a server that stays (its name, and its address unless Sentinel finds it)
+                // keeps what was learned of it; with Sentinel, the master Sentinel named
+                let before = previous.filter(|p| p.cluster.is_none()).and_then(|p| {
+                    p.config
+                        .servers
+                        .iter()
+                        .position(|o| o.ring_name == s.ring_name && (sentinel || o.addr == s.addr))
+                        .map(|o| &p.servers[o])
+                });
+                let Some(before) = before else {
+                    let shard = Shard::start(&group, i, &settings, Target::new(s.addr), "config");
+                    shard
+                        .live
+                        .set_replicas(&s.replicas, &settings, &config.passive, &[]);
+                    return shard;
+                };
+                let target = if sentinel {
+                    before.live.target.clone()
+                } else {
+                    Target::new(s.addr)
+                };
+                let shard = Shard::carried(before, &group, i, &settings, target, sentinel);
+                let replicas_before = before.live.replicas.load();
+                // Sentinel's replicas until it is asked again
+                let replicas: Vec<SocketAddr> = if sentinel && s.replicas.is_empty() {
+                    replicas_before.iter().map(|r| r.backend.addr).collect()
+                } else {
+                    s.replicas.clone()
+                };
                 shard
                     .live
-                    .set_replicas(&s.replicas, &settings, &config.passive);
+                    .set_replicas(&replicas, &settings, &config.passive, &replicas_before);
                 shard
             })
             .collect();
@@ -262,12 +345,17 @@ impl Pool {
                 .map(|s| (s.ring_name.as_str(), s.weight)),
         );
         let cluster = config.cluster.then(|| {
-            let cluster = crate::cluster::Cluster::new(
-                config.servers.iter().map(|s| s.addr).collect(),
-                settings.clone(),
-                config.passive.clone(),
-            );
-            cluster.refresh_soon();
+            let seeds: Vec<SocketAddr> = config.servers.iter().map(|s| s.addr).collect();
+            // the same cluster as before the reload keeps its map: no moment without one
+            let before = previous
+                .and_then(|p| p.cluster.clone())
+                .filter(|c| c.is(&seeds, &settings, &config.passive));
+            let cluster = before.unwrap_or_else(|| {
+                let cluster =
+                    crate::cluster::Cluster::new(seeds, settings.clone(), config.passive.clone());
+                cluster.refresh_soon();
+                cluster
+            });
             // masters fail over and replicas come and go without a MOVED to say so: the map
             // is asked for again at an interval, until this generation ends
             let (watched, stop) = (cluster.clone(), watch.clone());
@@ -282,16 +370,20 @@ impl Pool {
             cluster
         });
         let old = previous.and_then(|p| old_ring(config, p));
-        // the servers keep their places when the list is the same: what was remembered stays
-        let moved_writes = previous
-            .filter(|p| {
-                p.config
-                    .servers
-                    .iter()
-                    .map(|s| s.addr)
-                    .eq(config.servers.iter().map(|s| s.addr))
-            })
-            .map_or_else(Default::default, |p| p.moved_writes.clone());
+        let moved_writes = previous.map_or_else(Default::default, |p| {
+            let before: Vec<SocketAddr> = p.config.servers.iter().map(|s| s.addr).collect();
+            let now: Vec<SocketAddr> = config.servers.iter().map(|s| s.addr).collect();
+            if before == now {
+                // the servers keep their places: what was remembered stays as it is
+                p.moved_writes.clone()
+            } else {
+                // what was remembered for a server that stays goes with it to its new place
+                Arc::new(
+                    p.moved_writes
+                        .remapped(|i| now.iter().position(|a| *a == before[i])),
+                )
+            }
+        });
         Pool {
             ring,
             group,
@@ -495,6 +587,7 @@ impl Live {
         addrs: &[SocketAddr],
         settings: &Arc<LinkSettings>,
         passive: &strata_config::Passive,
+        before: &[Arc<Server>],
     ) {
         let current = self.replicas.load();
         // the same replicas in another order are the same replicas
@@ -505,10 +598,14 @@ impl Live {
         {
             return;
         }
+        // a replica this shard had before a reload keeps its health and latency histogram
+        let earlier = |a: &SocketAddr| current.iter().chain(before).find(|r| r.backend.addr == *a);
         let group = Arc::new(Group {
             backends: addrs
                 .iter()
-                .map(|a| Arc::new(Backend::new(*a, 1)))
+                .map(|a| {
+                    earlier(a).map_or_else(|| Arc::new(Backend::new(*a, 1)), |r| r.backend.clone())
+                })
                 .collect(),
             passive: passive.clone(),
         });
@@ -518,7 +615,13 @@ impl Live {
             .map(
                 |(i, a)| match current.iter().find(|r| r.backend.addr == *a) {
                     Some(r) => r.clone(),
-                    None => Arc::new(Server::start(&group, i, settings, Target::new(*a))),
+                    None => Arc::new(Server::start(
+                        &group,
+                        i,
+                        settings,
+                        Target::new(*a),
+                        earlier(a).map_or_else(Default::default, |r| r.latency.clone()),
+                    )),
                 },
             )
             .collect();

@@ -135,7 +135,7 @@ async fn learn(
         tracing::warn!(master = %name, %addr, %sentinel, "sentinel: the master moved; writes go there now");
     }
     let replicas = request(ask, &[b"SENTINEL", b"replicas", name.as_bytes()], settings).await?;
-    live.set_replicas(&healthy_replicas(&replicas), settings, passive);
+    live.set_replicas(&healthy_replicas(&replicas), settings, passive, &[]);
     if let Ok(mut source) = live.source.lock() {
         *source = format!("sentinel {sentinel}");
     }

@@ -145,7 +145,7 @@ struct Job {
 }
 
 /// How a pool talks to its servers.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LinkSettings {
     /// Connections per server.
     pub connections: usize,
@@ -245,13 +245,15 @@ struct Link {
 impl Server {
     /// The server at `index` of `group`, with its connection tasks started (they connect on
     /// first use, and end once this value and every command sent through it are gone).
+    /// `latency`: its histogram so far (the same server in the generation before a reload),
+    /// or a new one.
     pub fn start(
         group: &Arc<Group>,
         index: usize,
         settings: &Arc<LinkSettings>,
         target: Arc<Target>,
+        latency: Arc<Latency>,
     ) -> Server {
-        let latency = Arc::new(Latency::default());
         let link = Link {
             group: group.clone(),
             index,

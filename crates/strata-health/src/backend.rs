@@ -65,6 +65,9 @@ pub struct Backend {
     /// Requests or connections in flight now; balancing reads it.
     in_flight: AtomicU32,
     active_up: AtomicBool,
+    /// Active checks in a row that disagree with `active_up`: kept here, not in the checker,
+    /// so a checker restarted by a reload goes on counting toward `rise`/`fall`.
+    check_streak: AtomicU32,
     draining: AtomicBool,
     passive_failures: AtomicU32,
     /// When the current ejection ends (ms, [`now_ms`]); 0 when not ejected.
@@ -87,6 +90,7 @@ impl Backend {
             stats: BackendStats::default(),
             in_flight: AtomicU32::new(0),
             active_up: AtomicBool::new(true),
+            check_streak: AtomicU32::new(0),
             draining: AtomicBool::new(false),
             passive_failures: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
@@ -181,7 +185,43 @@ impl Backend {
         }
     }
 
-    /// The result of one active check, after rise/fall were counted by the checker.
+    /// Counts one active check that passed (`ok`) or failed, `detail` saying what it saw:
+    /// `rise` passes in a row bring a down backend up, `fall` failures take an up one down.
+    /// `first`: the checker's first result, which sets the reason of a backend not checked
+    /// yet. Returns the new state's reason when the backend went up or down.
+    pub(crate) fn checked(
+        &self,
+        ok: bool,
+        detail: &str,
+        rise: u32,
+        fall: u32,
+        first: bool,
+    ) -> Option<String> {
+        let up = self.active_up.load(Relaxed);
+        if ok == up {
+            self.check_streak.store(0, Relaxed);
+            if !ok {
+                self.set_reason(format!("check failed: {detail}"));
+            } else if first {
+                self.set_reason(format!("check passed: {detail}"));
+            }
+            return None;
+        }
+        let needed = if up { fall } else { rise };
+        if self.check_streak.fetch_add(1, Relaxed) + 1 < needed {
+            return None;
+        }
+        self.check_streak.store(0, Relaxed);
+        let why = if ok {
+            format!("up after {needed} passed checks: {detail}")
+        } else {
+            format!("down after {needed} failed checks: {detail}")
+        };
+        self.set_active(ok, why.clone());
+        Some(why)
+    }
+
+    /// The result of one active check, after rise/fall were counted.
     pub(crate) fn set_active(&self, up: bool, why: String) {
         let was = self.active_up.swap(up, Relaxed);
         if up && !was {
@@ -320,6 +360,26 @@ mod tests {
                 max_ejected_percent: max_pct,
             },
         }
+    }
+
+    #[test]
+    fn checks_count_toward_fall_and_rise_across_a_restarted_checker() {
+        let b = Backend::new(([127, 0, 0, 1], 1000).into(), 1);
+        // a reload restarts the checker after two failures: its first result is the third
+        assert_eq!(b.checked(false, "refused", 2, 3, true), None);
+        assert_eq!(b.checked(false, "refused", 2, 3, false), None);
+        let down = b.checked(false, "refused", 2, 3, true);
+        assert_eq!(down.as_deref(), Some("down after 3 failed checks: refused"));
+        assert_eq!(b.state(), State::Down);
+        assert_eq!(b.checked(false, "refused", 2, 3, true), None);
+        assert_eq!(b.reason(), "check failed: refused");
+        // drained while down: a passing check counts toward rise, it does not bring it up
+        b.drain();
+        assert_eq!(b.checked(true, "connected", 2, 3, true), None);
+        assert!(!b.active_up.load(Relaxed));
+        assert!(b.checked(true, "connected", 2, 3, false).is_some());
+        b.restore();
+        assert_eq!(b.state(), State::Up);
     }
 
     #[test]

@@ -49,8 +49,6 @@ pub fn spawn_checks(
 async fn run(owner: &str, backend: &Backend, check: &HealthCheck, custom: Option<Probe>) {
     let mut ticker = tokio::time::interval(check.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut up = backend.state() != crate::State::Down;
-    let mut streak = 0u32; // consecutive results that disagree with `up`
     let mut first = true;
     loop {
         ticker.tick().await;
@@ -64,34 +62,13 @@ async fn run(owner: &str, backend: &Backend, check: &HealthCheck, custom: Option
             Ok(result) => result,
             Err(_) => Err(format!("no answer within {:?}", check.timeout)),
         };
+        let (Ok(detail) | Err(detail)) = &result;
         let ok = result.is_ok();
-        let detail = match &result {
-            Ok(d) | Err(d) => d.clone(),
-        };
-        if ok == up {
-            streak = 0;
-            if first {
-                backend.set_active(up, format!("check passed: {detail}"));
-            } else if !ok {
-                backend.set_active(up, format!("check failed: {detail}"));
-            }
-        } else {
-            streak += 1;
-            let needed = if up { check.fall } else { check.rise };
-            if streak >= needed {
-                up = ok;
-                streak = 0;
-                let why = if ok {
-                    format!("up after {needed} passed checks: {detail}")
-                } else {
-                    format!("down after {needed} failed checks: {detail}")
-                };
-                if ok {
-                    tracing::info!(listener = owner, backend = %backend.name, "{why}");
-                } else {
-                    tracing::warn!(listener = owner, backend = %backend.name, "{why}");
-                }
-                backend.set_active(up, why);
+        if let Some(why) = backend.checked(ok, detail, check.rise, check.fall, first) {
+            if ok {
+                tracing::info!(listener = owner, backend = %backend.name, "{why}");
+            } else {
+                tracing::warn!(listener = owner, backend = %backend.name, "{why}");
             }
         }
         first = false;

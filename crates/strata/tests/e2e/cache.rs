@@ -1089,6 +1089,54 @@ async fn redis_cli_and_redis_benchmark_work_through_the_proxy() {
     }
 }
 
+/// A reload that keeps a server keeps what was learned of it and of its replicas: their
+/// latency histograms go on counting (a Prometheus histogram never goes back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_the_histograms_of_the_servers_that_stay() {
+    let master = Redis::start().await;
+    let port = master.addr.port().to_string();
+    let replica = Redis::start_with(&["--replicaof", "127.0.0.1", &port]).await;
+    let config = |timeout: &str| {
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[cache]]\nname = \"c\"\nlisten = \"127.0.0.1:0\"\n\
+             servers = [\"{}:1 main\"]\nreplicas = {{ main = [\"{}\"] }}\nread_from = \"replica\"\ntimeout = \"{timeout}\"\n",
+            master.addr, replica.addr
+        )
+    };
+    let strata = Strata::start(&config("1s"));
+    let mut c = Resp::connect(strata.addr("cache:c")).await.unwrap();
+    for i in 0..20 {
+        let key = format!("k{i}");
+        assert_eq!(
+            text(&c.cmd(&[b"SET", key.as_bytes(), b"v"]).await),
+            "+OK\r\n"
+        );
+        c.cmd(&[b"GET", key.as_bytes()]).await;
+    }
+    let timed = |metrics: &str, server: std::net::SocketAddr| {
+        common::metric(
+            metrics,
+            "strata_cache_server_latency_seconds_count",
+            &format!("backend=\"{server}\""),
+        )
+        .unwrap_or(0.0)
+    };
+    let before = common::admin_get(&strata, "/metrics").await.body;
+    let (m0, r0) = (timed(&before, master.addr), timed(&before, replica.addr));
+    assert!(m0 >= 20.0 && r0 >= 20.0, "{m0} {r0}: {before}");
+    std::fs::write(&strata.config, config("2s")).unwrap();
+    strata.signal(libc::SIGHUP);
+    strata
+        .wait_log("SIGHUP: reloaded", std::time::Duration::from_secs(5))
+        .await;
+    let after = common::admin_get(&strata, "/metrics").await.body;
+    assert!(timed(&after, master.addr) >= m0, "{after}");
+    assert!(timed(&after, replica.addr) >= r0, "{after}");
+    c.cmd(&[b"GET", b"k1"]).await;
+    let later = common::admin_get(&strata, "/metrics").await.body;
+    assert!(timed(&later, replica.addr) > r0, "{later}");
+}
+
 /// `read_from = "replica"` sends reads to a replica of the key's server, writes to its master.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_go_to_replicas_when_asked() {
@@ -1665,6 +1713,12 @@ async fn a_redis_cluster_serves_clients_that_know_nothing_of_it() {
         );
         assert!(timed.is_some_and(|n| n > 0.0), "{}: {metrics}", node.addr);
     }
+    assert_eq!(text(&c.cmd(&[b"DBSIZE"]).await), ":2000\r\n");
+    // a reload that leaves the cluster as it was keeps its map: no moment without one
+    strata.signal(libc::SIGHUP);
+    strata
+        .wait_log("SIGHUP: reloaded", std::time::Duration::from_secs(5))
+        .await;
     assert_eq!(text(&c.cmd(&[b"DBSIZE"]).await), ":2000\r\n");
     // SCAN walks every node behind one cursor
     let mut seen = std::collections::BTreeSet::new();
