@@ -256,12 +256,8 @@ impl Pool {
             .iter()
             .map(|s| {
                 previous
-                    .and_then(|p| {
-                        p.group
-                            .backends
-                            .iter()
-                            .find(|b| b.addr == s.addr && b.weight == s.weight)
-                    })
+                    .and_then(|p| p.group.backends.iter().find(|b| b.addr == s.addr))
+                    .inspect(|b| b.set_weight(s.weight))
                     .cloned()
                     .unwrap_or_else(|| Arc::new(Backend::new(s.addr, s.weight)))
             })

@@ -216,10 +216,16 @@ impl DatabaseService {
             conn_limit,
             roles: Arc::new(Roles::new(config, Some(&old.roles))),
         }));
-        if old.config.pool_size != config.pool_size {
-            for pool in lock(&self.pools).values() {
-                for server in pool.servers() {
-                    server.resize(config.pool_size);
+        {
+            let mut pools = lock(&self.pools);
+            // the pools of users no longer configured, and of servers no longer listed, go
+            pools.retain(|(user, _), _| config.users.iter().any(|u| &u.name == user));
+            for pool in pools.values() {
+                pool.keep_servers(|addr| config.servers.contains(&addr));
+                if old.config.pool_size != config.pool_size {
+                    for server in pool.servers() {
+                        server.resize(config.pool_size);
+                    }
                 }
             }
         }

@@ -239,6 +239,12 @@ impl Pool {
         s
     }
 
+    /// Forgets the servers `keep` says no to (a reload removed them): their idle connections
+    /// close now, busy ones when their clients give them back.
+    pub fn keep_servers(&self, keep: impl Fn(SocketAddr) -> bool) {
+        lock(&self.servers).retain(|s| keep(s.addr));
+    }
+
     /// The [`ServerPool::load`] of each of `addrs` (0 for a server this pool has no
     /// connections of yet), in one look under the lock.
     pub fn loads(&self, addrs: impl Iterator<Item = SocketAddr>) -> Vec<(SocketAddr, usize)> {

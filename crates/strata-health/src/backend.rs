@@ -58,8 +58,9 @@ pub struct Backend {
     pub addr: SocketAddr,
     /// `addr` as text, the backend's name in metrics, status and the admin API.
     pub name: String,
-    /// Relative share of new requests, before slow start ([`Backend::effective_weight`]).
-    pub weight: u32,
+    /// Relative share of new requests, before slow start ([`Backend::effective_weight`]); a
+    /// reload may change it.
+    weight: AtomicU32,
     /// Its traffic counters.
     pub stats: BackendStats,
     /// Requests or connections in flight now; balancing reads it.
@@ -86,7 +87,7 @@ impl Backend {
         Backend {
             addr,
             name: addr.to_string(),
-            weight,
+            weight: AtomicU32::new(weight),
             stats: BackendStats::default(),
             in_flight: AtomicU32::new(0),
             active_up: AtomicBool::new(true),
@@ -98,6 +99,16 @@ impl Backend {
             available_since: AtomicU64::new(0),
             reason: Mutex::new("not checked yet".into()),
         }
+    }
+
+    /// Its relative share of new requests, as configured.
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Relaxed)
+    }
+
+    /// A reload gave it another weight; everything else about it stays.
+    pub fn set_weight(&self, weight: u32) {
+        self.weight.store(weight, Relaxed);
     }
 
     /// Why it takes traffic or not, now.
@@ -171,7 +182,7 @@ impl Backend {
 
     /// [`Backend::effective_weight`] at `now` ([`now_ms`]).
     pub fn effective_weight_at(&self, slow_start: Duration, now: u64) -> f64 {
-        let weight = self.weight as f64;
+        let weight = self.weight() as f64;
         let since = self.available_since.load(Relaxed);
         if slow_start.is_zero() || since == 0 {
             return weight;

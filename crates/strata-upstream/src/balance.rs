@@ -31,7 +31,7 @@ impl Balancer {
     pub(crate) fn new(kind: &Balance, group: &Group, slow_start: Duration) -> Self {
         let ring = match kind {
             Balance::IpHash | Balance::Hash(_) => {
-                Ketama::new(group.backends.iter().map(|b| (b.name.as_str(), b.weight)))
+                Ketama::new(group.backends.iter().map(|b| (b.name.as_str(), b.weight())))
             }
             _ => Ketama::default(),
         };

@@ -29,21 +29,19 @@ pub struct Upstream<X = ()> {
 }
 
 impl<X: Default> Upstream<X> {
-    /// Builds the upstream; backends that `previous` already had (same address and weight) are
-    /// carried over with their health, drain state, counters and `extra`, so a reload forgets
-    /// nothing.
+    /// Builds the upstream; backends that `previous` already had (same address) are carried
+    /// over with their health, drain state, counters and `extra`, so a reload forgets nothing
+    /// (a changed weight applies to them in place).
     pub fn new(config: &config::Upstream, previous: Option<&Upstream<X>>) -> Self {
         let (backends, extra) = config
             .backends
             .iter()
             .map(|spec| {
                 let kept = previous.and_then(|p| {
-                    let i = p
-                        .group
-                        .backends
-                        .iter()
-                        .position(|b| b.addr == spec.addr && b.weight == spec.weight)?;
-                    Some((p.group.backends[i].clone(), p.extra[i].clone()))
+                    let i = p.group.backends.iter().position(|b| b.addr == spec.addr)?;
+                    let backend = p.group.backends[i].clone();
+                    backend.set_weight(spec.weight);
+                    Some((backend, p.extra[i].clone()))
                 });
                 kept.unwrap_or_else(|| {
                     (

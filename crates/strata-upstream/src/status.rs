@@ -63,7 +63,7 @@ pub fn backend_status(b: &Backend) -> Value {
         "state": b.state().as_str(),
         "reason": b.reason(),
         "ejected_for_ms": b.ejected_for_ms(),
-        "weight": b.weight,
+        "weight": b.weight(),
         "in_flight": b.in_flight(),
         "requests": b.stats.requests.get(),
         "failures": b.stats.failures.get(),

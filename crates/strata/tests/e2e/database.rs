@@ -1249,6 +1249,53 @@ async fn a_check_user_added_by_a_reload_starts_the_role_checks() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_a_reload_removes_leaves_the_pools() {
+    let (primary, replica) = primary_and_replica("create table w (x int)");
+    let both = config(&[primary.addr, replica.addr], "");
+    let strata = Strata::start(&both);
+    let db = strata.addr("database:app");
+    let r = replica.addr.to_string();
+    replica_known(&strata, &r).await;
+    let on = blocking(move || psql(db, "app", "secret", "app", "select pg_is_in_recovery()")).await;
+    assert_eq!(on.as_deref(), Ok("t"), "a read went to the replica");
+    let pooled = |s: &serde_json::Value| -> Vec<String> {
+        s["database"][0]["pools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["server"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(pooled(&status(&strata).await).contains(&r));
+    std::fs::write(&strata.config, config(&[primary.addr], "")).unwrap();
+    strata.signal(libc::SIGHUP);
+    strata
+        .wait_log("SIGHUP: reloaded", Duration::from_secs(5))
+        .await;
+    let s = status(&strata).await;
+    assert!(!pooled(&s).contains(&r), "{s}");
+    let on = blocking(move || psql(db, "app", "secret", "app", "select pg_is_in_recovery()")).await;
+    assert_eq!(on.as_deref(), Ok("f"));
+    // the replica's pooled connection was closed: PostgreSQL soon shows no session of app
+    let replica = std::sync::Arc::new(replica);
+    common::eventually(
+        Duration::from_secs(10),
+        "app's session on the replica ends",
+        || {
+            let replica = replica.clone();
+            async move {
+                blocking(move || {
+                    replica.admin("select count(*) from pg_stat_activity where usename = 'app'")
+                        == "0"
+                })
+                .await
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_that_raises_pool_size_lets_a_waiting_client_in_at_once() {
     let pg = Postgres::start();
     pg.user_and_database("app", "secret");

@@ -241,6 +241,35 @@ async fn drain_and_restore_through_the_admin_api() {
 }
 
 #[tokio::test]
+async fn a_reload_that_changes_a_weight_keeps_the_backend_drained() {
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let strata = Strata::start(&config(&[&a, &b], ""));
+    let reply = admin_post(&strata, &format!("/backends/http/web/{}/drain", a.addr)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let weighted = config(&[&a, &b], "").replace(
+        &format!("\"{}\"", a.addr),
+        &format!("\"{} weight=5\"", a.addr),
+    );
+    assert!(weighted.contains("weight=5"), "{weighted}");
+    std::fs::write(&strata.config, weighted).unwrap();
+    strata.signal(libc::SIGHUP);
+    strata
+        .wait_log("SIGHUP: reloaded", Duration::from_secs(5))
+        .await;
+    let status: serde_json::Value =
+        serde_json::from_str(&admin_get(&strata, "/status").await.body).unwrap();
+    let backend = &status["http"][0]["backends"][0];
+    assert_eq!(backend["address"], a.addr.to_string(), "{status}");
+    assert_eq!(backend["weight"], 5, "{status}");
+    assert_eq!(backend["state"], "draining", "{status}");
+    let mut client = Client::connect(strata.addr("http:web")).await;
+    for _ in 0..4 {
+        assert_eq!(client.get("/").await.unwrap().body, "backend b");
+    }
+}
+
+#[tokio::test]
 async fn a_slow_client_gets_408_and_others_are_unaffected() {
     let a = Backend::start("a").await;
     let strata = Strata::start(&config(&[&a], "header_timeout = \"300ms\"\n"));
