@@ -45,8 +45,33 @@ struct Running {
     /// Instances handing over (removed or replaced by a reload), and the instances that
     /// start once they have: awaited by a drain.
     changing: Vec<JoinHandle<()>>,
+    /// Instances handing over now: until none is, nothing new starts (a replacement on the
+    /// same addresses must not find the old instance still holding them).
+    stopping: usize,
+    /// The instances of the latest config: what starts once nothing is handing over (not what
+    /// the config was when the hand-over began: a reload meanwhile may have changed it).
+    desired: Vec<strata_config::VipInstance>,
     /// The node is draining: nothing starts any more.
     closed: bool,
+}
+
+impl Running {
+    /// Starts the instances of the latest config that do not run yet, unless some are still
+    /// handing over (the last of those starts them) or the node is draining.
+    fn start_desired(&mut self, probe: &Probe) {
+        if self.stopping > 0 || self.closed {
+            return;
+        }
+        let start: Vec<_> = self
+            .desired
+            .iter()
+            .filter(|c| !self.instances.iter().any(|i| i.name() == c.name))
+            .cloned()
+            .collect();
+        for c in &start {
+            self.instances.push(Instance::start(c, probe.clone()));
+        }
+    }
 }
 
 impl VipLayer {
@@ -100,9 +125,11 @@ impl Layer for VipLayer {
 
     /// Instances that keep their name, interface and vrid take their new settings in place.
     /// The others hand over first, and only then do new ones start: a replacement on the same
-    /// addresses never finds the old instance still holding them.
+    /// addresses never finds the old instance still holding them. What starts then is what
+    /// the latest config asks for, whatever reloads came during the hand-over.
     fn apply(&self, config: &Config, _bound: Vec<TcpListener>) -> Result<(), LayerError> {
         let mut state = self.lock();
+        state.desired = config.vip.clone();
         let mut removed = Vec::new();
         state.instances.retain(|inst| {
             let old = inst.config();
@@ -122,35 +149,22 @@ impl Layer for VipLayer {
                 }
             }
         });
-        let new: Vec<_> = config
-            .vip
-            .iter()
-            .filter(|c| !state.instances.iter().any(|i| i.name() == c.name))
-            .cloned()
-            .collect();
         if removed.is_empty() {
-            for c in &new {
-                let started = Instance::start(c, self.probe.clone());
-                state.instances.push(started);
-            }
+            state.start_desired(&self.probe);
             return Ok(());
         }
+        state.stopping += removed.len();
         state.changing.retain(|h| !h.is_finished());
         let shared = self.state.clone();
         let probe = self.probe.clone();
         state.changing.push(tokio::spawn(async move {
+            let n = removed.len();
             for old in removed {
                 old.stop().await;
             }
             let mut state = strata_net::lock(&shared);
-            if state.closed {
-                return;
-            }
-            for c in &new {
-                if !state.instances.iter().any(|i| i.name() == c.name) {
-                    state.instances.push(Instance::start(c, probe.clone()));
-                }
-            }
+            state.stopping -= n;
+            state.start_desired(&probe);
         }));
         Ok(())
     }

@@ -708,7 +708,7 @@ async fn hostile_adverts_are_counted_and_change_nothing_and_sent_bytes_are_exact
 async fn a_reload_moves_the_address_by_priority_and_a_renamed_instance_keeps_it() {
     let lab = Lab::new(&["a", "b"]);
     let a = Strata::start_on(&lab, "a", &node(&instance("front", 51, 200, VIP, "")));
-    let _b = Strata::start_on(&lab, "b", &node(&instance("front", 51, 100, VIP, "")));
+    let b = Strata::start_on(&lab, "b", &node(&instance("front", 51, 100, VIP, "")));
     until_held(&lab, "a", VIP, true).await;
     let reload = |text: String| {
         std::fs::write(&a.config, text).unwrap();
@@ -738,6 +738,36 @@ async fn a_reload_moves_the_address_by_priority_and_a_renamed_instance_keeps_it(
             lab.holds("a", VIP),
             "the renamed instance lost its address:\n{}",
             a.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // with no peer to hand over to, a hand-over waits its longest (four adverts); a reload
+    // during it that drops the instance is the last word: nothing starts once it ends
+    drop(b);
+    let reloaded = |n: usize| {
+        let a = &a;
+        async move {
+            eventually(LIMIT, "the reload is applied", || async {
+                a.logs().matches("SIGHUP: reloaded").count() >= n
+            })
+            .await
+        }
+    };
+    reloaded(3).await;
+    reload(node(&instance("edge", 51, 200, VIP, "")));
+    reloaded(4).await;
+    reload(node(""));
+    reloaded(5).await;
+    eventually(LIMIT, "a lets the address go", || async {
+        !lab.holds("a", VIP)
+    })
+    .await;
+    for _ in 0..15 {
+        let s = status(&lab, "a", &a).await;
+        assert_eq!(s["vip"], serde_json::json!([]), "{s}\n{}", a.logs());
+        assert!(
+            !lab.holds("a", VIP),
+            "an instance the config dropped took the address"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
