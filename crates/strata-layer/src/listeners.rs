@@ -147,25 +147,30 @@ impl<S: Service> Layer for Listeners<S> {
     fn apply(&self, config: &Config, bound: Vec<TcpListener>) -> Result<(), LayerError> {
         let sections = S::sections(config);
         let mut running = self.lock();
-        // what stays takes its new settings; what went drains
+        // what stays takes its new settings; what went drains; a listener that keeps its
+        // name and moves to another address keeps its state (counters, backends' health,
+        // connection limit) and is served on its new socket, while its old one drains
+        let mut moving: Vec<(String, Arc<S>)> = Vec::new();
         running.retain(|r| {
-            let kept = sections
-                .iter()
-                .find(|s| S::name(s) == r.name && S::listen(s) == r.listen);
+            let kept = sections.iter().find(|s| S::name(s) == r.name);
             match kept {
                 Some(s) => {
                     if let Err(e) = r.svc.reload(s) {
                         tracing::error!(layer = S::LAYER, listener = %r.name, error = %e, "kept the old settings");
                     }
-                    true
+                    if S::listen(s) == r.listen {
+                        return true;
+                    }
+                    tracing::info!(layer = S::LAYER, listener = %r.name, from = %r.listen, to = %S::listen(s), "listener moved; draining its old address");
+                    moving.push((r.name.clone(), r.svc.clone()));
                 }
                 None => {
                     tracing::info!(layer = S::LAYER, listener = %r.name, "listener removed; draining it");
                     r.svc.stop();
-                    strata_net::drain::cancel(&r.stop);
-                    false
                 }
             }
+            strata_net::drain::cancel(&r.stop);
+            false
         });
         let new: Vec<&S::Config> = sections
             .iter()
@@ -173,7 +178,14 @@ impl<S: Service> Layer for Listeners<S> {
             .collect();
         for (section, listener) in new.into_iter().zip(bound) {
             let name = S::name(section).to_string();
-            let svc = S::start(section).map_err(|e| error::<S>(&name, e))?;
+            let moved = moving
+                .iter()
+                .position(|(n, _)| *n == name)
+                .map(|i| moving.swap_remove(i).1);
+            let svc = match moved {
+                Some(svc) => svc,
+                None => S::start(section).map_err(|e| error::<S>(&name, e))?,
+            };
             let bound = listener.local_addr().ok();
             if let Some(addr) = bound {
                 let what = format!("{}:{name}", S::LAYER);

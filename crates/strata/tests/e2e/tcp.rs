@@ -262,3 +262,50 @@ async fn max_connections_holds_across_reloads_and_follows_a_changed_number() {
     drop(third);
     assert!(greets_within(&mut fourth, Duration::from_secs(5)).await);
 }
+
+#[tokio::test]
+async fn a_listener_moved_by_a_reload_keeps_its_state_and_open_connections() {
+    let (a, _ta) = echo("a").await;
+    let ports = free_ports(2);
+    let config = |port: u16| {
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\n[[tcp]]\nname = \"echo\"\nlisten = \"127.0.0.1:{port}\"\nbackends = [\"{a}\"]\n"
+        )
+    };
+    let strata = Strata::start(&config(ports[0]));
+    let old: std::net::SocketAddr = ([127, 0, 0, 1], ports[0]).into();
+    let new: std::net::SocketAddr = ([127, 0, 0, 1], ports[1]).into();
+    let mut open = greeted(old).await;
+    assert_eq!(greeting(old).await, "a");
+    std::fs::write(&strata.config, config(ports[1])).unwrap();
+    strata.signal(libc::SIGHUP);
+    strata
+        .wait_log("SIGHUP: reloaded", Duration::from_secs(5))
+        .await;
+    assert_eq!(greeting(new).await, "a");
+    // the old address is no longer served
+    eventually(Duration::from_secs(5), "the old address closes", || async {
+        TcpStream::connect(old).await.is_err()
+    })
+    .await;
+    // the connection opened before the move still relays, both ways
+    open.write_all(b"still?").await.unwrap();
+    let mut back = [0u8; 6];
+    tokio::time::timeout(Duration::from_secs(5), open.read_exact(&mut back))
+        .await
+        .expect("an answer on the old connection")
+        .unwrap();
+    assert_eq!(&back, b"still?");
+    // one listener, its counters carried on: three connections, one of them still open
+    let metrics = admin_get(&strata, "/metrics").await.body;
+    let connections = metric(
+        &metrics,
+        "strata_tcp_connections_total",
+        "listener=\"echo\"",
+    );
+    assert_eq!(connections, Some(3.0), "{metrics}");
+    let status: serde_json::Value =
+        serde_json::from_str(&admin_get(&strata, "/status").await.body).unwrap();
+    assert_eq!(status["tcp"].as_array().map(Vec::len), Some(1), "{status}");
+    assert_eq!(status["tcp"][0]["listen"], new.to_string(), "{status}");
+}
