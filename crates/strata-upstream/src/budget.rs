@@ -29,6 +29,19 @@ impl RetryBudget {
         }
     }
 
+    /// A budget of `ratio` that goes on from `previous` (the generation before a reload): the
+    /// tokens saved or spent stay so, and a reload does not hand out fresh retries.
+    pub(crate) fn after(ratio: f64, previous: Option<&RetryBudget>) -> Self {
+        let budget = RetryBudget::new(ratio);
+        if let Some(p) = previous {
+            budget.tokens.store(p.tokens.load(Relaxed), Relaxed);
+            budget
+                .last_refill_ms
+                .store(p.last_refill_ms.load(Relaxed), Relaxed);
+        }
+        budget
+    }
+
     /// Called once per request.
     pub(crate) fn deposit(&self) {
         if self.deposit > 0 && self.tokens.load(Relaxed) < CAP {
@@ -71,6 +84,14 @@ impl RetryBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reload_does_not_refill_the_budget() {
+        let spent = RetryBudget::new(0.0);
+        while spent.withdraw() {}
+        let after = RetryBudget::after(0.2, Some(&spent));
+        assert!(!after.withdraw(), "a reload handed out fresh retries");
+    }
 
     #[test]
     fn budget_runs_out_and_deposits_refill_it() {

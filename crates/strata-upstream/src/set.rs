@@ -57,7 +57,7 @@ impl<X: Default> Upstream<X> {
         };
         Upstream {
             balancer: Balancer::new(&config.balance, &group, config.slow_start),
-            budget: RetryBudget::new(config.retry_budget),
+            budget: RetryBudget::after(config.retry_budget, previous.map(|p| &p.budget)),
             group,
             extra,
             config: config.clone(),
