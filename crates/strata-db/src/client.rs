@@ -1145,14 +1145,21 @@ impl Session {
             if self.closing && self.to_client.is_empty() {
                 return Ok(());
             }
-            // a client with no transaction open leaves when the node drains
             let idle = self.server.is_none() && self.line.is_none() && self.to_client.is_empty();
             if idle && self.cbuf.is_empty() && self.to_server.is_empty() {
                 self.give_buffers();
             }
+            // a client with no transaction open leaves when the node drains: in session mode
+            // too, between transactions on the connection it keeps
+            let between = idle
+                || (self.mode == PoolMode::Session
+                    && self.clean()
+                    && self.line.is_none()
+                    && self.to_client.is_empty());
             tokio::select! {
-                _ = shutdown.cancelled(), if idle => {
-                    refuse(&mut self.client, Sqlstate::CANNOT_CONNECT_NOW, "the pooler is shutting down").await;
+                _ = shutdown.cancelled(), if between => {
+                    // as PostgreSQL ends its sessions at a shutdown
+                    refuse(&mut self.client, Sqlstate::ADMIN_SHUTDOWN, "terminating connection: the pooler is shutting down").await;
                     return Ok(());
                 }
                 // what a client sends behind a query it waits for (held, or on a line)

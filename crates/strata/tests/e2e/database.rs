@@ -1296,6 +1296,31 @@ async fn a_server_a_reload_removes_leaves_the_pools() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_client_between_transactions_is_told_and_let_go_at_shutdown() {
+    // drain_timeout is the default 30 s: Strata must not wait for the idle session that long
+    let (_pg, mut strata, db) = app_database("", "pool_mode = \"session\"");
+    let mut session = blocking(move || {
+        let mut s = PsqlSession::open(db, "app", "secret", "app", &[]);
+        assert_eq!(s.line("select 'in session'"), "in session");
+        s
+    })
+    .await;
+    strata.signal(libc::SIGTERM);
+    let status = blocking(move || {
+        let status = strata.wait_exit(Duration::from_secs(15));
+        (status, strata)
+    })
+    .await
+    .0;
+    assert!(status.success(), "{status:?}");
+    let told = blocking(move || session.line("select 1")).await;
+    assert!(
+        told.contains("terminating connection: the pooler is shutting down"),
+        "{told}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_that_raises_pool_size_lets_a_waiting_client_in_at_once() {
     let pg = Postgres::start();
     pg.user_and_database("app", "secret");
