@@ -243,9 +243,20 @@ async fn serve_batch(kept: &mut Kept) -> Next {
             }
         }
         if let Some(own) = own {
+            let blocking = own.blocking;
             // boxed: a rare path, kept out of the batch's own state (which is moved into a box
             // for every batch)
-            let reply = Box::pin(dedicated::run(&mut kept.session, &pool, own, &kept.drain)).await;
+            let running = Box::pin(dedicated::run(&mut kept.session, &pool, own, &kept.drain));
+            let reply = if blocking {
+                // a client that hangs up while it waits frees the wait and its own server
+                // connection at once, as Redis frees a blocked client that leaves
+                tokio::select! {
+                    reply = running => reply,
+                    _ = hung_up(&kept.io.0) => break Next::Gone,
+                }
+            } else {
+                running.await
+            };
             out.extend_from_slice(&reply);
         }
         if !out.is_empty() && kept.io.0.write_all(&out).await.is_err() {
@@ -458,6 +469,15 @@ fn dispatch_memcache(pool: &Pool, cmd: McCommand) -> Answer {
                 Answer::One(rx)
             }
         }
+    }
+}
+
+/// Resolves when the client has closed its side (or its connection broke); never when it
+/// sends more (a command pipelined behind a blocking one: only the wait's end tells then).
+async fn hung_up(client: &tokio::net::TcpStream) {
+    let mut byte = [0u8; 1];
+    if let Ok(1..) = client.peek(&mut byte).await {
+        std::future::pending::<()>().await;
     }
 }
 

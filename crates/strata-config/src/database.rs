@@ -35,6 +35,10 @@ pub struct DatabaseListener {
     pub max_client_connections: u32,
     /// A client waiting this long for a server connection gets an error.
     pub query_wait_timeout: Duration,
+    /// A client idle this long inside a transaction is closed (its transaction rolled back),
+    /// so it can't hold a server connection for good; `None`: no limit (PgBouncer's
+    /// `idle_transaction_timeout`).
+    pub idle_transaction_timeout: Option<Duration>,
     /// Connecting and logging in to a server takes at most this long.
     pub connect_timeout: Duration,
     /// A server connection idle in the pool this long is closed.
@@ -184,6 +188,7 @@ pub(crate) const KEYS: &[&str] = &[
     "auth_type",
     "max_client_connections",
     "query_wait_timeout",
+    "idle_transaction_timeout",
     "connect_timeout",
     "server_idle_timeout",
     "check_interval",
@@ -363,6 +368,12 @@ pub(crate) fn listener(
         max_client_connections: s.int(report, "max_client_connections", 1..=1_000_000, 10_000)
             as u32,
         query_wait_timeout: s.duration(report, "query_wait_timeout", Duration::from_secs(120)),
+        idle_transaction_timeout: Some(s.duration(
+            report,
+            "idle_transaction_timeout",
+            Duration::ZERO,
+        ))
+        .filter(|t| !t.is_zero()),
         connect_timeout: s.duration(report, "connect_timeout", Duration::from_secs(5)),
         server_idle_timeout: s.duration(report, "server_idle_timeout", Duration::from_secs(600)),
         check_interval: s.duration(report, "check_interval", Duration::from_secs(1)),

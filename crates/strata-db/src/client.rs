@@ -346,6 +346,7 @@ async fn login(
         server: None,
         wanted,
         pending: 0,
+        idle_since: None,
         unsynced: false,
         copy_in: false,
         status: b'I',
@@ -1079,6 +1080,8 @@ struct Session {
     copy_in: bool,
     /// The last ReadyForQuery's transaction status.
     status: u8,
+    /// Since when the client has been idle inside a transaction (`idle_transaction_timeout`).
+    idle_since: Option<tokio::time::Instant>,
     key: CancelKey,
     mode: PoolMode,
     /// A FATAL is on its way to the client; the session ends once it is written.
@@ -1139,6 +1142,14 @@ enum Step {
 /// or Flush: its shard is known only once it is whole.
 const MAX_SHARDED_BATCH: usize = 1 << 20;
 
+/// Sleeps until `at`; never without one.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Session {
     async fn run(&mut self, shutdown: &CancellationToken) -> Result<(), ClientError> {
         loop {
@@ -1156,10 +1167,18 @@ impl Session {
                     && self.clean()
                     && self.line.is_none()
                     && self.to_client.is_empty());
+            // a client that holds a server connection inside a transaction, with nothing in
+            // flight: how long it may stay so
+            let idle_in_transaction = self.idle_in_transaction();
             tokio::select! {
                 _ = shutdown.cancelled(), if between => {
                     // as PostgreSQL ends its sessions at a shutdown
                     refuse(&mut self.client, Sqlstate::ADMIN_SHUTDOWN, "terminating connection: the pooler is shutting down").await;
+                    return Ok(());
+                }
+                _ = sleep_until_some(idle_in_transaction) => {
+                    tracing::info!(listener = %self.svc.name, "a client idle in a transaction past idle_transaction_timeout: closed, its transaction rolled back");
+                    refuse(&mut self.client, Sqlstate::IDLE_IN_TRANSACTION_TIMEOUT, "terminating connection due to idle-in-transaction timeout (idle_transaction_timeout)").await;
                     return Ok(());
                 }
                 // what a client sends behind a query it waits for (held, or on a line)
@@ -2107,6 +2126,31 @@ impl Session {
             self.detach();
         }
         true
+    }
+
+    /// When a client idle inside a transaction is closed: set from the first moment it is
+    /// so (a server connection held, the transaction open or failed, nothing in flight),
+    /// cleared when it is not; `None` without `idle_transaction_timeout`.
+    fn idle_in_transaction(&mut self) -> Option<tokio::time::Instant> {
+        let idle = self.server.is_some()
+            && matches!(self.status, b'T' | b'E')
+            && self.pending == 0
+            && self.to_server.is_empty()
+            && self.to_client.is_empty()
+            && !self.copy_in;
+        let limit = self.svc.idle_transaction_timeout().filter(|_| idle);
+        match limit {
+            Some(limit) => Some(
+                *self
+                    .idle_since
+                    .get_or_insert_with(tokio::time::Instant::now)
+                    + limit,
+            ),
+            None => {
+                self.idle_since = None;
+                None
+            }
+        }
     }
 
     /// Nothing in flight and no transaction open: the connection can serve another client.

@@ -180,6 +180,11 @@ impl DatabaseService {
         self.site.load().sharding.clone()
     }
 
+    /// How long a client may sit idle inside a transaction, if there is a bound.
+    fn idle_transaction_timeout(&self) -> Option<std::time::Duration> {
+        self.site.load().config.idle_transaction_timeout
+    }
+
     /// How long a client stays on the primary after a transaction there.
     fn read_your_writes(&self) -> std::time::Duration {
         self.site.load().config.read_your_writes

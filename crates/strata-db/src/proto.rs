@@ -216,6 +216,8 @@ impl Sqlstate {
     pub const FEATURE_NOT_SUPPORTED: Sqlstate = Sqlstate("0A000");
     /// admin_shutdown: the session is ended by the server side (clients reconnect on it)
     pub const ADMIN_SHUTDOWN: Sqlstate = Sqlstate("57P01");
+    /// idle_in_transaction_session_timeout
+    pub const IDLE_IN_TRANSACTION_TIMEOUT: Sqlstate = Sqlstate("25P03");
     /// in_failed_sql_transaction
     pub const IN_FAILED_TRANSACTION: Sqlstate = Sqlstate("25P02");
     /// program_limit_exceeded

@@ -82,6 +82,7 @@ where
             }
         };
         let _ = stream.set_nodelay(true);
+        keepalive(&stream);
         let admitted = Admitted {
             _slot: permit,
             _open: connections.token(),
@@ -91,6 +92,18 @@ where
     drop(listener);
     connections.close();
     Draining(connections)
+}
+
+/// TCP keepalive on an accepted connection, timed as Redis times it (`tcp-keepalive 300`): a
+/// client that vanished without closing (its host crashed, a NAT forgot the flow) is found
+/// and closed within about ten minutes, instead of holding its place under the connection
+/// limit (and, for a database client, a server connection) for good.
+fn keepalive(stream: &TcpStream) {
+    let probes = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(300))
+        .with_interval(Duration::from_secs(100))
+        .with_retries(3);
+    let _ = socket2::SockRef::from(stream).set_tcp_keepalive(&probes);
 }
 
 /// A listener's connections after it stopped accepting.

@@ -107,16 +107,17 @@ impl Layers {
     }
 
     /// Hands over what peers take over (virtual addresses: clients move while this node
-    /// still serves), then stops accepting everywhere and waits up to `deadline` for open work
-    /// to finish.
+    /// still serves), then stops accepting everywhere and waits for open work to finish: both
+    /// within `deadline` from now, so a stop takes no longer than `drain_timeout` in all.
     async fn drain(&self, deadline: Duration) {
+        let until = tokio::time::Instant::now() + deadline;
         let handing: Vec<_> = self.layers.iter().map(|l| l.hand_over()).collect();
         let handed = async {
             for h in handing {
                 h.await;
             }
         };
-        if tokio::time::timeout(deadline, handed).await.is_err() {
+        if tokio::time::timeout_at(until, handed).await.is_err() {
             tracing::warn!(?deadline, "hand-over deadline passed; draining anyway");
         }
         let work: Vec<_> = self.layers.iter().map(|l| l.drain()).collect();
@@ -125,7 +126,7 @@ impl Layers {
                 w.await;
             }
         };
-        if tokio::time::timeout(deadline, all).await.is_err() {
+        if tokio::time::timeout_at(until, all).await.is_err() {
             tracing::warn!(
                 ?deadline,
                 "drain deadline passed; closing the connections still open"

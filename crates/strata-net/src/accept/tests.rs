@@ -74,6 +74,9 @@ async fn a_connection_over_the_limit_waits_and_shutdown_waits_for_the_open_ones(
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             accept_loop("test", listener, &shutdown, limit, |mut s, _, admitted| {
+                let sock = socket2::SockRef::from(&s);
+                assert!(sock.keepalive().unwrap(), "keepalive on");
+                assert_eq!(sock.tcp_keepalive_time().unwrap(), Duration::from_secs(300));
                 tokio::spawn(async move {
                     let _admitted = admitted;
                     // says hello, then echoes one byte back once the client sends it

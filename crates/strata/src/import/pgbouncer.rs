@@ -197,6 +197,7 @@ impl<'c, 'a> Listener<'c, 'a> {
         l.wait = l.seconds("query_wait_timeout", "query_wait_timeout", 120.0);
         let _ = l.seconds("server_connect_timeout", "connect_timeout", 15.0);
         let _ = l.seconds("server_idle_timeout", "server_idle_timeout", 600.0);
+        l.idle_transaction_timeout();
         l.databases(&routes);
         l.dropped();
         l.table.finish("pgbouncer", conf.main)
@@ -518,6 +519,17 @@ impl<'c, 'a> Listener<'c, 'a> {
                 self.keep(at, key, line, why);
                 Some(None)
             }
+        }
+    }
+
+    /// `idle_transaction_timeout`, where 0 (PgBouncer's default) is no limit in both.
+    fn idle_transaction_timeout(&mut self) {
+        let name = "idle_transaction_timeout";
+        match self.conf.get(name).map(|s| &s.read) {
+            Some(Value::Seconds(s)) if *s > 0.0 && s.is_finite() => {
+                let _ = self.seconds(name, name, 0.0);
+            }
+            _ => {}
         }
     }
 

@@ -879,6 +879,42 @@ async fn blocking_commands_wait_without_holding_up_other_clients() {
     assert_eq!(after, "$1\r\nv\r\n");
 }
 
+/// A client that hangs up during a blocking command frees the wait at once: its own server
+/// connection closes (Redis sees no blocked client), and its place under max_connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_during_a_blocking_command_frees_it() {
+    let redis = Redis::start().await;
+    let strata = Strata::start(&pool(&[redis.addr], "max_connections = 1"));
+    let addr = strata.addr("cache:c");
+    let blocked = |n: usize| {
+        let redis = redis.addr;
+        async move {
+            let mut r = Resp::connect(redis).await.unwrap();
+            text(&r.cmd(&[b"INFO", b"clients"]).await).contains(&format!("blocked_clients:{n}\r"))
+        }
+    };
+    let mut c = Resp::connect(addr).await.unwrap();
+    c.send_raw(b"*3\r\n$5\r\nBLPOP\r\n$5\r\nqueue\r\n$1\r\n0\r\n")
+        .await;
+    common::eventually(
+        std::time::Duration::from_secs(10),
+        "BLPOP is waiting",
+        || blocked(1),
+    )
+    .await;
+    drop(c);
+    common::eventually(
+        std::time::Duration::from_secs(10),
+        "the wait is freed",
+        || blocked(0),
+    )
+    .await;
+    // the one place under max_connections is free again
+    let mut next = Resp::connect(addr).await.unwrap();
+    let pong = tokio::time::timeout(std::time::Duration::from_secs(10), next.cmd(&[b"PING"])).await;
+    assert_eq!(pong.map(|r| text(&r)).ok().as_deref(), Some("+PONG\r\n"));
+}
+
 /// Publish/subscribe over two servers looks like one Redis: confirmations once each with the
 /// client's own count, messages on channels and patterns wherever they were published, and
 /// commands again once every subscription is gone.

@@ -1321,6 +1321,35 @@ async fn a_session_client_between_transactions_is_told_and_let_go_at_shutdown() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_idle_in_a_transaction_past_the_timeout_is_closed_and_frees_the_pool() {
+    let (_pg, strata, db) = app_database(
+        "create table t (n int)",
+        "pool_size = 1\nidle_transaction_timeout = \"500ms\"\nquery_wait_timeout = \"20s\"",
+    );
+    let (told, waited) = blocking(move || {
+        let mut idle = PsqlSession::open(db, "app", "secret", "app", &[]);
+        idle.send("begin");
+        idle.send("insert into t values (1)");
+        assert_eq!(idle.line("select count(*) from t"), "1");
+        // the one server connection is held by the idle transaction until the timeout
+        let waited = psql(db, "app", "secret", "app", "select count(*) from t");
+        (idle.line("select 1"), waited)
+    })
+    .await;
+    assert_eq!(
+        waited.as_deref(),
+        Ok("0"),
+        "the idle transaction was rolled back"
+    );
+    assert!(told.contains("idle-in-transaction timeout"), "{told}");
+    assert!(
+        strata.logs().contains("idle_transaction_timeout"),
+        "{}",
+        strata.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_that_raises_pool_size_lets_a_waiting_client_in_at_once() {
     let pg = Postgres::start();
     pg.user_and_database("app", "secret");

@@ -73,6 +73,9 @@ const SSL_MODES: &[&str] = &[
 ];
 pub(super) const LOAD_BALANCE_HOSTS: &[&str] = &["disable", "round-robin"];
 
+/// How Strata times TCP keepalive on client connections.
+const KEEPALIVE: &str = "Strata's keepalive on client connections probes after 300 s idle, every 100 s, 3 times (as Redis's `tcp-keepalive 300`)";
+
 const fn translated(name: &'static str, kind: Kind) -> Key {
     Key {
         name,
@@ -153,7 +156,7 @@ pub(super) const KEYS: &[Key] = &[
     process("dns_max_ttl", Seconds, &[], NO_NAMES),
     process("dns_nxdomain_ttl", Seconds, &[], NO_NAMES),
     process("dns_zone_check_period", Seconds, &[], NO_NAMES),
-    pool("idle_transaction_timeout", Seconds, &["0"], "Strata has no such timeout: PostgreSQL's `idle_in_transaction_session_timeout` ends an idle transaction, set on the role or database"),
+    translated("idle_transaction_timeout", Seconds),
     pool("ignore_startup_parameters", Text, &[""], "Strata takes every startup parameter a client sends (and sets it on the client's server connections), so there is nothing to ignore"),
     translated("job_name", Text),
     translated("listen_addr", Text),
@@ -212,10 +215,10 @@ pub(super) const KEYS: &[Key] = &[
     process("syslog_facility", Text, &[], LOGS),
     process("syslog_ident", Text, &[], LOGS),
     process("tcp_defer_accept", Int, &[], SOCKETS),
-    process("tcp_keepalive", Int, &["0"], "Strata does not turn on TCP keepalive"),
-    process("tcp_keepcnt", Int, &["0"], "Strata does not turn on TCP keepalive"),
-    process("tcp_keepidle", Int, &["0"], "Strata does not turn on TCP keepalive"),
-    process("tcp_keepintvl", Int, &["0"], "Strata does not turn on TCP keepalive"),
+    process("tcp_keepalive", Int, &["1"], "Strata turns TCP keepalive on for every client connection, always (its server connections are closed when idle for `server_idle_timeout`)"),
+    process("tcp_keepcnt", Int, &["3"], KEEPALIVE),
+    process("tcp_keepidle", Int, &["300"], KEEPALIVE),
+    process("tcp_keepintvl", Int, &["100"], KEEPALIVE),
     process("tcp_socket_buffer", Int, &["0"], SOCKETS),
     process("tcp_user_timeout", Int, &["0"], SOCKETS),
     pool("track_extra_parameters", Text, &[], "Strata follows every parameter the server reports it set (and a client's startup parameters), and sets them on the server connection the client gets next"),
@@ -361,7 +364,7 @@ mod tests {
             assert!(key(name).is_some(), "{name}");
         }
         let tcp = key("tcp_keepcnt").unwrap();
-        assert!(tcp.same(&Value::Int(0)));
-        assert!(!tcp.same(&Value::Int(3)));
+        assert!(tcp.same(&Value::Int(3)));
+        assert!(!tcp.same(&Value::Int(0)));
     }
 }

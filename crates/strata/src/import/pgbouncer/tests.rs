@@ -185,11 +185,11 @@ fn import_pgbouncer_prints_notes_on_the_process_apart_from_the_listeners() {
 #[test]
 fn import_pgbouncer_notes_values_strata_behaves_as_only_when_it_does_not() {
     let users = Userlist::new("same");
-    let same = "server_reset_query = DISCARD ALL\ntcp_keepalive = 0\nclient_tls_sslmode = disable\nquery_timeout = 0\nlogfile =\npeer_id = 0\n";
+    let same = "server_reset_query = DISCARD ALL\ntcp_keepalive = 1\nclient_tls_sslmode = disable\nquery_timeout = 0\nlogfile =\npeer_id = 0\n";
     let t = ok(&users.ini(same, "* = host=10.0.0.1\n"));
     assert_eq!(notes(&t), Vec::<String>::new());
     let t = ok(&users.ini(
-        "server_reset_query = RESET ALL\ntcp_keepalive = 1\nclient_tls_sslmode = prefer\n",
+        "server_reset_query = RESET ALL\ntcp_keepalive = 0\nclient_tls_sslmode = prefer\n",
         "* = host=10.0.0.1\n",
     ));
     assert_eq!(
