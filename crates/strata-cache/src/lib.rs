@@ -43,11 +43,23 @@ use tokio_util::sync::CancellationToken;
 pub use command::{lookup, Route, Spec, COMMANDS};
 use pool::Pool;
 
-/// The length of the complete reply at the front of `buf` in `protocol`, if it is all there.
-fn reply_len(protocol: CacheProtocol, buf: &[u8]) -> Result<Option<usize>, server::LinkError> {
+/// Where the scan of a reply not whole yet stopped, in either protocol.
+#[derive(Debug, Default)]
+struct ReplyScan {
+    resp: resp::ReplyScan,
+    memcache: usize,
+}
+
+/// The length of the complete reply at the front of `buf` in `protocol`, if it is all there,
+/// scanned from where `scan` stopped (`buf` holding what it held then, and more).
+fn reply_len_from(
+    protocol: CacheProtocol,
+    buf: &[u8],
+    scan: &mut ReplyScan,
+) -> Result<Option<usize>, server::LinkError> {
     Ok(match protocol {
-        CacheProtocol::Redis => resp::reply_len(buf)?,
-        CacheProtocol::Memcache => memcache::reply_len(buf)?,
+        CacheProtocol::Redis => resp::reply_len_from(buf, &mut scan.resp)?,
+        CacheProtocol::Memcache => memcache::reply_len_from(buf, &mut scan.memcache)?,
     })
 }
 

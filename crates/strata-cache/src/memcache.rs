@@ -244,8 +244,24 @@ fn signed(s: &[u8]) -> bool {
 /// The length of the complete reply at the front of `buf`: `VALUE` blocks up to `END`, or one
 /// line (STORED, DELETED, a number, an error, ...).
 pub fn reply_len(buf: &[u8]) -> Result<Option<usize>, McError> {
-    let mut at = 0;
+    reply_len_from(buf, &mut 0)
+}
+
+/// [`reply_len`] from `*from`, where a scan of `buf` with fewer bytes stopped (the start of
+/// the first value block not whole then); leaves `*from` where it stops, and 0 again once
+/// the reply is whole, so a large multi-get costs its length once, not once per read.
+pub fn reply_len_from(buf: &[u8], from: &mut usize) -> Result<Option<usize>, McError> {
+    let whole = scan_reply(buf, from);
+    if !matches!(whole, Ok(None)) {
+        *from = 0;
+    }
+    whole
+}
+
+fn scan_reply(buf: &[u8], from: &mut usize) -> Result<Option<usize>, McError> {
+    let mut at = *from;
     loop {
+        *from = at;
         let Some(lf) = buf[at..].iter().take(MAX_LINE).position(|&b| b == b'\n') else {
             return if buf.len() - at >= MAX_LINE {
                 Err(McError::Reply)

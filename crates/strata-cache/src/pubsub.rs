@@ -304,19 +304,21 @@ impl Subscriber {
                 let tx = self.frames_tx.clone();
                 self.readers.push(tokio::spawn(async move {
                     let mut buf = BytesMut::with_capacity(4096);
+                    let mut scan = resp::ReplyScan::default();
                     loop {
-                        while let Ok(Some(len)) = resp::reply_len(&buf) {
-                            if tx
-                                .send((server, Some(buf.split_to(len).freeze())))
-                                .await
-                                .is_err()
-                            {
-                                return;
+                        let broken = loop {
+                            match resp::reply_len_from(&buf, &mut scan) {
+                                Ok(Some(len)) => {
+                                    let frame = buf.split_to(len).freeze();
+                                    if tx.send((server, Some(frame))).await.is_err() {
+                                        return;
+                                    }
+                                }
+                                Ok(None) => break false,
+                                Err(_) => break true,
                             }
-                        }
-                        if resp::reply_len(&buf).is_err()
-                            || matches!(read.read_buf(&mut buf).await, Ok(0) | Err(_))
-                        {
+                        };
+                        if broken || matches!(read.read_buf(&mut buf).await, Ok(0) | Err(_)) {
                             let _ = tx.send((server, None)).await;
                             return;
                         }

@@ -373,11 +373,36 @@ fn number(s: &[u8]) -> Option<i64> {
 /// The length of the complete reply at the front of `buf`, `Ok(None)` if it isn't all there.
 /// Arrays nest; no recursion is needed to find the end, only a count of what is still owed.
 pub fn reply_len(buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
-    let mut at = 0;
-    // elements still owed at each open array level
-    let mut owed: Vec<i64> = Vec::new();
+    reply_len_from(buf, &mut ReplyScan::default())
+}
+
+/// How far [`reply_len_from`] got into a reply that is not whole yet, so that the next
+/// bytes are scanned from there and a large reply costs its length once, not once per read.
+#[derive(Debug, Default)]
+pub struct ReplyScan {
+    /// Where the first element not scanned yet starts.
+    pub(crate) at: usize,
+    /// Elements still owed at each open array level.
+    owed: Vec<i64>,
+}
+
+/// [`reply_len`] from where `scan` stopped in `buf` (which holds what it held then, and
+/// more); leaves `scan` where it stops, and empty again once the reply is whole.
+pub fn reply_len_from(buf: &[u8], scan: &mut ReplyScan) -> Result<Option<usize>, ProtocolError> {
+    let whole = scan_reply(buf, scan);
+    if !matches!(whole, Ok(None)) {
+        *scan = ReplyScan::default();
+    }
+    whole
+}
+
+fn scan_reply(buf: &[u8], scan: &mut ReplyScan) -> Result<Option<usize>, ProtocolError> {
+    let ReplyScan { at: start, owed } = scan;
+    let mut at = *start;
     let mut top_done = false;
     while !top_done {
+        // an element not whole yet is scanned again from its start when more comes
+        *start = at;
         let Some(&kind) = buf.get(at) else {
             return Ok(None);
         };

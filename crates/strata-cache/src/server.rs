@@ -381,6 +381,7 @@ async fn run(mut jobs: mpsc::UnboundedReceiver<Job>, link: Link, resp3: bool) {
             io: strata_net::UpstreamIo(stream),
             out: BytesMut::new(),
             buf: BytesMut::with_capacity(strata_net::buffers::BUFFER),
+            scan: Default::default(),
             owed: VecDeque::new(),
             timer: Box::pin(tokio::time::sleep_until(Instant::now())),
             armed: false,
@@ -435,6 +436,8 @@ struct Pipe<'a> {
     out: BytesMut,
     /// Replies read and not yet handed out.
     buf: BytesMut,
+    /// How far the reply at the front of `buf` has been scanned.
+    scan: crate::ReplyScan,
     owed: VecDeque<InFlight>,
     /// The reply timeout of the oldest command owed; armed lazily: when it fires early (the
     /// command it was set for was answered), it is set again for the oldest one now.
@@ -565,7 +568,8 @@ impl Pipe<'_> {
     fn hand_out(&mut self) -> Result<(), LinkError> {
         let arrived = Instant::now();
         loop {
-            let Some(len) = crate::reply_len(self.settings.protocol, &self.buf)? else {
+            let scanned = crate::reply_len_from(self.settings.protocol, &self.buf, &mut self.scan);
+            let Some(len) = scanned? else {
                 return Ok(());
             };
             if let Some((_, _, skip)) = self.owed.front_mut() {
@@ -630,11 +634,12 @@ async fn replies_of(
     let exchange = async {
         stream.write_all(frame).await.map_err(LinkError::Write)?;
         let mut buf = BytesMut::with_capacity(1024);
+        let mut scan = crate::resp::ReplyScan::default();
         let mut last = Bytes::new();
         let mut error = None;
         for _ in 0..replies {
             loop {
-                if let Some(len) = crate::resp::reply_len(&buf)? {
+                if let Some(len) = crate::resp::reply_len_from(&buf, &mut scan)? {
                     last = buf.split_to(len).freeze();
                     if first_error && error.is_none() && last.starts_with(b"-") {
                         error = Some(last.clone());

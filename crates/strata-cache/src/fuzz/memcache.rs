@@ -148,6 +148,16 @@ pub fn command_stream(data: &[u8]) {
 /// reply without reading past it.
 pub fn reply_stream(data: &[u8]) {
     let whole = reply_len(data);
+    // resumed byte by byte as the bytes come, the scan ends where one of the whole does
+    let mut from = 0;
+    let mut resumed = Ok(None);
+    for cut in 0..=data.len() {
+        resumed = crate::memcache::reply_len_from(&data[..cut], &mut from);
+        if !matches!(resumed, Ok(None)) {
+            break;
+        }
+    }
+    assert_eq!(resumed, whole, "resumed byte by byte");
     if let Ok(Some(len)) = whole {
         assert!(len <= data.len());
         for cut in 0..len {

@@ -339,7 +339,7 @@ fn prefixes_agree(data: &[u8], whole: &Result<Option<usize>, ProtocolError>) {
         );
         cuts
     };
-    for cut in cuts {
+    for &cut in &cuts {
         let part = reply_len(&data[..cut]);
         let ok = match (whole, &part) {
             (_, Ok(None)) => match whole {
@@ -358,4 +358,22 @@ fn prefixes_agree(data: &[u8], whole: &Result<Option<usize>, ProtocolError>) {
             show(data)
         );
     }
+    resumed_agrees(data, cuts, whole);
+}
+
+/// A scan resumed as the bytes come (the cuts in order, then all of them) ends where one scan
+/// of the whole does: the same length, or the same error.
+fn resumed_agrees(data: &[u8], mut cuts: Vec<usize>, whole: &Result<Option<usize>, ProtocolError>) {
+    cuts.sort_unstable();
+    cuts.dedup();
+    cuts.push(data.len());
+    let mut scan = crate::resp::ReplyScan::default();
+    let mut resumed = Ok(None);
+    for cut in cuts {
+        resumed = crate::resp::reply_len_from(&data[..cut], &mut scan);
+        if !matches!(resumed, Ok(None)) {
+            break;
+        }
+    }
+    assert_eq!(&resumed, whole, "resumed scan of {}", show(data));
 }
