@@ -241,8 +241,16 @@ impl DatabaseService {
 
     /// The pool of (user, database), made on first use.
     fn pool(&self, user: &str, database: &str) -> Arc<Pool> {
-        lock(&self.pools)
-            .entry((user.to_string(), database.to_string()))
+        let mut pools = lock(&self.pools);
+        let key = (user.to_string(), database.to_string());
+        if let Some(pool) = pools.get(&key) {
+            return pool.clone();
+        }
+        // a new pair: the pools no client holds and no connection is in go first, so that
+        // logins to names that lead nowhere (a database that does not exist) can't pile up
+        pools.retain(|_, pool| Arc::strong_count(pool) > 1 || !pool.unused());
+        pools
+            .entry(key)
             .or_insert_with(|| Arc::new(Pool::new(user, database)))
             .clone()
     }

@@ -239,6 +239,13 @@ impl Pool {
         s
     }
 
+    /// No connection of it is in use, idle or waited for.
+    pub fn unused(&self) -> bool {
+        lock(&self.servers).iter().all(|s| {
+            s.in_use.get() == 0 && s.waiting.get() == 0 && s.idle() == 0 && s.lines.len() == 0
+        })
+    }
+
     /// Forgets the servers `keep` says no to (a reload removed them): their idle connections
     /// close now, busy ones when their clients give them back.
     pub fn keep_servers(&self, keep: impl Fn(SocketAddr) -> bool) {

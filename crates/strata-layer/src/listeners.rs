@@ -82,12 +82,16 @@ struct Running<S> {
 /// Every listener of one layer: a [`Layer`] for any [`Service`].
 pub struct Listeners<S> {
     running: Mutex<Vec<Running<S>>>,
+    /// The serve tasks of listeners a reload removed or moved, draining their connections: a
+    /// stop waits for them too (within `drain_timeout`), as for the listeners that run.
+    retiring: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl<S> Default for Listeners<S> {
     fn default() -> Self {
         Listeners {
             running: Mutex::new(Vec::new()),
+            retiring: Mutex::new(Vec::new()),
         }
     }
 }
@@ -151,7 +155,9 @@ impl<S: Service> Layer for Listeners<S> {
         // name and moves to another address keeps its state (counters, backends' health,
         // connection limit) and is served on its new socket, while its old one drains
         let mut moving: Vec<(String, Arc<S>)> = Vec::new();
-        running.retain(|r| {
+        let mut retiring = strata_net::lock(&self.retiring);
+        retiring.retain(|t| !t.is_finished());
+        let gone = running.extract_if(.., |r| {
             let kept = sections.iter().find(|s| S::name(s) == r.name);
             match kept {
                 Some(s) => {
@@ -159,7 +165,7 @@ impl<S: Service> Layer for Listeners<S> {
                         tracing::error!(layer = S::LAYER, listener = %r.name, error = %e, "kept the old settings");
                     }
                     if S::listen(s) == r.listen {
-                        return true;
+                        return false;
                     }
                     tracing::info!(layer = S::LAYER, listener = %r.name, from = %r.listen, to = %S::listen(s), "listener moved; draining its old address");
                     moving.push((r.name.clone(), r.svc.clone()));
@@ -170,8 +176,10 @@ impl<S: Service> Layer for Listeners<S> {
                 }
             }
             strata_net::drain::cancel(&r.stop);
-            false
+            true
         });
+        retiring.extend(gone.map(|r| r.task));
+        drop(retiring);
         let new: Vec<&S::Config> = sections
             .iter()
             .filter(|s| !Self::runs(&running, s))
@@ -210,7 +218,7 @@ impl<S: Service> Layer for Listeners<S> {
     }
 
     fn drain(&self) -> Work<'static> {
-        let tasks: Vec<JoinHandle<()>> = self
+        let mut tasks: Vec<JoinHandle<()>> = self
             .lock()
             .drain(..)
             .map(|r| {
@@ -219,6 +227,7 @@ impl<S: Service> Layer for Listeners<S> {
                 r.task
             })
             .collect();
+        tasks.append(&mut strata_net::lock(&self.retiring));
         Box::pin(async move {
             for t in tasks {
                 let _ = t.await;

@@ -1350,6 +1350,24 @@ async fn a_client_idle_in_a_transaction_past_the_timeout_is_closed_and_frees_the
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_to_databases_that_do_not_exist_leave_no_pools_behind() {
+    let (_pg, strata, db) = app_database("", "");
+    let refused = blocking(move || {
+        (0..20)
+            .map(|i| psql(db, "app", "secret", &format!("nowhere{i}"), "select 1"))
+            .filter(|r| r.as_ref().is_err_and(|e| e.contains("does not exist")))
+            .count()
+    })
+    .await;
+    assert_eq!(refused, 20);
+    let ok = blocking(move || psql(db, "app", "secret", "app", "select 'here'")).await;
+    assert_eq!(ok.as_deref(), Ok("here"));
+    let s = status(&strata).await;
+    let pools = s["database"][0]["pools"].as_array().unwrap();
+    assert!(pools.len() <= 2, "{s}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_that_raises_pool_size_lets_a_waiting_client_in_at_once() {
     let pg = Postgres::start();
     pg.user_and_database("app", "secret");

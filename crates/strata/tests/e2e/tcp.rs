@@ -269,10 +269,10 @@ async fn a_listener_moved_by_a_reload_keeps_its_state_and_open_connections() {
     let ports = free_ports(2);
     let config = |port: u16| {
         format!(
-            "[admin]\nlisten = \"127.0.0.1:0\"\n[[tcp]]\nname = \"echo\"\nlisten = \"127.0.0.1:{port}\"\nbackends = [\"{a}\"]\n"
+            "drain_timeout = \"20s\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[[tcp]]\nname = \"echo\"\nlisten = \"127.0.0.1:{port}\"\nbackends = [\"{a}\"]\n"
         )
     };
-    let strata = Strata::start(&config(ports[0]));
+    let mut strata = Strata::start(&config(ports[0]));
     let old: std::net::SocketAddr = ([127, 0, 0, 1], ports[0]).into();
     let new: std::net::SocketAddr = ([127, 0, 0, 1], ports[1]).into();
     let mut open = greeted(old).await;
@@ -308,4 +308,17 @@ async fn a_listener_moved_by_a_reload_keeps_its_state_and_open_connections() {
         serde_json::from_str(&admin_get(&strata, "/status").await.body).unwrap();
     assert_eq!(status["tcp"].as_array().map(Vec::len), Some(1), "{status}");
     assert_eq!(status["tcp"][0]["listen"], new.to_string(), "{status}");
+    // a stop waits for the connection of the old address as for any other (drain_timeout)
+    strata.signal(libc::SIGTERM);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        strata.child.try_wait().unwrap().is_none(),
+        "exited with a connection open"
+    );
+    open.write_all(b"bye").await.unwrap();
+    let mut back = [0u8; 3];
+    open.read_exact(&mut back).await.unwrap();
+    drop(open);
+    let status = common::blocking(move || strata.wait_exit(Duration::from_secs(10))).await;
+    assert!(status.success(), "{status:?}");
 }
