@@ -168,6 +168,8 @@ impl AcquireError {
             AcquireError::Server(e) => match e {
                 ServerError::Io { .. } => (Stage::Connect, Kind::Connect, Retry::Always),
                 ServerError::Timeout(_) => (Stage::Connect, Kind::Timeout, Retry::Always),
+                // a statement of the pooler's own, sent: another try is no business of it
+                ServerError::Stuck(_) => (Stage::Request, Kind::Timeout, Retry::Never),
                 // starting up, too many clients, a pg_hba.conf of its own
                 ServerError::Refused { .. } => (Stage::Connect, Kind::Refused, Retry::Always),
                 // Strata's own credential or the server's bytes: another server is no better

@@ -13,6 +13,10 @@ use tokio::net::TcpStream;
 use crate::auth::{md5_response, AuthError, Credential, ScramClient};
 use crate::proto::{self, ProtoError};
 
+/// How long a statement the pooler runs itself may take: they are all small (a parameter
+/// set, a reset, a rollback, a check), so a server that takes longer is stuck.
+pub const OWN_STATEMENT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Why a server connection could not be made or used.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -28,6 +32,10 @@ pub enum ServerError {
     /// The server did not finish logging in within the connect timeout.
     #[error("{0}: no answer within the connect timeout")]
     Timeout(SocketAddr),
+    /// The server did not answer a statement of the pooler's own (a parameter set, a reset,
+    /// a check) within [`OWN_STATEMENT`]: it is stuck, and the connection is given up.
+    #[error("{0}: no answer to the pooler's own statement within {OWN_STATEMENT:?}")]
+    Stuck(SocketAddr),
     /// The server refused the login or a statement, with its message.
     #[error("{addr}: {message}")]
     Refused {
@@ -300,8 +308,20 @@ impl ServerConn {
 
     /// Runs `sql` (simple protocol) and reads to its ReadyForQuery: each row's columns as
     /// text (None for NULL), and the transaction status it ended in. An ErrorResponse is an
-    /// error (after the ReadyForQuery has been read, so the connection stays in step).
+    /// error (after the ReadyForQuery has been read, so the connection stays in step). A
+    /// server that does not answer within [`OWN_STATEMENT`] fails it: the connection must
+    /// then be closed (it is out of step).
     pub async fn run(&mut self, sql: &str) -> Result<(Vec<Vec<Option<String>>>, u8), ServerError> {
+        let addr = self.addr;
+        tokio::time::timeout(OWN_STATEMENT, self.run_unbounded(sql))
+            .await
+            .unwrap_or(Err(ServerError::Stuck(addr)))
+    }
+
+    async fn run_unbounded(
+        &mut self,
+        sql: &str,
+    ) -> Result<(Vec<Vec<Option<String>>>, u8), ServerError> {
         let mut out = BytesMut::new();
         proto::put_query(&mut out, sql);
         self.write(&out).await?;
@@ -346,5 +366,36 @@ impl ServerConn {
                 _ => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_server_that_never_answers_a_statement_of_the_poolers_own_is_stuck() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = TcpStream::connect(addr).await.unwrap();
+        // accepted, and never answered
+        let (_server, _) = listener.accept().await.unwrap();
+        let mut conn = ServerConn {
+            stream,
+            addr,
+            key: (0, 0),
+            params: HashMap::new(),
+            carried: 0,
+            buf: BytesMut::new(),
+            idle_since: Instant::now(),
+            statements: Default::default(),
+            dirty: false,
+            extras: 0,
+        };
+        let failed = conn.run("RESET ALL").await;
+        assert!(
+            matches!(failed, Err(ServerError::Stuck(a)) if a == addr),
+            "{failed:?}"
+        );
     }
 }

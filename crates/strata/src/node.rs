@@ -551,7 +551,19 @@ pub async fn serve(config: Config, source: ConfigSource, workers: usize) -> Resu
             }
         }
     }
-    node.drain().await;
+    // a second SIGTERM or SIGINT while draining stops at once, as an operator who presses
+    // Ctrl-C twice means
+    tokio::select! {
+        _ = node.drain() => {}
+        _ = async {
+            loop {
+                if let Asked::Stop(what) = signals.next().await {
+                    tracing::warn!("{what} again: stopping without waiting for open connections");
+                    return;
+                }
+            }
+        } => {}
+    }
     Ok(())
 }
 

@@ -322,3 +322,17 @@ async fn a_listener_moved_by_a_reload_keeps_its_state_and_open_connections() {
     let status = common::blocking(move || strata.wait_exit(Duration::from_secs(10))).await;
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn a_second_sigterm_during_the_drain_stops_at_once() {
+    let (a, _ta) = echo("a").await;
+    let mut strata = Strata::start(&format!(
+        "drain_timeout = \"60s\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[[tcp]]\nname = \"echo\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"{a}\"]\n"
+    ));
+    let _open = greeted(strata.addr("tcp:echo")).await;
+    strata.signal(libc::SIGTERM);
+    strata.wait_log("draining", Duration::from_secs(5)).await;
+    strata.signal(libc::SIGTERM);
+    let status = common::blocking(move || strata.wait_exit(Duration::from_secs(10))).await;
+    assert!(status.success(), "{status:?}");
+}
