@@ -22,6 +22,10 @@ use strata_upstream::Stage;
 
 /// Messages from the servers held for a subscriber that has not taken them yet.
 const FRAMES_QUEUED: usize = 1024;
+/// A subscriber that takes none of the messages waiting for it for this long is closed, as
+/// Redis closes one past its `client-output-buffer-limit pubsub` (8 MB for 60 s): it holds
+/// its connections, and the servers' buffers, for nobody.
+const STALLED: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What a subscription command is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -132,8 +136,13 @@ pub(crate) async fn serve(
     let mut next = sub.command(pool, first, &mut out).await;
     loop {
         if !out.is_empty() {
-            if kept.io.0.write_all(&out).await.is_err() {
-                return Next::Gone;
+            match tokio::time::timeout(STALLED, kept.io.0.write_all(&out)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Next::Gone,
+                Err(_) => {
+                    tracing::warn!(pool = %svc.name, "a subscriber took no message for {STALLED:?}; closing it");
+                    return Next::Gone;
+                }
             }
             out.clear();
         }
