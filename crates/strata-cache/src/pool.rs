@@ -274,7 +274,9 @@ impl Pool {
             protocol: config.protocol,
             readonly: false,
         });
-        let sentinel = !config.sentinels.is_empty();
+        // what Sentinel said of a server is carried only from a pool that asked it too
+        let sentinel = !config.sentinels.is_empty()
+            && previous.is_some_and(|p| !p.config.sentinels.is_empty());
         let servers: Vec<Arc<Shard>> = config
             .servers
             .iter()
@@ -367,8 +369,18 @@ impl Pool {
         });
         let old = previous.and_then(|p| old_ring(config, p));
         let moved_writes = previous.map_or_else(Default::default, |p| {
-            let before: Vec<SocketAddr> = p.config.servers.iter().map(|s| s.addr).collect();
-            let now: Vec<SocketAddr> = config.servers.iter().map(|s| s.addr).collect();
+            // a server is known by its name (its place on the ring), as it keeps its keys
+            let before: Vec<&str> = p
+                .config
+                .servers
+                .iter()
+                .map(|s| s.ring_name.as_str())
+                .collect();
+            let now: Vec<&str> = config
+                .servers
+                .iter()
+                .map(|s| s.ring_name.as_str())
+                .collect();
             if before == now {
                 // the servers keep their places: what was remembered stays as it is
                 p.moved_writes.clone()

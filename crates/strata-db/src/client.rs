@@ -1173,7 +1173,7 @@ impl Session {
             tokio::select! {
                 _ = shutdown.cancelled(), if between => {
                     // as PostgreSQL ends its sessions at a shutdown
-                    refuse(&mut self.client, Sqlstate::ADMIN_SHUTDOWN, "terminating connection: the pooler is shutting down").await;
+                    refuse(&mut self.client, Sqlstate::ADMIN_SHUTDOWN, "terminating connection: the listener is closing (the pooler stops, or a reload removed or moved it)").await;
                     return Ok(());
                 }
                 _ = sleep_until_some(idle_in_transaction) => {
@@ -2132,12 +2132,16 @@ impl Session {
     /// so (a server connection held, the transaction open or failed, nothing in flight),
     /// cleared when it is not; `None` without `idle_transaction_timeout`.
     fn idle_in_transaction(&mut self) -> Option<tokio::time::Instant> {
-        let idle = self.server.is_some()
-            && matches!(self.status, b'T' | b'E')
+        // as PostgreSQL starts its own timer: after a ReadyForQuery, with nothing sent since
+        // (an Execute flushed without a Sync is still running, or a cursor still being read)
+        let idle = matches!(self.status, b'T' | b'E')
             && self.pending == 0
+            && !self.unsynced
+            && !self.copy_in
+            && self.statements.settled()
             && self.to_server.is_empty()
             && self.to_client.is_empty()
-            && !self.copy_in;
+            && self.server.as_ref().is_some_and(|l| l.conn.buf.is_empty());
         let limit = self.svc.idle_transaction_timeout().filter(|_| idle);
         match limit {
             Some(limit) => Some(

@@ -251,7 +251,13 @@ impl Pool {
     /// Forgets the servers `keep` says no to (a reload removed them): their idle connections
     /// close now, busy ones when their clients give them back.
     pub fn keep_servers(&self, keep: impl Fn(SocketAddr) -> bool) {
-        lock(&self.servers).retain(|s| keep(s.addr));
+        lock(&self.servers).retain(|s| {
+            let kept = keep(s.addr);
+            if !kept {
+                s.set_drained(true);
+            }
+            kept
+        });
     }
 
     /// The [`ServerPool::load`] of each of `addrs` (0 for a server this pool has no

@@ -192,7 +192,16 @@ impl<S: Service> Layer for Listeners<S> {
                 .map(|i| moving.swap_remove(i).1);
             let svc = match moved {
                 Some(svc) => svc,
-                None => S::start(section).map_err(|e| error::<S>(&name, e))?,
+                None => match S::start(section) {
+                    Ok(svc) => svc,
+                    Err(e) => {
+                        // the moving ones not served yet would be left with nobody to stop them
+                        for (_, svc) in &moving {
+                            svc.stop();
+                        }
+                        return Err(error::<S>(&name, e));
+                    }
+                },
             };
             let bound = listener.local_addr().ok();
             if let Some(addr) = bound {

@@ -63,9 +63,13 @@ impl Limit {
             let paid = take_up_to(&self.0.owed, raise);
             self.0.permits.add_permits(raise - paid);
         } else if size < *current {
+            // owed first: a slot given back meanwhile pays it instead of returning its permit
             let lower = *current - size;
+            self.0.owed.fetch_add(lower, AcqRel);
             let gone = self.0.permits.forget_permits(lower);
-            self.0.owed.fetch_add(lower - gone, AcqRel);
+            // what slots paid meanwhile was forgotten twice: given back
+            let paid = take_up_to(&self.0.owed, gone);
+            self.0.permits.add_permits(gone - paid);
         }
         *current = size;
     }
@@ -174,6 +178,7 @@ mod tests {
             async move { limit.acquire().await.map(drop) }
         });
         tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "waits while the one place is held");
         limit.resize(2);
         waiting.await.unwrap().unwrap();
     }

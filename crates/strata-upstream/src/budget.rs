@@ -90,7 +90,11 @@ mod tests {
         let spent = RetryBudget::new(0.0);
         while spent.withdraw() {}
         let after = RetryBudget::after(0.2, Some(&spent));
-        assert!(!after.withdraw(), "a reload handed out fresh retries");
+        assert_eq!(
+            after.tokens.load(Relaxed),
+            spent.tokens.load(Relaxed),
+            "a reload handed out fresh retries"
+        );
     }
 
     #[test]

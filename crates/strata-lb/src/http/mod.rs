@@ -111,14 +111,17 @@ pub(crate) struct ListenerStats {
 
 impl Site {
     fn new(config: &HttpListener, previous: Option<&Site>) -> Result<Self, LbError> {
-        let upstream = Upstream::new(&config.upstream, previous.map(|p| &p.upstream));
+        // what can fail first: the backends that stay take their new weights (in place) only
+        // in a generation that is made
         let tls = if config.tls.is_empty() {
             None
         } else {
             Some(tls::acceptor(&config.name, &config.tls)?)
         };
+        let h2_pool = h2_backend::Pool::new(config)?.map(Arc::new);
+        let upstream = Upstream::new(&config.upstream, previous.map(|p| &p.upstream));
         Ok(Site {
-            h2_pool: h2_backend::Pool::new(config)?.map(Arc::new),
+            h2_pool,
             h1_pool: h1::client::Pool::new(
                 upstream.group.backends.len(),
                 config.upstream_keepalive as usize,

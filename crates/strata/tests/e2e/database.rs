@@ -1315,7 +1315,7 @@ async fn a_session_client_between_transactions_is_told_and_let_go_at_shutdown() 
     assert!(status.success(), "{status:?}");
     let told = blocking(move || session.line("select 1")).await;
     assert!(
-        told.contains("terminating connection: the pooler is shutting down"),
+        told.contains("terminating connection: the listener is closing"),
         "{told}"
     );
 }
@@ -1368,7 +1368,7 @@ async fn logins_to_databases_that_do_not_exist_leave_no_pools_behind() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reload_that_raises_pool_size_lets_a_waiting_client_in_at_once() {
+async fn a_reload_that_raises_pool_size_gives_a_second_client_a_connection_while_one_is_held() {
     let pg = Postgres::start();
     pg.user_and_database("app", "secret");
     let with = |size: u32| {
