@@ -187,13 +187,30 @@ async fn serve_batch(kept: &mut Kept) -> Next {
     // whether `buf` may hold whole commands not read yet (after one that ran on the client's
     // own connection, the rest of the pipeline waits in the buffer)
     let mut parked = false;
+    // the first read finds bytes that arrived; a later one waits for the rest of a command,
+    // which `idle_timeout` bounds as it bounds the wait between commands (a client that sends
+    // half a command and stops is idle)
+    let mut rest_of_command = false;
     let next = loop {
         if !parked {
-            match buffers::fill(&mut kept.io, &mut buf).await {
+            let idle = match rest_of_command {
+                true => svc.pool.load().config.idle_timeout,
+                false => None,
+            };
+            let read = buffers::fill(&mut kept.io, &mut buf);
+            let read = match idle {
+                Some(idle) => match tokio::time::timeout(idle, read).await {
+                    Ok(read) => read,
+                    Err(_) => break Next::Close,
+                },
+                None => read.await,
+            };
+            match read {
                 Ok(0) | Err(_) => break Next::Gone,
                 Ok(_) => {}
             }
         }
+        rest_of_command = true;
         let pool = svc.pool.load_full();
         let routing = crate::server::routing_for(kept.session.id);
         let step = match pool.config.protocol {

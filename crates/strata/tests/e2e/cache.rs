@@ -879,6 +879,43 @@ async fn blocking_commands_wait_without_holding_up_other_clients() {
     assert_eq!(after, "$1\r\nv\r\n");
 }
 
+/// `idle_timeout` closes a client that sends half a command and stops, as one that sends
+/// nothing; a client in the middle of sending is not idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_timeout_closes_a_client_stalled_inside_a_command() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let redis = Redis::start().await;
+    let strata = Strata::start(&pool(&[redis.addr], "idle_timeout = \"500ms\""));
+    let addr = strata.addr("cache:c");
+    let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stalled.write_all(b"*1\r\n$4\r\nPI").await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stalled.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(
+        closed.is_ok(),
+        "a client stalled inside a command stayed open"
+    );
+    // one that goes on sending slowly, each piece within the timeout, is served
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    for piece in [&b"*1\r\n"[..], b"$4\r\n", b"PI", b"NG\r\n"] {
+        slow.write_all(piece).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let mut pong = [0u8; 7];
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        slow.read_exact(&mut pong),
+    )
+    .await
+    .expect("answered")
+    .unwrap();
+    assert_eq!(&pong, b"+PONG\r\n");
+}
+
 /// A client that hangs up during a blocking command frees the wait at once: its own server
 /// connection closes (Redis sees no blocked client), and its place under max_connections.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
