@@ -116,18 +116,7 @@ impl ServerConn {
         let io = |source| ServerError::Io { addr, source };
         let stream = TcpStream::connect(addr).await.map_err(io)?;
         let _ = stream.set_nodelay(true);
-        let mut conn = ServerConn {
-            stream,
-            addr,
-            key: (0, 0),
-            params: HashMap::new(),
-            carried: 0,
-            buf: BytesMut::with_capacity(8192),
-            idle_since: Instant::now(),
-            statements: Default::default(),
-            dirty: false,
-            extras: 0,
-        };
+        let mut conn = ServerConn::new(stream, addr);
         conn.write(&proto::startup_packet(&[
             ("user", user),
             ("database", database),
@@ -306,6 +295,22 @@ impl ServerConn {
         }
     }
 
+    /// A connection to `addr` not logged in yet: nothing known of it.
+    fn new(stream: TcpStream, addr: SocketAddr) -> ServerConn {
+        ServerConn {
+            stream,
+            addr,
+            key: (0, 0),
+            params: HashMap::new(),
+            carried: 0,
+            buf: BytesMut::with_capacity(8192),
+            idle_since: Instant::now(),
+            statements: Default::default(),
+            dirty: false,
+            extras: 0,
+        }
+    }
+
     /// Runs `sql` (simple protocol) and reads to its ReadyForQuery: each row's columns as
     /// text (None for NULL), and the transaction status it ended in. An ErrorResponse is an
     /// error (after the ReadyForQuery has been read, so the connection stays in step). A
@@ -380,18 +385,7 @@ mod tests {
         let stream = TcpStream::connect(addr).await.unwrap();
         // accepted, and never answered
         let (_server, _) = listener.accept().await.unwrap();
-        let mut conn = ServerConn {
-            stream,
-            addr,
-            key: (0, 0),
-            params: HashMap::new(),
-            carried: 0,
-            buf: BytesMut::new(),
-            idle_since: Instant::now(),
-            statements: Default::default(),
-            dirty: false,
-            extras: 0,
-        };
+        let mut conn = ServerConn::new(stream, addr);
         let failed = conn.run("RESET ALL").await;
         assert!(
             matches!(failed, Err(ServerError::Stuck(a)) if a == addr),

@@ -4,7 +4,7 @@
 //! more until enough of those open have closed.
 
 use std::sync::atomic::AtomicUsize;
-use std::sync::atomic::Ordering::{AcqRel, Acquire};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Release};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Semaphore;
@@ -17,8 +17,11 @@ pub struct Limit(Arc<Shared>);
 
 struct Shared {
     permits: Semaphore,
-    /// The number set last; the lock also keeps two resizes from interleaving.
-    size: Mutex<usize>,
+    /// The number set last: read without a lock (pools read it at every hand-back), written
+    /// under `resizing`.
+    size: AtomicUsize,
+    /// Keeps two resizes from interleaving.
+    resizing: Mutex<()>,
     /// Permits still to be taken out of circulation after the number was lowered while more
     /// than the new number were held: each slot given back while this is above zero is
     /// forgotten instead of returned.
@@ -38,7 +41,8 @@ impl Limit {
     pub fn new(size: usize) -> Self {
         Limit(Arc::new(Shared {
             permits: Semaphore::new(size),
-            size: Mutex::new(size),
+            size: AtomicUsize::new(size),
+            resizing: Mutex::new(()),
             owed: AtomicUsize::new(0),
         }))
     }
@@ -57,21 +61,22 @@ impl Limit {
     /// Sets the number. Raised: waiters get the new places at once. Lowered: free places go at
     /// once, and slots held beyond the new number go as they are given back.
     pub fn resize(&self, size: usize) {
-        let mut current = lock(&self.0.size);
-        if size > *current {
-            let raise = size - *current;
+        let _one_at_a_time = lock(&self.0.resizing);
+        let current = self.0.size.load(Acquire);
+        if size > current {
+            let raise = size - current;
             let paid = take_up_to(&self.0.owed, raise);
             self.0.permits.add_permits(raise - paid);
-        } else if size < *current {
+        } else if size < current {
             // owed first: a slot given back meanwhile pays it instead of returning its permit
-            let lower = *current - size;
+            let lower = current - size;
             self.0.owed.fetch_add(lower, AcqRel);
             let gone = self.0.permits.forget_permits(lower);
             // what slots paid meanwhile was forgotten twice: given back
             let paid = take_up_to(&self.0.owed, gone);
             self.0.permits.add_permits(gone - paid);
         }
-        *current = size;
+        self.0.size.store(size, Release);
     }
 
     /// Waits for a place.
@@ -83,13 +88,12 @@ impl Limit {
 
     /// The number set last.
     pub fn size(&self) -> usize {
-        *lock(&self.0.size)
+        self.0.size.load(Acquire)
     }
 
     /// How many slots are held now.
     pub fn taken(&self) -> usize {
-        let size = lock(&self.0.size);
-        (*size + self.0.owed.load(Acquire)).saturating_sub(self.0.permits.available_permits())
+        (self.size() + self.0.owed.load(Acquire)).saturating_sub(self.0.permits.available_permits())
     }
 
     /// No place is free now.
@@ -114,6 +118,10 @@ impl Drop for Slot {
 
 /// Takes up to `most` from `count`; how much it took.
 fn take_up_to(count: &AtomicUsize, most: usize) -> usize {
+    // nearly always nothing is owed: no write then
+    if count.load(Acquire) == 0 {
+        return 0;
+    }
     let mut taken = 0;
     let _ = count.fetch_update(AcqRel, Acquire, |c| {
         taken = c.min(most);

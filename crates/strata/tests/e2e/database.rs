@@ -1232,18 +1232,12 @@ async fn a_check_user_added_by_a_reload_starts_the_role_checks() {
     strata
         .wait_log("SIGHUP: reloaded", Duration::from_secs(5))
         .await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let s = status(&strata).await;
-        if role(&s) == "primary" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not checked after the reload: {s}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually(
+        Duration::from_secs(10),
+        "the server checked as the primary after the reload",
+        || async { role(&status(&strata).await) == "primary" },
+    )
+    .await;
     let answer = blocking(move || psql(db, "app", "secret", "app", "select 'still served'")).await;
     assert_eq!(answer.as_deref(), Ok("still served"));
 }

@@ -227,14 +227,7 @@ async fn max_connections_holds_across_reloads_and_follows_a_changed_number() {
         reloads += 1;
         std::fs::write(&strata.config, config(max)).unwrap();
         strata.signal(libc::SIGHUP);
-        let (strata, n) = (&strata, reloads);
-        async move {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-            while strata.logs().matches("SIGHUP: reloaded").count() < n {
-                assert!(tokio::time::Instant::now() < deadline, "{}", strata.logs());
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
+        strata.wait_logs("SIGHUP: reloaded", reloads, Duration::from_secs(5))
     };
     let first = greeted(addr).await;
     let second = greeted(addr).await;
@@ -310,6 +303,7 @@ async fn a_listener_moved_by_a_reload_keeps_its_state_and_open_connections() {
     assert_eq!(status["tcp"][0]["listen"], new.to_string(), "{status}");
     // a stop waits for the connection of the old address as for any other (drain_timeout)
     strata.signal(libc::SIGTERM);
+    // a short wait to show that something does not happen: no exit while the connection is open
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         strata.child.try_wait().unwrap().is_none(),

@@ -744,15 +744,7 @@ async fn a_reload_moves_the_address_by_priority_and_a_renamed_instance_keeps_it(
     // with no peer to hand over to, a hand-over waits its longest (four adverts); a reload
     // during it that drops the instance is the last word: nothing starts once it ends
     drop(b);
-    let reloaded = |n: usize| {
-        let a = &a;
-        async move {
-            eventually(LIMIT, "the reload is applied", || async {
-                a.logs().matches("SIGHUP: reloaded").count() >= n
-            })
-            .await
-        }
-    };
+    let reloaded = |n: usize| a.wait_logs("SIGHUP: reloaded", n, LIMIT);
     reloaded(3).await;
     reload(node(&instance("edge", 51, 200, VIP, "")));
     reloaded(4).await;

@@ -203,11 +203,16 @@ impl Strata {
 
     /// Waits until the logs contain `needle`.
     pub async fn wait_log(&self, needle: &str, limit: Duration) {
+        self.wait_logs(needle, 1, limit).await;
+    }
+
+    /// Waits until the logs contain `needle` `n` times (the `n`th reload applied, say).
+    pub async fn wait_logs(&self, needle: &str, n: usize, limit: Duration) {
         let deadline = Instant::now() + limit;
-        while !self.logs().contains(needle) {
+        while self.logs().matches(needle).count() < n {
             assert!(
                 Instant::now() < deadline,
-                "no {needle:?} in logs:\n{}",
+                "not {n} times {needle:?} in logs:\n{}",
                 self.logs()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
