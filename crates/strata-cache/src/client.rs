@@ -170,6 +170,9 @@ async fn close(mut kept: Kept) {
     strata_net::close_lingering(&mut kept.io).await;
 }
 
+/// How many bytes of answers a batch gathers before it writes them.
+const FLUSH_AT: usize = 64 << 10;
+
 /// Reads what arrived, routes each whole command and writes the answers in order; goes on
 /// reading while a command is only partly there. The connection holds the read buffer only
 /// for this long.
@@ -226,10 +229,23 @@ async fn serve_batch(kept: &mut Kept) -> Next {
         drop(routing);
         let protocol = pool.config.protocol;
         let mut out = BytesMut::new();
+        let mut gone = false;
         for answer in answers.drain(..) {
             if write_answer(answer, protocol, &mut out).await {
                 svc.stats.errors.inc();
             }
+            // large answers go out as they come, so that a pipeline of them is not copied
+            // whole into one buffer first
+            if out.len() >= FLUSH_AT {
+                if kept.io.0.write_all(&out).await.is_err() {
+                    gone = true;
+                    break;
+                }
+                out.clear();
+            }
+        }
+        if gone {
+            break Next::Gone;
         }
         parked = step.own.is_some() || step.subscribe.is_some() || step.copy_first.is_some();
         let mut own = step.own;

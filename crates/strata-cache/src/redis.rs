@@ -49,6 +49,8 @@ impl Session {
 /// one was refused (EXEC then aborts, as in Redis).
 pub(crate) struct Queued {
     frames: Vec<Bytes>,
+    /// The bytes of `frames`, which the pool's `max_bulk_size` bounds.
+    bytes: usize,
     server: Option<usize>,
     failed: bool,
     /// Keys moved by the last reload that a queued write keeps part of (INCR, HSET, ...):
@@ -326,9 +328,24 @@ fn queue(pool: &Pool, session: &mut Session, spec: &command::Spec, cmd: &Command
             tx.failed = true;
             crossslot(pool)
         }
+        // a refused command aborts EXEC: what comes after it is answered but not kept
+        Ok(_) if tx.failed => Answer::Ready(Bytes::from_static(b"+QUEUED\r\n")),
         Ok(server) => {
+            let frame = cmd.to_frame();
+            tx.bytes = tx.bytes.saturating_add(frame.len());
+            if tx.bytes as u64 > pool.config.max_bulk_size {
+                // the proxy holds a transaction until EXEC: one client can't make it hold
+                // more than one command may be
+                tx.failed = true;
+                tx.frames = Vec::new();
+                tx.moved = Vec::new();
+                return error(&format!(
+                    "ERR strata: the transaction's queued commands are over max_bulk_size ({} bytes); EXEC will abort",
+                    pool.config.max_bulk_size
+                ));
+            }
             tx.server = tx.server.or(server);
-            tx.frames.push(cmd.to_frame());
+            tx.frames.push(frame);
             if partial {
                 let args: Vec<&[u8]> = (0..cmd.len()).map(|i| cmd.arg(i)).collect();
                 for k in command::key_positions(&spec.route, &args).unwrap_or_default() {
@@ -406,6 +423,7 @@ fn transaction(
         Transaction::Multi => {
             session.tx = Some(Box::new(Queued {
                 frames: Vec::new(),
+                bytes: 0,
                 server: None,
                 failed: false,
                 moved: Vec::new(),

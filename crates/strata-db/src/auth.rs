@@ -36,10 +36,17 @@ pub enum AuthError {
     Unsupported(String),
 }
 
-/// Random bytes from the system.
+/// Random bytes from the system (salts, nonces, cancel keys, the unknown user's password).
+///
+/// The system's generator (`getrandom`) does not fail on the kernels Strata runs on; if it
+/// ever does, the process stops rather than go on with bytes an attacker could predict (a
+/// nonce or cancel key of zeros), as BoringSSL does.
 pub fn random<const N: usize>() -> [u8; N] {
     let mut out = [0u8; N];
-    let _ = SystemRandom::new().fill(&mut out);
+    if SystemRandom::new().fill(&mut out).is_err() {
+        tracing::error!("the system's random number generator failed: stopping");
+        std::process::abort();
+    }
     out
 }
 

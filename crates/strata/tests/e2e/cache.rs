@@ -840,6 +840,85 @@ async fn transactions_run_whole_on_the_server_of_their_keys() {
     );
 }
 
+/// A pipeline whose answers are large goes out as the answers come (in parts of 64 KiB and
+/// more), in order and whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_of_large_answers_comes_back_whole_and_in_order() {
+    let shards = [Redis::start().await, Redis::start().await];
+    let strata = Strata::start(&pool(&[shards[0].addr, shards[1].addr], ""));
+    let mut c = Resp::connect(strata.addr("cache:c")).await.unwrap();
+    let big: Vec<String> = (0..3).map(|i| i.to_string().repeat(100_000)).collect();
+    for (i, v) in big.iter().enumerate() {
+        let key = format!("big{i}");
+        let set = c.cmd(&[b"SET", key.as_bytes(), v.as_bytes()]).await;
+        assert_eq!(text(&set), "+OK\r\n");
+    }
+    let mut pipeline = Vec::new();
+    for i in 0..30 {
+        pipeline.push(cmd(&["GET", &format!("big{}", i % 3)]));
+        pipeline.push(cmd(&["PING"]));
+    }
+    let replies = c.pipeline(&pipeline).await;
+    for (i, r) in replies.iter().enumerate() {
+        if i % 2 == 1 {
+            assert_eq!(text(r), "+PONG\r\n", "reply {i}");
+        } else {
+            let v = &big[(i / 2) % 3];
+            assert_eq!(
+                r.as_ref(),
+                format!("${}\r\n{v}\r\n", v.len()).as_bytes(),
+                "reply {i}"
+            );
+        }
+    }
+}
+
+/// The proxy holds a transaction's commands until EXEC: `max_bulk_size` bounds them, so one
+/// client can't make it hold without end. The command past the bound is refused, EXEC aborts
+/// (as after any refused command), nothing of it ran, and the connection carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_past_max_bulk_size_is_refused_and_aborts() {
+    let redis = Redis::start().await;
+    let strata = Strata::start(&pool(&[redis.addr], "max_bulk_size = \"1KiB\""));
+    let mut c = Resp::connect(strata.addr("cache:c")).await.unwrap();
+    let value = "v".repeat(600);
+    let replies: Vec<String> = c
+        .pipeline(&[
+            cmd(&["MULTI"]),
+            cmd(&["SET", "{t}:a", &value]),
+            cmd(&["SET", "{t}:b", &value]),
+            cmd(&["SET", "{t}:c", "x"]),
+            cmd(&["EXEC"]),
+            cmd(&["MGET", "{t}:a", "{t}:c"]),
+        ])
+        .await
+        .iter()
+        .map(|r| text(r))
+        .collect();
+    assert_eq!(&replies[..2], ["+OK\r\n", "+QUEUED\r\n"]);
+    assert!(
+        replies[2].starts_with(
+            "-ERR strata: the transaction's queued commands are over max_bulk_size (1024 bytes)"
+        ),
+        "{replies:?}"
+    );
+    assert_eq!(replies[3], "+QUEUED\r\n");
+    assert!(replies[4].starts_with("-EXECABORT"), "{replies:?}");
+    assert_eq!(replies[5], "*2\r\n$-1\r\n$-1\r\n");
+    // a transaction within the bound runs
+    let replies: Vec<String> = c
+        .pipeline(&[
+            cmd(&["MULTI"]),
+            cmd(&["SET", "{t}:a", &value]),
+            cmd(&["EXEC"]),
+        ])
+        .await
+        .iter()
+        .map(|r| text(r))
+        .collect();
+    assert_eq!(replies[2], "*1\r\n+OK\r\n");
+}
+
 /// A blocking command waits on the client's own connection: other clients, and the shared
 /// connections, carry on meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
