@@ -1299,7 +1299,7 @@ impl Session {
     async fn client_sent(&mut self) -> Result<bool, ClientError> {
         // the listener's sharding now (a reload may change it between two transactions)
         let sharding = self.svc.sharding();
-        while let Some(total) = proto::message_len(&self.cbuf)? {
+        while let Some(total) = proto::client_message_len(&self.cbuf)? {
             if self.line.is_some() {
                 break;
             }

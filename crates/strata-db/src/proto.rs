@@ -132,6 +132,30 @@ pub fn message_len(buf: &[u8]) -> Result<Option<usize>, ProtoError> {
     Ok((buf.len() > len).then_some(len + 1))
 }
 
+/// The largest length PostgreSQL accepts from a client for a message that carries no SQL and
+/// no data (`PQ_SMALL_MESSAGE_LIMIT`).
+pub const MAX_SMALL_MESSAGE: usize = 10_000;
+
+/// [`message_len`] for what a client sends: Sync, Flush, Close, Describe, Execute, Terminate,
+/// CopyDone and CopyFail may announce at most [`MAX_SMALL_MESSAGE`] bytes, as PostgreSQL
+/// allows them, so that a client can't have the proxy buffer a gigabyte for a Sync; a
+/// message that can carry SQL or data (Query, Parse, Bind, FunctionCall, CopyData) has the
+/// large limit.
+pub fn client_message_len(buf: &[u8]) -> Result<Option<usize>, ProtoError> {
+    if buf.len() >= 5
+        && matches!(
+            buf[0],
+            b'S' | b'H' | b'C' | b'D' | b'E' | b'X' | b'c' | b'f'
+        )
+    {
+        let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+        if len > MAX_SMALL_MESSAGE {
+            return Err(ProtoError::TooLong(len));
+        }
+    }
+    message_len(buf)
+}
+
 /// Takes one whole tagged message off the front of `buf`: (type, body).
 pub fn message(buf: &mut BytesMut) -> Result<Option<(u8, BytesMut)>, ProtoError> {
     let Some(total) = message_len(buf)? else {
@@ -350,5 +374,17 @@ mod tests {
         assert_eq!(message(&mut most), Ok(None));
         let mut over = BytesMut::from(&b"d\x3f\xff\xff\xff"[..]);
         assert_eq!(message(&mut over), Err(ProtoError::TooLong(0x3fff_ffff)));
+    }
+
+    #[test]
+    fn a_client_message_without_sql_or_data_is_small() {
+        for tag in *b"SHCDEXcf" {
+            assert_eq!(client_message_len(&[tag, 0, 0, 0x27, 0x10]), Ok(None));
+            let over = client_message_len(&[tag, 0, 0, 0x27, 0x11]);
+            assert_eq!(over, Err(ProtoError::TooLong(10_001)), "{}", tag as char);
+        }
+        for tag in *b"QPBFd" {
+            assert_eq!(client_message_len(&[tag, 0x3f, 0xff, 0xff, 0xfe]), Ok(None));
+        }
     }
 }

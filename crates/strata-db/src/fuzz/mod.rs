@@ -55,7 +55,8 @@ pub struct ProxyRead {
 }
 
 /// Reads `data` with `proto` as the client and server connections do (`startup` until the
-/// parameters, a cancel ending it; then `message_len` and `message`), the bytes arriving in
+/// parameters, a cancel ending it; then `message_len` and `message`, after
+/// `client_message_len` on the client's side), the bytes arriving in
 /// pieces of the sizes `pieces` gives (what is left after them arrives at once). Along the way
 /// it checks that `message_len` and `message` agree, and that a verdict of "incomplete"
 /// leaves the buffer as it was.
@@ -102,6 +103,12 @@ pub fn proxy_read(data: &[u8], side: Side, pieces: impl IntoIterator<Item = usiz
                     Err(e) => return refused(e),
                 }
                 continue;
+            }
+            // the client connection measures with the client's limits first
+            if side == Side::Frontend {
+                if let Err(e) = proto::client_message_len(&buf) {
+                    return refused(e);
+                }
             }
             let measured = proto::message_len(&buf);
             match proto::message(&mut buf) {
@@ -516,7 +523,10 @@ fn alone(read: &ProxyRead, theirs: &oracle::Stream, side: Side, data: &[u8]) {
             .any(|(s, _)| matches!(s, Startup::Params(_)));
     let verdict = |n: usize| -> Result<bool, ProtoError> {
         let mut b = BytesMut::from(&data[*at..at + n]);
-        if in_messages {
+        if in_messages && side == Side::Frontend {
+            proto::client_message_len(&b)?;
+            proto::message(&mut b).map(|m| m.is_some())
+        } else if in_messages {
             proto::message(&mut b).map(|m| m.is_some())
         } else {
             proto::startup(&mut b).map(|s| s.is_some())

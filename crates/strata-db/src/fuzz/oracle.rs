@@ -41,7 +41,10 @@
 //!   (`MaxAllocSize - 1`), the most any frontend message may announce before the server
 //!   closes the connection. The same limit holds for the server's messages.
 //! - **Message types** are not judged: any byte frames a message. The server refuses types it
-//!   does not know; a pooler forwards what it does not look into.
+//!   does not know; a pooler forwards what it does not look into. One exception, on what a
+//!   client sends: the messages that carry no SQL text and no row data (Sync, Flush, Close,
+//!   Describe, Execute, Terminate, CopyDone, CopyFail) may announce at most 10,000 bytes,
+//!   PostgreSQL's `PQ_SMALL_MESSAGE_LIMIT` for them.
 //! - **After a CancelRequest** nothing more is read: "the server ... closes the connection".
 //! - **After SSLRequest or GSSENCRequest** (answered `N` by the pooler) the client sends its
 //!   next first packet, in clear.
@@ -50,6 +53,13 @@
 pub const FIRST_PACKET_MOST: u32 = 10_000;
 /// The largest length a tagged message may announce.
 pub const MESSAGE_MOST: u32 = 0x3fff_fffe;
+/// The largest length a client's message without SQL or data may announce.
+pub const SMALL_MESSAGE_MOST: u32 = 10_000;
+
+/// The client's messages that carry neither SQL nor data, by their type bytes in the
+/// documentation's "Message Formats": Close, Describe, Execute, Flush, Sync, Terminate,
+/// CopyDone, CopyFail.
+const SMALL_FROM_CLIENT: [u8; 8] = [b'C', b'D', b'E', b'H', b'S', b'X', b'c', b'f'];
 
 const REQUEST_MAJOR: u16 = 1234;
 const CANCEL_MINOR: u16 = 5678;
@@ -254,6 +264,11 @@ fn string(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
 
 /// Reads one tagged message: its type and contents (what follows the length).
 pub fn tagged(bytes: &[u8]) -> Reading<(u8, Vec<u8>)> {
+    tagged_from(bytes, false)
+}
+
+/// Reads one tagged message; a client's (`from_client`) without SQL or data is small.
+fn tagged_from(bytes: &[u8], from_client: bool) -> Reading<(u8, Vec<u8>)> {
     if bytes.len() < 5 {
         return Reading::Partial;
     }
@@ -266,7 +281,11 @@ pub fn tagged(bytes: &[u8]) -> Reading<(u8, Vec<u8>)> {
     if length < 4 {
         return refused(Refusal::ShortLength(length));
     }
-    if length > MESSAGE_MOST {
+    let most = match from_client && SMALL_FROM_CLIENT.contains(&bytes[0]) {
+        true => SMALL_MESSAGE_MOST,
+        false => MESSAGE_MOST,
+    };
+    if length > most {
         return refused(Refusal::LongLength(length));
     }
     // the type byte is not counted by the length
@@ -321,7 +340,7 @@ pub fn frontend(stream: &[u8]) -> Stream {
             }
         }
     }
-    let (messages, stop) = messages(stream, at);
+    let (messages, stop) = messages(stream, at, true);
     Stream {
         first,
         messages,
@@ -331,7 +350,7 @@ pub fn frontend(stream: &[u8]) -> Stream {
 
 /// Reads what a server sends after the StartupMessage: tagged messages only.
 pub fn backend(stream: &[u8]) -> Stream {
-    let (messages, stop) = messages(stream, 0);
+    let (messages, stop) = messages(stream, 0, false);
     Stream {
         first: Vec::new(),
         messages,
@@ -341,10 +360,10 @@ pub fn backend(stream: &[u8]) -> Stream {
 
 type Messages = Vec<(u8, Vec<u8>, usize)>;
 
-fn messages(stream: &[u8], mut at: usize) -> (Messages, Stop) {
+fn messages(stream: &[u8], mut at: usize, from_client: bool) -> (Messages, Stop) {
     let mut out = Vec::new();
     loop {
-        match tagged(&stream[at..]) {
+        match tagged_from(&stream[at..], from_client) {
             Reading::Partial => {
                 let held = stream.len() - at;
                 return (out, Stop::Waiting { held });

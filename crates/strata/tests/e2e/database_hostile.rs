@@ -203,6 +203,9 @@ async fn hostile_clients_get_exact_answers_and_leave_the_others_alone() {
         ("a length of 0 after a query answered", true, b"Q\0\0\0\0"),
         ("a negative length", false, b"Q\xff\xff\xff\xff"),
         ("a length of 0x3fffffff", false, b"d\x3f\xff\xff\xff"),
+        // a Sync, Flush, Execute, ... carries no SQL nor data: PostgreSQL allows it 10,000
+        ("a Sync of 10,001 bytes", false, b"S\0\0\x27\x11"),
+        ("an Execute of 10,001 bytes", true, b"E\0\0\x27\x11"),
     ] {
         let (mut s, welcome) = log_in(db, &[]).await;
         assert_eq!(welcome.last(), Some(&(b'Z', b"I".to_vec())));
