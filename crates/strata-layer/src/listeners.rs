@@ -76,7 +76,9 @@ struct Running<S> {
     /// The address it is bound to (port 0 resolved).
     bound: Option<SocketAddr>,
     stop: CancellationToken,
-    task: JoinHandle<()>,
+    /// Taken when it drains (the listener stays in the list meanwhile, so that `/status` and
+    /// `/metrics` show the connections it still has).
+    task: Option<JoinHandle<()>>,
 }
 
 /// Every listener of one layer: a [`Layer`] for any [`Service`].
@@ -178,7 +180,7 @@ impl<S: Service> Layer for Listeners<S> {
             strata_net::drain::cancel(&r.stop);
             true
         });
-        retiring.extend(gone.map(|r| r.task));
+        retiring.extend(gone.filter_map(|r| r.task));
         drop(retiring);
         let new: Vec<&S::Config> = sections
             .iter()
@@ -220,7 +222,7 @@ impl<S: Service> Layer for Listeners<S> {
                 listen: S::listen(section),
                 bound,
                 stop,
-                task,
+                task: Some(task),
             });
         }
         Ok(())
@@ -229,11 +231,11 @@ impl<S: Service> Layer for Listeners<S> {
     fn drain(&self) -> Work<'static> {
         let mut tasks: Vec<JoinHandle<()>> = self
             .lock()
-            .drain(..)
-            .map(|r| {
+            .iter_mut()
+            .filter_map(|r| {
                 strata_net::drain::cancel(&r.stop);
                 r.svc.stop();
-                r.task
+                r.task.take()
             })
             .collect();
         tasks.append(&mut strata_net::lock(&self.retiring));

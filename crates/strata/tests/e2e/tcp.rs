@@ -318,7 +318,7 @@ async fn a_listener_moved_by_a_reload_keeps_its_state_and_open_connections() {
 }
 
 #[tokio::test]
-async fn a_second_sigterm_during_the_drain_stops_at_once() {
+async fn status_shows_a_draining_listener_and_a_second_sigterm_stops_at_once() {
     let (a, _ta) = echo("a").await;
     let mut strata = Strata::start(&format!(
         "drain_timeout = \"60s\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[[tcp]]\nname = \"echo\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"{a}\"]\n"
@@ -326,6 +326,11 @@ async fn a_second_sigterm_during_the_drain_stops_at_once() {
     let _open = greeted(strata.addr("tcp:echo")).await;
     strata.signal(libc::SIGTERM);
     strata.wait_log("draining", Duration::from_secs(5)).await;
+    // while it drains, /status still shows the listener and the connection it waits for
+    let status: serde_json::Value =
+        serde_json::from_str(&admin_get(&strata, "/status").await.body).unwrap();
+    assert_eq!(status["tcp"][0]["name"], "echo", "{status}");
+    assert_eq!(status["tcp"][0]["open_connections"], 1, "{status}");
     strata.signal(libc::SIGTERM);
     let status = common::blocking(move || strata.wait_exit(Duration::from_secs(10))).await;
     assert!(status.success(), "{status:?}");
