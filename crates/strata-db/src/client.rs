@@ -106,7 +106,10 @@ async fn login(
 ) -> Option<Session> {
     let _ = stream.set_nodelay(true);
     let mut buf = buffers::take();
-    let started = tokio::time::timeout(LOGIN_TIMEOUT, startup(&mut stream, &mut buf)).await;
+    // one deadline for both steps, as PostgreSQL's authentication_timeout and PgBouncer's
+    // client_login_timeout are one
+    let deadline = tokio::time::Instant::now() + LOGIN_TIMEOUT;
+    let started = tokio::time::timeout_at(deadline, startup(&mut stream, &mut buf)).await;
     let Ok(started) = started else {
         refuse(&mut stream, Sqlstate::PROTOCOL, "no startup packet in time").await;
         return None;
@@ -165,8 +168,8 @@ async fn login(
     let secret = known
         .clone()
         .unwrap_or_else(|| svc.nobody(config.auth_type));
-    let checked = tokio::time::timeout(
-        LOGIN_TIMEOUT,
+    let checked = tokio::time::timeout_at(
+        deadline,
         authenticate(svc, &mut stream, &mut buf, config.auth_type, &user, &secret),
     )
     .await;
