@@ -44,6 +44,17 @@ pub trait Layer: Send + Sync {
     /// binds them all before anything changes, so a busy port rejects the whole config.
     fn to_bind(&self, config: &Config) -> Vec<(String, SocketAddr)>;
 
+    /// The listening sockets of this layer that `config` stops serving where they are (the
+    /// listener is removed, renamed or moved), by the address they listen on: a new listener
+    /// of `config` on one of those addresses takes the socket over (a copy of its descriptor)
+    /// instead of binding the address again, which the old listener still holds until
+    /// [`Layer::apply`] stops it. So a listener renamed in place, or an address handed from
+    /// one listener or layer to another, reloads without a restart and without a refused
+    /// connection.
+    fn releasing(&self, _config: &Config) -> Vec<(SocketAddr, std::os::fd::OwnedFd)> {
+        Vec::new()
+    }
+
     /// Checks what a valid config can still fail on once it is applied (certificate files and
     /// the like), before anything changes.
     fn check(&self, config: &Config) -> Result<(), LayerError>;

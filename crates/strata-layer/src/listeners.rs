@@ -76,6 +76,9 @@ struct Running<S> {
     /// The address it is bound to (port 0 resolved).
     bound: Option<SocketAddr>,
     stop: CancellationToken,
+    /// Its listening socket (a copy of the descriptor the accept loop has), for a listener
+    /// that takes the address over when a reload renames or replaces this one.
+    socket: Option<std::os::fd::OwnedFd>,
     /// Taken when it drains (the listener stays in the list meanwhile, so that `/status` and
     /// `/metrics` show the connections it still has).
     task: Option<JoinHandle<()>>,
@@ -123,9 +126,12 @@ impl<S: Service> Listeners<S> {
     }
 
     fn runs(running: &[Running<S>], section: &S::Config) -> bool {
-        running
-            .iter()
-            .any(|r| r.name == S::name(section) && r.listen == S::listen(section))
+        running.iter().any(|r| Self::same(r, section))
+    }
+
+    /// Whether `r` is the listener `section` asks for, where it asks for it.
+    fn same(r: &Running<S>, section: &S::Config) -> bool {
+        r.name == S::name(section) && r.listen == S::listen(section)
     }
 }
 
@@ -140,6 +146,15 @@ impl<S: Service> Layer for Listeners<S> {
             .iter()
             .filter(|s| !Self::runs(&running, s))
             .map(|s| (format!("{}:{}", S::LAYER, S::name(s)), S::listen(s)))
+            .collect()
+    }
+
+    fn releasing(&self, config: &Config) -> Vec<(SocketAddr, std::os::fd::OwnedFd)> {
+        let sections = S::sections(config);
+        self.lock()
+            .iter()
+            .filter(|r| r.task.is_some() && !sections.iter().any(|s| Self::same(r, s)))
+            .filter_map(|r| Some((r.listen, r.socket.as_ref()?.try_clone().ok()?)))
             .collect()
     }
 
@@ -206,6 +221,11 @@ impl<S: Service> Layer for Listeners<S> {
                 },
             };
             let bound = listener.local_addr().ok();
+            // (without a copy, which only a full descriptor table refuses, a reload that
+            // renames the listener in place is refused as the address is in use)
+            let socket = std::os::fd::AsFd::as_fd(&listener)
+                .try_clone_to_owned()
+                .ok();
             if let Some(addr) = bound {
                 let what = format!("{}:{name}", S::LAYER);
                 println!(
@@ -222,6 +242,7 @@ impl<S: Service> Layer for Listeners<S> {
                 listen: S::listen(section),
                 bound,
                 stop,
+                socket,
                 task: Some(task),
             });
         }
@@ -235,6 +256,9 @@ impl<S: Service> Layer for Listeners<S> {
             .filter_map(|r| {
                 strata_net::drain::cancel(&r.stop);
                 r.svc.stop();
+                // the address closes once the accept loop lets go of it: new clients are
+                // refused (and go elsewhere) rather than left in the backlog
+                r.socket = None;
                 r.task.take()
             })
             .collect();

@@ -54,6 +54,9 @@ where
             },
         };
         let accepted = tokio::select! {
+            // a stopped listener takes nothing more, even a connection already waiting: a
+            // listener that took its socket over (a reload renamed it) serves that one
+            biased;
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };

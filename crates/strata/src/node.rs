@@ -82,9 +82,24 @@ impl Layers {
             layer.check(config)?;
         }
         let mut bound: Vec<Vec<TcpListener>> = Vec::new();
+        // sockets that listeners this config stops still hold: a new listener on the same
+        // address takes one over
+        let mut releasing: Vec<_> = self
+            .layers
+            .iter()
+            .flat_map(|l| l.releasing(config))
+            .filter(|(addr, _)| addr.port() != 0)
+            .collect();
         for layer in &self.layers {
             let mut listeners = Vec::new();
             for (what, addr) in layer.to_bind(config) {
+                if let Some(at) = releasing.iter().position(|(held, _)| *held == addr) {
+                    let (_, socket) = releasing.swap_remove(at);
+                    let taken = TcpListener::from_std(std::net::TcpListener::from(socket));
+                    listeners
+                        .push(taken.with_context(|| format!("{what}: cannot take over {addr}"))?);
+                    continue;
+                }
                 // a listener on one of this node's virtual addresses binds before it holds it
                 let virtual_addr = config
                     .vip

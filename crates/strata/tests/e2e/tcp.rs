@@ -183,13 +183,18 @@ async fn sighup_sends_new_connections_to_the_new_backends_and_open_ones_carry_on
     assert!(!status.contains(&a.to_string()), "{status}");
 
     // the connection opened before the reload still reaches a, both ways
-    open.write_all(b"still there?").await.unwrap();
-    let mut back = [0u8; 12];
+    echoes(&mut open, b"still there?").await;
+}
+
+/// Writes `bytes` on a relayed connection and reads them back from the echo backend.
+async fn echoes(open: &mut TcpStream, bytes: &[u8]) {
+    open.write_all(bytes).await.unwrap();
+    let mut back = vec![0u8; bytes.len()];
     tokio::time::timeout(Duration::from_secs(5), open.read_exact(&mut back))
         .await
         .expect("an answer on the old connection")
         .unwrap();
-    assert_eq!(&back, b"still there?");
+    assert_eq!(back, bytes);
 }
 
 /// A connection through `addr` that the backend has greeted: relayed, so it holds a slot.
@@ -256,6 +261,40 @@ async fn max_connections_holds_across_reloads_and_follows_a_changed_number() {
     assert!(greets_within(&mut fourth, Duration::from_secs(5)).await);
 }
 
+/// A listener renamed in place: the new one takes the old one's socket over (binding the
+/// address again would fail while the old one holds it), and what the old one had open goes on.
+#[tokio::test]
+async fn a_listener_renamed_in_place_or_given_to_another_layer_reloads_without_a_restart() {
+    let (a, _ta) = echo("a").await;
+    let port = free_ports(1)[0];
+    let config = |name: &str| {
+        format!(
+            "drain_timeout = \"20s\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[[tcp]]\nname = \"{name}\"\nlisten = \"127.0.0.1:{port}\"\nbackends = [\"{a}\"]\n"
+        )
+    };
+    let strata = Strata::start(&config("old"));
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut open = greeted(addr).await;
+    strata.reload_to(&config("new")).await;
+    let status = admin_status(&strata).await;
+    assert_eq!(status["tcp"].as_array().map(Vec::len), Some(1), "{status}");
+    assert_eq!(status["tcp"][0]["name"], "new", "{status}");
+    // new connections are the new listener's, on the same address
+    assert_eq!(greeting(addr).await, "a");
+    let metrics = admin_get(&strata, "/metrics").await.body;
+    let served = metric(&metrics, "strata_tcp_connections_total", "listener=\"new\"");
+    assert_eq!(served, Some(1.0), "{metrics}");
+    // the connection the old one took still relays
+    echoes(&mut open, b"still?").await;
+    // the address handed to another layer: an [[http]] listener takes the socket over
+    let web = Backend::start("web").await;
+    let http = config("web")
+        .replace("[[tcp]]", "[[http]]")
+        .replace(&a.to_string(), &web.addr.to_string());
+    strata.reload_to(&http).await;
+    assert_eq!(get_once(addr, "/").await.body, "backend web");
+}
+
 #[tokio::test]
 async fn a_listener_moved_by_a_reload_keeps_its_state_and_open_connections() {
     let (a, _ta) = echo("a").await;
@@ -282,13 +321,7 @@ async fn a_listener_moved_by_a_reload_keeps_its_state_and_open_connections() {
     })
     .await;
     // the connection opened before the move still relays, both ways
-    open.write_all(b"still?").await.unwrap();
-    let mut back = [0u8; 6];
-    tokio::time::timeout(Duration::from_secs(5), open.read_exact(&mut back))
-        .await
-        .expect("an answer on the old connection")
-        .unwrap();
-    assert_eq!(&back, b"still?");
+    echoes(&mut open, b"still?").await;
     // one listener, its counters carried on: three connections, one of them still open
     let metrics = admin_get(&strata, "/metrics").await.body;
     let connections = metric(

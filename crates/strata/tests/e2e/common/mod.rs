@@ -201,6 +201,15 @@ impl Strata {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Writes `config` over the config file, sends SIGHUP, and waits until it is applied.
+    pub async fn reload_to(&self, config: &str) {
+        let before = self.logs().matches("SIGHUP: reloaded").count();
+        std::fs::write(&self.config, config).unwrap();
+        self.signal(libc::SIGHUP);
+        self.wait_logs("SIGHUP: reloaded", before + 1, Duration::from_secs(5))
+            .await;
+    }
+
     /// Waits until the logs contain `needle`.
     pub async fn wait_log(&self, needle: &str, limit: Duration) {
         self.wait_logs(needle, 1, limit).await;
@@ -721,6 +730,11 @@ pub async fn get_once(addr: SocketAddr, path: &str) -> Reply {
         .get(path)
         .await
         .expect("request")
+}
+
+/// Strata's `/status`, as JSON.
+pub async fn admin_status(strata: &Strata) -> serde_json::Value {
+    serde_json::from_str(&admin_get(strata, "/status").await.body).expect("/status is JSON")
 }
 
 /// A GET on strata's admin listener: /status, /metrics.
