@@ -123,10 +123,22 @@ impl Instance {
         });
     }
 
+    /// Tells the instance's task to stop (a Master hands over, as in [`Instance::stop`]),
+    /// without waiting for it.
+    pub fn cancel(&self) {
+        self.stop.cancel();
+    }
+
+    /// The instance's task, for a test to wait on.
+    #[cfg(test)]
+    pub(crate) fn take_task(&self) -> Option<JoinHandle<()>> {
+        lock(&self.task).take()
+    }
+
     /// Stops the instance: a Master hands over (priority-0 advert, then waits for the new
     /// Master up to a bound, then removes its addresses). Returns when that is done.
     pub async fn stop(&self) {
-        self.stop.cancel();
+        self.cancel();
         let task = lock(&self.task).take();
         if let Some(task) = task {
             let _ = task.await;

@@ -110,6 +110,19 @@ impl VipLayer {
     }
 }
 
+/// A layer dropped without a drain (an embedder's node dropped) stops its instances, as
+/// dropped listeners stop accepting: each Master hands over in the background, and nothing
+/// goes on advertising for a node that is gone.
+impl Drop for VipLayer {
+    fn drop(&mut self) {
+        let mut state = self.lock();
+        state.closed = true;
+        for instance in &state.instances {
+            instance.cancel();
+        }
+    }
+}
+
 impl Layer for VipLayer {
     fn name(&self) -> &'static str {
         "vip"
@@ -206,5 +219,25 @@ impl Layer for VipLayer {
         Err(ActionError::NotFound(format!(
             "vip instance \"{listener}\" has no backends: drain and restore act on http, tcp, cache and database listeners"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_dropped_layer_stops_its_instances() {
+        // an interface that does not exist: the instance waits for it, as it would at boot
+        let text = "[[vip]]\nname = \"v\"\ninterface = \"strata-none0\"\nvrid = 9\npriority = 100\naddresses = [\"10.9.9.9/24\"]\n";
+        let config = strata_config::parse(text, "test.toml", std::path::Path::new(".")).unwrap();
+        let layer = VipLayer::new(Arc::new(|_: &str, _: &str| None));
+        layer.apply(&config, Vec::new()).unwrap();
+        let task = layer.lock().instances[0].take_task().unwrap();
+        drop(layer);
+        tokio::time::timeout(std::time::Duration::from_secs(10), task)
+            .await
+            .expect("the instance still runs after its layer was dropped")
+            .unwrap();
     }
 }

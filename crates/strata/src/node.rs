@@ -311,7 +311,8 @@ impl Node {
     }
 }
 
-/// A node dropped without [`Node::drain`] stops accepting everywhere, the admin listener too.
+/// A node dropped without [`Node::drain`] stops accepting everywhere, the admin listener too,
+/// and its virtual addresses are handed over (in the background) rather than advertised on.
 impl Drop for Node {
     fn drop(&mut self) {
         strata_net::drain::cancel(&self.admin_stop);
