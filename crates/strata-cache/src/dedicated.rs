@@ -90,34 +90,69 @@ pub(crate) async fn run(
     };
     let mut addr = addr;
     let mut own = own;
-    // a blocking command on a Redis Cluster node follows the cluster's redirections, as the
-    // shared connections do (a transaction's are the client's to retry whole)
-    let cluster = pool
-        .cluster
-        .as_ref()
-        .filter(|_| own.blocking && own.at.is_some());
+    // on a Redis Cluster node, what the own connection runs follows the cluster's
+    // redirections, as the shared connections do: a blocking command, a WATCH, and a
+    // transaction none of whose commands ran (Redis discards one whose command was redirected)
+    let cluster = pool.cluster.as_ref().filter(|_| own.at.is_some());
     for _ in 0..crate::cluster::MAX_REDIRECTS {
-        let reply = run_once(session, pool, &own, addr, drain).await;
+        let ran = run_once(session, pool, &own, addr, drain).await;
         let Some(cluster) = cluster else {
-            return reply;
+            return ran.reply;
         };
-        if let Some((slot, to)) = crate::cluster::redirect(&reply, b"-MOVED ") {
+        // a transaction's redirection is its first refused command's; the rest is the reply's
+        let told = match own.then {
+            Then::Unwatch => ran.first_error.as_ref().unwrap_or(&ran.reply),
+            _ => &ran.reply,
+        };
+        let moved = crate::cluster::redirect(told, b"-MOVED ");
+        let ask = crate::cluster::redirect(told, b"-ASK ");
+        let Some((slot, to)) = moved.or(ask) else {
+            return ran.reply;
+        };
+        if moved.is_some() {
             cluster.moved(slot, to);
-            addr = to;
-        } else if let Some((_, to)) = crate::cluster::redirect(&reply, b"-ASK ") {
-            // once, behind ASKING: the next try is the command alone again
-            addr = to;
-            let command = own.frames.last().cloned().unwrap_or_default();
-            own.frames = vec![Bytes::from_static(b"*1\r\n$6\r\nASKING\r\n"), command];
-            continue;
-        } else {
-            return reply;
         }
-        if let Some(command) = own.frames.last().cloned() {
-            own.frames = vec![command];
+        // what is sent again: without an ASKING an earlier ASK put first
+        if own.frames.first().is_some_and(|f| f[..] == ASKING[..]) {
+            own.frames.remove(0);
+        }
+        match own.then {
+            Then::Unwatch if ran.watching => {
+                // the watched keys' slot moved with the transaction's: what was watched is
+                // gone, so the transaction does not run, as when a watched key changes
+                session.dedicated = None;
+                return Bytes::from_static(if session.resp3 { b"_\r\n" } else { b"*-1\r\n" });
+            }
+            Then::Nothing | Then::Unwatch => {}
+            // a WATCH on the importing node would leave the EXEC to go elsewhere
+            Then::Watch if ask.is_some() => {
+                return resp::error_frame(
+                    "TRYAGAIN the key's slot is moving between cluster nodes; try again",
+                )
+            }
+            Then::Watch => {}
+            Then::Discard | Then::Abort => return ran.reply,
+        }
+        addr = to;
+        if ask.is_some() {
+            // once, behind ASKING: the next try is without it again
+            own.frames.insert(0, Bytes::from_static(ASKING));
         }
     }
     resp::error_frame("ERR strata: the cluster kept redirecting the command")
+}
+
+/// Redis Cluster's ASKING: the next command (or transaction) is for a slot being imported.
+const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
+
+/// What [`run_once`] came to.
+struct Ran {
+    /// The client's answer.
+    reply: Bytes,
+    /// The first error reply of the commands sent (a transaction's redirected command).
+    first_error: Option<Bytes>,
+    /// Keys were watched on the connection before these commands.
+    watching: bool,
 }
 
 /// [`run`] on the connection to `addr`, once.
@@ -127,14 +162,19 @@ async fn run_once(
     own: &Own,
     addr: SocketAddr,
     drain: &tokio_util::sync::CancellationToken,
-) -> Bytes {
+) -> Ran {
+    let answer = |reply: Bytes| Ran {
+        reply,
+        first_error: None,
+        watching: false,
+    };
     let conn = match session.dedicated.take() {
         Some(conn) if conn.server == addr && conn.resp3 == session.resp3 => Some(conn),
         Some(conn) if conn.watching => {
             session.dedicated = Some(conn);
-            return resp::error_frame(
+            return answer(resp::error_frame(
                 "CROSSSLOT the watched keys and this command's keys live on different servers",
-            );
+            ));
         }
         _ => None,
     };
@@ -149,7 +189,7 @@ async fn run_once(
             }),
             Err(e) => {
                 let told = e.told(Stage::Connect, addr, "own connection");
-                return resp::error_frame(&format!("ERR strata: {told}"));
+                return answer(resp::error_frame(&format!("ERR strata: {told}")));
             }
         },
     };
@@ -163,41 +203,50 @@ async fn run_once(
         // is dropped with the client's state
         _ = drain.cancelled(), if own.blocking => Err("the proxy is shutting down".into()),
     };
-    match result {
-        Ok(reply) => {
+    let watching = conn.watching;
+    let (first_error, reply) = match result {
+        Ok((first_error, reply)) => {
             conn.watching = match own.then {
                 Then::Nothing => conn.watching,
-                Then::Watch => !reply.starts_with(b"-"),
+                // a refused WATCH leaves what an earlier one watches watched
+                Then::Watch => conn.watching || !reply.starts_with(b"-"),
                 Then::Unwatch | Then::Discard | Then::Abort => false,
             };
             session.dedicated = Some(conn);
-            match own.then {
+            let reply = match own.then {
                 Then::Discard => Bytes::from_static(b"+OK\r\n"),
                 Then::Abort => resp::error_frame(EXECABORT),
                 _ => reply,
-            }
+            };
+            (first_error, reply)
         }
         Err(why) => {
             // a WATCH lived on that connection: the next EXEC must not run as if it held
             session.watch_lost |= conn.watching;
-            match own.then {
+            let reply = match own.then {
                 Then::Discard => Bytes::from_static(b"+OK\r\n"),
                 Then::Abort => resp::error_frame(EXECABORT),
                 _ => resp::error_frame(&format!("ERR strata: {why}")),
-            }
+            };
+            (None, reply)
         }
+    };
+    Ran {
+        reply,
+        first_error,
+        watching,
     }
 }
 
-/// Sends `frames` and reads as many replies; the last one.
+/// Sends `frames` and reads as many replies: the first error among them, and the last one.
 async fn exchange(
     stream: &mut TcpStream,
     frames: &[Bytes],
     timeout: Option<std::time::Duration>,
-) -> Result<Bytes, LinkError> {
+) -> Result<(Option<Bytes>, Bytes), LinkError> {
     let mut out = BytesMut::new();
     for f in frames {
         out.extend_from_slice(f);
     }
-    crate::server::request(stream, &out, frames.len(), timeout).await
+    crate::server::replies_of(stream, &out, frames.len(), timeout).await
 }

@@ -6,6 +6,7 @@
 //! count of all its subscriptions; messages as the servers send them.
 
 use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -72,9 +73,10 @@ struct Subscriber {
     /// (kind, subscribe?, name) -> (confirmations still to come, servers per occurrence of
     /// the name in the client's commands)
     owed: HashMap<(Kind, bool, Bytes), (usize, usize)>,
-    writers: Vec<Option<OwnedWriteHalf>>,
+    /// Its connections, by the address of the server (or cluster node) each is to.
+    writers: Vec<(SocketAddr, OwnedWriteHalf)>,
     readers: Vec<JoinHandle<()>>,
-    frames_tx: mpsc::Sender<(usize, Option<Bytes>)>,
+    frames_tx: mpsc::Sender<(SocketAddr, Option<Bytes>)>,
 }
 
 impl Drop for Subscriber {
@@ -126,7 +128,7 @@ pub(crate) async fn serve(
         resp3,
         subscribed: HashMap::new(),
         owed: HashMap::new(),
-        writers: (0..pool.servers.len()).map(|_| None).collect(),
+        writers: Vec::new(),
         readers: Vec::new(),
         frames_tx,
     };
@@ -170,11 +172,11 @@ pub(crate) async fn serve(
                 Ok(_) => {}
             },
             frame = frames.recv() => match frame {
-                Some((_, Some(frame))) => next = sub.server_frame(frame, &mut out),
+                Some((_, Some(frame))) => next = sub.server_frame(pool, frame, &mut out),
                 // a server connection was lost, and the subscriptions on it: the client
                 // reconnects and subscribes again (as after a Redis restart)
                 Some((server, None)) => {
-                    tracing::warn!(pool = %svc.name, server = %pool.group.backends[server].name, "subscriber connection lost; closing the client");
+                    tracing::warn!(pool = %svc.name, %server, "subscriber connection lost; closing the client");
                     return Next::Close;
                 }
                 None => return Next::Close,
@@ -258,13 +260,20 @@ impl Subscriber {
         names: &[Bytes],
     ) -> Result<(), String> {
         // (server, names for it)
-        let mut groups: Vec<(usize, Vec<&Bytes>)> = Vec::new();
+        let mut groups: Vec<(SocketAddr, Vec<&Bytes>)> = Vec::new();
         for n in names {
-            let servers: Vec<usize> = match kind {
+            let servers: Vec<SocketAddr> = match (kind, &pool.cluster) {
                 // a Redis Cluster sends every message to every node: one node is enough
-                Kind::Pattern if pool.cluster.is_some() => vec![0],
-                Kind::Pattern => (0..pool.servers.len()).collect(),
-                _ => vec![pool.server_for(n).map_err(|e| e.to_string())?],
+                (Kind::Pattern, Some(_)) => vec![pool.master_addr(0)],
+                // a shard channel lives on the node of its slot, as a key does
+                (Kind::Shard, Some(cluster)) => {
+                    let node = cluster.node(crate::cluster::slot(n));
+                    vec![node.map_or(pool.master_addr(0), |n| n.live.target.get().0)]
+                }
+                (Kind::Pattern, None) => (0..pool.servers.len())
+                    .map(|i| pool.master_addr(i))
+                    .collect(),
+                _ => vec![pool.master_addr(pool.server_for(n).map_err(|e| e.to_string())?)],
             };
             let owed = self
                 .owed
@@ -278,16 +287,15 @@ impl Subscriber {
                 }
             }
         }
-        for (server, list) in groups {
+        for (addr, list) in groups {
             let mut frame = BytesMut::new();
             resp::array_header(&mut frame, 1 + list.len());
             resp::bulk(&mut frame, Some(command));
             for n in list {
                 resp::bulk(&mut frame, Some(n));
             }
-            let addr = pool.master_addr(server);
             let writer = self
-                .writer(pool, server)
+                .writer(pool, addr)
                 .await
                 .map_err(|e| e.told(Stage::Connect, addr, "subscription"))?;
             if let Err(e) = writer.write_all(&frame).await {
@@ -297,17 +305,17 @@ impl Subscriber {
         Ok(())
     }
 
-    /// The subscriber's connection to `server`, made on first use with a reader task that
+    /// The subscriber's connection to `addr`, made on first use with a reader task that
     /// passes the server's frames on.
     async fn writer(
         &mut self,
         pool: &Pool,
-        server: usize,
+        addr: SocketAddr,
     ) -> Result<&mut OwnedWriteHalf, LinkError> {
-        let write = match self.writers[server].take() {
-            Some(write) => write,
+        let at = match self.writers.iter().position(|(a, _)| *a == addr) {
+            Some(at) => at,
             None => {
-                let addr = pool.master_addr(server);
+                let server = addr;
                 let stream = crate::server::open(addr, &pool.link, self.resp3).await?;
                 let (mut read, write) = stream.into_split();
                 let tx = self.frames_tx.clone();
@@ -333,15 +341,33 @@ impl Subscriber {
                         }
                     }
                 }));
-                write
+                self.writers.push((addr, write));
+                self.writers.len() - 1
             }
         };
-        Ok(self.writers[server].insert(write))
+        Ok(&mut self.writers[at].1)
     }
 
     /// A frame from a server: a message passed on, or a confirmation counted and, from the
     /// last server owing it, passed on with the client's own count.
-    fn server_frame(&mut self, frame: Bytes, out: &mut BytesMut) -> Option<Next> {
+    fn server_frame(&mut self, pool: &Pool, frame: Bytes, out: &mut BytesMut) -> Option<Next> {
+        if let (Some(cluster), Some((slot, to))) =
+            (&pool.cluster, crate::cluster::redirect(&frame, b"-MOVED "))
+        {
+            // a shard channel's slot moved before its SSUBSCRIBE arrived: the client is told
+            // to subscribe again (it goes to the new owner now), and owes nothing for it
+            cluster.moved(slot, to);
+            let before = self.owed.len();
+            self.owed.retain(|(kind, subscribe, name), _| {
+                !(*kind == Kind::Shard && *subscribe && crate::cluster::slot(name) == slot)
+            });
+            if self.owed.len() < before {
+                out.extend_from_slice(&resp::error_frame(
+                    "TRYAGAIN the shard channel's slot moved to another node; subscribe again",
+                ));
+            }
+            return self.finished();
+        }
         let mut v = resp::Values::new(&frame);
         let (Some(Value::Array(Some(_))) | Some(Value::Push(_))) = v.next() else {
             return None;
@@ -365,6 +391,21 @@ impl Subscriber {
             Some((left, per)) => {
                 *left -= 1;
                 (*left, *per)
+            }
+            // a cluster node that no longer serves a shard channel's slot unsubscribes its
+            // clients on its own (Redis 7): passed on, as Redis tells a client connected to it
+            None if kind == Kind::Shard && !subscribe => {
+                if self.subscribed.entry(kind).or_default().remove(&name) {
+                    confirmation(
+                        out,
+                        self.resp3,
+                        b"sunsubscribe",
+                        Some(&name),
+                        self.count(kind),
+                    );
+                    return self.finished();
+                }
+                return None;
             }
             None => return None,
         };

@@ -619,18 +619,19 @@ pub(crate) async fn request(
     replies: usize,
     timeout: Option<Duration>,
 ) -> Result<Bytes, LinkError> {
-    replies_of(stream, frame, replies, timeout, false).await
+    replies_of(stream, frame, replies, timeout)
+        .await
+        .map(|(_, last)| last)
 }
 
-/// [`request`]'s exchange; with `first_error`, the first error reply if any came (a handshake
-/// whose every command must succeed), else the last reply.
-async fn replies_of(
+/// [`request`]'s exchange: the first error reply if any came (a handshake whose every command
+/// must succeed; a transaction one of whose commands was redirected), and the last reply.
+pub(crate) async fn replies_of(
     stream: &mut tokio::net::TcpStream,
     frame: &[u8],
     replies: usize,
     timeout: Option<Duration>,
-    first_error: bool,
-) -> Result<Bytes, LinkError> {
+) -> Result<(Option<Bytes>, Bytes), LinkError> {
     let exchange = async {
         stream.write_all(frame).await.map_err(LinkError::Write)?;
         let mut buf = BytesMut::with_capacity(1024);
@@ -641,7 +642,7 @@ async fn replies_of(
             loop {
                 if let Some(len) = crate::resp::reply_len_from(&buf, &mut scan)? {
                     last = buf.split_to(len).freeze();
-                    if first_error && error.is_none() && last.starts_with(b"-") {
+                    if error.is_none() && last.starts_with(b"-") {
                         error = Some(last.clone());
                     }
                     break;
@@ -653,7 +654,7 @@ async fn replies_of(
                 }
             }
         }
-        Ok(error.unwrap_or(last))
+        Ok((error, last))
     };
     match timeout {
         Some(t) => tokio::time::timeout(t, exchange)
@@ -692,7 +693,8 @@ pub(crate) async fn open(
         }
         let what =
             String::from_utf8_lossy(hello.first().copied().unwrap_or(b"READONLY")).into_owned();
-        match replies_of(&mut stream, &auth, replies, Some(settings.timeout), true).await {
+        let answered = replies_of(&mut stream, &auth, replies, Some(settings.timeout)).await;
+        match answered.map(|(error, last)| error.unwrap_or(last)) {
             Ok(reply) if reply.starts_with(b"+OK") || (resp3 && reply.starts_with(b"%")) => {}
             Ok(reply) => {
                 let reply = String::from_utf8_lossy(&reply).trim_end().to_string();

@@ -1835,6 +1835,72 @@ async fn a_command_for_a_dead_cluster_node_goes_to_the_replica_that_took_over() 
 
 /// `backend = "cluster"`: a client that knows nothing of Redis Cluster uses one through the
 /// proxy, and keeps finding every key while slots move between nodes.
+/// A slot moves while Strata's map of the cluster still has it on its old node: a transaction
+/// whose command the old node redirects (Redis discards the transaction) is sent again to the
+/// new node, a WATCH follows the redirection, and a shard channel is subscribed on the node
+/// of its slot (not on the one seed the pool names).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_watches_and_shard_channels_follow_a_cluster_slot_that_moved() {
+    let cluster = common::redis::RedisCluster::start(3).await;
+    let config = format!(
+        "[[cache]]\nname = \"c\"\nlisten = \"127.0.0.1:0\"\nbackend = \"cluster\"\nservers = [\"{}\"]\n",
+        cluster.nodes[0].addr
+    );
+    let strata = Strata::start(&config);
+    let mut c = Resp::connect(strata.addr("cache:c")).await.unwrap();
+    assert_eq!(text(&c.cmd(&[b"SET", b"warm", b"1"]).await), "+OK\r\n");
+    // (redis-cli gives the first node slots 0-5460, the second 5461-10922)
+    let slot = |k: &str| strata_cache::cluster::slot(k.as_bytes());
+    let key_in = |prefix: &str, lo: u16, hi: u16| {
+        (0..)
+            .map(|i| format!("{prefix}{i}"))
+            .find(|k| (lo..=hi).contains(&slot(k)) && slot(k) != slot("warm"))
+            .unwrap()
+    };
+    let k = key_in("tx", 0, 5460);
+    cluster.give_slot(slot(&k), 1).await;
+    let tx = [cmd(&["MULTI"]), cmd(&["SET", &k, "1"]), cmd(&["EXEC"])];
+    let replies: Vec<String> = c.pipeline(&tx).await.iter().map(|r| text(r)).collect();
+    assert_eq!(replies[2], "*1\r\n+OK\r\n", "{replies:?}");
+    let on_new = cluster.nodes[1]
+        .client()
+        .await
+        .cmd(&[b"GET", k.as_bytes()])
+        .await;
+    assert_eq!(text(&on_new), "$1\r\n1\r\n");
+
+    let w = key_in("watch", 0, 5460);
+    assert_ne!(slot(&w), slot(&k));
+    cluster.give_slot(slot(&w), 1).await;
+    let tx = [
+        cmd(&["WATCH", &w]),
+        cmd(&["MULTI"]),
+        cmd(&["SET", &w, "2"]),
+        cmd(&["EXEC"]),
+    ];
+    let replies: Vec<String> = c.pipeline(&tx).await.iter().map(|r| text(r)).collect();
+    assert_eq!(replies[0], "+OK\r\n", "{replies:?}");
+    assert_eq!(replies[3], "*1\r\n+OK\r\n", "{replies:?}");
+
+    let ch = key_in("ch", 5461, 10922);
+    let mut sub = Resp::connect(strata.addr("cache:c")).await.unwrap();
+    assert_eq!(
+        text(&sub.cmd(&[b"SSUBSCRIBE", ch.as_bytes()]).await),
+        format!("*3\r\n$10\r\nssubscribe\r\n${}\r\n{ch}\r\n:1\r\n", ch.len())
+    );
+    assert_eq!(
+        text(&c.cmd(&[b"SPUBLISH", ch.as_bytes(), b"hi"]).await),
+        ":1\r\n"
+    );
+    assert_eq!(
+        text(&sub.reply().await.unwrap()),
+        format!(
+            "*3\r\n$8\r\nsmessage\r\n${}\r\n{ch}\r\n$2\r\nhi\r\n",
+            ch.len()
+        )
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_cluster_serves_clients_that_know_nothing_of_it() {
     let cluster = common::redis::RedisCluster::start(3).await;

@@ -164,6 +164,13 @@ impl Redis {
         Resp::connect(self.addr).await.expect("connect to redis")
     }
 
+    /// A cluster node's id (`CLUSTER MYID`).
+    pub async fn node_id(&self) -> String {
+        let reply = self.client().await.cmd(&[b"CLUSTER", b"MYID"]).await;
+        let text = String::from_utf8_lossy(&reply).into_owned();
+        text.lines().nth(1).expect("a bulk reply").to_string()
+    }
+
     /// Every key this server holds.
     pub async fn keys(&self) -> Vec<Vec<u8>> {
         let reply = self.client().await.cmd(&[b"KEYS", b"*"]).await;
@@ -769,6 +776,27 @@ impl RedisCluster {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         cluster
+    }
+
+    /// Gives an empty `slot` to node `to` at once (`CLUSTER SETSLOT .. NODE` on every node,
+    /// the new owner first), so a client's map of the cluster is out of date.
+    pub async fn give_slot(&self, slot: u16, to: usize) {
+        let id = self.nodes[to].node_id().await;
+        let order = std::iter::once(to).chain((0..self.nodes.len()).filter(|&i| i != to));
+        for i in order {
+            let reply = self.nodes[i]
+                .client()
+                .await
+                .cmd(&[
+                    b"CLUSTER",
+                    b"SETSLOT",
+                    slot.to_string().as_bytes(),
+                    b"NODE",
+                    id.as_bytes(),
+                ])
+                .await;
+            assert_eq!(text(&reply), "+OK\r\n", "SETSLOT {slot} on node {i}");
+        }
     }
 
     /// Moves `slots` slots, with their keys, from the first node to the second.
