@@ -1193,6 +1193,7 @@ impl Session {
                     match strata_net::try_recv_buf(&self.client, &mut self.cbuf) {
                         Ok(0) => return Ok(()),
                         Ok(_) => {
+                            proto::check_client_headers(&self.cbuf)?;
                             // boxed: what a message may lead to (waiting for a server) is
                             // large, and the idle loop should not carry it
                             if !Box::pin(self.client_sent()).await? {

@@ -156,6 +156,23 @@ pub fn client_message_len(buf: &[u8]) -> Result<Option<usize>, ProtoError> {
     message_len(buf)
 }
 
+/// Checks the header of every message in `buf` whose header has arrived, with the limits of
+/// [`client_message_len`]: a length out of range behind messages that wait (a Parse held for
+/// its Sync) is refused when its header comes, not once the bytes it announces are all in.
+pub fn check_client_headers(buf: &[u8]) -> Result<(), ProtoError> {
+    let mut at = 0;
+    while buf.len().saturating_sub(at) >= 5 {
+        match client_message_len(&buf[at..])? {
+            Some(total) => at += total,
+            None => {
+                let len = u32::from_be_bytes([buf[at + 1], buf[at + 2], buf[at + 3], buf[at + 4]]);
+                at = at.saturating_add(1 + len as usize);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Takes one whole tagged message off the front of `buf`: (type, body).
 pub fn message(buf: &mut BytesMut) -> Result<Option<(u8, BytesMut)>, ProtoError> {
     let Some(total) = message_len(buf)? else {
@@ -374,6 +391,20 @@ mod tests {
         assert_eq!(message(&mut most), Ok(None));
         let mut over = BytesMut::from(&b"d\x3f\xff\xff\xff"[..]);
         assert_eq!(message(&mut over), Err(ProtoError::TooLong(0x3fff_ffff)));
+    }
+
+    #[test]
+    fn every_header_that_came_is_checked() {
+        // a whole message, then a Query announcing a megabyte, of which 3 bytes came
+        let mut buf = b"P\0\0\0\x08s1\0\0".to_vec();
+        assert_eq!(check_client_headers(&buf), Ok(()));
+        buf.extend_from_slice(b"Q\0\x10\0\0sel");
+        assert_eq!(check_client_headers(&buf), Ok(()));
+        // a Sync announcing more than 10,000 behind the whole message
+        buf.truncate(9);
+        buf.extend_from_slice(b"S\0\0\x27\x11");
+        assert_eq!(check_client_headers(&buf), Err(ProtoError::TooLong(10_001)));
+        assert_eq!(check_client_headers(&buf[..12]), Ok(()), "not whole yet");
     }
 
     #[test]

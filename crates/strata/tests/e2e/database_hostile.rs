@@ -206,6 +206,12 @@ async fn hostile_clients_get_exact_answers_and_leave_the_others_alone() {
         // a Sync, Flush, Execute, ... carries no SQL nor data: PostgreSQL allows it 10,000
         ("a Sync of 10,001 bytes", false, b"S\0\0\x27\x11"),
         ("an Execute of 10,001 bytes", true, b"E\0\0\x27\x11"),
+        // behind a Parse that waits for its Sync: refused on its header all the same
+        (
+            "a Sync of 10,001 bytes behind a Parse",
+            false,
+            b"P\0\0\0\x08s1\0\0S\0\0\x27\x11",
+        ),
     ] {
         let (mut s, welcome) = log_in(db, &[]).await;
         assert_eq!(welcome.last(), Some(&(b'Z', b"I".to_vec())));
