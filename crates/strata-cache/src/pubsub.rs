@@ -5,7 +5,7 @@
 //! has confirmed (so a message published after the client saw it is delivered), with the
 //! count of all its subscriptions; messages as the servers send them.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
@@ -73,8 +73,10 @@ struct Subscriber {
     /// (kind, subscribe?, name) -> (confirmations still to come, servers per occurrence of
     /// the name in the client's commands)
     owed: HashMap<(Kind, bool, Bytes), (usize, usize)>,
-    /// Its connections, by the address of the server (or cluster node) each is to.
-    writers: Vec<(SocketAddr, OwnedWriteHalf)>,
+    /// Its connections, by the address of the server (or cluster node) each is to, with the
+    /// commands sent on each that are not all confirmed yet, oldest first: an error reply is
+    /// the oldest one's.
+    writers: Vec<(SocketAddr, OwnedWriteHalf, VecDeque<Sent>)>,
     readers: Vec<JoinHandle<()>>,
     frames_tx: mpsc::Sender<(SocketAddr, Option<Bytes>)>,
 }
@@ -85,6 +87,15 @@ impl Drop for Subscriber {
             r.abort();
         }
     }
+}
+
+/// A (un)subscription sent on a connection: the names it owes confirmations for.
+struct Sent {
+    kind: Kind,
+    subscribe: bool,
+    names: Vec<Bytes>,
+    /// Confirmations not come yet.
+    left: usize,
 }
 
 /// The answer to an UNSUBSCRIBE-like command from a client subscribed to nothing.
@@ -172,7 +183,7 @@ pub(crate) async fn serve(
                 Ok(_) => {}
             },
             frame = frames.recv() => match frame {
-                Some((_, Some(frame))) => next = sub.server_frame(pool, frame, &mut out),
+                Some((from, Some(frame))) => next = sub.server_frame(pool, from, frame, &mut out),
                 // a server connection was lost, and the subscriptions on it: the client
                 // reconnects and subscribes again (as after a Redis restart)
                 Some((server, None)) => {
@@ -259,8 +270,9 @@ impl Subscriber {
         command: &[u8],
         names: &[Bytes],
     ) -> Result<(), String> {
-        // (server, names for it)
-        let mut groups: Vec<(SocketAddr, Vec<&Bytes>)> = Vec::new();
+        // (server, the slot of a cluster's shard channels, names for it): a cluster node
+        // refuses a command whose shard channels are in several slots
+        let mut groups: Vec<(SocketAddr, Option<u16>, Vec<&Bytes>)> = Vec::new();
         for n in names {
             let servers: Vec<SocketAddr> = match (kind, &pool.cluster) {
                 // a Redis Cluster sends every message to every node: one node is enough
@@ -280,39 +292,44 @@ impl Subscriber {
                 .entry((kind, subscribe, n.clone()))
                 .or_insert((0, servers.len()));
             owed.0 += servers.len();
+            let slot =
+                (kind == Kind::Shard && pool.cluster.is_some()).then(|| crate::cluster::slot(n));
             for s in servers {
-                match groups.iter_mut().find(|(g, _)| *g == s) {
-                    Some((_, list)) => list.push(n),
-                    None => groups.push((s, vec![n])),
+                match groups.iter_mut().find(|(g, at, _)| *g == s && *at == slot) {
+                    Some((_, _, list)) => list.push(n),
+                    None => groups.push((s, slot, vec![n])),
                 }
             }
         }
-        for (addr, list) in groups {
+        for (addr, _, list) in groups {
             let mut frame = BytesMut::new();
             resp::array_header(&mut frame, 1 + list.len());
             resp::bulk(&mut frame, Some(command));
-            for n in list {
+            for n in &list {
                 resp::bulk(&mut frame, Some(n));
             }
-            let writer = self
+            let at = self
                 .writer(pool, addr)
                 .await
                 .map_err(|e| e.told(Stage::Connect, addr, "subscription"))?;
+            let (_, writer, sent) = &mut self.writers[at];
             if let Err(e) = writer.write_all(&frame).await {
                 return Err(LinkError::Write(e).told(Stage::Request, addr, "subscription"));
             }
+            sent.push_back(Sent {
+                kind,
+                subscribe,
+                left: list.len(),
+                names: list.into_iter().cloned().collect(),
+            });
         }
         Ok(())
     }
 
-    /// The subscriber's connection to `addr`, made on first use with a reader task that
-    /// passes the server's frames on.
-    async fn writer(
-        &mut self,
-        pool: &Pool,
-        addr: SocketAddr,
-    ) -> Result<&mut OwnedWriteHalf, LinkError> {
-        let at = match self.writers.iter().position(|(a, _)| *a == addr) {
+    /// The subscriber's connection to `addr` (its index in `writers`), made on first use with
+    /// a reader task that passes the server's frames on.
+    async fn writer(&mut self, pool: &Pool, addr: SocketAddr) -> Result<usize, LinkError> {
+        let at = match self.writers.iter().position(|(a, _, _)| *a == addr) {
             Some(at) => at,
             None => {
                 let server = addr;
@@ -341,30 +358,45 @@ impl Subscriber {
                         }
                     }
                 }));
-                self.writers.push((addr, write));
+                self.writers.push((addr, write, VecDeque::new()));
                 self.writers.len() - 1
             }
         };
-        Ok(&mut self.writers[at].1)
+        Ok(at)
     }
 
     /// A frame from a server: a message passed on, or a confirmation counted and, from the
     /// last server owing it, passed on with the client's own count.
-    fn server_frame(&mut self, pool: &Pool, frame: Bytes, out: &mut BytesMut) -> Option<Next> {
-        if let (Some(cluster), Some((slot, to))) =
-            (&pool.cluster, crate::cluster::redirect(&frame, b"-MOVED "))
-        {
-            // a shard channel's slot moved before its SSUBSCRIBE arrived: the client is told
-            // to subscribe again (it goes to the new owner now), and owes nothing for it
-            cluster.moved(slot, to);
-            let before = self.owed.len();
-            self.owed.retain(|(kind, subscribe, name), _| {
-                !(*kind == Kind::Shard && *subscribe && crate::cluster::slot(name) == slot)
-            });
-            if self.owed.len() < before {
-                out.extend_from_slice(&resp::error_frame(
-                    "TRYAGAIN the shard channel's slot moved to another node; subscribe again",
-                ));
+    fn server_frame(
+        &mut self,
+        pool: &Pool,
+        from: SocketAddr,
+        frame: Bytes,
+        out: &mut BytesMut,
+    ) -> Option<Next> {
+        let (_, _, sent) = self.writers.iter_mut().find(|(a, _, _)| *a == from)?;
+        if frame.starts_with(b"-") {
+            // the server refused the oldest command on this connection: it owes nothing
+            // more for it, and the client is told why instead of its confirmations
+            let refused = sent.pop_front()?;
+            for name in refused.names {
+                let key = (refused.kind, refused.subscribe, name);
+                if let Some((left, _)) = self.owed.get_mut(&key) {
+                    *left = left.saturating_sub(1);
+                    if *left == 0 {
+                        self.owed.remove(&key);
+                    }
+                }
+            }
+            match (&pool.cluster, crate::cluster::redirect(&frame, b"-MOVED ")) {
+                // a shard channel's slot moved: it goes to the new owner next time
+                (Some(cluster), Some((slot, to))) => {
+                    cluster.moved(slot, to);
+                    out.extend_from_slice(&resp::error_frame(
+                        "TRYAGAIN the shard channel's slot moved to another node; subscribe again",
+                    ));
+                }
+                _ => out.extend_from_slice(&frame),
             }
             return self.finished();
         }
@@ -390,6 +422,12 @@ impl Subscriber {
         let (left, per) = match self.owed.get_mut(&key) {
             Some((left, per)) => {
                 *left -= 1;
+                if let Some(front) = sent.front_mut() {
+                    front.left = front.left.saturating_sub(1);
+                    if front.left == 0 {
+                        sent.pop_front();
+                    }
+                }
                 (*left, *per)
             }
             // a cluster node that no longer serves a shard channel's slot unsubscribes its

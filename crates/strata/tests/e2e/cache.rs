@@ -1833,8 +1833,6 @@ async fn a_command_for_a_dead_cluster_node_goes_to_the_replica_that_took_over() 
     );
 }
 
-/// `backend = "cluster"`: a client that knows nothing of Redis Cluster uses one through the
-/// proxy, and keeps finding every key while slots move between nodes.
 /// A slot moves while Strata's map of the cluster still has it on its old node: a transaction
 /// whose command the old node redirects (Redis discards the transaction) is sent again to the
 /// new node, a WATCH follows the redirection, and a shard channel is subscribed on the node
@@ -1899,8 +1897,44 @@ async fn transactions_watches_and_shard_channels_follow_a_cluster_slot_that_move
             ch.len()
         )
     );
+
+    // two shard channels of one node in two slots: one command each (a node refuses one
+    // command for two slots), and a confirmation each
+    let a = key_in("sa", 10923, 16383);
+    let b = (0..)
+        .map(|i| format!("sb{i}"))
+        .find(|k| (10923..=16383).contains(&slot(k)) && slot(k) != slot(&a))
+        .unwrap();
+    let mut two = Resp::connect(strata.addr("cache:c")).await.unwrap();
+    let first = text(&two.cmd(&[b"SSUBSCRIBE", a.as_bytes(), b.as_bytes()]).await);
+    let second = text(&two.reply().await.unwrap());
+    let confirm = |name: &str, n: usize| {
+        format!(
+            "*3\r\n$10\r\nssubscribe\r\n${}\r\n{name}\r\n:{n}\r\n",
+            name.len()
+        )
+    };
+    assert_eq!([first, second], [confirm(&a, 1), confirm(&b, 2)]);
+
+    // a shard channel whose slot moved after the map was read: the old node's MOVED is told
+    // as TRYAGAIN, and subscribing again reaches the new owner
+    let m = key_in("sm", 0, 5460);
+    cluster.give_slot(slot(&m), 2).await;
+    let mut moved = Resp::connect(strata.addr("cache:c")).await.unwrap();
+    let refused = text(&moved.cmd(&[b"SSUBSCRIBE", m.as_bytes()]).await);
+    assert!(refused.starts_with("-TRYAGAIN"), "{refused}");
+    assert_eq!(
+        text(&moved.cmd(&[b"SSUBSCRIBE", m.as_bytes()]).await),
+        confirm(&m, 1)
+    );
+    assert_eq!(
+        text(&c.cmd(&[b"SPUBLISH", m.as_bytes(), b"hi"]).await),
+        ":1\r\n"
+    );
 }
 
+/// `backend = "cluster"`: a client that knows nothing of Redis Cluster uses one through the
+/// proxy, and keeps finding every key while slots move between nodes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_cluster_serves_clients_that_know_nothing_of_it() {
     let cluster = common::redis::RedisCluster::start(3).await;
