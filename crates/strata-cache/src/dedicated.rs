@@ -101,7 +101,10 @@ pub(crate) async fn run(
         };
         // a transaction's redirection is its first refused command's; the rest is the reply's
         let told = match own.then {
-            Then::Unwatch => ran.first_error.as_ref().unwrap_or(&ran.reply),
+            // (sent again only when EXEC said that nothing ran)
+            Then::Unwatch if ran.reply.starts_with(b"-") => {
+                ran.first_error.as_ref().unwrap_or(&ran.reply)
+            }
             _ => &ran.reply,
         };
         let moved = crate::cluster::redirect(told, b"-MOVED ");

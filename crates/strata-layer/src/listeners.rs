@@ -168,6 +168,30 @@ impl<S: Service> Layer for Listeners<S> {
     fn apply(&self, config: &Config, bound: Vec<TcpListener>) -> Result<(), LayerError> {
         let sections = S::sections(config);
         let mut running = self.lock();
+        // an accept loop that ended on its own (it panicked) lets its address close
+        for r in running.iter_mut() {
+            if r.task.as_ref().is_some_and(JoinHandle::is_finished) {
+                r.socket = None;
+            }
+        }
+        // what can fail first, a new listener's service, before any listener stops: a failure
+        // leaves everything as it was (an address a new listener took over is still served by
+        // the old one)
+        let mut started: Vec<(String, Arc<S>)> = Vec::new();
+        for section in sections
+            .iter()
+            .filter(|s| !running.iter().any(|r| r.name == S::name(s)))
+        {
+            match S::start(section) {
+                Ok(svc) => started.push((S::name(section).to_string(), svc)),
+                Err(e) => {
+                    for (_, svc) in &started {
+                        svc.stop();
+                    }
+                    return Err(error::<S>(S::name(section), e));
+                }
+            }
+        }
         // what stays takes its new settings; what went drains; a listener that keeps its
         // name and moves to another address keeps its state (counters, backends' health,
         // connection limit) and is served on its new socket, while its old one drains
@@ -203,22 +227,12 @@ impl<S: Service> Layer for Listeners<S> {
             .collect();
         for (section, listener) in new.into_iter().zip(bound) {
             let name = S::name(section).to_string();
-            let moved = moving
-                .iter()
-                .position(|(n, _)| *n == name)
-                .map(|i| moving.swap_remove(i).1);
-            let svc = match moved {
-                Some(svc) => svc,
-                None => match S::start(section) {
-                    Ok(svc) => svc,
-                    Err(e) => {
-                        // the moving ones not served yet would be left with nobody to stop them
-                        for (_, svc) in &moving {
-                            svc.stop();
-                        }
-                        return Err(error::<S>(&name, e));
-                    }
-                },
+            let take = |from: &mut Vec<(String, Arc<S>)>| {
+                let at = from.iter().position(|(n, _)| *n == name)?;
+                Some(from.swap_remove(at).1)
+            };
+            let Some(svc) = take(&mut moving).or_else(|| take(&mut started)) else {
+                continue;
             };
             let bound = listener.local_addr().ok();
             // (without a copy, which only a full descriptor table refuses, a reload that
