@@ -112,6 +112,31 @@ impl Cluster {
         map.nodes.get(i as usize).cloned()
     }
 
+    /// Whether `addr` is a seed or a master the map names. A redirection to any other address
+    /// is not followed until a refresh of the map names it: a script can return any error,
+    /// `MOVED` too, and following a forged one would send the command (and the pool's
+    /// `server_password`) to an address the client chose.
+    pub(crate) fn knows(&self, addr: SocketAddr) -> bool {
+        self.seeds.contains(&addr)
+            || self
+                .map
+                .load()
+                .nodes
+                .iter()
+                .any(|n| n.live.target.get().0 == addr)
+    }
+
+    /// Whether a redirection to `addr` is followed: the map is asked for again first when it
+    /// does not name `addr` yet (a node just added to the cluster).
+    pub(crate) async fn vouch(&self, addr: SocketAddr) -> bool {
+        if self.knows(addr) {
+            return true;
+        }
+        let seen = self.refreshes.load(Acquire);
+        self.refresh_after(seen).await;
+        self.knows(addr)
+    }
+
     /// The node at `addr`, made if the map has none there yet.
     fn node_at(&self, addr: SocketAddr) -> Arc<Shard> {
         let map = self.map.load();
@@ -307,6 +332,13 @@ impl Cluster {
                 other => crate::server::received(other)?,
             };
             asking = false;
+            let to = redirect(&reply, b"-MOVED ").or_else(|| redirect(&reply, b"-ASK "));
+            if let Some((_, addr)) = to {
+                if !Box::pin(self.vouch(addr)).await {
+                    tracing::warn!(%addr, "a redirection to an address that is no node of the cluster: not followed");
+                    return Ok(reply);
+                }
+            }
             if let Some((moved_slot, addr)) = redirect(&reply, b"-MOVED ") {
                 node = self.moved(moved_slot, addr);
             } else if let Some((_, addr)) = redirect(&reply, b"-ASK ") {

@@ -112,6 +112,10 @@ pub(crate) async fn run(
         let Some((slot, to)) = moved.or(ask) else {
             return ran.reply;
         };
+        if !cluster.vouch(to).await {
+            tracing::warn!(addr = %to, "a redirection to an address that is no node of the cluster: not followed");
+            return ran.reply;
+        }
         if moved.is_some() {
             cluster.moved(slot, to);
         }

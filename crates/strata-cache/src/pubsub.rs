@@ -391,7 +391,11 @@ impl Subscriber {
             match (&pool.cluster, crate::cluster::redirect(&frame, b"-MOVED ")) {
                 // a shard channel's slot moved: it goes to the new owner next time
                 (Some(cluster), Some((slot, to))) => {
-                    cluster.moved(slot, to);
+                    if cluster.knows(to) {
+                        cluster.moved(slot, to);
+                    } else {
+                        cluster.refresh_soon();
+                    }
                     out.extend_from_slice(&resp::error_frame(
                         "TRYAGAIN the shard channel's slot moved to another node; subscribe again",
                     ));

@@ -1931,6 +1931,30 @@ async fn transactions_watches_and_shard_channels_follow_a_cluster_slot_that_move
         text(&c.cmd(&[b"SPUBLISH", m.as_bytes(), b"hi"]).await),
         ":1\r\n"
     );
+
+    // a script can return any error, a MOVED too: one to an address that is no node of the
+    // cluster is the client's answer, not a redirection (following it would send the command,
+    // and the pool's server password, to an address the client chose)
+    let decoy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let forged = format!("MOVED 0 {}", decoy.local_addr().unwrap());
+    let script = format!("return redis.error_reply('{forged}')");
+    let zero = key_in("z", 0, 0);
+    let reply = text(
+        &c.cmd(&[b"EVAL", script.as_bytes(), b"1", zero.as_bytes()])
+            .await,
+    );
+    assert_eq!(reply, format!("-{forged}\r\n"));
+    // a short wait to show that something does not happen: no connection to the decoy
+    let accepted =
+        tokio::time::timeout(std::time::Duration::from_millis(300), decoy.accept()).await;
+    assert!(
+        accepted.is_err(),
+        "the proxy connected to a forged MOVED's address"
+    );
+    assert_eq!(
+        text(&c.cmd(&[b"SET", zero.as_bytes(), b"1"]).await),
+        "+OK\r\n"
+    );
 }
 
 /// `backend = "cluster"`: a client that knows nothing of Redis Cluster uses one through the
