@@ -46,3 +46,50 @@ pub async fn write_all_parts<W: AsyncWrite + Unpin>(
     }
     w.flush().await
 }
+
+/// [`write_all_parts`], failing with `TimedOut` when the peer takes none of it for `idle` (a
+/// client that stops reading a response, a backend that stops reading an upload: nginx's
+/// `send_timeout`). A write the socket takes at once, as most do, sets no timer.
+pub async fn write_all_parts_within<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    parts: &Parts<'_>,
+    idle: std::time::Duration,
+) -> std::io::Result<()> {
+    let write = write_all_parts(w, parts);
+    let mut write = std::pin::pin!(write);
+    let first = std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(std::future::Future::poll(write.as_mut(), cx))
+    })
+    .await;
+    if let std::task::Poll::Ready(done) = first {
+        return done;
+    }
+    match tokio::time::timeout(idle, write).await {
+        Ok(done) => done,
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_peer_that_takes_nothing_times_the_write_out() {
+        let (mut near, _far) = tokio::io::duplex(16);
+        let mut parts = Parts::default();
+        parts.push(b"more than sixteen bytes, which the peer never reads");
+        let idle = std::time::Duration::from_millis(50);
+        let written = write_all_parts_within(&mut near, &parts, idle).await;
+        assert_eq!(written.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
+        let (mut near, mut far) = tokio::io::duplex(64);
+        write_all_parts_within(&mut near, &parts, idle)
+            .await
+            .unwrap();
+        let mut got = vec![0; 51];
+        tokio::io::AsyncReadExt::read_exact(&mut far, &mut got)
+            .await
+            .unwrap();
+        assert_eq!(&got, b"more than sixteen bytes, which the peer never reads");
+    }
+}

@@ -23,7 +23,7 @@ use super::Peer;
 use super::{BackendStats, HttpService, Site};
 use strata_net::buffers::fill;
 use strata_net::Deadline;
-use strata_net::{write_all_parts, Parts};
+use strata_net::{write_all_parts_within, Parts};
 use strata_upstream::{hash_value, Failure, Key, Kind, Retry, Stage, Tries};
 
 /// The status a client gets for a failed request.
@@ -305,7 +305,7 @@ async fn send<B: BodySource>(conn: &mut Conn, req: &mut Outbound<'_, B>) -> Resu
                 parts.push(&tail);
             }
         }
-        write_all_parts(&mut conn.io, &parts)
+        write_all_parts_within(&mut conn.io, &parts, req.idle)
             .await
             .map_err(|e| backend(e, !first || piece.is_some()))?;
         first = false;

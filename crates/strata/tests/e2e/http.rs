@@ -600,3 +600,34 @@ async fn sigterm_closes_idle_keep_alive_connections_at_once() {
     let status = tokio::task::block_in_place(|| strata.wait_exit(Duration::from_secs(10)));
     assert_eq!(status.code(), Some(0));
 }
+
+/// A client that asks for a large response and never reads it is closed once it has taken
+/// nothing for `idle_timeout` (nginx's `send_timeout`): it held its place, the backend
+/// connection and the request's task for good.
+#[tokio::test]
+async fn a_client_that_stops_reading_a_response_is_closed_after_idle_timeout() {
+    let a = Backend::start("a").await;
+    let strata = Strata::start(&config(&[&a], "idle_timeout = \"1s\""));
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut client = socket.connect(strata.addr("http:web")).await.unwrap();
+    client
+        .write_all(b"GET /big HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let open = || async {
+        let text = admin_get(&strata, "/metrics").await.body;
+        metric(&text, "strata_http_open_connections", "web").unwrap_or(-1.0)
+    };
+    eventually(Duration::from_secs(5), "the client counted", || async {
+        open().await == 1.0
+    })
+    .await;
+    eventually(
+        Duration::from_secs(15),
+        "the stalled client closed",
+        || async { open().await == 0.0 },
+    )
+    .await;
+    drop(client);
+}

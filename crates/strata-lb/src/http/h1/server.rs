@@ -28,7 +28,7 @@ use crate::http::{HttpService, Open, Site};
 use strata_net::buffers::{self, fill};
 use strata_net::relay;
 use strata_net::Arrival;
-use strata_net::{write_all_parts, Parts};
+use strata_net::{write_all_parts, write_all_parts_within, Parts};
 use strata_net::{Admitted, Deadline};
 
 /// Whether the client connection carries on after an exchange.
@@ -496,7 +496,7 @@ where
             }
         }
         if !parts.is_empty() {
-            write_all_parts(io, &parts).await?;
+            write_all_parts_within(io, &parts, idle).await?;
         }
         head = None;
         if done {

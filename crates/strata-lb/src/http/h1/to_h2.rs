@@ -25,7 +25,7 @@ use crate::http::h2_backend::{self, backend_head, BoxError, Pool, Replay};
 use crate::http::proxy::{error_text, key, status};
 use crate::http::{HttpService, Peer, Site};
 use strata_config::BackendProtocol;
-use strata_net::{write_all_parts, Parts};
+use strata_net::{write_all_parts_within, Parts};
 use strata_upstream::{Failure, Kind, Retry, Stage};
 
 /// A piece of the request body on its way from the client connection to the stream.
@@ -312,7 +312,7 @@ async fn relay<S: AsyncWrite + Unpin>(
             parts.push(if tail.is_empty() { LAST_CHUNK } else { &tail });
         }
         if !parts.is_empty() {
-            write_all_parts(io, &parts).await?;
+            write_all_parts_within(io, &parts, idle).await?;
         }
         head = None;
         if done {
