@@ -7,6 +7,8 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,6 +25,9 @@ use strata_upstream::Stage;
 
 /// Messages from the servers held for a subscriber that has not taken them yet.
 const FRAMES_QUEUED: usize = 1024;
+/// The bytes of them: a subscriber that falls further behind is closed, as Redis closes one
+/// past its `client-output-buffer-limit pubsub` hard limit (32 MB).
+const BYTES_QUEUED: usize = 32 << 20;
 /// A subscriber that takes none of the messages waiting for it for this long is closed, as
 /// Redis closes one past its `client-output-buffer-limit pubsub` (8 MB for 60 s): it holds
 /// its connections, and the servers' buffers, for nobody.
@@ -79,6 +84,7 @@ struct Subscriber {
     writers: Vec<(SocketAddr, OwnedWriteHalf, VecDeque<Sent>)>,
     readers: Vec<JoinHandle<()>>,
     frames_tx: mpsc::Sender<(SocketAddr, Option<Bytes>)>,
+    queued: Arc<Backlog>,
 }
 
 impl Drop for Subscriber {
@@ -87,6 +93,16 @@ impl Drop for Subscriber {
             r.abort();
         }
     }
+}
+
+/// The messages read from a subscriber's servers and not taken yet.
+#[derive(Default)]
+struct Backlog {
+    bytes: AtomicUsize,
+    /// A reader stopped because they came to more than [`BYTES_QUEUED`].
+    over: AtomicBool,
+    /// Told when `over` is set, to end a write the subscriber is not reading.
+    wake: tokio::sync::Notify,
 }
 
 /// A (un)subscription sent on a connection: the names it owes confirmations for.
@@ -132,9 +148,15 @@ pub(crate) async fn serve(
     first: Command,
     resp3: bool,
 ) -> Next {
-    // bounded: a subscriber that does not read stops the readers, and then Redis's own
-    // `client-output-buffer-limit pubsub` applies, not the proxy's memory
+    // bounded, in messages and in bytes: a subscriber that does not read stops the readers
+    // (and then Redis's own `client-output-buffer-limit pubsub` applies), and one that falls
+    // more than BYTES_QUEUED behind is closed
     let (frames_tx, mut frames) = mpsc::channel(FRAMES_QUEUED);
+    let queued = Arc::new(Backlog::default());
+    let behind = || {
+        tracing::warn!(pool = %svc.name, "a subscriber fell more than {BYTES_QUEUED} bytes of messages behind; closing it");
+        Next::Gone
+    };
     let mut sub = Subscriber {
         resp3,
         subscribed: HashMap::new(),
@@ -142,6 +164,7 @@ pub(crate) async fn serve(
         writers: Vec::new(),
         readers: Vec::new(),
         frames_tx,
+        queued: queued.clone(),
     };
     let mut out = BytesMut::new();
     // a command half read when subscribing is read again from its start, once
@@ -149,7 +172,11 @@ pub(crate) async fn serve(
     let mut next = sub.command(pool, first, &mut out).await;
     loop {
         if !out.is_empty() {
-            match tokio::time::timeout(STALLED, kept.io.0.write_all(&out)).await {
+            let written = tokio::select! {
+                written = tokio::time::timeout(STALLED, kept.io.0.write_all(&out)) => written,
+                _ = queued.wake.notified() => return behind(),
+            };
+            match written {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Next::Gone,
                 Err(_) => {
@@ -183,7 +210,11 @@ pub(crate) async fn serve(
                 Ok(_) => {}
             },
             frame = frames.recv() => match frame {
-                Some((from, Some(frame))) => next = sub.server_frame(pool, from, frame, &mut out),
+                Some((from, Some(frame))) => {
+                    queued.bytes.fetch_sub(frame.len(), Relaxed);
+                    next = sub.server_frame(pool, from, frame, &mut out);
+                }
+                Some((_, None)) if queued.over.load(Relaxed) => return behind(),
                 // a server connection was lost, and the subscriptions on it: the client
                 // reconnects and subscribes again (as after a Redis restart)
                 Some((server, None)) => {
@@ -336,6 +367,7 @@ impl Subscriber {
                 let stream = crate::server::open(addr, &pool.link, self.resp3).await?;
                 let (mut read, write) = stream.into_split();
                 let tx = self.frames_tx.clone();
+                let queued = self.queued.clone();
                 self.readers.push(tokio::spawn(async move {
                     let mut buf = BytesMut::with_capacity(4096);
                     let mut scan = resp::ReplyScan::default();
@@ -344,6 +376,12 @@ impl Subscriber {
                             match resp::reply_len_from(&buf, &mut scan) {
                                 Ok(Some(len)) => {
                                     let frame = buf.split_to(len).freeze();
+                                    if queued.bytes.fetch_add(len, Relaxed) + len > BYTES_QUEUED {
+                                        queued.over.store(true, Relaxed);
+                                        queued.wake.notify_one();
+                                        let _ = tx.send((server, None)).await;
+                                        return;
+                                    }
                                     if tx.send((server, Some(frame))).await.is_err() {
                                         return;
                                     }

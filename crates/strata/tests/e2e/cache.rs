@@ -1031,6 +1031,42 @@ async fn a_client_that_leaves_during_a_blocking_command_frees_it() {
     assert_eq!(pong.map(|r| text(&r)).ok().as_deref(), Some("+PONG\r\n"));
 }
 
+/// A subscriber that reads none of its messages holds at most 32 MiB of them in the proxy
+/// (Redis's own `client-output-buffer-limit pubsub` hard limit): past that it is closed,
+/// and the other clients carry on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_falls_32_mib_behind_is_closed() {
+    let redis = Redis::start().await;
+    let strata = Strata::start(&pool(&[redis.addr], ""));
+    let addr = strata.addr("cache:c");
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let mut sub = Resp::from_stream(stream);
+    assert_eq!(
+        text(&sub.cmd(&[b"SUBSCRIBE", b"news"]).await),
+        "*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n"
+    );
+    let mut publisher = Resp::connect(addr).await.unwrap();
+    let message = vec![b'm'; 1 << 20];
+    // (the count of receivers drops to 0 once the proxy has closed the subscriber)
+    for _ in 0..48 {
+        let published = text(&publisher.cmd(&[b"PUBLISH", b"news", &message]).await);
+        assert!(
+            published == ":1\r\n" || published == ":0\r\n",
+            "{published}"
+        );
+    }
+    strata
+        .wait_log(
+            "a subscriber fell more than",
+            std::time::Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(text(&publisher.cmd(&[b"PING"]).await), "+PONG\r\n");
+    drop(sub);
+}
+
 /// Publish/subscribe over two servers looks like one Redis: confirmations once each with the
 /// client's own count, messages on channels and patterns wherever they were published, and
 /// commands again once every subscription is gone.

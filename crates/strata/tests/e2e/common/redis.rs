@@ -319,10 +319,15 @@ pub struct Resp {
 
 impl Resp {
     pub async fn connect(addr: SocketAddr) -> std::io::Result<Resp> {
-        Ok(Resp {
-            stream: TcpStream::connect(addr).await?,
+        Ok(Resp::from_stream(TcpStream::connect(addr).await?))
+    }
+
+    /// A connection made elsewhere (with a small receive buffer, say).
+    pub fn from_stream(stream: TcpStream) -> Resp {
+        Resp {
+            stream,
             buf: BytesMut::new(),
-        })
+        }
     }
 
     /// Sends one command and returns its reply's bytes.
