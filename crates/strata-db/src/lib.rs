@@ -73,6 +73,9 @@ struct Site {
     roles: Arc<Roles>,
 }
 
+/// How often connections idle past `server_idle_timeout` are looked for.
+const REAP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What a listener's pools work within.
 fn limits(config: &DatabaseListener) -> Limits {
     Limits {
@@ -195,10 +198,37 @@ impl DatabaseService {
         self.site.load().roles.clone()
     }
 
-    /// Starts asking the servers for their roles.
+    /// Starts asking the servers for their roles, and closing connections idle too long.
     pub fn start_checks(self: &Arc<Self>) {
         let token = lock(&self.checks).clone();
-        tokio::spawn(health::run(self.clone(), token));
+        tokio::spawn(health::run(self.clone(), token.clone()));
+        let svc = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(REAP_EVERY);
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    _ = every.tick() => match svc.upgrade() {
+                        Some(svc) => svc.reap(),
+                        None => return,
+                    },
+                }
+            }
+        });
+    }
+
+    /// Closes server connections idle for `server_idle_timeout`, and forgets the pools no
+    /// client holds and no connection is in (PgBouncer's janitor): idle connections are
+    /// reused newest first, and without this the oldest would stay open for good.
+    fn reap(&self) {
+        let idle = self.config().server_idle_timeout;
+        let mut pools = lock(&self.pools);
+        for pool in pools.values() {
+            for server in pool.servers() {
+                server.close_idle_past(idle);
+            }
+        }
+        pools.retain(|_, pool| Arc::strong_count(pool) > 1 || !pool.unused());
     }
 
     /// Stops the role checks.

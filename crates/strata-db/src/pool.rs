@@ -61,6 +61,11 @@ impl ServerPool {
         lock(&self.idle).len()
     }
 
+    /// Closes the idle connections that have waited `idle` or longer.
+    pub fn close_idle_past(&self, idle: Duration) {
+        lock(&self.idle).retain(|c| c.idle_since.elapsed() < idle);
+    }
+
     /// Closes every idle connection (the server's role changed, or it went away).
     pub fn close_idle(&self) {
         lock(&self.idle).clear();

@@ -1393,6 +1393,31 @@ async fn a_reload_that_raises_pool_size_gives_a_second_client_a_connection_while
     drop(holder);
 }
 
+/// A server connection idle for `server_idle_timeout` is closed (PgBouncer's janitor), not
+/// kept until a client would reuse it: idle ones are reused newest first, so the oldest
+/// stayed open for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_connections_idle_past_server_idle_timeout_are_closed() {
+    let pg = Postgres::start();
+    pg.user_and_database("app", "secret");
+    let strata = Strata::start(&config(&[pg.addr], "server_idle_timeout = \"1s\""));
+    let db = strata.addr("database:app");
+    let answer = blocking(move || psql(db, "app", "secret", "app", "select 'once'")).await;
+    assert_eq!(answer.as_deref(), Ok("once"));
+    eventually(
+        Duration::from_secs(10),
+        "the idle server connection closed",
+        || async { pg.admin("select count(*) from pg_stat_activity where usename = 'app'") == "0" },
+    )
+    .await;
+    let s = status(&strata).await;
+    assert_eq!(
+        s["database"][0]["pools"].as_array().map(Vec::len),
+        Some(0),
+        "{s}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_one_client_sets_never_reaches_the_next_one_on_a_shared_connection() {
     let (pg, _strata, db) = one_shared_connection();
