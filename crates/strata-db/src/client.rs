@@ -1185,8 +1185,11 @@ impl Session {
                     return Ok(());
                 }
                 // what a client sends behind a query it waits for (held, or on a line)
-                // stays unread past a bound
+                // stays unread past a bound, and so does what it sends while its answers
+                // pile up unread (those the pooler makes itself too), as PostgreSQL stops
+                // reading a client that does not read
                 r = self.client.readable(), if self.to_server.len() < HIGH_WATER && !self.closing
+                    && self.to_client.len() < HIGH_WATER
                     && (self.cbuf.len() < HIGH_WATER || !self.waits_for_answer()) => {
                     r?;
                     self.take_buffers();
@@ -1355,13 +1358,7 @@ impl Session {
                 && self.mode == PoolMode::Transaction
                 && self.statements.too_many(&self.cbuf[5..total])
             {
-                self.end_session(
-                    Sqlstate::PROGRAM_LIMIT_EXCEEDED,
-                    &format!(
-                        "too many prepared statements: a client keeps at most {} (close some, or DEALLOCATE them)",
-                        crate::prepared::MAX_CLIENT_STATEMENTS
-                    ),
-                );
+                self.too_many_statements();
                 continue;
             }
             if let Some(sharding) = &sharding {
@@ -1720,6 +1717,11 @@ impl Session {
             for (tag, body) in &batch.messages {
                 let body = *body;
                 match tag {
+                    // each Parse of the batch counts against the limit, not only its first
+                    b'P' if self.statements.too_many(body) => {
+                        self.too_many_statements();
+                        return;
+                    }
                     b'P' => {
                         self.statements.remember(body);
                         proto::put(&mut self.to_client, b'1', |_| {});
@@ -1805,6 +1807,17 @@ impl Session {
 
     /// Ends the session with a FATAL error: its server connection, mid-batch, is closed (and
     /// its transaction rolled back by the server) rather than reused.
+    /// Ends the session of a client past [`crate::prepared::MAX_CLIENT_STATEMENTS`].
+    fn too_many_statements(&mut self) {
+        self.end_session(
+            Sqlstate::PROGRAM_LIMIT_EXCEEDED,
+            &format!(
+                "too many prepared statements: a client keeps at most {} (close some, or DEALLOCATE them)",
+                crate::prepared::MAX_CLIENT_STATEMENTS
+            ),
+        );
+    }
+
     fn end_session(&mut self, code: Sqlstate, why: &str) -> Step {
         tracing::info!(listener = %self.svc.name, "client closed: {why}");
         proto::put_error(&mut self.to_client, true, code, why);
