@@ -178,7 +178,7 @@ impl CacheService {
         let pool = self.pool.load();
         w.counter(
             "strata_cache_maybe_stale_keys_total",
-            "Keys written on another server while theirs was out (weak pools) past remember_writes: their server may serve them stale when it is back.",
+            "Keys written on another server while theirs was out (weak pools) past remember_writes (or 64 MiB of keys): their server may serve them stale when it is back.",
             &l,
             pool.moved_writes.forgotten.get(),
         );

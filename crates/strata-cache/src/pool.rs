@@ -58,6 +58,9 @@ pub struct Pool {
 pub struct MovedWrites {
     keys: Mutex<std::collections::HashMap<usize, std::collections::HashSet<Bytes>>>,
     count: std::sync::atomic::AtomicUsize,
+    /// The bytes of the keys, which [`REMEMBERED_BYTES`] bounds as `remember_writes` bounds
+    /// their number.
+    bytes: std::sync::atomic::AtomicUsize,
     /// Keys past the limit, which a returning server may serve stale.
     pub forgotten: strata_metrics::Counter,
 }
@@ -68,6 +71,10 @@ impl Drop for Pool {
     }
 }
 
+/// The most key bytes a `weak` pool remembers for its servers that are out (a client writing
+/// keys of megabytes could otherwise have `remember_writes` of them held).
+const REMEMBERED_BYTES: usize = 64 << 20;
+
 impl MovedWrites {
     /// The same keys by the servers' new places (`place` of an old index; `None`: the server
     /// left, and its keys with it); the count of forgotten ones carries on.
@@ -76,8 +83,10 @@ impl MovedWrites {
             .iter()
             .filter_map(|(i, k)| Some((place(*i)?, k.clone())))
             .collect();
+        let bytes = keys.values().flatten().map(Bytes::len).sum::<usize>();
         let moved = MovedWrites {
             count: keys.values().map(|k| k.len()).sum::<usize>().into(),
+            bytes: bytes.into(),
             keys: Mutex::new(keys),
             forgotten: Default::default(),
         };
@@ -470,7 +479,9 @@ impl Pool {
 
     fn remember(&self, owner: usize, key: &[u8]) {
         let m = &self.moved_writes;
-        if m.count.load(Relaxed) >= self.config.remember_writes {
+        if m.count.load(Relaxed) >= self.config.remember_writes
+            || m.bytes.load(Relaxed) + key.len() > REMEMBERED_BYTES
+        {
             m.forgotten.inc();
             return;
         }
@@ -481,6 +492,7 @@ impl Pool {
                 .insert(Bytes::copy_from_slice(key))
             {
                 m.count.fetch_add(1, Relaxed);
+                m.bytes.fetch_add(key.len(), Relaxed);
             }
         }
     }
@@ -525,6 +537,8 @@ impl Pool {
         }
         // counted down once the deletes are queued, so no command slips in ahead of them
         m.count.fetch_sub(keys.len(), Relaxed);
+        m.bytes
+            .fetch_sub(keys.iter().map(Bytes::len).sum::<usize>(), Relaxed);
         let moved = self.moved_writes.clone();
         tokio::spawn(async move {
             let mut done = true;
@@ -535,8 +549,10 @@ impl Pool {
                 if let Ok(mut remembered) = moved.keys.lock() {
                     let set = remembered.entry(owner).or_default();
                     for k in keys {
+                        let len = k.len();
                         if set.insert(k) {
                             moved.count.fetch_add(1, Relaxed);
+                            moved.bytes.fetch_add(len, Relaxed);
                         }
                     }
                 }

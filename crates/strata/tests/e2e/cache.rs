@@ -620,6 +620,20 @@ async fn a_weak_pool_moves_the_keys_of_an_ejected_server() {
         "$1\r\nw\r\n"
     );
     assert!(keep.keys().await.iter().any(|k| k == moved.as_bytes()));
+    // what the pool remembers for the dead server is bounded in bytes too (64 MiB): keys of
+    // a megabyte past it are counted as maybe stale instead
+    let mut big = vec![b'k'; 1 << 20];
+    for i in 0..160u32 {
+        big[..4].copy_from_slice(&i.to_be_bytes());
+        assert_eq!(text(&c.cmd(&[b"SET", &big, b"v"]).await), "+OK\r\n");
+    }
+    let metrics = common::admin_get(&strata, "/metrics").await.body;
+    let stale = common::metric(
+        &metrics,
+        "strata_cache_maybe_stale_keys_total",
+        "pool=\"c\"",
+    );
+    assert!(stale.is_some_and(|n| n > 0.0), "{stale:?}");
 }
 
 /// SIGHUP swaps the ring whole: a client connected before keeps its connection and is served
