@@ -70,6 +70,9 @@ pub struct Cluster {
     asking: tokio::sync::Mutex<()>,
     /// What the last refresh said, for `/status`.
     pub last_refresh: Mutex<String>,
+    /// Nodes `CLUSTER NODES` named that own no slot (yet), and when that was last asked: a
+    /// redirection to an address the map does not name asks it at most once a second.
+    members: Mutex<(Vec<SocketAddr>, Option<std::time::Instant>)>,
 }
 
 impl Cluster {
@@ -97,6 +100,7 @@ impl Cluster {
             refreshes: AtomicU64::new(0),
             asking: tokio::sync::Mutex::new(()),
             last_refresh: Mutex::new("not asked yet".into()),
+            members: Mutex::new((Vec::new(), None)),
         })
     }
 
@@ -118,23 +122,46 @@ impl Cluster {
     /// `server_password`) to an address the client chose.
     pub(crate) fn knows(&self, addr: SocketAddr) -> bool {
         self.seeds.contains(&addr)
-            || self
-                .map
-                .load()
-                .nodes
-                .iter()
-                .any(|n| n.live.target.get().0 == addr)
+            || self.map.load().nodes.iter().any(|n| {
+                n.live.target.get().0 == addr
+                    || n.live
+                        .replicas
+                        .load()
+                        .iter()
+                        .any(|r| r.backend.addr == addr)
+            })
+            || strata_net::lock(&self.members).0.contains(&addr)
     }
 
-    /// Whether a redirection to `addr` is followed: the map is asked for again first when it
-    /// does not name `addr` yet (a node just added to the cluster).
-    pub(crate) async fn vouch(&self, addr: SocketAddr) -> bool {
+    /// Whether a redirection to `addr` is followed. When neither the seeds nor the map name
+    /// it (a node just added, which owns no slot until its first one has moved), a node the
+    /// map names is asked for `CLUSTER NODES`, at most once a second: a client's forged
+    /// redirections can't make the proxy ask more often than that (the map is asked for
+    /// again in the background).
+    pub(crate) async fn vouch(self: &Arc<Self>, addr: SocketAddr) -> bool {
         if self.knows(addr) {
             return true;
         }
-        let seen = self.refreshes.load(Acquire);
-        self.refresh_after(seen).await;
-        self.knows(addr)
+        self.refresh_soon();
+        {
+            let mut members = strata_net::lock(&self.members);
+            let now = std::time::Instant::now();
+            if members
+                .1
+                .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1))
+            {
+                return false;
+            }
+            members.1 = Some(now);
+        }
+        for node in self.to_ask() {
+            if let Ok(found) = ask_members(node, &self.settings).await {
+                let known = found.contains(&addr);
+                strata_net::lock(&self.members).0 = found;
+                return known;
+            }
+        }
+        false
     }
 
     /// The node at `addr`, made if the map has none there yet.
@@ -192,18 +219,21 @@ impl Cluster {
         }
     }
 
-    /// Whether a node told the map (and it was taken).
-    async fn ask(&self) -> bool {
-        let known: Vec<SocketAddr> = self
-            .map
+    /// The nodes to ask about the cluster: the map's masters, then the seeds.
+    fn to_ask(&self) -> Vec<SocketAddr> {
+        self.map
             .load()
             .nodes
             .iter()
             .map(|n| n.live.target.get().0)
             .chain(self.seeds.iter().copied())
-            .collect();
+            .collect()
+    }
+
+    /// Whether a node told the map (and it was taken).
+    async fn ask(&self) -> bool {
         let mut last_error = String::from("no node to ask");
-        for addr in known {
+        for addr in self.to_ask() {
             match ask_slots(addr, &self.settings).await {
                 Ok(ranges) => {
                     self.take(&ranges);
@@ -380,22 +410,48 @@ struct Range {
     replicas: Vec<SocketAddr>,
 }
 
-/// `CLUSTER SLOTS` from one node: each range's slots, master and replicas.
-async fn ask_slots(addr: SocketAddr, settings: &LinkSettings) -> Result<Vec<Range>, String> {
+/// Asks the node at `addr` one question (`CLUSTER SLOTS`, `CLUSTER NODES`) on a connection
+/// of its own; an error reply is an error.
+async fn ask_node(
+    addr: SocketAddr,
+    settings: &LinkSettings,
+    question: &[u8],
+) -> Result<Bytes, String> {
     let mut stream = crate::server::open(addr, settings, false)
         .await
         .map_err(|e| e.to_string())?;
-    let reply = crate::server::request(
-        &mut stream,
-        b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n",
-        1,
-        Some(settings.timeout),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let reply = crate::server::request(&mut stream, question, 1, Some(settings.timeout))
+        .await
+        .map_err(|e| e.to_string())?;
     if reply.starts_with(b"-") {
         return Err(String::from_utf8_lossy(&reply).trim_end().to_string());
     }
+    Ok(reply)
+}
+
+/// The nodes `CLUSTER NODES` from the node at `addr` names, each by its address.
+async fn ask_members(addr: SocketAddr, settings: &LinkSettings) -> Result<Vec<SocketAddr>, String> {
+    let reply = ask_node(addr, settings, b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nNODES\r\n").await?;
+    let mut v = resp::Values::new(&reply);
+    let Some(Value::Bulk(Some(text))) = v.next() else {
+        return Err("not a bulk string".into());
+    };
+    Ok(members(text))
+}
+
+/// The addresses of the nodes in a `CLUSTER NODES` text: the second field of each line,
+/// `ip:port@cport` (and `,hostname` after it).
+fn members(text: &[u8]) -> Vec<SocketAddr> {
+    String::from_utf8_lossy(text)
+        .lines()
+        .filter_map(|line| line.split(' ').nth(1))
+        .filter_map(|field| field.split(['@', ',']).next()?.parse().ok())
+        .collect()
+}
+
+/// `CLUSTER SLOTS` from one node: each range's slots, master and replicas.
+async fn ask_slots(addr: SocketAddr, settings: &LinkSettings) -> Result<Vec<Range>, String> {
+    let reply = ask_node(addr, settings, b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n").await?;
     let mut v = resp::Values::new(&reply);
     let Some(Value::Array(Some(n))) = v.next() else {
         return Err("not an array".into());
@@ -455,6 +511,19 @@ fn node_addr(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_nodes_name_their_addresses() {
+        let text = b"07c37 127.0.0.1:30004@31004,node-4 slave e7d1e 0 1426238317239 4 connected\n\
+67ed2 127.0.0.1:30002@31002 master - 0 1426238316232 2 connected 5461-10922\n\
+292f8 127.0.0.1:30007@31007 master - 0 1426238316232 7 connected\n";
+        let found = members(text);
+        let want: Vec<SocketAddr> = ["127.0.0.1:30004", "127.0.0.1:30002", "127.0.0.1:30007"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(found, want);
+    }
 
     #[test]
     fn slots_are_the_ones_redis_gives() {

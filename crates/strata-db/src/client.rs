@@ -1805,8 +1805,6 @@ impl Session {
         Step::Done
     }
 
-    /// Ends the session with a FATAL error: its server connection, mid-batch, is closed (and
-    /// its transaction rolled back by the server) rather than reused.
     /// Ends the session of a client past [`crate::prepared::MAX_CLIENT_STATEMENTS`].
     fn too_many_statements(&mut self) {
         self.end_session(
@@ -1818,6 +1816,8 @@ impl Session {
         );
     }
 
+    /// Ends the session with a FATAL error: its server connection, mid-batch, is closed (and
+    /// its transaction rolled back by the server) rather than reused.
     fn end_session(&mut self, code: Sqlstate, why: &str) -> Step {
         tracing::info!(listener = %self.svc.name, "client closed: {why}");
         proto::put_error(&mut self.to_client, true, code, why);

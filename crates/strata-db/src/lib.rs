@@ -221,7 +221,7 @@ impl DatabaseService {
     /// client holds and no connection is in (PgBouncer's janitor): idle connections are
     /// reused newest first, and without this the oldest would stay open for good.
     fn reap(&self) {
-        let idle = self.config().server_idle_timeout;
+        let idle = self.site.load().config.server_idle_timeout;
         let mut pools = lock(&self.pools);
         for pool in pools.values() {
             for server in pool.servers() {

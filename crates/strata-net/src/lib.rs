@@ -29,4 +29,4 @@ pub use listen::{listen, listen_freebind};
 pub use park::{lock, Lanes, Park};
 pub use relay::{relay, Relay};
 pub use socket::{connect, poll_recv, queued, try_recv_buf, Arrival, ConnectError, UpstreamIo};
-pub use write::{write_all_parts, write_all_parts_within, Parts};
+pub use write::{write_all_parts, write_all_parts_within, write_all_within, Parts};

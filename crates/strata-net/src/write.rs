@@ -32,42 +32,72 @@ pub async fn write_all_parts<W: AsyncWrite + Unpin>(
     w: &mut W,
     parts: &Parts<'_>,
 ) -> std::io::Result<()> {
+    write_parts(w, parts, None).await
+}
+
+/// [`write_all_parts`], failing with `TimedOut` when the peer takes nothing for `idle` (a
+/// client that stops reading a response, a backend that stops reading an upload: nginx's
+/// `send_timeout`, between two successive writes). A write the socket takes at once, as most
+/// do, sets no timer.
+pub async fn write_all_parts_within<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    parts: &Parts<'_>,
+    idle: std::time::Duration,
+) -> std::io::Result<()> {
+    write_parts(w, parts, Some(idle)).await
+}
+
+/// [`write_all_parts_within`] for bytes already in one piece (a response made by the proxy).
+pub async fn write_all_within<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    bytes: &[u8],
+    idle: std::time::Duration,
+) -> std::io::Result<()> {
+    let mut parts = Parts::default();
+    parts.push(bytes);
+    write_parts(w, &parts, Some(idle)).await
+}
+
+async fn write_parts<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    parts: &Parts<'_>,
+    idle: Option<std::time::Duration>,
+) -> std::io::Result<()> {
     let mut slices = [IoSlice::new(&[]); 5];
     for (slice, part) in slices.iter_mut().zip(&parts.items[..parts.len]) {
         *slice = IoSlice::new(part);
     }
     let mut rest = &mut slices[..parts.len];
     while !rest.is_empty() {
-        let n = w.write_vectored(rest).await?;
+        let n = within(idle, w.write_vectored(rest)).await??;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
         IoSlice::advance_slices(&mut rest, n);
     }
-    w.flush().await
+    within(idle, w.flush()).await?
 }
 
-/// [`write_all_parts`], failing with `TimedOut` when the peer takes none of it for `idle` (a
-/// client that stops reading a response, a backend that stops reading an upload: nginx's
-/// `send_timeout`). A write the socket takes at once, as most do, sets no timer.
-pub async fn write_all_parts_within<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    parts: &Parts<'_>,
-    idle: std::time::Duration,
-) -> std::io::Result<()> {
-    let write = write_all_parts(w, parts);
-    let mut write = std::pin::pin!(write);
+/// `step`, failing with `TimedOut` when it is not done within `idle` (no limit: `None`); a
+/// step that is done at its first poll sets no timer.
+async fn within<F: std::future::Future>(
+    idle: Option<std::time::Duration>,
+    step: F,
+) -> std::io::Result<F::Output> {
+    let Some(idle) = idle else {
+        return Ok(step.await);
+    };
+    let mut step = std::pin::pin!(step);
     let first = std::future::poll_fn(|cx| {
-        std::task::Poll::Ready(std::future::Future::poll(write.as_mut(), cx))
+        std::task::Poll::Ready(std::future::Future::poll(step.as_mut(), cx))
     })
     .await;
     if let std::task::Poll::Ready(done) = first {
-        return done;
+        return Ok(done);
     }
-    match tokio::time::timeout(idle, write).await {
-        Ok(done) => done,
-        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
-    }
+    tokio::time::timeout(idle, step)
+        .await
+        .map_err(|_| std::io::ErrorKind::TimedOut.into())
 }
 
 #[cfg(test)]
@@ -91,5 +121,27 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(&got, b"more than sixteen bytes, which the peer never reads");
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_reads_slowly_but_steadily_is_not_timed_out() {
+        let (mut near, mut far) = tokio::io::duplex(16);
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut piece = [0u8; 16];
+            while let Ok(n) = tokio::io::AsyncReadExt::read(&mut far, &mut piece).await {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&piece[..n]);
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            got
+        });
+        let body = vec![b'x'; 320];
+        let idle = std::time::Duration::from_millis(100);
+        write_all_within(&mut near, &body, idle).await.unwrap();
+        drop(near);
+        assert_eq!(reader.await.unwrap(), body);
     }
 }

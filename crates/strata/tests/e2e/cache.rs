@@ -1982,6 +1982,59 @@ async fn transactions_watches_and_shard_channels_follow_a_cluster_slot_that_move
         ":1\r\n"
     );
 
+    // a node just added to the cluster owns no slot, so the map does not name it: an ASK to
+    // it, while a slot migrates to it, is followed once CLUSTER NODES names it
+    let fourth =
+        Redis::start_with(&["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]).await;
+    let port = fourth.addr.port().to_string();
+    let met = cluster.nodes[0]
+        .client()
+        .await
+        .cmd(&[b"CLUSTER", b"MEET", b"127.0.0.1", port.as_bytes()])
+        .await;
+    assert_eq!(text(&met), "+OK\r\n");
+    let (id0, id3) = (cluster.nodes[0].node_id().await, fourth.node_id().await);
+    let nodes_of = |r: &Redis| {
+        let r = r.addr;
+        async move {
+            let mut c = Resp::connect(r).await.unwrap();
+            text(&c.cmd(&[b"CLUSTER", b"NODES"]).await)
+        }
+    };
+    eventually(
+        std::time::Duration::from_secs(10),
+        "the new node is met",
+        || async {
+            let info = text(&fourth.client().await.cmd(&[b"CLUSTER", b"INFO"]).await);
+            nodes_of(&cluster.nodes[0]).await.contains(&id3)
+                && nodes_of(&fourth).await.contains(&id0)
+                && info.contains("cluster_state:ok")
+        },
+    )
+    .await;
+    let n = key_in("new", 0, 5460);
+    let s = slot(&n).to_string();
+    let setslot = |node: &Redis, state: &'static [u8], id: String| {
+        let (addr, s) = (node.addr, s.clone());
+        async move {
+            let mut c = Resp::connect(addr).await.unwrap();
+            let asked = [
+                &b"CLUSTER"[..],
+                b"SETSLOT",
+                s.as_bytes(),
+                state,
+                id.as_bytes(),
+            ];
+            assert_eq!(text(&c.cmd(&asked).await), "+OK\r\n");
+        }
+    };
+    setslot(&fourth, b"IMPORTING", id0.clone()).await;
+    setslot(&cluster.nodes[0], b"MIGRATING", id3.clone()).await;
+    assert_eq!(text(&c.cmd(&[b"SET", n.as_bytes(), b"1"]).await), "+OK\r\n");
+    let mut on_fourth = fourth.client().await;
+    let asking = [cmd(&["ASKING"]), cmd(&["GET", &n])];
+    assert_eq!(text(&on_fourth.pipeline(&asking).await[1]), "$1\r\n1\r\n");
+
     // a script can return any error, a MOVED too: one to an address that is no node of the
     // cluster is the client's answer, not a redirection (following it would send the command,
     // and the pool's server password, to an address the client chose)

@@ -28,7 +28,7 @@ use crate::http::{HttpService, Open, Site};
 use strata_net::buffers::{self, fill};
 use strata_net::relay;
 use strata_net::Arrival;
-use strata_net::{write_all_parts, write_all_parts_within, Parts};
+use strata_net::{write_all_parts_within, write_all_within, Parts};
 use strata_net::{Admitted, Deadline};
 
 /// Whether the client connection carries on after an exchange.
@@ -221,9 +221,8 @@ where
                 let (status, text) = refusal(&e);
                 tracing::debug!(listener = %svc.name, client = %peer.addr, error = %e, "bad request head");
                 svc.stats.responses[3].inc();
-                let _ = io
-                    .write_all(&local_response(status, text, false, &[]))
-                    .await;
+                let response = local_response(status, text, false, &[]);
+                let _ = write_all_within(io, &response, site.config.idle_timeout).await;
                 return Next::Close;
             }
         }
@@ -243,7 +242,8 @@ where
             Err(_) if !buf.is_empty() => {
                 svc.stats.header_timeouts.inc();
                 let text = "strata: the request head took too long\n";
-                let _ = io.write_all(&local_response(408, text, false, &[])).await;
+                let response = local_response(408, text, false, &[]);
+                let _ = write_all_within(io, &response, site.config.idle_timeout).await;
                 return Next::Close;
             }
             Err(_) => return Next::Quit,
@@ -284,15 +284,15 @@ where
 /// Writes a response the proxy made; answers the status for the records.
 pub(super) async fn answer<S: AsyncWrite + Unpin>(
     io: &mut S,
+    idle: std::time::Duration,
     status: u16,
     text: &str,
     keep_alive: bool,
     extra: &[(&str, &str)],
 ) -> Next {
-    let ok = io
-        .write_all(&local_response(status, text, keep_alive, extra))
-        .await
-        .is_ok();
+    // a client that reads none of it (a pipeline of refused requests) is let go
+    let response = local_response(status, text, keep_alive, extra);
+    let ok = write_all_within(io, &response, idle).await.is_ok();
     if ok && keep_alive {
         Next::KeepAlive
     } else {
@@ -323,7 +323,8 @@ where
     if let Some(local) = answer_first(svc, site, req) {
         let location = local.location.as_deref().map(|l| ("location", l));
         let extra: &[(&str, &str)] = location.as_slice();
-        let next = answer(io, local.status, &local.text, can_keep, extra).await;
+        let idle = site.config.idle_timeout;
+        let next = answer(io, idle, local.status, &local.text, can_keep, extra).await;
         return (local.status, None, next);
     }
     if req.expect_continue
@@ -364,7 +365,8 @@ where
         Err((failure, backend)) => {
             let status = status(&failure).as_u16();
             let keep = can_keep && !strata_net::drain::is_cancelled(drain);
-            let next = answer(io, status, &error_text(&failure, &svc.name), keep, &[]).await;
+            let text = error_text(&failure, &svc.name);
+            let next = answer(io, site.config.idle_timeout, status, &text, keep, &[]).await;
             return (status, backend.map(|b| b.name.as_str()), next);
         }
     };
@@ -524,7 +526,10 @@ where
     let mut parts = Parts::default();
     parts.push(&out);
     parts.push(&up_buf);
-    if write_all_parts(io, &parts).await.is_err() {
+    if write_all_parts_within(io, &parts, site.config.idle_timeout)
+        .await
+        .is_err()
+    {
         return Next::Close;
     }
     if !buf.is_empty() && conn.io.write_all(&buf.split()).await.is_err() {

@@ -93,7 +93,15 @@ where
         return (
             code,
             None,
-            answer(io, code, &error_text(&f, &svc.name), false, &[]).await,
+            answer(
+                io,
+                cfg.idle_timeout,
+                code,
+                &error_text(&f, &svc.name),
+                false,
+                &[],
+            )
+            .await,
         );
     };
     let method = http::Method::from_bytes(req.method()).unwrap_or(http::Method::POST);
@@ -133,7 +141,8 @@ where
         Ok(a) => a,
         Err((failure, backend)) => {
             let code = status(&failure).as_u16();
-            let next = answer(io, code, &error_text(&failure, &svc.name), can_keep, &[]).await;
+            let text = error_text(&failure, &svc.name);
+            let next = answer(io, idle, code, &text, can_keep, &[]).await;
             return (code, backend.map(|b| b.name.as_str()), next);
         }
     };
@@ -148,7 +157,7 @@ where
     let Some(mut resp) = h1_response(&parts, body.is_end_stream(), asked) else {
         tracing::debug!(listener = %svc.name, backend = %name, "an HTTP/2 answer could not be written as HTTP/1.1");
         let f = Failure::new(Stage::Request, Kind::Protocol, Retry::Never);
-        let next = answer(io, 502, &error_text(&f, &svc.name), false, &[]).await;
+        let next = answer(io, idle, 502, &error_text(&f, &svc.name), false, &[]).await;
         return (502, Some(name), next);
     };
     resp.head.version = Version::Http2;
