@@ -26,10 +26,6 @@ fn config(servers: &[SocketAddr], extra: &str) -> String {
     )
 }
 
-async fn status(strata: &Strata) -> serde_json::Value {
-    serde_json::from_str(&admin_get(strata, "/status").await.body).unwrap()
-}
-
 /// PostgreSQL with user and database `app`, and Strata in front of it with one server
 /// connection that every client shares; the listener's address.
 fn one_shared_connection() -> (Postgres, Strata, SocketAddr) {
@@ -102,7 +98,7 @@ async fn psql_and_pgbench_share_two_server_connections_in_transaction_mode() {
     // many clients, never more than two server connections
     let direct = pg.admin("select count(*) from pg_stat_activity where usename = 'app'");
     assert!(direct.parse::<u32>().unwrap() <= 2, "{direct}");
-    let s = status(&strata).await;
+    let s = admin_status(&strata).await;
     let pool = &s["database"][0]["pools"][0];
     assert_eq!(pool["user"], "app", "{s}");
     assert_eq!(pool["server_in_use"], 0, "{s}");
@@ -365,7 +361,7 @@ async fn writes_follow_a_promoted_replica() {
     let db = strata.addr("database:app");
     let (p, r) = (primary.addr.to_string(), replica.addr.to_string());
     eventually(Duration::from_secs(10), "the roles are found", || async {
-        let s = status(&strata).await;
+        let s = admin_status(&strata).await;
         let servers = &s["database"][0]["servers"];
         s["database"][0]["primary"] == p.as_str()
             && servers.as_array().unwrap().iter().any(|x| {
@@ -426,7 +422,7 @@ async fn writes_follow_a_promoted_replica() {
     })
     .await;
     assert_eq!(rows.as_deref(), Ok("1,2"));
-    let s = status(&strata).await;
+    let s = admin_status(&strata).await;
     assert_eq!(s["database"][0]["primary"], replica.addr.to_string(), "{s}");
 }
 
@@ -514,7 +510,7 @@ async fn reads_go_to_the_primary_too_while_the_replicas_are_busier() {
             Duration::from_secs(10),
             "the replica's connection given back",
             || async {
-                status(&strata).await["database"][0]["pools"]
+                admin_status(&strata).await["database"][0]["pools"]
                     .as_array()
                     .unwrap()
                     .iter()
@@ -571,7 +567,7 @@ async fn a_session_on_an_old_primary_ends_when_another_takes_the_writes() {
     eventually(
         Duration::from_secs(10),
         "the promoted replica is the primary",
-        || async { status(&strata).await["database"][0]["primary"] == r.as_str() },
+        || async { admin_status(&strata).await["database"][0]["primary"] == r.as_str() },
     )
     .await;
     let sql = b"insert into t values (2)\0";
@@ -658,7 +654,7 @@ async fn a_replica_that_refuses_a_login_is_banned_and_the_read_goes_to_the_prima
     let answer =
         blocking(move || psql(db, "app", "secret", "app", "select pg_is_in_recovery()")).await;
     assert_eq!(answer.as_deref(), Ok("f"), "{}", strata.logs());
-    let s = status(&strata).await;
+    let s = admin_status(&strata).await;
     let server = s["database"][0]["servers"]
         .as_array()
         .unwrap()
@@ -1198,7 +1194,7 @@ async fn a_client_that_waits_too_long_for_a_connection_gets_a_clear_error_and_ca
         "{err}"
     );
     assert_eq!(after.as_deref(), Ok("free again"));
-    let s = status(&strata).await;
+    let s = admin_status(&strata).await;
     assert_eq!(s["database"][0]["pools"][0]["clients_waiting"], 0, "{s}");
 }
 
@@ -1225,7 +1221,7 @@ async fn a_check_user_added_by_a_reload_starts_the_role_checks() {
     let strata = Strata::start(&with(false));
     let db = strata.addr("database:app");
     let role = |s: &serde_json::Value| s["database"][0]["servers"][0]["role"].clone();
-    let before = status(&strata).await;
+    let before = admin_status(&strata).await;
     assert_eq!(role(&before), "unknown", "{before}");
     std::fs::write(&strata.config, with(true)).unwrap();
     strata.signal(libc::SIGHUP);
@@ -1235,7 +1231,7 @@ async fn a_check_user_added_by_a_reload_starts_the_role_checks() {
     common::eventually(
         Duration::from_secs(10),
         "the server checked as the primary after the reload",
-        || async { role(&status(&strata).await) == "primary" },
+        || async { role(&admin_status(&strata).await) == "primary" },
     )
     .await;
     let answer = blocking(move || psql(db, "app", "secret", "app", "select 'still served'")).await;
@@ -1260,13 +1256,13 @@ async fn a_server_a_reload_removes_leaves_the_pools() {
             .map(|p| p["server"].as_str().unwrap().to_string())
             .collect()
     };
-    assert!(pooled(&status(&strata).await).contains(&r));
+    assert!(pooled(&admin_status(&strata).await).contains(&r));
     std::fs::write(&strata.config, config(&[primary.addr], "")).unwrap();
     strata.signal(libc::SIGHUP);
     strata
         .wait_log("SIGHUP: reloaded", Duration::from_secs(5))
         .await;
-    let s = status(&strata).await;
+    let s = admin_status(&strata).await;
     assert!(!pooled(&s).contains(&r), "{s}");
     let on = blocking(move || psql(db, "app", "secret", "app", "select pg_is_in_recovery()")).await;
     assert_eq!(on.as_deref(), Ok("f"));
@@ -1356,7 +1352,7 @@ async fn logins_to_databases_that_do_not_exist_leave_no_pools_behind() {
     assert_eq!(refused, 20);
     let ok = blocking(move || psql(db, "app", "secret", "app", "select 'here'")).await;
     assert_eq!(ok.as_deref(), Ok("here"));
-    let s = status(&strata).await;
+    let s = admin_status(&strata).await;
     let pools = s["database"][0]["pools"].as_array().unwrap();
     assert!(pools.len() <= 2, "{s}");
 }
@@ -1388,7 +1384,7 @@ async fn a_reload_that_raises_pool_size_gives_a_second_client_a_connection_while
     // the pool made before the reload has the new size: no wait for the holder
     let second = blocking(move || psql(db, "app", "secret", "app", "select 'second'")).await;
     assert_eq!(second.as_deref(), Ok("second"));
-    let s = status(&strata).await;
+    let s = admin_status(&strata).await;
     assert_eq!(s["database"][0]["pool_size"], 2, "{s}");
     drop(holder);
 }
@@ -1410,7 +1406,7 @@ async fn server_connections_idle_past_server_idle_timeout_are_closed() {
         || async { pg.admin("select count(*) from pg_stat_activity where usename = 'app'") == "0" },
     )
     .await;
-    let s = status(&strata).await;
+    let s = admin_status(&strata).await;
     assert_eq!(
         s["database"][0]["pools"].as_array().map(Vec::len),
         Some(0),
@@ -1579,7 +1575,7 @@ async fn a_drained_replica_takes_no_reads_until_restored() {
         Duration::from_secs(10),
         "the replica's connections closed",
         || async {
-            let s = status(&strata).await;
+            let s = admin_status(&strata).await;
             s["database"][0]["pools"]
                 .as_array()
                 .unwrap()
@@ -1598,7 +1594,7 @@ async fn a_drained_replica_takes_no_reads_until_restored() {
             "a read reached the drained replica"
         );
     }
-    let s = status(&strata).await;
+    let s = admin_status(&strata).await;
     let server = s["database"][0]["servers"]
         .as_array()
         .unwrap()
