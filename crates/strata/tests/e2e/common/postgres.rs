@@ -92,6 +92,8 @@ impl Postgres {
                 "listen_addresses=127.0.0.1",
             ])
             .args(["-c", "fsync=off", "-c", "max_connections=200"])
+            // dynamic shared memory in the data directory, which goes with it, not in /dev/shm
+            .args(["-c", "dynamic_shared_memory_type=mmap"])
             .uid(uid)
             .gid(gid)
             .stdout(Stdio::null())
@@ -174,8 +176,23 @@ impl Postgres {
 }
 
 impl Drop for Postgres {
+    #[allow(unsafe_code)] // kill(2) through libc
     fn drop(&mut self) {
-        // SIGKILL: nothing to keep
+        // SIGQUIT, PostgreSQL's immediate shutdown: nothing to keep, and unlike SIGKILL the
+        // postmaster still removes its shared memory segment (killed ones are left behind,
+        // and the kernel's 4096 run out after enough test runs on one machine)
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGQUIT) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::park_timeout(Duration::from_millis(10));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
