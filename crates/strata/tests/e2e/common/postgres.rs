@@ -120,10 +120,12 @@ impl Postgres {
         pg
     }
 
-    /// Stops the server at once (SIGKILL), as a crash would.
+    /// Stops the server at once (SIGKILL), as a crash would; the shared memory segment it
+    /// leaves behind is removed (as its next start on the same data would).
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        remove_segments_of(self.child.id());
     }
 
     /// A streaming replica of this server (pg_basebackup -R), started on a free port.
@@ -195,6 +197,22 @@ impl Drop for Postgres {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        remove_segments_of(self.child.id());
+    }
+}
+
+/// Removes the SysV shared memory segments process `pid` made (`ipcs -m -p`: shmid, owner,
+/// creator pid, last pid), once it is gone.
+fn remove_segments_of(pid: u32) {
+    let Ok(out) = Command::new("ipcs").args(["-m", "-p"]).output() else {
+        return;
+    };
+    let pid = pid.to_string();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() >= 3 && fields[2] == pid {
+            let _ = Command::new("ipcrm").args(["-m", fields[0]]).status();
+        }
     }
 }
 
