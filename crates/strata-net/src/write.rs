@@ -134,6 +134,7 @@ mod tests {
                     break;
                 }
                 got.extend_from_slice(&piece[..n]);
+                // pacing, not waiting: the peer takes 16 bytes every 20 ms on purpose
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
             got

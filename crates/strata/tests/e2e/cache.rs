@@ -759,7 +759,7 @@ async fn transactions_run_whole_on_the_server_of_their_keys() {
         cmd(&["PING"]),
         cmd(&["EXEC"]),
     ];
-    let replies: Vec<String> = c.pipeline(&tx).await.iter().map(|r| text(r)).collect();
+    let replies: Vec<String> = c.pipeline_text(&tx).await;
     assert_eq!(
         replies,
         [
@@ -793,7 +793,7 @@ async fn transactions_run_whole_on_the_server_of_their_keys() {
         cmd(&["SET", &b, "1"]),
         cmd(&["EXEC"]),
     ];
-    let replies: Vec<String> = c.pipeline(&tx).await.iter().map(|r| text(r)).collect();
+    let replies: Vec<String> = c.pipeline_text(&tx).await;
     assert!(replies[2].starts_with("-CROSSSLOT"), "{replies:?}");
     assert!(replies[3].starts_with("-EXECABORT"), "{replies:?}");
 
@@ -809,20 +809,20 @@ async fn transactions_run_whole_on_the_server_of_their_keys() {
         cmd(&["SET", "{u2}:w", "mine"]),
         cmd(&["EXEC"]),
     ];
-    let replies: Vec<String> = c.pipeline(&tx).await.iter().map(|r| text(r)).collect();
+    let replies: Vec<String> = c.pipeline_text(&tx).await;
     assert_eq!(replies[2], "*-1\r\n");
     assert_eq!(
         text(&c.cmd(&[b"GET", b"{u2}:w"]).await),
         "$7\r\nchanged\r\n"
     );
     assert_eq!(text(&c.cmd(&[b"WATCH", b"{u2}:w"]).await), "+OK\r\n");
-    let replies: Vec<String> = c.pipeline(&tx).await.iter().map(|r| text(r)).collect();
+    let replies: Vec<String> = c.pipeline_text(&tx).await;
     assert_eq!(replies[2], "*1\r\n+OK\r\n");
     // an EXEC aborted by a refused command drops the WATCH too, as in Redis: a later
     // transaction runs though the watched key changed meanwhile
     assert_eq!(text(&c.cmd(&[b"WATCH", b"{u4}:w"]).await), "+OK\r\n");
     let tx = [cmd(&["MULTI"]), cmd(&["NOSUCH"]), cmd(&["EXEC"])];
-    let replies: Vec<String> = c.pipeline(&tx).await.iter().map(|r| text(r)).collect();
+    let replies: Vec<String> = c.pipeline_text(&tx).await;
     assert!(replies[2].starts_with("-EXECABORT"), "{replies:?}");
     other.cmd(&[b"SET", b"{u4}:w", b"changed"]).await;
     let tx = [
@@ -830,24 +830,21 @@ async fn transactions_run_whole_on_the_server_of_their_keys() {
         cmd(&["SET", "{u4}:w", "mine"]),
         cmd(&["EXEC"]),
     ];
-    let replies: Vec<String> = c.pipeline(&tx).await.iter().map(|r| text(r)).collect();
+    let replies: Vec<String> = c.pipeline_text(&tx).await;
     assert_eq!(
         replies[2], "*1\r\n+OK\r\n",
         "the watch outlived the aborted EXEC"
     );
     // DISCARD, and the errors Redis gives
     let replies: Vec<String> = c
-        .pipeline(&[
+        .pipeline_text(&[
             cmd(&["MULTI"]),
             cmd(&["SET", "{u3}:d", "1"]),
             cmd(&["DISCARD"]),
             cmd(&["EXEC"]),
             cmd(&["GET", "{u3}:d"]),
         ])
-        .await
-        .iter()
-        .map(|r| text(r))
-        .collect();
+        .await;
     assert_eq!(
         &replies[2..],
         ["+OK\r\n", "-ERR EXEC without MULTI\r\n", "$-1\r\n"]
@@ -897,7 +894,7 @@ async fn a_transaction_past_max_bulk_size_is_refused_and_aborts() {
     let mut c = Resp::connect(strata.addr("cache:c")).await.unwrap();
     let value = "v".repeat(600);
     let replies: Vec<String> = c
-        .pipeline(&[
+        .pipeline_text(&[
             cmd(&["MULTI"]),
             cmd(&["SET", "{t}:a", &value]),
             cmd(&["SET", "{t}:b", &value]),
@@ -905,10 +902,7 @@ async fn a_transaction_past_max_bulk_size_is_refused_and_aborts() {
             cmd(&["EXEC"]),
             cmd(&["MGET", "{t}:a", "{t}:c"]),
         ])
-        .await
-        .iter()
-        .map(|r| text(r))
-        .collect();
+        .await;
     assert_eq!(&replies[..2], ["+OK\r\n", "+QUEUED\r\n"]);
     assert!(
         replies[2].starts_with(
@@ -921,15 +915,12 @@ async fn a_transaction_past_max_bulk_size_is_refused_and_aborts() {
     assert_eq!(replies[5], "*2\r\n$-1\r\n$-1\r\n");
     // a transaction within the bound runs
     let replies: Vec<String> = c
-        .pipeline(&[
+        .pipeline_text(&[
             cmd(&["MULTI"]),
             cmd(&["SET", "{t}:a", &value]),
             cmd(&["EXEC"]),
         ])
-        .await
-        .iter()
-        .map(|r| text(r))
-        .collect();
+        .await;
     assert_eq!(replies[2], "*1\r\n+OK\r\n");
 }
 
@@ -1908,7 +1899,7 @@ async fn transactions_watches_and_shard_channels_follow_a_cluster_slot_that_move
     let k = key_in("tx", 0, 5460);
     cluster.give_slot(slot(&k), 1).await;
     let tx = [cmd(&["MULTI"]), cmd(&["SET", &k, "1"]), cmd(&["EXEC"])];
-    let replies: Vec<String> = c.pipeline(&tx).await.iter().map(|r| text(r)).collect();
+    let replies: Vec<String> = c.pipeline_text(&tx).await;
     assert_eq!(replies[2], "*1\r\n+OK\r\n", "{replies:?}");
     let on_new = cluster.nodes[1]
         .client()
@@ -1926,7 +1917,7 @@ async fn transactions_watches_and_shard_channels_follow_a_cluster_slot_that_move
         cmd(&["SET", &w, "2"]),
         cmd(&["EXEC"]),
     ];
-    let replies: Vec<String> = c.pipeline(&tx).await.iter().map(|r| text(r)).collect();
+    let replies: Vec<String> = c.pipeline_text(&tx).await;
     assert_eq!(replies[0], "+OK\r\n", "{replies:?}");
     assert_eq!(replies[3], "*1\r\n+OK\r\n", "{replies:?}");
 
@@ -2171,7 +2162,7 @@ async fn a_redis_cluster_serves_clients_that_know_nothing_of_it() {
         cmd(&["INCR", "{t}b"]),
         cmd(&["EXEC"]),
     ];
-    let replies: Vec<String> = c.pipeline(&tx).await.iter().map(|r| text(r)).collect();
+    let replies: Vec<String> = c.pipeline_text(&tx).await;
     assert_eq!(replies[4], "*2\r\n+OK\r\n:1\r\n", "{replies:?}");
     let tx = [
         cmd(&["MULTI"]),
@@ -2179,7 +2170,7 @@ async fn a_redis_cluster_serves_clients_that_know_nothing_of_it() {
         cmd(&["SET", "{other}a", "1"]),
         cmd(&["EXEC"]),
     ];
-    let replies: Vec<String> = c.pipeline(&tx).await.iter().map(|r| text(r)).collect();
+    let replies: Vec<String> = c.pipeline_text(&tx).await;
     assert!(
         replies[2].starts_with("-CROSSSLOT") && replies[3].starts_with("-EXECABORT"),
         "{replies:?}"

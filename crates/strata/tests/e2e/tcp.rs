@@ -170,11 +170,7 @@ async fn sighup_sends_new_connections_to_the_new_backends_and_open_ones_carry_on
     open.read_exact(&mut hello).await.unwrap();
     assert_eq!(&hello, b"a\n");
 
-    std::fs::write(&strata.config, config(b)).unwrap();
-    strata.signal(libc::SIGHUP);
-    strata
-        .wait_log("SIGHUP: reloaded", Duration::from_secs(5))
-        .await;
+    strata.reload_to(&config(b)).await;
     for _ in 0..4 {
         assert_eq!(greeting(addr).await, "b");
     }
@@ -227,12 +223,9 @@ async fn max_connections_holds_across_reloads_and_follows_a_changed_number() {
     };
     let strata = Strata::start(&config(2));
     let addr = strata.addr("tcp:echo");
-    let mut reloads = 0;
-    let mut reload = |max: u32| {
-        reloads += 1;
-        std::fs::write(&strata.config, config(max)).unwrap();
-        strata.signal(libc::SIGHUP);
-        strata.wait_logs("SIGHUP: reloaded", reloads, Duration::from_secs(5))
+    let reload = |max: u32| {
+        let (strata, text) = (&strata, config(max));
+        async move { strata.reload_to(&text).await }
     };
     let first = greeted(addr).await;
     let second = greeted(addr).await;
@@ -309,11 +302,7 @@ async fn a_listener_moved_by_a_reload_keeps_its_state_and_open_connections() {
     let new: std::net::SocketAddr = ([127, 0, 0, 1], ports[1]).into();
     let mut open = greeted(old).await;
     assert_eq!(greeting(old).await, "a");
-    std::fs::write(&strata.config, config(ports[1])).unwrap();
-    strata.signal(libc::SIGHUP);
-    strata
-        .wait_log("SIGHUP: reloaded", Duration::from_secs(5))
-        .await;
+    strata.reload_to(&config(ports[1])).await;
     assert_eq!(greeting(new).await, "a");
     // the old address is no longer served
     eventually(Duration::from_secs(5), "the old address closes", || async {

@@ -356,6 +356,12 @@ impl Resp {
         replies
     }
 
+    /// [`Resp::pipeline`], each reply as text.
+    pub async fn pipeline_text(&mut self, commands: &[Vec<Vec<u8>>]) -> Vec<String> {
+        let replies = self.pipeline(commands).await;
+        replies.iter().map(|r| text(r)).collect()
+    }
+
     /// Writes raw bytes.
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.expect("write");
