@@ -989,6 +989,56 @@ fn parsed_types(parse: &[u8]) -> Vec<u32> {
         .collect()
 }
 
+/// A transaction's start or end, said by a statement alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Bracket {
+    /// `BEGIN`, `BEGIN WORK`, `BEGIN TRANSACTION` (`start`: `START TRANSACTION`), no modes.
+    Begin { start: bool },
+    /// `COMMIT` or `END` (`rollback`: `ROLLBACK` or `ABORT`), optionally `WORK` or
+    /// `TRANSACTION`; not `AND CHAIN`.
+    End { rollback: bool },
+}
+
+/// What a query's text (with or without its NUL) says, when it is nothing but a plain
+/// transaction start or end, in any case, with whitespace and one trailing semicolon.
+pub(crate) fn bracket(text: &[u8]) -> Option<Bracket> {
+    // whitespace to every PostgreSQL: space, tab, newline, carriage return, form feed (not
+    // the vertical tab, which only PostgreSQL 16 and later take as one)
+    let space = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0c);
+    let text = text.strip_suffix(b"\0").unwrap_or(text);
+    let mut end = text.len();
+    while end > 0 && space(&text[end - 1]) {
+        end -= 1;
+    }
+    let text = text[..end].strip_suffix(b";").unwrap_or(&text[..end]);
+    let mut words = text.split(space).filter(|w| !w.is_empty());
+    let is = |w: &[u8], of: &[u8]| w.eq_ignore_ascii_case(of);
+    let first = words.next()?;
+    // most queries are told by their first word, without more
+    let said = if is(first, b"begin") {
+        Bracket::Begin { start: false }
+    } else if is(first, b"start") {
+        if !words.next().is_some_and(|w| is(w, b"transaction")) {
+            return None;
+        }
+        Bracket::Begin { start: true }
+    } else if is(first, b"commit") || is(first, b"end") {
+        Bracket::End { rollback: false }
+    } else if is(first, b"rollback") || is(first, b"abort") {
+        Bracket::End { rollback: true }
+    } else {
+        return None;
+    };
+    let rest: Vec<&[u8]> = words.collect();
+    let plain = match (said, rest.as_slice()) {
+        (_, []) => true,
+        (Bracket::Begin { start: true }, _) => false,
+        (_, [w]) => is(w, b"work") || is(w, b"transaction"),
+        _ => false,
+    };
+    plain.then_some(said)
+}
+
 /// Whether a simple query is exactly one `BEGIN` (or `START TRANSACTION`) that says `READ
 /// ONLY`, with nothing else but isolation and deferrable modes: a transaction that promises
 /// not to write, which PostgreSQL enforces, so a replica can run it.
@@ -1361,12 +1411,17 @@ impl Session {
                 self.too_many_statements();
                 continue;
             }
-            if let Some(sharding) = &sharding {
-                match self.shard_step(sharding, tag, total) {
-                    Step::Go => {}
-                    Step::Done => continue,
-                    Step::Wait => break,
+            let step = match &sharding {
+                Some(sharding) => self.shard_step(sharding, tag, total),
+                None if self.mode == PoolMode::Transaction && self.server.is_none() => {
+                    self.defer_step(tag, total)
                 }
+                None => Step::Go,
+            };
+            match step {
+                Step::Go => {}
+                Step::Done => continue,
+                Step::Wait => break,
             }
             // a batch that prepares, outside a transaction, is taken whole before it is routed
             if self.server.is_none()
@@ -1498,9 +1553,9 @@ impl Session {
                 self.held = hold && tag == b'Q';
                 self.hold_at_sync = hold && tag != b'Q';
                 if let Some(d) = self.deferred.take() {
-                    // the transaction begun here starts on the shard of its first statement
-                    self.pending += 1;
-                    self.statements.hidden_query(&d.begin, &mut self.to_server);
+                    // the transaction begun here starts with its first statement, in the same
+                    // write (on a sharded listener, on that statement's shard)
+                    self.statements.hidden_begin(&d.begin, &mut self.to_server);
                 }
             }
             if self.copy_in && matches!(tag, b'S' | b'H') {
@@ -1638,28 +1693,10 @@ impl Session {
                     .trim_start()
                     .to_ascii_lowercase()
                     .starts_with("start");
-                let command: &[u8] = if start {
-                    b"START TRANSACTION"
-                } else {
-                    b"BEGIN"
-                };
-                self.deferred = Some(Deferred {
-                    begin,
-                    failed: false,
-                });
-                self.answer_here(tag, total, command, b'T');
-                Step::Done
+                self.begin_here(tag, total, begin, start)
             }
             Route::End { rollback } if self.deferred.is_some() => {
-                // nothing ran: the transaction ends here
-                self.deferred = None;
-                let tag_text: &[u8] = if rollback || failed {
-                    b"ROLLBACK"
-                } else {
-                    b"COMMIT"
-                };
-                self.answer_here(tag, total, tag_text, b'I');
-                Step::Done
+                self.end_here(tag, total, rollback)
             }
             _ if failed => self.refuse_here(
                 tag,
@@ -1686,6 +1723,93 @@ impl Session {
                 }
                 Step::Go
             }
+        }
+    }
+
+    /// Answers a BEGIN here, with no server connection held: the transaction begins for the
+    /// client now and on a server ahead of its first statement (`begin`: the query's body,
+    /// its text and NUL).
+    fn begin_here(&mut self, tag: u8, total: usize, begin: Vec<u8>, start: bool) -> Step {
+        let command: &[u8] = if start {
+            b"START TRANSACTION"
+        } else {
+            b"BEGIN"
+        };
+        self.deferred = Some(Deferred {
+            begin,
+            failed: false,
+        });
+        self.answer_here(tag, total, command, b'T');
+        Step::Done
+    }
+
+    /// Ends here a transaction begun here in which nothing ran.
+    fn end_here(&mut self, tag: u8, total: usize, rollback: bool) -> Step {
+        let failed = self.deferred.take().is_some_and(|d| d.failed);
+        let command: &[u8] = if rollback || failed {
+            b"ROLLBACK"
+        } else {
+            b"COMMIT"
+        };
+        self.answer_here(tag, total, command, b'I');
+        Step::Done
+    }
+
+    /// On a listener without sharding, in transaction mode with no server connection held:
+    /// a lone plain BEGIN (a simple query, or a batch that binds and runs only it) is
+    /// answered here and goes to the server ahead of the transaction's first statement, in
+    /// the same write. Each transaction then waits on its server one round trip less and
+    /// holds a connection only from its first statement. A transaction in which nothing ran
+    /// ends here. A BEGIN with modes (READ ONLY, an isolation level) goes as it is: only a
+    /// BEGIN that can't fail on an idle connection is answered for the server.
+    fn defer_step(&mut self, tag: u8, total: usize) -> Step {
+        let body = &self.cbuf[5..total];
+        let said = match tag {
+            b'Q' => bracket(body),
+            // the statement a batch parses or binds first: most are no BEGIN or COMMIT, and
+            // are told so without reading the batch
+            b'P' => parse_text(body).and_then(bracket),
+            b'B' => statement_parse(body, &[], &self.statements, None)
+                .map(parsed_text)
+                .and_then(bracket),
+            _ => None,
+        };
+        let Some(said) = said else {
+            return Step::Go;
+        };
+        if tag != b'Q' {
+            // a batch that runs only that statement, to its Sync
+            let Some(batch) = Batch::read(&self.cbuf) else {
+                return Step::Go;
+            };
+            let tags: Vec<u8> = batch.messages.iter().map(|(t, _)| *t).collect();
+            let lone = matches!(
+                tags.as_slice(),
+                [b'P', b'B', b'E', b'S']
+                    | [b'P', b'B', b'D', b'E', b'S']
+                    | [b'B', b'E', b'S']
+                    | [b'B', b'D', b'E', b'S']
+            );
+            let bound = batch.bound(&self.statements, None);
+            let same =
+                matches!(bound.as_slice(), [(_, Some(p))] if bracket(parsed_text(p)) == Some(said));
+            if !lone || !same {
+                return Step::Go;
+            }
+        }
+        match said {
+            Bracket::Begin { start } if self.deferred.is_none() => {
+                let begin = match tag {
+                    b'Q' => body.to_vec(),
+                    _ if start => b"START TRANSACTION\0".to_vec(),
+                    _ => b"BEGIN\0".to_vec(),
+                };
+                self.begin_here(tag, total, begin, start)
+            }
+            Bracket::End { rollback } if self.deferred.is_some() => {
+                self.end_here(tag, total, rollback)
+            }
+            _ => Step::Go,
         }
     }
 
@@ -2465,6 +2589,41 @@ mod tests {
             Some(1),
             "the statement's Parse once"
         );
+    }
+
+    #[test]
+    fn only_a_plain_transaction_start_or_end_is_a_bracket() {
+        let begin = Some(Bracket::Begin { start: false });
+        let start = Some(Bracket::Begin { start: true });
+        let commit = Some(Bracket::End { rollback: false });
+        let rollback = Some(Bracket::End { rollback: true });
+        for (sql, said) in [
+            ("BEGIN", begin),
+            ("begin;\0", begin),
+            ("  Begin Work ; \n", begin),
+            ("BEGIN\tTRANSACTION", begin),
+            ("START TRANSACTION;", start),
+            ("END;", commit),
+            ("commit work", commit),
+            ("ROLLBACK", rollback),
+            ("abort transaction;", rollback),
+            ("BEGIN READ ONLY", None),
+            ("BEGIN ISOLATION LEVEL SERIALIZABLE", None),
+            ("BEGIN ISOLATION LEVEL", None),
+            ("START TRANSACTION READ WRITE", None),
+            ("START", None),
+            ("BEGIN; UPDATE t SET a = 1", None),
+            ("BEGIN;;", None),
+            ("COMMIT AND CHAIN", None),
+            ("ROLLBACK TO SAVEPOINT a", None),
+            ("begin -- comment", None),
+            ("BEGIN\x0b", None),
+            ("beginning", None),
+            ("SELECT 1", None),
+            ("", None),
+        ] {
+            assert_eq!(bracket(sql.as_bytes()), said, "{sql:?}");
+        }
     }
 
     #[test]

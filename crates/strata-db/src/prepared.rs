@@ -39,9 +39,10 @@ enum Owed {
     Made(u8),
     /// Whole messages made here (a simple query's answer), given to the client in their turn.
     Whole(Vec<u8>),
-    /// A simple query the pooler sent for the client (a BEGIN it answered itself): every
-    /// answer up to its ReadyForQuery is dropped.
-    Hidden,
+    /// A BEGIN the pooler sent for the client (one it answered itself) as Parse, Bind and
+    /// Execute with no Sync: this many of its answers (ParseComplete, BindComplete,
+    /// CommandComplete) are still to be dropped.
+    Hidden(u8),
     /// A simple query the pooler sent to fail the client's transaction on the server: its
     /// error is replaced by this one (the pooler's own words), its ReadyForQuery passed on.
     Replaced(Vec<u8>),
@@ -299,11 +300,21 @@ impl ClientStatements {
         }
     }
 
-    /// Writes to `out` a simple query (`body`: its text and NUL) whose answers the client
-    /// does not get.
-    pub fn hidden_query(&mut self, body: &[u8], out: &mut BytesMut) {
-        message(out, b'Q', &[body]);
-        self.owed.push_back(Owed::Hidden);
+    /// Writes to `out` a BEGIN (`body`: its text and NUL) the pooler sends for the client, one
+    /// it answered itself, ahead of the transaction's first statement: Parse, Bind and Execute
+    /// of the unnamed statement, with no Sync. PostgreSQL sends their answers with that
+    /// statement's, in one write (a simple query would be answered, and wake the pooler, on
+    /// its own); and should the BEGIN fail, it skips everything up to the next Sync, so
+    /// nothing sent behind it runs outside the transaction. Its answers are dropped.
+    pub fn hidden_begin(&mut self, body: &[u8], out: &mut BytesMut) {
+        let text = body.strip_suffix(&[0]).unwrap_or(body);
+        // the unnamed statement, no parameter types
+        message(out, b'P', &[&[0], text, &[0, 0, 0]]);
+        // the unnamed portal of it: no parameter formats, parameters or result formats
+        message(out, b'B', &[&[0, 0, 0, 0, 0, 0, 0, 0]]);
+        // all its rows (none)
+        message(out, b'E', &[&[0, 0, 0, 0, 0]]);
+        self.owed.push_back(Owed::Hidden(3));
     }
 
     /// Writes to `out` a simple query (`body`) sent only to fail the transaction on the
@@ -361,10 +372,16 @@ impl ClientStatements {
         }
         let front = self.owed.front().cloned();
         match &front {
-            Some(Owed::Hidden) => {
-                if tag == b'Z' {
-                    self.owed.pop_front();
-                    self.made(to_client);
+            Some(Owed::Hidden(left)) => {
+                if matches!(tag, b'1' | b'2' | b'C') {
+                    if *left > 1 {
+                        if let Some(Owed::Hidden(n)) = self.owed.front_mut() {
+                            *n -= 1;
+                        }
+                    } else {
+                        self.owed.pop_front();
+                        self.made(to_client);
+                    }
                 }
                 return;
             }
@@ -490,7 +507,7 @@ impl ClientStatements {
 
     /// Whether the next answer owed is the pooler's own hidden query's.
     pub fn hidden_next(&self) -> bool {
-        self.owed.front() == Some(&Owed::Hidden)
+        matches!(self.owed.front(), Some(Owed::Hidden(_)))
     }
 }
 

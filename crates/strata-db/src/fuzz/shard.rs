@@ -10,10 +10,14 @@
 //!   as a binary int8) must be routed alike, to the shard computed here from the hash, and
 //!   anything ANDed after the pinning conjunct may refuse the query but never send it to
 //!   another shard;
+//! - 4: a query that the pooler's own reading (`client::bracket`) finds a plain transaction
+//!   start or end, which it answers for the server, must be one to PostgreSQL's parser too:
+//!   one `TransactionStmt` of that kind, with no options and no `AND CHAIN`;
 //! - anything else: arbitrary SQL, routed without a panic, only to shards that exist.
 
 use strata_config::{KeyType, ShardRule, ShardedTable};
 
+use crate::client::{bracket, Bracket};
 use crate::shard::{hash_bytes_extended, hash_int, hash_partition, Bound, Route, Sharding};
 
 /// The shards of the fuzzed listener.
@@ -67,6 +71,11 @@ pub fn pg_shard(data: &[u8]) {
             let v = i64::from_le_bytes(*v);
             pinned_alike(v, &String::from_utf8_lossy(junk));
         }
+        4 => {
+            if let (Some(said), Ok(sql)) = (bracket(rest), std::str::from_utf8(rest)) {
+                bracket_alike(sql, said);
+            }
+        }
         _ => {
             let sql = String::from_utf8_lossy(rest);
             if let Route::Shard(s) = sharding().route(sql.as_bytes(), None, true) {
@@ -74,6 +83,26 @@ pub fn pg_shard(data: &[u8]) {
             }
         }
     }
+}
+
+/// What PostgreSQL's parser makes of `sql`, which the pooler read as `said`.
+fn bracket_alike(sql: &str, said: Bracket) {
+    let json = strata_pgparse::parse_json(sql)
+        .unwrap_or_else(|e| panic!("{sql:?} read as {said:?}; PostgreSQL's parser: {e}"));
+    let kind = match said {
+        Bracket::Begin { start: false } => "TRANS_STMT_BEGIN",
+        Bracket::Begin { start: true } => "TRANS_STMT_START",
+        Bracket::End { rollback: false } => "TRANS_STMT_COMMIT",
+        Bracket::End { rollback: true } => "TRANS_STMT_ROLLBACK",
+    };
+    let one = format!("{{\"stmt\":{{\"TransactionStmt\":{{\"kind\":\"{kind}\"");
+    assert!(
+        json.matches("{\"stmt\":").count() == 1
+            && json.contains(&one)
+            && !json.contains("\"options\"")
+            && !json.contains("\"chain\":true"),
+        "{sql:?} read as {said:?}; PostgreSQL's parser: {json}"
+    );
 }
 
 /// One key value, three ways, and with `junk` ANDed after it.

@@ -516,6 +516,21 @@ fn sharding_readers_agree_with_their_oracles() {
         input.extend_from_slice(sql.as_bytes());
         pg_shard(&input);
     }
+    for sql in [
+        "BEGIN",
+        "begin work;",
+        " Start\tTransaction ; ",
+        "END",
+        "commit transaction",
+        "ABORT;",
+        "rollback work",
+        "BEGIN\x0b",
+        "begin read only",
+    ] {
+        let mut input = vec![4];
+        input.extend_from_slice(sql.as_bytes());
+        pg_shard(&input);
+    }
 }
 
 /// A tagged message `tag` with `body`.

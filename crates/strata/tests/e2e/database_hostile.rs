@@ -515,6 +515,94 @@ async fn an_extended_protocol_copy_gives_its_connection_back() {
     assert!(row.1.ends_with(b"3"), "{count:?}");
 }
 
+/// In transaction mode a lone plain BEGIN is answered by Strata and goes to the server ahead
+/// of the transaction's first statement: a client's BEGIN (simple, extended, or a prepared
+/// statement's) does not wait for a server connection, a transaction that ran nothing ends
+/// without one, and what runs after the BEGIN is still one transaction on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_begin_waits_for_no_connection_and_its_transaction_runs_whole_on_the_server() {
+    let pg = Postgres::start();
+    pg.user_and_database("app", "secret");
+    common::postgres::psql(pg.addr, "app", "secret", "app", "create table t (n int)").unwrap();
+    let cfg = config(pg.addr).replace(
+        "auth_type = \"trust\"\n",
+        "auth_type = \"trust\"\npool_size = 1\nquery_wait_timeout = \"300ms\"\n",
+    );
+    let strata = Strata::start(&cfg);
+    let db = strata.addr("database:app");
+    let tags = |got: &[(u8, Vec<u8>)]| got.iter().map(|(t, _)| *t).collect::<Vec<u8>>();
+    // the command tags and the transaction status an answer says, as text
+    let said = |got: &[(u8, Vec<u8>)]| {
+        let text = |tag: u8| {
+            got.iter()
+                .filter(|(t, _)| *t == tag)
+                .map(|(_, body)| {
+                    String::from_utf8_lossy(body)
+                        .trim_end_matches('\0')
+                        .to_string()
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        format!("{} {}", text(b'C'), text(b'Z'))
+    };
+    // the only server connection, held by a transaction that has written
+    let (mut holder, _) = log_in(db, &[]).await;
+    query(&mut holder, "begin").await;
+    let held = query(&mut holder, "insert into t values (1)").await;
+    assert_eq!(said(&held), "INSERT 0 1 T", "{held:?}");
+
+    // a simple BEGIN, and a transaction that runs nothing
+    let (mut c, _) = log_in(db, &[]).await;
+    let got = query(&mut c, "BEGIN;").await;
+    assert_eq!(tags(&got), b"CZ", "{got:?}");
+    assert_eq!(said(&got), "BEGIN T");
+    let got = query(&mut c, "end").await;
+    assert_eq!(said(&got), "COMMIT I");
+    // an extended-protocol one (as libpq's PQexecParams sends it), and a ROLLBACK
+    c.write_all(&unnamed_batch("START TRANSACTION", NO_PARAMETERS, true))
+        .await
+        .unwrap();
+    let got = until_ready(&mut c).await;
+    assert_eq!(tags(&got), b"12CZ", "{got:?}");
+    assert_eq!(said(&got), "START TRANSACTION T");
+    let got = query(&mut c, "rollback").await;
+    assert_eq!(said(&got), "ROLLBACK I");
+    // a prepared BEGIN (pgbench -M prepared): prepared, then bound and run
+    let prepare = [message(b'P', b"b\0BEGIN\0\0\0"), message(b'S', b"")].concat();
+    c.write_all(&prepare).await.unwrap();
+    assert_eq!(tags(&until_ready(&mut c).await), b"1Z");
+    let run = [
+        message(b'B', b"\0b\0\0\0\0\0\0\0"),
+        message(b'E', b"\0\0\0\0\0"),
+        message(b'S', b""),
+    ]
+    .concat();
+    c.write_all(&run).await.unwrap();
+    let got = until_ready(&mut c).await;
+    assert_eq!(tags(&got), b"2CZ", "{got:?}");
+    assert_eq!(said(&got), "BEGIN T");
+
+    // its first statement waits for the connection, and runs in the transaction begun
+    let insert = [message(b'Q', b"insert into t values (2)\0")].concat();
+    c.write_all(&insert).await.unwrap();
+    let committed = query(&mut holder, "commit").await;
+    assert_eq!(said(&committed), "COMMIT I", "{committed:?}");
+    let got = until_ready(&mut c).await;
+    assert_eq!(said(&got), "INSERT 0 1 T");
+    let got = query(&mut c, "select count(*) from t").await;
+    assert!(
+        got.iter()
+            .any(|(t, body)| *t == b'D' && body.ends_with(b"2")),
+        "{got:?}"
+    );
+    let got = query(&mut c, "rollback").await;
+    assert_eq!(said(&got), "ROLLBACK I");
+    // rolled back on the server: the row inserted after the BEGIN is gone
+    let count = common::postgres::psql(pg.addr, "app", "secret", "app", "select count(*) from t");
+    assert_eq!(count.as_deref(), Ok("1"));
+}
+
 /// A login the server refuses keeps the server's SQLSTATE: a database that does not exist is
 /// 3D000 to the client, as it would be straight from PostgreSQL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -820,6 +908,76 @@ async fn a_cancel_that_hits_the_next_read_on_a_shared_connection_sends_that_read
     .unwrap();
     let got = until_ready(&mut b).await;
     assert_eq!(got.first().map(|(t, _)| *t), Some(b'E'), "{got:?}");
+}
+
+/// A BEGIN answered by Strata reaches the server ahead of the transaction's first statement,
+/// as Parse, Bind and Execute of it with no Sync, in the same write; the client gets the
+/// statement's answers only. When the server refuses such a BEGIN, the client is told why and
+/// its session ends (it was told the transaction had begun); the statement behind it, sent
+/// under no Sync, is skipped by the server, so nothing runs outside the transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_begin_answered_by_strata_reaches_the_server_with_the_first_statement() {
+    let (server, mut heard, say) = scripted_server().await;
+    let strata = Strata::start(&format!(
+        "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:0\"\nservers = [\"{server}\"]\n\
+         auth_type = \"trust\"\npool_size = 1\n\
+         [[database.users]]\nname = \"app\"\npassword = \"{SCRAM_ONLY}\"\n"
+    ));
+    let db = strata.addr("database:app");
+    let (mut c, _) = log_in(db, &[]).await;
+    let tags = |got: &[(u8, Vec<u8>)]| got.iter().map(|(t, _)| *t).collect::<Vec<u8>>();
+    // answered at once: no server connection yet
+    let got = query(&mut c, "begin").await;
+    assert_eq!(got, [(b'C', b"BEGIN\0".to_vec()), (b'Z', b"T".to_vec())]);
+    c.write_all(&message(b'Q', b"select 1\0")).await.unwrap();
+    let startup = heard_next(&mut heard).await;
+    assert!(startup.windows(4).any(|w| w == b"user"), "{startup:?}");
+    let hidden_begin = [
+        message(b'P', b"\0begin\0\0\0"),
+        message(b'B', &[0; 8]),
+        message(b'E', &[0; 5]),
+    ];
+    for expected in hidden_begin.iter().chain([&message(b'Q', b"select 1\0")]) {
+        assert_eq!(heard_next(&mut heard).await, *expected);
+    }
+    let answer = [
+        message(b'1', b""),
+        message(b'2', b""),
+        message(b'C', b"BEGIN\0"),
+        data_row("1"),
+        message(b'C', b"SELECT 1\0"),
+        message(b'Z', b"T"),
+    ];
+    say.send(answer.concat()).unwrap();
+    assert_eq!(tags(&until_ready(&mut c).await), b"DCZ");
+    c.write_all(&message(b'Q', b"commit\0")).await.unwrap();
+    assert_eq!(next_query(&mut heard).await, "commit");
+    say.send([message(b'C', b"COMMIT\0"), message(b'Z', b"I")].concat())
+        .unwrap();
+    assert_eq!(tags(&until_ready(&mut c).await), b"CZ");
+
+    // the server refuses the next one
+    query(&mut c, "begin").await;
+    c.write_all(&message(b'Q', b"insert into t values (1)\0"))
+        .await
+        .unwrap();
+    for expected in hidden_begin
+        .iter()
+        .chain([&message(b'Q', b"insert into t values (1)\0")])
+    {
+        assert_eq!(heard_next(&mut heard).await, *expected);
+    }
+    say.send(error_response("ERROR", "53200", "out of memory"))
+        .unwrap();
+    let got = until_closed(&mut c).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.contains("FATAL")
+            && text.contains("could not begin")
+            && text.contains("out of memory"),
+        "{}",
+        got.escape_ascii()
+    );
 }
 
 /// The next message the scripted server heard.
