@@ -10,9 +10,10 @@
 //!   as a binary int8) must be routed alike, to the shard computed here from the hash, and
 //!   anything ANDed after the pinning conjunct may refuse the query but never send it to
 //!   another shard;
-//! - 4: a query that the pooler's own reading (`client::bracket`) finds a plain transaction
-//!   start or end, which it answers for the server, must be one to PostgreSQL's parser too:
-//!   one `TransactionStmt` of that kind, with no options and no `AND CHAIN`;
+//! - 4: a query's text (up to a NUL, where a Query message's text ends) that the pooler's own
+//!   reading (`client::bracket`) finds a plain transaction start or end, which it answers for
+//!   the server, must be one to PostgreSQL's parser too: one `TransactionStmt` of that kind,
+//!   with no options and no `AND CHAIN`;
 //! - anything else: arbitrary SQL, routed without a panic, only to shards that exist.
 
 use strata_config::{KeyType, ShardRule, ShardedTable};
@@ -72,7 +73,12 @@ pub fn pg_shard(data: &[u8]) {
             pinned_alike(v, &String::from_utf8_lossy(junk));
         }
         4 => {
-            if let (Some(said), Ok(sql)) = (bracket(rest), std::str::from_utf8(rest)) {
+            // a query's text ends at its NUL: the text before one, read alone and as the
+            // Query message's body (with the NUL), alike
+            let text = rest.split(|b| *b == 0).next().unwrap_or(rest);
+            let said = bracket(text);
+            assert_eq!(said, bracket(&[text, &[0]].concat()), "{text:?}");
+            if let (Some(said), Ok(sql)) = (said, std::str::from_utf8(text)) {
                 bracket_alike(sql, said);
             }
         }
