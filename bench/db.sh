@@ -5,7 +5,9 @@
 # PostgreSQL and pgbench run on CPU 1; each proxy runs on CPU 0 (PgBouncer is one thread;
 # Strata is given one worker). Both proxies pool POOL (default 20) server connections and log clients in with
 # SCRAM-SHA-256. Prints, per target and workload: transactions/s, average latency and the
-# proxy's CPU microseconds per transaction (user + system, from /proc/PID/stat). Rounds are
+# proxy's CPU microseconds per transaction (user + system, from /proc/PID/stat) and how busy
+# CPU 1 (pgbench and PostgreSQL) was over the round (/proc/stat: where it is near 100, the
+# round's tps is CPU 1's cost per transaction, whatever the proxy). Rounds are
 # interleaved (direct, pgbouncer, strata, direct, ...), each starts from a CHECKPOINT, and the
 # median round is printed (every round's tps under the ratios).
 # "strata" runs with the defaults: queries that only read share server connections when the
@@ -134,19 +136,24 @@ pids+=("$pb_pid")
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)
 
-run() { # target port pid(or 0) workload -> "tps latency_ms cpu_us_per_txn"
+# CPU 1's busy and total ticks so far ("busy total"; /proc/stat: all but idle and iowait)
+cpu1_ticks() { awk '$1 == "cpu1" {t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat; }
+
+run() { # target port pid(or 0) workload -> "tps latency_ms cpu_us_per_txn cpu1_busy_percent"
   local port=$2 pid=$3 mode=$4 args=()
   [[ $mode == select ]] && args=(-S)
   [[ -n ${PROTOCOL:-} ]] && args+=(-M "$PROTOCOL")
   # every round starts from a checkpoint: one falling inside a round (and the full-page
   # writes after it) would cost that round alone
   psql -p "$PGPORT" -c checkpoint bench >/dev/null
-  local before=0
+  local before=0 busy0 total0 busy1 total1
   [[ $pid != 0 ]] && before=$(cpu_ticks "$pid")
+  read -r busy0 total0 < <(cpu1_ticks)
   local out
   out=$(taskset -c 1 "$PGBIN/pgbench" "${args[@]}" -c "$CLIENTS" -j 2 -T "$DURATION" -h 127.0.0.1 -p "$port" -U postgres bench 2>&1)
   local after=0
   [[ $pid != 0 ]] && after=$(cpu_ticks "$pid")
+  read -r busy1 total1 < <(cpu1_ticks)
   local tps lat txns
   tps=$(awk '/^tps/ {print $3; exit}' <<<"$out")
   lat=$(awk '/latency average/ {print $4; exit}' <<<"$out")
@@ -154,12 +161,12 @@ run() { # target port pid(or 0) workload -> "tps latency_ms cpu_us_per_txn"
   if [[ -z $tps || -z $txns ]]; then echo "pgbench failed against port $port: $out" >&2; exit 1; fi
   local cpu="-"
   [[ $pid != 0 ]] && cpu=$(python3 -c "print(f'{($after - $before) / $HZ * 1e6 / $txns:.1f}')")
-  echo "$tps $lat $cpu"
+  echo "$tps $lat $cpu $(((busy1 - busy0) * 100 / (total1 - total0)))"
 }
 
 median() { sort -n -k1 | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }
 
-printf "| workload | target | tps (median of %s) | avg latency (ms) | proxy CPU µs / transaction |\n|---|---|---|---|---|\n" "$ROUNDS"
+printf "| workload | target | tps (median of %s) | avg latency (ms) | proxy CPU µs / transaction | CPU 1 busy %% |\n|---|---|---|---|---|---|\n" "$ROUNDS"
 modes=(select tpcb)
 SPREAD=""
 PAIRED=""
@@ -174,10 +181,10 @@ for mode in "${modes[@]}"; do
   done
   for target in direct pgbouncer strata shared; do
     [[ -z ${results[$target]:-} ]] && continue
-    read -r tps lat cpu <<<"$(printf "%s" "${results[$target]}" | median)"
+    read -r tps lat cpu busy <<<"$(printf "%s" "${results[$target]}" | median)"
     label=$([[ $mode == select ]] && echo "pgbench -S" || echo "pgbench (TPC-B-like)")
     name=$([[ $target == shared ]] && echo "strata, reads never share" || echo "$target")
-    printf "| %s | %s | %s | %s | %s |\n" "$label" "$name" "$tps" "$lat" "$cpu"
+    printf "| %s | %s | %s | %s | %s | %s |\n" "$label" "$name" "$tps" "$lat" "$cpu" "$busy"
     declare "tps_${mode}_${target}=$tps"
     SPREAD+="  $label, $name: $(printf "%s" "${results[$target]}" | awk '{printf "%.0f ", $1}')"$'\n'
 
@@ -236,13 +243,13 @@ if [[ ${ONLY_IDLE:-} != 1 ]]; then
     results[only]+="$(run strata "$ST3PORT" "$st3_pid" select)"$'\n'
   done
   printf "\n| workload | target | tps (median of %s) | avg latency (ms) | proxy CPU µs / transaction |\n|---|---|---|---|---|\n" "$ROUNDS"
-  read -r tps lat cpu <<<"$(printf "%s" "${results[primary]}" | median)"
+  read -r tps lat cpu _ <<<"$(printf "%s" "${results[primary]}" | median)"
   printf "| pgbench -S | strata, primary alone | %s | %s | %s |\n" "$tps" "$lat" "$cpu"
   read -r alone _ _ <<<"$(printf "%s" "${results[primary]}" | median)"
-  read -r tps lat cpu <<<"$(printf "%s" "${results[replica]}" | median)"
+  read -r tps lat cpu _ <<<"$(printf "%s" "${results[replica]}" | median)"
   printf "| pgbench -S | strata, primary and replica | %s | %s | %s |\n" "$tps" "$lat" "$cpu"
   both=$tps
-  read -r tps lat cpu <<<"$(printf "%s" "${results[only]}" | median)"
+  read -r tps lat cpu _ <<<"$(printf "%s" "${results[only]}" | median)"
   printf "| pgbench -S | strata, primary and replica, reads on the replica only | %s | %s | %s |\n" "$tps" "$lat" "$cpu"
   echo "ratio -S tps with the replica / primary alone $(ratio "$both" "$alone") (target > 1), reads on the replica only $(ratio "$tps" "$alone")"
   kill "$st2_pid" "$st3_pid" 2>/dev/null || true
