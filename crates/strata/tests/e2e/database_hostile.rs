@@ -526,7 +526,7 @@ async fn a_begin_waits_for_no_connection_and_its_transaction_runs_whole_on_the_s
     common::postgres::psql(pg.addr, "app", "secret", "app", "create table t (n int)").unwrap();
     let cfg = config(pg.addr).replace(
         "auth_type = \"trust\"\n",
-        "auth_type = \"trust\"\npool_size = 1\nquery_wait_timeout = \"300ms\"\n",
+        "auth_type = \"trust\"\npool_size = 1\nquery_wait_timeout = \"3s\"\n",
     );
     let strata = Strata::start(&cfg);
     let db = strata.addr("database:app");
