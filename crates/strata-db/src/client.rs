@@ -1525,13 +1525,24 @@ impl Session {
             }
             if self.server.is_none() {
                 if !self.attach(to_replica, reads).await {
-                    // the error's ReadyForQuery says idle: a BEGIN answered here is gone
-                    self.deferred = None;
+                    // in a transaction begun here, the transaction has failed, as PostgreSQL's
+                    // would: everything but its end is refused until COMMIT or ROLLBACK (what
+                    // the client sent behind the statement must not run on its own)
+                    let status = match self.deferred.as_mut() {
+                        Some(d) => {
+                            d.failed = true;
+                            b'E'
+                        }
+                        None => b'I',
+                    };
                     match tag {
                         b'Q' | b'F' | b'S' => {
-                            proto::put(&mut self.to_client, b'Z', |b| b.put_u8(b'I'))
+                            proto::put(&mut self.to_client, b'Z', |b| b.put_u8(status))
                         }
-                        _ => self.discarding = true,
+                        _ => {
+                            self.discarding = true;
+                            self.discard_status = status;
+                        }
                     }
                     self.cbuf.advance(total);
                     continue;
@@ -1556,6 +1567,9 @@ impl Session {
                     // the transaction begun here starts with its first statement, in the same
                     // write (on a sharded listener, on that statement's shard)
                     self.statements.hidden_begin(&d.begin, &mut self.to_server);
+                    // the server is in the transaction from here, though no ReadyForQuery
+                    // has said so yet: a client that leaves now leaves it to be rolled back
+                    self.status = b'T';
                 }
             }
             if self.copy_in && matches!(tag, b'S' | b'H') {
@@ -1763,6 +1777,7 @@ impl Session {
     /// ends here. A BEGIN with modes (READ ONLY, an isolation level) goes as it is: only a
     /// BEGIN that can't fail on an idle connection is answered for the server.
     fn defer_step(&mut self, tag: u8, total: usize) -> Step {
+        let failed = self.deferred.as_ref().is_some_and(|d| d.failed);
         let body = &self.cbuf[5..total];
         let said = match tag {
             b'Q' => bracket(body),
@@ -1774,8 +1789,26 @@ impl Session {
                 .and_then(bracket),
             _ => None,
         };
+        // in a failed transaction: a Sync gets its ReadyForQuery, a Flush nothing, anything
+        // else PostgreSQL's refusal
+        let refused = |s: &mut Self| match tag {
+            b'S' | b'H' => {
+                if tag == b'S' {
+                    let status = s.status_here();
+                    proto::put(&mut s.to_client, b'Z', |b| b.put_u8(status));
+                }
+                s.cbuf.advance(total);
+                Step::Done
+            }
+            _ => s.refuse_here(
+                tag,
+                total,
+                Sqlstate::IN_FAILED_TRANSACTION,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ),
+        };
         let Some(said) = said else {
-            return Step::Go;
+            return if failed { refused(self) } else { Step::Go };
         };
         if tag != b'Q' {
             // a batch that runs only that statement, to its Sync
@@ -1794,7 +1827,7 @@ impl Session {
             let same =
                 matches!(bound.as_slice(), [(_, Some(p))] if bracket(parsed_text(p)) == Some(said));
             if !lone || !same {
-                return Step::Go;
+                return if failed { refused(self) } else { Step::Go };
             }
         }
         match said {
@@ -1809,6 +1842,7 @@ impl Session {
             Bracket::End { rollback } if self.deferred.is_some() => {
                 self.end_here(tag, total, rollback)
             }
+            _ if failed => refused(self),
             _ => Step::Go,
         }
     }
@@ -1919,7 +1953,8 @@ impl Session {
     fn refuse_here(&mut self, tag: u8, total: usize, code: Sqlstate, why: &str) -> Step {
         proto::put_error(&mut self.to_client, false, code, why);
         let status = if self.deferred.is_some() { b'E' } else { b'I' };
-        if tag == b'Q' {
+        if matches!(tag, b'Q' | b'F') {
+            // (a function call, as a query, is answered on its own)
             proto::put(&mut self.to_client, b'Z', |b| b.put_u8(status));
             self.cbuf.advance(total);
         } else {
@@ -2363,7 +2398,10 @@ impl Session {
         self.copy_in = false;
         self.status = b'I';
         self.to_server.clear();
-        // a FATAL ends the session once it has reached the client
+        // nothing the client sent behind what was lost runs (it may have been meant for the
+        // transaction): a FATAL ends the session once it has reached the client
+        self.cbuf.clear();
+        self.deferred = None;
         self.closing = true;
     }
 
@@ -2425,12 +2463,17 @@ impl Session {
                     }
                 }
                 if status != b'I' {
-                    lease.conn.run("ROLLBACK").await?;
+                    status = lease.conn.run("ROLLBACK").await?.1;
                 }
                 if !settled {
                     // which of the statements sent for it exist is not known: none, now
-                    lease.conn.run("DEALLOCATE ALL").await?;
+                    status = lease.conn.run("DEALLOCATE ALL").await?.1;
                     lease.conn.statements.clear();
+                }
+                if status != b'I' {
+                    // still in a transaction (one the pooler's view had missed): never handed
+                    // to another client so
+                    return Err(crate::server::ServerError::InTransaction(lease.conn.addr));
                 }
                 if mode == PoolMode::Session {
                     // RESET ALL inside reports the parameters the server reports; the others

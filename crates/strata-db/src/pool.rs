@@ -180,6 +180,8 @@ impl AcquireError {
                 // Strata's own credential or the server's bytes: another server is no better
                 ServerError::Auth { .. } => (Stage::Connect, Kind::Refused, Retry::Never),
                 ServerError::Protocol { .. } => (Stage::Connect, Kind::Protocol, Retry::Never),
+                // (a connection given up after its client left: never one being acquired)
+                ServerError::InTransaction(_) => (Stage::Request, Kind::Protocol, Retry::Never),
             },
         };
         Failure::new(stage, kind, retry).because(self)

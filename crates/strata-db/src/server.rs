@@ -36,6 +36,10 @@ pub enum ServerError {
     /// a check) within [`OWN_STATEMENT`]: it is stuck, and the connection is given up.
     #[error("{0}: no answer to the pooler's own statement within {OWN_STATEMENT:?}")]
     Stuck(SocketAddr),
+    /// A connection a client left was still in a transaction after the pooler's cleanup:
+    /// it is closed, never handed to another client.
+    #[error("{0}: still in a transaction after its client's cleanup")]
+    InTransaction(SocketAddr),
     /// The server refused the login or a statement, with its message.
     #[error("{addr}: {message}")]
     Refused {

@@ -603,6 +603,73 @@ async fn a_begin_waits_for_no_connection_and_its_transaction_runs_whole_on_the_s
     assert_eq!(count.as_deref(), Ok("1"));
 }
 
+/// A transaction begun by Strata fails as PostgreSQL's would when its first statement can't
+/// get a connection: the client is told the transaction failed (status E), what it sends next
+/// is refused until it ends the transaction, and nothing of it runs on its own. And a client
+/// that leaves right after its BEGIN went to the server (behind a message the server ignores)
+/// leaves the connection rolled back, so the next client's statements commit as they should.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_begun_by_strata_fails_whole_and_leaves_nothing_open() {
+    let pg = Postgres::start();
+    pg.user_and_database("app", "secret");
+    common::postgres::psql(pg.addr, "app", "secret", "app", "create table t (n int)").unwrap();
+    let cfg = config(pg.addr).replace(
+        "auth_type = \"trust\"\n",
+        "auth_type = \"trust\"\npool_size = 1\nquery_wait_timeout = \"1s\"\n",
+    );
+    let strata = Strata::start(&cfg);
+    let db = strata.addr("database:app");
+    let status = |got: &[(u8, Vec<u8>)]| {
+        let z = got.last().map(|(_, body)| body.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&z).into_owned()
+    };
+    let errors = |got: &[(u8, Vec<u8>)]| {
+        got.iter()
+            .filter(|(t, _)| *t == b'E')
+            .map(|(_, body)| String::from_utf8_lossy(body).into_owned())
+            .collect::<Vec<_>>()
+    };
+    let (mut holder, _) = log_in(db, &[]).await;
+    query(&mut holder, "begin").await;
+    query(&mut holder, "insert into t values (1)").await;
+
+    let (mut c, _) = log_in(db, &[]).await;
+    assert_eq!(status(&query(&mut c, "begin").await), "T");
+    // no connection within query_wait_timeout: the transaction has failed
+    let got = query(&mut c, "insert into t values (2)").await;
+    assert!(errors(&got)[0].contains("query_wait_timeout"), "{got:?}");
+    assert_eq!(status(&got), "E");
+    // the next statement is refused, not run on its own; the end of the transaction is a
+    // ROLLBACK, whatever it says
+    let got = query(&mut c, "insert into t values (3)").await;
+    assert!(errors(&got)[0].contains("C25P02"), "{got:?}");
+    assert_eq!(status(&got), "E");
+    let got = query(&mut c, "commit").await;
+    assert_eq!(got[0], (b'C', b"ROLLBACK\0".to_vec()));
+    assert_eq!(status(&got), "I");
+    query(&mut holder, "commit").await;
+    drop(holder);
+
+    // a BEGIN sent behind a CopyData (which PostgreSQL ignores out of COPY), then gone
+    let (mut leaver, _) = log_in(db, &[]).await;
+    assert_eq!(status(&query(&mut leaver, "begin").await), "T");
+    leaver.write_all(&message(b'd', b"junk")).await.unwrap();
+    // the one connection is taken for it: another client gets it only once the leaver is gone
+    drop(leaver);
+    let (mut next, _) = log_in(db, &[]).await;
+    let got = query(&mut next, "insert into t values (4)").await;
+    assert_eq!(status(&got), "I", "{got:?}");
+    drop(next);
+    let rows = common::postgres::psql(
+        pg.addr,
+        "app",
+        "secret",
+        "app",
+        "select string_agg(n::text, ',' order by n) from t",
+    );
+    assert_eq!(rows.as_deref(), Ok("1,4"));
+}
+
 /// A login the server refuses keeps the server's SQLSTATE: a database that does not exist is
 /// 3D000 to the client, as it would be straight from PostgreSQL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -926,7 +993,7 @@ async fn a_begin_answered_by_strata_reaches_the_server_with_the_first_statement(
     let db = strata.addr("database:app");
     let (mut c, _) = log_in(db, &[]).await;
     let tags = |got: &[(u8, Vec<u8>)]| got.iter().map(|(t, _)| *t).collect::<Vec<u8>>();
-    // answered at once: no server connection yet
+    // answered by Strata: the server hears nothing of it yet
     let got = query(&mut c, "begin").await;
     assert_eq!(got, [(b'C', b"BEGIN\0".to_vec()), (b'Z', b"T".to_vec())]);
     c.write_all(&message(b'Q', b"select 1\0")).await.unwrap();
