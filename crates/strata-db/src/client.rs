@@ -1826,7 +1826,31 @@ impl Session {
             let bound = batch.bound(&self.statements, None);
             let same =
                 matches!(bound.as_slice(), [(_, Some(p))] if bracket(parsed_text(p)) == Some(said));
-            if !lone || !same {
+            // the Describe and the Execute name what the Bind made (its portal, or the
+            // statement it bound), and the Bind passes no parameters
+            let cstr = |b: &[u8], n: usize| b.split(|c| *c == 0).nth(n).map(<[u8]>::to_vec);
+            let (mut portal, mut statement, mut aimed) = (None, None, true);
+            for (tag, body) in &batch.messages {
+                match tag {
+                    b'B' => {
+                        (portal, statement) = (cstr(body, 0), cstr(body, 1));
+                        // after the two names: no parameter formats, no parameters
+                        let names = portal.as_ref().zip(statement.as_ref());
+                        let rest = names.and_then(|(p, s)| body.get(p.len() + s.len() + 2..));
+                        aimed &= rest.is_some_and(|r| r.starts_with(&[0, 0, 0, 0]));
+                    }
+                    b'D' => {
+                        aimed &= match body.first() {
+                            Some(b'P') => cstr(&body[1..], 0) == portal,
+                            Some(b'S') => cstr(&body[1..], 0) == statement,
+                            _ => false,
+                        }
+                    }
+                    b'E' => aimed &= cstr(body, 0) == portal,
+                    _ => {}
+                }
+            }
+            if !lone || !same || !aimed {
                 return if failed { refused(self) } else { Step::Go };
             }
         }
