@@ -989,6 +989,10 @@ fn parsed_types(parse: &[u8]) -> Vec<u32> {
         .collect()
 }
 
+/// PostgreSQL's words for a statement refused in a failed transaction (25P02).
+const IN_FAILED: &str =
+    "current transaction is aborted, commands ignored until end of transaction block";
+
 /// A transaction's start or end, said by a statement alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Bracket {
@@ -1712,12 +1716,7 @@ impl Session {
             Route::End { rollback } if self.deferred.is_some() => {
                 self.end_here(tag, total, rollback)
             }
-            _ if failed => self.refuse_here(
-                tag,
-                total,
-                Sqlstate::IN_FAILED_TRANSACTION,
-                "current transaction is aborted, commands ignored until end of transaction block",
-            ),
+            _ if failed => self.refuse_in_failed(tag, total),
             Route::Refused(why) => self.refuse_route(tag, total, &why),
             Route::Shard(shard) if attached && shard != self.shard => {
                 let why = format!(
@@ -1800,12 +1799,7 @@ impl Session {
                 s.cbuf.advance(total);
                 Step::Done
             }
-            _ => s.refuse_here(
-                tag,
-                total,
-                Sqlstate::IN_FAILED_TRANSACTION,
-                "current transaction is aborted, commands ignored until end of transaction block",
-            ),
+            _ => s.refuse_in_failed(tag, total),
         };
         let Some(said) = said else {
             return if failed { refused(self) } else { Step::Go };
@@ -1988,6 +1982,11 @@ impl Session {
         Step::Done
     }
 
+    /// Refuses a message in a transaction that failed here, as PostgreSQL does (25P02).
+    fn refuse_in_failed(&mut self, tag: u8, total: usize) -> Step {
+        self.refuse_here(tag, total, Sqlstate::IN_FAILED_TRANSACTION, IN_FAILED)
+    }
+
     /// Ends the session of a client past [`crate::prepared::MAX_CLIENT_STATEMENTS`].
     fn too_many_statements(&mut self) {
         self.end_session(
@@ -2050,7 +2049,7 @@ impl Session {
                 &mut answer,
                 false,
                 Sqlstate::IN_FAILED_TRANSACTION,
-                "current transaction is aborted, commands ignored until end of transaction block",
+                IN_FAILED,
             );
         } else {
             self.statements.forget(&name);

@@ -515,21 +515,28 @@ async fn an_extended_protocol_copy_gives_its_connection_back() {
     assert!(row.1.ends_with(b"3"), "{count:?}");
 }
 
+/// PostgreSQL with user and database `app` and a table `t (n int)`, and Strata in front of it
+/// (trust) with one server connection, waited for up to `wait`; the listener's address.
+fn one_connection_and_a_table(wait: &str) -> (Postgres, Strata, SocketAddr) {
+    let pg = Postgres::start();
+    pg.user_and_database("app", "secret");
+    common::postgres::psql(pg.addr, "app", "secret", "app", "create table t (n int)").unwrap();
+    let cfg = config(pg.addr).replace(
+        "auth_type = \"trust\"\n",
+        &format!("auth_type = \"trust\"\npool_size = 1\nquery_wait_timeout = \"{wait}\"\n"),
+    );
+    let strata = Strata::start(&cfg);
+    let db = strata.addr("database:app");
+    (pg, strata, db)
+}
+
 /// In transaction mode a lone plain BEGIN is answered by Strata and goes to the server ahead
 /// of the transaction's first statement: a client's BEGIN (simple, extended, or a prepared
 /// statement's) does not wait for a server connection, a transaction that ran nothing ends
 /// without one, and what runs after the BEGIN is still one transaction on the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_begin_waits_for_no_connection_and_its_transaction_runs_whole_on_the_server() {
-    let pg = Postgres::start();
-    pg.user_and_database("app", "secret");
-    common::postgres::psql(pg.addr, "app", "secret", "app", "create table t (n int)").unwrap();
-    let cfg = config(pg.addr).replace(
-        "auth_type = \"trust\"\n",
-        "auth_type = \"trust\"\npool_size = 1\nquery_wait_timeout = \"3s\"\n",
-    );
-    let strata = Strata::start(&cfg);
-    let db = strata.addr("database:app");
+    let (pg, _strata, db) = one_connection_and_a_table("3s");
     let tags = |got: &[(u8, Vec<u8>)]| got.iter().map(|(t, _)| *t).collect::<Vec<u8>>();
     // the command tags and the transaction status an answer says, as text
     let said = |got: &[(u8, Vec<u8>)]| {
@@ -610,15 +617,7 @@ async fn a_begin_waits_for_no_connection_and_its_transaction_runs_whole_on_the_s
 /// leaves the connection rolled back, so the next client's statements commit as they should.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_begun_by_strata_fails_whole_and_leaves_nothing_open() {
-    let pg = Postgres::start();
-    pg.user_and_database("app", "secret");
-    common::postgres::psql(pg.addr, "app", "secret", "app", "create table t (n int)").unwrap();
-    let cfg = config(pg.addr).replace(
-        "auth_type = \"trust\"\n",
-        "auth_type = \"trust\"\npool_size = 1\nquery_wait_timeout = \"1s\"\n",
-    );
-    let strata = Strata::start(&cfg);
-    let db = strata.addr("database:app");
+    let (pg, _strata, db) = one_connection_and_a_table("1s");
     let status = |got: &[(u8, Vec<u8>)]| {
         let z = got.last().map(|(_, body)| body.clone()).unwrap_or_default();
         String::from_utf8_lossy(&z).into_owned()
