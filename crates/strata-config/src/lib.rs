@@ -42,6 +42,9 @@ use walk::{tables_of, Section};
 pub struct Config {
     /// Runtime worker threads; `None` means one per core.
     pub workers: Option<usize>,
+    /// How long the runtime's thread keeps polling for events after it wakes before it may
+    /// sleep again (`busy_poll`); zero: it sleeps as soon as it has nothing to do.
+    pub busy_poll: Duration,
     /// On SIGTERM, how long in-flight requests may take to finish.
     pub drain_timeout: Duration,
     /// The admin listener; `None` when the config has no `[admin]`.
@@ -60,6 +63,7 @@ pub struct Config {
 
 const ROOT_KEYS: &[&str] = &[
     "workers",
+    "busy_poll",
     "drain_timeout",
     "admin",
     "http",
@@ -110,6 +114,7 @@ fn walk_root(
     let workers = s
         .get("workers")
         .map(|_| s.int(report, "workers", 1..=1024, 1) as usize);
+    let busy_poll = busy_poll(report, &s, workers);
     let drain_timeout = s.duration(report, "drain_timeout", Duration::from_secs(30));
     let admin = s
         .get("admin")
@@ -209,6 +214,7 @@ fn walk_root(
 
     Config {
         workers,
+        busy_poll,
         drain_timeout,
         admin,
         http,
@@ -217,6 +223,37 @@ fn walk_root(
         vip,
         database,
     }
+}
+
+/// The most `busy_poll` can be: past this it is not a wait for the next event but a core given
+/// up for good.
+const BUSY_POLL_MOST: Duration = Duration::from_millis(10);
+
+/// `busy_poll`: a window of at most [`BUSY_POLL_MOST`], on a node of one worker (only a
+/// single-threaded runtime can be kept polling).
+fn busy_poll(report: &mut Report<'_>, s: &Section<'_, '_>, workers: Option<usize>) -> Duration {
+    let window = s.duration(report, "busy_poll", Duration::ZERO);
+    let Some(v) = s.get("busy_poll") else {
+        return window;
+    };
+    if window > BUSY_POLL_MOST {
+        report.add(
+            v.span(),
+            "busy_poll",
+            format!("{window:?} is more than the most it can be, 10ms"),
+        );
+        return Duration::ZERO;
+    }
+    if !window.is_zero() && workers != Some(1) {
+        report.add_hint(
+            v.span(),
+            "busy_poll",
+            "busy polling needs a node of one worker thread",
+            Some("set `workers = 1` (and pin the process to a core of its own, with taskset)"),
+        );
+        return Duration::ZERO;
+    }
+    window
 }
 
 fn check_unique_names(report: &mut Report<'_>, sections: &[Section<'_, '_>], what: &str) {

@@ -344,3 +344,32 @@ fn connect_tunnels_need_http1_backends() {
         "{p:?}"
     );
 }
+
+#[test]
+fn busy_polling_is_for_a_node_of_one_worker() {
+    let tcp = "[[tcp]]\nname = \"t\"\nlisten = \"127.0.0.1:1\"\nbackends = [\"127.0.0.1:2\"]\n";
+    let c = parse(
+        &format!("workers = 1\nbusy_poll = \"50us\"\n{tcp}"),
+        "test.toml",
+        Path::new("."),
+    )
+    .expect("valid");
+    assert_eq!(c.busy_poll, Duration::from_micros(50));
+    let c = parse(&format!("workers = 4\n{tcp}"), "test.toml", Path::new(".")).expect("valid");
+    assert_eq!(c.busy_poll, Duration::ZERO);
+    // one worker per core by default: refused, on its line
+    let p = problems(&format!("busy_poll = \"50us\"\n{tcp}"));
+    assert!(
+        p.iter().any(|l| l.starts_with("test.toml:1:")
+            && l.contains("`busy_poll`")
+            && l.contains("one worker thread")
+            && l.contains("workers = 1")),
+        "{p:#?}"
+    );
+    let p = problems(&format!("workers = 1\nbusy_poll = \"1s\"\n{tcp}"));
+    assert!(
+        p.iter()
+            .any(|l| l.starts_with("test.toml:2:") && l.contains("the most it can be, 10ms")),
+        "{p:#?}"
+    );
+}

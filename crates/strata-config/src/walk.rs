@@ -412,7 +412,7 @@ pub(crate) fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     }
 }
 
-/// Parses durations such as `250ms`, `2s`, `5m`, `1h30m`.
+/// Parses durations such as `50us`, `250ms`, `2s`, `5m`, `1h30m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if s.is_empty() {
@@ -437,6 +437,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         let unit = rest[..unit_len].trim();
         rest = &rest[unit_len..];
         let seconds = match unit {
+            "us" | "µs" => number / 1e6,
             "ms" => number / 1000.0,
             "s" => number,
             "m" => number * 60.0,
@@ -444,7 +445,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "" => return Err(format!("\"{s}\" has no unit")),
             other => {
                 return Err(format!(
-                    "unknown duration unit \"{other}\" (use ms, s, m or h)"
+                    "unknown duration unit \"{other}\" (use us, ms, s, m or h)"
                 ))
             }
         };
@@ -528,6 +529,8 @@ mod tests {
         assert_eq!(parse_duration("100ms"), Ok(Duration::from_millis(100)));
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("50us"), Ok(Duration::from_micros(50)));
+        assert_eq!(parse_duration("50µs"), Ok(Duration::from_micros(50)));
         assert!(parse_duration("5").unwrap_err().contains("no unit"));
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("").is_err());

@@ -2,12 +2,13 @@
 //! process runs out of descriptors, a warning that cannot flood the log), socket reads into
 //! uninitialised memory, the per-thread read-buffer pool, deadlines on one timer per listener,
 //! connections run in lanes rather than a task each, the byte relay,
-//! vectored writes, the process clock, and an idle watch for connections served by someone
-//! else's state machine.
+//! vectored writes, the process clock, an idle watch for connections served by someone
+//! else's state machine, and busy polling for a one-worker runtime.
 
 mod accept;
 mod between;
 pub mod buffers;
+pub mod busy;
 pub mod clock;
 mod deadline;
 pub mod drain;

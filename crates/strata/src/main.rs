@@ -140,7 +140,7 @@ fn main() -> ExitCode {
 /// Waits for the first valid revision of the key (on a small runtime of its own: the config
 /// says how many workers the node's runtime gets), then runs the node, following the key.
 fn run_from_etcd(etcd: EtcdSource) -> ExitCode {
-    let first = match strata::node::runtime(1) {
+    let first = match strata::node::runtime(1, std::time::Duration::ZERO) {
         Ok(rt) => rt.block_on(strata::node::first_from_etcd(&etcd)),
         Err(e) => Err(e.into()),
     };

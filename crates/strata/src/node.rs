@@ -293,6 +293,9 @@ impl Node {
         if config.workers != self.config.workers {
             tracing::warn!("workers changes take effect at the next restart");
         }
+        if config.busy_poll != self.config.busy_poll {
+            tracing::warn!("busy_poll changes take effect at the next restart");
+        }
         self.layers.apply(&config).await?;
         reload_admin(
             self.admin.as_deref(),
@@ -320,7 +323,8 @@ impl Drop for Node {
 }
 
 /// Runs `config` until `shutdown` is cancelled, then drains: the library's entry point, for
-/// tests and embedders. Call inside a tokio runtime.
+/// tests and embedders. Call inside a tokio runtime; the runtime is the caller's, so `workers`
+/// and `busy_poll` are the caller's to set (see [`runtime`]).
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let node = Node::start(config).await?;
     shutdown.cancelled().await;
@@ -354,13 +358,16 @@ pub fn run_blocking(config: Config, source: ConfigSource) -> ExitCode {
     let workers = config
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let runtime = match runtime(workers) {
+    let runtime = match runtime(workers, config.busy_poll) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("strata: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
+    if !config.busy_poll.is_zero() {
+        runtime.spawn(strata_net::busy::poller());
+    }
     match runtime.block_on(serve(config, source, workers)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -371,12 +378,13 @@ pub fn run_blocking(config: Config, source: ConfigSource) -> ExitCode {
 }
 
 /// A runtime with `workers` threads; one worker is a current-thread runtime, which skips the
-/// work-stealing machinery entirely.
-pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+/// work-stealing machinery entirely, and which polls for `busy_poll` after each wake (spawn
+/// [`strata_net::busy::poller`] on it; the config allows a window only with one worker).
+pub fn runtime(workers: usize, busy_poll: Duration) -> std::io::Result<tokio::runtime::Runtime> {
     if workers == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+        let mut builder = tokio::runtime::Builder::new_current_thread();
+        strata_net::busy::install(&mut builder, busy_poll);
+        builder.enable_all().build()
     } else {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)

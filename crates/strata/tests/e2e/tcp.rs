@@ -357,3 +357,52 @@ async fn status_shows_a_draining_listener_and_a_second_sigterm_stops_at_once() {
     let status = common::blocking(move || strata.wait_exit(Duration::from_secs(10))).await;
     assert!(status.success(), "{status:?}");
 }
+
+/// The node's main thread (where a one-worker runtime runs): voluntary context switches (each
+/// a sleep), and CPU ticks used so far.
+fn sleeps_and_ticks(strata: &Strata) -> (u64, u64) {
+    let pid = strata.child.id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let sleeps = status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // the fields after the command's closing parenthesis: utime and stime are the 12th and 13th
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    (sleeps, ticks)
+}
+
+#[tokio::test]
+async fn a_busy_polling_node_does_not_sleep_between_requests_and_sleeps_when_idle() {
+    let (a, _ta) = echo("a").await;
+    let config = format!(
+        "workers = 1\nbusy_poll = \"5ms\"\n[[tcp]]\nname = \"echo\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"{a}\"]\n"
+    );
+    let strata = Strata::start(&config);
+    let mut s = greeted(strata.addr("tcp:echo")).await;
+    let (before, _) = sleeps_and_ticks(&strata);
+    for i in 0..200u32 {
+        echoes(&mut s, &i.to_be_bytes()).await;
+    }
+    let (after, ticks) = sleeps_and_ticks(&strata);
+    // a node that sleeps whenever it has nothing to do sleeps at least once per round trip
+    // (waiting for the backend, then for the client); this one kept polling (a loaded machine
+    // can still hold the test's own threads past the window now and then)
+    assert!(
+        after - before < 100,
+        "{} sleeps in 200 round trips",
+        after - before
+    );
+    // and once the window has passed with nothing to do, it sleeps: over half a second idle
+    // it uses well under half a second of CPU (at 100 ticks a second)
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, idle) = sleeps_and_ticks(&strata);
+    assert!(
+        idle - ticks < 25,
+        "{} CPU ticks in 0.5 s idle",
+        idle - ticks
+    );
+}
