@@ -1218,8 +1218,9 @@ impl Session {
                 self.give_buffers();
             }
             // a client with no transaction open leaves when the node drains: in session mode
-            // too, between transactions on the connection it keeps
-            let between = idle
+            // too, between transactions on the connection it keeps (one begun here, that holds
+            // no server connection yet, is open all the same, and may finish)
+            let between = (idle && self.deferred.is_none())
                 || (self.mode == PoolMode::Session
                     && self.clean()
                     && self.line.is_none()

@@ -1310,6 +1310,47 @@ async fn a_session_client_between_transactions_is_told_and_let_go_at_shutdown() 
     );
 }
 
+/// A transaction the pooler began for its client (a BEGIN answered here, no server connection
+/// held yet) is a transaction open like any other: at shutdown it may finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_begun_before_shutdown_finishes_though_nothing_had_run() {
+    let (pg, mut strata, db) = app_database("create table t (n int)", "");
+    let mut session = blocking(move || {
+        let mut s = PsqlSession::open(db, "app", "secret", "app", &[]);
+        assert_eq!(s.line("select 'connected'"), "connected");
+        s.send("begin");
+        s
+    })
+    .await;
+    strata.signal(libc::SIGTERM);
+    // the listener closes first: the drain has begun
+    common::eventually(
+        Duration::from_secs(10),
+        "the listener closed",
+        || async move { tokio::net::TcpStream::connect(db).await.is_err() },
+    )
+    .await;
+    let (in_transaction, after) = blocking(move || {
+        session.send("insert into t values (1)");
+        let counted = session.line("select count(*) from t");
+        session.send("commit");
+        // with its transaction over, the client is let go
+        (counted, session.line("select 'after'"))
+    })
+    .await;
+    assert_eq!(in_transaction, "1");
+    assert!(
+        after.contains("terminating connection: the listener is closing"),
+        "{after}"
+    );
+    let status = blocking(move || strata.wait_exit(Duration::from_secs(15))).await;
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        psql(pg.addr, "app", "secret", "app", "select count(*) from t").as_deref(),
+        Ok("1")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_idle_in_a_transaction_past_the_timeout_is_closed_and_frees_the_pool() {
     let (_pg, strata, db) = app_database(
