@@ -16,7 +16,6 @@ use bytes::{Bytes, BytesMut};
 use strata_config::CacheProtocol;
 use strata_metrics::Open;
 use strata_net::{buffers, Admitted, Deadline, UpstreamIo};
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -237,7 +236,7 @@ async fn serve_batch(kept: &mut Kept) -> Next {
             // large answers go out as they come, so that a pipeline of them is not copied
             // whole into one buffer first
             if out.len() >= FLUSH_AT {
-                if kept.io.0.write_all(&out).await.is_err() {
+                if !answered(kept, &out, &pool).await {
                     gone = true;
                     break;
                 }
@@ -292,7 +291,7 @@ async fn serve_batch(kept: &mut Kept) -> Next {
             };
             out.extend_from_slice(&reply);
         }
-        if !out.is_empty() && kept.io.0.write_all(&out).await.is_err() {
+        if !out.is_empty() && !answered(kept, &out, &pool).await {
             break Next::Gone;
         }
         if let Some(first) = step.subscribe {
@@ -312,6 +311,32 @@ async fn serve_batch(kept: &mut Kept) -> Next {
     };
     buffers::give(buf);
     next
+}
+
+/// Writes `out` to the client: false when it is gone, or took none of it for its pool's
+/// `idle_timeout` (else [`pubsub::STALLED`]), as Redis's `timeout` closes a client that neither
+/// sends nor takes anything. A client that reads none of its answers would otherwise keep
+/// them, and the pool's config generation, for good.
+async fn answered(kept: &mut Kept, mut out: &[u8], pool: &Pool) -> bool {
+    loop {
+        match kept.io.0.try_write(out) {
+            Ok(n) if n == out.len() => return true,
+            Ok(0) => return false,
+            Ok(n) => out = &out[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let stalled = pool.config.idle_timeout.unwrap_or(pubsub::STALLED);
+                match tokio::time::timeout(stalled, kept.io.0.writable()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return false,
+                    Err(_) => {
+                        tracing::info!(pool = %pool.config.name, "a client took none of its answers for {stalled:?}: closed");
+                        return false;
+                    }
+                }
+            }
+            Err(_) => return false,
+        }
+    }
 }
 
 /// What reading a buffer's commands came to.

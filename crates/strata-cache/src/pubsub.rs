@@ -30,8 +30,9 @@ const FRAMES_QUEUED: usize = 1024;
 const BYTES_QUEUED: usize = 32 << 20;
 /// A subscriber that takes none of the messages waiting for it for this long is closed, as
 /// Redis closes one past its `client-output-buffer-limit pubsub` (8 MB for 60 s): it holds
-/// its connections, and the servers' buffers, for nobody.
-const STALLED: std::time::Duration = std::time::Duration::from_secs(60);
+/// its connections, and the servers' buffers, for nobody. (So is any client that takes none
+/// of its answers, when its pool sets no `idle_timeout`.)
+pub(crate) const STALLED: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What a subscription command is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1000,6 +1000,61 @@ async fn idle_timeout_closes_a_client_stalled_inside_a_command() {
     assert_eq!(&pong, b"+PONG\r\n");
 }
 
+/// A client that sends a pipeline and reads none of its answers is closed once it has taken
+/// nothing for `idle_timeout`, as Redis's `timeout` closes it: the proxy does not keep its
+/// answers (and its pool's generation) for good. One that reads them, slowly, gets them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reads_none_of_its_answers_is_closed_after_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let redis = Redis::start().await;
+    let strata = Strata::start(&pool(&[redis.addr], "idle_timeout = \"1s\""));
+    let addr = strata.addr("cache:c");
+    let mut c = Resp::connect(addr).await.unwrap();
+    let value = "v".repeat(1 << 20);
+    assert_eq!(
+        text(&c.cmd(&[b"SET", b"big", value.as_bytes()]).await),
+        "+OK\r\n"
+    );
+    // 32 answers of 1 MiB: far more than the sockets' buffers hold
+    let answer = format!("${}\r\n{value}\r\n", value.len());
+    let pipeline = b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n".repeat(32);
+    let mut deaf = tokio::net::TcpStream::connect(addr).await.unwrap();
+    deaf.write_all(&pipeline).await.unwrap();
+    strata
+        .wait_log(
+            "a client took none of its answers for 1s",
+            std::time::Duration::from_secs(20),
+        )
+        .await;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        deaf.read_to_end(&mut got),
+    )
+    .await;
+    assert!(
+        matches!(read, Ok(Ok(_)) | Ok(Err(_))),
+        "the connection stayed open"
+    );
+    assert!(
+        got.len() < answer.len() * 32,
+        "the client got all {} bytes",
+        got.len()
+    );
+    // a client that reads its answers as they come gets every one of them
+    let mut reader = tokio::net::TcpStream::connect(addr).await.unwrap();
+    reader.write_all(&pipeline).await.unwrap();
+    let mut all = vec![0u8; answer.len() * 32];
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        reader.read_exact(&mut all),
+    )
+    .await
+    .expect("every answer")
+    .unwrap();
+    assert_eq!(&all[..answer.len()], answer.as_bytes());
+}
+
 /// A client that hangs up during a blocking command frees the wait at once: its own server
 /// connection closes (Redis sees no blocked client), and its place under max_connections.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
