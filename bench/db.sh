@@ -270,7 +270,7 @@ fi
 
 # Memory per idle client: fresh proxies with trust logins, RSS at 1,000 and 8,000 idle clients
 kill "$pb_pid" "$st_pid" "$sh_pid" "$bp_pid" 2>/dev/null || true
-for _ in $(seq 100); do kill -0 "$pb_pid" 2>/dev/null || kill -0 "$st_pid" 2>/dev/null || break; sleep 0.1; done
+for _ in $(seq 100); do kill -0 "$pb_pid" 2>/dev/null || kill -0 "$st_pid" 2>/dev/null || kill -0 "$bp_pid" 2>/dev/null || break; sleep 0.1; done
 rm -f "$work/pgbouncer.pid"
 sed -i 's/^auth_type = scram-sha-256/auth_type = trust/; s/^listen_port = .*/listen_port = '"$PBPORT"'/' "$work/pgbouncer.ini"
 taskset -c 0 pgbouncer -u postgres "$work/pgbouncer.ini" >/dev/null 2>&1 &

@@ -437,7 +437,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         let unit = rest[..unit_len].trim();
         rest = &rest[unit_len..];
         let seconds = match unit {
-            "us" | "µs" => number / 1e6,
+            // the micro sign, and the Greek letter mu that looks the same
+            "us" | "\u{b5}s" | "\u{3bc}s" => number / 1e6,
             "ms" => number / 1000.0,
             "s" => number,
             "m" => number * 60.0,
@@ -530,7 +531,8 @@ mod tests {
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("50us"), Ok(Duration::from_micros(50)));
-        assert_eq!(parse_duration("50µs"), Ok(Duration::from_micros(50)));
+        assert_eq!(parse_duration("50\u{b5}s"), Ok(Duration::from_micros(50)));
+        assert_eq!(parse_duration("50\u{3bc}s"), Ok(Duration::from_micros(50)));
         assert!(parse_duration("5").unwrap_err().contains("no unit"));
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("").is_err());

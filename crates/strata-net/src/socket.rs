@@ -67,6 +67,9 @@ fn recv_drained(stream: &TcpStream, into: &mut [MaybeUninit<u8>]) -> io::Result<
         }
         Ok(got)
     });
+    if got > 0 {
+        crate::busy::arrived();
+    }
     match result {
         Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
         other => other,

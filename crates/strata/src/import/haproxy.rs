@@ -450,7 +450,7 @@ impl<'c, 'a> Frontend<'c, 'a> {
         }
         if t.time.rounded() {
             let why = format!(
-                "{} made {}: Strata counts in milliseconds",
+                "{} made {}, rounded up to the millisecond as HAProxy itself does",
                 t.statement.text(1),
                 t.time.strata()
             );

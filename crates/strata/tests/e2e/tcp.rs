@@ -379,7 +379,7 @@ fn sleeps_and_ticks(strata: &Strata) -> (u64, u64) {
 async fn a_busy_polling_node_does_not_sleep_between_requests_and_sleeps_when_idle() {
     let (a, _ta) = echo("a").await;
     let config = format!(
-        "workers = 1\nbusy_poll = \"5ms\"\n[[tcp]]\nname = \"echo\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"{a}\"]\n"
+        "workers = 1\nbusy_poll = \"10ms\"\n[[tcp]]\nname = \"echo\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"{a}\"]\n"
     );
     let strata = Strata::start(&config);
     let mut s = greeted(strata.addr("tcp:echo")).await;
