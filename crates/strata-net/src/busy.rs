@@ -13,7 +13,7 @@
 //! 1.53 is the first to poll the drivers then (earlier ones skipped them, stalling IO for the
 //! window). The hook wakes [`poller`]'s task while the window is open; the task does nothing
 //! when polled. The window runs from the last park before which a read (this crate's `recv`,
-//! which every layer's sockets read through) brought bytes: it closes only after that long
+//! which the layers' connections read through) brought bytes: it closes only after that long
 //! with nothing coming, and a wake that reads nothing (a timer's) opens none. Only a
 //! current-thread runtime (`workers = 1`) can be driven this way.
 

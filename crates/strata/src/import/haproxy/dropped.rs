@@ -171,6 +171,7 @@ pub(super) fn global_why(s: &Statement) -> &'static str {
         "user" | "group" | "uid" | "gid" | "chroot" | "setcap" => "Strata runs as the user its service manager starts it as, with only the capabilities it needs (deploy/ has a systemd unit)",
         "pidfile" => "Strata writes no pid file",
         "log" | "log-send-hostname" | "log-tag" => "Strata logs to stderr, for the service manager's journal (`strata run --log-level`, `--log-format json`)",
+        "busy-polling" => "HAProxy's never sleeps; Strata's `busy_poll` polls for a window after the last bytes that came (a node of `workers = 1`): write it by hand, `busy_poll = \"50us\"` say",
         "stats" => "HAProxy's stats and runtime API are Strata's admin listener, `[admin]` (/status, /metrics, the backend API)",
         "maxconn" => "Strata bounds the connections of each listener (`max_connections`), not of the process",
         "setenv" | "presetenv" | "resetenv" | "unsetenv" => "Strata's config has no environment variables",

@@ -1313,3 +1313,20 @@ fn import_haproxy_makes_one_listener_for_an_address_bound_twice() {
     assert_eq!(t.left_out, 1);
     passes_strata_check(&t);
 }
+
+/// HAProxy's `busy-polling` never sleeps, Strata's `busy_poll` polls for a window and needs one
+/// worker: not written, but the note names the setting.
+#[test]
+fn import_haproxy_points_busy_polling_at_busy_poll() {
+    let t = ok(&format!("global\n  busy-polling\n{}", http("")));
+    assert!(
+        !config(&t).iter().any(|l| l.starts_with("busy_poll")),
+        "{}",
+        t.toml
+    );
+    assert!(
+        says(&t, "global.busy-polling", "`busy_poll = \"50us\"`"),
+        "{:?}",
+        notes(&t)
+    );
+}
