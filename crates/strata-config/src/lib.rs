@@ -42,8 +42,8 @@ use walk::{tables_of, Section};
 pub struct Config {
     /// Runtime worker threads; `None` means one per core.
     pub workers: Option<usize>,
-    /// How long the runtime's thread keeps polling for events after it wakes before it may
-    /// sleep again (`busy_poll`); zero: it sleeps as soon as it has nothing to do.
+    /// How long after bytes last arrived the runtime's thread keeps polling for events instead
+    /// of sleeping (`busy_poll`); zero: it sleeps as soon as it has nothing to do.
     pub busy_poll: Duration,
     /// On SIGTERM, how long in-flight requests may take to finish.
     pub drain_timeout: Duration,

@@ -365,9 +365,6 @@ pub fn run_blocking(config: Config, source: ConfigSource) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if !config.busy_poll.is_zero() {
-        runtime.spawn(strata_net::busy::poller());
-    }
     match runtime.block_on(serve(config, source, workers)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -378,13 +375,17 @@ pub fn run_blocking(config: Config, source: ConfigSource) -> ExitCode {
 }
 
 /// A runtime with `workers` threads; one worker is a current-thread runtime, which skips the
-/// work-stealing machinery entirely, and which polls for `busy_poll` after each wake (spawn
-/// [`strata_net::busy::poller`] on it; the config allows a window only with one worker).
+/// work-stealing machinery entirely, and which keeps polling for `busy_poll` after bytes last
+/// arrived (the config allows a window only with one worker).
 pub fn runtime(workers: usize, busy_poll: Duration) -> std::io::Result<tokio::runtime::Runtime> {
     if workers == 1 {
         let mut builder = tokio::runtime::Builder::new_current_thread();
         strata_net::busy::install(&mut builder, busy_poll);
-        builder.enable_all().build()
+        let runtime = builder.enable_all().build()?;
+        if !busy_poll.is_zero() {
+            runtime.spawn(strata_net::busy::poller());
+        }
+        Ok(runtime)
     } else {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
