@@ -89,7 +89,18 @@ pub(crate) async fn serve(
         return;
     };
     svc.stats.clients.inc();
-    let end = session.run(&shutdown).await;
+    // an idle client waits in a small future; what serving it takes is boxed only while it
+    // talks (so an idle client costs its session and little more)
+    let end = loop {
+        if let Some(end) = session.wait_idle(&shutdown).await {
+            break end;
+        }
+        match Box::pin(session.run(&shutdown)).await {
+            Ok(Burst::Idle) => {}
+            Ok(Burst::Ended) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
     svc.stats.clients.dec();
     if let Err(e) = &end {
         tracing::debug!(listener = %svc.name, %peer, "client ended: {e}");
@@ -103,7 +114,7 @@ async fn login(
     svc: &Arc<DatabaseService>,
     mut stream: TcpStream,
     peer: SocketAddr,
-) -> Option<Session> {
+) -> Option<Box<Session>> {
     let _ = stream.set_nodelay(true);
     let mut buf = buffers::take();
     // one deadline for both steps, as PostgreSQL's authentication_timeout and PgBouncer's
@@ -339,7 +350,7 @@ async fn login(
         buffers::give(buf);
         buf = BytesMut::new();
     }
-    Some(Session {
+    Some(Box::new(Session {
         svc: svc.clone(),
         pool,
         client: stream,
@@ -370,7 +381,7 @@ async fn login(
         unnamed: None,
         lost: None,
         line: None,
-    })
+    }))
 }
 
 /// Refuses a login: `None` for [`login`] to return once the error is written.
@@ -1195,6 +1206,9 @@ enum Step {
     Wait,
 }
 
+/// What a client that is let go at a shutdown is told.
+const SHUTTING_DOWN: &str = "terminating connection: the listener is closing (the pooler stops, or a reload removed or moved it)";
+
 /// The most an extended-protocol batch may hold, on a sharded listener, before its Sync
 /// or Flush: its shard is known only once it is whole.
 const MAX_SHARDED_BATCH: usize = 1 << 20;
@@ -1207,16 +1221,46 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
     }
 }
 
+/// How a turn of [`Session::run`] ended.
+enum Burst {
+    /// The client is idle: nothing held, buffered or owed, and no transaction open.
+    Idle,
+    /// The client is gone, or was let go.
+    Ended,
+}
+
 impl Session {
-    async fn run(&mut self, shutdown: &CancellationToken) -> Result<(), ClientError> {
+    /// Waits, with nothing held, for the client to send again: `None` then; `Some` when the
+    /// session ends first (the node drains, which an idle client is told of, or the socket
+    /// fails).
+    async fn wait_idle(&mut self, shutdown: &CancellationToken) -> Option<Result<(), ClientError>> {
+        tokio::select! {
+            biased;
+            r = self.client.readable() => r.err().map(|e| Err(e.into())),
+            _ = shutdown.cancelled() => {
+                Box::pin(refuse(&mut self.client, Sqlstate::ADMIN_SHUTDOWN, SHUTTING_DOWN)).await;
+                Some(Ok(()))
+            }
+        }
+    }
+
+    /// Serves the client until it is idle again ([`Burst::Idle`]: nothing held, buffered or
+    /// owed, no transaction open; [`Session::wait_idle`] waits then) or ends.
+    async fn run(&mut self, shutdown: &CancellationToken) -> Result<Burst, ClientError> {
+        // it was woken for a reason: the first turn goes to the loop
+        let mut woken = true;
         loop {
             if self.closing && self.to_client.is_empty() {
-                return Ok(());
+                return Ok(Burst::Ended);
             }
             let idle = self.server.is_none() && self.line.is_none() && self.to_client.is_empty();
             if idle && self.cbuf.is_empty() && self.to_server.is_empty() {
                 self.give_buffers();
+                if !woken && self.deferred.is_none() && !self.closing {
+                    return Ok(Burst::Idle);
+                }
             }
+            woken = false;
             // a client with no transaction open leaves when the node drains: in session mode
             // too, between transactions on the connection it keeps (one begun here, that holds
             // no server connection yet, is open all the same, and may finish)
@@ -1231,13 +1275,13 @@ impl Session {
             tokio::select! {
                 _ = shutdown.cancelled(), if between => {
                     // as PostgreSQL ends its sessions at a shutdown
-                    refuse(&mut self.client, Sqlstate::ADMIN_SHUTDOWN, "terminating connection: the listener is closing (the pooler stops, or a reload removed or moved it)").await;
-                    return Ok(());
+                    refuse(&mut self.client, Sqlstate::ADMIN_SHUTDOWN, SHUTTING_DOWN).await;
+                    return Ok(Burst::Ended);
                 }
                 _ = sleep_until_some(idle_in_transaction) => {
                     tracing::info!(listener = %self.svc.name, "a client idle in a transaction past idle_transaction_timeout: closed, its transaction rolled back");
                     refuse(&mut self.client, Sqlstate::IDLE_IN_TRANSACTION_TIMEOUT, "terminating connection due to idle-in-transaction timeout (idle_transaction_timeout)").await;
-                    return Ok(());
+                    return Ok(Burst::Ended);
                 }
                 // what a client sends behind a query it waits for (held, or on a line)
                 // stays unread past a bound, and so does what it sends while its answers
@@ -1249,13 +1293,13 @@ impl Session {
                     r?;
                     self.take_buffers();
                     match strata_net::try_recv_buf(&self.client, &mut self.cbuf) {
-                        Ok(0) => return Ok(()),
+                        Ok(0) => return Ok(Burst::Ended),
                         Ok(_) => {
                             proto::check_client_headers(&self.cbuf)?;
                             // boxed: what a message may lead to (waiting for a server) is
                             // large, and the idle loop should not carry it
                             if !Box::pin(self.client_sent()).await? {
-                                return Ok(());
+                                return Ok(Burst::Ended);
                             }
                             self.flush_to_server();
                             self.flush_to_client()?;
@@ -1275,7 +1319,7 @@ impl Session {
                     // what the client sent behind a query held on its own connection goes now
                     if !self.cbuf.is_empty() && (self.server.is_none() || self.held) {
                         if !Box::pin(self.client_sent()).await? {
-                            return Ok(());
+                            return Ok(Burst::Ended);
                         }
                         self.flush_to_server();
                     }
@@ -1285,7 +1329,7 @@ impl Session {
                     self.line_answered(part);
                     if self.line.is_none() && !self.cbuf.is_empty() {
                         if !Box::pin(self.client_sent()).await? {
-                            return Ok(());
+                            return Ok(Burst::Ended);
                         }
                         self.flush_to_server();
                     }
