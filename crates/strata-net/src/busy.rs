@@ -126,11 +126,12 @@ mod tests {
     #[test]
     fn after_bytes_arrive_the_runtime_polls_for_the_window_then_sleeps() {
         let mut at_work = (0, 0);
-        let (polls, sleeps) = parks(Duration::from_millis(50), async {
+        // long enough that a loaded machine still lets the thread turn many times in it
+        let (polls, sleeps) = parks(Duration::from_millis(200), async {
             read_some().await;
             at_work = COUNTS.get();
             // the window opens once the bytes are read; this sleep outlasts it
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(400)).await;
         });
         let (polls, sleeps) = (polls - at_work.0, sleeps - at_work.1);
         // a park made a poll returns at once and comes back (a park that blocked would wait for
