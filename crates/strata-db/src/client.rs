@@ -92,8 +92,11 @@ pub(crate) async fn serve(
     // an idle client waits in a small future; what serving it takes is boxed only while it
     // talks (so an idle client costs its session and little more)
     let end = loop {
-        if let Some(end) = session.wait_idle(&shutdown).await {
-            break end;
+        // (what the client sent right behind its login is in the buffer already)
+        if session.cbuf.is_empty() {
+            if let Some(end) = session.wait_idle(&shutdown).await {
+                break end;
+            }
         }
         match Box::pin(session.run(&shutdown)).await {
             Ok(Burst::Idle) => {}
@@ -1249,6 +1252,16 @@ impl Session {
     async fn run(&mut self, shutdown: &CancellationToken) -> Result<Burst, ClientError> {
         // it was woken for a reason: the first turn goes to the loop
         let mut woken = true;
+        if !self.cbuf.is_empty() && self.server.is_none() && self.line.is_none() {
+            // bytes read behind the login (a client that sent its first query without waiting
+            // for ReadyForQuery): the socket may have nothing more to say, so they go now
+            proto::check_client_headers(&self.cbuf)?;
+            if !Box::pin(self.client_sent()).await? {
+                return Ok(Burst::Ended);
+            }
+            self.flush_to_server();
+            self.flush_to_client()?;
+        }
         loop {
             if self.closing && self.to_client.is_empty() {
                 return Ok(Burst::Ended);
@@ -1257,6 +1270,7 @@ impl Session {
             if idle && self.cbuf.is_empty() && self.to_server.is_empty() {
                 self.give_buffers();
                 if !woken && self.deferred.is_none() && !self.closing {
+                    self.idle_since = None;
                     return Ok(Burst::Idle);
                 }
             }

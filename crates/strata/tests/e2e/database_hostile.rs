@@ -1152,3 +1152,27 @@ async fn a_batch_behind_one_whose_prepare_the_server_skipped_prepares_the_statem
     // B gets its own answers only: not the ParseComplete of the Parse Strata added
     assert_eq!(tags(&until_ready(&mut b).await), "2DCZ");
 }
+
+/// A client may send its first query right behind its startup packet, without waiting for
+/// ReadyForQuery (the bytes come in the read that takes the login): it is answered, not left
+/// waiting for the socket to say more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_sent_with_the_startup_packet_is_answered() {
+    let (_pg, _strata, db) = one_connection_and_a_table("3s");
+    let mut s = TcpStream::connect(db).await.unwrap();
+    let mut both = startup(&[("user", "app"), ("database", "app")]);
+    both.extend_from_slice(&message(b'Q', b"select 'behind the login'\0"));
+    s.write_all(&both).await.unwrap();
+    let welcome = until_ready(&mut s).await;
+    assert_eq!(welcome.last().map(|(t, _)| *t), Some(b'Z'));
+    let answer = until_ready(&mut s).await;
+    let row = answer
+        .iter()
+        .find(|(t, _)| *t == b'D')
+        .unwrap_or_else(|| panic!("no row in {answer:?}"));
+    assert!(
+        row.1.ends_with(b"behind the login"),
+        "{:?}",
+        String::from_utf8_lossy(&row.1)
+    );
+}
