@@ -1319,6 +1319,8 @@ async fn a_transaction_begun_before_shutdown_finishes_though_nothing_had_run() {
         let mut s = PsqlSession::open(db, "app", "secret", "app", &[]);
         assert_eq!(s.line("select 'connected'"), "connected");
         s.send("begin");
+        // psql runs its input in order: this prints once BEGIN has been answered
+        assert_eq!(s.line("\\echo begun"), "begun;");
         s
     })
     .await;
