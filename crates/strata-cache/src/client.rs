@@ -317,24 +317,15 @@ async fn serve_batch(kept: &mut Kept) -> Next {
 /// `idle_timeout` (else [`pubsub::STALLED`]), as Redis's `timeout` closes a client that neither
 /// sends nor takes anything. A client that reads none of its answers would otherwise keep
 /// them, and the pool's config generation, for good.
-async fn answered(kept: &mut Kept, mut out: &[u8], pool: &Pool) -> bool {
-    loop {
-        match kept.io.0.try_write(out) {
-            Ok(n) if n == out.len() => return true,
-            Ok(0) => return false,
-            Ok(n) => out = &out[n..],
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let stalled = pool.config.idle_timeout.unwrap_or(pubsub::STALLED);
-                match tokio::time::timeout(stalled, kept.io.0.writable()).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => return false,
-                    Err(_) => {
-                        tracing::info!(pool = %pool.config.name, "a client took none of its answers for {stalled:?}: closed");
-                        return false;
-                    }
-                }
+async fn answered(kept: &mut Kept, out: &[u8], pool: &Pool) -> bool {
+    let stalled = pool.config.idle_timeout.unwrap_or(pubsub::STALLED);
+    match strata_net::write_all_within(&mut kept.io, out, stalled).await {
+        Ok(()) => true,
+        Err(e) => {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                tracing::info!(pool = %pool.config.name, "a client took none of its answers for {stalled:?}: closed");
             }
-            Err(_) => return false,
+            false
         }
     }
 }

@@ -1255,12 +1255,9 @@ impl Session {
         if !self.cbuf.is_empty() && self.server.is_none() && self.line.is_none() {
             // bytes read behind the login (a client that sent its first query without waiting
             // for ReadyForQuery): the socket may have nothing more to say, so they go now
-            proto::check_client_headers(&self.cbuf)?;
-            if !Box::pin(self.client_sent()).await? {
+            if !self.received().await? {
                 return Ok(Burst::Ended);
             }
-            self.flush_to_server();
-            self.flush_to_client()?;
         }
         loop {
             if self.closing && self.to_client.is_empty() {
@@ -1309,14 +1306,9 @@ impl Session {
                     match strata_net::try_recv_buf(&self.client, &mut self.cbuf) {
                         Ok(0) => return Ok(Burst::Ended),
                         Ok(_) => {
-                            proto::check_client_headers(&self.cbuf)?;
-                            // boxed: what a message may lead to (waiting for a server) is
-                            // large, and the idle loop should not carry it
-                            if !Box::pin(self.client_sent()).await? {
+                            if !self.received().await? {
                                 return Ok(Burst::Ended);
                             }
-                            self.flush_to_server();
-                            self.flush_to_client()?;
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                         Err(e) => return Err(e.into()),
@@ -1357,6 +1349,20 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Handles what the client sent (now in `cbuf`) and writes what it leads to; false when
+    /// the client said Terminate.
+    async fn received(&mut self) -> Result<bool, ClientError> {
+        proto::check_client_headers(&self.cbuf)?;
+        // boxed: what a message may lead to (waiting for a server) is large, and the loop
+        // should not carry it
+        if !Box::pin(self.client_sent()).await? {
+            return Ok(false);
+        }
+        self.flush_to_server();
+        self.flush_to_client()?;
+        Ok(true)
     }
 
     /// What the client sent is not handled until an answer comes: its query that only reads

@@ -50,12 +50,18 @@ pub async fn write_all_parts_within<W: AsyncWrite + Unpin>(
 /// [`write_all_parts_within`] for bytes already in one piece (a response made by the proxy).
 pub async fn write_all_within<W: AsyncWrite + Unpin>(
     w: &mut W,
-    bytes: &[u8],
+    mut bytes: &[u8],
     idle: std::time::Duration,
 ) -> std::io::Result<()> {
-    let mut parts = Parts::default();
-    parts.push(bytes);
-    write_parts(w, &parts, Some(idle)).await
+    // one piece: plain writes, no slices to set up (a cache client's answers come this way)
+    while !bytes.is_empty() {
+        let n = within(Some(idle), w.write(bytes)).await??;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        bytes = &bytes[n..];
+    }
+    within(Some(idle), w.flush()).await?
 }
 
 async fn write_parts<W: AsyncWrite + Unpin>(
