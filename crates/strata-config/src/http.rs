@@ -106,6 +106,7 @@ pub(crate) const KEYS: &[&str] = &[
     "retry_budget",
     "connect_timeout",
     "slow_start",
+    "queue_timeout",
     "name",
     "listen",
     "header_timeout",

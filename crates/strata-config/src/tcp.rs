@@ -32,6 +32,7 @@ pub(crate) const KEYS: &[&str] = &[
     "retry_budget",
     "connect_timeout",
     "slow_start",
+    "queue_timeout",
     "name",
     "listen",
     "idle_timeout",

@@ -373,3 +373,43 @@ fn busy_polling_is_for_a_node_of_one_worker() {
         "{p:#?}"
     );
 }
+
+#[test]
+fn a_backend_takes_max_conns_and_a_listener_waits_queue_timeout_for_room() {
+    let src = r#"
+[[http]]
+name = "web"
+listen = "127.0.0.1:8080"
+backends = ["127.0.0.1:9001 max_conns=32 weight=2", "127.0.0.1:9002"]
+connect_timeout = "3s"
+
+[[tcp]]
+name = "db"
+listen = "127.0.0.1:5433"
+backends = ["127.0.0.1:5432 max_conns=100"]
+queue_timeout = "500ms"
+"#;
+    let c = parse(src, "t.toml", Path::new(".")).expect("valid");
+    let web = &c.http[0].upstream;
+    assert_eq!((web.backends[0].max_conns, web.backends[0].weight), (32, 2));
+    assert_eq!(web.backends[1].max_conns, 0, "no limit unless written");
+    // unset, it is the connect timeout, as HAProxy's `timeout queue`
+    assert_eq!(web.queue_timeout, Duration::from_secs(3));
+    let db = &c.tcp[0].upstream;
+    assert_eq!(db.backends[0].max_conns, 100);
+    assert_eq!(db.queue_timeout, Duration::from_millis(500));
+
+    let p = problems(
+        "[[http]]\nname = \"web\"\nlisten = \"127.0.0.1:80\"\nbackends = [\"127.0.0.1:81 max_conns=0\", \"127.0.0.1:82 maxconn=5\"]\n",
+    );
+    assert!(
+        p.iter().any(|l| l
+            == "test.toml:4:13: `http[0].backends[0]`: bad max_conns in \"max_conns=0\": use 1 to 1000000"),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.contains("`http[0].backends[1]`: unknown backend option \"maxconn=5\"")),
+        "{p:#?}"
+    );
+}

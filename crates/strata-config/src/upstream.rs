@@ -14,6 +14,9 @@ pub struct BackendSpec {
     pub addr: SocketAddr,
     /// Relative share of new requests (1 to 256), as HAProxy's `weight`.
     pub weight: u32,
+    /// Requests (HTTP) or connections (TCP) it is given at once, at most: nginx's `max_conns`,
+    /// HAProxy's `maxconn` on a server line; 0 for no limit.
+    pub max_conns: u32,
 }
 
 /// How a listener picks the backend for each request (HTTP) or connection (TCP).
@@ -109,6 +112,9 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     /// A backend that comes back ramps its weight up over this time; zero turns it off.
     pub slow_start: Duration,
+    /// How long a request (or connection) waits for a backend with room while every one that
+    /// could take it is at its `max_conns`: HAProxy's `timeout queue`.
+    pub queue_timeout: Duration,
 }
 
 const HEALTH_KEYS: &[&str] = &[
@@ -136,6 +142,7 @@ pub(crate) enum Layer {
 }
 
 pub(crate) fn upstream(report: &mut Report<'_>, s: &Section<'_, '_>, layer: Layer) -> Upstream {
+    let connect_timeout = s.duration(report, "connect_timeout", Duration::from_secs(2));
     Upstream {
         backends: backends(report, s),
         balance: balance(report, s, layer),
@@ -146,8 +153,10 @@ pub(crate) fn upstream(report: &mut Report<'_>, s: &Section<'_, '_>, layer: Laye
         passive: passive(report, s),
         retries: s.int(report, "retries", 0..=10, 2) as u32,
         retry_budget: s.float(report, "retry_budget", 0.0..=1.0, 0.2),
-        connect_timeout: s.duration(report, "connect_timeout", Duration::from_secs(2)),
+        connect_timeout,
         slow_start: s.duration(report, "slow_start", Duration::from_secs(10)),
+        // HAProxy's default for `timeout queue`
+        queue_timeout: s.duration(report, "queue_timeout", connect_timeout),
     }
 }
 
@@ -174,20 +183,38 @@ fn backends(report: &mut Report<'_>, s: &Section<'_, '_>) -> Vec<BackendSpec> {
         let Some(addr) = as_addr(report, &key, item, addr) else {
             continue;
         };
-        let mut weight = 1;
+        let (mut weight, mut max_conns) = (1, 0);
         for word in words {
-            match word.strip_prefix("weight=").map(str::parse::<u32>) {
-                Some(Ok(w)) if (1..=256).contains(&w) => weight = w,
-                Some(_) => report.add(
+            let (option, value) = word.split_once('=').unwrap_or((word, ""));
+            let (range, slot) = match option {
+                "weight" => (1..=256, &mut weight),
+                "max_conns" => (1..=1_000_000, &mut max_conns),
+                _ => {
+                    let hint = match option {
+                        "maxconn" | "max_conn" | "max_connections" => {
+                            format!("HAProxy's maxconn is max_conns here: \"max_conns={value}\"")
+                        }
+                        _ => "write \"10.0.0.11:8080 weight=2 max_conns=100\"".to_string(),
+                    };
+                    report.add_hint(
+                        item.span(),
+                        &key,
+                        format!("unknown backend option \"{word}\""),
+                        Some(&hint),
+                    );
+                    continue;
+                }
+            };
+            match value.parse::<u32>() {
+                Ok(n) if range.contains(&n) => *slot = n,
+                _ => report.add(
                     item.span(),
                     &key,
-                    format!("bad weight in \"{word}\": use 1 to 256"),
-                ),
-                None => report.add_hint(
-                    item.span(),
-                    &key,
-                    format!("unknown backend option \"{word}\""),
-                    Some("write \"10.0.0.11:8080 weight=2\""),
+                    format!(
+                        "bad {option} in \"{word}\": use {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
                 ),
             }
         }
@@ -195,7 +222,11 @@ fn backends(report: &mut Report<'_>, s: &Section<'_, '_>) -> Vec<BackendSpec> {
             report.add(item.span(), &key, format!("backend {addr} is listed twice"));
             continue;
         }
-        out.push(BackendSpec { addr, weight });
+        out.push(BackendSpec {
+            addr,
+            weight,
+            max_conns,
+        });
     }
     out
 }

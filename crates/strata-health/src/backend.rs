@@ -2,8 +2,10 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use strata_config::Passive;
 use strata_metrics::{Counter, Gauge};
@@ -65,6 +67,11 @@ pub struct Backend {
     pub stats: BackendStats,
     /// Requests or connections in flight now; balancing reads it.
     in_flight: AtomicU32,
+    /// The most it takes at once (`max_conns`); 0 for no limit. A reload may change it.
+    max_conns: AtomicU32,
+    /// Told when a limited backend's request or connection ends: what waits for room (its
+    /// listener's queue) looks again. Shared by the backends of one listener.
+    room: OnceLock<Arc<Notify>>,
     active_up: AtomicBool,
     /// Active checks in a row that disagree with `active_up`: kept here, not in the checker,
     /// so a checker restarted by a reload goes on counting toward `rise`/`fall`.
@@ -90,6 +97,8 @@ impl Backend {
             weight: AtomicU32::new(weight),
             stats: BackendStats::default(),
             in_flight: AtomicU32::new(0),
+            max_conns: AtomicU32::new(0),
+            room: OnceLock::new(),
             active_up: AtomicBool::new(true),
             check_streak: AtomicU32::new(0),
             draining: AtomicBool::new(false),
@@ -172,6 +181,41 @@ impl Backend {
         self.in_flight.fetch_add(1, Relaxed);
         self.stats.open.inc();
         InFlight(self.clone())
+    }
+
+    /// As [`Backend::start`], unless it has `max_conns` in flight already.
+    pub fn try_start(self: &Arc<Self>) -> Option<InFlight> {
+        let max = self.max_conns.load(Relaxed);
+        if max == 0 {
+            return Some(self.start());
+        }
+        self.in_flight
+            .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
+            .ok()?;
+        self.stats.open.inc();
+        Some(InFlight(self.clone()))
+    }
+
+    /// Whether it can take one more request or connection now (below its `max_conns`).
+    pub fn has_room(&self) -> bool {
+        let max = self.max_conns.load(Relaxed);
+        max == 0 || self.in_flight.load(Relaxed) < max
+    }
+
+    /// The most it takes at once; 0 for no limit.
+    pub fn max_conns(&self) -> u32 {
+        self.max_conns.load(Relaxed)
+    }
+
+    /// A reload gave it another limit; what is in flight stays.
+    pub fn set_max_conns(&self, max: u32) {
+        self.max_conns.store(max, Relaxed);
+    }
+
+    /// Whom to tell when one of its requests or connections ends, if nobody is told yet (the
+    /// first listener generation that has it decides, and later ones share that).
+    pub fn tell_room(&self, room: &Arc<Notify>) {
+        let _ = self.room.set(room.clone());
     }
 
     /// The weight balancing uses now: ramped up from a tenth over `slow_start` after the backend
@@ -278,6 +322,11 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Relaxed);
         self.0.stats.open.dec();
+        if self.0.max_conns.load(Relaxed) != 0 {
+            if let Some(room) = self.0.room.get() {
+                room.notify_one();
+            }
+        }
     }
 }
 

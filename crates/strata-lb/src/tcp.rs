@@ -335,11 +335,19 @@ async fn backend_for(
         value: None,
     };
     let mut tries = Tries::new(up, key);
-    while let Some((_, backend)) = tries.next(&svc.stats.retries) {
+    loop {
+        let (_, backend, in_flight) = match tries.next(&svc.stats.retries).await {
+            Ok(Some(go)) => go,
+            Ok(None) => return None,
+            Err(failure) => {
+                tracing::info!(listener = %svc.name, client = %client, error = %failure, "connection refused");
+                return None;
+            }
+        };
         match connect(backend.addr, up.config.connect_timeout).await {
             Ok(server) => {
                 backend.report_success();
-                return Some((server, backend.start()));
+                return Some((server, in_flight));
             }
             // nothing reached the backend: another may take the connection
             Err(e) => {
@@ -347,7 +355,6 @@ async fn backend_for(
             }
         }
     }
-    None
 }
 
 #[cfg(test)]

@@ -51,10 +51,14 @@ impl Balancer {
     pub(crate) fn pick(&self, group: &Group, key: &Key, tried: &[usize]) -> Option<usize> {
         // one clock read per pick, not one per backend
         let now = now_ms();
-        let usable = |i: usize| group.backends[i].is_available_at(now) && !tried.contains(&i);
-        self.pick_where(group, key, now, &usable).or_else(|| {
-            self.pick_where(group, key, now, &|i| group.backends[i].is_available_at(now))
-        })
+        // a backend at its max_conns is passed over as one already tried is
+        let open = |i: usize| {
+            let b = &group.backends[i];
+            b.is_available_at(now) && b.has_room()
+        };
+        let usable = |i: usize| open(i) && !tried.contains(&i);
+        self.pick_where(group, key, now, &usable)
+            .or_else(|| self.pick_where(group, key, now, &open))
     }
 
     fn pick_where(

@@ -37,6 +37,8 @@ pub enum Retry {
 pub enum Kind {
     /// No backend could take the request (all down, ejected, draining, or tried).
     NoBackend,
+    /// Every backend that could take it stayed at its `max_conns` for `queue_timeout`.
+    QueueTimeout,
     /// The connection to the backend could not be made.
     Connect,
     /// The backend refused the login (a database server's error at startup).
@@ -59,6 +61,7 @@ impl Kind {
     fn as_str(self) -> &'static str {
         match self {
             Kind::NoBackend => "no backend available",
+            Kind::QueueTimeout => "every backend stayed full for queue_timeout",
             Kind::Connect => "could not connect to a backend",
             Kind::Refused => "the backend refused the login",
             Kind::Timeout => "the backend did not answer in time",
@@ -123,6 +126,11 @@ impl Failure {
         Failure::new(Stage::Connect, Kind::NoBackend, Retry::Never)
     }
 
+    /// The request waited `queue_timeout` for a backend with room, and none had any.
+    pub fn queue_timeout() -> Self {
+        Failure::new(Stage::Connect, Kind::QueueTimeout, Retry::Never)
+    }
+
     /// Connecting to a backend failed (refused, unreachable, or no answer within
     /// `connect_timeout`): nothing reached it. A 502 for a client, never a 504: no backend
     /// ever had the request.
@@ -132,6 +140,7 @@ impl Failure {
 
     /// Whether the failure counts against the backend tried (passive health checking).
     pub fn blames_backend(&self) -> bool {
-        !matches!(self.stage, Stage::Client) && self.kind != Kind::NoBackend
+        !matches!(self.stage, Stage::Client)
+            && !matches!(self.kind, Kind::NoBackend | Kind::QueueTimeout)
     }
 }

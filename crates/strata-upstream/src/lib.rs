@@ -12,7 +12,7 @@ mod status;
 
 pub use balance::{hash_value, Key};
 pub use failure::{Failure, Kind, Retry, Stage};
-pub use set::{Tries, Upstream};
+pub use set::{Go, Queue, Tries, Upstream};
 pub use status::{
     backend_action, backend_metrics, backend_status, balance_name, group_action, group_metrics,
     upstream_status, ActionError, BackendAction,

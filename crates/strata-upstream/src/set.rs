@@ -4,8 +4,10 @@
 use std::sync::Arc;
 
 use strata_config as config;
-use strata_health::{spawn_checks, Backend, Group, Probe};
-use strata_metrics::Counter;
+use strata_health::{spawn_checks, Backend, Group, InFlight, Probe};
+use strata_metrics::{Counter, Gauge};
+use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::balance::{Balancer, Key};
@@ -25,7 +27,22 @@ pub struct Upstream<X = ()> {
     pub config: config::Upstream,
     pub(crate) balancer: Balancer,
     pub(crate) budget: RetryBudget,
+    /// What waits for a backend with room, carried over a reload with the backends.
+    pub queue: Arc<Queue>,
     checks: CancellationToken,
+}
+
+/// The requests (or connections) of one listener waiting for a backend with room, while every
+/// backend that could take them is at its `max_conns`: HAProxy's queue. A backend tells
+/// [`Queue`]'s `room` when one of its requests ends, which wakes the longest waiting; a new
+/// request finds the queue not empty and lines up behind it.
+#[derive(Debug, Default)]
+pub struct Queue {
+    room: Arc<Notify>,
+    /// Waiting now.
+    pub waiting: Gauge,
+    /// Those that waited `queue_timeout` and gave up.
+    pub timeouts: Counter,
 }
 
 impl<X: Default> Upstream<X> {
@@ -33,7 +50,8 @@ impl<X: Default> Upstream<X> {
     /// over with their health, drain state, counters and `extra`, so a reload forgets nothing
     /// (a changed weight applies to them in place).
     pub fn new(config: &config::Upstream, previous: Option<&Upstream<X>>) -> Self {
-        let (backends, extra) = config
+        let queue = previous.map_or_else(Arc::default, |p| p.queue.clone());
+        let (backends, extra): (Vec<Arc<Backend>>, _) = config
             .backends
             .iter()
             .map(|spec| {
@@ -51,6 +69,10 @@ impl<X: Default> Upstream<X> {
                 })
             })
             .unzip();
+        for (backend, spec) in backends.iter().zip(&config.backends) {
+            backend.set_max_conns(spec.max_conns);
+            backend.tell_room(&queue.room);
+        }
         let group = Group {
             backends,
             passive: config.passive.clone(),
@@ -58,6 +80,7 @@ impl<X: Default> Upstream<X> {
         Upstream {
             balancer: Balancer::new(&config.balance, &group, config.slow_start),
             budget: RetryBudget::after(config.retry_budget, previous.map(|p| &p.budget)),
+            queue,
             group,
             extra,
             config: config.clone(),
@@ -109,14 +132,31 @@ impl<X> Upstream<X> {
 const MAX_STALE: u32 = 4;
 
 /// The tries of one request or connection: a backend for each, not one tried already while
-/// another is up, within the retry count and the retry budget.
+/// another is up, within the retry count and the retry budget; and, while every backend that
+/// could take it is at its `max_conns`, a place in the listener's queue.
 pub struct Tries<'a, X = ()> {
     up: &'a Upstream<X>,
     key: Key,
     tried: Vec<usize>,
     attempt: u32,
     stale: u32,
+    /// Counted among the queue's waiting now.
+    queued: bool,
+    /// When its time in the queue runs out (set when it first lines up).
+    give_up: Option<Instant>,
 }
+
+/// What one pick came to.
+enum Pick<'a> {
+    Go(usize, &'a Arc<Backend>, InFlight),
+    /// Backends are up, and all of those that could take it are full (or others wait).
+    Full,
+    Nothing,
+}
+
+/// A backend for a try, its index in the set, and its place in flight there (held until the
+/// request or connection ends).
+pub type Go<'a> = (usize, &'a Arc<Backend>, InFlight);
 
 impl<'a, X> Tries<'a, X> {
     /// The tries of one request or connection over `up`; the request adds its share to the retry
@@ -129,39 +169,101 @@ impl<'a, X> Tries<'a, X> {
             tried: Vec::with_capacity(2),
             attempt: 0,
             stale: 0,
+            queued: false,
+            give_up: None,
         }
     }
 
-    /// The next backend, or `None` when the retries, the budget or the backends are used up.
+    /// The next backend, counted in flight there; `Ok(None)` when the retries, the budget or
+    /// the backends are used up. While every backend that could take it is at its
+    /// `max_conns`, it waits in the listener's queue, and fails after `queue_timeout` there.
     /// `retries` counts the listener's retries. A retry spends a budget token and is counted
     /// only once there is a backend to send it to.
-    pub fn next(&mut self, retries: &Counter) -> Option<(usize, &'a Arc<Backend>)> {
+    pub async fn next(&mut self, retries: &Counter) -> Result<Option<Go<'a>>, Failure> {
+        loop {
+            match self.pick(retries) {
+                Pick::Go(index, backend, in_flight) => {
+                    return Ok(Some((index, backend, in_flight)))
+                }
+                Pick::Nothing => return Ok(None),
+                // (boxed: only a request that queues carries the wait's state)
+                Pick::Full => {
+                    if !Box::pin(self.wait()).await {
+                        self.leave_queue();
+                        self.up.queue.timeouts.inc();
+                        return Err(Failure::queue_timeout());
+                    }
+                }
+            }
+        }
+    }
+
+    fn pick(&mut self, retries: &Counter) -> Pick<'a> {
         if self.attempt > self.up.config.retries {
-            return None;
+            return Pick::Nothing;
         }
         // a retry pays first (a pick moves round robin along), and is paid back when there is
         // no backend to send it to; it counts only once it goes
         let retry = self.attempt > 0;
         if retry && !self.up.budget.withdraw() {
-            return None;
+            return Pick::Nothing;
+        }
+        let refund = |up: &Upstream<X>| {
+            if retry {
+                up.budget.refund();
+            }
+        };
+        // what waits already goes first
+        if !self.queued && self.up.queue.waiting.get() > 0 {
+            refund(self.up);
+            return Pick::Full;
         }
         let Some(index) = self.up.pick(&self.key, &self.tried) else {
-            if retry {
-                self.up.budget.refund();
-            }
-            return None;
+            refund(self.up);
+            return if self.up.available() > 0 {
+                Pick::Full
+            } else {
+                Pick::Nothing
+            };
         };
+        let backend = &self.up.group.backends[index];
+        // (another thread may have taken its last place since the pick looked)
+        let Some(in_flight) = backend.try_start() else {
+            refund(self.up);
+            return Pick::Full;
+        };
+        self.leave_queue();
         if retry {
             retries.inc();
         }
         self.attempt += 1;
         self.tried.push(index);
-        let backend = &self.up.group.backends[index];
         if retry {
             backend.stats.retries.inc();
         }
         backend.stats.requests.inc();
-        Some((index, backend))
+        Pick::Go(index, backend, in_flight)
+    }
+
+    /// Waits in the queue until a backend has room: false when its time there ran out.
+    async fn wait(&mut self) -> bool {
+        let queue = &self.up.queue;
+        let give_up = *self
+            .give_up
+            .get_or_insert_with(|| Instant::now() + self.up.config.queue_timeout);
+        if !self.queued {
+            self.queued = true;
+            queue.waiting.inc();
+        }
+        tokio::time::timeout_at(give_up, queue.room.notified())
+            .await
+            .is_ok()
+    }
+
+    fn leave_queue(&mut self) {
+        if std::mem::take(&mut self.queued) {
+            self.up.queue.waiting.dec();
+        }
     }
 
     /// After a failed try on `backend`: whether to try another. A failure that counts against
@@ -199,6 +301,12 @@ impl<'a, X> Tries<'a, X> {
     }
 }
 
+impl<X> Drop for Tries<'_, X> {
+    fn drop(&mut self) {
+        self.leave_queue();
+    }
+}
+
 impl<X> Upstream<X> {
     /// Records a failure of `backend` that counts against it (passive checking).
     fn failed(&self, backend: &Backend, why: &str) {
@@ -226,6 +334,7 @@ mod tests {
                 .map(|i| BackendSpec {
                     addr: ([127, 0, 0, 1], 9000 + i).into(),
                     weight: 1,
+                    max_conns: 0,
                 })
                 .collect(),
             balance: Balance::RoundRobin,
@@ -240,6 +349,7 @@ mod tests {
             retry_budget: 1.0,
             connect_timeout: Duration::from_secs(1),
             slow_start: Duration::ZERO,
+            queue_timeout: Duration::from_secs(5),
         };
         Upstream::new(&config, None)
     }
@@ -251,8 +361,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_failure_says_whether_another_backend_is_tried() {
+    #[tokio::test]
+    async fn the_failure_says_whether_another_backend_is_tried() {
         let up = upstream(3, 2);
         let retries = Counter::default();
         let at = |stage, retry| Failure::new(stage, Kind::Io, retry);
@@ -264,7 +374,7 @@ mod tests {
             (at(Stage::Client, Retry::Never), true, false),
         ] {
             let mut tries = Tries::new(&up, key());
-            let (_, backend) = tries.next(&retries).unwrap();
+            let (_, backend, _) = tries.next(&retries).await.unwrap().unwrap();
             assert_eq!(
                 tries.failed(backend, &failure, idempotent),
                 again,
@@ -275,16 +385,16 @@ mod tests {
         assert!(up.group.backends.iter().all(|b| b.stats.failures.get() < 4));
     }
 
-    #[test]
-    fn a_stale_pooled_connection_costs_no_retry_and_a_retry_costs_only_when_it_goes() {
+    #[tokio::test]
+    async fn a_stale_pooled_connection_costs_no_retry_and_a_retry_costs_only_when_it_goes() {
         let up = upstream(1, 0);
         let retries = Counter::default();
         let mut tries = Tries::new(&up, key());
-        let (_, backend) = tries.next(&retries).unwrap();
+        let (_, backend, _) = tries.next(&retries).await.unwrap().unwrap();
         let stale = Failure::new(Stage::Request, Kind::Closed, Retry::Free);
         assert!(tries.failed(backend, &stale, true));
         // retries = 0, yet the same request goes again: the stale try did not count
-        assert!(tries.next(&retries).is_some());
+        assert!(tries.next(&retries).await.unwrap().is_some());
         assert_eq!(retries.get(), 0);
         assert_eq!(
             backend.stats.failures.get(),
@@ -294,14 +404,88 @@ mod tests {
         // no backend left to pick for the retry: it is neither counted nor paid for
         let up = upstream(1, 2);
         let mut tries = Tries::new(&up, key());
-        let (_, backend) = tries.next(&retries).unwrap();
+        let (_, backend, _) = tries.next(&retries).await.unwrap().unwrap();
         let refused = Failure::new(Stage::Connect, Kind::Connect, Retry::Always);
         assert!(tries.failed(backend, &refused, true));
         backend.drain();
         let tokens = up.budget.tokens();
-        assert!(tries.next(&retries).is_none());
+        assert!(tries.next(&retries).await.unwrap().is_none());
         assert_eq!(retries.get(), 0);
         assert_eq!(backend.stats.retries.get(), 0);
         assert_eq!(up.budget.tokens(), tokens, "no budget spent");
+    }
+
+    /// `upstream` with backend `i` limited to `max[i]` at once, waiting `queue` for room.
+    fn limited(max: &[u32], queue: Duration) -> Upstream {
+        let mut config = upstream(max.len() as u16, 2).config.clone();
+        for (spec, &m) in config.backends.iter_mut().zip(max) {
+            spec.max_conns = m;
+        }
+        config.queue_timeout = queue;
+        Upstream::new(&config, None)
+    }
+
+    #[tokio::test]
+    async fn a_full_backend_is_passed_over_and_its_place_comes_back_when_a_request_ends() {
+        let up = limited(&[1, 0], Duration::from_secs(5));
+        let retries = Counter::default();
+        let mut first = Tries::new(&up, key());
+        let (i, _, held) = first.next(&retries).await.unwrap().unwrap();
+        // round robin starts at backend 0; it is full now, so every other request goes to 1
+        assert_eq!(i, 0);
+        for _ in 0..4 {
+            let mut tries = Tries::new(&up, key());
+            let (i, _, _) = tries.next(&retries).await.unwrap().unwrap();
+            assert_eq!(i, 1, "a full backend takes nothing more");
+        }
+        drop(held);
+        let picked: Vec<usize> = (0..4).map(|_| up.pick(&key(), &[]).unwrap()).collect();
+        assert!(picked.contains(&0), "room again: {picked:?}");
+    }
+
+    #[tokio::test]
+    async fn a_request_waits_for_room_and_goes_when_a_place_frees() {
+        let up = limited(&[1], Duration::from_secs(30));
+        let retries = Counter::default();
+        let mut first = Tries::new(&up, key());
+        let (_, _, held) = first.next(&retries).await.unwrap().unwrap();
+        let mut second = Tries::new(&up, key());
+        let waiting = second.next(&retries);
+        tokio::pin!(waiting);
+        // it waits, and is counted as waiting
+        assert!(futures_poll(waiting.as_mut()).is_none());
+        assert_eq!(up.queue.waiting.get(), 1);
+        drop(held);
+        let (i, _, _) = waiting.await.unwrap().unwrap();
+        assert_eq!(i, 0);
+        assert_eq!(up.queue.waiting.get(), 0);
+        assert_eq!(up.queue.timeouts.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_request_that_finds_no_room_within_queue_timeout_fails_and_blames_no_backend() {
+        let up = limited(&[1], Duration::from_millis(20));
+        let retries = Counter::default();
+        let mut first = Tries::new(&up, key());
+        let _held = first.next(&retries).await.unwrap().unwrap();
+        let mut second = Tries::new(&up, key());
+        let failure = second.next(&retries).await.err().unwrap();
+        assert_eq!(failure.kind, Kind::QueueTimeout);
+        assert!(!failure.blames_backend());
+        assert_eq!(up.queue.timeouts.get(), 1);
+        assert_eq!(up.queue.waiting.get(), 0);
+        // and with every backend down, nothing waits: no backend at once
+        up.group.backends[0].drain();
+        let mut third = Tries::new(&up, key());
+        assert!(third.next(&retries).await.unwrap().is_none());
+    }
+
+    /// Polls `f` once: its output if it was ready.
+    fn futures_poll<F: std::future::Future>(f: std::pin::Pin<&mut F>) -> Option<F::Output> {
+        let waker = std::task::Waker::noop();
+        match f.poll(&mut std::task::Context::from_waker(waker)) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        }
     }
 }

@@ -52,6 +52,10 @@ pub fn upstream_status<X>(up: &Upstream<X>) -> Value {
     json!({
         "balance": balance_name(up.balancer.kind()),
         "available": up.available(),
+        "queue": {
+            "waiting": up.queue.waiting.get(),
+            "timeouts": up.queue.timeouts.get(),
+        },
         "backends": backends,
     })
 }
@@ -65,6 +69,7 @@ pub fn backend_status(b: &Backend) -> Value {
         "ejected_for_ms": b.ejected_for_ms(),
         "weight": b.weight(),
         "in_flight": b.in_flight(),
+        "max_conns": (b.max_conns() != 0).then(|| b.max_conns()),
         "requests": b.stats.requests.get(),
         "failures": b.stats.failures.get(),
         "ejections": b.stats.ejections.get(),
@@ -73,6 +78,19 @@ pub fn backend_status(b: &Backend) -> Value {
 
 /// Per-backend metrics, labelled with the layer and listener.
 pub fn backend_metrics<X>(w: &mut MetricsWriter, layer: &str, listener: &str, up: &Upstream<X>) {
+    let labels = [("layer", layer), ("listener", listener)];
+    w.gauge(
+        "strata_queue_waiting",
+        "Requests (http) or connections (tcp) waiting for a backend below its max_conns.",
+        &labels,
+        up.queue.waiting.get() as f64,
+    );
+    w.counter(
+        "strata_queue_timeouts_total",
+        "Requests (http) or connections (tcp) that waited queue_timeout for a backend with room and were refused.",
+        &labels,
+        up.queue.timeouts.get(),
+    );
     group_metrics(w, layer, listener, &up.group);
 }
 

@@ -286,10 +286,9 @@ pub(crate) async fn exchange<'s>(
             tries.failed(f, false);
             break;
         };
-        let Some((index, backend)) = tries.next() else {
+        let Some((index, backend, in_flight)) = tries.next().await else {
             break;
         };
-        let in_flight = backend.start();
         let attempt = async {
             let (mut send, stream) = pool
                 .checkout(index, backend.addr, site.upstream.config.connect_timeout)

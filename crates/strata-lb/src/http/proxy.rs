@@ -24,12 +24,12 @@ use super::{BackendStats, HttpService, Site};
 use strata_net::buffers::fill;
 use strata_net::Deadline;
 use strata_net::{write_all_parts_within, Parts};
-use strata_upstream::{hash_value, Failure, Key, Kind, Retry, Stage, Tries};
+use strata_upstream::{hash_value, Failure, Go, Key, Kind, Retry, Stage, Tries};
 
 /// The status a client gets for a failed request.
 pub(crate) fn status(f: &Failure) -> StatusCode {
     match f.kind {
-        Kind::NoBackend => StatusCode::SERVICE_UNAVAILABLE,
+        Kind::NoBackend | Kind::QueueTimeout => StatusCode::SERVICE_UNAVAILABLE,
         Kind::Timeout => StatusCode::GATEWAY_TIMEOUT,
         Kind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         Kind::BadRequest => StatusCode::BAD_REQUEST,
@@ -340,8 +340,7 @@ pub(crate) async fn forward<'s>(
     request: &mut Outbound<'_, impl BodySource>,
 ) -> Result<Answer<'s>, (Failure, Option<&'s Arc<Backend>>)> {
     let mut tries = Attempts::new(svc, site, key);
-    while let Some((index, backend)) = tries.next() {
-        let in_flight = backend.start();
+    while let Some((index, backend, in_flight)) = tries.next().await {
         match attempt(site, index, started, deadline, request).await {
             Ok((conn, buf, resp)) => {
                 tries.answered(index, resp.status, started);
@@ -384,9 +383,16 @@ impl<'s, 'v> Attempts<'s, 'v> {
         }
     }
 
-    /// The backend for the next try, while tries are left.
-    pub(crate) fn next(&mut self) -> Option<(usize, &'s Arc<Backend>)> {
-        self.tries.next(&self.svc.stats.retries)
+    /// The backend for the next try, counted in flight there, while tries are left (waiting
+    /// in the listener's queue while every backend is at its `max_conns`).
+    pub(crate) async fn next(&mut self) -> Option<Go<'s>> {
+        match self.tries.next(&self.svc.stats.retries).await {
+            Ok(go) => go,
+            Err(failure) => {
+                self.failure = failure;
+                None
+            }
+        }
     }
 
     /// Backend `index` answered with `status`.
@@ -432,6 +438,9 @@ impl<'s, 'v> Attempts<'s, 'v> {
             // the client's answer names neither the backend nor the OS error: they go here
             (_, Some(b)) => {
                 tracing::info!(listener = %svc.name, backend = %b.name, error = %failure, "request failed")
+            }
+            (_, None) if failure.kind == Kind::QueueTimeout => {
+                tracing::info!(listener = %svc.name, error = %failure, "request failed")
             }
             (_, None) => {}
         }

@@ -1,10 +1,11 @@
 //! HAProxy's frontends and listen sections translated into `[[http]]` and `[[tcp]]` listeners
 //! (by their `mode`): one for each address a frontend binds, in front of the servers of its
-//! default backend, with the backend's balance, health checks and timeouts.
+//! default backend, with the backend's balance, health checks, timeouts and per-server limits
+//! (`maxconn`, `timeout queue`).
 //!
 //! What can't be carried over is treated by what it would change:
 //! - how HAProxy's process runs (`global`), logs, stats, rules (`acl`, `http-request`...),
-//!   persistence, compression, queues, and what a `server` or `bind` line sets that Strata has
+//!   persistence, compression, dynamic server limits, and what a `server` or `bind` line sets that Strata has
 //!   no setting for: dropped, with a note;
 //! - requests a frontend sends elsewhere by a rule (`use_backend ... if`): they go to its
 //!   default backend, with a note; servers HAProxy sends nothing while others are up (`backup`,
@@ -459,7 +460,7 @@ impl<'c, 'a> Frontend<'c, 'a> {
         Some(t)
     }
 
-    /// `connect_timeout`, `header_timeout`, `response_timeout` and `idle_timeout`, from the
+    /// `connect_timeout`, `queue_timeout`, `header_timeout`, `response_timeout` and `idle_timeout`, from the
     /// timeouts of the frontend and of `backend`.
     fn timeouts(&mut self, backend: Option<usize>) {
         let i = self.index;
@@ -489,6 +490,9 @@ impl<'c, 'a> Frontend<'c, 'a> {
         let strata = |t: &Timeout<'_>| quoted(&t.time.strata());
         if let Some(t) = &connect {
             self.timeouts.push(("connect_timeout", strata(t)));
+        }
+        if let Some(t) = backend.and_then(|b| self.timeout(b, "queue")) {
+            self.timeouts.push(("queue_timeout", strata(&t)));
         }
         if self.mode == Mode::Http {
             let request = self.timeout(i, "http-request");

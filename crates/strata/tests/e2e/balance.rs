@@ -225,3 +225,105 @@ async fn retries_stop_when_the_retry_budget_is_spent() {
     assert!(refused >= 1.0, "the dead backend was never tried");
     assert_eq!(retries("loose").await, refused);
 }
+
+/// One backend that takes one request at once (`max_conns=1`) behind listener "web", with
+/// `keys` for the listener, and a request to it that the backend holds for `ms` milliseconds,
+/// there already.
+async fn one_at_a_time_and_busy(
+    keys: &str,
+    ms: u64,
+) -> (Backend, Strata, tokio::task::JoinHandle<Reply>) {
+    let a = Backend::start("a").await;
+    let text = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[http]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"{} max_conns=1\"]\n{keys}\n",
+        a.addr
+    );
+    let strata = Strata::start(&text);
+    let addr = strata.addr("http:web");
+    let slow = tokio::spawn(async move { get_once(addr, &format!("/slow/{ms}")).await });
+    eventually(
+        Duration::from_secs(5),
+        "the slow request at the backend",
+        || async { a.hits.load(Ordering::SeqCst) == 1 },
+    )
+    .await;
+    (a, strata, slow)
+}
+
+/// Waits until `strata`'s listener "web" has `n` requests in its queue.
+async fn queued(strata: &Strata, n: f64) {
+    eventually(Duration::from_secs(5), "a request in the queue", || async {
+        sample(strata, "strata_queue_waiting", "listener=\"web\"").await == n
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_backend_at_max_conns_gets_no_more_and_the_next_request_waits_its_turn() {
+    let (a, strata, slow) = one_at_a_time_and_busy("queue_timeout = \"30s\"", 1500).await;
+    let addr = strata.addr("http:web");
+    let next = tokio::spawn(async move { get_once(addr, "/").await });
+    queued(&strata, 1.0).await;
+    // it waits in Strata, not at the backend
+    assert_eq!(a.hits.load(Ordering::SeqCst), 1);
+    let status = admin_status(&strata).await;
+    let web = &status["http"][0];
+    assert_eq!(web["queue"]["waiting"], 1, "{web}");
+    assert_eq!(web["backends"][0]["max_conns"], 1, "{web}");
+    // when the slow one is answered, the waiting one goes
+    assert_eq!(slow.await.unwrap().status, 200);
+    let reply = next.await.unwrap();
+    assert_eq!((reply.status, reply.body.as_str()), (200, "backend a"));
+    assert_eq!(a.hits.load(Ordering::SeqCst), 2);
+    queued(&strata, 0.0).await;
+    assert_eq!(
+        sample(&strata, "strata_queue_timeouts_total", "listener=\"web\"").await,
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn a_request_that_waits_past_queue_timeout_gets_503_and_the_backend_is_not_blamed() {
+    let (a, strata, slow) = one_at_a_time_and_busy("queue_timeout = \"300ms\"", 10000).await;
+    let addr = strata.addr("http:web");
+    let reply = get_once(addr, "/").await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(
+        reply.body,
+        "strata: listener \"web\": every backend stayed full for queue_timeout\n"
+    );
+    assert_eq!(a.hits.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        sample(&strata, "strata_queue_timeouts_total", "listener=\"web\"").await,
+        1.0
+    );
+    // a full backend is busy, not failing: it stays up, with no failure counted
+    let labels = of("web", a.addr);
+    assert_eq!(sample(&strata, "strata_backend_up", &labels).await, 1.0);
+    assert_eq!(
+        sample(&strata, "strata_backend_failures_total", &labels).await,
+        0.0
+    );
+    slow.abort();
+}
+
+#[tokio::test]
+async fn a_tcp_backend_at_max_conns_takes_the_next_connection_when_one_closes() {
+    let a = Backend::start("a").await;
+    let text = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[tcp]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"{} max_conns=1\"]\nqueue_timeout = \"30s\"\n",
+        a.addr
+    );
+    let strata = Strata::start(&text);
+    let addr = strata.addr("tcp:web");
+    // the first connection holds the backend's one place for as long as it is open
+    let mut first = Client::connect(addr).await;
+    assert_eq!(first.get("/").await.expect("request").status, 200);
+    let next = tokio::spawn(async move { get_once(addr, "/").await });
+    queued(&strata, 1.0).await;
+    assert_eq!(a.hits.load(Ordering::SeqCst), 1);
+    drop(first);
+    let reply = next.await.unwrap();
+    assert_eq!((reply.status, reply.body.as_str()), (200, "backend a"));
+    assert_eq!(a.hits.load(Ordering::SeqCst), 2);
+}

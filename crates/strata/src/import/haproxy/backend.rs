@@ -21,6 +21,7 @@ const READ: &[&str] = &[
     "disabled",
     "enabled",
     "weight",
+    "maxconn",
     "inter",
     "rise",
     "fall",
@@ -78,6 +79,8 @@ struct Member<'c, 'a> {
     check: bool,
     idle: Option<Idle>,
     weight: u32,
+    /// Its `maxconn` (0: no limit), as Strata takes it.
+    max_conns: u32,
     /// `ssl`, `send-proxy` or `send-proxy-v2`: what HAProxy speaks to it that Strata does not.
     speaks: Vec<&'static str>,
 }
@@ -621,11 +624,14 @@ impl<'c, 'a> Member<'c, 'a> {
     fn line(&self, port: u16) -> Result<(String, String, Option<String>), (String, String)> {
         let address = self.server.address;
         let written = &address.text;
-        let weight = if self.weight == 1 {
+        let mut weight = if self.weight == 1 {
             String::new()
         } else {
             format!(" weight={}", self.weight)
         };
+        if self.max_conns != 0 {
+            weight += &format!(" max_conns={}", self.max_conns);
+        }
         let unquoted = address.written.trim_matches(|c| c == '"' || c == '\'');
         let kept = |why: String| Err((format!("{unquoted}{weight}"), why));
         if let Some(env) = address.env.iter().find(|e| e.default.is_none()) {
@@ -668,6 +674,12 @@ impl<'c, 'a> Member<'c, 'a> {
             .rev()
             .find(|o| o.name() == "weight")
             .map_or(1, |o| o.value().parse().unwrap_or(1));
+        // HAProxy's 0 is no limit; Strata takes at most a million
+        let max_conns = params
+            .iter()
+            .rev()
+            .find(|o| o.name() == "maxconn")
+            .map_or(0, |o| o.value().parse::<u32>().unwrap_or(0).min(1_000_000));
         let idle = if flag("disabled", "enabled") {
             Some(Idle::Disabled)
         } else if weight == 0 {
@@ -688,6 +700,7 @@ impl<'c, 'a> Member<'c, 'a> {
             params,
             idle,
             weight,
+            max_conns,
             speaks,
         }
     }

@@ -47,6 +47,7 @@ const BACK: &[&str] = &[
     "timeout server",
     "timeout check",
     "timeout tunnel",
+    "timeout queue",
     "retries",
     "option forwardfor",
     "no option forwardfor",
@@ -143,8 +144,7 @@ pub(super) fn why(s: &Statement, kind: Kind, mode: Mode) -> String {
             ),
         )
         | ("http-reuse", _) => "Strata keeps client connections alive, and pools its connections to backends (`upstream_keepalive`)",
-        ("timeout", _) if s.text(0) == "queue" => "Strata has no queue for servers: a listener's clients beyond `max_connections` wait in the kernel's accept queue, and a request never waits for a server",
-        ("fullconn", _) => "Strata has no queue for servers or dynamic per-server limits",
+        ("fullconn", _) => "Strata's per-server limit is fixed (`max_conns`), not dynamic",
         ("hash-type" | "hash-balance-factor", _) => "Strata's `hash` balance is a consistent-hash ring of its own (160 points per backend)",
         ("retry-on", _) => "Strata retries a request that never reached a backend, or an idempotent one without a body",
         ("tcp-check" | "external-check", _)
@@ -186,7 +186,9 @@ pub(super) fn global_why(s: &Statement) -> &'static str {
 pub(super) fn server_param_why(name: &str) -> &'static str {
     match name {
         "cookie" => "Strata keeps no client on a server",
-        "maxconn" | "maxqueue" | "minconn" | "strict-maxconn" => "Strata has no per-server connection limit or queue",
+        "minconn" => "Strata's per-server limit is fixed (`max_conns`, from `maxconn`), not dynamic",
+        "maxqueue" => "Strata does not bound how many wait in a listener's queue; `queue_timeout` bounds how long",
+        "strict-maxconn" => "Strata's `max_conns` counts requests in flight, not connections",
         "fastinter" | "downinter" => "Strata checks at one interval whatever a backend's state",
         "port" | "addr" => "Strata checks each backend at its own address and port",
         "observe" | "error-limit" | "on-error" | "on-marked-down" | "on-marked-up" => "Strata ejects a backend after failures in real traffic by itself (`passive`)",

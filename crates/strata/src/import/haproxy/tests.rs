@@ -806,11 +806,21 @@ fn import_haproxy_notes_what_it_drops_with_why() {
         "21 www.option dontlognull: not translated: Strata logs to stderr",
         "24 app.stats enable: not translated: HAProxy's stats page is Strata's admin listener",
         "25 app.cookie: not translated: Strata keeps no client on a server",
-        "26 app.timeout queue: not translated: Strata has no queue for servers",
-        "27 app.server a: `cookie a`, `maxconn 5`, `fastinter 1s`, `observe layer7` not translated: Strata keeps no client on a server; Strata has no per-server connection limit or queue; Strata checks at one interval whatever a backend's state; Strata ejects a backend after failures in real traffic by itself (`passive`)",
+        "27 app.server a: `cookie a`, `fastinter 1s`, `observe layer7` not translated: Strata keeps no client on a server; Strata checks at one interval whatever a backend's state; Strata ejects a backend after failures in real traffic by itself (`passive`)",
     ] {
         assert!(said.iter().any(|n| n.starts_with(want)), "{want}\n{said:#?}");
     }
+    // a server's maxconn and the backend's queue timeout are Strata's own
+    assert!(!said
+        .iter()
+        .any(|n| n.contains("maxconn 5") || n.contains("timeout queue")));
+    let www = listener(&t, "www");
+    assert!(www.contains(&"queue_timeout = \"5s\""), "{www:?}");
+    assert!(
+        www.iter()
+            .any(|l| l.contains("\"10.0.0.1:80 max_conns=5\"")),
+        "{www:?}"
+    );
     // crt-base is read, not noted
     assert!(!said.iter().any(|n| n.contains("crt-base")));
     // a note about a defaults line is said once, however many listeners it is about
