@@ -281,6 +281,7 @@ impl Backend {
         let was = self.active_up.swap(up, Relaxed);
         if up && !was {
             self.available_since.store(now_ms(), Relaxed);
+            self.room_came();
         }
         self.set_reason(why);
     }
@@ -297,6 +298,14 @@ impl Backend {
         if self.draining.swap(false, Relaxed) {
             self.available_since.store(now_ms(), Relaxed);
             self.set_reason("restored by the admin API".into());
+            self.room_came();
+        }
+    }
+
+    /// It takes traffic again: whatever waits for room looks again.
+    fn room_came(&self) {
+        if let Some(room) = self.room.get() {
+            room.notify_waiters();
         }
     }
 

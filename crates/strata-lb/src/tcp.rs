@@ -15,7 +15,7 @@ use strata_net::Limit;
 use strata_net::{accept_loop, Admitted, Lanes, Park, Relay, Timers};
 use strata_upstream::{
     backend_action, backend_metrics, upstream_status, ActionError, BackendAction, Failure, Key,
-    Tries, Upstream,
+    Kind, Tries, Upstream,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -262,10 +262,17 @@ pub async fn serve(svc: Arc<TcpService>, listener: TcpListener, shutdown: Cancel
 async fn connect_then_relay(open: Open, client: TcpStream, addr: SocketAddr, admitted: Admitted) {
     let svc = &open.service();
     let site = svc.site.load_full();
-    let Some((server, in_flight)) = backend_for(svc, &site, addr).await else {
-        svc.stats.no_backend.inc();
-        tracing::warn!(listener = %svc.name, client = %addr, "no backend could be reached; closing the client connection");
-        return;
+    let (server, in_flight) = match backend_for(svc, &site, addr).await {
+        Ok(found) => found,
+        Err(failure) if failure.kind == Kind::QueueTimeout => {
+            tracing::info!(listener = %svc.name, client = %addr, error = %failure, "closing the client connection");
+            return;
+        }
+        Err(_) => {
+            svc.stats.no_backend.inc();
+            tracing::warn!(listener = %svc.name, client = %addr, "no backend could be reached; closing the client connection");
+            return;
+        }
     };
     let relay = Relay::new(&site.timers, site.config.idle_timeout);
     drop(site);
@@ -323,12 +330,13 @@ impl strata_metrics::CountsOpen for TcpService {
 }
 
 /// Connects to a backend for `client`, trying another when one can't be reached: the
-/// connection, and the guard that counts it in flight at its backend.
+/// connection, and the guard that counts it in flight at its backend; or why there is none
+/// (no backend could be reached, or every one stayed at its `max_conns` for `queue_timeout`).
 async fn backend_for(
     svc: &TcpService,
     site: &Site,
     client: SocketAddr,
-) -> Option<(TcpStream, InFlight)> {
+) -> Result<(TcpStream, InFlight), Failure> {
     let up = &site.upstream;
     let key = Key {
         client: client.ip(),
@@ -336,18 +344,14 @@ async fn backend_for(
     };
     let mut tries = Tries::new(up, key);
     loop {
-        let (_, backend, in_flight) = match tries.next(&svc.stats.retries).await {
-            Ok(Some(go)) => go,
-            Ok(None) => return None,
-            Err(failure) => {
-                tracing::info!(listener = %svc.name, client = %client, error = %failure, "connection refused");
-                return None;
-            }
-        };
+        let (_, backend, in_flight) = tries
+            .next(&svc.stats.retries)
+            .await?
+            .ok_or_else(Failure::no_backend)?;
         match connect(backend.addr, up.config.connect_timeout).await {
             Ok(server) => {
                 backend.report_success();
-                return Some((server, in_flight));
+                return Ok((server, in_flight));
             }
             // nothing reached the backend: another may take the connection
             Err(e) => {

@@ -3,9 +3,11 @@
 
 use std::sync::Arc;
 
+use std::pin::Pin;
 use strata_config as config;
 use strata_health::{spawn_checks, Backend, Group, InFlight, Probe};
 use strata_metrics::{Counter, Gauge};
+use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -77,6 +79,8 @@ impl<X: Default> Upstream<X> {
             backends,
             passive: config.passive.clone(),
         };
+        // what waits under the generation before looks again at this one's backends and limits
+        queue.room.notify_waiters();
         Upstream {
             balancer: Balancer::new(&config.balance, &group, config.slow_start),
             budget: RetryBudget::after(config.retry_budget, previous.map(|p| &p.budget)),
@@ -128,6 +132,11 @@ impl<X> Upstream<X> {
     }
 }
 
+/// How often a request waiting in the queue looks again though nothing woke it: for room that
+/// comes with no event (an ejection that runs out); a freed place, a reload, a backend back up
+/// or restored wake it at once.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Pooled connections found closed by the backend, tried again at no cost to the retry count.
 const MAX_STALE: u32 = 4;
 
@@ -144,6 +153,8 @@ pub struct Tries<'a, X = ()> {
     queued: bool,
     /// When its time in the queue runs out (set when it first lines up).
     give_up: Option<Instant>,
+    /// Its place in line for a freed place, kept while it looks again (see [`RECHECK`]).
+    turn: Option<Pin<Box<Notified<'a>>>>,
 }
 
 /// What one pick came to.
@@ -171,6 +182,7 @@ impl<'a, X> Tries<'a, X> {
             stale: 0,
             queued: false,
             give_up: None,
+            turn: None,
         }
     }
 
@@ -199,13 +211,15 @@ impl<'a, X> Tries<'a, X> {
     }
 
     fn pick(&mut self, retries: &Counter) -> Pick<'a> {
-        if self.attempt > self.up.config.retries {
-            return Pick::Nothing;
-        }
         // a retry pays first (a pick moves round robin along), and is paid back when there is
         // no backend to send it to; it counts only once it goes
         let retry = self.attempt > 0;
-        if retry && !self.up.budget.withdraw() {
+        if self.attempt > self.up.config.retries || (retry && !self.up.budget.withdraw()) {
+            if self.queued {
+                // it may have been woken for a place it will not take: the next in line may
+                self.leave_queue();
+                self.up.queue.room.notify_one();
+            }
             return Pick::Nothing;
         }
         let refund = |up: &Upstream<X>| {
@@ -213,18 +227,22 @@ impl<'a, X> Tries<'a, X> {
                 up.budget.refund();
             }
         };
-        // what waits already goes first
+        // what waits already goes first (unless there is no backend to wait for)
         if !self.queued && self.up.queue.waiting.get() > 0 {
-            refund(self.up);
-            return Pick::Full;
-        }
-        let Some(index) = self.up.pick(&self.key, &self.tried) else {
             refund(self.up);
             return if self.up.available() > 0 {
                 Pick::Full
             } else {
                 Pick::Nothing
             };
+        }
+        let Some(index) = self.up.pick(&self.key, &self.tried) else {
+            refund(self.up);
+            if self.up.available() > 0 {
+                return Pick::Full;
+            }
+            self.leave_queue();
+            return Pick::Nothing;
         };
         let backend = &self.up.group.backends[index];
         // (another thread may have taken its last place since the pick looked)
@@ -245,24 +263,42 @@ impl<'a, X> Tries<'a, X> {
         Pick::Go(index, backend, in_flight)
     }
 
-    /// Waits in the queue until a backend has room: false when its time there ran out.
+    /// Waits in the queue for a chance at a place: false once its time there has run out.
+    ///
+    /// A freed place wakes the longest waiting; a reload, or a backend back up or restored,
+    /// wakes all; [`RECHECK`] passing wakes it too, keeping its place in line.
     async fn wait(&mut self) -> bool {
         let queue = &self.up.queue;
+        let now = Instant::now();
         let give_up = *self
             .give_up
-            .get_or_insert_with(|| Instant::now() + self.up.config.queue_timeout);
+            .get_or_insert_with(|| now + self.up.config.queue_timeout);
+        if now >= give_up {
+            return false;
+        }
         if !self.queued {
             self.queued = true;
             queue.waiting.inc();
         }
-        tokio::time::timeout_at(give_up, queue.room.notified())
+        let turn = self
+            .turn
+            .get_or_insert_with(|| Box::pin(queue.room.notified()));
+        if tokio::time::timeout_at(give_up.min(now + RECHECK), turn.as_mut())
             .await
             .is_ok()
+        {
+            // woken: the next wait lines up again, at the back
+            self.turn = None;
+        }
+        true
     }
 
+    /// Leaves the queue, if in it (a wake its place in line had and did not use goes on to the
+    /// next in line as the place is dropped).
     fn leave_queue(&mut self) {
         if std::mem::take(&mut self.queued) {
             self.up.queue.waiting.dec();
+            self.turn = None;
         }
     }
 
@@ -425,6 +461,19 @@ mod tests {
         Upstream::new(&config, None)
     }
 
+    /// In `$up` (one backend with one place): a request that holds the place, its guard bound
+    /// to `$held`, and one that waits for it, pinned as `$waiting` and polled once.
+    macro_rules! one_held_one_waiting {
+        ($up:ident, $retries:ident, $held:ident, $waiting:ident) => {
+            let mut first = Tries::new(&$up, key());
+            let $held = first.next(&$retries).await.unwrap().unwrap();
+            let mut second = Tries::new(&$up, key());
+            let $waiting = second.next(&$retries);
+            tokio::pin!($waiting);
+            assert!(futures_poll($waiting.as_mut()).is_none());
+        };
+    }
+
     #[tokio::test]
     async fn a_full_backend_is_passed_over_and_its_place_comes_back_when_a_request_ends() {
         let up = limited(&[1, 0], Duration::from_secs(5));
@@ -447,19 +496,45 @@ mod tests {
     async fn a_request_waits_for_room_and_goes_when_a_place_frees() {
         let up = limited(&[1], Duration::from_secs(30));
         let retries = Counter::default();
-        let mut first = Tries::new(&up, key());
-        let (_, _, held) = first.next(&retries).await.unwrap().unwrap();
-        let mut second = Tries::new(&up, key());
-        let waiting = second.next(&retries);
-        tokio::pin!(waiting);
+        one_held_one_waiting!(up, retries, held, waiting);
         // it waits, and is counted as waiting
-        assert!(futures_poll(waiting.as_mut()).is_none());
         assert_eq!(up.queue.waiting.get(), 1);
         drop(held);
         let (i, _, _) = waiting.await.unwrap().unwrap();
         assert_eq!(i, 0);
         assert_eq!(up.queue.waiting.get(), 0);
         assert_eq!(up.queue.timeouts.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_request_finds_room_that_comes_without_a_place_freeing() {
+        let up = limited(&[1], Duration::from_secs(30));
+        let retries = Counter::default();
+        one_held_one_waiting!(up, retries, _held, waiting);
+        // a reload raises the limit: nothing ends, and the waiting request goes all the same,
+        // long before its 30 s in the queue are up
+        up.group.backends[0].set_max_conns(2);
+        let went = tokio::time::timeout(Duration::from_secs(10), waiting).await;
+        let (i, _, _) = went.expect("still waiting").unwrap().unwrap();
+        assert_eq!(i, 0);
+        assert_eq!(up.queue.timeouts.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn with_no_backend_up_nothing_waits_though_the_queue_is_not_empty() {
+        let up = limited(&[1], Duration::from_secs(30));
+        let retries = Counter::default();
+        one_held_one_waiting!(up, retries, _held, waiting);
+        up.group.backends[0].drain();
+        // a new request does not line up behind it: no backend is there to wait for
+        let mut third = Tries::new(&up, key());
+        let now = third.next(&retries);
+        tokio::pin!(now);
+        assert!(matches!(futures_poll(now.as_mut()), Some(Ok(None))));
+        // and the waiting one learns it when it looks again, long before its 30 s are up
+        let went = tokio::time::timeout(Duration::from_secs(10), waiting).await;
+        assert!(matches!(went, Ok(Ok(None))));
+        assert_eq!(up.queue.waiting.get(), 0);
     }
 
     #[tokio::test]

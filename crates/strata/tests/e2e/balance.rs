@@ -260,7 +260,7 @@ async fn queued(strata: &Strata, n: f64) {
 
 #[tokio::test]
 async fn a_backend_at_max_conns_gets_no_more_and_the_next_request_waits_its_turn() {
-    let (a, strata, slow) = one_at_a_time_and_busy("queue_timeout = \"30s\"", 1500).await;
+    let (a, strata, slow) = one_at_a_time_and_busy("queue_timeout = \"30s\"", 5000).await;
     let addr = strata.addr("http:web");
     let next = tokio::spawn(async move { get_once(addr, "/").await });
     queued(&strata, 1.0).await;
