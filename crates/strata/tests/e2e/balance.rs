@@ -14,11 +14,18 @@ use tokio::net::{TcpListener, TcpSocket};
 /// An admin listener and an `[[http]]` listener for each `(name, extra keys)`, all over
 /// `backends`.
 fn config(backends: &[SocketAddr], listeners: &[(&str, &str)]) -> String {
-    let list: Vec<String> = backends.iter().map(|a| format!("\"{a}\"")).collect();
+    let lines: Vec<String> = backends.iter().map(|a| a.to_string()).collect();
+    config_of("http", &lines, listeners)
+}
+
+/// An admin listener and a listener of `layer` for each `(name, extra keys)`, all over the
+/// backend lines `backends` (`"ip:port weight=2"`).
+fn config_of(layer: &str, backends: &[String], listeners: &[(&str, &str)]) -> String {
+    let list: Vec<String> = backends.iter().map(|b| format!("\"{b}\"")).collect();
     let mut text = "[admin]\nlisten = \"127.0.0.1:0\"\n".to_string();
     for (name, extra) in listeners {
         text += &format!(
-            "\n[[http]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\nbackends = [{}]\n{extra}\n",
+            "\n[[{layer}]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\nbackends = [{}]\n{extra}\n",
             list.join(", ")
         );
     }
@@ -234,11 +241,8 @@ async fn one_at_a_time_and_busy(
     ms: u64,
 ) -> (Backend, Strata, tokio::task::JoinHandle<Reply>) {
     let a = Backend::start("a").await;
-    let text = format!(
-        "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[http]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"{} max_conns=1\"]\n{keys}\n",
-        a.addr
-    );
-    let strata = Strata::start(&text);
+    let one = [format!("{} max_conns=1", a.addr)];
+    let strata = Strata::start(&config_of("http", &one, &[("web", keys)]));
     let addr = strata.addr("http:web");
     let slow = tokio::spawn(async move { get_once(addr, &format!("/slow/{ms}")).await });
     eventually(
@@ -310,11 +314,9 @@ async fn a_request_that_waits_past_queue_timeout_gets_503_and_the_backend_is_not
 #[tokio::test]
 async fn a_tcp_backend_at_max_conns_takes_the_next_connection_when_one_closes() {
     let a = Backend::start("a").await;
-    let text = format!(
-        "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[tcp]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"{} max_conns=1\"]\nqueue_timeout = \"30s\"\n",
-        a.addr
-    );
-    let strata = Strata::start(&text);
+    let one = [format!("{} max_conns=1", a.addr)];
+    let keys = "queue_timeout = \"30s\"";
+    let strata = Strata::start(&config_of("tcp", &one, &[("web", keys)]));
     let addr = strata.addr("tcp:web");
     // the first connection holds the backend's one place for as long as it is open
     let mut first = Client::connect(addr).await;
