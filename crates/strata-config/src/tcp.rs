@@ -33,6 +33,7 @@ pub(crate) const KEYS: &[&str] = &[
     "connect_timeout",
     "slow_start",
     "queue_timeout",
+    "queue_size",
     "name",
     "listen",
     "idle_timeout",

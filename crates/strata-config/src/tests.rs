@@ -388,6 +388,7 @@ name = "db"
 listen = "127.0.0.1:5433"
 backends = ["127.0.0.1:5432 max_conns=100"]
 queue_timeout = "500ms"
+queue_size = 200
 "#;
     let c = parse(src, "t.toml", Path::new(".")).expect("valid");
     let web = &c.http[0].upstream;
@@ -398,6 +399,11 @@ queue_timeout = "500ms"
     let db = &c.tcp[0].upstream;
     assert_eq!(db.backends[0].max_conns, 100);
     assert_eq!(db.queue_timeout, Duration::from_millis(500));
+    assert_eq!(
+        (db.queue_size, web.queue_size),
+        (200, 0),
+        "no bound unless written"
+    );
 
     let p = problems(
         "[[http]]\nname = \"web\"\nlisten = \"127.0.0.1:80\"\nbackends = [\"127.0.0.1:81 max_conns=0\", \"127.0.0.1:82 maxconn=5\"]\n",
@@ -410,6 +416,14 @@ queue_timeout = "500ms"
     assert!(
         p.iter()
             .any(|l| l.contains("`http[0].backends[1]`: unknown backend option \"maxconn=5\"")),
+        "{p:#?}"
+    );
+    let p = problems(
+        "[[tcp]]\nname = \"db\"\nlisten = \"127.0.0.1:80\"\nbackends = [\"127.0.0.1:81\"]\nqueue_size = -1\n",
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.starts_with("test.toml:5:") && l.contains("`tcp[0].queue_size`")),
         "{p:#?}"
     );
 }

@@ -115,6 +115,9 @@ pub struct Upstream {
     /// How long a request (or connection) waits for a backend with room while every one that
     /// could take it is at its `max_conns`: HAProxy's `timeout queue`.
     pub queue_timeout: Duration,
+    /// How many requests (or connections) may wait in the queue at once; past it they are
+    /// turned away at once. Zero: no bound (nginx's `queue N`; HAProxy bounds none by default).
+    pub queue_size: u32,
 }
 
 const HEALTH_KEYS: &[&str] = &[
@@ -157,6 +160,7 @@ pub(crate) fn upstream(report: &mut Report<'_>, s: &Section<'_, '_>, layer: Laye
         slow_start: s.duration(report, "slow_start", Duration::from_secs(10)),
         // HAProxy's default for `timeout queue`
         queue_timeout: s.duration(report, "queue_timeout", connect_timeout),
+        queue_size: s.int(report, "queue_size", 0..=1_000_000, 0) as u32,
     }
 }
 

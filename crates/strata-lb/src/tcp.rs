@@ -15,7 +15,7 @@ use strata_net::Limit;
 use strata_net::{accept_loop, Admitted, Lanes, Park, Relay, Timers};
 use strata_upstream::{
     backend_action, backend_metrics, upstream_status, ActionError, BackendAction, Failure, Key,
-    Kind, Tries, Upstream,
+    Tries, Upstream,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -264,7 +264,7 @@ async fn connect_then_relay(open: Open, client: TcpStream, addr: SocketAddr, adm
     let site = svc.site.load_full();
     let (server, in_flight) = match backend_for(svc, &site, addr).await {
         Ok(found) => found,
-        Err(failure) if failure.kind == Kind::QueueTimeout => {
+        Err(failure) if failure.from_queue() => {
             tracing::info!(listener = %svc.name, client = %addr, error = %failure, "closing the client connection");
             return;
         }

@@ -46,6 +46,12 @@ impl Gauge {
     pub fn get(&self) -> i64 {
         self.0.load(Relaxed)
     }
+    /// Adds one unless the value is `limit` or more already: whether it added.
+    pub fn inc_below(&self, limit: i64) -> bool {
+        self.0
+            .fetch_update(Relaxed, Relaxed, |v| (v < limit).then_some(v + 1))
+            .is_ok()
+    }
 }
 
 /// Something that counts its open connections in a gauge: a listener's service.

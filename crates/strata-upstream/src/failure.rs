@@ -39,6 +39,9 @@ pub enum Kind {
     NoBackend,
     /// Every backend that could take it stayed at its `max_conns` for `queue_timeout`.
     QueueTimeout,
+    /// Every backend that could take it is at its `max_conns`, and the queue holds
+    /// `queue_size` already.
+    QueueFull,
     /// The connection to the backend could not be made.
     Connect,
     /// The backend refused the login (a database server's error at startup).
@@ -62,6 +65,7 @@ impl Kind {
         match self {
             Kind::NoBackend => "no backend available",
             Kind::QueueTimeout => "every backend stayed full for queue_timeout",
+            Kind::QueueFull => "every backend is full and so is the queue",
             Kind::Connect => "could not connect to a backend",
             Kind::Refused => "the backend refused the login",
             Kind::Timeout => "the backend did not answer in time",
@@ -131,6 +135,11 @@ impl Failure {
         Failure::new(Stage::Connect, Kind::QueueTimeout, Retry::Never)
     }
 
+    /// Every backend was full and the queue held `queue_size` already.
+    pub fn queue_full() -> Self {
+        Failure::new(Stage::Connect, Kind::QueueFull, Retry::Never)
+    }
+
     /// Connecting to a backend failed (refused, unreachable, or no answer within
     /// `connect_timeout`): nothing reached it. A 502 for a client, never a 504: no backend
     /// ever had the request.
@@ -138,9 +147,18 @@ impl Failure {
         Failure::new(Stage::Connect, Kind::Connect, Retry::Always).because(e)
     }
 
+    /// Whether the listener's queue turned it away (full, or its time there ran out): no
+    /// backend was tried for it.
+    pub fn from_queue(&self) -> bool {
+        matches!(self.kind, Kind::QueueTimeout | Kind::QueueFull)
+    }
+
     /// Whether the failure counts against the backend tried (passive health checking).
     pub fn blames_backend(&self) -> bool {
         !matches!(self.stage, Stage::Client)
-            && !matches!(self.kind, Kind::NoBackend | Kind::QueueTimeout)
+            && !matches!(
+                self.kind,
+                Kind::NoBackend | Kind::QueueTimeout | Kind::QueueFull
+            )
     }
 }

@@ -45,6 +45,8 @@ pub struct Queue {
     pub waiting: Gauge,
     /// Those that waited `queue_timeout` and gave up.
     pub timeouts: Counter,
+    /// Those turned away because the queue held `queue_size` already.
+    pub refused: Counter,
 }
 
 impl<X: Default> Upstream<X> {
@@ -165,6 +167,16 @@ enum Pick<'a> {
     Nothing,
 }
 
+/// What a wait in the queue came to.
+enum Wait {
+    /// Woken, or time to look again.
+    Again,
+    /// Its `queue_timeout` ran out.
+    TimedOut,
+    /// The queue held `queue_size` already: not let in.
+    Refused,
+}
+
 /// A backend for a try, its index in the set, and its place in flight there (held until the
 /// request or connection ends).
 pub type Go<'a> = (usize, &'a Arc<Backend>, InFlight);
@@ -199,13 +211,18 @@ impl<'a, X> Tries<'a, X> {
                 }
                 Pick::Nothing => return Ok(None),
                 // (boxed: only a request that queues carries the wait's state)
-                Pick::Full => {
-                    if !Box::pin(self.wait()).await {
+                Pick::Full => match Box::pin(self.wait()).await {
+                    Wait::Again => {}
+                    Wait::TimedOut => {
                         self.leave_queue();
                         self.up.queue.timeouts.inc();
                         return Err(Failure::queue_timeout());
                     }
-                }
+                    Wait::Refused => {
+                        self.up.queue.refused.inc();
+                        return Err(Failure::queue_full());
+                    }
+                },
             }
         }
     }
@@ -263,22 +280,29 @@ impl<'a, X> Tries<'a, X> {
         Pick::Go(index, backend, in_flight)
     }
 
-    /// Waits in the queue for a chance at a place: false once its time there has run out.
+    /// Waits in the queue for a chance at a place, unless its time there has run out or the
+    /// queue is full.
     ///
     /// A freed place wakes the longest waiting; a reload, or a backend back up or restored,
     /// wakes all; [`RECHECK`] passing wakes it too, keeping its place in line.
-    async fn wait(&mut self) -> bool {
+    async fn wait(&mut self) -> Wait {
         let queue = &self.up.queue;
         let now = Instant::now();
         let give_up = *self
             .give_up
             .get_or_insert_with(|| now + self.up.config.queue_timeout);
         if now >= give_up {
-            return false;
+            return Wait::TimedOut;
         }
         if !self.queued {
+            let limit = match self.up.config.queue_size {
+                0 => i64::MAX,
+                n => i64::from(n),
+            };
+            if !queue.waiting.inc_below(limit) {
+                return Wait::Refused;
+            }
             self.queued = true;
-            queue.waiting.inc();
         }
         let turn = self
             .turn
@@ -290,7 +314,7 @@ impl<'a, X> Tries<'a, X> {
             // woken: the next wait lines up again, at the back
             self.turn = None;
         }
-        true
+        Wait::Again
     }
 
     /// Leaves the queue, if in it (a wake its place in line had and did not use goes on to the
@@ -386,6 +410,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             slow_start: Duration::ZERO,
             queue_timeout: Duration::from_secs(5),
+            queue_size: 0,
         };
         Upstream::new(&config, None)
     }
@@ -553,6 +578,34 @@ mod tests {
         up.group.backends[0].drain();
         let mut third = Tries::new(&up, key());
         assert!(third.next(&retries).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_request_that_finds_the_queue_at_queue_size_is_turned_away_at_once() {
+        let mut config = limited(&[1], Duration::from_secs(30)).config.clone();
+        config.queue_size = 1;
+        let up: Upstream = Upstream::new(&config, None);
+        let retries = Counter::default();
+        one_held_one_waiting!(up, retries, held, waiting);
+        // the queue holds one: the next is refused at once, long before its 30 s
+        let mut third = Tries::new(&up, key());
+        let failure = third.next(&retries).await.err().unwrap();
+        assert_eq!(failure.kind, Kind::QueueFull);
+        assert!(failure.from_queue() && !failure.blames_backend());
+        assert_eq!(up.queue.refused.get(), 1);
+        assert_eq!(up.queue.waiting.get(), 1);
+        // the one in line still gets its turn, and the queue has room again after it
+        drop(held);
+        let (_, _, held) = waiting.await.unwrap().unwrap();
+        assert_eq!(up.queue.waiting.get(), 0);
+        let mut fourth = Tries::new(&up, key());
+        let waits = fourth.next(&retries);
+        tokio::pin!(waits);
+        assert!(futures_poll(waits.as_mut()).is_none());
+        assert_eq!(up.queue.waiting.get(), 1);
+        drop(held);
+        assert!(waits.await.unwrap().is_some());
+        assert_eq!(up.queue.refused.get(), 1);
     }
 
     /// Polls `f` once: its output if it was ready.

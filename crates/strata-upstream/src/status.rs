@@ -55,6 +55,8 @@ pub fn upstream_status<X>(up: &Upstream<X>) -> Value {
         "queue": {
             "waiting": up.queue.waiting.get(),
             "timeouts": up.queue.timeouts.get(),
+            "refused": up.queue.refused.get(),
+            "size": (up.config.queue_size != 0).then_some(up.config.queue_size),
         },
         "backends": backends,
     })
@@ -90,6 +92,12 @@ pub fn backend_metrics<X>(w: &mut MetricsWriter, layer: &str, listener: &str, up
         "Requests (http) or connections (tcp) that waited queue_timeout for a backend with room and were refused.",
         &labels,
         up.queue.timeouts.get(),
+    );
+    w.counter(
+        "strata_queue_refused_total",
+        "Requests (http) or connections (tcp) turned away because the queue held queue_size already.",
+        &labels,
+        up.queue.refused.get(),
     );
     group_metrics(w, layer, listener, &up.group);
 }

@@ -29,7 +29,7 @@ use strata_upstream::{hash_value, Failure, Go, Key, Kind, Retry, Stage, Tries};
 /// The status a client gets for a failed request.
 pub(crate) fn status(f: &Failure) -> StatusCode {
     match f.kind {
-        Kind::NoBackend | Kind::QueueTimeout => StatusCode::SERVICE_UNAVAILABLE,
+        Kind::NoBackend | Kind::QueueTimeout | Kind::QueueFull => StatusCode::SERVICE_UNAVAILABLE,
         Kind::Timeout => StatusCode::GATEWAY_TIMEOUT,
         Kind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         Kind::BadRequest => StatusCode::BAD_REQUEST,
@@ -439,7 +439,7 @@ impl<'s, 'v> Attempts<'s, 'v> {
             (_, Some(b)) => {
                 tracing::info!(listener = %svc.name, backend = %b.name, error = %failure, "request failed")
             }
-            (_, None) if failure.kind == Kind::QueueTimeout => {
+            (_, None) if failure.from_queue() => {
                 tracing::info!(listener = %svc.name, error = %failure, "request failed")
             }
             (_, None) => {}

@@ -264,15 +264,27 @@ async fn queued(strata: &Strata, n: f64) {
 
 #[tokio::test]
 async fn a_backend_at_max_conns_gets_no_more_and_the_next_request_waits_its_turn() {
-    let (a, strata, slow) = one_at_a_time_and_busy("queue_timeout = \"30s\"", 5000).await;
+    let keys = "queue_timeout = \"30s\"\nqueue_size = 1";
+    let (a, strata, slow) = one_at_a_time_and_busy(keys, 5000).await;
     let addr = strata.addr("http:web");
     let next = tokio::spawn(async move { get_once(addr, "/").await });
     queued(&strata, 1.0).await;
     // it waits in Strata, not at the backend
     assert_eq!(a.hits.load(Ordering::SeqCst), 1);
+    // the queue holds one (queue_size): the next request is turned away at once, while the
+    // slow one is still at the backend
+    let refused = get_once(addr, "/").await;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert_eq!(
+        refused.body,
+        "strata: listener \"web\": every backend is full and so is the queue\n"
+    );
+    assert!(!slow.is_finished());
     let status = admin_status(&strata).await;
     let web = &status["http"][0];
     assert_eq!(web["queue"]["waiting"], 1, "{web}");
+    assert_eq!(web["queue"]["refused"], 1, "{web}");
+    assert_eq!(web["queue"]["size"], 1, "{web}");
     assert_eq!(web["backends"][0]["max_conns"], 1, "{web}");
     // when the slow one is answered, the waiting one goes
     assert_eq!(slow.await.unwrap().status, 200);
@@ -283,6 +295,10 @@ async fn a_backend_at_max_conns_gets_no_more_and_the_next_request_waits_its_turn
     assert_eq!(
         sample(&strata, "strata_queue_timeouts_total", "listener=\"web\"").await,
         0.0
+    );
+    assert_eq!(
+        sample(&strata, "strata_queue_refused_total", "listener=\"web\"").await,
+        1.0
     );
 }
 

@@ -187,7 +187,7 @@ pub(super) fn server_param_why(name: &str) -> &'static str {
     match name {
         "cookie" => "Strata keeps no client on a server",
         "minconn" => "Strata's per-server limit is fixed (`max_conns`, from `maxconn`), not dynamic",
-        "maxqueue" => "Strata does not bound how many wait in a listener's queue; `queue_timeout` bounds how long",
+        "maxqueue" => "Strata bounds the listener's queue (`queue_size`), not each server's",
         "strict-maxconn" => "Strata's `max_conns` counts requests in flight, not connections",
         "fastinter" | "downinter" => "Strata checks at one interval whatever a backend's state",
         "port" | "addr" => "Strata checks each backend at its own address and port",
