@@ -53,6 +53,15 @@ source bench/lib.sh
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort | tail -1)
 chown postgres "$work"
 as_pg() { runuser -u postgres -- "$@"; }
+# runuser does not pass on the TERM the cleanup sends: the servers are stopped by their data
+# directories, before that (and however the script ends: `bench/db.sh | head` too)
+stop_postgres() {
+  for d in "$work/data" "$work/replica"; do
+    [[ -f $d/postmaster.pid ]] && as_pg "$PGBIN/pg_ctl" -D "$d" stop -m immediate -w >/dev/null 2>&1
+  done
+  return 0
+}
+trap 'stop_postgres; cleanup' EXIT
 PGPORT=$(free_port)
 PBPORT=$(free_port)
 STPORT=$(free_port)

@@ -2013,16 +2013,18 @@ async fn transactions_watches_and_shard_channels_follow_a_cluster_slot_that_move
     assert_eq!([first, second], [confirm(&a, 1), confirm(&b, 2)]);
 
     // a shard channel whose slot moved after the map was read: the old node's MOVED is told
-    // as TRYAGAIN, and subscribing again reaches the new owner
+    // as TRYAGAIN, and subscribing again reaches the new owner (unless the map's periodic
+    // refresh came between the move and the first try: then that one reaches it)
     let m = key_in("sm", 0, 5460);
     cluster.give_slot(slot(&m), 2).await;
     let mut moved = Resp::connect(strata.addr("cache:c")).await.unwrap();
-    let refused = text(&moved.cmd(&[b"SSUBSCRIBE", m.as_bytes()]).await);
-    assert!(refused.starts_with("-TRYAGAIN"), "{refused}");
-    assert_eq!(
-        text(&moved.cmd(&[b"SSUBSCRIBE", m.as_bytes()]).await),
-        confirm(&m, 1)
-    );
+    let first = text(&moved.cmd(&[b"SSUBSCRIBE", m.as_bytes()]).await);
+    let confirmed = if first.starts_with("-TRYAGAIN") {
+        text(&moved.cmd(&[b"SSUBSCRIBE", m.as_bytes()]).await)
+    } else {
+        first
+    };
+    assert_eq!(confirmed, confirm(&m, 1));
     assert_eq!(
         text(&c.cmd(&[b"SPUBLISH", m.as_bytes(), b"hi"]).await),
         ":1\r\n"
