@@ -57,9 +57,10 @@ as_pg() { runuser -u postgres -- "$@"; }
 # directories, before that (and however the script ends: `bench/db.sh | head` too)
 stop_postgres() {
   for d in "$work/data" "$work/replica"; do
-    [[ -f $d/postmaster.pid ]] && as_pg "$PGBIN/pg_ctl" -D "$d" stop -m immediate -w >/dev/null 2>&1
+    if [[ -f $d/postmaster.pid ]]; then
+      as_pg "$PGBIN/pg_ctl" -D "$d" stop -m immediate -w >/dev/null 2>&1 || true
+    fi
   done
-  return 0
 }
 trap 'stop_postgres; cleanup' EXIT
 PGPORT=$(free_port)

@@ -1,6 +1,6 @@
 //! Writes of one message in pieces (a head, a chunk line, data, its CRLF, the last chunk), in
-//! as few syscalls as the socket allows: small pieces joined and sent by one `send`, large ones
-//! by vectored writes, without being copied together.
+//! as few syscalls as the socket allows: small pieces joined and written at once (one `send` on
+//! a plain socket), large ones by vectored writes, without being copied together.
 
 use std::io::IoSlice;
 

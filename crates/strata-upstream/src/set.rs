@@ -31,6 +31,10 @@ pub struct Upstream<X = ()> {
     pub(crate) budget: RetryBudget,
     /// What waits for a backend with room, carried over a reload with the backends.
     pub queue: Arc<Queue>,
+    /// Of those waiting, the ones that wait for this generation's backends: what a new request
+    /// lines up behind and what `queue_size` bounds (requests that waited under the generation
+    /// before a reload pick among its backends only, and do not hold up this one's).
+    waiting_here: Gauge,
     checks: CancellationToken,
 }
 
@@ -87,6 +91,7 @@ impl<X: Default> Upstream<X> {
             balancer: Balancer::new(&config.balance, &group, config.slow_start),
             budget: RetryBudget::after(config.retry_budget, previous.map(|p| &p.budget)),
             queue,
+            waiting_here: Gauge::default(),
             group,
             extra,
             config: config.clone(),
@@ -245,7 +250,7 @@ impl<'a, X> Tries<'a, X> {
             }
         };
         // what waits already goes first (unless there is no backend to wait for)
-        if !self.queued && self.up.queue.waiting.get() > 0 {
+        if !self.queued && self.up.waiting_here.get() > 0 {
             refund(self.up);
             return if self.up.available() > 0 {
                 Pick::Full
@@ -299,9 +304,10 @@ impl<'a, X> Tries<'a, X> {
                 0 => i64::MAX,
                 n => i64::from(n),
             };
-            if !queue.waiting.inc_below(limit) {
+            if !self.up.waiting_here.inc_below(limit) {
                 return Wait::Refused;
             }
+            queue.waiting.inc();
             self.queued = true;
         }
         let turn = self
@@ -321,6 +327,7 @@ impl<'a, X> Tries<'a, X> {
     /// next in line as the place is dropped).
     fn leave_queue(&mut self) {
         if std::mem::take(&mut self.queued) {
+            self.up.waiting_here.dec();
             self.up.queue.waiting.dec();
             self.turn = None;
         }
@@ -606,6 +613,34 @@ mod tests {
         drop(held);
         assert!(waits.await.unwrap().is_some());
         assert_eq!(up.queue.refused.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn requests_after_a_reload_do_not_wait_behind_those_of_the_generation_before() {
+        let mut config = limited(&[1], Duration::from_secs(30)).config.clone();
+        config.queue_size = 1;
+        let up: Upstream = Upstream::new(&config, None);
+        let retries = Counter::default();
+        let next = {
+            one_held_one_waiting!(up, retries, _held, waiting);
+            // the queue is full, and a reload sends traffic to another backend with room: a
+            // new request goes there at once (it is neither refused nor lined up behind the
+            // one waiting for the old backend)
+            config.backends[0].addr = ([127, 0, 0, 1], 9100).into();
+            let next = Upstream::new(&config, Some(&up));
+            {
+                let mut tries = Tries::new(&next, key());
+                let went =
+                    tokio::time::timeout(Duration::from_secs(10), tries.next(&retries)).await;
+                let (_, backend, _) = went.expect("it waited").unwrap().unwrap();
+                assert_eq!(backend.addr.port(), 9100);
+            }
+            assert_eq!((next.queue.refused.get(), next.queue.waiting.get()), (0, 1));
+            assert!(futures_poll(waiting.as_mut()).is_none());
+            next
+        };
+        // the one that waited under the generation before has left the queue with its request
+        assert_eq!(next.queue.waiting.get(), 0);
     }
 
     /// Polls `f` once: its output if it was ready.
