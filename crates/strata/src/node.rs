@@ -27,6 +27,11 @@ use tokio_util::sync::CancellationToken;
 
 /// Every layer this build runs, in the order they start. A new layer is one line here.
 /// `probe` asks the node whether a listener can serve (for the entry layer's `track`).
+///
+/// A layer whose apply can still fail after its check goes before every layer whose apply
+/// cannot, since a failure leaves the layers applied before it changed: HTTP first (a
+/// certificate replaced between the check and the start); the others' listeners start
+/// without fail, and the entry layer's apply never fails.
 fn layers(probe: Probe) -> Vec<Box<dyn Layer>> {
     vec![
         Box::new(Listeners::<HttpService>::default()),
