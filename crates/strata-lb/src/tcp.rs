@@ -264,13 +264,8 @@ async fn connect_then_relay(open: Open, client: TcpStream, addr: SocketAddr, adm
     let site = svc.site.load_full();
     let (server, in_flight) = match backend_for(svc, &site, addr).await {
         Ok(found) => found,
-        // (a full queue refuses by the thousand in a burst: counted, and logged when asked)
-        Err(failure) if failure.kind == strata_upstream::Kind::QueueFull => {
-            tracing::debug!(listener = %svc.name, client = %addr, error = %failure, "closing the client connection");
-            return;
-        }
         Err(failure) if failure.from_queue() => {
-            tracing::info!(listener = %svc.name, client = %addr, error = %failure, "closing the client connection");
+            failure.log_from_queue(&svc.name, &format!("closing the connection from {addr}"));
             return;
         }
         Err(_) => {

@@ -1,6 +1,7 @@
 //! Writes of one message in pieces (a head, a chunk line, data, its CRLF, the last chunk), in
-//! as few syscalls as the socket allows: small pieces joined and written at once (one `send` on
-//! a plain socket), large ones by vectored writes, without being copied together.
+//! as few syscalls as the socket allows: one piece as it is and small pieces joined, written at
+//! once (one `send` on a plain socket); large pieces by vectored writes, without being copied
+//! together.
 
 use std::io::IoSlice;
 
@@ -51,18 +52,11 @@ pub async fn write_all_parts_within<W: AsyncWrite + Unpin>(
 /// [`write_all_parts_within`] for bytes already in one piece (a response made by the proxy).
 pub async fn write_all_within<W: AsyncWrite + Unpin>(
     w: &mut W,
-    mut bytes: &[u8],
+    bytes: &[u8],
     idle: std::time::Duration,
 ) -> std::io::Result<()> {
     // one piece: plain writes, no slices to set up (a cache client's answers come this way)
-    while !bytes.is_empty() {
-        let n = within(Some(idle), w.write(bytes)).await??;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        bytes = &bytes[n..];
-    }
-    within(Some(idle), w.flush()).await?
+    write_plain(w, &[bytes], bytes.len(), Some(idle)).await
 }
 
 async fn write_parts<W: AsyncWrite + Unpin>(
@@ -72,19 +66,12 @@ async fn write_parts<W: AsyncWrite + Unpin>(
 ) -> std::io::Result<()> {
     let items = &parts.items[..parts.len];
     let total: usize = items.iter().map(|p| p.len()).sum();
-    if total <= JOIN {
-        // small pieces (a response head and a short body) go joined, by one send: the
-        // kernel's writev takes a third more work than a send for the same bytes (the vectors
-        // copied in, the file layer's checks), more than copying a few KiB costs here
-        let mut done = 0;
-        while done < total {
-            let n = within(idle, std::future::poll_fn(|cx| joined(w, items, done, cx))).await??;
-            if n == 0 {
-                return Err(std::io::ErrorKind::WriteZero.into());
-            }
-            done += n;
-        }
-        return within(idle, w.flush()).await?;
+    if items.len() <= 1 || total <= JOIN {
+        // one piece as it is, and small pieces (a response head and a short body) joined: by
+        // plain sends, since the kernel's writev takes a third more work than a send for the
+        // same bytes (the vectors copied in, the file layer's checks), more than copying a
+        // few KiB costs here
+        return write_plain(w, items, total, idle).await;
     }
     let mut slices = [IoSlice::new(&[]); 5];
     for (slice, part) in slices.iter_mut().zip(items) {
@@ -97,6 +84,25 @@ async fn write_parts<W: AsyncWrite + Unpin>(
             return Err(std::io::ErrorKind::WriteZero.into());
         }
         IoSlice::advance_slices(&mut rest, n);
+    }
+    within(idle, w.flush()).await?
+}
+
+/// Writes `items` (`total` bytes in all, one piece or pieces of up to [`JOIN`] bytes) by plain
+/// writes, each of what is left joined in the thread's buffer when it is in several pieces.
+async fn write_plain<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    items: &[&[u8]],
+    total: usize,
+    idle: Option<std::time::Duration>,
+) -> std::io::Result<()> {
+    let mut done = 0;
+    while done < total {
+        let n = within(idle, std::future::poll_fn(|cx| joined(w, items, done, cx))).await??;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        done += n;
     }
     within(idle, w.flush()).await?
 }

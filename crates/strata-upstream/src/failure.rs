@@ -153,6 +153,19 @@ impl Failure {
         matches!(self.kind, Kind::QueueTimeout | Kind::QueueFull)
     }
 
+    /// Logs a failure the listener's queue gave (see [`Failure::from_queue`]) with what came
+    /// of it (`outcome`): a timeout at info, a refusal at debug only, since a full queue turns
+    /// requests away by the thousand in a burst (the metrics count them). False, logging
+    /// nothing, for any other failure.
+    pub fn log_from_queue(&self, listener: &str, outcome: &str) -> bool {
+        match self.kind {
+            Kind::QueueFull => tracing::debug!(%listener, error = %self, "{outcome}"),
+            Kind::QueueTimeout => tracing::info!(%listener, error = %self, "{outcome}"),
+            _ => return false,
+        }
+        true
+    }
+
     /// Whether the failure counts against the backend tried (passive health checking).
     pub fn blames_backend(&self) -> bool {
         !matches!(self.stage, Stage::Client)

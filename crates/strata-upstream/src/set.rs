@@ -485,12 +485,17 @@ mod tests {
 
     /// `upstream` with backend `i` limited to `max[i]` at once, waiting `queue` for room.
     fn limited(max: &[u32], queue: Duration) -> Upstream {
+        Upstream::new(&limited_config(max, queue), None)
+    }
+
+    /// The settings of [`limited`]'s upstream.
+    fn limited_config(max: &[u32], queue: Duration) -> config::Upstream {
         let mut config = upstream(max.len() as u16, 2).config.clone();
         for (spec, &m) in config.backends.iter_mut().zip(max) {
             spec.max_conns = m;
         }
         config.queue_timeout = queue;
-        Upstream::new(&config, None)
+        config
     }
 
     /// In `$up` (one backend with one place): a request that holds the place, its guard bound
@@ -589,7 +594,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_that_finds_the_queue_at_queue_size_is_turned_away_at_once() {
-        let mut config = limited(&[1], Duration::from_secs(30)).config.clone();
+        let mut config = limited_config(&[1], Duration::from_secs(30));
         config.queue_size = 1;
         let up: Upstream = Upstream::new(&config, None);
         let retries = Counter::default();
@@ -617,7 +622,7 @@ mod tests {
 
     #[tokio::test]
     async fn requests_after_a_reload_do_not_wait_behind_those_of_the_generation_before() {
-        let mut config = limited(&[1], Duration::from_secs(30)).config.clone();
+        let mut config = limited_config(&[1], Duration::from_secs(30));
         config.queue_size = 1;
         let up: Upstream = Upstream::new(&config, None);
         let retries = Counter::default();

@@ -439,15 +439,9 @@ impl<'s, 'v> Attempts<'s, 'v> {
             (_, Some(b)) => {
                 tracing::info!(listener = %svc.name, backend = %b.name, error = %failure, "request failed")
             }
-            // a full queue turns requests away by the thousand in a burst: counted in the
-            // metrics, and logged only when asked for
-            (_, None) if failure.kind == Kind::QueueFull => {
-                tracing::debug!(listener = %svc.name, error = %failure, "request refused")
+            (_, None) => {
+                failure.log_from_queue(&svc.name, "request failed");
             }
-            (_, None) if failure.from_queue() => {
-                tracing::info!(listener = %svc.name, error = %failure, "request failed")
-            }
-            (_, None) => {}
         }
         (failure, last)
     }
