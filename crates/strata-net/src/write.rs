@@ -55,8 +55,9 @@ pub async fn write_all_within<W: AsyncWrite + Unpin>(
     bytes: &[u8],
     idle: std::time::Duration,
 ) -> std::io::Result<()> {
-    // one piece: plain writes, no slices to set up (a cache client's answers come this way)
-    write_plain(w, &[bytes], bytes.len(), Some(idle)).await
+    let mut parts = Parts::default();
+    parts.push(bytes);
+    write_parts(w, &parts, Some(idle)).await
 }
 
 async fn write_parts<W: AsyncWrite + Unpin>(
@@ -66,39 +67,13 @@ async fn write_parts<W: AsyncWrite + Unpin>(
 ) -> std::io::Result<()> {
     let items = &parts.items[..parts.len];
     let total: usize = items.iter().map(|p| p.len()).sum();
-    if items.len() <= 1 || total <= JOIN {
-        // one piece as it is, and small pieces (a response head and a short body) joined: by
-        // plain sends, since the kernel's writev takes a third more work than a send for the
-        // same bytes (the vectors copied in, the file layer's checks), more than copying a
-        // few KiB costs here
-        return write_plain(w, items, total, idle).await;
-    }
-    let mut slices = [IoSlice::new(&[]); 5];
-    for (slice, part) in slices.iter_mut().zip(items) {
-        *slice = IoSlice::new(part);
-    }
-    let mut rest = &mut slices[..parts.len];
-    while !rest.is_empty() {
-        let n = within(idle, w.write_vectored(rest)).await??;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        IoSlice::advance_slices(&mut rest, n);
-    }
-    within(idle, w.flush()).await?
-}
-
-/// Writes `items` (`total` bytes in all, one piece or pieces of up to [`JOIN`] bytes) by plain
-/// writes, each of what is left joined in the thread's buffer when it is in several pieces.
-async fn write_plain<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    items: &[&[u8]],
-    total: usize,
-    idle: Option<std::time::Duration>,
-) -> std::io::Result<()> {
     let mut done = 0;
     while done < total {
-        let n = within(idle, std::future::poll_fn(|cx| joined(w, items, done, cx))).await??;
+        let n = within(
+            idle,
+            std::future::poll_fn(|cx| write_some(w, items, done, cx)),
+        )
+        .await??;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
@@ -107,17 +82,20 @@ async fn write_plain<W: AsyncWrite + Unpin>(
     within(idle, w.flush()).await?
 }
 
-/// Parts up to this many bytes in all are joined into one buffer and written by one send.
+/// Pieces left of up to this many bytes in all are joined into one buffer and written by one
+/// send; more go by one vectored write.
 const JOIN: usize = 4096;
 
 thread_local! {
-    /// Where small parts are joined, one per thread (a write is made within one poll).
+    /// Where small pieces are joined, one per thread (a write is made within one poll).
     static JOINED: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(JOIN));
 }
 
-/// One write of `items` from byte `from` on, joined in the thread's buffer when there is more
-/// than one piece left (one piece goes as it is).
-fn joined<W: AsyncWrite + Unpin>(
+/// One write of `items` from byte `from` on: one piece left as it is; several joined in the
+/// thread's buffer when they are small (the kernel's writev takes a third more work than a
+/// send for the same bytes: the vectors copied in, the file layer's checks; more than copying
+/// a few KiB costs here), else one vectored write.
+fn write_some<W: AsyncWrite + Unpin>(
     w: &mut W,
     items: &[&[u8]],
     mut from: usize,
@@ -136,6 +114,15 @@ fn joined<W: AsyncWrite + Unpin>(
     let rest = &items[i + 1..];
     if rest.is_empty() {
         return std::pin::Pin::new(w).poll_write(cx, first);
+    }
+    let left = first.len() + rest.iter().map(|p| p.len()).sum::<usize>();
+    if left > JOIN {
+        let mut slices = [IoSlice::new(&[]); 5];
+        slices[0] = IoSlice::new(first);
+        for (slice, part) in slices[1..].iter_mut().zip(rest) {
+            *slice = IoSlice::new(part);
+        }
+        return std::pin::Pin::new(w).poll_write_vectored(cx, &slices[..=rest.len()]);
     }
     JOINED.with_borrow_mut(|buf| {
         buf.clear();
