@@ -25,8 +25,9 @@
 # same rounds.
 #
 # Then memory per idle client: each proxy, started fresh with trust logins, holds 1,000 and then
-# 8,000 idle logged-in clients (bench/idle_pg.py); the slope of its resident memory between the
-# two, in bytes per client.
+# 8,000 idle logged-in clients that have each run one query (bench/idle_pg.py: an application's
+# pooled connection between transactions); the slope of its resident memory between the two, in
+# bytes per client.
 #
 # PROTOCOL=extended (or prepared) runs pgbench in that query protocol (default: simple); with
 # prepared, a PgBouncer older than 1.21 (which keeps no prepared statements in transaction

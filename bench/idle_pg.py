@@ -1,5 +1,7 @@
 """Opens idle PostgreSQL client connections to a pooler and holds them: each sends a
-protocol 3.0 startup packet (trust authentication), reads to its ReadyForQuery, and stays.
+protocol 3.0 startup packet (trust authentication), reads to its ReadyForQuery, runs one
+query (an application's pooled connection has run some: what a pooler keeps of that counts
+too), and stays.
 
 Usage: python3 bench/idle_pg.py HOST PORT USER DATABASE COUNT STOPFILE
 Prints "ready" once COUNT connections are logged in, then holds them until STOPFILE exists.
@@ -19,17 +21,28 @@ def startup(user: str, database: str) -> bytes:
     return struct.pack("!I", len(body) + 4) + body
 
 
-async def one(host, port, packet, held):
-    reader, writer = await asyncio.open_connection(host, port)
-    writer.write(packet)
-    await writer.drain()
+QUERY = b"SELECT 1\0"
+
+
+async def ready(reader):
+    """Reads messages up to ReadyForQuery."""
     while True:
         head = await reader.readexactly(5)
         body = await reader.readexactly(struct.unpack("!I", head[1:])[0] - 4)
         if head[:1] == b"E":
             raise RuntimeError(body)
         if head[:1] == b"Z":
-            break
+            return
+
+
+async def one(host, port, packet, held):
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(packet)
+    await writer.drain()
+    await ready(reader)
+    writer.write(b"Q" + struct.pack("!I", len(QUERY) + 4) + QUERY)
+    await writer.drain()
+    await ready(reader)
     held.append(writer)
 
 

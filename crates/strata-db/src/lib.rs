@@ -847,13 +847,13 @@ pub async fn serve(svc: Arc<DatabaseService>, listener: TcpListener, shutdown: C
         limit,
         |stream, peer, admitted| {
             svc.stats.connections.inc();
-            tokio::spawn(client::serve(
-                svc.clone(),
+            tokio::spawn(client::serve(Box::new(client::Accepted {
+                svc: svc.clone(),
                 stream,
                 peer,
                 admitted,
-                shutdown.clone(),
-            ));
+                shutdown: shutdown.clone(),
+            })));
         },
     )
     .await

@@ -89,8 +89,8 @@ pub struct Pool {
     /// less than hashing the address.
     servers: Mutex<Vec<Arc<ServerPool>>>,
     /// What a server reported at login (server_version, encodings, ...), shown to clients as
-    /// they log in.
-    pub welcome: Mutex<Option<HashMap<String, String>>>,
+    /// they log in; each client's defaults for the parameters the pooler carries.
+    pub welcome: Mutex<Option<Arc<HashMap<String, String>>>>,
 }
 
 /// A server connection handed to a client; [`Lease::release`] gives it back, dropping it
@@ -327,7 +327,7 @@ impl Pool {
                 .await?;
                 let mut welcome = lock(&self.welcome);
                 if welcome.is_none() {
-                    *welcome = Some(conn.params().clone());
+                    *welcome = Some(Arc::new(conn.params().clone()));
                 }
                 conn
             }

@@ -126,8 +126,10 @@ pub const MAX_CLIENT_STATEMENTS: usize = 10_000;
 /// The statements of one client.
 #[derive(Debug, Default)]
 pub struct ClientStatements {
-    /// The client's name to (server name, the Parse body after the name).
-    named: HashMap<String, (String, BytesMut)>,
+    /// The client's name to (server name, the Parse body after the name); allocated with the
+    /// first (most clients of a pooler never name one, and an idle one holds a pointer).
+    #[allow(clippy::box_collection)] // a pointer, where a map is 48 bytes in every session
+    named: Option<Box<HashMap<String, (String, BytesMut)>>>,
     /// What the messages sent in order are owed.
     owed: VecDeque<Owed>,
     /// After an error, answers stop until the Sync.
@@ -177,7 +179,7 @@ impl ClientStatements {
     /// The Parse of the client's named statement `name` after its name (the SQL text, its
     /// NUL, the declared parameter types), if it prepared one.
     pub fn parsed(&self, name: &str) -> Option<&[u8]> {
-        self.named.get(name).map(|(_, rest)| &rest[..])
+        self.named.as_ref()?.get(name).map(|(_, rest)| &rest[..])
     }
 
     /// Records a Parse (`body`) answered without a server: a named statement is prepared on
@@ -185,7 +187,7 @@ impl ClientStatements {
     pub fn remember(&mut self, body: &[u8]) {
         if let Some((name, rest)) = split_name(body) {
             if !name.is_empty() {
-                self.named
+                self.named_mut()
                     .insert(name.to_string(), (server_name(rest), BytesMut::from(rest)));
             }
         }
@@ -194,12 +196,24 @@ impl ClientStatements {
     /// Forgets the client's named statement `name` (SQL-level `DEALLOCATE name`); its server
     /// name when the client had prepared it.
     pub fn forget(&mut self, name: &str) -> Option<String> {
-        self.named.remove(name).map(|(server, _)| server)
+        self.named.as_mut()?.remove(name).map(|(server, _)| server)
     }
 
     /// Forgets every statement (DISCARD ALL, DEALLOCATE ALL).
     pub fn clear(&mut self) {
-        self.named.clear();
+        self.named = None;
+    }
+
+    fn named_mut(&mut self) -> &mut HashMap<String, (String, BytesMut)> {
+        self.named.get_or_insert_with(Default::default)
+    }
+
+    /// The client is idle (nothing owed): what it held for its messages in flight goes back
+    /// to the allocator, so that an idle client holds only its named statements.
+    pub fn idle(&mut self) {
+        if self.owed.is_empty() && self.owed.capacity() > 0 {
+            self.owed = VecDeque::new();
+        }
     }
 
     /// Writes to `out` what goes to the server for the client's message `tag` with `body`,
@@ -230,7 +244,7 @@ impl ClientStatements {
                     );
                 }
                 let server = server_name(rest);
-                self.named
+                self.named_mut()
                     .insert(name.to_string(), (server.clone(), BytesMut::from(rest)));
                 if held.contains(&server) {
                     held.touch(&server);
@@ -273,7 +287,7 @@ impl ClientStatements {
                     };
                     return self.pass(tag, body, owed, out);
                 };
-                if tag == b'C' && self.named.remove(statement).is_some() {
+                if tag == b'C' && self.forget(statement).is_some() {
                     // the connection keeps it for the next client that prepares it
                     self.owed.push_back(Owed::Made(b'3'));
                     return;
@@ -346,7 +360,7 @@ impl ClientStatements {
         if name.is_empty() {
             return None;
         }
-        let (server, rest) = self.named.get(name)?.clone();
+        let (server, rest) = self.named.as_ref()?.get(name)?.clone();
         if held.contains(&server) {
             held.touch(&server);
         } else {
@@ -495,14 +509,13 @@ impl ClientStatements {
     /// Whether the Parse `body` names a statement the client does not have yet, while it has
     /// as many as [`MAX_CLIENT_STATEMENTS`].
     pub fn too_many(&self, body: &[u8]) -> bool {
-        self.named.len() >= MAX_CLIENT_STATEMENTS
-            && split_name(body)
-                .is_some_and(|(name, _)| !name.is_empty() && !self.named.contains_key(name))
+        self.named.as_ref().map_or(0, |n| n.len()) >= MAX_CLIENT_STATEMENTS
+            && split_name(body).is_some_and(|(name, _)| !name.is_empty() && !self.knows(name))
     }
 
     /// Whether the client has a named statement `name`.
     pub fn knows(&self, name: &str) -> bool {
-        self.named.contains_key(name)
+        self.named.as_ref().is_some_and(|n| n.contains_key(name))
     }
 
     /// Whether the next answer owed is the pooler's own hidden query's.
