@@ -91,8 +91,12 @@ pub(crate) struct Accepted {
 
 /// Serves one client connection to its end.
 pub(crate) async fn serve(accepted: Box<Accepted>) {
-    // moved out whole, so that the allocation goes now, not at the end
-    let accepted = *accepted;
+    // moved out in a block of its own, so that the allocation goes now (the box an async
+    // fn's argument leaves emptied would go only at its end)
+    let accepted = {
+        let boxed = accepted;
+        *boxed
+    };
     let Accepted {
         svc,
         stream,
@@ -295,7 +299,9 @@ async fn login(
         Some(w) => w,
         None => match svc.acquire(&pool, 0, false).await {
             Ok((lease, _)) => {
-                let w = Arc::new(lease.conn.params().clone());
+                // the pool's own (its first connection set it), else a copy of this one's
+                let w = strata_net::lock(&pool.welcome).clone();
+                let w = w.unwrap_or_else(|| Arc::new(lease.conn.params().clone()));
                 lease.release();
                 w
             }
@@ -363,6 +369,8 @@ async fn login(
     }
     wanted.set_defaults(welcome.clone());
     let key = cancel::register();
+    // the client's number (its cancel key's process id) names it in the log from now on
+    tracing::debug!(listener = %svc.name, %peer, %user, %database, client = key.pid, "logged in");
     let mut out = BytesMut::new();
     proto::put(&mut out, b'R', |b| b.put_u32(0));
     let mut shown: Vec<(&String, &String)> = welcome.iter().collect();
@@ -2553,19 +2561,18 @@ impl Session {
         self.closing = true;
     }
 
-    /// The client is gone: its server connection, if any, goes back to the pool only once it
-    /// is clean (what was in flight read to its end, an open transaction rolled back, and in
-    /// session mode the session reset); otherwise it is closed.
-    /// Logs why the session ended, when it failed.
+    /// Logs why the session ended, when it failed: the client by its number, which the log
+    /// of its login ties to its address (kept for the whole session, the address would cost
+    /// every idle client its bytes).
     fn ended(&self, end: Result<(), ClientError>) {
         if let Err(e) = end {
-            // (the address asked of the socket: kept for the whole session, it would cost
-            // every idle client its bytes)
-            let peer = self.client.peer_addr().ok();
-            tracing::debug!(listener = %self.svc.name, ?peer, "client ended: {e}");
+            tracing::debug!(listener = %self.svc.name, client = self.key.pid, "client ended: {e}");
         }
     }
 
+    /// The client is gone: its server connection, if any, goes back to the pool only once it
+    /// is clean (what was in flight read to its end, an open transaction rolled back, and in
+    /// session mode the session reset); otherwise it is closed.
     async fn finish(&mut self) {
         cancel::unregister(&self.key);
         if self.line.take().is_some() {
