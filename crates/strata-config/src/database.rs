@@ -43,6 +43,10 @@ pub struct DatabaseListener {
     pub connect_timeout: Duration,
     /// A server connection idle in the pool this long is closed.
     pub server_idle_timeout: Duration,
+    /// A server connection open this long is closed once no client holds it (not reused,
+    /// so a backend's caches don't grow for good); `None`: no limit (PgBouncer's
+    /// `server_lifetime`).
+    pub server_lifetime: Option<Duration>,
     /// How often each server is asked whether it is the primary.
     pub check_interval: Duration,
     /// A server that fails a check (or a connect) is left out this long.
@@ -191,6 +195,7 @@ pub(crate) const KEYS: &[&str] = &[
     "idle_transaction_timeout",
     "connect_timeout",
     "server_idle_timeout",
+    "server_lifetime",
     "check_interval",
     "ban_time",
     "check_user",
@@ -376,6 +381,8 @@ pub(crate) fn listener(
         .filter(|t| !t.is_zero()),
         connect_timeout: s.duration(report, "connect_timeout", Duration::from_secs(5)),
         server_idle_timeout: s.duration(report, "server_idle_timeout", Duration::from_secs(600)),
+        server_lifetime: Some(s.duration(report, "server_lifetime", Duration::from_secs(3600)))
+            .filter(|t| !t.is_zero()),
         check_interval: s.duration(report, "check_interval", Duration::from_secs(1)),
         ban_time: s.duration(report, "ban_time", Duration::from_secs(10)),
         check_user,

@@ -211,6 +211,36 @@ fn shards_and_sharded_tables_are_checked_key_by_key() {
 }
 
 #[test]
+fn a_server_connection_lives_an_hour_unless_told_otherwise() {
+    let lifetime = |extra: &str| {
+        let text = format!(
+            "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:6432\"\nservers = [\"127.0.0.1:1\"]\n{extra}\
+             [[database.users]]\nname = \"app\"\npassword = \"p\"\n"
+        );
+        crate::parse(&text, "t.toml", Path::new("."))
+            .unwrap()
+            .database[0]
+            .server_lifetime
+    };
+    // PgBouncer's default
+    assert_eq!(lifetime(""), Some(Duration::from_secs(3600)));
+    assert_eq!(
+        lifetime("server_lifetime = \"90s\"\n"),
+        Some(Duration::from_secs(90))
+    );
+    assert_eq!(lifetime("server_lifetime = \"0s\"\n"), None);
+    let p = problems(
+        "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:6432\"\nservers = [\"127.0.0.1:1\"]\n\
+         server_lifetime = 3600\n[[database.users]]\nname = \"app\"\npassword = \"p\"\n",
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.contains("5:19: `database[0].server_lifetime`")),
+        "{p:#?}"
+    );
+}
+
+#[test]
 fn cache_pools_are_checked_key_by_key() {
     let p = problems(
         "[[cache]]\nname = \"s\"\nlisten = \"127.0.0.1:1\"\nhash = \"fnv\"\nhash_tag = \"{\"\n\

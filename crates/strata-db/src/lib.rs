@@ -73,7 +73,8 @@ struct Site {
     roles: Arc<Roles>,
 }
 
-/// How often connections idle past `server_idle_timeout` are looked for.
+/// How often connections idle past `server_idle_timeout` (or open past `server_lifetime`) are
+/// looked for.
 const REAP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What a listener's pools work within.
@@ -83,6 +84,7 @@ fn limits(config: &DatabaseListener) -> Limits {
         wait: config.query_wait_timeout,
         connect: config.connect_timeout,
         idle: config.server_idle_timeout,
+        lifetime: config.server_lifetime,
     }
 }
 
@@ -217,15 +219,16 @@ impl DatabaseService {
         });
     }
 
-    /// Closes server connections idle for `server_idle_timeout`, and forgets the pools no
-    /// client holds and no connection is in (PgBouncer's janitor): idle connections are
-    /// reused newest first, and without this the oldest would stay open for good.
+    /// Closes server connections idle for `server_idle_timeout` or open for
+    /// `server_lifetime`, and forgets the pools no client holds and no connection is in
+    /// (PgBouncer's janitor): idle connections are reused newest first, and without this the
+    /// oldest would stay open for good.
     fn reap(&self) {
-        let idle = self.site.load().config.server_idle_timeout;
+        let limits = limits(&self.site.load().config);
         let mut pools = lock(&self.pools);
         for pool in pools.values() {
             for server in pool.servers() {
-                server.close_idle_past(idle);
+                server.close_idle_past(limits);
             }
         }
         pools.retain(|_, pool| Arc::strong_count(pool) > 1 || !pool.unused());

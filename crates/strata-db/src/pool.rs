@@ -61,9 +61,10 @@ impl ServerPool {
         lock(&self.idle).len()
     }
 
-    /// Closes the idle connections that have waited `idle` or longer.
-    pub fn close_idle_past(&self, idle: Duration) {
-        lock(&self.idle).retain(|c| c.idle_since.elapsed() < idle);
+    /// Closes the idle connections past their time: waited `limits.idle` or longer, or open
+    /// `limits.lifetime` or longer.
+    pub fn close_idle_past(&self, limits: Limits) {
+        lock(&self.idle).retain(|c| limits.reusable(c));
     }
 
     /// Closes every idle connection (the server's role changed, or it went away).
@@ -215,6 +216,16 @@ pub struct Limits {
     pub connect: Duration,
     /// An idle connection older than this is closed rather than reused.
     pub idle: Duration,
+    /// A connection open this long is closed rather than reused (`None`: no limit).
+    pub lifetime: Option<Duration>,
+}
+
+impl Limits {
+    /// Whether an idle connection may serve again: not idle too long, not open too long.
+    fn reusable(&self, conn: &ServerConn) -> bool {
+        conn.idle_since.elapsed() < self.idle
+            && self.lifetime.is_none_or(|most| conn.born.elapsed() < most)
+    }
 }
 
 impl Pool {
@@ -306,7 +317,7 @@ impl Pool {
             let mut idle = lock(&pool.idle);
             let mut found = None;
             while let Some(conn) = idle.pop() {
-                if conn.idle_since.elapsed() < limits.idle && still_open(&conn) {
+                if limits.reusable(&conn) && still_open(&conn) {
                     found = Some(conn);
                     break;
                 }

@@ -87,6 +87,8 @@ pub struct ServerConn {
     pub buf: BytesMut,
     /// When it was last given back to the pool.
     pub idle_since: Instant,
+    /// When it was opened (`server_lifetime`).
+    pub born: Instant,
     /// The prepared statements it holds, by server-side name (transaction mode).
     pub statements: crate::prepared::Held,
     /// A client ran SET, RESET, DISCARD, PREPARE or DEALLOCATE on it: its session state is
@@ -309,6 +311,7 @@ impl ServerConn {
             carried: 0,
             buf: BytesMut::with_capacity(8192),
             idle_since: Instant::now(),
+            born: Instant::now(),
             statements: Default::default(),
             dirty: false,
             extras: 0,

@@ -173,6 +173,8 @@ struct Listener<'c, 'a> {
     pool_size: i64,
     /// The query_wait_timeout in seconds, and as written, for the databases that differ.
     wait: (f64, String),
+    /// The server_lifetime in seconds, and as written, for the databases that differ.
+    lifetime: (f64, String),
 }
 
 impl<'c, 'a> Listener<'c, 'a> {
@@ -186,6 +188,7 @@ impl<'c, 'a> Listener<'c, 'a> {
             pool_mode: "session",
             pool_size: DEFAULT_POOL_SIZE,
             wait: (120.0, String::new()),
+            lifetime: (3600.0, String::new()),
         };
         l.name();
         l.listen();
@@ -197,6 +200,7 @@ impl<'c, 'a> Listener<'c, 'a> {
         l.wait = l.seconds("query_wait_timeout", "query_wait_timeout", 120.0);
         let _ = l.seconds("server_connect_timeout", "connect_timeout", 15.0);
         let _ = l.seconds("server_idle_timeout", "server_idle_timeout", 600.0);
+        l.lifetime = l.server_lifetime();
         l.idle_transaction_timeout();
         l.databases(&routes);
         l.dropped();
@@ -533,6 +537,23 @@ impl<'c, 'a> Listener<'c, 'a> {
         }
     }
 
+    /// `server_lifetime`, always written (an hour unless set, as in PgBouncer); its 0, where
+    /// PgBouncer uses each server connection once, is the shortest lifetime Strata writes.
+    fn server_lifetime(&mut self) -> (f64, String) {
+        let name = "server_lifetime";
+        if let Some(Value::Seconds(s)) = self.conf.get(name).map(|s| &s.read) {
+            if *s == 0.0 {
+                let once = "1ms";
+                let why = format!("0 (each server connection used once) made {once}: a connection older than that is not used again");
+                self.table
+                    .note(self.at(name), &format!("pgbouncer.{name}"), why);
+                self.table.key(name, quoted(once));
+                return (0.0, once.into());
+            }
+        }
+        self.seconds(name, name, 3600.0)
+    }
+
     /// The duration `strata` from the `[pgbouncer]` seconds `name` (`default` when unset), as
     /// Strata writes it; returns the seconds, and the duration written.
     fn seconds(&mut self, name: &str, strata: &str, default: f64) -> (f64, String) {
@@ -648,6 +669,8 @@ impl<'c, 'a> Listener<'c, 'a> {
             }
             "query_wait_timeout" => (atoi(value) as f64 != self.wait.0)
                 .then(|| format!("{}, {}", one("query_wait_timeout"), self.wait.1)),
+            "server_lifetime" => (atoi(value) as f64 != self.lifetime.0)
+                .then(|| format!("{}, {}", one("server_lifetime"), self.lifetime.1)),
             "load_balance_hosts" => Some("Strata picks among `servers` by their role: the primary, or a replica in turn for a READ ONLY transaction".into()),
             "reserve_pool" => settings::why("reserve_pool_size").map(String::from),
             "auth_user" => Some(NO_LOOKUP.into()),

@@ -1457,6 +1457,40 @@ async fn server_connections_idle_past_server_idle_timeout_are_closed() {
     );
 }
 
+/// A server connection open for `server_lifetime` is not used again once no client holds it
+/// (PgBouncer's server_lifetime): the client's next transaction gets a new backend, and the old
+/// one is closed; a transaction that outlives the lifetime keeps its connection to its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_connections_open_past_server_lifetime_are_replaced() {
+    let (pg, _strata, db) = app_database("", "pool_size = 1\nserver_lifetime = \"1s\"");
+    let (first, inside, after, later) = blocking(move || {
+        let mut s = PsqlSession::open(db, "app", "secret", "app", &[]);
+        let first = s.line("select pg_backend_pid()");
+        s.send("begin");
+        // the server waits past the lifetime, inside the transaction
+        assert_eq!(s.line("select pg_sleep(1.2)"), "");
+        let inside = s.line("select pg_backend_pid()");
+        s.send("commit");
+        let after = s.line("select pg_backend_pid()");
+        let later = s.line("select pg_backend_pid()");
+        (first, inside, after, later)
+    })
+    .await;
+    assert_eq!(inside, first, "a transaction keeps its connection");
+    assert_ne!(
+        after, first,
+        "the connection past its lifetime was used again"
+    );
+    // the new one is young: it serves the next transaction
+    assert_eq!(later, after);
+    eventually(Duration::from_secs(10), "the old backend gone", || async {
+        pg.admin(&format!(
+            "select count(*) from pg_stat_activity where pid = {first}"
+        )) == "0"
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_one_client_sets_never_reaches_the_next_one_on_a_shared_connection() {
     let (pg, _strata, db) = one_shared_connection();

@@ -194,7 +194,7 @@ pub(super) const KEYS: &[Key] = &[
     translated("server_connect_timeout", Seconds),
     pool("server_fast_close", Int, &["0"], "Strata has no RECONNECT or online restart to close connections for"),
     translated("server_idle_timeout", Seconds),
-    pool("server_lifetime", Seconds, &["0"], "Strata does not close a server connection for its age, only when idle for `server_idle_timeout`"),
+    translated("server_lifetime", Seconds),
     pool("server_login_retry", Seconds, &[], "Strata's closest is `ban_time` (10s unless set): a server that fails a connect, or a role check, is left out that long for every pool, where PgBouncer holds off one pool"),
     pool("server_reset_query", Text, &["DISCARD ALL"], "Strata resets a session-mode connection with DISCARD ALL before the next client, and runs no other query"),
     pool("server_reset_query_always", Int, &["0"], "Strata runs no reset query in transaction mode: it sets the parameters a client changed back before the connection serves another"),

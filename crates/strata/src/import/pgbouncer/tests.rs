@@ -77,7 +77,7 @@ fn says(t: &Translation, key: &str, text: &str) -> bool {
 fn import_pgbouncer_maps_every_key_it_can() {
     let users = Userlist::new("every");
     let t = ok(&users.ini(
-        "job_name = main\nlisten_port = 7432\npool_mode = transaction\ndefault_pool_size = 30\nmax_client_conn = 500\nauth_type = scram-sha-256\nauth_user = monitor\nquery_wait_timeout = 45\nserver_connect_timeout = 2.5\nserver_idle_timeout = 60\n",
+        "job_name = main\nlisten_port = 7432\npool_mode = transaction\ndefault_pool_size = 30\nmax_client_conn = 500\nauth_type = scram-sha-256\nauth_user = monitor\nquery_wait_timeout = 45\nserver_connect_timeout = 2.5\nserver_idle_timeout = 60\nserver_lifetime = 1800\n",
         "* = host=10.0.0.1,10.0.0.2 port=5433\n",
     ));
     assert_eq!(
@@ -99,12 +99,13 @@ fn import_pgbouncer_maps_every_key_it_can() {
             "query_wait_timeout = \"45s\"",
             "connect_timeout = \"2500ms\"",
             "server_idle_timeout = \"60s\"",
+            "server_lifetime = \"1800s\"",
         ]
     );
     // auth_user made check_user (auth_query is lost); the host list goes by role
     assert_eq!(
         noted(&t),
-        vec!["10 pgbouncer.auth_user", "15 databases.*.host"]
+        vec!["10 pgbouncer.auth_user", "16 databases.*.host"]
     );
     assert!(says(&t, "pgbouncer.auth_user", "made `check_user`"));
     assert!(says(
@@ -138,6 +139,7 @@ fn import_pgbouncer_writes_pgbouncers_defaults_where_strata_differs() {
             "query_wait_timeout = \"120s\"",
             "connect_timeout = \"15s\"",
             "server_idle_timeout = \"600s\"",
+            "server_lifetime = \"3600s\"",
         ]
     );
     // only what a listed database means
@@ -173,7 +175,7 @@ fn import_pgbouncer_prints_notes_on_the_process_apart_from_the_listeners() {
              [[database]]\nname = \"pgbouncer\"\nlisten = \"127.0.0.1:6432\"\nservers = [\n    \"10.0.0.1:5432\",\n]\n\
              pool_mode = \"session\"\npool_size = 20\nauth_type = \"md5\"\nauth_file = \"{path}\"\n\
              max_client_connections = 100\nquery_wait_timeout = \"120s\"\nconnect_timeout = \"15s\"\n\
-             server_idle_timeout = \"600s\"\n"
+             server_idle_timeout = \"600s\"\nserver_lifetime = \"3600s\"\n"
         )
     );
     assert_eq!(
@@ -486,7 +488,7 @@ fn import_pgbouncer_notes_what_a_database_sets_only_where_the_listener_differs()
 fn import_pgbouncer_writes_durations_and_sizes_as_near_as_strata_takes_them() {
     let users = Userlist::new("values");
     let t = ok(&users.ini(
-        "query_wait_timeout = 0\nserver_connect_timeout = 0.25\nserver_idle_timeout = 0.0004\ndefault_pool_size = 20000\nmax_client_conn = 2000000\n",
+        "query_wait_timeout = 0\nserver_connect_timeout = 0.25\nserver_idle_timeout = 0.0004\nserver_lifetime = 0\ndefault_pool_size = 20000\nmax_client_conn = 2000000\n",
         "* = host=10.0.0.1\n",
     ));
     let config = config(&t);
@@ -494,6 +496,8 @@ fn import_pgbouncer_writes_durations_and_sizes_as_near_as_strata_takes_them() {
         "query_wait_timeout = \"24h\"",
         "connect_timeout = \"250ms\"",
         "server_idle_timeout = \"1ms\"",
+        // PgBouncer's 0 uses each server connection once
+        "server_lifetime = \"1ms\"",
         "pool_size = 10000",
         "max_client_connections = 1000000",
     ] {
@@ -508,6 +512,11 @@ fn import_pgbouncer_writes_durations_and_sizes_as_near_as_strata_takes_them() {
         &t,
         "pgbouncer.server_idle_timeout",
         "0.0004s made 1ms"
+    ));
+    assert!(says(
+        &t,
+        "pgbouncer.server_lifetime",
+        "0 (each server connection used once) made 1ms"
     ));
     assert!(says(&t, "pgbouncer.default_pool_size", "20000 made 10000"));
     assert!(says(
