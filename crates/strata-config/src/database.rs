@@ -39,6 +39,9 @@ pub struct DatabaseListener {
     /// so it can't hold a server connection for good; `None`: no limit (PgBouncer's
     /// `idle_transaction_timeout`).
     pub idle_transaction_timeout: Option<Duration>,
+    /// A client that holds no server connection (between transactions, in transaction mode)
+    /// this long is closed; `None`: no limit (PgBouncer's `client_idle_timeout`).
+    pub client_idle_timeout: Option<Duration>,
     /// Connecting and logging in to a server takes at most this long.
     pub connect_timeout: Duration,
     /// A server connection idle in the pool this long is closed.
@@ -193,6 +196,7 @@ pub(crate) const KEYS: &[&str] = &[
     "max_client_connections",
     "query_wait_timeout",
     "idle_transaction_timeout",
+    "client_idle_timeout",
     "connect_timeout",
     "server_idle_timeout",
     "server_lifetime",
@@ -379,6 +383,8 @@ pub(crate) fn listener(
             Duration::ZERO,
         ))
         .filter(|t| !t.is_zero()),
+        client_idle_timeout: Some(s.duration(report, "client_idle_timeout", Duration::ZERO))
+            .filter(|t| !t.is_zero()),
         connect_timeout: s.duration(report, "connect_timeout", Duration::from_secs(5)),
         server_idle_timeout: s.duration(report, "server_idle_timeout", Duration::from_secs(600)),
         server_lifetime: Some(s.duration(report, "server_lifetime", Duration::from_secs(3600)))

@@ -211,7 +211,7 @@ fn shards_and_sharded_tables_are_checked_key_by_key() {
 }
 
 #[test]
-fn a_server_connection_lives_an_hour_unless_told_otherwise() {
+fn a_server_connection_lives_an_hour_and_a_client_for_good_unless_told_otherwise() {
     let lifetime = |extra: &str| {
         let text = format!(
             "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:6432\"\nservers = [\"127.0.0.1:1\"]\n{extra}\
@@ -229,6 +229,14 @@ fn a_server_connection_lives_an_hour_unless_told_otherwise() {
         Some(Duration::from_secs(90))
     );
     assert_eq!(lifetime("server_lifetime = \"0s\"\n"), None);
+    // and a client waits for work for good unless told otherwise
+    let text =
+        "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:6432\"\nservers = [\"127.0.0.1:1\"]\n\
+                [[database.users]]\nname = \"app\"\npassword = \"p\"\n";
+    let db = &crate::parse(text, "t.toml", Path::new("."))
+        .unwrap()
+        .database[0];
+    assert_eq!(db.client_idle_timeout, None);
     let p = problems(
         "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:6432\"\nservers = [\"127.0.0.1:1\"]\n\
          server_lifetime = 3600\n[[database.users]]\nname = \"app\"\npassword = \"p\"\n",

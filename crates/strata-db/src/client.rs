@@ -116,23 +116,43 @@ pub(crate) async fn serve(accepted: Box<Accepted>) {
         // (what the client sent right behind its login is in the buffer already)
         if session.cbuf.is_empty() {
             // with nothing held: on the socket's own wake-up slot (no waiter in the future,
-            // as `readable` would add) and the drain's
-            let mut drained = std::pin::pin!(shutdown.cancelled());
-            let client = &session.client;
-            let ready = std::future::poll_fn(|cx| match client.poll_read_ready(cx) {
-                Poll::Ready(r) => Poll::Ready(Some(r)),
-                Poll::Pending => drained.as_mut().poll(cx).map(|()| None),
-            })
-            .await;
-            match ready {
-                Some(Ok(())) => {}
-                Some(Err(e)) => break Err(e.into()),
-                None => {
+            // as `readable` would add), the drain's, and client_idle_timeout's when set (a
+            // timer made only then); all gone before an answer is written, so that the
+            // future does not keep them
+            let told = {
+                let mut drained = std::pin::pin!(shutdown.cancelled());
+                let mut idle_limit = session
+                    .svc
+                    .client_idle_timeout()
+                    .map(|t| Box::pin(tokio::time::sleep(t)));
+                let client = &session.client;
+                let woke: Woke = std::future::poll_fn(|cx| {
+                    if let Poll::Ready(r) = client.poll_read_ready(cx) {
+                        return Poll::Ready(Woke::Readable(r));
+                    }
+                    if drained.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Woke::Drained);
+                    }
+                    match idle_limit.as_mut().map(|t| t.as_mut().poll(cx)) {
+                        Some(Poll::Ready(())) => Poll::Ready(Woke::IdleTooLong),
+                        _ => Poll::Pending,
+                    }
+                })
+                .await;
+                match woke {
+                    Woke::Readable(Ok(())) => None,
+                    Woke::Readable(Err(e)) => break Err(e.into()),
                     // told, as PostgreSQL tells its sessions at a shutdown
-                    let told = refuse(&mut session.client, Sqlstate::ADMIN_SHUTDOWN, SHUTTING_DOWN);
-                    Box::pin(told).await;
-                    break Ok(());
+                    Woke::Drained => Some((Sqlstate::ADMIN_SHUTDOWN, SHUTTING_DOWN)),
+                    Woke::IdleTooLong => {
+                        tracing::info!(listener = %session.svc.name, client = session.key.pid, "a client idle past client_idle_timeout: closed");
+                        Some((Sqlstate::IDLE_SESSION_TIMEOUT, IDLE_TOO_LONG))
+                    }
                 }
+            };
+            if let Some((code, message)) = told {
+                Box::pin(refuse(&mut session.client, code, message)).await;
+                break Ok(());
             }
         }
         match Box::pin(session.run(&shutdown)).await {
@@ -1290,6 +1310,21 @@ enum Step {
     /// The batch is not whole yet: wait for more.
     Wait,
 }
+
+/// What woke a client waiting with nothing held.
+enum Woke {
+    /// Its socket (it sent something, or failed).
+    Readable(std::io::Result<()>),
+    /// The listener drains.
+    Drained,
+    /// `client_idle_timeout` passed.
+    IdleTooLong,
+}
+
+/// What a client idle past `client_idle_timeout` is told (as PostgreSQL's
+/// `idle_session_timeout` words it).
+const IDLE_TOO_LONG: &str =
+    "terminating connection due to idle-session timeout (client_idle_timeout)";
 
 /// What a client that is let go at a shutdown is told.
 const SHUTTING_DOWN: &str = "terminating connection: the listener is closing (the pooler stops, or a reload removed or moved it)";

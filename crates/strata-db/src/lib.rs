@@ -190,6 +190,11 @@ impl DatabaseService {
         self.site.load().config.idle_transaction_timeout
     }
 
+    /// How long a client may hold no server connection before it is let go.
+    fn client_idle_timeout(&self) -> Option<std::time::Duration> {
+        self.site.load().config.client_idle_timeout
+    }
+
     /// How long a client stays on the primary after a transaction there.
     fn read_your_writes(&self) -> std::time::Duration {
         self.site.load().config.read_your_writes

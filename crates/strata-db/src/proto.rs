@@ -259,6 +259,8 @@ impl Sqlstate {
     pub const ADMIN_SHUTDOWN: Sqlstate = Sqlstate("57P01");
     /// idle_in_transaction_session_timeout
     pub const IDLE_IN_TRANSACTION_TIMEOUT: Sqlstate = Sqlstate("25P03");
+    /// idle_session_timeout
+    pub const IDLE_SESSION_TIMEOUT: Sqlstate = Sqlstate("57P05");
     /// in_failed_sql_transaction
     pub const IN_FAILED_TRANSACTION: Sqlstate = Sqlstate("25P02");
     /// program_limit_exceeded

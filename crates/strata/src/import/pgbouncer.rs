@@ -201,7 +201,8 @@ impl<'c, 'a> Listener<'c, 'a> {
         let _ = l.seconds("server_connect_timeout", "connect_timeout", 15.0);
         let _ = l.seconds("server_idle_timeout", "server_idle_timeout", 600.0);
         l.lifetime = l.server_lifetime();
-        l.idle_transaction_timeout();
+        l.optional_seconds("idle_transaction_timeout");
+        l.optional_seconds("client_idle_timeout");
         l.databases(&routes);
         l.dropped();
         l.table.finish("pgbouncer", conf.main)
@@ -526,9 +527,9 @@ impl<'c, 'a> Listener<'c, 'a> {
         }
     }
 
-    /// `idle_transaction_timeout`, where 0 (PgBouncer's default) is no limit in both.
-    fn idle_transaction_timeout(&mut self) {
-        let name = "idle_transaction_timeout";
+    /// A timeout that 0 (PgBouncer's default) turns off in both, as `idle_transaction_timeout`
+    /// and `client_idle_timeout`: written only when set.
+    fn optional_seconds(&mut self, name: &str) {
         match self.conf.get(name).map(|s| &s.read) {
             Some(Value::Seconds(s)) if *s > 0.0 && s.is_finite() => {
                 let _ = self.seconds(name, name, 0.0);

@@ -1491,6 +1491,43 @@ async fn server_connections_open_past_server_lifetime_are_replaced() {
     .await;
 }
 
+/// A client that holds no server connection for `client_idle_timeout` is told 57P05 and let
+/// go (PgBouncer's client_idle_timeout); one inside a transaction is not: that is
+/// `idle_transaction_timeout`'s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_idle_past_client_idle_timeout_are_told_and_let_go() {
+    let (_pg, strata, db) = app_database("", "client_idle_timeout = \"500ms\"");
+    let (mut idle, mut inside) = blocking(move || {
+        let mut idle = PsqlSession::open(db, "app", "secret", "app", &[]);
+        assert_eq!(idle.line("select 'idle'"), "idle");
+        let mut inside = PsqlSession::open(db, "app", "secret", "app", &[]);
+        inside.send("begin");
+        assert_eq!(inside.line("select 'inside'"), "inside");
+        (idle, inside)
+    })
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "the idle client let go",
+        || async { admin_status(&strata).await["database"][0]["clients"] == 1 },
+    )
+    .await;
+    let (told, still) = blocking(move || {
+        let told = idle.line("select 1");
+        // the server waits past the timeout, with the client inside its transaction
+        assert_eq!(inside.line("select pg_sleep(0.6)"), "");
+        let still = inside.line("select 'still here'");
+        inside.send("commit");
+        (told, still)
+    })
+    .await;
+    assert!(
+        told.contains("terminating connection due to idle-session timeout (client_idle_timeout)"),
+        "{told}"
+    );
+    assert_eq!(still, "still here");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_one_client_sets_never_reaches_the_next_one_on_a_shared_connection() {
     let (pg, _strata, db) = one_shared_connection();

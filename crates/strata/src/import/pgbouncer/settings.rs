@@ -139,7 +139,7 @@ pub(super) const KEYS: &[Key] = &[
     translated("auth_user", Text),
     pool("autodb_idle_timeout", Seconds, &[], "Strata makes no pools per database entry to clean up: every database goes to `servers`"),
     pool("cancel_wait_timeout", Seconds, &[], "Strata sends a cancel request on to the server when it comes, and bounds nothing there"),
-    pool("client_idle_timeout", Seconds, &["0"], "Strata has no such timeout: PostgreSQL's `idle_session_timeout` (14+) closes an idle session, set on the role or database"),
+    translated("client_idle_timeout", Seconds),
     pool("client_login_timeout", Seconds, &[], "Strata has no bound on a client's login"),
     pool("client_tls13_ciphers", Text, &[], CLIENT_TLS),
     pool("client_tls_ca_file", Text, &[""], CLIENT_TLS),
