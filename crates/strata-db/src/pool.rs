@@ -33,6 +33,8 @@ pub struct ServerPool {
     pub(crate) lines: Arc<crate::pipeline::Lines>,
     /// Whether reads answer sooner sharing its connections, as last tried.
     pub trial: crate::trial::Trial,
+    /// When one of its connections was last closed for its age (`server_lifetime`).
+    aged_out: Mutex<Option<Instant>>,
 }
 
 impl ServerPool {
@@ -62,9 +64,35 @@ impl ServerPool {
     }
 
     /// Closes the idle connections past their time: waited `limits.idle` or longer, or open
-    /// `limits.lifetime` or longer.
+    /// `limits.lifetime` or longer (see [`ServerPool::keeps`]).
     pub fn close_idle_past(&self, limits: Limits) {
-        lock(&self.idle).retain(|c| limits.reusable(c));
+        lock(&self.idle).retain(|c| self.keeps(c, &limits));
+    }
+
+    /// Whether an idle connection may serve again: not idle for `limits.idle`, and not open
+    /// for `limits.lifetime`, unless another of the pool's connections was closed for its age
+    /// lately: those closes are spread out, one per lifetime divided by the pool size (as
+    /// PgBouncer spreads them), so that connections opened together (at start, after a
+    /// failover) are not all replaced at once, with a client waiting for each new one. False
+    /// means the caller closes it.
+    fn keeps(&self, conn: &ServerConn, limits: &Limits) -> bool {
+        if conn.idle_since.elapsed() >= limits.idle {
+            return false;
+        }
+        let Some(most) = limits.lifetime else {
+            return true;
+        };
+        if conn.born.elapsed() < most {
+            return true;
+        }
+        let gap = most / limits.pool_size.max(1);
+        let mut aged_out = lock(&self.aged_out);
+        let now = Instant::now();
+        if aged_out.is_some_and(|at| now.duration_since(at) < gap) {
+            return true;
+        }
+        *aged_out = Some(now);
+        false
     }
 
     /// Closes every idle connection (the server's role changed, or it went away).
@@ -220,14 +248,6 @@ pub struct Limits {
     pub lifetime: Option<Duration>,
 }
 
-impl Limits {
-    /// Whether an idle connection may serve again: not idle too long, not open too long.
-    fn reusable(&self, conn: &ServerConn) -> bool {
-        conn.idle_since.elapsed() < self.idle
-            && self.lifetime.is_none_or(|most| conn.born.elapsed() < most)
-    }
-}
-
 impl Pool {
     /// An empty pool for `user` on `database`.
     pub fn new(user: &str, database: &str) -> Pool {
@@ -254,6 +274,7 @@ impl Pool {
             drained: AtomicBool::new(false),
             lines: Default::default(),
             trial: Default::default(),
+            aged_out: Mutex::new(None),
         });
         servers.push(s.clone());
         s
@@ -317,7 +338,7 @@ impl Pool {
             let mut idle = lock(&pool.idle);
             let mut found = None;
             while let Some(conn) = idle.pop() {
-                if limits.reusable(&conn) && still_open(&conn) {
+                if pool.keeps(&conn, &limits) && still_open(&conn) {
                     found = Some(conn);
                     break;
                 }
@@ -358,4 +379,51 @@ impl Pool {
 fn still_open(conn: &ServerConn) -> bool {
     let mut probe = [0u8; 1];
     matches!(conn.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Connections opened together and all past `server_lifetime` are closed one at a time,
+    /// a lifetime divided by the pool size apart; the others keep serving meanwhile.
+    #[tokio::test]
+    async fn connections_past_their_lifetime_are_closed_one_at_a_time() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = Limits {
+            pool_size: 4,
+            wait: Duration::from_secs(1),
+            connect: Duration::from_secs(1),
+            idle: Duration::from_secs(600),
+            lifetime: Some(Duration::from_secs(60)),
+        };
+        let pool = Pool::new("app", "app").server(addr, limits);
+        let mut aged = Vec::new();
+        for _ in 0..3 {
+            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut conn = ServerConn::new(stream, addr);
+            conn.born = Instant::now() - Duration::from_secs(120);
+            aged.push(conn);
+        }
+        let young = ServerConn::new(tokio::net::TcpStream::connect(addr).await.unwrap(), addr);
+        assert!(pool.keeps(&young, &limits));
+        // the first past its lifetime goes; the next ones wait their turn, 15 s apart
+        assert!(!pool.keeps(&aged[0], &limits));
+        assert!(pool.keeps(&aged[1], &limits));
+        assert!(pool.keeps(&aged[2], &limits));
+        *lock(&pool.aged_out) = Some(Instant::now() - Duration::from_secs(16));
+        assert!(!pool.keeps(&aged[1], &limits));
+        assert!(pool.keeps(&aged[2], &limits));
+        // idle too long goes whatever its age
+        let mut idle = ServerConn::new(tokio::net::TcpStream::connect(addr).await.unwrap(), addr);
+        idle.idle_since = Instant::now() - Duration::from_secs(601);
+        assert!(!pool.keeps(&idle, &limits));
+        // no lifetime: age never matters
+        let forever = Limits {
+            lifetime: None,
+            ..limits
+        };
+        assert!(pool.keeps(&aged[2], &forever));
+    }
 }

@@ -302,7 +302,7 @@ impl ServerConn {
     }
 
     /// A connection to `addr` not logged in yet: nothing known of it.
-    fn new(stream: TcpStream, addr: SocketAddr) -> ServerConn {
+    pub(crate) fn new(stream: TcpStream, addr: SocketAddr) -> ServerConn {
         ServerConn {
             stream,
             addr,

@@ -543,6 +543,13 @@ impl<'c, 'a> Listener<'c, 'a> {
     fn server_lifetime(&mut self) -> (f64, String) {
         let name = "server_lifetime";
         if let Some(Value::Seconds(s)) = self.conf.get(name).map(|s| &s.read) {
+            if s.is_infinite() {
+                let why = format!("{s} (no limit) made 0s, Strata's no limit here");
+                self.table
+                    .note(self.at(name), &format!("pgbouncer.{name}"), why);
+                self.table.key(name, quoted("0s"));
+                return (*s, "0s".into());
+            }
             if *s == 0.0 {
                 let once = "1ms";
                 let why = format!("0 (each server connection used once) made {once}: a connection older than that is not used again");
@@ -670,7 +677,8 @@ impl<'c, 'a> Listener<'c, 'a> {
             }
             "query_wait_timeout" => (atoi(value) as f64 != self.wait.0)
                 .then(|| format!("{}, {}", one("query_wait_timeout"), self.wait.1)),
-            "server_lifetime" => (atoi(value) as f64 != self.lifetime.0)
+            // a database's 0 is "the global one" in PgBouncer
+            "server_lifetime" => (atoi(value) != 0 && atoi(value) as f64 != self.lifetime.0)
                 .then(|| format!("{}, {}", one("server_lifetime"), self.lifetime.1)),
             "load_balance_hosts" => Some("Strata picks among `servers` by their role: the primary, or a replica in turn for a READ ONLY transaction".into()),
             "reserve_pool" => settings::why("reserve_pool_size").map(String::from),

@@ -1463,29 +1463,29 @@ async fn server_connections_idle_past_server_idle_timeout_are_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_connections_open_past_server_lifetime_are_replaced() {
     let (pg, _strata, db) = app_database("", "pool_size = 1\nserver_lifetime = \"1s\"");
-    let (first, inside, after, later) = blocking(move || {
+    let (inside, still, after, later) = blocking(move || {
         let mut s = PsqlSession::open(db, "app", "secret", "app", &[]);
-        let first = s.line("select pg_backend_pid()");
         s.send("begin");
+        let inside = s.line("select pg_backend_pid()");
         // the server waits past the lifetime, inside the transaction
         assert_eq!(s.line("select pg_sleep(1.2)"), "");
-        let inside = s.line("select pg_backend_pid()");
+        let still = s.line("select pg_backend_pid()");
         s.send("commit");
         let after = s.line("select pg_backend_pid()");
         let later = s.line("select pg_backend_pid()");
-        (first, inside, after, later)
+        (inside, still, after, later)
     })
     .await;
-    assert_eq!(inside, first, "a transaction keeps its connection");
+    assert_eq!(still, inside, "a transaction keeps its connection");
     assert_ne!(
-        after, first,
+        after, inside,
         "the connection past its lifetime was used again"
     );
-    // the new one is young: it serves the next transaction
+    // the new one serves the next transaction
     assert_eq!(later, after);
     eventually(Duration::from_secs(10), "the old backend gone", || async {
         pg.admin(&format!(
-            "select count(*) from pg_stat_activity where pid = {first}"
+            "select count(*) from pg_stat_activity where pid = {inside}"
         )) == "0"
     })
     .await;
@@ -1496,7 +1496,7 @@ async fn server_connections_open_past_server_lifetime_are_replaced() {
 /// `idle_transaction_timeout`'s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_idle_past_client_idle_timeout_are_told_and_let_go() {
-    let (_pg, strata, db) = app_database("", "client_idle_timeout = \"500ms\"");
+    let (_pg, strata, db) = app_database("", "client_idle_timeout = \"1s\"");
     let (mut idle, mut inside) = blocking(move || {
         let mut idle = PsqlSession::open(db, "app", "secret", "app", &[]);
         assert_eq!(idle.line("select 'idle'"), "idle");
@@ -1515,7 +1515,7 @@ async fn clients_idle_past_client_idle_timeout_are_told_and_let_go() {
     let (told, still) = blocking(move || {
         let told = idle.line("select 1");
         // the server waits past the timeout, with the client inside its transaction
-        assert_eq!(inside.line("select pg_sleep(0.6)"), "");
+        assert_eq!(inside.line("select pg_sleep(1.1)"), "");
         let still = inside.line("select 'still here'");
         inside.send("commit");
         (told, still)

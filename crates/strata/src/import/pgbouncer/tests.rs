@@ -485,6 +485,33 @@ fn import_pgbouncer_notes_what_a_database_sets_only_where_the_listener_differs()
 }
 
 #[test]
+fn import_pgbouncer_writes_server_lifetime_as_strata_reads_it() {
+    let users = Userlist::new("lifetime");
+    // infinity is no limit, Strata's 0s; a database's 0 is the global value, and no note
+    let t = ok(&users.ini(
+        "server_lifetime = inf\n",
+        "* = host=10.0.0.1 server_lifetime=0\n",
+    ));
+    assert!(
+        config(&t).contains(&"server_lifetime = \"0s\""),
+        "{:?}",
+        config(&t)
+    );
+    assert!(says(
+        &t,
+        "pgbouncer.server_lifetime",
+        "inf (no limit) made 0s"
+    ));
+    assert!(
+        !notes(&t)
+            .iter()
+            .any(|n| n.contains("databases.*.server_lifetime")),
+        "{:?}",
+        notes(&t)
+    );
+}
+
+#[test]
 fn import_pgbouncer_writes_durations_and_sizes_as_near_as_strata_takes_them() {
     let users = Userlist::new("values");
     let t = ok(&users.ini(
