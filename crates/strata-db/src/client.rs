@@ -1355,6 +1355,10 @@ impl Session {
     async fn run(&mut self, shutdown: &CancellationToken) -> Result<Burst, ClientError> {
         // it was woken for a reason: the first turn goes to the loop
         let mut woken = true;
+        // when the client last sent something: one that holds nothing (no server connection,
+        // no line, no transaction begun here) for client_idle_timeout since is let go here
+        // too, though it left a message half sent or its answers unread
+        let mut heard = tokio::time::Instant::now();
         if !self.cbuf.is_empty() && self.server.is_none() && self.line.is_none() {
             // bytes read behind the login (a client that sent its first query without waiting
             // for ReadyForQuery): the socket may have nothing more to say, so they go now
@@ -1386,6 +1390,13 @@ impl Session {
             // a client that holds a server connection inside a transaction, with nothing in
             // flight: how long it may stay so
             let idle_in_transaction = self.idle_in_transaction();
+            let holds_nothing =
+                self.server.is_none() && self.line.is_none() && self.deferred.is_none();
+            let idle_client = self
+                .svc
+                .client_idle_timeout()
+                .filter(|_| holds_nothing)
+                .map(|t| heard + t);
             tokio::select! {
                 _ = shutdown.cancelled(), if between => {
                     // as PostgreSQL ends its sessions at a shutdown
@@ -1395,6 +1406,16 @@ impl Session {
                 _ = sleep_until_some(idle_in_transaction) => {
                     tracing::info!(listener = %self.svc.name, "a client idle in a transaction past idle_transaction_timeout: closed, its transaction rolled back");
                     refuse(&mut self.client, Sqlstate::IDLE_IN_TRANSACTION_TIMEOUT, "terminating connection due to idle-in-transaction timeout (idle_transaction_timeout)").await;
+                    return Ok(Burst::Ended);
+                }
+                _ = sleep_until_some(idle_client) => {
+                    tracing::info!(listener = %self.svc.name, client = self.key.pid, "a client idle past client_idle_timeout: closed");
+                    // told, unless answers it does not read stand in the way (then the
+                    // message would land inside one, or wait for good)
+                    if self.to_client.is_empty() {
+                        let told = refuse(&mut self.client, Sqlstate::IDLE_SESSION_TIMEOUT, IDLE_TOO_LONG);
+                        let _ = tokio::time::timeout(Duration::from_secs(1), told).await;
+                    }
                     return Ok(Burst::Ended);
                 }
                 // what a client sends behind a query it waits for (held, or on a line)
@@ -1409,6 +1430,7 @@ impl Session {
                     match strata_net::try_recv_buf(&self.client, &mut self.cbuf) {
                         Ok(0) => return Ok(Burst::Ended),
                         Ok(_) => {
+                            heard = tokio::time::Instant::now();
                             if !self.received().await? {
                                 return Ok(Burst::Ended);
                             }

@@ -515,6 +515,47 @@ async fn an_extended_protocol_copy_gives_its_connection_back() {
     assert!(row.1.ends_with(b"3"), "{count:?}");
 }
 
+/// `client_idle_timeout` reaches a client that holds nothing though it stopped half-way
+/// through a message (which a client that vanished leaves behind): it is told 57P05, exactly,
+/// and closed; one that sends its messages whole is not cut while it keeps talking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_mid_message_is_let_go_at_client_idle_timeout() {
+    let pg = Postgres::start();
+    pg.user_and_database("app", "secret");
+    let cfg = config(pg.addr).replace(
+        "auth_type = \"trust\"\n",
+        "auth_type = \"trust\"\nclient_idle_timeout = \"1s\"\n",
+    );
+    let strata = Strata::start(&cfg);
+    let db = strata.addr("database:app");
+    let (mut stalled, _) = log_in(db, &[]).await;
+    // a Query that says 100 bytes follow, and 9 of them
+    let mut half = vec![b'Q'];
+    half.extend_from_slice(&104u32.to_be_bytes());
+    half.extend_from_slice(b"select 1;");
+    stalled.write_all(&half).await.unwrap();
+    let told = until_closed(&mut stalled).await;
+    assert_eq!(
+        told,
+        error_response(
+            "FATAL",
+            "57P05",
+            "terminating connection due to idle-session timeout (client_idle_timeout)"
+        ),
+        "{}",
+        told.escape_ascii()
+    );
+    // meanwhile a client that talks is served
+    let (mut talking, _) = log_in(db, &[]).await;
+    let answer = query(&mut talking, "select 'served'").await;
+    assert!(
+        answer
+            .iter()
+            .any(|(t, body)| *t == b'D' && body.ends_with(b"served")),
+        "{answer:?}"
+    );
+}
+
 /// PostgreSQL with user and database `app` and a table `t (n int)`, and Strata in front of it
 /// (trust) with one server connection, waited for up to `wait`; the listener's address.
 fn one_connection_and_a_table(wait: &str) -> (Postgres, Strata, SocketAddr) {
