@@ -470,18 +470,27 @@ async fn until_tag(stream: &mut TcpStream, tag: u8) -> Vec<(u8, Vec<u8>)> {
     }
 }
 
-/// PostgreSQL with user and database `app`, and Strata in front of it (trust) with one server
-/// connection; the listener's address.
-fn one_server_connection() -> (Postgres, Strata, SocketAddr) {
+/// PostgreSQL with user and database `app` (where `app` ran `setup`, unless empty), and
+/// Strata in front of it (trust) with `extra` in its listener; the listener's address.
+fn trusting(setup: &str, extra: &str) -> (Postgres, Strata, SocketAddr) {
     let pg = Postgres::start();
     pg.user_and_database("app", "secret");
+    if !setup.is_empty() {
+        common::postgres::psql(pg.addr, "app", "secret", "app", setup).unwrap();
+    }
     let cfg = config(pg.addr).replace(
         "auth_type = \"trust\"\n",
-        "auth_type = \"trust\"\npool_size = 1\n",
+        &format!("auth_type = \"trust\"\n{extra}\n"),
     );
     let strata = Strata::start(&cfg);
     let db = strata.addr("database:app");
     (pg, strata, db)
+}
+
+/// PostgreSQL with user and database `app`, and Strata in front of it (trust) with one server
+/// connection; the listener's address.
+fn one_server_connection() -> (Postgres, Strata, SocketAddr) {
+    trusting("", "pool_size = 1")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -520,14 +529,7 @@ async fn an_extended_protocol_copy_gives_its_connection_back() {
 /// and closed; one that sends its messages whole is not cut while it keeps talking.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_mid_message_is_let_go_at_client_idle_timeout() {
-    let pg = Postgres::start();
-    pg.user_and_database("app", "secret");
-    let cfg = config(pg.addr).replace(
-        "auth_type = \"trust\"\n",
-        "auth_type = \"trust\"\nclient_idle_timeout = \"1s\"\n",
-    );
-    let strata = Strata::start(&cfg);
-    let db = strata.addr("database:app");
+    let (_pg, _strata, db) = trusting("", "client_idle_timeout = \"1s\"");
     let (mut stalled, _) = log_in(db, &[]).await;
     // a Query that says 100 bytes follow, and 9 of them
     let mut half = vec![b'Q'];
@@ -559,16 +561,10 @@ async fn a_client_that_stops_mid_message_is_let_go_at_client_idle_timeout() {
 /// PostgreSQL with user and database `app` and a table `t (n int)`, and Strata in front of it
 /// (trust) with one server connection, waited for up to `wait`; the listener's address.
 fn one_connection_and_a_table(wait: &str) -> (Postgres, Strata, SocketAddr) {
-    let pg = Postgres::start();
-    pg.user_and_database("app", "secret");
-    common::postgres::psql(pg.addr, "app", "secret", "app", "create table t (n int)").unwrap();
-    let cfg = config(pg.addr).replace(
-        "auth_type = \"trust\"\n",
-        &format!("auth_type = \"trust\"\npool_size = 1\nquery_wait_timeout = \"{wait}\"\n"),
-    );
-    let strata = Strata::start(&cfg);
-    let db = strata.addr("database:app");
-    (pg, strata, db)
+    trusting(
+        "create table t (n int)",
+        &format!("pool_size = 1\nquery_wait_timeout = \"{wait}\""),
+    )
 }
 
 /// In transaction mode a lone plain BEGIN is answered by Strata and goes to the server ahead
