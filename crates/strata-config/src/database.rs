@@ -39,15 +39,15 @@ pub struct DatabaseListener {
     /// so it can't hold a server connection for good; `None`: no limit (PgBouncer's
     /// `idle_transaction_timeout`).
     pub idle_transaction_timeout: Option<Duration>,
-    /// A client that holds no server connection (between transactions, in transaction mode)
-    /// this long is closed; `None`: no limit (PgBouncer's `client_idle_timeout`).
+    /// A client that holds no server connection and has sent and read nothing this long is
+    /// closed; `None`: no limit (PgBouncer's `client_idle_timeout`).
     pub client_idle_timeout: Option<Duration>,
     /// Connecting and logging in to a server takes at most this long.
     pub connect_timeout: Duration,
     /// A server connection idle in the pool this long is closed.
     pub server_idle_timeout: Duration,
-    /// A server connection open this long is closed once no client holds it (not reused,
-    /// so a backend's caches don't grow for good); `None`: no limit (PgBouncer's
+    /// A server connection open this long is closed once no client holds it, one of a pool
+    /// at a time (so a backend's caches don't grow for good); `None`: no limit (PgBouncer's
     /// `server_lifetime`).
     pub server_lifetime: Option<Duration>,
     /// How often each server is asked whether it is the primary.
@@ -377,18 +377,11 @@ pub(crate) fn listener(
         max_client_connections: s.int(report, "max_client_connections", 1..=1_000_000, 10_000)
             as u32,
         query_wait_timeout: s.duration(report, "query_wait_timeout", Duration::from_secs(120)),
-        idle_transaction_timeout: Some(s.duration(
-            report,
-            "idle_transaction_timeout",
-            Duration::ZERO,
-        ))
-        .filter(|t| !t.is_zero()),
-        client_idle_timeout: Some(s.duration(report, "client_idle_timeout", Duration::ZERO))
-            .filter(|t| !t.is_zero()),
+        idle_transaction_timeout: s.limit(report, "idle_transaction_timeout", Duration::ZERO),
+        client_idle_timeout: s.limit(report, "client_idle_timeout", Duration::ZERO),
         connect_timeout: s.duration(report, "connect_timeout", Duration::from_secs(5)),
         server_idle_timeout: s.duration(report, "server_idle_timeout", Duration::from_secs(600)),
-        server_lifetime: Some(s.duration(report, "server_lifetime", Duration::from_secs(3600)))
-            .filter(|t| !t.is_zero()),
+        server_lifetime: s.limit(report, "server_lifetime", Duration::from_secs(3600)),
         check_interval: s.duration(report, "check_interval", Duration::from_secs(1)),
         ban_time: s.duration(report, "ban_time", Duration::from_secs(10)),
         check_user,

@@ -212,31 +212,32 @@ fn shards_and_sharded_tables_are_checked_key_by_key() {
 
 #[test]
 fn a_server_connection_lives_an_hour_and_a_client_for_good_unless_told_otherwise() {
-    let lifetime = |extra: &str| {
+    let listener = |extra: &str| {
         let text = format!(
             "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:6432\"\nservers = [\"127.0.0.1:1\"]\n{extra}\
              [[database.users]]\nname = \"app\"\npassword = \"p\"\n"
         );
         crate::parse(&text, "t.toml", Path::new("."))
             .unwrap()
-            .database[0]
-            .server_lifetime
+            .database
+            .remove(0)
     };
     // PgBouncer's default
-    assert_eq!(lifetime(""), Some(Duration::from_secs(3600)));
     assert_eq!(
-        lifetime("server_lifetime = \"90s\"\n"),
+        listener("").server_lifetime,
+        Some(Duration::from_secs(3600))
+    );
+    assert_eq!(
+        listener("server_lifetime = \"90s\"\n").server_lifetime,
         Some(Duration::from_secs(90))
     );
-    assert_eq!(lifetime("server_lifetime = \"0s\"\n"), None);
+    assert_eq!(listener("server_lifetime = \"0s\"\n").server_lifetime, None);
     // and a client waits for work for good unless told otherwise
-    let text =
-        "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:6432\"\nservers = [\"127.0.0.1:1\"]\n\
-                [[database.users]]\nname = \"app\"\npassword = \"p\"\n";
-    let db = &crate::parse(text, "t.toml", Path::new("."))
-        .unwrap()
-        .database[0];
-    assert_eq!(db.client_idle_timeout, None);
+    assert_eq!(listener("").client_idle_timeout, None);
+    assert_eq!(
+        listener("client_idle_timeout = \"30s\"\n").client_idle_timeout,
+        Some(Duration::from_secs(30))
+    );
     let p = problems(
         "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:6432\"\nservers = [\"127.0.0.1:1\"]\n\
          server_lifetime = 3600\n[[database.users]]\nname = \"app\"\npassword = \"p\"\n",

@@ -168,6 +168,16 @@ impl<'a, 'i> Section<'a, 'i> {
         as_duration(report, &self.key(name), v).unwrap_or(default)
     }
 
+    /// A duration where `"0s"` means none: `None` then, `default` when absent.
+    pub(crate) fn limit(
+        &self,
+        report: &mut Report<'_>,
+        name: &str,
+        default: Duration,
+    ) -> Option<Duration> {
+        Some(self.duration(report, name, default)).filter(|t| !t.is_zero())
+    }
+
     /// A size in bytes up to `most`, or `default` when absent.
     pub(crate) fn size(&self, report: &mut Report<'_>, name: &str, default: u64, most: u64) -> u64 {
         let Some(v) = self.get(name) else {

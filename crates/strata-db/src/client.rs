@@ -57,6 +57,9 @@ const CARRIED: &[&str] = &[
     "idle_in_transaction_session_timeout",
 ];
 
+// a carried parameter's place is kept in a byte
+const _: () = assert!(CARRIED.len() < 256);
+
 /// Of [`CARRIED`], those the server reports with ParameterStatus when they change.
 const REPORTED: &[&str] = &[
     "client_encoding",
@@ -139,20 +142,25 @@ pub(crate) async fn serve(accepted: Box<Accepted>) {
                     }
                 })
                 .await;
+                // (whether it drained, or went idle too long: a byte, not what woke it)
                 match woke {
                     Woke::Readable(Ok(())) => None,
                     Woke::Readable(Err(e)) => break Err(e.into()),
-                    // told, as PostgreSQL tells its sessions at a shutdown
-                    Woke::Drained => Some((Sqlstate::ADMIN_SHUTDOWN, SHUTTING_DOWN)),
-                    Woke::IdleTooLong => {
-                        tracing::info!(listener = %session.svc.name, client = session.key.pid, "a client idle past client_idle_timeout: closed");
-                        Some((Sqlstate::IDLE_SESSION_TIMEOUT, IDLE_TOO_LONG))
-                    }
+                    Woke::Drained => Some(true),
+                    Woke::IdleTooLong => Some(false),
                 }
             };
-            if let Some((code, message)) = told {
-                Box::pin(refuse(&mut session.client, code, message)).await;
-                break Ok(());
+            match told {
+                None => {}
+                // told, as PostgreSQL tells its sessions at a shutdown
+                Some(true) => {
+                    Box::pin(session.let_go(Sqlstate::ADMIN_SHUTDOWN, SHUTTING_DOWN)).await;
+                    break Ok(());
+                }
+                Some(false) => {
+                    Box::pin(session.idle_too_long()).await;
+                    break Ok(());
+                }
             }
         }
         match Box::pin(session.run(&shutdown)).await {
@@ -646,10 +654,13 @@ impl Wanted {
         let Some(i) = Self::place(name) else {
             return;
         };
+        // (a server reports a parameter at every set_config of it, mostly to the same value)
+        if self.carried(i) == Some(value) {
+            return;
+        }
         let mut own = std::mem::take(&mut self.own).into_vec();
         own.retain(|(at, _)| usize::from(*at) != i);
         if self.server_default(i) != Some(value) {
-            // CARRIED has fewer than 256 names
             own.push((i as u8, value.into()));
         }
         self.own = own.into_boxed_slice();
@@ -1355,11 +1366,12 @@ impl Session {
     async fn run(&mut self, shutdown: &CancellationToken) -> Result<Burst, ClientError> {
         // it was woken for a reason: the first turn goes to the loop
         let mut woken = true;
-        // when the client last sent something: one that holds nothing (no server connection,
-        // no line, no transaction begun here) for client_idle_timeout since is let go here
-        // too, though it left a message half sent or its answers unread
+        // client_idle_timeout reaches a client here too once it holds nothing (no server
+        // connection, no line) and has neither sent nor read anything for that long, though
+        // it left a message half sent or its answers unread: counted from `heard`
+        let idle_limit = self.svc.client_idle_timeout();
         let mut heard = tokio::time::Instant::now();
-        if !self.cbuf.is_empty() && self.server.is_none() && self.line.is_none() {
+        if !self.cbuf.is_empty() && self.holds_nothing() {
             // bytes read behind the login (a client that sent its first query without waiting
             // for ReadyForQuery): the socket may have nothing more to say, so they go now
             if !self.received().await? {
@@ -1370,7 +1382,7 @@ impl Session {
             if self.closing && self.to_client.is_empty() {
                 return Ok(Burst::Ended);
             }
-            let idle = self.server.is_none() && self.line.is_none() && self.to_client.is_empty();
+            let idle = self.holds_nothing() && self.to_client.is_empty();
             if idle && self.cbuf.is_empty() && self.to_server.is_empty() {
                 self.give_buffers();
                 if !woken && self.deferred.is_none() && !self.closing {
@@ -1390,32 +1402,28 @@ impl Session {
             // a client that holds a server connection inside a transaction, with nothing in
             // flight: how long it may stay so
             let idle_in_transaction = self.idle_in_transaction();
-            let holds_nothing =
-                self.server.is_none() && self.line.is_none() && self.deferred.is_none();
-            let idle_client = self
-                .svc
-                .client_idle_timeout()
-                .filter(|_| holds_nothing)
-                .map(|t| heard + t);
+            let idle_client = match idle_limit {
+                Some(limit) if self.holds_nothing() => Some(heard + limit),
+                // time holding a connection (or waiting on a line) is not idle
+                Some(_) => {
+                    heard = tokio::time::Instant::now();
+                    None
+                }
+                None => None,
+            };
             tokio::select! {
                 _ = shutdown.cancelled(), if between => {
                     // as PostgreSQL ends its sessions at a shutdown
-                    refuse(&mut self.client, Sqlstate::ADMIN_SHUTDOWN, SHUTTING_DOWN).await;
+                    self.let_go(Sqlstate::ADMIN_SHUTDOWN, SHUTTING_DOWN).await;
                     return Ok(Burst::Ended);
                 }
                 _ = sleep_until_some(idle_in_transaction) => {
                     tracing::info!(listener = %self.svc.name, "a client idle in a transaction past idle_transaction_timeout: closed, its transaction rolled back");
-                    refuse(&mut self.client, Sqlstate::IDLE_IN_TRANSACTION_TIMEOUT, "terminating connection due to idle-in-transaction timeout (idle_transaction_timeout)").await;
+                    self.let_go(Sqlstate::IDLE_IN_TRANSACTION_TIMEOUT, "terminating connection due to idle-in-transaction timeout (idle_transaction_timeout)").await;
                     return Ok(Burst::Ended);
                 }
                 _ = sleep_until_some(idle_client) => {
-                    tracing::info!(listener = %self.svc.name, client = self.key.pid, "a client idle past client_idle_timeout: closed");
-                    // told, unless answers it does not read stand in the way (then the
-                    // message would land inside one, or wait for good)
-                    if self.to_client.is_empty() {
-                        let told = refuse(&mut self.client, Sqlstate::IDLE_SESSION_TIMEOUT, IDLE_TOO_LONG);
-                        let _ = tokio::time::timeout(Duration::from_secs(1), told).await;
-                    }
+                    self.idle_too_long().await;
                     return Ok(Burst::Ended);
                 }
                 // what a client sends behind a query it waits for (held, or on a line)
@@ -1441,7 +1449,12 @@ impl Session {
                 }
                 r = self.client.writable(), if !self.to_client.is_empty() => {
                     r?;
+                    let unread = self.to_client.len();
                     self.flush_to_client()?;
+                    // a client reading its answers, however slowly, is not idle
+                    if self.to_client.len() < unread && idle_limit.is_some() {
+                        heard = tokio::time::Instant::now();
+                    }
                 }
                 r = readable(&self.server), if self.server.is_some() && self.to_client.len() < HIGH_WATER => {
                     if r.is_err() || !self.server_sent() {
@@ -1506,7 +1519,7 @@ impl Session {
                 buffers::give(std::mem::take(buf));
             }
         }
-        self.statements.idle();
+        self.statements.free_owed();
     }
 
     fn take_buffers(&mut self) {
@@ -2616,6 +2629,28 @@ impl Session {
         self.cbuf.clear();
         self.deferred = None;
         self.closing = true;
+    }
+
+    /// Tells the client why it is let go, unless answers it has not read stand in the way
+    /// (the message would land inside one); a client that reads nothing holds up the task no
+    /// more than a second.
+    async fn let_go(&mut self, code: Sqlstate, message: &str) {
+        if self.to_client.is_empty() {
+            let told = refuse(&mut self.client, code, message);
+            let _ = tokio::time::timeout(Duration::from_secs(1), told).await;
+        }
+    }
+
+    /// The client passed client_idle_timeout: logged, told, let go (the caller ends it).
+    async fn idle_too_long(&mut self) {
+        tracing::info!(listener = %self.svc.name, client = self.key.pid, "a client idle past client_idle_timeout: closed");
+        self.let_go(Sqlstate::IDLE_SESSION_TIMEOUT, IDLE_TOO_LONG)
+            .await;
+    }
+
+    /// It holds no server connection and waits on no line.
+    fn holds_nothing(&self) -> bool {
+        self.server.is_none() && self.line.is_none()
     }
 
     /// Logs why the session ended, when it failed: the client by its number, which the log

@@ -233,7 +233,7 @@ impl DatabaseService {
         let mut pools = lock(&self.pools);
         for pool in pools.values() {
             for server in pool.servers() {
-                server.close_idle_past(limits);
+                server.close_expired(limits);
             }
         }
         pools.retain(|_, pool| Arc::strong_count(pool) > 1 || !pool.unused());

@@ -65,7 +65,7 @@ impl ServerPool {
 
     /// Closes the idle connections past their time: waited `limits.idle` or longer, or open
     /// `limits.lifetime` or longer (see [`ServerPool::keeps`]).
-    pub fn close_idle_past(&self, limits: Limits) {
+    pub fn close_expired(&self, limits: Limits) {
         lock(&self.idle).retain(|c| self.keeps(c, &limits));
     }
 
@@ -85,10 +85,14 @@ impl ServerPool {
         if conn.born.elapsed() < most {
             return true;
         }
+        // (below a millisecond apart, nothing is spread: a lifetime that short, as the
+        // importer writes PgBouncer's "each connection used once", means what it says)
         let gap = most / limits.pool_size.max(1);
         let mut aged_out = lock(&self.aged_out);
         let now = Instant::now();
-        if aged_out.is_some_and(|at| now.duration_since(at) < gap) {
+        if gap >= Duration::from_millis(1)
+            && aged_out.is_some_and(|at| now.duration_since(at) < gap)
+        {
             return true;
         }
         *aged_out = Some(now);
@@ -244,7 +248,8 @@ pub struct Limits {
     pub connect: Duration,
     /// An idle connection older than this is closed rather than reused.
     pub idle: Duration,
-    /// A connection open this long is closed rather than reused (`None`: no limit).
+    /// A connection open this long is closed rather than reused, in its turn
+    /// ([`ServerPool::keeps`]); `None`: no limit.
     pub lifetime: Option<Duration>,
 }
 
@@ -395,29 +400,30 @@ mod tests {
             pool_size: 4,
             wait: Duration::from_secs(1),
             connect: Duration::from_secs(1),
-            idle: Duration::from_secs(600),
-            lifetime: Some(Duration::from_secs(60)),
+            idle: Duration::from_secs(1),
+            lifetime: Some(Duration::from_secs(4)),
         };
         let pool = Pool::new("app", "app").server(addr, limits);
         let mut aged = Vec::new();
         for _ in 0..3 {
             let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
             let mut conn = ServerConn::new(stream, addr);
-            conn.born = Instant::now() - Duration::from_secs(120);
+            // (small ages: a machine's monotonic clock may be young)
+            conn.born = Instant::now() - Duration::from_secs(8);
             aged.push(conn);
         }
         let young = ServerConn::new(tokio::net::TcpStream::connect(addr).await.unwrap(), addr);
         assert!(pool.keeps(&young, &limits));
-        // the first past its lifetime goes; the next ones wait their turn, 15 s apart
+        // the first past its lifetime goes; the next ones wait their turn, a second apart
         assert!(!pool.keeps(&aged[0], &limits));
         assert!(pool.keeps(&aged[1], &limits));
         assert!(pool.keeps(&aged[2], &limits));
-        *lock(&pool.aged_out) = Some(Instant::now() - Duration::from_secs(16));
+        *lock(&pool.aged_out) = Some(Instant::now() - Duration::from_millis(1100));
         assert!(!pool.keeps(&aged[1], &limits));
         assert!(pool.keeps(&aged[2], &limits));
         // idle too long goes whatever its age
         let mut idle = ServerConn::new(tokio::net::TcpStream::connect(addr).await.unwrap(), addr);
-        idle.idle_since = Instant::now() - Duration::from_secs(601);
+        idle.idle_since = Instant::now() - Duration::from_millis(1100);
         assert!(!pool.keeps(&idle, &limits));
         // no lifetime: age never matters
         let forever = Limits {

@@ -210,7 +210,7 @@ impl ClientStatements {
 
     /// The client is idle (nothing owed): what it held for its messages in flight goes back
     /// to the allocator, so that an idle client holds only its named statements.
-    pub fn idle(&mut self) {
+    pub fn free_owed(&mut self) {
         if self.owed.is_empty() && self.owed.capacity() > 0 {
             self.owed = VecDeque::new();
         }

@@ -1462,13 +1462,13 @@ async fn server_connections_idle_past_server_idle_timeout_are_closed() {
 /// one is closed; a transaction that outlives the lifetime keeps its connection to its end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_connections_open_past_server_lifetime_are_replaced() {
-    let (pg, _strata, db) = app_database("", "pool_size = 1\nserver_lifetime = \"1s\"");
+    let (pg, _strata, db) = app_database("", "pool_size = 1\nserver_lifetime = \"2s\"");
     let (inside, still, after, later) = blocking(move || {
         let mut s = PsqlSession::open(db, "app", "secret", "app", &[]);
         s.send("begin");
         let inside = s.line("select pg_backend_pid()");
         // the server waits past the lifetime, inside the transaction
-        assert_eq!(s.line("select pg_sleep(1.2)"), "");
+        assert_eq!(s.line("select pg_sleep(2.2)"), "");
         let still = s.line("select pg_backend_pid()");
         s.send("commit");
         let after = s.line("select pg_backend_pid()");
@@ -1526,6 +1526,16 @@ async fn clients_idle_past_client_idle_timeout_are_told_and_let_go() {
         "{told}"
     );
     assert_eq!(still, "still here");
+    // a query that ran past the timeout, its answer larger than the sockets hold, arrives
+    // whole: the time it held a server connection, and the time it reads, are not idle
+    let long = blocking(move || {
+        let mut s = PsqlSession::open(db, "app", "secret", "app", &[]);
+        let answer = s.line("select repeat('x', 8000000) from pg_sleep(1.2)");
+        let after = s.line("select 'after'");
+        (answer.len(), after)
+    })
+    .await;
+    assert_eq!(long, (8_000_000, "after".to_string()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

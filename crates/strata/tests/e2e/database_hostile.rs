@@ -526,7 +526,7 @@ async fn an_extended_protocol_copy_gives_its_connection_back() {
 
 /// `client_idle_timeout` reaches a client that holds nothing though it stopped half-way
 /// through a message (which a client that vanished leaves behind): it is told 57P05, exactly,
-/// and closed; one that sends its messages whole is not cut while it keeps talking.
+/// and closed, and the listener serves on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_mid_message_is_let_go_at_client_idle_timeout() {
     let (_pg, _strata, db) = trusting("", "client_idle_timeout = \"1s\"");
