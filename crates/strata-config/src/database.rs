@@ -27,6 +27,9 @@ pub struct DatabaseListener {
     pub pool_mode: PoolMode,
     /// Server connections per (user, database, server).
     pub pool_size: u32,
+    /// Server connections per (user, database, server) kept open, idle ones spared by
+    /// `server_idle_timeout` (PgBouncer's `min_pool_size`); 0: none.
+    pub min_pool_size: u32,
     /// Who may connect, with their secrets (from `users` and `auth_file`).
     pub users: Vec<DbUser>,
     /// How clients prove who they are.
@@ -190,6 +193,7 @@ pub(crate) const KEYS: &[&str] = &[
     "sharded_tables",
     "pool_mode",
     "pool_size",
+    "min_pool_size",
     "auth_file",
     "users",
     "auth_type",
@@ -372,6 +376,7 @@ pub(crate) fn listener(
         sharded_tables,
         pool_mode,
         pool_size,
+        min_pool_size: s.int(report, "min_pool_size", 0..=pool_size.into(), 0) as u32,
         users,
         auth_type,
         max_client_connections: s.int(report, "max_client_connections", 1..=1_000_000, 10_000)

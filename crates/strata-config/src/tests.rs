@@ -238,6 +238,18 @@ fn a_server_connection_lives_an_hour_and_a_client_for_good_unless_told_otherwise
         listener("client_idle_timeout = \"30s\"\n").client_idle_timeout,
         Some(Duration::from_secs(30))
     );
+    // and none kept open, and never more than the pool
+    assert_eq!(listener("").min_pool_size, 0);
+    assert_eq!(listener("min_pool_size = 5\n").min_pool_size, 5);
+    let p = problems(
+        "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:6432\"\nservers = [\"127.0.0.1:1\"]\n\
+         pool_size = 4\nmin_pool_size = 5\n[[database.users]]\nname = \"app\"\npassword = \"p\"\n",
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.contains("6:17: `database[0].min_pool_size`")),
+        "{p:#?}"
+    );
     let p = problems(
         "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:6432\"\nservers = [\"127.0.0.1:1\"]\n\
          server_lifetime = 3600\n[[database.users]]\nname = \"app\"\npassword = \"p\"\n",

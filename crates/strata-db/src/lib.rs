@@ -85,6 +85,7 @@ fn limits(config: &DatabaseListener) -> Limits {
         connect: config.connect_timeout,
         idle: config.server_idle_timeout,
         lifetime: config.server_lifetime,
+        min: config.min_pool_size,
     }
 }
 
@@ -228,8 +229,11 @@ impl DatabaseService {
     /// `server_lifetime`, and forgets the pools no client holds and no connection is in
     /// (PgBouncer's janitor): idle connections are reused newest first, and without this the
     /// oldest would stay open for good.
+    /// Then opens connections where fewer than `min_pool_size` are, to the servers that are
+    /// up, for the pools some client has used.
     fn reap(&self) {
-        let limits = limits(&self.site.load().config);
+        let site = self.site.load();
+        let limits = limits(&site.config);
         let mut pools = lock(&self.pools);
         for pool in pools.values() {
             for server in pool.servers() {
@@ -237,6 +241,19 @@ impl DatabaseService {
             }
         }
         pools.retain(|_, pool| Arc::strong_count(pool) > 1 || !pool.unused());
+        if limits.min > 0 {
+            let up: Vec<std::net::SocketAddr> = site
+                .roles
+                .all()
+                .into_iter()
+                .filter(|s| s.role != health::Role::Down && !s.drained)
+                .map(|s| s.addr)
+                .collect();
+            for pool in pools.values() {
+                let credential = || lock(&self.credentials).get(&pool.user).cloned();
+                pool.warm(&up, credential, limits);
+            }
+        }
     }
 
     /// Stops the role checks.

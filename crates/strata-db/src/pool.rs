@@ -35,6 +35,8 @@ pub struct ServerPool {
     pub trial: crate::trial::Trial,
     /// When one of its connections was last closed for its age (`server_lifetime`).
     aged_out: Mutex<Option<Instant>>,
+    /// Connections being opened to keep `min_pool_size` open.
+    warming: Gauge,
 }
 
 impl ServerPool {
@@ -64,9 +66,57 @@ impl ServerPool {
     }
 
     /// Closes the idle connections past their time: waited `limits.idle` or longer, or open
-    /// `limits.lifetime` or longer (see [`ServerPool::keeps`]).
+    /// `limits.lifetime` or longer (see [`ServerPool::keeps`]). Idleness spares the newest
+    /// ones while fewer than `limits.min` would stay open; age does not (they are opened
+    /// again, new).
     pub fn close_expired(&self, limits: Limits) {
-        lock(&self.idle).retain(|c| self.keeps(c, &limits));
+        let in_use = usize::try_from(self.in_use.get()).unwrap_or(0);
+        let mut spared = (limits.min as usize).saturating_sub(in_use);
+        let mut idle = lock(&self.idle);
+        // newest last: spared first
+        idle.reverse();
+        idle.retain(|c| {
+            let kept = (spared > 0 || !limits.idle_too_long(c)) && !self.aged_out(c, &limits);
+            if kept {
+                spared = spared.saturating_sub(1);
+            }
+            kept
+        });
+        idle.reverse();
+    }
+
+    /// Opens connections, in tasks of their own, until `limits.min` are open or being opened
+    /// (PgBouncer's `min_pool_size`): a pool that sat unused is ready when load comes back.
+    fn warm(self: &Arc<Self>, pool: &Arc<Pool>, credential: Credential, limits: Limits) {
+        let open = lock(&self.idle).len()
+            + usize::try_from(self.in_use.get() + self.warming.get()).unwrap_or(0);
+        for _ in open..(limits.min as usize) {
+            self.warming.inc();
+            let (server, pool, credential) = (self.clone(), pool.clone(), credential.clone());
+            tokio::spawn(async move {
+                match pool.connect(server.addr, &credential, limits).await {
+                    Ok(conn) => server.give(conn),
+                    // a server that can't be reached is the role checks' to find
+                    Err(e) => {
+                        tracing::debug!(server = %server.addr, "opening a connection for min_pool_size: {e}")
+                    }
+                }
+                server.warming.dec();
+            });
+        }
+    }
+
+    /// Puts a connection no client holds among the idle ones, unless the server is drained
+    /// or they fill the slots.
+    fn give(&self, conn: ServerConn) {
+        if self.drained.load(Relaxed) {
+            return;
+        }
+        let mut idle = lock(&self.idle);
+        // more than the slots (a reload lowered `pool_size`): this one closes
+        if idle.len() < self.slots.size() {
+            idle.push(conn);
+        }
     }
 
     /// Whether an idle connection may serve again: not idle for `limits.idle`, and not open
@@ -76,14 +126,17 @@ impl ServerPool {
     /// failover) are not all replaced at once, with a client waiting for each new one. False
     /// means the caller closes it.
     fn keeps(&self, conn: &ServerConn, limits: &Limits) -> bool {
-        if conn.idle_since.elapsed() >= limits.idle {
-            return false;
-        }
+        !limits.idle_too_long(conn) && !self.aged_out(conn, limits)
+    }
+
+    /// Whether a connection is closed for its age now: past `limits.lifetime`, and its turn
+    /// has come (see [`ServerPool::keeps`]); its turn is taken.
+    fn aged_out(&self, conn: &ServerConn, limits: &Limits) -> bool {
         let Some(most) = limits.lifetime else {
-            return true;
+            return false;
         };
         if conn.born.elapsed() < most {
-            return true;
+            return false;
         }
         // (below a millisecond apart, nothing is spread: a lifetime that short, as the
         // importer writes PgBouncer's "each connection used once", means what it says)
@@ -93,10 +146,10 @@ impl ServerPool {
         if gap >= Duration::from_millis(1)
             && aged_out.is_some_and(|at| now.duration_since(at) < gap)
         {
-            return true;
+            return false;
         }
         *aged_out = Some(now);
-        false
+        true
     }
 
     /// Closes every idle connection (the server's role changed, or it went away).
@@ -161,14 +214,7 @@ impl Lease {
         self.conn.idle_since = Instant::now();
         self.pool.in_use.dec();
         let Lease { conn, pool, .. } = self;
-        if pool.drained.load(Relaxed) {
-            return;
-        }
-        let mut idle = lock(&pool.idle);
-        // more than the slots (a reload lowered `pool_size`): this one closes
-        if idle.len() < pool.slots.size() {
-            idle.push(conn);
-        }
+        pool.give(conn);
     }
 
     /// Closes the connection (it is not known to be clean).
@@ -251,6 +297,14 @@ pub struct Limits {
     /// A connection open this long is closed rather than reused, in its turn
     /// ([`ServerPool::keeps`]); `None`: no limit.
     pub lifetime: Option<Duration>,
+    /// Connections kept open (`min_pool_size`).
+    pub min: u32,
+}
+
+impl Limits {
+    fn idle_too_long(&self, conn: &ServerConn) -> bool {
+        conn.idle_since.elapsed() >= self.idle
+    }
 }
 
 impl Pool {
@@ -280,6 +334,7 @@ impl Pool {
             lines: Default::default(),
             trial: Default::default(),
             aged_out: Mutex::new(None),
+            warming: Gauge::default(),
         });
         servers.push(s.clone());
         s
@@ -354,19 +409,7 @@ impl Pool {
             Some(c) => c,
             None => {
                 let credential = credential().ok_or(AcquireError::NoCredential)?;
-                let conn = ServerConn::connect(
-                    addr,
-                    &self.user,
-                    &self.database,
-                    &credential,
-                    limits.connect,
-                )
-                .await?;
-                let mut welcome = lock(&self.welcome);
-                if welcome.is_none() {
-                    *welcome = Some(Arc::new(conn.params().clone()));
-                }
-                conn
+                self.connect(addr, &credential, limits).await?
             }
         };
         pool.in_use.inc();
@@ -376,6 +419,46 @@ impl Pool {
             _slot: slot,
             asked: false,
         })
+    }
+}
+
+impl Pool {
+    /// A new connection to `addr`, logged in; the first one's parameters are what the pool's
+    /// clients are welcomed with.
+    async fn connect(
+        &self,
+        addr: SocketAddr,
+        credential: &Credential,
+        limits: Limits,
+    ) -> Result<ServerConn, crate::server::ServerError> {
+        let conn =
+            ServerConn::connect(addr, &self.user, &self.database, credential, limits.connect)
+                .await?;
+        let mut welcome = lock(&self.welcome);
+        if welcome.is_none() {
+            *welcome = Some(Arc::new(conn.params().clone()));
+        }
+        Ok(conn)
+    }
+
+    /// Keeps `limits.min` connections open to each of `servers` this pool has used
+    /// ([`ServerPool::warm`]).
+    pub fn warm(
+        self: &Arc<Self>,
+        servers: &[SocketAddr],
+        credential: impl Fn() -> Option<Credential>,
+        limits: Limits,
+    ) {
+        if limits.min == 0 {
+            return;
+        }
+        for server in self.servers() {
+            if servers.contains(&server.addr) {
+                if let Some(credential) = credential() {
+                    server.warm(self, credential, limits);
+                }
+            }
+        }
     }
 }
 
@@ -402,6 +485,7 @@ mod tests {
             connect: Duration::from_secs(1),
             idle: Duration::from_secs(1),
             lifetime: Some(Duration::from_secs(4)),
+            min: 0,
         };
         let pool = Pool::new("app", "app").server(addr, limits);
         let mut aged = Vec::new();

@@ -175,6 +175,8 @@ struct Listener<'c, 'a> {
     wait: (f64, String),
     /// The server_lifetime in seconds, and as written, for the databases that differ.
     lifetime: (f64, String),
+    /// The min_pool_size written (0: none), for the databases that differ.
+    min_pool_size: i64,
 }
 
 impl<'c, 'a> Listener<'c, 'a> {
@@ -189,12 +191,14 @@ impl<'c, 'a> Listener<'c, 'a> {
             pool_size: DEFAULT_POOL_SIZE,
             wait: (120.0, String::new()),
             lifetime: (3600.0, String::new()),
+            min_pool_size: 0,
         };
         l.name();
         l.listen();
         let routes = l.servers();
         l.pool_mode();
         l.pool_size();
+        l.min_pool_size();
         l.auth(dir);
         l.max_client_connections();
         l.wait = l.seconds("query_wait_timeout", "query_wait_timeout", 120.0);
@@ -409,6 +413,22 @@ impl<'c, 'a> Listener<'c, 'a> {
             self.table.note(at, key, why);
         }
         self.table.key("pool_size", size.to_string());
+    }
+
+    /// `min_pool_size`, when PgBouncer keeps some connections open: at most the pool size.
+    fn min_pool_size(&mut self) {
+        let n = self.int("min_pool_size", 0);
+        if n < 1 || self.pool_size < 1 {
+            return;
+        }
+        let min = n.min(self.pool_size);
+        if min != n {
+            let why = format!("{n} made {min}: no more than pool_size");
+            self.table
+                .note(self.at("min_pool_size"), "pgbouncer.min_pool_size", why);
+        }
+        self.min_pool_size = min;
+        self.table.key("min_pool_size", min.to_string());
     }
 
     /// `max_client_connections`, from max_client_conn; always written, PgBouncer's default
@@ -677,6 +697,8 @@ impl<'c, 'a> Listener<'c, 'a> {
             }
             "query_wait_timeout" => (atoi(value) as f64 != self.wait.0)
                 .then(|| format!("{}, {}", one("query_wait_timeout"), self.wait.1)),
+            "min_pool_size" => (atoi(value) != self.min_pool_size)
+                .then(|| format!("{}, {}", one("min_pool_size"), self.min_pool_size)),
             // a database's 0 is "the global one" in PgBouncer
             "server_lifetime" => (atoi(value) != 0 && atoi(value) as f64 != self.lifetime.0)
                 .then(|| format!("{}, {}", one("server_lifetime"), self.lifetime.1)),

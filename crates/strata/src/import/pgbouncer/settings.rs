@@ -175,7 +175,7 @@ pub(super) const KEYS: &[Key] = &[
     pool("max_prepared_statements", Int, &[], "Strata keeps protocol-level prepared statements working in transaction mode always, without a bound on those a server connection holds"),
     pool("max_user_client_connections", Int, &["0"], ONE_CLIENT_BOUND),
     pool("max_user_connections", Int, &["0"], ONE_BOUND),
-    pool("min_pool_size", Int, &["0"], "Strata opens server connections as clients need them, and keeps no minimum open"),
+    translated("min_pool_size", Int),
     process("peer_id", Int, &["0"], "Strata is one process: a cancel request reaches the server connection running the client's query from any worker thread, but is not passed on to other Strata nodes behind a TCP load balancer"),
     process("pidfile", Text, &[""], "Strata runs in the foreground under a service manager and writes no pid file"),
     process("pkt_buf", Int, &[], "Strata sizes its buffers itself"),

@@ -515,7 +515,7 @@ fn import_pgbouncer_writes_server_lifetime_as_strata_reads_it() {
 fn import_pgbouncer_writes_durations_and_sizes_as_near_as_strata_takes_them() {
     let users = Userlist::new("values");
     let t = ok(&users.ini(
-        "query_wait_timeout = 0\nserver_connect_timeout = 0.25\nserver_idle_timeout = 0.0004\nserver_lifetime = 0\ndefault_pool_size = 20000\nmax_client_conn = 2000000\n",
+        "query_wait_timeout = 0\nserver_connect_timeout = 0.25\nserver_idle_timeout = 0.0004\nserver_lifetime = 0\ndefault_pool_size = 20000\nmin_pool_size = 50000\nmax_client_conn = 2000000\n",
         "* = host=10.0.0.1\n",
     ));
     let config = config(&t);
@@ -526,6 +526,7 @@ fn import_pgbouncer_writes_durations_and_sizes_as_near_as_strata_takes_them() {
         // PgBouncer's 0 uses each server connection once
         "server_lifetime = \"1ms\"",
         "pool_size = 10000",
+        "min_pool_size = 10000",
         "max_client_connections = 1000000",
     ] {
         assert!(config.contains(&line), "{line}: {config:?}");
@@ -546,6 +547,7 @@ fn import_pgbouncer_writes_durations_and_sizes_as_near_as_strata_takes_them() {
         "0 (each server connection used once) made 1ms"
     ));
     assert!(says(&t, "pgbouncer.default_pool_size", "20000 made 10000"));
+    assert!(says(&t, "pgbouncer.min_pool_size", "50000 made 10000"));
     assert!(says(
         &t,
         "pgbouncer.max_client_conn",
