@@ -234,26 +234,34 @@ impl DatabaseService {
     fn reap(&self) {
         let site = self.site.load();
         let limits = limits(&site.config);
+        // the servers clients are sent to now: the primaries, and the replicas that may
+        // take reads
+        let mut serving = site.roles.primaries();
+        if site.config.replica_reads {
+            for shard in 0..site.config.shards.len().max(1) {
+                serving.extend(site.roles.replicas(shard, site.config.max_replica_lag));
+            }
+        }
         let mut pools = lock(&self.pools);
         for pool in pools.values() {
+            // a pool some client holds keeps min_pool_size open to the servers clients are
+            // sent to (as PgBouncer keeps it while a client is connected); one nobody holds
+            // lets its connections go idle out
+            let held = Arc::strong_count(pool) > 1;
             for server in pool.servers() {
-                server.close_expired(limits);
+                let keep = if held && serving.contains(&server.addr) {
+                    limits
+                } else {
+                    pool::Limits { min: 0, ..limits }
+                };
+                server.close_expired(keep);
+            }
+            if held {
+                let credential = || lock(&self.credentials).get(&pool.user).cloned();
+                pool.warm(&serving, credential, limits, site.config.ban_time);
             }
         }
         pools.retain(|_, pool| Arc::strong_count(pool) > 1 || !pool.unused());
-        if limits.min > 0 {
-            let up: Vec<std::net::SocketAddr> = site
-                .roles
-                .all()
-                .into_iter()
-                .filter(|s| s.role != health::Role::Down && !s.drained)
-                .map(|s| s.addr)
-                .collect();
-            for pool in pools.values() {
-                let credential = || lock(&self.credentials).get(&pool.user).cloned();
-                pool.warm(&up, credential, limits);
-            }
-        }
     }
 
     /// Stops the role checks.

@@ -35,17 +35,18 @@ pub struct ServerPool {
     pub trial: crate::trial::Trial,
     /// When one of its connections was last closed for its age (`server_lifetime`).
     aged_out: Mutex<Option<Instant>>,
-    /// Connections being opened to keep `min_pool_size` open.
-    warming: Gauge,
+    /// When opening a connection for `min_pool_size` last failed, while it fails.
+    warm_failed: Mutex<Option<Instant>>,
 }
 
 impl ServerPool {
     /// Drains (`true`: idle connections close now, busy ones as they are given back) or
     /// restores the pool's server.
     pub fn set_drained(&self, drained: bool) {
+        let mut idle = lock(&self.idle);
         self.drained.store(drained, Relaxed);
         if drained {
-            self.close_idle();
+            idle.clear();
         }
     }
 
@@ -66,12 +67,11 @@ impl ServerPool {
     }
 
     /// Closes the idle connections past their time: waited `limits.idle` or longer, or open
-    /// `limits.lifetime` or longer (see [`ServerPool::keeps`]). Idleness spares the newest
+    /// `limits.lifetime` or longer (see [`ServerPool::aged_out`]). Idleness spares the newest
     /// ones while fewer than `limits.min` would stay open; age does not (they are opened
     /// again, new).
     pub fn close_expired(&self, limits: Limits) {
-        let in_use = usize::try_from(self.in_use.get()).unwrap_or(0);
-        let mut spared = (limits.min as usize).saturating_sub(in_use);
+        let mut spared = (limits.min as usize).saturating_sub(self.slots.taken());
         let mut idle = lock(&self.idle);
         // newest last: spared first
         idle.reverse();
@@ -85,52 +85,65 @@ impl ServerPool {
         idle.reverse();
     }
 
-    /// Opens connections, in tasks of their own, until `limits.min` are open or being opened
-    /// (PgBouncer's `min_pool_size`): a pool that sat unused is ready when load comes back.
-    fn warm(self: &Arc<Self>, pool: &Arc<Pool>, credential: Credential, limits: Limits) {
-        let open = lock(&self.idle).len()
-            + usize::try_from(self.in_use.get() + self.warming.get()).unwrap_or(0);
-        for _ in open..(limits.min as usize) {
-            self.warming.inc();
-            let (server, pool, credential) = (self.clone(), pool.clone(), credential.clone());
-            tokio::spawn(async move {
-                match pool.connect(server.addr, &credential, limits).await {
-                    Ok(conn) => server.give(conn),
-                    // a server that can't be reached is the role checks' to find
-                    Err(e) => {
-                        tracing::debug!(server = %server.addr, "opening a connection for min_pool_size: {e}")
+    /// Opens a connection, in a task of its own, while fewer than `limits.min` are open or
+    /// being opened (PgBouncer's `min_pool_size`), on a slot it takes only if one is free (so
+    /// `pool_size` stays the bound, and clients waiting for a slot come first): one a second
+    /// per server, from the janitor. After a failure, not again for `pause`.
+    fn warm(
+        self: &Arc<Self>,
+        pool: &Arc<Pool>,
+        credential: Credential,
+        limits: Limits,
+        pause: Duration,
+    ) {
+        if lock(&self.warm_failed).is_some_and(|at| at.elapsed() < pause) {
+            return;
+        }
+        let open = lock(&self.idle).len() + self.slots.taken();
+        if open >= limits.min as usize {
+            return;
+        }
+        let Some(slot) = self.slots.try_acquire() else {
+            return;
+        };
+        let (server, pool) = (self.clone(), pool.clone());
+        tokio::spawn(async move {
+            match pool.connect(server.addr, &credential, limits).await {
+                Ok(conn) => {
+                    *lock(&server.warm_failed) = None;
+                    server.give(conn);
+                }
+                Err(e) => {
+                    // (a refusal the role checks do not see, such as a database that does
+                    // not exist or too many clients: said once, then tried after a pause)
+                    if lock(&server.warm_failed).replace(Instant::now()).is_none() {
+                        tracing::warn!(server = %server.addr, user = %pool.user, database = %pool.database, "opening a connection for min_pool_size: {e}");
                     }
                 }
-                server.warming.dec();
-            });
-        }
+            }
+            drop(slot);
+        });
     }
 
     /// Puts a connection no client holds among the idle ones, unless the server is drained
     /// or they fill the slots.
     fn give(&self, conn: ServerConn) {
+        let mut idle = lock(&self.idle);
+        // (looked at under the lock a drain empties the idle ones under)
         if self.drained.load(Relaxed) {
             return;
         }
-        let mut idle = lock(&self.idle);
         // more than the slots (a reload lowered `pool_size`): this one closes
         if idle.len() < self.slots.size() {
             idle.push(conn);
         }
     }
 
-    /// Whether an idle connection may serve again: not idle for `limits.idle`, and not open
-    /// for `limits.lifetime`, unless another of the pool's connections was closed for its age
-    /// lately: those closes are spread out, one per lifetime divided by the pool size (as
-    /// PgBouncer spreads them), so that connections opened together (at start, after a
-    /// failover) are not all replaced at once, with a client waiting for each new one. False
-    /// means the caller closes it.
-    fn keeps(&self, conn: &ServerConn, limits: &Limits) -> bool {
-        !limits.idle_too_long(conn) && !self.aged_out(conn, limits)
-    }
-
-    /// Whether a connection is closed for its age now: past `limits.lifetime`, and its turn
-    /// has come (see [`ServerPool::keeps`]); its turn is taken.
+    /// Whether a connection is closed for its age now: open for `limits.lifetime`, and its
+    /// turn has come. Those closes are spread out, one per lifetime divided by the pool size
+    /// (as PgBouncer spreads them), so that connections opened together (at start, after a
+    /// failover) are not all replaced at once, with a client waiting for each new one. True
+    /// takes the turn: the caller closes it.
     fn aged_out(&self, conn: &ServerConn, limits: &Limits) -> bool {
         let Some(most) = limits.lifetime else {
             return false;
@@ -295,7 +308,7 @@ pub struct Limits {
     /// An idle connection older than this is closed rather than reused.
     pub idle: Duration,
     /// A connection open this long is closed rather than reused, in its turn
-    /// ([`ServerPool::keeps`]); `None`: no limit.
+    /// ([`ServerPool::aged_out`]); `None`: no limit.
     pub lifetime: Option<Duration>,
     /// Connections kept open (`min_pool_size`).
     pub min: u32,
@@ -334,7 +347,7 @@ impl Pool {
             lines: Default::default(),
             trial: Default::default(),
             aged_out: Mutex::new(None),
-            warming: Gauge::default(),
+            warm_failed: Mutex::new(None),
         });
         servers.push(s.clone());
         s
@@ -398,7 +411,10 @@ impl Pool {
             let mut idle = lock(&pool.idle);
             let mut found = None;
             while let Some(conn) = idle.pop() {
-                if pool.keeps(&conn, &limits) && still_open(&conn) {
+                // (with min_pool_size, the idle ones kept are kept for this: the janitor
+                // closes those idle past the minimum within a second)
+                let idle_ok = limits.min > 0 || !limits.idle_too_long(&conn);
+                if idle_ok && !pool.aged_out(&conn, &limits) && still_open(&conn) {
                     found = Some(conn);
                     break;
                 }
@@ -448,6 +464,7 @@ impl Pool {
         servers: &[SocketAddr],
         credential: impl Fn() -> Option<Credential>,
         limits: Limits,
+        pause: Duration,
     ) {
         if limits.min == 0 {
             return;
@@ -455,7 +472,7 @@ impl Pool {
         for server in self.servers() {
             if servers.contains(&server.addr) {
                 if let Some(credential) = credential() {
-                    server.warm(self, credential, limits);
+                    server.warm(self, credential, limits, pause);
                 }
             }
         }
@@ -488,6 +505,9 @@ mod tests {
             min: 0,
         };
         let pool = Pool::new("app", "app").server(addr, limits);
+        let keeps = |conn: &ServerConn, limits: &Limits| {
+            !limits.idle_too_long(conn) && !pool.aged_out(conn, limits)
+        };
         let mut aged = Vec::new();
         for _ in 0..3 {
             let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -497,23 +517,23 @@ mod tests {
             aged.push(conn);
         }
         let young = ServerConn::new(tokio::net::TcpStream::connect(addr).await.unwrap(), addr);
-        assert!(pool.keeps(&young, &limits));
+        assert!(keeps(&young, &limits));
         // the first past its lifetime goes; the next ones wait their turn, a second apart
-        assert!(!pool.keeps(&aged[0], &limits));
-        assert!(pool.keeps(&aged[1], &limits));
-        assert!(pool.keeps(&aged[2], &limits));
+        assert!(!keeps(&aged[0], &limits));
+        assert!(keeps(&aged[1], &limits));
+        assert!(keeps(&aged[2], &limits));
         *lock(&pool.aged_out) = Some(Instant::now() - Duration::from_millis(1100));
-        assert!(!pool.keeps(&aged[1], &limits));
-        assert!(pool.keeps(&aged[2], &limits));
+        assert!(!keeps(&aged[1], &limits));
+        assert!(keeps(&aged[2], &limits));
         // idle too long goes whatever its age
         let mut idle = ServerConn::new(tokio::net::TcpStream::connect(addr).await.unwrap(), addr);
         idle.idle_since = Instant::now() - Duration::from_millis(1100);
-        assert!(!pool.keeps(&idle, &limits));
+        assert!(!keeps(&idle, &limits));
         // no lifetime: age never matters
         let forever = Limits {
             lifetime: None,
             ..limits
         };
-        assert!(pool.keeps(&aged[2], &forever));
+        assert!(keeps(&aged[2], &forever));
     }
 }

@@ -86,6 +86,12 @@ impl Limit {
         Ok(Slot(self.clone()))
     }
 
+    /// A place if one is free now, without waiting.
+    pub fn try_acquire(&self) -> Option<Slot> {
+        self.0.permits.try_acquire().ok()?.forget();
+        Some(Slot(self.clone()))
+    }
+
     /// The number set last.
     pub fn size(&self) -> usize {
         self.0.size.load(Acquire)
@@ -133,6 +139,17 @@ fn take_up_to(count: &AtomicUsize, most: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn try_acquire_takes_a_free_place_or_none() {
+        let limit = Limit::new(1);
+        let slot = limit.try_acquire();
+        assert!(slot.is_some());
+        assert!(limit.try_acquire().is_none());
+        assert_eq!(limit.taken(), 1);
+        drop(slot);
+        assert!(limit.try_acquire().is_some());
+    }
 
     #[tokio::test]
     async fn a_lowered_limit_admits_no_more_until_enough_have_closed() {

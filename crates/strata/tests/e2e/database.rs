@@ -1491,16 +1491,21 @@ async fn server_connections_open_past_server_lifetime_are_replaced() {
     .await;
 }
 
-/// `min_pool_size` connections are opened once a client has used the pool, and kept open
-/// past `server_idle_timeout` (PgBouncer's min_pool_size): the same backends stay.
+/// `min_pool_size` connections are opened while a client holds the pool, and kept open past
+/// `server_idle_timeout` (PgBouncer's min_pool_size): the same backends stay, and serve the
+/// client's next transaction.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn min_pool_size_connections_open_and_outlive_the_idle_timeout() {
     let (pg, _strata, db) = app_database(
         "",
         "pool_size = 4\nmin_pool_size = 2\nserver_idle_timeout = \"1s\"",
     );
-    let answer = blocking(move || psql(db, "app", "secret", "app", "select 'used'")).await;
-    assert_eq!(answer.as_deref(), Ok("used"));
+    let mut session = blocking(move || {
+        let mut s = PsqlSession::open(db, "app", "secret", "app", &[]);
+        assert_eq!(s.line("select 'used'"), "used");
+        s
+    })
+    .await;
     let backends = "select string_agg(pid::text, ',' order by pid) from pg_stat_activity \
                     where usename = 'app' and backend_type = 'client backend'";
     eventually(Duration::from_secs(10), "two connections open", || async {
@@ -1508,13 +1513,17 @@ async fn min_pool_size_connections_open_and_outlive_the_idle_timeout() {
     })
     .await;
     let two = pg.admin(backends);
-    // the server waits past the idle timeout (and the janitor's second)
-    pg.admin("select pg_sleep(2.2)");
+    // the server waits past the idle timeout (and the janitor's seconds)
+    pg.admin("select pg_sleep(3)");
     assert_eq!(
         pg.admin(backends),
         two,
         "the kept connections were closed and opened again"
     );
+    // the client's next transaction runs on one of them, not on a new one
+    let pid = blocking(move || session.line("select pg_backend_pid()")).await;
+    assert!(two.split(',').any(|p| p == pid), "{pid} not in {two}");
+    assert_eq!(pg.admin(backends), two);
 }
 
 /// A client that holds no server connection for `client_idle_timeout` is told 57P05 and let
