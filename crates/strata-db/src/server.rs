@@ -122,6 +122,8 @@ impl ServerConn {
         let io = |source| ServerError::Io { addr, source };
         let stream = TcpStream::connect(addr).await.map_err(io)?;
         let _ = stream.set_nodelay(true);
+        // (connections wait idle in the pool, min_pool_size's for long)
+        strata_net::keepalive(&stream);
         let mut conn = ServerConn::new(stream, addr);
         conn.write(&proto::startup_packet(&[
             ("user", user),

@@ -97,11 +97,12 @@ where
     Draining(connections)
 }
 
-/// TCP keepalive on an accepted connection, timed as Redis times it (`tcp-keepalive 300`): a
-/// client that vanished without closing (its host crashed, a NAT forgot the flow) is found
-/// and closed within about ten minutes, instead of holding its place under the connection
-/// limit (and, for a database client, a server connection) for good.
-fn keepalive(stream: &TcpStream) {
+/// TCP keepalive on a connection, timed as Redis times it (`tcp-keepalive 300`): a peer that
+/// vanished without closing (its host crashed, a NAT forgot the flow) is found and closed
+/// within about ten minutes, instead of holding its place under the connection limit (and,
+/// for a database client, a server connection) for good; and a connection kept idle on
+/// purpose (a pooler's to its servers) keeps its flow alive in a NAT that forgets quiet ones.
+pub fn keepalive(stream: &TcpStream) {
     let probes = socket2::TcpKeepalive::new()
         .with_time(Duration::from_secs(300))
         .with_interval(Duration::from_secs(100))

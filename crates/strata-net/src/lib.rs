@@ -20,7 +20,7 @@ mod relay;
 mod socket;
 mod write;
 
-pub use accept::{accept_loop, Admitted, Draining};
+pub use accept::{accept_loop, keepalive, Admitted, Draining};
 pub use between::{close_lingering, poll_idle};
 pub use clock::now_ms;
 pub use deadline::{Deadline, Timers};

@@ -215,7 +215,7 @@ pub(super) const KEYS: &[Key] = &[
     process("syslog_facility", Text, &[], LOGS),
     process("syslog_ident", Text, &[], LOGS),
     process("tcp_defer_accept", Int, &[], SOCKETS),
-    process("tcp_keepalive", Int, &["1"], "Strata turns TCP keepalive on for every client connection, always (its server connections are closed when idle for `server_idle_timeout`)"),
+    process("tcp_keepalive", Int, &["1"], "Strata turns TCP keepalive on for every client and server connection, always"),
     process("tcp_keepcnt", Int, &["3"], KEEPALIVE),
     process("tcp_keepidle", Int, &["300"], KEEPALIVE),
     process("tcp_keepintvl", Int, &["100"], KEEPALIVE),
