@@ -562,24 +562,17 @@ impl<'c, 'a> Listener<'c, 'a> {
     /// PgBouncer uses each server connection once, is the shortest lifetime Strata writes.
     fn server_lifetime(&mut self) -> (f64, String) {
         let name = "server_lifetime";
-        if let Some(Value::Seconds(s)) = self.conf.get(name).map(|s| &s.read) {
-            if s.is_infinite() {
+        match self.conf.get(name).map(|s| &s.read) {
+            Some(Value::Seconds(s)) if s.is_infinite() => {
                 let why = format!("{s} (no limit) made 0s, Strata's no limit here");
-                self.table
-                    .note(self.at(name), &format!("pgbouncer.{name}"), why);
-                self.table.key(name, quoted("0s"));
-                return (*s, "0s".into());
+                self.noted(name, name, *s, "0s", why)
             }
-            if *s == 0.0 {
-                let once = "1ms";
-                let why = format!("0 (each server connection used once) made {once}: a connection older than that is not used again");
-                self.table
-                    .note(self.at(name), &format!("pgbouncer.{name}"), why);
-                self.table.key(name, quoted(once));
-                return (0.0, once.into());
+            Some(Value::Seconds(s)) if *s == 0.0 => {
+                let why = "0 (each server connection used once) made 1ms: a connection older than that is not used again";
+                self.noted(name, name, 0.0, "1ms", why.into())
             }
+            _ => self.seconds(name, name, 3600.0),
         }
-        self.seconds(name, name, 3600.0)
     }
 
     /// The duration `strata` from the `[pgbouncer]` seconds `name` (`default` when unset), as
@@ -589,20 +582,33 @@ impl<'c, 'a> Listener<'c, 'a> {
             Some(Value::Seconds(s)) => *s,
             _ => default,
         };
-        let (at, key) = (self.at(name), format!("pgbouncer.{name}"));
         if secs == 0.0 || !secs.is_finite() {
             let why = format!("{secs} (no limit) made {NO_LIMIT}: Strata always has one");
-            self.table.note(at, &key, why);
-            self.table.key(strata, quoted(NO_LIMIT));
-            return (secs, NO_LIMIT.into());
+            return self.noted(name, strata, secs, NO_LIMIT, why);
         }
         let (text, exact) = duration(secs);
         if !exact {
             let why = format!("{secs}s made {text}: to the millisecond");
-            self.table.note(at, &key, why);
+            return self.noted(name, strata, secs, &text, why);
         }
         self.table.key(strata, quoted(&text));
         (secs, text)
+    }
+
+    /// Writes `strata` as the duration `text` where PgBouncer's `name` said `secs`, with a
+    /// note on `name` saying `why` they differ; returns both.
+    fn noted(
+        &mut self,
+        name: &str,
+        strata: &str,
+        secs: f64,
+        text: &str,
+        why: String,
+    ) -> (f64, String) {
+        self.table
+            .note(self.at(name), &format!("pgbouncer.{name}"), why);
+        self.table.key(strata, quoted(text));
+        (secs, text.into())
     }
 
     /// Notes on what each database sets that the listener can't, and the databases kept as
