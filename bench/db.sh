@@ -33,7 +33,10 @@
 # prepared, a PgBouncer older than 1.21 (which keeps no prepared statements in transaction
 # mode) is left out, and Strata is set against itself with reads never sharing.
 #
-# Usage: [STRATA=binary] [ONLY_IDLE=1] [POOL=20] [SCALE=10] [PROTOCOL=simple] bench/db.sh [seconds per run, default 10] [rounds, default 3] [clients, default 32]
+# WORKLOADS picks the parts (default "select tpcb replica idle"; ONLY_IDLE=1 is "idle"): e.g.
+# WORKLOADS=tpcb with more and longer rounds, for TPC-B's swinging rounds alone.
+#
+# Usage: [STRATA=binary] [WORKLOADS=...] [ONLY_IDLE=1] [POOL=20] [SCALE=10] [PROTOCOL=simple] bench/db.sh [seconds per run, default 10] [rounds, default 3] [clients, default 32]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
@@ -41,6 +44,9 @@ ROUNDS=${2:-3}
 CLIENTS=${3:-32}
 POOL=${POOL:-20}
 SCALE=${SCALE:-10}
+WORKLOADS=${WORKLOADS:-select tpcb replica idle}
+[[ ${ONLY_IDLE:-} == 1 ]] && WORKLOADS=idle
+wants() { [[ " $WORKLOADS " == *" $1 "* ]]; }
 
 need=()
 command -v pgbouncer >/dev/null || need+=(pgbouncer)
@@ -185,10 +191,10 @@ run() { # target port pid(or 0) workload -> "tps latency_ms cpu_us_per_txn cpu1_
 median() { sort -n -k1 | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }
 
 printf "| workload | target | tps (median of %s) | avg latency (ms) | proxy CPU µs / transaction | CPU 1 busy %% |\n|---|---|---|---|---|---|\n" "$ROUNDS"
-modes=(select tpcb)
+modes=()
+for mode in select tpcb; do wants $mode && modes+=($mode); done
 SPREAD=""
 PAIRED=""
-[[ ${ONLY_IDLE:-} == 1 ]] && modes=()
 for mode in "${modes[@]}"; do
   declare -A results=()
   for _ in $(seq "$ROUNDS"); do
@@ -221,15 +227,17 @@ for mode in "${modes[@]}"; do
   fi
   unset results
 done
-if [[ ${ONLY_IDLE:-} != 1 ]]; then
-  ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+if ((${#modes[@]})); then
   echo
-  if [[ -n $pb_runs ]]; then
+  if ! wants select; then
+    :
+  elif [[ -n $pb_runs ]]; then
     echo "ratio -S tps strata/pgbouncer $(ratio "$tps_select_strata" "$tps_select_pgbouncer"), reads never share/pgbouncer $(ratio "$tps_select_shared" "$tps_select_pgbouncer"), busy_poll/pgbouncer $(ratio "$tps_select_busy" "$tps_select_pgbouncer") (target >= 1.2)"
   else
     echo "ratio -S tps strata/reads never share $(ratio "$tps_select_strata" "$tps_select_shared") (no PgBouncer rows: $pb_why)"
   fi
-  echo "ratio TPC-B tps strata/direct $(ratio "$tps_tpcb_strata" "$tps_tpcb_direct"), busy_poll/direct $(ratio "$tps_tpcb_busy" "$tps_tpcb_direct") (target >= 0.95)"
+  wants tpcb && echo "ratio TPC-B tps strata/direct $(ratio "$tps_tpcb_strata" "$tps_tpcb_direct"), busy_poll/direct $(ratio "$tps_tpcb_busy" "$tps_tpcb_direct") (target >= 0.95)"
   # TPC-B at this scale waits on row locks (ten branch rows): its rounds swing more than the
   # others', so every round is shown
   echo "tps per round, in run order:"
@@ -238,7 +246,7 @@ if [[ ${ONLY_IDLE:-} != 1 ]]; then
 fi
 
 # pgbench -S with a replica: Strata over the primary and a streaming replica
-if [[ ${ONLY_IDLE:-} != 1 ]]; then
+if wants replica; then
   RPORT=$(free_port); ST2PORT=$(free_port)
   as_pg env PGPASSWORD="$PGPASSWORD" "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$PGPORT" -U postgres \
     -D "$work/replica" -R -X stream -c fast >/dev/null 2>&1
@@ -279,6 +287,7 @@ if [[ ${ONLY_IDLE:-} != 1 ]]; then
   kill "$st2_pid" "$st3_pid" 2>/dev/null || true
 fi
 
+wants idle || exit 0
 # Memory per idle client: fresh proxies with trust logins, RSS at 1,000 and 8,000 idle clients
 kill "$pb_pid" "$st_pid" "$sh_pid" "$bp_pid" 2>/dev/null || true
 for _ in $(seq 100); do kill -0 "$pb_pid" 2>/dev/null || kill -0 "$st_pid" 2>/dev/null || kill -0 "$bp_pid" 2>/dev/null || break; sleep 0.1; done
