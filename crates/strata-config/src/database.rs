@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::error::Report;
+use crate::http::TlsCert;
 use crate::walk::{as_addr, as_str, wrong_type, Section, Value};
 
 /// One `[[database]]` listener: clients speak the PostgreSQL protocol to it, and each gets a
@@ -34,6 +35,12 @@ pub struct DatabaseListener {
     pub users: Vec<DbUser>,
     /// How clients prove who they are.
     pub auth_type: AuthType,
+    /// Certificates offered to clients that ask for TLS (an SSLRequest); none: such clients
+    /// are told 'N' and go on in clear, or stop, as their `sslmode` says.
+    pub tls: Vec<TlsCert>,
+    /// Whether clients must use TLS (`tls_mode = "require"`, which needs `tls`) or may also
+    /// connect in clear (`"allow"`, the default).
+    pub tls_required: bool,
     /// Client connections open at once; further ones wait in the kernel's accept queue.
     pub max_client_connections: u32,
     /// A client waiting this long for a server connection gets an error.
@@ -197,6 +204,8 @@ pub(crate) const KEYS: &[&str] = &[
     "auth_file",
     "users",
     "auth_type",
+    "tls",
+    "tls_mode",
     "max_client_connections",
     "query_wait_timeout",
     "idle_transaction_timeout",
@@ -368,6 +377,20 @@ pub(crate) fn listener(
         }
     }
     let pool_size = s.int(report, "pool_size", 1..=10_000, 20) as u32;
+    let tls = crate::http::tls_certs(report, s, base);
+    let tls_required = s.choice(report, "tls_mode", &["allow", "require"], "allow") == "require";
+    if tls_required && tls.is_empty() && s.get("tls").is_none() {
+        let span = s
+            .get("tls_mode")
+            .map(|v| v.span())
+            .unwrap_or(s.span.clone());
+        report.add_hint(
+            span,
+            &s.key("tls_mode"),
+            "\"require\" needs a certificate to offer",
+            Some("add [[database.tls]] with `cert` and `key` (PEM files), or set tls_mode = \"allow\""),
+        );
+    }
     Some(DatabaseListener {
         name: name?.to_string(),
         listen: listen?,
@@ -379,6 +402,8 @@ pub(crate) fn listener(
         min_pool_size: s.int(report, "min_pool_size", 0..=pool_size.into(), 0) as u32,
         users,
         auth_type,
+        tls,
+        tls_required,
         max_client_connections: s.int(report, "max_client_connections", 1..=1_000_000, 10_000)
             as u32,
         query_wait_timeout: s.duration(report, "query_wait_timeout", Duration::from_secs(120)),

@@ -130,6 +130,26 @@ pub(crate) const KEYS: &[&str] = &[
 ];
 const TLS_KEYS: &[&str] = &["cert", "key"];
 
+/// A listener's `[[...tls]]` tables: certificate chain and key files, resolved against the
+/// config file's directory (`[[http]]` and `[[database]]` both take them).
+pub(crate) fn tls_certs(report: &mut Report<'_>, s: &Section<'_, '_>, base: &Path) -> Vec<TlsCert> {
+    s.tables(report, "tls", TLS_KEYS)
+        .iter()
+        .filter_map(|t| {
+            let cert = t
+                .required(report, "cert")
+                .and_then(|_| t.string(report, "cert"));
+            let key = t
+                .required(report, "key")
+                .and_then(|_| t.string(report, "key"));
+            Some(TlsCert {
+                cert: base.join(cert?),
+                key: base.join(key?),
+            })
+        })
+        .collect()
+}
+
 pub(crate) fn listener(
     report: &mut Report<'_>,
     s: &Section<'_, '_>,
@@ -149,22 +169,7 @@ pub(crate) fn listener(
             .unwrap_or(s.span.clone());
         report.add(span, &s.key("max_header_size"), "must be at least 8KiB");
     }
-    let tls = s
-        .tables(report, "tls", TLS_KEYS)
-        .iter()
-        .filter_map(|t| {
-            let cert = t
-                .required(report, "cert")
-                .and_then(|_| t.string(report, "cert"));
-            let key = t
-                .required(report, "key")
-                .and_then(|_| t.string(report, "key"));
-            Some(TlsCert {
-                cert: base.join(cert?),
-                key: base.join(key?),
-            })
-        })
-        .collect::<Vec<_>>();
+    let tls = tls_certs(report, s, base);
     let forwarded = match s.choice(
         report,
         "forwarded",

@@ -262,6 +262,52 @@ fn a_server_connection_lives_an_hour_and_a_client_for_good_unless_told_otherwise
 }
 
 #[test]
+fn a_database_listener_offers_tls_when_given_certificates_and_requires_it_only_when_told() {
+    let db = |extra: &str| {
+        format!(
+            "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:6432\"\nservers = [\"127.0.0.1:1\"]\n{extra}\
+             [[database.users]]\nname = \"app\"\npassword = \"p\"\n"
+        )
+    };
+    let parsed = |extra: &str| {
+        crate::parse(&db(extra), "t.toml", Path::new("/etc/strata"))
+            .unwrap()
+            .database
+            .remove(0)
+    };
+    let plain = parsed("");
+    assert!(plain.tls.is_empty());
+    assert!(!plain.tls_required);
+    let tls = parsed("tls = [{ cert = \"db.pem\", key = \"/k/db.key\" }]\n");
+    assert_eq!(tls.tls[0].cert, Path::new("/etc/strata/db.pem"));
+    assert_eq!(tls.tls[0].key, Path::new("/k/db.key"));
+    assert!(!tls.tls_required, "clients in clear are taken unless told");
+    let required =
+        parsed("tls = [{ cert = \"db.pem\", key = \"db.key\" }]\ntls_mode = \"require\"\n");
+    assert!(required.tls_required);
+    // require with nothing to offer, and a mode PgBouncer has that Strata does not
+    let p = problems(&db("tls_mode = \"require\"\n"));
+    assert!(
+        p.iter().any(|l| l
+            .contains("5:12: `database[0].tls_mode`: \"require\" needs a certificate to offer")),
+        "{p:#?}"
+    );
+    let p = problems(&db(
+        "tls = [{ cert = \"db.pem\", key = \"db.key\" }]\ntls_mode = \"verify-full\"\n",
+    ));
+    assert!(
+        p.iter()
+            .any(|l| l.contains("6:12: `database[0].tls_mode`: unknown value \"verify-full\"")),
+        "{p:#?}"
+    );
+    let p = problems(&db("tls = [{ cert = \"db.pem\" }]\n"));
+    assert!(
+        p.iter().any(|l| l.contains("`database[0].tls[0].key`")),
+        "{p:#?}"
+    );
+}
+
+#[test]
 fn cache_pools_are_checked_key_by_key() {
     let p = problems(
         "[[cache]]\nname = \"s\"\nlisten = \"127.0.0.1:1\"\nhash = \"fnv\"\nhash_tag = \"{\"\n\

@@ -1,4 +1,5 @@
-//! One client connection: startup (SSL and GSS refused with 'N', cancel requests routed),
+//! One client connection: startup (TLS when certificates are configured, else SSL refused
+//! with 'N'; GSS refused; cancel requests routed),
 //! authentication, then its messages relayed to a server connection that it holds for a
 //! transaction (or its session) and gives back clean.
 
@@ -23,6 +24,7 @@ use crate::pool::{Lease, Pool};
 use crate::prepared::ClientStatements;
 use crate::proto::{self, ProtoError, Sqlstate, Startup};
 use crate::shard::{Bound, Route, Sharding};
+use crate::stream::{self, ClientStream};
 use crate::DatabaseService;
 
 /// Bytes buffered toward one side before the other side is no longer read.
@@ -177,24 +179,43 @@ pub(crate) async fn serve(accepted: Box<Accepted>) {
 
 /// Startup and authentication: the logged-in client's session, or `None` once it has been
 /// refused (or has gone, or only sent a cancel request).
-async fn login(
-    svc: Arc<DatabaseService>,
-    mut stream: TcpStream,
-    peer: SocketAddr,
-) -> Option<Session> {
-    let _ = stream.set_nodelay(true);
+async fn login(svc: Arc<DatabaseService>, tcp: TcpStream, peer: SocketAddr) -> Option<Session> {
+    let _ = tcp.set_nodelay(true);
+    let mut stream = ClientStream::Tcp(tcp);
     let mut buf = buffers::take();
-    // one deadline for both steps, as PostgreSQL's authentication_timeout and PgBouncer's
-    // client_login_timeout are one
+    // one deadline for every step (TLS included), as PostgreSQL's authentication_timeout and
+    // PgBouncer's client_login_timeout are one
     let deadline = tokio::time::Instant::now() + LOGIN_TIMEOUT;
-    let started = tokio::time::timeout_at(deadline, startup(&mut stream, &mut buf)).await;
-    let Ok(started) = started else {
-        refuse(&mut stream, Sqlstate::PROTOCOL, "no startup packet in time").await;
-        return None;
+    let (acceptor, tls_required) = svc.tls();
+    let started = loop {
+        let step = startup(&mut stream, &mut buf, acceptor.is_some());
+        let Ok(step) = tokio::time::timeout_at(deadline, step).await else {
+            refuse(&mut stream, Sqlstate::PROTOCOL, "no startup packet in time").await;
+            return None;
+        };
+        let (Ok(Started::Tls), Some(acceptor), ClientStream::Tcp(_)) = (&step, &acceptor, &stream)
+        else {
+            break step;
+        };
+        let ClientStream::Tcp(tcp) = stream else {
+            return None;
+        };
+        let upgrade = stream::upgrade(tcp, acceptor.clone(), svc.timers.clone());
+        match tokio::time::timeout_at(deadline, upgrade).await {
+            Ok(Ok(tls)) => stream = tls,
+            Ok(Err(e)) => {
+                tracing::debug!(listener = %svc.name, %peer, "TLS handshake: {e}");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!(listener = %svc.name, %peer, "TLS handshake: not done in time");
+                return None;
+            }
+        }
     };
     let params = match started {
-        Ok(Some(p)) => p,
-        Ok(None) => return None,
+        Ok(Started::Params(p)) => p,
+        Ok(Started::Tls) | Ok(Started::Done) => return None,
         Err(e) => {
             let mut out = BytesMut::new();
             proto::put_error(&mut out, true, Sqlstate::PROTOCOL, &e.to_string());
@@ -203,6 +224,14 @@ async fn login(
             return None;
         }
     };
+    if tls_required && !stream.is_tls() {
+        return refused(
+            &mut stream,
+            Sqlstate::INVALID_AUTHORIZATION,
+            "this listener takes TLS connections only (tls_mode = \"require\"): connect with sslmode=require",
+        )
+        .await;
+    }
     let user = params
         .iter()
         .rfind(|(k, _)| k == "user")
@@ -459,30 +488,56 @@ async fn login(
 }
 
 /// Refuses a login: `None` for [`login`] to return once the error is written.
-async fn refused<T>(stream: &mut TcpStream, code: Sqlstate, message: &str) -> Option<T> {
+async fn refused<T>(stream: &mut ClientStream, code: Sqlstate, message: &str) -> Option<T> {
     refuse(stream, code, message).await;
     None
 }
 
-async fn refuse(stream: &mut TcpStream, code: Sqlstate, message: &str) {
+async fn refuse(stream: &mut ClientStream, code: Sqlstate, message: &str) {
     let mut out = BytesMut::new();
     proto::put_error(&mut out, true, code, message);
     let _ = stream.write_all(&out).await;
 }
 
-/// Reads startup packets until protocol 3.0 parameters: SSL and GSS are refused with 'N' (the
-/// client may go on in clear), a cancel request is passed on and the connection closed.
+/// How a client's startup ended.
+enum Started {
+    /// Protocol 3.0 parameters: the client logs in.
+    Params(Vec<(String, String)>),
+    /// An SSLRequest, on a listener that offers TLS: the handshake comes next.
+    Tls,
+    /// A cancel request, passed on: the connection closes.
+    Done,
+}
+
+/// Reads startup packets until protocol 3.0 parameters or an SSLRequest that `offers_tls`
+/// takes up; otherwise SSL and GSS are refused with 'N' (the client may go on in clear), a
+/// cancel request is passed on and the connection closed.
 async fn startup(
-    stream: &mut TcpStream,
+    stream: &mut ClientStream,
     buf: &mut BytesMut,
-) -> Result<Option<Vec<(String, String)>>, ClientError> {
+    offers_tls: bool,
+) -> Result<Started, ClientError> {
     loop {
         match proto::startup(buf)? {
-            Some(Startup::Params(p)) => return Ok(Some(p)),
+            Some(Startup::Params(p)) => return Ok(Started::Params(p)),
+            Some(Startup::Ssl) if stream.is_tls() => {
+                return Err(ProtoError::Unexpected("an SSLRequest inside TLS").into())
+            }
+            Some(Startup::Ssl) if offers_tls => {
+                // bytes sent behind the request, before the answer, were sent in clear and
+                // could be anyone's (CVE-2021-23214): not taken as if they came over TLS
+                if !buf.is_empty() {
+                    return Err(ProtoError::Unexpected(
+                        "received unencrypted data after SSL request",
+                    )
+                    .into());
+                }
+                return Ok(Started::Tls);
+            }
             Some(Startup::Ssl) | Some(Startup::Gss) => stream.write_all(b"N").await?,
             Some(Startup::Cancel { pid, secret }) => {
                 cancel::forward(pid, secret).await;
-                return Ok(None);
+                return Ok(Started::Done);
             }
             None => {
                 if stream.read_buf(buf).await? == 0 {
@@ -495,7 +550,7 @@ async fn startup(
 
 /// Reads one tagged message from the client during authentication.
 async fn read_message(
-    stream: &mut TcpStream,
+    stream: &mut ClientStream,
     buf: &mut BytesMut,
 ) -> Result<(u8, BytesMut), ClientError> {
     loop {
@@ -520,7 +575,7 @@ async fn read_message(
 /// a wrong one.
 async fn authenticate(
     svc: &DatabaseService,
-    stream: &mut TcpStream,
+    stream: &mut ClientStream,
     buf: &mut BytesMut,
     auth_type: AuthType,
     user: &str,
@@ -1243,7 +1298,7 @@ fn literal(value: &str) -> String {
 struct Session {
     svc: Arc<DatabaseService>,
     pool: Arc<Pool>,
-    client: TcpStream,
+    client: ClientStream,
     cbuf: BytesMut,
     to_server: BytesMut,
     to_client: BytesMut,
@@ -1435,7 +1490,7 @@ impl Session {
                     && (self.cbuf.len() < HIGH_WATER || !self.waits_for_answer()) => {
                     r?;
                     self.take_buffers();
-                    match strata_net::try_recv_buf(&self.client, &mut self.cbuf) {
+                    match self.client.try_recv_buf(&mut self.cbuf) {
                         Ok(0) => return Ok(Burst::Ended),
                         Ok(_) => {
                             heard = tokio::time::Instant::now();

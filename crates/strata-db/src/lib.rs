@@ -19,6 +19,7 @@ pub mod prepared;
 pub mod proto;
 pub mod server;
 pub mod shard;
+mod stream;
 pub mod trial;
 
 use std::collections::HashMap;
@@ -33,6 +34,7 @@ use strata_config::{DatabaseListener, PoolMode, Secret};
 use strata_layer::{ActionError, BackendAction};
 use strata_metrics::{Counter, Gauge, Histogram, MetricsWriter, Traffic};
 use strata_net::accept_loop;
+use strata_net::tls::TlsError;
 use strata_net::Limit;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -68,6 +70,8 @@ pub struct Stats {
 /// One generation of a listener's settings.
 struct Site {
     config: DatabaseListener,
+    /// What TLS clients are answered with, when `tls` is configured.
+    tls: Option<tokio_rustls::TlsAcceptor>,
     sharding: Option<Arc<shard::Sharding>>,
     conn_limit: Limit,
     roles: Arc<Roles>,
@@ -76,6 +80,26 @@ struct Site {
 /// How often connections idle past `server_idle_timeout` (or open past `server_lifetime`) are
 /// looked for.
 const REAP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Loads a listener's TLS certificates, as starting it would: `strata check` refuses what
+/// `strata run` would.
+pub fn check_tls(config: &DatabaseListener) -> Result<(), TlsError> {
+    acceptor(config).map(drop)
+}
+
+/// The acceptor for a listener's TLS clients, if it has certificates (no ALPN: libpq's direct
+/// TLS, which needs "postgresql", is not offered; clients ask with an SSLRequest).
+fn acceptor(config: &DatabaseListener) -> Result<Option<tokio_rustls::TlsAcceptor>, TlsError> {
+    if config.tls.is_empty() {
+        return Ok(None);
+    }
+    let certs = config
+        .tls
+        .iter()
+        .map(|c| (c.cert.as_path(), c.key.as_path()));
+    let tls = strata_net::tls::server_config(&config.name, certs, &[])?;
+    Ok(Some(tokio_rustls::TlsAcceptor::from(tls)))
+}
 
 /// What a listener's pools work within.
 fn limits(config: &DatabaseListener) -> Limits {
@@ -121,16 +145,19 @@ pub struct DatabaseService {
     pub(crate) recheck: tokio::sync::Notify,
     /// Whose turn it is among the replicas.
     turn: std::sync::atomic::AtomicUsize,
+    /// The deadlines of the TLS clients' relays.
+    timers: Arc<strata_net::Timers>,
 }
 
 impl DatabaseService {
     /// The listener's state for `config`; [`DatabaseService::start_checks`] starts the role
-    /// checks.
-    pub fn new(config: &DatabaseListener) -> Arc<DatabaseService> {
+    /// checks. Fails when a TLS certificate can't be loaded.
+    pub fn new(config: &DatabaseListener) -> Result<Arc<DatabaseService>, TlsError> {
         let svc = Arc::new(DatabaseService {
             name: config.name.clone(),
             site: ArcSwap::from_pointee(Site {
                 config: config.clone(),
+                tls: acceptor(config)?,
                 sharding: shard::Sharding::of(config),
                 conn_limit: Limit::new(config.max_client_connections as usize),
                 roles: Arc::new(Roles::new(config, None)),
@@ -142,9 +169,10 @@ impl DatabaseService {
             checks: Mutex::new(CancellationToken::new()),
             recheck: tokio::sync::Notify::new(),
             turn: std::sync::atomic::AtomicUsize::new(0),
+            timers: strata_net::Timers::new(),
         });
         svc.set_credentials(config);
-        svc
+        Ok(svc)
     }
 
     fn set_credentials(&self, config: &DatabaseListener) {
@@ -166,6 +194,13 @@ impl DatabaseService {
     /// The settings it serves with now.
     pub fn config(&self) -> DatabaseListener {
         self.site.load().config.clone()
+    }
+
+    /// What a client asking for TLS is answered with (none: 'N'), and whether clients must
+    /// use TLS.
+    pub(crate) fn tls(&self) -> (Option<tokio_rustls::TlsAcceptor>, bool) {
+        let site = self.site.load();
+        (site.tls.clone(), site.config.tls_required)
     }
 
     /// Whether a replica could take reads now: replica reads on, and one up within the lag
@@ -272,7 +307,8 @@ impl DatabaseService {
     /// Swaps in new settings: clients stay connected, pools stay (resized to a changed
     /// `pool_size`: a lowered one closes connections beyond it as they are given back),
     /// servers that stay keep their roles.
-    pub fn reload(&self, config: &DatabaseListener) {
+    pub fn reload(&self, config: &DatabaseListener) -> Result<(), TlsError> {
+        let tls = acceptor(config)?;
         let old = self.site.load();
         let conn_limit = Limit::resized(
             Some(&old.conn_limit),
@@ -280,6 +316,7 @@ impl DatabaseService {
         );
         self.site.store(Arc::new(Site {
             config: config.clone(),
+            tls,
             sharding: shard::Sharding::of(config),
             conn_limit,
             roles: Arc::new(Roles::new(config, Some(&old.roles))),
@@ -300,6 +337,7 @@ impl DatabaseService {
         self.set_credentials(config);
         lock(&self.scram).clear();
         self.recheck.notify_one();
+        Ok(())
     }
 
     /// The pool of (user, database), made on first use.
@@ -804,7 +842,7 @@ impl strata_metrics::CountsOpen for DatabaseService {
 
 impl strata_layer::Service for DatabaseService {
     type Config = DatabaseListener;
-    type Error = std::convert::Infallible;
+    type Error = TlsError;
     const LAYER: &'static str = "database";
 
     fn sections(config: &strata_config::Config) -> &[DatabaseListener] {
@@ -819,14 +857,16 @@ impl strata_layer::Service for DatabaseService {
     fn scheme(_config: &DatabaseListener) -> &'static str {
         "postgres"
     }
+    fn check(config: &DatabaseListener) -> Result<(), TlsError> {
+        check_tls(config)
+    }
     fn start(config: &DatabaseListener) -> Result<Arc<Self>, Self::Error> {
-        let svc = DatabaseService::new(config);
+        let svc = DatabaseService::new(config)?;
         svc.start_checks();
         Ok(svc)
     }
     fn reload(&self, config: &DatabaseListener) -> Result<(), Self::Error> {
-        DatabaseService::reload(self, config);
-        Ok(())
+        DatabaseService::reload(self, config)
     }
     fn stop(&self) {
         self.stop_checks();

@@ -41,6 +41,9 @@ pub enum ProtoError {
     /// A message body that does not hold what its type says.
     #[error("malformed {0} message")]
     Malformed(&'static str),
+    /// A message where the protocol has none (bytes behind an SSLRequest, a second one).
+    #[error("{0}")]
+    Unexpected(&'static str),
 }
 
 /// The first packet of a connection.

@@ -2,7 +2,7 @@
 //! process runs out of descriptors, a warning that cannot flood the log), socket reads into
 //! uninitialised memory, the per-thread read-buffer pool, deadlines on one timer per listener,
 //! connections run in lanes rather than a task each, the byte relay,
-//! vectored writes, the process clock, an idle watch for connections served by someone
+//! vectored writes, TLS termination's certificates, the process clock, an idle watch for connections served by someone
 //! else's state machine, and busy polling for a one-worker runtime.
 
 mod accept;
@@ -18,6 +18,7 @@ mod listen;
 mod park;
 mod relay;
 mod socket;
+pub mod tls;
 mod write;
 
 pub use accept::{accept_loop, keepalive, Admitted, Draining};

@@ -161,6 +161,13 @@ impl<IO> Arrival for tokio_rustls::server::TlsStream<IO> {
     }
 }
 
+/// One end of a socket pair (the database layer's TLS clients are relayed through one).
+impl Arrival for tokio::net::UnixStream {
+    fn poll_arrival(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_read_ready(cx)
+    }
+}
+
 /// A TCP connection (to a backend, or a client's in the TCP layer): reads with [`poll_recv`],
 /// writes straight to the socket.
 pub struct UpstreamIo(pub TcpStream);

@@ -240,11 +240,15 @@ fn check(path: &Path) -> Result<strata_config::Config, ExitCode> {
 /// `strata run` and `strata check` refuse the same configs with the same exit code.
 fn load(path: &Path) -> Result<strata_config::Config, ExitCode> {
     let config = read_config(path)?;
-    let tls: Vec<_> = config
+    let http = config
         .http
         .iter()
-        .filter_map(|h| strata_lb::http::check_tls(h).err())
-        .collect();
+        .filter_map(|h| strata_lb::http::check_tls(h).err().map(|e| e.to_string()));
+    let database = config
+        .database
+        .iter()
+        .filter_map(|d| strata_db::check_tls(d).err().map(|e| e.to_string()));
+    let tls: Vec<String> = http.chain(database).collect();
     if !tls.is_empty() {
         for e in &tls {
             eprintln!("{}: {e}", path.display());

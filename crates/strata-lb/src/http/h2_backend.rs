@@ -81,10 +81,12 @@ pub(crate) fn connector(config: &HttpListener) -> Result<Option<Connector>, LbEr
     let BackendProtocol::H2(tls) = &config.backend_protocol else {
         return Ok(None);
     };
-    let err = |why: String| LbError::Tls {
-        listener: config.name.clone(),
-        path: tls.ca.clone(),
-        why,
+    let err = |why: String| {
+        LbError::Tls(strata_net::tls::TlsError {
+            listener: config.name.clone(),
+            path: tls.ca.clone(),
+            why,
+        })
     };
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(&tls.ca).map_err(|e| err(e.to_string()))? {

@@ -200,6 +200,7 @@ impl<'c, 'a> Listener<'c, 'a> {
         l.pool_size();
         l.min_pool_size();
         l.auth(dir);
+        l.client_tls(dir);
         l.max_client_connections();
         l.wait = l.seconds("query_wait_timeout", "query_wait_timeout", 120.0);
         let _ = l.seconds("server_connect_timeout", "connect_timeout", 15.0);
@@ -471,7 +472,7 @@ impl<'c, 'a> Listener<'c, 'a> {
             }
             other => {
                 let why = match other {
-                    "cert" => "Strata's database listener has no TLS yet, so no client certificates: choose scram-sha-256 or md5 (with the users' passwords in auth_file), or trust",
+                    "cert" => "Strata checks no client certificates: choose scram-sha-256 or md5 (with the users' passwords in auth_file), or trust",
                     "hba" => "Strata has one auth_type for every client, not rules by address, database and user (auth_hba_file): choose scram-sha-256, md5 or trust",
                     _ => "Strata checks passwords against auth_file only: choose scram-sha-256 or md5, with the users' passwords in auth_file",
                 };
@@ -521,18 +522,8 @@ impl<'c, 'a> Listener<'c, 'a> {
     /// whether the file sets one, and its path when it is translated.
     fn auth_file(&mut self, dir: &Path) -> Option<Option<String>> {
         let s = self.conf.get("auth_file")?;
-        let (at, key) = (s.name.at, "pgbouncer.auth_file");
-        let written = Path::new(&s.value.text);
-        let path = if written.is_absolute() {
-            written.to_path_buf()
-        } else {
-            // components() drops the `.`s
-            let path: PathBuf = dir.join(written).components().collect();
-            let why = format!("{} is relative, which PgBouncer takes from the directory it was started in: taken from the ini's directory, and written absolute, as Strata takes a relative path from its config file's directory", quoted(&s.value.text));
-            self.table.note(at, key, why);
-            path
-        };
-        let path = path.display().to_string();
+        let at = s.name.at;
+        let path = self.absolute("auth_file", dir)?;
         let line = format!("auth_file = {}", quoted(&path));
         match check(&minimal(&path)) {
             Ok(()) => {
@@ -541,8 +532,75 @@ impl<'c, 'a> Listener<'c, 'a> {
             }
             Err(problems) => {
                 let why = format!("`strata check` refuses it here ({}): run the import where PgBouncer runs, or change it to where the file is", reasons(&problems));
-                self.keep(at, key, line, why);
+                self.keep(at, "pgbouncer.auth_file", line, why);
                 Some(None)
+            }
+        }
+    }
+
+    /// A `[pgbouncer]` file path, absolute: PgBouncer takes a relative one from the directory
+    /// it was started in, Strata from its config file's, so one is taken from the ini's
+    /// directory (with a note). `None` when unset or empty.
+    fn absolute(&mut self, name: &str, dir: &Path) -> Option<String> {
+        let s = self.conf.get(name)?;
+        if s.value.text.is_empty() {
+            return None;
+        }
+        let written = Path::new(&s.value.text);
+        if written.is_absolute() {
+            return Some(written.display().to_string());
+        }
+        // components() drops the `.`s
+        let path: PathBuf = dir.join(written).components().collect();
+        let why = format!("{} is relative, which PgBouncer takes from the directory it was started in: taken from the ini's directory, and written absolute, as Strata takes a relative path from its config file's directory", quoted(&s.value.text));
+        self.table
+            .note(s.name.at, &format!("pgbouncer.{name}"), why);
+        Some(path.display().to_string())
+    }
+
+    /// `tls` and `tls_mode`, from client_tls_sslmode and the certificate and key files.
+    fn client_tls(&mut self, dir: &Path) {
+        let mode = self.choice("client_tls_sslmode", "disable");
+        let at = self.at("client_tls_sslmode");
+        let key = "pgbouncer.client_tls_sslmode";
+        let cert = self.absolute("client_tls_cert_file", dir);
+        let private = self.absolute("client_tls_key_file", dir);
+        if mode == "disable" {
+            for name in ["client_tls_cert_file", "client_tls_key_file"] {
+                if let Some(s) = self.conf.get(name).filter(|s| !s.value.text.is_empty()) {
+                    let why = "not used while client_tls_sslmode = disable, as in PgBouncer: a client's SSL request is answered `N`";
+                    self.table
+                        .note(s.name.at, &format!("pgbouncer.{name}"), why.into());
+                }
+            }
+            return;
+        }
+        let (Some(cert), Some(private)) = (cert, private) else {
+            let why = format!("{NOT_TRANSLATED}: `{mode}` without both client_tls_cert_file and client_tls_key_file, where PgBouncer does not start: Strata offers TLS with a certificate and its key (`tls`)");
+            self.table.note(at, key, why);
+            return;
+        };
+        self.table.key(
+            "tls",
+            format!(
+                "[{{ cert = {}, key = {} }}]",
+                quoted(&cert),
+                quoted(&private)
+            ),
+        );
+        let files = [(Path::new(&cert), Path::new(&private))];
+        if let Err(e) = strata_net::tls::server_config("import", files, &[]) {
+            let at = self.at("client_tls_cert_file");
+            let why = format!("Strata can't load the certificate here ({}: {}): `strata check` and `strata run` refuse the listener until it loads; run the import where PgBouncer runs, or change the paths", e.path.display(), e.why);
+            self.table.note(at, "pgbouncer.client_tls_cert_file", why);
+        }
+        match mode {
+            // a client in clear is taken too: Strata's default
+            "allow" | "prefer" => {}
+            "require" => self.table.key("tls_mode", quoted("require")),
+            other => {
+                let why = format!("`{other}` asks clients for a certificate, and Strata checks none: choose tls_mode = \"require\" (clients log in with their passwords, over TLS)");
+                self.keep(at, key, format!("tls_mode = {}", quoted(other)), why);
             }
         }
     }

@@ -118,18 +118,19 @@ fn a_missing_file_is_named() {
 #[test]
 fn a_missing_tls_file_fails_check_and_run_alike() {
     let dir = TempDir::new();
-    let path = write_file(
-        dir.path(),
-        "tls.toml",
-        "[[http]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"127.0.0.1:9\"]\ntls = [{ cert = \"nope.pem\", key = \"nope.key\" }]\n",
-    );
-    for command in ["check", "run"] {
-        let (code, _, err) = strata_cmd(&[command, "-c", path.to_str().unwrap()]);
-        assert_eq!(code, 64, "{command}: {err}");
-        assert!(
-            err.contains("listener \"web\": TLS file") && err.contains("nope.pem"),
-            "{command}: {err}"
-        );
+    for (name, config) in [
+        ("web", "[[http]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"127.0.0.1:9\"]\ntls = [{ cert = \"nope.pem\", key = \"nope.key\" }]\n"),
+        ("app", "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:0\"\nservers = [\"127.0.0.1:9\"]\ntls = [{ cert = \"nope.pem\", key = \"nope.key\" }]\n[[database.users]]\nname = \"app\"\npassword = \"p\"\n"),
+    ] {
+        let path = write_file(dir.path(), &format!("{name}.toml"), config);
+        for command in ["check", "run"] {
+            let (code, _, err) = strata_cmd(&[command, "-c", path.to_str().unwrap()]);
+            assert_eq!(code, 64, "{command}: {err}");
+            assert!(
+                err.contains(&format!("listener \"{name}\": TLS file")) && err.contains("nope.pem"),
+                "{command}: {err}"
+            );
+        }
     }
 }
 

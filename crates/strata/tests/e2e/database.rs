@@ -1772,3 +1772,48 @@ async fn a_drained_replica_takes_no_reads_until_restored() {
     assert_eq!(restored.status, 200, "{}", restored.body);
     assert_eq!(on_replica().await, "t");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_verifies_the_listeners_certificate_and_a_plain_client_is_refused_where_tls_is_required(
+) {
+    let dir = TempDir::new();
+    self_signed(dir.path(), "db", &["localhost", "127.0.0.1"]);
+    let root = dir.path().join("db.pem");
+    let pg = Postgres::start();
+    pg.user_and_database("app", "secret");
+    let extra = format!(
+        "tls = [{{ cert = \"{0}/db.pem\", key = \"{0}/db.key\" }}]\ntls_mode = \"require\"",
+        dir.path().display()
+    );
+    let strata = Strata::start(&config(&[pg.addr], &extra));
+    let db = strata.addr("database:app");
+    let run = |mode: &str, sql: &str| {
+        let out = psql_command(db, "app", "secret", "app")
+            .env("PGSSLMODE", mode)
+            .env("PGSSLROOTCERT", &root)
+            .args(["-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .expect("run psql");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // verify-full: the certificate must chain to the root and name the host psql dialled;
+    // the SCRAM login and the query then run over TLS
+    let (ok, out, err) = run("verify-full", "select 'over tls'");
+    assert!(ok, "{err}");
+    assert_eq!(out, "over tls");
+    // psql's own report of the connection
+    let (ok, out, err) = run("require", "\\conninfo");
+    assert!(ok, "{err}");
+    assert!(out.contains("SSL connection (protocol: TLSv1.3"), "{out}");
+    // sslmode=disable: refused, saying why
+    let (ok, _, err) = run("disable", "select 1");
+    assert!(!ok);
+    assert!(
+        err.contains("this listener takes TLS connections only"),
+        "{err}"
+    );
+}

@@ -167,14 +167,7 @@ async fn hostile_clients_get_exact_answers_and_leave_the_others_alone() {
     );
 
     // an SSLRequest is refused with N, and the client goes on in clear
-    let mut s = TcpStream::connect(db).await.unwrap();
-    s.write_all(&first_packet(80_877_103, b"")).await.unwrap();
-    let mut n = [0u8; 1];
-    tokio::time::timeout(LIMIT, s.read_exact(&mut n))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(&n, b"N");
+    let mut s = asking_for_tls(db, b'N').await;
     s.write_all(&good).await.unwrap();
     let welcome = until_ready(&mut s).await;
     assert_eq!(welcome[0], (b'R', vec![0, 0, 0, 0]), "AuthenticationOk");
@@ -1212,4 +1205,118 @@ async fn a_query_sent_with_the_startup_packet_is_answered() {
         "{:?}",
         String::from_utf8_lossy(&row.1)
     );
+}
+
+/// A listener offering TLS with a certificate for localhost and 127.0.0.1 (written to `dir`),
+/// with `tls_mode = mode`; PostgreSQL, Strata, the listener's address and the certificate.
+fn offering_tls(
+    dir: &TempDir,
+    mode: &str,
+) -> (
+    Postgres,
+    Strata,
+    SocketAddr,
+    rustls_pki_types::CertificateDer<'static>,
+) {
+    let cert = self_signed(dir.path(), "db", &["localhost", "127.0.0.1"]);
+    let extra = format!(
+        "tls = [{{ cert = \"{0}/db.pem\", key = \"{0}/db.key\" }}]\ntls_mode = \"{mode}\"",
+        dir.path().display()
+    );
+    let (pg, strata, db) = trusting("", &extra);
+    (pg, strata, db, cert)
+}
+
+/// A connection that sent an SSLRequest and was answered `expected` ('S' or 'N').
+async fn asking_for_tls(db: SocketAddr, expected: u8) -> TcpStream {
+    let mut s = TcpStream::connect(db).await.unwrap();
+    s.write_all(&first_packet(80_877_103, b"")).await.unwrap();
+    let mut answer = [0u8; 1];
+    tokio::time::timeout(LIMIT, s.read_exact(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer[0], expected);
+    s
+}
+
+/// An SSLRequest answered 'S', then the TLS handshake (trusting `cert`).
+async fn tls_client(
+    db: SocketAddr,
+    cert: &rustls_pki_types::CertificateDer<'static>,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let s = asking_for_tls(db, b'S').await;
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    tls_connector(std::slice::from_ref(cert), &[])
+        .connect(name, s)
+        .await
+        .expect("TLS handshake")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_taken_only_from_a_clean_start_and_required_where_configured() {
+    let dir = TempDir::new();
+    let (_pg, _strata, db, cert) = offering_tls(&dir, "require");
+    let good = startup(&[("user", "app"), ("database", "app")]);
+
+    // a client on TLS logs in and runs a query through the pooler
+    let mut tls = tls_client(db, &cert).await;
+    tls.write_all(&good).await.unwrap();
+    let welcome = until_ready(&mut tls).await;
+    assert_eq!(welcome[0], (b'R', vec![0, 0, 0, 0]), "AuthenticationOk");
+    let answer = query(&mut tls, "select 40 + 2").await;
+    assert_eq!(answer[1].1, b"\0\x01\0\0\0\x0242", "{answer:?}");
+    tls.write_all(&message(b'X', b"")).await.unwrap();
+    assert_eq!(until_closed(&mut tls).await, b"");
+
+    // bytes sent in clear behind the SSLRequest, before its answer, are not taken as if
+    // they came over TLS (CVE-2021-23214's lesson): no 'S', an error, the close
+    let mut s = TcpStream::connect(db).await.unwrap();
+    s.write_all(&[first_packet(80_877_103, b""), good.clone()].concat())
+        .await
+        .unwrap();
+    assert_eq!(
+        until_closed(&mut s).await.escape_ascii().to_string(),
+        fatal_08p01(
+            "client sent bytes that are not the protocol: received unencrypted data after SSL request"
+        )
+        .escape_ascii()
+        .to_string()
+    );
+
+    // a second SSLRequest, inside TLS, is a protocol violation
+    let mut tls = tls_client(db, &cert).await;
+    tls.write_all(&first_packet(80_877_103, b"")).await.unwrap();
+    assert_eq!(
+        until_closed(&mut tls).await.escape_ascii().to_string(),
+        fatal_08p01("client sent bytes that are not the protocol: an SSLRequest inside TLS")
+            .escape_ascii()
+            .to_string()
+    );
+
+    // a client in clear is refused: tls_mode = "require"
+    let mut s = TcpStream::connect(db).await.unwrap();
+    s.write_all(&good).await.unwrap();
+    assert_eq!(
+        until_closed(&mut s).await.escape_ascii().to_string(),
+        error_response(
+            "FATAL",
+            "28000",
+            "this listener takes TLS connections only (tls_mode = \"require\"): connect with sslmode=require"
+        )
+        .escape_ascii()
+        .to_string()
+    );
+
+    // a handshake that is not TLS at all closes that client only
+    let mut s = asking_for_tls(db, b'S').await;
+    s.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    // (closed within the limit, with at most a TLS alert: never a PostgreSQL message)
+    let rest = until_closed(&mut s).await;
+    assert!(rest.is_empty() || rest[0] == 0x15, "{rest:?}");
+
+    // and TLS clients carry on
+    let mut tls = tls_client(db, &cert).await;
+    tls.write_all(&good).await.unwrap();
+    assert_eq!(until_ready(&mut tls).await[0].0, b'R');
 }

@@ -2,15 +2,12 @@
 
 use crate::common;
 
-use std::sync::Arc;
-
 use common::*;
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::Request;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
 struct Site {
     cert: CertificateDer<'static>,
@@ -30,19 +27,9 @@ async fn tls_connect(
     roots: &[&Site],
     alpn: &[&[u8]],
 ) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let mut store = rustls::RootCertStore::empty();
-    for r in roots {
-        store.add(r.cert.clone()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(store)
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let roots: Vec<_> = roots.iter().map(|r| r.cert.clone()).collect();
     let stream = TcpStream::connect(addr).await.unwrap();
-    TlsConnector::from(Arc::new(config))
+    tls_connector(&roots, alpn)
         .connect(ServerName::try_from(sni.to_string()).unwrap(), stream)
         .await
         .expect("TLS handshake (certificate must match the SNI name)")

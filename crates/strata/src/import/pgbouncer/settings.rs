@@ -117,7 +117,8 @@ const STATS: &str = "Strata's counters are on the admin listener's /metrics and 
 const NO_NAMES: &str =
     "Strata resolves no host names: its servers are IP addresses, written in the config";
 const SOCKETS: &str = "Strata does not expose socket tuning";
-const CLIENT_TLS: &str = "Strata's database listener has no TLS yet: it answers a client's SSL request `N`, and the client goes on in clear (one that requires TLS, with sslmode=require or stricter, can't connect)";
+const CLIENT_CERTS: &str = "Strata asks clients for no certificate (it checks none): clients log in with their passwords, over TLS when they ask for it";
+const CLIENT_SUITES: &str = "Strata's TLS is rustls's safe defaults, not set per listener: TLS 1.2 and 1.3, AEAD cipher suites with forward secrecy, curves X25519, P-256 and P-384";
 const SERVER_TLS: &str = "Strata connects to the servers without TLS (its database layer has none yet): a server that requires it (hostssl in pg_hba.conf) refuses Strata";
 pub(super) const NO_LOOKUP: &str = "Strata does not look users up on the server (auth_query): it knows the users in `auth_file` only";
 const ONE_BOUND: &str =
@@ -141,15 +142,15 @@ pub(super) const KEYS: &[Key] = &[
     pool("cancel_wait_timeout", Seconds, &[], "Strata sends a cancel request on to the server when it comes, and bounds nothing there"),
     translated("client_idle_timeout", Seconds),
     pool("client_login_timeout", Seconds, &[], "Strata has no bound on a client's login"),
-    pool("client_tls13_ciphers", Text, &[], CLIENT_TLS),
-    pool("client_tls_ca_file", Text, &[""], CLIENT_TLS),
-    pool("client_tls_cert_file", Text, &[""], CLIENT_TLS),
-    pool("client_tls_ciphers", Text, &[], CLIENT_TLS),
-    pool("client_tls_dheparams", Text, &[], CLIENT_TLS),
-    pool("client_tls_ecdhcurve", Text, &[], CLIENT_TLS),
-    pool("client_tls_key_file", Text, &[""], CLIENT_TLS),
-    pool("client_tls_protocols", Text, &[], CLIENT_TLS),
-    pool("client_tls_sslmode", Kind::Choice(SSL_MODES), &["disable"], CLIENT_TLS),
+    pool("client_tls13_ciphers", Text, &[], CLIENT_SUITES),
+    pool("client_tls_ca_file", Text, &[""], CLIENT_CERTS),
+    translated("client_tls_cert_file", Text),
+    pool("client_tls_ciphers", Text, &["default", "secure"], CLIENT_SUITES),
+    pool("client_tls_dheparams", Text, &["auto", "none"], CLIENT_SUITES),
+    pool("client_tls_ecdhcurve", Text, &["auto"], CLIENT_SUITES),
+    translated("client_tls_key_file", Text),
+    pool("client_tls_protocols", Text, &["secure"], CLIENT_SUITES),
+    translated("client_tls_sslmode", Kind::Choice(SSL_MODES)),
     process("conffile", Text, &[], "Strata's config is the file `strata run -c` names"),
     translated("default_pool_size", Int),
     pool("disable_pqexec", Int, &["0"], "Strata takes the simple query protocol with several statements, as PostgreSQL does"),

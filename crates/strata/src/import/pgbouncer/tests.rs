@@ -217,7 +217,7 @@ fn import_pgbouncer_translates_authentication_as_near_as_strata_goes() {
     assert!(says(&any, "pgbouncer.auth_type", "`any` made `trust`"));
     // what Strata can't check is kept for someone to choose
     for (auth, why) in [
-        ("cert", "no client certificates"),
+        ("cert", "checks no client certificates"),
         ("hba", "not rules by address"),
         ("pam", "checks passwords against auth_file only"),
         ("ldap", "checks passwords against auth_file only"),
@@ -229,6 +229,65 @@ fn import_pgbouncer_translates_authentication_as_near_as_strata_goes() {
         let refused = check(&config(&t).join("\n")).unwrap_err();
         assert_eq!(refused.len(), 1, "{refused:?}");
     }
+}
+
+#[test]
+fn import_pgbouncer_translates_client_tls_with_its_files_written_absolute() {
+    let users = Userlist::new("tls");
+    let with = |tls: &str| ok(&users.ini(tls, "* = host=10.0.0.1\n"));
+    // require: the files from the ini's directory, and plain clients refused
+    let t = with("client_tls_sslmode = require\nclient_tls_cert_file = tls/db.crt\nclient_tls_key_file = /etc/tls/db.key\n");
+    assert!(
+        config(&t).contains(
+            &"tls = [{ cert = \"/etc/pgbouncer/tls/db.crt\", key = \"/etc/tls/db.key\" }]"
+        ),
+        "{}",
+        t.toml
+    );
+    assert!(config(&t).contains(&"tls_mode = \"require\""), "{}", t.toml);
+    assert!(says(&t, "pgbouncer.client_tls_cert_file", "is relative"));
+    passes_strata_check(&t);
+    // prefer (and allow): TLS for those who ask, plain for the others: Strata's default
+    let t = with("client_tls_sslmode = prefer\nclient_tls_cert_file = /c.pem\nclient_tls_key_file = /k.pem\n");
+    assert!(config(&t).contains(&"tls = [{ cert = \"/c.pem\", key = \"/k.pem\" }]"));
+    assert!(
+        !config(&t).iter().any(|l| l.starts_with("tls_mode")),
+        "{}",
+        t.toml
+    );
+    assert_eq!(notes(&t), Vec::<String>::new());
+    // verify-full asks for client certificates: kept for someone to choose
+    let t = with("client_tls_sslmode = verify-full\nclient_tls_cert_file = /c.pem\nclient_tls_key_file = /k.pem\nclient_tls_ca_file = /ca.pem\n");
+    assert!(says(
+        &t,
+        "pgbouncer.client_tls_sslmode",
+        "Strata checks none"
+    ));
+    assert!(says(
+        &t,
+        "pgbouncer.client_tls_ca_file",
+        "asks clients for no certificate"
+    ));
+    assert_eq!(
+        check(&config(&t).join("\n")).unwrap_err().len(),
+        1,
+        "{}",
+        t.toml
+    );
+    // without the files, PgBouncer does not start: noted, no TLS written
+    let t = with("client_tls_sslmode = require\n");
+    assert!(says(&t, "pgbouncer.client_tls_sslmode", "without both"));
+    assert!(
+        !config(&t).iter().any(|l| l.starts_with("tls")),
+        "{}",
+        t.toml
+    );
+    // files while disabled: noted as unused
+    let t = with("client_tls_cert_file = /c.pem\n");
+    assert!(says(&t, "pgbouncer.client_tls_cert_file", "not used while"));
+    // suites and protocols: rustls's, noted unless PgBouncer's defaults
+    let t = with("client_tls_sslmode = allow\nclient_tls_cert_file = /c.pem\nclient_tls_key_file = /k.pem\nclient_tls_protocols = secure\nclient_tls_ciphers = HIGH:!aNULL\n");
+    assert_eq!(noted(&t), vec!["8 pgbouncer.client_tls_ciphers"]);
 }
 
 #[test]

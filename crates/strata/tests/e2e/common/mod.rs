@@ -903,6 +903,25 @@ pub fn free_port() -> u16 {
     free_ports(1)[0]
 }
 
+/// A TLS client that trusts `roots` (only), offering `alpn`.
+pub fn tls_connector(
+    roots: &[rustls_pki_types::CertificateDer<'static>],
+    alpn: &[&[u8]],
+) -> tokio_rustls::TlsConnector {
+    let mut store = rustls::RootCertStore::empty();
+    for r in roots {
+        store.add(r.clone()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+}
+
 /// A self-signed certificate for `names` (its own CA) written to `dir` as STEM.pem and
 /// STEM.key; its DER for a client's trust store.
 pub fn self_signed(

@@ -9,7 +9,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{free_port, TempDir};
@@ -383,7 +383,7 @@ pub fn message(tag: u8, contents: &[u8]) -> Vec<u8> {
 }
 
 /// Reads everything until the peer closes; fails if it does not within LIMIT.
-pub async fn until_closed(stream: &mut TcpStream) -> Vec<u8> {
+pub async fn until_closed(stream: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
     let mut out = Vec::new();
     tokio::time::timeout(LIMIT, stream.read_to_end(&mut out))
         .await
@@ -393,7 +393,7 @@ pub async fn until_closed(stream: &mut TcpStream) -> Vec<u8> {
 }
 
 /// Reads whole tagged messages until a ReadyForQuery (included).
-pub async fn until_ready(stream: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
+pub async fn until_ready(stream: &mut (impl AsyncRead + Unpin)) -> Vec<(u8, Vec<u8>)> {
     let mut out = Vec::new();
     loop {
         let mut head = [0u8; 5];
@@ -425,7 +425,7 @@ pub async fn log_in(addr: SocketAddr, extra: &[(&str, &str)]) -> (TcpStream, Vec
 }
 
 /// Sends a simple Query and reads its answer to the ReadyForQuery.
-pub async fn query(s: &mut TcpStream, sql: &str) -> Vec<(u8, Vec<u8>)> {
+pub async fn query(s: &mut (impl AsyncRead + AsyncWrite + Unpin), sql: &str) -> Vec<(u8, Vec<u8>)> {
     let mut text = sql.as_bytes().to_vec();
     text.push(0);
     s.write_all(&message(b'Q', &text)).await.unwrap();

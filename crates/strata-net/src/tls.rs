@@ -1,0 +1,137 @@
+//! TLS termination for every layer that offers it: certificates from PEM files, the one a
+//! client gets chosen by the name it asks for (SNI) among the names each certificate carries.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// A listener's TLS could not be set up: a certificate or key file, or no certificate at all.
+#[derive(Debug, thiserror::Error)]
+#[error("listener \"{listener}\": TLS file {}: {why}", path.display())]
+pub struct TlsError {
+    /// The listener that names the file.
+    pub listener: String,
+    /// The file; empty when the fault is no single file's (no certificate at all).
+    pub path: PathBuf,
+    /// What is wrong: unreadable, not PEM, no certificate in it, a key that does not match.
+    pub why: String,
+}
+
+#[derive(Debug)]
+struct SniResolver {
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    /// "*.example.com" stored as "example.com".
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    /// For clients that send no SNI or a name no certificate has: the first certificate.
+    default: Arc<CertifiedKey>,
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let Some(name) = hello.server_name() else {
+            return Some(self.default.clone());
+        };
+        let name = name.to_ascii_lowercase();
+        if let Some(k) = self.exact.get(&name) {
+            return Some(k.clone());
+        }
+        if let Some((_, parent)) = name.split_once('.') {
+            if let Some(k) = self.wildcard.get(parent) {
+                return Some(k.clone());
+            }
+        }
+        Some(self.default.clone())
+    }
+}
+
+/// Loads every certificate of a listener (pairs of certificate chain and key files) into one
+/// server config, offering `alpn` (none when empty).
+pub fn server_config<'a>(
+    listener: &str,
+    certs: impl IntoIterator<Item = (&'a Path, &'a Path)>,
+    alpn: &[&[u8]],
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut exact = HashMap::new();
+    let mut wildcard = HashMap::new();
+    let mut default = None;
+    for (cert, key) in certs {
+        let key = load(listener, &provider, cert, key)?;
+        for name in names(&key.cert[0]) {
+            let name = name.to_ascii_lowercase();
+            match name.strip_prefix("*.") {
+                Some(parent) => wildcard
+                    .entry(parent.to_string())
+                    .or_insert_with(|| key.clone()),
+                None => exact.entry(name).or_insert_with(|| key.clone()),
+            };
+        }
+        default.get_or_insert(key);
+    }
+    let fault = |why: String| TlsError {
+        listener: listener.into(),
+        path: PathBuf::new(),
+        why,
+    };
+    let Some(default) = default else {
+        return Err(fault("no certificate configured".into()));
+    };
+    let resolver = SniResolver {
+        exact,
+        wildcard,
+        default,
+    };
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fault(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+fn load(
+    listener: &str,
+    provider: &rustls::crypto::CryptoProvider,
+    cert: &Path,
+    key: &Path,
+) -> Result<Arc<CertifiedKey>, TlsError> {
+    let err = |path: &Path, why: String| TlsError {
+        listener: listener.into(),
+        path: path.to_path_buf(),
+        why,
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| err(cert, e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| err(cert, e.to_string()))?;
+    if chain.is_empty() {
+        return Err(err(cert, "no CERTIFICATE block in the file".into()));
+    }
+    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| err(key, e.to_string()))?;
+    let signing = provider
+        .key_provider
+        .load_private_key(private)
+        .map_err(|e| err(key, e.to_string()))?;
+    let certified = CertifiedKey::new(chain, signing);
+    if let Err(e) = certified.keys_match() {
+        return Err(err(
+            key,
+            format!("the key does not belong to {}: {e}", cert.display()),
+        ));
+    }
+    Ok(Arc::new(certified))
+}
+
+/// The DNS names a certificate is valid for (its subject alternative names).
+fn names(cert: &CertificateDer<'_>) -> Vec<String> {
+    match webpki::EndEntityCert::try_from(cert) {
+        Ok(ee) => ee.valid_dns_names().map(str::to_string).collect(),
+        Err(_) => Vec::new(),
+    }
+}
