@@ -27,7 +27,9 @@
 # Then memory per idle client: each proxy, started fresh with trust logins, holds 1,000 and then
 # 8,000 idle logged-in clients that have each run one query (bench/idle_pg.py: an application's
 # pooled connection between transactions); the slope of its resident memory between the two, in
-# bytes per client.
+# bytes per client. Then the same with clients that log in over TLS (both proxies offer it, with
+# one self-signed certificate: PgBouncer's client_tls_sslmode = allow, Strata's `tls`), after
+# the clients in clear, on the same processes.
 #
 # PROTOCOL=extended (or prepared) runs pgbench in that query protocol (default: simple); with
 # prepared, a PgBouncer older than 1.21 (which keeps no prepared statements in transaction
@@ -293,31 +295,41 @@ kill "$pb_pid" "$st_pid" "$sh_pid" "$bp_pid" 2>/dev/null || true
 for _ in $(seq 100); do kill -0 "$pb_pid" 2>/dev/null || kill -0 "$st_pid" 2>/dev/null || kill -0 "$bp_pid" 2>/dev/null || break; sleep 0.1; done
 rm -f "$work/pgbouncer.pid"
 sed -i 's/^auth_type = scram-sha-256/auth_type = trust/; s/^listen_port = .*/listen_port = '"$PBPORT"'/' "$work/pgbouncer.ini"
+# both offer TLS to the clients that ask for it (the rows with TLS), as PgBouncer's
+# client_tls_sslmode = allow and Strata's tls
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
+  -keyout "$work/tls.key" -out "$work/tls.crt" 2>/dev/null
+chown postgres "$work/tls.key" "$work/tls.crt"
+printf 'client_tls_sslmode = allow\nclient_tls_key_file = %s\nclient_tls_cert_file = %s\n' "$work/tls.key" "$work/tls.crt" >>"$work/pgbouncer.ini"
 taskset -c 0 pgbouncer -u postgres "$work/pgbouncer.ini" >/dev/null 2>&1 &
 pids+=($!)
-variant strata-idle "$STPORT" -e "s/^pool_size = .*/&\nauth_type = \"trust\"/"
+variant strata-idle "$STPORT" -e "s|^pool_size = .*|&\nauth_type = \"trust\"\ntls = [{ cert = \"$work/tls.crt\", key = \"$work/tls.key\" }]|"
 st_pid=$started
 wait_port "$PBPORT"
 wait_port "$STPORT"
 pb_pid=$(cat "$work/pgbouncer.pid")
-hold() { # port count -> holds count idle clients until the next release
+hold() { # port count [tls] -> holds count idle clients until the next release
   rm -f "$work/stop" "$work/ready"
-  python3 bench/idle_pg.py 127.0.0.1 "$1" postgres bench "$2" "$work/stop" > "$work/ready" &
+  python3 bench/idle_pg.py 127.0.0.1 "$1" postgres bench "$2" "$work/stop" ${3:+"$3"} > "$work/ready" &
   holder=$!
   for _ in $(seq 600); do grep -q ready "$work/ready" 2>/dev/null && return 0; sleep 0.1; done
   echo "idle clients never all logged in" >&2; exit 1
 }
 release() { touch "$work/stop"; wait "$holder" 2>/dev/null || true; }
-idle_slope() { # port pid -> bytes per idle client between 1,000 and 8,000
+idle_slope() { # port pid high [tls] -> bytes per idle client between 1,000 and high
   local low high
-  hold "$1" 1000
+  hold "$1" 1000 ${4:+"$4"}
   low=$(rss_kib "$2")
   release
-  hold "$1" 8000
+  hold "$1" "$3" ${4:+"$4"}
   high=$(rss_kib "$2")
   release
-  python3 -c "print(round(($high - $low) * 1024 / 7000))"
+  python3 -c "print(round(($high - $low) * 1024 / ($3 - 1000)))"
 }
-printf "\n| proxy | bytes per idle client (RSS slope, 1,000 to 8,000) |\n|---|---|\n"
-printf "| pgbouncer | %s |\n" "$(idle_slope "$PBPORT" "$pb_pid")"
-printf "| strata | %s |\n" "$(idle_slope "$STPORT" "$st_pid")"
+printf "\n| proxy | bytes per idle client (RSS slope, 1,000 to 8,000; on TLS 1,000 to 5,000) |\n|---|---|\n"
+printf "| pgbouncer | %s |\n" "$(idle_slope "$PBPORT" "$pb_pid" 8000)"
+printf "| strata | %s |\n" "$(idle_slope "$STPORT" "$st_pid" 8000)"
+# (a TLS client takes Strata three descriptors, its socket and a socket pair's two ends:
+# 5,000 stay inside a limit of 20,000)
+printf "| pgbouncer, clients on TLS | %s |\n" "$(idle_slope "$PBPORT" "$pb_pid" 5000 tls)"
+printf "| strata, clients on TLS | %s |\n" "$(idle_slope "$STPORT" "$st_pid" 5000 tls)"

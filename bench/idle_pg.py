@@ -3,12 +3,15 @@ protocol 3.0 startup packet (trust authentication), reads to its ReadyForQuery, 
 query (an application's pooled connection has run some: what a pooler keeps of that counts
 too), and stays.
 
-Usage: python3 bench/idle_pg.py HOST PORT USER DATABASE COUNT STOPFILE
+Usage: python3 bench/idle_pg.py HOST PORT USER DATABASE COUNT STOPFILE [tls]
 Prints "ready" once COUNT connections are logged in, then holds them until STOPFILE exists.
+With "tls", each asks for TLS first (an SSLRequest, then the handshake; the certificate is not
+checked) and logs in over it.
 """
 
 import asyncio
 import os
+import ssl
 import struct
 import sys
 
@@ -35,8 +38,14 @@ async def ready(reader):
             return
 
 
-async def one(host, port, packet, held):
+async def one(host, port, packet, held, tls):
     reader, writer = await asyncio.open_connection(host, port)
+    if tls is not None:
+        writer.write(struct.pack("!II", 8, 80877103))
+        await writer.drain()
+        if await reader.readexactly(1) != b"S":
+            raise RuntimeError("TLS refused")
+        await writer.start_tls(tls)
     writer.write(packet)
     await writer.drain()
     await ready(reader)
@@ -48,13 +57,18 @@ async def one(host, port, packet, held):
 
 async def main():
     host, port, user, database, count, stop = sys.argv[1:7]
+    tls = None
+    if sys.argv[7:8] == ["tls"]:
+        tls = ssl.create_default_context()
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE
     packet = startup(user, database)
     held = []
     sem = asyncio.Semaphore(200)
 
     async def limited():
         async with sem:
-            await one(host, int(port), packet, held)
+            await one(host, int(port), packet, held, tls)
 
     await asyncio.gather(*(limited() for _ in range(int(count))))
     print("ready", flush=True)

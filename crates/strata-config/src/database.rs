@@ -379,7 +379,12 @@ pub(crate) fn listener(
     let pool_size = s.int(report, "pool_size", 1..=10_000, 20) as u32;
     let tls = crate::http::tls_certs(report, s, base);
     let tls_required = s.choice(report, "tls_mode", &["allow", "require"], "allow") == "require";
-    if tls_required && tls.is_empty() && s.get("tls").is_none() {
+    // (entries that were refused have said so already)
+    let entries = s
+        .get("tls")
+        .and_then(|v| v.get_ref().as_array())
+        .map_or(0, |a| a.len());
+    if tls_required && tls.is_empty() && entries == 0 {
         let span = s
             .get("tls_mode")
             .map(|v| v.span())

@@ -292,6 +292,12 @@ fn a_database_listener_offers_tls_when_given_certificates_and_requires_it_only_w
             .contains("5:12: `database[0].tls_mode`: \"require\" needs a certificate to offer")),
         "{p:#?}"
     );
+    let p = problems(&db("tls = []\ntls_mode = \"require\"\n"));
+    assert!(
+        p.iter().any(|l| l
+            .contains("6:12: `database[0].tls_mode`: \"require\" needs a certificate to offer")),
+        "{p:#?}"
+    );
     let p = problems(&db(
         "tls = [{ cert = \"db.pem\", key = \"db.key\" }]\ntls_mode = \"verify-full\"\n",
     ));

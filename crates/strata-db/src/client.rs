@@ -174,6 +174,11 @@ pub(crate) async fn serve(accepted: Box<Accepted>) {
     session.svc.stats.clients.dec();
     session.ended(end);
     Box::pin(session.finish()).await;
+    if session.client.is_tls() {
+        // counted, and waited for by a drain, until its relay is done too
+        let Session { client, .. } = session;
+        Box::pin(client.close()).await;
+    }
     drop(admitted);
 }
 
@@ -217,9 +222,7 @@ async fn login(svc: Arc<DatabaseService>, tcp: TcpStream, peer: SocketAddr) -> O
         Ok(Started::Params(p)) => p,
         Ok(Started::Tls) | Ok(Started::Done) => return None,
         Err(e) => {
-            let mut out = BytesMut::new();
-            proto::put_error(&mut out, true, Sqlstate::PROTOCOL, &e.to_string());
-            let _ = stream.write_all(&out).await;
+            refuse(&mut stream, Sqlstate::PROTOCOL, &e.to_string()).await;
             tracing::debug!(listener = %svc.name, %peer, "startup: {e}");
             return None;
         }
@@ -493,10 +496,12 @@ async fn refused<T>(stream: &mut ClientStream, code: Sqlstate, message: &str) ->
     None
 }
 
+/// Tells a client why it is refused, if it takes the words within a second (a client that
+/// reads nothing holds nothing longer).
 async fn refuse(stream: &mut ClientStream, code: Sqlstate, message: &str) {
     let mut out = BytesMut::new();
     proto::put_error(&mut out, true, code, message);
-    let _ = stream.write_all(&out).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&out)).await;
 }
 
 /// How a client's startup ended.
@@ -511,17 +516,30 @@ enum Started {
 
 /// Reads startup packets until protocol 3.0 parameters or an SSLRequest that `offers_tls`
 /// takes up; otherwise SSL and GSS are refused with 'N' (the client may go on in clear), a
-/// cancel request is passed on and the connection closed.
+/// cancel request is passed on and the connection closed. As in PostgreSQL, each of SSL and
+/// GSS may be asked once, and neither inside TLS: another is a protocol this is not.
 async fn startup(
     stream: &mut ClientStream,
     buf: &mut BytesMut,
     offers_tls: bool,
 ) -> Result<Started, ClientError> {
+    let (mut ssl_done, mut gss_done) = (stream.is_tls(), stream.is_tls());
     loop {
         match proto::startup(buf)? {
             Some(Startup::Params(p)) => return Ok(Started::Params(p)),
-            Some(Startup::Ssl) if stream.is_tls() => {
-                return Err(ProtoError::Unexpected("an SSLRequest inside TLS").into())
+            Some(Startup::Ssl) if ssl_done => {
+                return Err(ProtoError::Protocol {
+                    major: 1234,
+                    minor: 5679,
+                }
+                .into())
+            }
+            Some(Startup::Gss) if gss_done => {
+                return Err(ProtoError::Protocol {
+                    major: 1234,
+                    minor: 5680,
+                }
+                .into())
             }
             Some(Startup::Ssl) if offers_tls => {
                 // bytes sent behind the request, before the answer, were sent in clear and
@@ -534,7 +552,14 @@ async fn startup(
                 }
                 return Ok(Started::Tls);
             }
-            Some(Startup::Ssl) | Some(Startup::Gss) => stream.write_all(b"N").await?,
+            Some(Startup::Ssl) => {
+                ssl_done = true;
+                stream.write_all(b"N").await?;
+            }
+            Some(Startup::Gss) => {
+                gss_done = true;
+                stream.write_all(b"N").await?;
+            }
             Some(Startup::Cancel { pid, secret }) => {
                 cancel::forward(pid, secret).await;
                 return Ok(Started::Done);

@@ -12,6 +12,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use strata_net::Timers;
@@ -19,12 +21,26 @@ use strata_net::Timers;
 /// A client's connection: in clear, or TLS through a relay.
 pub(crate) enum ClientStream {
     Tcp(TcpStream),
-    Tls(UnixStream),
+    Tls(Box<Relayed>),
 }
 
-/// A TLS client's relay closes the connection after this long with nothing moving either way
-/// (about 49 days: the relay's longest limit; `client_idle_timeout` is the limit to set).
-const TLS_QUIET: Duration = Duration::from_millis(u32::MAX as u64);
+/// A TLS client's side of the socket pair, and the task relaying it.
+pub(crate) struct Relayed {
+    near: UnixStream,
+    relay: JoinHandle<()>,
+    /// Dropped with the session's side: from then on the relay has [`RELAY_LINGER`] to pass
+    /// on the rest.
+    _ended: oneshot::Sender<()>,
+}
+
+/// The relay's idle limit: none in effect (about 49 days, the longest it takes). The session
+/// has the limits (`client_idle_timeout`, `idle_transaction_timeout`, the drain), and its end
+/// ends the relay.
+const RELAY_QUIET: Duration = Duration::from_millis(u32::MAX as u64);
+
+/// How long a TLS client that reads nothing may hold up the last bytes of a session that
+/// ended (its error, the TLS close_notify) before its connection is dropped.
+const RELAY_LINGER: Duration = Duration::from_secs(10);
 
 /// Answers a client's SSLRequest with 'S', takes the TLS handshake on `tcp`, and starts the
 /// relay between the TLS connection and the stream it returns.
@@ -36,12 +52,29 @@ pub(crate) async fn upgrade(
     tcp.write_all(b"S").await?;
     let tls = acceptor.accept(tcp).await?;
     let (near, far) = UnixStream::pair()?;
-    tokio::spawn(async move {
-        if let Err(e) = strata_net::relay(tls, far, &timers, TLS_QUIET).await {
-            tracing::debug!("TLS client connection: {e}");
+    let (ended, session_gone) = oneshot::channel::<()>();
+    let relay = tokio::spawn(async move {
+        let relaying = strata_net::relay_until_b_ends(tls, far, &timers, RELAY_QUIET);
+        let lingered = async {
+            let _ = session_gone.await;
+            tokio::time::sleep(RELAY_LINGER).await;
+        };
+        tokio::select! {
+            r = relaying => {
+                if let Err(e) = r {
+                    tracing::debug!("TLS client connection: {e}");
+                }
+            }
+            () = lingered => tracing::debug!(
+                "TLS client connection: closed {RELAY_LINGER:?} after its session ended, the client not taking its last bytes"
+            ),
         }
     });
-    Ok(ClientStream::Tls(near))
+    Ok(ClientStream::Tls(Box::new(Relayed {
+        near,
+        relay,
+        _ended: ended,
+    })))
 }
 
 impl ClientStream {
@@ -50,44 +83,53 @@ impl ClientStream {
         matches!(self, ClientStream::Tls(_))
     }
 
+    /// Closes the connection, returning once its socket is closed: for a TLS client, once the
+    /// relay has passed on what the session wrote and the close_notify, or after
+    /// [`RELAY_LINGER`] (so that the connection counts against the listener's limit, and a
+    /// drain waits for it, until then). A stream dropped instead closes the same way, but
+    /// nothing waits for it.
+    pub(crate) async fn close(self) {
+        if let ClientStream::Tls(relayed) = self {
+            let Relayed { near, relay, .. } = *relayed;
+            drop(near);
+            let _ = relay.await;
+        }
+    }
+
     pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
             ClientStream::Tcp(s) => s.poll_read_ready(cx),
-            ClientStream::Tls(s) => s.poll_read_ready(cx),
+            ClientStream::Tls(s) => s.near.poll_read_ready(cx),
         }
     }
 
     pub(crate) async fn readable(&self) -> io::Result<()> {
         match self {
             ClientStream::Tcp(s) => s.readable().await,
-            ClientStream::Tls(s) => s.readable().await,
+            ClientStream::Tls(s) => s.near.readable().await,
         }
     }
 
     pub(crate) async fn writable(&self) -> io::Result<()> {
         match self {
             ClientStream::Tcp(s) => s.writable().await,
-            ClientStream::Tls(s) => s.writable().await,
+            ClientStream::Tls(s) => s.near.writable().await,
         }
     }
 
     pub(crate) fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
         match self {
             ClientStream::Tcp(s) => s.try_write(bytes),
-            ClientStream::Tls(s) => s.try_write(bytes),
+            ClientStream::Tls(s) => s.near.try_write(bytes),
         }
     }
 
-    /// Reads what is there into `buf`'s spare room, or WouldBlock.
+    /// Reads what is there into `buf`'s spare room, or WouldBlock (a short read clears the
+    /// readiness: see [`strata_net::try_recv_buf`]).
     pub(crate) fn try_recv_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
         match self {
             ClientStream::Tcp(s) => strata_net::try_recv_buf(s, buf),
-            ClientStream::Tls(s) => {
-                if buf.len() == buf.capacity() {
-                    buf.reserve(64);
-                }
-                s.try_read_buf(buf)
-            }
+            ClientStream::Tls(s) => strata_net::try_recv_buf(&s.near, buf),
         }
     }
 }
@@ -100,7 +142,7 @@ impl AsyncRead for ClientStream {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ClientStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            ClientStream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+            ClientStream::Tls(s) => Pin::new(&mut s.near).poll_read(cx, buf),
         }
     }
 }
@@ -113,19 +155,19 @@ impl AsyncWrite for ClientStream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             ClientStream::Tcp(s) => Pin::new(s).poll_write(cx, bytes),
-            ClientStream::Tls(s) => Pin::new(s).poll_write(cx, bytes),
+            ClientStream::Tls(s) => Pin::new(&mut s.near).poll_write(cx, bytes),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ClientStream::Tcp(s) => Pin::new(s).poll_flush(cx),
-            ClientStream::Tls(s) => Pin::new(s).poll_flush(cx),
+            ClientStream::Tls(s) => Pin::new(&mut s.near).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ClientStream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            ClientStream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+            ClientStream::Tls(s) => Pin::new(&mut s.near).poll_shutdown(cx),
         }
     }
 }

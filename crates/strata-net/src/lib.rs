@@ -29,6 +29,8 @@ pub use idle::{Activity, Watched};
 pub use limit::{Closed, Limit, Slot};
 pub use listen::{listen, listen_freebind};
 pub use park::{lock, Lanes, Park};
-pub use relay::{relay, Relay};
-pub use socket::{connect, poll_recv, queued, try_recv_buf, Arrival, ConnectError, UpstreamIo};
+pub use relay::{relay, relay_until_b_ends, Relay};
+pub use socket::{
+    connect, poll_recv, queued, try_recv_buf, Arrival, ConnectError, StreamSocket, UpstreamIo,
+};
 pub use write::{write_all_parts, write_all_parts_within, write_all_within, Parts};

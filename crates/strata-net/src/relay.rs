@@ -35,6 +35,28 @@ where
     Ok((totals[0], totals[1]))
 }
 
+/// Copies `a` <-> `b` until `b` ends: its last bytes written to `a`, and `a` shut down (a TLS
+/// close_notify, then the socket's FIN). For a relay whose `b` side owns the connection's
+/// life (a TLS client's session behind a socket pair): `a`'s end of stream is passed on to
+/// `b`, but only `b`'s ends the relay, so it does not wait on a client that never closes.
+/// Returns the bytes sent a -> b and b -> a.
+pub async fn relay_until_b_ends<A, B>(
+    mut a: A,
+    mut b: B,
+    timers: &Arc<Timers>,
+    idle: Duration,
+) -> io::Result<(u64, u64)>
+where
+    A: AsyncRead + AsyncWrite + Arrival + Unpin,
+    B: AsyncRead + AsyncWrite + Arrival + Unpin,
+{
+    let mut relay = Relay::new(timers, idle);
+    relay.until_b = true;
+    let mut totals = [0; 2];
+    poll_fn(|cx| relay.poll(cx, &mut a, &mut b, &mut totals)).await?;
+    Ok((totals[0], totals[1]))
+}
+
 /// The state of a relay between two streams that its owner holds (see the module).
 pub struct Relay {
     /// The idle limit, in milliseconds (a connection parked for long holds this struct).
@@ -47,6 +69,8 @@ pub struct Relay {
     /// writer was shut down.
     eof: [bool; 2],
     finished: [bool; 2],
+    /// Done once b -> a is, whatever a -> b is doing ([`relay_until_b_ends`]).
+    until_b: bool,
 }
 
 impl Relay {
@@ -58,6 +82,7 @@ impl Relay {
             bufs: None,
             eof: [false; 2],
             finished: [false; 2],
+            until_b: false,
         }
     }
 
@@ -66,7 +91,7 @@ impl Relay {
     }
 
     /// Moves what can be moved, adding the bytes written a -> b and b -> a to `moved`;
-    /// `Ready(Ok)` once both directions ended, an error when either side fails or nothing moved
+    /// `Ready(Ok)` once both directions ended (or b -> a, for [`relay_until_b_ends`]), an error when either side fails or nothing moved
     /// for the idle limit.
     pub fn poll<A, B>(
         &mut self,
@@ -121,7 +146,7 @@ impl Relay {
         let back = self
             .direction(1, cx, b, a, &mut moved[1], active)?
             .is_ready();
-        if there && back {
+        if back && (there || self.until_b) {
             Poll::Ready(Ok(()))
         } else {
             Poll::Pending
@@ -211,5 +236,28 @@ mod tests {
         assert_eq!(result.unwrap_err().kind(), io::ErrorKind::TimedOut);
         assert_eq!(took, Duration::from_secs(10));
         assert_eq!(totals, [4, 4]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_relay_until_b_ends_does_not_wait_for_a_to_close() {
+        let timers = Timers::new();
+        let (a, mut client) = tokio::io::duplex(64);
+        let (b, mut session) = tokio::io::duplex(64);
+        let relay = relay_until_b_ends(a, b, &timers, Duration::from_secs(3600));
+        let run = tokio::time::timeout(Duration::from_secs(60), relay);
+        let talk = async {
+            client.write_all(b"ping").await.unwrap();
+            let mut got = [0u8; 4];
+            session.read_exact(&mut got).await.unwrap();
+            session.write_all(b"bye").await.unwrap();
+            // the session ends; the client says nothing more and keeps its end open
+            drop(session);
+            let mut rest = Vec::new();
+            client.read_to_end(&mut rest).await.unwrap();
+            assert_eq!(rest, b"bye");
+            client
+        };
+        let (moved, _client) = tokio::join!(run, talk);
+        assert_eq!(moved.expect("ended with b").unwrap(), (4, 3));
     }
 }

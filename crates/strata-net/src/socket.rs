@@ -39,12 +39,31 @@ pub fn poll_recv(
     }
 }
 
+/// A connected stream socket tokio drives: a TCP connection, or one end of a socket pair.
+pub trait StreamSocket: std::os::fd::AsFd {
+    /// tokio's `try_io`: runs `f` if the socket is ready for `interest`, and clears that
+    /// readiness when `f` says WouldBlock.
+    fn try_io<R>(&self, interest: Interest, f: impl FnOnce() -> io::Result<R>) -> io::Result<R>;
+}
+
+impl StreamSocket for TcpStream {
+    fn try_io<R>(&self, interest: Interest, f: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+        TcpStream::try_io(self, interest, f)
+    }
+}
+
+impl StreamSocket for tokio::net::UnixStream {
+    fn try_io<R>(&self, interest: Interest, f: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+        tokio::net::UnixStream::try_io(self, interest, f)
+    }
+}
+
 /// Reads what is queued on `stream` into the spare capacity of `buf` (growing it when full)
 /// without waiting, as `TcpStream::try_read_buf` does, but a short read clears readiness: the
 /// next `readable()` waits for new bytes instead of returning at once for a `recv` that could
 /// only say EAGAIN. For loops that wait with `readable()` and then read.
 #[allow(unsafe_code)] // recv(2) straight into the spare capacity of `buf`, no zeroing first
-pub fn try_recv_buf(stream: &TcpStream, buf: &mut bytes::BytesMut) -> io::Result<usize> {
+pub fn try_recv_buf(stream: &impl StreamSocket, buf: &mut bytes::BytesMut) -> io::Result<usize> {
     if buf.len() == buf.capacity() {
         buf.reserve(64);
     }
@@ -56,7 +75,7 @@ pub fn try_recv_buf(stream: &TcpStream, buf: &mut bytes::BytesMut) -> io::Result
 
 /// One `recv` into `into` if the socket is ready, else WouldBlock; a read shorter than `into`
 /// (the queue drained) also clears the socket's readiness.
-fn recv_drained(stream: &TcpStream, into: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+fn recv_drained<S: StreamSocket>(stream: &S, into: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
     let wanted = into.len();
     let mut got = 0;
     let result = stream.try_io(Interest::READABLE, || {

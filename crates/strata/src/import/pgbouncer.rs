@@ -563,10 +563,9 @@ impl<'c, 'a> Listener<'c, 'a> {
         let mode = self.choice("client_tls_sslmode", "disable");
         let at = self.at("client_tls_sslmode");
         let key = "pgbouncer.client_tls_sslmode";
-        let cert = self.absolute("client_tls_cert_file", dir);
-        let private = self.absolute("client_tls_key_file", dir);
+        let files = ["client_tls_cert_file", "client_tls_key_file"];
         if mode == "disable" {
-            for name in ["client_tls_cert_file", "client_tls_key_file"] {
+            for name in files {
                 if let Some(s) = self.conf.get(name).filter(|s| !s.value.text.is_empty()) {
                     let why = "not used while client_tls_sslmode = disable, as in PgBouncer: a client's SSL request is answered `N`";
                     self.table
@@ -575,6 +574,8 @@ impl<'c, 'a> Listener<'c, 'a> {
             }
             return;
         }
+        let cert = self.absolute(files[0], dir);
+        let private = self.absolute(files[1], dir);
         let (Some(cert), Some(private)) = (cert, private) else {
             let why = format!("{NOT_TRANSLATED}: `{mode}` without both client_tls_cert_file and client_tls_key_file, where PgBouncer does not start: Strata offers TLS with a certificate and its key (`tls`)");
             self.table.note(at, key, why);
@@ -588,11 +589,18 @@ impl<'c, 'a> Listener<'c, 'a> {
                 quoted(&private)
             ),
         );
-        let files = [(Path::new(&cert), Path::new(&private))];
-        if let Err(e) = strata_net::tls::server_config("import", files, &[]) {
-            let at = self.at("client_tls_cert_file");
-            let why = format!("Strata can't load the certificate here ({}: {}): `strata check` and `strata run` refuse the listener until it loads; run the import where PgBouncer runs, or change the paths", e.path.display(), e.why);
-            self.table.note(at, "pgbouncer.client_tls_cert_file", why);
+        let loaded = [(Path::new(&cert), Path::new(&private))];
+        if let Err(e) = strata_net::tls::server_config("import", loaded, &[]) {
+            // the note goes on the key whose file is at fault (the certificate's, when the
+            // pair does not match)
+            let name = if e.path == Path::new(&private) {
+                files[1]
+            } else {
+                files[0]
+            };
+            let why = format!("Strata can't load the file here ({}: {}): `strata check` and `strata run` refuse the listener until it loads; run the import where PgBouncer runs, or change the paths", e.path.display(), e.why);
+            self.table
+                .note(self.at(name), &format!("pgbouncer.{name}"), why);
         }
         match mode {
             // a client in clear is taken too: Strata's default

@@ -310,14 +310,6 @@ async fn over_max_connections_a_request_waits_for_a_free_slot() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
-/// The open descriptors of process `pid`.
-#[cfg(target_os = "linux")]
-fn open_descriptors(pid: u32) -> u64 {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("/proc")
-        .count() as u64
-}
-
 /// Lowers the descriptor limit of the running process `pid` to `limit`.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)] // prlimit(2) through libc

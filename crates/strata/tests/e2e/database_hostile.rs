@@ -145,6 +145,21 @@ async fn hostile_clients_get_exact_answers_and_leave_the_others_alone() {
             [first_packet(80_877_103, b""), 3u32.to_be_bytes().to_vec()].concat(),
             [&b"N"[..], &not_protocol("message length 3 is too short")].concat(),
         ),
+        (
+            "an SSLRequest twice: each may be asked once",
+            [first_packet(80_877_103, b""), first_packet(80_877_103, b"")].concat(),
+            [&b"N"[..], &not_protocol("unsupported protocol 1234.5679")].concat(),
+        ),
+        (
+            "a GSSENCRequest twice, an SSLRequest between",
+            [
+                first_packet(80_877_104, b""),
+                first_packet(80_877_103, b""),
+                first_packet(80_877_104, b""),
+            ]
+            .concat(),
+            [&b"NN"[..], &not_protocol("unsupported protocol 1234.5680")].concat(),
+        ),
     ];
     for (what, bytes, expected) in cases {
         let mut s = TcpStream::connect(db).await.unwrap();
@@ -1256,7 +1271,7 @@ async fn tls_client(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_is_taken_only_from_a_clean_start_and_required_where_configured() {
     let dir = TempDir::new();
-    let (_pg, _strata, db, cert) = offering_tls(&dir, "require");
+    let (_pg, strata, db, cert) = offering_tls(&dir, "require");
     let good = startup(&[("user", "app"), ("database", "app")]);
 
     // a client on TLS logs in and runs a query through the pooler
@@ -1284,15 +1299,20 @@ async fn tls_is_taken_only_from_a_clean_start_and_required_where_configured() {
         .to_string()
     );
 
-    // a second SSLRequest, inside TLS, is a protocol violation
-    let mut tls = tls_client(db, &cert).await;
-    tls.write_all(&first_packet(80_877_103, b"")).await.unwrap();
-    assert_eq!(
-        until_closed(&mut tls).await.escape_ascii().to_string(),
-        fatal_08p01("client sent bytes that are not the protocol: an SSLRequest inside TLS")
+    // a second SSLRequest, or a GSSENCRequest, inside TLS is a protocol this is not (as in
+    // PostgreSQL)
+    for (code, version) in [(80_877_103, "1234.5679"), (80_877_104, "1234.5680")] {
+        let mut tls = tls_client(db, &cert).await;
+        tls.write_all(&first_packet(code, b"")).await.unwrap();
+        assert_eq!(
+            until_closed(&mut tls).await.escape_ascii().to_string(),
+            fatal_08p01(&format!(
+                "client sent bytes that are not the protocol: unsupported protocol {version}"
+            ))
             .escape_ascii()
             .to_string()
-    );
+        );
+    }
 
     // a client in clear is refused: tls_mode = "require"
     let mut s = TcpStream::connect(db).await.unwrap();
@@ -1319,4 +1339,18 @@ async fn tls_is_taken_only_from_a_clean_start_and_required_where_configured() {
     let mut tls = tls_client(db, &cert).await;
     tls.write_all(&good).await.unwrap();
     assert_eq!(until_ready(&mut tls).await[0].0, b'R');
+
+    // a session's end closes its client's connection, though the client keeps its end open
+    // and reads nothing more: its three descriptors (the socket, the socket pair's two ends)
+    // go
+    let pid = strata.child.id();
+    let before = open_descriptors(pid);
+    tls.write_all(&message(b'X', b"")).await.unwrap();
+    eventually(
+        LIMIT,
+        "the ended TLS client's descriptors closed",
+        || async { open_descriptors(pid) + 3 <= before },
+    )
+    .await;
+    drop(tls);
 }

@@ -234,8 +234,39 @@ fn import_pgbouncer_translates_authentication_as_near_as_strata_goes() {
 #[test]
 fn import_pgbouncer_translates_client_tls_with_its_files_written_absolute() {
     let users = Userlist::new("tls");
+    // a certificate and key Strata can load, beside the userlist
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["db.example".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(users.dir.join("db.crt"), cert.pem()).unwrap();
+    std::fs::write(users.dir.join("db.key"), key.serialize_pem()).unwrap();
+    let (c, k) = (
+        users.dir.join("db.crt").display().to_string(),
+        users.dir.join("db.key").display().to_string(),
+    );
+    let files = format!("client_tls_cert_file = {c}\nclient_tls_key_file = {k}\n");
+    let written = format!("tls = [{{ cert = \"{c}\", key = \"{k}\" }}]");
     let with = |tls: &str| ok(&users.ini(tls, "* = host=10.0.0.1\n"));
-    // require: the files from the ini's directory, and plain clients refused
+    // require: the files written as they are, and plain clients refused
+    let t = with(&format!("client_tls_sslmode = require\n{files}"));
+    assert!(config(&t).contains(&written.as_str()), "{}", t.toml);
+    assert!(config(&t).contains(&"tls_mode = \"require\""), "{}", t.toml);
+    assert_eq!(notes(&t), Vec::<String>::new());
+    passes_strata_check(&t);
+    // prefer (and allow): TLS for those who ask, plain for the others: Strata's default
+    for mode in ["prefer", "allow"] {
+        let t = with(&format!("client_tls_sslmode = {mode}\n{files}"));
+        assert!(config(&t).contains(&written.as_str()), "{}", t.toml);
+        assert!(
+            !config(&t).iter().any(|l| l.starts_with("tls_mode")),
+            "{}",
+            t.toml
+        );
+        assert_eq!(notes(&t), Vec::<String>::new());
+    }
+    // relative files are taken from the ini's directory; files that don't load here are said
     let t = with("client_tls_sslmode = require\nclient_tls_cert_file = tls/db.crt\nclient_tls_key_file = /etc/tls/db.key\n");
     assert!(
         config(&t).contains(
@@ -244,20 +275,16 @@ fn import_pgbouncer_translates_client_tls_with_its_files_written_absolute() {
         "{}",
         t.toml
     );
-    assert!(config(&t).contains(&"tls_mode = \"require\""), "{}", t.toml);
     assert!(says(&t, "pgbouncer.client_tls_cert_file", "is relative"));
-    passes_strata_check(&t);
-    // prefer (and allow): TLS for those who ask, plain for the others: Strata's default
-    let t = with("client_tls_sslmode = prefer\nclient_tls_cert_file = /c.pem\nclient_tls_key_file = /k.pem\n");
-    assert!(config(&t).contains(&"tls = [{ cert = \"/c.pem\", key = \"/k.pem\" }]"));
-    assert!(
-        !config(&t).iter().any(|l| l.starts_with("tls_mode")),
-        "{}",
-        t.toml
-    );
-    assert_eq!(notes(&t), Vec::<String>::new());
+    assert!(says(
+        &t,
+        "pgbouncer.client_tls_cert_file",
+        "Strata can't load the file here (/etc/pgbouncer/tls/db.crt"
+    ));
     // verify-full asks for client certificates: kept for someone to choose
-    let t = with("client_tls_sslmode = verify-full\nclient_tls_cert_file = /c.pem\nclient_tls_key_file = /k.pem\nclient_tls_ca_file = /ca.pem\n");
+    let t = with(&format!(
+        "client_tls_sslmode = verify-full\n{files}client_tls_ca_file = /ca.pem\n"
+    ));
     assert!(says(
         &t,
         "pgbouncer.client_tls_sslmode",
@@ -282,11 +309,14 @@ fn import_pgbouncer_translates_client_tls_with_its_files_written_absolute() {
         "{}",
         t.toml
     );
-    // files while disabled: noted as unused
-    let t = with("client_tls_cert_file = /c.pem\n");
+    // files while disabled: noted as unused, and nothing else said of them
+    let t = with("client_tls_cert_file = tls/db.crt\n");
+    assert_eq!(noted(&t), vec!["4 pgbouncer.client_tls_cert_file"]);
     assert!(says(&t, "pgbouncer.client_tls_cert_file", "not used while"));
     // suites and protocols: rustls's, noted unless PgBouncer's defaults
-    let t = with("client_tls_sslmode = allow\nclient_tls_cert_file = /c.pem\nclient_tls_key_file = /k.pem\nclient_tls_protocols = secure\nclient_tls_ciphers = HIGH:!aNULL\n");
+    let t = with(&format!(
+        "client_tls_sslmode = allow\n{files}client_tls_protocols = secure\nclient_tls_ciphers = HIGH:!aNULL\n"
+    ));
     assert_eq!(noted(&t), vec!["8 pgbouncer.client_tls_ciphers"]);
 }
 

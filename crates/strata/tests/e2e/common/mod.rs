@@ -903,6 +903,13 @@ pub fn free_port() -> u16 {
     free_ports(1)[0]
 }
 
+/// The open descriptors of process `pid`.
+pub fn open_descriptors(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("/proc")
+        .count() as u64
+}
+
 /// A TLS client that trusts `roots` (only), offering `alpn`.
 pub fn tls_connector(
     roots: &[rustls_pki_types::CertificateDer<'static>],
