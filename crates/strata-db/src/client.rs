@@ -111,7 +111,9 @@ pub(crate) async fn serve(accepted: Box<Accepted>) {
     } = accepted;
     // the login's state (startup parameters, the server's, the welcome) is gone once it
     // returns: a session holds only what it needs
-    let Some(mut session) = Box::pin(login(svc, stream, peer)).await else {
+    // (a TLS client's relay takes it: the connection holds its place until its socket closes)
+    let mut admitted = Some(admitted);
+    let Some(mut session) = Box::pin(login(svc, stream, peer, &mut admitted)).await else {
         return;
     };
     session.svc.stats.clients.inc();
@@ -174,17 +176,17 @@ pub(crate) async fn serve(accepted: Box<Accepted>) {
     session.svc.stats.clients.dec();
     session.ended(end);
     Box::pin(session.finish()).await;
-    if session.client.is_tls() {
-        // counted, and waited for by a drain, until its relay is done too
-        let Session { client, .. } = session;
-        Box::pin(client.close()).await;
-    }
     drop(admitted);
 }
 
 /// Startup and authentication: the logged-in client's session, or `None` once it has been
 /// refused (or has gone, or only sent a cancel request).
-async fn login(svc: Arc<DatabaseService>, tcp: TcpStream, peer: SocketAddr) -> Option<Session> {
+async fn login(
+    svc: Arc<DatabaseService>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    admitted: &mut Option<Admitted>,
+) -> Option<Session> {
     let _ = tcp.set_nodelay(true);
     let mut stream = ClientStream::Tcp(tcp);
     let mut buf = buffers::take();
@@ -205,7 +207,7 @@ async fn login(svc: Arc<DatabaseService>, tcp: TcpStream, peer: SocketAddr) -> O
         let ClientStream::Tcp(tcp) = stream else {
             return None;
         };
-        let upgrade = stream::upgrade(tcp, acceptor.clone(), svc.timers.clone());
+        let upgrade = stream::upgrade(tcp, acceptor.clone(), svc.timers.clone(), admitted.take());
         match tokio::time::timeout_at(deadline, upgrade).await {
             Ok(Ok(tls)) => stream = tls,
             Ok(Err(e)) => {

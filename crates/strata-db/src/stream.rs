@@ -13,10 +13,9 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use strata_net::Timers;
+use strata_net::{Admitted, Timers};
 
 /// A client's connection: in clear, or TLS through a relay.
 pub(crate) enum ClientStream {
@@ -24,12 +23,11 @@ pub(crate) enum ClientStream {
     Tls(Box<Relayed>),
 }
 
-/// A TLS client's side of the socket pair, and the task relaying it.
+/// A TLS client's side of the socket pair.
 pub(crate) struct Relayed {
     near: UnixStream,
-    relay: JoinHandle<()>,
-    /// Dropped with the session's side: from then on the relay has [`RELAY_LINGER`] to pass
-    /// on the rest.
+    /// Dropped with the session's side (however the session ends): from then on the relay
+    /// has [`RELAY_LINGER`] to pass on the rest.
     _ended: oneshot::Sender<()>,
 }
 
@@ -43,21 +41,26 @@ const RELAY_QUIET: Duration = Duration::from_millis(u32::MAX as u64);
 const RELAY_LINGER: Duration = Duration::from_secs(10);
 
 /// Answers a client's SSLRequest with 'S', takes the TLS handshake on `tcp`, and starts the
-/// relay between the TLS connection and the stream it returns.
+/// relay between the TLS connection and the stream it returns. The relay holds the
+/// connection's place in the listener's limit (`admitted`, which a drain waits for) until the
+/// socket is closed.
 pub(crate) async fn upgrade(
     mut tcp: TcpStream,
     acceptor: TlsAcceptor,
     timers: Arc<Timers>,
+    admitted: Option<Admitted>,
 ) -> io::Result<ClientStream> {
     tcp.write_all(b"S").await?;
     let tls = acceptor.accept(tcp).await?;
     let (near, far) = UnixStream::pair()?;
     let (ended, session_gone) = oneshot::channel::<()>();
-    let relay = tokio::spawn(async move {
+    tokio::spawn(async move {
+        let _admitted = admitted;
         let relaying = strata_net::relay_until_b_ends(tls, far, &timers, RELAY_QUIET);
         let lingered = async {
             let _ = session_gone.await;
-            tokio::time::sleep(RELAY_LINGER).await;
+            // boxed: a timer only once the session is gone, not in every relay's state
+            Box::pin(tokio::time::sleep(RELAY_LINGER)).await;
         };
         tokio::select! {
             r = relaying => {
@@ -72,7 +75,6 @@ pub(crate) async fn upgrade(
     });
     Ok(ClientStream::Tls(Box::new(Relayed {
         near,
-        relay,
         _ended: ended,
     })))
 }
@@ -81,19 +83,6 @@ impl ClientStream {
     /// Whether the client is on TLS.
     pub(crate) fn is_tls(&self) -> bool {
         matches!(self, ClientStream::Tls(_))
-    }
-
-    /// Closes the connection, returning once its socket is closed: for a TLS client, once the
-    /// relay has passed on what the session wrote and the close_notify, or after
-    /// [`RELAY_LINGER`] (so that the connection counts against the listener's limit, and a
-    /// drain waits for it, until then). A stream dropped instead closes the same way, but
-    /// nothing waits for it.
-    pub(crate) async fn close(self) {
-        if let ClientStream::Tls(relayed) = self {
-            let Relayed { near, relay, .. } = *relayed;
-            drop(near);
-            let _ = relay.await;
-        }
     }
 
     pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -51,9 +51,8 @@ where
     B: AsyncRead + AsyncWrite + Arrival + Unpin,
 {
     let mut relay = Relay::new(timers, idle);
-    relay.until_b = true;
     let mut totals = [0; 2];
-    poll_fn(|cx| relay.poll(cx, &mut a, &mut b, &mut totals)).await?;
+    poll_fn(|cx| relay.poll_ending(cx, &mut a, &mut b, &mut totals, true)).await?;
     Ok((totals[0], totals[1]))
 }
 
@@ -69,8 +68,6 @@ pub struct Relay {
     /// writer was shut down.
     eof: [bool; 2],
     finished: [bool; 2],
-    /// Done once b -> a is, whatever a -> b is doing ([`relay_until_b_ends`]).
-    until_b: bool,
 }
 
 impl Relay {
@@ -82,7 +79,6 @@ impl Relay {
             bufs: None,
             eof: [false; 2],
             finished: [false; 2],
-            until_b: false,
         }
     }
 
@@ -91,7 +87,7 @@ impl Relay {
     }
 
     /// Moves what can be moved, adding the bytes written a -> b and b -> a to `moved`;
-    /// `Ready(Ok)` once both directions ended (or b -> a, for [`relay_until_b_ends`]), an error when either side fails or nothing moved
+    /// `Ready(Ok)` once both directions ended, an error when either side fails or nothing moved
     /// for the idle limit.
     pub fn poll<A, B>(
         &mut self,
@@ -104,8 +100,26 @@ impl Relay {
         A: AsyncRead + AsyncWrite + Arrival + Unpin,
         B: AsyncRead + AsyncWrite + Arrival + Unpin,
     {
+        self.poll_ending(cx, a, b, moved, false)
+    }
+
+    /// [`Relay::poll`], or with `until_b`, as [`relay_until_b_ends`] relays: done once b -> a
+    /// is, and `b` failing (a write to it, a reset read from it) is its end, not an error:
+    /// what `a` still sends has nowhere to go, and what `b` wrote before goes on to `a`.
+    fn poll_ending<A, B>(
+        &mut self,
+        cx: &mut Context<'_>,
+        a: &mut A,
+        b: &mut B,
+        moved: &mut [u64; 2],
+        until_b: bool,
+    ) -> Poll<io::Result<()>>
+    where
+        A: AsyncRead + AsyncWrite + Arrival + Unpin,
+        B: AsyncRead + AsyncWrite + Arrival + Unpin,
+    {
         let mut active = false;
-        let polled = self.both(cx, a, b, moved, &mut active);
+        let polled = self.both(cx, a, b, moved, &mut active, until_b);
         if self
             .bufs
             .as_ref()
@@ -135,25 +149,37 @@ impl Relay {
         b: &mut B,
         moved: &mut [u64; 2],
         active: &mut bool,
+        until_b: bool,
     ) -> Poll<io::Result<()>>
     where
         A: AsyncRead + AsyncWrite + Arrival + Unpin,
         B: AsyncRead + AsyncWrite + Arrival + Unpin,
     {
-        let there = self
-            .direction(0, cx, a, b, &mut moved[0], active)?
-            .is_ready();
+        // b -> a first: with `until_b`, what b wrote last is what matters
         let back = self
-            .direction(1, cx, b, a, &mut moved[1], active)?
+            .direction(
+                1,
+                cx,
+                b,
+                a,
+                &mut moved[1],
+                active,
+                Failing::FromEnds(until_b),
+            )?
             .is_ready();
-        if back && (there || self.until_b) {
+        let there = self
+            .direction(0, cx, a, b, &mut moved[0], active, Failing::ToEnds(until_b))?
+            .is_ready();
+        if back && (there || until_b) {
             Poll::Ready(Ok(()))
         } else {
             Poll::Pending
         }
     }
 
-    /// One direction: read from `from`, write to `to`, until it waits or ends.
+    /// One direction: read from `from`, write to `to`, until it waits or ends; `failing` says
+    /// which side's failure ends it quietly.
+    #[allow(clippy::too_many_arguments)] // one private step of `both`, called twice
     fn direction<R, W>(
         &mut self,
         i: usize,
@@ -162,7 +188,41 @@ impl Relay {
         to: &mut W,
         moved: &mut u64,
         active: &mut bool,
+        failing: Failing,
     ) -> Poll<io::Result<()>>
+    where
+        R: AsyncRead + Arrival + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        match self.step(i, cx, from, to, moved, active) {
+            Poll::Ready(Err(Fault::Write(_))) if failing == Failing::ToEnds(true) => {
+                // the writer is gone: what is read from now on goes nowhere
+                self.finished[i] = true;
+                if let Some(bufs) = self.bufs.as_mut() {
+                    bufs[i].clear();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(Fault::Read(_))) if failing == Failing::FromEnds(true) => {
+                // the reader is gone: its end of stream, with what it sent before passed on
+                self.eof[i] = true;
+                self.step(i, cx, from, to, moved, active)
+                    .map_err(Fault::into_inner)
+            }
+            other => other.map_err(Fault::into_inner),
+        }
+    }
+
+    /// What [`Relay::direction`] does, its failures told apart by side.
+    fn step<R, W>(
+        &mut self,
+        i: usize,
+        cx: &mut Context<'_>,
+        from: &mut R,
+        to: &mut W,
+        moved: &mut u64,
+        active: &mut bool,
+    ) -> Poll<Result<(), Fault>>
     where
         R: AsyncRead + Arrival + Unpin,
         W: AsyncWrite + Unpin,
@@ -173,9 +233,9 @@ impl Relay {
             }
             let buf = self.bufs.as_mut().map(|b| &mut b[i]);
             if let Some(buf) = buf.filter(|b| !b.is_empty()) {
-                let n = ready!(Pin::new(&mut *to).poll_write(cx, buf))?;
+                let n = ready!(Pin::new(&mut *to).poll_write(cx, buf)).map_err(Fault::Write)?;
                 if n == 0 {
-                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                    return Poll::Ready(Err(Fault::Write(io::ErrorKind::WriteZero.into())));
                 }
                 buf.advance(n);
                 *moved += n as u64;
@@ -183,14 +243,14 @@ impl Relay {
                 continue;
             }
             // everything read so far went out (TLS keeps records until flushed)
-            ready!(Pin::new(&mut *to).poll_flush(cx))?;
+            ready!(Pin::new(&mut *to).poll_flush(cx)).map_err(Fault::Write)?;
             if self.eof[i] {
-                ready!(Pin::new(&mut *to).poll_shutdown(cx))?;
+                ready!(Pin::new(&mut *to).poll_shutdown(cx)).map_err(Fault::Write)?;
                 self.finished[i] = true;
                 continue;
             }
             let bufs = self.bufs.get_or_insert_with(Default::default);
-            match ready!(buffers::poll_fill(from, cx, &mut bufs[i]))? {
+            match ready!(buffers::poll_fill(from, cx, &mut bufs[i])).map_err(Fault::Read)? {
                 0 => self.eof[i] = true,
                 _ => *active = true,
             }
@@ -198,6 +258,28 @@ impl Relay {
     }
 }
 
+/// Which side's failure ends a direction quietly (its `bool`: whether that applies).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Failing {
+    /// Reading `from` failing is its end of stream.
+    FromEnds(bool),
+    /// Writing `to` failing ends the direction.
+    ToEnds(bool),
+}
+
+/// A direction's failure, by side.
+enum Fault {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+impl Fault {
+    fn into_inner(self) -> io::Error {
+        match self {
+            Fault::Read(e) | Fault::Write(e) => e,
+        }
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,5 +341,26 @@ mod tests {
         };
         let (moved, _client) = tokio::join!(run, talk);
         assert_eq!(moved.expect("ended with b").unwrap(), (4, 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_relay_until_b_ends_passes_on_what_b_wrote_though_b_left_reading_nothing() {
+        let timers = Timers::new();
+        let (a, client) = tokio::io::duplex(64);
+        let (b, mut session) = tokio::io::duplex(64);
+        // the session says its last words and goes, while the client is still sending
+        session.write_all(b"bye").await.unwrap();
+        drop(session);
+        let (mut from_client, mut to_client) = tokio::io::split(client);
+        to_client.write_all(&[7; 64]).await.unwrap();
+        let relay = relay_until_b_ends(a, b, &timers, Duration::from_secs(3600));
+        let relayed = tokio::time::timeout(Duration::from_secs(60), relay)
+            .await
+            .expect("ended with b");
+        let mut heard = Vec::new();
+        from_client.read_to_end(&mut heard).await.unwrap();
+        assert_eq!(heard, b"bye");
+        let (_, back) = relayed.expect("b leaving is its end, not a failure");
+        assert_eq!(back, 3);
     }
 }
