@@ -35,10 +35,14 @@
 # prepared, a PgBouncer older than 1.21 (which keeps no prepared statements in transaction
 # mode) is left out, and Strata is set against itself with reads never sharing.
 #
+# TLS=1: every client of the pgbench rows on TLS (sslmode=require), to PostgreSQL direct (ssl=on)
+# and to both proxies, which require it; Strata to PostgreSQL stays in clear, as PgBouncer's does
+# here (server_tls_sslmode is not set). The idle rows are the same either way.
+#
 # WORKLOADS picks the parts (default "select tpcb replica idle"; ONLY_IDLE=1 is "idle"): e.g.
 # WORKLOADS=tpcb with more and longer rounds, for TPC-B's swinging rounds alone.
 #
-# Usage: [STRATA=binary] [WORKLOADS=...] [ONLY_IDLE=1] [POOL=20] [SCALE=10] [PROTOCOL=simple] bench/db.sh [seconds per run, default 10] [rounds, default 3] [clients, default 32]
+# Usage: [STRATA=binary] [TLS=1] [WORKLOADS=...] [ONLY_IDLE=1] [POOL=20] [SCALE=10] [PROTOCOL=simple] bench/db.sh [seconds per run, default 10] [rounds, default 3] [clients, default 32]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
@@ -76,13 +80,26 @@ PGPORT=$(free_port)
 PBPORT=$(free_port)
 STPORT=$(free_port)
 export PGPASSWORD=bench-secret
+# one self-signed certificate for whatever offers TLS (the idle rows; everything with TLS=1)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
+  -keyout "$work/tls.key" -out "$work/tls.crt" 2>/dev/null
+chown postgres "$work/tls.key" "$work/tls.crt"
+chmod 600 "$work/tls.key"
+pg_tls=()
+if [[ ${TLS:-} == 1 ]]; then
+  pg_tls=(-c ssl=on -c "ssl_cert_file=$work/tls.crt" -c "ssl_key_file=$work/tls.key")
+  export PGSSLMODE=require
+else
+  # both proxies offer TLS (for the idle rows): clients in clear unless TLS=1
+  export PGSSLMODE=disable
+fi
 
 echo "$PGPASSWORD" > "$work/pw" && chown postgres "$work/pw"
 as_pg "$PGBIN/initdb" -D "$work/data" -U postgres --auth=scram-sha-256 --pwfile="$work/pw" >/dev/null
 echo "host replication postgres 127.0.0.1/32 scram-sha-256" >> "$work/data/pg_hba.conf"
 as_pg taskset -c 1 "$PGBIN/postgres" -D "$work/data" -p "$PGPORT" -k "$work" \
   -c listen_addresses=127.0.0.1 -c max_connections=200 -c synchronous_commit=off \
-  -c shared_buffers=256MB >"$work/pg.log" 2>&1 &
+  -c shared_buffers=256MB "${pg_tls[@]}" >"$work/pg.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 200); do "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$PGPORT" && break; sleep 0.05; done
 psql() { "$PGBIN/psql" -X -q -h 127.0.0.1 -U postgres "$@"; }
@@ -107,6 +124,9 @@ default_pool_size = $POOL
 max_client_conn = 10000
 logfile = $work/pgbouncer.log
 pidfile = $work/pgbouncer.pid
+client_tls_key_file = $work/tls.key
+client_tls_cert_file = $work/tls.crt
+client_tls_sslmode = $([[ ${TLS:-} == 1 ]] && echo require || echo allow)
 P
 chown postgres "$work/pgbouncer.ini" "$work/userlist.txt"
 taskset -c 0 pgbouncer -u postgres "$work/pgbouncer.ini" >/dev/null 2>&1 &
@@ -120,6 +140,8 @@ listen = "127.0.0.1:$STPORT"
 servers = ["127.0.0.1:$PGPORT"]
 pool_mode = "transaction"
 pool_size = $POOL
+tls = [{ cert = "$work/tls.crt", key = "$work/tls.key" }]
+tls_mode = "$([[ ${TLS:-} == 1 ]] && echo require || echo allow)"
 [[database.users]]
 name = "postgres"
 password = "$PGPASSWORD"
@@ -295,15 +317,12 @@ kill "$pb_pid" "$st_pid" "$sh_pid" "$bp_pid" 2>/dev/null || true
 for _ in $(seq 100); do kill -0 "$pb_pid" 2>/dev/null || kill -0 "$st_pid" 2>/dev/null || kill -0 "$bp_pid" 2>/dev/null || break; sleep 0.1; done
 rm -f "$work/pgbouncer.pid"
 sed -i 's/^auth_type = scram-sha-256/auth_type = trust/; s/^listen_port = .*/listen_port = '"$PBPORT"'/' "$work/pgbouncer.ini"
-# both offer TLS to the clients that ask for it (the rows with TLS), as PgBouncer's
-# client_tls_sslmode = allow and Strata's tls
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
-  -keyout "$work/tls.key" -out "$work/tls.crt" 2>/dev/null
-chown postgres "$work/tls.key" "$work/tls.crt"
-printf 'client_tls_sslmode = allow\nclient_tls_key_file = %s\nclient_tls_cert_file = %s\n' "$work/tls.key" "$work/tls.crt" >>"$work/pgbouncer.ini"
+# both offer TLS to the clients that ask for it (the rows with TLS): PgBouncer's
+# client_tls_sslmode = allow, Strata's tls (in clear too)
+sed -i 's/^client_tls_sslmode = .*/client_tls_sslmode = allow/' "$work/pgbouncer.ini"
 taskset -c 0 pgbouncer -u postgres "$work/pgbouncer.ini" >/dev/null 2>&1 &
 pids+=($!)
-variant strata-idle "$STPORT" -e "s|^pool_size = .*|&\nauth_type = \"trust\"\ntls = [{ cert = \"$work/tls.crt\", key = \"$work/tls.key\" }]|"
+variant strata-idle "$STPORT" -e "s/^pool_size = .*/&\nauth_type = \"trust\"/" -e 's/^tls_mode = .*/tls_mode = "allow"/'
 st_pid=$started
 wait_port "$PBPORT"
 wait_port "$STPORT"
