@@ -28,6 +28,9 @@ pub struct DatabaseListener {
     pub pool_mode: PoolMode,
     /// Server connections per (user, database, server).
     pub pool_size: u32,
+    /// Server connections open to each server from every pool together (users and databases);
+    /// 0: no bound beyond `pool_size` per pool (PgBouncer's `max_db_connections`, per server).
+    pub max_server_connections: u32,
     /// Server connections per (user, database, server) kept open, idle ones spared by
     /// `server_idle_timeout` (PgBouncer's `min_pool_size`); 0: none.
     pub min_pool_size: u32,
@@ -201,6 +204,7 @@ pub(crate) const KEYS: &[&str] = &[
     "pool_mode",
     "pool_size",
     "min_pool_size",
+    "max_server_connections",
     "auth_file",
     "users",
     "auth_type",
@@ -405,6 +409,7 @@ pub(crate) fn listener(
         pool_mode,
         pool_size,
         min_pool_size: s.int(report, "min_pool_size", 0..=pool_size.into(), 0) as u32,
+        max_server_connections: s.int(report, "max_server_connections", 0..=100_000, 0) as u32,
         users,
         auth_type,
         tls,

@@ -238,6 +238,12 @@ fn a_server_connection_lives_an_hour_and_a_client_for_good_unless_told_otherwise
         listener("client_idle_timeout = \"30s\"\n").client_idle_timeout,
         Some(Duration::from_secs(30))
     );
+    // no bound per server across pools unless set
+    assert_eq!(listener("").max_server_connections, 0);
+    assert_eq!(
+        listener("max_server_connections = 90\n").max_server_connections,
+        90
+    );
     // and none kept open, and never more than the pool
     assert_eq!(listener("").min_pool_size, 0);
     assert_eq!(listener("min_pool_size = 5\n").min_pool_size, 5);

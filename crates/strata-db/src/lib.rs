@@ -147,6 +147,8 @@ pub struct DatabaseService {
     turn: std::sync::atomic::AtomicUsize,
     /// The deadlines of the TLS clients' relays.
     timers: Arc<strata_net::Timers>,
+    /// `max_server_connections`, shared by every pool.
+    caps: Arc<pool::ServerCaps>,
 }
 
 impl DatabaseService {
@@ -170,7 +172,9 @@ impl DatabaseService {
             recheck: tokio::sync::Notify::new(),
             turn: std::sync::atomic::AtomicUsize::new(0),
             timers: strata_net::Timers::new(),
+            caps: Arc::default(),
         });
+        svc.caps.resize(config.max_server_connections);
         svc.set_credentials(config);
         Ok(svc)
     }
@@ -334,6 +338,7 @@ impl DatabaseService {
                 }
             }
         }
+        self.caps.resize(config.max_server_connections);
         self.set_credentials(config);
         lock(&self.scram).clear();
         self.recheck.notify_one();
@@ -352,7 +357,7 @@ impl DatabaseService {
         pools.retain(|_, pool| Arc::strong_count(pool) > 1 || !pool.unused());
         pools
             .entry(key)
-            .or_insert_with(|| Arc::new(Pool::new(user, database)))
+            .or_insert_with(|| Arc::new(Pool::new(user, database, self.caps.clone())))
             .clone()
     }
 

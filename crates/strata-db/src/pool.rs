@@ -108,8 +108,14 @@ impl ServerPool {
         };
         let (server, pool) = (self.clone(), pool.clone());
         tokio::spawn(async move {
+            // (only where max_server_connections leaves room: kept-open connections take no
+            // other pool's, and wait for none)
+            let Ok(cap) = pool.caps.place(server.addr, None).await else {
+                return;
+            };
             match pool.connect(server.addr, &credential, limits).await {
-                Ok(conn) => {
+                Ok(mut conn) => {
+                    conn.cap = cap;
                     *lock(&server.warm_failed) = None;
                     server.give(conn);
                 }
@@ -190,6 +196,85 @@ pub struct Pool {
     /// What a server reported at login (server_version, encodings, ...), shown to clients as
     /// they log in; each client's defaults for the parameters the pooler carries.
     pub welcome: Mutex<Option<Arc<HashMap<String, String>>>>,
+    /// The listener's bound on connections per server, all pools together.
+    caps: Arc<ServerCaps>,
+}
+
+/// `max_server_connections`: per server, a bound on the connections open to it from every
+/// pool of the listener (users and databases together), and those pools, so that a pool
+/// that needs a connection while the bound is reached can close another's idle one.
+#[derive(Default)]
+pub struct ServerCaps {
+    /// 0: no bound.
+    size: std::sync::atomic::AtomicUsize,
+    servers: Mutex<HashMap<SocketAddr, Capped>>,
+}
+
+/// One server under [`ServerCaps`]: its bound, and the pools that open connections to it.
+type Capped = (Limit, Vec<std::sync::Weak<ServerPool>>);
+
+impl ServerCaps {
+    /// Bounds each server to `size` connections (0: none) from now on: connections opened
+    /// before a bound was set count only once they are closed and opened again.
+    pub fn resize(&self, size: u32) {
+        self.size.store(size as usize, Relaxed);
+        for (limit, _) in lock(&self.servers).values() {
+            limit.resize(size as usize);
+        }
+    }
+
+    /// How many connections are open to `addr` under the bound (0 without one).
+    pub fn open(&self, addr: SocketAddr) -> usize {
+        lock(&self.servers).get(&addr).map_or(0, |(l, _)| l.taken())
+    }
+
+    fn register(&self, pool: &Arc<ServerPool>) {
+        let mut servers = lock(&self.servers);
+        let (_, pools) = servers
+            .entry(pool.addr)
+            .or_insert_with(|| (Limit::new(self.size.load(Relaxed)), Vec::new()));
+        pools.retain(|p| p.strong_count() > 0);
+        pools.push(Arc::downgrade(pool));
+    }
+
+    /// A place for a new connection to `addr`: `None` with no bound; with one, at once if
+    /// there is room, else by closing the idle connection that has waited longest in any pool
+    /// (unless `wait` is none: then not at all), else by waiting up to `wait`.
+    async fn place(&self, addr: SocketAddr, wait: Option<Duration>) -> Result<Option<Slot>, ()> {
+        if self.size.load(Relaxed) == 0 {
+            return Ok(None);
+        }
+        let (limit, pools) = match lock(&self.servers).get(&addr) {
+            Some((l, p)) => (l.clone(), p.clone()),
+            None => return Ok(None),
+        };
+        if let Some(slot) = limit.try_acquire() {
+            return Ok(Some(slot));
+        }
+        let Some(wait) = wait else {
+            return Err(());
+        };
+        // the idle connection given back longest ago, of whichever pool: closed (its place
+        // freed as it drops)
+        let oldest = pools
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .filter_map(|p| {
+                let since = lock(&p.idle).first().map(|c| c.idle_since)?;
+                Some((since, p))
+            })
+            .min_by_key(|(since, _)| *since);
+        if let Some((_, p)) = oldest {
+            let mut idle = lock(&p.idle);
+            if !idle.is_empty() {
+                drop(idle.remove(0));
+            }
+        }
+        match tokio::time::timeout(wait, limit.acquire()).await {
+            Ok(Ok(slot)) => Ok(Some(slot)),
+            _ => Err(()),
+        }
+    }
 }
 
 /// A server connection handed to a client; [`Lease::release`] gives it back, dropping it
@@ -251,6 +336,9 @@ pub enum AcquireError {
     /// The user is no longer in the config (a reload removed it).
     #[error("the user is no longer configured")]
     NoCredential,
+    /// The server had `max_server_connections` open, all in use, for `query_wait_timeout`.
+    #[error("the server's connections (max_server_connections) stayed in use for query_wait_timeout ({0:?})")]
+    ServerFull(Duration),
 }
 
 impl AcquireError {
@@ -258,7 +346,7 @@ impl AcquireError {
     /// replica that can't be reached or refuses the login: the primary may).
     pub fn failure(self) -> Failure {
         let (stage, kind, retry) = match &self {
-            AcquireError::Timeout(_) | AcquireError::NoPrimary => {
+            AcquireError::Timeout(_) | AcquireError::ServerFull(_) | AcquireError::NoPrimary => {
                 (Stage::Connect, Kind::NoBackend, Retry::Never)
             }
             AcquireError::NoCredential => (Stage::Client, Kind::NoBackend, Retry::Never),
@@ -321,13 +409,14 @@ impl Limits {
 }
 
 impl Pool {
-    /// An empty pool for `user` on `database`.
-    pub fn new(user: &str, database: &str) -> Pool {
+    /// An empty pool for `user` on `database`, under the listener's `caps`.
+    pub fn new(user: &str, database: &str, caps: Arc<ServerCaps>) -> Pool {
         Pool {
             user: user.to_string(),
             database: database.to_string(),
             servers: Mutex::new(Vec::new()),
             welcome: Mutex::new(None),
+            caps,
         }
     }
 
@@ -350,6 +439,7 @@ impl Pool {
             warm_failed: Mutex::new(None),
         });
         servers.push(s.clone());
+        self.caps.register(&s);
         s
     }
 
@@ -425,7 +515,11 @@ impl Pool {
             Some(c) => c,
             None => {
                 let credential = credential().ok_or(AcquireError::NoCredential)?;
-                self.connect(addr, &credential, limits).await?
+                let cap = self.caps.place(addr, Some(limits.wait)).await;
+                let cap = cap.map_err(|()| AcquireError::ServerFull(limits.wait))?;
+                let mut conn = self.connect(addr, &credential, limits).await?;
+                conn.cap = cap;
+                conn
             }
         };
         pool.in_use.inc();
@@ -504,7 +598,7 @@ mod tests {
             lifetime: Some(Duration::from_secs(4)),
             min: 0,
         };
-        let pool = Pool::new("app", "app").server(addr, limits);
+        let pool = Pool::new("app", "app", Default::default()).server(addr, limits);
         let keeps = |conn: &ServerConn, limits: &Limits| {
             !limits.idle_too_long(conn) && !pool.aged_out(conn, limits)
         };

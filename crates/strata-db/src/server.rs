@@ -96,6 +96,9 @@ pub struct ServerConn {
     pub dirty: bool,
     /// Which client's extra startup parameters it holds (their hash; 0: none).
     pub extras: u64,
+    /// Its place under the listener's `max_server_connections` for its server, held while
+    /// it is open.
+    pub(crate) cap: Option<strata_net::Slot>,
 }
 
 impl ServerConn {
@@ -317,6 +320,7 @@ impl ServerConn {
             statements: Default::default(),
             dirty: false,
             extras: 0,
+            cap: None,
         }
     }
 

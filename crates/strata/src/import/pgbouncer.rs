@@ -199,6 +199,7 @@ impl<'c, 'a> Listener<'c, 'a> {
         l.pool_mode();
         l.pool_size();
         l.min_pool_size();
+        l.max_server_connections();
         l.auth(dir);
         l.client_tls(dir);
         l.max_client_connections();
@@ -430,6 +431,26 @@ impl<'c, 'a> Listener<'c, 'a> {
         }
         self.min_pool_size = min;
         self.table.key("min_pool_size", min.to_string());
+    }
+
+    /// `max_server_connections`, from max_db_connections: written when set.
+    fn max_server_connections(&mut self) {
+        let n = self.int("max_db_connections", 0);
+        if n < 1 {
+            return;
+        }
+        let (at, key) = (
+            self.at("max_db_connections"),
+            "pgbouncer.max_db_connections",
+        );
+        let bound = n.min(MAX_SERVER_CONNECTIONS);
+        let why = if bound == n {
+            "PgBouncer bounds each database's server connections (all users together), Strata each server's (all users and databases together): the same where the clients use one database. Where the bound is reached, Strata closes another pool's idle connection for a pool that needs one, where PgBouncer waits for server_idle_timeout".to_string()
+        } else {
+            format!("{n} made {bound}: the most Strata takes")
+        };
+        self.table.note(at, key, why);
+        self.table.key("max_server_connections", bound.to_string());
     }
 
     /// `max_client_connections`, from max_client_conn; always written, PgBouncer's default
@@ -819,6 +840,9 @@ impl<'c, 'a> Listener<'c, 'a> {
 
 /// A listener that `strata check` refuses only for what `auth_file = path` and the lines added
 /// after it make it refuse.
+/// The most `max_server_connections` Strata takes.
+const MAX_SERVER_CONNECTIONS: i64 = 100_000;
+
 fn minimal(path: &str) -> String {
     format!(
         "[[database]]\nname = \"import\"\nlisten = \"127.0.0.1:0\"\nservers = [\"127.0.0.1:5432\"]\nauth_file = {}\n",

@@ -1817,3 +1817,68 @@ async fn psql_verifies_the_listeners_certificate_and_a_plain_client_is_refused_w
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_server_connections_bounds_every_pool_together_and_an_idle_one_makes_room() {
+    let pg = Postgres::start();
+    pg.user_and_database("app", "secret");
+    let strata = Strata::start(&config(
+        &[pg.addr],
+        "pool_size = 2\nmax_server_connections = 1\nquery_wait_timeout = \"500ms\"",
+    ));
+    let db = strata.addr("database:app");
+    let app_backends = move || {
+        psql(
+            pg.addr,
+            "postgres",
+            SUPERUSER_PASSWORD,
+            "postgres",
+            "select count(*) from pg_stat_activity where usename = 'app'",
+        )
+        .unwrap()
+    };
+    let (waited, evicted, after) = blocking(move || {
+        // app's pool opens the one connection the server may have, and keeps it idle
+        assert_eq!(
+            psql(db, "app", "secret", "app", "select 'app'").unwrap(),
+            "app"
+        );
+        assert_eq!(app_backends(), "1");
+        // the superuser's pool needs one: app's idle one is closed to make room
+        let other = psql(db, "postgres", SUPERUSER_PASSWORD, "app", "select 'other'");
+        assert_eq!(other.as_deref(), Ok("other"));
+        // (the backend goes as it reads the close: probed until it has, or 10 s)
+        let until = Instant::now() + Duration::from_secs(10);
+        let evicted = std::iter::repeat_with(app_backends)
+            .find(|n| n == "0" || Instant::now() > until)
+            .unwrap_or_default();
+        // while app holds the one connection in a transaction, the other pool waits, and is
+        // told why at query_wait_timeout
+        let mut holder = PsqlSession::open(db, "app", "secret", "app", &[]);
+        holder.send("begin");
+        assert_eq!(holder.line("select 'holding'"), "holding");
+        let waited = psql(db, "postgres", SUPERUSER_PASSWORD, "app", "select 1");
+        holder.send("commit");
+        assert_eq!(holder.line("select 'done'"), "done");
+        drop(holder);
+        let after = psql(
+            db,
+            "postgres",
+            SUPERUSER_PASSWORD,
+            "app",
+            "select 'room again'",
+        );
+        (waited, evicted, after)
+    })
+    .await;
+    assert_eq!(
+        evicted, "0",
+        "app's idle connection closed for the other pool"
+    );
+    let err = waited.unwrap_err();
+    assert!(
+        err.contains("the server's connections (max_server_connections) stayed in use"),
+        "{err}"
+    );
+    assert_eq!(after.as_deref(), Ok("room again"));
+}

@@ -171,7 +171,7 @@ pub(super) const KEYS: &[Key] = &[
     pool("login_notify_message", Text, &[""], "Strata sends clients no notice at login"),
     translated("max_client_conn", Int),
     pool("max_db_client_connections", Int, &["0"], ONE_CLIENT_BOUND),
-    pool("max_db_connections", Int, &["0"], ONE_BOUND),
+    translated("max_db_connections", Int),
     process("max_packet_size", Int, &[], "Strata takes a message up to PostgreSQL's own limit (1 GiB)"),
     pool("max_prepared_statements", Int, &[], "Strata keeps protocol-level prepared statements working in transaction mode always, without a bound on those a server connection holds"),
     pool("max_user_client_connections", Int, &["0"], ONE_CLIENT_BOUND),

@@ -321,6 +321,44 @@ fn import_pgbouncer_translates_client_tls_with_its_files_written_absolute() {
 }
 
 #[test]
+fn import_pgbouncer_makes_max_db_connections_the_bound_per_server() {
+    let users = Userlist::new("maxdb");
+    let with = |n: &str| {
+        ok(&users.ini(
+            &format!("max_db_connections = {n}\n"),
+            "* = host=10.0.0.1\n",
+        ))
+    };
+    let t = with("50");
+    assert!(
+        config(&t).contains(&"max_server_connections = 50"),
+        "{}",
+        t.toml
+    );
+    assert!(says(
+        &t,
+        "pgbouncer.max_db_connections",
+        "Strata each server's"
+    ));
+    passes_strata_check(&t);
+    let t = with("200000");
+    assert!(
+        config(&t).contains(&"max_server_connections = 100000"),
+        "{}",
+        t.toml
+    );
+    assert!(says(
+        &t,
+        "pgbouncer.max_db_connections",
+        "200000 made 100000"
+    ));
+    // 0, PgBouncer's default: no bound, nothing written
+    let t = with("0");
+    assert!(!t.toml.contains("max_server_connections"), "{}", t.toml);
+    assert_eq!(notes(&t), Vec::<String>::new());
+}
+
+#[test]
 fn import_pgbouncer_takes_a_relative_auth_file_from_the_ini_s_directory() {
     // a file Strata can't read where the import runs is kept, for `strata check` to refuse
     let t = translated(
