@@ -339,6 +339,8 @@ impl DatabaseService {
             }
         }
         self.caps.resize(config.max_server_connections);
+        self.caps
+            .keep_servers(|addr| config.servers.contains(&addr));
         self.set_credentials(config);
         lock(&self.scram).clear();
         self.recheck.notify_one();

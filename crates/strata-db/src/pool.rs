@@ -139,6 +139,11 @@ impl ServerPool {
         if self.drained.load(Relaxed) {
             return;
         }
+        // clients wait for a place under max_server_connections: this one closes, its place
+        // theirs
+        if conn.cap.as_ref().is_some_and(CapSlot::wanted) {
+            return;
+        }
         // more than the slots (a reload lowered `pool_size`): this one closes
         if idle.len() < self.slots.size() {
             idle.push(conn);
@@ -210,69 +215,142 @@ pub struct ServerCaps {
     servers: Mutex<HashMap<SocketAddr, Capped>>,
 }
 
-/// One server under [`ServerCaps`]: its bound, and the pools that open connections to it.
-type Capped = (Limit, Vec<std::sync::Weak<ServerPool>>);
+/// One server under [`ServerCaps`].
+struct Capped {
+    limit: Limit,
+    /// Clients waiting for a place: while there are some, a connection given back closes
+    /// (its place to them) instead of waiting idle.
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
+    pools: Vec<std::sync::Weak<ServerPool>>,
+}
+
+impl Capped {
+    fn new(size: usize) -> Capped {
+        Capped {
+            limit: Limit::new(size),
+            waiting: Arc::default(),
+            pools: Vec::new(),
+        }
+    }
+}
+
+/// A connection's place under [`ServerCaps`], held while it is open.
+pub struct CapSlot {
+    _slot: Slot,
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CapSlot {
+    /// Clients wait for a place at its server: given back, the connection should close.
+    fn wanted(&self) -> bool {
+        self.waiting.load(Relaxed) > 0
+    }
+}
 
 impl ServerCaps {
     /// Bounds each server to `size` connections (0: none) from now on: connections opened
-    /// before a bound was set count only once they are closed and opened again.
+    /// before a bound was set count only once they are closed and opened again. Removing the
+    /// bound lets those waiting for a place go on at once.
     pub fn resize(&self, size: u32) {
-        self.size.store(size as usize, Relaxed);
-        for (limit, _) in lock(&self.servers).values() {
-            limit.resize(size as usize);
+        let size = size as usize;
+        let before = self.size.swap(size, Relaxed);
+        let mut servers = lock(&self.servers);
+        for capped in servers.values_mut() {
+            if size == 0 {
+                // waiters get Closed, which is no bound; a later bound counts afresh
+                capped.limit.close();
+                capped.limit = Limit::new(0);
+            } else if before == 0 {
+                capped.limit = Limit::new(size);
+            } else {
+                capped.limit.resize(size);
+            }
         }
+    }
+
+    /// Forgets the servers `keep` says no to (a reload removed them).
+    pub fn keep_servers(&self, keep: impl Fn(SocketAddr) -> bool) {
+        lock(&self.servers).retain(|addr, _| keep(*addr));
     }
 
     /// How many connections are open to `addr` under the bound (0 without one).
     pub fn open(&self, addr: SocketAddr) -> usize {
-        lock(&self.servers).get(&addr).map_or(0, |(l, _)| l.taken())
+        if self.size.load(Relaxed) == 0 {
+            return 0;
+        }
+        lock(&self.servers)
+            .get(&addr)
+            .map_or(0, |c| c.limit.taken())
     }
 
     fn register(&self, pool: &Arc<ServerPool>) {
         let mut servers = lock(&self.servers);
-        let (_, pools) = servers
+        let capped = servers
             .entry(pool.addr)
-            .or_insert_with(|| (Limit::new(self.size.load(Relaxed)), Vec::new()));
-        pools.retain(|p| p.strong_count() > 0);
-        pools.push(Arc::downgrade(pool));
+            .or_insert_with(|| Capped::new(self.size.load(Relaxed)));
+        capped.pools.retain(|p| p.strong_count() > 0);
+        capped.pools.push(Arc::downgrade(pool));
     }
 
     /// A place for a new connection to `addr`: `None` with no bound; with one, at once if
-    /// there is room, else by closing the idle connection that has waited longest in any pool
-    /// (unless `wait` is none: then not at all), else by waiting up to `wait`.
-    async fn place(&self, addr: SocketAddr, wait: Option<Duration>) -> Result<Option<Slot>, ()> {
+    /// there is room, else by closing the idle connection under the bound that was given back
+    /// longest ago in any pool (unless `until` is none: then not at all), else by waiting,
+    /// until `until`, for a connection to close or to be given back (which then closes).
+    async fn place(
+        &self,
+        addr: SocketAddr,
+        until: Option<tokio::time::Instant>,
+    ) -> Result<Option<CapSlot>, ()> {
         if self.size.load(Relaxed) == 0 {
             return Ok(None);
         }
-        let (limit, pools) = match lock(&self.servers).get(&addr) {
-            Some((l, p)) => (l.clone(), p.clone()),
+        let (limit, waiting, pools) = match lock(&self.servers).get(&addr) {
+            Some(c) => (c.limit.clone(), c.waiting.clone(), c.pools.clone()),
             None => return Ok(None),
         };
+        let held = |slot| CapSlot {
+            _slot: slot,
+            waiting: waiting.clone(),
+        };
         if let Some(slot) = limit.try_acquire() {
-            return Ok(Some(slot));
+            return Ok(Some(held(slot)));
         }
-        let Some(wait) = wait else {
+        let Some(until) = until else {
             return Err(());
         };
-        // the idle connection given back longest ago, of whichever pool: closed (its place
-        // freed as it drops)
-        let oldest = pools
-            .iter()
-            .filter_map(std::sync::Weak::upgrade)
-            .filter_map(|p| {
-                let since = lock(&p.idle).first().map(|c| c.idle_since)?;
-                Some((since, p))
-            })
-            .min_by_key(|(since, _)| *since);
-        if let Some((_, p)) = oldest {
-            let mut idle = lock(&p.idle);
-            if !idle.is_empty() {
-                drop(idle.remove(0));
-            }
+        waiting.fetch_add(1, Relaxed);
+        let pools: Vec<_> = pools.iter().filter_map(std::sync::Weak::upgrade).collect();
+        evict_oldest(&pools);
+        let got = tokio::time::timeout_at(until, limit.acquire()).await;
+        waiting.fetch_sub(1, Relaxed);
+        match got {
+            Ok(Ok(slot)) => Ok(Some(held(slot))),
+            // the bound was removed meanwhile
+            Ok(Err(strata_net::Closed)) => Ok(None),
+            Err(_) => Err(()),
         }
-        match tokio::time::timeout(wait, limit.acquire()).await {
-            Ok(Ok(slot)) => Ok(Some(slot)),
-            _ => Err(()),
+    }
+}
+
+/// Closes the idle connection under a bound that was given back longest ago among `pools`
+/// (its place freed as it drops), looked for and taken under each pool's lock.
+fn evict_oldest(pools: &[Arc<ServerPool>]) {
+    let oldest = |idle: &[ServerConn]| {
+        idle.iter()
+            .enumerate()
+            .filter(|(_, c)| c.cap.is_some())
+            .min_by_key(|(_, c)| c.idle_since)
+            .map(|(i, c)| (i, c.idle_since))
+    };
+    let chosen = pools
+        .iter()
+        .filter_map(|p| Some((oldest(&lock(&p.idle))?.1, p)))
+        .min_by_key(|(since, _)| *since);
+    if let Some((_, p)) = chosen {
+        let mut idle = lock(&p.idle);
+        // (looked for again: the list may have changed since)
+        if let Some((i, _)) = oldest(&idle) {
+            drop(idle.remove(i));
         }
     }
 }
@@ -490,12 +568,16 @@ impl Pool {
         limits: Limits,
     ) -> Result<Lease, AcquireError> {
         let pool = self.server(addr, limits);
+        // one wait, for a slot of the pool and then a place under max_server_connections
+        let until = tokio::time::Instant::now() + limits.wait;
         pool.waiting.inc();
-        let slot = tokio::time::timeout(limits.wait, pool.slots.acquire()).await;
-        pool.waiting.dec();
+        let slot = tokio::time::timeout_at(until, pool.slots.acquire()).await;
         let slot = match slot {
             Ok(Ok(s)) => s,
-            _ => return Err(AcquireError::Timeout(limits.wait)),
+            _ => {
+                pool.waiting.dec();
+                return Err(AcquireError::Timeout(limits.wait));
+            }
         };
         let reused = {
             let mut idle = lock(&pool.idle);
@@ -512,11 +594,15 @@ impl Pool {
             found
         };
         let conn = match reused {
-            Some(c) => c,
+            Some(c) => {
+                pool.waiting.dec();
+                c
+            }
             None => {
-                let credential = credential().ok_or(AcquireError::NoCredential)?;
-                let cap = self.caps.place(addr, Some(limits.wait)).await;
+                let cap = self.caps.place(addr, Some(until)).await;
+                pool.waiting.dec();
                 let cap = cap.map_err(|()| AcquireError::ServerFull(limits.wait))?;
+                let credential = credential().ok_or(AcquireError::NoCredential)?;
                 let mut conn = self.connect(addr, &credential, limits).await?;
                 conn.cap = cap;
                 conn
@@ -583,6 +669,42 @@ fn still_open(conn: &ServerConn) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A bound of one place: the second waits; removing the bound lets it go on at once,
+    /// unbounded; a bound set again counts afresh.
+    #[tokio::test]
+    async fn removing_max_server_connections_lets_those_waiting_go_on() {
+        let caps = Arc::new(ServerCaps::default());
+        caps.resize(1);
+        let addr: SocketAddr = "127.0.0.1:5432".parse().unwrap();
+        let limits = Limits {
+            pool_size: 4,
+            wait: Duration::from_secs(60),
+            connect: Duration::from_secs(1),
+            idle: Duration::from_secs(60),
+            lifetime: None,
+            min: 0,
+        };
+        let _pool = Pool::new("app", "app", caps.clone()).server(addr, limits);
+        let first = caps.place(addr, None).await.unwrap();
+        assert!(first.is_some());
+        assert_eq!(caps.open(addr), 1);
+        // no waiting allowed: refused at once
+        assert!(caps.place(addr, None).await.is_err());
+        let until = tokio::time::Instant::now() + Duration::from_secs(60);
+        let waiting = {
+            let caps = caps.clone();
+            tokio::spawn(async move { caps.place(addr, Some(until)).await })
+        };
+        while caps.servers.lock().unwrap()[&addr].waiting.load(Relaxed) == 0 {
+            tokio::task::yield_now().await;
+        }
+        caps.resize(0);
+        assert!(matches!(waiting.await.unwrap(), Ok(None)));
+        caps.resize(2);
+        assert_eq!(caps.open(addr), 0, "counted afresh");
+        drop(first);
+    }
 
     /// Connections opened together and all past `server_lifetime` are closed one at a time,
     /// a lifetime divided by the pool size apart; the others keep serving meanwhile.

@@ -98,7 +98,7 @@ pub struct ServerConn {
     pub extras: u64,
     /// Its place under the listener's `max_server_connections` for its server, held while
     /// it is open.
-    pub(crate) cap: Option<strata_net::Slot>,
+    pub(crate) cap: Option<crate::pool::CapSlot>,
 }
 
 impl ServerConn {

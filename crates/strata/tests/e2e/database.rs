@@ -1882,3 +1882,45 @@ async fn max_server_connections_bounds_every_pool_together_and_an_idle_one_makes
     );
     assert_eq!(after.as_deref(), Ok("room again"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_waiting_at_max_server_connections_gets_the_connection_given_back() {
+    let pg = Postgres::start();
+    pg.user_and_database("app", "secret");
+    let strata = Strata::start(&config(
+        &[pg.addr],
+        "pool_size = 4\nmax_server_connections = 1\nquery_wait_timeout = \"20s\"",
+    ));
+    let db = strata.addr("database:app");
+    // one client holds the server's one connection in a transaction
+    let mut holder = blocking(move || {
+        let mut holder = PsqlSession::open(db, "app", "secret", "app", &[]);
+        holder.send("begin");
+        assert_eq!(holder.line("select 'holding'"), "holding");
+        holder
+    })
+    .await;
+    // another of the same pool has a slot of its four, and waits for a place at the server
+    let waiter =
+        tokio::task::spawn_blocking(move || psql(db, "app", "secret", "app", "select 'served'"));
+    eventually(
+        common::postgres::LIMIT,
+        "the second client waiting",
+        || async { admin_status(&strata).await["database"][0]["pools"][0]["clients_waiting"] == 1 },
+    )
+    .await;
+    // the transaction ends: its connection goes to the waiting client (closed and opened
+    // again for it), not idle in the pool while the client waits on
+    holder = blocking(move || {
+        holder.send("commit");
+        assert_eq!(holder.line("select 'done'"), "done");
+        holder
+    })
+    .await;
+    let served = tokio::time::timeout(Duration::from_secs(15), waiter)
+        .await
+        .expect("served well inside query_wait_timeout")
+        .unwrap();
+    assert_eq!(served.as_deref(), Ok("served"));
+    drop(holder);
+}
