@@ -650,9 +650,28 @@ impl DatabaseService {
                 "table": t.table,
                 "column": t.column,
             })).collect::<Vec<_>>(),
-            "servers": self.roles().status(),
+            "servers": self.servers_status(&config),
             "pools": pools,
         })
+    }
+
+    /// Each server's role, lag and health, and with `max_server_connections` the
+    /// connections open to it under the bound.
+    fn servers_status(&self, config: &DatabaseListener) -> Value {
+        let mut servers = self.roles().status();
+        if config.max_server_connections > 0 {
+            for server in servers.as_array_mut().into_iter().flatten() {
+                let addr = server["address"].as_str().and_then(|a| a.parse().ok());
+                if let (Some(addr), Some(entry)) = (addr, server.as_object_mut()) {
+                    entry.insert("connections_open".into(), self.caps.open(addr).into());
+                    entry.insert(
+                        "max_server_connections".into(),
+                        config.max_server_connections.into(),
+                    );
+                }
+            }
+        }
+        servers
     }
 
     /// Drains a replica (it takes no new reads; transactions and sessions on it finish, and

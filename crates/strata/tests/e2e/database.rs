@@ -1881,6 +1881,10 @@ async fn max_server_connections_bounds_every_pool_together_and_an_idle_one_makes
         "{err}"
     );
     assert_eq!(after.as_deref(), Ok("room again"));
+    let s = admin_status(&strata).await;
+    let server = &s["database"][0]["servers"][0];
+    assert_eq!(server["max_server_connections"], 1, "{s}");
+    assert_eq!(server["connections_open"], 1, "{s}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
