@@ -699,8 +699,15 @@ async fn no_client_ever_gets_another_clients_rows_while_clients_are_killed() {
         every_transaction_passes(db, 4, 300, mode, &script).await;
     }
     assert!(killer.stop().await > 0);
-    // nothing left behind: no server connection idles in a transaction
-    let stuck = pg.admin("select count(*) from pg_stat_activity where usename = 'app' and state like 'idle in transaction%'");
+    // nothing left behind: no server connection idles in a transaction (probed: the last
+    // victim's connection may still be finishing its statements before its rollback, for
+    // at most the pooler's 10 s of cleanup)
+    let until = Instant::now() + Duration::from_secs(15);
+    let stuck = std::iter::repeat_with(|| {
+        pg.admin("select count(*) from pg_stat_activity where usename = 'app' and state like 'idle in transaction%'")
+    })
+    .find(|n| n == "0" || Instant::now() > until)
+    .unwrap_or_default();
     assert_eq!(stuck, "0");
 }
 
