@@ -44,6 +44,8 @@ pub struct DatabaseListener {
     /// Whether clients must use TLS (`tls_mode = "require"`, which needs `tls`) or may also
     /// connect in clear (`"allow"`, the default).
     pub tls_required: bool,
+    /// CA certificates (PEM) a TLS client's certificate must chain to; `None`: none asked.
+    pub tls_client_ca: Option<std::path::PathBuf>,
     /// Client connections open at once; further ones wait in the kernel's accept queue.
     pub max_client_connections: u32,
     /// A client waiting this long for a server connection gets an error.
@@ -210,6 +212,7 @@ pub(crate) const KEYS: &[&str] = &[
     "auth_type",
     "tls",
     "tls_mode",
+    "tls_client_ca",
     "max_client_connections",
     "query_wait_timeout",
     "idle_transaction_timeout",
@@ -383,22 +386,33 @@ pub(crate) fn listener(
     let pool_size = s.int(report, "pool_size", 1..=10_000, 20) as u32;
     let tls = crate::http::tls_certs(report, s, base);
     let tls_required = s.choice(report, "tls_mode", &["allow", "require"], "allow") == "require";
-    // (entries that were refused have said so already)
+    let tls_client_ca = s.string(report, "tls_client_ca").map(|p| base.join(p));
+    // keys that need a certificate to offer (entries of `tls` that were refused have said so
+    // already)
     let entries = s
         .get("tls")
         .and_then(|v| v.get_ref().as_array())
         .map_or(0, |a| a.len());
-    if tls_required && tls.is_empty() && entries == 0 {
-        let span = s
-            .get("tls_mode")
-            .map(|v| v.span())
-            .unwrap_or(s.span.clone());
-        report.add_hint(
-            span,
-            &s.key("tls_mode"),
+    let needing = [
+        (
+            tls_required,
+            "tls_mode",
             "\"require\" needs a certificate to offer",
-            Some("add [[database.tls]] with `cert` and `key` (PEM files), or set tls_mode = \"allow\""),
-        );
+            ", or set tls_mode = \"allow\"",
+        ),
+        (
+            tls_client_ca.is_some(),
+            "tls_client_ca",
+            "client certificates are asked for over TLS, and there is no certificate to offer",
+            "",
+        ),
+    ];
+    for (set, key, why, or) in needing {
+        if set && tls.is_empty() && entries == 0 {
+            let span = s.get(key).map(|v| v.span()).unwrap_or(s.span.clone());
+            let hint = format!("add [[database.tls]] with `cert` and `key` (PEM files){or}");
+            report.add_hint(span, &s.key(key), why, Some(hint));
+        }
     }
     Some(DatabaseListener {
         name: name?.to_string(),
@@ -414,6 +428,7 @@ pub(crate) fn listener(
         auth_type,
         tls,
         tls_required,
+        tls_client_ca,
         max_client_connections: s.int(report, "max_client_connections", 1..=1_000_000, 10_000)
             as u32,
         query_wait_timeout: s.duration(report, "query_wait_timeout", Duration::from_secs(120)),

@@ -97,7 +97,8 @@ fn acceptor(config: &DatabaseListener) -> Result<Option<tokio_rustls::TlsAccepto
         .tls
         .iter()
         .map(|c| (c.cert.as_path(), c.key.as_path()));
-    let tls = strata_net::tls::server_config(&config.name, certs, &[])?;
+    let client_ca = config.tls_client_ca.as_deref();
+    let tls = strata_net::tls::server_config(&config.name, certs, &[], client_ca)?;
     Ok(Some(tokio_rustls::TlsAcceptor::from(tls)))
 }
 

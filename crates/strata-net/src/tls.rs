@@ -50,11 +50,13 @@ impl ResolvesServerCert for SniResolver {
 }
 
 /// Loads every certificate of a listener (pairs of certificate chain and key files) into one
-/// server config, offering `alpn` (none when empty).
+/// server config, offering `alpn` (none when empty); with `client_ca` (a PEM file of one or
+/// more CA certificates), a client must present a certificate that chains to one of them.
 pub fn server_config<'a>(
     listener: &str,
     certs: impl IntoIterator<Item = (&'a Path, &'a Path)>,
     alpn: &[&[u8]],
+    client_ca: Option<&Path>,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut exact = HashMap::new();
@@ -86,13 +88,41 @@ pub fn server_config<'a>(
         wildcard,
         default,
     };
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| fault(e.to_string()))?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
+        .map_err(|e| fault(e.to_string()))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => builder.with_client_cert_verifier(client_verifier(listener, path, provider)?),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
+}
+
+/// Checks clients' certificates against the CA certificates in `path`.
+fn client_verifier(
+    listener: &str,
+    path: &Path,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let err = |why: String| TlsError {
+        listener: listener.into(),
+        path: path.to_path_buf(),
+        why,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| err(e.to_string()))? {
+        roots
+            .add(cert.map_err(|e| err(e.to_string()))?)
+            .map_err(|e| err(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(err("no CERTIFICATE block in the file".into()));
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| err(e.to_string()))
 }
 
 fn load(

@@ -12,6 +12,7 @@ pub(crate) fn acceptor(listener: &str, certs: &[TlsCert]) -> Result<TlsAcceptor,
         listener,
         certs.iter().map(|c| (c.cert.as_path(), c.key.as_path())),
         &[b"h2", b"http/1.1"],
+        None,
     )?;
     Ok(TlsAcceptor::from(config))
 }

@@ -493,7 +493,7 @@ impl<'c, 'a> Listener<'c, 'a> {
             }
             other => {
                 let why = match other {
-                    "cert" => "Strata checks no client certificates: choose scram-sha-256 or md5 (with the users' passwords in auth_file), or trust",
+                    "cert" => "Strata takes no user name from a client certificate (`tls_client_ca` checks the certificate, and the client still logs in as auth_type says): choose scram-sha-256 or md5 (with the users' passwords in auth_file), or trust",
                     "hba" => "Strata has one auth_type for every client, not rules by address, database and user (auth_hba_file): choose scram-sha-256, md5 or trust",
                     _ => "Strata checks passwords against auth_file only: choose scram-sha-256 or md5, with the users' passwords in auth_file",
                 };
@@ -585,6 +585,17 @@ impl<'c, 'a> Listener<'c, 'a> {
         let at = self.at("client_tls_sslmode");
         let key = "pgbouncer.client_tls_sslmode";
         let files = ["client_tls_cert_file", "client_tls_key_file"];
+        if !mode.starts_with("verify") {
+            if let Some(s) = self
+                .conf
+                .get("client_tls_ca_file")
+                .filter(|s| !s.value.text.is_empty())
+            {
+                let why = format!("not used while client_tls_sslmode = {mode}, as in PgBouncer: client certificates are asked for with verify-ca and verify-full");
+                self.table
+                    .note(s.name.at, "pgbouncer.client_tls_ca_file", why);
+            }
+        }
         if mode == "disable" {
             for name in files {
                 if let Some(s) = self.conf.get(name).filter(|s| !s.value.text.is_empty()) {
@@ -610,12 +621,20 @@ impl<'c, 'a> Listener<'c, 'a> {
                 quoted(&private)
             ),
         );
+        // verify-ca and verify-full check client certificates against client_tls_ca_file
+        let ca = match mode.starts_with("verify") {
+            true => self.absolute("client_tls_ca_file", dir),
+            false => None,
+        };
         let loaded = [(Path::new(&cert), Path::new(&private))];
-        if let Err(e) = strata_net::tls::server_config("import", loaded, &[]) {
+        let ca_path = ca.as_deref().map(Path::new);
+        if let Err(e) = strata_net::tls::server_config("import", loaded, &[], ca_path) {
             // the note goes on the key whose file is at fault (the certificate's, when the
             // pair does not match)
             let name = if e.path == Path::new(&private) {
                 files[1]
+            } else if Some(e.path.as_path()) == ca_path {
+                "client_tls_ca_file"
             } else {
                 files[0]
             };
@@ -623,12 +642,20 @@ impl<'c, 'a> Listener<'c, 'a> {
             self.table
                 .note(self.at(name), &format!("pgbouncer.{name}"), why);
         }
-        match mode {
+        match (mode, ca) {
             // a client in clear is taken too: Strata's default
-            "allow" | "prefer" => {}
-            "require" => self.table.key("tls_mode", quoted("require")),
-            other => {
-                let why = format!("`{other}` asks clients for a certificate, and Strata checks none: choose tls_mode = \"require\" (clients log in with their passwords, over TLS)");
+            ("allow" | "prefer", _) => {}
+            ("require", _) => self.table.key("tls_mode", quoted("require")),
+            (other, Some(ca)) => {
+                self.table.key("tls_mode", quoted("require"));
+                self.table.key("tls_client_ca", quoted(&ca));
+                if other == "verify-full" {
+                    let why = "`verify-full` asks clients for a certificate signed by client_tls_ca_file, as `verify-ca` does: Strata's `tls_client_ca`; the certificate's names are not matched, in PgBouncer either";
+                    self.table.note(at, key, why.into());
+                }
+            }
+            (other, None) => {
+                let why = format!("`{other}` without client_tls_ca_file: nothing to check client certificates against (PgBouncer does not start so): set tls_client_ca, or choose tls_mode = \"require\"");
                 self.keep(at, key, format!("tls_mode = {}", quoted(other)), why);
             }
         }

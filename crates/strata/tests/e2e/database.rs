@@ -1935,3 +1935,75 @@ async fn a_client_waiting_at_max_server_connections_gets_the_connection_given_ba
     assert_eq!(served.as_deref(), Ok("served"));
     drop(holder);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tls_client_ca_only_a_client_with_a_certificate_from_that_ca_gets_in() {
+    let dir = TempDir::new();
+    self_signed(dir.path(), "db", &["localhost", "127.0.0.1"]);
+    // a CA of the test's, and a client certificate it signed
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "test client CA");
+    write_file(
+        dir.path(),
+        "ca.pem",
+        &ca.self_signed(&ca_key).unwrap().pem(),
+    );
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut client = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    client
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "app");
+    client.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    write_file(
+        dir.path(),
+        "client.pem",
+        &client.signed_by(&key, &issuer).unwrap().pem(),
+    );
+    let client_key = write_file(dir.path(), "client.key", &key.serialize_pem());
+    // libpq takes a key only when nobody else may read it
+    std::fs::set_permissions(
+        &client_key,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let pg = Postgres::start();
+    pg.user_and_database("app", "secret");
+    let extra = format!(
+        "tls = [{{ cert = \"{0}/db.pem\", key = \"{0}/db.key\" }}]\ntls_mode = \"require\"\n\
+         tls_client_ca = \"{0}/ca.pem\"",
+        dir.path().display()
+    );
+    let strata = Strata::start(&config(&[pg.addr], &extra));
+    let db = strata.addr("database:app");
+    let run = |with_certificate: bool| {
+        let mut c = psql_command(db, "app", "secret", "app");
+        c.env("PGSSLMODE", "verify-full")
+            .env("PGSSLROOTCERT", dir.path().join("db.pem"));
+        if with_certificate {
+            c.env("PGSSLCERT", dir.path().join("client.pem"))
+                .env("PGSSLKEY", &client_key);
+        } else {
+            // (not the one in ~/.postgresql either)
+            c.env("PGSSLCERT", dir.path().join("none.pem"));
+        }
+        let out = c
+            .args(["-c", "select 'with a certificate'"])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(true);
+    assert!(ok, "{err}");
+    assert_eq!(out, "with a certificate");
+    let (ok, _, err) = run(false);
+    assert!(!ok, "a client without a certificate got in");
+    assert!(err.contains("certificate"), "{err}");
+}

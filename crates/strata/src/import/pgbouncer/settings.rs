@@ -117,7 +117,6 @@ const STATS: &str = "Strata's counters are on the admin listener's /metrics and 
 const NO_NAMES: &str =
     "Strata resolves no host names: its servers are IP addresses, written in the config";
 const SOCKETS: &str = "Strata does not expose socket tuning";
-const CLIENT_CERTS: &str = "Strata asks clients for no certificate (it checks none): clients log in with their passwords, over TLS when they ask for it";
 const CLIENT_SUITES: &str = "Strata's TLS is rustls's safe defaults, not set per listener: TLS 1.2 and 1.3, AEAD cipher suites with forward secrecy, curves X25519, P-256 and P-384";
 const SERVER_TLS: &str = "Strata connects to the servers without TLS (its database layer has none yet): a server that requires it (hostssl in pg_hba.conf) refuses Strata";
 pub(super) const NO_LOOKUP: &str = "Strata does not look users up on the server (auth_query): it knows the users in `auth_file` only";
@@ -143,7 +142,7 @@ pub(super) const KEYS: &[Key] = &[
     translated("client_idle_timeout", Seconds),
     pool("client_login_timeout", Seconds, &[], "Strata has no bound on a client's login"),
     pool("client_tls13_ciphers", Text, &[], CLIENT_SUITES),
-    pool("client_tls_ca_file", Text, &[""], CLIENT_CERTS),
+    translated("client_tls_ca_file", Text),
     translated("client_tls_cert_file", Text),
     pool("client_tls_ciphers", Text, &["default", "secure"], CLIENT_SUITES),
     pool("client_tls_dheparams", Text, &["auto", "none"], CLIENT_SUITES),

@@ -217,7 +217,7 @@ fn import_pgbouncer_translates_authentication_as_near_as_strata_goes() {
     assert!(says(&any, "pgbouncer.auth_type", "`any` made `trust`"));
     // what Strata can't check is kept for someone to choose
     for (auth, why) in [
-        ("cert", "checks no client certificates"),
+        ("cert", "takes no user name from a client certificate"),
         ("hba", "not rules by address"),
         ("pam", "checks passwords against auth_file only"),
         ("ldap", "checks passwords against auth_file only"),
@@ -281,19 +281,26 @@ fn import_pgbouncer_translates_client_tls_with_its_files_written_absolute() {
         "pgbouncer.client_tls_cert_file",
         "Strata can't load the file here (/etc/pgbouncer/tls/db.crt"
     ));
-    // verify-full asks for client certificates: kept for someone to choose
-    let t = with(&format!(
-        "client_tls_sslmode = verify-full\n{files}client_tls_ca_file = /ca.pem\n"
-    ));
+    // verify-ca and verify-full ask for a client certificate signed by client_tls_ca_file:
+    // tls_client_ca (the names are not matched, in PgBouncer either)
+    for mode in ["verify-ca", "verify-full"] {
+        let t = with(&format!(
+            "client_tls_sslmode = {mode}\n{files}client_tls_ca_file = /ca.pem\n"
+        ));
+        assert!(config(&t).contains(&"tls_mode = \"require\""), "{}", t.toml);
+        assert!(
+            config(&t).contains(&"tls_client_ca = \"/ca.pem\""),
+            "{}",
+            t.toml
+        );
+        passes_strata_check(&t);
+    }
+    // without a CA file, nothing to check against: kept for someone to choose
+    let t = with(&format!("client_tls_sslmode = verify-ca\n{files}"));
     assert!(says(
         &t,
         "pgbouncer.client_tls_sslmode",
-        "Strata checks none"
-    ));
-    assert!(says(
-        &t,
-        "pgbouncer.client_tls_ca_file",
-        "asks clients for no certificate"
+        "without client_tls_ca_file"
     ));
     assert_eq!(
         check(&config(&t).join("\n")).unwrap_err().len(),
@@ -301,6 +308,11 @@ fn import_pgbouncer_translates_client_tls_with_its_files_written_absolute() {
         "{}",
         t.toml
     );
+    // a CA file with a mode that asks for no certificate is said to be unused
+    let t = with(&format!(
+        "client_tls_sslmode = require\n{files}client_tls_ca_file = /ca.pem\n"
+    ));
+    assert!(says(&t, "pgbouncer.client_tls_ca_file", "not used while"));
     // without the files, PgBouncer does not start: noted, no TLS written
     let t = with("client_tls_sslmode = require\n");
     assert!(says(&t, "pgbouncer.client_tls_sslmode", "without both"));
