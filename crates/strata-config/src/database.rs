@@ -414,6 +414,19 @@ pub(crate) fn listener(
             report.add_hint(span, &s.key(key), why, Some(hint));
         }
     }
+    // a client in clear would not be asked for a certificate at all
+    if tls_client_ca.is_some() && !tls_required {
+        let span = s
+            .get("tls_client_ca")
+            .map(|v| v.span())
+            .unwrap_or(s.span.clone());
+        report.add_hint(
+            span,
+            &s.key("tls_client_ca"),
+            "clients in clear would skip the certificate",
+            Some("set tls_mode = \"require\""),
+        );
+    }
     Some(DatabaseListener {
         name: name?.to_string(),
         listen: listen?,

@@ -313,13 +313,21 @@ fn a_database_listener_offers_tls_when_given_certificates_and_requires_it_only_w
         "{p:#?}"
     );
     let ca =
-        parsed("tls = [{ cert = \"db.pem\", key = \"db.key\" }]\ntls_client_ca = \"ca.pem\"\n");
+        parsed("tls = [{ cert = \"db.pem\", key = \"db.key\" }]\ntls_mode = \"require\"\ntls_client_ca = \"ca.pem\"\n");
     assert_eq!(
         ca.tls_client_ca.as_deref(),
         Some(Path::new("/etc/strata/ca.pem"))
     );
     assert_eq!(plain.tls_client_ca, None);
-    let p = problems(&db("tls_client_ca = \"ca.pem\"\n"));
+    let p = problems(&db(
+        "tls = [{ cert = \"db.pem\", key = \"db.key\" }]\ntls_client_ca = \"ca.pem\"\n",
+    ));
+    assert!(
+        p.iter().any(|l| l
+            .contains("`database[0].tls_client_ca`: clients in clear would skip the certificate")),
+        "{p:#?}"
+    );
+    let p = problems(&db("tls_mode = \"require\"\ntls_client_ca = \"ca.pem\"\n"));
     assert!(
         p.iter().any(|l| l
             .contains("`database[0].tls_client_ca`: client certificates are asked for over TLS")),

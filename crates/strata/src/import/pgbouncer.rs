@@ -493,7 +493,7 @@ impl<'c, 'a> Listener<'c, 'a> {
             }
             other => {
                 let why = match other {
-                    "cert" => "Strata takes no user name from a client certificate (`tls_client_ca` checks the certificate, and the client still logs in as auth_type says): choose scram-sha-256 or md5 (with the users' passwords in auth_file), or trust",
+                    "cert" => "Strata takes no user name from a client certificate (`tls_client_ca` checks the certificate, and the client still logs in as auth_type says): choose scram-sha-256 or md5, with the users' passwords in auth_file (not trust: any holder of a certificate from the CA could then log in as any user)",
                     "hba" => "Strata has one auth_type for every client, not rules by address, database and user (auth_hba_file): choose scram-sha-256, md5 or trust",
                     _ => "Strata checks passwords against auth_file only: choose scram-sha-256 or md5, with the users' passwords in auth_file",
                 };
@@ -591,7 +591,7 @@ impl<'c, 'a> Listener<'c, 'a> {
                 .get("client_tls_ca_file")
                 .filter(|s| !s.value.text.is_empty())
             {
-                let why = format!("not used while client_tls_sslmode = {mode}, as in PgBouncer: client certificates are asked for with verify-ca and verify-full");
+                let why = format!("{NOT_TRANSLATED}: with client_tls_sslmode = {mode}, PgBouncer asks for an optional client certificate and refuses one that does not chain to this file; Strata asks for none (clients log in with their passwords). Strata's tls_client_ca is PgBouncer's verify-ca");
                 self.table
                     .note(s.name.at, "pgbouncer.client_tls_ca_file", why);
             }
@@ -650,12 +650,15 @@ impl<'c, 'a> Listener<'c, 'a> {
                 self.table.key("tls_mode", quoted("require"));
                 self.table.key("tls_client_ca", quoted(&ca));
                 if other == "verify-full" {
-                    let why = "`verify-full` asks clients for a certificate signed by client_tls_ca_file, as `verify-ca` does: Strata's `tls_client_ca`; the certificate's names are not matched, in PgBouncer either";
+                    let why = "`verify-full` asks clients for a certificate signed by client_tls_ca_file, as `verify-ca` does: Strata's `tls_client_ca`; the certificate's names are not matched (PgBouncer matches one to the user only with auth_type = cert, which Strata does not take)";
                     self.table.note(at, key, why.into());
                 }
             }
             (other, None) => {
-                let why = format!("`{other}` without client_tls_ca_file: nothing to check client certificates against (PgBouncer does not start so): set tls_client_ca, or choose tls_mode = \"require\"");
+                let why = match other {
+                    "verify-ca" => "`verify-ca` without client_tls_ca_file: PgBouncer checks client certificates against the system's CA bundle: set tls_mode = \"require\", and tls_client_ca to that bundle to keep asking for certificates".to_string(),
+                    _ => format!("`{other}` without client_tls_ca_file, where PgBouncer does not start: set tls_mode = \"require\", and tls_client_ca to ask for client certificates"),
+                };
                 self.keep(at, key, format!("tls_mode = {}", quoted(other)), why);
             }
         }

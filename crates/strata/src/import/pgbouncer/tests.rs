@@ -312,7 +312,11 @@ fn import_pgbouncer_translates_client_tls_with_its_files_written_absolute() {
     let t = with(&format!(
         "client_tls_sslmode = require\n{files}client_tls_ca_file = /ca.pem\n"
     ));
-    assert!(says(&t, "pgbouncer.client_tls_ca_file", "not used while"));
+    assert!(says(
+        &t,
+        "pgbouncer.client_tls_ca_file",
+        "Strata asks for none"
+    ));
     // without the files, PgBouncer does not start: noted, no TLS written
     let t = with("client_tls_sslmode = require\n");
     assert!(says(&t, "pgbouncer.client_tls_sslmode", "without both"));
