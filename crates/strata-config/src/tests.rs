@@ -210,18 +210,26 @@ fn shards_and_sharded_tables_are_checked_key_by_key() {
     assert_eq!(db.sharded_tables[0].key_type, KeyType::Integer);
 }
 
+/// A `[[database]]` listener "app" on one server with `extra` (whole lines) from its line 5,
+/// and a user.
+fn database(extra: &str) -> String {
+    format!(
+        "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:6432\"\nservers = [\"127.0.0.1:1\"]\n{extra}\
+         [[database.users]]\nname = \"app\"\npassword = \"p\"\n"
+    )
+}
+
+/// [`database`] parsed, from a config file in `/etc/strata`.
+fn database_listener(extra: &str) -> crate::DatabaseListener {
+    crate::parse(&database(extra), "t.toml", Path::new("/etc/strata"))
+        .unwrap()
+        .database
+        .remove(0)
+}
+
 #[test]
 fn a_server_connection_lives_an_hour_and_a_client_for_good_unless_told_otherwise() {
-    let listener = |extra: &str| {
-        let text = format!(
-            "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:6432\"\nservers = [\"127.0.0.1:1\"]\n{extra}\
-             [[database.users]]\nname = \"app\"\npassword = \"p\"\n"
-        );
-        crate::parse(&text, "t.toml", Path::new("."))
-            .unwrap()
-            .database
-            .remove(0)
-    };
+    let listener = database_listener;
     // PgBouncer's default
     assert_eq!(
         listener("").server_lifetime,
@@ -247,19 +255,13 @@ fn a_server_connection_lives_an_hour_and_a_client_for_good_unless_told_otherwise
     // and none kept open, and never more than the pool
     assert_eq!(listener("").min_pool_size, 0);
     assert_eq!(listener("min_pool_size = 5\n").min_pool_size, 5);
-    let p = problems(
-        "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:6432\"\nservers = [\"127.0.0.1:1\"]\n\
-         pool_size = 4\nmin_pool_size = 5\n[[database.users]]\nname = \"app\"\npassword = \"p\"\n",
-    );
+    let p = problems(&database("pool_size = 4\nmin_pool_size = 5\n"));
     assert!(
         p.iter()
             .any(|l| l.contains("6:17: `database[0].min_pool_size`")),
         "{p:#?}"
     );
-    let p = problems(
-        "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:6432\"\nservers = [\"127.0.0.1:1\"]\n\
-         server_lifetime = 3600\n[[database.users]]\nname = \"app\"\npassword = \"p\"\n",
-    );
+    let p = problems(&database("server_lifetime = 3600\n"));
     assert!(
         p.iter()
             .any(|l| l.contains("5:19: `database[0].server_lifetime`")),
@@ -269,18 +271,7 @@ fn a_server_connection_lives_an_hour_and_a_client_for_good_unless_told_otherwise
 
 #[test]
 fn a_database_listener_offers_tls_when_given_certificates_and_requires_it_only_when_told() {
-    let db = |extra: &str| {
-        format!(
-            "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:6432\"\nservers = [\"127.0.0.1:1\"]\n{extra}\
-             [[database.users]]\nname = \"app\"\npassword = \"p\"\n"
-        )
-    };
-    let parsed = |extra: &str| {
-        crate::parse(&db(extra), "t.toml", Path::new("/etc/strata"))
-            .unwrap()
-            .database
-            .remove(0)
-    };
+    let (db, parsed) = (database, database_listener);
     let plain = parsed("");
     assert!(plain.tls.is_empty());
     assert!(!plain.tls_required);

@@ -19,20 +19,12 @@ use crate::socket::Arrival;
 
 /// Copies `a` <-> `b` until both sides close, either fails, or nothing moves for `idle`.
 /// Returns the bytes sent a -> b and b -> a.
-pub async fn relay<A, B>(
-    mut a: A,
-    mut b: B,
-    timers: &Arc<Timers>,
-    idle: Duration,
-) -> io::Result<(u64, u64)>
+pub async fn relay<A, B>(a: A, b: B, timers: &Arc<Timers>, idle: Duration) -> io::Result<(u64, u64)>
 where
     A: AsyncRead + AsyncWrite + Arrival + Unpin,
     B: AsyncRead + AsyncWrite + Arrival + Unpin,
 {
-    let mut relay = Relay::new(timers, idle);
-    let mut totals = [0; 2];
-    poll_fn(|cx| relay.poll(cx, &mut a, &mut b, &mut totals)).await?;
-    Ok((totals[0], totals[1]))
+    run(a, b, timers, idle, false).await
 }
 
 /// Copies `a` <-> `b` until `b` ends: its last bytes written to `a`, and `a` shut down (a TLS
@@ -41,8 +33,8 @@ where
 /// `b`, but only `b`'s ends the relay, so it does not wait on a client that never closes.
 /// Returns the bytes sent a -> b and b -> a.
 pub async fn relay_until_b_ends<A, B>(
-    mut a: A,
-    mut b: B,
+    a: A,
+    b: B,
     timers: &Arc<Timers>,
     idle: Duration,
 ) -> io::Result<(u64, u64)>
@@ -50,9 +42,24 @@ where
     A: AsyncRead + AsyncWrite + Arrival + Unpin,
     B: AsyncRead + AsyncWrite + Arrival + Unpin,
 {
+    run(a, b, timers, idle, true).await
+}
+
+/// [`relay`], or with `until_b` [`relay_until_b_ends`].
+async fn run<A, B>(
+    mut a: A,
+    mut b: B,
+    timers: &Arc<Timers>,
+    idle: Duration,
+    until_b: bool,
+) -> io::Result<(u64, u64)>
+where
+    A: AsyncRead + AsyncWrite + Arrival + Unpin,
+    B: AsyncRead + AsyncWrite + Arrival + Unpin,
+{
     let mut relay = Relay::new(timers, idle);
     let mut totals = [0; 2];
-    poll_fn(|cx| relay.poll_ending(cx, &mut a, &mut b, &mut totals, true)).await?;
+    poll_fn(|cx| relay.poll_ending(cx, &mut a, &mut b, &mut totals, until_b)).await?;
     Ok((totals[0], totals[1]))
 }
 
