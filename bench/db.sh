@@ -36,13 +36,14 @@
 # mode) is left out, and Strata is set against itself with reads never sharing.
 #
 # TLS=1: every client of the pgbench rows on TLS (sslmode=require), to PostgreSQL direct (ssl=on)
-# and to both proxies, which require it; Strata to PostgreSQL stays in clear, as PgBouncer's does
-# here (server_tls_sslmode is not set). The idle rows are the same either way.
+# and to both proxies, which require it. SERVER_TLS=1: both proxies connect to PostgreSQL (ssl=on)
+# on TLS (PgBouncer's server_tls_sslmode and Strata's server_tls_mode = require); without it both
+# connect in clear (disable). The idle rows are the same either way.
 #
 # WORKLOADS picks the parts (default "select tpcb replica idle"; ONLY_IDLE=1 is "idle"): e.g.
 # WORKLOADS=tpcb with more and longer rounds, for TPC-B's swinging rounds alone.
 #
-# Usage: [STRATA=binary] [TLS=1] [WORKLOADS=...] [ONLY_IDLE=1] [POOL=20] [SCALE=10] [PROTOCOL=simple] bench/db.sh [seconds per run, default 10] [rounds, default 3] [clients, default 32]
+# Usage: [STRATA=binary] [TLS=1] [SERVER_TLS=1] [WORKLOADS=...] [ONLY_IDLE=1] [POOL=20] [SCALE=10] [PROTOCOL=simple] bench/db.sh [seconds per run, default 10] [rounds, default 3] [clients, default 32]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
@@ -86,8 +87,11 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 chown postgres "$work/tls.key" "$work/tls.crt"
 chmod 600 "$work/tls.key"
 pg_tls=()
-if [[ ${TLS:-} == 1 ]]; then
+if [[ ${TLS:-} == 1 || ${SERVER_TLS:-} == 1 ]]; then
   pg_tls=(-c ssl=on -c "ssl_cert_file=$work/tls.crt" -c "ssl_key_file=$work/tls.key")
+fi
+server_tls=$([[ ${SERVER_TLS:-} == 1 ]] && echo require || echo disable)
+if [[ ${TLS:-} == 1 ]]; then
   export PGSSLMODE=require
 else
   # both proxies offer TLS (for the idle rows): clients in clear unless TLS=1
@@ -127,6 +131,7 @@ pidfile = $work/pgbouncer.pid
 client_tls_key_file = $work/tls.key
 client_tls_cert_file = $work/tls.crt
 client_tls_sslmode = $([[ ${TLS:-} == 1 ]] && echo require || echo allow)
+server_tls_sslmode = $server_tls
 P
 chown postgres "$work/pgbouncer.ini" "$work/userlist.txt"
 taskset -c 0 pgbouncer -u postgres "$work/pgbouncer.ini" >/dev/null 2>&1 &
@@ -142,6 +147,7 @@ pool_mode = "transaction"
 pool_size = $POOL
 tls = [{ cert = "$work/tls.crt", key = "$work/tls.key" }]
 tls_mode = "$([[ ${TLS:-} == 1 ]] && echo require || echo allow)"
+server_tls_mode = "$server_tls"
 [[database.users]]
 name = "postgres"
 password = "$PGPASSWORD"
@@ -275,7 +281,7 @@ if wants replica; then
   as_pg env PGPASSWORD="$PGPASSWORD" "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$PGPORT" -U postgres \
     -D "$work/replica" -R -X stream -c fast >/dev/null 2>&1
   as_pg taskset -c 0 "$PGBIN/postgres" -D "$work/replica" -p "$RPORT" -k "$work" \
-    -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB >"$work/replica.log" 2>&1 &
+    -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB "${pg_tls[@]}" >"$work/replica.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 200); do "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$RPORT" && break; sleep 0.05; done
   pair=(-e "s/^servers = .*/servers = [\"127.0.0.1:$PGPORT\", \"127.0.0.1:$RPORT\"]\ncheck_user = \"postgres\"/")

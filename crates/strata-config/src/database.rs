@@ -46,6 +46,8 @@ pub struct DatabaseListener {
     pub tls_required: bool,
     /// CA certificates (PEM) a TLS client's certificate must chain to; `None`: none asked.
     pub tls_client_ca: Option<std::path::PathBuf>,
+    /// TLS on the connections to the servers (PgBouncer's `server_tls_*`).
+    pub server_tls: ServerTls,
     /// Client connections open at once; further ones wait in the kernel's accept queue.
     pub max_client_connections: u32,
     /// A client waiting this long for a server connection gets an error.
@@ -91,6 +93,50 @@ pub struct DatabaseListener {
     /// Reads also share connections, however many are in use, while trials show that they
     /// are answered sooner that way (every few seconds the other way is tried for a moment).
     pub read_pipeline_trials: bool,
+}
+
+/// TLS on the connections Strata makes to the servers (for the pools and the role checks).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerTls {
+    /// Whether TLS is asked for, and what of the server's certificate is checked.
+    pub mode: ServerTlsMode,
+    /// The CA certificates (PEM) the server's certificate must chain to (`verify-ca` and
+    /// `verify-full`); `None`: the system's bundle.
+    pub ca: Option<std::path::PathBuf>,
+    /// The name the server's certificate must carry (`verify-full`), sent as SNI too;
+    /// `None`: the server's IP address.
+    pub name: Option<String>,
+    /// A certificate Strata presents when a server asks for one.
+    pub cert: Option<TlsCert>,
+}
+
+/// libpq's `sslmode`, as PgBouncer's `server_tls_sslmode` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerTlsMode {
+    /// Never TLS.
+    Disable,
+    /// TLS where the server offers it, else in clear; the certificate is not checked (the
+    /// default, as PgBouncer's and libpq's).
+    Prefer,
+    /// TLS or no connection; the certificate is not checked.
+    Require,
+    /// TLS, with a certificate that chains to a trusted CA.
+    VerifyCa,
+    /// TLS, with a certificate that chains to a trusted CA and names the server.
+    VerifyFull,
+}
+
+impl ServerTlsMode {
+    /// The mode as the config writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerTlsMode::Disable => "disable",
+            ServerTlsMode::Prefer => "prefer",
+            ServerTlsMode::Require => "require",
+            ServerTlsMode::VerifyCa => "verify-ca",
+            ServerTlsMode::VerifyFull => "verify-full",
+        }
+    }
 }
 
 /// A table split over the shards by the value of one column.
@@ -213,6 +259,11 @@ pub(crate) const KEYS: &[&str] = &[
     "tls",
     "tls_mode",
     "tls_client_ca",
+    "server_tls_mode",
+    "server_tls_ca",
+    "server_tls_name",
+    "server_tls_cert",
+    "server_tls_key",
     "max_client_connections",
     "query_wait_timeout",
     "idle_transaction_timeout",
@@ -427,6 +478,7 @@ pub(crate) fn listener(
             Some("set tls_mode = \"require\""),
         );
     }
+    let server_tls = server_tls(report, s, base);
     Some(DatabaseListener {
         name: name?.to_string(),
         listen: listen?,
@@ -442,6 +494,7 @@ pub(crate) fn listener(
         tls,
         tls_required,
         tls_client_ca,
+        server_tls,
         max_client_connections: s.int(report, "max_client_connections", 1..=1_000_000, 10_000)
             as u32,
         query_wait_timeout: s.duration(report, "query_wait_timeout", Duration::from_secs(120)),
@@ -462,6 +515,78 @@ pub(crate) fn listener(
             as u32,
         read_pipeline_trials: s.bool(report, "read_pipeline_trials", true),
     })
+}
+
+/// The `server_tls_*` keys.
+fn server_tls(report: &mut Report<'_>, s: &Section<'_, '_>, base: &Path) -> ServerTls {
+    const MODES: [ServerTlsMode; 5] = [
+        ServerTlsMode::Disable,
+        ServerTlsMode::Prefer,
+        ServerTlsMode::Require,
+        ServerTlsMode::VerifyCa,
+        ServerTlsMode::VerifyFull,
+    ];
+    let names = MODES.map(ServerTlsMode::as_str);
+    let mode = s.choice(report, "server_tls_mode", &names, "prefer");
+    let mode = MODES
+        .into_iter()
+        .find(|m| m.as_str() == mode)
+        .unwrap_or(ServerTlsMode::Prefer);
+    let ca = s.string(report, "server_tls_ca").map(|p| base.join(p));
+    let name = s.string(report, "server_tls_name").map(str::to_string);
+    let cert = s.string(report, "server_tls_cert").map(|p| base.join(p));
+    let key = s.string(report, "server_tls_key").map(|p| base.join(p));
+    let span = |key: &str| s.get(key).map(|v| v.span()).unwrap_or(s.span.clone());
+    let verifying = matches!(mode, ServerTlsMode::VerifyCa | ServerTlsMode::VerifyFull);
+    if ca.is_some() && !verifying {
+        report.add_hint(
+            span("server_tls_ca"),
+            &s.key("server_tls_ca"),
+            format!(
+                "server_tls_mode = \"{}\" checks no certificate",
+                mode.as_str()
+            ),
+            Some("set server_tls_mode = \"verify-full\" (or \"verify-ca\")"),
+        );
+    }
+    let unused = [
+        (name.is_some(), "server_tls_name"),
+        (cert.is_some(), "server_tls_cert"),
+        (key.is_some(), "server_tls_key"),
+    ];
+    for (set, key) in unused {
+        if set && mode == ServerTlsMode::Disable {
+            report.add_hint(
+                span(key),
+                &s.key(key),
+                "server_tls_mode = \"disable\" makes no TLS connection to use it",
+                Some("remove it, or set server_tls_mode"),
+            );
+        }
+    }
+    let cert = match (cert, key) {
+        (Some(cert), Some(key)) => Some(TlsCert { cert, key }),
+        (None, None) => None,
+        (cert, _) => {
+            let (given, missing) = match cert {
+                Some(_) => ("server_tls_cert", "server_tls_key"),
+                None => ("server_tls_key", "server_tls_cert"),
+            };
+            report.add_hint(
+                span(given),
+                &s.key(given),
+                format!("{given} without {missing}"),
+                Some(format!("add {missing}, the other half of the pair (PEM)")),
+            );
+            None
+        }
+    };
+    ServerTls {
+        mode,
+        ca,
+        name,
+        cert,
+    }
 }
 
 fn servers(report: &mut Report<'_>, key: &str, v: &Value<'_>) -> Vec<SocketAddr> {

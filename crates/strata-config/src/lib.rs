@@ -22,7 +22,7 @@ pub use admin::{Admin, AdminToken};
 pub use cache::{CacheListener, CacheProtocol, CacheServer, Consistency, ReadFrom};
 pub use database::{
     base64_decode, base64_encode, parse_secret, AuthType, DatabaseListener, DbUser, KeyType,
-    PoolMode, Secret, ShardRange, ShardRule, ShardedTable,
+    PoolMode, Secret, ServerTls, ServerTlsMode, ShardRange, ShardRule, ShardedTable,
 };
 pub use error::{ConfigError, Problem};
 pub use http::{BackendProtocol, BackendTls, Forwarded, HttpListener, TlsCert};

@@ -270,6 +270,69 @@ fn a_server_connection_lives_an_hour_and_a_client_for_good_unless_told_otherwise
 }
 
 #[test]
+fn a_database_listener_asks_its_servers_for_tls_unless_told_not_and_checks_what_it_is_told() {
+    use crate::ServerTlsMode;
+    let (db, parsed) = (database, database_listener);
+    // PgBouncer's default since 1.20, and libpq's
+    let plain = parsed("");
+    assert_eq!(plain.server_tls.mode, ServerTlsMode::Prefer);
+    assert_eq!(plain.server_tls.ca, None);
+    assert_eq!(plain.server_tls.cert, None);
+    let full = parsed(
+        "server_tls_mode = \"verify-full\"\nserver_tls_ca = \"ca.pem\"\nserver_tls_name = \"db.internal\"\n\
+         server_tls_cert = \"me.pem\"\nserver_tls_key = \"/k/me.key\"\n",
+    );
+    assert_eq!(full.server_tls.mode, ServerTlsMode::VerifyFull);
+    assert_eq!(
+        full.server_tls.ca.as_deref(),
+        Some(Path::new("/etc/strata/ca.pem"))
+    );
+    assert_eq!(full.server_tls.name.as_deref(), Some("db.internal"));
+    let cert = full.server_tls.cert.expect("a client certificate");
+    assert_eq!(cert.cert, Path::new("/etc/strata/me.pem"));
+    assert_eq!(cert.key, Path::new("/k/me.key"));
+    for (mode, want) in [
+        ("disable", ServerTlsMode::Disable),
+        ("require", ServerTlsMode::Require),
+        ("verify-ca", ServerTlsMode::VerifyCa),
+    ] {
+        let extra = format!("server_tls_mode = \"{mode}\"\n");
+        assert_eq!(parsed(&extra).server_tls.mode, want);
+    }
+    // libpq's allow is not one (it would try in clear first)
+    let p = problems(&db("server_tls_mode = \"allow\"\n"));
+    assert!(
+        p.iter()
+            .any(|l| l.contains("5:19: `database[0].server_tls_mode`")),
+        "{p:#?}"
+    );
+    // a CA where nothing is checked, half a pair, a name with TLS off
+    let p = problems(&db("server_tls_ca = \"ca.pem\"\n"));
+    assert!(
+        p.iter().any(|l| l.contains(
+            "5:17: `database[0].server_tls_ca`: server_tls_mode = \"prefer\" checks no certificate"
+        )),
+        "{p:#?}"
+    );
+    let p = problems(&db("server_tls_cert = \"me.pem\"\n"));
+    assert!(
+        p.iter().any(|l| l.contains(
+            "5:19: `database[0].server_tls_cert`: server_tls_cert without server_tls_key"
+        )),
+        "{p:#?}"
+    );
+    let p = problems(&db(
+        "server_tls_mode = \"disable\"\nserver_tls_name = \"db\"\n",
+    ));
+    assert!(
+        p.iter()
+            .any(|l| l
+                .contains("6:19: `database[0].server_tls_name`: server_tls_mode = \"disable\"")),
+        "{p:#?}"
+    );
+}
+
+#[test]
 fn a_database_listener_offers_tls_when_given_certificates_and_requires_it_only_when_told() {
     let (db, parsed) = (database, database_listener);
     let plain = parsed("");

@@ -10,10 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use strata_net::lock;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
-use crate::proto;
+use crate::server::Dialer;
 
 /// Where a client's queries run now.
 #[derive(Clone, Default)]
@@ -21,10 +19,22 @@ pub enum Target {
     /// Nowhere.
     #[default]
     None,
-    /// On a server connection the client holds: the server and its backend's key.
-    Held(SocketAddr, (u32, u32)),
+    /// On a server connection the client holds.
+    Held(CancelTo),
     /// On a shared connection, where it may wait behind other clients' queries.
     Queued(Arc<Turn>),
+}
+
+/// Where a cancel request goes: the server, its backend's key, and how the server is dialled
+/// (on TLS, as the connections to it are).
+#[derive(Clone)]
+pub struct CancelTo {
+    /// The server.
+    pub addr: SocketAddr,
+    /// The backend's process id and secret.
+    pub backend: (u32, u32),
+    /// The listener's dialer.
+    pub dialer: Arc<Dialer>,
 }
 
 /// A query's turn on a shared connection.
@@ -33,9 +43,9 @@ pub struct Turn(Mutex<TurnState>);
 
 #[derive(Default)]
 struct TurnState {
-    /// Where it runs, once it is the connection's oldest query: the server, its backend, and
-    /// the cancel requests sent to that backend.
-    running: Option<(SocketAddr, (u32, u32), Sent)>,
+    /// Where it runs, once it is the connection's oldest query, and the cancel requests sent
+    /// to that backend.
+    running: Option<(CancelTo, Sent)>,
     /// A cancel request came for it.
     asked: bool,
     /// Answered (or given up).
@@ -70,17 +80,17 @@ impl Sent {
 }
 
 impl Turn {
-    /// The query is the one the server runs now (or next), on `backend` at `addr`; a cancel
+    /// The query is the one the server runs now (or next), where `to` says; a cancel
     /// request that came while it waited goes now, counted in `sent`.
-    pub fn starts(&self, addr: SocketAddr, backend: (u32, u32), sent: &Sent) {
+    pub fn starts(&self, to: CancelTo, sent: &Sent) {
         let asked = {
             let mut state = lock(&self.0);
-            state.running = Some((addr, backend, sent.clone()));
+            state.running = Some((to.clone(), sent.clone()));
             state.asked && !state.over
         };
         if asked {
             sent.push();
-            tokio::spawn(send(addr, backend));
+            tokio::spawn(send(to));
         }
     }
 
@@ -164,8 +174,8 @@ pub async fn forward(pid: u32, secret: u32) {
         .get(&(pid, secret))
         .map(|t| lock(t).clone())
         .unwrap_or_default();
-    let (addr, backend) = match target {
-        Target::Held(addr, backend) => (addr, backend),
+    let to = match target {
+        Target::Held(to) => to,
         Target::Queued(turn) => {
             let mut state = lock(&turn.0);
             if state.asked || state.over {
@@ -173,9 +183,9 @@ pub async fn forward(pid: u32, secret: u32) {
             }
             state.asked = true;
             match &state.running {
-                Some((addr, backend, sent)) => {
+                Some((to, sent)) => {
                     sent.push();
-                    (*addr, *backend)
+                    to.clone()
                 }
                 None => {
                     tracing::debug!(
@@ -190,18 +200,13 @@ pub async fn forward(pid: u32, secret: u32) {
             return;
         }
     };
-    send(addr, backend).await;
+    send(to).await;
 }
 
-/// Sends a cancel request for `backend`'s query to `addr`.
-async fn send(addr: SocketAddr, (server_pid, server_secret): (u32, u32)) {
-    match TcpStream::connect(addr).await {
-        Ok(mut s) => {
-            let _ = s
-                .write_all(&proto::cancel_packet(server_pid, server_secret))
-                .await;
-            tracing::info!(server = %addr, "cancel request passed on");
-        }
-        Err(e) => tracing::warn!(server = %addr, "cancel request not passed on: {e}"),
+/// Sends a cancel request where `to` says.
+async fn send(to: CancelTo) {
+    match to.dialer.cancel(to.addr, to.backend).await {
+        Ok(()) => tracing::info!(server = %to.addr, "cancel request passed on"),
+        Err(e) => tracing::warn!(server = %to.addr, "cancel request not passed on: {e}"),
     }
 }

@@ -24,7 +24,7 @@ use crate::pool::{Lease, Pool};
 use crate::prepared::ClientStatements;
 use crate::proto::{self, ProtoError, Sqlstate, Startup};
 use crate::shard::{Bound, Route, Sharding};
-use crate::stream::{self, ClientStream};
+use crate::stream::{self, PgStream};
 use crate::DatabaseService;
 
 /// Bytes buffered toward one side before the other side is no longer read.
@@ -188,7 +188,7 @@ async fn login(
     admitted: &mut Option<Admitted>,
 ) -> Option<Session> {
     let _ = tcp.set_nodelay(true);
-    let mut stream = ClientStream::Tcp(tcp);
+    let mut stream = PgStream::Tcp(tcp);
     let mut buf = buffers::take();
     // one deadline for every step (TLS included), as PostgreSQL's authentication_timeout and
     // PgBouncer's client_login_timeout are one
@@ -200,11 +200,11 @@ async fn login(
             refuse(&mut stream, Sqlstate::PROTOCOL, "no startup packet in time").await;
             return None;
         };
-        let (Ok(Started::Tls), Some(acceptor), ClientStream::Tcp(_)) = (&step, &acceptor, &stream)
+        let (Ok(Started::Tls), Some(acceptor), PgStream::Tcp(_)) = (&step, &acceptor, &stream)
         else {
             break step;
         };
-        let ClientStream::Tcp(tcp) = stream else {
+        let PgStream::Tcp(tcp) = stream else {
             return None;
         };
         let upgrade = stream::upgrade(tcp, acceptor.clone(), svc.timers.clone(), admitted.take());
@@ -493,14 +493,14 @@ async fn login(
 }
 
 /// Refuses a login: `None` for [`login`] to return once the error is written.
-async fn refused<T>(stream: &mut ClientStream, code: Sqlstate, message: &str) -> Option<T> {
+async fn refused<T>(stream: &mut PgStream, code: Sqlstate, message: &str) -> Option<T> {
     refuse(stream, code, message).await;
     None
 }
 
 /// Tells a client why it is refused, if it takes the words within a second (a client that
 /// reads nothing holds nothing longer).
-async fn refuse(stream: &mut ClientStream, code: Sqlstate, message: &str) {
+async fn refuse(stream: &mut PgStream, code: Sqlstate, message: &str) {
     let mut out = BytesMut::new();
     proto::put_error(&mut out, true, code, message);
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&out)).await;
@@ -521,7 +521,7 @@ enum Started {
 /// cancel request is passed on and the connection closed. As in PostgreSQL, each of SSL and
 /// GSS may be asked once, and neither inside TLS: another is a protocol this is not.
 async fn startup(
-    stream: &mut ClientStream,
+    stream: &mut PgStream,
     buf: &mut BytesMut,
     offers_tls: bool,
 ) -> Result<Started, ClientError> {
@@ -577,7 +577,7 @@ async fn startup(
 
 /// Reads one tagged message from the client during authentication.
 async fn read_message(
-    stream: &mut ClientStream,
+    stream: &mut PgStream,
     buf: &mut BytesMut,
 ) -> Result<(u8, BytesMut), ClientError> {
     loop {
@@ -602,7 +602,7 @@ async fn read_message(
 /// a wrong one.
 async fn authenticate(
     svc: &DatabaseService,
-    stream: &mut ClientStream,
+    stream: &mut PgStream,
     buf: &mut BytesMut,
     auth_type: AuthType,
     user: &str,
@@ -1325,7 +1325,7 @@ fn literal(value: &str) -> String {
 struct Session {
     svc: Arc<DatabaseService>,
     pool: Arc<Pool>,
-    client: ClientStream,
+    client: PgStream,
     cbuf: BytesMut,
     to_server: BytesMut,
     to_client: BytesMut,
@@ -2469,10 +2469,7 @@ impl Session {
             );
             return false;
         }
-        cancel::point(
-            &self.key,
-            cancel::Target::Held(lease.conn.addr, lease.conn.key),
-        );
+        cancel::point(&self.key, cancel::Target::Held(lease.cancel_to()));
         self.svc.stats.active.inc();
         self.server = Some(Box::new(lease));
         true
@@ -2540,7 +2537,7 @@ impl Session {
         let Some(lease) = self.server.as_mut() else {
             return true; // nothing attached: nothing to read
         };
-        match strata_net::try_recv_buf(&lease.conn.stream, &mut lease.conn.buf) {
+        match lease.conn.stream.try_recv_buf(&mut lease.conn.buf) {
             Ok(0) => return false,
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,

@@ -297,7 +297,15 @@ pub async fn run(svc: Arc<DatabaseService>, stop: CancellationToken) {
                 continue;
             }
             let Some(credential) = &credential else { break };
-            let found = check(&mut conns, addr, &user, credential, config.connect_timeout).await;
+            let found = check(
+                &svc.dialer,
+                &mut conns,
+                addr,
+                &user,
+                credential,
+                config.connect_timeout,
+            )
+            .await;
             let (role, reason, lsn) = match found {
                 Ok((true, lsn)) => (
                     Role::Replica,
@@ -332,16 +340,20 @@ pub async fn run(svc: Arc<DatabaseService>, stop: CancellationToken) {
 
 /// Asks `addr` whether it is in recovery, on its check connection (made if needed).
 async fn check(
+    dialer: &crate::server::Dialer,
     conns: &mut Vec<(SocketAddr, ServerConn)>,
     addr: SocketAddr,
     user: &str,
     credential: &Credential,
     timeout: Duration,
 ) -> Result<(bool, Option<u64>), String> {
+    // a check connection made before a reload changed server_tls_* is made again
+    conns.retain(|(a, c)| *a != addr || dialer.current(c));
     let at = match conns.iter().position(|(a, _)| *a == addr) {
         Some(at) => at,
         None => {
-            let conn = ServerConn::connect(addr, user, "postgres", credential, timeout)
+            let conn = dialer
+                .connect(addr, user, "postgres", credential, timeout)
                 .await
                 .map_err(|e| e.to_string())?;
             conns.push((addr, conn));

@@ -84,7 +84,8 @@ const REAP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Loads a listener's TLS certificates, as starting it would: `strata check` refuses what
 /// `strata run` would.
 pub fn check_tls(config: &DatabaseListener) -> Result<(), TlsError> {
-    acceptor(config).map(drop)
+    acceptor(config)?;
+    server::Dialer::check(config)
 }
 
 /// The acceptor for a listener's TLS clients, if it has certificates (no ALPN: libpq's direct
@@ -150,6 +151,8 @@ pub struct DatabaseService {
     timers: Arc<strata_net::Timers>,
     /// `max_server_connections`, shared by every pool.
     caps: Arc<pool::ServerCaps>,
+    /// How the pools and the role checks connect to the servers (`server_tls_*`).
+    pub(crate) dialer: Arc<server::Dialer>,
 }
 
 impl DatabaseService {
@@ -174,6 +177,7 @@ impl DatabaseService {
             turn: std::sync::atomic::AtomicUsize::new(0),
             timers: strata_net::Timers::new(),
             caps: Arc::default(),
+            dialer: Arc::new(server::Dialer::new(config)?),
         });
         svc.caps.resize(config.max_server_connections);
         svc.set_credentials(config);
@@ -314,6 +318,9 @@ impl DatabaseService {
     /// servers that stay keep their roles.
     pub fn reload(&self, config: &DatabaseListener) -> Result<(), TlsError> {
         let tls = acceptor(config)?;
+        // connections made from now on use the new server_tls_*; where they changed, the
+        // idle ones close now and the others are not reused (a session keeps its own)
+        let tls_changed = self.dialer.reload(config)?;
         let old = self.site.load();
         let conn_limit = Limit::resized(
             Some(&old.conn_limit),
@@ -332,9 +339,12 @@ impl DatabaseService {
             pools.retain(|(user, _), _| config.users.iter().any(|u| &u.name == user));
             for pool in pools.values() {
                 pool.keep_servers(|addr| config.servers.contains(&addr));
-                if old.config.pool_size != config.pool_size {
-                    for server in pool.servers() {
+                for server in pool.servers() {
+                    if old.config.pool_size != config.pool_size {
                         server.resize(config.pool_size);
+                    }
+                    if tls_changed {
+                        server.close_idle();
                     }
                 }
             }
@@ -360,7 +370,14 @@ impl DatabaseService {
         pools.retain(|_, pool| Arc::strong_count(pool) > 1 || !pool.unused());
         pools
             .entry(key)
-            .or_insert_with(|| Arc::new(Pool::new(user, database, self.caps.clone())))
+            .or_insert_with(|| {
+                Arc::new(Pool::new(
+                    user,
+                    database,
+                    self.caps.clone(),
+                    self.dialer.clone(),
+                ))
+            })
             .clone()
     }
 
@@ -640,6 +657,7 @@ impl DatabaseService {
             "listen": config.listen.to_string(),
             "pool_mode": match config.pool_mode { PoolMode::Transaction => "transaction", PoolMode::Session => "session" },
             "pool_size": config.pool_size,
+            "server_tls_mode": config.server_tls.mode.as_str(),
             "clients": self.stats.clients.get(),
             "clients_active": self.stats.active.get(),
             "primary": self.roles().primary(0).map(|a| a.to_string()),
@@ -656,14 +674,17 @@ impl DatabaseService {
         })
     }
 
-    /// Each server's role, lag and health, and with `max_server_connections` the
-    /// connections open to it under the bound.
+    /// Each server's role, lag and health, what Strata's last connection to it is on (TLS
+    /// or clear), and with `max_server_connections` the connections open to it under the
+    /// bound.
     fn servers_status(&self, config: &DatabaseListener) -> Value {
         let mut servers = self.roles().status();
-        if config.max_server_connections > 0 {
-            for server in servers.as_array_mut().into_iter().flatten() {
-                let addr = server["address"].as_str().and_then(|a| a.parse().ok());
-                if let (Some(addr), Some(entry)) = (addr, server.as_object_mut()) {
+        for server in servers.as_array_mut().into_iter().flatten() {
+            let addr = server["address"].as_str().and_then(|a| a.parse().ok());
+            if let (Some(addr), Some(entry)) = (addr, server.as_object_mut()) {
+                // what the last connection made to it is on (null: none made yet)
+                entry.insert("tls".into(), self.dialer.seen(addr).into());
+                if config.max_server_connections > 0 {
                     entry.insert("connections_open".into(), self.caps.open(addr).into());
                     entry.insert(
                         "max_server_connections".into(),

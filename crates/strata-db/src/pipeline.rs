@@ -293,8 +293,7 @@ impl Conn {
     /// The oldest query is the one the server runs now (or next).
     fn starts(&self) {
         if let Some(head) = self.owed.front() {
-            head.turn
-                .starts(self.lease.conn.addr, self.lease.conn.key, &self.sent);
+            head.turn.starts(self.lease.cancel_to(), &self.sent);
         }
     }
 
@@ -478,7 +477,7 @@ async fn run(lease: Lease, mut jobs: mpsc::UnboundedReceiver<Job>, lines: Arc<Li
                 if let Err(e) = r {
                     break Some(format!("read: {e}"));
                 }
-                match strata_net::try_recv_buf(&c.lease.conn.stream, &mut c.lease.conn.buf) {
+                match c.lease.conn.stream.try_recv_buf(&mut c.lease.conn.buf) {
                     Ok(0) => break Some("the server closed the connection".into()),
                     Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,

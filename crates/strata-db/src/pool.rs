@@ -20,6 +20,8 @@ use strata_upstream::{Failure, Kind, Retry, Stage};
 pub struct ServerPool {
     /// The server.
     pub addr: SocketAddr,
+    /// How its connections are made, and cancel requests sent to it.
+    dialer: Arc<crate::server::Dialer>,
     idle: Mutex<Vec<ServerConn>>,
     /// `pool_size` of them; a reload resizes them.
     slots: Limit,
@@ -203,6 +205,8 @@ pub struct Pool {
     pub welcome: Mutex<Option<Arc<HashMap<String, String>>>>,
     /// The listener's bound on connections per server, all pools together.
     caps: Arc<ServerCaps>,
+    /// How its connections are made (in clear or on TLS).
+    dialer: Arc<crate::server::Dialer>,
 }
 
 /// `max_server_connections`: per server, a bound on the connections open to it from every
@@ -367,6 +371,15 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// Where a cancel request for the query running on it goes.
+    pub fn cancel_to(&self) -> crate::cancel::CancelTo {
+        crate::cancel::CancelTo {
+            addr: self.conn.addr,
+            backend: self.conn.key,
+            dialer: self.pool.dialer.clone(),
+        }
+    }
+
     /// The connection was taken for a read that could have shared one: its answer counts in
     /// the pool's [`crate::trial::Trial`].
     pub fn asked(&mut self) {
@@ -435,6 +448,9 @@ impl AcquireError {
                 ServerError::Stuck(_) => (Stage::Request, Kind::Timeout, Retry::Never),
                 // starting up, too many clients, a pg_hba.conf of its own
                 ServerError::Refused { .. } => (Stage::Connect, Kind::Refused, Retry::Always),
+                // TLS as server_tls_mode asks: a server of its own certificate or settings
+                ServerError::NoTls { .. } => (Stage::Connect, Kind::Refused, Retry::Always),
+                ServerError::Tls { .. } => (Stage::Connect, Kind::Connect, Retry::Always),
                 // Strata's own credential or the server's bytes: another server is no better
                 ServerError::Auth { .. } => (Stage::Connect, Kind::Refused, Retry::Never),
                 ServerError::Protocol { .. } => (Stage::Connect, Kind::Protocol, Retry::Never),
@@ -487,14 +503,21 @@ impl Limits {
 }
 
 impl Pool {
-    /// An empty pool for `user` on `database`, under the listener's `caps`.
-    pub fn new(user: &str, database: &str, caps: Arc<ServerCaps>) -> Pool {
+    /// An empty pool for `user` on `database`, under the listener's `caps`, connecting
+    /// through `dialer`.
+    pub fn new(
+        user: &str,
+        database: &str,
+        caps: Arc<ServerCaps>,
+        dialer: Arc<crate::server::Dialer>,
+    ) -> Pool {
         Pool {
             user: user.to_string(),
             database: database.to_string(),
             servers: Mutex::new(Vec::new()),
             welcome: Mutex::new(None),
             caps,
+            dialer,
         }
     }
 
@@ -506,6 +529,7 @@ impl Pool {
         }
         let s = Arc::new(ServerPool {
             addr,
+            dialer: self.dialer.clone(),
             idle: Mutex::new(Vec::new()),
             slots: Limit::new(limits.pool_size as usize),
             in_use: Gauge::default(),
@@ -586,7 +610,12 @@ impl Pool {
                 // (with min_pool_size, the idle ones kept are kept for this: the janitor
                 // closes those idle past the minimum within a second)
                 let idle_ok = limits.min > 0 || !limits.idle_too_long(&conn);
-                if idle_ok && !pool.aged_out(&conn, &limits) && still_open(&conn) {
+                // (one made before a reload changed server_tls_* is closed)
+                if idle_ok
+                    && self.dialer.current(&conn)
+                    && !pool.aged_out(&conn, &limits)
+                    && still_open(&conn)
+                {
                     found = Some(conn);
                     break;
                 }
@@ -627,9 +656,10 @@ impl Pool {
         credential: &Credential,
         limits: Limits,
     ) -> Result<ServerConn, crate::server::ServerError> {
-        let conn =
-            ServerConn::connect(addr, &self.user, &self.database, credential, limits.connect)
-                .await?;
+        let conn = self
+            .dialer
+            .connect(addr, &self.user, &self.database, credential, limits.connect)
+            .await?;
         let mut welcome = lock(&self.welcome);
         if welcome.is_none() {
             *welcome = Some(Arc::new(conn.params().clone()));
@@ -685,7 +715,7 @@ mod tests {
             lifetime: None,
             min: 0,
         };
-        let _pool = Pool::new("app", "app", caps.clone()).server(addr, limits);
+        let _pool = Pool::new("app", "app", caps.clone(), Default::default()).server(addr, limits);
         let first = caps.place(addr, None).await.unwrap();
         assert!(first.is_some());
         assert_eq!(caps.open(addr), 1);
@@ -720,7 +750,8 @@ mod tests {
             lifetime: Some(Duration::from_secs(4)),
             min: 0,
         };
-        let pool = Pool::new("app", "app", Default::default()).server(addr, limits);
+        let pool =
+            Pool::new("app", "app", Default::default(), Default::default()).server(addr, limits);
         let keeps = |conn: &ServerConn, limits: &Limits| {
             !limits.idle_too_long(conn) && !pool.aged_out(conn, limits)
         };

@@ -4,14 +4,20 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use bytes::{Buf, BytesMut};
+use rustls_pki_types::ServerName;
+use strata_config::{DatabaseListener, ServerTlsMode};
+use strata_net::tls::{TlsError, Verify};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::auth::{md5_response, AuthError, Credential, ScramClient};
 use crate::proto::{self, ProtoError};
+use crate::stream::PgStream;
 
 /// How long a statement the pooler runs itself may take: they are all small (a parameter
 /// set, a reset, a rollback, a check), so a server that takes longer is stuck.
@@ -59,6 +65,24 @@ pub enum ServerError {
         #[source]
         source: AuthError,
     },
+    /// The server does not take TLS (it answered the SSLRequest 'N'), and the listener's
+    /// `server_tls_mode` needs it.
+    #[error("{addr}: the server does not take TLS (it answered the SSL request 'N'), and server_tls_mode = \"{}\" needs it", mode.as_str())]
+    NoTls {
+        /// The server.
+        addr: SocketAddr,
+        /// The mode that needs TLS.
+        mode: ServerTlsMode,
+    },
+    /// The TLS handshake with the server failed (its certificate refused, among others).
+    #[error("{addr}: TLS handshake: {source}")]
+    Tls {
+        /// The server.
+        addr: SocketAddr,
+        /// What failed.
+        #[source]
+        source: io::Error,
+    },
     /// The server sent bytes that are not the protocol.
     #[error("{addr}: {source}")]
     Protocol {
@@ -70,10 +94,273 @@ pub enum ServerError {
     },
 }
 
+/// How a listener dials its servers: in clear or on TLS (`server_tls_*`, swapped in by a
+/// reload), logging in as a pool's user.
+pub struct Dialer {
+    tls: ArcSwap<ServerTls>,
+    /// The deadlines of the TLS connections' relays.
+    timers: Arc<strata_net::Timers>,
+    /// What the last connection to each server was made on ("TLSv1.3", "clear"), for
+    /// `/status`: under `prefer`, whether TLS is in use is the server's choice.
+    seen: std::sync::Mutex<HashMap<SocketAddr, &'static str>>,
+    /// Counts the reloads that changed the `server_tls_*` settings: a connection made before
+    /// the last is not reused ([`Dialer::current`]).
+    generation: std::sync::atomic::AtomicU64,
+}
+
+/// One generation of the `server_tls_*` settings, loaded.
+struct ServerTls {
+    /// As configured.
+    settings: strata_config::ServerTls,
+    mode: ServerTlsMode,
+    /// `None` for `disable`.
+    connector: Option<tokio_rustls::TlsConnector>,
+    /// `server_tls_name`: what the certificate must name, and the SNI.
+    name: Option<ServerName<'static>>,
+}
+
+impl ServerTls {
+    /// Loads `config`'s `server_tls_*` files (the CA certificates, the client certificate).
+    fn of(config: &DatabaseListener) -> Result<ServerTls, TlsError> {
+        let tls = &config.server_tls;
+        let fault = |why: String| TlsError {
+            listener: config.name.clone(),
+            path: Default::default(),
+            why,
+        };
+        let verify = match tls.mode {
+            ServerTlsMode::Disable => {
+                return Ok(ServerTls {
+                    settings: tls.clone(),
+                    mode: tls.mode,
+                    connector: None,
+                    name: None,
+                })
+            }
+            ServerTlsMode::Prefer | ServerTlsMode::Require => Verify::Nothing,
+            ServerTlsMode::VerifyCa => Verify::Chain,
+            ServerTlsMode::VerifyFull => Verify::ChainAndName,
+        };
+        let name = match &tls.name {
+            Some(n) => Some(
+                ServerName::try_from(n.clone())
+                    .map_err(|e| fault(format!("server_tls_name \"{n}\": {e}")))?,
+            ),
+            None => None,
+        };
+        let cert = tls
+            .cert
+            .as_ref()
+            .map(|c| (c.cert.as_path(), c.key.as_path()));
+        // ALPN as libpq 17 offers it (a server that knows none ignores it)
+        let config = strata_net::tls::client_config(
+            &config.name,
+            verify,
+            tls.ca.as_deref(),
+            cert,
+            &[b"postgresql"],
+        )?;
+        Ok(ServerTls {
+            settings: tls.clone(),
+            mode: tls.mode,
+            connector: Some(tokio_rustls::TlsConnector::from(config)),
+            name,
+        })
+    }
+}
+
+/// A PostgreSQL SSLRequest: length 8, code 80877103.
+const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+
+impl Dialer {
+    /// The dialer of a listener's settings; fails where a `server_tls_*` file can't be loaded.
+    pub fn new(config: &DatabaseListener) -> Result<Dialer, TlsError> {
+        Ok(Dialer {
+            tls: ArcSwap::from_pointee(ServerTls::of(config)?),
+            timers: strata_net::Timers::new(),
+            seen: Default::default(),
+            generation: Default::default(),
+        })
+    }
+
+    /// Loads the `server_tls_*` files of `config`, as starting it would.
+    pub fn check(config: &DatabaseListener) -> Result<(), TlsError> {
+        ServerTls::of(config).map(drop)
+    }
+
+    /// Takes a reload's `server_tls_*` settings: connections made from now on use them.
+    /// True when they changed: connections made before are not reused from now on.
+    pub fn reload(&self, config: &DatabaseListener) -> Result<bool, TlsError> {
+        let new = ServerTls::of(config)?;
+        let changed = self.tls.load().settings != new.settings;
+        // (the files may have changed under the same settings: loaded again either way)
+        self.tls.store(Arc::new(new));
+        if changed {
+            self.generation
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(changed)
+    }
+
+    /// Whether `conn` was made under the `server_tls_*` settings in force: one made before a
+    /// reload changed them is closed rather than reused.
+    pub fn current(&self, conn: &ServerConn) -> bool {
+        conn.generation == self.generation.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// What the last connection made to `addr` is on: "TLSv1.3", "TLSv1.2" or "clear"
+    /// (`None`: none made yet).
+    pub fn seen(&self, addr: SocketAddr) -> Option<&'static str> {
+        strata_net::lock(&self.seen).get(&addr).copied()
+    }
+
+    fn saw(&self, addr: SocketAddr, on: &'static str) {
+        strata_net::lock(&self.seen).insert(addr, on);
+    }
+
+    /// Sends a cancel request for `backend`'s query to `addr`, on TLS where the connections
+    /// to it would be (PostgreSQL takes one after an SSLRequest, as libpq 17 sends it), so the
+    /// backend's key does not cross the network in clear; all within [`OWN_STATEMENT`].
+    pub async fn cancel(&self, addr: SocketAddr, backend: (u32, u32)) -> Result<(), ServerError> {
+        let send = async {
+            let io = |source| ServerError::Io { addr, source };
+            let tcp = TcpStream::connect(addr).await.map_err(io)?;
+            let _ = tcp.set_nodelay(true);
+            let mut stream = self.negotiate(tcp, addr).await?;
+            let packet = proto::cancel_packet(backend.0, backend.1);
+            stream.write_all(&packet).await.map_err(io)?;
+            stream.shutdown().await.map_err(io)
+        };
+        match tokio::time::timeout(OWN_STATEMENT, send).await {
+            Ok(r) => r,
+            Err(_) => Err(ServerError::Timeout(addr)),
+        }
+    }
+
+    /// Connects to `addr` and logs in as `user` to `database`, all within `timeout`.
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+        user: &str,
+        database: &str,
+        credential: &Credential,
+        timeout: Duration,
+    ) -> Result<ServerConn, ServerError> {
+        let login = async {
+            let io = |source| ServerError::Io { addr, source };
+            let tcp = TcpStream::connect(addr).await.map_err(io)?;
+            let _ = tcp.set_nodelay(true);
+            // (connections wait idle in the pool, min_pool_size's for long)
+            strata_net::keepalive(&tcp);
+            let generation = self.generation.load(std::sync::atomic::Ordering::Relaxed);
+            let stream = self.negotiate(tcp, addr).await?;
+            let mut conn = ServerConn::new(stream, addr);
+            conn.generation = generation;
+            ServerConn::login(conn, user, database, credential).await
+        };
+        match tokio::time::timeout(timeout, login).await {
+            Ok(r) => r,
+            Err(_) => Err(ServerError::Timeout(addr)),
+        }
+    }
+
+    /// Asks for TLS where `server_tls_mode` says to, as libpq does: an SSLRequest, whose
+    /// one-byte answer is read alone (bytes a server sends behind its 'S' go to the TLS
+    /// handshake, which refuses them, never to the protocol: CVE-2021-23222).
+    async fn negotiate(
+        &self,
+        mut tcp: TcpStream,
+        addr: SocketAddr,
+    ) -> Result<PgStream, ServerError> {
+        let tls = self.tls.load_full();
+        let Some(connector) = &tls.connector else {
+            self.saw(addr, "clear");
+            return Ok(tcp.into());
+        };
+        let io = |source| ServerError::Io { addr, source };
+        tcp.write_all(&SSL_REQUEST).await.map_err(io)?;
+        let mut answer = [0u8; 1];
+        tcp.read_exact(&mut answer).await.map_err(io)?;
+        match answer[0] {
+            b'S' => {
+                let name = tls
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
+                let stream = connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|source| ServerError::Tls { addr, source })?;
+                let version = match stream.get_ref().1.protocol_version() {
+                    Some(tokio_rustls::rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+                    _ => "TLSv1.2",
+                };
+                self.saw(addr, version);
+                crate::stream::relayed(stream, self.timers.clone(), None).map_err(io)
+            }
+            b'N' if tls.mode == ServerTlsMode::Prefer => {
+                tracing::debug!(%addr, "the server does not take TLS: server_tls_mode = \"prefer\" goes on in clear");
+                self.saw(addr, "clear");
+                Ok(tcp.into())
+            }
+            b'N' => Err(ServerError::NoTls {
+                addr,
+                mode: tls.mode,
+            }),
+            // the server can't take the connection at all (it could not start a backend for
+            // it): its ErrorResponse, as at a login
+            b'E' => {
+                let mut len = [0u8; 4];
+                tcp.read_exact(&mut len).await.map_err(io)?;
+                let len = u32::from_be_bytes(len) as usize;
+                if !(4..=8192).contains(&len) {
+                    return Err(ServerError::Protocol {
+                        addr,
+                        source: ProtoError::Malformed("the answer to an SSLRequest"),
+                    });
+                }
+                let mut body = vec![0u8; len - 4];
+                tcp.read_exact(&mut body).await.map_err(io)?;
+                Err(ServerError::Refused {
+                    addr,
+                    code: proto::error_code(&body),
+                    message: proto::error_message(&body),
+                })
+            }
+            _ => Err(ServerError::Protocol {
+                addr,
+                source: ProtoError::Malformed("the answer to an SSLRequest"),
+            }),
+        }
+    }
+}
+
+impl Default for Dialer {
+    /// In clear.
+    fn default() -> Dialer {
+        Dialer {
+            tls: ArcSwap::from_pointee(ServerTls {
+                settings: strata_config::ServerTls {
+                    mode: ServerTlsMode::Disable,
+                    ca: None,
+                    name: None,
+                    cert: None,
+                },
+                mode: ServerTlsMode::Disable,
+                connector: None,
+                name: None,
+            }),
+            timers: strata_net::Timers::new(),
+            seen: Default::default(),
+            generation: Default::default(),
+        }
+    }
+}
+
 /// A logged-in server connection.
 pub struct ServerConn {
-    /// The socket.
-    pub stream: TcpStream,
+    /// The socket (or, on TLS, the relay's socket pair).
+    pub(crate) stream: PgStream,
     /// The server.
     pub addr: SocketAddr,
     /// The backend's process id and secret, for cancel requests.
@@ -99,35 +386,19 @@ pub struct ServerConn {
     /// Its place under the listener's `max_server_connections` for its server, held while
     /// it is open.
     pub(crate) cap: Option<crate::pool::CapSlot>,
+    /// The [`Dialer`]'s generation of `server_tls_*` settings it was made under.
+    generation: u64,
 }
 
 impl ServerConn {
-    /// Connects to `addr` and logs in as `user` to `database`, all within `timeout`.
-    pub async fn connect(
-        addr: SocketAddr,
-        user: &str,
-        database: &str,
-        credential: &Credential,
-        timeout: Duration,
-    ) -> Result<ServerConn, ServerError> {
-        match tokio::time::timeout(timeout, Self::login(addr, user, database, credential)).await {
-            Ok(r) => r,
-            Err(_) => Err(ServerError::Timeout(addr)),
-        }
-    }
-
+    /// Logs in on `conn`, a connection not logged in yet.
     async fn login(
-        addr: SocketAddr,
+        mut conn: ServerConn,
         user: &str,
         database: &str,
         credential: &Credential,
     ) -> Result<ServerConn, ServerError> {
-        let io = |source| ServerError::Io { addr, source };
-        let stream = TcpStream::connect(addr).await.map_err(io)?;
-        let _ = stream.set_nodelay(true);
-        // (connections wait idle in the pool, min_pool_size's for long)
-        strata_net::keepalive(&stream);
-        let mut conn = ServerConn::new(stream, addr);
+        let addr = conn.addr;
         conn.write(&proto::startup_packet(&[
             ("user", user),
             ("database", database),
@@ -307,9 +578,9 @@ impl ServerConn {
     }
 
     /// A connection to `addr` not logged in yet: nothing known of it.
-    pub(crate) fn new(stream: TcpStream, addr: SocketAddr) -> ServerConn {
+    pub(crate) fn new(stream: impl Into<PgStream>, addr: SocketAddr) -> ServerConn {
         ServerConn {
-            stream,
+            stream: stream.into(),
             addr,
             key: (0, 0),
             params: HashMap::new(),
@@ -321,6 +592,7 @@ impl ServerConn {
             dirty: false,
             extras: 0,
             cap: None,
+            generation: 0,
         }
     }
 

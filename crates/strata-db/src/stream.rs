@@ -1,7 +1,8 @@
-//! A client's connection as its session reads and writes it: the TCP socket itself, or, for
-//! a client that asked for TLS, one end of a socket pair whose other end a relay task joins
-//! to the TLS connection (so that the session's readiness-driven reads and writes work the
-//! same on both, and a plain client pays nothing for TLS being there).
+//! A PostgreSQL connection as a session reads and writes it, a client's or a server's: the
+//! TCP socket itself, or, where the connection is on TLS, one end of a socket pair whose
+//! other end a relay task joins to the TLS connection (so that the session's
+//! readiness-driven reads and writes work the same on both, and a connection in clear pays
+//! nothing for TLS being there).
 
 use std::io;
 use std::pin::Pin;
@@ -17,13 +18,13 @@ use tokio_rustls::TlsAcceptor;
 
 use strata_net::{Admitted, Timers};
 
-/// A client's connection: in clear, or TLS through a relay.
-pub(crate) enum ClientStream {
+/// A connection: in clear, or TLS through a relay.
+pub(crate) enum PgStream {
     Tcp(TcpStream),
     Tls(Box<Relayed>),
 }
 
-/// A TLS client's side of the socket pair.
+/// The session's side of the socket pair of a TLS connection.
 pub(crate) struct Relayed {
     near: UnixStream,
     /// Dropped with the session's side (however the session ends): from then on the relay
@@ -36,8 +37,8 @@ pub(crate) struct Relayed {
 /// ends the relay.
 const RELAY_QUIET: Duration = Duration::from_millis(u32::MAX as u64);
 
-/// How long a TLS client that reads nothing may hold up the last bytes of a session that
-/// ended (its error, the TLS close_notify) before its connection is dropped.
+/// How long a TLS peer that reads nothing may hold up the last bytes of a session that
+/// ended (an error, the TLS close_notify) before its connection is dropped.
 const RELAY_LINGER: Duration = Duration::from_secs(10);
 
 /// Answers a client's SSLRequest with 'S', takes the TLS handshake on `tcp`, and starts the
@@ -49,9 +50,20 @@ pub(crate) async fn upgrade(
     acceptor: TlsAcceptor,
     timers: Arc<Timers>,
     admitted: Option<Admitted>,
-) -> io::Result<ClientStream> {
+) -> io::Result<PgStream> {
     tcp.write_all(b"S").await?;
     let tls = acceptor.accept(tcp).await?;
+    relayed(tls, timers, admitted)
+}
+
+/// Starts the relay between a TLS connection, a client's or a server's, and the stream it
+/// returns; the relay ends when that stream is dropped (after passing on what is left, for
+/// at most [`RELAY_LINGER`]), or when the peer closes.
+pub(crate) fn relayed(
+    tls: impl AsyncRead + AsyncWrite + strata_net::Arrival + Unpin + Send + 'static,
+    timers: Arc<Timers>,
+    admitted: Option<Admitted>,
+) -> io::Result<PgStream> {
     let (near, far) = UnixStream::pair()?;
     let (ended, session_gone) = oneshot::channel::<()>();
     tokio::spawn(async move {
@@ -65,51 +77,64 @@ pub(crate) async fn upgrade(
         tokio::select! {
             r = relaying => {
                 if let Err(e) = r {
-                    tracing::debug!("TLS client connection: {e}");
+                    tracing::debug!("TLS connection: {e}");
                 }
             }
             () = lingered => tracing::debug!(
-                "TLS client connection: closed {RELAY_LINGER:?} after its session ended, the client not taking its last bytes"
+                "TLS connection: closed {RELAY_LINGER:?} after its session ended, the peer not taking its last bytes"
             ),
         }
     });
-    Ok(ClientStream::Tls(Box::new(Relayed {
+    Ok(PgStream::Tls(Box::new(Relayed {
         near,
         _ended: ended,
     })))
 }
 
-impl ClientStream {
-    /// Whether the client is on TLS.
+impl From<TcpStream> for PgStream {
+    fn from(tcp: TcpStream) -> PgStream {
+        PgStream::Tcp(tcp)
+    }
+}
+
+impl PgStream {
+    /// Whether the connection is on TLS.
     pub(crate) fn is_tls(&self) -> bool {
-        matches!(self, ClientStream::Tls(_))
+        matches!(self, PgStream::Tls(_))
     }
 
     pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
-            ClientStream::Tcp(s) => s.poll_read_ready(cx),
-            ClientStream::Tls(s) => s.near.poll_read_ready(cx),
+            PgStream::Tcp(s) => s.poll_read_ready(cx),
+            PgStream::Tls(s) => s.near.poll_read_ready(cx),
         }
     }
 
     pub(crate) async fn readable(&self) -> io::Result<()> {
         match self {
-            ClientStream::Tcp(s) => s.readable().await,
-            ClientStream::Tls(s) => s.near.readable().await,
+            PgStream::Tcp(s) => s.readable().await,
+            PgStream::Tls(s) => s.near.readable().await,
         }
     }
 
     pub(crate) async fn writable(&self) -> io::Result<()> {
         match self {
-            ClientStream::Tcp(s) => s.writable().await,
-            ClientStream::Tls(s) => s.near.writable().await,
+            PgStream::Tcp(s) => s.writable().await,
+            PgStream::Tls(s) => s.near.writable().await,
+        }
+    }
+
+    pub(crate) fn try_read(&self, bytes: &mut [u8]) -> io::Result<usize> {
+        match self {
+            PgStream::Tcp(s) => s.try_read(bytes),
+            PgStream::Tls(s) => s.near.try_read(bytes),
         }
     }
 
     pub(crate) fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
         match self {
-            ClientStream::Tcp(s) => s.try_write(bytes),
-            ClientStream::Tls(s) => s.near.try_write(bytes),
+            PgStream::Tcp(s) => s.try_write(bytes),
+            PgStream::Tls(s) => s.near.try_write(bytes),
         }
     }
 
@@ -117,46 +142,46 @@ impl ClientStream {
     /// readiness: see [`strata_net::try_recv_buf`]).
     pub(crate) fn try_recv_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
         match self {
-            ClientStream::Tcp(s) => strata_net::try_recv_buf(s, buf),
-            ClientStream::Tls(s) => strata_net::try_recv_buf(&s.near, buf),
+            PgStream::Tcp(s) => strata_net::try_recv_buf(s, buf),
+            PgStream::Tls(s) => strata_net::try_recv_buf(&s.near, buf),
         }
     }
 }
 
-impl AsyncRead for ClientStream {
+impl AsyncRead for PgStream {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            ClientStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            ClientStream::Tls(s) => Pin::new(&mut s.near).poll_read(cx, buf),
+            PgStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            PgStream::Tls(s) => Pin::new(&mut s.near).poll_read(cx, buf),
         }
     }
 }
 
-impl AsyncWrite for ClientStream {
+impl AsyncWrite for PgStream {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bytes: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            ClientStream::Tcp(s) => Pin::new(s).poll_write(cx, bytes),
-            ClientStream::Tls(s) => Pin::new(&mut s.near).poll_write(cx, bytes),
+            PgStream::Tcp(s) => Pin::new(s).poll_write(cx, bytes),
+            PgStream::Tls(s) => Pin::new(&mut s.near).poll_write(cx, bytes),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            ClientStream::Tcp(s) => Pin::new(s).poll_flush(cx),
-            ClientStream::Tls(s) => Pin::new(&mut s.near).poll_flush(cx),
+            PgStream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            PgStream::Tls(s) => Pin::new(&mut s.near).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            ClientStream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            ClientStream::Tls(s) => Pin::new(&mut s.near).poll_shutdown(cx),
+            PgStream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            PgStream::Tls(s) => Pin::new(&mut s.near).poll_shutdown(cx),
         }
     }
 }

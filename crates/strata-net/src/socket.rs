@@ -180,6 +180,14 @@ impl<IO> Arrival for tokio_rustls::server::TlsStream<IO> {
     }
 }
 
+/// The same, for TLS Strata dialled (the database layer's connections to its servers).
+impl<IO> Arrival for tokio_rustls::client::TlsStream<IO> {
+    const TELLS_ARRIVAL: bool = false;
+    fn poll_arrival(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
 /// One end of a socket pair (the database layer's TLS clients are relayed through one).
 impl Arrival for tokio::net::UnixStream {
     fn poll_arrival(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -202,6 +202,7 @@ impl<'c, 'a> Listener<'c, 'a> {
         l.max_server_connections();
         l.auth(dir);
         l.client_tls(dir);
+        l.server_tls(dir, &routes);
         l.max_client_connections();
         l.wait = l.seconds("query_wait_timeout", "query_wait_timeout", 120.0);
         let _ = l.seconds("server_connect_timeout", "connect_timeout", 15.0);
@@ -660,6 +661,136 @@ impl<'c, 'a> Listener<'c, 'a> {
                     _ => format!("`{other}` without client_tls_ca_file, where PgBouncer does not start: set tls_mode = \"require\", and tls_client_ca to ask for client certificates"),
                 };
                 self.keep(at, key, format!("tls_mode = {}", quoted(other)), why);
+            }
+        }
+    }
+
+    /// `server_tls_*`, from server_tls_sslmode and its files (PgBouncer's default, as
+    /// Strata's, is `prefer`: TLS where the server offers it, its certificate unchecked).
+    fn server_tls(&mut self, dir: &Path, routes: &[Route<'c, 'a>]) {
+        let mode = self.choice("server_tls_sslmode", "prefer");
+        let at = self.at("server_tls_sslmode");
+        match mode {
+            "prefer" => {}
+            "allow" => {
+                let why = "`allow` (TLS only where a server refuses a connection in clear) made \"prefer\": Strata asks for TLS first, and goes on in clear with a server that has none";
+                self.table
+                    .note(at, "pgbouncer.server_tls_sslmode", why.into());
+                self.table.key("server_tls_mode", quoted("prefer"));
+            }
+            other => self.table.key("server_tls_mode", quoted(other)),
+        }
+        let verify = match mode {
+            "disable" => None,
+            "verify-ca" => Some(strata_net::tls::Verify::Chain),
+            "verify-full" => Some(strata_net::tls::Verify::ChainAndName),
+            _ => Some(strata_net::tls::Verify::Nothing),
+        };
+        let set = |l: &Self, name: &str| l.conf.get(name).is_some_and(|s| !s.value.text.is_empty());
+        let checks = matches!(mode, "verify-ca" | "verify-full");
+        let ca = match (set(self, "server_tls_ca_file"), checks) {
+            (true, true) => self.absolute("server_tls_ca_file", dir),
+            (true, false) => {
+                let why = format!("not used while server_tls_sslmode = {mode}, as in PgBouncer: a server's certificate is checked with verify-ca and verify-full only");
+                self.table.note(
+                    self.at("server_tls_ca_file"),
+                    "pgbouncer.server_tls_ca_file",
+                    why,
+                );
+                None
+            }
+            (false, _) => None,
+        };
+        if let Some(ca) = &ca {
+            self.table.key("server_tls_ca", quoted(ca));
+        }
+        let files = ["server_tls_cert_file", "server_tls_key_file"];
+        let cert = match (set(self, files[0]), set(self, files[1]), mode) {
+            (false, false, _) => None,
+            (_, _, "disable") => {
+                let given: Vec<&str> = files.into_iter().filter(|n| set(self, n)).collect();
+                for name in given {
+                    let why = "not used while server_tls_sslmode = disable, as in PgBouncer: Strata connects to the servers in clear";
+                    self.table
+                        .note(self.at(name), &format!("pgbouncer.{name}"), why.into());
+                }
+                None
+            }
+            (true, true, _) => {
+                let cert = self.absolute(files[0], dir);
+                let private = self.absolute(files[1], dir);
+                cert.zip(private)
+            }
+            (cert, _, _) => {
+                let (given, missing) = if cert {
+                    (files[0], files[1])
+                } else {
+                    (files[1], files[0])
+                };
+                let why = format!("{NOT_TRANSLATED}: {given} without {missing}, where PgBouncer presents no certificate: Strata takes the pair (server_tls_cert and server_tls_key)");
+                self.table
+                    .note(self.at(given), &format!("pgbouncer.{given}"), why);
+                None
+            }
+        };
+        if let Some((cert, private)) = &cert {
+            self.table.key("server_tls_cert", quoted(cert));
+            self.table.key("server_tls_key", quoted(private));
+        }
+        if mode == "verify-full" {
+            self.server_tls_name(routes);
+        }
+        // the files must load where Strata runs: say so here, on the key at fault
+        let Some(verify) = verify else { return };
+        let pair = cert.as_ref().map(|(c, k)| (Path::new(c), Path::new(k)));
+        let ca_path = ca.as_deref().map(Path::new);
+        if let Err(e) = strata_net::tls::client_config("import", verify, ca_path, pair, &[]) {
+            let ca_file = ca_path.unwrap_or(Path::new(strata_net::tls::SYSTEM_CA));
+            let name = if checks && e.path == ca_file {
+                "server_tls_ca_file"
+            } else if pair.is_some_and(|(_, k)| e.path == k) {
+                files[1]
+            } else {
+                files[0]
+            };
+            let why = format!("Strata can't load the file here ({}: {}): `strata check` and `strata run` refuse the listener until it loads; run the import where PgBouncer runs, or change the paths", e.path.display(), e.why);
+            self.table
+                .note(self.at(name), &format!("pgbouncer.{name}"), why);
+        }
+    }
+
+    /// `server_tls_name`, for verify-full: the host name PgBouncer checks each server's
+    /// certificate against is its `host=`, where Strata dials IP addresses; one name all the
+    /// servers' certificates carry is written, several are noted.
+    fn server_tls_name(&mut self, routes: &[Route<'c, 'a>]) {
+        let Some(route) = routes.first() else { return };
+        let mut names: Vec<&str> = Vec::new();
+        let mut literals = 0;
+        if let Some(p) = route.entry.param("host") {
+            for host in p.value.text.split(',').map(str::trim) {
+                // (localhost is a name to verify-full, which PgBouncer checks as written)
+                let literal = host.parse::<std::net::IpAddr>().is_ok()
+                    || host.starts_with('/')
+                    || host.starts_with('@');
+                if literal {
+                    literals += 1;
+                } else if !host.is_empty() && !names.contains(&host) {
+                    names.push(host);
+                }
+            }
+        }
+        let at = route.host_at();
+        let key = format!("databases.{}.host", route.entry.name.text);
+        match names.as_slice() {
+            [] => {}
+            [one] if literals == 0 => {
+                let why = format!("verify-full checks the certificate against the host name {}, where Strata dials an IP address: written as server_tls_name", quoted(one));
+                self.table.note(at, &key, why);
+                self.table.key("server_tls_name", quoted(one));
+            }
+            several => {
+                let why = format!("verify-full checks each server's certificate against its own host ({}, and an IP address against itself); Strata checks one name for every server (server_tls_name): set one the certificates all carry, or use verify-ca", several.join(", "));
+                self.table.note(at, &key, why);
             }
         }
     }

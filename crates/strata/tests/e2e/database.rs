@@ -1122,13 +1122,9 @@ async fn a_client_that_stops_reading_holds_up_a_shared_connection_for_a_while_on
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_server_connection_the_server_closed_is_not_handed_out() {
-    let (pg, _strata, db) = one_shared_connection();
-    let first = blocking(move || psql(db, "app", "secret", "app", "select 1")).await;
-    assert_eq!(first.as_deref(), Ok("1"));
-    // the server ends the pooled connection while it idles (a restart, an idle timeout, an
-    // administrator): it says FATAL and closes
+/// Ends the one backend of user `app` (as a restart, an idle timeout or an administrator
+/// would: it says FATAL and closes), and waits until it is gone.
+async fn end_the_app_backend(pg: &Postgres) {
     let ended = pg.admin(
         "select count(pg_terminate_backend(pid)) from pg_stat_activity where usename = 'app'",
     );
@@ -1137,6 +1133,30 @@ async fn an_idle_server_connection_the_server_closed_is_not_handed_out() {
         pg.admin("select count(*) from pg_stat_activity where usename = 'app'") == "0"
     })
     .await;
+}
+
+/// Waits until the role check's `reason` for the listener's first server says `what`.
+async fn reason_says(strata: &Strata, what: &str, context: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = admin_status(strata).await;
+        let reason = s["database"][0]["servers"][0]["reason"].to_string();
+        if reason.contains(what) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{context}: {reason}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_server_connection_the_server_closed_is_not_handed_out() {
+    let (pg, _strata, db) = one_shared_connection();
+    let first = blocking(move || psql(db, "app", "secret", "app", "select 1")).await;
+    assert_eq!(first.as_deref(), Ok("1"));
+    // the server ends the pooled connection while it idles (a restart, an idle timeout, an
+    // administrator): it says FATAL and closes
+    end_the_app_backend(&pg).await;
     // the next client gets a new connection, not the dead one (which would fail its query)
     let next = blocking(move || psql(db, "app", "secret", "app", "select 2")).await;
     assert_eq!(next.as_deref(), Ok("2"));
@@ -2006,4 +2026,94 @@ async fn with_tls_client_ca_only_a_client_with_a_certificate_from_that_ca_gets_i
     let (ok, _, err) = run(false);
     assert!(!ok, "a client without a certificate got in");
     assert!(err.contains("certificate"), "{err}");
+}
+
+/// A PostgreSQL that takes TLS only (`hostssl` in pg_hba.conf, as cloud databases are set
+/// up) is reached over TLS by default, and its certificate is checked as `server_tls_mode`
+/// says; where no connection can be made, /status says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_takes_only_tls_is_reached_over_it_and_its_certificate_checked_as_configured()
+{
+    let dir = TempDir::new();
+    self_signed(dir.path(), "pg", &["db.internal", "127.0.0.1"]);
+    self_signed(dir.path(), "other", &["db.internal", "127.0.0.1"]);
+    let pg = Postgres::start();
+    pg.user_and_database("app", "secret");
+    pg.tls_only(&dir.path().join("pg.pem"), &dir.path().join("pg.key"));
+    let d = dir.path().display();
+    let ssl = "select ssl from pg_stat_ssl where pid = pg_backend_pid()";
+    let served = [
+        // the default, prefer: TLS, as the server offers it
+        String::new(),
+        "server_tls_mode = \"require\"".to_string(),
+        format!("server_tls_mode = \"verify-ca\"\nserver_tls_ca = \"{d}/pg.pem\""),
+        format!(
+            "server_tls_mode = \"verify-full\"\nserver_tls_ca = \"{d}/pg.pem\"\nserver_tls_name = \"db.internal\""
+        ),
+        // no name: the server's IP address, which the certificate carries too
+        format!("server_tls_mode = \"verify-full\"\nserver_tls_ca = \"{d}/pg.pem\""),
+        // verify-ca checks no name
+        format!(
+            "server_tls_mode = \"verify-ca\"\nserver_tls_ca = \"{d}/pg.pem\"\nserver_tls_name = \"elsewhere.internal\""
+        ),
+    ];
+    for extra in &served {
+        let strata = Strata::start(&config(&[pg.addr], extra));
+        let db = strata.addr("database:app");
+        // the server's own view of the connection Strata made
+        assert_eq!(
+            psql(db, "app", "secret", "app", ssl).as_deref(),
+            Ok("t"),
+            "{extra}"
+        );
+        let s = admin_status(&strata).await;
+        assert_eq!(s["database"][0]["servers"][0]["tls"], "TLSv1.3", "{extra}");
+    }
+    let refused = [
+        // in clear: the server's pg_hba.conf refuses it, and its words are the reason
+        ("server_tls_mode = \"disable\"".to_string(), "no encryption"),
+        (
+            format!(
+                "server_tls_mode = \"verify-full\"\nserver_tls_ca = \"{d}/pg.pem\"\nserver_tls_name = \"elsewhere.internal\""
+            ),
+            "certificate not valid for name",
+        ),
+        (
+            format!("server_tls_mode = \"verify-ca\"\nserver_tls_ca = \"{d}/other.pem\""),
+            "invalid peer certificate",
+        ),
+    ];
+    for (extra, why) in &refused {
+        let strata = Strata::start(&config(&[pg.addr], extra));
+        let db = strata.addr("database:app");
+        reason_says(&strata, why, extra).await;
+        let err = psql(db, "app", "secret", "app", "select 1").expect_err(extra);
+        assert!(!err.contains(&pg.addr.to_string()), "{err}");
+    }
+
+    // a pooled TLS connection the server ends while it idles is not handed out again
+    let strata = Strata::start(&config(&[pg.addr], ""));
+    let db = strata.addr("database:app");
+    assert_eq!(psql(db, "app", "secret", "app", ssl).as_deref(), Ok("t"));
+    end_the_app_backend(&pg).await;
+    assert_eq!(psql(db, "app", "secret", "app", ssl).as_deref(), Ok("t"));
+    // a reload that asks more of the certificate than the open connections were made with:
+    // they are not used again (the pooled one, and the role check's), so nothing goes on
+    // under the old settings
+    strata
+        .reload_to(&config(
+            &[pg.addr],
+            &format!(
+                "server_tls_mode = \"verify-full\"\nserver_tls_ca = \"{d}/pg.pem\"\nserver_tls_name = \"elsewhere.internal\""
+            ),
+        ))
+        .await;
+    let err = psql(db, "app", "secret", "app", "select 1").expect_err("after the reload");
+    assert!(!err.contains(&pg.addr.to_string()), "{err}");
+    reason_says(
+        &strata,
+        "certificate not valid for name",
+        "after the reload",
+    )
+    .await;
 }

@@ -255,7 +255,7 @@ async fn fake_server() -> (SocketAddr, Received) {
             };
             tokio::spawn(async move {
                 let record = |bytes: Vec<u8>| log.lock().unwrap()[conn].push(bytes);
-                let Some(packet) = read_packet(&mut s).await else {
+                let Some(packet) = opening(&mut s, |p| record(p.to_vec())).await else {
                     return;
                 };
                 record(packet);
@@ -283,6 +283,25 @@ async fn fake_server() -> (SocketAddr, Received) {
         }
     });
     (addr, received)
+}
+
+/// A PostgreSQL SSLRequest, as Strata sends it to a server (server_tls_mode = "prefer", the
+/// default, up) and a client to Strata.
+const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+
+/// The first packet of a connection after its SSLRequest, if any, which is answered 'N' (as a
+/// server without TLS does) and shown to `seen`.
+async fn opening(
+    s: &mut (impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin),
+    seen: impl Fn(&[u8]),
+) -> Option<Vec<u8>> {
+    let packet = read_packet(s).await?;
+    if packet != SSL_REQUEST {
+        return Some(packet);
+    }
+    seen(&packet);
+    s.write_all(b"N").await.ok()?;
+    read_packet(s).await
 }
 
 /// A first packet (startup, cancel request), whole.
@@ -340,7 +359,7 @@ async fn scripted_server() -> (
         while let Ok((mut s, _)) = listener.accept().await {
             let (heard_tx, said) = (heard_tx.clone(), said.clone());
             tokio::spawn(async move {
-                let Some(packet) = read_packet(&mut s).await else {
+                let Some(packet) = opening(&mut s, |_| {}).await else {
                     return;
                 };
                 let cancel = packet.get(4..8) == Some(&80_877_102u32.to_be_bytes()[..]);
@@ -434,6 +453,9 @@ async fn a_fake_server_receives_exactly_the_startup_and_the_parameters_strata_se
 
     let q = |sql: &str| message(b'Q', format!("{sql}\0").as_bytes());
     let expected = vec![vec![
+        // TLS asked for first (server_tls_mode = "prefer", the default), and on 'N' the
+        // login goes on in clear on the same connection
+        SSL_REQUEST.to_vec(),
         // the startup packet: user and database only
         b"\0\0\0\x1f\0\x03\0\0user\0app\0database\0app\0\0".to_vec(),
         // a parameter the pooler has no slot for is checked at login, which leaves it set...
@@ -1353,4 +1375,213 @@ async fn tls_is_taken_only_from_a_clean_start_and_required_where_configured() {
     )
     .await;
     drop(tls);
+}
+
+/// Strata asks a server for TLS before anything else (server_tls_mode = "prefer", the
+/// default, and up). A server that answers 'S' with bytes of the protocol in clear behind it
+/// in the same write (a login made up for Strata: libpq's CVE-2021-23222) has them go to the
+/// TLS handshake, which refuses them: Strata never takes them as the server's answer. A
+/// server that answers 'N' where TLS is required gets no startup packet. Either way the
+/// client is told it could not be served, and nothing the server made up reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_gets_asked_for_tls_first_and_cant_slip_bytes_in_clear_behind_its_yes() {
+    let busy = error_response("FATAL", "53300", "sorry, too many clients already");
+    for (answer, mode, next, told_why) in [
+        // TLS's ClientHello: a handshake record
+        (b"S".to_vec(), "prefer", vec![0x16, 0x03], None),
+        // nothing: closed
+        (b"N".to_vec(), "require", vec![], None),
+        // a server that can't take the connection at all answers with its error, which the
+        // client is told as it would be at a login
+        (
+            busy,
+            "prefer",
+            vec![],
+            Some("sorry, too many clients already"),
+        ),
+        // not an answer PostgreSQL gives
+        (b"X".to_vec(), "prefer", vec![], None),
+    ] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = listener.local_addr().unwrap();
+        // each connection's first packet, as soon as it is read (before it is answered), and
+        // then the first bytes after the answer
+        let (opened, mut openings) = tokio::sync::mpsc::unbounded_channel();
+        let (heard, mut hears) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let (opened, heard) = (opened.clone(), heard.clone());
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let _ = opened.send(read_packet(&mut s).await.unwrap_or_default());
+                    let _ = s.write_all(&[answer, fake_welcome()].concat()).await;
+                    let mut then = [0u8; 2];
+                    let n = match s.read_exact(&mut then).await {
+                        Ok(_) => 2,
+                        Err(_) => 0,
+                    };
+                    let _ = heard.send(then[..n].to_vec());
+                });
+            }
+        });
+        let strata = Strata::start(&format!(
+            "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:0\"\nservers = [\"{server}\"]\n\
+             auth_type = \"trust\"\npool_size = 1\nserver_tls_mode = \"{mode}\"\n\
+             [[database.users]]\nname = \"app\"\npassword = \"{SCRAM_ONLY}\"\n"
+        ));
+        let db = strata.addr("database:app");
+        let mut c = TcpStream::connect(db).await.unwrap();
+        c.write_all(&startup(&[("user", "app"), ("database", "app")]))
+            .await
+            .unwrap();
+        let told = until_closed(&mut c).await;
+        assert_eq!(told.first(), Some(&b'E'), "{mode}: {}", told.escape_ascii());
+        assert!(
+            !told.windows(4).any(|w| w == b"fake"),
+            "{mode}: {}",
+            told.escape_ascii()
+        );
+        if let Some(why) = told_why {
+            let text = String::from_utf8_lossy(&told);
+            assert!(text.contains(why) && text.contains("53300"), "{text}");
+        }
+        let then = tokio::time::timeout(LIMIT, hears.recv())
+            .await
+            .expect("the server heard from Strata")
+            .unwrap();
+        assert_eq!(then, next, "{mode}");
+        // every connection Strata made before the client was told asked for TLS first: none
+        // went on in clear after the failed handshake or the 'N'
+        let mut first = Vec::new();
+        while let Ok(p) = openings.try_recv() {
+            first.push(p);
+        }
+        assert!(!first.is_empty(), "{mode}");
+        assert!(first.iter().all(|p| p == &SSL_REQUEST), "{mode}: {first:?}");
+    }
+}
+
+/// A PostgreSQL server on TLS only, played by the test: an SSLRequest is answered 'S' and the
+/// handshake taken with the certificate `stem` in `dir`; a first packet that is anything else
+/// is reported (`false`) and the connection closed. Inside TLS, a cancel request is reported
+/// (`true`) and the connection closed; a startup packet is reported, Strata is logged in
+/// ([`fake_welcome`]), and every message after is reported. No query is answered.
+async fn tls_server(
+    dir: &std::path::Path,
+    stem: &str,
+) -> (
+    SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<(bool, Vec<u8>)>,
+) {
+    use rustls_pki_types::pem::PemObject;
+    let chain =
+        vec![
+            rustls_pki_types::CertificateDer::from_pem_file(dir.join(format!("{stem}.pem")))
+                .unwrap(),
+        ];
+    let key =
+        rustls_pki_types::PrivateKeyDer::from_pem_file(dir.join(format!("{stem}.key"))).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (heard, hears) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let (heard, acceptor) = (heard.clone(), acceptor.clone());
+            tokio::spawn(async move {
+                let Some(first) = read_packet(&mut s).await else {
+                    return;
+                };
+                if first != SSL_REQUEST {
+                    let _ = heard.send((false, first));
+                    return;
+                }
+                if s.write_all(b"S").await.is_err() {
+                    return;
+                }
+                let Ok(mut tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                let Some(packet) = read_packet(&mut tls).await else {
+                    return;
+                };
+                let cancel = packet.get(4..8) == Some(&80_877_102u32.to_be_bytes()[..]);
+                let _ = heard.send((true, packet));
+                if cancel || tls.write_all(&fake_welcome()).await.is_err() {
+                    return;
+                }
+                while let Some(m) = read_message(&mut tls).await {
+                    let _ = heard.send((true, m));
+                }
+            });
+        }
+    });
+    (addr, hears)
+}
+
+/// With `server_tls_mode = "verify-full"`, everything Strata sends a server goes inside TLS:
+/// the login, the queries, and a cancel request, whose backend key would otherwise cross the
+/// network in clear (libpq 17 sends it so too; PostgreSQL takes one after an SSLRequest).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_on_tls_gets_the_login_the_queries_and_the_cancel_request_inside_it() {
+    let dir = TempDir::new();
+    self_signed(dir.path(), "pg", &["db.internal"]);
+    let (server, mut heard) = tls_server(dir.path(), "pg").await;
+    let strata = Strata::start(&format!(
+        "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:0\"\nservers = [\"{server}\"]\n\
+         auth_type = \"trust\"\npool_size = 1\nserver_tls_mode = \"verify-full\"\n\
+         server_tls_ca = \"{}/pg.pem\"\nserver_tls_name = \"db.internal\"\n\
+         [[database.users]]\nname = \"app\"\npassword = \"{SCRAM_ONLY}\"\n",
+        dir.path().display()
+    ));
+    let db = strata.addr("database:app");
+    let mut next = async || {
+        let (tls, bytes) = tokio::time::timeout(LIMIT, heard.recv())
+            .await
+            .expect("the server heard from Strata")
+            .unwrap();
+        assert!(tls, "in clear: {}", bytes.escape_ascii());
+        bytes.escape_ascii().to_string()
+    };
+    let (mut a, welcome) = log_in(db, &[]).await;
+    let key = welcome
+        .iter()
+        .find(|(t, _)| *t == b'K')
+        .map(|(_, k)| k.clone())
+        .expect("a cancel key");
+    assert_eq!(
+        next().await,
+        b"\0\0\0\x1f\0\x03\0\0user\0app\0database\0app\0\0"
+            .escape_ascii()
+            .to_string()
+    );
+    a.write_all(&message(b'Q', b"select pg_sleep(60)\0"))
+        .await
+        .unwrap();
+    assert_eq!(
+        next().await,
+        message(b'Q', b"select pg_sleep(60)\0")
+            .escape_ascii()
+            .to_string()
+    );
+    let mut cancel = TcpStream::connect(db).await.unwrap();
+    cancel
+        .write_all(&first_packet(80_877_102, &key))
+        .await
+        .unwrap();
+    assert_eq!(
+        next().await,
+        b"\0\0\0\x10\x04\xd2\x16\x2e\0\0\0\x2a\0\0\0\x07"
+            .escape_ascii()
+            .to_string(),
+        "the cancel request, with the server's key"
+    );
 }

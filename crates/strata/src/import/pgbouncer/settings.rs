@@ -118,7 +118,7 @@ const NO_NAMES: &str =
     "Strata resolves no host names: its servers are IP addresses, written in the config";
 const SOCKETS: &str = "Strata does not expose socket tuning";
 const CLIENT_SUITES: &str = "Strata's TLS is rustls's safe defaults, not set per listener: TLS 1.2 and 1.3, AEAD cipher suites with forward secrecy, curves X25519, P-256 and P-384";
-const SERVER_TLS: &str = "Strata connects to the servers without TLS (its database layer has none yet): a server that requires it (hostssl in pg_hba.conf) refuses Strata";
+const SERVER_SUITES: &str = "Strata's TLS to the servers is rustls's safe defaults, not set per listener: TLS 1.2 and 1.3, AEAD cipher suites with forward secrecy";
 pub(super) const NO_LOOKUP: &str = "Strata does not look users up on the server (auth_query): it knows the users in `auth_file` only";
 const ONE_BOUND: &str =
     "Strata bounds server connections per user, database and server with `pool_size` only";
@@ -199,13 +199,13 @@ pub(super) const KEYS: &[Key] = &[
     pool("server_reset_query", Text, &["DISCARD ALL"], "Strata resets a session-mode connection with DISCARD ALL before the next client, and runs no other query"),
     pool("server_reset_query_always", Int, &["0"], "Strata runs no reset query in transaction mode: it sets the parameters a client changed back before the connection serves another"),
     pool("server_round_robin", Int, &["0"], "Strata picks a pool's idle connections in its own order"),
-    pool("server_tls13_ciphers", Text, &[], SERVER_TLS),
-    pool("server_tls_ca_file", Text, &[""], SERVER_TLS),
-    pool("server_tls_cert_file", Text, &[""], SERVER_TLS),
-    pool("server_tls_ciphers", Text, &[], SERVER_TLS),
-    pool("server_tls_key_file", Text, &[""], SERVER_TLS),
-    pool("server_tls_protocols", Text, &[], SERVER_TLS),
-    pool("server_tls_sslmode", Kind::Choice(SSL_MODES), &["disable"], SERVER_TLS),
+    pool("server_tls13_ciphers", Text, &[], SERVER_SUITES),
+    translated("server_tls_ca_file", Text),
+    translated("server_tls_cert_file", Text),
+    pool("server_tls_ciphers", Text, &["default", "secure"], SERVER_SUITES),
+    translated("server_tls_key_file", Text),
+    pool("server_tls_protocols", Text, &["secure"], SERVER_SUITES),
+    translated("server_tls_sslmode", Kind::Choice(SSL_MODES)),
     translated("service_name", Text),
     process("so_reuseport", Int, &["0"], "Strata binds each listener once and serves it from all its worker threads"),
     process("stats_period", Int, &[], STATS),

@@ -34,6 +34,23 @@ impl Userlist {
 
     /// A pgbouncer.ini listening on 127.0.0.1 with this userlist: `pgbouncer` from line 4, then
     /// `[databases]` and `databases`.
+    /// A self-signed certificate for `name` and its key, beside the userlist as `stem`.crt
+    /// and `stem`.key, which Strata can load; their paths.
+    fn pair(&self, stem: &str, name: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (c, k) = (
+            self.dir.join(format!("{stem}.crt")),
+            self.dir.join(format!("{stem}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c.display().to_string(), k.display().to_string())
+    }
+
     fn ini(&self, pgbouncer: &str, databases: &str) -> String {
         format!(
             "[pgbouncer]\nlisten_addr = 127.0.0.1\nauth_file = {}\n{pgbouncer}[databases]\n{databases}",
@@ -235,17 +252,7 @@ fn import_pgbouncer_translates_authentication_as_near_as_strata_goes() {
 fn import_pgbouncer_translates_client_tls_with_its_files_written_absolute() {
     let users = Userlist::new("tls");
     // a certificate and key Strata can load, beside the userlist
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["db.example".to_string()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    std::fs::write(users.dir.join("db.crt"), cert.pem()).unwrap();
-    std::fs::write(users.dir.join("db.key"), key.serialize_pem()).unwrap();
-    let (c, k) = (
-        users.dir.join("db.crt").display().to_string(),
-        users.dir.join("db.key").display().to_string(),
-    );
+    let (c, k) = users.pair("db", "db.example");
     let files = format!("client_tls_cert_file = {c}\nclient_tls_key_file = {k}\n");
     let written = format!("tls = [{{ cert = \"{c}\", key = \"{k}\" }}]");
     let with = |tls: &str| ok(&users.ini(tls, "* = host=10.0.0.1\n"));
@@ -334,6 +341,92 @@ fn import_pgbouncer_translates_client_tls_with_its_files_written_absolute() {
         "client_tls_sslmode = allow\n{files}client_tls_protocols = secure\nclient_tls_ciphers = HIGH:!aNULL\n"
     ));
     assert_eq!(noted(&t), vec!["8 pgbouncer.client_tls_ciphers"]);
+}
+
+#[test]
+fn import_pgbouncer_translates_server_tls_with_the_name_verify_full_checks() {
+    let users = Userlist::new("servertls");
+    let (c, k) = users.pair("me", "pgbouncer.example");
+    let with = |tls: &str, host: &str| ok(&users.ini(tls, &format!("* = host={host}\n")));
+    let mode = |t: &Translation| {
+        config(t)
+            .iter()
+            .find(|l| l.starts_with("server_tls_mode"))
+            .map(|l| l.to_string())
+    };
+    // PgBouncer's default (1.20 on) is Strata's: nothing written
+    let t = with("", "10.0.0.1");
+    assert_eq!(mode(&t), None);
+    assert_eq!(notes(&t), Vec::<String>::new());
+    for m in ["disable", "require"] {
+        let t = with(&format!("server_tls_sslmode = {m}\n"), "10.0.0.1");
+        assert_eq!(mode(&t), Some(format!("server_tls_mode = \"{m}\"")));
+        assert_eq!(notes(&t), Vec::<String>::new());
+        passes_strata_check(&t);
+    }
+    // allow (clear first) is asked for TLS first
+    let t = with("server_tls_sslmode = allow\n", "10.0.0.1");
+    assert_eq!(mode(&t), Some("server_tls_mode = \"prefer\"".into()));
+    assert!(says(&t, "pgbouncer.server_tls_sslmode", "made \"prefer\""));
+    // verify-full against a host name: the CA, the client pair, and the name checked
+    let ca = c.clone();
+    let t = with(
+        &format!("server_tls_sslmode = verify-full\nserver_tls_ca_file = {ca}\nserver_tls_cert_file = {c}\nserver_tls_key_file = {k}\n"),
+        "db.internal",
+    );
+    for line in [
+        "server_tls_mode = \"verify-full\"".to_string(),
+        format!("server_tls_ca = \"{ca}\""),
+        format!("server_tls_cert = \"{c}\""),
+        format!("server_tls_key = \"{k}\""),
+        "server_tls_name = \"db.internal\"".to_string(),
+    ] {
+        assert!(config(&t).contains(&line.as_str()), "{line}\n{}", t.toml);
+    }
+    assert!(says(&t, "databases.*.host", "written as server_tls_name"));
+    // several names: one can't be written
+    let t = with(
+        &format!("server_tls_sslmode = verify-full\nserver_tls_ca_file = {ca}\n"),
+        "a.internal,b.internal",
+    );
+    assert!(says(&t, "databases.*.host", "Strata checks one name"));
+    assert!(!config(&t).iter().any(|l| l.starts_with("server_tls_name")));
+    // a CA file where nothing is checked, half a pair, a file that does not load here
+    let t = with(
+        &format!("server_tls_sslmode = require\nserver_tls_ca_file = {ca}\n"),
+        "10.0.0.1",
+    );
+    assert!(says(
+        &t,
+        "pgbouncer.server_tls_ca_file",
+        "not used while server_tls_sslmode = require"
+    ));
+    assert!(!config(&t).iter().any(|l| l.starts_with("server_tls_ca")));
+    passes_strata_check(&t);
+    let t = with(
+        &format!("server_tls_sslmode = require\nserver_tls_cert_file = {c}\n"),
+        "10.0.0.1",
+    );
+    assert!(says(
+        &t,
+        "pgbouncer.server_tls_cert_file",
+        "without server_tls_key_file"
+    ));
+    let t = with(
+        "server_tls_sslmode = verify-ca\nserver_tls_ca_file = /nowhere/ca.pem\n",
+        "10.0.0.1",
+    );
+    assert!(says(
+        &t,
+        "pgbouncer.server_tls_ca_file",
+        "Strata can't load the file here (/nowhere/ca.pem"
+    ));
+    // suites and protocols: rustls's, noted unless PgBouncer's defaults
+    let t = with(
+        "server_tls_protocols = secure\nserver_tls_ciphers = HIGH\n",
+        "10.0.0.1",
+    );
+    assert_eq!(noted(&t), vec!["5 pgbouncer.server_tls_ciphers"]);
 }
 
 #[test]

@@ -175,6 +175,47 @@ impl Postgres {
         self.admin(&format!("CREATE ROLE {name} LOGIN PASSWORD '{password}'"));
         self.admin(&format!("CREATE DATABASE {name} OWNER {name}"));
     }
+
+    /// Turns TLS on with the certificate `cert` and its key `key` (PEM files), and refuses
+    /// every connection over TCP in clear (pg_hba.conf: `hostssl` only, as cloud databases
+    /// are set up); returns once the running server does both.
+    pub fn tls_only(&self, cert: &std::path::Path, key: &std::path::Path) {
+        use std::os::unix::fs::PermissionsExt;
+        let (uid, gid) = postgres_ids();
+        let data = self.dir.path().join("data");
+        for (from, name, mode) in [(cert, "server.crt", 0o644), (key, "server.key", 0o600)] {
+            let to = data.join(name);
+            std::fs::copy(from, &to).unwrap();
+            std::os::unix::fs::chown(&to, Some(uid), Some(gid)).unwrap();
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all scram-sha-256\n\
+             hostssl all all 127.0.0.1/32 scram-sha-256\n\
+             hostnossl all all 127.0.0.1/32 reject\n",
+        )
+        .unwrap();
+        self.admin("ALTER SYSTEM SET ssl = on");
+        self.admin("SELECT pg_reload_conf()");
+        let login = |mode: &str| {
+            psql_command(self.addr, "postgres", SUPERUSER_PASSWORD, "postgres")
+                .env("PGSSLMODE", mode)
+                .args(["-c", "select 1"])
+                .output()
+                .expect("run psql")
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let clear = login("disable");
+            let refused = String::from_utf8_lossy(&clear.stderr).contains("no encryption");
+            if refused && login("require").status.success() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "postgres did not take TLS only");
+            std::thread::park_timeout(Duration::from_millis(50));
+        }
+    }
 }
 
 impl Drop for Postgres {
