@@ -26,7 +26,7 @@ pub enum Target {
 }
 
 /// Where a cancel request goes: the server, its backend's key, and how the server is dialled
-/// (on TLS, as the connections to it are).
+/// (on TLS where the query's connection is).
 #[derive(Clone)]
 pub struct CancelTo {
     /// The server.
@@ -35,6 +35,8 @@ pub struct CancelTo {
     pub backend: (u32, u32),
     /// The listener's dialer.
     pub dialer: Arc<Dialer>,
+    /// The `server_tls_*` settings the query's connection was made with.
+    pub(crate) tls: Arc<crate::server::ServerTls>,
 }
 
 /// A query's turn on a shared connection.
@@ -205,7 +207,7 @@ pub async fn forward(pid: u32, secret: u32) {
 
 /// Sends a cancel request where `to` says.
 async fn send(to: CancelTo) {
-    match to.dialer.cancel(to.addr, to.backend).await {
+    match to.dialer.cancel(to.addr, to.backend, &to.tls).await {
         Ok(()) => tracing::info!(server = %to.addr, "cancel request passed on"),
         Err(e) => tracing::warn!(server = %to.addr, "cancel request not passed on: {e}"),
     }

@@ -78,7 +78,9 @@ impl ServerPool {
         // newest last: spared first
         idle.reverse();
         idle.retain(|c| {
-            let kept = (spared > 0 || !limits.idle_too_long(c)) && !self.aged_out(c, &limits);
+            let kept = (spared > 0 || !limits.idle_too_long(c))
+                && !self.aged_out(c, &limits)
+                && self.dialer.current(c);
             if kept {
                 spared = spared.saturating_sub(1);
             }
@@ -146,8 +148,9 @@ impl ServerPool {
         if conn.cap.as_ref().is_some_and(CapSlot::wanted) {
             return;
         }
-        // more than the slots (a reload lowered `pool_size`): this one closes
-        if idle.len() < self.slots.size() {
+        // more than the slots (a reload lowered `pool_size`), or made before a reload changed
+        // server_tls_*: this one closes
+        if idle.len() < self.slots.size() && self.dialer.current(&conn) {
             idle.push(conn);
         }
     }
@@ -377,6 +380,7 @@ impl Lease {
             addr: self.conn.addr,
             backend: self.conn.key,
             dialer: self.pool.dialer.clone(),
+            tls: self.conn.tls.clone(),
         }
     }
 

@@ -100,18 +100,19 @@ pub struct Dialer {
     tls: ArcSwap<ServerTls>,
     /// The deadlines of the TLS connections' relays.
     timers: Arc<strata_net::Timers>,
-    /// What the last connection to each server was made on ("TLSv1.3", "clear"), for
+    /// What the last connection made to each server is on ("TLSv1.3", "clear"), for
     /// `/status`: under `prefer`, whether TLS is in use is the server's choice.
     seen: std::sync::Mutex<HashMap<SocketAddr, &'static str>>,
-    /// Counts the reloads that changed the `server_tls_*` settings: a connection made before
-    /// the last is not reused ([`Dialer::current`]).
-    generation: std::sync::atomic::AtomicU64,
 }
 
-/// One generation of the `server_tls_*` settings, loaded.
-struct ServerTls {
+/// One generation of the `server_tls_*` settings, loaded. A connection keeps the one it was
+/// made with: its cancel requests go the same way, and it is not reused once a reload
+/// changed the settings.
+pub(crate) struct ServerTls {
     /// As configured.
     settings: strata_config::ServerTls,
+    /// Counts the reloads that changed the settings.
+    generation: u64,
     mode: ServerTlsMode,
     /// `None` for `disable`.
     connector: Option<tokio_rustls::TlsConnector>,
@@ -120,6 +121,22 @@ struct ServerTls {
 }
 
 impl ServerTls {
+    /// In clear: `server_tls_mode = "disable"`.
+    fn clear() -> ServerTls {
+        ServerTls {
+            settings: strata_config::ServerTls {
+                mode: ServerTlsMode::Disable,
+                ca: None,
+                name: None,
+                cert: None,
+            },
+            generation: 0,
+            mode: ServerTlsMode::Disable,
+            connector: None,
+            name: None,
+        }
+    }
+
     /// Loads `config`'s `server_tls_*` files (the CA certificates, the client certificate).
     fn of(config: &DatabaseListener) -> Result<ServerTls, TlsError> {
         let tls = &config.server_tls;
@@ -132,6 +149,7 @@ impl ServerTls {
             ServerTlsMode::Disable => {
                 return Ok(ServerTls {
                     settings: tls.clone(),
+                    generation: 0,
                     mode: tls.mode,
                     connector: None,
                     name: None,
@@ -162,6 +180,7 @@ impl ServerTls {
         )?;
         Ok(ServerTls {
             settings: tls.clone(),
+            generation: 0,
             mode: tls.mode,
             connector: Some(tokio_rustls::TlsConnector::from(config)),
             name,
@@ -172,6 +191,9 @@ impl ServerTls {
 /// A PostgreSQL SSLRequest: length 8, code 80877103.
 const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 
+/// The longest answer to an SSLRequest that is an error read (it is one line of text).
+const REFUSAL_MAX: usize = 8192;
+
 impl Dialer {
     /// The dialer of a listener's settings; fails where a `server_tls_*` file can't be loaded.
     pub fn new(config: &DatabaseListener) -> Result<Dialer, TlsError> {
@@ -179,7 +201,6 @@ impl Dialer {
             tls: ArcSwap::from_pointee(ServerTls::of(config)?),
             timers: strata_net::Timers::new(),
             seen: Default::default(),
-            generation: Default::default(),
         })
     }
 
@@ -188,48 +209,61 @@ impl Dialer {
         ServerTls::of(config).map(drop)
     }
 
-    /// Takes a reload's `server_tls_*` settings: connections made from now on use them.
-    /// True when they changed: connections made before are not reused from now on.
+    /// Takes a reload's `server_tls_*` settings: connections made from now on use them (the
+    /// files are read again either way). True when the settings changed: the connections
+    /// made before are not reused from now on ([`Dialer::current`]).
     pub fn reload(&self, config: &DatabaseListener) -> Result<bool, TlsError> {
-        let new = ServerTls::of(config)?;
-        let changed = self.tls.load().settings != new.settings;
-        // (the files may have changed under the same settings: loaded again either way)
+        let mut new = ServerTls::of(config)?;
+        let old = self.tls.load();
+        let changed = old.settings != new.settings;
+        new.generation = old.generation + u64::from(changed);
         self.tls.store(Arc::new(new));
-        if changed {
-            self.generation
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
         Ok(changed)
     }
 
     /// Whether `conn` was made under the `server_tls_*` settings in force: one made before a
     /// reload changed them is closed rather than reused.
     pub fn current(&self, conn: &ServerConn) -> bool {
-        conn.generation == self.generation.load(std::sync::atomic::Ordering::Relaxed)
+        conn.tls.generation == self.tls.load().generation
     }
 
     /// What the last connection made to `addr` is on: "TLSv1.3", "TLSv1.2" or "clear"
-    /// (`None`: none made yet).
+    /// (`None`: none made yet, or the last try failed).
     pub fn seen(&self, addr: SocketAddr) -> Option<&'static str> {
         strata_net::lock(&self.seen).get(&addr).copied()
     }
 
-    fn saw(&self, addr: SocketAddr, on: &'static str) {
-        strata_net::lock(&self.seen).insert(addr, on);
+    fn saw(&self, addr: SocketAddr, on: Option<&'static str>) {
+        let mut seen = strata_net::lock(&self.seen);
+        match on {
+            Some(on) => seen.insert(addr, on),
+            None => seen.remove(&addr),
+        };
     }
 
-    /// Sends a cancel request for `backend`'s query to `addr`, on TLS where the connections
-    /// to it would be (PostgreSQL takes one after an SSLRequest, as libpq 17 sends it), so the
-    /// backend's key does not cross the network in clear; all within [`OWN_STATEMENT`].
-    pub async fn cancel(&self, addr: SocketAddr, backend: (u32, u32)) -> Result<(), ServerError> {
+    /// Sends a cancel request for `backend`'s query to `addr`, the way `tls` (the settings
+    /// the query's connection was made with) says: on TLS where that connection is
+    /// (PostgreSQL takes one after an SSLRequest, as libpq 17 sends it), so the backend's
+    /// key does not cross the network in clear; all within [`OWN_STATEMENT`].
+    pub(crate) async fn cancel(
+        &self,
+        addr: SocketAddr,
+        backend: (u32, u32),
+        tls: &ServerTls,
+    ) -> Result<(), ServerError> {
         let send = async {
             let io = |source| ServerError::Io { addr, source };
             let tcp = TcpStream::connect(addr).await.map_err(io)?;
             let _ = tcp.set_nodelay(true);
-            let mut stream = self.negotiate(tcp, addr).await?;
+            let (mut stream, _) = self.negotiate(tcp, addr, tls).await?;
             let packet = proto::cancel_packet(backend.0, backend.1);
             stream.write_all(&packet).await.map_err(io)?;
-            stream.shutdown().await.map_err(io)
+            stream.shutdown().await.map_err(io)?;
+            // the server closes once it has the request (as libpq waits for it), with or
+            // without TLS's close_notify: then it is known to have arrived
+            let mut rest = [0u8; 64];
+            while let Ok(1..) = stream.read(&mut rest).await {}
+            Ok(())
         };
         match tokio::time::timeout(OWN_STATEMENT, send).await {
             Ok(r) => r,
@@ -252,10 +286,11 @@ impl Dialer {
             let _ = tcp.set_nodelay(true);
             // (connections wait idle in the pool, min_pool_size's for long)
             strata_net::keepalive(&tcp);
-            let generation = self.generation.load(std::sync::atomic::Ordering::Relaxed);
-            let stream = self.negotiate(tcp, addr).await?;
-            let mut conn = ServerConn::new(stream, addr);
-            conn.generation = generation;
+            let tls = self.tls.load_full();
+            let stream = self.negotiate(tcp, addr, &tls).await;
+            self.saw(addr, stream.as_ref().ok().map(|(_, on)| *on));
+            let mut conn = ServerConn::new(stream?.0, addr);
+            conn.tls = tls;
             ServerConn::login(conn, user, database, credential).await
         };
         match tokio::time::timeout(timeout, login).await {
@@ -264,18 +299,17 @@ impl Dialer {
         }
     }
 
-    /// Asks for TLS where `server_tls_mode` says to, as libpq does: an SSLRequest, whose
-    /// one-byte answer is read alone (bytes a server sends behind its 'S' go to the TLS
-    /// handshake, which refuses them, never to the protocol: CVE-2021-23222).
+    /// Asks for TLS where `tls` says to, as libpq does: an SSLRequest, whose one-byte answer
+    /// is read alone (bytes a server sends behind its 'S' go to the TLS handshake, which
+    /// refuses them, never to the protocol: CVE-2021-23222). The stream, and what it is on.
     async fn negotiate(
         &self,
         mut tcp: TcpStream,
         addr: SocketAddr,
-    ) -> Result<PgStream, ServerError> {
-        let tls = self.tls.load_full();
+        tls: &ServerTls,
+    ) -> Result<(PgStream, &'static str), ServerError> {
         let Some(connector) = &tls.connector else {
-            self.saw(addr, "clear");
-            return Ok(tcp.into());
+            return Ok((tcp.into(), "clear"));
         };
         let io = |source| ServerError::Io { addr, source };
         tcp.write_all(&SSL_REQUEST).await.map_err(io)?;
@@ -295,36 +329,46 @@ impl Dialer {
                     Some(tokio_rustls::rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
                     _ => "TLSv1.2",
                 };
-                self.saw(addr, version);
-                crate::stream::relayed(stream, self.timers.clone(), None).map_err(io)
+                let stream = crate::stream::relayed(stream, self.timers.clone(), None);
+                Ok((stream.map_err(io)?, version))
             }
             b'N' if tls.mode == ServerTlsMode::Prefer => {
                 tracing::debug!(%addr, "the server does not take TLS: server_tls_mode = \"prefer\" goes on in clear");
-                self.saw(addr, "clear");
-                Ok(tcp.into())
+                Ok((tcp.into(), "clear"))
             }
             b'N' => Err(ServerError::NoTls {
                 addr,
                 mode: tls.mode,
             }),
             // the server can't take the connection at all (it could not start a backend for
-            // it): its ErrorResponse, as at a login
+            // it): its error, in the old protocol's form PostgreSQL still sends there ("E",
+            // text, "\n\0"), or as an ErrorResponse (libpq takes both, told apart by what a
+            // length word would say)
             b'E' => {
-                let mut len = [0u8; 4];
-                tcp.read_exact(&mut len).await.map_err(io)?;
-                let len = u32::from_be_bytes(len) as usize;
-                if !(4..=8192).contains(&len) {
-                    return Err(ServerError::Protocol {
-                        addr,
-                        source: ProtoError::Malformed("the answer to an SSLRequest"),
-                    });
-                }
-                let mut body = vec![0u8; len - 4];
-                tcp.read_exact(&mut body).await.map_err(io)?;
+                let mut head = [0u8; 4];
+                tcp.read_exact(&mut head).await.map_err(io)?;
+                let len = u32::from_be_bytes(head) as usize;
+                let (code, message) = if (8..=REFUSAL_MAX).contains(&len) {
+                    let mut body = vec![0u8; len - 4];
+                    tcp.read_exact(&mut body).await.map_err(io)?;
+                    (proto::error_code(&body), proto::error_message(&body))
+                } else {
+                    let mut text = head.to_vec();
+                    while !text.contains(&0) && text.len() < REFUSAL_MAX {
+                        let mut more = [0u8; 512];
+                        match tcp.read(&mut more).await.map_err(io)? {
+                            0 => break,
+                            n => text.extend_from_slice(&more[..n]),
+                        }
+                    }
+                    let end = text.iter().position(|&b| b == 0).unwrap_or(text.len());
+                    let text = String::from_utf8_lossy(&text[..end]);
+                    (None, text.trim_end().to_string())
+                };
                 Err(ServerError::Refused {
                     addr,
-                    code: proto::error_code(&body),
-                    message: proto::error_message(&body),
+                    code,
+                    message,
                 })
             }
             _ => Err(ServerError::Protocol {
@@ -339,20 +383,9 @@ impl Default for Dialer {
     /// In clear.
     fn default() -> Dialer {
         Dialer {
-            tls: ArcSwap::from_pointee(ServerTls {
-                settings: strata_config::ServerTls {
-                    mode: ServerTlsMode::Disable,
-                    ca: None,
-                    name: None,
-                    cert: None,
-                },
-                mode: ServerTlsMode::Disable,
-                connector: None,
-                name: None,
-            }),
+            tls: ArcSwap::from_pointee(ServerTls::clear()),
             timers: strata_net::Timers::new(),
             seen: Default::default(),
-            generation: Default::default(),
         }
     }
 }
@@ -386,8 +419,8 @@ pub struct ServerConn {
     /// Its place under the listener's `max_server_connections` for its server, held while
     /// it is open.
     pub(crate) cap: Option<crate::pool::CapSlot>,
-    /// The [`Dialer`]'s generation of `server_tls_*` settings it was made under.
-    generation: u64,
+    /// The `server_tls_*` settings it was made with.
+    pub(crate) tls: Arc<ServerTls>,
 }
 
 impl ServerConn {
@@ -592,7 +625,7 @@ impl ServerConn {
             dirty: false,
             extras: 0,
             cap: None,
-            generation: 0,
+            tls: Arc::new(ServerTls::clear()),
         }
     }
 

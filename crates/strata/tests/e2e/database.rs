@@ -2098,8 +2098,11 @@ async fn a_server_that_takes_only_tls_is_reached_over_it_and_its_certificate_che
     end_the_app_backend(&pg).await;
     assert_eq!(psql(db, "app", "secret", "app", ssl).as_deref(), Ok("t"));
     // a reload that asks more of the certificate than the open connections were made with:
-    // they are not used again (the pooled one, and the role check's), so nothing goes on
-    // under the old settings
+    // they are not used again (the pooled one, the role check's, and one a transaction holds
+    // across the reload, which finishes on it), so nothing goes on under the old settings
+    let mut held = PsqlSession::open(db, "app", "secret", "app", &[]);
+    held.send("BEGIN");
+    assert_eq!(held.line(ssl), "t");
     strata
         .reload_to(&config(
             &[pg.addr],
@@ -2108,6 +2111,14 @@ async fn a_server_that_takes_only_tls_is_reached_over_it_and_its_certificate_che
             ),
         ))
         .await;
+    assert_eq!(held.line("select 'mine'"), "mine");
+    held.send("COMMIT");
+    eventually(
+        Duration::from_secs(10),
+        "the connection given back",
+        || async { admin_status(&strata).await["database"][0]["pools"][0]["server_in_use"] == 0 },
+    )
+    .await;
     let err = psql(db, "app", "secret", "app", "select 1").expect_err("after the reload");
     assert!(!err.contains(&pg.addr.to_string()), "{err}");
     reason_says(
