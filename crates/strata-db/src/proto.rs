@@ -296,20 +296,54 @@ pub fn put_query(out: &mut BytesMut, sql: &str) {
     put(out, b'Q', |b| put_cstr(b, sql));
 }
 
-/// The SQLSTATE of an ErrorResponse or NoticeResponse body (its 'C' field), if it has one.
+/// The most of a server's error answering an SSLRequest that is read.
+pub const SSL_REFUSAL_MAX: usize = 8192;
+
+/// A server's error in answer to an SSLRequest, from the bytes after its 'E' (`ended`: no
+/// more will come): its SQLSTATE if it gives one, and its message. PostgreSQL answers so when
+/// it can't start a backend, in the old protocol's form (text up to a NUL); an ErrorResponse
+/// is taken too, the two told apart by what a length word would say, as libpq tells them.
+/// `None`: more bytes are needed. At most [`SSL_REFUSAL_MAX`] bytes are ever needed.
+pub fn ssl_refusal(bytes: &[u8], ended: bool) -> Option<(Option<String>, String)> {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).trim_end().to_string();
+    // which form it is shows only with four bytes (a length word begins with NULs)
+    if bytes.len() < 4 && !ended {
+        return None;
+    }
+    if let Some(word) = bytes.first_chunk::<4>() {
+        let len = u32::from_be_bytes(*word) as usize;
+        if (8..=SSL_REFUSAL_MAX).contains(&len) {
+            return match bytes.get(4..len) {
+                Some(body) => Some((error_code(body), error_message(body))),
+                None if ended => Some((None, "an error cut short".to_string())),
+                None => None,
+            };
+        }
+    }
+    let most = &bytes[..bytes.len().min(SSL_REFUSAL_MAX)];
+    match most.iter().position(|&b| b == 0) {
+        Some(end) => Some((None, text(&most[..end]))),
+        None if ended || most.len() == SSL_REFUSAL_MAX => Some((None, text(most))),
+        None => None,
+    }
+}
+
+/// The SQLSTATE of an ErrorResponse or NoticeResponse body (its last 'C' field, as libpq
+/// keeps it), if it has one.
 pub fn error_code(body: &[u8]) -> Option<String> {
     let mut field = body;
+    let mut code = None;
     while let [kind, rest @ ..] = field {
         if *kind == 0 {
             break;
         }
         let end = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
         if *kind == b'C' {
-            return Some(String::from_utf8_lossy(&rest[..end]).into_owned());
+            code = Some(String::from_utf8_lossy(&rest[..end]).into_owned());
         }
         field = rest.get(end + 1..).unwrap_or(&[]);
     }
-    None
+    code
 }
 
 /// The message of an ErrorResponse or NoticeResponse body (its 'M' field), for logs.

@@ -191,9 +191,6 @@ impl ServerTls {
 /// A PostgreSQL SSLRequest: length 8, code 80877103.
 const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 
-/// The longest answer to an SSLRequest that is an error read (it is one line of text).
-const REFUSAL_MAX: usize = 8192;
-
 impl Dialer {
     /// The dialer of a listener's settings; fails where a `server_tls_*` file can't be loaded.
     pub fn new(config: &DatabaseListener) -> Result<Dialer, TlsError> {
@@ -345,25 +342,14 @@ impl Dialer {
             // text, "\n\0"), or as an ErrorResponse (libpq takes both, told apart by what a
             // length word would say)
             b'E' => {
-                let mut head = [0u8; 4];
-                tcp.read_exact(&mut head).await.map_err(io)?;
-                let len = u32::from_be_bytes(head) as usize;
-                let (code, message) = if (8..=REFUSAL_MAX).contains(&len) {
-                    let mut body = vec![0u8; len - 4];
-                    tcp.read_exact(&mut body).await.map_err(io)?;
-                    (proto::error_code(&body), proto::error_message(&body))
-                } else {
-                    let mut text = head.to_vec();
-                    while !text.contains(&0) && text.len() < REFUSAL_MAX {
-                        let mut more = [0u8; 512];
-                        match tcp.read(&mut more).await.map_err(io)? {
-                            0 => break,
-                            n => text.extend_from_slice(&more[..n]),
-                        }
+                let mut got = Vec::new();
+                let (code, message) = loop {
+                    let mut more = [0u8; 512];
+                    let n = tcp.read(&mut more).await.map_err(io)?;
+                    got.extend_from_slice(&more[..n]);
+                    if let Some(refusal) = proto::ssl_refusal(&got, n == 0) {
+                        break refusal;
                     }
-                    let end = text.iter().position(|&b| b == 0).unwrap_or(text.len());
-                    let text = String::from_utf8_lossy(&text[..end]);
-                    (None, text.trim_end().to_string())
                 };
                 Err(ServerError::Refused {
                     addr,

@@ -196,6 +196,81 @@ pub fn pg_backend(data: &[u8]) {
     }
 }
 
+/// The fuzz target `pg_ssl_answer`: a first byte choosing the shape (bit 0: a length word
+/// put first that says the whole input, so that the rest is read as an ErrorResponse), then
+/// bytes as what a server sends after the 'E' it answered an SSLRequest with, checked by
+/// [`ssl_answer`].
+pub fn pg_ssl_answer(data: &[u8]) {
+    if let Some((&how, rest)) = data.split_first() {
+        let mut bytes = rest.to_vec();
+        if how & 1 != 0 {
+            let len = (bytes.len() + 4) as u32;
+            bytes.splice(0..0, len.to_be_bytes());
+        }
+        ssl_answer(&bytes);
+    }
+}
+
+/// `proto::ssl_refusal` on a server's error answering an SSLRequest: once the bytes so far
+/// give an answer, more bytes (or the server closing) change nothing; with the server closed
+/// there is always an answer, and never more than `SSL_REFUSAL_MAX` bytes are waited for.
+/// What it reads: an ErrorResponse (a length word of 8 to the limit, the body whole) read by
+/// the oracle gives the same message, as [`look_into`] checks it, and the SQLSTATE of its
+/// last 'C' field; else the old protocol's text up to its first NUL.
+pub fn ssl_answer(bytes: &[u8]) {
+    let whole = proto::ssl_refusal(bytes, true).expect("an answer once the server closed");
+    let mut first = None;
+    for k in 0..=bytes.len() {
+        let part = proto::ssl_refusal(&bytes[..k], false);
+        if k >= proto::SSL_REFUSAL_MAX {
+            assert!(
+                part.is_some(),
+                "waiting past the limit at {k}: {}",
+                show(bytes)
+            );
+        }
+        match (&first, part) {
+            (None, Some(answer)) => {
+                assert_eq!(
+                    proto::ssl_refusal(&bytes[..k], true).as_ref(),
+                    Some(&answer),
+                    "closed at {k}: {}",
+                    show(bytes)
+                );
+                first = Some(answer);
+            }
+            (Some(was), now) => {
+                assert_eq!(now.as_ref(), Some(was), "changed at {k}: {}", show(bytes))
+            }
+            (None, None) => {}
+        }
+    }
+    if let Some(answer) = &first {
+        assert_eq!(answer, &whole, "{}", show(bytes));
+    }
+    let len = bytes
+        .first_chunk::<4>()
+        .map_or(0, |w| u32::from_be_bytes(*w) as usize);
+    let framed = (8..=proto::SSL_REFUSAL_MAX).contains(&len);
+    match bytes.get(4..len).filter(|_| framed) {
+        Some(body) => {
+            look_into(b'E', body);
+            if let Ok(Backend::Fields(fields)) = oracle::backend_message(b'E', body) {
+                let code = fields.iter().rev().find(|(c, _)| *c == b'C');
+                let code = code.map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+                assert_eq!(whole.0, code, "the code of {}", show(bytes));
+            }
+        }
+        None if framed => assert_eq!(whole, (None, "an error cut short".to_string())),
+        None => {
+            let most = &bytes[..bytes.len().min(proto::SSL_REFUSAL_MAX)];
+            let text = most.split(|&b| b == 0).next().unwrap_or_default();
+            let text = String::from_utf8_lossy(text).trim_end().to_string();
+            assert_eq!(whole, (None, text), "{}", show(bytes));
+        }
+    }
+}
+
 /// Shapes the fuzz input so that it reaches the tagged messages, which random bytes rarely
 /// do: bit 0 puts an SSLRequest first, bit 1 a StartupMessage (user, database,
 /// application_name) before `rest`, bit 2 seals the length fields of `rest` (see [`seal`]).

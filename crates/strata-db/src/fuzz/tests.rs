@@ -441,6 +441,7 @@ fn the_fuzz_targets_run_on_shaped_input() {
         data.extend_from_slice(b"\x05\x40garbage of any length");
         pg_frontend(&data);
         pg_backend(&data);
+        pg_ssl_answer(&data);
     }
     let shaped = shape_frontend(7, b"Qxxxxxyyy");
     let read = frontend(&shaped);
@@ -592,4 +593,48 @@ fn batches_that_may_share_are_judged_alike_and_hostile_ones_do_not_share() {
         frontend(&bad);
         assert_eq!(may_share(&frontend(&bad).messages), None, "{why}");
     }
+}
+
+/// A server's error answering an SSLRequest, in both of its forms and cut or stretched every
+/// way: read alike however it arrives, and never waited on past the limit.
+#[test]
+fn ssl_refusals_are_read_alike_however_they_arrive() {
+    let text = b"could not fork new process for connection: Resource temporarily unavailable\n\0";
+    let body = b"SFATAL\0VFATAL\0C53300\0Msorry, too many clients already\0\0";
+    let framed = [&((body.len() + 4) as u32).to_be_bytes()[..], body].concat();
+    let cases: Vec<Vec<u8>> = vec![
+        text.to_vec(),
+        framed.clone(),
+        // a length word that says less than a body, or more than the limit: text
+        [&[0, 0, 0, 7][..], b"x\0"].concat(),
+        [&[0, 0, 0x20, 1][..], body].concat(),
+        // cut short, with and without the NUL; bytes after the answer
+        text[..20].to_vec(),
+        framed[..framed.len() - 3].to_vec(),
+        [&framed[..], b"junk"].concat(),
+        // two codes: the last is kept, as libpq keeps it
+        [&(20u32 + 4).to_be_bytes()[..], b"C11111\0C22222\0Mm\0\0\0"].concat(),
+        // no NUL within the limit, and not UTF-8
+        vec![b'a'; proto::SSL_REFUSAL_MAX + 10],
+        vec![0xff; 40],
+        Vec::new(),
+    ];
+    for case in &cases {
+        ssl_answer(case);
+    }
+    assert_eq!(
+        proto::ssl_refusal(text, false),
+        Some((
+            None,
+            "could not fork new process for connection: Resource temporarily unavailable".into()
+        ))
+    );
+    assert_eq!(
+        proto::ssl_refusal(&framed, false),
+        Some((
+            Some("53300".into()),
+            "sorry, too many clients already (53300)".into()
+        ))
+    );
+    assert_eq!(proto::ssl_refusal(&framed[..10], false), None);
 }
