@@ -73,6 +73,15 @@ pub struct DatabaseListener {
     pub ban_time: Duration,
     /// The user the checks log in as (one of `users`, with a password Strata can log in with).
     pub check_user: Option<String>,
+    /// The user that looks up, with `auth_query`, a user who is not in `users` (one of
+    /// `users`, with a password Strata can log in with); `None`: no lookups (PgBouncer's
+    /// `auth_user`).
+    pub auth_user: Option<String>,
+    /// The query that finds a user's secret: `$1` is the user name; its first row's second
+    /// column is the secret (NULL: none).
+    pub auth_query: String,
+    /// The database the lookup runs in; `None`: the one the client asks for.
+    pub auth_dbname: Option<String>,
     /// Transactions that say they only read (`BEGIN READ ONLY`) run on a replica.
     pub replica_reads: bool,
     /// Reads a replica could take may run on the primary too, when it has fewer of the pool's
@@ -138,6 +147,10 @@ impl ServerTlsMode {
         }
     }
 }
+
+/// PgBouncer's default `auth_query` (1.23 on): the secret of a role that may log in, none
+/// once it is past `VALID UNTIL`.
+pub const DEFAULT_AUTH_QUERY: &str = "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname = $1 AND rolcanlogin";
 
 /// A table split over the shards by the value of one column.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,6 +287,9 @@ pub(crate) const KEYS: &[&str] = &[
     "check_interval",
     "ban_time",
     "check_user",
+    "auth_user",
+    "auth_query",
+    "auth_dbname",
     "replica_reads",
     "primary_reads",
     "max_replica_lag",
@@ -377,31 +393,7 @@ pub(crate) fn listener(
         );
     }
     let check_user = match s.get("check_user") {
-        Some(v) => {
-            let name = s.string(report, "check_user")?;
-            match users.iter().find(|u| u.name == name) {
-                Some(u) if !matches!(u.secret, Secret::Scram { .. }) => Some(name.to_string()),
-                Some(_) => {
-                    report.add_hint(
-                        v.span(),
-                        &s.key("check_user"),
-                        format!(
-                            "user \"{name}\" has only a SCRAM secret, which can't log in by itself"
-                        ),
-                        Some("give the check user its password (or its md5 hash)"),
-                    );
-                    None
-                }
-                None => {
-                    report.add(
-                        v.span(),
-                        &s.key("check_user"),
-                        format!("no user \"{name}\" in `users` or `auth_file`"),
-                    );
-                    None
-                }
-            }
-        }
+        Some(_) => logging_in_user(report, s, "check_user", &users),
         None => users
             .iter()
             .find(|u| !matches!(u.secret, Secret::Scram { .. }))
@@ -414,6 +406,35 @@ pub(crate) fn listener(
             "with several servers, Strata finds the primary by logging in to each, and no user can",
             Some("add `check_user`, a user given its password or md5 hash (SCRAM secrets can't log in by themselves)"),
         );
+    }
+    let auth_user = match s.get("auth_user") {
+        Some(_) => logging_in_user(report, s, "auth_user", &users),
+        None => None,
+    };
+    let auth_query = s.string(report, "auth_query").map(str::to_string);
+    let auth_dbname = s.string(report, "auth_dbname").map(str::to_string);
+    for (set, key) in [
+        (auth_query.is_some(), "auth_query"),
+        (auth_dbname.is_some(), "auth_dbname"),
+    ] {
+        if set && s.get("auth_user").is_none() {
+            report.add_hint(
+                s.get(key).map_or(s.span.clone(), |v| v.span()),
+                &s.key(key),
+                "users are looked up only as `auth_user`",
+                Some("add `auth_user`, a user given its password or md5 hash that may read the secrets"),
+            );
+        }
+    }
+    if let Some(q) = &auth_query {
+        if !q.contains("$1") {
+            report.add_hint(
+                s.get("auth_query").map_or(s.span.clone(), |v| v.span()),
+                &s.key("auth_query"),
+                "the query does not take the user name (`$1`)",
+                Some("e.g. SELECT usename, passwd FROM pg_shadow WHERE usename = $1"),
+            );
+        }
     }
     let sharded_tables = sharded_tables(report, s, shards.len());
     if s.get("shards").is_some() {
@@ -506,6 +527,9 @@ pub(crate) fn listener(
         check_interval: s.duration(report, "check_interval", Duration::from_secs(1)),
         ban_time: s.duration(report, "ban_time", Duration::from_secs(10)),
         check_user,
+        auth_user,
+        auth_query: auth_query.unwrap_or_else(|| DEFAULT_AUTH_QUERY.to_string()),
+        auth_dbname,
         replica_reads: s.bool(report, "replica_reads", true),
         primary_reads: s.bool(report, "primary_reads", true),
         max_replica_lag: s.size(report, "max_replica_lag", 16 << 20, u64::MAX),
@@ -586,6 +610,38 @@ fn server_tls(report: &mut Report<'_>, s: &Section<'_, '_>, base: &Path) -> Serv
         ca,
         name,
         cert,
+    }
+}
+
+/// The user `key` names (`check_user`, `auth_user`): one of `users`, with a secret Strata can
+/// log in with by itself (a password or md5 hash, not a SCRAM secret).
+fn logging_in_user(
+    report: &mut Report<'_>,
+    s: &Section<'_, '_>,
+    key: &str,
+    users: &[DbUser],
+) -> Option<String> {
+    let v = s.get(key)?;
+    let name = s.string(report, key)?;
+    match users.iter().find(|u| u.name == name) {
+        Some(u) if !matches!(u.secret, Secret::Scram { .. }) => Some(name.to_string()),
+        Some(_) => {
+            report.add_hint(
+                v.span(),
+                &s.key(key),
+                format!("user \"{name}\" has only a SCRAM secret, which can't log in by itself"),
+                Some(format!("give {key} its password (or its md5 hash)")),
+            );
+            None
+        }
+        None => {
+            report.add(
+                v.span(),
+                &s.key(key),
+                format!("no user \"{name}\" in `users` or `auth_file`"),
+            );
+            None
+        }
     }
 }
 

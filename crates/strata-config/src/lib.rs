@@ -23,6 +23,7 @@ pub use cache::{CacheListener, CacheProtocol, CacheServer, Consistency, ReadFrom
 pub use database::{
     base64_decode, base64_encode, parse_secret, AuthType, DatabaseListener, DbUser, KeyType,
     PoolMode, Secret, ServerTls, ServerTlsMode, ShardRange, ShardRule, ShardedTable,
+    DEFAULT_AUTH_QUERY,
 };
 pub use error::{ConfigError, Problem};
 pub use http::{BackendProtocol, BackendTls, Forwarded, HttpListener, TlsCert};

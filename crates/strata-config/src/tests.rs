@@ -333,6 +333,39 @@ fn a_database_listener_asks_its_servers_for_tls_unless_told_not_and_checks_what_
 }
 
 #[test]
+fn a_database_listener_looks_users_up_only_as_an_auth_user_that_can_log_in() {
+    let (db, parsed) = (database, database_listener);
+    let off = parsed("");
+    assert_eq!(off.auth_user, None);
+    assert_eq!(off.auth_query, crate::DEFAULT_AUTH_QUERY);
+    let on = parsed("auth_user = \"app\"\nauth_dbname = \"postgres\"\n");
+    assert_eq!(on.auth_user.as_deref(), Some("app"));
+    assert_eq!(on.auth_dbname.as_deref(), Some("postgres"));
+    let own = parsed("auth_user = \"app\"\nauth_query = \"SELECT u, p FROM f($1)\"\n");
+    assert_eq!(own.auth_query, "SELECT u, p FROM f($1)");
+    // a user that is not configured, a query without the name, a query nobody runs
+    let p = problems(&db("auth_user = \"nobody\"\n"));
+    assert!(
+        p.iter()
+            .any(|l| l.contains("5:13: `database[0].auth_user`: no user \"nobody\"")),
+        "{p:#?}"
+    );
+    let p = problems(&db("auth_user = \"app\"\nauth_query = \"SELECT 1, 2\"\n"));
+    assert!(
+        p.iter()
+            .any(|l| l.contains("`database[0].auth_query`: the query does not take the user name")),
+        "{p:#?}"
+    );
+    let p = problems(&db("auth_query = \"SELECT u, p FROM f($1)\"\n"));
+    assert!(
+        p.iter().any(
+            |l| l.contains("`database[0].auth_query`: users are looked up only as `auth_user`")
+        ),
+        "{p:#?}"
+    );
+}
+
+#[test]
 fn a_database_listener_offers_tls_when_given_certificates_and_requires_it_only_when_told() {
     let (db, parsed) = (database, database_listener);
     let plain = parsed("");

@@ -262,11 +262,37 @@ async fn login(
         .await;
     }
     let config = svc.config();
-    let known = config
+    let mut known = config
         .users
         .iter()
         .find(|u| u.name == user)
         .map(|u| u.secret.clone());
+    if known.is_none() && config.auth_user.is_some() {
+        // PgBouncer's auth_query: the user's secret from the server, at each login
+        match tokio::time::timeout_at(deadline, svc.look_up(&config, &user, &database)).await {
+            Ok(Ok(found)) => {
+                if let Some(secret) = &found {
+                    svc.found_user(&user, secret);
+                }
+                known = found;
+            }
+            Ok(Err(failure)) => {
+                // the kind of failure only: the client has not logged in (the log has the
+                // server's words)
+                tracing::warn!(listener = %svc.name, %user, %database, "looking the user up: {failure}");
+                let message = format!("could not look the user up: {}", failure.kind);
+                return refused(&mut stream, Sqlstate::CANNOT_CONNECT_NOW, &message).await;
+            }
+            Err(_) => {
+                return refused(
+                    &mut stream,
+                    Sqlstate::CANNOT_CONNECT_NOW,
+                    "could not look the user up in time",
+                )
+                .await
+            }
+        }
+    }
     if known.is_none() && config.auth_type == AuthType::Trust {
         return refused(
             &mut stream,
@@ -1316,7 +1342,7 @@ fn session_reset(conn: &mut crate::server::ServerConn) {
 }
 
 /// A value as a SQL string literal.
-fn literal(value: &str) -> String {
+pub(crate) fn literal(value: &str) -> String {
     // an E'' string reads backslashes the same whatever standard_conforming_strings is
     format!("E'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
 }

@@ -103,6 +103,18 @@ fn acceptor(config: &DatabaseListener) -> Result<Option<tokio_rustls::TlsAccepto
     Ok(Some(tokio_rustls::TlsAcceptor::from(tls)))
 }
 
+/// The credential of a user with `secret`, keeping the client key learned for a SCRAM user
+/// (from `had`) while its secret is the same.
+fn keeping_key(had: Option<&Credential>, secret: &Secret) -> Credential {
+    let fresh = Credential::of(secret);
+    match (had, &fresh) {
+        (Some(Credential::Scram(k, Some(ck))), Credential::Scram(nk, None)) if k == nk => {
+            Credential::Scram(k.clone(), Some(*ck))
+        }
+        _ => fresh,
+    }
+}
+
 /// What a listener's pools work within.
 fn limits(config: &DatabaseListener) -> Limits {
     Limits {
@@ -186,18 +198,62 @@ impl DatabaseService {
 
     fn set_credentials(&self, config: &DatabaseListener) {
         let mut creds = lock(&self.credentials);
-        let old = std::mem::take(&mut *creds);
+        let mut old = std::mem::take(&mut *creds);
         for u in &config.users {
-            let fresh = Credential::of(&u.secret);
-            // a SCRAM user keeps the client key learned, as long as its secret is the same
-            let kept = match (old.get(&u.name), &fresh) {
-                (Some(Credential::Scram(k, Some(ck))), Credential::Scram(nk, None)) if k == nk => {
-                    Credential::Scram(k.clone(), Some(*ck))
-                }
-                _ => fresh,
-            };
-            creds.insert(u.name.clone(), kept);
+            creds.insert(u.name.clone(), keeping_key(old.get(&u.name), &u.secret));
+            old.remove(&u.name);
         }
+        // users found by `auth_query` stay while lookups are on (their clients' next server
+        // connections log in with them; the next login looks them up again)
+        if config.auth_user.is_some() {
+            creds.extend(old);
+        }
+    }
+
+    /// A user found by `auth_query` with `secret`: Strata logs in to servers as it with that
+    /// secret (a SCRAM one, with the client key its clients prove).
+    fn found_user(&self, user: &str, secret: &Secret) {
+        let mut creds = lock(&self.credentials);
+        let kept = keeping_key(creds.get(user), secret);
+        creds.insert(user.to_string(), kept);
+    }
+
+    /// Looks up `user` with `auth_query`, as `auth_user`, in `auth_dbname` (else `database`)
+    /// on the primary: its secret, or `None` where it has none (no such role, no password,
+    /// past `VALID UNTIL`, or lookups off). The user name goes into the query as a quoted
+    /// literal where it says `$1`.
+    async fn look_up(
+        &self,
+        config: &DatabaseListener,
+        user: &str,
+        database: &str,
+    ) -> Result<Option<Secret>, Failure> {
+        let Some(auth_user) = &config.auth_user else {
+            return Ok(None);
+        };
+        let database = config.auth_dbname.as_deref().unwrap_or(database);
+        let pool = self.pool(auth_user, database);
+        let (mut lease, _) = self.acquire(&pool, 0, false).await?;
+        let sql = config.auth_query.replace("$1", &client::literal(user));
+        let rows = match lease.conn.run(&sql).await {
+            Ok((rows, _)) => {
+                lease.release();
+                rows
+            }
+            Err(e) => {
+                if matches!(e, server::ServerError::Refused { .. }) {
+                    lease.release();
+                } else {
+                    lease.close();
+                }
+                return Err(AcquireError::Server(e).failure());
+            }
+        };
+        let secret = rows
+            .into_iter()
+            .next()
+            .and_then(|row| row.into_iter().nth(1).flatten());
+        Ok(secret.and_then(|s| strata_config::parse_secret(&s).ok()))
     }
 
     /// The settings it serves with now.
@@ -336,7 +392,10 @@ impl DatabaseService {
         {
             let mut pools = lock(&self.pools);
             // the pools of users no longer configured, and of servers no longer listed, go
-            pools.retain(|(user, _), _| config.users.iter().any(|u| &u.name == user));
+            // (with lookups on, a user not configured may be one auth_query found)
+            pools.retain(|(user, _), _| {
+                config.auth_user.is_some() || config.users.iter().any(|u| &u.name == user)
+            });
             for pool in pools.values() {
                 pool.keep_servers(|addr| config.servers.contains(&addr));
                 for server in pool.servers() {

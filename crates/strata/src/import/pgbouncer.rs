@@ -34,7 +34,7 @@ use super::{
 };
 use connstr::atoi;
 use sections::{Conf, Entry};
-use settings::{Treatment, Value, NO_LOOKUP};
+use settings::{Treatment, Value};
 
 const LEFT_OUT: &str = "listener left out (its translation is a comment in the output)";
 /// What a timeout PgBouncer has off (0) becomes: Strata always has one.
@@ -474,7 +474,8 @@ impl<'c, 'a> Listener<'c, 'a> {
             .key("max_client_connections", clients.to_string());
     }
 
-    /// `auth_type`, `auth_file` and `check_user` (from auth_user).
+    /// `auth_type`, `auth_file`, and `check_user` and `auth_user` (from auth_user), with
+    /// `auth_query` and `auth_dbname`.
     fn auth(&mut self, dir: &Path) {
         let auth_type = self.choice("auth_type", "md5");
         let at = self.at("auth_type");
@@ -505,6 +506,13 @@ impl<'c, 'a> Listener<'c, 'a> {
         }
         let file = self.auth_file(dir);
         let Some(s) = self.conf.get("auth_user") else {
+            for name in ["auth_query", "auth_dbname"] {
+                if let Some(s) = self.conf.get(name).filter(|s| !s.value.text.is_empty()) {
+                    let why = "not used without auth_user, as in PgBouncer: nobody looks users up";
+                    self.table
+                        .note(s.name.at, &format!("pgbouncer.{name}"), why.into());
+                }
+            }
             if file.is_none() && !kept_type {
                 let why = "no `auth_file`: Strata knows no user, so nobody could log in: add an auth_file (PgBouncer's userlist format)";
                 if matches!(auth_type, "trust" | "any") {
@@ -517,25 +525,43 @@ impl<'c, 'a> Listener<'c, 'a> {
             return;
         };
         let (at, key, user) = (s.name.at, "pgbouncer.auth_user", s.value.text.as_str());
+        let lookups = "as PgBouncer did, a user not in the auth_file is looked up with auth_query (its secret from pg_authid), as this user";
         match file {
             Some(Some(path)) => {
-                let toml = format!("{}check_user = {}\n", minimal(&path), quoted(user));
+                let toml = format!(
+                    "{}check_user = {}\nauth_user = {}\n",
+                    minimal(&path),
+                    quoted(user),
+                    quoted(user)
+                );
                 let why = match check(&toml) {
                     Ok(()) => {
                         self.table.key("check_user", quoted(user));
-                        format!("made `check_user`, the user Strata logs in as to ask each server its role, as PgBouncer logged in as it to run auth_query. {NO_LOOKUP}, so users PgBouncer looked up there can't log in until they are added to it (their secrets are in pg_authid)")
+                        self.table.key("auth_user", quoted(user));
+                        self.auth_query();
+                        format!("made `check_user`, the user Strata logs in as to ask each server its role, and `auth_user`: {lookups}")
                     }
-                    Err(problems) => format!("{NOT_TRANSLATED}: not made `check_user`, which Strata would refuse ({}). {NO_LOOKUP}, so users PgBouncer looked up with auth_query can't log in until they are added to it", reasons(&problems)),
+                    Err(problems) => format!("{NOT_TRANSLATED}: not made `check_user` and `auth_user`, which Strata would refuse ({}): users PgBouncer looked up with auth_query can't log in until it is mended", reasons(&problems)),
                 };
                 self.table.note(at, key, why);
             }
             Some(None) => {
-                let why = format!("{NOT_TRANSLATED}: not made `check_user` while Strata can't read the auth_file. {NO_LOOKUP}, so users PgBouncer looked up with auth_query can't log in until they are added to it");
+                let why = format!("{NOT_TRANSLATED}: not made `check_user` and `auth_user` while Strata can't read the auth_file (it must hold this user's password): users PgBouncer looked up with auth_query can't log in until it is mended");
                 self.table.note(at, key, why);
             }
             None => {
-                let why = format!("{NO_LOOKUP}: add an auth_file with every user (their secrets are in pg_authid)");
-                self.keep(at, key, format!("auth_user = {}", quoted(user)), why);
+                let why = "Strata logs in as auth_user with its password or md5 hash from the auth_file, and there is none: add an auth_file with this user";
+                self.keep(at, key, format!("auth_user = {}", quoted(user)), why.into());
+            }
+        }
+    }
+
+    /// `auth_query` (where set: unset, Strata's default is PgBouncer's since 1.23, the same
+    /// secrets read from pg_authid) and `auth_dbname`.
+    fn auth_query(&mut self) {
+        for name in ["auth_query", "auth_dbname"] {
+            if let Some(s) = self.conf.get(name).filter(|s| !s.value.text.is_empty()) {
+                self.table.key(name, quoted(&s.value.text));
             }
         }
     }
@@ -958,7 +984,9 @@ impl<'c, 'a> Listener<'c, 'a> {
                 .then(|| format!("{}, {}", one("server_lifetime"), self.lifetime.1)),
             "load_balance_hosts" => Some("Strata picks among `servers` by their role: the primary, or a replica in turn for a READ ONLY transaction".into()),
             "reserve_pool" => settings::why("reserve_pool_size").map(String::from),
-            "auth_user" => Some(NO_LOOKUP.into()),
+            // a lookup of the database's own: noted where it is not the one for all
+            "auth_user" | "auth_query" | "auth_dbname" => (self.conf.get(key).map(|s| s.value.text.as_str()) != Some(value))
+                .then(|| one(key)),
             "connect_query" => Some("Strata runs no query on a new server connection: a SET can be made the role's or the database's own (ALTER ROLE ... SET)".into()),
             "client_encoding" | "datestyle" | "timezone" | "application_name" => Some(format!("Strata asks the server for no parameter at login but those the client sent: make it the database's own (ALTER DATABASE ... SET {key} = ...), or set it in the clients")),
             other => settings::why(other).map(String::from),

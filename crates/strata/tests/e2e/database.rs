@@ -2128,3 +2128,55 @@ async fn a_server_that_takes_only_tls_is_reached_over_it_and_its_certificate_che
     )
     .await;
 }
+
+/// Users PostgreSQL knows and the config does not log in as PgBouncer's `auth_query` lets
+/// them: their secret looked up as `auth_user` at each login (a changed password holds at
+/// once); a wrong password, a role without one, no such role and
+/// a name that tries to reach into the query are refused alike; and a reload keeps a found
+/// user's clients going.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_only_the_server_knows_are_looked_up_with_auth_query() {
+    let pg = Postgres::start();
+    pg.user_and_database("app", "secret");
+    pg.admin("CREATE ROLE dyn LOGIN PASSWORD 'dyn-pw'");
+    pg.admin("CREATE ROLE nopw LOGIN");
+    pg.admin("CREATE ROLE \"it's\\x\" LOGIN PASSWORD 'q-pw'");
+    let lookups = "auth_user = \"postgres\"";
+    let strata = Strata::start(&config(&[pg.addr], lookups));
+    let db = strata.addr("database:app");
+    let me = "select current_user";
+    for (user, password) in [("dyn", "dyn-pw"), ("it's\\x", "q-pw")] {
+        assert_eq!(psql(db, user, password, "app", me).as_deref(), Ok(user));
+    }
+    let refused = [
+        ("dyn", "wrong"),
+        ("nopw", "x"),
+        ("ghost", "x"),
+        // were the name pasted into the query, this would find dyn's secret
+        ("x' OR rolname = 'dyn", "dyn-pw"),
+    ];
+    for (user, password) in refused {
+        let err = psql(db, user, password, "app", "select 1").expect_err(user);
+        let said = format!("password authentication failed for user \"{user}\"");
+        assert!(err.contains(&said), "{user}: {err}");
+    }
+    // a changed password holds at the next login
+    pg.admin("ALTER ROLE dyn PASSWORD 'new-pw'");
+    assert!(psql(db, "dyn", "dyn-pw", "app", "select 1").is_err());
+    assert_eq!(
+        psql(db, "dyn", "new-pw", "app", "select 2").as_deref(),
+        Ok("2")
+    );
+    // a reload keeps a found user's client going: its next server connection logs in as it
+    let mut session = PsqlSession::open(db, "dyn", "new-pw", "app", &[]);
+    assert_eq!(session.line("select 'before'"), "before");
+    strata
+        .reload_to(&config(&[pg.addr], &format!("{lookups}\npool_size = 3")))
+        .await;
+    pg.admin("select pg_terminate_backend(pid) from pg_stat_activity where usename = 'dyn'");
+    eventually(Duration::from_secs(10), "dyn's backends gone", || async {
+        pg.admin("select count(*) from pg_stat_activity where usename = 'dyn'") == "0"
+    })
+    .await;
+    assert_eq!(session.line("select current_user"), "dyn");
+}

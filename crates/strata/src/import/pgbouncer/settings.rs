@@ -119,7 +119,6 @@ const NO_NAMES: &str =
 const SOCKETS: &str = "Strata does not expose socket tuning";
 const CLIENT_SUITES: &str = "Strata's TLS is rustls's safe defaults, not set per listener: TLS 1.2 and 1.3, AEAD cipher suites with forward secrecy, curves X25519, P-256 and P-384";
 const SERVER_SUITES: &str = "Strata's TLS to the servers is rustls's safe defaults, not set per listener: TLS 1.2 and 1.3, AEAD cipher suites with forward secrecy";
-pub(super) const NO_LOOKUP: &str = "Strata does not look users up on the server (auth_query): it knows the users in `auth_file` only";
 const ONE_BOUND: &str =
     "Strata bounds server connections per user, database and server with `pool_size` only";
 const ONE_CLIENT_BOUND: &str =
@@ -129,12 +128,12 @@ const ONE_CLIENT_BOUND: &str =
 pub(super) const KEYS: &[Key] = &[
     process("admin_users", Text, &[""], "PgBouncer's admin console (the `pgbouncer` database: SHOW, PAUSE, RELOAD...) is Strata's admin listener, `[admin]` (/status, /metrics; a reload is SIGHUP)"),
     pool("application_name_add_host", Int, &["0"], "Strata passes `application_name` on as the client sent it"),
-    pool("auth_dbname", Text, &[""], NO_LOOKUP),
+    translated("auth_dbname", Text),
     translated("auth_file", Text),
     pool("auth_hba_file", Text, &[""], "Strata has one `auth_type` for every client, not rules by address, database and user"),
     pool("auth_ident_file", Text, &[""], "Strata has one `auth_type` for every client, and no user name maps"),
     pool("auth_ldap_options", Text, &[""], "Strata checks passwords against `auth_file` only"),
-    pool("auth_query", Text, &[], NO_LOOKUP),
+    translated("auth_query", Text),
     translated("auth_type", Kind::Choice(AUTH_TYPES)),
     translated("auth_user", Text),
     pool("autodb_idle_timeout", Seconds, &[], "Strata makes no pools per database entry to clean up: every database goes to `servers`"),

@@ -112,6 +112,7 @@ fn import_pgbouncer_maps_every_key_it_can() {
             "auth_type = \"scram-sha-256\"",
             &format!("auth_file = \"{}\"", users.path()),
             "check_user = \"monitor\"",
+            "auth_user = \"monitor\"",
             "max_client_connections = 500",
             "query_wait_timeout = \"45s\"",
             "connect_timeout = \"2500ms\"",
@@ -511,7 +512,7 @@ fn import_pgbouncer_makes_auth_user_the_check_user_only_when_strata_can_log_in_a
     assert!(says(
         &t,
         "pgbouncer.auth_user",
-        "not made `check_user`, which Strata would refuse (user \"web\" has only a SCRAM secret"
+        "not made `check_user` and `auth_user`, which Strata would refuse (user \"web\" has only a SCRAM secret"
     ));
     passes_strata_check(&t);
     // without an auth_file, every user came from auth_query
@@ -519,6 +520,42 @@ fn import_pgbouncer_makes_auth_user_the_check_user_only_when_strata_can_log_in_a
         ok("[pgbouncer]\nlisten_addr = *\nauth_user = pgbouncer\n[databases]\n* = host=10.0.0.1\n");
     assert!(config(&t).contains(&"auth_user = \"pgbouncer\" # kept as written: see line 3 above"));
     assert_eq!(t.left_out, 0);
+}
+
+#[test]
+fn import_pgbouncer_looks_users_up_as_auth_user_with_its_query() {
+    let users = Userlist::new("auth_query");
+    let q = "SELECT usename, passwd FROM pgbouncer.get_auth($1)";
+    let t = ok(&users.ini(
+        &format!("auth_user = monitor\nauth_query = {q}\nauth_dbname = postgres\n"),
+        "* = host=10.0.0.1\n",
+    ));
+    for line in [
+        "auth_user = \"monitor\"".to_string(),
+        format!("auth_query = \"{q}\""),
+        "auth_dbname = \"postgres\"".to_string(),
+    ] {
+        assert!(config(&t).contains(&line.as_str()), "{line}\n{}", t.toml);
+    }
+    assert!(says(&t, "pgbouncer.auth_user", "looked up with auth_query"));
+    passes_strata_check(&t);
+    // a database's own lookup, where it is not the one for all, is noted
+    let t = ok(&users.ini(
+        "auth_user = monitor\n",
+        "* = host=10.0.0.1 auth_user=other auth_dbname=postgres\n",
+    ));
+    assert!(says(&t, "databases.*.auth_user", "Strata has one auth_user"));
+    assert!(says(&t, "databases.*.auth_dbname", "Strata has one auth_dbname"));
+    // without auth_user, PgBouncer looks nobody up: noted, nothing written
+    let t = ok(&users.ini(&format!("auth_query = {q}\n"), "* = host=10.0.0.1\n"));
+    assert!(says(
+        &t,
+        "pgbouncer.auth_query",
+        "not used without auth_user"
+    ));
+    assert!(!config(&t).iter().any(|l| l.starts_with("auth_")
+        && !l.starts_with("auth_type")
+        && !l.starts_with("auth_file")));
 }
 
 #[test]
