@@ -411,6 +411,14 @@ pub(crate) fn listener(
         Some(_) => logging_in_user(report, s, "auth_user", &users),
         None => None,
     };
+    if auth_user.is_some() && auth_type == AuthType::Trust {
+        report.add_hint(
+            s.get("auth_user").map_or(s.span.clone(), |v| v.span()),
+            &s.key("auth_user"),
+            "with auth_type = \"trust\" no password is asked, so a looked-up secret checks nothing: every role on the server could log in",
+            Some("set auth_type = \"scram-sha-256\" (or \"md5\"), or remove auth_user"),
+        );
+    }
     let auth_query = s.string(report, "auth_query").map(str::to_string);
     let auth_dbname = s.string(report, "auth_dbname").map(str::to_string);
     for (set, key) in [

@@ -356,6 +356,12 @@ fn a_database_listener_looks_users_up_only_as_an_auth_user_that_can_log_in() {
             .any(|l| l.contains("`database[0].auth_query`: the query does not take the user name")),
         "{p:#?}"
     );
+    let p = problems(&db("auth_type = \"trust\"\nauth_user = \"app\"\n"));
+    assert!(
+        p.iter().any(|l| l
+            .contains("`database[0].auth_user`: with auth_type = \"trust\" no password is asked")),
+        "{p:#?}"
+    );
     let p = problems(&db("auth_query = \"SELECT u, p FROM f($1)\"\n"));
     assert!(
         p.iter().any(

@@ -97,6 +97,19 @@ pub struct ScramKeys {
 }
 
 impl ScramKeys {
+    /// Keys no password matches, salted for `user` as if it existed: the same salt for the
+    /// same name every time (from `nonce`, the process's own), a different one for each name,
+    /// as PostgreSQL's `scram_mock_salt` does, so a SCRAM exchange does not tell whether a
+    /// user exists.
+    pub fn mock(user: &str, nonce: &[u8; 32]) -> ScramKeys {
+        ScramKeys {
+            iterations: ITERATIONS,
+            salt: hmac_sha256(nonce, user.as_bytes())[..16].to_vec(),
+            stored_key: random::<32>(),
+            server_key: random::<32>(),
+        }
+    }
+
     /// The keys of `password` with `salt` and `iterations`, and its client key.
     pub fn from_password(password: &str, salt: &[u8], iterations: u32) -> (ScramKeys, [u8; 32]) {
         let salted = salted(password, salt, iterations);

@@ -305,7 +305,7 @@ async fn login(
     // has), so the answers don't tell which users exist
     let secret = known
         .clone()
-        .unwrap_or_else(|| svc.nobody(config.auth_type));
+        .unwrap_or_else(|| svc.nobody(config.auth_type, &user));
     let checked = tokio::time::timeout_at(
         deadline,
         authenticate(
@@ -1342,7 +1342,7 @@ fn session_reset(conn: &mut crate::server::ServerConn) {
 }
 
 /// A value as a SQL string literal.
-pub(crate) fn literal(value: &str) -> String {
+fn literal(value: &str) -> String {
     // an E'' string reads backslashes the same whatever standard_conforming_strings is
     format!("E'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
 }

@@ -74,6 +74,8 @@ struct Site {
     tls: Option<tokio_rustls::TlsAcceptor>,
     sharding: Option<Arc<shard::Sharding>>,
     conn_limit: Limit,
+    /// `auth_query` lookups running at once (`pool_size` of them).
+    lookups: Limit,
     roles: Arc<Roles>,
 }
 
@@ -165,6 +167,11 @@ pub struct DatabaseService {
     caps: Arc<pool::ServerCaps>,
     /// How the pools and the role checks connect to the servers (`server_tls_*`).
     pub(crate) dialer: Arc<server::Dialer>,
+    /// What unknown users' SCRAM salts are made from ([`ScramKeys::mock`]).
+    mock_nonce: [u8; 32],
+    /// The users `auth_query` found (not configured), whose credentials a reload keeps while
+    /// lookups stay on.
+    found: Mutex<std::collections::HashSet<String>>,
 }
 
 impl DatabaseService {
@@ -178,6 +185,7 @@ impl DatabaseService {
                 tls: acceptor(config)?,
                 sharding: shard::Sharding::of(config),
                 conn_limit: Limit::new(config.max_client_connections as usize),
+                lookups: Limit::new(config.pool_size as usize),
                 roles: Arc::new(Roles::new(config, None)),
             }),
             pools: Mutex::new(HashMap::new()),
@@ -190,6 +198,8 @@ impl DatabaseService {
             timers: strata_net::Timers::new(),
             caps: Arc::default(),
             dialer: Arc::new(server::Dialer::new(config)?),
+            mock_nonce: auth::random::<32>(),
+            found: Default::default(),
         });
         svc.caps.resize(config.max_server_connections);
         svc.set_credentials(config);
@@ -204,24 +214,34 @@ impl DatabaseService {
             old.remove(&u.name);
         }
         // users found by `auth_query` stay while lookups are on (their clients' next server
-        // connections log in with them; the next login looks them up again)
-        if config.auth_user.is_some() {
-            creds.extend(old);
+        // connections log in with them; the next login looks them up again); a user the
+        // config no longer has is gone
+        let mut found = lock(&self.found);
+        if config.auth_user.is_none() {
+            found.clear();
         }
+        found.retain(|u| !config.users.iter().any(|c| &c.name == u));
+        creds.extend(old.into_iter().filter(|(u, _)| found.contains(u)));
     }
 
     /// A user found by `auth_query` with `secret`: Strata logs in to servers as it with that
     /// secret (a SCRAM one, with the client key its clients prove).
     fn found_user(&self, user: &str, secret: &Secret) {
         let mut creds = lock(&self.credentials);
+        let site = self.site.load();
+        // (a reload may have made it a configured user, or turned lookups off, meanwhile)
+        let configured = site.config.users.iter().any(|u| u.name == user);
+        if site.config.auth_user.is_none() || configured {
+            return;
+        }
         let kept = keeping_key(creds.get(user), secret);
         creds.insert(user.to_string(), kept);
+        lock(&self.found).insert(user.to_string());
     }
 
     /// Looks up `user` with `auth_query`, as `auth_user`, in `auth_dbname` (else `database`)
     /// on the primary: its secret, or `None` where it has none (no such role, no password,
-    /// past `VALID UNTIL`, or lookups off). The user name goes into the query as a quoted
-    /// literal where it says `$1`.
+    /// past `VALID UNTIL`, or lookups off).
     async fn look_up(
         &self,
         config: &DatabaseListener,
@@ -232,23 +252,35 @@ impl DatabaseService {
             return Ok(None);
         };
         let database = config.auth_dbname.as_deref().unwrap_or(database);
-        let pool = self.pool(auth_user, database);
-        let (mut lease, _) = self.acquire(&pool, 0, false).await?;
-        let sql = config.auth_query.replace("$1", &client::literal(user));
-        let rows = match lease.conn.run(&sql).await {
-            Ok((rows, _)) => {
-                lease.release();
-                rows
-            }
-            Err(e) => {
-                if matches!(e, server::ServerError::Refused { .. }) {
-                    lease.release();
-                } else {
-                    lease.close();
-                }
-                return Err(AcquireError::Server(e).failure());
-            }
+        let site = self.site.load_full();
+        // a few at a time (`pool_size`), each on a connection of its own made for it: never
+        // one a client of auth_user has used (its search_path, its transaction)
+        let until = tokio::time::Instant::now() + config.query_wait_timeout;
+        let Ok(Ok(_place)) = tokio::time::timeout_at(until, site.lookups.acquire()).await else {
+            return Err(AcquireError::Timeout(config.query_wait_timeout).failure());
         };
+        let primary = site
+            .roles
+            .primary(0)
+            .ok_or_else(|| AcquireError::NoPrimary.failure())?;
+        let credential = lock(&self.credentials).get(auth_user).cloned();
+        let credential = credential.ok_or_else(|| AcquireError::NoCredential.failure())?;
+        let failed = |e| AcquireError::Server(e).failure();
+        let mut conn = self
+            .dialer
+            .connect(
+                primary,
+                auth_user,
+                database,
+                &credential,
+                config.connect_timeout,
+            )
+            .await
+            .map_err(failed)?;
+        // the name is bound to `$1`, never read as SQL
+        let rows = conn.run_with(&config.auth_query, Some(user)).await;
+        conn.terminate().await;
+        let (rows, _) = rows.map_err(failed)?;
         let secret = rows
             .into_iter()
             .next()
@@ -387,15 +419,20 @@ impl DatabaseService {
             tls,
             sharding: shard::Sharding::of(config),
             conn_limit,
+            lookups: Limit::resized(Some(&old.lookups), config.pool_size as usize),
             roles: Arc::new(Roles::new(config, Some(&old.roles))),
         }));
+        // (first: the pools kept below are those of the users it keeps)
+        self.set_credentials(config);
         {
             let mut pools = lock(&self.pools);
             // the pools of users no longer configured, and of servers no longer listed, go
             // (with lookups on, a user not configured may be one auth_query found)
+            let found = lock(&self.found);
             pools.retain(|(user, _), _| {
-                config.auth_user.is_some() || config.users.iter().any(|u| &u.name == user)
+                config.users.iter().any(|u| &u.name == user) || found.contains(user)
             });
+            drop(found);
             for pool in pools.values() {
                 pool.keep_servers(|addr| config.servers.contains(&addr));
                 for server in pool.servers() {
@@ -411,7 +448,6 @@ impl DatabaseService {
         self.caps.resize(config.max_server_connections);
         self.caps
             .keep_servers(|addr| config.servers.contains(&addr));
-        self.set_credentials(config);
         lock(&self.scram).clear();
         self.recheck.notify_one();
         Ok(())
@@ -638,21 +674,13 @@ impl DatabaseService {
         ScramKeys::for_secret(secret)
     }
 
-    /// The secret an unknown user is checked against: one nobody knows, of the kind a known
-    /// user would be asked for (SCRAM keys made once).
-    fn nobody(&self, auth_type: strata_config::AuthType) -> Secret {
-        let password = auth::b64(&auth::random::<24>());
+    /// The secret an unknown `user` is checked against: one nobody knows, of the kind a
+    /// known user would be asked for (SCRAM: salted for the name, as a known one's would be).
+    fn nobody(&self, auth_type: strata_config::AuthType, user: &str) -> Secret {
         if auth_type == strata_config::AuthType::Md5 {
-            return Secret::Plain(password);
+            return Secret::Plain(auth::b64(&auth::random::<24>()));
         }
-        lock(&self.scram)
-            .entry(String::new())
-            .or_insert_with(|| {
-                let keys = ScramKeys::salted_anew(&password);
-                (Secret::Plain(password), keys)
-            })
-            .1
-            .as_secret()
+        ScramKeys::mock(user, &self.mock_nonce).as_secret()
     }
 
     /// A client of `user` proved itself with this client key: for a user stored as a SCRAM

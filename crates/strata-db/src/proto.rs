@@ -291,6 +291,32 @@ pub fn put_error_code(out: &mut BytesMut, fatal: bool, code: &str, message: &str
     });
 }
 
+/// Appends `sql` with `value` bound to its `$1`, in the extended protocol's messages, through
+/// to a Sync.
+pub fn put_one_param_query(out: &mut BytesMut, sql: &str, value: &str) {
+    // Parse (unnamed, no types given), Bind (one text parameter, text results), Describe
+    // nothing, Execute (all rows), Sync
+    put(out, b'P', |b| {
+        put_cstr(b, "");
+        put_cstr(b, sql);
+        b.put_u16(0);
+    });
+    put(out, b'B', |b| {
+        put_cstr(b, "");
+        put_cstr(b, "");
+        b.put_u16(0);
+        b.put_u16(1);
+        b.put_i32(value.len() as i32);
+        b.put_slice(value.as_bytes());
+        b.put_u16(0);
+    });
+    put(out, b'E', |b| {
+        put_cstr(b, "");
+        b.put_u32(0);
+    });
+    put(out, b'S', |_| {});
+}
+
 /// Appends a simple Query.
 pub fn put_query(out: &mut BytesMut, sql: &str) {
     put(out, b'Q', |b| put_cstr(b, sql));

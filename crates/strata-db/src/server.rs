@@ -555,6 +555,13 @@ impl ServerConn {
         self.carried = 0;
     }
 
+    /// Ends the session politely (a Terminate), for a connection about to be dropped.
+    pub async fn terminate(&mut self) {
+        let mut out = BytesMut::new();
+        proto::put(&mut out, b'X', |_| {});
+        let _ = self.write(&out).await;
+    }
+
     /// Writes `bytes` whole.
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), ServerError> {
         self.stream
@@ -621,8 +628,18 @@ impl ServerConn {
     /// server that does not answer within [`OWN_STATEMENT`] fails it: the connection must
     /// then be closed (it is out of step).
     pub async fn run(&mut self, sql: &str) -> Result<(Vec<Vec<Option<String>>>, u8), ServerError> {
+        self.run_with(sql, None).await
+    }
+
+    /// [`ServerConn::run`], with `param` bound to `$1` where given (the extended protocol, an
+    /// unnamed statement: the value is never read as SQL).
+    pub async fn run_with(
+        &mut self,
+        sql: &str,
+        param: Option<&str>,
+    ) -> Result<(Vec<Vec<Option<String>>>, u8), ServerError> {
         let addr = self.addr;
-        tokio::time::timeout(OWN_STATEMENT, self.run_unbounded(sql))
+        tokio::time::timeout(OWN_STATEMENT, self.run_unbounded(sql, param))
             .await
             .unwrap_or(Err(ServerError::Stuck(addr)))
     }
@@ -630,9 +647,13 @@ impl ServerConn {
     async fn run_unbounded(
         &mut self,
         sql: &str,
+        param: Option<&str>,
     ) -> Result<(Vec<Vec<Option<String>>>, u8), ServerError> {
         let mut out = BytesMut::new();
-        proto::put_query(&mut out, sql);
+        match param {
+            None => proto::put_query(&mut out, sql),
+            Some(value) => proto::put_one_param_query(&mut out, sql, value),
+        }
         self.write(&out).await?;
         let mut rows = Vec::new();
         let mut failed = None;

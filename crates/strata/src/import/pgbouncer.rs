@@ -506,13 +506,9 @@ impl<'c, 'a> Listener<'c, 'a> {
         }
         let file = self.auth_file(dir);
         let Some(s) = self.conf.get("auth_user") else {
-            for name in ["auth_query", "auth_dbname"] {
-                if let Some(s) = self.conf.get(name).filter(|s| !s.value.text.is_empty()) {
-                    let why = "not used without auth_user, as in PgBouncer: nobody looks users up";
-                    self.table
-                        .note(s.name.at, &format!("pgbouncer.{name}"), why.into());
-                }
-            }
+            self.lookup_unused(
+                "not used without auth_user, as in PgBouncer: nobody looks users up",
+            );
             if file.is_none() && !kept_type {
                 let why = "no `auth_file`: Strata knows no user, so nobody could log in: add an auth_file (PgBouncer's userlist format)";
                 if matches!(auth_type, "trust" | "any") {
@@ -535,29 +531,49 @@ impl<'c, 'a> Listener<'c, 'a> {
                     quoted(user)
                 );
                 let why = match check(&toml) {
+                    Ok(()) if matches!(auth_type, "trust" | "any") => {
+                        self.table.key("check_user", quoted(user));
+                        self.lookup_unused("not translated: with no password asked (trust), Strata looks nobody up");
+                        "made `check_user`, the user Strata logs in as to ask each server its role; not `auth_user`: with no password asked (trust), a looked-up secret would check nothing, and Strata refuses the pair".to_string()
+                    }
                     Ok(()) => {
                         self.table.key("check_user", quoted(user));
                         self.table.key("auth_user", quoted(user));
                         self.auth_query();
                         format!("made `check_user`, the user Strata logs in as to ask each server its role, and `auth_user`: {lookups}")
                     }
-                    Err(problems) => format!("{NOT_TRANSLATED}: not made `check_user` and `auth_user`, which Strata would refuse ({}): users PgBouncer looked up with auth_query can't log in until it is mended", reasons(&problems)),
+                    Err(problems) => {
+                        self.lookup_unused("not translated with auth_user");
+                        format!("{NOT_TRANSLATED}: not made `check_user` and `auth_user`, which Strata would refuse ({}): users PgBouncer looked up with auth_query can't log in until it is mended", reasons(&problems))
+                    }
                 };
                 self.table.note(at, key, why);
             }
             Some(None) => {
+                self.lookup_unused("not translated with auth_user");
                 let why = format!("{NOT_TRANSLATED}: not made `check_user` and `auth_user` while Strata can't read the auth_file (it must hold this user's password): users PgBouncer looked up with auth_query can't log in until it is mended");
                 self.table.note(at, key, why);
             }
             None => {
+                self.lookup_unused("not translated with auth_user");
                 let why = "Strata logs in as auth_user with its password or md5 hash from the auth_file, and there is none: add an auth_file with this user";
                 self.keep(at, key, format!("auth_user = {}", quoted(user)), why.into());
             }
         }
     }
 
-    /// `auth_query` (where set: unset, Strata's default is PgBouncer's since 1.23, the same
-    /// secrets read from pg_authid) and `auth_dbname`.
+    /// A note on auth_query and auth_dbname, where set, saying `why` they are not written.
+    fn lookup_unused(&mut self, why: &str) {
+        for name in ["auth_query", "auth_dbname"] {
+            if let Some(s) = self.conf.get(name).filter(|s| !s.value.text.is_empty()) {
+                self.table
+                    .note(s.name.at, &format!("pgbouncer.{name}"), why.into());
+            }
+        }
+    }
+
+    /// `auth_query` (where set: unset, Strata's default is PgBouncer's since 1.23, which reads
+    /// the secrets from pg_authid, none past VALID UNTIL) and `auth_dbname`.
     fn auth_query(&mut self) {
         for name in ["auth_query", "auth_dbname"] {
             if let Some(s) = self.conf.get(name).filter(|s| !s.value.text.is_empty()) {

@@ -2179,4 +2179,62 @@ async fn users_only_the_server_knows_are_looked_up_with_auth_query() {
     })
     .await;
     assert_eq!(session.line("select current_user"), "dyn");
+    drop(session);
+
+    // the SCRAM challenge does not tell which users exist: a found user is salted as the
+    // server salted it, an unknown name as if it existed (the same salt each time for the
+    // same name, another for another name)
+    let stored = pg.admin("select rolpassword from pg_authid where rolname = 'dyn'");
+    let dyn_salt = stored
+        .split(['$', ':'])
+        .nth(2)
+        .expect("a SCRAM secret")
+        .to_string();
+    assert_eq!(scram_salt(db, "dyn").await, dyn_salt);
+    let ghost = scram_salt(db, "ghost").await;
+    assert_eq!(scram_salt(db, "ghost").await, ghost);
+    assert_ne!(scram_salt(db, "ghost2").await, ghost);
+    assert_eq!(ghost.len(), dyn_salt.len());
+}
+
+/// The salt in Strata's SCRAM challenge to a client logging in as `user` (the exchange is
+/// left there).
+async fn scram_salt(db: SocketAddr, user: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(db).await.unwrap();
+    let startup = common::postgres::startup(&[("user", user), ("database", "app")]);
+    s.write_all(&startup).await.unwrap();
+    let (tag, body) = one_message(&mut s).await;
+    assert_eq!(
+        (tag, &body[..4]),
+        (b'R', &10u32.to_be_bytes()[..]),
+        "{user}"
+    );
+    let first = b"n,,n=,r=0123456789abcdefghijklmn";
+    let mut answer = b"SCRAM-SHA-256\0".to_vec();
+    answer.extend_from_slice(&(first.len() as i32).to_be_bytes());
+    answer.extend_from_slice(first);
+    s.write_all(&message(b'p', &answer)).await.unwrap();
+    let (tag, body) = one_message(&mut s).await;
+    assert_eq!(
+        (tag, &body[..4]),
+        (b'R', &11u32.to_be_bytes()[..]),
+        "{user}"
+    );
+    let server_first = String::from_utf8_lossy(&body[4..]).into_owned();
+    server_first
+        .split(',')
+        .find_map(|p| p.strip_prefix("s="))
+        .expect("a salt")
+        .to_string()
+}
+
+/// One tagged message from the server side: its type and body.
+async fn one_message(s: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; 5];
+    s.read_exact(&mut head).await.unwrap();
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    let mut body = vec![0u8; len.saturating_sub(4)];
+    s.read_exact(&mut body).await.unwrap();
+    (head[0], body)
 }

@@ -544,8 +544,16 @@ fn import_pgbouncer_looks_users_up_as_auth_user_with_its_query() {
         "auth_user = monitor\n",
         "* = host=10.0.0.1 auth_user=other auth_dbname=postgres\n",
     ));
-    assert!(says(&t, "databases.*.auth_user", "Strata has one auth_user"));
-    assert!(says(&t, "databases.*.auth_dbname", "Strata has one auth_dbname"));
+    assert!(says(
+        &t,
+        "databases.*.auth_user",
+        "Strata has one auth_user"
+    ));
+    assert!(says(
+        &t,
+        "databases.*.auth_dbname",
+        "Strata has one auth_dbname"
+    ));
     // without auth_user, PgBouncer looks nobody up: noted, nothing written
     let t = ok(&users.ini(&format!("auth_query = {q}\n"), "* = host=10.0.0.1\n"));
     assert!(says(
