@@ -274,9 +274,11 @@ async fn login(
                 if let Some(secret) = &found {
                     svc.found_user(&user, secret);
                 }
+                svc.stats.lookups[usize::from(found.is_none())].inc();
                 known = found;
             }
             Ok(Err(failure)) => {
+                svc.stats.lookups[2].inc();
                 // the kind of failure only: the client has not logged in (the log has the
                 // server's words)
                 tracing::warn!(listener = %svc.name, %user, %database, "looking the user up: {failure}");
@@ -284,12 +286,13 @@ async fn login(
                 return refused(&mut stream, Sqlstate::CANNOT_CONNECT_NOW, &message).await;
             }
             Err(_) => {
+                svc.stats.lookups[2].inc();
                 return refused(
                     &mut stream,
                     Sqlstate::CANNOT_CONNECT_NOW,
                     "could not look the user up in time",
                 )
-                .await
+                .await;
             }
         }
     }

@@ -55,6 +55,8 @@ pub struct Stats {
     pub active: Gauge,
     /// Logins refused for a wrong password or an unknown user.
     pub auth_failures: Counter,
+    /// `auth_query` lookups, by what they found: a secret, none, or nothing (they failed).
+    pub lookups: [Counter; 3],
     /// Clients told no server connection could be had (wait timeout or server down).
     pub no_server: Counter,
     /// Server connections handed to clients: one per transaction in transaction mode, one per
@@ -858,6 +860,14 @@ impl DatabaseService {
             &l,
             self.stats.auth_failures.get(),
         );
+        for (result, n) in ["found", "none", "failed"].iter().zip(&self.stats.lookups) {
+            w.counter(
+                "strata_db_user_lookups_total",
+                "Users not in the config looked up with auth_query, by result: a secret found, none (no such role, no password), or the lookup failed.",
+                &[("listener", self.name.as_str()), ("result", result)],
+                n.get(),
+            );
+        }
         w.counter(
             "strata_db_no_server_total",
             "Clients told no server connection could be had (wait timeout, server down).",

@@ -2195,6 +2195,19 @@ async fn users_only_the_server_knows_are_looked_up_with_auth_query() {
     assert_eq!(scram_salt(db, "ghost").await, ghost);
     assert_ne!(scram_salt(db, "ghost2").await, ghost);
     assert_eq!(ghost.len(), dyn_salt.len());
+    // what the lookups found, counted
+    let text = admin_get(&strata, "/metrics").await.body;
+    let count = |result: &str| {
+        metric(
+            &text,
+            "strata_db_user_lookups_total",
+            &format!("result=\"{result}\""),
+        )
+        .unwrap_or(-1.0)
+    };
+    assert!(count("found") >= 3.0, "{text}");
+    assert!(count("none") >= 3.0, "{text}");
+    assert_eq!(count("failed"), 0.0, "{text}");
 }
 
 /// The salt in Strata's SCRAM challenge to a client logging in as `user` (the exchange is
