@@ -104,10 +104,17 @@ impl ScramKeys {
     pub fn mock(user: &str, nonce: &[u8; 32]) -> ScramKeys {
         ScramKeys {
             iterations: ITERATIONS,
-            salt: hmac_sha256(nonce, user.as_bytes())[..16].to_vec(),
+            salt: name_salt(user, nonce),
             stored_key: random::<32>(),
             server_key: random::<32>(),
         }
+    }
+
+    /// The keys of `user`'s `password`, salted for the name as [`ScramKeys::mock`] salts
+    /// (so a user with a password in clear shows the same salt at every login, across reloads
+    /// and restarts, as a stored secret does).
+    pub fn for_password(user: &str, password: &str, nonce: &[u8; 32]) -> ScramKeys {
+        Self::from_password(password, &name_salt(user, nonce), ITERATIONS).0
     }
 
     /// The keys of `password` with `salt` and `iterations`, and its client key.
@@ -167,6 +174,18 @@ impl ScramKeys {
             server_key: self.server_key,
         }
     }
+}
+
+/// A 16-byte salt for `user`, the same for the same name and `nonce`.
+fn name_salt(user: &str, nonce: &[u8; 32]) -> Vec<u8> {
+    hmac_sha256(nonce, user.as_bytes())[..16].to_vec()
+}
+
+/// A nonce made from secret material only the listener has (`material`, e.g. its users'
+/// secrets), the same while that is the same: across restarts, as PostgreSQL keeps its mock
+/// nonce in pg_control.
+pub fn nonce_of(material: &[u8]) -> [u8; 32] {
+    hmac_sha256(b"strata scram mock nonce", material)
 }
 
 fn attribute(part: &str, name: char) -> Option<&str> {

@@ -37,6 +37,8 @@ pub struct CancelTo {
     pub dialer: Arc<Dialer>,
     /// The `server_tls_*` settings the query's connection was made with.
     pub(crate) tls: Arc<crate::server::ServerTls>,
+    /// Whether that connection is on TLS: then the cancel request must be too.
+    pub on_tls: bool,
 }
 
 /// A query's turn on a shared connection.
@@ -207,7 +209,11 @@ pub async fn forward(pid: u32, secret: u32) {
 
 /// Sends a cancel request where `to` says.
 async fn send(to: CancelTo) {
-    match to.dialer.cancel(to.addr, to.backend, &to.tls).await {
+    match to
+        .dialer
+        .cancel(to.addr, to.backend, &to.tls, to.on_tls)
+        .await
+    {
         Ok(()) => tracing::info!(server = %to.addr, "cancel request passed on"),
         Err(e) => tracing::warn!(server = %to.addr, "cancel request not passed on: {e}"),
     }

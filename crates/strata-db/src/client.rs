@@ -237,10 +237,12 @@ async fn login(
         )
         .await;
     }
+    // (an empty name is none, as PostgreSQL takes it)
     let user = params
         .iter()
         .rfind(|(k, _)| k == "user")
-        .map(|(_, v)| v.clone());
+        .map(|(_, v)| v.clone())
+        .filter(|u| !u.is_empty());
     let Some(user) = user else {
         return refused(
             &mut stream,
@@ -306,9 +308,7 @@ async fn login(
     }
     // an unknown user is asked for a password as a known one is (against a secret nobody
     // has), so the answers don't tell which users exist
-    let secret = known
-        .clone()
-        .unwrap_or_else(|| svc.nobody(config.auth_type, &user));
+    let secret = known.clone().unwrap_or_else(|| svc.nobody(&config, &user));
     let checked = tokio::time::timeout_at(
         deadline,
         authenticate(

@@ -107,6 +107,30 @@ fn acceptor(config: &DatabaseListener) -> Result<Option<tokio_rustls::TlsAccepto
     Ok(Some(tokio_rustls::TlsAcceptor::from(tls)))
 }
 
+/// The nonce unknown users' salts (and configured plain passwords') are made from: from the
+/// listener's name and its users' secrets, which nobody outside has, the same across restarts
+/// with the same users.
+fn mock_nonce(config: &DatabaseListener) -> [u8; 32] {
+    let mut material = config.name.as_bytes().to_vec();
+    for u in &config.users {
+        material.extend_from_slice(u.name.as_bytes());
+        match &u.secret {
+            Secret::Plain(p) | Secret::Md5(p) => material.extend_from_slice(p.as_bytes()),
+            Secret::Scram {
+                salt,
+                stored_key,
+                server_key,
+                ..
+            } => {
+                material.extend_from_slice(salt);
+                material.extend_from_slice(stored_key);
+                material.extend_from_slice(server_key);
+            }
+        }
+    }
+    auth::nonce_of(&material)
+}
+
 /// The credential of a user with `secret`, keeping the client key learned for a SCRAM user
 /// (from `had`) while its secret is the same.
 fn keeping_key(had: Option<&Credential>, secret: &Secret) -> Credential {
@@ -200,7 +224,7 @@ impl DatabaseService {
             timers: strata_net::Timers::new(),
             caps: Arc::default(),
             dialer: Arc::new(server::Dialer::new(config)?),
-            mock_nonce: auth::random::<32>(),
+            mock_nonce: mock_nonce(config),
             found: Default::default(),
         });
         svc.caps.resize(config.max_server_connections);
@@ -268,7 +292,7 @@ impl DatabaseService {
         let credential = lock(&self.credentials).get(auth_user).cloned();
         let credential = credential.ok_or_else(|| AcquireError::NoCredential.failure())?;
         let failed = |e| AcquireError::Server(e).failure();
-        let mut conn = self
+        let conn = self
             .dialer
             .connect(
                 primary,
@@ -277,8 +301,15 @@ impl DatabaseService {
                 &credential,
                 config.connect_timeout,
             )
-            .await
-            .map_err(failed)?;
+            .await;
+        let mut conn = match conn {
+            // a database that does not exist has no users to find: answered as no user is,
+            // so a login does not tell which databases exist
+            Err(server::ServerError::Refused { code, .. }) if code.as_deref() == Some("3D000") => {
+                return Ok(None)
+            }
+            other => other.map_err(failed)?,
+        };
         // the name is bound to `$1`, never read as SQL
         let rows = conn.run_with(&config.auth_query, Some(user)).await;
         conn.terminate().await;
@@ -669,7 +700,10 @@ impl DatabaseService {
                     return Some(keys.clone());
                 }
             }
-            let keys = ScramKeys::for_secret(secret)?;
+            let Secret::Plain(password) = secret else {
+                return None;
+            };
+            let keys = ScramKeys::for_password(user, password, &self.mock_nonce);
             cache.insert(user.to_string(), (secret.clone(), keys.clone()));
             return Some(keys);
         }
@@ -678,8 +712,10 @@ impl DatabaseService {
 
     /// The secret an unknown `user` is checked against: one nobody knows, of the kind a
     /// known user would be asked for (SCRAM: salted for the name, as a known one's would be).
-    fn nobody(&self, auth_type: strata_config::AuthType, user: &str) -> Secret {
-        if auth_type == strata_config::AuthType::Md5 {
+    fn nobody(&self, config: &DatabaseListener, user: &str) -> Secret {
+        // with lookups, the roles found are mostly SCRAM (PostgreSQL's default since 14), and
+        // an unknown name is asked as one would be, as PostgreSQL mocks by its default
+        if config.auth_type == strata_config::AuthType::Md5 && config.auth_user.is_none() {
             return Secret::Plain(auth::b64(&auth::random::<24>()));
         }
         ScramKeys::mock(user, &self.mock_nonce).as_secret()

@@ -381,6 +381,7 @@ impl Lease {
             backend: self.conn.key,
             dialer: self.pool.dialer.clone(),
             tls: self.conn.tls.clone(),
+            on_tls: self.conn.stream.is_tls(),
         }
     }
 

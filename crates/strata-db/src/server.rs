@@ -242,17 +242,21 @@ impl Dialer {
     /// the query's connection was made with) says: on TLS where that connection is
     /// (PostgreSQL takes one after an SSLRequest, as libpq 17 sends it), so the backend's
     /// key does not cross the network in clear; all within [`OWN_STATEMENT`].
+    /// Where the connection was on TLS (`on_tls`), the cancel request is too, or it is not
+    /// sent: under `prefer`, an 'N' from whoever answers in the server's place must not get
+    /// the key in clear.
     pub(crate) async fn cancel(
         &self,
         addr: SocketAddr,
         backend: (u32, u32),
         tls: &ServerTls,
+        on_tls: bool,
     ) -> Result<(), ServerError> {
         let send = async {
             let io = |source| ServerError::Io { addr, source };
             let tcp = TcpStream::connect(addr).await.map_err(io)?;
             let _ = tcp.set_nodelay(true);
-            let (mut stream, _) = self.negotiate(tcp, addr, tls).await?;
+            let (mut stream, _) = self.negotiate(tcp, addr, tls, on_tls).await?;
             let packet = proto::cancel_packet(backend.0, backend.1);
             stream.write_all(&packet).await.map_err(io)?;
             stream.shutdown().await.map_err(io)?;
@@ -284,7 +288,7 @@ impl Dialer {
             // (connections wait idle in the pool, min_pool_size's for long)
             strata_net::keepalive(&tcp);
             let tls = self.tls.load_full();
-            let stream = self.negotiate(tcp, addr, &tls).await;
+            let stream = self.negotiate(tcp, addr, &tls, false).await;
             self.saw(addr, stream.as_ref().ok().map(|(_, on)| *on));
             let mut conn = ServerConn::new(stream?.0, addr);
             conn.tls = tls;
@@ -298,12 +302,14 @@ impl Dialer {
 
     /// Asks for TLS where `tls` says to, as libpq does: an SSLRequest, whose one-byte answer
     /// is read alone (bytes a server sends behind its 'S' go to the TLS handshake, which
-    /// refuses them, never to the protocol: CVE-2021-23222). The stream, and what it is on.
+    /// refuses them, never to the protocol: CVE-2021-23222). With `insist`, `prefer` takes
+    /// no 'N'. The stream, and what it is on.
     async fn negotiate(
         &self,
         mut tcp: TcpStream,
         addr: SocketAddr,
         tls: &ServerTls,
+        insist: bool,
     ) -> Result<(PgStream, &'static str), ServerError> {
         let Some(connector) = &tls.connector else {
             return Ok((tcp.into(), "clear"));
@@ -329,7 +335,7 @@ impl Dialer {
                 let stream = crate::stream::relayed(stream, self.timers.clone(), None);
                 Ok((stream.map_err(io)?, version))
             }
-            b'N' if tls.mode == ServerTlsMode::Prefer => {
+            b'N' if tls.mode == ServerTlsMode::Prefer && !insist => {
                 tracing::debug!(%addr, "the server does not take TLS: server_tls_mode = \"prefer\" goes on in clear");
                 Ok((tcp.into(), "clear"))
             }

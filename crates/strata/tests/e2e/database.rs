@@ -2195,6 +2195,20 @@ async fn users_only_the_server_knows_are_looked_up_with_auth_query() {
     assert_eq!(scram_salt(db, "ghost").await, ghost);
     assert_ne!(scram_salt(db, "ghost2").await, ghost);
     assert_eq!(ghost.len(), dyn_salt.len());
+    // a configured user with a password in clear keeps its salt across a reload, as a
+    // stored secret does
+    let app_salt = scram_salt(db, "app").await;
+    strata
+        .reload_to(&config(&[pg.addr], &format!("{lookups}\npool_size = 4")))
+        .await;
+    assert_eq!(scram_salt(db, "app").await, app_salt);
+    assert_eq!(scram_salt(db, "ghost").await, ghost);
+    // a database that does not exist is answered as an unknown user is, not told apart
+    let err = psql(db, "ghost", "x", "nodb", "select 1").expect_err("nodb");
+    assert!(
+        err.contains("password authentication failed for user \"ghost\""),
+        "{err}"
+    );
     // what the lookups found, counted
     let text = admin_get(&strata, "/metrics").await.body;
     let count = |result: &str| {
@@ -2208,6 +2222,16 @@ async fn users_only_the_server_knows_are_looked_up_with_auth_query() {
     assert!(count("found") >= 3.0, "{text}");
     assert!(count("none") >= 3.0, "{text}");
     assert_eq!(count("failed"), 0.0, "{text}");
+
+    // with auth_type = "md5", an unknown name is still asked as a found SCRAM role is
+    let md5 = Strata::start(&config(
+        &[pg.addr],
+        &format!("{lookups}\nauth_type = \"md5\""),
+    ));
+    let db = md5.addr("database:app");
+    assert_eq!(psql(db, "dyn", "new-pw", "app", me).as_deref(), Ok("dyn"));
+    assert_eq!(scram_salt(db, "dyn").await, dyn_salt);
+    assert_eq!(scram_salt(db, "ghost").await.len(), dyn_salt.len());
 }
 
 /// The salt in Strata's SCRAM challenge to a client logging in as `user` (the exchange is

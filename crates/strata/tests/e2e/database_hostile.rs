@@ -1504,7 +1504,9 @@ fn tls_acceptor(dir: &std::path::Path, stem: &str) -> tokio_rustls::TlsAcceptor 
     tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
-/// A PostgreSQL server on TLS only, played by the test: an SSLRequest is answered 'S' and the
+/// A PostgreSQL server on TLS only, played by the test (with `refuse_after_first`, on its
+/// first connection only: later ones are answered 'N', and what follows is reported as in
+/// clear, or "closed"): an SSLRequest is answered 'S' and the
 /// handshake taken with the certificate `stem` in `dir`; a first packet that is anything else
 /// is reported (`false`) and the connection closed. Inside TLS, a cancel request is reported
 /// (`true`) and the connection closed; a startup packet is reported, Strata is logged in
@@ -1512,6 +1514,7 @@ fn tls_acceptor(dir: &std::path::Path, stem: &str) -> tokio_rustls::TlsAcceptor 
 async fn tls_server(
     dir: &std::path::Path,
     stem: &str,
+    refuse_after_first: bool,
 ) -> (
     SocketAddr,
     tokio::sync::mpsc::UnboundedReceiver<(bool, Vec<u8>)>,
@@ -1521,14 +1524,25 @@ async fn tls_server(
     let addr = listener.local_addr().unwrap();
     let (heard, hears) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
+        let mut connections = 0;
         while let Ok((mut s, _)) = listener.accept().await {
             let (heard, acceptor) = (heard.clone(), acceptor.clone());
+            connections += 1;
+            let refuse = refuse_after_first && connections > 1;
             tokio::spawn(async move {
                 let Some(first) = read_packet(&mut s).await else {
                     return;
                 };
                 if first != SSL_REQUEST {
                     let _ = heard.send((false, first));
+                    return;
+                }
+                if refuse {
+                    // as someone answering in the server's place would: what comes next, in
+                    // clear, or the connection closed
+                    let _ = s.write_all(b"N").await;
+                    let next = read_packet(&mut s).await;
+                    let _ = heard.send((false, next.unwrap_or_else(|| b"closed".to_vec())));
                     return;
                 }
                 if s.write_all(b"S").await.is_err() {
@@ -1561,7 +1575,7 @@ async fn tls_server(
 async fn a_server_on_tls_gets_the_login_the_queries_and_the_cancel_request_inside_it() {
     let dir = TempDir::new();
     self_signed(dir.path(), "pg", &["db.internal"]);
-    let (server, mut heard) = tls_server(dir.path(), "pg").await;
+    let (server, mut heard) = tls_server(dir.path(), "pg", false).await;
     let strata = Strata::start(&format!(
         "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:0\"\nservers = [\"{server}\"]\n\
          auth_type = \"trust\"\npool_size = 1\nserver_tls_mode = \"verify-full\"\n\
@@ -1611,4 +1625,46 @@ async fn a_server_on_tls_gets_the_login_the_queries_and_the_cancel_request_insid
             .to_string(),
         "the cancel request, with the server's key"
     );
+}
+
+/// Under `prefer`, a cancel request for a query whose connection is on TLS goes on TLS or not
+/// at all: whoever answers the cancel's SSLRequest 'N' in the server's place gets nothing,
+/// not the backend's key in clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_for_a_connection_on_tls_is_not_sent_in_clear_when_tls_is_refused() {
+    let dir = TempDir::new();
+    self_signed(dir.path(), "pg", &["db.internal"]);
+    let (server, mut heard) = tls_server(dir.path(), "pg", true).await;
+    let strata = Strata::start(&format!(
+        "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:0\"\nservers = [\"{server}\"]\n\
+         auth_type = \"trust\"\npool_size = 1\n\
+         [[database.users]]\nname = \"app\"\npassword = \"{SCRAM_ONLY}\"\n"
+    ));
+    let db = strata.addr("database:app");
+    let mut next = async || {
+        tokio::time::timeout(LIMIT, heard.recv())
+            .await
+            .expect("the server heard from Strata")
+            .unwrap()
+    };
+    let (mut a, welcome) = log_in(db, &[]).await;
+    let key = welcome
+        .iter()
+        .find(|(t, _)| *t == b'K')
+        .map(|(_, k)| k.clone())
+        .expect("a cancel key");
+    // the login, on TLS (prefer, and the server said 'S')
+    assert!(next().await.0);
+    a.write_all(&message(b'Q', b"select pg_sleep(60)\0"))
+        .await
+        .unwrap();
+    assert!(next().await.0);
+    let mut cancel = TcpStream::connect(db).await.unwrap();
+    cancel
+        .write_all(&first_packet(80_877_102, &key))
+        .await
+        .unwrap();
+    let (tls, after_no) = next().await;
+    assert!(!tls);
+    assert_eq!(after_no, b"closed", "{}", after_no.escape_ascii());
 }
