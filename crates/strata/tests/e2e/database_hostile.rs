@@ -1592,12 +1592,7 @@ async fn a_server_on_tls_gets_the_login_the_queries_and_the_cancel_request_insid
         assert!(tls, "in clear: {}", bytes.escape_ascii());
         bytes.escape_ascii().to_string()
     };
-    let (mut a, welcome) = log_in(db, &[]).await;
-    let key = welcome
-        .iter()
-        .find(|(t, _)| *t == b'K')
-        .map(|(_, k)| k.clone())
-        .expect("a cancel key");
+    let (mut a, key) = logged_in_with_key(db).await;
     assert_eq!(
         next().await,
         b"\0\0\0\x1f\0\x03\0\0user\0app\0database\0app\0\0"
@@ -1613,11 +1608,7 @@ async fn a_server_on_tls_gets_the_login_the_queries_and_the_cancel_request_insid
             .escape_ascii()
             .to_string()
     );
-    let mut cancel = TcpStream::connect(db).await.unwrap();
-    cancel
-        .write_all(&first_packet(80_877_102, &key))
-        .await
-        .unwrap();
+    let _cancel = send_cancel(db, &key).await;
     assert_eq!(
         next().await,
         b"\0\0\0\x10\x04\xd2\x16\x2e\0\0\0\x2a\0\0\0\x07"
@@ -1647,24 +1638,36 @@ async fn a_cancel_for_a_connection_on_tls_is_not_sent_in_clear_when_tls_is_refus
             .expect("the server heard from Strata")
             .unwrap()
     };
-    let (mut a, welcome) = log_in(db, &[]).await;
-    let key = welcome
-        .iter()
-        .find(|(t, _)| *t == b'K')
-        .map(|(_, k)| k.clone())
-        .expect("a cancel key");
+    let (mut a, key) = logged_in_with_key(db).await;
     // the login, on TLS (prefer, and the server said 'S')
     assert!(next().await.0);
     a.write_all(&message(b'Q', b"select pg_sleep(60)\0"))
         .await
         .unwrap();
     assert!(next().await.0);
-    let mut cancel = TcpStream::connect(db).await.unwrap();
-    cancel
-        .write_all(&first_packet(80_877_102, &key))
-        .await
-        .unwrap();
+    let _cancel = send_cancel(db, &key).await;
     let (tls, after_no) = next().await;
     assert!(!tls);
     assert_eq!(after_no, b"closed", "{}", after_no.escape_ascii());
+}
+
+/// A client logged in to `db`, and the cancel key Strata gave it.
+async fn logged_in_with_key(db: SocketAddr) -> (TcpStream, Vec<u8>) {
+    let (a, welcome) = log_in(db, &[]).await;
+    let key = welcome
+        .iter()
+        .find(|(t, _)| *t == b'K')
+        .map(|(_, k)| k.clone())
+        .expect("a cancel key");
+    (a, key)
+}
+
+/// A cancel request with `key`, sent to `db` on a connection of its own (returned, open).
+async fn send_cancel(db: SocketAddr, key: &[u8]) -> TcpStream {
+    let mut cancel = TcpStream::connect(db).await.unwrap();
+    cancel
+        .write_all(&first_packet(80_877_102, key))
+        .await
+        .unwrap();
+    cancel
 }
