@@ -290,8 +290,7 @@ impl Dialer {
             let tls = self.tls.load_full();
             let stream = self.negotiate(tcp, addr, &tls, false).await;
             self.saw(addr, stream.as_ref().ok().map(|(_, on)| *on));
-            let mut conn = ServerConn::new(stream?.0, addr);
-            conn.tls = tls;
+            let conn = ServerConn::made_with(stream?.0, addr, tls);
             ServerConn::login(conn, user, database, credential).await
         };
         match tokio::time::timeout(timeout, login).await {
@@ -609,8 +608,15 @@ impl ServerConn {
         }
     }
 
-    /// A connection to `addr` not logged in yet: nothing known of it.
+    /// A connection to `addr` in clear, not logged in yet: nothing known of it (the tests'
+    /// way to make one on a socket of their own).
+    #[cfg(test)]
     pub(crate) fn new(stream: impl Into<PgStream>, addr: SocketAddr) -> ServerConn {
+        Self::made_with(stream, addr, Arc::new(ServerTls::clear()))
+    }
+
+    /// A connection to `addr` made with the `server_tls_*` settings `tls`, not logged in yet.
+    fn made_with(stream: impl Into<PgStream>, addr: SocketAddr, tls: Arc<ServerTls>) -> ServerConn {
         ServerConn {
             stream: stream.into(),
             addr,
@@ -624,7 +630,7 @@ impl ServerConn {
             dirty: false,
             extras: 0,
             cap: None,
-            tls: Arc::new(ServerTls::clear()),
+            tls,
         }
     }
 

@@ -1137,16 +1137,17 @@ async fn end_the_app_backend(pg: &Postgres) {
 
 /// Waits until the role check's `reason` for the listener's first server says `what`.
 async fn reason_says(strata: &Strata, what: &str, context: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let s = admin_status(strata).await;
-        let reason = s["database"][0]["servers"][0]["reason"].to_string();
-        if reason.contains(what) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{context}: {reason}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        &format!("{context}: {what}"),
+        || async {
+            let s = admin_status(strata).await;
+            s["database"][0]["servers"][0]["reason"]
+                .to_string()
+                .contains(what)
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1806,13 +1807,11 @@ async fn psql_verifies_the_listeners_certificate_and_a_plain_client_is_refused_w
     let dir = TempDir::new();
     self_signed(dir.path(), "db", &["localhost", "127.0.0.1"]);
     let root = dir.path().join("db.pem");
-    let pg = Postgres::start();
-    pg.user_and_database("app", "secret");
     let extra = format!(
         "tls = [{{ cert = \"{0}/db.pem\", key = \"{0}/db.key\" }}]\ntls_mode = \"require\"",
         dir.path().display()
     );
-    let strata = Strata::start(&config(&[pg.addr], &extra));
+    let (_pg, strata, _) = app_database("", &extra);
     let db = strata.addr("database:app");
     let run = |mode: &str, sql: &str| {
         let out = psql_command(db, "app", "secret", "app")
@@ -1847,13 +1846,10 @@ async fn psql_verifies_the_listeners_certificate_and_a_plain_client_is_refused_w
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_server_connections_bounds_every_pool_together_and_an_idle_one_makes_room() {
-    let pg = Postgres::start();
-    pg.user_and_database("app", "secret");
-    let strata = Strata::start(&config(
-        &[pg.addr],
+    let (pg, strata, db) = app_database(
+        "",
         "pool_size = 2\nmax_server_connections = 1\nquery_wait_timeout = \"500ms\"",
-    ));
-    let db = strata.addr("database:app");
+    );
     let app_backends = move || {
         psql(
             pg.addr,
@@ -1916,13 +1912,10 @@ async fn max_server_connections_bounds_every_pool_together_and_an_idle_one_makes
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_waiting_at_max_server_connections_gets_the_connection_given_back() {
-    let pg = Postgres::start();
-    pg.user_and_database("app", "secret");
-    let strata = Strata::start(&config(
-        &[pg.addr],
+    let (_pg, strata, db) = app_database(
+        "",
         "pool_size = 4\nmax_server_connections = 1\nquery_wait_timeout = \"20s\"",
-    ));
-    let db = strata.addr("database:app");
+    );
     // one client holds the server's one connection in a transaction
     let mut holder = blocking(move || {
         let mut holder = PsqlSession::open(db, "app", "secret", "app", &[]);
@@ -2136,14 +2129,12 @@ async fn a_server_that_takes_only_tls_is_reached_over_it_and_its_certificate_che
 /// user's clients going.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_only_the_server_knows_are_looked_up_with_auth_query() {
-    let pg = Postgres::start();
-    pg.user_and_database("app", "secret");
+    let lookups = "auth_user = \"postgres\"";
+    // (the roles are looked up at each login: made after Strata started)
+    let (pg, strata, db) = app_database("", lookups);
     pg.admin("CREATE ROLE dyn LOGIN PASSWORD 'dyn-pw'");
     pg.admin("CREATE ROLE nopw LOGIN");
     pg.admin("CREATE ROLE \"it's\\x\" LOGIN PASSWORD 'q-pw'");
-    let lookups = "auth_user = \"postgres\"";
-    let strata = Strata::start(&config(&[pg.addr], lookups));
-    let db = strata.addr("database:app");
     let me = "select current_user";
     for (user, password) in [("dyn", "dyn-pw"), ("it's\\x", "q-pw")] {
         assert_eq!(psql(db, user, password, "app", me).as_deref(), Ok(user));
@@ -2240,38 +2231,23 @@ async fn scram_salt(db: SocketAddr, user: &str) -> String {
     let mut s = tokio::net::TcpStream::connect(db).await.unwrap();
     let startup = common::postgres::startup(&[("user", user), ("database", "app")]);
     s.write_all(&startup).await.unwrap();
-    let (tag, body) = one_message(&mut s).await;
-    assert_eq!(
-        (tag, &body[..4]),
-        (b'R', &10u32.to_be_bytes()[..]),
-        "{user}"
-    );
+    let m = common::postgres::read_message(&mut s)
+        .await
+        .expect("a message");
+    assert_eq!((m[0], &m[5..9]), (b'R', &10u32.to_be_bytes()[..]), "{user}");
     let first = b"n,,n=,r=0123456789abcdefghijklmn";
     let mut answer = b"SCRAM-SHA-256\0".to_vec();
     answer.extend_from_slice(&(first.len() as i32).to_be_bytes());
     answer.extend_from_slice(first);
     s.write_all(&message(b'p', &answer)).await.unwrap();
-    let (tag, body) = one_message(&mut s).await;
-    assert_eq!(
-        (tag, &body[..4]),
-        (b'R', &11u32.to_be_bytes()[..]),
-        "{user}"
-    );
-    let server_first = String::from_utf8_lossy(&body[4..]).into_owned();
+    let m = common::postgres::read_message(&mut s)
+        .await
+        .expect("a message");
+    assert_eq!((m[0], &m[5..9]), (b'R', &11u32.to_be_bytes()[..]), "{user}");
+    let server_first = String::from_utf8_lossy(&m[9..]).into_owned();
     server_first
         .split(',')
         .find_map(|p| p.strip_prefix("s="))
         .expect("a salt")
         .to_string()
-}
-
-/// One tagged message from the server side: its type and body.
-async fn one_message(s: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
-    use tokio::io::AsyncReadExt;
-    let mut head = [0u8; 5];
-    s.read_exact(&mut head).await.unwrap();
-    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-    let mut body = vec![0u8; len.saturating_sub(4)];
-    s.read_exact(&mut body).await.unwrap();
-    (head[0], body)
 }

@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use common::postgres::{
-    error_response, log_in, message, query, startup, unnamed_batch, until_closed, until_ready,
-    Postgres, PsqlSession, LIMIT, NO_PARAMETERS, SUPERUSER_PASSWORD,
+    error_response, log_in, message, query, read_message, startup, unnamed_batch, until_closed,
+    until_ready, Postgres, PsqlSession, LIMIT, NO_PARAMETERS, SUPERUSER_PASSWORD,
 };
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -314,17 +314,6 @@ async fn read_packet(s: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<Vec<
     Some(packet)
 }
 
-/// A tagged message, whole.
-async fn read_message(s: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<Vec<u8>> {
-    let mut head = [0u8; 5];
-    s.read_exact(&mut head).await.ok()?;
-    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-    let mut m = head.to_vec();
-    m.resize(1 + len.max(4), 0);
-    s.read_exact(&mut m[5..]).await.ok()?;
-    Some(m)
-}
-
 /// What the fake servers say at login: trust, three ParameterStatus, the backend key
 /// (42, 7), ReadyForQuery.
 fn fake_welcome() -> Vec<u8> {
@@ -389,6 +378,17 @@ async fn scripted_server() -> (
 /// is taken as the primary without checks, so a fake server sees only the pool's connections.
 const SCRAM_ONLY: &str = "SCRAM-SHA-256$4096:c2FsdHNhbHQ=$WdgDeNvIvjOQwS5zAOX4eI6QNAgNaa6VGz5zzNpcTaM=:Sqjr3kNgZo0E7iz0rbkWqAQ3rtVYjc2NTFZdnkU7CMU=";
 
+/// Strata in front of the fake `server` alone: trust, one server connection, and `extra` in
+/// its `[[database]]`. The only user has a SCRAM secret, which can't log Strata in by itself
+/// (see [`SCRAM_ONLY`]), so the server sees only the pool's connections.
+fn before_fake(server: SocketAddr, extra: &str) -> Strata {
+    Strata::start(&format!(
+        "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:0\"\nservers = [\"{server}\"]\n\
+         auth_type = \"trust\"\npool_size = 1\n{extra}\n\
+         [[database.users]]\nname = \"app\"\npassword = \"{SCRAM_ONLY}\"\n"
+    ))
+}
+
 /// The welcome a client gets, with the BackendKeyData's key (random) zeroed.
 fn masked(welcome: Vec<(u8, Vec<u8>)>) -> Vec<(u8, Vec<u8>)> {
     welcome
@@ -412,11 +412,7 @@ async fn a_fake_server_receives_exactly_the_startup_and_the_parameters_strata_se
     let (server, received) = fake_server().await;
     // no check_user (the only user has a SCRAM secret, which can't log in by itself): the
     // single server is taken as the primary; the fake server asks for no password
-    let strata = Strata::start(&format!(
-        "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:0\"\nservers = [\"{server}\"]\n\
-         auth_type = \"trust\"\npool_size = 1\n\
-         [[database.users]]\nname = \"app\"\npassword = \"{SCRAM_ONLY}\"\n"
-    ));
+    let strata = before_fake(server, "");
     let db = strata.addr("database:app");
 
     // a client that sets application_name (with a quote), and a parameter the pooler has no
@@ -928,11 +924,7 @@ fn data_row(value: &str) -> Vec<u8> {
 /// Strata in front of `server` with one connection, which reads share whenever it is in use;
 /// clients log in without a password.
 fn one_shared_connection(server: SocketAddr) -> (Strata, SocketAddr) {
-    let strata = Strata::start(&format!(
-        "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:0\"\nservers = [\"{server}\"]\n\
-         auth_type = \"trust\"\npool_size = 1\nread_pipeline_from = 1\n\
-         [[database.users]]\nname = \"app\"\npassword = \"{SCRAM_ONLY}\"\n"
-    ));
+    let strata = before_fake(server, "read_pipeline_from = 1\n");
     let db = strata.addr("database:app");
     (strata, db)
 }
@@ -1051,11 +1043,7 @@ async fn a_cancel_that_hits_the_next_read_on_a_shared_connection_sends_that_read
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_begin_answered_by_strata_reaches_the_server_with_the_first_statement() {
     let (server, mut heard, say) = scripted_server().await;
-    let strata = Strata::start(&format!(
-        "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:0\"\nservers = [\"{server}\"]\n\
-         auth_type = \"trust\"\npool_size = 1\n\
-         [[database.users]]\nname = \"app\"\npassword = \"{SCRAM_ONLY}\"\n"
-    ));
+    let strata = before_fake(server, "");
     let db = strata.addr("database:app");
     let (mut c, _) = log_in(db, &[]).await;
     let tags = |got: &[(u8, Vec<u8>)]| got.iter().map(|(t, _)| *t).collect::<Vec<u8>>();
@@ -1446,11 +1434,7 @@ async fn a_server_gets_asked_for_tls_first_and_cant_slip_bytes_in_clear_behind_i
                 });
             }
         });
-        let strata = Strata::start(&format!(
-            "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:0\"\nservers = [\"{server}\"]\n\
-             auth_type = \"trust\"\npool_size = 1\nserver_tls_mode = \"{mode}\"\n\
-             [[database.users]]\nname = \"app\"\npassword = \"{SCRAM_ONLY}\"\n"
-        ));
+        let strata = before_fake(server, &format!("server_tls_mode = \"{mode}\"\n"));
         let db = strata.addr("database:app");
         let mut c = TcpStream::connect(db).await.unwrap();
         c.write_all(&startup(&[("user", "app"), ("database", "app")]))
@@ -1576,13 +1560,7 @@ async fn a_server_on_tls_gets_the_login_the_queries_and_the_cancel_request_insid
     let dir = TempDir::new();
     self_signed(dir.path(), "pg", &["db.internal"]);
     let (server, mut heard) = tls_server(dir.path(), "pg", false).await;
-    let strata = Strata::start(&format!(
-        "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:0\"\nservers = [\"{server}\"]\n\
-         auth_type = \"trust\"\npool_size = 1\nserver_tls_mode = \"verify-full\"\n\
-         server_tls_ca = \"{}/pg.pem\"\nserver_tls_name = \"db.internal\"\n\
-         [[database.users]]\nname = \"app\"\npassword = \"{SCRAM_ONLY}\"\n",
-        dir.path().display()
-    ));
+    let strata = before_fake(server, &format!("server_tls_mode = \"verify-full\"\nserver_tls_ca = \"{}/pg.pem\"\nserver_tls_name = \"db.internal\"\n", dir.path().display()));
     let db = strata.addr("database:app");
     let mut next = async || {
         let (tls, bytes) = tokio::time::timeout(LIMIT, heard.recv())
@@ -1626,11 +1604,7 @@ async fn a_cancel_for_a_connection_on_tls_is_not_sent_in_clear_when_tls_is_refus
     let dir = TempDir::new();
     self_signed(dir.path(), "pg", &["db.internal"]);
     let (server, mut heard) = tls_server(dir.path(), "pg", true).await;
-    let strata = Strata::start(&format!(
-        "[[database]]\nname = \"app\"\nlisten = \"127.0.0.1:0\"\nservers = [\"{server}\"]\n\
-         auth_type = \"trust\"\npool_size = 1\n\
-         [[database.users]]\nname = \"app\"\npassword = \"{SCRAM_ONLY}\"\n"
-    ));
+    let strata = before_fake(server, "");
     let db = strata.addr("database:app");
     let mut next = async || {
         tokio::time::timeout(LIMIT, heard.recv())

@@ -511,3 +511,14 @@ pub fn unnamed_batch(sql: &str, params: &[u8], sync: bool) -> Vec<u8> {
 
 /// The Bind parameters of a statement that takes none.
 pub const NO_PARAMETERS: &[u8] = b"\0\0\0\0\0\0";
+
+/// A tagged message, whole.
+pub async fn read_message(s: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<Vec<u8>> {
+    let mut head = [0u8; 5];
+    s.read_exact(&mut head).await.ok()?;
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    let mut m = head.to_vec();
+    m.resize(1 + len.max(4), 0);
+    s.read_exact(&mut m[5..]).await.ok()?;
+    Some(m)
+}
